@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine:
+#   make test   create .venv if missing, install eie with its test dependencies, run pytest
+#   make demo   create .venv if missing, install eie with the demo dependencies, run the main job
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# pytest options; the default runs the CI suite on 2 workers. `make test-full` runs every matrix.
+PYTEST_ARGS ?= -n 2 -m "not slow"
+DEMO_ARGS ?=
+
+.PHONY: test test-full demo venv clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-full: $(VENV)/.installed
+	$(PY) -m pytest -n 2
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/eie demo $(DEMO_ARGS)
+
+clean:
+	rm -rf out build .pytest_cache
