@@ -1,0 +1,194 @@
+"""Magnitude pruning, per layer, the Deep Compression way.
+
+Two rules choose a layer's threshold ``t``; a weight is kept when ``|w| >= t`` (and ``w != 0``):
+
+- **density** ``D`` in (0, 1]: ``t`` is the ``k``-th largest magnitude, ``k = round(D * size)``
+  (at least 1), so about ``D * size`` weights stay. Weights tied with the threshold all stay, so the
+  kept count can exceed ``k`` by the number of ties.
+- **quality** ``Q`` (``--prune-std``): ``t = Q * std(W)``, Han et al.'s rule (the standard
+  deviation of all the layer's weights as given, computed in float64).
+
+A zero weight is never kept (it would cost an entry and computes nothing).
+
+For retraining, :func:`prune` takes the mask of an earlier step: pruned weights stay pruned, and
+the density is then a fraction of the whole layer, chosen among the weights still kept, so
+iterative pruning (``D = 0.5, 0.25, 0.1, ...``) shrinks the mask monotonically. Between steps,
+training keeps the pruned weights at zero with :func:`apply_mask` after every update.
+
+Memory: the threshold search copies ``|W|`` once (one dense float32/float64 matrix) and keeps a
+band of candidate magnitudes; the mask is one byte a weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import EieError
+
+__all__ = [
+    "PruneResult",
+    "magnitude_threshold",
+    "std_threshold",
+    "prune",
+    "prune_to_density",
+    "apply_mask",
+    "check_density",
+]
+
+#: Rows processed at once by the chunked statistics (bounded temporary memory).
+_CHUNK_ELEMS = 1 << 22
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """A pruning decision: ``mask`` (bool, True = kept) and the magnitude ``threshold`` used."""
+
+    mask: np.ndarray
+    threshold: float
+
+    @property
+    def kept(self) -> int:
+        """Number of weights kept."""
+        return int(np.count_nonzero(self.mask))
+
+    @property
+    def density(self) -> float:
+        """Fraction of the layer's weights kept."""
+        return self.kept / self.mask.size if self.mask.size else 0.0
+
+
+def check_density(density: float, what: str = "density") -> float:
+    """Return ``density`` as a float, or raise :class:`EieError` unless it is in (0, 1]."""
+    try:
+        d = float(density)
+    except (TypeError, ValueError):
+        raise EieError(f"{what} {density!r} is not a number (give a fraction in (0, 1])") from None
+    if not (0.0 < d <= 1.0):  # also rejects NaN
+        raise EieError(f"{what} {density!r} is outside (0, 1] (give the fraction of weights to keep, e.g. 0.1)")
+    return d
+
+
+def _check_weights(weights: np.ndarray) -> np.ndarray:
+    w = np.asarray(weights)
+    if w.ndim != 2:
+        raise EieError(f"weight matrix has shape {w.shape}; expected 2-D (n_out, n_in)")
+    if not np.issubdtype(w.dtype, np.floating):
+        w = w.astype(np.float64)
+    return w
+
+
+def _kth_largest(values: np.ndarray, k: int) -> float:
+    """The ``k``-th largest element of the 1-D ``values`` (``1 <= k <= values.size``); ``values``
+    may be reordered. A sample brackets the answer so that only a small band is partitioned."""
+    n = values.size
+    if n > (1 << 20) and k < n // 4:
+        # The sample quantile (with a safety margin) is a lower bound for the k-th largest with
+        # overwhelming probability; verify by counting and fall back to a full partition if not.
+        step = max(1, n // (1 << 18))
+        sample = np.sort(values[::step])
+        q = 1.0 - k / n
+        pos = max(0, int(q * sample.size) - 8 * int(np.sqrt(sample.size)) - 1)
+        lo = sample[pos]
+        band = values[values >= lo]
+        if band.size >= k:
+            kth = band.size - k
+            band.partition(kth)
+            return float(band[kth])
+    kth = n - k
+    values.partition(kth)
+    return float(values[kth])
+
+
+def magnitude_threshold(weights: np.ndarray, density: float, mask: np.ndarray | None = None) -> float:
+    """Threshold keeping about ``density * weights.size`` weights of largest magnitude.
+
+    With ``mask``, only weights where ``mask`` is True compete (and the count is still a fraction of
+    the whole layer); if fewer than that are candidates, all of them are kept.
+    """
+    w = _check_weights(weights)
+    d = check_density(density)
+    k = max(1, int(round(d * w.size)))
+    if mask is not None:
+        cand = np.abs(w[mask])
+    else:
+        cand = np.abs(w).ravel()
+    if k >= cand.size:  # keep every candidate: the threshold is the smallest nonzero magnitude
+        nonzero = cand[cand > 0]
+        return float(nonzero.min()) if nonzero.size else 0.0
+    return _kth_largest(cand, k)
+
+
+def _chunked_std(w: np.ndarray) -> float:
+    flat = w.reshape(-1)
+    total = 0.0
+    for start in range(0, flat.size, _CHUNK_ELEMS):
+        total += float(np.sum(flat[start:start + _CHUNK_ELEMS], dtype=np.float64))
+    mean = total / flat.size
+    sq = 0.0
+    for start in range(0, flat.size, _CHUNK_ELEMS):
+        c = flat[start:start + _CHUNK_ELEMS].astype(np.float64) - mean
+        sq += float(np.dot(c, c))
+    return float(np.sqrt(sq / flat.size))
+
+
+def std_threshold(weights: np.ndarray, quality: float) -> float:
+    """Deep Compression's threshold ``quality * std(weights)`` (population std, float64)."""
+    w = _check_weights(weights)
+    try:
+        q = float(quality)
+    except (TypeError, ValueError):
+        raise EieError(f"prune quality {quality!r} is not a number (give e.g. 1.0)") from None
+    if not (np.isfinite(q) and q >= 0.0):
+        raise EieError(f"prune quality {quality!r} must be a finite number >= 0 (threshold = quality x std)")
+    if w.size == 0:
+        return 0.0
+    return q * _chunked_std(w)
+
+
+def prune(
+    weights: np.ndarray,
+    *,
+    density: float | None = None,
+    std_quality: float | None = None,
+    mask: np.ndarray | None = None,
+) -> PruneResult:
+    """Choose which weights of one layer to keep.
+
+    Give exactly one of ``density`` (fraction of the layer to keep) or ``std_quality`` (threshold
+    = quality x std). ``mask`` (optional) is the previous step's mask: weights it pruned stay
+    pruned. Returns the new mask (a fresh array) and the threshold; ``weights`` is not modified.
+    """
+    w = _check_weights(weights)
+    if (density is None) == (std_quality is None):
+        raise EieError("give exactly one of density or prune quality (--density D or --prune-std Q)")
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != w.shape:
+            raise EieError(f"mask has shape {mask.shape} but the weights have shape {w.shape}")
+    if density is not None:
+        t = magnitude_threshold(w, density, mask)
+    else:
+        t = std_threshold(w, std_quality)
+    if t > 0:
+        keep = np.abs(w) >= t
+    else:
+        keep = w != 0
+    if mask is not None:
+        keep &= mask
+    return PruneResult(mask=keep, threshold=float(t))
+
+
+def apply_mask(weights: np.ndarray, mask: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Zero the pruned weights: ``weights * mask``, into ``out`` (may be ``weights`` itself)."""
+    return np.multiply(weights, mask, out=out)
+
+
+def prune_to_density(
+    weights: np.ndarray, density: float, mask: np.ndarray | None = None
+) -> tuple[float, np.ndarray]:
+    """Shorthand for the retraining loop: ``(threshold, mask)`` keeping about ``density`` of the
+    layer (see :func:`prune`)."""
+    r = prune(weights, density=density, mask=mask)
+    return r.threshold, r.mask
