@@ -1,0 +1,400 @@
+"""Encoding of compressed layers into EIE's interleaved sparse format (the contract's storage format).
+
+A layer ``y = W @ x`` with ``W`` of shape ``(n_out, n_in)`` is stored as 4-bit codebook indices
+(``codes``, 0 = zero weight) and a 16-entry codebook. On ``N`` PEs:
+
+* output row ``i`` belongs to PE ``i % N`` at local row ``i // N``;
+* per PE and column ``j``, the nonzeros in increasing local row become entries ``(code, z)``,
+  ``z`` counting the zero local rows skipped since the previous entry of the column (or since local
+  row 0); a gap ``d > 15`` first emits ``d // 16`` padding entries ``(0, 15)``, each standing on a
+  row itself, then ``(code, d % 16)``;
+* entry byte ``= (z << 4) | code``; 64-bit words hold 8 entries, entry ``e`` at bits
+  ``[8e+7 : 8e]``; columns lie back to back and may straddle words;
+* per PE, ``n_in + 1`` pointers (entry indices counted from the layer's entry base):
+  column ``j`` is entries ``[p[j], p[j+1])``.
+
+:func:`build_image` lays several layers out in the SRAMs and checks capacity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .errors import EieError
+from .fixedpoint import INT16_MAX, INT16_MIN, MAX_W_FRAC
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .image import Image
+
+__all__ = [
+    "QuantLayer",
+    "EncodedPE",
+    "PADDING_BYTE",
+    "ENTRIES_PER_WORD",
+    "entry_byte",
+    "split_entry_bytes",
+    "encode_column_entries",
+    "encode_layer",
+    "decode_layer",
+    "pack_words",
+    "unpack_words",
+    "pe_rows",
+    "build_image",
+]
+
+#: Entries in one 64-bit sparse-matrix word.
+ENTRIES_PER_WORD = 8
+#: The padding entry ``(code 0, z 15)`` as a byte.
+PADDING_BYTE = 0xF0
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+@dataclass
+class QuantLayer:
+    """One compressed layer, ready to encode.
+
+    ``codes`` uint8 ``(n_out, n_in)`` with values 0..15 (0 is a zero weight); ``codebook`` int16
+    ``(16,)`` with ``codebook[0] == 0``; ``w_frac`` the weight shift (fraction bits, 0..30);
+    ``bias`` int16 ``(n_out,)`` in the activation format, or None; ``relu`` whether the write-back
+    clamps at 0. Invalid fields raise :class:`EieError` naming the field, the value and the limit.
+    """
+
+    codes: np.ndarray
+    codebook: np.ndarray
+    w_frac: int
+    bias: np.ndarray | None = None
+    relu: bool = True
+
+    def __post_init__(self) -> None:
+        codes = np.asarray(self.codes)
+        if codes.ndim != 2 or codes.shape[0] < 1 or codes.shape[1] < 1:
+            raise EieError(f"codes must be a 2-D (n_out, n_in) array with n_out, n_in >= 1, "
+                           f"got shape {codes.shape}")
+        if codes.dtype.kind not in "iu":
+            raise EieError(f"codes must be integers 0..15, got dtype {codes.dtype}")
+        if codes.size and (int(codes.min()) < 0 or int(codes.max()) > 15):
+            raise EieError(f"codes must lie in 0..15 (4-bit codebook indices), got values "
+                           f"{int(codes.min())}..{int(codes.max())}")
+        self.codes = np.ascontiguousarray(codes, dtype=np.uint8)
+
+        cb = np.asarray(self.codebook)
+        if cb.shape != (16,) or cb.dtype.kind not in "iu":
+            raise EieError(f"codebook must be 16 integers, got shape {cb.shape} dtype {cb.dtype}")
+        if int(cb.min()) < INT16_MIN or int(cb.max()) > INT16_MAX:
+            raise EieError(f"codebook entries must fit int16 [{INT16_MIN}, {INT16_MAX}], got "
+                           f"{int(cb.min())}..{int(cb.max())}")
+        if int(cb[0]) != 0:
+            raise EieError(f"codebook[0] must be 0 (the explicit zero used by padding), "
+                           f"got {int(cb[0])}")
+        self.codebook = cb.astype(np.int16)
+
+        if not _is_int(self.w_frac) or not 0 <= self.w_frac <= MAX_W_FRAC:
+            raise EieError(f"w_frac must be an integer in [0, {MAX_W_FRAC}], got {self.w_frac!r}")
+        self.w_frac = int(self.w_frac)
+
+        if self.bias is not None:
+            b = np.asarray(self.bias)
+            if b.shape != (self.n_out,) or b.dtype.kind not in "iu":
+                raise EieError(f"bias must be {self.n_out} integers (one per output), got shape "
+                               f"{b.shape} dtype {b.dtype}")
+            if b.size and (int(b.min()) < INT16_MIN or int(b.max()) > INT16_MAX):
+                raise EieError(f"bias must fit int16 [{INT16_MIN}, {INT16_MAX}], got "
+                               f"{int(b.min())}..{int(b.max())}")
+            self.bias = b.astype(np.int16)
+        if not isinstance(self.relu, (bool, np.bool_)):
+            raise EieError(f"relu must be a bool, got {self.relu!r}")
+        self.relu = bool(self.relu)
+
+    @property
+    def n_out(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def n_in(self) -> int:
+        return int(self.codes.shape[1])
+
+    @property
+    def nonzeros(self) -> int:
+        """Number of nonzero codes (stored weights, padding excluded)."""
+        return int(np.count_nonzero(self.codes))
+
+    def weights(self) -> np.ndarray:
+        """The integer weights ``codebook[codes]`` (int64, shape ``(n_out, n_in)``), in units of
+        ``2**-w_frac``."""
+        return self.codebook.astype(np.int64)[self.codes]
+
+
+@dataclass
+class EncodedPE:
+    """One PE's share of one layer: ``entries`` (uint8 entry bytes ``(z << 4) | code``, all
+    columns back to back), ``pointers`` (uint32, ``n_in + 1``, from 0) and ``n_padding`` (how
+    many of the entries are padding ``(0, 15)``)."""
+
+    entries: np.ndarray
+    pointers: np.ndarray
+    n_padding: int
+
+    @property
+    def n_entries(self) -> int:
+        return int(self.entries.size)
+
+
+def entry_byte(code: np.ndarray | int, z: np.ndarray | int) -> np.ndarray:
+    """Entry bytes ``(z << 4) | code`` (uint8)."""
+    return ((np.asarray(z, dtype=np.uint8) << 4) | np.asarray(code, dtype=np.uint8)).astype(np.uint8)
+
+
+def split_entry_bytes(entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entry bytes back to ``(code, z)`` arrays (uint8)."""
+    e = np.asarray(entries, dtype=np.uint8)
+    return (e & 0xF).astype(np.uint8), (e >> 4).astype(np.uint8)
+
+
+def pe_rows(n_out: int, n_pe: int, pe: int) -> int:
+    """How many output rows PE ``pe`` owns (rows ``pe, pe + n_pe, ...`` below ``n_out``)."""
+    return max(0, (n_out - pe + n_pe - 1) // n_pe)
+
+
+def encode_column_entries(local_rows: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Encode one PE's column: nonzeros at increasing ``local_rows`` with codes 1..15 become
+    ``(code, z)`` arrays with padding, the contract's rule stated directly.
+
+    >>> encode_column_entries([2, 3, 22], [1, 2, 3])   # column [0,0,1,2, 18 zeros, 3]
+    (array([1, 2, 0, 3], dtype=uint8), array([ 2,  0, 15,  2], dtype=uint8))
+    """
+    rows = np.asarray(local_rows, dtype=np.int64).ravel()
+    cs = np.asarray(codes, dtype=np.int64).ravel()
+    if rows.shape != cs.shape:
+        raise ValueError(f"local_rows and codes differ in length ({rows.size} vs {cs.size})")
+    if rows.size and (rows[0] < 0 or np.any(np.diff(rows) <= 0)):
+        raise ValueError("local_rows must be non-negative and strictly increasing")
+    if cs.size and (cs.min() < 1 or cs.max() > 15):
+        raise ValueError("codes of nonzeros must lie in 1..15")
+    out_code: list[int] = []
+    out_z: list[int] = []
+    prev = -1
+    for r, c in zip(rows.tolist(), cs.tolist()):
+        d = r - prev - 1                    # zero rows skipped since the previous entry
+        for _ in range(d // 16):            # each padding entry skips 15 and stands on one row
+            out_code.append(0)
+            out_z.append(15)
+        out_code.append(c)
+        out_z.append(d % 16)
+        prev = r
+    return np.array(out_code, dtype=np.uint8), np.array(out_z, dtype=np.uint8)
+
+
+def _encode_pe(sub: np.ndarray) -> EncodedPE:
+    """Vectorised encoding of one PE's rows ``sub`` (n_local, n_in) of codes."""
+    n_in = sub.shape[1]
+    cols, rows = np.nonzero(sub.T)          # sorted by column, then by local row
+    rows = rows.astype(np.int64)
+    cols = cols.astype(np.int64)
+    code = sub[rows, cols].astype(np.uint8)
+    prev = np.empty_like(rows)
+    if rows.size:
+        prev[0] = -1
+        prev[1:] = rows[:-1]
+        prev[1:][cols[1:] != cols[:-1]] = -1
+    d = rows - prev - 1
+    npad = d // 16
+    count = npad + 1                        # entries each nonzero costs, padding included
+    ends = np.cumsum(count) - 1
+    entries = np.full(int(count.sum()), PADDING_BYTE, dtype=np.uint8)
+    entries[ends] = entry_byte(code, (d % 16).astype(np.uint8))
+    per_col = np.bincount(cols, weights=count, minlength=n_in).astype(np.int64)
+    pointers = np.zeros(n_in + 1, dtype=np.int64)
+    np.cumsum(per_col, out=pointers[1:])
+    return EncodedPE(entries=entries, pointers=pointers.astype(np.uint32),
+                     n_padding=int(npad.sum()))
+
+
+def _check_n_pe(n_pe) -> int:
+    if not _is_int(n_pe) or n_pe < 1:
+        raise EieError(f"the number of PEs must be an integer >= 1, got {n_pe!r}")
+    return int(n_pe)
+
+
+def encode_layer(layer: QuantLayer, n_pe: int) -> list[EncodedPE]:
+    """Encode a layer for ``n_pe`` PEs: per PE, entry bytes, ``n_in + 1`` pointers from 0 and the
+    padding count. PEs that own no rows (``n_pe > n_out``) get no entries and all-zero pointers."""
+    n_pe = _check_n_pe(n_pe)
+    return [_encode_pe(layer.codes[k::n_pe, :]) for k in range(n_pe)]
+
+
+def decode_layer(entries_per_pe: Sequence[np.ndarray], pointers_per_pe: Sequence[np.ndarray],
+                 n_in: int, n_out: int, n_pe: int) -> np.ndarray:
+    """Decode per-PE entries and pointers back to codes ``(n_out, n_in)`` (uint8).
+
+    ``entries_per_pe[k]`` holds at least PE ``k``'s entries of this layer (from its entry base);
+    ``pointers_per_pe[k]`` its ``n_in + 1`` pointers. Raises :class:`EieError` when pointers are
+    not monotonic from 0, point past the entries, or an entry lands beyond the PE's rows.
+    """
+    n_pe = _check_n_pe(n_pe)
+    if len(entries_per_pe) != n_pe or len(pointers_per_pe) != n_pe:
+        raise EieError(f"expected {n_pe} PEs of entries and pointers, got "
+                       f"{len(entries_per_pe)} and {len(pointers_per_pe)}")
+    out = np.zeros((n_out, n_in), dtype=np.uint8)
+    for k in range(n_pe):
+        p = np.asarray(pointers_per_pe[k]).astype(np.int64)
+        e = np.asarray(entries_per_pe[k], dtype=np.uint8)
+        if p.shape != (n_in + 1,):
+            raise EieError(f"PE {k}: expected {n_in + 1} pointers (n_in + 1), got {p.size}")
+        if p[0] != 0:
+            raise EieError(f"PE {k}: the first pointer must be 0, got {int(p[0])}")
+        if np.any(np.diff(p) < 0):
+            j = int(np.argmax(np.diff(p) < 0))
+            raise EieError(f"PE {k}: pointers decrease at column {j} ({int(p[j])} -> {int(p[j + 1])})")
+        if p[-1] > e.size:
+            raise EieError(f"PE {k}: pointers reach entry {int(p[-1])} but only {e.size} "
+                           f"entries are stored")
+        n = int(p[-1])
+        if n == 0:
+            continue
+        code, z = split_entry_bytes(e[:n])
+        cs = np.cumsum(z.astype(np.int64) + 1)
+        col = np.repeat(np.arange(n_in, dtype=np.int64), np.diff(p))
+        start = p[col]
+        base = np.where(start > 0, cs[np.maximum(start - 1, 0)], 0)
+        row = cs - base - 1
+        n_local = pe_rows(n_out, n_pe, k)
+        if np.any(row >= n_local):
+            i = int(np.argmax(row >= n_local))
+            raise EieError(f"PE {k}: entry {i} of column {int(col[i])} lands on local row "
+                           f"{int(row[i])} but the PE owns {n_local} rows (n_out={n_out}, "
+                           f"N={n_pe})")
+        nz = code != 0
+        out[k + n_pe * row[nz], col[nz]] = code[nz]
+    return out
+
+
+def pack_words(entry_bytes: np.ndarray) -> np.ndarray:
+    """Entry bytes to 64-bit words, 8 a word, entry ``e`` of a word at bits ``[8e+7 : 8e]``; the
+    last word is zero-padded. uint64 out, ``ceil(n / 8)`` words."""
+    e = np.asarray(entry_bytes, dtype=np.uint8).ravel()
+    n_words = -(-e.size // ENTRIES_PER_WORD)
+    buf = np.zeros(n_words * ENTRIES_PER_WORD, dtype=np.uint8)
+    buf[: e.size] = e
+    return np.frombuffer(buf.tobytes(), dtype="<u8").astype(np.uint64)
+
+
+def unpack_words(words: np.ndarray, n_entries: int) -> np.ndarray:
+    """The first ``n_entries`` entry bytes of 64-bit words (inverse of :func:`pack_words`)."""
+    w = np.asarray(words, dtype=np.uint64).ravel()
+    if not _is_int(n_entries) or not 0 <= n_entries <= w.size * ENTRIES_PER_WORD:
+        raise ValueError(f"n_entries must be in [0, {w.size * ENTRIES_PER_WORD}] for {w.size} "
+                         f"words, got {n_entries!r}")
+    return np.frombuffer(w.astype("<u8").tobytes(), dtype=np.uint8)[: int(n_entries)].copy()
+
+
+def _ceil_word(n: int) -> int:
+    return -(-n // ENTRIES_PER_WORD) * ENTRIES_PER_WORD
+
+
+def _check_depth(name: str, value) -> int | None:
+    if value is None:
+        return None
+    if not _is_int(value) or value < 1:
+        raise EieError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_bits: int = 32, *,
+                ptr_depth: int | None = None, spmat_depth: int | None = None,
+                act_depth: int | None = None, bias_depth: int | None = None) -> "Image":
+    """Encode ``layers`` (run back to back) for ``n_pe`` PEs into one SRAM image.
+
+    Bases follow the contract: ``ptr_base`` is the sum of ``n_in + 1`` over earlier layers;
+    ``entry_base`` (an entry index, a multiple of 8) is the first word boundary after the largest
+    PE's entries of the previous layer; ``bias_base`` the sum of ``ceil(n_out / N)`` over earlier
+    layers with bias. Optional depths (per PE: pointers, 64-bit sparse-matrix words, activations,
+    biases) are checked and a layer that does not fit raises :class:`EieError` saying by how much.
+    """
+    from .image import Image, LayerDesc, compute_layer_stats
+
+    n_pe = _check_n_pe(n_pe)
+    if not _is_int(act_frac) or not 0 <= act_frac <= 15:
+        raise EieError(f"act_frac must be an integer in [0, 15], got {act_frac!r}")
+    if not _is_int(acc_bits) or not 16 <= acc_bits <= 64:
+        raise EieError(f"acc_bits must be an integer in [16, 64], got {acc_bits!r}")
+    ptr_depth = _check_depth("ptr_depth", ptr_depth)
+    spmat_depth = _check_depth("spmat_depth", spmat_depth)
+    act_depth = _check_depth("act_depth", act_depth)
+    bias_depth = _check_depth("bias_depth", bias_depth)
+    layers = list(layers)
+    if not layers:
+        raise EieError("an image needs at least one layer")
+    for l, layer in enumerate(layers):
+        if not isinstance(layer, QuantLayer):
+            raise EieError(f"layer {l} is a {type(layer).__name__}, not a QuantLayer")
+        if l and layer.n_in != layers[l - 1].n_out:
+            raise EieError(f"layer {l} takes {layer.n_in} inputs but layer {l - 1} gives "
+                           f"{layers[l - 1].n_out} outputs")
+
+    descs: list[LayerDesc] = []
+    encoded: list[list[EncodedPE]] = []
+    ptr_base = entry_base = bias_base = 0
+    for l, layer in enumerate(layers):
+        if act_depth is not None:
+            for what, n in (("inputs", layer.n_in), ("outputs", layer.n_out)):
+                per_pe = -(-n // n_pe)
+                if per_pe > act_depth:
+                    raise EieError(f"layer {l} has {n} {what}, {per_pe} per PE, but the activation "
+                                   f"SRAM holds {act_depth} per PE (raise --act-depth or add PEs)")
+        enc = encode_layer(layer, n_pe)
+        if ptr_depth is not None and ptr_base + layer.n_in + 1 > ptr_depth:
+            raise EieError(f"layer {l} needs pointers up to {ptr_base + layer.n_in + 1} "
+                           f"({layer.n_in + 1} of its own from {ptr_base}) but the pointer SRAM "
+                           f"holds {ptr_depth} (raise --ptr-depth)")
+        if spmat_depth is not None:
+            for k, e in enumerate(enc):
+                if entry_base + e.n_entries > spmat_depth * ENTRIES_PER_WORD:
+                    own = "" if entry_base == 0 else \
+                        f" (its own {e.n_entries} from entry {entry_base})"
+                    raise EieError(
+                        f"layer {l} needs {entry_base + e.n_entries} sparse-matrix entries in PE "
+                        f"{k}{own} but the SRAM holds {spmat_depth * ENTRIES_PER_WORD} "
+                        f"({spmat_depth} words) (raise --spmat-depth or add PEs)")
+        slots = -(-layer.n_out // n_pe) if layer.bias is not None else 0
+        if bias_depth is not None and layer.bias is not None and bias_base + slots > bias_depth:
+            raise EieError(f"layer {l} needs bias slots up to {bias_base + slots} ({slots} per PE "
+                           f"from {bias_base}) but the bias SRAM holds {bias_depth} "
+                           f"(raise --bias-depth or add PEs)")
+        descs.append(LayerDesc(
+            n_in=layer.n_in, n_out=layer.n_out, w_frac=layer.w_frac, relu=layer.relu,
+            codebook=[int(c) for c in layer.codebook], ptr_base=ptr_base, entry_base=entry_base,
+            bias_base=bias_base, has_bias=layer.bias is not None,
+            stats=compute_layer_stats(layer.nonzeros, layer.n_in, layer.n_out,
+                                      [e.n_entries for e in enc], [e.n_padding for e in enc]),
+        ))
+        encoded.append(enc)
+        ptr_base += layer.n_in + 1
+        bias_base += slots
+        entry_base = _ceil_word(entry_base + max(e.n_entries for e in enc))
+
+    n_words = entry_base // ENTRIES_PER_WORD
+    ptr: list[np.ndarray] = []
+    spmat: list[np.ndarray] = []
+    for k in range(n_pe):
+        ptr.append(np.concatenate([enc[k].pointers for enc in encoded]).astype(np.uint32))
+        buf = np.zeros(n_words * ENTRIES_PER_WORD, dtype=np.uint8)
+        for desc, enc in zip(descs, encoded):
+            buf[desc.entry_base: desc.entry_base + enc[k].n_entries] = enc[k].entries
+        spmat.append(pack_words(buf))
+    bias = None
+    if any(layer.bias is not None for layer in layers):
+        bias = [np.zeros(bias_base, dtype=np.int16) for _ in range(n_pe)]
+        for desc, layer in zip(descs, layers):
+            if layer.bias is None:
+                continue
+            for k in range(n_pe):
+                own = layer.bias[k::n_pe]
+                bias[k][desc.bias_base: desc.bias_base + own.size] = own
+    return Image(n_pe=n_pe, act_frac=int(act_frac), acc_bits=int(acc_bits), layers=descs,
+                 ptr=ptr, spmat=spmat, bias=bias)

@@ -1,0 +1,130 @@
+"""The bit-exact EIE golden model: what the hardware must compute, for any batch.
+
+Per layer and sample (the contract's numeric semantics):
+
+* ``acc[i] = bias[i] << w_frac`` (0 without bias);
+* ``acc[i] += a[j] * w[i, j]`` for every stored weight, full 32-bit products;
+* the accumulator is ``acc_bits`` wide and wraps around (two's complement), so the order of
+  accumulation does not matter: the sum is computed exactly in int64 and wrapped once;
+* ``y[i] = saturate16(round_half_even(acc[i] / 2**w_frac))``, then ``max(y, 0)`` with ReLU.
+
+:func:`golden_forward` decodes the weights from an :class:`~eie.sw.image.Image` (so it also checks
+the encoding) and reports, per layer, the work statistics behind the contract's ideal cycle bound.
+:func:`golden_forward_layers` runs the same arithmetic on :class:`~eie.sw.encode.QuantLayer` objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .encode import QuantLayer
+from .errors import EieError
+from .fixedpoint import INT16_MAX, INT16_MIN, wrap, writeback
+from .image import Image
+
+__all__ = ["LayerStats", "GoldenResult", "layer_forward", "golden_forward",
+           "golden_forward_layers", "check_input"]
+
+
+@dataclass
+class LayerStats:
+    """Work of one layer; arrays over the batch where per-sample."""
+
+    nonzero_inputs: np.ndarray      # (batch,) nonzero input activations
+    entries_per_pe: np.ndarray      # (n_pe,) entries incl. padding, whole layer
+    padding_per_pe: np.ndarray      # (n_pe,)
+    work_entries: np.ndarray        # (batch,) entries (padding incl.) of nonzero-input columns
+    work_per_pe: np.ndarray         # (batch, n_pe) the same per PE
+    bound: np.ndarray               # (batch,) max(nonzero_inputs, ceil(work_entries / n_pe))
+
+
+@dataclass
+class GoldenResult:
+    outputs: np.ndarray             # int16 (batch, n_out of the last layer)
+    layer_outputs: list[np.ndarray] # int16 (batch, n_out) per layer
+    stats: list[LayerStats]
+
+
+def check_input(x: np.ndarray, n_in: int) -> np.ndarray:
+    """Validate activations: integers within int16, shape ``(n_in,)`` or ``(batch, n_in)``.
+    Returns int64 ``(batch, n_in)``; raises :class:`EieError` otherwise."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu":
+        raise EieError(f"inputs must be int16 activations (quantize with act_frac first), got "
+                       f"dtype {a.dtype}")
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] != n_in:
+        raise EieError(f"inputs must have shape (batch, {n_in}) or ({n_in},), got {np.shape(x)}")
+    if a.size and (int(a.min()) < INT16_MIN or int(a.max()) > INT16_MAX):
+        raise EieError(f"inputs must fit int16 [{INT16_MIN}, {INT16_MAX}], got "
+                       f"{int(a.min())}..{int(a.max())}")
+    return a.astype(np.int64)
+
+
+def layer_forward(weights: np.ndarray, bias: np.ndarray | None, w_frac: int, relu: bool,
+                  x: np.ndarray, acc_bits: int = 32) -> np.ndarray:
+    """One layer's arithmetic: int64 ``weights`` (n_out, n_in), int16 ``bias`` or None, int
+    activations ``x`` (batch, n_in) -> int16 (batch, n_out)."""
+    w = np.asarray(weights, dtype=np.int64)
+    xa = np.asarray(x, dtype=np.int64)
+    # |a * w| <= 2**30. Every partial sum is an integer below n_in * 2**30, exact in float64
+    # (53-bit mantissa) whatever order BLAS adds in while n_in <= 2**22; beyond, use int64.
+    if w.shape[1] <= (1 << 22):
+        acc = np.rint(xa.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+    else:
+        acc = xa @ w.T
+    if bias is not None:
+        acc = acc + (np.asarray(bias, dtype=np.int64) << w_frac)[None, :]
+    return writeback(wrap(acc, acc_bits), w_frac, relu)
+
+
+def golden_forward_layers(layers: Sequence[QuantLayer], x: np.ndarray, acc_bits: int = 32) -> np.ndarray:
+    """Run ``layers`` back to back on int16 activations ``x`` (``(batch, n_in)`` or a vector, a
+    batch of 1), straight from the :class:`QuantLayer` objects. int16 ``(batch, n_out)`` out."""
+    layers = list(layers)
+    if not layers:
+        raise EieError("golden_forward_layers needs at least one layer")
+    if not isinstance(acc_bits, int) or not 16 <= acc_bits <= 64:
+        raise EieError(f"acc_bits must be an integer in [16, 64], got {acc_bits!r}")
+    a = check_input(x, layers[0].n_in)
+    for l, layer in enumerate(layers):
+        if a.shape[1] != layer.n_in:
+            raise EieError(f"layer {l} takes {layer.n_in} inputs but gets {a.shape[1]}")
+        a = layer_forward(layer.weights(), layer.bias, layer.w_frac, layer.relu, a, acc_bits)
+    return a
+
+
+def _layer_stats(image: Image, l: int, a: np.ndarray) -> LayerStats:
+    n_pe = image.n_pe
+    ptrs = np.stack([image.layer_pointers(l, k).astype(np.int64) for k in range(n_pe)])
+    per_col = np.diff(ptrs, axis=1)                                 # (n_pe, n_in)
+    padding = np.array([int(np.count_nonzero((image.layer_entries(l, k) & 0xF) == 0))
+                        for k in range(n_pe)], dtype=np.int64)
+    active = (a != 0).astype(np.int64)                              # (batch, n_in)
+    work_per_pe = active @ per_col.T                                # (batch, n_pe)
+    work = work_per_pe.sum(axis=1)
+    nnz = active.sum(axis=1)
+    bound = np.maximum(nnz, -(-work // n_pe))
+    return LayerStats(nonzero_inputs=nnz, entries_per_pe=ptrs[:, -1].copy(),
+                      padding_per_pe=padding, work_entries=work, work_per_pe=work_per_pe,
+                      bound=bound)
+
+
+def golden_forward(image: Image, x: np.ndarray) -> GoldenResult:
+    """Run every layer of ``image`` on int16 activations ``x`` (``(batch, n_in)``, or a vector as
+    a batch of 1). Weights are decoded from the image's entries, so a wrong encoding shows up
+    here. Returns outputs, each layer's outputs and each layer's work statistics."""
+    a = check_input(x, image.n_in)
+    outs: list[np.ndarray] = []
+    stats: list[LayerStats] = []
+    for l in range(len(image.layers)):
+        q = image.quant_layer(l)
+        stats.append(_layer_stats(image, l, a))
+        y = layer_forward(q.weights(), q.bias, q.w_frac, q.relu, a, image.acc_bits)
+        outs.append(y)
+        a = y.astype(np.int64)
+    return GoldenResult(outputs=outs[-1], layer_outputs=outs, stats=stats)

@@ -1,0 +1,460 @@
+"""The EIE SRAM image: the per-PE pointer, sparse-matrix and bias memories plus the layer table,
+in memory (:class:`Image`) and on disk (:func:`write_image`, :func:`read_image`).
+
+On disk an image is a directory readable without this project (see ``docs/image-format.md``):
+
+* ``manifest.json`` -- ``format``, ``format_version``, ``n_pe``, ``act_frac``, ``acc_bits``, the
+  per-PE file lengths and ``layers`` (``n_in``, ``n_out``, ``w_frac``, ``relu``, ``codebook``,
+  ``ptr_base``, ``entry_base``, ``bias_base``, ``has_bias``, ``stats``);
+* ``pe{k}_ptr.hex`` -- one pointer a line, 8 hex digits (``$readmemh``);
+* ``pe{k}_spmat.hex`` -- one 64-bit word a line, 16 hex digits;
+* ``pe{k}_bias.hex`` -- only when a layer has bias: one int16 a line, 4 hex digits.
+
+:func:`read_image` checks everything (files, line syntax, value ranges, bases, pointers, rows)
+and raises :class:`EieError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_dir
+from .encode import (ENTRIES_PER_WORD, QuantLayer, decode_layer, split_entry_bytes,
+                     unpack_words)
+from .errors import EieError
+from .fixedpoint import INT16_MAX, INT16_MIN, MAX_W_FRAC
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "LayerDesc",
+    "Image",
+    "compute_layer_stats",
+    "write_image",
+    "read_image",
+]
+
+FORMAT_NAME = "eie-image"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def compute_layer_stats(nonzeros: int, n_in: int, n_out: int, entries_per_pe: list[int],
+                        padding_per_pe: list[int]) -> dict[str, Any]:
+    """Compression statistics of one encoded layer (JSON-serialisable)."""
+    entries_per_pe = [int(e) for e in entries_per_pe]
+    padding_per_pe = [int(p) for p in padding_per_pe]
+    n_pe = len(entries_per_pe)
+    total = sum(entries_per_pe)
+    padding = sum(padding_per_pe)
+    biggest = max(entries_per_pe) if entries_per_pe else 0
+    weights = n_in * n_out
+    # Storage per PE: entries (1 byte each, in whole words up to the largest PE) and n_in + 1
+    # pointers. Pointer width: enough bits to address the largest PE's entries.
+    ptr_bits = max(1, int(biggest).bit_length())
+    stored_bits = n_pe * (-(-biggest // ENTRIES_PER_WORD) * 64) + n_pe * (n_in + 1) * ptr_bits
+    return {
+        "weights": weights,
+        "nonzeros": int(nonzeros),
+        "density": (nonzeros / weights) if weights else 0.0,
+        "entries": total,
+        "padding": padding,
+        "padding_fraction": (padding / total) if total else 0.0,
+        "entries_per_pe": entries_per_pe,
+        "padding_per_pe": padding_per_pe,
+        "max_entries_per_pe": biggest,
+        "load_balance": (total / (n_pe * biggest)) if biggest else 1.0,
+        "pointer_bits": ptr_bits,
+        "stored_bits": stored_bits,
+        "dense_bits_fp32": weights * 32,
+        "compression_vs_fp32": (weights * 32 / stored_bits) if stored_bits else 0.0,
+    }
+
+
+@dataclass
+class LayerDesc:
+    """One row of the layer table (what the hardware's controller reads per layer)."""
+
+    n_in: int
+    n_out: int
+    w_frac: int
+    relu: bool
+    codebook: list[int]
+    ptr_base: int
+    entry_base: int          # an entry index (multiple of 8); the word index is entry_base // 8
+    bias_base: int
+    has_bias: bool
+    stats: dict = field(default_factory=dict)
+
+    def bias_slots(self, n_pe: int) -> int:
+        """Bias slots this layer takes in every PE (``ceil(n_out / N)`` if it has bias)."""
+        return -(-self.n_out // n_pe) if self.has_bias else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n_in": self.n_in, "n_out": self.n_out, "w_frac": self.w_frac, "relu": self.relu,
+            "codebook": list(self.codebook), "ptr_base": self.ptr_base,
+            "entry_base": self.entry_base, "bias_base": self.bias_base,
+            "has_bias": self.has_bias, "stats": self.stats,
+        }
+
+
+@dataclass
+class Image:
+    """A whole SRAM image: per PE, pointers (uint32), 64-bit sparse-matrix words (uint64) and
+    biases (int16, or None when no layer has bias), all layers back to back, plus the layer
+    table. Build one with :func:`eie.sw.encode.build_image` or :func:`read_image`."""
+
+    n_pe: int
+    act_frac: int
+    acc_bits: int
+    layers: list[LayerDesc]
+    ptr: list[np.ndarray]
+    spmat: list[np.ndarray]
+    bias: list[np.ndarray] | None = None
+
+    @property
+    def n_in(self) -> int:
+        """Inputs of the first layer."""
+        return self.layers[0].n_in
+
+    @property
+    def n_out(self) -> int:
+        """Outputs of the last layer."""
+        return self.layers[-1].n_out
+
+    @property
+    def ptr_words(self) -> int:
+        """Pointers per PE (all layers)."""
+        return sum(d.n_in + 1 for d in self.layers)
+
+    @property
+    def spmat_words(self) -> int:
+        """64-bit sparse-matrix words per PE (all layers)."""
+        return int(self.spmat[0].size) if self.spmat else 0
+
+    @property
+    def bias_words(self) -> int:
+        """Bias slots per PE (all layers), 0 when no layer has bias."""
+        return sum(d.bias_slots(self.n_pe) for d in self.layers)
+
+    def _check_index(self, l: int, pe: int | None = None) -> LayerDesc:
+        if not 0 <= l < len(self.layers):
+            raise IndexError(f"layer {l} out of range (the image has {len(self.layers)} layers)")
+        if pe is not None and not 0 <= pe < self.n_pe:
+            raise IndexError(f"PE {pe} out of range (the image has {self.n_pe} PEs)")
+        return self.layers[l]
+
+    def layer_pointers(self, l: int, pe: int) -> np.ndarray:
+        """PE ``pe``'s ``n_in + 1`` pointers of layer ``l`` (uint32, counted from the entry base)."""
+        d = self._check_index(l, pe)
+        return self.ptr[pe][d.ptr_base: d.ptr_base + d.n_in + 1].copy()
+
+    def layer_entries(self, l: int, pe: int) -> np.ndarray:
+        """PE ``pe``'s entry bytes of layer ``l`` (uint8, ``pointers[-1]`` of them)."""
+        d = self._check_index(l, pe)
+        n = int(self.layer_pointers(l, pe)[-1])
+        w0 = d.entry_base // ENTRIES_PER_WORD
+        words = self.spmat[pe][w0: w0 + -(-n // ENTRIES_PER_WORD)]
+        if words.size * ENTRIES_PER_WORD < n:
+            raise EieError(f"layer {l}, PE {pe}: pointers reach entry {d.entry_base + n} but the "
+                           f"sparse-matrix memory holds {self.spmat[pe].size * ENTRIES_PER_WORD}")
+        return unpack_words(words, n)
+
+    def layer_bias(self, l: int) -> np.ndarray | None:
+        """Layer ``l``'s biases in output order (int16 ``(n_out,)``), or None."""
+        d = self._check_index(l)
+        if not d.has_bias:
+            return None
+        assert self.bias is not None
+        out = np.zeros(d.n_out, dtype=np.int16)
+        for k in range(self.n_pe):
+            own = out[k::self.n_pe]
+            own[:] = self.bias[k][d.bias_base: d.bias_base + own.size]
+        return out
+
+    def layer_codes(self, l: int) -> np.ndarray:
+        """Layer ``l``'s codes ``(n_out, n_in)`` decoded from the entries."""
+        d = self._check_index(l)
+        return decode_layer([self.layer_entries(l, k) for k in range(self.n_pe)],
+                            [self.layer_pointers(l, k) for k in range(self.n_pe)],
+                            d.n_in, d.n_out, self.n_pe)
+
+    def quant_layer(self, l: int) -> QuantLayer:
+        """Layer ``l`` decoded back to a :class:`QuantLayer`."""
+        d = self._check_index(l)
+        return QuantLayer(codes=self.layer_codes(l),
+                          codebook=np.array(d.codebook, dtype=np.int64), w_frac=d.w_frac,
+                          bias=self.layer_bias(l), relu=d.relu)
+
+    def quant_layers(self) -> list[QuantLayer]:
+        """All layers decoded back to :class:`QuantLayer` objects."""
+        return [self.quant_layer(l) for l in range(len(self.layers))]
+
+    def validate(self) -> None:
+        """Check the image against the contract; raise :class:`EieError` on the first problem."""
+        _validate(self)
+
+    def manifest(self) -> dict[str, Any]:
+        """The ``manifest.json`` content."""
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "n_pe": self.n_pe,
+            "act_frac": self.act_frac,
+            "acc_bits": self.acc_bits,
+            "ptr_words": self.ptr_words,
+            "spmat_words": self.spmat_words,
+            "bias_words": self.bias_words if self.bias is not None else 0,
+            "layers": [d.to_json() for d in self.layers],
+        }
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _validate(img: Image) -> None:
+    if not _is_int(img.n_pe) or img.n_pe < 1:
+        raise EieError(f"n_pe must be an integer >= 1, got {img.n_pe!r}")
+    if not _is_int(img.act_frac) or not 0 <= img.act_frac <= 15:
+        raise EieError(f"act_frac must be an integer in [0, 15], got {img.act_frac!r}")
+    if not _is_int(img.acc_bits) or not 16 <= img.acc_bits <= 64:
+        raise EieError(f"acc_bits must be an integer in [16, 64], got {img.acc_bits!r}")
+    if not img.layers:
+        raise EieError("the image has no layers")
+    if len(img.ptr) != img.n_pe or len(img.spmat) != img.n_pe:
+        raise EieError(f"the image has {len(img.ptr)} pointer and {len(img.spmat)} sparse-matrix "
+                       f"memories for {img.n_pe} PEs")
+    any_bias = any(d.has_bias for d in img.layers)
+    if any_bias != (img.bias is not None):
+        raise EieError("bias memories must be present exactly when some layer has bias "
+                       f"(layers with bias: {any_bias}, bias memories: {img.bias is not None})")
+    if img.bias is not None and len(img.bias) != img.n_pe:
+        raise EieError(f"the image has {len(img.bias)} bias memories for {img.n_pe} PEs")
+
+    ptr_base = bias_base = entry_base = 0
+    for l, d in enumerate(img.layers):
+        where = f"layer {l}"
+        for name in ("n_in", "n_out"):
+            v = getattr(d, name)
+            if not _is_int(v) or v < 1:
+                raise EieError(f"{where}: {name} must be an integer >= 1, got {v!r}")
+        if l and d.n_in != img.layers[l - 1].n_out:
+            raise EieError(f"{where} takes {d.n_in} inputs but layer {l - 1} gives "
+                           f"{img.layers[l - 1].n_out} outputs")
+        if not _is_int(d.w_frac) or not 0 <= d.w_frac <= MAX_W_FRAC:
+            raise EieError(f"{where}: w_frac must be an integer in [0, {MAX_W_FRAC}], "
+                           f"got {d.w_frac!r}")
+        if not isinstance(d.relu, bool) or not isinstance(d.has_bias, bool):
+            raise EieError(f"{where}: relu and has_bias must be booleans")
+        cb = d.codebook
+        if (not isinstance(cb, (list, tuple)) or len(cb) != 16
+                or not all(_is_int(c) and INT16_MIN <= c <= INT16_MAX for c in cb)):
+            raise EieError(f"{where}: codebook must be 16 integers in [{INT16_MIN}, {INT16_MAX}], "
+                           f"got {cb!r}")
+        if cb[0] != 0:
+            raise EieError(f"{where}: codebook[0] must be 0 (the padding zero), got {cb[0]}")
+        for name, want in (("ptr_base", ptr_base), ("entry_base", entry_base)):
+            got = getattr(d, name)
+            if got != want:
+                raise EieError(f"{where}: {name} is {got!r} but the contract puts it at {want}")
+        if d.has_bias and d.bias_base != bias_base:
+            raise EieError(f"{where}: bias_base is {d.bias_base!r} but the contract puts it at "
+                           f"{bias_base}")
+        biggest = 0
+        for k in range(img.n_pe):
+            if img.ptr[k].size != img.ptr_words:
+                raise EieError(f"PE {k} has {img.ptr[k].size} pointers but the layers need "
+                               f"{img.ptr_words}")
+            p = img.layer_pointers(l, k).astype(np.int64)
+            if p[0] != 0:
+                raise EieError(f"{where}, PE {k}: the first pointer (pointer {d.ptr_base}) must "
+                               f"be 0, got {int(p[0])}")
+            if np.any(np.diff(p) < 0):
+                j = int(np.argmax(np.diff(p) < 0))
+                raise EieError(f"{where}, PE {k}: pointers decrease at column {j} "
+                               f"({int(p[j])} -> {int(p[j + 1])})")
+            biggest = max(biggest, int(p[-1]))
+        ptr_base += d.n_in + 1
+        bias_base += d.bias_slots(img.n_pe)
+        entry_base = -(-(entry_base + biggest) // ENTRIES_PER_WORD) * ENTRIES_PER_WORD
+
+    n_words = entry_base // ENTRIES_PER_WORD
+    for k in range(img.n_pe):
+        if img.spmat[k].size != n_words:
+            raise EieError(f"PE {k} has {img.spmat[k].size} sparse-matrix words but the layers "
+                           f"need {n_words}")
+        if img.bias is not None and img.bias[k].size != bias_base:
+            raise EieError(f"PE {k} has {img.bias[k].size} bias slots but the layers need "
+                           f"{bias_base}")
+    if img.bias is not None:
+        for l, d in enumerate(img.layers):
+            if not d.has_bias:
+                continue
+            for k in range(img.n_pe):
+                used = -(-(d.n_out - k) // img.n_pe) if k < d.n_out else 0
+                slots = img.bias[k][d.bias_base + used: d.bias_base + d.bias_slots(img.n_pe)]
+                if np.any(slots != 0):
+                    raise EieError(f"layer {l}, PE {k}: unused bias slots must be 0")
+    for l in range(len(img.layers)):
+        img.layer_codes(l)          # raises on entries past the PE's rows
+
+
+# ----------------------------------------------------------------------------- on disk
+
+def _hex_lines(values: np.ndarray, digits: int) -> str:
+    fmt = f"{{:0{digits}x}}\n"
+    return "".join(fmt.format(int(v)) for v in values.tolist())
+
+
+def write_image(image: Image, path: str | os.PathLike) -> None:
+    """Write ``image`` as a directory (``manifest.json`` and per-PE ``.hex`` files, plus an
+    ``image.npz`` copy of the arrays), atomically: on any error nothing is left at ``path`` (an
+    existing image there stays as it was)."""
+    image.validate()
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise EieError(f"{path} exists and is not a directory; choose another output path")
+    with atomic_dir(path) as tmp:
+        (tmp / MANIFEST).write_text(json.dumps(image.manifest(), indent=2) + "\n")
+        arrays: dict[str, np.ndarray] = {}
+        for k in range(image.n_pe):
+            (tmp / f"pe{k}_ptr.hex").write_text(_hex_lines(image.ptr[k], 8))
+            (tmp / f"pe{k}_spmat.hex").write_text(_hex_lines(image.spmat[k], 16))
+            arrays[f"pe{k}_ptr"] = image.ptr[k]
+            arrays[f"pe{k}_spmat"] = image.spmat[k]
+            if image.bias is not None:
+                (tmp / f"pe{k}_bias.hex").write_text(
+                    _hex_lines(image.bias[k].astype(np.int64) & 0xFFFF, 4))
+                arrays[f"pe{k}_bias"] = image.bias[k]
+        np.savez_compressed(tmp / "image.npz", **arrays)
+
+
+_HEX_LINE = re.compile(r"[0-9a-fA-F]+")
+
+
+def _read_hex(path: Path, digits: int, n_expected: int) -> list[int]:
+    """Read a ``$readmemh`` file of one value a line (at most ``digits`` hex digits; blank lines
+    and ``//`` comments ignored)."""
+    if not path.is_file():
+        raise EieError(f"{path.name} is missing from the image directory {path.parent}")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EieError(f"{path.name} cannot be read as text: {exc}") from exc
+    values: list[int] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("//", 1)[0].strip()
+        if not line:
+            continue
+        if not _HEX_LINE.fullmatch(line) or len(line) > digits:
+            raise EieError(f"{path.name} line {lineno}: {raw.strip()!r} is not a hex value of at "
+                           f"most {digits} digits")
+        values.append(int(line, 16))
+    if len(values) != n_expected:
+        raise EieError(f"{path.name} has {len(values)} values but the manifest says "
+                       f"{n_expected}; the image is truncated or inconsistent")
+    return values
+
+
+def _get(obj: dict, key: str, kind: type, where: str):
+    if not isinstance(obj, dict) or key not in obj:
+        raise EieError(f"manifest.json: {where} lacks the field {key!r}")
+    v = obj[key]
+    ok = isinstance(v, kind) and not (kind is int and isinstance(v, bool))
+    if not ok:
+        raise EieError(f"manifest.json: {where} field {key!r} must be a {kind.__name__}, "
+                       f"got {v!r}")
+    return v
+
+
+def read_image(path: str | os.PathLike) -> Image:
+    """Read and validate an image directory written by :func:`write_image` (or any tool that
+    follows ``docs/image-format.md``). Missing, corrupt or inconsistent files raise
+    :class:`EieError` naming the file and the problem."""
+    path = Path(path)
+    if not path.is_dir():
+        raise EieError(f"image directory {path} does not exist (write one with `eie compress`)")
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise EieError(f"{MANIFEST} is missing from the image directory {path}")
+    try:
+        man = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EieError(f"{MANIFEST} in {path} is not valid JSON: {exc}") from exc
+    if not isinstance(man, dict):
+        raise EieError(f"{MANIFEST} in {path} must hold a JSON object")
+    if man.get("format", FORMAT_NAME) != FORMAT_NAME:
+        raise EieError(f"{MANIFEST}: format is {man.get('format')!r}, expected {FORMAT_NAME!r}")
+    version = _get(man, "format_version", int, "the top level")
+    if version != FORMAT_VERSION:
+        raise EieError(f"{MANIFEST}: format_version {version} is not supported (this eie reads "
+                       f"version {FORMAT_VERSION})")
+    n_pe = _get(man, "n_pe", int, "the top level")
+    act_frac = _get(man, "act_frac", int, "the top level")
+    acc_bits = _get(man, "acc_bits", int, "the top level")
+    if n_pe < 1 or n_pe > 4096:
+        raise EieError(f"{MANIFEST}: n_pe must be in [1, 4096], got {n_pe}")
+    layers_json = _get(man, "layers", list, "the top level")
+    layers: list[LayerDesc] = []
+    for l, lj in enumerate(layers_json):
+        where = f"layer {l}"
+        cb = _get(lj, "codebook", list, where)
+        layers.append(LayerDesc(
+            n_in=_get(lj, "n_in", int, where), n_out=_get(lj, "n_out", int, where),
+            w_frac=_get(lj, "w_frac", int, where), relu=_get(lj, "relu", bool, where),
+            codebook=list(cb), ptr_base=_get(lj, "ptr_base", int, where),
+            entry_base=_get(lj, "entry_base", int, where),
+            bias_base=_get(lj, "bias_base", int, where),
+            has_bias=_get(lj, "has_bias", bool, where),
+            stats=lj.get("stats", {}) if isinstance(lj.get("stats", {}), dict) else {},
+        ))
+    if not layers:
+        raise EieError(f"{MANIFEST}: the image has no layers")
+    for l, d in enumerate(layers):
+        if d.n_in < 1 or d.n_out < 1:
+            raise EieError(f"{MANIFEST}: layer {l} has n_in={d.n_in}, n_out={d.n_out}; both "
+                           f"must be >= 1")
+    ptr_words = sum(d.n_in + 1 for d in layers)
+    spmat_words = _get(man, "spmat_words", int, "the top level")
+    if "ptr_words" in man and man["ptr_words"] != ptr_words:
+        raise EieError(f"{MANIFEST}: ptr_words is {man['ptr_words']!r} but the layers need "
+                       f"{ptr_words} pointers per PE")
+    any_bias = any(d.has_bias for d in layers)
+    bias_words = sum(d.bias_slots(n_pe) for d in layers)
+    if spmat_words < 0:
+        raise EieError(f"{MANIFEST}: spmat_words must be >= 0, got {spmat_words}")
+
+    ptr, spmat, bias = [], [], ([] if any_bias else None)
+    for k in range(n_pe):
+        pv = _read_hex(path / f"pe{k}_ptr.hex", 8, ptr_words)
+        ptr.append(np.array(pv, dtype=np.uint32))
+        sv = _read_hex(path / f"pe{k}_spmat.hex", 16, spmat_words)
+        spmat.append(np.array(sv, dtype=np.uint64))
+        if bias is not None:
+            bv = np.array(_read_hex(path / f"pe{k}_bias.hex", 4, bias_words), dtype=np.int64)
+            bias.append(np.where(bv >= 0x8000, bv - 0x10000, bv).astype(np.int16))
+    img = Image(n_pe=n_pe, act_frac=act_frac, acc_bits=acc_bits, layers=layers, ptr=ptr,
+                spmat=spmat, bias=bias)
+    try:
+        img.validate()
+    except EieError as exc:
+        raise EieError(f"image {path} is inconsistent: {exc}") from exc
+    # The statistics must describe the stored entries.
+    for l, d in enumerate(layers):
+        entries = [int(img.layer_pointers(l, k)[-1]) for k in range(n_pe)]
+        padding = [int(np.count_nonzero(split_entry_bytes(img.layer_entries(l, k))[0] == 0))
+                   for k in range(n_pe)]
+        for key, got in (("entries_per_pe", entries), ("padding_per_pe", padding)):
+            if key in d.stats and d.stats[key] != got:
+                raise EieError(f"{MANIFEST}: layer {l} stats {key} {d.stats[key]} disagree with "
+                               f"the pe*_ptr.hex/pe*_spmat.hex files ({got})")
+    return img
