@@ -360,7 +360,7 @@ def _read_hex(path: Path, digits: int, n_expected: int) -> list[int]:
                            f"most {digits} digits")
         values.append(int(line, 16))
     if len(values) != n_expected:
-        raise EieError(f"{path.name} has {len(values)} values but the manifest says "
+        raise EieError(f"{path.name} has {len(values)} values but the manifest's layers need "
                        f"{n_expected}; the image is truncated or inconsistent")
     return values
 
@@ -423,6 +423,9 @@ def read_image(path: str | os.PathLike) -> Image:
         if d.n_in < 1 or d.n_out < 1:
             raise EieError(f"{MANIFEST}: layer {l} has n_in={d.n_in}, n_out={d.n_out}; both "
                            f"must be >= 1")
+        if l and d.n_in != layers[l - 1].n_out:
+            raise EieError(f"{MANIFEST}: layer {l} takes {d.n_in} inputs but layer {l - 1} "
+                           f"gives {layers[l - 1].n_out} outputs")
     ptr_words = sum(d.n_in + 1 for d in layers)
     spmat_words = _get(man, "spmat_words", int, "the top level")
     if "ptr_words" in man and man["ptr_words"] != ptr_words:
@@ -430,6 +433,9 @@ def read_image(path: str | os.PathLike) -> Image:
                        f"{ptr_words} pointers per PE")
     any_bias = any(d.has_bias for d in layers)
     bias_words = sum(d.bias_slots(n_pe) for d in layers)
+    if "bias_words" in man and man["bias_words"] != bias_words:
+        raise EieError(f"{MANIFEST}: bias_words is {man['bias_words']!r} but the layers need "
+                       f"{bias_words} bias slots per PE with n_pe={n_pe}")
     if spmat_words < 0:
         raise EieError(f"{MANIFEST}: spmat_words must be >= 0, got {spmat_words}")
 

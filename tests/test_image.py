@@ -1,0 +1,291 @@
+"""Image directories: round trip, the on-disk format, validation of corrupt images, atomicity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eie.sw.image as image_mod
+from eie.sw.encode import QuantLayer, build_image
+from eie.sw.errors import EieError
+from eie.sw.image import FORMAT_VERSION, Image, read_image, write_image
+
+
+def make_layers(seed: int = 0, with_bias: bool = True) -> list[QuantLayer]:
+    rng = np.random.default_rng(seed)
+    shapes = [(29, 11), (7, 29), (10, 7)]
+    layers = []
+    for l, (n_out, n_in) in enumerate(shapes):
+        codes = np.where(rng.random((n_out, n_in)) < 0.35, rng.integers(1, 16, (n_out, n_in)), 0)
+        cb = np.concatenate([[0], rng.integers(-2000, 2000, 15)])
+        bias = rng.integers(-300, 300, n_out) if with_bias and l != 1 else None
+        layers.append(QuantLayer(codes=codes.astype(np.uint8), codebook=cb, w_frac=9 + l,
+                                 bias=bias, relu=l < 2))
+    return layers
+
+
+@pytest.fixture
+def img() -> Image:
+    return build_image(make_layers(), n_pe=4, act_frac=7, acc_bits=24)
+
+
+def assert_same(a: Image, b: Image) -> None:
+    assert (a.n_pe, a.act_frac, a.acc_bits) == (b.n_pe, b.act_frac, b.acc_bits)
+    assert a.layers == b.layers
+    for k in range(a.n_pe):
+        np.testing.assert_array_equal(a.ptr[k], b.ptr[k])
+        np.testing.assert_array_equal(a.spmat[k], b.spmat[k])
+        assert a.ptr[k].dtype == b.ptr[k].dtype == np.uint32
+        assert a.spmat[k].dtype == b.spmat[k].dtype == np.uint64
+    assert (a.bias is None) == (b.bias is None)
+    if a.bias is not None:
+        for k in range(a.n_pe):
+            np.testing.assert_array_equal(a.bias[k], b.bias[k])
+            assert b.bias[k].dtype == np.int16
+
+
+def test_round_trip(img, tmp_path):
+    write_image(img, tmp_path / "img")
+    back = read_image(tmp_path / "img")
+    assert_same(img, back)
+    layers = make_layers()
+    for l, q in enumerate(layers):
+        r = back.quant_layer(l)
+        np.testing.assert_array_equal(r.codes, q.codes)
+        np.testing.assert_array_equal(r.codebook, q.codebook)
+        assert (r.w_frac, r.relu) == (q.w_frac, q.relu)
+        if q.bias is None:
+            assert r.bias is None
+        else:
+            np.testing.assert_array_equal(r.bias, q.bias)
+    assert back.n_in == 11 and back.n_out == 10
+
+
+def test_round_trip_without_bias(tmp_path):
+    img = build_image(make_layers(1, with_bias=False), n_pe=3)
+    write_image(img, tmp_path / "i")
+    assert not list(tmp_path.glob("i/*bias*"))
+    assert_same(img, read_image(tmp_path / "i"))
+
+
+def test_files_follow_the_contract(img, tmp_path):
+    """Parse the files with plain Python, as a user without this project would."""
+    d = tmp_path / "img"
+    write_image(img, d)
+    man = json.loads((d / "manifest.json").read_text())
+    assert man["format_version"] == FORMAT_VERSION
+    assert (man["n_pe"], man["act_frac"], man["acc_bits"]) == (4, 7, 24)
+    for key in ("n_in", "n_out", "w_frac", "relu", "codebook", "ptr_base", "entry_base",
+                "bias_base", "has_bias", "stats"):
+        assert all(key in lj for lj in man["layers"])
+    assert [lj["ptr_base"] for lj in man["layers"]] == [0, 12, 42]
+    assert [lj["has_bias"] for lj in man["layers"]] == [True, False, True]
+    assert [lj["bias_base"] for lj in man["layers"]][0::2] == [0, 8]   # ceil(29 / 4) = 8 slots
+    for k in range(4):
+        ptr_lines = (d / f"pe{k}_ptr.hex").read_text().splitlines()
+        sp_lines = (d / f"pe{k}_spmat.hex").read_text().splitlines()
+        b_lines = (d / f"pe{k}_bias.hex").read_text().splitlines()
+        assert len(ptr_lines) == 12 + 30 + 8
+        assert all(len(s) == 8 for s in ptr_lines)
+        assert all(len(s) == 16 for s in sp_lines)
+        assert len(b_lines) == 8 + 3 and all(len(s) == 4 for s in b_lines)
+        # two's complement bias
+        vals = [int(s, 16) - (0x10000 if int(s, 16) >= 0x8000 else 0) for s in b_lines]
+        assert vals == img.bias[k].tolist()
+        assert [int(s, 16) for s in ptr_lines] == img.ptr[k].tolist()
+        assert [int(s, 16) for s in sp_lines] == [int(w) for w in img.spmat[k]]
+    for lj in man["layers"]:
+        assert lj["entry_base"] % 8 == 0
+        assert lj["stats"]["entries"] == sum(lj["stats"]["entries_per_pe"])
+
+
+def test_overwrite_replaces(img, tmp_path):
+    d = tmp_path / "img"
+    write_image(build_image(make_layers(5), n_pe=7), d)
+    write_image(img, d)
+    assert not (d / "pe6_ptr.hex").exists()
+    assert_same(img, read_image(d))
+
+
+# --------------------------------------------------------------------- corruption
+
+def _write(img, tmp_path) -> Path:
+    d = tmp_path / "img"
+    write_image(img, d)
+    return d
+
+
+def _edit_manifest(d: Path, fn) -> None:
+    man = json.loads((d / "manifest.json").read_text())
+    fn(man)
+    (d / "manifest.json").write_text(json.dumps(man))
+
+
+def _edit_lines(path: Path, fn) -> None:
+    lines = path.read_text().splitlines()
+    fn(lines)
+    path.write_text("".join(s + "\n" for s in lines))
+
+
+def _set(key, value, layer=None):
+    def fn(man):
+        (man if layer is None else man["layers"][layer])[key] = value
+    return fn
+
+
+def _del(key, layer=None):
+    def fn(man):
+        del (man if layer is None else man["layers"][layer])[key]
+    return fn
+
+
+@pytest.mark.parametrize("edit,match", [
+    (_set("format_version", 99), "format_version 99"),
+    (_del("n_pe"), "'n_pe'"),
+    (_set("n_pe", "4"), "'n_pe' must be a int"),
+    (_set("n_pe", 5), "bias_words is 11 but the layers need 8 bias slots per PE with n_pe=5"),
+    (_set("n_pe", 3), "bias_words is 11 but the layers need 14"),
+    (_set("act_frac", 16), "act_frac"),
+    (_set("acc_bits", 8), "acc_bits"),
+    (_set("layers", []), "no layers"),
+    (_set("ptr_base", 5, 1), "ptr_base is 5 but the contract puts it at 12"),
+    (_set("entry_base", 0, 1), "entry_base is 0"),
+    (_set("bias_base", 1, 2), "bias_base is 1"),
+    (_set("n_in", 12, 1), "takes 12 inputs"),
+    (_set("codebook", [1] + [0] * 15, 0), r"codebook\[0\] must be 0"),
+    (_set("codebook", [0] * 15, 0), "16 integers"),
+    (_set("w_frac", 31, 0), "w_frac"),
+    (_set("has_bias", False, 0), "bias_words is 11 but the layers need 3"),
+    (_set("relu", 1, 0), "'relu' must be a bool"),
+    (_set("spmat_words", 1), "pe0_spmat.hex has"),
+    (lambda m: (m.pop("bias_words"), m.__setitem__("n_pe", 3)), "pe0_bias.hex has 11 values"),
+])
+def test_corrupt_manifest(img, tmp_path, edit, match):
+    d = _write(img, tmp_path)
+    _edit_manifest(d, edit)
+    with pytest.raises(EieError, match=match):
+        read_image(d)
+
+
+def test_stats_must_match(img, tmp_path):
+    d = _write(img, tmp_path)
+
+    def fn(man):
+        man["layers"][0]["stats"]["entries_per_pe"][0] += 1
+    _edit_manifest(d, fn)
+    with pytest.raises(EieError, match="entries_per_pe"):
+        read_image(d)
+
+
+def test_missing_and_unreadable(img, tmp_path):
+    with pytest.raises(EieError, match="does not exist"):
+        read_image(tmp_path / "nope")
+    d = _write(img, tmp_path)
+    (d / "pe2_spmat.hex").unlink()
+    with pytest.raises(EieError, match="pe2_spmat.hex is missing"):
+        read_image(d)
+    d2 = tmp_path / "img2"
+    write_image(img, d2)
+    (d2 / "pe1_bias.hex").unlink()
+    with pytest.raises(EieError, match="pe1_bias.hex is missing"):
+        read_image(d2)
+    (d2 / "manifest.json").write_text("{not json")
+    with pytest.raises(EieError, match="manifest.json .* not valid JSON"):
+        read_image(d2)
+    (d2 / "manifest.json").unlink()
+    with pytest.raises(EieError, match="manifest.json is missing"):
+        read_image(d2)
+
+
+@pytest.mark.parametrize("fname,edit,match", [
+    ("pe1_ptr.hex", lambda ls: ls.pop(), "pe1_ptr.hex has 49 values but the manifest's layers need 50"),
+    ("pe1_ptr.hex", lambda ls: ls.append("0"), "pe1_ptr.hex has 51 values"),
+    ("pe0_ptr.hex", lambda ls: ls.__setitem__(3, "xyz"), "pe0_ptr.hex line 4: 'xyz'"),
+    ("pe0_ptr.hex", lambda ls: ls.__setitem__(3, "123456789"), "at most 8 digits"),
+    ("pe0_ptr.hex", lambda ls: ls.__setitem__(0, "00000001"), "first pointer"),
+    ("pe3_ptr.hex", lambda ls: ls.__setitem__(5, "00000000"), "decrease"),
+    ("pe2_spmat.hex", lambda ls: ls.__setitem__(0, "g" * 16), "pe2_spmat.hex line 1"),
+    ("pe2_spmat.hex", lambda ls: ls.pop(), "pe2_spmat.hex has"),
+    ("pe0_bias.hex", lambda ls: ls.__setitem__(0, "12345"), "pe0_bias.hex line 1"),
+    ("pe3_bias.hex", lambda ls: ls.__setitem__(7, "0001"), "unused bias slots must be 0"),
+])
+def test_corrupt_files(img, tmp_path, fname, edit, match):
+    d = _write(img, tmp_path)
+    _edit_lines(d / fname, edit)
+    with pytest.raises(EieError, match=match):
+        read_image(d)
+
+
+def test_entry_beyond_rows(tmp_path):
+    # one PE, 3 rows, one entry; rewrite the entry's z so it lands on row 3 (past the end)
+    q = QuantLayer(codes=np.array([[2], [0], [0]], np.uint8),
+                   codebook=np.arange(16) * 3, w_frac=0, relu=False)
+    d = _write(build_image([q], 1), tmp_path)
+    assert (d / "pe0_spmat.hex").read_text() == "0000000000000002\n"
+    (d / "pe0_spmat.hex").write_text("0000000000000032\n")
+    with pytest.raises(EieError, match="local row 3 but the PE owns 3 rows"):
+        read_image(d)
+
+
+def test_comments_and_blank_lines_are_ignored(img, tmp_path):
+    d = _write(img, tmp_path)
+    _edit_lines(d / "pe0_ptr.hex", lambda ls: ls.insert(2, "// a comment") or ls.append(""))
+    assert_same(img, read_image(d))
+
+
+# --------------------------------------------------------------------- atomicity
+
+def test_failed_write_leaves_nothing(img, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = image_mod._hex_lines
+
+    def failing(values, digits):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError("disk full")
+        return real(values, digits)
+
+    monkeypatch.setattr(image_mod, "_hex_lines", failing)
+    with pytest.raises(OSError, match="disk full"):
+        write_image(img, tmp_path / "img")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_overwrite_keeps_old_image(img, tmp_path, monkeypatch):
+    d = tmp_path / "img"
+    old = build_image(make_layers(9), n_pe=2)
+    write_image(old, d)
+
+    def failing(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(image_mod.np, "savez_compressed", failing)
+    with pytest.raises(OSError):
+        write_image(img, d)
+    assert [p.name for p in tmp_path.iterdir()] == ["img"]
+    assert_same(old, read_image(d))
+
+
+def test_invalid_image_is_not_written(img, tmp_path):
+    img.layers[1].ptr_base = 3
+    with pytest.raises(EieError, match="ptr_base"):
+        write_image(img, tmp_path / "img")
+    assert not (tmp_path / "img").exists()
+
+
+def test_write_over_a_file(img, tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(EieError, match="not a directory"):
+        write_image(img, tmp_path / "f")
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_accessor_errors(img):
+    with pytest.raises(IndexError):
+        img.layer_pointers(3, 0)
+    with pytest.raises(IndexError):
+        img.layer_entries(0, 4)
+    assert img.layer_bias(1) is None
