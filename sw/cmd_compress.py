@@ -1,0 +1,306 @@
+"""``eie compress``, ``eie golden`` and ``eie inspect``: the software flow from the command line.
+
+- ``eie compress MODEL -o IMAGE_DIR --pes N [--density D | --prune-std Q] ...`` prunes, shares,
+  quantises and encodes a float model (``.npz`` with ``W0, b0, ...`` or a PyTorch ``state_dict``)
+  into an SRAM image directory, and prints the per-layer compression table.
+- ``eie golden IMAGE_DIR --input X.npy -o Y.npy [--raw]`` runs the bit-exact golden model.
+- ``eie inspect IMAGE_DIR [--json]`` reports, per layer and per PE, entries, padding, density,
+  load imbalance, storage and compression ratios, recomputed from the image files.
+
+Every user error is an :class:`~eie.sw.errors.EieError` (one line, exit code 2); outputs are
+written atomically, so a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import EieError
+
+__all__ = ["register", "cmd_compress", "cmd_golden", "cmd_inspect", "inspect_report"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return v
+
+
+def _densities(text: str) -> list[float]:
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a number") from None
+    return out
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``compress``, ``golden`` and ``inspect`` sub-commands."""
+    p = subparsers.add_parser(
+        "compress", help="prune, weight-share and encode a float model into an SRAM image",
+        description="Deep Compression of a fully connected float model into an EIE SRAM image "
+                    "directory (manifest.json, pe{k}_ptr.hex, pe{k}_spmat.hex, pe{k}_bias.hex). "
+                    "Without --density or --prune-std every nonzero weight is kept (a model "
+                    "pruned already).")
+    p.add_argument("model", type=Path, help="float model: .npz with W0, b0, W1, ... (W{l} of shape "
+                   "(n_out, n_in), biases optional, optional bool array relu), or .pt/.pth PyTorch "
+                   "state_dict of Linear layers")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="IMAGE_DIR",
+                   help="image directory to write (replaced atomically)")
+    p.add_argument("--pes", type=_positive_int, required=True, metavar="N",
+                   help="number of processing elements")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--density", type=_densities, metavar="D",
+                   help="fraction of weights to keep, in (0, 1]: one value, or one per layer "
+                        "separated by commas (e.g. 0.08,0.09,0.26)")
+    g.add_argument("--prune-std", type=float, metavar="Q",
+                   help="prune |w| < Q x std(W) per layer (Deep Compression's quality factor)")
+    p.add_argument("--centroids", type=int, default=15, metavar="K",
+                   help="learned centroids per layer, 1..15 (default 15; entry 0 is the zero)")
+    p.add_argument("--init", choices=("linear", "density", "random"), default="linear",
+                   help="k-means initialisation (default linear, Deep Compression's best)")
+    p.add_argument("--act-frac", type=int, default=8, metavar="F",
+                   help="fraction bits of the int16 activations (default 8)")
+    p.add_argument("--acc-bits", type=int, default=32, metavar="B",
+                   help="accumulator width in bits, wraps around (default 32)")
+    p.add_argument("--ptr-depth", type=_positive_int, metavar="N",
+                   help="pointer SRAM depth per PE (checked when given)")
+    p.add_argument("--spmat-depth", type=_positive_int, metavar="N",
+                   help="sparse-matrix SRAM depth per PE in 64-bit words (checked when given)")
+    p.add_argument("--act-depth", type=_positive_int, metavar="N",
+                   help="activation SRAM depth per PE (checked when given)")
+    p.add_argument("--bias-depth", type=_positive_int, metavar="N",
+                   help="bias SRAM depth per PE (checked when given)")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    p.set_defaults(func=cmd_compress)
+
+    p = subparsers.add_parser(
+        "golden", help="run the bit-exact golden model on an image",
+        description="Run the bit-exact golden model of an image directory on a batch of inputs. "
+                    "X is float (batch, n_in), quantised with the image's act_frac "
+                    "(round half to even, saturating), or with --raw int16 fixed point already. "
+                    "Y is the int16 output of the last layer, (batch, n_out).")
+    p.add_argument("image", type=Path, metavar="IMAGE_DIR")
+    p.add_argument("--input", type=Path, required=True, metavar="X.npy")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="Y.npy")
+    p.add_argument("--raw", action="store_true",
+                   help="X is int16 fixed point with act_frac fraction bits already")
+    p.set_defaults(func=cmd_golden)
+
+    p = subparsers.add_parser(
+        "inspect", help="per-layer and per-PE statistics of an image",
+        description="Entries, padding, density, load imbalance, storage and compression ratios "
+                    "(with and without Huffman coding) of an image directory, per layer and per "
+                    "PE, recomputed from the image files.")
+    p.add_argument("image", type=Path, metavar="IMAGE_DIR")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+
+
+# ----------------------------------------------------------------------------- compress
+
+def _fmt_bits(bits: int) -> str:
+    b = bits / 8
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if b < 1024 or unit == "GiB":
+            return f"{b:.1f} {unit}" if unit != "B" else f"{int(b)} B"
+        b /= 1024
+    return f"{b:.1f} GiB"
+
+
+def _layer_table(image: Any) -> str:
+    head = (f"{'layer':>5} {'n_in':>6} {'n_out':>6} {'density':>8} {'cents':>5} {'w_frac':>6} "
+            f"{'entries':>9} {'padding':>8} {'balance':>7} {'storage':>10} {'ratio':>7} {'+huff':>7}")
+    rows = [head]
+    for l, d in enumerate(image.layers):
+        s = d.stats["storage"]
+        per = [int(image.layer_pointers(l, k)[-1]) for k in range(image.n_pe)]
+        biggest = max(per)
+        balance = (sum(per) / (len(per) * biggest)) if biggest else 1.0
+        n_cent = d.stats.get("compression", {}).get("centroids",
+                                                     sum(1 for c in d.codebook[1:] if c != 0))
+        rows.append(
+            f"{l:>5} {d.n_in:>6} {d.n_out:>6} {d.stats['nonzeros'] / (d.n_in * d.n_out):>8.4f} "
+            f"{n_cent:>5} {d.w_frac:>6} {s['entries']:>9} {d.stats['padding']:>8} {balance:>7.3f} "
+            f"{_fmt_bits(s['total_bits']):>10} {s['ratio']:>6.1f}x {s['ratio_huffman']:>6.1f}x")
+    return "\n".join(rows)
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from .compress import CompressConfig, compress_model
+    from .image import write_image
+    from .model_io import load_model
+
+    density = args.density
+    if density is not None:
+        from .prune import check_density
+        for d in density:
+            check_density(d)
+    config = CompressConfig(
+        n_pe=args.pes, density=density, prune_std=args.prune_std, n_centroids=args.centroids,
+        init=args.init, act_frac=args.act_frac, acc_bits=args.acc_bits, ptr_depth=args.ptr_depth,
+        spmat_depth=args.spmat_depth, act_depth=args.act_depth, bias_depth=args.bias_depth)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise EieError(f"output {out} exists and is not a directory (choose another -o IMAGE_DIR)")
+    model = load_model(args.model)
+    result = compress_model(model, config)
+    write_image(result.image, out)
+    if args.json:
+        print(json.dumps(inspect_report(result.image), indent=2))
+        return 0
+    t = result.totals
+    print(f"{args.model} -> {out}: {len(model.layers)} layers, {config.n_pe} PEs, "
+          f"act_frac {config.act_frac}, acc_bits {config.acc_bits}")
+    print(_layer_table(result.image))
+    print(f"total: {t['nonzeros']} of {t['weights']} weights kept ({t['density']:.2%}), "
+          f"{_fmt_bits(t['total_bits'])} vs {_fmt_bits(t['dense_bits'])} dense float32: "
+          f"{t['ratio']:.1f}x, {t['ratio_huffman']:.1f}x with Huffman coding")
+    sat = sum(d.stats["compression"]["bias_saturated"] for d in result.image.layers)
+    if sat:
+        print(f"warning: {sat} biases saturated to int16 with act_frac {config.act_frac} "
+              "(lower --act-frac)", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- golden
+
+def _load_npy(path: Path) -> Any:
+    import numpy as np
+
+    if not path.exists():
+        raise EieError(f"input file {path} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise EieError(f"input file {path} is not a readable .npy array ({exc})") from None
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .atomic import atomic_file
+    from .fixedpoint import quantize
+    from .golden import golden_forward
+    from .image import read_image
+
+    image = read_image(args.image)
+    x = _load_npy(Path(args.input))
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub":
+        raise EieError(f"input {args.input} holds {type(x).__name__} of dtype "
+                       f"{getattr(x, 'dtype', '?')}; expected a numeric (batch, {image.n_in}) array")
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != image.n_in:
+        raise EieError(f"input {args.input} has shape {x.shape} but the image's first layer takes "
+                       f"{image.n_in} inputs (expected (batch, {image.n_in}))")
+    if args.raw:
+        if x.dtype.kind not in "iu":
+            raise EieError(f"input {args.input} has dtype {x.dtype} but --raw expects int16 fixed "
+                           f"point (drop --raw to quantise real values with act_frac "
+                           f"{image.act_frac})")
+        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
+        if lo < -32768 or hi > 32767:
+            raise EieError(f"input {args.input} has values {lo}..{hi} outside int16 "
+                           "[-32768, 32767] (--raw expects int16 fixed point)")
+        xq = x.astype(np.int16)
+    else:
+        if x.dtype.kind != "f":
+            raise EieError(f"input {args.input} has dtype {x.dtype} but real-valued float input "
+                           f"is expected (pass --raw for int16 fixed point)")
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        if bad:
+            raise EieError(f"input {args.input} has {bad} NaN or infinite values "
+                           "(every input must be finite)")
+        xq = quantize(x, image.act_frac)
+        limit = 32767 / (1 << image.act_frac)
+        sat = int(np.count_nonzero(np.abs(x) > limit))
+        if sat:
+            print(f"warning: {sat} inputs beyond +-{limit:g} saturated to int16 with act_frac "
+                  f"{image.act_frac}", file=sys.stderr)
+    result = golden_forward(image, xq)
+    y = np.ascontiguousarray(result.outputs, dtype=np.int16)
+    with atomic_file(Path(args.output), "wb") as f:
+        np.save(f, y)
+    print(f"{args.output}: int16 {y.shape[0]} x {y.shape[1]} (act_frac {image.act_frac})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- inspect
+
+def inspect_report(image: Any) -> dict[str, Any]:
+    """Statistics of an image, recomputed from its arrays (a JSON-serialisable dict)."""
+    import numpy as np
+
+    from .compress import model_totals, storage_report
+
+    layers = []
+    for l, d in enumerate(image.layers):
+        ent = [image.layer_entries(l, k) for k in range(image.n_pe)]
+        n_ent = [int(e.size) for e in ent]
+        n_pad = [int(np.count_nonzero((e & 0xF) == 0)) for e in ent]
+        nonzeros = sum(n_ent) - sum(n_pad)
+        biggest = max(n_ent)
+        mean = sum(n_ent) / len(n_ent)
+        storage = storage_report(d.n_in, d.n_out, image.n_pe, ent)
+        d.stats["storage"] = storage
+        d.stats["nonzeros"] = nonzeros
+        layers.append({
+            "layer": l, "n_in": d.n_in, "n_out": d.n_out, "w_frac": d.w_frac, "relu": d.relu,
+            "has_bias": d.has_bias, "codebook": list(d.codebook),
+            "weights": d.n_in * d.n_out, "nonzeros": nonzeros,
+            "density": nonzeros / (d.n_in * d.n_out),
+            "entries": sum(n_ent), "padding": sum(n_pad),
+            "max_entries_per_pe": biggest,
+            "load_imbalance": (biggest / mean) if mean else 1.0,
+            "load_balance": (mean / biggest) if biggest else 1.0,
+            "storage": {k: v for k, v in storage.items()},
+            "compression": d.stats.get("compression"),
+            "per_pe": [{"pe": k, "entries": n_ent[k], "padding": n_pad[k],
+                        "nonzeros": n_ent[k] - n_pad[k], "words": -(-n_ent[k] // 8)}
+                       for k in range(image.n_pe)],
+        })
+    return {"n_pe": image.n_pe, "act_frac": image.act_frac, "acc_bits": image.acc_bits,
+            "ptr_words": image.ptr_words, "spmat_words": image.spmat_words,
+            "layers": layers, "totals": model_totals(image)}
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .image import read_image
+
+    image = read_image(args.image)
+    rep = inspect_report(image)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return 0
+    print(f"{args.image}: {len(rep['layers'])} layers, {rep['n_pe']} PEs, act_frac "
+          f"{rep['act_frac']}, acc_bits {rep['acc_bits']}; per PE {rep['ptr_words']} pointers, "
+          f"{rep['spmat_words']} sparse-matrix words")
+    for L in rep["layers"]:
+        s = L["storage"]
+        print(f"\nlayer {L['layer']}: {L['n_in']} -> {L['n_out']}, w_frac {L['w_frac']}, "
+              f"{'ReLU' if L['relu'] else 'linear'}, {'bias' if L['has_bias'] else 'no bias'}; "
+              f"{L['nonzeros']} nonzeros (density {L['density']:.4f}), {L['entries']} entries "
+              f"({L['padding']} padding), load imbalance {L['load_imbalance']:.3f} (max/mean)")
+        print(f"  storage {s['total_bits']} bits ({s['code_bits']} codes + {s['index_bits']} "
+              f"indices + {s['pointer_bits']} pointers of {s['pointer_bits_each']} bits + "
+              f"{s['codebook_bits']} codebook): {s['ratio']:.1f}x vs float32; with Huffman "
+              f"{s['total_bits_huffman']} bits: {s['ratio_huffman']:.1f}x")
+        print(f"  {'pe':>4} {'entries':>8} {'padding':>8} {'nonzeros':>8} {'words':>7}")
+        for p in L["per_pe"]:
+            print(f"  {p['pe']:>4} {p['entries']:>8} {p['padding']:>8} {p['nonzeros']:>8} "
+                  f"{p['words']:>7}")
+    t = rep["totals"]
+    print(f"\ntotal: {t['nonzeros']} of {t['weights']} weights ({t['density']:.2%}), "
+          f"{t['ratio']:.1f}x vs dense float32, {t['ratio_huffman']:.1f}x with Huffman coding")
+    return 0

@@ -1,0 +1,338 @@
+"""`eie compress`, `eie golden`, `eie inspect` end to end, checked against an independent decoder
+of the image files, and every bad input of issue 2 (one-line error, exit 2, nothing written)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eie.sw.cli import main
+
+# ------------------------------------------------------------------ independent reference
+# Plain Python over the on-disk files, written from docs/ARCHITECTURE.md alone: it shares no code
+# with eie.sw (no encoder, no image reader, no fixed-point helpers).
+
+
+def _read_hex_file(path):
+    return [int(line, 16) for line in Path(path).read_text().split()]
+
+
+def decode_image(d):
+    d = Path(d)
+    man = json.loads((d / "manifest.json").read_text())
+    n = man["n_pe"]
+    ptr = [_read_hex_file(d / f"pe{k}_ptr.hex") for k in range(n)]
+    words = [_read_hex_file(d / f"pe{k}_spmat.hex") for k in range(n)]
+    bias_files = [d / f"pe{k}_bias.hex" for k in range(n)]
+    bias = [_read_hex_file(f) if f.exists() else None for f in bias_files]
+    layers = []
+    for L in man["layers"]:
+        W = [[0] * L["n_in"] for _ in range(L["n_out"])]
+        for k in range(n):
+            for j in range(L["n_in"]):
+                p0 = ptr[k][L["ptr_base"] + j]
+                p1 = ptr[k][L["ptr_base"] + j + 1]
+                row = -1
+                for e in range(L["entry_base"] + p0, L["entry_base"] + p1):
+                    byte = (words[k][e // 8] >> (8 * (e % 8))) & 0xFF
+                    z, code = byte >> 4, byte & 0xF
+                    row += z + 1
+                    if code:
+                        W[k + n * row][j] = L["codebook"][code]
+        b = None
+        if L["has_bias"]:
+            b = []
+            for i in range(L["n_out"]):
+                v = bias[i % n][L["bias_base"] + i // n]
+                b.append(v - 0x10000 if v & 0x8000 else v)
+        layers.append((W, b, L["w_frac"], L["relu"]))
+    return man, layers
+
+
+def reference_forward(man, layers, x_int):
+    acc_bits = man["acc_bits"]
+    out = []
+    for sample in x_int:
+        a = [int(v) for v in sample]
+        for W, b, w_frac, relu in layers:
+            y = []
+            for i, row in enumerate(W):
+                acc = (b[i] << w_frac) if b is not None else 0
+                for aj, wij in zip(a, row):
+                    acc += aj * wij
+                acc %= 1 << acc_bits                       # wrap to acc_bits, two's complement
+                if acc >= 1 << (acc_bits - 1):
+                    acc -= 1 << acc_bits
+                q, r = divmod(acc, 1 << w_frac)            # floor division, r >= 0
+                half = (1 << w_frac) // 2 if w_frac else 0
+                if w_frac and (r > half or (r == half and q % 2 == 1)):
+                    q += 1                                 # round half to even
+                q = max(-32768, min(32767, q))
+                y.append(max(q, 0) if relu else q)
+            a = y
+        out.append(a)
+    return out
+
+
+def quantize_ref(x, frac):
+    return [[max(-32768, min(32767, round(float(v) * (1 << frac)))) for v in row] for row in x]
+
+
+# ------------------------------------------------------------------ fixtures
+
+def _model(tmp_path, sizes=(40, 30, 20, 10), seed=0, **edit):
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for l, (i, o) in enumerate(zip(sizes[:-1], sizes[1:])):
+        arrays[f"W{l}"] = (rng.standard_normal((o, i)) * np.sqrt(2 / i)).astype(np.float32)
+        arrays[f"b{l}"] = (0.1 * rng.standard_normal(o)).astype(np.float32)
+    arrays.update(edit)
+    p = tmp_path / "model.npz"
+    np.savez(p, **arrays)
+    return p
+
+
+def _run(capsys, argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _listing(path):
+    return sorted(os.listdir(path))
+
+
+# ------------------------------------------------------------------ end to end
+
+@pytest.mark.parametrize("pes, extra", [
+    (4, ["--density", "0.3"]),
+    (3, ["--prune-std", "0.8"]),
+    (1, ["--density", "0.5,0.2,0.9", "--act-frac", "6"]),
+    (8, ["--density", "0.05", "--acc-bits", "20"]),   # gaps > 15 (padding), narrow wrap-around
+])
+def test_compress_golden_matches_independent_decode(tmp_path, capsys, pes, extra):
+    model = _model(tmp_path)
+    img = tmp_path / "img"
+    code, out, err = _run(capsys, ["compress", model, "-o", img, "--pes", pes, *extra])
+    assert code == 0, err
+    assert "total:" in out
+    rng = np.random.default_rng(pes)
+    x = rng.standard_normal((4, 40)) * 2
+    x[0, :5] = 0.5 / 256          # a tie: rounds to even (0)
+    x[1, 0] = 1000.0              # saturates
+    np.save(tmp_path / "x.npy", x)
+    code, out, err = _run(capsys, ["golden", img, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy"])
+    assert code == 0, err
+    y = np.load(tmp_path / "y.npy")
+    assert y.dtype == np.int16 and y.shape == (4, 10)
+    man, layers = decode_image(img)
+    assert man["n_pe"] == pes and len(layers) == 3
+    expect = reference_forward(man, layers, quantize_ref(x, man["act_frac"]))
+    assert y.tolist() == expect
+    # --raw with int16 input gives the same as the reference on those integers.
+    xi = np.array(quantize_ref(x, man["act_frac"]), dtype=np.int16)
+    np.save(tmp_path / "xi.npy", xi)
+    code, _, err = _run(capsys, ["golden", img, "--input", tmp_path / "xi.npy", "-o", tmp_path / "yi.npy", "--raw"])
+    assert code == 0, err
+    assert np.load(tmp_path / "yi.npy").tolist() == expect
+
+
+def test_density_and_padding_visible_in_files(tmp_path, capsys):
+    # A 1-PE layer with 5% density has long gaps: padding entries (0, 15) must appear.
+    model = _model(tmp_path, sizes=(30, 200, 10))
+    img = tmp_path / "img"
+    assert _run(capsys, ["compress", model, "-o", img, "--pes", "1", "--density", "0.05"])[0] == 0
+    man, layers = decode_image(img)
+    W0 = layers[0][0]
+    nnz = sum(1 for row in W0 for v in row if v)
+    assert nnz <= round(0.05 * 30 * 200)  # codes that quantise to 0 may drop out
+    assert nnz >= round(0.05 * 30 * 200) - 2
+    words = _read_hex_file(img / "pe0_spmat.hex")
+    n0 = _read_hex_file(img / "pe0_ptr.hex")[30]
+    entries = [(words[e // 8] >> (8 * (e % 8))) & 0xFF for e in range(n0)]
+    assert entries.count(0xF0) > 0
+    assert man["layers"][0]["stats"]["padding"] == entries.count(0xF0)
+
+
+def test_inspect_text_and_json(tmp_path, capsys):
+    model = _model(tmp_path)
+    img = tmp_path / "img"
+    assert _run(capsys, ["compress", model, "-o", img, "--pes", "4", "--density", "0.2"])[0] == 0
+    code, out, _ = _run(capsys, ["inspect", img, "--json"])
+    assert code == 0
+    rep = json.loads(out)
+    man, layers = decode_image(img)
+    assert rep["n_pe"] == 4 and len(rep["layers"]) == 3
+    for l, L in enumerate(rep["layers"]):
+        ptr = [_read_hex_file(img / f"pe{k}_ptr.hex") for k in range(4)]
+        base = man["layers"][l]["ptr_base"]
+        n_in = man["layers"][l]["n_in"]
+        per_pe = [ptr[k][base + n_in] - ptr[k][base] for k in range(4)]
+        assert [p["entries"] for p in L["per_pe"]] == per_pe
+        nnz = sum(1 for row in layers[l][0] for v in row if v)
+        # codes whose codebook value is 0 are stored but compute nothing
+        assert L["nonzeros"] >= nnz
+        assert L["entries"] == sum(per_pe) and L["padding"] == sum(p["padding"] for p in L["per_pe"])
+        assert L["load_imbalance"] == pytest.approx(max(per_pe) / (sum(per_pe) / 4))
+        s = L["storage"]
+        ptr_bits = max(per_pe).bit_length()
+        fixed = 8 * sum(per_pe) + 4 * (n_in + 1) * ptr_bits + 256
+        assert s["total_bits"] == fixed
+        assert s["ratio"] == pytest.approx(32 * n_in * man["layers"][l]["n_out"] / fixed)
+        assert s["total_bits_huffman"] < s["total_bits"]
+    code, out, _ = _run(capsys, ["inspect", img])
+    assert code == 0
+    assert "layer 2: 20 -> 10" in out and "load imbalance" in out and "with Huffman" in out
+
+
+def test_bundled_example_model(tmp_path, capsys):
+    from eie.sw import model_io
+    ex = Path(model_io.__file__).parent / "data" / "example_mlp.npz"
+    assert ex.exists()
+    img = tmp_path / "img"
+    assert _run(capsys, ["compress", ex, "-o", img, "--pes", "4", "--density", "0.25"])[0] == 0
+    man, layers = decode_image(img)
+    assert [L["n_in"] for L in man["layers"]] == [64, 48, 32]
+
+
+# ------------------------------------------------------------------ bad input
+
+def _assert_error(capsys, argv, match, tmp_path, must_not_exist=()):
+    before = _listing(tmp_path)
+    code, out, err = _run(capsys, argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eie: error: "), err
+    assert match in lines[0], lines[0]
+    for p in must_not_exist:
+        assert not Path(p).exists()
+    # nothing half-written: no new files or temporaries beside the outputs
+    assert _listing(tmp_path) == before
+    return lines[0]
+
+
+@pytest.mark.parametrize("edit, match", [
+    ({"W1": np.full((20, 30), np.nan, np.float32)}, "layer 1 weight has 600 NaN or infinite"),
+    ({"W0": np.where(np.eye(30, 40) > 0, np.inf, 0.5).astype(np.float32)}, "layer 0 weight has 30 NaN or infinite"),
+    ({"W2": np.ones((10, 21), np.float32)}, "layer 2 takes 21 inputs but layer 1 gives 20 outputs"),
+])
+def test_bad_models(tmp_path, capsys, edit, match):
+    model = _model(tmp_path, **edit)
+    img = tmp_path / "img"
+    _assert_error(capsys, ["compress", model, "-o", img, "--pes", "2"], match, tmp_path, [img])
+
+
+def test_model_without_layers(tmp_path, capsys):
+    np.savez(tmp_path / "empty.npz")
+    img = tmp_path / "img"
+    _assert_error(capsys, ["compress", tmp_path / "empty.npz", "-o", img, "--pes", "2"],
+                  "has no layers", tmp_path, [img])
+
+
+@pytest.mark.parametrize("density, match", [
+    ("0", "density 0.0 is outside (0, 1]"),
+    ("1.5", "density 1.5 is outside (0, 1]"),
+    ("-0.2", "density -0.2 is outside (0, 1]"),
+    ("nan", "density nan is outside (0, 1]"),
+    ("0.5,0.5", "2 densities given for a model of 3 layers"),
+])
+def test_bad_density(tmp_path, capsys, density, match):
+    model = _model(tmp_path)
+    img = tmp_path / "img"
+    _assert_error(capsys, ["compress", model, "-o", img, "--pes", "2", f"--density={density}"],
+                  match, tmp_path, [img])
+
+
+@pytest.mark.parametrize("opt, match", [
+    (["--spmat-depth", "4"], "sparse-matrix entries in PE"),
+    (["--ptr-depth", "50"], "pointer SRAM holds 50"),
+    (["--act-depth", "5"], "activation SRAM holds 5"),
+])
+def test_over_capacity(tmp_path, capsys, opt, match):
+    model = _model(tmp_path)
+    img = tmp_path / "img"
+    line = _assert_error(capsys, ["compress", model, "-o", img, "--pes", "2", *opt], match,
+                         tmp_path, [img])
+    assert "raise --" in line
+
+
+def test_over_capacity_keeps_old_image(tmp_path, capsys):
+    model = _model(tmp_path)
+    img = tmp_path / "img"
+    assert _run(capsys, ["compress", model, "-o", img, "--pes", "2"])[0] == 0
+    before = {p.name: p.read_bytes() for p in img.iterdir()}
+    _assert_error(capsys, ["compress", model, "-o", img, "--pes", "4", "--spmat-depth", "2"],
+                  "sparse-matrix entries", tmp_path)
+    assert {p.name: p.read_bytes() for p in img.iterdir()} == before
+
+
+@pytest.fixture
+def image(tmp_path, capsys):
+    model = _model(tmp_path)
+    img = tmp_path / "img"
+    assert _run(capsys, ["compress", model, "-o", img, "--pes", "2", "--density", "0.4"])[0] == 0
+    np.save(tmp_path / "x.npy", np.zeros((2, 40)))
+    return img
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda d: (d / "pe1_spmat.hex").unlink(), "pe1_spmat.hex is missing"),
+    (lambda d: (d / "manifest.json").unlink(), "manifest.json is missing"),
+    (lambda d: (d / "manifest.json").write_text("{ not json"), "not valid JSON"),
+    (lambda d: (d / "pe0_ptr.hex").write_text("zz\n"), "pe0_ptr.hex line 1"),
+    (lambda d: (d / "pe0_ptr.hex").write_text("0\n1\n"), "pe0_ptr.hex has 2 values"),
+])
+@pytest.mark.parametrize("command", ["golden", "inspect"])
+def test_missing_or_corrupt_image(tmp_path, capsys, image, damage, match, command):
+    damage(image)
+    y = tmp_path / "y.npy"
+    argv = ["golden", image, "--input", tmp_path / "x.npy", "-o", y] if command == "golden" \
+        else ["inspect", image]
+    _assert_error(capsys, argv, match, tmp_path, [y])
+
+
+def test_missing_image_dir(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((1, 40)))
+    _assert_error(capsys, ["golden", tmp_path / "nope", "--input", tmp_path / "x.npy", "-o",
+                           tmp_path / "y.npy"], "does not exist", tmp_path, [tmp_path / "y.npy"])
+
+
+@pytest.mark.parametrize("x, raw, match", [
+    (np.zeros((3, 39)), False, "has shape (3, 39) but the image's first layer takes 40 inputs"),
+    (np.zeros((2, 3, 40)), False, "has shape (2, 3, 40)"),
+    (np.zeros((3, 40), np.int16), False, "has dtype int16 but real-valued float input"),
+    (np.zeros((3, 40), np.float32), True, "has dtype float32 but --raw expects int16"),
+    (np.full((1, 40), 40000, np.int32), True, "outside int16"),
+    (np.full((1, 40), np.nan), False, "40 NaN or infinite"),
+    (np.array(["a"] * 40)[None, :], False, "expected a numeric"),
+])
+def test_bad_golden_inputs(tmp_path, capsys, image, x, raw, match):
+    np.save(tmp_path / "bad.npy", x)
+    y = tmp_path / "y.npy"
+    argv = ["golden", image, "--input", tmp_path / "bad.npy", "-o", y] + (["--raw"] if raw else [])
+    _assert_error(capsys, argv, match, tmp_path, [y])
+
+
+def test_unreadable_input_file(tmp_path, capsys, image):
+    (tmp_path / "bad.npy").write_bytes(b"garbage")
+    y = tmp_path / "y.npy"
+    _assert_error(capsys, ["golden", image, "--input", tmp_path / "bad.npy", "-o", y],
+                  "not a readable .npy", tmp_path, [y])
+    _assert_error(capsys, ["golden", image, "--input", tmp_path / "none.npy", "-o", y],
+                  "does not exist", tmp_path, [y])
+
+
+def test_console_script_exit_code(tmp_path):
+    model = _model(tmp_path)
+    exe = Path(sys.executable).parent / "eie"
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "eie.sw.cli"]
+    r = subprocess.run(argv + ["compress", str(model), "-o", str(tmp_path / "img"), "--pes", "2",
+                               "--density", "1.5"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "eie: error: density 1.5 is outside (0, 1] (give the fraction of weights to keep, e.g. 0.1)"]
+    assert not (tmp_path / "img").exists()
