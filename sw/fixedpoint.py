@@ -55,9 +55,10 @@ def wrap(x: np.ndarray, bits: int) -> np.ndarray:
     a = _as_int64(x)
     if bits == 64:
         return a.copy()
-    mask = np.int64((1 << bits) - 1)
-    low = a & mask                      # two's-complement AND: 0 .. 2**bits - 1
-    return np.where(low >= (1 << (bits - 1)), low - (1 << bits), low).astype(np.int64)
+    low = a & np.int64((1 << bits) - 1)         # two's-complement AND: 0 .. 2**bits - 1
+    sign = (low >> (bits - 1)) & 1
+    # sign-extend: set every bit above the field (-(2**bits) fits int64 up to bits = 63)
+    return np.where(sign == 1, low | np.int64(-(1 << bits)), low).astype(np.int64)
 
 
 def saturate(x: np.ndarray, bits: int = 16) -> np.ndarray:
