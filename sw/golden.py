@@ -67,19 +67,25 @@ def check_input(x: np.ndarray, n_in: int) -> np.ndarray:
 
 def layer_forward(weights: np.ndarray, bias: np.ndarray | None, w_frac: int, relu: bool,
                   x: np.ndarray, acc_bits: int = 32) -> np.ndarray:
-    """One layer's arithmetic: int64 ``weights`` (n_out, n_in), int16 ``bias`` or None, int
-    activations ``x`` (batch, n_in) -> int16 (batch, n_out)."""
-    w = np.asarray(weights, dtype=np.int64)
+    """One layer's arithmetic: integer-valued ``weights`` (n_out, n_in; int64, or float64 holding
+    int16 values), int16 ``bias`` or None, int activations ``x`` (batch, n_in) -> int16
+    (batch, n_out)."""
+    w = np.asarray(weights)
     xa = np.asarray(x, dtype=np.int64)
     # |a * w| <= 2**30. Every partial sum is an integer below n_in * 2**30, exact in float64
     # (53-bit mantissa) whatever order BLAS adds in while n_in <= 2**22; beyond, use int64.
     if w.shape[1] <= (1 << 22):
-        acc = np.rint(xa.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+        acc = np.rint(xa.astype(np.float64) @ w.astype(np.float64, copy=False).T).astype(np.int64)
     else:
-        acc = xa @ w.T
+        acc = xa @ w.astype(np.int64, copy=False).T
     if bias is not None:
         acc = acc + (np.asarray(bias, dtype=np.int64) << w_frac)[None, :]
     return writeback(wrap(acc, acc_bits), w_frac, relu)
+
+
+def _float_weights(q: QuantLayer) -> np.ndarray:
+    """``codebook[codes]`` as float64 (exact: int16 values), without an int64 copy."""
+    return q.codebook.astype(np.float64)[q.codes]
 
 
 def golden_forward_layers(layers: Sequence[QuantLayer], x: np.ndarray, acc_bits: int = 32) -> np.ndarray:
@@ -94,7 +100,7 @@ def golden_forward_layers(layers: Sequence[QuantLayer], x: np.ndarray, acc_bits:
     for l, layer in enumerate(layers):
         if a.shape[1] != layer.n_in:
             raise EieError(f"layer {l} takes {layer.n_in} inputs but gets {a.shape[1]}")
-        a = layer_forward(layer.weights(), layer.bias, layer.w_frac, layer.relu, a, acc_bits)
+        a = layer_forward(_float_weights(layer), layer.bias, layer.w_frac, layer.relu, a, acc_bits)
     return a
 
 
@@ -124,7 +130,7 @@ def golden_forward(image: Image, x: np.ndarray) -> GoldenResult:
     for l in range(len(image.layers)):
         q = image.quant_layer(l)
         stats.append(_layer_stats(image, l, a))
-        y = layer_forward(q.weights(), q.bias, q.w_frac, q.relu, a, image.acc_bits)
+        y = layer_forward(_float_weights(q), q.bias, q.w_frac, q.relu, a, image.acc_bits)
         outs.append(y)
         a = y.astype(np.int64)
     return GoldenResult(outputs=outs[-1], layer_outputs=outs, stats=stats)
