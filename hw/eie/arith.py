@@ -1,0 +1,69 @@
+"""Row, weight and product stages of a PE.
+
+Per cycle, for the entry that comes out of the entry stage (``spm_*``):
+
+* ``mul_`` stage (registered): the local row, from the relative index -- the first entry of a
+  column stands on row ``z``, every later one on ``previous row + z + 1`` (a padding entry
+  ``(code 0, z 15)`` stands on a row like any other and adds 0); the weight ``codebook[code]``;
+  the activation.
+* ``acc_`` stage inputs (registered): the row and the full 32-bit signed product ``a * w``.
+
+``mul_valid``/``mul_row`` are exposed so the accumulator file can be read one cycle ahead.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import EIEConfig
+from .spmat_read import EntryLayout
+
+__all__ = ["Arith"]
+
+
+class Arith(wiring.Component):
+    def __init__(self, config: EIEConfig):
+        self._config = c = config
+        rbits = max(1, (c.acc_depth - 1).bit_length())
+        super().__init__({
+            "spm_valid": In(1),
+            "spm_entry": In(EntryLayout()),
+            "spm_first": In(1),
+            "spm_a": In(signed(16)),
+            "codebook": In(data.ArrayLayout(signed(16), 16)),
+            "mul_valid": Out(1),
+            "mul_row": Out(rbits),
+            "acc_valid": Out(1),
+            "acc_row": Out(rbits),
+            "acc_prod": Out(signed(32)),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        row = Signal.like(self.mul_row)
+        prev_row = Signal.like(self.mul_row)
+        mul_w = Signal(signed(16))
+        mul_a = Signal(signed(16))
+        z = self.spm_entry.z
+        m.d.comb += row.eq(Mux(self.spm_first, z, prev_row + z + 1))
+        cb = Array(self.codebook[i] for i in range(16))
+        m.d.sync += self.mul_valid.eq(self.spm_valid)
+        with m.If(self.spm_valid):
+            m.d.sync += [
+                prev_row.eq(row),
+                self.mul_row.eq(row),
+                mul_w.eq(cb[self.spm_entry.code]),
+                mul_a.eq(self.spm_a),
+            ]
+        m.d.sync += [
+            self.acc_valid.eq(self.mul_valid),
+            self.acc_row.eq(self.mul_row),
+            self.acc_prod.eq(mul_a * mul_w),
+        ]
+        m.d.comb += self.idle.eq(~self.mul_valid & ~self.acc_valid)
+        return m
+
+

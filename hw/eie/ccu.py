@@ -1,0 +1,229 @@
+"""Central control unit (CCU): the layer sequencer, the broadcast, the layer table and counters.
+
+States and what happens in each cycle:
+
+* ``IDLE`` -- the host owns the memories. A write of 1 to ``CTRL`` starts a run of ``N_LAYERS``
+  layers with bank 0 as the source activation file (``busy`` rises, ``done`` clears).
+* ``LSTART`` (1 cycle) -- the descriptor of the current layer (sizes, bases, flags, codebook) is
+  latched from the layer table; the LNZD and the PEs' per-layer counters restart.
+* ``BCAST`` -- the LNZD (the root of the quadtree is here) offers the next nonzero ``(j, a_j)``;
+  it is broadcast to every PE's FIFO in this cycle if no FIFO is full, otherwise held (every PE
+  whose FIFO is full counts a stall cycle). Leaves when the LNZD is done.
+* ``DRAIN`` -- waits until every PE is idle (FIFO empty, pipeline empty); at least 1 cycle.
+* ``WB`` -- write-back, in every PE at once: row ``r`` is issued in cycle ``r`` for
+  ``r < ceil(n_out / n_pe)``; one more cycle writes the last row. In that last cycle the layer's
+  counters are stored and the source/destination files swap (no host action); then the next
+  layer's ``LSTART``, or ``IDLE`` with ``done`` set after the last layer.
+
+Counters: per layer, total cycles (``LSTART`` to the end of ``WB``, inclusive) and broadcasts;
+``CYCLES`` counts the whole run (every busy cycle).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import EIEConfig, W_FRAC_BITS
+from .lnzd import LNZD
+from .memory_map import (CODEBOOK_OFFSET, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_STRIDE,
+                         REGS, MemoryMap)
+
+__all__ = ["CCU"]
+
+
+class CCU(wiring.Component):
+    def __init__(self, config: EIEConfig):
+        self._config = c = config
+        self._map = mm = MemoryMap(config)
+        n = c.n_pe
+        pidx = max(1, (c.ptr_depth - 1).bit_length())
+        bbits = max(1, (c.bias_depth - 1).bit_length())
+        rbits = max(1, (c.acc_depth - 1).bit_length())
+        lbits = max(1, (c.max_layers - 1).bit_length())
+        gbits = mm.pe_bits + mm.off_bits
+        self._w = dict(n_in=c.j_bits + 1, n_out=c.j_bits + 1, ptr_base=pidx + 1,
+                       entry_base=c.ptr_bits, bias_base=bbits + 1, flags=10)
+        super().__init__({
+            "g_w_en": In(1),
+            "g_w_off": In(gbits),
+            "g_w_data": In(32),
+            "g_r_off": In(gbits),
+            "g_r_data": Out(32),
+            "busy": Out(1),
+            "done": Out(1),
+            "b_valid": Out(1),
+            "b_j": Out(c.j_bits),
+            "b_a": Out(signed(16)),
+            "fifo_full": In(n),
+            "idle_all": In(1),
+            "act_rd_addr": Out(max(1, mm.act_bits)),
+            "act_rd_data": In(data.ArrayLayout(signed(16), n)),
+            "src_bank": Out(1),
+            "ptr_base": Out(pidx + 1),
+            "entry_base": Out(c.ptr_bits),
+            "bias_base": Out(bbits + 1),
+            "has_bias": Out(1),
+            "w_frac": Out(W_FRAC_BITS),
+            "relu": Out(1),
+            "n_out": Out(c.j_bits + 1),
+            "codebook": Out(data.ArrayLayout(signed(16), 16)),
+            "wb_issue": Out(1),
+            "wb_row": Out(rbits),
+            "wb_rbase": Out(c.j_bits + 1),
+            "layer_start": Out(1),
+            "layer_end": Out(1),
+            "layer_idx": Out(lbits),
+            "stall_probe": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self._config
+        mm = self._map
+        n = c.n_pe
+        L = c.max_layers
+
+        # ---- layer table and registers ----------------------------------------------------
+        tbl = {f: Array(Signal(w, name=f"tbl{l}_{f}") for l in range(L)) for f, w in self._w.items()}
+        cbk = Array(Signal(data.ArrayLayout(signed(16), 16), name=f"tbl{l}_codebook")
+                    for l in range(L))
+        n_layers = Signal(8)
+        done = Signal()
+        err = Signal()
+        run_cycles = Signal(32)
+        l_cycles = Array(Signal(32, name=f"l{l}_cycles") for l in range(L))
+        l_bcasts = Array(Signal(32, name=f"l{l}_bcasts") for l in range(L))
+
+        start_req = Signal()
+        with m.If(self.g_w_en):
+            with m.Switch(self.g_w_off):
+                with m.Case(REGS["CTRL"][0]):
+                    m.d.comb += start_req.eq(self.g_w_data[0])
+                with m.Case(REGS["N_LAYERS"][0]):
+                    m.d.sync += n_layers.eq(self.g_w_data)
+                for l in range(L):
+                    base = mm.layer_base + LAYER_STRIDE * l
+                    for f, (off, _) in LAYER_FIELDS.items():
+                        with m.Case(base + off):
+                            with m.If(~self.busy):
+                                m.d.sync += tbl[f][l].eq(self.g_w_data)
+                    for i in range(16):
+                        with m.Case(base + CODEBOOK_OFFSET + i):
+                            with m.If(~self.busy):
+                                m.d.sync += cbk[l][i].eq(self.g_w_data[:16])
+
+        with m.Switch(self.g_r_off):
+            with m.Case(REGS["ID"][0]):
+                m.d.comb += self.g_r_data.eq(EIE_ID)
+            with m.Case(REGS["CONFIG0"][0]):
+                m.d.comb += self.g_r_data.eq(n | (c.fifo_depth << 16))
+            with m.Case(REGS["CONFIG1"][0]):
+                m.d.comb += self.g_r_data.eq(L | (c.acc_bits << 8) | (c.act_frac << 16))
+            with m.Case(REGS["N_LAYERS"][0]):
+                m.d.comb += self.g_r_data.eq(n_layers)
+            with m.Case(REGS["STATUS"][0]):
+                m.d.comb += self.g_r_data.eq(Cat(self.busy, done, self.src_bank, err))
+            with m.Case(REGS["CYCLES"][0]):
+                m.d.comb += self.g_r_data.eq(run_cycles)
+            for l in range(L):
+                cb = mm.counter_base + len(LAYER_COUNTERS) * l
+                with m.Case(cb):
+                    m.d.comb += self.g_r_data.eq(l_cycles[l])
+                with m.Case(cb + 1):
+                    m.d.comb += self.g_r_data.eq(l_bcasts[l])
+                base = mm.layer_base + LAYER_STRIDE * l
+                for f, (off, _) in LAYER_FIELDS.items():
+                    with m.Case(base + off):
+                        m.d.comb += self.g_r_data.eq(tbl[f][l])
+                for i in range(16):
+                    with m.Case(base + CODEBOOK_OFFSET + i):
+                        m.d.comb += self.g_r_data.eq(cbk[l][i])
+
+        # ---- current layer ----------------------------------------------------------------
+        layer = Signal(range(max(L, 2)))
+        n_in = Signal(c.j_bits + 1)
+        flags = Signal(10)
+        m.d.comb += [
+            self.layer_idx.eq(layer),
+            self.w_frac.eq(flags[:W_FRAC_BITS]),
+            self.relu.eq(flags[8]),
+            self.has_bias.eq(flags[9]),
+        ]
+
+        m.submodules.lnzd = lnzd = LNZD(n, c.j_bits, c.act_depth)
+        any_full = Signal()
+        m.d.comb += [
+            any_full.eq(self.fifo_full.any()),
+            lnzd.n_in.eq(n_in),
+            lnzd.rd_data.eq(self.act_rd_data),
+            self.act_rd_addr.eq(lnzd.rd_addr),
+            self.b_j.eq(lnzd.o_j),
+            self.b_a.eq(lnzd.o_a),
+        ]
+
+        lcyc = Signal(32)
+        bcnt = Signal(32)
+        wb_r = Signal(range(c.acc_depth + 1))
+        wb_rbase = Signal(c.j_bits + 1)
+        m.d.comb += [self.wb_row.eq(wb_r), self.wb_rbase.eq(wb_rbase)]
+
+        with m.If(self.busy):
+            m.d.sync += [run_cycles.eq(run_cycles + 1), lcyc.eq(lcyc + 1)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(start_req):
+                    with m.If((n_layers == 0) | (n_layers > L)):
+                        m.d.sync += [err.eq(1), done.eq(0)]
+                    with m.Else():
+                        m.d.sync += [err.eq(0), done.eq(0), self.busy.eq(1), run_cycles.eq(0),
+                                     layer.eq(0), self.src_bank.eq(0)]
+                        m.next = "LSTART"
+            with m.State("LSTART"):
+                m.d.comb += [lnzd.start.eq(1), self.layer_start.eq(1)]
+                m.d.sync += [
+                    n_in.eq(tbl["n_in"][layer]),
+                    self.n_out.eq(tbl["n_out"][layer]),
+                    self.ptr_base.eq(tbl["ptr_base"][layer]),
+                    self.entry_base.eq(tbl["entry_base"][layer]),
+                    self.bias_base.eq(tbl["bias_base"][layer]),
+                    flags.eq(tbl["flags"][layer]),
+                    self.codebook.eq(cbk[layer]),
+                    lcyc.eq(1), bcnt.eq(0),
+                ]
+                m.next = "BCAST"
+            with m.State("BCAST"):
+                m.d.comb += [
+                    lnzd.o_ready.eq(~any_full),
+                    self.b_valid.eq(lnzd.o_valid & ~any_full),
+                    self.stall_probe.eq(lnzd.o_valid & any_full),
+                ]
+                with m.If(self.b_valid):
+                    m.d.sync += bcnt.eq(bcnt + 1)
+                with m.If(lnzd.done):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(self.idle_all):
+                    m.d.sync += [wb_r.eq(0), wb_rbase.eq(0)]
+                    m.next = "WB"
+            with m.State("WB"):
+                with m.If(wb_rbase < self.n_out):
+                    m.d.comb += self.wb_issue.eq(1)
+                    m.d.sync += [wb_r.eq(wb_r + 1), wb_rbase.eq(wb_rbase + n)]
+                with m.Else():
+                    m.d.comb += self.layer_end.eq(1)
+                    m.d.sync += [
+                        l_cycles[layer].eq(lcyc + 1),
+                        l_bcasts[layer].eq(bcnt),
+                        self.src_bank.eq(~self.src_bank),
+                        layer.eq(layer + 1),
+                    ]
+                    with m.If(layer + 1 == n_layers):
+                        m.d.sync += [self.busy.eq(0), done.eq(1)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "LSTART"
+        m.d.comb += self.done.eq(done)
+        return m

@@ -1,0 +1,174 @@
+"""Parameters of one EIE accelerator instance, checked, with the memory sizes they imply.
+
+Every memory of the design is sized from an :class:`EIEConfig`:
+
+* per PE: pointer SRAM (``ptr_depth`` pointers, split in even/odd banks), sparse-matrix SRAM
+  (``spmat_depth`` 64-bit words, 8 entries each), bias SRAM (``bias_depth`` int16 slots), two
+  activation files (``act_depth`` int16 each, source and destination, swapped between layers),
+  an accumulator file (``acc_depth`` rows of ``acc_bits``), the activation FIFO (``fifo_depth``)
+  and the pointer queue (``ptr_queue_depth``) between the pointer and the entry stages;
+* shared: the layer table (``max_layers`` descriptors with their codebooks) and the counters.
+
+:meth:`EIEConfig.for_image` sizes a configuration to fit an image (the smallest depths that hold
+it), :meth:`EIEConfig.check_image` says why an image does not fit (as :class:`EieError`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = ["EIEConfig", "MAX_PE", "MAX_LAYERS", "W_FRAC_BITS"]
+
+MAX_PE = 256
+MAX_LAYERS = 64
+W_FRAC_BITS = 5          # w_frac 0..30 (eie.sw.fixedpoint.MAX_W_FRAC)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class EIEConfig:
+    """One accelerator instance.
+
+    ``n_pe`` processing elements (1..256, any count); ``fifo_depth`` activation-FIFO entries per
+    PE; ``ptr_depth`` pointers per PE (all layers: ``sum(n_in + 1)``); ``spmat_depth`` 64-bit
+    sparse-matrix words per PE; ``act_depth`` activations per PE and per activation file
+    (``max ceil(n / n_pe)`` over every layer's inputs and outputs); ``acc_depth`` accumulator rows
+    per PE (``max ceil(n_out / n_pe)``); ``bias_depth`` bias slots per PE; ``max_layers`` layer
+    descriptors; ``acc_bits`` accumulator width; ``act_frac`` activation fraction bits (recorded
+    for the host; the datapath only uses each layer's ``w_frac``); ``ptr_queue_depth`` columns
+    the pointer stage may run ahead of the entry stage.
+    """
+
+    n_pe: int = 4
+    fifo_depth: int = 8
+    ptr_depth: int = 1024
+    spmat_depth: int = 1024
+    act_depth: int = 64
+    acc_depth: int = 64
+    bias_depth: int = 64
+    max_layers: int = 4
+    acc_bits: int = 32
+    act_frac: int = 8
+    ptr_queue_depth: int = 4
+
+    _LIMITS = {
+        "n_pe": (1, MAX_PE, "processing elements"),
+        "fifo_depth": (1, 4096, "activation-FIFO entries"),
+        "ptr_depth": (2, 1 << 20, "pointers per PE"),
+        "spmat_depth": (1, 1 << 20, "sparse-matrix words per PE"),
+        "act_depth": (1, 1 << 16, "activations per PE and file"),
+        "acc_depth": (1, 1 << 16, "accumulator rows per PE"),
+        "bias_depth": (1, 1 << 16, "bias slots per PE"),
+        "max_layers": (1, MAX_LAYERS, "layers"),
+        "acc_bits": (16, 64, "accumulator bits"),
+        "act_frac": (0, 15, "activation fraction bits"),
+        "ptr_queue_depth": (2, 64, "pointer-queue entries"),
+    }
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            lo, hi, what = self._LIMITS[f.name]
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ValueError(f"{f.name} must be an integer ({what}), not {v!r}")
+            if not lo <= v <= hi:
+                raise ValueError(f"{f.name} = {v} is out of range: {what} must be from {lo} to {hi}")
+        if self.acc_depth > self.act_depth:
+            raise ValueError(f"acc_depth = {self.acc_depth} exceeds act_depth = {self.act_depth}: "
+                             "every accumulator row is written back into the activation file")
+
+    # -- derived sizes ---------------------------------------------------------------------
+    @property
+    def entry_depth(self) -> int:
+        """Sparse-matrix entries per PE (8 per word)."""
+        return self.spmat_depth * 8
+
+    @property
+    def ptr_bits(self) -> int:
+        """Width of a pointer: it may equal ``entry_depth`` (the end of the last column)."""
+        return self.entry_depth.bit_length()
+
+    @property
+    def max_n_in(self) -> int:
+        """The widest layer input the activation files hold."""
+        return self.act_depth * self.n_pe
+
+    @property
+    def max_n_out(self) -> int:
+        """The widest layer output the accumulator files hold."""
+        return self.acc_depth * self.n_pe
+
+    @property
+    def j_bits(self) -> int:
+        """Width of a column index ``j`` (0 .. max_n_in - 1)."""
+        return max(1, (self.max_n_in - 1).bit_length())
+
+    def to_json(self) -> dict[str, Any]:
+        """Parameters (and derived sizes) as a JSON-serialisable dict."""
+        d = asdict(self)
+        d.update(entry_depth=self.entry_depth, ptr_bits=self.ptr_bits,
+                 max_n_in=self.max_n_in, max_n_out=self.max_n_out)
+        return d
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+    # -- images ----------------------------------------------------------------------------
+    @classmethod
+    def for_image(cls, image, **overrides) -> "EIEConfig":
+        """The smallest configuration that holds ``image`` (an :class:`eie.sw.image.Image`);
+        ``overrides`` (e.g. ``fifo_depth=2``) replace any field; depths given in ``overrides``
+        are checked against the image."""
+        n = image.n_pe
+        sizes = dict(
+            n_pe=n,
+            ptr_depth=max(2, image.ptr_words),
+            spmat_depth=max(1, image.spmat_words),
+            act_depth=max(max(_ceil_div(d.n_in, n), _ceil_div(d.n_out, n)) for d in image.layers),
+            acc_depth=max(_ceil_div(d.n_out, n) for d in image.layers),
+            bias_depth=max(1, image.bias_words if image.bias is not None else 0),
+            max_layers=len(image.layers),
+            acc_bits=image.acc_bits,
+            act_frac=image.act_frac,
+        )
+        sizes.update(overrides)
+        cfg = cls(**sizes)
+        cfg.check_image(image)
+        return cfg
+
+    def check_image(self, image) -> None:
+        """Raise :class:`eie.sw.errors.EieError` if ``image`` does not fit this configuration."""
+        from eie.sw.errors import EieError
+
+        if image.n_pe != self.n_pe:
+            raise EieError(f"the image is for {image.n_pe} PEs but the accelerator has "
+                           f"{self.n_pe} (re-encode with --pes {self.n_pe})")
+        if image.acc_bits != self.acc_bits:
+            raise EieError(f"the image uses acc_bits = {image.acc_bits} but the accelerator has "
+                           f"{self.acc_bits} (regenerate with --acc-bits {image.acc_bits})")
+        if len(image.layers) > self.max_layers:
+            raise EieError(f"the image has {len(image.layers)} layers but the layer table holds "
+                           f"{self.max_layers} (raise --max-layers)")
+        if image.ptr_words > self.ptr_depth:
+            raise EieError(f"the image needs {image.ptr_words} pointers per PE but the pointer "
+                           f"SRAM holds {self.ptr_depth} (raise --ptr-depth)")
+        if image.spmat_words > self.spmat_depth:
+            raise EieError(f"the image needs {image.spmat_words} sparse-matrix words per PE but "
+                           f"the SRAM holds {self.spmat_depth} (raise --spmat-depth or add PEs)")
+        if image.bias is not None and image.bias_words > self.bias_depth:
+            raise EieError(f"the image needs {image.bias_words} bias slots per PE but the bias "
+                           f"SRAM holds {self.bias_depth} (raise --bias-depth)")
+        for l, d in enumerate(image.layers):
+            if d.n_in > self.max_n_in:
+                raise EieError(f"layer {l} has {d.n_in} inputs but the activation files hold "
+                               f"{self.max_n_in} ({self.act_depth} per PE; raise --act-depth)")
+            if d.n_out > self.max_n_out:
+                raise EieError(f"layer {l} has {d.n_out} outputs but the accumulators hold "
+                               f"{self.max_n_out} ({self.acc_depth} per PE; raise --acc-depth)")
+            if not 0 <= d.w_frac < (1 << W_FRAC_BITS) - 1:
+                raise EieError(f"layer {l} has w_frac = {d.w_frac}; the hardware takes 0..30")

@@ -1,0 +1,196 @@
+"""The host's bus transactions, independent of any simulator or board: the single source of
+truth for "what to write where" to load an image, run a sample, and read results back.
+
+A program is a list of operations:
+
+* :class:`Write` ``(addr, data)`` -- one bus write;
+* :class:`Poll` ``(addr, mask, value, max_polls)`` -- read ``addr`` until ``data & mask == value``
+  (at most ``max_polls`` reads, then :class:`TimeoutError`);
+* :class:`Read` ``(addr, key)`` -- one bus read whose result is stored under ``key``.
+
+:class:`HostProgram` builds them for an :class:`~eie.hw.eie.config.EIEConfig` and an
+:class:`~eie.sw.image.Image`; :func:`execute` / :func:`execute_async` run a list of them given a
+``write(addr, data)`` and ``read(addr) -> int`` (plain or ``async``), so an Amaranth testbench, a
+cocotb testbench and the UART host driver all issue the very same sequence.
+
+Sequence: ``load()`` once (layer table, ``N_LAYERS``, pointers, sparse-matrix words low half
+first, biases); then per sample ``run(x)`` (inputs into activation bank 0, ``CTRL`` start, poll
+``STATUS.done``) and ``collect()`` (outputs from the result bank, per-layer and per-PE
+counters), decoded with :meth:`HostProgram.decode`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Sequence, Union
+
+import numpy as np
+
+from .config import EIEConfig
+from .memory_map import MemoryMap
+
+__all__ = ["Write", "Read", "Poll", "Op", "HostProgram", "execute", "execute_async",
+           "STATUS_BUSY", "STATUS_DONE", "STATUS_BANK", "STATUS_ERROR"]
+
+STATUS_BUSY = 1 << 0
+STATUS_DONE = 1 << 1
+STATUS_BANK = 1 << 2
+STATUS_ERROR = 1 << 3
+
+
+@dataclass(frozen=True)
+class Write:
+    addr: int
+    data: int
+
+
+@dataclass(frozen=True)
+class Read:
+    addr: int
+    key: Hashable
+
+
+@dataclass(frozen=True)
+class Poll:
+    addr: int
+    mask: int
+    value: int
+    max_polls: int = 1_000_000
+
+
+Op = Union[Write, Read, Poll]
+
+
+def _u32(v: int) -> int:
+    return int(v) & 0xFFFF_FFFF
+
+
+def _s16(v: int) -> int:
+    v &= 0xFFFF
+    return v - 0x10000 if v & 0x8000 else v
+
+
+class HostProgram:
+    """Bus programs for one configuration and one image (checked to fit)."""
+
+    def __init__(self, config: EIEConfig, image):
+        config.check_image(image)
+        self.config = config
+        self.image = image
+        self.map = MemoryMap(config)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.image.layers)
+
+    @property
+    def result_bank(self) -> int:
+        """The activation file that holds the output (banks swap after every layer)."""
+        return self.n_layers & 1
+
+    def load(self) -> list[Op]:
+        """Writes that load the whole image (the accelerator must be idle)."""
+        mm, img = self.map, self.image
+        ops: list[Op] = []
+        for l, d in enumerate(img.layers):
+            flags = d.w_frac | (int(bool(d.relu)) << 8) | (int(bool(d.has_bias)) << 9)
+            for name, v in (("n_in", d.n_in), ("n_out", d.n_out), ("ptr_base", d.ptr_base),
+                            ("entry_base", d.entry_base), ("bias_base", d.bias_base),
+                            ("flags", flags)):
+                ops.append(Write(mm.layer_field(l, name), _u32(v)))
+            for i, w in enumerate(d.codebook):
+                ops.append(Write(mm.codebook(l, i), int(w) & 0xFFFF))
+        ops.append(Write(mm.reg("N_LAYERS"), self.n_layers))
+        for k in range(img.n_pe):
+            for p, v in enumerate(np.asarray(img.ptr[k])):
+                ops.append(Write(mm.ptr(k, p), _u32(v)))
+            for w, v in enumerate(np.asarray(img.spmat[k], dtype=np.uint64)):
+                v = int(v)
+                ops.append(Write(mm.spmat(k, w, 0), v & 0xFFFF_FFFF))
+                ops.append(Write(mm.spmat(k, w, 1), v >> 32))
+            if img.bias is not None:
+                for s, v in enumerate(np.asarray(img.bias[k])):
+                    ops.append(Write(mm.bias(k, s), int(v) & 0xFFFF))
+        return ops
+
+    def run(self, x: Sequence[int]) -> list[Op]:
+        """Write one input vector into bank 0, start, and wait for done."""
+        mm, n = self.map, self.config.n_pe
+        x = np.asarray(x).reshape(-1)
+        if x.size != self.image.n_in:
+            raise ValueError(f"input has {x.size} values but the first layer takes {self.image.n_in}")
+        ops: list[Op] = [Write(mm.act(j % n, 0, j // n), int(v) & 0xFFFF) for j, v in enumerate(x)]
+        ops.append(Write(mm.reg("CTRL"), 1))
+        ops.append(Poll(mm.reg("STATUS"), STATUS_BUSY | STATUS_DONE | STATUS_ERROR, STATUS_DONE))
+        return ops
+
+    def collect(self) -> list[Op]:
+        """Reads of the outputs and of every counter of the last run."""
+        mm, n = self.map, self.config.n_pe
+        bank = self.result_bank
+        ops: list[Op] = [Read(mm.act(i % n, bank, i // n), ("y", i)) for i in range(self.image.n_out)]
+        for l in range(self.n_layers):
+            ops.append(Read(mm.layer_counter(l, "cycles"), ("cycles", l)))
+            ops.append(Read(mm.layer_counter(l, "broadcasts"), ("broadcasts", l)))
+            for k in range(n):
+                ops.append(Read(mm.pe_counter(k, l, "busy"), ("busy", l, k)))
+                ops.append(Read(mm.pe_counter(k, l, "stall"), ("stall", l, k)))
+        ops.append(Read(mm.reg("CYCLES"), ("run_cycles",)))
+        return ops
+
+    def decode(self, values: dict) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Outputs (int16 ``(n_out,)``) and per-layer counters from :meth:`collect`'s reads:
+        ``[{"cycles", "broadcasts", "busy": [per PE], "stall": [per PE]}, ...]``."""
+        y = np.array([_s16(values[("y", i)]) for i in range(self.image.n_out)], dtype=np.int16)
+        n = self.config.n_pe
+        counters = [{
+            "cycles": int(values[("cycles", l)]),
+            "broadcasts": int(values[("broadcasts", l)]),
+            "busy": [int(values[("busy", l, k)]) for k in range(n)],
+            "stall": [int(values[("stall", l, k)]) for k in range(n)],
+        } for l in range(self.n_layers)]
+        return y, counters
+
+
+def execute(ops: Sequence[Op], write: Callable[[int, int], Any],
+            read: Callable[[int], int]) -> dict:
+    """Run ``ops`` with plain functions; return ``{key: value}`` of the :class:`Read` ops."""
+    out: dict = {}
+    for op in ops:
+        if isinstance(op, Write):
+            write(op.addr, op.data)
+        elif isinstance(op, Read):
+            out[op.key] = read(op.addr)
+        elif isinstance(op, Poll):
+            for _ in range(op.max_polls):
+                v = read(op.addr)
+                if v & op.mask == op.value:
+                    break
+            else:
+                raise TimeoutError(f"address {op.addr:#x} did not reach {op.value:#x} "
+                                   f"(mask {op.mask:#x}) in {op.max_polls} reads; last {v:#x}")
+        else:
+            raise TypeError(f"not a host operation: {op!r}")
+    return out
+
+
+async def execute_async(ops: Sequence[Op], write, read) -> dict:
+    """As :func:`execute`, with ``write``/``read`` coroutine functions (simulator testbenches)."""
+    out: dict = {}
+    for op in ops:
+        if isinstance(op, Write):
+            await write(op.addr, op.data)
+        elif isinstance(op, Read):
+            out[op.key] = await read(op.addr)
+        elif isinstance(op, Poll):
+            for _ in range(op.max_polls):
+                v = await read(op.addr)
+                if v & op.mask == op.value:
+                    break
+            else:
+                raise TimeoutError(f"address {op.addr:#x} did not reach {op.value:#x} "
+                                   f"(mask {op.mask:#x}) in {op.max_polls} reads; last {v:#x}")
+        else:
+            raise TypeError(f"not a host operation: {op!r}")
+    return out

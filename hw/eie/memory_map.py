@@ -1,0 +1,219 @@
+"""The host memory map of the EIE accelerator (word addresses, 32-bit words).
+
+An address splits into ``region | pe | offset`` (most to least significant): ``REGION_BITS``
+region bits, ``pe_bits`` PE bits (0 for one PE) and ``off_bits`` offset bits. Per-PE regions
+address PE ``pe``'s memory at ``offset``; the global region (0) ignores the split and uses the
+``pe | offset`` bits as one offset. See ``docs/eie-hardware.md`` for the table.
+
+======  =========  ==============================================================================
+region  name       content (per PE unless global)
+======  =========  ==============================================================================
+0       global     control/status registers, per-layer counters, the layer table
+1       ptr        pointer ``p`` (all layers back to back), low ``ptr_bits`` bits
+2       spmat      sparse-matrix word ``w``: offset ``2w`` low half, ``2w + 1`` high half
+3       bias       bias slot ``s``, int16 in the low half (sign-extended on read)
+4       act        activation file ``bank`` index ``i``: offset ``bank << act_bits | i``, int16
+5       pecnt      per layer ``l``: offset ``2l`` busy cycles, ``2l + 1`` FIFO-full stall cycles
+======  =========  ==============================================================================
+
+The host may access memories and the layer table only while the accelerator is idle
+(``STATUS.busy == 0``); writes while busy are ignored, reads while busy return undefined data.
+Registers (control, status, counters) are always readable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .config import EIEConfig
+
+__all__ = ["MemoryMap", "Region", "REGION_BITS", "EIE_ID", "REGS", "LAYER_FIELDS",
+           "LAYER_STRIDE", "CODEBOOK_OFFSET", "LAYER_COUNTERS", "PE_COUNTERS"]
+
+REGION_BITS = 3
+EIE_ID = 0x45494531      # "EIE1"
+
+
+class Region:
+    GLOBAL = 0
+    PTR = 1
+    SPMAT = 2
+    BIAS = 3
+    ACT = 4
+    PECNT = 5
+
+
+# Global registers: name -> (offset, access, description)
+REGS: dict[str, tuple[int, str, str]] = {
+    "ID": (0x0, "r", "constant 0x45494531 ('EIE1')"),
+    "CONFIG0": (0x1, "r", "bits 8:0 n_pe, bits 31:16 fifo_depth"),
+    "CONFIG1": (0x2, "r", "bits 7:0 max_layers, bits 15:8 acc_bits, bits 19:16 act_frac"),
+    "CTRL": (0x3, "w", "write bit 0 = 1 while idle: start a run of N_LAYERS layers on bank 0"),
+    "N_LAYERS": (0x4, "rw", "number of layers to run (1..max_layers)"),
+    "STATUS": (0x5, "r", "bit 0 busy, bit 1 done (sticky until the next start), "
+                         "bit 2 result bank (the activation file that holds the output)"),
+    "CYCLES": (0x6, "r", "cycles of the last run, from start to done"),
+}
+
+LAYER_COUNTERS = ("cycles", "broadcasts")
+PE_COUNTERS = ("busy", "stall")
+
+# Layer table: descriptor l at layer_base + LAYER_STRIDE * l
+LAYER_FIELDS: dict[str, tuple[int, str]] = {
+    "n_in": (0, "inputs"),
+    "n_out": (1, "outputs"),
+    "ptr_base": (2, "first pointer"),
+    "entry_base": (3, "first entry (an entry index, a multiple of 8)"),
+    "bias_base": (4, "first bias slot"),
+    "flags": (5, "bits 4:0 w_frac, bit 8 relu, bit 9 has_bias"),
+}
+LAYER_STRIDE = 32
+CODEBOOK_OFFSET = 16     # codebook entry c at descriptor offset 16 + c (int16, low half)
+
+
+def _bits(n: int) -> int:
+    """Bits to address ``n`` items (0 for one)."""
+    return max(0, (n - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class MemoryMap:
+    """Addresses of everything the host reaches, for one :class:`EIEConfig`."""
+
+    config: EIEConfig
+
+    # -- geometry --------------------------------------------------------------------------
+    @property
+    def pe_bits(self) -> int:
+        return _bits(self.config.n_pe)
+
+    @property
+    def act_bits(self) -> int:
+        """Index bits of one activation file (the bank bit sits above them)."""
+        return _bits(self.config.act_depth)
+
+    @property
+    def counter_base(self) -> int:
+        """Global offset of layer 0's counters (2 words a layer)."""
+        return 0x10
+
+    @property
+    def layer_base(self) -> int:
+        """Global offset of layer 0's descriptor: a power of two above the counters."""
+        end = self.counter_base + len(LAYER_COUNTERS) * self.config.max_layers
+        return 1 << max(5, _bits(end))
+
+    @property
+    def global_span(self) -> int:
+        return self.layer_base + LAYER_STRIDE * self.config.max_layers
+
+    @property
+    def off_bits(self) -> int:
+        c = self.config
+        need = max(_bits(c.ptr_depth), _bits(2 * c.spmat_depth), _bits(c.bias_depth),
+                   self.act_bits + 1, _bits(len(PE_COUNTERS) * c.max_layers), 1)
+        return max(need, _bits(self.global_span) - self.pe_bits)
+
+    @property
+    def addr_width(self) -> int:
+        return REGION_BITS + self.pe_bits + self.off_bits
+
+    # -- addresses -------------------------------------------------------------------------
+    def _pe_addr(self, region: int, pe: int, offset: int) -> int:
+        if not 0 <= pe < self.config.n_pe:
+            raise IndexError(f"PE {pe} out of range (0..{self.config.n_pe - 1})")
+        if not 0 <= offset < (1 << self.off_bits):
+            raise IndexError(f"offset {offset} out of range for region {region}")
+        return (region << (self.pe_bits + self.off_bits)) | (pe << self.off_bits) | offset
+
+    def _global_addr(self, offset: int) -> int:
+        return offset
+
+    def reg(self, name: str) -> int:
+        return self._global_addr(REGS[name][0])
+
+    def layer_counter(self, layer: int, name: str) -> int:
+        self._check_layer(layer)
+        return self._global_addr(self.counter_base + len(LAYER_COUNTERS) * layer
+                                 + LAYER_COUNTERS.index(name))
+
+    def layer_field(self, layer: int, name: str) -> int:
+        self._check_layer(layer)
+        return self._global_addr(self.layer_base + LAYER_STRIDE * layer + LAYER_FIELDS[name][0])
+
+    def codebook(self, layer: int, index: int) -> int:
+        self._check_layer(layer)
+        if not 0 <= index < 16:
+            raise IndexError(f"codebook index {index} out of range (0..15)")
+        return self._global_addr(self.layer_base + LAYER_STRIDE * layer + CODEBOOK_OFFSET + index)
+
+    def ptr(self, pe: int, index: int) -> int:
+        if not 0 <= index < self.config.ptr_depth:
+            raise IndexError(f"pointer {index} out of range (0..{self.config.ptr_depth - 1})")
+        return self._pe_addr(Region.PTR, pe, index)
+
+    def spmat(self, pe: int, word: int, half: int) -> int:
+        if not 0 <= word < self.config.spmat_depth:
+            raise IndexError(f"sparse-matrix word {word} out of range (0..{self.config.spmat_depth - 1})")
+        return self._pe_addr(Region.SPMAT, pe, 2 * word + (half & 1))
+
+    def bias(self, pe: int, slot: int) -> int:
+        if not 0 <= slot < self.config.bias_depth:
+            raise IndexError(f"bias slot {slot} out of range (0..{self.config.bias_depth - 1})")
+        return self._pe_addr(Region.BIAS, pe, slot)
+
+    def act(self, pe: int, bank: int, index: int) -> int:
+        if not 0 <= index < self.config.act_depth:
+            raise IndexError(f"activation index {index} out of range (0..{self.config.act_depth - 1})")
+        return self._pe_addr(Region.ACT, pe, ((bank & 1) << self.act_bits) | index)
+
+    def pe_counter(self, pe: int, layer: int, name: str) -> int:
+        self._check_layer(layer)
+        return self._pe_addr(Region.PECNT, pe, len(PE_COUNTERS) * layer + PE_COUNTERS.index(name))
+
+    def _check_layer(self, layer: int) -> None:
+        if not 0 <= layer < self.config.max_layers:
+            raise IndexError(f"layer {layer} out of range (0..{self.config.max_layers - 1})")
+
+    # -- description -----------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The whole map (for ``eie.json``): geometry, regions, registers, layer table."""
+        c = self.config
+        shift = self.pe_bits + self.off_bits
+        return {
+            "word_bits": 32,
+            "addr_width": self.addr_width,
+            "region_bits": REGION_BITS,
+            "pe_bits": self.pe_bits,
+            "off_bits": self.off_bits,
+            "address": "region << (pe_bits + off_bits) | pe << off_bits | offset",
+            "read_latency": 2,
+            "access_rule": "memories and the layer table only while STATUS.busy == 0",
+            "regions": {
+                "global": {"region": Region.GLOBAL, "base": 0,
+                           "content": "registers, layer counters, layer table"},
+                "ptr": {"region": Region.PTR, "base": Region.PTR << shift, "depth": c.ptr_depth,
+                        "bits": c.ptr_bits, "offset": "pointer index"},
+                "spmat": {"region": Region.SPMAT, "base": Region.SPMAT << shift,
+                          "depth": c.spmat_depth, "bits": 64,
+                          "offset": "2 * word + half (0 = bits 31:0, 1 = bits 63:32)"},
+                "bias": {"region": Region.BIAS, "base": Region.BIAS << shift,
+                         "depth": c.bias_depth, "bits": 16, "offset": "bias slot"},
+                "act": {"region": Region.ACT, "base": Region.ACT << shift, "depth": c.act_depth,
+                        "bits": 16, "offset": f"bank << {self.act_bits} | index",
+                        "input_bank": 0},
+                "pecnt": {"region": Region.PECNT, "base": Region.PECNT << shift,
+                          "offset": "2 * layer + (0 busy, 1 stall)", "counters": list(PE_COUNTERS)},
+            },
+            "registers": {k: {"addr": v[0], "access": v[1], "doc": v[2]} for k, v in REGS.items()},
+            "layer_counters": {"base": self.counter_base, "stride": len(LAYER_COUNTERS),
+                               "fields": list(LAYER_COUNTERS)},
+            "layer_table": {"base": self.layer_base, "stride": LAYER_STRIDE,
+                            "fields": {k: {"offset": v[0], "doc": v[1]} for k, v in LAYER_FIELDS.items()},
+                            "codebook_offset": CODEBOOK_OFFSET},
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)

@@ -1,0 +1,187 @@
+"""One EIE processing element (PE ``index`` of ``n_pe``).
+
+Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the sub-blocks):
+
+1. activation FIFO (``fifo_depth``, :class:`amaranth.lib.fifo.SyncFIFO`): takes the broadcast
+   ``(j, a_j)`` in the cycle the controller broadcasts it (the controller only broadcasts when no
+   PE's FIFO is full);
+2. :class:`~eie.hw.eie.ptr_read.PtrRead` (``ptr_``): one column a cycle, ``p[j]`` and ``p[j+1]``
+   from the even/odd banks; non-empty columns go into the pointer queue;
+3. :class:`~eie.hw.eie.spmat_read.SpmatRead` (``spm_``): one entry a cycle from the queue head,
+   across word and column boundaries;
+4. :class:`~eie.hw.eie.arith.Arith` (``mul_``): row from the relative index, codebook, 16x16
+   product;
+5. :class:`~eie.hw.eie.accum.Accumulator` (``acc_``): read-add-write of the row with the bypass.
+
+Around it: the two activation files (one memory, ``bank << act_bits | index``; the source is read
+asynchronously by this PE's LNZD leaf, the destination written by the write-back), and the
+counters: ``busy`` (cycles the entry stage issued an entry) and ``stall`` (cycles the controller
+held a nonzero back while this PE's FIFO was full), per layer, stored at the layer's end.
+
+``idle`` is high when the FIFO is empty and no stage holds work.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .accum import Accumulator
+from .arith import Arith
+from .config import EIEConfig, W_FRAC_BITS
+from .memory_map import MemoryMap, Region
+from .ptr_read import PtrRead
+from .spmat_read import SpmatRead
+
+__all__ = ["PE"]
+
+
+class PE(wiring.Component):
+    def __init__(self, config: EIEConfig, index: int):
+        if not isinstance(index, int) or not 0 <= index < config.n_pe:
+            raise ValueError(f"PE index {index!r} out of range 0..{config.n_pe - 1}")
+        self._config = c = config
+        self._index = index
+        self._map = mm = MemoryMap(config)
+        rbits = max(1, (c.acc_depth - 1).bit_length())
+        pidx = max(1, (c.ptr_depth - 1).bit_length())
+        bbits = max(1, (c.bias_depth - 1).bit_length())
+        lbits = max(1, (c.max_layers - 1).bit_length())
+        self._bcast_layout = data.StructLayout({"j": c.j_bits, "a": signed(16)})
+        super().__init__({
+            "b_valid": In(1),
+            "b_j": In(c.j_bits),
+            "b_a": In(signed(16)),
+            "fifo_full": Out(1),
+            "ptr_base": In(pidx + 1),
+            "entry_base": In(c.ptr_bits),
+            "bias_base": In(bbits + 1),
+            "has_bias": In(1),
+            "w_frac": In(W_FRAC_BITS),
+            "relu": In(1),
+            "codebook": In(data.ArrayLayout(signed(16), 16)),
+            "src_bank": In(1),
+            "act_rd_addr": In(max(1, mm.act_bits)),
+            "act_rd_data": Out(signed(16)),
+            "wb_issue": In(1),
+            "wb_row": In(rbits),
+            "wb_rbase": In(c.j_bits + 1),
+            "n_out": In(c.j_bits + 1),
+            "layer_start": In(1),
+            "layer_end": In(1),
+            "layer_idx": In(lbits),
+            "stall_probe": In(1),
+            "idle": Out(1),
+            "host_mode": In(1),
+            "h_w_en": In(1),
+            "h_w_region": In(3),
+            "h_w_off": In(mm.off_bits),
+            "h_w_data": In(32),
+            "h_r_region": In(3),
+            "h_r_off": In(mm.off_bits),
+            "h_r_data": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self._config
+        mm = self._map
+        ab = mm.act_bits
+
+        m.submodules.fifo = fifo = SyncFIFO(width=self._bcast_layout.size, depth=c.fifo_depth)
+        m.submodules.ptr = ptr = PtrRead(c)
+        m.submodules.spm = spm = SpmatRead(c)
+        m.submodules.arith = ar = Arith(c)
+        m.submodules.accum = acc = Accumulator(c)
+        m.submodules.act = act = Memory(shape=signed(16), depth=2 << ab, init=[])
+        act_w = act.write_port()
+        act_r = act.read_port(domain="comb")
+        m.submodules.counters = cnt = Memory(shape=64, depth=c.max_layers, init=[])
+        cnt_w = cnt.write_port()
+        cnt_r = cnt.read_port()
+
+        # FIFO in, pointer stage out.
+        b_in = Signal(self._bcast_layout)
+        b_out = Signal(self._bcast_layout)
+        m.d.comb += [
+            b_in.j.eq(self.b_j), b_in.a.eq(self.b_a),
+            fifo.w_data.eq(b_in), fifo.w_en.eq(self.b_valid),
+            self.fifo_full.eq(~fifo.w_rdy),
+            b_out.eq(fifo.r_data),
+            ptr.col_valid.eq(fifo.r_rdy), ptr.col_j.eq(b_out.j), ptr.col_a.eq(b_out.a),
+            fifo.r_en.eq(ptr.col_pop),
+            ptr.ptr_base.eq(self.ptr_base),
+            spm.q_valid.eq(ptr.q_valid), spm.q.eq(ptr.q), ptr.q_pop.eq(spm.q_pop),
+            spm.entry_base.eq(self.entry_base),
+            ar.spm_valid.eq(spm.spm_valid), ar.spm_entry.eq(spm.spm_entry),
+            ar.spm_first.eq(spm.spm_first), ar.spm_a.eq(spm.spm_a),
+            ar.codebook.eq(self.codebook),
+            acc.mul_valid.eq(ar.mul_valid), acc.mul_row.eq(ar.mul_row),
+            acc.acc_valid.eq(ar.acc_valid), acc.acc_row.eq(ar.acc_row),
+            acc.acc_prod.eq(ar.acc_prod),
+            acc.bias_base.eq(self.bias_base), acc.has_bias.eq(self.has_bias),
+            acc.w_frac.eq(self.w_frac), acc.relu.eq(self.relu),
+            acc.wb_issue.eq(self.wb_issue), acc.wb_row.eq(self.wb_row),
+            acc.wb_row_en.eq(self.wb_rbase + self._index < self.n_out),
+            self.idle.eq((fifo.level == 0) & ptr.idle & spm.idle & ar.idle),
+        ]
+
+        # Activation files.
+        with m.If(self.host_mode):
+            m.d.comb += act_r.addr.eq(self.h_r_off)
+        with m.Else():
+            m.d.comb += act_r.addr.eq(Cat(self.act_rd_addr[:ab], self.src_bank) if ab
+                                      else self.src_bank)
+        m.d.comb += self.act_rd_data.eq(act_r.data)
+        with m.If(acc.wb_we):
+            m.d.comb += [act_w.addr.eq(Cat(acc.wb_addr[:ab], ~self.src_bank) if ab
+                                       else ~self.src_bank),
+                         act_w.data.eq(acc.wb_y), act_w.en.eq(1)]
+        with m.Elif(self.host_mode & self.h_w_en & (self.h_w_region == Region.ACT)):
+            m.d.comb += [act_w.addr.eq(self.h_w_off), act_w.data.eq(self.h_w_data[:16]),
+                         act_w.en.eq(1)]
+
+        # Counters.
+        busy = Signal(32)
+        stall = Signal(32)
+        with m.If(self.layer_start):
+            m.d.sync += [busy.eq(0), stall.eq(0)]
+        with m.Else():
+            with m.If(spm.issue):
+                m.d.sync += busy.eq(busy + 1)
+            with m.If(self.stall_probe & self.fifo_full):
+                m.d.sync += stall.eq(stall + 1)
+        m.d.comb += [cnt_w.addr.eq(self.layer_idx), cnt_w.data.eq(Cat(busy, stall)),
+                     cnt_w.en.eq(self.layer_end)]
+
+        # Host port: writes, and reads with one cycle of latency.
+        for blk, region in ((ptr, Region.PTR), (spm, Region.SPMAT), (acc, Region.BIAS)):
+            m.d.comb += [
+                blk.host_mode.eq(self.host_mode),
+                blk.h_w_en.eq(self.h_w_en & (self.h_w_region == region)),
+                blk.h_w_addr.eq(self.h_w_off),
+                blk.h_w_data.eq(self.h_w_data),
+                blk.h_r_addr.eq(self.h_r_off),
+            ]
+        m.d.comb += cnt_r.addr.eq(self.h_r_off >> 1)
+        r_region = Signal(3)
+        r_half = Signal()
+        r_act = Signal(signed(16))
+        m.d.sync += [r_region.eq(self.h_r_region), r_half.eq(self.h_r_off[0]), r_act.eq(act_r.data)]
+        with m.Switch(r_region):
+            with m.Case(Region.PTR):
+                m.d.comb += self.h_r_data.eq(ptr.h_r_data)
+            with m.Case(Region.SPMAT):
+                m.d.comb += self.h_r_data.eq(spm.h_r_data)
+            with m.Case(Region.BIAS):
+                m.d.comb += self.h_r_data.eq(acc.h_r_data)
+            with m.Case(Region.ACT):
+                m.d.comb += self.h_r_data.eq(r_act)
+            with m.Case(Region.PECNT):
+                m.d.comb += self.h_r_data.eq(cnt_r.data.word_select(r_half, 32))
+        return m
+
+

@@ -1,0 +1,111 @@
+"""Pointer stage of a PE: turns a column ``(j, a_j)`` into the entry range ``[p[j], p[j+1])``.
+
+The pointer SRAM is split into an even bank (pointers ``0, 2, 4, ...``) and an odd bank
+(``1, 3, 5, ...``), so ``p[P]`` and ``p[P+1]`` (``P = ptr_base + j``) are always in different
+banks and come out of one read: the even bank reads ``(P+1) >> 1``, the odd bank ``P >> 1``, and
+``P``'s parity says which is the start.
+
+Per cycle: if a column waits (``col_valid``) and the pointer queue will have room for it
+(entries in the queue + the one being read < ``ptr_queue_depth``), the column is taken
+(``col_pop``) and both banks are read (``ptr_`` stage); one cycle later the pair arrives and, if
+the column has entries in this PE (``end != start``), ``(start, end, a)`` is pushed into the
+pointer queue. An empty column is dropped here, so it never costs the entry stage a cycle. The
+queue head (``q_*``) is taken by the entry stage with ``q_pop``.
+
+Host port (``host_mode``): writes pointer ``h_w_addr``; reads pointer ``h_r_addr`` with
+one cycle of latency (``h_r_data``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .config import EIEConfig
+
+__all__ = ["PtrRead", "column_layout"]
+
+
+def column_layout(config: EIEConfig) -> data.StructLayout:
+    """A pointer-queue item: the column's entry range and its activation."""
+    return data.StructLayout({"start": config.ptr_bits, "end": config.ptr_bits, "a": signed(16)})
+
+
+class PtrRead(wiring.Component):
+    def __init__(self, config: EIEConfig):
+        self._config = c = config
+        pidx = max(1, (c.ptr_depth - 1).bit_length())
+        self._bank_depth = (c.ptr_depth + 1) // 2
+        super().__init__({
+            "col_valid": In(1),
+            "col_j": In(c.j_bits),
+            "col_a": In(signed(16)),
+            "col_pop": Out(1),
+            "ptr_base": In(pidx + 1),
+            "q_valid": Out(1),
+            "q": Out(column_layout(c)),
+            "q_pop": In(1),
+            "idle": Out(1),
+            "host_mode": In(1),
+            "h_w_en": In(1),
+            "h_w_addr": In(pidx),
+            "h_w_data": In(32),
+            "h_r_addr": In(pidx),
+            "h_r_data": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self._config
+        m.submodules.even = even = Memory(shape=c.ptr_bits, depth=self._bank_depth, init=[])
+        m.submodules.odd = odd = Memory(shape=c.ptr_bits, depth=self._bank_depth, init=[])
+        ew, ow = even.write_port(), odd.write_port()
+        er, orr = even.read_port(), odd.read_port()
+        m.submodules.queue = queue = SyncFIFO(width=column_layout(c).size, depth=c.ptr_queue_depth)
+
+        ptr_P = Signal(len(self.ptr_base) + 1)
+        ptr_take = Signal()
+        ptr1_valid = Signal()
+        ptr1_odd = Signal()
+        ptr1_a = Signal(signed(16))
+        m.d.comb += [
+            ptr_P.eq(self.ptr_base + self.col_j),
+            ptr_take.eq(~self.host_mode & self.col_valid
+                        & (queue.level + ptr1_valid < c.ptr_queue_depth)),
+            self.col_pop.eq(ptr_take),
+        ]
+        with m.If(self.host_mode):
+            m.d.comb += [er.addr.eq((self.h_r_addr + 1) >> 1), orr.addr.eq(self.h_r_addr >> 1)]
+        with m.Else():
+            m.d.comb += [er.addr.eq((ptr_P + 1) >> 1), orr.addr.eq(ptr_P >> 1)]
+        m.d.sync += [ptr1_valid.eq(ptr_take), ptr1_odd.eq(ptr_P[0]), ptr1_a.eq(self.col_a)]
+
+        # Host writes and reads (pointer p lives in bank p & 1 at p >> 1).
+        m.d.comb += [
+            ew.addr.eq(self.h_w_addr >> 1), ow.addr.eq(self.h_w_addr >> 1),
+            ew.data.eq(self.h_w_data), ow.data.eq(self.h_w_data),
+            ew.en.eq(self.host_mode & self.h_w_en & ~self.h_w_addr[0]),
+            ow.en.eq(self.host_mode & self.h_w_en & self.h_w_addr[0]),
+        ]
+        h_r_odd = Signal()
+        m.d.sync += h_r_odd.eq(self.h_r_addr[0])
+        m.d.comb += self.h_r_data.eq(Mux(h_r_odd, orr.data, er.data))
+
+        item = Signal(column_layout(c))
+        ptr1_start = Signal(c.ptr_bits)
+        ptr1_end = Signal(c.ptr_bits)
+        m.d.comb += [
+            ptr1_start.eq(Mux(ptr1_odd, orr.data, er.data)),
+            ptr1_end.eq(Mux(ptr1_odd, er.data, orr.data)),
+            item.start.eq(ptr1_start), item.end.eq(ptr1_end), item.a.eq(ptr1_a),
+            queue.w_data.eq(item),
+            queue.w_en.eq(ptr1_valid & (ptr1_end != ptr1_start)),
+            self.q_valid.eq(queue.r_rdy),
+            self.q.eq(queue.r_data),
+            queue.r_en.eq(self.q_pop),
+            self.idle.eq(~ptr1_valid & (queue.level == 0)),
+        ]
+        return m

@@ -1,0 +1,111 @@
+"""The EIE accelerator top level: ``n_pe`` PEs, the CCU, and the host bus slave.
+
+Ports: ``bus`` (a slave :class:`eie.hw.common.bus.BusSignature` of
+``MemoryMap(config).addr_width`` address bits, 32-bit data), ``busy``, ``done``.
+
+Host bus, per cycle: a write (``w_stb``) goes to the CCU (global region) or to the addressed PE's
+memory (while idle). A read (``r_stb``) presents the address to every PE's memories and to the
+CCU's register file; one cycle later the addressed word is selected and registered, and
+``r_ack`` rises two cycles after ``r_stb`` (read latency 2). Unmapped addresses read 0.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from eie.hw.common.bus import BusSignature
+
+from .ccu import CCU
+from .config import EIEConfig
+from .memory_map import MemoryMap, Region
+from .pe import PE
+
+__all__ = ["EIETop"]
+
+
+class EIETop(wiring.Component):
+    """The accelerator for one :class:`EIEConfig`; ``memory_map`` describes its address space."""
+
+    def __init__(self, config: EIEConfig):
+        if not isinstance(config, EIEConfig):
+            raise TypeError(f"config must be an EIEConfig, not {config!r}")
+        self._config = config
+        self._map = MemoryMap(config)
+        super().__init__({
+            "bus": In(BusSignature(self._map.addr_width)),
+            "busy": Out(1),
+            "done": Out(1),
+        })
+
+    @property
+    def config(self) -> EIEConfig:
+        return self._config
+
+    @property
+    def memory_map(self) -> MemoryMap:
+        return self._map
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self._config
+        mm = self._map
+        n = c.n_pe
+        m.submodules.ccu = ccu = CCU(c)
+        pes = [PE(c, k) for k in range(n)]
+        for k, pe in enumerate(pes):
+            m.submodules[f"pe{k}"] = pe
+
+        ob, pb = mm.off_bits, mm.pe_bits
+        addr = self.bus.addr
+        region = addr[ob + pb: ob + pb + 3]
+        pe_sel = addr[ob: ob + pb] if pb else 0
+        off = addr[:ob]
+        goff = addr[:ob + pb]
+
+        m.d.comb += [
+            self.busy.eq(ccu.busy),
+            self.done.eq(ccu.done),
+            ccu.g_w_en.eq(self.bus.w_stb & (region == Region.GLOBAL)),
+            ccu.g_w_off.eq(goff),
+            ccu.g_w_data.eq(self.bus.w_data),
+            ccu.g_r_off.eq(goff),
+            ccu.idle_all.eq(Cat(*(pe.idle for pe in pes)).all()),
+            ccu.fifo_full.eq(Cat(*(pe.fifo_full for pe in pes))),
+        ]
+        for k, pe in enumerate(pes):
+            m.d.comb += [
+                ccu.act_rd_data[k].eq(pe.act_rd_data),
+                pe.b_valid.eq(ccu.b_valid), pe.b_j.eq(ccu.b_j), pe.b_a.eq(ccu.b_a),
+                pe.ptr_base.eq(ccu.ptr_base), pe.entry_base.eq(ccu.entry_base),
+                pe.bias_base.eq(ccu.bias_base), pe.has_bias.eq(ccu.has_bias),
+                pe.w_frac.eq(ccu.w_frac), pe.relu.eq(ccu.relu), pe.codebook.eq(ccu.codebook),
+                pe.src_bank.eq(ccu.src_bank), pe.act_rd_addr.eq(ccu.act_rd_addr),
+                pe.wb_issue.eq(ccu.wb_issue), pe.wb_row.eq(ccu.wb_row),
+                pe.wb_rbase.eq(ccu.wb_rbase), pe.n_out.eq(ccu.n_out),
+                pe.layer_start.eq(ccu.layer_start), pe.layer_end.eq(ccu.layer_end),
+                pe.layer_idx.eq(ccu.layer_idx), pe.stall_probe.eq(ccu.stall_probe),
+                pe.host_mode.eq(~ccu.busy),
+                pe.h_w_en.eq(self.bus.w_stb & (region != Region.GLOBAL) & (pe_sel == k)),
+                pe.h_w_region.eq(region), pe.h_w_off.eq(off), pe.h_w_data.eq(self.bus.w_data),
+                pe.h_r_region.eq(region), pe.h_r_off.eq(off),
+            ]
+
+        # Read pipeline: address in cycle 0, memories answer in cycle 1, r_ack in cycle 2.
+        r1_valid = Signal()
+        r1_region = Signal(3)
+        r1_pe = Signal(max(1, pb))
+        r1_g = Signal(32)
+        m.d.sync += [r1_valid.eq(self.bus.r_stb), r1_region.eq(region), r1_pe.eq(pe_sel),
+                     r1_g.eq(ccu.g_r_data)]
+        pe_data = Array([pe.h_r_data for pe in pes] + [0] * ((1 << pb) - n))
+        word = Signal(32)
+        with m.If(r1_region == Region.GLOBAL):
+            m.d.comb += word.eq(r1_g)
+        with m.Elif(r1_region <= Region.PECNT):
+            m.d.comb += word.eq(pe_data[r1_pe] if pb else pes[0].h_r_data)
+        m.d.sync += [self.bus.r_ack.eq(r1_valid), self.bus.r_data.eq(word)]
+        return m
+
+
