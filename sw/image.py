@@ -315,6 +315,15 @@ def _hex_lines(values: np.ndarray, digits: int) -> str:
     return "".join(fmt.format(int(v)) for v in values.tolist())
 
 
+_NUM_LIST = re.compile(r"\[\s*((?:-?[0-9.eE+-]+,\s*)*-?[0-9.eE+-]+)\s*\]")
+
+
+def _compact_json(obj: Any) -> str:
+    """Indented JSON with lists of numbers on one line (codebooks, per-PE counts)."""
+    text = json.dumps(obj, indent=2)
+    return _NUM_LIST.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text) + "\n"
+
+
 def write_image(image: Image, path: str | os.PathLike) -> None:
     """Write ``image`` as a directory (``manifest.json`` and per-PE ``.hex`` files, plus an
     ``image.npz`` copy of the arrays), atomically: on any error nothing is left at ``path`` (an
@@ -324,7 +333,7 @@ def write_image(image: Image, path: str | os.PathLike) -> None:
     if path.exists() and not path.is_dir():
         raise EieError(f"{path} exists and is not a directory; choose another output path")
     with atomic_dir(path) as tmp:
-        (tmp / MANIFEST).write_text(json.dumps(image.manifest(), indent=2) + "\n")
+        (tmp / MANIFEST).write_text(_compact_json(image.manifest()))
         arrays: dict[str, np.ndarray] = {}
         for k in range(image.n_pe):
             (tmp / f"pe{k}_ptr.hex").write_text(_hex_lines(image.ptr[k], 8))

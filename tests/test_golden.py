@@ -316,3 +316,11 @@ def test_golden_forward_layers_relu_chain():
         a = np.maximum(out, 0) if q.relu else out
     assert y.tolist() == a.tolist()
     assert np.all(golden_forward_layers(layers[:1], x) >= 0)
+
+
+def test_documented_example():
+    """docs/image-format.md: x = [1.0, 2.0, -1.0] gives [257, 0, 3, 1020, 5, 122] (by hand)."""
+    codes = np.array([[1, 0, 0], [0, 2, 0], [0, 0, 0], [3, 0, 4], [0, 0, 0], [0, 5, 0]], np.uint8)
+    cb = np.array([0, 64, -32, 128, -128, 16] + [0] * 10)
+    q = QuantLayer(codes, cb, 6, np.array([1, -2, 3, -4, 5, -6]), True)
+    assert run([q], [[256, 512, -256]], n_pe=2)[0].tolist() == [257, 0, 3, 1020, 5, 122]

@@ -289,3 +289,21 @@ def test_accessor_errors(img):
     with pytest.raises(IndexError):
         img.layer_entries(0, 4)
     assert img.layer_bias(1) is None
+
+
+def test_documented_example(tmp_path):
+    """The complete example of docs/image-format.md, files derived by hand there."""
+    codes = np.array([[1, 0, 0], [0, 2, 0], [0, 0, 0], [3, 0, 4], [0, 0, 0], [0, 5, 0]], np.uint8)
+    cb = np.array([0, 64, -32, 128, -128, 16] + [0] * 10)
+    q = QuantLayer(codes, cb, 6, np.array([1, -2, 3, -4, 5, -6]), True)
+    d = tmp_path / "img"
+    write_image(build_image([q], 2), d)
+    files = {p.name: p.read_text().split() for p in d.glob("*.hex")}
+    assert files == {
+        "pe0_ptr.hex": ["00000000", "00000001", "00000001", "00000001"],
+        "pe0_spmat.hex": ["0000000000000001"],
+        "pe0_bias.hex": ["0001", "0003", "0005"],
+        "pe1_ptr.hex": ["00000000", "00000001", "00000003", "00000004"],
+        "pe1_spmat.hex": ["0000000014150213"],
+        "pe1_bias.hex": ["fffe", "fffc", "fffa"],
+    }
