@@ -20,6 +20,7 @@ see ``docs/compression.md``).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -136,8 +137,13 @@ def compress_layer(
     n_centroids: int = MAX_CENTROIDS,
     init: str = "linear",
     act_frac: int = 8,
+    timings: dict[str, float] | None = None,
 ) -> LayerCompression:
-    """Prune, share and quantise one float layer ``weight`` (n_out, n_in) to a QuantLayer."""
+    """Prune, share and quantise one float layer ``weight`` (n_out, n_in) to a QuantLayer.
+
+    ``timings``, when given, receives the seconds spent in ``prune``, ``share`` and ``quantize``.
+    """
+    t0 = time.perf_counter()
     w = np.asarray(weight)
     if not np.issubdtype(w.dtype, np.floating):
         w = w.astype(np.float64)
@@ -146,7 +152,10 @@ def compress_layer(
         mask, threshold, rule = pr.mask, pr.threshold, ("density" if density is not None else "std")
     else:
         mask, threshold, rule = None, 0.0, "nonzero"
+    t1 = time.perf_counter()
     sh = share(w, mask, n_centroids, init=init)
+    del mask
+    t2 = time.perf_counter()
     cents = sh.centroids
     w_frac = choose_w_frac(cents)
     codebook = np.zeros(16, dtype=np.int16)
@@ -161,6 +170,8 @@ def compress_layer(
     quant = QuantLayer(codes=sh.codes, codebook=codebook, w_frac=int(w_frac), bias=qbias,
                        relu=bool(relu))
     kept = int(np.count_nonzero(sh.codes))
+    if timings is not None:
+        timings.update(prune=t1 - t0, share=t2 - t1, quantize=time.perf_counter() - t2)
     cb_err = np.abs(np.ldexp(codebook[1:1 + cents.size].astype(np.float64), -int(w_frac)) - cents)
     info = {
         "prune_rule": rule,

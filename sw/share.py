@@ -182,14 +182,19 @@ def share(
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != w.shape:
             raise EieError(f"mask has shape {mask.shape} but the weights have shape {w.shape}")
-    keep = (w != 0) if mask is None else (mask & (w != 0))
-    kept = w[keep]
-    kept.sort()
+    # One boolean gather in matrix order; exact zeros among the kept weights keep code 0.
+    keep = (w != 0) if mask is None else mask
+    vals = w[keep]
+    nonzero = None if mask is None else (vals != 0)
+    kept = np.sort(vals if nonzero is None or nonzero.all() else vals[nonzero])
     centroids, bounds, iters = kmeans_1d(kept, int(n_centroids), init=init, max_iter=max_iter,
                                          tol=tol, seed=seed, presorted=True)
+    del kept
+    code_vals = (np.searchsorted(bounds, vals, side="right") + 1).astype(np.uint8)
+    if nonzero is not None:
+        code_vals[~nonzero] = 0
     codes = np.zeros(w.shape, dtype=np.uint8)
-    # kept is sorted now; recompute in matrix order for the assignment.
-    codes[keep] = (np.searchsorted(bounds, w[keep], side="right") + 1).astype(np.uint8)
+    codes[keep] = code_vals
     return SharedLayer(centroids=centroids, codes=codes, iterations=iters)
 
 
