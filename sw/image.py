@@ -318,9 +318,18 @@ def _hex_lines(values: np.ndarray, digits: int) -> str:
 _NUM_LIST = re.compile(r"\[\s*((?:-?[0-9.eE+-]+,\s*)*-?[0-9.eE+-]+)\s*\]")
 
 
+def _json_default(o: Any) -> Any:
+    """NumPy scalars and arrays in statistics become plain JSON numbers and lists."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} in the manifest is not JSON-serialisable")
+
+
 def _compact_json(obj: Any) -> str:
     """Indented JSON with lists of numbers on one line (codebooks, per-PE counts)."""
-    text = json.dumps(obj, indent=2)
+    text = json.dumps(obj, indent=2, default=_json_default)
     return _NUM_LIST.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text) + "\n"
 
 

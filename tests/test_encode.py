@@ -89,7 +89,8 @@ def sparse_codes(draw_shape=st.tuples(st.integers(1, 70), st.integers(1, 12))):
 
 
 @settings(max_examples=150, deadline=None)
-@given(sparse_codes(), st.integers(1, 9))
+@given(sparse_codes(st.tuples(st.integers(1, 300), st.integers(1, 6))) | sparse_codes(),
+       st.integers(1, 9))
 def test_layer_round_trip(codes, n_pe):
     layer = layer_of(codes)
     enc = encode_layer(layer, n_pe)
@@ -279,3 +280,16 @@ def test_second_layer_capacity_message():
     with pytest.raises(EieError, match=r"layer 1 needs 192 sparse-matrix entries in PE 0 "
                                        r"\(its own 64 from entry 128\)"):
         build_image([q0, q1], 1, spmat_depth=23)
+
+
+def test_empty_layers_and_exact_word_boundaries():
+    q0 = layer_of(np.ones((16, 8)))                  # 1 PE: 128 entries = exactly 16 words
+    qz = layer_of(np.zeros((5, 16)))                 # all-zero layer: no entries
+    q2 = layer_of(np.eye(3, 5))                      # 3 entries
+    img = build_image([q0, qz, q2], 1)
+    assert [d.entry_base for d in img.layers] == [0, 128, 128]
+    assert img.spmat_words == 17
+    np.testing.assert_array_equal(img.layer_codes(1), np.zeros((5, 16)))
+    np.testing.assert_array_equal(img.layer_codes(2), q2.codes)
+    only_zero = build_image([qz], 3)
+    assert only_zero.spmat_words == 0 and only_zero.layers[0].stats["entries"] == 0

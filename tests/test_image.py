@@ -307,3 +307,25 @@ def test_documented_example(tmp_path):
         "pe1_spmat.hex": ["0000000014150213"],
         "pe1_bias.hex": ["fffe", "fffc", "fffa"],
     }
+
+
+def test_more_pes_than_outputs_and_empty_memories(tmp_path):
+    q0 = QuantLayer(np.array([[1, 2, 0], [0, 0, 3]], np.uint8), np.arange(16), 2,
+                    np.array([-5, 7]), True)
+    qz = QuantLayer(np.zeros((4, 2), np.uint8), np.arange(16), 0, None, False)
+    img = build_image([q0, qz], 5)
+    assert [b.tolist() for b in img.bias] == [[-5], [7], [0], [0], [0]]
+    write_image(img, tmp_path / "a")
+    assert_same(img, read_image(tmp_path / "a"))
+    z = build_image([qz], 2)
+    assert z.spmat_words == 0
+    write_image(z, tmp_path / "z")
+    assert (tmp_path / "z" / "pe1_spmat.hex").read_text() == ""
+    assert_same(z, read_image(tmp_path / "z"))
+
+
+def test_numpy_values_in_stats_are_written(img, tmp_path):
+    img.layers[0].stats["extra"] = {"n": np.int64(3), "v": np.arange(3), "f": np.float32(0.5)}
+    write_image(img, tmp_path / "img")
+    man = json.loads((tmp_path / "img" / "manifest.json").read_text())
+    assert man["layers"][0]["stats"]["extra"] == {"n": 3, "v": [0, 1, 2], "f": 0.5}
