@@ -23,7 +23,10 @@ holds activation ``t`` of every PE's source file, i.e. the inputs ``j = t*n .. t
 So nonzeros come out in increasing ``j``, each exactly once; a round with ``m > 0`` nonzeros takes
 ``m`` cycles (plus any cycles the consumer is not ready), an all-zero round takes 1 cycle, and the
 first round is loaded in the first cycle after ``start``. ``done`` is high once every round has
-been loaded and emptied, until the next ``start``.
+been loaded and emptied, until the next ``start``: it rises in the cycle after the last nonzero
+is taken, or, when the last round is all zero, in the cycle that round shows (so from ``start``
+to ``done``: ``1 + sum over rounds of max(1, m) + (1 if the last round has a nonzero else 0)``
+cycles with an always-ready consumer).
 """
 
 from __future__ import annotations

@@ -136,8 +136,10 @@ class PE(wiring.Component):
             m.d.comb += act_r.addr.eq(Cat(self.act_rd_addr[:ab], self.src_bank) if ab
                                       else self.src_bank)
         m.d.comb += self.act_rd_data.eq(act_r.data)
+        wb_idx = Signal(max(1, ab))     # the write-back row, zero-extended to the file index
+        m.d.comb += wb_idx.eq(acc.wb_addr)
         with m.If(acc.wb_we):
-            m.d.comb += [act_w.addr.eq(Cat(acc.wb_addr[:ab], ~self.src_bank) if ab
+            m.d.comb += [act_w.addr.eq(Cat(wb_idx[:ab], ~self.src_bank) if ab
                                        else ~self.src_bank),
                          act_w.data.eq(acc.wb_y), act_w.en.eq(1)]
         with m.Elif(self.host_mode & self.h_w_en & (self.h_w_region == Region.ACT)):
