@@ -55,7 +55,7 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-@dataclass
+@dataclass(eq=False)
 class QuantLayer:
     """One compressed layer, ready to encode.
 
@@ -130,7 +130,7 @@ class QuantLayer:
         return self.codebook.astype(np.int64)[self.codes]
 
 
-@dataclass
+@dataclass(eq=False)
 class EncodedPE:
     """One PE's share of one layer: ``entries`` (uint8 entry bytes ``(z << 4) | code``, all
     columns back to back), ``pointers`` (uint32, ``n_in + 1``, from 0) and ``n_padding`` (how

@@ -29,7 +29,7 @@ __all__ = ["LayerStats", "GoldenResult", "layer_forward", "golden_forward",
            "golden_forward_layers", "check_input"]
 
 
-@dataclass
+@dataclass(eq=False)
 class LayerStats:
     """Work of one layer; arrays over the batch where per-sample."""
 
@@ -41,7 +41,7 @@ class LayerStats:
     bound: np.ndarray               # (batch,) max(nonzero_inputs, ceil(work_entries / n_pe))
 
 
-@dataclass
+@dataclass(eq=False)
 class GoldenResult:
     outputs: np.ndarray             # int16 (batch, n_out of the last layer)
     layer_outputs: list[np.ndarray] # int16 (batch, n_out) per layer

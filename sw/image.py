@@ -106,7 +106,7 @@ class LayerDesc:
         }
 
 
-@dataclass
+@dataclass(eq=False)
 class Image:
     """A whole SRAM image: per PE, pointers (uint32), 64-bit sparse-matrix words (uint64) and
     biases (int16, or None when no layer has bias), all layers back to back, plus the layer
@@ -341,6 +341,10 @@ def write_image(image: Image, path: str | os.PathLike) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise EieError(f"{path} exists and is not a directory; choose another output path")
+    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
+        # Writing replaces the whole directory: never do that to something that is not an image.
+        raise EieError(f"{path} exists, is not empty and holds no {MANIFEST}; it does not look "
+                       f"like an image, so it is left alone (choose a new directory or remove it)")
     with atomic_dir(path) as tmp:
         (tmp / MANIFEST).write_text(_compact_json(image.manifest()))
         arrays: dict[str, np.ndarray] = {}

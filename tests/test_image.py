@@ -329,3 +329,16 @@ def test_numpy_values_in_stats_are_written(img, tmp_path):
     write_image(img, tmp_path / "img")
     man = json.loads((tmp_path / "img" / "manifest.json").read_text())
     assert man["layers"][0]["stats"]["extra"] == {"n": 3, "v": [0, 1, 2], "f": 0.5}
+
+
+def test_refuses_to_replace_a_non_image_directory(img, tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "precious.txt").write_text("keep me")
+    with pytest.raises(EieError, match="does not look like an image"):
+        write_image(img, d)
+    assert (d / "precious.txt").read_text() == "keep me"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_image(img, empty)                          # an empty directory is fine
+    assert_same(img, read_image(empty))
