@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--density", type=float, default=0.04)
     ap.add_argument("--pes", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the pipeline this many times and report the fastest (default 1)")
     args = ap.parse_args()
     n_in = args.n_in or (3136 if args.small else 25088)
     n_out = args.n_out or (512 if args.small else 4096)
@@ -39,31 +41,44 @@ def main() -> None:
     w *= np.float32(np.sqrt(2.0 / n_in))
     dense_bytes = w.nbytes
 
-    # One reference pass, the unit of the time budget: best of 3 (first touches are page faults).
     t = float(np.float32(2.0 * np.sqrt(2.0 / n_in)))
-    passes = []
-    for _ in range(3):
+
+    def reference_pass() -> float:
         t0 = time.perf_counter()
         m = np.abs(w) >= t
-        passes.append(time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
         del m
-    one_pass = min(passes)
+        return dt
 
-    tracemalloc.reset_peak()
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    lc = compress_layer(w, None, True, density=args.density, timings=timings)
-    t1 = time.perf_counter()
-    image = build_image([lc.quant], args.pes)
+    # The unit of the time budget: the best of 3 passes (the first touches are page faults).
+    one_pass = min(reference_pass() for _ in range(3))
+
+    best: dict[str, float] = {}
+    peak = 0
+    lc = image = None
+    for _ in range(max(1, args.repeat)):
+        lc = image = None  # free the previous run's results before measuring the next
+        tracemalloc.reset_peak()
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        lc = compress_layer(w, None, True, density=args.density, timings=timings)
+        t1 = time.perf_counter()
+        image = build_image([lc.quant], args.pes)
+        t2 = time.perf_counter()
+        # The input matrix is live and traced, so the peak since the reset includes it.
+        peak = max(peak, tracemalloc.get_traced_memory()[1])
+        timings["encode (build_image)"] = t2 - t1
+        timings["total"] = t2 - t0
+        if not best or timings["total"] < best["total"]:
+            best = timings
+    tracemalloc.stop()
+    one_pass = min(one_pass, reference_pass())
     t2 = time.perf_counter()
     add_storage_stats(image)
     t3 = time.perf_counter()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    timings["encode (build_image)"] = t2 - t1
-    total = t2 - t0
-    # The input matrix is live and traced, so the peak since the reset includes it.
     peak_all = peak
+    timings = best
+    total = best["total"]
 
     st = image.layers[0].stats
     s = st["storage"]

@@ -79,9 +79,13 @@ def _check_weights(weights: np.ndarray) -> np.ndarray:
     return w
 
 
-def _kth_largest(values: np.ndarray, k: int) -> float:
-    """The ``k``-th largest element of the 1-D ``values`` (``1 <= k <= values.size``); ``values``
-    may be reordered. A sample brackets the answer so that only a small band is partitioned."""
+def _kth_largest(values: np.ndarray, k: int, may_reorder: bool = True) -> tuple[float, bool]:
+    """The ``k``-th largest element of the 1-D ``values`` (``1 <= k <= values.size``).
+
+    A sample brackets the answer so that only a small band (a copy) is partitioned and
+    ``values`` stays as it was; otherwise ``values`` is partitioned in place (a copy first unless
+    ``may_reorder``). Returns the value and whether ``values`` was reordered.
+    """
     n = values.size
     if n > (1 << 20) and k < n // 4:
         # The sample quantile (with a safety margin) is a lower bound for the k-th largest with
@@ -95,10 +99,20 @@ def _kth_largest(values: np.ndarray, k: int) -> float:
         if band.size >= k:
             kth = band.size - k
             band.partition(kth)
-            return float(band[kth])
+            return float(band[kth]), False
+    if not may_reorder:
+        values = values.copy()
     kth = n - k
     values.partition(kth)
-    return float(values[kth])
+    return float(values[kth]), True
+
+
+def _density_threshold(mags: np.ndarray, k: int) -> tuple[float, bool]:
+    """Threshold keeping the ``k`` largest of the magnitudes ``mags`` (1-D, may be reordered)."""
+    if k >= mags.size:  # keep every candidate: the threshold is the smallest nonzero magnitude
+        nonzero = mags[mags > 0]
+        return (float(nonzero.min()) if nonzero.size else 0.0), False
+    return _kth_largest(mags, k)
 
 
 def magnitude_threshold(weights: np.ndarray, density: float, mask: np.ndarray | None = None) -> float:
@@ -110,14 +124,8 @@ def magnitude_threshold(weights: np.ndarray, density: float, mask: np.ndarray | 
     w = _check_weights(weights)
     d = check_density(density)
     k = max(1, int(round(d * w.size)))
-    if mask is not None:
-        cand = np.abs(w[mask])
-    else:
-        cand = np.abs(w).ravel()
-    if k >= cand.size:  # keep every candidate: the threshold is the smallest nonzero magnitude
-        nonzero = cand[cand > 0]
-        return float(nonzero.min()) if nonzero.size else 0.0
-    return _kth_largest(cand, k)
+    mags = np.abs(w[mask]) if mask is not None else np.abs(w).ravel()
+    return _density_threshold(mags, k)[0]
 
 
 def _chunked_std(w: np.ndarray) -> float:
@@ -167,14 +175,23 @@ def prune(
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != w.shape:
             raise EieError(f"mask has shape {mask.shape} but the weights have shape {w.shape}")
+    mags = None
     if density is not None:
-        t = magnitude_threshold(w, density, mask)
+        k = max(1, int(round(check_density(density) * w.size)))
+        if mask is not None:
+            t, _ = _density_threshold(np.abs(w[mask]), k)
+        else:
+            mags = np.abs(w)  # one copy, reused for the mask when the search left it in order
+            t, reordered = _density_threshold(mags.reshape(-1), k)
+            if reordered:
+                mags = None
     else:
         t = std_threshold(w, std_quality)
     if t > 0:
-        keep = np.abs(w) >= t
+        keep = (mags if mags is not None else np.abs(w)) >= t
     else:
         keep = w != 0
+    del mags
     if mask is not None:
         keep &= mask
     return PruneResult(mask=keep, threshold=float(t))
