@@ -360,7 +360,7 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
                     raise EieError(
                         f"layer {l} needs {entry_base + e.n_entries} sparse-matrix entries in PE "
                         f"{k}{own} but the SRAM holds {spmat_depth * ENTRIES_PER_WORD} "
-                        f"({spmat_depth} words) (raise --spmat-depth or add PEs)")
+                        f"({spmat_depth} words; raise --spmat-depth or add PEs)")
         slots = -(-layer.n_out // n_pe) if layer.bias is not None else 0
         if bias_depth is not None and layer.bias is not None and bias_base + slots > bias_depth:
             raise EieError(f"layer {l} needs bias slots up to {bias_base + slots} ({slots} per PE "

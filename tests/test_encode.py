@@ -255,7 +255,7 @@ def test_build_image_checks():
     with pytest.raises(EieError, match="layer 1 takes 10 inputs but layer 0 gives 40 outputs"):
         build_image([q, q], 2)
     with pytest.raises(EieError, match=r"layer 0 needs 200 sparse-matrix entries in PE 0 but the "
-                                       r"SRAM holds 192 \(24 words\) \(raise --spmat-depth"):
+                                       r"SRAM holds 192 \(24 words; raise --spmat-depth or add PEs\)"):
         build_image([q], 2, spmat_depth=24)
     build_image([q], 2, spmat_depth=25)
     with pytest.raises(EieError, match="pointer SRAM holds 10"):
