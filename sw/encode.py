@@ -18,7 +18,7 @@ A layer ``y = W @ x`` with ``W`` of shape ``(n_out, n_in)`` is stored as 4-bit c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
