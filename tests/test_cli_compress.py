@@ -336,3 +336,11 @@ def test_console_script_exit_code(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "eie: error: density 1.5 is outside (0, 1] (give the fraction of weights to keep, e.g. 0.1)"]
     assert not (tmp_path / "img").exists()
+
+
+def test_output_path_is_a_file(tmp_path, capsys):
+    model = _model(tmp_path)
+    (tmp_path / "taken").write_text("keep me")
+    _assert_error(capsys, ["compress", model, "-o", tmp_path / "taken", "--pes", "2"],
+                  "exists and is not a directory", tmp_path)
+    assert (tmp_path / "taken").read_text() == "keep me"
