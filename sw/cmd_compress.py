@@ -24,24 +24,26 @@ from .errors import EieError
 __all__ = ["register", "cmd_compress", "cmd_golden", "cmd_inspect", "inspect_report"]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return v
+def _parse_densities(text: str) -> list[float]:
+    from .prune import check_density
 
-
-def _densities(text: str) -> list[float]:
     out = []
     for part in text.split(","):
         try:
-            out.append(float(part))
+            value = float(part)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{part!r} is not a number") from None
+            raise EieError(f"density {part!r} is not a number (give a fraction in (0, 1], or one "
+                           "per layer separated by commas)") from None
+        out.append(check_density(value))
     return out
+
+
+def _parse_quality(text: str) -> float:
+    try:
+        q = float(text)
+    except ValueError:
+        raise EieError(f"prune quality {text!r} is not a number (give e.g. --prune-std 1.0)") from None
+    return q
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,13 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "state_dict of Linear layers")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="IMAGE_DIR",
                    help="image directory to write (replaced atomically)")
-    p.add_argument("--pes", type=_positive_int, required=True, metavar="N",
+    p.add_argument("--pes", type=int, required=True, metavar="N",
                    help="number of processing elements")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--density", type=_densities, metavar="D",
+    g.add_argument("--density", metavar="D",
                    help="fraction of weights to keep, in (0, 1]: one value, or one per layer "
                         "separated by commas (e.g. 0.08,0.09,0.26)")
-    g.add_argument("--prune-std", type=float, metavar="Q",
+    g.add_argument("--prune-std", metavar="Q",
                    help="prune |w| < Q x std(W) per layer (Deep Compression's quality factor)")
     p.add_argument("--centroids", type=int, default=15, metavar="K",
                    help="learned centroids per layer, 1..15 (default 15; entry 0 is the zero)")
@@ -73,13 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fraction bits of the int16 activations (default 8)")
     p.add_argument("--acc-bits", type=int, default=32, metavar="B",
                    help="accumulator width in bits, wraps around (default 32)")
-    p.add_argument("--ptr-depth", type=_positive_int, metavar="N",
+    p.add_argument("--ptr-depth", type=int, metavar="N",
                    help="pointer SRAM depth per PE (checked when given)")
-    p.add_argument("--spmat-depth", type=_positive_int, metavar="N",
+    p.add_argument("--spmat-depth", type=int, metavar="N",
                    help="sparse-matrix SRAM depth per PE in 64-bit words (checked when given)")
-    p.add_argument("--act-depth", type=_positive_int, metavar="N",
+    p.add_argument("--act-depth", type=int, metavar="N",
                    help="activation SRAM depth per PE (checked when given)")
-    p.add_argument("--bias-depth", type=_positive_int, metavar="N",
+    p.add_argument("--bias-depth", type=int, metavar="N",
                    help="bias SRAM depth per PE (checked when given)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_compress)
@@ -141,13 +143,14 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from .image import write_image
     from .model_io import load_model
 
-    density = args.density
-    if density is not None:
-        from .prune import check_density
-        for d in density:
-            check_density(d)
+    density = _parse_densities(args.density) if args.density is not None else None
+    prune_std = _parse_quality(args.prune_std) if args.prune_std is not None else None
+    for name in ("ptr_depth", "spmat_depth", "act_depth", "bias_depth"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise EieError(f"--{name.replace('_', '-')} {v} must be >= 1 (entries per PE)")
     config = CompressConfig(
-        n_pe=args.pes, density=density, prune_std=args.prune_std, n_centroids=args.centroids,
+        n_pe=args.pes, density=density, prune_std=prune_std, n_centroids=args.centroids,
         init=args.init, act_frac=args.act_frac, acc_bits=args.acc_bits, ptr_depth=args.ptr_depth,
         spmat_depth=args.spmat_depth, act_depth=args.act_depth, bias_depth=args.bias_depth)
     out = Path(args.output)

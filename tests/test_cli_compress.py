@@ -344,3 +344,30 @@ def test_output_path_is_a_file(tmp_path, capsys):
     _assert_error(capsys, ["compress", model, "-o", tmp_path / "taken", "--pes", "2"],
                   "exists and is not a directory", tmp_path)
     assert (tmp_path / "taken").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("opts, match", [
+    (["--density", "abc"], "density 'abc' is not a number"),
+    (["--prune-std", "x"], "prune quality 'x' is not a number"),
+    (["--prune-std", "-1"], "prune quality -1.0 must be a finite number >= 0"),
+    (["--pes", "0"], "number of PEs 0 must be an integer >= 1"),
+    (["--spmat-depth", "0"], "--spmat-depth 0 must be >= 1"),
+    (["--centroids", "16"], "number of centroids 16 is outside 1..15"),
+    (["--act-frac", "16"], "act_frac 16 is outside 0..15"),
+])
+def test_bad_options(tmp_path, capsys, opts, match):
+    model = _model(tmp_path)
+    img = tmp_path / "img"
+    argv = ["compress", model, "-o", img] + ([] if "--pes" in opts else ["--pes", "2"]) + opts
+    _assert_error(capsys, argv, match, tmp_path, [img])
+
+
+def test_compress_json(tmp_path, capsys):
+    model = _model(tmp_path)
+    code, out, _ = _run(capsys, ["compress", model, "-o", tmp_path / "img", "--pes", "2",
+                                 "--density", "0.5", "--json"])
+    assert code == 0
+    rep = json.loads(out)
+    assert rep["n_pe"] == 2 and [L["n_in"] for L in rep["layers"]] == [40, 30, 20]
+    assert rep["layers"][0]["compression"]["prune_rule"] == "density"
+    assert rep["totals"]["nonzeros"] == sum(L["nonzeros"] for L in rep["layers"])
