@@ -15,7 +15,9 @@ Algorithm (exact Lloyd iterations, made cheap by one dimension):
    ``searchsorted`` on the sorted values finds every cluster's range, and the prefix sums give each
    cluster's mean in ``O(k log n)``, whatever the number of weights. Stop when no centroid moves
    by more than ``tol`` of the value range, or after ``max_iter`` iterations.
-4. Clusters left empty (linear initialisation places some centroids in the gap pruning opened
+4. With at most ``k`` distinct values (a model weight-shared and fine-tuned already), every value
+   is its own centroid: the codebook reproduces the model exactly.
+5. Clusters left empty (linear initialisation places some centroids in the gap pruning opened
    around zero) are dropped, so every code in use stands for some weights. Ties at a boundary go
    to the upper cluster. Centroids stay sorted: each lies inside its own boundary interval.
 
@@ -118,6 +120,12 @@ def kmeans_1d(
         raise EieError("weights contain NaN or infinite values (fix the model before sharing)")
     s = v if presorted else np.sort(v)
     s64 = s.astype(np.float64, copy=False)
+    distinct = np.concatenate([[True], s64[1:] != s64[:-1]])
+    if int(np.count_nonzero(distinct)) <= k:
+        # No more distinct values than clusters (e.g. a model weight-shared already): each value
+        # is its own centroid, the exact optimum, whatever the initialisation.
+        c = s64[distinct]
+        return c, (c[:-1] + c[1:]) * 0.5, 0
     csum = np.concatenate([[0.0], np.cumsum(s64)])
     c = _init_centroids(s64, int(k), init, seed)
     span = float(s64[-1] - s64[0])

@@ -151,3 +151,17 @@ def test_property_sorted_zero_nearest(n_out, n_in, k, seed):
         v = w[w != 0]
         d = np.abs(v[:, None] - s.centroids[None, :])
         assert np.all(d[np.arange(v.size), s.codes[w != 0] - 1] <= d.min(axis=1) + 1e-12)
+
+
+def test_already_shared_model_is_reproduced_exactly():
+    # 15 distinct values, bunched unevenly: linear-initialised Lloyd would merge some of them;
+    # an already weight-shared (fine-tuned) layer must keep its exact codebook.
+    book = np.array([-1.0, -0.99, -0.98, -0.5, -0.1, 0.1, 0.11, 0.12, 0.13, 0.5, 0.51, 0.9, 1.5,
+                     2.0, 2.01])
+    rng = np.random.default_rng(2)
+    codes = rng.integers(0, 16, (30, 40))
+    w = np.concatenate([[0.0], book])[codes]
+    s = share(w)
+    assert s.centroids.tolist() == sorted(set(w[w != 0].tolist()))
+    assert np.array_equal(s.weights(), w)
+    assert s.iterations == 0
