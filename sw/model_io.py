@@ -6,7 +6,8 @@ A model is a chain of fully connected layers ``y = act(W @ x + b)``, ``W`` of sh
 - ``.npz``: arrays ``W0, b0, W1, b1, ...`` (``W{l}`` 2-D, ``b{l}`` of shape ``(n_out,)``, biases
   optional per layer). An optional bool array ``relu`` (one per layer) overrides the default
   activation, which is ReLU on every layer but the last (the contract's rule).
-- ``.pt`` / ``.pth``: a PyTorch ``state_dict`` (or a whole module) of ``Linear`` layers in order:
+- ``.pt`` / ``.pth``: a PyTorch ``state_dict`` of ``Linear`` layers in order (saved with
+  ``torch.save(model.state_dict(), path)``; loaded with ``weights_only=True``, never unpickling code):
   2-D ``*.weight`` tensors, each optionally followed by its ``*.bias``. PyTorch is imported only
   here and only for these files (``pip install torch``).
 
@@ -210,7 +211,9 @@ def load_torch(path: str | Path) -> FloatModel:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise EieError(f"model file {path} could not be read by torch.load ({exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EieError(f"model file {path} could not be read by torch.load with weights_only=True "
+                       f"({first}); save the weights with torch.save(model.state_dict(), path)") from None
     if hasattr(obj, "state_dict"):
         obj = obj.state_dict()
     if not hasattr(obj, "items"):

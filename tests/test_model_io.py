@@ -158,3 +158,19 @@ def test_save_model_validates(tmp_path):
     assert not (tmp_path / "x.npz").exists()
     save_model([FloatLayer(np.ones((2, 3)))], tmp_path / "y.npz")
     assert load_model(tmp_path / "y.npz").layers[0].weight.shape == (2, 3)
+
+
+def test_torch_load_failure_is_one_line(tmp_path, monkeypatch):
+    fake = types.ModuleType("torch")
+
+    def load(path, map_location=None, weights_only=None):
+        raise RuntimeError("Weights only load failed.\nlong explanation\nmore lines")
+
+    fake.load = load
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    p = tmp_path / "m.pt"
+    p.write_bytes(b"x")
+    with pytest.raises(EieError) as info:
+        load_model(p)
+    msg = str(info.value)
+    assert "\n" not in msg and "Weights only load failed." in msg and "state_dict()" in msg
