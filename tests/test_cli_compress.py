@@ -371,3 +371,41 @@ def test_compress_json(tmp_path, capsys):
     assert rep["n_pe"] == 2 and [L["n_in"] for L in rep["layers"]] == [40, 30, 20]
     assert rep["layers"][0]["compression"]["prune_rule"] == "density"
     assert rep["totals"]["nonzeros"] == sum(L["nonzeros"] for L in rep["layers"])
+
+
+# ------------------------------------------------------------------ property: pipeline vs reference
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=2, max_size=4),
+    n_pe=st.integers(1, 9),
+    density=st.floats(0.02, 1.0),
+    bias=st.booleans(),
+    act_frac=st.integers(4, 10),
+    seed=st.integers(0, 2**31),
+)
+def test_property_pipeline_matches_reference(tmp_path_factory, sizes, n_pe, density, bias, act_frac, seed):
+    from eie.sw.compress import CompressConfig, compress_model
+    from eie.sw.golden import golden_forward
+    from eie.sw.image import write_image
+    from eie.sw.model_io import FloatLayer
+
+    rng = np.random.default_rng(seed)
+    layers = [FloatLayer((rng.standard_normal((o, i)) * rng.uniform(0.05, 3)).astype(np.float32),
+                         (rng.standard_normal(o) * 0.5).astype(np.float32) if bias else None,
+                         l < len(sizes) - 2)
+              for l, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    res = compress_model(layers, CompressConfig(n_pe=n_pe, density=density, act_frac=act_frac))
+    d = tmp_path_factory.mktemp("img") / "img"
+    write_image(res.image, d)
+    man, decoded = decode_image(d)
+    # The decoded weights are the pipeline's codebook[codes]: nothing lost in the files.
+    for (W, b, w_frac, relu), lc in zip(decoded, res.layers):
+        assert np.array_equal(np.array(W, dtype=np.int64), lc.quant.weights())
+        assert w_frac == lc.quant.w_frac and relu == lc.quant.relu
+    x = np.rint(rng.standard_normal((3, sizes[0])) * (1 << act_frac)).astype(np.int16)
+    y = golden_forward(res.image, x).outputs
+    assert y.tolist() == reference_forward(man, decoded, x.tolist())
