@@ -157,7 +157,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise EieError(f"output {out} exists and is not a directory (choose another -o IMAGE_DIR)")
     model = load_model(args.model)
-    result = compress_model(model, config)
+    from tqdm import tqdm
+
+    # A progress bar on a terminal only (tqdm disables itself when stderr is not a TTY).
+    with tqdm(total=len(model.layers), desc="compress", unit="layer", file=sys.stderr,
+              disable=None, leave=False) as bar:
+        result = compress_model(model, config, progress=lambda done, total: bar.update(1))
     write_image(result.image, out)
     if args.json:
         print(json.dumps(inspect_report(result.image), indent=2))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -259,8 +259,12 @@ def model_totals(image: Image) -> dict[str, Any]:
     return tot
 
 
-def compress_model(model: FloatModel | Sequence[FloatLayer], config: CompressConfig) -> CompressResult:
-    """Compress every layer of ``model`` and lay them out in one image (see the module doc)."""
+def compress_model(model: FloatModel | Sequence[FloatLayer], config: CompressConfig,
+                   progress: Callable[[int, int], None] | None = None) -> CompressResult:
+    """Compress every layer of ``model`` and lay them out in one image (see the module doc).
+
+    ``progress(done, total)`` (optional) is called after each layer is compressed.
+    """
     layers = model.layers if isinstance(model, FloatModel) else list(model)
     source = model.source if isinstance(model, FloatModel) else "model"
     validate_layers(layers, source=source)
@@ -271,6 +275,8 @@ def compress_model(model: FloatModel | Sequence[FloatLayer], config: CompressCon
             layer.weight, layer.bias, layer.relu,
             density=config.layer_density(l, n), prune_std=config.prune_std,
             n_centroids=config.n_centroids, init=config.init, act_frac=config.act_frac))
+        if progress is not None:
+            progress(l + 1, n)
     image = build_image([r.quant for r in results], config.n_pe, config.act_frac, config.acc_bits,
                         ptr_depth=config.ptr_depth, spmat_depth=config.spmat_depth,
                         act_depth=config.act_depth, bias_depth=config.bias_depth)
