@@ -86,7 +86,7 @@ class HuffmanStats:
     """Storage of one symbol stream: fixed-width and Huffman-coded, in bits.
 
     ``table_bits`` is the cost of transmitting the canonical code (one length a symbol of the
-    alphabet, 4 bits each for lengths up to 15; 5 bits each beyond).
+    alphabet, 4 bits each for lengths up to 15; 5 bits each beyond; none for an empty stream).
     """
 
     counts: tuple[int, ...]
@@ -107,6 +107,8 @@ class HuffmanStats:
 
     @property
     def table_bits(self) -> int:
+        if self.n_symbols == 0:  # nothing to decode, no table to send
+            return 0
         per = 4 if max(self.lengths, default=0) <= 15 else 5
         return per * len(self.counts)
 

@@ -62,7 +62,7 @@ def test_known_example():
 def test_single_and_empty_stream():
     assert huffman_code_lengths([0, 7, 0]).tolist() == [0, 1, 0]
     st_ = huffman_stats(np.array([], dtype=np.uint8), 16, 4)
-    assert st_.huffman_bits == 0 and st_.fixed_bits == 0
+    assert st_.huffman_bits == 0 and st_.fixed_bits == 0 and st_.table_bits == 0
 
 
 def test_stats_counts_bits():
