@@ -409,3 +409,24 @@ def test_property_pipeline_matches_reference(tmp_path_factory, sizes, n_pe, dens
     x = np.rint(rng.standard_normal((3, sizes[0])) * (1 << act_frac)).astype(np.int16)
     y = golden_forward(res.image, x).outputs
     assert y.tolist() == reference_forward(man, decoded, x.tolist())
+
+
+def test_acceptance_console_script_compress_then_golden(tmp_path):
+    """Issue 2's acceptance, literally: the `eie` console script compresses a 3-layer model,
+    `eie golden` runs it, and the output equals the independent decode of the image files."""
+    model = _model(tmp_path, seed=9)
+    exe = Path(sys.executable).parent / "eie"
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "eie.sw.cli"]
+    img = tmp_path / "img"
+    r = subprocess.run(argv + ["compress", str(model), "-o", str(img), "--pes", "4",
+                               "--density", "0.1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    x = np.random.default_rng(9).standard_normal((5, 40))
+    np.save(tmp_path / "x.npy", x)
+    r = subprocess.run(argv + ["golden", str(img), "--input", str(tmp_path / "x.npy"), "-o",
+                               str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    man, layers = decode_image(img)
+    assert len(layers) == 3
+    assert np.load(tmp_path / "y.npy").tolist() == reference_forward(
+        man, layers, quantize_ref(x, man["act_frac"]))
