@@ -1,0 +1,149 @@
+"""The host's side of the BNN top: bus transactions to load an image and stream samples.
+
+Simulator-independent: the Amaranth-simulator runner, the cocotb testbench and the board host
+driver (over the UART bridge) all run these coroutines, each with its own bus object::
+
+    class Bus(Protocol):
+        async def write(self, addr: int, data: int) -> None: ...
+        async def read(self, addr: int) -> int: ...
+        async def idle(self, cycles: int) -> None: ...   # optional: let the clock run
+
+A blocking driver wraps its calls in ``async def`` methods and uses ``asyncio.run(...)``.
+
+Sequence:
+
+1. :func:`check_config`: ID and CONFIG_CRC must match the image's topology and folding;
+2. :func:`load_image`: every weight and threshold word, chunks lowest first (:func:`load_ops`);
+3. :func:`run_samples`: CLEAR the counters; optionally stop the network (RUN=0) while the input
+   FIFO fills, so samples then stream back to back; then loop: read STATUS, write as many
+   samples as there are free slots (``in_words`` writes of IN_DATA each), read every complete
+   result (``out_words`` reads of OUT_DATA each); finally read the counters.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+
+from ...sw.bnn.image import BnnImage, threshold_words, weight_words
+from ...sw.errors import EieError
+from .memory_map import COUNTERS, CTRL_CLEAR, CTRL_RUN, ID_VALUE, BnnMemoryMap, config_crc
+
+__all__ = ["HostBus", "load_ops", "sample_words", "decode_result", "check_config",
+           "load_image", "run_samples", "read_counters", "random_gap"]
+
+
+class HostBus(Protocol):
+    async def write(self, addr: int, data: int) -> None: ...
+
+    async def read(self, addr: int) -> int: ...
+
+
+def load_ops(mm: BnnMemoryMap, image: BnnImage) -> Iterator[tuple[int, int]]:
+    """(address, data) writes that load every weight and threshold word of ``image``."""
+    if image.shape != [mm.n_in] + [f.n_out for f in mm.folds] or \
+            [(f.simd, f.pe) for f in image.folds] != [(f.simd, f.pe) for f in mm.folds]:
+        raise EieError(f"the image (shape {image.shape}, folding "
+                       f"{','.join(f'{f.simd}:{f.pe}' for f in image.folds)}) does not match the "
+                       f"core (shape {[mm.n_in] + [f.n_out for f in mm.folds]}, folding "
+                       f"{','.join(f'{f.simd}:{f.pe}' for f in mm.folds)}); recompile with that folding")
+    for l, f in enumerate(mm.folds):
+        per_kind = [(0, weight_words(f, image.weights[l]))]
+        if l < mm.n_layers - 1:
+            per_kind.append((1, threshold_words(f, image.thresholds[l])))
+        for kind, mems in per_kind:
+            for p, words in enumerate(mems):
+                for e, word in enumerate(words):
+                    for c in range(mm.chunks(l, kind)):
+                        yield mm.mem_addr(l, kind, p, e, c), (word >> (32 * c)) & 0xFFFFFFFF
+
+
+def sample_words(mm: BnnMemoryMap, x_row) -> list[int]:
+    """The IN_DATA writes of one sample (bits, element ``k`` at bit ``k % 32`` of word ``k // 32``)."""
+    bits = np.zeros(mm.in_words * 32, dtype=np.uint64)
+    bits[:mm.n_in] = np.asarray(x_row, dtype=np.uint64)
+    weights = np.uint64(1) << np.arange(32, dtype=np.uint64)
+    return [int(v) for v in (bits.reshape(mm.in_words, 32) * weights).sum(axis=1)]
+
+
+def decode_result(words: list[int]) -> np.ndarray:
+    """OUT_DATA words -> int32 dots."""
+    return np.array([w - (1 << 32) if w & 0x80000000 else w for w in words], dtype=np.int32)
+
+
+async def check_config(bus: HostBus, mm: BnnMemoryMap) -> None:
+    """Raise :class:`EieError` unless the core answers with this topology and folding."""
+    ident = await bus.read(mm.reg("ID"))
+    if ident != ID_VALUE:
+        raise EieError(f"the core answered ID {ident:#010x}, not {ID_VALUE:#010x}: no BNN core there")
+    crc = await bus.read(mm.reg("CONFIG_CRC"))
+    if crc != config_crc(mm.folds):
+        raise EieError(f"the core was built for another topology or folding (CONFIG_CRC {crc:#010x}, "
+                       f"the image needs {config_crc(mm.folds):#010x}); rebuild it with "
+                       f"`eie bnn generate` for this image")
+
+
+async def load_image(bus: HostBus, mm: BnnMemoryMap, image: BnnImage) -> int:
+    """Write every weight and threshold word; return the number of bus writes."""
+    n = 0
+    for addr, data in load_ops(mm, image):
+        await bus.write(addr, data)
+        n += 1
+    return n
+
+
+async def read_counters(bus: HostBus, mm: BnnMemoryMap) -> dict[str, int]:
+    return {name.lower(): await bus.read(mm.reg(name)) for name in COUNTERS}
+
+
+async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload: bool = True,
+                      read_gap: Callable[[], int] | None = None,
+                      max_polls: int = 1_000_000) -> tuple[np.ndarray, dict[str, int]]:
+    """Stream the bit rows of ``x`` through the core; return int32 results and the counters.
+
+    ``preload``: hold the network (RUN=0) until the input FIFO is full (or all samples are in),
+    so the first ``in_depth`` samples enter back to back. ``read_gap``: when given, a callable
+    returning a number of idle cycles to wait before each result is read (random back-pressure
+    on the output; needs ``bus.idle``)."""
+    x = np.asarray(x)
+    n = x.shape[0]
+    results: list[np.ndarray] = []
+    await bus.write(mm.reg("CTRL"), CTRL_CLEAR | (0 if preload else CTRL_RUN))
+    sent = 0
+    running = not preload
+    polls = 0
+    while len(results) < n:
+        polls += 1
+        if polls > max_polls:
+            raise RuntimeError(f"BNN core stopped: {sent} samples sent, {len(results)} results "
+                               f"after {max_polls} status polls")
+        status = await bus.read(mm.reg("STATUS"))
+        free, ready = status & 0xFFFF, status >> 16
+        for _ in range(min(free, n - sent)):
+            for word in sample_words(mm, x[sent]):
+                await bus.write(mm.reg("IN_DATA"), word)
+            sent += 1
+        if not running and (sent == n or sent >= mm.in_depth):
+            await bus.write(mm.reg("CTRL"), CTRL_RUN)
+            running = True
+        for _ in range(ready):
+            if read_gap is not None:
+                gap = read_gap()
+                if gap:
+                    await bus.idle(gap)
+            words = [await bus.read(mm.reg("OUT_DATA")) for _ in range(mm.out_words)]
+            results.append(decode_result(words))
+    counters = await read_counters(bus, mm)
+    errors = await bus.read(mm.reg("ERRORS"))
+    if errors:
+        raise RuntimeError(f"BNN core reported ERRORS={errors:#x} (bit 0: input overflow, "
+                           f"bit 1: output underflow)")
+    y = np.stack(results) if results else np.zeros((0, mm.n_classes), dtype=np.int32)
+    return y, counters
+
+
+def random_gap(rng: random.Random, p_idle: float = 0.5, max_gap: int = 8) -> Callable[[], int]:
+    """A ``read_gap`` that idles a random 0..max_gap cycles with probability ``p_idle``."""
+    return lambda: rng.randint(1, max_gap) if rng.random() < p_idle else 0

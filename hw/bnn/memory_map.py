@@ -1,0 +1,187 @@
+"""The host-bus memory map of the BNN top (:mod:`eie.hw.bnn.top`), as plain, JSON-able Python.
+
+Word addresses on a 32-bit bus (:class:`eie.hw.common.bus.BusSignature`). Two spaces, told apart
+by the top address bit ``mem_bit``:
+
+Registers (``addr < 2**mem_bit``); reads of unlisted addresses answer 0:
+
+====  ============  ===  ================================================================
+addr  name          r/w  meaning
+====  ============  ===  ================================================================
+0     ID            r    ``0x424E4E31`` ("BNN1")
+1     CTRL          rw   bit 0 RUN (reset 1): the network takes samples from the input FIFO;
+                         bit 1 CLEAR (write 1, reads 0): zero the counters and ERRORS
+2     STATUS        r    bits 15..0: free sample slots in the input FIFO;
+                         bits 31..16: complete results waiting in the output FIFO
+3     IN_DATA       w    next 32 input bits of the sample being written (``in_words`` writes
+                         a sample, element ``k`` at bit ``k % 32`` of write ``k // 32``); the
+                         last write pushes the sample into the input FIFO
+4     OUT_DATA      r    next 32-bit word of the oldest result (``out_words`` = n_classes
+                         reads, class order, signed ``dot``); the last read pops the result
+5     ERRORS        r    bit 0: a sample was written into a full input FIFO (dropped);
+                         bit 1: OUT_DATA was read with no result waiting (answered 0)
+8     CYCLES        r    clock cycles since CLEAR
+9     SAMPLES_IN    r    samples the network took since CLEAR
+10    SAMPLES_OUT   r    results the network delivered since CLEAR
+11    LATENCY       r    cycles per sample: input taken to result delivered, measured on the
+                         last sample that entered an empty network
+12    II_LAST       r    cycles between the last two results delivered
+13    II_MIN        r    smallest interval between two results since CLEAR (0xFFFFFFFF: none)
+14    STALL         r    cycles the network's output was held up by a full output FIFO
+15    T_FIRST_OUT   r    CYCLES when the first result since CLEAR was delivered
+16    T_LAST_OUT    r    CYCLES when the last result was delivered
+24    N_IN          r    input bits per sample
+25    N_CLASSES     r    outputs per sample
+26    N_LAYERS      r    layers
+27    II_ANALYTIC   r    ``max(nf * sf)`` of the folding built in
+28    IN_DEPTH      r    input FIFO depth (samples)
+29    OUT_DEPTH     r    output FIFO depth (results)
+30    CONFIG_CRC    r    CRC-32 of the topology text (``shape`` and ``folding``): a host checks it
+                         before loading an image into this bitstream
+====  ============  ===  ================================================================
+
+Memories (``addr >= 2**mem_bit``, write-only, reads answer 0): the address is the bit fields
+``1 @ mem_bit | layer @ layer_shift | kind @ kind_shift | pe @ pe_shift | entry @ entry_shift |
+chunk``. ``kind`` 0 is weights, 1 thresholds; ``entry`` is the word's line in the image file; a
+word wider than 32 bits is written as ``chunks`` writes, lowest 32 bits first (chunk 0), and
+takes effect with its last chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ...sw.bnn.folding import LayerFold, folding_text
+from ...sw.errors import EieError
+
+__all__ = ["BnnMemoryMap", "REGISTERS", "ID_VALUE", "CTRL_RUN", "CTRL_CLEAR", "config_crc"]
+
+ID_VALUE = 0x424E4E31
+CTRL_RUN = 1 << 0
+CTRL_CLEAR = 1 << 1
+
+REGISTERS: dict[str, int] = {
+    "ID": 0, "CTRL": 1, "STATUS": 2, "IN_DATA": 3, "OUT_DATA": 4, "ERRORS": 5,
+    "CYCLES": 8, "SAMPLES_IN": 9, "SAMPLES_OUT": 10, "LATENCY": 11, "II_LAST": 12,
+    "II_MIN": 13, "STALL": 14, "T_FIRST_OUT": 15, "T_LAST_OUT": 16,
+    "N_IN": 24, "N_CLASSES": 25, "N_LAYERS": 26, "II_ANALYTIC": 27, "IN_DEPTH": 28,
+    "OUT_DEPTH": 29, "CONFIG_CRC": 30,
+}
+
+#: The counters, in the order a host reads them for ``--stats``.
+COUNTERS = ["CYCLES", "SAMPLES_IN", "SAMPLES_OUT", "LATENCY", "II_LAST", "II_MIN", "STALL",
+            "T_FIRST_OUT", "T_LAST_OUT"]
+
+
+def _bits(n: int) -> int:
+    """Bits to index ``n`` things (0 for one)."""
+    return max(n - 1, 0).bit_length()
+
+
+def config_crc(folds: Sequence[LayerFold]) -> int:
+    shape = [folds[0].n_in] + [f.n_out for f in folds]
+    return zlib.crc32(f"{','.join(map(str, shape))}|{folding_text(folds)}".encode())
+
+
+@dataclass
+class BnnMemoryMap:
+    """Address layout of a BNN top for a given folding and FIFO depths."""
+
+    folds: list[LayerFold]
+    in_depth: int = 4
+    out_depth: int = 4
+    registers: dict = field(default_factory=lambda: dict(REGISTERS))
+
+    def __post_init__(self):
+        self.folds = list(self.folds)
+        for name, v in (("input FIFO depth", self.in_depth), ("output FIFO depth", self.out_depth)):
+            if not 1 <= v <= 0xFFFF:
+                raise EieError(f"{name} is {v}; choose 1..65535")
+        self.chunk_bits = _bits(max(self.chunks(l, k) for l in range(self.n_layers) for k in (0, 1)))
+        self.entry_shift = self.chunk_bits
+        self.pe_shift = self.entry_shift + _bits(max(f.nf * f.sf for f in self.folds))
+        self.kind_shift = self.pe_shift + _bits(max(f.pe for f in self.folds))
+        self.layer_shift = self.kind_shift + 1
+        self.mem_bit = max(self.layer_shift + _bits(self.n_layers), 5)
+        self.addr_width = self.mem_bit + 1
+        if self.addr_width > 32:
+            raise EieError(f"the folding {folding_text(self.folds)} needs a {self.addr_width}-bit bus "
+                           f"address, more than 32; use more SIMD or PE per layer")
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.folds)
+
+    @property
+    def n_in(self) -> int:
+        return self.folds[0].n_in
+
+    @property
+    def n_classes(self) -> int:
+        return self.folds[-1].n_out
+
+    @property
+    def in_words(self) -> int:
+        return -(-self.n_in // 32)
+
+    @property
+    def out_words(self) -> int:
+        return self.n_classes
+
+    def width(self, layer: int, kind: int) -> int:
+        f = self.folds[layer]
+        if kind == 0:
+            return f.simd
+        return f.threshold_width if layer < self.n_layers - 1 else 0
+
+    def depth(self, layer: int, kind: int) -> int:
+        f = self.folds[layer]
+        if kind == 0:
+            return f.nf * f.sf
+        return f.nf if layer < self.n_layers - 1 else 0
+
+    def chunks(self, layer: int, kind: int) -> int:
+        return max(1, -(-self.width(layer, kind) // 32))
+
+    def mem_addr(self, layer: int, kind: int, pe: int, entry: int, chunk: int = 0) -> int:
+        """Bus address of one chunk of one memory word."""
+        f = self.folds[layer]
+        if not (0 <= pe < f.pe and 0 <= entry < self.depth(layer, kind)
+                and 0 <= chunk < self.chunks(layer, kind)):
+            raise ValueError(f"no memory word at layer {layer} kind {kind} pe {pe} entry {entry} "
+                             f"chunk {chunk}")
+        return ((1 << self.mem_bit) | (layer << self.layer_shift) | (kind << self.kind_shift)
+                | (pe << self.pe_shift) | (entry << self.entry_shift) | chunk)
+
+    def reg(self, name: str) -> int:
+        return self.registers[name]
+
+    def to_json(self) -> dict:
+        """A self-contained description a host driver (or a person) can use."""
+        return {
+            "bus": {"addr_width": self.addr_width, "data_width": 32, "read_latency": 1},
+            "registers": dict(self.registers),
+            "id": ID_VALUE,
+            "ctrl_bits": {"RUN": CTRL_RUN, "CLEAR": CTRL_CLEAR},
+            "config_crc": config_crc(self.folds),
+            "in_words": self.in_words, "out_words": self.out_words,
+            "in_depth": self.in_depth, "out_depth": self.out_depth,
+            "memory": {
+                "mem_bit": self.mem_bit, "layer_shift": self.layer_shift,
+                "kind_shift": self.kind_shift, "pe_shift": self.pe_shift,
+                "entry_shift": self.entry_shift, "chunk_bits": self.chunk_bits,
+                "kinds": {"weights": 0, "thresholds": 1},
+                "layers": [{"layer": l, **f.to_json(),
+                            "weights": {"width": self.width(l, 0), "depth": self.depth(l, 0),
+                                        "chunks": self.chunks(l, 0)},
+                            "thresholds": {"width": self.width(l, 1), "depth": self.depth(l, 1),
+                                           "chunks": self.chunks(l, 1)}}
+                           for l, f in enumerate(self.folds)],
+            },
+        }
+
+    def to_json_text(self) -> str:
+        return json.dumps(self.to_json(), indent=1)

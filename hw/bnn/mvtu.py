@@ -1,0 +1,216 @@
+"""Matrix-vector-threshold unit (MVTU): one BNN layer, folded FINN-style.
+
+``pe`` neurons and ``simd`` input bits per cycle. A sample (the whole ``n_in``-bit input vector)
+arrives on stream ``i`` and is latched into the input buffer ``cur``; the unit then spends
+``nf * sf`` cycles on it, one (neuron fold, synapse fold) pair a cycle, neuron folds outer, so
+the same buffered input is reused by every neuron fold. The next sample is taken in the cycle
+that issues the current one's last fold (it waits in the producer's output register or FIFO
+meanwhile, the second half of the double buffer), so back-to-back samples leave no bubble.
+
+Pipeline, one item per cycle while ``en``:
+
+- ``iss_``  issue: fold counters; weight address ``nf_i * sf + sf_i`` to every PE's memory, the
+  ``simd``-bit slice ``sf_i`` of the input buffer into a register;
+- ``xn_``   weight word and input slice: ``XNOR``, padding lanes of the last synapse fold masked
+  to 0; into each PE's popcount tree (:class:`PopCount`, ``latency`` stages);
+- ``acc_``  :class:`AccThreshold`: accumulate over synapse folds, compare with the threshold
+  read from the PE's threshold memory (hidden layer) or form ``dot`` (output layer);
+- ``col_``  the ``pe`` results of each neuron fold shift into a collect register; after the last
+  neuron fold the vector moves to the output register (stream ``o``).
+
+The only stall: a finished vector meets a full output register that is not being read
+(``o.valid & ~o.ready``); then the whole pipeline holds (``en`` low) for that cycle.
+
+Memories: per PE, weights (``nf * sf`` words of ``simd`` bits) and, for hidden layers,
+thresholds (``nf`` words). They are written through the ``ld_`` port (one word per cycle with
+``ld_w_en``/``ld_t_en``, ``ld_pe`` selecting the PE) and may start from ``init`` values.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ...sw.bnn.folding import LayerFold
+from .popcount import PopCount
+from .threshold import DOT_WIDTH, AccThreshold
+
+__all__ = ["Mvtu"]
+
+
+class Mvtu(wiring.Component):
+    """One folded BNN layer with stream input (``n_in`` bits) and stream output (``n_out`` bits
+    for a hidden layer, ``n_out`` signed 32-bit dots for the output layer)."""
+
+    def __init__(self, fold: LayerFold, *, hidden: bool = True,
+                 weight_init: Sequence[Sequence[int]] | None = None,
+                 threshold_init: Sequence[Sequence[int]] | None = None,
+                 levels_per_stage: int = 2, ld_data_width: int | None = None):
+        if not isinstance(fold, LayerFold):
+            raise TypeError(f"fold must be a LayerFold, not {fold!r}")
+        if weight_init is not None and len(weight_init) != fold.pe:
+            raise ValueError(f"weight_init has {len(weight_init)} memories, expected {fold.pe}")
+        if threshold_init is not None and len(threshold_init) != fold.pe:
+            raise ValueError(f"threshold_init has {len(threshold_init)} memories, expected {fold.pe}")
+        self._fold, self._hidden = fold, hidden
+        self._weight_init, self._threshold_init = weight_init, threshold_init
+        self._levels_per_stage = levels_per_stage
+        self._thr_width = fold.threshold_width
+        width = max(fold.simd, self._thr_width if hidden else 0)
+        self._ld_data_width = ld_data_width or width
+        if self._ld_data_width < width:
+            raise ValueError(f"ld_data_width {ld_data_width} is narrower than a memory word ({width})")
+        out_shape = (unsigned(fold.n_out) if hidden
+                     else data.ArrayLayout(signed(DOT_WIDTH), fold.n_out))
+        super().__init__({
+            "i": In(stream.Signature(unsigned(fold.n_in))),
+            "o": Out(stream.Signature(out_shape)),
+            "ld_w_en": In(1),
+            "ld_t_en": In(1),
+            "ld_pe": In(range(fold.pe)),
+            "ld_addr": In(range(max(fold.nf * fold.sf, 2))),
+            "ld_data": In(self._ld_data_width),
+            "stall": Out(1),
+            "active": Out(1),
+        })
+
+    @property
+    def fold(self) -> LayerFold:
+        return self._fold
+
+    @property
+    def hidden(self) -> bool:
+        return self._hidden
+
+    @property
+    def latency(self) -> int:
+        """Cycles from issuing a fold to its result in the ``col_`` stage."""
+        return 2 + PopCount(self._fold.simd, levels_per_stage=self._levels_per_stage).latency
+
+    def elaborate(self, platform):
+        m = Module()
+        f = self._fold
+        NF, SF, SIMD, PE = f.nf, f.sf, f.simd, f.pe
+        bw = 1 if self._hidden else DOT_WIDTH
+
+        en = Signal()
+        m.d.comb += self.stall.eq(~en)
+
+        # --- memories -----------------------------------------------------------------------
+        w_rd, t_rd = [], []
+        for p in range(PE):
+            wmem = Memory(shape=unsigned(SIMD), depth=NF * SF,
+                          init=list(self._weight_init[p]) if self._weight_init else [])
+            m.submodules[f"wmem{p}"] = wmem
+            wr = wmem.write_port()
+            m.d.comb += [wr.addr.eq(self.ld_addr), wr.data.eq(self.ld_data[:SIMD]),
+                         wr.en.eq(self.ld_w_en & (self.ld_pe == p))]
+            rd = wmem.read_port()
+            m.d.comb += rd.en.eq(en)
+            w_rd.append(rd)
+            if self._hidden:
+                tmem = Memory(shape=unsigned(self._thr_width), depth=NF,
+                              init=list(self._threshold_init[p]) if self._threshold_init else [])
+                m.submodules[f"tmem{p}"] = tmem
+                tw = tmem.write_port()
+                m.d.comb += [tw.addr.eq(self.ld_addr), tw.data.eq(self.ld_data[:self._thr_width]),
+                             tw.en.eq(self.ld_t_en & (self.ld_pe == p))]
+                trd = tmem.read_port()
+                m.d.comb += trd.en.eq(en)
+                t_rd.append(trd)
+
+        # --- issue stage --------------------------------------------------------------------
+        cur = Signal(SF * SIMD)
+        active = Signal()
+        iss_nf = Signal(range(max(NF, 2)))
+        iss_sf = Signal(range(max(SF, 2)))
+        iss_addr = Signal(range(max(NF * SF, 2)))
+        last_sf = iss_sf == SF - 1
+        last_nf = iss_nf == NF - 1
+        last_fold = last_sf & last_nf
+        take = ~active | last_fold
+        m.d.comb += [self.i.ready.eq(en & take), self.active.eq(active)]
+        for rd in w_rd:
+            m.d.comb += rd.addr.eq(iss_addr)
+        with m.If(en):
+            with m.If(active):
+                with m.If(last_fold):
+                    m.d.sync += [iss_sf.eq(0), iss_nf.eq(0), iss_addr.eq(0)]
+                    with m.If(~self.i.valid):
+                        m.d.sync += active.eq(0)
+                with m.Elif(last_sf):
+                    m.d.sync += [iss_sf.eq(0), iss_nf.eq(iss_nf + 1), iss_addr.eq(iss_addr + 1)]
+                with m.Else():
+                    m.d.sync += [iss_sf.eq(iss_sf + 1), iss_addr.eq(iss_addr + 1)]
+            with m.If(self.i.valid & take):
+                m.d.sync += [cur.eq(self.i.payload), active.eq(1)]
+
+        # Tags travel with each item: valid, first/last synapse fold, neuron fold, last neuron fold.
+        def tag(name):
+            return {"valid": Signal(name=f"{name}_valid"), "first": Signal(name=f"{name}_first"),
+                    "last": Signal(name=f"{name}_last"), "last_nf": Signal(name=f"{name}_last_nf"),
+                    "nf": Signal(range(max(NF, 2)), name=f"{name}_nf")}
+
+        tags = [tag("iss")]
+        m.d.comb += [tags[0]["valid"].eq(active), tags[0]["first"].eq(iss_sf == 0),
+                     tags[0]["last"].eq(last_sf), tags[0]["last_nf"].eq(last_nf),
+                     tags[0]["nf"].eq(iss_nf)]
+
+        def advance(prev, name):
+            t = tag(name)
+            with m.If(en):
+                m.d.sync += [t[k].eq(prev[k]) for k in t]
+            return t
+
+        # --- xnor stage ---------------------------------------------------------------------
+        tags.append(advance(tags[0], "xn"))
+        xn_x = Signal(SIMD)
+        with m.If(en):
+            m.d.sync += xn_x.eq(cur if SF == 1 else cur.word_select(iss_sf, SIMD))
+        tail = f.n_in - (SF - 1) * SIMD           # real lanes of the last synapse fold
+        full = Const((1 << SIMD) - 1, SIMD)
+        mask = Mux(tags[1]["last"], Const((1 << tail) - 1, SIMD), full) if tail < SIMD else full
+        pcs = []
+        for p in range(PE):
+            pc = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
+            m.submodules[f"popcount{p}"] = pc
+            m.d.comb += [pc.i.eq(~(w_rd[p].data ^ xn_x) & mask), pc.en.eq(en)]
+            pcs.append(pc)
+        for k in range(pcs[0].latency):
+            tags.append(advance(tags[-1], f"pc{k}"))
+
+        # --- accumulate / threshold stage ---------------------------------------------------
+        acc = AccThreshold(PE, f.n_in, pcs[0].o.shape().width, hidden=self._hidden)
+        m.submodules.acc = acc
+        tp = tags[-1]
+        m.d.comb += [acc.en.eq(en), acc.i_valid.eq(tp["valid"]), acc.i_first.eq(tp["first"]),
+                     acc.i_last.eq(tp["last"])]
+        for p in range(PE):
+            m.d.comb += acc.i_count[p].eq(pcs[p].o)
+            if self._hidden:
+                # Read the threshold one stage ahead so it arrives with the item.
+                m.d.comb += [t_rd[p].addr.eq(tags[-2]["nf"]), acc.i_thr[p].eq(t_rd[p].data)]
+        col_last_nf = Signal()
+        with m.If(en):
+            m.d.sync += col_last_nf.eq(tp["last_nf"])
+
+        # --- collect / output stage ---------------------------------------------------------
+        results = acc.o_bits if self._hidden else Cat(*[acc.o_dots[p] for p in range(PE)])
+        complete = acc.o_valid & col_last_nf
+        m.d.comb += en.eq(~(complete & self.o.valid & ~self.o.ready))
+        if NF > 1:
+            col = Signal((NF - 1) * PE * bw)
+            vector = Cat(col, results)
+            with m.If(en & acc.o_valid):
+                m.d.sync += col.eq(vector[PE * bw:])
+        else:
+            vector = results
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(en & complete):
+            m.d.sync += [self.o.payload.eq(vector[:f.n_out * bw]), self.o.valid.eq(1)]
+        return m

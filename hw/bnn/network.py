@@ -1,0 +1,98 @@
+"""The streaming BNN: one :class:`Mvtu` per layer, chained by ``amaranth.lib.stream`` interfaces.
+
+Per cycle every layer works on its own sample (a dataflow pipeline, FINN's streaming
+architecture): stream ``i`` takes a whole input vector (``n_in`` bits, element ``k`` at bit
+``k``) whenever the first layer can start it; each hidden layer hands its ``n_out``-bit output
+vector to the next layer with valid/ready back-pressure; stream ``o`` carries the last layer's
+``dot`` per class (signed 32 bits, class ``k`` at bits ``[32k+31:32k]``). In steady state the
+network accepts one sample every ``max(nf * sf)`` cycles.
+
+Weights and thresholds are written one memory word per cycle through the ``ld_`` port:
+``ld_layer``, ``ld_kind`` (0 weights, 1 thresholds), ``ld_pe``, ``ld_addr`` (the word's index in
+that PE's memory, as in the image files) and ``ld_data``, with ``ld_en``. Loading while samples
+are in flight gives undefined results for those samples; load first, then stream.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...sw.bnn.folding import LayerFold
+from ...sw.bnn.image import BnnImage, threshold_words, weight_words
+from .mvtu import Mvtu
+from .threshold import DOT_WIDTH
+
+__all__ = ["BnnNetwork", "KIND_WEIGHTS", "KIND_THRESHOLDS"]
+
+KIND_WEIGHTS = 0
+KIND_THRESHOLDS = 1
+
+
+class BnnNetwork(wiring.Component):
+    """A chain of folded BNN layers; ``image`` (optional) bakes weights in as initial values."""
+
+    def __init__(self, folds: Sequence[LayerFold], *, image: BnnImage | None = None,
+                 levels_per_stage: int = 2):
+        folds = list(folds)
+        if not folds:
+            raise ValueError("a BNN needs at least one layer")
+        for a, b in zip(folds, folds[1:]):
+            if a.n_out != b.n_in:
+                raise ValueError(f"layers don't chain: {a} outputs {a.n_out} bits, {b} takes {b.n_in}")
+        if image is not None and image.shape != [folds[0].n_in] + [f.n_out for f in folds]:
+            raise ValueError(f"image shape {image.shape} does not match the folding's")
+        self._folds = folds
+        self._image = image
+        self._levels_per_stage = levels_per_stage
+        self._ld_width = max(max(f.simd, f.threshold_width) for f in folds)
+        max_depth = max(f.nf * f.sf for f in folds)
+        super().__init__({
+            "i": In(stream.Signature(unsigned(folds[0].n_in))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(DOT_WIDTH), folds[-1].n_out))),
+            "ld_en": In(1),
+            "ld_layer": In(range(max(len(folds), 2))),
+            "ld_kind": In(1),
+            "ld_pe": In(range(max(max(f.pe for f in folds), 2))),
+            "ld_addr": In(range(max(max_depth, 2))),
+            "ld_data": In(self._ld_width),
+            "stalls": Out(len(folds)),
+            "busy": Out(1),
+        })
+
+    @property
+    def folds(self) -> list[LayerFold]:
+        return list(self._folds)
+
+    def elaborate(self, platform):
+        m = Module()
+        n = len(self._folds)
+        units = []
+        for l, f in enumerate(self._folds):
+            hidden = l < n - 1
+            winit = tinit = None
+            if self._image is not None:
+                winit = weight_words(f, self._image.weights[l])
+                if hidden:
+                    tinit = threshold_words(f, self._image.thresholds[l])
+            u = Mvtu(f, hidden=hidden, weight_init=winit, threshold_init=tinit,
+                     levels_per_stage=self._levels_per_stage, ld_data_width=self._ld_width)
+            m.submodules[f"layer{l}"] = u
+            sel = self.ld_en & (self.ld_layer == l)
+            m.d.comb += [u.ld_w_en.eq(sel & (self.ld_kind == KIND_WEIGHTS)),
+                         u.ld_t_en.eq(sel & (self.ld_kind == KIND_THRESHOLDS)),
+                         u.ld_pe.eq(self.ld_pe), u.ld_addr.eq(self.ld_addr),
+                         u.ld_data.eq(self.ld_data), self.stalls[l].eq(u.stall)]
+            units.append(u)
+        wiring.connect(m, wiring.flipped(self.i), units[0].i)
+        for a, b in zip(units, units[1:]):
+            wiring.connect(m, a.o, b.i)
+        wiring.connect(m, units[-1].o, wiring.flipped(self.o))
+        busy = Signal()
+        for u in units:
+            busy = busy | u.active | u.o.valid
+        m.d.comb += self.busy.eq(busy)
+        return m

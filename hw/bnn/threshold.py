@@ -1,0 +1,81 @@
+"""Accumulate popcounts over the synapse folds and apply the threshold (or emit ``dot``).
+
+``pe`` lanes. Per cycle with ``en`` and ``i_valid`` high, each lane adds ``i_count[p]`` (the
+matches of one synapse fold) to its accumulator, restarting from it when ``i_first`` is high.
+When ``i_last`` is high the lane's full ``matches`` is ready: a hidden layer compares
+``matches >= i_thr[p]`` into ``o_bits[p]``; the output layer computes
+``o_dots[p] = 2 * matches - n_in`` (signed 32 bits). Results are registered: they appear with
+``o_valid`` high for one enabled cycle after the ``i_last`` item, and hold while ``en`` is low.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["AccThreshold", "DOT_WIDTH"]
+
+#: Width of the output layer's ``dot`` values (contract: signed int32).
+DOT_WIDTH = 32
+
+
+class AccThreshold(wiring.Component):
+    """Accumulator and threshold comparator of ``pe`` neurons with fan-in ``n_in``."""
+
+    def __init__(self, pe: int, n_in: int, count_width: int, *, hidden: bool = True):
+        if not isinstance(pe, int) or pe < 1:
+            raise ValueError(f"pe must be a positive integer, not {pe!r}")
+        if not isinstance(n_in, int) or n_in < 1:
+            raise ValueError(f"n_in must be a positive integer, not {n_in!r}")
+        self._pe, self._n_in, self._hidden = pe, n_in, hidden
+        self._acc_width = n_in.bit_length()
+        self._thr_width = (n_in + 1).bit_length()
+        members = {
+            "en": In(1),
+            "i_valid": In(1),
+            "i_first": In(1),
+            "i_last": In(1),
+            "i_count": In(data.ArrayLayout(unsigned(count_width), pe)),
+            "o_valid": Out(1),
+        }
+        if hidden:
+            members["i_thr"] = In(data.ArrayLayout(unsigned(self._thr_width), pe))
+            members["o_bits"] = Out(pe)
+        else:
+            members["o_dots"] = Out(data.ArrayLayout(signed(DOT_WIDTH), pe))
+        super().__init__(members)
+
+    @property
+    def pe(self) -> int:
+        return self._pe
+
+    @property
+    def hidden(self) -> bool:
+        return self._hidden
+
+    @property
+    def threshold_width(self) -> int:
+        return self._thr_width
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.en):
+            m.d.sync += self.o_valid.eq(self.i_valid & self.i_last)
+        for p in range(self._pe):
+            acc = Signal(unsigned(self._acc_width), name=f"acc{p}")
+            acc_next = Signal(unsigned(self._acc_width), name=f"acc_next{p}")
+            with m.If(self.i_first):
+                m.d.comb += acc_next.eq(self.i_count[p])
+            with m.Else():
+                m.d.comb += acc_next.eq(acc + self.i_count[p])
+            with m.If(self.en & self.i_valid):
+                m.d.sync += acc.eq(acc_next)
+                with m.If(self.i_last):
+                    if self._hidden:
+                        m.d.sync += self.o_bits[p].eq(acc_next >= self.i_thr[p])
+                    else:
+                        twice = Signal(signed(DOT_WIDTH), name=f"twice{p}")
+                        m.d.comb += twice.eq(acc_next * 2)  # zero-extended: matches >= 0
+                        m.d.sync += self.o_dots[p].eq(twice - self._n_in)
+        return m

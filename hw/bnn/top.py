@@ -1,0 +1,197 @@
+"""The bus-mapped BNN top for boards and RTL simulation: host bus in, nothing else out.
+
+Around a :class:`BnnNetwork`: an input FIFO of whole samples the host fills 32 bits per write,
+an output FIFO of results the host drains 32 bits per read, the weight/threshold memories
+(written through the bus), control and counters. The address map is
+:class:`eie.hw.bnn.memory_map.BnnMemoryMap` (also documented in ``docs/bnn.md``).
+
+Per cycle: at most one bus access (a write takes effect at the clock edge; a read answers one
+cycle later with ``r_ack``); the input FIFO hands a sample to the network whenever RUN is set
+and the network can start one; the network's results enter the output FIFO (when it is full the
+network stalls, counted in STALL); the counters update from the network's stream handshakes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In
+
+from ...sw.bnn.folding import LayerFold, analytic_ii
+from ...sw.bnn.image import BnnImage
+from ..common.bus import BusSignature
+from .memory_map import CTRL_CLEAR, CTRL_RUN, ID_VALUE, BnnMemoryMap, config_crc
+from .network import BnnNetwork
+
+__all__ = ["BnnTop"]
+
+
+class BnnTop(wiring.Component):
+    """A BNN core behind the host bus. ``image`` bakes weights in (they stay loadable)."""
+
+    def __init__(self, folds: Sequence[LayerFold], *, in_depth: int = 4, out_depth: int = 4,
+                 image: BnnImage | None = None, levels_per_stage: int = 2):
+        self._map = BnnMemoryMap(list(folds), in_depth=in_depth, out_depth=out_depth)
+        self._image = image
+        self._levels_per_stage = levels_per_stage
+        super().__init__({"bus": In(BusSignature(self._map.addr_width))})
+
+    @property
+    def memory_map(self) -> BnnMemoryMap:
+        return self._map
+
+    def elaborate(self, platform):
+        m = Module()
+        mm = self._map
+        bus = self.bus
+        net = m.submodules.network = BnnNetwork(mm.folds, image=self._image,
+                                                levels_per_stage=self._levels_per_stage)
+        in_fifo = m.submodules.in_fifo = fifo.SyncFIFOBuffered(width=mm.n_in, depth=mm.in_depth)
+        out_fifo = m.submodules.out_fifo = fifo.SyncFIFOBuffered(width=32 * mm.n_classes,
+                                                                 depth=mm.out_depth)
+        regs = mm.registers
+        is_mem = bus.addr[mm.mem_bit]
+        wr = bus.w_stb & ~is_mem
+        rd = bus.r_stb & ~is_mem
+
+        # --- control ------------------------------------------------------------------------
+        run = Signal(init=1)
+        clear = Signal()
+        err_overflow = Signal()
+        err_underflow = Signal()
+        with m.If(wr & (bus.addr == regs["CTRL"])):
+            m.d.sync += run.eq(bus.w_data[0])
+            m.d.comb += clear.eq(bus.w_data[1])
+
+        # --- input: 32-bit writes assembled into a sample, pushed into the input FIFO -------
+        in_words = mm.in_words
+        in_push = Signal()
+        in_sample = Signal(mm.n_in)
+        in_write = wr & (bus.addr == regs["IN_DATA"])
+        if in_words == 1:
+            m.d.comb += [in_push.eq(in_write), in_sample.eq(bus.w_data)]
+        else:
+            in_stage = Signal(32 * (in_words - 1))
+            in_idx = Signal(range(in_words))
+            m.d.comb += in_sample.eq(Cat(in_stage, bus.w_data))
+            with m.If(in_write):
+                with m.If(in_idx == in_words - 1):
+                    m.d.comb += in_push.eq(1)
+                    m.d.sync += in_idx.eq(0)
+                with m.Else():
+                    m.d.sync += [in_stage.word_select(in_idx, 32).eq(bus.w_data),
+                                 in_idx.eq(in_idx + 1)]
+        m.d.comb += [in_fifo.w_data.eq(in_sample), in_fifo.w_en.eq(in_push)]
+        with m.If(in_push & ~in_fifo.w_rdy):
+            m.d.sync += err_overflow.eq(1)
+
+        # --- network between the FIFOs ------------------------------------------------------
+        m.d.comb += [net.i.payload.eq(in_fifo.r_data), net.i.valid.eq(in_fifo.r_rdy & run),
+                     in_fifo.r_en.eq(net.i.ready & run),
+                     out_fifo.w_data.eq(net.o.payload.as_value()), out_fifo.w_en.eq(net.o.valid),
+                     net.o.ready.eq(out_fifo.w_rdy)]
+
+        # --- output: the oldest result read 32 bits at a time -------------------------------
+        out_idx = Signal(range(max(mm.out_words, 2)))
+        out_word = Signal(32)
+        m.d.comb += out_word.eq(out_fifo.r_data.word_select(out_idx, 32)
+                                if mm.out_words > 1 else out_fifo.r_data[:32])
+        out_read = rd & (bus.addr == regs["OUT_DATA"])
+        with m.If(out_read):
+            with m.If(~out_fifo.r_rdy):
+                m.d.sync += err_underflow.eq(1)
+            with m.Elif(out_idx == mm.out_words - 1):
+                m.d.comb += out_fifo.r_en.eq(1)
+                m.d.sync += out_idx.eq(0)
+            with m.Else():
+                m.d.sync += out_idx.eq(out_idx + 1)
+
+        # --- memories: chunks staged, the last chunk of a word commits it -------------------
+        max_chunks = max(mm.chunks(l, k) for l in range(mm.n_layers) for k in (0, 1))
+        chunk = bus.addr[:mm.chunk_bits] if mm.chunk_bits else Const(0, 1)
+        layer = bus.addr[mm.layer_shift:mm.mem_bit]
+        kind = bus.addr[mm.kind_shift]
+        m.d.comb += [net.ld_layer.eq(layer), net.ld_kind.eq(kind),
+                     net.ld_pe.eq(bus.addr[mm.pe_shift:mm.kind_shift]),
+                     net.ld_addr.eq(bus.addr[mm.entry_shift:mm.pe_shift])]
+        mem_wr = bus.w_stb & is_mem
+        entry = bus.addr[mm.entry_shift:mm.pe_shift]
+        pe = bus.addr[mm.pe_shift:mm.kind_shift]
+        last_chunk = Signal(range(max_chunks))
+        mem_ok = Signal()      # the address names a real word of a real memory
+        with m.Switch(Cat(kind, layer)):
+            for l in range(mm.n_layers):
+                for k in (0, 1):
+                    if mm.depth(l, k) == 0:
+                        continue  # the output layer has no thresholds
+                    with m.Case((l << 1) | k):
+                        m.d.comb += [last_chunk.eq(mm.chunks(l, k) - 1),
+                                     mem_ok.eq((entry < mm.depth(l, k)) & (pe < mm.folds[l].pe)
+                                               & (chunk < mm.chunks(l, k)))]
+        if max_chunks > 1:
+            stage = Signal(32 * (max_chunks - 1))
+            with m.If(mem_wr & mem_ok & (chunk < last_chunk)):
+                m.d.sync += stage.word_select(chunk, 32).eq(bus.w_data)
+            with m.Switch(chunk):
+                for c in range(max_chunks):
+                    with m.Case(c):
+                        m.d.comb += net.ld_data.eq(Cat(stage[:32 * c], bus.w_data))
+        else:
+            m.d.comb += net.ld_data.eq(bus.w_data)
+        m.d.comb += net.ld_en.eq(mem_wr & mem_ok & (chunk == last_chunk))
+
+        # --- counters -----------------------------------------------------------------------
+        c = {name: Signal(32, name=f"cnt_{name.lower()}") for name in
+             ("CYCLES", "SAMPLES_IN", "SAMPLES_OUT", "LATENCY", "II_LAST", "STALL",
+              "T_FIRST_OUT", "T_LAST_OUT")}
+        c["II_MIN"] = Signal(32, init=0xFFFFFFFF, name="cnt_ii_min")
+        lat_run = Signal()
+        lat_start = Signal(32)
+        in_fire = net.i.valid & net.i.ready
+        out_fire = net.o.valid & net.o.ready
+        interval = c["CYCLES"] - c["T_LAST_OUT"]
+        with m.If(clear):
+            m.d.sync += [s.eq(s.init) for s in c.values()]
+            m.d.sync += [lat_run.eq(0), err_overflow.eq(0), err_underflow.eq(0)]
+        with m.Else():
+            m.d.sync += c["CYCLES"].eq(c["CYCLES"] + 1)
+            with m.If(net.o.valid & ~net.o.ready):
+                m.d.sync += c["STALL"].eq(c["STALL"] + 1)
+            with m.If(in_fire):
+                m.d.sync += c["SAMPLES_IN"].eq(c["SAMPLES_IN"] + 1)
+                with m.If((c["SAMPLES_IN"] == c["SAMPLES_OUT"]) & ~lat_run):
+                    m.d.sync += [lat_run.eq(1), lat_start.eq(c["CYCLES"])]
+            with m.If(out_fire):
+                m.d.sync += [c["SAMPLES_OUT"].eq(c["SAMPLES_OUT"] + 1),
+                             c["T_LAST_OUT"].eq(c["CYCLES"])]
+                with m.If(c["SAMPLES_OUT"] == 0):
+                    m.d.sync += c["T_FIRST_OUT"].eq(c["CYCLES"])
+                with m.Else():
+                    m.d.sync += c["II_LAST"].eq(interval)
+                    with m.If(interval < c["II_MIN"]):
+                        m.d.sync += c["II_MIN"].eq(interval)
+                with m.If(lat_run):
+                    m.d.sync += [lat_run.eq(0), c["LATENCY"].eq(c["CYCLES"] - lat_start)]
+
+        # --- register reads (one cycle latency) ---------------------------------------------
+        in_free = Signal(16)
+        out_count = Signal(16)
+        m.d.comb += [in_free.eq(mm.in_depth - in_fifo.level), out_count.eq(out_fifo.level)]
+        status = Cat(in_free, out_count)
+        readable = {
+            "ID": ID_VALUE, "CTRL": run, "STATUS": status, "OUT_DATA": Mux(out_fifo.r_rdy, out_word, 0),
+            "ERRORS": Cat(err_overflow, err_underflow),
+            "N_IN": mm.n_in, "N_CLASSES": mm.n_classes, "N_LAYERS": mm.n_layers,
+            "II_ANALYTIC": analytic_ii(mm.folds), "IN_DEPTH": mm.in_depth,
+            "OUT_DEPTH": mm.out_depth, "CONFIG_CRC": config_crc(mm.folds),
+            **c,
+        }
+        m.d.sync += [bus.r_ack.eq(bus.r_stb), bus.r_data.eq(0)]
+        with m.If(rd):
+            with m.Switch(bus.addr):
+                for name, value in readable.items():
+                    with m.Case(regs[name]):
+                        m.d.sync += bus.r_data.eq(value)
+        return m

@@ -1,0 +1,77 @@
+"""Compile a float BNN into integer thresholds and folded weight bits (a :class:`BnnImage`).
+
+Per hidden neuron with fan-in ``K``, the float model outputs
+``f(m) = bn_expression(gamma, beta, mean, var, eps, 2*m - K) >= 0`` for ``m = matches`` in
+``0..K``. The compiler evaluates ``f`` at every one of the ``K + 1`` possible integer match
+counts, in float64 with the float model's own expression, so the integer threshold is exact by
+construction, including thresholds that fall exactly on an integer:
+
+- ``gamma > 0``: ``f`` rises with ``m``; ``T = K + 1 - #{m : f(m)}`` (the first ``m`` that fires).
+- ``gamma < 0``: ``f`` falls with ``m``. The weights are inverted (``matches' = K - matches``),
+  which turns ``f`` into a rising function of ``matches'``; ``T`` as above.
+- ``gamma == 0``: ``f`` is the constant ``beta >= 0``: ``T = 0`` (always 1) or ``K + 1`` (never).
+
+Rounding is monotone, so ``f`` evaluated in floating point is monotone too; the compiler checks
+that anyway and refuses a neuron where it is not.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import EieError
+from .float_model import FloatBnn, bn_expression
+from .folding import LayerFold, make_folding
+from .image import BnnImage
+
+__all__ = ["binarize", "fold_thresholds", "compile_model"]
+
+
+def binarize(w: np.ndarray) -> np.ndarray:
+    """``sign`` with ``sign(0) = +1``, as bits (1 is +1)."""
+    return (np.asarray(w) >= 0).astype(np.uint8)
+
+
+def fold_thresholds(gamma, beta, mean, var, eps, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer thresholds ``T`` (n_out,) and a flip mask (n_out,) for one hidden layer."""
+    gamma = np.asarray(gamma, dtype=np.float64)
+    m = np.arange(n_in + 1, dtype=np.float64)
+    dot = (2.0 * m - n_in)[:, None]                    # (K+1, 1), like the float model's dots
+    fires = bn_expression(gamma, np.asarray(beta, dtype=np.float64),
+                          np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64),
+                          np.float64(eps), dot) >= 0      # (K+1, n_out)
+    fires = fires.T.copy()                              # (n_out, K+1), column m
+    flip = gamma < 0
+    fires[flip] = fires[flip, ::-1]                     # in terms of matches' = K - matches
+    steps = np.diff(fires.astype(np.int8), axis=1)
+    if np.any(steps < 0):
+        k = int(np.argwhere(np.any(steps < 0, axis=1))[0][0])
+        raise EieError(f"neuron {k}: the batch-norm output is not monotone in dot "
+                       f"(gamma={gamma[k]!r}); cannot fold it into one threshold")
+    t = (n_in + 1) - fires.sum(axis=1).astype(np.int64)
+    return t, flip
+
+
+def compile_model(model: FloatBnn,
+                  fold: Sequence[tuple[int, int]] | str | None = None) -> BnnImage:
+    """Binarise, fold batch norm into thresholds and choose the folding."""
+    model.validate()
+    folds: list[LayerFold] = make_folding(model.shape, fold)
+    weights, thresholds, stats = [], [], []
+    n = len(model.weights)
+    for l, w in enumerate(model.weights):
+        bits = binarize(w)
+        st: dict = {"zero_weights": int(np.sum(w == 0))}
+        if l < n - 1:
+            t, flip = fold_thresholds(model.gamma[l], model.beta[l], model.mean[l],
+                                      model.var[l], model.eps, w.shape[1])
+            bits[flip] ^= 1
+            thresholds.append(t)
+            st.update({"flipped_neurons": int(flip.sum()),
+                       "constant_one": int(np.sum(t == 0)),
+                       "constant_zero": int(np.sum(t == w.shape[1] + 1))})
+        weights.append(bits)
+        stats.append(st)
+    return BnnImage(folds, weights, thresholds, stats)

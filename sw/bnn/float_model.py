@@ -1,0 +1,209 @@
+"""The float BNN model: the reference that the compiled thresholds and the golden model reproduce.
+
+Model file (``.npz``): ``W{l}`` of shape ``(n_out, n_in)`` (floats) for layers ``l = 0..L-1``;
+for each hidden layer ``l < L-1`` the batch-norm parameters ``gamma{l}, beta{l}, mean{l},
+var{l}`` of shape ``(n_out,)``; optionally a scalar ``eps`` (default ``1e-5``).
+
+Semantics (docs/ARCHITECTURE.md, BNN section), computed in float64:
+
+- inputs are bits, 1 is +1 and 0 is -1; weights are binarised with ``sign``, ``sign(0) = +1``;
+- ``dot = sum(sign(W) * x)`` (an exact integer in float64);
+- a hidden layer outputs ``bit = (gamma * (dot - mean) / sqrt(var + eps) + beta) >= 0``;
+- the last layer outputs ``dot`` (int32), the class is its argmax.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EieError
+
+__all__ = ["FloatBnn", "load_model", "save_model", "random_model", "bn_expression",
+           "float_forward", "check_bits"]
+
+DEFAULT_EPS = 1e-5
+
+
+@dataclass
+class FloatBnn:
+    """A float BNN: weights per layer and batch norm per hidden layer (all float64)."""
+
+    weights: list[np.ndarray]
+    gamma: list[np.ndarray] = field(default_factory=list)
+    beta: list[np.ndarray] = field(default_factory=list)
+    mean: list[np.ndarray] = field(default_factory=list)
+    var: list[np.ndarray] = field(default_factory=list)
+    eps: float = DEFAULT_EPS
+
+    @property
+    def shape(self) -> list[int]:
+        return [self.weights[0].shape[1]] + [w.shape[0] for w in self.weights]
+
+    def validate(self) -> "FloatBnn":
+        """Check shapes chain and parameters are finite; raise :class:`EieError` otherwise."""
+        if not self.weights:
+            raise EieError("the model has no layers (expected arrays W0, W1, ...)")
+        for l, w in enumerate(self.weights):
+            if w.ndim != 2 or 0 in w.shape:
+                raise EieError(f"W{l} has shape {w.shape}; expected a non-empty (n_out, n_in) matrix")
+            if l > 0 and w.shape[1] != self.weights[l - 1].shape[0]:
+                raise EieError(f"shapes don't chain: W{l} has fan-in {w.shape[1]} but layer {l - 1} "
+                               f"has {self.weights[l - 1].shape[0]} outputs (W{l - 1} {self.weights[l - 1].shape})")
+            if not np.all(np.isfinite(w)):
+                bad = np.argwhere(~np.isfinite(w))[0]
+                raise EieError(f"W{l}[{bad[0]}, {bad[1]}] is {w[tuple(bad)]}; weights must be finite")
+        n_hidden = len(self.weights) - 1
+        if not np.isfinite(self.eps) or self.eps < 0:
+            raise EieError(f"eps is {self.eps}; it must be a finite number >= 0")
+        for name in ("gamma", "beta", "mean", "var"):
+            arrs = getattr(self, name)
+            if len(arrs) != n_hidden:
+                raise EieError(f"the model has {len(arrs)} {name} arrays but {n_hidden} hidden layers "
+                               f"need one each ({name}0..{name}{n_hidden - 1})")
+            for l, a in enumerate(arrs):
+                n_out = self.weights[l].shape[0]
+                if a.shape != (n_out,):
+                    raise EieError(f"{name}{l} has shape {a.shape}; layer {l} has {n_out} neurons, "
+                                   f"expected ({n_out},)")
+                if not np.all(np.isfinite(a)):
+                    k = int(np.argwhere(~np.isfinite(a))[0][0])
+                    raise EieError(f"{name}{l}[{k}] is {a[k]}; batch-norm parameters must be finite")
+        for l, v in enumerate(self.var):
+            s = v + self.eps
+            if np.any(s <= 0):
+                k = int(np.argwhere(s <= 0)[0][0])
+                raise EieError(f"var{l}[{k}] + eps is {s[k]}; it must be > 0 (sqrt of the variance)")
+        return self
+
+
+def load_model(path: str | os.PathLike) -> FloatBnn:
+    """Read and validate a float BNN ``.npz``."""
+    path = Path(path)
+    if not path.is_file():
+        raise EieError(f"model file {path} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
+        raise EieError(f"cannot read model {path} as .npz: {exc}") from None
+    keys = set(data.files)
+    n = 0
+    while f"W{n}" in keys:
+        n += 1
+    if n == 0:
+        raise EieError(f"model {path} has no array W0 (expected W0..W{{L-1}}, gamma{{l}}, beta{{l}}, "
+                       f"mean{{l}}, var{{l}})")
+
+    def arr(key):
+        a = data[key]
+        if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+            raise EieError(f"{key} in {path} has dtype {a.dtype}; expected real numbers")
+        return np.asarray(a, dtype=np.float64)
+
+    for name in ("gamma", "beta", "mean", "var"):
+        if f"{name}{n - 1}" in keys:
+            raise EieError(f"model {path} has {name}{n - 1} but layer {n - 1} is the last layer, "
+                           f"which outputs dot without batch norm; remove it")
+    model = FloatBnn(weights=[arr(f"W{l}") for l in range(n)])
+    for name in ("gamma", "beta", "mean", "var"):
+        for l in range(n - 1):
+            if f"{name}{l}" not in keys:
+                raise EieError(f"model {path} lacks {name}{l} (hidden layer {l} needs gamma, beta, "
+                               f"mean and var)")
+        setattr(model, name, [arr(f"{name}{l}").reshape(-1) if arr(f"{name}{l}").ndim == 0
+                              else arr(f"{name}{l}") for l in range(n - 1)])
+    if "eps" in keys:
+        e = arr("eps")
+        if e.size != 1:
+            raise EieError(f"eps in {path} has shape {e.shape}; expected a scalar")
+        model.eps = float(e.reshape(()))
+    return model.validate()
+
+
+def save_model(model: FloatBnn, path: str | os.PathLike) -> None:
+    """Write ``model`` as ``.npz`` (atomically)."""
+    from ..atomic import atomic_file
+    arrays = {f"W{l}": w for l, w in enumerate(model.weights)}
+    for name in ("gamma", "beta", "mean", "var"):
+        for l, a in enumerate(getattr(model, name)):
+            arrays[f"{name}{l}"] = a
+    arrays["eps"] = np.float64(model.eps)
+    with atomic_file(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def random_model(shape, rng: np.random.Generator, *, special: bool = True) -> FloatBnn:
+    """A random float BNN of ``shape``; with ``special`` some neurons get negative or zero
+    batch-norm scales, zero weights, and thresholds exactly on integers."""
+    shape = list(shape)
+    model = FloatBnn(weights=[])
+    for l, (n_in, n_out) in enumerate(zip(shape[:-1], shape[1:])):
+        w = rng.normal(size=(n_out, n_in))
+        if special:
+            w[rng.random(w.shape) < 0.05] = 0.0  # sign(0) = +1
+        model.weights.append(w)
+        if l == len(shape) - 2:
+            break
+        gamma = rng.normal(size=n_out)
+        beta = rng.normal(size=n_out) * 2
+        mean = rng.normal(size=n_out) * np.sqrt(n_in)
+        var = rng.uniform(0.1, 4.0, size=n_out) * n_in
+        beta = beta * np.sqrt(var) / np.sqrt(n_in)
+        if special:
+            kinds = rng.integers(0, 6, size=n_out)
+            gamma[kinds == 1] = 0.0                       # constant neuron
+            gamma[kinds == 2] = -np.abs(gamma[kinds == 2])  # flipped neuron
+            on_int = kinds >= 3                              # threshold exactly on an integer dot
+            # dot == mean exactly at matches m0 (a reachable dot), so gamma*(dot-mean) is 0 there
+            m0 = np.clip(np.round(n_in / 2 + rng.normal(size=int(on_int.sum())) * np.sqrt(n_in) / 2),
+                         0, n_in)
+            mean[on_int] = 2 * m0 - n_in
+            beta[on_int] = 0.0
+            var[kinds == 4] = 1.0 - DEFAULT_EPS  # sqrt(var + eps) close to 1
+        model.gamma.append(gamma)
+        model.beta.append(beta)
+        model.mean.append(mean)
+        model.var.append(var)
+    return model
+
+
+def bn_expression(gamma, beta, mean, var, eps, dot):
+    """The float batch-norm-and-sign pre-activation, exactly as the float model evaluates it.
+
+    The compiler calls this same function at every possible integer ``dot`` so that its integer
+    thresholds agree with the float model bit for bit."""
+    return gamma * (dot - mean) / np.sqrt(var + eps) + beta
+
+
+def check_bits(x, n_in: int, what: str = "input") -> np.ndarray:
+    """Validate a (batch, n_in) array of 0/1 bits; return it as uint8."""
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != n_in:
+        raise EieError(f"{what} has shape {x.shape}; expected (batch, {n_in}) bits")
+    if not (np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_):
+        raise EieError(f"{what} has dtype {x.dtype}; expected integer bits (uint8 0/1)")
+    bad = (x != 0) & (x != 1)
+    if np.any(bad):
+        r, c = np.argwhere(bad)[0]
+        raise EieError(f"{what}[{r}, {c}] is {x[r, c]}; bits must be 0 or 1 (1 means +1, 0 means -1)")
+    return x.astype(np.uint8)
+
+
+def float_forward(model: FloatBnn, x) -> np.ndarray:
+    """Run the float model on bits ``x`` (batch, n_in); return int32 ``dot`` (batch, n_classes)."""
+    a = check_bits(x, model.shape[0]).astype(np.float64) * 2.0 - 1.0
+    n = len(model.weights)
+    for l, w in enumerate(model.weights):
+        wb = np.where(w >= 0, 1.0, -1.0)
+        dot = a @ wb.T
+        if l == n - 1:
+            return dot.astype(np.int32)
+        pre = bn_expression(model.gamma[l], model.beta[l], model.mean[l], model.var[l],
+                            model.eps, dot)
+        a = np.where(pre >= 0, 1.0, -1.0)
+    raise AssertionError("unreachable")

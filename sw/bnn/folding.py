@@ -1,0 +1,171 @@
+"""Shapes and foldings of a BNN: how many input bits (SIMD) and output neurons (PE) a layer's
+matrix-vector-threshold unit handles per cycle.
+
+A layer with fan-in ``n_in`` and ``n_out`` neurons under folding ``SIMD:PE`` has
+``sf = ceil(n_in / SIMD)`` synapse folds and ``nf = ceil(n_out / PE)`` neuron folds; it spends
+``nf * sf`` cycles on a sample, and a streaming network of such layers accepts one sample every
+``max(nf * sf)`` cycles (the analytic initiation interval).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..errors import EieError
+
+__all__ = [
+    "LayerFold", "parse_shape", "parse_folding", "make_folding", "default_folding",
+    "analytic_ii", "folding_text",
+]
+
+#: The default folding's resources for the first layer; other layers get the cheapest folding
+#: that keeps up with it.
+DEFAULT_SIMD = 32
+DEFAULT_PE = 16
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class LayerFold:
+    """One layer's shape and folding."""
+
+    n_in: int
+    n_out: int
+    simd: int
+    pe: int
+
+    @property
+    def sf(self) -> int:
+        """Synapse folds: cycles per neuron fold."""
+        return _ceil_div(self.n_in, self.simd)
+
+    @property
+    def nf(self) -> int:
+        """Neuron folds: how many groups of ``pe`` neurons."""
+        return _ceil_div(self.n_out, self.pe)
+
+    @property
+    def ii(self) -> int:
+        """Cycles this layer spends on one sample."""
+        return self.nf * self.sf
+
+    @property
+    def threshold_width(self) -> int:
+        """Bits of a threshold: thresholds range over 0..n_in+1 (n_in+1 = never fires)."""
+        return (self.n_in + 1).bit_length()
+
+    @property
+    def count_width(self) -> int:
+        """Bits of a match count 0..n_in."""
+        return self.n_in.bit_length() or 1
+
+    def to_json(self) -> dict:
+        return {"n_in": self.n_in, "n_out": self.n_out, "simd": self.simd, "pe": self.pe,
+                "sf": self.sf, "nf": self.nf, "ii": self.ii}
+
+
+def parse_shape(text: str | Sequence[int]) -> list[int]:
+    """``"784,64,64,10"`` (or a sequence) -> a validated list of layer widths."""
+    if isinstance(text, str):
+        try:
+            shape = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
+        except ValueError:
+            raise EieError(f"shape {text!r} is not a comma-separated list of integers "
+                           f"(e.g. 784,64,64,10)") from None
+    else:
+        shape = [int(t) for t in text]
+    if len(shape) < 2:
+        raise EieError(f"shape {text!r} has {len(shape)} width(s); a network needs at least 2 "
+                       f"(inputs and classes)")
+    for k, n in enumerate(shape):
+        if n < 1:
+            raise EieError(f"shape {text!r}: width {k} is {n}; every width must be >= 1")
+    return shape
+
+
+def parse_folding(text: str) -> list[tuple[int, int]]:
+    """``"64:32,32:64"`` -> ``[(64, 32), (32, 64)]`` (SIMD, PE) pairs."""
+    pairs = []
+    for k, item in enumerate(t for t in text.replace(" ", "").split(",") if t != ""):
+        parts = item.split(":")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            simd, pe = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise EieError(f"folding entry {k} is {item!r}; write SIMD:PE per layer, e.g. "
+                           f"--fold 64:32,32:64,64:32,8:16") from None
+        pairs.append((simd, pe))
+    if not pairs:
+        raise EieError(f"folding {text!r} is empty; write SIMD:PE per layer")
+    return pairs
+
+
+def make_folding(shape: Sequence[int],
+                 fold: Sequence[tuple[int, int]] | str | None = None) -> list[LayerFold]:
+    """Validate ``fold`` against ``shape`` (or choose :func:`default_folding`)."""
+    shape = parse_shape(shape)
+    if fold is None:
+        return default_folding(shape)
+    if isinstance(fold, str):
+        fold = parse_folding(fold)
+    n_layers = len(shape) - 1
+    if len(fold) != n_layers:
+        raise EieError(f"the folding has {len(fold)} SIMD:PE entries but the network has "
+                       f"{n_layers} layers (shape {','.join(map(str, shape))}); give one per layer")
+    folds = []
+    for layer, (simd, pe) in enumerate(fold):
+        n_in, n_out = shape[layer], shape[layer + 1]
+        if not 1 <= simd <= n_in:
+            raise EieError(f"layer {layer}: SIMD {simd} does not fit a fan-in of {n_in} "
+                           f"(choose 1..{n_in})")
+        if not 1 <= pe <= n_out:
+            raise EieError(f"layer {layer}: PE {pe} does not fit {n_out} output neurons "
+                           f"(choose 1..{n_out})")
+        folds.append(LayerFold(n_in, n_out, simd, pe))
+    return folds
+
+
+def _candidates(n: int) -> list[int]:
+    out, v = [], 1
+    while v < n:
+        out.append(v)
+        v *= 2
+    out.append(n)
+    return out
+
+
+def default_folding(shape: Sequence[int]) -> list[LayerFold]:
+    """A balanced folding: the first layer gets ``SIMD=min(32, n_in)``, ``PE=min(16, n_out)``;
+    every other layer the cheapest power-of-two folding (fewest SIMD*PE lanes, then fewest
+    cycles) whose cycles per sample do not exceed the first layer's, so no layer is the
+    bottleneck by more than it has to be."""
+    shape = parse_shape(shape)
+    first = LayerFold(shape[0], shape[1], min(DEFAULT_SIMD, shape[0]), min(DEFAULT_PE, shape[1]))
+    target = first.ii
+    folds = [first]
+    for n_in, n_out in zip(shape[1:-1], shape[2:]):
+        best = None
+        for simd in _candidates(n_in):
+            for pe in _candidates(n_out):
+                f = LayerFold(n_in, n_out, simd, pe)
+                if f.ii > target:
+                    continue
+                key = (simd * pe, f.ii, -simd)
+                if best is None or key < best[0]:
+                    best = (key, f)
+        folds.append(best[1] if best else LayerFold(n_in, n_out, n_in, n_out))
+    return folds
+
+
+def analytic_ii(folds: Sequence[LayerFold]) -> int:
+    """Steady-state initiation interval of the streaming network: ``max(nf * sf)``."""
+    return max(f.ii for f in folds)
+
+
+def folding_text(folds: Sequence[LayerFold]) -> str:
+    return ",".join(f"{f.simd}:{f.pe}" for f in folds)
