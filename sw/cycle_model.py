@@ -1,0 +1,169 @@
+"""Cycle model of the EIE RTL (``eie.hw.eie``): predicts its counters from an image and an input.
+
+For every layer and sample it returns what the hardware counts (see ``docs/eie-hardware.md``):
+``cycles`` (the layer's total, ``LSTART`` to the end of write-back), ``broadcasts`` (nonzero
+inputs), ``busy`` (per PE: entries issued) and ``stall`` (per PE: cycles the controller held a
+nonzero while this PE's FIFO was full).
+
+It steps the same registers the RTL has, cycle by cycle, vectorised over the PEs with NumPy:
+the LNZD rounds, each PE's FIFO level, pointer stage, pointer queue (non-empty columns only),
+entry stage and the three pipeline registers behind it, and the controller's states. A layer's
+cost depends only on its own input (the PEs are idle at every layer boundary), so layers are
+modelled one at a time; the hidden layers' inputs come from the golden model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["layer_column_entries", "predict_layer", "predict_counters", "LayerPrediction",
+           "efficiency"]
+
+
+@dataclass
+class LayerPrediction:
+    cycles: int
+    broadcasts: int
+    busy: list[int]
+    stall: list[int]
+    bcast_cycles: int       # cycles in BCAST (incl. the LNZD's done cycle)
+    drain_cycles: int       # cycles in DRAIN
+    writeback_cycles: int   # cycles in WB
+
+    def counters(self) -> dict[str, Any]:
+        """The RTL's counter dict (as :class:`eie.sim.eie_amaranth.RunResult` reports it)."""
+        return {"cycles": self.cycles, "broadcasts": self.broadcasts, "busy": list(self.busy),
+                "stall": list(self.stall)}
+
+
+def layer_column_entries(image, l: int) -> np.ndarray:
+    """Entries (padding included) of every column in every PE: int64 ``(n_in, n_pe)``."""
+    return np.stack([np.diff(image.layer_pointers(l, k).astype(np.int64))
+                     for k in range(image.n_pe)], axis=1)
+
+
+def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_depth: int,
+                  ptr_queue_depth: int = 4) -> LayerPrediction:
+    """One layer for one input vector ``x`` (``n_in``,) given ``col_entries`` (``n_in``, N)."""
+    col_entries = np.asarray(col_entries, dtype=np.int64)
+    n_in, N = col_entries.shape
+    x = np.asarray(x).reshape(-1)
+    nzj = np.flatnonzero(x != 0)
+    C = nzj.size
+    W = np.zeros((C + 1, N), dtype=np.int64)        # entries of broadcast column c in PE k
+    W[:C] = col_entries[nzj]
+    # nxt[c, k]: the first column >= c with entries in PE k (C if none)
+    nxt = np.full((C + 2, N), C, dtype=np.int64)
+    idx = np.where(W[:C] > 0, np.arange(C)[:, None], C)
+    if C:
+        nxt[:C] = np.minimum.accumulate(idx[::-1], axis=0)[::-1]
+    # LNZD rounds: nonzeros per round of N inputs
+    R_in = -(-n_in // N)
+    round_nnz = np.bincount(nzj // N, minlength=R_in) if R_in else np.zeros(0, np.int64)
+    D, Q = fifo_depth, ptr_queue_depth
+    ar = np.arange(N)
+
+    popped = np.zeros(N, np.int64)       # FIFO read pointer (columns taken by the ptr stage)
+    p1_valid = np.zeros(N, bool)
+    p1_col = np.zeros(N, np.int64)
+    q_level = np.zeros(N, np.int64)
+    head_c = np.zeros(N, np.int64)
+    head_rem = np.zeros(N, np.int64)
+    s1 = np.zeros(N, bool)
+    m1 = np.zeros(N, bool)
+    a1 = np.zeros(N, bool)
+    stall = np.zeros(N, np.int64)
+    busy = np.zeros(N, np.int64)
+    nb = 0                                # broadcasts so far
+    rnd, pos = -1, 0                      # loaded LNZD round and position in it
+    state = "BCAST"
+    bcast_cycles = drain_cycles = 0
+
+    def step(fire: bool) -> None:
+        nonlocal nb, p1_valid, p1_col, q_level, head_c, head_rem, s1, m1, a1, popped
+        level = nb - popped
+        take = (level > 0) & (q_level + p1_valid < Q)
+        issue = q_level > 0
+        last = issue & (head_rem == 1)
+        push = p1_valid & (W[p1_col, ar] > 0)
+        new_q = q_level + push - last
+        # head of the pointer queue
+        new_head_c = head_c.copy()
+        new_head_rem = head_rem - issue
+        pop_next = last & (new_q > 0)
+        if pop_next.any():
+            nc = nxt[head_c[pop_next] + 1, ar[pop_next]]
+            new_head_c[pop_next] = nc
+            new_head_rem[pop_next] = W[nc, ar[pop_next]]
+        fresh = (q_level == 0) & push
+        if fresh.any():
+            new_head_c[fresh] = p1_col[fresh]
+            new_head_rem[fresh] = W[p1_col[fresh], ar[fresh]]
+        busy[:] += issue
+        a1, m1, s1 = m1, s1, issue
+        p1_col = np.where(take, popped, p1_col)
+        p1_valid = take
+        popped = popped + take
+        q_level, head_c, head_rem = new_q, new_head_c, new_head_rem
+        nb += int(fire)
+
+    while True:
+        if state == "BCAST":
+            bcast_cycles += 1
+            pending = rnd >= 0 and pos < round_nnz[rnd]
+            fire = False
+            done = False
+            if pending:
+                full = (nb - popped) == D
+                if full.any():
+                    stall += full
+                else:
+                    fire = True
+                    pos += 1
+                    if pos == round_nnz[rnd] and rnd + 1 < R_in:
+                        rnd, pos = rnd + 1, 0
+            elif rnd + 1 < R_in:
+                rnd, pos = rnd + 1, 0
+            else:
+                done = True
+            step(fire)
+            if done:
+                state = "DRAIN"
+        else:
+            drain_cycles += 1
+            idle = ((nb - popped) == 0) & ~p1_valid & (q_level == 0) & ~s1 & ~m1 & ~a1
+            if idle.all():
+                break
+            step(False)
+    rows = -(-n_out // N)
+    wb = rows + 1
+    return LayerPrediction(cycles=1 + bcast_cycles + drain_cycles + wb, broadcasts=int(nb),
+                           busy=[int(v) for v in busy], stall=[int(v) for v in stall],
+                           bcast_cycles=bcast_cycles, drain_cycles=drain_cycles,
+                           writeback_cycles=wb)
+
+
+def predict_counters(image, x: np.ndarray, *, fifo_depth: int, ptr_queue_depth: int = 4,
+                     layer_inputs: list[np.ndarray] | None = None) -> list[list[LayerPrediction]]:
+    """Per sample, per layer predictions for ``x`` (int16 ``(batch, n_in)`` or ``(n_in,)``).
+    ``layer_inputs`` (each layer's input, ``(batch, n_in_l)``) defaults to the golden model's."""
+    from .golden import golden_forward
+
+    xa = np.asarray(x)
+    if xa.ndim == 1:
+        xa = xa[None, :]
+    if layer_inputs is None:
+        g = golden_forward(image, xa)
+        layer_inputs = [xa] + [np.asarray(o) for o in g.layer_outputs[:-1]]
+    cols = [layer_column_entries(image, l) for l in range(len(image.layers))]
+    return [[predict_layer(cols[l], layer_inputs[l][s], d.n_out, fifo_depth=fifo_depth,
+                           ptr_queue_depth=ptr_queue_depth)
+             for l, d in enumerate(image.layers)] for s in range(xa.shape[0])]
+
+
+def efficiency(bound: int, cycles: int) -> float:
+    """The contract's efficiency: ideal bound / measured (or predicted) cycles."""
+    return bound / cycles if cycles else 0.0

@@ -1,0 +1,78 @@
+"""The cycle model against the RTL's counters (Amaranth simulator) on random configurations,
+and its own invariants against the golden model's work statistics on larger layers."""
+
+import numpy as np
+import pytest
+
+from eie.hw.eie.config import EIEConfig
+from eie.sim.eie_amaranth import run_image_amaranth
+from eie.sw.cycle_model import predict_counters
+from eie.sw.encode import QuantLayer, build_image
+from eie.sw.golden import golden_forward
+
+
+def random_case(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([1, 2, 3, 4, 5, 8]))
+    fifo = int(rng.choice([1, 2, 3, 8]))
+    sizes = [int(v) for v in rng.integers(4, 30, int(rng.integers(2, 4)))]
+    wd = float(rng.choice([0.05, 0.2, 0.5, 1.0]))
+    ad = float(rng.choice([0.1, 0.5, 1.0]))
+    layers = []
+    for i in range(len(sizes) - 1):
+        codes = rng.integers(1, 16, (sizes[i + 1], sizes[i])) * (rng.random((sizes[i + 1], sizes[i])) < wd)
+        cb = np.concatenate([[0], rng.integers(-300, 301, 15)]).astype(np.int16)
+        bias = rng.integers(-999, 1000, sizes[i + 1]).astype(np.int16) if rng.integers(2) else None
+        layers.append(QuantLayer(codes=codes.astype(np.uint8), codebook=cb, w_frac=7, bias=bias,
+                                 relu=i < len(sizes) - 2))
+    img = build_image(layers, n)
+    x = (rng.integers(-600, 601, (1, sizes[0])) * (rng.random((1, sizes[0])) < ad)).astype(np.int16)
+    return img, x, fifo
+
+
+def compare(seeds):
+    rows = []
+    for seed in seeds:
+        img, x, fifo = random_case(seed)
+        r = run_image_amaranth(EIEConfig.for_image(img, fifo_depth=fifo), img, x)
+        np.testing.assert_array_equal(r.outputs, golden_forward(img, x).outputs)
+        p = predict_counters(img, x, fifo_depth=fifo)
+        for l in range(len(img.layers)):
+            rows.append((seed, l, r.counters[0][l], p[0][l].counters()))
+    return rows
+
+
+def check(rows):
+    exact = sum(rtl == model for _, _, rtl, model in rows)
+    assert exact >= 0.95 * len(rows), [r for r in rows if r[2] != r[3]]
+    for _, _, rtl, model in rows:
+        assert abs(rtl["cycles"] - model["cycles"]) <= 0.01 * rtl["cycles"]
+        assert rtl["broadcasts"] == model["broadcasts"] and rtl["busy"] == model["busy"]
+
+
+def test_model_matches_rtl_counters():
+    check(compare(range(6)))
+
+
+@pytest.mark.slow
+def test_model_matches_rtl_counters_many():
+    check(compare(range(100, 160)))
+
+
+@pytest.mark.parametrize("n_pe,fifo", [(4, 8), (16, 8), (16, 1)])
+def test_model_invariants_on_256x256(n_pe, fifo):
+    rng = np.random.default_rng(n_pe + fifo)
+    codes = (rng.integers(1, 16, (256, 256)) * (rng.random((256, 256)) < 0.1)).astype(np.uint8)
+    cb = np.concatenate([[0], rng.integers(-300, 301, 15)]).astype(np.int16)
+    img = build_image([QuantLayer(codes=codes, codebook=cb, w_frac=8, bias=None, relu=False)], n_pe)
+    x = (rng.integers(1, 500, (2, 256)) * (rng.random((2, 256)) < 0.3)).astype(np.int16)
+    g = golden_forward(img, x)
+    p = predict_counters(img, x, fifo_depth=fifo)
+    for s in range(2):
+        st, pr = g.stats[0], p[s][0]
+        assert pr.broadcasts == st.nonzero_inputs[s]
+        assert pr.busy == [int(v) for v in st.work_per_pe[s]]
+        # every PE is busy at most once a cycle; nothing finishes before its busiest PE
+        assert pr.cycles >= max(st.work_per_pe[s].max(), st.nonzero_inputs[s], st.bound[s])
+        if fifo == 1:
+            assert sum(pr.stall) > 0
