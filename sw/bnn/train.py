@@ -1,0 +1,279 @@
+"""Training a binarized MLP (FINN's TFC/SFC/LFC shapes) in NumPy, for the BNN core.
+
+The network is the float model of the contract's BNN section:
+
+- inputs are bits, used as +/-1 (1 = +1);
+- every layer binarizes its latent float weights with ``sign`` (``sign(0) = +1``) and computes the
+  integer ``dot = x_pm1 @ sign(W).T``;
+- a hidden layer applies batch norm and the sign:
+  ``bit = gamma * (dot - mean) / sqrt(var + eps) + beta >= 0``;
+- the last layer outputs ``dot``; the class is its argmax.
+
+Training uses the straight-through estimator (Courbariaux et al., BinaryNet): the gradient of
+``sign`` is passed through where the pre-activation lies in [-1, 1] (the derivative of hardtanh),
+and the gradient of a binarized weight goes to its latent weight, which is clipped to [-1, 1]
+after every step. Batch norm uses the batch's statistics while training; the exported ``mean``
+and ``var`` are the statistics of the whole training set, measured in one pass once training is
+over, so the float model evaluated here is exactly the one the compiler folds into thresholds.
+The loss is softmax cross-entropy of ``dot * scale`` with one fixed positive ``scale`` (it does
+not change the argmax). Minibatch Adam, seeded and deterministic.
+
+:meth:`BinaryMLP.to_npz_dict` writes the model file of ``eie bnn compile``: ``W{l}``
+``(n_out, n_in)``, ``gamma{l}, beta{l}, mean{l}, var{l}`` for each hidden layer, ``eps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import EieError
+from ..train import Adam
+
+__all__ = [
+    "TFC",
+    "SFC",
+    "LFC",
+    "BinaryMLP",
+    "BnnTrainConfig",
+    "binarize_weights",
+    "train_bnn",
+    "bnn_accuracy",
+]
+
+TFC = (784, 64, 64, 64, 10)
+SFC = (784, 256, 256, 256, 10)
+LFC = (784, 1024, 1024, 1024, 10)
+
+
+def binarize_weights(w: np.ndarray) -> np.ndarray:
+    """``sign(w)`` with ``sign(0) = +1``, as float32 +/-1."""
+    return np.where(np.asarray(w) >= 0, np.float32(1.0), np.float32(-1.0))
+
+
+@dataclass
+class BinaryMLP:
+    """Latent weights ``(n_out, n_in)`` per layer; BN parameters per hidden layer."""
+
+    weights: list[np.ndarray]
+    gamma: list[np.ndarray]
+    beta: list[np.ndarray]
+    mean: list[np.ndarray]
+    var: list[np.ndarray]
+    eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        n = len(self.weights)
+        if n < 1:
+            raise EieError("a binarized network needs at least one layer")
+        for name in ("gamma", "beta", "mean", "var"):
+            if len(getattr(self, name)) != n - 1:
+                raise EieError(f"{len(getattr(self, name))} {name} vectors for {n - 1} hidden layers")
+        for l in range(1, n):
+            if self.weights[l].shape[1] != self.weights[l - 1].shape[0]:
+                raise EieError(f"layer {l} takes {self.weights[l].shape[1]} inputs but layer "
+                               f"{l - 1} gives {self.weights[l - 1].shape[0]} outputs")
+
+    @classmethod
+    def init(cls, sizes: Sequence[int], seed: int = 0) -> "BinaryMLP":
+        """Uniform latent weights in [-1, 1] (Glorot-scaled), unit BN scale, zero shift."""
+        if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+            raise EieError(f"layer sizes {tuple(sizes)} need at least two positive entries")
+        rng = np.random.default_rng(seed)
+        weights = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            lim = min(1.0, np.sqrt(6.0 / (n_in + n_out)))
+            weights.append(rng.uniform(-lim, lim, (n_out, n_in)).astype(np.float32))
+        hidden = list(sizes[1:-1])
+        return cls(
+            weights=weights,
+            gamma=[np.ones(n, np.float32) for n in hidden],
+            beta=[np.zeros(n, np.float32) for n in hidden],
+            mean=[np.zeros(n, np.float32) for n in hidden],
+            var=[np.ones(n, np.float32) for n in hidden],
+        )
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return (self.weights[0].shape[1],) + tuple(w.shape[0] for w in self.weights)
+
+    def forward(self, bits: np.ndarray) -> np.ndarray:
+        """The float model of the contract: the last layer's integer ``dot`` as int64."""
+        h = _to_pm1(bits, self.sizes[0]).astype(np.float64)
+        last = len(self.weights) - 1
+        for l, w in enumerate(self.weights):
+            dot = h @ binarize_weights(w).astype(np.float64).T
+            if l == last:
+                return np.rint(dot).astype(np.int64)
+            pre = (self.gamma[l].astype(np.float64) * (dot - self.mean[l])
+                   / np.sqrt(self.var[l].astype(np.float64) + self.eps) + self.beta[l])
+            h = np.where(pre >= 0, 1.0, -1.0)
+        raise AssertionError("unreachable")
+
+    def predict(self, bits: np.ndarray) -> np.ndarray:
+        return np.argmax(self.forward(bits), axis=1)
+
+    def to_npz_dict(self) -> dict[str, np.ndarray]:
+        """The model file ``eie bnn compile`` reads."""
+        out: dict[str, np.ndarray] = {}
+        for l, w in enumerate(self.weights):
+            out[f"W{l}"] = w.astype(np.float32)
+        for l in range(len(self.weights) - 1):
+            out[f"gamma{l}"] = self.gamma[l].astype(np.float32)
+            out[f"beta{l}"] = self.beta[l].astype(np.float32)
+            out[f"mean{l}"] = self.mean[l].astype(np.float32)
+            out[f"var{l}"] = self.var[l].astype(np.float32)
+        out["eps"] = np.float64(self.eps)
+        return out
+
+    def to_float_bnn(self):
+        """The same model as :class:`eie.sw.bnn.float_model.FloatBnn` (float64 arrays), what
+        :func:`eie.sw.bnn.compile.compile_model` takes."""
+        from .float_model import FloatBnn
+
+        f64 = lambda arrs: [np.asarray(a, dtype=np.float64) for a in arrs]  # noqa: E731
+        return FloatBnn(weights=f64(self.weights), gamma=f64(self.gamma), beta=f64(self.beta),
+                        mean=f64(self.mean), var=f64(self.var), eps=float(self.eps)).validate()
+
+
+@dataclass
+class BnnTrainConfig:
+    """Minibatch Adam settings for :func:`train_bnn`."""
+
+    epochs: int = 30
+    batch_size: int = 100
+    lr: float = 1e-2
+    lr_decay: float = 0.9   # the learning rate is multiplied by this after every epoch
+    bn_momentum: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise EieError(f"epochs must be >= 0, not {self.epochs}")
+        if self.batch_size < 2:
+            raise EieError(f"batch size must be >= 2 for batch norm, not {self.batch_size}")
+        if not self.lr > 0:
+            raise EieError(f"learning rate must be > 0, not {self.lr}")
+
+
+def _to_pm1(bits: np.ndarray, n_in: int) -> np.ndarray:
+    b = np.asarray(bits)
+    if b.ndim != 2 or b.shape[1] != n_in:
+        raise EieError(f"input bits have shape {b.shape} but the network takes {n_in} inputs")
+    if b.size and (b.min() < 0 or b.max() > 1):
+        raise EieError(f"input bits must be 0 or 1, found values {b.min()}..{b.max()}")
+    return np.where(b > 0, np.float32(1.0), np.float32(-1.0))
+
+
+def _loss_and_grads(model: BinaryMLP, x: np.ndarray, y: np.ndarray, scale: float
+                    ) -> tuple[float, list[np.ndarray], list[np.ndarray], list[np.ndarray],
+                               list[tuple[np.ndarray, np.ndarray]]]:
+    """Training-mode forward (batch statistics) and STE backward.
+
+    Returns the loss, the latent weights' gradients, gamma and beta gradients and the
+    batch's (mean, var) of every hidden layer."""
+    eps = np.float32(model.eps)
+    n = x.shape[0]
+    last = len(model.weights) - 1
+    wb = [binarize_weights(w) for w in model.weights]
+    cache = []
+    stats = []
+    h = x
+    for l in range(last):
+        dot = h @ wb[l].T
+        mu = dot.mean(axis=0)
+        var = dot.var(axis=0)
+        inv = 1.0 / np.sqrt(var + eps)
+        xhat = (dot - mu) * inv
+        pre = model.gamma[l] * xhat + model.beta[l]
+        cache.append((h, xhat, inv, pre))
+        stats.append((mu, var))
+        h = np.where(pre >= 0, np.float32(1.0), np.float32(-1.0))
+    logits = (h @ wb[last].T) * np.float32(scale)
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    loss = float(-np.mean(np.log(p[np.arange(n), y] + 1e-12)))
+    g = p
+    g[np.arange(n), y] -= 1.0
+    g *= np.float32(scale / n)
+    gw: list[np.ndarray] = [None] * (last + 1)  # type: ignore[list-item]
+    ggamma: list[np.ndarray] = [None] * last  # type: ignore[list-item]
+    gbeta: list[np.ndarray] = [None] * last  # type: ignore[list-item]
+    gw[last] = g.T @ h
+    gh = g @ wb[last]
+    for l in range(last - 1, -1, -1):
+        h_in, xhat, inv, pre = cache[l]
+        gpre = gh * (np.abs(pre) <= 1.0)          # straight-through estimator (hardtanh)
+        ggamma[l] = (gpre * xhat).sum(axis=0)
+        gbeta[l] = gpre.sum(axis=0)
+        gx = gpre * model.gamma[l]
+        # batch-norm backward through the batch statistics
+        gdot = inv / n * (n * gx - gx.sum(axis=0) - xhat * (gx * xhat).sum(axis=0))
+        gw[l] = gdot.T @ h_in
+        gh = gdot @ wb[l]
+    # the gradient of a binarized weight reaches its latent weight while |w| <= 1
+    gw = [(gwl * (np.abs(w) <= 1.0)).astype(np.float32) for gwl, w in zip(gw, model.weights)]
+    return loss, gw, [a.astype(np.float32) for a in ggamma], [a.astype(np.float32) for a in gbeta], stats
+
+
+def _dataset_stats(model: BinaryMLP, x: np.ndarray) -> None:
+    """Set every hidden layer's mean and var to those of the whole set ``x`` (+/-1 inputs)."""
+    h = x.astype(np.float64)
+    for l in range(len(model.weights) - 1):
+        dot = h @ binarize_weights(model.weights[l]).astype(np.float64).T
+        model.mean[l] = dot.mean(axis=0).astype(np.float32)
+        model.var[l] = dot.var(axis=0).astype(np.float32)
+        pre = (model.gamma[l].astype(np.float64) * (dot - model.mean[l])
+               / np.sqrt(model.var[l].astype(np.float64) + model.eps) + model.beta[l])
+        h = np.where(pre >= 0, 1.0, -1.0)
+
+
+def train_bnn(model: BinaryMLP, bits: np.ndarray, y: np.ndarray, config: BnnTrainConfig,
+              progress: Callable[[int, float], None] | None = None) -> list[float]:
+    """Train ``model`` in place; return the mean loss of every epoch.
+
+    ``bits`` ``(n, n_in)`` 0/1, ``y`` class labels. After the last epoch the BN statistics are
+    those of the whole training set (see the module docstring)."""
+    x = _to_pm1(bits, model.sizes[0])
+    y = np.asarray(y, dtype=np.int64)
+    if y.shape != (x.shape[0],):
+        raise EieError(f"{x.shape[0]} training inputs but labels of shape {y.shape}")
+    if y.size and (y.min() < 0 or y.max() >= model.sizes[-1]):
+        raise EieError(f"labels span {y.min()}..{y.max()} but the network has "
+                       f"{model.sizes[-1]} outputs")
+    scale = 1.0 / np.sqrt(model.sizes[-2])
+    rng = np.random.default_rng(config.seed)
+    params = list(model.weights) + list(model.gamma) + list(model.beta)
+    opt = Adam(params, lr=config.lr)
+    history = []
+    for epoch in range(config.epochs):
+        losses = []
+        order = rng.permutation(x.shape[0])
+        for i in range(0, x.shape[0], config.batch_size):
+            idx = order[i:i + config.batch_size]
+            if idx.size < 2:
+                continue
+            loss, gw, gg, gb, stats = _loss_and_grads(model, x[idx], y[idx], scale)
+            opt.step(params, gw + gg + gb)
+            for w in model.weights:
+                np.clip(w, -1.0, 1.0, out=w)
+            m = config.bn_momentum
+            for l, (mu, var) in enumerate(stats):
+                model.mean[l] = ((1 - m) * model.mean[l] + m * mu).astype(np.float32)
+                model.var[l] = ((1 - m) * model.var[l] + m * var).astype(np.float32)
+            losses.append(loss)
+        opt.lr *= config.lr_decay
+        history.append(float(np.mean(losses)) if losses else float("nan"))
+        if progress is not None:
+            progress(epoch, history[-1])
+    if config.epochs:
+        _dataset_stats(model, x)
+    return history
+
+
+def bnn_accuracy(model: BinaryMLP, bits: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of the float model (argmax of the last layer's dot)."""
+    return float(np.mean(model.predict(bits) == np.asarray(y)))
