@@ -1,13 +1,15 @@
 """Cycle model of the EIE RTL (``eie.hw.eie``): predicts its counters from an image and an input.
 
 For every layer and sample it returns what the hardware counts (see ``docs/eie-hardware.md``):
-``cycles`` (the layer's total, ``LSTART`` to the end of write-back), ``broadcasts`` (nonzero
+``cycles`` (the layer's total, ``LSTART`` to the end of ``DRAIN``), ``broadcasts`` (nonzero
 inputs), ``busy`` (per PE: entries issued) and ``stall`` (per PE: cycles the controller held a
 nonzero while this PE's FIFO was full).
 
 It steps the same registers the RTL has, cycle by cycle, vectorised over the PEs with NumPy:
 the LNZD rounds, each PE's FIFO level, pointer stage, pointer queue (non-empty columns only),
-entry stage and the three pipeline registers behind it, and the controller's states. A layer's
+entry stage and the three pipeline registers behind it, and the controller's states
+(``LSTART``, 1 cycle; ``BCAST``; ``DRAIN``). ``n_out`` does not change the count: the
+write-back is applied when the next layer reads its inputs, at no cycle cost. A layer's
 cost depends only on its own input (the PEs are idle at every layer boundary), so layers are
 modelled one at a time; the hidden layers' inputs come from the golden model.
 """
@@ -30,8 +32,7 @@ class LayerPrediction:
     busy: list[int]
     stall: list[int]
     bcast_cycles: int       # cycles in BCAST (incl. the LNZD's done cycle)
-    drain_cycles: int       # cycles in DRAIN
-    writeback_cycles: int   # cycles in WB
+    drain_cycles: int       # cycles in DRAIN (incl. the layer's last cycle)
 
     def counters(self) -> dict[str, Any]:
         """The RTL's counter dict (as :class:`eie.sim.eie_amaranth.RunResult` reports it)."""
@@ -138,12 +139,9 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
             if idle.all():
                 break
             step(False)
-    rows = -(-n_out // N)
-    wb = rows + 1
-    return LayerPrediction(cycles=1 + bcast_cycles + drain_cycles + wb, broadcasts=int(nb),
+    return LayerPrediction(cycles=1 + bcast_cycles + drain_cycles, broadcasts=int(nb),
                            busy=[int(v) for v in busy], stall=[int(v) for v in stall],
-                           bcast_cycles=bcast_cycles, drain_cycles=drain_cycles,
-                           writeback_cycles=wb)
+                           bcast_cycles=bcast_cycles, drain_cycles=drain_cycles)
 
 
 def predict_counters(image, x: np.ndarray, *, fifo_depth: int, ptr_queue_depth: int = 4,

@@ -155,22 +155,11 @@ def test_accumulator_bypass_back_to_back_rows():
     ups = [(3, 1000), (3, -7), (3, 5), (1, 2), (3, 40000), (1, -1), (6, 9), (6, 9), (6, 9)]
     bias = [10, -20, 30, -40, 50, -60, 70, -80]
     w_frac = 2
-    got = {}
+    got = []
 
-    async def bench(ctx):
-        ctx.set(dut.host_mode, 1)
-        for s, b in enumerate(bias):
-            ctx.set(dut.h_w_en, 1)
-            ctx.set(dut.h_w_addr, s)
-            ctx.set(dut.h_w_data, b & 0xFFFF)
-            await ctx.tick()
-        ctx.set(dut.h_w_en, 0)
-        ctx.set(dut.host_mode, 0)
-        ctx.set(dut.has_bias, 1)
-        ctx.set(dut.w_frac, w_frac)
-        ctx.set(dut.bias_base, 0)
+    async def accumulate(ctx, seq):
         # mul_ stage in cycle t, acc_ stage in cycle t + 1 (as the Arith block drives them)
-        seq = [None] + ups + [None]
+        seq = [None] + seq + [None]
         for t in range(len(seq)):
             nxt = seq[t + 1] if t + 1 < len(seq) else None
             cur = seq[t]
@@ -180,19 +169,42 @@ def test_accumulator_bypass_back_to_back_rows():
             ctx.set(dut.acc_row, cur[0] if cur else 0)
             ctx.set(dut.acc_prod, cur[1] if cur else 0)
             await ctx.tick()
-        ctx.set(dut.mul_valid, 0)
-        ctx.set(dut.acc_valid, 0)
-        for r in range(9):
-            ctx.set(dut.wb_issue, r < 8)
-            ctx.set(dut.wb_row, r % 8)
-            ctx.set(dut.wb_row_en, 1)
-            if ctx.get(dut.wb_we):
-                got[ctx.get(dut.wb_addr)] = ctx.get(dut.wb_y)
+
+    async def read_rows(ctx):
+        # the destination becomes the source: read through the write-back on read
+        ctx.set(dut.src_bank, 0)
+        ctx.set(dut.src_bias_base, 0)
+        ctx.set(dut.src_has_bias, 1)
+        ctx.set(dut.src_w_frac, w_frac)
+        rows = []
+        for r in range(8):
+            ctx.set(dut.rd_addr, r)
+            rows.append(ctx.get(dut.rd_data))
+        return rows
+
+    async def bench(ctx):
+        ctx.set(dut.host_mode, 1)
+        for s, b in enumerate(bias):
+            ctx.set(dut.h_bias_w_en, 1)
+            ctx.set(dut.h_w_addr, s)
+            ctx.set(dut.h_w_data, b & 0xFFFF)
             await ctx.tick()
+        ctx.set(dut.h_bias_w_en, 0)
+        ctx.set(dut.host_mode, 0)
+        for layer in range(2):          # twice: layer_start must clear what the first left
+            ctx.set(dut.src_bank, 1)    # destination: bank 0
+            ctx.set(dut.has_bias, 1)
+            ctx.set(dut.w_frac, w_frac)
+            ctx.set(dut.bias_base, 0)
+            ctx.set(dut.layer_start, 1)
+            await ctx.tick()
+            ctx.set(dut.layer_start, 0)
+            await accumulate(ctx, ups)
+            got.append(await read_rows(ctx))
 
     simulate(dut, bench)
     acc = {r: bias[r] << w_frac for r in range(8)}
     for r, p in ups:
         acc[r] += p
-    want = {r: int(ref_writeback(np.array([acc[r]]), w_frac, False)[0]) for r in range(8)}
-    assert got == want
+    want = [int(ref_writeback(np.array([acc[r]]), w_frac, False)[0]) for r in range(8)]
+    assert got == [want, want]

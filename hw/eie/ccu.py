@@ -9,13 +9,16 @@ States and what happens in each cycle:
 * ``BCAST`` -- the LNZD (the root of the quadtree is here) offers the next nonzero ``(j, a_j)``;
   it is broadcast to every PE's FIFO in this cycle if no FIFO is full, otherwise held (every PE
   whose FIFO is full counts a stall cycle). Leaves when the LNZD is done.
-* ``DRAIN`` -- waits until every PE is idle (FIFO empty, pipeline empty); at least 1 cycle.
-* ``WB`` -- write-back, in every PE at once: row ``r`` is issued in cycle ``r`` for
-  ``r < ceil(n_out / n_pe)``; one more cycle writes the last row. In that last cycle the layer's
-  counters are stored and the source/destination files swap (no host action); then the next
-  layer's ``LSTART``, or ``IDLE`` with ``done`` set after the last layer.
+* ``DRAIN`` -- waits until every PE is idle (FIFO empty, pipeline empty); at least 1 cycle. In
+  the cycle every PE is idle the layer ends: its counters are stored, the source and destination
+  banks swap (no host action) and the finished layer's write-back parameters (``w_frac``, ReLU,
+  bias) become the source's (``src_*``), through which the next layer's LNZD leaves read it;
+  then the next layer's ``LSTART``, or ``IDLE`` with ``done`` set after the last layer.
 
-Counters: per layer, total cycles (``LSTART`` to the end of ``WB``, inclusive) and broadcasts;
+There is no write-back phase: outputs stay raw in the destination bank and are shifted, rounded,
+saturated, rectified and biased when read (see :mod:`eie.hw.eie.accum`).
+
+Counters: per layer, total cycles (``LSTART`` to the end of ``DRAIN``, inclusive) and broadcasts;
 ``CYCLES`` counts the whole run (every busy cycle).
 """
 
@@ -66,12 +69,11 @@ class CCU(wiring.Component):
             "bias_base": Out(bbits + 1),
             "has_bias": Out(1),
             "w_frac": Out(W_FRAC_BITS),
-            "relu": Out(1),
-            "n_out": Out(c.j_bits + 1),
             "codebook": Out(data.ArrayLayout(signed(16), 16)),
-            "wb_issue": Out(1),
-            "wb_row": Out(rbits),
-            "wb_rbase": Out(c.j_bits + 1),
+            "src_bias_base": Out(bbits + 1),
+            "src_has_bias": Out(1),
+            "src_w_frac": Out(W_FRAC_BITS),
+            "src_relu": Out(1),
             "layer_start": Out(1),
             "layer_end": Out(1),
             "layer_idx": Out(lbits),
@@ -145,11 +147,14 @@ class CCU(wiring.Component):
         layer = Signal(range(max(L, 2)))
         n_in = Signal(c.j_bits + 1)
         flags = Signal(10)
+        src_flags = Signal(10)     # the layer that produced the source bank (0: the host)
         m.d.comb += [
             self.layer_idx.eq(layer),
             self.w_frac.eq(flags[:W_FRAC_BITS]),
-            self.relu.eq(flags[8]),
             self.has_bias.eq(flags[9]),
+            self.src_w_frac.eq(src_flags[:W_FRAC_BITS]),
+            self.src_relu.eq(src_flags[8]),
+            self.src_has_bias.eq(src_flags[9]),
         ]
 
         m.submodules.lnzd = lnzd = LNZD(n, c.j_bits, c.act_depth)
@@ -165,9 +170,6 @@ class CCU(wiring.Component):
 
         lcyc = Signal(32)
         bcnt = Signal(32)
-        wb_r = Signal(range(c.acc_depth + 1))
-        wb_rbase = Signal(c.j_bits + 1)
-        m.d.comb += [self.wb_row.eq(wb_r), self.wb_rbase.eq(wb_rbase)]
 
         with m.If(self.busy):
             m.d.sync += [run_cycles.eq(run_cycles + 1), lcyc.eq(lcyc + 1)]
@@ -179,13 +181,12 @@ class CCU(wiring.Component):
                         m.d.sync += [err.eq(1), done.eq(0)]
                     with m.Else():
                         m.d.sync += [err.eq(0), done.eq(0), self.busy.eq(1), run_cycles.eq(0),
-                                     layer.eq(0), self.src_bank.eq(0)]
+                                     layer.eq(0), self.src_bank.eq(0), src_flags.eq(0)]
                         m.next = "LSTART"
             with m.State("LSTART"):
                 m.d.comb += [lnzd.start.eq(1), self.layer_start.eq(1)]
                 m.d.sync += [
                     n_in.eq(tbl["n_in"][layer]),
-                    self.n_out.eq(tbl["n_out"][layer]),
                     self.ptr_base.eq(tbl["ptr_base"][layer]),
                     self.entry_base.eq(tbl["entry_base"][layer]),
                     self.bias_base.eq(tbl["bias_base"][layer]),
@@ -206,18 +207,13 @@ class CCU(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 with m.If(self.idle_all):
-                    m.d.sync += [wb_r.eq(0), wb_rbase.eq(0)]
-                    m.next = "WB"
-            with m.State("WB"):
-                with m.If(wb_rbase < self.n_out):
-                    m.d.comb += self.wb_issue.eq(1)
-                    m.d.sync += [wb_r.eq(wb_r + 1), wb_rbase.eq(wb_rbase + n)]
-                with m.Else():
                     m.d.comb += self.layer_end.eq(1)
                     m.d.sync += [
                         l_cycles[layer].eq(lcyc + 1),
                         l_bcasts[layer].eq(bcnt),
                         self.src_bank.eq(~self.src_bank),
+                        src_flags.eq(flags),
+                        self.src_bias_base.eq(self.bias_base),
                         layer.eq(layer + 1),
                     ]
                     with m.If(layer + 1 == n_layers):

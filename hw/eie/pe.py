@@ -13,9 +13,9 @@ Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the s
    product;
 5. :class:`~eie.hw.eie.accum.Accumulator` (``acc_``): read-add-write of the row with the bypass.
 
-Around it: the two activation files (one memory, ``bank << act_bits | index``; the source is read
-asynchronously by this PE's LNZD leaf, the destination written by the write-back), and the
-counters: ``busy`` (cycles the entry stage issued an entry) and ``stall`` (cycles the controller
+Around it (in :class:`~eie.hw.eie.accum.Accumulator`): the two activation/accumulator files
+(source and destination bank; the source is read asynchronously by this PE's LNZD leaf through
+the write-back arithmetic, the destination accumulates), and the counters: ``busy`` (cycles the entry stage issued an entry) and ``stall`` (cycles the controller
 held a nonzero back while this PE's FIFO was full), per layer, stored at the layer's end.
 
 ``idle`` is high when the FIFO is empty and no stage holds work.
@@ -61,15 +61,14 @@ class PE(wiring.Component):
             "bias_base": In(bbits + 1),
             "has_bias": In(1),
             "w_frac": In(W_FRAC_BITS),
-            "relu": In(1),
             "codebook": In(data.ArrayLayout(signed(16), 16)),
             "src_bank": In(1),
+            "src_bias_base": In(bbits + 1),
+            "src_has_bias": In(1),
+            "src_w_frac": In(W_FRAC_BITS),
+            "src_relu": In(1),
             "act_rd_addr": In(max(1, mm.act_bits)),
             "act_rd_data": Out(signed(16)),
-            "wb_issue": In(1),
-            "wb_row": In(rbits),
-            "wb_rbase": In(c.j_bits + 1),
-            "n_out": In(c.j_bits + 1),
             "layer_start": In(1),
             "layer_end": In(1),
             "layer_idx": In(lbits),
@@ -96,9 +95,6 @@ class PE(wiring.Component):
         m.submodules.spm = spm = SpmatRead(c)
         m.submodules.arith = ar = Arith(c)
         m.submodules.accum = acc = Accumulator(c)
-        m.submodules.act = act = Memory(shape=signed(16), depth=2 << ab, init=[])
-        act_w = act.write_port()
-        act_r = act.read_port(domain="comb")
         m.submodules.counters = cnt = Memory(shape=64, depth=c.max_layers, init=[])
         cnt_w = cnt.write_port()
         cnt_r = cnt.read_port()
@@ -123,28 +119,13 @@ class PE(wiring.Component):
             acc.acc_valid.eq(ar.acc_valid), acc.acc_row.eq(ar.acc_row),
             acc.acc_prod.eq(ar.acc_prod),
             acc.bias_base.eq(self.bias_base), acc.has_bias.eq(self.has_bias),
-            acc.w_frac.eq(self.w_frac), acc.relu.eq(self.relu),
-            acc.wb_issue.eq(self.wb_issue), acc.wb_row.eq(self.wb_row),
-            acc.wb_row_en.eq(self.wb_rbase + self._index < self.n_out),
+            acc.w_frac.eq(self.w_frac),
+            acc.src_bank.eq(self.src_bank), acc.layer_start.eq(self.layer_start),
+            acc.src_bias_base.eq(self.src_bias_base), acc.src_has_bias.eq(self.src_has_bias),
+            acc.src_w_frac.eq(self.src_w_frac), acc.src_relu.eq(self.src_relu),
+            acc.rd_addr.eq(self.act_rd_addr), self.act_rd_data.eq(acc.rd_data),
             self.idle.eq((fifo.level == 0) & ptr.idle & spm.idle & ar.idle),
         ]
-
-        # Activation files.
-        with m.If(self.host_mode):
-            m.d.comb += act_r.addr.eq(self.h_r_off)
-        with m.Else():
-            m.d.comb += act_r.addr.eq(Cat(self.act_rd_addr[:ab], self.src_bank) if ab
-                                      else self.src_bank)
-        m.d.comb += self.act_rd_data.eq(act_r.data)
-        wb_idx = Signal(max(1, ab))     # the write-back row, zero-extended to the file index
-        m.d.comb += wb_idx.eq(acc.wb_addr)
-        with m.If(acc.wb_we):
-            m.d.comb += [act_w.addr.eq(Cat(wb_idx[:ab], ~self.src_bank) if ab
-                                       else ~self.src_bank),
-                         act_w.data.eq(acc.wb_y), act_w.en.eq(1)]
-        with m.Elif(self.host_mode & self.h_w_en & (self.h_w_region == Region.ACT)):
-            m.d.comb += [act_w.addr.eq(self.h_w_off), act_w.data.eq(self.h_w_data[:16]),
-                         act_w.en.eq(1)]
 
         # Counters.
         busy = Signal(32)
@@ -160,28 +141,32 @@ class PE(wiring.Component):
                      cnt_w.en.eq(self.layer_end)]
 
         # Host port: writes, and reads with one cycle of latency.
-        for blk, region in ((ptr, Region.PTR), (spm, Region.SPMAT), (acc, Region.BIAS)):
+        for blk, region in ((ptr, Region.PTR), (spm, Region.SPMAT), (acc, None)):
             m.d.comb += [
                 blk.host_mode.eq(self.host_mode),
-                blk.h_w_en.eq(self.h_w_en & (self.h_w_region == region)),
                 blk.h_w_addr.eq(self.h_w_off),
                 blk.h_w_data.eq(self.h_w_data),
                 blk.h_r_addr.eq(self.h_r_off),
             ]
+            if region is not None:
+                m.d.comb += blk.h_w_en.eq(self.h_w_en & (self.h_w_region == region))
+        m.d.comb += [
+            acc.h_bias_w_en.eq(self.h_w_en & (self.h_w_region == Region.BIAS)),
+            acc.h_act_w_en.eq(self.h_w_en & (self.h_w_region == Region.ACT)),
+        ]
         m.d.comb += cnt_r.addr.eq(self.h_r_off >> 1)
         r_region = Signal(3)
         r_half = Signal()
-        r_act = Signal(signed(16))
-        m.d.sync += [r_region.eq(self.h_r_region), r_half.eq(self.h_r_off[0]), r_act.eq(act_r.data)]
+        m.d.sync += [r_region.eq(self.h_r_region), r_half.eq(self.h_r_off[0])]
         with m.Switch(r_region):
             with m.Case(Region.PTR):
                 m.d.comb += self.h_r_data.eq(ptr.h_r_data)
             with m.Case(Region.SPMAT):
                 m.d.comb += self.h_r_data.eq(spm.h_r_data)
             with m.Case(Region.BIAS):
-                m.d.comb += self.h_r_data.eq(acc.h_r_data)
+                m.d.comb += self.h_r_data.eq(acc.h_bias_r_data)
             with m.Case(Region.ACT):
-                m.d.comb += self.h_r_data.eq(r_act)
+                m.d.comb += self.h_r_data.eq(acc.h_act_r_data)
             with m.Case(Region.PECNT):
                 m.d.comb += self.h_r_data.eq(cnt_r.data.word_select(r_half, 32))
         return m
