@@ -1,0 +1,340 @@
+"""UART host bridge: framed, CRC-checked commands from a UART to the host bus of a core.
+
+The frame format is in :mod:`eie.boards.protocol` and ``docs/boards.md``. The bridge is a bus
+master (:class:`eie.hw.common.bus.BusSignature`); it owns a UART receiver and transmitter, two
+CRC-16 registers and a burst buffer of ``max_burst`` 32-bit words.
+
+Per cycle, the control FSM does at most one of: take one received byte (header, payload or CRC),
+run one step of a bus transfer, or hand one response byte to the transmitter.
+
+- A WRITE frame's payload goes into the burst buffer; only when the whole frame has arrived and
+  its CRC checks are the words written to the bus (two cycles a word). A bad CRC, a frame that
+  stops for longer than ``timeout`` cycles between two bytes, an unknown command or a count of 0
+  or above ``max_burst`` is answered with an error status and touches nothing.
+- WRITE_FIXED and READ_FIXED do the same at one address (a FIFO port).
+- A READ frame, once its CRC checks, reads ``count`` words into the buffer (waiting for ``r_ack``
+  at most 255 cycles each) and sends them back.
+- Retries are safe: a READ or WRITE with the same ``seq``, command, address and count as the last
+  one that succeeded is not executed again; the bridge answers it again (a READ from its buffer),
+  so a lost response never makes a FIFO push or pop happen twice.
+- Bytes outside a frame that are not the sync byte are ignored. After a BAD_COUNT on a WRITE the
+  bridge ignores the line until it has been quiet for ``timeout`` cycles.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..hw.common.bus import BusSignature
+from .crc import CRC16
+from .protocol import (PROTOCOL_VERSION, REQ_SYNC, RSP_SYNC, BridgeInfo, Cmd, Design, Status)
+from .uart import UARTRx, UARTTx
+
+__all__ = ["UARTBridge", "BUS_READ_TIMEOUT"]
+
+BUS_READ_TIMEOUT = 255
+
+
+class UARTBridge(wiring.Component):
+    """UART-to-bus bridge.
+
+    Parameters: ``addr_width`` of the bus, ``divisor`` (clock cycles per UART bit),
+    ``max_burst`` (words of the burst buffer, 1 to 65535), ``timeout`` (inter-byte timeout in
+    clock cycles; default 64 byte times), ``clk_freq`` and ``design`` (reported by INFO).
+
+    Ports: ``rx`` (in) and ``tx`` (out) UART lines, ``bus`` (bus master), ``activity`` (high
+    while a frame is being received or answered, for an LED), ``errors`` (counts rejected frames,
+    wraps at 2**16).
+    """
+
+    def __init__(self, *, addr_width: int, divisor: int, max_burst: int = 256,
+                 timeout: int | None = None, clk_freq: int = 0, design: Design = Design.NONE):
+        if not isinstance(max_burst, int) or not 1 <= max_burst <= 0xFFFF:
+            raise ValueError(f"max_burst must be an integer from 1 to 65535 words, not {max_burst!r}")
+        if timeout is None:
+            timeout = 64 * 10 * divisor
+        if not isinstance(timeout, int) or timeout < 12 * divisor:
+            raise ValueError(f"inter-byte timeout must be at least 12 bit times "
+                             f"({12 * divisor} cycles), not {timeout!r}")
+        self._addr_width = addr_width
+        self._divisor = divisor
+        self._max_burst = max_burst
+        self._timeout = timeout
+        self._info = BridgeInfo(addr_width, PROTOCOL_VERSION, Design(design), max_burst,
+                                int(clk_freq))
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "bus": Out(BusSignature(addr_width)),
+            "activity": Out(1),
+            "errors": Out(16),
+        })
+
+    @property
+    def addr_width(self) -> int:
+        return self._addr_width
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
+
+    @property
+    def max_burst(self) -> int:
+        return self._max_burst
+
+    @property
+    def timeout(self) -> int:
+        return self._timeout
+
+    @property
+    def info(self) -> BridgeInfo:
+        return self._info
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.urx = urx = UARTRx(self._divisor)
+        m.submodules.utx = utx = UARTTx(self._divisor)
+        m.submodules.rx_crc = rx_crc = CRC16()
+        m.submodules.tx_crc = tx_crc = CRC16()
+        m.submodules.buf = buf = Memory(shape=32, depth=self._max_burst, init=[])
+        buf_rd = buf.read_port()
+        buf_wr = buf.write_port()
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
+
+        # --- received byte and the inter-byte timer -------------------------------------------
+        byte = urx.o.payload
+        take = Signal()                 # the FSM consumes the byte this cycle
+        got = Signal()                  # a byte is consumed this cycle
+        m.d.comb += [urx.o.ready.eq(take), got.eq(take & urx.o.valid)]
+        idle = Signal(range(self._timeout + 1))
+        timed_out = Signal()
+        m.d.comb += timed_out.eq(idle == self._timeout)
+        with m.If(got):
+            m.d.sync += idle.eq(0)
+        with m.Elif(~timed_out):
+            m.d.sync += idle.eq(idle + 1)
+        m.d.comb += [rx_crc.valid.eq(got), rx_crc.data.eq(byte)]
+
+        # --- request fields -------------------------------------------------------------------
+        seq = Signal(8)
+        cmd = Signal(8)
+        addr = Signal(32)
+        count = Signal(16)
+        hdr_idx = Signal(range(8))
+        word = Signal(32)
+        byte_idx = Signal(2)
+        widx = Signal(16)               # word index in the buffer
+        crc_idx = Signal(1)
+        status = Signal(8)
+        rsp_count = Signal(16)
+        cur_addr = Signal(self._addr_width)
+        wait = Signal(range(BUS_READ_TIMEOUT + 1))
+
+        # The last request that succeeded, for idempotent retries.
+        last_valid = Signal()
+        last_seq = Signal(8)
+        last_cmd = Signal(8)
+        last_addr = Signal(32)
+        last_count = Signal(16)
+        is_repeat = Signal()
+        m.d.comb += is_repeat.eq(last_valid & (last_seq == seq) & (last_cmd == cmd)
+                                 & (last_addr == addr) & (last_count == count))
+        is_write = Signal()
+        is_read = Signal()
+        fixed = Signal()                # WRITE_FIXED / READ_FIXED: the address does not advance
+        m.d.comb += [is_write.eq((cmd == Cmd.WRITE) | (cmd == Cmd.WRITE_FIXED)),
+                     is_read.eq((cmd == Cmd.READ) | (cmd == Cmd.READ_FIXED)),
+                     fixed.eq((cmd == Cmd.WRITE_FIXED) | (cmd == Cmd.READ_FIXED))]
+        count_ok = Signal()
+        m.d.comb += count_ok.eq((count != 0) & (count <= self._max_burst))
+
+        m.d.comb += [buf_wr.addr.eq(widx), buf_wr.data.eq(word), buf_rd.addr.eq(widx)]
+
+        # --- response transmitter fields ------------------------------------------------------
+        info_words = Array(Const(w, 32) for w in self._info.to_words())
+        rsp_info = Signal()             # payload comes from the INFO constants, not the buffer
+        tx_idx = Signal(range(5))       # header byte index
+        rsp_word = Signal(32)
+        m.d.comb += rsp_word.eq(buf_rd.data)
+        with m.If(rsp_info):
+            m.d.comb += rsp_word.eq(info_words[widx[:2]])
+        tx_bytes = Array([Const(RSP_SYNC, 8), seq, status, rsp_count[:8], rsp_count[8:]])
+        errors = Signal(16)
+        m.d.comb += self.errors.eq(errors)
+
+        def respond(code, n_words=0, info=False):
+            stmts = [status.eq(code), rsp_count.eq(n_words), rsp_info.eq(int(info)),
+                     tx_idx.eq(0), widx.eq(0), byte_idx.eq(0), crc_idx.eq(0)]
+            if code != Status.OK:
+                stmts.append(errors.eq(errors + 1))
+            return stmts
+
+        with m.FSM(name="bridge") as fsm:
+            with m.State("IDLE"):
+                m.d.comb += [take.eq(1), rx_crc.clear.eq(1)]
+                with m.If(got & (byte == REQ_SYNC)):
+                    m.d.sync += [hdr_idx.eq(0), seq.eq(0)]
+                    m.next = "HEADER"
+
+            with m.State("HEADER"):
+                m.d.comb += take.eq(1)
+                with m.If(got):
+                    m.d.sync += hdr_idx.eq(hdr_idx + 1)
+                    with m.Switch(hdr_idx):
+                        with m.Case(0):
+                            m.d.sync += seq.eq(byte)
+                        with m.Case(1):
+                            m.d.sync += cmd.eq(byte)
+                        with m.Case(2, 3, 4, 5):
+                            m.d.sync += addr.eq(byte << 24 | addr >> 8)
+                        with m.Case(6):
+                            m.d.sync += count.eq(byte)
+                        with m.Case(7):
+                            m.d.sync += [count.eq(byte << 8 | count[:8]), widx.eq(0),
+                                         byte_idx.eq(0), crc_idx.eq(0)]
+                            with m.If(is_write):
+                                m.next = "PAYLOAD"
+                            with m.Else():
+                                m.next = "CRC"
+                with m.Elif(timed_out):
+                    m.d.sync += respond(Status.TIMEOUT)
+                    m.next = "TX"
+                with m.If((hdr_idx == 7) & got & is_write):
+                    # count is complete only now: check it before taking any payload
+                    with m.If(((byte << 8 | count[:8]) == 0)
+                              | ((byte << 8 | count[:8]) > self._max_burst)):
+                        m.d.sync += respond(Status.BAD_COUNT)
+                        m.next = "TX_THEN_DRAIN"
+                    with m.Elif(last_cmd[1] & ~last_cmd[0]):   # READ or READ_FIXED
+                        m.d.sync += last_valid.eq(0)   # the buffer is about to be overwritten
+
+            with m.State("PAYLOAD"):
+                m.d.comb += take.eq(1)
+                with m.If(got):
+                    m.d.sync += [word.eq(byte << 24 | word >> 8), byte_idx.eq(byte_idx + 1)]
+                    with m.If(byte_idx == 3):
+                        m.next = "PAYLOAD_STORE"
+                with m.Elif(timed_out):
+                    m.d.sync += respond(Status.TIMEOUT)
+                    m.next = "TX"
+
+            with m.State("PAYLOAD_STORE"):
+                m.d.comb += buf_wr.en.eq(1)
+                m.d.sync += widx.eq(widx + 1)
+                with m.If(widx + 1 == count):
+                    m.next = "CRC"
+                with m.Else():
+                    m.next = "PAYLOAD"
+
+            with m.State("CRC"):
+                m.d.comb += take.eq(1)
+                with m.If(got):
+                    m.d.sync += crc_idx.eq(1)
+                    with m.If(crc_idx == 1):
+                        m.next = "CHECK"
+                with m.Elif(timed_out):
+                    m.d.sync += respond(Status.TIMEOUT)
+                    m.next = "TX"
+
+            with m.State("CHECK"):
+                m.d.sync += [widx.eq(0), cur_addr.eq(addr)]
+                with m.If(~rx_crc.zero):
+                    m.d.sync += respond(Status.BAD_CRC)
+                    m.next = "TX"
+                with m.Elif(cmd == Cmd.INFO):
+                    m.d.sync += respond(Status.OK, 4, info=True)
+                    m.next = "TX"
+                with m.Elif(~is_write & ~is_read):
+                    m.d.sync += respond(Status.BAD_CMD)
+                    m.next = "TX"
+                with m.Elif(~count_ok):
+                    m.d.sync += respond(Status.BAD_COUNT)
+                    m.next = "TX"
+                with m.Elif(is_repeat):
+                    with m.If(is_read):
+                        m.d.sync += respond(Status.OK, count)
+                    with m.Else():
+                        m.d.sync += respond(Status.OK)
+                    m.next = "TX"
+                with m.Else():
+                    m.d.sync += [last_valid.eq(0), last_seq.eq(seq), last_cmd.eq(cmd),
+                                 last_addr.eq(addr), last_count.eq(count)]
+                    with m.If(is_write):
+                        m.next = "WR_FETCH"
+                    with m.Else():
+                        m.next = "RD_STROBE"
+
+            with m.State("WR_FETCH"):       # buf_rd.addr = widx; data is there next cycle
+                m.next = "WR_STROBE"
+
+            with m.State("WR_STROBE"):
+                m.d.comb += [self.bus.addr.eq(cur_addr), self.bus.w_data.eq(buf_rd.data),
+                             self.bus.w_stb.eq(1)]
+                m.d.sync += [cur_addr.eq(cur_addr + ~fixed), widx.eq(widx + 1)]
+                with m.If(widx + 1 == count):
+                    m.d.sync += [respond(Status.OK), last_valid.eq(1)]
+                    m.next = "TX"
+                with m.Else():
+                    m.next = "WR_FETCH"
+
+            with m.State("RD_STROBE"):
+                m.d.comb += [self.bus.addr.eq(cur_addr), self.bus.r_stb.eq(1)]
+                m.d.sync += wait.eq(0)
+                m.next = "RD_WAIT"
+
+            with m.State("RD_WAIT"):
+                m.d.comb += self.bus.addr.eq(cur_addr)
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(self.bus.r_ack):
+                    m.d.comb += [buf_wr.en.eq(1), buf_wr.data.eq(self.bus.r_data)]
+                    m.d.sync += [cur_addr.eq(cur_addr + ~fixed), widx.eq(widx + 1)]
+                    with m.If(widx + 1 == count):
+                        m.d.sync += [respond(Status.OK, count), last_valid.eq(1)]
+                        m.next = "TX"
+                    with m.Else():
+                        m.next = "RD_STROBE"
+                with m.Elif(wait == BUS_READ_TIMEOUT):
+                    m.d.sync += respond(Status.BUS_TIMEOUT)
+                    m.next = "TX"
+
+            # --- response: sync, seq, status, count, payload, crc ---------------------------
+            for name, after in (("TX", "IDLE"), ("TX_THEN_DRAIN", "DRAIN")):
+                with m.State(name):
+                    m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(tx_bytes[tx_idx])]
+                    with m.If(utx.i.ready):
+                        m.d.comb += [tx_crc.valid.eq(tx_idx != 0), tx_crc.data.eq(utx.i.payload),
+                                     tx_crc.clear.eq(tx_idx == 0)]
+                        m.d.sync += tx_idx.eq(tx_idx + 1)
+                        with m.If(tx_idx == 4):
+                            with m.If(rsp_count == 0):
+                                m.next = f"{name}_CRC"
+                            with m.Else():
+                                m.next = f"{name}_PAYLOAD"
+                with m.State(f"{name}_PAYLOAD"):
+                    m.d.comb += [utx.i.valid.eq(1),
+                                 utx.i.payload.eq(rsp_word.word_select(byte_idx, 8))]
+                    with m.If(utx.i.ready):
+                        m.d.comb += [tx_crc.valid.eq(1), tx_crc.data.eq(utx.i.payload)]
+                        m.d.sync += byte_idx.eq(byte_idx + 1)
+                        with m.If(byte_idx == 3):
+                            m.d.sync += widx.eq(widx + 1)
+                            with m.If(widx + 1 == rsp_count):
+                                m.next = f"{name}_CRC"
+                with m.State(f"{name}_CRC"):
+                    m.d.comb += [utx.i.valid.eq(1),
+                                 utx.i.payload.eq(tx_crc.crc.word_select(~crc_idx, 8))]
+                    with m.If(utx.i.ready):
+                        m.d.sync += crc_idx.eq(crc_idx + 1)
+                        with m.If(crc_idx == 1):
+                            m.next = after
+
+            with m.State("DRAIN"):
+                m.d.comb += take.eq(1)
+                with m.If(timed_out):
+                    m.next = "IDLE"
+
+            m.d.comb += self.activity.eq(~fsm.ongoing("IDLE"))
+        return m
