@@ -133,3 +133,38 @@ def test_registers_and_readback():
             assert got[op.addr] & 0xFFFF == op.data
         else:
             assert got[op.addr] == op.data, hex(op.addr)
+
+
+def test_start_with_bad_layer_count_is_refused():
+    from amaranth.sim import Simulator
+
+    from eie.hw.eie.host_program import STATUS_ERROR, Poll, Write, execute_async
+    from eie.hw.eie.top import EIETop
+    from eie.sim.bus_driver import bus_read, bus_write
+
+    rng = np.random.default_rng(9)
+    img = build_image([rand_layer(rng, 4, 4, 0.5, False, False)], 1)
+    cfg = EIEConfig.for_image(img)
+    mm = MemoryMap(cfg)
+    dut = EIETop(cfg)
+    seen = {}
+
+    async def bench(ctx):
+        async def w(a, d):
+            await bus_write(ctx, dut.bus, a, d)
+
+        async def r(a):
+            return await bus_read(ctx, dut.bus, a)
+
+        for n_layers in (0, cfg.max_layers + 1):
+            ops = [Write(mm.reg("N_LAYERS"), n_layers), Write(mm.reg("CTRL"), 1),
+                   Poll(mm.reg("STATUS"), 0b11, 0b10, max_polls=20, fail_mask=STATUS_ERROR)]
+            with pytest.raises(RuntimeError, match="error bits"):
+                await execute_async(ops, w, r)
+            seen[n_layers] = (await r(mm.reg("STATUS")), ctx.get(dut.busy))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == {0: (STATUS_ERROR, 0), cfg.max_layers + 1: (STATUS_ERROR, 0)}

@@ -53,10 +53,13 @@ class Read:
 
 @dataclass(frozen=True)
 class Poll:
+    """Read ``addr`` until ``data & mask == value``; any bit of ``fail_mask`` set raises
+    :class:`RuntimeError` (the accelerator refused the request)."""
     addr: int
     mask: int
     value: int
     max_polls: int = 1_000_000
+    fail_mask: int = 0
 
 
 Op = Union[Write, Read, Poll]
@@ -122,7 +125,8 @@ class HostProgram:
             raise ValueError(f"input has {x.size} values but the first layer takes {self.image.n_in}")
         ops: list[Op] = [Write(mm.act(j % n, 0, j // n), int(v) & 0xFFFF) for j, v in enumerate(x)]
         ops.append(Write(mm.reg("CTRL"), 1))
-        ops.append(Poll(mm.reg("STATUS"), STATUS_BUSY | STATUS_DONE | STATUS_ERROR, STATUS_DONE))
+        ops.append(Poll(mm.reg("STATUS"), STATUS_BUSY | STATUS_DONE, STATUS_DONE,
+                        fail_mask=STATUS_ERROR))
         return ops
 
     def collect(self) -> list[Op]:
@@ -153,6 +157,12 @@ class HostProgram:
         return y, counters
 
 
+def _check_fail(op: Poll, v: int) -> None:
+    if v & op.fail_mask:
+        raise RuntimeError(f"address {op.addr:#x} reads {v:#x}: error bits {v & op.fail_mask:#x} "
+                           "set (for STATUS: N_LAYERS was 0 or above max_layers at start)")
+
+
 def execute(ops: Sequence[Op], write: Callable[[int, int], Any],
             read: Callable[[int], int]) -> dict:
     """Run ``ops`` with plain functions; return ``{key: value}`` of the :class:`Read` ops."""
@@ -165,6 +175,7 @@ def execute(ops: Sequence[Op], write: Callable[[int, int], Any],
         elif isinstance(op, Poll):
             for _ in range(op.max_polls):
                 v = read(op.addr)
+                _check_fail(op, v)
                 if v & op.mask == op.value:
                     break
             else:
@@ -186,6 +197,7 @@ async def execute_async(ops: Sequence[Op], write, read) -> dict:
         elif isinstance(op, Poll):
             for _ in range(op.max_polls):
                 v = await read(op.addr)
+                _check_fail(op, v)
                 if v & op.mask == op.value:
                     break
             else:
