@@ -1,0 +1,259 @@
+"""``eie bench table3`` and ``eie bench sweep``: the table's arithmetic against values computed
+here independently, the JSON schema, the plots, RTL runs against the golden model, bad options."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eie.sw import cmd_bench
+from eie.sw.bench_layers import parse_layer_spec, synth_layer
+from eie.sw.cli import main
+from eie.sw.cmd_bench import width_stats
+from eie.sw.cycle_model import predict_counters
+from eie.sw.encode import build_image
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Two tiny layers with made-up EIE times, so the ratio columns are exercised.
+TINY = "tA:96x40:0.15:0.4:0.5:0.25,tB:64x24:0.3:1.0:0.2:0.1:signed"
+
+
+def ref_column_entries(codes: np.ndarray, n_pe: int) -> np.ndarray:
+    """Entries per (column, PE) by the contract's rule, element by element: a nonzero after a
+    gap of d zero local rows costs 1 + d // 16 entries."""
+    n_out, n_in = codes.shape
+    out = np.zeros((n_in, n_pe), dtype=np.int64)
+    for k in range(n_pe):
+        sub = codes[k::n_pe]
+        for j in range(n_in):
+            prev = -1
+            for r in range(sub.shape[0]):
+                if sub[r, j]:
+                    out[j, k] += 1 + (r - prev - 1) // 16
+                    prev = r
+    return out
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_table3_model_arithmetic_json_and_plot(tmp_path, capsys):
+    out_json, out_png = tmp_path / "t3.json", tmp_path / "t3.png"
+    code, out, _ = run_cli(["bench", "table3", "--pes", "64", "--fifo-depth", "2", "--seed", "3",
+                            "--layers", TINY, "--json", str(out_json), "--plot", str(out_png)],
+                           capsys)
+    assert code == 0
+    doc = json.loads(out_json.read_text())
+    assert out_png.read_bytes()[:8] == PNG_MAGIC
+    assert doc["command"] == "table3" and doc["sim"] == "model"
+    assert (doc["n_pe"], doc["fifo_depth"], doc["seed"], doc["clock_mhz"]) == (64, 2, 3, 800)
+    assert [r["name"] for r in doc["layers"]] == ["tA", "tB"]
+    times = {"tA": (0.5, 0.25), "tB": (0.2, 0.1)}
+    for r in doc["layers"]:
+        spec = parse_layer_spec(next(t for t in TINY.split(",") if t.startswith(r["name"])))
+        L = synth_layer(spec, 3)
+        ce = ref_column_entries(L.quant.codes, 64)
+        active = L.x != 0
+        bound = max(int(active.sum()), -(-int(ce[active].sum()) // 64))
+        assert r["bound"] == bound
+        assert r["nonzero_inputs"] == int(active.sum())
+        assert r["entries"] == int(ce.sum())
+        img = build_image([L.quant], 64)
+        pred = predict_counters(img, L.x, fifo_depth=2)[0][0]
+        assert r["cycles"] == r["model_cycles"] == pred.cycles
+        assert r["efficiency"] == pytest.approx(bound / pred.cycles)
+        assert r["time_us"] == pytest.approx(pred.cycles / 800)
+        act, theo = times[r["name"]]
+        assert r["eie_actual_us"] == act and r["eie_theoretical_us"] == theo
+        assert r["eie_actual_cycles"] == pytest.approx(act * 800)
+        assert r["eie_theoretical_cycles"] == pytest.approx(theo * 800)
+        assert r["cycles_over_eie_actual"] == pytest.approx(pred.cycles / (act * 800))
+        assert r["eie_efficiency"] == pytest.approx(theo / act)
+        assert r["golden_equal"] is None and r["rtl_cycles"] is None
+        ob = r["overhead"]
+        assert ob["broadcast"] + bound + ob["drain"] + ob["writeback"] + ob["other"] == r["cycles"]
+        assert (r["limiter"] is None) == (r["efficiency"] >= doc["efficiency_target"])
+        # the terminal row shows the same figures
+        line = next(l for l in out.splitlines() if l.startswith(r["name"] + " "))
+        assert f"{r['efficiency']:.3f}" in line and str(r["cycles"]) in line
+        assert f"{pred.cycles / (act * 800):.3f}" in line
+    assert doc["min_efficiency"] == min(r["efficiency"] for r in doc["layers"])
+    assert doc["all_equal_golden"] is None
+
+
+def test_table3_scaled_paper_layers_drop_eie_columns(tmp_path, capsys):
+    out_json = tmp_path / "s.json"
+    code, out, _ = run_cli(["bench", "table3", "--layers", "NT-LSTM", "--scale", "0.05",
+                            "--pes", "8", "--json", str(out_json)], capsys)
+    assert code == 0
+    r = json.loads(out_json.read_text())["layers"][0]
+    assert (r["n_in"], r["n_out"]) == (60, 120)
+    assert r["eie_actual_us"] is None and r["cycles_over_eie_actual"] is None
+    assert "EIE columns only" in out
+
+
+def test_table3_amaranth_rtl_equals_golden_and_model(tmp_path, capsys):
+    out_json = tmp_path / "rtl.json"
+    code, out, _ = run_cli(["bench", "table3", "--sim", "amaranth", "--pes", "3", "--layers",
+                            "r1:40x20:0.2:0.5,r2:24x30:0.3:1.0:signed", "--json", str(out_json)],
+                           capsys)
+    assert code == 0, out
+    doc = json.loads(out_json.read_text())
+    assert doc["all_equal_golden"] is True and doc["model_equals_rtl"] is True
+    for r in doc["layers"]:
+        assert r["golden_equal"] is True and r["rtl_cycles"] == r["cycles"] == r["model_cycles"]
+    assert "every output equals the golden model" in out
+
+
+def test_table3_rtl_mismatch_exits_1(tmp_path, capsys, monkeypatch):
+    import eie.sim.eie_run as eie_run
+
+    real = eie_run.run_eie_jobs
+
+    def corrupt(jobs, **kw):
+        res = real(jobs, **kw)
+        for r in res:
+            r.outputs[0, 0] ^= 1
+        return res
+
+    monkeypatch.setattr(eie_run, "run_eie_jobs", corrupt)
+    out_json = tmp_path / "bad.json"
+    code, out, _ = run_cli(["bench", "table3", "--sim", "amaranth", "--pes", "2", "--layers",
+                            "m:16x8:0.5:1.0", "--json", str(out_json)], capsys)
+    assert code == 1
+    assert "OUTPUT DIFFERS FROM THE GOLDEN MODEL: m" in out
+    assert json.loads(out_json.read_text())["all_equal_golden"] is False
+
+
+def test_sweep_fifo_and_pes(tmp_path, capsys):
+    for kind, values in (("fifo", "1,2,8"), ("pes", "4,1,2")):
+        j, p = tmp_path / f"{kind}.json", tmp_path / f"{kind}.png"
+        code, out, _ = run_cli(["bench", "sweep", kind, "--values", values, "--pes", "4",
+                                "--layers", TINY, "--check-sim", "none", "--json", str(j),
+                                "--plot", str(p)], capsys)
+        assert code == 0
+        assert p.read_bytes()[:8] == PNG_MAGIC
+        doc = json.loads(j.read_text())
+        assert doc["kind"] == kind and doc["values"] == sorted(int(v) for v in values.split(","))
+        assert doc["checks"] == [] and doc["checks_pass"] is None
+        key = doc["parameter"]
+        for L in doc["layers"]:
+            spec = parse_layer_spec(next(t for t in TINY.split(",") if t.startswith(L["name"])))
+            syn = synth_layer(spec, 0)
+            assert [pt[key] for pt in L["points"]] == doc["values"]
+            for pt in L["points"]:
+                n = pt["n_pe"] if kind == "pes" else 4
+                fifo = pt["fifo_depth"] if kind == "fifo" else 8
+                pred = predict_counters(build_image([syn.quant], n), syn.x, fifo_depth=fifo)[0][0]
+                assert pt["cycles"] == pred.cycles
+                assert pt["efficiency"] == pytest.approx(pt["bound"] / pred.cycles)
+            if kind == "pes":
+                base = L["points"][0]["cycles"]
+                assert [pt["speedup"] for pt in L["points"]] == \
+                    pytest.approx([base / pt["cycles"] for pt in L["points"]])
+
+
+def test_sweep_width(tmp_path, capsys):
+    j = tmp_path / "w.json"
+    code, out, _ = run_cli(["bench", "sweep", "width", "--pes", "4", "--layers", TINY,
+                            "--check-sim", "none", "--json", str(j), "--plot",
+                            str(tmp_path / "w.png")], capsys)
+    assert code == 0 and (tmp_path / "w.png").read_bytes()[:8] == PNG_MAGIC
+    doc = json.loads(j.read_text())
+    assert doc["values"] == [32, 64, 128, 256, 512]
+    for L in doc["layers"]:
+        spec = parse_layer_spec(next(t for t in TINY.split(",") if t.startswith(L["name"])))
+        syn = synth_layer(spec, 0)
+        img = build_image([syn.quant], 4)
+        ce = ref_column_entries(syn.quant.codes, 4)
+        for pt in L["points"]:
+            epw = pt["width"] // 8
+            per_pe = ce.sum(axis=0)
+            assert pt["words_max"] == max(-(-int(n) // epw) for n in per_pe)
+            assert pt["storage_bits"] == sum(-(-int(n) // epw) for n in per_pe) * pt["width"]
+            if pt["width"] == 64:       # the contract's layout: the image's own word count
+                assert pt["words_max"] == img.spmat_words
+            assert len({p["cycles"] for p in L["points"]}) == 1     # width-independent
+    assert "width-independent" in out
+
+
+def test_width_stats_by_hand():
+    # one PE, columns of 3, 0, 6 and 1 entries: entries 0-2, -, 3-8, 9
+    ptr = np.array([0, 3, 3, 9, 10])
+    st = width_stats([ptr], np.array([1, 1, 1, 0]), 32)         # 4 entries a word
+    # words: col0 [0..2] -> word 0; col2 [3..8] -> words 0,1,2 (straddles); col3 [9] -> word 2
+    assert st["words_max"] == 3 and st["storage_bits"] == 96 and st["unused_bits"] == 96 - 80
+    assert st["straddle_fraction"] == pytest.approx(1 / 3)
+    assert st["word_reads"] == 1 + 3                            # col3 is not an active input
+    assert st["entries_per_read"] == pytest.approx(9 / 4)
+    st = width_stats([ptr], np.ones(4), 64)                     # 8 entries a word
+    assert st["words_max"] == 2 and st["word_reads"] == 1 + 2 + 1
+    assert st["straddle_fraction"] == pytest.approx(1 / 3)
+
+
+def test_sweep_checks_against_rtl(tmp_path, capsys):
+    j = tmp_path / "c.json"
+    code, out, _ = run_cli(["bench", "sweep", "fifo", "--values", "1,8", "--pes", "4",
+                            "--layers", "c1:30x20:0.2:0.6,c2:20x16:0.3:1.0:signed",
+                            "--check-sim", "amaranth", "--json", str(j)], capsys)
+    assert code == 0, out
+    doc = json.loads(j.read_text())
+    assert len(doc["checks"]) == 3 and doc["checks_pass"] is True
+    assert [c["fifo_depth"] for c in doc["checks"]] == [1, 2, 8]
+    for c in doc["checks"]:
+        assert c["counters_equal"] and c["golden_equal"] and c["rtl_cycles"] == c["model_cycles"]
+    assert "counters equal" in out
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["table3", "--scale", "0"], "--scale"),
+    (["table3", "--scale", "1.5"], "--scale"),
+    (["table3", "--pes", "0"], "--pes"),
+    (["table3", "--pes", "257"], "--pes"),
+    (["table3", "--fifo-depth", "0"], "--fifo-depth"),
+    (["table3", "--layers", "Alex-99"], "Alex-99"),
+    (["table3", "--layers", "t:4x4:2.0:0.5"], "weight density"),
+    (["table3", "--set", "bogus=1"], "bogus"),
+    (["table3", "--set", "fifo_depth=4"], "--fifo-depth"),
+    (["table3", "--set", "ptr_queue_depth=x"], "not an integer"),
+    (["table3", "--seed", "-1"], "--seed"),
+    (["sweep", "width", "--values", "60"], "multiple of 8"),
+    (["sweep", "pes", "--values", "0,4"], "n_pe"),
+    (["sweep", "fifo", "--values", "a,b"], "--values"),
+    (["sweep", "fifo", "--jobs", "0"], "--jobs"),
+])
+def test_bad_options_exit_2(tmp_path, capsys, args, needle):
+    j = tmp_path / "o.json"
+    code, out, err = run_cli(["bench", *args, "--json", str(j)], capsys)
+    assert code == 2
+    assert err.startswith("eie: error:") and needle in err and len(err.strip().splitlines()) == 1
+    assert not j.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag,name", [("--json", "out.txt"), ("--plot", "out.jpg")])
+def test_bad_output_names_exit_2(tmp_path, capsys, flag, name):
+    code, _, err = run_cli(["bench", "table3", "--layers", "t:8x8:0.5:0.5", flag,
+                            str(tmp_path / name)], capsys)
+    assert code == 2 and name in err and list(tmp_path.iterdir()) == []
+
+
+def test_model_rejects_unmodelled_field(capsys):
+    fields = cmd_bench._model_kwargs({"n_pe": 4, "fifo_depth": 8, "ptr_depth": 99})
+    assert "ptr_depth" not in fields and fields["fifo_depth"] == 8
+    with pytest.raises(cmd_bench.EieError, match="does not model"):
+        cmd_bench._model_kwargs({"n_pe": 4, "fifo_depth": 8, "no_such_knob": 1})
+
+
+@pytest.mark.slow
+def test_table3_verilator(tmp_path, capsys):
+    j = tmp_path / "v.json"
+    code, out, _ = run_cli(["bench", "table3", "--sim", "verilator", "--pes", "8", "--scale",
+                            "0.05", "--layers", "NT-We,Alex-8,VGG-7", "--json", str(j)], capsys)
+    assert code == 0, out
+    doc = json.loads(j.read_text())
+    assert doc["all_equal_golden"] is True
+    assert all(r["rtl_cycles"] == r["model_cycles"] for r in doc["layers"])
