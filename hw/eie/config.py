@@ -4,9 +4,10 @@ Every memory of the design is sized from an :class:`EIEConfig`:
 
 * per PE: pointer SRAM (``ptr_depth`` pointers, split in even/odd banks), sparse-matrix SRAM
   (``spmat_depth`` 64-bit words, 8 entries each), bias SRAM (``bias_depth`` int16 slots), two
-  activation files (``act_depth`` int16 each, source and destination, swapped between layers),
-  an accumulator file (``acc_depth`` rows of ``acc_bits``), the activation FIFO (``fifo_depth``)
-  and the pointer queue (``ptr_queue_depth``) between the pointer and the entry stages;
+  activation/accumulator files (``act_depth`` rows of ``acc_bits`` each, source and destination,
+  swapped between layers; outputs are limited to ``acc_depth`` rows), the activation FIFO
+  (``fifo_depth``) and the pointer queue (``ptr_queue_depth``) between the pointer and the entry
+  stages;
 * shared: the layer table (``max_layers`` descriptors with their codebooks) and the counters.
 
 :meth:`EIEConfig.for_image` sizes a configuration to fit an image (the smallest depths that hold

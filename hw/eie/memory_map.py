@@ -12,7 +12,9 @@ region  name       content (per PE unless global)
 1       ptr        pointer ``p`` (all layers back to back), low ``ptr_bits`` bits
 2       spmat      sparse-matrix word ``w``: offset ``2w`` low half, ``2w + 1`` high half
 3       bias       bias slot ``s``, int16 in the low half (sign-extended on read)
-4       act        activation file ``bank`` index ``i``: offset ``bank << act_bits | i``, int16
+4       act        activation file ``bank`` index ``i``: offset ``bank << act_bits | i``; a write
+                   stores a raw int16 input, a read returns the int16 activation (through the
+                   write-back of the layer that produced the bank)
 5       pecnt      per layer ``l``: offset ``2l`` busy cycles, ``2l + 1`` FIFO-full stall cycles
 ======  =========  ==============================================================================
 
