@@ -79,7 +79,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     stall = np.zeros(N, np.int64)
     busy = np.zeros(N, np.int64)
     nb = 0                                # broadcasts so far
-    rnd, pos = -1, 0                      # loaded LNZD round and position in it
+    rnd, pos = (0 if R_in else -1), 0     # loaded LNZD round (round 0 loads in LSTART)
     state = "BCAST"
     bcast_cycles = drain_cycles = 0
 
@@ -135,7 +135,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
                 state = "DRAIN"
         else:
             drain_cycles += 1
-            idle = ((nb - popped) == 0) & ~p1_valid & (q_level == 0) & ~s1 & ~m1 & ~a1
+            idle = ((nb - popped) == 0) & ~p1_valid & (q_level == 0) & ~s1 & ~m1
             if idle.all():
                 break
             step(False)

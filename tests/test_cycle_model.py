@@ -11,9 +11,9 @@ from eie.sw.encode import QuantLayer, build_image
 from eie.sw.golden import golden_forward
 
 
-def random_case(seed):
+def random_case(seed, pes=(1, 2, 3, 4, 5, 8)):
     rng = np.random.default_rng(seed)
-    n = int(rng.choice([1, 2, 3, 4, 5, 8]))
+    n = int(rng.choice(pes))
     fifo = int(rng.choice([1, 2, 3, 8]))
     sizes = [int(v) for v in rng.integers(4, 30, int(rng.integers(2, 4)))]
     wd = float(rng.choice([0.05, 0.2, 0.5, 1.0]))
@@ -30,10 +30,10 @@ def random_case(seed):
     return img, x, fifo
 
 
-def compare(seeds):
+def compare(seeds, **kw):
     rows = []
     for seed in seeds:
-        img, x, fifo = random_case(seed)
+        img, x, fifo = random_case(seed, **kw)
         r = run_image_amaranth(EIEConfig.for_image(img, fifo_depth=fifo), img, x)
         np.testing.assert_array_equal(r.outputs, golden_forward(img, x).outputs)
         p = predict_counters(img, x, fifo_depth=fifo)
@@ -57,6 +57,11 @@ def test_model_matches_rtl_counters():
 @pytest.mark.slow
 def test_model_matches_rtl_counters_many():
     check(compare(range(100, 160)))
+
+
+@pytest.mark.slow
+def test_model_matches_rtl_counters_16_pes():
+    check(compare(range(200, 210), pes=(16,)))
 
 
 @pytest.mark.parametrize("n_pe,fifo", [(4, 8), (16, 8), (16, 1)])

@@ -51,7 +51,7 @@ def run_lnzd(n, x, *, ready_pattern=None, depth=None):
 def expected_timing(n, x):
     """Cycle (1-based after start) of each nonzero and of done, as the docstring states."""
     n_in = len(x)
-    cyc = 1                                   # cycle 1 loads round 0
+    cyc = 0                                   # the start cycle loads round 0
     times = []
     rounds = -(-n_in // n)
     for t in range(rounds):

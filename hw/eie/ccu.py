@@ -5,11 +5,13 @@ States and what happens in each cycle:
 * ``IDLE`` -- the host owns the memories. A write of 1 to ``CTRL`` starts a run of ``N_LAYERS``
   layers with bank 0 as the source activation file (``busy`` rises, ``done`` clears).
 * ``LSTART`` (1 cycle) -- the descriptor of the current layer (sizes, bases, flags, codebook) is
-  latched from the layer table; the LNZD and the PEs' per-layer counters restart.
+  latched from the layer table; the LNZD restarts and loads its first round; the PEs' per-layer
+  counters restart and the destination bank's valid bits clear.
 * ``BCAST`` -- the LNZD (the root of the quadtree is here) offers the next nonzero ``(j, a_j)``;
   it is broadcast to every PE's FIFO in this cycle if no FIFO is full, otherwise held (every PE
   whose FIFO is full counts a stall cycle). Leaves when the LNZD is done.
-* ``DRAIN`` -- waits until every PE is idle (FIFO empty, pipeline empty); at least 1 cycle. In
+* ``DRAIN`` -- waits until every PE is idle (FIFO empty, pipeline empty but for the ``acc_``
+  stage, whose last write lands at the end of this cycle); at least 1 cycle. In
   the cycle every PE is idle the layer ends: its counters are stored, the source and destination
   banks swap (no host action) and the finished layer's write-back parameters (``w_frac``, ReLU,
   bias) become the source's (``src_*``), through which the next layer's LNZD leaves read it;
@@ -24,7 +26,7 @@ Counters: per layer, total cycles (``LSTART`` to the end of ``DRAIN``, inclusive
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -161,7 +163,7 @@ class CCU(wiring.Component):
         any_full = Signal()
         m.d.comb += [
             any_full.eq(self.fifo_full.any()),
-            lnzd.n_in.eq(n_in),
+            lnzd.n_in.eq(Mux(lnzd.start, tbl["n_in"][layer], n_in)),
             lnzd.rd_data.eq(self.act_rd_data),
             self.act_rd_addr.eq(lnzd.rd_addr),
             self.b_j.eq(lnzd.o_j),

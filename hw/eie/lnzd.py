@@ -21,12 +21,13 @@ holds activation ``t`` of every PE's source file, i.e. the inputs ``j = t*n .. t
   / ``rd_data``, an asynchronous read) and flags its value if it is nonzero and ``j < n_in``.
 
 So nonzeros come out in increasing ``j``, each exactly once; a round with ``m > 0`` nonzeros takes
-``m`` cycles (plus any cycles the consumer is not ready), an all-zero round takes 1 cycle, and the
-first round is loaded in the first cycle after ``start``. ``done`` is high once every round has
-been loaded and emptied, until the next ``start``: it rises in the cycle after the last nonzero
-is taken, or, when the last round is all zero, in the cycle that round shows (so from ``start``
-to ``done``: ``1 + sum over rounds of max(1, m) + (1 if the last round has a nonzero else 0)``
-cycles with an always-ready consumer).
+``m`` cycles (plus any cycles the consumer is not ready), an all-zero round takes 1 cycle. Round
+0 is loaded in the ``start`` cycle itself (``n_in`` and the source file must be valid then), so
+the first nonzero can go out in the next cycle. ``done`` is high once every round has been
+loaded and emptied, until the next ``start``: it rises in the cycle after the last nonzero is
+taken, or, when the last round is all zero, in the cycle that round shows (so, counting the
+``start`` cycle as 0, ``done`` rises in cycle ``sum over rounds of max(1, m) + (1 if the last
+round has a nonzero else 0)`` with an always-ready consumer).
 """
 
 from __future__ import annotations
@@ -144,12 +145,18 @@ class LNZD(wiring.Component):
         load = Signal()
         m.d.comb += load.eq(running & (rest == 0) & more)
 
+        # The round being loaded: round 0 in the start cycle, else the next one.
+        load_base = Signal.like(jbase_next)
+        m.d.comb += load_base.eq(Mux(self.start, 0, jbase_next))
+        with m.If(self.start):
+            m.d.comb += self.rd_addr.eq(0)
         flags = Signal(n)
         for k in range(n):
-            m.d.comb += flags[k].eq((self.rd_data[k] != 0) & (jbase_next + k < self.n_in))
+            m.d.comb += flags[k].eq((self.rd_data[k] != 0) & (load_base + k < self.n_in))
 
         with m.If(self.start):
-            m.d.sync += [running.eq(1), pending.eq(0), jbase.eq(0), jbase_next.eq(0), t_next.eq(0)]
+            m.d.sync += [running.eq(1), pending.eq(flags), vals.eq(self.rd_data), jbase.eq(0),
+                         jbase_next.eq(n), t_next.eq(1)]
         with m.Elif(load):
             m.d.sync += [
                 pending.eq(flags),

@@ -18,7 +18,9 @@ Around it (in :class:`~eie.hw.eie.accum.Accumulator`): the two activation/accumu
 the write-back arithmetic, the destination accumulates), and the counters: ``busy`` (cycles the entry stage issued an entry) and ``stall`` (cycles the controller
 held a nonzero back while this PE's FIFO was full), per layer, stored at the layer's end.
 
-``idle`` is high when the FIFO is empty and no stage holds work.
+``idle`` is high when the FIFO is empty and no stage holds work except, possibly, the ``acc_``
+stage, whose write lands at the end of the cycle (so the next layer may read the file in the
+next cycle).
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ class PE(wiring.Component):
             acc.src_bias_base.eq(self.src_bias_base), acc.src_has_bias.eq(self.src_has_bias),
             acc.src_w_frac.eq(self.src_w_frac), acc.src_relu.eq(self.src_relu),
             acc.rd_addr.eq(self.act_rd_addr), self.act_rd_data.eq(acc.rd_data),
-            self.idle.eq((fifo.level == 0) & ptr.idle & spm.idle & ar.idle),
+            self.idle.eq((fifo.level == 0) & ptr.idle & spm.idle & ~ar.mul_valid),
         ]
 
         # Counters.
