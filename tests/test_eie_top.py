@@ -168,3 +168,19 @@ def test_start_with_bad_layer_count_is_refused():
     sim.add_testbench(bench)
     sim.run()
     assert seen == {0: (STATUS_ERROR, 0), cfg.max_layers + 1: (STATUS_ERROR, 0)}
+
+
+@pytest.mark.parametrize("acc_bits,w_frac", [(20, 0), (40, 30), (32, 15)])
+def test_accumulator_width_wraps_like_golden(acc_bits, w_frac):
+    # Large products overflow a 20-bit accumulator (wrap-around); w_frac 0 and 30 are the ends.
+    rng = np.random.default_rng(acc_bits)
+    codes = (rng.integers(1, 16, (7, 9)) * (rng.random((7, 9)) < 0.7)).astype(np.uint8)
+    cb = np.concatenate([[0], rng.integers(-32768, 32768, 15)]).astype(np.int16)
+    bias = rng.integers(-32768, 32768, 7).astype(np.int16)
+    l0 = QuantLayer(codes=codes, codebook=cb, w_frac=w_frac, bias=bias, relu=True)
+    l1 = QuantLayer(codes=np.zeros((3, 7), dtype=np.uint8), codebook=cb, w_frac=w_frac,
+                    bias=bias[:3], relu=False)          # an empty layer: only the bias
+    img = build_image([l0, l1], 2, acc_bits=acc_bits)
+    x = np.stack([rng.integers(-32768, 32768, 9), np.zeros(9, int)]).astype(np.int16)
+    r, g = check_run(img, x, EIEConfig.for_image(img, fifo_depth=2))
+    assert np.any(g.layer_outputs[0] != 0)
