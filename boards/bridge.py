@@ -8,7 +8,8 @@ Per cycle, the control FSM does at most one of: take one received byte (header, 
 run one step of a bus transfer, or hand one response byte to the transmitter.
 
 - A WRITE frame's payload goes into the burst buffer; only when the whole frame has arrived and
-  its CRC checks are the words written to the bus (two cycles a word). A bad CRC, a frame that
+  its CRC checks are the words written to the bus (two cycles a word). The bus outputs are
+  registered: a strobe reaches the core one cycle after the FSM issues it. A bad CRC, a frame that
   stops for longer than ``timeout`` cycles between two bytes, an unknown command or a count of 0
   or above ``max_burst`` is answered with an error status and touches nothing.
 - WRITE_FIXED and READ_FIXED do the same at one address (a FIFO port).
@@ -172,6 +173,15 @@ class UARTBridge(wiring.Component):
                 stmts.append(errors.eq(errors + 1))
             return stmts
 
+        # Bus outputs leave through registers (one cycle after the FSM decides), so the core's
+        # address decoding does not sit on the same path as the FSM's next-state logic.
+        bus_addr = Signal(self._addr_width)
+        bus_w_data = Signal(32)
+        bus_w_stb = Signal()
+        bus_r_stb = Signal()
+        m.d.sync += [self.bus.addr.eq(bus_addr), self.bus.w_data.eq(bus_w_data),
+                     self.bus.w_stb.eq(bus_w_stb), self.bus.r_stb.eq(bus_r_stb)]
+
         with m.FSM(name="bridge") as fsm:
             with m.State("IDLE"):
                 m.d.comb += [take.eq(1), rx_crc.clear.eq(1)]
@@ -271,8 +281,7 @@ class UARTBridge(wiring.Component):
                 m.next = "WR_STROBE"
 
             with m.State("WR_STROBE"):
-                m.d.comb += [self.bus.addr.eq(cur_addr), self.bus.w_data.eq(buf_rd.data),
-                             self.bus.w_stb.eq(1)]
+                m.d.comb += [bus_addr.eq(cur_addr), bus_w_data.eq(buf_rd.data), bus_w_stb.eq(1)]
                 m.d.sync += [cur_addr.eq(cur_addr + ~fixed), widx.eq(widx + 1)]
                 with m.If(widx + 1 == count):
                     m.d.sync += [respond(Status.OK), last_valid.eq(1)]
@@ -281,12 +290,12 @@ class UARTBridge(wiring.Component):
                     m.next = "WR_FETCH"
 
             with m.State("RD_STROBE"):
-                m.d.comb += [self.bus.addr.eq(cur_addr), self.bus.r_stb.eq(1)]
+                m.d.comb += [bus_addr.eq(cur_addr), bus_r_stb.eq(1)]
                 m.d.sync += wait.eq(0)
                 m.next = "RD_WAIT"
 
             with m.State("RD_WAIT"):
-                m.d.comb += self.bus.addr.eq(cur_addr)
+                m.d.comb += bus_addr.eq(cur_addr)
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(self.bus.r_ack):
                     m.d.comb += [buf_wr.en.eq(1), buf_wr.data.eq(self.bus.r_data)]

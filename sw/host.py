@@ -24,7 +24,8 @@ from .errors import EieError
 
 __all__ = [
     "Transport", "SerialTransport", "SimTransport", "NoisyTransport", "BridgeClient",
-    "BridgeError", "LinkError", "LinkStats",
+    "BridgeError", "LinkError", "LinkStats", "BoardRun", "execute_ops", "run_eie", "run_bnn",
+    "image_kind", "simulated_board", "SIM_DIVISOR", "SIM_CLK",
 ]
 
 
@@ -374,3 +375,235 @@ class BridgeClient:
 
     def write1(self, addr: int, value: int) -> None:
         self.write(addr, [value])
+
+
+# --- running programs of bus operations over the link -------------------------------------------
+
+def _runs(ops, kind):
+    """Group consecutive ``kind`` ops whose addresses go up by one (or stay the same) into runs:
+    yields (first address, fixed, [ops])."""
+    run: list = []
+    fixed = False
+    for op in ops:
+        if run:
+            step = op.addr - run[-1].addr
+            if (len(run) == 1 and step in (0, 1)) or (len(run) > 1 and step == (0 if fixed else 1)):
+                fixed = step == 0
+                run.append(op)
+                continue
+            yield run[0].addr, fixed, run
+        run, fixed = [op], False
+    if run:
+        yield run[0].addr, fixed, run
+
+
+def execute_ops(client: BridgeClient, ops, progress: Callable[[int], None] | None = None) -> dict:
+    """Run an EIE host program (:mod:`eie.hw.eie.host_program` ``Write``/``Read``/``Poll``) over
+    the link, in program order, with consecutive writes (and reads) merged into bursts.
+    Returns ``{key: value}`` of the reads."""
+    from ..hw.eie.host_program import Poll, Read, Write
+
+    out: dict = {}
+    i = 0
+    ops = list(ops)
+    while i < len(ops):
+        op = ops[i]
+        j = i
+        while j < len(ops) and type(ops[j]) is type(op) and not isinstance(op, Poll):
+            j += 1
+        if isinstance(op, Write):
+            for addr, fixed, run in _runs(ops[i:j], Write):
+                client.write(addr, [w.data for w in run], fixed=fixed, progress=progress)
+        elif isinstance(op, Read):
+            # reads of consecutive addresses of memories and counters have no side effects
+            for addr, fixed, run in _runs(ops[i:j], Read):
+                for r, v in zip(run, client.read(addr, len(run), fixed=fixed)):
+                    out[r.key] = v
+        elif isinstance(op, Poll):
+            j = i + 1
+            for _ in range(op.max_polls):
+                v = client.read1(op.addr)
+                if v & op.mask == op.value:
+                    break
+            else:
+                raise LinkError(f"the core did not finish: address {op.addr:#x} read {v:#x}, "
+                                f"waiting for {op.value:#x} under mask {op.mask:#x}, after "
+                                f"{op.max_polls} polls")
+        else:
+            raise TypeError(f"not a host operation: {op!r}")
+        i = j
+    return out
+
+
+class _Bar:
+    """A tqdm progress bar over bytes when asked for, else nothing."""
+
+    def __init__(self, total: int, desc: str, enabled: bool):
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+            self._bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, leave=False)
+
+    def __call__(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@dataclass
+class BoardRun:
+    """What one image run on a board (or its simulation) gave."""
+
+    outputs: "object"                      # np.ndarray
+    counters: list
+    load_seconds: float
+    load_bytes: int
+    link: LinkStats
+    extra: dict = field(default_factory=dict)
+
+
+def run_eie(client: BridgeClient, config, image, xq, *, progress: bool = False) -> BoardRun:
+    """Load an EIE image (``config`` is the core's :class:`~eie.hw.eie.config.EIEConfig`), run
+    every row of the int16 batch ``xq``, read outputs and counters."""
+    import numpy as np
+
+    from ..hw.eie.host_program import HostProgram, Write
+    from ..hw.eie.memory_map import EIE_ID, MemoryMap
+
+    mm = MemoryMap(config)
+    ident = client.read1(mm.reg("ID"))
+    if ident != EIE_ID:
+        raise EieError(f"the core answered ID {ident:#010x}, not the EIE's {EIE_ID:#010x}: is "
+                       f"this an EIE bitstream?")
+    cfg0 = client.read1(mm.reg("CONFIG0"))
+    if (cfg0 & 0x1FF, cfg0 >> 16) != (config.n_pe, config.fifo_depth):
+        raise EieError(f"the core has {cfg0 & 0x1FF} PEs and FIFO depth {cfg0 >> 16}, but the "
+                       f"configuration says {config.n_pe} and {config.fifo_depth}: pass the "
+                       f"--build directory of the bitstream on the board")
+    hp = HostProgram(config, image)
+    load = hp.load()
+    n_bytes = 4 * sum(isinstance(op, Write) for op in load)
+    bar = _Bar(n_bytes, "loading image", progress)
+    t0 = time.monotonic()
+    try:
+        execute_ops(client, load, bar)
+    finally:
+        bar.close()
+    load_seconds = time.monotonic() - t0
+    ys, counters = [], []
+    for row in np.asarray(xq):
+        values = execute_ops(client, hp.run(row) + hp.collect())
+        y, c = hp.decode(values)
+        ys.append(y)
+        counters.append({"layers": c, "run_cycles": int(values[("run_cycles",)])})
+    y = np.stack(ys) if ys else np.zeros((0, image.n_out), dtype=np.int16)
+    return BoardRun(y, counters, load_seconds, n_bytes, client.stats)
+
+
+class _AsyncBus:
+    """The BNN host program's async bus over a :class:`BridgeClient`. Writes are held back and
+    sent, merged into bursts (one address for a FIFO port), before the next read or on
+    :meth:`flush`, so their order on the core's bus is the program's."""
+
+    def __init__(self, client: BridgeClient, progress: Callable[[int], None] | None = None):
+        self.client = client
+        self.progress = progress
+        self._pending: list = []
+
+    async def write(self, addr: int, data: int) -> None:
+        self._pending.append(_W(addr, data))
+
+    async def read(self, addr: int) -> int:
+        self.flush()
+        return self.client.read1(addr)
+
+    async def idle(self, cycles: int) -> None:   # the link is slower than any back-pressure
+        self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for addr, fixed, run in _runs(pending, _W):
+            self.client.write(addr, [w.data for w in run], fixed=fixed, progress=self.progress)
+
+
+@dataclass(frozen=True)
+class _W:
+    addr: int
+    data: int
+
+
+def run_bnn(client: BridgeClient, image, x, *, progress: bool = False) -> BoardRun:
+    """Check the BNN core's topology, load the image's weights and thresholds, stream the bit
+    rows of ``x`` through it; return the int32 results and the counters."""
+    import asyncio
+
+    from ..hw.bnn.host_program import check_config, load_image, load_ops, run_samples
+    from ..hw.bnn.memory_map import REGISTERS, BnnMemoryMap
+
+    in_depth = client.read1(REGISTERS["IN_DEPTH"])
+    out_depth = client.read1(REGISTERS["OUT_DEPTH"])
+    try:
+        mm = BnnMemoryMap(list(image.folds), in_depth=max(1, in_depth), out_depth=max(1, out_depth))
+    except (ValueError, EieError) as exc:
+        raise EieError(f"the BNN core reports input/output FIFO depths {in_depth}/{out_depth} "
+                       f"that do not go with this image: {exc}") from None
+    bus = _AsyncBus(client)
+
+    async def main():
+        await check_config(bus, mm)
+        n_bytes = 4 * sum(1 for _ in load_ops(mm, image))
+        bar = _Bar(n_bytes, "loading image", progress)
+        bus.progress = bar
+        t0 = time.monotonic()
+        try:
+            await load_image(bus, mm, image)
+            bus.flush()
+        finally:
+            bar.close()
+        bus.progress = None
+        load_seconds = time.monotonic() - t0
+        y, counters = await run_samples(bus, mm, x)
+        return BoardRun(y, [counters], load_seconds, n_bytes, client.stats)
+
+    try:
+        return asyncio.run(main())
+    except RuntimeError as exc:
+        raise LinkError(f"the BNN core stopped: {exc}") from None
+
+
+SIM_DIVISOR = 4          # UART clock cycles per bit in simulation (the smallest the UART takes)
+SIM_CLK = 12_000_000     # nominal clock of the simulated board (turns timeouts into cycles)
+
+
+def image_kind(image_dir) -> str:
+    """``"eie"`` or ``"bnn"``, from the ``format`` in the image's ``manifest.json``."""
+    import json
+    from pathlib import Path
+
+    manifest = Path(image_dir) / "manifest.json"
+    if not manifest.is_file():
+        raise EieError(f"{image_dir} has no manifest.json: not an image directory (make one with "
+                       f"eie compress or eie bnn compile)")
+    try:
+        fmt = json.loads(manifest.read_text()).get("format")
+    except (ValueError, AttributeError) as exc:
+        raise EieError(f"{manifest} is not valid JSON ({exc})") from None
+    if fmt == "eie-bnn-image":
+        return "bnn"
+    if fmt in ("eie-image", None):
+        return "eie"
+    raise EieError(f"{manifest}: unknown image format {fmt!r} (expected eie-image or eie-bnn-image)")
+
+
+def simulated_board(core, design, *, max_burst: int = 256) -> tuple[BridgeClient, SimTransport]:
+    """A :class:`BridgeClient` talking to ``core`` behind the UART bridge in the Amaranth
+    simulator (UART divisor :data:`SIM_DIVISOR`, nominal clock :data:`SIM_CLK`)."""
+    from ..boards.tops import BridgedCore
+
+    top = BridgedCore(core, divisor=SIM_DIVISOR, clk_freq=SIM_CLK, design=design,
+                      max_burst=max_burst)
+    transport = SimTransport(top, divisor=SIM_DIVISOR, clk_freq=SIM_CLK)
+    return BridgeClient(transport), transport

@@ -1,0 +1,299 @@
+"""``eie build`` (bitstreams through amaranth-boards and YoWASP) and ``eie board run`` (the host
+driver, against a board on a serial port or the board top in the Amaranth simulator)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import EieError
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..boards.platforms import BOARDS
+
+    b = subparsers.add_parser(
+        "build", help="build a bitstream for a board (amaranth-boards + YoWASP tools)",
+        description="Build the EIE or BNN core behind the UART host bridge for a board, with the "
+                    "YoWASP Yosys/nextpnr from PyPI (no system tools needed). Writes the "
+                    "bitstream, report.json (LUTs, FFs, block RAMs, DSPs, nextpnr's Fmax against "
+                    "the target clock) and core.json (what `eie board run --build` reads). "
+                    "Design 'ram' is the bridge and a 256-word RAM: a link check for a new board.")
+    b.add_argument("--board", required=True, choices=sorted(BOARDS), metavar="BOARD",
+                   help=f"one of: {', '.join(BOARDS)}")
+    b.add_argument("--design", choices=("eie", "bnn", "ram"), default="eie")
+    b.add_argument("--pes", type=int, default=None,
+                   help="EIE processing elements (default 16 on ECP5, 2 on iCE40)")
+    b.add_argument("--image", type=Path, default=None,
+                   help="size the EIE memories for this image (eie compress output), or take the "
+                        "BNN shape and folding from this image (eie bnn compile output)")
+    b.add_argument("--fold", default=None,
+                   help="BNN folding SIMD:PE per layer (default: one that fits the board)")
+    b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    b.add_argument("--clock-mhz", type=float, default=None,
+                   help="ECP5: design clock from the PLL (default 100); iCE40: the board clock")
+    b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--out", "-o", type=Path, default=None,
+                   help="output directory (default build/BOARD-DESIGN)")
+    b.add_argument("--program", action="store_true",
+                   help="load the bitstream onto the board (openFPGALoader / iceprog)")
+    b.set_defaults(func=cmd_build)
+
+    board = subparsers.add_parser("board", help="run an image on a board over its UART",
+                                  description="Drive a board (or its simulation) over the UART "
+                                              "host bridge.")
+    sub = board.add_subparsers(dest="board_command", metavar="COMMAND")
+    sub.required = True
+    r = sub.add_parser(
+        "run", help="load an image, run inputs, compare with the golden model",
+        description="Load IMAGE_DIR into the board's core over the UART bridge, run every row "
+                    "of X, read the outputs and counters, and compare with the golden model "
+                    "(exit 1 if they differ). EIE images: X float (batch, n_in) quantised with "
+                    "act_frac, or int16 with --raw; Y int16 (batch, n_out), as `eie golden`. "
+                    "BNN images: X uint8 bits (batch, n_in); Y int32 (batch, n_classes), as "
+                    "`eie bnn golden`. The image kind comes from its manifest.")
+    r.add_argument("image", type=Path, metavar="IMAGE_DIR")
+    r.add_argument("--input", required=True, type=Path, metavar="X.npy")
+    r.add_argument("-o", "--output", required=True, type=Path, metavar="Y.npy")
+    r.add_argument("--raw", action="store_true", help="EIE: X is int16 fixed point already")
+    where = r.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", help="serial port of the board, e.g. /dev/ttyUSB0")
+    where.add_argument("--simulate", action="store_true",
+                       help="run the same driver against the board top in the Amaranth "
+                            "simulator, its UART pins driven bit by bit")
+    r.add_argument("--baud", type=int, default=None,
+                   help="with --port: baud rate (default: the --build report's, else 115200)")
+    r.add_argument("--build", type=Path, default=None, metavar="BUILD_DIR",
+                   help="with --port and an EIE image: the `eie build` output of the bitstream "
+                        "on the board (its core.json gives the memory sizes)")
+    r.add_argument("--retries", type=int, default=8, help="retries per frame (default 8)")
+    r.add_argument("--stats", type=Path, default=None, metavar="S.json",
+                   help="write counters and link statistics here")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_board_run)
+
+
+# ----------------------------------------------------------------------------- build
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from ..boards.build import BuildSpec, build, program
+    from ..boards.platforms import board_by_name
+    from .host import image_kind
+
+    board = board_by_name(args.board)
+    if args.pes is not None and args.design != "eie":
+        raise EieError(f"--pes {args.pes} applies to --design eie only")
+    if args.pes is not None and not 1 <= args.pes <= 256:
+        raise EieError(f"--pes {args.pes} is out of range: the EIE takes 1 to 256 PEs")
+    if args.baud <= 0:
+        raise EieError(f"--baud {args.baud} must be a positive baud rate")
+    spec = BuildSpec(board=board, design=args.design,
+                     out=args.out or Path("build") / f"{board.name}-{args.design}",
+                     pes=args.pes, baud=args.baud, clock_mhz=args.clock_mhz,
+                     bnn_fold=args.fold, seed=args.seed)
+    if args.image is not None:
+        kind = image_kind(args.image)
+        if kind != args.design:
+            raise EieError(f"--image {args.image} is a {kind} image but --design is {args.design}")
+        if kind == "eie":
+            from ..hw.eie.config import EIEConfig
+            from .image import read_image
+            img = read_image(args.image)
+            if args.pes is not None and args.pes != img.n_pe:
+                raise EieError(f"--pes {args.pes} but the image is encoded for {img.n_pe} PEs")
+            cfg = EIEConfig.for_image(img)
+            spec.pes = img.n_pe
+            spec.eie_overrides = {k: getattr(cfg, k) for k in (
+                "fifo_depth", "ptr_depth", "spmat_depth", "act_depth", "acc_depth", "bias_depth",
+                "max_layers", "acc_bits", "act_frac")}
+        else:
+            from .bnn.folding import folding_text
+            from .bnn.image import read_image as read_bnn
+            img = read_bnn(args.image)
+            spec.bnn_shape = tuple(img.shape)
+            spec.bnn_fold = args.fold or folding_text(img.folds)
+    try:
+        from ..boards.uart import divisor_for
+        divisor_for(100e6 if board.family == "ecp5" else 12e6, args.baud)
+    except ValueError as exc:
+        raise EieError(f"--baud: {exc}") from None
+    t0 = time.monotonic()
+    report = build(spec, log=lambda s: print(s, file=sys.stderr))
+    res = report["resources"]
+    print(f"{spec.out}: {report['bitstream']} for {board.name} ({report['device']}), "
+          f"{args.design}, {time.monotonic() - t0:.0f} s")
+    print(f"  LUTs {res['luts']}, FFs {res['ffs']}, block RAMs {res['brams']}, DSPs {res['dsps']}")
+    ok = "met" if report["timing_met"] else "NOT MET"
+    print(f"  Fmax {report['fmax_mhz']:.1f} MHz vs target {report['target_mhz']:g} MHz: "
+          f"timing {ok}")
+    if not report["timing_met"]:
+        print(f"warning: nextpnr's Fmax {report['fmax_mhz']:.1f} MHz is below the "
+              f"{report['target_mhz']:g} MHz clock; lower --clock-mhz or --pes", file=sys.stderr)
+    if args.program:
+        program(board, spec.out)
+        print(f"  programmed {board.name} with {board.programmer}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- board run
+
+def _load_npy(path: Path):
+    import numpy as np
+
+    if not path.is_file():
+        raise EieError(f"input file {path} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise EieError(f"input file {path} is not a readable .npy array ({exc})") from None
+
+
+def _eie_input(path: Path, image, raw: bool):
+    """X as `eie golden` takes it: float quantised with act_frac, or int16 with --raw."""
+    import numpy as np
+
+    from .fixedpoint import quantize
+
+    x = _load_npy(path)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != image.n_in:
+        raise EieError(f"input {path} has shape {x.shape} but the image's first layer takes "
+                       f"{image.n_in} inputs (expected (batch, {image.n_in}))")
+    if raw:
+        if x.dtype.kind not in "iu":
+            raise EieError(f"input {path} has dtype {x.dtype} but --raw expects int16 fixed point")
+        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
+        if lo < -32768 or hi > 32767:
+            raise EieError(f"input {path} has values {lo}..{hi} outside int16 [-32768, 32767]")
+        return x.astype(np.int16)
+    if x.dtype.kind != "f":
+        raise EieError(f"input {path} has dtype {x.dtype} but real-valued float input is "
+                       f"expected (pass --raw for int16 fixed point)")
+    if not np.all(np.isfinite(x)):
+        raise EieError(f"input {path} has NaN or infinite values (every input must be finite)")
+    return quantize(x, image.act_frac)
+
+
+def _read_build(build_dir: Path | None) -> dict:
+    if build_dir is None:
+        return {}
+    out = {}
+    for name in ("core.json", "report.json"):
+        p = build_dir / name
+        if not p.is_file():
+            raise EieError(f"--build {build_dir} has no {name}: give the `eie build` output "
+                           f"directory of the bitstream on the board")
+        out[name] = json.loads(p.read_text())
+    return out
+
+
+def cmd_board_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..boards.protocol import Design
+    from .atomic import atomic_file
+    from .host import (BridgeClient, SerialTransport, image_kind, run_bnn, run_eie,
+                       simulated_board)
+
+    if args.retries < 0:
+        raise EieError(f"--retries {args.retries} must be 0 or more")
+    kind = image_kind(args.image)
+    build = _read_build(args.build)
+    if build and build["core.json"].get("kind") != kind:
+        raise EieError(f"--build {args.build} holds a {build['core.json'].get('kind')} bitstream "
+                       f"but {args.image} is a {kind} image")
+    progress = not args.no_progress and sys.stderr.isatty()
+    transport = None
+    if kind == "eie":
+        from ..hw.eie.config import EIEConfig
+        from .golden import golden_forward
+        from .image import read_image
+
+        image = read_image(args.image)
+        xq = _eie_input(args.input, image, args.raw)
+        if args.simulate:
+            from ..hw.eie.top import EIETop
+            config = EIEConfig.for_image(image)
+            client, transport = simulated_board(EIETop(config), Design.EIE)
+        else:
+            if not build:
+                raise EieError("an EIE image on a board needs --build BUILD_DIR (the `eie build` "
+                               "output of its bitstream) to know the core's memory sizes")
+            try:
+                config = EIEConfig(**{k: v for k, v in build["core.json"]["config"].items()
+                                      if k in EIEConfig.__dataclass_fields__})
+            except (KeyError, TypeError, ValueError) as exc:
+                raise EieError(f"{args.build}/core.json is not an EIE configuration ({exc})") from None
+            config.check_image(image)
+        gold = golden_forward(image, xq).outputs.astype(np.int16)
+    else:
+        from .bnn.float_model import check_bits
+        from .bnn.golden import golden_forward as bnn_golden
+        from .bnn.image import read_image as read_bnn
+
+        if args.raw:
+            raise EieError("--raw is for EIE images; a BNN input is uint8 bits already")
+        image = read_bnn(args.image)
+        xq = check_bits(_load_npy(args.input), image.shape[0], what=f"input {args.input.name}")
+        if args.simulate:
+            from ..hw.bnn.top import BnnTop
+            client, transport = simulated_board(BnnTop(image.folds), Design.BNN)
+        gold = bnn_golden(image, xq)
+    if not args.simulate:
+        baud = args.baud or (build.get("report.json", {}).get("uart", {}).get("baud", 115200))
+        transport = SerialTransport(args.port, baud)
+        client = BridgeClient(transport, retries=args.retries)
+        info = client.info()
+        want = Design.EIE if kind == "eie" else Design.BNN
+        if info.design != want:
+            raise EieError(f"the board on {args.port} runs a {info.design.name.lower()} "
+                           f"bitstream, not {kind}: eie build --design {kind}, then load it")
+    else:
+        client.retries = args.retries
+    t0 = time.monotonic()
+    try:
+        if kind == "eie":
+            result = run_eie(client, config, image, xq, progress=progress)
+        else:
+            result = run_bnn(client, image, xq, progress=progress)
+    finally:
+        transport.close()
+    seconds = time.monotonic() - t0
+    y = np.asarray(result.outputs, dtype=np.int16 if kind == "eie" else np.int32)
+    with atomic_file(args.output, "wb") as f:
+        np.save(f, y)
+    equal = y.shape == gold.shape and bool(np.array_equal(y, gold))
+    link = result.link
+    where = "simulated board" if args.simulate else args.port
+    stats = {"image_kind": kind, "where": where, "samples": int(y.shape[0]),
+             "equal_golden": equal, "load_bytes": result.load_bytes,
+             "load_seconds": round(result.load_seconds, 3), "seconds": round(seconds, 3),
+             "link": {"requests": link.requests, "retries": link.retries,
+                      "payload_bytes": link.payload_bytes, "wire_bytes": link.wire_bytes,
+                      "overhead": round(link.overhead, 3), "rejected": dict(link.rejected)},
+             "counters": result.counters}
+    if args.simulate:
+        stats["simulated_cycles"] = transport.cycles
+    if args.stats:
+        with atomic_file(args.stats) as f:
+            json.dump(stats, f, indent=1)
+            f.write("\n")
+    print(f"{where}: {kind} image, {y.shape[0]} samples; loaded {result.load_bytes} B; "
+          f"{link.requests} frames, {link.retries} retries, {link.wire_bytes} B on the wire "
+          f"({link.overhead:.2f}x the payload)")
+    if equal:
+        print(f"{where}: outputs equal the golden model")
+        return 0
+    if y.shape != gold.shape:
+        print(f"{where}: outputs DIFFER from the golden model (shape {y.shape} vs {gold.shape})")
+    else:
+        bad = np.argwhere(y != gold)[0]
+        print(f"{where}: outputs DIFFER from the golden model (first at sample {bad[0]}, output "
+              f"{bad[1]}: {y[tuple(bad)]} vs golden {gold[tuple(bad)]})")
+    return 1
