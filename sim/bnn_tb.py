@@ -90,7 +90,8 @@ async def bnn_jobs(dut):
         gap = None
         if job["backpressure"] > 0:
             gap = hp.random_gap(random.Random(job["seed"]), job["backpressure"], job["max_gap"])
-        y, counters = await hp.run_samples(bus, mm, x, preload=job["preload"], read_gap=gap)
+        y, counters = await hp.run_samples(bus, mm, x, preload=job["preload"], read_gap=gap,
+                                          poll_gap=job.get("poll_gap", 0))
         np.save(job["y"], y)
         with open(job["counters"], "w") as f:
             json.dump(counters, f)

@@ -99,14 +99,15 @@ async def read_counters(bus: HostBus, mm: BnnMemoryMap) -> dict[str, int]:
 
 
 async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload: bool = True,
-                      read_gap: Callable[[], int] | None = None,
+                      read_gap: Callable[[], int] | None = None, poll_gap: int = 0,
                       max_polls: int = 1_000_000) -> tuple[np.ndarray, dict[str, int]]:
     """Stream the bit rows of ``x`` through the core; return int32 results and the counters.
 
     ``preload``: hold the network (RUN=0) until the input FIFO is full (or all samples are in),
     so the first ``in_depth`` samples enter back to back. ``read_gap``: when given, a callable
     returning a number of idle cycles to wait before each result is read (random back-pressure
-    on the output; needs ``bus.idle``)."""
+    on the output; needs ``bus.idle``). ``poll_gap``: idle cycles after a STATUS poll that found
+    nothing to do (fewer bus reads on long runs; needs ``bus.idle``)."""
     x = np.asarray(x)
     n = x.shape[0]
     results: list[np.ndarray] = []
@@ -128,6 +129,8 @@ async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload:
         if not running and (sent == n or sent >= mm.in_depth):
             await bus.write(mm.reg("CTRL"), CTRL_RUN)
             running = True
+        if poll_gap and ready == 0 and (free == 0 or sent == n):
+            await bus.idle(poll_gap)
         for _ in range(ready):
             if read_gap is not None:
                 gap = read_gap()

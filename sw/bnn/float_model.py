@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import EieError
 
 __all__ = ["FloatBnn", "load_model", "save_model", "random_model", "bn_expression",
-           "float_forward", "check_bits"]
+           "float_forward", "float_layers", "check_bits"]
 
 DEFAULT_EPS = 1e-5
 
@@ -194,16 +194,25 @@ def check_bits(x, n_in: int, what: str = "input") -> np.ndarray:
     return x.astype(np.uint8)
 
 
-def float_forward(model: FloatBnn, x) -> np.ndarray:
-    """Run the float model on bits ``x`` (batch, n_in); return int32 ``dot`` (batch, n_classes)."""
+def float_layers(model: FloatBnn, x) -> list[np.ndarray]:
+    """Every layer's output of the float model: bits (uint8) of hidden layers, int32 dot last."""
     a = check_bits(x, model.shape[0]).astype(np.float64) * 2.0 - 1.0
+    outs = []
     n = len(model.weights)
     for l, w in enumerate(model.weights):
         wb = np.where(w >= 0, 1.0, -1.0)
         dot = a @ wb.T
         if l == n - 1:
-            return dot.astype(np.int32)
+            outs.append(dot.astype(np.int32))
+            break
         pre = bn_expression(model.gamma[l], model.beta[l], model.mean[l], model.var[l],
                             model.eps, dot)
-        a = np.where(pre >= 0, 1.0, -1.0)
-    raise AssertionError("unreachable")
+        bits = pre >= 0
+        outs.append(bits.astype(np.uint8))
+        a = np.where(bits, 1.0, -1.0)
+    return outs
+
+
+def float_forward(model: FloatBnn, x) -> np.ndarray:
+    """Run the float model on bits ``x`` (batch, n_in); return int32 ``dot`` (batch, n_classes)."""
+    return float_layers(model, x)[-1]

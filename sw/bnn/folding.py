@@ -120,14 +120,20 @@ def make_folding(shape: Sequence[int],
     folds = []
     for layer, (simd, pe) in enumerate(fold):
         n_in, n_out = shape[layer], shape[layer + 1]
-        if not 1 <= simd <= n_in:
+        if not 1 <= simd <= _pow2_ceil(n_in):
             raise EieError(f"layer {layer}: SIMD {simd} does not fit a fan-in of {n_in} "
-                           f"(choose 1..{n_in})")
-        if not 1 <= pe <= n_out:
+                           f"(choose 1..{_pow2_ceil(n_in)}; beyond {n_in} lanes idle as padding)")
+        if not 1 <= pe <= _pow2_ceil(n_out):
             raise EieError(f"layer {layer}: PE {pe} does not fit {n_out} output neurons "
-                           f"(choose 1..{n_out})")
+                           f"(choose 1..{_pow2_ceil(n_out)}; beyond {n_out} lanes idle as padding)")
         folds.append(LayerFold(n_in, n_out, simd, pe))
     return folds
+
+
+def _pow2_ceil(n: int) -> int:
+    """The smallest power of two >= n: a folding may pad a layer up to it (FINN's LFC folding
+    puts 16 PEs on 10 classes)."""
+    return 1 << max(n - 1, 0).bit_length()
 
 
 def _candidates(n: int) -> list[int]:

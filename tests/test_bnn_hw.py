@@ -1,0 +1,294 @@
+"""BNN gateware in the Amaranth simulator: popcount tree, threshold unit, streaming network with
+random back-pressure, and the bus-mapped top driven by the host program."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from eie.hw.bnn.host_program import load_ops
+from eie.hw.bnn.memory_map import BnnMemoryMap
+from eie.hw.bnn.network import BnnNetwork
+from eie.hw.bnn.popcount import PopCount
+from eie.hw.bnn.threshold import AccThreshold
+from eie.hw.bnn.top import BnnTop
+from eie.sim.bnn_run import BnnJob, _AmaranthBus, run_amaranth
+from eie.sw.bnn.compile import compile_model
+from eie.sw.bnn.float_model import float_forward, random_model
+from eie.sw.bnn.folding import LayerFold, make_folding
+from eie.sw.bnn.golden import golden_forward
+from eie.sw.bnn.image import random_image
+
+
+def _run(dut, *benches, vcd_name="bnn_unit"):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8, if_exists=True)  # a 1-bit popcount has no registers
+    for b in benches:
+        sim.add_testbench(b)
+    if os.environ.get("EIE_VCD") == "1":
+        with sim.write_vcd(f"{vcd_name}.vcd"):
+            sim.run()
+    else:
+        sim.run()
+
+
+# --- popcount -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("width, lps", [(1, 2), (2, 1), (7, 2), (13, 1), (32, 2), (64, 3), (70, 2)])
+def test_popcount_tree(width, lps):
+    """One vector a cycle in; each count appears `latency` cycles later; stalls hold it."""
+    dut = PopCount(width, levels_per_stage=lps)
+    levels = (width - 1).bit_length()
+    assert dut.latency == -(-levels // lps)
+    rng = random.Random(width * 10 + lps)
+    vectors = [rng.getrandbits(width) for _ in range(60)] + [(1 << width) - 1, 0]
+    seen = []
+
+    async def bench(ctx):
+        pipe = []  # vectors in flight, oldest first
+        for v in vectors + [0] * (dut.latency + 1):
+            while True:  # hold each vector until an enabled cycle takes it
+                en = rng.random() < 0.8
+                ctx.set(dut.i, v)
+                ctx.set(dut.en, en)
+                if dut.latency == 0:
+                    seen.append((ctx.get(dut.o), bin(v).count("1")))
+                elif len(pipe) == dut.latency:
+                    seen.append((ctx.get(dut.o), bin(pipe[0]).count("1")))
+                if en:
+                    pipe.append(v)
+                    if len(pipe) > dut.latency:
+                        pipe.pop(0)
+                if dut.latency:
+                    await ctx.tick()
+                else:
+                    await ctx.delay(1e-8)
+                if en:
+                    break
+
+    _run(dut, bench, vcd_name="popcount")
+    assert len(seen) > 40
+    assert all(got == want for got, want in seen), [s for s in seen if s[0] != s[1]][:5]
+    assert any(want == width for _, want in seen)
+
+
+# --- accumulate and threshold -------------------------------------------------------------
+
+@pytest.mark.parametrize("hidden", [True, False])
+def test_acc_threshold(hidden):
+    """Partial counts over `sf` folds sum to matches; hidden: matches >= T; output: 2m - K."""
+    pe, simd, sf = 3, 5, 4
+    n_in = simd * sf - 2
+    dut = AccThreshold(pe, n_in, simd.bit_length(), hidden=hidden)
+    rng = np.random.default_rng(1 if hidden else 2)
+    cases = []
+    for _ in range(25):
+        counts = rng.integers(0, simd + 1, size=(sf, pe))
+        counts[-1] = np.minimum(counts[-1], simd - 2)  # the last fold has 3 real lanes
+        m = counts.sum(axis=0)
+        thr = np.clip(m + rng.integers(-1, 2, size=pe), 0, n_in + 1)  # thresholds at m-1, m, m+1
+        cases.append((counts, thr, m))
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.en, 1)
+        for counts, thr, _ in cases:
+            for s in range(sf):
+                ctx.set(dut.i_valid, 1)
+                ctx.set(dut.i_first, s == 0)
+                ctx.set(dut.i_last, s == sf - 1)
+                for p in range(pe):
+                    ctx.set(dut.i_count[p], int(counts[s, p]))
+                    if hidden:
+                        ctx.set(dut.i_thr[p], int(thr[p]))
+                await ctx.tick()
+                if s == 0:
+                    # a stalled cycle in the middle changes nothing
+                    ctx.set(dut.en, 0)
+                    ctx.set(dut.i_count[0], 7)
+                    await ctx.tick()
+                    ctx.set(dut.en, 1)
+                    ctx.set(dut.i_count[0], int(counts[s, 0]))
+                    ctx.set(dut.i_valid, 0)
+                    await ctx.tick()
+            assert ctx.get(dut.o_valid)
+            if hidden:
+                got.append([(ctx.get(dut.o_bits) >> p) & 1 for p in range(pe)])
+            else:
+                got.append([ctx.get(dut.o_dots[p]) for p in range(pe)])
+            ctx.set(dut.i_valid, 0)
+            await ctx.tick()
+            assert not ctx.get(dut.o_valid)
+
+    _run(dut, bench, vcd_name="acc_threshold")
+    for (counts, thr, m), g in zip(cases, got):
+        want = (m >= thr).astype(int).tolist() if hidden else (2 * m - n_in).tolist()
+        assert g == want
+    if hidden:
+        assert any(any(g) for g in got) and any(not all(g) for g in got)
+
+
+# --- the streaming network ----------------------------------------------------------------
+
+NETWORKS = [
+    ([13, 7, 5, 3], "4:3,3:2,5:2"),        # nothing divides
+    ([16, 8, 4], "16:8,4:4"),               # II 1 everywhere
+    ([20, 9, 10], "32:16,1:1"),             # SIMD and PE padded beyond the layer
+    ([70, 33, 2], "64:5,33:2"),             # wide SIMD, 2 synapse folds
+]
+
+
+@pytest.mark.parametrize("shape, fold", NETWORKS)
+def test_network_random_backpressure(shape, fold):
+    """Samples streamed back to back, random ready on the output: equal to golden, in order."""
+    rng = np.random.default_rng(sum(shape))
+    folds = make_folding(shape, fold)
+    image = random_image(folds, rng)
+    x = rng.integers(0, 2, size=(24, shape[0]), dtype=np.uint8)
+    want = golden_forward(image, x)
+    dut = BnnNetwork(folds, image=image)
+    got, out_times, in_times = [], [], []
+    prng = random.Random(3)
+
+    async def source(ctx):
+        for k, row in enumerate(x):
+            ctx.set(dut.i.payload, int("".join(str(b) for b in row[::-1]), 2))
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+            in_times.append(k)
+        ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        while len(got) < len(x):
+            ready = prng.random() < 0.5
+            ctx.set(dut.o.ready, ready)
+            if ready and ctx.get(dut.o.valid):
+                got.append([int(v) for v in ctx.get(dut.o.payload)])
+            await ctx.tick()
+
+    _run(dut, source, sink, vcd_name="network")
+    assert np.array_equal(np.array(got), want)
+    assert len(set(map(tuple, want.tolist()))) > 1, "degenerate test: all outputs equal"
+
+
+def test_network_full_throughput():
+    """Always-ready output: one result every max(nf*sf) cycles, no bubbles."""
+    folds = make_folding([40, 9, 5, 3], "7:4,3:2,2:3")
+    image = random_image(folds, np.random.default_rng(0))
+    dut = BnnNetwork(folds, image=image)
+    n = 10
+    times = []
+
+    async def source(ctx):
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.i.payload, 0x5A5A5A5A5A)
+        for _ in range(n):
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        ctx.set(dut.o.ready, 1)
+        cycle = 0
+        while len(times) < n:
+            if ctx.get(dut.o.valid):
+                times.append(cycle)
+            await ctx.tick()
+            cycle += 1
+
+    _run(dut, source, sink, vcd_name="throughput")
+    assert np.diff(times).tolist() == [max(f.ii for f in folds)] * (n - 1)  # 18
+
+
+# --- the bus-mapped top -------------------------------------------------------------------
+
+def test_top_float_model_end_to_end():
+    """Float model -> compile -> load through the bus -> stream: equals float and golden."""
+    rng = np.random.default_rng(11)
+    shape = [37, 19, 11, 5]
+    model = random_model(shape, rng)
+    image = compile_model(model, "8:5,6:4,11:2")
+    x = rng.integers(0, 2, size=(15, shape[0]), dtype=np.uint8)
+    other = random_image(image.folds, rng)
+    jobs = [BnnJob(image, x), BnnJob(other, x, preload=False, backpressure=0.8, max_gap=80,
+                                     seed=1)]
+    run_amaranth(image.folds, jobs, in_depth=3, out_depth=2)
+    assert np.array_equal(jobs[0].y, float_forward(model, x))
+    assert np.array_equal(jobs[1].y, golden_forward(other, x))
+    ii = max(f.ii for f in image.folds)
+    c = jobs[0].counters
+    assert c["samples_in"] == c["samples_out"] == 15
+    assert c["ii_min"] == ii
+    # the first in_depth samples were preloaded: they leave exactly one II apart
+    assert jobs[1].counters["stall"] > 0, "back-pressure never reached the network"
+
+
+def test_top_baked_weights_then_reload():
+    """Weights baked in run without loading; a reload through the bus replaces them."""
+    rng = np.random.default_rng(12)
+    folds = make_folding([33, 6, 4], "33:2,6:3")  # 33-bit words: two bus chunks
+    a, b = random_image(folds, rng), random_image(folds, rng)
+    x = rng.integers(0, 2, size=(8, 33), dtype=np.uint8)
+    jobs = [BnnJob(a, x, load=False), BnnJob(b, x), BnnJob(b, x, load=False)]
+    run_amaranth(folds, jobs, bake=a)
+    assert np.array_equal(jobs[0].y, golden_forward(a, x))
+    assert np.array_equal(jobs[1].y, golden_forward(b, x))
+    assert np.array_equal(jobs[2].y, golden_forward(b, x))
+    assert not np.array_equal(jobs[0].y, jobs[1].y)
+
+
+def test_top_registers_and_unmapped_writes():
+    """ID/config registers; writes to unmapped memory addresses change nothing."""
+    from eie.hw.bnn import host_program as hp
+    folds = make_folding([10, 3, 2], "3:2,2:2")
+    image = random_image(folds, np.random.default_rng(5))
+    top = BnnTop(folds, image=image)
+    mm = top.memory_map
+    x = np.random.default_rng(6).integers(0, 2, size=(5, 10), dtype=np.uint8)
+    out = {}
+
+    async def bench(ctx):
+        bus = _AmaranthBus(ctx, top.bus)
+        out["id"] = await bus.read(mm.reg("ID"))
+        out["cfg"] = [await bus.read(mm.reg(k)) for k in
+                      ("N_IN", "N_CLASSES", "N_LAYERS", "II_ANALYTIC", "IN_DEPTH", "OUT_DEPTH")]
+        out["unmapped"] = await bus.read(7)
+        # entry beyond the depth, PE beyond the count, thresholds of the output layer
+        for layer, kind, pe, entry in ((0, 0, 0, 8), (0, 0, 1, 7), (1, 0, 1, 2), (1, 1, 0, 0)):
+            addr = ((1 << mm.mem_bit) | (layer << mm.layer_shift) | (kind << mm.kind_shift)
+                    | (pe << mm.pe_shift) | (entry << mm.entry_shift))
+            if pe < folds[layer].pe and entry < mm.depth(layer, kind):
+                continue
+            await bus.write(addr, 0xFFFFFFFF)
+        await hp.check_config(bus, mm)
+        out["y"], out["c"] = await hp.run_samples(bus, mm, x)
+        out["mem_read"] = await bus.read(mm.mem_addr(0, 0, 0, 0))
+
+    _run(top, bench, vcd_name="top_regs")
+    assert out["id"] == 0x424E4E31
+    assert out["cfg"] == [10, 2, 2, max(f.ii for f in folds), 4, 4]
+    assert out["unmapped"] == 0 and out["mem_read"] == 0
+    assert np.array_equal(out["y"], golden_forward(image, x))
+
+
+def test_load_ops_cover_every_word_once():
+    folds = make_folding([70, 9, 3], "35:4,9:2")
+    image = random_image(folds, np.random.default_rng(0))
+    mm = BnnMemoryMap(folds)
+    ops = list(load_ops(mm, image))
+    words = sum(f.pe * (f.nf * f.sf * -(-f.simd // 32) + (f.nf if l == 0 else 0))
+                for l, f in enumerate(folds))
+    assert len(ops) == words and len({a for a, _ in ops}) == words
+    assert all(a >> mm.mem_bit == 1 for a, _ in ops)
+    assert mm.to_json()["memory"]["layers"][0]["weights"]["chunks"] == 2
+
+
+def test_load_ops_reject_other_folding():
+    from eie.sw.errors import EieError
+    folds = make_folding([20, 6, 3], "5:2,3:3")
+    image = random_image(make_folding([20, 6, 3], "4:2,3:3"), np.random.default_rng(0))
+    with pytest.raises(EieError, match="does not match the core"):
+        list(load_ops(BnnMemoryMap(folds), image))
