@@ -33,9 +33,9 @@ def run_image_amaranth(config, image, x_int16, *, vcd: str | os.PathLike | None 
     from eie.hw.eie.top import EIETop
     from eie.sim.bus_driver import bus_read, bus_write
 
-    x = np.asarray(x_int16)
-    if x.ndim == 1:
-        x = x[None, :]
+    from eie.sw.golden import check_input
+
+    x = check_input(x_int16, image.n_in)          # EieError on a bad shape, dtype or range
     prog = HostProgram(config, image)
     dut = EIETop(config)
     result = RunResult(outputs=np.zeros((x.shape[0], image.n_out), dtype=np.int16), counters=[])

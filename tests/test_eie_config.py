@@ -78,3 +78,4 @@ def test_memory_map_addresses_are_distinct_and_fit(n_pe):
     assert d["addr_width"] == mm.addr_width
     assert d["regions"]["spmat"]["base"] == mm.spmat(0, 0, 0)
     assert json.loads(cfg.dumps())["n_pe"] == n_pe
+    assert json.loads(json.dumps(mm.describe()))["params"]["n_pe"] == n_pe

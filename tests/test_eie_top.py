@@ -184,3 +184,17 @@ def test_accumulator_width_wraps_like_golden(acc_bits, w_frac):
     x = np.stack([rng.integers(-32768, 32768, 9), np.zeros(9, int)]).astype(np.int16)
     r, g = check_run(img, x, EIEConfig.for_image(img, fifo_depth=2))
     assert np.any(g.layer_outputs[0] != 0)
+
+
+def test_driver_rejects_bad_inputs():
+    from eie.sw.errors import EieError
+
+    rng = np.random.default_rng(3)
+    img = build_image([rand_layer(rng, 4, 5, 0.5, False, False)], 2)
+    cfg = EIEConfig.for_image(img)
+    with pytest.raises(EieError, match="shape"):
+        run_image_amaranth(cfg, img, np.zeros((1, 6), dtype=np.int16))
+    with pytest.raises(EieError, match="int16"):
+        run_image_amaranth(cfg, img, np.full((1, 5), 40000))
+    with pytest.raises(EieError, match="for 2 PEs but the accelerator has 3"):
+        run_image_amaranth(EIEConfig(n_pe=3), img, np.zeros((1, 5), dtype=np.int16))

@@ -219,3 +219,7 @@ class MemoryMap:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters and memory map together (the content of ``eie.json``)."""
+        return {"core": "eie", "params": self.config.to_json(), "memory_map": self.to_json()}

@@ -15,8 +15,9 @@ Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the s
 
 Around it (in :class:`~eie.hw.eie.accum.Accumulator`): the two activation/accumulator files
 (source and destination bank; the source is read asynchronously by this PE's LNZD leaf through
-the write-back arithmetic, the destination accumulates), and the counters: ``busy`` (cycles the entry stage issued an entry) and ``stall`` (cycles the controller
-held a nonzero back while this PE's FIFO was full), per layer, stored at the layer's end.
+the write-back arithmetic, the destination accumulates). Per-PE counters: ``busy`` (cycles the
+entry stage issued an entry) and ``stall`` (cycles the controller held a nonzero back while this
+PE's FIFO was full), per layer, stored in a small memory when the layer ends.
 
 ``idle`` is high when the FIFO is empty and no stage holds work except, possibly, the ``acc_``
 stage, whose write lands at the end of the cycle (so the next layer may read the file in the
