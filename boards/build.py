@@ -37,8 +37,9 @@ __all__ = ["BuildSpec", "build", "make_core_factory", "yowasp_env", "parse_yosys
            "parse_nextpnr_report", "LENET_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
 
 TFC_SHAPE = (784, 64, 64, 64, 10)
-#: A TFC folding small enough for the iCE40UP5K (II 392 cycles: 30k samples/s at 12 MHz).
-ICEBREAKER_BNN_FOLD = "16:8,8:4,8:4,8:2"
+#: A TFC folding small enough for the iCE40UP5K: one PE a layer, 8 bits a cycle (II 6272 cycles:
+#: 1900 samples/s at 12 MHz, more than a 115200-baud UART can feed: 98 bytes a sample).
+ICEBREAKER_BNN_FOLD = "8:1,8:1,8:1,8:1"
 #: Depths that hold the demo's LeNet-300-100 image (8% kept) at 16 PEs, with room to spare.
 LENET_EIE = dict(fifo_depth=8, ptr_depth=2048, spmat_depth=512, act_depth=64, acc_depth=32,
                  bias_depth=32, max_layers=4)
@@ -55,6 +56,7 @@ class BuildSpec:
     eie_overrides: dict = field(default_factory=dict)
     bnn_shape: tuple = TFC_SHAPE
     bnn_fold: str | None = None
+    bnn_fifo_depth: int | None = None    # input and output FIFO depth (samples); None: by family
     max_burst: int = 256
     seed: int = 1
 
@@ -81,8 +83,10 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
         if fold is None and spec.board.family == "ice40":
             fold = ICEBREAKER_BNN_FOLD
         folds = make_folding(list(spec.bnn_shape), fold)
-        return (lambda: BnnTop(folds)), Design.BNN, {
-            "kind": "bnn", "shape": list(spec.bnn_shape), "folding": folding_text(folds)}
+        depth = spec.bnn_fifo_depth or (2 if spec.board.family == "ice40" else 4)
+        return (lambda: BnnTop(folds, in_depth=depth, out_depth=depth)), Design.BNN, {
+            "kind": "bnn", "shape": list(spec.bnn_shape), "folding": folding_text(folds),
+            "in_depth": depth, "out_depth": depth}
     if spec.design == "ram":
         from .ram import BusRAM
         return (lambda: BusRAM(addr_width=10, depth=256)), Design.RAM, {

@@ -25,7 +25,7 @@ from .errors import EieError
 __all__ = [
     "Transport", "SerialTransport", "SimTransport", "NoisyTransport", "BridgeClient",
     "BridgeError", "LinkError", "LinkStats", "BoardRun", "execute_ops", "run_eie", "run_bnn",
-    "image_kind", "simulated_board", "SIM_DIVISOR", "SIM_CLK",
+    "image_kind", "simulated_board", "burst_friendly", "SIM_DIVISOR", "SIM_CLK",
 ]
 
 
@@ -435,6 +435,39 @@ def execute_ops(client: BridgeClient, ops, progress: Callable[[int], None] | Non
     return out
 
 
+def burst_friendly(ops, is_memory: Callable[[int], bool]) -> list:
+    """``ops`` reordered so that more of them merge into bursts, with the same effect: within a
+    run of writes, the writes to plain memories (``is_memory(addr)``) between two register
+    writes are sorted by address (a register write stays where it is, a barrier); a run of
+    reads is sorted by address when every read in it is of a memory or a counter (no read
+    side effects). Polls stay in place."""
+    from ..hw.eie.host_program import Read, Write
+
+    out: list = []
+    i = 0
+    while i < len(ops):
+        j = i
+        while j < len(ops) and type(ops[j]) is type(ops[i]):
+            j += 1
+        seg = list(ops[i:j])
+        if isinstance(ops[i], Write):
+            chunk: list = []
+            for op in seg:
+                if is_memory(op.addr):
+                    chunk.append(op)
+                else:
+                    out.extend(sorted(chunk, key=lambda o: o.addr))
+                    chunk = []
+                    out.append(op)
+            out.extend(sorted(chunk, key=lambda o: o.addr))
+        elif isinstance(ops[i], Read):
+            out.extend(sorted(seg, key=lambda o: o.addr))
+        else:
+            out.extend(seg)
+        i = j
+    return out
+
+
 class _Bar:
     """A tqdm progress bar over bytes when asked for, else nothing."""
 
@@ -494,8 +527,15 @@ def run_eie(client: BridgeClient, config, image, xq, *, progress: bool = False) 
         bar.close()
     load_seconds = time.monotonic() - t0
     ys, counters = [], []
+    region_shift = mm.pe_bits + mm.off_bits          # the region field tops every address
+
+    def is_memory(addr: int) -> bool:               # anything outside the global registers
+        return (addr >> region_shift) != 0
+
     for row in np.asarray(xq):
-        values = execute_ops(client, hp.run(row) + hp.collect())
+        # the inputs go to every PE's activation file interleaved (x_j to PE j % N): sorted,
+        # they are N bursts instead of n_in single-word frames; all reads here are side-effect free
+        values = execute_ops(client, burst_friendly(hp.run(row) + hp.collect(), is_memory))
         y, c = hp.decode(values)
         ys.append(y)
         counters.append({"layers": c, "run_cycles": int(values[("run_cycles",)])})
