@@ -117,6 +117,15 @@ def test_registers_and_readback():
         reads += [Read(mm.reg("ID"), "id"), Read(mm.reg("CONFIG0"), "c0"),
                   Read(mm.reg("STATUS"), "st"), Read(1 << (mm.addr_width - 1), "unmapped")]
         got.update(await execute_async(reads, w, r))
+        # Past a memory's depth: reads 0, and a write there must not alias onto word 0.
+        shift = mm.pe_bits + mm.off_bits
+        past = [(2 << shift) | (2 * cfg.spmat_depth), (1 << shift) | cfg.ptr_depth,
+                (3 << shift) | cfg.bias_depth]
+        past = [a for a in past if a & ((1 << mm.off_bits) - 1)]   # offset bits can hold it
+        for a in past:
+            await w(a, 0xDEADBEEF)
+            got[("past", a)] = await r(a)
+        got["w0"] = await r(mm.spmat(0, 0, 0))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -126,6 +135,9 @@ def test_registers_and_readback():
     assert got.pop("c0") == 2 | (3 << 16)
     assert got.pop("st") == 0
     assert got.pop("unmapped") == 0
+    assert got.pop("w0") == next(op.data for op in load if op.addr == mm.spmat(0, 0, 0))
+    for key in [k for k in got if isinstance(k, tuple)]:
+        assert got.pop(key) == 0, key
     for op in load:
         if op.addr >= mm.layer_base and op.addr < mm.global_span:   # codebook/table
             assert got[op.addr] & 0xFFFF == op.data & 0xFFFF

@@ -6,7 +6,9 @@ Ports: ``bus`` (a slave :class:`eie.hw.common.bus.BusSignature` of
 Host bus, per cycle: a write (``w_stb``) goes to the CCU (global region) or to the addressed PE's
 memory (while idle). A read (``r_stb``) presents the address to every PE's memories and to the
 CCU's register file; one cycle later the addressed word is selected and registered, and
-``r_ack`` rises two cycles after ``r_stb`` (read latency 2). Unmapped addresses read 0.
+``r_ack`` rises two cycles after ``r_stb`` (read latency 2). Unmapped addresses (a PE number
+``>= n_pe``, an offset past a memory's depth, regions 6 and 7, unused global offsets) read 0 and
+ignore writes.
 """
 
 from __future__ import annotations
@@ -64,6 +66,24 @@ class EIETop(wiring.Component):
         off = addr[:ob]
         goff = addr[:ob + pb]
 
+        # An offset inside the addressed PE region's memory (the bus contract: unmapped addresses
+        # read 0 and ignore writes, so nothing aliases).
+        ab = mm.act_bits
+        in_range = Signal()
+        with m.Switch(region):
+            with m.Case(Region.PTR):
+                m.d.comb += in_range.eq(off < c.ptr_depth)
+            with m.Case(Region.SPMAT):
+                m.d.comb += in_range.eq(off < 2 * c.spmat_depth)
+            with m.Case(Region.BIAS):
+                m.d.comb += in_range.eq(off < c.bias_depth)
+            with m.Case(Region.ACT):
+                m.d.comb += in_range.eq((off < (2 << ab))
+                                        & ((off & ((1 << ab) - 1)) < c.act_depth))
+            with m.Case(Region.PECNT):
+                m.d.comb += in_range.eq(off < 2 * c.max_layers)
+        pe_ok = (pe_sel < n) if pb else 1
+
         m.d.comb += [
             self.busy.eq(ccu.busy),
             self.done.eq(ccu.done),
@@ -87,7 +107,7 @@ class EIETop(wiring.Component):
                 pe.layer_start.eq(ccu.layer_start), pe.layer_end.eq(ccu.layer_end),
                 pe.layer_idx.eq(ccu.layer_idx), pe.stall_probe.eq(ccu.stall_probe),
                 pe.host_mode.eq(~ccu.busy),
-                pe.h_w_en.eq(self.bus.w_stb & (region != Region.GLOBAL) & (pe_sel == k)),
+                pe.h_w_en.eq(self.bus.w_stb & in_range & (pe_sel == k)),
                 pe.h_w_region.eq(region), pe.h_w_off.eq(off), pe.h_w_data.eq(self.bus.w_data),
                 pe.h_r_region.eq(region), pe.h_r_off.eq(off),
             ]
@@ -97,13 +117,14 @@ class EIETop(wiring.Component):
         r1_region = Signal(3)
         r1_pe = Signal(max(1, pb))
         r1_g = Signal(32)
+        r1_mapped = Signal()
         m.d.sync += [r1_valid.eq(self.bus.r_stb), r1_region.eq(region), r1_pe.eq(pe_sel),
-                     r1_g.eq(ccu.g_r_data)]
+                     r1_g.eq(ccu.g_r_data), r1_mapped.eq(in_range & pe_ok)]
         pe_data = Array([pe.h_r_data for pe in pes] + [0] * ((1 << pb) - n))
         word = Signal(32)
         with m.If(r1_region == Region.GLOBAL):
             m.d.comb += word.eq(r1_g)
-        with m.Elif(r1_region <= Region.PECNT):
+        with m.Elif(r1_mapped):
             m.d.comb += word.eq(pe_data[r1_pe] if pb else pes[0].h_r_data)
         m.d.sync += [self.bus.r_ack.eq(r1_valid), self.bus.r_data.eq(word)]
         return m
