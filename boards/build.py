@@ -83,7 +83,7 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
         if fold is None and spec.board.family == "ice40":
             fold = ICEBREAKER_BNN_FOLD
         folds = make_folding(list(spec.bnn_shape), fold)
-        depth = spec.bnn_fifo_depth or (2 if spec.board.family == "ice40" else 4)
+        depth = spec.bnn_fifo_depth or (1 if spec.board.family == "ice40" else 4)
         return (lambda: BnnTop(folds, in_depth=depth, out_depth=depth)), Design.BNN, {
             "kind": "bnn", "shape": list(spec.bnn_shape), "folding": folding_text(folds),
             "in_depth": depth, "out_depth": depth}

@@ -10,6 +10,7 @@ import shutil
 from dataclasses import dataclass
 
 from amaranth.hdl import ClockDomain, ClockSignal, Instance, ResetSignal, Signal
+from amaranth.lib import io
 
 __all__ = ["Board", "BOARDS", "board_by_name", "EcpPLL", "ecp5_pll_params"]
 
@@ -95,7 +96,8 @@ class EcpPLL:
     def elaborate_pll(self, m, platform) -> float:
         f_in = platform.default_clk_frequency
         params, achieved = ecp5_pll_params(f_in, self.f_out)
-        clk_in = platform.request(platform.default_clk, 0)
+        m.submodules.clk_in = clk_in = io.Buffer("i", platform.request(platform.default_clk, 0,
+                                                                        dir="-"))
         clk_out = Signal()
         locked = Signal()
         m.submodules.pll = Instance(

@@ -9,8 +9,9 @@ per rejection), and optionally clocks the design from a PLL (:mod:`eie.boards.pl
 """
 
 
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Elaboratable, Module
+from amaranth.build import ResourceError
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from .bridge import UARTBridge
@@ -76,22 +77,22 @@ class BoardTop(Elaboratable):
         m.submodules.top = top = BridgedCore(self._make_core(), divisor=divisor,
                                              clk_freq=int(clk_freq), design=self._design,
                                              max_burst=self._max_burst)
-        uart = platform.request("uart", 0)
-        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
-        try:
-            tx_en = platform.request("uart_tx_enable", 0)
-        except Exception:
-            tx_en = None
-        if tx_en is not None:
-            m.d.comb += tx_en.o.eq(1)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(rx_buf.i), tx_buf.o.eq(top.tx)]
+        if any(r.name == "uart_tx_enable" for r in platform.resources.values()):
+            # ULX3S: the FPGA's TX line to the FTDI chip passes a buffer enabled by this pin
+            m.submodules.uart_tx_en = en_buf = io.Buffer("o", platform.request("uart_tx_enable",
+                                                                              0, dir="-"))
+            m.d.comb += en_buf.o.eq(1)
         leds = []
         for i in range(2):
             try:
-                leds.append(platform.request("led", i))
-            except Exception:
+                leds.append(platform.request("led", i, dir="-"))
+            except ResourceError:
                 break
-        if leds:
-            m.d.comb += leds[0].o.eq(top.activity)
-        if len(leds) > 1:
-            m.d.comb += leds[1].o.eq(top.errors[0])
+        for i, (led, value) in enumerate(zip(leds, (top.activity, top.errors[0]))):
+            m.submodules[f"led{i}"] = buf = io.Buffer("o", led)
+            m.d.comb += buf.o.eq(value)
         return m

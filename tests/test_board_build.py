@@ -1,0 +1,124 @@
+"""Bitstream flow: report parsing, PLL settings, board names, and one real iCEBreaker build
+(the bridge and a RAM) through amaranth-boards and the YoWASP tools."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from eie.boards.build import _resources, parse_nextpnr_report, parse_yosys_stats
+from eie.boards.platforms import BOARDS, board_by_name, ecp5_pll_params
+from eie.boards.uart import divisor_for
+from eie.sw.cli import main
+from eie.sw.errors import EieError
+
+NEW_STAT = """
+=== design hierarchy ===
+
+        +----------Count including submodules.
+        |
+       27 top
+      865 wires
+       27 cells
+        4   SB_RAM40_4K
+     1348 submodules
+       74   SB_CARRY
+      117   SB_DFF
+      333   SB_DFFESR
+      779   SB_LUT4
+
+End of script.
+"""
+
+OLD_STAT = """
+=== top ===
+
+   Number of wires:                865
+   Number of cells:               1200
+     CCU2C                          10
+     DP16KD                          7
+     LUT4                          900
+     MULT18X18D                      2
+     TRELLIS_FF                    400
+"""
+
+
+def test_yosys_stats_both_layouts():
+    cells = parse_yosys_stats(NEW_STAT)
+    assert _resources(cells, "ice40") == {"luts": 779, "ffs": 117 + 333, "brams": 4, "dsps": 0}
+    cells = parse_yosys_stats(OLD_STAT)
+    assert _resources(cells, "ecp5") == {"luts": 900 + 2 * 10, "ffs": 400, "brams": 7, "dsps": 2}
+
+
+def test_nextpnr_report():
+    rep = {"utilization": {"TRELLIS_COMB": {"used": 5000, "available": 83640},
+                           "DP16KD": {"used": 100, "available": 208},
+                           "MULT18X18D": {"used": 16, "available": 156}},
+           "fmax": {"$glbnet$clk": {"achieved": 104.567, "constraint": 100.0}}}
+    out = parse_nextpnr_report(rep, "ecp5")
+    assert out["nextpnr_utilization"]["bram"] == {"used": 100, "available": 208}
+    assert out["nextpnr_utilization"]["dsp"]["used"] == 16
+    assert out["fmax"]["$glbnet$clk"] == {"achieved_mhz": 104.57, "target_mhz": 100.0}
+
+
+@pytest.mark.parametrize("f_out", [50e6, 100e6, 125e6])
+def test_ecp5_pll_settings(f_out):
+    params, achieved = ecp5_pll_params(25e6, f_out)
+    pfd = 25e6 / params["CLKI_DIV"]
+    assert abs(pfd * params["CLKFB_DIV"] - achieved) < 1
+    assert abs(achieved - f_out) < 1                   # all three are exact from 25 MHz
+    assert 400e6 <= achieved * params["CLKOP_DIV"] <= 800e6
+
+
+def test_board_names_and_baud_limits():
+    assert board_by_name("ulx3s-85f").family == "ecp5"
+    assert board_by_name("icebreaker").family == "ice40"
+    with pytest.raises(EieError, match="unknown board 'nope'.*icebreaker"):
+        board_by_name("nope")
+    assert divisor_for(12e6, 115200) == 104
+    with pytest.raises(ValueError, match="at least 4"):
+        divisor_for(12e6, 6_000_000)
+    with pytest.raises(ValueError, match="off"):
+        divisor_for(12e6, 1_043_478)        # 11.5 cycles a bit: 4% off either way
+
+
+def test_program_names_what_to_install(tmp_path, monkeypatch):
+    from eie.boards.build import program
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(EieError, match="iceprog.*install"):
+        program(BOARDS["icebreaker"], tmp_path)
+    with pytest.raises(EieError, match="openFPGALoader"):
+        program(BOARDS["ulx3s-85f"], tmp_path)
+
+
+def test_build_rejects_bad_options(tmp_path, capsys):
+    assert main(["build", "--board", "icebreaker", "--design", "ram", "--pes", "4",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "--pes" in capsys.readouterr().err
+    assert main(["build", "--board", "icebreaker", "--design", "ram", "--baud", "5000000",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "baud" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_icebreaker_bitstream(tmp_path, capsys):
+    """The smallest design that exercises the whole flow: the UART bridge and a 256-word RAM."""
+    out = tmp_path / "ice"
+    assert main(["build", "--board", "icebreaker", "--design", "ram", "--out", str(out)]) == 0
+    bitstream = out / "top.bin"
+    assert bitstream.is_file() and bitstream.stat().st_size > 100_000   # UP5K images are ~104 kB
+    report = json.loads((out / "report.json").read_text())
+    assert report["device"] == "iCE40UP5K" and report["design"] == "ram"
+    res = report["resources"]
+    assert res["luts"] > 100 and res["ffs"] > 50
+    assert res["brams"] >= 2          # the bridge's burst buffer and the RAM
+    assert 0 < report["nextpnr_utilization"]["logic_cells"]["used"] <= 5280
+    assert report["target_mhz"] == 12.0 and report["fmax_mhz"] > 12.0 and report["timing_met"]
+    assert report["uart"] == {"baud": 115200, "divisor": 104}
+    assert json.loads((out / "core.json").read_text())["kind"] == "ram"
+    assert (out / "logs" / "top.tim").is_file()
+    assert "timing met" in capsys.readouterr().out
+    # nothing left beside the output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ice"]
