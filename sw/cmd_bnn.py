@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,33 @@ SIMS = ("amaranth", "verilator", "icarus")
 def _save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_file(path, "wb") as f:
         np.save(f, array)
+
+
+@contextlib.contextmanager
+def _output_to(log: Path | None):
+    """Send this process's stdout/stderr (file descriptors, so simulator subprocesses too) to
+    ``log`` while the block runs; ``None`` leaves them alone."""
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(log, "w") as f:
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def _load_bits(path: str | os.PathLike, n_in: int) -> np.ndarray:
@@ -118,11 +147,15 @@ def _cmd_run(args) -> int:
         run_amaranth(folds, [job], in_depth=args.in_depth, out_depth=args.out_depth)
     else:
         build = Path(args.build_dir) / f"{config_crc(folds):08x}_{args.in_depth}_{args.out_depth}"
+        log = None if args.verbose else build / f"{args.sim}.log"
         try:
-            run_rtl(args.sim, folds, [job], build_dir=build, in_depth=args.in_depth,
-                    out_depth=args.out_depth)
+            with _output_to(log):
+                run_rtl(args.sim, folds, [job], build_dir=build, in_depth=args.in_depth,
+                        out_depth=args.out_depth)
         except RuntimeError as exc:
-            print(f"eie bnn run: {args.sim} simulation failed: {exc}")
+            tail = "".join(log.read_text(errors="replace").splitlines(True)[-25:]) if log else ""
+            print(f"{tail}eie bnn run: {args.sim} simulation failed: {exc}"
+                  + (f" (full log: {log})" if log else ""))
             return 1
     y = np.asarray(job.y, dtype=np.int32)
     gold = golden_forward(image, x)
@@ -194,6 +227,8 @@ def register(subparsers) -> None:
     r.add_argument("--seed", type=int, default=0, help="seed of the host's pauses")
     r.add_argument("--build-dir", default="build/bnn",
                    help="simulator build cache (default build/bnn)")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="show the simulator's output (default: only in <build-dir>/.../<sim>.log)")
     r.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="write the core as Verilog",

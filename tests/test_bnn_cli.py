@@ -132,3 +132,28 @@ def test_missing_image(tmp_path):
     r = eie("bnn", "golden", tmp_path / "nope", "--input", tmp_path / "x.npy",
             "-o", tmp_path / "y.npy")
     _assert_clean_error(r, "is not a BNN image directory", tmp_path, "y.npy")
+
+
+def test_run_reports_a_mismatch(model_files, monkeypatch, capsys):
+    """`eie bnn run` exits 1 and says where, when the core's outputs differ from golden."""
+    import eie.sim.bnn_run as bnn_run
+    from eie.sw.cli import main
+
+    d, _, _ = model_files
+    assert main(["bnn", "compile", str(d / "model.npz"), "-o", str(d / "img"),
+                 "--fold", FOLD]) == 0
+    real = bnn_run.run_amaranth
+
+    def broken(folds, jobs, **kw):
+        real(folds, jobs, **kw)
+        jobs[0].y = jobs[0].y.copy()
+        jobs[0].y[7, 2] += 2   # one wrong dot
+        return jobs
+
+    monkeypatch.setattr(bnn_run, "run_amaranth", broken)
+    code = main(["bnn", "run", str(d / "img"), "--input", str(d / "x.npy"), "-o",
+                 str(d / "y.npy"), "--sim", "amaranth", "--stats", str(d / "s.json")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "DIFFER from the golden model (first at sample 7, class 2" in out
+    assert json.loads((d / "s.json").read_text())["equal_golden"] is False
