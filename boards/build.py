@@ -34,7 +34,7 @@ from .platforms import Board, EcpPLL
 from .protocol import Design
 
 __all__ = ["BuildSpec", "build", "make_core_factory", "yowasp_env", "parse_yosys_stats",
-           "parse_nextpnr_report", "LENET_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
+           "parse_nextpnr_report", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
 
 TFC_SHAPE = (784, 64, 64, 64, 10)
 #: A TFC folding small enough for the iCE40UP5K: one PE a layer, 8 bits a cycle (II 6272 cycles:
@@ -42,6 +42,10 @@ TFC_SHAPE = (784, 64, 64, 64, 10)
 ICEBREAKER_BNN_FOLD = "8:1,8:1,8:1,8:1"
 #: Depths that hold the demo's LeNet-300-100 image (8% kept) at 16 PEs, with room to spare.
 LENET_EIE = dict(fifo_depth=8, ptr_depth=2048, spmat_depth=512, act_depth=64, acc_depth=32,
+                 bias_depth=32, max_layers=4)
+#: A small EIE for the iCE40UP5K's 30 block RAMs (4 kbit each): per PE 512 pointers, 128 words
+#: (1024 entries), 64 activations a file; e.g. a 2-PE 100-64-10 network at 10-20% density.
+ICE40_EIE = dict(fifo_depth=4, ptr_depth=512, spmat_depth=128, act_depth=64, acc_depth=32,
                  bias_depth=32, max_layers=4)
 
 
@@ -68,7 +72,7 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
         from ..hw.eie.top import EIETop
 
         pes = spec.pes if spec.pes is not None else (16 if spec.board.family == "ecp5" else 2)
-        params = dict(LENET_EIE)
+        params = dict(LENET_EIE if spec.board.family == "ecp5" else ICE40_EIE)
         params.update(spec.eie_overrides)
         try:
             cfg = EIEConfig(n_pe=pes, **params)

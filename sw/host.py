@@ -314,7 +314,11 @@ class BridgeClient:
                 last = f"response to sequence number {rseq}, expected {seq}"
                 self._drain()
                 continue
-            if status in (Status.BAD_CRC, Status.TIMEOUT):
+            # A WRITE's count is checked before its CRC (the bridge must know the length), so a
+            # BAD_COUNT to a count we know to be valid means the count byte was corrupted.
+            valid_count = self._info is not None and 1 <= count <= self._info.max_burst
+            if status in (Status.BAD_CRC, Status.TIMEOUT) or (
+                    status == Status.BAD_COUNT and valid_count):
                 self.stats.rejected[Status(status).name] += 1
                 last = f"bridge reported {Status(status).name}"
                 self._drain()

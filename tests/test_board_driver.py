@@ -1,0 +1,90 @@
+"""The host driver alone, against the Python model of the bridge (no simulator): bursts,
+retries on a noisy link, and the reordering that merges an EIE program into bursts."""
+
+import random
+
+import pytest
+
+from eie.boards.model import LoopbackTransport
+from eie.boards.protocol import Cmd, Status, encode_request, encode_response, parse_response
+from eie.hw.eie.host_program import Poll, Read, Write
+from eie.sw.host import (BridgeClient, LinkError, NoisyTransport, burst_friendly, execute_ops)
+
+
+def test_frames_round_trip():
+    frame = encode_response(9, Status.OK, [1, 0xFFFFFFFF])
+    rsp = parse_response(frame)
+    assert (rsp.seq, rsp.status, rsp.words) == (9, 0, (1, 0xFFFFFFFF))
+    bad = bytearray(frame)
+    bad[6] ^= 4
+    with pytest.raises(ValueError, match="CRC"):
+        parse_response(bytes(bad))
+    with pytest.raises(ValueError, match="needs 2 words"):
+        encode_request(0, Cmd.WRITE, 0, 2, [1])
+
+
+def test_bursts_are_split_to_the_buffer():
+    lb = LoopbackTransport(max_burst=7)
+    client = BridgeClient(lb)
+    data = list(range(1000, 1030))
+    client.write(100, data)
+    assert [lb.memory[100 + i] for i in range(30)] == data
+    assert client.read(100, 30) == data
+    # 1 INFO + 5 writes of <= 7 words + 5 reads
+    assert client.stats.requests == 11
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_noisy_link_every_word_written_once(seed):
+    rng = random.Random(seed)
+    lb = LoopbackTransport(max_burst=16)
+    client = BridgeClient(NoisyTransport(lb, p_flip=0.3, p_cut=0.1, seed=seed), retries=30)
+    data = [rng.getrandbits(32) for _ in range(200)]
+    client.write(0, data)
+    assert client.read(0, 200) == data
+    assert lb.bus_writes == 200
+    assert client.stats.retries > 0
+
+
+def test_dead_link_gives_up_with_a_clear_error():
+    class Dead:
+        byte_time, latency = 1e-6, 0.0
+
+        def write(self, data):
+            pass
+
+        def read(self, n, timeout):
+            return b""
+
+        def reset_input(self):
+            pass
+
+        def close(self):
+            pass
+
+    with pytest.raises(LinkError, match="after 3 tries of INFO.*baud"):
+        BridgeClient(Dead(), retries=2).info()
+
+
+def test_burst_friendly_keeps_register_writes_as_barriers():
+    mem = lambda a: a >= 0x100                       # noqa: E731  registers below 0x100
+    ops = [Write(0x105, 1), Write(0x103, 2), Write(0x3, 9), Write(0x102, 3), Write(0x101, 4),
+           Poll(0x5, 1, 1), Read(0x201, "b"), Read(0x200, "a"), Read(0x10, "c")]
+    out = burst_friendly(ops, mem)
+    assert out == [Write(0x103, 2), Write(0x105, 1), Write(0x3, 9), Write(0x101, 4),
+                   Write(0x102, 3), Poll(0x5, 1, 1), Read(0x10, "c"), Read(0x200, "a"),
+                   Read(0x201, "b")]
+    # executing either order leaves the same memory and reads
+    results = []
+    for program in (ops, out):
+        lb = LoopbackTransport({0x5: 1, 0x200: 7, 0x201: 8, 0x10: 5})
+        values = execute_ops(BridgeClient(lb), program)
+        results.append((dict(lb.memory), values))
+    assert results[0] == results[1]
+    assert results[0][1] == {"a": 7, "b": 8, "c": 5}
+
+
+def test_poll_that_never_finishes():
+    lb = LoopbackTransport({0x5: 0})
+    with pytest.raises(LinkError, match="did not finish"):
+        execute_ops(BridgeClient(lb), [Poll(0x5, 2, 2, max_polls=3)])
