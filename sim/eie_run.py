@@ -42,7 +42,7 @@ import numpy as np
 from ..sw.errors import EieError
 
 __all__ = ["SIMULATORS", "TOPLEVEL", "RunResult", "EieJob", "run_eie", "run_eie_jobs",
-           "config_for_images", "cache_dir", "verilog_for_config", "build_simulator",
+           "config_for_images", "cache_dir", "split_run", "verilog_for_config", "build_simulator",
            "check_inputs"]
 
 SIMULATORS = ("amaranth", "verilator", "icarus")
@@ -60,12 +60,14 @@ class RunResult:
     """What one run of one image gives back."""
 
     outputs: np.ndarray                                  # int16 (batch, n_out)
-    counters: list[list[dict[str, Any]]]                 # per sample, per layer (see HostProgram.decode)
+    counters: list[list[dict[str, Any]]]     # per sample, per layer (HostProgram.decode)
     run_cycles: list[int] = field(default_factory=list)  # per sample: STATUS cycles, start to done
     sim_cycles: int = 0          # clock cycles simulated for this job (loading, runs, reads)
     simulator: str = ""
     build_seconds: float = 0.0   # wall time to export Verilog and build the simulator (0 if cached)
     sim_seconds: float = 0.0     # wall time of the simulation of this job, build excluded
+    compute_cycles: int = 0      # of sim_cycles: those from each start to done (no bus traffic)
+    compute_seconds: float = 0.0 # wall time of those cycles
 
     def layer_counters(self, layer: int) -> list[dict[str, Any]]:
         """The counters of ``layer`` for every sample."""
@@ -84,7 +86,8 @@ class EieJob:
 # ----------------------------------------------------------------------------- inputs
 
 def check_inputs(image, x) -> np.ndarray:
-    """``x`` as a C-contiguous int16 ``(batch, n_in)`` array, or :class:`EieError` saying why not."""
+    """``x`` as a C-contiguous int16 ``(batch, n_in)`` array, or :class:`EieError` saying why
+    not."""
     a = np.asarray(x)
     if a.dtype.kind not in "iu":
         raise EieError(f"inputs must be int16 fixed point, got dtype {a.dtype} (quantise with "
@@ -280,6 +283,17 @@ def build_simulator(simulator: str, verilog: Path, *, waves: bool = False,
 
 # ----------------------------------------------------------------------------- running
 
+def split_run(ops: list, ctrl_addr: int) -> tuple[list, list]:
+    """Split :meth:`HostProgram.run`'s ops at the ``CTRL`` write: (input words, start + poll),
+    so a runner can time the accelerator's work apart from the bus traffic."""
+    from ..hw.eie.host_program import Write
+
+    for i, op in enumerate(ops):
+        if isinstance(op, Write) and op.addr == ctrl_addr:
+            return ops[:i], ops[i:]
+    raise ValueError("the run program has no CTRL write")
+
+
 def run_eie(image, x_int16, *, sim: str = "verilator", config=None,
             build_dir: str | os.PathLike | None = None, vcd: str | os.PathLike | None = None,
             progress: bool = False) -> RunResult:
@@ -361,7 +375,12 @@ def _run_amaranth(config, jobs: list[EieJob], vcd, bar) -> None:
                             counters=[], simulator="amaranth")
             await execute_async(prog.load(), write, read)
             for s in range(job.x.shape[0]):
-                await execute_async(prog.run(job.x[s]), write, read)
+                inputs, start = split_run(prog.run(job.x[s]), prog.map.reg("CTRL"))
+                await execute_async(inputs, write, read)
+                c0, w0 = cycles[0], time.perf_counter()
+                await execute_async(start, write, read)
+                res.compute_cycles += cycles[0] - c0
+                res.compute_seconds += time.perf_counter() - w0
                 values = await execute_async(prog.collect(), write, read)
                 y, counters = prog.decode(values)
                 res.outputs[s] = y
@@ -415,7 +434,9 @@ def _run_cocotb(sim: str, config, jobs: list[EieJob], build_dir, vcd, bar) -> No
             info = json.loads((d / "result.json").read_text())
             job.result = RunResult(outputs=np.load(d / "y.npy"), counters=info["counters"],
                                    run_cycles=info["run_cycles"], sim_cycles=info["sim_cycles"],
-                                   simulator=sim, sim_seconds=info["wall_seconds"])
+                                   simulator=sim, sim_seconds=info["wall_seconds"],
+                                   compute_cycles=info["compute_cycles"],
+                                   compute_seconds=info["compute_seconds"])
     jobs[0].result.build_seconds = export_s + build_s
 
 

@@ -220,7 +220,8 @@ def _load_input(path: Path, image, raw: bool):
         raise EieError(f"input file {path} is not a readable .npy array ({exc})") from None
     if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub":
         raise EieError(f"input {path} holds {type(x).__name__} of dtype "
-                       f"{getattr(x, 'dtype', '?')}; expected a numeric (batch, {image.n_in}) array")
+                       f"{getattr(x, 'dtype', '?')}; expected a numeric (batch, {image.n_in}) "
+                       "array")
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2 or x.shape[1] != image.n_in:

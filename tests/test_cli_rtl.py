@@ -189,7 +189,8 @@ def test_run_reports_a_mismatch_with_exit_1(tmp_path, capsys, monkeypatch):
     x = np.random.default_rng(2).integers(-900, 900, (2, 14)).astype(np.int16)
     np.save(tmp_path / "x.npy", x)
     code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
-                 "--raw", "--sim", "amaranth", "--no-progress", "--stats", str(tmp_path / "s.json")])
+                 "--raw", "--sim", "amaranth", "--no-progress",
+                 "--stats", str(tmp_path / "s.json")])
     err = capsys.readouterr().err
     assert code == 1
     assert "MISMATCH: 1 of 2 samples" in err and "sample 1, output 4" in err
