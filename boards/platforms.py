@@ -9,8 +9,6 @@ import importlib
 import shutil
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockDomain, ClockSignal, Instance, ResetSignal, Signal
-from amaranth.lib import io
 
 __all__ = ["Board", "BOARDS", "board_by_name", "EcpPLL", "ecp5_pll_params"]
 
@@ -94,6 +92,9 @@ class EcpPLL:
         self.f_out = f_out
 
     def elaborate_pll(self, m, platform) -> float:
+        from amaranth.hdl import ClockDomain, ClockSignal, Instance, ResetSignal, Signal
+        from amaranth.lib import io
+
         f_in = platform.default_clk_frequency
         params, achieved = ecp5_pll_params(f_in, self.f_out)
         m.submodules.clk_in = clk_in = io.Buffer("i", platform.request(platform.default_clk, 0,
