@@ -68,6 +68,7 @@ class SerialTransport:
         except (serial.SerialException, OSError) as exc:
             raise EieError(f"cannot open serial port {port!r}: {exc} (check --port and that the "
                            f"board is plugged in)") from exc
+        self._port.reset_input_buffer()      # whatever the board sent before we listened
         self.byte_time = 10.0 / baud
         self.latency = latency
 
