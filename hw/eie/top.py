@@ -95,7 +95,11 @@ class EIETop(wiring.Component):
             ccu.fifo_full.eq(Cat(*(pe.fifo_full for pe in pes))),
         ]
         for k, pe in enumerate(pes):
-            m.d.comb += [
+            # Each PE's wiring in its own module: the Amaranth simulator re-evaluates a module's
+            # combinational statements together, so this keeps one PE's change local.
+            glue = Module()
+            m.submodules[f"glue{k}"] = glue
+            glue.d.comb += [
                 ccu.act_rd_data[k].eq(pe.act_rd_data),
                 pe.b_valid.eq(ccu.b_valid), pe.b_j.eq(ccu.b_j), pe.b_a.eq(ccu.b_a),
                 pe.ptr_base.eq(ccu.ptr_base), pe.entry_base.eq(ccu.entry_base),
