@@ -97,3 +97,15 @@ def test_ignores_stale_values_beyond_n_in():
     x = np.array([0, 0, 9, 0, 0])
     out, _ = run_lnzd(4, x, depth=3)
     assert [(j, a) for _, j, a in out] == [(2, 9)]
+
+
+@pytest.mark.parametrize("n", [63, 256])
+def test_large_trees(n):
+    rng = np.random.default_rng(n)
+    x = rng.integers(-3, 4, 2 * n + 5) * (rng.random(2 * n + 5) < 0.2)
+    out, done_at = run_lnzd(n, x)
+    nz = [j for j in range(len(x)) if x[j] != 0]
+    assert [j for _, j, _ in out] == nz
+    assert [a for _, _, a in out] == [int(x[j]) for j in nz]
+    times, done_expected = expected_timing(n, x)
+    assert [(c, j) for c, j, _ in out] == times and done_at == done_expected
