@@ -26,7 +26,7 @@ Counters: per layer, total cycles (``LSTART`` to the end of ``DRAIN``, inclusive
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -21,7 +21,6 @@ counters), decoded with :meth:`HostProgram.decode`.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence, Union
 
