@@ -287,6 +287,17 @@ def cmd_board_run(args: argparse.Namespace) -> int:
     print(f"{where}: {kind} image, {y.shape[0]} samples; loaded {result.load_bytes} B; "
           f"{link.requests} frames, {link.retries} retries, {link.wire_bytes} B on the wire "
           f"({link.overhead:.2f}x the payload)")
+    if kind == "eie" and result.counters:
+        runs = [c["run_cycles"] for c in result.counters]
+        per_layer = [sum(c["layers"][l]["cycles"] for c in result.counters) / len(runs)
+                     for l in range(len(result.counters[0]["layers"]))]
+        print(f"{where}: {sum(runs) / len(runs):.0f} core cycles a sample (per layer: "
+              f"{', '.join(f'{c:.0f}' for c in per_layer)})")
+    elif kind == "bnn" and result.counters:
+        c = result.counters[0]
+        ii = c.get("ii_min")
+        print(f"{where}: latency {c.get('latency')} cycles a sample, smallest interval between "
+              f"results {ii if ii != 0xFFFFFFFF else '-'} cycles (the link paces the samples)")
     if equal:
         print(f"{where}: outputs equal the golden model")
         return 0
