@@ -56,7 +56,8 @@ def measure(shape, fold, *, simulator: str, n: int, build_root: Path) -> dict:
     job = BnnJob(zeros, x, preload=True, load=False, poll_gap=max(1, analytic_ii(folds) // 4))
     t0 = time.time()
     run_rtl(simulator, folds, [job], build_dir=build_root / f"{'_'.join(map(str, shape))}_"
-            f"{'_'.join(f'{s}x{p}' for s, p in fold)}", in_depth=n, out_depth=n)
+            f"{'_'.join(f'{s}x{p}' for s, p in fold)}", in_depth=n, out_depth=n,
+            build_args=("-CFLAGS", "-O1") if simulator == "verilator" else ())
     c = job.counters
     ii = analytic_ii(folds)
     return {

@@ -122,8 +122,10 @@ def build_top_verilog(folds: Sequence[LayerFold], path: str | os.PathLike, *, in
 
 def run_rtl(simulator: str, folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *,
             build_dir: str | os.PathLike, in_depth: int = 4, out_depth: int = 4,
-            bake: BnnImage | None = None) -> list[BnnJob]:
-    """Run ``jobs`` on ``simulator`` ("verilator" or "icarus") through cocotb; one build."""
+            bake: BnnImage | None = None, build_args: Sequence[str] = ()) -> list[BnnJob]:
+    """Run ``jobs`` on ``simulator`` ("verilator" or "icarus") through cocotb; one build.
+    ``build_args`` go to the simulator's compiler (e.g. ``("-CFLAGS", "-O0")`` for Verilator:
+    a quicker C++ build of a big core that runs few cycles)."""
     from .runner import run_cocotb
 
     build_dir = Path(build_dir).resolve()  # the simulator runs in another directory
@@ -146,7 +148,7 @@ def run_rtl(simulator: str, folds: Sequence[LayerFold], jobs: Sequence[BnnJob], 
         (tmp / "jobs.json").write_text(json.dumps(spec))
         run_cocotb(simulator=simulator, verilog_sources=[src], toplevel=TOPLEVEL,
                    test_module="eie.sim.bnn_tb", build_dir=build_dir,
-                   build_args=VERILATOR_ARGS if simulator == "verilator" else (),
+                   build_args=(*(VERILATOR_ARGS if simulator == "verilator" else ()), *build_args),
                    extra_env={"EIE_BNN_JOBS": str(tmp / "jobs.json")},
                    waves=os.environ.get("EIE_VCD") == "1")
         for k, job in enumerate(jobs):

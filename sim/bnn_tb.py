@@ -68,7 +68,8 @@ class CocotbBus:
 @cocotb.test()
 async def bnn_jobs(dut):
     """Load each job's image, stream its samples, save results and counters."""
-    spec = json.loads(open(os.environ["EIE_BNN_JOBS"]).read())
+    with open(os.environ["EIE_BNN_JOBS"]) as f:
+        spec = json.load(f)
     folds = [LayerFold(*f) for f in spec["folding"]]
     mm = BnnMemoryMap(folds, in_depth=spec["in_depth"], out_depth=spec["out_depth"])
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())

@@ -222,8 +222,9 @@ def test_top_float_model_end_to_end():
     c = jobs[0].counters
     assert c["samples_in"] == c["samples_out"] == 15
     assert c["ii_min"] == ii
-    # the first in_depth samples were preloaded: they leave exactly one II apart
     assert jobs[1].counters["stall"] > 0, "back-pressure never reached the network"
+    assert jobs[1].counters["layer_stall"][-1] > 0      # ... and held the last layer
+    assert jobs[0].counters["layer_stall"] == [0, 0, 0]  # layer 0 is the bottleneck
 
 
 def test_top_baked_weights_then_reload():

@@ -94,8 +94,11 @@ async def load_image(bus: HostBus, mm: BnnMemoryMap, image: BnnImage) -> int:
     return n
 
 
-async def read_counters(bus: HostBus, mm: BnnMemoryMap) -> dict[str, int]:
-    return {name.lower(): await bus.read(mm.reg(name)) for name in COUNTERS}
+async def read_counters(bus: HostBus, mm: BnnMemoryMap) -> dict:
+    """The counters by lower-case name, and ``layer_stall``: per layer stall cycles."""
+    out: dict = {name.lower(): await bus.read(mm.reg(name)) for name in COUNTERS}
+    out["layer_stall"] = [await bus.read(mm.reg(f"STALL_L{l}")) for l in range(mm.n_layers)]
+    return out
 
 
 async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload: bool = True,

@@ -38,6 +38,8 @@ addr  name          r/w  meaning
 29    OUT_DEPTH     r    output FIFO depth (results)
 30    CONFIG_CRC    r    CRC-32 of the topology text (``shape`` and ``folding``): a host checks it
                          before loading an image into this bitstream
+32+l  STALL_L{l}    r    cycles layer ``l``'s pipeline held because its output register was
+                         full and not read (back-pressure inside the network), since CLEAR
 ====  ============  ===  ================================================================
 
 Memories (``addr >= 2**mem_bit``, write-only, reads answer 0): the address is the bit fields
@@ -97,6 +99,10 @@ class BnnMemoryMap:
 
     def __post_init__(self):
         self.folds = list(self.folds)
+        if len(self.folds) > 32:
+            raise EieError(f"the network has {len(self.folds)} layers; the BNN top supports up to 32")
+        for l in range(len(self.folds)):
+            self.registers[f"STALL_L{l}"] = 32 + l
         for name, v in (("input FIFO depth", self.in_depth), ("output FIFO depth", self.out_depth)):
             if not 1 <= v <= 0xFFFF:
                 raise EieError(f"{name} is {v}; choose 1..65535")
@@ -105,7 +111,7 @@ class BnnMemoryMap:
         self.pe_shift = self.entry_shift + _bits(max(f.nf * f.sf for f in self.folds))
         self.kind_shift = self.pe_shift + _bits(max(f.pe for f in self.folds))
         self.layer_shift = self.kind_shift + 1
-        self.mem_bit = max(self.layer_shift + _bits(self.n_layers), 5)
+        self.mem_bit = max(self.layer_shift + _bits(self.n_layers), 6)
         self.addr_width = self.mem_bit + 1
         if self.addr_width > 32:
             raise EieError(f"the folding {folding_text(self.folds)} needs a {self.addr_width}-bit bus "

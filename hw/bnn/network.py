@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -60,7 +60,6 @@ class BnnNetwork(wiring.Component):
             "ld_addr": In(range(max(max_depth, 2))),
             "ld_data": In(self._ld_width),
             "stalls": Out(len(folds)),
-            "busy": Out(1),
         })
 
     @property
@@ -91,8 +90,4 @@ class BnnNetwork(wiring.Component):
         for a, b in zip(units, units[1:]):
             wiring.connect(m, a.o, b.i)
         wiring.connect(m, units[-1].o, wiring.flipped(self.o))
-        busy = Signal()
-        for u in units:
-            busy = busy | u.active | u.o.valid
-        m.d.comb += self.busy.eq(busy)
         return m

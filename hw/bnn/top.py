@@ -147,6 +147,8 @@ class BnnTop(wiring.Component):
              ("CYCLES", "SAMPLES_IN", "SAMPLES_OUT", "LATENCY", "II_LAST", "STALL",
               "T_FIRST_OUT", "T_LAST_OUT")}
         c["II_MIN"] = Signal(32, init=0xFFFFFFFF, name="cnt_ii_min")
+        for l in range(mm.n_layers):
+            c[f"STALL_L{l}"] = Signal(32, name=f"cnt_stall_l{l}")
         lat_run = Signal()
         lat_start = Signal(32)
         in_fire = net.i.valid & net.i.ready
@@ -159,6 +161,9 @@ class BnnTop(wiring.Component):
             m.d.sync += c["CYCLES"].eq(c["CYCLES"] + 1)
             with m.If(net.o.valid & ~net.o.ready):
                 m.d.sync += c["STALL"].eq(c["STALL"] + 1)
+            for l in range(mm.n_layers):
+                with m.If(net.stalls[l]):
+                    m.d.sync += c[f"STALL_L{l}"].eq(c[f"STALL_L{l}"] + 1)
             with m.If(in_fire):
                 m.d.sync += c["SAMPLES_IN"].eq(c["SAMPLES_IN"] + 1)
                 with m.If((c["SAMPLES_IN"] == c["SAMPLES_OUT"]) & ~lat_run):
