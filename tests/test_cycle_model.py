@@ -81,3 +81,18 @@ def test_model_invariants_on_256x256(n_pe, fifo):
         assert pr.cycles >= max(st.work_per_pe[s].max(), st.nonzero_inputs[s], st.bound[s])
         if fifo == 1:
             assert sum(pr.stall) > 0
+
+
+def test_batch_model_equals_per_sample_model():
+    from eie.sw.cycle_model import predict_layer, predict_layer_batch
+
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        n = int(rng.choice([1, 3, 4, 16]))
+        n_in, n_out = int(rng.integers(1, 50)), int(rng.integers(1, 50))
+        cols = rng.binomial(-(-n_out // n) + 2, float(rng.choice([0.0, 0.2, 1.0])), (n_in, n))
+        X = (rng.random((3, n_in)) < float(rng.choice([0.0, 0.3, 1.0]))).astype(np.int16)
+        for fifo, q in [(1, 2), (8, 4)]:
+            batch = predict_layer_batch(cols, X, n_out, fifo_depth=fifo, ptr_queue_depth=q)
+            assert batch == [predict_layer(cols, X[s], n_out, fifo_depth=fifo, ptr_queue_depth=q)
+                             for s in range(3)]
