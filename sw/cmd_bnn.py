@@ -206,8 +206,9 @@ def register(subparsers) -> None:
                        description="Run the bit-exact golden model: X uint8 bits (batch, n_in) "
                                    "-> Y int32 dot (batch, n_classes).")
     g.add_argument("image", metavar="IMAGE_DIR")
-    g.add_argument("--input", required=True, metavar="X.npy")
-    g.add_argument("-o", "--output", required=True, metavar="Y.npy")
+    g.add_argument("--input", required=True, metavar="X.npy", help="uint8 bits (batch, n_in)")
+    g.add_argument("-o", "--output", required=True, metavar="Y.npy",
+                   help="int32 dot (batch, n_classes)")
     g.set_defaults(func=_cmd_golden)
 
     r = sub.add_parser("run", help="run an image on the simulated core, compare with golden",
@@ -215,8 +216,9 @@ def register(subparsers) -> None:
                                    "the samples, compare with the golden model (exit 1 if they "
                                    "differ).")
     r.add_argument("image", metavar="IMAGE_DIR")
-    r.add_argument("--input", required=True, metavar="X.npy")
-    r.add_argument("-o", "--output", required=True, metavar="Y.npy")
+    r.add_argument("--input", required=True, metavar="X.npy", help="uint8 bits (batch, n_in)")
+    r.add_argument("-o", "--output", required=True, metavar="Y.npy",
+                   help="the core's int32 dot (batch, n_classes)")
     r.add_argument("--sim", choices=SIMS, default="verilator")
     r.add_argument("--stats", default=None, metavar="S.json",
                    help="write counters (cycles, latency, II, stalls) and the analytic II")

@@ -241,3 +241,20 @@ def test_failed_write_leaves_nothing(tmp_path):
         write_image(image, tmp_path / "img")
     assert not (tmp_path / "img").exists()
     assert not list(tmp_path.iterdir())
+
+
+def test_extreme_parameters_fold_exactly():
+    """Huge and tiny scales, variances and means (overflow to inf included): golden == float."""
+    rng = np.random.default_rng(99)
+    k_in, n_out = 17, 40
+    model = random_model([k_in, n_out, 2], rng)
+    mag = 10.0 ** rng.integers(-300, 300, size=n_out)
+    model.gamma[0] = rng.choice([-1.0, 1.0], size=n_out) * mag
+    model.var[0] = 10.0 ** rng.integers(-300, 300, size=n_out)
+    model.mean[0] = rng.normal(size=n_out) * 10.0 ** rng.integers(-5, 300, size=n_out)
+    model.beta[0] = rng.normal(size=n_out) * 10.0 ** rng.integers(-300, 5, size=n_out)
+    model.eps = 0.0
+    image = compile_model(model)
+    x = sweep_inputs(binarize(model.weights[0]))
+    want = float_layers(model, x)[0]
+    assert np.array_equal(golden_layers(image, x)[0], want)

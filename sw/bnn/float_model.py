@@ -175,7 +175,8 @@ def bn_expression(gamma, beta, mean, var, eps, dot):
 
     The compiler calls this same function at every possible integer ``dot`` so that its integer
     thresholds agree with the float model bit for bit."""
-    return gamma * (dot - mean) / np.sqrt(var + eps) + beta
+    with np.errstate(over="ignore"):  # overflow to +-inf keeps its sign: the comparison holds
+        return gamma * (dot - mean) / np.sqrt(var + eps) + beta
 
 
 def check_bits(x, n_in: int, what: str = "input") -> np.ndarray:
