@@ -11,7 +11,8 @@ run one step of a bus transfer, or hand one response byte to the transmitter.
   its CRC checks are the words written to the bus (two cycles a word). The bus outputs are
   registered: a strobe reaches the core one cycle after the FSM issues it. A bad CRC, a frame that
   stops for longer than ``timeout`` cycles between two bytes, an unknown command or a count of 0
-  or above ``max_burst`` is answered with an error status and touches nothing.
+  or above ``max_burst``, or a burst that runs past the bus's last address is answered with an
+  error status and touches nothing.
 - WRITE_FIXED and READ_FIXED do the same at one address (a FIFO port).
 - A READ frame, once its CRC checks, reads ``count`` words into the buffer (waiting for ``r_ack``
   at most 255 cycles each) and sends them back.
@@ -24,7 +25,7 @@ run one step of a bus transfer, or hand one response byte to the transmitter.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Signal
+from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -151,6 +152,12 @@ class UARTBridge(wiring.Component):
                      fixed.eq((cmd == Cmd.WRITE_FIXED) | (cmd == Cmd.READ_FIXED))]
         count_ok = Signal()
         m.d.comb += count_ok.eq((count != 0) & (count <= self._max_burst))
+        # The burst's last address must exist on the bus (registered: addr and count are stable
+        # from the end of the header to CHECK, bytes later).
+        addr_ok = Signal()
+        last_addr_in = Signal(33)
+        m.d.comb += last_addr_in.eq(addr + Mux(fixed | (count == 0), 0, count - 1))
+        m.d.sync += addr_ok.eq(last_addr_in < (1 << self._addr_width))
 
         m.d.comb += [buf_wr.addr.eq(widx), buf_wr.data.eq(word), buf_rd.addr.eq(widx)]
 
@@ -262,6 +269,9 @@ class UARTBridge(wiring.Component):
                     m.next = "TX"
                 with m.Elif(~count_ok):
                     m.d.sync += respond(Status.BAD_COUNT)
+                    m.next = "TX"
+                with m.Elif(~addr_ok):
+                    m.d.sync += respond(Status.BAD_ADDR)
                     m.next = "TX"
                 with m.Elif(is_repeat):
                     with m.If(is_read):

@@ -64,6 +64,10 @@ class LoopbackTransport:
         if not 1 <= count <= self.max_burst:
             self._tx += encode_response(seq, Status.BAD_COUNT)
             return True
+        last = addr if cmd in (Cmd.WRITE_FIXED, Cmd.READ_FIXED) else addr + count - 1
+        if last >= 1 << self.info.addr_width:
+            self._tx += encode_response(seq, Status.BAD_ADDR)
+            return True
         key = (seq, cmd, addr, count)
         fixed = cmd in (Cmd.WRITE_FIXED, Cmd.READ_FIXED)
         if writes:

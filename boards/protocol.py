@@ -53,6 +53,7 @@ class Status(enum.IntEnum):
     BAD_CMD = 3        # unknown command byte; nothing was done
     BAD_COUNT = 4      # count is 0 or above the bridge's burst buffer; nothing was done
     BUS_TIMEOUT = 5    # the core did not answer a read (no r_ack); the response has no data
+    BAD_ADDR = 6       # the burst reaches beyond the bus's address space; nothing was done
 
 
 class Design(enum.IntEnum):

@@ -212,3 +212,14 @@ def test_bus_read_without_ack_is_reported():
     tr = SimTransport(dut, divisor=DIVISOR, clk_freq=CLK)
     rsp = exchange(tr, encode_request(1, Cmd.READ, 3, 2))
     assert rsp.status == Status.BUS_TIMEOUT and rsp.words == ()
+
+
+def test_burst_past_the_last_address_is_rejected():
+    init = list(range(DEPTH))
+    ram, _, tr = make(init=init)                       # a 10-bit bus: addresses 0..1023
+    assert exchange(tr, encode_request(1, Cmd.WRITE, 1022, 3, [7, 8, 9])).status == Status.BAD_ADDR
+    assert exchange(tr, encode_request(2, Cmd.READ, 1 << 10, 1)).status == Status.BAD_ADDR
+    assert exchange(tr, encode_request(3, Cmd.WRITE_FIXED, 1023, 3, [7, 8, 9])).status == Status.OK
+    assert exchange(tr, encode_request(4, Cmd.WRITE, 0x40000000, 1, [5])).status == Status.BAD_ADDR
+    assert ram_words(tr, ram) == init
+    assert tr.peek(ram.writes) == 3                    # only the fixed-address burst at 1023
