@@ -85,7 +85,7 @@ def main() -> None:
     print(head)
     print("-" * len(head))
     for burst in args.bursts:
-        transport = LoopbackTransport(max_burst=burst)
+        transport = LoopbackTransport(max_burst=burst, addr_width=MemoryMap(config).addr_width)
         client = BridgeClient(transport)
         client.info()
         before = client.stats.wire_bytes, client.stats.requests
@@ -102,7 +102,8 @@ def main() -> None:
 
     # one inference: inputs, start, one status poll, outputs and counters
     mm = MemoryMap(config)
-    transport = LoopbackTransport({mm.reg("STATUS"): STATUS_DONE}, max_burst=256)
+    transport = LoopbackTransport({mm.reg("STATUS"): STATUS_DONE}, max_burst=256,
+                                  addr_width=mm.addr_width)
     client = BridgeClient(transport)
     client.info()
     before = client.stats.wire_bytes, client.stats.requests

@@ -349,12 +349,20 @@ class BridgeClient:
                 raise EieError(f"the device on this link is not an eie board: {exc}") from exc
         return self._info
 
+    def _check_span(self, addr: int, n: int) -> None:
+        top = 1 << self.info().addr_width
+        if addr < 0 or addr + max(n, 1) > top:
+            raise EieError(f"bus words {addr:#x}..{addr + max(n, 1) - 1:#x} are beyond the board's "
+                           f"{self.info().addr_width}-bit bus (last address {top - 1:#x}): the "
+                           f"bitstream on the board does not match this image or program")
+
     def write(self, addr: int, words: Sequence[int], *, fixed: bool = False,
               progress: Callable[[int], None] | None = None) -> None:
         """Write ``words`` to consecutive addresses from ``addr`` (or all to ``addr`` when
         ``fixed``), in bursts of the bridge's buffer."""
         burst = self.info().max_burst
         words = [int(w) & 0xFFFFFFFF for w in words]
+        self._check_span(addr, 1 if fixed else len(words))
         cmd = Cmd.WRITE_FIXED if fixed else Cmd.WRITE
         for i in range(0, len(words), burst):
             chunk = words[i:i + burst]
@@ -367,6 +375,7 @@ class BridgeClient:
         """Read ``count`` words from consecutive addresses from ``addr`` (or all from ``addr``
         when ``fixed``)."""
         burst = self.info().max_burst
+        self._check_span(addr, 1 if fixed else count)
         cmd = Cmd.READ_FIXED if fixed else Cmd.READ
         out: list[int] = []
         for i in range(0, count, burst):

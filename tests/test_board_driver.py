@@ -8,6 +8,7 @@ import pytest
 from eie.boards.model import LoopbackTransport
 from eie.boards.protocol import Cmd, Status, encode_request, encode_response, parse_response
 from eie.hw.eie.host_program import Poll, Read, Write
+from eie.sw.errors import EieError
 from eie.sw.host import (BridgeClient, LinkError, NoisyTransport, burst_friendly, execute_ops)
 
 
@@ -88,3 +89,14 @@ def test_poll_that_never_finishes():
     lb = LoopbackTransport({0x5: 0})
     with pytest.raises(LinkError, match="did not finish"):
         execute_ops(BridgeClient(lb), [Poll(0x5, 2, 2, max_polls=3)])
+
+
+def test_addresses_beyond_the_bus_are_refused_before_sending():
+    lb = LoopbackTransport(addr_width=8)
+    client = BridgeClient(lb)
+    client.write(250, [1] * 6)                               # 250..255: fine
+    with pytest.raises(EieError, match="0xfe..0x100 are beyond the board's 8-bit bus"):
+        client.write(254, [1, 2, 3])
+    with pytest.raises(EieError, match="beyond"):
+        client.read(256, 1)
+    assert lb.bus_writes == 6
