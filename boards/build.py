@@ -207,6 +207,8 @@ def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, A
     log(f"elaborating {spec.design} for {board.name} ...")
     report_name = "nextpnr-report.json"
     overrides = {"nextpnr_opts": f"--report {report_name} --timing-allow-fail --seed {spec.seed}"}
+    if board.family == "ice40":
+        overrides["synth_opts"] = "-dsp"     # map multipliers to the UP5K's SB_MAC16 blocks
     try:
         plan = platform.prepare(top, "top", **overrides)
     except EieError:
