@@ -16,10 +16,10 @@ import random
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from ..boards.protocol import (RSP_HEADER_BYTES, RSP_SYNC, CRC_BYTES, BridgeInfo, Cmd, Status,
-                               crc16, encode_request, request_length)
+                               crc16, encode_request)
 from .errors import EieError
 
 __all__ = [

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from eie.boards.protocol import (REQ_SYNC, BridgeInfo, Cmd, Design, Status, crc16,
+from eie.boards.protocol import (BridgeInfo, Cmd, Design, Status, crc16,
                                  encode_request, parse_response)
 from eie.boards.ram import BusRAM
 from eie.boards.tops import BridgedCore

@@ -2,8 +2,6 @@
 (the bridge and a RAM) through amaranth-boards and the YoWASP tools."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
