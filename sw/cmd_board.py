@@ -122,6 +122,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         divisor_for(100e6 if board.family == "ecp5" else 12e6, args.baud)
     except ValueError as exc:
         raise EieError(f"--baud: {exc}") from None
+    if args.program and board.programmer_path() is None:   # say so before a long build
+        raise EieError(f"--program needs {board.programmer} on PATH for {board.name}; install "
+                       f"{board.install_hint}, or drop --program and load the bitstream yourself")
     t0 = time.monotonic()
     report = build(spec, log=lambda s: print(s, file=sys.stderr))
     res = report["resources"]

@@ -91,13 +91,17 @@ def test_program_names_what_to_install(tmp_path, monkeypatch):
         program(BOARDS["ulx3s-85f"], tmp_path)
 
 
-def test_build_rejects_bad_options(tmp_path, capsys):
+def test_build_rejects_bad_options(tmp_path, capsys, monkeypatch):
     assert main(["build", "--board", "icebreaker", "--design", "ram", "--pes", "4",
                  "--out", str(tmp_path / "b")]) == 2
     assert "--pes" in capsys.readouterr().err
     assert main(["build", "--board", "icebreaker", "--design", "ram", "--baud", "5000000",
                  "--out", str(tmp_path / "b")]) == 2
     assert "baud" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["build", "--board", "icebreaker", "--design", "ram", "--program",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "iceprog" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
 
 
