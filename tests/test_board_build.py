@@ -2,6 +2,7 @@
 (the bridge and a RAM) through amaranth-boards and the YoWASP tools."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,23 @@ def test_icebreaker_bitstream(tmp_path, capsys):
     assert "timing met" in capsys.readouterr().out
     # nothing left beside the output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ice"]
+
+
+def test_ulx3s_top_elaborates_with_pll_and_uart():
+    """The ECP5 board top (PLL, UART pins, TX enable, LEDs) down to the files the flow runs on,
+    without synthesis."""
+    from eie.boards.build import BuildSpec, make_core_factory
+    from eie.boards.platforms import EcpPLL
+    from eie.boards.tops import BoardTop
+
+    board = board_by_name("ulx3s-85f")
+    spec = BuildSpec(board, "ram", Path("unused"))
+    make_core, design, _ = make_core_factory(spec)
+    top = BoardTop(make_core, design=design, baud=3_000_000, pll=EcpPLL(100e6))
+    plan = board.make_platform().prepare(top, "top")
+    rtlil = plan.files["top.il"]
+    assert "EHXPLLL" in rtlil and "CLKFB_DIV" in rtlil
+    lpf = plan.files["top.lpf"]
+    for pin in ("M1", "L4", "L3"):            # FTDI rx, tx, tx enable
+        assert f'"{pin}"' in lpf
+    assert "FREQUENCY" in lpf and "100" in lpf
