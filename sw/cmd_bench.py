@@ -400,11 +400,21 @@ def format_table3(doc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _usual_mode(path: Path) -> None:
+    """Give a file written through a private temporary file the mode ``open()`` would have."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _savefig(fig, path: Path) -> None:
     from .atomic import atomic_file
 
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
+    _usual_mode(path)
 
 
 def plot_table3(doc: dict[str, Any], path: str | Path) -> None:
@@ -634,8 +644,8 @@ def sweep(kind: str, specs: Sequence[LayerSpec], setup: BenchSetup,
                f"{setup.fifo_depth} (EIE Fig. 11); each N re-encodes the layer (rows interleave "
                "over N PEs)",
         "width": "the RTL and its cycle model have 64-bit sparse-matrix words and prefetch across "
-                 "word boundaries (a straddling or empty column costs no cycle), so cycles do not "
-                 "depend on the width; the width changes the SRAM depth, the unused bits at the "
+                 "word boundaries (a column straddling two words costs no extra cycle), so cycles "
+                 "do not depend on the width; the width changes the SRAM depth, the unused bits at the "
                  "end of each PE's entries, how many columns straddle words and how many word "
                  "reads the input costs (each column reads each word it touches once, no reuse "
                  f"between columns); {setup.n_pe} PEs",
@@ -759,6 +769,7 @@ def _write_json(doc: dict[str, Any], path: Path) -> None:
     with atomic_file(path) as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
+    _usual_mode(path)
 
 
 def _check_out_path(path: Path | None, what: str, suffix: str) -> None:
