@@ -293,3 +293,27 @@ def test_load_ops_reject_other_folding():
     image = random_image(make_folding([20, 6, 3], "4:2,3:3"), np.random.default_rng(0))
     with pytest.raises(EieError, match="does not match the core"):
         list(load_ops(BnnMemoryMap(folds), image))
+
+
+def test_memory_map_fields_and_limits():
+    """Field layout is consistent, JSON-able, and a folding needing > 32 address bits is refused."""
+    import json as _json
+    from eie.sw.errors import EieError
+    folds = make_folding([784, 64, 64, 64, 10], "64:32,32:64,64:32,8:16")
+    mm = BnnMemoryMap(folds, in_depth=8, out_depth=8)
+    assert mm.in_words == 25 and mm.out_words == 10
+    assert mm.registers["STALL_L3"] == 35 and max(mm.registers.values()) < (1 << mm.mem_bit)
+    seen = set()
+    for l, f in enumerate(folds):
+        for kind in (0, 1):
+            for p in {0, f.pe - 1}:
+                for e in {0, mm.depth(l, kind) - 1} if mm.depth(l, kind) else ():
+                    for c in range(mm.chunks(l, kind)):
+                        a = mm.mem_addr(l, kind, p, e, c)
+                        assert a < (1 << mm.addr_width) and a not in seen
+                        seen.add(a)
+    assert _json.loads(mm.to_json_text())["memory"]["layers"][3]["thresholds"]["depth"] == 0
+    with pytest.raises(EieError, match="needs a 3[3-9]-bit bus address, more than 32"):
+        BnnMemoryMap([LayerFold(1 << 22, 1024, 1, 1), LayerFold(1024, 2, 1, 1)])
+    with pytest.raises(EieError, match="input FIFO depth is 0"):
+        BnnMemoryMap(folds, in_depth=0)
