@@ -242,9 +242,10 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
         def on_step(st):
             bar.update(cfg.prune_epochs)
             bar.set_postfix(kept=f"{st.weights_kept:.1%}", acc=f"{st.accuracy_retrained:.1%}")
-            curve.append({"stage": f"pruned {len(curve)}", "weights_kept": st.weights_kept,
+            k = (len(curve) - 1) // 2 + 1   # prune step, from 1
+            curve.append({"stage": f"step {k}: pruned", "weights_kept": st.weights_kept,
                           "accuracy": st.accuracy_pruned, "retrained": False})
-            curve.append({"stage": f"retrained {len(curve) - 1}", "weights_kept": st.weights_kept,
+            curve.append({"stage": f"step {k}: retrained", "weights_kept": st.weights_kept,
                           "accuracy": st.accuracy_retrained, "retrained": True})
 
         masks, steps = prune_and_retrain(
