@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from eie.sw.bnn.compile import binarize, compile_model, fold_thresholds
-from eie.sw.bnn.float_model import (DEFAULT_EPS, FloatBnn, float_forward, float_layers,
+from eie.sw.bnn.float_model import (DEFAULT_EPS, float_forward, float_layers,
                                     load_model, random_model, save_model)
 from eie.sw.bnn.folding import (LayerFold, analytic_ii, default_folding, make_folding,
                                 parse_folding)

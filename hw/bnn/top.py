@@ -62,8 +62,8 @@ class BnnTop(wiring.Component):
         err_overflow = Signal()
         err_underflow = Signal()
         with m.If(wr & (bus.addr == regs["CTRL"])):
-            m.d.sync += run.eq(bus.w_data[0])
-            m.d.comb += clear.eq(bus.w_data[1])
+            m.d.sync += run.eq((bus.w_data & CTRL_RUN) != 0)
+            m.d.comb += clear.eq((bus.w_data & CTRL_CLEAR) != 0)
 
         # --- input: 32-bit writes assembled into a sample, pushed into the input FIFO -------
         in_words = mm.in_words
