@@ -207,7 +207,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
     from .fixedpoint import quantize
     from .golden import golden_forward
     from .image import write_image
-    from .mnist import scale_pixels
+    from .mnist import scale_pixels, shift_pixels
     from .model_io import FloatLayer, FloatModel
     from .train import (
         LENET_300_100, MLP, TrainConfig, accuracy, finetune_shared, prune_and_retrain,
@@ -227,7 +227,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
         bar = _bar(cfg.dense_epochs, "EIE: train LeNet-300-100 (float)", show)
         train(model, x_train, y_train,
               TrainConfig(epochs=cfg.dense_epochs, lr=1e-3, lr_decay=0.9,
-                          weight_decay=cfg.weight_decay, seed=cfg.seed),
+                          weight_decay=cfg.weight_decay, seed=cfg.seed, augment=shift_pixels),
               progress=lambda e, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")))
         bar.close()
         float_acc = accuracy(model, x_test, y_test)
@@ -251,7 +251,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
         masks, steps = prune_and_retrain(
             model, x_train, y_train, cfg.densities, cfg.prune_steps,
             TrainConfig(epochs=cfg.prune_epochs, lr=1e-3, lr_decay=0.9,
-                        weight_decay=cfg.weight_decay, seed=cfg.seed + 1),
+                        weight_decay=cfg.weight_decay, seed=cfg.seed + 1, augment=shift_pixels),
             x_val=x_test, y_val=y_test, on_step=on_step)
         bar.close()
         pruned_acc = accuracy(model, x_test, y_test)
@@ -268,7 +268,8 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
         bar = _bar(cfg.share_epochs, "EIE: fine-tune centroids", show)
         books, _ = finetune_shared(
             shared, books, codes, x_train, y_train,
-            TrainConfig(epochs=cfg.share_epochs, lr=1e-4, seed=cfg.seed + 2),
+            TrainConfig(epochs=cfg.share_epochs, lr=1e-4, seed=cfg.seed + 2,
+                        augment=shift_pixels),
             progress=lambda e, loss: bar.update(1))
         bar.close()
         shared_acc = accuracy(shared, x_test, y_test)

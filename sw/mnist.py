@@ -32,6 +32,7 @@ __all__ = [
     "load_mnist",
     "scale_pixels",
     "binarize_pixels",
+    "shift_pixels",
 ]
 
 N_CLASSES = 10
@@ -131,3 +132,21 @@ def binarize_pixels(pixels: np.ndarray, threshold: int = 128) -> np.ndarray:
     if not 1 <= threshold <= 255:
         raise EieError(f"pixel threshold {threshold} is outside 1..255")
     return (np.asarray(pixels) >= threshold).astype(np.uint8)
+
+
+def shift_pixels(x: np.ndarray, rng: np.random.Generator, max_shift: int = 1) -> np.ndarray:
+    """Data augmentation: translate a batch of flattened 28 x 28 images by one random
+    ``(dy, dx)``, each in ``[-max_shift, max_shift]``, filling the uncovered border with 0.
+
+    ``rng`` draws the shift (a seeded run stays deterministic). Pixel values are moved, never
+    changed, so scaled pixels stay exact in the activation format."""
+    a = np.asarray(x)
+    if a.ndim != 2 or a.shape[1] != N_PIXELS:
+        raise EieError(f"shift_pixels needs images of shape (n, {N_PIXELS}), got {a.shape}")
+    dy, dx = (int(v) for v in rng.integers(-max_shift, max_shift + 1, 2))
+    img = a.reshape(-1, 28, 28)
+    out = np.zeros_like(img)
+    ys, yd = (slice(0, 28 - dy), slice(dy, 28)) if dy >= 0 else (slice(-dy, 28), slice(0, 28 + dy))
+    xs, xd = (slice(0, 28 - dx), slice(dx, 28)) if dx >= 0 else (slice(-dx, 28), slice(0, 28 + dx))
+    out[:, yd, xd] = img[:, ys, xs]
+    return out.reshape(a.shape)

@@ -19,8 +19,8 @@ result): minibatch Adam on softmax cross-entropy, He initialisation, decoupled w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -126,6 +126,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_decay: float = 1.0  # the learning rate is multiplied by this after every epoch
     seed: int = 0
+    #: ``augment(x_batch, rng) -> x_batch`` applied to every minibatch (e.g.
+    #: :func:`eie.sw.mnist.shift_pixels`); ``rng`` is the run's seeded generator.
+    augment: Optional[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = None
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -237,7 +240,8 @@ def train(model: MLP, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     for epoch in range(config.epochs):
         losses = []
         for idx in _batches(x.shape[0], config.batch_size, rng):
-            loss, gw, gb = loss_and_grads(model, x[idx], y[idx])
+            xb = x[idx] if config.augment is None else config.augment(x[idx], rng)
+            loss, gw, gb = loss_and_grads(model, xb, y[idx])
             if masks is not None:
                 gw = [g * m for g, m in zip(gw, masks)]
             opt.step(params, gw + gb)
@@ -303,9 +307,7 @@ def prune_and_retrain(model: MLP, x: np.ndarray, y: np.ndarray,
             masks[l] = np.asarray(mask, dtype=bool)
             model.weights[l] *= masks[l]
         acc_pruned = accuracy(model, x_val, y_val) if x_val is not None else float("nan")
-        cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                          weight_decay=config.weight_decay, lr_decay=config.lr_decay,
-                          seed=config.seed + 1000 * (s + 1))
+        cfg = replace(config, seed=config.seed + 1000 * (s + 1))
         losses = train(model, x, y, cfg, masks=masks)
         acc = accuracy(model, x_val, y_val) if x_val is not None else float("nan")
         kept = model.n_nonzero() / model.n_weights()
@@ -365,7 +367,8 @@ def finetune_shared(model: MLP, codebooks: Sequence[np.ndarray], codes: Sequence
     for epoch in range(config.epochs):
         losses = []
         for idx in _batches(x.shape[0], config.batch_size, rng):
-            loss, gw, gb = loss_and_grads(model, x[idx], y[idx])
+            xb = x[idx] if config.augment is None else config.augment(x[idx], rng)
+            loss, gw, gb = loss_and_grads(model, xb, y[idx])
             gc = []
             for l, (g, c, book) in enumerate(zip(gw, codes, books)):
                 gcl = np.asarray(centroid_gradients(g, c, book.size), dtype=np.float32)

