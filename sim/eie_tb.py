@@ -76,7 +76,11 @@ class CocotbEieBus:
         for _ in range(timeout):
             await FallingEdge(d.clk)
             if int(d.bus__r_ack.value):
-                return int(d.bus__r_data.value)
+                value = d.bus__r_data.value
+                if not value.is_resolvable:
+                    raise AssertionError(f"the read at {addr:#x} returned undefined bits "
+                                         f"{value} (an uninitialised register or memory word)")
+                return int(value)
         raise AssertionError(f"no r_ack within {timeout} cycles of a read at {addr:#x}")
 
 

@@ -74,6 +74,7 @@ NETWORKS = [
     ([40, 30, 20], 0.1, 0.3, False, False, False, False),        # no ReLU at all
     ([24, 24, 12], 0.6, 0.8, True, True, False, True),           # saturates at both ends
     ([8, 48, 5], 0.04, 1.0, True, True, False, False),           # tall, sparse: padding
+    ([30, 20], 0.5, 0.7, True, True, False, False),              # one layer: output in bank 1
 ]
 
 
@@ -329,3 +330,19 @@ def test_vcd_on_request_verilator(tmp_path):
     r = run_eie(img, x, sim="verilator", vcd=vcd)
     np.testing.assert_array_equal(r.outputs, golden_forward(img, x).outputs)
     assert "$enddefinitions" in vcd.read_text(errors="replace")[:200000]
+
+
+def test_icarus_source_runs_every_combinational_block():
+    """Each of Yosys's time-0 dummies gets an ``initial #1`` that changes it; nothing else
+    changes. (Without it a one-layer network reads X on Icarus: NETWORKS' last entry.)"""
+    from eie.sim.eie_run import icarus_source
+
+    cfg = EIEConfig(n_pe=1, fifo_depth=1, ptr_depth=8, spmat_depth=4, act_depth=4, acc_depth=4,
+                    bias_depth=4, max_layers=1)
+    text = verilog_for_config(cfg)[0].read_bytes()
+    out = icarus_source(text)
+    lines = text.split(b"\n")
+    dummies = [l for l in lines if b"dump_module$" in l and l.rstrip().endswith(b"= 0;")]
+    added = [l for l in out.split(b"\n") if l.startswith(b"  initial #1 ")]
+    assert dummies and len(added) == len(dummies)
+    assert [l for l in out.split(b"\n") if not l.startswith(b"  initial #1 ")] == lines
