@@ -18,7 +18,6 @@ PEs and checks that ``eie run --sim verilator`` and ``--sim icarus`` give ``eie 
 from __future__ import annotations
 
 import multiprocessing
-import os
 from pathlib import Path
 
 import numpy as np
