@@ -263,6 +263,7 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
     if sim == "model":
         _model_kwargs(cfg_fields)           # fail early on a field the model cannot model
     prepared = []
+    preds = []
     rows: list[dict[str, Any]] = []
     it = _progress(specs, len(specs), "bench table3" if sim == "model" else "prepare layers") \
         if progress else specs
@@ -272,6 +273,7 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
         bound = int(st.bound[0])
         pred = _predict(layer_column_entries(image, 0), syn.x, s.n_out, cfg_fields)
         prepared.append((s, syn, image, g))
+        preds.append(pred)
         busy = np.asarray(pred.busy)
         row: dict[str, Any] = {
             "name": s.name, "n_in": s.n_in, "n_out": s.n_out,
@@ -296,7 +298,7 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
         rows.append(row)
     del it
     if sim != "model":
-        _run_rtl(prepared, rows, setup, sim, build_dir, progress)
+        _run_rtl(prepared, preds, rows, setup, sim, build_dir, progress)
     for row, (s, *_rest) in zip(rows, prepared):
         c = row["cycles"]
         row["efficiency"] = row["bound"] / c
@@ -325,8 +327,11 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
     return doc
 
 
-def _run_rtl(prepared, rows, setup: BenchSetup, sim: str, build_dir, progress: bool) -> None:
-    """Run every prepared layer on one RTL design (built once) and fill the rows' RTL fields."""
+def _run_rtl(prepared, preds, rows, setup: BenchSetup, sim: str, build_dir,
+             progress: bool) -> None:
+    """Run every prepared layer on one RTL design (built once) and fill the rows' RTL fields:
+    the RTL's cycles, whether the output equals the golden model and whether every counter
+    (cycles, broadcasts, per-PE busy and stall) equals the cycle model's prediction."""
     from ..sim.eie_run import EieJob, config_for_images, run_eie_jobs
 
     images = [p[2] for p in prepared]
@@ -334,13 +339,16 @@ def _run_rtl(prepared, rows, setup: BenchSetup, sim: str, build_dir, progress: b
     config = config_for_images(images, **over)
     jobs = [EieJob(image, syn.x) for (_s, syn, image, _g) in prepared]
     run_eie_jobs(jobs, sim=sim, config=config, build_dir=build_dir, progress=progress)
-    for row, job, (_s, _syn, _image, g) in zip(rows, jobs, prepared):
+    for row, job, pred, (_s, _syn, _image, g) in zip(rows, jobs, preds, prepared):
         res = job.result
         counters = res.counters[0][0]
+        model = pred.counters()
         row["rtl_cycles"] = int(counters["cycles"])
         row["cycles"] = row["rtl_cycles"]
         row["golden_equal"] = bool(np.array_equal(res.outputs, g.outputs))
-        row["model_equals_rtl"] = row["model_cycles"] == row["rtl_cycles"]
+        row["model_equals_rtl"] = all(
+            [int(v) for v in np.ravel(counters[k])] == [int(v) for v in np.ravel(model[k])]
+            for k in ("cycles", "broadcasts", "busy", "stall"))
         row["rtl_counters"] = {"broadcasts": int(counters["broadcasts"]),
                                "busy_max": int(max(counters["busy"])),
                                "stall_max": int(max(counters["stall"]))}

@@ -118,6 +118,7 @@ def test_table3_rtl_mismatch_exits_1(tmp_path, capsys, monkeypatch):
         res = real(jobs, **kw)
         for r in res:
             r.outputs[0, 0] ^= 1
+            r.counters[0][0]["busy"][1] += 1      # one PE's counter off: cycles still agree
         return res
 
     monkeypatch.setattr(eie_run, "run_eie_jobs", corrupt)
@@ -126,7 +127,10 @@ def test_table3_rtl_mismatch_exits_1(tmp_path, capsys, monkeypatch):
                             "m:16x8:0.5:1.0", "--json", str(out_json)], capsys)
     assert code == 1
     assert "OUTPUT DIFFERS FROM THE GOLDEN MODEL: m" in out
-    assert json.loads(out_json.read_text())["all_equal_golden"] is False
+    assert "cycle model differs from the RTL on: m" in out
+    doc = json.loads(out_json.read_text())
+    assert doc["all_equal_golden"] is False and doc["model_equals_rtl"] is False
+    assert doc["layers"][0]["rtl_cycles"] == doc["layers"][0]["model_cycles"]
 
 
 def test_sweep_fifo_and_pes(tmp_path, capsys):
