@@ -111,6 +111,18 @@ def run_cocotb(*, simulator: str, verilog_sources: Sequence[str | os.PathLike], 
     sources = [Path(s).resolve() for s in verilog_sources]
     build_dir = Path(build_dir).resolve() / simulator
     build_dir.mkdir(parents=True, exist_ok=True)
+    if simulator == "icarus":
+        # Icarus never runs Yosys' time-0 evaluation of `always @*` blocks whose inputs stay
+        # constant (their outputs would stay X); build from copies that trigger it once.
+        from .eie_run import icarus_source
+        patched = []
+        for i, src in enumerate(sources):
+            dst = build_dir / f"src{i}_{src.name}"
+            text = icarus_source(src.read_bytes())
+            if not dst.exists() or dst.read_bytes() != text:
+                dst.write_bytes(text)
+            patched.append(dst)
+        sources = patched
     stamp = build_dir / "eie_sources.sha256"
     digest = _digest(sources)
     rebuild = not stamp.exists() or stamp.read_text() != digest
