@@ -29,7 +29,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -42,6 +41,7 @@ import numpy as np
 
 from ..sw.errors import EieError
 from .runner import verilator_pch_fix
+from .verilog import icarus_source
 
 __all__ = ["SIMULATORS", "TOPLEVEL", "RunResult", "EieJob", "run_eie", "run_eie_jobs",
            "config_for_images", "cache_dir", "split_run", "icarus_source", "verilog_for_config",
@@ -223,30 +223,6 @@ def _build_args(simulator: str, waves: bool) -> list[str]:
         return ["-Wno-fatal", *VERILATOR_WAIVERS, "--x-assign", "0", "--x-initial", "0",
                 "-O3", "--build-jobs", str(jobs)]
     return []
-
-
-def icarus_source(text: bytes) -> bytes:
-    """The Verilog for Icarus, with every combinational block evaluated once after time 0.
-
-    Yosys's ``write_verilog`` (Amaranth's backend) writes combinational logic as ``always @*``
-    blocks, each made sensitive to a dummy ``reg \\$auto$verilog_backend...$N = 0`` so that
-    they run once at time 0. Icarus applies declaration initialisers without an event, so a
-    block whose inputs never change afterwards (a layer-table field the host writes with its
-    initial value 0, say) never runs and its output stays X for the whole run. This adds an
-    ``initial #1`` that sets each dummy to 1 (it is read by nothing but those sensitivity
-    lists), which runs every block once, 1 ns into reset. Verilator evaluates all logic and
-    needs no change.
-    """
-    out = []
-    for line in text.split(b"\n"):
-        out.append(line)
-        m = _DUMMY.match(line)
-        if m:
-            out.append(b"  initial #1 " + m.group(1) + b" = 1'h1;")
-    return b"\n".join(out)
-
-
-_DUMMY = re.compile(rb"^\s*reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;\s*$")
 
 
 def build_simulator(simulator: str, verilog: Path, *, waves: bool = False,

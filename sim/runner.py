@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 from ..sw.errors import EieError
+from .verilog import icarus_source
 
 __all__ = ["SIMULATORS", "verilator_env", "verilator_pch_fix", "check_simulator", "run_cocotb"]
 
@@ -138,7 +139,6 @@ def run_cocotb(*, simulator: str, verilog_sources: Sequence[str | os.PathLike], 
     if simulator == "icarus":
         # Icarus never runs Yosys' time-0 evaluation of `always @*` blocks whose inputs stay
         # constant (their outputs would stay X); build from copies that trigger it once.
-        from .eie_run import icarus_source
         patched = []
         for i, src in enumerate(sources):
             dst = build_dir / f"src{i}_{src.name}"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..sw.atomic import atomic_file
 
-__all__ = ["export_verilog", "verilog_text", "compact_zero_init", "TIMESCALE"]
+__all__ = ["export_verilog", "verilog_text", "compact_zero_init", "icarus_source", "TIMESCALE"]
 
 TIMESCALE = "`timescale 1ns/1ps"
 
@@ -58,6 +58,30 @@ def compact_zero_init(text: str) -> str:
                 f"{indent}end\n")
 
     return _INIT_BLOCK.sub(repl, text)
+
+
+_DUMMY = re.compile(rb"^\s*reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;\s*$")
+
+
+def icarus_source(text: bytes) -> bytes:
+    """The Verilog for Icarus, with every combinational block evaluated once after time 0.
+
+    Yosys's ``write_verilog`` (Amaranth's backend) writes combinational logic as ``always @*``
+    blocks, each made sensitive to a dummy ``reg \\$auto$verilog_backend...$N = 0`` so that
+    they run once at time 0. Icarus applies declaration initialisers without an event, so a
+    block whose inputs never change afterwards (a layer-table field the host writes with its
+    initial value 0, say) never runs and its output stays X for the whole run. This adds an
+    ``initial #1`` that sets each dummy to 1 (it is read by nothing but those sensitivity
+    lists), which runs every block once, 1 ns into reset. Verilator evaluates all logic and
+    needs no change.
+    """
+    out = []
+    for line in text.split(b"\n"):
+        out.append(line)
+        m = _DUMMY.match(line)
+        if m:
+            out.append(b"  initial #1 " + m.group(1) + b" = 1'h1;")
+    return b"\n".join(out)
 
 
 def verilog_text(component, *, name: str = "top", header: str = "") -> str:
