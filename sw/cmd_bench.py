@@ -33,6 +33,7 @@ import numpy as np
 
 from .bench_layers import (EIE_CLOCK_MHZ, EIE_N_PE, TABLE3_SOURCE, LayerSpec, SyntheticLayer,
                            parse_layers, scale_spec, synth_layer)
+from ..hw.eie.variants import DEFAULT_VARIANT
 from .errors import EieError
 
 __all__ = [
@@ -83,6 +84,8 @@ class BenchSetup:
     seed: int = 0
     scale: float = 1.0
     act_frac: int = 8
+    #: the named variant (eie.hw.eie.variants) the fields came from, for the report; None: custom
+    variant: str | None = None
 
     def __post_init__(self) -> None:
         from ..hw.eie.config import MAX_PE
@@ -97,6 +100,22 @@ class BenchSetup:
             if k in self.overrides:
                 raise EieError(f"--set {k}=... is not allowed; use --{k.replace('_', '-')}"
                                .replace("n-pe", "pes"))
+
+    @classmethod
+    def from_variant(cls, name: str, *, fifo_depth: int | None = None,
+                     overrides: dict[str, int] | None = None, **kw) -> "BenchSetup":
+        """The setup of variant ``name`` (``paper``, ``balanced``), with ``fifo_depth`` and
+        ``overrides`` replacing its fields; ``variant`` records the variant the resulting fields
+        are (None: a custom configuration)."""
+        from ..hw.eie.variants import VARIANTS, variant
+
+        v = variant(name)
+        fields_ = {k: val for k, val in v.fields.items() if k != "fifo_depth"}
+        fields_.update(overrides or {})
+        fifo = v.fields["fifo_depth"] if fifo_depth is None else fifo_depth
+        have = dict(fields_, fifo_depth=fifo)
+        same = [n for n, w in VARIANTS.items() if all(have.get(k) == x for k, x in w.fields.items())]
+        return cls(fifo_depth=fifo, overrides=fields_, variant=same[0] if same else None, **kw)
 
     def config_fields(self, n_pe: int | None = None, fifo_depth: int | None = None) -> dict[str, int]:
         """The behavioural EIEConfig fields of this setup (PE count, FIFO depth, overrides)."""
@@ -262,6 +281,7 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
     cfg_fields = setup.config_fields()
     if sim == "model":
         _model_kwargs(cfg_fields)           # fail early on a field the model cannot model
+    paper_fields = _paper_fields(setup)
     prepared = []
     preds = []
     rows: list[dict[str, Any]] = []
@@ -294,7 +314,11 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
             "interleave_ceiling": bound / interleave_floor(pred.busy, pred.broadcasts),
             "overhead": overhead_breakdown(bound, pred),
             "golden_equal": None, "model_equals_rtl": None,
+            "paper_model_cycles": None,
         }
+        if paper_fields is not None:
+            row["paper_model_cycles"] = int(_predict(layer_column_entries(image, 0), syn.x,
+                                                     s.n_out, paper_fields).cycles)
         rows.append(row)
     del it
     if sim != "model":
@@ -302,6 +326,8 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
     for row, (s, *_rest) in zip(rows, prepared):
         c = row["cycles"]
         row["efficiency"] = row["bound"] / c
+        pc = row["paper_model_cycles"]
+        row["paper_efficiency"] = None if pc is None else row["bound"] / pc
         row["time_us"] = c / EIE_CLOCK_MHZ
         row.update(_eie_fields(s, c, setup.n_pe))
         row["limiter"] = _limiter_text(row) if row["efficiency"] < EFFICIENCY_TARGET else None
@@ -312,6 +338,7 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
         "n_pe": setup.n_pe,
         "fifo_depth": setup.fifo_depth,
         "config_overrides": dict(setup.overrides or {}),
+        "variant": setup.variant,
         "clock_mhz": EIE_CLOCK_MHZ,
         "seed": setup.seed,
         "scale": setup.scale,
@@ -325,6 +352,22 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
         "model_equals_rtl": None if sim == "model" else all(r["model_equals_rtl"] for r in rows),
     }
     return doc
+
+
+def _paper_fields(setup: BenchSetup) -> dict[str, int] | None:
+    """The behavioural fields of the ``paper`` variant at this setup's PE count when they differ
+    from the setup's (the table then shows the paper configuration's cycle-model efficiency
+    beside the measured one); None when the setup already behaves as the paper's."""
+    from ..hw.eie.config import EIEConfig
+
+    paper = BenchSetup.from_variant("paper", n_pe=setup.n_pe).config_fields()
+    mine = setup.config_fields()
+    default = EIEConfig()
+    behavioural = {f.name for f in fields(EIEConfig)} - SIZE_FIELDS
+    if all(mine.get(k, getattr(default, k)) == paper.get(k, getattr(default, k))
+           for k in behavioural):
+        return None
+    return paper
 
 
 def _run_rtl(prepared, preds, rows, setup: BenchSetup, sim: str, build_dir,
@@ -367,6 +410,9 @@ def format_table3(doc: dict[str, Any]) -> str:
     rtl = doc["sim"] != "model"
     head = ["layer", "n_in x n_out", "w dens", "a dens", "bound", "cycles", "eff", "us@800",
             "EIE us", "EIE theo", "EIE eff", "ours/EIE"]
+    paper = any(r.get("paper_efficiency") is not None for r in doc["layers"])
+    if paper:
+        head += ["paper eff"]
     if rtl:
         head += ["model", "=golden"]
     lines = []
@@ -377,6 +423,8 @@ def format_table3(doc: dict[str, Any]) -> str:
                  f"{r['time_us']:.2f}", _fmt(r["eie_actual_us"], ".1f"),
                  _fmt(r["eie_theoretical_us"], ".1f"), _fmt(r["eie_efficiency"], ".3f"),
                  _fmt(r["cycles_over_eie_actual"], ".3f")]
+        if paper:
+            cells += [_fmt(r.get("paper_efficiency"), ".3f")]
         if rtl:
             cells += [str(r["model_cycles"]), _fmt(r["golden_equal"])]
         lines.append(cells)
@@ -389,9 +437,13 @@ def format_table3(doc: dict[str, Any]) -> str:
                              enumerate(zip(c, widths))))
     over = "".join(f" {k}={v}" for k, v in doc["config_overrides"].items())
     src = doc["sim"] if rtl else "cycle model"
-    out.append(f"{src}, {doc['n_pe']} PEs, FIFO depth {doc['fifo_depth']}{over}, seed "
+    name = f"variant {doc['variant']}: " if doc.get("variant") else "custom configuration: "
+    out.append(f"{src}, {name}{doc['n_pe']} PEs, FIFO depth {doc['fifo_depth']}{over}, seed "
                f"{doc['seed']}, scale {doc['scale']}; eff = bound / cycles; us at "
                f"{doc['clock_mhz']} MHz; ours/EIE = our cycles / EIE's actual cycles (us x 800)")
+    if paper:
+        out.append("paper eff = bound / cycles of the paper variant (FIFO 8, pointer queue 4) "
+                   "on the same layers, from the cycle model")
     if doc["scale"] != 1.0 or doc["n_pe"] != EIE_N_PE:
         out.append("EIE columns only for the paper's layer sizes at 64 PEs (scale 1, --pes 64)")
     for r in doc["layers"]:
@@ -790,8 +842,9 @@ def _check_out_path(path: Path | None, what: str, suffix: str) -> None:
 
 
 def _setup_from_args(args: argparse.Namespace) -> BenchSetup:
-    return BenchSetup(n_pe=args.pes, fifo_depth=args.fifo_depth, overrides=_parse_set(args.set),
-                      seed=args.seed, scale=args.scale, act_frac=args.act_frac)
+    return BenchSetup.from_variant(args.variant, fifo_depth=args.fifo_depth,
+                                   overrides=_parse_set(args.set), n_pe=args.pes, seed=args.seed,
+                                   scale=args.scale, act_frac=args.act_frac)
 
 
 def cmd_table3(args: argparse.Namespace) -> int:
@@ -835,11 +888,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if doc["checks_pass"] in (None, True) else 1
 
 
-def _common(p: argparse.ArgumentParser, default_layers: str) -> None:
+def _common(p: argparse.ArgumentParser, default_layers: str, default_variant: str) -> None:
     p.add_argument("--pes", type=int, default=EIE_N_PE, metavar="N",
                    help=f"processing elements (default {EIE_N_PE}, as in the paper)")
-    p.add_argument("--fifo-depth", type=int, default=8, metavar="D",
-                   help="activation-FIFO depth per PE (default 8, as in the paper)")
+    p.add_argument("--variant", default=default_variant, metavar="NAME",
+                   help="named configuration: paper (EIE as published: FIFO 8, pointer queue 4) "
+                        "or balanced (FIFO 8, pointer queue 32); --fifo-depth and --set replace "
+                        f"its fields (default {default_variant})")
+    p.add_argument("--fifo-depth", type=int, default=None, metavar="D",
+                   help="activation-FIFO depth per PE (default: the variant's, 8)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="any other EIEConfig field (e.g. ptr_queue_depth=8); repeatable")
     p.add_argument("--layers", action="append", metavar="LIST",
@@ -875,7 +932,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "output is compared with the golden model (exit 1 if one differs).")
     t.add_argument("--sim", choices=("model",) + RTL_SIMS, default="model",
                    help="cycle model (default) or an RTL simulator")
-    _common(t, "all nine")
+    _common(t, "all nine", DEFAULT_VARIANT)
     t.set_defaults(func=cmd_table3)
     s = sub.add_parser(
         "sweep", help="cycle-model sweeps: FIFO depth, PE count, SRAM word width",
@@ -890,5 +947,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="simulator for the RTL check points (default amaranth; none to skip)")
     s.add_argument("--jobs", type=int, default=1, metavar="J",
                    help="worker processes, one layer each (default 1)")
-    _common(s, "all nine")
+    _common(s, "all nine", "paper")
     s.set_defaults(func=cmd_sweep)

@@ -42,6 +42,10 @@ _CONFIG_OPTIONS = [
 
 def _add_config_options(p: argparse.ArgumentParser, note: str) -> None:
     g = p.add_argument_group("design parameters", note)
+    g.add_argument("--variant", metavar="NAME",
+                   help="named microarchitecture: paper (FIFO 8, pointer queue 4: the defaults) "
+                        "or balanced (FIFO 8, pointer queue 32: >= 0.95 of the bound on EIE's "
+                        "Table III layers); the options below replace its fields")
     for opt, name, text in _CONFIG_OPTIONS:
         g.add_argument(opt, dest=name, type=int, metavar="N", help=text)
 
@@ -95,8 +99,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, int]:
-    return {name: getattr(args, name) for _, name, _ in _CONFIG_OPTIONS
-            if getattr(args, name, None) is not None}
+    """The EIEConfig fields the options set: the variant's (``--variant``), then each option."""
+    out: dict[str, int] = {}
+    if getattr(args, "variant", None) is not None:
+        from ..hw.eie.variants import variant
+
+        out.update(variant(args.variant).fields)
+    out.update({name: getattr(args, name) for _, name, _ in _CONFIG_OPTIONS
+                if getattr(args, name, None) is not None})
+    return out
 
 
 def _make_config(fields: dict[str, int], image=None):

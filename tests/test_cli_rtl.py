@@ -91,6 +91,20 @@ def _image(tmp_path, n_pe=3, seed=0):
     return tmp_path / "img"
 
 
+@pytest.mark.parametrize("argv,fifo,queue", [
+    (["--variant", "balanced"], 8, 32),
+    (["--variant", "paper"], 8, 4),
+    (["--variant", "balanced", "--ptr-queue-depth", "16", "--fifo-depth", "2"], 2, 16),
+])
+def test_generate_variant(tmp_path, argv, fifo, queue):
+    out = tmp_path / "v.v"
+    assert main(["generate", "--pes", "2", "--ptr-depth", "32", "--spmat-depth", "8",
+                 "--act-depth", "8", "--acc-depth", "8", "--bias-depth", "8", *argv,
+                 "-o", str(out)]) == 0
+    params = json.loads(out.with_suffix(".json").read_text())["parameters"]
+    assert (params["fifo_depth"], params["ptr_queue_depth"]) == (fifo, queue)
+
+
 def test_generate_sized_from_image(tmp_path):
     d = _image(tmp_path)
     assert main(["generate", "--image", str(d), "--fifo-depth", "2", "-o",

@@ -43,9 +43,9 @@ def run_cli(args, capsys):
 
 def test_table3_model_arithmetic_json_and_plot(tmp_path, capsys):
     out_json, out_png = tmp_path / "t3.json", tmp_path / "t3.png"
-    code, out, _ = run_cli(["bench", "table3", "--pes", "64", "--fifo-depth", "2", "--seed", "3",
-                            "--layers", TINY, "--json", str(out_json), "--plot", str(out_png)],
-                           capsys)
+    code, out, _ = run_cli(["bench", "table3", "--variant", "paper", "--pes", "64",
+                            "--fifo-depth", "2", "--seed", "3", "--layers", TINY,
+                            "--json", str(out_json), "--plot", str(out_png)], capsys)
     assert code == 0
     doc = json.loads(out_json.read_text())
     assert out_png.read_bytes()[:8] == PNG_MAGIC
@@ -83,6 +83,46 @@ def test_table3_model_arithmetic_json_and_plot(tmp_path, capsys):
         assert f"{pred.cycles / (act * 800):.3f}" in line
     assert doc["min_efficiency"] == min(r["efficiency"] for r in doc["layers"])
     assert doc["all_equal_golden"] is None
+
+
+def test_table3_default_is_balanced_with_paper_beside(tmp_path, capsys):
+    """Without --variant the table measures the balanced variant (pointer queue 32) and shows
+    the paper variant's (FIFO 8, pointer queue 4) cycle-model efficiency beside it."""
+    out_json = tmp_path / "b.json"
+    code, out, _ = run_cli(["bench", "table3", "--pes", "8", "--layers", TINY, "--seed", "1",
+                            "--json", str(out_json)], capsys)
+    assert code == 0
+    doc = json.loads(out_json.read_text())
+    assert doc["variant"] == "balanced" and doc["fifo_depth"] == 8
+    assert doc["config_overrides"] == {"ptr_queue_depth": 32}
+    assert "variant balanced" in out and "paper eff" in out
+    for r in doc["layers"]:
+        spec = parse_layer_spec(next(t for t in TINY.split(",") if t.startswith(r["name"])))
+        L = synth_layer(spec, 1)
+        img = build_image([L.quant], 8)
+        mine = predict_counters(img, L.x, fifo_depth=8, ptr_queue_depth=32)[0][0]
+        paper = predict_counters(img, L.x, fifo_depth=8, ptr_queue_depth=4)[0][0]
+        assert r["cycles"] == mine.cycles and r["paper_model_cycles"] == paper.cycles
+        assert r["paper_efficiency"] == pytest.approx(r["bound"] / paper.cycles)
+        line = next(l for l in out.splitlines() if l.startswith(r["name"] + " "))
+        assert line.split()[-1] == f"{r['bound'] / paper.cycles:.3f}"
+
+
+@pytest.mark.parametrize("argv,variant,paper_column", [
+    (["--variant", "paper"], "paper", False),
+    (["--variant", "paper", "--set", "ptr_queue_depth=32"], "balanced", True),
+    (["--fifo-depth", "16"], None, True),
+])
+def test_table3_variant_naming(tmp_path, capsys, argv, variant, paper_column):
+    out_json = tmp_path / "v.json"
+    code, out, _ = run_cli(["bench", "table3", "--pes", "4", "--layers", "t:32x16:0.3:0.5",
+                            *argv, "--json", str(out_json)], capsys)
+    assert code == 0
+    doc = json.loads(out_json.read_text())
+    assert doc["variant"] == variant
+    assert (doc["layers"][0]["paper_model_cycles"] is not None) == paper_column
+    assert ("paper eff" in out) == paper_column
+    assert (f"variant {variant}:" if variant else "custom configuration:") in out
 
 
 def test_table3_scaled_paper_layers_drop_eie_columns(tmp_path, capsys):
@@ -225,6 +265,8 @@ def test_sweep_checks_against_rtl(tmp_path, capsys):
     (["table3", "--set", "fifo_depth=4"], "--fifo-depth"),
     (["table3", "--set", "ptr_queue_depth=x"], "not an integer"),
     (["table3", "--seed", "-1"], "--seed"),
+    (["table3", "--variant", "fast"], "fast"),
+    (["sweep", "fifo", "--variant", "fast"], "paper, balanced"),
     (["sweep", "width", "--values", "60"], "multiple of 8"),
     (["sweep", "pes", "--values", "0,4"], "n_pe"),
     (["sweep", "fifo", "--values", "a,b"], "--values"),

@@ -1,0 +1,55 @@
+"""Named EIE microarchitecture variants: the behavioural parameters that set the cycle count.
+
+A variant fixes the fields of :class:`~eie.hw.eie.config.EIEConfig` that change how many cycles a
+layer takes (the activation-FIFO depth and the pointer-queue depth); memory sizes stay free. Both
+variants are the same RTL with different parameters, so their outputs are identical bit for bit and
+the cycle model (:mod:`eie.sw.cycle_model`) predicts both.
+
+``paper``
+    EIE as published: an 8-entry activation FIFO per PE (the depth the paper chose from its
+    Fig. 8) and a 4-entry pointer queue (the pointer stage runs at most 4 non-empty columns ahead
+    of the entry stage). On the Table III layers at 64 PEs it reaches 0.82-0.98 of the bound.
+``balanced``
+    The same FIFO, a 32-entry pointer queue. Dense-activation layers with under one entry per
+    column per PE (NeuralTalk's NT-We) are limited by the pointer stage taking one column a
+    cycle: a run of columns with several entries stops it, its FIFO fills and the broadcast
+    waits; a deeper queue lets it absorb the run. Cost: 28 more queue entries per PE (a column
+    index and two pointers each). Efficiency >= 0.95 on all nine Table III layers at 64 PEs
+    (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Variant", "VARIANTS", "DEFAULT_VARIANT", "variant"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A name, the EIEConfig fields it sets and a one-line summary."""
+
+    name: str
+    fields: dict
+    summary: str
+
+
+VARIANTS: dict[str, Variant] = {
+    "paper": Variant("paper", {"fifo_depth": 8, "ptr_queue_depth": 4},
+                     "EIE as published: FIFO depth 8, pointer queue 4"),
+    "balanced": Variant("balanced", {"fifo_depth": 8, "ptr_queue_depth": 32},
+                        "FIFO depth 8, pointer queue 32: >= 0.95 of the bound on Table III"),
+}
+
+#: What ``eie bench table3`` measures unless told otherwise.
+DEFAULT_VARIANT = "balanced"
+
+
+def variant(name: str) -> Variant:
+    """The variant called ``name``; :class:`~eie.sw.errors.EieError` naming the choices if none is."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        from eie.sw.errors import EieError
+
+        raise EieError(f"unknown variant {name!r}: choose one of {', '.join(VARIANTS)}") from None
