@@ -1,16 +1,18 @@
 """Matrix-vector-threshold unit (MVTU): one BNN layer, folded FINN-style.
 
-``pe`` neurons and ``simd`` input bits per cycle. A sample (the whole ``n_in``-bit input vector)
-arrives on stream ``i`` and is latched into the input buffer ``cur``; the unit then spends
-``nf * sf`` cycles on it, one (neuron fold, synapse fold) pair a cycle, neuron folds outer, so
-the same buffered input is reused by every neuron fold. The next sample is taken in the cycle
-that issues the current one's last fold (it waits in the producer's output register or FIFO
-meanwhile, the second half of the double buffer), so back-to-back samples leave no bubble.
+``pe`` neurons and ``simd`` input bits per cycle. A sample (the ``n_in``-bit input vector) arrives
+on stream ``i`` as ``sf`` words of ``simd`` bits (word ``s`` holds inputs ``s*simd ..``; padding
+lanes of the last word are ignored) into the double-buffered :class:`InputBuffer` (block RAM,
+no full-width register); the unit then spends ``nf * sf`` cycles on it, one (neuron fold,
+synapse fold) pair a cycle, neuron folds outer, reading the sample's word ``sf_i`` from the
+buffer each cycle, so every neuron fold reuses it. The next sample is written into the other
+bank meanwhile (``sf`` cycles, while its producer keeps up) and starts in the cycle after the
+current one's last fold, so back-to-back samples leave no bubble.
 
 Pipeline, one item per cycle while ``en``:
 
-- ``iss_``  issue: fold counters; weight address ``nf_i * sf + sf_i`` to every PE's memory, the
-  ``simd``-bit slice ``sf_i`` of the input buffer into a register;
+- ``iss_``  issue: fold counters; weight address ``nf_i * sf + sf_i`` to every PE's memory and
+  word ``sf_i`` of the current bank to the input buffer's (synchronous) read port;
 - ``xn_``   weight word and input slice: ``XNOR``, padding lanes of the last synapse fold masked
   to 0; into each PE's popcount tree (:class:`PopCount`, ``latency`` stages);
 - ``acc_``  :class:`AccThreshold`: accumulate over synapse folds, compare with the threshold
@@ -36,6 +38,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...sw.bnn.folding import LayerFold
+from .input_buffer import InputBuffer
 from .popcount import PopCount
 from .threshold import DOT_WIDTH, AccThreshold
 
@@ -43,8 +46,8 @@ __all__ = ["Mvtu"]
 
 
 class Mvtu(wiring.Component):
-    """One folded BNN layer with stream input (``n_in`` bits) and stream output (``n_out`` bits
-    for a hidden layer, ``n_out`` signed 32-bit dots for the output layer)."""
+    """One folded BNN layer with stream input (``sf`` words of ``simd`` bits a sample) and stream
+    output (``n_out`` bits for a hidden layer, ``n_out`` signed 32-bit dots for the output layer)."""
 
     def __init__(self, fold: LayerFold, *, hidden: bool = True,
                  weight_init: Sequence[Sequence[int]] | None = None,
@@ -67,7 +70,7 @@ class Mvtu(wiring.Component):
         out_shape = (unsigned(fold.n_out) if hidden
                      else data.ArrayLayout(signed(DOT_WIDTH), fold.n_out))
         super().__init__({
-            "i": In(stream.Signature(unsigned(fold.n_in))),
+            "i": In(stream.Signature(unsigned(fold.simd))),
             "o": Out(stream.Signature(out_shape)),
             "ld_w_en": In(1),
             "ld_t_en": In(1),
@@ -123,8 +126,9 @@ class Mvtu(wiring.Component):
                 m.d.comb += trd.en.eq(en)
                 t_rd.append(trd)
 
-        # --- issue stage --------------------------------------------------------------------
-        cur = Signal(SF * SIMD)
+        # --- issue stage: the input buffer holds this sample and takes the next one ----------
+        inbuf = m.submodules.inbuf = InputBuffer(SF, SIMD)
+        wiring.connect(m, wiring.flipped(self.i), inbuf.i)
         active = Signal()
         iss_nf = Signal(range(max(NF, 2)))
         iss_sf = Signal(range(max(SF, 2)))
@@ -132,22 +136,21 @@ class Mvtu(wiring.Component):
         last_sf = iss_sf == SF - 1
         last_nf = iss_nf == NF - 1
         last_fold = last_sf & last_nf
-        take = ~active | last_fold
-        m.d.comb += [self.i.ready.eq(en & take), self.active.eq(active)]
+        m.d.comb += [self.active.eq(active), inbuf.rd_en.eq(en), inbuf.rd_index.eq(iss_sf),
+                     inbuf.release.eq(en & active & last_fold)]
         for rd in w_rd:
             m.d.comb += rd.addr.eq(iss_addr)
         with m.If(en):
             with m.If(active):
                 with m.If(last_fold):
-                    m.d.sync += [iss_sf.eq(0), iss_nf.eq(0), iss_addr.eq(0)]
-                    with m.If(~self.i.valid):
-                        m.d.sync += active.eq(0)
+                    m.d.sync += [iss_sf.eq(0), iss_nf.eq(0), iss_addr.eq(0),
+                                 active.eq(inbuf.valid_other)]
                 with m.Elif(last_sf):
                     m.d.sync += [iss_sf.eq(0), iss_nf.eq(iss_nf + 1), iss_addr.eq(iss_addr + 1)]
                 with m.Else():
                     m.d.sync += [iss_sf.eq(iss_sf + 1), iss_addr.eq(iss_addr + 1)]
-            with m.If(self.i.valid & take):
-                m.d.sync += [cur.eq(self.i.payload), active.eq(1)]
+            with m.Elif(inbuf.valid):
+                m.d.sync += active.eq(1)
 
         # Tags travel with each item: valid, first/last synapse fold, neuron fold, last neuron fold.
         def tag(name):
@@ -168,9 +171,7 @@ class Mvtu(wiring.Component):
 
         # --- xnor stage ---------------------------------------------------------------------
         tags.append(advance(tags[0], "xn"))
-        xn_x = Signal(SIMD)
-        with m.If(en):
-            m.d.sync += xn_x.eq(cur if SF == 1 else cur.word_select(iss_sf, SIMD))
+        xn_x = inbuf.rd_data                      # word iss_sf of the sample, read at issue
         tail = f.n_in - (SF - 1) * SIMD           # real lanes of the last synapse fold
         full = Const((1 << SIMD) - 1, SIMD)
         mask = Mux(tags[1]["last"], Const((1 << tail) - 1, SIMD), full) if tail < SIMD else full

@@ -1,11 +1,15 @@
 """The streaming BNN: one :class:`Mvtu` per layer, chained by ``amaranth.lib.stream`` interfaces.
 
 Per cycle every layer works on its own sample (a dataflow pipeline, FINN's streaming
-architecture): stream ``i`` takes a whole input vector (``n_in`` bits, element ``k`` at bit
-``k``) whenever the first layer can start it; each hidden layer hands its ``n_out``-bit output
-vector to the next layer with valid/ready back-pressure; stream ``o`` carries the last layer's
-``dot`` per class (signed 32 bits, class ``k`` at bits ``[32k+31:32k]``). In steady state the
-network accepts one sample every ``max(nf * sf)`` cycles.
+architecture): stream ``i`` takes input words of ``in_width`` bits (default ``n_in``: a whole
+input vector a word; the bus-mapped top uses 32: ``ceil(n_in / 32)`` words a sample; element
+``k`` at bit ``k % in_width`` of word ``k // in_width``); a :class:`WidthConverter` turns them
+into the first layer's ``SIMD``-bit words, written into its input buffer. Each hidden layer hands
+its ``n_out``-bit output vector, through a converter (a multiplexer, no storage) that presents it
+``SIMD`` bits at a time, to the next layer's input buffer, with valid/ready back-pressure; stream
+``o`` carries the last layer's ``dot`` per class (signed 32 bits, class ``k`` at bits
+``[32k+31:32k]``). In steady state the network accepts one sample every ``max(nf * sf)`` cycles
+(and not faster than ``ceil(n_in / in_width)`` cycles, one input word a cycle).
 
 Weights and thresholds are written one memory word per cycle through the ``ld_`` port:
 ``ld_layer``, ``ld_kind`` (0 weights, 1 thresholds), ``ld_pe``, ``ld_addr`` (the word's index in
@@ -24,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 from ...sw.bnn.folding import LayerFold
 from ...sw.bnn.image import BnnImage, threshold_words, weight_words
 from .mvtu import Mvtu
+from .width_converter import WidthConverter
 from .threshold import DOT_WIDTH
 
 __all__ = ["BnnNetwork", "KIND_WEIGHTS", "KIND_THRESHOLDS"]
@@ -36,7 +41,7 @@ class BnnNetwork(wiring.Component):
     """A chain of folded BNN layers; ``image`` (optional) bakes weights in as initial values."""
 
     def __init__(self, folds: Sequence[LayerFold], *, image: BnnImage | None = None,
-                 levels_per_stage: int = 2):
+                 levels_per_stage: int = 2, in_width: int | None = None):
         folds = list(folds)
         if not folds:
             raise ValueError("a BNN needs at least one layer")
@@ -48,10 +53,13 @@ class BnnNetwork(wiring.Component):
         self._folds = folds
         self._image = image
         self._levels_per_stage = levels_per_stage
+        self._in_width = in_width or folds[0].n_in
+        if not isinstance(self._in_width, int) or self._in_width < 1:
+            raise ValueError(f"in_width must be a positive integer, not {in_width!r}")
         self._ld_width = max(max(f.simd, f.threshold_width) for f in folds)
         max_depth = max(f.nf * f.sf for f in folds)
         super().__init__({
-            "i": In(stream.Signature(unsigned(folds[0].n_in))),
+            "i": In(stream.Signature(unsigned(self._in_width))),
             "o": Out(stream.Signature(data.ArrayLayout(signed(DOT_WIDTH), folds[-1].n_out))),
             "ld_en": In(1),
             "ld_layer": In(range(max(len(folds), 2))),
@@ -65,6 +73,15 @@ class BnnNetwork(wiring.Component):
     @property
     def folds(self) -> list[LayerFold]:
         return list(self._folds)
+
+    @property
+    def in_width(self) -> int:
+        return self._in_width
+
+    @property
+    def in_words(self) -> int:
+        """Input words a sample."""
+        return -(-self._folds[0].n_in // self._in_width)
 
     def elaborate(self, platform):
         m = Module()
@@ -86,8 +103,15 @@ class BnnNetwork(wiring.Component):
                          u.ld_pe.eq(self.ld_pe), u.ld_addr.eq(self.ld_addr),
                          u.ld_data.eq(self.ld_data), self.stalls[l].eq(u.stall)]
             units.append(u)
-        wiring.connect(m, wiring.flipped(self.i), units[0].i)
-        for a, b in zip(units, units[1:]):
-            wiring.connect(m, a.o, b.i)
+        conv = WidthConverter(self._folds[0].n_in, self._in_width, self._folds[0].simd)
+        m.submodules.in_conv = conv
+        wiring.connect(m, wiring.flipped(self.i), conv.i)
+        wiring.connect(m, conv.o, units[0].i)
+        for l, (a, b) in enumerate(zip(units, units[1:])):
+            f = self._folds[l]
+            conv = WidthConverter(f.n_out, f.n_out, self._folds[l + 1].simd)
+            m.submodules[f"conv{l + 1}"] = conv
+            wiring.connect(m, a.o, conv.i)
+            wiring.connect(m, conv.o, b.i)
         wiring.connect(m, units[-1].o, wiring.flipped(self.o))
         return m

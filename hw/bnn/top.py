@@ -1,13 +1,15 @@
 """The bus-mapped BNN top for boards and RTL simulation: host bus in, nothing else out.
 
-Around a :class:`BnnNetwork`: an input FIFO of whole samples the host fills 32 bits per write,
-an output FIFO of results the host drains 32 bits per read, the weight/threshold memories
+Around a :class:`BnnNetwork`: an input FIFO of 32-bit words (``in_depth`` samples of
+``in_words`` words, block RAM; the network converts them to its first layer's SIMD words), an
+output FIFO of results the host drains 32 bits per read, the weight/threshold memories
 (written through the bus), control and counters. The address map is
 :class:`eie.hw.bnn.memory_map.BnnMemoryMap` (also documented in ``docs/bnn.md``).
 
 Per cycle: at most one bus access (a write takes effect at the clock edge; a read answers one
-cycle later with ``r_ack``); the input FIFO hands a sample to the network whenever RUN is set
-and the network can start one; the network's results enter the output FIFO (when it is full the
+cycle later with ``r_ack``); an IN_DATA write pushes its word into the input FIFO (unless its
+sample was dropped for want of a free slot); the input FIFO hands a word to the network whenever
+RUN is set and the network can take one; the network's results enter the output FIFO (when it is full the
 network stalls, counted in STALL); the counters update from the network's stream handshakes.
 """
 
@@ -46,9 +48,15 @@ class BnnTop(wiring.Component):
         m = Module()
         mm = self._map
         bus = self.bus
-        net = m.submodules.network = BnnNetwork(mm.folds, image=self._image,
+        # Input FIFO words: at least the first layer's SIMD bits, so its input buffer fills at
+        # SIMD bits a cycle (sf cycles a sample, within its nf * sf cycles of work).
+        per = -(-mm.folds[0].simd // 32)            # bus words per FIFO word
+        fifo_width = 32 * per
+        fifo_words = -(-mm.n_in // fifo_width)      # FIFO words per sample
+        net = m.submodules.network = BnnNetwork(mm.folds, image=self._image, in_width=fifo_width,
                                                 levels_per_stage=self._levels_per_stage)
-        in_fifo = m.submodules.in_fifo = fifo.SyncFIFOBuffered(width=mm.n_in, depth=mm.in_depth)
+        in_fifo = m.submodules.in_fifo = fifo.SyncFIFOBuffered(width=fifo_width,
+                                                               depth=mm.in_depth * fifo_words)
         out_fifo = m.submodules.out_fifo = fifo.SyncFIFOBuffered(width=32 * mm.n_classes,
                                                                  depth=mm.out_depth)
         regs = mm.registers
@@ -65,33 +73,55 @@ class BnnTop(wiring.Component):
             m.d.sync += run.eq((bus.w_data & CTRL_RUN) != 0)
             m.d.comb += clear.eq((bus.w_data & CTRL_CLEAR) != 0)
 
-        # --- input: 32-bit writes assembled into a sample, pushed into the input FIFO -------
+        # --- input: 32-bit writes into a FIFO of words, counted in whole-sample slots -----
+        # A sample takes a slot from its first IN_DATA write until the network has read its
+        # last word out of the FIFO; a sample whose first word finds no free slot is dropped
+        # whole (ERRORS bit 0). The FIFO holds in_depth samples of fifo_words words (block
+        # RAM); with SIMD > 32, `per` bus words are staged into one FIFO word.
         in_words = mm.in_words
-        in_push = Signal()
-        in_sample = Signal(mm.n_in)
+        w_idx = Signal(range(max(in_words, 2)))     # bus word of the sample being written
+        w_sub = Signal(range(max(per, 2)))          # its place in the FIFO word
+        r_idx = Signal(range(max(fifo_words, 2)))   # FIFO word of the sample being read out
+        slots = Signal(range(mm.in_depth + 1))      # samples in the FIFO (or being written)
+        dropping = Signal()
         in_write = wr & (bus.addr == regs["IN_DATA"])
-        if in_words == 1:
-            m.d.comb += [in_push.eq(in_write), in_sample.eq(bus.w_data)]
+        w_first = w_idx == 0
+        w_last = w_idx == in_words - 1
+        slot_free = slots != mm.in_depth
+        reserve = Signal()
+        keep = in_write & Mux(w_first, slot_free, ~dropping)
+        with m.If(in_write):
+            m.d.sync += w_idx.eq(Mux(w_last, 0, w_idx + 1))
+            with m.If(w_first):
+                m.d.sync += dropping.eq(~slot_free)
+                m.d.comb += reserve.eq(slot_free)
+                with m.If(~slot_free):
+                    m.d.sync += err_overflow.eq(1)
+        if per == 1:
+            m.d.comb += [in_fifo.w_data.eq(bus.w_data), in_fifo.w_en.eq(keep)]
         else:
-            in_stage = Signal(32 * (in_words - 1))
-            in_idx = Signal(range(in_words))
-            m.d.comb += in_sample.eq(Cat(in_stage, bus.w_data))
+            stage = Signal(32 * (per - 1))
+            push = w_last | (w_sub == per - 1)
             with m.If(in_write):
-                with m.If(in_idx == in_words - 1):
-                    m.d.comb += in_push.eq(1)
-                    m.d.sync += in_idx.eq(0)
-                with m.Else():
-                    m.d.sync += [in_stage.word_select(in_idx, 32).eq(bus.w_data),
-                                 in_idx.eq(in_idx + 1)]
-        m.d.comb += [in_fifo.w_data.eq(in_sample), in_fifo.w_en.eq(in_push)]
-        with m.If(in_push & ~in_fifo.w_rdy):
-            m.d.sync += err_overflow.eq(1)
+                m.d.sync += w_sub.eq(Mux(push, 0, w_sub + 1))
+            with m.If(keep & ~push):
+                m.d.sync += stage.word_select(w_sub, 32).eq(bus.w_data)
+            with m.Switch(w_sub):
+                for c in range(per):
+                    with m.Case(c):
+                        m.d.comb += in_fifo.w_data.eq(Cat(stage[:32 * c], bus.w_data))
+            m.d.comb += in_fifo.w_en.eq(keep & push)
 
         # --- network between the FIFOs ------------------------------------------------------
         m.d.comb += [net.i.payload.eq(in_fifo.r_data), net.i.valid.eq(in_fifo.r_rdy & run),
                      in_fifo.r_en.eq(net.i.ready & run),
                      out_fifo.w_data.eq(net.o.payload.as_value()), out_fifo.w_en.eq(net.o.valid),
                      net.o.ready.eq(out_fifo.w_rdy)]
+        word_fire = net.i.valid & net.i.ready
+        r_last = r_idx == fifo_words - 1
+        with m.If(word_fire):
+            m.d.sync += r_idx.eq(Mux(r_last, 0, r_idx + 1))
+        m.d.sync += slots.eq(slots + reserve - (word_fire & r_last))
 
         # --- output: the oldest result read 32 bits at a time -------------------------------
         out_idx = Signal(range(max(mm.out_words, 2)))
@@ -151,7 +181,7 @@ class BnnTop(wiring.Component):
             c[f"STALL_L{l}"] = Signal(32, name=f"cnt_stall_l{l}")
         lat_run = Signal()
         lat_start = Signal(32)
-        in_fire = net.i.valid & net.i.ready
+        in_fire = word_fire & (r_idx == 0)           # the network starts taking a sample
         out_fire = net.o.valid & net.o.ready
         interval = c["CYCLES"] - c["T_LAST_OUT"]
         with m.If(clear):
@@ -183,7 +213,7 @@ class BnnTop(wiring.Component):
         # --- register reads (one cycle latency) ---------------------------------------------
         in_free = Signal(16)
         out_count = Signal(16)
-        m.d.comb += [in_free.eq(mm.in_depth - in_fifo.level), out_count.eq(out_fifo.level)]
+        m.d.comb += [in_free.eq(mm.in_depth - slots), out_count.eq(out_fifo.level)]
         status = Cat(in_free, out_count)
         readable = {
             "ID": ID_VALUE, "CTRL": run, "STATUS": status, "OUT_DATA": Mux(out_fifo.r_rdy, out_word, 0),
