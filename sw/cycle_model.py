@@ -8,8 +8,10 @@ nonzero while this PE's FIFO was full).
 It steps the same registers the RTL has, cycle by cycle, vectorised over the PEs with NumPy:
 the LNZD rounds, each PE's FIFO level, pointer stage, pointer queue (non-empty columns only),
 entry stage and the three pipeline registers behind it, and the controller's states
-(``LSTART``, 1 cycle; ``BCAST``; ``DRAIN``). ``n_out`` does not change the count: the
-write-back is applied when the next layer reads its inputs, at no cycle cost. A layer's
+(``LSTART``, 1 cycle; ``BCAST``, whose first :data:`ACT_READ_LATENCY` cycles fill the PEs'
+activation read pipelines before the LNZD loads round 0; ``DRAIN``). ``n_out`` does not change
+the count: the bias and the write-back are applied in the read pipeline when the next layer
+reads its inputs, at no cycle cost beyond that fill. A layer's
 cost depends only on its own input (the PEs are idle at every layer boundary), so layers are
 modelled one at a time; the hidden layers' inputs come from the golden model.
 """
@@ -22,7 +24,13 @@ from typing import Any
 import numpy as np
 
 __all__ = ["layer_column_entries", "predict_layer", "predict_layer_batch", "predict_counters",
-           "LayerPrediction", "efficiency"]
+           "LayerPrediction", "efficiency", "ACT_READ_LATENCY", "START_CYCLES"]
+
+#: Cycles the PEs' activation read pipelines take to fill at every layer start (memory read,
+#: bias addition, two write-back stages): ``eie.hw.eie.memory_map.ACT_READ_LATENCY``.
+ACT_READ_LATENCY = 4
+#: Cycles of a layer outside the modelled BCAST/DRAIN steps: ``LSTART`` and the fill.
+START_CYCLES = 1 + ACT_READ_LATENCY
 
 
 @dataclass
@@ -31,7 +39,7 @@ class LayerPrediction:
     broadcasts: int
     busy: list[int]
     stall: list[int]
-    bcast_cycles: int       # cycles in BCAST (incl. the LNZD's done cycle)
+    bcast_cycles: int       # cycles in BCAST after the read-pipeline fill (incl. the LNZD's done cycle)
     drain_cycles: int       # cycles in DRAIN (incl. the layer's last cycle)
 
     def counters(self) -> dict[str, Any]:
@@ -79,7 +87,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     stall = np.zeros(N, np.int64)
     busy = np.zeros(N, np.int64)
     nb = 0                                # broadcasts so far
-    rnd, pos = (0 if R_in else -1), 0     # loaded LNZD round (round 0 loads in LSTART)
+    rnd, pos = (0 if R_in else -1), 0     # loaded LNZD round (round 0 loads before BCAST steps)
     state = "BCAST"
     bcast_cycles = drain_cycles = 0
 
@@ -139,7 +147,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
             if idle.all():
                 break
             step(False)
-    return LayerPrediction(cycles=1 + bcast_cycles + drain_cycles, broadcasts=int(nb),
+    return LayerPrediction(cycles=START_CYCLES + bcast_cycles + drain_cycles, broadcasts=int(nb),
                            busy=[int(v) for v in busy], stall=[int(v) for v in stall],
                            bcast_cycles=bcast_cycles, drain_cycles=drain_cycles)
 
@@ -236,7 +244,7 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         nb = nb + fire
         in_d |= done
         in_b &= ~done
-    return [LayerPrediction(cycles=int(1 + bcast_cycles[s_] + drain_cycles[s_]),
+    return [LayerPrediction(cycles=int(START_CYCLES + bcast_cycles[s_] + drain_cycles[s_]),
                             broadcasts=int(nb[s_]), busy=[int(v) for v in busy[s_]],
                             stall=[int(v) for v in stall[s_]],
                             bcast_cycles=int(bcast_cycles[s_]),

@@ -10,7 +10,8 @@ from eie.hw.eie.accum import Accumulator
 from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.ptr_read import PtrRead
 from eie.hw.eie.spmat_read import SpmatRead
-from eie.hw.eie.writeback import Writeback
+from eie.hw.eie.memory_map import ACT_READ_LATENCY
+from eie.hw.eie.writeback import WRITEBACK_LATENCY, Writeback
 from eie.sw.fixedpoint import writeback as ref_writeback
 
 
@@ -40,15 +41,36 @@ def test_writeback_ties_saturation_relu(acc_bits):
                 for relu in (0, 1):
                     cases.append((v, w, relu))
     got = []
+    stalls = rng.random(len(cases) + WRITEBACK_LATENCY) < 0.3
 
     async def bench(ctx):
-        for v, w, relu in cases:
+        # One case a cycle into the pipeline, with cycles of en = 0 (garbage inputs) between:
+        # after the tick that takes case k, y shows case k - WRITEBACK_LATENCY + 1 (it entered
+        # WRITEBACK_LATENCY advancing ticks earlier); while en = 0 it holds.
+        accepted = 0
+        feed = cases + [(0, 0, 0)] * (WRITEBACK_LATENCY - 1)
+        i = 0
+        held = None
+        while i < len(feed):
+            en = not stalls[i] or accepted < 1
+            v, w, relu = feed[i] if en else (int(rng.integers(lo, hi)), 3, 1)
+            ctx.set(dut.en, en)
             ctx.set(dut.acc, v)
             ctx.set(dut.w_frac, w)
             ctx.set(dut.relu, relu)
-            got.append(ctx.get(dut.y))
+            await ctx.tick()
+            y = ctx.get(dut.y)
+            if en:
+                accepted += 1
+                i += 1
+                if accepted >= WRITEBACK_LATENCY:
+                    got.append(y)
+            else:
+                assert held is None or y == held                # a stalled pipeline holds
+            held = y
+            stalls[i - 1 if en else i] = False                   # each slot stalls at most once
 
-    simulate(dut, bench, clock=False)
+    simulate(dut, bench)
     want = [int(ref_writeback(np.array([v], dtype=np.int64), w, bool(r))[0]) for v, w, r in cases]
     assert got == want
     assert 32767 in got and -32768 in got                    # both saturation ends exercised
@@ -171,16 +193,21 @@ def test_accumulator_bypass_back_to_back_rows():
             await ctx.tick()
 
     async def read_rows(ctx):
-        # the destination becomes the source: read through the write-back on read
+        # the destination becomes the source: streamed through the bias and the write-back,
+        # one row a cycle, each ACT_READ_LATENCY cycles after its address
         ctx.set(dut.src_bank, 0)
         ctx.set(dut.src_bias_base, 0)
         ctx.set(dut.src_has_bias, 1)
         ctx.set(dut.src_w_frac, w_frac)
+        ctx.set(dut.rd_en, 1)
         rows = []
-        for r in range(8):
-            ctx.set(dut.rd_addr, r)
-            rows.append(ctx.get(dut.rd_data))
-        return rows
+        for t in range(8 + ACT_READ_LATENCY):
+            ctx.set(dut.rd_addr, t % 8)
+            await ctx.tick()
+            if t + 1 >= ACT_READ_LATENCY:
+                rows.append(ctx.get(dut.rd_data))
+        ctx.set(dut.rd_en, 0)
+        return rows[:8]
 
     async def bench(ctx):
         ctx.set(dut.host_mode, 1)
@@ -193,9 +220,6 @@ def test_accumulator_bypass_back_to_back_rows():
         ctx.set(dut.host_mode, 0)
         for layer in range(2):          # twice: layer_start must clear what the first left
             ctx.set(dut.src_bank, 1)    # destination: bank 0
-            ctx.set(dut.has_bias, 1)
-            ctx.set(dut.w_frac, w_frac)
-            ctx.set(dut.bias_base, 0)
             ctx.set(dut.layer_start, 1)
             await ctx.tick()
             ctx.set(dut.layer_start, 0)

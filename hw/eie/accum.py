@@ -1,30 +1,41 @@
 """Activation/accumulator files of a PE, with the bias SRAM, the same-row bypass and the
-write-back on read.
+pipelined write-back on read.
 
 The PE has two files (banks) of ``act_depth`` rows of ``acc_bits`` each, one memory addressed
-``bank << act_bits | row``, plus one valid bit per row (flip-flops). A layer reads its inputs
+``bank << act_bits | row``, plus one valid bit per accumulator row (flip-flops; rows at or past
+``acc_depth`` are never outputs, only host-written inputs, and count as valid). A layer reads its inputs
 from the source bank and accumulates its outputs, raw, into the destination bank; the next
-layer swaps them. The contract's write-back (shift, round-half-even, saturation, ReLU) and the
-bias are applied when a row is *read* as an activation, by the LNZD leaf or the host:
-``value = valid ? row : bias << w_frac`` (0 without bias), then
+layer swaps them. The bias and the contract's write-back (shift, round-half-even, saturation,
+ReLU) are applied when a row is *read* as an activation, by the LNZD leaf or the host:
+``value = (valid ? row : 0) + (bias << w_frac)`` (modulo ``2**acc_bits``, which equals starting
+the accumulation at ``bias << w_frac`` because the accumulator wraps), then
 :class:`~eie.hw.eie.writeback.Writeback` with the producing layer's ``w_frac``/``relu``
-(``src_*`` ports). So no cycle is spent initialising or writing back: a layer's first update of a
-row starts from the bias, and ``layer_start`` clears the destination bank's valid bits in one
-cycle. Host-written inputs are raw values with the identity transform (``w_frac`` 0, no ReLU,
-no bias) that the controller selects for bank 0 at the start of a run.
+(``src_*`` ports). So no cycle is spent initialising or writing back rows, and
+``layer_start`` clears the destination bank's valid bits in one cycle. Host-written inputs are
+raw values with the identity transform (``w_frac`` 0, no ReLU, no bias) that the controller
+selects for bank 0 at the start of a run.
 
-Accumulate, per cycle: the row of the entry in the ``mul_`` stage is read (file and bias SRAM,
-one cycle of latency); in the ``acc_`` stage the entry adds its product to that value (two's
-complement, wrapping at ``acc_bits``) and writes the row back, valid. **Bypass:** if the previous
-cycle wrote the very row this entry read (the last entry of a column and the first of the next
-on the same row), the read value is stale, and the stage takes the value written in the
-previous cycle instead.
+Every memory read is synchronous, so the file is two block RAMs (one per read port, each
+with the write port) and nothing is replicated into LUT RAM.
 
-Read as activation (asynchronous, for the LNZD leaf; the host's reads go through the same path
-while idle): ``rd_addr`` (a row of the source bank) -> ``rd_data`` (int16).
+Accumulate, per cycle: the row of the entry in the ``mul_`` stage is read (file and valid bit,
+one cycle of latency); in the ``acc_`` stage the entry adds its product to that value (0 for a
+row not yet written in this layer; two's complement, wrapping at ``acc_bits``) and writes the
+row back, valid. **Bypass:** if the previous cycle wrote the very row this entry read (the last
+entry of a column and the first of the next on the same row), the read value is stale, and the
+stage takes the value written in the previous cycle instead.
 
-Host port: bias slots (int16, sign-extended on read, read latency 1) and file rows (writes set
-the row to the sign-extended int16 and its valid bit).
+Read as activation (a stream, for the LNZD leaf and the host): in every cycle ``rd_en`` is
+high (always while ``host_mode``), the read pipeline advances by one: the address is
+``rd_addr`` (a row of the source bank; in host mode the full ``h_r_addr``), stage 1 holds the
+file word, its valid bit and the bias, stage 2 the biased sum, stages 3 and 4 the write-back.
+``rd_data`` shows the int16 activation of the address presented :data:`ACT_READ_LATENCY`
+advancing cycles earlier. The source bank does not change during a layer, so a consumer that
+keeps the read address ``ACT_READ_LATENCY`` rows ahead sees a new row in every advancing cycle.
+
+Host port: bias slots (int16, sign-extended on read, read latency 1: the bias memory's single
+read port takes ``h_r_addr`` while ``h_r_bias``) and file rows (writes set the row to the
+sign-extended int16 and its valid bit; reads are the stream above).
 """
 
 from __future__ import annotations
@@ -35,10 +46,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig, W_FRAC_BITS
-from .memory_map import MemoryMap
-from .writeback import Writeback
+from .memory_map import ACT_READ_LATENCY, MemoryMap
+from .writeback import WRITEBACK_LATENCY, Writeback
 
-__all__ = ["Accumulator"]
+__all__ = ["Accumulator", "ACT_READ_LATENCY"]
+
+# Advancing cycles from an activation read address to its int16 value on ``rd_data``:
+# the memory read, the bias addition, and the write-back stages.
+assert ACT_READ_LATENCY == 2 + WRITEBACK_LATENCY
 
 
 class Accumulator(wiring.Component):
@@ -55,13 +70,11 @@ class Accumulator(wiring.Component):
             "acc_valid": In(1),
             "acc_row": In(rbits),
             "acc_prod": In(signed(32)),
-            "bias_base": In(bbits + 1),
-            "has_bias": In(1),
-            "w_frac": In(W_FRAC_BITS),
             "src_bias_base": In(bbits + 1),
             "src_has_bias": In(1),
             "src_w_frac": In(W_FRAC_BITS),
             "src_relu": In(1),
+            "rd_en": In(1),
             "rd_addr": In(max(1, ab)),
             "rd_data": Out(signed(16)),
             "host_mode": In(1),
@@ -70,8 +83,8 @@ class Accumulator(wiring.Component):
             "h_w_addr": In(max(bbits, ab + 1)),
             "h_w_data": In(32),
             "h_r_addr": In(max(bbits, ab + 1)),
+            "h_r_bias": In(1),
             "h_bias_r_data": Out(32),
-            "h_act_r_data": Out(32),
         })
 
     def elaborate(self, platform):
@@ -80,14 +93,27 @@ class Accumulator(wiring.Component):
         ab = self._ab
         n_rows = 2 << ab
         m.submodules.file = mem = Memory(shape=signed(c.acc_bits), depth=n_rows, init=[])
-        fw, fr, fa = mem.write_port(), mem.read_port(), mem.read_port(domain="comb")
+        fw, fr, fa = mem.write_port(), mem.read_port(), mem.read_port()
         m.submodules.bias = bias = Memory(shape=signed(16), depth=c.bias_depth, init=[])
-        bw, br, ba = bias.write_port(), bias.read_port(), bias.read_port(domain="comb")
+        bw, ba = bias.write_port(), bias.read_port()
         m.submodules.wb = wb = Writeback(c.acc_bits)
-        valid = Signal(n_rows)
 
         dst = Signal()
         m.d.comb += dst.eq(~self.src_bank)
+
+        # One valid bit per accumulator row (rows < acc_depth of each bank, bank-major); a row
+        # at or past acc_depth is never an output, only a host-written input: always valid.
+        nv = c.acc_depth
+        valid = Signal(2 * nv)
+
+        def valid_of(bank, row):
+            v = Signal()
+            r = Signal(max(1, ab))
+            m.d.comb += r.eq(row)
+            idx = Signal(range(2 * nv))
+            m.d.comb += idx.eq(bank * nv + r)
+            m.d.comb += v.eq(Mux(r < nv, valid.bit_select(idx, 1), 1))
+            return v
 
         def file_addr(bank, row):
             r = Signal(max(1, ab))
@@ -95,24 +121,21 @@ class Accumulator(wiring.Component):
             return Cat(r[:ab], bank) if ab else bank
 
         # ---- accumulate (mul_ stage reads, acc_ stage writes) -----------------------------
-        mul_addr = file_addr(dst, self.mul_row)
+        mul_addr = Signal(ab + 1)
+        m.d.comb += [mul_addr.eq(file_addr(dst, self.mul_row)), fr.addr.eq(mul_addr)]
         acc_addr = Signal(ab + 1)
         m.d.comb += acc_addr.eq(file_addr(dst, self.acc_row))
-        m.d.comb += [fr.addr.eq(mul_addr), br.addr.eq(self.bias_base + self.mul_row)]
-
-        init = Signal(signed(c.acc_bits))
-        m.d.comb += init.eq(Mux(self.has_bias, br.data << self.w_frac, 0))
+        acc_row_valid = Signal()          # the valid bit, read with the file word
+        m.d.sync += acc_row_valid.eq(valid_of(dst, self.mul_row))
         acc_last_valid = Signal()
         acc_last_row = Signal.like(self.acc_row)
         acc_last = Signal(signed(c.acc_bits))
         acc_bypass = Signal()
         acc_cur = Signal(signed(c.acc_bits))
-        acc_row_valid = Signal()
         acc_sum = Signal(signed(c.acc_bits))
         m.d.comb += [
             acc_bypass.eq(acc_last_valid & (acc_last_row == self.acc_row)),
-            acc_row_valid.eq(valid.bit_select(acc_addr, 1)),
-            acc_cur.eq(Mux(acc_bypass, acc_last, Mux(acc_row_valid, fr.data, init))),
+            acc_cur.eq(Mux(acc_bypass, acc_last, Mux(acc_row_valid, fr.data, 0))),
             acc_sum.eq(acc_cur + self.acc_prod),
         ]
         m.d.sync += [acc_last_valid.eq(self.acc_valid), acc_last_row.eq(self.acc_row),
@@ -121,45 +144,71 @@ class Accumulator(wiring.Component):
         # ---- writes: the acc_ stage, or the host ------------------------------------------
         h_row = Signal(ab + 1)
         m.d.comb += h_row.eq(self.h_w_addr)
-        set_bit = Signal(ab + 1)
+        set_addr = Signal(ab + 1)
         do_set = Signal()
         with m.If(self.acc_valid):
             m.d.comb += [fw.addr.eq(acc_addr), fw.data.eq(acc_sum), fw.en.eq(1),
-                         set_bit.eq(acc_addr), do_set.eq(1)]
+                         set_addr.eq(acc_addr), do_set.eq(1)]
         with m.Elif(self.host_mode & self.h_act_w_en):
             m.d.comb += [fw.addr.eq(h_row), fw.data.eq(self.h_w_data[:16].as_signed()),
-                         fw.en.eq(1), set_bit.eq(h_row), do_set.eq(1)]
-        clear_mask = Signal(n_rows)
-        half = n_rows // 2
-        with m.If(self.layer_start):
-            m.d.comb += clear_mask.eq(Mux(dst, ((1 << half) - 1) << half, (1 << half) - 1))
-        m.d.sync += valid.eq((valid & ~clear_mask) | Mux(do_set, Const(1, n_rows) << set_bit, 0))
+                         fw.en.eq(1), set_addr.eq(h_row), do_set.eq(1)]
+        # Valid bits: one LUT a bit (keep, clear with layer_start, set by the predecoded write).
+        set_row = set_addr[:ab] if ab else Const(0, 1)
+        set_bank = set_addr[ab]
+        lo_n = min(4, 1 << len(set_row))
+        lo = Signal(lo_n)
+        hi = Signal(2 * (-(-nv // lo_n)))
+        lo_bits = (lo_n - 1).bit_length()
+        for i in range(lo_n):
+            m.d.comb += lo[i].eq(set_row[:lo_bits] == i if lo_bits else 1)
+        for b in range(2):
+            for h in range(len(hi) // 2):
+                m.d.comb += hi[b * (len(hi) // 2) + h].eq(
+                    do_set & (set_bank == b) & ((set_row >> lo_bits) == h))
+        for b in range(2):
+            clr = self.layer_start & (dst == b)
+            for r in range(nv):
+                bit = valid[b * nv + r]
+                hit = hi[b * (len(hi) // 2) + r // lo_n] & lo[r % lo_n]
+                m.d.sync += bit.eq((bit & ~clr) | hit)
 
-        # ---- read as activation: the LNZD leaf, or the host ---------------------------------
+        # ---- read as activation: a pipeline that advances with rd_en ----------------------
+        adv = Signal()
         rd_full = Signal(ab + 1)
+        m.d.comb += adv.eq(self.rd_en | self.host_mode)
         with m.If(self.host_mode):
             m.d.comb += rd_full.eq(self.h_r_addr)
         with m.Else():
             m.d.comb += rd_full.eq(file_addr(self.src_bank, self.rd_addr))
+        bias_row = self.src_bias_base + rd_full[:ab] if ab else self.src_bias_base
         m.d.comb += [
-            fa.addr.eq(rd_full),
-            ba.addr.eq(self.src_bias_base + rd_full[:ab] if ab else self.src_bias_base),
-            wb.acc.eq(Mux(valid.bit_select(rd_full, 1), fa.data,
-                          Mux(self.src_has_bias, ba.data << self.src_w_frac, 0))),
+            fa.addr.eq(rd_full), fa.en.eq(adv),
+            ba.addr.eq(Mux(self.host_mode & self.h_r_bias, self.h_r_addr, bias_row)),
+            ba.en.eq(adv),
+        ]
+        # stage 1: file word, valid bit and bias slot (the memories' outputs)
+        s1_valid = Signal()
+        with m.If(adv):
+            m.d.sync += s1_valid.eq(valid_of(rd_full[ab], rd_full[:ab] if ab else Const(0, 1)))
+        # stage 2: (valid ? row : 0) + (bias << w_frac), wrapping at acc_bits
+        s2_sum = Signal(signed(c.acc_bits))
+        s2_bias = Signal(signed(c.acc_bits))
+        m.d.comb += s2_bias.eq(Mux(self.src_has_bias, ba.data << self.src_w_frac, 0))
+        with m.If(adv):
+            m.d.sync += s2_sum.eq(Mux(s1_valid, fa.data, 0) + s2_bias)
+        # stages 3 and 4: the write-back
+        m.d.comb += [
+            wb.en.eq(adv),
+            wb.acc.eq(s2_sum),
             wb.w_frac.eq(self.src_w_frac),
             wb.relu.eq(self.src_relu),
             self.rd_data.eq(wb.y),
         ]
-        h_act = Signal(signed(16))
-        m.d.sync += h_act.eq(wb.y)
-        m.d.comb += self.h_act_r_data.eq(h_act)
 
         # ---- host bias port -------------------------------------------------------------------
         m.d.comb += [
             bw.addr.eq(self.h_w_addr), bw.data.eq(self.h_w_data[:16]),
             bw.en.eq(self.host_mode & self.h_bias_w_en),
+            self.h_bias_r_data.eq(ba.data),
         ]
-        with m.If(self.host_mode):
-            m.d.comb += br.addr.eq(self.h_r_addr)
-        m.d.comb += self.h_bias_r_data.eq(br.data)
         return m

@@ -13,7 +13,7 @@ Per cycle, for the entry that comes out of the entry stage (``spm_*``):
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -49,13 +49,13 @@ class Arith(wiring.Component):
         mul_a = Signal(signed(16))
         z = self.spm_entry.z
         m.d.comb += row.eq(Mux(self.spm_first, z, prev_row + z + 1))
-        cb = Array(self.codebook[i] for i in range(16))
         m.d.sync += self.mul_valid.eq(self.spm_valid)
         with m.If(self.spm_valid):
             m.d.sync += [
                 prev_row.eq(row),
                 self.mul_row.eq(row),
-                mul_w.eq(cb[self.spm_entry.code]),
+                # a 16:1 multiplexer tree (an Array would become a one-hot parallel mux)
+                mul_w.eq(self.codebook.as_value().word_select(self.spm_entry.code, 16)),
                 mul_a.eq(self.spm_a),
             ]
         m.d.sync += [

@@ -5,9 +5,12 @@ States and what happens in each cycle:
 * ``IDLE`` -- the host owns the memories. A write of 1 to ``CTRL`` starts a run of ``N_LAYERS``
   layers with bank 0 as the source activation file (``busy`` rises, ``done`` clears).
 * ``LSTART`` (1 cycle) -- the descriptor of the current layer (sizes, bases, flags, codebook) is
-  latched from the layer table; the LNZD restarts and loads its first round; the PEs' per-layer
-  counters restart and the destination bank's valid bits clear.
-* ``BCAST`` -- the LNZD (the root of the quadtree is here) offers the next nonzero ``(j, a_j)``;
+  latched from the layer table; the LNZD restarts and starts filling the PEs' activation read
+  pipelines (``act_rd_*``); the PEs' per-layer counters restart and the destination bank's
+  valid bits clear.
+* ``BCAST`` -- for the first ``ACT_READ_LATENCY`` cycles the read pipelines fill and nothing is
+  offered (in the last of them the LNZD loads round 0); then the LNZD (the root of the quadtree
+  is here) offers the next nonzero ``(j, a_j)``;
   it is broadcast to every PE's FIFO in this cycle if no FIFO is full, otherwise held (every PE
   whose FIFO is full counts a stall cycle). Leaves when the LNZD is done.
 * ``DRAIN`` -- waits until every PE is idle (FIFO empty, pipeline empty but for the ``acc_``
@@ -26,11 +29,12 @@ Counters: per layer, total cycles (``LSTART`` to the end of ``DRAIN``, inclusive
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig, W_FRAC_BITS
+from .accum import ACT_READ_LATENCY
 from .lnzd import LNZD
 from .memory_map import (CODEBOOK_OFFSET, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_STRIDE,
                          REGS, MemoryMap)
@@ -63,14 +67,12 @@ class CCU(wiring.Component):
             "b_a": Out(signed(16)),
             "fifo_full": In(n),
             "idle_all": In(1),
+            "act_rd_en": Out(1),
             "act_rd_addr": Out(max(1, mm.act_bits)),
             "act_rd_data": In(data.ArrayLayout(signed(16), n)),
             "src_bank": Out(1),
             "ptr_base": Out(pidx + 1),
             "entry_base": Out(c.ptr_bits),
-            "bias_base": Out(bbits + 1),
-            "has_bias": Out(1),
-            "w_frac": Out(W_FRAC_BITS),
             "codebook": Out(data.ArrayLayout(signed(16), 16)),
             "src_bias_base": Out(bbits + 1),
             "src_has_bias": Out(1),
@@ -149,22 +151,22 @@ class CCU(wiring.Component):
         layer = Signal(range(max(L, 2)))
         n_in = Signal(c.j_bits + 1)
         flags = Signal(10)
+        bias_base = Signal(self._w["bias_base"])
         src_flags = Signal(10)     # the layer that produced the source bank (0: the host)
         m.d.comb += [
             self.layer_idx.eq(layer),
-            self.w_frac.eq(flags[:W_FRAC_BITS]),
-            self.has_bias.eq(flags[9]),
             self.src_w_frac.eq(src_flags[:W_FRAC_BITS]),
             self.src_relu.eq(src_flags[8]),
             self.src_has_bias.eq(src_flags[9]),
         ]
 
-        m.submodules.lnzd = lnzd = LNZD(n, c.j_bits, c.act_depth)
+        m.submodules.lnzd = lnzd = LNZD(n, c.j_bits, c.act_depth, latency=ACT_READ_LATENCY)
         any_full = Signal()
         m.d.comb += [
             any_full.eq(self.fifo_full.any()),
-            lnzd.n_in.eq(Mux(lnzd.start, tbl["n_in"][layer], n_in)),
+            lnzd.n_in.eq(n_in),
             lnzd.rd_data.eq(self.act_rd_data),
+            self.act_rd_en.eq(lnzd.rd_en),
             self.act_rd_addr.eq(lnzd.rd_addr),
             self.b_j.eq(lnzd.o_j),
             self.b_a.eq(lnzd.o_a),
@@ -191,7 +193,7 @@ class CCU(wiring.Component):
                     n_in.eq(tbl["n_in"][layer]),
                     self.ptr_base.eq(tbl["ptr_base"][layer]),
                     self.entry_base.eq(tbl["entry_base"][layer]),
-                    self.bias_base.eq(tbl["bias_base"][layer]),
+                    bias_base.eq(tbl["bias_base"][layer]),
                     flags.eq(tbl["flags"][layer]),
                     self.codebook.eq(cbk[layer]),
                     lcyc.eq(1), bcnt.eq(0),
@@ -215,7 +217,7 @@ class CCU(wiring.Component):
                         l_bcasts[layer].eq(bcnt),
                         self.src_bank.eq(~self.src_bank),
                         src_flags.eq(flags),
-                        self.src_bias_base.eq(self.bias_base),
+                        self.src_bias_base.eq(bias_base),
                         layer.eq(layer + 1),
                     ]
                     with m.If(layer + 1 == n_layers):

@@ -2,37 +2,50 @@
 
 Two blocks:
 
-* :class:`LNZDNode` -- combinational: given 4 children, each with a ``valid`` flag and an index
-  inside its subtree, outputs whether any child is valid and the index of the *lowest-numbered*
-  valid child, prefixed by that child's number (``index = child << w | child_index``).
+* :class:`LNZDNode` -- combinational: given 4 children, each with a ``valid`` flag, a ``multi``
+  flag (more than one valid leaf below it) and an index inside its subtree, outputs whether any
+  child is valid, whether more than one leaf below it is valid, and the index of the
+  *lowest-numbered* valid child, prefixed by that child's number
+  (``index = child << w | child_index``).
 * :class:`LNZD` -- the whole detector for ``n`` PEs (any ``n`` from 1 to 256; the tree is padded
   with constant-invalid leaves up to the next power of 4). Leaf ``k`` belongs to PE ``k`` and holds
   one activation of that PE's source activation file.
+
+Reading the activations. Every PE streams its source file to its leaf through a read pipeline
+of ``latency`` stages (``latency`` 0: an asynchronous read): in every cycle ``rd_en`` is high
+the pipelines advance by one, the address presented on ``rd_addr`` enters them and ``rd_data``
+shows the values of the address presented ``latency`` advancing cycles earlier. The LNZD keeps
+the address ``latency`` rounds ahead of the round it loads, so a round can be loaded in every
+cycle.
 
 Scan order (what comes out, and when). The layer's inputs are scanned in *rounds*: round ``t``
 holds activation ``t`` of every PE's source file, i.e. the inputs ``j = t*n .. t*n + n-1``
 (``x_j`` lives in PE ``j % n`` at local index ``j // n``). Per cycle:
 
-* if the round still has a pending nonzero, the tree picks the lowest leaf ``k`` with one and
-  offers ``(j = t*n + k, a_j)`` on ``o_*``; when the consumer takes it (``o_ready``), the leaf's
-  flag clears;
+* ``start`` cycle and the ``latency - 1`` cycles after it (priming): addresses ``0 ..
+  latency - 1`` enter the pipelines;
+* cycle ``latency`` after ``start`` (the ``start`` cycle itself when ``latency`` is 0): round 0
+  is loaded: every leaf takes its ``rd_data`` and flags it if it is nonzero and ``j < n_in``;
+* then, if the round still has a pending nonzero, the tree picks the lowest leaf ``k`` with one
+  and offers ``(j = t*n + k, a_j)`` on ``o_*``; when the consumer takes it (``o_ready``), the
+  leaf's flag clears;
 * in the cycle where the round has no pending nonzero left (including the one taken this cycle),
-  the next round is loaded: every leaf reads its PE's file at index ``t + 1`` (through ``rd_addr``
-  / ``rd_data``, an asynchronous read) and flags its value if it is nonzero and ``j < n_in``.
+  the next round is loaded the same way (the tree's ``multi`` flag says, without waiting for
+  the selection, whether a taken nonzero was the round's last).
 
 So nonzeros come out in increasing ``j``, each exactly once; a round with ``m > 0`` nonzeros takes
-``m`` cycles (plus any cycles the consumer is not ready), an all-zero round takes 1 cycle. Round
-0 is loaded in the ``start`` cycle itself (``n_in`` and the source file must be valid then), so
-the first nonzero can go out in the next cycle. ``done`` is high once every round has been
-loaded and emptied, until the next ``start``: it rises in the cycle after the last nonzero is
-taken, or, when the last round is all zero, in the cycle that round shows (so, counting the
-``start`` cycle as 0, ``done`` rises in cycle ``sum over rounds of max(1, m) + (1 if the last
-round has a nonzero else 0)`` with an always-ready consumer).
+``m`` cycles (plus any cycles the consumer is not ready), an all-zero round takes 1 cycle. The
+first nonzero can go out in cycle ``latency + 1`` after ``start``. ``done`` is high once every
+round has been loaded and emptied, until the next ``start``: it rises in the cycle after the
+last nonzero is taken, or, when the last round is all zero, in the cycle that round shows (so,
+counting the ``start`` cycle as 0, ``done`` rises in cycle ``latency + sum over rounds of
+max(1, m) + (1 if the last round has a nonzero else 0)`` with an always-ready consumer).
+``n_in`` must be valid from the cycle round 0 is loaded until ``done``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -48,15 +61,24 @@ class LNZDNode(wiring.Component):
         self._w = w
         super().__init__({
             "c_valid": In(4),
+            "c_multi": In(4),
             "c_index": In(data.ArrayLayout(max(w, 1), 4)),
             "valid": Out(1),
+            "multi": Out(1),
             "index": Out(w + 2),
         })
 
     def elaborate(self, platform):
         m = Module()
         w = self._w
-        m.d.comb += self.valid.eq(self.c_valid.any())
+        v = self.c_valid
+        two = Signal()
+        m.d.comb += [
+            two.eq((v[0] & v[1]) | (v[0] & v[2]) | (v[0] & v[3]) | (v[1] & v[2]) | (v[1] & v[3])
+                   | (v[2] & v[3])),
+            self.valid.eq(v.any()),
+            self.multi.eq(two | (v & self.c_multi).any()),
+        ]
         # Priority: child 0 first.
         for c in reversed(range(4)):
             with m.If(self.c_valid[c]):
@@ -68,19 +90,23 @@ class LNZDNode(wiring.Component):
 class LNZD(wiring.Component):
     """Round-by-round scanner with a quadtree of :class:`LNZDNode` (see the module docstring).
 
-    Ports: ``start`` (pulse: begin a layer; ``n_in`` must hold its value until ``done``),
-    ``rd_addr``/``rd_data`` (index into every PE's source file, and the ``n`` values read there),
-    ``o_valid``/``o_j``/``o_a``/``o_ready`` (the next nonzero), ``done``.
+    Ports: ``start`` (pulse: begin a layer), ``n_in``, ``rd_en``/``rd_addr``/``rd_data`` (the
+    read pipelines into every PE's source file, ``latency`` stages, and the ``n`` values they
+    deliver), ``o_valid``/``o_j``/``o_a``/``o_ready`` (the next nonzero), ``done``.
     """
 
-    def __init__(self, n: int, j_bits: int, addr_depth: int):
+    def __init__(self, n: int, j_bits: int, addr_depth: int, latency: int = 0):
         if not isinstance(n, int) or not 1 <= n <= 256:
             raise ValueError(f"LNZD leaf count must be from 1 to 256, not {n!r}")
+        if not isinstance(latency, int) or not 0 <= latency <= 16:
+            raise ValueError(f"LNZD read latency must be from 0 to 16, not {latency!r}")
         self._n = n
         self._j_bits = j_bits
+        self._latency = latency
         super().__init__({
             "start": In(1),
             "n_in": In(j_bits + 1),
+            "rd_en": Out(1),
             "rd_addr": Out(range(max(addr_depth, 2))),
             "rd_data": In(data.ArrayLayout(signed(16), n)),
             "o_valid": Out(1),
@@ -94,19 +120,24 @@ class LNZD(wiring.Component):
     def n(self) -> int:
         return self._n
 
+    @property
+    def latency(self) -> int:
+        return self._latency
+
     def elaborate(self, platform):
         m = Module()
         n = self._n
+        L = self._latency
 
         pending = Signal(n)
         vals = Signal(data.ArrayLayout(signed(16), n))
         jbase = Signal(self._j_bits + 1)          # j of leaf 0 in the current round
         jbase_next = Signal(self._j_bits + 1)     # j of leaf 0 in the next round
-        t_next = Signal.like(self.rd_addr)
+        t_issue = Signal.like(self.rd_addr)       # the next address into the read pipelines
         running = Signal()
 
         # The quadtree over the pending flags.
-        levels: list[list[tuple]] = [[(pending[k], None) for k in range(n)]]
+        levels: list[list[tuple]] = [[(pending[k], None, None) for k in range(n)]]
         w = 0
         while len(levels[-1]) > 1 or w == 0:
             cur = levels[-1]
@@ -116,16 +147,33 @@ class LNZD(wiring.Component):
                 m.submodules[f"node_w{w}_{g // 4}"] = node
                 for c in range(4):
                     if g + c < len(cur):
-                        v, idx = cur[g + c]
+                        v, multi, idx = cur[g + c]
                         m.d.comb += node.c_valid[c].eq(v)
+                        if multi is not None:
+                            m.d.comb += node.c_multi[c].eq(multi)
                         if idx is not None:
                             m.d.comb += node.c_index[c].eq(idx)
-                nxt.append((node.valid, node.index))
+                nxt.append((node.valid, node.multi, node.index))
             levels.append(nxt)
             w += 2
-        root_valid, root_index = levels[-1][0]
+        root_valid, root_multi, root_index = levels[-1][0]
         sel = Signal(range(4 ** (w // 2)))
         m.d.comb += sel.eq(root_index)
+
+        # Round 0 is loaded `first`: in the start cycle (latency 0) or `latency` cycles later.
+        first = Signal()
+        priming = Signal()
+        if L == 0:
+            m.d.comb += first.eq(self.start)
+        else:
+            pcount = Signal(range(L))
+            m.d.comb += first.eq(priming & (pcount == 0))
+            with m.If(self.start):
+                m.d.sync += [priming.eq(1), pcount.eq(L - 1)]
+            with m.Elif(first):
+                m.d.sync += priming.eq(0)
+            with m.Elif(priming):
+                m.d.sync += pcount.eq(pcount - 1)
 
         more = Signal()
         m.d.comb += more.eq(jbase_next < self.n_in)
@@ -133,37 +181,45 @@ class LNZD(wiring.Component):
         m.d.comb += [
             self.o_valid.eq(running & root_valid),
             self.o_j.eq(jbase + sel),
-            self.o_a.eq(Array(vals[k] for k in range(n))[sel] if n > 1 else vals[0]),
+            self.o_a.eq(vals.as_value().word_select(sel, 16) if n > 1 else vals[0]),
             fire.eq(self.o_valid & self.o_ready),
-            self.rd_addr.eq(t_next),
             self.done.eq(running & ~root_valid & ~more),
         ]
         onehot = Signal(n)
         m.d.comb += onehot.eq(Const(1, n) << sel)
         rest = Signal(n)
         m.d.comb += rest.eq(pending & ~Mux(fire, onehot, 0))
+        # The round has nothing left after this cycle: it had nothing, or only the one taken.
         load = Signal()
-        m.d.comb += load.eq(running & (rest == 0) & more)
+        m.d.comb += load.eq(running & more & (~root_valid | (~root_multi & fire)))
 
-        # The round being loaded: round 0 in the start cycle, else the next one.
-        load_base = Signal.like(jbase_next)
-        m.d.comb += load_base.eq(Mux(self.start, 0, jbase_next))
+        # The read pipelines advance whenever a round is loaded, and while priming.
+        m.d.comb += [
+            self.rd_en.eq(self.start | priming | load),
+            self.rd_addr.eq(Mux(self.start, 0, t_issue)),
+        ]
         with m.If(self.start):
-            m.d.comb += self.rd_addr.eq(0)
+            m.d.sync += t_issue.eq(1)
+        with m.Elif(self.rd_en):
+            m.d.sync += t_issue.eq(t_issue + 1)
+
+        load_base = Signal.like(jbase_next)
+        m.d.comb += load_base.eq(Mux(first, 0, jbase_next))
         flags = Signal(n)
         for k in range(n):
             m.d.comb += flags[k].eq((self.rd_data[k] != 0) & (load_base + k < self.n_in))
 
-        with m.If(self.start):
+        with m.If(first):
             m.d.sync += [running.eq(1), pending.eq(flags), vals.eq(self.rd_data), jbase.eq(0),
-                         jbase_next.eq(n), t_next.eq(1)]
+                         jbase_next.eq(n)]
+        with m.Elif(self.start):
+            m.d.sync += [running.eq(0), pending.eq(0)]
         with m.Elif(load):
             m.d.sync += [
                 pending.eq(flags),
                 vals.eq(self.rd_data),
                 jbase.eq(jbase_next),
                 jbase_next.eq(jbase_next + n),
-                t_next.eq(t_next + 1),
             ]
         with m.Elif(fire):
             m.d.sync += pending.eq(rest)

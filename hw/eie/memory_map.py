@@ -31,10 +31,15 @@ from typing import Any
 
 from .config import EIEConfig
 
-__all__ = ["MemoryMap", "Region", "REGION_BITS", "EIE_ID", "REGS", "LAYER_FIELDS",
+__all__ = ["MemoryMap", "Region", "REGION_BITS", "ACT_READ_LATENCY", "READ_LATENCY", "EIE_ID", "REGS", "LAYER_FIELDS",
            "LAYER_STRIDE", "CODEBOOK_OFFSET", "LAYER_COUNTERS", "PE_COUNTERS"]
 
 REGION_BITS = 3
+#: Cycles from an activation read address to its int16 value (the PE's activation read
+#: pipeline: memory read, bias addition, two write-back stages; see ``accum.py``).
+ACT_READ_LATENCY = 4
+#: Host bus read latency (``r_stb`` to ``r_ack``), the same for every address.
+READ_LATENCY = ACT_READ_LATENCY + 1
 EIE_ID = 0x45494531      # "EIE1"
 
 
@@ -191,7 +196,7 @@ class MemoryMap:
             "pe_bits": self.pe_bits,
             "off_bits": self.off_bits,
             "address": "region << (pe_bits + off_bits) | pe << off_bits | offset",
-            "read_latency": 2,
+            "read_latency": READ_LATENCY,
             "access_rule": "memories and the layer table only while STATUS.busy == 0",
             "regions": {
                 "global": {"region": Region.GLOBAL, "base": 0,

@@ -14,8 +14,9 @@ Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the s
 5. :class:`~eie.hw.eie.accum.Accumulator` (``acc_``): read-add-write of the row with the bypass.
 
 Around it (in :class:`~eie.hw.eie.accum.Accumulator`): the two activation/accumulator files
-(source and destination bank; the source is read asynchronously by this PE's LNZD leaf through
-the write-back arithmetic, the destination accumulates). Per-PE counters: ``busy`` (cycles the
+(source and destination bank; the source is streamed to this PE's LNZD leaf through the
+pipelined bias and write-back arithmetic, ``act_rd_*``, advancing with ``act_rd_en``; the
+destination accumulates). Per-PE counters: ``busy`` (cycles the
 entry stage issued an entry) and ``stall`` (cycles the controller held a nonzero back while this
 PE's FIFO was full), per layer, stored in a small memory when the layer ends.
 
@@ -61,15 +62,13 @@ class PE(wiring.Component):
             "fifo_full": Out(1),
             "ptr_base": In(pidx + 1),
             "entry_base": In(c.ptr_bits),
-            "bias_base": In(bbits + 1),
-            "has_bias": In(1),
-            "w_frac": In(W_FRAC_BITS),
             "codebook": In(data.ArrayLayout(signed(16), 16)),
             "src_bank": In(1),
             "src_bias_base": In(bbits + 1),
             "src_has_bias": In(1),
             "src_w_frac": In(W_FRAC_BITS),
             "src_relu": In(1),
+            "act_rd_en": In(1),
             "act_rd_addr": In(max(1, mm.act_bits)),
             "act_rd_data": Out(signed(16)),
             "layer_start": In(1),
@@ -138,13 +137,12 @@ class PE(wiring.Component):
             acc.acc_prod.eq(ar.acc_prod),
         ])
         wires("w_layer", [
-            acc.bias_base.eq(self.bias_base), acc.has_bias.eq(self.has_bias),
-            acc.w_frac.eq(self.w_frac),
             acc.src_bank.eq(self.src_bank), acc.layer_start.eq(self.layer_start),
             acc.src_bias_base.eq(self.src_bias_base), acc.src_has_bias.eq(self.src_has_bias),
             acc.src_w_frac.eq(self.src_w_frac), acc.src_relu.eq(self.src_relu),
         ])
-        wires("w_leaf", [acc.rd_addr.eq(self.act_rd_addr), self.act_rd_data.eq(acc.rd_data)])
+        wires("w_leaf", [acc.rd_en.eq(self.act_rd_en), acc.rd_addr.eq(self.act_rd_addr),
+                         self.act_rd_data.eq(acc.rd_data)])
         wires("w_idle", [
             self.idle.eq((fifo.level == 0) & ptr.idle & spm.idle & ~ar.mul_valid),
         ])
@@ -162,7 +160,8 @@ class PE(wiring.Component):
         m.d.comb += [cnt_w.addr.eq(self.layer_idx), cnt_w.data.eq(Cat(busy, stall)),
                      cnt_w.en.eq(self.layer_end)]
 
-        # Host port: writes, and reads with one cycle of latency.
+        # Host port: writes, and reads with one cycle of latency (``h_r_data``); activation
+        # rows are read through the activation stream (``act_rd_data``, ACT_READ_LATENCY cycles).
         for blk, region in ((ptr, Region.PTR), (spm, Region.SPMAT), (acc, None)):
             stmts = [
                 blk.host_mode.eq(self.host_mode),
@@ -176,6 +175,7 @@ class PE(wiring.Component):
                 stmts += [
                     acc.h_bias_w_en.eq(self.h_w_en & (self.h_w_region == Region.BIAS)),
                     acc.h_act_w_en.eq(self.h_w_en & (self.h_w_region == Region.ACT)),
+                    acc.h_r_bias.eq(self.h_r_region == Region.BIAS),
                 ]
             wires(f"w_host_{type(blk).__name__.lower()}", stmts)
         wires("w_host_cnt", [cnt_r.addr.eq(self.h_r_off >> 1)])
@@ -189,8 +189,6 @@ class PE(wiring.Component):
                 m.d.comb += self.h_r_data.eq(spm.h_r_data)
             with m.Case(Region.BIAS):
                 m.d.comb += self.h_r_data.eq(acc.h_bias_r_data)
-            with m.Case(Region.ACT):
-                m.d.comb += self.h_r_data.eq(acc.h_act_r_data)
             with m.Case(Region.PECNT):
                 m.d.comb += self.h_r_data.eq(cnt_r.data.word_select(r_half, 32))
         return m

@@ -4,16 +4,18 @@ Ports: ``bus`` (a slave :class:`eie.hw.common.bus.BusSignature` of
 ``MemoryMap(config).addr_width`` address bits, 32-bit data), ``busy``, ``done``.
 
 Host bus, per cycle: a write (``w_stb``) goes to the CCU (global region) or to the addressed PE's
-memory (while idle). A read (``r_stb``) presents the address to every PE's memories and to the
-CCU's register file; one cycle later the addressed word is selected and registered, and
-``r_ack`` rises two cycles after ``r_stb`` (read latency 2). Unmapped addresses (a PE number
+memory (while idle). A read (``r_stb``) presents the address to every PE's memories, its
+activation read pipeline and the CCU's register file; one cycle later the addressed word is
+selected and held; an activation comes out of the addressed PE's pipeline
+``ACT_READ_LATENCY`` cycles after ``r_stb``; ``r_data`` is registered and ``r_ack`` rises
+:data:`READ_LATENCY` (5) cycles after ``r_stb`` for every address. Unmapped addresses (a PE number
 ``>= n_pe``, an offset past a memory's depth, regions 6 and 7, unused global offsets) read 0 and
 ignore writes.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,10 +23,10 @@ from eie.hw.common.bus import BusSignature
 
 from .ccu import CCU
 from .config import EIEConfig
-from .memory_map import MemoryMap, Region
+from .memory_map import ACT_READ_LATENCY, READ_LATENCY, MemoryMap, Region
 from .pe import PE
 
-__all__ = ["EIETop"]
+__all__ = ["EIETop", "READ_LATENCY"]
 
 
 class EIETop(wiring.Component):
@@ -103,9 +105,9 @@ class EIETop(wiring.Component):
                 ccu.act_rd_data[k].eq(pe.act_rd_data),
                 pe.b_valid.eq(ccu.b_valid), pe.b_j.eq(ccu.b_j), pe.b_a.eq(ccu.b_a),
                 pe.ptr_base.eq(ccu.ptr_base), pe.entry_base.eq(ccu.entry_base),
-                pe.bias_base.eq(ccu.bias_base), pe.has_bias.eq(ccu.has_bias),
-                pe.w_frac.eq(ccu.w_frac), pe.codebook.eq(ccu.codebook),
-                pe.src_bank.eq(ccu.src_bank), pe.act_rd_addr.eq(ccu.act_rd_addr),
+                pe.codebook.eq(ccu.codebook),
+                pe.src_bank.eq(ccu.src_bank), pe.act_rd_en.eq(ccu.act_rd_en),
+                pe.act_rd_addr.eq(ccu.act_rd_addr),
                 pe.src_bias_base.eq(ccu.src_bias_base), pe.src_has_bias.eq(ccu.src_has_bias),
                 pe.src_w_frac.eq(ccu.src_w_frac), pe.src_relu.eq(ccu.src_relu),
                 pe.layer_start.eq(ccu.layer_start), pe.layer_end.eq(ccu.layer_end),
@@ -116,21 +118,36 @@ class EIETop(wiring.Component):
                 pe.h_r_region.eq(region), pe.h_r_off.eq(off),
             ]
 
-        # Read pipeline: address in cycle 0, memories answer in cycle 1, r_ack in cycle 2.
-        r1_valid = Signal()
+        # Read pipeline: address in cycle 0; the memories answer in cycle 1, the activation
+        # stream in cycle ACT_READ_LATENCY; r_ack (and r_data) one cycle after that.
         r1_region = Signal(3)
         r1_pe = Signal(max(1, pb))
         r1_g = Signal(32)
         r1_mapped = Signal()
-        m.d.sync += [r1_valid.eq(self.bus.r_stb), r1_region.eq(region), r1_pe.eq(pe_sel),
-                     r1_g.eq(ccu.g_r_data), r1_mapped.eq(in_range & pe_ok)]
-        pe_data = Array([pe.h_r_data for pe in pes] + [0] * ((1 << pb) - n))
-        word = Signal(32)
+        m.d.sync += [r1_region.eq(region), r1_pe.eq(pe_sel), r1_g.eq(ccu.g_r_data),
+                     r1_mapped.eq(in_range & pe_ok)]
+        r_pipe = Signal(READ_LATENCY)       # r_stb delayed by 1 .. READ_LATENCY cycles
+        m.d.sync += r_pipe.eq((r_pipe << 1) | self.bus.r_stb)
+        # multiplexer trees over the PEs (word_select; an Array would be a one-hot mux)
+        pe_data = Cat(*(pe.h_r_data for pe in pes))
+        pe_act = Cat(*(pe.act_rd_data for pe in pes))
+        word = Signal(32)               # cycle 1: a register, a layer-table entry or a memory
         with m.If(r1_region == Region.GLOBAL):
             m.d.comb += word.eq(r1_g)
         with m.Elif(r1_mapped):
-            m.d.comb += word.eq(pe_data[r1_pe] if pb else pes[0].h_r_data)
-        m.d.sync += [self.bus.r_ack.eq(r1_valid), self.bus.r_data.eq(word)]
+            m.d.comb += word.eq(pe_data.word_select(r1_pe, 32) if pb else pes[0].h_r_data)
+        held = Signal(32)
+        held_act = Signal()
+        held_pe = Signal(max(1, pb))
+        with m.If(r_pipe[0]):
+            m.d.sync += [held.eq(word), held_pe.eq(r1_pe),
+                         held_act.eq(r1_mapped & (r1_region == Region.ACT))]
+        act = Signal(signed(16))        # cycle ACT_READ_LATENCY: the addressed PE's stream
+        m.d.comb += act.eq(pe_act.word_select(held_pe, 16) if pb else pes[0].act_rd_data)
+        m.d.sync += [
+            self.bus.r_ack.eq(r_pipe[READ_LATENCY - 2]),
+            self.bus.r_data.eq(Mux(held_act, act, held)),
+        ]
         return m
 
 
