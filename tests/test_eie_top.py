@@ -122,6 +122,7 @@ def test_registers_and_readback():
         past = [(2 << shift) | (2 * cfg.spmat_depth), (1 << shift) | cfg.ptr_depth,
                 (3 << shift) | cfg.bias_depth]
         past = [a for a in past if a & ((1 << mm.off_bits) - 1)]   # offset bits can hold it
+        past += [mm.layer_base + 7, mm.layer_base + 15]   # unused descriptor words read 0
         for a in past:
             await w(a, 0xDEADBEEF)
             got[("past", a)] = await r(a)

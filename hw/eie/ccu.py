@@ -29,7 +29,8 @@ Counters: per layer, total cycles (``LSTART`` to the end of ``DRAIN``, inclusive
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib.memory import Memory
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -92,15 +93,31 @@ class CCU(wiring.Component):
         L = c.max_layers
 
         # ---- layer table and registers ----------------------------------------------------
-        tbl = {f: Array(Signal(w, name=f"tbl{l}_{f}") for l in range(L)) for f, w in self._w.items()}
-        cbk = Array(Signal(data.ArrayLayout(signed(16), 16), name=f"tbl{l}_codebook")
-                    for l in range(L))
+        # Descriptor fields in flip-flops (the datapath's copy), codebooks in a memory (one
+        # 256-bit row a layer, written 16 bits at a time), and a read-back copy of every table
+        # word in a memory, so host reads need no wide multiplexer.
+        tbl = {f: [Signal(w, name=f"tbl{l}_{f}") for l in range(L)] for f, w in self._w.items()}
+        m.submodules.cbk = cbk = Memory(shape=16 * 16, depth=L, init=[],
+                                          attrs={"ram_style": "block"})
+        cbk_w, cbk_r = cbk.write_port(granularity=16), cbk.read_port()
+        span = LAYER_STRIDE * L
+        m.submodules.tbl_rb = tbl_rb = Memory(shape=32, depth=span, init=[],
+                                                attrs={"ram_style": "block"})
+        rb_w, rb_r = tbl_rb.write_port(), tbl_rb.read_port()
+        m.submodules.lcnt = lcnt = Memory(shape=64, depth=L, init=[])
+        lcnt_w, lcnt_r = lcnt.write_port(), lcnt.read_port()
         n_layers = Signal(8)
         done = Signal()
         err = Signal()
         run_cycles = Signal(32)
-        l_cycles = Array(Signal(32, name=f"l{l}_cycles") for l in range(L))
-        l_bcasts = Array(Signal(32, name=f"l{l}_bcasts") for l in range(L))
+
+        def table_index(off):
+            """(in the table, layer, word in the descriptor) of a global offset."""
+            rel = Signal(range(span))
+            inside = Signal()
+            m.d.comb += [rel.eq(off - mm.layer_base),
+                         inside.eq((off >= mm.layer_base) & (off < mm.layer_base + span))]
+            return inside, rel // LAYER_STRIDE if L > 1 else 0, rel % LAYER_STRIDE
 
         start_req = Signal()
         with m.If(self.g_w_en):
@@ -109,43 +126,64 @@ class CCU(wiring.Component):
                     m.d.comb += start_req.eq(self.g_w_data[0])
                 with m.Case(REGS["N_LAYERS"][0]):
                     m.d.sync += n_layers.eq(self.g_w_data)
-                for l in range(L):
-                    base = mm.layer_base + LAYER_STRIDE * l
-                    for f, (off, _) in LAYER_FIELDS.items():
-                        with m.Case(base + off):
-                            with m.If(~self.busy):
-                                m.d.sync += tbl[f][l].eq(self.g_w_data)
-                    for i in range(16):
-                        with m.Case(base + CODEBOOK_OFFSET + i):
-                            with m.If(~self.busy):
-                                m.d.sync += cbk[l][i].eq(self.g_w_data[:16])
+        w_in, w_layer, w_word = table_index(self.g_w_off)
+        w_tbl = Signal()
+        m.d.comb += w_tbl.eq(self.g_w_en & w_in & ~self.busy)
+        rb_data = Signal(32)            # what a read-back returns: the bits the table holds
+        with m.Switch(w_word):
+            for f, (off, _) in LAYER_FIELDS.items():
+                with m.Case(off):
+                    m.d.comb += rb_data.eq(self.g_w_data[:self._w[f]])
+                    for l in range(L):
+                        with m.If(w_tbl & (w_layer == l)):
+                            m.d.sync += tbl[f][l].eq(self.g_w_data)
+            for i in range(16):
+                with m.Case(CODEBOOK_OFFSET + i):
+                    m.d.comb += [rb_data.eq(self.g_w_data[:16].as_signed()),
+                                 cbk_w.en[i].eq(w_tbl)]
+        m.d.comb += [
+            rb_w.addr.eq(w_layer * LAYER_STRIDE + w_word), rb_w.data.eq(rb_data),
+            rb_w.en.eq(w_tbl),
+            cbk_w.addr.eq(w_layer), cbk_w.data.eq(self.g_w_data[:16].replicate(16)),
+        ]
 
+        # Reads: the address in cycle 0, g_r_data in cycle 1 (registers through a register,
+        # the table and the counters from their memories).
+        r_in, r_layer, r_word = table_index(self.g_r_off)
+        m.d.comb += rb_r.addr.eq(r_layer * LAYER_STRIDE + r_word)
+        c_rel = Signal(range(max(2, 2 * L)))
+        c_in = Signal()
+        m.d.comb += [
+            c_rel.eq(self.g_r_off - mm.counter_base),
+            c_in.eq((self.g_r_off >= mm.counter_base)
+                    & (self.g_r_off < mm.counter_base + len(LAYER_COUNTERS) * L)),
+            lcnt_r.addr.eq(c_rel >> 1),
+        ]
+        reg_word = Signal(32)
         with m.Switch(self.g_r_off):
             with m.Case(REGS["ID"][0]):
-                m.d.comb += self.g_r_data.eq(EIE_ID)
+                m.d.comb += reg_word.eq(EIE_ID)
             with m.Case(REGS["CONFIG0"][0]):
-                m.d.comb += self.g_r_data.eq(n | (c.fifo_depth << 16))
+                m.d.comb += reg_word.eq(n | (c.fifo_depth << 16))
             with m.Case(REGS["CONFIG1"][0]):
-                m.d.comb += self.g_r_data.eq(L | (c.acc_bits << 8) | (c.act_frac << 16))
+                m.d.comb += reg_word.eq(L | (c.acc_bits << 8) | (c.act_frac << 16))
             with m.Case(REGS["N_LAYERS"][0]):
-                m.d.comb += self.g_r_data.eq(n_layers)
+                m.d.comb += reg_word.eq(n_layers)
             with m.Case(REGS["STATUS"][0]):
-                m.d.comb += self.g_r_data.eq(Cat(self.busy, done, self.src_bank, err))
+                m.d.comb += reg_word.eq(Cat(self.busy, done, self.src_bank, err))
             with m.Case(REGS["CYCLES"][0]):
-                m.d.comb += self.g_r_data.eq(run_cycles)
-            for l in range(L):
-                cb = mm.counter_base + len(LAYER_COUNTERS) * l
-                with m.Case(cb):
-                    m.d.comb += self.g_r_data.eq(l_cycles[l])
-                with m.Case(cb + 1):
-                    m.d.comb += self.g_r_data.eq(l_bcasts[l])
-                base = mm.layer_base + LAYER_STRIDE * l
-                for f, (off, _) in LAYER_FIELDS.items():
-                    with m.Case(base + off):
-                        m.d.comb += self.g_r_data.eq(tbl[f][l])
-                for i in range(16):
-                    with m.Case(base + CODEBOOK_OFFSET + i):
-                        m.d.comb += self.g_r_data.eq(cbk[l][i])
+                m.d.comb += reg_word.eq(run_cycles)
+        r1_reg = Signal(32)
+        r1_tbl = Signal()
+        r1_cnt = Signal()
+        r1_half = Signal()
+        m.d.sync += [r1_reg.eq(reg_word), r1_tbl.eq(r_in), r1_cnt.eq(c_in), r1_half.eq(c_rel[0])]
+        with m.If(r1_tbl):
+            m.d.comb += self.g_r_data.eq(rb_r.data)
+        with m.Elif(r1_cnt):
+            m.d.comb += self.g_r_data.eq(lcnt_r.data.word_select(r1_half, 32))
+        with m.Else():
+            m.d.comb += self.g_r_data.eq(r1_reg)
 
         # ---- current layer ----------------------------------------------------------------
         layer = Signal(range(max(L, 2)))
@@ -159,6 +197,18 @@ class CCU(wiring.Component):
             self.src_relu.eq(src_flags[8]),
             self.src_has_bias.eq(src_flags[9]),
         ]
+
+        def pick(f):
+            """Field ``f`` of the current layer's descriptor (a multiplexer tree)."""
+            return Cat(*tbl[f]).word_select(layer, self._w[f]) if L > 1 else tbl[f][0]
+
+        # The codebook: read from its memory in LSTART, registered in the next cycle (the
+        # first entry reaches the weight stage ACT_READ_LATENCY + 3 cycles later at the earliest).
+        cbk_load = Signal()
+        m.d.comb += cbk_r.addr.eq(layer)
+        m.d.sync += cbk_load.eq(self.layer_start)
+        with m.If(cbk_load):
+            m.d.sync += self.codebook.eq(cbk_r.data)
 
         m.submodules.lnzd = lnzd = LNZD(n, c.j_bits, c.act_depth, latency=ACT_READ_LATENCY)
         any_full = Signal()
@@ -190,12 +240,11 @@ class CCU(wiring.Component):
             with m.State("LSTART"):
                 m.d.comb += [lnzd.start.eq(1), self.layer_start.eq(1)]
                 m.d.sync += [
-                    n_in.eq(tbl["n_in"][layer]),
-                    self.ptr_base.eq(tbl["ptr_base"][layer]),
-                    self.entry_base.eq(tbl["entry_base"][layer]),
-                    bias_base.eq(tbl["bias_base"][layer]),
-                    flags.eq(tbl["flags"][layer]),
-                    self.codebook.eq(cbk[layer]),
+                    n_in.eq(pick("n_in")),
+                    self.ptr_base.eq(pick("ptr_base")),
+                    self.entry_base.eq(pick("entry_base")),
+                    bias_base.eq(pick("bias_base")),
+                    flags.eq(pick("flags")),
                     lcyc.eq(1), bcnt.eq(0),
                 ]
                 m.next = "BCAST"
@@ -212,9 +261,9 @@ class CCU(wiring.Component):
             with m.State("DRAIN"):
                 with m.If(self.idle_all):
                     m.d.comb += self.layer_end.eq(1)
+                    m.d.comb += [lcnt_w.addr.eq(layer), lcnt_w.data.eq(Cat((lcyc + 1)[:32], bcnt)),
+                                 lcnt_w.en.eq(1)]
                     m.d.sync += [
-                        l_cycles[layer].eq(lcyc + 1),
-                        l_bcasts[layer].eq(bcnt),
                         self.src_bank.eq(~self.src_bank),
                         src_flags.eq(flags),
                         self.src_bias_base.eq(bias_base),

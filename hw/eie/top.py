@@ -122,9 +122,8 @@ class EIETop(wiring.Component):
         # stream in cycle ACT_READ_LATENCY; r_ack (and r_data) one cycle after that.
         r1_region = Signal(3)
         r1_pe = Signal(max(1, pb))
-        r1_g = Signal(32)
         r1_mapped = Signal()
-        m.d.sync += [r1_region.eq(region), r1_pe.eq(pe_sel), r1_g.eq(ccu.g_r_data),
+        m.d.sync += [r1_region.eq(region), r1_pe.eq(pe_sel),
                      r1_mapped.eq(in_range & pe_ok)]
         r_pipe = Signal(READ_LATENCY)       # r_stb delayed by 1 .. READ_LATENCY cycles
         m.d.sync += r_pipe.eq((r_pipe << 1) | self.bus.r_stb)
@@ -133,7 +132,7 @@ class EIETop(wiring.Component):
         pe_act = Cat(*(pe.act_rd_data for pe in pes))
         word = Signal(32)               # cycle 1: a register, a layer-table entry or a memory
         with m.If(r1_region == Region.GLOBAL):
-            m.d.comb += word.eq(r1_g)
+            m.d.comb += word.eq(ccu.g_r_data)      # the CCU answers in cycle 1
         with m.Elif(r1_mapped):
             m.d.comb += word.eq(pe_data.word_select(r1_pe, 32) if pb else pes[0].h_r_data)
         held = Signal(32)
