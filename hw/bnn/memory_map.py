@@ -15,16 +15,17 @@ addr  name          r/w  meaning
                          bits 31..16: complete results waiting in the output FIFO
 3     IN_DATA       w    next 32 input bits of the sample being written (``in_words`` writes
                          a sample, element ``k`` at bit ``k % 32`` of write ``k // 32``); the
-                         last write pushes the sample into the input FIFO
+                         first write takes a free sample slot of the input FIFO (none free:
+                         the whole sample is dropped, ERRORS bit 0)
 4     OUT_DATA      r    next 32-bit word of the oldest result (``out_words`` = n_classes
                          reads, class order, signed ``dot``); the last read pops the result
 5     ERRORS        r    bit 0: a sample was written into a full input FIFO (dropped);
                          bit 1: OUT_DATA was read with no result waiting (answered 0)
 8     CYCLES        r    clock cycles since CLEAR
-9     SAMPLES_IN    r    samples the network took since CLEAR
+9     SAMPLES_IN    r    samples the network started taking (first input word) since CLEAR
 10    SAMPLES_OUT   r    results the network delivered since CLEAR
-11    LATENCY       r    cycles per sample: input taken to result delivered, measured on the
-                         last sample that entered an empty network
+11    LATENCY       r    cycles per sample: first input word taken to result delivered,
+                         measured on the last sample that entered an empty network
 12    II_LAST       r    cycles between the last two results delivered
 13    II_MIN        r    smallest interval between two results since CLEAR (0xFFFFFFFF: none)
 14    STALL         r    cycles the network's output was held up by a full output FIFO

@@ -40,14 +40,15 @@ from amaranth.lib.wiring import In, Out
 from ...sw.bnn.folding import LayerFold
 from .input_buffer import InputBuffer
 from .popcount import PopCount
-from .threshold import DOT_WIDTH, AccThreshold
+from .threshold import AccThreshold, dot_width
 
 __all__ = ["Mvtu"]
 
 
 class Mvtu(wiring.Component):
     """One folded BNN layer with stream input (``sf`` words of ``simd`` bits a sample) and stream
-    output (``n_out`` bits for a hidden layer, ``n_out`` signed 32-bit dots for the output layer)."""
+    output (``n_out`` bits for a hidden layer, ``n_out`` signed dots of
+    :func:`~eie.hw.bnn.threshold.dot_width` bits for the output layer)."""
 
     def __init__(self, fold: LayerFold, *, hidden: bool = True,
                  weight_init: Sequence[Sequence[int]] | None = None,
@@ -68,7 +69,7 @@ class Mvtu(wiring.Component):
         if self._ld_data_width < width:
             raise ValueError(f"ld_data_width {ld_data_width} is narrower than a memory word ({width})")
         out_shape = (unsigned(fold.n_out) if hidden
-                     else data.ArrayLayout(signed(DOT_WIDTH), fold.n_out))
+                     else data.ArrayLayout(signed(dot_width(fold.n_in)), fold.n_out))
         super().__init__({
             "i": In(stream.Signature(unsigned(fold.simd))),
             "o": Out(stream.Signature(out_shape)),
@@ -98,7 +99,7 @@ class Mvtu(wiring.Component):
         m = Module()
         f = self._fold
         NF, SF, SIMD, PE = f.nf, f.sf, f.simd, f.pe
-        bw = 1 if self._hidden else DOT_WIDTH
+        bw = 1 if self._hidden else dot_width(f.n_in)
 
         en = Signal()
         m.d.comb += self.stall.eq(~en)

@@ -7,8 +7,8 @@ input vector a word; the bus-mapped top uses 32: ``ceil(n_in / 32)`` words a sam
 into the first layer's ``SIMD``-bit words, written into its input buffer. Each hidden layer hands
 its ``n_out``-bit output vector, through a converter (a multiplexer, no storage) that presents it
 ``SIMD`` bits at a time, to the next layer's input buffer, with valid/ready back-pressure; stream
-``o`` carries the last layer's ``dot`` per class (signed 32 bits, class ``k`` at bits
-``[32k+31:32k]``). In steady state the network accepts one sample every ``max(nf * sf)`` cycles
+``o`` carries the last layer's ``dot`` per class (signed, ``D = dot_width(K)`` bits, just the
+range ``-K .. K``; class ``k`` at bits ``[D*k+D-1:D*k]``; the bus top sign-extends to int32). In steady state the network accepts one sample every ``max(nf * sf)`` cycles
 (and not faster than ``ceil(n_in / in_width)`` cycles, one input word a cycle).
 
 Weights and thresholds are written one memory word per cycle through the ``ld_`` port:
@@ -29,7 +29,7 @@ from ...sw.bnn.folding import LayerFold
 from ...sw.bnn.image import BnnImage, threshold_words, weight_words
 from .mvtu import Mvtu
 from .width_converter import WidthConverter
-from .threshold import DOT_WIDTH
+from .threshold import dot_width
 
 __all__ = ["BnnNetwork", "KIND_WEIGHTS", "KIND_THRESHOLDS"]
 
@@ -60,7 +60,8 @@ class BnnNetwork(wiring.Component):
         max_depth = max(f.nf * f.sf for f in folds)
         super().__init__({
             "i": In(stream.Signature(unsigned(self._in_width))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(DOT_WIDTH), folds[-1].n_out))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(dot_width(folds[-1].n_in)),
+                                                       folds[-1].n_out))),
             "ld_en": In(1),
             "ld_layer": In(range(max(len(folds), 2))),
             "ld_kind": In(1),

@@ -4,7 +4,9 @@
 matches of one synapse fold) to its accumulator, restarting from it when ``i_first`` is high.
 When ``i_last`` is high the lane's full ``matches`` is ready: a hidden layer compares
 ``matches >= i_thr[p]`` into ``o_bits[p]``; the output layer computes
-``o_dots[p] = 2 * matches - n_in`` (signed 32 bits). Results are registered: they appear with
+``o_dots[p] = 2 * matches - n_in`` (signed, :func:`dot_width` bits: exactly the range
+``-n_in .. n_in``; the contract's int32 is a sign extension of it, done where results leave the
+core). Results are registered: they appear with
 ``o_valid`` high for one enabled cycle after the ``i_last`` item, and hold while ``en`` is low.
 """
 
@@ -14,10 +16,15 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AccThreshold", "DOT_WIDTH"]
+__all__ = ["AccThreshold", "DOT_WIDTH", "dot_width"]
 
-#: Width of the output layer's ``dot`` values (contract: signed int32).
+#: Width of the output layer's ``dot`` values on the host side (contract: signed int32).
 DOT_WIDTH = 32
+
+
+def dot_width(n_in: int) -> int:
+    """Bits of a signed ``dot = 2 * matches - n_in`` in ``-n_in .. n_in``."""
+    return n_in.bit_length() + 1
 
 
 class AccThreshold(wiring.Component):
@@ -43,7 +50,7 @@ class AccThreshold(wiring.Component):
             members["i_thr"] = In(data.ArrayLayout(unsigned(self._thr_width), pe))
             members["o_bits"] = Out(pe)
         else:
-            members["o_dots"] = Out(data.ArrayLayout(signed(DOT_WIDTH), pe))
+            members["o_dots"] = Out(data.ArrayLayout(signed(dot_width(n_in)), pe))
         super().__init__(members)
 
     @property
@@ -75,7 +82,7 @@ class AccThreshold(wiring.Component):
                     if self._hidden:
                         m.d.sync += self.o_bits[p].eq(acc_next >= self.i_thr[p])
                     else:
-                        twice = Signal(signed(DOT_WIDTH), name=f"twice{p}")
+                        twice = Signal(signed(dot_width(self._n_in)), name=f"twice{p}")
                         m.d.comb += twice.eq(acc_next * 2)  # zero-extended: matches >= 0
                         m.d.sync += self.o_dots[p].eq(twice - self._n_in)
         return m

@@ -1,23 +1,24 @@
 """The bus-mapped BNN top for boards and RTL simulation: host bus in, nothing else out.
 
-Around a :class:`BnnNetwork`: an input FIFO of 32-bit words (``in_depth`` samples of
-``in_words`` words, block RAM; the network converts them to its first layer's SIMD words), an
-output FIFO of results the host drains 32 bits per read, the weight/threshold memories
-(written through the bus), control and counters. The address map is
+Around a :class:`BnnNetwork`: an input FIFO of words (``in_depth`` samples; 32 bits a word, or
+the first layer's SIMD rounded up to 32-bit multiples, bus words staged into it; block RAM; the
+network converts them to its first layer's SIMD words), an output FIFO of results (each class's
+``dot`` stored in just the bits its range needs) the host drains as one sign-extended 32-bit
+``dot`` per read, the weight/threshold memories (written through the bus), control and counters. The address map is
 :class:`eie.hw.bnn.memory_map.BnnMemoryMap` (also documented in ``docs/bnn.md``).
 
 Per cycle: at most one bus access (a write takes effect at the clock edge; a read answers one
 cycle later with ``r_ack``); an IN_DATA write pushes its word into the input FIFO (unless its
-sample was dropped for want of a free slot); the input FIFO hands a word to the network whenever
-RUN is set and the network can take one; the network's results enter the output FIFO (when it is full the
-network stalls, counted in STALL); the counters update from the network's stream handshakes.
+sample was dropped for want of a free slot); the input FIFO hands a word to the network
+whenever RUN is set and the network can take one; the network's results enter the output FIFO
+(when it is full the network stalls, counted in STALL); the counters update from the network's stream handshakes.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In
 
@@ -26,6 +27,7 @@ from ...sw.bnn.image import BnnImage
 from ..common.bus import BusSignature
 from .memory_map import CTRL_CLEAR, CTRL_RUN, ID_VALUE, BnnMemoryMap, config_crc
 from .network import BnnNetwork
+from .threshold import dot_width
 
 __all__ = ["BnnTop"]
 
@@ -57,7 +59,8 @@ class BnnTop(wiring.Component):
                                                 levels_per_stage=self._levels_per_stage)
         in_fifo = m.submodules.in_fifo = fifo.SyncFIFOBuffered(width=fifo_width,
                                                                depth=mm.in_depth * fifo_words)
-        out_fifo = m.submodules.out_fifo = fifo.SyncFIFOBuffered(width=32 * mm.n_classes,
+        dw = dot_width(mm.folds[-1].n_in)           # dots stored this narrow, read as int32
+        out_fifo = m.submodules.out_fifo = fifo.SyncFIFOBuffered(width=dw * mm.n_classes,
                                                                  depth=mm.out_depth)
         regs = mm.registers
         is_mem = bus.addr[mm.mem_bit]
@@ -126,8 +129,10 @@ class BnnTop(wiring.Component):
         # --- output: the oldest result read 32 bits at a time -------------------------------
         out_idx = Signal(range(max(mm.out_words, 2)))
         out_word = Signal(32)
-        m.d.comb += out_word.eq(out_fifo.r_data.word_select(out_idx, 32)
-                                if mm.out_words > 1 else out_fifo.r_data[:32])
+        dot = Signal(signed(dw))
+        m.d.comb += [dot.eq(out_fifo.r_data.word_select(out_idx, dw)
+                            if mm.out_words > 1 else out_fifo.r_data[:dw]),
+                     out_word.eq(dot)]                  # sign extension to 32 bits
         out_read = rd & (bus.addr == regs["OUT_DATA"])
         with m.If(out_read):
             with m.If(~out_fifo.r_rdy):
