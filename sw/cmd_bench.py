@@ -271,8 +271,11 @@ def _prepare(spec: LayerSpec, setup: BenchSetup):
 
 
 def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
-           build_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run the benchmark layers; returns the JSON document (see docs/performance.md)."""
+           build_dir: str | Path | None = None, progress: bool = True,
+           compare_paper: bool = True) -> dict[str, Any]:
+    """Run the benchmark layers; returns the JSON document (see docs/performance.md).
+    ``compare_paper``: also predict the paper variant's cycles (cycle model) when the setup
+    is another configuration."""
     from .cycle_model import layer_column_entries
 
     if sim not in ("model",) + RTL_SIMS:
@@ -281,7 +284,7 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
     cfg_fields = setup.config_fields()
     if sim == "model":
         _model_kwargs(cfg_fields)           # fail early on a field the model cannot model
-    paper_fields = _paper_fields(setup)
+    paper_fields = _paper_fields(setup) if compare_paper else None
     prepared = []
     preds = []
     rows: list[dict[str, Any]] = []
