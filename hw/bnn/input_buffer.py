@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from .bram import bram_memory, bram_read
 
 __all__ = ["InputBuffer"]
 
@@ -63,9 +64,10 @@ class InputBuffer(wiring.Component):
         m = Module()
         sf = self._sf
         ibits = (sf - 1).bit_length()
-        mem = m.submodules.mem = Memory(shape=unsigned(self._simd), depth=self.depth, init=[])
+        # The writer only writes a bank that is not full and the reader only reads a full one:
+        # never the same word in one cycle, so the read needs no collision logic (bram_read).
+        mem = m.submodules.mem = bram_memory(shape=unsigned(self._simd), depth=self.depth)
         wr = mem.write_port()
-        rd = mem.read_port()
 
         full = Signal(2)              # bank holds a complete sample not yet released
         w_bank = Signal()
@@ -92,7 +94,6 @@ class InputBuffer(wiring.Component):
         m.d.comb += [self.valid.eq(ready_banks.bit_select(r_bank, 1)),
                      self.valid_other.eq(ready_banks.bit_select(~r_bank, 1))]
 
-        m.d.comb += [rd.en.eq(self.rd_en),
-                     rd.addr.eq(Cat(self.rd_index[:ibits], r_bank) if ibits else r_bank),
-                     self.rd_data.eq(rd.data)]
+        rd_addr = Cat(self.rd_index[:ibits], r_bank) if ibits else r_bank
+        m.d.comb += self.rd_data.eq(bram_read(m, mem, addr=rd_addr, en=self.rd_en, name="rd_word"))
         return m

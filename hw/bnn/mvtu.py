@@ -34,10 +34,10 @@ from typing import Sequence
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ...sw.bnn.folding import LayerFold
+from .bram import bram_memory, bram_read
 from .input_buffer import InputBuffer
 from .popcount import PopCount
 from .threshold import AccThreshold, dot_width
@@ -105,27 +105,27 @@ class Mvtu(wiring.Component):
         m.d.comb += self.stall.eq(~en)
 
         # --- memories -----------------------------------------------------------------------
+        # Weights and thresholds are read through bram_read (a block RAM without collision
+        # logic): they are loaded before samples stream, never read and written in one cycle.
+        w_addr = Signal(range(max(NF * SF, 2)))   # read address, all PEs (the issue stage's)
+        t_addr = Signal(range(max(NF, 2)))        # threshold read address (a neuron fold)
         w_rd, t_rd = [], []
         for p in range(PE):
-            wmem = Memory(shape=unsigned(SIMD), depth=NF * SF,
-                          init=list(self._weight_init[p]) if self._weight_init else [])
+            wmem = bram_memory(shape=unsigned(SIMD), depth=NF * SF,
+                               init=self._weight_init[p] if self._weight_init else ())
             m.submodules[f"wmem{p}"] = wmem
             wr = wmem.write_port()
             m.d.comb += [wr.addr.eq(self.ld_addr), wr.data.eq(self.ld_data[:SIMD]),
                          wr.en.eq(self.ld_w_en & (self.ld_pe == p))]
-            rd = wmem.read_port()
-            m.d.comb += rd.en.eq(en)
-            w_rd.append(rd)
+            w_rd.append(bram_read(m, wmem, addr=w_addr, en=en, name=f"w_word{p}"))
             if self._hidden:
-                tmem = Memory(shape=unsigned(self._thr_width), depth=NF,
-                              init=list(self._threshold_init[p]) if self._threshold_init else [])
+                tmem = bram_memory(shape=unsigned(self._thr_width), depth=NF,
+                                   init=self._threshold_init[p] if self._threshold_init else ())
                 m.submodules[f"tmem{p}"] = tmem
                 tw = tmem.write_port()
                 m.d.comb += [tw.addr.eq(self.ld_addr), tw.data.eq(self.ld_data[:self._thr_width]),
                              tw.en.eq(self.ld_t_en & (self.ld_pe == p))]
-                trd = tmem.read_port()
-                m.d.comb += trd.en.eq(en)
-                t_rd.append(trd)
+                t_rd.append(bram_read(m, tmem, addr=t_addr, en=en, name=f"thr{p}"))
 
         # --- issue stage: the input buffer holds this sample and takes the next one ----------
         inbuf = m.submodules.inbuf = InputBuffer(SF, SIMD)
@@ -139,8 +139,7 @@ class Mvtu(wiring.Component):
         last_fold = last_sf & last_nf
         m.d.comb += [self.active.eq(active), inbuf.rd_en.eq(en), inbuf.rd_index.eq(iss_sf),
                      inbuf.release.eq(en & active & last_fold)]
-        for rd in w_rd:
-            m.d.comb += rd.addr.eq(iss_addr)
+        m.d.comb += w_addr.eq(iss_addr)
         with m.If(en):
             with m.If(active):
                 with m.If(last_fold):
@@ -180,7 +179,7 @@ class Mvtu(wiring.Component):
         for p in range(PE):
             pc = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
             m.submodules[f"popcount{p}"] = pc
-            m.d.comb += [pc.i.eq(~(w_rd[p].data ^ xn_x) & mask), pc.en.eq(en)]
+            m.d.comb += [pc.i.eq(~(w_rd[p] ^ xn_x) & mask), pc.en.eq(en)]
             pcs.append(pc)
         for k in range(pcs[0].latency):
             tags.append(advance(tags[-1], f"pc{k}"))
@@ -195,7 +194,9 @@ class Mvtu(wiring.Component):
             m.d.comb += acc.i_count[p].eq(pcs[p].o)
             if self._hidden:
                 # Read the threshold one stage ahead so it arrives with the item.
-                m.d.comb += [t_rd[p].addr.eq(tags[-2]["nf"]), acc.i_thr[p].eq(t_rd[p].data)]
+                m.d.comb += acc.i_thr[p].eq(t_rd[p])
+        if self._hidden:
+            m.d.comb += t_addr.eq(tags[-2]["nf"])
         col_last_nf = Signal()
         with m.If(en):
             m.d.sync += col_last_nf.eq(tp["last_nf"])
