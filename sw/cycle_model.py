@@ -6,8 +6,9 @@ inputs), ``busy`` (per PE: entries issued) and ``stall`` (per PE: cycles the con
 nonzero while this PE's FIFO was full).
 
 It steps the same registers the RTL has, cycle by cycle, vectorised over the PEs with NumPy:
-the LNZD rounds, each PE's FIFO level, pointer stage, pointer queue (non-empty columns only),
-entry stage and the three pipeline registers behind it, and the controller's states
+the LNZD rounds, each PE's FIFO level, pointer stage (two registers: the RAM read and the
+registered pair), pointer queue (non-empty columns only), entry stage and the pipeline
+registers behind it (RAM word, registered byte, ``mul_``, ``acc_``), and the controller's states
 (``LSTART``, 1 cycle; ``BCAST``, whose first :data:`ACT_READ_LATENCY` cycles fill the PEs'
 activation read pipelines before the LNZD loads round 0; ``DRAIN``). ``n_out`` does not change
 the count: the bias and the write-back are applied in the read pipeline when the next layer
@@ -28,7 +29,7 @@ __all__ = ["layer_column_entries", "predict_layer", "predict_layer_batch", "pred
 
 #: Cycles the PEs' activation read pipelines take to fill at every layer start (memory read,
 #: bias addition, two write-back stages): ``eie.hw.eie.memory_map.ACT_READ_LATENCY``.
-ACT_READ_LATENCY = 4
+ACT_READ_LATENCY = 5
 #: Cycles of a layer outside the modelled BCAST/DRAIN steps: ``LSTART`` and the fill.
 START_CYCLES = 1 + ACT_READ_LATENCY
 
@@ -78,12 +79,15 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     popped = np.zeros(N, np.int64)       # FIFO read pointer (columns taken by the ptr stage)
     p1_valid = np.zeros(N, bool)
     p1_col = np.zeros(N, np.int64)
+    p2_valid = np.zeros(N, bool)          # the pointer pair registered behind the RAMs
+    p2_col = np.zeros(N, np.int64)
     q_level = np.zeros(N, np.int64)
     head_c = np.zeros(N, np.int64)
     head_rem = np.zeros(N, np.int64)
-    s1 = np.zeros(N, bool)
-    m1 = np.zeros(N, bool)
-    a1 = np.zeros(N, bool)
+    s1 = np.zeros(N, bool)                # entry stage: RAM word
+    s2 = np.zeros(N, bool)                # entry stage: registered byte (spm_ outputs)
+    m1 = np.zeros(N, bool)                # mul_
+    a1 = np.zeros(N, bool)                # acc_ (the wr_ stage behind it is never waited for)
     stall = np.zeros(N, np.int64)
     busy = np.zeros(N, np.int64)
     nb = 0                                # broadcasts so far
@@ -92,12 +96,13 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     bcast_cycles = drain_cycles = 0
 
     def step(fire: bool) -> None:
-        nonlocal nb, p1_valid, p1_col, q_level, head_c, head_rem, s1, m1, a1, popped
+        nonlocal nb, p1_valid, p1_col, p2_valid, p2_col, q_level, head_c, head_rem, s1, s2, m1
+        nonlocal a1, popped
         level = nb - popped
-        take = (level > 0) & (q_level + p1_valid < Q)
+        take = (level > 0) & (q_level + p1_valid + p2_valid < Q)
         issue = q_level > 0
         last = issue & (head_rem == 1)
-        push = p1_valid & (W[p1_col, ar] > 0)
+        push = p2_valid & (W[p2_col, ar] > 0)
         new_q = q_level + push - last
         # head of the pointer queue
         new_head_c = head_c.copy()
@@ -109,10 +114,11 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
             new_head_rem[pop_next] = W[nc, ar[pop_next]]
         fresh = (q_level == 0) & push
         if fresh.any():
-            new_head_c[fresh] = p1_col[fresh]
-            new_head_rem[fresh] = W[p1_col[fresh], ar[fresh]]
+            new_head_c[fresh] = p2_col[fresh]
+            new_head_rem[fresh] = W[p2_col[fresh], ar[fresh]]
         busy[:] += issue
-        a1, m1, s1 = m1, s1, issue
+        a1, m1, s2, s1 = m1, s2, s1, issue
+        p2_valid, p2_col = p1_valid, p1_col
         p1_col = np.where(take, popped, p1_col)
         p1_valid = take
         popped = popped + take
@@ -143,7 +149,8 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
                 state = "DRAIN"
         else:
             drain_cycles += 1
-            idle = ((nb - popped) == 0) & ~p1_valid & (q_level == 0) & ~s1 & ~m1
+            idle = (((nb - popped) == 0) & ~p1_valid & ~p2_valid & (q_level == 0) & ~s1 & ~s2
+                    & ~m1 & ~a1)
             if idle.all():
                 break
             step(False)
@@ -188,11 +195,15 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
     popped = np.zeros(shape, np.int64)
     p1_valid = np.zeros(shape, bool)
     p1_col = np.zeros(shape, np.int64)
+    p2_valid = np.zeros(shape, bool)
+    p2_col = np.zeros(shape, np.int64)
     q_level = np.zeros(shape, np.int64)
     head_c = np.zeros(shape, np.int64)
     head_rem = np.zeros(shape, np.int64)
     s1 = np.zeros(shape, bool)
+    s2 = np.zeros(shape, bool)
     m1 = np.zeros(shape, bool)
+    a1 = np.zeros(shape, bool)
     stall = np.zeros(shape, np.int64)
     busy = np.zeros(shape, np.int64)
     nb = np.zeros(S, np.int64)
@@ -207,7 +218,8 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
     while in_b.any() or in_d.any():
         bcast_cycles += in_b
         drain_cycles += in_d
-        idle = ((nb[:, None] - popped) == 0) & ~p1_valid & (q_level == 0) & ~s1 & ~m1
+        idle = (((nb[:, None] - popped) == 0) & ~p1_valid & ~p2_valid & (q_level == 0) & ~s1
+                & ~s2 & ~m1 & ~a1)
         in_d &= ~idle.all(axis=1)                    # a drained sample ends in this cycle
         # LNZD and broadcast (samples in BCAST)
         cur = rnz[rows, np.maximum(rnd, 0)]
@@ -223,20 +235,21 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         pos = np.where(adv, 0, pos)
         done = in_b & ~pending & ~more
         # PE step
-        take = (popped < nb[:, None]) & (q_level + p1_valid < Q)
+        take = (popped < nb[:, None]) & (q_level + p1_valid + p2_valid < Q)
         issue = q_level > 0
         last = issue & (head_rem == 1)
-        push = p1_valid & (Wf[base_w + p1_col * N] > 0)
+        push = p2_valid & (Wf[base_w + p2_col * N] > 0)
         new_q = q_level + push - last
         pop_next = last & (new_q > 0)
         nc = nxtf[base_n + (head_c + 1) * N]
         fresh = (q_level == 0) & push
-        head_c_new = np.where(pop_next, nc, np.where(fresh, p1_col, head_c))
+        head_c_new = np.where(pop_next, nc, np.where(fresh, p2_col, head_c))
         head_rem = np.where(pop_next, Wf[base_w + np.minimum(nc, Cm) * N],
-                            np.where(fresh, Wf[base_w + p1_col * N], head_rem - issue))
+                            np.where(fresh, Wf[base_w + p2_col * N], head_rem - issue))
         head_c = head_c_new
         busy += issue
-        m1, s1 = s1, issue
+        a1, m1, s2, s1 = m1, s2, s1, issue
+        p2_valid, p2_col = p1_valid, p1_col
         p1_col = np.where(take, popped, p1_col)
         p1_valid = take
         popped = popped + take

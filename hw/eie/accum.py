@@ -53,7 +53,7 @@ __all__ = ["Accumulator", "ACT_READ_LATENCY"]
 
 # Advancing cycles from an activation read address to its int16 value on ``rd_data``:
 # the memory read, the bias addition, and the write-back stages.
-assert ACT_READ_LATENCY == 2 + WRITEBACK_LATENCY
+assert ACT_READ_LATENCY == 3 + WRITEBACK_LATENCY
 
 
 class Accumulator(wiring.Component):
@@ -120,33 +120,43 @@ class Accumulator(wiring.Component):
             m.d.comb += r.eq(row)
             return Cat(r[:ab], bank) if ab else bank
 
-        # ---- accumulate (mul_ stage reads, acc_ stage writes) -----------------------------
+        # ---- accumulate: mul_ stage reads, acc_ stage registers, wr_ stage adds and writes --
         mul_addr = Signal(ab + 1)
         m.d.comb += [mul_addr.eq(file_addr(dst, self.mul_row)), fr.addr.eq(mul_addr)]
-        acc_addr = Signal(ab + 1)
-        m.d.comb += acc_addr.eq(file_addr(dst, self.acc_row))
-        acc_row_valid = Signal()          # the valid bit, read with the file word
-        m.d.sync += acc_row_valid.eq(valid_of(dst, self.mul_row))
-        acc_last_valid = Signal()
-        acc_last_row = Signal.like(self.acc_row)
-        acc_last = Signal(signed(c.acc_bits))
-        acc_bypass = Signal()
-        acc_cur = Signal(signed(c.acc_bits))
+        mul_row_valid = Signal()          # the valid bit, read with the file word
+        m.d.sync += mul_row_valid.eq(valid_of(dst, self.mul_row))
+        # acc_ stage: the word arrives from the RAM and is registered with the product
+        wr_valid = Signal()
+        wr_row = Signal.like(self.acc_row)
+        wr_prod = Signal(signed(32))
+        wr_old = Signal(signed(c.acc_bits))
+        m.d.sync += [wr_valid.eq(self.acc_valid), wr_row.eq(self.acc_row),
+                     wr_prod.eq(self.acc_prod), wr_old.eq(Mux(mul_row_valid, fr.data, 0))]
+        # wr_ stage: the two previous entries' writes were not yet in the RAM when this entry
+        # read it (in cycles t and t + 1 of its read in t): take the newer of them on a match.
+        l1_valid, l2_valid = Signal(), Signal()
+        l1_row, l2_row = Signal.like(self.acc_row), Signal.like(self.acc_row)
+        l1_sum, l2_sum = Signal(signed(c.acc_bits)), Signal(signed(c.acc_bits))
+        wr_cur = Signal(signed(c.acc_bits))
         acc_sum = Signal(signed(c.acc_bits))
-        m.d.comb += [
-            acc_bypass.eq(acc_last_valid & (acc_last_row == self.acc_row)),
-            acc_cur.eq(Mux(acc_bypass, acc_last, Mux(acc_row_valid, fr.data, 0))),
-            acc_sum.eq(acc_cur + self.acc_prod),
-        ]
-        m.d.sync += [acc_last_valid.eq(self.acc_valid), acc_last_row.eq(self.acc_row),
-                     acc_last.eq(acc_sum)]
+        with m.If(l1_valid & (l1_row == wr_row)):
+            m.d.comb += wr_cur.eq(l1_sum)
+        with m.Elif(l2_valid & (l2_row == wr_row)):
+            m.d.comb += wr_cur.eq(l2_sum)
+        with m.Else():
+            m.d.comb += wr_cur.eq(wr_old)
+        m.d.comb += acc_sum.eq(wr_cur + wr_prod)
+        m.d.sync += [l1_valid.eq(wr_valid), l1_row.eq(wr_row), l1_sum.eq(acc_sum),
+                     l2_valid.eq(l1_valid), l2_row.eq(l1_row), l2_sum.eq(l1_sum)]
+        acc_addr = Signal(ab + 1)
+        m.d.comb += acc_addr.eq(file_addr(dst, wr_row))
 
         # ---- writes: the acc_ stage, or the host ------------------------------------------
         h_row = Signal(ab + 1)
         m.d.comb += h_row.eq(self.h_w_addr)
         set_addr = Signal(ab + 1)
         do_set = Signal()
-        with m.If(self.acc_valid):
+        with m.If(wr_valid):
             m.d.comb += [fw.addr.eq(acc_addr), fw.data.eq(acc_sum), fw.en.eq(1),
                          set_addr.eq(acc_addr), do_set.eq(1)]
         with m.Elif(self.host_mode & self.h_act_w_en):
@@ -190,16 +200,21 @@ class Accumulator(wiring.Component):
         s1_valid = Signal()
         with m.If(adv):
             m.d.sync += s1_valid.eq(valid_of(rd_full[ab], rd_full[:ab] if ab else Const(0, 1)))
-        # stage 2: (valid ? row : 0) + (bias << w_frac), wrapping at acc_bits
-        s2_sum = Signal(signed(c.acc_bits))
-        s2_bias = Signal(signed(c.acc_bits))
-        m.d.comb += s2_bias.eq(Mux(self.src_has_bias, ba.data << self.src_w_frac, 0))
+        # stage 2: registered right behind the RAMs (their clock-to-output is slow)
+        s2_raw = Signal(signed(c.acc_bits))
+        s2_bias = Signal(signed(16))
         with m.If(adv):
-            m.d.sync += s2_sum.eq(Mux(s1_valid, fa.data, 0) + s2_bias)
-        # stages 3 and 4: the write-back
+            m.d.sync += [s2_raw.eq(Mux(s1_valid, fa.data, 0)), s2_bias.eq(ba.data)]
+        # stage 3: raw + (bias << w_frac), wrapping at acc_bits
+        s3_sum = Signal(signed(c.acc_bits))
+        s3_bias = Signal(signed(c.acc_bits))
+        m.d.comb += s3_bias.eq(Mux(self.src_has_bias, s2_bias << self.src_w_frac, 0))
+        with m.If(adv):
+            m.d.sync += s3_sum.eq(s2_raw + s3_bias)
+        # stages 4 and 5: the write-back
         m.d.comb += [
             wb.en.eq(adv),
-            wb.acc.eq(s2_sum),
+            wb.acc.eq(s3_sum),
             wb.w_frac.eq(self.src_w_frac),
             wb.relu.eq(self.src_relu),
             self.rd_data.eq(wb.y),

@@ -147,8 +147,8 @@ class CCU(wiring.Component):
             cbk_w.addr.eq(w_layer), cbk_w.data.eq(self.g_w_data[:16].replicate(16)),
         ]
 
-        # Reads: the address in cycle 0, g_r_data in cycle 1 (registers through a register,
-        # the table and the counters from their memories).
+        # Reads: the address in cycle 0, the registers (through a register) and the memories
+        # (table, counters) answer in cycle 1, g_r_data is registered (cycle 2).
         r_in, r_layer, r_word = table_index(self.g_r_off)
         m.d.comb += rb_r.addr.eq(r_layer * LAYER_STRIDE + r_word)
         c_rel = Signal(range(max(2, 2 * L)))
@@ -179,11 +179,11 @@ class CCU(wiring.Component):
         r1_half = Signal()
         m.d.sync += [r1_reg.eq(reg_word), r1_tbl.eq(r_in), r1_cnt.eq(c_in), r1_half.eq(c_rel[0])]
         with m.If(r1_tbl):
-            m.d.comb += self.g_r_data.eq(rb_r.data)
+            m.d.sync += self.g_r_data.eq(rb_r.data)
         with m.Elif(r1_cnt):
-            m.d.comb += self.g_r_data.eq(lcnt_r.data.word_select(r1_half, 32))
+            m.d.sync += self.g_r_data.eq(lcnt_r.data.word_select(r1_half, 32))
         with m.Else():
-            m.d.comb += self.g_r_data.eq(r1_reg)
+            m.d.sync += self.g_r_data.eq(r1_reg)
 
         # ---- current layer ----------------------------------------------------------------
         layer = Signal(range(max(L, 2)))

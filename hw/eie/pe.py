@@ -144,7 +144,8 @@ class PE(wiring.Component):
         wires("w_leaf", [acc.rd_en.eq(self.act_rd_en), acc.rd_addr.eq(self.act_rd_addr),
                          self.act_rd_data.eq(acc.rd_data)])
         wires("w_idle", [
-            self.idle.eq((fifo.level == 0) & ptr.idle & spm.idle & ~ar.mul_valid),
+            self.idle.eq((fifo.level == 0) & ptr.idle & spm.idle & ~ar.mul_valid
+                         & ~ar.acc_valid),
         ])
 
         # Counters.
@@ -160,7 +161,7 @@ class PE(wiring.Component):
         m.d.comb += [cnt_w.addr.eq(self.layer_idx), cnt_w.data.eq(Cat(busy, stall)),
                      cnt_w.en.eq(self.layer_end)]
 
-        # Host port: writes, and reads with one cycle of latency (``h_r_data``); activation
+        # Host port: writes, and reads with two cycles of latency (``h_r_data``); activation
         # rows are read through the activation stream (``act_rd_data``, ACT_READ_LATENCY cycles).
         for blk, region in ((ptr, Region.PTR), (spm, Region.SPMAT), (acc, None)):
             stmts = [
@@ -182,15 +183,18 @@ class PE(wiring.Component):
         r_region = Signal(3)
         r_half = Signal()
         m.d.sync += [r_region.eq(self.h_r_region), r_half.eq(self.h_r_off[0])]
+        # the memories answer in cycle 1; the selected word is registered (cycle 2)
         with m.Switch(r_region):
             with m.Case(Region.PTR):
-                m.d.comb += self.h_r_data.eq(ptr.h_r_data)
+                m.d.sync += self.h_r_data.eq(ptr.h_r_data)
             with m.Case(Region.SPMAT):
-                m.d.comb += self.h_r_data.eq(spm.h_r_data)
+                m.d.sync += self.h_r_data.eq(spm.h_r_data)
             with m.Case(Region.BIAS):
-                m.d.comb += self.h_r_data.eq(acc.h_bias_r_data)
+                m.d.sync += self.h_r_data.eq(acc.h_bias_r_data)
             with m.Case(Region.PECNT):
-                m.d.comb += self.h_r_data.eq(cnt_r.data.word_select(r_half, 32))
+                m.d.sync += self.h_r_data.eq(cnt_r.data.word_select(r_half, 32))
+            with m.Default():
+                m.d.sync += self.h_r_data.eq(0)
         return m
 
 

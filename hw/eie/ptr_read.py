@@ -6,11 +6,13 @@ banks and come out of one read: the even bank reads ``(P+1) >> 1``, the odd bank
 ``P``'s parity says which is the start.
 
 Per cycle: if a column waits (``col_valid``) and the pointer queue will have room for it
-(entries in the queue + the one being read < ``ptr_queue_depth``), the column is taken
-(``col_pop``) and both banks are read (``ptr_`` stage); one cycle later the pair arrives and, if
-the column has entries in this PE (``end != start``), ``(start, end, a)`` is pushed into the
-pointer queue. An empty column is dropped here, so it never costs the entry stage a cycle. The
-queue head (``q_*``) is taken by the entry stage with ``q_pop``.
+(entries in the queue + the two being read < ``ptr_queue_depth``), the column is taken
+(``col_pop``) and both banks are read (``ptr_`` stage); one cycle later the pair arrives from
+the block RAMs and is registered (``ptr1`` -> ``ptr2``, so nothing but a register follows the
+RAMs' slow clock-to-output); in the cycle after that, if the column has entries in this PE
+(``end != start``), ``(start, end, a)`` is pushed into the pointer queue. An empty column is
+dropped here, so it never costs the entry stage a cycle. The queue head (``q_*``) is taken by
+the entry stage with ``q_pop``.
 
 Host port (``host_mode``): writes pointer ``h_w_addr``; reads pointer ``h_r_addr`` with
 one cycle of latency (``h_r_data``).
@@ -71,10 +73,14 @@ class PtrRead(wiring.Component):
         ptr1_valid = Signal()
         ptr1_odd = Signal()
         ptr1_a = Signal(signed(16))
+        ptr2_valid = Signal()
+        ptr2_start = Signal(c.ptr_bits)
+        ptr2_end = Signal(c.ptr_bits)
+        ptr2_a = Signal(signed(16))
         m.d.comb += [
             ptr_P.eq(self.ptr_base + self.col_j),
             ptr_take.eq(~self.host_mode & self.col_valid
-                        & (queue.level + ptr1_valid < c.ptr_queue_depth)),
+                        & (queue.level + ptr1_valid + ptr2_valid < c.ptr_queue_depth)),
             self.col_pop.eq(ptr_take),
         ]
         with m.If(self.host_mode):
@@ -100,12 +106,16 @@ class PtrRead(wiring.Component):
         m.d.comb += [
             ptr1_start.eq(Mux(ptr1_odd, orr.data, er.data)),
             ptr1_end.eq(Mux(ptr1_odd, er.data, orr.data)),
-            item.start.eq(ptr1_start), item.end.eq(ptr1_end), item.a.eq(ptr1_a),
+        ]
+        m.d.sync += [ptr2_valid.eq(ptr1_valid), ptr2_start.eq(ptr1_start),
+                     ptr2_end.eq(ptr1_end), ptr2_a.eq(ptr1_a)]
+        m.d.comb += [
+            item.start.eq(ptr2_start), item.end.eq(ptr2_end), item.a.eq(ptr2_a),
             queue.w_data.eq(item),
-            queue.w_en.eq(ptr1_valid & (ptr1_end != ptr1_start)),
+            queue.w_en.eq(ptr2_valid & (ptr2_end != ptr2_start)),
             self.q_valid.eq(queue.r_rdy),
             self.q.eq(queue.r_data),
             queue.r_en.eq(self.q_pop),
-            self.idle.eq(~ptr1_valid & (queue.level == 0)),
+            self.idle.eq(~ptr1_valid & ~ptr2_valid & (queue.level == 0)),
         ]
         return m

@@ -5,9 +5,10 @@ valid, the stage issues entry ``e`` (``start`` for the column's first entry, the
 ``spm_e``): it reads 64-bit word ``(entry_base + e) >> 3`` of the sparse-matrix SRAM (every
 cycle, a whole word: a column straddling words, or the next column, needs no extra cycle) and
 remembers the byte ``(entry_base + e) & 7``. After the column's last entry it pops the head, so
-the next column's first entry issues in the very next cycle. One cycle later (``spm_`` outputs)
-the entry byte ``(z << 4) | code`` comes out decoded, with ``first`` (first entry of its column)
-and the column's activation.
+the next column's first entry issues in the very next cycle. One cycle later the word arrives
+from the block RAM and the byte is selected and registered; so two cycles after the issue
+(``spm_`` outputs, registered) the entry byte ``(z << 4) | code`` comes out decoded, with
+``first`` (first entry of its column) and the column's activation.
 
 ``issue`` is high in every cycle an entry is issued (the PE's busy cycles).
 
@@ -89,17 +90,22 @@ class SpmatRead(wiring.Component):
             m.d.comb += rp.addr.eq(self.h_r_addr >> 1)
         with m.Else():
             m.d.comb += rp.addr.eq(E >> 3)
+        spm_first = Signal()
+        spm_a = Signal(signed(16))
         m.d.sync += [
             spm_valid.eq(self.issue),
             spm_byte.eq(E[:3]),
-            self.spm_first.eq(~spm_active),
-            self.spm_a.eq(self.q.a),
+            spm_first.eq(~spm_active),
+            spm_a.eq(self.q.a),
         ]
-        m.d.comb += [
+        # second stage: the byte out of the RAM word, registered
+        m.d.sync += [
             self.spm_valid.eq(spm_valid),
             self.spm_entry.eq(rp.data.word_select(spm_byte, 8)),
-            self.idle.eq(~spm_valid),
+            self.spm_first.eq(spm_first),
+            self.spm_a.eq(spm_a),
         ]
+        m.d.comb += self.idle.eq(~spm_valid & ~self.spm_valid)
 
         h_r_half = Signal()
         m.d.sync += h_r_half.eq(self.h_r_addr[0])

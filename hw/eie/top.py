@@ -5,10 +5,10 @@ Ports: ``bus`` (a slave :class:`eie.hw.common.bus.BusSignature` of
 
 Host bus, per cycle: a write (``w_stb``) goes to the CCU (global region) or to the addressed PE's
 memory (while idle). A read (``r_stb``) presents the address to every PE's memories, its
-activation read pipeline and the CCU's register file; one cycle later the addressed word is
-selected and held; an activation comes out of the addressed PE's pipeline
-``ACT_READ_LATENCY`` cycles after ``r_stb``; ``r_data`` is registered and ``r_ack`` rises
-:data:`READ_LATENCY` (5) cycles after ``r_stb`` for every address. Unmapped addresses (a PE number
+activation read pipeline and the CCU's register file; the CCU and the PEs register their answer
+(cycle 2), where the addressed word is selected and held; an activation comes out of the
+addressed PE's pipeline ``ACT_READ_LATENCY`` cycles after ``r_stb``; ``r_data`` is registered
+and ``r_ack`` rises :data:`READ_LATENCY` (6) cycles after ``r_stb`` for every address. Unmapped addresses (a PE number
 ``>= n_pe``, an offset past a memory's depth, regions 6 and 7, unused global offsets) read 0 and
 ignore writes.
 """
@@ -118,29 +118,30 @@ class EIETop(wiring.Component):
                 pe.h_r_region.eq(region), pe.h_r_off.eq(off),
             ]
 
-        # Read pipeline: address in cycle 0; the memories answer in cycle 1, the activation
-        # stream in cycle ACT_READ_LATENCY; r_ack (and r_data) one cycle after that.
-        r1_region = Signal(3)
-        r1_pe = Signal(max(1, pb))
-        r1_mapped = Signal()
-        m.d.sync += [r1_region.eq(region), r1_pe.eq(pe_sel),
-                     r1_mapped.eq(in_range & pe_ok)]
+        # Read pipeline: address in cycle 0; the memories answer in cycle 1 and the CCU and the
+        # PEs register their word (cycle 2), the activation stream answers in cycle
+        # ACT_READ_LATENCY; r_ack (and r_data) one cycle after that.
+        r1_region, r2_region = Signal(3), Signal(3)
+        r1_pe, r2_pe = Signal(max(1, pb)), Signal(max(1, pb))
+        r1_mapped, r2_mapped = Signal(), Signal()
+        m.d.sync += [r1_region.eq(region), r1_pe.eq(pe_sel), r1_mapped.eq(in_range & pe_ok),
+                     r2_region.eq(r1_region), r2_pe.eq(r1_pe), r2_mapped.eq(r1_mapped)]
         r_pipe = Signal(READ_LATENCY)       # r_stb delayed by 1 .. READ_LATENCY cycles
         m.d.sync += r_pipe.eq((r_pipe << 1) | self.bus.r_stb)
         # multiplexer trees over the PEs (word_select; an Array would be a one-hot mux)
         pe_data = Cat(*(pe.h_r_data for pe in pes))
         pe_act = Cat(*(pe.act_rd_data for pe in pes))
-        word = Signal(32)               # cycle 1: a register, a layer-table entry or a memory
-        with m.If(r1_region == Region.GLOBAL):
-            m.d.comb += word.eq(ccu.g_r_data)      # the CCU answers in cycle 1
-        with m.Elif(r1_mapped):
-            m.d.comb += word.eq(pe_data.word_select(r1_pe, 32) if pb else pes[0].h_r_data)
+        word = Signal(32)               # cycle 2: a register, a layer-table entry or a memory
+        with m.If(r2_region == Region.GLOBAL):
+            m.d.comb += word.eq(ccu.g_r_data)      # the CCU and the PEs answer in cycle 2
+        with m.Elif(r2_mapped):
+            m.d.comb += word.eq(pe_data.word_select(r2_pe, 32) if pb else pes[0].h_r_data)
         held = Signal(32)
         held_act = Signal()
         held_pe = Signal(max(1, pb))
-        with m.If(r_pipe[0]):
-            m.d.sync += [held.eq(word), held_pe.eq(r1_pe),
-                         held_act.eq(r1_mapped & (r1_region == Region.ACT))]
+        with m.If(r_pipe[1]):
+            m.d.sync += [held.eq(word), held_pe.eq(r2_pe),
+                         held_act.eq(r2_mapped & (r2_region == Region.ACT))]
         act = Signal(signed(16))        # cycle ACT_READ_LATENCY: the addressed PE's stream
         m.d.comb += act.eq(pe_act.word_select(held_pe, 16) if pb else pes[0].act_rd_data)
         m.d.sync += [
