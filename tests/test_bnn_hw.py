@@ -3,6 +3,7 @@ random back-pressure, and the bus-mapped top driven by the host program."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -579,3 +580,20 @@ def test_top_preloaded_stream_keeps_the_analytic_ii(shape, fold):
     ii = max(f.ii for f in folds)
     c = job.counters
     assert c["ii_min"] == ii and c["t_last_out"] - c["t_first_out"] == (n - 1) * ii, (ii, c)
+
+
+@pytest.mark.slow
+def test_icebreaker_tfc_bitstream(tmp_path):
+    """Acceptance of issue 7: the TFC core with the iCEBreaker folding places and routes on the
+    iCE40UP5K and meets the 12 MHz board clock (a few minutes of Yosys and nextpnr)."""
+    from eie.boards.build import ICEBREAKER_BNN_FOLD, TFC_SHAPE
+    from eie.sw.cli import main
+    out = tmp_path / "ice_bnn"
+    assert main(["build", "--board", "icebreaker", "--design", "bnn", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["core"]["shape"] == list(TFC_SHAPE)
+    assert report["core"]["folding"] == ICEBREAKER_BNN_FOLD
+    lcs = report["nextpnr_utilization"]["logic_cells"]
+    assert lcs["available"] == 5280 and 0 < lcs["used"] <= lcs["available"]
+    assert report["nextpnr_utilization"]["bram"]["used"] <= 30
+    assert report["timing_met"] and (out / "top.bin").stat().st_size > 100_000

@@ -15,9 +15,9 @@ Two implementations, chosen by the widths:
 - several input words a frame (e.g. 32-bit bus words into 8-bit SIMD words): a gearbox. A
   register holds the bits taken but not yet sent (``count`` of them, from bit 0). Per cycle: if
   ``count`` covers the next output word, ``o`` is valid and a handshake shifts that word out; if
-  what remains after this cycle's handshake does not cover the next output word and the frame
-  still has input words, ``i`` is ready and a handshake appends the input word's frame bits
-  above the remaining ones. Input is taken only when needed, so the bit offsets at which words
+  what remains after this cycle's handshake does not cover the next output word (the frame then
+  always has input words left: a complete frame's bits form whole output words), ``i`` is ready
+  and a handshake appends the input word's frame bits above the remaining ones. Input is taken only when needed, so the bit offsets at which words
   are appended are fixed by the widths (computed at elaboration; the shifter has only those
   cases), and a frame's last input word is never mixed with the next frame's.
 
