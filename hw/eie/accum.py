@@ -2,9 +2,9 @@
 pipelined write-back on read.
 
 The PE has two files (banks) of ``act_depth`` rows of ``acc_bits`` each, one memory addressed
-``bank << act_bits | row``, plus one valid bit per accumulator row (flip-flops; rows at or past
-``acc_depth`` are never outputs, only host-written inputs, and count as valid). A layer reads its inputs
-from the source bank and accumulates its outputs, raw, into the destination bank; the next
+``bank << act_bits | row``, plus one valid bit per accumulator row (flip-flops; rows at or
+past ``acc_depth`` are never outputs, only host-written inputs, and count as valid). A layer
+reads its inputs from the source bank and accumulates its outputs, raw, into the destination bank; the next
 layer swaps them. The bias and the contract's write-back (shift, round-half-even, saturation,
 ReLU) are applied when a row is *read* as an activation, by the LNZD leaf or the host:
 ``value = (valid ? row : 0) + (bias << w_frac)`` (modulo ``2**acc_bits``, which equals starting
@@ -18,20 +18,23 @@ selects for bank 0 at the start of a run.
 Every memory read is synchronous, so the file is two block RAMs (one per read port, each
 with the write port) and nothing is replicated into LUT RAM.
 
-Accumulate, per cycle: the row of the entry in the ``mul_`` stage is read (file and valid bit,
-one cycle of latency); in the ``acc_`` stage the entry adds its product to that value (0 for a
-row not yet written in this layer; two's complement, wrapping at ``acc_bits``) and writes the
-row back, valid. **Bypass:** if the previous cycle wrote the very row this entry read (the last
-entry of a column and the first of the next on the same row), the read value is stale, and the
-stage takes the value written in the previous cycle instead.
+Accumulate, per cycle (three stages, one entry a cycle): in the ``mul_`` stage the entry's row
+is read (file word and valid bit); in the ``acc_`` stage the word arrives from the block RAM and
+is registered with the product (0 for a row not yet written in this layer); in the ``wr_``
+stage the product is added (two's complement, wrapping at ``acc_bits``) and the row is written
+back, valid. **Bypass:** the two entries ahead of this one wrote in the cycle of its read and
+the cycle after, so its RAM word may be stale: if the previous entry wrote the same row, its
+sum is taken, else if the one before it did, that sum, else the RAM word. Nothing but a
+register follows a RAM's output (the ECP5 block RAM's clock-to-output is over 5 ns).
 
 Read as activation (a stream, for the LNZD leaf and the host): in every cycle ``rd_en`` is
 high (always while ``host_mode``), the read pipeline advances by one: the address is
 ``rd_addr`` (a row of the source bank; in host mode the full ``h_r_addr``), stage 1 holds the
-file word, its valid bit and the bias, stage 2 the biased sum, stages 3 and 4 the write-back.
-``rd_data`` shows the int16 activation of the address presented :data:`ACT_READ_LATENCY`
-advancing cycles earlier. The source bank does not change during a layer, so a consumer that
-keeps the read address ``ACT_READ_LATENCY`` rows ahead sees a new row in every advancing cycle.
+file word, its valid bit and the bias (the RAM outputs), stage 2 registers them, stage 3 the
+biased sum, stages 4 and 5 the write-back. ``rd_data`` shows the int16 activation of the
+address presented :data:`ACT_READ_LATENCY` advancing cycles earlier. The source bank does not
+change during a layer, so a consumer that keeps the read address ``ACT_READ_LATENCY`` rows ahead
+sees a new row in every advancing cycle.
 
 Host port: bias slots (int16, sign-extended on read, read latency 1: the bias memory's single
 read port takes ``h_r_addr`` while ``h_r_bias``) and file rows (writes set the row to the

@@ -13,7 +13,7 @@ States and what happens in each cycle:
   is here) offers the next nonzero ``(j, a_j)``;
   it is broadcast to every PE's FIFO in this cycle if no FIFO is full, otherwise held (every PE
   whose FIFO is full counts a stall cycle). Leaves when the LNZD is done.
-* ``DRAIN`` -- waits until every PE is idle (FIFO empty, pipeline empty but for the ``acc_``
+* ``DRAIN`` -- waits until every PE is idle (FIFO empty, pipeline empty but for the ``wr_``
   stage, whose last write lands at the end of this cycle); at least 1 cycle. In
   the cycle every PE is idle the layer ends: its counters are stored, the source and destination
   banks swap (no host action) and the finished layer's write-back parameters (``w_frac``, ReLU,

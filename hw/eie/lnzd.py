@@ -90,7 +90,7 @@ class LNZDNode(wiring.Component):
 class LNZD(wiring.Component):
     """Round-by-round scanner with a quadtree of :class:`LNZDNode` (see the module docstring).
 
-    Ports: ``start`` (pulse: begin a layer), ``n_in``, ``rd_en``/``rd_addr``/``rd_data`` (the
+    Ports: ``start`` (pulse: begin a layer; only after ``done`` or reset), ``n_in``, ``rd_en``/``rd_addr``/``rd_data`` (the
     read pipelines into every PE's source file, ``latency`` stages, and the ``n`` values they
     deliver), ``o_valid``/``o_j``/``o_a``/``o_ready`` (the next nonzero), ``done``.
     """
@@ -194,14 +194,15 @@ class LNZD(wiring.Component):
         m.d.comb += load.eq(running & more & (~root_valid | (~root_multi & fire)))
 
         # The read pipelines advance whenever a round is loaded, and while priming.
+        # The address is a register (0 from reset and from done until the next start).
         m.d.comb += [
             self.rd_en.eq(self.start | priming | load),
-            self.rd_addr.eq(Mux(self.start, 0, t_issue)),
+            self.rd_addr.eq(t_issue),
         ]
-        with m.If(self.start):
-            m.d.sync += t_issue.eq(1)
-        with m.Elif(self.rd_en):
+        with m.If(self.rd_en):
             m.d.sync += t_issue.eq(t_issue + 1)
+        with m.Elif(self.done):
+            m.d.sync += t_issue.eq(0)
 
         load_base = Signal.like(jbase_next)
         m.d.comb += load_base.eq(Mux(first, 0, jbase_next))

@@ -6,12 +6,14 @@ Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the s
    ``(j, a_j)`` in the cycle the controller broadcasts it (the controller only broadcasts when no
    PE's FIFO is full);
 2. :class:`~eie.hw.eie.ptr_read.PtrRead` (``ptr_``): one column a cycle, ``p[j]`` and ``p[j+1]``
-   from the even/odd banks; non-empty columns go into the pointer queue;
+   from the even/odd banks (registered behind the RAMs); non-empty columns go into the pointer
+   queue;
 3. :class:`~eie.hw.eie.spmat_read.SpmatRead` (``spm_``): one entry a cycle from the queue head,
-   across word and column boundaries;
+   across word and column boundaries (the entry byte registered behind the RAM);
 4. :class:`~eie.hw.eie.arith.Arith` (``mul_``): row from the relative index, codebook, 16x16
    product;
-5. :class:`~eie.hw.eie.accum.Accumulator` (``acc_``): read-add-write of the row with the bypass.
+5. :class:`~eie.hw.eie.accum.Accumulator` (``acc_``, ``wr_``): the row's word registered behind
+   the RAM, then add and write, with a two-deep bypass.
 
 Around it (in :class:`~eie.hw.eie.accum.Accumulator`): the two activation/accumulator files
 (source and destination bank; the source is streamed to this PE's LNZD leaf through the
@@ -20,7 +22,7 @@ destination accumulates). Per-PE counters: ``busy`` (cycles the
 entry stage issued an entry) and ``stall`` (cycles the controller held a nonzero back while this
 PE's FIFO was full), per layer, stored in a small memory when the layer ends.
 
-``idle`` is high when the FIFO is empty and no stage holds work except, possibly, the ``acc_``
+``idle`` is high when the FIFO is empty and no stage holds work except, possibly, the ``wr_``
 stage, whose write lands at the end of the cycle (so the next layer may read the file in the
 next cycle).
 """
