@@ -38,8 +38,9 @@ REGION_BITS = 3
 #: Cycles from an activation read address to its int16 value (the PE's activation read
 #: pipeline: memory read, a register, bias addition, two write-back stages; see ``accum.py``).
 ACT_READ_LATENCY = 5
-#: Host bus read latency (``r_stb`` to ``r_ack``), the same for every address.
-READ_LATENCY = ACT_READ_LATENCY + 1
+#: Host bus read latency (``r_stb`` to ``r_ack``), the same for every address: the registered
+#: request, the activation read pipeline, the registered answer.
+READ_LATENCY = ACT_READ_LATENCY + 2
 EIE_ID = 0x45494531      # "EIE1"
 
 

@@ -3,12 +3,12 @@
 Ports: ``bus`` (a slave :class:`eie.hw.common.bus.BusSignature` of
 ``MemoryMap(config).addr_width`` address bits, 32-bit data), ``busy``, ``done``.
 
-Host bus, per cycle: a write (``w_stb``) goes to the CCU (global region) or to the addressed PE's
-memory (while idle). A read (``r_stb``) presents the address to every PE's memories, its
+Host bus, per cycle: the request (address, data, strobes) is registered; one cycle later a
+write (``w_stb``) goes to the CCU (global region) or to the addressed PE's memory (while idle). A read (``r_stb``) presents the address to every PE's memories, its
 activation read pipeline and the CCU's register file; the CCU and the PEs register their answer
 (cycle 2), where the addressed word is selected and held; an activation comes out of the
 addressed PE's pipeline ``ACT_READ_LATENCY`` cycles after ``r_stb``; ``r_data`` is registered
-and ``r_ack`` rises :data:`READ_LATENCY` (6) cycles after ``r_stb`` for every address. Unmapped addresses (a PE number
+and ``r_ack`` rises :data:`READ_LATENCY` (7) cycles after ``r_stb`` for every address. Unmapped addresses (a PE number
 ``>= n_pe``, an offset past a memory's depth, regions 6 and 7, unused global offsets) read 0 and
 ignore writes.
 """
@@ -62,7 +62,15 @@ class EIETop(wiring.Component):
             m.submodules[f"pe{k}"] = pe
 
         ob, pb = mm.off_bits, mm.pe_bits
-        addr = self.bus.addr
+        # The request is registered first (a posted write lands one cycle later; reads are
+        # delayed alike, so they still see every earlier write): the address decode that fans
+        # out to every PE starts from flip-flops.
+        addr = Signal.like(self.bus.addr)
+        w_data = Signal.like(self.bus.w_data)
+        w_stb = Signal()
+        r_stb = Signal()
+        m.d.sync += [addr.eq(self.bus.addr), w_data.eq(self.bus.w_data),
+                     w_stb.eq(self.bus.w_stb), r_stb.eq(self.bus.r_stb)]
         region = addr[ob + pb: ob + pb + 3]
         pe_sel = addr[ob: ob + pb] if pb else 0
         off = addr[:ob]
@@ -89,9 +97,9 @@ class EIETop(wiring.Component):
         m.d.comb += [
             self.busy.eq(ccu.busy),
             self.done.eq(ccu.done),
-            ccu.g_w_en.eq(self.bus.w_stb & (region == Region.GLOBAL)),
+            ccu.g_w_en.eq(w_stb & (region == Region.GLOBAL)),
             ccu.g_w_off.eq(goff),
-            ccu.g_w_data.eq(self.bus.w_data),
+            ccu.g_w_data.eq(w_data),
             ccu.g_r_off.eq(goff),
             ccu.idle_all.eq(Cat(*(pe.idle for pe in pes)).all()),
             ccu.fifo_full.eq(Cat(*(pe.fifo_full for pe in pes))),
@@ -113,21 +121,22 @@ class EIETop(wiring.Component):
                 pe.layer_start.eq(ccu.layer_start), pe.layer_end.eq(ccu.layer_end),
                 pe.layer_idx.eq(ccu.layer_idx), pe.stall_probe.eq(ccu.stall_probe),
                 pe.host_mode.eq(~ccu.busy),
-                pe.h_w_en.eq(self.bus.w_stb & in_range & (pe_sel == k)),
-                pe.h_w_region.eq(region), pe.h_w_off.eq(off), pe.h_w_data.eq(self.bus.w_data),
+                pe.h_w_en.eq(w_stb & in_range & (pe_sel == k)),
+                pe.h_w_region.eq(region), pe.h_w_off.eq(off), pe.h_w_data.eq(w_data),
                 pe.h_r_region.eq(region), pe.h_r_off.eq(off),
             ]
 
-        # Read pipeline: address in cycle 0; the memories answer in cycle 1 and the CCU and the
-        # PEs register their word (cycle 2), the activation stream answers in cycle
-        # ACT_READ_LATENCY; r_ack (and r_data) one cycle after that.
+        # Read pipeline (cycles counted from the registered request): address in cycle 0; the
+        # memories answer in cycle 1 and the CCU and the PEs register their word (cycle 2), the
+        # activation stream answers in cycle ACT_READ_LATENCY; r_ack (and r_data) one cycle
+        # after that, READ_LATENCY cycles after the bus's r_stb.
         r1_region, r2_region = Signal(3), Signal(3)
         r1_pe, r2_pe = Signal(max(1, pb)), Signal(max(1, pb))
         r1_mapped, r2_mapped = Signal(), Signal()
         m.d.sync += [r1_region.eq(region), r1_pe.eq(pe_sel), r1_mapped.eq(in_range & pe_ok),
                      r2_region.eq(r1_region), r2_pe.eq(r1_pe), r2_mapped.eq(r1_mapped)]
         r_pipe = Signal(READ_LATENCY)       # r_stb delayed by 1 .. READ_LATENCY cycles
-        m.d.sync += r_pipe.eq((r_pipe << 1) | self.bus.r_stb)
+        m.d.sync += r_pipe.eq((r_pipe << 1) | r_stb)
         # multiplexer trees over the PEs (word_select; an Array would be a one-hot mux)
         pe_data = Cat(*(pe.h_r_data for pe in pes))
         pe_act = Cat(*(pe.act_rd_data for pe in pes))
@@ -145,7 +154,7 @@ class EIETop(wiring.Component):
         act = Signal(signed(16))        # cycle ACT_READ_LATENCY: the addressed PE's stream
         m.d.comb += act.eq(pe_act.word_select(held_pe, 16) if pb else pes[0].act_rd_data)
         m.d.sync += [
-            self.bus.r_ack.eq(r_pipe[READ_LATENCY - 2]),
+            self.bus.r_ack.eq(r_pipe[READ_LATENCY - 3]),
             self.bus.r_data.eq(Mux(held_act, act, held)),
         ]
         return m
