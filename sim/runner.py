@@ -147,15 +147,23 @@ def run_cocotb(*, simulator: str, verilog_sources: Sequence[str | os.PathLike], 
                 dst.write_bytes(text)
             patched.append(dst)
         sources = patched
-    stamp = build_dir / "eie_sources.sha256"
-    digest = _digest(sources)
-    rebuild = not stamp.exists() or stamp.read_text() != digest
     args = list(build_args)
     if simulator == "verilator":
         args += ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--x-assign", "0",
                  "--x-initial", "0", "-O3", "--build-jobs", str(max(1, os.cpu_count() or 1))]
         if waves:
             args += ["--trace-fst", "--trace-structs"]
+    # The sources, the flags and the Python environment (cocotb's simulator library and the
+    # Verilator runtime live in it) decide the build: a cache shared by two checkouts or venvs
+    # must not link one venv's objects against the other's.
+    stamp = build_dir / "eie_sources.sha256"
+    digest = _digest(sources) + "-" + hashlib.sha256(
+        "\n".join([sys.prefix, *args]).encode()).hexdigest()[:16]
+    rebuild = not stamp.exists() or stamp.read_text() != digest
+    if rebuild:
+        # make's dependency files name absolute paths of the environment that built them
+        for old in (*build_dir.glob("*.d"), *build_dir.glob("*.o"), *build_dir.glob("*.a")):
+            old.unlink()
     runner = get_runner(simulator)
     log = build_dir / "build.log"
     try:

@@ -55,3 +55,23 @@ def test_verilator_split_model_builds(tmp_path):
     assert len(out.read_text().split()) == 300
     objs = list((tmp_path / "build" / "verilator").glob("*.cpp"))
     assert len(objs) > 3, "the model was not split; the test does not exercise the fix"
+
+
+def test_verilator_rebuild_ignores_another_environments_objects(tmp_path):
+    """A build directory last built by another checkout or venv (its make dependency files name
+    that environment's absolute paths) must rebuild cleanly, not fail on a missing prerequisite."""
+    src = export_verilog(counter_component(width=4), tmp_path / "counter.v", name="counter")
+    out = tmp_path / "seen.txt"
+    kw = dict(simulator="verilator", verilog_sources=[src], toplevel="counter",
+              test_module="eie.sim.selftest_tb", build_dir=tmp_path / "build",
+              extra_env={"EIE_SELFTEST_OUT": str(out)})
+    run_cocotb(**kw)
+    bdir = tmp_path / "build" / "verilator"
+    # what the other environment left: a stamp of its own and dependencies on its own files
+    (bdir / "eie_sources.sha256").write_text("built-elsewhere")
+    (bdir / "Vtop__elsewhere.d").write_text(
+        "Vtop__ALL.o: /nonexistent/other-venv/cocotb/share/lib/verilator/verilator.cpp\n")
+    out.unlink()
+    run_cocotb(**kw)
+    assert len(out.read_text().split()) == 300
+    assert not (bdir / "Vtop__elsewhere.d").exists()
