@@ -322,6 +322,17 @@ def test_memory_map_fields_and_limits():
 
 # --- width converter (bus words / whole vectors -> SIMD words) -----------------------------
 
+async def _push(ctx, port, word, rng):
+    """Offer ``word`` on stream ``port`` after random idle cycles (valid low 30% of the time)
+    and hold it until the sink takes it."""
+    while rng.random() < 0.3:
+        ctx.set(port.valid, 0)
+        await ctx.tick()
+    ctx.set(port.payload, word)
+    ctx.set(port.valid, 1)
+    await ctx.tick().until(port.ready)
+
+
 def _pack(bits, width):
     """Frame bits -> little-endian words of `width` bits (padding 0)."""
     n = -(-len(bits) // width)
@@ -356,12 +367,7 @@ def test_width_converter_random_handshakes(n_bits, in_width, out_width):
             if pad:  # garbage above the frame's bits must not leak
                 words[-1] |= ((1 << pad) - 1) << (in_width - pad)
             for w in words:
-                while rng.random() < 0.3:
-                    ctx.set(dut.i.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.i.payload, w)
-                ctx.set(dut.i.valid, 1)
-                await ctx.tick().until(dut.i.ready)
+                await _push(ctx, dut.i, w, rng)
         ctx.set(dut.i.valid, 0)
 
     async def sink(ctx):
@@ -429,12 +435,7 @@ def test_input_buffer_double_buffering(sf, simd):
     async def writer(ctx):
         for s in samples:
             for w in s:
-                while rng.random() < 0.3:
-                    ctx.set(dut.i.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.i.payload, w)
-                ctx.set(dut.i.valid, 1)
-                await ctx.tick().until(dut.i.ready)
+                await _push(ctx, dut.i, w, rng)
             written[0] += 1
         ctx.set(dut.i.valid, 0)
 
