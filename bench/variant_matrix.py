@@ -19,15 +19,8 @@ from pathlib import Path
 
 from eie.hw.eie.variants import VARIANTS
 from eie.sw.bench_layers import parse_layers
-from eie.sw.cmd_bench import BenchSetup, table3
+from eie.sw.cmd_bench import BenchSetup, parse_int_list, table3
 from eie.sw.errors import EieError
-
-
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise EieError(f"--{what} {text!r} must be integers separated by commas") from None
 
 
 def matrix(fifos: list[int], queues: list[int], *, n_pe: int, scale: float, seed: int,
@@ -74,7 +67,8 @@ def main(argv: list[str]) -> int:
                    default=Path(__file__).resolve().parent / "out" / "variant_matrix.json")
     a = p.parse_args(argv)
     try:
-        doc = matrix(_ints(a.fifo, "fifo"), _ints(a.queue, "queue"), n_pe=a.pes, scale=a.scale,
+        doc = matrix(parse_int_list(a.fifo, "--fifo"), parse_int_list(a.queue, "--queue"),
+                     n_pe=a.pes, scale=a.scale,
                      seed=a.seed, layers=a.layers)
     except EieError as exc:
         print(f"variant_matrix: error: {exc}", file=sys.stderr)

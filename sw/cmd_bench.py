@@ -44,6 +44,7 @@ __all__ = [
     "PE_COUNTS",
     "WORD_WIDTHS",
     "BenchSetup",
+    "parse_int_list",
     "column_entries",
     "ideal_bound",
     "overhead_breakdown",
@@ -148,6 +149,14 @@ def _parse_set(items: Sequence[str] | None) -> dict[str, int]:
         except ValueError:
             raise EieError(f"--set {item!r}: {value!r} is not an integer") from None
     return out
+
+
+def parse_int_list(text: str, opt: str) -> list[int]:
+    """``"8,16,32"`` -> ``[8, 16, 32]``; :class:`EieError` naming ``opt`` for anything else."""
+    try:
+        return [int(v, 0) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise EieError(f"{opt} {text!r} must be integers separated by commas") from None
 
 
 def _predictor() -> Callable[..., Any]:
@@ -871,13 +880,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _check_out_path(args.plot, "--plot", ".png")
     setup = _setup_from_args(args)
     specs = parse_layers(args.layers)
-    values = None
-    if args.values:
-        try:
-            values = [int(v, 0) for v in args.values.split(",") if v.strip()]
-        except ValueError:
-            raise EieError(f"--values {args.values!r} must be integers separated by commas") \
-                from None
+    values = parse_int_list(args.values, "--values") if args.values else None
     if args.jobs < 1:
         raise EieError(f"--jobs {args.jobs} must be at least 1")
     check = None if args.check_sim == "none" else args.check_sim

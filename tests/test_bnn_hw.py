@@ -152,24 +152,18 @@ def test_network_random_backpressure(shape, fold):
     x = rng.integers(0, 2, size=(24, shape[0]), dtype=np.uint8)
     want = golden_forward(image, x)
     dut = BnnNetwork(folds, image=image)
-    got, out_times, in_times = [], [], []
+    got = []
     prng = random.Random(3)
 
     async def source(ctx):
-        for k, row in enumerate(x):
+        for row in x:
             ctx.set(dut.i.payload, int("".join(str(b) for b in row[::-1]), 2))
             ctx.set(dut.i.valid, 1)
             await ctx.tick().until(dut.i.ready)
-            in_times.append(k)
         ctx.set(dut.i.valid, 0)
 
     async def sink(ctx):
-        while len(got) < len(x):
-            ready = prng.random() < 0.5
-            ctx.set(dut.o.ready, ready)
-            if ready and ctx.get(dut.o.valid):
-                got.append([int(v) for v in ctx.get(dut.o.payload)])
-            await ctx.tick()
+        await _pull(ctx, dut.o, got, len(x), prng, 0.5, lambda v: [int(b) for b in v])
 
     _run(dut, source, sink, vcd_name="network")
     assert np.array_equal(np.array(got), want)
@@ -333,6 +327,17 @@ async def _push(ctx, port, word, rng):
     await ctx.tick().until(port.ready)
 
 
+async def _pull(ctx, port, got, n, rng, p_ready, convert=lambda v: v):
+    """Take words from stream ``port`` into ``got`` until it holds ``n``, with ``ready`` high
+    a random ``p_ready`` of the cycles."""
+    while len(got) < n:
+        ready = rng.random() < p_ready
+        ctx.set(port.ready, ready)
+        if ready and ctx.get(port.valid):
+            got.append(convert(ctx.get(port.payload)))
+        await ctx.tick()
+
+
 def _pack(bits, width):
     """Frame bits -> little-endian words of `width` bits (padding 0)."""
     n = -(-len(bits) // width)
@@ -371,12 +376,7 @@ def test_width_converter_random_handshakes(n_bits, in_width, out_width):
         ctx.set(dut.i.valid, 0)
 
     async def sink(ctx):
-        while len(got) < len(want):
-            ready = rng.random() < 0.7
-            ctx.set(dut.o.ready, ready)
-            if ready and ctx.get(dut.o.valid):
-                got.append(ctx.get(dut.o.payload))
-            await ctx.tick()
+        await _pull(ctx, dut.o, got, len(want), rng, 0.7)
         ctx.set(dut.o.ready, 0)
         for _ in range(8):  # nothing more comes out
             assert not ctx.get(dut.o.valid)
