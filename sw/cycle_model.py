@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
+# the cycles the PEs' activation read pipelines take to fill at every layer start (memory read,
+# bias addition, two write-back stages): the hardware's own constant (plain Python, no Amaranth)
+from ..hw.eie.memory_map import ACT_READ_LATENCY
+
 __all__ = ["layer_column_entries", "predict_layer", "predict_layer_batch", "predict_counters",
            "LayerPrediction", "efficiency", "ACT_READ_LATENCY", "START_CYCLES"]
 
-#: Cycles the PEs' activation read pipelines take to fill at every layer start (memory read,
-#: bias addition, two write-back stages): ``eie.hw.eie.memory_map.ACT_READ_LATENCY``.
-ACT_READ_LATENCY = 5
 #: Cycles of a layer outside the modelled BCAST/DRAIN steps: ``LSTART`` and the fill.
 START_CYCLES = 1 + ACT_READ_LATENCY
 

@@ -96,12 +96,3 @@ def test_batch_model_equals_per_sample_model():
             batch = predict_layer_batch(cols, X, n_out, fifo_depth=fifo, ptr_queue_depth=q)
             assert batch == [predict_layer(cols, X[s], n_out, fifo_depth=fifo, ptr_queue_depth=q)
                              for s in range(3)]
-
-
-def test_model_fill_latency_is_the_hardwares():
-    # The model charges every layer LSTART plus the fill of the PEs' activation read pipelines;
-    # the hardware's latency lives in eie.hw.eie.memory_map (the model does not import Amaranth).
-    from eie.hw.eie.memory_map import ACT_READ_LATENCY as hw_latency
-    from eie.sw.cycle_model import ACT_READ_LATENCY, START_CYCLES
-
-    assert ACT_READ_LATENCY == hw_latency and START_CYCLES == 1 + hw_latency
