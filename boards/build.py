@@ -34,7 +34,7 @@ from .platforms import Board, EcpPLL
 from .protocol import Design
 
 __all__ = ["BuildSpec", "build", "make_core_factory", "yowasp_env", "parse_yosys_stats",
-           "parse_nextpnr_report", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
+           "parse_nextpnr_report", "ecp5_clock_mhz", "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
 
 TFC_SHAPE = (784, 64, 64, 64, 10)
 #: A TFC folding small enough for the iCE40UP5K: one PE a layer, 8 bits a cycle (II 6272 cycles:
@@ -48,6 +48,11 @@ LENET_EIE = dict(fifo_depth=8, ptr_depth=2048, spmat_depth=512, act_depth=64, ac
 ICE40_EIE = dict(fifo_depth=4, ptr_depth=512, spmat_depth=128, act_depth=64, acc_depth=32,
                  bias_depth=32, max_layers=4)
 
+#: ECP5 PLL clock (MHz) when ``--clock-mhz`` is not given: a clock each design meets with margin
+#: after routing, so the default bitstream works on the board. The 16-PE EIE's post-placement
+#: estimate is about 35 MHz, the BNN TFC's routed Fmax about 83 MHz (docs/boards.md).
+ECP5_DEFAULT_MHZ = {"eie": 25.0, "bnn": 75.0, "ram": 100.0}
+
 
 @dataclass
 class BuildSpec:
@@ -56,7 +61,7 @@ class BuildSpec:
     out: Path
     pes: int | None = None               # EIE processing elements
     baud: int = 115200
-    clock_mhz: float | None = None       # ECP5: PLL output; None: 100 MHz (ECP5), board clock (iCE40)
+    clock_mhz: float | None = None       # ECP5: PLL output (None: ECP5_DEFAULT_MHZ); iCE40: board clock
     eie_overrides: dict = field(default_factory=dict)
     bnn_shape: tuple = TFC_SHAPE
     bnn_fold: str | None = None
@@ -96,6 +101,11 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
         return (lambda: BusRAM(addr_width=10, depth=256)), Design.RAM, {
             "kind": "ram", "addr_width": 10, "depth": 256}
     raise EieError(f"unknown design {spec.design!r}; choose eie, bnn or ram")
+
+
+def ecp5_clock_mhz(spec: BuildSpec) -> float:
+    """The PLL clock an ECP5 build asks for: ``--clock-mhz``, else the design's default."""
+    return spec.clock_mhz if spec.clock_mhz is not None else ECP5_DEFAULT_MHZ[spec.design]
 
 
 def yowasp_env() -> dict[str, str]:
@@ -190,7 +200,7 @@ def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, A
     make_core, design_id, core_desc = make_core_factory(spec)
     pll = None
     if board.family == "ecp5":
-        pll = EcpPLL((spec.clock_mhz or 100.0) * 1e6)
+        pll = EcpPLL(ecp5_clock_mhz(spec) * 1e6)
     elif spec.clock_mhz is not None and abs(spec.clock_mhz * 1e6 - platform.default_clk_frequency) > 1:
         raise EieError(f"--clock-mhz {spec.clock_mhz:g}: {board.name} runs from its "
                        f"{platform.default_clk_frequency / 1e6:g} MHz board clock (no PLL on iCE40 "
@@ -234,7 +244,7 @@ def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, A
     cells = parse_yosys_stats((work / "top.rpt").read_text(errors="replace"))
     pnr = parse_nextpnr_report(json.loads((work / report_name).read_text()), board.family)
     clk_freq = pll.f_out if pll is not None else platform.default_clk_frequency
-    target = (spec.clock_mhz or 100.0) if pll is not None else clk_freq / 1e6
+    target = ecp5_clock_mhz(spec) if pll is not None else clk_freq / 1e6
     achieved = min((v["achieved_mhz"] for v in pnr["fmax"].values()), default=0.0)
     report = {
         "board": board.name, "device": platform.device, "package": platform.package,

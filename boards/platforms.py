@@ -1,8 +1,8 @@
 """Boards by name: the amaranth-boards platform, its programmer, and clocking.
 
 Only boards with a UART on amaranth-boards and a YoWASP place-and-route flow (iCE40, ECP5) are
-listed. ECP5 boards clock the design from an ``EHXPLLL`` PLL at ``clock_mhz`` (default 100 MHz);
-iCE40 boards run from the board clock.
+listed. ECP5 boards clock the design from an ``EHXPLLL`` PLL at ``clock_mhz`` (default: a clock
+the design meets, ``boards.build.ECP5_DEFAULT_MHZ``); iCE40 boards run from the board clock.
 """
 
 import importlib

@@ -70,6 +70,19 @@ def test_ecp5_pll_settings(f_out):
     assert 400e6 <= achieved * params["CLKOP_DIV"] <= 800e6
 
 
+def test_ecp5_default_clock_per_design():
+    """Without --clock-mhz an ECP5 build asks each design for the clock it meets (the 16-PE EIE
+    is far from 100 MHz); --clock-mhz still wins, and every default is a PLL-exact frequency."""
+    from eie.boards.build import ECP5_DEFAULT_MHZ, BuildSpec, ecp5_clock_mhz
+
+    board = board_by_name("ulx3s-85f")
+    assert ecp5_clock_mhz(BuildSpec(board, "eie", Path("x"))) == 25.0
+    assert ecp5_clock_mhz(BuildSpec(board, "bnn", Path("x"))) == 75.0
+    assert ecp5_clock_mhz(BuildSpec(board, "eie", Path("x"), clock_mhz=40.0)) == 40.0
+    for mhz in ECP5_DEFAULT_MHZ.values():
+        assert abs(ecp5_pll_params(25e6, mhz * 1e6)[1] - mhz * 1e6) < 1
+
+
 def test_board_names_and_baud_limits():
     assert board_by_name("ulx3s-85f").family == "ecp5"
     assert board_by_name("icebreaker").family == "ice40"
