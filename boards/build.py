@@ -34,7 +34,8 @@ from .platforms import Board, EcpPLL
 from .protocol import Design
 
 __all__ = ["BuildSpec", "build", "make_core_factory", "yowasp_env", "parse_yosys_stats",
-           "parse_nextpnr_report", "ecp5_clock_mhz", "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
+           "parse_nextpnr_report", "ecp5_clock_mhz", "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE",
+           "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
 
 TFC_SHAPE = (784, 64, 64, 64, 10)
 #: A TFC folding small enough for the iCE40UP5K: one PE a layer, 8 bits a cycle (II 6272 cycles:
@@ -49,8 +50,8 @@ ICE40_EIE = dict(fifo_depth=4, ptr_depth=512, spmat_depth=128, act_depth=64, acc
                  bias_depth=32, max_layers=4)
 
 #: ECP5 PLL clock (MHz) when ``--clock-mhz`` is not given: a clock each design meets with margin
-#: after routing, so the default bitstream works on the board. The 16-PE EIE's post-placement
-#: estimate is about 35 MHz, the BNN TFC's routed Fmax about 83 MHz (docs/boards.md).
+#: after routing, so the default bitstream works on the board. Routed on the ULX3S-85F: the 16-PE
+#: EIE 52.6 MHz, the BNN TFC 80.8 MHz (docs/boards.md).
 ECP5_DEFAULT_MHZ = {"eie": 25.0, "bnn": 75.0, "ram": 100.0}
 
 
