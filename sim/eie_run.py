@@ -41,10 +41,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..sw.errors import EieError
+from .backdoor import LOADS
 from .runner import verilator_pch_fix
 from .verilog import icarus_source
 
-__all__ = ["SIMULATORS", "TOPLEVEL", "RunResult", "EieJob", "run_eie", "run_eie_jobs",
+__all__ = ["SIMULATORS", "LOADS", "TOPLEVEL", "RunResult", "EieJob", "run_eie", "run_eie_jobs",
            "config_for_images", "cache_dir", "split_run", "icarus_source", "verilog_for_config",
            "build_simulator",
            "check_inputs"]
@@ -283,27 +284,38 @@ def split_run(ops: list, ctrl_addr: int) -> tuple[list, list]:
 
 def run_eie(image, x_int16, *, sim: str = "verilator", config=None,
             build_dir: str | os.PathLike | None = None, vcd: str | os.PathLike | None = None,
-            progress: bool = False) -> RunResult:
+            progress: bool = False, load: str = "bus") -> RunResult:
     """Run ``image`` on ``x_int16`` (int16 ``(batch, n_in)`` or ``(n_in,)``) on ``sim``.
 
     The design is ``config`` or, by default, the smallest that holds the image
     (:meth:`EIEConfig.for_image`). ``vcd`` writes a waveform of the whole run (the Verilator
     build then includes tracing, a separate cached build). ``progress`` shows a tqdm bar over
-    the samples. Returns a :class:`RunResult`.
+    the samples. ``load`` is ``"bus"`` (the host program writes the whole image, as a host
+    does) or ``"backdoor"`` (Verilator and Icarus only: the pointer and sparse-matrix words are
+    deposited into the memories and a sample is read back, :mod:`eie.sim.backdoor`; the run and
+    its counters are the same, the load takes seconds instead of one cycle a word). Returns a
+    :class:`RunResult`.
     """
     job = EieJob(image, x_int16)
-    run_eie_jobs([job], sim=sim, config=config, build_dir=build_dir, vcd=vcd, progress=progress)
+    run_eie_jobs([job], sim=sim, config=config, build_dir=build_dir, vcd=vcd, progress=progress,
+                 load=load)
     assert job.result is not None
     return job.result
 
 
 def run_eie_jobs(jobs: Sequence[EieJob], *, sim: str = "verilator", config=None,
                  build_dir: str | os.PathLike | None = None, vcd: str | os.PathLike | None = None,
-                 progress: bool = False) -> list[RunResult]:
+                 progress: bool = False, load: str = "bus") -> list[RunResult]:
     """Run several images, each on its own inputs, one after the other on one design (built
-    once; by default the smallest that holds them all). Fills ``job.result`` of each job."""
+    once; by default the smallest that holds them all). Fills ``job.result`` of each job.
+    ``load`` as in :func:`run_eie`."""
     if sim not in SIMULATORS:
         raise EieError(f"unknown simulator {sim!r}; choose one of {', '.join(SIMULATORS)}")
+    if load not in LOADS:
+        raise EieError(f"unknown load {load!r}; choose one of {', '.join(LOADS)}")
+    if load == "backdoor" and sim == "amaranth":
+        raise EieError("the backdoor load deposits words through a Verilog simulator's VPI: "
+                       "use --sim verilator or icarus, or --load bus with amaranth")
     jobs = list(jobs)
     if not jobs:
         raise ValueError("run_eie_jobs needs at least one job")
@@ -322,7 +334,7 @@ def run_eie_jobs(jobs: Sequence[EieJob], *, sim: str = "verilator", config=None,
         if sim == "amaranth":
             _run_amaranth(config, jobs, vcd, bar)
         else:
-            _run_cocotb(sim, config, jobs, build_dir, vcd, bar)
+            _run_cocotb(sim, config, jobs, build_dir, vcd, bar, load)
     finally:
         if bar is not None:
             bar.close()
@@ -395,7 +407,8 @@ def _run_amaranth(config, jobs: list[EieJob], vcd, bar) -> None:
     jobs[0].result.build_seconds = elaborate_s
 
 
-def _run_cocotb(sim: str, config, jobs: list[EieJob], build_dir, vcd, bar) -> None:
+def _run_cocotb(sim: str, config, jobs: list[EieJob], build_dir, vcd, bar,
+                load: str = "bus") -> None:
     from ..sw.image import write_image
     from .runner import check_simulator
 
@@ -406,7 +419,7 @@ def _run_cocotb(sim: str, config, jobs: list[EieJob], build_dir, vcd, bar) -> No
     with tempfile.TemporaryDirectory(prefix="eie_run_") as tmp:
         tmp = Path(tmp)
         spec: dict[str, Any] = {"config": dataclasses.asdict(config), "period_ns": PERIOD_NS,
-                                "progress": str(tmp / "progress"), "jobs": []}
+                                "progress": str(tmp / "progress"), "load": load, "jobs": []}
         for k, job in enumerate(jobs):
             d = tmp / f"job{k}"
             write_image(job.image, d / "image")

@@ -3,7 +3,8 @@
 The job list is the JSON file named by ``EIE_RTL_JOBS`` (written by
 :func:`eie.sim.eie_run.run_eie_jobs`): the design's configuration and, per job, an image
 directory, an int16 input array and where to put the results. For each job the testbench loads
-the image through the host bus and runs every sample with the shared
+the image through the host bus (or, with ``"load": "backdoor"``, deposits the pointer and
+sparse-matrix words through the VPI and reads a sample back: :mod:`eie.sim.backdoor`) and runs every sample with the shared
 :class:`eie.hw.eie.host_program.HostProgram` sequence (``load``, then ``run`` and ``collect``
 per sample, executed by :func:`execute_async`), and saves the outputs (``y.npy``) and the
 counters, cycles and wall time (``result.json``). It does not judge the outputs: the caller
@@ -35,6 +36,7 @@ from ..hw.eie.config import EIEConfig
 from ..hw.eie.host_program import HostProgram, execute_async
 from ..hw.eie.memory_map import EIE_ID, MemoryMap
 from ..sw.image import read_image
+from .backdoor import deposit, split_load, verify_reads
 from .eie_run import split_run
 
 __all__ = ["CocotbEieBus", "cycle_budget"]
@@ -126,7 +128,13 @@ async def eie_jobs(dut):
         prog = HostProgram(config, image)
         bus.budget_cycles = cycle_budget(image)
         c0, w0 = _now_cycles(period), time.perf_counter()
-        await execute_async(prog.load(), bus.write, bus.read)
+        if spec.get("load", "bus") == "backdoor":
+            split = split_load(config, prog.load())
+            await execute_async(split.front, bus.write, bus.read)
+            deposit(dut, split)
+            verify_reads(split.checks, [await bus.read(a) for a, _ in split.checks])
+        else:
+            await execute_async(prog.load(), bus.write, bus.read)
         y = np.zeros((x.shape[0], image.n_out), dtype=np.int16)
         counters, run_cycles = [], []
         compute_cycles, compute_wall = 0, 0.0

@@ -281,14 +281,20 @@ def _prepare(spec: LayerSpec, setup: BenchSetup):
 
 def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
            build_dir: str | Path | None = None, progress: bool = True,
-           compare_paper: bool = True) -> dict[str, Any]:
+           compare_paper: bool = True, load: str | None = None) -> dict[str, Any]:
     """Run the benchmark layers; returns the JSON document (see docs/performance.md).
     ``compare_paper``: also predict the paper variant's cycles (cycle model) when the setup
-    is another configuration."""
+    is another configuration. ``load``: how an RTL simulator gets the images
+    (:func:`eie.sim.eie_run.run_eie`); by default ``backdoor`` on Verilator and Icarus, ``bus``
+    on Amaranth."""
     from .cycle_model import layer_column_entries
 
     if sim not in ("model",) + RTL_SIMS:
         raise EieError(f"--sim {sim!r} is not one of model, {', '.join(RTL_SIMS)}")
+    if sim == "model":
+        load = None
+    elif load is None:
+        load = "bus" if sim == "amaranth" else "backdoor"
     specs = list(specs)
     cfg_fields = setup.config_fields()
     if sim == "model":
@@ -334,7 +340,7 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
         rows.append(row)
     del it
     if sim != "model":
-        _run_rtl(prepared, preds, rows, setup, sim, build_dir, progress)
+        _run_rtl(prepared, preds, rows, setup, sim, build_dir, progress, load)
     for row, (s, *_rest) in zip(rows, prepared):
         c = row["cycles"]
         row["efficiency"] = row["bound"] / c
@@ -347,6 +353,7 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
     doc: dict[str, Any] = {
         "command": "table3",
         "sim": sim,
+        "load": load,
         "n_pe": setup.n_pe,
         "fifo_depth": setup.fifo_depth,
         "config_overrides": dict(setup.overrides or {}),
@@ -383,7 +390,7 @@ def _paper_fields(setup: BenchSetup) -> dict[str, int] | None:
 
 
 def _run_rtl(prepared, preds, rows, setup: BenchSetup, sim: str, build_dir,
-             progress: bool) -> None:
+             progress: bool, load: str = "bus") -> None:
     """Run every prepared layer on one RTL design (built once) and fill the rows' RTL fields:
     the RTL's cycles, whether the output equals the golden model and whether every counter
     (cycles, broadcasts, per-PE busy and stall) equals the cycle model's prediction."""
@@ -393,7 +400,8 @@ def _run_rtl(prepared, preds, rows, setup: BenchSetup, sim: str, build_dir,
     over = {k: v for k, v in setup.config_fields().items() if k != "n_pe"}
     config = config_for_images(images, **over)
     jobs = [EieJob(image, syn.x) for (_s, syn, image, _g) in prepared]
-    run_eie_jobs(jobs, sim=sim, config=config, build_dir=build_dir, progress=progress)
+    run_eie_jobs(jobs, sim=sim, config=config, build_dir=build_dir, progress=progress,
+                 load=load)
     for row, job, pred, (_s, _syn, _image, g) in zip(rows, jobs, preds, prepared):
         res = job.result
         counters = res.counters[0][0]
@@ -448,7 +456,7 @@ def format_table3(doc: dict[str, Any]) -> str:
         out.append("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in
                              enumerate(zip(c, widths))))
     over = "".join(f" {k}={v}" for k, v in doc["config_overrides"].items())
-    src = doc["sim"] if rtl else "cycle model"
+    src = f"{doc['sim']} ({doc.get('load') or 'bus'} load)" if rtl else "cycle model"
     name = f"variant {doc['variant']}: " if doc.get("variant") else "custom configuration: "
     out.append(f"{src}, {name}{doc['n_pe']} PEs, FIFO depth {doc['fifo_depth']}{over}, seed "
                f"{doc['seed']}, scale {doc['scale']}; eff = bound / cycles; us at "
@@ -864,7 +872,7 @@ def cmd_table3(args: argparse.Namespace) -> int:
     _check_out_path(args.plot, "--plot", ".png")
     setup = _setup_from_args(args)
     specs = parse_layers(args.layers)
-    doc = table3(specs, setup, args.sim, build_dir=args.build_dir)
+    doc = table3(specs, setup, args.sim, build_dir=args.build_dir, load=args.load)
     print(format_table3(doc))
     if args.json:
         _write_json(doc, args.json)
@@ -938,6 +946,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "output is compared with the golden model (exit 1 if one differs).")
     t.add_argument("--sim", choices=("model",) + RTL_SIMS, default="model",
                    help="cycle model (default) or an RTL simulator")
+    t.add_argument("--load", choices=("bus", "backdoor"), default=None,
+                   help="how the images get into the RTL: backdoor (default with verilator and "
+                        "icarus: pointer and sparse-matrix words deposited into the memories, "
+                        "a sample read back through the bus) or bus (default with amaranth: "
+                        "every word written through the host bus, about 1,300 words a second "
+                        "at 64 PEs on Verilator, hours for the nine full-size layers)")
     _common(t, "all nine", DEFAULT_VARIANT)
     t.set_defaults(func=cmd_table3)
     s = sub.add_parser(

@@ -91,6 +91,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stats", type=Path, metavar="S.json",
                    help="write the counters (per sample, per layer), efficiencies and timings")
     p.add_argument("--vcd", type=Path, metavar="W.vcd", help="write a waveform of the run")
+    p.add_argument("--load", choices=("bus", "backdoor"), default="bus",
+                   help="bus (default): the host program writes the whole image, one word a "
+                        "cycle; backdoor (verilator, icarus): the pointer and sparse-matrix words "
+                        "are deposited into the memories and a sample is read back through the "
+                        "bus, for large images")
     p.add_argument("--build-dir", type=Path, metavar="DIR",
                    help="build cache (default $EIE_BUILD_DIR or ~/.cache/eie)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -311,7 +316,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.vcd = Path(args.vcd).resolve()
     golden = golden_forward(image, x)
     result = run_eie(image, x, sim=args.sim, config=config, build_dir=args.build_dir,
-                     vcd=args.vcd, progress=not args.no_progress)
+                     vcd=args.vcd, progress=not args.no_progress, load=args.load)
     y = np.ascontiguousarray(result.outputs, dtype=np.int16)
     with atomic_file(Path(args.output), "wb") as f:
         np.save(f, y)

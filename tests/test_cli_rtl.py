@@ -186,6 +186,37 @@ def test_run_raw_icarus(tmp_path, capsys):
     assert stats["config"]["fifo_depth"] == 1 and stats["simulator"] == "icarus"
 
 
+def test_run_backdoor_load_icarus(tmp_path, capsys):
+    """``--load backdoor`` gives the same outputs and counters as the bus load."""
+    d = _image(tmp_path, n_pe=3, seed=4)
+    img = read_image(d)
+    x = np.random.default_rng(3).integers(-900, 900, (2, 14)).astype(np.int16)
+    np.save(tmp_path / "x.npy", x)
+    stats = {}
+    for load in ("bus", "backdoor"):
+        code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o",
+                     str(tmp_path / f"y_{load}.npy"), "--raw", "--sim", "icarus", "--load", load,
+                     "--no-progress", "--stats", str(tmp_path / f"s_{load}.json")])
+        assert code == 0, capsys.readouterr()
+        np.testing.assert_array_equal(np.load(tmp_path / f"y_{load}.npy"),
+                                      golden_forward(img, x).outputs)
+        stats[load] = json.loads((tmp_path / f"s_{load}.json").read_text())
+    assert [s["run_cycles"] for s in stats["bus"]["samples"]] == \
+        [s["run_cycles"] for s in stats["backdoor"]["samples"]]
+    assert [s["layers"] for s in stats["bus"]["samples"]] == \
+        [s["layers"] for s in stats["backdoor"]["samples"]]
+
+
+def test_run_backdoor_on_amaranth_exit_2(tmp_path, capsys):
+    d = _image(tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros((1, 14), np.int16))
+    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
+                 "--raw", "--sim", "amaranth", "--load", "backdoor", "--no-progress"])
+    assert code == 2
+    assert "use --sim verilator or icarus" in capsys.readouterr().err
+    assert not (tmp_path / "y.npy").exists()
+
+
 def test_run_reports_a_mismatch_with_exit_1(tmp_path, capsys, monkeypatch):
     """The comparison itself: a simulator that returned a wrong value is caught and located."""
     import eie.sim.eie_run as eie_run

@@ -144,9 +144,37 @@ def test_table3_amaranth_rtl_equals_golden_and_model(tmp_path, capsys):
     assert code == 0, out
     doc = json.loads(out_json.read_text())
     assert doc["all_equal_golden"] is True and doc["model_equals_rtl"] is True
+    assert doc["load"] == "bus"
     for r in doc["layers"]:
         assert r["golden_equal"] is True and r["rtl_cycles"] == r["cycles"] == r["model_cycles"]
     assert "every output equals the golden model" in out
+
+
+def test_table3_icarus_backdoor_default_equals_bus_load(tmp_path, capsys):
+    layers = "r1:40x20:0.2:0.5,r2:24x30:0.3:1.0:signed"
+    docs = {}
+    for extra in ([], ["--load", "bus"]):
+        out_json = tmp_path / f"rtl{len(extra)}.json"
+        code, out, _ = run_cli(["bench", "table3", "--sim", "icarus", "--pes", "3", "--layers",
+                                layers, "--json", str(out_json), *extra], capsys)
+        assert code == 0, out
+        doc = json.loads(out_json.read_text())
+        assert doc["all_equal_golden"] is True and doc["model_equals_rtl"] is True
+        docs[doc["load"]] = doc
+    assert sorted(docs) == ["backdoor", "bus"]
+    assert [r["rtl_cycles"] for r in docs["backdoor"]["layers"]] == \
+        [r["rtl_cycles"] for r in docs["bus"]["layers"]]
+    assert [r["rtl_counters"] for r in docs["backdoor"]["layers"]] == \
+        [r["rtl_counters"] for r in docs["bus"]["layers"]]
+
+
+def test_table3_backdoor_on_amaranth_exit_2(tmp_path, capsys):
+    out_json = tmp_path / "x.json"
+    code, _, err = run_cli(["bench", "table3", "--sim", "amaranth", "--pes", "2", "--load",
+                            "backdoor", "--layers", "m:16x8:0.5:1.0", "--json", str(out_json)],
+                           capsys)
+    assert code == 2 and "use --sim verilator or icarus" in err
+    assert not out_json.exists()
 
 
 def test_table3_rtl_mismatch_exits_1(tmp_path, capsys, monkeypatch):

@@ -1,0 +1,123 @@
+"""The backdoor load (eie.sim.backdoor): the split of the load program, checked against the
+image itself, and runs on Verilator and Icarus that must give the same outputs and the same
+counters as the front-door (bus) load, and the golden model's outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eie.hw.eie.config import EIEConfig
+from eie.hw.eie.host_program import HostProgram, Read, Write
+from eie.hw.eie.memory_map import MemoryMap, Region
+from eie.sim.backdoor import CHECKS_PER_MEMORY, memory_paths, split_load, verify_reads
+from eie.sim.eie_run import config_for_images, run_eie
+from eie.sw.encode import QuantLayer, build_image
+from eie.sw.errors import EieError
+from eie.sw.golden import golden_forward
+
+
+def _layer(rng, n_out, n_in, density, bias):
+    codes = ((rng.random((n_out, n_in)) < density) * rng.integers(1, 16, (n_out, n_in)))
+    cb = np.concatenate([[0], rng.integers(-300, 301, 15)]).astype(np.int16)
+    b = rng.integers(-1000, 1001, n_out).astype(np.int16) if bias else None
+    return QuantLayer(codes=codes.astype(np.uint8), codebook=cb, w_frac=7, bias=b, relu=True)
+
+
+def _network(n_pe: int, seed: int):
+    """A 3-layer network with biases (so pointers, words and bias slots of every layer sit at
+    non-zero bases) and a batch of inputs."""
+    rng = np.random.default_rng(seed)
+    sizes = [37, 29, 21, 11]
+    layers = [_layer(rng, sizes[i + 1], sizes[i], (0.05, 0.4, 0.9)[i], bias=i != 1)
+              for i in range(3)]
+    image = build_image(layers, n_pe)
+    x = (rng.integers(-700, 701, (3, sizes[0])) * (rng.random((3, sizes[0])) < 0.6))
+    return image, x.astype(np.int16)
+
+
+def _region(mm: MemoryMap, addr: int) -> int:
+    return addr >> (mm.pe_bits + mm.off_bits)
+
+
+@pytest.mark.parametrize("n_pe", [1, 2, 5])
+def test_split_holds_the_image_words(n_pe):
+    image, _ = _network(n_pe, seed=n_pe)
+    config = config_for_images([image])
+    mm = MemoryMap(config)
+    ops = HostProgram(config, image).load()
+    split = split_load(config, ops)
+    # Everything outside the pointer and sparse-matrix regions stays on the bus, in order.
+    assert split.front == [op for op in ops
+                           if _region(mm, op.addr) not in (Region.PTR, Region.SPMAT)]
+    assert any(_region(mm, op.addr) == Region.BIAS for op in split.front)
+    # The deposits are the image's pointers (even and odd banks) and its 64-bit words.
+    for k in range(n_pe):
+        paths = memory_paths(k)
+        ptr = np.asarray(image.ptr[k], dtype=np.int64)
+        for name, part in (("ptr_even", ptr[0::2]), ("ptr_odd", ptr[1::2])):
+            idx, words = split.memories[paths[name]]
+            assert idx.tolist() == list(range(len(part)))
+            assert words == part.tolist()
+        idx, words = split.memories[paths["spmat"]]
+        spmat = np.asarray(image.spmat[k], dtype=np.uint64)
+        assert idx.tolist() == list(range(len(spmat)))
+        assert words == [int(v) for v in spmat]
+    assert split.n_words == sum(len(image.ptr[k]) + len(image.spmat[k]) for k in range(n_pe))
+    # The read-back sample holds the first and the last write of every PE's pointer and
+    # sparse-matrix regions, expecting what the image holds there.
+    want = {}
+    for k in range(n_pe):
+        ptr = np.asarray(image.ptr[k])
+        spmat = np.asarray(image.spmat[k], dtype=np.uint64)
+        want[mm.ptr(k, 0)] = int(ptr[0])
+        want[mm.ptr(k, len(ptr) - 1)] = int(ptr[-1])
+        want[mm.spmat(k, 0, 0)] = int(spmat[0]) & 0xFFFF_FFFF
+        want[mm.spmat(k, len(spmat) - 1, 1)] = int(spmat[-1]) >> 32
+    checks = dict(split.checks)
+    for addr, value in want.items():
+        assert checks[addr] == value
+    assert len(split.checks) <= n_pe * 4 * CHECKS_PER_MEMORY
+
+
+def test_split_truncates_pointers_like_the_write_port():
+    config = EIEConfig(n_pe=2, ptr_depth=8, spmat_depth=4)
+    mm = MemoryMap(config)
+    too_wide = (1 << config.ptr_bits) | 5
+    split = split_load(config, [Write(mm.ptr(1, 3), too_wide)])
+    assert split.memories[memory_paths(1)["ptr_odd"]][1] == [5]
+
+
+def test_split_rejects_a_read_of_a_bulk_region():
+    config = EIEConfig(n_pe=2, ptr_depth=8, spmat_depth=4)
+    mm = MemoryMap(config)
+    with pytest.raises(ValueError, match="reads a bulk memory region"):
+        split_load(config, [Read(mm.spmat(0, 1, 0), "w")])
+
+
+def test_verify_reads_names_the_first_difference():
+    verify_reads([(0x10, 7), (0x11, 8)], [7, 8])
+    with pytest.raises(AssertionError, match=r"0x11 gives 0x9, the image has 0x8"):
+        verify_reads([(0x10, 7), (0x11, 8)], [7, 9])
+
+
+def test_backdoor_needs_a_verilog_simulator():
+    image, x = _network(2, seed=0)
+    with pytest.raises(EieError, match="verilator or icarus"):
+        run_eie(image, x, sim="amaranth", load="backdoor")
+    with pytest.raises(EieError, match="unknown load"):
+        run_eie(image, x, sim="icarus", load="vpi")
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+@pytest.mark.parametrize("n_pe", [1, 3])
+def test_backdoor_run_equals_bus_run(sim, n_pe):
+    image, x = _network(n_pe, seed=10 + n_pe)
+    golden = golden_forward(image, x).outputs
+    bus = run_eie(image, x, sim=sim, load="bus")
+    back = run_eie(image, x, sim=sim, load="backdoor")
+    assert np.array_equal(bus.outputs, golden)
+    assert np.array_equal(back.outputs, golden)
+    assert back.counters == bus.counters
+    assert back.run_cycles == bus.run_cycles
