@@ -14,8 +14,8 @@ backdoor load keeps the same program and splits it:
 * every other write (layer table, codebooks, ``N_LAYERS``, biases) stays on the bus, in order.
 
 The testbench (:mod:`eie.sim.eie_tb`) deposits the words through the simulator's VPI
-(cocotb's :class:`~cocotb.handle.Immediate` writes on the memories of ``pe<k>.ptr.even``,
-``pe<k>.ptr.odd`` and ``pe<k>.spm.mem``), then reads a sample of them back through the host bus
+(no-delay ``vpi_put_value`` on the words of ``pe<k>.ptr.even``, ``pe<k>.ptr.odd`` and
+``pe<k>.spm.mem``; :class:`Vpi`), then reads a sample of them back through the host bus
 (:attr:`BackdoorLoad.checks`: in each PE's pointer and sparse-matrix regions, the first and the
 last word the program writes and evenly spaced ones between, expected as the program wrote them)
 and stops with an error if one differs, so a decode that went wrong cannot pass unseen. The
@@ -25,6 +25,7 @@ run itself, and everything it measures, is the same as after a front-door load; 
 
 from __future__ import annotations
 
+import ctypes
 from array import array
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -36,7 +37,7 @@ from ..hw.eie.host_program import Op, Write
 from ..hw.eie.memory_map import MemoryMap, Region
 
 __all__ = ["LOADS", "BackdoorLoad", "split_load", "memory_paths", "deposit", "verify_reads",
-           "CHECKS_PER_MEMORY"]
+           "Vpi", "CHECKS_PER_MEMORY"]
 
 #: How an image gets into the design: ``bus`` (the host program, every word a bus write) or
 #: ``backdoor`` (bulk memories deposited through the simulator, the rest on the bus).
@@ -132,40 +133,92 @@ def _sample(items: np.ndarray, n: int) -> list[int]:
     return sorted(set(items[picks].tolist()))
 
 
-def deposit(dut, load: BackdoorLoad) -> None:
-    """Write every word of ``load.memories`` into ``dut`` (a cocotb handle of the top level)
-    with immediate VPI deposits. The design must be idle and not in reset."""
-    from cocotb.handle import Immediate
-
+def deposit(load: BackdoorLoad, top: str = "eie_top") -> None:
+    """Write every word of ``load.memories`` into the simulated design whose top-level instance
+    is ``top``, with no-delay VPI puts (:class:`Vpi`). Call it from a cocotb test while the
+    design is idle and out of reset."""
+    vpi = Vpi()
     for path, (idx, words) in load.memories.items():
-        mem = _resolve(dut, path)
-        depth = len(mem)
-        if idx[-1] >= depth:
-            raise AssertionError(f"{path} has {depth} words but the image writes word "
-                                 f"{int(idx[-1])}: the design is too small for the image")
-        for i, w in zip(idx.tolist(), words):
-            mem[i].set(Immediate(w))
-        _forget_children(mem)
+        vpi.write_words(f"{top}.{path}", idx, words)
 
 
-def _resolve(dut, path: str):
-    h = dut
-    for part in path.split("."):
+class _VecVal(ctypes.Structure):       # IEEE 1364 s_vpi_vecval
+    _fields_ = [("aval", ctypes.c_int32), ("bval", ctypes.c_int32)]
+
+
+class _ValueUnion(ctypes.Union):
+    _fields_ = [("str", ctypes.c_char_p), ("integer", ctypes.c_int32),
+                ("real", ctypes.c_double), ("vector", ctypes.POINTER(_VecVal))]
+
+
+class _Value(ctypes.Structure):        # IEEE 1364 s_vpi_value
+    _fields_ = [("format", ctypes.c_int32), ("value", _ValueUnion)]
+
+
+class Vpi:
+    """The IEEE 1364 VPI calls a deposit needs, called through :mod:`ctypes` inside the
+    simulator process that runs the cocotb test (Verilator and Icarus both export them).
+
+    cocotb's own handles do the same job, but each memory word then becomes a Python object and
+    a GPI object that is never freed (about 2 KB a word: gigabytes at 64 PEs and full-size
+    layers) and costs tens of microseconds; here a word is three C calls (about 3 us) and its
+    handle is released at once.
+    """
+
+    VPI_SIZE = 4            # vpiSize
+    VPI_VECTOR_VAL = 9      # vpiVectorVal
+    VPI_NO_DELAY = 1        # vpiNoDelay
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL(None)
         try:
-            h = getattr(h, part)
-        except AttributeError:
-            raise AssertionError(f"no {path!r} in the simulated design: the Verilog hierarchy "
-                                 "is not the one the backdoor load expects "
-                                 "(eie.sim.backdoor.memory_paths)") from None
-    return h
+            self._by_name = lib.vpi_handle_by_name
+            self._by_index = lib.vpi_handle_by_index
+            self._put = lib.vpi_put_value
+            self._get = lib.vpi_get
+            self._free = lib.vpi_free_object
+        except AttributeError as exc:
+            raise AssertionError(f"this simulator does not export a VPI call ({exc}): the "
+                                 "backdoor load cannot run here (use --load bus)") from None
+        vp = ctypes.c_void_p
+        self._by_name.restype, self._by_name.argtypes = vp, [ctypes.c_char_p, vp]
+        self._by_index.restype, self._by_index.argtypes = vp, [vp, ctypes.c_int32]
+        self._put.restype = vp
+        self._put.argtypes = [vp, ctypes.POINTER(_Value), vp, ctypes.c_int32]
+        self._get.restype, self._get.argtypes = ctypes.c_int32, [ctypes.c_int32, vp]
+        self._free.argtypes = [vp]
 
-
-def _forget_children(mem) -> None:
-    """Drop cocotb's cache of per-word handles of ``mem`` (one Python object per word, which
-    at 64 PEs and full-size layers would add up to gigabytes)."""
-    cache = getattr(mem, "_sub_handles", None)
-    if isinstance(cache, dict):
-        cache.clear()
+    def write_words(self, name: str, idx: np.ndarray, words: Sequence[int]) -> None:
+        """``name[i] = word`` for each pair, at once (nothing else may write ``name`` in this
+        time step)."""
+        mem = self._by_name(name.encode(), None)
+        if not mem:
+            raise AssertionError(f"no memory {name!r} in the simulated design: the Verilog "
+                                 "hierarchy is not the one the backdoor load expects "
+                                 "(eie.sim.backdoor.memory_paths; use --load bus)")
+        first = self._by_index(mem, 0)
+        if not first:
+            raise AssertionError(f"{name!r} is not an indexable memory")
+        width = self._get(self.VPI_SIZE, first)
+        self._free(first)
+        chunks = max(1, -(-width // 32))
+        vec = (_VecVal * chunks)()
+        value = _Value(format=self.VPI_VECTOR_VAL)
+        value.value.vector = ctypes.cast(vec, ctypes.POINTER(_VecVal))
+        by_index, put, free, ref = self._by_index, self._put, self._free, ctypes.byref(value)
+        for i, w in zip(idx.tolist(), words):
+            if w >> width:
+                raise ValueError(f"word {w:#x} for {name}[{i}] is wider than {width} bits")
+            for c in range(chunks):
+                part = (w >> (32 * c)) & 0xFFFF_FFFF
+                vec[c].aval = part - (1 << 32) if part >> 31 else part
+            e = by_index(mem, i)
+            if not e:
+                raise AssertionError(f"{name} has no word {i}: the design is too small for "
+                                     "the image")
+            put(e, ref, None, self.VPI_NO_DELAY)
+            free(e)
+        self._free(mem)
 
 
 def verify_reads(checks: Sequence[tuple[int, int]], values: Sequence[int]) -> None:

@@ -37,7 +37,7 @@ from ..hw.eie.host_program import HostProgram, execute_async
 from ..hw.eie.memory_map import EIE_ID, MemoryMap
 from ..sw.image import read_image
 from .backdoor import deposit, split_load, verify_reads
-from .eie_run import split_run
+from .eie_run import TOPLEVEL, split_run
 
 __all__ = ["CocotbEieBus", "cycle_budget"]
 
@@ -131,7 +131,7 @@ async def eie_jobs(dut):
         if spec.get("load", "bus") == "backdoor":
             split = split_load(config, prog.load())
             await execute_async(split.front, bus.write, bus.read)
-            deposit(dut, split)
+            deposit(split, TOPLEVEL)
             verify_reads(split.checks, [await bus.read(a) for a, _ in split.checks])
         else:
             await execute_async(prog.load(), bus.write, bus.read)
