@@ -12,8 +12,13 @@ must produce the golden model's outputs. Two rates are reported:
 Build time (Amaranth elaboration; Verilog export plus Icarus/Verilator compilation) is excluded
 from both and reported separately; a build taken from the cache shows as 0.
 
+Icarus and Verilator run twice, once per load (``--loads``): ``bus`` writes the whole image over
+the host bus, ``backdoor`` deposits the pointer and sparse-matrix words through the VPI
+(:mod:`eie.sim.backdoor`); ``sim s`` shows what that saves. The outputs must be equal either way.
+
     .venv/bin/python bench/sim_speed.py [--pes 8] [--rows 256] [--cols 256] [--density 0.1]
         [--act-density 0.5] [--samples 4] [--sims amaranth,icarus,verilator]
+        [--loads bus,backdoor]
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--fifo-depth", type=int, default=8)
     ap.add_argument("--sims", default="amaranth,icarus,verilator")
+    ap.add_argument("--loads", default="bus,backdoor",
+                    help="image loads to time on Icarus and Verilator (Amaranth: bus only)")
     ap.add_argument("--build-dir", default=None, help="build cache (default ~/.cache/eie)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
@@ -63,28 +70,33 @@ def main(argv=None) -> int:
           f"{args.act_density:.0%}, {args.pes} PEs, FIFO {args.fifo_depth}, {args.samples} "
           f"samples; {img.layers[0].stats.get('entries', '?')} entries")
     rows = []
+    loads = [s.strip() for s in args.loads.split(",") if s.strip()]
     for sim in [s.strip() for s in args.sims.split(",") if s.strip()]:
-        t0 = time.perf_counter()
-        r = run_eie(img, x, sim=sim, config=cfg, build_dir=args.build_dir)
-        total = time.perf_counter() - t0
-        ok = bool(np.array_equal(r.outputs, ref))
-        rows.append(dict(sim=sim, ok=ok, cycles=r.sim_cycles, seconds=r.sim_seconds,
-                         c_cycles=r.compute_cycles, c_seconds=r.compute_seconds,
-                         build=r.build_seconds, wall=total,
-                         run_cycles=sum(r.run_cycles)))
-        print(f"  {sim}: done in {total:.1f} s", file=sys.stderr)
+        for load in loads:
+            if sim == "amaranth" and load != "bus":
+                continue
+            t0 = time.perf_counter()
+            r = run_eie(img, x, sim=sim, config=cfg, build_dir=args.build_dir, load=load)
+            total = time.perf_counter() - t0
+            ok = bool(np.array_equal(r.outputs, ref))
+            name = sim if load == "bus" else f"{sim}/{load}"
+            rows.append(dict(sim=name, ok=ok, cycles=r.sim_cycles, seconds=r.sim_seconds,
+                             c_cycles=r.compute_cycles, c_seconds=r.compute_seconds,
+                             build=r.build_seconds, wall=total,
+                             run_cycles=sum(r.run_cycles)))
+            print(f"  {name}: done in {total:.1f} s", file=sys.stderr)
     if not rows:
         return 0
     base = rows[0]
     rate = lambda c, s: c / s if s > 0 else float("inf")  # noqa: E731
     print()
-    print(f"{'simulator':<10} {'golden':>6} {'cycles':>9} {'sim s':>8} {'cycles/s':>10} "
+    print(f"{'simulator':<18} {'golden':>6} {'cycles':>9} {'sim s':>8} {'cycles/s':>10} "
           f"{'vs ' + base['sim']:>12} {'compute c/s':>12} {'vs ' + base['sim']:>12} "
           f"{'build s':>8}")
     for r in rows:
         all_rate = rate(r["cycles"], r["seconds"])
         c_rate = rate(r["c_cycles"], r["c_seconds"])
-        print(f"{r['sim']:<10} {'equal' if r['ok'] else 'DIFF':>6} {r['cycles']:>9} "
+        print(f"{r['sim']:<18} {'equal' if r['ok'] else 'DIFF':>6} {r['cycles']:>9} "
               f"{r['seconds']:>8.2f} {all_rate:>10.0f} "
               f"{all_rate / rate(base['cycles'], base['seconds']):>11.1f}x "
               f"{c_rate:>12.0f} {c_rate / rate(base['c_cycles'], base['c_seconds']):>11.1f}x "
