@@ -34,6 +34,7 @@ import numpy as np
 from .bench_layers import (EIE_CLOCK_MHZ, EIE_N_PE, TABLE3_SOURCE, LayerSpec, SyntheticLayer,
                            parse_layers, scale_spec, synth_layer)
 from ..hw.eie.variants import DEFAULT_VARIANT
+from ..sim.backdoor import LOADS
 from .errors import EieError
 
 __all__ = [
@@ -946,7 +947,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "output is compared with the golden model (exit 1 if one differs).")
     t.add_argument("--sim", choices=("model",) + RTL_SIMS, default="model",
                    help="cycle model (default) or an RTL simulator")
-    t.add_argument("--load", choices=("bus", "backdoor"), default=None,
+    t.add_argument("--load", choices=LOADS, default=None,
                    help="how the images get into the RTL: backdoor (default with verilator and "
                         "icarus: pointer and sparse-matrix words deposited into the memories, "
                         "a sample read back through the bus) or bus (default with amaranth: "

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..sim.backdoor import LOADS
 from ..sim.eie_run import VERILATOR_WAIVERS as LINT_WAIVERS  # the documented lint waivers
 from .errors import EieError
 
@@ -91,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stats", type=Path, metavar="S.json",
                    help="write the counters (per sample, per layer), efficiencies and timings")
     p.add_argument("--vcd", type=Path, metavar="W.vcd", help="write a waveform of the run")
-    p.add_argument("--load", choices=("bus", "backdoor"), default="bus",
+    p.add_argument("--load", choices=LOADS, default="bus",
                    help="bus (default): the host program writes the whole image, one word a "
                         "cycle; backdoor (verilator, icarus): the pointer and sparse-matrix words "
                         "are deposited into the memories and a sample is read back through the "
