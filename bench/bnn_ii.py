@@ -45,7 +45,7 @@ def _reference() -> tuple[dict, list]:
 
 def measure(shape, fold, *, simulator: str, n: int, build_root: Path) -> dict:
     from eie.sim.bnn_run import BnnJob, run_rtl
-    from eie.sw.bnn.folding import analytic_ii, make_folding
+    from eie.hw.bnn.folding import analytic_ii, make_folding
     from eie.sw.bnn.golden import golden_forward
     from eie.sw.bnn.image import BnnImage
 

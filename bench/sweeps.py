@@ -1,6 +1,6 @@
 """Design-space sweeps with the cycle model, checked against the RTL at a few small points:
 load-balance efficiency against FIFO depth (EIE Fig. 8), speed-up against PE count (Fig. 11) and
-sparse-matrix SRAM word width. A thin wrapper of ``eie bench sweep`` (:mod:`eie.sw.cmd_bench`).
+sparse-matrix SRAM word width. A thin wrapper of ``eie bench sweep`` (:mod:`eie.app.cmd_bench`).
 
     .venv/bin/python bench/sweeps.py                       # all three, all nine layers
     .venv/bin/python bench/sweeps.py fifo width --layers NT-We,Alex-6
@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from eie.sw.cli import main
+from eie.app.cli import main
 
 KINDS = ("fifo", "pes", "width")
 

@@ -1,6 +1,6 @@
 """EIE's Table III at 64 PEs: the nine layers of AlexNet, VGG-16 and NeuralTalk, ours beside EIE's.
 
-A thin wrapper of ``eie bench table3`` (same options, same code: :mod:`eie.sw.cmd_bench`); the
+A thin wrapper of ``eie bench table3`` (same options, same code: :mod:`eie.app.cmd_bench`); the
 defaults write ``table3.json`` and ``table3.png`` into ``--out`` (default ``bench/out``).
 
     .venv/bin/python bench/table3.py                       # cycle model, all nine layers
@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from eie.sw.cli import main
+from eie.app.cli import main
 
 
 def run(argv: list[str]) -> int:

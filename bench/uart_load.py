@@ -2,7 +2,7 @@
 
 Compresses a random 784-300-100-10 model (``--density`` kept, default 8%, Deep Compression's
 LeNet-300-100 figure) for ``--pes`` PEs, then runs the host driver's load program (the EIE
-core's own :mod:`eie.hw.eie.host_program`, bursts merged by :mod:`eie.sw.host`) against a
+core's own :mod:`eie.hw.eie.host_program`, bursts merged by :mod:`eie.app.host`) against a
 byte-exact software model of the bridge, and prints, per burst size:
 
 - the image's raw bits as the hardware stores them (pointers at their width, 64-bit words,
@@ -27,7 +27,7 @@ from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.host_program import STATUS_DONE, HostProgram
 from eie.hw.eie.memory_map import MemoryMap
 from eie.sw.compress import CompressConfig, compress_model
-from eie.sw.host import BridgeClient, burst_friendly, execute_ops
+from eie.app.host import BridgeClient, burst_friendly, execute_ops
 from eie.sw.model_io import FloatLayer
 
 

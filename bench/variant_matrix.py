@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from eie.hw.eie.variants import VARIANTS
-from eie.sw.bench_layers import parse_layers
-from eie.sw.cmd_bench import BenchSetup, parse_int_list, table3
-from eie.sw.errors import EieError
+from eie.app.bench_layers import parse_layers
+from eie.app.cmd_bench import BenchSetup, parse_int_list, table3
+from eie.common.errors import EieError
 
 
 def matrix(fifos: list[int], queues: list[int], *, n_pe: int, scale: float, seed: int,
@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
         return 2
     text = markdown(doc)
     print(text)
-    from eie.sw.atomic import atomic_file
+    from eie.common.atomic import atomic_file
 
     a.json.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(a.json) as f:

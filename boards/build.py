@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..sw.atomic import atomic_dir, atomic_file
-from ..sw.errors import EieError
+from ..common.atomic import atomic_dir, atomic_file
+from ..common.errors import EieError
 from .platforms import Board, EcpPLL
 from .protocol import Design
 
@@ -87,7 +87,7 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
         return (lambda: EIETop(cfg)), Design.EIE, {"kind": "eie", "config": cfg.to_json()}
     if spec.design == "bnn":
         from ..hw.bnn.top import BnnTop
-        from ..sw.bnn.folding import folding_text, make_folding
+        from ..hw.bnn.folding import folding_text, make_folding
 
         fold = spec.bnn_fold
         if fold is None and spec.board.family == "ice40":

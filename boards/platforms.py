@@ -28,7 +28,7 @@ class Board:
         try:
             mod = importlib.import_module(f"amaranth_boards.{self.module}")
         except ImportError as exc:
-            from ..sw.errors import EieError
+            from ..common.errors import EieError
             raise EieError("building bitstreams needs amaranth-boards: "
                            "pip install 'eie[boards]'") from exc
         return getattr(mod, self.platform)()
@@ -55,7 +55,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
 
 
 def board_by_name(name: str) -> Board:
-    from ..sw.errors import EieError
+    from ..common.errors import EieError
     try:
         return BOARDS[name]
     except KeyError:

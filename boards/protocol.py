@@ -1,7 +1,7 @@
 """The UART bridge's wire protocol: constants, CRC-16/CCITT-FALSE, frame encoding and decoding.
 
 Pure Python (no Amaranth), shared by the gateware (:mod:`eie.boards.bridge`) and the host driver
-(:mod:`eie.sw.host`). The format is documented in ``docs/boards.md``:
+(:mod:`eie.app.host`). The format is documented in ``docs/boards.md``:
 
 Request (host to board)::
 

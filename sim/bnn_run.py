@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..sw.bnn.folding import LayerFold
+from ..hw.bnn.folding import LayerFold
 from ..sw.bnn.image import BnnImage, write_image
 
 __all__ = ["BnnJob", "run_amaranth", "run_rtl", "build_top_verilog", "TOPLEVEL"]

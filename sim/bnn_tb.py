@@ -20,7 +20,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
 
 from ..hw.bnn import host_program as hp
 from ..hw.bnn.memory_map import BnnMemoryMap
-from ..sw.bnn.folding import LayerFold
+from ..hw.bnn.folding import LayerFold
 from ..sw.bnn.image import read_image
 
 __all__ = ["CocotbBus"]

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..sw.errors import EieError
+from ..common.errors import EieError
 from .backdoor import LOADS
 from .runner import verilator_pch_fix
 from .verilog import icarus_source

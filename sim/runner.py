@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from ..sw.errors import EieError
+from ..common.errors import EieError
 from .verilog import icarus_source
 
 __all__ = ["SIMULATORS", "verilator_env", "verilator_pch_fix", "check_simulator", "run_cocotb"]

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from ..sw.atomic import atomic_file
+from ..common.atomic import atomic_file
 
 __all__ = ["export_verilog", "verilog_text", "compact_zero_init", "icarus_source", "TIMESCALE"]
 

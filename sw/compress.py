@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .encode import QuantLayer, build_image
-from .errors import EieError
+from ..common.errors import EieError
 from .fixedpoint import INT16_MAX, INT16_MIN, choose_w_frac, quantize
 from .huffman import huffman_stats
 from .image import Image

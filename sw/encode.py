@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .errors import EieError
+from ..common.errors import EieError
 from .fixedpoint import INT16_MAX, INT16_MIN, MAX_W_FRAC
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import EieError
+from ..common.errors import EieError
 
 __all__ = [
     "wrap",

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from .encode import QuantLayer
-from .errors import EieError
+from ..common.errors import EieError
 from .fixedpoint import INT16_MAX, INT16_MIN, wrap, writeback
 from .image import Image
 

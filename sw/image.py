@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_dir
+from ..common.atomic import atomic_dir
 from .encode import (ENTRIES_PER_WORD, QuantLayer, decode_layer, split_entry_bytes,
                      unpack_words)
-from .errors import EieError
+from ..common.errors import EieError
 from .fixedpoint import INT16_MAX, INT16_MIN, MAX_W_FRAC
 
 __all__ = [

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EieError
+from ..common.errors import EieError
 
 __all__ = [
     "N_CLASSES",

@@ -25,8 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .atomic import atomic_file
-from .errors import EieError
+from ..common.atomic import atomic_file
+from ..common.errors import EieError
 
 __all__ = ["FloatLayer", "FloatModel", "load_model", "save_model", "validate_layers",
            "load_npz", "load_torch", "layers_from_state_dict"]

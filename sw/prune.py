@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import EieError
+from ..common.errors import EieError
 
 __all__ = [
     "PruneResult",

@@ -24,7 +24,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .errors import EieError
+from ..common.errors import EieError
 
 __all__ = [
     "LENET_300_100",

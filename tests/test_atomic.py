@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from eie.sw.atomic import atomic_dir, atomic_file
+from eie.common.atomic import atomic_dir, atomic_file
 
 
 def _mode(p):

@@ -13,7 +13,7 @@ from eie.hw.eie.memory_map import MemoryMap, Region
 from eie.sim.backdoor import CHECKS_PER_MEMORY, memory_paths, split_load, verify_reads
 from eie.sim.eie_run import config_for_images, run_eie
 from eie.sw.encode import QuantLayer, build_image
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 from eie.sw.golden import golden_forward
 
 

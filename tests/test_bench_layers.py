@@ -4,11 +4,11 @@ Deep Compression pipeline (prune -> k-means share -> quantise) they shortcut."""
 import numpy as np
 import pytest
 
-from eie.sw.bench_layers import (TABLE3, LayerSpec, gaussian_weights, layer_seeds,
+from eie.app.bench_layers import (TABLE3, LayerSpec, gaussian_weights, layer_seeds,
                                  parse_layer_spec, parse_layers, scale_spec, synth_input,
                                  synth_layer, synth_weights)
 from eie.sw.compress import compress_layer
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 
 
 def test_table3_layers_as_published():

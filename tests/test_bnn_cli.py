@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from eie.sw.bnn.float_model import float_forward, random_model, save_model
-from eie.sw.bnn.folding import analytic_ii, make_folding
+from eie.hw.bnn.folding import analytic_ii, make_folding
 
 SHAPE = [60, 27, 19, 13, 10]
 FOLD = "8:5,5:4,3:6,4:3"   # nothing divides: padding in every layer
 
 
 def eie(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "eie.sw.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "eie.app.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=1800)
 
 
@@ -137,7 +137,7 @@ def test_missing_image(tmp_path):
 def test_run_reports_a_mismatch(model_files, monkeypatch, capsys):
     """`eie bnn run` exits 1 and says where, when the core's outputs differ from golden."""
     import eie.sim.bnn_run as bnn_run
-    from eie.sw.cli import main
+    from eie.app.cli import main
 
     d, _, _ = model_files
     assert main(["bnn", "compile", str(d / "model.npz"), "-o", str(d / "img"),

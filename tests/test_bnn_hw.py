@@ -20,7 +20,7 @@ from eie.hw.bnn.top import BnnTop
 from eie.sim.bnn_run import BnnJob, _AmaranthBus, run_amaranth
 from eie.sw.bnn.compile import compile_model
 from eie.sw.bnn.float_model import float_forward, random_model
-from eie.sw.bnn.folding import LayerFold, make_folding
+from eie.hw.bnn.folding import LayerFold, make_folding
 from eie.sw.bnn.golden import golden_forward
 from eie.sw.bnn.image import random_image
 
@@ -283,7 +283,7 @@ def test_load_ops_cover_every_word_once():
 
 
 def test_load_ops_reject_other_folding():
-    from eie.sw.errors import EieError
+    from eie.common.errors import EieError
     folds = make_folding([20, 6, 3], "5:2,3:3")
     image = random_image(make_folding([20, 6, 3], "4:2,3:3"), np.random.default_rng(0))
     with pytest.raises(EieError, match="does not match the core"):
@@ -293,7 +293,7 @@ def test_load_ops_reject_other_folding():
 def test_memory_map_fields_and_limits():
     """Field layout is consistent, JSON-able, and a folding needing > 32 address bits is refused."""
     import json as _json
-    from eie.sw.errors import EieError
+    from eie.common.errors import EieError
     folds = make_folding([784, 64, 64, 64, 10], "64:32,32:64,64:32,8:16")
     mm = BnnMemoryMap(folds, in_depth=8, out_depth=8)
     assert mm.in_words == 25 and mm.out_words == 10
@@ -588,7 +588,7 @@ def test_icebreaker_tfc_bitstream(tmp_path):
     """Acceptance of issue 7: the TFC core with the iCEBreaker folding places and routes on the
     iCE40UP5K and meets the 12 MHz board clock (a few minutes of Yosys and nextpnr)."""
     from eie.boards.build import ICEBREAKER_BNN_FOLD, TFC_SHAPE
-    from eie.sw.cli import main
+    from eie.app.cli import main
     out = tmp_path / "ice_bnn"
     assert main(["build", "--board", "icebreaker", "--design", "bnn", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())

@@ -13,7 +13,7 @@ import pytest
 from eie.sim.bnn_run import BnnJob, run_rtl
 from eie.sw.bnn.compile import compile_model
 from eie.sw.bnn.float_model import float_forward, random_model
-from eie.sw.bnn.folding import LayerFold, analytic_ii, make_folding
+from eie.hw.bnn.folding import LayerFold, analytic_ii, make_folding
 from eie.sw.bnn.golden import golden_forward
 from eie.sw.bnn.image import random_image
 

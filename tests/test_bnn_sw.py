@@ -10,11 +10,11 @@ import pytest
 from eie.sw.bnn.compile import binarize, compile_model, fold_thresholds
 from eie.sw.bnn.float_model import (DEFAULT_EPS, float_forward, float_layers,
                                     load_model, random_model, save_model)
-from eie.sw.bnn.folding import (LayerFold, analytic_ii, default_folding, make_folding,
+from eie.hw.bnn.folding import (LayerFold, analytic_ii, default_folding, make_folding,
                                 parse_folding)
 from eie.sw.bnn.golden import golden_forward, golden_layers
 from eie.sw.bnn.image import random_image, read_image, write_image
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 
 
 def sweep_inputs(w: np.ndarray) -> np.ndarray:

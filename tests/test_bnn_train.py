@@ -11,7 +11,7 @@ from eie.sw.bnn.golden import golden_forward
 from eie.sw.bnn.train import (
     TFC, BinaryMLP, BnnTrainConfig, binarize_weights, bnn_accuracy, train_bnn,
 )
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 
 
 def _bit_blobs(n: int, n_in: int, n_cls: int, flip: float = 0.1, seed: int = 0):

@@ -14,7 +14,7 @@ from eie.boards.protocol import (BridgeInfo, Cmd, Design, Status, crc16,
                                  encode_request, parse_response)
 from eie.boards.ram import BusRAM
 from eie.boards.tops import BridgedCore
-from eie.sw.host import BridgeClient, BridgeError, NoisyTransport, SimTransport
+from eie.app.host import BridgeClient, BridgeError, NoisyTransport, SimTransport
 
 DIVISOR = 4
 CLK = 1_000_000

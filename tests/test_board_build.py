@@ -9,8 +9,8 @@ import pytest
 from eie.boards.build import _resources, parse_nextpnr_report, parse_yosys_stats
 from eie.boards.platforms import BOARDS, board_by_name, ecp5_pll_params
 from eie.boards.uart import divisor_for
-from eie.sw.cli import main
-from eie.sw.errors import EieError
+from eie.app.cli import main
+from eie.common.errors import EieError
 
 NEW_STAT = """
 === design hierarchy ===

@@ -8,8 +8,8 @@ import pytest
 from eie.boards.model import LoopbackTransport
 from eie.boards.protocol import Cmd, Status, encode_request, encode_response, parse_response
 from eie.hw.eie.host_program import Poll, Read, Write
-from eie.sw.errors import EieError
-from eie.sw.host import (BridgeClient, LinkError, NoisyTransport, burst_friendly, execute_ops)
+from eie.common.errors import EieError
+from eie.app.host import (BridgeClient, LinkError, NoisyTransport, burst_friendly, execute_ops)
 
 
 def test_frames_round_trip():

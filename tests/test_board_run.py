@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from eie.sw.cli import main
+from eie.app.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_eie_image_through_the_simulated_board(eie_image, capsys):
 
 
 def test_bnn_image_through_the_simulated_board(tmp_path, capsys):
-    from eie.sw.bnn.folding import make_folding
+    from eie.hw.bnn.folding import make_folding
     from eie.sw.bnn.golden import golden_forward
     from eie.sw.bnn.image import random_image, write_image
 

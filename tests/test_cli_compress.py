@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eie.sw.cli import main
+from eie.app.cli import main
 
 # ------------------------------------------------------------------ independent reference
 # Plain Python over the on-disk files, written from docs/ARCHITECTURE.md alone: it shares no code
@@ -329,7 +329,7 @@ def test_unreadable_input_file(tmp_path, capsys, image):
 def test_console_script_exit_code(tmp_path):
     model = _model(tmp_path)
     exe = Path(sys.executable).parent / "eie"
-    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "eie.sw.cli"]
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "eie.app.cli"]
     r = subprocess.run(argv + ["compress", str(model), "-o", str(tmp_path / "img"), "--pes", "2",
                                "--density", "1.5"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
@@ -416,7 +416,7 @@ def test_acceptance_console_script_compress_then_golden(tmp_path):
     `eie golden` runs it, and the output equals the independent decode of the image files."""
     model = _model(tmp_path, seed=9)
     exe = Path(sys.executable).parent / "eie"
-    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "eie.sw.cli"]
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "eie.app.cli"]
     img = tmp_path / "img"
     r = subprocess.run(argv + ["compress", str(model), "-o", str(img), "--pes", "4",
                                "--density", "0.1"], capture_output=True, text=True, timeout=120)

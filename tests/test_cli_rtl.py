@@ -1,4 +1,4 @@
-"""``eie generate`` and ``eie run`` through the CLI entry point (``eie.sw.cli.main``)."""
+"""``eie generate`` and ``eie run`` through the CLI entry point (``eie.app.cli.main``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.memory_map import MemoryMap
-from eie.sw.cli import main
-from eie.sw.cmd_rtl import LINT_WAIVERS, lint_verilog
+from eie.app.cli import main
+from eie.app.cmd_rtl import LINT_WAIVERS, lint_verilog
 from eie.sw.encode import QuantLayer, build_image
 from eie.sw.fixedpoint import quantize
 from eie.sw.golden import golden_forward

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eie.sw import cmd_bench
-from eie.sw.bench_layers import parse_layer_spec, synth_layer
-from eie.sw.cli import main
-from eie.sw.cmd_bench import width_stats
+from eie.app import cmd_bench
+from eie.app.bench_layers import parse_layer_spec, synth_layer
+from eie.app.cli import main
+from eie.app.cmd_bench import width_stats
 from eie.sw.cycle_model import predict_counters
 from eie.sw.encode import build_image
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from eie.sw.compress import CompressConfig, compress_layer, compress_model, storage_report
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 from eie.sw.golden import golden_forward
 from eie.sw.model_io import FloatLayer
 from eie.sw.prune import prune

@@ -13,8 +13,8 @@ import json
 import numpy as np
 import pytest
 
-from eie.sw.cli import main as eie_main
-from eie.sw.demo import REQUIRED_KEYS, DemoConfig, run_demo
+from eie.app.cli import main as eie_main
+from eie.app.demo import REQUIRED_KEYS, DemoConfig, run_demo
 
 pytest.importorskip("mlxtend", reason="the demo extras (mlxtend) are needed")
 pytest.importorskip("matplotlib", reason="the demo extras (matplotlib) are needed")

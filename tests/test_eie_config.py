@@ -8,7 +8,7 @@ import pytest
 from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.memory_map import (LAYER_COUNTERS, LAYER_FIELDS, PE_COUNTERS, REGS, MemoryMap)
 from eie.sw.encode import QuantLayer, build_image
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 
 
 @pytest.mark.parametrize("field,value", [("n_pe", 0), ("n_pe", 257), ("fifo_depth", 0),

@@ -26,9 +26,9 @@ import pytest
 from eie.hw.eie.config import EIEConfig
 from eie.sim.eie_run import (EieJob, build_simulator, check_inputs, config_for_images,
                              run_eie, run_eie_jobs, verilog_for_config)
-from eie.sw.cli import main as eie_main
+from eie.app.cli import main as eie_main
 from eie.sw.encode import QuantLayer, build_image
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 from eie.sw.golden import golden_forward
 
 MAX_DIM = 48           # widest layer of the test networks

@@ -200,7 +200,7 @@ def test_accumulator_width_wraps_like_golden(acc_bits, w_frac):
 
 
 def test_driver_rejects_bad_inputs():
-    from eie.sw.errors import EieError
+    from eie.common.errors import EieError
 
     rng = np.random.default_rng(3)
     img = build_image([rand_layer(rng, 4, 5, 0.5, False, False)], 2)

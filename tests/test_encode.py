@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 
 from eie.sw.encode import (PADDING_BYTE, QuantLayer, build_image, decode_layer,
                            encode_column_entries, encode_layer, pack_words, unpack_words)
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 
 CODEBOOK = np.array([0] + [(-1) ** i * 37 * i for i in range(1, 16)], dtype=np.int16)
 

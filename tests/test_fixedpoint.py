@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 from eie.sw.fixedpoint import (choose_w_frac, dequantize, quantize, round_half_even_shift,
                                saturate, wrap, writeback)
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from eie.sw.encode import QuantLayer, build_image
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 from eie.sw.fixedpoint import choose_w_frac, dequantize, quantize
 from eie.sw.golden import golden_forward, golden_forward_layers
 from eie.sw.image import write_image

@@ -10,7 +10,7 @@ import pytest
 
 import eie.sw.image as image_mod
 from eie.sw.encode import QuantLayer, build_image
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 from eie.sw.image import FORMAT_VERSION, Image, read_image, write_image
 
 

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 from eie.sw.mnist import (
     binarize_pixels, load_mnist, mnist_csv_path, scale_pixels, shift_pixels, split_indices,
 )

@@ -7,7 +7,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 from eie.sw.model_io import FloatLayer, FloatModel, layers_from_state_dict, load_model, save_model
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 from eie.sw.prune import apply_mask, magnitude_threshold, prune, prune_to_density, std_threshold
 
 

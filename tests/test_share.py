@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 from eie.sw.prune import prune
 from eie.sw.share import (
     MAX_CENTROIDS, assign_codes, centroid_gradients, cluster_gradients, fine_tune_centroids,

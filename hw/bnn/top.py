@@ -22,8 +22,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In
 
-from ...sw.bnn.folding import LayerFold, analytic_ii
-from ...sw.bnn.image import BnnImage
+from .folding import LayerFold, analytic_ii
+from .words import BnnWeights
 from ..common.bus import BusSignature
 from .memory_map import CTRL_CLEAR, CTRL_RUN, ID_VALUE, BnnMemoryMap, config_crc
 from .network import BnnNetwork
@@ -36,7 +36,7 @@ class BnnTop(wiring.Component):
     """A BNN core behind the host bus. ``image`` bakes weights in (they stay loadable)."""
 
     def __init__(self, folds: Sequence[LayerFold], *, in_depth: int = 4, out_depth: int = 4,
-                 image: BnnImage | None = None, levels_per_stage: int = 2):
+                 image: BnnWeights | None = None, levels_per_stage: int = 2):
         self._map = BnnMemoryMap(list(folds), in_depth=in_depth, out_depth=out_depth)
         self._image = image
         self._levels_per_stage = levels_per_stage

@@ -143,8 +143,8 @@ class EIEConfig:
         return cfg
 
     def check_image(self, image) -> None:
-        """Raise :class:`eie.sw.errors.EieError` if ``image`` does not fit this configuration."""
-        from eie.sw.errors import EieError
+        """Raise :class:`eie.common.errors.EieError` if ``image`` does not fit this configuration."""
+        from eie.common.errors import EieError
 
         if image.n_pe != self.n_pe:
             raise EieError(f"the image is for {image.n_pe} PEs but the accelerator has "

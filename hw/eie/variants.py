@@ -46,10 +46,10 @@ DEFAULT_VARIANT = "balanced"
 
 
 def variant(name: str) -> Variant:
-    """The variant called ``name``; :class:`~eie.sw.errors.EieError` naming the choices if none is."""
+    """The variant called ``name``; :class:`~eie.common.errors.EieError` naming the choices if none is."""
     try:
         return VARIANTS[name]
     except KeyError:
-        from eie.sw.errors import EieError
+        from eie.common.errors import EieError
 
         raise EieError(f"unknown variant {name!r}: choose one of {', '.join(VARIANTS)}") from None

@@ -21,9 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import EieError
+from ...common.errors import EieError
 from .float_model import FloatBnn, bn_expression
-from .folding import LayerFold, make_folding
+from ...hw.bnn.folding import LayerFold, make_folding
 from .image import BnnImage
 
 __all__ = ["binarize", "fold_thresholds", "compile_model"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EieError
+from ...common.errors import EieError
 
 __all__ = ["FloatBnn", "load_model", "save_model", "random_model", "bn_expression",
            "float_forward", "float_layers", "check_bits"]
@@ -125,7 +125,7 @@ def load_model(path: str | os.PathLike) -> FloatBnn:
 
 def save_model(model: FloatBnn, path: str | os.PathLike) -> None:
     """Write ``model`` as ``.npz`` (atomically)."""
-    from ..atomic import atomic_file
+    from ...common.atomic import atomic_file
     arrays = {f"W{l}": w for l, w in enumerate(model.weights)}
     for name in ("gamma", "beta", "mean", "var"):
         for l, a in enumerate(getattr(model, name)):

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir
-from ..errors import EieError
-from .folding import LayerFold, folding_text, make_folding
+from ...common.atomic import atomic_dir
+from ...common.errors import EieError
+from ...hw.bnn.folding import LayerFold, folding_text, make_folding
+from ...hw.bnn.words import threshold_words, weight_words
 
-__all__ = ["BnnImage", "random_image", "write_image", "read_image", "weight_words", "threshold_words",
+__all__ = ["BnnImage", "random_image", "write_image", "read_image",
            "FORMAT", "VERSION"]
 
 FORMAT = "eie-bnn-image"
@@ -74,27 +75,6 @@ def random_image(folds: list[LayerFold], rng: np.random.Generator) -> BnnImage:
             t[special > 0.95] = f.n_in + 1
             thresholds.append(np.clip(t, 0, f.n_in + 1))
     return BnnImage(list(folds), weights, thresholds, [{} for _ in folds])
-
-
-def weight_words(fold: LayerFold, w: np.ndarray) -> list[list[int]]:
-    """Per PE, the ``nf * sf`` weight words (ints of ``simd`` bits) of bit matrix ``w``."""
-    pad = np.zeros((fold.nf * fold.pe, fold.sf * fold.simd), dtype=np.uint8)
-    pad[:fold.n_out, :fold.n_in] = w
-    # (nf, pe, sf, simd) -> per pe, (nf, sf) words
-    blocks = pad.reshape(fold.nf, fold.pe, fold.sf, fold.simd)
-    weights = (1 << np.arange(fold.simd, dtype=object))
-    out = []
-    for p in range(fold.pe):
-        words = blocks[:, p].reshape(fold.nf * fold.sf, fold.simd).astype(object) @ weights
-        out.append([int(v) for v in words])
-    return out
-
-
-def threshold_words(fold: LayerFold, t: np.ndarray) -> list[list[int]]:
-    """Per PE, the ``nf`` thresholds (padding neurons 0)."""
-    pad = np.zeros(fold.nf * fold.pe, dtype=np.int64)
-    pad[:fold.n_out] = t
-    return [[int(v) for v in pad[p::fold.pe]] for p in range(fold.pe)]
 
 
 def _hex_lines(words: list[int], bits: int) -> str:

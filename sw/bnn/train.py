@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import EieError
+from ...common.errors import EieError
 from ..train import Adam
 
 __all__ = [

@@ -5,7 +5,7 @@ adds its parsers and sets ``func`` (a callable taking the parsed ``argparse.Name
 returning an exit code). Heavy imports (Amaranth, simulators) happen inside the handlers, so
 ``eie --help`` stays fast.
 
-Errors a user can fix are raised as :class:`eie.sw.errors.EieError`; ``main`` prints them as one
+Errors a user can fix are raised as :class:`eie.common.errors.EieError`; ``main`` prints them as one
 line, ``eie: error: ...``, and exits with code 2.
 """
 
@@ -16,18 +16,18 @@ import importlib
 import sys
 from typing import Sequence
 
-from .errors import EieError
+from ..common.errors import EieError
 
 __all__ = ["main", "build_parser"]
 
 # One module per group of sub-commands, in the order --help lists them.
 COMMAND_MODULES = [
-    "eie.sw.cmd_compress",  # compress, golden, inspect
-    "eie.sw.cmd_rtl",       # generate, run
-    "eie.sw.cmd_bnn",       # bnn compile|golden|run|generate
-    "eie.sw.cmd_bench",     # bench table3|sweep
-    "eie.sw.cmd_board",     # build, board run
-    "eie.sw.cmd_demo",      # demo
+    "eie.app.cmd_compress",  # compress, golden, inspect
+    "eie.app.cmd_rtl",       # generate, run
+    "eie.app.cmd_bnn",       # bnn compile|golden|run|generate
+    "eie.app.cmd_bench",     # bench table3|sweep
+    "eie.app.cmd_board",     # build, board run
+    "eie.app.cmd_demo",      # demo
 ]
 
 
@@ -40,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # a command group not written yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

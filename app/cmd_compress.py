@@ -7,7 +7,7 @@
 - ``eie inspect IMAGE_DIR [--json]`` reports, per layer and per PE, entries, padding, density,
   load imbalance, storage and compression ratios, recomputed from the image files.
 
-Every user error is an :class:`~eie.sw.errors.EieError` (one line, exit code 2); outputs are
+Every user error is an :class:`~eie.common.errors.EieError` (one line, exit code 2); outputs are
 written atomically, so a failed run leaves nothing behind.
 """
 
@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import EieError
+from ..common.errors import EieError
 
 __all__ = ["register", "cmd_compress", "cmd_golden", "cmd_inspect", "inspect_report"]
 
 
 def _parse_densities(text: str) -> list[float]:
-    from .prune import check_density
+    from ..sw.prune import check_density
 
     out = []
     for part in text.split(","):
@@ -139,9 +139,9 @@ def _layer_table(image: Any) -> str:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from .compress import CompressConfig, compress_model
-    from .image import write_image
-    from .model_io import load_model
+    from ..sw.compress import CompressConfig, compress_model
+    from ..sw.image import write_image
+    from ..sw.model_io import load_model
 
     density = _parse_densities(args.density) if args.density is not None else None
     prune_std = _parse_quality(args.prune_std) if args.prune_std is not None else None
@@ -197,10 +197,10 @@ def _load_npy(path: Path) -> Any:
 def cmd_golden(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .atomic import atomic_file
-    from .fixedpoint import quantize
-    from .golden import golden_forward
-    from .image import read_image
+    from ..common.atomic import atomic_file
+    from ..sw.fixedpoint import quantize
+    from ..sw.golden import golden_forward
+    from ..sw.image import read_image
 
     image = read_image(args.image)
     x = _load_npy(Path(args.input))
@@ -250,7 +250,7 @@ def inspect_report(image: Any) -> dict[str, Any]:
     """Statistics of an image, recomputed from its arrays (a JSON-serialisable dict)."""
     import numpy as np
 
-    from .compress import model_totals, storage_report
+    from ..sw.compress import model_totals, storage_report
 
     layers = []
     for l, d in enumerate(image.layers):
@@ -284,7 +284,7 @@ def inspect_report(image: Any) -> dict[str, Any]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .image import read_image
+    from ..sw.image import read_image
 
     image = read_image(args.image)
     rep = inspect_report(image)

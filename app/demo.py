@@ -41,7 +41,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import EieError
+from ..common.errors import EieError
 
 __all__ = ["MODES", "DemoConfig", "run_demo", "format_summary", "REQUIRED_KEYS"]
 
@@ -203,13 +203,13 @@ def _check_out_dir(out: Path) -> None:
 # ----------------------------------------------------------------------------- the EIE path
 
 def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> dict[str, Any]:
-    from .compress import CompressConfig, compress_model
-    from .fixedpoint import quantize
-    from .golden import golden_forward
-    from .image import write_image
-    from .mnist import scale_pixels, shift_pixels
-    from .model_io import FloatLayer, FloatModel
-    from .train import (
+    from ..sw.compress import CompressConfig, compress_model
+    from ..sw.fixedpoint import quantize
+    from ..sw.golden import golden_forward
+    from ..sw.image import write_image
+    from ..sw.mnist import scale_pixels, shift_pixels
+    from ..sw.model_io import FloatLayer, FloatModel
+    from ..sw.train import (
         LENET_300_100, MLP, TrainConfig, accuracy, finetune_shared, prune_and_retrain,
         share_weights, train,
     )
@@ -409,13 +409,13 @@ def _paper_reference() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the BNN path
 
 def _bnn_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> dict[str, Any]:
-    from .bnn.compile import compile_model
-    from .bnn.float_model import float_forward
-    from .bnn.folding import analytic_ii, folding_text
-    from .bnn.golden import golden_forward as bnn_golden
-    from .bnn.image import write_image as write_bnn_image
-    from .bnn.train import SFC, TFC, BinaryMLP, BnnTrainConfig, train_bnn
-    from .mnist import binarize_pixels
+    from ..sw.bnn.compile import compile_model
+    from ..sw.bnn.float_model import float_forward
+    from ..hw.bnn.folding import analytic_ii, folding_text
+    from ..sw.bnn.golden import golden_forward as bnn_golden
+    from ..sw.bnn.image import write_image as write_bnn_image
+    from ..sw.bnn.train import SFC, TFC, BinaryMLP, BnnTrainConfig, train_bnn
+    from ..sw.mnist import binarize_pixels
 
     show = cfg.progress
     shape = TFC if cfg.bnn_shape == "tfc" else SFC
@@ -736,8 +736,8 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run both paths, write the output directory, return the report (``report.json``'s dict)."""
-    from .atomic import atomic_dir, atomic_file
-    from .mnist import load_mnist
+    from ..common.atomic import atomic_dir, atomic_file
+    from ..sw.mnist import load_mnist
 
     _check_out_dir(cfg.out)
     t_start = time.perf_counter()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import EieError
+from ...common.errors import EieError
 
 __all__ = [
     "LayerFold", "parse_shape", "parse_folding", "make_folding", "default_folding",

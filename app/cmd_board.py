@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import EieError
+from ..common.errors import EieError
 
 __all__ = ["register"]
 
@@ -103,7 +103,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise EieError(f"--image {args.image} is a {kind} image but --design is {args.design}")
         if kind == "eie":
             from ..hw.eie.config import EIEConfig
-            from .image import read_image
+            from ..sw.image import read_image
             img = read_image(args.image)
             if args.pes is not None and args.pes != img.n_pe:
                 raise EieError(f"--pes {args.pes} but the image is encoded for {img.n_pe} PEs")
@@ -113,8 +113,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                 "fifo_depth", "ptr_depth", "spmat_depth", "act_depth", "acc_depth", "bias_depth",
                 "max_layers", "acc_bits", "act_frac")}
         else:
-            from .bnn.folding import folding_text
-            from .bnn.image import read_image as read_bnn
+            from ..hw.bnn.folding import folding_text
+            from ..sw.bnn.image import read_image as read_bnn
             img = read_bnn(args.image)
             spec.bnn_shape = tuple(img.shape)
             spec.bnn_fold = args.fold or folding_text(img.folds)
@@ -161,7 +161,7 @@ def _eie_input(path: Path, image, raw: bool):
     """X as `eie golden` takes it: float quantised with act_frac, or int16 with --raw."""
     import numpy as np
 
-    from .fixedpoint import quantize
+    from ..sw.fixedpoint import quantize
 
     x = _load_npy(path)
     if x.ndim == 1:
@@ -201,7 +201,7 @@ def cmd_board_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..boards.protocol import Design
-    from .atomic import atomic_file
+    from ..common.atomic import atomic_file
     from .host import (BridgeClient, SerialTransport, image_kind, run_bnn, run_eie,
                        simulated_board)
 
@@ -216,8 +216,8 @@ def cmd_board_run(args: argparse.Namespace) -> int:
     transport = None
     if kind == "eie":
         from ..hw.eie.config import EIEConfig
-        from .golden import golden_forward
-        from .image import read_image
+        from ..sw.golden import golden_forward
+        from ..sw.image import read_image
 
         image = read_image(args.image)
         xq = _eie_input(args.input, image, args.raw)
@@ -237,9 +237,9 @@ def cmd_board_run(args: argparse.Namespace) -> int:
             config.check_image(image)
         gold = golden_forward(image, xq).outputs.astype(np.int16)
     else:
-        from .bnn.float_model import check_bits
-        from .bnn.golden import golden_forward as bnn_golden
-        from .bnn.image import read_image as read_bnn
+        from ..sw.bnn.float_model import check_bits
+        from ..sw.bnn.golden import golden_forward as bnn_golden
+        from ..sw.bnn.image import read_image as read_bnn
 
         if args.raw:
             raise EieError("--raw is for EIE images; a BNN input is uint8 bits already")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_file
-from .errors import EieError
+from ..common.atomic import atomic_file
+from ..common.errors import EieError
 
 __all__ = ["register"]
 
@@ -51,7 +51,7 @@ def _output_to(log: Path | None):
 
 
 def _load_bits(path: str | os.PathLike, n_in: int) -> np.ndarray:
-    from .bnn.float_model import check_bits
+    from ..sw.bnn.float_model import check_bits
     path = Path(path)
     if not path.is_file():
         raise EieError(f"input file {path} does not exist")
@@ -63,9 +63,9 @@ def _load_bits(path: str | os.PathLike, n_in: int) -> np.ndarray:
 
 
 def _cmd_compile(args) -> int:
-    from .bnn.compile import compile_model
-    from .bnn.float_model import load_model
-    from .bnn.image import write_image
+    from ..sw.bnn.compile import compile_model
+    from ..sw.bnn.float_model import load_model
+    from ..sw.bnn.image import write_image
 
     model = load_model(args.model)
     image = compile_model(model, args.fold)
@@ -80,8 +80,8 @@ def _cmd_compile(args) -> int:
 
 
 def _cmd_golden(args) -> int:
-    from .bnn.golden import golden_forward
-    from .bnn.image import read_image
+    from ..sw.bnn.golden import golden_forward
+    from ..sw.bnn.image import read_image
 
     image = read_image(args.image)
     x = _load_bits(args.input, image.shape[0])
@@ -92,8 +92,8 @@ def _cmd_golden(args) -> int:
 
 
 def _folds_from_args(args):
-    from .bnn.folding import make_folding, parse_shape
-    from .bnn.image import read_image
+    from ..hw.bnn.folding import make_folding, parse_shape
+    from ..sw.bnn.image import read_image
 
     if args.image is not None:
         if args.shape is not None:
@@ -111,7 +111,7 @@ def _folds_from_args(args):
 
 def _cmd_generate(args) -> int:
     from ..sim.bnn_run import build_top_verilog
-    from .bnn.folding import analytic_ii
+    from ..hw.bnn.folding import analytic_ii
 
     folds, image = _folds_from_args(args)
     bake = image if (image is not None and not args.no_bake) else None
@@ -131,9 +131,9 @@ def _cmd_generate(args) -> int:
 def _cmd_run(args) -> int:
     from ..hw.bnn.memory_map import config_crc
     from ..sim.bnn_run import BnnJob, run_amaranth, run_rtl
-    from .bnn.folding import analytic_ii
-    from .bnn.golden import golden_forward
-    from .bnn.image import read_image
+    from ..hw.bnn.folding import analytic_ii
+    from ..sw.bnn.golden import golden_forward
+    from ..sw.bnn.image import read_image
 
     image = read_image(args.image)
     x = _load_bits(args.input, image.shape[0])

@@ -1,5 +1,5 @@
 """``eie bench table3`` and ``eie bench sweep {fifo,pes,width}``: EIE's benchmark table and
-design-space sweeps on the synthetic Table III layers (:mod:`eie.sw.bench_layers`).
+design-space sweeps on the synthetic Table III layers (:mod:`eie.app.bench_layers`).
 
 ``table3`` encodes each layer for ``--pes`` PEs (64 as in the paper), runs it on the RTL
 (``--sim verilator``, ``icarus`` or ``amaranth``; every output compared with the golden model) or
@@ -15,7 +15,7 @@ few small points are run on the RTL too (``--check-sim``) and compared counter b
 cycle model; the comparison is part of the output.
 
 Exit codes: 0; 1 when an RTL output differs from the golden model or a checked point of the cycle
-model differs from the RTL; 2 for bad options (:class:`~eie.sw.errors.EieError`).
+model differs from the RTL; 2 for bad options (:class:`~eie.common.errors.EieError`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from .bench_layers import (EIE_CLOCK_MHZ, EIE_N_PE, TABLE3_SOURCE, LayerSpec, Sy
                            parse_layers, scale_spec, synth_layer)
 from ..hw.eie.variants import DEFAULT_VARIANT
 from ..sim.backdoor import LOADS
-from .errors import EieError
+from ..common.errors import EieError
 
 __all__ = [
     "register",
@@ -161,7 +161,7 @@ def parse_int_list(text: str, opt: str) -> list[int]:
 
 
 def _predictor() -> Callable[..., Any]:
-    from .cycle_model import predict_layer
+    from ..sw.cycle_model import predict_layer
 
     return predict_layer
 
@@ -193,7 +193,7 @@ def _predict(col_entries: np.ndarray, x: np.ndarray, n_out: int, cfg_fields: dic
 def column_entries(layer, n_pe: int) -> np.ndarray:
     """Entries (padding included) of every column in every PE, int64 ``(n_in, n_pe)``, straight
     from the encoder (no image needed)."""
-    from .encode import encode_layer
+    from ..sw.encode import encode_layer
 
     return np.stack([np.diff(e.pointers.astype(np.int64)) for e in encode_layer(layer, n_pe)],
                     axis=1)
@@ -270,8 +270,8 @@ def _eie_fields(spec: LayerSpec, cycles: int, n_pe: int) -> dict[str, Any]:
 
 
 def _prepare(spec: LayerSpec, setup: BenchSetup):
-    from .encode import build_image
-    from .golden import golden_forward
+    from ..sw.encode import build_image
+    from ..sw.golden import golden_forward
 
     s = scale_spec(spec, setup.scale)
     syn = synth_layer(s, setup.seed, setup.act_frac)
@@ -288,7 +288,7 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
     is another configuration. ``load``: how an RTL simulator gets the images
     (:func:`eie.sim.eie_run.run_eie`); by default ``backdoor`` on Verilator and Icarus, ``bus``
     on Amaranth."""
-    from .cycle_model import layer_column_entries
+    from ..sw.cycle_model import layer_column_entries
 
     if sim not in ("model",) + RTL_SIMS:
         raise EieError(f"--sim {sim!r} is not one of model, {', '.join(RTL_SIMS)}")
@@ -491,7 +491,7 @@ def _usual_mode(path: Path) -> None:
 
 
 def _savefig(fig, path: Path) -> None:
-    from .atomic import atomic_file
+    from ..common.atomic import atomic_file
 
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
@@ -582,7 +582,7 @@ def width_stats(pointers_per_pe: Sequence[np.ndarray], x: np.ndarray, width: int
 def _sweep_layer(kind: str, spec: LayerSpec, setup: BenchSetup,
                  values: Sequence[int]) -> dict[str, Any]:
     """One layer's points of a sweep (top level, so a process pool can run it)."""
-    from .encode import encode_layer
+    from ..sw.encode import encode_layer
 
     s = scale_spec(spec, setup.scale)
     syn = synth_layer(s, setup.seed, setup.act_frac)
@@ -651,9 +651,9 @@ def run_checks(kind: str, specs: Sequence[LayerSpec], setup: BenchSetup, sim: st
     the cycle model's, whether they are equal and whether the output equals the golden model."""
     from ..hw.eie.config import EIEConfig
     from ..sim.eie_run import run_eie
-    from .cycle_model import layer_column_entries
-    from .encode import build_image
-    from .golden import golden_forward
+    from ..sw.cycle_model import layer_column_entries
+    from ..sw.encode import build_image
+    from ..sw.golden import golden_forward
 
     out = []
     for spec, cfg_fields in _check_points(kind, specs, setup):
@@ -845,7 +845,7 @@ def plot_sweep(doc: dict[str, Any], path: str | Path) -> None:
 # ----------------------------------------------------------------------------- CLI
 
 def _write_json(doc: dict[str, Any], path: Path) -> None:
-    from .atomic import atomic_file
+    from ..common.atomic import atomic_file
 
     with atomic_file(path) as f:
         json.dump(doc, f, indent=1)

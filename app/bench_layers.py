@@ -35,10 +35,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .encode import QuantLayer
-from .errors import EieError
-from .fixedpoint import INT16_MAX, choose_w_frac, quantize
-from .share import MAX_CENTROIDS, kmeans_1d
+from ..sw.encode import QuantLayer
+from ..common.errors import EieError
+from ..sw.fixedpoint import INT16_MAX, choose_w_frac, quantize
+from ..sw.share import MAX_CENTROIDS, kmeans_1d
 
 __all__ = [
     "LayerSpec",

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..sim.backdoor import LOADS
 from ..sim.eie_run import VERILATOR_WAIVERS as LINT_WAIVERS  # the documented lint waivers
-from .errors import EieError
+from ..common.errors import EieError
 
 __all__ = ["register", "cmd_generate", "cmd_run", "lint_verilog", "LINT_WAIVERS"]
 
@@ -153,7 +153,7 @@ def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, P
     from ..hw.eie.memory_map import MemoryMap
     from ..hw.eie.top import EIETop
     from ..sim.verilog import verilog_text
-    from .atomic import atomic_file
+    from ..common.atomic import atomic_file
 
     mm = MemoryMap(config)
     header = (f"EIE sparse accelerator, {config.n_pe} PEs, FIFO depth {config.fifo_depth}; "
@@ -189,7 +189,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     fields = _overrides(args)
     image = None
     if args.image is not None:
-        from .image import read_image
+        from ..sw.image import read_image
 
         image = read_image(args.image)
         if args.pes is not None and args.pes != image.n_pe:
@@ -227,7 +227,7 @@ def _load_input(path: Path, image, raw: bool):
     """X as int16 ``(batch, n_in)`` with ``eie golden``'s conventions."""
     import numpy as np
 
-    from .fixedpoint import quantize
+    from ..sw.fixedpoint import quantize
 
     if not path.exists():
         raise EieError(f"input file {path} does not exist")
@@ -303,9 +303,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..sim.eie_run import run_eie
-    from .atomic import atomic_file
-    from .golden import golden_forward
-    from .image import read_image
+    from ..common.atomic import atomic_file
+    from ..sw.golden import golden_forward
+    from ..sw.image import read_image
 
     image = read_image(args.image)
     x = _load_input(Path(args.input), image, args.raw)

@@ -1,4 +1,4 @@
-"""``eie demo``: the main job end to end on real MNIST digits (see :mod:`eie.sw.demo`)."""
+"""``eie demo``: the main job end to end on real MNIST digits (see :mod:`eie.app.demo`)."""
 
 from __future__ import annotations
 

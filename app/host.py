@@ -20,7 +20,7 @@ from typing import Callable, Protocol, Sequence
 
 from ..boards.protocol import (RSP_HEADER_BYTES, RSP_SYNC, CRC_BYTES, BridgeInfo, Cmd, Status,
                                crc16, encode_request)
-from .errors import EieError
+from ..common.errors import EieError
 
 __all__ = [
     "Transport", "SerialTransport", "SimTransport", "NoisyTransport", "BridgeClient",
