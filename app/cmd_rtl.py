@@ -8,6 +8,8 @@
   reads the outputs and the counters, and compares the outputs with the golden model (exit 1 if
   they differ). X and Y follow ``eie golden``: X is float, quantised with the image's
   ``act_frac``, or int16 fixed point with ``--raw``; Y is int16 fixed point.
+  ``--sim model`` runs no RTL: the outputs are the golden model's and the counters the cycle
+  model's (:mod:`eie.sw.cycle_model`), for the same design, in the same ``--stats`` document.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ from ..sim.backdoor import LOADS
 from ..sim.eie_run import VERILATOR_WAIVERS as LINT_WAIVERS  # the documented lint waivers
 from ..common.errors import EieError
 
-__all__ = ["register", "cmd_generate", "cmd_run", "lint_verilog", "LINT_WAIVERS"]
+__all__ = ["register", "cmd_generate", "cmd_run", "run_model", "lint_verilog", "LINT_WAIVERS",
+           "RUN_SIMS"]
+
+#: ``eie run --sim`` choices: the three RTL simulators and the cycle model
+RUN_SIMS = ("amaranth", "verilator", "icarus", "model")
+#: ``eie run`` options that only an RTL simulator uses (option, dest): refused with --sim model
+_RTL_ONLY = (("--load", "load"), ("--vcd", "vcd"), ("--build-dir", "build_dir"))
+#: ``--sim model`` predicts at most this many (sample x input x PE) elements at once
+MODEL_BATCH_ELEMENTS = 1 << 23
 
 # Depth options shared by both commands: (option, EIEConfig field, help)
 _CONFIG_OPTIONS = [
@@ -81,18 +91,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "X is float (batch, n_in), quantised with the image's act_frac (round half "
                     "to even, saturating), or with --raw int16 fixed point already; Y is int16 "
                     "fixed point with act_frac fraction bits, as `eie golden` writes it. The "
-                    "design is the smallest that holds the image unless options override it.")
+                    "design is the smallest that holds the image unless options override it. "
+                    "--sim model runs no RTL: Y is the golden model's output and the counters "
+                    "are the cycle model's, for the same design, in seconds.")
     p.add_argument("image", type=Path, metavar="IMAGE_DIR")
     p.add_argument("--input", type=Path, required=True, metavar="X.npy")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="Y.npy")
-    p.add_argument("--sim", choices=("amaranth", "verilator", "icarus"), default="verilator",
-                   help="simulator (default verilator)")
+    p.add_argument("--sim", choices=RUN_SIMS, default="verilator",
+                   help="simulator (default verilator); model: the golden model's outputs and "
+                        "the cycle model's counters, no RTL")
     p.add_argument("--raw", action="store_true",
                    help="X is int16 fixed point with act_frac fraction bits already")
     p.add_argument("--stats", type=Path, metavar="S.json",
                    help="write the counters (per sample, per layer), efficiencies and timings")
     p.add_argument("--vcd", type=Path, metavar="W.vcd", help="write a waveform of the run")
-    p.add_argument("--load", choices=LOADS, default="bus",
+    # default None, not "bus": --sim model refuses the option only when it is given
+    p.add_argument("--load", choices=LOADS, default=None,
                    help="bus (default): the host program writes the whole image, one word a "
                         "cycle; backdoor (verilator, icarus): the pointer and sparse-matrix words "
                         "are deposited into the memories and a sample is read back through the "
@@ -271,6 +285,44 @@ def _load_input(path: Path, image, raw: bool):
     return np.asarray(quantize(x, image.act_frac), dtype=np.int16)
 
 
+def run_model(image, x, config, golden):
+    """``--sim model``: a :class:`eie.sim.eie_run.RunResult` with the golden model's outputs
+    (``golden``, already computed for ``x``) and the cycle model's counters for ``config``
+    (its ``fifo_depth`` and ``ptr_queue_depth``; the other fields are sizes, which do not change
+    a count). ``run_cycles`` is the RTL's ``CYCLES`` register: the sum of the layers' cycles
+    (docs/eie-hardware.md, "Counters"). ``sim_cycles`` (and ``compute_cycles``) are the cycles
+    modelled, the sum of ``run_cycles`` (no load, no bus traffic); ``sim_seconds`` is the wall
+    time of the prediction."""
+    import time
+
+    import numpy as np
+
+    from ..sim.eie_run import RunResult
+    from ..sw.cycle_model import predict_counters
+
+    t0 = time.perf_counter()
+    x = np.asarray(x, dtype=np.int16)
+    # each layer's input: x, then the golden model's outputs of the layers before (hardware
+    # positions, as the next layer reads them), so the golden model runs once
+    inputs = [x] + [np.asarray(o) for o in golden.layer_outputs[:-1]]
+    # the batch predictor keeps a few (samples, nonzero inputs, PEs) arrays: bound them to
+    # about MODEL_BATCH_ELEMENTS elements by predicting the batch in chunks
+    per_sample = max(d.n_in for d in image.layers) * image.n_pe
+    chunk = max(1, MODEL_BATCH_ELEMENTS // per_sample)
+    counters = []
+    for s0 in range(0, x.shape[0], chunk):
+        pred = predict_counters(image, x[s0:s0 + chunk], fifo_depth=config.fifo_depth,
+                                ptr_queue_depth=config.ptr_queue_depth,
+                                layer_inputs=[a[s0:s0 + chunk] for a in inputs])
+        counters += [[p.counters() for p in sample] for sample in pred]
+    run_cycles = [sum(c["cycles"] for c in sample) for sample in counters]
+    seconds = time.perf_counter() - t0
+    return RunResult(outputs=np.asarray(golden.outputs, dtype=np.int16), counters=counters,
+                     run_cycles=run_cycles, sim_cycles=sum(run_cycles), simulator="model",
+                     build_seconds=0.0, sim_seconds=seconds, compute_cycles=sum(run_cycles),
+                     compute_seconds=seconds)
+
+
 def run_stats(image, config, result, golden) -> dict[str, Any]:
     """The ``--stats`` document: counters per sample and layer, each layer's ideal bound and
     efficiency (the contract's), the comparison with the golden model, and timings."""
@@ -307,6 +359,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..sw.golden import golden_forward
     from ..sw.image import read_image
 
+    model = args.sim == "model"
+    if model:
+        given = [opt for opt, dest in _RTL_ONLY if getattr(args, dest, None) is not None]
+        if given:
+            raise EieError(f"{' and '.join(given)} cannot be used with --sim model, which "
+                           f"runs no RTL (drop {'it' if len(given) == 1 else 'them'}, or pick --sim "
+                           "verilator, icarus or amaranth)")
     image = read_image(args.image)
     x = _load_input(Path(args.input), image, args.raw)
     config = _make_config(_overrides(args), image)
@@ -316,8 +375,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.vcd is not None:
         args.vcd = Path(args.vcd).resolve()
     golden = golden_forward(image, x)
-    result = run_eie(image, x, sim=args.sim, config=config, build_dir=args.build_dir,
-                     vcd=args.vcd, progress=not args.no_progress, load=args.load)
+    if model:
+        result = run_model(image, x, config, golden)
+    else:
+        result = run_eie(image, x, sim=args.sim, config=config, build_dir=args.build_dir,
+                         vcd=args.vcd, progress=not args.no_progress, load=args.load or "bus")
     y = np.ascontiguousarray(result.outputs, dtype=np.int16)
     with atomic_file(Path(args.output), "wb") as f:
         np.save(f, y)
@@ -327,6 +389,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             f.write(json.dumps(stats, indent=2) + "\n")
     n = y.shape[0]
     cyc = [s["run_cycles"] for s in stats["samples"]]
+    if model:
+        print(f"{args.output}: int16 {n} x {y.shape[1]}, the golden model's outputs; counters "
+              f"from the cycle model ({config.n_pe} PEs, FIFO {config.fifo_depth}, pointer "
+              f"queue {config.ptr_queue_depth}): {min(cyc)}..{max(cyc)} cycles a sample; "
+              f"predicted in {result.sim_seconds:.2f} s")
+        return 0
     print(f"{args.output}: int16 {n} x {y.shape[1]} from {args.sim} ({config.n_pe} PEs, FIFO "
           f"{config.fifo_depth}); {min(cyc)}..{max(cyc)} cycles a sample; simulated in "
           f"{result.sim_seconds:.2f} s (build {result.build_seconds:.1f} s)")

@@ -1,0 +1,190 @@
+"""``eie run --sim model``: the golden model's outputs and the cycle model's counters, in the
+same ``--stats`` document as the RTL simulators write."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from eie.app.cli import main
+from eie.hw.eie.config import EIEConfig
+from eie.hw.eie.variants import variant
+from eie.sw.cycle_model import predict_counters
+from eie.sw.encode import QuantLayer, build_image
+from eie.sw.golden import golden_forward
+from eie.sw.image import read_image, write_image
+
+from test_cli_rtl import _image      # the small 14-11-6 image of the CLI RTL tests
+
+
+def _edge_image(tmp_path, n_pe=3, seed=11):
+    """13-10-7-5 at ``n_pe`` = 3 (no layer's n_out a multiple of N), biases everywhere, ReLU on
+    the hidden layers, an empty row (layer 0, row 2), an empty column (layer 1, column 4) and a
+    dense column (layer 2, column 0: long work for every PE, FIFO back-pressure)."""
+    rng = np.random.default_rng(seed)
+    sizes = [13, 10, 7, 5]
+    layers = []
+    for i in range(len(sizes) - 1):
+        shape = (sizes[i + 1], sizes[i])
+        codes = (rng.integers(1, 16, shape) * (rng.random(shape) < 0.55)).astype(np.uint8)
+        if i == 0:
+            codes[2, :] = 0
+        if i == 1:
+            codes[:, 4] = 0
+        if i == 2:
+            codes[:, 0] = rng.integers(1, 16, sizes[i + 1])
+        cb = np.concatenate([[0], rng.integers(-300, 301, 15)]).astype(np.int16)
+        layers.append(QuantLayer(codes=codes, codebook=cb, w_frac=7,
+                                 bias=rng.integers(-500, 501, sizes[i + 1]).astype(np.int16),
+                                 relu=i < len(sizes) - 2))
+    img = build_image(layers, n_pe)
+    assert all(d.n_out % n_pe for d in img.layers)
+    write_image(img, tmp_path / "img")
+    return tmp_path / "img"
+
+
+def _run(tmp_path, d, x, sim, *extra, tag=None):
+    """``eie run --raw --sim SIM`` on int16 ``x``; returns (exit code, Y, stats document)."""
+    tag = tag or sim
+    np.save(tmp_path / "x.npy", x)
+    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o",
+                 str(tmp_path / f"y_{tag}.npy"), "--raw", "--sim", sim, "--no-progress",
+                 "--stats", str(tmp_path / f"s_{tag}.json"), *extra])
+    return (code, np.load(tmp_path / f"y_{tag}.npy"),
+            json.loads((tmp_path / f"s_{tag}.json").read_text()))
+
+
+def _shape(doc):
+    """The structure of a JSON document: keys, list lengths and leaf types."""
+    if isinstance(doc, dict):
+        return {k: _shape(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_shape(v) for v in doc]
+    return type(doc).__name__
+
+
+# timings and the simulator's name are the only fields in which the two documents may differ
+_TIMINGS = ("simulator", "sim_cycles", "build_seconds", "sim_seconds")
+
+
+@pytest.mark.rtl
+def test_model_equals_verilator_in_outputs_and_every_counter(tmp_path, capsys):
+    d = _edge_image(tmp_path)
+    rng = np.random.default_rng(5)
+    x = (rng.integers(-900, 900, (4, 13)) * (rng.random((4, 13)) < 0.7)).astype(np.int16)
+    x[1] = 0                                         # no nonzero input at all
+    x[2] = rng.integers(1, 900, 13)                  # every input nonzero
+    opts = ["--fifo-depth", "2", "--ptr-queue-depth", "3"]
+    code, y_rtl, rtl = _run(tmp_path, d, x, "verilator", *opts)
+    assert code == 0, capsys.readouterr()
+    code, y_model, model = _run(tmp_path, d, x, "model", *opts)
+    assert code == 0, capsys.readouterr()
+    np.testing.assert_array_equal(y_model, y_rtl)
+    assert y_model.dtype == np.int16
+    assert rtl["simulator"] == "verilator" and model["simulator"] == "model"
+    # every counter of every sample and layer, run_cycles, bounds, efficiencies and the config
+    assert {k: v for k, v in model.items() if k not in _TIMINGS} == \
+        {k: v for k, v in rtl.items() if k not in _TIMINGS}
+    assert _shape(model) == _shape(rtl)
+    # the run exercised what it is meant to: back-pressure, and the CYCLES register's rule
+    assert any(any(l["stall"]) for s in rtl["samples"] for l in s["layers"])
+    for s in rtl["samples"]:
+        assert s["run_cycles"] == sum(l["cycles"] for l in s["layers"])
+
+
+def _fake_rtl(monkeypatch):
+    """``run_eie`` replaced by one that returns counters of the right shape without simulating:
+    the RTL path's ``--stats`` document, in seconds."""
+    import eie.sim.eie_run as eie_run
+
+    def fake(image, x, *, sim, config, **kwargs):
+        g = golden_forward(image, x)
+        c = [[{"cycles": 100 + l, "broadcasts": 1, "busy": [1] * image.n_pe,
+               "stall": [0] * image.n_pe} for l in range(len(image.layers))]
+             for _ in range(x.shape[0])]
+        return eie_run.RunResult(outputs=g.outputs, counters=c,
+                                 run_cycles=[sum(l["cycles"] for l in s) for s in c],
+                                 sim_cycles=1234, simulator=sim, build_seconds=1.5,
+                                 sim_seconds=0.25)
+
+    monkeypatch.setattr(eie_run, "run_eie", fake)
+
+
+@pytest.mark.parametrize("opts,fields,chunk", [
+    ([], {}, None),
+    (["--variant", "balanced", "--fifo-depth", "3"], {**variant("balanced").fields,
+                                                      "fifo_depth": 3}, None),
+    (["--fifo-depth", "1"], {"fifo_depth": 1}, 1),    # predicted one sample at a time
+])
+def test_model_stats_document(tmp_path, capsys, monkeypatch, opts, fields, chunk):
+    if chunk is not None:
+        import eie.app.cmd_rtl as cmd_rtl
+
+        monkeypatch.setattr(cmd_rtl, "MODEL_BATCH_ELEMENTS", chunk)
+    d = _image(tmp_path)
+    img = read_image(d)
+    rng = np.random.default_rng(8)
+    x = (rng.integers(-900, 900, (3, 14)) * (rng.random((3, 14)) < 0.6)).astype(np.int16)
+    code, y, stats = _run(tmp_path, d, x, "model", *opts)
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "the golden model's outputs" in out and "counters from the cycle model" in out
+    g = golden_forward(img, x)
+    np.testing.assert_array_equal(y, g.outputs)
+    assert y.dtype == np.int16
+    config = EIEConfig.for_image(img, **fields)
+    assert stats["config"] == config.to_json()
+    assert stats["simulator"] == "model" and stats["equal"] is True
+    assert stats["build_seconds"] == 0.0 and stats["sim_seconds"] >= 0.0
+    pred = predict_counters(img, x, fifo_depth=config.fifo_depth,
+                            ptr_queue_depth=config.ptr_queue_depth)
+    assert stats["sim_cycles"] == sum(s["run_cycles"] for s in stats["samples"])
+    for s, sample in enumerate(stats["samples"]):
+        assert sample["equal"] is True and sample["mismatches"] == 0
+        assert sample["run_cycles"] == sum(l["cycles"] for l in sample["layers"])
+        for l, layer in enumerate(sample["layers"]):
+            assert {k: layer[k] for k in ("cycles", "broadcasts", "busy", "stall")} == \
+                pred[s][l].counters()
+            assert layer["bound"] == int(g.stats[l].bound[s])
+            assert layer["efficiency"] == layer["bound"] / layer["cycles"]   # exactly
+    # the same document, key for key and list for list, as the RTL path's run_stats
+    _fake_rtl(monkeypatch)
+    code, _, rtl = _run(tmp_path, d, x, "verilator", *opts)
+    assert code == 0
+    assert rtl["simulator"] == "verilator" and rtl["sim_cycles"] == 1234
+    assert _shape(stats) == _shape(rtl)
+
+
+@pytest.mark.parametrize("extra,named", [
+    (["--load", "backdoor"], "--load"),
+    (["--load", "bus"], "--load"),
+    (["--vcd", "w.vcd"], "--vcd"),
+    (["--build-dir", "build"], "--build-dir"),
+    (["--vcd", "w.vcd", "--load", "backdoor"], "--load and --vcd"),
+])
+def test_model_refuses_rtl_only_options(tmp_path, capsys, extra, named):
+    d = _image(tmp_path)
+    np.save(tmp_path / "x.npy", np.ones((1, 14), np.int16))
+    extra = [str(tmp_path / a) if a in ("w.vcd", "build") else a for a in extra]
+    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
+                 "--raw", "--sim", "model", "--stats", str(tmp_path / "s.json"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("eie: error:")
+    assert re.search(f"{re.escape(named)} cannot be used with --sim model", err), err
+    assert not (tmp_path / "y.npy").exists() and not (tmp_path / "s.json").exists()
+    assert not (tmp_path / "w.vcd").exists() and not (tmp_path / "build").exists()
+
+
+def test_model_checks_the_design_like_the_rtl(tmp_path, capsys):
+    """Design options are checked against the image as for an RTL simulator."""
+    d = _image(tmp_path)
+    np.save(tmp_path / "x.npy", np.ones((1, 14), np.int16))
+    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
+                 "--raw", "--sim", "model", "--ptr-depth", "4"])
+    assert code == 2
+    assert re.search("pointers per PE.*--ptr-depth", capsys.readouterr().err)
+    assert not (tmp_path / "y.npy").exists()
