@@ -83,6 +83,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="activation SRAM depth per PE (checked when given)")
     p.add_argument("--bias-depth", type=int, metavar="N",
                    help="bias SRAM depth per PE (checked when given)")
+    p.add_argument("--no-balance", dest="balance", action="store_false",
+                   help="keep the plain interleave (row i on PE i %% N) instead of placing rows "
+                        "so that every PE holds about the same number of entries (the default; "
+                        "outputs come back in the model's order either way)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_compress)
 
@@ -152,7 +156,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     config = CompressConfig(
         n_pe=args.pes, density=density, prune_std=prune_std, n_centroids=args.centroids,
         init=args.init, act_frac=args.act_frac, acc_bits=args.acc_bits, ptr_depth=args.ptr_depth,
-        spmat_depth=args.spmat_depth, act_depth=args.act_depth, bias_depth=args.bias_depth)
+        spmat_depth=args.spmat_depth, act_depth=args.act_depth, bias_depth=args.bias_depth,
+        balance=args.balance)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise EieError(f"output {out} exists and is not a directory (choose another -o IMAGE_DIR)")

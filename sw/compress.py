@@ -58,7 +58,9 @@ class CompressConfig:
     ``density`` is one fraction for every layer or one per layer; ``prune_std`` the quality
     factor of the std rule; give at most one of them (neither: keep every nonzero weight).
     Depths (per PE: pointers, 64-bit sparse-matrix words, activations, bias slots) are checked
-    when given.
+    when given. ``balance`` places each layer's rows so that every PE holds about the same
+    number of entries (:mod:`eie.sw.placement`); False keeps the plain interleave
+    (``--no-balance``).
     """
 
     n_pe: int
@@ -72,6 +74,7 @@ class CompressConfig:
     spmat_depth: int | None = None
     act_depth: int | None = None
     bias_depth: int | None = None
+    balance: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_pe, (int, np.integer)) or isinstance(self.n_pe, bool) or self.n_pe < 1:
@@ -279,7 +282,8 @@ def compress_model(model: FloatModel | Sequence[FloatLayer], config: CompressCon
             progress(l + 1, n)
     image = build_image([r.quant for r in results], config.n_pe, config.act_frac, config.acc_bits,
                         ptr_depth=config.ptr_depth, spmat_depth=config.spmat_depth,
-                        act_depth=config.act_depth, bias_depth=config.bias_depth)
+                        act_depth=config.act_depth, bias_depth=config.bias_depth,
+                        balance=config.balance)
     for d, r in zip(image.layers, results):
         d.stats["compression"] = dict(r.info)
     add_storage_stats(image)

@@ -42,6 +42,7 @@ __all__ = [
     "pack_words",
     "unpack_words",
     "pe_rows",
+    "place_layer",
     "build_image",
 ]
 
@@ -305,10 +306,31 @@ def _check_depth(name: str, value) -> int | None:
     return int(value)
 
 
+def place_layer(layer: QuantLayer, in_order: np.ndarray | None,
+                order: np.ndarray | None) -> QuantLayer:
+    """``layer`` in hardware positions: input position ``q`` is model input ``in_order[q]`` and
+    output position ``p`` model row ``order[p]`` (None: the identity)."""
+    codes, bias = layer.codes, layer.bias
+    if in_order is not None:
+        codes = codes[:, in_order]
+    if order is not None:
+        codes = codes[order]
+        bias = None if bias is None else bias[order]
+    if in_order is None and order is None:
+        return layer
+    return QuantLayer(codes=codes, codebook=layer.codebook, w_frac=layer.w_frac, bias=bias,
+                      relu=layer.relu)
+
+
 def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_bits: int = 32, *,
                 ptr_depth: int | None = None, spmat_depth: int | None = None,
-                act_depth: int | None = None, bias_depth: int | None = None) -> "Image":
+                act_depth: int | None = None, bias_depth: int | None = None,
+                balance: bool = False) -> "Image":
     """Encode ``layers`` (run back to back) for ``n_pe`` PEs into one SRAM image.
+
+    ``balance``: place each layer's rows with :func:`eie.sw.placement.balanced_order` instead of
+    the interleave (the image records every layer's ``row_order``; the next layer's columns
+    follow it, and the host reads the last layer's outputs back in model order).
 
     Bases follow the contract: ``ptr_base`` is the sum of ``n_in + 1`` over earlier layers;
     ``entry_base`` (an entry index, a multiple of 8) is the first word boundary after the largest
@@ -340,7 +362,18 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
     descs: list[LayerDesc] = []
     encoded: list[list[EncodedPE]] = []
     ptr_base = entry_base = bias_base = 0
-    for l, layer in enumerate(layers):
+    in_order: np.ndarray | None = None
+    placed: list[QuantLayer] = []
+    for l, model_layer in enumerate(layers):
+        order = None
+        if balance:
+            from .placement import balanced_order
+
+            cols = model_layer.codes if in_order is None else model_layer.codes[:, in_order]
+            order = balanced_order(cols, n_pe)
+        layer = place_layer(model_layer, in_order, order)
+        placed.append(layer)
+        in_order = order
         if act_depth is not None:
             for what, n in (("inputs", layer.n_in), ("outputs", layer.n_out)):
                 per_pe = -(-n // n_pe)
@@ -370,6 +403,7 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
             n_in=layer.n_in, n_out=layer.n_out, w_frac=layer.w_frac, relu=layer.relu,
             codebook=[int(c) for c in layer.codebook], ptr_base=ptr_base, entry_base=entry_base,
             bias_base=bias_base, has_bias=layer.bias is not None,
+            row_order=None if order is None else [int(i) for i in order],
             stats=compute_layer_stats(layer.nonzeros, layer.n_in, layer.n_out,
                                       [e.n_entries for e in enc], [e.n_padding for e in enc]),
         ))
@@ -388,9 +422,9 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
             buf[desc.entry_base: desc.entry_base + enc[k].n_entries] = enc[k].entries
         spmat.append(pack_words(buf))
     bias = None
-    if any(layer.bias is not None for layer in layers):
+    if any(layer.bias is not None for layer in placed):
         bias = [np.zeros(bias_base, dtype=np.int16) for _ in range(n_pe)]
-        for desc, layer in zip(descs, layers):
+        for desc, layer in zip(descs, placed):
             if layer.bias is None:
                 continue
             for k in range(n_pe):

@@ -43,8 +43,8 @@ class LayerStats:
 
 @dataclass(eq=False)
 class GoldenResult:
-    outputs: np.ndarray             # int16 (batch, n_out of the last layer)
-    layer_outputs: list[np.ndarray] # int16 (batch, n_out) per layer
+    outputs: np.ndarray             # int16 (batch, n_out of the last layer), the model's order
+    layer_outputs: list[np.ndarray] # int16 (batch, n_out) per layer, in hardware positions
     stats: list[LayerStats]
 
 
@@ -123,7 +123,9 @@ def _layer_stats(image: Image, l: int, a: np.ndarray) -> LayerStats:
 def golden_forward(image: Image, x: np.ndarray) -> GoldenResult:
     """Run every layer of ``image`` on int16 activations ``x`` (``(batch, n_in)``, or a vector as
     a batch of 1). Weights are decoded from the image's entries, so a wrong encoding shows up
-    here. Returns outputs, each layer's outputs and each layer's work statistics."""
+    here. Returns outputs (in the model's order: a balanced image's placement undone), each
+    layer's outputs (in hardware positions, as the next layer reads them) and each layer's work
+    statistics."""
     a = check_input(x, image.n_in)
     outs: list[np.ndarray] = []
     stats: list[LayerStats] = []
@@ -133,4 +135,4 @@ def golden_forward(image: Image, x: np.ndarray) -> GoldenResult:
         y = layer_forward(_float_weights(q), q.bias, q.w_frac, q.relu, a, image.acc_bits)
         outs.append(y)
         a = y.astype(np.int64)
-    return GoldenResult(outputs=outs[-1], layer_outputs=outs, stats=stats)
+    return GoldenResult(outputs=image.to_model_order(outs[-1]), layer_outputs=outs, stats=stats)

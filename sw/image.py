@@ -42,7 +42,10 @@ __all__ = [
 ]
 
 FORMAT_NAME = "eie-image"
-FORMAT_VERSION = 1
+#: Version 2 adds a layer's ``row_order`` (balanced placement); an image without one is written
+#: as version 1, which every earlier reader takes. Both are read.
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 
 
@@ -92,6 +95,10 @@ class LayerDesc:
     bias_base: int
     has_bias: bool
     stats: dict = field(default_factory=dict)
+    #: position ``p`` (PE ``p % N``, local row ``p // N``) holds model row ``row_order[p]``; None
+    #: is the interleave (position ``p`` holds row ``p``). The next layer's input ``q`` is this
+    #: layer's output position ``q``.
+    row_order: list[int] | None = None
 
     def bias_slots(self, n_pe: int) -> int:
         """Bias slots this layer takes in every PE (``ceil(n_out / N)`` if it has bias)."""
@@ -103,6 +110,7 @@ class LayerDesc:
             "codebook": list(self.codebook), "ptr_base": self.ptr_base,
             "entry_base": self.entry_base, "bias_base": self.bias_base,
             "has_bias": self.has_bias, "stats": self.stats,
+            **({} if self.row_order is None else {"row_order": list(self.row_order)}),
         }
 
 
@@ -169,7 +177,7 @@ class Image:
         return unpack_words(words, n)
 
     def layer_bias(self, l: int) -> np.ndarray | None:
-        """Layer ``l``'s biases in output order (int16 ``(n_out,)``), or None."""
+        """Layer ``l``'s biases in position order (int16 ``(n_out,)``), or None."""
         d = self._check_index(l)
         if not d.has_bias:
             return None
@@ -181,22 +189,68 @@ class Image:
         return out
 
     def layer_codes(self, l: int) -> np.ndarray:
-        """Layer ``l``'s codes ``(n_out, n_in)`` decoded from the entries."""
+        """Layer ``l``'s codes ``(n_out, n_in)`` decoded from the entries, in hardware positions
+        (rows as the PEs hold them, columns as the previous layer's outputs lie)."""
         d = self._check_index(l)
         return decode_layer([self.layer_entries(l, k) for k in range(self.n_pe)],
                             [self.layer_pointers(l, k) for k in range(self.n_pe)],
                             d.n_in, d.n_out, self.n_pe)
 
     def quant_layer(self, l: int) -> QuantLayer:
-        """Layer ``l`` decoded back to a :class:`QuantLayer`."""
+        """Layer ``l`` decoded back to a :class:`QuantLayer`, in hardware positions (what the
+        accelerator computes; the golden model runs these)."""
         d = self._check_index(l)
         return QuantLayer(codes=self.layer_codes(l),
                           codebook=np.array(d.codebook, dtype=np.int64), w_frac=d.w_frac,
                           bias=self.layer_bias(l), relu=d.relu)
 
     def quant_layers(self) -> list[QuantLayer]:
-        """All layers decoded back to :class:`QuantLayer` objects."""
+        """All layers decoded back to :class:`QuantLayer` objects, in hardware positions."""
         return [self.quant_layer(l) for l in range(len(self.layers))]
+
+    def row_order(self, l: int) -> np.ndarray:
+        """Layer ``l``'s placement: int64 ``order`` with position ``p`` holding model row
+        ``order[p]`` (``arange(n_out)`` for the interleave)."""
+        d = self._check_index(l)
+        if d.row_order is None:
+            return np.arange(d.n_out, dtype=np.int64)
+        return np.asarray(d.row_order, dtype=np.int64)
+
+    @property
+    def balanced(self) -> bool:
+        """Whether any layer is placed other than by the interleave."""
+        return any(d.row_order is not None for d in self.layers)
+
+    def model_layer(self, l: int) -> QuantLayer:
+        """Layer ``l`` in the model's row and column order (the inverse of the placement)."""
+        q = self.quant_layer(l)
+        order = self.row_order(l)
+        in_order = self.row_order(l - 1) if l else np.arange(q.n_in, dtype=np.int64)
+        codes = np.zeros_like(q.codes)
+        codes[np.ix_(order, in_order)] = q.codes
+        bias = None
+        if q.bias is not None:
+            bias = np.zeros_like(q.bias)
+            bias[order] = q.bias
+        return QuantLayer(codes=codes, codebook=q.codebook, w_frac=q.w_frac, bias=bias,
+                          relu=q.relu)
+
+    def model_layers(self) -> list[QuantLayer]:
+        """All layers in the model's order (what :func:`golden_forward_layers` takes)."""
+        return [self.model_layer(l) for l in range(len(self.layers))]
+
+    def output_positions(self) -> np.ndarray:
+        """Where the accelerator leaves each model output: int64 ``pos`` with model output ``i``
+        at position ``pos[i]`` (PE ``pos[i] % N``, local ``pos[i] // N``) of the last layer."""
+        order = self.row_order(len(self.layers) - 1)
+        pos = np.empty_like(order)
+        pos[order] = np.arange(order.size)
+        return pos
+
+    def to_model_order(self, y: np.ndarray) -> np.ndarray:
+        """Last-layer outputs in positions (``(..., n_out)``) to the model's order."""
+        y = np.asarray(y)
+        return y[..., self.output_positions()]
 
     def validate(self) -> None:
         """Check the image against the contract; raise :class:`EieError` on the first problem."""
@@ -206,7 +260,7 @@ class Image:
         """The ``manifest.json`` content."""
         return {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if self.balanced else 1,
             "n_pe": self.n_pe,
             "act_frac": self.act_frac,
             "acc_bits": self.acc_bits,
@@ -266,6 +320,13 @@ def _validate(img: Image) -> None:
             got = getattr(d, name)
             if got != want:
                 raise EieError(f"{where}: {name} is {got!r} but the contract puts it at {want}")
+        if d.row_order is not None:
+            ro = d.row_order
+            if (not isinstance(ro, (list, tuple)) or len(ro) != d.n_out
+                    or not all(_is_int(i) for i in ro)
+                    or sorted(int(i) for i in ro) != list(range(d.n_out))):
+                raise EieError(f"{where}: row_order must be a permutation of 0..{d.n_out - 1} "
+                               f"({d.n_out} distinct row indices)")
         if d.has_bias and d.bias_base != bias_base:
             raise EieError(f"{where}: bias_base is {d.bias_base!r} but the contract puts it at "
                            f"{bias_base}")
@@ -417,9 +478,9 @@ def read_image(path: str | os.PathLike) -> Image:
     if man.get("format", FORMAT_NAME) != FORMAT_NAME:
         raise EieError(f"{MANIFEST}: format is {man.get('format')!r}, expected {FORMAT_NAME!r}")
     version = _get(man, "format_version", int, "the top level")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise EieError(f"{MANIFEST}: format_version {version} is not supported (this eie reads "
-                       f"version {FORMAT_VERSION})")
+                       f"versions {', '.join(map(str, READ_VERSIONS))})")
     n_pe = _get(man, "n_pe", int, "the top level")
     act_frac = _get(man, "act_frac", int, "the top level")
     acc_bits = _get(man, "acc_bits", int, "the top level")
@@ -438,6 +499,7 @@ def read_image(path: str | os.PathLike) -> Image:
             bias_base=_get(lj, "bias_base", int, where),
             has_bias=_get(lj, "has_bias", bool, where),
             stats=lj.get("stats", {}) if isinstance(lj.get("stats", {}), dict) else {},
+            row_order=(_get(lj, "row_order", list, where) if "row_order" in lj else None),
         ))
     if not layers:
         raise EieError(f"{MANIFEST}: the image has no layers")

@@ -30,6 +30,7 @@ def decode_image(d):
     bias_files = [d / f"pe{k}_bias.hex" for k in range(n)]
     bias = [_read_hex_file(f) if f.exists() else None for f in bias_files]
     layers = []
+    in_order = list(range(man["layers"][0]["n_in"]))
     for L in man["layers"]:
         W = [[0] * L["n_in"] for _ in range(L["n_out"])]
         for k in range(n):
@@ -49,7 +50,19 @@ def decode_image(d):
             for i in range(L["n_out"]):
                 v = bias[i % n][L["bias_base"] + i // n]
                 b.append(v - 0x10000 if v & 0x8000 else v)
-        layers.append((W, b, L["w_frac"], L["relu"]))
+        # docs/image-format.md: position p holds model row row_order[p] (no row_order: p), and
+        # input q is the previous layer's output position q
+        order = L.get("row_order", list(range(L["n_out"])))
+        Wm = [[0] * L["n_in"] for _ in range(L["n_out"])]
+        for p_, i in enumerate(order):
+            for q, j in enumerate(in_order):
+                Wm[i][j] = W[p_][q]
+        bm = None if b is None else [0] * L["n_out"]
+        if b is not None:
+            for p_, i in enumerate(order):
+                bm[i] = b[p_]
+        in_order = order
+        layers.append((Wm, bm, L["w_frac"], L["relu"]))
     return man, layers
 
 

@@ -76,7 +76,9 @@ def test_files_follow_the_contract(img, tmp_path):
     d = tmp_path / "img"
     write_image(img, d)
     man = json.loads((d / "manifest.json").read_text())
-    assert man["format_version"] == FORMAT_VERSION
+    # an interleaved image is written as version 1, which readers before row_order take
+    assert man["format_version"] == 1 and not img.balanced
+    assert all("row_order" not in L for L in man["layers"])
     assert (man["n_pe"], man["act_frac"], man["acc_bits"]) == (4, 7, 24)
     for key in ("n_in", "n_out", "w_frac", "relu", "codebook", "ptr_base", "entry_base",
                 "bias_base", "has_bias", "stats"):
@@ -342,3 +344,73 @@ def test_refuses_to_replace_a_non_image_directory(img, tmp_path):
     empty.mkdir()
     write_image(img, empty)                          # an empty directory is fine
     assert_same(img, read_image(empty))
+
+
+# ----------------------------------------------------------------------------- balanced placement
+
+def _uneven_layers(seed=3):
+    rng = np.random.default_rng(seed)
+    out = []
+    for n_out, n_in, relu in ((23, 17, True), (13, 23, True), (7, 13, False)):
+        dens = np.clip(0.3 * rng.lognormal(0, 0.9, n_out), 0, 1)
+        codes = (rng.random((n_out, n_in)) < dens[:, None]) * rng.integers(1, 16, (n_out, n_in))
+        codes[rng.integers(0, n_out)] = 0
+        out.append(QuantLayer(codes=codes.astype(np.uint8),
+                              codebook=np.concatenate([[0], rng.integers(-300, 300, 15)]),
+                              w_frac=7, bias=rng.integers(-900, 900, n_out), relu=relu))
+    return out
+
+
+def test_balanced_image_round_trip_and_model_order(tmp_path):
+    layers = _uneven_layers()
+    img = build_image(layers, n_pe=4, balance=True)
+    assert img.balanced
+    for l, d in enumerate(img.layers):
+        assert sorted(d.row_order) == list(range(d.n_out))
+    write_image(img, tmp_path / "b")
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert man["format_version"] == FORMAT_VERSION == 2
+    assert [L["row_order"] for L in man["layers"]] == [d.row_order for d in img.layers]
+    back = read_image(tmp_path / "b")
+    assert_same(img, back)
+    # the placement undone gives the layers the image was built from
+    for q, m in zip(layers, back.model_layers()):
+        np.testing.assert_array_equal(q.codes, m.codes)
+        np.testing.assert_array_equal(q.bias, m.bias)
+    # the stored rows are the model's rows at the recorded positions
+    for l, q in enumerate(layers):
+        order = np.array(img.layers[l].row_order)
+        in_order = np.array(img.layers[l - 1].row_order) if l else np.arange(q.n_in)
+        np.testing.assert_array_equal(img.layer_codes(l), q.codes[np.ix_(order, in_order)])
+
+
+def test_balance_evens_out_the_pes():
+    layers = _uneven_layers(5)
+    plain = build_image(layers, n_pe=4)
+    bal = build_image(layers, n_pe=4, balance=True)
+    for l in range(2):   # the last layer has 7 rows on 4 PEs: little to move
+        assert max(bal.layers[l].stats["entries_per_pe"]) < \
+            max(plain.layers[l].stats["entries_per_pe"])
+
+
+@pytest.mark.parametrize("bad", [[0, 0, 1], [0, 1], [0, 1, 2, 3], [0, 1, "2"], "012"])
+def test_row_order_must_be_a_permutation(tmp_path, bad):
+    img = build_image(_uneven_layers(), n_pe=4, balance=True)
+    write_image(img, tmp_path / "b")
+    mpath = tmp_path / "b" / "manifest.json"
+    man = json.loads(mpath.read_text())
+    man["layers"][2]["row_order"] = bad if not isinstance(bad, list) or len(bad) != 3 else \
+        bad + list(range(3, 7))
+    mpath.write_text(json.dumps(man))
+    with pytest.raises(EieError, match="row_order"):
+        read_image(tmp_path / "b")
+
+
+def test_version_1_image_without_row_order_still_loads(img, tmp_path):
+    write_image(img, tmp_path / "v1")
+    mpath = tmp_path / "v1" / "manifest.json"
+    man = json.loads(mpath.read_text())
+    assert man["format_version"] == 1
+    back = read_image(tmp_path / "v1")
+    assert not back.balanced
+    np.testing.assert_array_equal(back.output_positions(), np.arange(back.n_out))

@@ -1,0 +1,89 @@
+"""Balanced row placement: which output rows of a layer each PE owns.
+
+The hardware stores a layer's rows by *position*: position ``p`` lives in PE ``p % N`` at local
+row ``p // N``, and the layer's outputs land in the activation file at the same positions, where
+the next layer reads them as its inputs. The contract's plain interleave puts model row ``i`` at
+position ``i``. Trained layers are uneven (some rows hold several times the mean number of
+nonzeros), so under the interleave one PE owns more entries than the others and the rest wait
+for it.
+
+A placement is a permutation ``order`` of the rows: position ``p`` holds model row ``order[p]``.
+:func:`balanced_order` chooses one so that every PE holds about the same number of entries in
+every column (and so in total); the next layer's columns are
+permuted the same way (its input position ``q`` is model input ``order[q]``), so layers still run
+back to back with no host work, and the host reads the last layer's outputs back in model order.
+
+Per PE the row count is fixed by the positions (``ceil`` or ``floor`` of ``n_out / N``); within a
+PE, the densest rows come first (fewer long gaps in a column, so fewer padding entries).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .encode import pe_rows
+
+__all__ = ["balanced_order", "pe_loads", "invert_order", "MAX_BLOCKS"]
+
+#: The widest per-column load vector the placement keeps: wider layers group neighbouring
+#: columns (``ceil(n_in / MAX_BLOCKS)`` a block), which bounds its time on Table III-sized layers.
+MAX_BLOCKS = 1024
+
+
+def invert_order(order: np.ndarray) -> np.ndarray:
+    """``pos`` with ``pos[order[p]] = p``: the position of every model row."""
+    order = np.asarray(order, dtype=np.int64)
+    pos = np.empty_like(order)
+    pos[order] = np.arange(order.size)
+    return pos
+
+
+def pe_loads(codes: np.ndarray, order: np.ndarray | None, n_pe: int) -> np.ndarray:
+    """Nonzeros each PE holds under ``order`` (None: the interleave), int64 ``(n_pe,)``."""
+    nnz = np.count_nonzero(codes, axis=1).astype(np.int64)
+    pos = np.arange(nnz.size) if order is None else invert_order(order)
+    return np.bincount(pos % n_pe, weights=nnz, minlength=n_pe).astype(np.int64)
+
+
+def balanced_order(codes: np.ndarray, n_pe: int) -> np.ndarray:
+    """A row order for ``codes`` (``(n_out, n_in)``, 0 = zero weight) on ``n_pe`` PEs that evens
+    out the PEs' entries in every column.
+
+    What a PE costs on an input is its entries in the columns whose activation is nonzero, and
+    the input decides which those are; so each PE should hold about the same share of every
+    column. Greedy, densest row first: each row goes to the PE (among those with a free
+    position) whose entries so far overlap least with the row's, i.e. the PE minimising
+    ``loads[k] @ row``, which minimises the growth of the sum of squared per-column loads. This
+    also evens out the PEs' totals. Columns are grouped in blocks when ``n_in`` exceeds
+    :data:`MAX_BLOCKS`. Within a PE, rows go densest first (ties in model order).
+
+    Returns int64 ``order`` (``n_out``,): position ``p`` holds row ``order[p]``.
+    """
+    nz = np.asarray(codes) != 0
+    n_out, n_in = nz.shape
+    if n_pe <= 1 or n_out <= 1:
+        return np.arange(n_out, dtype=np.int64)
+    block = -(-n_in // MAX_BLOCKS)
+    nb = -(-n_in // block)
+    rows = np.pad(nz, ((0, 0), (0, nb * block - n_in))).reshape(n_out, nb, block).sum(axis=2)
+    rows = rows.astype(np.float64)
+    free = np.array([pe_rows(n_out, n_pe, k) for k in range(n_pe)], dtype=np.int64)
+    loads = np.zeros((n_pe, nb), dtype=np.float64)
+    owner = np.empty(n_out, dtype=np.int64)
+    # stable: equal rows keep model order
+    for i in np.argsort(-rows.sum(axis=1), kind="stable"):
+        score = loads @ rows[i]
+        score[free == 0] = np.inf
+        k = int(np.argmin(score))
+        owner[i] = k
+        loads[k] += rows[i]
+        free[k] -= 1
+    # within a PE, densest rows first: a column's entries then cluster at the low local rows,
+    # so fewer gaps exceed 15 rows and need padding entries
+    dens = rows.sum(axis=1)
+    order = np.empty(n_out, dtype=np.int64)
+    for k in range(n_pe):
+        mine = np.flatnonzero(owner == k)
+        mine = mine[np.argsort(-dens[mine], kind="stable")]
+        order[k + n_pe * np.arange(mine.size)] = mine
+    return order
