@@ -14,6 +14,10 @@ model's int16 outputs over all 1,000 test digits; the test digits (``--images``)
 EIE RTL (:func:`eie.sim.eie_run.run_eie`, Verilator by default), every output compared with the
 golden model; cycles per image and efficiency (the contract's bound / measured cycles) come
 from the hardware's own counters.
+The same float model is also pruned load-balance-aware (ESE: every PE's rows keep the same
+number of weights at every prune step, ``prune_and_retrain(..., balance_pes=N)``), shared and
+compressed the same way, and compared with the plain model: golden accuracy, weights kept and
+efficiency from the cycle model over all test digits (``report["eie"]["load_balance_pruning"]``).
 
 **BNN.** A binarized MLP of FINN's TFC shape (784-64-64-64-10, or SFC) trained with the
 straight-through estimator and batch norm on the same digits binarized at pixel >= 128
@@ -208,7 +212,6 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
     from ..sw.golden import golden_forward
     from ..sw.image import write_image
     from ..sw.mnist import scale_pixels, shift_pixels
-    from ..sw.model_io import FloatLayer, FloatModel
     from ..sw.train import (
         LENET_300_100, MLP, TrainConfig, accuracy, finetune_shared, prune_and_retrain,
         share_weights, train,
@@ -231,6 +234,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
               progress=lambda e, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")))
         bar.close()
         float_acc = accuracy(model, x_test, y_test)
+        float_model = model.copy()      # the ESE comparison starts from the same float model
         np.savez(tmp / "lenet_float.npz", **model.to_npz_dict())
         _say(f"EIE  float LeNet-300-100: test accuracy {float_acc:.2%} "
              f"({cfg.dense_epochs} epochs, {time.perf_counter() - t0:.1f} s)", show)
@@ -249,9 +253,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
                           "accuracy": st.accuracy_retrained, "retrained": True})
 
         masks, steps = prune_and_retrain(
-            model, x_train, y_train, cfg.densities, cfg.prune_steps,
-            TrainConfig(epochs=cfg.prune_epochs, lr=1e-3, lr_decay=0.9,
-                        weight_decay=cfg.weight_decay, seed=cfg.seed + 1, augment=shift_pixels),
+            model, x_train, y_train, cfg.densities, cfg.prune_steps, _prune_config(cfg),
             x_val=x_test, y_val=y_test, on_step=on_step)
         bar.close()
         pruned_acc = accuracy(model, x_test, y_test)
@@ -267,9 +269,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
         shared_acc_before = accuracy(shared, x_test, y_test)
         bar = _bar(cfg.share_epochs, "EIE: fine-tune centroids", show)
         books, _ = finetune_shared(
-            shared, books, codes, x_train, y_train,
-            TrainConfig(epochs=cfg.share_epochs, lr=1e-4, seed=cfg.seed + 2,
-                        augment=shift_pixels),
+            shared, books, codes, x_train, y_train, _share_config(cfg),
             progress=lambda e, loss: bar.update(1))
         bar.close()
         shared_acc = accuracy(shared, x_test, y_test)
@@ -281,10 +281,8 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
 
     # 4. fixed point and the SRAM image
     t0 = time.perf_counter()
-    fmodel = FloatModel([FloatLayer(w.astype(np.float64), b.astype(np.float64), relu=(l < 2))
-                         for l, (w, b) in enumerate(zip(shared.weights, shared.biases))],
-                        source="lenet_compressed.npz")
-    comp = compress_model(fmodel, CompressConfig(n_pe=cfg.n_pe))
+    fmodel = _float_model(shared, "lenet_compressed.npz")
+    comp = compress_model(fmodel, _compress_config(cfg))
     image = comp.image
     write_image(image, tmp / "eie_image")
     one_pe = compress_model(fmodel, CompressConfig(n_pe=1)).totals
@@ -323,6 +321,14 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
          f"{'EQUAL' if matches else 'DIFFER FROM'} the golden model"
          f"{'' if matches else f' on {mismatched} digits'}; accuracy {rtl_acc:.2%}, "
          f"{run_cycles.mean():.0f} cycles per image, efficiency {eff:.2f}", show)
+
+    # 6. load-balance-aware pruning (ESE) against plain pruning, same float model and schedule
+    t0 = time.perf_counter()
+    ese = _ese_comparison(cfg, float_model, data, xq,
+                          {"image": image, "gold": gold, "totals": totals,
+                           "pruned_accuracy": pruned_acc, "weights": shared.weights},
+                          rtl.counters[:n])
+    timings["eie_ese_comparison"] = time.perf_counter() - t0
 
     ref = _paper_reference()
     res.update({
@@ -365,9 +371,162 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
                                   for l in range(n_layers)],
         "stall_cycles_per_image": float(stall.sum(axis=(1, 2)).mean()),
         "us_per_image_at_800mhz": float(run_cycles.mean() / 800.0),
+        "load_balance_pruning": ese,
     })
     plots = {"pruned": pruned_weights, "shared": shared_weights, "books": books}
     return res, plots
+
+
+def _prune_config(cfg: DemoConfig):
+    """Retraining after each prune step (the plain and the load-balance-aware path alike)."""
+    from ..sw.mnist import shift_pixels
+    from ..sw.train import TrainConfig
+
+    return TrainConfig(epochs=cfg.prune_epochs, lr=1e-3, lr_decay=0.9,
+                       weight_decay=cfg.weight_decay, seed=cfg.seed + 1, augment=shift_pixels)
+
+
+def _share_config(cfg: DemoConfig):
+    """Centroid fine-tuning after weight sharing."""
+    from ..sw.mnist import shift_pixels
+    from ..sw.train import TrainConfig
+
+    return TrainConfig(epochs=cfg.share_epochs, lr=1e-4, seed=cfg.seed + 2, augment=shift_pixels)
+
+
+def _compress_config(cfg: DemoConfig):
+    """How the demo compresses a trained LeNet-300-100 (the same for every model it compares)."""
+    from ..sw.compress import CompressConfig
+
+    return CompressConfig(n_pe=cfg.n_pe)
+
+
+def _float_model(mlp, source: str):
+    """An :class:`eie.sw.train.MLP` as the model ``compress_model`` takes (float64, ReLU on
+    every layer but the last)."""
+    from ..sw.model_io import FloatLayer, FloatModel
+
+    last = len(mlp.weights) - 1
+    return FloatModel([FloatLayer(w.astype(np.float64), b.astype(np.float64), relu=(l < last))
+                       for l, (w, b) in enumerate(zip(mlp.weights, mlp.biases))], source=source)
+
+
+#: FIFO depth of the cycle-model figures of the ESE comparison (the demo's RTL design's depth).
+ESE_FIFO_DEPTH = 8
+
+
+def _model_efficiency(image, xq: np.ndarray, gold) -> tuple[dict[str, Any], list]:
+    """Efficiency of ``image`` on ``xq`` from the cycle model: sum of the golden model's bounds
+    over sum of the predicted cycles, over every digit and layer (and per layer)."""
+    from ..sw.cycle_model import predict_counters
+
+    n_layers = len(image.layers)
+    inputs = [xq] + [np.asarray(o) for o in gold.layer_outputs[:-1]]
+    pred = predict_counters(image, xq, fifo_depth=ESE_FIFO_DEPTH, layer_inputs=inputs)
+    cycles = np.array([[p[l].cycles for l in range(n_layers)] for p in pred], dtype=np.int64)
+    bounds = np.stack([np.asarray(gold.stats[l].bound, dtype=np.int64)
+                       for l in range(n_layers)], axis=1)
+    entries = [np.asarray(gold.stats[l].entries_per_pe, dtype=np.float64) for l in range(n_layers)]
+    return {
+        "efficiency": float(bounds.sum() / max(int(cycles.sum()), 1)),
+        "efficiency_per_layer": [float(v) for v in
+                                 bounds.sum(axis=0) / np.maximum(cycles.sum(axis=0), 1)],
+        "cycles_per_image": float(cycles.sum(axis=1).mean()),
+        "bound_per_image": [float(v) for v in bounds.mean(axis=0)],
+        # largest PE's sparse-matrix entries (padding included) over the mean, as stored
+        "entries_imbalance_per_layer": [float(e.max() / e.mean()) if e.sum() else 1.0
+                                        for e in entries],
+    }, pred
+
+
+def _kept_imbalance(weights: list[np.ndarray], n_pe: int) -> list[float]:
+    """Per layer: the most kept weights of a PE's rows (row ``i`` on PE ``i % n_pe``) over the
+    mean of all PEs (1.0 = perfectly even)."""
+    out = []
+    for w in weights:
+        per_pe = np.array([np.count_nonzero(w[k::n_pe]) for k in range(n_pe)], dtype=np.float64)
+        out.append(float(per_pe.max() / per_pe.mean()) if per_pe.sum() else 1.0)
+    return out
+
+
+def _ese_comparison(cfg: DemoConfig, float_model, data, xq: np.ndarray,
+                    plain: dict[str, Any], rtl_counters: list) -> dict[str, Any]:
+    """ESE's load-balance-aware pruning (Han et al., FPGA 2017) against the demo's plain pruning.
+
+    From the same trained float model, the same prune-and-retrain schedule with every step
+    pruning each PE's rows to the same count (:func:`eie.sw.prune.prune_balanced`), then the
+    same weight sharing, fine-tuning and compression as the main model. Both are scored at the
+    same stage: the golden model's accuracy over all test digits (int16, after sharing and fixed
+    point), weights kept, and efficiency at ``cfg.n_pe`` PEs from the cycle model over all test
+    digits. ``plain`` holds the main model's ``image``, ``gold``, ``totals``, ``pruned_accuracy``
+    and shared ``weights``; ``rtl_counters`` the RTL's counters of the digits it ran, against
+    which the cycle model is confirmed."""
+    from ..sw.compress import compress_model
+    from ..sw.golden import golden_forward
+    from ..sw.mnist import scale_pixels
+    from ..sw.train import accuracy, finetune_shared, prune_and_retrain, share_weights
+
+    show = cfg.progress
+    x_train, y_train = scale_pixels(data.x_train), data.y_train
+    x_test, y_test = scale_pixels(data.x_test), data.y_test
+    model = float_model.copy()
+    with _blas_single_thread():
+        bar = _bar(cfg.prune_steps * cfg.prune_epochs + cfg.share_epochs,
+                   "EIE: load-balance-aware prune + retrain, share", show)
+        prune_and_retrain(model, x_train, y_train, cfg.densities, cfg.prune_steps,
+                          _prune_config(cfg), balance_pes=cfg.n_pe,
+                          on_step=lambda st: bar.update(cfg.prune_epochs))
+        pruned_acc = accuracy(model, x_test, y_test)
+        books, codes = share_weights(model)
+        model.weights = [b[c] for b, c in zip(books, codes)]
+        finetune_shared(model, books, codes, x_train, y_train, _share_config(cfg),
+                        progress=lambda e, loss: bar.update(1))
+        bar.close()
+    comp = compress_model(_float_model(model, "ESE"), _compress_config(cfg))
+    gold = golden_forward(comp.image, xq)
+
+    def side(image, g, totals, pruned_accuracy, weights):
+        eff, pred = _model_efficiency(image, xq, g)
+        return {
+            "pruned_accuracy": float(pruned_accuracy),
+            "compressed_accuracy": float(np.mean(np.argmax(g.outputs, axis=1) == y_test)),
+            "weights_kept": float(totals["density"]),
+            "nonzeros": int(totals["nonzeros"]),
+            "kept_imbalance_per_layer": _kept_imbalance(weights, cfg.n_pe),
+            **eff,
+        }, pred
+
+    p, pred = side(plain["image"], plain["gold"], plain["totals"], plain["pruned_accuracy"],
+                   plain["weights"])
+    b, _ = side(comp.image, gold, comp.totals, pruned_acc, model.weights)
+    # the cycle model against the RTL's own counters on the digits the RTL ran (plain image)
+    keys = ("cycles", "broadcasts", "busy", "stall")
+    model_equals_rtl = bool(rtl_counters) and all(
+        [int(v) for v in np.atleast_1d(pred[s][l].counters()[k])]
+        == [int(v) for v in np.atleast_1d(c[l][k])]
+        for s, c in enumerate(rtl_counters) for l in range(len(c)) for k in keys)
+    res = {
+        "method": "ESE load-balance-aware pruning (Han et al., FPGA 2017): every prune step "
+                  "keeps the same number of weights in each PE's rows (row i on PE i % N)",
+        "n_pe": cfg.n_pe,
+        "fifo_depth": ESE_FIFO_DEPTH,
+        "images": int(xq.shape[0]),
+        "efficiency_source": "cycle model (eie.sw.cycle_model.predict_counters); bound from "
+                             "the golden model; sum of bounds / sum of cycles",
+        "plain": p,
+        "balanced": b,
+        "accuracy_difference_points": 100.0 * (b["compressed_accuracy"]
+                                               - p["compressed_accuracy"]),
+        "efficiency_ratio": b["efficiency"] / p["efficiency"] if p["efficiency"] else None,
+        "cycle_model_equals_rtl": bool(model_equals_rtl),
+        "cycle_model_checked_images": len(rtl_counters),
+    }
+    _say(f"EIE  load-balance-aware pruning (ESE) at {cfg.n_pe} PEs: golden accuracy "
+         f"{b['compressed_accuracy']:.2%} (plain {p['compressed_accuracy']:.2%}), "
+         f"{b['weights_kept']:.2%} kept (plain {p['weights_kept']:.2%}), efficiency "
+         f"{b['efficiency']:.2f} (plain {p['efficiency']:.2f}; cycle model, "
+         f"{xq.shape[0]} digits)", show)
+    return res
 
 
 def _run_eie_rtl(cfg: DemoConfig, image, x: np.ndarray, tmp: Path):
@@ -646,6 +805,18 @@ def format_summary(report: dict[str, Any]) -> str:
          f"{e['us_per_image_at_800mhz']:.2f} us at 800 MHz"),
         ("EIE efficiency (bound / cycles)", f"{e['efficiency']:.2f}",
          "per layer " + ", ".join(f"{v:.2f}" for v in e["efficiency_per_layer"])),
+    ]
+    lb = e.get("load_balance_pruning")
+    if lb:
+        bal, pl = lb["balanced"], lb["plain"]
+        rows.append(
+            ("EIE load-balance-aware pruning (ESE)",
+             f"{bal['compressed_accuracy']:.2%} / {bal['weights_kept']:.2%} / "
+             f"{bal['efficiency']:.2f}",
+             f"plain {pl['compressed_accuracy']:.2%} / {pl['weights_kept']:.2%} / "
+             f"{pl['efficiency']:.2f}: golden acc / kept / efficiency (cycle model, "
+             f"{lb['images']} digits)"))
+    rows += [
         (f"BNN float accuracy ({b['network']})", f"{b['float_accuracy']:.2%}",
          "binarized inputs, pixel >= 128"),
         (f"BNN RTL ({b['rtl_simulator']}) == golden",
@@ -713,7 +884,30 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
            f"RTL: {e['rtl_images']} test digits on {e['rtl_simulator']}, "
            f"{e['cycles_per_image']:.0f} cycles per image ({e['us_per_image_at_800mhz']:.2f} us "
            f"at EIE's 800 MHz), efficiency {e['efficiency']:.2f}, "
-           f"{e['stall_cycles_per_image']:.1f} FIFO-full stall cycles per image (all PEs).", "",
+           f"{e['stall_cycles_per_image']:.1f} FIFO-full stall cycles per image (all PEs).", ""]
+    lb = e.get("load_balance_pruning")
+    if lb:
+        md += [f"## EIE: load-balance-aware pruning (ESE) against plain pruning, {lb['n_pe']} PEs",
+               "", "The same float model, prune-and-retrain schedule, weight sharing, fine-tuning "
+               "and compression; ESE prunes each PE's rows (row i on PE i % N) to the same count "
+               "at every step. Accuracy: the golden model (int16) over all test digits; "
+               f"efficiency: the cycle model (FIFO depth {lb['fifo_depth']}) over "
+               f"{lb['images']} digits, sum of bounds / sum of cycles.", "",
+               "| pruning | golden accuracy | pruned + retrained (float) | weights kept | "
+               "kept per PE, max / mean | entries per PE, max / mean | cycles/image | "
+               "efficiency | per layer |", "|---|---|---|---|---|---|---|---|---|"]
+        for name, d in (("plain (one threshold a layer)", lb["plain"]),
+                        ("load-balance-aware (ESE)", lb["balanced"])):
+            md.append(f"| {name} | {d['compressed_accuracy']:.2%} | {d['pruned_accuracy']:.2%} | "
+                      f"{d['weights_kept']:.2%} | "
+                      + ", ".join(f"{v:.2f}" for v in d["kept_imbalance_per_layer"]) + " | "
+                      + ", ".join(f"{v:.2f}" for v in d["entries_imbalance_per_layer"])
+                      + f" | {d['cycles_per_image']:.0f} | {d['efficiency']:.2f} | "
+                      + ", ".join(f"{v:.2f}" for v in d["efficiency_per_layer"]) + " |")
+        md += ["", "The cycle model equals the RTL's counters on the "
+               f"{lb['cycle_model_checked_images']} digits the RTL ran (plain model): "
+               f"{lb['cycle_model_equals_rtl']}.", ""]
+    md += [
            f"## BNN: {b['network']} {'-'.join(map(str, b['shape']))}", "",
            f"Float model {b['float_accuracy']:.2%}, golden model {b['golden_accuracy']:.2%} "
            f"(equal to the float model on every test digit: {b['golden_equals_float']}); "

@@ -17,6 +17,13 @@ training keeps the pruned weights at zero with :func:`apply_mask` after every up
 
 Memory: the threshold search copies ``|W|`` once (one dense float32/float64 matrix) and keeps a
 band of candidate magnitudes; the mask is one byte a weight.
+
+**Load-balance-aware pruning** (:func:`prune_balanced`; ESE, Han et al., FPGA 2017): EIE gives
+output row ``i`` to PE ``i % N``, so a PE's work is the weights kept in its rows. Plain pruning
+can leave one PE with many more than another, and the busiest PE sets the pace. ESE prunes each
+PE's sub-matrix (rows ``k, k + N, k + 2N, ...``) on its own, to the same count: the layer's
+``round(D * size)`` weights are shared out as evenly as possible, and each PE keeps its largest
+ones.
 """
 
 from __future__ import annotations
@@ -33,8 +40,11 @@ __all__ = [
     "std_threshold",
     "prune",
     "prune_to_density",
+    "prune_balanced",
+    "balanced_counts",
     "apply_mask",
     "check_density",
+    "check_n_pe",
 ]
 
 #: Rows processed at once by the chunked statistics (bounded temporary memory).
@@ -209,3 +219,102 @@ def prune_to_density(
     layer (see :func:`prune`)."""
     r = prune(weights, density=density, mask=mask)
     return r.threshold, r.mask
+
+
+def check_n_pe(n_pe) -> int:
+    """Return ``n_pe`` as an int, or raise :class:`EieError` unless it is an integer >= 1."""
+    if isinstance(n_pe, (bool, np.bool_)) or not isinstance(n_pe, (int, np.integer)) or n_pe < 1:
+        raise EieError(f"number of PEs {n_pe!r} must be an integer >= 1 (the PEs a layer's rows "
+                       "are interleaved over)")
+    return int(n_pe)
+
+
+def balanced_counts(capacity: np.ndarray, total: int) -> np.ndarray:
+    """Share ``total`` kept weights out over PEs as evenly as their ``capacity`` allows.
+
+    ``capacity[k]`` is what PE ``k`` can keep at most (its candidate weights). Water-filling: every
+    PE gets ``min(capacity[k], L)`` for the largest level ``L`` that fits in ``total``; the
+    remainder (fewer than the PEs with room left) adds one weight each to the PEs with room left,
+    lowest index first. So PEs that are not capacity-bound differ by at most one, the lower
+    indices holding the extra ones, and the counts add up to ``min(total, capacity.sum())``.
+    """
+    cap = np.asarray(capacity, dtype=np.int64)
+    total = int(min(max(int(total), 0), int(cap.sum())))
+    lo, hi = 0, int(cap.max()) if cap.size else 0
+    while lo < hi:  # the largest L with sum(min(cap, L)) <= total
+        mid = (lo + hi + 1) // 2
+        if int(np.minimum(cap, mid).sum()) <= total:
+            lo = mid
+        else:
+            hi = mid - 1
+    counts = np.minimum(cap, lo)
+    rest = total - int(counts.sum())
+    if rest:
+        room = np.flatnonzero(cap > lo)  # each of these can take one more (rest < room.size)
+        counts[room[:rest]] += 1
+    return counts
+
+
+def prune_balanced(
+    weights: np.ndarray, density: float, n_pe: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load-balance-aware pruning (ESE): every PE keeps the same number of weights.
+
+    Row ``i`` of ``weights`` ``(n_out, n_in)`` belongs to PE ``i % n_pe``. The layer keeps
+    ``k = round(density * size)`` weights in all (at least 1), as :func:`prune_to_density` aims
+    to; :func:`balanced_counts` shares them out over the PEs (``k // n_pe`` each, one more for
+    the lowest ``k % n_pe`` PEs; a PE with fewer candidates than its share keeps all of them and
+    the others share the rest), and each PE keeps its largest-magnitude weights. Ties at a PE's
+    threshold are broken by position (row-major order), so the counts are exact. A zero weight
+    is never kept, and with ``mask`` (an earlier step's) a pruned weight stays pruned.
+
+    Returns ``(pruned weights, mask)``: fresh arrays, ``weights * mask`` and the bool mask;
+    ``weights`` is not modified.
+
+    Speed: one ``|W|`` copy; each PE's magnitudes are gathered once (one pass in all) and its
+    threshold found by partitioning them (:func:`_kth_largest`, the sampled band for a large
+    PE); then one comparison pass makes the mask. About 0.1-0.2 s for 4096 x 4096 on 16-300 PEs.
+    """
+    w = _check_weights(weights)
+    d = check_density(density)
+    n = check_n_pe(n_pe)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != w.shape:
+            raise EieError(f"mask has shape {mask.shape} but the weights have shape {w.shape}")
+    n_out = w.shape[0]
+    if w.size == 0:
+        return w.copy(), np.zeros(w.shape, dtype=bool)
+    absw = np.abs(w)                 # candidates: absw > 0 (pruned weights zeroed here)
+    if not np.isfinite(absw.max()):
+        raise EieError("weights contain NaN or infinite values; nothing to prune by magnitude")
+    if mask is not None:
+        absw *= mask
+    k_total = max(1, int(round(d * w.size)))
+    pe_of_row = np.arange(n_out) % n
+    cap = np.bincount(pe_of_row, weights=np.count_nonzero(absw, axis=1),
+                      minlength=n).astype(np.int64)
+    counts = balanced_counts(cap, k_total)
+
+    # PE k keeps |w| >= thr[k]: inf keeps nothing, the smallest positive value every candidate
+    dt = absw.dtype
+    thr = np.full(n, np.inf, dtype=dt)
+    tied = []
+    for k in np.flatnonzero(counts):
+        c = int(counts[k])
+        if c == cap[k]:
+            thr[k] = np.nextafter(dt.type(0), dt.type(1))
+            continue
+        vals = absw[k::n].reshape(-1)    # a copy unless the PE has one row
+        t, _ = _kth_largest(vals, c, may_reorder=not np.may_share_memory(vals, absw))
+        thr[k] = t                       # > 0: c <= the PE's candidates
+        if np.count_nonzero(vals >= t) > c:
+            tied.append(k)
+    keep = absw >= thr[pe_of_row][:, None]
+    for k in tied:  # more weights equal the threshold than the count leaves room for
+        sub = absw[k::n]
+        at = sub == thr[k]
+        need = int(counts[k]) - int(np.count_nonzero(sub > thr[k]))
+        drop = at & (np.cumsum(at.reshape(-1)).reshape(at.shape) > need)
+        keep[k::n] &= ~drop
+    return w * keep, keep

@@ -11,6 +11,8 @@ result): minibatch Adam on softmax cross-entropy, He initialisation, decoupled w
 - :func:`prune_and_retrain` is the iterative loop: prune by magnitude to a density that falls
   step by step to the target of each layer (masks from :mod:`eie.sw.prune`), retrain with the
   masks fixed after every step.
+  With ``balance_pes=N`` every step prunes load-balance-aware (ESE): each of the N PEs' rows
+  (``i % N``) keeps the same number of weights (:func:`eie.sw.prune.prune_balanced`).
 - :func:`finetune_shared` retrains a weight-shared network: weights are ``codebook[code]``, the
   codes stay fixed, and every centroid moves by the sum of the gradients of its cluster
   (Deep Compression, section 3.1), through :mod:`eie.sw.share`'s fine-tuning API. Biases keep
@@ -283,7 +285,8 @@ class PruneStep:
 def prune_and_retrain(model: MLP, x: np.ndarray, y: np.ndarray,
                       densities: Sequence[float], steps: int, config: TrainConfig,
                       x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-                      on_step: Callable[[PruneStep], None] | None = None
+                      on_step: Callable[[PruneStep], None] | None = None,
+                      balance_pes: int | None = None
                       ) -> tuple[list[np.ndarray], list[PruneStep]]:
     """Deep Compression's iterative pruning: ``steps`` times, prune every layer by magnitude to
     the next density of its schedule (ending at ``densities[l]``), then retrain ``config.epochs``
@@ -291,11 +294,18 @@ def prune_and_retrain(model: MLP, x: np.ndarray, y: np.ndarray,
 
     Pruning at a step acts on the retrained weights of the step before and never revives a
     weight: a weight pruned once stays pruned.
+
+    ``balance_pes`` (the PE count of the EIE that will run the model): prune load-balance-aware
+    (ESE, :func:`eie.sw.prune.prune_balanced`) instead of by one threshold per layer: at every
+    step, each PE's rows (row ``i`` belongs to PE ``i % balance_pes``) keep the same number of
+    weights (one more for the lowest PEs when the count does not divide), each PE its largest.
     """
-    from .prune import prune_to_density
+    from .prune import check_n_pe, prune_balanced, prune_to_density
 
     if len(densities) != len(model.weights):
         raise EieError(f"{len(densities)} densities for {len(model.weights)} layers")
+    if balance_pes is not None:
+        balance_pes = check_n_pe(balance_pes)
     schedules = [density_schedule(float(d), steps) for d in densities]
     masks: list[np.ndarray] = [np.ones_like(w, dtype=bool) for w in model.weights]
     history: list[PruneStep] = []
@@ -303,7 +313,10 @@ def prune_and_retrain(model: MLP, x: np.ndarray, y: np.ndarray,
         step_d = tuple(sched[s] for sched in schedules)
         for l, d in enumerate(step_d):
             # the density counts the whole layer; the previous mask keeps pruned weights pruned
-            _, mask = prune_to_density(model.weights[l], d, mask=masks[l])
+            if balance_pes is None:
+                _, mask = prune_to_density(model.weights[l], d, mask=masks[l])
+            else:
+                _, mask = prune_balanced(model.weights[l], d, balance_pes, mask=masks[l])
             masks[l] = np.asarray(mask, dtype=bool)
             model.weights[l] *= masks[l]
         acc_pruned = accuracy(model, x_val, y_val) if x_val is not None else float("nan")

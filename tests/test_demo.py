@@ -111,6 +111,48 @@ def test_weights_kept_and_compression(demo):
     assert e["compression_ratio_huffman"] >= e["compression_ratio"] > 1
 
 
+def test_load_balance_pruning_comparison(demo):
+    """ESE's load-balance-aware pruning against plain pruning: the new report keys, sane, and
+    the plain side recomputed from the written image with the cycle model."""
+    from eie.sw.cycle_model import predict_counters
+    from eie.sw.golden import golden_forward
+    from eie.sw.image import read_image
+
+    out, report = demo
+    on_disk = json.loads((out / "report.json").read_text())
+    e = on_disk["eie"]
+    lb = e["load_balance_pruning"]
+    assert lb["n_pe"] == e["n_pe"] == 16 and lb["images"] == 1000 and lb["fifo_depth"] == 8
+    for side in ("plain", "balanced"):
+        d = lb[side]
+        assert 0.0 <= d["compressed_accuracy"] <= 1.0 and 0.0 <= d["pruned_accuracy"] <= 1.0
+        assert 0.0 < d["weights_kept"] <= 0.10
+        assert 0.0 < d["efficiency"] <= 1.0 and len(d["efficiency_per_layer"]) == 3
+        assert all(0.0 < v <= 1.0 for v in d["efficiency_per_layer"])
+        assert d["cycles_per_image"] > 0 and len(d["kept_imbalance_per_layer"]) == 3
+    # the plain side is the demo's main model
+    assert lb["plain"]["compressed_accuracy"] == e["compressed_accuracy"]
+    assert lb["plain"]["weights_kept"] == e["weights_kept"]
+    # both keep the same number of weights; ESE spreads layer 0 (300 rows) evenly over 16 PEs
+    assert lb["balanced"]["weights_kept"] == pytest.approx(e["weights_kept"], abs=1e-3)
+    bal_imb, plain_imb = (lb[k]["kept_imbalance_per_layer"] for k in ("balanced", "plain"))
+    assert bal_imb[0] == pytest.approx(1.0, abs=1e-3) and bal_imb[0] <= plain_imb[0]
+    assert lb["accuracy_difference_points"] == pytest.approx(
+        100 * (lb["balanced"]["compressed_accuracy"] - lb["plain"]["compressed_accuracy"]))
+    # the cycle model reproduces the RTL's counters on the digits the RTL ran
+    assert lb["cycle_model_equals_rtl"] is True and lb["cycle_model_checked_images"] == N_IMAGES
+    # plain efficiency recomputed from the written image and inputs
+    image = read_image(out / "eie_image")
+    x = np.load(out / "x_test_int16.npy")
+    gold = golden_forward(image, x)
+    pred = predict_counters(image, x, fifo_depth=8)
+    cycles = sum(p.cycles for s in pred for p in s)
+    bound = sum(int(np.sum(gold.stats[l].bound)) for l in range(3))
+    assert lb["plain"]["efficiency"] == pytest.approx(bound / cycles)
+    summary = (out / "report.md").read_text()
+    assert "EIE load-balance-aware pruning (ESE)" in summary
+
+
 def test_eie_compress_command_rebuilds_the_image(demo, tmp_path):
     """docs/demo.md's worked example: `eie compress` on the saved model gives the same image."""
     out, _ = demo

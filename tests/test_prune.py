@@ -5,7 +5,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from eie.common.errors import EieError
-from eie.sw.prune import apply_mask, magnitude_threshold, prune, prune_to_density, std_threshold
+from eie.sw.prune import (
+    apply_mask, balanced_counts, magnitude_threshold, prune, prune_balanced, prune_to_density,
+    std_threshold,
+)
 
 
 def _rand(shape, seed=0):
@@ -109,3 +112,225 @@ def test_property_threshold_is_kth_magnitude(n_out, n_in, density, seed):
         assert r.threshold == mags[k - 1]
     assert r.kept == np.count_nonzero((np.abs(w) >= r.threshold) & (w != 0))
     assert r.kept >= min(k, nz)
+
+
+# ----------------------------------------------------------------------------- load-balance-aware
+# (ESE) pruning: row i belongs to PE i % N, every PE keeps the same number of weights
+
+
+def _reference_balanced(w, density, n_pe, mask=None):
+    """Plain per-PE reference, written independently of the library: shares handed out one by
+    one round-robin (PE 0 first) to the PEs that still have candidates, then per PE an argsort by
+    magnitude (largest first, earlier row-major position first among equals)."""
+    w = np.asarray(w)
+    cand = w != 0
+    if mask is not None:
+        cand &= mask
+    k = max(1, round(density * w.size))
+    caps = [int(cand[p::n_pe].sum()) for p in range(n_pe)]
+    counts = [0] * n_pe
+    left = min(k, sum(caps))
+    while left:
+        for p in range(n_pe):
+            if left and counts[p] < caps[p]:
+                counts[p] += 1
+                left -= 1
+    keep = np.zeros(w.shape, dtype=bool)
+    for p in range(n_pe):
+        rows = np.arange(p, w.shape[0], n_pe)
+        if rows.size == 0:
+            continue
+        mags = np.abs(w[rows]).ravel()
+        ok = cand[rows].ravel()
+        pos = np.arange(mags.size)
+        order = np.lexsort((pos, -mags))          # magnitude descending, then position
+        order = order[ok[order]][:counts[p]]
+        sub = np.zeros(mags.size, dtype=bool)
+        sub[order] = True
+        keep[rows] = sub.reshape(rows.size, w.shape[1])
+    return keep, counts
+
+
+def _pe_counts(mask, n_pe):
+    return [int(mask[p::n_pe].sum()) for p in range(n_pe)]
+
+
+@pytest.mark.parametrize("n_pe", [1, 4, 16, 64])
+@pytest.mark.parametrize("density", [0.01, 0.04, 0.1, 0.5, 0.75])
+def test_balanced_equal_counts_and_remainder(n_pe, density):
+    # 300 rows: with 16 or 64 PEs the rows do not divide (PEs with fewer rows have less room;
+    # up to 0.75 every PE has room for its share: see test_balanced_respects_mask_and_capacity)
+    w = _rand((300, 200), seed=4)
+    pruned, mask = prune_balanced(w, density, n_pe)
+    k = max(1, round(density * w.size))
+    base, rem = divmod(k, n_pe)
+    # exact: the first k % N PEs hold one more, the others the base count
+    assert _pe_counts(mask, n_pe) == [base + (p < rem) for p in range(n_pe)]
+    assert int(mask.sum()) == k
+    np.testing.assert_array_equal(pruned, w * mask)
+    assert pruned.dtype == w.dtype and mask.dtype == bool
+
+
+@pytest.mark.parametrize("shape,n_pe", [((300, 200), 16), ((37, 11), 5), ((10, 100), 16),
+                                        ((1, 50), 3), ((64, 64), 64), ((50, 40), 1)])
+@pytest.mark.parametrize("density", [0.03, 0.26, 0.9])
+def test_balanced_keeps_largest_per_pe(shape, n_pe, density):
+    w = _rand(shape, seed=7)
+    _, mask = prune_balanced(w, density, n_pe)
+    ref, counts = _reference_balanced(w, density, n_pe)
+    np.testing.assert_array_equal(mask, ref)
+    assert _pe_counts(mask, n_pe) == counts
+    # per PE: every kept magnitude >= every dropped one
+    for p in range(n_pe):
+        m, a = mask[p::n_pe], np.abs(w[p::n_pe])
+        if m.any() and (~m).any():
+            assert a[m].min() >= a[~m].max()
+
+
+def test_balanced_more_pes_than_rows():
+    # LeNet's last layer on 16 PEs: 10 rows, PEs 10..15 have nothing; the 10 others share
+    w = _rand((10, 100), seed=1)
+    _, mask = prune_balanced(w, 0.26, 16)
+    assert _pe_counts(mask, 16) == [26] * 10 + [0] * 6
+
+
+def test_balanced_one_pe_is_plain_pruning():
+    w = _rand((120, 90), seed=2)        # continuous values: no ties
+    for d in (0.05, 0.3):
+        _, plain = prune_to_density(w, d)
+        _, bal = prune_balanced(w, d, 1)
+        np.testing.assert_array_equal(bal, plain)
+
+
+def test_balanced_evens_out_a_skewed_layer():
+    # PE 0's rows hold much larger weights: plain pruning gives PE 0 most of the kept weights
+    w = _rand((64, 128), seed=3)
+    w[0::4] *= 5.0
+    _, plain = prune_to_density(w, 0.1)
+    _, bal = prune_balanced(w, 0.1, 4)
+    assert max(_pe_counts(plain, 4)) > 2 * min(_pe_counts(plain, 4))
+    k = round(0.1 * w.size)
+    assert _pe_counts(bal, 4) == [k // 4 + (p < k % 4) for p in range(4)]
+
+
+def test_balanced_respects_mask_and_capacity():
+    w = _rand((40, 30), seed=5)
+    rng = np.random.default_rng(0)
+    old = rng.random(w.shape) < 0.6
+    old[2::4] = False                   # PE 2 (of 4) keeps only three weights
+    old[2, :3] = True
+    w = apply_mask(w, old)
+    pruned, mask = prune_balanced(w, 0.2, 4, mask=old)
+    assert not np.any(mask & ~old)      # a pruned weight stays pruned
+    assert np.all(pruned[~old] == 0)
+    ref, counts = _reference_balanced(w, 0.2, 4, mask=old)
+    np.testing.assert_array_equal(mask, ref)
+    k = round(0.2 * w.size)             # 240: PE 2 keeps its 3, the others share 237
+    assert _pe_counts(mask, 4) == [79, 79, 3, 79] == counts
+    # the mask also excludes weights that are nonzero but were pruned before
+    w2 = _rand((40, 30), seed=6)        # dense weights, old mask still applies
+    _, m2 = prune_balanced(w2, 0.2, 4, mask=old)
+    assert not np.any(m2 & ~old)
+    np.testing.assert_array_equal(m2, _reference_balanced(w2, 0.2, 4, mask=old)[0])
+    # asking for more than the mask holds keeps exactly what the mask kept (zeros excluded)
+    _, m3 = prune_balanced(w, 1.0, 4, mask=old)
+    np.testing.assert_array_equal(m3, old & (w != 0))
+    # iterative pruning shrinks the mask monotonically and stays balanced
+    m = None
+    for d in (0.5, 0.25, 0.1):
+        _, m_new = prune_balanced(w2, d, 4, mask=m)
+        if m is not None:
+            assert not np.any(m_new & ~m)
+        k = round(d * w2.size)
+        assert _pe_counts(m_new, 4) == [k // 4 + (p < k % 4) for p in range(4)]
+        m = m_new
+
+
+def test_balanced_ties_and_zeros():
+    w = np.ones((8, 5))
+    w[1, 0] = 0.0                       # a zero is never kept, even at density 1
+    _, mask = prune_balanced(w, 0.25, 2)    # k = 10: 5 per PE, ties broken by position
+    assert _pe_counts(mask, 2) == [5, 5]
+    assert mask[0].all() and mask[1, 1:].all() and mask[3, 0]
+    assert not mask[1, 0] and mask.sum() == 10
+    np.testing.assert_array_equal(mask, _reference_balanced(w, 0.25, 2)[0])
+    _, full = prune_balanced(w, 1.0, 3)
+    np.testing.assert_array_equal(full, w != 0)
+    # an all-zero layer keeps nothing
+    _, none = prune_balanced(np.zeros((4, 4)), 0.5, 2)
+    assert not none.any()
+
+
+def test_balanced_does_not_modify_input():
+    w = _rand((30, 20), seed=8)
+    before = w.copy()
+    old = np.ones(w.shape, bool)
+    pruned, mask = prune_balanced(w, 0.3, 4, mask=old)
+    np.testing.assert_array_equal(w, before)
+    assert old.all() and pruned is not w
+
+
+def test_balanced_counts():
+    assert balanced_counts(np.array([100] * 4), 10).tolist() == [3, 3, 2, 2]
+    assert balanced_counts(np.array([1, 100, 0, 100]), 10).tolist() == [1, 5, 0, 4]
+    assert balanced_counts(np.array([2, 2]), 10).tolist() == [2, 2]
+    assert balanced_counts(np.array([5, 5, 5]), 0).tolist() == [0, 0, 0]
+
+
+def test_balanced_large_matrix_is_fast():
+    import time
+
+    w = _rand((4096, 4096), seed=9)
+    t0 = time.perf_counter()
+    pruned, mask = prune_balanced(w, 0.04, 64)
+    took = time.perf_counter() - t0
+    k = round(0.04 * w.size)
+    assert _pe_counts(mask, 64) == [k // 64 + (p < k % 64) for p in range(64)]
+    for p in range(0, 64, 9):
+        a, m = np.abs(w[p::64]), mask[p::64]
+        assert a[m].min() > a[~m].max()
+    # 0.1-0.2 s on the development machine; generous for a loaded CI runner
+    assert took < 5.0, took
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, float("nan"), "x"])
+def test_balanced_bad_density(bad):
+    with pytest.raises(EieError, match=r"outside \(0, 1\]|not a number"):
+        prune_balanced(np.ones((4, 4)), bad, 2)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "4", None])
+def test_balanced_bad_n_pe(bad):
+    with pytest.raises(EieError, match="number of PEs"):
+        prune_balanced(np.ones((4, 4)), 0.5, bad)
+
+
+def test_balanced_bad_arguments():
+    with pytest.raises(EieError, match="2-D"):
+        prune_balanced(np.ones(4), 0.5, 2)
+    with pytest.raises(EieError, match="mask has shape"):
+        prune_balanced(np.ones((2, 2)), 0.5, 2, mask=np.ones((2, 3), bool))
+    for v in (np.nan, np.inf):
+        w = np.ones((3, 3))
+        w[1, 1] = v
+        with pytest.raises(EieError, match="NaN or infinite"):
+            prune_balanced(w, 0.5, 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 25), st.integers(1, 25), st.integers(1, 12), st.floats(0.01, 1.0),
+       st.booleans(), st.integers(0, 2**31))
+def test_property_balanced_matches_reference(n_out, n_in, n_pe, density, use_mask, seed):
+    w = np.round(_rand((n_out, n_in), seed), 1)   # rounding makes ties and zeros
+    mask = np.random.default_rng(seed + 1).random(w.shape) < 0.7 if use_mask else None
+    pruned, got = prune_balanced(w, density, n_pe, mask=mask)
+    ref, counts = _reference_balanced(w, density, n_pe, mask=mask)
+    np.testing.assert_array_equal(got, ref)
+    assert _pe_counts(got, n_pe) == counts
+    np.testing.assert_array_equal(pruned, w * got)
+    # a PE that could have kept more holds at most one less than any other PE
+    cand = (w != 0) if mask is None else (w != 0) & mask
+    room = [c for p, c in enumerate(counts) if c < int(cand[p::n_pe].sum())]
+    if room:
+        assert max(counts) - min(room) <= 1
+    assert sum(counts) == min(max(1, round(density * w.size)), int(cand.sum()))

@@ -121,6 +121,63 @@ def test_prune_and_retrain_reaches_densities_and_never_revives():
     assert history[-1].accuracy_retrained > 0.9
 
 
+def _pe_counts(mask, n_pe):
+    return [int(np.count_nonzero(mask[p::n_pe])) for p in range(n_pe)]
+
+
+def test_prune_and_retrain_balanced_per_pe_counts_at_every_step():
+    """ESE load-balance-aware pruning: at every step every PE's rows keep the same count."""
+    x, y = _blobs(500, 30, 5)
+    model = MLP.init((30, 40, 20, 5), seed=0)
+    train(model, x, y, TrainConfig(epochs=3, lr=3e-3))
+    n_pe, densities, steps = 4, (0.1, 0.2, 0.5), 3
+    seen = []
+    masks, history = prune_and_retrain(
+        model, x, y, densities=densities, steps=steps,
+        config=TrainConfig(epochs=2, lr=1e-3), x_val=x, y_val=y, balance_pes=n_pe,
+        on_step=lambda st: seen.append([w != 0 for w in model.weights]))
+    assert len(seen) == steps
+    scheds = [density_schedule(d, steps) for d in densities]
+    for s, nonzero in enumerate(seen):
+        for l, (nz, w) in enumerate(zip(nonzero, model.weights)):
+            k = round(scheds[l][s] * w.size)
+            counts = _pe_counts(nz, n_pe)
+            assert sum(counts) == k
+            if w.shape[0] % n_pe == 0:
+                # every PE has room: equal counts, the remainder on the lowest PEs
+                assert counts == [k // n_pe + (p < k % n_pe) for p in range(n_pe)], (s, l)
+            else:
+                assert max(counts) - min(counts) <= 1, (s, l)
+        if s:
+            for before, after in zip(seen[s - 1], nonzero):
+                assert not np.any(after & ~before)          # never revived
+    # the last layer (5 rows on 4 PEs: PE 0 has two rows, room for 40) ends at 50 of 100
+    assert _pe_counts(masks[2], n_pe) == [13, 13, 12, 12]
+    for w, m in zip(model.weights, masks):
+        np.testing.assert_array_equal(w != 0, m)
+    assert history[-1].accuracy_retrained > 0.9
+
+
+def test_prune_and_retrain_balance_matches_plain_on_one_pe():
+    x, y = _blobs(200, 12, 3)
+    base = MLP.init((12, 16, 3), seed=2)
+    train(base, x, y, TrainConfig(epochs=1, lr=3e-3))
+    a, b = base.copy(), base.copy()
+    cfg = TrainConfig(epochs=1, lr=1e-3)
+    ma, _ = prune_and_retrain(a, x, y, (0.3, 0.5), 2, cfg)
+    mb, _ = prune_and_retrain(b, x, y, (0.3, 0.5), 2, cfg, balance_pes=1)
+    for u, v in zip(ma, mb):
+        np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5])
+def test_prune_and_retrain_bad_balance_pes(bad):
+    x, y = _blobs(50, 6, 2)
+    with pytest.raises(EieError, match="number of PEs"):
+        prune_and_retrain(MLP.init((6, 4, 2)), x, y, (0.5, 0.5), 1, TrainConfig(epochs=1),
+                          balance_pes=bad)
+
+
 def test_share_and_finetune():
     x, y = _blobs(400, 12, 3)
     model = MLP.init((12, 24, 3), seed=0)
