@@ -271,6 +271,7 @@ def inspect_report(image: Any) -> dict[str, Any]:
         layers.append({
             "layer": l, "n_in": d.n_in, "n_out": d.n_out, "w_frac": d.w_frac, "relu": d.relu,
             "has_bias": d.has_bias, "codebook": list(d.codebook),
+            "placement": "interleave" if d.row_order is None else "balanced",
             "weights": d.n_in * d.n_out, "nonzeros": nonzeros,
             "density": nonzeros / (d.n_in * d.n_out),
             "entries": sum(n_ent), "padding": sum(n_pad),
@@ -304,7 +305,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"\nlayer {L['layer']}: {L['n_in']} -> {L['n_out']}, w_frac {L['w_frac']}, "
               f"{'ReLU' if L['relu'] else 'linear'}, {'bias' if L['has_bias'] else 'no bias'}; "
               f"{L['nonzeros']} nonzeros (density {L['density']:.4f}), {L['entries']} entries "
-              f"({L['padding']} padding), load imbalance {L['load_imbalance']:.3f} (max/mean)")
+              f"({L['padding']} padding), load imbalance {L['load_imbalance']:.3f} (max/mean), "
+              f"{L['placement']} placement")
         print(f"  storage {s['total_bits']} bits ({s['code_bits']} codes + {s['index_bits']} "
               f"indices + {s['pointer_bits']} pointers of {s['pointer_bits_each']} bits + "
               f"{s['codebook_bits']} codebook): {s['ratio']:.1f}x vs float32; with Huffman "

@@ -443,3 +443,39 @@ def test_acceptance_console_script_compress_then_golden(tmp_path):
     assert len(layers) == 3
     assert np.load(tmp_path / "y.npy").tolist() == reference_forward(
         man, layers, quantize_ref(x, man["act_frac"]))
+
+
+def test_balance_is_the_default_and_no_balance_keeps_the_interleave(tmp_path, capsys):
+    """Both placements compute the same outputs (in the model's order); --no-balance writes the
+    plain interleave (format version 1, no row_order), the default a balanced placement."""
+    rng = np.random.default_rng(11)
+    arrays = {}
+    for l, (i, o) in enumerate(((30, 41), (41, 23), (23, 9))):
+        w = rng.standard_normal((o, i)) * rng.lognormal(0, 1, (o, 1))   # uneven rows
+        arrays[f"W{l}"], arrays[f"b{l}"] = w.astype(np.float32), rng.standard_normal(o) * 0.1
+    np.savez(tmp_path / "m.npz", **arrays)
+    x = rng.standard_normal((5, 30))
+    np.save(tmp_path / "x.npy", x)
+    ys, reports = {}, {}
+    for name, extra in (("bal", []), ("plain", ["--no-balance"])):
+        img = tmp_path / name
+        code, _, err = _run(capsys, ["compress", tmp_path / "m.npz", "-o", img, "--pes", 4,
+                                     "--density", "0.3", *extra])
+        assert code == 0, err
+        code, _, err = _run(capsys, ["golden", img, "--input", tmp_path / "x.npy",
+                                     "-o", tmp_path / f"{name}.npy"])
+        assert code == 0, err
+        ys[name] = np.load(tmp_path / f"{name}.npy")
+        code, out, err = _run(capsys, ["inspect", img, "--json"])
+        assert code == 0, err
+        reports[name] = json.loads(out)
+        man = json.loads((img / "manifest.json").read_text())
+        assert man["format_version"] == (2 if name == "bal" else 1)
+        # the independent reader (row_order applied as docs/image-format.md says) agrees
+        m, layers = decode_image(img)
+        assert ys[name].tolist() == reference_forward(m, layers, quantize_ref(x, m["act_frac"]))
+    np.testing.assert_array_equal(ys["bal"], ys["plain"])
+    assert {L["placement"] for L in reports["bal"]["layers"]} == {"balanced"}
+    assert {L["placement"] for L in reports["plain"]["layers"]} == {"interleave"}
+    worst = [max(L["max_entries_per_pe"] for L in reports[n]["layers"][:2]) for n in ("bal", "plain")]
+    assert worst[0] < worst[1]
