@@ -87,6 +87,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="keep the plain interleave (row i on PE i %% N) instead of placing rows "
                         "so that every PE holds about the same number of entries (the default; "
                         "outputs come back in the model's order either way)")
+    p.add_argument("--calibrate", type=Path, metavar="X.npy",
+                   help="float inputs (samples, n_in), e.g. training data, that the balanced "
+                        "placement also evens each PE's work on (the first 1000 samples are "
+                        "used); without it the placement evens every column")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_compress)
 
@@ -142,6 +146,25 @@ def _layer_table(image: Any) -> str:
     return "\n".join(rows)
 
 
+def _load_calibration(path: Path, n_in: int):
+    """Float calibration inputs ``(samples, n_in)``, finite."""
+    import numpy as np
+
+    x = _load_npy(path)
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        raise EieError(f"--calibrate {path} holds dtype {getattr(x, 'dtype', type(x).__name__)}; "
+                       f"expected float inputs (samples, {n_in}) as for `eie golden`")
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != n_in or x.shape[0] == 0:
+        raise EieError(f"--calibrate {path} has shape {x.shape}; the model's first layer takes "
+                       f"{n_in} inputs (expected (samples, {n_in}) with samples >= 1)")
+    if not np.all(np.isfinite(x)):
+        raise EieError(f"--calibrate {path} has NaN or infinite values (every input must be "
+                       "finite)")
+    return x
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
     from ..sw.compress import CompressConfig, compress_model
     from ..sw.image import write_image
@@ -162,6 +185,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise EieError(f"output {out} exists and is not a directory (choose another -o IMAGE_DIR)")
     model = load_model(args.model)
+    if args.calibrate is not None:
+        if not args.balance:
+            raise EieError("--calibrate tunes the balanced placement; it cannot be used with "
+                           "--no-balance")
+        config.calibration = _load_calibration(Path(args.calibrate), model.layers[0].weight.shape[1])
     from tqdm import tqdm
 
     # A progress bar on a terminal only (tqdm disables itself when stderr is not a TTY).

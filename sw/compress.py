@@ -51,6 +51,10 @@ __all__ = [
 CODEBOOK_BITS = 16 * 16
 
 
+#: Calibration samples the placement looks at (the first ones of a larger set).
+MAX_CALIBRATION = 1000
+
+
 @dataclass
 class CompressConfig:
     """Options of :func:`compress_model` (the ``eie compress`` flags).
@@ -60,7 +64,8 @@ class CompressConfig:
     Depths (per PE: pointers, 64-bit sparse-matrix words, activations, bias slots) are checked
     when given. ``balance`` places each layer's rows so that every PE holds about the same
     number of entries (:mod:`eie.sw.placement`); False keeps the plain interleave
-    (``--no-balance``).
+    (``--no-balance``). ``calibration`` (``--calibrate``): inputs the placement also balances
+    each sample's work on.
     """
 
     n_pe: int
@@ -75,6 +80,9 @@ class CompressConfig:
     act_depth: int | None = None
     bias_depth: int | None = None
     balance: bool = True
+    #: float inputs ``(samples, n_in)`` the placement evens the PEs' work on (e.g. training
+    #: data; at most :data:`MAX_CALIBRATION` samples are used), or None
+    calibration: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_pe, (int, np.integer)) or isinstance(self.n_pe, bool) or self.n_pe < 1:
@@ -280,10 +288,14 @@ def compress_model(model: FloatModel | Sequence[FloatLayer], config: CompressCon
             n_centroids=config.n_centroids, init=config.init, act_frac=config.act_frac))
         if progress is not None:
             progress(l + 1, n)
+    calibration = None
+    if config.calibration is not None:
+        calibration = quantize(np.asarray(config.calibration, dtype=np.float64)[:MAX_CALIBRATION],
+                               config.act_frac)
     image = build_image([r.quant for r in results], config.n_pe, config.act_frac, config.acc_bits,
                         ptr_depth=config.ptr_depth, spmat_depth=config.spmat_depth,
                         act_depth=config.act_depth, bias_depth=config.bias_depth,
-                        balance=config.balance)
+                        balance=config.balance, calibration=calibration)
     for d, r in zip(image.layers, results):
         d.stats["compression"] = dict(r.info)
     add_storage_stats(image)

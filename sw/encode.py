@@ -325,12 +325,15 @@ def place_layer(layer: QuantLayer, in_order: np.ndarray | None,
 def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_bits: int = 32, *,
                 ptr_depth: int | None = None, spmat_depth: int | None = None,
                 act_depth: int | None = None, bias_depth: int | None = None,
-                balance: bool = False) -> "Image":
+                balance: bool = False, calibration: np.ndarray | None = None) -> "Image":
     """Encode ``layers`` (run back to back) for ``n_pe`` PEs into one SRAM image.
 
     ``balance``: place each layer's rows with :func:`eie.sw.placement.balanced_order` instead of
     the interleave (the image records every layer's ``row_order``; the next layer's columns
     follow it, and the host reads the last layer's outputs back in model order).
+    ``calibration``: int16 inputs ``(samples, n_in)`` of the first layer (e.g. training data);
+    with ``balance``, the placement also evens out the PEs' work on these samples, each layer's
+    inputs computed by the golden model's arithmetic.
 
     Bases follow the contract: ``ptr_base`` is the sum of ``n_in + 1`` over earlier layers;
     ``entry_base`` (an entry index, a multiple of 8) is the first word boundary after the largest
@@ -364,13 +367,25 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
     ptr_base = entry_base = bias_base = 0
     in_order: np.ndarray | None = None
     placed: list[QuantLayer] = []
+    acts = None
+    if balance and calibration is not None:
+        from .golden import check_input
+
+        acts = check_input(calibration, layers[0].n_in)
     for l, model_layer in enumerate(layers):
         order = None
         if balance:
             from .placement import balanced_order
 
-            cols = model_layer.codes if in_order is None else model_layer.codes[:, in_order]
-            order = balanced_order(cols, n_pe)
+            # the placement does not depend on the column order: the model's serves
+            order = balanced_order(model_layer.codes, n_pe,
+                                   None if acts is None else acts != 0)
+            if acts is not None and l + 1 < len(layers):
+                from .golden import layer_forward
+
+                acts = layer_forward(model_layer.codebook.astype(np.float64)[model_layer.codes],
+                                     model_layer.bias, model_layer.w_frac, model_layer.relu,
+                                     acts, acc_bits).astype(np.int64)
         layer = place_layer(model_layer, in_order, order)
         placed.append(layer)
         in_order = order

@@ -9,7 +9,8 @@ for it.
 
 A placement is a permutation ``order`` of the rows: position ``p`` holds model row ``order[p]``.
 :func:`balanced_order` chooses one so that every PE holds about the same number of entries in
-every column (and so in total); the next layer's columns are
+every column (and so in total), and, given calibration inputs, about the same work on every
+calibration sample; the next layer's columns are
 permuted the same way (its input position ``q`` is model input ``order[q]``), so layers still run
 back to back with no host work, and the host reads the last layer's outputs back in model order.
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from .encode import pe_rows
 
-__all__ = ["balanced_order", "pe_loads", "invert_order", "MAX_BLOCKS"]
+__all__ = ["balanced_order", "pe_loads", "invert_order", "MAX_BLOCKS", "COLUMN_WEIGHT"]
 
 #: The widest per-column load vector the placement keeps: wider layers group neighbouring
 #: columns (``ceil(n_in / MAX_BLOCKS)`` a block), which bounds its time on Table III-sized layers.
@@ -45,17 +46,34 @@ def pe_loads(codes: np.ndarray, order: np.ndarray | None, n_pe: int) -> np.ndarr
     return np.bincount(pos % n_pe, weights=nnz, minlength=n_pe).astype(np.int64)
 
 
-def balanced_order(codes: np.ndarray, n_pe: int) -> np.ndarray:
+#: Weight of the per-column loads beside the per-sample loads when calibration inputs are given
+#: (per-sample totals decide the busiest PE; per-column evenness lets the FIFOs hide the rest).
+COLUMN_WEIGHT = 0.3
+
+
+def _column_features(nz: np.ndarray) -> np.ndarray:
+    """Per row, its nonzeros in every column (columns grouped when wider than MAX_BLOCKS)."""
+    n_out, n_in = nz.shape
+    block = -(-n_in // MAX_BLOCKS)
+    nb = -(-n_in // block)
+    f = np.pad(nz, ((0, 0), (0, nb * block - n_in))).reshape(n_out, nb, block).sum(axis=2)
+    return f.astype(np.float64)
+
+
+def balanced_order(codes: np.ndarray, n_pe: int,
+                   activity: np.ndarray | None = None) -> np.ndarray:
     """A row order for ``codes`` (``(n_out, n_in)``, 0 = zero weight) on ``n_pe`` PEs that evens
-    out the PEs' entries in every column.
+    out the PEs' work.
 
     What a PE costs on an input is its entries in the columns whose activation is nonzero, and
-    the input decides which those are; so each PE should hold about the same share of every
-    column. Greedy, densest row first: each row goes to the PE (among those with a free
-    position) whose entries so far overlap least with the row's, i.e. the PE minimising
-    ``loads[k] @ row``, which minimises the growth of the sum of squared per-column loads. This
-    also evens out the PEs' totals. Columns are grouped in blocks when ``n_in`` exceeds
-    :data:`MAX_BLOCKS`. Within a PE, rows go densest first (ties in model order).
+    the input decides which those are. Each row gets a load vector: its nonzeros in every column
+    and, when ``activity`` (bool ``(samples, n_in)``: which inputs of this layer are nonzero on
+    calibration samples) is given, its work on every calibration sample (normalised per sample,
+    the columns weighted :data:`COLUMN_WEIGHT`). Greedy, heaviest row first: each row goes to
+    the PE (among those with a free position) whose load so far overlaps least with the row's,
+    i.e. minimises ``loads[k] @ row``, the growth of the sum of squared loads. That evens out
+    every column (and so the totals) and, with calibration, every sample's busiest PE. Within a
+    PE, rows go densest first (ties in model order).
 
     Returns int64 ``order`` (``n_out``,): position ``p`` holds row ``order[p]``.
     """
@@ -63,12 +81,17 @@ def balanced_order(codes: np.ndarray, n_pe: int) -> np.ndarray:
     n_out, n_in = nz.shape
     if n_pe <= 1 or n_out <= 1:
         return np.arange(n_out, dtype=np.int64)
-    block = -(-n_in // MAX_BLOCKS)
-    nb = -(-n_in // block)
-    rows = np.pad(nz, ((0, 0), (0, nb * block - n_in))).reshape(n_out, nb, block).sum(axis=2)
-    rows = rows.astype(np.float64)
+    rows = _column_features(nz)
+    if activity is not None:
+        act = np.asarray(activity, dtype=bool)
+        if act.ndim != 2 or act.shape[1] != n_in:
+            raise ValueError(f"activity must be (samples, {n_in}), got {act.shape}")
+        if act.shape[0]:
+            per_sample = nz.astype(np.float32) @ act.T.astype(np.float32)     # (n_out, S)
+            rows = np.concatenate([per_sample.astype(np.float64) / act.shape[0],
+                                   COLUMN_WEIGHT * rows], axis=1)
     free = np.array([pe_rows(n_out, n_pe, k) for k in range(n_pe)], dtype=np.int64)
-    loads = np.zeros((n_pe, nb), dtype=np.float64)
+    loads = np.zeros((n_pe, rows.shape[1]), dtype=np.float64)
     owner = np.empty(n_out, dtype=np.int64)
     # stable: equal rows keep model order
     for i in np.argsort(-rows.sum(axis=1), kind="stable"):
@@ -80,7 +103,7 @@ def balanced_order(codes: np.ndarray, n_pe: int) -> np.ndarray:
         free[k] -= 1
     # within a PE, densest rows first: a column's entries then cluster at the low local rows,
     # so fewer gaps exceed 15 rows and need padding entries
-    dens = rows.sum(axis=1)
+    dens = nz.sum(axis=1)
     order = np.empty(n_out, dtype=np.int64)
     for k in range(n_pe):
         mine = np.flatnonzero(owner == k)
