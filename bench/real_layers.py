@@ -12,20 +12,30 @@ Networks:
 
 * ``lenet300``: the demo's LeNet-300-100 (784-300-100-10), the demo's recipe (densities 8%, 9%,
   26%);
-* ``mlp1024``: 784-1024-1024-10 ReLU MLP pruned to 10%, 10%, 25%.
+* ``mlp1024``: 784-1024-1024-10 ReLU MLP pruned to 10%, 10%, 25%;
+* ``lstm256``: the EIE paper's LSTM case (NeuralTalk) on MNIST read row by row
+  (``bench/real_lstm.py``): one layer of 256, its gate matrix ``W`` (1024 x 284, pruned to 15%)
+  measured as one EIE layer ``W @ [x_t; h_{t-1}] + b`` (no ReLU) on the ``[x_t; h_{t-1}]``
+  vectors of every time step of the test digits (dense inputs: ``h`` is a ``tanh`` output),
+  calibrated on the same vectors of 1,000 training digits (1,000 vectors drawn from them).
+
+Placements: ``interleave`` (``eie compress --no-balance``), ``columns`` (the default balanced
+placement: every PE about the same entries in every column) and ``calibrated`` (``--calibrate``
+with 1,000 training digits: also about the same work on every calibration sample).
 
 Per layer it prints rows, PEs, the busiest PE's entries over the mean (before / after), the
 efficiency (the contract's bound / cycles, summed over the samples) before and after, the
 ceiling the busiest PE's work leaves (bound / busiest PE's entries of the active columns) and
 the compression ratio. Trained models are cached (``--cache``, default ``~/.cache/eie/real``).
 
-    python bench/real_layers.py                    # both networks, 16 and 64 PEs, 200 digits
-    python bench/real_layers.py --json real.json --fifo-depth 8 --samples 1000
+    python bench/real_layers.py                    # all three networks, 16 and 64 PEs, 200 digits
+    python bench/real_layers.py --variant deep --json real.json --samples 1000
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -41,6 +51,7 @@ from eie.sw.fixedpoint import quantize
 from eie.sw.golden import golden_forward
 from eie.sw.mnist import load_mnist, scale_pixels, shift_pixels
 from eie.sw.model_io import FloatLayer, FloatModel
+from eie.hw.eie.variants import VARIANTS
 from eie.sw.train import (MLP, TrainConfig, accuracy, finetune_shared, prune_and_retrain,
                           share_weights, train)
 
@@ -49,6 +60,11 @@ NETWORKS = {
     "lenet300": ((784, 300, 100, 10), (0.08, 0.09, 0.26), 20, 4, 8),
     "mlp1024": ((784, 1024, 1024, 10), (0.10, 0.10, 0.25), 10, 3, 4),
 }
+
+
+#: the LSTMs of bench/real_lstm.py (its NETWORKS)
+LSTM_NETWORKS = ("lstm256",)
+ALL_NETWORKS = (*NETWORKS, *LSTM_NETWORKS)
 
 
 def _cache_dir(arg: str | None) -> Path:
@@ -90,18 +106,39 @@ def trained_model(name: str, data, cache: Path, seed: int = 0, log=print) -> tup
     return shared, acc
 
 
-def measure(model: MLP, n_pe: int, balance: bool, xq: np.ndarray, fifo_depth: int,
-            ptr_queue_depth: int) -> dict:
-    """Compress ``model`` for ``n_pe`` PEs and run the cycle model on ``xq``: per layer figures."""
+#: placements compared: the plain interleave, balanced columns, balanced on calibration digits
+PLACEMENTS = ("interleave", "columns", "calibrated")
+
+
+#: samples the cycle model steps at once (bounds its memory on many samples of wide layers)
+CHUNK = 1000
+
+
+def measure(model: MLP, n_pe: int, placement: str, xq: np.ndarray, calib: np.ndarray,
+            fifo_depth: int, ptr_queue_depth: int) -> dict:
+    """Compress ``model`` for ``n_pe`` PEs and run the cycle model on ``xq``: per layer figures.
+    ``calib``: float training digits for the calibrated placement (never the test digits)."""
     n = len(model.weights)
     fm = FloatModel([FloatLayer(w.astype(np.float64), b.astype(np.float64), relu=l < n - 1)
                      for l, (w, b) in enumerate(zip(model.weights, model.biases))], source="real")
-    comp = compress_model(fm, CompressConfig(n_pe=n_pe, balance=balance))
+    res, _, g = measure_model(fm, n_pe, placement, xq, calib, fifo_depth, ptr_queue_depth)
+    res["accuracy"] = float(np.mean(np.argmax(g.outputs, axis=1) == _labels[:xq.shape[0]]))
+    return res
+
+
+def measure_model(fm: FloatModel, n_pe: int, placement: str, xq: np.ndarray,
+                  calib: np.ndarray, fifo_depth: int, ptr_queue_depth: int):
+    """:func:`measure` for any float model: ``(figures, compression, golden result)``."""
+    comp = compress_model(fm, CompressConfig(
+        n_pe=n_pe, balance=placement != "interleave",
+        calibration=calib if placement == "calibrated" else None))
     image = comp.image
     g = golden_forward(image, xq)
     inputs = [xq.astype(np.int64)] + [o.astype(np.int64) for o in g.layer_outputs[:-1]]
-    pred = predict_counters(image, xq, fifo_depth=fifo_depth, ptr_queue_depth=ptr_queue_depth,
-                            layer_inputs=inputs)
+    pred = [p for s in range(0, xq.shape[0], CHUNK)
+            for p in predict_counters(image, xq[s:s + CHUNK], fifo_depth=fifo_depth,
+                                      ptr_queue_depth=ptr_queue_depth,
+                                      layer_inputs=[a[s:s + CHUNK] for a in inputs])]
     layers = []
     for l, d in enumerate(image.layers):
         cycles = np.array([p[l].cycles for p in pred])
@@ -118,8 +155,61 @@ def measure(model: MLP, n_pe: int, balance: bool, xq: np.ndarray, fifo_depth: in
         })
     tot_b = sum(x["bound"] for x in layers)
     tot_c = sum(x["cycles"] for x in layers)
-    return {"layers": layers, "efficiency": tot_b / tot_c, "ratio": comp.totals["ratio"],
-            "accuracy": float(np.mean(np.argmax(g.outputs, axis=1) == _labels[:xq.shape[0]]))}
+    return {"layers": layers, "efficiency": tot_b / tot_c, "ratio": comp.totals["ratio"]}, comp, g
+
+
+def _real_lstm():
+    """``bench/real_lstm.py`` (bench/ is not a package: loaded from its path)."""
+    mod = sys.modules.get("real_lstm")
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(
+            "real_lstm", Path(__file__).resolve().with_name("real_lstm.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["real_lstm"] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def lstm_network(name: str, data, cache: Path, samples: int, log=print):
+    """The trained LSTM ``name``'s facts and ``run(n_pe, placement, fifo_depth, queue)`` giving
+    :func:`measure`'s figures for its gate layer. Inputs: the ``[x_t; h_{t-1}]`` vectors of
+    ``samples`` test digits (28 a digit); calibration: 1,000 such vectors drawn from those of
+    1,000 training digits. ``accuracy``: on those test digits with the compressed gate layer
+    in the loop (the golden model's int16 outputs as the gates' pre-activations)."""
+    rl = _real_lstm()
+    with rl.blas_single_thread():
+        lstm, info = rl.trained_lstm(name, data, cache, log=log)
+        vecs = rl.gate_inputs(lstm, data.x_test[:samples])
+        train_vecs = rl.gate_inputs(lstm, data.x_train[:1000])
+    xq = quantize(vecs, 8).astype(np.int16)
+    calib = train_vecs[np.sort(np.random.default_rng(0).choice(len(train_vecs), 1000,
+                                                               replace=False))]
+    fm = FloatModel([FloatLayer(lstm.W.astype(np.float64), lstm.b.astype(np.float64),
+                                relu=False)], source=name)
+    digits = rl.digits_as_rows(data.x_test[:samples])
+    info = {"float_accuracy": info["accuracy"], "float_accuracy_dense": info["accuracy_dense"],
+            "weight_density": info["density"], "train_seconds": info["train_seconds"],
+            "vectors": int(xq.shape[0]), "input_density": float(np.mean(xq != 0)),
+            "hidden_input_density": float(np.mean(xq[:, rl.ROW:] != 0))}
+    log(f"{name}: W {lstm.W.shape[0]}x{lstm.W.shape[1]} at {info['weight_density']:.1%}, "
+        f"accuracy {info['float_accuracy_dense']:.2%} dense, {info['float_accuracy']:.2%} "
+        f"pruned; {xq.shape[0]} input vectors, {info['input_density']:.1%} nonzero "
+        f"(h: {info['hidden_input_density']:.1%})")
+
+    def run(n_pe: int, placement: str, fifo_depth: int, queue: int) -> dict:
+        res, comp, _ = measure_model(fm, n_pe, placement, xq, calib, fifo_depth, queue)
+        image = comp.image
+
+        def gate(xh):
+            q = quantize(xh, image.act_frac).astype(np.int16)
+            return np.ldexp(golden_forward(image, q).outputs.astype(np.float64), -image.act_frac)
+
+        with rl.blas_single_thread():
+            pred = np.argmax(rl.run(lstm, digits, gate=gate), axis=1)
+        res["accuracy"] = float(np.mean(pred == data.y_test[:samples]))
+        return res
+
+    return info, run
 
 
 _labels = np.zeros(0)
@@ -127,13 +217,12 @@ _labels = np.zeros(0)
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--networks", default=",".join(NETWORKS),
-                    help=f"comma-separated, from {', '.join(NETWORKS)}")
+    ap.add_argument("--networks", default=",".join(ALL_NETWORKS),
+                    help=f"comma-separated, from {', '.join(ALL_NETWORKS)}")
     ap.add_argument("--pes", default="16,64", help="PE counts (default 16,64)")
     ap.add_argument("--samples", type=int, default=200, help="test digits per run (<= 1000)")
-    ap.add_argument("--fifo-depth", type=int, default=8)
-    ap.add_argument("--ptr-queue-depth", type=int, default=4,
-                    help="4 is the paper variant, 32 the balanced variant")
+    ap.add_argument("--variant", default="paper", choices=sorted(VARIANTS),
+                    help="the design's FIFO and pointer-queue depths (eie.hw.eie.variants)")
     ap.add_argument("--cache", help="where trained models are kept (default ~/.cache/eie/real)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args(argv)
@@ -141,35 +230,53 @@ def main(argv=None) -> int:
     data = load_mnist()
     _labels = data.y_test
     xq = quantize(scale_pixels(data.x_test[:args.samples]), 8).astype(np.int16)
+    calib = scale_pixels(data.x_train[:1000])
+    fifo_depth = VARIANTS[args.variant].fields["fifo_depth"]
+    queue = VARIANTS[args.variant].fields["ptr_queue_depth"]
     pes = [int(p) for p in args.pes.split(",")]
     cache = _cache_dir(args.cache)
-    out = {"fifo_depth": args.fifo_depth, "ptr_queue_depth": args.ptr_queue_depth,
+    out = {"variant": args.variant, "fifo_depth": fifo_depth, "ptr_queue_depth": queue,
            "samples": args.samples, "networks": {}}
-    hdr = (f"{'network':9} {'layer':>5} {'rows':>5} {'N':>3}  {'max/mean':>11}  "
-           f"{'efficiency':>13}  {'ceiling':>13}  {'ratio':>11}")
-    print(f"cycle model, FIFO {args.fifo_depth}, pointer queue {args.ptr_queue_depth}, "
-          f"{args.samples} test digits; before -> after balancing")
+    hdr = (f"{'network':9} {'layer':>5} {'rows':>5} {'N':>3}  {'max/mean':>18}  "
+           f"{'efficiency':>22}  {'ceiling':>22}  {'ratio':>18}")
+    print(f"cycle model, {args.variant} variant (FIFO {fifo_depth}, pointer queue {queue}), "
+          f"{args.samples} test digits; placements: {' -> '.join(PLACEMENTS)} (calibrated on "
+          f"1000 training digits)")
     print(hdr)
     print("-" * len(hdr))
+
+    def three(runs, key, fmt):
+        return " -> ".join(format(r[key], fmt) for r in runs)
+
+    def log(s):
+        print(s, file=sys.stderr)
+
     for name in args.networks.split(","):
-        model, acc = trained_model(name, data, cache, log=lambda s: print(s, file=sys.stderr))
-        out["networks"][name] = {"float_accuracy": acc, "runs": {}}
+        if name in NETWORKS:
+            model, acc = trained_model(name, data, cache, log=log)
+            info = {"float_accuracy": acc}
+
+            def run(n_pe, p, fifo_depth, queue):
+                return measure(model, n_pe, p, xq, calib, fifo_depth, queue)
+        elif name in LSTM_NETWORKS:
+            info, run = lstm_network(name, data, cache, args.samples, log=log)
+        else:
+            raise SystemExit(f"unknown network {name!r}: choose from {', '.join(ALL_NETWORKS)}")
+        out["networks"][name] = {**info, "runs": {}}
         for n_pe in pes:
             t0 = time.perf_counter()
-            before = measure(model, n_pe, False, xq, args.fifo_depth, args.ptr_queue_depth)
-            after = measure(model, n_pe, True, xq, args.fifo_depth, args.ptr_queue_depth)
-            if before["accuracy"] != after["accuracy"]:
-                raise SystemExit("balanced and interleaved images disagree on accuracy")
-            out["networks"][name]["runs"][str(n_pe)] = {"interleave": before, "balanced": after,
-                                                        "seconds": time.perf_counter() - t0}
-            for lb, la in zip(before["layers"], after["layers"]):
-                print(f"{name:9} {lb['layer']:>5} {lb['n_out']:>5} {n_pe:>3}  "
-                      f"{lb['max_over_mean']:4.2f} -> {la['max_over_mean']:4.2f}  "
-                      f"{lb['efficiency']:5.3f} -> {la['efficiency']:5.3f}  "
-                      f"{lb['ceiling']:5.3f} -> {la['ceiling']:5.3f}")
-            print(f"{name:9} {'all':>5} {'':>5} {n_pe:>3}  {'':11}  "
-                  f"{before['efficiency']:5.3f} -> {after['efficiency']:5.3f}  {'':13}  "
-                  f"{before['ratio']:4.1f} -> {after['ratio']:4.1f}")
+            runs = [run(n_pe, p, fifo_depth, queue) for p in PLACEMENTS]
+            if len({r["accuracy"] for r in runs}) != 1:
+                raise SystemExit("the placements disagree on accuracy: outputs differ")
+            out["networks"][name]["runs"][str(n_pe)] = {
+                **dict(zip(PLACEMENTS, runs)), "seconds": time.perf_counter() - t0}
+            for l in range(len(runs[0]["layers"])):
+                per = [r["layers"][l] for r in runs]
+                print(f"{name:9} {l:>5} {per[0]['n_out']:>5} {n_pe:>3}  "
+                      f"{three(per, 'max_over_mean', '4.2f')}  {three(per, 'efficiency', '5.3f')}  "
+                      f"{three(per, 'ceiling', '5.3f')}")
+            print(f"{name:9} {'all':>5} {'':>5} {n_pe:>3}  {'':18}  "
+                  f"{three(runs, 'efficiency', '5.3f')}  {'':22}  {three(runs, 'ratio', '4.1f')}")
     if args.json:
         with atomic_file(args.json) as f:
             f.write(json.dumps(out, indent=2) + "\n")

@@ -16,6 +16,11 @@ the cycle model (:mod:`eie.sw.cycle_model`) predicts both.
     waits; a deeper queue lets it absorb the run. Cost: 28 more queue entries per PE (a column
     index and two pointers each). Efficiency >= 0.95 on all nine Table III layers at 64 PEs
     (docs/performance.md).
+``deep``
+    A 32-entry activation FIFO and a 32-entry pointer queue. On trained layers a PE's entries in
+    a run of columns can exceed the others' by more than an 8-entry FIFO absorbs even after
+    balanced placement; with 32 entries the busiest PE is rarely left waiting
+    (``bench/real_layers.py``). Cost: 24 more FIFO entries (activation and index) per PE.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ VARIANTS: dict[str, Variant] = {
                      "EIE as published: FIFO depth 8, pointer queue 4"),
     "balanced": Variant("balanced", {"fifo_depth": 8, "ptr_queue_depth": 32},
                         "FIFO depth 8, pointer queue 32: >= 0.95 of the bound on Table III"),
+    "deep": Variant("deep", {"fifo_depth": 32, "ptr_queue_depth": 32},
+                    "FIFO depth 32, pointer queue 32: for trained layers whose columns are "
+                    "uneven (bench/real_layers.py)"),
 }
 
 #: What ``eie bench table3`` measures unless told otherwise.
