@@ -242,10 +242,9 @@ class Image:
     def output_positions(self) -> np.ndarray:
         """Where the accelerator leaves each model output: int64 ``pos`` with model output ``i``
         at position ``pos[i]`` (PE ``pos[i] % N``, local ``pos[i] // N``) of the last layer."""
-        order = self.row_order(len(self.layers) - 1)
-        pos = np.empty_like(order)
-        pos[order] = np.arange(order.size)
-        return pos
+        from .placement import invert_order
+
+        return invert_order(self.row_order(len(self.layers) - 1))
 
     def to_model_order(self, y: np.ndarray) -> np.ndarray:
         """Last-layer outputs in positions (``(..., n_out)``) to the model's order."""

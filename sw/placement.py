@@ -24,7 +24,7 @@ import numpy as np
 
 from .encode import pe_rows
 
-__all__ = ["balanced_order", "pe_loads", "invert_order", "MAX_BLOCKS", "COLUMN_WEIGHT"]
+__all__ = ["balanced_order", "invert_order", "MAX_BLOCKS", "COLUMN_WEIGHT"]
 
 #: The widest per-column load vector the placement keeps: wider layers group neighbouring
 #: columns (``ceil(n_in / MAX_BLOCKS)`` a block), which bounds its time on Table III-sized layers.
@@ -37,13 +37,6 @@ def invert_order(order: np.ndarray) -> np.ndarray:
     pos = np.empty_like(order)
     pos[order] = np.arange(order.size)
     return pos
-
-
-def pe_loads(codes: np.ndarray, order: np.ndarray | None, n_pe: int) -> np.ndarray:
-    """Nonzeros each PE holds under ``order`` (None: the interleave), int64 ``(n_pe,)``."""
-    nnz = np.count_nonzero(codes, axis=1).astype(np.int64)
-    pos = np.arange(nnz.size) if order is None else invert_order(order)
-    return np.bincount(pos % n_pe, weights=nnz, minlength=n_pe).astype(np.int64)
 
 
 #: Weight of the per-column loads beside the per-sample loads when calibration inputs are given
