@@ -1,0 +1,89 @@
+"""Balanced row placement (eie.sw.placement): a permutation that keeps each PE's row count, evens
+out the PEs' entries per column and per calibration sample, and puts a PE's densest rows first."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eie.sw.encode import pe_rows
+from eie.sw.placement import balanced_order, invert_order
+
+
+def _uneven(rng, n_out, n_in, density=0.1):
+    """Rows and columns as a trained layer has them: densities spread over ~10x."""
+    row_d = np.clip(density * rng.lognormal(0, 0.9, n_out), 0, 1)
+    col_d = rng.lognormal(0, 0.6, n_in)
+    p = np.clip(row_d[:, None] * col_d[None, :] / col_d.mean(), 0, 1)
+    return (rng.random((n_out, n_in)) < p).astype(np.uint8) * rng.integers(1, 16, (n_out, n_in))
+
+
+def _per_pe_column_loads(codes, order, n_pe):
+    """(n_pe, n_in) nonzeros of every column in every PE under ``order``."""
+    owner = invert_order(order) % n_pe
+    loads = np.zeros((n_pe, codes.shape[1]), np.int64)
+    np.add.at(loads, owner, (codes != 0).astype(np.int64))
+    return loads
+
+
+@pytest.mark.parametrize("n_out,n_pe", [(1, 4), (7, 16), (37, 4), (64, 8), (100, 7)])
+def test_a_permutation_with_each_pe_s_row_count(n_out, n_pe):
+    rng = np.random.default_rng(n_out)
+    codes = _uneven(rng, n_out, 30)
+    order = balanced_order(codes, n_pe)
+    assert sorted(order.tolist()) == list(range(n_out))
+    owner = invert_order(order) % n_pe
+    assert [int(np.sum(owner == k)) for k in range(n_pe)] == \
+        [pe_rows(n_out, n_pe, k) for k in range(n_pe)]
+
+
+def test_one_pe_keeps_the_model_order():
+    codes = _uneven(np.random.default_rng(0), 20, 10)
+    np.testing.assert_array_equal(balanced_order(codes, 1), np.arange(20))
+
+
+def test_evens_out_totals_and_columns_against_the_interleave():
+    rng = np.random.default_rng(1)
+    codes = _uneven(rng, 256, 200)
+    n_pe = 16
+    plain = _per_pe_column_loads(codes, np.arange(256), n_pe)
+    bal = _per_pe_column_loads(codes, balanced_order(codes, n_pe), n_pe)
+    assert bal.sum(axis=1).max() < plain.sum(axis=1).max()
+    # per column, the spread over the PEs (sum of squares at equal totals) falls
+    assert (bal.astype(float) ** 2).sum() < (plain.astype(float) ** 2).sum()
+    # and the busiest PE over random subsets of columns (the inputs) is lower on average
+    subsets = rng.random((200, 200)) < 0.3
+    busiest = lambda loads: (subsets @ loads.T).max(axis=1).mean()   # noqa: E731
+    assert busiest(bal) < busiest(plain)
+
+
+def test_densest_rows_first_within_a_pe():
+    codes = _uneven(np.random.default_rng(2), 50, 40)
+    order = balanced_order(codes, 4)
+    dens = np.count_nonzero(codes, axis=1)
+    for k in range(4):
+        d = dens[order[k::4]]
+        assert np.all(np.diff(d) <= 0)
+
+
+def test_calibration_evens_each_sample_s_work():
+    rng = np.random.default_rng(3)
+    codes = _uneven(rng, 128, 64)
+    # correlated inputs: each sample activates one of four column groups, mostly
+    groups = rng.integers(0, 4, 400)
+    act = (rng.random((400, 64)) < 0.05) | ((np.arange(64)[None, :] // 16) == groups[:, None])
+    n_pe = 16
+
+    def busiest(order):
+        owner = invert_order(order) % n_pe
+        per_pe = np.zeros((n_pe, 64))
+        np.add.at(per_pe, owner, (codes != 0).astype(float))
+        return (act @ per_pe.T).max(axis=1).mean()
+
+    assert busiest(balanced_order(codes, n_pe, act)) < busiest(balanced_order(codes, n_pe))
+
+
+def test_calibration_shape_is_checked():
+    codes = _uneven(np.random.default_rng(4), 10, 8)
+    with pytest.raises(ValueError, match=r"\(samples, 8\)"):
+        balanced_order(codes, 2, np.zeros((3, 7), bool))
