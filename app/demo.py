@@ -282,7 +282,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
     # 4. fixed point and the SRAM image
     t0 = time.perf_counter()
     fmodel = _float_model(shared, "lenet_compressed.npz")
-    comp = compress_model(fmodel, _compress_config(cfg, x_train))
+    comp = compress_model(fmodel, _compress_config(cfg))
     image = comp.image
     write_image(image, tmp / "eie_image")
     one_pe = compress_model(fmodel, CompressConfig(n_pe=1)).totals
@@ -394,12 +394,14 @@ def _share_config(cfg: DemoConfig):
     return TrainConfig(epochs=cfg.share_epochs, lr=1e-4, seed=cfg.seed + 2, augment=shift_pixels)
 
 
-def _compress_config(cfg: DemoConfig, x_train: np.ndarray):
+def _compress_config(cfg: DemoConfig):
     """How the demo compresses a trained LeNet-300-100 (the same for every model it compares):
-    balanced placement, calibrated on the training digits (never the test digits)."""
+    ``eie compress``'s defaults (balanced placement over columns, no calibration: on the demo's
+    FIFO-8 design it does as well, bench/real_layers.py, and the image stays reproducible from
+    ``lenet_compressed.npz`` alone)."""
     from ..sw.compress import CompressConfig
 
-    return CompressConfig(n_pe=cfg.n_pe, calibration=x_train)
+    return CompressConfig(n_pe=cfg.n_pe)
 
 
 def _float_model(mlp, source: str):
@@ -483,7 +485,7 @@ def _ese_comparison(cfg: DemoConfig, float_model, data, xq: np.ndarray,
         finetune_shared(model, books, codes, x_train, y_train, _share_config(cfg),
                         progress=lambda e, loss: bar.update(1))
         bar.close()
-    comp = compress_model(_float_model(model, "ESE"), _compress_config(cfg, x_train))
+    comp = compress_model(_float_model(model, "ESE"), _compress_config(cfg))
     gold = golden_forward(comp.image, xq)
 
     def side(image, g, totals, pruned_accuracy, weights):
