@@ -110,13 +110,16 @@ def test_backdoor_needs_a_verilog_simulator():
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
-@pytest.mark.parametrize("n_pe", [1, 3])
-def test_backdoor_run_equals_bus_run(sim, n_pe):
+@pytest.mark.parametrize("sim,n_pe", [("icarus", 1), ("icarus", 3), ("verilator", 3),
+                                      pytest.param("verilator", 1, marks=pytest.mark.slow)])
+def test_backdoor_run_equals_bus_run(sim, n_pe, rtl_designs):
     image, x = _network(n_pe, seed=10 + n_pe)
     golden = golden_forward(image, x).outputs
-    bus = run_eie(image, x, sim=sim, load="bus")
-    back = run_eie(image, x, sim=sim, load="backdoor")
+    # Icarus on the smallest design that holds the image (every memory filled to its last
+    # word); Verilator on the design the RTL matrix shares (one build a session)
+    config = rtl_designs.config(n_pe, 8) if sim == "verilator" else None
+    bus = run_eie(image, x, sim=sim, load="bus", config=config)
+    back = run_eie(image, x, sim=sim, load="backdoor", config=config)
     assert np.array_equal(bus.outputs, golden)
     assert np.array_equal(back.outputs, golden)
     assert back.counters == bus.counters

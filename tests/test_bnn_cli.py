@@ -1,10 +1,9 @@
-"""`eie bnn ...` through the console entry point: the acceptance flow and the error cases."""
+"""`eie bnn ...` through the CLI entry point (``eie.app.cli.main``): the acceptance flow and the
+error cases."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,11 +13,6 @@ from eie.hw.bnn.folding import analytic_ii, make_folding
 
 SHAPE = [60, 27, 19, 13, 10]
 FOLD = "8:5,5:4,3:6,4:3"   # nothing divides: padding in every layer
-
-
-def eie(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "eie.app.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=1800)
 
 
 @pytest.fixture()
@@ -33,115 +27,115 @@ def model_files(tmp_path):
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_acceptance_compile_run_equals_golden_and_float(sim, model_files):
+def test_acceptance_compile_run_equals_golden_and_float(sim, model_files, cli, bnn_build_dir):
     """A random 4-layer BNN: `eie bnn compile`, then `eie bnn run` equals `eie bnn golden` and
     the float model; a second run with back-pressure reuses the build and still agrees."""
     d, model, x = model_files
-    r = eie("bnn", "compile", d / "model.npz", "-o", d / "img", "--fold", FOLD)
-    assert r.returncode == 0, r.stderr
-    r = eie("bnn", "golden", d / "img", "--input", d / "x.npy", "-o", d / "gold.npy")
-    assert r.returncode == 0, r.stderr
+    r = cli(["bnn", "compile", d / "model.npz", "-o", d / "img", "--fold", FOLD])
+    assert r.code == 0, r.err
+    r = cli(["bnn", "golden", d / "img", "--input", d / "x.npy", "-o", d / "gold.npy"])
+    assert r.code == 0, r.err
     gold = np.load(d / "gold.npy")
     assert gold.dtype == np.int32 and gold.shape == (40, 10)
     assert np.array_equal(gold, float_forward(model, x))
 
-    build = d / "build"
-    r = eie("bnn", "run", d / "img", "--input", d / "x.npy", "-o", d / "y.npy", "--sim", sim,
-            "--stats", d / "s.json", "--build-dir", build)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "outputs equal the golden model" in r.stdout
-    y = np.load(d / "y.npy")
-    assert np.array_equal(y, gold)
-    stats = json.loads((d / "s.json").read_text())
-    ii = analytic_ii(make_folding(SHAPE, FOLD))
-    assert stats["equal_golden"] is True and stats["ii_analytic"] == ii
-    assert stats["counters"]["ii_min"] == ii and stats["counters"]["samples_out"] == 40
+    with bnn_build_dir("cli", sim) as build:      # the session's cache: built once
+        r = cli(["bnn", "run", d / "img", "--input", d / "x.npy", "-o", d / "y.npy",
+                 "--sim", sim, "--stats", d / "s.json", "--build-dir", build])
+        assert r.code == 0, r.out + r.err
+        assert "outputs equal the golden model" in r.out
+        y = np.load(d / "y.npy")
+        assert np.array_equal(y, gold)
+        stats = json.loads((d / "s.json").read_text())
+        ii = analytic_ii(make_folding(SHAPE, FOLD))
+        assert stats["equal_golden"] is True and stats["ii_analytic"] == ii
+        assert stats["counters"]["ii_min"] == ii and stats["counters"]["samples_out"] == 40
 
-    r = eie("bnn", "run", d / "img", "--input", d / "x.npy", "-o", d / "y2.npy", "--sim", sim,
-            "--stats", d / "s2.json", "--build-dir", build, "--backpressure", "0.7",
-            "--out-depth", "4")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert np.array_equal(np.load(d / "y2.npy"), gold)
-    assert json.loads((d / "s2.json").read_text())["counters"]["stall"] > 0
+        r = cli(["bnn", "run", d / "img", "--input", d / "x.npy", "-o", d / "y2.npy",
+                 "--sim", sim, "--stats", d / "s2.json", "--build-dir", build,
+                 "--backpressure", "0.7", "--out-depth", "4"])
+        assert r.code == 0, r.out + r.err
+        assert np.array_equal(np.load(d / "y2.npy"), gold)
+        assert json.loads((d / "s2.json").read_text())["counters"]["stall"] > 0
 
 
-def test_run_amaranth_and_generate(model_files):
+@pytest.mark.rtl
+def test_run_amaranth_and_generate(model_files, cli):
     d, model, x = model_files
-    assert eie("bnn", "compile", d / "model.npz", "-o", d / "img").returncode == 0
-    r = eie("bnn", "run", d / "img", "--input", d / "x.npy", "-o", d / "y.npy",
-            "--sim", "amaranth")
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert cli(["bnn", "compile", d / "model.npz", "-o", d / "img"]).code == 0
+    r = cli(["bnn", "run", d / "img", "--input", d / "x.npy", "-o", d / "y.npy",
+             "--sim", "amaranth"])
+    assert r.code == 0, r.out + r.err
     assert np.array_equal(np.load(d / "y.npy"), float_forward(model, x))
-    r = eie("bnn", "generate", d / "img", "-o", d / "bnn.v")
-    assert r.returncode == 0, r.stderr
+    r = cli(["bnn", "generate", d / "img", "-o", d / "bnn.v"])
+    assert r.code == 0, r.err
     text = (d / "bnn.v").read_text()
     assert "module bnn_top" in text and "bus__w_stb" in text
     mm = json.loads((d / "bnn.memmap.json").read_text())
     assert mm["registers"]["ID"] == 0 and mm["id"] == 0x424E4E31
-    r = eie("bnn", "generate", "--shape", "100,24,10", "--fold", "32:8,8:16",
-            "-o", d / "shape.v")
-    assert r.returncode == 0, r.stderr
+    r = cli(["bnn", "generate", "--shape", "100,24,10", "--fold", "32:8,8:16",
+             "-o", d / "shape.v"])
+    assert r.code == 0, r.err
     assert "module bnn_top" in (d / "shape.v").read_text()
 
 
 def _assert_clean_error(r, message, d, absent):
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    assert r.stderr.startswith("eie: error: ") and message in r.stderr, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.code == 2, r
+    assert r.err.startswith("eie: error: ") and message in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
     assert not (d / absent).exists()
     assert not [p for p in d.iterdir() if p.name.startswith(f".{absent}")], "temporary left"
 
 
-def test_bad_bits(model_files):
+def test_bad_bits(model_files, cli):
     d, _, x = model_files
-    assert eie("bnn", "compile", d / "model.npz", "-o", d / "img").returncode == 0
+    assert cli(["bnn", "compile", d / "model.npz", "-o", d / "img"]).code == 0
     bad = x.copy()
     bad[3, 5] = 2
     np.save(d / "bad.npy", bad)
-    r = eie("bnn", "golden", d / "img", "--input", d / "bad.npy", "-o", d / "y.npy")
+    r = cli(["bnn", "golden", d / "img", "--input", d / "bad.npy", "-o", d / "y.npy"])
     _assert_clean_error(r, "bad.npy[3, 5] is 2; bits must be 0 or 1", d, "y.npy")
     np.save(d / "short.npy", x[:, :7])
-    r = eie("bnn", "run", d / "img", "--input", d / "short.npy", "-o", d / "y.npy",
-            "--sim", "amaranth")
+    r = cli(["bnn", "run", d / "img", "--input", d / "short.npy", "-o", d / "y.npy",
+             "--sim", "amaranth"])
     _assert_clean_error(r, "has shape (40, 7); expected (batch, 60)", d, "y.npy")
 
 
-def test_bad_folding(model_files):
+def test_bad_folding(model_files, cli):
     d, _, _ = model_files
-    r = eie("bnn", "compile", d / "model.npz", "-o", d / "img", "--fold", "8:5,5:4,3:6,4:30")
+    r = cli(["bnn", "compile", d / "model.npz", "-o", d / "img", "--fold", "8:5,5:4,3:6,4:30"])
     _assert_clean_error(r, "layer 3: PE 30 does not fit 10 output neurons", d, "img")
-    r = eie("bnn", "compile", d / "model.npz", "-o", d / "img", "--fold", "8:5,5:4")
+    r = cli(["bnn", "compile", d / "model.npz", "-o", d / "img", "--fold", "8:5,5:4"])
     _assert_clean_error(r, "has 2 SIMD:PE entries but the network has 4 layers", d, "img")
 
 
-def test_nan_and_shapes_that_dont_chain(tmp_path):
+def test_nan_and_shapes_that_dont_chain(tmp_path, cli):
     rng = np.random.default_rng(0)
     m = random_model([12, 6, 4], rng)
     m.gamma[0][1] = np.nan
     save_model(m, tmp_path / "nan.npz")
-    r = eie("bnn", "compile", tmp_path / "nan.npz", "-o", tmp_path / "img")
+    r = cli(["bnn", "compile", tmp_path / "nan.npz", "-o", tmp_path / "img"])
     _assert_clean_error(r, "gamma0[1] is nan", tmp_path, "img")
     m = random_model([12, 6, 4], rng)
     m.weights[1] = rng.normal(size=(4, 5))
     save_model(m, tmp_path / "chain.npz")
-    r = eie("bnn", "compile", tmp_path / "chain.npz", "-o", tmp_path / "img")
+    r = cli(["bnn", "compile", tmp_path / "chain.npz", "-o", tmp_path / "img"])
     _assert_clean_error(r, "shapes don't chain: W1 has fan-in 5 but layer 0 has 6", tmp_path, "img")
 
 
-def test_missing_image(tmp_path):
-    r = eie("bnn", "golden", tmp_path / "nope", "--input", tmp_path / "x.npy",
-            "-o", tmp_path / "y.npy")
+def test_missing_image(tmp_path, cli):
+    r = cli(["bnn", "golden", tmp_path / "nope", "--input", tmp_path / "x.npy",
+             "-o", tmp_path / "y.npy"])
     _assert_clean_error(r, "is not a BNN image directory", tmp_path, "y.npy")
 
 
-def test_run_reports_a_mismatch(model_files, monkeypatch, capsys):
+@pytest.mark.rtl
+def test_run_reports_a_mismatch(model_files, monkeypatch, cli):
     """`eie bnn run` exits 1 and says where, when the core's outputs differ from golden."""
     import eie.sim.bnn_run as bnn_run
-    from eie.app.cli import main
 
     d, _, _ = model_files
-    assert main(["bnn", "compile", str(d / "model.npz"), "-o", str(d / "img"),
-                 "--fold", FOLD]) == 0
+    assert cli(["bnn", "compile", d / "model.npz", "-o", d / "img", "--fold", FOLD]).code == 0
     real = bnn_run.run_amaranth
 
     def broken(folds, jobs, **kw):
@@ -151,9 +145,8 @@ def test_run_reports_a_mismatch(model_files, monkeypatch, capsys):
         return jobs
 
     monkeypatch.setattr(bnn_run, "run_amaranth", broken)
-    code = main(["bnn", "run", str(d / "img"), "--input", str(d / "x.npy"), "-o",
-                 str(d / "y.npy"), "--sim", "amaranth", "--stats", str(d / "s.json")])
-    out = capsys.readouterr().out
-    assert code == 1
-    assert "DIFFER from the golden model (first at sample 7, class 2" in out
+    r = cli(["bnn", "run", d / "img", "--input", d / "x.npy", "-o", d / "y.npy",
+             "--sim", "amaranth", "--stats", d / "s.json"])
+    assert r.code == 1
+    assert "DIFFER from the golden model (first at sample 7, class 2" in r.out
     assert json.loads((d / "s.json").read_text())["equal_golden"] is False

@@ -1,15 +1,14 @@
-"""BNN gateware in the Amaranth simulator: popcount tree, threshold unit, streaming network with
-random back-pressure, and the bus-mapped top driven by the host program."""
+"""BNN gateware in the Amaranth simulator: popcount tree, threshold unit, one folded layer (MVTU)
+against a plain Python reference, streaming network with random back-pressure, and the
+bus-mapped top driven by the host program."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from eie.hw.bnn.host_program import load_ops
 from eie.hw.bnn.memory_map import BnnMemoryMap
@@ -25,22 +24,10 @@ from eie.sw.bnn.golden import golden_forward
 from eie.sw.bnn.image import random_image
 
 
-def _run(dut, *benches, vcd_name="bnn_unit"):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8, if_exists=True)  # a 1-bit popcount has no registers
-    for b in benches:
-        sim.add_testbench(b)
-    if os.environ.get("EIE_VCD") == "1":
-        with sim.write_vcd(f"{vcd_name}.vcd"):
-            sim.run()
-    else:
-        sim.run()
-
-
 # --- popcount -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("width, lps", [(1, 2), (2, 1), (7, 2), (13, 1), (32, 2), (64, 3), (70, 2)])
-def test_popcount_tree(width, lps):
+def test_popcount_tree(width, lps, simulate):
     """One vector a cycle in; each count appears `latency` cycles later; stalls hold it."""
     dut = PopCount(width, levels_per_stage=lps)
     levels = (width - 1).bit_length()
@@ -71,7 +58,7 @@ def test_popcount_tree(width, lps):
                 if en:
                     break
 
-    _run(dut, bench, vcd_name="popcount")
+    simulate(dut, bench, vcd="popcount")
     assert len(seen) > 40
     assert all(got == want for got, want in seen), [s for s in seen if s[0] != s[1]][:5]
     assert any(want == width for _, want in seen)
@@ -80,7 +67,7 @@ def test_popcount_tree(width, lps):
 # --- accumulate and threshold -------------------------------------------------------------
 
 @pytest.mark.parametrize("hidden", [True, False])
-def test_acc_threshold(hidden):
+def test_acc_threshold(hidden, simulate):
     """Partial counts over `sf` folds sum to matches; hidden: matches >= T; output: 2m - K."""
     pe, simd, sf = 3, 5, 4
     n_in = simd * sf - 2
@@ -125,7 +112,7 @@ def test_acc_threshold(hidden):
             await ctx.tick()
             assert not ctx.get(dut.o_valid)
 
-    _run(dut, bench, vcd_name="acc_threshold")
+    simulate(dut, bench, vcd="acc_threshold")
     for (counts, thr, m), g in zip(cases, got):
         want = (m >= thr).astype(int).tolist() if hidden else (2 * m - n_in).tolist()
         assert g == want
@@ -144,7 +131,7 @@ NETWORKS = [
 
 
 @pytest.mark.parametrize("shape, fold", NETWORKS)
-def test_network_random_backpressure(shape, fold):
+def test_network_random_backpressure(shape, fold, simulate):
     """Samples streamed back to back, random ready on the output: equal to golden, in order."""
     rng = np.random.default_rng(sum(shape))
     folds = make_folding(shape, fold)
@@ -165,12 +152,12 @@ def test_network_random_backpressure(shape, fold):
     async def sink(ctx):
         await _pull(ctx, dut.o, got, len(x), prng, 0.5, lambda v: [int(b) for b in v])
 
-    _run(dut, source, sink, vcd_name="network")
+    simulate(dut, source, sink, vcd="network")
     assert np.array_equal(np.array(got), want)
     assert len(set(map(tuple, want.tolist()))) > 1, "degenerate test: all outputs equal"
 
 
-def test_network_full_throughput():
+def test_network_full_throughput(simulate):
     """Always-ready output: one result every max(nf*sf) cycles, no bubbles."""
     folds = make_folding([40, 9, 5, 3], "7:4,3:2,2:3")
     image = random_image(folds, np.random.default_rng(0))
@@ -194,12 +181,13 @@ def test_network_full_throughput():
             await ctx.tick()
             cycle += 1
 
-    _run(dut, source, sink, vcd_name="throughput")
+    simulate(dut, source, sink, vcd="throughput")
     assert np.diff(times).tolist() == [max(f.ii for f in folds)] * (n - 1)  # 18
 
 
 # --- the bus-mapped top -------------------------------------------------------------------
 
+@pytest.mark.rtl
 def test_top_float_model_end_to_end():
     """Float model -> compile -> load through the bus -> stream: equals float and golden."""
     rng = np.random.default_rng(11)
@@ -222,6 +210,7 @@ def test_top_float_model_end_to_end():
     assert jobs[0].counters["layer_stall"] == [0, 0, 0]  # layer 0 is the bottleneck
 
 
+@pytest.mark.rtl
 def test_top_baked_weights_then_reload():
     """Weights baked in run without loading; a reload through the bus replaces them."""
     rng = np.random.default_rng(12)
@@ -236,7 +225,8 @@ def test_top_baked_weights_then_reload():
     assert not np.array_equal(jobs[0].y, jobs[1].y)
 
 
-def test_top_registers_and_unmapped_writes():
+@pytest.mark.rtl
+def test_top_registers_and_unmapped_writes(simulate):
     """ID/config registers; writes to unmapped memory addresses change nothing."""
     from eie.hw.bnn import host_program as hp
     folds = make_folding([10, 3, 2], "3:2,2:2")
@@ -263,7 +253,7 @@ def test_top_registers_and_unmapped_writes():
         out["y"], out["c"] = await hp.run_samples(bus, mm, x)
         out["mem_read"] = await bus.read(mm.mem_addr(0, 0, 0, 0))
 
-    _run(top, bench, vcd_name="top_regs")
+    simulate(top, bench, vcd="top_regs")
     assert out["id"] == 0x424E4E31
     assert out["cfg"] == [10, 2, 2, max(f.ii for f in folds), 4, 4]
     assert out["unmapped"] == 0 and out["mem_read"] == 0
@@ -314,6 +304,139 @@ def test_memory_map_fields_and_limits():
         BnnMemoryMap(folds, in_depth=0)
 
 
+# --- MVTU: one folded layer ----------------------------------------------------------------
+
+def _mvtu_reference(w, t, x):
+    """Plain Python: matches of each neuron (XNOR, popcount); a hidden layer's bit is
+    matches >= threshold, an output layer's value 2 * matches - n_in."""
+    out = []
+    for row in x:
+        m = [sum(int(a == b) for a, b in zip(row, wk)) for wk in w]
+        out.append([int(mk >= tk) for mk, tk in zip(m, t)] if t is not None
+                   else [2 * mk - len(row) for mk in m])
+    return out
+
+
+def _mvtu_words(fold, w, t):
+    """Per PE, the weight words (neuron nf_i * pe + p, inputs sf_i * simd + b at bit b) and
+    the thresholds (word nf_i), padding 0: the layout of the image files, in plain Python."""
+    def bit(k, j):
+        return int(w[k][j]) if k < fold.n_out and j < fold.n_in else 0
+
+    words = [[sum(bit(nf * fold.pe + p, sf * fold.simd + b) << b for b in range(fold.simd))
+              for nf in range(fold.nf) for sf in range(fold.sf)] for p in range(fold.pe)]
+    thr = None if t is None else [
+        [int(t[nf * fold.pe + p]) if nf * fold.pe + p < fold.n_out else 0
+         for nf in range(fold.nf)] for p in range(fold.pe)]
+    return words, thr
+
+
+def _mvtu_input_words(fold, row, rng):
+    """A sample as ``sf`` words of ``simd`` bits, the padding lanes of the last one random."""
+    words = []
+    for s in range(fold.sf):
+        lanes = [int(row[j]) if j < fold.n_in else int(rng.integers(0, 2))
+                 for j in range(s * fold.simd, (s + 1) * fold.simd)]
+        words.append(sum(b << i for i, b in enumerate(lanes)))
+    return words
+
+
+@pytest.mark.parametrize("n_in,n_out,simd,pe", [(23, 10, 5, 3), (9, 4, 9, 4), (17, 6, 1, 1)])
+def test_mvtu_hidden_layer_loaded_through_the_port(simulate, n_in, n_out, simd, pe):
+    """Weights and thresholds written through the ld_ port, samples streamed with random
+    gaps, results read with random back-pressure: every output vector equals the reference,
+    in order; the padding lanes of the last input word change nothing."""
+    from eie.hw.bnn.mvtu import Mvtu
+
+    fold = LayerFold(n_in, n_out, simd, pe)
+    rng = np.random.default_rng(n_in * 7 + simd)
+    w = rng.integers(0, 2, (n_out, n_in))
+    x = rng.integers(0, 2, (14, n_in))
+    m = np.array([[sum(int(a == b) for a, b in zip(row, wk)) for wk in w] for row in x])
+    t = m[0] + rng.integers(-1, 2, n_out)              # thresholds at the edges of sample 0's
+    t[0] = n_in + 1                                    # a neuron that never fires
+    t = np.clip(t, 0, n_in + 1)
+    words, thr = _mvtu_words(fold, w, t)
+    want = _mvtu_reference(w.tolist(), t.tolist(), x.tolist())
+    dut = Mvtu(fold, hidden=True)
+    prng = random.Random(n_in)
+    got, stalls = [], []
+
+    async def source(ctx):
+        for kind, mem in (("ld_w_en", words), ("ld_t_en", thr)):
+            for p, values in enumerate(mem):
+                for addr, v in enumerate(values):
+                    ctx.set(getattr(dut, kind), 1)
+                    ctx.set(dut.ld_pe, p)
+                    ctx.set(dut.ld_addr, addr)
+                    ctx.set(dut.ld_data, v)
+                    await ctx.tick()
+            ctx.set(getattr(dut, kind), 0)
+        for row in x:
+            for word in _mvtu_input_words(fold, row, rng):
+                await _push(ctx, dut.i, word, prng)
+        ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        cycle = 0
+        while len(got) < len(x):
+            # ready low for stretches of two samples' work: the pipeline must hold
+            ready = (cycle // (2 * fold.ii)) % 2 == 1 and prng.random() < 0.7
+            cycle += 1
+            ctx.set(dut.o.ready, ready)
+            if ready and ctx.get(dut.o.valid):
+                v = ctx.get(dut.o.payload)
+                got.append([(v >> k) & 1 for k in range(n_out)])
+            stalls.append(ctx.get(dut.stall))
+            await ctx.tick()
+
+    simulate(dut, source, sink, vcd="mvtu_hidden")
+    assert got == want
+    assert any(stalls), "the output never held the pipeline"
+    assert {b for row in got for b in row} == {0, 1}
+
+
+def test_mvtu_output_layer_dots_at_full_rate(simulate):
+    """An output layer with baked weights, input always valid and output always ready: the
+    signed dots equal the reference and a result leaves every nf * sf cycles, no bubble."""
+    from eie.hw.bnn.mvtu import Mvtu
+
+    fold = LayerFold(20, 5, 8, 2)                      # sf 3 (4 lanes padding), nf 3: II 9
+    rng = np.random.default_rng(5)
+    w = rng.integers(0, 2, (5, 20))
+    x = rng.integers(0, 2, (8, 20))
+    x[0] = w[0]                                        # dot +20 for neuron 0
+    x[1] = 1 - w[1]                                    # dot -20 for neuron 1
+    words, _ = _mvtu_words(fold, w, None)
+    want = _mvtu_reference(w.tolist(), None, x.tolist())
+    dut = Mvtu(fold, hidden=False, weight_init=words)
+    got, times = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        feed = [word for row in x for word in _mvtu_input_words(fold, row, rng)]
+        ctx.set(dut.i.valid, 1)
+        cycle = 0
+        while len(got) < len(x):
+            if feed:
+                ctx.set(dut.i.payload, feed[0])
+            else:
+                ctx.set(dut.i.valid, 0)
+            if ctx.get(dut.o.valid):
+                v = ctx.get(dut.o.payload)              # an ArrayLayout of signed dots
+                got.append([v[k] for k in range(5)])
+                times.append(cycle)
+            if feed and ctx.get(dut.i.ready):
+                feed.pop(0)
+            await ctx.tick()
+            cycle += 1
+
+    simulate(dut, bench, vcd="mvtu_output")
+    assert got == want
+    assert got[0][0] == 20 and got[1][1] == -20
+    assert np.diff(times).tolist() == [fold.nf * fold.sf] * (len(x) - 1)
+
+
 # --- width converter (bus words / whole vectors -> SIMD words) -----------------------------
 
 async def _push(ctx, port, word, rng):
@@ -354,7 +477,7 @@ def _pack(bits, width):
     (13, 16, 4),      # serializer with padding on both sides
     (33, 33, 33),
 ])
-def test_width_converter_random_handshakes(n_bits, in_width, out_width):
+def test_width_converter_random_handshakes(n_bits, in_width, out_width, simulate):
     """Frames in as in_width words with garbage in the padding, random valid/ready on both sides:
     out come the frame's bits as out_width words, padding 0; the gearbox's rate is the narrow side's."""
     from eie.hw.bnn.width_converter import WidthConverter
@@ -382,13 +505,13 @@ def test_width_converter_random_handshakes(n_bits, in_width, out_width):
             assert not ctx.get(dut.o.valid)
             await ctx.tick()
 
-    _run(dut, source, sink, vcd_name="width_converter")
+    simulate(dut, source, sink, vcd="width_converter")
     assert dut.in_words == -(-n_bits // in_width) and dut.out_words == len(want) // len(frames)
     assert got == want
 
 
 @pytest.mark.parametrize("n_bits, in_width, out_width", [(784, 32, 8), (784, 32, 64), (96, 32, 32)])
-def test_width_converter_full_rate(n_bits, in_width, out_width):
+def test_width_converter_full_rate(n_bits, in_width, out_width, simulate):
     """Always valid, always ready: one word a cycle on the narrower side, no bubble between frames."""
     from eie.hw.bnn.width_converter import WidthConverter
     dut = WidthConverter(n_bits, in_width, out_width)
@@ -409,7 +532,7 @@ def test_width_converter_full_rate(n_bits, in_width, out_width):
             if o_val:
                 out_cycles.append(cycle)
 
-    _run(dut, bench, vcd_name="width_converter_rate")
+    simulate(dut, bench, vcd="width_converter_rate")
     assert len(out_cycles) == n_frames * dut.out_words
     if out_width <= in_width:   # output side is narrow: one output word every cycle
         assert np.diff(out_cycles).tolist() == [1] * (len(out_cycles) - 1)
@@ -420,7 +543,7 @@ def test_width_converter_full_rate(n_bits, in_width, out_width):
 # --- MVTU input buffer (double-buffered block RAM) -----------------------------------------
 
 @pytest.mark.parametrize("sf, simd", [(1, 4), (3, 5), (98, 8), (4, 64)])
-def test_input_buffer_double_buffering(sf, simd):
+def test_input_buffer_double_buffering(sf, simd, simulate):
     """Samples written word by word at random; the reader walks each sample several times in
     random order with random pauses, then releases it: every read returns the written word, the
     writer fills the other bank meanwhile and never overwrites the bank being read."""
@@ -461,14 +584,14 @@ def test_input_buffer_double_buffering(sf, simd):
             await ctx.tick()
             ctx.set(dut.release, 0)
 
-    _run(dut, writer, reader, vcd_name="input_buffer")
+    simulate(dut, writer, reader, vcd="input_buffer")
     assert len(reads) == 2 * sf * len(samples)
     assert all(data == samples[k][idx] for k, idx, data in reads), \
         [(k, idx, d, samples[k][idx]) for k, idx, d in reads if d != samples[k][idx]][:4]
     assert any(overlap), "the writer never ran ahead: double buffering untested"
 
 
-def test_input_buffer_just_in_time_no_bubble():
+def test_input_buffer_just_in_time_no_bubble(simulate):
     """A bank whose last word is written in the cycle the reader releases the other bank counts
     as valid at once (valid_other), so a reader that walks a sample in sf cycles and a writer that
     writes a word a cycle go on without a gap; the writer is held while both banks are full."""
@@ -516,12 +639,13 @@ def test_input_buffer_just_in_time_no_bubble():
             active = nxt_active
         got.append((pending, ctx.get(dut.rd_data)))
 
-    _run(dut, writer, reader, vcd_name="input_buffer_jit")
+    simulate(dut, writer, reader, vcd="input_buffer_jit")
     assert [d for (k, i), d in got] == [w for s in words for w in s]
     assert np.diff(starts).tolist() == [sf] * (n - 1)
 
 
-def test_top_full_input_fifo_drops_whole_sample():
+@pytest.mark.rtl
+def test_top_full_input_fifo_drops_whole_sample(simulate):
     """With RUN=0 and the one input slot taken, a second sample is dropped whole (all its words),
     ERRORS bit 0 is set, STATUS shows no free slot; the kept sample and a later one compute right."""
     from eie.hw.bnn import host_program as hp
@@ -554,7 +678,7 @@ def test_top_full_input_fifo_drops_whole_sample():
         out["c"] = await hp.read_counters(bus, mm)
         out["errors_end"] = await bus.read(mm.reg("ERRORS"))
 
-    _run(top, bench, vcd_name="top_drop")
+    simulate(top, bench, vcd="top_drop")
     assert out["status"] & 0xFFFF == 0 and out["errors"] == 1
     assert out["status_after"] == (1 | (1 << 16))             # slot free, one result waiting
     want = golden_forward(image, x[[0, 2]])
@@ -563,6 +687,7 @@ def test_top_full_input_fifo_drops_whole_sample():
     assert out["errors_end"] == 1                             # sticky until CLEAR
 
 
+@pytest.mark.rtl
 @pytest.mark.parametrize("shape, fold", [
     ([80, 8, 4], "64:8,8:4"),        # SIMD 64: two bus words a FIFO word, II 2 < 3 bus words
     ([100, 12, 3], "8:4,12:3"),      # SIMD 8: gearbox 32 -> 8, II 39
@@ -584,13 +709,13 @@ def test_top_preloaded_stream_keeps_the_analytic_ii(shape, fold):
 
 
 @pytest.mark.slow
-def test_icebreaker_tfc_bitstream(tmp_path):
+def test_icebreaker_tfc_bitstream(tmp_path, cli):
     """Acceptance of issue 7: the TFC core with the iCEBreaker folding places and routes on the
     iCE40UP5K and meets the 12 MHz board clock (a few minutes of Yosys and nextpnr)."""
     from eie.boards.build import ICEBREAKER_BNN_FOLD, TFC_SHAPE
-    from eie.app.cli import main
     out = tmp_path / "ice_bnn"
-    assert main(["build", "--board", "icebreaker", "--design", "bnn", "--out", str(out)]) == 0
+    r = cli(["build", "--board", "icebreaker", "--design", "bnn", "--out", out])
+    assert r.code == 0, r.err
     report = json.loads((out / "report.json").read_text())
     assert report["core"]["shape"] == list(TFC_SHAPE)
     assert report["core"]["folding"] == ICEBREAKER_BNN_FOLD

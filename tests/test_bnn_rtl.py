@@ -38,7 +38,7 @@ def _random_topology(rng: np.random.Generator) -> tuple[list[int], list[LayerFol
     return shape, folds
 
 
-def _check(simulator: str, shape, folds, tmp_path, seed: int, n: int = 24,
+def _check(simulator: str, shape, folds, build_dir, seed: int, n: int = 24,
            in_depth: int = 4, out_depth: int = 2):
     rng = np.random.default_rng(seed)
     model = random_model(shape, rng)
@@ -51,8 +51,8 @@ def _check(simulator: str, shape, folds, tmp_path, seed: int, n: int = 24,
         BnnJob(random_image(folds, rng), x, preload=False, backpressure=0.7,
                max_gap=3 * ii + 8, seed=seed),
     ]
-    run_rtl(simulator, folds, jobs, build_dir=tmp_path / "build", in_depth=in_depth,
-            out_depth=out_depth)
+    with build_dir(simulator, folds, in_depth, out_depth) as bdir:    # the session's cache
+        run_rtl(simulator, folds, jobs, build_dir=bdir, in_depth=in_depth, out_depth=out_depth)
     for k, job in enumerate(jobs):
         assert job.y.dtype == np.int32 and job.y.shape == (n, shape[-1])
         assert np.array_equal(job.y, golden_forward(job.image, x)), f"job {k}"
@@ -67,25 +67,25 @@ def _check(simulator: str, shape, folds, tmp_path, seed: int, n: int = 24,
 AWKWARD = ([40, 9, 5, 3], "7:4,3:2,2:3")   # no fold divides its layer
 
 
-def test_icarus_awkward(tmp_path):
+def test_icarus_awkward(bnn_build_dir):
     shape, fold = AWKWARD
-    _check("icarus", shape, make_folding(shape, fold), tmp_path, seed=1)
+    _check("icarus", shape, make_folding(shape, fold), bnn_build_dir, seed=1)
 
 
-def test_icarus_random_topology(tmp_path):
+def test_icarus_random_topology(bnn_build_dir):
     shape, folds = _random_topology(np.random.default_rng(2024))
-    _check("icarus", shape, folds, tmp_path, seed=2)
+    _check("icarus", shape, folds, bnn_build_dir, seed=2)
 
 
 @pytest.mark.slow
-def test_verilator_awkward(tmp_path):
+def test_verilator_awkward(bnn_build_dir):
     shape, fold = AWKWARD
-    _check("verilator", shape, make_folding(shape, fold), tmp_path, seed=3, n=40)
+    _check("verilator", shape, make_folding(shape, fold), bnn_build_dir, seed=3, n=40)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 @pytest.mark.parametrize("seed", [11, 12, 13])
-def test_random_topologies(simulator, seed, tmp_path):
+def test_random_topologies(simulator, seed, bnn_build_dir):
     shape, folds = _random_topology(np.random.default_rng(seed))
-    _check(simulator, shape, folds, tmp_path, seed=seed, n=32, in_depth=3, out_depth=1)
+    _check(simulator, shape, folds, bnn_build_dir, seed=seed, n=32, in_depth=3, out_depth=1)

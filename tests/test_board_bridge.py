@@ -181,6 +181,7 @@ def test_repeated_sequence_number_is_not_executed_twice():
     assert tr.peek(ram.writes) == 6
 
 
+@pytest.mark.rtl         # a long Amaranth simulation: every byte bit by bit, retried
 def test_noisy_link_retries_to_the_right_result():
     rng = random.Random(5)
     ram, _, tr = make()

@@ -9,7 +9,6 @@ import pytest
 from eie.boards.build import _resources, parse_nextpnr_report, parse_yosys_stats
 from eie.boards.platforms import BOARDS, board_by_name, ecp5_pll_params
 from eie.boards.uart import divisor_for
-from eie.app.cli import main
 from eie.common.errors import EieError
 
 NEW_STAT = """
@@ -107,24 +106,28 @@ def test_program_names_what_to_install(tmp_path, monkeypatch):
         program(BOARDS["ulx3s-85f"], tmp_path)
 
 
-def test_build_rejects_bad_options(tmp_path, capsys, monkeypatch):
-    assert main(["build", "--board", "icebreaker", "--design", "ram", "--pes", "4",
-                 "--out", str(tmp_path / "b")]) == 2
-    assert "--pes" in capsys.readouterr().err
-    assert main(["build", "--board", "icebreaker", "--design", "ram", "--baud", "5000000",
-                 "--out", str(tmp_path / "b")]) == 2
-    assert "baud" in capsys.readouterr().err
+def test_build_rejects_bad_options(tmp_path, cli, monkeypatch):
+    """Refused before any tool runs (exit 2, nothing written)."""
+    r = cli(["build", "--board", "icebreaker", "--design", "ram", "--pes", "4",
+             "--out", tmp_path / "b"])
+    assert r.code == 2 and "--pes" in r.err
+    r = cli(["build", "--board", "icebreaker", "--design", "ram", "--baud", "5000000",
+             "--out", tmp_path / "b"])
+    assert r.code == 2 and "baud" in r.err
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert main(["build", "--board", "icebreaker", "--design", "ram", "--program",
-                 "--out", str(tmp_path / "b")]) == 2
-    assert "iceprog" in capsys.readouterr().err
+    r = cli(["build", "--board", "icebreaker", "--design", "ram", "--program",
+             "--out", tmp_path / "b"])
+    assert r.code == 2 and "iceprog" in r.err
     assert not (tmp_path / "b").exists()
 
 
-def test_icebreaker_bitstream(tmp_path, capsys):
-    """The smallest design that exercises the whole flow: the UART bridge and a 256-word RAM."""
+@pytest.mark.slow
+def test_icebreaker_bitstream(tmp_path, cli):
+    """The smallest design that exercises the whole flow: the UART bridge and a 256-word RAM
+    (Yosys and nextpnr: a minute or more)."""
     out = tmp_path / "ice"
-    assert main(["build", "--board", "icebreaker", "--design", "ram", "--out", str(out)]) == 0
+    r = cli(["build", "--board", "icebreaker", "--design", "ram", "--out", out])
+    assert r.code == 0, r.err
     bitstream = out / "top.bin"
     assert bitstream.is_file() and bitstream.stat().st_size > 100_000   # UP5K images are ~104 kB
     report = json.loads((out / "report.json").read_text())
@@ -137,7 +140,7 @@ def test_icebreaker_bitstream(tmp_path, capsys):
     assert report["uart"] == {"baud": 115200, "divisor": 104}
     assert json.loads((out / "core.json").read_text())["kind"] == "ram"
     assert (out / "logs" / "top.tim").is_file()
-    assert "timing met" in capsys.readouterr().out
+    assert "timing met" in r.out
     # nothing left beside the output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ice"]
 

@@ -21,7 +21,8 @@ def eie_image(tmp_path_factory):
     return d
 
 
-def test_eie_image_through_the_simulated_board(eie_image, capsys):
+@pytest.mark.rtl
+def test_eie_image_through_the_simulated_board(eie_image, cli):
     from eie.sw.fixedpoint import quantize
     from eie.sw.golden import golden_forward
     from eie.sw.image import read_image
@@ -30,10 +31,9 @@ def test_eie_image_through_the_simulated_board(eie_image, capsys):
     rng = np.random.default_rng(3)
     x = rng.uniform(-2, 2, size=(2, 10)).astype(np.float32)
     np.save(d / "x.npy", x)
-    rc = main(["board", "run", str(d / "img"), "--input", str(d / "x.npy"), "-o",
-               str(d / "y.npy"), "--simulate", "--stats", str(d / "s.json")])
-    out = capsys.readouterr().out
-    assert rc == 0, out
+    r = cli(["board", "run", d / "img", "--input", d / "x.npy", "-o", d / "y.npy",
+             "--simulate", "--stats", d / "s.json"])
+    assert r.code == 0, r.out
     image = read_image(d / "img")
     gold = golden_forward(image, quantize(x, image.act_frac)).outputs
     y = np.load(d / "y.npy")
@@ -48,7 +48,8 @@ def test_eie_image_through_the_simulated_board(eie_image, capsys):
     assert stats["link"]["wire_bytes"] > stats["link"]["payload_bytes"] > 0
 
 
-def test_bnn_image_through_the_simulated_board(tmp_path, capsys):
+@pytest.mark.rtl
+def test_bnn_image_through_the_simulated_board(tmp_path, cli):
     from eie.hw.bnn.folding import make_folding
     from eie.sw.bnn.golden import golden_forward
     from eie.sw.bnn.image import random_image, write_image
@@ -59,9 +60,9 @@ def test_bnn_image_through_the_simulated_board(tmp_path, capsys):
     write_image(image, tmp_path / "bimg")
     x = rng.integers(0, 2, size=(3, 40)).astype(np.uint8)
     np.save(tmp_path / "x.npy", x)
-    rc = main(["board", "run", str(tmp_path / "bimg"), "--input", str(tmp_path / "x.npy"),
-               "-o", str(tmp_path / "y.npy"), "--simulate", "--stats", str(tmp_path / "s.json")])
-    assert rc == 0, capsys.readouterr().out
+    r = cli(["board", "run", tmp_path / "bimg", "--input", tmp_path / "x.npy",
+             "-o", tmp_path / "y.npy", "--simulate", "--stats", tmp_path / "s.json"])
+    assert r.code == 0, r.out
     y = np.load(tmp_path / "y.npy")
     assert y.dtype == np.int32
     np.testing.assert_array_equal(y, golden_forward(image, x))
@@ -69,29 +70,26 @@ def test_bnn_image_through_the_simulated_board(tmp_path, capsys):
     assert stats["counters"][0]["samples_out"] == 3
 
 
-def test_board_run_needs_a_target(eie_image):
+def test_board_run_needs_a_target(eie_image, cli):
     d = eie_image
     np.save(d / "x1.npy", np.zeros((1, 10), np.float32))
-    with pytest.raises(SystemExit) as exc:
-        main(["board", "run", str(d / "img"), "--input", str(d / "x1.npy"), "-o",
-              str(d / "y1.npy")])
-    assert exc.value.code == 2
+    r = cli(["board", "run", d / "img", "--input", d / "x1.npy", "-o", d / "y1.npy"])
+    assert r.code == 2 and "--simulate" in r.err       # argparse: one of the targets
 
 
-def test_board_run_bad_inputs(eie_image, tmp_path, capsys):
+def test_board_run_bad_inputs(eie_image, tmp_path, cli):
     d = eie_image
     np.save(tmp_path / "wide.npy", np.zeros((1, 11), np.float32))
-    rc = main(["board", "run", str(d / "img"), "--input", str(tmp_path / "wide.npy"), "-o",
-               str(tmp_path / "y.npy"), "--simulate"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "(batch, 10)" in err
+    r = cli(["board", "run", d / "img", "--input", tmp_path / "wide.npy", "-o",
+             tmp_path / "y.npy", "--simulate"])
+    assert r.code == 2 and "(batch, 10)" in r.err
     assert not (tmp_path / "y.npy").exists()
     # an EIE image on a real port needs the bitstream's build directory
     np.save(tmp_path / "x.npy", np.zeros((1, 10), np.float32))
-    rc = main(["board", "run", str(d / "img"), "--input", str(tmp_path / "x.npy"), "-o",
-               str(tmp_path / "y.npy"), "--port", "/dev/null-eie"])
-    assert rc == 2 and "--build" in capsys.readouterr().err
-    rc = main(["board", "run", str(tmp_path), "--input", str(tmp_path / "x.npy"), "-o",
-               str(tmp_path / "y.npy"), "--simulate"])
-    assert rc == 2 and "manifest.json" in capsys.readouterr().err
+    r = cli(["board", "run", d / "img", "--input", tmp_path / "x.npy", "-o",
+             tmp_path / "y.npy", "--port", "/dev/null-eie"])
+    assert r.code == 2 and "--build" in r.err
+    r = cli(["board", "run", tmp_path, "--input", tmp_path / "x.npy", "-o",
+             tmp_path / "y.npy", "--simulate"])
+    assert r.code == 2 and "manifest.json" in r.err
     assert not (tmp_path / "y.npy").exists()

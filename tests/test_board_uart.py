@@ -2,7 +2,6 @@
 
 import random
 
-from amaranth.sim import Simulator
 
 from eie.boards.crc import CRC16, crc16
 from eie.boards.uart import UARTRx, UARTTx
@@ -14,7 +13,7 @@ def _line_bits(byte, stop=1):
     return [0] + [(byte >> i) & 1 for i in range(8)] + [stop]
 
 
-def test_tx_waveform_is_8n1():
+def test_tx_waveform_is_8n1(simulate):
     dut = UARTTx(DIV)
     data = [0x00, 0xFF, 0xA5, 0x3C]
     samples = []
@@ -31,11 +30,7 @@ def test_tx_waveform_is_8n1():
         async for _, _, tx in ctx.tick().sample(dut.tx):
             samples.append(tx)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.add_testbench(sampler, background=True)
-    sim.run()
+    simulate(dut, bench, background=[sampler], period=1e-6)
     # decode the line independently: find each start bit, sample the middle of each bit
     out, i = [], 0
     while i < len(samples):
@@ -49,7 +44,7 @@ def test_tx_waveform_is_8n1():
     assert out == data
 
 
-def _run_rx(line, ready_always=True):
+def _run_rx(simulate, line):
     dut = UARTRx(DIV)
     got, frame_errors = [], []
 
@@ -68,28 +63,24 @@ def _run_rx(line, ready_always=True):
             if ferr:
                 frame_errors.append(1)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(driver)
-    sim.add_testbench(sink, background=True)
-    sim.run()
+    simulate(dut, driver, background=[sink], period=1e-6)
     return got, len(frame_errors)
 
 
-def test_rx_bytes_framing_errors_and_glitches():
+def test_rx_bytes_framing_errors_and_glitches(simulate):
     rng = random.Random(1)
     data = [rng.randrange(256) for _ in range(6)]
     line = [1, 1]
     for b in data:
         line += _line_bits(b) + [1] * rng.randrange(3)
-    got, ferr = _run_rx(line)
+    got, ferr = _run_rx(simulate, line)
     assert got == data and ferr == 0
     # a low stop bit: the byte is dropped and frame_error pulses; the next byte is fine
-    got, ferr = _run_rx([1, 1] + _line_bits(0x42, stop=0) + [1, 1] + _line_bits(0x99))
+    got, ferr = _run_rx(simulate, [1, 1] + _line_bits(0x42, stop=0) + [1, 1] + _line_bits(0x99))
     assert got == [0x99] and ferr == 1
 
 
-def test_rx_ignores_a_glitch_shorter_than_half_a_bit():
+def test_rx_ignores_a_glitch_shorter_than_half_a_bit(simulate):
     dut = UARTRx(8)
     got = []
 
@@ -107,15 +98,11 @@ def test_rx_ignores_a_glitch_shorter_than_half_a_bit():
             if valid:
                 got.append(payload)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(driver)
-    sim.add_testbench(sink, background=True)
-    sim.run()
+    simulate(dut, driver, background=[sink], period=1e-6)
     assert got == []
 
 
-def test_crc_block_equals_software():
+def test_crc_block_equals_software(simulate):
     rng = random.Random(2)
     data = bytes(rng.randrange(256) for _ in range(40))
     dut = CRC16()
@@ -139,8 +126,5 @@ def test_crc_block_equals_software():
             await ctx.tick()
         assert ctx.get(dut.zero) == 1
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench, period=1e-6)
     assert seen == [crc16(data[:i + 1]) for i in range(len(data))]

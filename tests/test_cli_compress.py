@@ -3,14 +3,12 @@ of the image files, and every bad input of issue 2 (one-line error, exit 2, noth
 
 import json
 import os
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from eie.app.cli import main
 
 # ------------------------------------------------------------------ independent reference
 # Plain Python over the on-disk files, written from docs/ARCHITECTURE.md alone: it shares no code
@@ -109,12 +107,6 @@ def _model(tmp_path, sizes=(40, 30, 20, 10), seed=0, **edit):
     return p
 
 
-def _run(capsys, argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _listing(path):
     return sorted(os.listdir(path))
 
@@ -127,10 +119,10 @@ def _listing(path):
     (1, ["--density", "0.5,0.2,0.9", "--act-frac", "6"]),
     (8, ["--density", "0.05", "--acc-bits", "20"]),   # gaps > 15 (padding), narrow wrap-around
 ])
-def test_compress_golden_matches_independent_decode(tmp_path, capsys, pes, extra):
+def test_compress_golden_matches_independent_decode(tmp_path, cli, pes, extra):
     model = _model(tmp_path)
     img = tmp_path / "img"
-    code, out, err = _run(capsys, ["compress", model, "-o", img, "--pes", pes, *extra])
+    code, out, err = cli(["compress", model, "-o", img, "--pes", pes, *extra])
     assert code == 0, err
     assert "total:" in out
     rng = np.random.default_rng(pes)
@@ -138,7 +130,7 @@ def test_compress_golden_matches_independent_decode(tmp_path, capsys, pes, extra
     x[0, :5] = 0.5 / 256          # a tie: rounds to even (0)
     x[1, 0] = 1000.0              # saturates
     np.save(tmp_path / "x.npy", x)
-    code, out, err = _run(capsys, ["golden", img, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy"])
+    code, out, err = cli(["golden", img, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy"])
     assert code == 0, err
     y = np.load(tmp_path / "y.npy")
     assert y.dtype == np.int16 and y.shape == (4, 10)
@@ -149,16 +141,17 @@ def test_compress_golden_matches_independent_decode(tmp_path, capsys, pes, extra
     # --raw with int16 input gives the same as the reference on those integers.
     xi = np.array(quantize_ref(x, man["act_frac"]), dtype=np.int16)
     np.save(tmp_path / "xi.npy", xi)
-    code, _, err = _run(capsys, ["golden", img, "--input", tmp_path / "xi.npy", "-o", tmp_path / "yi.npy", "--raw"])
+    code, _, err = cli(["golden", img, "--input", tmp_path / "xi.npy", "-o", tmp_path / "yi.npy",
+                        "--raw"])
     assert code == 0, err
     assert np.load(tmp_path / "yi.npy").tolist() == expect
 
 
-def test_density_and_padding_visible_in_files(tmp_path, capsys):
+def test_density_and_padding_visible_in_files(tmp_path, cli):
     # A 1-PE layer with 5% density has long gaps: padding entries (0, 15) must appear.
     model = _model(tmp_path, sizes=(30, 200, 10))
     img = tmp_path / "img"
-    assert _run(capsys, ["compress", model, "-o", img, "--pes", "1", "--density", "0.05"])[0] == 0
+    assert cli(["compress", model, "-o", img, "--pes", "1", "--density", "0.05"])[0] == 0
     man, layers = decode_image(img)
     W0 = layers[0][0]
     nnz = sum(1 for row in W0 for v in row if v)
@@ -171,11 +164,11 @@ def test_density_and_padding_visible_in_files(tmp_path, capsys):
     assert man["layers"][0]["stats"]["padding"] == entries.count(0xF0)
 
 
-def test_inspect_text_and_json(tmp_path, capsys):
+def test_inspect_text_and_json(tmp_path, cli):
     model = _model(tmp_path)
     img = tmp_path / "img"
-    assert _run(capsys, ["compress", model, "-o", img, "--pes", "4", "--density", "0.2"])[0] == 0
-    code, out, _ = _run(capsys, ["inspect", img, "--json"])
+    assert cli(["compress", model, "-o", img, "--pes", "4", "--density", "0.2"])[0] == 0
+    code, out, _ = cli(["inspect", img, "--json"])
     assert code == 0
     rep = json.loads(out)
     man, layers = decode_image(img)
@@ -197,26 +190,26 @@ def test_inspect_text_and_json(tmp_path, capsys):
         assert s["total_bits"] == fixed
         assert s["ratio"] == pytest.approx(32 * n_in * man["layers"][l]["n_out"] / fixed)
         assert s["total_bits_huffman"] < s["total_bits"]
-    code, out, _ = _run(capsys, ["inspect", img])
+    code, out, _ = cli(["inspect", img])
     assert code == 0
     assert "layer 2: 20 -> 10" in out and "load imbalance" in out and "with Huffman" in out
 
 
-def test_bundled_example_model(tmp_path, capsys):
+def test_bundled_example_model(tmp_path, cli):
     from eie.sw import model_io
     ex = Path(model_io.__file__).parent / "data" / "example_mlp.npz"
     assert ex.exists()
     img = tmp_path / "img"
-    assert _run(capsys, ["compress", ex, "-o", img, "--pes", "4", "--density", "0.25"])[0] == 0
+    assert cli(["compress", ex, "-o", img, "--pes", "4", "--density", "0.25"])[0] == 0
     man, layers = decode_image(img)
     assert [L["n_in"] for L in man["layers"]] == [64, 48, 32]
 
 
 # ------------------------------------------------------------------ bad input
 
-def _assert_error(capsys, argv, match, tmp_path, must_not_exist=()):
+def _assert_error(cli, argv, match, tmp_path, must_not_exist=()):
     before = _listing(tmp_path)
-    code, out, err = _run(capsys, argv)
+    code, out, err = cli(argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("eie: error: "), err
@@ -233,16 +226,16 @@ def _assert_error(capsys, argv, match, tmp_path, must_not_exist=()):
     ({"W0": np.where(np.eye(30, 40) > 0, np.inf, 0.5).astype(np.float32)}, "layer 0 weight has 30 NaN or infinite"),
     ({"W2": np.ones((10, 21), np.float32)}, "layer 2 takes 21 inputs but layer 1 gives 20 outputs"),
 ])
-def test_bad_models(tmp_path, capsys, edit, match):
+def test_bad_models(tmp_path, cli, edit, match):
     model = _model(tmp_path, **edit)
     img = tmp_path / "img"
-    _assert_error(capsys, ["compress", model, "-o", img, "--pes", "2"], match, tmp_path, [img])
+    _assert_error(cli, ["compress", model, "-o", img, "--pes", "2"], match, tmp_path, [img])
 
 
-def test_model_without_layers(tmp_path, capsys):
+def test_model_without_layers(tmp_path, cli):
     np.savez(tmp_path / "empty.npz")
     img = tmp_path / "img"
-    _assert_error(capsys, ["compress", tmp_path / "empty.npz", "-o", img, "--pes", "2"],
+    _assert_error(cli, ["compress", tmp_path / "empty.npz", "-o", img, "--pes", "2"],
                   "has no layers", tmp_path, [img])
 
 
@@ -253,10 +246,10 @@ def test_model_without_layers(tmp_path, capsys):
     ("nan", "density nan is outside (0, 1]"),
     ("0.5,0.5", "2 densities given for a model of 3 layers"),
 ])
-def test_bad_density(tmp_path, capsys, density, match):
+def test_bad_density(tmp_path, cli, density, match):
     model = _model(tmp_path)
     img = tmp_path / "img"
-    _assert_error(capsys, ["compress", model, "-o", img, "--pes", "2", f"--density={density}"],
+    _assert_error(cli, ["compress", model, "-o", img, "--pes", "2", f"--density={density}"],
                   match, tmp_path, [img])
 
 
@@ -265,29 +258,29 @@ def test_bad_density(tmp_path, capsys, density, match):
     (["--ptr-depth", "50"], "pointer SRAM holds 50"),
     (["--act-depth", "5"], "activation SRAM holds 5"),
 ])
-def test_over_capacity(tmp_path, capsys, opt, match):
+def test_over_capacity(tmp_path, cli, opt, match):
     model = _model(tmp_path)
     img = tmp_path / "img"
-    line = _assert_error(capsys, ["compress", model, "-o", img, "--pes", "2", *opt], match,
+    line = _assert_error(cli, ["compress", model, "-o", img, "--pes", "2", *opt], match,
                          tmp_path, [img])
     assert "raise --" in line
 
 
-def test_over_capacity_keeps_old_image(tmp_path, capsys):
+def test_over_capacity_keeps_old_image(tmp_path, cli):
     model = _model(tmp_path)
     img = tmp_path / "img"
-    assert _run(capsys, ["compress", model, "-o", img, "--pes", "2"])[0] == 0
+    assert cli(["compress", model, "-o", img, "--pes", "2"])[0] == 0
     before = {p.name: p.read_bytes() for p in img.iterdir()}
-    _assert_error(capsys, ["compress", model, "-o", img, "--pes", "4", "--spmat-depth", "2"],
+    _assert_error(cli, ["compress", model, "-o", img, "--pes", "4", "--spmat-depth", "2"],
                   "sparse-matrix entries", tmp_path)
     assert {p.name: p.read_bytes() for p in img.iterdir()} == before
 
 
 @pytest.fixture
-def image(tmp_path, capsys):
+def image(tmp_path, cli):
     model = _model(tmp_path)
     img = tmp_path / "img"
-    assert _run(capsys, ["compress", model, "-o", img, "--pes", "2", "--density", "0.4"])[0] == 0
+    assert cli(["compress", model, "-o", img, "--pes", "2", "--density", "0.4"])[0] == 0
     np.save(tmp_path / "x.npy", np.zeros((2, 40)))
     return img
 
@@ -300,18 +293,18 @@ def image(tmp_path, capsys):
     (lambda d: (d / "pe0_ptr.hex").write_text("0\n1\n"), "pe0_ptr.hex has 2 values"),
 ])
 @pytest.mark.parametrize("command", ["golden", "inspect"])
-def test_missing_or_corrupt_image(tmp_path, capsys, image, damage, match, command):
+def test_missing_or_corrupt_image(tmp_path, cli, image, damage, match, command):
     damage(image)
     y = tmp_path / "y.npy"
     argv = ["golden", image, "--input", tmp_path / "x.npy", "-o", y] if command == "golden" \
         else ["inspect", image]
-    _assert_error(capsys, argv, match, tmp_path, [y])
+    _assert_error(cli, argv, match, tmp_path, [y])
 
 
-def test_missing_image_dir(tmp_path, capsys):
+def test_missing_image_dir(tmp_path, cli):
     np.save(tmp_path / "x.npy", np.zeros((1, 40)))
-    _assert_error(capsys, ["golden", tmp_path / "nope", "--input", tmp_path / "x.npy", "-o",
-                           tmp_path / "y.npy"], "does not exist", tmp_path, [tmp_path / "y.npy"])
+    _assert_error(cli, ["golden", tmp_path / "nope", "--input", tmp_path / "x.npy", "-o",
+                        tmp_path / "y.npy"], "does not exist", tmp_path, [tmp_path / "y.npy"])
 
 
 @pytest.mark.parametrize("x, raw, match", [
@@ -323,38 +316,35 @@ def test_missing_image_dir(tmp_path, capsys):
     (np.full((1, 40), np.nan), False, "40 NaN or infinite"),
     (np.array(["a"] * 40)[None, :], False, "expected a numeric"),
 ])
-def test_bad_golden_inputs(tmp_path, capsys, image, x, raw, match):
+def test_bad_golden_inputs(tmp_path, cli, image, x, raw, match):
     np.save(tmp_path / "bad.npy", x)
     y = tmp_path / "y.npy"
     argv = ["golden", image, "--input", tmp_path / "bad.npy", "-o", y] + (["--raw"] if raw else [])
-    _assert_error(capsys, argv, match, tmp_path, [y])
+    _assert_error(cli, argv, match, tmp_path, [y])
 
 
-def test_unreadable_input_file(tmp_path, capsys, image):
+def test_unreadable_input_file(tmp_path, cli, image):
     (tmp_path / "bad.npy").write_bytes(b"garbage")
     y = tmp_path / "y.npy"
-    _assert_error(capsys, ["golden", image, "--input", tmp_path / "bad.npy", "-o", y],
+    _assert_error(cli, ["golden", image, "--input", tmp_path / "bad.npy", "-o", y],
                   "not a readable .npy", tmp_path, [y])
-    _assert_error(capsys, ["golden", image, "--input", tmp_path / "none.npy", "-o", y],
+    _assert_error(cli, ["golden", image, "--input", tmp_path / "none.npy", "-o", y],
                   "does not exist", tmp_path, [y])
 
 
-def test_console_script_exit_code(tmp_path):
+def test_console_script_exit_code(tmp_path, console):
     model = _model(tmp_path)
-    exe = Path(sys.executable).parent / "eie"
-    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "eie.app.cli"]
-    r = subprocess.run(argv + ["compress", str(model), "-o", str(tmp_path / "img"), "--pes", "2",
-                               "--density", "1.5"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [
+    r = console(["compress", model, "-o", tmp_path / "img", "--pes", "2", "--density", "1.5"])
+    assert r.code == 2
+    assert r.err.strip().splitlines() == [
         "eie: error: density 1.5 is outside (0, 1] (give the fraction of weights to keep, e.g. 0.1)"]
     assert not (tmp_path / "img").exists()
 
 
-def test_output_path_is_a_file(tmp_path, capsys):
+def test_output_path_is_a_file(tmp_path, cli):
     model = _model(tmp_path)
     (tmp_path / "taken").write_text("keep me")
-    _assert_error(capsys, ["compress", model, "-o", tmp_path / "taken", "--pes", "2"],
+    _assert_error(cli, ["compress", model, "-o", tmp_path / "taken", "--pes", "2"],
                   "exists and is not a directory", tmp_path)
     assert (tmp_path / "taken").read_text() == "keep me"
 
@@ -368,17 +358,17 @@ def test_output_path_is_a_file(tmp_path, capsys):
     (["--centroids", "16"], "number of centroids 16 is outside 1..15"),
     (["--act-frac", "16"], "act_frac 16 is outside 0..15"),
 ])
-def test_bad_options(tmp_path, capsys, opts, match):
+def test_bad_options(tmp_path, cli, opts, match):
     model = _model(tmp_path)
     img = tmp_path / "img"
     argv = ["compress", model, "-o", img] + ([] if "--pes" in opts else ["--pes", "2"]) + opts
-    _assert_error(capsys, argv, match, tmp_path, [img])
+    _assert_error(cli, argv, match, tmp_path, [img])
 
 
-def test_compress_json(tmp_path, capsys):
+def test_compress_json(tmp_path, cli):
     model = _model(tmp_path)
-    code, out, _ = _run(capsys, ["compress", model, "-o", tmp_path / "img", "--pes", "2",
-                                 "--density", "0.5", "--json"])
+    code, out, _ = cli(["compress", model, "-o", tmp_path / "img", "--pes", "2",
+                        "--density", "0.5", "--json"])
     assert code == 0
     rep = json.loads(out)
     assert rep["n_pe"] == 2 and [L["n_in"] for L in rep["layers"]] == [40, 30, 20]
@@ -424,28 +414,24 @@ def test_property_pipeline_matches_reference(tmp_path_factory, sizes, n_pe, dens
     assert y.tolist() == reference_forward(man, decoded, x.tolist())
 
 
-def test_acceptance_console_script_compress_then_golden(tmp_path):
+def test_acceptance_console_script_compress_then_golden(tmp_path, console):
     """Issue 2's acceptance, literally: the `eie` console script compresses a 3-layer model,
     `eie golden` runs it, and the output equals the independent decode of the image files."""
     model = _model(tmp_path, seed=9)
-    exe = Path(sys.executable).parent / "eie"
-    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "eie.app.cli"]
     img = tmp_path / "img"
-    r = subprocess.run(argv + ["compress", str(model), "-o", str(img), "--pes", "4",
-                               "--density", "0.1"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    r = console(["compress", model, "-o", img, "--pes", "4", "--density", "0.1"])
+    assert r.code == 0, r.err
     x = np.random.default_rng(9).standard_normal((5, 40))
     np.save(tmp_path / "x.npy", x)
-    r = subprocess.run(argv + ["golden", str(img), "--input", str(tmp_path / "x.npy"), "-o",
-                               str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    r = console(["golden", img, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy"])
+    assert r.code == 0, r.err
     man, layers = decode_image(img)
     assert len(layers) == 3
     assert np.load(tmp_path / "y.npy").tolist() == reference_forward(
         man, layers, quantize_ref(x, man["act_frac"]))
 
 
-def test_balance_is_the_default_and_no_balance_keeps_the_interleave(tmp_path, capsys):
+def test_balance_is_the_default_and_no_balance_keeps_the_interleave(tmp_path, cli):
     """Both placements compute the same outputs (in the model's order); --no-balance writes the
     plain interleave (format version 1, no row_order), the default a balanced placement."""
     rng = np.random.default_rng(11)
@@ -459,14 +445,14 @@ def test_balance_is_the_default_and_no_balance_keeps_the_interleave(tmp_path, ca
     ys, reports = {}, {}
     for name, extra in (("bal", []), ("plain", ["--no-balance"])):
         img = tmp_path / name
-        code, _, err = _run(capsys, ["compress", tmp_path / "m.npz", "-o", img, "--pes", 4,
-                                     "--density", "0.3", *extra])
+        code, _, err = cli(["compress", tmp_path / "m.npz", "-o", img, "--pes", 4,
+                            "--density", "0.3", *extra])
         assert code == 0, err
-        code, _, err = _run(capsys, ["golden", img, "--input", tmp_path / "x.npy",
-                                     "-o", tmp_path / f"{name}.npy"])
+        code, _, err = cli(["golden", img, "--input", tmp_path / "x.npy",
+                            "-o", tmp_path / f"{name}.npy"])
         assert code == 0, err
         ys[name] = np.load(tmp_path / f"{name}.npy")
-        code, out, err = _run(capsys, ["inspect", img, "--json"])
+        code, out, err = cli(["inspect", img, "--json"])
         assert code == 0, err
         reports[name] = json.loads(out)
         man = json.loads((img / "manifest.json").read_text())
@@ -479,3 +465,47 @@ def test_balance_is_the_default_and_no_balance_keeps_the_interleave(tmp_path, ca
     assert {L["placement"] for L in reports["plain"]["layers"]} == {"interleave"}
     worst = [max(L["max_entries_per_pe"] for L in reports[n]["layers"][:2]) for n in ("bal", "plain")]
     assert worst[0] < worst[1]
+
+
+def test_calibrate_changes_the_placement_not_the_outputs(tmp_path, cli):
+    rng = np.random.default_rng(12)
+    arrays = {}
+    for l, (i, o) in enumerate(((24, 37), (37, 8))):
+        w = rng.standard_normal((o, i)) * rng.lognormal(0, 1, (o, 1))
+        arrays[f"W{l}"] = w.astype(np.float32)
+    np.savez(tmp_path / "m.npz", **arrays)
+    x = rng.standard_normal((6, 24))
+    cal = np.abs(rng.standard_normal((50, 24))) * (rng.random((50, 24)) < 0.3)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "cal.npy", cal)
+    ys, orders = {}, {}
+    for name, extra in (("cols", []), ("cal", ["--calibrate", tmp_path / "cal.npy"])):
+        img = tmp_path / name
+        code, _, err = cli(["compress", tmp_path / "m.npz", "-o", img, "--pes", 4,
+                                     "--density", "0.4", *extra])
+        assert code == 0, err
+        orders[name] = json.loads((img / "manifest.json").read_text())["layers"][0]["row_order"]
+        code, _, err = cli(["golden", img, "--input", tmp_path / "x.npy",
+                                     "-o", tmp_path / f"{name}.npy"])
+        assert code == 0, err
+        ys[name] = np.load(tmp_path / f"{name}.npy")
+    np.testing.assert_array_equal(ys["cols"], ys["cal"])
+    assert orders["cols"] != orders["cal"]
+
+
+@pytest.mark.parametrize("bad,msg", [
+    (np.zeros((5, 23)), "expected \\(samples, 24\\)"),
+    (np.zeros((5, 24), dtype=np.int16), "expected float inputs"),
+    (np.full((2, 24), np.nan), "NaN or infinite"),
+])
+def test_calibrate_rejects_bad_inputs(tmp_path, cli, bad, msg):
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "m.npz", W0=rng.standard_normal((8, 24)).astype(np.float32))
+    np.save(tmp_path / "cal.npy", bad)
+    code, _, err = cli(["compress", tmp_path / "m.npz", "-o", tmp_path / "img",
+                                 "--pes", 2, "--calibrate", tmp_path / "cal.npy"])
+    assert code == 2 and re.search(msg, err), err
+    assert not (tmp_path / "img").exists()
+    code, _, err = cli(["compress", tmp_path / "m.npz", "-o", tmp_path / "img",
+                                 "--pes", 2, "--no-balance", "--calibrate", tmp_path / "cal.npy"])
+    assert code == 2 and "--no-balance" in err

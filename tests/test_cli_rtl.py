@@ -12,10 +12,9 @@ from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.memory_map import MemoryMap
 from eie.app.cli import main
 from eie.app.cmd_rtl import LINT_WAIVERS, lint_verilog
-from eie.sw.encode import QuantLayer, build_image
 from eie.sw.fixedpoint import quantize
 from eie.sw.golden import golden_forward
-from eie.sw.image import read_image, write_image
+from eie.sw.image import read_image
 
 
 def _port_widths(verilog: str, module: str) -> dict[str, tuple[str, int]]:
@@ -57,6 +56,7 @@ def test_generate_writes_verilog_and_memory_map(generated):
     assert not any("$" in name or "\\" in name for name in ports)
 
 
+@pytest.mark.rtl
 def test_generated_verilog_passes_verilator_lint(generated):
     code, msgs = lint_verilog(generated / "eie.v")
     assert code == 0, msgs
@@ -66,29 +66,14 @@ def test_generated_verilog_passes_verilator_lint(generated):
                                  "-Wno-ASCRANGE"}
 
 
-def test_generate_lint_option(tmp_path, capsys):
-    assert main(["generate", "--pes", "1", "--fifo-depth", "1", "--ptr-depth", "16",
-                 "--spmat-depth", "4", "--act-depth", "4", "--acc-depth", "4",
-                 "-o", str(tmp_path / "one.v"), "--name", "eie_one", "--lint"]) == 0
-    out = capsys.readouterr().out
-    assert "lint-only clean" in out
+@pytest.mark.rtl
+def test_generate_lint_option(tmp_path, cli):
+    r = cli(["generate", "--pes", "1", "--fifo-depth", "1", "--ptr-depth", "16",
+             "--spmat-depth", "4", "--act-depth", "4", "--acc-depth", "4",
+             "-o", tmp_path / "one.v", "--name", "eie_one", "--lint"])
+    assert r.code == 0, r.err
+    assert "lint-only clean" in r.out
     assert "module eie_one(" in (tmp_path / "one.v").read_text()
-
-
-def _image(tmp_path, n_pe=3, seed=0):
-    rng = np.random.default_rng(seed)
-    sizes = [14, 11, 6]
-    layers = []
-    for i in range(2):
-        codes = (rng.integers(1, 16, (sizes[i + 1], sizes[i]))
-                 * (rng.random((sizes[i + 1], sizes[i])) < 0.5)).astype(np.uint8)
-        cb = np.concatenate([[0], rng.integers(-300, 301, 15)]).astype(np.int16)
-        layers.append(QuantLayer(codes=codes, codebook=cb, w_frac=7,
-                                 bias=rng.integers(-500, 501, sizes[i + 1]).astype(np.int16),
-                                 relu=i == 0))
-    img = build_image(layers, n_pe)
-    write_image(img, tmp_path / "img")
-    return tmp_path / "img"
 
 
 @pytest.mark.parametrize("argv,fifo,queue", [
@@ -96,19 +81,18 @@ def _image(tmp_path, n_pe=3, seed=0):
     (["--variant", "paper"], 8, 4),
     (["--variant", "balanced", "--ptr-queue-depth", "16", "--fifo-depth", "2"], 2, 16),
 ])
-def test_generate_variant(tmp_path, argv, fifo, queue):
+def test_generate_variant(tmp_path, cli, argv, fifo, queue):
     out = tmp_path / "v.v"
-    assert main(["generate", "--pes", "2", "--ptr-depth", "32", "--spmat-depth", "8",
-                 "--act-depth", "8", "--acc-depth", "8", "--bias-depth", "8", *argv,
-                 "-o", str(out)]) == 0
+    assert cli(["generate", "--pes", "2", "--ptr-depth", "32", "--spmat-depth", "8",
+                "--act-depth", "8", "--acc-depth", "8", "--bias-depth", "8", *argv,
+                "-o", out]).code == 0
     params = json.loads(out.with_suffix(".json").read_text())["parameters"]
     assert (params["fifo_depth"], params["ptr_queue_depth"]) == (fifo, queue)
 
 
-def test_generate_sized_from_image(tmp_path):
-    d = _image(tmp_path)
-    assert main(["generate", "--image", str(d), "--fifo-depth", "2", "-o",
-                 str(tmp_path / "e.v")]) == 0
+def test_generate_sized_from_image(tmp_path, cli, small_eie_image):
+    d = small_eie_image()
+    assert cli(["generate", "--image", d, "--fifo-depth", "2", "-o", tmp_path / "e.v"]).code == 0
     meta = json.loads((tmp_path / "e.json").read_text())
     assert meta["parameters"] == EIEConfig.for_image(read_image(d), fifo_depth=2).to_json()
 
@@ -120,34 +104,35 @@ def test_generate_sized_from_image(tmp_path):
     ([], "--pes N"),
     (["--pes", "2", "--name", "9bad"], "not a valid Verilog module name"),
 ])
-def test_generate_bad_options_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
-    assert main(["generate", *argv, "-o", str(tmp_path / "x.v")]) == 2
-    err = capsys.readouterr().err.strip()
+def test_generate_bad_options_exit_2_and_write_nothing(tmp_path, cli, argv, message):
+    r = cli(["generate", *argv, "-o", tmp_path / "x.v"])
+    assert r.code == 2
+    err = r.err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("eie: error:")
     assert re.search(message, err), err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_generate_pes_contradicting_image(tmp_path, capsys):
-    d = _image(tmp_path, n_pe=3)
-    assert main(["generate", "--image", str(d), "--pes", "4", "-o", str(tmp_path / "x.v")]) == 2
-    assert "encoded for 3 PEs" in capsys.readouterr().err
+def test_generate_pes_contradicting_image(tmp_path, cli, small_eie_image):
+    d = small_eie_image(n_pe=3)
+    r = cli(["generate", "--image", d, "--pes", "4", "-o", tmp_path / "x.v"])
+    assert r.code == 2 and "encoded for 3 PEs" in r.err
     assert not (tmp_path / "x.v").exists()
 
 
 # ----------------------------------------------------------------------------- run
 
-def test_run_amaranth_float_input_equals_golden_with_stats(tmp_path, capsys):
-    d = _image(tmp_path)
+@pytest.mark.rtl
+def test_run_amaranth_float_input_equals_golden_with_stats(tmp_path, cli, small_eie_image):
+    d = small_eie_image()
     rng = np.random.default_rng(4)
     x = rng.normal(0, 2, (3, 14)) * (rng.random((3, 14)) < 0.6)
     np.save(tmp_path / "x.npy", x)
-    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
-                 "--sim", "amaranth", "--stats", str(tmp_path / "s.json")])
-    cap = capsys.readouterr()
-    assert code == 0, cap
-    assert "equal to the golden model on all 3 samples" in cap.out
-    assert "eie run (amaranth)" in cap.err          # the progress bar
+    r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
+             "--sim", "amaranth", "--stats", tmp_path / "s.json"])
+    assert r.code == 0, r
+    assert "equal to the golden model on all 3 samples" in r.out
+    assert "eie run (amaranth)" in r.err          # the progress bar
     img = read_image(d)
     xq = quantize(x, img.act_frac)
     g = golden_forward(img, xq)
@@ -155,8 +140,7 @@ def test_run_amaranth_float_input_equals_golden_with_stats(tmp_path, capsys):
     assert y.dtype == np.int16
     np.testing.assert_array_equal(y, g.outputs)
     # the same result as `eie golden` on the same file
-    assert main(["golden", str(d), "--input", str(tmp_path / "x.npy"),
-                 "-o", str(tmp_path / "g.npy")]) == 0
+    assert cli(["golden", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "g.npy"]).code == 0
     np.testing.assert_array_equal(y, np.load(tmp_path / "g.npy"))
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["equal"] is True and stats["simulator"] == "amaranth"
@@ -167,37 +151,39 @@ def test_run_amaranth_float_input_equals_golden_with_stats(tmp_path, capsys):
         for l, layer in enumerate(sample["layers"]):
             assert layer["broadcasts"] == int(g.stats[l].nonzero_inputs[s])
             assert layer["bound"] == int(g.stats[l].bound[s])
-            assert layer["efficiency"] == pytest.approx(layer["bound"] / layer["cycles"])
+            assert layer["efficiency"] == layer["bound"] / layer["cycles"]    # exactly
             assert len(layer["busy"]) == len(layer["stall"]) == 3
     assert stats["config"] == EIEConfig.for_image(img).to_json()
 
 
-def test_run_raw_icarus(tmp_path, capsys):
-    d = _image(tmp_path, n_pe=2, seed=9)
+@pytest.mark.rtl
+def test_run_raw_icarus(tmp_path, cli, small_eie_image):
+    d = small_eie_image(n_pe=2, seed=9)
     img = read_image(d)
     x = np.random.default_rng(1).integers(-900, 900, (2, 14)).astype(np.int16)
     np.save(tmp_path / "x.npy", x)
-    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
-                 "--raw", "--sim", "icarus", "--fifo-depth", "1", "--no-progress",
-                 "--stats", str(tmp_path / "s.json")])
-    assert code == 0, capsys.readouterr()
+    r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--raw",
+             "--sim", "icarus", "--fifo-depth", "1", "--no-progress",
+             "--stats", tmp_path / "s.json"])
+    assert r.code == 0, r
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), golden_forward(img, x).outputs)
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["config"]["fifo_depth"] == 1 and stats["simulator"] == "icarus"
 
 
-def test_run_backdoor_load_icarus(tmp_path, capsys):
+@pytest.mark.rtl
+def test_run_backdoor_load_icarus(tmp_path, cli, small_eie_image):
     """``--load backdoor`` gives the same outputs and counters as the bus load."""
-    d = _image(tmp_path, n_pe=3, seed=4)
+    d = small_eie_image(n_pe=3, seed=4)
     img = read_image(d)
     x = np.random.default_rng(3).integers(-900, 900, (2, 14)).astype(np.int16)
     np.save(tmp_path / "x.npy", x)
     stats = {}
     for load in ("bus", "backdoor"):
-        code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o",
-                     str(tmp_path / f"y_{load}.npy"), "--raw", "--sim", "icarus", "--load", load,
-                     "--no-progress", "--stats", str(tmp_path / f"s_{load}.json")])
-        assert code == 0, capsys.readouterr()
+        r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / f"y_{load}.npy",
+                 "--raw", "--sim", "icarus", "--load", load, "--no-progress",
+                 "--stats", tmp_path / f"s_{load}.json"])
+        assert r.code == 0, r
         np.testing.assert_array_equal(np.load(tmp_path / f"y_{load}.npy"),
                                       golden_forward(img, x).outputs)
         stats[load] = json.loads((tmp_path / f"s_{load}.json").read_text())
@@ -207,17 +193,18 @@ def test_run_backdoor_load_icarus(tmp_path, capsys):
         [s["layers"] for s in stats["backdoor"]["samples"]]
 
 
-def test_run_backdoor_on_amaranth_exit_2(tmp_path, capsys):
-    d = _image(tmp_path)
+def test_run_backdoor_on_amaranth_exit_2(tmp_path, cli, small_eie_image):
+    d = small_eie_image()
     np.save(tmp_path / "x.npy", np.zeros((1, 14), np.int16))
-    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
-                 "--raw", "--sim", "amaranth", "--load", "backdoor", "--no-progress"])
-    assert code == 2
-    assert "use --sim verilator or icarus" in capsys.readouterr().err
+    r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--raw",
+             "--sim", "amaranth", "--load", "backdoor", "--no-progress"])
+    assert r.code == 2
+    assert "use --sim verilator or icarus" in r.err
     assert not (tmp_path / "y.npy").exists()
 
 
-def test_run_reports_a_mismatch_with_exit_1(tmp_path, capsys, monkeypatch):
+@pytest.mark.rtl
+def test_run_reports_a_mismatch_with_exit_1(tmp_path, cli, small_eie_image, monkeypatch):
     """The comparison itself: a simulator that returned a wrong value is caught and located."""
     import eie.sim.eie_run as eie_run
 
@@ -230,15 +217,13 @@ def test_run_reports_a_mismatch_with_exit_1(tmp_path, capsys, monkeypatch):
         return r
 
     monkeypatch.setattr(eie_run, "run_eie", corrupt)
-    d = _image(tmp_path)
+    d = small_eie_image()
     x = np.random.default_rng(2).integers(-900, 900, (2, 14)).astype(np.int16)
     np.save(tmp_path / "x.npy", x)
-    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
-                 "--raw", "--sim", "amaranth", "--no-progress",
-                 "--stats", str(tmp_path / "s.json")])
-    err = capsys.readouterr().err
-    assert code == 1
-    assert "MISMATCH: 1 of 2 samples" in err and "sample 1, output 4" in err
+    r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--raw",
+             "--sim", "amaranth", "--no-progress", "--stats", tmp_path / "s.json"])
+    assert r.code == 1
+    assert "MISMATCH: 1 of 2 samples" in r.err and "sample 1, output 4" in r.err
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["equal"] is False and stats["samples"][1]["mismatches"] == 1
     assert stats["samples"][0]["equal"] is True
@@ -253,30 +238,30 @@ def test_run_reports_a_mismatch_with_exit_1(tmp_path, capsys, monkeypatch):
     (lambda: np.zeros((1, 14)), ["--ptr-depth", "4"], "pointers per PE.*--ptr-depth"),
     (lambda: np.zeros((1, 14)), ["--fifo-depth", "0"], "fifo_depth = 0.*--fifo-depth"),
 ])
-def test_run_bad_input_exit_2_nothing_written(tmp_path, capsys, make_x, extra, message):
-    d = _image(tmp_path)
+def test_run_bad_input_exit_2_nothing_written(tmp_path, cli, small_eie_image, make_x, extra,
+                                              message):
+    d = small_eie_image()
     np.save(tmp_path / "x.npy", make_x())
-    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
-                 "--sim", "amaranth", "--no-progress", "--stats", str(tmp_path / "s.json"),
-                 *extra])
-    err = capsys.readouterr().err.strip()
-    assert code == 2
+    r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
+             "--sim", "amaranth", "--no-progress", "--stats", tmp_path / "s.json", *extra])
+    err = r.err.strip()
+    assert r.code == 2
     assert re.search(message, err.splitlines()[-1]), err
     assert not (tmp_path / "y.npy").exists() and not (tmp_path / "s.json").exists()
 
 
-def test_run_missing_input_file(tmp_path, capsys):
-    d = _image(tmp_path)
-    assert main(["run", str(d), "--input", str(tmp_path / "nope.npy"), "-o",
-                 str(tmp_path / "y.npy"), "--sim", "amaranth"]) == 2
-    assert "does not exist" in capsys.readouterr().err
+def test_run_missing_input_file(tmp_path, cli, small_eie_image):
+    d = small_eie_image()
+    r = cli(["run", d, "--input", tmp_path / "nope.npy", "-o", tmp_path / "y.npy",
+             "--sim", "amaranth"])
+    assert r.code == 2 and "does not exist" in r.err
 
 
-def test_run_vcd(tmp_path, capsys):
-    d = _image(tmp_path)
+@pytest.mark.rtl
+def test_run_vcd(tmp_path, cli, small_eie_image):
+    d = small_eie_image()
     np.save(tmp_path / "x.npy", np.ones((1, 14), np.int16))
-    assert main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
-                 "--raw", "--sim", "amaranth", "--no-progress", "--vcd",
-                 str(tmp_path / "w.vcd")]) == 0
+    assert cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--raw",
+                "--sim", "amaranth", "--no-progress", "--vcd", tmp_path / "w.vcd"]).code == 0
     head = (tmp_path / "w.vcd").read_text(errors="replace")[:100000]
     assert "$enddefinitions" in head and "bus__addr" in head

@@ -9,7 +9,6 @@ import pytest
 
 from eie.app import cmd_bench
 from eie.app.bench_layers import parse_layer_spec, synth_layer
-from eie.app.cli import main
 from eie.app.cmd_bench import width_stats
 from eie.sw.cycle_model import predict_counters
 from eie.sw.encode import build_image
@@ -35,17 +34,11 @@ def ref_column_entries(codes: np.ndarray, n_pe: int) -> np.ndarray:
     return out
 
 
-def run_cli(args, capsys):
-    code = main(args)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def test_table3_model_arithmetic_json_and_plot(tmp_path, capsys):
+def test_table3_model_arithmetic_json_and_plot(tmp_path, cli):
     out_json, out_png = tmp_path / "t3.json", tmp_path / "t3.png"
-    code, out, _ = run_cli(["bench", "table3", "--variant", "paper", "--pes", "64",
-                            "--fifo-depth", "2", "--seed", "3", "--layers", TINY,
-                            "--json", str(out_json), "--plot", str(out_png)], capsys)
+    code, out, _ = cli(["bench", "table3", "--variant", "paper", "--pes", "64",
+                        "--fifo-depth", "2", "--seed", "3", "--layers", TINY,
+                        "--json", str(out_json), "--plot", str(out_png)])
     assert code == 0
     doc = json.loads(out_json.read_text())
     assert out_png.read_bytes()[:8] == PNG_MAGIC
@@ -85,12 +78,12 @@ def test_table3_model_arithmetic_json_and_plot(tmp_path, capsys):
     assert doc["all_equal_golden"] is None
 
 
-def test_table3_default_is_balanced_with_paper_beside(tmp_path, capsys):
+def test_table3_default_is_balanced_with_paper_beside(tmp_path, cli):
     """Without --variant the table measures the balanced variant (pointer queue 32) and shows
     the paper variant's (FIFO 8, pointer queue 4) cycle-model efficiency beside it."""
     out_json = tmp_path / "b.json"
-    code, out, _ = run_cli(["bench", "table3", "--pes", "8", "--layers", TINY, "--seed", "1",
-                            "--json", str(out_json)], capsys)
+    code, out, _ = cli(["bench", "table3", "--pes", "8", "--layers", TINY, "--seed", "1",
+                        "--json", str(out_json)])
     assert code == 0
     doc = json.loads(out_json.read_text())
     assert doc["variant"] == "balanced" and doc["fifo_depth"] == 8
@@ -113,10 +106,10 @@ def test_table3_default_is_balanced_with_paper_beside(tmp_path, capsys):
     (["--variant", "paper", "--set", "ptr_queue_depth=32"], "balanced", True),
     (["--fifo-depth", "16"], None, True),
 ])
-def test_table3_variant_naming(tmp_path, capsys, argv, variant, paper_column):
+def test_table3_variant_naming(tmp_path, cli, argv, variant, paper_column):
     out_json = tmp_path / "v.json"
-    code, out, _ = run_cli(["bench", "table3", "--pes", "4", "--layers", "t:32x16:0.3:0.5",
-                            *argv, "--json", str(out_json)], capsys)
+    code, out, _ = cli(["bench", "table3", "--pes", "4", "--layers", "t:32x16:0.3:0.5",
+                        *argv, "--json", str(out_json)])
     assert code == 0
     doc = json.loads(out_json.read_text())
     assert doc["variant"] == variant
@@ -125,10 +118,10 @@ def test_table3_variant_naming(tmp_path, capsys, argv, variant, paper_column):
     assert (f"variant {variant}:" if variant else "custom configuration:") in out
 
 
-def test_table3_scaled_paper_layers_drop_eie_columns(tmp_path, capsys):
+def test_table3_scaled_paper_layers_drop_eie_columns(tmp_path, cli):
     out_json = tmp_path / "s.json"
-    code, out, _ = run_cli(["bench", "table3", "--layers", "NT-LSTM", "--scale", "0.05",
-                            "--pes", "8", "--json", str(out_json)], capsys)
+    code, out, _ = cli(["bench", "table3", "--layers", "NT-LSTM", "--scale", "0.05",
+                        "--pes", "8", "--json", str(out_json)])
     assert code == 0
     r = json.loads(out_json.read_text())["layers"][0]
     assert (r["n_in"], r["n_out"]) == (60, 120)
@@ -136,11 +129,11 @@ def test_table3_scaled_paper_layers_drop_eie_columns(tmp_path, capsys):
     assert "EIE columns only" in out
 
 
-def test_table3_amaranth_rtl_equals_golden_and_model(tmp_path, capsys):
+@pytest.mark.rtl
+def test_table3_amaranth_rtl_equals_golden_and_model(tmp_path, cli):
     out_json = tmp_path / "rtl.json"
-    code, out, _ = run_cli(["bench", "table3", "--sim", "amaranth", "--pes", "3", "--layers",
-                            "r1:40x20:0.2:0.5,r2:24x30:0.3:1.0:signed", "--json", str(out_json)],
-                           capsys)
+    code, out, _ = cli(["bench", "table3", "--sim", "amaranth", "--pes", "3", "--layers",
+                        "r1:40x20:0.2:0.5,r2:24x30:0.3:1.0:signed", "--json", str(out_json)])
     assert code == 0, out
     doc = json.loads(out_json.read_text())
     assert doc["all_equal_golden"] is True and doc["model_equals_rtl"] is True
@@ -150,13 +143,14 @@ def test_table3_amaranth_rtl_equals_golden_and_model(tmp_path, capsys):
     assert "every output equals the golden model" in out
 
 
-def test_table3_icarus_backdoor_default_equals_bus_load(tmp_path, capsys):
+@pytest.mark.rtl
+def test_table3_icarus_backdoor_default_equals_bus_load(tmp_path, cli):
     layers = "r1:40x20:0.2:0.5,r2:24x30:0.3:1.0:signed"
     docs = {}
     for extra in ([], ["--load", "bus"]):
         out_json = tmp_path / f"rtl{len(extra)}.json"
-        code, out, _ = run_cli(["bench", "table3", "--sim", "icarus", "--pes", "3", "--layers",
-                                layers, "--json", str(out_json), *extra], capsys)
+        code, out, _ = cli(["bench", "table3", "--sim", "icarus", "--pes", "3", "--layers",
+                            layers, "--json", str(out_json), *extra])
         assert code == 0, out
         doc = json.loads(out_json.read_text())
         assert doc["all_equal_golden"] is True and doc["model_equals_rtl"] is True
@@ -168,16 +162,16 @@ def test_table3_icarus_backdoor_default_equals_bus_load(tmp_path, capsys):
         [r["rtl_counters"] for r in docs["bus"]["layers"]]
 
 
-def test_table3_backdoor_on_amaranth_exit_2(tmp_path, capsys):
+def test_table3_backdoor_on_amaranth_exit_2(tmp_path, cli):
     out_json = tmp_path / "x.json"
-    code, _, err = run_cli(["bench", "table3", "--sim", "amaranth", "--pes", "2", "--load",
-                            "backdoor", "--layers", "m:16x8:0.5:1.0", "--json", str(out_json)],
-                           capsys)
+    code, _, err = cli(["bench", "table3", "--sim", "amaranth", "--pes", "2", "--load",
+                        "backdoor", "--layers", "m:16x8:0.5:1.0", "--json", str(out_json)])
     assert code == 2 and "use --sim verilator or icarus" in err
     assert not out_json.exists()
 
 
-def test_table3_rtl_mismatch_exits_1(tmp_path, capsys, monkeypatch):
+@pytest.mark.rtl
+def test_table3_rtl_mismatch_exits_1(tmp_path, cli, monkeypatch):
     import eie.sim.eie_run as eie_run
 
     real = eie_run.run_eie_jobs
@@ -191,8 +185,8 @@ def test_table3_rtl_mismatch_exits_1(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(eie_run, "run_eie_jobs", corrupt)
     out_json = tmp_path / "bad.json"
-    code, out, _ = run_cli(["bench", "table3", "--sim", "amaranth", "--pes", "2", "--layers",
-                            "m:16x8:0.5:1.0", "--json", str(out_json)], capsys)
+    code, out, _ = cli(["bench", "table3", "--sim", "amaranth", "--pes", "2", "--layers",
+                        "m:16x8:0.5:1.0", "--json", str(out_json)])
     assert code == 1
     assert "OUTPUT DIFFERS FROM THE GOLDEN MODEL: m" in out
     assert "cycle model differs from the RTL on: m" in out
@@ -201,12 +195,12 @@ def test_table3_rtl_mismatch_exits_1(tmp_path, capsys, monkeypatch):
     assert doc["layers"][0]["rtl_cycles"] == doc["layers"][0]["model_cycles"]
 
 
-def test_sweep_fifo_and_pes(tmp_path, capsys):
+def test_sweep_fifo_and_pes(tmp_path, cli):
     for kind, values in (("fifo", "1,2,8"), ("pes", "4,1,2")):
         j, p = tmp_path / f"{kind}.json", tmp_path / f"{kind}.png"
-        code, out, _ = run_cli(["bench", "sweep", kind, "--values", values, "--pes", "4",
-                                "--layers", TINY, "--check-sim", "none", "--json", str(j),
-                                "--plot", str(p)], capsys)
+        code, out, _ = cli(["bench", "sweep", kind, "--values", values, "--pes", "4",
+                            "--layers", TINY, "--check-sim", "none", "--json", str(j),
+                            "--plot", str(p)])
         assert code == 0
         assert p.read_bytes()[:8] == PNG_MAGIC
         doc = json.loads(j.read_text())
@@ -229,11 +223,11 @@ def test_sweep_fifo_and_pes(tmp_path, capsys):
                     pytest.approx([base / pt["cycles"] for pt in L["points"]])
 
 
-def test_sweep_width(tmp_path, capsys):
+def test_sweep_width(tmp_path, cli):
     j = tmp_path / "w.json"
-    code, out, _ = run_cli(["bench", "sweep", "width", "--pes", "4", "--layers", TINY,
-                            "--check-sim", "none", "--json", str(j), "--plot",
-                            str(tmp_path / "w.png")], capsys)
+    code, out, _ = cli(["bench", "sweep", "width", "--pes", "4", "--layers", TINY,
+                        "--check-sim", "none", "--json", str(j), "--plot",
+                        str(tmp_path / "w.png")])
     assert code == 0 and (tmp_path / "w.png").read_bytes()[:8] == PNG_MAGIC
     doc = json.loads(j.read_text())
     assert doc["values"] == [32, 64, 128, 256, 512]
@@ -267,11 +261,12 @@ def test_width_stats_by_hand():
     assert st["straddle_fraction"] == pytest.approx(1 / 3)
 
 
-def test_sweep_checks_against_rtl(tmp_path, capsys):
+@pytest.mark.rtl
+def test_sweep_checks_against_rtl(tmp_path, cli):
     j = tmp_path / "c.json"
-    code, out, _ = run_cli(["bench", "sweep", "fifo", "--values", "1,8", "--pes", "4",
-                            "--layers", "c1:30x20:0.2:0.6,c2:20x16:0.3:1.0:signed",
-                            "--check-sim", "amaranth", "--json", str(j)], capsys)
+    code, out, _ = cli(["bench", "sweep", "fifo", "--values", "1,8", "--pes", "4",
+                        "--layers", "c1:30x20:0.2:0.6,c2:20x16:0.3:1.0:signed",
+                        "--check-sim", "amaranth", "--json", str(j)])
     assert code == 0, out
     doc = json.loads(j.read_text())
     assert len(doc["checks"]) == 3 and doc["checks_pass"] is True
@@ -300,33 +295,34 @@ def test_sweep_checks_against_rtl(tmp_path, capsys):
     (["sweep", "fifo", "--values", "a,b"], "--values"),
     (["sweep", "fifo", "--jobs", "0"], "--jobs"),
 ])
-def test_bad_options_exit_2(tmp_path, capsys, args, needle):
+def test_bad_options_exit_2(tmp_path, cli, args, needle):
     j = tmp_path / "o.json"
-    code, out, err = run_cli(["bench", *args, "--json", str(j)], capsys)
+    code, out, err = cli(["bench", *args, "--json", str(j)])
     assert code == 2
     assert err.startswith("eie: error:") and needle in err and len(err.strip().splitlines()) == 1
     assert not j.exists() and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("flag,name", [("--json", "out.txt"), ("--plot", "out.jpg")])
-def test_bad_output_names_exit_2(tmp_path, capsys, flag, name):
-    code, _, err = run_cli(["bench", "table3", "--layers", "t:8x8:0.5:0.5", flag,
-                            str(tmp_path / name)], capsys)
+def test_bad_output_names_exit_2(tmp_path, cli, flag, name):
+    code, _, err = cli(["bench", "table3", "--layers", "t:8x8:0.5:0.5", flag,
+                        str(tmp_path / name)])
     assert code == 2 and name in err and list(tmp_path.iterdir()) == []
 
 
-def test_model_rejects_unmodelled_field(capsys):
+def test_model_rejects_unmodelled_field():
     fields = cmd_bench._model_kwargs({"n_pe": 4, "fifo_depth": 8, "ptr_depth": 99})
     assert "ptr_depth" not in fields and fields["fifo_depth"] == 8
     with pytest.raises(cmd_bench.EieError, match="does not model"):
         cmd_bench._model_kwargs({"n_pe": 4, "fifo_depth": 8, "no_such_knob": 1})
 
 
+@pytest.mark.rtl
 @pytest.mark.slow
-def test_table3_verilator(tmp_path, capsys):
+def test_table3_verilator(tmp_path, cli):
     j = tmp_path / "v.json"
-    code, out, _ = run_cli(["bench", "table3", "--sim", "verilator", "--pes", "8", "--scale",
-                            "0.05", "--layers", "NT-We,Alex-8,VGG-7", "--json", str(j)], capsys)
+    code, out, _ = cli(["bench", "table3", "--sim", "verilator", "--pes", "8", "--scale",
+                        "0.05", "--layers", "NT-We,Alex-8,VGG-7", "--json", str(j)])
     assert code == 0, out
     doc = json.loads(j.read_text())
     assert doc["all_equal_golden"] is True

@@ -43,22 +43,24 @@ def compare(seeds, **kw):
 
 
 def check(rows):
-    exact = sum(rtl == model for _, _, rtl, model in rows)
-    assert exact >= 0.95 * len(rows), [r for r in rows if r[2] != r[3]]
-    for _, _, rtl, model in rows:
-        assert abs(rtl["cycles"] - model["cycles"]) <= 0.01 * rtl["cycles"]
-        assert rtl["broadcasts"] == model["broadcasts"] and rtl["busy"] == model["busy"]
+    """Every counter of every layer run equal, no tolerance (docs/eie-hardware.md: the cycle
+    model equals the RTL's counters)."""
+    differ = [(seed, layer, rtl, model) for seed, layer, rtl, model in rows if rtl != model]
+    assert not differ, f"{len(differ)} of {len(rows)} layer runs differ, first {differ[0]}"
 
 
+@pytest.mark.rtl
 def test_model_matches_rtl_counters():
     check(compare(range(6)))
 
 
+@pytest.mark.rtl
 @pytest.mark.slow
 def test_model_matches_rtl_counters_many():
     check(compare(range(100, 160)))
 
 
+@pytest.mark.rtl
 @pytest.mark.slow
 def test_model_matches_rtl_counters_16_pes():
     check(compare(range(200, 210), pes=(16,)))

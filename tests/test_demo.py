@@ -13,7 +13,6 @@ import json
 import numpy as np
 import pytest
 
-from eie.app.cli import main as eie_main
 from eie.app.demo import REQUIRED_KEYS, DemoConfig, run_demo
 
 pytest.importorskip("mlxtend", reason="the demo extras (mlxtend) are needed")
@@ -153,12 +152,11 @@ def test_load_balance_pruning_comparison(demo):
     assert "EIE load-balance-aware pruning (ESE)" in summary
 
 
-def test_eie_compress_command_rebuilds_the_image(demo, tmp_path):
+def test_eie_compress_command_rebuilds_the_image(demo, tmp_path, cli):
     """docs/demo.md's worked example: `eie compress` on the saved model gives the same image."""
     out, _ = demo
     rebuilt = tmp_path / "img"
-    assert eie_main(["compress", str(out / "lenet_compressed.npz"), "-o", str(rebuilt),
-                     "--pes", "16"]) == 0
+    assert cli(["compress", out / "lenet_compressed.npz", "-o", rebuilt, "--pes", "16"]).code == 0
     for k in range(16):
         for kind in ("ptr", "spmat", "bias"):
             name = f"pe{k}_{kind}.hex"
@@ -196,17 +194,17 @@ def test_report_files(demo):
         assert name in md
 
 
-def test_bad_options_exit_2_and_touch_nothing(tmp_path, capsys):
-    assert eie_main(["demo", "--quick", "--images", "0", "--out", str(tmp_path / "o")]) == 2
-    assert "--images 0" in capsys.readouterr().err
+def test_bad_options_exit_2_and_touch_nothing(tmp_path, cli):
+    r = cli(["demo", "--quick", "--images", "0", "--out", tmp_path / "o"])
+    assert r.code == 2 and "--images 0" in r.err
     assert not (tmp_path / "o").exists()
-    assert eie_main(["demo", "--quick", "--images", "1001", "--out", str(tmp_path / "o")]) == 2
-    assert "1..1000" in capsys.readouterr().err
+    r = cli(["demo", "--quick", "--images", "1001", "--out", tmp_path / "o"])
+    assert r.code == 2 and "1..1000" in r.err
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("do not delete")
-    assert eie_main(["demo", "--quick", "--out", str(precious)]) == 2
-    assert "left alone" in capsys.readouterr().err
+    r = cli(["demo", "--quick", "--out", precious])
+    assert r.code == 2 and "left alone" in r.err
     assert (precious / "thesis.tex").read_text() == "do not delete"
 
 

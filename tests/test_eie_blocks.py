@@ -1,10 +1,11 @@
-"""Unit tests of the PE's blocks on the Amaranth simulator: write-back rounding and saturation,
-pointer banks at odd and even j, the entry stage across word and column boundaries, and the
-accumulator's bypass on back-to-back updates of one row."""
+"""Unit tests of the EIE's blocks on the Amaranth simulator, each against a plain Python
+reference: write-back rounding and saturation, pointer banks at odd and even j, the entry stage
+across word and column boundaries, the accumulator's bypass on back-to-back updates of one row,
+the row/weight/product stages (Arith), and the central control unit (CCU) with a model of the PE
+array around it."""
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from eie.hw.eie.accum import Accumulator
 from eie.hw.eie.config import EIEConfig
@@ -15,16 +16,8 @@ from eie.hw.eie.writeback import WRITEBACK_LATENCY, Writeback
 from eie.sw.fixedpoint import writeback as ref_writeback
 
 
-def simulate(dut, bench, clock=True):
-    sim = Simulator(dut)
-    if clock:
-        sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-
-
 @pytest.mark.parametrize("acc_bits", [32, 40])
-def test_writeback_ties_saturation_relu(acc_bits):
+def test_writeback_ties_saturation_relu(acc_bits, simulate):
     rng = np.random.default_rng(acc_bits)
     dut = Writeback(acc_bits)
     cases = []
@@ -76,7 +69,7 @@ def test_writeback_ties_saturation_relu(acc_bits):
     assert 32767 in got and -32768 in got                    # both saturation ends exercised
 
 
-def test_pointer_banks_odd_and_even_j():
+def test_pointer_banks_odd_and_even_j(simulate):
     cfg = EIEConfig(n_pe=1, ptr_depth=16, spmat_depth=8, act_depth=16, acc_depth=16,
                     bias_depth=4, ptr_queue_depth=4)
     dut = PtrRead(cfg)
@@ -121,7 +114,7 @@ def test_pointer_banks_odd_and_even_j():
     assert out == want
 
 
-def test_entry_stage_straddles_words_one_entry_per_cycle():
+def test_entry_stage_straddles_words_one_entry_per_cycle(simulate):
     cfg = EIEConfig(n_pe=1, ptr_depth=16, spmat_depth=8, act_depth=16, acc_depth=16,
                     bias_depth=4)
     dut = SpmatRead(cfg)
@@ -169,7 +162,7 @@ def test_entry_stage_straddles_words_one_entry_per_cycle():
     assert [t[1:] for t in trace] == want
 
 
-def test_accumulator_bypass_back_to_back_rows():
+def test_accumulator_bypass_back_to_back_rows(simulate):
     cfg = EIEConfig(n_pe=1, ptr_depth=16, spmat_depth=8, act_depth=8, acc_depth=8,
                     bias_depth=8)
     dut = Accumulator(cfg)
@@ -232,3 +225,202 @@ def test_accumulator_bypass_back_to_back_rows():
         acc[r] += p
     want = [int(ref_writeback(np.array([acc[r]]), w_frac, False)[0]) for r in range(8)]
     assert got == [want, want]
+
+
+# ----------------------------------------------------------------------------- Arith
+
+@pytest.mark.parametrize("acc_depth", [8, 64])
+def test_arith_rows_weights_products(simulate, acc_depth):
+    """Row from the relative index (the first entry of a column on row z, every later one on
+    previous + z + 1, modulo the row counter's width), weight codebook[code], product a * w:
+    the row one cycle after the entry (mul_), row and product two cycles after (acc_); cycles
+    without an entry keep the row count and show nothing."""
+    from eie.hw.eie.arith import Arith
+
+    cfg = EIEConfig(n_pe=1, ptr_depth=16, spmat_depth=8, act_depth=acc_depth,
+                    acc_depth=acc_depth, bias_depth=8)
+    dut = Arith(cfg)
+    rbits = max(1, (acc_depth - 1).bit_length())
+    rng = np.random.default_rng(acc_depth)
+    codebook = [0] + [int(v) for v in rng.integers(-32768, 32768, 15)]
+    codebook[5], codebook[6] = -32768, 32767                  # the extremes of both operands
+    entries = []                                               # (first, z, code, a) or None
+    for col in range(40):
+        for k in range(int(rng.integers(1, 6))):
+            a = int(rng.choice([-32768, 32767, int(rng.integers(-32768, 32768))]))
+            entries.append((k == 0, int(rng.integers(0, 16)), int(rng.integers(0, 16)), a))
+            if rng.random() < 0.3:
+                entries.append(None)                           # a bubble inside a column
+    # the reference, in plain Python
+    want, row = [], 0
+    for e in entries:
+        if e is None:
+            want.append(None)
+            continue
+        first, z, code, a = e
+        row = (z if first else row + z + 1) % (1 << rbits)
+        want.append((row, a * codebook[code]))
+    mul, acc, idle = [], [], []
+
+    async def bench(ctx):
+        for i, w in enumerate(codebook):
+            ctx.set(dut.codebook[i], w)
+        for e in entries + [None, None, None]:
+            ctx.set(dut.spm_valid, e is not None)
+            if e is not None:
+                first, z, code, a = e
+                ctx.set(dut.spm_first, first)
+                ctx.set(dut.spm_entry, {"z": z, "code": code})
+                ctx.set(dut.spm_a, a)
+            else:       # garbage on the data lines: must change nothing
+                ctx.set(dut.spm_first, 1)
+                ctx.set(dut.spm_entry, {"z": 15, "code": 15})
+                ctx.set(dut.spm_a, -1)
+            await ctx.tick()
+            mul.append(ctx.get(dut.mul_row) if ctx.get(dut.mul_valid) else None)
+            acc.append((ctx.get(dut.acc_row), ctx.get(dut.acc_prod))
+                       if ctx.get(dut.acc_valid) else None)
+            idle.append(ctx.get(dut.idle))
+
+    simulate(dut, bench)
+    assert mul[:len(want)] == [w and w[0] for w in want]
+    assert acc[1:len(want) + 1] == want
+    assert idle == [m is None and a is None for m, a in zip(mul, acc)]
+    assert idle[-1] and not all(idle)
+
+
+# ----------------------------------------------------------------------------- CCU
+
+def _ccu_harness(cfg, acts, activation_files):
+    """The CCU with what a PE array shows it: per PE an activation file of two banks (``acts[b]``
+    for bank ``b``), read through ACT_READ_LATENCY registers that advance with ``act_rd_en``
+    (as the PE's accumulator file does)."""
+    from amaranth.hdl import Module
+
+    from eie.hw.eie.ccu import CCU
+
+    m = Module()
+    ccu = m.submodules.ccu = CCU(cfg)
+    reads = activation_files(m, cfg.n_pe, acts, addr=ccu.act_rd_addr, en=ccu.act_rd_en,
+                             latency=ACT_READ_LATENCY, bank=ccu.src_bank, stale=0x1234)
+    m.d.comb += [ccu.act_rd_data[k].eq(r) for k, r in enumerate(reads)]
+    return m, ccu
+
+
+@pytest.mark.parametrize("n_pe,n_layers", [(1, 2), (3, 3), (4, 1)])
+def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files, n_pe,
+                                                     n_layers):
+    """A run of ``n_layers`` layers (some FIFO full every third cycle, PEs idle at random)
+    against a plain Python reference: each layer broadcasts the nonzeros of its source bank (bank 0, 1, 0, ...)
+    below its n_in, in increasing j, none while a FIFO is full; the layer's descriptor and
+    codebook are on the PE outputs while it broadcasts, the previous layer's write-back
+    parameters on ``src_*``; the counters read back through the bus equal the cycles and
+    broadcasts seen; a second run starts from nothing."""
+    from eie.hw.eie.memory_map import (CODEBOOK_OFFSET, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS,
+                                       LAYER_STRIDE, REGS, MemoryMap)
+
+    cfg = EIEConfig(n_pe=n_pe, ptr_depth=64, spmat_depth=16, act_depth=6, acc_depth=6,
+                    bias_depth=16, max_layers=3, fifo_depth=2)
+    mm = MemoryMap(cfg)
+    rng = np.random.default_rng(10 * n_pe + n_layers)
+    max_in = cfg.max_n_in
+    acts = [rng.integers(-32768, 32768, max_in) * (rng.random(max_in) < 0.5) for _ in range(2)]
+    for a in acts:
+        a[:3] = [-32768, 32767, 1]         # at least three nonzeros: the FIFOs fill in between
+    layers = []
+    for l in range(cfg.max_layers):
+        layers.append({
+            "n_in": max_in if l == 0 else int(rng.integers(1, max_in + 1)),
+            "n_out": int(rng.integers(1, 20)),
+            "ptr_base": int(rng.integers(0, 64)), "entry_base": 8 * int(rng.integers(0, 16)),
+            "bias_base": int(rng.integers(0, 16)), "w_frac": int(rng.integers(0, 31)),
+            "relu": int(rng.integers(0, 2)), "has_bias": int(rng.integers(0, 2)),
+            "codebook": [0] + [int(v) for v in rng.integers(-32768, 32768, 15)]})
+    m, dut = _ccu_harness(cfg, acts, activation_files)
+    runs = []
+
+    async def write(ctx, off, data):
+        ctx.set(dut.g_w_en, 1)
+        ctx.set(dut.g_w_off, off)
+        ctx.set(dut.g_w_data, data & 0xFFFF_FFFF)
+        await ctx.tick()
+        ctx.set(dut.g_w_en, 0)
+
+    async def read(ctx, off):
+        ctx.set(dut.g_r_off, off)
+        await ctx.tick().repeat(2)
+        return ctx.get(dut.g_r_data)
+
+    async def bench(ctx):
+        for l, d in enumerate(layers):
+            base = mm.layer_base + LAYER_STRIDE * l
+            flags = d["w_frac"] | (d["relu"] << 8) | (d["has_bias"] << 9)
+            for f in ("n_in", "n_out", "ptr_base", "entry_base", "bias_base"):
+                await write(ctx, base + LAYER_FIELDS[f][0], d[f])
+            await write(ctx, base + LAYER_FIELDS["flags"][0], flags)
+            for c, v in enumerate(d["codebook"]):
+                await write(ctx, base + CODEBOOK_OFFSET + c, v)
+        for n_run in (n_layers, 1):
+            await write(ctx, REGS["N_LAYERS"][0], n_run)
+            await write(ctx, REGS["CTRL"][0], 1)
+            seen = {"layers": [], "stall_without_full": 0, "bcast_while_full": 0, "stalls": 0}
+            cur = None
+            cycle = 0
+            while True:
+                # some FIFO full every third cycle: a pending broadcast must wait
+                full = int(rng.integers(1, 1 << n_pe)) if cycle % 3 == 1 else 0
+                ctx.set(dut.fifo_full, full)
+                ctx.set(dut.idle_all, int(rng.random() < 0.4))
+                if ctx.get(dut.layer_start):
+                    cur = {"start": cycle, "bcast": [], "idx": ctx.get(dut.layer_idx)}
+                if ctx.get(dut.b_valid):
+                    seen["bcast_while_full"] += full != 0
+                    cb = [ctx.get(dut.codebook[i]) for i in range(16)]
+                    cur["bcast"].append((ctx.get(dut.b_j), ctx.get(dut.b_a)))
+                    cur.setdefault("during", set()).add((
+                        ctx.get(dut.ptr_base), ctx.get(dut.entry_base), tuple(cb),
+                        ctx.get(dut.src_bank), ctx.get(dut.src_w_frac), ctx.get(dut.src_relu),
+                        ctx.get(dut.src_has_bias), ctx.get(dut.src_bias_base)))
+                if ctx.get(dut.stall_probe):
+                    seen["stalls"] += 1
+                    seen["stall_without_full"] += full == 0
+                if ctx.get(dut.layer_end):
+                    cur["cycles"] = cycle - cur["start"] + 1
+                    seen["layers"].append(cur)
+                    if len(seen["layers"]) == n_run:
+                        await ctx.tick()
+                        break
+                await ctx.tick()
+                cycle += 1
+            ctx.set(dut.fifo_full, 0)
+            seen["busy_after"] = ctx.get(dut.busy)
+            seen["status"] = await read(ctx, REGS["STATUS"][0])
+            seen["run_cycles"] = await read(ctx, REGS["CYCLES"][0])
+            seen["id"] = await read(ctx, REGS["ID"][0])
+            seen["counters"] = [
+                [await read(ctx, mm.counter_base + len(LAYER_COUNTERS) * l + i)
+                 for i in range(len(LAYER_COUNTERS))] for l in range(n_run)]
+            runs.append(seen)
+
+    simulate(m, bench)
+    for seen, n_run in zip(runs, (n_layers, 1)):
+        assert seen["bcast_while_full"] == 0 and seen["stall_without_full"] == 0
+        assert [L["idx"] for L in seen["layers"]] == list(range(n_run))
+        for l, L in enumerate(seen["layers"]):
+            d, bank = layers[l], l % 2
+            want = [(j, int(acts[bank][j])) for j in range(d["n_in"]) if acts[bank][j]]
+            assert L["bcast"] == want, f"layer {l}"
+            prev = layers[l - 1] if l else {"w_frac": 0, "relu": 0, "has_bias": 0}
+            if want:
+                (ptr, entry, cb, src_bank, w_frac, relu, has_bias, bias_base), = L["during"]
+                assert (ptr, entry, list(cb)) == (d["ptr_base"], d["entry_base"], d["codebook"])
+                assert (src_bank, w_frac, relu, has_bias) == \
+                    (bank, prev["w_frac"], prev["relu"], prev["has_bias"])
+                if l:
+                    assert bias_base == prev["bias_base"]
+        assert seen["counters"] == [[L["cycles"], len(L["bcast"])] for L in seen["layers"]]
+        assert seen["run_cycles"] == sum(L["cycles"] for L in seen["layers"])
+        # not busy, done, the result in bank n_run % 2, no error
+        assert seen["busy_after"] == 0 and seen["status"] == 0b10 | ((n_run % 2) << 2)
+        assert seen["id"] == EIE_ID
+    assert runs[0]["stalls"] > 0

@@ -4,37 +4,24 @@ documented timing (a round with m nonzeros takes m cycles, an all-zero round 1 c
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
-from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
+from amaranth.hdl import Module
 
 from eie.hw.eie.lnzd import LNZD
 from eie.hw.eie.memory_map import ACT_READ_LATENCY
 
 
-def run_lnzd(n, x, *, ready_pattern=None, depth=None, latency=0):
+def run_lnzd(simulate, activation_files, n, x, *, ready_pattern=None, depth=None, latency=0):
     """x: the layer input (n_in,). Returns [(cycle, j, a)] of accepted outputs and the cycle
     (after start) at which done rose. Each leaf reads a memory through a pipeline of
-    ``latency`` registers that advance with ``rd_en`` (like the PE's activation read)."""
+    ``latency`` registers that advance with ``rd_en`` (like the PE's activation read); the
+    addresses past the input hold stale non-zero values."""
     n_in = len(x)
     depth = depth or max(1, -(-n_in // n))
     m = Module()
     dut = LNZD(n, j_bits=12, addr_depth=depth, latency=latency)
     m.submodules.dut = dut
-    span = 1 << len(dut.rd_addr)        # every address rd_addr can show (the tail is stale)
-    for k in range(n):
-        init = [int(x[t * n + k]) if t * n + k < n_in else 0x5A5A - 0x10000 for t in range(span)]
-        mem = Memory(shape=16, depth=span, init=[v & 0xFFFF for v in init])
-        m.submodules[f"mem{k}"] = mem
-        rp = mem.read_port(domain="comb")
-        m.d.comb += rp.addr.eq(dut.rd_addr)
-        stage = rp.data
-        for i in range(latency):
-            reg = Signal(16, name=f"pipe{k}_{i}")
-            with m.If(dut.rd_en):
-                m.d.sync += reg.eq(stage)
-            stage = reg
-        m.d.comb += dut.rd_data[k].eq(stage)
+    reads = activation_files(m, n, [x], addr=dut.rd_addr, en=dut.rd_en, latency=latency)
+    m.d.comb += [dut.rd_data[k].eq(r) for k, r in enumerate(reads)]
     out, done_at = [], [None]
 
     async def bench(ctx):
@@ -52,10 +39,7 @@ def run_lnzd(n, x, *, ready_pattern=None, depth=None, latency=0):
                 out.append((cyc, ctx.get(dut.o_j), ctx.get(dut.o_a)))
             await ctx.tick()
 
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(m, bench)
     return out, done_at[0]
 
 
@@ -79,12 +63,12 @@ def expected_timing(n, x, latency=0):
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 16, 17])
 @pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
 @pytest.mark.parametrize("latency", [0, 1, ACT_READ_LATENCY])
-def test_order_and_timing(n, density, latency):
+def test_order_and_timing(n, density, latency, simulate, activation_files):
     rng = np.random.default_rng(n * 100 + int(density * 10))
     n_in = int(rng.integers(1, 3 * n + 5))
     x = rng.integers(-32768, 32768, n_in) * (rng.random(n_in) < density)
     x[x == 0] = 0
-    out, done_at = run_lnzd(n, x, latency=latency)
+    out, done_at = run_lnzd(simulate, activation_files, n, x, latency=latency)
     nz = [j for j in range(n_in) if x[j] != 0]
     assert [j for _, j, _ in out] == nz                      # increasing j, none lost/repeated
     assert [a for _, _, a in out] == [int(x[j]) for j in nz]
@@ -95,11 +79,11 @@ def test_order_and_timing(n, density, latency):
 
 @pytest.mark.parametrize("n", [3, 16])
 @pytest.mark.parametrize("latency", [0, ACT_READ_LATENCY])
-def test_back_pressure_loses_nothing(n, latency):
+def test_back_pressure_loses_nothing(n, latency, simulate, activation_files):
     rng = np.random.default_rng(7 + n)
     x = rng.integers(-5, 6, 4 * n + 3)
-    out, done_at = run_lnzd(n, x, ready_pattern=lambda c: int((c * 7919) % 5 < 2),
-                            latency=latency)
+    out, done_at = run_lnzd(simulate, activation_files, n, x,
+                            ready_pattern=lambda c: int((c * 7919) % 5 < 2), latency=latency)
     nz = [j for j in range(len(x)) if x[j] != 0]
     assert [j for _, j, _ in out] == nz
     assert [a for _, _, a in out] == [int(x[j]) for j in nz]
@@ -107,18 +91,18 @@ def test_back_pressure_loses_nothing(n, latency):
 
 
 @pytest.mark.parametrize("latency", [0, ACT_READ_LATENCY])
-def test_ignores_stale_values_beyond_n_in(latency):
+def test_ignores_stale_values_beyond_n_in(latency, simulate, activation_files):
     # Activations past n_in (the tail of the last round) hold stale nonzero data: never emitted.
     x = np.array([0, 0, 9, 0, 0])
-    out, _ = run_lnzd(4, x, depth=3, latency=latency)
+    out, _ = run_lnzd(simulate, activation_files, 4, x, depth=3, latency=latency)
     assert [(j, a) for _, j, a in out] == [(2, 9)]
 
 
 @pytest.mark.parametrize("n", [63, 256])
-def test_large_trees(n):
+def test_large_trees(n, simulate, activation_files):
     rng = np.random.default_rng(n)
     x = rng.integers(-3, 4, 2 * n + 5) * (rng.random(2 * n + 5) < 0.2)
-    out, done_at = run_lnzd(n, x, latency=ACT_READ_LATENCY)
+    out, done_at = run_lnzd(simulate, activation_files, n, x, latency=ACT_READ_LATENCY)
     nz = [j for j in range(len(x)) if x[j] != 0]
     assert [j for _, j, _ in out] == nz
     assert [a for _, _, a in out] == [int(x[j]) for j in nz]

@@ -26,28 +26,9 @@ import pytest
 from eie.hw.eie.config import EIEConfig
 from eie.sim.eie_run import (EieJob, build_simulator, check_inputs, config_for_images,
                              run_eie, run_eie_jobs, verilog_for_config)
-from eie.app.cli import main as eie_main
 from eie.sw.encode import QuantLayer, build_image
 from eie.common.errors import EieError
 from eie.sw.golden import golden_forward, golden_forward_layers
-
-MAX_DIM = 48           # widest layer of the test networks
-MAX_LAYERS = 3
-
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def design_config(n_pe: int, fifo_depth: int) -> EIEConfig:
-    """One design per (N, FIFO depth) that holds every test network (and the acceptance one):
-    a column of a PE has at most as many entries as the PE has rows (padding included), so
-    ``MAX_LAYERS * MAX_DIM * ceil(MAX_DIM / N)`` entries plus word alignment always fit."""
-    rows = _ceil(MAX_DIM, n_pe)
-    return EIEConfig(n_pe=n_pe, fifo_depth=fifo_depth, ptr_depth=MAX_LAYERS * (MAX_DIM + 1),
-                     spmat_depth=_ceil(MAX_LAYERS * (MAX_DIM * rows + 8), 8), act_depth=rows,
-                     acc_depth=rows, bias_depth=MAX_LAYERS * rows, max_layers=MAX_LAYERS)
-
 
 def rand_layer(rng, n_out, n_in, density, *, bias, relu, saturate=False, uneven=False):
     """``uneven``: rows as a trained layer has them (per-row densities spread over ~10x, one
@@ -137,8 +118,9 @@ def check_counters(img, x, result, golden, config) -> tuple[int, int]:
     return equal, total
 
 
-def run_matrix_case(sim: str, n_pe: int, fifo: int) -> None:
-    config = design_config(n_pe, fifo)
+def run_matrix_case(sim: str, config: EIEConfig) -> None:
+    """The test networks on the design ``config`` (one of the shared ``rtl_designs``)."""
+    n_pe, fifo = config.n_pe, config.fifo_depth
     nets = make_networks(n_pe, seed=1000 * n_pe + fifo)
     jobs = [EieJob(img, x) for img, x in nets]
     run_eie_jobs(jobs, sim=sim, config=config)
@@ -170,28 +152,31 @@ FULL = [(sim, n, f) for sim in ("verilator", "icarus") for n in (1, 2, 3, 4, 8, 
         for f in (1, 2, 8)]
 
 
+@pytest.mark.rtl
 @pytest.mark.parametrize("sim,n_pe,fifo", DEFAULT)
-def test_networks_equal_golden(sim, n_pe, fifo):
-    run_matrix_case(sim, n_pe, fifo)
+def test_networks_equal_golden(sim, n_pe, fifo, rtl_designs):
+    run_matrix_case(sim, rtl_designs.config(n_pe, fifo))
 
 
+@pytest.mark.rtl
 @pytest.mark.slow
 @pytest.mark.parametrize("sim,n_pe,fifo", [c for c in FULL if c not in DEFAULT])
-def test_networks_equal_golden_full(sim, n_pe, fifo):
-    run_matrix_case(sim, n_pe, fifo)
+def test_networks_equal_golden_full(sim, n_pe, fifo, rtl_designs):
+    run_matrix_case(sim, rtl_designs.config(n_pe, fifo))
 
 
+@pytest.mark.rtl
 @pytest.mark.parametrize("n_pe,fifo", [(3, 8), (16, 8)])
-def test_cycle_model_matches_verilator_counters(n_pe, fifo):
+def test_cycle_model_matches_verilator_counters(n_pe, fifo, rtl_designs):
     """Random configurations (layer shapes, weight and input densities, bias, depth) on the
     Verilator builds of the matrix: the cycle model predicts every counter of every layer run,
     equal on every one."""
     rng = np.random.default_rng(500 + n_pe)
-    config = design_config(n_pe, fifo)
+    config = rtl_designs.config(n_pe, fifo)
     nets = []
     for _ in range(10):
-        depth = int(rng.integers(1, MAX_LAYERS + 1))
-        sizes = [int(v) for v in rng.integers(4, MAX_DIM + 1, depth + 1)]
+        depth = int(rng.integers(1, rtl_designs.max_layers + 1))
+        sizes = [int(v) for v in rng.integers(4, rtl_designs.max_dim + 1, depth + 1)]
         wd, ad = float(rng.uniform(0.02, 1.0)), float(rng.uniform(0.1, 1.0))
         bias = bool(rng.integers(0, 2))
         layers = [rand_layer(rng, sizes[i + 1], sizes[i], wd, bias=bias,
@@ -211,9 +196,9 @@ def test_cycle_model_matches_verilator_counters(n_pe, fifo):
     assert equal == total
 
 
-def test_design_config_holds_every_network():
+def test_design_config_holds_every_network(rtl_designs):
     for n in (1, 2, 3, 4, 8, 16):
-        cfg = design_config(n, 8)
+        cfg = rtl_designs.config(n, 8)
         for img, _ in make_networks(n, seed=n):
             cfg.check_image(img)
 
@@ -236,30 +221,29 @@ def _design_options(cfg: EIEConfig) -> list[str]:
             "--max-layers", str(cfg.max_layers)]
 
 
+@pytest.mark.rtl
 @pytest.mark.parametrize("n_pe", [3, 16])
-def test_acceptance_compress_run_equals_golden(n_pe, tmp_path, capsys):
+def test_acceptance_compress_run_equals_golden(n_pe, tmp_path, cli, rtl_designs):
     """eie compress -> eie run --sim verilator / --sim icarus == eie golden (3 layers)."""
     model = tmp_path / "model.npz"
     _random_float_model(model, [40, 32, 24, 10], seed=n_pe)
     img_dir = tmp_path / "img"
-    assert eie_main(["compress", str(model), "-o", str(img_dir), "--pes", str(n_pe),
-                     "--density", "0.35"]) == 0
+    assert cli(["compress", model, "-o", img_dir, "--pes", n_pe, "--density", "0.35"]).code == 0
     rng = np.random.default_rng(7 + n_pe)
     x = rng.normal(0, 1.5, (3, 40)) * (rng.random((3, 40)) < 0.7)
     np.save(tmp_path / "x.npy", x)
-    assert eie_main(["golden", str(img_dir), "--input", str(tmp_path / "x.npy"),
-                     "-o", str(tmp_path / "golden.npy")]) == 0
+    assert cli(["golden", img_dir, "--input", tmp_path / "x.npy",
+                "-o", tmp_path / "golden.npy"]).code == 0
     ref = np.load(tmp_path / "golden.npy")
     assert ref.shape == (3, 10) and np.count_nonzero(ref) > 0
     # the design of the matrix tests for this N (shared build); the image must fit it
-    opts = _design_options(design_config(n_pe, 8))
+    opts = _design_options(rtl_designs.config(n_pe, 8))
     for sim in ("verilator", "icarus"):
         y = tmp_path / f"y_{sim}.npy"
-        code = eie_main(["run", str(img_dir), "--input", str(tmp_path / "x.npy"), "-o", str(y),
-                         "--sim", sim, "--no-progress", *opts])
-        out = capsys.readouterr().out
-        assert code == 0, out
-        assert "equal to the golden model on all 3 samples" in out
+        r = cli(["run", img_dir, "--input", tmp_path / "x.npy", "-o", y, "--sim", sim,
+                 "--no-progress", *opts])
+        assert r.code == 0, r
+        assert "equal to the golden model on all 3 samples" in r.out
         got = np.load(y)
         assert got.dtype == np.int16
         np.testing.assert_array_equal(got, ref)
@@ -267,6 +251,7 @@ def test_acceptance_compress_run_equals_golden(n_pe, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- API
 
+@pytest.mark.rtl
 def test_run_eie_sizes_design_from_image_and_agrees_across_simulators():
     """run_eie without a config: for_image sizing; Amaranth, Icarus and the golden model agree,
     counters included, for a 1-D input as well."""
@@ -308,8 +293,10 @@ def _build_in_child(args):
     return str(bdir), seconds
 
 
+@pytest.mark.rtl
 def test_concurrent_builds_share_one_build(tmp_path):
-    """Two processes wanting the same build: one builds, the other waits for it and reuses it."""
+    """Two processes wanting the same build: one builds, the other waits for it and reuses it.
+    (A cache of its own, not the session's: the build must happen here.)"""
     cfg = EIEConfig(n_pe=1, fifo_depth=1, ptr_depth=8, spmat_depth=4, act_depth=4, acc_depth=4,
                     bias_depth=4, max_layers=1)
     cache = tmp_path / "cache"
@@ -326,6 +313,7 @@ def test_concurrent_builds_share_one_build(tmp_path):
     assert (Path(dirs.pop()) / "sim.vvp").exists()
 
 
+@pytest.mark.rtl
 @pytest.mark.parametrize("sim", ["amaranth", "icarus"])
 def test_vcd_on_request(sim, tmp_path):
     img, x = make_networks(1, seed=3, batch=1)[1]
@@ -337,6 +325,7 @@ def test_vcd_on_request(sim, tmp_path):
     assert "busy" in head
 
 
+@pytest.mark.rtl
 @pytest.mark.slow
 def test_vcd_on_request_verilator(tmp_path):
     img, x = make_networks(1, seed=3, batch=1)[1]

@@ -12,6 +12,8 @@ from eie.sim.eie_amaranth import run_image_amaranth
 from eie.sw.encode import QuantLayer, build_image
 from eie.sw.golden import golden_forward
 
+pytestmark = pytest.mark.rtl        # the whole EIE core in the Amaranth simulator
+
 
 def rand_layer(rng, n_out, n_in, density, bias, relu, w_frac=7, cb_scale=300):
     codes = rng.integers(1, 16, (n_out, n_in)) * (rng.random((n_out, n_in)) < density)
@@ -88,13 +90,24 @@ def test_fifo_full_back_pressure():
     assert stall[0] > 0 and stall[1] == 0 and stall[2] == 0
 
 
-def test_registers_and_readback():
-    """ID, CONFIG, layer table and memories read back through the bus what the program wrote."""
-    from amaranth.sim import Simulator
+def _bus(ctx, dut):
+    """(write, read) of the host bus of ``dut`` in testbench ``ctx``, as the host program's
+    executor (:func:`eie.hw.eie.host_program.execute_async`) calls them."""
+    from eie.sim.bus_driver import bus_read, bus_write
 
+    async def write(addr, data):
+        await bus_write(ctx, dut.bus, addr, data)
+
+    async def read(addr):
+        return await bus_read(ctx, dut.bus, addr)
+
+    return write, read
+
+
+def test_registers_and_readback(simulate):
+    """ID, CONFIG, layer table and memories read back through the bus what the program wrote."""
     from eie.hw.eie.host_program import Read, Write, execute_async
     from eie.hw.eie.top import EIETop
-    from eie.sim.bus_driver import bus_read, bus_write
 
     rng = np.random.default_rng(5)
     img = build_image([rand_layer(rng, 6, 5, 0.6, True, True)], 2)
@@ -106,12 +119,7 @@ def test_registers_and_readback():
     got = {}
 
     async def bench(ctx):
-        async def w(a, d):
-            await bus_write(ctx, dut.bus, a, d)
-
-        async def r(a):
-            return await bus_read(ctx, dut.bus, a)
-
+        w, r = _bus(ctx, dut)
         await execute_async(load, w, r)
         reads = [Read(op.addr, op.addr) for op in load if isinstance(op, Write)]
         reads += [Read(mm.reg("ID"), "id"), Read(mm.reg("CONFIG0"), "c0"),
@@ -128,10 +136,7 @@ def test_registers_and_readback():
             got[("past", a)] = await r(a)
         got["w0"] = await r(mm.spmat(0, 0, 0))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert got.pop("id") == EIE_ID
     assert got.pop("c0") == 2 | (3 << 16)
     assert got.pop("st") == 0
@@ -148,12 +153,9 @@ def test_registers_and_readback():
             assert got[op.addr] == op.data, hex(op.addr)
 
 
-def test_start_with_bad_layer_count_is_refused():
-    from amaranth.sim import Simulator
-
+def test_start_with_bad_layer_count_is_refused(simulate):
     from eie.hw.eie.host_program import STATUS_ERROR, Poll, Write, execute_async
     from eie.hw.eie.top import EIETop
-    from eie.sim.bus_driver import bus_read, bus_write
 
     rng = np.random.default_rng(9)
     img = build_image([rand_layer(rng, 4, 4, 0.5, False, False)], 1)
@@ -163,12 +165,7 @@ def test_start_with_bad_layer_count_is_refused():
     seen = {}
 
     async def bench(ctx):
-        async def w(a, d):
-            await bus_write(ctx, dut.bus, a, d)
-
-        async def r(a):
-            return await bus_read(ctx, dut.bus, a)
-
+        w, r = _bus(ctx, dut)
         for n_layers in (0, cfg.max_layers + 1):
             ops = [Write(mm.reg("N_LAYERS"), n_layers), Write(mm.reg("CTRL"), 1),
                    Poll(mm.reg("STATUS"), 0b11, 0b10, max_polls=20, fail_mask=STATUS_ERROR)]
@@ -176,10 +173,7 @@ def test_start_with_bad_layer_count_is_refused():
                 await execute_async(ops, w, r)
             seen[n_layers] = (await r(mm.reg("STATUS")), ctx.get(dut.busy))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert seen == {0: (STATUS_ERROR, 0), cfg.max_layers + 1: (STATUS_ERROR, 0)}
 
 
@@ -213,12 +207,10 @@ def test_driver_rejects_bad_inputs():
         run_image_amaranth(EIEConfig(n_pe=3), img, np.zeros((1, 5), dtype=np.int16))
 
 
-def test_read_latency_is_fixed_for_every_region():
+def test_read_latency_is_fixed_for_every_region(simulate):
     """r_ack comes READ_LATENCY cycles after r_stb for registers, memories and activations
     alike (the bus contract: one fixed latency a slave), and the answer belongs to the address
     of the r_stb cycle even when the address lines change right after it."""
-    from amaranth.sim import Simulator
-
     from eie.hw.eie.memory_map import READ_LATENCY
     from eie.hw.eie.top import EIETop
     from eie.sim.bus_driver import bus_write
@@ -253,10 +245,7 @@ def test_read_latency_is_fixed_for_every_region():
                     seen.append((addr, cyc, ctx.get(dut.bus.r_data), want))
                 await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert len(seen) == len(acts) + len(ptrs) + 2                  # one r_ack per read
     for addr, cyc, got, want in seen:
         assert cyc == READ_LATENCY, hex(addr)

@@ -9,15 +9,12 @@ import re
 import numpy as np
 import pytest
 
-from eie.app.cli import main
 from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.variants import variant
 from eie.sw.cycle_model import predict_counters
 from eie.sw.encode import QuantLayer, build_image
 from eie.sw.golden import golden_forward
 from eie.sw.image import read_image, write_image
-
-from test_cli_rtl import _image      # the small 14-11-6 image of the CLI RTL tests
 
 
 def _edge_image(tmp_path, n_pe=3, seed=11):
@@ -46,14 +43,15 @@ def _edge_image(tmp_path, n_pe=3, seed=11):
     return tmp_path / "img"
 
 
-def _run(tmp_path, d, x, sim, *extra, tag=None):
-    """``eie run --raw --sim SIM`` on int16 ``x``; returns (exit code, Y, stats document)."""
+def _run(cli, tmp_path, d, x, sim, *extra, tag=None):
+    """``eie run --raw --sim SIM`` on int16 ``x``, which must succeed; returns (what it
+    printed, Y, stats document)."""
     tag = tag or sim
     np.save(tmp_path / "x.npy", x)
-    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o",
-                 str(tmp_path / f"y_{tag}.npy"), "--raw", "--sim", sim, "--no-progress",
-                 "--stats", str(tmp_path / f"s_{tag}.json"), *extra])
-    return (code, np.load(tmp_path / f"y_{tag}.npy"),
+    r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / f"y_{tag}.npy", "--raw",
+             "--sim", sim, "--no-progress", "--stats", tmp_path / f"s_{tag}.json", *extra])
+    assert r.code == 0, r
+    return (r.out, np.load(tmp_path / f"y_{tag}.npy"),
             json.loads((tmp_path / f"s_{tag}.json").read_text()))
 
 
@@ -71,17 +69,15 @@ _TIMINGS = ("simulator", "sim_cycles", "build_seconds", "sim_seconds")
 
 
 @pytest.mark.rtl
-def test_model_equals_verilator_in_outputs_and_every_counter(tmp_path, capsys):
+def test_model_equals_verilator_in_outputs_and_every_counter(tmp_path, cli):
     d = _edge_image(tmp_path)
     rng = np.random.default_rng(5)
     x = (rng.integers(-900, 900, (4, 13)) * (rng.random((4, 13)) < 0.7)).astype(np.int16)
     x[1] = 0                                         # no nonzero input at all
     x[2] = rng.integers(1, 900, 13)                  # every input nonzero
     opts = ["--fifo-depth", "2", "--ptr-queue-depth", "3"]
-    code, y_rtl, rtl = _run(tmp_path, d, x, "verilator", *opts)
-    assert code == 0, capsys.readouterr()
-    code, y_model, model = _run(tmp_path, d, x, "model", *opts)
-    assert code == 0, capsys.readouterr()
+    _, y_rtl, rtl = _run(cli, tmp_path, d, x, "verilator", *opts)
+    _, y_model, model = _run(cli, tmp_path, d, x, "model", *opts)
     np.testing.assert_array_equal(y_model, y_rtl)
     assert y_model.dtype == np.int16
     assert rtl["simulator"] == "verilator" and model["simulator"] == "model"
@@ -119,18 +115,16 @@ def _fake_rtl(monkeypatch):
                                                       "fifo_depth": 3}, None),
     (["--fifo-depth", "1"], {"fifo_depth": 1}, 1),    # predicted one sample at a time
 ])
-def test_model_stats_document(tmp_path, capsys, monkeypatch, opts, fields, chunk):
+def test_model_stats_document(tmp_path, cli, small_eie_image, monkeypatch, opts, fields, chunk):
     if chunk is not None:
         import eie.app.cmd_rtl as cmd_rtl
 
         monkeypatch.setattr(cmd_rtl, "MODEL_BATCH_ELEMENTS", chunk)
-    d = _image(tmp_path)
+    d = small_eie_image()
     img = read_image(d)
     rng = np.random.default_rng(8)
     x = (rng.integers(-900, 900, (3, 14)) * (rng.random((3, 14)) < 0.6)).astype(np.int16)
-    code, y, stats = _run(tmp_path, d, x, "model", *opts)
-    out = capsys.readouterr().out
-    assert code == 0
+    out, y, stats = _run(cli, tmp_path, d, x, "model", *opts)
     assert "the golden model's outputs" in out and "counters from the cycle model" in out
     g = golden_forward(img, x)
     np.testing.assert_array_equal(y, g.outputs)
@@ -152,8 +146,7 @@ def test_model_stats_document(tmp_path, capsys, monkeypatch, opts, fields, chunk
             assert layer["efficiency"] == layer["bound"] / layer["cycles"]   # exactly
     # the same document, key for key and list for list, as the RTL path's run_stats
     _fake_rtl(monkeypatch)
-    code, _, rtl = _run(tmp_path, d, x, "verilator", *opts)
-    assert code == 0
+    _, _, rtl = _run(cli, tmp_path, d, x, "verilator", *opts)
     assert rtl["simulator"] == "verilator" and rtl["sim_cycles"] == 1234
     assert _shape(stats) == _shape(rtl)
 
@@ -165,26 +158,26 @@ def test_model_stats_document(tmp_path, capsys, monkeypatch, opts, fields, chunk
     (["--build-dir", "build"], "--build-dir"),
     (["--vcd", "w.vcd", "--load", "backdoor"], "--load and --vcd"),
 ])
-def test_model_refuses_rtl_only_options(tmp_path, capsys, extra, named):
-    d = _image(tmp_path)
+def test_model_refuses_rtl_only_options(tmp_path, cli, small_eie_image, extra, named):
+    d = small_eie_image()
     np.save(tmp_path / "x.npy", np.ones((1, 14), np.int16))
     extra = [str(tmp_path / a) if a in ("w.vcd", "build") else a for a in extra]
-    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
-                 "--raw", "--sim", "model", "--stats", str(tmp_path / "s.json"), *extra])
-    err = capsys.readouterr().err.strip()
-    assert code == 2
+    r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
+             "--raw", "--sim", "model", "--stats", tmp_path / "s.json", *extra])
+    err = r.err.strip()
+    assert r.code == 2
     assert len(err.splitlines()) == 1 and err.startswith("eie: error:")
     assert re.search(f"{re.escape(named)} cannot be used with --sim model", err), err
     assert not (tmp_path / "y.npy").exists() and not (tmp_path / "s.json").exists()
     assert not (tmp_path / "w.vcd").exists() and not (tmp_path / "build").exists()
 
 
-def test_model_checks_the_design_like_the_rtl(tmp_path, capsys):
+def test_model_checks_the_design_like_the_rtl(tmp_path, cli, small_eie_image):
     """Design options are checked against the image as for an RTL simulator."""
-    d = _image(tmp_path)
+    d = small_eie_image()
     np.save(tmp_path / "x.npy", np.ones((1, 14), np.int16))
-    code = main(["run", str(d), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
-                 "--raw", "--sim", "model", "--ptr-depth", "4"])
-    assert code == 2
-    assert re.search("pointers per PE.*--ptr-depth", capsys.readouterr().err)
+    r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
+             "--raw", "--sim", "model", "--ptr-depth", "4"])
+    assert r.code == 2
+    assert re.search("pointers per PE.*--ptr-depth", r.err)
     assert not (tmp_path / "y.npy").exists()
