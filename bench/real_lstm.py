@@ -27,7 +27,6 @@ pass against finite differences.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -236,17 +235,13 @@ def train(model: LSTM, pixels: np.ndarray, y: np.ndarray, epochs: int, lr: float
     return history
 
 
-@contextlib.contextmanager
 def blas_single_thread():
     """One BLAS thread (as ``eie demo`` trains): the matrices are small, and several threads on
-    a busy machine run many times slower (measured: 20x on 2 shared cores)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # threadpoolctl comes with scikit-learn (the demo extras)
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+    a busy machine run many times slower (measured: 20x on 2 shared cores). threadpoolctl comes
+    with scikit-learn (the demo extras, which this benchmark needs for the digits anyway)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def trained_lstm(name: str, data, cache: Path, seed: int = 0, log=print

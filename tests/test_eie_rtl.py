@@ -147,7 +147,7 @@ def run_matrix_case(sim: str, config: EIEConfig) -> None:
 
 
 DEFAULT = [("verilator", 3, 8), ("verilator", 16, 8),
-           ("icarus", 3, 8), ("icarus", 16, 8), ("icarus", 1, 2), ("icarus", 4, 1)]
+           ("icarus", 3, 8), ("icarus", 1, 2), ("icarus", 4, 1)]   # icarus 16-8: slow
 FULL = [(sim, n, f) for sim in ("verilator", "icarus") for n in (1, 2, 3, 4, 8, 16)
         for f in (1, 2, 8)]
 
