@@ -60,6 +60,23 @@ assert ACT_READ_LATENCY == 3 + WRITEBACK_LATENCY
 
 
 class Accumulator(wiring.Component):
+    """A PE's two activation/accumulator files (one memory, ``bank << act_bits | row``), the
+    accumulator rows' valid bits, the bias SRAM and the pipelined write-back on read.
+
+    Ports: ``src_bank`` (the destination is the other bank; ``layer_start`` clears its valid
+    bits) and the source's ``src_bias_base``/``src_has_bias``/``src_w_frac``/``src_relu``; the
+    accumulate inputs (``mul_row``, read in its cycle, then ``acc_valid``/``acc_row``/
+    ``acc_prod`` one cycle later; ``mul_valid`` is unused: the file is read every cycle); the
+    activation stream (``rd_en``, ``rd_addr`` -> ``rd_data``); the host port (``h_act_w_en``/
+    ``h_bias_w_en`` with ``h_w_addr``/``h_w_data``; ``h_r_addr``, ``h_r_bias`` ->
+    ``h_bias_r_data``).
+
+    Latency: an entry is added and written in the cycle after its ``acc_valid`` (two after its
+    ``mul_row``); ``rd_data`` is the biased, written-back int16 of the row addressed
+    :data:`ACT_READ_LATENCY` advancing cycles (``rd_en`` or ``host_mode`` high) earlier; a bias
+    read takes 1 cycle. No handshake: it takes an entry every cycle, never stalls. Counts nothing.
+    """
+
     def __init__(self, config: EIEConfig):
         self._config = c = config
         self._ab = ab = MemoryMap(config).act_bits

@@ -24,6 +24,20 @@ __all__ = ["Arith"]
 
 
 class Arith(wiring.Component):
+    """Row, weight and product of each entry from the entry stage, one entry a cycle.
+
+    Ports: the entry in (``spm_valid``, ``spm_entry``, ``spm_first``, ``spm_a``); the layer's
+    ``codebook`` (16 int16 weights, indexed by ``code`` in the entry's ``spm_`` cycle); the
+    ``mul_`` stage out (``mul_valid``, ``mul_row``: the row, ``z`` for a column's first entry,
+    else previous row ``+ z + 1``; the accumulator file is read with it); the ``acc_`` stage
+    out (``acc_valid``, ``acc_row``, ``acc_prod``: the 32-bit signed ``a * w``); ``idle``
+    (neither stage holds an entry).
+
+    Latency: ``mul_*`` 1 cycle, ``acc_*`` 2 cycles after ``spm_valid``. No handshake (it never
+    stalls); the row, weight and activation registers hold in cycles without an entry. Counts
+    nothing.
+    """
+
     def __init__(self, config: EIEConfig):
         self._config = c = config
         rbits = max(1, (c.acc_depth - 1).bit_length())

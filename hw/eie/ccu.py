@@ -44,6 +44,23 @@ __all__ = ["CCU"]
 
 
 class CCU(wiring.Component):
+    """Central control unit: runs ``N_LAYERS`` layers per start (``IDLE`` -> per layer
+    ``LSTART`` -> ``BCAST`` -> ``DRAIN``, see the module docstring), with the LNZD inside.
+
+    Ports: the host's global region (``g_w_*`` in effect at the end of the cycle, layer-table
+    writes only while not ``busy``; ``g_r_off`` -> ``g_r_data`` 2 cycles later); ``busy``,
+    ``done``; the broadcast (``b_valid``/``b_j``/``b_a`` out, one ``fifo_full`` bit per PE and
+    ``idle_all`` in); the stream (``act_rd_en``/``act_rd_addr`` out, one ``act_rd_data`` per PE
+    in); to every PE the layer's ``ptr_base``, ``entry_base``, ``codebook``, source ``src_*``
+    and ``layer_start``/``layer_end``/``layer_idx``/``stall_probe``.
+
+    Handshake (``BCAST``): ``b_valid`` = LNZD ``o_valid`` and no ``fifo_full`` (the nonzero is
+    taken in that cycle), else ``stall_probe`` while it is held. Latency: ``LSTART`` follows the
+    start's cycle; descriptor latched at its end, codebook a cycle later; first nonzero out
+    ``ACT_READ_LATENCY + 1`` cycles after ``LSTART``. Counts: ``CYCLES`` (busy cycles of a run);
+    per layer its cycles (``LSTART`` to the end of ``DRAIN``) and broadcasts, stored at its end.
+    """
+
     def __init__(self, config: EIEConfig):
         self._config = c = config
         self._map = mm = MemoryMap(config)

@@ -46,6 +46,23 @@ __all__ = ["PE"]
 
 
 class PE(wiring.Component):
+    """Processing element ``index`` of ``config.n_pe``: FIFO -> pointer stage -> entry stage ->
+    arith -> accumulate, one sparse-matrix entry a cycle (see the module docstring).
+
+    Ports: the broadcast ``b_valid``/``b_j``/``b_a`` in, ``fifo_full`` (``level == fifo_depth``)
+    out: the CCU broadcasts only while no FIFO is full, the only handshake; the layer's
+    ``ptr_base``, ``entry_base``, ``codebook`` and source ``src_*``; the LNZD leaf's stream
+    (``act_rd_en``, ``act_rd_addr`` -> ``act_rd_data``, :data:`ACT_READ_LATENCY` advancing
+    cycles); ``layer_start``/``layer_end``/``layer_idx``/``stall_probe`` in, ``idle`` out; the
+    host port (``host_mode``, ``h_w_*``, ``h_r_region``/``h_r_off`` -> ``h_r_data`` 2 cycles
+    later; activation rows come out on ``act_rd_data``).
+
+    Latency: a column broadcast in cycle ``t`` into an idle PE, with entries here, issues its
+    first entry in ``t + 4`` and writes it into the accumulator file in ``t + 9``. Counts, per
+    layer (cleared by ``layer_start``, stored at ``layer_idx`` on ``layer_end``): ``busy``, cycles
+    an entry issued; ``stall``, cycles ``stall_probe`` was high while this FIFO was full.
+    """
+
     def __init__(self, config: EIEConfig, index: int):
         if not isinstance(index, int) or not 0 <= index < config.n_pe:
             raise ValueError(f"PE index {index!r} out of range 0..{config.n_pe - 1}")

@@ -37,6 +37,21 @@ def column_layout(config: EIEConfig) -> data.StructLayout:
 
 
 class PtrRead(wiring.Component):
+    """Pointer stage: turns the FIFO's head column ``(j, a_j)`` into ``(start, end, a)`` on the
+    pointer queue, one column a cycle.
+
+    Ports: the column in (``col_valid``/``col_j``/``col_a``; ``col_pop``, the FIFO's read
+    enable, takes it), ``ptr_base`` (the layer's first pointer), the queue head out
+    (``q_valid``/``q``, popped by the entry stage with ``q_pop``), ``idle`` (no read in flight,
+    queue empty) and the host port (``host_mode``, ``h_w_*``, ``h_r_addr`` -> ``h_r_data`` one
+    cycle later).
+
+    Handshake: ``col_pop = col_valid & ~host_mode & (queue level + reads in flight <
+    ptr_queue_depth)``. Latency: a column taken in cycle ``t`` is pushed in ``t + 2`` if
+    ``end != start`` (an empty column is dropped) and heads the queue from ``t + 3`` at the
+    earliest. Counts nothing.
+    """
+
     def __init__(self, config: EIEConfig):
         self._config = c = config
         pidx = max(1, (c.ptr_depth - 1).bit_length())

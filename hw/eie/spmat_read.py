@@ -37,6 +37,20 @@ class EntryLayout(data.StructLayout):
 
 
 class SpmatRead(wiring.Component):
+    """Entry stage: issues the pointer-queue head column's entries, one a cycle, and reads them
+    from the sparse-matrix SRAM (``spmat_depth`` 64-bit words, 8 entries each).
+
+    Ports: the queue head in (``q_valid``/``q``; ``q_pop`` pops it in the cycle its last entry
+    issues), ``entry_base`` (the layer's first entry), ``issue`` (an entry issued this cycle),
+    the entry out (``spm_valid``, ``spm_entry`` as :class:`EntryLayout`, ``spm_first``,
+    ``spm_a``), ``idle`` (neither stage holds an entry) and the host port (``h_*_addr = 2 *
+    word + half``, ``h_r_addr`` -> ``h_r_data`` one cycle later).
+
+    Handshake: an entry issues in every cycle with ``q_valid & ~host_mode``; nothing after this
+    stage holds it back. Latency: ``spm_*`` show an entry 2 cycles after its issue. Counts
+    nothing itself; ``issue`` is what the PE counts as busy cycles.
+    """
+
     def __init__(self, config: EIEConfig):
         self._config = c = config
         waddr = max(1, (c.spmat_depth - 1).bit_length())
