@@ -24,7 +24,7 @@ import numpy as np
 
 from .encode import pe_rows
 
-__all__ = ["balanced_order", "invert_order", "MAX_BLOCKS", "COLUMN_WEIGHT"]
+__all__ = ["balanced_order", "invert_order", "MAX_BLOCKS", "COLUMN_WEIGHT", "REFINE_STEPS"]
 
 #: The widest per-column load vector the placement keeps: wider layers group neighbouring
 #: columns (``ceil(n_in / MAX_BLOCKS)`` a block), which bounds its time on Table III-sized layers.
@@ -65,8 +65,9 @@ def balanced_order(codes: np.ndarray, n_pe: int,
     the columns weighted :data:`COLUMN_WEIGHT`). Greedy, heaviest row first: each row goes to
     the PE (among those with a free position) whose load so far overlaps least with the row's,
     i.e. minimises ``loads[k] @ row``, the growth of the sum of squared loads. That evens out
-    every column (and so the totals) and, with calibration, every sample's busiest PE. Within a
-    PE, rows go densest first (ties in model order).
+    every column (and so the totals). With calibration, pairwise swaps then lower the sum over
+    the samples of the busiest PE's work (:func:`_refine_on_samples`). Within a PE, rows go
+    densest first (ties in model order).
 
     Returns int64 ``order`` (``n_out``,): position ``p`` holds row ``order[p]``.
     """
@@ -94,6 +95,8 @@ def balanced_order(codes: np.ndarray, n_pe: int,
         owner[i] = k
         loads[k] += rows[i]
         free[k] -= 1
+    if activity is not None and act.shape[0]:
+        owner = _refine_on_samples(owner, per_sample.astype(np.float64), n_pe)
     # within a PE, densest rows first: a column's entries then cluster at the low local rows,
     # so fewer gaps exceed 15 rows and need padding entries
     dens = nz.sum(axis=1)
@@ -103,3 +106,62 @@ def balanced_order(codes: np.ndarray, n_pe: int,
         mine = mine[np.argsort(-dens[mine], kind="stable")]
         order[k + n_pe * np.arange(mine.size)] = mine
     return order
+
+
+#: Swap steps of the calibrated refinement, and the most candidate rows one step weighs.
+REFINE_STEPS = 300
+REFINE_CANDIDATES = 1024
+
+
+def _refine_on_samples(owner: np.ndarray, work: np.ndarray, n_pe: int,
+                       steps: int = REFINE_STEPS, seed: int = 0) -> np.ndarray:
+    """Local search on the calibration samples: ``work`` ``(n_out, samples)`` is each row's work
+    on each sample; a PE's work on a sample is the sum over its rows, and what a sample costs is
+    its busiest PE's. Each step takes one PE (alternately the one busiest on the most samples
+    and one drawn at random, seeded) and makes the one swap of one of its rows with a row of
+    another PE that lowers the summed cost most, if any does. Row counts per PE never change."""
+    owner = owner.copy()
+    n_out, S = work.shape
+    V = np.zeros((n_pe, S), dtype=np.float64)
+    np.add.at(V, owner, work)
+    cost = V.max(axis=0).sum()
+    rng = np.random.default_rng(seed)
+    for step in range(steps):
+        if step % 2 == 0:
+            a = int(np.bincount(V.argmax(axis=0), minlength=n_pe).argmax())
+        else:
+            a = int(rng.integers(n_pe))
+        mine = np.flatnonzero(owner == a)
+        others = np.flatnonzero(owner != a)
+        if not mine.size or not others.size:
+            continue
+        if others.size > REFINE_CANDIDATES:
+            others = np.sort(rng.choice(others, REFINE_CANDIDATES, replace=False))
+        # each sample's busiest and second-busiest PE other than a: the maximum over the PEs
+        # that a swap between a and b leaves alone
+        Va = V.copy()
+        Va[a] = -np.inf
+        arg1 = Va.argmax(axis=0)
+        top = np.sort(Va, axis=0)
+        top1 = top[-1]
+        top2 = top[-2] if n_pe > 2 else np.full(S, -np.inf)
+        ob = owner[others]
+        rest = np.where(arg1[None, :] == ob[:, None], top2[None, :], top1[None, :])
+        Wo = work[others]
+        best_gain, best = 1e-9, None
+        for i in mine:
+            d = Wo - work[i][None, :]                  # row j in place of row i in PE a
+            new = np.maximum(np.maximum(V[a][None, :] + d, V[ob] - d), rest).sum(axis=1)
+            k = int(np.argmin(new))
+            if cost - new[k] > best_gain:
+                best_gain, best = cost - new[k], (int(i), int(others[k]))
+        if best is None:
+            continue
+        i, j = best
+        b = owner[j]
+        V[a] += work[j] - work[i]
+        V[b] += work[i] - work[j]
+        owner[i], owner[j] = b, a
+        cost = V.max(axis=0).sum()
+    return owner
+
