@@ -10,67 +10,51 @@ design, built once. Three simulators:
 
 All three drive the host bus with the same :class:`eie.hw.eie.host_program.HostProgram`
 sequence: load the image, then per sample write the input, start, poll ``STATUS.done``, read the
-outputs and every counter.
+outputs and every counter (:func:`run_samples`).
 
-Builds are cached. The Verilog of a configuration is keyed by the configuration and a hash of
-the gateware sources (``hw/eie``, ``hw/common``) and the Amaranth version; a simulator build is
-keyed by a hash of the Verilog text. The cache lives in ``$EIE_BUILD_DIR`` if set, else
-``$XDG_CACHE_HOME/eie`` (``~/.cache/eie``). Each entry is built under an exclusive ``fcntl``
-lock and marked complete only afterwards, so pytest-xdist workers (or two shells) that want the
-same build wait for one another instead of building over each other; runs use private scratch
-directories and never write into a shared build.
+Builds are cached (:mod:`eie.sim.runner`, shared with the BNN runner). The Verilog of a
+configuration is keyed by the configuration and a hash of the gateware sources (``hw/eie``,
+``hw/common``) and the Amaranth version; a simulator build is keyed by a hash of the Verilog
+text, the build flags and the Python environment. The cache lives in ``$EIE_BUILD_DIR`` if
+set, else ``$XDG_CACHE_HOME/eie`` (``~/.cache/eie``). Each entry is built under an exclusive
+``fcntl`` lock and marked complete only afterwards, so pytest-xdist workers (or two shells)
+that want the same build wait for one another instead of building over each other; runs use
+private scratch directories and never write into a shared build.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
-import hashlib
 import json
 import os
-import shutil
-import sys
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..common.errors import EieError
 from .backdoor import LOADS
-from .runner import verilator_pch_fix
+from .runner import PERIOD_NS, VERILATOR_WAIVERS, SimResult, cache_dir
 from .verilog import icarus_source
 
 __all__ = ["SIMULATORS", "LOADS", "TOPLEVEL", "RunResult", "EieJob", "run_eie", "run_eie_jobs",
-           "config_for_images", "cache_dir", "split_run", "icarus_source", "verilog_for_config",
-           "build_simulator",
-           "check_inputs"]
+           "run_samples", "config_for_images", "cache_dir", "split_run", "icarus_source",
+           "verilog_for_config", "build_simulator", "check_inputs", "VERILATOR_WAIVERS"]
 
 SIMULATORS = ("amaranth", "verilator", "icarus")
 TOPLEVEL = "eie_top"
-PERIOD_NS = 10      # the testbench clock: 100 MHz, one cycle = 10 ns of simulated time
-
-# Verilator warnings that Amaranth's Verilog backend (Yosys write_verilog) produces by
-# construction; docs/eie-verification.md explains each. Everything else stays on.
-VERILATOR_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE",
-                     "-Wno-ASCRANGE")
 
 
-@dataclass
-class RunResult:
-    """What one run of one image gives back."""
+@dataclass(kw_only=True)
+class RunResult(SimResult):
+    """What one run of one image gives back: :class:`eie.sim.runner.SimResult` (``outputs``
+    int16 ``(batch, n_out)``, ``counters`` per sample, per layer as
+    :meth:`HostProgram.decode` gives them, ``sim_cycles``, ``simulator``, ``build_seconds``,
+    ``sim_seconds``) and per sample the run's cycles."""
 
-    outputs: np.ndarray                                  # int16 (batch, n_out)
-    counters: list[list[dict[str, Any]]]     # per sample, per layer (HostProgram.decode)
     run_cycles: list[int] = field(default_factory=list)  # per sample: STATUS cycles, start to done
-    sim_cycles: int = 0          # clock cycles simulated for this job (loading, runs, reads)
-    simulator: str = ""
-    build_seconds: float = 0.0   # wall time to export Verilog and build the simulator (0 if cached)
-    sim_seconds: float = 0.0     # wall time of the simulation of this job, build excluded
     compute_cycles: int = 0      # of sim_cycles: those from each start to done (no bus traffic)
     compute_seconds: float = 0.0 # wall time of those cycles
 
@@ -136,43 +120,7 @@ def config_for_images(images: Sequence[Any], **overrides):
     return cfg
 
 
-# ----------------------------------------------------------------------------- cache
-
-def cache_dir(build_dir: str | os.PathLike | None = None) -> Path:
-    """The build cache: ``build_dir``, else ``$EIE_BUILD_DIR``, else ``$XDG_CACHE_HOME/eie``."""
-    if build_dir is not None:
-        return Path(build_dir).expanduser().resolve()
-    env = os.environ.get("EIE_BUILD_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return (base / "eie").resolve()
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``fcntl`` lock on ``path`` (created if missing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _sources_digest() -> str:
-    """Hash of the gateware sources and the Amaranth version (what the Verilog depends on)."""
-    import amaranth
-
-    hw = Path(__file__).resolve().parent.parent / "hw"
-    h = hashlib.sha256(f"amaranth {amaranth.__version__}\n".encode())
-    for sub in ("eie", "common"):
-        for p in sorted((hw / sub).glob("*.py")):
-            h.update(p.name.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()
-
+# ----------------------------------------------------------------------------- builds
 
 def _verilog_header(config) -> str:
     from ..hw.eie.memory_map import MemoryMap
@@ -184,89 +132,32 @@ def _verilog_header(config) -> str:
 
 
 def verilog_for_config(config, *, build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
-    """The Verilog file of ``config`` (module :data:`TOPLEVEL`), from the cache or exported now.
+    """The Verilog file of ``config`` (module :data:`TOPLEVEL`), from the cache or exported now
+    (keyed by the configuration and the gateware sources ``hw/eie``, ``hw/common``).
 
     Returns ``(path, seconds spent exporting)``.
     """
     from ..hw.eie.top import EIETop
+    from .runner import cached_verilog, sources_digest
     from .verilog import export_verilog
 
-    key = hashlib.sha256((json.dumps(config.to_json(), sort_keys=True) + _sources_digest())
-                         .encode()).hexdigest()[:20]
-    vdir = cache_dir(build_dir) / "verilog"
-    path = vdir / f"eie_{key}.v"
-    with _locked(vdir / f"eie_{key}.lock"):
-        if path.exists():
-            return path, 0.0
-        t0 = time.perf_counter()
-        export_verilog(EIETop(config), path, name=TOPLEVEL, header=_verilog_header(config))
-        return path, time.perf_counter() - t0
-
-
-def _runner(simulator: str):
-    from cocotb_tools.runner import Icarus, get_runner
-
-    if simulator != "icarus":
-        return get_runner(simulator)
-
-    class _IcarusVcd(Icarus):
-        """Icarus whose wave dump is VCD (cocotb's runner asks vvp for FST)."""
-
-        def _test_command(self):
-            cmds = super()._test_command()
-            return [["-vcd" if a == "-fst" else a for a in cmd] for cmd in cmds]
-
-    return _IcarusVcd()
-
-
-def _build_args(simulator: str, waves: bool) -> list[str]:
-    if simulator == "verilator":
-        jobs = max(1, min(4, os.cpu_count() or 1))
-        return ["-Wno-fatal", *VERILATOR_WAIVERS, "--x-assign", "0", "--x-initial", "0",
-                "-O3", "--build-jobs", str(jobs)]
-    return []
+    return cached_verilog(
+        "eie", json.dumps(config.to_json(), sort_keys=True) + sources_digest("eie", "common"),
+        lambda path: export_verilog(EIETop(config), path, name=TOPLEVEL,
+                                    header=_verilog_header(config)), build_dir=build_dir)
 
 
 def build_simulator(simulator: str, verilog: Path, *, waves: bool = False,
                     build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
-    """Build ``verilog`` for ``simulator`` (cached by the Verilog's hash, under a file lock).
+    """Build ``verilog`` (module :data:`TOPLEVEL`) for ``simulator``, cached
+    (:func:`eie.sim.runner.build_simulator`).
 
     Returns ``(build directory, seconds spent building)``; ``(dir, 0.0)`` when cached.
     """
-    from .runner import check_simulator
+    from . import runner
 
-    check_simulator(simulator)
-    text = Path(verilog).read_bytes()
-    if simulator == "icarus":
-        text = icarus_source(text)
-    flavour = simulator + ("-waves" if waves else "")
-    # the Python environment too: the built model links that venv's cocotb and Verilator runtime
-    key = hashlib.sha256(text + " ".join([sys.prefix, *_build_args(simulator, waves)]).encode()
-                         ).hexdigest()[:20]
-    root = cache_dir(build_dir) / flavour
-    bdir = root / key
-    stamp = bdir / "eie_build.ok"
-    with _locked(root / f"{key}.lock"):
-        if stamp.exists():
-            return bdir, 0.0
-        if bdir.exists():           # an interrupted build: start again from nothing
-            shutil.rmtree(bdir)
-        bdir.mkdir(parents=True)
-        src = bdir / f"{TOPLEVEL}.v"
-        src.write_bytes(text)
-        log = bdir / "build.log"
-        t0 = time.perf_counter()
-        try:
-            with verilator_pch_fix(simulator):
-                _runner(simulator).build(sources=[src], hdl_toplevel=TOPLEVEL, build_dir=bdir,
-                                         always=True, build_args=_build_args(simulator, waves),
-                                         timescale=("1ns", "1ps"), waves=waves, log_file=log)
-        except (SystemExit, RuntimeError) as exc:   # cocotb reports build failures so
-            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            raise RuntimeError(f"{simulator} build of {verilog} failed:\n{tail}") from exc
-        seconds = time.perf_counter() - t0
-        stamp.write_text(f"{seconds:.3f}\n")
-        return bdir, seconds
+    return runner.build_simulator(simulator, verilog, toplevel=TOPLEVEL, waves=waves,
+                                  build_dir=build_dir)
 
 
 # ----------------------------------------------------------------------------- running
@@ -280,6 +171,35 @@ def split_run(ops: list, ctrl_addr: int) -> tuple[list, list]:
         if isinstance(op, Write) and op.addr == ctrl_addr:
             return ops[:i], ops[i:]
     raise ValueError("the run program has no CTRL write")
+
+
+async def run_samples(prog, x: np.ndarray, bus, cycles: Callable[[], int],
+                      advance: Callable[[], Any] | None = None) -> tuple[np.ndarray, dict]:
+    """Run every sample of ``x`` with the host program ``prog`` (image loaded) over ``bus``
+    (``write``/``read``, any simulator's) and read back outputs and counters; ``cycles()`` says
+    how many clock cycles have been simulated, ``advance()`` is called after each sample.
+
+    Returns (int16 outputs, ``{"counters", "run_cycles", "compute_cycles",
+    "compute_seconds"}``), the compute figures counting from each start to done."""
+    from ..hw.eie.host_program import execute_async
+
+    y = np.zeros((x.shape[0], prog.image.n_out), dtype=np.int16)
+    info: dict[str, Any] = {"counters": [], "run_cycles": [], "compute_cycles": 0,
+                            "compute_seconds": 0.0}
+    for s in range(x.shape[0]):
+        inputs, begin = split_run(prog.run(x[s]), prog.map.reg("CTRL"))
+        await execute_async(inputs, bus.write, bus.read)
+        c0, w0 = cycles(), time.perf_counter()
+        await execute_async(begin, bus.write, bus.read)
+        info["compute_cycles"] += cycles() - c0
+        info["compute_seconds"] += time.perf_counter() - w0
+        values = await execute_async(prog.collect(), bus.write, bus.read)
+        y[s], counters = prog.decode(values)
+        info["counters"].append(counters)
+        info["run_cycles"].append(int(values[("run_cycles",)]))
+        if advance is not None:
+            advance()
+    return y, info
 
 
 def run_eie(image, x_int16, *, sim: str = "verilator", config=None,
@@ -348,155 +268,52 @@ def _progress_bar(total: int, sim: str):
 
 
 def _run_amaranth(config, jobs: list[EieJob], vcd, bar) -> None:
-    from amaranth.sim import Simulator
-
     from ..hw.eie.host_program import HostProgram, execute_async
     from ..hw.eie.top import EIETop
-    from .bus_driver import bus_read, bus_write
+    from .bus_driver import simulate
 
     t0 = time.perf_counter()
     dut = EIETop(config)
     programs = [HostProgram(config, j.image) for j in jobs]
-    cycles = [0]
-    marks: list[tuple[int, float]] = []      # (cycle, wall) at each job's start and end
+    advance = None if bar is None else (lambda: bar.update(1))
 
-    async def bench(ctx):
-        async def write(addr, data):
-            await bus_write(ctx, dut.bus, addr, data)
-
-        async def read(addr):
-            return await bus_read(ctx, dut.bus, addr)
-
+    async def bench(bus):
         for job, prog in zip(jobs, programs):
-            marks.append((cycles[0], time.perf_counter()))
-            res = RunResult(outputs=np.zeros((job.x.shape[0], job.image.n_out), np.int16),
-                            counters=[], simulator="amaranth")
-            await execute_async(prog.load(), write, read)
-            for s in range(job.x.shape[0]):
-                inputs, start = split_run(prog.run(job.x[s]), prog.map.reg("CTRL"))
-                await execute_async(inputs, write, read)
-                c0, w0 = cycles[0], time.perf_counter()
-                await execute_async(start, write, read)
-                res.compute_cycles += cycles[0] - c0
-                res.compute_seconds += time.perf_counter() - w0
-                values = await execute_async(prog.collect(), write, read)
-                y, counters = prog.decode(values)
-                res.outputs[s] = y
-                res.counters.append(counters)
-                res.run_cycles.append(int(values[("run_cycles",)]))
-                if bar is not None:
-                    bar.update(1)
-            c1, w1 = cycles[0], time.perf_counter()
-            res.sim_cycles, res.sim_seconds = c1 - marks[-1][0], w1 - marks[-1][1]
-            job.result = res
+            c0, w0 = bus.cycles, time.perf_counter()
+            await execute_async(prog.load(), bus.write, bus.read)
+            y, info = await run_samples(prog, job.x, bus, lambda: bus.cycles, advance)
+            job.result = RunResult(outputs=y, **info, simulator="amaranth",
+                                   sim_cycles=bus.cycles - c0,
+                                   sim_seconds=time.perf_counter() - w0)
 
-    async def clock_count(ctx):
-        async for _ in ctx.tick():
-            cycles[0] += 1
+    prepare_s = time.perf_counter() - t0
+    _, setup_s = simulate(dut, bench, period_ns=PERIOD_NS, vcd=vcd)
+    jobs[0].result.build_seconds = prepare_s + setup_s
 
-    sim = Simulator(dut)                 # elaborates and compiles the design: the "build"
-    elaborate_s = time.perf_counter() - t0
-    sim.add_clock(PERIOD_NS * 1e-9)
-    sim.add_testbench(bench)
-    sim.add_process(clock_count)
-    if vcd:
-        with sim.write_vcd(str(Path(vcd))):
-            sim.run()
-    else:
-        sim.run()
-    jobs[0].result.build_seconds = elaborate_s
+
+def _write_job(job: EieJob, d: Path) -> dict[str, Any]:
+    from ..sw.image import write_image
+
+    write_image(job.image, d / "image")
+    np.save(d / "x.npy", job.x)
+    return {"image": str(d / "image"), "x": str(d / "x.npy")}
 
 
 def _run_cocotb(sim: str, config, jobs: list[EieJob], build_dir, vcd, bar,
                 load: str = "bus") -> None:
-    from ..sw.image import write_image
-    from .runner import check_simulator
+    from .runner import check_simulator, run_cocotb_jobs
 
     check_simulator(sim)
-    waves = vcd is not None
     verilog, export_s = verilog_for_config(config, build_dir=build_dir)
-    bdir, build_s = build_simulator(sim, verilog, waves=waves, build_dir=build_dir)
-    with tempfile.TemporaryDirectory(prefix="eie_run_") as tmp:
-        tmp = Path(tmp)
-        spec: dict[str, Any] = {"config": dataclasses.asdict(config), "period_ns": PERIOD_NS,
-                                "progress": str(tmp / "progress"), "load": load, "jobs": []}
-        for k, job in enumerate(jobs):
-            d = tmp / f"job{k}"
-            write_image(job.image, d / "image")
-            np.save(d / "x.npy", job.x)
-            spec["jobs"].append({"image": str(d / "image"), "x": str(d / "x.npy"),
-                                 "y": str(d / "y.npy"), "result": str(d / "result.json")})
-        (tmp / "jobs.json").write_text(json.dumps(spec))
-        _cocotb_test(sim, bdir, tmp, {"EIE_RTL_JOBS": str(tmp / "jobs.json")}, waves, vcd,
-                     bar, tmp / "progress")
-        for k, job in enumerate(jobs):
-            d = tmp / f"job{k}"
-            info = json.loads((d / "result.json").read_text())
-            job.result = RunResult(outputs=np.load(d / "y.npy"), counters=info["counters"],
-                                   run_cycles=info["run_cycles"], sim_cycles=info["sim_cycles"],
-                                   simulator=sim, sim_seconds=info["wall_seconds"],
-                                   compute_cycles=info["compute_cycles"],
-                                   compute_seconds=info["compute_seconds"])
+    out, build_s = run_cocotb_jobs(
+        sim, verilog, toplevel=TOPLEVEL, test_module="eie.sim.eie_tb",
+        spec={"config": dataclasses.asdict(config), "load": load}, jobs=jobs,
+        write_job=_write_job, build_dir=build_dir, waves=vcd, wave_format="vcd",
+        env={"COCOTB_LOG_LEVEL": "WARNING"}, on_progress=None if bar is None else bar.update)
+    for job, (y, info) in zip(jobs, out):
+        job.result = RunResult(outputs=y, counters=info["counters"],
+                               run_cycles=info["run_cycles"], sim_cycles=info["sim_cycles"],
+                               simulator=sim, sim_seconds=info["wall_seconds"],
+                               compute_cycles=info["compute_cycles"],
+                               compute_seconds=info["compute_seconds"])
     jobs[0].result.build_seconds = export_s + build_s
-
-
-def _cocotb_test(sim: str, bdir: Path, tmp: Path, env: dict[str, str], waves: bool, vcd,
-                 bar, progress_file: Path) -> None:
-    from cocotb_tools.check_results import get_results
-
-    from .runner import verilator_env
-
-    run_dir = tmp / "run"
-    run_dir.mkdir()
-    env = dict(env)
-    env.setdefault("COCOTB_RANDOM_SEED", "1")
-    env.setdefault("COCOTB_LOG_LEVEL", "WARNING")
-    if sim == "verilator":
-        env.update(verilator_env())
-    test_args: list[str] = []
-    plusargs: list[str] = []
-    if waves:
-        vcd_path = str(Path(vcd).expanduser().resolve())
-        if sim == "verilator":
-            test_args = ["--trace-file", vcd_path]
-        else:
-            plusargs = [f"+dumpfile_path={vcd_path}"]
-    log = tmp / "sim.log"
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["xml"] = _runner(sim).test(
-                test_module="eie.sim.eie_tb", hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                build_dir=bdir,
-                test_dir=run_dir, extra_env=env, waves=waves, test_args=test_args,
-                plusargs=plusargs, results_xml=str(run_dir / "results.xml"),
-                timescale=("1ns", "1ps"), log_file=log)
-        except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name=f"eie-{sim}", daemon=True)
-    thread.start()
-    done = 0
-    while thread.is_alive():
-        thread.join(0.25)
-        if bar is not None:
-            done = _update_bar(bar, progress_file, done)
-    if bar is not None:
-        _update_bar(bar, progress_file, done)
-    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-    if "error" in outcome:
-        raise RuntimeError(f"{sim} run failed: {outcome['error']!r}\n{tail}") from outcome["error"]
-    n_tests, n_fail = get_results(Path(outcome["xml"]))
-    if n_tests == 0 or n_fail:
-        raise RuntimeError(f"the {sim} testbench failed ({n_fail} of {n_tests} tests):\n{tail}")
-
-
-def _update_bar(bar, progress_file: Path, done: int) -> int:
-    try:
-        now = int(progress_file.read_text() or 0)
-    except (OSError, ValueError):
-        return done
-    if now > done:
-        bar.update(now - done)
-    return max(now, done)

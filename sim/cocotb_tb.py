@@ -1,0 +1,133 @@
+"""What the cocotb testbenches of the cores share: the host-bus adapter, clock and reset, the job
+loop (job list in, results out, progress), all running inside the simulator's Python.
+
+The runner side is :func:`eie.sim.runner.run_cocotb_jobs`: it names the job list (JSON) in
+``$EIE_SIM_JOBS``; :func:`run_jobs` reads it, starts the clock, resets the design, and for each
+job calls the core's own coroutine, times it (simulated cycles and wall seconds) and saves what
+it returns where the job says (``y``: the outputs as ``.npy``, ``result``: the rest as JSON).
+
+Bus timing (:class:`CocotbBus`): inputs are driven just after a falling clock edge and outputs
+sampled there too (half a cycle after the rising edge, when every register output is stable),
+so a write takes one cycle and a read the design's read latency, as in the Amaranth driver
+:mod:`eie.sim.bus_driver`. The design samples each input at the same rising edges as if it were
+driven just after the edge before, so what the design sees, and counts, does not depend on the
+choice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, with_timeout
+from cocotb.utils import get_sim_time
+
+__all__ = ["CocotbBus", "job_spec", "start", "run_jobs", "now_cycles"]
+
+
+class CocotbBus:
+    """The host bus of ``dut`` (ports ``bus__*``) for the host programs: ``write``, ``read``,
+    ``idle``. Every method starts and returns just after a falling clock edge.
+
+    A read looks at ``r_ack`` from the first falling edge after the request on: the bus gives
+    ``r_ack`` for exactly one cycle, a fixed latency of at least one cycle after ``r_stb`` (BNN:
+    1, EIE: 7, :data:`eie.hw.eie.memory_map.READ_LATENCY`), so no earlier look can see it, nor
+    the previous read's. ``status_addr``: a read of that register while the design's ``busy`` port is high
+    first waits for ``busy`` to fall (at most ``budget_cycles``): the same bus transaction,
+    minus the polls that would all read "busy", and no Python runs while the design works.
+    """
+
+    def __init__(self, dut, *, period_ns: int, status_addr: int | None = None,
+                 budget_cycles: int = 1000):
+        self.dut = dut
+        self.period_ns = period_ns
+        self.status_addr = status_addr
+        self.budget_cycles = budget_cycles
+
+    async def write(self, addr: int, data: int) -> None:
+        d = self.dut
+        d.bus__addr.value = addr
+        d.bus__w_data.value = data
+        d.bus__w_stb.value = 1
+        await FallingEdge(d.clk)
+        d.bus__w_stb.value = 0
+
+    async def read(self, addr: int, timeout: int = 64) -> int:
+        d = self.dut
+        if addr == self.status_addr and int(d.busy.value):
+            try:
+                await with_timeout(FallingEdge(d.busy), self.budget_cycles * self.period_ns, "ns")
+            except cocotb.triggers.SimTimeoutError:
+                raise AssertionError(f"the accelerator stayed busy for {self.budget_cycles} "
+                                     "cycles (the budget for this image): hung?") from None
+            await FallingEdge(d.clk)
+        d.bus__addr.value = addr
+        d.bus__r_stb.value = 1
+        await FallingEdge(d.clk)
+        d.bus__r_stb.value = 0
+        for _ in range(timeout):
+            if int(d.bus__r_ack.value):
+                value = d.bus__r_data.value
+                if not value.is_resolvable:
+                    raise AssertionError(f"the read at {addr:#x} returned undefined bits "
+                                         f"{value} (an uninitialised register or memory word)")
+                return int(value)
+            await FallingEdge(d.clk)
+        raise AssertionError(f"no r_ack within {timeout} cycles of a read at {addr:#x}")
+
+    async def idle(self, cycles: int) -> None:
+        await ClockCycles(self.dut.clk, cycles, FallingEdge)
+
+
+def job_spec() -> dict[str, Any]:
+    """The job list :func:`eie.sim.runner.run_cocotb_jobs` wrote (``$EIE_SIM_JOBS``)."""
+    return json.loads(Path(os.environ["EIE_SIM_JOBS"]).read_text())
+
+
+def now_cycles(period_ns: int) -> int:
+    """Clock cycles simulated so far."""
+    return int(round(get_sim_time("ns") / period_ns))
+
+
+async def start(dut, period_ns: int) -> None:
+    """Start the clock and hold ``rst`` (synchronous, active high) for three cycles with the bus
+    idle; return just after the falling edge that follows the first rising edge out of reset."""
+    cocotb.start_soon(Clock(dut.clk, period_ns, unit="ns").start())
+    dut.rst.value = 1
+    dut.bus__w_stb.value = 0
+    dut.bus__r_stb.value = 0
+    dut.bus__addr.value = 0
+    dut.bus__w_data.value = 0
+    await ClockCycles(dut.clk, 3)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
+    await FallingEdge(dut.clk)
+
+
+async def run_jobs(spec: dict[str, Any],
+                   run_job: Callable[[dict[str, Any], Callable[[], None]],
+                                     Awaitable[tuple[np.ndarray, dict[str, Any]]]]) -> None:
+    """For each job of ``spec``: ``y, result = await run_job(job, advance)`` (``advance()``
+    counts one unit of progress, a sample say, in the file the runner watches), then save ``y``
+    and ``result`` with the job's ``sim_cycles`` and ``wall_seconds`` added."""
+    period = int(spec["period_ns"])
+    progress = Path(spec["progress"])
+    done = [0]
+
+    def advance() -> None:
+        done[0] += 1
+        progress.write_text(str(done[0]))
+
+    for job in spec["jobs"]:
+        c0, w0 = now_cycles(period), time.perf_counter()
+        y, result = await run_job(job, advance)
+        result = {**result, "sim_cycles": now_cycles(period) - c0,
+                  "wall_seconds": time.perf_counter() - w0}
+        np.save(job["y"], y)
+        Path(job["result"]).write_text(json.dumps(result))
