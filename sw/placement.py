@@ -108,9 +108,12 @@ def balanced_order(codes: np.ndarray, n_pe: int,
     return order
 
 
-#: Swap steps of the calibrated refinement, and the most candidate rows one step weighs.
+#: Swap steps of the calibrated refinement; the most candidate rows one step weighs, and its
+#: work budget (row pairs x samples), which caps the candidates on wide layers (a Table III-sized
+#: layer with 1,000 calibration samples then takes about a minute, not an hour).
 REFINE_STEPS = 300
 REFINE_CANDIDATES = 1024
+REFINE_BUDGET = 20_000_000
 
 
 def _refine_on_samples(owner: np.ndarray, work: np.ndarray, n_pe: int,
@@ -135,8 +138,9 @@ def _refine_on_samples(owner: np.ndarray, work: np.ndarray, n_pe: int,
         others = np.flatnonzero(owner != a)
         if not mine.size or not others.size:
             continue
-        if others.size > REFINE_CANDIDATES:
-            others = np.sort(rng.choice(others, REFINE_CANDIDATES, replace=False))
+        n_cand = min(REFINE_CANDIDATES, max(16, REFINE_BUDGET // (mine.size * S)))
+        if others.size > n_cand:
+            others = np.sort(rng.choice(others, n_cand, replace=False))
         # each sample's busiest and second-busiest PE other than a: the maximum over the PEs
         # that a swap between a and b leaves alone
         Va = V.copy()
