@@ -114,15 +114,16 @@ PLACEMENTS = ("interleave", "columns", "calibrated")
 CHUNK = 1000
 
 
-def measure(model: MLP, n_pe: int, placement: str, xq: np.ndarray, calib: np.ndarray,
-            fifo_depth: int, ptr_queue_depth: int) -> dict:
-    """Compress ``model`` for ``n_pe`` PEs and run the cycle model on ``xq``: per layer figures.
-    ``calib``: float training digits for the calibrated placement (never the test digits)."""
+def measure(model: MLP, n_pe: int, placement: str, xq: np.ndarray, labels: np.ndarray,
+            calib: np.ndarray, fifo_depth: int, ptr_queue_depth: int) -> dict:
+    """Compress ``model`` for ``n_pe`` PEs and run the cycle model on ``xq`` (test digits with
+    ``labels``): per layer figures. ``calib``: float training digits for the calibrated
+    placement (never the test digits)."""
     n = len(model.weights)
     fm = FloatModel([FloatLayer(w.astype(np.float64), b.astype(np.float64), relu=l < n - 1)
                      for l, (w, b) in enumerate(zip(model.weights, model.biases))], source="real")
     res, _, g = measure_model(fm, n_pe, placement, xq, calib, fifo_depth, ptr_queue_depth)
-    res["accuracy"] = float(np.mean(np.argmax(g.outputs, axis=1) == _labels[:xq.shape[0]]))
+    res["accuracy"] = float(np.mean(np.argmax(g.outputs, axis=1) == labels[:xq.shape[0]]))
     return res
 
 
@@ -212,9 +213,6 @@ def lstm_network(name: str, data, cache: Path, samples: int, log=print):
     return info, run
 
 
-_labels = np.zeros(0)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--networks", default=",".join(ALL_NETWORKS),
@@ -226,9 +224,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", help="where trained models are kept (default ~/.cache/eie/real)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args(argv)
-    global _labels
     data = load_mnist()
-    _labels = data.y_test
     xq = quantize(scale_pixels(data.x_test[:args.samples]), 8).astype(np.int16)
     calib = scale_pixels(data.x_train[:1000])
     fifo_depth = VARIANTS[args.variant].fields["fifo_depth"]
@@ -257,7 +253,7 @@ def main(argv=None) -> int:
             info = {"float_accuracy": acc}
 
             def run(n_pe, p, fifo_depth, queue):
-                return measure(model, n_pe, p, xq, calib, fifo_depth, queue)
+                return measure(model, n_pe, p, xq, data.y_test, calib, fifo_depth, queue)
         elif name in LSTM_NETWORKS:
             info, run = lstm_network(name, data, cache, args.samples, log=log)
         else:

@@ -368,24 +368,20 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
     in_order: np.ndarray | None = None
     placed: list[QuantLayer] = []
     acts = None
-    if balance and calibration is not None:
-        from .golden import check_input
+    if balance:
+        from .golden import check_input, quant_layer_forward
+        from .placement import balanced_order
 
-        acts = check_input(calibration, layers[0].n_in)
+        if calibration is not None:
+            acts = check_input(calibration, layers[0].n_in)
     for l, model_layer in enumerate(layers):
         order = None
         if balance:
-            from .placement import balanced_order
-
             # the placement does not depend on the column order: the model's serves
             order = balanced_order(model_layer.codes, n_pe,
                                    None if acts is None else acts != 0)
             if acts is not None and l + 1 < len(layers):
-                from .golden import layer_forward
-
-                acts = layer_forward(model_layer.codebook.astype(np.float64)[model_layer.codes],
-                                     model_layer.bias, model_layer.w_frac, model_layer.relu,
-                                     acts, acc_bits).astype(np.int64)
+                acts = quant_layer_forward(model_layer, acts, acc_bits).astype(np.int64)
         layer = place_layer(model_layer, in_order, order)
         placed.append(layer)
         in_order = order

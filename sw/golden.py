@@ -25,8 +25,8 @@ from ..common.errors import EieError
 from .fixedpoint import INT16_MAX, INT16_MIN, wrap, writeback
 from .image import Image
 
-__all__ = ["LayerStats", "GoldenResult", "layer_forward", "golden_forward",
-           "golden_forward_layers", "check_input"]
+__all__ = ["LayerStats", "GoldenResult", "layer_forward", "quant_layer_forward",
+           "golden_forward", "golden_forward_layers", "check_input"]
 
 
 @dataclass(eq=False)
@@ -88,6 +88,11 @@ def _float_weights(q: QuantLayer) -> np.ndarray:
     return q.codebook.astype(np.float64)[q.codes]
 
 
+def quant_layer_forward(q: QuantLayer, x: np.ndarray, acc_bits: int = 32) -> np.ndarray:
+    """One :class:`QuantLayer` on int activations ``x`` (batch, n_in) -> int16 (batch, n_out)."""
+    return layer_forward(_float_weights(q), q.bias, q.w_frac, q.relu, x, acc_bits)
+
+
 def golden_forward_layers(layers: Sequence[QuantLayer], x: np.ndarray, acc_bits: int = 32) -> np.ndarray:
     """Run ``layers`` back to back on int16 activations ``x`` (``(batch, n_in)`` or a vector, a
     batch of 1), straight from the :class:`QuantLayer` objects. int16 ``(batch, n_out)`` out."""
@@ -100,7 +105,7 @@ def golden_forward_layers(layers: Sequence[QuantLayer], x: np.ndarray, acc_bits:
     for l, layer in enumerate(layers):
         if a.shape[1] != layer.n_in:
             raise EieError(f"layer {l} takes {layer.n_in} inputs but gets {a.shape[1]}")
-        a = layer_forward(_float_weights(layer), layer.bias, layer.w_frac, layer.relu, a, acc_bits)
+        a = quant_layer_forward(layer, a, acc_bits)
     return a
 
 
@@ -132,7 +137,7 @@ def golden_forward(image: Image, x: np.ndarray) -> GoldenResult:
     for l in range(len(image.layers)):
         q = image.quant_layer(l)
         stats.append(_layer_stats(image, l, a))
-        y = layer_forward(_float_weights(q), q.bias, q.w_frac, q.relu, a, image.acc_bits)
+        y = quant_layer_forward(q, a, image.acc_bits)
         outs.append(y)
         a = y.astype(np.int64)
     return GoldenResult(outputs=image.to_model_order(outs[-1]), layer_outputs=outs, stats=stats)

@@ -132,9 +132,9 @@ class HostProgram:
         """Reads of the outputs (in the model's order) and of every counter of the last run."""
         mm, n = self.map, self.config.n_pe
         bank = self.result_bank
-        # model output i sits at position pos[i] of the last layer (its row placement)
+        # model output i sits at position pos[i] of the last layer (the image's row placement)
         ops: list[Op] = [Read(mm.act(p % n, bank, p // n), ("y", i))
-                         for i, p in enumerate(self._output_positions())]
+                         for i, p in enumerate(self.image.output_positions().tolist())]
         for l in range(self.n_layers):
             ops.append(Read(mm.layer_counter(l, "cycles"), ("cycles", l)))
             ops.append(Read(mm.layer_counter(l, "broadcasts"), ("broadcasts", l)))
@@ -143,18 +143,6 @@ class HostProgram:
                 ops.append(Read(mm.pe_counter(k, l, "stall"), ("stall", l, k)))
         ops.append(Read(mm.reg("CYCLES"), ("run_cycles",)))
         return ops
-
-    def _output_positions(self) -> list[int]:
-        """Position of every model output in the last layer (the image's ``row_order``
-        inverted; the interleave when it has none)."""
-        order = self.image.layers[-1].row_order
-        n_out = self.image.n_out
-        if order is None:
-            return list(range(n_out))
-        pos = [0] * n_out
-        for p, i in enumerate(order):
-            pos[int(i)] = p
-        return pos
 
     def decode(self, values: dict) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Outputs (int16 ``(n_out,)``) and per-layer counters from :meth:`collect`'s reads:
