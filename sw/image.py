@@ -10,8 +10,10 @@ On disk an image is a directory readable without this project (see ``docs/image-
 * ``pe{k}_spmat.hex`` -- one 64-bit word a line, 16 hex digits;
 * ``pe{k}_bias.hex`` -- only when a layer has bias: one int16 a line, 4 hex digits.
 
-:func:`read_image` checks everything (files, line syntax, value ranges, bases, pointers, rows)
-and raises :class:`EieError` naming the file and the problem.
+:func:`read_image` checks everything (keys and their types, files, line syntax, value ranges,
+bases, pointers, rows, statistics) and raises :class:`EieError` naming the file, the key or line
+and what to do. The hex files, the manifest's typed keys and the confinement of files to the
+directory are :mod:`eie.sw.imagefile`'s, shared with the BNN image.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from ..common.atomic import atomic_dir
+from ..common.errors import EieError
 from .encode import (ENTRIES_PER_WORD, QuantLayer, decode_layer, split_entry_bytes,
                      unpack_words)
-from ..common.errors import EieError
 from .fixedpoint import INT16_MAX, INT16_MIN, MAX_W_FRAC
+from .imagefile import MANIFEST, MAX_LAYER_WEIGHTS, Fields, ImageDir, describe, write_hex
 
 __all__ = [
     "FORMAT_NAME",
@@ -46,7 +49,10 @@ FORMAT_NAME = "eie-image"
 #: as version 1, which every earlier reader takes. Both are read.
 FORMAT_VERSION = 2
 READ_VERSIONS = (1, 2)
-MANIFEST = "manifest.json"
+#: The most PEs an image may have (the hardware takes at most ``eie.hw.eie.config.MAX_PE``).
+MAX_IMAGE_PE = 4096
+#: Bits of the words in the files: pointers, sparse-matrix words, biases (two's complement).
+PTR_BITS, SPMAT_BITS, BIAS_BITS = 32, 64, 16
 
 
 def compute_layer_stats(nonzeros: int, n_in: int, n_out: int, entries_per_pe: list[int],
@@ -370,11 +376,6 @@ def _validate(img: Image) -> None:
 
 # ----------------------------------------------------------------------------- on disk
 
-def _hex_lines(values: np.ndarray, digits: int) -> str:
-    fmt = f"{{:0{digits}x}}\n"
-    return "".join(fmt.format(int(v)) for v in values.tolist())
-
-
 _NUM_LIST = re.compile(r"\[\s*((?:-?[0-9.eE+-]+,\s*)*-?[0-9.eE+-]+)\s*\]")
 
 
@@ -409,141 +410,114 @@ def write_image(image: Image, path: str | os.PathLike) -> None:
         (tmp / MANIFEST).write_text(_compact_json(image.manifest()))
         arrays: dict[str, np.ndarray] = {}
         for k in range(image.n_pe):
-            (tmp / f"pe{k}_ptr.hex").write_text(_hex_lines(image.ptr[k], 8))
-            (tmp / f"pe{k}_spmat.hex").write_text(_hex_lines(image.spmat[k], 16))
+            write_hex(tmp / f"pe{k}_ptr.hex", image.ptr[k], PTR_BITS)
+            write_hex(tmp / f"pe{k}_spmat.hex", image.spmat[k], SPMAT_BITS)
             arrays[f"pe{k}_ptr"] = image.ptr[k]
             arrays[f"pe{k}_spmat"] = image.spmat[k]
             if image.bias is not None:
-                (tmp / f"pe{k}_bias.hex").write_text(
-                    _hex_lines(image.bias[k].astype(np.int64) & 0xFFFF, 4))
+                write_hex(tmp / f"pe{k}_bias.hex", image.bias[k], BIAS_BITS, signed=True)
                 arrays[f"pe{k}_bias"] = image.bias[k]
         np.savez_compressed(tmp / "image.npz", **arrays)
 
 
-_HEX_LINE = re.compile(r"[0-9a-fA-F]+")
-
-
-def _read_hex(path: Path, digits: int, n_expected: int) -> list[int]:
-    """Read a ``$readmemh`` file of one value a line (at most ``digits`` hex digits; blank lines
-    and ``//`` comments ignored)."""
-    if not path.is_file():
-        raise EieError(f"{path.name} is missing from the image directory {path.parent}")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EieError(f"{path.name} cannot be read as text: {exc}") from exc
-    values: list[int] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("//", 1)[0].strip()
-        if not line:
-            continue
-        if not _HEX_LINE.fullmatch(line) or len(line) > digits:
-            raise EieError(f"{path.name} line {lineno}: {raw.strip()!r} is not a hex value of at "
-                           f"most {digits} digits")
-        values.append(int(line, 16))
-    if len(values) != n_expected:
-        raise EieError(f"{path.name} has {len(values)} values but the manifest's layers need "
-                       f"{n_expected}; the image is truncated or inconsistent")
-    return values
-
-
-def _get(obj: dict, key: str, kind: type, where: str):
-    if not isinstance(obj, dict) or key not in obj:
-        raise EieError(f"manifest.json: {where} lacks the field {key!r}")
-    v = obj[key]
-    ok = isinstance(v, kind) and not (kind is int and isinstance(v, bool))
-    if not ok:
-        raise EieError(f"manifest.json: {where} field {key!r} must be a {kind.__name__}, "
-                       f"got {v!r}")
-    return v
+READ_HINT = "write the image again with `eie compress`"
 
 
 def read_image(path: str | os.PathLike) -> Image:
     """Read and validate an image directory written by :func:`write_image` (or any tool that
-    follows ``docs/image-format.md``). Missing, corrupt or inconsistent files raise
-    :class:`EieError` naming the file and the problem."""
-    path = Path(path)
-    if not path.is_dir():
-        raise EieError(f"image directory {path} does not exist (write one with `eie compress`)")
-    mpath = path / MANIFEST
-    if not mpath.is_file():
-        raise EieError(f"{MANIFEST} is missing from the image directory {path}")
+    follows ``docs/image-format.md``). A missing, damaged or inconsistent file raises
+    :class:`EieError`, one line naming the file, the key or line, what was expected and what
+    to do (the rules are :mod:`eie.sw.imagefile`'s, shared with the BNN image)."""
+    d = ImageDir(path, kind="an EIE image", make="eie compress", hint=READ_HINT)
     try:
-        man = json.loads(mpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EieError(f"{MANIFEST} in {path} is not valid JSON: {exc}") from exc
-    if not isinstance(man, dict):
-        raise EieError(f"{MANIFEST} in {path} must hold a JSON object")
-    if man.get("format", FORMAT_NAME) != FORMAT_NAME:
-        raise EieError(f"{MANIFEST}: format is {man.get('format')!r}, expected {FORMAT_NAME!r}")
-    version = _get(man, "format_version", int, "the top level")
+        return _read_image(d)
+    except MemoryError:
+        raise d.error(f"{d.manifest_path} describes memories too large to load") from None
+
+
+def _read_layer(lj: Fields, l: int, prev: LayerDesc | None, version: int) -> LayerDesc:
+    n_in, n_out = lj.integer("n_in", lo=1), lj.integer("n_out", lo=1)
+    if n_in * n_out > MAX_LAYER_WEIGHTS:
+        raise lj.error("n_out", f"is {n_out} with n_in {n_in}: {n_in * n_out} weights, more "
+                                f"than the {MAX_LAYER_WEIGHTS} a layer may have")
+    if prev is not None and n_in != prev.n_out:
+        raise lj.error("n_in", f"is {n_in}: layer {l} takes {n_in} inputs but layer {l - 1} "
+                               f"gives {prev.n_out} outputs")
+    row_order = lj.integers("row_order", length=n_out, lo=0, hi=n_out - 1, default=None)
+    if row_order is not None and version < 2:
+        raise lj.error("row_order", "is there but format_version is 1; a placement needs "
+                                    "format_version 2")
+    return LayerDesc(
+        n_in=n_in, n_out=n_out, w_frac=lj.integer("w_frac", 0, MAX_W_FRAC),
+        relu=lj.boolean("relu"),
+        codebook=list(lj.integers("codebook", length=16, lo=INT16_MIN, hi=INT16_MAX)),
+        ptr_base=lj.integer("ptr_base", lo=0), entry_base=lj.integer("entry_base", lo=0),
+        bias_base=lj.integer("bias_base", lo=0), has_bias=lj.boolean("has_bias"),
+        stats=lj.mapping("stats", {}), row_order=row_order)
+
+
+def _read_image(d: ImageDir) -> Image:
+    man = d.manifest()
+    fmt = man.raw("format", FORMAT_NAME)
+    if fmt != FORMAT_NAME:
+        raise man.error("format", f"is {describe(fmt)}, expected {FORMAT_NAME!r}",
+                        hint=("this is a BNN image: use the `eie bnn` commands for it"
+                              if fmt == "eie-bnn-image" else None))
+    version = man.integer("format_version")
     if version not in READ_VERSIONS:
-        raise EieError(f"{MANIFEST}: format_version {version} is not supported (this eie reads "
-                       f"versions {', '.join(map(str, READ_VERSIONS))})")
-    n_pe = _get(man, "n_pe", int, "the top level")
-    act_frac = _get(man, "act_frac", int, "the top level")
-    acc_bits = _get(man, "acc_bits", int, "the top level")
-    if n_pe < 1 or n_pe > 4096:
-        raise EieError(f"{MANIFEST}: n_pe must be in [1, 4096], got {n_pe}")
-    layers_json = _get(man, "layers", list, "the top level")
+        raise man.error("format_version", f"is {version}; this eie reads versions "
+                        f"{', '.join(map(str, READ_VERSIONS))}",
+                        hint="read it with the eie that wrote it, or write it again with "
+                             "`eie compress`")
+    n_pe = man.integer("n_pe", 1, MAX_IMAGE_PE)
+    act_frac = man.integer("act_frac", 0, 15)
+    acc_bits = man.integer("acc_bits", 16, 64)
     layers: list[LayerDesc] = []
-    for l, lj in enumerate(layers_json):
-        where = f"layer {l}"
-        cb = _get(lj, "codebook", list, where)
-        layers.append(LayerDesc(
-            n_in=_get(lj, "n_in", int, where), n_out=_get(lj, "n_out", int, where),
-            w_frac=_get(lj, "w_frac", int, where), relu=_get(lj, "relu", bool, where),
-            codebook=list(cb), ptr_base=_get(lj, "ptr_base", int, where),
-            entry_base=_get(lj, "entry_base", int, where),
-            bias_base=_get(lj, "bias_base", int, where),
-            has_bias=_get(lj, "has_bias", bool, where),
-            stats=lj.get("stats", {}) if isinstance(lj.get("stats", {}), dict) else {},
-            row_order=(_get(lj, "row_order", list, where) if "row_order" in lj else None),
-        ))
+    for l, lj in enumerate(man.objects("layers")):
+        layers.append(_read_layer(lj, l, layers[-1] if layers else None, version))
     if not layers:
-        raise EieError(f"{MANIFEST}: the image has no layers")
-    for l, d in enumerate(layers):
-        if d.n_in < 1 or d.n_out < 1:
-            raise EieError(f"{MANIFEST}: layer {l} has n_in={d.n_in}, n_out={d.n_out}; both "
-                           f"must be >= 1")
-        if l and d.n_in != layers[l - 1].n_out:
-            raise EieError(f"{MANIFEST}: layer {l} takes {d.n_in} inputs but layer {l - 1} "
-                           f"gives {layers[l - 1].n_out} outputs")
-    ptr_words = sum(d.n_in + 1 for d in layers)
-    spmat_words = _get(man, "spmat_words", int, "the top level")
-    if "ptr_words" in man and man["ptr_words"] != ptr_words:
-        raise EieError(f"{MANIFEST}: ptr_words is {man['ptr_words']!r} but the layers need "
-                       f"{ptr_words} pointers per PE")
-    any_bias = any(d.has_bias for d in layers)
-    bias_words = sum(d.bias_slots(n_pe) for d in layers)
-    if "bias_words" in man and man["bias_words"] != bias_words:
-        raise EieError(f"{MANIFEST}: bias_words is {man['bias_words']!r} but the layers need "
-                       f"{bias_words} bias slots per PE with n_pe={n_pe}")
-    if spmat_words < 0:
-        raise EieError(f"{MANIFEST}: spmat_words must be >= 0, got {spmat_words}")
+        raise man.error("layers", "is empty: the image has no layers")
+    ptr_words = sum(ld.n_in + 1 for ld in layers)
+    bias_words = sum(ld.bias_slots(n_pe) for ld in layers)
+    any_bias = any(ld.has_bias for ld in layers)
+    man.check_equal("ptr_words", ptr_words, "the layers' pointers per PE (n_in + 1 each) are")
+    man.check_equal("bias_words", bias_words if any_bias else 0,
+                    f"the layers' bias slots per PE with n_pe={n_pe} are")
+    spmat_words = man.integer("spmat_words", lo=0)
 
     ptr, spmat, bias = [], [], ([] if any_bias else None)
     for k in range(n_pe):
-        pv = _read_hex(path / f"pe{k}_ptr.hex", 8, ptr_words)
-        ptr.append(np.array(pv, dtype=np.uint32))
-        sv = _read_hex(path / f"pe{k}_spmat.hex", 16, spmat_words)
-        spmat.append(np.array(sv, dtype=np.uint64))
+        ptr.append(np.array(d.read_hex(f"pe{k}_ptr.hex", ptr_words, PTR_BITS,
+                                       role=f"PE {k}'s pointers",
+                                       needs="the manifest's layers need"), dtype=np.uint32))
+        spmat.append(np.array(d.read_hex(f"pe{k}_spmat.hex", spmat_words, SPMAT_BITS,
+                                         role=f"PE {k}'s sparse-matrix words",
+                                         needs="the manifest's spmat_words is"),
+                              dtype=np.uint64))
         if bias is not None:
-            bv = np.array(_read_hex(path / f"pe{k}_bias.hex", 4, bias_words), dtype=np.int64)
-            bias.append(np.where(bv >= 0x8000, bv - 0x10000, bv).astype(np.int16))
+            bias.append(np.array(d.read_hex(f"pe{k}_bias.hex", bias_words, BIAS_BITS,
+                                            role=f"PE {k}'s biases", signed=True,
+                                            needs="the manifest's layers with bias need"),
+                                 dtype=np.int16))
     img = Image(n_pe=n_pe, act_frac=act_frac, acc_bits=acc_bits, layers=layers, ptr=ptr,
                 spmat=spmat, bias=bias)
     try:
         img.validate()
     except EieError as exc:
-        raise EieError(f"image {path} is inconsistent: {exc}") from exc
+        raise d.error(f"image {d.path} is inconsistent: {exc}") from None
     # The statistics must describe the stored entries.
-    for l, d in enumerate(layers):
+    for l, ld in enumerate(layers):
         entries = [int(img.layer_pointers(l, k)[-1]) for k in range(n_pe)]
         padding = [int(np.count_nonzero(split_entry_bytes(img.layer_entries(l, k))[0] == 0))
                    for k in range(n_pe)]
         for key, got in (("entries_per_pe", entries), ("padding_per_pe", padding)):
-            if key in d.stats and d.stats[key] != got:
-                raise EieError(f"{MANIFEST}: layer {l} stats {key} {d.stats[key]} disagree with "
-                               f"the pe*_ptr.hex/pe*_spmat.hex files ({got})")
+            want = ld.stats.get(key, got)
+            if want != got:
+                if isinstance(want, list) and len(want) == len(got):
+                    k = next(k for k in range(n_pe) if want[k] != got[k])
+                    detail = f"PE {k} has {got[k]} in the files, {describe(want[k])} in the stats"
+                else:
+                    detail = f"the stats hold {describe(want)} for {n_pe} PEs"
+                raise d.error(f"{d.manifest_path}: 'layers[{l}].stats.{key}' disagrees with the "
+                              f"pe*_ptr.hex/pe*_spmat.hex files ({detail})")
     return img

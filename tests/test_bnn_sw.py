@@ -14,6 +14,7 @@ from eie.hw.bnn.folding import (LayerFold, analytic_ii, default_folding, make_fo
                                 parse_folding)
 from eie.sw.bnn.golden import golden_forward, golden_layers
 from eie.sw.bnn.image import random_image, read_image, write_image
+from eie.hw.bnn.words import threshold_words, weight_words
 from eie.common.errors import EieError
 
 
@@ -230,8 +231,38 @@ def test_image_read_rejects_truncated_file(tmp_path):
     write_image(image, tmp_path / "img")
     p = tmp_path / "img" / "l0_pe1_w.hex"
     p.write_text("\n".join(p.read_text().split()[:-1]) + "\n")
-    with pytest.raises(EieError, match="l0_pe1_w.hex has 5 words; the manifest's folding needs 6"):
+    with pytest.raises(EieError, match=r"l0_pe1_w.hex has 5 values but layer 0's folding 3:2 "
+                                       r"needs nf \* sf = 6 \(the file ends early\)"):
         read_image(tmp_path / "img")
+
+
+def test_image_hex_files_may_hold_comments_blank_lines_and_short_words(tmp_path):
+    """The BNN reader takes what $readmemh takes (the EIE reader's rules, one implementation):
+    `//` comments, blank lines, CRLF, upper case, words without their leading zeros."""
+    image = random_image(make_folding([9, 4, 2], "3:2,4:1"), np.random.default_rng(0))
+    write_image(image, tmp_path / "img")
+    for p in (tmp_path / "img").glob("*.hex"):
+        words = p.read_text().split()
+        p.write_text("// " + p.name + "\r\n\r\n"
+                     + "".join(f"{int(w, 16):X}  // word {i}\r\n" for i, w in enumerate(words)))
+    back = read_image(tmp_path / "img")
+    assert all(np.array_equal(a, b) for a, b in zip(back.weights, image.weights))
+    assert all(np.array_equal(a, b) for a, b in zip(back.thresholds, image.thresholds))
+
+
+def test_image_write_is_unchanged(tmp_path):
+    """The files `write_image` produces, byte for byte (the writer moved to eie.sw.imagefile)."""
+    image = random_image(make_folding([9, 4, 2], "3:2,4:1"), np.random.default_rng(0))
+    write_image(image, tmp_path / "img")
+    f = image.folds[0]
+    for p, words in enumerate(weight_words(f, image.weights[0])):
+        assert (tmp_path / "img" / f"l0_pe{p}_w.hex").read_text() == \
+            "".join(f"{w:01x}\n" for w in words)
+    for p, words in enumerate(threshold_words(f, image.thresholds[0])):
+        assert (tmp_path / "img" / f"l0_pe{p}_thr.hex").read_text() == \
+            "".join(f"{w:01x}\n" for w in words)
+    man = (tmp_path / "img" / "manifest.json").read_text()
+    assert man.endswith("\n") and man == json.dumps(json.loads(man), indent=1) + "\n"
 
 
 def test_failed_write_leaves_nothing(tmp_path):

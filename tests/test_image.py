@@ -145,23 +145,23 @@ def _del(key, layer=None):
 
 
 @pytest.mark.parametrize("edit,match", [
-    (_set("format_version", 99), "format_version 99"),
+    (_set("format_version", 99), "'format_version' is 99; this eie reads versions 1, 2"),
     (_del("n_pe"), "'n_pe'"),
-    (_set("n_pe", "4"), "'n_pe' must be a int"),
-    (_set("n_pe", 5), "bias_words is 11 but the layers need 8 bias slots per PE with n_pe=5"),
-    (_set("n_pe", 3), "bias_words is 11 but the layers need 14"),
-    (_set("act_frac", 16), "act_frac"),
-    (_set("acc_bits", 8), "acc_bits"),
-    (_set("layers", []), "no layers"),
+    (_set("n_pe", "4"), r"'n_pe' must be an integer in \[1, 4096\], got the string '4'"),
+    (_set("n_pe", 5), "'bias_words' is 11 but the layers' bias slots per PE with n_pe=5 are 8"),
+    (_set("n_pe", 3), "'bias_words' is 11 but .* 14"),
+    (_set("act_frac", 16), r"'act_frac' must be an integer in \[0, 15\], got 16"),
+    (_set("acc_bits", 8), r"'acc_bits' must be an integer in \[16, 64\], got 8"),
+    (_set("layers", []), "'layers' is empty: the image has no layers"),
     (_set("ptr_base", 5, 1), "ptr_base is 5 but the contract puts it at 12"),
     (_set("entry_base", 0, 1), "entry_base is 0"),
     (_set("bias_base", 1, 2), "bias_base is 1"),
     (_set("n_in", 12, 1), "takes 12 inputs"),
     (_set("codebook", [1] + [0] * 15, 0), r"codebook\[0\] must be 0"),
-    (_set("codebook", [0] * 15, 0), "16 integers"),
-    (_set("w_frac", 31, 0), "w_frac"),
-    (_set("has_bias", False, 0), "bias_words is 11 but the layers need 3"),
-    (_set("relu", 1, 0), "'relu' must be a bool"),
+    (_set("codebook", [0] * 15, 0), r"'layers\[0\].codebook' must be a list of 16 integers"),
+    (_set("w_frac", 31, 0), r"'layers\[0\].w_frac' must be an integer in \[0, 30\]"),
+    (_set("has_bias", False, 0), "'bias_words' is 11 but .* 3"),
+    (_set("relu", 1, 0), r"'layers\[0\].relu' must be true or false, got 1"),
     (_set("spmat_words", 1), "pe0_spmat.hex has"),
     (lambda m: (m.pop("bias_words"), m.__setitem__("n_pe", 3)), "pe0_bias.hex has 11 values"),
 ])
@@ -203,8 +203,10 @@ def test_missing_and_unreadable(img, tmp_path):
 
 
 @pytest.mark.parametrize("fname,edit,match", [
-    ("pe1_ptr.hex", lambda ls: ls.pop(), "pe1_ptr.hex has 49 values but the manifest's layers need 50"),
-    ("pe1_ptr.hex", lambda ls: ls.append("0"), "pe1_ptr.hex has 51 values"),
+    ("pe1_ptr.hex", lambda ls: ls.pop(),
+     r"pe1_ptr.hex has 49 values but the manifest's layers need 50 \(the file ends early\)"),
+    ("pe1_ptr.hex", lambda ls: ls.append("0"),
+     r"pe1_ptr.hex has 51 values .*\(line 51 holds value 51, one too many\)"),
     ("pe0_ptr.hex", lambda ls: ls.__setitem__(3, "xyz"), "pe0_ptr.hex line 4: 'xyz'"),
     ("pe0_ptr.hex", lambda ls: ls.__setitem__(3, "123456789"), "at most 8 digits"),
     ("pe0_ptr.hex", lambda ls: ls.__setitem__(0, "00000001"), "first pointer"),
@@ -242,15 +244,15 @@ def test_comments_and_blank_lines_are_ignored(img, tmp_path):
 
 def test_failed_write_leaves_nothing(img, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = image_mod._hex_lines
+    real = image_mod.write_hex
 
-    def failing(values, digits):
+    def failing(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:
             raise OSError("disk full")
-        return real(values, digits)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(image_mod, "_hex_lines", failing)
+    monkeypatch.setattr(image_mod, "write_hex", failing)
     with pytest.raises(OSError, match="disk full"):
         write_image(img, tmp_path / "img")
     assert list(tmp_path.iterdir()) == []

@@ -16,6 +16,11 @@ Layout (all files ``$readmemh`` text, one memory word a line, hex, most signific
 
 The weights in the image are the *folded* ones: a neuron whose batch-norm scale is negative has
 its weights inverted, so that one comparison direction serves all.
+
+:func:`read_image` checks as strictly as the EIE image's reader, with the same code
+(:mod:`eie.sw.imagefile`): the manifest's keys and types, the shape and folding against every
+per-layer figure, file names confined to the directory, every hex file's words (count, width,
+line-numbered errors) and thresholds at most ``n_in + 1``.
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ import numpy as np
 
 from ...common.atomic import atomic_dir
 from ...common.errors import EieError
-from ...hw.bnn.folding import LayerFold, folding_text, make_folding
+from ...hw.bnn.folding import LayerFold, folding_text, make_folding, parse_folding
 from ...hw.bnn.words import threshold_words, weight_words
+from ..imagefile import (MANIFEST, MAX_LAYER_WEIGHTS, Fields, ImageDir, describe, plural,
+                         write_hex)
 
 __all__ = ["BnnImage", "random_image", "write_image", "read_image",
            "FORMAT", "VERSION"]
@@ -77,11 +84,6 @@ def random_image(folds: list[LayerFold], rng: np.random.Generator) -> BnnImage:
     return BnnImage(list(folds), weights, thresholds, [{} for _ in folds])
 
 
-def _hex_lines(words: list[int], bits: int) -> str:
-    digits = max(1, -(-bits // 4))
-    return "".join(f"{w:0{digits}x}\n" for w in words)
-
-
 def write_image(image: BnnImage, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
     """Write ``image`` to directory ``path`` atomically (nothing half-written on failure)."""
     layers = []
@@ -92,12 +94,12 @@ def write_image(image: BnnImage, path: str | os.PathLike, *, extra: dict | None 
             wfiles, tfiles = [], []
             for p, words in enumerate(weight_words(fold, image.weights[l])):
                 name = f"l{l}_pe{p}_w.hex"
-                (tmp / name).write_text(_hex_lines(words, fold.simd))
+                write_hex(tmp / name, words, fold.simd)
                 wfiles.append(name)
             if hidden:
                 for p, words in enumerate(threshold_words(fold, image.thresholds[l])):
                     name = f"l{l}_pe{p}_thr.hex"
-                    (tmp / name).write_text(_hex_lines(words, fold.threshold_width))
+                    write_hex(tmp / name, words, fold.threshold_width)
                     tfiles.append(name)
             entry = {"index": l, **fold.to_json(), "hidden": hidden,
                      "threshold_width": fold.threshold_width if hidden else 0,
@@ -112,71 +114,119 @@ def write_image(image: BnnImage, path: str | os.PathLike, *, extra: dict | None 
                     "layers": layers}
         if extra:
             manifest.update(extra)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return path
 
 
-def _read_hex(path: Path, n: int, bits: int) -> list[int]:
-    if not path.is_file():
-        raise EieError(f"image file {path} is missing")
-    lines = [ln.strip() for ln in path.read_text().splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("//")]
-    if len(lines) != n:
-        raise EieError(f"{path} has {len(lines)} words; the manifest's folding needs {n}")
-    out = []
-    for k, ln in enumerate(lines):
-        try:
-            v = int(ln, 16)
-        except ValueError:
-            raise EieError(f"{path} line {k + 1} is {ln!r}, not hex") from None
-        if v >> bits:
-            raise EieError(f"{path} line {k + 1} is {ln}, wider than {bits} bits")
-        out.append(v)
-    return out
+READ_HINT = "compile the image again with `eie bnn compile`"
 
 
 def read_image(path: str | os.PathLike) -> BnnImage:
-    """Read an image directory back into a :class:`BnnImage` (checks every file)."""
-    path = Path(path)
-    mpath = path / "manifest.json"
-    if not mpath.is_file():
-        raise EieError(f"{path} is not a BNN image directory (no manifest.json); "
-                       f"create one with `eie bnn compile`")
+    """Read an image directory back into a :class:`BnnImage`, checking everything: the manifest
+    (typed keys; the shape, the folding and what each layer says about them; file names confined
+    to the directory) and every hex file (count and width of the words; thresholds at most
+    ``n_in + 1``). A problem raises :class:`EieError`, one line naming the file, the key or line,
+    what was expected and what to do (the rules are :mod:`eie.sw.imagefile`'s, shared with the
+    EIE image)."""
+    d = ImageDir(path, kind="a BNN image", make="eie bnn compile", hint=READ_HINT)
     try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as exc:
-        raise EieError(f"{mpath} is not valid JSON: {exc}") from None
-    if manifest.get("format") != FORMAT:
-        raise EieError(f"{mpath} has format {manifest.get('format')!r}, expected {FORMAT!r} "
-                       f"(is this an EIE image? use `eie golden` for those)")
-    if manifest.get("version") != VERSION:
-        raise EieError(f"{mpath} has version {manifest.get('version')!r}; this eie reads {VERSION}")
-    shape = manifest["shape"]
-    folds = make_folding(shape, [(ly["simd"], ly["pe"]) for ly in manifest["layers"]])
+        return _read_image(d)
+    except MemoryError:
+        raise d.error(f"{d.manifest_path} describes memories too large to load") from None
+
+
+def _read_folds(man: Fields) -> tuple[list[LayerFold], list[Fields]]:
+    """The folding the manifest describes, checked against everything it says about it."""
+    fmt = man.string("format")
+    if fmt != FORMAT:
+        raise man.error("format", f"is {describe(fmt)}, expected {FORMAT!r}",
+                        hint=("this is an EIE image: use `eie golden`, `eie run` for it"
+                              if fmt == "eie-image" else None))
+    version = man.integer("version")
+    if version != VERSION:
+        raise man.error("version", f"is {version}; this eie reads version {VERSION}",
+                        hint="read it with the eie that wrote it, or compile it again with "
+                             "`eie bnn compile`")
+    shape = man.integers("shape", min_length=2, lo=1)
+    layers = man.objects("layers")
+    if len(layers) != len(shape) - 1:
+        raise man.error("layers", f"lists {plural(len(layers), 'layer')} but 'shape' "
+                                  f"{','.join(map(str, shape))} has {len(shape) - 1} layers")
+    pairs = [(ly.integer("simd", lo=1), ly.integer("pe", lo=1)) for ly in layers]
+    try:
+        folds = make_folding(shape, pairs)
+    except EieError as exc:
+        raise man.image.error(f"{man.image.manifest_path}: {exc}") from None
+    for fold, ly in zip(folds, layers):
+        bits = fold.nf * fold.pe * fold.sf * fold.simd
+        if bits > MAX_LAYER_WEIGHTS:
+            raise ly.error("n_out", f"with the shape and folding gives {bits} weight bits "
+                                    f"(padding included), more than the {MAX_LAYER_WEIGHTS} a "
+                                    f"layer may have")
+    if "folding" in man:
+        text = man.string("folding")
+        try:
+            same = parse_folding(text) == pairs
+        except EieError:
+            same = False
+        if not same:
+            raise man.error("folding", f"is {text!r} but the layers' simd and pe give "
+                                       f"{folding_text(folds)!r}")
+    man.check_equal("ii", max(f.ii for f in folds), "the folding's largest nf * sf is")
+    for l, (fold, ly) in enumerate(zip(folds, layers)):
+        hidden = l < len(folds) - 1
+        ly.check_equal("index", l, "its place in 'layers' is")
+        ly.check_equal("n_in", fold.n_in, f"shape[{l}] is")
+        ly.check_equal("n_out", fold.n_out, f"shape[{l + 1}] is")
+        ly.check_equal("sf", fold.sf, "ceil(n_in / simd) is")
+        ly.check_equal("nf", fold.nf, "ceil(n_out / pe) is")
+        ly.check_equal("ii", fold.ii, "nf * sf is")
+        ly.check_equal("threshold_width", fold.threshold_width if hidden else 0,
+                       "bit_length(n_in + 1) is" if hidden else "the output layer's width is")
+        if "hidden" in ly and ly.boolean("hidden") != hidden:
+            raise ly.error("hidden", f"is {str(not hidden).lower()} but layer {l} of "
+                                     f"{len(folds)} is {'a hidden' if hidden else 'the output'} "
+                                     f"layer")
+    return folds, layers
+
+
+def _read_image(d: ImageDir) -> BnnImage:
+    folds, layers = _read_folds(d.manifest())
     weights, thresholds, stats = [], [], []
-    for l, (fold, ly) in enumerate(zip(folds, manifest["layers"])):
+    for l, (fold, ly) in enumerate(zip(folds, layers)):
+        hidden = l < len(folds) - 1
+        wfiles = ly.strings("weight_files")
+        tfiles = ly.strings("threshold_files") if hidden else ly.strings("threshold_files", [])
+        for key, names, want in (("weight_files", wfiles, fold.pe),
+                                 ("threshold_files", tfiles, fold.pe if hidden else 0)):
+            if len(names) != want:
+                raise ly.error(key, f"lists {plural(len(names), 'file')} but layer {l} "
+                                    + (f"has {fold.pe} PEs" if want else
+                                       "is the output layer, which has no thresholds"))
+        needs = f"layer {l}'s folding {fold.simd}:{fold.pe} needs"
+        words = [d.read_hex(name, fold.nf * fold.sf, fold.simd,
+                            key=ly.path("weight_files") + f"[{p}]",
+                            role=f"layer {l}, PE {p}'s weights", needs=f"{needs} nf * sf =")
+                 for p, name in enumerate(wfiles)]
         w = np.zeros((fold.nf * fold.pe, fold.sf * fold.simd), dtype=np.uint8)
-        if len(ly["weight_files"]) != fold.pe:
-            raise EieError(f"{mpath}: layer {l} lists {len(ly['weight_files'])} weight files, "
-                           f"its PE count is {fold.pe}")
         shifts = np.arange(fold.simd, dtype=object)
-        for p, name in enumerate(ly["weight_files"]):
-            words = np.array(_read_hex(path / name, fold.nf * fold.sf, fold.simd), dtype=object)
-            bits = ((words[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
-            bits = bits.reshape(fold.nf, fold.sf * fold.simd)
-            w[p::fold.pe] = bits
+        for p, pe_words in enumerate(words):
+            col = np.array(pe_words, dtype=object)
+            bits = ((col[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
+            w[p::fold.pe] = bits.reshape(fold.nf, fold.sf * fold.simd)
         weights.append(w[:fold.n_out, :fold.n_in].copy())
-        if l < len(folds) - 1:
+        if hidden:
             t = np.zeros(fold.nf * fold.pe, dtype=np.int64)
-            if len(ly["threshold_files"]) != fold.pe:
-                raise EieError(f"{mpath}: layer {l} lists {len(ly['threshold_files'])} threshold "
-                               f"files, its PE count is {fold.pe}")
-            for p, name in enumerate(ly["threshold_files"]):
-                t[p::fold.pe] = _read_hex(path / name, fold.nf, fold.threshold_width)
-            t = t[:fold.n_out]
-            if np.any(t > fold.n_in + 1):
-                k = int(np.argmax(t > fold.n_in + 1))
-                raise EieError(f"layer {l} neuron {k} has threshold {t[k]} > n_in + 1 = {fold.n_in + 1}")
-            thresholds.append(t)
-        stats.append(ly.get("stats", {}))
+            for p, name in enumerate(tfiles):
+                vals = d.read_hex(name, fold.nf, fold.threshold_width,
+                                  key=ly.path("threshold_files") + f"[{p}]",
+                                  role=f"layer {l}, PE {p}'s thresholds", needs=f"{needs} nf =")
+                for i, v in enumerate(vals):
+                    if i * fold.pe + p < fold.n_out and v > fold.n_in + 1:
+                        raise d.error(f"{d.path / name}: value {i + 1} is {v}, the threshold of "
+                                      f"layer {l} neuron {i * fold.pe + p}; a threshold is at "
+                                      f"most n_in + 1 = {fold.n_in + 1}")
+                t[p::fold.pe] = vals
+            thresholds.append(t[:fold.n_out].copy())
+        stats.append(ly.mapping("stats", {}))
     return BnnImage(folds, weights, thresholds, stats)
