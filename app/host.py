@@ -18,13 +18,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
-from ..boards.protocol import (RSP_HEADER_BYTES, RSP_SYNC, CRC_BYTES, BridgeInfo, Cmd, Status,
-                               crc16, encode_request)
+from ..boards.protocol import (RSP_HEADER_BYTES, RSP_SYNC, CRC_BYTES, OPEN_WORDS,
+                               PROTOCOL_VERSION, BridgeInfo, Cmd, Status, crc16, encode_request)
 from ..common.errors import EieError
 
 __all__ = [
     "Transport", "SerialTransport", "SimTransport", "NoisyTransport", "BridgeClient",
-    "BridgeError", "LinkError", "LinkStats", "BoardRun", "execute_ops", "run_eie", "run_bnn",
+    "BridgeError", "LinkError", "LinkStats", "BridgeBus", "BoardRun", "execute_ops", "run_eie",
+    "run_bnn",
     "image_kind", "simulated_board", "burst_friendly", "SIM_DIVISOR", "SIM_CLK",
 ]
 
@@ -243,14 +244,24 @@ class BridgeClient:
     to ``retries`` times when its response is missing, garbled, or says the request arrived
     damaged (BAD_CRC, TIMEOUT). Bursts are split to the bridge's buffer, which :meth:`info`
     reads on first use.
+
+    On first use the client opens a session (OPEN with a random nonzero 32-bit ``session``
+    token; its answer also carries the INFO words), so that the bridge does not take this
+    client's first request for a retry of an earlier client's last one. A bridge of protocol
+    version 1 (no sessions) is refused with an error that says to rebuild the bitstream.
     """
 
-    def __init__(self, transport: Transport, *, retries: int = 8):
+    def __init__(self, transport: Transport, *, retries: int = 8, session: int | None = None):
         self.transport = transport
         self.retries = retries
         self.stats = LinkStats()
         self._seq = 0
         self._info: BridgeInfo | None = None
+        if session is None:
+            session = 1 + random.SystemRandom().randrange(0xFFFFFFFF)
+        if not 1 <= session <= 0xFFFFFFFF:
+            raise ValueError(f"a session token is 1 to 2**32 - 1, not {session!r}")
+        self.session = session
 
     # --- one request --------------------------------------------------------------------------
     def _timeout(self, n_req: int, n_rsp: int, bus_words: int = 0) -> float:
@@ -293,11 +304,14 @@ class BridgeClient:
 
     def request(self, cmd: Cmd, addr: int = 0, count: int = 0, words: Sequence[int] = ()) -> tuple:
         """Send one request, retrying as needed; return the response's words."""
+        if self._info is None and cmd not in (Cmd.INFO, Cmd.OPEN):
+            self.info()                     # open the session first
         seq = self._seq
         frame = encode_request(seq, cmd, addr, count, words)
-        n_rsp_words = count if cmd in (Cmd.READ, Cmd.READ_FIXED) else (4 if cmd == Cmd.INFO else 0)
+        n_rsp_words = (count if cmd in (Cmd.READ, Cmd.READ_FIXED)
+                       else 4 if cmd == Cmd.INFO else OPEN_WORDS if cmd == Cmd.OPEN else 0)
         timeout = self._timeout(len(frame), 7 + 4 * n_rsp_words,
-                                0 if cmd == Cmd.INFO else count)
+                                0 if cmd in (Cmd.INFO, Cmd.OPEN) else count)
         self.stats.requests += 1
         last = "no response"
         for attempt in range(self.retries + 1):
@@ -335,19 +349,49 @@ class BridgeClient:
                 continue
             self._seq = (seq + 1) & 0xFF
             return rwords
+        what = Cmd(cmd).name if cmd in (Cmd.INFO, Cmd.OPEN) else f"{Cmd(cmd).name} at {addr:#x}"
         raise LinkError(f"no good answer from the board after {self.retries + 1} tries of "
-                        f"{Cmd(cmd).name} at {addr:#x} ({last}); check the port, the baud rate "
-                        f"and the cable")
+                        f"{what} ({last}); check the port, the baud rate and the cable")
 
     # --- operations ---------------------------------------------------------------------------
     def info(self) -> BridgeInfo:
+        """The bridge's INFO; the first call opens this client's session."""
         if self._info is None:
-            words = self.request(Cmd.INFO)
-            try:
-                self._info = BridgeInfo.from_words(words)
-            except ValueError as exc:
-                raise EieError(f"the device on this link is not an eie board: {exc}") from exc
+            self._info = self._open()
         return self._info
+
+    def _open(self) -> BridgeInfo:
+        try:
+            words = self.request(Cmd.OPEN, self.session, 0)
+        except BridgeError:
+            # a bridge that does not know OPEN: say which version it speaks, if it is ours
+            self._check_version(self._parse_info(self.request(Cmd.INFO)))
+            raise EieError("the bridge on this link rejects OPEN (protocol version 2 sessions): "
+                           "rebuild and load its bitstream with this eie") from None
+        info = self._parse_info(words[:4])
+        self._check_version(info)
+        if words[4] != self.session:
+            raise LinkError(f"the bridge opened session {words[4]:#010x}, not this client's "
+                            f"{self.session:#010x}: another program is using the link")
+        return info
+
+    @staticmethod
+    def _parse_info(words) -> BridgeInfo:
+        try:
+            return BridgeInfo.from_words(words)
+        except ValueError as exc:
+            raise EieError(f"the device on this link is not an eie board: {exc}") from exc
+
+    @staticmethod
+    def _check_version(info: BridgeInfo) -> None:
+        if info.version < PROTOCOL_VERSION:
+            raise EieError(f"the bridge on this board speaks protocol version {info.version}, "
+                           f"this eie needs version {PROTOCOL_VERSION} (sessions, so a retry is "
+                           f"never confused with a new request): rebuild and load the bitstream "
+                           f"with this eie (eie build ... --program)")
+        if info.version > PROTOCOL_VERSION:
+            raise EieError(f"the bridge on this board speaks protocol version {info.version}, "
+                           f"newer than this eie's {PROTOCOL_VERSION}: update eie")
 
     def _check_span(self, addr: int, n: int) -> None:
         top = 1 << self.info().addr_width
@@ -393,60 +437,75 @@ class BridgeClient:
 
 # --- running programs of bus operations over the link -------------------------------------------
 
-def _runs(ops, kind):
-    """Group consecutive ``kind`` ops whose addresses go up by one (or stay the same) into runs:
-    yields (first address, fixed, [ops])."""
-    run: list = []
-    fixed = False
-    for op in ops:
-        if run:
-            step = op.addr - run[-1].addr
-            if (len(run) == 1 and step in (0, 1)) or (len(run) > 1 and step == (0 if fixed else 1)):
+def _runs(addrs: Sequence[int]):
+    """Group consecutive addresses that go up by one (or stay the same) into runs: yields
+    (first address, fixed, start index, end index)."""
+    start, fixed = 0, False
+    for k in range(1, len(addrs) + 1):
+        if k < len(addrs):
+            step = addrs[k] - addrs[k - 1]
+            if (k - start == 1 and step in (0, 1)) or (k - start > 1 and step == (0 if fixed else 1)):
                 fixed = step == 0
-                run.append(op)
                 continue
-            yield run[0].addr, fixed, run
-        run, fixed = [op], False
-    if run:
-        yield run[0].addr, fixed, run
+        yield addrs[start], fixed, start, k
+        start, fixed = k, False
+
+
+class BridgeBus:
+    """The host-bus driver (:class:`eie.hw.common.host.HostBus`) over a :class:`BridgeClient`,
+    for both cores' host programs (run with :func:`eie.hw.common.host.run_sync`: its methods
+    block on the link and never suspend). Writes are held back and sent, merged into bursts (one
+    address for a FIFO port), before the next read or on :meth:`flush`, so their order on the
+    core's bus is the program's; consecutive reads (``read_many``) go as bursts too. The bridge
+    itself waits for each read's ``r_ack``. ``progress(n)`` counts the bytes written."""
+
+    def __init__(self, client: BridgeClient, progress: Callable[[int], None] | None = None):
+        self.client = client
+        self.progress = progress
+        self._addrs: list[int] = []
+        self._data: list[int] = []
+
+    async def write(self, addr: int, data: int) -> None:
+        self._addrs.append(addr)
+        self._data.append(data)
+
+    async def read(self, addr: int) -> int:
+        self.flush()
+        return self.client.read1(addr)
+
+    async def read_many(self, addrs: Sequence[int]) -> list[int]:
+        self.flush()
+        out: list[int] = []
+        for addr, fixed, a, b in _runs(addrs):
+            out.extend(self.client.read(addr, b - a, fixed=fixed))
+        return out
+
+    async def idle(self, cycles: int) -> None:   # the link is slower than any back-pressure
+        self.flush()
+
+    def flush(self) -> None:
+        addrs, data = self._addrs, self._data
+        self._addrs, self._data = [], []
+        for addr, fixed, a, b in _runs(addrs):
+            self.client.write(addr, data[a:b], fixed=fixed, progress=self.progress)
 
 
 def execute_ops(client: BridgeClient, ops, progress: Callable[[int], None] | None = None) -> dict:
-    """Run an EIE host program (:mod:`eie.hw.eie.host_program` ``Write``/``Read``/``Poll``) over
-    the link, in program order, with consecutive writes (and reads) merged into bursts.
+    """Run a host program (:mod:`eie.hw.common.host` ``Write``/``Read``/``Poll``: an EIE
+    :class:`~eie.hw.eie.host_program.HostProgram`'s) over the link with the one executor, in
+    program order, consecutive writes (and reads) merged into bursts (:class:`BridgeBus`).
     Returns ``{key: value}`` of the reads."""
-    from ..hw.eie.host_program import Poll, Read, Write
+    from ..hw.common.host import execute, run_sync
 
-    out: dict = {}
-    i = 0
-    ops = list(ops)
-    while i < len(ops):
-        op = ops[i]
-        j = i
-        while j < len(ops) and type(ops[j]) is type(op) and not isinstance(op, Poll):
-            j += 1
-        if isinstance(op, Write):
-            for addr, fixed, run in _runs(ops[i:j], Write):
-                client.write(addr, [w.data for w in run], fixed=fixed, progress=progress)
-        elif isinstance(op, Read):
-            # reads of consecutive addresses of memories and counters have no side effects
-            for addr, fixed, run in _runs(ops[i:j], Read):
-                for r, v in zip(run, client.read(addr, len(run), fixed=fixed)):
-                    out[r.key] = v
-        elif isinstance(op, Poll):
-            j = i + 1
-            for _ in range(op.max_polls):
-                v = client.read1(op.addr)
-                if v & op.mask == op.value:
-                    break
-            else:
-                raise LinkError(f"the core did not finish: address {op.addr:#x} read {v:#x}, "
-                                f"waiting for {op.value:#x} under mask {op.mask:#x}, after "
-                                f"{op.max_polls} polls")
-        else:
-            raise TypeError(f"not a host operation: {op!r}")
-        i = j
-    return out
+    bus = BridgeBus(client, progress)
+    try:
+        values = run_sync(execute(bus, ops))
+    except TimeoutError as exc:
+        raise LinkError(f"the core did not finish: {exc}") from None
+    except RuntimeError as exc:
+        raise EieError(f"the core refused the request: {exc}") from None
+    bus.flush()
+    return values
 
 
 def burst_friendly(ops, is_memory: Callable[[int], bool]) -> list:
@@ -455,7 +514,7 @@ def burst_friendly(ops, is_memory: Callable[[int], bool]) -> list:
     writes are sorted by address (a register write stays where it is, a barrier); a run of
     reads is sorted by address when every read in it is of a memory or a counter (no read
     side effects). Polls stay in place."""
-    from ..hw.eie.host_program import Read, Write
+    from ..hw.common.host import Read, Write
 
     out: list = []
     i = 0
@@ -517,19 +576,13 @@ def run_eie(client: BridgeClient, config, image, xq, *, progress: bool = False) 
     every row of the int16 batch ``xq``, read outputs and counters."""
     import numpy as np
 
-    from ..hw.eie.host_program import HostProgram, Write
-    from ..hw.eie.memory_map import EIE_ID, MemoryMap
+    from ..hw.common.host import run_sync
+    from ..hw.eie.host_program import HostProgram, Write, check_config
+    from ..hw.eie.memory_map import MemoryMap
 
     mm = MemoryMap(config)
-    ident = client.read1(mm.reg("ID"))
-    if ident != EIE_ID:
-        raise EieError(f"the core answered ID {ident:#010x}, not the EIE's {EIE_ID:#010x}: is "
-                       f"this an EIE bitstream?")
-    cfg0 = client.read1(mm.reg("CONFIG0"))
-    if (cfg0 & 0x1FF, cfg0 >> 16) != (config.n_pe, config.fifo_depth):
-        raise EieError(f"the core has {cfg0 & 0x1FF} PEs and FIFO depth {cfg0 >> 16}, but the "
-                       f"configuration says {config.n_pe} and {config.fifo_depth}: pass the "
-                       f"--build directory of the bitstream on the board")
+    run_sync(check_config(BridgeBus(client), config,
+                          hint="pass the --build directory of the bitstream on the board"))
     hp = HostProgram(config, image)
     load = hp.load()
     n_bytes = 4 * sum(isinstance(op, Write) for op in load)
@@ -557,44 +610,11 @@ def run_eie(client: BridgeClient, config, image, xq, *, progress: bool = False) 
     return BoardRun(y, counters, load_seconds, n_bytes, client.stats)
 
 
-class _AsyncBus:
-    """The BNN host program's async bus over a :class:`BridgeClient`. Writes are held back and
-    sent, merged into bursts (one address for a FIFO port), before the next read or on
-    :meth:`flush`, so their order on the core's bus is the program's."""
-
-    def __init__(self, client: BridgeClient, progress: Callable[[int], None] | None = None):
-        self.client = client
-        self.progress = progress
-        self._pending: list = []
-
-    async def write(self, addr: int, data: int) -> None:
-        self._pending.append(_W(addr, data))
-
-    async def read(self, addr: int) -> int:
-        self.flush()
-        return self.client.read1(addr)
-
-    async def idle(self, cycles: int) -> None:   # the link is slower than any back-pressure
-        self.flush()
-
-    def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        for addr, fixed, run in _runs(pending, _W):
-            self.client.write(addr, [w.data for w in run], fixed=fixed, progress=self.progress)
-
-
-@dataclass(frozen=True)
-class _W:
-    addr: int
-    data: int
-
-
 def run_bnn(client: BridgeClient, image, x, *, progress: bool = False) -> BoardRun:
     """Check the BNN core's topology, load the image's weights and thresholds, stream the bit
     rows of ``x`` through it; return the int32 results and the counters."""
-    import asyncio
-
     from ..hw.bnn.host_program import check_config, load_image, load_ops, run_samples
+    from ..hw.common.host import run_sync
     from ..hw.bnn.memory_map import REGISTERS, BnnMemoryMap
 
     in_depth = client.read1(REGISTERS["IN_DEPTH"])
@@ -604,7 +624,7 @@ def run_bnn(client: BridgeClient, image, x, *, progress: bool = False) -> BoardR
     except (ValueError, EieError) as exc:
         raise EieError(f"the BNN core reports input/output FIFO depths {in_depth}/{out_depth} "
                        f"that do not go with this image: {exc}") from None
-    bus = _AsyncBus(client)
+    bus = BridgeBus(client)
 
     async def main():
         await check_config(bus, mm)
@@ -623,7 +643,7 @@ def run_bnn(client: BridgeClient, image, x, *, progress: bool = False) -> BoardR
         return BoardRun(y, [counters], load_seconds, n_bytes, client.stats)
 
     try:
-        return asyncio.run(main())
+        return run_sync(main())
     except RuntimeError as exc:
         raise LinkError(f"the BNN core stopped: {exc}") from None
 

@@ -16,9 +16,15 @@ run one step of a bus transfer, or hand one response byte to the transmitter.
 - WRITE_FIXED and READ_FIXED do the same at one address (a FIFO port).
 - A READ frame, once its CRC checks, reads ``count`` words into the buffer (waiting for ``r_ack``
   at most 255 cycles each) and sends them back.
+- The burst buffer has two halves: WRITE payloads go to one, READ results to the other, so a
+  frame that arrives (whole, damaged or cut) after a READ never destroys that READ's answer.
 - Retries are safe: a READ or WRITE with the same ``seq``, command, address and count as the last
   one that succeeded is not executed again; the bridge answers it again (a READ from its buffer),
   so a lost response never makes a FIFO push or pop happen twice.
+- Sessions: OPEN carries a 32-bit token in its ``addr`` field. A token other than the current one
+  starts a new session and forgets the last request, so a new client's first request is never
+  taken for a retry of the previous client's last one; the same token again changes nothing
+  (a retried OPEN). The answer is the four INFO words and the token. After reset the token is 0.
 - Bytes outside a frame that are not the sync byte are ignored. After a BAD_COUNT on a WRITE the
   bridge ignores the line until it has been quiet for ``timeout`` cycles.
 """
@@ -32,7 +38,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..hw.common.bus import BusSignature
 from .crc import CRC16
-from .protocol import (PROTOCOL_VERSION, REQ_SYNC, RSP_SYNC, BridgeInfo, Cmd, Design, Status)
+from .protocol import (OPEN_WORDS, PROTOCOL_VERSION, REQ_SYNC, RSP_SYNC, BridgeInfo, Cmd,
+                       Design, Status)
 from .uart import UARTRx, UARTTx
 
 __all__ = ["UARTBridge", "BUS_READ_TIMEOUT"]
@@ -101,7 +108,9 @@ class UARTBridge(wiring.Component):
         m.submodules.utx = utx = UARTTx(self._divisor)
         m.submodules.rx_crc = rx_crc = CRC16()
         m.submodules.tx_crc = tx_crc = CRC16()
-        m.submodules.buf = buf = Memory(shape=32, depth=self._max_burst, init=[])
+        # two halves of a power of two each: [0, half) WRITE payloads, [half, 2 half) READ data
+        half_bits = (self._max_burst - 1).bit_length()
+        m.submodules.buf = buf = Memory(shape=32, depth=2 << half_bits, init=[])
         buf_rd = buf.read_port()
         buf_wr = buf.write_port()
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
@@ -141,6 +150,7 @@ class UARTBridge(wiring.Component):
         last_cmd = Signal(8)
         last_addr = Signal(32)
         last_count = Signal(16)
+        session = Signal(32)            # the token of the current session (OPEN)
         is_repeat = Signal()
         m.d.comb += is_repeat.eq(last_valid & (last_seq == seq) & (last_cmd == cmd)
                                  & (last_addr == addr) & (last_count == count))
@@ -159,16 +169,19 @@ class UARTBridge(wiring.Component):
         m.d.comb += last_addr_in.eq(addr + Mux(fixed | (count == 0), 0, count - 1))
         m.d.sync += addr_ok.eq(last_addr_in < (1 << self._addr_width))
 
-        m.d.comb += [buf_wr.addr.eq(widx), buf_wr.data.eq(word), buf_rd.addr.eq(widx)]
+        read_half = Signal()            # the frame is a READ: its words live in the read half
+        buf_addr = Signal(half_bits + 1)
+        m.d.comb += buf_addr.eq(widx[:half_bits] | (read_half << half_bits))
+        m.d.comb += [buf_wr.addr.eq(buf_addr), buf_wr.data.eq(word), buf_rd.addr.eq(buf_addr)]
 
         # --- response transmitter fields ------------------------------------------------------
-        info_words = Array(Const(w, 32) for w in self._info.to_words())
+        info_words = Array([*(Const(w, 32) for w in self._info.to_words()), session])
         rsp_info = Signal()             # payload comes from the INFO constants, not the buffer
         tx_idx = Signal(range(5))       # header byte index
         rsp_word = Signal(32)
         m.d.comb += rsp_word.eq(buf_rd.data)
         with m.If(rsp_info):
-            m.d.comb += rsp_word.eq(info_words[widx[:2]])
+            m.d.comb += rsp_word.eq(info_words[widx[:3]])
         tx_bytes = Array([Const(RSP_SYNC, 8), seq, status, rsp_count[:8], rsp_count[8:]])
         errors = Signal(16)
         m.d.comb += self.errors.eq(errors)
@@ -204,7 +217,8 @@ class UARTBridge(wiring.Component):
                         with m.Case(0):
                             m.d.sync += seq.eq(byte)
                         with m.Case(1):
-                            m.d.sync += cmd.eq(byte)
+                            m.d.sync += [cmd.eq(byte), read_half.eq((byte == Cmd.READ)
+                                                                    | (byte == Cmd.READ_FIXED))]
                         with m.Case(2, 3, 4, 5):
                             m.d.sync += addr.eq(byte << 24 | addr >> 8)
                         with m.Case(6):
@@ -225,8 +239,6 @@ class UARTBridge(wiring.Component):
                               | ((byte << 8 | count[:8]) > self._max_burst)):
                         m.d.sync += respond(Status.BAD_COUNT)
                         m.next = "TX_THEN_DRAIN"
-                    with m.Elif(last_cmd[1] & ~last_cmd[0]):   # READ or READ_FIXED
-                        m.d.sync += last_valid.eq(0)   # the buffer is about to be overwritten
 
             with m.State("PAYLOAD"):
                 m.d.comb += take.eq(1)
@@ -263,6 +275,11 @@ class UARTBridge(wiring.Component):
                     m.next = "TX"
                 with m.Elif(cmd == Cmd.INFO):
                     m.d.sync += respond(Status.OK, 4, info=True)
+                    m.next = "TX"
+                with m.Elif(cmd == Cmd.OPEN):
+                    with m.If(addr != session):     # a new session: no retry of an old one
+                        m.d.sync += [session.eq(addr), last_valid.eq(0)]
+                    m.d.sync += respond(Status.OK, OPEN_WORDS, info=True)
                     m.next = "TX"
                 with m.Elif(~is_write & ~is_read):
                     m.d.sync += respond(Status.BAD_CMD)

@@ -13,6 +13,12 @@ Response (board to host)::
 
 The CRC covers every byte after the sync byte up to the CRC. ``count`` is in 32-bit words; a
 WRITE request carries ``4 * count`` payload bytes (words little-endian), a READ response likewise.
+
+Sessions (protocol version 2): a client starts with OPEN, whose ``addr`` field is a random nonzero
+32-bit session token. A token other than the bridge's current one forgets the last executed
+request, so no request of the new session can be taken as a retry of one of an earlier session;
+the same token again (a retried OPEN) changes nothing. The response carries the four INFO words
+and the token. A version-1 bridge answers OPEN with BAD_CMD.
 """
 
 from __future__ import annotations
@@ -23,19 +29,21 @@ from dataclasses import dataclass
 
 __all__ = [
     "REQ_SYNC", "RSP_SYNC", "INFO_MAGIC", "PROTOCOL_VERSION", "Cmd", "Status", "Design",
-    "crc16", "crc16_update", "encode_request", "request_length", "response_length",
-    "encode_response", "Response", "parse_response", "BridgeInfo",
+    "crc16", "crc16_update", "encode_request", "encode_open", "request_length",
+    "response_length", "encode_response", "Response", "parse_response", "BridgeInfo",
+    "OPEN_WORDS",
 ]
 
 REQ_SYNC = 0xA5
 RSP_SYNC = 0x5A
 INFO_MAGIC = 0x31454945      # "EIE1" read as little-endian bytes
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2         # 2: sessions (OPEN); 1: no sessions
 HEADER_BYTES = 9             # sync, seq, cmd, addr[4], count[2]
 RSP_HEADER_BYTES = 5         # sync, seq, status, count[2]
 CRC_BYTES = 2
 CRC16_POLY = 0x1021
 CRC16_INIT = 0xFFFF
+OPEN_WORDS = 5               # an OPEN response: the 4 INFO words, then the session token
 
 
 class Cmd(enum.IntEnum):
@@ -44,6 +52,7 @@ class Cmd(enum.IntEnum):
     INFO = 0x03    # identify the bridge; response payload = 4 words (see BridgeInfo)
     WRITE_FIXED = 0x04   # as WRITE, every word to the same ``addr`` (a FIFO port)
     READ_FIXED = 0x05    # as READ, every word from the same ``addr`` (a FIFO port)
+    OPEN = 0x06          # start a session: ``addr`` = token; response = INFO's 4 words + token
 
 
 class Status(enum.IntEnum):
@@ -103,6 +112,11 @@ def encode_request(seq: int, cmd: int, addr: int = 0, count: int = 0, words=()) 
     return bytes([REQ_SYNC]) + body + struct.pack(">H", crc16(body))
 
 
+def encode_open(seq: int, token: int) -> bytes:
+    """The OPEN request of the session ``token`` (nonzero, 32 bits)."""
+    return encode_request(seq, Cmd.OPEN, token, 0)
+
+
 def request_length(cmd: int, count: int) -> int:
     """Bytes on the wire for a request."""
     return HEADER_BYTES + (4 * count if cmd in (Cmd.WRITE, Cmd.WRITE_FIXED) else 0) + CRC_BYTES
@@ -110,7 +124,8 @@ def request_length(cmd: int, count: int) -> int:
 
 def response_length(cmd: int, count: int) -> int:
     """Bytes on the wire for a successful response."""
-    n = count if cmd in (Cmd.READ, Cmd.READ_FIXED) else (4 if cmd == Cmd.INFO else 0)
+    n = (count if cmd in (Cmd.READ, Cmd.READ_FIXED)
+         else 4 if cmd == Cmd.INFO else OPEN_WORDS if cmd == Cmd.OPEN else 0)
     return RSP_HEADER_BYTES + 4 * n + CRC_BYTES
 
 

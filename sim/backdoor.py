@@ -13,7 +13,8 @@ backdoor load keeps the same program and splits it:
   half ``h`` of sparse-matrix word ``w`` in bits ``32h..32h+31`` of ``mem[w]``;
 * every other write (layer table, codebooks, ``N_LAYERS``, biases) stays on the bus, in order.
 
-The testbench (:mod:`eie.sim.eie_tb`) deposits the words through the simulator's VPI
+The EIE job of the cocotb testbench (:class:`eie.sim.eie_run.EieCore`, run by
+:mod:`eie.sim.cocotb_tb`) deposits the words through the simulator's VPI
 (no-delay ``vpi_put_value`` on the words of ``pe<k>.ptr.even``, ``pe<k>.ptr.odd`` and
 ``pe<k>.spm.mem``; :class:`Vpi`), then reads a sample of them back through the host bus
 (:attr:`BackdoorLoad.checks`: in each PE's pointer and sparse-matrix regions, the first and the

@@ -1,11 +1,14 @@
 """Run the BNN top (:class:`eie.hw.bnn.top.BnnTop`) on a simulator with the host program.
 
 - :func:`run_amaranth`: the Amaranth Python simulator, in this process.
-- :func:`run_rtl`: Verilog export, then cocotb (:mod:`eie.sim.bnn_tb`) on Verilator or Icarus.
-  Several *jobs* (images of the same topology and folding, each with its inputs) share one
-  build and one simulator run: the weights are loaded at run time through the bus.
+- :func:`run_rtl`: Verilog export, then the one cocotb testbench of every core
+  (:mod:`eie.sim.cocotb_tb`) on Verilator or Icarus. Several *jobs* (images of the same
+  topology and folding, each with its inputs) share one build and one simulator run: the
+  weights are loaded at run time through the bus.
 
-Both run each job with :func:`run_job` (the same bus transactions) and fill ``job.result``
+Both hand :class:`BnnCore` and the jobs to the runner the EIE shares
+(:func:`eie.sim.runner.run_core_jobs`), which runs each job with :func:`run_job` (the same bus
+transactions on every simulator) and fills ``job.result``
 (:class:`eie.sim.runner.SimResult`): the int32 results and the core's counters
 (:mod:`eie.hw.bnn.memory_map`), the simulated cycles and the timings; ``job.y`` and
 ``job.counters`` read them. The Verilog and the simulator build are cached as the EIE's are
@@ -20,20 +23,18 @@ import hashlib
 import json
 import os
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..hw.bnn.folding import LayerFold
-from ..sw.bnn.image import BnnImage, write_image
-from .bus_driver import AmaranthBus, simulate
-from .runner import PERIOD_NS, SimResult
+from ..sw.bnn.image import BnnImage, read_image, write_image
+from .runner import SimResult, run_core_jobs
 
-__all__ = ["BnnJob", "run_amaranth", "run_rtl", "run_job", "build_top_verilog", "bnn_verilog",
-           "TOPLEVEL", "JOB_OPTIONS"]
+__all__ = ["BnnJob", "BnnCore", "run_amaranth", "run_rtl", "run_job", "build_top_verilog",
+           "bnn_verilog", "TOPLEVEL", "JOB_OPTIONS"]
 
 TOPLEVEL = "bnn_top"
 
@@ -44,8 +45,6 @@ VERILATOR_ARGS: tuple[str, ...] = ()
 
 #: How a job streams its samples (the :class:`BnnJob` fields the testbench gets).
 JOB_OPTIONS = ("preload", "backpressure", "max_gap", "poll_gap", "seed", "load")
-
-_AmaranthBus = AmaranthBus       # the shared host-bus adapter, under its former name
 
 
 @dataclass
@@ -84,7 +83,7 @@ class BnnJob:
 
 async def run_job(bus, mm, job: BnnJob) -> tuple[np.ndarray, dict]:
     """Load ``job``'s image (unless ``job.load`` is False) and stream its samples over ``bus``
-    (any host-bus object: :class:`eie.sim.bus_driver.AmaranthBus`,
+    (any host-bus driver: :class:`eie.sim.bus_driver.AmaranthBus`,
     :class:`eie.sim.cocotb_tb.CocotbBus`). Returns (results, counters)."""
     from ..hw.bnn import host_program as hp
 
@@ -97,30 +96,76 @@ async def run_job(bus, mm, job: BnnJob) -> tuple[np.ndarray, dict]:
                                 poll_gap=job.poll_gap)
 
 
+def _fold_spec(folds: Sequence[LayerFold]) -> list[list[int]]:
+    return [[f.n_in, f.n_out, f.simd, f.pe] for f in folds]
+
+
+@dataclass
+class BnnCore:
+    """The BNN top as the shared runner (:func:`eie.sim.runner.run_core_jobs`) runs it: the
+    folding, the FIFO depths and, optionally, weights baked into the design (``bake``)."""
+
+    folds: Sequence[LayerFold]
+    in_depth: int = 4
+    out_depth: int = 4
+    bake: BnnImage | None = None
+    name = "bnn"
+    toplevel = TOPLEVEL
+    status_addr = None            # no busy port: the job polls STATUS itself
+
+    @property
+    def memory_map(self):
+        from ..hw.bnn.memory_map import BnnMemoryMap
+
+        return BnnMemoryMap(list(self.folds), in_depth=self.in_depth, out_depth=self.out_depth)
+
+    def spec(self) -> dict[str, Any]:
+        return {"core": self.name, "in_depth": self.in_depth, "out_depth": self.out_depth,
+                "folding": _fold_spec(self.folds)}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> "BnnCore":
+        return cls([LayerFold(*f) for f in spec["folding"]], spec["in_depth"], spec["out_depth"])
+
+    def design(self):
+        from ..hw.bnn.top import BnnTop
+
+        return BnnTop(self.folds, in_depth=self.in_depth, out_depth=self.out_depth,
+                      image=self.bake)
+
+    def verilog(self, *, build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
+        return bnn_verilog(self.folds, in_depth=self.in_depth, out_depth=self.out_depth,
+                           image=self.bake, build_dir=build_dir)
+
+    async def check(self, bus) -> None:
+        from ..hw.bnn import host_program as hp
+
+        await hp.check_config(bus, self.memory_map)
+
+    def write_job(self, job: BnnJob, d: Path) -> dict[str, Any]:
+        write_image(job.image, d / "image")
+        np.save(d / "x.npy", np.asarray(job.x, dtype=np.uint8))
+        return {"image": str(d / "image"), "x": str(d / "x.npy"),
+                **{k: getattr(job, k) for k in JOB_OPTIONS}}
+
+    def read_job(self, files: Mapping[str, Any]) -> BnnJob:
+        return BnnJob(read_image(files["image"]), np.load(files["x"]),
+                      **{k: files[k] for k in JOB_OPTIONS})
+
+    def cycle_budget(self, job: BnnJob) -> int:
+        return 0                  # unused: no busy port to wait on
+
+    async def run(self, bus, job: BnnJob, advance: Callable[[], Any]) -> tuple[np.ndarray, dict]:
+        y, counters = await run_job(bus, self.memory_map, job)
+        advance()
+        return y, {"counters": counters}
+
+
 def run_amaranth(folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *, in_depth: int = 4,
                  out_depth: int = 4, bake: BnnImage | None = None) -> list[BnnJob]:
     """Run ``jobs`` one after the other on one simulated core; fills ``job.result``."""
-    from ..hw.bnn import host_program as hp
-    from ..hw.bnn.top import BnnTop
-
-    t0 = time.perf_counter()
-    top = BnnTop(folds, in_depth=in_depth, out_depth=out_depth, image=bake)
-    mm = top.memory_map
-
-    async def bench(bus):
-        await hp.check_config(bus, mm)
-        for job in jobs:
-            c0, w0 = bus.cycles, time.perf_counter()
-            y, counters = await run_job(bus, mm, job)
-            job.result = SimResult(y, counters, simulator="amaranth",
-                                   sim_cycles=bus.cycles - c0,
-                                   sim_seconds=time.perf_counter() - w0)
-
-    elaborate = time.perf_counter() - t0
-    _, setup_s = simulate(top, bench, period_ns=PERIOD_NS,
-                          vcd="bnn.vcd" if os.environ.get("EIE_VCD") == "1" else None)
-    if jobs:
-        jobs[0].result.build_seconds = elaborate + setup_s
+    run_core_jobs(BnnCore(folds, in_depth, out_depth, bake), jobs, sim="amaranth",
+                  waves="bnn.vcd" if os.environ.get("EIE_VCD") == "1" else None)
     return list(jobs)
 
 
@@ -160,20 +205,13 @@ def bnn_verilog(folds: Sequence[LayerFold], *, in_depth: int = 4, out_depth: int
     ``hw/common``). Returns ``(path, seconds spent exporting)``."""
     from .runner import cached_verilog, sources_digest
 
-    key = json.dumps({"folding": [[f.n_in, f.n_out, f.simd, f.pe] for f in folds],
+    key = json.dumps({"folding": _fold_spec(folds),
                       "in_depth": in_depth, "out_depth": out_depth,
                       "image": _image_digest(image)}, sort_keys=True)
     return cached_verilog(
         "bnn", key + sources_digest("bnn", "common"),
         lambda path: build_top_verilog(folds, path, in_depth=in_depth, out_depth=out_depth,
                                        image=image), build_dir=build_dir)
-
-
-def _write_job(job: BnnJob, d: Path) -> dict[str, Any]:
-    write_image(job.image, d / "image")
-    np.save(d / "x.npy", np.asarray(job.x, dtype=np.uint8))
-    return {"image": str(d / "image"), "x": str(d / "x.npy"),
-            **{k: getattr(job, k) for k in JOB_OPTIONS}}
 
 
 def run_rtl(simulator: str, folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *,
@@ -184,23 +222,9 @@ def run_rtl(simulator: str, folds: Sequence[LayerFold], jobs: Sequence[BnnJob], 
     :func:`eie.sim.runner.cache_dir`). ``build_args`` go to the simulator's compiler (e.g.
     ``("-CFLAGS", "-O0")`` for Verilator: a quicker C++ build of a big core that runs few
     cycles). Fills ``job.result``."""
-    from .runner import check_simulator, run_cocotb_jobs
-
-    check_simulator(simulator)
-    verilog, export_s = bnn_verilog(folds, in_depth=in_depth, out_depth=out_depth, image=bake,
-                                    build_dir=build_dir)
-    waves = f"bnn_{simulator}.fst" if os.environ.get("EIE_VCD") == "1" else None
-    spec = {"in_depth": in_depth, "out_depth": out_depth,
-            "folding": [[f.n_in, f.n_out, f.simd, f.pe] for f in folds]}
-    out, build_s = run_cocotb_jobs(
-        simulator, verilog, toplevel=TOPLEVEL, test_module="eie.sim.bnn_tb", spec=spec,
-        jobs=jobs, write_job=_write_job, build_dir=build_dir,
-        build_args=(*(VERILATOR_ARGS if simulator == "verilator" else ()), *build_args),
-        waves=waves, wave_format="fst", quiet=False)
-    for job, (y, info) in zip(jobs, out):
-        job.result = SimResult(y, info["counters"], simulator=simulator,
-                               sim_cycles=info["sim_cycles"], sim_seconds=info["wall_seconds"])
-    if jobs:
-        jobs[0].result.build_seconds = export_s + build_s
+    run_core_jobs(BnnCore(folds, in_depth, out_depth, bake), jobs, sim=simulator,
+                  build_dir=build_dir,
+                  build_args=(*(VERILATOR_ARGS if simulator == "verilator" else ()), *build_args),
+                  waves=f"bnn_{simulator}.fst" if os.environ.get("EIE_VCD") == "1" else None,
+                  wave_format="fst", quiet=False)
     return list(jobs)
-

@@ -1,10 +1,14 @@
-"""Drive the host bus (:mod:`eie.hw.common.bus`) from an Amaranth-simulator testbench.
+"""The Amaranth-simulator driver of the host bus (:mod:`eie.hw.common.bus`), for every core.
 
-``bus`` is the slave-side interface object of the design under test (its ``addr``, ``w_data``,
-``w_stb``, ``r_stb`` are inputs of the design, ``r_data``/``r_ack`` outputs).
-:class:`AmaranthBus` is the bus object the host programs take (``write``, ``read``, ``idle``,
-like the cocotb testbenches' :class:`eie.sim.cocotb_tb.CocotbBus`); :func:`simulate` runs a
-design with one such testbench and counts the clock cycles.
+:class:`AmaranthBus` is the host-bus driver (:class:`eie.hw.common.host.HostBus`: ``write``,
+``read``, ``idle``, ``cycles``) of a design simulated by Amaranth, whose host bus is the
+slave-side interface ``bus`` (its ``addr``, ``w_data``, ``w_stb``, ``r_stb`` are inputs of the
+design, ``r_data``/``r_ack`` outputs); the cocotb driver is
+:class:`eie.sim.cocotb_tb.CocotbBus`, the UART bridge's :class:`eie.app.host.BridgeBus`.
+:func:`simulate` runs a design with one testbench over such a bus and counts the clock cycles.
+
+A read waits for ``r_ack`` (never a fixed count of cycles: each core's memory map states its
+latency), at most :data:`eie.hw.common.host.READ_TIMEOUT` cycles.
 """
 
 from __future__ import annotations
@@ -14,33 +18,13 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-__all__ = ["bus_write", "bus_read", "AmaranthBus", "simulate"]
+from ..hw.common.host import READ_TIMEOUT
 
-
-async def bus_write(ctx, bus, addr: int, data: int) -> None:
-    """One write cycle: the word takes effect at the next clock edge."""
-    ctx.set(bus.addr, addr)
-    ctx.set(bus.w_data, data)
-    ctx.set(bus.w_stb, 1)
-    await ctx.tick()
-    ctx.set(bus.w_stb, 0)
-
-
-async def bus_read(ctx, bus, addr: int, timeout: int = 64) -> int:
-    """Pulse ``r_stb`` and wait for ``r_ack``; return ``r_data``."""
-    ctx.set(bus.addr, addr)
-    ctx.set(bus.r_stb, 1)
-    await ctx.tick()
-    ctx.set(bus.r_stb, 0)
-    for _ in range(timeout):
-        if ctx.get(bus.r_ack):
-            return ctx.get(bus.r_data)
-        await ctx.tick()
-    raise TimeoutError(f"no r_ack within {timeout} cycles of a read at address {addr:#x}")
+__all__ = ["AmaranthBus", "simulate"]
 
 
 class AmaranthBus:
-    """The host bus ``bus`` of a design simulated by Amaranth, for the host programs.
+    """The host bus ``bus`` of a design simulated by Amaranth, in testbench ``ctx``.
 
     ``cycles``: the clock cycles simulated so far (counted by :func:`simulate`).
     """
@@ -54,10 +38,26 @@ class AmaranthBus:
         return self._counter[0]
 
     async def write(self, addr: int, data: int) -> None:
-        await bus_write(self.ctx, self.bus, addr, data)
+        """One write cycle: the word takes effect at the next clock edge."""
+        ctx, bus = self.ctx, self.bus
+        ctx.set(bus.addr, addr)
+        ctx.set(bus.w_data, data)
+        ctx.set(bus.w_stb, 1)
+        await ctx.tick()
+        ctx.set(bus.w_stb, 0)
 
-    async def read(self, addr: int) -> int:
-        return await bus_read(self.ctx, self.bus, addr)
+    async def read(self, addr: int, timeout: int = READ_TIMEOUT) -> int:
+        """Pulse ``r_stb`` and wait for ``r_ack``; return ``r_data``."""
+        ctx, bus = self.ctx, self.bus
+        ctx.set(bus.addr, addr)
+        ctx.set(bus.r_stb, 1)
+        await ctx.tick()
+        ctx.set(bus.r_stb, 0)
+        for _ in range(timeout):
+            if ctx.get(bus.r_ack):
+                return ctx.get(bus.r_data)
+            await ctx.tick()
+        raise TimeoutError(f"no r_ack within {timeout} cycles of a read at address {addr:#x}")
 
     async def idle(self, cycles: int) -> None:
         await self.ctx.tick().repeat(cycles)

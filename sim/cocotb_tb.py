@@ -1,10 +1,16 @@
-"""What the cocotb testbenches of the cores share: the host-bus adapter, clock and reset, the job
-loop (job list in, results out, progress), all running inside the simulator's Python.
+"""The one cocotb testbench of every core (Verilator or Icarus): the host-bus driver, clock and
+reset, and the job loop (job list in, results out, progress), all running inside the
+simulator's Python.
 
-The runner side is :func:`eie.sim.runner.run_cocotb_jobs`: it names the job list (JSON) in
-``$EIE_SIM_JOBS``; :func:`run_jobs` reads it, starts the clock, resets the design, and for each
-job calls the core's own coroutine, times it (simulated cycles and wall seconds) and saves what
-it returns where the job says (``y``: the outputs as ``.npy``, ``result``: the rest as JSON).
+The runner side is :func:`eie.sim.runner.run_core_jobs` (through
+:func:`eie.sim.runner.run_cocotb_jobs`): it names the job list (JSON) in ``$EIE_SIM_JOBS``. The
+test :func:`core_jobs` reads it, makes the core it names (``spec["core"]``:
+:func:`eie.sim.runner.core_from_spec`, the EIE's :class:`eie.sim.eie_run.EieCore` or the BNN's
+:class:`eie.sim.bnn_run.BnnCore`), starts the clock, resets the design, checks that it answers as
+that core, and for each job runs the core's job coroutine (the very one the Amaranth-simulator
+runs use), times it (simulated cycles and wall seconds, :func:`eie.sim.runner.run_job_timed`)
+and saves what it returns where the job says (``y``: the outputs as ``.npy``, ``result``: the
+rest as JSON). It does not judge the outputs: the caller compares them with the golden model.
 
 Bus timing (:class:`CocotbBus`): inputs are driven just after a falling clock edge and outputs
 sampled there too (half a cycle after the rising edge, when every register output is stable),
@@ -18,9 +24,8 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import cocotb
 import numpy as np
@@ -28,19 +33,24 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, with_timeout
 from cocotb.utils import get_sim_time
 
-__all__ = ["CocotbBus", "job_spec", "start", "run_jobs", "now_cycles"]
+from ..hw.common.host import READ_TIMEOUT
+from .runner import Core, core_from_spec, run_job_timed
+
+__all__ = ["CocotbBus", "job_spec", "start", "run_jobs", "now_cycles", "core_jobs"]
 
 
 class CocotbBus:
-    """The host bus of ``dut`` (ports ``bus__*``) for the host programs: ``write``, ``read``,
-    ``idle``. Every method starts and returns just after a falling clock edge.
+    """The host-bus driver (:class:`eie.hw.common.host.HostBus`) of ``dut`` (ports ``bus__*``):
+    ``write``, ``read``, ``idle``, ``cycles``. Every method starts and returns just after a
+    falling clock edge.
 
-    A read looks at ``r_ack`` from the first falling edge after the request on: the bus gives
-    ``r_ack`` for exactly one cycle, a fixed latency of at least one cycle after ``r_stb`` (BNN:
-    1, EIE: 7, :data:`eie.hw.eie.memory_map.READ_LATENCY`), so no earlier look can see it, nor
-    the previous read's. ``status_addr``: a read of that register while the design's ``busy`` port is high
-    first waits for ``busy`` to fall (at most ``budget_cycles``): the same bus transaction,
-    minus the polls that would all read "busy", and no Python runs while the design works.
+    A read waits for ``r_ack`` (never a fixed count of cycles), looking from the first falling
+    edge after the request on: the bus gives ``r_ack`` for exactly one cycle, a fixed latency of
+    at least one cycle after ``r_stb`` (each core's memory map states it: ``READ_LATENCY``, BNN
+    1, EIE 7), so no earlier look can see it, nor the previous read's. ``status_addr``: a read
+    of that register while the design's ``busy`` port is high first waits for ``busy`` to fall
+    (at most ``budget_cycles``): the same bus transaction, minus the polls that would all read
+    "busy", and no Python runs while the design works.
     """
 
     def __init__(self, dut, *, period_ns: int, status_addr: int | None = None,
@@ -58,7 +68,12 @@ class CocotbBus:
         await FallingEdge(d.clk)
         d.bus__w_stb.value = 0
 
-    async def read(self, addr: int, timeout: int = 64) -> int:
+    @property
+    def cycles(self) -> int:
+        """Clock cycles simulated so far."""
+        return now_cycles(self.period_ns)
+
+    async def read(self, addr: int, timeout: int = READ_TIMEOUT) -> int:
         d = self.dut
         if addr == self.status_addr and int(d.busy.value):
             try:
@@ -110,13 +125,10 @@ async def start(dut, period_ns: int) -> None:
     await FallingEdge(dut.clk)
 
 
-async def run_jobs(spec: dict[str, Any],
-                   run_job: Callable[[dict[str, Any], Callable[[], None]],
-                                     Awaitable[tuple[np.ndarray, dict[str, Any]]]]) -> None:
-    """For each job of ``spec``: ``y, result = await run_job(job, advance)`` (``advance()``
-    counts one unit of progress, a sample say, in the file the runner watches), then save ``y``
-    and ``result`` with the job's ``sim_cycles`` and ``wall_seconds`` added."""
-    period = int(spec["period_ns"])
+async def run_jobs(spec: dict[str, Any], core: Core, bus: CocotbBus) -> None:
+    """For each job of ``spec``: run it with :func:`eie.sim.runner.run_job_timed` (the core's
+    ``advance()`` counts one unit of progress, a sample say, in the file the runner watches),
+    then save its outputs and the rest of its result."""
     progress = Path(spec["progress"])
     done = [0]
 
@@ -124,10 +136,21 @@ async def run_jobs(spec: dict[str, Any],
         done[0] += 1
         progress.write_text(str(done[0]))
 
-    for job in spec["jobs"]:
-        c0, w0 = now_cycles(period), time.perf_counter()
-        y, result = await run_job(job, advance)
-        result = {**result, "sim_cycles": now_cycles(period) - c0,
-                  "wall_seconds": time.perf_counter() - w0}
-        np.save(job["y"], y)
-        Path(job["result"]).write_text(json.dumps(result))
+    for files in spec["jobs"]:
+        job = core.read_job(files)
+        bus.budget_cycles = core.cycle_budget(job)
+        y, result = await run_job_timed(core, bus, job, advance)
+        np.save(files["y"], y)
+        Path(files["result"]).write_text(json.dumps(result))
+
+
+@cocotb.test()
+async def core_jobs(dut):
+    """Reset the design, check it answers as the spec's core, run every job, save results."""
+    spec = job_spec()
+    core = core_from_spec(spec)
+    period = int(spec["period_ns"])
+    await start(dut, period)
+    bus = CocotbBus(dut, period_ns=period, status_addr=core.status_addr)
+    await core.check(bus)
+    await run_jobs(spec, core, bus)

@@ -5,12 +5,15 @@ hardware counters; :func:`run_eie_jobs` runs several images (each with its own i
 design, built once. Three simulators:
 
 * ``"amaranth"`` -- the Amaranth Python simulator, in this process;
-* ``"verilator"`` / ``"icarus"`` -- the design exported to Verilog and driven by the cocotb
-  testbench :mod:`eie.sim.eie_tb` in the simulator's own process.
+* ``"verilator"`` / ``"icarus"`` -- the design exported to Verilog and driven by the one cocotb
+  testbench of every core (:mod:`eie.sim.cocotb_tb`) in the simulator's own process.
 
-All three drive the host bus with the same :class:`eie.hw.eie.host_program.HostProgram`
-sequence: load the image, then per sample write the input, start, poll ``STATUS.done``, read the
-outputs and every counter (:func:`run_samples`).
+:class:`EieCore` is what the shared runner (:func:`eie.sim.runner.run_core_jobs`, the BNN's
+too) needs of this core; its job, the same coroutine on every simulator, drives the host bus
+with the :class:`eie.hw.eie.host_program.HostProgram` sequence: load the image (through the bus,
+or with ``load="backdoor"`` partly deposited through the VPI: :mod:`eie.sim.backdoor`), then per
+sample write the input, start, poll ``STATUS.done``, read the outputs and every counter
+(:func:`run_samples`). Results are :class:`eie.sim.runner.SimResult` (``RunResult`` here).
 
 Builds are cached (:mod:`eie.sim.runner`, shared with the BNN runner). The Verilog of a
 configuration is keyed by the configuration and a hash of the gateware sources (``hw/eie``,
@@ -28,39 +31,29 @@ import dataclasses
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..common.errors import EieError
 from .backdoor import LOADS
-from .runner import PERIOD_NS, VERILATOR_WAIVERS, SimResult, cache_dir
+from .runner import VERILATOR_WAIVERS, SimResult, cache_dir, run_core_jobs
 from .verilog import icarus_source
 
-__all__ = ["SIMULATORS", "LOADS", "TOPLEVEL", "RunResult", "EieJob", "run_eie", "run_eie_jobs",
-           "run_samples", "config_for_images", "cache_dir", "split_run", "icarus_source",
-           "verilog_for_config", "build_simulator", "check_inputs", "VERILATOR_WAIVERS"]
+__all__ = ["SIMULATORS", "LOADS", "TOPLEVEL", "RunResult", "EieJob", "EieCore", "run_eie",
+           "run_eie_jobs", "run_samples", "config_for_images", "cache_dir", "split_run",
+           "icarus_source", "verilog_for_config", "build_simulator", "check_inputs",
+           "cycle_budget", "VERILATOR_WAIVERS"]
 
 SIMULATORS = ("amaranth", "verilator", "icarus")
 TOPLEVEL = "eie_top"
 
-
-@dataclass(kw_only=True)
-class RunResult(SimResult):
-    """What one run of one image gives back: :class:`eie.sim.runner.SimResult` (``outputs``
-    int16 ``(batch, n_out)``, ``counters`` per sample, per layer as
-    :meth:`HostProgram.decode` gives them, ``sim_cycles``, ``simulator``, ``build_seconds``,
-    ``sim_seconds``) and per sample the run's cycles."""
-
-    run_cycles: list[int] = field(default_factory=list)  # per sample: STATUS cycles, start to done
-    compute_cycles: int = 0      # of sim_cycles: those from each start to done (no bus traffic)
-    compute_seconds: float = 0.0 # wall time of those cycles
-
-    def layer_counters(self, layer: int) -> list[dict[str, Any]]:
-        """The counters of ``layer`` for every sample."""
-        return [c[layer] for c in self.counters]
+#: What one run of one image gives back: the shared :class:`eie.sim.runner.SimResult`
+#: (``outputs`` int16 ``(batch, n_out)``, ``counters`` per sample, per layer, ``run_cycles``,
+#: ``compute_cycles``, ``compute_seconds``, ...).
+RunResult = SimResult
 
 
 @dataclass
@@ -123,12 +116,13 @@ def config_for_images(images: Sequence[Any], **overrides):
 # ----------------------------------------------------------------------------- builds
 
 def _verilog_header(config) -> str:
-    from ..hw.eie.memory_map import MemoryMap
+    from ..hw.eie.memory_map import READ_LATENCY, MemoryMap
 
     mm = MemoryMap(config)
     return (f"EIE sparse accelerator, {config.n_pe} PEs, FIFO depth {config.fifo_depth}\n"
             f"parameters: {json.dumps(config.to_json(), separators=(',', ':'))}\n"
-            f"host bus: {mm.addr_width}-bit word address, 32-bit data, read latency 2")
+            f"host bus: {mm.addr_width}-bit word address, 32-bit data, read latency "
+            f"{READ_LATENCY}")
 
 
 def verilog_for_config(config, *, build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
@@ -137,14 +131,18 @@ def verilog_for_config(config, *, build_dir: str | os.PathLike | None = None) ->
 
     Returns ``(path, seconds spent exporting)``.
     """
-    from ..hw.eie.top import EIETop
+    from ..hw.eie.top import PE_MODULE, EIETop
     from .runner import cached_verilog, sources_digest
     from .verilog import export_verilog
 
+    def export(path):
+        top = EIETop(config, pe_module=PE_MODULE)     # one PE module, instantiated n_pe times
+        return export_verilog(top, path, name=TOPLEVEL, header=_verilog_header(config),
+                              definitions=[(top.pe_definition(), PE_MODULE)])
+
     return cached_verilog(
         "eie", json.dumps(config.to_json(), sort_keys=True) + sources_digest("eie", "common"),
-        lambda path: export_verilog(EIETop(config), path, name=TOPLEVEL,
-                                    header=_verilog_header(config)), build_dir=build_dir)
+        export, build_dir=build_dir)
 
 
 def build_simulator(simulator: str, verilog: Path, *, waves: bool = False,
@@ -173,33 +171,113 @@ def split_run(ops: list, ctrl_addr: int) -> tuple[list, list]:
     raise ValueError("the run program has no CTRL write")
 
 
-async def run_samples(prog, x: np.ndarray, bus, cycles: Callable[[], int],
+async def run_samples(prog, x: np.ndarray, bus,
                       advance: Callable[[], Any] | None = None) -> tuple[np.ndarray, dict]:
-    """Run every sample of ``x`` with the host program ``prog`` (image loaded) over ``bus``
-    (``write``/``read``, any simulator's) and read back outputs and counters; ``cycles()`` says
-    how many clock cycles have been simulated, ``advance()`` is called after each sample.
+    """Run every sample of ``x`` with the host program ``prog`` (image loaded) over the host-bus
+    driver ``bus`` (any simulator's: ``bus.cycles`` counts the clock cycles simulated) and read
+    back outputs and counters; ``advance()`` is called after each sample.
 
     Returns (int16 outputs, ``{"counters", "run_cycles", "compute_cycles",
     "compute_seconds"}``), the compute figures counting from each start to done."""
-    from ..hw.eie.host_program import execute_async
+    from ..hw.eie.host_program import execute
 
     y = np.zeros((x.shape[0], prog.image.n_out), dtype=np.int16)
     info: dict[str, Any] = {"counters": [], "run_cycles": [], "compute_cycles": 0,
                             "compute_seconds": 0.0}
     for s in range(x.shape[0]):
         inputs, begin = split_run(prog.run(x[s]), prog.map.reg("CTRL"))
-        await execute_async(inputs, bus.write, bus.read)
-        c0, w0 = cycles(), time.perf_counter()
-        await execute_async(begin, bus.write, bus.read)
-        info["compute_cycles"] += cycles() - c0
+        await execute(bus, inputs)
+        c0, w0 = bus.cycles, time.perf_counter()
+        await execute(bus, begin)
+        info["compute_cycles"] += bus.cycles - c0
         info["compute_seconds"] += time.perf_counter() - w0
-        values = await execute_async(prog.collect(), bus.write, bus.read)
+        values = await execute(bus, prog.collect())
         y[s], counters = prog.decode(values)
         info["counters"].append(counters)
         info["run_cycles"].append(int(values[("run_cycles",)]))
         if advance is not None:
             advance()
     return y, info
+
+
+def cycle_budget(image) -> int:
+    """A generous bound on the cycles of one sample: 16 times every column, entry and output of
+    every layer in the busiest PE, plus a constant. A run beyond it is a hang."""
+    total = 1000
+    for l, d in enumerate(image.layers):
+        entries = max(int(image.layer_pointers(l, k)[-1]) for k in range(image.n_pe))
+        total += 16 * (d.n_in + entries + d.n_out + 16)
+    return total
+
+
+@dataclass
+class EieCore:
+    """The EIE as the shared runner (:func:`eie.sim.runner.run_core_jobs`) runs it: the design
+    ``config``, images loaded through the bus or (``load="backdoor"``, Verilator and Icarus
+    only) partly deposited into the memories (:mod:`eie.sim.backdoor`)."""
+
+    config: Any
+    load: str = "bus"
+    name = "eie"
+    toplevel = TOPLEVEL
+
+    @property
+    def status_addr(self) -> int:
+        from ..hw.eie.memory_map import MemoryMap
+
+        return MemoryMap(self.config).reg("STATUS")
+
+    def spec(self) -> dict[str, Any]:
+        return {"core": self.name, "config": dataclasses.asdict(self.config), "load": self.load}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> "EieCore":
+        from ..hw.eie.config import EIEConfig
+
+        return cls(EIEConfig(**spec["config"]), spec.get("load", "bus"))
+
+    def design(self):
+        from ..hw.eie.top import EIETop
+
+        return EIETop(self.config)
+
+    def verilog(self, *, build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
+        return verilog_for_config(self.config, build_dir=build_dir)
+
+    async def check(self, bus) -> None:
+        from ..hw.eie.host_program import check_config
+
+        await check_config(bus, self.config)
+
+    def write_job(self, job: EieJob, d: Path) -> dict[str, Any]:
+        from ..sw.image import write_image
+
+        write_image(job.image, d / "image")
+        np.save(d / "x.npy", job.x)
+        return {"image": str(d / "image"), "x": str(d / "x.npy")}
+
+    def read_job(self, files: Mapping[str, Any]) -> EieJob:
+        from ..sw.image import read_image
+
+        return EieJob(read_image(files["image"]), np.load(files["x"]))
+
+    def cycle_budget(self, job: EieJob) -> int:
+        return cycle_budget(job.image)
+
+    async def run(self, bus, job: EieJob, advance: Callable[[], Any]) -> tuple[np.ndarray, dict]:
+        from ..hw.eie.host_program import HostProgram, execute
+
+        prog = HostProgram(self.config, job.image)
+        if self.load == "backdoor":
+            from .backdoor import deposit, split_load, verify_reads
+
+            split = split_load(self.config, prog.load())
+            await execute(bus, split.front)
+            deposit(split, self.toplevel)
+            verify_reads(split.checks, [await bus.read(a) for a, _ in split.checks])
+        else:
+            await execute(bus, prog.load())
+        return await run_samples(prog, job.x, bus, advance)
 
 
 def run_eie(image, x_int16, *, sim: str = "verilator", config=None,
@@ -251,10 +329,9 @@ def run_eie_jobs(jobs: Sequence[EieJob], *, sim: str = "verilator", config=None,
     total = sum(j.x.shape[0] for j in jobs)
     bar = _progress_bar(total, sim) if progress else None
     try:
-        if sim == "amaranth":
-            _run_amaranth(config, jobs, vcd, bar)
-        else:
-            _run_cocotb(sim, config, jobs, build_dir, vcd, bar, load)
+        run_core_jobs(EieCore(config, load), jobs, sim=sim, build_dir=build_dir, waves=vcd,
+                      wave_format="vcd", env={"COCOTB_LOG_LEVEL": "WARNING"},
+                      on_progress=None if bar is None else bar.update)
     finally:
         if bar is not None:
             bar.close()
@@ -265,55 +342,3 @@ def _progress_bar(total: int, sim: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=f"eie run ({sim})", unit="sample", leave=False)
-
-
-def _run_amaranth(config, jobs: list[EieJob], vcd, bar) -> None:
-    from ..hw.eie.host_program import HostProgram, execute_async
-    from ..hw.eie.top import EIETop
-    from .bus_driver import simulate
-
-    t0 = time.perf_counter()
-    dut = EIETop(config)
-    programs = [HostProgram(config, j.image) for j in jobs]
-    advance = None if bar is None else (lambda: bar.update(1))
-
-    async def bench(bus):
-        for job, prog in zip(jobs, programs):
-            c0, w0 = bus.cycles, time.perf_counter()
-            await execute_async(prog.load(), bus.write, bus.read)
-            y, info = await run_samples(prog, job.x, bus, lambda: bus.cycles, advance)
-            job.result = RunResult(outputs=y, **info, simulator="amaranth",
-                                   sim_cycles=bus.cycles - c0,
-                                   sim_seconds=time.perf_counter() - w0)
-
-    prepare_s = time.perf_counter() - t0
-    _, setup_s = simulate(dut, bench, period_ns=PERIOD_NS, vcd=vcd)
-    jobs[0].result.build_seconds = prepare_s + setup_s
-
-
-def _write_job(job: EieJob, d: Path) -> dict[str, Any]:
-    from ..sw.image import write_image
-
-    write_image(job.image, d / "image")
-    np.save(d / "x.npy", job.x)
-    return {"image": str(d / "image"), "x": str(d / "x.npy")}
-
-
-def _run_cocotb(sim: str, config, jobs: list[EieJob], build_dir, vcd, bar,
-                load: str = "bus") -> None:
-    from .runner import check_simulator, run_cocotb_jobs
-
-    check_simulator(sim)
-    verilog, export_s = verilog_for_config(config, build_dir=build_dir)
-    out, build_s = run_cocotb_jobs(
-        sim, verilog, toplevel=TOPLEVEL, test_module="eie.sim.eie_tb",
-        spec={"config": dataclasses.asdict(config), "load": load}, jobs=jobs,
-        write_job=_write_job, build_dir=build_dir, waves=vcd, wave_format="vcd",
-        env={"COCOTB_LOG_LEVEL": "WARNING"}, on_progress=None if bar is None else bar.update)
-    for job, (y, info) in zip(jobs, out):
-        job.result = RunResult(outputs=y, counters=info["counters"],
-                               run_cycles=info["run_cycles"], sim_cycles=info["sim_cycles"],
-                               simulator=sim, sim_seconds=info["wall_seconds"],
-                               compute_cycles=info["compute_cycles"],
-                               compute_seconds=info["compute_seconds"])
-    jobs[0].result.build_seconds = export_s + build_s

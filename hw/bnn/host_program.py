@@ -1,14 +1,12 @@
 """The host's side of the BNN top: bus transactions to load an image and stream samples.
 
 Simulator-independent: the Amaranth-simulator runner, the cocotb testbench and the board host
-driver (over the UART bridge) all run these coroutines, each with its own bus object::
-
-    class Bus(Protocol):
-        async def write(self, addr: int, data: int) -> None: ...
-        async def read(self, addr: int) -> int: ...
-        async def idle(self, cycles: int) -> None: ...   # optional: let the clock run
-
-A blocking driver wraps its calls in ``async def`` methods and uses ``asyncio.run(...)``.
+driver (over the UART bridge) all run these coroutines over the host-bus driver every core
+shares (:class:`eie.hw.common.host.HostBus`: ``async write``, ``async read``, optionally
+``async idle``); the load is a list of :class:`~eie.hw.common.host.Write` operations run by the
+one executor (:func:`eie.hw.common.host.execute`), as the EIE's programs are. A blocking driver
+(the UART bridge's) runs them with :func:`eie.hw.common.host.run_sync`. CTRL, STATUS and ERRORS
+are packed and unpacked with the memory map's register layouts.
 
 Sequence:
 
@@ -23,22 +21,17 @@ Sequence:
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator
 
 import numpy as np
 
 from .words import BnnWeights, threshold_words, weight_words
 from ...common.errors import EieError
-from .memory_map import COUNTERS, CTRL_CLEAR, CTRL_RUN, ID_VALUE, BnnMemoryMap, config_crc
+from ..common.host import HostBus, Write, execute
+from .memory_map import COUNTERS, CTRL, ERRORS, ID_VALUE, STATUS, BnnMemoryMap, config_crc
 
 __all__ = ["HostBus", "load_ops", "sample_words", "decode_result", "check_config",
            "load_image", "run_samples", "read_counters", "random_gap"]
-
-
-class HostBus(Protocol):
-    async def write(self, addr: int, data: int) -> None: ...
-
-    async def read(self, addr: int) -> int: ...
 
 
 def load_ops(mm: BnnMemoryMap, image: BnnWeights) -> Iterator[tuple[int, int]]:
@@ -87,11 +80,9 @@ async def check_config(bus: HostBus, mm: BnnMemoryMap) -> None:
 
 async def load_image(bus: HostBus, mm: BnnMemoryMap, image: BnnWeights) -> int:
     """Write every weight and threshold word; return the number of bus writes."""
-    n = 0
-    for addr, data in load_ops(mm, image):
-        await bus.write(addr, data)
-        n += 1
-    return n
+    ops = [Write(addr, data) for addr, data in load_ops(mm, image)]
+    await execute(bus, ops)
+    return len(ops)
 
 
 async def read_counters(bus: HostBus, mm: BnnMemoryMap) -> dict:
@@ -114,7 +105,7 @@ async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload:
     x = np.asarray(x)
     n = x.shape[0]
     results: list[np.ndarray] = []
-    await bus.write(mm.reg("CTRL"), CTRL_CLEAR | (0 if preload else CTRL_RUN))
+    await bus.write(mm.reg("CTRL"), CTRL.pack(clear=1, run=not preload))
     sent = 0
     running = not preload
     polls = 0
@@ -123,14 +114,14 @@ async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload:
         if polls > max_polls:
             raise RuntimeError(f"BNN core stopped: {sent} samples sent, {len(results)} results "
                                f"after {max_polls} status polls")
-        status = await bus.read(mm.reg("STATUS"))
-        free, ready = status & 0xFFFF, status >> 16
+        status = STATUS.unpack(await bus.read(mm.reg("STATUS")))
+        free, ready = status["in_free"], status["out_count"]
         for _ in range(min(free, n - sent)):
             for word in sample_words(mm, x[sent]):
                 await bus.write(mm.reg("IN_DATA"), word)
             sent += 1
         if not running and (sent == n or sent >= mm.in_depth):
-            await bus.write(mm.reg("CTRL"), CTRL_RUN)
+            await bus.write(mm.reg("CTRL"), CTRL.pack(run=1))
             running = True
         if poll_gap and ready == 0 and (free == 0 or sent == n):
             await bus.idle(poll_gap)
@@ -144,8 +135,7 @@ async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload:
     counters = await read_counters(bus, mm)
     errors = await bus.read(mm.reg("ERRORS"))
     if errors:
-        raise RuntimeError(f"BNN core reported ERRORS={errors:#x} (bit 0: input overflow, "
-                           f"bit 1: output underflow)")
+        raise RuntimeError(f"BNN core reported ERRORS={errors:#x} ({ERRORS.describe()})")
     y = np.stack(results) if results else np.zeros((0, mm.n_classes), dtype=np.int32)
     return y, counters
 

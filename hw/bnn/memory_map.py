@@ -43,6 +43,12 @@ addr  name          r/w  meaning
                          full and not read (back-pressure inside the network), since CLEAR
 ====  ============  ===  ================================================================
 
+The bit fields of CTRL, STATUS and ERRORS are declared once, below, as
+:class:`eie.hw.common.regs.RegisterLayout` (:data:`CTRL`, :data:`STATUS`, :data:`ERRORS`): the
+top decodes and builds them through their ``StructLayout`` views, the host program packs and
+unpacks them, and :meth:`BnnMemoryMap.to_json` lists them (``fields``). Reads answer with
+``r_ack`` :data:`READ_LATENCY` (1) cycle after ``r_stb``.
+
 Memories (``addr >= 2**mem_bit``, write-only, reads answer 0): the address is the bit fields
 ``1 @ mem_bit | layer @ layer_shift | kind @ kind_shift | pe @ pe_shift | entry @ entry_shift |
 chunk``. ``kind`` 0 is weights, 1 thresholds; ``entry`` is the word's line in the image file; a
@@ -58,13 +64,29 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .folding import LayerFold, folding_text
+from ..common.regs import RegisterLayout, fields_json
 from ...common.errors import EieError
 
-__all__ = ["BnnMemoryMap", "REGISTERS", "ID_VALUE", "CTRL_RUN", "CTRL_CLEAR", "config_crc"]
+__all__ = ["BnnMemoryMap", "REGISTERS", "REG_FIELDS", "ID_VALUE", "READ_LATENCY", "CTRL", "STATUS",
+           "ERRORS", "CTRL_RUN", "CTRL_CLEAR", "config_crc"]
 
 ID_VALUE = 0x424E4E31
-CTRL_RUN = 1 << 0
-CTRL_CLEAR = 1 << 1
+#: Host bus read latency (``r_stb`` to ``r_ack``), the same for every address.
+READ_LATENCY = 1
+
+#: CTRL: ``run`` (reset 1) lets the network take samples from the input FIFO; writing ``clear``
+#: 1 zeroes the counters and ERRORS (it reads 0).
+CTRL = RegisterLayout(run=1, clear=1)
+#: STATUS: free sample slots in the input FIFO, complete results waiting in the output FIFO.
+STATUS = RegisterLayout(in_free=16, out_count=16)
+#: ERRORS (sticky until CLEAR): a sample written into a full input FIFO (dropped); OUT_DATA read
+#: with no result waiting (answered 0).
+ERRORS = RegisterLayout(overflow=(1, "input overflow"), underflow=(1, "output underflow"))
+#: The registers that are packed words, by name.
+REG_FIELDS: dict[str, RegisterLayout] = {"CTRL": CTRL, "STATUS": STATUS, "ERRORS": ERRORS}
+
+CTRL_RUN = CTRL.mask("run")
+CTRL_CLEAR = CTRL.mask("clear")
 
 REGISTERS: dict[str, int] = {
     "ID": 0, "CTRL": 1, "STATUS": 2, "IN_DATA": 3, "OUT_DATA": 4, "ERRORS": 5,
@@ -169,8 +191,9 @@ class BnnMemoryMap:
     def to_json(self) -> dict:
         """A self-contained description a host driver (or a person) can use."""
         return {
-            "bus": {"addr_width": self.addr_width, "data_width": 32, "read_latency": 1},
+            "bus": {"addr_width": self.addr_width, "data_width": 32, "read_latency": READ_LATENCY},
             "registers": dict(self.registers),
+            "fields": fields_json(REG_FIELDS),
             "id": ID_VALUE,
             "ctrl_bits": {"RUN": CTRL_RUN, "CLEAR": CTRL_CLEAR},
             "config_crc": config_crc(self.folds),

@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In
 from .folding import LayerFold, analytic_ii
 from .words import BnnWeights
 from ..common.bus import BusSignature
-from .memory_map import CTRL_CLEAR, CTRL_RUN, ID_VALUE, BnnMemoryMap, config_crc
+from .memory_map import CTRL, ERRORS, ID_VALUE, READ_LATENCY, STATUS, BnnMemoryMap, config_crc
 from .network import BnnNetwork
 from .threshold import dot_width
 
@@ -57,8 +57,13 @@ class BnnTop(wiring.Component):
         fifo_words = -(-mm.n_in // fifo_width)      # FIFO words per sample
         net = m.submodules.network = BnnNetwork(mm.folds, image=self._image, in_width=fifo_width,
                                                 levels_per_stage=self._levels_per_stage)
+        # One word more than the sample slots hold: SyncFIFOBuffered(depth=D) takes a write only
+        # while its inner memory (D - 1 words ahead of the output register) has room, and the
+        # IN_DATA writes below are posted (no w_rdy). With D = in_depth * fifo_words = 2, a word
+        # written right after another into the empty FIFO was lost and the core hung; with one
+        # word more the inner memory alone holds every word the slots let in.
         in_fifo = m.submodules.in_fifo = fifo.SyncFIFOBuffered(width=fifo_width,
-                                                               depth=mm.in_depth * fifo_words)
+                                                               depth=mm.in_depth * fifo_words + 1)
         dw = dot_width(mm.folds[-1].n_in)           # dots stored this narrow, read as int32
         out_fifo = m.submodules.out_fifo = fifo.SyncFIFOBuffered(width=dw * mm.n_classes,
                                                                  depth=mm.out_depth)
@@ -72,9 +77,10 @@ class BnnTop(wiring.Component):
         clear = Signal()
         err_overflow = Signal()
         err_underflow = Signal()
+        ctrl_w = CTRL.view(bus.w_data)
         with m.If(wr & (bus.addr == regs["CTRL"])):
-            m.d.sync += run.eq((bus.w_data & CTRL_RUN) != 0)
-            m.d.comb += clear.eq((bus.w_data & CTRL_CLEAR) != 0)
+            m.d.sync += run.eq(ctrl_w.run)
+            m.d.comb += clear.eq(ctrl_w.clear)
 
         # --- input: 32-bit writes into a FIFO of words, counted in whole-sample slots -----
         # A sample takes a slot from its first IN_DATA write until the network has read its
@@ -215,14 +221,17 @@ class BnnTop(wiring.Component):
                 with m.If(lat_run):
                     m.d.sync += [lat_run.eq(0), c["LATENCY"].eq(c["CYCLES"] - lat_start)]
 
-        # --- register reads (one cycle latency) ---------------------------------------------
-        in_free = Signal(16)
-        out_count = Signal(16)
-        m.d.comb += [in_free.eq(mm.in_depth - slots), out_count.eq(out_fifo.level)]
-        status = Cat(in_free, out_count)
+        # --- register reads (READ_LATENCY: one cycle) -------------------------------------
+        assert READ_LATENCY == 1
+        ctrl_r = Signal(CTRL.layout)
+        status = Signal(STATUS.layout)
+        errors = Signal(ERRORS.layout)
+        m.d.comb += [ctrl_r.run.eq(run),
+                     status.in_free.eq(mm.in_depth - slots), status.out_count.eq(out_fifo.level),
+                     errors.overflow.eq(err_overflow), errors.underflow.eq(err_underflow)]
         readable = {
-            "ID": ID_VALUE, "CTRL": run, "STATUS": status, "OUT_DATA": Mux(out_fifo.r_rdy, out_word, 0),
-            "ERRORS": Cat(err_overflow, err_underflow),
+            "ID": ID_VALUE, "CTRL": ctrl_r, "STATUS": status,
+            "OUT_DATA": Mux(out_fifo.r_rdy, out_word, 0), "ERRORS": errors,
             "N_IN": mm.n_in, "N_CLASSES": mm.n_classes, "N_LAYERS": mm.n_layers,
             "II_ANALYTIC": analytic_ii(mm.folds), "IN_DEPTH": mm.in_depth,
             "OUT_DEPTH": mm.out_depth, "CONFIG_CRC": config_crc(mm.folds),

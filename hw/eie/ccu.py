@@ -37,8 +37,8 @@ from amaranth.lib.wiring import In, Out
 from .config import EIEConfig, W_FRAC_BITS
 from .accum import ACT_READ_LATENCY
 from .lnzd import LNZD
-from .memory_map import (CODEBOOK_OFFSET, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_STRIDE,
-                         REGS, MemoryMap)
+from .memory_map import (CODEBOOK_OFFSET, CONFIG0, CONFIG1, CTRL, EIE_ID, LAYER_COUNTERS,
+                         LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE, REGS, STATUS, MemoryMap)
 
 __all__ = ["CCU"]
 
@@ -71,7 +71,7 @@ class CCU(wiring.Component):
         lbits = max(1, (c.max_layers - 1).bit_length())
         gbits = mm.pe_bits + mm.off_bits
         self._w = dict(n_in=c.j_bits + 1, n_out=c.j_bits + 1, ptr_base=pidx + 1,
-                       entry_base=c.ptr_bits, bias_base=bbits + 1, flags=10)
+                       entry_base=c.ptr_bits, bias_base=bbits + 1, flags=LAYER_FLAGS.size)
         super().__init__({
             "g_w_en": In(1),
             "g_w_off": In(gbits),
@@ -140,7 +140,7 @@ class CCU(wiring.Component):
         with m.If(self.g_w_en):
             with m.Switch(self.g_w_off):
                 with m.Case(REGS["CTRL"][0]):
-                    m.d.comb += start_req.eq(self.g_w_data[0])
+                    m.d.comb += start_req.eq(CTRL.view(self.g_w_data).start)
                 with m.Case(REGS["N_LAYERS"][0]):
                     m.d.sync += n_layers.eq(self.g_w_data)
         w_in, w_layer, w_word = table_index(self.g_w_off)
@@ -177,17 +177,21 @@ class CCU(wiring.Component):
             lcnt_r.addr.eq(c_rel >> 1),
         ]
         reg_word = Signal(32)
+        status = Signal(STATUS.layout)
+        m.d.comb += [status.busy.eq(self.busy), status.done.eq(done),
+                     status.bank.eq(self.src_bank), status.error.eq(err)]
         with m.Switch(self.g_r_off):
             with m.Case(REGS["ID"][0]):
                 m.d.comb += reg_word.eq(EIE_ID)
             with m.Case(REGS["CONFIG0"][0]):
-                m.d.comb += reg_word.eq(n | (c.fifo_depth << 16))
+                m.d.comb += reg_word.eq(CONFIG0.const(n_pe=n, fifo_depth=c.fifo_depth))
             with m.Case(REGS["CONFIG1"][0]):
-                m.d.comb += reg_word.eq(L | (c.acc_bits << 8) | (c.act_frac << 16))
+                m.d.comb += reg_word.eq(CONFIG1.const(max_layers=L, acc_bits=c.acc_bits,
+                                                      act_frac=c.act_frac))
             with m.Case(REGS["N_LAYERS"][0]):
                 m.d.comb += reg_word.eq(n_layers)
             with m.Case(REGS["STATUS"][0]):
-                m.d.comb += reg_word.eq(Cat(self.busy, done, self.src_bank, err))
+                m.d.comb += reg_word.eq(status)
             with m.Case(REGS["CYCLES"][0]):
                 m.d.comb += reg_word.eq(run_cycles)
         r1_reg = Signal(32)
@@ -205,14 +209,14 @@ class CCU(wiring.Component):
         # ---- current layer ----------------------------------------------------------------
         layer = Signal(range(max(L, 2)))
         n_in = Signal(c.j_bits + 1)
-        flags = Signal(10)
+        flags = Signal(LAYER_FLAGS.layout)
         bias_base = Signal(self._w["bias_base"])
-        src_flags = Signal(10)     # the layer that produced the source bank (0: the host)
+        src_flags = Signal(LAYER_FLAGS.layout)   # the layer that produced the source bank (0: the host)
         m.d.comb += [
             self.layer_idx.eq(layer),
-            self.src_w_frac.eq(src_flags[:W_FRAC_BITS]),
-            self.src_relu.eq(src_flags[8]),
-            self.src_has_bias.eq(src_flags[9]),
+            self.src_w_frac.eq(src_flags.w_frac),
+            self.src_relu.eq(src_flags.relu),
+            self.src_has_bias.eq(src_flags.has_bias),
         ]
 
         def pick(f):

@@ -1,7 +1,7 @@
 """The host's bus transactions, independent of any simulator or board: the single source of
 truth for "what to write where" to load an image, run a sample, and read results back.
 
-A program is a list of operations:
+A program is a list of the host-bus operations every core shares (:mod:`eie.hw.common.host`):
 
 * :class:`Write` ``(addr, data)`` -- one bus write;
 * :class:`Poll` ``(addr, mask, value, max_polls)`` -- read ``addr`` until ``data & mask == value``
@@ -9,59 +9,37 @@ A program is a list of operations:
 * :class:`Read` ``(addr, key)`` -- one bus read whose result is stored under ``key``.
 
 :class:`HostProgram` builds them for an :class:`~eie.hw.eie.config.EIEConfig` and an
-:class:`~eie.sw.image.Image`; :func:`execute` / :func:`execute_async` run a list of them given a
-``write(addr, data)`` and ``read(addr) -> int`` (plain or ``async``), so an Amaranth testbench, a
-cocotb testbench and the UART host driver all issue the very same sequence.
+:class:`~eie.sw.image.Image`; the one executor, ``await execute(bus, ops)``, runs a list of them
+on any host-bus driver (``run_sync(execute(bus, ops))`` from plain code over a blocking one), so
+an Amaranth testbench, a cocotb testbench and the UART host driver all issue the very same
+sequence. :func:`check_config` checks, before a load, that the core is an EIE built with this
+configuration.
 
 Sequence: ``load()`` once (layer table, ``N_LAYERS``, pointers, sparse-matrix words low half
 first, biases); then per sample ``run(x)`` (inputs into activation bank 0, ``CTRL`` start, poll
 ``STATUS.done``) and ``collect()`` (outputs from the result bank, per-layer and per-PE
-counters), decoded with :meth:`HostProgram.decode`.
+counters), decoded with :meth:`HostProgram.decode`. The packed words (``flags``, ``CTRL``,
+``STATUS``, ``CONFIG0``) are packed and unpacked with the memory map's register layouts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Sequence, Union
+from typing import Any, Sequence
 
 import numpy as np
 
+from ...common.errors import EieError
+from ..common.host import HostBus, Op, Poll, Read, Write, execute
 from .config import EIEConfig
-from .memory_map import MemoryMap
+from .memory_map import CONFIG0, CTRL, EIE_ID, LAYER_FLAGS, STATUS, MemoryMap
 
-__all__ = ["Write", "Read", "Poll", "Op", "HostProgram", "execute", "execute_async",
+__all__ = ["Write", "Read", "Poll", "Op", "HostProgram", "execute", "check_config",
            "STATUS_BUSY", "STATUS_DONE", "STATUS_BANK", "STATUS_ERROR"]
 
-STATUS_BUSY = 1 << 0
-STATUS_DONE = 1 << 1
-STATUS_BANK = 1 << 2
-STATUS_ERROR = 1 << 3
-
-
-@dataclass(frozen=True)
-class Write:
-    addr: int
-    data: int
-
-
-@dataclass(frozen=True)
-class Read:
-    addr: int
-    key: Hashable
-
-
-@dataclass(frozen=True)
-class Poll:
-    """Read ``addr`` until ``data & mask == value``; any bit of ``fail_mask`` set raises
-    :class:`RuntimeError` (the accelerator refused the request)."""
-    addr: int
-    mask: int
-    value: int
-    max_polls: int = 1_000_000
-    fail_mask: int = 0
-
-
-Op = Union[Write, Read, Poll]
+STATUS_BUSY = STATUS.mask("busy")
+STATUS_DONE = STATUS.mask("done")
+STATUS_BANK = STATUS.mask("bank")
+STATUS_ERROR = STATUS.mask("error")
 
 
 def _u32(v: int) -> int:
@@ -96,7 +74,7 @@ class HostProgram:
         mm, img = self.map, self.image
         ops: list[Op] = []
         for l, d in enumerate(img.layers):
-            flags = d.w_frac | (int(bool(d.relu)) << 8) | (int(bool(d.has_bias)) << 9)
+            flags = LAYER_FLAGS.pack(w_frac=d.w_frac, relu=bool(d.relu), has_bias=bool(d.has_bias))
             for name, v in (("n_in", d.n_in), ("n_out", d.n_out), ("ptr_base", d.ptr_base),
                             ("entry_base", d.entry_base), ("bias_base", d.bias_base),
                             ("flags", flags)):
@@ -123,9 +101,10 @@ class HostProgram:
         if x.size != self.image.n_in:
             raise ValueError(f"input has {x.size} values but the first layer takes {self.image.n_in}")
         ops: list[Op] = [Write(mm.act(j % n, 0, j // n), int(v) & 0xFFFF) for j, v in enumerate(x)]
-        ops.append(Write(mm.reg("CTRL"), 1))
-        ops.append(Poll(mm.reg("STATUS"), STATUS_BUSY | STATUS_DONE, STATUS_DONE,
-                        fail_mask=STATUS_ERROR))
+        ops.append(Write(mm.reg("CTRL"), CTRL.pack(start=1)))
+        ops.append(Poll(mm.reg("STATUS"), STATUS.mask("busy", "done"), STATUS.pack(done=1),
+                        fail_mask=STATUS.mask("error"),
+                        fail_why=f"STATUS.error: {STATUS.doc('error')}"))
         return ops
 
     def collect(self) -> list[Op]:
@@ -158,52 +137,16 @@ class HostProgram:
         return y, counters
 
 
-def _check_fail(op: Poll, v: int) -> None:
-    if v & op.fail_mask:
-        raise RuntimeError(f"address {op.addr:#x} reads {v:#x}: error bits {v & op.fail_mask:#x} "
-                           "set (for STATUS: N_LAYERS was 0 or above max_layers at start)")
-
-
-def execute(ops: Sequence[Op], write: Callable[[int, int], Any],
-            read: Callable[[int], int]) -> dict:
-    """Run ``ops`` with plain functions; return ``{key: value}`` of the :class:`Read` ops."""
-    out: dict = {}
-    for op in ops:
-        if isinstance(op, Write):
-            write(op.addr, op.data)
-        elif isinstance(op, Read):
-            out[op.key] = read(op.addr)
-        elif isinstance(op, Poll):
-            for _ in range(op.max_polls):
-                v = read(op.addr)
-                _check_fail(op, v)
-                if v & op.mask == op.value:
-                    break
-            else:
-                raise TimeoutError(f"address {op.addr:#x} did not reach {op.value:#x} "
-                                   f"(mask {op.mask:#x}) in {op.max_polls} reads; last {v:#x}")
-        else:
-            raise TypeError(f"not a host operation: {op!r}")
-    return out
-
-
-async def execute_async(ops: Sequence[Op], write, read) -> dict:
-    """As :func:`execute`, with ``write``/``read`` coroutine functions (simulator testbenches)."""
-    out: dict = {}
-    for op in ops:
-        if isinstance(op, Write):
-            await write(op.addr, op.data)
-        elif isinstance(op, Read):
-            out[op.key] = await read(op.addr)
-        elif isinstance(op, Poll):
-            for _ in range(op.max_polls):
-                v = await read(op.addr)
-                _check_fail(op, v)
-                if v & op.mask == op.value:
-                    break
-            else:
-                raise TimeoutError(f"address {op.addr:#x} did not reach {op.value:#x} "
-                                   f"(mask {op.mask:#x}) in {op.max_polls} reads; last {v:#x}")
-        else:
-            raise TypeError(f"not a host operation: {op!r}")
-    return out
+async def check_config(bus: HostBus, config: EIEConfig, *,
+                       hint: str = "the design was built for another configuration") -> None:
+    """Raise :class:`EieError` unless the core behind ``bus`` answers with the EIE's ID and
+    ``config``'s PE count and FIFO depth (``CONFIG0``); ``hint`` ends the second message."""
+    mm = MemoryMap(config)
+    ident = await bus.read(mm.reg("ID"))
+    if ident != EIE_ID:
+        raise EieError(f"the core answered ID {ident:#010x}, not the EIE's {EIE_ID:#010x}: is "
+                       f"this an EIE bitstream?")
+    cfg = CONFIG0.unpack(await bus.read(mm.reg("CONFIG0")))
+    if (cfg["n_pe"], cfg["fifo_depth"]) != (config.n_pe, config.fifo_depth):
+        raise EieError(f"the core has {cfg['n_pe']} PEs and FIFO depth {cfg['fifo_depth']}, but "
+                       f"the configuration says {config.n_pe} and {config.fifo_depth}: {hint}")

@@ -21,6 +21,12 @@ region  name       content (per PE unless global)
 The host may access memories and the layer table only while the accelerator is idle
 (``STATUS.busy == 0``); writes while busy are ignored, reads while busy return undefined data.
 Registers (control, status, counters) are always readable.
+
+Packed words (``CTRL``, ``CONFIG0``, ``CONFIG1``, ``STATUS``, the layer table's ``flags``) are
+declared once here as :class:`eie.hw.common.regs.RegisterLayout` (:data:`CTRL`,
+:data:`CONFIG0`, :data:`CONFIG1`, :data:`STATUS`, :data:`LAYER_FLAGS`): the CCU decodes and
+builds them through their ``StructLayout`` views, the host program packs and unpacks them, and
+the register tables below take their text from them.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .config import EIEConfig
+from ..common.regs import RegisterLayout
+from .config import W_FRAC_BITS, EIEConfig
 
-__all__ = ["MemoryMap", "Region", "REGION_BITS", "ACT_READ_LATENCY", "READ_LATENCY", "EIE_ID", "REGS", "LAYER_FIELDS",
-           "LAYER_STRIDE", "CODEBOOK_OFFSET", "LAYER_COUNTERS", "PE_COUNTERS"]
+__all__ = ["MemoryMap", "Region", "REGION_BITS", "ACT_READ_LATENCY", "READ_LATENCY", "EIE_ID",
+           "REGS", "REG_FIELDS", "LAYER_FIELDS", "LAYER_STRIDE", "CODEBOOK_OFFSET",
+           "LAYER_COUNTERS", "PE_COUNTERS", "CTRL", "CONFIG0", "CONFIG1", "STATUS", "LAYER_FLAGS"]
 
 REGION_BITS = 3
 #: Cycles from an activation read address to its int16 value (the PE's activation read
@@ -53,15 +61,34 @@ class Region:
     PECNT = 5
 
 
+# Packed registers: their fields, least significant first (``_`` names: reserved, read 0).
+#: ``CTRL`` (write): ``start`` = 1 while idle starts a run of ``N_LAYERS`` layers on bank 0.
+CTRL = RegisterLayout(start=1)
+#: ``CONFIG0``: the PE count and the activation-FIFO depth the design was built with.
+CONFIG0 = RegisterLayout(n_pe=9, _reserved=7, fifo_depth=16)
+#: ``CONFIG1``: layer-table entries, accumulator bits, activation fraction bits.
+CONFIG1 = RegisterLayout(max_layers=8, acc_bits=8, act_frac=4)
+#: ``STATUS``: ``done`` is sticky until the next start; ``bank`` is the activation file that
+#: holds the output; ``error``: the last start was refused (``N_LAYERS`` 0 or above max_layers).
+STATUS = RegisterLayout(busy=1, done=(1, "sticky until the next start"),
+                        bank=(1, "the activation file that holds the output"),
+                        error=(1, "N_LAYERS was 0 or above max_layers at start"))
+#: A layer descriptor's ``flags`` word.
+LAYER_FLAGS = RegisterLayout(w_frac=W_FRAC_BITS, _reserved=8 - W_FRAC_BITS, relu=1, has_bias=1)
+
+#: The registers that are packed words, by name.
+REG_FIELDS: dict[str, RegisterLayout] = {"CONFIG0": CONFIG0, "CONFIG1": CONFIG1, "CTRL": CTRL,
+                                         "STATUS": STATUS}
+
 # Global registers: name -> (offset, access, description)
 REGS: dict[str, tuple[int, str, str]] = {
     "ID": (0x0, "r", "constant 0x45494531 ('EIE1')"),
-    "CONFIG0": (0x1, "r", "bits 8:0 n_pe, bits 31:16 fifo_depth"),
-    "CONFIG1": (0x2, "r", "bits 7:0 max_layers, bits 15:8 acc_bits, bits 19:16 act_frac"),
-    "CTRL": (0x3, "w", "write bit 0 = 1 while idle: start a run of N_LAYERS layers on bank 0"),
+    "CONFIG0": (0x1, "r", CONFIG0.describe()),
+    "CONFIG1": (0x2, "r", CONFIG1.describe()),
+    "CTRL": (0x3, "w", f"write {CTRL.describe()} = 1 while idle: start a run of N_LAYERS "
+                       "layers on bank 0"),
     "N_LAYERS": (0x4, "rw", "number of layers to run (1..max_layers)"),
-    "STATUS": (0x5, "r", "bit 0 busy, bit 1 done (sticky until the next start), "
-                         "bit 2 result bank (the activation file that holds the output)"),
+    "STATUS": (0x5, "r", STATUS.describe()),
     "CYCLES": (0x6, "r", "cycles of the last run, from start to done"),
 }
 
@@ -75,7 +102,7 @@ LAYER_FIELDS: dict[str, tuple[int, str]] = {
     "ptr_base": (2, "first pointer"),
     "entry_base": (3, "first entry (an entry index, a multiple of 8)"),
     "bias_base": (4, "first bias slot"),
-    "flags": (5, "bits 4:0 w_frac, bit 8 relu, bit 9 has_bias"),
+    "flags": (5, LAYER_FLAGS.describe()),
 }
 LAYER_STRIDE = 32
 CODEBOOK_OFFSET = 16     # codebook entry c at descriptor offset 16 + c (int16, low half)
@@ -215,11 +242,16 @@ class MemoryMap:
                 "pecnt": {"region": Region.PECNT, "base": Region.PECNT << shift,
                           "offset": "2 * layer + (0 busy, 1 stall)", "counters": list(PE_COUNTERS)},
             },
-            "registers": {k: {"addr": v[0], "access": v[1], "doc": v[2]} for k, v in REGS.items()},
+            "registers": {k: {"addr": v[0], "access": v[1], "doc": v[2],
+                              **({"fields": REG_FIELDS[k].to_json()} if k in REG_FIELDS else {})}
+                          for k, v in REGS.items()},
             "layer_counters": {"base": self.counter_base, "stride": len(LAYER_COUNTERS),
                                "fields": list(LAYER_COUNTERS)},
             "layer_table": {"base": self.layer_base, "stride": LAYER_STRIDE,
-                            "fields": {k: {"offset": v[0], "doc": v[1]} for k, v in LAYER_FIELDS.items()},
+                            "fields": {k: {"offset": v[0], "doc": v[1],
+                                           **({"fields": LAYER_FLAGS.to_json()}
+                                              if k == "flags" else {})}
+                                       for k, v in LAYER_FIELDS.items()},
                             "codebook_offset": CODEBOOK_OFFSET},
         }
 

@@ -42,7 +42,45 @@ from .memory_map import MemoryMap, Region
 from .ptr_read import PtrRead
 from .spmat_read import SpmatRead
 
-__all__ = ["PE"]
+__all__ = ["PE", "pe_signature"]
+
+
+def pe_signature(config: EIEConfig) -> wiring.Signature:
+    """The PE's ports for ``config`` (the same for every PE index; see :class:`PE`)."""
+    c, mm = config, MemoryMap(config)
+    pidx = max(1, (c.ptr_depth - 1).bit_length())
+    bbits = max(1, (c.bias_depth - 1).bit_length())
+    lbits = max(1, (c.max_layers - 1).bit_length())
+    return wiring.Signature({
+        "b_valid": In(1),
+        "b_j": In(c.j_bits),
+        "b_a": In(signed(16)),
+        "fifo_full": Out(1),
+        "ptr_base": In(pidx + 1),
+        "entry_base": In(c.ptr_bits),
+        "codebook": In(data.ArrayLayout(signed(16), 16)),
+        "src_bank": In(1),
+        "src_bias_base": In(bbits + 1),
+        "src_has_bias": In(1),
+        "src_w_frac": In(W_FRAC_BITS),
+        "src_relu": In(1),
+        "act_rd_en": In(1),
+        "act_rd_addr": In(max(1, mm.act_bits)),
+        "act_rd_data": Out(signed(16)),
+        "layer_start": In(1),
+        "layer_end": In(1),
+        "layer_idx": In(lbits),
+        "stall_probe": In(1),
+        "idle": Out(1),
+        "host_mode": In(1),
+        "h_w_en": In(1),
+        "h_w_region": In(3),
+        "h_w_off": In(mm.off_bits),
+        "h_w_data": In(32),
+        "h_r_region": In(3),
+        "h_r_off": In(mm.off_bits),
+        "h_r_data": Out(32),
+    })
 
 
 class PE(wiring.Component):
@@ -68,42 +106,9 @@ class PE(wiring.Component):
             raise ValueError(f"PE index {index!r} out of range 0..{config.n_pe - 1}")
         self._config = c = config
         self._index = index
-        self._map = mm = MemoryMap(config)
-        rbits = max(1, (c.acc_depth - 1).bit_length())
-        pidx = max(1, (c.ptr_depth - 1).bit_length())
-        bbits = max(1, (c.bias_depth - 1).bit_length())
-        lbits = max(1, (c.max_layers - 1).bit_length())
+        self._map = MemoryMap(config)
         self._bcast_layout = data.StructLayout({"j": c.j_bits, "a": signed(16)})
-        super().__init__({
-            "b_valid": In(1),
-            "b_j": In(c.j_bits),
-            "b_a": In(signed(16)),
-            "fifo_full": Out(1),
-            "ptr_base": In(pidx + 1),
-            "entry_base": In(c.ptr_bits),
-            "codebook": In(data.ArrayLayout(signed(16), 16)),
-            "src_bank": In(1),
-            "src_bias_base": In(bbits + 1),
-            "src_has_bias": In(1),
-            "src_w_frac": In(W_FRAC_BITS),
-            "src_relu": In(1),
-            "act_rd_en": In(1),
-            "act_rd_addr": In(max(1, mm.act_bits)),
-            "act_rd_data": Out(signed(16)),
-            "layer_start": In(1),
-            "layer_end": In(1),
-            "layer_idx": In(lbits),
-            "stall_probe": In(1),
-            "idle": Out(1),
-            "host_mode": In(1),
-            "h_w_en": In(1),
-            "h_w_region": In(3),
-            "h_w_off": In(mm.off_bits),
-            "h_w_data": In(32),
-            "h_r_region": In(3),
-            "h_r_off": In(mm.off_bits),
-            "h_r_data": Out(32),
-        })
+        super().__init__(pe_signature(config))
 
     def elaborate(self, platform):
         m = Module()

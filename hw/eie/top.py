@@ -15,7 +15,7 @@ ignore writes.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,19 +24,33 @@ from eie.hw.common.bus import BusSignature
 from .ccu import CCU
 from .config import EIEConfig
 from .memory_map import ACT_READ_LATENCY, READ_LATENCY, MemoryMap, Region
-from .pe import PE
+from .pe import PE, pe_signature
 
-__all__ = ["EIETop", "READ_LATENCY"]
+__all__ = ["EIETop", "READ_LATENCY", "PE_MODULE"]
+
+#: The Verilog module name of the PE when the top instantiates one definition ``n_pe`` times.
+PE_MODULE = "eie_top_pe"
 
 
 class EIETop(wiring.Component):
-    """The accelerator for one :class:`EIEConfig`; ``memory_map`` describes its address space."""
+    """The accelerator for one :class:`EIEConfig`; ``memory_map`` describes its address space.
 
-    def __init__(self, config: EIEConfig):
+    ``pe_module``: ``None`` (the default) elaborates the ``n_pe`` PEs as Amaranth submodules (the
+    Amaranth simulator needs that); a module name (e.g. :data:`PE_MODULE`) instantiates that
+    Verilog module ``n_pe`` times instead, whose one definition is :meth:`pe_definition`. The PE
+    does not depend on its index (the top does the per-PE address decode), so the two are the
+    same circuit; the second makes the Verilog, Verilator's model and Yosys's work grow with
+    ``n_pe`` only in the top.
+    """
+
+    def __init__(self, config: EIEConfig, *, pe_module: str | None = None):
         if not isinstance(config, EIEConfig):
             raise TypeError(f"config must be an EIEConfig, not {config!r}")
+        if pe_module is not None and not (isinstance(pe_module, str) and pe_module.isidentifier()):
+            raise ValueError(f"pe_module must be a Verilog identifier, not {pe_module!r}")
         self._config = config
         self._map = MemoryMap(config)
+        self._pe_module = pe_module
         super().__init__({
             "bus": In(BusSignature(self._map.addr_width)),
             "busy": Out(1),
@@ -51,15 +65,37 @@ class EIETop(wiring.Component):
     def memory_map(self) -> MemoryMap:
         return self._map
 
+    @property
+    def pe_module(self) -> str | None:
+        return self._pe_module
+
+    def pe_definition(self) -> PE:
+        """The PE the instances of ``pe_module`` stand for (any index: the PE ignores it)."""
+        return PE(self._config, 0)
+
+    def _pe_instance(self, m: Module, k: int):
+        """Instance ``k`` of ``pe_module``, and an interface of the PE's signature wired to it."""
+        sig = pe_signature(self._config)
+        intf = sig.create(path=(f"pe{k}",))
+        ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
+        for path, member, value in sig.flatten(intf):
+            prefix = "i_" if member.flow == wiring.In else "o_"
+            ports[prefix + "__".join(map(str, path))] = Value.cast(value)
+        m.submodules[f"pe{k}"] = Instance(self._pe_module, **ports)
+        return intf
+
     def elaborate(self, platform):
         m = Module()
         c = self._config
         mm = self._map
         n = c.n_pe
         m.submodules.ccu = ccu = CCU(c)
-        pes = [PE(c, k) for k in range(n)]
-        for k, pe in enumerate(pes):
-            m.submodules[f"pe{k}"] = pe
+        if self._pe_module is None:
+            pes = [PE(c, k) for k in range(n)]
+            for k, pe in enumerate(pes):
+                m.submodules[f"pe{k}"] = pe
+        else:
+            pes = [self._pe_instance(m, k) for k in range(n)]
 
         ob, pb = mm.off_bits, mm.pe_bits
         # The request is registered first (a posted write lands one cycle later; reads are
@@ -105,10 +141,15 @@ class EIETop(wiring.Component):
             ccu.fifo_full.eq(Cat(*(pe.fifo_full for pe in pes))),
         ]
         for k, pe in enumerate(pes):
-            # Each PE's wiring in its own module: the Amaranth simulator re-evaluates a module's
-            # combinational statements together, so this keeps one PE's change local.
-            glue = Module()
-            m.submodules[f"glue{k}"] = glue
+            # Each PE's wiring in its own module for the Amaranth simulator (it re-evaluates a
+            # module's combinational statements together, so this keeps one PE's change local);
+            # in the top itself for Verilog (a glue module would take the whole N-wide
+            # act_rd_data array as a port: Verilog quadratic in n_pe).
+            if self._pe_module is None:
+                glue = Module()
+                m.submodules[f"glue{k}"] = glue
+            else:
+                glue = m
             glue.d.comb += [
                 ccu.act_rd_data[k].eq(pe.act_rd_data),
                 pe.b_valid.eq(ccu.b_valid), pe.b_j.eq(ccu.b_j), pe.b_a.eq(ccu.b_a),
