@@ -35,6 +35,7 @@ from .bench_layers import (EIE_CLOCK_MHZ, EIE_N_PE, TABLE3_SOURCE, LayerSpec, Sy
                            parse_layers, scale_spec, synth_layer)
 from ..hw.eie.variants import DEFAULT_VARIANT
 from ..sim.backdoor import LOADS
+from ..common import outputs
 from ..common.errors import EieError
 
 __all__ = [
@@ -862,6 +863,20 @@ def _check_out_path(path: Path | None, what: str, suffix: str) -> None:
         raise EieError(f"{what} {path} must end in {suffix}")
 
 
+def _plan_outputs(args: argparse.Namespace) -> None:
+    """Check ``--json``, ``--plot`` and ``--build-dir`` before anything runs
+    (:mod:`eie.common.outputs`)."""
+    _check_out_path(args.json, "--json", ".json")
+    _check_out_path(args.plot, "--plot", ".png")
+    paths = outputs.plan()
+    if args.json:
+        paths.file(args.json, "--json")
+    if args.plot:
+        paths.file(args.plot, "--plot")
+    if args.build_dir is not None:
+        paths.cache(args.build_dir, "--build-dir")
+
+
 def _setup_from_args(args: argparse.Namespace) -> BenchSetup:
     return BenchSetup.from_variant(args.variant, fifo_depth=args.fifo_depth,
                                    overrides=_parse_set(args.set), n_pe=args.pes, seed=args.seed,
@@ -869,8 +884,7 @@ def _setup_from_args(args: argparse.Namespace) -> BenchSetup:
 
 
 def cmd_table3(args: argparse.Namespace) -> int:
-    _check_out_path(args.json, "--json", ".json")
-    _check_out_path(args.plot, "--plot", ".png")
+    _plan_outputs(args)
     setup = _setup_from_args(args)
     specs = parse_layers(args.layers)
     doc = table3(specs, setup, args.sim, build_dir=args.build_dir, load=args.load)
@@ -885,8 +899,7 @@ def cmd_table3(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    _check_out_path(args.json, "--json", ".json")
-    _check_out_path(args.plot, "--plot", ".png")
+    _plan_outputs(args)
     setup = _setup_from_args(args)
     specs = parse_layers(args.layers)
     values = parse_int_list(args.values, "--values") if args.values else None

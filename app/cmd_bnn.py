@@ -10,12 +10,35 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common import outputs
 from ..common.atomic import atomic_file
 from ..common.errors import EieError
 
-__all__ = ["register"]
+__all__ = ["register", "bnn_image_files", "BNN_IMAGE_OWNER"]
 
 SIMS = ("amaranth", "verilator", "icarus")
+
+
+def bnn_image_files(manifest: dict) -> list[str] | None:
+    """The files a BNN image's ``manifest.json`` lists (besides itself), or None when it is not
+    a BNN image manifest: the owner check of ``eie bnn compile -o`` (:mod:`eie.common.outputs`),
+    which replaces a directory only if it is one of these."""
+    from ..sw.bnn.image import FORMAT
+
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("layers"), list):
+        return None
+    files = []
+    for layer in manifest["layers"]:
+        for key in ("weight_files", "threshold_files"):
+            names = layer.get(key, [])
+            if not isinstance(names, list):
+                return None
+            files += names
+    return files
+
+
+#: Recognises a directory written by ``eie bnn compile`` (see :func:`bnn_image_files`).
+BNN_IMAGE_OWNER = outputs.manifest_owner("manifest.json", bnn_image_files)
 
 
 def _save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -63,6 +86,9 @@ def _load_bits(path: str | os.PathLike, n_in: int) -> np.ndarray:
 
 
 def _cmd_compile(args) -> int:
+    paths = outputs.plan()          # first: an interrupt from here on can say what -o holds
+    paths.input(args.model, "MODEL.npz", kind="npz")
+    paths.directory(args.output, "-o", owner=BNN_IMAGE_OWNER, kind="a BNN image")
     from ..sw.bnn.compile import compile_model
     from ..sw.bnn.float_model import load_model
     from ..sw.bnn.image import write_image
@@ -83,6 +109,10 @@ def _cmd_golden(args) -> int:
     from ..sw.bnn.golden import golden_forward
     from ..sw.bnn.image import read_image
 
+    paths = outputs.plan()
+    paths.input(args.image, "IMAGE_DIR")
+    paths.input(args.input, "--input", kind="npy")
+    paths.file(args.output, "-o")
     image = read_image(args.image)
     x = _load_bits(args.input, image.shape[0])
     y = golden_forward(image, x)
@@ -112,14 +142,19 @@ def _folds_from_args(args):
 def _cmd_generate(args) -> int:
     from ..sim.bnn_run import build_top_verilog
     from ..hw.bnn.folding import analytic_ii
-
-    folds, image = _folds_from_args(args)
-    bake = image if (image is not None and not args.no_bake) else None
-    path = build_top_verilog(folds, args.output, in_depth=args.in_depth, out_depth=args.out_depth,
-                             image=bake)
     from ..hw.bnn.memory_map import BnnMemoryMap
+
+    paths = outputs.plan()
+    if args.image is not None:
+        paths.input(args.image, "IMAGE_DIR")
+    vpath = paths.file(args.output, "-o")
+    mpath = paths.file(args.memory_map if args.memory_map else vpath.with_suffix(".memmap.json"),
+                       "--memory-map")
+    folds, image = _folds_from_args(args)
     mm = BnnMemoryMap(folds, in_depth=args.in_depth, out_depth=args.out_depth)
-    mpath = Path(args.memory_map) if args.memory_map else path.with_suffix(".memmap.json")
+    bake = image if (image is not None and not args.no_bake) else None
+    path = build_top_verilog(folds, vpath, in_depth=args.in_depth, out_depth=args.out_depth,
+                             image=bake)
     with atomic_file(mpath) as f:
         f.write(mm.to_json_text() + "\n")
     print(f"{path}: module bnn_top, {len(folds)} layers, II {analytic_ii(folds)} cycles, "
@@ -133,13 +168,23 @@ def _cmd_run(args) -> int:
     from ..sim.bnn_run import BnnJob, run_amaranth, run_rtl
     from ..hw.bnn.folding import analytic_ii
     from ..sw.bnn.golden import golden_forward
+    from ..hw.bnn.memory_map import BnnMemoryMap
     from ..sw.bnn.image import read_image
 
-    image = read_image(args.image)
-    x = _load_bits(args.input, image.shape[0])
     if not 0 <= args.backpressure < 1:
         raise EieError(f"--backpressure is {args.backpressure}; choose a probability in [0, 1)")
+    paths = outputs.plan()
+    paths.input(args.image, "IMAGE_DIR")
+    paths.input(args.input, "--input", kind="npy")
+    paths.file(args.output, "-o")
+    if args.stats:
+        paths.file(args.stats, "--stats")
+    if args.sim != "amaranth":
+        paths.cache(args.build_dir, "--build-dir")
+    image = read_image(args.image)
+    x = _load_bits(args.input, image.shape[0])
     folds = image.folds
+    BnnMemoryMap(folds, in_depth=args.in_depth, out_depth=args.out_depth)   # options, before mkdir
     job = BnnJob(image, x, preload=True, backpressure=args.backpressure, seed=args.seed,
                  max_gap=4 * analytic_ii(folds))
     if args.sim == "amaranth":

@@ -9,9 +9,38 @@ import sys
 import time
 from pathlib import Path
 
+from ..common import outputs
 from ..common.errors import EieError
 
-__all__ = ["register"]
+__all__ = ["register", "build_dir_files", "BUILD_DIR_OWNER"]
+
+#: The logs ``eie build`` copies into ``BUILD_DIR/logs``.
+_BUILD_LOGS = ("top.rpt", "top.tim", "nextpnr-report.json", "build.log")
+
+
+def build_dir_files(report: dict) -> list[str] | None:
+    """The files an ``eie build`` output's ``report.json`` accounts for (besides itself), or
+    None when it is not such a report: the owner check of ``eie build --out``."""
+    bitstream = report.get("bitstream")
+    if not isinstance(report.get("board"), str) or not outputs.safe_name(bitstream):
+        return None
+    return ["core.json", bitstream, "logs/"] + [f"logs/{name}" for name in _BUILD_LOGS]
+
+
+#: Recognises a directory written by ``eie build`` (see :func:`build_dir_files`).
+BUILD_DIR_OWNER = outputs.manifest_owner("report.json", build_dir_files)
+
+
+def _image_kind(image_dir: Path) -> str:
+    """``eie.app.host.image_kind``, after checking that the manifest is a JSON object at all
+    (one nested too deeply for the parser, or not UTF-8, is a one-line error too)."""
+    from .host import image_kind
+
+    manifest = Path(image_dir) / "manifest.json"
+    if manifest.is_file() and outputs.read_manifest(manifest) is None:
+        raise EieError(f"{manifest} is not a JSON object (damaged? write the image again with "
+                       "eie compress or eie bnn compile)")
+    return image_kind(image_dir)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,8 +113,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from ..boards.build import BuildSpec, build, program
     from ..boards.platforms import board_by_name
-    from .host import image_kind
-
     board = board_by_name(args.board)
     if args.pes is not None and args.design != "eie":
         raise EieError(f"--pes {args.pes} applies to --design eie only")
@@ -93,12 +120,17 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise EieError(f"--pes {args.pes} is out of range: the EIE takes 1 to 256 PEs")
     if args.baud <= 0:
         raise EieError(f"--baud {args.baud} must be a positive baud rate")
-    spec = BuildSpec(board=board, design=args.design,
-                     out=args.out or Path("build") / f"{board.name}-{args.design}",
+    paths = outputs.plan()
+    if args.image is not None:
+        paths.input(args.image, "--image")
+    out = paths.directory(args.out or Path("build") / f"{board.name}-{args.design}", "--out",
+                          owner=BUILD_DIR_OWNER, kind="an `eie build` output",
+                          create_parents=args.out is None)
+    spec = BuildSpec(board=board, design=args.design, out=out,
                      pes=args.pes, baud=args.baud, clock_mhz=args.clock_mhz,
                      bnn_fold=args.fold, seed=args.seed)
     if args.image is not None:
-        kind = image_kind(args.image)
+        kind = _image_kind(args.image)
         if kind != args.design:
             raise EieError(f"--image {args.image} is a {kind} image but --design is {args.design}")
         if kind == "eie":
@@ -193,7 +225,11 @@ def _read_build(build_dir: Path | None) -> dict:
         if not p.is_file():
             raise EieError(f"--build {build_dir} has no {name}: give the `eie build` output "
                            f"directory of the bitstream on the board")
-        out[name] = json.loads(p.read_text())
+        data = outputs.read_manifest(p)
+        if data is None:
+            raise EieError(f"--build {build_dir}: {name} is not a JSON object (damaged? run "
+                           "`eie build` again)")
+        out[name] = data
     return out
 
 
@@ -202,12 +238,21 @@ def cmd_board_run(args: argparse.Namespace) -> int:
 
     from ..boards.protocol import Design
     from ..common.atomic import atomic_file
-    from .host import (BridgeClient, SerialTransport, image_kind, run_bnn, run_eie,
-                       simulated_board)
+    from .host import BridgeClient, SerialTransport, run_bnn, run_eie, simulated_board
 
     if args.retries < 0:
         raise EieError(f"--retries {args.retries} must be 0 or more")
-    kind = image_kind(args.image)
+    if args.baud is not None and args.baud <= 0:
+        raise EieError(f"--baud {args.baud} must be a positive baud rate")
+    paths = outputs.plan()
+    paths.input(args.image, "IMAGE_DIR")
+    paths.input(args.input, "--input", kind="npy")
+    if args.build is not None:
+        paths.input(args.build, "--build")
+    paths.file(args.output, "-o")
+    if args.stats:
+        paths.file(args.stats, "--stats")
+    kind = _image_kind(args.image)
     build = _read_build(args.build)
     if build and build["core.json"].get("kind") != kind:
         raise EieError(f"--build {args.build} holds a {build['core.json'].get('kind')} bitstream "
@@ -232,7 +277,7 @@ def cmd_board_run(args: argparse.Namespace) -> int:
             try:
                 config = EIEConfig(**{k: v for k, v in build["core.json"]["config"].items()
                                       if k in EIEConfig.__dataclass_fields__})
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise EieError(f"{args.build}/core.json is not an EIE configuration ({exc})") from None
             config.check_image(image)
         gold = golden_forward(image, xq).outputs.astype(np.int16)
@@ -250,7 +295,11 @@ def cmd_board_run(args: argparse.Namespace) -> int:
             client, transport = simulated_board(BnnTop(image.folds), Design.BNN)
         gold = bnn_golden(image, xq)
     if not args.simulate:
-        baud = args.baud or (build.get("report.json", {}).get("uart", {}).get("baud", 115200))
+        uart = build.get("report.json", {}).get("uart")
+        baud = args.baud or (uart.get("baud") if isinstance(uart, dict) else None) or 115200
+        if type(baud) is not int or baud <= 0:
+            raise EieError(f"--build {args.build}: report.json gives the baud rate {baud!r}, not "
+                           "a positive integer (pass --baud)")
         transport = SerialTransport(args.port, baud)
         client = BridgeClient(transport, retries=args.retries)
         info = client.info()

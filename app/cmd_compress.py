@@ -19,9 +19,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..common import outputs
 from ..common.errors import EieError
 
-__all__ = ["register", "cmd_compress", "cmd_golden", "cmd_inspect", "inspect_report"]
+__all__ = ["register", "cmd_compress", "cmd_golden", "cmd_inspect", "inspect_report",
+           "eie_image_files", "EIE_IMAGE_OWNER"]
+
+
+def eie_image_files(manifest: dict) -> list[str] | None:
+    """The files an EIE image's ``manifest.json`` accounts for (besides itself), or None when
+    it is not an EIE image manifest: the owner check of ``eie compress -o``
+    (:mod:`eie.common.outputs`), which replaces a directory only if it is one of these."""
+    from ..sw.image import FORMAT_NAME, MAX_IMAGE_PE
+
+    n = manifest.get("n_pe")
+    if manifest.get("format") != FORMAT_NAME or type(n) is not int or not 1 <= n <= MAX_IMAGE_PE:
+        return None
+    return ["image.npz"] + [f"pe{k}_{part}.hex" for k in range(n)
+                            for part in ("ptr", "spmat", "bias")]
+
+
+#: Recognises a directory written by ``eie compress`` (see :func:`eie_image_files`).
+EIE_IMAGE_OWNER = outputs.manifest_owner("manifest.json", eie_image_files)
 
 
 def _parse_densities(text: str) -> list[float]:
@@ -166,6 +185,12 @@ def _load_calibration(path: Path, n_in: int):
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
+    paths = outputs.plan()          # first: an interrupt from here on can say what -o holds
+    paths.input(args.model, "MODEL", kind="npz" if Path(args.model).suffix.lower() == ".npz"
+                else None)
+    if args.calibrate is not None:
+        paths.input(args.calibrate, "--calibrate", kind="npy")
+    out = paths.directory(args.output, "-o", owner=EIE_IMAGE_OWNER, kind="an EIE image")
     from ..sw.compress import CompressConfig, compress_model
     from ..sw.image import write_image
     from ..sw.model_io import load_model
@@ -181,9 +206,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
         init=args.init, act_frac=args.act_frac, acc_bits=args.acc_bits, ptr_depth=args.ptr_depth,
         spmat_depth=args.spmat_depth, act_depth=args.act_depth, bias_depth=args.bias_depth,
         balance=args.balance)
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise EieError(f"output {out} exists and is not a directory (choose another -o IMAGE_DIR)")
     model = load_model(args.model)
     if args.calibrate is not None:
         if not args.balance:
@@ -207,11 +229,29 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print(f"total: {t['nonzeros']} of {t['weights']} weights kept ({t['density']:.2%}), "
           f"{_fmt_bits(t['total_bits'])} vs {_fmt_bits(t['dense_bits'])} dense float32: "
           f"{t['ratio']:.1f}x, {t['ratio_huffman']:.1f}x with Huffman coding")
-    sat = sum(d.stats["compression"]["bias_saturated"] for d in result.image.layers)
-    if sat:
-        print(f"warning: {sat} biases saturated to int16 with act_frac {config.act_frac} "
-              "(lower --act-frac)", file=sys.stderr)
+    _lossy_warnings(result.image, config.act_frac)
     return 0
+
+
+def _lossy_warnings(image: Any, act_frac: int) -> None:
+    """Legal but lossy fixed point, one ``warning:`` line each on stderr: biases or codebook
+    entries saturated to int16, codebook entries rounded to 0 (a layer whose every entry rounds
+    to 0 is refused by :func:`eie.sw.compress.compress_model`)."""
+    comp = [d.stats["compression"] for d in image.layers]
+    sat = sum(c["bias_saturated"] for c in comp)
+    if sat:
+        print(f"warning: {sat} biases saturated to int16 with act_frac {act_frac} "
+              "(lower --act-frac)", file=sys.stderr)
+    for l, c in enumerate(comp):
+        n = c.get("centroids", 0)
+        if c.get("codebook_saturated"):
+            print(f"warning: layer {l}: {c['codebook_saturated']} of {n} codebook entries "
+                  "saturated to int16 even with weight shift 0 (weights up to "
+                  f"{max(abs(v) for v in c['centroids_float']):.3g}); the layer's weights are "
+                  "clipped: scale them down (and the next layer's up)", file=sys.stderr)
+        if c.get("codebook_zeroed"):
+            print(f"warning: layer {l}: {c['codebook_zeroed']} of {n} codebook entries round to "
+                  "0 in int16 fixed point; those weights are dropped", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- golden
@@ -235,6 +275,10 @@ def cmd_golden(args: argparse.Namespace) -> int:
     from ..sw.golden import golden_forward
     from ..sw.image import read_image
 
+    paths = outputs.plan()
+    paths.input(args.image, "IMAGE_DIR")
+    paths.input(args.input, "--input", kind="npy")
+    paths.file(args.output, "-o")
     image = read_image(args.image)
     x = _load_npy(Path(args.input))
     if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub":
@@ -320,6 +364,7 @@ def inspect_report(image: Any) -> dict[str, Any]:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from ..sw.image import read_image
 
+    outputs.plan().input(args.image, "IMAGE_DIR")
     image = read_image(args.image)
     rep = inspect_report(image)
     if args.json:

@@ -5,7 +5,39 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["register"]
+from ..common import outputs
+
+__all__ = ["register", "demo_dir_files"]
+
+#: Where ``eie demo`` writes without ``--out``.
+DEFAULT_OUT = Path("out/demo")
+#: The files of a demo output besides its plots and its two image directories.
+_DEMO_FILES = ("report.md", "lenet_float.npz", "lenet_compressed.npz", "x_test_int16.npy",
+               "y_test.npy", "eie_rtl_outputs.npy", "eie_sim.log", "bnn_tfc.npz", "bnn_sfc.npz",
+               "x_test_bits.npy", "bnn_rtl_outputs.npy", "bnn_sim.log")
+
+
+def demo_dir_files(out: Path) -> set[str] | None:
+    """The files of an ``eie demo`` output directory (its ``report.json`` names the plots; the
+    image directories must pass their own owner checks), or None when it is not one: the owner
+    check of ``eie demo --out``, which replaces the directory as a whole."""
+    from .cmd_bnn import BNN_IMAGE_OWNER
+    from .cmd_compress import EIE_IMAGE_OWNER
+
+    report = outputs.read_manifest(out / "report.json")
+    if report is None or not all(k in report for k in ("config", "eie", "bnn")):
+        return None
+    plots = report.get("plots", [])
+    if not isinstance(plots, list) or not all(outputs.safe_name(p) for p in plots):
+        return None
+    files = {"report.json", *_DEMO_FILES, *plots}
+    for sub, owner in (("eie_image", EIE_IMAGE_OWNER), ("bnn_image", BNN_IMAGE_OWNER)):
+        if (out / sub).is_dir() and not (out / sub).is_symlink():
+            inner = owner(out / sub)
+            if inner is None:
+                return None
+            files |= {f"{sub}/{name}" for name in inner}
+    return files
 
 
 def _int(text: str) -> int:
@@ -20,7 +52,10 @@ def _handler(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, format_summary, run_demo
 
     mode = "quick" if args.quick else "full" if args.full else "default"
-    cfg = DemoConfig.for_mode(mode, out=Path(args.out), images=args.images, sim=args.sim,
+    out = outputs.plan().directory(args.out or DEFAULT_OUT, "--out", owner=demo_dir_files,
+                                   kind="an `eie demo` output",
+                                   create_parents=args.out is None)
+    cfg = DemoConfig.for_mode(mode, out=out, images=args.images, sim=args.sim,
                               n_pe=args.pes, seed=args.seed, bnn_shape=args.bnn_shape,
                               bnn_fold=args.bnn_fold, progress=not args.no_progress)
     print(f"eie demo ({mode}): LeNet-300-100 on EIE ({cfg.n_pe} PEs) and a binarized "
@@ -51,8 +86,9 @@ def register(subparsers) -> None:
                        help="a small run for CI: few epochs, 16 digits on each RTL")
     speed.add_argument("--full", action="store_true",
                        help="longer training, the SFC shape for the BNN, every test digit")
-    p.add_argument("--out", default="out/demo", metavar="DIR",
-                   help="output directory, replaced as a whole (default out/demo)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output directory, replaced as a whole (default out/demo); an existing "
+                        "one only if it is empty or an earlier demo's output")
     p.add_argument("--images", type=_int, default=None, metavar="N",
                    help="test digits to run on each RTL, 1..1000 (default 1000; 16 with --quick)")
     p.add_argument("--sim", choices=("verilator", "icarus", "amaranth"), default="verilator",

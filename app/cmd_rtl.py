@@ -23,6 +23,7 @@ from typing import Any
 
 from ..sim.backdoor import LOADS
 from ..sim.eie_run import VERILATOR_WAIVERS as LINT_WAIVERS  # the documented lint waivers
+from ..common import outputs
 from ..common.errors import EieError
 
 __all__ = ["register", "cmd_generate", "cmd_run", "run_model", "lint_verilog", "LINT_WAIVERS",
@@ -172,7 +173,10 @@ def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, P
     mm = MemoryMap(config)
     header = (f"EIE sparse accelerator, {config.n_pe} PEs, FIFO depth {config.fifo_depth}; "
               f"memory map and parameters in {output.with_suffix('.json').name}")
-    text = verilog_text(EIETop(config), name=name, header=header)
+    # one PE module ({name}_pe), instantiated n_pe times: the Verilog grows with n_pe only in the top
+    top = EIETop(config, pe_module=f"{name}_pe")
+    text = verilog_text(top, name=name, header=header,
+                        definitions=[(top.pe_definition(), f"{name}_pe")])
     ports = [
         {"name": "clk", "dir": "in", "width": 1, "doc": "clock, rising edge"},
         {"name": "rst", "dir": "in", "width": 1, "doc": "synchronous reset, active high"},
@@ -200,6 +204,14 @@ def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, P
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    if args.output.suffix.lower() == ".json":
+        raise EieError(f"-o {args.output} would be overwritten by the memory map; give the "
+                       "Verilog file a .v name")
+    paths = outputs.plan()
+    if args.image is not None:
+        paths.input(args.image, "--image")
+    paths.file(args.output, "-o")
+    paths.file(args.output.with_suffix(".json"), "the memory map (-o with .json)")
     fields = _overrides(args)
     image = None
     if args.image is not None:
@@ -217,9 +229,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not args.name.isidentifier():
         raise EieError(f"--name {args.name!r} is not a valid Verilog module name (letters, "
                        "digits and _, not starting with a digit)")
-    if args.output.suffix.lower() == ".json":
-        raise EieError(f"-o {args.output} would be overwritten by the memory map; give the "
-                       "Verilog file a .v name")
     config = _make_config(fields, image)
     vpath, jpath = generate_files(config, args.output, args.name)
     print(f"{vpath}: module {args.name}, {config.n_pe} PEs, FIFO {config.fifo_depth}, "
@@ -366,12 +375,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise EieError(f"{' and '.join(given)} cannot be used with --sim model, which "
                            f"runs no RTL (drop {'it' if len(given) == 1 else 'them'}, or pick --sim "
                            "verilator, icarus or amaranth)")
+    paths = outputs.plan()
+    paths.input(args.image, "IMAGE_DIR")
+    paths.input(args.input, "--input", kind="npy")
+    paths.file(args.output, "-o")
+    if args.stats is not None:
+        paths.file(args.stats, "--stats")
+    if args.vcd is not None:
+        paths.file(args.vcd, "--vcd")
+    if args.build_dir is not None:
+        paths.cache(args.build_dir, "--build-dir")
     image = read_image(args.image)
     x = _load_input(Path(args.input), image, args.raw)
     config = _make_config(_overrides(args), image)
-    for p in (args.output, args.stats, args.vcd):
-        if p is not None and not Path(p).resolve().parent.is_dir():
-            raise EieError(f"cannot write {p}: the directory {Path(p).parent} does not exist")
     if args.vcd is not None:
         args.vcd = Path(args.vcd).resolve()
     golden = golden_forward(image, x)

@@ -10,6 +10,10 @@ Per layer (:func:`compress_layer`):
 3. **Fixed point** (:mod:`eie.sw.fixedpoint`): ``w_frac = choose_w_frac(centroids)`` (the most
    fraction bits that keep every codebook entry in int16), codebook ``quantize(c, w_frac)``; bias
    ``quantize(b, act_frac)`` (saturating; saturated biases are counted in the statistics).
+   Codebook entries that saturate (weights beyond int16 even with ``w_frac`` 0) or round to 0
+   (below the last bit even with ``w_frac`` 30) are counted too (``codebook_saturated``,
+   ``codebook_zeroed``: lossy, ``eie compress`` warns); a layer whose every entry rounds to 0
+   would ignore its input, and :func:`compress_model` refuses it (:class:`EieError`).
 4. A :class:`~eie.sw.encode.QuantLayer` with ReLU as the model says.
 
 :func:`compress_model` runs every layer, builds the image (:func:`eie.sw.encode.build_image`,
@@ -28,6 +32,7 @@ import numpy as np
 
 from .encode import QuantLayer, build_image
 from ..common.errors import EieError
+from ..hw.eie.config import MAX_PE
 from .fixedpoint import INT16_MAX, INT16_MIN, choose_w_frac, quantize
 from .huffman import huffman_stats
 from .image import Image
@@ -87,6 +92,9 @@ class CompressConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.n_pe, (int, np.integer)) or isinstance(self.n_pe, bool) or self.n_pe < 1:
             raise EieError(f"number of PEs {self.n_pe!r} must be an integer >= 1 (--pes)")
+        if self.n_pe > MAX_PE:
+            raise EieError(f"number of PEs {self.n_pe} is more than the accelerator takes "
+                           f"(1..{MAX_PE}; --pes)")
         if self.density is not None and self.prune_std is not None:
             raise EieError("give at most one of --density and --prune-std")
         if self.init not in INIT_METHODS:
@@ -171,6 +179,11 @@ def compress_layer(
     w_frac = choose_w_frac(cents)
     codebook = np.zeros(16, dtype=np.int16)
     codebook[1:1 + cents.size] = quantize(cents, w_frac)
+    # a centroid beyond int16 even with w_frac 0 saturates; one below the last bit becomes 0
+    scaled_cents = np.rint(np.ldexp(np.asarray(cents, dtype=np.float64), int(w_frac)))
+    codebook_saturated = int(np.count_nonzero((scaled_cents < INT16_MIN)
+                                              | (scaled_cents > INT16_MAX)))
+    codebook_zeroed = int(np.count_nonzero((scaled_cents == 0) & (np.asarray(cents) != 0)))
     qbias = None
     bias_saturated = 0
     if bias is not None:
@@ -195,6 +208,8 @@ def compress_layer(
         "centroids_float": [float(c) for c in cents],
         "codebook_max_error": float(cb_err.max()) if cb_err.size else 0.0,
         "bias_saturated": bias_saturated,
+        "codebook_saturated": codebook_saturated,
+        "codebook_zeroed": codebook_zeroed,
     }
     return LayerCompression(quant=quant, centroids=cents, info=info)
 
@@ -288,6 +303,14 @@ def compress_model(model: FloatModel | Sequence[FloatLayer], config: CompressCon
             n_centroids=config.n_centroids, init=config.init, act_frac=config.act_frac))
         if progress is not None:
             progress(l + 1, n)
+        info = results[-1].info
+        if info["kept_weights"] and info["codebook_zeroed"] == info["centroids"]:
+            w = np.abs(np.asarray(layer.weight, dtype=np.float64))
+            raise EieError(
+                f"layer {l}: every weight is below int16 fixed point's smallest step even with "
+                f"the largest weight shift (|w| <= {w.max():.3g}, so every codebook entry rounds "
+                "to 0 and the layer would ignore its input); scale the layer's weights up (and "
+                "the next layer's down), or prune it away")
     calibration = None
     if config.calibration is not None:
         calibration = quantize(np.asarray(config.calibration, dtype=np.float64)[:MAX_CALIBRATION],
