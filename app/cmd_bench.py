@@ -35,6 +35,7 @@ from .bench_layers import (EIE_CLOCK_MHZ, EIE_N_PE, TABLE3_SOURCE, LayerSpec, Sy
                            parse_layers, scale_spec, synth_layer)
 from ..hw.eie.variants import DEFAULT_VARIANT
 from ..sim.backdoor import LOADS
+from ..sim.runner import ALL_SIMULATORS
 from ..common import outputs
 from ..common.errors import EieError
 
@@ -48,7 +49,6 @@ __all__ = [
     "BenchSetup",
     "parse_int_list",
     "column_entries",
-    "ideal_bound",
     "overhead_breakdown",
     "interleave_floor",
     "table3",
@@ -64,7 +64,8 @@ __all__ = [
 
 #: The issue's target: bound / cycles on every Table III layer at 64 PEs.
 EFFICIENCY_TARGET = 0.95
-RTL_SIMS = ("verilator", "icarus", "amaranth")
+#: The RTL simulators the benchmarks run on (besides ``model``, the cycle model).
+RTL_SIMS = ALL_SIMULATORS
 FIFO_DEPTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 PE_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 WORD_WIDTHS = (32, 64, 128, 256, 512)
@@ -91,12 +92,12 @@ class BenchSetup:
     variant: str | None = None
 
     def __post_init__(self) -> None:
-        from ..hw.eie.config import MAX_PE
-
-        _check_int("--pes", self.n_pe, 1, MAX_PE, "processing elements")
-        _check_int("--fifo-depth", self.fifo_depth, 1, 4096, "activation-FIFO entries")
+        _check_int("--pes", self.n_pe, *config_range("n_pe"), "processing elements")
+        _check_int("--fifo-depth", self.fifo_depth, *config_range("fifo_depth"),
+                   "activation-FIFO entries")
         _check_int("--seed", self.seed, 0, 2 ** 63 - 1, "seed")
-        _check_int("--act-frac", self.act_frac, 0, 15, "activation fraction bits")
+        _check_int("--act-frac", self.act_frac, *config_range("act_frac"),
+                   "activation fraction bits")
         scale_spec(LayerSpec("x", 1, 1, 1.0, 1.0), self.scale)          # checks the range
         self.overrides = dict(self.overrides or {})
         for k in ("n_pe", "fifo_depth"):
@@ -126,6 +127,15 @@ class BenchSetup:
         d["n_pe"] = self.n_pe if n_pe is None else n_pe
         d["fifo_depth"] = self.fifo_depth if fifo_depth is None else fifo_depth
         return d
+
+
+def config_range(name: str) -> tuple[int, int]:
+    """The range ``(lo, hi)`` :class:`~eie.hw.eie.config.EIEConfig` accepts for field ``name``:
+    the hardware's limits, written there once."""
+    from ..hw.eie.config import EIEConfig
+
+    lo, hi, _ = EIEConfig._LIMITS[name]
+    return lo, hi
 
 
 def _check_int(opt: str, v: Any, lo: int, hi: int, what: str) -> int:
@@ -193,20 +203,11 @@ def _predict(col_entries: np.ndarray, x: np.ndarray, n_out: int, cfg_fields: dic
 
 def column_entries(layer, n_pe: int) -> np.ndarray:
     """Entries (padding included) of every column in every PE, int64 ``(n_in, n_pe)``, straight
-    from the encoder (no image needed)."""
+    from the encoder (no image needed; :func:`eie.sw.bound.column_entries`)."""
+    from ..sw.bound import column_entries as from_pointers
     from ..sw.encode import encode_layer
 
-    return np.stack([np.diff(e.pointers.astype(np.int64)) for e in encode_layer(layer, n_pe)],
-                    axis=1)
-
-
-def ideal_bound(col_entries: np.ndarray, x: np.ndarray) -> int:
-    """The contract's bound for one input: ``max(nonzero inputs, ceil(entries of the
-    nonzero-input columns, padding included, / N))``."""
-    n_pe = col_entries.shape[1]
-    active = np.asarray(x).reshape(-1) != 0
-    work = int(col_entries[active].sum())
-    return max(int(active.sum()), -(-work // n_pe))
+    return from_pointers([e.pointers for e in encode_layer(layer, n_pe)])
 
 
 def overhead_breakdown(bound: int, pred) -> dict[str, int]:
@@ -289,7 +290,7 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
     is another configuration. ``load``: how an RTL simulator gets the images
     (:func:`eie.sim.eie_run.run_eie`); by default ``backdoor`` on Verilator and Icarus, ``bus``
     on Amaranth."""
-    from ..sw.cycle_model import layer_column_entries
+    from ..sw.bound import efficiency, layer_column_entries
 
     if sim not in ("model",) + RTL_SIMS:
         raise EieError(f"--sim {sim!r} is not one of model, {', '.join(RTL_SIMS)}")
@@ -345,9 +346,9 @@ def table3(specs: Sequence[LayerSpec], setup: BenchSetup, sim: str = "model", *,
         _run_rtl(prepared, preds, rows, setup, sim, build_dir, progress, load)
     for row, (s, *_rest) in zip(rows, prepared):
         c = row["cycles"]
-        row["efficiency"] = row["bound"] / c
+        row["efficiency"] = efficiency(row["bound"], c)
         pc = row["paper_model_cycles"]
-        row["paper_efficiency"] = None if pc is None else row["bound"] / pc
+        row["paper_efficiency"] = None if pc is None else efficiency(row["bound"], pc)
         row["time_us"] = c / EIE_CLOCK_MHZ
         row.update(_eie_fields(s, c, setup.n_pe))
         row["limiter"] = _limiter_text(row) if row["efficiency"] < EFFICIENCY_TARGET else None
@@ -583,6 +584,7 @@ def width_stats(pointers_per_pe: Sequence[np.ndarray], x: np.ndarray, width: int
 def _sweep_layer(kind: str, spec: LayerSpec, setup: BenchSetup,
                  values: Sequence[int]) -> dict[str, Any]:
     """One layer's points of a sweep (top level, so a process pool can run it)."""
+    from ..sw.bound import column_entries as bound_column_entries, efficiency, ideal_bound
     from ..sw.encode import encode_layer
 
     s = scale_spec(spec, setup.scale)
@@ -594,7 +596,7 @@ def _sweep_layer(kind: str, spec: LayerSpec, setup: BenchSetup,
         for d in values:
             pred = _predict(ce, syn.x, s.n_out, setup.config_fields(fifo_depth=d))
             points.append({"fifo_depth": d, "cycles": int(pred.cycles), "bound": bound,
-                           "efficiency": bound / pred.cycles,
+                           "efficiency": efficiency(bound, pred.cycles),
                            "stall_max": int(max(pred.stall))})
     elif kind == "pes":
         for n in values:
@@ -602,19 +604,20 @@ def _sweep_layer(kind: str, spec: LayerSpec, setup: BenchSetup,
             bound = ideal_bound(ce, syn.x)
             pred = _predict(ce, syn.x, s.n_out, setup.config_fields(n_pe=n))
             points.append({"n_pe": n, "cycles": int(pred.cycles), "bound": bound,
-                           "efficiency": bound / pred.cycles})
+                           "efficiency": efficiency(bound, pred.cycles)})
         base = points[0]["cycles"]              # the smallest PE count (values are sorted)
         for p in points:
             p["speedup"] = base / p["cycles"]
     elif kind == "width":
         enc = encode_layer(syn.quant, setup.n_pe)
         ptrs = [e.pointers for e in enc]
-        ce = np.stack([np.diff(p.astype(np.int64)) for p in ptrs], axis=1)
+        ce = bound_column_entries(ptrs)
         bound = ideal_bound(ce, syn.x)
         pred = _predict(ce, syn.x, s.n_out, setup.config_fields())
         for w in values:
             st = width_stats(ptrs, syn.x, w)
-            st.update(cycles=int(pred.cycles), bound=bound, efficiency=bound / pred.cycles)
+            st.update(cycles=int(pred.cycles), bound=bound,
+                      efficiency=efficiency(bound, pred.cycles))
             points.append(st)
     else:  # pragma: no cover - the parser restricts kind
         raise EieError(f"unknown sweep {kind!r}")
@@ -652,7 +655,7 @@ def run_checks(kind: str, specs: Sequence[LayerSpec], setup: BenchSetup, sim: st
     the cycle model's, whether they are equal and whether the output equals the golden model."""
     from ..hw.eie.config import EIEConfig
     from ..sim.eie_run import run_eie
-    from ..sw.cycle_model import layer_column_entries
+    from ..sw.bound import layer_column_entries
     from ..sw.encode import build_image
     from ..sw.golden import golden_forward
 
@@ -693,7 +696,8 @@ def sweep(kind: str, specs: Sequence[LayerSpec], setup: BenchSetup,
     if kind not in _SWEEP_VALUES:
         raise EieError(f"sweep {kind!r} is not one of {', '.join(_SWEEP_VALUES)}")
     values = sorted(set(values)) if values else list(_SWEEP_VALUES[kind])
-    limits = {"fifo": (1, 4096), "pes": (1, 256), "width": (8, 4096)}[kind]
+    limits = {"fifo": config_range("fifo_depth"), "pes": config_range("n_pe"),
+              "width": (8, 4096)}[kind]
     for v in values:
         _check_int(f"--values ({kind})", v, *limits, _SWEEP_KEY[kind])
     if kind == "width":

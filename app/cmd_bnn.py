@@ -13,32 +13,9 @@ import numpy as np
 from ..common import outputs
 from ..common.atomic import atomic_file
 from ..common.errors import EieError
+from ..sim.runner import ALL_SIMULATORS
 
-__all__ = ["register", "bnn_image_files", "BNN_IMAGE_OWNER"]
-
-SIMS = ("amaranth", "verilator", "icarus")
-
-
-def bnn_image_files(manifest: dict) -> list[str] | None:
-    """The files a BNN image's ``manifest.json`` lists (besides itself), or None when it is not
-    a BNN image manifest: the owner check of ``eie bnn compile -o`` (:mod:`eie.common.outputs`),
-    which replaces a directory only if it is one of these."""
-    from ..sw.bnn.image import FORMAT
-
-    if manifest.get("format") != FORMAT or not isinstance(manifest.get("layers"), list):
-        return None
-    files = []
-    for layer in manifest["layers"]:
-        for key in ("weight_files", "threshold_files"):
-            names = layer.get(key, [])
-            if not isinstance(names, list):
-                return None
-            files += names
-    return files
-
-
-#: Recognises a directory written by ``eie bnn compile`` (see :func:`bnn_image_files`).
-BNN_IMAGE_OWNER = outputs.manifest_owner("manifest.json", bnn_image_files)
+__all__ = ["register"]
 
 
 def _save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -73,25 +50,14 @@ def _output_to(log: Path | None):
         os.close(saved[1])
 
 
-def _load_bits(path: str | os.PathLike, n_in: int) -> np.ndarray:
-    from ..sw.bnn.float_model import check_bits
-    path = Path(path)
-    if not path.is_file():
-        raise EieError(f"input file {path} does not exist")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
-        raise EieError(f"cannot read {path} as .npy: {exc}") from None
-    return check_bits(x, n_in, what=f"input {path.name}")
-
-
 def _cmd_compile(args) -> int:
     paths = outputs.plan()          # first: an interrupt from here on can say what -o holds
     paths.input(args.model, "MODEL.npz", kind="npz")
-    paths.directory(args.output, "-o", owner=BNN_IMAGE_OWNER, kind="a BNN image")
+    from ..sw.bnn.image import OWNER, OWNER_KIND, write_image
+
+    paths.directory(args.output, "-o", owner=OWNER, kind=OWNER_KIND)
     from ..sw.bnn.compile import compile_model
     from ..sw.bnn.float_model import load_model
-    from ..sw.bnn.image import write_image
 
     model = load_model(args.model)
     image = compile_model(model, args.fold)
@@ -108,13 +74,14 @@ def _cmd_compile(args) -> int:
 def _cmd_golden(args) -> int:
     from ..sw.bnn.golden import golden_forward
     from ..sw.bnn.image import read_image
+    from ..sw.inputs import load_bnn_input
 
     paths = outputs.plan()
     paths.input(args.image, "IMAGE_DIR")
     paths.input(args.input, "--input", kind="npy")
     paths.file(args.output, "-o")
     image = read_image(args.image)
-    x = _load_bits(args.input, image.shape[0])
+    x = load_bnn_input(args.input, image.shape[0])
     y = golden_forward(image, x)
     _save_npy(args.output, y)
     print(f"{args.output}: {y.shape[0]} samples x {y.shape[1]} classes (int32 dot)")
@@ -170,6 +137,7 @@ def _cmd_run(args) -> int:
     from ..sw.bnn.golden import golden_forward
     from ..hw.bnn.memory_map import BnnMemoryMap
     from ..sw.bnn.image import read_image
+    from ..sw.inputs import load_bnn_input
 
     if not 0 <= args.backpressure < 1:
         raise EieError(f"--backpressure is {args.backpressure}; choose a probability in [0, 1)")
@@ -182,7 +150,7 @@ def _cmd_run(args) -> int:
     if args.sim != "amaranth":
         paths.cache(args.build_dir, "--build-dir")
     image = read_image(args.image)
-    x = _load_bits(args.input, image.shape[0])
+    x = load_bnn_input(args.input, image.shape[0])
     folds = image.folds
     BnnMemoryMap(folds, in_depth=args.in_depth, out_depth=args.out_depth)   # options, before mkdir
     job = BnnJob(image, x, preload=True, backpressure=args.backpressure, seed=args.seed,
@@ -263,7 +231,7 @@ def register(subparsers) -> None:
     r.add_argument("--input", required=True, metavar="X.npy", help="uint8 bits (batch, n_in)")
     r.add_argument("-o", "--output", required=True, metavar="Y.npy",
                    help="the core's int32 dot (batch, n_classes)")
-    r.add_argument("--sim", choices=SIMS, default="verilator")
+    r.add_argument("--sim", choices=ALL_SIMULATORS, default="verilator")
     r.add_argument("--stats", default=None, metavar="S.json",
                    help="write counters (cycles, latency, II, stalls) and the analytic II")
     r.add_argument("--in-depth", type=int, default=4, help="input FIFO depth in samples (4)")

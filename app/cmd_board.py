@@ -31,18 +31,6 @@ def build_dir_files(report: dict) -> list[str] | None:
 BUILD_DIR_OWNER = outputs.manifest_owner("report.json", build_dir_files)
 
 
-def _image_kind(image_dir: Path) -> str:
-    """``eie.app.host.image_kind``, after checking that the manifest is a JSON object at all
-    (one nested too deeply for the parser, or not UTF-8, is a one-line error too)."""
-    from .host import image_kind
-
-    manifest = Path(image_dir) / "manifest.json"
-    if manifest.is_file() and outputs.read_manifest(manifest) is None:
-        raise EieError(f"{manifest} is not a JSON object (damaged? write the image again with "
-                       "eie compress or eie bnn compile)")
-    return image_kind(image_dir)
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..boards.platforms import BOARDS
 
@@ -113,11 +101,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from ..boards.build import BuildSpec, build, program
     from ..boards.platforms import board_by_name
+    from ..hw.eie.config import MAX_PE
     board = board_by_name(args.board)
     if args.pes is not None and args.design != "eie":
         raise EieError(f"--pes {args.pes} applies to --design eie only")
-    if args.pes is not None and not 1 <= args.pes <= 256:
-        raise EieError(f"--pes {args.pes} is out of range: the EIE takes 1 to 256 PEs")
+    if args.pes is not None and not 1 <= args.pes <= MAX_PE:
+        raise EieError(f"--pes {args.pes} is out of range: the EIE takes 1 to {MAX_PE} PEs")
     if args.baud <= 0:
         raise EieError(f"--baud {args.baud} must be a positive baud rate")
     paths = outputs.plan()
@@ -130,7 +119,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                      pes=args.pes, baud=args.baud, clock_mhz=args.clock_mhz,
                      bnn_fold=args.fold, seed=args.seed)
     if args.image is not None:
-        kind = _image_kind(args.image)
+        from .host import image_kind
+
+        kind = image_kind(args.image)
         if kind != args.design:
             raise EieError(f"--image {args.image} is a {kind} image but --design is {args.design}")
         if kind == "eie":
@@ -178,44 +169,6 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- board run
 
-def _load_npy(path: Path):
-    import numpy as np
-
-    if not path.is_file():
-        raise EieError(f"input file {path} does not exist")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise EieError(f"input file {path} is not a readable .npy array ({exc})") from None
-
-
-def _eie_input(path: Path, image, raw: bool):
-    """X as `eie golden` takes it: float quantised with act_frac, or int16 with --raw."""
-    import numpy as np
-
-    from ..sw.fixedpoint import quantize
-
-    x = _load_npy(path)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != image.n_in:
-        raise EieError(f"input {path} has shape {x.shape} but the image's first layer takes "
-                       f"{image.n_in} inputs (expected (batch, {image.n_in}))")
-    if raw:
-        if x.dtype.kind not in "iu":
-            raise EieError(f"input {path} has dtype {x.dtype} but --raw expects int16 fixed point")
-        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
-        if lo < -32768 or hi > 32767:
-            raise EieError(f"input {path} has values {lo}..{hi} outside int16 [-32768, 32767]")
-        return x.astype(np.int16)
-    if x.dtype.kind != "f":
-        raise EieError(f"input {path} has dtype {x.dtype} but real-valued float input is "
-                       f"expected (pass --raw for int16 fixed point)")
-    if not np.all(np.isfinite(x)):
-        raise EieError(f"input {path} has NaN or infinite values (every input must be finite)")
-    return quantize(x, image.act_frac)
-
-
 def _read_build(build_dir: Path | None) -> dict:
     if build_dir is None:
         return {}
@@ -238,7 +191,10 @@ def cmd_board_run(args: argparse.Namespace) -> int:
 
     from ..boards.protocol import Design
     from ..common.atomic import atomic_file
-    from .host import BridgeClient, SerialTransport, run_bnn, run_eie, simulated_board
+    from ..common.errors import warn
+    from ..sw.inputs import load_bnn_input, load_eie_input
+    from .host import (BridgeClient, SerialTransport, image_kind, run_bnn, run_eie,
+                       simulated_board)
 
     if args.retries < 0:
         raise EieError(f"--retries {args.retries} must be 0 or more")
@@ -252,7 +208,7 @@ def cmd_board_run(args: argparse.Namespace) -> int:
     paths.file(args.output, "-o")
     if args.stats:
         paths.file(args.stats, "--stats")
-    kind = _image_kind(args.image)
+    kind = image_kind(args.image)
     build = _read_build(args.build)
     if build and build["core.json"].get("kind") != kind:
         raise EieError(f"--build {args.build} holds a {build['core.json'].get('kind')} bitstream "
@@ -265,7 +221,7 @@ def cmd_board_run(args: argparse.Namespace) -> int:
         from ..sw.image import read_image
 
         image = read_image(args.image)
-        xq = _eie_input(args.input, image, args.raw)
+        xq = load_eie_input(args.input, image, raw=args.raw, warn=warn)
         if args.simulate:
             from ..hw.eie.top import EIETop
             config = EIEConfig.for_image(image)
@@ -282,14 +238,13 @@ def cmd_board_run(args: argparse.Namespace) -> int:
             config.check_image(image)
         gold = golden_forward(image, xq).outputs.astype(np.int16)
     else:
-        from ..sw.bnn.float_model import check_bits
         from ..sw.bnn.golden import golden_forward as bnn_golden
         from ..sw.bnn.image import read_image as read_bnn
 
         if args.raw:
             raise EieError("--raw is for EIE images; a BNN input is uint8 bits already")
         image = read_bnn(args.image)
-        xq = check_bits(_load_npy(args.input), image.shape[0], what=f"input {args.input.name}")
+        xq = load_bnn_input(args.input, image.shape[0])
         if args.simulate:
             from ..hw.bnn.top import BnnTop
             client, transport = simulated_board(BnnTop(image.folds), Design.BNN)

@@ -22,25 +22,7 @@ from typing import Any
 from ..common import outputs
 from ..common.errors import EieError
 
-__all__ = ["register", "cmd_compress", "cmd_golden", "cmd_inspect", "inspect_report",
-           "eie_image_files", "EIE_IMAGE_OWNER"]
-
-
-def eie_image_files(manifest: dict) -> list[str] | None:
-    """The files an EIE image's ``manifest.json`` accounts for (besides itself), or None when
-    it is not an EIE image manifest: the owner check of ``eie compress -o``
-    (:mod:`eie.common.outputs`), which replaces a directory only if it is one of these."""
-    from ..sw.image import FORMAT_NAME, MAX_IMAGE_PE
-
-    n = manifest.get("n_pe")
-    if manifest.get("format") != FORMAT_NAME or type(n) is not int or not 1 <= n <= MAX_IMAGE_PE:
-        return None
-    return ["image.npz"] + [f"pe{k}_{part}.hex" for k in range(n)
-                            for part in ("ptr", "spmat", "bias")]
-
-
-#: Recognises a directory written by ``eie compress`` (see :func:`eie_image_files`).
-EIE_IMAGE_OWNER = outputs.manifest_owner("manifest.json", eie_image_files)
+__all__ = ["register", "cmd_compress", "cmd_golden", "cmd_inspect", "inspect_report"]
 
 
 def _parse_densities(text: str) -> list[float]:
@@ -67,6 +49,12 @@ def _parse_quality(text: str) -> float:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``compress``, ``golden`` and ``inspect`` sub-commands."""
+    from dataclasses import fields
+
+    from ..sw.compress import MAX_CALIBRATION, CompressConfig
+    from ..sw.share import INIT_METHODS, MAX_CENTROIDS
+
+    default = {f.name: f.default for f in fields(CompressConfig)}
     p = subparsers.add_parser(
         "compress", help="prune, weight-share and encode a float model into an SRAM image",
         description="Deep Compression of a fully connected float model into an EIE SRAM image "
@@ -86,14 +74,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "separated by commas (e.g. 0.08,0.09,0.26)")
     g.add_argument("--prune-std", metavar="Q",
                    help="prune |w| < Q x std(W) per layer (Deep Compression's quality factor)")
-    p.add_argument("--centroids", type=int, default=15, metavar="K",
-                   help="learned centroids per layer, 1..15 (default 15; entry 0 is the zero)")
-    p.add_argument("--init", choices=("linear", "density", "random"), default="linear",
-                   help="k-means initialisation (default linear, Deep Compression's best)")
-    p.add_argument("--act-frac", type=int, default=8, metavar="F",
-                   help="fraction bits of the int16 activations (default 8)")
-    p.add_argument("--acc-bits", type=int, default=32, metavar="B",
-                   help="accumulator width in bits, wraps around (default 32)")
+    p.add_argument("--centroids", type=int, default=default["n_centroids"], metavar="K",
+                   help=f"learned centroids per layer, 1..{MAX_CENTROIDS} (default "
+                        f"{default['n_centroids']}; entry 0 is the zero)")
+    p.add_argument("--init", choices=INIT_METHODS, default=default["init"],
+                   help=f"k-means initialisation (default {default['init']}, Deep Compression's "
+                        "best)")
+    p.add_argument("--act-frac", type=int, default=default["act_frac"], metavar="F",
+                   help=f"fraction bits of the int16 activations (default {default['act_frac']})")
+    p.add_argument("--acc-bits", type=int, default=default["acc_bits"], metavar="B",
+                   help=f"accumulator width in bits, wraps around (default "
+                        f"{default['acc_bits']})")
     p.add_argument("--ptr-depth", type=int, metavar="N",
                    help="pointer SRAM depth per PE (checked when given)")
     p.add_argument("--spmat-depth", type=int, metavar="N",
@@ -108,8 +99,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "outputs come back in the model's order either way)")
     p.add_argument("--calibrate", type=Path, metavar="X.npy",
                    help="float inputs (samples, n_in), e.g. training data, that the balanced "
-                        "placement also evens each PE's work on (the first 1000 samples are "
-                        "used); without it the placement evens every column")
+                        f"placement also evens each PE's work on (the first {MAX_CALIBRATION} "
+                        "samples are used); without it the placement evens every column")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_compress)
 
@@ -165,34 +156,17 @@ def _layer_table(image: Any) -> str:
     return "\n".join(rows)
 
 
-def _load_calibration(path: Path, n_in: int):
-    """Float calibration inputs ``(samples, n_in)``, finite."""
-    import numpy as np
-
-    x = _load_npy(path)
-    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
-        raise EieError(f"--calibrate {path} holds dtype {getattr(x, 'dtype', type(x).__name__)}; "
-                       f"expected float inputs (samples, {n_in}) as for `eie golden`")
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != n_in or x.shape[0] == 0:
-        raise EieError(f"--calibrate {path} has shape {x.shape}; the model's first layer takes "
-                       f"{n_in} inputs (expected (samples, {n_in}) with samples >= 1)")
-    if not np.all(np.isfinite(x)):
-        raise EieError(f"--calibrate {path} has NaN or infinite values (every input must be "
-                       "finite)")
-    return x
-
-
 def cmd_compress(args: argparse.Namespace) -> int:
     paths = outputs.plan()          # first: an interrupt from here on can say what -o holds
     paths.input(args.model, "MODEL", kind="npz" if Path(args.model).suffix.lower() == ".npz"
                 else None)
     if args.calibrate is not None:
         paths.input(args.calibrate, "--calibrate", kind="npy")
-    out = paths.directory(args.output, "-o", owner=EIE_IMAGE_OWNER, kind="an EIE image")
-    from ..sw.compress import CompressConfig, compress_model
-    from ..sw.image import write_image
+    from ..sw.image import OWNER, OWNER_KIND, write_image
+
+    out = paths.directory(args.output, "-o", owner=OWNER, kind=OWNER_KIND)
+    from ..sw.compress import MAX_CALIBRATION, CompressConfig, compress_model
+    from ..sw.inputs import load_calibration
     from ..sw.model_io import load_model
 
     density = _parse_densities(args.density) if args.density is not None else None
@@ -211,7 +185,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         if not args.balance:
             raise EieError("--calibrate tunes the balanced placement; it cannot be used with "
                            "--no-balance")
-        config.calibration = _load_calibration(Path(args.calibrate), model.layers[0].weight.shape[1])
+        config.calibration = load_calibration(args.calibrate, model.layers[0].weight.shape[1],
+                                              max_samples=MAX_CALIBRATION)
     from tqdm import tqdm
 
     # A progress bar on a terminal only (tqdm disables itself when stderr is not a TTY).
@@ -256,63 +231,21 @@ def _lossy_warnings(image: Any, act_frac: int) -> None:
 
 # ----------------------------------------------------------------------------- golden
 
-def _load_npy(path: Path) -> Any:
-    import numpy as np
-
-    if not path.exists():
-        raise EieError(f"input file {path} does not exist")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise EieError(f"input file {path} is not a readable .npy array ({exc})") from None
-
-
 def cmd_golden(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..common.atomic import atomic_file
-    from ..sw.fixedpoint import quantize
+    from ..common.errors import warn
     from ..sw.golden import golden_forward
     from ..sw.image import read_image
+    from ..sw.inputs import load_eie_input
 
     paths = outputs.plan()
     paths.input(args.image, "IMAGE_DIR")
     paths.input(args.input, "--input", kind="npy")
     paths.file(args.output, "-o")
     image = read_image(args.image)
-    x = _load_npy(Path(args.input))
-    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub":
-        raise EieError(f"input {args.input} holds {type(x).__name__} of dtype "
-                       f"{getattr(x, 'dtype', '?')}; expected a numeric (batch, {image.n_in}) array")
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != image.n_in:
-        raise EieError(f"input {args.input} has shape {x.shape} but the image's first layer takes "
-                       f"{image.n_in} inputs (expected (batch, {image.n_in}))")
-    if args.raw:
-        if x.dtype.kind not in "iu":
-            raise EieError(f"input {args.input} has dtype {x.dtype} but --raw expects int16 fixed "
-                           f"point (drop --raw to quantise real values with act_frac "
-                           f"{image.act_frac})")
-        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
-        if lo < -32768 or hi > 32767:
-            raise EieError(f"input {args.input} has values {lo}..{hi} outside int16 "
-                           "[-32768, 32767] (--raw expects int16 fixed point)")
-        xq = x.astype(np.int16)
-    else:
-        if x.dtype.kind != "f":
-            raise EieError(f"input {args.input} has dtype {x.dtype} but real-valued float input "
-                           f"is expected (pass --raw for int16 fixed point)")
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-        if bad:
-            raise EieError(f"input {args.input} has {bad} NaN or infinite values "
-                           "(every input must be finite)")
-        xq = quantize(x, image.act_frac)
-        limit = 32767 / (1 << image.act_frac)
-        sat = int(np.count_nonzero(np.abs(x) > limit))
-        if sat:
-            print(f"warning: {sat} inputs beyond +-{limit:g} saturated to int16 with act_frac "
-                  f"{image.act_frac}", file=sys.stderr)
+    xq = load_eie_input(args.input, image, raw=args.raw, warn=warn)
     result = golden_forward(image, xq)
     y = np.ascontiguousarray(result.outputs, dtype=np.int16)
     with atomic_file(Path(args.output), "wb") as f:

@@ -21,8 +21,8 @@ def demo_dir_files(out: Path) -> set[str] | None:
     """The files of an ``eie demo`` output directory (its ``report.json`` names the plots; the
     image directories must pass their own owner checks), or None when it is not one: the owner
     check of ``eie demo --out``, which replaces the directory as a whole."""
-    from .cmd_bnn import BNN_IMAGE_OWNER
-    from .cmd_compress import EIE_IMAGE_OWNER
+    from ..sw.bnn.image import OWNER as BNN_IMAGE_OWNER
+    from ..sw.image import OWNER as EIE_IMAGE_OWNER
 
     report = outputs.read_manifest(out / "report.json")
     if report is None or not all(k in report for k in ("config", "eie", "bnn")):
@@ -70,6 +70,8 @@ def _handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from ..sim.runner import ALL_SIMULATORS
+
     p = subparsers.add_parser(
         "demo",
         help="train, compress and run LeNet-300-100 on the EIE RTL and a BNN on the BNN core, "
@@ -91,7 +93,7 @@ def register(subparsers) -> None:
                         "one only if it is empty or an earlier demo's output")
     p.add_argument("--images", type=_int, default=None, metavar="N",
                    help="test digits to run on each RTL, 1..1000 (default 1000; 16 with --quick)")
-    p.add_argument("--sim", choices=("verilator", "icarus", "amaranth"), default="verilator",
+    p.add_argument("--sim", choices=ALL_SIMULATORS, default="verilator",
                    help="RTL simulator (default verilator)")
     p.add_argument("--pes", type=_int, default=16, metavar="N",
                    help="EIE processing elements (default 16)")

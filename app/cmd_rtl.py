@@ -21,8 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..hw.eie.config import MAX_PE, EIEConfig
 from ..sim.backdoor import LOADS
 from ..sim.eie_run import VERILATOR_WAIVERS as LINT_WAIVERS  # the documented lint waivers
+from ..sim.runner import ALL_SIMULATORS, SIMULATORS
 from ..common import outputs
 from ..common.errors import EieError
 
@@ -30,24 +32,28 @@ __all__ = ["register", "cmd_generate", "cmd_run", "run_model", "lint_verilog", "
            "RUN_SIMS"]
 
 #: ``eie run --sim`` choices: the three RTL simulators and the cycle model
-RUN_SIMS = ("amaranth", "verilator", "icarus", "model")
+RUN_SIMS = ALL_SIMULATORS + ("model",)
 #: ``eie run`` options that only an RTL simulator uses (option, dest): refused with --sim model
 _RTL_ONLY = (("--load", "load"), ("--vcd", "vcd"), ("--build-dir", "build_dir"))
 #: ``--sim model`` predicts at most this many (sample x input x PE) elements at once
 MODEL_BATCH_ELEMENTS = 1 << 23
 
-# Depth options shared by both commands: (option, EIEConfig field, help)
+# Depth options shared by both commands: (option, EIEConfig field, help); the help ends with
+# the field's default, EIEConfig's
 _CONFIG_OPTIONS = [
-    ("--fifo-depth", "fifo_depth", "activation-FIFO entries per PE (default 8)"),
-    ("--ptr-depth", "ptr_depth", "pointers per PE, all layers (default 1024)"),
-    ("--spmat-depth", "spmat_depth", "64-bit sparse-matrix words per PE (default 1024)"),
-    ("--act-depth", "act_depth", "activations per PE and activation file (default 64)"),
-    ("--acc-depth", "acc_depth", "accumulator rows per PE (default 64)"),
-    ("--bias-depth", "bias_depth", "bias slots per PE (default 64)"),
-    ("--max-layers", "max_layers", "layer-table entries (default 4)"),
-    ("--acc-bits", "acc_bits", "accumulator width in bits (default 32)"),
-    ("--act-frac", "act_frac", "activation fraction bits, recorded for the host (default 8)"),
-    ("--ptr-queue-depth", "ptr_queue_depth", "columns the pointer stage runs ahead (default 4)"),
+    (opt, name, f"{text} (default {EIEConfig.__dataclass_fields__[name].default})")
+    for opt, name, text in [
+        ("--fifo-depth", "fifo_depth", "activation-FIFO entries per PE"),
+        ("--ptr-depth", "ptr_depth", "pointers per PE, all layers"),
+        ("--spmat-depth", "spmat_depth", "64-bit sparse-matrix words per PE"),
+        ("--act-depth", "act_depth", "activations per PE and activation file"),
+        ("--acc-depth", "acc_depth", "accumulator rows per PE"),
+        ("--bias-depth", "bias_depth", "bias slots per PE"),
+        ("--max-layers", "max_layers", "layer-table entries"),
+        ("--acc-bits", "acc_bits", "accumulator width in bits"),
+        ("--act-frac", "act_frac", "activation fraction bits, recorded for the host"),
+        ("--ptr-queue-depth", "ptr_queue_depth", "columns the pointer stage runs ahead"),
+    ]
 ]
 
 
@@ -71,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "bus__r_ack, busy, done) and, beside it, a JSON file with the parameters "
                     "and the host memory map.")
     p.add_argument("--pes", type=int, metavar="N",
-                   help="processing elements, 1..256 (required unless --image gives it)")
+                   help=f"processing elements, 1..{MAX_PE} (required unless --image gives it)")
     p.add_argument("--image", type=Path, metavar="IMAGE_DIR",
                    help="size every memory to hold this image (options below override)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="EIE.v",
@@ -109,9 +115,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # default None, not "bus": --sim model refuses the option only when it is given
     p.add_argument("--load", choices=LOADS, default=None,
                    help="bus (default): the host program writes the whole image, one word a "
-                        "cycle; backdoor (verilator, icarus): the pointer and sparse-matrix words "
-                        "are deposited into the memories and a sample is read back through the "
-                        "bus, for large images")
+                        f"cycle; backdoor ({', '.join(SIMULATORS)}): the pointer and "
+                        "sparse-matrix words are deposited into the memories and a sample is "
+                        "read back through the bus, for large images")
     p.add_argument("--build-dir", type=Path, metavar="DIR",
                    help="build cache (default $EIE_BUILD_DIR or ~/.cache/eie)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -222,8 +228,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise EieError(f"--pes {args.pes} contradicts the image, which is encoded for "
                            f"{image.n_pe} PEs (drop --pes or re-encode the image)")
     elif args.pes is None:
-        raise EieError("say how many PEs: --pes N (1..256), or --image IMAGE_DIR to size the "
-                       "design from an image")
+        raise EieError(f"say how many PEs: --pes N (1..{MAX_PE}), or --image IMAGE_DIR to size "
+                       "the design from an image")
     else:
         fields["n_pe"] = args.pes
     if not args.name.isidentifier():
@@ -245,54 +251,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- run
-
-def _load_input(path: Path, image, raw: bool):
-    """X as int16 ``(batch, n_in)`` with ``eie golden``'s conventions."""
-    import numpy as np
-
-    from ..sw.fixedpoint import quantize
-
-    if not path.exists():
-        raise EieError(f"input file {path} does not exist")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise EieError(f"input file {path} is not a readable .npy array ({exc})") from None
-    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub":
-        raise EieError(f"input {path} holds {type(x).__name__} of dtype "
-                       f"{getattr(x, 'dtype', '?')}; expected a numeric (batch, {image.n_in}) "
-                       "array")
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != image.n_in:
-        raise EieError(f"input {path} has shape {x.shape} but the image's first layer takes "
-                       f"{image.n_in} inputs (expected (batch, {image.n_in}))")
-    if x.shape[0] == 0:
-        raise EieError(f"input {path} holds no samples (shape {x.shape})")
-    if raw:
-        if x.dtype.kind not in "iu":
-            raise EieError(f"input {path} has dtype {x.dtype} but --raw expects int16 fixed "
-                           f"point (drop --raw to quantise real values with act_frac "
-                           f"{image.act_frac})")
-        lo, hi = int(x.min()), int(x.max())
-        if lo < -32768 or hi > 32767:
-            raise EieError(f"input {path} has values {lo}..{hi} outside int16 [-32768, 32767] "
-                           "(--raw expects int16 fixed point)")
-        return x.astype(np.int16)
-    if x.dtype.kind != "f":
-        raise EieError(f"input {path} has dtype {x.dtype} but real-valued float input is "
-                       f"expected (pass --raw for int16 fixed point)")
-    bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-    if bad:
-        raise EieError(f"input {path} has {bad} NaN or infinite values (every input must be "
-                       "finite)")
-    limit = 32767 / (1 << image.act_frac)
-    sat = int(np.count_nonzero(np.abs(x) > limit))
-    if sat:
-        print(f"warning: {sat} inputs beyond +-{limit:g} saturated to int16 with act_frac "
-              f"{image.act_frac}", file=sys.stderr)
-    return np.asarray(quantize(x, image.act_frac), dtype=np.int16)
-
 
 def run_model(image, x, config, golden):
     """``--sim model``: a :class:`eie.sim.eie_run.RunResult` with the golden model's outputs
@@ -337,6 +295,8 @@ def run_stats(image, config, result, golden) -> dict[str, Any]:
     efficiency (the contract's), the comparison with the golden model, and timings."""
     import numpy as np
 
+    from ..sw.bound import efficiency
+
     rtl, ref = np.asarray(result.outputs), np.asarray(golden.outputs)
     samples = []
     for s in range(rtl.shape[0]):
@@ -344,7 +304,7 @@ def run_stats(image, config, result, golden) -> dict[str, Any]:
         for l, c in enumerate(result.counters[s]):
             bound = int(golden.stats[l].bound[s])
             layers.append({**c, "bound": bound,
-                           "efficiency": (bound / c["cycles"]) if c["cycles"] else None})
+                           "efficiency": efficiency(bound, c["cycles"]) if c["cycles"] else None})
         samples.append({"run_cycles": int(result.run_cycles[s]),
                         "equal": bool(np.array_equal(rtl[s], ref[s])),
                         "mismatches": int(np.count_nonzero(rtl[s] != ref[s])),
@@ -365,8 +325,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from ..sim.eie_run import run_eie
     from ..common.atomic import atomic_file
+    from ..common.errors import warn
     from ..sw.golden import golden_forward
     from ..sw.image import read_image
+    from ..sw.inputs import load_eie_input
 
     model = args.sim == "model"
     if model:
@@ -374,7 +336,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if given:
             raise EieError(f"{' and '.join(given)} cannot be used with --sim model, which "
                            f"runs no RTL (drop {'it' if len(given) == 1 else 'them'}, or pick --sim "
-                           "verilator, icarus or amaranth)")
+                           f"{', '.join(ALL_SIMULATORS[:-1])} or {ALL_SIMULATORS[-1]})")
     paths = outputs.plan()
     paths.input(args.image, "IMAGE_DIR")
     paths.input(args.input, "--input", kind="npy")
@@ -386,7 +348,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.build_dir is not None:
         paths.cache(args.build_dir, "--build-dir")
     image = read_image(args.image)
-    x = _load_input(Path(args.input), image, args.raw)
+    x = load_eie_input(args.input, image, raw=args.raw, warn=warn)
     config = _make_config(_overrides(args), image)
     if args.vcd is not None:
         args.vcd = Path(args.vcd).resolve()

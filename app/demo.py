@@ -95,10 +95,13 @@ class DemoConfig:
             raise EieError(f"demo mode {self.mode!r} is not one of {', '.join(MODES)}")
         if not 1 <= self.images <= 1000:
             raise EieError(f"--images {self.images} is outside 1..1000 (the test set has 1,000 digits)")
-        if self.sim not in ("verilator", "icarus", "amaranth"):
-            raise EieError(f"--sim {self.sim!r} is not one of verilator, icarus, amaranth")
-        if not 1 <= self.n_pe <= 256:
-            raise EieError(f"--pes {self.n_pe} is outside 1..256")
+        from ..hw.eie.config import MAX_PE
+        from ..sim.runner import ALL_SIMULATORS
+
+        if self.sim not in ALL_SIMULATORS:
+            raise EieError(f"--sim {self.sim!r} is not one of {', '.join(ALL_SIMULATORS)}")
+        if not 1 <= self.n_pe <= MAX_PE:
+            raise EieError(f"--pes {self.n_pe} is outside 1..{MAX_PE}")
         if self.bnn_shape not in ("tfc", "sfc"):
             raise EieError(f"--bnn-shape {self.bnn_shape!r} is not tfc or sfc")
         for name in ("dense_epochs", "prune_steps", "prune_epochs", "share_epochs", "bnn_epochs"):

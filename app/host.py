@@ -653,23 +653,20 @@ SIM_CLK = 12_000_000     # nominal clock of the simulated board (turns timeouts 
 
 
 def image_kind(image_dir) -> str:
-    """``"eie"`` or ``"bnn"``, from the ``format`` in the image's ``manifest.json``."""
-    import json
-    from pathlib import Path
+    """``"eie"`` or ``"bnn"``, from the ``format`` in the image's ``manifest.json``, read with the
+    images' own strict rules (:func:`eie.sw.imagefile.manifest_format`: a missing, damaged, too
+    deeply nested or non-UTF-8 manifest is a one-line :class:`EieError`)."""
+    from ..sw.bnn.image import FORMAT as BNN_FORMAT
+    from ..sw.image import FORMAT_NAME as EIE_FORMAT
+    from ..sw.imagefile import MANIFEST, manifest_format
 
-    manifest = Path(image_dir) / "manifest.json"
-    if not manifest.is_file():
-        raise EieError(f"{image_dir} has no manifest.json: not an image directory (make one with "
-                       f"eie compress or eie bnn compile)")
-    try:
-        fmt = json.loads(manifest.read_text()).get("format")
-    except (ValueError, AttributeError) as exc:
-        raise EieError(f"{manifest} is not valid JSON ({exc})") from None
-    if fmt == "eie-bnn-image":
+    fmt = manifest_format(image_dir)
+    if fmt == BNN_FORMAT:
         return "bnn"
-    if fmt in ("eie-image", None):
+    if fmt in (EIE_FORMAT, None):
         return "eie"
-    raise EieError(f"{manifest}: unknown image format {fmt!r} (expected eie-image or eie-bnn-image)")
+    raise EieError(f"{image_dir}/{MANIFEST}: unknown image format {fmt!r} (expected "
+                   f"{EIE_FORMAT} or {BNN_FORMAT})")
 
 
 def simulated_board(core, design, *, max_burst: int = 256) -> tuple[BridgeClient, SimTransport]:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eie.sim.runner import SIMULATORS
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference" / "eie_isca2016_benchmarks.json"
 
@@ -73,7 +75,7 @@ def measure(shape, fold, *, simulator: str, n: int, build_root: Path) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapes", default="TFC,SFC,LFC")
-    p.add_argument("--sim", default="verilator", choices=["verilator", "icarus"])
+    p.add_argument("--sim", default="verilator", choices=SIMULATORS)
     p.add_argument("-n", "--samples", type=int, default=6, help="samples streamed (6)")
     p.add_argument("--build-dir", default=None, help="keep builds here (default: a temp dir)")
     p.add_argument("--json", default=None, help="also write the rows as JSON")

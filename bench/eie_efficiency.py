@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-from eie.sw.cycle_model import layer_column_entries, predict_layer
+from eie.sw.bound import efficiency, layer_column_entries
+from eie.sw.cycle_model import predict_layer
 from eie.sw.encode import QuantLayer, build_image
 from eie.sw.golden import golden_forward
 
@@ -37,7 +38,7 @@ def point(size, n_pe, wd, ad, fifo, seeds, rtl=False):
         st = golden_forward(img, x[None]).stats[0]
         bound, mx = int(st.bound[0]), int(st.work_per_pe[0].max())
         p = predict_layer(layer_column_entries(img, 0), x, size, fifo_depth=fifo)
-        effs.append(bound / p.cycles)
+        effs.append(efficiency(bound, p.cycles))
         ceil.append(bound / mx)
         frac.append(mx / p.cycles)
         if rtl and s == 0:

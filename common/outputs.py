@@ -14,6 +14,7 @@ exit 2) before the command creates or changes anything. The rules:
   when it is empty or is this tool's own output of the same kind -- an *owner* check (e.g.
   :func:`manifest_owner`) reads its manifest, which must parse and name the format, and every
   file in the directory must be one the manifest accounts for. Anything else is left alone.
+  The library writers of both images apply the same rule (:func:`check_replaceable`).
 * **Caches** (``--build-dir``): directories written into, never replaced: not a file; created
   when missing (after every check of the command has passed).
 * **No overlaps**: an output must not be the same path (after resolving links) as another
@@ -43,7 +44,7 @@ from .errors import EieError
 from .signals import deferred
 
 __all__ = ["Plan", "plan", "current", "reset", "Owner", "manifest_owner", "read_manifest",
-           "safe_name", "MAX_MANIFEST_BYTES"]
+           "safe_name", "check_replaceable", "MAX_MANIFEST_BYTES"]
 
 #: An owner check: the files (relative POSIX paths) that the directory's own manifest accounts
 #: for, the manifest included; None when the directory is not this tool's output of that kind.
@@ -176,7 +177,7 @@ class Plan:
     def file(self, path, what: str, *, create_parents: bool = False) -> Path:
         """A file output (replaced atomically when it exists)."""
         path = Path(path)
-        self._not_link(path, what)
+        _not_link(path, what)
         if path.is_dir():
             raise EieError(f"{what} {path} is a directory; give a file name")
         if os.path.lexists(path):
@@ -191,19 +192,10 @@ class Plan:
     def directory(self, path, what: str, *, owner: Owner, kind: str,
                   create_parents: bool = False) -> Path:
         """A directory output, replaced as a whole: allowed when absent, empty or ``owner``
-        recognises it as this tool's ``kind`` (e.g. "an EIE image") with nothing else in it."""
+        recognises it as this tool's ``kind`` (e.g. "an EIE image") with nothing else in it
+        (:func:`check_replaceable`)."""
         path = Path(path)
-        self._not_link(path, what)
-        if path.name in ("", ".", "..") or _real(path) == _real(Path.cwd()) \
-                or _real(path) == Path(_real(path).anchor):
-            raise EieError(f"{what} {path} would replace the current, parent or root directory; "
-                           "give a new directory name")
-        if os.path.lexists(path) and not path.is_dir():
-            raise EieError(f"{what} {path} exists and is not a directory; choose another path "
-                           "(it is left alone)")
-        existed = path.is_dir()
-        if existed:
-            self._check_owned(path, what, owner, kind)
+        existed = check_replaceable(path, what, owner=owner, kind=kind)
         self._parent(path, what, create_parents)
         self._add(_Path(path, _real(path), what, "directory", True, existed))
         return path
@@ -243,13 +235,6 @@ class Plan:
     # -------------------------------------------------------------- checks
 
     @staticmethod
-    def _not_link(path: Path, what: str) -> None:
-        if path.is_symlink():
-            raise EieError(f"{what} {path} is a symbolic link; give the path it points to "
-                           f"({os.path.realpath(path)}) or another name (links are not replaced "
-                           "or followed)")
-
-    @staticmethod
     def _parent(path: Path, what: str, create_parents: bool) -> None:
         parent = Path(os.path.abspath(path)).parent
         if parent.is_dir():
@@ -267,34 +252,59 @@ class Plan:
             raise EieError(f"cannot write {what} {path}: {up} is not a directory")
         _probe(up, what, path)
 
-    @staticmethod
-    def _check_owned(path: Path, what: str, owner: Owner, kind: str) -> None:
-        try:
-            entries = _entries(path)
-        except OSError as exc:
-            raise EieError(f"{what} {path} cannot be read ({exc.strerror or exc}); it is left "
-                           "alone") from None
-        if not entries:
-            return
-        listed = owner(path)
-        if listed is None:
-            some = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
-            raise EieError(f"{what} {path} is not empty and is not {kind} written by eie "
-                           f"(it holds {some}); it is left alone: give a new directory name, or "
-                           "empty or remove it yourself")
-        extra = sorted(entries - listed)
-        if extra:
-            some = ", ".join(extra[:3]) + (", ..." if len(extra) > 3 else "")
-            raise EieError(f"{what} {path} is {kind} but also holds files it does not list "
-                           f"({some}); it is left alone: move them out, or give a new directory "
-                           "name")
-
     def _add(self, new: _Path) -> None:
         for old in self.paths:
             msg = _overlap(new, old)
             if msg:
                 raise EieError(msg)
         self.paths.append(new)
+
+
+def _not_link(path: Path, what: str) -> None:
+    if path.is_symlink():
+        raise EieError(f"{what} {path} is a symbolic link; give the path it points to "
+                       f"({os.path.realpath(path)}) or another name (links are not replaced "
+                       "or followed)")
+
+
+def check_replaceable(path, what: str, *, owner: Owner, kind: str) -> bool:
+    """The rule for a directory that a writer replaces as a whole, for the commands
+    (:meth:`Plan.directory`) and the library writers alike (``eie.sw.image.write_image``,
+    ``eie.sw.bnn.image.write_image``): not a symbolic link, nor the current, parent or root
+    directory, nor an existing file; an existing directory only when it is empty or ``owner``
+    recognises it as this tool's ``kind`` (e.g. "an EIE image") with nothing else in it.
+    :class:`EieError` otherwise, naming ``what`` (e.g. ``-o``); returns whether it exists."""
+    path = Path(path)
+    _not_link(path, what)
+    if path.name in ("", ".", "..") or _real(path) == _real(Path.cwd()) \
+            or _real(path) == Path(_real(path).anchor):
+        raise EieError(f"{what} {path} would replace the current, parent or root directory; "
+                       "give a new directory name")
+    if os.path.lexists(path) and not path.is_dir():
+        raise EieError(f"{what} {path} exists and is not a directory; choose another path "
+                       "(it is left alone)")
+    if not path.is_dir():
+        return False
+    try:
+        entries = _entries(path)
+    except OSError as exc:
+        raise EieError(f"{what} {path} cannot be read ({exc.strerror or exc}); it is left "
+                       "alone") from None
+    if not entries:
+        return True
+    listed = owner(path)
+    if listed is None:
+        some = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        raise EieError(f"{what} {path} is not empty and is not {kind} written by eie "
+                       f"(it holds {some}); it is left alone: give a new directory name, or "
+                       "empty or remove it yourself")
+    extra = sorted(entries - listed)
+    if extra:
+        some = ", ".join(extra[:3]) + (", ..." if len(extra) > 3 else "")
+        raise EieError(f"{what} {path} is {kind} but also holds files it does not list "
+                       f"({some}); it is left alone: move them out, or give a new directory "
+                       "name")
+    return True
 
 
 def _overlap(a: _Path, b: _Path) -> str | None:

@@ -33,8 +33,8 @@ from ..hw.bnn.folding import LayerFold
 from ..sw.bnn.image import BnnImage, read_image, write_image
 from .runner import SimResult, run_core_jobs
 
-__all__ = ["BnnJob", "BnnCore", "run_amaranth", "run_rtl", "run_job", "build_top_verilog",
-           "bnn_verilog", "TOPLEVEL", "JOB_OPTIONS"]
+__all__ = ["BnnJob", "BnnCore", "check_jobs", "run_amaranth", "run_rtl", "run_job",
+           "build_top_verilog", "bnn_verilog", "TOPLEVEL", "JOB_OPTIONS"]
 
 TOPLEVEL = "bnn_top"
 
@@ -161,9 +161,19 @@ class BnnCore:
         return y, {"counters": counters}
 
 
+def check_jobs(jobs: Sequence[BnnJob]) -> None:
+    """Every job's input as uint8 bits ``(batch, n_in)`` of at least one sample, or
+    :class:`EieError` saying why not (the rules of :func:`eie.sw.inputs.check_bits`)."""
+    from ..sw.inputs import IMAGE_LAYER, check_bits
+
+    for job in jobs:
+        job.x = check_bits(job.x, job.image.shape[0], consumer=IMAGE_LAYER, allow_empty=False)
+
+
 def run_amaranth(folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *, in_depth: int = 4,
                  out_depth: int = 4, bake: BnnImage | None = None) -> list[BnnJob]:
     """Run ``jobs`` one after the other on one simulated core; fills ``job.result``."""
+    check_jobs(jobs)
     run_core_jobs(BnnCore(folds, in_depth, out_depth, bake), jobs, sim="amaranth",
                   waves="bnn.vcd" if os.environ.get("EIE_VCD") == "1" else None)
     return list(jobs)
@@ -222,6 +232,7 @@ def run_rtl(simulator: str, folds: Sequence[LayerFold], jobs: Sequence[BnnJob], 
     :func:`eie.sim.runner.cache_dir`). ``build_args`` go to the simulator's compiler (e.g.
     ``("-CFLAGS", "-O0")`` for Verilator: a quicker C++ build of a big core that runs few
     cycles). Fills ``job.result``."""
+    check_jobs(jobs)
     run_core_jobs(BnnCore(folds, in_depth, out_depth, bake), jobs, sim=simulator,
                   build_dir=build_dir,
                   build_args=(*(VERILATOR_ARGS if simulator == "verilator" else ()), *build_args),

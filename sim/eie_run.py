@@ -39,15 +39,14 @@ import numpy as np
 
 from ..common.errors import EieError
 from .backdoor import LOADS
-from .runner import VERILATOR_WAIVERS, SimResult, cache_dir, run_core_jobs
+from .runner import ALL_SIMULATORS, VERILATOR_WAIVERS, SimResult, cache_dir, run_core_jobs
 from .verilog import icarus_source
 
-__all__ = ["SIMULATORS", "LOADS", "TOPLEVEL", "RunResult", "EieJob", "EieCore", "run_eie",
+__all__ = ["ALL_SIMULATORS", "LOADS", "TOPLEVEL", "RunResult", "EieJob", "EieCore", "run_eie",
            "run_eie_jobs", "run_samples", "config_for_images", "cache_dir", "split_run",
            "icarus_source", "verilog_for_config", "build_simulator", "check_inputs",
            "cycle_budget", "VERILATOR_WAIVERS"]
 
-SIMULATORS = ("amaranth", "verilator", "icarus")
 TOPLEVEL = "eie_top"
 
 #: What one run of one image gives back: the shared :class:`eie.sim.runner.SimResult`
@@ -68,22 +67,12 @@ class EieJob:
 # ----------------------------------------------------------------------------- inputs
 
 def check_inputs(image, x) -> np.ndarray:
-    """``x`` as a C-contiguous int16 ``(batch, n_in)`` array, or :class:`EieError` saying why
-    not."""
-    a = np.asarray(x)
-    if a.dtype.kind not in "iu":
-        raise EieError(f"inputs must be int16 fixed point, got dtype {a.dtype} (quantise with "
-                       f"act_frac {image.act_frac} first)")
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2 or a.shape[1] != image.n_in:
-        raise EieError(f"inputs have shape {a.shape} but the image's first layer takes "
-                       f"{image.n_in} inputs (expected (batch, {image.n_in}))")
-    if a.size and (int(a.min()) < -32768 or int(a.max()) > 32767):
-        raise EieError(f"inputs hold {int(a.min())}..{int(a.max())}, outside int16 "
-                       "[-32768, 32767]")
-    if a.shape[0] == 0:
-        raise EieError("the input batch is empty (need at least one sample)")
+    """``x`` as a C-contiguous int16 ``(batch, n_in)`` array of at least one sample, or
+    :class:`EieError` saying why not (the rules of :func:`eie.sw.inputs.check_activations`)."""
+    from ..sw.inputs import IMAGE_LAYER, check_activations
+
+    a = check_activations(x, image.n_in, consumer=IMAGE_LAYER, allow_empty=False,
+                          hint=f"quantise real values with act_frac {image.act_frac} first")
     return np.ascontiguousarray(a, dtype=np.int16)
 
 
@@ -307,8 +296,8 @@ def run_eie_jobs(jobs: Sequence[EieJob], *, sim: str = "verilator", config=None,
     """Run several images, each on its own inputs, one after the other on one design (built
     once; by default the smallest that holds them all). Fills ``job.result`` of each job.
     ``load`` as in :func:`run_eie`."""
-    if sim not in SIMULATORS:
-        raise EieError(f"unknown simulator {sim!r}; choose one of {', '.join(SIMULATORS)}")
+    if sim not in ALL_SIMULATORS:
+        raise EieError(f"unknown simulator {sim!r}; choose one of {', '.join(ALL_SIMULATORS)}")
     if load not in LOADS:
         raise EieError(f"unknown load {load!r}; choose one of {', '.join(LOADS)}")
     if load == "backdoor" and sim == "amaranth":

@@ -49,12 +49,15 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 from ..common.errors import EieError
 from .verilog import icarus_source
 
-__all__ = ["SIMULATORS", "PERIOD_NS", "VERILATOR_WAIVERS", "SimResult", "Core", "CORES",
-           "core_from_spec", "run_job_timed", "run_core_jobs", "verilator_env",
+__all__ = ["SIMULATORS", "ALL_SIMULATORS", "PERIOD_NS", "VERILATOR_WAIVERS", "SimResult", "Core",
+           "CORES", "core_from_spec", "run_job_timed", "run_core_jobs", "verilator_env",
            "verilator_pch_fix", "check_simulator", "cache_dir", "locked", "sources_digest",
            "cached_verilog", "build_simulator", "run_testbench", "run_cocotb_jobs", "run_cocotb"]
 
+#: The Verilog simulators (cocotb builds): the one list of their names.
 SIMULATORS = ("verilator", "icarus")
+#: Every simulator a core runs on: the Verilog ones and the Amaranth simulator (in this process).
+ALL_SIMULATORS = SIMULATORS + ("amaranth",)
 PERIOD_NS = 10      # the testbench clock: 100 MHz, one cycle = 10 ns of simulated time
 
 # Verilator warnings that Amaranth's Verilog backend (Yosys write_verilog) produces by

@@ -27,6 +27,8 @@ import numpy as np
 # the cycles the PEs' activation read pipelines take to fill at every layer start (memory read,
 # bias addition, two write-back stages): the hardware's own constant (plain Python, no Amaranth)
 from ..hw.eie.memory_map import ACT_READ_LATENCY
+# the column entries a layer's work is counted in, and the contract's efficiency: eie.sw.bound's
+from .bound import efficiency, layer_column_entries
 
 __all__ = ["layer_column_entries", "predict_layer", "predict_layer_batch", "predict_counters",
            "LayerPrediction", "efficiency", "ACT_READ_LATENCY", "START_CYCLES"]
@@ -48,12 +50,6 @@ class LayerPrediction:
         """The RTL's counter dict (as :class:`eie.sim.eie_amaranth.RunResult` reports it)."""
         return {"cycles": self.cycles, "broadcasts": self.broadcasts, "busy": list(self.busy),
                 "stall": list(self.stall)}
-
-
-def layer_column_entries(image, l: int) -> np.ndarray:
-    """Entries (padding included) of every column in every PE: int64 ``(n_in, n_pe)``."""
-    return np.stack([np.diff(image.layer_pointers(l, k).astype(np.int64))
-                     for k in range(image.n_pe)], axis=1)
 
 
 def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_depth: int,
@@ -282,7 +278,3 @@ def predict_counters(image, x: np.ndarray, *, fifo_depth: int, ptr_queue_depth: 
                  for l, d in enumerate(image.layers)]
     return [[per_layer[l][s] for l in range(len(image.layers))] for s in range(xa.shape[0])]
 
-
-def efficiency(bound: int, cycles: int) -> float:
-    """The contract's efficiency: ideal bound / measured (or predicted) cycles."""
-    return bound / cycles if cycles else 0.0

@@ -9,7 +9,8 @@ Per layer and sample (the contract's numeric semantics):
 * ``y[i] = saturate16(round_half_even(acc[i] / 2**w_frac))``, then ``max(y, 0)`` with ReLU.
 
 :func:`golden_forward` decodes the weights from an :class:`~eie.sw.image.Image` (so it also checks
-the encoding) and reports, per layer, the work statistics behind the contract's ideal cycle bound.
+the encoding) and reports, per layer, the work statistics behind the contract's ideal cycle bound
+(:func:`eie.sw.bound.layer_stats`).
 :func:`golden_forward_layers` runs the same arithmetic on :class:`~eie.sw.encode.QuantLayer` objects.
 """
 
@@ -20,25 +21,15 @@ from typing import Sequence
 
 import numpy as np
 
+from .bound import LayerStats, layer_stats
 from .encode import QuantLayer
 from ..common.errors import EieError
-from .fixedpoint import INT16_MAX, INT16_MIN, wrap, writeback
+from .fixedpoint import wrap, writeback
 from .image import Image
+from .inputs import check_activations
 
 __all__ = ["LayerStats", "GoldenResult", "layer_forward", "quant_layer_forward",
            "golden_forward", "golden_forward_layers", "check_input"]
-
-
-@dataclass(eq=False)
-class LayerStats:
-    """Work of one layer; arrays over the batch where per-sample."""
-
-    nonzero_inputs: np.ndarray      # (batch,) nonzero input activations
-    entries_per_pe: np.ndarray      # (n_pe,) entries incl. padding, whole layer
-    padding_per_pe: np.ndarray      # (n_pe,)
-    work_entries: np.ndarray        # (batch,) entries (padding incl.) of nonzero-input columns
-    work_per_pe: np.ndarray         # (batch, n_pe) the same per PE
-    bound: np.ndarray               # (batch,) max(nonzero_inputs, ceil(work_entries / n_pe))
 
 
 @dataclass(eq=False)
@@ -49,20 +40,10 @@ class GoldenResult:
 
 
 def check_input(x: np.ndarray, n_in: int) -> np.ndarray:
-    """Validate activations: integers within int16, shape ``(n_in,)`` or ``(batch, n_in)``.
-    Returns int64 ``(batch, n_in)``; raises :class:`EieError` otherwise."""
-    a = np.asarray(x)
-    if a.dtype.kind not in "iu":
-        raise EieError(f"inputs must be int16 activations (quantize with act_frac first), got "
-                       f"dtype {a.dtype}")
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2 or a.shape[1] != n_in:
-        raise EieError(f"inputs must have shape (batch, {n_in}) or ({n_in},), got {np.shape(x)}")
-    if a.size and (int(a.min()) < INT16_MIN or int(a.max()) > INT16_MAX):
-        raise EieError(f"inputs must fit int16 [{INT16_MIN}, {INT16_MAX}], got "
-                       f"{int(a.min())}..{int(a.max())}")
-    return a.astype(np.int64)
+    """Validate activations (:func:`eie.sw.inputs.check_activations`: integers within int16,
+    shape ``(n_in,)`` or ``(batch, n_in)``). Returns int64 ``(batch, n_in)``; raises
+    :class:`EieError` otherwise."""
+    return check_activations(x, n_in)
 
 
 def layer_forward(weights: np.ndarray, bias: np.ndarray | None, w_frac: int, relu: bool,
@@ -109,22 +90,6 @@ def golden_forward_layers(layers: Sequence[QuantLayer], x: np.ndarray, acc_bits:
     return a
 
 
-def _layer_stats(image: Image, l: int, a: np.ndarray) -> LayerStats:
-    n_pe = image.n_pe
-    ptrs = np.stack([image.layer_pointers(l, k).astype(np.int64) for k in range(n_pe)])
-    per_col = np.diff(ptrs, axis=1)                                 # (n_pe, n_in)
-    padding = np.array([int(np.count_nonzero((image.layer_entries(l, k) & 0xF) == 0))
-                        for k in range(n_pe)], dtype=np.int64)
-    active = (a != 0).astype(np.int64)                              # (batch, n_in)
-    work_per_pe = active @ per_col.T                                # (batch, n_pe)
-    work = work_per_pe.sum(axis=1)
-    nnz = active.sum(axis=1)
-    bound = np.maximum(nnz, -(-work // n_pe))
-    return LayerStats(nonzero_inputs=nnz, entries_per_pe=ptrs[:, -1].copy(),
-                      padding_per_pe=padding, work_entries=work, work_per_pe=work_per_pe,
-                      bound=bound)
-
-
 def golden_forward(image: Image, x: np.ndarray) -> GoldenResult:
     """Run every layer of ``image`` on int16 activations ``x`` (``(batch, n_in)``, or a vector as
     a batch of 1). Weights are decoded from the image's entries, so a wrong encoding shows up
@@ -136,7 +101,7 @@ def golden_forward(image: Image, x: np.ndarray) -> GoldenResult:
     stats: list[LayerStats] = []
     for l in range(len(image.layers)):
         q = image.quant_layer(l)
-        stats.append(_layer_stats(image, l, a))
+        stats.append(layer_stats(image, l, a))
         y = quant_layer_forward(q, a, image.acc_bits)
         outs.append(y)
         a = y.astype(np.int64)

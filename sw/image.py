@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common import outputs
 from ..common.atomic import atomic_dir
 from ..common.errors import EieError
 from .encode import (ENTRIES_PER_WORD, QuantLayer, decode_layer, split_entry_bytes,
@@ -40,6 +41,9 @@ __all__ = [
     "LayerDesc",
     "Image",
     "compute_layer_stats",
+    "image_files",
+    "OWNER",
+    "OWNER_KIND",
     "write_image",
     "read_image",
 ]
@@ -394,18 +398,32 @@ def _compact_json(obj: Any) -> str:
     return _NUM_LIST.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text) + "\n"
 
 
+def image_files(manifest: dict) -> list[str] | None:
+    """The files an EIE image's ``manifest.json`` accounts for (besides itself), or None when
+    it is not an EIE image manifest: what :data:`OWNER` checks."""
+    n = manifest.get("n_pe")
+    if manifest.get("format") != FORMAT_NAME or type(n) is not int or not 1 <= n <= MAX_IMAGE_PE:
+        return None
+    return ["image.npz"] + [f"pe{k}_{part}.hex" for k in range(n)
+                            for part in ("ptr", "spmat", "bias")]
+
+
+#: Recognises a directory :func:`write_image` wrote (see :func:`image_files`): the only kind of
+#: non-empty directory it replaces, for ``eie compress -o`` and library callers alike
+#: (:func:`eie.common.outputs.check_replaceable`).
+OWNER = outputs.manifest_owner(MANIFEST, image_files)
+OWNER_KIND = "an EIE image"
+
+
 def write_image(image: Image, path: str | os.PathLike) -> None:
     """Write ``image`` as a directory (``manifest.json`` and per-PE ``.hex`` files, plus an
     ``image.npz`` copy of the arrays), atomically: on any error nothing is left at ``path`` (an
-    existing image there stays as it was)."""
+    existing image there stays as it was). An existing directory is replaced only when it is
+    empty or an EIE image with nothing else in it (:data:`OWNER`)."""
     image.validate()
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise EieError(f"{path} exists and is not a directory; choose another output path")
-    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
-        # Writing replaces the whole directory: never do that to something that is not an image.
-        raise EieError(f"{path} exists, is not empty and holds no {MANIFEST}; it does not look "
-                       f"like an image, so it is left alone (choose a new directory or remove it)")
+    # Writing replaces the whole directory: never do that to something that is not an image.
+    outputs.check_replaceable(path, "the image directory", owner=OWNER, kind=OWNER_KIND)
     with atomic_dir(path) as tmp:
         (tmp / MANIFEST).write_text(_compact_json(image.manifest()))
         arrays: dict[str, np.ndarray] = {}

@@ -246,3 +246,104 @@ def test_parents_made_for_an_abandoned_write_are_removed(tmp_path):
     with atomic_file(tmp_path / "a" / "b" / "c.txt") as f:        # kept on success
         f.write("x")
     assert (tmp_path / "a" / "b" / "c.txt").read_text() == "x"
+
+
+# ----------------------------------------------------------------------------- eie build's work dir
+
+def _fake_build(tmp_path, setattr_, synthesis, elaborate=None):
+    """``eie.boards.build.build`` of the bridge-and-RAM design into ``tmp_path / "out"`` with a
+    fake platform and fake tools: ``synthesis(work)`` plays Yosys and nextpnr (returns their exit
+    code), ``elaborate()`` the platform's elaboration. Returns the call that runs the build."""
+    import types
+    from pathlib import Path
+
+    from eie.boards import build as build_module
+    from eie.boards import tops
+    from eie.boards.platforms import Board
+
+    class Plan:
+        def extract(self, d):
+            (Path(d) / "build_top.sh").write_text("exit 0\n")
+
+    class Platform:
+        default_clk_frequency = 12e6
+        device = package = "fake"
+
+        def prepare(self, top, name, **kw):
+            if elaborate is not None:
+                elaborate()
+            return Plan()
+
+    class FakeBoard(Board):
+        def make_platform(self):
+            return Platform()
+
+    setattr_(build_module, "_check_tools", lambda env, family: None)
+    setattr_(build_module, "subprocess", types.SimpleNamespace(
+        call=lambda cmd, cwd, **kw: synthesis(Path(cwd)), STDOUT=subprocess.STDOUT))
+    setattr_(tops, "BoardTop", lambda *a, **k: object())
+    spec = build_module.BuildSpec(board=FakeBoard("fake", "-", "-", "ice40", "true", "-", "bin"),
+                                  design="ram", out=Path(tmp_path) / "out")
+    return lambda: build_module.build(spec, log=lambda s: None)
+
+
+def _synthesis_ok(work):
+    for name in ("top.bin", "top.rpt", "top.tim"):
+        (work / name).write_text("x\n")
+    (work / "nextpnr-report.json").write_text("{}")
+    return 0
+
+
+def test_build_leaves_no_work_dir_on_success_and_keeps_it_on_failure(tmp_path, monkeypatch):
+    run = _fake_build(tmp_path, monkeypatch.setattr, _synthesis_ok)
+    report = run()
+    assert report["bitstream"] == "top.bin"
+    assert _names(tmp_path) == ["out"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["core.json", "logs", "report.json", "top.bin"]
+    # a failed build keeps its logs, and says where (documented in eie.boards.build)
+    run = _fake_build(tmp_path, monkeypatch.setattr, lambda work: 1)
+    with pytest.raises(EieError, match=r"build failed \(exit 1\); logs kept in .*\.out\.build-"):
+        run()
+    kept = [n for n in _names(tmp_path) if n.startswith(".out.build-")]
+    assert len(kept) == 1 and "build_top.sh" in os.listdir(tmp_path / kept[0])
+    assert (tmp_path / "out" / "top.bin").read_text() == "x\n"        # the old output kept
+
+
+@pytest.mark.parametrize("when", ["elaboration", "synthesis"])
+def test_ctrl_c_during_a_build_leaves_no_work_dir(tmp_path, monkeypatch, when):
+    """Issue 14: Ctrl-C while Yosys or nextpnr ran left ``.OUT.build-XXXX`` behind."""
+    def interrupt(*a):
+        raise KeyboardInterrupt
+
+    run = _fake_build(tmp_path, monkeypatch.setattr,
+                      interrupt if when == "synthesis" else _synthesis_ok,
+                      elaborate=interrupt if when == "elaboration" else None)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    assert _names(tmp_path) == []
+
+
+def test_sigterm_during_a_build_leaves_no_work_dir(tmp_path):
+    """SIGTERM with its default handler (a library caller): the build still cleans up (in a
+    child process: a failure must not kill pytest)."""
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_atomic import _fake_build
+        from eie.common.signals import Terminated
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        def synthesis(work):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return 0
+        run = _fake_build({str(tmp_path)!r}, setattr, synthesis)
+        try:
+            run()
+        except Terminated:
+            print(sorted(os.listdir({str(tmp_path)!r})))
+        else:
+            sys.exit("no Terminated")
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"

@@ -98,7 +98,8 @@ def test_bad_bits(model_files, cli):
     np.save(d / "short.npy", x[:, :7])
     r = cli(["bnn", "run", d / "img", "--input", d / "short.npy", "-o", d / "y.npy",
              "--sim", "amaranth"])
-    _assert_clean_error(r, "has shape (40, 7); expected (batch, 60)", d, "y.npy")
+    _assert_clean_error(r, "has shape (40, 7) but the image's first layer takes 60 inputs "
+                           "(expected (batch, 60) bits)", d, "y.npy")
 
 
 def test_bad_folding(model_files, cli):

@@ -495,7 +495,8 @@ def test_calibrate_changes_the_placement_not_the_outputs(tmp_path, cli):
 
 @pytest.mark.parametrize("bad,msg", [
     (np.zeros((5, 23)), "expected \\(samples, 24\\)"),
-    (np.zeros((5, 24), dtype=np.int16), "expected float inputs"),
+    (np.zeros((5, 24), dtype=np.int16), "has dtype int16 but real-valued float input is "
+                                        "expected"),
     (np.full((2, 24), np.nan), "NaN or infinite"),
 ])
 def test_calibrate_rejects_bad_inputs(tmp_path, cli, bad, msg):

@@ -243,7 +243,8 @@ def test_vector_input_is_batch_of_one():
 
 
 @pytest.mark.parametrize("x,match", [
-    (np.zeros((1, 3), np.int16), r"shape \(batch, 2\)"),
+    (np.zeros((1, 3), np.int16), r"shape \(1, 3\) but the first layer takes 2 inputs "
+                                 r"\(expected \(batch, 2\)\)"),
     (np.zeros((1, 2), np.float32), "dtype float32"),
     (np.array([[40000, 0]]), "int16"),
     (np.zeros((1, 1, 2), np.int16), "shape"),

@@ -91,6 +91,20 @@ def _make_world(d):
     # not a regular file (a named pipe here: a device such as /dev/null would be the same
     # case, but a regression must not be able to replace one)
     os.mkfifo(d / "fifo")
+    # inputs (eie.sw.inputs): no samples; two arrays saved into one file; a header describing
+    # 50 TiB (loading it was a MemoryError traceback); Python objects (a pickle)
+    np.save(d / "x0.npy", np.zeros((0, 14), np.float32))
+    np.save(d / "xb0.npy", np.zeros((0, 12), np.uint8))
+    with open(d / "x2.npy", "wb") as f:
+        np.save(f, np.zeros((2, 14), np.float32))
+        np.save(f, np.ones((2, 14), np.float32))
+    for name, descr, n_in in (("xhuge.npy", "<f4", 14), ("xbhuge.npy", "|u1", 12)):
+        with open(d / name, "wb") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": descr, "fortran_order": False, "shape": (10 ** 12, n_in)})
+            f.write(bytes(64))
+    np.save(d / "xobj.npy", np.array([[1] * 14], dtype=object), allow_pickle=True)
+    np.save(d / "xbf.npy", rng.integers(0, 2, (2, 12)).astype(np.float32))
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +170,25 @@ CASES = [
     ("compress-pes-257", ["compress", "m.npz", "-o", "new", "--pes", "257"], "1..256"),
     ("compress-underflow", ["compress", "tiny.npz", "-o", "new", "--pes", "2"],
      "every codebook entry rounds to 0"),
+    ("compress-calibrate-empty", ["compress", "m.npz", "-o", "new", "--pes", "2", "--calibrate",
+                                  "x0.npy"], "holds no samples (shape (0, 14))"),
+    ("compress-calibrate-huge-header", ["compress", "m.npz", "-o", "new", "--pes", "2",
+                                        "--calibrate", "xhuge.npy"], "the file ends early"),
+    ("compress-calibrate-objects", ["compress", "m.npz", "-o", "new", "--pes", "2",
+                                    "--calibrate", "xobj.npy"], "holds Python objects"),
     # --- eie golden / inspect
+    ("golden-empty-batch", ["golden", "img", "--input", "x0.npy", "-o", "y.npy"],
+     "holds no samples (shape (0, 14))"),
+    ("golden-two-arrays-in-one-file", ["golden", "img", "--input", "x2.npy", "-o", "y.npy"],
+     "bytes after its (2, 14) array"),
+    ("golden-huge-header", ["golden", "img", "--input", "xhuge.npy", "-o", "y.npy"],
+     "the file ends early"),
+    ("golden-objects", ["golden", "img", "--input", "xobj.npy", "-o", "y.npy"],
+     "holds Python objects"),
+    ("golden-input-dir", ["golden", "img", "--input", "userdir", "-o", "y.npy"],
+     "is a directory; give a .npy file"),
+    ("golden-input-missing", ["golden", "img", "--input", "nope.npy", "-o", "y.npy"],
+     "input nope.npy does not exist"),
     ("golden-o-dir", ["golden", "img", "--input", "x.npy", "-o", "userdir"], "is a directory"),
     ("golden-o-image", ["golden", "img", "--input", "x.npy", "-o", "img"], "is a directory"),
     ("golden-parent-is-file", ["golden", "img", "--input", "x.npy", "-o", "file.txt/y.npy"],
@@ -196,6 +228,10 @@ CASES = [
                             "file.txt"], "not a directory"),
     ("run-build-dir-in-image", ["run", "img", "--input", "x.npy", "-o", "y.npy", "--build-dir",
                                 "img/cache"], "part of the input"),
+    ("run-empty-batch", ["run", "img", "--input", "x0.npy", "-o", "y.npy", "--sim", "model"],
+     "holds no samples"),
+    ("run-huge-header", ["run", "img", "--input", "xhuge.npy", "-o", "y.npy", "--sim", "model"],
+     "the file ends early"),
     ("run-stats-parent-missing", ["run", "img", "--input", "x.npy", "-o", "y.npy", "--stats",
                                   "nope/s.json", "--sim", "model"], "does not exist"),
     # --- eie bnn compile: class 1 and 2
@@ -229,6 +265,12 @@ CASES = [
      "is also the input"),
     ("bnn-golden-input-npz", ["bnn", "golden", "bimg", "--input", "xz.npy", "-o", "y.npy"],
      "is a .npz archive"),
+    ("bnn-golden-empty-batch", ["bnn", "golden", "bimg", "--input", "xb0.npy", "-o", "y.npy"],
+     "holds no samples (shape (0, 12))"),
+    ("bnn-golden-huge-header", ["bnn", "golden", "bimg", "--input", "xbhuge.npy", "-o",
+                                "y.npy"], "the file ends early"),
+    ("bnn-golden-float-bits", ["bnn", "golden", "bimg", "--input", "xbf.npy", "-o", "y.npy"],
+     "has dtype float32 but bits are integers 0 or 1"),
     ("bnn-golden-deep-manifest", ["bnn", "golden", "deep", "--input", "xb.npy", "-o", "y.npy"],
      "manifest"),
     # --- eie bnn run: options and paths before any directory (build/bnn) is made
@@ -238,6 +280,10 @@ CASES = [
                              "--out-depth", "0"], "output FIFO depth is 0"),
     ("bnn-run-backpressure", ["bnn", "run", "bimg", "--input", "xb.npy", "-o", "y.npy",
                               "--backpressure", "2"], "--backpressure"),
+    ("bnn-run-two-arrays-in-one-file", ["bnn", "run", "bimg", "--input", "x2.npy", "-o",
+                                        "y.npy"], "has shape (2, 14) but the image's first layer"),
+    ("bnn-run-objects", ["bnn", "run", "bimg", "--input", "xobj.npy", "-o", "y.npy"],
+     "holds Python objects"),
     ("bnn-run-o-dir", ["bnn", "run", "bimg", "--input", "xb.npy", "-o", "userdir"],
      "is a directory"),
     ("bnn-run-stats-is-o", ["bnn", "run", "bimg", "--input", "xb.npy", "-o", "y.npy",
@@ -285,9 +331,15 @@ CASES = [
                              "--port", "/dev/null-eie", "--build", "deepcore"],
      "core.json is not a JSON object"),
     ("board-run-deep-manifest", ["board", "run", "deep", "--input", "x.npy", "-o", "y.npy",
-                                 "--port", "/dev/null-eie"], "not a JSON object"),
+                                 "--port", "/dev/null-eie"], "nest too deeply"),
     ("build-deep-image", ["build", "--board", "icebreaker", "--image", "deep", "--out", "newb"],
-     "not a JSON object"),
+     "nest too deeply"),
+    ("board-run-empty-batch", ["board", "run", "img", "--input", "x0.npy", "-o", "y.npy",
+                               "--port", "/dev/null-eie"], "holds no samples"),
+    ("board-run-huge-header", ["board", "run", "img", "--input", "xhuge.npy", "-o", "y.npy",
+                               "--port", "/dev/null-eie"], "the file ends early"),
+    ("board-run-bnn-empty-batch", ["board", "run", "bimg", "--input", "xb0.npy", "-o", "y.npy",
+                                   "--port", "/dev/null-eie"], "holds no samples"),
     ("board-run-o-dir", ["board", "run", "img", "--input", "x.npy", "-o", "userdir",
                          "--port", "/dev/null-eie"], "is a directory"),
     ("board-run-o-is-input", ["board", "run", "img", "--input", "x.npy", "-o", "x.npy",

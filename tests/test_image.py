@@ -339,7 +339,7 @@ def test_refuses_to_replace_a_non_image_directory(img, tmp_path):
     d = tmp_path / "data"
     d.mkdir()
     (d / "precious.txt").write_text("keep me")
-    with pytest.raises(EieError, match="does not look like an image"):
+    with pytest.raises(EieError, match="is not empty and is not an EIE image written by eie"):
         write_image(img, d)
     assert (d / "precious.txt").read_text() == "keep me"
     empty = tmp_path / "empty"

@@ -639,6 +639,68 @@ def test_manifest_format(tmp_path):
         imagefile.manifest_format(tmp_path / "b")
 
 
+def test_image_kind_reads_the_manifest_through_the_validator(tmp_path):
+    """eie.app.host.image_kind (eie build --image, eie board run) used to parse the manifest
+    itself: a deeply nested one was a RecursionError, a non-UTF-8 one a UnicodeDecodeError."""
+    from eie.app.host import image_kind
+
+    assert image_kind(write_eie(tmp_path / "e")) == "eie"
+    assert image_kind(write_bnn(tmp_path / "b")) == "bnn"
+    for damage, message in ((setk("format", "other"), "unknown image format 'other'"),
+                            (mraw("[" * 100_000), "nest too deeply"),
+                            (mraw(b'{"format": "eie-\xff"}'), "byte 0xff is not UTF-8"),
+                            (mraw("[1, 2]"), "must hold a JSON object")):
+        damage(tmp_path / "b")
+        with pytest.raises(EieError, match=re.escape(message)):
+            image_kind(tmp_path / "b")
+    with pytest.raises(EieError, match="it does not exist"):
+        image_kind(tmp_path / "nope")
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_library_writers_replace_only_their_own_images(tmp_path, fmt):
+    """write_image (library callers, not only `eie compress -o` / `eie bnn compile -o`) replaces
+    a directory only when it is empty or an image of its own format with nothing else in it:
+    before, the EIE writer only checked that a file named manifest.json existed and the BNN
+    writer checked nothing."""
+    write = FORMATS[fmt]["write"]
+    other = "bnn" if fmt == "eie" else "eie"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "manifest.json").write_text('{"name": "another program"}\n')
+    (foreign / "data.txt").write_text("keep me\n")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine\n")
+    mine_plus = write(tmp_path / "mine_plus")
+    (mine_plus / "notes.txt").write_text("mine\n")
+    theirs = FORMATS[other]["write"](tmp_path / "theirs")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("a file\n")
+    kind = "an EIE image" if fmt == "eie" else "a BNN image"
+    for target, message in ((foreign, f"is not empty and is not {kind} written by eie"),
+                            (user, f"is not empty and is not {kind} written by eie"),
+                            (mine_plus, "also holds files it does not list (notes.txt)"),
+                            (theirs, f"is not empty and is not {kind} written by eie"),
+                            (a_file, "exists and is not a directory")):
+        before = _tree(tmp_path)
+        with pytest.raises(EieError, match=re.escape(message)):
+            write(target)
+        assert _tree(tmp_path) == before, target
+    # its own image, an empty directory and a new path are replaced or written
+    own = write(tmp_path / "own")
+    (tmp_path / "empty").mkdir()
+    for target in (own, tmp_path / "empty", tmp_path / "new" / "img"):
+        write(target)
+        FORMATS[fmt]["read"](target)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 # ----------------------------------------------------------------------------- through the CLI
 
 #: (id, damage, message) for both formats

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ...common.errors import EieError
+# the BNN's input rule (bits 0 or 1, (batch, n_in)): eie.sw.inputs, shared with every loader
+from ..inputs import check_bits
 
 __all__ = ["FloatBnn", "load_model", "save_model", "random_model", "bn_expression",
            "float_forward", "float_layers", "check_bits"]
@@ -177,22 +179,6 @@ def bn_expression(gamma, beta, mean, var, eps, dot):
     thresholds agree with the float model bit for bit."""
     with np.errstate(over="ignore"):  # overflow to +-inf keeps its sign: the comparison holds
         return gamma * (dot - mean) / np.sqrt(var + eps) + beta
-
-
-def check_bits(x, n_in: int, what: str = "input") -> np.ndarray:
-    """Validate a (batch, n_in) array of 0/1 bits; return it as uint8."""
-    x = np.asarray(x)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != n_in:
-        raise EieError(f"{what} has shape {x.shape}; expected (batch, {n_in}) bits")
-    if not (np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_):
-        raise EieError(f"{what} has dtype {x.dtype}; expected integer bits (uint8 0/1)")
-    bad = (x != 0) & (x != 1)
-    if np.any(bad):
-        r, c = np.argwhere(bad)[0]
-        raise EieError(f"{what}[{r}, {c}] is {x[r, c]}; bits must be 0 or 1 (1 means +1, 0 means -1)")
-    return x.astype(np.uint8)
 
 
 def float_layers(model: FloatBnn, x) -> list[np.ndarray]:

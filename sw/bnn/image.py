@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...common import outputs
 from ...common.atomic import atomic_dir
 from ...common.errors import EieError
 from ...hw.bnn.folding import LayerFold, folding_text, make_folding, parse_folding
@@ -39,8 +40,8 @@ from ...hw.bnn.words import threshold_words, weight_words
 from ..imagefile import (MANIFEST, MAX_LAYER_WEIGHTS, Fields, ImageDir, describe, plural,
                          write_hex)
 
-__all__ = ["BnnImage", "random_image", "write_image", "read_image",
-           "FORMAT", "VERSION"]
+__all__ = ["BnnImage", "random_image", "image_files", "OWNER", "OWNER_KIND", "write_image",
+           "read_image", "FORMAT", "VERSION"]
 
 FORMAT = "eie-bnn-image"
 VERSION = 1
@@ -84,10 +85,35 @@ def random_image(folds: list[LayerFold], rng: np.random.Generator) -> BnnImage:
     return BnnImage(list(folds), weights, thresholds, [{} for _ in folds])
 
 
+def image_files(manifest: dict) -> list[str] | None:
+    """The files a BNN image's ``manifest.json`` lists (besides itself), or None when it is not
+    a BNN image manifest: what :data:`OWNER` checks."""
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("layers"), list):
+        return None
+    files = []
+    for layer in manifest["layers"]:
+        for key in ("weight_files", "threshold_files"):
+            names = layer.get(key, [])
+            if not isinstance(names, list):
+                return None
+            files += names
+    return files
+
+
+#: Recognises a directory :func:`write_image` wrote (see :func:`image_files`): the only kind of
+#: non-empty directory it replaces, for ``eie bnn compile -o`` and library callers alike
+#: (:func:`eie.common.outputs.check_replaceable`).
+OWNER = outputs.manifest_owner(MANIFEST, image_files)
+OWNER_KIND = "a BNN image"
+
+
 def write_image(image: BnnImage, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    """Write ``image`` to directory ``path`` atomically (nothing half-written on failure)."""
+    """Write ``image`` to directory ``path`` atomically (nothing half-written on failure). An
+    existing directory is replaced only when it is empty or a BNN image with nothing else in it
+    (:data:`OWNER`)."""
     layers = []
     path = Path(path)
+    outputs.check_replaceable(path, "the image directory", owner=OWNER, kind=OWNER_KIND)
     with atomic_dir(path) as tmp:
         for l, fold in enumerate(image.folds):
             hidden = l < len(image.folds) - 1
