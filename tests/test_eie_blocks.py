@@ -11,7 +11,7 @@ from eie.hw.eie.accum import Accumulator
 from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.ptr_read import PtrRead
 from eie.hw.eie.spmat_read import SpmatRead
-from eie.hw.eie.memory_map import ACT_READ_LATENCY
+from eie.hw.eie.memory_map import ACT_READ_LATENCY, Region
 from eie.hw.eie.writeback import WRITEBACK_LATENCY, Writeback
 from eie.sw.fixedpoint import writeback as ref_writeback
 
@@ -78,33 +78,32 @@ def test_pointer_banks_odd_and_even_j(simulate):
     out = []
 
     async def bench(ctx):
-        ctx.set(dut.host_mode, 1)
+        ctx.set(dut.host.mode, 1)
         for p, v in enumerate(ptrs):
-            ctx.set(dut.h_w_en, 1)
-            ctx.set(dut.h_w_addr, p)
-            ctx.set(dut.h_w_data, v)
+            ctx.set(dut.host.w_en, 1)
+            ctx.set(dut.host.w_addr, p)
+            ctx.set(dut.host.w_data, v)
             await ctx.tick()
-        ctx.set(dut.h_w_en, 0)
-        ctx.set(dut.host_mode, 0)
+        ctx.set(dut.host.w_en, 0)
+        ctx.set(dut.host.mode, 0)
         for base, j in cols:
             ctx.set(dut.ptr_base, base)
-            ctx.set(dut.col_valid, 1)
-            ctx.set(dut.col_j, j)
-            ctx.set(dut.col_a, 100 * base + j)
+            ctx.set(dut.col.valid, 1)
+            ctx.set(dut.col.payload, {"j": j, "a": 100 * base + j})
             while True:
-                popped = ctx.get(dut.col_pop)
-                ctx.set(dut.q_pop, ctx.get(dut.q_valid))
-                if ctx.get(dut.q_valid):
-                    q = ctx.get(dut.q)
+                popped = ctx.get(dut.col.ready)
+                ctx.set(dut.q.ready, ctx.get(dut.q.valid))
+                if ctx.get(dut.q.valid):
+                    q = ctx.get(dut.q.payload)
                     out.append((q.start, q.end, q.a))
                 await ctx.tick()
                 if popped:
                     break
-        ctx.set(dut.col_valid, 0)
+        ctx.set(dut.col.valid, 0)
         for _ in range(6):
-            ctx.set(dut.q_pop, ctx.get(dut.q_valid))
-            if ctx.get(dut.q_valid):
-                q = ctx.get(dut.q)
+            ctx.set(dut.q.ready, ctx.get(dut.q.valid))
+            if ctx.get(dut.q.valid):
+                q = ctx.get(dut.q.payload)
                 out.append((q.start, q.end, q.a))
             await ctx.tick()
 
@@ -126,29 +125,29 @@ def test_entry_stage_straddles_words_one_entry_per_cycle(simulate):
     trace = []
 
     async def bench(ctx):
-        ctx.set(dut.host_mode, 1)
+        ctx.set(dut.host.mode, 1)
         for w, v in enumerate(words):
             for half in (0, 1):
-                ctx.set(dut.h_w_en, 1)
-                ctx.set(dut.h_w_addr, 2 * w + half)
-                ctx.set(dut.h_w_data, (v >> (32 * half)) & 0xFFFFFFFF)
+                ctx.set(dut.host.w_en, 1)
+                ctx.set(dut.host.w_addr, 2 * w + half)
+                ctx.set(dut.host.w_data, (v >> (32 * half)) & 0xFFFFFFFF)
                 await ctx.tick()
-        ctx.set(dut.h_w_en, 0)
-        ctx.set(dut.host_mode, 0)
+        ctx.set(dut.host.w_en, 0)
+        ctx.set(dut.host.mode, 0)
         ctx.set(dut.entry_base, entry_base)
         i = 0
         for cyc in range(40):
             if i < len(cols):
                 s, e, a = cols[i]
-                ctx.set(dut.q_valid, 1)
-                ctx.set(dut.q, {"start": s, "end": e, "a": a})
+                ctx.set(dut.q.valid, 1)
+                ctx.set(dut.q.payload, {"start": s, "end": e, "a": a})
             else:
-                ctx.set(dut.q_valid, 0)
+                ctx.set(dut.q.valid, 0)
             if ctx.get(dut.spm_valid):
                 ent = ctx.get(dut.spm_entry)
                 trace.append((cyc, (ent.z << 4) | ent.code, ctx.get(dut.spm_first),
                               ctx.get(dut.spm_a)))
-            if ctx.get(dut.q_pop):
+            if ctx.get(dut.q.ready):
                 i += 1
             await ctx.tick()
 
@@ -188,31 +187,32 @@ def test_accumulator_bypass_back_to_back_rows(simulate):
     async def read_rows(ctx):
         # the destination becomes the source: streamed through the bias and the write-back,
         # one row a cycle, each ACT_READ_LATENCY cycles after its address
-        ctx.set(dut.src_bank, 0)
-        ctx.set(dut.src_bias_base, 0)
-        ctx.set(dut.src_has_bias, 1)
-        ctx.set(dut.src_w_frac, w_frac)
-        ctx.set(dut.rd_en, 1)
+        ctx.set(dut.src.bank, 0)
+        ctx.set(dut.src.bias_base, 0)
+        ctx.set(dut.src.has_bias, 1)
+        ctx.set(dut.src.w_frac, w_frac)
+        ctx.set(dut.act.en, 1)
         rows = []
         for t in range(8 + ACT_READ_LATENCY):
-            ctx.set(dut.rd_addr, t % 8)
+            ctx.set(dut.act.addr, t % 8)
             await ctx.tick()
             if t + 1 >= ACT_READ_LATENCY:
-                rows.append(ctx.get(dut.rd_data))
-        ctx.set(dut.rd_en, 0)
+                rows.append(ctx.get(dut.act.data))
+        ctx.set(dut.act.en, 0)
         return rows[:8]
 
     async def bench(ctx):
-        ctx.set(dut.host_mode, 1)
+        ctx.set(dut.host.mode, 1)
+        ctx.set(dut.host.w_region, Region.BIAS)
         for s, b in enumerate(bias):
-            ctx.set(dut.h_bias_w_en, 1)
-            ctx.set(dut.h_w_addr, s)
-            ctx.set(dut.h_w_data, b & 0xFFFF)
+            ctx.set(dut.host.w_en, 1)
+            ctx.set(dut.host.w_addr, s)
+            ctx.set(dut.host.w_data, b & 0xFFFF)
             await ctx.tick()
-        ctx.set(dut.h_bias_w_en, 0)
-        ctx.set(dut.host_mode, 0)
+        ctx.set(dut.host.w_en, 0)
+        ctx.set(dut.host.mode, 0)
         for layer in range(2):          # twice: layer_start must clear what the first left
-            ctx.set(dut.src_bank, 1)    # destination: bank 0
+            ctx.set(dut.src.bank, 1)    # destination: bank 0
             ctx.set(dut.layer_start, 1)
             await ctx.tick()
             ctx.set(dut.layer_start, 0)
@@ -293,7 +293,7 @@ def test_arith_rows_weights_products(simulate, acc_depth):
 
 def _ccu_harness(cfg, acts, activation_files):
     """The CCU with what a PE array shows it: per PE an activation file of two banks (``acts[b]``
-    for bank ``b``), read through ACT_READ_LATENCY registers that advance with ``act_rd_en``
+    for bank ``b``), read through ACT_READ_LATENCY registers that advance with ``act.en``
     (as the PE's accumulator file does)."""
     from amaranth.hdl import Module
 
@@ -301,9 +301,9 @@ def _ccu_harness(cfg, acts, activation_files):
 
     m = Module()
     ccu = m.submodules.ccu = CCU(cfg)
-    reads = activation_files(m, cfg.n_pe, acts, addr=ccu.act_rd_addr, en=ccu.act_rd_en,
-                             latency=ACT_READ_LATENCY, bank=ccu.src_bank, stale=0x1234)
-    m.d.comb += [ccu.act_rd_data[k].eq(r) for k, r in enumerate(reads)]
+    reads = activation_files(m, cfg.n_pe, acts, addr=ccu.act.addr, en=ccu.act.en,
+                             latency=ACT_READ_LATENCY, bank=ccu.layer.src.bank, stale=0x1234)
+    m.d.comb += [ccu.act.data[k].eq(r) for k, r in enumerate(reads)]
     return m, ccu
 
 
@@ -314,7 +314,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
     against a plain Python reference: each layer broadcasts the nonzeros of its source bank (bank 0, 1, 0, ...)
     below its n_in, in increasing j, none while a FIFO is full; the layer's descriptor and
     codebook are on the PE outputs while it broadcasts, the previous layer's write-back
-    parameters on ``src_*``; the counters read back through the bus equal the cycles and
+    parameters on ``layer.src``; the counters read back through the bus equal the cycles and
     broadcasts seen; a second run starts from nothing."""
     from eie.hw.eie.memory_map import (CODEBOOK_OFFSET, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS,
                                        LAYER_STRIDE, REGS, MemoryMap)
@@ -340,16 +340,16 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
     runs = []
 
     async def write(ctx, off, data):
-        ctx.set(dut.g_w_en, 1)
-        ctx.set(dut.g_w_off, off)
-        ctx.set(dut.g_w_data, data & 0xFFFF_FFFF)
+        ctx.set(dut.host.w_en, 1)
+        ctx.set(dut.host.w_addr, off)
+        ctx.set(dut.host.w_data, data & 0xFFFF_FFFF)
         await ctx.tick()
-        ctx.set(dut.g_w_en, 0)
+        ctx.set(dut.host.w_en, 0)
 
     async def read(ctx, off):
-        ctx.set(dut.g_r_off, off)
+        ctx.set(dut.host.r_addr, off)
         await ctx.tick().repeat(2)
-        return ctx.get(dut.g_r_data)
+        return ctx.get(dut.host.r_data)
 
     async def bench(ctx):
         for l, d in enumerate(layers):
@@ -369,22 +369,23 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
             while True:
                 # some FIFO full every third cycle: a pending broadcast must wait
                 full = int(rng.integers(1, 1 << n_pe)) if cycle % 3 == 1 else 0
-                ctx.set(dut.fifo_full, full)
+                ctx.set(dut.bcast.full, full)
                 ctx.set(dut.idle_all, int(rng.random() < 0.4))
-                if ctx.get(dut.layer_start):
-                    cur = {"start": cycle, "bcast": [], "idx": ctx.get(dut.layer_idx)}
-                if ctx.get(dut.b_valid):
+                layer, src = dut.layer, dut.layer.src
+                if ctx.get(layer.start):
+                    cur = {"start": cycle, "bcast": [], "idx": ctx.get(layer.idx)}
+                if ctx.get(dut.bcast.valid):
                     seen["bcast_while_full"] += full != 0
-                    cb = [ctx.get(dut.codebook[i]) for i in range(16)]
-                    cur["bcast"].append((ctx.get(dut.b_j), ctx.get(dut.b_a)))
+                    cb = [ctx.get(layer.codebook[i]) for i in range(16)]
+                    cur["bcast"].append((ctx.get(dut.bcast.j), ctx.get(dut.bcast.a)))
                     cur.setdefault("during", set()).add((
-                        ctx.get(dut.ptr_base), ctx.get(dut.entry_base), tuple(cb),
-                        ctx.get(dut.src_bank), ctx.get(dut.src_w_frac), ctx.get(dut.src_relu),
-                        ctx.get(dut.src_has_bias), ctx.get(dut.src_bias_base)))
-                if ctx.get(dut.stall_probe):
+                        ctx.get(layer.ptr_base), ctx.get(layer.entry_base), tuple(cb),
+                        ctx.get(src.bank), ctx.get(src.w_frac), ctx.get(src.relu),
+                        ctx.get(src.has_bias), ctx.get(src.bias_base)))
+                if ctx.get(dut.bcast.stall):
                     seen["stalls"] += 1
                     seen["stall_without_full"] += full == 0
-                if ctx.get(dut.layer_end):
+                if ctx.get(layer.end):
                     cur["cycles"] = cycle - cur["start"] + 1
                     seen["layers"].append(cur)
                     if len(seen["layers"]) == n_run:
@@ -392,7 +393,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                         break
                 await ctx.tick()
                 cycle += 1
-            ctx.set(dut.fifo_full, 0)
+            ctx.set(dut.bcast.full, 0)
             seen["busy_after"] = ctx.get(dut.busy)
             seen["status"] = await read(ctx, REGS["STATUS"][0])
             seen["run_cycles"] = await read(ctx, REGS["CYCLES"][0])

@@ -79,3 +79,35 @@ def test_memory_map_addresses_are_distinct_and_fit(n_pe):
     assert d["regions"]["spmat"]["base"] == mm.spmat(0, 0, 0)
     assert json.loads(cfg.dumps())["n_pe"] == n_pe
     assert json.loads(json.dumps(mm.describe()))["params"]["n_pe"] == n_pe
+
+
+@pytest.mark.parametrize("kw", [dict(n_pe=1, ptr_depth=2, spmat_depth=1, act_depth=1,
+                                     acc_depth=1, bias_depth=1, max_layers=1),
+                                dict(n_pe=3, ptr_depth=64, spmat_depth=32, act_depth=16,
+                                     acc_depth=8, bias_depth=5, max_layers=4),
+                                dict(n_pe=16, ptr_depth=1000, spmat_depth=1 << 12,
+                                     act_depth=100, acc_depth=33, bias_depth=64, max_layers=64)])
+def test_widths_hold_their_ranges(kw):
+    """Every width property holds the largest value of what it names, and is at least 1 bit (an
+    activation file's index bits, which may be 0, excepted); an index is no wider than it needs;
+    the activation index bits are the memory map's."""
+    cfg = EIEConfig(**kw)
+    fits = {
+        "j_bits": cfg.max_n_in - 1, "size_bits": cfg.max_n_in,
+        "ptr_index_bits": cfg.ptr_depth - 1, "ptr_base_bits": cfg.ptr_depth - 1,
+        "spmat_word_bits": cfg.spmat_depth - 1, "spmat_half_bits": 2 * cfg.spmat_depth - 1,
+        "bias_slot_bits": cfg.bias_depth - 1, "bias_base_bits": cfg.bias_depth - 1,
+        "row_bits": cfg.acc_depth - 1, "act_index_bits": cfg.act_depth - 1,
+        "act_addr_bits": cfg.act_depth - 1, "act_file_bits": (1 << cfg.act_index_bits)
+        + cfg.act_depth - 1, "layer_bits": cfg.max_layers - 1, "pe_index_bits": cfg.n_pe - 1,
+        "ptr_bits": cfg.entry_depth,
+    }
+    for name, biggest in fits.items():
+        bits = getattr(cfg, name)
+        assert biggest < (1 << bits), name
+        assert bits >= (0 if name == "act_index_bits" else 1), name
+        if name.endswith("index_bits") or name in ("j_bits", "spmat_word_bits",
+                                                   "bias_slot_bits", "row_bits", "layer_bits"):
+            assert bits == max(0 if name == "act_index_bits" else 1, biggest.bit_length()), name
+    assert cfg.act_index_bits == MemoryMap(cfg).act_bits
+    assert max(1, MemoryMap(cfg).pe_bits) == cfg.pe_index_bits

@@ -20,8 +20,8 @@ def run_lnzd(simulate, activation_files, n, x, *, ready_pattern=None, depth=None
     m = Module()
     dut = LNZD(n, j_bits=12, addr_depth=depth, latency=latency)
     m.submodules.dut = dut
-    reads = activation_files(m, n, [x], addr=dut.rd_addr, en=dut.rd_en, latency=latency)
-    m.d.comb += [dut.rd_data[k].eq(r) for k, r in enumerate(reads)]
+    reads = activation_files(m, n, [x], addr=dut.rd.addr, en=dut.rd.en, latency=latency)
+    m.d.comb += [dut.rd.data[k].eq(r) for k, r in enumerate(reads)]
     out, done_at = [], [None]
 
     async def bench(ctx):
@@ -31,12 +31,12 @@ def run_lnzd(simulate, activation_files, n, x, *, ready_pattern=None, depth=None
         ctx.set(dut.start, 0)
         for cyc in range(1, 4 * (n_in + depth) + 10):
             ready = 1 if ready_pattern is None else ready_pattern(cyc)
-            ctx.set(dut.o_ready, ready)
+            ctx.set(dut.o.ready, ready)
             if ctx.get(dut.done):
                 done_at[0] = cyc
                 return
-            if ctx.get(dut.o_valid) and ready:
-                out.append((cyc, ctx.get(dut.o_j), ctx.get(dut.o_a)))
+            if ctx.get(dut.o.valid) and ready:
+                out.append((cyc, ctx.get(dut.o.payload.j), ctx.get(dut.o.payload.a)))
             await ctx.tick()
 
     simulate(m, bench)

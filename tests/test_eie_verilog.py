@@ -90,7 +90,7 @@ def test_pe_ports_are_the_groups_flattened():
     connects), every one a plain Verilog identifier. The CCU's groups carry the same members,
     with one lane per PE where the PEs answer (``bcast.full``, ``act.data``)."""
     from amaranth.back import verilog
-    from amaranth.hdl import Shape
+    from amaranth.hdl import Fragment, Shape
 
     from eie.hw.eie.ccu import CCU
     from eie.hw.eie.pe import PE, pe_signature
@@ -105,7 +105,9 @@ def test_pe_ports_are_the_groups_flattened():
     header = text.split("module pe(", 1)[1].split(");", 1)[0]
     assert {p.strip() for p in header.split(",")} == names | {"clk", "rst"}
 
-    ccu = CCU(cfg).signature.members
+    ccu_block = CCU(cfg)
+    Fragment.get(ccu_block, None)          # elaborates (and so uses) it
+    ccu = ccu_block.signature.members
     for group in ("bcast", "layer", "act"):
         pe_side = {p: m for p, m in sig.members[group].signature.members.flatten() if m.is_port}
         ccu_side = {p: m for p, m in ccu[group].signature.members.flatten() if m.is_port}

@@ -10,7 +10,7 @@ ReLU) are applied when a row is *read* as an activation, by the LNZD leaf or the
 ``value = (valid ? row : 0) + (bias << w_frac)`` (modulo ``2**acc_bits``, which equals starting
 the accumulation at ``bias << w_frac`` because the accumulator wraps), then
 :class:`~eie.hw.eie.writeback.Writeback` with the producing layer's ``w_frac``/``relu``
-(``src_*`` ports). So no cycle is spent initialising or writing back rows, and
+(``src`` ports). So no cycle is spent initialising or writing back rows, and
 ``layer_start`` clears the destination bank's valid bits in one cycle. Host-written inputs are
 raw values with the identity transform (``w_frac`` 0, no ReLU, no bias) that the controller
 selects for bank 0 at the start of a run.
@@ -27,17 +27,18 @@ the cycle after, so its RAM word may be stale: if the previous entry wrote the s
 sum is taken, else if the one before it did, that sum, else the RAM word. Nothing but a
 register follows a RAM's output (the ECP5 block RAM's clock-to-output is over 5 ns).
 
-Read as activation (a stream, for the LNZD leaf and the host): in every cycle ``rd_en`` is
-high (always while ``host_mode``), the read pipeline advances by one: the address is
-``rd_addr`` (a row of the source bank; in host mode the full ``h_r_addr``), stage 1 holds the
-file word, its valid bit and the bias (the RAM outputs), stage 2 registers them, stage 3 the
-biased sum, stages 4 and 5 the write-back. ``rd_data`` shows the int16 activation of the
+Read as activation (the ``act`` stream, for the LNZD leaf and the host): in every cycle
+``act.en`` is high (always while ``host.mode``), the read pipeline advances by one: the address
+is ``act.addr`` (a row of the source bank; in host mode the full ``host.r_addr``), stage 1 holds
+the file word, its valid bit and the bias (the RAM outputs), stage 2 registers them, stage 3
+the biased sum, stages 4 and 5 the write-back. ``act.data`` shows the int16 activation of the
 address presented :data:`ACT_READ_LATENCY` advancing cycles earlier. The source bank does not
 change during a layer, so a consumer that keeps the read address ``ACT_READ_LATENCY`` rows ahead
 sees a new row in every advancing cycle.
 
-Host port: bias slots (int16, sign-extended on read, read latency 1: the bias memory's single
-read port takes ``h_r_addr`` while ``h_r_bias``) and file rows (writes set the row to the
+Host port (``host``, with regions): bias slots (region ``BIAS``: int16, sign-extended on read,
+read latency 1 on ``host.r_data``: the bias memory's single read port takes ``host.r_addr``
+while ``host.r_region`` is ``BIAS``) and file rows (region ``ACT``: writes set the row to the
 sign-extended int16 and its valid bit; reads are the stream above).
 """
 
@@ -46,10 +47,11 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
-from .config import EIEConfig, W_FRAC_BITS
-from .memory_map import ACT_READ_LATENCY, MemoryMap
+from .config import EIEConfig
+from .memory_map import ACT_READ_LATENCY, Region
+from .signatures import ActRead, HostPort, SourceParams
 from .writeback import WRITEBACK_LATENCY, Writeback
 
 __all__ = ["Accumulator", "ACT_READ_LATENCY"]
@@ -63,54 +65,43 @@ class Accumulator(wiring.Component):
     """A PE's two activation/accumulator files (one memory, ``bank << act_bits | row``), the
     accumulator rows' valid bits, the bias SRAM and the pipelined write-back on read.
 
-    Ports: ``src_bank`` (the destination is the other bank; ``layer_start`` clears its valid
-    bits) and the source's ``src_bias_base``/``src_has_bias``/``src_w_frac``/``src_relu``; the
-    accumulate inputs (``mul_row``, read in its cycle, then ``acc_valid``/``acc_row``/
-    ``acc_prod`` one cycle later; ``mul_valid`` is unused: the file is read every cycle); the
-    activation stream (``rd_en``, ``rd_addr`` -> ``rd_data``); the host port (``h_act_w_en``/
-    ``h_bias_w_en`` with ``h_w_addr``/``h_w_data``; ``h_r_addr``, ``h_r_bias`` ->
-    ``h_bias_r_data``).
+    Ports: ``src`` (:class:`~eie.hw.eie.signatures.SourceParams`: the source bank, the
+    destination is the other one, and the write-back of the layer that produced it);
+    ``layer_start`` (clears the destination's valid bits); the accumulate inputs (``mul_row``,
+    read in its cycle, then ``acc_valid``/``acc_row``/``acc_prod`` one cycle later;
+    ``mul_valid`` is unused: the file is read every cycle); ``act``
+    (:class:`~eie.hw.eie.signatures.ActRead`, the activation stream); ``host``
+    (:class:`~eie.hw.eie.signatures.HostPort` with regions: ``BIAS`` and ``ACT`` writes,
+    ``BIAS`` reads on ``r_data``).
 
-    Latency: an entry is added and written in the cycle after its ``acc_valid`` (two after its
-    ``mul_row``); ``rd_data`` is the biased, written-back int16 of the row addressed
-    :data:`ACT_READ_LATENCY` advancing cycles (``rd_en`` or ``host_mode`` high) earlier; a bias
-    read takes 1 cycle. No handshake: it takes an entry every cycle, never stalls. Counts nothing.
+    Per cycle: the row on ``mul_row`` is read (word and valid bit); the entry on ``acc_*`` is
+    registered with the word that arrived; the entry registered a cycle earlier is added and
+    written back (so an entry is written in the cycle after its ``acc_valid``, two after its
+    ``mul_row``); if ``act.en`` or ``host.mode``, the read pipeline advances, so ``act.data``
+    is the biased, written-back int16 of the row addressed :data:`ACT_READ_LATENCY` advancing
+    cycles earlier; a bias read takes 1 cycle. No handshake: it takes an entry every cycle,
+    never stalls. Counts nothing.
     """
 
     def __init__(self, config: EIEConfig):
         self._config = c = config
-        self._ab = ab = MemoryMap(config).act_bits
-        rbits = max(1, (c.acc_depth - 1).bit_length())
-        bbits = max(1, (c.bias_depth - 1).bit_length())
         super().__init__({
-            "src_bank": In(1),
+            "src": In(SourceParams(c)),
             "layer_start": In(1),
             "mul_valid": In(1),
-            "mul_row": In(rbits),
+            "mul_row": In(c.row_bits),
             "acc_valid": In(1),
-            "acc_row": In(rbits),
+            "acc_row": In(c.row_bits),
             "acc_prod": In(signed(32)),
-            "src_bias_base": In(bbits + 1),
-            "src_has_bias": In(1),
-            "src_w_frac": In(W_FRAC_BITS),
-            "src_relu": In(1),
-            "rd_en": In(1),
-            "rd_addr": In(max(1, ab)),
-            "rd_data": Out(signed(16)),
-            "host_mode": In(1),
-            "h_bias_w_en": In(1),
-            "h_act_w_en": In(1),
-            "h_w_addr": In(max(bbits, ab + 1)),
-            "h_w_data": In(32),
-            "h_r_addr": In(max(bbits, ab + 1)),
-            "h_r_bias": In(1),
-            "h_bias_r_data": Out(32),
+            "act": In(ActRead(c.act_addr_bits)),
+            "host": In(HostPort(max(c.bias_slot_bits, c.act_file_bits), regions=True)),
         })
 
     def elaborate(self, platform):
         m = Module()
         c = self._config
-        ab = self._ab
+        ab = c.act_index_bits
+        src, act, host = self.src, self.act, self.host
         n_rows = 2 << ab
         m.submodules.file = mem = Memory(shape=signed(c.acc_bits), depth=n_rows, init=[])
         fw, fr, fa = mem.write_port(), mem.read_port(), mem.read_port()
@@ -119,7 +110,7 @@ class Accumulator(wiring.Component):
         m.submodules.wb = wb = Writeback(c.acc_bits)
 
         dst = Signal()
-        m.d.comb += dst.eq(~self.src_bank)
+        m.d.comb += dst.eq(~src.bank)
 
         # One valid bit per accumulator row (rows < acc_depth of each bank, bank-major); a row
         # at or past acc_depth is never an output, only a host-written input: always valid.
@@ -128,7 +119,7 @@ class Accumulator(wiring.Component):
 
         def valid_of(bank, row):
             v = Signal()
-            r = Signal(max(1, ab))
+            r = Signal(c.act_addr_bits)
             m.d.comb += r.eq(row)
             idx = Signal(range(2 * nv))
             m.d.comb += idx.eq(bank * nv + r)
@@ -136,7 +127,7 @@ class Accumulator(wiring.Component):
             return v
 
         def file_addr(bank, row):
-            r = Signal(max(1, ab))
+            r = Signal(c.act_addr_bits)
             m.d.comb += r.eq(row)
             return Cat(r[:ab], bank) if ab else bank
 
@@ -172,15 +163,21 @@ class Accumulator(wiring.Component):
         m.d.comb += acc_addr.eq(file_addr(dst, wr_row))
 
         # ---- writes: the acc_ stage, or the host ------------------------------------------
+        h_bias_w_en = Signal()
+        h_act_w_en = Signal()
+        h_r_bias = Signal()
+        m.d.comb += [h_bias_w_en.eq(host.w_en & (host.w_region == Region.BIAS)),
+                     h_act_w_en.eq(host.w_en & (host.w_region == Region.ACT)),
+                     h_r_bias.eq(host.r_region == Region.BIAS)]
         h_row = Signal(ab + 1)
-        m.d.comb += h_row.eq(self.h_w_addr)
+        m.d.comb += h_row.eq(host.w_addr)
         set_addr = Signal(ab + 1)
         do_set = Signal()
         with m.If(wr_valid):
             m.d.comb += [fw.addr.eq(acc_addr), fw.data.eq(acc_sum), fw.en.eq(1),
                          set_addr.eq(acc_addr), do_set.eq(1)]
-        with m.Elif(self.host_mode & self.h_act_w_en):
-            m.d.comb += [fw.addr.eq(h_row), fw.data.eq(self.h_w_data[:16].as_signed()),
+        with m.Elif(host.mode & h_act_w_en):
+            m.d.comb += [fw.addr.eq(h_row), fw.data.eq(host.w_data[:16].as_signed()),
                          fw.en.eq(1), set_addr.eq(h_row), do_set.eq(1)]
         # Valid bits: one LUT a bit (keep, clear with layer_start, set by the predecoded write).
         set_row = set_addr[:ab] if ab else Const(0, 1)
@@ -202,18 +199,18 @@ class Accumulator(wiring.Component):
                 hit = hi[b * (len(hi) // 2) + r // lo_n] & lo[r % lo_n]
                 m.d.sync += bit.eq((bit & ~clr) | hit)
 
-        # ---- read as activation: a pipeline that advances with rd_en ----------------------
+        # ---- read as activation: a pipeline that advances with act.en ---------------------
         adv = Signal()
         rd_full = Signal(ab + 1)
-        m.d.comb += adv.eq(self.rd_en | self.host_mode)
-        with m.If(self.host_mode):
-            m.d.comb += rd_full.eq(self.h_r_addr)
+        m.d.comb += adv.eq(act.en | host.mode)
+        with m.If(host.mode):
+            m.d.comb += rd_full.eq(host.r_addr)
         with m.Else():
-            m.d.comb += rd_full.eq(file_addr(self.src_bank, self.rd_addr))
-        bias_row = self.src_bias_base + rd_full[:ab] if ab else self.src_bias_base
+            m.d.comb += rd_full.eq(file_addr(src.bank, act.addr))
+        bias_row = src.bias_base + rd_full[:ab] if ab else src.bias_base
         m.d.comb += [
             fa.addr.eq(rd_full), fa.en.eq(adv),
-            ba.addr.eq(Mux(self.host_mode & self.h_r_bias, self.h_r_addr, bias_row)),
+            ba.addr.eq(Mux(host.mode & h_r_bias, host.r_addr, bias_row)),
             ba.en.eq(adv),
         ]
         # stage 1: file word, valid bit and bias slot (the memories' outputs)
@@ -228,22 +225,22 @@ class Accumulator(wiring.Component):
         # stage 3: raw + (bias << w_frac), wrapping at acc_bits
         s3_sum = Signal(signed(c.acc_bits))
         s3_bias = Signal(signed(c.acc_bits))
-        m.d.comb += s3_bias.eq(Mux(self.src_has_bias, s2_bias << self.src_w_frac, 0))
+        m.d.comb += s3_bias.eq(Mux(src.has_bias, s2_bias << src.w_frac, 0))
         with m.If(adv):
             m.d.sync += s3_sum.eq(s2_raw + s3_bias)
         # stages 4 and 5: the write-back
         m.d.comb += [
             wb.en.eq(adv),
             wb.acc.eq(s3_sum),
-            wb.w_frac.eq(self.src_w_frac),
-            wb.relu.eq(self.src_relu),
-            self.rd_data.eq(wb.y),
+            wb.w_frac.eq(src.w_frac),
+            wb.relu.eq(src.relu),
+            act.data.eq(wb.y),
         ]
 
         # ---- host bias port -------------------------------------------------------------------
         m.d.comb += [
-            bw.addr.eq(self.h_w_addr), bw.data.eq(self.h_w_data[:16]),
-            bw.en.eq(self.host_mode & self.h_bias_w_en),
-            self.h_bias_r_data.eq(ba.data),
+            bw.addr.eq(host.w_addr), bw.data.eq(host.w_data[:16]),
+            bw.en.eq(host.mode & h_bias_w_en),
+            host.r_data.eq(ba.data),
         ]
         return m

@@ -33,14 +33,15 @@ class Arith(wiring.Component):
     out (``acc_valid``, ``acc_row``, ``acc_prod``: the 32-bit signed ``a * w``); ``idle``
     (neither stage holds an entry).
 
-    Latency: ``mul_*`` 1 cycle, ``acc_*`` 2 cycles after ``spm_valid``. No handshake (it never
-    stalls); the row, weight and activation registers hold in cycles without an entry. Counts
-    nothing.
+    Per cycle: an entry on ``spm_*`` gets its row and weight (registered: ``mul_*``); the entry
+    in ``mul_`` gets its product (registered: ``acc_*``). So ``mul_*`` show an entry 1 cycle and
+    ``acc_*`` 2 cycles after its ``spm_valid``. No handshake (it never stalls); the row, weight
+    and activation registers hold in cycles without an entry. Counts nothing.
     """
 
     def __init__(self, config: EIEConfig):
         self._config = c = config
-        rbits = max(1, (c.acc_depth - 1).bit_length())
+        rbits = c.row_bits
         super().__init__({
             "spm_valid": In(1),
             "spm_entry": In(EntryLayout()),

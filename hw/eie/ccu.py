@@ -6,18 +6,20 @@ States and what happens in each cycle:
   layers with bank 0 as the source activation file (``busy`` rises, ``done`` clears).
 * ``LSTART`` (1 cycle) -- the descriptor of the current layer (sizes, bases, flags, codebook) is
   latched from the layer table; the LNZD restarts and starts filling the PEs' activation read
-  pipelines (``act_rd_*``); the PEs' per-layer counters restart and the destination bank's
-  valid bits clear.
+  pipelines (``act``); the PEs' per-layer counters restart and the destination bank's
+  valid bits clear (``layer.start``).
 * ``BCAST`` -- for the first ``ACT_READ_LATENCY`` cycles the read pipelines fill and nothing is
   offered (in the last of them the LNZD loads round 0); then the LNZD (the root of the quadtree
   is here) offers the next nonzero ``(j, a_j)``;
-  it is broadcast to every PE's FIFO in this cycle if no FIFO is full, otherwise held (every PE
-  whose FIFO is full counts a stall cycle). Leaves when the LNZD is done.
+  it is broadcast to every PE's FIFO in this cycle if no FIFO is full (``bcast.valid``),
+  otherwise held (``bcast.stall``: every PE whose FIFO is full counts a stall cycle). Leaves
+  when the LNZD is done.
 * ``DRAIN`` -- waits until every PE is idle (FIFO empty, pipeline empty but for the ``wr_``
   stage, whose last write lands at the end of this cycle); at least 1 cycle. In
   the cycle every PE is idle the layer ends: its counters are stored, the source and destination
   banks swap (no host action) and the finished layer's write-back parameters (``w_frac``, ReLU,
-  bias) become the source's (``src_*``), through which the next layer's LNZD leaves read it;
+  bias) become the source's (``layer.src``), through which the next layer's LNZD leaves read
+  it;
   then the next layer's ``LSTART``, or ``IDLE`` with ``done`` set after the last layer.
 
 There is no write-back phase: outputs stay raw in the destination bank and are shifted, rounded,
@@ -29,16 +31,17 @@ Counters: per layer, total cycles (``LSTART`` to the end of ``DRAIN``, inclusive
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib.memory import Memory
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import EIEConfig, W_FRAC_BITS
-from .accum import ACT_READ_LATENCY
+from .config import EIEConfig, index_bits
 from .lnzd import LNZD
-from .memory_map import (CODEBOOK_OFFSET, CONFIG0, CONFIG1, CTRL, EIE_ID, LAYER_COUNTERS,
-                         LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE, REGS, STATUS, MemoryMap)
+from .memory_map import (ACT_READ_LATENCY, CODEBOOK_OFFSET, CONFIG0, CONFIG1, CTRL, EIE_ID,
+                         LAYER_COUNTERS, LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE, REGS, STATUS,
+                         MemoryMap)
+from .signatures import ActRead, Broadcast, HostPort, LayerParams
 
 __all__ = ["CCU"]
 
@@ -47,59 +50,37 @@ class CCU(wiring.Component):
     """Central control unit: runs ``N_LAYERS`` layers per start (``IDLE`` -> per layer
     ``LSTART`` -> ``BCAST`` -> ``DRAIN``, see the module docstring), with the LNZD inside.
 
-    Ports: the host's global region (``g_w_*`` in effect at the end of the cycle, layer-table
-    writes only while not ``busy``; ``g_r_off`` -> ``g_r_data`` 2 cycles later); ``busy``,
-    ``done``; the broadcast (``b_valid``/``b_j``/``b_a`` out, one ``fifo_full`` bit per PE and
-    ``idle_all`` in); the stream (``act_rd_en``/``act_rd_addr`` out, one ``act_rd_data`` per PE
-    in); to every PE the layer's ``ptr_base``, ``entry_base``, ``codebook``, source ``src_*``
-    and ``layer_start``/``layer_end``/``layer_idx``/``stall_probe``.
+    Ports (:mod:`eie.hw.eie.signatures`): ``host`` (in, a :class:`HostPort` of the global
+    region without ``mode``: writes in effect at the end of the cycle, layer-table writes only
+    while not ``busy``; ``r_addr`` -> ``r_data`` 2 cycles later); ``busy``, ``done``; ``bcast``
+    (out, a :class:`Broadcast` with one ``full`` bit per PE) and ``idle_all`` (in: every PE is
+    idle); ``act`` (out, the :class:`ActRead` stream of the LNZD, one ``data`` lane per PE);
+    ``layer`` (out, :class:`LayerParams`: the layer's ``ptr_base``, ``entry_base``,
+    ``codebook``, source ``src`` and ``start``/``end``/``idx``).
 
-    Handshake (``BCAST``): ``b_valid`` = LNZD ``o_valid`` and no ``fifo_full`` (the nonzero is
-    taken in that cycle), else ``stall_probe`` while it is held. Latency: ``LSTART`` follows the
-    start's cycle; descriptor latched at its end, codebook a cycle later; first nonzero out
-    ``ACT_READ_LATENCY + 1`` cycles after ``LSTART``. Counts: ``CYCLES`` (busy cycles of a run);
-    per layer its cycles (``LSTART`` to the end of ``DRAIN``) and broadcasts, stored at its end.
+    Handshake (``BCAST``): ``bcast.valid`` = LNZD ``o.valid`` and no ``bcast.full`` (the nonzero
+    is taken in that cycle, ``o.ready``), else ``bcast.stall`` while it is held. Latency:
+    ``LSTART`` follows the start's cycle; descriptor latched at its end, codebook a cycle later;
+    first nonzero out ``ACT_READ_LATENCY + 1`` cycles after ``LSTART``. Counts: ``CYCLES``
+    (busy cycles of a run); per layer its cycles (``LSTART`` to the end of ``DRAIN``) and
+    broadcasts, stored at its end.
     """
 
     def __init__(self, config: EIEConfig):
         self._config = c = config
         self._map = mm = MemoryMap(config)
         n = c.n_pe
-        pidx = max(1, (c.ptr_depth - 1).bit_length())
-        bbits = max(1, (c.bias_depth - 1).bit_length())
-        rbits = max(1, (c.acc_depth - 1).bit_length())
-        lbits = max(1, (c.max_layers - 1).bit_length())
-        gbits = mm.pe_bits + mm.off_bits
-        self._w = dict(n_in=c.j_bits + 1, n_out=c.j_bits + 1, ptr_base=pidx + 1,
-                       entry_base=c.ptr_bits, bias_base=bbits + 1, flags=LAYER_FLAGS.size)
+        self._w = dict(n_in=c.size_bits, n_out=c.size_bits, ptr_base=c.ptr_base_bits,
+                       entry_base=c.ptr_bits, bias_base=c.bias_base_bits, flags=LAYER_FLAGS.size)
         super().__init__({
-            "g_w_en": In(1),
-            "g_w_off": In(gbits),
-            "g_w_data": In(32),
-            "g_r_off": In(gbits),
-            "g_r_data": Out(32),
+            # the global region's offset: the PE and offset fields of a host address
+            "host": In(HostPort(mm.pe_bits + mm.off_bits, mode=False)),
             "busy": Out(1),
             "done": Out(1),
-            "b_valid": Out(1),
-            "b_j": Out(c.j_bits),
-            "b_a": Out(signed(16)),
-            "fifo_full": In(n),
+            "bcast": Out(Broadcast(c.j_bits, lanes=n)),
             "idle_all": In(1),
-            "act_rd_en": Out(1),
-            "act_rd_addr": Out(max(1, mm.act_bits)),
-            "act_rd_data": In(data.ArrayLayout(signed(16), n)),
-            "src_bank": Out(1),
-            "ptr_base": Out(pidx + 1),
-            "entry_base": Out(c.ptr_bits),
-            "codebook": Out(data.ArrayLayout(signed(16), 16)),
-            "src_bias_base": Out(bbits + 1),
-            "src_has_bias": Out(1),
-            "src_w_frac": Out(W_FRAC_BITS),
-            "src_relu": Out(1),
-            "layer_start": Out(1),
-            "layer_end": Out(1),
-            "layer_idx": Out(lbits),
-            "stall_probe": Out(1),
+            "act": Out(ActRead(c.act_addr_bits, lanes=n)),
+            "layer": Out(LayerParams(c)),
         })
 
     def elaborate(self, platform):
@@ -108,6 +89,7 @@ class CCU(wiring.Component):
         mm = self._map
         n = c.n_pe
         L = c.max_layers
+        host, bcast, layer_out = self.host, self.bcast, self.layer
 
         # ---- layer table and registers ----------------------------------------------------
         # Descriptor fields in flip-flops (the datapath's copy), codebooks in a memory (one
@@ -137,50 +119,50 @@ class CCU(wiring.Component):
             return inside, rel // LAYER_STRIDE if L > 1 else 0, rel % LAYER_STRIDE
 
         start_req = Signal()
-        with m.If(self.g_w_en):
-            with m.Switch(self.g_w_off):
+        with m.If(host.w_en):
+            with m.Switch(host.w_addr):
                 with m.Case(REGS["CTRL"][0]):
-                    m.d.comb += start_req.eq(CTRL.view(self.g_w_data).start)
+                    m.d.comb += start_req.eq(CTRL.view(host.w_data).start)
                 with m.Case(REGS["N_LAYERS"][0]):
-                    m.d.sync += n_layers.eq(self.g_w_data)
-        w_in, w_layer, w_word = table_index(self.g_w_off)
+                    m.d.sync += n_layers.eq(host.w_data)
+        w_in, w_layer, w_word = table_index(host.w_addr)
         w_tbl = Signal()
-        m.d.comb += w_tbl.eq(self.g_w_en & w_in & ~self.busy)
+        m.d.comb += w_tbl.eq(host.w_en & w_in & ~self.busy)
         rb_data = Signal(32)            # what a read-back returns: the bits the table holds
         with m.Switch(w_word):
             for f, (off, _) in LAYER_FIELDS.items():
                 with m.Case(off):
-                    m.d.comb += rb_data.eq(self.g_w_data[:self._w[f]])
+                    m.d.comb += rb_data.eq(host.w_data[:self._w[f]])
                     for l in range(L):
                         with m.If(w_tbl & (w_layer == l)):
-                            m.d.sync += tbl[f][l].eq(self.g_w_data)
+                            m.d.sync += tbl[f][l].eq(host.w_data)
             for i in range(16):
                 with m.Case(CODEBOOK_OFFSET + i):
-                    m.d.comb += [rb_data.eq(self.g_w_data[:16].as_signed()),
+                    m.d.comb += [rb_data.eq(host.w_data[:16].as_signed()),
                                  cbk_w.en[i].eq(w_tbl)]
         m.d.comb += [
             rb_w.addr.eq(w_layer * LAYER_STRIDE + w_word), rb_w.data.eq(rb_data),
             rb_w.en.eq(w_tbl),
-            cbk_w.addr.eq(w_layer), cbk_w.data.eq(self.g_w_data[:16].replicate(16)),
+            cbk_w.addr.eq(w_layer), cbk_w.data.eq(host.w_data[:16].replicate(16)),
         ]
 
         # Reads: the address in cycle 0, the registers (through a register) and the memories
-        # (table, counters) answer in cycle 1, g_r_data is registered (cycle 2).
-        r_in, r_layer, r_word = table_index(self.g_r_off)
+        # (table, counters) answer in cycle 1, host.r_data is registered (cycle 2).
+        r_in, r_layer, r_word = table_index(host.r_addr)
         m.d.comb += rb_r.addr.eq(r_layer * LAYER_STRIDE + r_word)
-        c_rel = Signal(range(max(2, 2 * L)))
+        c_rel = Signal(index_bits(len(LAYER_COUNTERS) * L))
         c_in = Signal()
         m.d.comb += [
-            c_rel.eq(self.g_r_off - mm.counter_base),
-            c_in.eq((self.g_r_off >= mm.counter_base)
-                    & (self.g_r_off < mm.counter_base + len(LAYER_COUNTERS) * L)),
+            c_rel.eq(host.r_addr - mm.counter_base),
+            c_in.eq((host.r_addr >= mm.counter_base)
+                    & (host.r_addr < mm.counter_base + len(LAYER_COUNTERS) * L)),
             lcnt_r.addr.eq(c_rel >> 1),
         ]
         reg_word = Signal(32)
         status = Signal(STATUS.layout)
         m.d.comb += [status.busy.eq(self.busy), status.done.eq(done),
-                     status.bank.eq(self.src_bank), status.error.eq(err)]
-        with m.Switch(self.g_r_off):
+                     status.bank.eq(layer_out.src.bank), status.error.eq(err)]
+        with m.Switch(host.r_addr):
             with m.Case(REGS["ID"][0]):
                 m.d.comb += reg_word.eq(EIE_ID)
             with m.Case(REGS["CONFIG0"][0]):
@@ -200,23 +182,23 @@ class CCU(wiring.Component):
         r1_half = Signal()
         m.d.sync += [r1_reg.eq(reg_word), r1_tbl.eq(r_in), r1_cnt.eq(c_in), r1_half.eq(c_rel[0])]
         with m.If(r1_tbl):
-            m.d.sync += self.g_r_data.eq(rb_r.data)
+            m.d.sync += host.r_data.eq(rb_r.data)
         with m.Elif(r1_cnt):
-            m.d.sync += self.g_r_data.eq(lcnt_r.data.word_select(r1_half, 32))
+            m.d.sync += host.r_data.eq(lcnt_r.data.word_select(r1_half, 32))
         with m.Else():
-            m.d.sync += self.g_r_data.eq(r1_reg)
+            m.d.sync += host.r_data.eq(r1_reg)
 
         # ---- current layer ----------------------------------------------------------------
-        layer = Signal(range(max(L, 2)))
+        layer = Signal(c.layer_bits)
         n_in = Signal(c.j_bits + 1)
         flags = Signal(LAYER_FLAGS.layout)
         bias_base = Signal(self._w["bias_base"])
         src_flags = Signal(LAYER_FLAGS.layout)   # the layer that produced the source bank (0: the host)
         m.d.comb += [
-            self.layer_idx.eq(layer),
-            self.src_w_frac.eq(src_flags.w_frac),
-            self.src_relu.eq(src_flags.relu),
-            self.src_has_bias.eq(src_flags.has_bias),
+            layer_out.idx.eq(layer),
+            layer_out.src.w_frac.eq(src_flags.w_frac),
+            layer_out.src.relu.eq(src_flags.relu),
+            layer_out.src.has_bias.eq(src_flags.has_bias),
         ]
 
         def pick(f):
@@ -227,20 +209,18 @@ class CCU(wiring.Component):
         # first entry reaches the weight stage ACT_READ_LATENCY + 3 cycles later at the earliest).
         cbk_load = Signal()
         m.d.comb += cbk_r.addr.eq(layer)
-        m.d.sync += cbk_load.eq(self.layer_start)
+        m.d.sync += cbk_load.eq(layer_out.start)
         with m.If(cbk_load):
-            m.d.sync += self.codebook.eq(cbk_r.data)
+            m.d.sync += layer_out.codebook.eq(cbk_r.data)
 
         m.submodules.lnzd = lnzd = LNZD(n, c.j_bits, c.act_depth, latency=ACT_READ_LATENCY)
+        wiring.connect(m, lnzd.rd, wiring.flipped(self.act))
         any_full = Signal()
         m.d.comb += [
-            any_full.eq(self.fifo_full.any()),
+            any_full.eq(bcast.full.any()),
             lnzd.n_in.eq(n_in),
-            lnzd.rd_data.eq(self.act_rd_data),
-            self.act_rd_en.eq(lnzd.rd_en),
-            self.act_rd_addr.eq(lnzd.rd_addr),
-            self.b_j.eq(lnzd.o_j),
-            self.b_a.eq(lnzd.o_a),
+            bcast.j.eq(lnzd.o.payload.j),
+            bcast.a.eq(lnzd.o.payload.a),
         ]
 
         lcyc = Signal(32)
@@ -256,14 +236,14 @@ class CCU(wiring.Component):
                         m.d.sync += [err.eq(1), done.eq(0)]
                     with m.Else():
                         m.d.sync += [err.eq(0), done.eq(0), self.busy.eq(1), run_cycles.eq(0),
-                                     layer.eq(0), self.src_bank.eq(0), src_flags.eq(0)]
+                                     layer.eq(0), layer_out.src.bank.eq(0), src_flags.eq(0)]
                         m.next = "LSTART"
             with m.State("LSTART"):
-                m.d.comb += [lnzd.start.eq(1), self.layer_start.eq(1)]
+                m.d.comb += [lnzd.start.eq(1), layer_out.start.eq(1)]
                 m.d.sync += [
                     n_in.eq(pick("n_in")),
-                    self.ptr_base.eq(pick("ptr_base")),
-                    self.entry_base.eq(pick("entry_base")),
+                    layer_out.ptr_base.eq(pick("ptr_base")),
+                    layer_out.entry_base.eq(pick("entry_base")),
                     bias_base.eq(pick("bias_base")),
                     flags.eq(pick("flags")),
                     lcyc.eq(1), bcnt.eq(0),
@@ -271,23 +251,23 @@ class CCU(wiring.Component):
                 m.next = "BCAST"
             with m.State("BCAST"):
                 m.d.comb += [
-                    lnzd.o_ready.eq(~any_full),
-                    self.b_valid.eq(lnzd.o_valid & ~any_full),
-                    self.stall_probe.eq(lnzd.o_valid & any_full),
+                    lnzd.o.ready.eq(~any_full),
+                    bcast.valid.eq(lnzd.o.valid & ~any_full),
+                    bcast.stall.eq(lnzd.o.valid & any_full),
                 ]
-                with m.If(self.b_valid):
+                with m.If(bcast.valid):
                     m.d.sync += bcnt.eq(bcnt + 1)
                 with m.If(lnzd.done):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 with m.If(self.idle_all):
-                    m.d.comb += self.layer_end.eq(1)
+                    m.d.comb += layer_out.end.eq(1)
                     m.d.comb += [lcnt_w.addr.eq(layer), lcnt_w.data.eq(Cat((lcyc + 1)[:32], bcnt)),
                                  lcnt_w.en.eq(1)]
                     m.d.sync += [
-                        self.src_bank.eq(~self.src_bank),
+                        layer_out.src.bank.eq(~layer_out.src.bank),
                         src_flags.eq(flags),
-                        self.src_bias_base.eq(bias_base),
+                        layer_out.src.bias_base.eq(bias_base),
                         layer.eq(layer + 1),
                     ]
                     with m.If(layer + 1 == n_layers):

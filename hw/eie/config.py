@@ -20,7 +20,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["EIEConfig", "MAX_PE", "MAX_LAYERS", "W_FRAC_BITS"]
+__all__ = ["EIEConfig", "MAX_PE", "MAX_LAYERS", "W_FRAC_BITS", "index_bits"]
 
 MAX_PE = 256
 MAX_LAYERS = 64
@@ -29,6 +29,12 @@ W_FRAC_BITS = 5          # w_frac 0..30 (eie.sw.fixedpoint.MAX_W_FRAC)
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def index_bits(n: int) -> int:
+    """Bits of an index into ``n`` items (0 .. n - 1), at least 1: the width of an address port
+    or register (the :class:`EIEConfig` ``*_bits`` properties are made of it)."""
+    return max(1, (n - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -104,10 +110,82 @@ class EIEConfig:
         """The widest layer output the accumulator files hold."""
         return self.acc_depth * self.n_pe
 
+    # -- widths of the datapath's ports and registers ------------------------------------
+    # A width of an index into ``n`` items is ``index_bits(n)``: at least 1, so a port or a
+    # register exists even for one item. ``*_base_bits`` are one bit wider than the index (the
+    # layer table's base fields, kept as wide as the hardware has always taken them).
+
     @property
     def j_bits(self) -> int:
-        """Width of a column index ``j`` (0 .. max_n_in - 1)."""
-        return max(1, (self.max_n_in - 1).bit_length())
+        """Width of a column index ``j`` (0 .. max_n_in - 1): the broadcast's ``j``."""
+        return index_bits(self.max_n_in)
+
+    @property
+    def size_bits(self) -> int:
+        """Width of a layer's ``n_in`` or ``n_out`` (0 .. max_n_in; ``j_bits + 1``)."""
+        return self.j_bits + 1
+
+    @property
+    def ptr_index_bits(self) -> int:
+        """Width of a pointer's index in the pointer SRAM (0 .. ptr_depth - 1)."""
+        return index_bits(self.ptr_depth)
+
+    @property
+    def ptr_base_bits(self) -> int:
+        """Width of a layer's ``ptr_base`` (its first pointer; ``ptr_index_bits + 1``)."""
+        return self.ptr_index_bits + 1
+
+    @property
+    def spmat_word_bits(self) -> int:
+        """Width of a sparse-matrix word's index (0 .. spmat_depth - 1)."""
+        return index_bits(self.spmat_depth)
+
+    @property
+    def spmat_half_bits(self) -> int:
+        """Width of a host offset into the sparse-matrix SRAM, ``2 * word + half``."""
+        return self.spmat_word_bits + 1
+
+    @property
+    def bias_slot_bits(self) -> int:
+        """Width of a bias slot's index (0 .. bias_depth - 1)."""
+        return index_bits(self.bias_depth)
+
+    @property
+    def bias_base_bits(self) -> int:
+        """Width of a layer's ``bias_base`` (its first bias slot; ``bias_slot_bits + 1``)."""
+        return self.bias_slot_bits + 1
+
+    @property
+    def row_bits(self) -> int:
+        """Width of an accumulator row (0 .. acc_depth - 1): the row stages' counters."""
+        return index_bits(self.acc_depth)
+
+    @property
+    def act_index_bits(self) -> int:
+        """Index bits of one activation file, 0 for a file of one row (the bank bit sits above
+        them: ``MemoryMap.act_bits``)."""
+        return (self.act_depth - 1).bit_length()
+
+    @property
+    def act_addr_bits(self) -> int:
+        """Width of the activation read stream's address (a row of the source file; at least
+        1)."""
+        return max(1, self.act_index_bits)
+
+    @property
+    def act_file_bits(self) -> int:
+        """Width of a row of either activation file, ``bank << act_index_bits | row``."""
+        return self.act_index_bits + 1
+
+    @property
+    def layer_bits(self) -> int:
+        """Width of a layer's index in the layer table (0 .. max_layers - 1)."""
+        return index_bits(self.max_layers)
+
+    @property
+    def pe_index_bits(self) -> int:
+        """Width of a PE's number (0 .. n_pe - 1; at least 1)."""
+        return index_bits(self.n_pe)
 
     def to_json(self) -> dict[str, Any]:
         """Parameters (and derived sizes) as a JSON-serialisable dict."""

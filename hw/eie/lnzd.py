@@ -12,8 +12,9 @@ Two blocks:
   one activation of that PE's source activation file.
 
 Reading the activations. Every PE streams its source file to its leaf through a read pipeline
-of ``latency`` stages (``latency`` 0: an asynchronous read): in every cycle ``rd_en`` is high
-the pipelines advance by one, the address presented on ``rd_addr`` enters them and ``rd_data``
+of ``latency`` stages (``latency`` 0: an asynchronous read), the ``rd`` port
+(:class:`~eie.hw.eie.signatures.ActRead`, one lane per leaf): in every cycle ``rd.en`` is high
+the pipelines advance by one, the address presented on ``rd.addr`` enters them and ``rd.data``
 shows the values of the address presented ``latency`` advancing cycles earlier. The LNZD keeps
 the address ``latency`` rounds ahead of the round it loads, so a round can be loaded in every
 cycle.
@@ -27,8 +28,8 @@ holds activation ``t`` of every PE's source file, i.e. the inputs ``j = t*n .. t
 * cycle ``latency`` after ``start`` (the ``start`` cycle itself when ``latency`` is 0): round 0
   is loaded: every leaf takes its ``rd_data`` and flags it if it is nonzero and ``j < n_in``;
 * then, if the round still has a pending nonzero, the tree picks the lowest leaf ``k`` with one
-  and offers ``(j = t*n + k, a_j)`` on ``o_*``; when the consumer takes it (``o_ready``), the
-  leaf's flag clears;
+  and offers ``(j = t*n + k, a_j)`` on the ``o`` stream; when the consumer takes it
+  (``o.ready``), the leaf's flag clears;
 * in the cycle where the round has no pending nonzero left (including the one taken this cycle),
   the next round is loaded the same way (the tree's ``multi`` flag says, without waiting for
   the selection, whether a taken nonzero was the round's last).
@@ -46,14 +47,20 @@ max(1, m) + (1 if the last round has a nonzero else 0)`` with an always-ready co
 from __future__ import annotations
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from .config import index_bits
+from .signatures import ActRead, nonzero_layout
 
 __all__ = ["LNZDNode", "LNZD"]
 
 
 class LNZDNode(wiring.Component):
-    """4-way leading-nonzero node (combinational). Children carry ``w``-bit indices."""
+    """4-way leading-nonzero node, combinational (the same cycle): children ``c_valid``,
+    ``c_multi``, ``c_index`` (``w``-bit indices) in; ``valid`` (any child valid), ``multi``
+    (more than one valid leaf below) and ``index`` (``child << w | child's index`` of the
+    lowest-numbered valid child) out."""
 
     def __init__(self, w: int):
         if not isinstance(w, int) or w < 0:
@@ -90,9 +97,16 @@ class LNZDNode(wiring.Component):
 class LNZD(wiring.Component):
     """Round-by-round scanner with a quadtree of :class:`LNZDNode` (see the module docstring).
 
-    Ports: ``start`` (pulse: begin a layer; only after ``done`` or reset), ``n_in``, ``rd_en``/``rd_addr``/``rd_data`` (the
-    read pipelines into every PE's source file, ``latency`` stages, and the ``n`` values they
-    deliver), ``o_valid``/``o_j``/``o_a``/``o_ready`` (the next nonzero), ``done``.
+    Ports: ``start`` (pulse: begin a layer; only after ``done`` or reset), ``n_in``, ``rd``
+    (out, :class:`~eie.hw.eie.signatures.ActRead` with ``n`` lanes: the read pipelines into
+    every PE's source file, ``latency`` stages, and the ``n`` values they deliver), ``o`` (out,
+    an :class:`amaranth.lib.stream.Signature` of :func:`~eie.hw.eie.signatures.nonzero_layout`:
+    the next nonzero ``(j, a)``; ``o.valid`` does not depend on ``o.ready``), ``done``.
+
+    Per cycle: while priming (``latency`` cycles after ``start``) the read pipelines advance;
+    then, if the loaded round has a pending nonzero, the lowest one is offered on ``o`` and
+    its flag clears when ``o.ready``; when the round has none left after this cycle, the next
+    round is loaded from ``rd.data`` and the pipelines advance (``rd.en``).
     """
 
     def __init__(self, n: int, j_bits: int, addr_depth: int, latency: int = 0):
@@ -106,13 +120,8 @@ class LNZD(wiring.Component):
         super().__init__({
             "start": In(1),
             "n_in": In(j_bits + 1),
-            "rd_en": Out(1),
-            "rd_addr": Out(range(max(addr_depth, 2))),
-            "rd_data": In(data.ArrayLayout(signed(16), n)),
-            "o_valid": Out(1),
-            "o_j": Out(j_bits),
-            "o_a": Out(signed(16)),
-            "o_ready": In(1),
+            "rd": Out(ActRead(index_bits(addr_depth), lanes=n)),
+            "o": Out(stream.Signature(nonzero_layout(j_bits))),
             "done": Out(1),
         })
 
@@ -133,7 +142,8 @@ class LNZD(wiring.Component):
         vals = Signal(data.ArrayLayout(signed(16), n))
         jbase = Signal(self._j_bits + 1)          # j of leaf 0 in the current round
         jbase_next = Signal(self._j_bits + 1)     # j of leaf 0 in the next round
-        t_issue = Signal.like(self.rd_addr)       # the next address into the read pipelines
+        rd, o = self.rd, self.o
+        t_issue = Signal.like(rd.addr)            # the next address into the read pipelines
         running = Signal()
 
         # The quadtree over the pending flags.
@@ -179,10 +189,10 @@ class LNZD(wiring.Component):
         m.d.comb += more.eq(jbase_next < self.n_in)
         fire = Signal()
         m.d.comb += [
-            self.o_valid.eq(running & root_valid),
-            self.o_j.eq(jbase + sel),
-            self.o_a.eq(vals.as_value().word_select(sel, 16) if n > 1 else vals[0]),
-            fire.eq(self.o_valid & self.o_ready),
+            o.valid.eq(running & root_valid),
+            o.payload.j.eq(jbase + sel),
+            o.payload.a.eq(vals.as_value().word_select(sel, 16) if n > 1 else vals[0]),
+            fire.eq(o.valid & o.ready),
             self.done.eq(running & ~root_valid & ~more),
         ]
         onehot = Signal(n)
@@ -196,10 +206,10 @@ class LNZD(wiring.Component):
         # The read pipelines advance whenever a round is loaded, and while priming.
         # The address is a register (0 from reset and from done until the next start).
         m.d.comb += [
-            self.rd_en.eq(self.start | priming | load),
-            self.rd_addr.eq(t_issue),
+            rd.en.eq(self.start | priming | load),
+            rd.addr.eq(t_issue),
         ]
-        with m.If(self.rd_en):
+        with m.If(rd.en):
             m.d.sync += t_issue.eq(t_issue + 1)
         with m.Elif(self.done):
             m.d.sync += t_issue.eq(0)
@@ -208,17 +218,17 @@ class LNZD(wiring.Component):
         m.d.comb += load_base.eq(Mux(first, 0, jbase_next))
         flags = Signal(n)
         for k in range(n):
-            m.d.comb += flags[k].eq((self.rd_data[k] != 0) & (load_base + k < self.n_in))
+            m.d.comb += flags[k].eq((rd.data[k] != 0) & (load_base + k < self.n_in))
 
         with m.If(first):
-            m.d.sync += [running.eq(1), pending.eq(flags), vals.eq(self.rd_data), jbase.eq(0),
+            m.d.sync += [running.eq(1), pending.eq(flags), vals.eq(rd.data), jbase.eq(0),
                          jbase_next.eq(n)]
         with m.Elif(self.start):
             m.d.sync += [running.eq(0), pending.eq(0)]
         with m.Elif(load):
             m.d.sync += [
                 pending.eq(flags),
-                vals.eq(self.rd_data),
+                vals.eq(rd.data),
                 jbase.eq(jbase_next),
                 jbase_next.eq(jbase_next + n),
             ]

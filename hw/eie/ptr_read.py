@@ -5,28 +5,29 @@ The pointer SRAM is split into an even bank (pointers ``0, 2, 4, ...``) and an o
 banks and come out of one read: the even bank reads ``(P+1) >> 1``, the odd bank ``P >> 1``, and
 ``P``'s parity says which is the start.
 
-Per cycle: if a column waits (``col_valid``) and the pointer queue will have room for it
+Per cycle: if a column waits (``col.valid``) and the pointer queue will have room for it
 (entries in the queue + the two being read < ``ptr_queue_depth``), the column is taken
-(``col_pop``) and both banks are read (``ptr_`` stage); one cycle later the pair arrives from
+(``col.ready``) and both banks are read (``ptr_`` stage); one cycle later the pair arrives from
 the block RAMs and is registered (``ptr1`` -> ``ptr2``, so nothing but a register follows the
 RAMs' slow clock-to-output); in the cycle after that, if the column has entries in this PE
 (``end != start``), ``(start, end, a)`` is pushed into the pointer queue. An empty column is
-dropped here, so it never costs the entry stage a cycle. The queue head (``q_*``) is taken by
-the entry stage with ``q_pop``.
+dropped here, so it never costs the entry stage a cycle. The queue head (``q``, a stream) is
+taken by the entry stage with ``q.ready``.
 
-Host port (``host_mode``): writes pointer ``h_w_addr``; reads pointer ``h_r_addr`` with
-one cycle of latency (``h_r_data``).
+Host port (``host``, while ``host.mode``): writes pointer ``w_addr``; reads pointer ``r_addr``
+with one cycle of latency (``r_data``).
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig
+from .signatures import HostPort, nonzero_layout
 
 __all__ = ["PtrRead", "column_layout"]
 
@@ -40,38 +41,29 @@ class PtrRead(wiring.Component):
     """Pointer stage: turns the FIFO's head column ``(j, a_j)`` into ``(start, end, a)`` on the
     pointer queue, one column a cycle.
 
-    Ports: the column in (``col_valid``/``col_j``/``col_a``; ``col_pop``, the FIFO's read
-    enable, takes it), ``ptr_base`` (the layer's first pointer), the queue head out
-    (``q_valid``/``q``, popped by the entry stage with ``q_pop``), ``idle`` (no read in flight,
-    queue empty) and the host port (``host_mode``, ``h_w_*``, ``h_r_addr`` -> ``h_r_data`` one
+    Ports: ``col`` (in, a stream of :func:`~eie.hw.eie.signatures.nonzero_layout`: the FIFO's
+    head; ``col.ready`` is the FIFO's read enable), ``ptr_base`` (the layer's first pointer),
+    ``q`` (out, a stream of :func:`column_layout`: the queue head, taken by the entry stage),
+    ``idle`` (no read in flight, queue empty) and ``host``
+    (:class:`~eie.hw.eie.signatures.HostPort` of pointer indices: ``r_addr`` -> ``r_data`` one
     cycle later).
 
-    Handshake: ``col_pop = col_valid & ~host_mode & (queue level + reads in flight <
-    ptr_queue_depth)``. Latency: a column taken in cycle ``t`` is pushed in ``t + 2`` if
-    ``end != start`` (an empty column is dropped) and heads the queue from ``t + 3`` at the
-    earliest. Counts nothing.
+    Per cycle: a column is taken when ``col.ready = col.valid & ~host.mode & (queue level +
+    reads in flight < ptr_queue_depth)``; both banks are read; one cycle later the pair is
+    registered; one more and the column is pushed if ``end != start``. So a column taken in
+    cycle ``t`` is pushed in ``t + 2`` (an empty column is dropped) and heads the queue from
+    ``t + 3`` at the earliest. Counts nothing.
     """
 
     def __init__(self, config: EIEConfig):
         self._config = c = config
-        pidx = max(1, (c.ptr_depth - 1).bit_length())
         self._bank_depth = (c.ptr_depth + 1) // 2
         super().__init__({
-            "col_valid": In(1),
-            "col_j": In(c.j_bits),
-            "col_a": In(signed(16)),
-            "col_pop": Out(1),
-            "ptr_base": In(pidx + 1),
-            "q_valid": Out(1),
-            "q": Out(column_layout(c)),
-            "q_pop": In(1),
+            "col": In(stream.Signature(nonzero_layout(c.j_bits))),
+            "ptr_base": In(c.ptr_base_bits),
+            "q": Out(stream.Signature(column_layout(c))),
             "idle": Out(1),
-            "host_mode": In(1),
-            "h_w_en": In(1),
-            "h_w_addr": In(pidx),
-            "h_w_data": In(32),
-            "h_r_addr": In(pidx),
-            "h_r_data": Out(32),
+            "host": In(HostPort(c.ptr_index_bits)),
         })
 
     def elaborate(self, platform):
@@ -92,28 +84,30 @@ class PtrRead(wiring.Component):
         ptr2_start = Signal(c.ptr_bits)
         ptr2_end = Signal(c.ptr_bits)
         ptr2_a = Signal(signed(16))
+        host = self.host
         m.d.comb += [
-            ptr_P.eq(self.ptr_base + self.col_j),
-            ptr_take.eq(~self.host_mode & self.col_valid
+            ptr_P.eq(self.ptr_base + self.col.payload.j),
+            ptr_take.eq(~host.mode & self.col.valid
                         & (queue.level + ptr1_valid + ptr2_valid < c.ptr_queue_depth)),
-            self.col_pop.eq(ptr_take),
+            self.col.ready.eq(ptr_take),
         ]
-        with m.If(self.host_mode):
-            m.d.comb += [er.addr.eq((self.h_r_addr + 1) >> 1), orr.addr.eq(self.h_r_addr >> 1)]
+        with m.If(host.mode):
+            m.d.comb += [er.addr.eq((host.r_addr + 1) >> 1), orr.addr.eq(host.r_addr >> 1)]
         with m.Else():
             m.d.comb += [er.addr.eq((ptr_P + 1) >> 1), orr.addr.eq(ptr_P >> 1)]
-        m.d.sync += [ptr1_valid.eq(ptr_take), ptr1_odd.eq(ptr_P[0]), ptr1_a.eq(self.col_a)]
+        m.d.sync += [ptr1_valid.eq(ptr_take), ptr1_odd.eq(ptr_P[0]),
+                     ptr1_a.eq(self.col.payload.a)]
 
         # Host writes and reads (pointer p lives in bank p & 1 at p >> 1).
         m.d.comb += [
-            ew.addr.eq(self.h_w_addr >> 1), ow.addr.eq(self.h_w_addr >> 1),
-            ew.data.eq(self.h_w_data), ow.data.eq(self.h_w_data),
-            ew.en.eq(self.host_mode & self.h_w_en & ~self.h_w_addr[0]),
-            ow.en.eq(self.host_mode & self.h_w_en & self.h_w_addr[0]),
+            ew.addr.eq(host.w_addr >> 1), ow.addr.eq(host.w_addr >> 1),
+            ew.data.eq(host.w_data), ow.data.eq(host.w_data),
+            ew.en.eq(host.mode & host.w_en & ~host.w_addr[0]),
+            ow.en.eq(host.mode & host.w_en & host.w_addr[0]),
         ]
         h_r_odd = Signal()
-        m.d.sync += h_r_odd.eq(self.h_r_addr[0])
-        m.d.comb += self.h_r_data.eq(Mux(h_r_odd, orr.data, er.data))
+        m.d.sync += h_r_odd.eq(host.r_addr[0])
+        m.d.comb += host.r_data.eq(Mux(h_r_odd, orr.data, er.data))
 
         item = Signal(column_layout(c))
         ptr1_start = Signal(c.ptr_bits)
@@ -128,9 +122,9 @@ class PtrRead(wiring.Component):
             item.start.eq(ptr2_start), item.end.eq(ptr2_end), item.a.eq(ptr2_a),
             queue.w_data.eq(item),
             queue.w_en.eq(ptr2_valid & (ptr2_end != ptr2_start)),
-            self.q_valid.eq(queue.r_rdy),
-            self.q.eq(queue.r_data),
-            queue.r_en.eq(self.q_pop),
+            self.q.valid.eq(queue.r_rdy),
+            self.q.payload.eq(queue.r_data),
+            queue.r_en.eq(self.q.ready),
             self.idle.eq(~ptr1_valid & ~ptr2_valid & (queue.level == 0)),
         ]
         return m

@@ -25,6 +25,7 @@ from .ccu import CCU
 from .config import EIEConfig
 from .memory_map import ACT_READ_LATENCY, READ_LATENCY, MemoryMap, Region
 from .pe import PE, pe_signature
+from .signatures import connect_lane
 
 __all__ = ["EIETop", "READ_LATENCY", "PE_MODULE"]
 
@@ -74,7 +75,9 @@ class EIETop(wiring.Component):
         return PE(self._config, 0)
 
     def _pe_instance(self, m: Module, k: int):
-        """Instance ``k`` of ``pe_module``, and an interface of the PE's signature wired to it."""
+        """Instance ``k`` of ``pe_module``, and an interface of the PE's signature wired to it
+        (port ``i_``/``o_`` + the member's path joined with ``__``, e.g. ``i_layer__src__bank``:
+        the names Amaranth gives the PE definition's ports)."""
         sig = pe_signature(self._config)
         intf = sig.create(path=(f"pe{k}",))
         ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
@@ -114,7 +117,7 @@ class EIETop(wiring.Component):
 
         # An offset inside the addressed PE region's memory (the bus contract: unmapped addresses
         # read 0 and ignore writes, so nothing aliases).
-        ab = mm.act_bits
+        ab = c.act_index_bits
         in_range = Signal()
         with m.Switch(region):
             with m.Case(Region.PTR):
@@ -133,13 +136,15 @@ class EIETop(wiring.Component):
         m.d.comb += [
             self.busy.eq(ccu.busy),
             self.done.eq(ccu.done),
-            ccu.g_w_en.eq(w_stb & (region == Region.GLOBAL)),
-            ccu.g_w_off.eq(goff),
-            ccu.g_w_data.eq(w_data),
-            ccu.g_r_off.eq(goff),
+            ccu.host.w_en.eq(w_stb & (region == Region.GLOBAL)),
+            ccu.host.w_addr.eq(goff),
+            ccu.host.w_data.eq(w_data),
+            ccu.host.r_addr.eq(goff),
             ccu.idle_all.eq(Cat(*(pe.idle for pe in pes)).all()),
-            ccu.fifo_full.eq(Cat(*(pe.fifo_full for pe in pes))),
         ]
+        # What every PE's host port shows (its w_en is its own).
+        pe_host = {"mode": ~ccu.busy, "w_region": region, "w_addr": off, "w_data": w_data,
+                   "r_region": region, "r_addr": off}
         for k, pe in enumerate(pes):
             # Each PE's wiring in its own module for the Amaranth simulator (it re-evaluates a
             # module's combinational statements together, so this keeps one PE's change local);
@@ -150,50 +155,41 @@ class EIETop(wiring.Component):
                 m.submodules[f"glue{k}"] = glue
             else:
                 glue = m
-            glue.d.comb += [
-                ccu.act_rd_data[k].eq(pe.act_rd_data),
-                pe.b_valid.eq(ccu.b_valid), pe.b_j.eq(ccu.b_j), pe.b_a.eq(ccu.b_a),
-                pe.ptr_base.eq(ccu.ptr_base), pe.entry_base.eq(ccu.entry_base),
-                pe.codebook.eq(ccu.codebook),
-                pe.src_bank.eq(ccu.src_bank), pe.act_rd_en.eq(ccu.act_rd_en),
-                pe.act_rd_addr.eq(ccu.act_rd_addr),
-                pe.src_bias_base.eq(ccu.src_bias_base), pe.src_has_bias.eq(ccu.src_has_bias),
-                pe.src_w_frac.eq(ccu.src_w_frac), pe.src_relu.eq(ccu.src_relu),
-                pe.layer_start.eq(ccu.layer_start), pe.layer_end.eq(ccu.layer_end),
-                pe.layer_idx.eq(ccu.layer_idx), pe.stall_probe.eq(ccu.stall_probe),
-                pe.host_mode.eq(~ccu.busy),
-                pe.h_w_en.eq(w_stb & in_range & (pe_sel == k)),
-                pe.h_w_region.eq(region), pe.h_w_off.eq(off), pe.h_w_data.eq(w_data),
-                pe.h_r_region.eq(region), pe.h_r_off.eq(off),
-            ]
+            # the broadcast and the activation stream: lane k of the CCU's (its fifo full bit,
+            # its activations); the layer's parameters: the same to every PE
+            connect_lane(glue, ccu.bcast, pe.bcast, k)
+            connect_lane(glue, ccu.act, pe.act, k)
+            wiring.connect(glue, ccu.layer, pe.layer)
+            glue.d.comb += [getattr(pe.host, name).eq(value) for name, value in pe_host.items()]
+            glue.d.comb += pe.host.w_en.eq(w_stb & in_range & (pe_sel == k))
 
         # Read pipeline (cycles counted from the registered request): address in cycle 0; the
         # memories answer in cycle 1 and the CCU and the PEs register their word (cycle 2), the
         # activation stream answers in cycle ACT_READ_LATENCY; r_ack (and r_data) one cycle
         # after that, READ_LATENCY cycles after the bus's r_stb.
         r1_region, r2_region = Signal(3), Signal(3)
-        r1_pe, r2_pe = Signal(max(1, pb)), Signal(max(1, pb))
+        r1_pe, r2_pe = Signal(c.pe_index_bits), Signal(c.pe_index_bits)
         r1_mapped, r2_mapped = Signal(), Signal()
         m.d.sync += [r1_region.eq(region), r1_pe.eq(pe_sel), r1_mapped.eq(in_range & pe_ok),
                      r2_region.eq(r1_region), r2_pe.eq(r1_pe), r2_mapped.eq(r1_mapped)]
         r_pipe = Signal(READ_LATENCY)       # r_stb delayed by 1 .. READ_LATENCY cycles
         m.d.sync += r_pipe.eq((r_pipe << 1) | r_stb)
         # multiplexer trees over the PEs (word_select; an Array would be a one-hot mux)
-        pe_data = Cat(*(pe.h_r_data for pe in pes))
-        pe_act = Cat(*(pe.act_rd_data for pe in pes))
+        pe_data = Cat(*(pe.host.r_data for pe in pes))
+        pe_act = Cat(*(pe.act.data for pe in pes))
         word = Signal(32)               # cycle 2: a register, a layer-table entry or a memory
         with m.If(r2_region == Region.GLOBAL):
-            m.d.comb += word.eq(ccu.g_r_data)      # the CCU and the PEs answer in cycle 2
+            m.d.comb += word.eq(ccu.host.r_data)   # the CCU and the PEs answer in cycle 2
         with m.Elif(r2_mapped):
-            m.d.comb += word.eq(pe_data.word_select(r2_pe, 32) if pb else pes[0].h_r_data)
+            m.d.comb += word.eq(pe_data.word_select(r2_pe, 32) if pb else pes[0].host.r_data)
         held = Signal(32)
         held_act = Signal()
-        held_pe = Signal(max(1, pb))
+        held_pe = Signal(c.pe_index_bits)
         with m.If(r_pipe[1]):
             m.d.sync += [held.eq(word), held_pe.eq(r2_pe),
                          held_act.eq(r2_mapped & (r2_region == Region.ACT))]
         act = Signal(signed(16))        # cycle ACT_READ_LATENCY: the addressed PE's stream
-        m.d.comb += act.eq(pe_act.word_select(held_pe, 16) if pb else pes[0].act_rd_data)
+        m.d.comb += act.eq(pe_act.word_select(held_pe, 16) if pb else pes[0].act.data)
         m.d.sync += [
             self.bus.r_ack.eq(r_pipe[READ_LATENCY - 3]),
             self.bus.r_data.eq(Mux(held_act, act, held)),

@@ -37,7 +37,12 @@ WRITEBACK_LATENCY = 2
 
 class Writeback(wiring.Component):
     """``acc``, ``w_frac``, ``relu`` in; ``y`` (int16) out :data:`WRITEBACK_LATENCY` ``en``
-    cycles later."""
+    cycles later.
+
+    Per cycle with ``en`` high: stage 1 registers the shifted ``acc`` with its round-half-even
+    increment and ``relu``; stage 2 registers the saturated, rounded, rectified ``y``. With
+    ``en`` low both stages hold. No handshake; counts nothing.
+    """
 
     def __init__(self, acc_bits: int = 32):
         if not isinstance(acc_bits, int) or not 16 <= acc_bits <= 64:

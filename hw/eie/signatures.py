@@ -1,0 +1,179 @@
+"""The EIE's port groups, as :class:`amaranth.lib.wiring.Signature` classes.
+
+Each group is declared once, from the side that drives its main direction (``Out`` members), and
+used with ``In(...)`` by the other side; the flattened member names (``group__member``, nested
+groups ``group__sub__member``) are the Verilog port names.
+
+===================  =========================================================================
+signature            used by
+===================  =========================================================================
+:class:`Broadcast`   CCU (``Out``, one ``full`` bit per PE) -> every PE (``In``, its own bit)
+:class:`LayerParams` CCU (``Out``) -> every PE (``In``); its ``src`` is a :class:`SourceParams`,
+                     which the PE passes on to its :class:`~eie.hw.eie.accum.Accumulator`
+:class:`ActRead`     the activation read stream: LNZD and CCU (``Out``, one ``data`` lane per
+                     PE) -> every PE and its Accumulator (``In``)
+:class:`HostPort`    the host's access to memories: top -> PE (with regions), PE -> PtrRead,
+                     SpmatRead, Accumulator; top -> CCU (the global region, no ``mode``)
+===================  =========================================================================
+
+Where there is a ready/valid handshake inside a PE and between the LNZD and the CCU, the port is
+an :class:`amaranth.lib.stream.Signature` (payloads :func:`nonzero_layout` and
+:func:`~eie.hw.eie.ptr_read.column_layout`). The broadcast is not a stream (see
+:class:`Broadcast`).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import W_FRAC_BITS, EIEConfig
+from .memory_map import REGION_BITS
+
+__all__ = ["Broadcast", "LayerParams", "SourceParams", "ActRead", "HostPort", "nonzero_layout",
+           "connect_lane"]
+
+
+def nonzero_layout(j_bits: int) -> data.StructLayout:
+    """A nonzero input activation: its column ``j`` and value ``a`` (int16)."""
+    return data.StructLayout({"j": j_bits, "a": signed(16)})
+
+
+class _Group(wiring.Signature):
+    """A signature defined by its class and parameters (two with equal ones are equal)."""
+
+    def __init__(self, members, *params):
+        self._params = params
+        super().__init__(members)
+
+    def __eq__(self, other):
+        if type(other) is wiring.FlippedSignature:
+            return False
+        return type(other) is type(self) and other._params == self._params
+
+    def __hash__(self):
+        return hash((type(self), self._params))
+
+    def __repr__(self):
+        return f"{type(self).__name__}{self._params!r}"
+
+
+class Broadcast(_Group):
+    """The controller's broadcast of the next nonzero ``(j, a_j)`` to every PE's FIFO, seen from
+    the controller.
+
+    Members: ``valid`` (out): the nonzero is written into every PE's FIFO in this cycle;
+    ``stall`` (out): a nonzero is offered but held back in this cycle because some FIFO is full;
+    ``j``, ``a`` (out): the nonzero; ``full`` (in, one bit per PE, ``lanes`` of them; a PE's
+    own ``In(Broadcast(j_bits))`` has one): the PE's FIFO is full, the back-pressure.
+
+    Not an :class:`amaranth.lib.stream.Signature`: the transfer is all-or-none across the PEs and
+    ``valid`` already includes the back-pressure. The controller raises ``valid`` only in a
+    cycle where no ``full`` bit is set (``valid = offered & ~full.any()``, ``stall = offered &
+    full.any()``), so ``valid`` alone is the transfer and each PE writes its FIFO on it without
+    looking at ``full``; a stream's ``valid`` must not wait for ``ready``, and each consumer's
+    ``valid & ready`` would be its own transfer.
+    """
+
+    def __init__(self, j_bits: int, lanes: int | None = None):
+        super().__init__({
+            "valid": Out(1),
+            "stall": Out(1),
+            "j": Out(j_bits),
+            "a": Out(signed(16)),
+            "full": In(1 if lanes is None else lanes),
+        }, j_bits, lanes)
+
+
+class SourceParams(_Group):
+    """The source activation file of the layer running, seen from the controller: ``bank``
+    (which of the two files), and the write-back of the layer that produced it, applied when a
+    row is read: ``bias_base`` (its first bias slot), ``has_bias``, ``w_frac``, ``relu`` (all
+    out; for the host-written inputs the identity: no bias, ``w_frac`` 0, no ReLU)."""
+
+    def __init__(self, config: EIEConfig):
+        super().__init__({
+            "bank": Out(1),
+            "bias_base": Out(config.bias_base_bits),
+            "has_bias": Out(1),
+            "w_frac": Out(W_FRAC_BITS),
+            "relu": Out(1),
+        }, config)
+
+
+class LayerParams(_Group):
+    """What the controller tells every PE about the layer, seen from the controller (all out):
+    ``start`` (one cycle, ``LSTART``: per-layer counters and the destination's valid bits
+    clear), ``end`` (one cycle, the layer's last: its counters are stored at ``idx``), ``idx``
+    (the layer's number), the layer's ``ptr_base``, ``entry_base`` and ``codebook`` (16 int16
+    weights), and ``src`` (:class:`SourceParams`)."""
+
+    def __init__(self, config: EIEConfig):
+        c = config
+        super().__init__({
+            "start": Out(1),
+            "end": Out(1),
+            "idx": Out(c.layer_bits),
+            "ptr_base": Out(c.ptr_base_bits),
+            "entry_base": Out(c.ptr_bits),
+            "codebook": Out(data.ArrayLayout(signed(16), 16)),
+            "src": Out(SourceParams(c)),
+        }, c)
+
+
+class ActRead(_Group):
+    """The activation read stream, seen from the reader (the LNZD): ``en`` (out) advances the
+    read pipeline by one; ``addr`` (out) is the row that enters it; ``data`` (in) shows the
+    int16 activation of the row that entered ``ACT_READ_LATENCY`` advancing cycles earlier, one
+    lane per PE (``lanes`` of them: an :class:`~amaranth.lib.data.ArrayLayout`; a PE's own
+    ``In(ActRead(addr_bits))`` has one value). No handshake: the file answers every cycle."""
+
+    def __init__(self, addr_bits: int, lanes: int | None = None):
+        lane = signed(16)
+        super().__init__({
+            "en": Out(1),
+            "addr": Out(addr_bits),
+            "data": In(lane if lanes is None else data.ArrayLayout(lane, lanes)),
+        }, addr_bits, lanes)
+
+
+class HostPort(_Group):
+    """The host's access to memories, seen from the host (the top level's bus decode).
+
+    Members: ``mode`` (out; without it when ``mode=False``): the host owns the memories (the
+    controller is idle), the datapath leaves them alone; a write: ``w_en``, ``w_addr``,
+    ``w_data`` (32 bits); a read: ``r_addr`` in one cycle, ``r_data`` (in, 32 bits) in a later
+    one (each block says how many). With ``regions=True`` the address is an offset inside the
+    region ``w_region``/``r_region`` (:class:`~eie.hw.eie.memory_map.Region`, out) and the
+    block decodes which of its memories is meant.
+    """
+
+    def __init__(self, addr_bits: int, *, mode: bool = True, regions: bool = False):
+        members = {}
+        if mode:
+            members["mode"] = Out(1)
+        members["w_en"] = Out(1)
+        if regions:
+            members["w_region"] = Out(REGION_BITS)
+        members.update(w_addr=Out(addr_bits), w_data=Out(32))
+        if regions:
+            members["r_region"] = Out(REGION_BITS)
+        members.update(r_addr=Out(addr_bits), r_data=In(32))
+        super().__init__(members, addr_bits, mode, regions)
+
+
+def connect_lane(m, bus, port, lane: int):
+    """Connect ``port`` (a consumer's interface, e.g. ``pe.bcast``) to lane ``lane`` of ``bus``
+    (the producer's interface with ``lanes``, e.g. ``ccu.bcast``): every member that flows into
+    the consumer is driven from the producer's member of the same name; every member that flows
+    out of it drives element ``lane`` of the producer's (a vector or an array). The statements go
+    into ``m.d.comb``."""
+    for path, member, value in port.signature.flatten(port):
+        src = bus
+        for name in path:
+            src = src[name] if isinstance(name, int) else getattr(src, name)
+        if member.flow == In:
+            m.d.comb += value.eq(src)
+        else:
+            m.d.comb += src[lane].eq(value)
