@@ -30,8 +30,8 @@ import numpy as np
 from ..common import outputs
 from ..common.atomic import atomic_dir
 from ..common.errors import EieError
-from .encode import (ENTRIES_PER_WORD, QuantLayer, decode_layer, split_entry_bytes,
-                     unpack_words)
+from .encode import QuantLayer
+from .sram import ENTRIES_PER_WORD, decode_layer, split_entry_bytes, unpack_words
 from .fixedpoint import INT16_MAX, INT16_MIN, MAX_W_FRAC
 from .imagefile import MANIFEST, MAX_LAYER_WEIGHTS, Fields, ImageDir, describe, write_hex
 

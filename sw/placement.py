@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .encode import pe_rows
+from .sram import pe_rows
 
 __all__ = ["balanced_order", "invert_order", "MAX_BLOCKS", "COLUMN_WEIGHT", "REFINE_STEPS"]
 

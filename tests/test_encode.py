@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from eie.sw.encode import (PADDING_BYTE, QuantLayer, build_image, decode_layer,
-                           encode_column_entries, encode_layer, pack_words, unpack_words)
+from eie.sw.encode import QuantLayer, build_image, encode_layer
+from eie.sw.sram import (PADDING_BYTE, decode_layer, encode_column_entries, pack_words,
+                         unpack_words)
 from eie.common.errors import EieError
 
 CODEBOOK = np.array([0] + [(-1) ** i * 37 * i for i in range(1, 16)], dtype=np.int16)

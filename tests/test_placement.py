@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eie.sw.encode import pe_rows
+from eie.sw.sram import pe_rows
 from eie.sw.placement import balanced_order, invert_order
 
 
