@@ -79,6 +79,7 @@ def test_instance_ports_are_the_pe_signature():
         assert set(re.findall(r"\.(\w+)\(", body)) == ports
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_pe_module_name_must_be_an_identifier():
     with pytest.raises(ValueError, match="identifier"):
         EIETop(EIEConfig(n_pe=2, **SMALL), pe_module="not a name")

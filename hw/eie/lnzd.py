@@ -97,7 +97,10 @@ class LNZDNode(wiring.Component):
 class LNZD(wiring.Component):
     """Round-by-round scanner with a quadtree of :class:`LNZDNode` (see the module docstring).
 
-    Ports: ``start`` (pulse: begin a layer; only after ``done`` or reset), ``n_in``, ``rd``
+    Ports: ``start`` (pulse: begin a layer; after reset or after ``done``, but not in the cycle
+    ``done`` rises: the read address returns to 0 only at the end of that cycle, so a start then
+    reads round 0 from a stale row; the CCU's ``DRAIN`` lasts at least a cycle, and
+    ``tests/test_formal.py`` keeps the counterexample), ``n_in``, ``rd``
     (out, :class:`~eie.hw.eie.signatures.ActRead` with ``n`` lanes: the read pipelines into
     every PE's source file, ``latency`` stages, and the ``n`` values they deliver), ``o`` (out,
     an :class:`amaranth.lib.stream.Signature` of :func:`~eie.hw.eie.signatures.nonzero_layout`:

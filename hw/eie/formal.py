@@ -1,0 +1,582 @@
+"""Formal harnesses of the EIE's control: the properties, the free environment around each block,
+and the strengthening invariants that make the properties inductive.
+
+Each harness is an Amaranth elaboratable with no ports: its block(s), free inputs
+(``AnyConst``/``AnySeq``: the solver picks them, every cycle for ``AnySeq``), ``Assume``
+statements for the block's input contract, ``Assert`` statements (the properties, then the
+invariants) and ``Cover`` statements (to show the properties are not vacuous). The runner,
+:func:`eie.sim.formal.prove`, hands one to SymbiYosys; docs/formal.md says what is proved for
+which configurations, and how long it takes.
+
+* :class:`BroadcastFifoHarness` -- the CCU with one activation FIFO per PE, the PEs'
+  consumption free: no FIFO ever overflows or underflows.
+* :class:`LNZDHarness` -- the LNZD over a model of the activation files: every nonzero
+  activation goes out exactly once, in increasing index, and nothing else does.
+* :class:`AccumulatorHarness` -- the accumulator with its bypass: every write and every read
+  of a row gives the sum of every product accumulated into it (bounded).
+
+Every harness takes ``mutant=`` (a deliberately broken variant, :data:`MUTANTS`, for the tests
+that show the proof can fail); the two proved by induction take ``invariants=`` (``False``
+leaves out the strengthening invariants: enough for a bounded check, and then a broken variant
+fails on the property itself rather than on an invariant).
+
+Gateware only (Amaranth and :mod:`eie.hw.eie`); the blocks are imported inside ``elaborate``.
+The invariants read internal signals of a block (its registers), found by name in its
+elaborated fragment (:func:`internals`); a block that renames one makes the harness raise a
+``LookupError`` naming it, rather than prove something else. The ports are found through
+:data:`PORTS`.
+"""
+
+from __future__ import annotations
+
+from amaranth.asserts import AnyConst, AnySeq
+from amaranth.hdl import (Array, Assert, Assume, Cat, Const, Cover, Elaboratable, Fragment, Module,
+                          Mux, Signal, Value, signed)
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In
+
+from .config import EIEConfig
+
+__all__ = ["PORTS", "port", "internals", "free", "fifo_properties", "BroadcastFifoHarness",
+           "LNZDHarness", "AccumulatorHarness", "ccu_config", "MUTANTS"]
+
+#: the deliberately broken variants of each harness
+MUTANTS = {
+    "BroadcastFifoHarness": ("ignore_full",),
+    "LNZDHarness": ("blind_leaf",),
+    "AccumulatorHarness": ("no_bypass1", "no_bypass2"),
+}
+
+
+def internals(block, names, platform="formal"):
+    """Elaborate ``block`` and find its internal signals ``names`` (signals its own module
+    assigns, not its sub-modules'). Returns ``(fragment, {name: Signal})``; add the fragment as
+    the submodule in place of the block. Raises ``LookupError`` naming the missing ones."""
+    frag = Fragment.get(block, platform)
+    found = {}
+    for stmts in frag.statements.values():
+        for stmt in stmts:
+            for sig in stmt._lhs_signals():
+                found.setdefault(sig.name, sig)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise LookupError(f"{type(block).__name__} has no internal signal {', '.join(missing)} any "
+                          f"more: the formal invariants of eie.hw.eie.formal read it; update "
+                          f"them to the new design")
+    return frag, {n: found[n] for n in names}
+
+
+#: where each port the harnesses use lives in the blocks' signatures
+#: (:mod:`eie.hw.eie.signatures`)
+PORTS = {
+    "rd.en": "rd.en",
+    "rd.addr": "rd.addr",
+    "rd.data": "rd.data",
+    "o.valid": "o.valid",
+    "o.ready": "o.ready",
+    "o.j": "o.payload.j",
+    "o.a": "o.payload.a",
+    "bcast.valid": "bcast.valid",
+    "bcast.full": "bcast.full",
+    "bcast.stall": "bcast.stall",
+    "idle_all": "idle_all",
+}
+
+
+def port(block, what):
+    """``block``'s port ``what`` (a key of :data:`PORTS`)."""
+    obj = block
+    try:
+        for name in PORTS[what].split("."):
+            obj = getattr(obj, name)
+    except AttributeError:
+        raise AttributeError(f"{type(block).__name__} has no port {PORTS[what]}: update "
+                             f"eie.hw.eie.formal.PORTS") from None
+    return obj
+
+
+def _sampler(frag, source):
+    """The register of ``frag`` that takes ``source`` every cycle (``reg.eq(source)`` in
+    ``sync``)."""
+    for stmt in frag.statements.get("sync", ()):
+        if getattr(stmt, "rhs", None) is source:
+            return stmt.lhs
+    raise LookupError(f"no register samples {source.name} any more: update the mutants of "
+                      f"eie.hw.eie.formal")
+
+
+def free(m, shape, name, const=False):
+    """A named signal driven by a free value (``AnyConst`` if ``const``, else ``AnySeq``)."""
+    s = Signal(shape, name=name)
+    m.d.comb += s.eq(AnyConst(shape) if const else AnySeq(shape))
+    return s
+
+
+# ----------------------------------------------------------------------------- FIFOs
+
+def fifo_properties(m, fifo, depth, label):
+    """The FIFO properties at ``fifo``'s ports (``w_en``/``w_rdy``, ``r_en``/``r_rdy``,
+    ``level``), whatever drives them. ``owed`` counts the entries the PE is owed: every write
+    presented (accepted or not) minus every entry it took (``r_en & r_rdy``); it saturates one
+    above ``depth``, so an overflow stays visible.
+
+    * overflow: no write is presented while the FIFO is full, and the PE is never owed more
+      than the FIFO holds;
+    * underflow: the FIFO offers an entry (``r_rdy``) only when the PE is owed one, and holds
+      exactly the entries the PE is owed (none lost, none made up).
+
+    Returns ``owed``."""
+    owed = Signal(range(depth + 2), name=f"owed_{label.replace(' ', '')}")
+    push = fifo.w_en
+    pop = fifo.r_en & fifo.r_rdy
+    nxt = Signal(range(-1, depth + 3), name=f"owed_next_{label.replace(' ', '')}")
+    m.d.comb += nxt.eq(owed + push - pop)
+    m.d.sync += owed.eq(Mux(nxt > depth + 1, depth + 1, Mux(nxt < 0, 0, nxt)))
+    m.d.comb += [
+        Assert(~(fifo.w_en & ~fifo.w_rdy), f"{label}: no broadcast reaches a full FIFO (overflow)"),
+        Assert(owed <= depth, f"{label}: never owed more than the FIFO holds (overflow)"),
+        Assert(~fifo.r_rdy | (owed != 0), f"{label}: no entry offered from an empty FIFO "
+               f"(underflow)"),
+        Assert(fifo.level == owed, f"{label}: the FIFO holds exactly the broadcasts not yet "
+               f"taken"),
+    ]
+    return owed
+
+
+def ccu_config(n_pe: int, fifo_depth: int, act_depth: int = 2) -> EIEConfig:
+    """The smallest EIE configuration around a CCU with ``n_pe`` PEs and ``fifo_depth``-deep
+    FIFOs (``act_depth`` rows a PE: at most ``n_pe * act_depth`` columns a layer)."""
+    return EIEConfig(n_pe=n_pe, fifo_depth=fifo_depth, ptr_depth=2, spmat_depth=1,
+                     act_depth=act_depth, acc_depth=1, bias_depth=1, max_layers=1)
+
+
+class BroadcastFifoHarness(Elaboratable):
+    """The CCU (with its LNZD) broadcasting into one activation FIFO a PE, as the PE builds it
+    (:class:`amaranth.lib.fifo.SyncFIFO` of ``config.fifo_depth`` entries): no FIFO ever
+    overflows or underflows (:func:`fifo_properties`), whatever the PEs' consumption.
+
+    Free: every FIFO's read enable in every cycle (a PE's progress: any pattern of stalls and
+    pops), the host's bus (any register and layer-table writes, any ``CTRL`` start, any time),
+    the activations the LNZD reads (any values), the rest of a PE's idleness (``idle_all`` is
+    "every FIFO empty" and a free bit) and the reset.
+
+    Written so that it outlives the design of the broadcast decision. The properties read only
+    the FIFOs' ports, so they stay as they are when the decision is pipelined (registered FIFO
+    state, writes in flight, credits): a write that lands on a full FIFO, or an entry that
+    never lands, fails them wherever the decision is made. What a new design changes is
+    :meth:`wire` (how FIFO state reaches the CCU and broadcasts reach the FIFOs, as
+    :class:`eie.hw.eie.top.EIETop` and :class:`eie.hw.eie.pe.PE` wire it) and, since its
+    state is then no longer a function of the FIFOs' levels, :meth:`strengthen` (the
+    invariants that relate its registers and the writes in flight to the levels, so the
+    property is inductive). The present CCU decides combinationally from the FIFOs' full
+    flags: the properties are 1-inductive and it needs none.
+
+    ``mutant="ignore_full"``: the CCU is told no FIFO is ever full (the broken design).
+    """
+
+    def __init__(self, config: EIEConfig, *, mutant: str | None = None, invariants: bool = True):
+        if mutant not in (None, *MUTANTS["BroadcastFifoHarness"]):
+            raise ValueError(f"unknown mutant {mutant!r}")
+        self.config = config
+        self.mutant = mutant
+        self.invariants = invariants
+
+    def wire(self, m, ccu, fifos):
+        """The broadcast as the present design wires it (:class:`eie.hw.eie.top.EIETop` and
+        :class:`eie.hw.eie.pe.PE`): every FIFO writes on the CCU's broadcast ``valid``, the CCU
+        sees every FIFO's full flag (``~w_rdy``). Returns the CCU inputs it drove."""
+        full = port(ccu, "bcast.full")
+        m.d.comb += full.eq(0 if self.mutant == "ignore_full"
+                            else Cat(*(~f.w_rdy for f in fifos)))
+        for f in fifos:
+            # the payload does not matter to the levels: the FIFOs carry none
+            m.d.comb += f.w_en.eq(port(ccu, "bcast.valid"))
+        return [full]
+
+    def strengthen(self, m, ccu, fifos, owed):
+        """Invariants that make the FIFO properties inductive: none for the present CCU (its
+        decision is a function of the FIFOs' present state)."""
+
+    def elaborate(self, platform):
+        from .ccu import CCU        # gateware import inside: this module stays light
+
+        m = Module()
+        c = self.config
+        n = c.n_pe
+        m.submodules.ccu = ccu = CCU(c)
+        fifos = []
+        for k in range(n):
+            f = SyncFIFO(width=1, depth=c.fifo_depth)
+            m.submodules[f"fifo{k}"] = f
+            fifos.append(f)
+            m.d.comb += f.r_en.eq(free(m, 1, f"pe{k}_pop"))        # the PE's progress
+        idle_all = port(ccu, "idle_all")
+        m.d.comb += idle_all.eq(Cat(*(f.level == 0 for f in fifos)).all()
+                                & free(m, 1, "rest_idle"))
+        driven = {id(idle_all), *(id(v) for v in self.wire(m, ccu, fifos))}
+        # everything else the CCU takes in is free: the host bus (any write, any read, any
+        # time), the activations its LNZD reads
+        for path, member, value in ccu.signature.flatten(ccu):
+            if member.flow == In and id(value) not in driven:
+                name = "_".join(str(p) for p in path)
+                m.d.comb += value.eq(free(m, len(Value.cast(value)), f"free_{name}"))
+        owed = [fifo_properties(m, f, c.fifo_depth, f"PE {k}") for k, f in enumerate(fifos)]
+        if self.invariants:
+            self.strengthen(m, ccu, fifos, owed)
+        # not vacuous: a FIFO fills, the CCU holds a nonzero back, a FIFO pops and takes at once
+        last = fifos[-1]
+        m.d.comb += [
+            Cover(last.level == c.fifo_depth, f"PE {n - 1}'s FIFO is full"),
+            Cover(port(ccu, "bcast.stall"), "the CCU holds a nonzero back (a FIFO is full)"),
+            Cover(last.r_en & last.r_rdy & last.w_en,
+                  f"PE {n - 1}'s FIFO takes a broadcast as it pops one"),
+        ]
+        return m
+
+
+# ----------------------------------------------------------------------------- LNZD
+
+class LNZDHarness(Elaboratable):
+    """The LNZD (``n`` leaves, read ``latency``) over a model of the PEs' activation files:
+    every nonzero activation ``x_j`` with ``j < n_in`` goes out (``o.valid & o.ready``) exactly
+    once, in increasing ``j``, with its value, and nothing else does; ``done`` rises only when
+    they all went out.
+
+    Free: the activation files (``act_depth`` rows a PE, any values, fixed), each layer's
+    ``n_in`` (``0 .. n * act_depth``, fixed from its ``start``), the consumer's ``o_ready`` in
+    every cycle, when each layer starts (any cycle the contract allows: after reset, or once
+    ``done`` has been high for a cycle, as the CCU's ``DRAIN`` ensures), the reset. The read
+    pipelines are modelled as the contract says: ``rd.data`` shows the rows addressed
+    ``latency`` advancing (``rd.en``) cycles earlier.
+
+    The properties, on every ``o_valid & o_ready`` (with ``last`` the ``j`` of the layer's last
+    broadcast): ``j < n_in``; ``a == x_j != 0``; ``j > last``; no nonzero between ``last``
+    and ``j``. On ``done``: no nonzero after ``last``. The strengthening invariants tie the
+    LNZD's registers (round base ``jbase``, next address ``t_issue``, ``pending`` and ``vals``,
+    priming count) to the model: the pending flags are exactly the round's nonzeros not yet
+    sent, every nonzero of the earlier rounds went out, and the read pipelines hold the next
+    ``latency`` rows.
+
+    ``mutant="blind_leaf"``: the LNZD's last leaf reads zeros (a detector that skips a leaf).
+    ``contract=False`` also lets a layer start in the very cycle ``done`` rises: the LNZD then
+    reads round 0 from a stale address (its address returns to 0 only at the end of that
+    cycle), so the properties fail; the contract it needs is the one above.
+    """
+
+    def __init__(self, n: int, act_depth: int = 2, latency: int = 0, *,
+                 mutant: str | None = None, invariants: bool = True, contract: bool = True):
+        if mutant not in (None, *MUTANTS["LNZDHarness"]):
+            raise ValueError(f"unknown mutant {mutant!r}")
+        if not contract and not latency:
+            raise ValueError("contract=False needs a read latency (n_in is latched at start)")
+        self.contract = contract
+        self.n = n
+        self.act_depth = act_depth
+        self.latency = latency
+        self.mutant = mutant
+        self.invariants = invariants
+
+    def elaborate(self, platform):
+        from .lnzd import LNZD
+
+        m = Module()
+        n, L, rows = self.n, self.latency, self.act_depth
+        n_max = n * rows
+        j_bits = max(1, (n_max - 1).bit_length())          # as EIEConfig.j_bits
+        lnzd = LNZD(n, j_bits, rows, latency=L)
+        names = ["running", "t_issue", "jbase", "jbase_next", "pending", "vals", "first",
+                 "load"] + (["priming", "pcount"] if L else [])
+        frag, s = internals(lnzd, names, platform)
+        m.submodules.lnzd = frag
+
+        # ---- the activation files: PE k's row t holds x_{t*n+k}; rows past act_depth too
+        rd_en, rd_addr, rd_data = (port(lnzd, f"rd.{x}") for x in ("en", "addr", "data"))
+        o_valid, o_ready, o_j, o_a = (port(lnzd, f"o.{x}") for x in ("valid", "ready", "j", "a"))
+        a_bits = len(rd_addr)
+        mem = [[free(m, signed(16), f"x_pe{k}_row{t}", const=True) for t in range(1 << a_bits)]
+               for k in range(n)]
+        x = [mem[j % n][j // n] for j in range(n_max)]
+        # the read pipelines: the address of each stage, advancing with rd_en
+        addr = [Signal(a_bits, name=f"pipe{i}") for i in range(L)]
+        with m.If(rd_en):
+            for i in range(L):
+                m.d.sync += addr[i].eq(rd_addr if i == 0 else addr[i - 1])
+        shown = addr[-1] if L else rd_addr
+        for k in range(n):
+            value = Array(mem[k])[shown]
+            blind = self.mutant == "blind_leaf" and k == n - 1
+            m.d.comb += rd_data[k].eq(0 if blind else value)
+
+        # ---- layers: start when the contract allows (after reset, or once done has been
+        # high for a cycle), n_in fixed from the start (as the CCU latches it in LSTART)
+        busy = Signal()                 # a layer started and not yet done
+        fin = Signal()                  # done was high in an earlier cycle of this layer
+        start = Signal()
+        allowed = (~busy | fin) if self.contract else (~busy | lnzd.done)
+        m.d.comb += [start.eq(free(m, 1, "start_req") & allowed), lnzd.start.eq(start)]
+        with m.If(start):
+            m.d.sync += [fin.eq(0), busy.eq(1)]
+        with m.Elif(lnzd.done):
+            m.d.sync += [fin.eq(1), busy.eq(0)]
+        fresh = free(m, j_bits + 1, "n_in_fresh")
+        n_in_r = Signal(j_bits + 1)
+        n_in = Signal(j_bits + 1)
+        m.d.comb += [Assume(fresh <= n_max), lnzd.n_in.eq(n_in),
+                     # latency 0 loads round 0 in the start cycle: n_in is there already
+                     n_in.eq(Mux(start, fresh, n_in_r) if L == 0 else n_in_r)]
+        with m.If(start):
+            m.d.sync += n_in_r.eq(fresh)
+        m.d.comb += o_ready.eq(free(m, 1, "o_ready"))
+
+        # ---- the checker
+        seen = Signal()                 # a nonzero went out in this layer
+        last = Signal(j_bits)           # the j of the last one
+        fire = Signal()
+        m.d.comb += fire.eq(o_valid & o_ready)
+        with m.If(start):
+            m.d.sync += seen.eq(0)
+        with m.Elif(fire):
+            m.d.sync += [seen.eq(1), last.eq(o_j)]
+
+        def pending_nonzero(j, lo_seen, lo, hi=None):
+            """x_j is a nonzero of the layer after ``lo`` (if ``lo_seen``) and before ``hi``."""
+            cond = (x[j] != 0) & (j < n_in) & (~lo_seen | (j > lo))
+            return cond & (j < hi) if hi is not None else cond
+
+        x_at = Array(x)[o_j]
+        skipped = Cat(*(pending_nonzero(j, seen, last, o_j) for j in range(n_max))).any()
+        left = Cat(*(pending_nonzero(j, seen, last) for j in range(n_max))).any()
+        with m.If(fire):
+            m.d.comb += [
+                Assert(o_j < n_in, "a broadcast is an input of the layer (j < n_in)"),
+                Assert((o_a == x_at) & (o_a != 0),
+                       "a broadcast carries its activation, a nonzero"),
+                Assert(~seen | (o_j > last), "broadcasts go out in increasing j (each once)"),
+                Assert(~skipped, "no nonzero is skipped (none between two broadcasts)"),
+            ]
+        m.d.comb += [
+            Assert(~o_valid | busy, "nothing is offered outside a layer"),
+            Assert(~(lnzd.done & busy) | ~left, "done only when every nonzero went out"),
+        ]
+
+        # ---- strengthening invariants
+        if self.invariants:
+            self._invariants(m, s, lnzd, mem, x, addr, busy, fin, seen, last, n_in, n_in_r)
+
+        count = Signal(range(n_max + 2))
+        with m.If(start):
+            m.d.sync += count.eq(0)
+        with m.Elif(fire & (count <= n_max)):
+            m.d.sync += count.eq(count + 1)
+        m.d.comb += [
+            Cover(lnzd.done & busy & (count == min(2, n_max)) & (n_in == n_max),
+                  "a whole layer with two nonzeros goes out"),
+            Cover(fire & (o_j == n_max - 1), "the last input goes out"),
+        ]
+        return m
+
+    def _invariants(self, m, s, lnzd, mem, x, addr, busy, fin, seen, last, n_in, n_in_r):
+        n, L, rows = self.n, self.latency, self.act_depth
+        n_max = n * rows
+        a_bits = len(port(lnzd, "rd.addr"))
+        rnd = Signal(range(rows + 2))       # the round the LNZD holds
+        with m.If(s["first"]):
+            m.d.sync += rnd.eq(0)
+        with m.Elif(s["load"]):
+            m.d.sync += rnd.eq(rnd + 1)
+
+        def wrap(v):
+            return Const(v % (1 << a_bits), a_bits) if isinstance(v, int) else v[:a_bits]
+
+        running, t_issue = s["running"], s["t_issue"]
+        jbase, jbase_next, pending, vals = s["jbase"], s["jbase_next"], s["pending"], s["vals"]
+        scanning = Signal()
+        m.d.comb += scanning.eq(running & ~fin)
+        ok = []
+        # idle since reset: nothing started
+        idle = ~running if not L else ~running & ~s["priming"]
+        ok.append((idle, ~busy & (pending == 0) & (t_issue == 0) & ~fin, "idle since reset"))
+        if L:
+            priming, pcount = s["priming"], s["pcount"]
+            issued = Signal(range(L + 1))
+            m.d.comb += issued.eq(L - pcount)
+            ok.append((priming, ~running & busy & ~seen & ~fin & (pcount < L) & (pending == 0)
+                       & (t_issue == issued[:a_bits] if a_bits else 1),
+                       "priming: the pipelines hold the first rows"))
+            for i in range(L):
+                ok.append((priming & (i < issued), addr[i] == wrap(issued - 1 - i),
+                           f"priming: pipeline stage {i} holds its row"))
+        # scanning a round: the registers and the pipelines against the model
+        ok.append((scanning, busy & (rnd < rows) & (jbase == rnd * n)
+                   & (jbase_next == jbase + n) & (t_issue == (rnd + 1 + L)[:a_bits]),
+                   "scanning: round, bases and next address agree"))
+        for i in range(L):
+            ok.append((scanning, addr[i] == (rnd + L - i)[:a_bits],
+                       f"scanning: pipeline stage {i} holds row round+{L - i}"))
+        for k in range(n):
+            row = Array(mem[k])[rnd]
+            j = Signal(len(jbase) + 1, name=f"inv_j{k}")
+            m.d.comb += j.eq(jbase + k)
+            nz = (row != 0) & (j < n_in) & (~seen | (j > last))
+            val = vals[16 * k:16 * (k + 1)].as_signed()
+            ok.append((scanning, (pending[k] == nz) & (val == row),
+                       f"scanning: leaf {k} is pending iff its nonzero has not gone out"))
+        earlier = Cat(*((x[j] != 0) & (j < n_in) & (j < jbase) & (~seen | (j > last))
+                        for j in range(n_max))).any()
+        ok.append((scanning, ~earlier & (~seen | (last < jbase + n)),
+                   "scanning: every nonzero of the earlier rounds went out"))
+        # done: nothing pending, the address back at 0
+        ok.append((running & fin & ~lnzd.start,
+                   (pending == 0) & (t_issue == 0) & (jbase_next >= n_in), "done: nothing pending"))
+        ok.append((None, n_in_r <= n_max, "n_in is at most n * act_depth"))
+        for cond, inv, text in ok:
+            m.d.comb += Assert(inv if cond is None else ~cond | inv, f"invariant: {text}")
+
+
+# ----------------------------------------------------------------------------- accumulator
+
+class AccumulatorHarness(Elaboratable):
+    """A PE's accumulator with its two-deep same-row bypass: every read of a row returns the sum
+    of all earlier writes to it (of the products accumulated into it in the layer). Two checks:
+
+    * ``writes``: every write into the file (the ``wr_`` stage) holds the sum of every product
+      accumulated into its row so far in the layer, its own included: the bypass where it acts
+      (internal signals ``wr_valid``, ``wr_row``, ``acc_sum``), against a model
+      of one sum a row;
+    * ``readback``: after the layer (entries stop, 3 quiet cycles as the CCU's ``DRAIN``, the
+      banks swap), a row read through the activation stream (:data:`ACT_READ_LATENCY`
+      advancing cycles, write-back with ``w_frac`` 0, no bias, no ReLU) is that sum saturated
+      to int16; a row that took no product reads 0. End to end, through the ports only.
+
+    Free: in every cycle, an entry or not, its row (any of the ``acc_depth`` accumulator rows)
+    and its product (any 32-bit value), so any pattern of back-to-back, interleaved and gapped
+    entries to the same and to other rows; a new layer (``layer_start``, in a cycle with no
+    entry in flight, as in ``LSTART``: the model's sums restart at 0); when the entries stop;
+    the row read back (``AnyConst``) and when the read pipeline advances. The entries arrive
+    as the arithmetic stage delivers them: ``mul_row`` in one cycle, ``acc_valid``/
+    ``acc_row``/``acc_prod`` the next.
+
+    Bounded (``bmc``), not by induction: the file's words live in a memory, which a property
+    cannot name, so no invariant can tie them to the model's sums. The depth is justified by
+    the bypass's reach: what an entry writes depends only on its product, on the row's word
+    read from the file two cycles before the write, and on the two writes just before it
+    (``l1``, ``l2``); the word is stale exactly when one of those two wrote the same row. So
+    every way the bypass can go wrong (a same-row entry 1 or 2 cycles ahead, the older of two
+    same-row entries taken for the newer, a gap that moves a same-row entry out of the window,
+    a row's first write of a layer reading a stale word) shows within 3 consecutive entry
+    cycles after the row holds a nonzero sum, i.e. within about 6 cycles of reset. ``writes``
+    at depth 12 checks every entry pattern of 10 cycles; ``readback`` at depth 13 every
+    pattern of 4 entry cycles followed by the drain and the read.
+
+    ``mutant="no_bypass1"`` / ``"no_bypass2"``: the bypass from the write 1 / 2 cycles ahead
+    is never taken (its valid register held at 0): the broken designs.
+    """
+
+    def __init__(self, config: EIEConfig, *, writes: bool = True, readback: bool = False,
+                 mutant: str | None = None):
+        if mutant not in (None, *MUTANTS["AccumulatorHarness"]):
+            raise ValueError(f"unknown mutant {mutant!r}")
+        self.mutant = mutant
+        if not (writes or readback):
+            raise ValueError("nothing to check: ask for writes, readback or both")
+        self.config = config
+        self.writes = writes
+        self.readback = readback
+
+    def elaborate(self, platform):
+        from .accum import Accumulator
+        from .memory_map import ACT_READ_LATENCY
+
+        m = Module()
+        c = self.config
+        rows = c.acc_depth
+        acc = Accumulator(c)
+        frag, s = internals(acc, ["wr_valid", "wr_row", "acc_sum"], platform)
+        if self.mutant:
+            # the broken design: one of the bypass's two registers (the one that samples
+            # wr_valid, the one that samples that one) never matches; the last assignment
+            # wins, so this overrides the block's own
+            l1 = _sampler(frag, s["wr_valid"])
+            frag.add_statements("sync", (l1 if self.mutant == "no_bypass1"
+                                         else _sampler(frag, l1)).eq(0))
+        m.submodules.acc = frag
+        driven = set()
+
+        def drive(target, value):
+            m.d.comb += target.eq(value)
+            driven.add(id(target))
+
+        # phases: 0 accumulate, 1 drain (3 cycles, no entries), 2 read the destination back
+        phase = Signal(2)
+        drain = Signal(2)
+        stop = free(m, 1, "stop") if self.readback else Const(0)
+        with m.If((phase == 0) & stop):
+            m.d.sync += [phase.eq(1), drain.eq(0)]
+        with m.If(phase == 1):
+            m.d.sync += drain.eq(drain + 1)
+            with m.If(drain == 2):
+                m.d.sync += phase.eq(2)
+
+        # the entries: mul_ stage (row), then the acc_ stage (row, product) a cycle later
+        e_valid = Signal()
+        e_row = free(m, len(acc.mul_row), "e_row")
+        a_valid, a_valid2 = Signal(), Signal()
+        a_row = Signal.like(acc.acc_row)
+        prod = free(m, signed(32), "prod")
+        # a new layer: only with no entry in flight (the CCU's LSTART)
+        new_layer = Signal()
+        m.d.comb += [
+            new_layer.eq(free(m, 1, "layer_start") & (phase == 0) & ~a_valid & ~a_valid2),
+            e_valid.eq(free(m, 1, "e_valid") & (phase == 0) & ~new_layer),
+            Assume(e_row < rows),
+        ]
+        m.d.sync += [a_valid.eq(e_valid), a_row.eq(e_row), a_valid2.eq(a_valid)]
+        drive(acc.layer_start, new_layer)
+        drive(acc.mul_valid, e_valid)
+        drive(acc.mul_row, e_row)
+        drive(acc.acc_valid, a_valid)
+        drive(acc.acc_row, a_row)
+        drive(acc.acc_prod, prod)
+        # source bank 0 while accumulating (the destination is bank 1), then bank 1 is read
+        drive(acc.src.bank, phase == 2)
+
+        # the model: one sum a row, of every product into it, wrapping at acc_bits
+        sums = [Signal(signed(c.acc_bits), name=f"sum_row{r}") for r in range(rows)]
+        for r, total in enumerate(sums):
+            with m.If(new_layer):
+                m.d.sync += total.eq(0)
+            with m.Elif(a_valid & (a_row == r)):
+                m.d.sync += total.eq(total + prod)
+
+        if self.writes:
+            # the model took the entry's product in the cycle before its write
+            with m.If(s["wr_valid"]):
+                m.d.comb += Assert(s["acc_sum"] == Array(sums)[s["wr_row"]],
+                                   "every write holds the sum of all products into its row "
+                                   "so far")
+
+        # read row R back through the activation stream
+        r = free(m, len(acc.acc_row), "row_read", const=True)
+        adv = free(m, 1, "advance")
+        drive(acc.act.en, adv & (phase == 2))
+        drive(acc.act.addr, r)
+        for path, member, value in acc.signature.flatten(acc):
+            if member.flow == In and id(value) not in driven:
+                m.d.comb += value.eq(0)         # no host, no bias, w_frac 0, no ReLU
+        if self.readback:
+            m.d.comb += Assume(r < rows)
+            shown = Signal(range(ACT_READ_LATENCY + 1))
+            with m.If((phase == 2) & adv & (shown < ACT_READ_LATENCY)):
+                m.d.sync += shown.eq(shown + 1)
+            total = Array(sums)[r]
+            sat = Signal(signed(16))
+            m.d.comb += sat.eq(Mux(total > 32767, 32767, Mux(total < -32768, -32768, total)))
+            ready = (phase == 2) & (shown == ACT_READ_LATENCY)
+            m.d.comb += [
+                Assert(~ready | (acc.act.data == sat),
+                       "a row read back holds the sum of every product accumulated into it"),
+                Cover(ready & (total != 0), "a row with products is read back"),
+            ]
+        m.d.comb += Cover(a_valid & (a_row == e_row) & e_valid & a_valid2,
+                          "three entries back to back, the last two to the same row")
+        return m
