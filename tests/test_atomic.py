@@ -17,6 +17,15 @@ from eie.common.errors import EieError
 from eie.common.signals import InterruptGuard, Terminated, deferred
 
 
+@pytest.fixture(autouse=True)
+def _python_sigint_handler():
+    """Python's own SIGINT handler for each test, as in an interactive `eie` run: pytest-xdist
+    workers (`make test` runs two) start with SIGINT ignored, and the tests below send it."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 def _mode(p):
     return stat.S_IMODE(os.stat(p).st_mode)
 
