@@ -1,0 +1,87 @@
+"""Where a real layer's cycles go: the bound, the busiest PE, and the fixed cost of a layer.
+
+`python bench/layer_overhead.py [--networks lenet300,mlp1024] [--pes 16,64] [--variant deep]`
+
+For the trained networks of `bench/real_layers.py` (same models, cache, test digits and
+calibration; calibrated placement), per layer, averaged over the test digits, from the cycle
+model (which equals the RTL's counters): the contract's bound, the busiest PE's work (the
+ceiling placement leaves), and the layer's cycles split into `LSTART` + read-pipeline fill
+(`START_CYCLES`), `BCAST` and `DRAIN`. "no fixed" is the efficiency the layer would reach if the
+start and the shortest possible drain (the PE pipeline's depth: the drain of a layer whose last
+broadcast finds every PE idle, asked of the cycle model) cost nothing: what placement alone can still win is the gap
+between "efficiency" and "no fixed"; the rest is the fixed cost of a layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import real_layers as R  # noqa: E402  (the trained networks and their data)
+
+from eie.hw.eie.variants import VARIANTS  # noqa: E402
+from eie.sw.compress import CompressConfig, compress_model  # noqa: E402
+from eie.sw.cycle_model import START_CYCLES, predict_counters, predict_layer  # noqa: E402
+from eie.sw.golden import golden_forward  # noqa: E402
+
+
+def pipeline_drain(fifo_depth: int, queue: int) -> int:
+    """DRAIN cycles of a layer whose last broadcast finds every PE idle: one input, one entry in
+    one PE (the cycle model's own answer: the PE pipeline's depth behind the broadcast)."""
+    return predict_layer(np.array([[1, 0]]), np.array([1]), 2, fifo_depth=fifo_depth,
+                         ptr_queue_depth=queue).drain_cycles
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--networks", default="lenet300,mlp1024")
+    ap.add_argument("--pes", default="16,64")
+    ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--variant", default="deep", choices=sorted(VARIANTS))
+    args = ap.parse_args(argv)
+    fifo = VARIANTS[args.variant].fields["fifo_depth"]
+    queue = VARIANTS[args.variant].fields["ptr_queue_depth"]
+    data = R.load_mnist()
+    xq = R.quantize(R.scale_pixels(data.x_test[:args.samples]), 8).astype(np.int16)
+    calib = R.scale_pixels(data.x_train[:1000])
+    cache = R._cache_dir(None)
+    pipe = pipeline_drain(fifo, queue)
+    print(f"cycle model, {args.variant} variant (FIFO {fifo}, pointer queue {queue}), calibrated "
+          f"placement, {args.samples} test digits; per-sample means; fixed cost of a layer: "
+          f"start {START_CYCLES} + the shortest drain {pipe} cycles")
+    print(f"{'network':9} {'N':>3} {'layer':>5} {'bound':>7} {'busiest':>8} {'cycles':>7} = "
+          f"{'start':>5} + {'bcast':>6} + {'drain':>6}  {'efficiency':>10} {'no fixed':>9}")
+    for name in args.networks.split(","):
+        model, _ = R.trained_model(name, data, cache, log=lambda s: print(s, file=sys.stderr))
+        n = len(model.weights)
+        fm = R.FloatModel([R.FloatLayer(w.astype(np.float64), b.astype(np.float64), relu=l < n - 1)
+                           for l, (w, b) in enumerate(zip(model.weights, model.biases))],
+                          source="real")
+        for n_pe in (int(p) for p in args.pes.split(",")):
+            img = compress_model(fm, CompressConfig(n_pe=n_pe, balance=True,
+                                                    calibration=calib)).image
+            g = golden_forward(img, xq)
+            inputs = [xq.astype(np.int64)] + [o.astype(np.int64) for o in g.layer_outputs[:-1]]
+            pred = predict_counters(img, xq, fifo_depth=fifo, ptr_queue_depth=queue,
+                                    layer_inputs=inputs)
+            for l in range(len(img.layers)):
+                p = [s[l] for s in pred]
+                cycles = np.array([q.cycles for q in p], float)
+                bcast = np.array([q.bcast_cycles for q in p], float)
+                drain = np.array([q.drain_cycles for q in p], float)
+                bound = g.stats[l].bound.astype(float)
+                busiest = np.maximum(g.stats[l].work_per_pe.max(axis=1), g.stats[l].nonzero_inputs)
+                print(f"{name:9} {n_pe:3d} {l:5d} {bound.mean():7.1f} {busiest.mean():8.1f} "
+                      f"{cycles.mean():7.1f} = {START_CYCLES:5d} + {bcast.mean():6.1f} + "
+                      f"{drain.mean():6.1f}  {bound.sum() / cycles.sum():10.3f} "
+                      f"{bound.sum() / (cycles - START_CYCLES - pipe).sum():9.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
