@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..hw.eie.config import MAX_PE, EIEConfig
+from ..hw.eie.config import MAX_PE, VERILOG_IDENTIFIER, EIEConfig
 from ..sim.backdoor import LOADS
 from ..sim.eie_run import VERILATOR_WAIVERS as LINT_WAIVERS  # the documented lint waivers
 from ..sim.runner import ALL_SIMULATORS, SIMULATORS
@@ -232,7 +232,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                        "the design from an image")
     else:
         fields["n_pe"] = args.pes
-    if not args.name.isidentifier():
+    if not VERILOG_IDENTIFIER.fullmatch(args.name):
         raise EieError(f"--name {args.name!r} is not a valid Verilog module name (letters, "
                        "digits and _, not starting with a digit)")
     config = _make_config(fields, image)

@@ -188,3 +188,38 @@ def test_top_every_depth_and_sample_length(net, in_depth, out_depth):
         assert np.array_equal(y, want), name
         assert c["samples_in"] == c["samples_out"] == n, (name, c)
     assert out["status"] == in_depth                 # all slots free, no result waiting
+
+
+@pytest.mark.rtl        # the whole core in the Amaranth simulator (a few seconds)
+def test_long_run_is_not_cut_short_by_the_poll_limit():
+    """``max_polls`` counts STATUS polls without progress, not polls over the whole run: a run
+    that polls STATUS many more times in total than the limit still finishes (before the fix, a
+    long ``eie bnn run`` stopped with "BNN core stopped" on a healthy core)."""
+    folds, image, rng = _image("1word", seed=7)
+    n = 40
+    x = rng.integers(0, 2, size=(n, folds[0].n_in), dtype=np.uint8)
+    want = golden_forward(image, x)
+    limit = 4 * analytic_ii(folds)      # enough polls for one interval between results
+    top = BnnTop(folds, in_depth=2, out_depth=2, image=image)
+    mm = top.memory_map
+    out = {"status_reads": 0}
+
+    class CountingBus:
+        def __init__(self, bus):
+            self.bus = bus
+
+        async def write(self, addr, data):
+            await self.bus.write(addr, data)
+
+        async def read(self, addr):
+            out["status_reads"] += addr == mm.reg("STATUS")
+            return await self.bus.read(addr)
+
+    async def bench(bus):
+        out["y"], out["c"] = await hp.run_samples(CountingBus(bus), mm, x, preload=False,
+                                                  max_polls=limit)
+
+    simulate_bus(top, bench, period_ns=PERIOD_NS)
+    assert out["status_reads"] > limit          # the whole run polled more than the limit
+    assert np.array_equal(out["y"], want)
+    assert out["c"]["samples_out"] == n

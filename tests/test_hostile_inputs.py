@@ -214,6 +214,8 @@ CASES = [
     ("generate-o-dir", ["generate", "--pes", "2", "-o", "userdir"], "is a directory"),
     ("generate-map-is-dir", ["generate", "--pes", "2", "-o", "gen.v"], "is a directory"),
     ("generate-parent-missing", ["generate", "--pes", "2", "-o", "nope/e.v"], "does not exist"),
+    ("generate-name-not-ascii", ["generate", "--pes", "1", "--name", "\u015dtop", "-o", "u.v"],
+     "not a valid Verilog module name"),
     ("generate-symlink", ["generate", "--pes", "2", "-o", "flink"], "symbolic link"),
     ("generate-json", ["generate", "--pes", "2", "-o", "e.json"], "memory map"),
     ("generate-deep-image", ["generate", "--image", "deep", "-o", "e.v"], "manifest"),

@@ -101,7 +101,9 @@ async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload:
     so the first ``in_depth`` samples enter back to back. ``read_gap``: when given, a callable
     returning a number of idle cycles to wait before each result is read (random back-pressure
     on the output; needs ``bus.idle``). ``poll_gap``: idle cycles after a STATUS poll that found
-    nothing to do (fewer bus reads on long runs; needs ``bus.idle``)."""
+    nothing to do (fewer bus reads on long runs; needs ``bus.idle``). ``max_polls``: STATUS
+    polls in a row without progress (no sample taken, no result ready) before the core is taken
+    for stopped; any progress starts the count again, so a run of any length is not cut short."""
     x = np.asarray(x)
     n = x.shape[0]
     results: list[np.ndarray] = []
@@ -112,10 +114,12 @@ async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload:
     while len(results) < n:
         polls += 1
         if polls > max_polls:
-            raise RuntimeError(f"BNN core stopped: {sent} samples sent, {len(results)} results "
-                               f"after {max_polls} status polls")
+            raise RuntimeError(f"BNN core stopped: {sent} samples sent, {len(results)} results, "
+                               f"then {max_polls} status polls without progress")
         status = STATUS.unpack(await bus.read(mm.reg("STATUS")))
         free, ready = status["in_free"], status["out_count"]
+        if ready or (free and sent < n):
+            polls = 0                   # progress: count polls without progress only
         for _ in range(min(free, n - sent)):
             for word in sample_words(mm, x[sent]):
                 await bus.write(mm.reg("IN_DATA"), word)

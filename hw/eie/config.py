@@ -17,11 +17,15 @@ it), :meth:`EIEConfig.check_image` says why an image does not fit (as :class:`Ei
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["EIEConfig", "MAX_PE", "MAX_LAYERS", "W_FRAC_BITS", "index_bits"]
+__all__ = ["EIEConfig", "MAX_PE", "MAX_LAYERS", "W_FRAC_BITS", "VERILOG_IDENTIFIER", "index_bits"]
 
+#: A plain Verilog identifier (ASCII letters, digits, ``_``; not starting with a digit): module
+#: names ``eie generate --name`` and ``EIETop(pe_module=...)`` take.
+VERILOG_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PE = 256
 MAX_LAYERS = 64
 W_FRAC_BITS = 5          # w_frac 0..30 (eie.sw.fixedpoint.MAX_W_FRAC)

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 from eie.hw.common.bus import BusSignature
 
 from .ccu import CCU
-from .config import EIEConfig
+from .config import VERILOG_IDENTIFIER, EIEConfig
 from .memory_map import ACT_READ_LATENCY, READ_LATENCY, MemoryMap, Region
 from .pe import PE, pe_signature
 from .signatures import connect_lane
@@ -47,7 +47,8 @@ class EIETop(wiring.Component):
     def __init__(self, config: EIEConfig, *, pe_module: str | None = None):
         if not isinstance(config, EIEConfig):
             raise TypeError(f"config must be an EIEConfig, not {config!r}")
-        if pe_module is not None and not (isinstance(pe_module, str) and pe_module.isidentifier()):
+        if pe_module is not None and not (isinstance(pe_module, str)
+                                          and VERILOG_IDENTIFIER.fullmatch(pe_module)):
             raise ValueError(f"pe_module must be a Verilog identifier, not {pe_module!r}")
         self._config = config
         self._map = MemoryMap(config)
