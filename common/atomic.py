@@ -133,6 +133,34 @@ def _remove(p: Path | None, is_dir: bool) -> None:
             os.unlink(p)
 
 
+class _Pending:
+    """One write under way: its journal record, its temporary and the parents it created.
+    :meth:`cleanup` (on failure, a signal, or :func:`abandon_all`) removes what it made and
+    keeps the old output; :meth:`finish` marks it committed. Each runs with signals held."""
+
+    def __init__(self, rec: Write, is_dir: bool):
+        self.rec, self.is_dir = rec, is_dir
+        self.tmp: Path | None = None
+        self.made: list[Path] = []
+        self.done = False
+        _record(rec, self.cleanup)
+
+    def finish(self) -> None:
+        self.done = True
+        _live.pop(id(self.rec), None)
+
+    def cleanup(self) -> None:
+        if self.done:
+            return
+        with deferred():
+            self.done = True
+            _remove(self.tmp, is_dir=self.is_dir)
+            _remove_parents(self.made)
+            if self.rec.state == WRITING:
+                self.rec.state = KEPT if self.rec.existed else ABSENT
+            _live.pop(id(self.rec), None)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator:
     """Open a temporary file beside ``path``; on success rename it onto ``path``.
@@ -144,29 +172,17 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator:
     if path.is_dir():
         raise EieError(f"{path} is a directory; give a file name")
     rec = Write(path, os.path.lexists(path))
-    tmp: str | None = None
-    made: list[Path] = []
-    done = [False]
-
-    def cleanup() -> None:
-        if done[0]:
-            return
-        with deferred():
-            done[0] = True
-            _remove(Path(tmp) if tmp else None, is_dir=False)
-            _remove_parents(made)
-            if rec.state == WRITING:
-                rec.state = KEPT if rec.existed else ABSENT
-            _live.pop(id(rec), None)
 
     with sigterm_raises():
+        pending = None
         try:
             with deferred():
-                _record(rec, cleanup)
+                pending = _Pending(rec, is_dir=False)
                 try:
-                    made = _make_parents(path.parent)
+                    pending.made = _make_parents(path.parent)
                     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                                dir=path.parent)
+                    pending.tmp = Path(tmp)
                 except OSError as exc:
                     raise _os_error(path, exc, rec.existed) from None
             try:
@@ -183,10 +199,10 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator:
                 except OSError as exc:
                     raise _os_error(path, exc, rec.existed) from None
                 rec.state = COMPLETE
-                done[0] = True
-                _live.pop(id(rec), None)
+                pending.finish()
         finally:
-            cleanup()
+            if pending is not None:
+                pending.cleanup()
 
 
 @contextlib.contextmanager
@@ -202,29 +218,16 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     if os.path.lexists(path) and not path.is_dir():
         raise EieError(f"{path} exists and is not a directory; choose another output path")
     rec = Write(path, os.path.lexists(path))
-    tmp: Path | None = None
-    made: list[Path] = []
-    done = [False]
-
-    def cleanup() -> None:
-        if done[0]:
-            return
-        with deferred():
-            done[0] = True
-            _remove(tmp, is_dir=True)
-            _remove_parents(made)
-            if rec.state == WRITING:
-                rec.state = KEPT if rec.existed else ABSENT
-            _live.pop(id(rec), None)
 
     with sigterm_raises():
+        pending = None
         try:
             with deferred():
-                _record(rec, cleanup)
+                pending = _Pending(rec, is_dir=True)
                 try:
-                    made = _make_parents(path.parent)
-                    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp",
-                                                dir=path.parent))
+                    pending.made = _make_parents(path.parent)
+                    tmp = pending.tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.",
+                                                              suffix=".tmp", dir=path.parent))
                 except OSError as exc:
                     raise _os_error(path, exc, rec.existed) from None
             try:
@@ -235,10 +238,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
                 raise
             with deferred():
                 _commit_dir(tmp, path, rec)
-                done[0] = True
-                _live.pop(id(rec), None)
+                pending.finish()
         finally:
-            cleanup()
+            if pending is not None:
+                pending.cleanup()
 
 
 def _commit_dir(tmp: Path, path: Path, rec: Write) -> None:
