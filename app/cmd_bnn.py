@@ -52,39 +52,129 @@ def _output_to(log: Path | None):
 
 def _cmd_compile(args) -> int:
     paths = outputs.plan()          # first: an interrupt from here on can say what -o holds
-    paths.input(args.model, "MODEL.npz", kind="npz")
+    is_onnx = Path(args.model).suffix.lower() == ".onnx"
+    paths.input(args.model, "MODEL.onnx" if is_onnx else "MODEL.npz",
+                kind=None if is_onnx else "npz")
     from ..sw.bnn.image import OWNER, OWNER_KIND, write_image
 
     paths.directory(args.output, "-o", owner=OWNER, kind=OWNER_KIND)
-    from ..sw.bnn.compile import compile_model
-    from ..sw.bnn.float_model import load_model
+    from ..sw.bnn.compile import compile_integer, compile_model
+    from ..sw.bnn.params import npz_file_kind
 
-    model = load_model(args.model)
-    image = compile_model(model, args.fold)
-    write_image(image, args.output, extra={"source": Path(args.model).name, "eps": model.eps})
+    kind = ("onnx" if is_onnx else
+            npz_file_kind(args.model) if Path(args.model).is_file() else "float")
+    if kind == "onnx":
+        from ..sw.bnn.qonnx import load_qonnx
+
+        for opt, value in (("--threshold-rule", args.threshold_rule),
+                           ("--strip-padding", args.strip_padding)):
+            if value is not None:
+                raise EieError(f"{opt} is for an integer model .npz; {args.model} is a QONNX "
+                               f"graph, whose thresholds and shapes the importer reads from "
+                               f"its nodes: leave {opt} out")
+        net = load_qonnx(args.model)
+        image = compile_integer(net, args.fold)
+        extra = {"source": Path(args.model).name, "threshold_rule": net.rule}
+        what = ("QONNX graph (docs/qonnx.md)"
+                + ("; output layer thresholded (outputs bits)" if image.last_thresholded else ""))
+    elif kind == "integer":
+        from ..hw.bnn.folding import parse_shape
+        from ..sw.bnn.params import load_integer_npz, strip_padding
+
+        net = load_integer_npz(args.model, args.threshold_rule)
+        padded = net.shape
+        if args.strip_padding is not None:
+            net = strip_padding(net, parse_shape(args.strip_padding))
+        image = compile_integer(net, args.fold)
+        extra = {"source": Path(args.model).name, "threshold_rule": net.rule}
+        if args.strip_padding is not None:
+            extra["padded_shape"] = padded
+        what = (f"integer thresholds ({net.rule}: matches {'>' if net.rule == 'gt' else '>='} T)"
+                + ("; output layer thresholded (outputs bits)" if image.last_thresholded else ""))
+    else:
+        from ..sw.bnn.float_model import load_model
+
+        for opt, value in (("--threshold-rule", args.threshold_rule),
+                           ("--strip-padding", args.strip_padding)):
+            if value is not None:
+                raise EieError(f"{opt} is for an integer model (W{{l}} and thresholds T{{l}}); "
+                               f"{args.model} is a float model (batch norm), whose thresholds "
+                               f"the compiler folds itself: leave {opt} out")
+        model = load_model(args.model)
+        image = compile_model(model, args.fold)
+        extra = {"source": Path(args.model).name, "eps": model.eps}
+        flipped = sum(s.get("flipped_neurons", 0) for s in image.stats)
+        what = f"{flipped} neurons flipped"
+    write_image(image, args.output, extra=extra)
     folds = image.folds
-    flipped = sum(s.get("flipped_neurons", 0) for s in image.stats)
     const = sum(s.get("constant_one", 0) + s.get("constant_zero", 0) for s in image.stats)
     print(f"{args.output}: shape {','.join(map(str, image.shape))}, folding "
           f"{','.join(f'{f.simd}:{f.pe}' for f in folds)}, II {max(f.ii for f in folds)} cycles; "
-          f"{flipped} neurons flipped, {const} constant")
+          f"{what}, {const} constant neurons")
     return 0
+
+
+def _bits(args, n_in: int) -> np.ndarray:
+    """``--input`` as bits: as given (0/1), or ``x >= THRESH`` with ``--binarize THRESH``."""
+    from ..sw.inputs import load_bnn_input
+
+    return load_bnn_input(args.input, n_in, binarize=args.binarize)
+
+
+def _classes_path(output) -> Path:
+    """Where ``--classes`` saves the classes: beside ``-o Y.npy`` as ``Y.classes.npy``."""
+    out = Path(output)
+    stem = out.name[:-4] if out.name.endswith(".npy") else out.name
+    return out.with_name(stem + ".classes.npy")
+
+
+def _check_class_rule(rule: str | None, image) -> None:
+    """``--classes`` must suit the image's outputs: argmax for dots, a bit rule for bits."""
+    from ..sw.bnn.golden import BIT_RULES, DOT_RULES
+
+    if rule is None:
+        return
+    if image.last_thresholded and rule not in BIT_RULES:
+        raise EieError(f"--classes {rule}: this image's output layer is thresholded (it outputs "
+                       f"bits); choose a bit rule: {', '.join(BIT_RULES)}")
+    if not image.last_thresholded and rule not in DOT_RULES:
+        raise EieError(f"--classes {rule}: this image outputs dots; use --classes argmax")
+
+
+def _save_classes(args, y: np.ndarray) -> str:
+    from ..sw.bnn.golden import classify
+
+    if args.classes is None:
+        return ""
+    c = classify(y, args.classes)
+    path = _classes_path(args.output)
+    _save_npy(path, c)
+    none = int(np.sum(c < 0))
+    return (f"; classes ({args.classes}) in {path}"
+            + (f", {none} samples without a class (-1)" if none else ""))
+
+
+def _outputs_text(y: np.ndarray) -> str:
+    return "uint8 bits" if y.dtype == np.uint8 else "int32 dot"
 
 
 def _cmd_golden(args) -> int:
     from ..sw.bnn.golden import golden_forward
     from ..sw.bnn.image import read_image
-    from ..sw.inputs import load_bnn_input
 
     paths = outputs.plan()
     paths.input(args.image, "IMAGE_DIR")
     paths.input(args.input, "--input", kind="npy")
     paths.file(args.output, "-o")
+    if args.classes is not None:
+        paths.file(_classes_path(args.output), "--classes output")
     image = read_image(args.image)
-    x = load_bnn_input(args.input, image.shape[0])
+    _check_class_rule(args.classes, image)
+    x = _bits(args, image.shape[0])
     y = golden_forward(image, x)
     _save_npy(args.output, y)
-    print(f"{args.output}: {y.shape[0]} samples x {y.shape[1]} classes (int32 dot)")
+    more = _save_classes(args, y)
+    print(f"{args.output}: {y.shape[0]} samples x {y.shape[1]} outputs ({_outputs_text(y)}){more}")
     return 0
 
 
@@ -106,6 +196,16 @@ def _folds_from_args(args):
     return make_folding(parse_shape(args.shape), args.fold), None
 
 
+def _last_thresholded(args, image) -> bool:
+    """``generate``'s output layer: the image's, or ``--last-thresholded`` with ``--shape``."""
+    if image is not None:
+        if args.last_thresholded:
+            raise EieError("--last-thresholded is for --shape; with an IMAGE_DIR the image says "
+                           "whether its output layer is thresholded")
+        return image.last_thresholded
+    return args.last_thresholded
+
+
 def _cmd_generate(args) -> int:
     from ..sim.bnn_run import build_top_verilog
     from ..hw.bnn.folding import analytic_ii
@@ -118,26 +218,28 @@ def _cmd_generate(args) -> int:
     mpath = paths.file(args.memory_map if args.memory_map else vpath.with_suffix(".memmap.json"),
                        "--memory-map")
     folds, image = _folds_from_args(args)
-    mm = BnnMemoryMap(folds, in_depth=args.in_depth, out_depth=args.out_depth)
+    thresholded = _last_thresholded(args, image)
+    mm = BnnMemoryMap(folds, in_depth=args.in_depth, out_depth=args.out_depth,
+                      last_thresholded=thresholded)
     bake = image if (image is not None and not args.no_bake) else None
     path = build_top_verilog(folds, vpath, in_depth=args.in_depth, out_depth=args.out_depth,
-                             image=bake)
+                             image=bake, last_thresholded=thresholded)
     with atomic_file(mpath) as f:
         f.write(mm.to_json_text() + "\n")
     print(f"{path}: module bnn_top, {len(folds)} layers, II {analytic_ii(folds)} cycles, "
-          f"bus address width {mm.addr_width}, weights {'baked in' if bake else 'loaded at run time'}; "
-          f"memory map in {mpath}")
+          f"{'bits' if thresholded else 'dots'} out, bus address width {mm.addr_width}, weights "
+          f"{'baked in' if bake else 'loaded at run time'}; memory map in {mpath}")
     return 0
 
 
 def _cmd_run(args) -> int:
     from ..hw.bnn.memory_map import config_crc
     from ..sim.bnn_run import BnnJob, run_amaranth, run_rtl
-    from ..hw.bnn.folding import analytic_ii
+    from ..sim.runner import cache_dir
+    from ..hw.bnn.folding import analytic_ii, make_folding
     from ..sw.bnn.golden import golden_forward
     from ..hw.bnn.memory_map import BnnMemoryMap
     from ..sw.bnn.image import read_image
-    from ..sw.inputs import load_bnn_input
 
     if not 0 <= args.backpressure < 1:
         raise EieError(f"--backpressure is {args.backpressure}; choose a probability in [0, 1)")
@@ -145,38 +247,57 @@ def _cmd_run(args) -> int:
     paths.input(args.image, "IMAGE_DIR")
     paths.input(args.input, "--input", kind="npy")
     paths.file(args.output, "-o")
+    if args.classes is not None:
+        paths.file(_classes_path(args.output), "--classes output")
     if args.stats:
         paths.file(args.stats, "--stats")
-    if args.sim != "amaranth":
+    if args.sim != "amaranth" and args.build_dir is not None:
         paths.cache(args.build_dir, "--build-dir")
     image = read_image(args.image)
-    x = load_bnn_input(args.input, image.shape[0])
+    _check_class_rule(args.classes, image)
+    if args.fold is not None:
+        image = image.refold(make_folding(image.shape, args.fold))
+    x = _bits(args, image.shape[0])
     folds = image.folds
-    BnnMemoryMap(folds, in_depth=args.in_depth, out_depth=args.out_depth)   # options, before mkdir
+    thresholded = image.last_thresholded
+    BnnMemoryMap(folds, in_depth=args.in_depth, out_depth=args.out_depth,
+                 last_thresholded=thresholded)                  # options, before mkdir
+    ii = analytic_ii(folds)
+    # The host polls STATUS only every quarter II when it has nothing to do: far fewer bus
+    # reads on a long run, and the FIFOs keep the network busy meanwhile (no result is late).
     job = BnnJob(image, x, preload=True, backpressure=args.backpressure, seed=args.seed,
-                 max_gap=4 * analytic_ii(folds))
+                 max_gap=4 * ii, poll_gap=ii // 4)
     if args.sim == "amaranth":
         run_amaranth(folds, [job], in_depth=args.in_depth, out_depth=args.out_depth)
     else:
-        build = Path(args.build_dir) / f"{config_crc(folds):08x}_{args.in_depth}_{args.out_depth}"
-        log = None if args.verbose else build / f"{args.sim}.log"
+        cache = cache_dir(args.build_dir)
+        log = None if args.verbose else (
+            cache / "bnn_run_logs" / f"{config_crc(folds, thresholded):08x}_{args.in_depth}_"
+                                     f"{args.out_depth}_{args.sim}_{os.getpid()}.log")
         try:
             with _output_to(log):
-                run_rtl(args.sim, folds, [job], build_dir=build, in_depth=args.in_depth,
+                run_rtl(args.sim, folds, [job], build_dir=args.build_dir, in_depth=args.in_depth,
                         out_depth=args.out_depth)
         except RuntimeError as exc:
             tail = "".join(log.read_text(errors="replace").splitlines(True)[-25:]) if log else ""
             print(f"{tail}eie bnn run: {args.sim} simulation failed: {exc}"
                   + (f" (full log: {log})" if log else ""))
             return 1
-    y = np.asarray(job.y, dtype=np.int32)
+        if log is not None:
+            log.unlink(missing_ok=True)     # kept only when the simulation fails
     gold = golden_forward(image, x)
+    y = np.asarray(job.y, dtype=gold.dtype)
     equal = y.shape == gold.shape and bool(np.array_equal(y, gold))
     _save_npy(args.output, y)
+    more = _save_classes(args, y)
     c = job.counters
     stats = {"simulator": args.sim, "samples": int(x.shape[0]), "equal_golden": equal,
-             "ii_analytic": analytic_ii(folds), "layer_ii": [f.ii for f in folds],
+             "outputs": "bits" if thresholded else "dots",
+             "ii_analytic": ii, "layer_ii": [f.ii for f in folds],
              "folding": [f.to_json() for f in folds], "counters": c}
+    if job.result is not None:
+        stats["sim_seconds"] = job.result.sim_seconds
+        stats["build_seconds"] = job.result.build_seconds
     if c.get("samples_out", 0) > 1:
         stats["ii_measured_mean"] = (c["t_last_out"] - c["t_first_out"]) / (c["samples_out"] - 1)
     if args.stats:
@@ -185,14 +306,30 @@ def _cmd_run(args) -> int:
             f.write("\n")
     if equal:
         print(f"{args.sim}: {x.shape[0]} samples, outputs equal the golden model "
-              f"(II {c.get('ii_min')} cycles measured, {analytic_ii(folds)} analytic; "
-              f"latency {c.get('latency')} cycles)")
+              f"(II {c.get('ii_min')} cycles measured, {ii} analytic; "
+              f"latency {c.get('latency')} cycles){more}")
         return 0
     bad = np.argwhere(y != gold)[0] if y.shape == gold.shape else None
     where = f"first at sample {bad[0]}, class {bad[1]}: {y[tuple(bad)]} vs golden {gold[tuple(bad)]}" \
         if bad is not None else f"shape {y.shape} vs golden {gold.shape}"
     print(f"{args.sim}: outputs DIFFER from the golden model ({where})")
     return 1
+
+
+RULE_CHOICES = ("ge", "gt")                     # eie.sw.bnn.params.RULES
+#: eie.sw.bnn.golden.CLASS_RULES, spelled out so that `eie --help` imports no BNN library
+CLASS_CHOICES = ("argmax", "highest-bit", "lowest-bit", "one-hot")
+
+
+def _add_sample_options(p) -> None:
+    p.add_argument("--binarize", type=float, default=None, metavar="THRESH",
+                   help="X holds real numbers (e.g. pixels 0..255): bit = 1 (+1) where "
+                        "x >= THRESH, else 0 (-1)")
+    p.add_argument("--classes", choices=CLASS_CHOICES, default=None, metavar="RULE",
+                   help="also save the class of each sample (int64, -1: none) as "
+                        "Y.classes.npy beside -o: argmax (dot outputs; ties to the lowest "
+                        "index), or for bit outputs highest-bit (BNN-PYNQ's LFC), lowest-bit, "
+                        "one-hot")
 
 
 def register(subparsers) -> None:
@@ -203,24 +340,48 @@ def register(subparsers) -> None:
     sub.required = True
     fold_help = ("folding per layer as SIMD:PE,SIMD:PE,... (input bits and output neurons per "
                  "cycle; default: a balanced folding with SIMD 32, PE 16 on the first layer)")
+    input_help = "uint8 bits (batch, n_in); with --binarize, real numbers"
 
-    c = sub.add_parser("compile", help="float model .npz -> image directory",
-                       description="Binarise weights, fold batch norm into integer thresholds, "
-                                   "write an image directory (manifest + $readmemh files).")
-    c.add_argument("model", metavar="MODEL.npz",
-                   help="W{l} (n_out, n_in); gamma{l} beta{l} mean{l} var{l} per hidden layer; "
-                        "optional eps")
+    c = sub.add_parser("compile", help="float or integer model .npz, or QONNX .onnx -> image "
+                                       "directory",
+                       description="A float model (W{l} and batch norm): binarise weights, fold "
+                                   "batch norm into integer thresholds. An integer model (W{l} "
+                                   "+1/-1 and thresholds T{l} on the match count, e.g. from "
+                                   "FINN): convert the thresholds to eie's matches >= T. Write "
+                                   "an image directory (manifest + $readmemh files). The kind "
+                                   "is told by the keys: T{l} makes an integer model. A "
+                                   "QONNX graph (.onnx, fully connected binarized layers as "
+                                   "Brevitas and FINN export them; docs/qonnx.md) is imported "
+                                   "into an integer model.")
+    c.add_argument("model", metavar="MODEL.npz|MODEL.onnx",
+                   help="float: W{l} (n_out, n_in); gamma{l} beta{l} mean{l} var{l} per hidden "
+                        "layer; optional eps. Integer: W{l} (+1/-1, (n_out, n_in)), T{l} "
+                        "(integers (n_out,)) per hidden layer and optionally for the last "
+                        "(then the network outputs bits), optional rule ('ge' or 'gt'). "
+                        "QONNX: a .onnx file")
     c.add_argument("-o", "--output", required=True, metavar="IMAGE_DIR")
     c.add_argument("--fold", default=None, help=fold_help)
+    c.add_argument("--threshold-rule", choices=RULE_CHOICES, default=None,
+                   help="integer models: how T{l} compares with the match count m = "
+                        "popcount(XNOR(x, w)): gt fires when m > T (FINN, BNN-PYNQ), ge when "
+                        "m >= T (eie). Required unless the .npz holds 'rule'")
+    c.add_argument("--strip-padding", default=None, metavar="N_IN,N1,...,N_OUT",
+                   help="integer models: the real layer widths; drop the rest (padding inputs, "
+                        "0 bits, and padding neurons, which must be constant) and move the "
+                        "thresholds by what the dropped inputs matched, e.g. 784,1024,1024,1024,"
+                        "10 for BNN-PYNQ's LFC (832 inputs, 64 outputs)")
     c.set_defaults(func=_cmd_compile)
 
     g = sub.add_parser("golden", help="bit-exact golden model of an image",
                        description="Run the bit-exact golden model: X uint8 bits (batch, n_in) "
-                                   "-> Y int32 dot (batch, n_classes).")
+                                   "-> Y int32 dot (batch, n_classes), or uint8 bits when the "
+                                   "image's output layer is thresholded.")
     g.add_argument("image", metavar="IMAGE_DIR")
-    g.add_argument("--input", required=True, metavar="X.npy", help="uint8 bits (batch, n_in)")
+    g.add_argument("--input", required=True, metavar="X.npy", help=input_help)
     g.add_argument("-o", "--output", required=True, metavar="Y.npy",
-                   help="int32 dot (batch, n_classes)")
+                   help="int32 dot (batch, n_classes), or uint8 bits from a thresholded "
+                        "output layer")
+    _add_sample_options(g)
     g.set_defaults(func=_cmd_golden)
 
     r = sub.add_parser("run", help="run an image on the simulated core, compare with golden",
@@ -228,9 +389,13 @@ def register(subparsers) -> None:
                                    "the samples, compare with the golden model (exit 1 if they "
                                    "differ).")
     r.add_argument("image", metavar="IMAGE_DIR")
-    r.add_argument("--input", required=True, metavar="X.npy", help="uint8 bits (batch, n_in)")
+    r.add_argument("--input", required=True, metavar="X.npy", help=input_help)
     r.add_argument("-o", "--output", required=True, metavar="Y.npy",
-                   help="the core's int32 dot (batch, n_classes)")
+                   help="the core's int32 dot (batch, n_classes), or uint8 bits from a "
+                        "thresholded output layer")
+    _add_sample_options(r)
+    r.add_argument("--fold", default=None,
+                   help="run the image under another folding of the same shape: " + fold_help)
     r.add_argument("--sim", choices=ALL_SIMULATORS, default="verilator")
     r.add_argument("--stats", default=None, metavar="S.json",
                    help="write counters (cycles, latency, II, stalls) and the analytic II")
@@ -239,10 +404,12 @@ def register(subparsers) -> None:
     r.add_argument("--backpressure", type=float, default=0.0,
                    help="probability that the host pauses before reading a result (0)")
     r.add_argument("--seed", type=int, default=0, help="seed of the host's pauses")
-    r.add_argument("--build-dir", default="build/bnn",
-                   help="simulator build cache (default build/bnn)")
+    r.add_argument("--build-dir", default=None, metavar="DIR",
+                   help="simulator build cache (default $EIE_BUILD_DIR or ~/.cache/eie, shared "
+                        "with every eie command and keyed by the design)")
     r.add_argument("-v", "--verbose", action="store_true",
-                   help="show the simulator's output (default: only in <build-dir>/.../<sim>.log)")
+                   help="show the simulator's output (default: kept in <build-dir>/bnn_run_logs "
+                        "only when the simulation fails)")
     r.set_defaults(func=_cmd_run)
 
     gen = sub.add_parser("generate", help="write the core as Verilog",
@@ -256,6 +423,9 @@ def register(subparsers) -> None:
     gen.add_argument("--fold", default=None, help=fold_help)
     gen.add_argument("--no-bake", action="store_true",
                      help="with an image: leave the memories empty (load at run time)")
+    gen.add_argument("--last-thresholded", action="store_true",
+                     help="with --shape: the output layer has thresholds and outputs bits (an "
+                          "image says this itself)")
     gen.add_argument("--in-depth", type=int, default=4, help="input FIFO depth in samples (4)")
     gen.add_argument("--out-depth", type=int, default=4, help="output FIFO depth in results (4)")
     gen.add_argument("--memory-map", default=None, metavar="MAP.json",

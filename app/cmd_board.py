@@ -247,7 +247,8 @@ def cmd_board_run(args: argparse.Namespace) -> int:
         xq = load_bnn_input(args.input, image.shape[0])
         if args.simulate:
             from ..hw.bnn.top import BnnTop
-            client, transport = simulated_board(BnnTop(image.folds), Design.BNN)
+            client, transport = simulated_board(
+                BnnTop(image.folds, last_thresholded=image.last_thresholded), Design.BNN)
         gold = bnn_golden(image, xq)
     if not args.simulate:
         uart = build.get("report.json", {}).get("uart")
@@ -273,7 +274,7 @@ def cmd_board_run(args: argparse.Namespace) -> int:
     finally:
         transport.close()
     seconds = time.monotonic() - t0
-    y = np.asarray(result.outputs, dtype=np.int16 if kind == "eie" else np.int32)
+    y = np.asarray(result.outputs, dtype=np.int16 if kind == "eie" else gold.dtype)
     with atomic_file(args.output, "wb") as f:
         np.save(f, y)
     equal = y.shape == gold.shape and bool(np.array_equal(y, gold))

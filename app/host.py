@@ -620,7 +620,8 @@ def run_bnn(client: BridgeClient, image, x, *, progress: bool = False) -> BoardR
     in_depth = client.read1(REGISTERS["IN_DEPTH"])
     out_depth = client.read1(REGISTERS["OUT_DEPTH"])
     try:
-        mm = BnnMemoryMap(list(image.folds), in_depth=max(1, in_depth), out_depth=max(1, out_depth))
+        mm = BnnMemoryMap(list(image.folds), in_depth=max(1, in_depth), out_depth=max(1, out_depth),
+                          last_thresholded=image.last_thresholded)
     except (ValueError, EieError) as exc:
         raise EieError(f"the BNN core reports input/output FIFO depths {in_depth}/{out_depth} "
                        f"that do not go with this image: {exc}") from None

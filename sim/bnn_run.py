@@ -15,6 +15,10 @@ transactions on every simulator) and fills ``job.result``
 (:mod:`eie.sim.runner`: ``$EIE_BUILD_DIR``, else ``~/.cache/eie``, or ``build_dir``). Waveforms
 only when ``EIE_VCD=1``: ``bnn.vcd`` (Amaranth) or ``bnn_<simulator>.fst`` in the working
 directory.
+
+A core whose output layer is thresholded (it outputs bits: ``last_thresholded``) is another
+design; :func:`run_amaranth` and :func:`run_rtl` build the one the jobs' images need (all jobs of
+a run must agree), and ``job.y`` then holds uint8 bits.
 """
 
 from __future__ import annotations
@@ -52,8 +56,8 @@ class BnnJob:
     """One image and its input bits; ``preload`` starts with a full input FIFO (samples back to
     back); ``backpressure`` is the probability that the host idles (1..``max_gap`` cycles) before
     reading a result; ``load`` False keeps the weights already in the core. ``result`` is filled
-    by the run; ``y`` (int32 ``(batch, n_classes)``) and ``counters`` are its outputs and
-    counters."""
+    by the run; ``y`` (int32 dots ``(batch, n_classes)``, uint8 bits when the image's output
+    layer is thresholded) and ``counters`` are its outputs and counters."""
 
     image: BnnImage
     x: np.ndarray
@@ -103,12 +107,14 @@ def _fold_spec(folds: Sequence[LayerFold]) -> list[list[int]]:
 @dataclass
 class BnnCore:
     """The BNN top as the shared runner (:func:`eie.sim.runner.run_core_jobs`) runs it: the
-    folding, the FIFO depths and, optionally, weights baked into the design (``bake``)."""
+    folding, the FIFO depths, optionally weights baked into the design (``bake``), and whether
+    the output layer is thresholded (``last_thresholded``: it outputs bits)."""
 
     folds: Sequence[LayerFold]
     in_depth: int = 4
     out_depth: int = 4
     bake: BnnImage | None = None
+    last_thresholded: bool = False
     name = "bnn"
     toplevel = TOPLEVEL
     status_addr = None            # no busy port: the job polls STATUS itself
@@ -117,25 +123,31 @@ class BnnCore:
     def memory_map(self):
         from ..hw.bnn.memory_map import BnnMemoryMap
 
-        return BnnMemoryMap(list(self.folds), in_depth=self.in_depth, out_depth=self.out_depth)
+        return BnnMemoryMap(list(self.folds), in_depth=self.in_depth, out_depth=self.out_depth,
+                            last_thresholded=self.last_thresholded)
 
     def spec(self) -> dict[str, Any]:
-        return {"core": self.name, "in_depth": self.in_depth, "out_depth": self.out_depth,
+        spec = {"core": self.name, "in_depth": self.in_depth, "out_depth": self.out_depth,
                 "folding": _fold_spec(self.folds)}
+        if self.last_thresholded:
+            spec["last_thresholded"] = True
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> "BnnCore":
-        return cls([LayerFold(*f) for f in spec["folding"]], spec["in_depth"], spec["out_depth"])
+        return cls([LayerFold(*f) for f in spec["folding"]], spec["in_depth"], spec["out_depth"],
+                   last_thresholded=bool(spec.get("last_thresholded", False)))
 
     def design(self):
         from ..hw.bnn.top import BnnTop
 
         return BnnTop(self.folds, in_depth=self.in_depth, out_depth=self.out_depth,
-                      image=self.bake)
+                      image=self.bake, last_thresholded=self.last_thresholded)
 
     def verilog(self, *, build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
         return bnn_verilog(self.folds, in_depth=self.in_depth, out_depth=self.out_depth,
-                           image=self.bake, build_dir=build_dir)
+                           image=self.bake, build_dir=build_dir,
+                           last_thresholded=self.last_thresholded)
 
     async def check(self, bus) -> None:
         from ..hw.bnn import host_program as hp
@@ -161,20 +173,37 @@ class BnnCore:
         return y, {"counters": counters}
 
 
-def check_jobs(jobs: Sequence[BnnJob]) -> None:
+def check_jobs(jobs: Sequence[BnnJob], last_thresholded: bool | None = None,
+               bake: BnnImage | None = None) -> bool:
     """Every job's input as uint8 bits ``(batch, n_in)`` of at least one sample, or
-    :class:`EieError` saying why not (the rules of :func:`eie.sw.inputs.check_bits`)."""
+    :class:`EieError` saying why not (the rules of :func:`eie.sw.inputs.check_bits`). Returns
+    the core's ``last_thresholded``: as given, else the baked image's, else the jobs' images'
+    (which must all agree with it)."""
+    from ..common.errors import EieError
     from ..sw.inputs import IMAGE_LAYER, check_bits
 
     for job in jobs:
         job.x = check_bits(job.x, job.image.shape[0], consumer=IMAGE_LAYER, allow_empty=False)
+    if last_thresholded is None:
+        last_thresholded = (bake.last_thresholded if bake is not None else
+                            bool(jobs) and jobs[0].image.last_thresholded)
+    for k, job in enumerate(jobs):
+        if job.image.last_thresholded != last_thresholded:
+            raise EieError(f"job {k}'s image {'has' if job.image.last_thresholded else 'has no'} "
+                           f"thresholds on its output layer but the core is built "
+                           f"{'with' if last_thresholded else 'without'} them; run images of "
+                           f"the two kinds on separate cores")
+    return bool(last_thresholded)
 
 
 def run_amaranth(folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *, in_depth: int = 4,
-                 out_depth: int = 4, bake: BnnImage | None = None) -> list[BnnJob]:
-    """Run ``jobs`` one after the other on one simulated core; fills ``job.result``."""
-    check_jobs(jobs)
-    run_core_jobs(BnnCore(folds, in_depth, out_depth, bake), jobs, sim="amaranth",
+                 out_depth: int = 4, bake: BnnImage | None = None,
+                 last_thresholded: bool | None = None) -> list[BnnJob]:
+    """Run ``jobs`` one after the other on one simulated core; fills ``job.result``.
+    ``last_thresholded`` (default: from ``bake`` or the jobs' images): the core's output layer
+    is thresholded."""
+    thr = check_jobs(jobs, last_thresholded, bake)
+    run_core_jobs(BnnCore(folds, in_depth, out_depth, bake, thr), jobs, sim="amaranth",
                   waves="bnn.vcd" if os.environ.get("EIE_VCD") == "1" else None)
     return list(jobs)
 
@@ -182,17 +211,21 @@ def run_amaranth(folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *, in_depth
 def _verilog_header(folds: Sequence[LayerFold], in_depth: int, out_depth: int, mm) -> str:
     shape = [folds[0].n_in] + [f.n_out for f in folds]
     return (f"BNN core, shape {','.join(map(str, shape))}, folding "
-            f"{','.join(f'{f.simd}:{f.pe}' for f in folds)}, FIFOs {in_depth}/{out_depth}\n"
+            f"{','.join(f'{f.simd}:{f.pe}' for f in folds)}, FIFOs {in_depth}/{out_depth}"
+            f"{', thresholded output layer (bits out)' if mm.last_thresholded else ''}\n"
             f"memory map: {json.dumps(mm.to_json(), separators=(',', ':'))}")
 
 
 def build_top_verilog(folds: Sequence[LayerFold], path: str | os.PathLike, *, in_depth: int = 4,
-                      out_depth: int = 4, image: BnnImage | None = None) -> Path:
-    """Write the bus-mapped top as Verilog (module ``bnn_top``); ``image`` bakes weights in."""
+                      out_depth: int = 4, image: BnnImage | None = None,
+                      last_thresholded: bool | None = None) -> Path:
+    """Write the bus-mapped top as Verilog (module ``bnn_top``); ``image`` bakes weights in;
+    ``last_thresholded`` (default: the image's, else False) builds a thresholded output layer."""
     from ..hw.bnn.top import BnnTop
     from .verilog import export_verilog
 
-    top = BnnTop(folds, in_depth=in_depth, out_depth=out_depth, image=image)
+    top = BnnTop(folds, in_depth=in_depth, out_depth=out_depth, image=image,
+                 last_thresholded=last_thresholded)
     return export_verilog(top, path, name=TOPLEVEL,
                           header=_verilog_header(folds, in_depth, out_depth, top.memory_map))
 
@@ -208,32 +241,37 @@ def _image_digest(image: BnnImage | None) -> str | None:
 
 
 def bnn_verilog(folds: Sequence[LayerFold], *, in_depth: int = 4, out_depth: int = 4,
-                image: BnnImage | None = None,
-                build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
+                image: BnnImage | None = None, build_dir: str | os.PathLike | None = None,
+                last_thresholded: bool = False) -> tuple[Path, float]:
     """:func:`build_top_verilog`'s file from the build cache, exported now if missing (keyed by
     the folding, the FIFO depths, the baked image and the gateware sources ``hw/bnn``,
     ``hw/common``). Returns ``(path, seconds spent exporting)``."""
     from .runner import cached_verilog, sources_digest
 
-    key = json.dumps({"folding": _fold_spec(folds),
-                      "in_depth": in_depth, "out_depth": out_depth,
-                      "image": _image_digest(image)}, sort_keys=True)
+    spec = {"folding": _fold_spec(folds), "in_depth": in_depth, "out_depth": out_depth,
+            "image": _image_digest(image)}
+    if last_thresholded:
+        spec["last_thresholded"] = True
+    key = json.dumps(spec, sort_keys=True)
     return cached_verilog(
         "bnn", key + sources_digest("bnn", "common"),
         lambda path: build_top_verilog(folds, path, in_depth=in_depth, out_depth=out_depth,
-                                       image=image), build_dir=build_dir)
+                                       image=image, last_thresholded=last_thresholded),
+        build_dir=build_dir)
 
 
 def run_rtl(simulator: str, folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *,
             build_dir: str | os.PathLike | None = None, in_depth: int = 4, out_depth: int = 4,
-            bake: BnnImage | None = None, build_args: Sequence[str] = ()) -> list[BnnJob]:
+            bake: BnnImage | None = None, build_args: Sequence[str] = (),
+            last_thresholded: bool | None = None) -> list[BnnJob]:
     """Run ``jobs`` on ``simulator`` ("verilator" or "icarus") through cocotb; one build, from
     the cache when it is there (``build_dir``: the cache directory, default
     :func:`eie.sim.runner.cache_dir`). ``build_args`` go to the simulator's compiler (e.g.
     ``("-CFLAGS", "-O0")`` for Verilator: a quicker C++ build of a big core that runs few
-    cycles). Fills ``job.result``."""
-    check_jobs(jobs)
-    run_core_jobs(BnnCore(folds, in_depth, out_depth, bake), jobs, sim=simulator,
+    cycles). ``last_thresholded`` (default: from ``bake`` or the jobs' images): the core's output
+    layer is thresholded. Fills ``job.result``."""
+    thr = check_jobs(jobs, last_thresholded, bake)
+    run_core_jobs(BnnCore(folds, in_depth, out_depth, bake, thr), jobs, sim=simulator,
                   build_dir=build_dir,
                   build_args=(*(VERILATOR_ARGS if simulator == "verilator" else ()), *build_args),
                   waves=f"bnn_{simulator}.fst" if os.environ.get("EIE_VCD") == "1" else None,

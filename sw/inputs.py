@@ -245,12 +245,21 @@ def load_eie_input(path: str | os.PathLike, image, *, raw: bool,
     return eie_input(x, image.n_in, image.act_frac, raw=raw, what=what, warn=warn)
 
 
-def load_bnn_input(path: str | os.PathLike, n_in: int, *, what: str | None = None) -> np.ndarray:
+def load_bnn_input(path: str | os.PathLike, n_in: int, *, what: str | None = None,
+                   binarize: float | None = None) -> np.ndarray:
     """X of ``eie bnn golden|run`` and ``eie board run`` with a BNN image: bits ``(batch,
-    n_in)``, uint8 out."""
+    n_in)``, uint8 out. With ``binarize`` (``--binarize THRESH``) X holds real numbers and the
+    bit is ``x >= THRESH``."""
     what = what or f"input {path}"
-    x = read_npy(path, what, n_in=n_in, unit=" bits")
-    return check_bits(x, n_in, what, consumer=IMAGE_LAYER, allow_empty=False)
+    if binarize is None:
+        x = read_npy(path, what, n_in=n_in, unit=" bits")
+        return check_bits(x, n_in, what, consumer=IMAGE_LAYER, allow_empty=False)
+    x = read_npy(path, what, n_in=n_in, consumer=IMAGE_LAYER)
+    if x.dtype.kind in "biu":                       # e.g. uint8 pixels: exact in float64
+        x = x.astype(np.float64)
+    x = check_real(x, n_in, what=what, consumer=IMAGE_LAYER, allow_empty=False,
+                   hint=" (--binarize takes integers or real numbers)")
+    return (x >= binarize).astype(np.uint8)
 
 
 def load_calibration(path: str | os.PathLike, n_in: int, *, max_samples: int,

@@ -362,7 +362,7 @@ BNN = [
     ("format-is-eie", setk("format", "eie-image"),
      r"'format' is the string 'eie-image', expected 'eie-bnn-image'; this is an EIE image: use "
      r"`eie golden`"),
-    ("version-2", setk("version", 2), r"'version' is 2; this eie reads version 1"),
+    ("version-3", setk("version", 3), r"'version' is 3; this eie reads versions 1, 2"),
     ("weight-files-count", setk("layers", 0, "weight_files",
                                 ["l0_pe0_w.hex", "l0_pe1_w.hex"]),
      r"'layers\[0\].weight_files' lists 2 files but layer 0 has 3 PEs"),

@@ -25,13 +25,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .words import BnnWeights, threshold_words, weight_words
+from .words import BnnWeights, image_last_thresholded, threshold_words, weight_words
 from ...common.errors import EieError
 from ..common.host import HostBus, Write, execute
 from .memory_map import COUNTERS, CTRL, ERRORS, ID_VALUE, STATUS, BnnMemoryMap, config_crc
 
-__all__ = ["HostBus", "load_ops", "sample_words", "decode_result", "check_config",
-           "load_image", "run_samples", "read_counters", "random_gap"]
+__all__ = ["HostBus", "load_ops", "sample_words", "decode_result", "decode_bits", "check_config",
+           "load_image", "run_samples", "read_counters", "random_gap", "wait_bound"]
 
 
 def load_ops(mm: BnnMemoryMap, image: BnnWeights) -> Iterator[tuple[int, int]]:
@@ -42,9 +42,14 @@ def load_ops(mm: BnnMemoryMap, image: BnnWeights) -> Iterator[tuple[int, int]]:
                        f"{','.join(f'{f.simd}:{f.pe}' for f in image.folds)}) does not match the "
                        f"core (shape {[mm.n_in] + [f.n_out for f in mm.folds]}, folding "
                        f"{','.join(f'{f.simd}:{f.pe}' for f in mm.folds)}); recompile with that folding")
+    if image_last_thresholded(image) != mm.last_thresholded:
+        has = "is thresholded (outputs bits)" if image_last_thresholded(image) else "outputs dots"
+        core = "a thresholded output layer" if mm.last_thresholded else "an output layer of dots"
+        raise EieError(f"the image's output layer {has} but the core was built with {core}; "
+                       f"build the core from the image (`eie bnn generate IMAGE_DIR`)")
     for l, f in enumerate(mm.folds):
         per_kind = [(0, weight_words(f, image.weights[l]))]
-        if l < mm.n_layers - 1:
+        if mm.thresholded(l):
             per_kind.append((1, threshold_words(f, image.thresholds[l])))
         for kind, mems in per_kind:
             for p, words in enumerate(mems):
@@ -66,15 +71,35 @@ def decode_result(words: list[int]) -> np.ndarray:
     return np.array([w - (1 << 32) if w & 0x80000000 else w for w in words], dtype=np.int32)
 
 
+def decode_bits(words: list[int], n: int) -> np.ndarray:
+    """OUT_DATA words of a thresholded output layer -> ``n`` uint8 bits (output ``k`` at bit
+    ``k % 32`` of word ``k // 32``)."""
+    k = np.arange(n)
+    w = np.array(words, dtype=np.uint64)[k // 32]
+    return ((w >> (k % 32).astype(np.uint64)) & np.uint64(1)).astype(np.uint8)
+
+
+def wait_bound(mm: BnnMemoryMap) -> int:
+    """Clock cycles within which a healthy core shows progress to a host that keeps it fed and
+    drained: an upper bound of a sample's trip through the network (each layer: filling its
+    input buffer, waiting for the sample ahead and working on this one, ``sf + 2 * nf * sf``,
+    plus its pipeline) with the input FIFO's other samples ahead of it, doubled. The host
+    program's default for how long to poll without progress before it calls the core stopped."""
+    trip = sum(f.sf + 2 * f.ii + 16 + 2 * f.simd.bit_length() for f in mm.folds)
+    ahead = (mm.in_depth + 1) * max(f.ii for f in mm.folds) + mm.in_depth * mm.in_words
+    return 2 * (trip + ahead) + 1000
+
+
 async def check_config(bus: HostBus, mm: BnnMemoryMap) -> None:
     """Raise :class:`EieError` unless the core answers with this topology and folding."""
     ident = await bus.read(mm.reg("ID"))
     if ident != ID_VALUE:
         raise EieError(f"the core answered ID {ident:#010x}, not {ID_VALUE:#010x}: no BNN core there")
     crc = await bus.read(mm.reg("CONFIG_CRC"))
-    if crc != config_crc(mm.folds):
+    want = config_crc(mm.folds, mm.last_thresholded)
+    if crc != want:
         raise EieError(f"the core was built for another topology or folding (CONFIG_CRC {crc:#010x}, "
-                       f"the image needs {config_crc(mm.folds):#010x}); rebuild it with "
+                       f"the image needs {want:#010x}); rebuild it with "
                        f"`eie bnn generate` for this image")
 
 
@@ -94,8 +119,9 @@ async def read_counters(bus: HostBus, mm: BnnMemoryMap) -> dict:
 
 async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload: bool = True,
                       read_gap: Callable[[], int] | None = None, poll_gap: int = 0,
-                      max_polls: int = 1_000_000) -> tuple[np.ndarray, dict[str, int]]:
-    """Stream the bit rows of ``x`` through the core; return int32 results and the counters.
+                      max_polls: int | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """Stream the bit rows of ``x`` through the core; return the results (int32 dots, or uint8
+    bits from a thresholded output layer, ``(batch, n_classes)``) and the counters.
 
     ``preload``: hold the network (RUN=0) until the input FIFO is full (or all samples are in),
     so the first ``in_depth`` samples enter back to back. ``read_gap``: when given, a callable
@@ -103,8 +129,12 @@ async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload:
     on the output; needs ``bus.idle``). ``poll_gap``: idle cycles after a STATUS poll that found
     nothing to do (fewer bus reads on long runs; needs ``bus.idle``). ``max_polls``: STATUS
     polls in a row without progress (no sample taken, no result ready) before the core is taken
-    for stopped; any progress starts the count again, so a run of any length is not cut short."""
+    for stopped; any progress starts the count again, so a run of any length is not cut short.
+    Default: :func:`wait_bound` (a poll takes at least a cycle, so that many polls wait at least
+    that many cycles, longer than a healthy core ever goes without progress)."""
     x = np.asarray(x)
+    if max_polls is None:
+        max_polls = wait_bound(mm)
     n = x.shape[0]
     results: list[np.ndarray] = []
     await bus.write(mm.reg("CTRL"), CTRL.pack(clear=1, run=not preload))
@@ -135,12 +165,14 @@ async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload:
                 if gap:
                     await bus.idle(gap)
             words = [await bus.read(mm.reg("OUT_DATA")) for _ in range(mm.out_words)]
-            results.append(decode_result(words))
+            results.append(decode_bits(words, mm.n_classes) if mm.last_thresholded
+                           else decode_result(words))
     counters = await read_counters(bus, mm)
     errors = await bus.read(mm.reg("ERRORS"))
     if errors:
         raise RuntimeError(f"BNN core reported ERRORS={errors:#x} ({ERRORS.describe()})")
-    y = np.stack(results) if results else np.zeros((0, mm.n_classes), dtype=np.int32)
+    y = np.stack(results) if results else np.zeros(
+        (0, mm.n_classes), dtype=np.uint8 if mm.last_thresholded else np.int32)
     return y, counters
 
 

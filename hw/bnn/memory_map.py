@@ -17,8 +17,11 @@ addr  name          r/w  meaning
                          a sample, element ``k`` at bit ``k % 32`` of write ``k // 32``); the
                          first write takes a free sample slot of the input FIFO (none free:
                          the whole sample is dropped, ERRORS bit 0)
-4     OUT_DATA      r    next 32-bit word of the oldest result (``out_words`` = n_classes
-                         reads, class order, signed ``dot``); the last read pops the result
+4     OUT_DATA      r    next 32-bit word of the oldest result; the last read pops it.
+                         Output layer without thresholds: ``out_words`` = n_classes reads,
+                         class order, signed ``dot``. Thresholded output layer (built with
+                         ``last_thresholded``): ``out_words = ceil(n_classes / 32)`` reads,
+                         output ``k`` at bit ``k % 32`` of read ``k // 32`` (as IN_DATA)
 5     ERRORS        r    bit 0: a sample was written into a full input FIFO (dropped);
                          bit 1: OUT_DATA was read with no result waiting (answered 0)
 8     CYCLES        r    clock cycles since CLEAR
@@ -106,18 +109,23 @@ def _bits(n: int) -> int:
     return max(n - 1, 0).bit_length()
 
 
-def config_crc(folds: Sequence[LayerFold]) -> int:
+def config_crc(folds: Sequence[LayerFold], last_thresholded: bool = False) -> int:
+    """CRC-32 of ``"shape|folding"`` (``"|bits"`` appended when the output layer is
+    thresholded)."""
     shape = [folds[0].n_in] + [f.n_out for f in folds]
-    return zlib.crc32(f"{','.join(map(str, shape))}|{folding_text(folds)}".encode())
+    text = f"{','.join(map(str, shape))}|{folding_text(folds)}"
+    return zlib.crc32((text + ("|bits" if last_thresholded else "")).encode())
 
 
 @dataclass
 class BnnMemoryMap:
-    """Address layout of a BNN top for a given folding and FIFO depths."""
+    """Address layout of a BNN top for a given folding and FIFO depths; ``last_thresholded``:
+    the output layer compares with thresholds and outputs bits instead of dots."""
 
     folds: list[LayerFold]
     in_depth: int = 4
     out_depth: int = 4
+    last_thresholded: bool = False
     registers: dict = field(default_factory=lambda: dict(REGISTERS))
 
     def __post_init__(self):
@@ -158,19 +166,25 @@ class BnnMemoryMap:
 
     @property
     def out_words(self) -> int:
-        return self.n_classes
+        """OUT_DATA reads a result: one signed dot a class, or 32 output bits a read."""
+        return -(-self.n_classes // 32) if self.last_thresholded else self.n_classes
+
+    def thresholded(self, layer: int) -> bool:
+        """Whether ``layer`` has a threshold memory (every hidden layer; the output layer when
+        ``last_thresholded``)."""
+        return layer < self.n_layers - 1 or self.last_thresholded
 
     def width(self, layer: int, kind: int) -> int:
         f = self.folds[layer]
         if kind == 0:
             return f.simd
-        return f.threshold_width if layer < self.n_layers - 1 else 0
+        return f.threshold_width if self.thresholded(layer) else 0
 
     def depth(self, layer: int, kind: int) -> int:
         f = self.folds[layer]
         if kind == 0:
             return f.nf * f.sf
-        return f.nf if layer < self.n_layers - 1 else 0
+        return f.nf if self.thresholded(layer) else 0
 
     def chunks(self, layer: int, kind: int) -> int:
         return max(1, -(-self.width(layer, kind) // 32))
@@ -190,13 +204,13 @@ class BnnMemoryMap:
 
     def to_json(self) -> dict:
         """A self-contained description a host driver (or a person) can use."""
-        return {
+        doc = {
             "bus": {"addr_width": self.addr_width, "data_width": 32, "read_latency": READ_LATENCY},
             "registers": dict(self.registers),
             "fields": fields_json(REG_FIELDS),
             "id": ID_VALUE,
             "ctrl_bits": {"RUN": CTRL_RUN, "CLEAR": CTRL_CLEAR},
-            "config_crc": config_crc(self.folds),
+            "config_crc": config_crc(self.folds, self.last_thresholded),
             "in_words": self.in_words, "out_words": self.out_words,
             "in_depth": self.in_depth, "out_depth": self.out_depth,
             "memory": {
@@ -212,6 +226,9 @@ class BnnMemoryMap:
                            for l, f in enumerate(self.folds)],
             },
         }
+        if self.last_thresholded:       # absent otherwise: a dot core's map as it always was
+            doc["last_thresholded"] = True
+        return doc
 
     def to_json_text(self) -> str:
         return json.dumps(self.to_json(), indent=1)

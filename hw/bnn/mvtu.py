@@ -48,7 +48,8 @@ __all__ = ["Mvtu"]
 class Mvtu(wiring.Component):
     """One folded BNN layer with stream input (``sf`` words of ``simd`` bits a sample) and stream
     output (``n_out`` bits for a hidden layer, ``n_out`` signed dots of
-    :func:`~eie.hw.bnn.threshold.dot_width` bits for the output layer)."""
+    :func:`~eie.hw.bnn.threshold.dot_width` bits for the output layer). ``hidden`` means "has
+    thresholds, outputs bits": every hidden layer, and a thresholded output layer too."""
 
     def __init__(self, fold: LayerFold, *, hidden: bool = True,
                  weight_init: Sequence[Sequence[int]] | None = None,

@@ -8,8 +8,11 @@ into the first layer's ``SIMD``-bit words, written into its input buffer. Each h
 its ``n_out``-bit output vector, through a converter (a multiplexer, no storage) that presents it
 ``SIMD`` bits at a time, to the next layer's input buffer, with valid/ready back-pressure; stream
 ``o`` carries the last layer's ``dot`` per class (signed, ``D = dot_width(K)`` bits, just the
-range ``-K .. K``; class ``k`` at bits ``[D*k+D-1:D*k]``; the bus top sign-extends to int32). In steady state the network accepts one sample every ``max(nf * sf)`` cycles
-(and not faster than ``ceil(n_in / in_width)`` cycles, one input word a cycle).
+range ``-K .. K``; class ``k`` at bits ``[D*k+D-1:D*k]``; the bus top sign-extends to int32), or,
+with ``last_thresholded``, the last layer's ``n_out`` output bits (``matches >= T`` per neuron,
+output ``k`` at bit ``k``: the last MVTU is built like a hidden layer's). In steady state the
+network accepts one sample every ``max(nf * sf)`` cycles (and not faster than
+``ceil(n_in / in_width)`` cycles, one input word a cycle).
 
 Weights and thresholds are written one memory word per cycle through the ``ld_`` port:
 ``ld_layer``, ``ld_kind`` (0 weights, 1 thresholds), ``ld_pe``, ``ld_addr`` (the word's index in
@@ -26,7 +29,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .folding import LayerFold
-from .words import BnnWeights, threshold_words, weight_words
+from .words import BnnWeights, resolve_last_thresholded, threshold_words, weight_words
 from .mvtu import Mvtu
 from .width_converter import WidthConverter
 from .threshold import dot_width
@@ -41,7 +44,8 @@ class BnnNetwork(wiring.Component):
     """A chain of folded BNN layers; ``image`` (optional) bakes weights in as initial values."""
 
     def __init__(self, folds: Sequence[LayerFold], *, image: BnnWeights | None = None,
-                 levels_per_stage: int = 2, in_width: int | None = None):
+                 levels_per_stage: int = 2, in_width: int | None = None,
+                 last_thresholded: bool | None = None):
         folds = list(folds)
         if not folds:
             raise ValueError("a BNN needs at least one layer")
@@ -52,16 +56,18 @@ class BnnNetwork(wiring.Component):
             raise ValueError(f"image shape {image.shape} does not match the folding's")
         self._folds = folds
         self._image = image
+        self._last_thresholded = resolve_last_thresholded(image, last_thresholded)
         self._levels_per_stage = levels_per_stage
         self._in_width = in_width or folds[0].n_in
         if not isinstance(self._in_width, int) or self._in_width < 1:
             raise ValueError(f"in_width must be a positive integer, not {in_width!r}")
         self._ld_width = max(max(f.simd, f.threshold_width) for f in folds)
         max_depth = max(f.nf * f.sf for f in folds)
+        out_shape = (unsigned(folds[-1].n_out) if self._last_thresholded else
+                     data.ArrayLayout(signed(dot_width(folds[-1].n_in)), folds[-1].n_out))
         super().__init__({
             "i": In(stream.Signature(unsigned(self._in_width))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(dot_width(folds[-1].n_in)),
-                                                       folds[-1].n_out))),
+            "o": Out(stream.Signature(out_shape)),
             "ld_en": In(1),
             "ld_layer": In(range(max(len(folds), 2))),
             "ld_kind": In(1),
@@ -74,6 +80,10 @@ class BnnNetwork(wiring.Component):
     @property
     def folds(self) -> list[LayerFold]:
         return list(self._folds)
+
+    @property
+    def last_thresholded(self) -> bool:
+        return self._last_thresholded
 
     @property
     def in_width(self) -> int:
@@ -89,7 +99,7 @@ class BnnNetwork(wiring.Component):
         n = len(self._folds)
         units = []
         for l, f in enumerate(self._folds):
-            hidden = l < n - 1
+            hidden = l < n - 1 or self._last_thresholded     # has thresholds, outputs bits
             winit = tinit = None
             if self._image is not None:
                 winit = weight_words(f, self._image.weights[l])

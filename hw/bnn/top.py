@@ -4,7 +4,8 @@ Around a :class:`BnnNetwork`: an input FIFO of words (``in_depth`` samples; 32 b
 the first layer's SIMD rounded up to 32-bit multiples, bus words staged into it; block RAM; the
 network converts them to its first layer's SIMD words), an output FIFO of results (each class's
 ``dot`` stored in just the bits its range needs) the host drains as one sign-extended 32-bit
-``dot`` per read, the weight/threshold memories (written through the bus), control and counters. The address map is
+``dot`` per read (with ``last_thresholded``: the output bits, 32 a read), the weight/threshold
+memories (written through the bus), control and counters. The address map is
 :class:`eie.hw.bnn.memory_map.BnnMemoryMap` (also documented in ``docs/bnn.md``).
 
 Per cycle: at most one bus access (a write takes effect at the clock edge; a read answers one
@@ -23,7 +24,7 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In
 
 from .folding import LayerFold, analytic_ii
-from .words import BnnWeights
+from .words import BnnWeights, resolve_last_thresholded
 from ..common.bus import BusSignature
 from .memory_map import CTRL, ERRORS, ID_VALUE, READ_LATENCY, STATUS, BnnMemoryMap, config_crc
 from .network import BnnNetwork
@@ -36,8 +37,11 @@ class BnnTop(wiring.Component):
     """A BNN core behind the host bus. ``image`` bakes weights in (they stay loadable)."""
 
     def __init__(self, folds: Sequence[LayerFold], *, in_depth: int = 4, out_depth: int = 4,
-                 image: BnnWeights | None = None, levels_per_stage: int = 2):
-        self._map = BnnMemoryMap(list(folds), in_depth=in_depth, out_depth=out_depth)
+                 image: BnnWeights | None = None, levels_per_stage: int = 2,
+                 last_thresholded: bool | None = None):
+        thresholded = resolve_last_thresholded(image, last_thresholded)
+        self._map = BnnMemoryMap(list(folds), in_depth=in_depth, out_depth=out_depth,
+                                 last_thresholded=thresholded)
         self._image = image
         self._levels_per_stage = levels_per_stage
         super().__init__({"bus": In(BusSignature(self._map.addr_width))})
@@ -56,7 +60,8 @@ class BnnTop(wiring.Component):
         fifo_width = 32 * per
         fifo_words = -(-mm.n_in // fifo_width)      # FIFO words per sample
         net = m.submodules.network = BnnNetwork(mm.folds, image=self._image, in_width=fifo_width,
-                                                levels_per_stage=self._levels_per_stage)
+                                                levels_per_stage=self._levels_per_stage,
+                                                last_thresholded=mm.last_thresholded)
         # One word more than the sample slots hold: SyncFIFOBuffered(depth=D) takes a write only
         # while its inner memory (D - 1 words ahead of the output register) has room, and the
         # IN_DATA writes below are posted (no w_rdy). With D = in_depth * fifo_words = 2, a word
@@ -65,7 +70,8 @@ class BnnTop(wiring.Component):
         in_fifo = m.submodules.in_fifo = fifo.SyncFIFOBuffered(width=fifo_width,
                                                                depth=mm.in_depth * fifo_words + 1)
         dw = dot_width(mm.folds[-1].n_in)           # dots stored this narrow, read as int32
-        out_fifo = m.submodules.out_fifo = fifo.SyncFIFOBuffered(width=dw * mm.n_classes,
+        out_width = mm.n_classes if mm.last_thresholded else dw * mm.n_classes
+        out_fifo = m.submodules.out_fifo = fifo.SyncFIFOBuffered(width=out_width,
                                                                  depth=mm.out_depth)
         regs = mm.registers
         is_mem = bus.addr[mm.mem_bit]
@@ -124,7 +130,9 @@ class BnnTop(wiring.Component):
         # --- network between the FIFOs ------------------------------------------------------
         m.d.comb += [net.i.payload.eq(in_fifo.r_data), net.i.valid.eq(in_fifo.r_rdy & run),
                      in_fifo.r_en.eq(net.i.ready & run),
-                     out_fifo.w_data.eq(net.o.payload.as_value()), out_fifo.w_en.eq(net.o.valid),
+                     out_fifo.w_data.eq(net.o.payload if mm.last_thresholded
+                                        else net.o.payload.as_value()),
+                     out_fifo.w_en.eq(net.o.valid),
                      net.o.ready.eq(out_fifo.w_rdy)]
         word_fire = net.i.valid & net.i.ready
         r_last = r_idx == fifo_words - 1
@@ -135,10 +143,16 @@ class BnnTop(wiring.Component):
         # --- output: the oldest result read 32 bits at a time -------------------------------
         out_idx = Signal(range(max(mm.out_words, 2)))
         out_word = Signal(32)
-        dot = Signal(signed(dw))
-        m.d.comb += [dot.eq(out_fifo.r_data.word_select(out_idx, dw)
-                            if mm.out_words > 1 else out_fifo.r_data[:dw]),
-                     out_word.eq(dot)]                  # sign extension to 32 bits
+        if mm.last_thresholded:
+            # output bits, 32 a read (the last read's high bits 0)
+            bits = Cat(out_fifo.r_data, Const(0, 32 * mm.out_words - mm.n_classes))
+            m.d.comb += out_word.eq(bits.word_select(out_idx, 32) if mm.out_words > 1
+                                    else bits[:32])
+        else:
+            dot = Signal(signed(dw))
+            m.d.comb += [dot.eq(out_fifo.r_data.word_select(out_idx, dw)
+                                if mm.out_words > 1 else out_fifo.r_data[:dw]),
+                         out_word.eq(dot)]              # sign extension to 32 bits
         out_read = rd & (bus.addr == regs["OUT_DATA"])
         with m.If(out_read):
             with m.If(~out_fifo.r_rdy):
@@ -234,7 +248,7 @@ class BnnTop(wiring.Component):
             "OUT_DATA": Mux(out_fifo.r_rdy, out_word, 0), "ERRORS": errors,
             "N_IN": mm.n_in, "N_CLASSES": mm.n_classes, "N_LAYERS": mm.n_layers,
             "II_ANALYTIC": analytic_ii(mm.folds), "IN_DEPTH": mm.in_depth,
-            "OUT_DEPTH": mm.out_depth, "CONFIG_CRC": config_crc(mm.folds),
+            "OUT_DEPTH": mm.out_depth, "CONFIG_CRC": config_crc(mm.folds, mm.last_thresholded),
             **c,
         }
         m.d.sync += [bus.r_ack.eq(bus.r_stb), bus.r_data.eq(0)]

@@ -18,13 +18,15 @@ import numpy as np
 
 from .folding import LayerFold
 
-__all__ = ["BnnWeights", "weight_words", "threshold_words"]
+__all__ = ["BnnWeights", "weight_words", "threshold_words", "image_last_thresholded",
+           "resolve_last_thresholded"]
 
 
 class BnnWeights(Protocol):
     """What the core needs of a compiled network (``eie.sw.bnn.image.BnnImage`` is one): the
     folding, the folded weight bits ``(n_out, n_in)`` per layer and the integer thresholds per
-    hidden layer."""
+    hidden layer, and for the output layer too when it is thresholded (``thresholds`` then has
+    one entry a layer)."""
 
     folds: list[LayerFold]
     weights: Sequence[np.ndarray]
@@ -53,3 +55,20 @@ def threshold_words(fold: LayerFold, t: np.ndarray) -> list[list[int]]:
     pad = np.zeros(fold.nf * fold.pe, dtype=np.int64)
     pad[:fold.n_out] = t
     return [[int(v) for v in pad[p::fold.pe]] for p in range(fold.pe)]
+
+
+def image_last_thresholded(image: BnnWeights) -> bool:
+    """Whether ``image``'s output layer has thresholds (one threshold array a layer)."""
+    return len(image.thresholds) == len(image.weights)
+
+
+def resolve_last_thresholded(image: BnnWeights | None, last_thresholded: bool | None) -> bool:
+    """The core's ``last_thresholded`` parameter: as given, else the baked image's, else False
+    (an output layer of dots); a value that contradicts the image is a ``ValueError``."""
+    if image is None:
+        return bool(last_thresholded)
+    own = image_last_thresholded(image)
+    if last_thresholded is not None and bool(last_thresholded) != own:
+        raise ValueError(f"last_thresholded={last_thresholded} but the image's output layer "
+                         f"{'has' if own else 'has no'} thresholds")
+    return own

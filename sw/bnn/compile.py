@@ -13,6 +13,12 @@ construction, including thresholds that fall exactly on an integer:
 
 Rounding is monotone, so ``f`` evaluated in floating point is monotone too; the compiler checks
 that anyway and refuses a neuron where it is not.
+
+A network given as integers (:class:`~eie.sw.bnn.params.IntegerBnn`: bipolar weights and
+thresholds on the match count under a named rule) needs no folding of batch norm:
+:func:`compile_integer` converts the thresholds to eie's ``matches >= T`` (``gt``: ``T + 1``),
+clipped to ``0..K + 1``, and keeps the output layer's thresholds when it has them (the network
+then outputs bits).
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from ...common.errors import EieError
 from .float_model import FloatBnn, bn_expression
 from ...hw.bnn.folding import LayerFold, make_folding
 from .image import BnnImage
+from .params import IntegerBnn
 
-__all__ = ["binarize", "fold_thresholds", "compile_model"]
+__all__ = ["binarize", "fold_thresholds", "compile_model", "compile_integer"]
 
 
 def binarize(w: np.ndarray) -> np.ndarray:
@@ -73,5 +80,25 @@ def compile_model(model: FloatBnn,
                        "constant_one": int(np.sum(t == 0)),
                        "constant_zero": int(np.sum(t == w.shape[1] + 1))})
         weights.append(bits)
+        stats.append(st)
+    return BnnImage(folds, weights, thresholds, stats)
+
+
+def compile_integer(net: IntegerBnn,
+                    fold: Sequence[tuple[int, int]] | str | None = None) -> BnnImage:
+    """An integer BNN as an image: weights +1/-1 as bits (1 is +1), every threshold as eie's
+    ``matches >= T`` (:meth:`IntegerBnn.ge_thresholds`); a thresholded last layer keeps its
+    thresholds (the image's :attr:`~BnnImage.last_thresholded`), and the folding as
+    :func:`compile_model` chooses or checks it."""
+    net.validate()
+    folds: list[LayerFold] = make_folding(net.shape, fold)
+    weights, thresholds, stats = [], [], []
+    for w, t in zip(net.weights, net.ge_thresholds()):
+        weights.append((np.asarray(w) > 0).astype(np.uint8))
+        st: dict = {}
+        if t is not None:
+            thresholds.append(t)
+            st.update({"constant_one": int(np.sum(t == 0)),
+                       "constant_zero": int(np.sum(t == w.shape[1] + 1))})
         stats.append(st)
     return BnnImage(folds, weights, thresholds, stats)

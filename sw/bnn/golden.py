@@ -2,35 +2,64 @@
 
 For each layer with fan-in ``K`` and folded weight bits ``w``:
 ``matches = popcount(XNOR(x, w))`` over the ``K`` real inputs; a hidden layer outputs
-``matches >= T`` per neuron; the last layer outputs ``dot = 2 * matches - K`` as int32.
-Folding (SIMD, PE) does not change any result, so the golden model ignores it.
+``matches >= T`` per neuron; the last layer outputs ``dot = 2 * matches - K`` as int32, or, when
+the image's output layer is thresholded (:attr:`BnnImage.last_thresholded`), ``matches >= T``
+as uint8 bits like a hidden layer. Folding (SIMD, PE) does not change any result, so the golden
+model ignores it.
+
+:func:`classify` turns outputs into classes by a named rule (:data:`CLASS_RULES`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ...common.errors import EieError
 from .float_model import check_bits
 from .image import BnnImage
 
-__all__ = ["matches", "golden_forward", "golden_layers"]
+__all__ = ["matches", "golden_forward", "golden_layers", "classify", "CLASS_RULES",
+           "DOT_RULES", "BIT_RULES"]
+
+#: Class rules for dot outputs (an output layer without thresholds).
+DOT_RULES = {
+    "argmax": "the class with the largest dot; ties go to the lowest index (numpy's argmax)",
+}
+#: Class rules for bit outputs (a thresholded output layer); a row without a qualifying bit
+#: gets class -1.
+BIT_RULES = {
+    "highest-bit": "the highest-numbered output bit that is 1 (BNN-PYNQ's host reads the LFC's "
+                   "class as log2 of the output word); -1 when no bit is 1",
+    "lowest-bit": "the lowest-numbered output bit that is 1; -1 when no bit is 1",
+    "one-hot": "the output bit that is 1 when exactly one is; -1 otherwise (BNN-PYNQ's own "
+               "accuracy test counts a digit right only when the output is exactly 1 << label)",
+}
+#: Every class rule by name, with what it does.
+CLASS_RULES = {**DOT_RULES, **BIT_RULES}
 
 
 def matches(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``popcount(XNOR(x, w))`` for bits ``x`` (batch, K) and ``w`` (n_out, K): (batch, n_out)."""
-    x = x.astype(np.int64)
-    w = w.astype(np.int64)
-    return x @ w.T + (1 - x) @ (1 - w).T
+    """``popcount(XNOR(x, w))`` for bits ``x`` (batch, K) and ``w`` (n_out, K): (batch, n_out).
+
+    ``#(x = w = 1) + #(x = w = 0) = K - sum(x) - sum(w) + 2 * x @ w``, the product in float64
+    (BLAS): every partial sum is an integer below 2**53, so it is exact."""
+    k = x.shape[1]
+    xf = x.astype(np.float64)
+    wf = w.astype(np.float64)
+    both = np.rint(xf @ wf.T).astype(np.int64)
+    return k - x.sum(axis=1, dtype=np.int64)[:, None] - w.sum(axis=1, dtype=np.int64)[None, :] \
+        + 2 * both
 
 
 def golden_layers(image: BnnImage, x) -> list[np.ndarray]:
-    """Every layer's output: bits (uint8) for hidden layers, int32 ``dot`` for the last."""
+    """Every layer's output: bits (uint8) for hidden layers, int32 ``dot`` for the last (bits
+    too when it is thresholded)."""
     a = check_bits(x, image.shape[0])
     outs = []
     n = len(image.weights)
     for l, w in enumerate(image.weights):
         m = matches(a, w)
-        if l == n - 1:
+        if l == n - 1 and not image.last_thresholded:
             outs.append((2 * m - w.shape[1]).astype(np.int32))
         else:
             a = (m >= image.thresholds[l][None, :]).astype(np.uint8)
@@ -39,5 +68,37 @@ def golden_layers(image: BnnImage, x) -> list[np.ndarray]:
 
 
 def golden_forward(image: BnnImage, x) -> np.ndarray:
-    """int32 ``dot`` (batch, n_classes) of the last layer."""
+    """The last layer's output ``(batch, n_classes)``: int32 ``dot``, or uint8 bits when the
+    output layer is thresholded."""
     return golden_layers(image, x)[-1]
+
+
+def classify(y, rule: str) -> np.ndarray:
+    """Classes (int64 ``(batch,)``) of outputs ``y`` ``(batch, n_classes)`` by ``rule``: one of
+    :data:`DOT_RULES` for int32 dots, of :data:`BIT_RULES` for uint8 bits. A rule of the other
+    kind is an :class:`EieError` (the argmax of bits would silently pick the lowest set bit, or
+    0 when none is)."""
+    y = np.asarray(y)
+    bits = y.dtype == np.uint8
+    if rule not in CLASS_RULES:
+        raise EieError(f"class rule {rule!r} is not one of {', '.join(CLASS_RULES)}")
+    if y.ndim != 2 or y.shape[1] == 0:
+        raise EieError(f"outputs have shape {y.shape}; expected (batch, n_classes)")
+    if bits and rule in DOT_RULES:
+        raise EieError(f"class rule {rule!r} is for dot outputs but these are bits (a "
+                       f"thresholded output layer); choose one of {', '.join(BIT_RULES)}")
+    if not bits and rule in BIT_RULES:
+        raise EieError(f"class rule {rule!r} is for bit outputs (a thresholded output layer) but "
+                       f"these are dots; use argmax")
+    if rule == "argmax":
+        return np.argmax(y, axis=1).astype(np.int64)
+    on = y != 0
+    any_on = on.any(axis=1)
+    if rule == "lowest-bit":
+        c = np.argmax(on, axis=1)
+    elif rule == "highest-bit":
+        c = y.shape[1] - 1 - np.argmax(on[:, ::-1], axis=1)
+    else:                                                   # one-hot
+        c = np.argmax(on, axis=1)
+        any_on = on.sum(axis=1) == 1
+    return np.where(any_on, c, -1).astype(np.int64)

@@ -2,7 +2,8 @@
 
 Layout (all files ``$readmemh`` text, one memory word a line, hex, most significant digit first):
 
-- ``manifest.json``: ``format`` ("eie-bnn-image"), ``version`` (1), ``shape``, ``folding``
+- ``manifest.json``: ``format`` ("eie-bnn-image"), ``version`` (1; 2 when the output layer is
+  thresholded), ``shape``, ``folding``
   (``"SIMD:PE,..."``), ``ii`` (analytic initiation interval) and ``layers``, each with ``n_in``,
   ``n_out``, ``simd``, ``pe``, ``sf``, ``nf``, ``hidden``, ``threshold_width``, the file names,
   and compile statistics (flipped and constant neurons).
@@ -10,9 +11,15 @@ Layout (all files ``$readmemh`` text, one memory word a line, hex, most signific
   ``simd`` bits. Word ``nf_i * sf + sf_i`` holds the weights of neuron ``nf_i * pe + p`` for inputs
   ``sf_i * simd + b`` at bit ``b`` (1 means +1). Bits of padding inputs and padding neurons are 0;
   the core masks them, so their value never matters.
-- ``l{l}_pe{p}_thr.hex`` (hidden layers): ``nf`` thresholds of ``threshold_width`` bits; word
-  ``nf_i`` is neuron ``nf_i * pe + p``'s ``T``: the neuron outputs 1 when ``matches >= T``
-  (``T = 0``: always 1; ``T = n_in + 1``: always 0). Padding neurons hold 0.
+- ``l{l}_pe{p}_thr.hex`` (hidden layers, and the output layer when it is thresholded): ``nf``
+  thresholds of ``threshold_width`` bits; word ``nf_i`` is neuron ``nf_i * pe + p``'s ``T``: the
+  neuron outputs 1 when ``matches >= T`` (``T = 0``: always 1; ``T = n_in + 1``: always 0).
+  Padding neurons hold 0.
+
+A thresholded output layer (version 2): its layer entry says ``"hidden": false, "thresholded":
+true`` and lists its threshold files like a hidden layer's; the network then outputs bits. An
+image whose output layer outputs dots is written as version 1, exactly as before, and both
+versions are read.
 
 The weights in the image are the *folded* ones: a neuron whose batch-norm scale is negative has
 its weights inverted, so that one comparison direction serves all.
@@ -44,13 +51,18 @@ __all__ = ["BnnImage", "random_image", "image_files", "OWNER", "OWNER_KIND", "wr
            "read_image", "FORMAT", "VERSION"]
 
 FORMAT = "eie-bnn-image"
-VERSION = 1
+#: The newest version this eie writes and reads: 2 (a thresholded output layer). Images whose
+#: output layer outputs dots are still written as version 1, which older eie versions read.
+VERSION = 2
+VERSIONS = (1, 2)
 
 
 @dataclass
 class BnnImage:
     """A compiled BNN: folded weight bits (n_out, n_in) per layer, integer thresholds per
-    hidden layer, and the folding."""
+    hidden layer (``thresholds[l]``, ``matches >= T``), and the folding. With one threshold
+    array more than hidden layers (``len(thresholds) == len(weights)``) the output layer is
+    thresholded too and the network outputs bits (:attr:`last_thresholded`)."""
 
     folds: list[LayerFold]
     weights: list[np.ndarray]
@@ -65,18 +77,30 @@ class BnnImage:
     def n_classes(self) -> int:
         return self.folds[-1].n_out
 
+    @property
+    def last_thresholded(self) -> bool:
+        """The output layer compares with thresholds and outputs bits (not dots)."""
+        return len(self.thresholds) == len(self.weights)
+
+    @property
+    def version(self) -> int:
+        """The manifest version :func:`write_image` writes for this image."""
+        return 2 if self.last_thresholded else 1
+
     def refold(self, folds: list[LayerFold]) -> "BnnImage":
         """The same network under another folding of the same shape."""
         return BnnImage(folds, self.weights, self.thresholds, self.stats)
 
 
-def random_image(folds: list[LayerFold], rng: np.random.Generator) -> BnnImage:
+def random_image(folds: list[LayerFold], rng: np.random.Generator, *,
+                 last_thresholded: bool = False) -> BnnImage:
     """Random weight bits and thresholds (mostly near ``n_in / 2``, some constant neurons) for
-    testing hardware without a float model: outputs stay varied in every layer."""
+    testing hardware without a float model: outputs stay varied in every layer.
+    ``last_thresholded``: the output layer gets thresholds too (it outputs bits)."""
     weights, thresholds = [], []
     for l, f in enumerate(folds):
         weights.append(rng.integers(0, 2, size=(f.n_out, f.n_in), dtype=np.uint8))
-        if l < len(folds) - 1:
+        if l < len(folds) - 1 or last_thresholded:
             t = np.round(f.n_in / 2 + rng.normal(size=f.n_out) * np.sqrt(f.n_in) / 4).astype(np.int64)
             special = rng.random(f.n_out)
             t[special < 0.05] = 0
@@ -117,23 +141,26 @@ def write_image(image: BnnImage, path: str | os.PathLike, *, extra: dict | None 
     with atomic_dir(path) as tmp:
         for l, fold in enumerate(image.folds):
             hidden = l < len(image.folds) - 1
+            thresholded = hidden or image.last_thresholded
             wfiles, tfiles = [], []
             for p, words in enumerate(weight_words(fold, image.weights[l])):
                 name = f"l{l}_pe{p}_w.hex"
                 write_hex(tmp / name, words, fold.simd)
                 wfiles.append(name)
-            if hidden:
+            if thresholded:
                 for p, words in enumerate(threshold_words(fold, image.thresholds[l])):
                     name = f"l{l}_pe{p}_thr.hex"
                     write_hex(tmp / name, words, fold.threshold_width)
                     tfiles.append(name)
-            entry = {"index": l, **fold.to_json(), "hidden": hidden,
-                     "threshold_width": fold.threshold_width if hidden else 0,
-                     "weight_files": wfiles, "threshold_files": tfiles}
+            entry = {"index": l, **fold.to_json(), "hidden": hidden}
+            if image.last_thresholded:      # version 2 only: version 1 stays as it was
+                entry["thresholded"] = thresholded
+            entry.update({"threshold_width": fold.threshold_width if thresholded else 0,
+                          "weight_files": wfiles, "threshold_files": tfiles})
             if l < len(image.stats):
                 entry["stats"] = image.stats[l]
             layers.append(entry)
-        manifest = {"format": FORMAT, "version": VERSION, "shape": image.shape,
+        manifest = {"format": FORMAT, "version": image.version, "shape": image.shape,
                     "folding": folding_text(image.folds),
                     "ii": max(f.ii for f in image.folds),
                     "bit_convention": "1 is +1, 0 is -1; element i at bit i % W of word i // W",
@@ -161,16 +188,18 @@ def read_image(path: str | os.PathLike) -> BnnImage:
         raise d.error(f"{d.manifest_path} describes memories too large to load") from None
 
 
-def _read_folds(man: Fields) -> tuple[list[LayerFold], list[Fields]]:
-    """The folding the manifest describes, checked against everything it says about it."""
+def _read_folds(man: Fields) -> tuple[list[LayerFold], list[Fields], bool]:
+    """The folding the manifest describes, checked against everything it says about it, and
+    whether the output layer is thresholded."""
     fmt = man.string("format")
     if fmt != FORMAT:
         raise man.error("format", f"is {describe(fmt)}, expected {FORMAT!r}",
                         hint=("this is an EIE image: use `eie golden`, `eie run` for it"
                               if fmt == "eie-image" else None))
     version = man.integer("version")
-    if version != VERSION:
-        raise man.error("version", f"is {version}; this eie reads version {VERSION}",
+    if version not in VERSIONS:
+        raise man.error("version", f"is {version}; this eie reads versions "
+                                   f"{', '.join(map(str, VERSIONS))}",
                         hint="read it with the eie that wrote it, or compile it again with "
                              "`eie bnn compile`")
     shape = man.integers("shape", min_length=2, lo=1)
@@ -199,28 +228,38 @@ def _read_folds(man: Fields) -> tuple[list[LayerFold], list[Fields]]:
             raise man.error("folding", f"is {text!r} but the layers' simd and pe give "
                                        f"{folding_text(folds)!r}")
     man.check_equal("ii", max(f.ii for f in folds), "the folding's largest nf * sf is")
+    last = layers[-1]
+    last_thresholded = "thresholded" in last and last.boolean("thresholded")
+    if last_thresholded and version < 2:
+        raise last.error("thresholded", f"is true but the image is version {version}; a "
+                                        f"thresholded output layer needs version 2")
     for l, (fold, ly) in enumerate(zip(folds, layers)):
         hidden = l < len(folds) - 1
+        thresholded = hidden or last_thresholded
+        if hidden and "thresholded" in ly and not ly.boolean("thresholded"):
+            raise ly.error("thresholded", f"is false but layer {l} is a hidden layer, which "
+                                          f"always has thresholds")
         ly.check_equal("index", l, "its place in 'layers' is")
         ly.check_equal("n_in", fold.n_in, f"shape[{l}] is")
         ly.check_equal("n_out", fold.n_out, f"shape[{l + 1}] is")
         ly.check_equal("sf", fold.sf, "ceil(n_in / simd) is")
         ly.check_equal("nf", fold.nf, "ceil(n_out / pe) is")
         ly.check_equal("ii", fold.ii, "nf * sf is")
-        ly.check_equal("threshold_width", fold.threshold_width if hidden else 0,
-                       "bit_length(n_in + 1) is" if hidden else "the output layer's width is")
+        ly.check_equal("threshold_width", fold.threshold_width if thresholded else 0,
+                       "bit_length(n_in + 1) is" if thresholded else
+                       "an output layer without thresholds has")
         if "hidden" in ly and ly.boolean("hidden") != hidden:
             raise ly.error("hidden", f"is {str(not hidden).lower()} but layer {l} of "
                                      f"{len(folds)} is {'a hidden' if hidden else 'the output'} "
                                      f"layer")
-    return folds, layers
+    return folds, layers, last_thresholded
 
 
 def _read_image(d: ImageDir) -> BnnImage:
-    folds, layers = _read_folds(d.manifest())
+    folds, layers, last_thresholded = _read_folds(d.manifest())
     weights, thresholds, stats = [], [], []
     for l, (fold, ly) in enumerate(zip(folds, layers)):
-        hidden = l < len(folds) - 1
+        hidden = l < len(folds) - 1 or last_thresholded       # has thresholds
         wfiles = ly.strings("weight_files")
         tfiles = ly.strings("threshold_files") if hidden else ly.strings("threshold_files", [])
         for key, names, want in (("weight_files", wfiles, fold.pe),
@@ -228,7 +267,8 @@ def _read_image(d: ImageDir) -> BnnImage:
             if len(names) != want:
                 raise ly.error(key, f"lists {plural(len(names), 'file')} but layer {l} "
                                     + (f"has {fold.pe} PEs" if want else
-                                       "is the output layer, which has no thresholds"))
+                                       "is the output layer, which has no thresholds (its "
+                                       "'thresholded' is not true)"))
         needs = f"layer {l}'s folding {fold.simd}:{fold.pe} needs"
         words = [d.read_hex(name, fold.nf * fold.sf, fold.simd,
                             key=ly.path("weight_files") + f"[{p}]",

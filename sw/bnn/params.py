@@ -19,13 +19,17 @@ Semantics (docs/ARCHITECTURE.md, BNN section), for layer ``l`` with fan-in ``K``
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ...common.errors import EieError
 
-__all__ = ["IntegerBnn", "RULES", "ge_thresholds"]
+__all__ = ["IntegerBnn", "RULES", "ge_thresholds", "load_integer_npz", "save_integer_npz",
+           "npz_kind", "npz_file_kind", "strip_padding", "FLOAT_KEYS"]
 
 #: The threshold comparison rules, by name: eie's own ``matches >= T`` and FINN's ``matches > T``.
 RULES = ("ge", "gt")
@@ -78,11 +82,14 @@ class IntegerBnn:
             if l > 0 and w.shape[1] != self.weights[l - 1].shape[0]:
                 raise EieError(f"shapes don't chain: W{l} has fan-in {w.shape[1]} but layer {l - 1} "
                                f"has {self.weights[l - 1].shape[0]} outputs")
+            if not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)):
+                raise EieError(f"W{l} has dtype {w.dtype}; bipolar weights are numbers -1 or +1")
             bad = ~np.isin(w, (-1, 1))
             if np.any(bad):
                 i, j = np.argwhere(bad)[0]
-                raise EieError(f"W{l}[{i}, {j}] is {w[i, j]!r}; bipolar weights are -1 or +1 "
-                               f"(binarise with sign first)")
+                raise EieError(f"W{l}[{i}, {j}] is {w[i, j].item()!r}; bipolar weights are -1 or "
+                               f"+1 (from bits b, 1 meaning +1: W = 2*b - 1; from floats: sign, "
+                               f"with sign(0) = +1)")
             t = self.thresholds[l]
             if t is None:
                 if l < len(self.weights) - 1:
@@ -107,3 +114,166 @@ class IntegerBnn:
         return [None if t is None else ge_thresholds(np.round(np.asarray(t)).astype(np.int64),
                                                     self.rule, w.shape[1])
                 for w, t in zip(self.weights, self.thresholds)]
+
+
+#: The keys of a float model ``.npz`` (:func:`eie.sw.bnn.float_model.load_model`) that an
+#: integer one must not have.
+FLOAT_KEYS = ("gamma", "beta", "mean", "var", "eps")
+
+
+def _layer_keys(keys, prefix: str) -> list[str]:
+    return sorted(k for k in keys if k.startswith(prefix) and k[len(prefix):].isdigit())
+
+
+def npz_kind(keys) -> str:
+    """``"integer"`` (thresholds ``T{l}``) or ``"float"`` (anything else: the float model's
+    keys), or an :class:`EieError` for a file that mixes both kinds."""
+    keys = set(keys)
+    ints = _layer_keys(keys, "T") + (["rule"] if "rule" in keys else [])
+    floats = [k for name in FLOAT_KEYS for k in (_layer_keys(keys, name) if name != "eps"
+                                                  else (["eps"] if "eps" in keys else []))]
+    if ints and floats:
+        raise EieError(f"the model mixes integer thresholds ({ints[0]}) with float batch-norm "
+                       f"parameters ({floats[0]}); give either W{{l}} and T{{l}} (integer) or "
+                       f"W{{l}} with gamma, beta, mean, var (float), not both")
+    return "integer" if ints else "float"
+
+
+def npz_file_kind(path: str | os.PathLike) -> str:
+    """:func:`npz_kind` of the ``.npz`` at ``path`` (``"float"`` for a file that cannot be read
+    as one: the float model's loader then says what it expected)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = list(data.files)
+    except Exception:  # noqa: BLE001 - unreadable: the loader says what it expected
+        return "float"
+    return npz_kind(keys)
+
+
+def load_integer_npz(path: str | os.PathLike, rule: str | None = None) -> IntegerBnn:
+    """Read an integer BNN ``.npz``: ``W0..W{L-1}`` (+1/-1, ``(n_out, n_in)``), ``T{l}``
+    (integers ``(n_out,)``, compared with the match count) for every hidden layer and, optionally,
+    the last, and optionally ``rule`` (the string ``"ge"`` or ``"gt"``). ``rule`` given here
+    must agree with the file's; one of the two must state it (the same thresholds under the
+    other rule give other bits). Validated (:meth:`IntegerBnn.validate`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EieError(f"model file {path} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
+        raise EieError(f"cannot read model {path} as .npz: {exc}") from None
+    keys = set(data.files)
+    if npz_kind(keys) != "integer":
+        raise EieError(f"model {path} has no thresholds T0, T1, ...; it is not an integer BNN")
+    n = 0
+    while f"W{n}" in keys:
+        n += 1
+    if n == 0:
+        raise EieError(f"model {path} has no array W0 (expected W0..W{{L-1}} and T{{l}})")
+    extra = [k for k in _layer_keys(keys, "W") + _layer_keys(keys, "T") if int(k[1:]) >= n]
+    if extra:
+        raise EieError(f"model {path} has {extra[0]} but no W{n}: layers must be numbered "
+                       f"0..L-1 without gaps")
+    if "rule" in keys:
+        own = data["rule"]
+        if own.shape != () or own.dtype.kind != "U":
+            raise EieError(f"'rule' in {path} must be the string 'ge' or 'gt'")
+        own = str(own)
+        if own not in RULES:
+            raise EieError(f"'rule' in {path} is {own!r}; expected 'ge' (matches >= T) or 'gt' "
+                           f"(matches > T)")
+        if rule is not None and rule != own:
+            raise EieError(f"--threshold-rule {rule} contradicts the model's own rule {own!r} "
+                           f"({path}); leave the option out or correct the file")
+        rule = own
+    if rule is None:
+        raise EieError(f"model {path} has integer thresholds but no comparison rule: give "
+                       f"--threshold-rule gt (FINN / BNN-PYNQ: matches > T) or ge (matches >= T)")
+
+    def arr(key):
+        a = data[key]
+        if a.dtype.kind not in "biuf":
+            raise EieError(f"{key} in {path} has dtype {a.dtype}; expected real numbers")
+        return a
+
+    weights = [arr(f"W{l}") for l in range(n)]
+    thresholds = []
+    for l in range(n):
+        if f"T{l}" in keys:
+            thresholds.append(arr(f"T{l}"))
+        elif l < n - 1:
+            raise EieError(f"model {path} lacks T{l}: hidden layer {l} needs thresholds (only the "
+                           f"last layer may leave them out and output its dot)")
+        else:
+            thresholds.append(None)
+    net = IntegerBnn(weights, thresholds, rule).validate()
+    net.weights = [np.asarray(w).astype(np.int8) for w in net.weights]
+    net.thresholds = [None if t is None else np.round(np.asarray(t)).astype(np.int64)
+                      for t in net.thresholds]
+    return net
+
+
+def save_integer_npz(net: IntegerBnn, path: str | os.PathLike) -> None:
+    """Write ``net`` as the ``.npz`` :func:`load_integer_npz` reads, its rule included
+    (atomically)."""
+    from ...common.atomic import atomic_file
+
+    net.validate()
+    arrays = {f"W{l}": np.asarray(w, dtype=np.int8) for l, w in enumerate(net.weights)}
+    arrays.update({f"T{l}": np.asarray(t, dtype=np.int64)
+                   for l, t in enumerate(net.thresholds) if t is not None})
+    arrays["rule"] = np.array(net.rule)
+    with atomic_file(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def strip_padding(net: IntegerBnn, shape: Sequence[int], *, input_pad_bit: int = 0) -> IntegerBnn:
+    """The network without the padding a FINN export carries (BNN-PYNQ's LFC: 832 inputs for
+    784 pixels, 64 output neurons for 10 classes): keep the first ``shape[l]`` inputs and
+    ``shape[l + 1]`` neurons of every layer, and subtract from each kept neuron's threshold the
+    matches that the dropped inputs contributed, so every kept bit is the same as the padded
+    network's at every input.
+
+    The dropped inputs of layer 0 carried ``input_pad_bit`` (BNN-PYNQ pads the input with 0
+    bits, -1, and the weights with +1, so there they never match and no threshold moves). The
+    dropped neurons of a hidden layer must be constant (a threshold no match count reaches, such
+    as BNN-PYNQ's 32767, or one every count passes), their constant bit is what the next
+    layer's dropped inputs carried; a dropped neuron of the output layer is simply gone. An
+    unthresholded output layer keeps its weights: its dots become those of the real inputs
+    (the padded network's differ from them by the padding's constant share)."""
+    net.validate()
+    padded = net.shape
+    shape = [int(v) for v in shape]
+    if len(shape) != len(padded):
+        raise EieError(f"--strip-padding {','.join(map(str, shape))} has {len(shape)} widths but "
+                       f"the network has {len(padded)} ({','.join(map(str, padded))})")
+    for k, (real, pad) in enumerate(zip(shape, padded)):
+        if not 1 <= real <= pad:
+            raise EieError(f"--strip-padding: width {k} is {real}, but the network's is {pad}; "
+                           f"each real width must be 1..{pad}")
+    if input_pad_bit not in (0, 1):
+        raise EieError(f"input_pad_bit is {input_pad_bit!r}; a bit is 0 or 1")
+    pad_values = np.full(padded[0] - shape[0], 2 * input_pad_bit - 1, dtype=np.int64)
+    weights, thresholds = [], []
+    last = len(net.weights) - 1
+    for l, (w, t) in enumerate(zip(net.weights, net.thresholds)):
+        w = np.asarray(w, dtype=np.int64)
+        n_in, n_out = shape[l], shape[l + 1]
+        extra = (w[:n_out, n_in:] == pad_values[None, :]).sum(axis=1)    # matches of padding
+        weights.append(w[:n_out, :n_in].astype(np.int8))
+        if t is None:
+            thresholds.append(None)
+            continue
+        t = np.round(np.asarray(t)).astype(np.int64)
+        thresholds.append(t[:n_out] - extra)
+        if l < last:
+            ge = ge_thresholds(t[n_out:], net.rule, w.shape[1])
+            varying = np.flatnonzero((ge != 0) & (ge != w.shape[1] + 1))
+            if varying.size:
+                j = n_out + int(varying[0])
+                raise EieError(f"layer {l} neuron {j} is padding to strip but not constant: its "
+                               f"threshold {t[j]} lies within the match counts 0..{w.shape[1]}; "
+                               f"only neurons that never or always fire can be dropped")
+            pad_values = np.where(ge == 0, 1, -1).astype(np.int64)
+    return IntegerBnn(weights, thresholds, net.rule).validate()
