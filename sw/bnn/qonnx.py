@@ -1,0 +1,760 @@
+"""QONNX import: a graph of fully connected binarized layers, as Brevitas exports it and FINN
+reads it, to an :class:`~eie.sw.bnn.params.IntegerBnn` (docs/qonnx.md).
+
+The graph is one chain from its input to its output::
+
+    input -> [Reshape/Flatten, elementwise ops] -> input quantizer (BipolarQuant, 1-bit Quant,
+          one-threshold MultiThreshold, Sign) -> MatMul/Gemm -> [per-neuron ops: Add, Mul, Sub,
+          Div, BatchNormalization, ...] -> activation quantizer -> MatMul/Gemm -> ... -> output
+
+Weights are constants (initializers, possibly through BipolarQuant/Quant, Transpose, Mul ...;
+every constant sub-graph is evaluated) that are ``+-c_j`` in every output neuron ``j``.
+
+How a layer becomes a threshold: every node between two MatMuls acts on each neuron alone, and a
+neuron's pre-activation only depends on its match count ``m`` (``0..K``). So the importer
+evaluates those nodes, with the graph's own float32 arithmetic, on a table of all ``K + 1``
+possible pre-activations of every neuron, and reads the threshold off the table: the first ``m``
+at which the (two-valued) output takes its higher value. A neuron whose output falls as ``m``
+rises gets its weights flipped (``m' = K - m``). Whatever the graph computes (batch norm, a
+weight or activation scale, a bias, ``{0, 1}`` or ``{-1, +1}`` activations, ``>=`` against a
+threshold), the thresholds reproduce it exactly, ties included, as long as the MatMul itself is
+exact in float32 (scales that are powers of two, or 1, as Brevitas' binary layers have).
+Multi-bit activations are the same tables with more than two values (a later extension:
+several thresholds per neuron).
+
+Anything else is refused with one :class:`~eie.common.errors.EieError` line naming the node and
+its op type. ``onnx`` is an optional dependency (``pip install 'eie[onnx]'``), imported on use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ...common.errors import EieError
+from .params import IntegerBnn
+
+__all__ = ["QonnxImport", "import_qonnx", "load_qonnx", "QONNX_DOMAINS"]
+
+#: The custom-op domains read as QONNX's (``onnx.brevitas``: Brevitas' own export; ``finn.*``:
+#: FINN's older name of the same ops).
+QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas", "finn")
+_STANDARD_DOMAINS = ("", "ai.onnx")
+
+#: Elementwise binary ops applied to a traced tensor and a constant (order kept).
+_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
+#: Ops that quantize to a few levels: the activation (and input) quantizers.
+_QUANTIZERS = ("BipolarQuant", "Quant", "IntQuant", "MultiThreshold", "Sign")
+#: Ops refused with a specific reason.
+_CONV_OPS = ("Conv", "ConvTranspose", "Im2Col", "MaxPool", "AveragePool", "GlobalAveragePool",
+             "QuantAvgPool2d", "MaxPoolNHWC")
+#: The widest activation / weight this import takes (1 bit); a later extension raises it.
+ACT_BITS = 1
+WEIGHT_BITS = 1
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise EieError("reading ONNX needs the onnx package: pip install 'eie[onnx]'") from None
+    return onnx
+
+
+# ---------------------------------------------------------------------------------------------
+# The QONNX custom ops' semantics (qonnx.custom_op.general, docs/qonnx-custom-ops/*.md)
+# ---------------------------------------------------------------------------------------------
+
+def bipolar_quant(x: np.ndarray, scale) -> np.ndarray:
+    """BipolarQuant: ``+1`` where ``x >= 0`` (so sign(0) = +1), else ``-1``, times ``scale``."""
+    x = np.asarray(x)
+    ones = np.ones(x.shape, dtype=x.dtype)
+    return np.where(x >= 0, ones, -ones) * np.asarray(scale, dtype=x.dtype)
+
+
+def int_range(signed: bool, narrow: bool, bits: int) -> tuple[int, int]:
+    """The integers a ``bits``-wide Quant produces (Brevitas' ``min_int``/``max_int``)."""
+    if signed:
+        return (-(2 ** (bits - 1)) + (1 if narrow else 0), 2 ** (bits - 1) - 1)
+    return 0, 2 ** bits - (2 if narrow else 1)
+
+
+_ROUNDING = {
+    "ROUND": np.round, "HALF_EVEN": np.round, "CEIL": np.ceil, "FLOOR": np.floor, "DOWN": np.fix,
+    "UP": lambda v: np.sign(v) * np.ceil(np.abs(v)),
+    "HALF_UP": lambda v: np.sign(v) * np.floor(np.abs(v) + 0.5),
+    "HALF_DOWN": lambda v: np.sign(v) * np.ceil(np.abs(v) - 0.5),
+}
+
+
+def int_quant(x, scale, zeropt, bits: int, signed: bool, narrow: bool, rounding: str) -> np.ndarray:
+    """Quant (IntQuant): ``(round(clamp(x / scale + zeropt)) - zeropt) * scale``; a signed
+    1-bit Quant is bipolar (``x / scale + zeropt >= 0`` gives +1, else -1)."""
+    x = np.asarray(x)
+    dt = x.dtype
+    scale, zeropt = np.asarray(scale, dtype=dt), np.asarray(zeropt, dtype=dt)
+    y = x / scale + zeropt
+    if bits == 1 and signed:
+        ones = np.ones(y.shape, dtype=dt)
+        y = np.where(y >= 0, ones, -ones)
+    else:
+        lo, hi = int_range(signed, narrow, bits)
+        y = np.where(y > hi, dt.type(hi), y)
+        y = np.where(y < lo, dt.type(lo), y)
+        y = _ROUNDING[rounding](y).astype(dt)
+    return (y - zeropt) * scale
+
+
+def multithreshold(x, thresholds, out_scale: float = 1.0, out_bias: float = 0.0,
+                   channels_last: bool = False) -> np.ndarray:
+    """MultiThreshold: per element, the number of its channel's thresholds ``t`` with
+    ``x >= t``, times ``out_scale``, plus ``out_bias``. ``thresholds`` is ``(C, B)`` (or
+    ``(1, B)`` for all channels); the channel axis is 1 (NC..), or the last (N..C)."""
+    x = np.asarray(x)
+    xm = x if channels_last else np.moveaxis(x, 1, -1)
+    count = np.count_nonzero(xm[..., None] >= thresholds, axis=-1).astype(x.dtype)
+    if not channels_last:
+        count = np.moveaxis(count, -1, 1)
+    return out_scale * count + out_bias
+
+
+# ---------------------------------------------------------------------------------------------
+# What the import returns
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class QonnxImport:
+    """An imported graph: the :class:`IntegerBnn` and how the graph's input and output map onto
+    it.
+
+    - ``input_levels``: the two values the graph's input quantizer produces, ``(bit 0, bit 1)``;
+      :meth:`input_bits` runs the graph's input nodes and gives bit 1 where the quantized input
+      is the higher level (``+1`` for a BipolarQuant of scale 1);
+    - ``output_levels`` (thresholded last layer): the graph's output value for bit 0 and bit 1;
+    - ``output_table`` (unthresholded last layer): ``(K + 1, n_out)``, the graph's output value
+      of every class at every match count of the (flipped) weights; the same strictly increasing
+      function of the dot in every class, so the argmax of the dots is the graph's.
+    """
+
+    net: IntegerBnn
+    input_shape: tuple[int, ...]
+    input_levels: tuple[float, float]
+    output_levels: tuple[float, float] | None = None
+    output_table: np.ndarray | None = None
+    _input_ops: list[Callable[[np.ndarray], np.ndarray]] = field(default_factory=list, repr=False)
+
+    def input_bits(self, x) -> np.ndarray:
+        """The graph input (a batch ``(B, *input_shape[1:])``, or one sample) as eie's input
+        bits, uint8 ``(B, n_in)``."""
+        x = np.asarray(x, dtype=np.float32)
+        per = tuple(self.input_shape[1:])
+        size = int(np.prod(per))
+        if x.shape == per or x.shape == (size,):
+            x = x.reshape((1,) + per)
+        elif x.ndim >= 1 and (x.shape[1:] == per or x.shape[1:] == (size,)):
+            x = x.reshape((x.shape[0],) + per)
+        else:
+            raise EieError(f"input has shape {x.shape}; the graph takes {self.input_shape} "
+                           f"(a batch of {per} or of {size} values)")
+        for op in self._input_ops:
+            x = op(x)
+        x = x.reshape(x.shape[0], -1)
+        v0, v1 = (np.float32(v) for v in self.input_levels)
+        bad = (x != v0) & (x != v1)
+        if np.any(bad):
+            b, i = np.argwhere(bad)[0]
+            raise EieError(f"input {b} element {i} quantizes to {float(x[b, i]):g}, neither level "
+                           f"({float(v0):g}, {float(v1):g}); ONNX Sign(0) is 0: use BipolarQuant on the input")
+        return (x == v1).astype(np.uint8)
+
+    def outputs(self, y) -> np.ndarray:
+        """The graph's outputs from the IntegerBnn's: output bits (thresholded last layer) or
+        dots (unthresholded), ``(B, n_out)``."""
+        y = np.asarray(y)
+        if self.output_table is None:
+            assert self.output_levels is not None
+            return np.where(y != 0, np.float32(self.output_levels[1]),
+                            np.float32(self.output_levels[0]))
+        k = self.output_table.shape[0] - 1
+        m = (y.astype(np.int64) + k) // 2
+        return self.output_table[m, np.arange(self.output_table.shape[1])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracing
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _Const:
+    value: np.ndarray
+    quant: tuple[str, int] | None = None        # (node label, bit width) of a Quant it came from
+
+
+@dataclass
+class _Input:
+    """The graph input after some nodes: their effect on a batch, and (after a quantizer) the
+    two levels each element takes, as arrays of the traced shape (batch 1)."""
+    shape: tuple[int, ...]
+    ops: list[Callable[[np.ndarray], np.ndarray]]
+    levels: tuple[np.ndarray, np.ndarray] | None = None
+    last: str = "the graph input"
+
+
+@dataclass
+class _Layer:
+    """Layer ``index``'s output after some per-neuron nodes, as a table ``(K + 1, n_out)``: row
+    ``m`` is every neuron's value when ``m`` of its inputs match its weights."""
+    index: int
+    shape: tuple[int, ...]
+    table: np.ndarray
+    last: str
+    quantizer: str | None = None               # label of the activation quantizer, if any
+    diverged: str | None = None                # first node after which classes differ
+
+
+def _label(node) -> str:
+    return f"node '{node.name or (node.output[0] if node.output else '?')}' ({node.op_type})"
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+def _same_columns(table: np.ndarray) -> bool:
+    """Every column the same function of m, once the falling ones are reversed."""
+    t = np.where((table[-1] < table[0])[None, :], table[::-1], table)
+    return bool(np.all(t == t[:, :1]))
+
+
+class _Importer:
+    def __init__(self, model):
+        self.onnx = _onnx()
+        from onnx import numpy_helper
+        self.np_helper = numpy_helper
+        self.model = model
+        self.graph = model.graph
+        self.opsets = {o.domain: o.version for o in model.opset_import}
+        self.weights: list[np.ndarray] = []
+        self.thresholds: list[np.ndarray | None] = []
+        self.env: dict[str, object] = {}
+        self.input_levels: tuple[float, float] | None = None
+        self.input_ops: list = []
+        self.input_shape: tuple[int, ...] = ()
+
+    # -- graph ---------------------------------------------------------------------------------
+
+    def run(self) -> QonnxImport:
+        g = self.graph
+        for init in g.initializer:
+            self.env[init.name] = _Const(self.np_helper.to_array(init))
+        inputs = [i for i in g.input if i.name not in self.env]
+        if len(inputs) != 1:
+            raise EieError(f"the graph has {len(inputs)} inputs "
+                           f"({', '.join(i.name for i in inputs) or 'none'}); eie's BNN takes one")
+        if len(g.output) != 1:
+            raise EieError(f"the graph has {len(g.output)} outputs; eie's BNN gives one")
+        inp = inputs[0]
+        dims = inp.type.tensor_type.shape.dim
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+                      for d in dims)
+        if not dims:
+            raise EieError(f"graph input '{inp.name}' has no shape; eie needs its size")
+        self.input_shape = shape
+        self.input_name = inp.name
+        self.env[inp.name] = _Input(shape=shape, ops=[])
+        annot = self._annotation(inp.name)
+        if annot is not None:
+            self.env[inp.name].levels = annot
+        self._check_chain()
+        for node in g.node:
+            self._node(node)
+        out = self.env.get(g.output[0].name)
+        if not isinstance(out, _Layer):
+            raise EieError("the graph has no MatMul/Gemm layer between its input and output")
+        result = self._finish_last(out)
+        net = IntegerBnn(self.weights, self.thresholds, "ge").validate()
+        return QonnxImport(net=net, input_shape=self.input_shape, input_levels=self.input_levels,
+                           _input_ops=self.input_ops, **result)
+
+    def _annotation(self, name: str):
+        """An input annotated BIPOLAR/BINARY (FINN's quantization_annotation) is already
+        quantized."""
+        for qa in self.graph.quantization_annotation:
+            if qa.tensor_name != name:
+                continue
+            for kv in qa.quant_parameter_tensor_names:
+                if kv.key == "finn_datatype":
+                    levels = {"BIPOLAR": (-1.0, 1.0), "BINARY": (0.0, 1.0)}.get(kv.value)
+                    if levels is not None:
+                        sh = self.input_shape
+                        return (np.full(sh, levels[0], np.float32), np.full(sh, levels[1], np.float32))
+        return None
+
+    def _check_chain(self):
+        """The traced tensors form one chain: no tensor of it feeds two nodes (Shape nodes, which
+        read only its static shape, aside)."""
+        consumers: dict[str, list] = {}
+        for node in self.graph.node:
+            for name in node.input:
+                if name:
+                    consumers.setdefault(name, []).append(node)
+        # a tensor is traced if it depends on the graph input; find them in node order
+        traced = {self.input_name: None}                        # ordered
+        for node in self.graph.node:
+            if node.op_type != "Shape" and any(n in traced for n in node.input):
+                traced.update((o, None) for o in node.output if o)
+        for name in traced:
+            users = [n for n in consumers.get(name, []) if n.op_type != "Shape"]
+            if len(users) > 1:
+                raise EieError(f"{_label(users[1])}: tensor '{name}' also feeds "
+                               f"{_label(users[0])}; eie's BNN runs one chain of layers (no branches)")
+
+    # -- nodes ---------------------------------------------------------------------------------
+
+    def _node(self, node):
+        label = _label(node)
+        ins = [self.env.get(n) if n else None for n in node.input]
+        for n, v in zip(node.input, ins):
+            if n and v is None:
+                raise EieError(f"{label}: input '{n}' is not produced by any earlier node")
+        if node.domain not in _STANDARD_DOMAINS and node.domain not in QONNX_DOMAINS:
+            raise EieError(f"{label}: custom op of domain '{node.domain}' is not a QONNX op "
+                           f"eie knows ({', '.join(QONNX_DOMAINS)})")
+        if node.op_type == "Shape" and isinstance(ins[0], (_Input, _Layer)):
+            a = _attrs(node)
+            shape = np.array(ins[0].shape, dtype=np.int64)[a.get("start", 0):a.get("end")]
+            self.env[node.output[0]] = _Const(shape)
+            return
+        traced = [i for i, v in enumerate(ins) if isinstance(v, (_Input, _Layer))]
+        if not traced:
+            self._fold(node, ins, label)
+            return
+        if node.op_type in _CONV_OPS:
+            raise EieError(f"{label}: eie's BNN core runs fully connected layers only")
+        if len(traced) > 1:
+            raise EieError(f"{label}: combines two computed tensors; eie's BNN runs one chain "
+                           f"of fully connected layers")
+        pos = traced[0]
+        sym = ins[pos]
+        consts = [v.value if isinstance(v, _Const) else None for v in ins]
+        outs = [o for o in node.output if o]
+        if len(outs) != 1:
+            raise EieError(f"{label}: has {len(outs)} outputs; eie reads one-output nodes only "
+                           f"(BatchNormalization in inference mode)")
+        op = node.op_type
+        if op in ("MatMul", "Gemm"):
+            out = self._matmul(node, label, sym, pos, ins)
+        elif op in ("Reshape", "Flatten", "Identity", "Dropout", "Squeeze", "Unsqueeze",
+                    "Transpose"):
+            out = self._shape_op(node, label, sym, consts)
+        elif op in _QUANTIZERS:
+            out = self._quantizer(node, label, sym, pos, consts)
+        elif op in _BINARY or op in ("Neg", "BatchNormalization"):
+            out = self._elementwise(node, label, sym, pos, consts)
+        else:
+            raise EieError(f"{label}: op not supported by eie's QONNX import (fully connected "
+                           f"binarized layers: MatMul/Gemm, BipolarQuant/Quant, MultiThreshold, "
+                           f"BatchNormalization, Sign, elementwise Add/Sub/Mul/Div)")
+        self.env[outs[0]] = out
+
+    def _fold(self, node, ins, label):
+        """A node of constants only: evaluate it."""
+        vals = [v.value if v is not None else None for v in ins]
+        quant = next((v.quant for v in ins if isinstance(v, _Const) and v.quant), None)
+        a = _attrs(node)
+        op = node.op_type
+        if node.domain in QONNX_DOMAINS:
+            if op == "BipolarQuant":
+                out, quant = bipolar_quant(vals[0], vals[1]), (label, 1)
+            elif op in ("Quant", "IntQuant"):
+                bits = self._bits(label, vals[3])
+                out = int_quant(vals[0], vals[1], vals[2], bits, bool(a.get("signed", 1)),
+                                bool(a.get("narrow", 0)), self._rounding(label, a))
+                quant = (label, bits)
+            elif op == "MultiThreshold":
+                out = multithreshold(vals[0], vals[1], a.get("out_scale", 1.0),
+                                     a.get("out_bias", 0.0),
+                                     str(a.get("data_layout", "NCHW")).endswith("C"))
+            else:
+                raise EieError(f"{label}: QONNX op not supported by eie's import")
+            self.env[node.output[0]] = _Const(np.asarray(out), quant)
+            return
+        from onnx import helper
+        from onnx.reference import ReferenceEvaluator
+        names = [n for n in node.input if n]
+        g = helper.make_graph([node], "fold", [helper.make_tensor_value_info(n, 0, None) for n in names],
+                              [helper.make_tensor_value_info(o, 0, None) for o in node.output if o])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v)
+                                                for d, v in self.opsets.items()
+                                                if d in _STANDARD_DOMAINS])
+        try:
+            res = ReferenceEvaluator(m).run(None, {n: v.value for n, v in
+                                                   zip(node.input, ins) if n})
+        except Exception as e:  # noqa: BLE001 - any failure is the node's
+            raise EieError(f"{label}: cannot evaluate this constant node "
+                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        for o, r in zip([o for o in node.output if o], res):
+            self.env[o] = _Const(np.asarray(r), quant)
+
+    @staticmethod
+    def _bits(label, bitwidth) -> int:
+        b = np.asarray(bitwidth).reshape(-1)
+        if b.size != 1 or b[0] != np.round(b[0]) or b[0] < 1:
+            raise EieError(f"{label}: bit width {np.asarray(bitwidth).tolist()!r} is not one "
+                           f"positive integer")
+        return int(b[0])
+
+    @staticmethod
+    def _rounding(label, a) -> str:
+        r = str(a.get("rounding_mode", "ROUND")).upper()
+        if r not in _ROUNDING:
+            raise EieError(f"{label}: rounding mode {r!r} is not one of {', '.join(_ROUNDING)}")
+        return r
+
+    # -- per-node handlers -----------------------------------------------------------------
+
+    def _consts(self, label, consts, pos, what):
+        for i, c in enumerate(consts):
+            if i != pos and c is None:
+                raise EieError(f"{label}: {what} must be constants (initializers)")
+
+    def _apply(self, label, sym, fn, params_shapes=(), quantizer=False):
+        """Apply an elementwise ``fn`` to a traced tensor: record it on the input path, or
+        evaluate it on a layer's table."""
+        for s in params_shapes:
+            try:
+                ok = np.broadcast_shapes(sym.shape, s) == tuple(sym.shape)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise EieError(f"{label}: a parameter of shape {tuple(s)} does not apply "
+                               f"per element to its input of shape {tuple(sym.shape)}")
+        if isinstance(sym, _Input):
+            levels = sym.levels
+            if levels is not None:
+                levels = (fn(levels[0]), fn(levels[1]))
+            return _Input(sym.shape, sym.ops + [fn], levels, label)
+        table = fn(sym.table).astype(np.float32)
+        diverged = sym.diverged
+        if diverged is None and not _same_columns(table):
+            diverged = label
+        return _Layer(sym.index, sym.shape, table, label,
+                      label if quantizer else sym.quantizer, diverged)
+
+    def _elementwise(self, node, label, sym, pos, consts):
+        op = node.op_type
+        if op == "Neg":
+            return self._apply(label, sym, np.negative)
+        if op == "BatchNormalization":
+            if pos != 0:
+                raise EieError(f"{label}: normalizes a constant by a computed tensor")
+            self._consts(label, consts, 0, "its scale, bias, mean and variance")
+            a = _attrs(node)
+            if a.get("training_mode", 0):
+                raise EieError(f"{label}: training mode; export the graph for inference")
+            eps = float(a.get("epsilon", 1e-5))
+            dt = np.float32
+            s, b, mu, var = (np.asarray(c, dtype=dt) for c in consts[1:5])
+            chan = sym.shape[1] if len(sym.shape) > 1 else 1
+            for p in (s, b, mu, var):
+                if p.size not in (1, chan):
+                    raise EieError(f"{label}: {p.size} parameters for {chan} channels")
+
+            def bn(x, s=s, b=b, mu=mu, var=var):   # ONNX: s * (x - mean) / sqrt(var + eps) + b
+                r = (-1,) + (1,) * (x.ndim - 2)
+                return (s.reshape(r) * (x - mu.reshape(r)) / np.sqrt(var.reshape(r) + eps)
+                        + b.reshape(r)).astype(x.dtype)
+            return self._apply(label, sym, bn)
+        self._consts(label, consts, pos, "the other operand")
+        c = np.asarray(consts[1 - pos], dtype=np.float32)
+        f = _BINARY[op]
+        fn = (lambda x, c=c, f=f: f(x, c)) if pos == 0 else (lambda x, c=c, f=f: f(c, x))
+        return self._apply(label, sym, fn, [c.shape])
+
+    def _quantizer(self, node, label, sym, pos, consts):
+        op = node.op_type
+        if pos != 0:
+            raise EieError(f"{label}: quantizes a constant with computed parameters")
+        self._consts(label, consts, 0, "its parameters")
+        a = _attrs(node)
+        what = "input" if isinstance(sym, _Input) else "activations"
+        if op == "BipolarQuant":
+            s = np.asarray(consts[1], dtype=np.float32)
+            fn = lambda x, s=s: bipolar_quant(x, s)  # noqa: E731
+            nominal = (-1.0, 1.0)
+            post = lambda q, s=s: np.float32(q) * s   # noqa: E731
+            shapes = [s.shape]
+        elif op in ("Quant", "IntQuant"):
+            bits = self._bits(label, consts[3])
+            signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+            if bits > ACT_BITS:
+                raise EieError(f"{label}: {bits}-bit {what}; eie's BNN core runs 1-bit "
+                               f"(binary) {what} only")
+            rnd = self._rounding(label, a)
+            s, z = (np.asarray(c, dtype=np.float32) for c in consts[1:3])
+            fn = lambda x, s=s, z=z: int_quant(x, s, z, bits, signed, narrow, rnd)  # noqa: E731
+            nominal = (-1.0, 1.0) if signed else int_range(False, narrow, bits)
+            post = lambda q, s=s, z=z: (np.float32(q) - z) * s  # noqa: E731
+            shapes = [s.shape, z.shape]
+        elif op == "MultiThreshold":
+            t = np.asarray(consts[1], dtype=np.float32)
+            if t.ndim != 2:
+                raise EieError(f"{label}: thresholds of shape {t.shape}; expected (channels, steps)")
+            if t.shape[1] > 2 ** ACT_BITS - 1:
+                raise EieError(f"{label}: {t.shape[1]} thresholds per channel (multi-bit "
+                               f"{what}); eie's BNN core runs 1-bit (one-threshold) activations only")
+            if t.shape[1] < 1:
+                raise EieError(f"{label}: no thresholds; its output is constant")
+            last = str(a.get("data_layout", "NCHW")).endswith("C")
+            chan = sym.shape[-1 if last else 1] if len(sym.shape) > 1 else 1
+            if t.shape[0] not in (1, chan):
+                raise EieError(f"{label}: thresholds for {t.shape[0]} channels, the input has {chan}")
+            sc, bi = float(a.get("out_scale", 1.0)), float(a.get("out_bias", 0.0))
+            fn = lambda x, t=t, sc=sc, bi=bi, last=last: multithreshold(x, t, sc, bi, last)  # noqa: E731
+            nominal = (0, 1)
+            post = lambda q, sc=sc, bi=bi: sc * np.float32(q) + bi  # noqa: E731
+            shapes = []
+        else:                                                      # Sign
+            fn, nominal, post, shapes = np.sign, (-1.0, 1.0), (lambda q: np.float32(q)), []
+        if isinstance(sym, _Layer) and op == "Sign" and np.any(sym.table == 0):
+            m, j = np.argwhere(sym.table == 0)[0]
+            raise EieError(f"{label}: neuron {j}'s input is exactly 0 at {m} matches and ONNX "
+                           f"Sign(0) is 0, a third level; use BipolarQuant (sign(0) = +1)")
+        if isinstance(sym, _Input) and sym.levels is None:
+            out = self._apply(label, sym, fn, shapes)
+            lv = [np.broadcast_to(np.asarray(post(q), dtype=np.float32), sym.shape).copy()
+                  for q in nominal]
+            if np.all(lv[0] == lv[1]):
+                raise EieError(f"{label}: has one output level; its output is constant")
+            out.levels = (lv[0], lv[1])
+            return out
+        return self._apply(label, sym, fn, shapes, quantizer=True)
+
+    def _shape_op(self, node, label, sym, consts):
+        op = node.op_type
+        a = _attrs(node)
+        shape = tuple(sym.shape)
+        if op in ("Identity", "Dropout"):
+            new = shape
+        elif op == "Flatten":
+            ax = a.get("axis", 1)
+            ax = ax + len(shape) if ax < 0 else ax
+            new = (int(np.prod(shape[:ax])), int(np.prod(shape[ax:])))
+        elif op == "Reshape":
+            if consts[1] is None:
+                raise EieError(f"{label}: its target shape is computed, not constant")
+            tgt = [int(v) for v in np.asarray(consts[1]).reshape(-1)]
+            if not a.get("allowzero", 0):
+                tgt = [shape[i] if v == 0 and i < len(shape) else v for i, v in enumerate(tgt)]
+            try:
+                new = np.empty(shape, dtype=np.int8).reshape(tgt).shape
+            except ValueError:
+                raise EieError(f"{label}: cannot reshape {shape} to {tuple(tgt)}") from None
+        elif op in ("Squeeze", "Unsqueeze"):
+            axes = a.get("axes")
+            if axes is None and len(node.input) > 1 and node.input[1]:
+                if consts[1] is None:
+                    raise EieError(f"{label}: its axes are computed, not constant")
+                axes = [int(v) for v in np.asarray(consts[1]).reshape(-1)]
+            if op == "Squeeze":
+                axes = [i for i, d in enumerate(shape) if d == 1] if axes is None else \
+                    [x % len(shape) for x in axes]
+                new = tuple(d for i, d in enumerate(shape) if i not in axes)
+            else:
+                new = list(shape)
+                for x in sorted(v % (len(shape) + len(axes)) for v in axes):
+                    new.insert(x, 1)
+                new = tuple(new)
+        else:                                                      # Transpose
+            perm = tuple(a.get("perm", reversed(range(len(shape)))))
+            new = tuple(shape[p] for p in perm)
+            if isinstance(sym, _Input) and perm[0] == 0:
+                return self._relayout(label, sym, new, lambda x, p=perm: np.transpose(x, p))
+        if isinstance(sym, _Input) and (not new or new[0] != shape[0]):
+            raise EieError(f"{label}: reshapes {shape} to {new}, across the batch axis")
+        if isinstance(sym, _Layer):
+            if int(np.prod(new)) != shape[-1] or new[-1] != shape[-1]:
+                raise EieError(f"{label}: reshapes a layer's output {shape} to {new}; eie's BNN "
+                               f"layers are vectors")
+            return _Layer(sym.index, new, sym.table, label, sym.quantizer, sym.diverged)
+        return self._relayout(label, sym, new,
+                              lambda x, n=new: x.reshape((x.shape[0],) + tuple(n[1:])))
+
+    @staticmethod
+    def _relayout(label, sym, new, fn):
+        levels = None if sym.levels is None else (fn(sym.levels[0]), fn(sym.levels[1]))
+        return _Input(tuple(new), sym.ops + [fn], levels, label)
+
+    def _matmul(self, node, label, sym, pos, ins):
+        a = _attrs(node)
+        if pos != 0:
+            raise EieError(f"{label}: multiplies a constant by computed activations from the "
+                           f"right; eie expects activations @ weights")
+        w = ins[1]
+        if not isinstance(w, _Const):
+            raise EieError(f"{label}: its weights are computed, not constant")
+        if w.quant is not None and w.quant[1] > WEIGHT_BITS:
+            raise EieError(f"{w.quant[0]}: {w.quant[1]}-bit weights; eie's BNN core runs "
+                           f"1-bit (bipolar) weights only")
+        wm = np.asarray(w.value, dtype=np.float64)
+        alpha, beta, bias = 1.0, 1.0, None
+        if node.op_type == "Gemm":
+            if a.get("transA", 0):
+                raise EieError(f"{label}: transA=1; eie expects activations of shape (1, n_in)")
+            if a.get("transB", 0):
+                wm = wm.T
+            alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+            if len(ins) > 2 and ins[2] is not None:
+                if not isinstance(ins[2], _Const):
+                    raise EieError(f"{label}: its bias C is computed, not constant")
+                bias = np.asarray(ins[2].value, dtype=np.float32)
+        if wm.ndim != 2:
+            raise EieError(f"{label}: weights of shape {wm.shape}; expected a matrix")
+        n_in, n_out = wm.shape
+        shape = tuple(sym.shape)
+        if shape not in ((1, n_in),) + (((n_in,),) if node.op_type == "MatMul" else ()):
+            raise EieError(f"{label}: input of shape {shape} for weights {wm.shape}; eie's layers "
+                           f"take (1, {n_in}) (flatten the input first)")
+        # the input encoding: the two values every input element takes
+        v0, v1 = self._finish_input(label, sym)
+        mag = np.abs(wm)
+        c = mag.max(axis=0)
+        bad = (mag != c[None, :]) | (c[None, :] == 0)
+        if np.any(bad):
+            i, j = np.argwhere(bad)[0]
+            raise EieError(f"{label}: weight ({i}, {j}) is {float(wm[i, j]):g} while others of output "
+                           f"{j} are +-{float(c[j]):g}; eie's BNN core runs bipolar weights "
+                           f"(binarize with BipolarQuant)")
+        signs = np.where(wm > 0, 1, -1).astype(np.int8)          # (n_in, n_out)
+        k = n_in
+        # y_j(m) = c_j * (half * dot + mid * rowsum_j), dot = 2m - K, exactly, then float32
+        mid, half = (v0 + v1) / 2.0, (v1 - v0) / 2.0
+        dot = (2.0 * np.arange(k + 1) - k)[:, None]
+        table = c[None, :] * (half * dot + mid * signs.sum(axis=0, dtype=np.float64)[None, :])
+        table = table.astype(np.float32)
+        if node.op_type == "Gemm":
+            table = table * np.float32(alpha)
+            if bias is not None and beta != 0:
+                try:
+                    ok = np.broadcast_shapes((1, n_out), bias.shape) == (1, n_out)
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise EieError(f"{label}: bias C of shape {bias.shape} for {n_out} outputs")
+                table = table + bias * np.float32(beta)
+            table = table.astype(np.float32)
+        self.weights.append(signs.T.copy())
+        self.thresholds.append(None)
+        lay = _Layer(len(self.weights) - 1, shape[:-1] + (n_out,), table, label)
+        lay.diverged = None if _same_columns(table) else label
+        return lay
+
+    def _finish_input(self, label, sym) -> tuple[float, float]:
+        """The two levels of the MatMul's input; finishes the previous layer (its thresholds)
+        or the input path (its conversion)."""
+        if isinstance(sym, _Layer):
+            v0, v1 = self._finish_hidden(sym, label)
+            return v0, v1
+        if sym.levels is None:
+            raise EieError(f"{label}: the graph input reaches it unquantized; eie's BNN takes "
+                           f"binary inputs (quantize with BipolarQuant or a one-threshold "
+                           f"MultiThreshold, or annotate the input BIPOLAR/BINARY)")
+        lo = np.minimum(sym.levels[0], sym.levels[1]).reshape(-1)
+        hi = np.maximum(sym.levels[0], sym.levels[1]).reshape(-1)
+        if np.any(lo != lo[0]) or np.any(hi != hi[0]):
+            raise EieError(f"{sym.last}: the input elements are quantized to different levels "
+                           f"(per-element scale); eie's BNN takes one pair of levels")
+        if lo[0] == hi[0]:
+            raise EieError(f"{sym.last}: the quantized input is constant {float(lo[0]):g}")
+        self.input_levels = (float(lo[0]), float(hi[0]))
+        self.input_ops = sym.ops
+        return float(lo[0]), float(hi[0])
+
+    def _levels(self, lay: _Layer, consumer: str) -> tuple[float, float]:
+        vals = np.unique(lay.table)
+        name = lay.quantizer or lay.last
+        if len(vals) > 2:
+            raise EieError(f"{name}: layer {lay.index}'s activations take {len(vals)} values "
+                           f"before {consumer}; eie's BNN core runs 1-bit activations "
+                           f"(binarize with BipolarQuant, a 1-bit Quant or a one-threshold "
+                           f"MultiThreshold)")
+        if len(vals) < 2:
+            raise EieError(f"{name}: every neuron of layer {lay.index} outputs {float(vals[0]):g}; "
+                           f"a constant layer carries no bits")
+        return float(vals[0]), float(vals[1])
+
+    def _set_thresholds(self, lay: _Layer, v1: float) -> None:
+        """Layer ``lay.index``'s thresholds (``matches >= T``), flipping falling neurons."""
+        fires = lay.table == np.float32(v1)                       # (K+1, n_out)
+        steps = np.diff(fires.astype(np.int8), axis=0)
+        rising, falling = np.all(steps >= 0, axis=0), np.all(steps <= 0, axis=0)
+        if not np.all(rising | falling):
+            j = int(np.argwhere(~(rising | falling))[0][0])
+            raise EieError(f"{lay.quantizer or lay.last}: neuron {j} of layer {lay.index} is on "
+                           f"for a non-contiguous range of dots; not one threshold")
+        flip = falling & ~rising
+        k = fires.shape[0] - 1
+        self.weights[lay.index][flip] *= -1
+        self.thresholds[lay.index] = (k + 1 - fires.sum(axis=0)).astype(np.int64)
+
+    def _finish_hidden(self, lay: _Layer, consumer: str) -> tuple[float, float]:
+        v0, v1 = self._levels(lay, consumer)
+        self._set_thresholds(lay, v1)
+        return v0, v1
+
+    def _finish_last(self, lay: _Layer) -> dict:
+        if lay.quantizer is not None:
+            v0, v1 = self._levels(lay, "the graph output")
+            self._set_thresholds(lay, v1)
+            return {"output_levels": (v0, v1)}
+        t = lay.table
+        steps = np.diff(t, axis=0)
+        rising, falling = np.all(steps > 0, axis=0), np.all(steps < 0, axis=0)
+        if not np.all(rising | falling):
+            j = int(np.argwhere(~(rising | falling))[0][0])
+            raise EieError(f"{lay.last}: output {j} is not a strictly monotone function of the "
+                           f"last layer's dot; eie's last layer outputs the dot itself")
+        if lay.diverged is not None:
+            raise EieError(f"{lay.diverged}: makes the outputs a different function of the dot "
+                           f"in each class (a per-class scale or offset after the last layer), "
+                           f"so their argmax is not the dots'; eie's last layer outputs the dot")
+        t = np.where(falling[None, :], t[::-1], t)
+        self.weights[lay.index][falling] *= -1
+        return {"output_table": t.astype(np.float32)}
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _load_model(source):
+    onnx = _onnx()
+    if isinstance(source, onnx.ModelProto):
+        return source
+    if isinstance(source, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(source))
+    path = Path(source)
+    if not path.is_file():
+        raise EieError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 - a protobuf decode error has no common type
+        raise EieError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+
+
+def import_qonnx(source) -> QonnxImport:
+    """Read a QONNX graph (a path, bytes or an ``onnx.ModelProto``) of fully connected binarized
+    layers: the :class:`IntegerBnn` and the input/output conventions."""
+    return _Importer(_load_model(source)).run()
+
+
+def load_qonnx(path) -> IntegerBnn:
+    """The :class:`IntegerBnn` (``rule="ge"``) of a QONNX graph; see :func:`import_qonnx` for the
+    input conversion (:meth:`QonnxImport.input_bits`)."""
+    return import_qonnx(path).net
