@@ -13,8 +13,10 @@ registers behind it (RAM word, registered byte, ``mul_``, ``acc_``), and the con
 activation read pipelines before the LNZD loads round 0; ``DRAIN``). ``n_out`` does not change
 the count: the bias and the write-back are applied in the read pipeline when the next layer
 reads its inputs, at no cycle cost beyond that fill. A layer's
-cost depends only on its own input (the PEs are idle at every layer boundary), so layers are
-modelled one at a time; the hidden layers' inputs come from the golden model.
+cost depends only on its own input (at a layer boundary the PEs' FIFOs, pointer and entry stages
+are empty; the last entries in ``mul_``/``acc_`` land their writes within 2 cycles, long before
+the next layer's first entry gets there, and the read pipelines forward those writes), so layers
+are modelled one at a time; the hidden layers' inputs come from the golden model.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     s1 = np.zeros(N, bool)                # entry stage: RAM word
     s2 = np.zeros(N, bool)                # entry stage: registered byte (spm_ outputs)
     m1 = np.zeros(N, bool)                # mul_
-    a1 = np.zeros(N, bool)                # acc_ (the wr_ stage behind it is never waited for)
+    a1 = np.zeros(N, bool)                # acc_ (DRAIN does not wait for mul_, acc_, wr_)
     stall = np.zeros(N, np.int64)
     busy = np.zeros(N, np.int64)
     nb = 0                                # broadcasts so far
@@ -146,8 +148,8 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
                 state = "DRAIN"
         else:
             drain_cycles += 1
-            idle = (((nb - popped) == 0) & ~p1_valid & ~p2_valid & (q_level == 0) & ~s1 & ~s2
-                    & ~m1 & ~a1)
+            # idle: nothing left before the mul_ stage (its writes are forwarded)
+            idle = ((nb - popped) == 0) & ~p1_valid & ~p2_valid & (q_level == 0) & ~s1 & ~s2
             if idle.all():
                 break
             step(False)
@@ -216,7 +218,7 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         bcast_cycles += in_b
         drain_cycles += in_d
         idle = (((nb[:, None] - popped) == 0) & ~p1_valid & ~p2_valid & (q_level == 0) & ~s1
-                & ~s2 & ~m1 & ~a1)
+                & ~s2)
         in_d &= ~idle.all(axis=1)                    # a drained sample ends in this cycle
         # LNZD and broadcast (samples in BCAST)
         cur = rnz[rows, np.maximum(rnd, 0)]

@@ -76,6 +76,30 @@ def test_saturation_both_ends_and_long_gaps():
     assert g.outputs.max() == 32767 and g.outputs.min() == -32768
 
 
+@pytest.mark.parametrize("pattern", ["same_cycle", "cycle_after"])
+def test_next_layer_reads_rows_whose_last_write_is_in_flight(pattern):
+    """A layer ends while its last entries are still in ``mul_`` and ``acc_``; their writes land
+    in the next layer's first 2 cycles, when it reads local rows 0 and 1 of every PE. Rows are
+    written in the cycle they are read (``same_cycle``: the last column writes local rows 0 then
+    1) or in the cycle after (``cycle_after``: local row 1 from the column before, then local
+    row 0 from the last column); a stale read would give 0 for a row."""
+    n = 2
+    codes = np.zeros((4, 4), dtype=np.uint8)        # model row i: PE i % 2, local row i // 2
+    if pattern == "same_cycle":
+        codes[:, 3] = [3, 4, 5, 6]
+    else:
+        codes[2:, 2] = [5, 6]                       # local row 1 of both PEs
+        codes[:2, 3] = [3, 4]                       # local row 0 of both PEs, last
+    cb = np.arange(16, dtype=np.int16) * 7
+    first = QuantLayer(codes=codes, codebook=cb, w_frac=0, bias=None, relu=False)
+    second = QuantLayer(codes=np.full((2, 4), 1, dtype=np.uint8) + np.eye(2, 4, dtype=np.uint8),
+                        codebook=np.arange(16, dtype=np.int16), w_frac=0, bias=None, relu=False)
+    img = build_image([first, second], n)
+    x = np.array([[0, 0, 9, 11], [0, 0, -13, 2]], dtype=np.int16)
+    r, g = check_run(img, x, EIEConfig.for_image(img, fifo_depth=2))
+    assert np.all(g.layer_outputs[0] != 0)      # every row of the first layer matters
+
+
 def test_fifo_full_back_pressure():
     # One PE gets dense columns, the others none: with a 2-deep FIFO the broadcast must wait
     # for PE 0 (3 entries a column) while PEs 1 and 2 (empty columns, 1 a cycle) never fill.

@@ -220,7 +220,7 @@ def test_every_accumulator_write_is_the_rows_sum(tmp_path):
 
 def test_every_accumulator_row_reads_back_its_sum(tmp_path):
     _check(prove(AccumulatorHarness(_acc_config(2), writes=False, readback=True), mode="bmc",
-                 depth=13, name="accumulator read-back", workdir=tmp_path))
+                 depth=10, name="accumulator read-back", workdir=tmp_path))
 
 
 @pytest.mark.parametrize("mutant", ["no_bypass1", "no_bypass2"])
@@ -228,6 +228,17 @@ def test_an_accumulator_without_its_bypass_fails(mutant, tmp_path):
     result = _check(prove(AccumulatorHarness(_acc_config(2), mutant=mutant), mode="bmc",
                           depth=12, name=f"accumulator {mutant}", workdir=tmp_path), "FAIL")
     assert result.failed[0].step <= 6
+
+
+@pytest.mark.parametrize("mutant", ["no_forward1", "no_forward2"])
+def test_a_read_pipeline_without_its_forwarding_fails(mutant, tmp_path):
+    """The next layer reads rows while the last entries of the finished one still land: without
+    the forwarding into stage 1 or stage 2, a row read back misses its last product."""
+    result = _check(prove(AccumulatorHarness(_acc_config(2), writes=False, readback=True,
+                                             mutant=mutant),
+                          mode="bmc", depth=10, name=f"accumulator {mutant}",
+                          workdir=tmp_path), "FAIL")
+    assert any("read back" in p.label for p in result.failed)
 
 
 @pytest.mark.slow

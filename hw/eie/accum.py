@@ -137,11 +137,17 @@ class Accumulator(wiring.Component):
         mul_row_valid = Signal()          # the valid bit, read with the file word
         m.d.sync += mul_row_valid.eq(valid_of(dst, self.mul_row))
         # acc_ stage: the word arrives from the RAM and is registered with the product
+        # Each entry carries its destination bank from its mul_ cycle on, so the entries still
+        # in flight when a layer ends (mul_, acc_, wr_) write into that layer's destination
+        # after the banks swap.
+        acc_bank = Signal()
+        m.d.sync += acc_bank.eq(dst)
         wr_valid = Signal()
         wr_row = Signal.like(self.acc_row)
+        wr_bank = Signal()
         wr_prod = Signal(signed(32))
         wr_old = Signal(signed(c.acc_bits))
-        m.d.sync += [wr_valid.eq(self.acc_valid), wr_row.eq(self.acc_row),
+        m.d.sync += [wr_valid.eq(self.acc_valid), wr_row.eq(self.acc_row), wr_bank.eq(acc_bank),
                      wr_prod.eq(self.acc_prod), wr_old.eq(Mux(mul_row_valid, fr.data, 0))]
         # wr_ stage: the two previous entries' writes were not yet in the RAM when this entry
         # read it (in cycles t and t + 1 of its read in t): take the newer of them on a match.
@@ -160,7 +166,9 @@ class Accumulator(wiring.Component):
         m.d.sync += [l1_valid.eq(wr_valid), l1_row.eq(wr_row), l1_sum.eq(acc_sum),
                      l2_valid.eq(l1_valid), l2_row.eq(l1_row), l2_sum.eq(l1_sum)]
         acc_addr = Signal(ab + 1)
-        m.d.comb += acc_addr.eq(file_addr(dst, wr_row))
+        m.d.comb += acc_addr.eq(file_addr(wr_bank, wr_row))
+        l1_addr = Signal(ab + 1)          # the file address the write of the last cycle went to
+        m.d.sync += l1_addr.eq(acc_addr)
 
         # ---- writes: the acc_ stage, or the host ------------------------------------------
         h_bias_w_en = Signal()
@@ -213,21 +221,34 @@ class Accumulator(wiring.Component):
             ba.addr.eq(Mux(host.mode & h_r_bias, host.r_addr, bias_row)),
             ba.en.eq(adv),
         ]
-        # stage 1: file word, valid bit and bias slot (the memories' outputs)
+        # Forwarding: a row written in the cycle it is read (the RAM returns the old word) or
+        # in the cycle after takes the written sum (``l1``, registered) in stage 1 or 2. So
+        # the writes of a finished layer's last entries (at most 2 cycles behind its end) reach
+        # the next layer's first reads, as long as the pipeline advances while they land (the
+        # LNZD's priming advances it in every cycle).
         s1_valid = Signal()
+        s1_addr = Signal(ab + 1)
+        s2_addr = Signal(ab + 1)
+        fwd1 = Signal()
+        fwd2 = Signal()
+        m.d.comb += [fwd1.eq(l1_valid & (l1_addr == s1_addr)),
+                     fwd2.eq(l1_valid & (l1_addr == s2_addr))]
+        # stage 1: file word, valid bit and bias slot (the memories' outputs)
         with m.If(adv):
-            m.d.sync += s1_valid.eq(valid_of(rd_full[ab], rd_full[:ab] if ab else Const(0, 1)))
+            m.d.sync += [s1_valid.eq(valid_of(rd_full[ab], rd_full[:ab] if ab else Const(0, 1))),
+                         s1_addr.eq(rd_full), s2_addr.eq(s1_addr)]
         # stage 2: registered right behind the RAMs (their clock-to-output is slow)
         s2_raw = Signal(signed(c.acc_bits))
         s2_bias = Signal(signed(16))
         with m.If(adv):
-            m.d.sync += [s2_raw.eq(Mux(s1_valid, fa.data, 0)), s2_bias.eq(ba.data)]
+            m.d.sync += [s2_raw.eq(Mux(fwd1, l1_sum, Mux(s1_valid, fa.data, 0))),
+                         s2_bias.eq(ba.data)]
         # stage 3: raw + (bias << w_frac), wrapping at acc_bits
         s3_sum = Signal(signed(c.acc_bits))
         s3_bias = Signal(signed(c.acc_bits))
         m.d.comb += s3_bias.eq(Mux(src.has_bias, s2_bias << src.w_frac, 0))
         with m.If(adv):
-            m.d.sync += s3_sum.eq(s2_raw + s3_bias)
+            m.d.sync += s3_sum.eq(Mux(fwd2, l1_sum, s2_raw) + s3_bias)
         # stages 4 and 5: the write-back
         m.d.comb += [
             wb.en.eq(adv),

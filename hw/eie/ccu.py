@@ -14,8 +14,10 @@ States and what happens in each cycle:
   it is broadcast to every PE's FIFO in this cycle if no FIFO is full (``bcast.valid``),
   otherwise held (``bcast.stall``: every PE whose FIFO is full counts a stall cycle). Leaves
   when the LNZD is done.
-* ``DRAIN`` -- waits until every PE is idle (FIFO empty, pipeline empty but for the ``wr_``
-  stage, whose last write lands at the end of this cycle); at least 1 cycle. In
+* ``DRAIN`` -- waits until every PE is idle (FIFO empty, nothing in the pointer and entry
+  stages; entries in ``mul_``, ``acc_`` and ``wr_`` land their writes within 2 cycles, into
+  their own bank, and the PEs' read pipelines forward them to the next layer's first reads);
+  at least 1 cycle. In
   the cycle every PE is idle the layer ends: its counters are stored, the source and destination
   banks swap (no host action) and the finished layer's write-back parameters (``w_frac``, ReLU,
   bias) become the source's (``layer.src``), through which the next layer's LNZD leaves read

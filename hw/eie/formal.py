@@ -44,7 +44,7 @@ __all__ = ["PORTS", "port", "internals", "free", "fifo_properties", "BroadcastFi
 MUTANTS = {
     "BroadcastFifoHarness": ("ignore_full",),
     "LNZDHarness": ("blind_leaf",),
-    "AccumulatorHarness": ("no_bypass1", "no_bypass2"),
+    "AccumulatorHarness": ("no_bypass1", "no_bypass2", "no_forward1", "no_forward2"),
 }
 
 
@@ -443,10 +443,14 @@ class AccumulatorHarness(Elaboratable):
       accumulated into its row so far in the layer, its own included: the bypass where it acts
       (internal signals ``wr_valid``, ``wr_row``, ``acc_sum``), against a model
       of one sum a row;
-    * ``readback``: after the layer (entries stop, 3 quiet cycles as the CCU's ``DRAIN``, the
-      banks swap), a row read through the activation stream (:data:`ACT_READ_LATENCY`
-      advancing cycles, write-back with ``w_frac`` 0, no bias, no ReLU) is that sum saturated
-      to int16; a row that took no product reads 0. End to end, through the ports only.
+    * ``readback``: after the layer (the banks swap at its last cycle, as the CCU's ``DRAIN``
+      ends, with up to two entries still in flight in ``mul_`` and ``acc_``, plus the one in
+      ``wr_``; the next layer's ``layer_start`` in the cycle after), a row read through the
+      activation stream (:data:`ACT_READ_LATENCY` advancing cycles, the first
+      :data:`ACT_READ_LATENCY` of them in a row as the LNZD's priming gives them; write-back with
+      ``w_frac`` 0, no bias, no ReLU) is that sum saturated to int16; a row that took no
+      product reads 0. So the read pipeline's forwarding of the last writes is checked, end to
+      end, through the ports only.
 
     Free: in every cycle, an entry or not, its row (any of the ``acc_depth`` accumulator rows)
     and its product (any 32-bit value), so any pattern of back-to-back, interleaved and gapped
@@ -465,11 +469,15 @@ class AccumulatorHarness(Elaboratable):
     same-row entries taken for the newer, a gap that moves a same-row entry out of the window,
     a row's first write of a layer reading a stale word) shows within 3 consecutive entry
     cycles after the row holds a nonzero sum, i.e. within about 6 cycles of reset. ``writes``
-    at depth 12 checks every entry pattern of 10 cycles; ``readback`` at depth 13 every
-    pattern of 4 entry cycles followed by the drain and the read.
+    at depth 12 checks every entry pattern of 10 cycles; ``readback`` at depth 10 every
+    pattern of up to 4 entry cycles ending in the layer's last cycle (so entries still in
+    ``mul_``, ``acc_`` and ``wr_`` as the banks swap), the swap and the read in every one of the
+    cycles after it (depth 13, 6 minutes here, passes too).
 
     ``mutant="no_bypass1"`` / ``"no_bypass2"``: the bypass from the write 1 / 2 cycles ahead
-    is never taken (its valid register held at 0): the broken designs.
+    is never taken (its valid register held at 0); ``"no_forward1"`` / ``"no_forward2"``: the
+    read pipeline's forwarding of the last write into stage 1 / stage 2 is never taken: the
+    broken designs.
     """
 
     def __init__(self, config: EIEConfig, *, writes: bool = True, readback: bool = False,
@@ -491,8 +499,12 @@ class AccumulatorHarness(Elaboratable):
         c = self.config
         rows = c.acc_depth
         acc = Accumulator(c)
-        frag, s = internals(acc, ["wr_valid", "wr_row", "acc_sum"], platform)
-        if self.mutant:
+        frag, s = internals(acc, ["wr_valid", "wr_row", "acc_sum", "fwd1", "fwd2"], platform)
+        if self.mutant in ("no_forward1", "no_forward2"):
+            # the last assignment wins: the forwarding never takes the written sum
+            frag.add_statements("comb", s["fwd1" if self.mutant == "no_forward1"
+                                          else "fwd2"].eq(0))
+        elif self.mutant:
             # the broken design: one of the bypass's two registers (the one that samples
             # wr_valid, the one that samples that one) never matches; the last assignment
             # wins, so this overrides the block's own
@@ -506,16 +518,14 @@ class AccumulatorHarness(Elaboratable):
             m.d.comb += target.eq(value)
             driven.add(id(target))
 
-        # phases: 0 accumulate, 1 drain (3 cycles, no entries), 2 read the destination back
+        # phases: 0 accumulate; ``stop`` marks the layer's last cycle (entries may still enter
+        # mul_ in it); 2 the banks have swapped and the destination is read back
         phase = Signal(2)
-        drain = Signal(2)
         stop = free(m, 1, "stop") if self.readback else Const(0)
         with m.If((phase == 0) & stop):
-            m.d.sync += [phase.eq(1), drain.eq(0)]
-        with m.If(phase == 1):
-            m.d.sync += drain.eq(drain + 1)
-            with m.If(drain == 2):
-                m.d.sync += phase.eq(2)
+            m.d.sync += phase.eq(2)
+        swapped = Signal()                 # the first cycle of phase 2: the next layer's start
+        m.d.sync += swapped.eq((phase == 0) & stop)
 
         # the entries: mul_ stage (row), then the acc_ stage (row, product) a cycle later
         e_valid = Signal()
@@ -531,7 +541,7 @@ class AccumulatorHarness(Elaboratable):
             Assume(e_row < rows),
         ]
         m.d.sync += [a_valid.eq(e_valid), a_row.eq(e_row), a_valid2.eq(a_valid)]
-        drive(acc.layer_start, new_layer)
+        drive(acc.layer_start, new_layer | swapped)
         drive(acc.mul_valid, e_valid)
         drive(acc.mul_row, e_row)
         drive(acc.acc_valid, a_valid)
@@ -558,7 +568,10 @@ class AccumulatorHarness(Elaboratable):
         # read row R back through the activation stream
         r = free(m, len(acc.acc_row), "row_read", const=True)
         adv = free(m, 1, "advance")
-        drive(acc.act.en, adv & (phase == 2))
+        primed = Signal(range(ACT_READ_LATENCY + 1))    # the LNZD's priming: advance L cycles
+        with m.If((phase == 2) & (primed < ACT_READ_LATENCY)):
+            m.d.sync += primed.eq(primed + 1)
+        drive(acc.act.en, (phase == 2) & (adv | (primed < ACT_READ_LATENCY)))
         drive(acc.act.addr, r)
         for path, member, value in acc.signature.flatten(acc):
             if member.flow == In and id(value) not in driven:
@@ -566,7 +579,7 @@ class AccumulatorHarness(Elaboratable):
         if self.readback:
             m.d.comb += Assume(r < rows)
             shown = Signal(range(ACT_READ_LATENCY + 1))
-            with m.If((phase == 2) & adv & (shown < ACT_READ_LATENCY)):
+            with m.If(acc.act.en & (shown < ACT_READ_LATENCY)):
                 m.d.sync += shown.eq(shown + 1)
             total = Array(sums)[r]
             sat = Signal(signed(16))

@@ -22,9 +22,10 @@ destination accumulates). Per-PE counters: ``busy`` (cycles the
 entry stage issued an entry) and ``stall`` (cycles the controller held a nonzero back while this
 PE's FIFO was full), per layer, stored in a small memory when the layer ends.
 
-``idle`` is high when the FIFO is empty and no stage holds work except, possibly, the ``wr_``
-stage, whose write lands at the end of the cycle (so the next layer may read the file in the
-next cycle).
+``idle`` is high when the FIFO is empty and neither the pointer stage nor the entry stage holds
+work: entries may still be in ``mul_``, ``acc_`` and ``wr_``. Their writes land within 2 cycles,
+into the bank they started in, and the accumulator's read pipeline forwards them, so the next
+layer may start reading the file in the next cycle.
 """
 
 from __future__ import annotations
@@ -149,8 +150,7 @@ class PE(wiring.Component):
               connect=[(wiring.flipped(layer.src), acc.src)])
         wires("w_leaf", connect=[(wiring.flipped(self.act), acc.act)])
         wires("w_idle", [
-            self.idle.eq((fifo.level == 0) & ptr.idle & spm.idle & ~ar.mul_valid
-                         & ~ar.acc_valid),
+            self.idle.eq((fifo.level == 0) & ptr.idle & spm.idle),
         ])
 
         # Counters.
