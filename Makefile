@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make test   create .venv if missing, install eie with its test dependencies, run pytest
 #   make demo   create .venv if missing, install eie with the demo dependencies, run the main job
-#   make formal the formal proofs (docs/formal.md), every configuration, each property's result
+#   make formal the formal proofs (docs/formal.md: EIE control, BNN streams, UART bridge), every
+#               configuration, each property's result
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -28,7 +29,7 @@ test-full: $(VENV)/.installed
 	$(PY) -m pytest -n 2
 
 formal: $(VENV)/.installed
-	$(PY) -m pytest tests/test_formal.py $(FORMAL_ARGS) -rP
+	$(PY) -m pytest tests/test_formal.py tests/test_formal_bnn_bridge.py $(FORMAL_ARGS) -rP
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/eie demo $(DEMO_ARGS)
