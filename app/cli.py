@@ -109,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         code = args.func(args)
+        if not in_process:
+            # quiet here, inside the try: a signal landing in the `finally` below would
+            # otherwise raise out of main with a traceback (the command is complete by then)
+            guard.quiet()
     except KeyboardInterrupt:
         if guard.signum is None:        # raised by code, not by a signal: as Ctrl-C
             guard.signum = signal.SIGINT
