@@ -527,3 +527,33 @@ def test_thresholded_image_through_the_simulated_board(tmp_path, cli):
     assert r.code == 0, r.out + r.err
     y = np.load(tmp_path / "y.npy")
     assert y.dtype == np.uint8 and np.array_equal(y, golden_forward(image, x))
+
+
+@pytest.mark.slow
+def test_bnn_run_2000_digits_at_ii_4096_completes(tmp_path, cli, lfc, digits):
+    """Issue 15's long run, as a user types it: the FINN-style LFC compiled from its integer
+    thresholds (`--threshold-rule gt --strip-padding`, folding II 4096), then `eie bnn run` of
+    2,000 digit images with `--binarize 128` on Verilator: it completes (no poll limit cuts it
+    short), its bits equal the golden model's, and its classes are saved. About 8 minutes here
+    (the 98 s build included)."""
+    pixels, bits = digits
+    d = tmp_path
+    np.savez(d / "lfc.npz", **{f"W{l}": w for l, w in enumerate(lfc.weights)},
+             **{f"T{l}": t for l, t in enumerate(lfc.thresholds)})
+    np.save(d / "px.npy", pixels[1000:3000])
+    assert cli(["bnn", "compile", d / "lfc.npz", "-o", d / "img", "--threshold-rule", "gt",
+                "--strip-padding", "784,1024,1024,1024,10",
+                "--fold", "64:4,32:8,32:8,8:1"]).code == 0
+    r = cli(["bnn", "run", d / "img", "--input", d / "px.npy", "--binarize", "128",
+             "-o", d / "y.npy", "--sim", "verilator", "--classes", "highest-bit",
+             "--stats", d / "s.json"])
+    assert r.code == 0, r.out + r.err
+    y = np.load(d / "y.npy")
+    padded_x = np.concatenate([bits[1000:3000], np.zeros((2000, 48), np.uint8)], axis=1)
+    assert np.array_equal(y, numpy_forward(lfc.weights, lfc.thresholds, "gt", padded_x)[:, :10])
+    assert np.load(d / "y.classes.npy").shape == (2000,)
+    stats = json.loads((d / "s.json").read_text())
+    assert stats["ii_analytic"] == 4096 and stats["counters"]["ii_min"] == 4096
+    assert stats["counters"]["samples_out"] == 2000 and stats["equal_golden"]
+    print(f"2,000 digits: build {stats['build_seconds']:.0f} s, simulation "
+          f"{stats['sim_seconds']:.0f} s")
