@@ -121,6 +121,12 @@ class InterruptGuard:
             self.quiet()
             self.signum = signum
             raise _exception_for(signum)
+        if self.signum is None:
+            # quiet because the command finished, not because of a signal: this is the first
+            # one; the process is exiting anyway, so note it (one line at exit) and go on
+            self.signum = signum
+            self._first = time.monotonic()
+            return
         if time.monotonic() - self._first >= FORCE_AFTER:
             word = "terminated" if signum == signal.SIGTERM else "interrupted"
             with contextlib.suppress(OSError):
@@ -141,7 +147,9 @@ class InterruptGuard:
         return self
 
     def quiet(self) -> None:
-        """From now on signals are ignored (the process is about to exit)."""
+        """From now on signals are ignored (the process is about to exit): the first is noted
+        (:attr:`signum`), and only one more, :data:`FORCE_AFTER` seconds after it, ends the
+        process at once."""
         if not self._quiet:
             self._quiet = True
             self._first = time.monotonic()
