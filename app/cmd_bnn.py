@@ -50,6 +50,16 @@ def _output_to(log: Path | None):
         os.close(saved[1])
 
 
+def _refuse_integer_options(args, what: str) -> None:
+    """``--threshold-rule`` and ``--strip-padding`` belong to an integer model ``.npz``: refuse
+    them for ``args.model``, which ``what`` describes."""
+    for opt, value in (("--threshold-rule", args.threshold_rule),
+                       ("--strip-padding", args.strip_padding)):
+        if value is not None:
+            raise EieError(f"{opt} is for an integer model .npz (W{{l}} and thresholds T{{l}}); "
+                           f"{args.model} {what}: leave {opt} out")
+
+
 def _cmd_compile(args) -> int:
     paths = outputs.plan()          # first: an interrupt from here on can say what -o holds
     is_onnx = Path(args.model).suffix.lower() == ".onnx"
@@ -66,12 +76,8 @@ def _cmd_compile(args) -> int:
     if kind == "onnx":
         from ..sw.bnn.qonnx import load_qonnx
 
-        for opt, value in (("--threshold-rule", args.threshold_rule),
-                           ("--strip-padding", args.strip_padding)):
-            if value is not None:
-                raise EieError(f"{opt} is for an integer model .npz; {args.model} is a QONNX "
-                               f"graph, whose thresholds and shapes the importer reads from "
-                               f"its nodes: leave {opt} out")
+        _refuse_integer_options(args, "is a QONNX graph, whose thresholds and shapes the "
+                                      "importer reads from its nodes")
         net = load_qonnx(args.model)
         image = compile_integer(net, args.fold)
         extra = {"source": Path(args.model).name, "threshold_rule": net.rule}
@@ -94,12 +100,8 @@ def _cmd_compile(args) -> int:
     else:
         from ..sw.bnn.float_model import load_model
 
-        for opt, value in (("--threshold-rule", args.threshold_rule),
-                           ("--strip-padding", args.strip_padding)):
-            if value is not None:
-                raise EieError(f"{opt} is for an integer model (W{{l}} and thresholds T{{l}}); "
-                               f"{args.model} is a float model (batch norm), whose thresholds "
-                               f"the compiler folds itself: leave {opt} out")
+        _refuse_integer_options(args, "is a float model (batch norm), whose thresholds the "
+                                      "compiler folds itself")
         model = load_model(args.model)
         image = compile_model(model, args.fold)
         extra = {"source": Path(args.model).name, "eps": model.eps}
