@@ -530,6 +530,7 @@ def test_thresholded_image_through_the_simulated_board(tmp_path, cli):
 
 
 @pytest.mark.slow
+@pytest.mark.rtl
 def test_bnn_run_2000_digits_at_ii_4096_completes(tmp_path, cli, lfc, digits):
     """Issue 15's long run, as a user types it: the FINN-style LFC compiled from its integer
     thresholds (`--threshold-rule gt --strip-padding`, folding II 4096), then `eie bnn run` of
