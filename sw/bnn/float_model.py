@@ -25,7 +25,7 @@ from ...common.errors import EieError
 from ..inputs import check_bits
 
 __all__ = ["FloatBnn", "load_model", "save_model", "random_model", "bn_expression",
-           "float_forward", "float_layers", "check_bits"]
+           "float_forward", "float_layers", "check_bits", "open_model_npz"]
 
 DEFAULT_EPS = 1e-5
 
@@ -82,8 +82,10 @@ class FloatBnn:
         return self
 
 
-def load_model(path: str | os.PathLike) -> FloatBnn:
-    """Read and validate a float BNN ``.npz``."""
+def open_model_npz(path: str | os.PathLike):
+    """A BNN model ``.npz`` (float or integer) opened: ``(path, data, keys, n)`` with ``n`` the
+    number of layers (``W0..W{n-1}`` present); a missing or unreadable file is an
+    :class:`EieError`."""
     path = Path(path)
     if not path.is_file():
         raise EieError(f"model file {path} does not exist")
@@ -95,6 +97,12 @@ def load_model(path: str | os.PathLike) -> FloatBnn:
     n = 0
     while f"W{n}" in keys:
         n += 1
+    return path, data, keys, n
+
+
+def load_model(path: str | os.PathLike) -> FloatBnn:
+    """Read and validate a float BNN ``.npz``."""
+    path, data, keys, n = open_model_npz(path)
     if n == 0:
         raise EieError(f"model {path} has no array W0 (expected W0..W{{L-1}}, gamma{{l}}, beta{{l}}, "
                        f"mean{{l}}, var{{l}})")

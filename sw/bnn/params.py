@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -156,19 +155,11 @@ def load_integer_npz(path: str | os.PathLike, rule: str | None = None) -> Intege
     the last, and optionally ``rule`` (the string ``"ge"`` or ``"gt"``). ``rule`` given here
     must agree with the file's; one of the two must state it (the same thresholds under the
     other rule give other bits). Validated (:meth:`IntegerBnn.validate`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EieError(f"model file {path} does not exist")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
-        raise EieError(f"cannot read model {path} as .npz: {exc}") from None
-    keys = set(data.files)
+    from .float_model import open_model_npz
+
+    path, data, keys, n = open_model_npz(path)
     if npz_kind(keys) != "integer":
         raise EieError(f"model {path} has no thresholds T0, T1, ...; it is not an integer BNN")
-    n = 0
-    while f"W{n}" in keys:
-        n += 1
     if n == 0:
         raise EieError(f"model {path} has no array W0 (expected W0..W{{L-1}} and T{{l}})")
     extra = [k for k in _layer_keys(keys, "W") + _layer_keys(keys, "T") if int(k[1:]) >= n]
