@@ -51,6 +51,7 @@ COMMAND_MODULES = [
     "eie.app.cmd_compress",  # compress, golden, inspect
     "eie.app.cmd_rtl",       # generate, run
     "eie.app.cmd_bnn",       # bnn compile|golden|run|generate
+    "eie.app.cmd_verify",    # verify (randomized regression)
     "eie.app.cmd_bench",     # bench table3|sweep
     "eie.app.cmd_board",     # build, board run
     "eie.app.cmd_demo",      # demo

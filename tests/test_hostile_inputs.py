@@ -358,6 +358,20 @@ CASES = [
     ("demo-out-file", ["demo", "--quick", "--out", "file.txt"], "exists and is not a directory"),
     ("demo-out-symlink", ["demo", "--quick", "--out", "link"], "symbolic link"),
     ("demo-bad-images", ["demo", "--images", "0"], "--images 0"),
+    # --- eie verify (refused before any drawing, build or simulation)
+    ("verify-configs-0", ["verify", "--configs", "0"], "--configs 0"),
+    ("verify-seed-negative", ["verify", "--seed", "-1"], "--seed -1"),
+    ("verify-bnn-max-pes", ["verify", "--engine", "bnn", "--max-pes", "8"],
+     "--max-pes is for --engine eie"),
+    ("verify-max-pes-0", ["verify", "--max-pes", "0"], "--max-pes 0"),
+    ("verify-min-pes-0", ["verify", "--min-pes", "0"], "--min-pes 0"),
+    ("verify-min-above-max", ["verify", "--min-pes", "17", "--max-pes", "16"],
+     "--min-pes 17: choose 1..16"),
+    ("verify-bnn-min-pes", ["verify", "--engine", "bnn", "--min-pes", "2"],
+     "--min-pes is for --engine eie"),
+    ("verify-only-bad", ["verify", "--only", "x"], "--only 'x'"),
+    ("verify-json-dir", ["verify", "--json", "userdir"], "is a directory"),
+    ("verify-keep-file", ["verify", "--keep", "file.txt"], "exists and is not a directory"),
 ]
 
 

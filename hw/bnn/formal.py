@@ -40,6 +40,21 @@ MUTANTS = {
 }
 
 
+def _free_streams(m, i, o, width: int):
+    """Drive a block's input stream ``i`` (``width`` bits) from a free producer that keeps the
+    stream rule (assumed: a word once offered stays offered, unchanged, until taken) and its
+    output stream ``o``'s ``ready`` from a free consumer. Returns ``(pend, held, i_fire,
+    o_fire)``: ``pend`` a word offered in an earlier cycle and not yet taken, ``held`` that
+    word, and the two handshakes."""
+    pend = Signal(name="pend")          # a word offered in an earlier cycle, not yet taken
+    held = Signal(width, name="held")   # that word
+    m.d.comb += [i.valid.eq(free(m, 1, "i_valid")), i.payload.eq(free(m, width, "i_payload")),
+                 o.ready.eq(free(m, 1, "o_ready"))]
+    m.d.comb += Assume(~pend | (i.valid & (i.payload == held)))
+    m.d.sync += [pend.eq(i.valid & ~i.ready), held.eq(i.payload)]
+    return pend, held, i.valid & i.ready, o.valid & o.ready
+
+
 def _mask_bits(value, n):
     return value[:n] if n else Const(0, 1)
 
@@ -124,14 +139,7 @@ class WidthConverterHarness(Elaboratable):
         i, o = dut.i, dut.o
 
         # ---- the producer (the stream rule, assumed) and the consumer (free)
-        pend = Signal()                 # a word offered in an earlier cycle, not yet taken
-        held = Signal(I)                # that word
-        m.d.comb += [i.valid.eq(free(m, 1, "i_valid")), i.payload.eq(free(m, I, "i_payload")),
-                     o.ready.eq(free(m, 1, "o_ready"))]
-        m.d.comb += Assume(~pend | (i.valid & (i.payload == held)))
-        m.d.sync += [pend.eq(i.valid & ~i.ready), held.eq(i.payload)]
-        i_fire = i.valid & i.ready
-        o_fire = o.valid & o.ready
+        pend, held, i_fire, o_fire = _free_streams(m, i, o, I)
 
         # ---- the model: a queue of the frame bits offered and not yet sent
         bits_in = [min(I, N - x * I) for x in range(n_in)]
@@ -356,14 +364,7 @@ class BnnStreamHarness(Elaboratable):
             m.d.comb += getattr(dut, name).eq(0)     # load first, then stream: baked weights
 
         # ---- the producer (the stream rule, assumed) and the consumer (free)
-        pend = Signal()
-        held = Signal(IW)
-        m.d.comb += [i.valid.eq(free(m, 1, "i_valid")), i.payload.eq(free(m, IW, "i_payload")),
-                     o.ready.eq(free(m, 1, "o_ready"))]
-        m.d.comb += Assume(~pend | (i.valid & (i.payload == held)))
-        m.d.sync += [pend.eq(i.valid & ~i.ready), held.eq(i.payload)]
-        i_fire = i.valid & i.ready
-        o_fire = o.valid & o.ready
+        pend, held, i_fire, o_fire = _free_streams(m, i, o, IW)
 
         # ---- every stream output inside and at the edge
         streams = [("in_conv", "input gearbox"), *((f"layer{l}", f"layer {l}'s MVTU")

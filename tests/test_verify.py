@@ -1,0 +1,363 @@
+"""``eie verify`` (issue 19, the randomized regression): drawing is a pure function of the seed
+and the configuration's number, the draws cover the ranges the issue asks for, configurations
+of one design share its build, small real runs pass on Icarus (and Verilator, slow), and an
+injected mismatch ends the command with exit 1 and a reproducer that reruns exactly that
+configuration."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from eie.common.errors import EieError
+from eie.sim import verify as v
+from eie.sim.runner import SimResult
+
+
+def _same_case(a: v.Case, b: v.Case) -> bool:
+    if a.info != b.info or not np.array_equal(a.x, b.x):
+        return False
+    if a.engine == "eie":
+        return all(np.array_equal(p, q) for k in range(a.image.n_pe)
+                   for l in range(len(a.image.layers))
+                   for p, q in [(a.image.layer_pointers(l, k), b.image.layer_pointers(l, k))])
+    return all(np.array_equal(p, q) for p, q in zip(a.image.weights + a.image.thresholds,
+                                                     b.image.weights + b.image.thresholds))
+
+
+# ----------------------------------------------------------------------------- drawing
+
+@pytest.mark.parametrize("engine", v.ENGINES)
+def test_drawing_is_a_pure_function_of_seed_and_index(engine):
+    pool = v.design_pool(engine, 5)
+    again = v.design_pool(engine, 5)
+    assert [d.to_json() for d in pool] == [d.to_json() for d in again]
+    assert [d.to_json() for d in v.design_pool(engine, 6)] != [d.to_json() for d in pool]
+    for i in (0, 3, 17):
+        a = v.draw_case(engine, 5, i, pool)
+        b = v.draw_case(engine, 5, i, again)
+        assert a.design.index == i % len(pool)
+        assert _same_case(a, b)
+    # another seed, another configuration; another index, another configuration
+    other = v.draw_case(engine, 6, 3, v.design_pool(engine, 6))
+    assert not _same_case(v.draw_case(engine, 5, 3, pool), other)
+    assert not _same_case(v.draw_case(engine, 5, 3, pool), v.draw_case(engine, 5, 13, pool))
+
+
+def test_pe_strata_cover_the_range():
+    assert v.pe_strata(10, 64) == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 7), (8, 11), (12, 18),
+                                   (19, 27), (28, 42), (43, 64)]
+    assert v.pe_strata(1, 1) == [(1, 1)]
+    assert v.pe_strata(10, 3) == [(1, 1), (2, 2), (3, 3)]
+    for k, m in ((1, 64), (7, 33), (12, 64), (3, 5)):
+        s = v.pe_strata(k, m)
+        assert s[0][0] == 1 and s[-1][1] == m and len(s) == min(k, m)
+        assert all(a[1] + 1 == b[0] for a, b in zip(s, s[1:]))
+
+
+def test_pe_strata_from_a_smallest_count():
+    """``--min-pes``: the strata cut ``min_pes..max_pes`` instead; 1 is the default cut."""
+    assert v.pe_strata(10, 64, 1) == v.pe_strata(10, 64)
+    for k, lo, m in ((6, 17, 64), (10, 17, 64), (3, 5, 5), (4, 30, 33), (1, 64, 64)):
+        s = v.pe_strata(k, m, lo)
+        assert s[0][0] == lo and s[-1][1] == m and len(s) == min(k, m - lo + 1)
+        assert all(a[1] + 1 == b[0] and a[0] <= a[1] for a, b in zip(s, s[1:]))
+    # edges round(17 * (65 / 17) ** (j / 6)): 17, 21, 27, 33, 42, 52, 65
+    assert v.pe_strata(6, 64, 17) == [(17, 20), (21, 26), (27, 32), (33, 41), (42, 51), (52, 64)]
+    for lo, m in ((0, 8), (9, 8)):
+        with pytest.raises(EieError, match="PE counts"):
+            v.pe_strata(4, m, lo)
+    pool = v.design_pool("eie", 1, 6, max_pes=64, min_pes=17)
+    assert all(17 <= d.config.n_pe <= 64 for d in pool)
+    assert len({d.config.n_pe for d in pool}) == 6
+    # the other build parameters do not depend on the PE range
+    base = v.design_pool("eie", 1, 6)
+    assert [d.config.fifo_depth for d in pool] == [d.config.fifo_depth for d in base]
+
+
+def test_eie_pools_cover_the_build_parameters():
+    designs = [d for s in range(12) for d in v.design_pool("eie", s)]
+    n_pe = {d.config.n_pe for d in designs}
+    assert {1, 2, 3, 4} <= n_pe and max(n_pe) > 42 and max(n_pe) <= 64
+    assert len({n for n in n_pe if n % 2 and n > 4}) >= 5          # odd counts
+    assert {1, 2, 8, 32} <= {d.config.fifo_depth for d in designs}
+    assert {2, 4, 32} <= {d.config.ptr_queue_depth for d in designs}
+    assert {16, 32, 48} <= {d.config.acc_bits for d in designs}
+    assert {1, 4} <= {d.config.max_layers for d in designs}
+    assert max(d.config.n_pe for d in v.design_pool("eie", 0, max_pes=8)) <= 8
+
+
+def test_eie_configurations_cover_the_issue_list():
+    cases = [v.draw_case("eie", s, i, v.design_pool("eie", s)) for s in (0, 1) for i in range(60)]
+    layers = [(c, l) for c in cases for l in c.info["layers"]]
+    dens = [l["density"] for _, l in layers]
+    assert min(dens) < 0.02 and max(dens) == 1.0
+    assert any(l["n_out"] % c.info["n_pe"] for c, l in layers)        # n_out % N != 0
+    assert any(l["n_out"] < c.info["n_pe"] for c, l in layers)        # PEs without rows
+    assert any(l["empty_rows"] for _, l in layers) and any(l["empty_cols"] for _, l in layers)
+    for key in ("bias", "relu", "uneven"):
+        assert {l[key] for _, l in layers} == {True, False}, key
+    assert {c.info["saturate"] for c in cases} == {True, False}
+    assert {c.info["placement"] for c in cases} == {"balanced", "interleaved"}
+    assert any(c.info["calibrated"] for c in cases)
+    assert {len(c.info["layers"]) for c in cases} == {1, 2, 3, 4}
+    assert min(c.info["input_density"] for c in cases) == 0.0
+    # every image fits its design (draw_eie checks), and the models agree with each other
+    from eie.sw.golden import golden_forward, golden_forward_layers
+
+    for c in cases[:20]:
+        np.testing.assert_array_equal(golden_forward(c.image, c.x).outputs,
+                                      golden_forward_layers(c.reference, c.x, c.image.acc_bits))
+
+
+def test_bnn_configurations_cover_the_issue_list():
+    cases = [v.draw_case("bnn", s, i, v.design_pool("bnn", s)) for s in (0, 1) for i in range(64)]
+    info = [c.info for c in cases]
+    assert {len(i["shape"]) - 1 for i in info} == {1, 2, 3, 4}
+    assert max(w for i in info for w in i["shape"]) > 64 and min(
+        w for i in info for w in i["shape"]) <= 2
+    folds = [(f, n_in) for i in info for f, n_in in zip(i["folding"], i["shape"][:-1])]
+    assert any(f[0] == 1 for f, _ in folds) and any(f[0] == n for f, n in folds)
+    assert any(f[0] > n for f, n in folds)                            # padded SIMD
+    assert Counter(i["outputs"] for i in info).keys() == {"bits", "dots"}
+    assert {i["source"] for i in info} == {"random", "integer-ge", "integer-gt", "float"}
+    assert {i["preload"] for i in info} == {True, False}
+    assert {i["backpressure"] > 0 for i in info} == {True, False}
+    assert max(i["ii"] for i in info) <= v.BNN_MAX_II
+    cov = v.coverage("bnn", info)
+    assert sum(n for _, n in cov["outputs"]) == len(info)
+
+
+def test_coverage_histograms_count_every_configuration():
+    cases = [v.draw_case("eie", 3, i, v.design_pool("eie", 3)) for i in range(30)]
+    cov = v.coverage("eie", [c.info for c in cases])
+    for name in ("PE count (configurations)", "FIFO depth", "layers a network",
+                 "input density (configurations)", "placement"):
+        assert sum(n for _, n in cov[name]) == 30, name
+    n_layers = sum(len(c.info["layers"]) for c in cases)
+    assert sum(n for _, n in cov["weight density (layers)"]) == n_layers
+    assert sum(n for _, n in cov["layer width (n_in, n_out)"]) == 30 + n_layers
+
+
+# ----------------------------------------------------------------------------- grouping
+
+#: The simulator name the tests with a fake ``_run_jobs`` pass (nothing runs)
+FAKE = "amaranth"
+
+
+def _fake_runs(monkeypatch, calls, corrupt=()):
+    """Replace the simulator: every job gets a result the checks accept (counted in
+    ``calls`` by design); configurations in ``corrupt`` get a failing one."""
+    def run_jobs(engine, design, cases, **kw):
+        calls.append((design.index, [c.index for c in cases]))
+        jobs = [c.job() for c in cases]
+        for c, j in zip(cases, jobs):
+            j.result = SimResult(None, None, build_seconds=1.0 if c is cases[0] else 0.0)
+        return jobs
+
+    monkeypatch.setattr(v, "_run_jobs", run_jobs)
+    monkeypatch.setattr(v, "check_case",
+                        lambda case, result: "injected" if case.index in corrupt else None)
+
+
+def test_configurations_of_a_design_share_its_build(monkeypatch):
+    calls = []
+    _fake_runs(monkeypatch, calls)
+    report = v.verify("eie", sim=FAKE, seed=4, indices=range(23), designs=5, chunk=3)
+    assert len(report.results) == 23 and not report.failures and report.builds == 5
+    by_design: dict[int, list[int]] = {}
+    for d, idx in calls:
+        assert len(idx) <= 3 and all(i % 5 == d for i in idx)
+        by_design.setdefault(d, []).extend(idx)
+    assert {d: sorted(i) for d, i in by_design.items()} == {
+        d: [i for i in range(23) if i % 5 == d] for d in range(5)}
+    # one design after the other (each built once), the smallest first
+    order = list(dict.fromkeys(d for d, _ in calls))
+    pes = [report.designs[d].config.n_pe for d in order]
+    assert pes == sorted(pes)
+    assert [d for d, _ in calls] == sorted((d for d, _ in calls), key=order.index)
+
+
+def test_a_failure_stops_the_run_unless_keep_going(monkeypatch):
+    calls = []
+    _fake_runs(monkeypatch, calls, corrupt={7})
+    report = v.verify("bnn", sim=FAKE, seed=4, indices=range(40), designs=4, chunk=2)
+    assert report.stopped and [r.index for r in report.failures] == [7]
+    assert len(report.results) < 40
+    calls.clear()
+    report = v.verify("bnn", sim=FAKE, seed=4, indices=range(40), designs=4, chunk=2,
+                      keep_going=True)
+    assert not report.stopped and len(report.results) == 40
+    assert [r.message for r in report.failures] == ["injected"]
+
+
+def test_a_failed_simulation_is_pinned_on_its_configuration(monkeypatch):
+    """A simulator error in a chunk: the chunk runs again one configuration at a time."""
+    calls = []
+
+    def run_jobs(engine, design, cases, **kw):
+        calls.append([c.index for c in cases])
+        if any(c.index == 6 for c in cases):
+            raise RuntimeError("the icarus testbench failed (hang)")
+        jobs = [c.job() for c in cases]
+        for j in jobs:
+            j.result = SimResult(None, None)
+        return jobs
+
+    monkeypatch.setattr(v, "_run_jobs", run_jobs)
+    monkeypatch.setattr(v, "check_case", lambda case, result: None)
+    report = v.verify("eie", sim=FAKE, seed=4, indices=range(12), designs=2, chunk=4,
+                      keep_going=True)
+    assert [r.index for r in report.failures] == [6]
+    assert "simulation failed" in report.failures[0].message
+    assert [0, 2, 4, 6] in calls and [6] in calls and [4] in calls
+    assert len(report.results) == 12
+
+
+# ----------------------------------------------------------------------------- the command
+
+EIE_SMALL = ["--engine", "eie", "--seed", "2", "--designs", "1", "--max-pes", "2"]
+BNN_SMALL = ["--engine", "bnn", "--seed", "2", "--designs", "1"]
+
+
+def test_min_pes_draws_only_big_designs_and_joins_the_reproducer(cli, tmp_path):
+    """``--min-pes 17``: every design of the pool has more than 16 PEs (the dry run prints
+    them), and the option is part of the repeat command and of a reproducer."""
+    import argparse
+
+    from eie.app.cmd_verify import reproducer
+
+    out = tmp_path / "d.json"
+    r = cli(["verify", "--engine", "eie", "--configs", "6", "--designs", "6", "--min-pes", "17",
+             "--seed", "1", "--dry-run", "--json", out])
+    assert r.code == 0, r.out + r.err
+    assert "6 designs of 17..64 PEs" in r.out
+    pes = [int(line.split(": ")[1].split(" PE")[0]) for line in r.out.splitlines()
+           if line.startswith("  design ")]
+    assert len(pes) == 6 and min(pes) >= 17 and max(pes) <= 64
+    doc = json.loads(out.read_text())
+    assert "--min-pes 17" in doc["command"]
+    assert sorted(c["n_pe"] for c in doc["configs"]) == sorted(pes)
+    args = argparse.Namespace(engine="eie", sim=FAKE, seed=1, designs=6, max_pes=None,
+                              min_pes=17, load=None, build_dir=None)
+    assert reproducer(args, 4).endswith("--only 4 --designs 6 --min-pes 17")
+    args.min_pes = 1
+    assert "--min-pes" not in reproducer(args, 4)
+
+
+@pytest.mark.rtl
+def test_small_icarus_run_passes(cli, tmp_path):
+    """(The BNN's small real run is the injection test's: its other configurations pass.)"""
+    out = tmp_path / "v.json"
+    r = cli(["verify", *EIE_SMALL, "--configs", "2", "--sim", "icarus", "--json", out,
+             "--no-progress"])
+    assert r.code == 0, r.out + r.err
+    assert "all 2 configurations equal the golden and cycle models" in r.out
+    assert "coverage:" in r.out
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["passed"] == 2 and doc["summary"]["builds"] == 1
+    assert [c["index"] for c in doc["configs"]] == [0, 1]
+    assert doc["command"].startswith("eie verify --engine ")
+    assert sum(doc["coverage"]["samples a configuration"].values()) == 2
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_small_verilator_run_passes(cli, tmp_path):
+    r = cli(["verify", *EIE_SMALL, "--configs", "4", "--sim", "verilator", "--no-progress"])
+    assert r.code == 0, r.out + r.err
+    assert "all 4 configurations equal" in r.out
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("opts", [EIE_SMALL, BNN_SMALL], ids=["eie", "bnn"])
+def test_injected_mismatch_exits_1_with_a_reproducer(opts, cli, tmp_path, monkeypatch):
+    """Configuration 1's first output corrupted (and, EIE, configuration 2's first counter):
+    exit 1, the failures named, the first one's reproducer printed and its files saved; the
+    reproducer, run without the corruption, runs that configuration alone and passes."""
+    real = v._run_jobs
+    engine = opts[1]
+
+    def corrupt(engine, design, cases, **kw):
+        jobs = real(engine, design, cases, **kw)
+        for c, j in zip(cases, jobs):
+            if c.index == 1:
+                j.result.outputs[0, 0] ^= 1
+            elif c.index == 2 and engine == "eie":
+                j.result.counters[0][0]["cycles"] += 1
+        return jobs
+
+    monkeypatch.setattr(v, "_run_jobs", corrupt)
+    keep = tmp_path / "keep"
+    out = tmp_path / "v.json"
+    r = cli(["verify", *opts, "--configs", "3", "--sim", "icarus", "--keep", keep,
+             "--no-progress", "--keep-going", "--json", out])
+    assert r.code == 1, r.out + r.err
+    line = next(l for l in r.err.splitlines() if l.startswith("reproduce: "))
+    repro = line.split(": ", 1)[1].split()
+    assert repro[:2] == ["eie", "verify"] and "--only" in repro
+    assert repro[repro.index("--only") + 1] == "1" and repro[repro.index("--seed") + 1] == "2"
+    assert "configuration 1 (design 0): outputs differ from the golden model" in r.err
+    failed = 2 if engine == "eie" else 1
+    assert f"configurations  3 run of 3, {3 - failed} passed, {failed} failed" in r.out
+    if engine == "eie":
+        assert "FAIL configuration 2 (design 0): sample 0, layer 0: counters differ from the " \
+               "cycle model in cycles" in r.out
+    saved = keep / f"{engine}-seed2-config1"
+    assert (saved / "x.npy").exists() and (saved / "image" / "manifest.json").exists()
+    assert (saved / "reproduce.txt").read_text().splitlines()[0] == " ".join(repro)
+    doc = json.loads(out.read_text())
+    first = doc["failures"][0]
+    assert first["index"] == 1 and first["reproducer"] == " ".join(repro)
+    assert first["directory"] == str(saved)
+    assert [c["passed"] for c in doc["configs"]] == [True, False, engine == "bnn"]
+    # the reproducer, without the corruption, reruns the same configuration and passes
+    monkeypatch.setattr(v, "_run_jobs", real)
+    r = cli(repro[1:] + ["--no-progress"])
+    assert r.code == 0, r.out + r.err
+    assert f"{engine.upper()} configuration 1, seed 2" in r.out
+
+
+@pytest.mark.rtl
+def test_saved_eie_configuration_runs_with_eie_run(cli, tmp_path):
+    """The saved image and inputs run with the printed ``eie run`` command on the same design."""
+    case = v.draw_case("eie", 2, 1, v.design_pool("eie", 2, 1, 2))
+    files = v.save_case(case, tmp_path / "c")
+    from eie.app.cmd_verify import _eie_run_command
+
+    cmd = _eie_run_command(case, files, "icarus").split()
+    r = cli(cmd[1:] + ["--no-progress"])
+    assert r.code == 0, r.out + r.err
+    assert "equal to the golden model" in r.out
+    stats = json.loads((tmp_path / "c" / "stats.json").read_text())
+    assert stats["config"] == case.design.config.to_json()
+
+
+def test_bnn_ii_check_allows_a_slow_host_with_one_output_place():
+    """``II_MIN`` must equal the analytic II on a preloaded stream without pauses, unless a
+    one-result output FIFO was full when a result came (the host, not the core, was slow)."""
+    import dataclasses
+
+    from eie.sw.bnn.golden import golden_forward
+
+    pool = v.design_pool("bnn", 1)
+    case = next(c for c in (v.draw_case("bnn", 1, i, pool) for i in range(64))
+                if c.x.shape[0] >= 2 and c.design.in_depth >= 2)
+    case.job_options = {**case.job_options, "preload": True, "backpressure": 0.0}
+    n, ii = case.x.shape[0], case.design.ii
+
+    def result(ii_min, stall):
+        return SimResult(golden_forward(case.image, case.x),
+                         {"samples_in": n, "samples_out": n, "ii_min": ii_min, "stall": stall})
+
+    for out_depth, stall, ok in ((1, 0, False), (1, 5, True), (2, 5, False)):
+        case.design = dataclasses.replace(case.design, out_depth=out_depth)
+        msg = v.check_case(case, result(ii + 2, stall))
+        assert (msg is None) == ok, (out_depth, stall, msg)
+        assert v.check_case(case, result(ii, stall)) is None
+    bad = result(ii, 0)
+    bad.counters["samples_out"] = n - 1
+    assert "samples streamed" in v.check_case(case, bad)
