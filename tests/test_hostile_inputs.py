@@ -358,6 +358,16 @@ CASES = [
     ("demo-out-file", ["demo", "--quick", "--out", "file.txt"], "exists and is not a directory"),
     ("demo-out-symlink", ["demo", "--quick", "--out", "link"], "symbolic link"),
     ("demo-bad-images", ["demo", "--images", "0"], "--images 0"),
+    # --- eie bnn train (refused before any training)
+    ("bnn-train-weights-bad", ["bnn", "train", "-o", "m.npz", "--weights", "W3"],
+     "'W3' is not a weight precision"),
+    ("bnn-train-weights-count", ["bnn", "train", "-o", "m.npz", "--weights", "W1,W2"],
+     "gives 2 precisions but the network has 4 layers"),
+    ("bnn-train-epochs-negative", ["bnn", "train", "-o", "m.npz", "--epochs", "-1"],
+     "--epochs is -1"),
+    ("bnn-train-shape-pixels", ["bnn", "train", "-o", "m.npz", "--shape", "100,10"],
+     "the digits have 784 pixels"),
+    ("bnn-train-out-dir", ["bnn", "train", "-o", "userdir"], "is a directory"),
     # --- eie verify (refused before any drawing, build or simulation)
     ("verify-configs-0", ["verify", "--configs", "0"], "--configs 0"),
     ("verify-seed-negative", ["verify", "--seed", "-1"], "--seed -1"),

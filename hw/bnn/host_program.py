@@ -11,7 +11,8 @@ are packed and unpacked with the memory map's register layouts.
 Sequence:
 
 1. :func:`check_config`: ID and CONFIG_CRC must match the image's topology and folding;
-2. :func:`load_image`: every weight and threshold word, chunks lowest first (:func:`load_ops`);
+2. :func:`load_image`: every weight and threshold word (and a ternary layer's mask words and,
+   on a ternary output layer of dots, its nonzero counts), chunks lowest first (:func:`load_ops`);
 3. :func:`run_samples`: CLEAR the counters; optionally stop the network (RUN=0) while the input
    FIFO fills, so samples then stream back to back; then loop: read STATUS, write as many
    samples as there are free slots (``in_words`` writes of IN_DATA each), read every complete
@@ -25,7 +26,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .words import BnnWeights, image_last_thresholded, threshold_words, weight_words
+from .words import (BnnWeights, image_last_thresholded, image_weight_bits, nonzero_counts,
+                    threshold_words, weight_bits_text, weight_words)
 from ...common.errors import EieError
 from ..common.host import HostBus, Write, execute
 from .memory_map import COUNTERS, CTRL, ERRORS, ID_VALUE, STATUS, BnnMemoryMap, config_crc
@@ -47,10 +49,24 @@ def load_ops(mm: BnnMemoryMap, image: BnnWeights) -> Iterator[tuple[int, int]]:
         core = "a thresholded output layer" if mm.last_thresholded else "an output layer of dots"
         raise EieError(f"the image's output layer {has} but the core was built with {core}; "
                        f"build the core from the image (`eie bnn generate IMAGE_DIR`)")
+    bits = image_weight_bits(image)
+    if tuple(bits) != tuple(mm.weight_bits):
+        l = next(k for k, (a, b) in enumerate(zip(bits, mm.weight_bits)) if a != b)
+        raise EieError(f"the image's layer {l} has {'ternary (W2)' if bits[l] == 2 else 'binary (W1)'} "
+                       f"weights but the core was built with "
+                       f"{'ternary (W2)' if mm.weight_bits[l] == 2 else 'binary (W1)'} weights "
+                       f"there (image {weight_bits_text(bits)}, core "
+                       f"{weight_bits_text(mm.weight_bits)}); build the core from the image "
+                       f"(`eie bnn generate IMAGE_DIR`)")
     for l, f in enumerate(mm.folds):
         per_kind = [(0, weight_words(f, image.weights[l]))]
         if mm.thresholded(l):
             per_kind.append((1, threshold_words(f, image.thresholds[l])))
+        if mm.weight_bits[l] == 2:
+            mask = image.masks[l]
+            if mm.nonzero_counts(l):
+                per_kind.append((1, threshold_words(f, nonzero_counts(mask))))
+            per_kind.append((2, weight_words(f, mask)))
         for kind, mems in per_kind:
             for p, words in enumerate(mems):
                 for e, word in enumerate(words):
@@ -96,7 +112,7 @@ async def check_config(bus: HostBus, mm: BnnMemoryMap) -> None:
     if ident != ID_VALUE:
         raise EieError(f"the core answered ID {ident:#010x}, not {ID_VALUE:#010x}: no BNN core there")
     crc = await bus.read(mm.reg("CONFIG_CRC"))
-    want = config_crc(mm.folds, mm.last_thresholded)
+    want = config_crc(mm.folds, mm.last_thresholded, mm.weight_bits)
     if crc != want:
         raise EieError(f"the core was built for another topology or folding (CONFIG_CRC {crc:#010x}, "
                        f"the image needs {want:#010x}); rebuild it with "

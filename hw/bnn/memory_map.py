@@ -57,6 +57,12 @@ Memories (``addr >= 2**mem_bit``, write-only, reads answer 0): the address is th
 chunk``. ``kind`` 0 is weights, 1 thresholds; ``entry`` is the word's line in the image file; a
 word wider than 32 bits is written as ``chunks`` writes, lowest 32 bits first (chunk 0), and
 takes effect with its last chunk.
+
+Ternary (W2) layers (``weight_bits``, docs/ARCHITECTURE.md): a core with at least one W2 layer
+has a 2-bit ``kind`` field and kind 2, the nonzero masks of its W2 layers (laid out as the
+weights, which then hold the signs); a W2 output layer of dots has kind 1 words too, each
+neuron's nonzero count ``K'``. CONFIG_CRC's text gets ``"|weights W1,W2,..."`` appended. A core
+without a W2 layer has exactly the map above.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .folding import LayerFold, folding_text
+from .words import WEIGHT_BITS, weight_bits_text
 from ..common.regs import RegisterLayout, fields_json
 from ...common.errors import EieError
 
@@ -109,27 +116,40 @@ def _bits(n: int) -> int:
     return max(n - 1, 0).bit_length()
 
 
-def config_crc(folds: Sequence[LayerFold], last_thresholded: bool = False) -> int:
+def config_crc(folds: Sequence[LayerFold], last_thresholded: bool = False,
+               weight_bits: Sequence[int] | None = None) -> int:
     """CRC-32 of ``"shape|folding"`` (``"|bits"`` appended when the output layer is
-    thresholded)."""
+    thresholded, then ``"|weights W1,W2,..."`` when a layer is ternary)."""
     shape = [folds[0].n_in] + [f.n_out for f in folds]
     text = f"{','.join(map(str, shape))}|{folding_text(folds)}"
-    return zlib.crc32((text + ("|bits" if last_thresholded else "")).encode())
+    text += "|bits" if last_thresholded else ""
+    if weight_bits is not None and any(b != 1 for b in weight_bits):
+        text += f"|weights {weight_bits_text(weight_bits)}"
+    return zlib.crc32(text.encode())
 
 
 @dataclass
 class BnnMemoryMap:
     """Address layout of a BNN top for a given folding and FIFO depths; ``last_thresholded``:
-    the output layer compares with thresholds and outputs bits instead of dots."""
+    the output layer compares with thresholds and outputs bits instead of dots;
+    ``weight_bits``: per layer 1 (binary) or 2 (ternary); empty: all 1."""
 
     folds: list[LayerFold]
     in_depth: int = 4
     out_depth: int = 4
     last_thresholded: bool = False
     registers: dict = field(default_factory=lambda: dict(REGISTERS))
+    weight_bits: tuple = ()
 
     def __post_init__(self):
         self.folds = list(self.folds)
+        if not self.weight_bits:
+            self.weight_bits = (1,) * len(self.folds)
+        self.weight_bits = tuple(int(b) for b in self.weight_bits)
+        if len(self.weight_bits) != len(self.folds) or \
+                any(b not in WEIGHT_BITS for b in self.weight_bits):
+            raise EieError(f"weight precisions {list(self.weight_bits)} for {len(self.folds)} "
+                           f"layers; give 1 (binary) or 2 (ternary) per layer")
         if len(self.folds) > 32:
             raise EieError(f"the network has {len(self.folds)} layers; the BNN top supports up to 32")
         for l in range(len(self.folds)):
@@ -137,11 +157,12 @@ class BnnMemoryMap:
         for name, v in (("input FIFO depth", self.in_depth), ("output FIFO depth", self.out_depth)):
             if not 1 <= v <= 0xFFFF:
                 raise EieError(f"{name} is {v}; choose 1..65535")
-        self.chunk_bits = _bits(max(self.chunks(l, k) for l in range(self.n_layers) for k in (0, 1)))
+        self.chunk_bits = _bits(max(self.chunks(l, k) for l in range(self.n_layers)
+                                    for k in self.kinds))
         self.entry_shift = self.chunk_bits
         self.pe_shift = self.entry_shift + _bits(max(f.nf * f.sf for f in self.folds))
         self.kind_shift = self.pe_shift + _bits(max(f.pe for f in self.folds))
-        self.layer_shift = self.kind_shift + 1
+        self.layer_shift = self.kind_shift + self.kind_bits
         self.mem_bit = max(self.layer_shift + _bits(self.n_layers), 6)
         self.addr_width = self.mem_bit + 1
         if self.addr_width > 32:
@@ -169,6 +190,25 @@ class BnnMemoryMap:
         """OUT_DATA reads a result: one signed dot a class, or 32 output bits a read."""
         return -(-self.n_classes // 32) if self.last_thresholded else self.n_classes
 
+    @property
+    def ternary(self) -> bool:
+        """Whether any layer has ternary (W2) weights: then there is a mask kind (2)."""
+        return any(b == 2 for b in self.weight_bits)
+
+    @property
+    def kinds(self) -> tuple[int, ...]:
+        """The memory kinds: 0 weights, 1 thresholds, and 2 masks on a core with a W2 layer."""
+        return (0, 1, 2) if self.ternary else (0, 1)
+
+    @property
+    def kind_bits(self) -> int:
+        return 2 if self.ternary else 1
+
+    def nonzero_counts(self, layer: int) -> bool:
+        """Whether ``layer``'s kind-1 memory holds nonzero counts ``K'`` instead of thresholds
+        (a W2 output layer of dots)."""
+        return self.weight_bits[layer] == 2 and not self.thresholded(layer)
+
     def thresholded(self, layer: int) -> bool:
         """Whether ``layer`` has a threshold memory (every hidden layer; the output layer when
         ``last_thresholded``)."""
@@ -178,13 +218,17 @@ class BnnMemoryMap:
         f = self.folds[layer]
         if kind == 0:
             return f.simd
-        return f.threshold_width if self.thresholded(layer) else 0
+        if kind == 2:
+            return f.simd if self.weight_bits[layer] == 2 else 0
+        return f.threshold_width if self.thresholded(layer) or self.nonzero_counts(layer) else 0
 
     def depth(self, layer: int, kind: int) -> int:
         f = self.folds[layer]
         if kind == 0:
             return f.nf * f.sf
-        return f.nf if self.thresholded(layer) else 0
+        if kind == 2:
+            return f.nf * f.sf if self.weight_bits[layer] == 2 else 0
+        return f.nf if self.thresholded(layer) or self.nonzero_counts(layer) else 0
 
     def chunks(self, layer: int, kind: int) -> int:
         return max(1, -(-self.width(layer, kind) // 32))
@@ -210,7 +254,7 @@ class BnnMemoryMap:
             "fields": fields_json(REG_FIELDS),
             "id": ID_VALUE,
             "ctrl_bits": {"RUN": CTRL_RUN, "CLEAR": CTRL_CLEAR},
-            "config_crc": config_crc(self.folds, self.last_thresholded),
+            "config_crc": config_crc(self.folds, self.last_thresholded, self.weight_bits),
             "in_words": self.in_words, "out_words": self.out_words,
             "in_depth": self.in_depth, "out_depth": self.out_depth,
             "memory": {
@@ -228,6 +272,14 @@ class BnnMemoryMap:
         }
         if self.last_thresholded:       # absent otherwise: a dot core's map as it always was
             doc["last_thresholded"] = True
+        if self.ternary:                # absent otherwise: a W1 core's map as it always was
+            doc["weight_bits"] = list(self.weight_bits)
+            doc["memory"]["kinds"]["masks"] = 2
+            for l, entry in enumerate(doc["memory"]["layers"]):
+                entry["masks"] = {"width": self.width(l, 2), "depth": self.depth(l, 2),
+                                  "chunks": self.chunks(l, 2)}
+                if self.nonzero_counts(l):
+                    entry["thresholds"]["holds"] = "nonzero counts"
         return doc
 
     def to_json_text(self) -> str:

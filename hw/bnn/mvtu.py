@@ -26,6 +26,14 @@ The only stall: a finished vector meets a full output register that is not being
 Memories: per PE, weights (``nf * sf`` words of ``simd`` bits) and, for hidden layers,
 thresholds (``nf`` words). They are written through the ``ld_`` port (one word per cycle with
 ``ld_w_en``/``ld_t_en``, ``ld_pe`` selecting the PE) and may start from ``init`` values.
+
+Ternary weights (``ternary``, a W2 layer): a second plane per PE, the nonzero masks (``nf * sf``
+words laid out as the weights, which then hold the signs; loaded with ``ld_m_en``), read at the
+same address in the same cycle; the ``xn_`` stage ANDs the mask word into the XNOR, so the
+popcount counts ``matches = popcount(mask & XNOR(x, sign))``. Same pipeline, same II. An output
+layer of dots then needs each neuron's nonzero count ``K'`` (``dot = 2 * matches - K'``): it
+has a threshold memory holding ``K'`` (loaded with ``ld_t_en``). Without ``ternary`` the unit
+is exactly the binary one.
 """
 
 from __future__ import annotations
@@ -54,24 +62,30 @@ class Mvtu(wiring.Component):
     def __init__(self, fold: LayerFold, *, hidden: bool = True,
                  weight_init: Sequence[Sequence[int]] | None = None,
                  threshold_init: Sequence[Sequence[int]] | None = None,
-                 levels_per_stage: int = 2, ld_data_width: int | None = None):
+                 levels_per_stage: int = 2, ld_data_width: int | None = None,
+                 ternary: bool = False, mask_init: Sequence[Sequence[int]] | None = None):
         if not isinstance(fold, LayerFold):
             raise TypeError(f"fold must be a LayerFold, not {fold!r}")
         if weight_init is not None and len(weight_init) != fold.pe:
             raise ValueError(f"weight_init has {len(weight_init)} memories, expected {fold.pe}")
         if threshold_init is not None and len(threshold_init) != fold.pe:
             raise ValueError(f"threshold_init has {len(threshold_init)} memories, expected {fold.pe}")
-        self._fold, self._hidden = fold, hidden
+        if mask_init is not None and (not ternary or len(mask_init) != fold.pe):
+            raise ValueError(f"mask_init needs ternary=True and {fold.pe} memories")
+        self._fold, self._hidden, self._ternary = fold, hidden, bool(ternary)
+        self._mask_init = mask_init
+        # a threshold memory: thresholds (hidden), or the nonzero counts of a ternary dot layer
+        self._has_tmem = hidden or self._ternary
         self._weight_init, self._threshold_init = weight_init, threshold_init
         self._levels_per_stage = levels_per_stage
         self._thr_width = fold.threshold_width
-        width = max(fold.simd, self._thr_width if hidden else 0)
+        width = max(fold.simd, self._thr_width if self._has_tmem else 0)
         self._ld_data_width = ld_data_width or width
         if self._ld_data_width < width:
             raise ValueError(f"ld_data_width {ld_data_width} is narrower than a memory word ({width})")
         out_shape = (unsigned(fold.n_out) if hidden
                      else data.ArrayLayout(signed(dot_width(fold.n_in)), fold.n_out))
-        super().__init__({
+        members = {
             "i": In(stream.Signature(unsigned(fold.simd))),
             "o": Out(stream.Signature(out_shape)),
             "ld_w_en": In(1),
@@ -81,7 +95,10 @@ class Mvtu(wiring.Component):
             "ld_data": In(self._ld_data_width),
             "stall": Out(1),
             "active": Out(1),
-        })
+        }
+        if self._ternary:
+            members["ld_m_en"] = In(1)
+        super().__init__(members)
 
     @property
     def fold(self) -> LayerFold:
@@ -90,6 +107,10 @@ class Mvtu(wiring.Component):
     @property
     def hidden(self) -> bool:
         return self._hidden
+
+    @property
+    def ternary(self) -> bool:
+        return self._ternary
 
     @property
     def latency(self) -> int:
@@ -110,7 +131,7 @@ class Mvtu(wiring.Component):
         # logic): they are loaded before samples stream, never read and written in one cycle.
         w_addr = Signal(range(max(NF * SF, 2)))   # read address, all PEs (the issue stage's)
         t_addr = Signal(range(max(NF, 2)))        # threshold read address (a neuron fold)
-        w_rd, t_rd = [], []
+        w_rd, t_rd, m_rd = [], [], []
         for p in range(PE):
             wmem = bram_memory(shape=unsigned(SIMD), depth=NF * SF,
                                init=self._weight_init[p] if self._weight_init else ())
@@ -119,7 +140,15 @@ class Mvtu(wiring.Component):
             m.d.comb += [wr.addr.eq(self.ld_addr), wr.data.eq(self.ld_data[:SIMD]),
                          wr.en.eq(self.ld_w_en & (self.ld_pe == p))]
             w_rd.append(bram_read(m, wmem, addr=w_addr, en=en, name=f"w_word{p}"))
-            if self._hidden:
+            if self._ternary:
+                mmem = bram_memory(shape=unsigned(SIMD), depth=NF * SF,
+                                   init=self._mask_init[p] if self._mask_init else ())
+                m.submodules[f"mmem{p}"] = mmem
+                mw = mmem.write_port()
+                m.d.comb += [mw.addr.eq(self.ld_addr), mw.data.eq(self.ld_data[:SIMD]),
+                             mw.en.eq(self.ld_m_en & (self.ld_pe == p))]
+                m_rd.append(bram_read(m, mmem, addr=w_addr, en=en, name=f"m_word{p}"))
+            if self._has_tmem:
                 tmem = bram_memory(shape=unsigned(self._thr_width), depth=NF,
                                    init=self._threshold_init[p] if self._threshold_init else ())
                 m.submodules[f"tmem{p}"] = tmem
@@ -180,13 +209,17 @@ class Mvtu(wiring.Component):
         for p in range(PE):
             pc = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
             m.submodules[f"popcount{p}"] = pc
-            m.d.comb += [pc.i.eq(~(w_rd[p] ^ xn_x) & mask), pc.en.eq(en)]
+            hits = ~(w_rd[p] ^ xn_x) & mask
+            if self._ternary:
+                hits = hits & m_rd[p]             # zero weights never match
+            m.d.comb += [pc.i.eq(hits), pc.en.eq(en)]
             pcs.append(pc)
         for k in range(pcs[0].latency):
             tags.append(advance(tags[-1], f"pc{k}"))
 
         # --- accumulate / threshold stage ---------------------------------------------------
-        acc = AccThreshold(PE, f.n_in, pcs[0].o.shape().width, hidden=self._hidden)
+        acc = AccThreshold(PE, f.n_in, pcs[0].o.shape().width, hidden=self._hidden,
+                           offsets=self._ternary and not self._hidden)
         m.submodules.acc = acc
         tp = tags[-1]
         m.d.comb += [acc.en.eq(en), acc.i_valid.eq(tp["valid"]), acc.i_first.eq(tp["first"]),
@@ -196,7 +229,9 @@ class Mvtu(wiring.Component):
             if self._hidden:
                 # Read the threshold one stage ahead so it arrives with the item.
                 m.d.comb += acc.i_thr[p].eq(t_rd[p])
-        if self._hidden:
+            elif self._ternary:
+                m.d.comb += acc.i_off[p].eq(t_rd[p])      # nonzero count K', read likewise
+        if self._has_tmem:
             m.d.comb += t_addr.eq(tags[-2]["nf"])
         col_last_nf = Signal()
         with m.If(en):

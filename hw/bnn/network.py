@@ -18,6 +18,11 @@ Weights and thresholds are written one memory word per cycle through the ``ld_``
 ``ld_layer``, ``ld_kind`` (0 weights, 1 thresholds), ``ld_pe``, ``ld_addr`` (the word's index in
 that PE's memory, as in the image files) and ``ld_data``, with ``ld_en``. Loading while samples
 are in flight gives undefined results for those samples; load first, then stream.
+
+``weight_bits`` (per layer 1 or 2; default the baked image's, else all 1): a ternary (W2)
+layer's MVTU has a mask plane (``ld_kind`` 2, which is then 2 bits wide) and, as the output
+layer of dots, its neurons' nonzero counts in the threshold memory (``ld_kind`` 1). A network
+without a W2 layer is exactly the binary one.
 """
 
 from __future__ import annotations
@@ -29,15 +34,17 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .folding import LayerFold
-from .words import BnnWeights, resolve_last_thresholded, threshold_words, weight_words
+from .words import (BnnWeights, nonzero_counts, resolve_last_thresholded, resolve_weight_bits,
+                    threshold_words, weight_words)
 from .mvtu import Mvtu
 from .width_converter import WidthConverter
 from .threshold import dot_width
 
-__all__ = ["BnnNetwork", "KIND_WEIGHTS", "KIND_THRESHOLDS"]
+__all__ = ["BnnNetwork", "KIND_WEIGHTS", "KIND_THRESHOLDS", "KIND_MASKS"]
 
 KIND_WEIGHTS = 0
 KIND_THRESHOLDS = 1
+KIND_MASKS = 2
 
 
 class BnnNetwork(wiring.Component):
@@ -45,7 +52,8 @@ class BnnNetwork(wiring.Component):
 
     def __init__(self, folds: Sequence[LayerFold], *, image: BnnWeights | None = None,
                  levels_per_stage: int = 2, in_width: int | None = None,
-                 last_thresholded: bool | None = None):
+                 last_thresholded: bool | None = None,
+                 weight_bits: Sequence[int] | None = None):
         folds = list(folds)
         if not folds:
             raise ValueError("a BNN needs at least one layer")
@@ -57,6 +65,8 @@ class BnnNetwork(wiring.Component):
         self._folds = folds
         self._image = image
         self._last_thresholded = resolve_last_thresholded(image, last_thresholded)
+        self._weight_bits = resolve_weight_bits(len(folds), image, weight_bits)
+        ternary = any(b == 2 for b in self._weight_bits)
         self._levels_per_stage = levels_per_stage
         self._in_width = in_width or folds[0].n_in
         if not isinstance(self._in_width, int) or self._in_width < 1:
@@ -70,7 +80,7 @@ class BnnNetwork(wiring.Component):
             "o": Out(stream.Signature(out_shape)),
             "ld_en": In(1),
             "ld_layer": In(range(max(len(folds), 2))),
-            "ld_kind": In(1),
+            "ld_kind": In(2 if ternary else 1),
             "ld_pe": In(range(max(max(f.pe for f in folds), 2))),
             "ld_addr": In(range(max(max_depth, 2))),
             "ld_data": In(self._ld_width),
@@ -84,6 +94,10 @@ class BnnNetwork(wiring.Component):
     @property
     def last_thresholded(self) -> bool:
         return self._last_thresholded
+
+    @property
+    def weight_bits(self) -> tuple[int, ...]:
+        return self._weight_bits
 
     @property
     def in_width(self) -> int:
@@ -100,19 +114,28 @@ class BnnNetwork(wiring.Component):
         units = []
         for l, f in enumerate(self._folds):
             hidden = l < n - 1 or self._last_thresholded     # has thresholds, outputs bits
-            winit = tinit = None
+            ternary = self._weight_bits[l] == 2
+            winit = tinit = minit = None
             if self._image is not None:
                 winit = weight_words(f, self._image.weights[l])
                 if hidden:
                     tinit = threshold_words(f, self._image.thresholds[l])
+                if ternary:
+                    mask = self._image.masks[l]
+                    minit = weight_words(f, mask)
+                    if not hidden:
+                        tinit = threshold_words(f, nonzero_counts(mask))
             u = Mvtu(f, hidden=hidden, weight_init=winit, threshold_init=tinit,
-                     levels_per_stage=self._levels_per_stage, ld_data_width=self._ld_width)
+                     levels_per_stage=self._levels_per_stage, ld_data_width=self._ld_width,
+                     ternary=ternary, mask_init=minit)
             m.submodules[f"layer{l}"] = u
             sel = self.ld_en & (self.ld_layer == l)
             m.d.comb += [u.ld_w_en.eq(sel & (self.ld_kind == KIND_WEIGHTS)),
                          u.ld_t_en.eq(sel & (self.ld_kind == KIND_THRESHOLDS)),
                          u.ld_pe.eq(self.ld_pe), u.ld_addr.eq(self.ld_addr),
                          u.ld_data.eq(self.ld_data), self.stalls[l].eq(u.stall)]
+            if ternary:
+                m.d.comb += u.ld_m_en.eq(sel & (self.ld_kind == KIND_MASKS))
             units.append(u)
         conv = WidthConverter(self._folds[0].n_in, self._in_width, self._folds[0].simd)
         m.submodules.in_conv = conv

@@ -6,7 +6,9 @@ When ``i_last`` is high the lane's full ``matches`` is ready: a hidden layer com
 ``matches >= i_thr[p]`` into ``o_bits[p]``; the output layer computes
 ``o_dots[p] = 2 * matches - n_in`` (signed, :func:`dot_width` bits: exactly the range
 ``-n_in .. n_in``; the contract's int32 is a sign extension of it, done where results leave the
-core). Results are registered: they appear with
+core). With ``offsets`` (the output layer of a ternary, W2, layer) the dot is
+``2 * matches - i_off[p]``, ``i_off`` the neuron's nonzero count ``K'`` (``-K' .. K'``, within
+the same width). Results are registered: they appear with
 ``o_valid`` high for one enabled cycle after the ``i_last`` item, and hold while ``en`` is low.
 """
 
@@ -30,12 +32,16 @@ def dot_width(n_in: int) -> int:
 class AccThreshold(wiring.Component):
     """Accumulator and threshold comparator of ``pe`` neurons with fan-in ``n_in``."""
 
-    def __init__(self, pe: int, n_in: int, count_width: int, *, hidden: bool = True):
+    def __init__(self, pe: int, n_in: int, count_width: int, *, hidden: bool = True,
+                 offsets: bool = False):
         if not isinstance(pe, int) or pe < 1:
             raise ValueError(f"pe must be a positive integer, not {pe!r}")
         if not isinstance(n_in, int) or n_in < 1:
             raise ValueError(f"n_in must be a positive integer, not {n_in!r}")
-        self._pe, self._n_in, self._hidden = pe, n_in, hidden
+        if offsets and hidden:
+            raise ValueError("offsets (nonzero counts) are for an output layer of dots, not a "
+                             "thresholded one")
+        self._pe, self._n_in, self._hidden, self._offsets = pe, n_in, hidden, offsets
         self._acc_width = n_in.bit_length()
         self._thr_width = (n_in + 1).bit_length()
         members = {
@@ -51,6 +57,8 @@ class AccThreshold(wiring.Component):
             members["o_bits"] = Out(pe)
         else:
             members["o_dots"] = Out(data.ArrayLayout(signed(dot_width(n_in)), pe))
+            if offsets:
+                members["i_off"] = In(data.ArrayLayout(unsigned(self._thr_width), pe))
         super().__init__(members)
 
     @property
@@ -84,5 +92,6 @@ class AccThreshold(wiring.Component):
                     else:
                         twice = Signal(signed(dot_width(self._n_in)), name=f"twice{p}")
                         m.d.comb += twice.eq(acc_next * 2)  # zero-extended: matches >= 0
-                        m.d.sync += self.o_dots[p].eq(twice - self._n_in)
+                        off = self.i_off[p] if self._offsets else self._n_in
+                        m.d.sync += self.o_dots[p].eq(twice - off)
         return m

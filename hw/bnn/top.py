@@ -5,7 +5,8 @@ the first layer's SIMD rounded up to 32-bit multiples, bus words staged into it;
 network converts them to its first layer's SIMD words), an output FIFO of results (each class's
 ``dot`` stored in just the bits its range needs) the host drains as one sign-extended 32-bit
 ``dot`` per read (with ``last_thresholded``: the output bits, 32 a read), the weight/threshold
-memories (written through the bus), control and counters. The address map is
+memories (written through the bus; ternary layers' masks too, ``weight_bits``), control and
+counters. The address map is
 :class:`eie.hw.bnn.memory_map.BnnMemoryMap` (also documented in ``docs/bnn.md``).
 
 Per cycle: at most one bus access (a write takes effect at the clock edge; a read answers one
@@ -24,7 +25,7 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In
 
 from .folding import LayerFold, analytic_ii
-from .words import BnnWeights, resolve_last_thresholded
+from .words import BnnWeights, resolve_last_thresholded, resolve_weight_bits
 from ..common.bus import BusSignature
 from .memory_map import CTRL, ERRORS, ID_VALUE, READ_LATENCY, STATUS, BnnMemoryMap, config_crc
 from .network import BnnNetwork
@@ -38,10 +39,12 @@ class BnnTop(wiring.Component):
 
     def __init__(self, folds: Sequence[LayerFold], *, in_depth: int = 4, out_depth: int = 4,
                  image: BnnWeights | None = None, levels_per_stage: int = 2,
-                 last_thresholded: bool | None = None):
+                 last_thresholded: bool | None = None,
+                 weight_bits: Sequence[int] | None = None):
         thresholded = resolve_last_thresholded(image, last_thresholded)
+        bits = resolve_weight_bits(len(folds), image, weight_bits)
         self._map = BnnMemoryMap(list(folds), in_depth=in_depth, out_depth=out_depth,
-                                 last_thresholded=thresholded)
+                                 last_thresholded=thresholded, weight_bits=bits)
         self._image = image
         self._levels_per_stage = levels_per_stage
         super().__init__({"bus": In(BusSignature(self._map.addr_width))})
@@ -61,7 +64,8 @@ class BnnTop(wiring.Component):
         fifo_words = -(-mm.n_in // fifo_width)      # FIFO words per sample
         net = m.submodules.network = BnnNetwork(mm.folds, image=self._image, in_width=fifo_width,
                                                 levels_per_stage=self._levels_per_stage,
-                                                last_thresholded=mm.last_thresholded)
+                                                last_thresholded=mm.last_thresholded,
+                                                weight_bits=mm.weight_bits)
         # One word more than the sample slots hold: SyncFIFOBuffered(depth=D) takes a write only
         # while its inner memory (D - 1 words ahead of the output register) has room, and the
         # IN_DATA writes below are posted (no w_rdy). With D = in_depth * fifo_words = 2, a word
@@ -164,10 +168,10 @@ class BnnTop(wiring.Component):
                 m.d.sync += out_idx.eq(out_idx + 1)
 
         # --- memories: chunks staged, the last chunk of a word commits it -------------------
-        max_chunks = max(mm.chunks(l, k) for l in range(mm.n_layers) for k in (0, 1))
+        max_chunks = max(mm.chunks(l, k) for l in range(mm.n_layers) for k in mm.kinds)
         chunk = bus.addr[:mm.chunk_bits] if mm.chunk_bits else Const(0, 1)
         layer = bus.addr[mm.layer_shift:mm.mem_bit]
-        kind = bus.addr[mm.kind_shift]
+        kind = bus.addr[mm.kind_shift] if mm.kind_bits == 1 else bus.addr[mm.kind_shift:mm.layer_shift]
         m.d.comb += [net.ld_layer.eq(layer), net.ld_kind.eq(kind),
                      net.ld_pe.eq(bus.addr[mm.pe_shift:mm.kind_shift]),
                      net.ld_addr.eq(bus.addr[mm.entry_shift:mm.pe_shift])]
@@ -178,10 +182,10 @@ class BnnTop(wiring.Component):
         mem_ok = Signal()      # the address names a real word of a real memory
         with m.Switch(Cat(kind, layer)):
             for l in range(mm.n_layers):
-                for k in (0, 1):
+                for k in mm.kinds:
                     if mm.depth(l, k) == 0:
-                        continue  # the output layer has no thresholds
-                    with m.Case((l << 1) | k):
+                        continue  # the output layer has no thresholds, a W1 layer no masks
+                    with m.Case((l << mm.kind_bits) | k):
                         m.d.comb += [last_chunk.eq(mm.chunks(l, k) - 1),
                                      mem_ok.eq((entry < mm.depth(l, k)) & (pe < mm.folds[l].pe)
                                                & (chunk < mm.chunks(l, k)))]
@@ -248,7 +252,8 @@ class BnnTop(wiring.Component):
             "OUT_DATA": Mux(out_fifo.r_rdy, out_word, 0), "ERRORS": errors,
             "N_IN": mm.n_in, "N_CLASSES": mm.n_classes, "N_LAYERS": mm.n_layers,
             "II_ANALYTIC": analytic_ii(mm.folds), "IN_DEPTH": mm.in_depth,
-            "OUT_DEPTH": mm.out_depth, "CONFIG_CRC": config_crc(mm.folds, mm.last_thresholded),
+            "OUT_DEPTH": mm.out_depth,
+            "CONFIG_CRC": config_crc(mm.folds, mm.last_thresholded, mm.weight_bits),
             **c,
         }
         m.d.sync += [bus.r_ack.eq(bus.r_stb), bus.r_data.eq(0)]

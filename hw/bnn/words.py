@@ -8,6 +8,9 @@ from here. Plain Python and NumPy: no Amaranth.
   ``nf_i * sf + sf_i`` holds neuron ``nf_i * pe + p``'s weights for inputs ``sf_i * simd + b`` at
   bit ``b`` (1 means +1). Padding inputs and padding neurons are 0.
 - Thresholds: PE ``p`` holds ``nf`` thresholds; word ``nf_i`` is neuron ``nf_i * pe + p``'s.
+- Masks (ternary, W2 layers only): PE ``p`` holds ``nf * sf`` words laid out as the weights; bit
+  1 means the weight is nonzero (the weight word then holds its sign). A W2 output layer of dots
+  holds each neuron's nonzero count ``K'`` (:func:`nonzero_counts`) where thresholds would be.
 """
 
 from __future__ import annotations
@@ -19,14 +22,19 @@ import numpy as np
 from .folding import LayerFold
 
 __all__ = ["BnnWeights", "weight_words", "threshold_words", "image_last_thresholded",
-           "resolve_last_thresholded"]
+           "resolve_last_thresholded", "WEIGHT_BITS", "image_weight_bits", "resolve_weight_bits",
+           "nonzero_counts", "weight_bits_text"]
+
+#: The weight precisions a layer may have: 1 (binary, +-1) and 2 (ternary, -1/0/+1).
+WEIGHT_BITS = (1, 2)
 
 
 class BnnWeights(Protocol):
     """What the core needs of a compiled network (``eie.sw.bnn.image.BnnImage`` is one): the
     folding, the folded weight bits ``(n_out, n_in)`` per layer and the integer thresholds per
     hidden layer, and for the output layer too when it is thresholded (``thresholds`` then has
-    one entry a layer)."""
+    one entry a layer). Optionally ``masks``: per layer ``None`` (W1) or the nonzero-mask bits
+    ``(n_out, n_in)`` of a ternary (W2) layer, whose ``weights`` are then the sign bits."""
 
     folds: list[LayerFold]
     weights: Sequence[np.ndarray]
@@ -72,3 +80,40 @@ def resolve_last_thresholded(image: BnnWeights | None, last_thresholded: bool | 
         raise ValueError(f"last_thresholded={last_thresholded} but the image's output layer "
                          f"{'has' if own else 'has no'} thresholds")
     return own
+
+
+def image_weight_bits(image: BnnWeights) -> list[int]:
+    """Per layer 1 (binary) or 2 (ternary: the image has a mask for it)."""
+    masks = getattr(image, "masks", None) or [None] * len(image.weights)
+    return [1 if m is None else 2 for m in masks]
+
+
+def resolve_weight_bits(n_layers: int, image: BnnWeights | None,
+                        weight_bits: Sequence[int] | None) -> tuple[int, ...]:
+    """The core's per-layer weight precision: as given, else the baked image's, else all 1; a
+    value that is not 1 or 2, a wrong length or one that contradicts the image is a
+    ``ValueError``."""
+    own = None if image is None else tuple(image_weight_bits(image))
+    if weight_bits is None:
+        return own if own is not None else (1,) * n_layers
+    bits = tuple(int(b) for b in weight_bits)
+    if len(bits) != n_layers:
+        raise ValueError(f"weight_bits {list(bits)} has {len(bits)} entries for {n_layers} layers")
+    bad = [b for b in bits if b not in WEIGHT_BITS]
+    if bad:
+        raise ValueError(f"weight_bits {list(bits)}: {bad[0]} is not a weight precision "
+                         f"(1: binary, 2: ternary)")
+    if own is not None and own != bits:
+        raise ValueError(f"weight_bits {list(bits)} but the image's layers have {list(own)}")
+    return bits
+
+
+def weight_bits_text(bits: Sequence[int]) -> str:
+    """``"W1,W2,..."``: how docs, errors and the CLI name the precisions."""
+    return ",".join(f"W{b}" for b in bits)
+
+
+def nonzero_counts(mask: np.ndarray) -> np.ndarray:
+    """Per neuron, ``K' = popcount(mask)``: the nonzero weights of a ternary layer's neurons
+    (int64 ``(n_out,)``); a W2 output layer's dot is ``2 * matches - K'``."""
+    return np.asarray(mask, dtype=np.int64).sum(axis=1)

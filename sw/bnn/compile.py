@@ -19,6 +19,13 @@ thresholds on the match count under a named rule) needs no folding of batch norm
 :func:`compile_integer` converts the thresholds to eie's ``matches >= T`` (``gt``: ``T + 1``),
 clipped to ``0..K + 1``, and keeps the output layer's thresholds when it has them (the network
 then outputs bits).
+
+Ternary (W2) layers (docs/ARCHITECTURE.md): the float weights are ternarized with TWN's
+quantizer (:func:`~eie.sw.bnn.float_model.ternarize`: sign bits, nonzero mask, scale ``a``);
+:func:`fold_ternary_thresholds` evaluates the float model's expression at ``a * (2m - K')`` for
+each neuron's reachable counts ``m = 0..K'`` (``K'`` its nonzero weights), so batch norm and
+``a`` fold into ``T`` exactly; ``gamma < 0`` inverts the signs of the nonzero weights
+(``matches' = K' - matches``). A neuron that never fires gets ``K + 1``.
 """
 
 from __future__ import annotations
@@ -28,12 +35,13 @@ from typing import Sequence
 import numpy as np
 
 from ...common.errors import EieError
-from .float_model import FloatBnn, bn_expression
+from .float_model import FloatBnn, bn_expression, ternarize
 from ...hw.bnn.folding import LayerFold, make_folding
 from .image import BnnImage
 from .params import IntegerBnn
 
-__all__ = ["binarize", "fold_thresholds", "compile_model", "compile_integer"]
+__all__ = ["binarize", "fold_thresholds", "fold_ternary_thresholds", "compile_model",
+           "compile_integer"]
 
 
 def binarize(w: np.ndarray) -> np.ndarray:
@@ -61,14 +69,51 @@ def fold_thresholds(gamma, beta, mean, var, eps, n_in: int) -> tuple[np.ndarray,
     return t, flip
 
 
+def fold_ternary_thresholds(gamma, beta, mean, var, eps, scale: float, nonzero,
+                            n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer thresholds ``T`` (n_out,) on the masked match count and a flip mask (n_out,) for
+    one ternary hidden layer with scale ``scale`` and ``nonzero[n] = K'`` nonzero weights per
+    neuron. ``T`` is the first count ``m`` in ``0..K'`` at which the float model fires (after
+    the flip, in terms of ``K' - m``), or ``n_in + 1`` when none does."""
+    gamma = np.asarray(gamma, dtype=np.float64)
+    nz = np.asarray(nonzero, dtype=np.int64)
+    m = np.arange(n_in + 1, dtype=np.int64)
+    dot = (2.0 * m[:, None] - nz[None, :]).astype(np.float64)     # (K+1, n_out)
+    fires = bn_expression(gamma, np.asarray(beta, dtype=np.float64),
+                          np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64),
+                          np.float64(eps), np.float64(scale) * dot) >= 0
+    fires = fires.T                                                  # (n_out, K+1), column m
+    flip = gamma < 0
+    valid = m[None, :] <= nz[:, None]                                # reachable counts
+    idx = np.where(flip[:, None], nz[:, None] - m[None, :], m[None, :])
+    fires = np.take_along_axis(fires, np.clip(idx, 0, n_in), axis=1) & valid
+    steps = np.diff(fires.astype(np.int8), axis=1)
+    bad = (steps < 0) & valid[:, 1:]
+    if np.any(bad):
+        k = int(np.argwhere(np.any(bad, axis=1))[0][0])
+        raise EieError(f"neuron {k}: the batch-norm output is not monotone in dot "
+                       f"(gamma={gamma[k]!r}); cannot fold it into one threshold")
+    count = fires.sum(axis=1).astype(np.int64)
+    t = np.where(count > 0, nz + 1 - count, n_in + 1)
+    return t, flip
+
+
 def compile_model(model: FloatBnn,
                   fold: Sequence[tuple[int, int]] | str | None = None) -> BnnImage:
     """Binarise, fold batch norm into thresholds and choose the folding."""
     model.validate()
     folds: list[LayerFold] = make_folding(model.shape, fold)
-    weights, thresholds, stats = [], [], []
+    weights, thresholds, stats, masks = [], [], [], []
     n = len(model.weights)
+    layer_bits = model.layer_bits
     for l, w in enumerate(model.weights):
+        if layer_bits[l] == 2:
+            sign, mask, st = _compile_ternary(model, l, w, thresholds, last=l == n - 1)
+            weights.append(sign)
+            masks.append(mask)
+            stats.append(st)
+            continue
+        masks.append(None)
         bits = binarize(w)
         st: dict = {"zero_weights": int(np.sum(w == 0))}
         if l < n - 1:
@@ -81,7 +126,26 @@ def compile_model(model: FloatBnn,
                        "constant_zero": int(np.sum(t == w.shape[1] + 1))})
         weights.append(bits)
         stats.append(st)
-    return BnnImage(folds, weights, thresholds, stats)
+    return BnnImage(folds, weights, thresholds, stats, masks)
+
+
+def _compile_ternary(model: FloatBnn, l: int, w: np.ndarray, thresholds: list, *, last: bool):
+    """Sign bits, mask bits and statistics of ternary layer ``l``; its thresholds appended to
+    ``thresholds`` when it is hidden."""
+    t, scale = ternarize(w)
+    mask = (t != 0).astype(np.uint8)
+    sign = (t > 0).astype(np.uint8)
+    st: dict = {"zero_weights": int(np.sum(mask == 0)), "scale": scale}
+    if not last:
+        nz = mask.sum(axis=1)
+        thr, flip = fold_ternary_thresholds(model.gamma[l], model.beta[l], model.mean[l],
+                                            model.var[l], model.eps, scale, nz, w.shape[1])
+        sign[flip] ^= mask[flip]
+        thresholds.append(thr)
+        st.update({"flipped_neurons": int(flip.sum()),
+                   "constant_one": int(np.sum(thr == 0)),
+                   "constant_zero": int(np.sum(thr > nz))})
+    return sign, mask, st
 
 
 def compile_integer(net: IntegerBnn,
@@ -92,13 +156,14 @@ def compile_integer(net: IntegerBnn,
     :func:`compile_model` chooses or checks it."""
     net.validate()
     folds: list[LayerFold] = make_folding(net.shape, fold)
-    weights, thresholds, stats = [], [], []
-    for w, t in zip(net.weights, net.ge_thresholds()):
+    weights, thresholds, stats, masks = [], [], [], []
+    for w, t, b in zip(net.weights, net.ge_thresholds(), net.layer_bits):
         weights.append((np.asarray(w) > 0).astype(np.uint8))
-        st: dict = {}
+        masks.append((np.asarray(w) != 0).astype(np.uint8) if b == 2 else None)
+        st: dict = {"zero_weights": int(np.sum(np.asarray(w) == 0))} if b == 2 else {}
         if t is not None:
             thresholds.append(t)
             st.update({"constant_one": int(np.sum(t == 0)),
                        "constant_zero": int(np.sum(t == w.shape[1] + 1))})
         stats.append(st)
-    return BnnImage(folds, weights, thresholds, stats)
+    return BnnImage(folds, weights, thresholds, stats, masks)

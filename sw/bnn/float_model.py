@@ -2,7 +2,8 @@
 
 Model file (``.npz``): ``W{l}`` of shape ``(n_out, n_in)`` (floats) for layers ``l = 0..L-1``;
 for each hidden layer ``l < L-1`` the batch-norm parameters ``gamma{l}, beta{l}, mean{l},
-var{l}`` of shape ``(n_out,)``; optionally a scalar ``eps`` (default ``1e-5``).
+var{l}`` of shape ``(n_out,)``; optionally a scalar ``eps`` (default ``1e-5``); optionally
+``weight_bits`` (ints ``(L,)``, 1 binary or 2 ternary per layer; default all 1).
 
 Semantics (docs/ARCHITECTURE.md, BNN section), computed in float64:
 
@@ -10,6 +11,11 @@ Semantics (docs/ARCHITECTURE.md, BNN section), computed in float64:
 - ``dot = sum(sign(W) * x)`` (an exact integer in float64);
 - a hidden layer outputs ``bit = (gamma * (dot - mean) / sqrt(var + eps) + beta) >= 0``;
 - the last layer outputs ``dot`` (int32), the class is its argmax.
+
+A ternary (W2) layer (TWN) quantizes its weights with :func:`ternarize` (``delta = 0.7 *
+mean(|W|)``, ``t = sign(W)`` where ``|W| > delta``, else 0; scale ``a``), ``dot = sum(t * x)``
+exactly, and its batch norm sees ``a * dot`` (one float64 multiply); the last layer outputs
+``dot`` (the logits ``a * dot`` have the same argmax).
 """
 
 from __future__ import annotations
@@ -25,9 +31,43 @@ from ...common.errors import EieError
 from ..inputs import check_bits
 
 __all__ = ["FloatBnn", "load_model", "save_model", "random_model", "bn_expression",
-           "float_forward", "float_layers", "check_bits", "open_model_npz"]
+           "float_forward", "float_layers", "check_bits", "open_model_npz", "ternarize",
+           "TWN_DELTA", "check_weight_bits"]
 
 DEFAULT_EPS = 1e-5
+#: TWN's ternarization threshold, as a fraction of the layer's mean absolute weight.
+TWN_DELTA = 0.7
+
+
+def ternarize(w) -> tuple[np.ndarray, float]:
+    """TWN's quantizer (Li et al., "Ternary weight networks", 2016), float64: one threshold per
+    layer, ``delta = 0.7 * mean(|W|)``; ``t = sign(W)`` where ``|W| > delta``, else 0 (float64
+    -1/0/+1); the scale ``a = mean(|W|)`` over the entries with ``t != 0`` (1.0 when there are
+    none). The float model, the compiler and the trainer all quantize with this function."""
+    w = np.asarray(w, dtype=np.float64)
+    mag = np.abs(w)
+    delta = TWN_DELTA * float(np.mean(mag))
+    keep = mag > delta
+    t = np.where(keep, np.sign(w), 0.0)
+    a = float(np.mean(mag[keep])) if np.any(keep) else 1.0
+    return t, a
+
+
+def check_weight_bits(bits, n_layers: int, where: str = "weight_bits") -> list[int]:
+    """``bits`` as a list of 1/2 per layer (``None`` or empty: all 1), or :class:`EieError`."""
+    if bits is None or len(bits) == 0:
+        return [1] * n_layers
+    arr = np.asarray(bits)
+    if arr.ndim != 1 or arr.shape[0] != n_layers:
+        raise EieError(f"{where} has shape {arr.shape}; expected ({n_layers},): one weight "
+                       f"precision per layer (1 binary, 2 ternary)")
+    out = []
+    for l, b in enumerate(arr.tolist()):
+        if isinstance(b, bool) or b not in (1, 2):
+            raise EieError(f"{where}[{l}] is {b!r}; a layer's weight precision is 1 (binary, "
+                           f"+-1) or 2 (ternary, -1/0/+1)")
+        out.append(int(b))
+    return out
 
 
 @dataclass
@@ -40,6 +80,13 @@ class FloatBnn:
     mean: list[np.ndarray] = field(default_factory=list)
     var: list[np.ndarray] = field(default_factory=list)
     eps: float = DEFAULT_EPS
+    #: per layer 1 (binary) or 2 (ternary, TWN); empty: every layer binary
+    weight_bits: list[int] = field(default_factory=list)
+
+    @property
+    def layer_bits(self) -> list[int]:
+        """The weight precision of every layer (1 where :attr:`weight_bits` is empty)."""
+        return check_weight_bits(self.weight_bits, len(self.weights))
 
     @property
     def shape(self) -> list[int]:
@@ -59,6 +106,7 @@ class FloatBnn:
                 bad = np.argwhere(~np.isfinite(w))[0]
                 raise EieError(f"W{l}[{bad[0]}, {bad[1]}] is {w[tuple(bad)]}; weights must be finite")
         n_hidden = len(self.weights) - 1
+        self.layer_bits                                  # noqa: B018 - validates weight_bits
         if not np.isfinite(self.eps) or self.eps < 0:
             raise EieError(f"eps is {self.eps}; it must be a finite number >= 0")
         for name in ("gamma", "beta", "mean", "var"):
@@ -130,6 +178,12 @@ def load_model(path: str | os.PathLike) -> FloatBnn:
         if e.size != 1:
             raise EieError(f"eps in {path} has shape {e.shape}; expected a scalar")
         model.eps = float(e.reshape(()))
+    if "weight_bits" in keys:
+        wb = data["weight_bits"]
+        if wb.dtype.kind not in "iu":
+            raise EieError(f"weight_bits in {path} has dtype {wb.dtype}; expected integers "
+                           f"1 (binary) or 2 (ternary), one per layer")
+        model.weight_bits = check_weight_bits(wb, n, f"weight_bits in {path}")
     return model.validate()
 
 
@@ -141,14 +195,23 @@ def save_model(model: FloatBnn, path: str | os.PathLike) -> None:
         for l, a in enumerate(getattr(model, name)):
             arrays[f"{name}{l}"] = a
     arrays["eps"] = np.float64(model.eps)
+    if any(b != 1 for b in model.layer_bits):     # a binary model's file stays as it was
+        arrays["weight_bits"] = np.array(model.layer_bits, dtype=np.int64)
     with atomic_file(path, "wb") as f:
         np.savez(f, **arrays)
 
 
-def random_model(shape, rng: np.random.Generator, *, special: bool = True) -> FloatBnn:
+def random_model(shape, rng: np.random.Generator, *, special: bool = True,
+                 weight_bits=None) -> FloatBnn:
     """A random float BNN of ``shape``; with ``special`` some neurons get negative or zero
-    batch-norm scales, zero weights, and thresholds exactly on integers."""
+    batch-norm scales, zero weights, and thresholds exactly on integers. ``weight_bits`` (per
+    layer 1 or 2) makes layers ternary; their thresholds are drawn on the scaled dot ``a * dot``
+    of the ternarized weights, some exactly on a reachable value. Without it the random draws
+    are the binary model's, as they always were."""
     shape = list(shape)
+    bits = check_weight_bits(weight_bits, len(shape) - 1)
+    if any(b == 2 for b in bits):
+        return _random_ternary_model(shape, rng, special, bits)
     model = FloatBnn(weights=[])
     for l, (n_in, n_out) in enumerate(zip(shape[:-1], shape[1:])):
         w = rng.normal(size=(n_out, n_in))
@@ -180,6 +243,42 @@ def random_model(shape, rng: np.random.Generator, *, special: bool = True) -> Fl
     return model
 
 
+def _random_ternary_model(shape, rng, special: bool, bits: list[int]) -> FloatBnn:
+    model = FloatBnn(weights=[], weight_bits=list(bits))
+    for l, (n_in, n_out) in enumerate(zip(shape[:-1], shape[1:])):
+        w = rng.normal(size=(n_out, n_in))
+        if special:
+            w[rng.random(w.shape) < 0.05] = 0.0
+            if bits[l] == 2 and n_out > 1:
+                w[0] = 0.0                                 # a neuron without nonzero weights
+        model.weights.append(w)
+        if l == len(shape) - 2:
+            break
+        if bits[l] == 2:
+            t, a = ternarize(w)
+            nz = np.abs(t).sum(axis=1)
+        else:
+            a, nz = 1.0, np.full(n_out, float(n_in))
+        gamma = rng.normal(size=n_out)
+        var = rng.uniform(0.1, 4.0, size=n_out) * np.maximum(nz, 1) * a * a
+        mean = rng.normal(size=n_out) * np.sqrt(np.maximum(nz, 1)) * a
+        beta = rng.normal(size=n_out) * 0.5
+        if special:
+            kinds = rng.integers(0, 6, size=n_out)
+            gamma[kinds == 1] = 0.0
+            gamma[kinds == 2] = -np.abs(gamma[kinds == 2])
+            on = kinds >= 3                 # a * dot == mean exactly at a reachable dot
+            m0 = np.round(nz[on] / 2 + rng.normal(size=int(on.sum())) * np.sqrt(nz[on]) / 2)
+            m0 = np.clip(m0, 0, nz[on])
+            mean[on] = a * (2 * m0 - nz[on])
+            beta[on] = 0.0
+        model.gamma.append(gamma)
+        model.beta.append(beta)
+        model.mean.append(mean)
+        model.var.append(var)
+    return model
+
+
 def bn_expression(gamma, beta, mean, var, eps, dot):
     """The float batch-norm-and-sign pre-activation, exactly as the float model evaluates it.
 
@@ -194,14 +293,19 @@ def float_layers(model: FloatBnn, x) -> list[np.ndarray]:
     a = check_bits(x, model.shape[0]).astype(np.float64) * 2.0 - 1.0
     outs = []
     n = len(model.weights)
+    layer_bits = model.layer_bits
     for l, w in enumerate(model.weights):
-        wb = np.where(w >= 0, 1.0, -1.0)
+        scale = None
+        if layer_bits[l] == 2:
+            wb, scale = ternarize(w)
+        else:
+            wb = np.where(w >= 0, 1.0, -1.0)
         dot = a @ wb.T
         if l == n - 1:
             outs.append(dot.astype(np.int32))
             break
         pre = bn_expression(model.gamma[l], model.beta[l], model.mean[l], model.var[l],
-                            model.eps, dot)
+                            model.eps, dot if scale is None else scale * dot)
         bits = pre >= 0
         outs.append(bits.astype(np.uint8))
         a = np.where(bits, 1.0, -1.0)

@@ -7,6 +7,10 @@ the image's output layer is thresholded (:attr:`BnnImage.last_thresholded`), ``m
 as uint8 bits like a hidden layer. Folding (SIMD, PE) does not change any result, so the golden
 model ignores it.
 
+A ternary (W2) layer (``image.masks[l]`` not None) counts ``matches = popcount(mask & XNOR(x,
+w))`` and its dot is ``2 * matches - K'``, ``K'`` the neuron's nonzero weights
+(docs/ARCHITECTURE.md).
+
 :func:`classify` turns outputs into classes by a named rule (:data:`CLASS_RULES`).
 """
 
@@ -18,7 +22,7 @@ from ...common.errors import EieError
 from .float_model import check_bits
 from .image import BnnImage
 
-__all__ = ["matches", "golden_forward", "golden_layers", "classify", "CLASS_RULES",
+__all__ = ["matches", "masked_matches", "golden_forward", "golden_layers", "classify", "CLASS_RULES",
            "DOT_RULES", "BIT_RULES"]
 
 #: Class rules for dot outputs (an output layer without thresholds).
@@ -51,16 +55,30 @@ def matches(x: np.ndarray, w: np.ndarray) -> np.ndarray:
         + 2 * both
 
 
+def masked_matches(x: np.ndarray, w: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``popcount(mask & XNOR(x, w))`` for bits ``x`` (batch, K), sign bits ``w`` and mask bits
+    ``mask`` (n_out, K): (batch, n_out). With ``t = mask * (2w - 1)`` and ``s = 2x - 1``,
+    ``s @ t.T = 2 * matches - K'`` (``K' = mask.sum(1)``), in float64: exact below 2**53."""
+    s = x.astype(np.float64) * 2.0 - 1.0
+    t = mask.astype(np.float64) * (w.astype(np.float64) * 2.0 - 1.0)
+    dot = np.rint(s @ t.T).astype(np.int64)
+    return (dot + mask.sum(axis=1, dtype=np.int64)[None, :]) // 2
+
+
 def golden_layers(image: BnnImage, x) -> list[np.ndarray]:
     """Every layer's output: bits (uint8) for hidden layers, int32 ``dot`` for the last (bits
     too when it is thresholded)."""
     a = check_bits(x, image.shape[0])
     outs = []
     n = len(image.weights)
+    # anything with folds, weights and thresholds (the BnnWeights protocol) is an image here
+    masks = getattr(image, "masks", None) or [None] * n
     for l, w in enumerate(image.weights):
-        m = matches(a, w)
+        mask = masks[l]
+        m = matches(a, w) if mask is None else masked_matches(a, w, mask)
         if l == n - 1 and not image.last_thresholded:
-            outs.append((2 * m - w.shape[1]).astype(np.int32))
+            k = w.shape[1] if mask is None else mask.sum(axis=1, dtype=np.int64)[None, :]
+            outs.append((2 * m - k).astype(np.int32))
         else:
             a = (m >= image.thresholds[l][None, :]).astype(np.uint8)
             outs.append(a)

@@ -21,6 +21,12 @@ true`` and lists its threshold files like a hidden layer's; the network then out
 image whose output layer outputs dots is written as version 1, exactly as before, and both
 versions are read.
 
+Ternary (W2) layers (version 3): every layer entry says ``"weight_bits"`` (1 or 2); a W2 layer
+lists ``mask_files``, ``l{l}_pe{p}_mask.hex``, laid out as the weight files (bit 1: the weight
+is nonzero), and its weight files hold the signs (0 where the mask is 0; the reader clears any
+sign bit under a 0 mask, as the hardware ignores it). An image without a W2 layer is written as
+version 1 or 2, exactly as before.
+
 The weights in the image are the *folded* ones: a neuron whose batch-norm scale is negative has
 its weights inverted, so that one comparison direction serves all.
 
@@ -51,10 +57,10 @@ __all__ = ["BnnImage", "random_image", "image_files", "OWNER", "OWNER_KIND", "wr
            "read_image", "FORMAT", "VERSION"]
 
 FORMAT = "eie-bnn-image"
-#: The newest version this eie writes and reads: 2 (a thresholded output layer). Images whose
-#: output layer outputs dots are still written as version 1, which older eie versions read.
-VERSION = 2
-VERSIONS = (1, 2)
+#: The newest version this eie writes and reads: 3 (a ternary layer). Images without one are
+#: still written as version 2 (a thresholded output layer) or 1, which older eie versions read.
+VERSION = 3
+VERSIONS = (1, 2, 3)
 
 
 @dataclass
@@ -62,12 +68,34 @@ class BnnImage:
     """A compiled BNN: folded weight bits (n_out, n_in) per layer, integer thresholds per
     hidden layer (``thresholds[l]``, ``matches >= T``), and the folding. With one threshold
     array more than hidden layers (``len(thresholds) == len(weights)``) the output layer is
-    thresholded too and the network outputs bits (:attr:`last_thresholded`)."""
+    thresholded too and the network outputs bits (:attr:`last_thresholded`). ``masks``: per
+    layer ``None`` (binary, W1) or the nonzero-mask bits ``(n_out, n_in)`` of a ternary (W2)
+    layer, whose ``weights`` are then its sign bits (0 under a 0 mask)."""
 
     folds: list[LayerFold]
     weights: list[np.ndarray]
     thresholds: list[np.ndarray]
     stats: list[dict] = field(default_factory=list)
+    masks: list[np.ndarray | None] | None = None
+
+    def __post_init__(self):
+        if self.masks is None or all(m is None for m in self.masks):
+            self.masks = [None] * len(self.weights)
+        else:
+            self.masks = list(self.masks)
+            self.weights = list(self.weights)
+            for l, (w, m) in enumerate(zip(self.weights, self.masks)):
+                if m is not None:
+                    self.weights[l] = (np.asarray(w) & np.asarray(m)).astype(np.uint8)
+
+    @property
+    def weight_bits(self) -> list[int]:
+        """Per layer 1 (binary) or 2 (ternary)."""
+        return [1 if m is None else 2 for m in self.masks]
+
+    @property
+    def ternary(self) -> bool:
+        return any(m is not None for m in self.masks)
 
     @property
     def shape(self) -> list[int]:
@@ -85,18 +113,23 @@ class BnnImage:
     @property
     def version(self) -> int:
         """The manifest version :func:`write_image` writes for this image."""
-        return 2 if self.last_thresholded else 1
+        return 3 if self.ternary else 2 if self.last_thresholded else 1
 
     def refold(self, folds: list[LayerFold]) -> "BnnImage":
         """The same network under another folding of the same shape."""
-        return BnnImage(folds, self.weights, self.thresholds, self.stats)
+        return BnnImage(folds, self.weights, self.thresholds, self.stats, self.masks)
 
 
 def random_image(folds: list[LayerFold], rng: np.random.Generator, *,
-                 last_thresholded: bool = False) -> BnnImage:
+                 last_thresholded: bool = False, weight_bits=None) -> BnnImage:
     """Random weight bits and thresholds (mostly near ``n_in / 2``, some constant neurons) for
     testing hardware without a float model: outputs stay varied in every layer.
-    ``last_thresholded``: the output layer gets thresholds too (it outputs bits)."""
+    ``last_thresholded``: the output layer gets thresholds too (it outputs bits).
+    ``weight_bits`` (per layer 1 or 2): ternary layers get random masks too (about a third of
+    the weights zero, some neurons with none or all nonzero), their thresholds near ``K' / 2``;
+    without it the random draws are the binary image's, as they always were."""
+    if weight_bits is not None and any(b == 2 for b in weight_bits):
+        return _random_ternary_image(list(folds), rng, last_thresholded, list(weight_bits))
     weights, thresholds = [], []
     for l, f in enumerate(folds):
         weights.append(rng.integers(0, 2, size=(f.n_out, f.n_in), dtype=np.uint8))
@@ -109,6 +142,30 @@ def random_image(folds: list[LayerFold], rng: np.random.Generator, *,
     return BnnImage(list(folds), weights, thresholds, [{} for _ in folds])
 
 
+def _random_ternary_image(folds, rng, last_thresholded: bool, bits: list[int]) -> BnnImage:
+    weights, thresholds, masks = [], [], []
+    for l, f in enumerate(folds):
+        w = rng.integers(0, 2, size=(f.n_out, f.n_in), dtype=np.uint8)
+        mask = None
+        nz = np.full(f.n_out, f.n_in)
+        if bits[l] == 2:
+            mask = (rng.random((f.n_out, f.n_in)) >= 0.35).astype(np.uint8)
+            mask[0] = 0                                  # no nonzero weight at all
+            if f.n_out > 2:
+                mask[1] = 1                              # every weight nonzero
+            nz = mask.sum(axis=1)
+        weights.append(w)
+        masks.append(mask)
+        if l < len(folds) - 1 or last_thresholded:
+            t = np.round(nz / 2 + rng.normal(size=f.n_out) * np.sqrt(np.maximum(nz, 1)) / 4)
+            t = t.astype(np.int64)
+            special = rng.random(f.n_out)
+            t[special < 0.05] = 0
+            t[special > 0.95] = f.n_in + 1
+            thresholds.append(np.clip(t, 0, f.n_in + 1))
+    return BnnImage(list(folds), weights, thresholds, [{} for _ in folds], masks)
+
+
 def image_files(manifest: dict) -> list[str] | None:
     """The files a BNN image's ``manifest.json`` lists (besides itself), or None when it is not
     a BNN image manifest: what :data:`OWNER` checks."""
@@ -116,7 +173,7 @@ def image_files(manifest: dict) -> list[str] | None:
         return None
     files = []
     for layer in manifest["layers"]:
-        for key in ("weight_files", "threshold_files"):
+        for key in ("weight_files", "threshold_files", "mask_files"):
             names = layer.get(key, [])
             if not isinstance(names, list):
                 return None
@@ -152,11 +209,21 @@ def write_image(image: BnnImage, path: str | os.PathLike, *, extra: dict | None 
                     name = f"l{l}_pe{p}_thr.hex"
                     write_hex(tmp / name, words, fold.threshold_width)
                     tfiles.append(name)
+            mfiles = []
+            if image.masks[l] is not None:
+                for p, words in enumerate(weight_words(fold, image.masks[l])):
+                    name = f"l{l}_pe{p}_mask.hex"
+                    write_hex(tmp / name, words, fold.simd)
+                    mfiles.append(name)
             entry = {"index": l, **fold.to_json(), "hidden": hidden}
             if image.last_thresholded:      # version 2 only: version 1 stays as it was
                 entry["thresholded"] = thresholded
+            if image.ternary:               # version 3 only
+                entry["weight_bits"] = image.weight_bits[l]
             entry.update({"threshold_width": fold.threshold_width if thresholded else 0,
                           "weight_files": wfiles, "threshold_files": tfiles})
+            if mfiles:
+                entry["mask_files"] = mfiles
             if l < len(image.stats):
                 entry["stats"] = image.stats[l]
             layers.append(entry)
@@ -188,9 +255,9 @@ def read_image(path: str | os.PathLike) -> BnnImage:
         raise d.error(f"{d.manifest_path} describes memories too large to load") from None
 
 
-def _read_folds(man: Fields) -> tuple[list[LayerFold], list[Fields], bool]:
-    """The folding the manifest describes, checked against everything it says about it, and
-    whether the output layer is thresholded."""
+def _read_folds(man: Fields) -> tuple[list[LayerFold], list[Fields], bool, list[int]]:
+    """The folding the manifest describes, checked against everything it says about it,
+    whether the output layer is thresholded and each layer's weight precision."""
     fmt = man.string("format")
     if fmt != FORMAT:
         raise man.error("format", f"is {describe(fmt)}, expected {FORMAT!r}",
@@ -233,6 +300,13 @@ def _read_folds(man: Fields) -> tuple[list[LayerFold], list[Fields], bool]:
     if last_thresholded and version < 2:
         raise last.error("thresholded", f"is true but the image is version {version}; a "
                                         f"thresholded output layer needs version 2")
+    bits = []
+    for l, ly in enumerate(layers):
+        b = ly.integer("weight_bits", lo=1, hi=2, default=1)
+        if b == 2 and version < 3:
+            raise ly.error("weight_bits", f"is 2 (ternary) but the image is version {version}; "
+                                          f"ternary layers need version 3")
+        bits.append(b)
     for l, (fold, ly) in enumerate(zip(folds, layers)):
         hidden = l < len(folds) - 1
         thresholded = hidden or last_thresholded
@@ -252,12 +326,28 @@ def _read_folds(man: Fields) -> tuple[list[LayerFold], list[Fields], bool]:
             raise ly.error("hidden", f"is {str(not hidden).lower()} but layer {l} of "
                                      f"{len(folds)} is {'a hidden' if hidden else 'the output'} "
                                      f"layer")
-    return folds, layers, last_thresholded
+    return folds, layers, last_thresholded, bits
+
+
+def _read_bits(d: ImageDir, fold: LayerFold, ly: Fields, key: str, names: list[str], l: int,
+               what: str) -> np.ndarray:
+    """The ``(n_out, n_in)`` bits of a layer's weight-shaped files (weights or masks)."""
+    needs = f"layer {l}'s folding {fold.simd}:{fold.pe} needs"
+    words = [d.read_hex(name, fold.nf * fold.sf, fold.simd, key=ly.path(key) + f"[{p}]",
+                        role=f"layer {l}, PE {p}'s {what}", needs=f"{needs} nf * sf =")
+             for p, name in enumerate(names)]
+    w = np.zeros((fold.nf * fold.pe, fold.sf * fold.simd), dtype=np.uint8)
+    shifts = np.arange(fold.simd, dtype=object)
+    for p, pe_words in enumerate(words):
+        col = np.array(pe_words, dtype=object)
+        bits = ((col[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
+        w[p::fold.pe] = bits.reshape(fold.nf, fold.sf * fold.simd)
+    return w[:fold.n_out, :fold.n_in].copy()
 
 
 def _read_image(d: ImageDir) -> BnnImage:
-    folds, layers, last_thresholded = _read_folds(d.manifest())
-    weights, thresholds, stats = [], [], []
+    folds, layers, last_thresholded, bits = _read_folds(d.manifest())
+    weights, thresholds, stats, masks = [], [], [], []
     for l, (fold, ly) in enumerate(zip(folds, layers)):
         hidden = l < len(folds) - 1 or last_thresholded       # has thresholds
         wfiles = ly.strings("weight_files")
@@ -270,17 +360,15 @@ def _read_image(d: ImageDir) -> BnnImage:
                                        "is the output layer, which has no thresholds (its "
                                        "'thresholded' is not true)"))
         needs = f"layer {l}'s folding {fold.simd}:{fold.pe} needs"
-        words = [d.read_hex(name, fold.nf * fold.sf, fold.simd,
-                            key=ly.path("weight_files") + f"[{p}]",
-                            role=f"layer {l}, PE {p}'s weights", needs=f"{needs} nf * sf =")
-                 for p, name in enumerate(wfiles)]
-        w = np.zeros((fold.nf * fold.pe, fold.sf * fold.simd), dtype=np.uint8)
-        shifts = np.arange(fold.simd, dtype=object)
-        for p, pe_words in enumerate(words):
-            col = np.array(pe_words, dtype=object)
-            bits = ((col[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
-            w[p::fold.pe] = bits.reshape(fold.nf, fold.sf * fold.simd)
-        weights.append(w[:fold.n_out, :fold.n_in].copy())
+        weights.append(_read_bits(d, fold, ly, "weight_files", wfiles, l, "weights"))
+        mfiles = ly.strings("mask_files", [])
+        want = fold.pe if bits[l] == 2 else 0
+        if len(mfiles) != want:
+            raise ly.error("mask_files", f"lists {plural(len(mfiles), 'file')} but layer {l} "
+                                         + (f"is ternary (weight_bits 2) with {fold.pe} PEs"
+                                            if want else "is binary (weight_bits 1), which has "
+                                                         "no masks"))
+        masks.append(_read_bits(d, fold, ly, "mask_files", mfiles, l, "masks") if want else None)
         if hidden:
             t = np.zeros(fold.nf * fold.pe, dtype=np.int64)
             for p, name in enumerate(tfiles):
@@ -295,4 +383,4 @@ def _read_image(d: ImageDir) -> BnnImage:
                 t[p::fold.pe] = vals
             thresholds.append(t[:fold.n_out].copy())
         stats.append(ly.mapping("stats", {}))
-    return BnnImage(folds, weights, thresholds, stats)
+    return BnnImage(folds, weights, thresholds, stats, masks)

@@ -15,12 +15,16 @@ Semantics (docs/ARCHITECTURE.md, BNN section), for layer ``l`` with fan-in ``K``
   (FINN's). Any integer is allowed; a threshold that no match count in ``0..K`` reaches gives a
   constant neuron. ``None`` (allowed for the last layer only) leaves the layer unthresholded: it
   outputs the dot.
+- ``weight_bits`` (optional, per layer 1 or 2): a ternary (W2) layer's weights are in
+  ``{-1, 0, +1}``; ``matches`` counts only the nonzero weights that agree
+  (``popcount(mask & XNOR)``), the dot is ``2 * matches - K'`` with ``K'`` the neuron's nonzero
+  weights, and the thresholds still count matches, clipped to ``0..K + 1`` (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -54,6 +58,14 @@ class IntegerBnn:
     weights: list[np.ndarray]
     thresholds: list[np.ndarray | None]
     rule: str = "ge"
+    #: per layer 1 (binary) or 2 (ternary); empty: every layer binary
+    weight_bits: list[int] = field(default_factory=list)
+
+    @property
+    def layer_bits(self) -> list[int]:
+        from .float_model import check_weight_bits
+
+        return check_weight_bits(self.weight_bits, len(self.weights))
 
     @property
     def shape(self) -> list[int]:
@@ -70,6 +82,7 @@ class IntegerBnn:
             raise EieError(f"threshold rule {self.rule!r} is not one of {', '.join(RULES)}")
         if not self.weights:
             raise EieError("the network has no layers (expected arrays W0, W1, ...)")
+        bits = self.layer_bits
         if len(self.thresholds) != len(self.weights):
             raise EieError(f"{len(self.weights)} weight arrays but {len(self.thresholds)} "
                            f"threshold entries; give one per layer (None for an unthresholded "
@@ -83,12 +96,20 @@ class IntegerBnn:
                                f"has {self.weights[l - 1].shape[0]} outputs")
             if not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)):
                 raise EieError(f"W{l} has dtype {w.dtype}; bipolar weights are numbers -1 or +1")
-            bad = ~np.isin(w, (-1, 1))
-            if np.any(bad):
-                i, j = np.argwhere(bad)[0]
-                raise EieError(f"W{l}[{i}, {j}] is {w[i, j].item()!r}; bipolar weights are -1 or "
-                               f"+1 (from bits b, 1 meaning +1: W = 2*b - 1; from floats: sign, "
-                               f"with sign(0) = +1)")
+            if bits[l] == 2:
+                bad = ~np.isin(w, (-1, 0, 1))
+                if np.any(bad):
+                    i, j = np.argwhere(bad)[0]
+                    raise EieError(f"W{l}[{i}, {j}] is {w[i, j].item()!r}; ternary weights "
+                                   f"(weight_bits[{l}] = 2) are -1, 0 or +1")
+            else:
+                bad = ~np.isin(w, (-1, 1))
+                if np.any(bad):
+                    i, j = np.argwhere(bad)[0]
+                    raise EieError(f"W{l}[{i}, {j}] is {w[i, j].item()!r}; bipolar weights are "
+                                   f"-1 or +1 (from bits b, 1 meaning +1: W = 2*b - 1; from "
+                                   f"floats: sign, with sign(0) = +1; a ternary layer, -1/0/+1, "
+                                   f"needs weight_bits[{l}] = 2 in the file)")
             t = self.thresholds[l]
             if t is None:
                 if l < len(self.weights) - 1:
@@ -152,7 +173,9 @@ def npz_file_kind(path: str | os.PathLike) -> str:
 def load_integer_npz(path: str | os.PathLike, rule: str | None = None) -> IntegerBnn:
     """Read an integer BNN ``.npz``: ``W0..W{L-1}`` (+1/-1, ``(n_out, n_in)``), ``T{l}``
     (integers ``(n_out,)``, compared with the match count) for every hidden layer and, optionally,
-    the last, and optionally ``rule`` (the string ``"ge"`` or ``"gt"``). ``rule`` given here
+    the last, optionally ``rule`` (the string ``"ge"`` or ``"gt"``) and optionally
+    ``weight_bits`` (integers ``(L,)``: 2 makes a layer ternary, ``W{l}`` in -1/0/+1; default
+    all 1). ``rule`` given here
     must agree with the file's; one of the two must state it (the same thresholds under the
     other rule give other bits). Validated (:meth:`IntegerBnn.validate`)."""
     from .float_model import open_model_npz
@@ -198,7 +221,16 @@ def load_integer_npz(path: str | os.PathLike, rule: str | None = None) -> Intege
                            f"last layer may leave them out and output its dot)")
         else:
             thresholds.append(None)
-    net = IntegerBnn(weights, thresholds, rule).validate()
+    bits: list[int] = []
+    if "weight_bits" in keys:
+        from .float_model import check_weight_bits
+
+        wb = data["weight_bits"]
+        if wb.dtype.kind not in "iu":
+            raise EieError(f"weight_bits in {path} has dtype {wb.dtype}; expected integers "
+                           f"1 (binary) or 2 (ternary), one per layer")
+        bits = check_weight_bits(wb, n, f"weight_bits in {path}")
+    net = IntegerBnn(weights, thresholds, rule, bits).validate()
     net.weights = [np.asarray(w).astype(np.int8) for w in net.weights]
     net.thresholds = [None if t is None else np.round(np.asarray(t)).astype(np.int64)
                       for t in net.thresholds]
@@ -215,6 +247,8 @@ def save_integer_npz(net: IntegerBnn, path: str | os.PathLike) -> None:
     arrays.update({f"T{l}": np.asarray(t, dtype=np.int64)
                    for l, t in enumerate(net.thresholds) if t is not None})
     arrays["rule"] = np.array(net.rule)
+    if any(b != 1 for b in net.layer_bits):
+        arrays["weight_bits"] = np.array(net.layer_bits, dtype=np.int64)
     with atomic_file(path, "wb") as f:
         np.savez(f, **arrays)
 
@@ -267,4 +301,4 @@ def strip_padding(net: IntegerBnn, shape: Sequence[int], *, input_pad_bit: int =
                                f"threshold {t[j]} lies within the match counts 0..{w.shape[1]}; "
                                f"only neurons that never or always fire can be dropped")
             pad_values = np.where(ge == 0, 1, -1).astype(np.int64)
-    return IntegerBnn(weights, thresholds, net.rule).validate()
+    return IntegerBnn(weights, thresholds, net.rule, list(net.weight_bits)).validate()

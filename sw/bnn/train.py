@@ -7,12 +7,18 @@ The network is the float model of the contract's BNN section:
   integer ``dot = x_pm1 @ sign(W).T``;
 - a hidden layer applies batch norm and the sign:
   ``bit = gamma * (dot - mean) / sqrt(var + eps) + beta >= 0``;
-- the last layer outputs ``dot``; the class is its argmax.
+- the last layer outputs ``dot``; the class is its argmax;
+- a ternary layer (``weight_bits`` 2, TWN) quantizes its latent weights with
+  :func:`eie.sw.bnn.float_model.ternarize` (``t`` in -1/0/+1 where ``|W| > 0.7 * mean(|W|)``,
+  scale ``a``) and its batch norm sees ``a * dot``.
 
 Training uses the straight-through estimator (Courbariaux et al., BinaryNet): the gradient of
 ``sign`` is passed through where the pre-activation lies in [-1, 1] (the derivative of hardtanh),
 and the gradient of a binarized weight goes to its latent weight, which is clipped to [-1, 1]
-after every step. Batch norm uses the batch's statistics while training; the exported ``mean``
+after every step. A ternary layer's quantized weights ``a * t`` pass the gradient the same way
+(TWN's straight-through estimator: the gradient of ``a * t`` goes to the latent weight, ``a`` and
+the threshold held constant in the backward pass); the last layer trains on ``t`` alone (its
+scale does not change the argmax, and the loss's fixed scale stands in for it). Batch norm uses the batch's statistics while training; the exported ``mean``
 and ``var`` are the statistics of the whole training set, measured in one pass once training is
 over, so the float model evaluated here is exactly the one the compiler folds into thresholds.
 The loss is softmax cross-entropy of ``dot * scale`` with one fixed positive ``scale`` (it does
@@ -24,7 +30,7 @@ not change the argmax). Minibatch Adam, seeded and deterministic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -63,11 +69,16 @@ class BinaryMLP:
     mean: list[np.ndarray]
     var: list[np.ndarray]
     eps: float = 1e-5
+    #: per layer 1 (binary) or 2 (ternary, TWN); empty: every layer binary
+    weight_bits: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        from .float_model import check_weight_bits
+
         n = len(self.weights)
         if n < 1:
             raise EieError("a binarized network needs at least one layer")
+        self.weight_bits = check_weight_bits(self.weight_bits, n)
         for name in ("gamma", "beta", "mean", "var"):
             if len(getattr(self, name)) != n - 1:
                 raise EieError(f"{len(getattr(self, name))} {name} vectors for {n - 1} hidden layers")
@@ -77,8 +88,10 @@ class BinaryMLP:
                                f"{l - 1} gives {self.weights[l - 1].shape[0]} outputs")
 
     @classmethod
-    def init(cls, sizes: Sequence[int], seed: int = 0) -> "BinaryMLP":
-        """Uniform latent weights in [-1, 1] (Glorot-scaled), unit BN scale, zero shift."""
+    def init(cls, sizes: Sequence[int], seed: int = 0,
+             weight_bits: Sequence[int] | None = None) -> "BinaryMLP":
+        """Uniform latent weights in [-1, 1] (Glorot-scaled), unit BN scale, zero shift;
+        ``weight_bits`` (per layer 1 or 2, default all 1) makes layers ternary."""
         if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
             raise EieError(f"layer sizes {tuple(sizes)} need at least two positive entries")
         rng = np.random.default_rng(seed)
@@ -93,6 +106,7 @@ class BinaryMLP:
             beta=[np.zeros(n, np.float32) for n in hidden],
             mean=[np.zeros(n, np.float32) for n in hidden],
             var=[np.ones(n, np.float32) for n in hidden],
+            weight_bits=list(weight_bits or []),
         )
 
     @property
@@ -104,9 +118,9 @@ class BinaryMLP:
         h = _to_pm1(bits, self.sizes[0]).astype(np.float64)
         last = len(self.weights) - 1
         for l, w in enumerate(self.weights):
-            dot = h @ binarize_weights(w).astype(np.float64).T
             if l == last:
-                return np.rint(dot).astype(np.int64)
+                return np.rint(_scaled_dot(self, l, h, scaled=False)).astype(np.int64)
+            dot = _scaled_dot(self, l, h)
             pre = (self.gamma[l].astype(np.float64) * (dot - self.mean[l])
                    / np.sqrt(self.var[l].astype(np.float64) + self.eps) + self.beta[l])
             h = np.where(pre >= 0, 1.0, -1.0)
@@ -126,6 +140,8 @@ class BinaryMLP:
             out[f"mean{l}"] = self.mean[l].astype(np.float32)
             out[f"var{l}"] = self.var[l].astype(np.float32)
         out["eps"] = np.float64(self.eps)
+        if any(b == 2 for b in self.weight_bits):      # a binary model's file as it always was
+            out["weight_bits"] = np.array(self.weight_bits, dtype=np.int64)
         return out
 
     def to_float_bnn(self):
@@ -135,7 +151,8 @@ class BinaryMLP:
 
         f64 = lambda arrs: [np.asarray(a, dtype=np.float64) for a in arrs]  # noqa: E731
         return FloatBnn(weights=f64(self.weights), gamma=f64(self.gamma), beta=f64(self.beta),
-                        mean=f64(self.mean), var=f64(self.var), eps=float(self.eps)).validate()
+                        mean=f64(self.mean), var=f64(self.var), eps=float(self.eps),
+                        weight_bits=list(self.weight_bits)).validate()
 
 
 @dataclass
@@ -158,6 +175,36 @@ class BnnTrainConfig:
             raise EieError(f"learning rate must be > 0, not {self.lr}")
 
 
+def _scaled_dot(model: BinaryMLP, l: int, h: np.ndarray, *, scaled: bool = True) -> np.ndarray:
+    """Layer ``l``'s pre-activation in float64 as the float model computes it: ``dot`` of the
+    binarized weights, or ``a * dot`` of the ternarized ones (``dot`` alone when not
+    ``scaled``)."""
+    w = model.weights[l]
+    if model.weight_bits[l] != 2:
+        return h @ binarize_weights(w).astype(np.float64).T
+    from .float_model import ternarize
+
+    t, a = ternarize(w)
+    dot = h @ t.T
+    return a * dot if scaled else dot
+
+
+def _train_weights(model: BinaryMLP) -> list[np.ndarray]:
+    """The quantized weights of the training forward pass (float32): ``sign(W)`` of a binary
+    layer, ``a * t`` of a ternary hidden layer, ``t`` of a ternary last layer."""
+    from .float_model import ternarize
+
+    out = []
+    last = len(model.weights) - 1
+    for l, w in enumerate(model.weights):
+        if model.weight_bits[l] != 2:
+            out.append(binarize_weights(w))
+            continue
+        t, a = ternarize(w)
+        out.append((t if l == last else a * t).astype(np.float32))
+    return out
+
+
 def _to_pm1(bits: np.ndarray, n_in: int) -> np.ndarray:
     b = np.asarray(bits)
     if b.ndim != 2 or b.shape[1] != n_in:
@@ -177,7 +224,7 @@ def _loss_and_grads(model: BinaryMLP, x: np.ndarray, y: np.ndarray, scale: float
     eps = np.float32(model.eps)
     n = x.shape[0]
     last = len(model.weights) - 1
-    wb = [binarize_weights(w) for w in model.weights]
+    wb = _train_weights(model)
     cache = []
     stats = []
     h = x
@@ -223,7 +270,7 @@ def _dataset_stats(model: BinaryMLP, x: np.ndarray) -> None:
     """Set every hidden layer's mean and var to those of the whole set ``x`` (+/-1 inputs)."""
     h = x.astype(np.float64)
     for l in range(len(model.weights) - 1):
-        dot = h @ binarize_weights(model.weights[l]).astype(np.float64).T
+        dot = _scaled_dot(model, l, h)
         model.mean[l] = dot.mean(axis=0).astype(np.float32)
         model.var[l] = dot.var(axis=0).astype(np.float32)
         pre = (model.gamma[l].astype(np.float64) * (dot - model.mean[l])
