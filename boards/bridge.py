@@ -16,6 +16,9 @@ run one step of a bus transfer, or hand one response byte to the transmitter.
 - WRITE_FIXED and READ_FIXED do the same at one address (a FIFO port).
 - A READ frame, once its CRC checks, reads ``count`` words into the buffer (waiting for ``r_ack``
   at most 255 cycles each) and sends them back.
+- A response's payload words leave the burst buffer through a register: each word waits two
+  cycles for it (the UART takes a byte in ``10 * divisor`` cycles, so the link never sees the
+  wait), and the block RAM's read does not reach the transmitter and its CRC in one cycle.
 - The burst buffer has two halves: WRITE payloads go to one, READ results to the other, so a
   frame that arrives (whole, damaged or cut) after a READ never destroys that READ's answer.
 - Retries are safe: a READ or WRITE with the same ``seq``, command, address and count as the last
@@ -163,11 +166,19 @@ class UARTBridge(wiring.Component):
         count_ok = Signal()
         m.d.comb += count_ok.eq((count != 0) & (count <= self._max_burst))
         # The burst's last address must exist on the bus (registered: addr and count are stable
-        # from the end of the header to CHECK, bytes later).
+        # from the end of the header to CHECK, bytes later): addr + (count - 1) < 2**addr_width
+        # (addr alone for a fixed burst or a count of 0), computed as: addr's bits above the bus
+        # are 0, and its low bits plus count (1 or more) reach at most 2**addr_width. One adder,
+        # not a decrement feeding a 33-bit adder feeding a comparator (a critical path on ECP5).
+        aw = self._addr_width
         addr_ok = Signal()
-        last_addr_in = Signal(33)
-        m.d.comb += last_addr_in.eq(addr + Mux(fixed | (count == 0), 0, count - 1))
-        m.d.sync += addr_ok.eq(last_addr_in < (1 << self._addr_width))
+        addr_hi_ok = Signal()
+        m.d.comb += addr_hi_ok.eq(addr[aw:] == 0 if aw < 32 else 1)
+        span_end = Signal(max(aw, 16) + 1)      # addr's low bits + count: one past the burst
+        m.d.comb += span_end.eq(addr[:aw] + count)
+        span_fits = Signal()
+        m.d.comb += span_fits.eq((span_end[aw:] == 0) | (span_end == (1 << aw)))
+        m.d.sync += addr_ok.eq(addr_hi_ok & (fixed | (count == 0) | span_fits))
 
         read_half = Signal()            # the frame is a READ: its words live in the read half
         buf_addr = Signal(half_bits + 1)
@@ -178,17 +189,22 @@ class UARTBridge(wiring.Component):
         info_words = Array([*(Const(w, 32) for w in self._info.to_words()), session])
         rsp_info = Signal()             # payload comes from the INFO constants, not the buffer
         tx_idx = Signal(range(5))       # header byte index
+        # The response word is registered: the burst buffer's read (a block RAM's slow
+        # clock-to-output) does not sit on the same path as the byte mux and the transmit CRC.
+        # It is word ``widx`` two cycles after ``widx`` changes (the RAM's read, then this
+        # register); ``rsp_age`` counts those cycles and holds the payload back until then.
         rsp_word = Signal(32)
-        m.d.comb += rsp_word.eq(buf_rd.data)
-        with m.If(rsp_info):
-            m.d.comb += rsp_word.eq(info_words[widx[:3]])
+        rsp_age = Signal(range(3))
+        m.d.sync += rsp_word.eq(Mux(rsp_info, info_words[widx[:3]], buf_rd.data))
+        with m.If(rsp_age != 2):
+            m.d.sync += rsp_age.eq(rsp_age + 1)
         tx_bytes = Array([Const(RSP_SYNC, 8), seq, status, rsp_count[:8], rsp_count[8:]])
         errors = Signal(16)
         m.d.comb += self.errors.eq(errors)
 
         def respond(code, n_words=0, info=False):
             stmts = [status.eq(code), rsp_count.eq(n_words), rsp_info.eq(int(info)),
-                     tx_idx.eq(0), widx.eq(0), byte_idx.eq(0), crc_idx.eq(0)]
+                     tx_idx.eq(0), widx.eq(0), rsp_age.eq(0), byte_idx.eq(0), crc_idx.eq(0)]
             if code != Status.OK:
                 stmts.append(errors.eq(errors + 1))
             return stmts
@@ -350,13 +366,13 @@ class UARTBridge(wiring.Component):
                             with m.Else():
                                 m.next = f"{name}_PAYLOAD"
                 with m.State(f"{name}_PAYLOAD"):
-                    m.d.comb += [utx.i.valid.eq(1),
+                    m.d.comb += [utx.i.valid.eq(rsp_age == 2),
                                  utx.i.payload.eq(rsp_word.word_select(byte_idx, 8))]
-                    with m.If(utx.i.ready):
+                    with m.If(utx.i.valid & utx.i.ready):
                         m.d.comb += [tx_crc.valid.eq(1), tx_crc.data.eq(utx.i.payload)]
                         m.d.sync += byte_idx.eq(byte_idx + 1)
                         with m.If(byte_idx == 3):
-                            m.d.sync += widx.eq(widx + 1)
+                            m.d.sync += [widx.eq(widx + 1), rsp_age.eq(0)]
                             with m.If(widx + 1 == rsp_count):
                                 m.next = f"{name}_CRC"
                 with m.State(f"{name}_CRC"):

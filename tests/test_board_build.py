@@ -120,6 +120,10 @@ def test_ecp5_default_clock_per_design():
         assert abs(ecp5_pll_params(25e6, mhz * 1e6)[1] - mhz * 1e6) < 1
     # the 16-PE EIE routed to 52.6 MHz (docs/boards.md): its default must not ask for 100 again
     assert ECP5_DEFAULT_MHZ["eie"] < 52.6
+    # routed at their defaults (docs/boards.md): the BNN TFC 89.3 MHz, the ram 109.4 MHz; at
+    # least 5% margin
+    assert ECP5_DEFAULT_MHZ["bnn"] * 1.05 <= 89.3
+    assert ECP5_DEFAULT_MHZ["ram"] * 1.05 <= 109.4
 
 
 def test_board_names_and_baud_limits():

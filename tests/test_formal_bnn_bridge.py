@@ -219,12 +219,13 @@ def test_a_bridge_that_skips_a_check_fails(mutant, tmp_path):
     # a READ, then another of the same seq at another address: taken for a retry, never read
     pytest.param("dedup_seq_only", _read() + _read(addr=4) + b"\0", 52, ("carried out in full",),
                  id="dedup_seq_only"),
-    # a READ, a new session, the same READ again: the new session's request never runs
-    pytest.param("keep_last_on_open", _read() + encode_open(0, 0x1234) + _read() + b"\0", 95,
+    # a READ, a new session, the same READ again: the new session's request never runs (fails
+    # at step 96: the OPEN's five-word answer waits two cycles a word for its registered word)
+    pytest.param("keep_last_on_open", _read() + encode_open(0, 0x1234) + _read() + b"\0", 103,
                  ("carried out in full",), id="keep_last_on_open"),
 ])
 def test_a_bridge_that_breaks_execute_once_fails(mutant, prelude, depth, words, tmp_path):
-    """Execute-once needs two frames and a response between them (40 to 90 cycles), too deep for
+    """Execute-once needs two frames and a response between them (40 to 100 cycles), too deep for
     a free search in seconds: the bytes are given, the proof's properties must fail on them (and
     the real bridge's k-induction proves them for every byte sequence, these included)."""
     result = _check(prove(BridgeHarness(max_burst=1, mutant=mutant, invariants=False,
