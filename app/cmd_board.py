@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="BNN folding SIMD:PE per layer (default: one that fits the board)")
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     b.add_argument("--clock-mhz", type=float, default=None,
-                   help="ECP5: design clock from the PLL (default: EIE 25, BNN 75, ram 100: a clock each "
-                        "meets); iCE40: the board clock")
+                   help="ECP5: design clock from the PLL (default: EIE 25, BNN 75, ram 100: a "
+                        "clock each meets); iCE40: the board clock")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     b.add_argument("--out", "-o", type=Path, default=None,
                    help="output directory (default build/BOARD-DESIGN)")
