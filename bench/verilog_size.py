@@ -7,7 +7,8 @@ For each PE count: the Verilog `eie generate` writes (one `eie_top_pe` module in
 takes to build a C++ model of it (`verilator --cc -O3 --build -j <cores>`, the simulator runner's
 optimisation level, in a scratch directory, nothing cached). `--flat` does the same for the
 Amaranth-style export (every PE its own module, `EIETop(config)`) at those PE counts, the
-baseline measured in the same run. Default memory depths (`EIEConfig` defaults).
+baseline measured in the same run. Default memory depths (`EIEConfig` defaults). The model as the
+simulator runners build it (cocotb's runner, what is public, C++ size): `bench/verilator_build.py`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ backdoor load keeps the same program and splits it:
 The EIE job of the cocotb testbench (:class:`eie.sim.eie_run.EieCore`, run by
 :mod:`eie.sim.cocotb_tb`) deposits the words through the simulator's VPI
 (no-delay ``vpi_put_value`` on the words of ``pe<k>.ptr.even``, ``pe<k>.ptr.odd`` and
-``pe<k>.spm.mem``; :class:`Vpi`), then reads a sample of them back through the host bus
+``pe<k>.spm.mem``; :class:`Vpi`; the Verilator build makes every memory public, and little else:
+:func:`eie.sim.verilog.verilator_source`), then reads a sample of them back through the host bus
 (:attr:`BackdoorLoad.checks`: in each PE's pointer and sparse-matrix regions, the first and the
 last word the program writes and evenly spaced ones between, expected as the program wrote them)
 and stops with an error if one differs, so a decode that went wrong cannot pass unseen. The

@@ -12,6 +12,10 @@ runs use), times it (simulated cycles and wall seconds, :func:`eie.sim.runner.ru
 and saves what it returns where the job says (``y``: the outputs as ``.npy``, ``result``: the
 rest as JSON). It does not judge the outputs: the caller compares them with the golden model.
 
+What it reaches through the VPI: the top's ports (``clk``, ``rst``, ``bus__*``, ``busy``) and,
+for a backdoor load, memories (:mod:`eie.sim.backdoor`). On Verilator only those are public
+(:func:`eie.sim.verilog.verilator_source`): a handle on any other signal needs it marked there.
+
 Bus timing (:class:`CocotbBus`): inputs are driven just after a falling clock edge and outputs
 sampled there too (half a cycle after the rising edge, when every register output is stable),
 so a write takes one cycle and a read the design's read latency, as in the Amaranth driver

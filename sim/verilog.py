@@ -3,6 +3,8 @@
 Amaranth 0.5 has no ``python -m amaranth generate``; :func:`export_verilog` wraps
 ``amaranth.back.verilog.convert`` and prepends a ``timescale`` (cocotb needs one; Amaranth's
 output has none) and a header naming the generator. The file is written atomically.
+:func:`icarus_source` and :func:`verilator_source` adapt the text each simulator builds (the
+exported file stays as it is).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from pathlib import Path
 
 from ..common.atomic import atomic_file
 
-__all__ = ["export_verilog", "verilog_text", "compact_zero_init", "icarus_source", "TIMESCALE"]
+__all__ = ["export_verilog", "verilog_text", "compact_zero_init", "icarus_source",
+           "verilator_source", "verilator_flags", "VERILATOR_PUBLIC", "VERILATOR_NO_INLINE",
+           "VERILATOR_SHARED_FLAGS", "TIMESCALE"]
 
 TIMESCALE = "`timescale 1ns/1ps"
 
@@ -84,6 +88,66 @@ def icarus_source(text: bytes) -> bytes:
     return b"\n".join(out)
 
 
+#: Verilator's metacomment that makes one declaration visible (readable and writable) through
+#: the VPI, in every instance of its module.
+VERILATOR_PUBLIC = b"/*verilator public_flat_rw*/"
+#: The metacomment that keeps a module (the EIE's one PE) out of Verilator's inlining, so that
+#: Verilator compiles its logic once for all its instances (:func:`verilog_text` writes it).
+VERILATOR_NO_INLINE = "/* verilator no_inline_module */"
+#: Verilator flags for a text with such a shared module (:func:`verilator_flags`).
+VERILATOR_SHARED_FLAGS = ("-fno-dfg",)
+_PORT_READ = b"/*verilator public_flat_rd*/"
+
+_MODULE_SPAN = re.compile(rb"^module\s+(\\\S+|[A-Za-z_][\w$]*)\s*\(.*?^endmodule\b", re.M | re.S)
+# A port declaration (``input [3:0] a;``, ``output \b$1 ;``) and a memory (``reg [8:0] m [73:0];``),
+# one a line as Yosys's write_verilog (Amaranth's backend) writes them.
+_PORT_DECL = re.compile(rb"^(\s*(?:input|output|inout)\b[^;\n]*?)(\s*);$", re.M)
+_MEMORY_DECL = re.compile(rb"^(\s*reg\s+(?:\[[^\]\n]+\]\s*)?(?:\\\S+|[A-Za-z_][\w$]*)\s*"
+                          rb"\[\s*\d+\s*:\s*\d+\s*\])(\s*);$", re.M)
+
+
+def verilator_source(text: bytes, toplevel: str) -> bytes:
+    """The Verilog for Verilator, with only what a cocotb testbench reaches through the VPI
+    made public: the ports of module ``toplevel`` (the ``dut`` handle's signals) and every memory
+    of every module (what a backdoor load writes by hierarchical name,
+    :func:`eie.sim.backdoor.memory_paths`), each marked with :data:`VERILATOR_PUBLIC`; and the
+    ports of every shared module (:data:`VERILATOR_NO_INLINE`), marked ``public_flat_rd``.
+
+    cocotb's Verilator runner passes ``--public-flat-rw``, which makes every signal of every
+    instance public; the model's symbol table (``Vtop__Syms__ctor__*__Slow.cpp``) then lists
+    them all (177k entries, 31 MB of C++ at 64 PEs), and Verilator may not optimise them away.
+    :func:`eie.sim.runner.build_simulator` drops that flag and builds this text instead; a memory
+    is one symbol-table entry an instance, whatever its depth.
+
+    A shared module's ports: unless they are public, Verilator replaces an instance's input
+    port by the parent's signal that drives it (``pe7``'s logic then reads the top's
+    ``pe7__host__w_en``), which makes the logic of every instance different and Verilator emits
+    it once an instance (at 64 PEs, 36 MB of C++ for the PEs alone); public ports keep the logic
+    the same in every instance, and with :data:`VERILATOR_SHARED_FLAGS` (DFG names its
+    temporaries per instance) Verilator emits it once. DFG off costs the model about a quarter
+    more CPU a cycle (16 PEs); a build argument ``-fdfg`` turns it back on. Other text is
+    unchanged.
+    """
+    out, pos = [], 0
+    for m in _MODULE_SPAN.finditer(text):
+        body = m.group(0)
+        if m.group(1).decode().strip("\\") == toplevel:
+            body = _PORT_DECL.sub(rb"\1 " + VERILATOR_PUBLIC + rb"\2;", body)
+        elif VERILATOR_NO_INLINE.encode() in body:
+            body = _PORT_DECL.sub(rb"\1 " + _PORT_READ + rb"\2;", body)
+        body = _MEMORY_DECL.sub(rb"\1 " + VERILATOR_PUBLIC + rb"\2;", body)
+        out += [text[pos:m.start()], body]
+        pos = m.end()
+    out.append(text[pos:])
+    return b"".join(out)
+
+
+def verilator_flags(text: bytes) -> list[str]:
+    """Verilator flags the text needs: :data:`VERILATOR_SHARED_FLAGS` when it has a shared
+    module (:data:`VERILATOR_NO_INLINE`), else none."""
+    return list(VERILATOR_SHARED_FLAGS) if VERILATOR_NO_INLINE.encode() in text else []
+
+
 def verilog_text(component, *, name: str = "top", header: str = "", definitions=()) -> str:
     """Return the Verilog text of ``component`` (a ``wiring.Component``), ports from its signature.
 
@@ -100,7 +164,8 @@ def verilog_text(component, *, name: str = "top", header: str = "", definitions=
     for sub, sub_name in definitions:
         sub_text = compact_zero_init(verilog.convert(sub, name=sub_name, emit_src=False))
         head = re.compile(rf"^(module {re.escape(sub_name)}\(.*?\);\n)", re.M | re.S)
-        sub_text, found = head.subn(r"\1  /* verilator no_inline_module */\n", sub_text, count=1)
+        sub_text, found = head.subn(lambda m: f"{m.group(1)}  {VERILATOR_NO_INLINE}\n",
+                                    sub_text, count=1)
         if not found:
             raise ValueError(f"no module {sub_name} in the converted definition")
         text += sub_text
