@@ -3,12 +3,15 @@
 For every layer and sample it returns what the hardware counts (see ``docs/eie-hardware.md``):
 ``cycles`` (the layer's total, ``LSTART`` to the end of ``DRAIN``), ``broadcasts`` (nonzero
 inputs), ``busy`` (per PE: entries issued) and ``stall`` (per PE: cycles the controller held a
-nonzero while this PE's FIFO was full).
+nonzero because this PE's FIFO fill flag was set).
 
 It steps the same registers the RTL has, cycle by cycle, vectorised over the PEs with NumPy:
 the LNZD rounds, each PE's FIFO level, pointer stage (two registers: the RAM read and the
 registered pair), pointer queue (non-empty columns only), entry stage and the pipeline
-registers behind it (RAM word, registered byte, ``mul_``, ``acc_``), and the controller's states
+registers behind it (RAM word, registered byte, ``mul_``, ``acc_``), the registered broadcast
+(the controller decides from every FIFO's level of the cycle before and the broadcasts it
+decided in the two cycles before, and the FIFOs take a broadcast a cycle after its decision:
+``eie.hw.eie.act_fifo``), and the controller's states
 (``LSTART``, 1 cycle; ``BCAST``, whose first :data:`ACT_READ_LATENCY` cycles fill the PEs'
 activation read pipelines before the LNZD loads round 0; ``DRAIN``). ``n_out`` does not change
 the count: the bias and the write-back are applied in the read pipeline when the next layer
@@ -89,15 +92,17 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     a1 = np.zeros(N, bool)                # acc_ (DRAIN does not wait for mul_, acc_, wr_)
     stall = np.zeros(N, np.int64)
     busy = np.zeros(N, np.int64)
-    nb = 0                                # broadcasts so far
+    nb = 0                                # broadcasts decided so far
+    q1 = q2 = 0                           # broadcasts decided 1 and 2 cycles ago (in flight)
+    lev_prev = np.zeros(N, np.int64)      # FIFO levels at the start of the previous cycle
     rnd, pos = (0 if R_in else -1), 0     # loaded LNZD round (round 0 loads before BCAST steps)
     state = "BCAST"
     bcast_cycles = drain_cycles = 0
 
     def step(fire: bool) -> None:
         nonlocal nb, p1_valid, p1_col, p2_valid, p2_col, q_level, head_c, head_rem, s1, s2, m1
-        nonlocal a1, popped
-        level = nb - popped
+        nonlocal a1, popped, q1, q2, lev_prev
+        level = nb - q1 - popped              # the last cycle's decision lands at this one's end
         take = (level > 0) & (q_level + p1_valid + p2_valid < Q)
         issue = q_level > 0
         last = issue & (head_rem == 1)
@@ -122,6 +127,8 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
         p1_valid = take
         popped = popped + take
         q_level, head_c, head_rem = new_q, new_head_c, new_head_rem
+        lev_prev = level
+        q2, q1 = q1, int(fire)
         nb += int(fire)
 
     while True:
@@ -131,9 +138,12 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
             fire = False
             done = False
             if pending:
-                full = (nb - popped) == D
+                # the controller sees every FIFO's level of the previous cycle and counts its
+                # own broadcasts that may not be in it yet (decided 1 and 2 cycles ago)
+                i = q1 + q2
+                full = lev_prev >= D - i
                 if full.any():
-                    stall += full
+                    stall += lev_prev >= max(D - i, 1)      # (an empty FIFO is not blamed)
                 else:
                     fire = True
                     pos += 1
@@ -205,7 +215,10 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
     a1 = np.zeros(shape, bool)
     stall = np.zeros(shape, np.int64)
     busy = np.zeros(shape, np.int64)
-    nb = np.zeros(S, np.int64)
+    nb = np.zeros(S, np.int64)                       # broadcasts decided
+    q1 = np.zeros(S, np.int64)                       # ... 1 and 2 cycles ago (in flight)
+    q2 = np.zeros(S, np.int64)
+    lev_prev = np.zeros(shape, np.int64)             # FIFO levels at the previous cycle's start
     rnd = np.full(S, 0 if R_in else -1, np.int64)
     pos = np.zeros(S, np.int64)
     in_b = np.ones(S, bool)          # BCAST
@@ -223,9 +236,10 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         # LNZD and broadcast (samples in BCAST)
         cur = rnz[rows, np.maximum(rnd, 0)]
         pending = in_b & (rnd >= 0) & (pos < cur)
-        full = (nb[:, None] - popped) == D
+        i = (q1 + q2)[:, None]
+        full = lev_prev >= D - i
         anyfull = full.any(axis=1)
-        stall += full & (pending & anyfull)[:, None]
+        stall += (lev_prev >= np.maximum(D - i, 1)) & (pending & anyfull)[:, None]
         fire = pending & ~anyfull
         pos = pos + fire
         more = rnd + 1 < R_in
@@ -234,7 +248,8 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         pos = np.where(adv, 0, pos)
         done = in_b & ~pending & ~more
         # PE step
-        take = (popped < nb[:, None]) & (q_level + p1_valid + p2_valid < Q)
+        level = (nb - q1)[:, None] - popped          # the last decision lands at this cycle's end
+        take = (level > 0) & (q_level + p1_valid + p2_valid < Q)
         issue = q_level > 0
         last = issue & (head_rem == 1)
         push = p2_valid & (Wf[base_w + p2_col * N] > 0)
@@ -253,6 +268,8 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         p1_valid = take
         popped = popped + take
         q_level = new_q
+        lev_prev = level
+        q2, q1 = q1, fire.astype(np.int64)
         nb = nb + fire
         in_d |= done
         in_b &= ~done

@@ -11,7 +11,7 @@ from eie.hw.eie.accum import Accumulator
 from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.ptr_read import PtrRead
 from eie.hw.eie.spmat_read import SpmatRead
-from eie.hw.eie.memory_map import ACT_READ_LATENCY, Region
+from eie.hw.eie.memory_map import ACT_READ_LATENCY, BCAST_IN_FLIGHT, Region
 from eie.hw.eie.writeback import WRITEBACK_LATENCY, Writeback
 from eie.sw.fixedpoint import writeback as ref_writeback
 
@@ -307,12 +307,17 @@ def _ccu_harness(cfg, acts, activation_files):
     return m, ccu
 
 
+FILL = BCAST_IN_FLIGHT + 1      # fill flags a PE shows the CCU
+
+
 @pytest.mark.parametrize("n_pe,n_layers", [(1, 2), (3, 3), (4, 1)])
 def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files, n_pe,
                                                      n_layers):
-    """A run of ``n_layers`` layers (some FIFO full every third cycle, PEs idle at random)
-    against a plain Python reference: each layer broadcasts the nonzeros of its source bank (bank 0, 1, 0, ...)
-    below its n_in, in increasing j, none while a FIFO is full; the layer's descriptor and
+    """A run of ``n_layers`` layers (some FIFO's fill flags set every third cycle, PEs idle at
+    random) against a plain Python reference: each layer broadcasts the nonzeros of its source
+    bank (bank 0, 1, 0, ...) below its n_in, in increasing j, none decided while a PE's fill
+    flag for the broadcasts in flight was set (the registered decision of
+    ``eie.hw.eie.act_fifo``), a stall only then; the layer's descriptor and
     codebook are on the PE outputs while it broadcasts, the previous layer's write-back
     parameters on ``layer.src``; the counters read back through the bus equal the cycles and
     broadcasts seen; a second run starts from nothing."""
@@ -363,19 +368,30 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
         for n_run in (n_layers, 1):
             await write(ctx, REGS["N_LAYERS"][0], n_run)
             await write(ctx, REGS["CTRL"][0], 1)
-            seen = {"layers": [], "stall_without_full": 0, "bcast_while_full": 0, "stalls": 0}
+            seen = {"layers": [], "stall_without_full": 0, "bcast_while_full": 0, "stalls": 0,
+                    "in_flight_wrong": 0}
             cur = None
             cycle = 0
+            fills = [[0] * n_pe, [0] * n_pe]         # the fill flags set 2 and 1 cycles ago
+            valids = [0, 0]                          # bcast.valid 2 and 1 cycles ago
             while True:
-                # some FIFO full every third cycle: a pending broadcast must wait
-                full = int(rng.integers(1, 1 << n_pe)) if cycle % 3 == 1 else 0
-                ctx.set(dut.bcast.full, full)
+                # some FIFO filling every third cycle (any of its fill[i] flags): a pending
+                # broadcast must wait when the flag of its in-flight count is set
+                fill = ([int(v) for v in rng.integers(0, 1 << FILL, n_pe)] if cycle % 3 == 1
+                        else [0] * n_pe)
+                for k in range(n_pe):
+                    ctx.set(dut.bcast.fill[k], fill[k])
+                # what the CCU decided the broadcast or stall now showing with: the fill flags
+                # of 2 cycles ago, at bit "broadcasts of the 2 cycles before"
+                in_flight = valids[0] + valids[1]
+                blocked = any((f >> in_flight) & 1 for f in fills[0])
+                valid = ctx.get(dut.bcast.valid)
                 ctx.set(dut.idle_all, int(rng.random() < 0.4))
                 layer, src = dut.layer, dut.layer.src
                 if ctx.get(layer.start):
                     cur = {"start": cycle, "bcast": [], "idx": ctx.get(layer.idx)}
-                if ctx.get(dut.bcast.valid):
-                    seen["bcast_while_full"] += full != 0
+                if valid:
+                    seen["bcast_while_full"] += blocked
                     cb = [ctx.get(layer.codebook[i]) for i in range(16)]
                     cur["bcast"].append((ctx.get(dut.bcast.j), ctx.get(dut.bcast.a)))
                     cur.setdefault("during", set()).add((
@@ -384,7 +400,10 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                         ctx.get(src.has_bias), ctx.get(src.bias_base)))
                 if ctx.get(dut.bcast.stall):
                     seen["stalls"] += 1
-                    seen["stall_without_full"] += full == 0
+                    seen["stall_without_full"] += not blocked
+                    seen["in_flight_wrong"] += ctx.get(dut.bcast.in_flight) != in_flight
+                fills = [fills[1], fill]
+                valids = [valids[1], valid]
                 if ctx.get(layer.end):
                     cur["cycles"] = cycle - cur["start"] + 1
                     seen["layers"].append(cur)
@@ -393,7 +412,8 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                         break
                 await ctx.tick()
                 cycle += 1
-            ctx.set(dut.bcast.full, 0)
+            for k in range(n_pe):
+                ctx.set(dut.bcast.fill[k], 0)
             seen["busy_after"] = ctx.get(dut.busy)
             seen["status"] = await read(ctx, REGS["STATUS"][0])
             seen["run_cycles"] = await read(ctx, REGS["CYCLES"][0])
@@ -406,6 +426,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
     simulate(m, bench)
     for seen, n_run in zip(runs, (n_layers, 1)):
         assert seen["bcast_while_full"] == 0 and seen["stall_without_full"] == 0
+        assert seen["in_flight_wrong"] == 0
         assert [L["idx"] for L in seen["layers"]] == list(range(n_run))
         for l, L in enumerate(seen["layers"]):
             d, bank = layers[l], l % 2

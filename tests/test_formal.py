@@ -156,9 +156,19 @@ def test_the_fifo_proof_is_not_vacuous(tmp_path):
 
 
 def test_a_ccu_that_ignores_full_overflows_a_fifo(tmp_path):
-    harness = BroadcastFifoHarness(ccu_config(2, 1), mutant="ignore_full")
-    result = _check(prove(harness, depth=16, name="ccu ignoring full", workdir=tmp_path),
-                    "FAIL")
+    harness = BroadcastFifoHarness(ccu_config(2, 1), mutant="ignore_full", invariants=False)
+    result = _check(prove(harness, mode="bmc", depth=16, name="ccu ignoring full",
+                          workdir=tmp_path), "FAIL")
+    assert any("overflow" in p.label for p in result.failed), result.summary()
+
+
+@pytest.mark.parametrize("fifo_depth", [1, 3])
+def test_fill_flags_one_entry_late_overflow_a_fifo(fifo_depth, tmp_path):
+    """The FIFO-full decision off by one: every PE raises its fill flags one entry late."""
+    harness = BroadcastFifoHarness(ccu_config(2, fifo_depth), mutant="fill_off_by_one",
+                                   invariants=False)
+    result = _check(prove(harness, mode="bmc", depth=16, name="fill flags off by one",
+                          workdir=tmp_path), "FAIL")
     assert any("overflow" in p.label for p in result.failed), result.summary()
 
 

@@ -11,10 +11,13 @@ States and what happens in each cycle:
 * ``BCAST`` -- for the first ``ACT_READ_LATENCY`` cycles the read pipelines fill and nothing is
   offered (in the last of them the LNZD loads round 0); then the LNZD (the root of the quadtree
   is here) offers the next nonzero ``(j, a_j)``;
-  it is broadcast to every PE's FIFO in this cycle if no FIFO is full (``bcast.valid``),
-  otherwise held (``bcast.stall``: every PE whose FIFO is full counts a stall cycle). Leaves
-  when the LNZD is done.
-* ``DRAIN`` -- waits until every PE is idle (FIFO empty, nothing in the pointer and entry
+  it is taken in this cycle unless the registered fill flags of some PE say its FIFO may have
+  no room for it and the broadcasts still in flight (:mod:`eie.hw.eie.act_fifo`), and then
+  written into every PE's FIFO in the next cycle (``bcast.valid``, registered); otherwise held
+  (``bcast.stall`` in the next cycle: every PE whose flag was set counts a stall cycle).
+  Leaves when the LNZD is done.
+* ``DRAIN`` -- waits until every PE is idle (FIFO empty, no broadcast arriving, nothing in the
+  pointer and entry
   stages; entries in ``mul_``, ``acc_`` and ``wr_`` land their writes within 2 cycles, into
   their own bank, and the PEs' read pipelines forward them to the next layer's first reads);
   at least 1 cycle. In
@@ -40,9 +43,9 @@ from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig, index_bits
 from .lnzd import LNZD
-from .memory_map import (ACT_READ_LATENCY, CODEBOOK_OFFSET, CONFIG0, CONFIG1, CTRL, EIE_ID,
-                         LAYER_COUNTERS, LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE, REGS, STATUS,
-                         MemoryMap)
+from .memory_map import (ACT_READ_LATENCY, BCAST_IN_FLIGHT, CODEBOOK_OFFSET, CONFIG0, CONFIG1,
+                         CTRL, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE,
+                         REGS, STATUS, MemoryMap)
 from .signatures import ActRead, Broadcast, HostPort, LayerParams
 
 __all__ = ["CCU"]
@@ -55,15 +58,17 @@ class CCU(wiring.Component):
     Ports (:mod:`eie.hw.eie.signatures`): ``host`` (in, a :class:`HostPort` of the global
     region without ``mode``: writes in effect at the end of the cycle, layer-table writes only
     while not ``busy``; ``r_addr`` -> ``r_data`` 2 cycles later); ``busy``, ``done``; ``bcast``
-    (out, a :class:`Broadcast` with one ``full`` bit per PE) and ``idle_all`` (in: every PE is
-    idle); ``act`` (out, the :class:`ActRead` stream of the LNZD, one ``data`` lane per PE);
+    (out, a :class:`Broadcast` with one set of ``fill`` flags per PE) and ``idle_all`` (in:
+    every PE is idle); ``act`` (out, the :class:`ActRead` stream of the LNZD, one ``data`` lane per PE);
     ``layer`` (out, :class:`LayerParams`: the layer's ``ptr_base``, ``entry_base``,
     ``codebook``, source ``src`` and ``start``/``end``/``idx``).
 
-    Handshake (``BCAST``): ``bcast.valid`` = LNZD ``o.valid`` and no ``bcast.full`` (the nonzero
-    is taken in that cycle, ``o.ready``), else ``bcast.stall`` while it is held. Latency:
-    ``LSTART`` follows the start's cycle; descriptor latched at its end, codebook a cycle later;
-    first nonzero out ``ACT_READ_LATENCY + 1`` cycles after ``LSTART``. Counts: ``CYCLES``
+    Handshake (``BCAST``): the LNZD's nonzero is taken (``o.ready``) unless ``hold``: the
+    registered OR of every PE's ``fill`` flags, at bit ``in_flight`` (the broadcasts decided 1
+    and 2 cycles ago); ``bcast.valid``/``j``/``a`` show it in the next cycle, else
+    ``bcast.stall`` and ``bcast.in_flight`` say it was held. Latency: ``LSTART`` follows the
+    start's cycle; descriptor latched at its end, codebook a cycle later; first nonzero taken
+    ``ACT_READ_LATENCY + 1`` cycles after ``LSTART``, in the FIFOs a cycle later. Counts: ``CYCLES``
     (busy cycles of a run); per layer its cycles (``LSTART`` to the end of ``DRAIN``) and
     broadcasts, stored at its end.
     """
@@ -217,12 +222,25 @@ class CCU(wiring.Component):
 
         m.submodules.lnzd = lnzd = LNZD(n, c.j_bits, c.act_depth, latency=ACT_READ_LATENCY)
         wiring.connect(m, lnzd.rd, wiring.flipped(self.act))
-        any_full = Signal()
-        m.d.comb += [
-            any_full.eq(bcast.full.any()),
-            lnzd.n_in.eq(n_in),
-            bcast.j.eq(lnzd.o.payload.j),
-            bcast.a.eq(lnzd.o.payload.a),
+        m.d.comb += lnzd.n_in.eq(n_in)
+        # The registered broadcast (see eie.hw.eie.act_fifo): every PE's FIFO fill, OR'ed over
+        # the PEs into a register; the broadcasts decided 1 and 2 cycles ago may not be in it.
+        # (from reset: empty FIFOs', like the PEs' own fill registers)
+        fill_any = Signal(BCAST_IN_FLIGHT + 1, init=sum(
+            1 << i for i in range(BCAST_IN_FLIGHT + 1) if c.fifo_depth - i <= 0))
+        m.d.sync += fill_any.eq(Cat(*(Cat(*(bcast.fill[k][i] for k in range(n))).any()
+                                      for i in range(BCAST_IN_FLIGHT + 1))))
+        valid_d = Signal()                  # the broadcast decided 2 cycles ago
+        m.d.sync += valid_d.eq(bcast.valid)
+        in_flight = Signal(range(BCAST_IN_FLIGHT + 1))
+        m.d.comb += in_flight.eq(bcast.valid + valid_d)
+        hold = Signal()
+        m.d.comb += hold.eq(fill_any.bit_select(in_flight, 1))
+        decide = Signal()                   # the nonzero offered goes out (next cycle)
+        held = Signal()                     # ... is held back
+        m.d.sync += [
+            bcast.valid.eq(decide), bcast.stall.eq(held), bcast.in_flight.eq(in_flight),
+            bcast.j.eq(lnzd.o.payload.j), bcast.a.eq(lnzd.o.payload.a),
         ]
 
         lcyc = Signal(32)
@@ -253,11 +271,11 @@ class CCU(wiring.Component):
                 m.next = "BCAST"
             with m.State("BCAST"):
                 m.d.comb += [
-                    lnzd.o.ready.eq(~any_full),
-                    bcast.valid.eq(lnzd.o.valid & ~any_full),
-                    bcast.stall.eq(lnzd.o.valid & any_full),
+                    lnzd.o.ready.eq(~hold),
+                    decide.eq(lnzd.o.valid & ~hold),
+                    held.eq(lnzd.o.valid & hold),
                 ]
-                with m.If(bcast.valid):
+                with m.If(decide):
                     m.d.sync += bcnt.eq(bcnt + 1)
                 with m.If(lnzd.done):
                     m.next = "DRAIN"

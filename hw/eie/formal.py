@@ -32,7 +32,6 @@ from __future__ import annotations
 from amaranth.asserts import AnyConst, AnySeq
 from amaranth.hdl import (Array, Assert, Assume, Cat, Const, Cover, Elaboratable, Fragment, Module,
                           Mux, Signal, Value, signed)
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In
 
 from .config import EIEConfig
@@ -42,7 +41,7 @@ __all__ = ["PORTS", "port", "internals", "free", "fifo_properties", "BroadcastFi
 
 #: the deliberately broken variants of each harness
 MUTANTS = {
-    "BroadcastFifoHarness": ("ignore_full",),
+    "BroadcastFifoHarness": ("ignore_full", "fill_off_by_one"),
     "LNZDHarness": ("blind_leaf",),
     "AccumulatorHarness": ("no_bypass1", "no_bypass2", "no_forward1", "no_forward2"),
 }
@@ -77,7 +76,8 @@ PORTS = {
     "o.j": "o.payload.j",
     "o.a": "o.payload.a",
     "bcast.valid": "bcast.valid",
-    "bcast.full": "bcast.full",
+    "bcast": "bcast",
+    "bcast.fill": "bcast.fill",
     "bcast.stall": "bcast.stall",
     "idle_all": "idle_all",
 }
@@ -151,27 +151,26 @@ def ccu_config(n_pe: int, fifo_depth: int, act_depth: int = 2) -> EIEConfig:
 
 
 class BroadcastFifoHarness(Elaboratable):
-    """The CCU (with its LNZD) broadcasting into one activation FIFO a PE, as the PE builds it
-    (:class:`amaranth.lib.fifo.SyncFIFO` of ``config.fifo_depth`` entries): no FIFO ever
-    overflows or underflows (:func:`fifo_properties`), whatever the PEs' consumption.
+    """The CCU (with its LNZD) broadcasting into one activation FIFO a PE, each the PE's own
+    :class:`~eie.hw.eie.act_fifo.ActFifo` (a :class:`amaranth.lib.fifo.SyncFIFO` of
+    ``config.fifo_depth`` entries and its registered fill flags): no FIFO ever overflows or
+    underflows (:func:`fifo_properties`), whatever the PEs' consumption.
 
     Free: every FIFO's read enable in every cycle (a PE's progress: any pattern of stalls and
     pops), the host's bus (any register and layer-table writes, any ``CTRL`` start, any time),
     the activations the LNZD reads (any values), the rest of a PE's idleness (``idle_all`` is
-    "every FIFO empty" and a free bit) and the reset.
+    "every FIFO empty, nothing arriving" and a free bit) and the reset.
 
-    Written so that it outlives the design of the broadcast decision. The properties read only
-    the FIFOs' ports, so they stay as they are when the decision is pipelined (registered FIFO
-    state, writes in flight, credits): a write that lands on a full FIFO, or an entry that
-    never lands, fails them wherever the decision is made. What a new design changes is
-    :meth:`wire` (how FIFO state reaches the CCU and broadcasts reach the FIFOs, as
-    :class:`eie.hw.eie.top.EIETop` and :class:`eie.hw.eie.pe.PE` wire it) and, since its
-    state is then no longer a function of the FIFOs' levels, :meth:`strengthen` (the
-    invariants that relate its registers and the writes in flight to the levels, so the
-    property is inductive). The present CCU decides combinationally from the FIFOs' full
-    flags: the properties are 1-inductive and it needs none.
+    The properties read only the FIFOs' ports, so they hold wherever the decision is made.
+    The decision is pipelined (registered fill flags in every PE, their OR registered in the
+    CCU, the broadcast registered), so the CCU's state is not a function of the FIFOs' levels;
+    :meth:`strengthen` adds the invariants that make the properties 1-inductive: every PE's
+    ``fill`` register shows its level's thresholds; the CCU's registered OR ``fill_any`` has
+    bit ``i`` set if some FIFO, less the broadcast that landed in the last cycle (``valid_d``),
+    holds ``fifo_depth - i`` or more; a broadcast arriving finds room in every FIFO.
 
-    ``mutant="ignore_full"``: the CCU is told no FIFO is ever full (the broken design).
+    ``mutant="ignore_full"``: the CCU is told no FIFO is ever filling (``fill`` all 0);
+    ``mutant="fill_off_by_one"``: every PE raises its fill flags one entry late.
     """
 
     def __init__(self, config: EIEConfig, *, mutant: str | None = None, invariants: bool = True):
@@ -182,37 +181,59 @@ class BroadcastFifoHarness(Elaboratable):
         self.invariants = invariants
 
     def wire(self, m, ccu, fifos):
-        """The broadcast as the present design wires it (:class:`eie.hw.eie.top.EIETop` and
-        :class:`eie.hw.eie.pe.PE`): every FIFO writes on the CCU's broadcast ``valid``, the CCU
-        sees every FIFO's full flag (``~w_rdy``). Returns the CCU inputs it drove."""
-        full = port(ccu, "bcast.full")
-        m.d.comb += full.eq(0 if self.mutant == "ignore_full"
-                            else Cat(*(~f.w_rdy for f in fifos)))
-        for f in fifos:
-            # the payload does not matter to the levels: the FIFOs carry none
-            m.d.comb += f.w_en.eq(port(ccu, "bcast.valid"))
-        return [full]
+        """The broadcast as :class:`eie.hw.eie.top.EIETop` wires it: lane ``k`` of the CCU's
+        ``bcast`` to PE ``k``'s FIFO block. Returns the CCU inputs it drove."""
+        from .signatures import connect_lane
 
-    def strengthen(self, m, ccu, fifos, owed):
-        """Invariants that make the FIFO properties inductive: none for the present CCU (its
-        decision is a function of the FIFOs' present state)."""
+        for k, f in enumerate(fifos):
+            connect_lane(m, port(ccu, "bcast"), f.bcast, k)
+        fill = port(ccu, "bcast.fill")
+        if self.mutant == "ignore_full":
+            # the fill flags reach nothing: the CCU sees none set
+            m.d.comb += fill.as_value().eq(0)
+        return [fill]
+
+    def strengthen(self, m, ccu, ccu_internal, fifos, fills):
+        """The invariants of the pipelined decision (see the class docstring)."""
+        from .memory_map import BCAST_IN_FLIGHT
+
+        D = self.config.fifo_depth
+        fill_any, valid_d = ccu_internal["fill_any"], ccu_internal["valid_d"]
+        for k, (f, fill) in enumerate(zip(fifos, fills)):
+            level = f.fifo.level
+            for i in range(BCAST_IN_FLIGHT + 1):
+                m.d.comb += [
+                    Assert(fill[i] == (level >= D - i),
+                           f"invariant: PE {k}'s fill[{i}] shows its level"),
+                    Assert(~(level - valid_d >= D - i) | fill_any[i],
+                           f"invariant: the CCU's fill_any[{i}] covers PE {k}'s level"),
+                ]
+            m.d.comb += Assert(~port(ccu, "bcast.valid") | (level < D),
+                               f"invariant: a broadcast arriving finds room in PE {k}'s FIFO")
 
     def elaborate(self, platform):
-        from .ccu import CCU        # gateware import inside: this module stays light
+        from .act_fifo import ActFifo
+        from .ccu import CCU        # gateware imports inside: this module stays light
 
         m = Module()
         c = self.config
         n = c.n_pe
-        m.submodules.ccu = ccu = CCU(c)
-        fifos = []
-        for k in range(n):
-            f = SyncFIFO(width=1, depth=c.fifo_depth)
-            m.submodules[f"fifo{k}"] = f
-            fifos.append(f)
-            m.d.comb += f.r_en.eq(free(m, 1, f"pe{k}_pop"))        # the PE's progress
+        ccu = CCU(c)
+        fifo_mutant = "fill_off_by_one" if self.mutant == "fill_off_by_one" else None
+        fifos = [ActFifo(c, mutant=fifo_mutant) for _ in range(n)]
+        fills = []
+        for k, f in enumerate(fifos):
+            frag, regs = internals(f, ["fill"]) if self.invariants else (f, {"fill": None})
+            m.submodules[f"fifo{k}"] = frag
+            fills.append(regs["fill"])
+            m.d.comb += f.o.ready.eq(free(m, 1, f"pe{k}_pop"))        # the PE's progress
+        if self.invariants:
+            ccu_frag, ccu_regs = internals(ccu, ["fill_any", "valid_d"])
+            m.submodules.ccu = ccu_frag
+        else:
+            m.submodules.ccu = ccu
         idle_all = port(ccu, "idle_all")
-        m.d.comb += idle_all.eq(Cat(*(f.level == 0 for f in fifos)).all()
-                                & free(m, 1, "rest_idle"))
+        m.d.comb += idle_all.eq(Cat(*(f.empty for f in fifos)).all() & free(m, 1, "rest_idle"))
         driven = {id(idle_all), *(id(v) for v in self.wire(m, ccu, fifos))}
         # everything else the CCU takes in is free: the host bus (any write, any read, any
         # time), the activations its LNZD reads
@@ -220,14 +241,14 @@ class BroadcastFifoHarness(Elaboratable):
             if member.flow == In and id(value) not in driven:
                 name = "_".join(str(p) for p in path)
                 m.d.comb += value.eq(free(m, len(Value.cast(value)), f"free_{name}"))
-        owed = [fifo_properties(m, f, c.fifo_depth, f"PE {k}") for k, f in enumerate(fifos)]
+        owed = [fifo_properties(m, f.fifo, c.fifo_depth, f"PE {k}") for k, f in enumerate(fifos)]
         if self.invariants:
-            self.strengthen(m, ccu, fifos, owed)
+            self.strengthen(m, ccu, ccu_regs, fifos, fills)
         # not vacuous: a FIFO fills, the CCU holds a nonzero back, a FIFO pops and takes at once
-        last = fifos[-1]
+        last = fifos[-1].fifo
         m.d.comb += [
             Cover(last.level == c.fifo_depth, f"PE {n - 1}'s FIFO is full"),
-            Cover(port(ccu, "bcast.stall"), "the CCU holds a nonzero back (a FIFO is full)"),
+            Cover(port(ccu, "bcast.stall"), "the CCU holds a nonzero back (a FIFO is filling)"),
             Cover(last.r_en & last.r_rdy & last.w_en,
                   f"PE {n - 1}'s FIFO takes a broadcast as it pops one"),
         ]
@@ -284,7 +305,7 @@ class LNZDHarness(Elaboratable):
         n_max = n * rows
         j_bits = max(1, (n_max - 1).bit_length())          # as EIEConfig.j_bits
         lnzd = LNZD(n, j_bits, rows, latency=L)
-        names = ["running", "t_issue", "jbase", "jbase_next", "pending", "vals", "first",
+        names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "vals", "first",
                  "load"] + (["priming", "pcount"] if L else [])
         frag, s = internals(lnzd, names, platform)
         m.submodules.lnzd = frag
@@ -425,9 +446,12 @@ class LNZDHarness(Elaboratable):
                         for j in range(n_max))).any()
         ok.append((scanning, ~earlier & (~seen | (last < jbase + n)),
                    "scanning: every nonzero of the earlier rounds went out"))
+        ok.append((scanning, s["more"] == (jbase_next < n_in),
+                   "scanning: the registered 'more' says whether a round follows"))
         # done: nothing pending, the address back at 0
         ok.append((running & fin & ~lnzd.start,
-                   (pending == 0) & (t_issue == 0) & (jbase_next >= n_in), "done: nothing pending"))
+                   (pending == 0) & (t_issue == 0) & (jbase_next >= n_in) & ~s["more"],
+                   "done: nothing pending"))
         ok.append((None, n_in_r <= n_max, "n_in is at most n * act_depth"))
         for cond, inv, text in ok:
             m.d.comb += Assert(inv if cond is None else ~cond | inv, f"invariant: {text}")

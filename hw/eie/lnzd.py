@@ -188,8 +188,8 @@ class LNZD(wiring.Component):
             with m.Elif(priming):
                 m.d.sync += pcount.eq(pcount - 1)
 
+        # a register: is there a round after this one (jbase_next < n_in), set with jbase_next
         more = Signal()
-        m.d.comb += more.eq(jbase_next < self.n_in)
         fire = Signal()
         m.d.comb += [
             o.valid.eq(running & root_valid),
@@ -225,7 +225,7 @@ class LNZD(wiring.Component):
 
         with m.If(first):
             m.d.sync += [running.eq(1), pending.eq(flags), vals.eq(rd.data), jbase.eq(0),
-                         jbase_next.eq(n)]
+                         jbase_next.eq(n), more.eq(n < self.n_in)]
         with m.Elif(self.start):
             m.d.sync += [running.eq(0), pending.eq(0)]
         with m.Elif(load):
@@ -234,6 +234,7 @@ class LNZD(wiring.Component):
                 vals.eq(rd.data),
                 jbase.eq(jbase_next),
                 jbase_next.eq(jbase_next + n),
+                more.eq(jbase_next + n < self.n_in),
             ]
         with m.Elif(fire):
             m.d.sync += pending.eq(rest)

@@ -2,9 +2,9 @@
 
 Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the sub-blocks):
 
-1. activation FIFO (``fifo_depth``, :class:`amaranth.lib.fifo.SyncFIFO`): takes the broadcast
-   ``(j, a_j)`` in the cycle the controller broadcasts it (the controller only broadcasts when no
-   PE's FIFO is full: ``bcast.full`` is the back-pressure);
+1. activation FIFO (:class:`~eie.hw.eie.act_fifo.ActFifo`, ``fifo_depth`` entries): takes the
+   broadcast ``(j, a_j)`` in the cycle ``bcast.valid`` shows it (the controller decided it a cycle
+   earlier, from the PEs' registered fill flags ``bcast.fill``: the back-pressure);
 2. :class:`~eie.hw.eie.ptr_read.PtrRead` (``ptr_``): one column a cycle, ``p[j]`` and ``p[j+1]``
    from the even/odd banks (registered behind the RAMs); non-empty columns go into the pointer
    queue;
@@ -19,10 +19,10 @@ Around it (in :class:`~eie.hw.eie.accum.Accumulator`): the two activation/accumu
 (source and destination bank; the source is streamed to this PE's LNZD leaf through the
 pipelined bias and write-back arithmetic, ``act``, advancing with ``act.en``; the
 destination accumulates). Per-PE counters: ``busy`` (cycles the
-entry stage issued an entry) and ``stall`` (cycles the controller held a nonzero back while this
-PE's FIFO was full), per layer, stored in a small memory when the layer ends.
+entry stage issued an entry) and ``stall`` (cycles the controller held a nonzero back because
+this PE's fill flag was set), per layer, stored in a small memory when the layer ends.
 
-``idle`` is high when the FIFO is empty and neither the pointer stage nor the entry stage holds
+``idle`` is high when the FIFO is empty, no broadcast arrives, and neither the pointer stage nor the entry stage holds
 work: entries may still be in ``mul_``, ``acc_`` and ``wr_``. Their writes land within 2 cycles,
 into the bank they started in, and the accumulator's read pipeline forwards them, so the next
 layer may start reading the file in the next cycle.
@@ -32,16 +32,16 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .accum import Accumulator
+from .act_fifo import ActFifo
 from .arith import Arith
 from .config import EIEConfig
 from .memory_map import MemoryMap, Region
 from .ptr_read import PtrRead
-from .signatures import ActRead, Broadcast, HostPort, LayerParams, nonzero_layout
+from .signatures import ActRead, Broadcast, HostPort, LayerParams
 from .spmat_read import SpmatRead
 
 __all__ = ["PE", "pe_signature"]
@@ -67,9 +67,9 @@ class PE(wiring.Component):
     Ports (:func:`pe_signature`, groups of :mod:`eie.hw.eie.signatures`):
 
     * ``bcast`` (in, :class:`~eie.hw.eie.signatures.Broadcast`): ``valid``/``j``/``a`` are
-      written into the FIFO in the cycle ``valid`` is high; ``full`` (out) is the FIFO's
-      ``level == fifo_depth``, the back-pressure (the CCU broadcasts only while no FIFO is
-      full); ``stall``: the CCU holds a nonzero back in this cycle;
+      written into the FIFO in the cycle ``valid`` is high; ``fill`` (out, registered) are the
+      FIFO's fill flags, the back-pressure; ``stall``/``in_flight``: the CCU held a nonzero
+      back in the previous cycle (see :class:`~eie.hw.eie.act_fifo.ActFifo`);
     * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base``,
       ``entry_base``, ``codebook``, the source ``src`` (to the accumulator files),
       ``start``/``end``/``idx``;
@@ -87,8 +87,8 @@ class PE(wiring.Component):
     port and the activation stream are served. Latency: a column broadcast in cycle ``t`` into
     an idle PE, with entries here, issues its first entry in ``t + 4`` and writes it into the
     accumulator file in ``t + 9``. Counts, per layer (cleared by ``layer.start``, stored at
-    ``layer.idx`` on ``layer.end``): ``busy``, cycles an entry issued; ``stall``, cycles
-    ``bcast.stall`` was high while this FIFO was full.
+    ``layer.idx`` on ``layer.end``): ``busy``, cycles an entry issued; ``stall``, cycles the
+    controller held a nonzero back because of this PE's fill flag (``ActFifo.stalled``).
     """
 
     def __init__(self, config: EIEConfig, index: int):
@@ -97,7 +97,6 @@ class PE(wiring.Component):
         self._config = c = config
         self._index = index
         self._map = MemoryMap(config)
-        self._bcast_layout = nonzero_layout(c.j_bits)
         super().__init__(pe_signature(config))
 
     def elaborate(self, platform):
@@ -105,7 +104,7 @@ class PE(wiring.Component):
         c = self._config
         bcast, layer, host = self.bcast, self.layer, self.host
 
-        m.submodules.fifo = fifo = SyncFIFO(width=self._bcast_layout.size, depth=c.fifo_depth)
+        m.submodules.fifo = fifo = ActFifo(c)
         m.submodules.ptr = ptr = PtrRead(c)
         m.submodules.spm = spm = SpmatRead(c)
         m.submodules.arith = ar = Arith(c)
@@ -124,15 +123,10 @@ class PE(wiring.Component):
                 wiring.connect(g, *ports)
             m.submodules[name] = g
 
-        b_in = Signal(self._bcast_layout)
-        wires("w_fifo", [
-            b_in.j.eq(bcast.j), b_in.a.eq(bcast.a),
-            fifo.w_data.eq(b_in), fifo.w_en.eq(bcast.valid),
-            bcast.full.eq(~fifo.w_rdy),
-        ])
+        wires("w_fifo", connect=[(wiring.flipped(bcast), fifo.bcast)])
         wires("w_ptr", [
-            ptr.col.valid.eq(fifo.r_rdy), ptr.col.payload.eq(fifo.r_data),
-            fifo.r_en.eq(ptr.col.ready),
+            ptr.col.valid.eq(fifo.o.valid), ptr.col.payload.eq(fifo.o.payload),
+            fifo.o.ready.eq(ptr.col.ready),
             ptr.ptr_base.eq(layer.ptr_base),
         ])
         wires("w_spm", [spm.entry_base.eq(layer.entry_base)], connect=[(ptr.q, spm.q)])
@@ -150,7 +144,7 @@ class PE(wiring.Component):
               connect=[(wiring.flipped(layer.src), acc.src)])
         wires("w_leaf", connect=[(wiring.flipped(self.act), acc.act)])
         wires("w_idle", [
-            self.idle.eq((fifo.level == 0) & ptr.idle & spm.idle),
+            self.idle.eq(fifo.empty & ptr.idle & spm.idle),
         ])
 
         # Counters.
@@ -161,7 +155,7 @@ class PE(wiring.Component):
         with m.Else():
             with m.If(spm.issue):
                 m.d.sync += busy.eq(busy + 1)
-            with m.If(bcast.stall & bcast.full):
+            with m.If(fifo.stalled):
                 m.d.sync += stall.eq(stall + 1)
         m.d.comb += [cnt_w.addr.eq(layer.idx), cnt_w.data.eq(Cat(busy, stall)),
                      cnt_w.en.eq(layer.end)]

@@ -29,7 +29,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import W_FRAC_BITS, EIEConfig
-from .memory_map import REGION_BITS
+from .memory_map import BCAST_IN_FLIGHT, REGION_BITS
 
 __all__ = ["Broadcast", "LayerParams", "SourceParams", "ActRead", "HostPort", "nonzero_layout",
            "connect_lane"]
@@ -61,28 +61,31 @@ class _Group(wiring.Signature):
 
 class Broadcast(_Group):
     """The controller's broadcast of the next nonzero ``(j, a_j)`` to every PE's FIFO, seen from
-    the controller.
+    the controller; every member is a register on its side (:mod:`eie.hw.eie.act_fifo`).
 
-    Members: ``valid`` (out): the nonzero is written into every PE's FIFO in this cycle;
-    ``stall`` (out): a nonzero is offered but held back in this cycle because some FIFO is full;
-    ``j``, ``a`` (out): the nonzero; ``full`` (in, one bit per PE, ``lanes`` of them; a PE's
-    own ``In(Broadcast(j_bits))`` has one): the PE's FIFO is full, the back-pressure.
+    Members (out): ``valid``: the nonzero ``j``, ``a`` is written into every PE's FIFO in this
+    cycle (the controller decided it in the previous one); ``stall``: in the previous cycle a
+    nonzero was offered but held back, because some PE's ``fill[in_flight]`` was set;
+    ``in_flight``: the broadcasts the controller counted in flight for that decision (0 ..
+    :data:`~eie.hw.eie.memory_map.BCAST_IN_FLIGHT`). In: ``fill`` (``BCAST_IN_FLIGHT + 1``
+    bits per PE, ``lanes`` of them; a PE's own ``In(Broadcast(j_bits))`` has one set): bit ``i``
+    = the PE's FIFO holds at least ``fifo_depth - i`` entries, registered.
 
-    Not an :class:`amaranth.lib.stream.Signature`: the transfer is all-or-none across the PEs and
-    ``valid`` already includes the back-pressure. The controller raises ``valid`` only in a
-    cycle where no ``full`` bit is set (``valid = offered & ~full.any()``, ``stall = offered &
-    full.any()``), so ``valid`` alone is the transfer and each PE writes its FIFO on it without
-    looking at ``full``; a stream's ``valid`` must not wait for ``ready``, and each consumer's
-    ``valid & ready`` would be its own transfer.
+    Not an :class:`amaranth.lib.stream.Signature`: the transfer is all-or-none across the PEs,
+    decided without a ready from them: the controller raises ``valid`` only when every FIFO has
+    room for it and for the broadcasts still in flight, so each PE writes its FIFO on ``valid``
+    alone.
     """
 
     def __init__(self, j_bits: int, lanes: int | None = None):
+        fill = BCAST_IN_FLIGHT + 1
         super().__init__({
             "valid": Out(1),
             "stall": Out(1),
+            "in_flight": Out(range(BCAST_IN_FLIGHT + 1)),
             "j": Out(j_bits),
             "a": Out(signed(16)),
-            "full": In(1 if lanes is None else lanes),
+            "fill": In(fill if lanes is None else data.ArrayLayout(fill, lanes)),
         }, j_bits, lanes)
 
 
