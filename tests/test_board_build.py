@@ -156,6 +156,97 @@ def test_build_rejects_bad_options(tmp_path, cli, monkeypatch):
              "--out", tmp_path / "b"])
     assert r.code == 2 and "needs icesprog to load icesugar" in r.err
     assert not (tmp_path / "b").exists()
+    # --weights: a BNN build without --image only, one precision or one per TFC layer
+    monkeypatch.undo()
+    from eie.hw.bnn.folding import make_folding
+    from eie.sw.bnn.image import random_image, write_image
+
+    import numpy as np
+    write_image(random_image(make_folding([40, 12, 6], "8:4,4:2"), np.random.default_rng(1),
+                             weight_bits=[2, 2]), tmp_path / "timg")
+    for argv, message in (
+            (["--design", "eie", "--weights", "W2"], "--weights W2 applies to --design bnn only"),
+            (["--design", "bnn", "--weights", "W3"], "'W3' is not a weight precision"),
+            (["--design", "bnn", "--weights", "W1,W2"],
+             "gives 2 precisions but the network has 4 layers"),
+            (["--design", "bnn", "--weights", "W2", "--image", tmp_path / "timg"],
+             "--weights is for a build without --image")):
+        r = cli(["build", "--board", "ulx3s-85f", *argv, "--out", tmp_path / "b"])
+        lines = r.err.strip().splitlines()
+        assert r.code == 2 and len(lines) == 1 and message in lines[0], r.err
+    assert not (tmp_path / "b").exists()
+
+
+def _memory_map(make_core):
+    """The memory map of the core ``make_core`` makes (inspected, never elaborated: silenced)."""
+    core = make_core()
+    core._MustUse__silence = True
+    return core.memory_map
+
+
+def test_bnn_core_precisions_are_built_and_recorded():
+    """The BNN core of a build has the precisions asked for (--weights, or an image's), and
+    core.json (the report's ``core`` too) records them with the output layer's kind."""
+    from eie.boards.build import BuildSpec, make_core_factory
+
+    for board, fold in (("icebreaker", "8:1,8:1,8:1,8:1"), ("ulx3s-85f", "32:16,64:1,64:1,8:1")):
+        spec = BuildSpec(board_by_name(board), "bnn", Path("unused"), bnn_weight_bits=(2, 1, 1, 2))
+        make_core, _, core = make_core_factory(spec)
+        assert core["folding"] == fold and core["weight_bits"] == [2, 1, 1, 2]
+        assert core["last_thresholded"] is False
+        mm = _memory_map(make_core)
+        assert mm.weight_bits == (2, 1, 1, 2) and mm.ternary
+    spec = BuildSpec(board_by_name("icebreaker"), "bnn", Path("unused"))
+    make_core, _, core = make_core_factory(spec)      # the default: W1 as it always was
+    assert core["weight_bits"] == [1, 1, 1, 1] and not _memory_map(make_core).ternary
+    spec = BuildSpec(board_by_name("ulx3s-85f"), "bnn", Path("unused"), bnn_shape=(40, 12, 6),
+                     bnn_fold="8:4,4:2", bnn_weight_bits=(1, 2), bnn_last_thresholded=True)
+    make_core, _, core = make_core_factory(spec)
+    assert core["weight_bits"] == [1, 2] and core["last_thresholded"] is True
+    assert _memory_map(make_core).last_thresholded
+    with pytest.raises(EieError, match="weight precisions .* for 4 layers"):
+        make_core_factory(BuildSpec(board_by_name("icebreaker"), "bnn", Path("unused"),
+                                    bnn_weight_bits=(2, 2)))
+
+
+# (exempt from the marker scan's `slow`: the toolchain is faked, nothing is synthesized)
+@pytest.mark.parametrize("how", ["weights", "image"])
+def test_build_takes_the_bnn_precisions_from_weights_or_image(tmp_path, cli, monkeypatch, how):
+    """`eie build --design bnn --weights W2` builds the TFC with ternary weights; `--image` a
+    core of the image's shape, folding, precisions and output layer; the report says so."""
+    import numpy as np
+
+    import eie.boards.build as build_module
+    from eie.hw.bnn.folding import make_folding
+    from eie.sw.bnn.image import random_image, write_image
+
+    seen = {}
+
+    def fake_build(spec, log=print):
+        make_core, _, core = build_module.make_core_factory(spec)
+        seen["core"], seen["map"] = core, _memory_map(make_core)
+        return {"resources": {"luts": 1, "ffs": 1, "brams": 1, "dsps": 0}, "core": core,
+                "bitstream": "top.bit", "device": "LFE5U-85F", "step_seconds": {},
+                "fmax_mhz": 80.0, "target_mhz": 75.0, "timing_met": True}
+
+    monkeypatch.setattr(build_module, "build", fake_build)
+    if how == "weights":
+        argv = ["--weights", "W2"]
+        want = dict(shape=[784, 64, 64, 64, 10], folding="32:16,64:1,64:1,8:1",
+                    weight_bits=[2, 2, 2, 2], last_thresholded=False)
+    else:
+        write_image(random_image(make_folding([40, 12, 6], "8:4,4:2"), np.random.default_rng(2),
+                                 weight_bits=[1, 2], last_thresholded=True), tmp_path / "timg")
+        argv = ["--image", tmp_path / "timg"]
+        want = dict(shape=[40, 12, 6], folding="8:4,4:2", weight_bits=[1, 2],
+                    last_thresholded=True)
+    r = cli(["build", "--board", "ulx3s-85f", "--design", "bnn", *argv, "--out", tmp_path / "b"])
+    assert r.code == 0, r.err
+    assert {k: seen["core"][k] for k in want} == want
+    assert list(seen["map"].weight_bits) == want["weight_bits"]
+    assert seen["map"].last_thresholded == want["last_thresholded"]
+    bits = ",".join(f"W{b}" for b in want["weight_bits"])
+    assert f"bnn {bits}" in r.out.splitlines()[0]
 
 
 @pytest.mark.slow

@@ -93,3 +93,110 @@ def test_board_run_bad_inputs(eie_image, tmp_path, cli):
              tmp_path / "y.npy", "--simulate"])
     assert r.code == 2 and "manifest.json" in r.err
     assert not (tmp_path / "y.npy").exists()
+
+
+# ----------------------------------------------------------------------------- ternary (W2) images
+
+def _ternary_image(tmp_path, weight_bits=(2, 2), last_thresholded=False, seed=12):
+    from eie.hw.bnn.folding import make_folding
+    from eie.sw.bnn.image import random_image, write_image
+
+    rng = np.random.default_rng(seed)
+    folds = make_folding([40, 12, 6], "8:4,4:2")
+    image = random_image(folds, rng, last_thresholded=last_thresholded,
+                         weight_bits=list(weight_bits))
+    write_image(image, tmp_path / "timg")
+    x = rng.integers(0, 2, size=(3, 40)).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    return image, x
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("weight_bits, last_thresholded", [((2, 2), False), ((1, 2), True)])
+def test_ternary_bnn_image_through_the_simulated_board(tmp_path, cli, weight_bits,
+                                                       last_thresholded):
+    """A W2 image (all ternary, dots out: the output layer's nonzero counts are loaded too; and
+    W1/W2 mixed with a thresholded output layer) through the host driver, the UART bridge and
+    the core built for its precisions equals the golden model."""
+    from eie.sw.bnn.golden import golden_forward
+
+    image, x = _ternary_image(tmp_path, weight_bits, last_thresholded)
+    assert image.weight_bits == list(weight_bits)
+    zero = sum(int((m == 0).sum()) for m in image.masks if m is not None)
+    assert zero > 0                          # the masks do zero some weights
+    r = cli(["board", "run", tmp_path / "timg", "--input", tmp_path / "x.npy",
+             "-o", tmp_path / "y.npy", "--simulate", "--stats", tmp_path / "s.json"])
+    assert r.code == 0, r.out + r.err
+    assert "outputs equal the golden model" in r.out
+    y = np.load(tmp_path / "y.npy")
+    gold = golden_forward(image, x)
+    assert y.dtype == gold.dtype and y.shape == (3, 6)
+    np.testing.assert_array_equal(y, gold)
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["equal_golden"] is True and stats["counters"][0]["samples_out"] == 3
+
+
+@pytest.mark.rtl
+def test_ternary_image_on_a_binary_board_is_refused_in_one_line(tmp_path):
+    """A board whose core has this topology and folding but W1 weights (its CONFIG_CRC tells)
+    refuses a W2 image before anything is loaded, naming both precisions; so does a W2 core a
+    W1 image."""
+    from eie.app.host import run_bnn, simulated_board
+    from eie.boards.protocol import Design
+    from eie.common.errors import EieError
+    from eie.hw.bnn.top import BnnTop
+
+    image, x = _ternary_image(tmp_path, (2, 2))
+    client, transport = simulated_board(BnnTop(image.folds), Design.BNN)
+    try:
+        with pytest.raises(EieError) as exc:
+            run_bnn(client, image, x)
+    finally:
+        transport.close()
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith("the bitstream on the board was built for this topology and folding "
+                          "with weights W1,W1 but the image has W2,W2: build one for the image "
+                          "(eie build --design bnn --image IMAGE_DIR)"), msg
+    assert client.stats.payload_bytes < 64       # ID, CONFIG_CRC and the depths: no load
+
+    w1 = _ternary_image(tmp_path, (1, 1))[0]
+    client, transport = simulated_board(BnnTop(image.folds, weight_bits=(1, 2)), Design.BNN)
+    try:
+        with pytest.raises(EieError, match="with weights W1,W2 but the image has W1,W1"):
+            run_bnn(client, w1, x)
+    finally:
+        transport.close()
+
+
+def test_ternary_image_against_a_binary_build_is_refused(tmp_path, cli):
+    """`eie board run --port P --build DIR`: the image is checked against the bitstream's
+    core.json before the port is opened: a W2 image against a W1-built core description (as
+    `eie build` writes it, or as older builds wrote it, without weight_bits), and another
+    folding, are refused in one line."""
+    from eie.boards.build import BuildSpec, make_core_factory
+    from eie.boards.platforms import board_by_name
+
+    _ternary_image(tmp_path, (2, 2))
+    _, _, core = make_core_factory(BuildSpec(board_by_name("ulx3s-85f"), "bnn", tmp_path / "u",
+                                             bnn_shape=(40, 12, 6), bnn_fold="8:4,4:2"))
+    assert core["weight_bits"] == [1, 1] and core["last_thresholded"] is False
+    old = {k: v for k, v in core.items() if k not in ("weight_bits", "last_thresholded")}
+    other = dict(core, folding="4:4,4:2", weight_bits=[2, 2])
+    for name, desc, message in (
+            ("w1", core, "--build {b}: the bitstream was built for this topology and folding "
+                         "with weights W1,W1 but the image has W2,W2: build one for the image"),
+            ("old", old, "with weights W1,W1 but the image has W2,W2"),
+            ("fold", other, "was built for shape 40,12,6 folded 4:4,4:2, the image is "
+                            "40,12,6 folded 8:4,4:2")):
+        b = tmp_path / name
+        b.mkdir()
+        (b / "core.json").write_text(json.dumps(desc))
+        (b / "report.json").write_text(json.dumps({"board": "ulx3s-85f", "bitstream": "top.bit",
+                                                   "uart": {"baud": 115200}}))
+        r = cli(["board", "run", tmp_path / "timg", "--input", tmp_path / "x.npy", "-o",
+                 tmp_path / "y.npy", "--port", "/dev/null-eie", "--build", b])
+        lines = r.err.strip().splitlines()
+        assert r.code == 2 and len(lines) == 1, r.err
+        assert lines[0].startswith("eie: error: ") and message.format(b=b) in lines[0], lines[0]
+        assert not (tmp_path / "y.npy").exists()

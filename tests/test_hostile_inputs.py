@@ -389,6 +389,28 @@ CASES = [
     ("board-program-file", ["board", "program", "file.txt"], "is not a directory"),
     ("board-program-no-bitstream", ["board", "program", "corrupt"],
      "has no top.bin to load onto icebreaker"),
+    # --- eie build --weights (the BNN core's precisions; refused before the memory map is made)
+    ("build-weights-bad", ["build", "--board", "icebreaker", "--design", "bnn", "--weights", "W3",
+                           "--out", "newb"], "'W3' is not a weight precision"),
+    ("build-weights-count", ["build", "--board", "icebreaker", "--design", "bnn", "--weights",
+                             "W1,W2,W1", "--out", "newb"],
+     "gives 3 precisions but the network has 4 layers"),
+    ("build-weights-empty", ["build", "--board", "ulx3s-85f", "--design", "bnn", "--weights", "",
+                             "--out", "newb"], "gives 0 precisions but the network has 4 layers"),
+    ("build-weights-bare-w", ["build", "--board", "ulx3s-85f", "--design", "bnn", "--weights",
+                              "W2,W,W2,W2", "--out", "newb"], "'W' is not a weight precision"),
+    ("build-weights-number", ["build", "--board", "ulx3s-85f", "--design", "bnn", "--weights",
+                              "4", "--out", "newb"], "'4' is not a weight precision"),
+    ("build-weights-eie", ["build", "--board", "icebreaker", "--weights", "W2", "--out", "newb"],
+     "--weights W2 applies to --design bnn only"),
+    ("build-weights-ram", ["build", "--board", "icebreaker", "--design", "ram", "--weights", "W1",
+                           "--out", "newb"], "applies to --design bnn only"),
+    ("build-weights-with-image", ["build", "--board", "icebreaker", "--design", "bnn", "--image",
+                                  "bimg", "--weights", "W2", "--out", "newb"],
+     "--weights is for a build without --image"),
+    ("build-weights-out-userdir", ["build", "--board", "icebreaker", "--design", "bnn",
+                                   "--weights", "W2", "--out", "userdir"],
+     "is not empty and is not an `eie build` output"),
 ]
 
 
