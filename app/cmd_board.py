@@ -192,9 +192,13 @@ def cmd_build(args: argparse.Namespace) -> int:
           f"{what}, {time.monotonic() - t0:.0f} s")
     print(f"  LUTs {res['luts']}, FFs {res['ffs']}, block RAMs {res['brams']}, DSPs {res['dsps']}")
     steps = report["step_seconds"]
+    # nextpnr's time split into placement and routing where its log allows, else in one
+    pnr = ((("placement", "placement"), ("routing", "routing"))
+           if steps.get("placement") is not None and steps.get("routing") is not None
+           else (("place_and_route", "place and route"),))
     print("  " + ", ".join(f"{name} {steps[key]:.1f} s" for key, name in (
-        ("elaborate", "elaboration"), ("synthesis", "synthesis"), ("placement", "placement"),
-        ("routing", "routing"), ("pack", "packing")) if steps.get(key) is not None))
+        ("elaborate", "elaboration"), ("synthesis", "synthesis"), *pnr,
+        ("pack", "packing")) if steps.get(key) is not None))
     ok = "met" if report["timing_met"] else "NOT MET"
     print(f"  Fmax {report['fmax_mhz']:.1f} MHz vs target {report['target_mhz']:g} MHz: "
           f"timing {ok}")

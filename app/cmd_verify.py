@@ -286,11 +286,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         d = Path(keep) / f"{args.engine}-seed{args.seed}-config{case.index}"
         try:
             files = v.save_case(case, d)
+            run = (_eie_run_command if args.engine == "eie" else _bnn_run_command)(case, files,
+                                                                                    args.sim)
+            (d / "reproduce.txt").write_text(f"{reproducer(args, case.index)}\n{run}\n")
         except (OSError, EieError) as exc:      # saving is a convenience: the run goes on
             note(f"  (could not save configuration {case.index} into {d}: {exc})")
             return
-        run = (_eie_run_command if args.engine == "eie" else _bnn_run_command)(case, files, args.sim)
-        (d / "reproduce.txt").write_text(f"{reproducer(args, case.index)}\n{run}\n")
         saved[case.index] = {"directory": str(d), "run": run}
 
     try:

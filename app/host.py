@@ -634,6 +634,8 @@ def run_bnn(client: BridgeClient, image, x, *, progress: bool = False) -> BoardR
     async def main():
         try:
             await check_config(bus, mm)
+        except (LinkError, BridgeError):
+            raise                       # the link failed: no second look at the core
         except EieError:
             # the same topology and folding built for other weight precisions (or the other
             # kind of output layer) says so in its own words; anything else as check_config does

@@ -25,7 +25,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from eie.boards.build import LENET_EIE
+from eie.boards.build import LENET_EIE, nextpnr_phases, parse_nextpnr_report, parse_yosys_stats
 from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.top import EIETop
 
@@ -74,43 +74,36 @@ def measure(n_pe: int, device: str, mhz: float, work: Path, seed: int) -> dict:
                  "--lpf-allow-unconstrained", "--freq", str(mhz), "--timing-allow-fail",
                  "--seed", str(seed), "--report", report.name, "--log", log.name],
                 work / f"nextpnr{n_pe}.out")
-    text = log.read_text()
-    est = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", text)
-    stamps = _phase_seconds(text)
-    rep = json.loads(report.read_text())
-    util = rep.get("utilization", {})
+    return {"n_pe": n_pe, "device": device, "target_mhz": mhz, "synth_s": round(t_syn, 1),
+            "pnr_s": round(t_pnr, 1), **summarize(work, n_pe)}
+
+
+def summarize(work: Path, n_pe: int) -> dict:
+    """Cell counts, the placed and routed clock, the critical path's ends and nextpnr's own
+    timers, read from the build files in ``work`` with eie.boards.build's parsers."""
+    stat = (work / f"stat{n_pe}.txt").read_text()
+    # a flat design's `stat` has no hierarchy block, which parse_yosys_stats looks for
+    cells = parse_yosys_stats(stat) or {
+        name: int(count) for count, name in re.findall(r"^\s+(\d+)\s+(\w+)\s*$", stat, re.M)}
+    rep = json.loads((work / f"report{n_pe}.json").read_text())
+    routed = parse_nextpnr_report(rep, "ecp5")
+    text = (work / f"nextpnr{n_pe}.log").read_text()
+    # the first "Max frequency" line is the estimate after placement (the report has the last)
+    est = re.search(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", text)
+    _, timers = nextpnr_phases(((0.0, line) for line in text.splitlines()), 0.0)
     crit = rep.get("critical_paths", [])
     path = crit[0]["path"] if crit else []
-    stat = (work / f"stat{n_pe}.txt").read_text()
-
-    def cells(name):
-        mm = re.search(rf"^\s+(\d+)\s+{name}\s*$", stat, re.M) or \
-            re.search(rf"^\s+{name}\s+(\d+)\s*$", stat, re.M)
-        return int(mm.group(1)) if mm else 0
-
+    fmax = list(routed["fmax"].values())
     return {
-        "n_pe": n_pe, "device": device, "target_mhz": mhz,
-        "lut4": cells("LUT4"), "ff": cells("TRELLIS_FF"), "dp16kd": cells("DP16KD"),
-        "mult": cells("MULT18X18D"),
-        "placed_mhz": float(est[0]) if est else None,
-        "routed_mhz": float(est[-1]) if est else None,
+        "lut4": cells.get("LUT4", 0), "ff": cells.get("TRELLIS_FF", 0),
+        "dp16kd": cells.get("DP16KD", 0), "mult": cells.get("MULT18X18D", 0),
+        "placed_mhz": float(est.group(1)) if est else None,
+        "routed_mhz": fmax[0]["achieved_mhz"] if fmax else None,
         "critical_from": path[0]["from"]["cell"] if path else None,
         "critical_to": path[-1]["to"]["cell"] if path else None,
-        "synth_s": round(t_syn, 1), "pnr_s": round(t_pnr, 1), **stamps,
-        "trellis_comb": util.get("TRELLIS_COMB", {}).get("used"),
+        "trellis_comb": routed["nextpnr_utilization"]["slices"]["used"],
+        "nextpnr_timers": timers,
     }
-
-
-def _phase_seconds(text: str) -> dict:
-    """nextpnr's own phase times where its log gives them."""
-    out = {}
-    m = re.search(r"HeAP Placer Time: ([\d.]+)s", text)
-    if m:
-        out["heap_s"] = float(m.group(1))
-    m = re.search(r"Router1 time ([\d.]+)s", text) or re.search(r"Router2 time ([\d.]+)s", text)
-    if m:
-        out["route_s"] = float(m.group(1))
-    return out
 
 
 def main(argv=None) -> int:

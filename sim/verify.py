@@ -26,8 +26,8 @@ Configuration ``i`` runs on design ``i % len(pool)``.
   the network loaded at run time (random bits and thresholds; an integer network under the
   ``ge`` or ``gt`` rule with thresholds inside and far outside ``0..K``; a float model with
   batch norm, compiled), 1-16 input samples, and how the host streams them (input FIFO preloaded
-  or not, random pauses before reading results, polling gaps). The core is binary: there are no
-  other precisions to draw.
+  or not, random pauses before reading results, polling gaps). Every layer is binary (W1): the
+  ternary (W2) layers of issue 16 are not drawn yet.
 
 **Running** (:func:`verify`): the configurations of a design share its build (the hashed cache
 of :mod:`eie.sim.runner`) and run ``chunk`` at a time in one simulator process

@@ -291,8 +291,6 @@ def test_icebreaker_bitstream(tmp_path, cli, monkeypatch):
     assert set(steps) == {"elaborate", "synthesis", "place_and_route", "placement", "routing",
                           "pack"}
     assert all(v > 0 for v in steps.values()), steps
-    assert steps["placement"] + steps["routing"] == pytest.approx(steps["place_and_route"],
-                                                                  abs=0.15)
     tools = steps["elaborate"] + steps["synthesis"] + steps["place_and_route"] + steps["pack"]
     assert tools <= report["build_seconds"] + 0.3
     assert set(report["step_cpu_seconds"]) == {"synthesis", "place_and_route", "pack"}

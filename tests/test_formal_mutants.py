@@ -148,7 +148,7 @@ def test_the_mutation_table_has_a_row_for_every_mutant():
         assert len(mine) == 1, f"{harness} {mutant}: {len(mine)} rows in docs/formal.md"
         assert harness in mine[0], f"{mutant}: the row does not name {harness}"
         assert any(t in mine[0] for t in tests), f"{mutant}: the row names none of {tests}"
-    # and the five named bugs are there (FIFO-full off by one pending its mutant)
+    # and the five named bugs are there
     for bug in ("LNZD skips a leaf", "bypass off by one cycle", "FIFO-full off by one",
                 "threshold compare", "CRC check skipped"):
         assert any(bug in r for r in rows), bug

@@ -28,6 +28,17 @@ def _same_case(a: v.Case, b: v.Case) -> bool:
                                                      b.image.weights + b.image.thresholds))
 
 
+def test_the_cli_copies_of_the_defaults_are_the_libraries():
+    """app/cmd_verify.py spells the defaults out (so `eie --help` imports no NumPy) and leaves
+    them out of a reproducer: they must be eie.sim.verify's, or a reproducer draws another pool."""
+    from eie.app import cmd_verify as c
+
+    assert c._ENGINES == v.ENGINES
+    assert c._DEFAULT_DESIGNS == v.DEFAULT_DESIGNS
+    assert (c._DEFAULT_MAX_PES, c._DEFAULT_MIN_PES, c._DEFAULT_CHUNK) == \
+        (v.DEFAULT_MAX_PES, v.DEFAULT_MIN_PES, v.DEFAULT_CHUNK)
+
+
 # ----------------------------------------------------------------------------- drawing
 
 @pytest.mark.parametrize("engine", v.ENGINES)

@@ -114,9 +114,9 @@ async def check_config(bus: HostBus, mm: BnnMemoryMap) -> None:
     crc = await bus.read(mm.reg("CONFIG_CRC"))
     want = config_crc(mm.folds, mm.last_thresholded, mm.weight_bits)
     if crc != want:
-        raise EieError(f"the core was built for another topology or folding (CONFIG_CRC {crc:#010x}, "
-                       f"the image needs {want:#010x}); rebuild it with "
-                       f"`eie bnn generate` for this image")
+        raise EieError(f"the core was built for another topology, folding, weight precision or "
+                       f"output layer (CONFIG_CRC {crc:#010x}, the image needs {want:#010x}); "
+                       f"rebuild it with `eie bnn generate` for this image")
 
 
 async def load_image(bus: HostBus, mm: BnnMemoryMap, image: BnnWeights) -> int:

@@ -164,7 +164,7 @@ class BroadcastFifoHarness(Elaboratable):
     The properties read only the FIFOs' ports, so they hold wherever the decision is made.
     The decision is pipelined (registered fill flags in every PE, their OR registered in the
     CCU, the broadcast registered), so the CCU's state is not a function of the FIFOs' levels;
-    :meth:`strengthen` adds the invariants that make the properties 1-inductive: every PE's
+    :meth:`strengthen` adds the invariants with which k-induction closes: every PE's
     ``fill`` register shows its level's thresholds; the CCU's registered OR ``fill_any`` has
     bit ``i`` set if some FIFO, less the broadcast that landed in the last cycle (``valid_d``),
     holds ``fifo_depth - i`` or more; a broadcast arriving finds room in every FIFO.
