@@ -132,30 +132,26 @@ class Mvtu(wiring.Component):
         w_addr = Signal(range(max(NF * SF, 2)))   # read address, all PEs (the issue stage's)
         t_addr = Signal(range(max(NF, 2)))        # threshold read address (a neuron fold)
         w_rd, t_rd, m_rd = [], [], []
+
+        def plane(p, mem_name, width, depth, init, w_en, addr, rd_name):
+            """PE ``p``'s memory ``mem_name`` (``width`` bits x ``depth``), written by the
+            loader when ``w_en`` and ``ld_pe == p``, read at ``addr`` through ``bram_read``."""
+            mem = bram_memory(shape=unsigned(width), depth=depth, init=init[p] if init else ())
+            m.submodules[f"{mem_name}{p}"] = mem
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(self.ld_addr), wp.data.eq(self.ld_data[:width]),
+                         wp.en.eq(w_en & (self.ld_pe == p))]
+            return bram_read(m, mem, addr=addr, en=en, name=f"{rd_name}{p}")
+
         for p in range(PE):
-            wmem = bram_memory(shape=unsigned(SIMD), depth=NF * SF,
-                               init=self._weight_init[p] if self._weight_init else ())
-            m.submodules[f"wmem{p}"] = wmem
-            wr = wmem.write_port()
-            m.d.comb += [wr.addr.eq(self.ld_addr), wr.data.eq(self.ld_data[:SIMD]),
-                         wr.en.eq(self.ld_w_en & (self.ld_pe == p))]
-            w_rd.append(bram_read(m, wmem, addr=w_addr, en=en, name=f"w_word{p}"))
+            w_rd.append(plane(p, "wmem", SIMD, NF * SF, self._weight_init, self.ld_w_en, w_addr,
+                              "w_word"))
             if self._ternary:
-                mmem = bram_memory(shape=unsigned(SIMD), depth=NF * SF,
-                                   init=self._mask_init[p] if self._mask_init else ())
-                m.submodules[f"mmem{p}"] = mmem
-                mw = mmem.write_port()
-                m.d.comb += [mw.addr.eq(self.ld_addr), mw.data.eq(self.ld_data[:SIMD]),
-                             mw.en.eq(self.ld_m_en & (self.ld_pe == p))]
-                m_rd.append(bram_read(m, mmem, addr=w_addr, en=en, name=f"m_word{p}"))
+                m_rd.append(plane(p, "mmem", SIMD, NF * SF, self._mask_init, self.ld_m_en,
+                                  w_addr, "m_word"))
             if self._has_tmem:
-                tmem = bram_memory(shape=unsigned(self._thr_width), depth=NF,
-                                   init=self._threshold_init[p] if self._threshold_init else ())
-                m.submodules[f"tmem{p}"] = tmem
-                tw = tmem.write_port()
-                m.d.comb += [tw.addr.eq(self.ld_addr), tw.data.eq(self.ld_data[:self._thr_width]),
-                             tw.en.eq(self.ld_t_en & (self.ld_pe == p))]
-                t_rd.append(bram_read(m, tmem, addr=t_addr, en=en, name=f"thr{p}"))
+                t_rd.append(plane(p, "tmem", self._thr_width, NF, self._threshold_init,
+                                  self.ld_t_en, t_addr, "thr"))
 
         # --- issue stage: the input buffer holds this sample and takes the next one ----------
         inbuf = m.submodules.inbuf = InputBuffer(SF, SIMD)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ...common.errors import EieError
 # the BNN's input rule (bits 0 or 1, (batch, n_in)): eie.sw.inputs, shared with every loader
+from ...hw.bnn.words import WEIGHT_BITS
 from ..inputs import check_bits
 
 __all__ = ["FloatBnn", "load_model", "save_model", "random_model", "bn_expression",
@@ -63,7 +64,7 @@ def check_weight_bits(bits, n_layers: int, where: str = "weight_bits") -> list[i
                        f"precision per layer (1 binary, 2 ternary)")
     out = []
     for l, b in enumerate(arr.tolist()):
-        if isinstance(b, bool) or b not in (1, 2):
+        if isinstance(b, bool) or b not in WEIGHT_BITS:
             raise EieError(f"{where}[{l}] is {b!r}; a layer's weight precision is 1 (binary, "
                            f"+-1) or 2 (ternary, -1/0/+1)")
         out.append(int(b))
