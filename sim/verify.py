@@ -22,12 +22,14 @@ Configuration ``i`` runs on design ``i % len(pool)``.
   without calibration), and 1-3 input samples of any density.
 * BNN (:func:`bnn_design`, :func:`draw_bnn`): a design is the topology (1-4 layers, widths 1..96,
   so multi-word inputs and outputs), its folding (SIMD and PE from 1 up to the padded width),
-  the FIFO depths and whether the output layer is thresholded (bits out). A configuration is
-  the network loaded at run time (random bits and thresholds; an integer network under the
-  ``ge`` or ``gt`` rule with thresholds inside and far outside ``0..K``; a float model with
-  batch norm, compiled), 1-16 input samples, and how the host streams them (input FIFO preloaded
-  or not, random pauses before reading results, polling gaps). Every layer is binary (W1): the
-  ternary (W2) layers of issue 16 are not drawn yet.
+  the FIFO depths, whether the output layer is thresholded (bits out) and the weight precision
+  of every layer (:data:`BNN_PRECISIONS`: all binary W1, all ternary W2, or mixed). A
+  configuration is the network loaded at run time (random bits and thresholds; an integer
+  network under the ``ge`` or ``gt`` rule with thresholds inside and far outside ``0..K``; a
+  float model with batch norm, compiled; W2 layers with a random share of zero weights, a
+  neuron without any now and then, thresholds beyond ``K'``, TWN layers in a float model),
+  1-16 input samples, and how the host streams them (input FIFO preloaded or not, random pauses
+  before reading results, polling gaps).
 
 **Running** (:func:`verify`): the configurations of a design share its build (the hashed cache
 of :mod:`eie.sim.runner`) and run ``chunk`` at a time in one simulator process
@@ -110,13 +112,15 @@ class EieDesign:
 
 @dataclass(frozen=True)
 class BnnDesign:
-    """One BNN build of the pool: topology and folding, FIFO depths, output kind."""
+    """One BNN build of the pool: topology and folding, FIFO depths, output kind, and the
+    weight precision of every layer (``weight_bits``: 1 binary, 2 ternary; empty: all 1)."""
 
     index: int
     folds: tuple
     in_depth: int
     out_depth: int
     last_thresholded: bool
+    weight_bits: tuple = ()
 
     @property
     def shape(self) -> list[int]:
@@ -126,18 +130,37 @@ class BnnDesign:
     def ii(self) -> int:
         return max(f.ii for f in self.folds)
 
+    @property
+    def layer_bits(self) -> tuple[int, ...]:
+        """Per layer 1 (W1) or 2 (W2)."""
+        return tuple(self.weight_bits) or (1,) * len(self.folds)
+
+    @property
+    def weights(self) -> str:
+        """The precisions as docs and errors name them: ``"W1,W2,W1"``."""
+        from ..hw.bnn.words import weight_bits_text
+
+        return weight_bits_text(self.layer_bits)
+
+    @property
+    def precision(self) -> str:
+        """``"W1"`` (every layer binary), ``"W2"`` (every layer ternary) or ``"mixed"``."""
+        kinds = set(self.layer_bits)
+        return "mixed" if len(kinds) > 1 else f"W{kinds.pop()}"
+
     def describe(self) -> str:
         from ..hw.bnn.folding import folding_text
 
         return (f"shape {','.join(map(str, self.shape))}, folding {folding_text(self.folds)}, "
                 f"II {self.ii}, FIFOs {self.in_depth}/{self.out_depth}, "
-                f"{'bits' if self.last_thresholded else 'dots'} out")
+                f"{'bits' if self.last_thresholded else 'dots'} out, weights {self.weights}")
 
     def to_json(self) -> dict:
         return {"index": self.index, "shape": self.shape,
                 "folding": [[f.simd, f.pe] for f in self.folds], "ii": self.ii,
                 "in_depth": self.in_depth, "out_depth": self.out_depth,
-                "last_thresholded": self.last_thresholded}
+                "last_thresholded": self.last_thresholded,
+                "weight_bits": list(self.layer_bits), "weights": self.weights}
 
     @property
     def cost(self) -> int:
@@ -226,7 +249,7 @@ def bnn_design(seed: int, d: int) -> BnnDesign:
     from ..hw.bnn.folding import make_folding
 
     rng = _rng(seed, "bnn", _POOL, d)
-    depth = _spread(seed, "bnn", len(BNN_KNOBS), (1, 2, 3, 4), d)
+    depth = _spread(seed, "bnn", _DEPTH_KNOB, (1, 2, 3, 4), d)
     shape = [_bnn_width(rng) for _ in range(depth + 1)]
     fold = [(_fold_lanes(rng, a), _fold_lanes(rng, b)) for a, b in zip(shape[:-1], shape[1:])]
     folds = make_folding(shape, fold)
@@ -237,12 +260,37 @@ def bnn_design(seed: int, d: int) -> BnnDesign:
         folds = make_folding(shape, fold)
     in_depth, out_depth, thr = (_spread(seed, "bnn", k, values, d)
                                 for k, values in enumerate(BNN_KNOBS))
-    return BnnDesign(d, tuple(folds), in_depth, out_depth, thr)
+    kind = _spread(seed, "bnn", _PRECISION_KNOB, BNN_PRECISIONS, d)
+    # drawn after everything else from the pool stream: the other parameters are those of the
+    # pool before W2 layers were drawn
+    if kind == "W1":
+        bits = (1,) * depth
+    elif kind == "W2":
+        bits = (2,) * depth
+    elif depth == 1:                # one layer cannot mix: either precision
+        bits = (int(rng.integers(1, 3)),)
+    else:
+        bits = tuple(int(b) for b in rng.integers(1, 3, size=depth))
+        if len(set(bits)) == 1:
+            k = int(rng.integers(0, depth))
+            bits = bits[:k] + (3 - bits[k],) + bits[k + 1:]
+    return BnnDesign(d, tuple(folds), in_depth, out_depth, thr, bits)
 
 
 #: The BNN build parameters every pool of enough designs covers (:func:`_spread`): input and
 #: output FIFO depths, a thresholded output layer (one design in three).
 BNN_KNOBS = ((1, 2, 3, 4, 6), (1, 2, 3, 4), (False, True, False))
+#: The weight precisions of a BNN design's layers (a build parameter: the mask memories and
+#: ``CONFIG_CRC`` depend on it), spread as :data:`BNN_KNOBS` are: every layer binary (W1),
+#: every layer ternary (W2), or each layer either, both present ("mixed"; a one-layer design
+#: drawn "mixed" gets either). Five entries, a length prime to the layer count's 4 and the
+#: output kind's 3: any 15 consecutive designs give each entry three designs of three layer
+#: counts, bits and dots out both, so a pool of 16 has all-W1 and all-W2 designs of both
+#: output kinds and at least four mixed ones (at most one of each entry's three has one layer).
+BNN_PRECISIONS = ("W1", "W2", "mixed", "W2", "mixed")
+#: The :func:`_spread` knob numbers of the layer count (``len(BNN_KNOBS)``, as before W2
+#: layers were drawn) and of the precisions.
+_DEPTH_KNOB, _PRECISION_KNOB = 3, 4
 
 
 def design_pool(engine: str, seed: int, designs: int | None = None,
@@ -385,8 +433,164 @@ def draw_eie(seed: int, index: int, pool: Sequence[EieDesign]) -> Case:
     return Case("eie", index, design, image, x, info, reference=layers)
 
 
+def _nonzero_density(rng: np.random.Generator) -> float:
+    """The share of nonzero weights of a ternary layer: all nonzero now and then, sparse ones
+    (down to ~3%) well covered."""
+    u = rng.random()
+    if u < 0.1:
+        return 1.0
+    if u < 0.5:
+        return float(10 ** rng.uniform(-1.5, 0))
+    return float(rng.uniform(0.05, 1.0))
+
+
+def _ternary_thresholds(rng: np.random.Generator, nz: np.ndarray, n_in: int, *,
+                        integer: bool) -> np.ndarray:
+    """Thresholds on the masked match count of a W2 layer whose neurons have ``nz`` (``K'``)
+    nonzero weights: mostly near ``K' / 2``; some always firing, some beyond ``K'`` (never
+    firing, below ``K + 1`` or at it), and for an integer network some far outside ``0..K``
+    (negative, beyond ``K + 1``, 32767) for the compiler to clip."""
+    n_out = len(nz)
+    t = np.round(nz / 2 + rng.normal(size=n_out) * np.sqrt(np.maximum(nz, 1)) / 3)
+    u = rng.random(n_out)
+    t[u < 0.05] = 0
+    beyond = (u > 0.9) & (u < 0.95)             # K' < T <= K + 1: never fires
+    t[beyond] = nz[beyond] + 1 + np.floor(rng.random(int(beyond.sum()))
+                                           * (n_in + 1 - nz[beyond]))
+    t[u > 0.95] = n_in + 1
+    if integer:
+        t[u < 0.02] = rng.integers(-40, 0, int(np.sum(u < 0.02)))
+        t[u > 0.98] = rng.integers(n_in + 1, n_in + 40, int(np.sum(u > 0.98)))
+        t[(u > 0.5) & (u < 0.52)] = 32767
+        return t.astype(np.int64)
+    return np.clip(t, 0, n_in + 1).astype(np.int64)
+
+
+def _ternary_mask(rng: np.random.Generator, n_out: int, n_in: int) -> np.ndarray:
+    """A W2 layer's nonzero mask (bool ``(n_out, n_in)``): a random density, rows spread around
+    it half the time, sometimes a neuron without any nonzero weight (``K' = 0``) or with all."""
+    density = _nonzero_density(rng)
+    if rng.random() < 0.8:              # mostly a couple of nonzero weights a neuron at least
+        density = min(1.0, max(density, 2.5 / n_in))
+    if density < 1.0 and rng.random() < 0.5:
+        row_d = np.clip(density * rng.lognormal(0.0, 0.8, n_out), 0.0, 1.0)
+    else:
+        row_d = np.full(n_out, density)
+    mask = rng.random((n_out, n_in)) < row_d[:, None]
+    if rng.random() < (0.5 if n_out > 2 else 0.1):
+        mask[rng.integers(0, n_out)] = False
+    if n_out > 1 and rng.random() < 0.3:
+        mask[rng.integers(0, n_out)] = True
+    return mask
+
+
+def _random_ternary_image(folds, rng: np.random.Generator, last_thresholded: bool,
+                          bits: Sequence[int]):
+    """Random sign bits, masks (:func:`_ternary_mask`) and thresholds for a network with W2
+    layers (W1 layers as :func:`eie.sw.bnn.image.random_image` draws them)."""
+    from ..sw.bnn.image import BnnImage
+
+    weights, thresholds, masks = [], [], []
+    for l, f in enumerate(folds):
+        w = rng.integers(0, 2, size=(f.n_out, f.n_in), dtype=np.uint8)
+        mask = None
+        nz = np.full(f.n_out, f.n_in)
+        if bits[l] == 2:
+            m = _ternary_mask(rng, f.n_out, f.n_in)
+            mask, nz = m.astype(np.uint8), m.sum(axis=1)
+        weights.append(w)
+        masks.append(mask)
+        if l < len(folds) - 1 or last_thresholded:
+            if mask is None:
+                t = np.round(f.n_in / 2 + rng.normal(size=f.n_out) * np.sqrt(f.n_in) / 4)
+                special = rng.random(f.n_out)
+                t[special < 0.05] = 0
+                t[special > 0.95] = f.n_in + 1
+                thresholds.append(np.clip(t, 0, f.n_in + 1).astype(np.int64))
+            else:
+                thresholds.append(_ternary_thresholds(rng, nz, f.n_in, integer=False))
+    return BnnImage(list(folds), weights, thresholds, [{} for _ in folds], masks)
+
+
+def _ternary_float_model(shape, bits: Sequence[int], rng: np.random.Generator):
+    """A random float model with TWN layers where ``bits`` says 2
+    (:func:`eie.sw.bnn.float_model.random_model`: a neuron without nonzero weights, negative and
+    zero batch-norm scales, thresholds exactly on reachable values). Most W2 layers are then made
+    sparser than TWN's ~58% nonzero: latent weights zeroed at random, rows scaled over ~10x (so
+    the layer's one ``delta`` zeroes some rows entirely and keeps others whole); a hidden layer
+    so changed gets batch-norm statistics drawn again on its new ``a * dot``."""
+    from ..sw.bnn.float_model import random_model, ternarize
+
+    model = random_model(shape, rng, weight_bits=list(bits))
+    last = len(shape) - 2
+    for l, w in enumerate(model.weights):
+        if bits[l] != 2 or rng.random() < 0.25:
+            continue
+        n_out = w.shape[0]
+        keep = rng.random(w.shape) < float(10 ** rng.uniform(-1.5, 0))
+        rows = rng.lognormal(0.0, 1.0, n_out) if rng.random() < 0.5 else np.ones(n_out)
+        w = w * keep * rows[:, None]
+        if n_out > 2 and rng.random() < 0.3:
+            w[rng.integers(1, n_out)] = 0.0
+        model.weights[l] = w
+        if l == last:
+            break
+        t, a = ternarize(w)
+        nz = np.abs(t).sum(axis=1)
+        model.var[l] = rng.uniform(0.1, 4.0, size=n_out) * np.maximum(nz, 1) * a * a
+        mean = rng.normal(size=n_out) * np.sqrt(np.maximum(nz, 1)) * a
+        on = rng.random(n_out) < 0.4        # a * dot == mean exactly at a reachable dot
+        m0 = np.clip(np.round(nz[on] / 2 + rng.normal(size=int(on.sum())) * np.sqrt(nz[on]) / 2),
+                     0, nz[on])
+        mean[on] = a * (2 * m0 - nz[on])
+        model.mean[l] = mean
+        model.beta[l] = np.where(on, 0.0, model.beta[l])
+    return model
+
+
+def _integer_layer(rng: np.random.Generator, f, bits: int, thresholded: bool):
+    """An integer layer's weights (``-1/+1``, or ``-1/0/+1`` for W2: a random density of zeros,
+    :func:`_ternary_mask`) and thresholds (``None`` unless ``thresholded``) under ``ge`` or
+    ``gt``, with thresholds inside and far outside ``0..K`` (W2: around ``K' / 2`` and beyond
+    ``K'``)."""
+    if bits == 2:
+        mask = _ternary_mask(rng, f.n_out, f.n_in)
+        w = np.where(rng.random((f.n_out, f.n_in)) < 0.5, -1, 1) * mask
+        t = (_ternary_thresholds(rng, mask.sum(axis=1), f.n_in, integer=True)
+             if thresholded else None)
+        return w.astype(np.int8), t
+    w = rng.choice(np.array([-1, 1], dtype=np.int8), size=(f.n_out, f.n_in))
+    if not thresholded:
+        return w, None
+    t = np.round(f.n_in / 2 + rng.normal(size=f.n_out) * np.sqrt(f.n_in) / 3)
+    u = rng.random(f.n_out)      # some beyond 0..K: constant neurons
+    t[u < 0.05] = rng.integers(-40, 1, int(np.sum(u < 0.05)))
+    t[u > 0.95] = rng.integers(f.n_in, f.n_in + 40, int(np.sum(u > 0.95)))
+    t[(u > 0.5) & (u < 0.52)] = 32767
+    return w, t.astype(np.int64)
+
+
+def _ternary_info(image) -> list[dict]:
+    """Per W2 layer of ``image``: its share of nonzero weights, neurons without any (``K' = 0``)
+    and thresholds beyond ``K'`` (a neuron that never fires), for the coverage."""
+    out = []
+    for l, (f, mask) in enumerate(zip(image.folds, image.masks)):
+        if mask is None:
+            continue
+        nz = np.asarray(mask, dtype=np.int64).sum(axis=1)
+        entry = {"layer": l, "nonzero": round(float(nz.sum()) / (f.n_in * f.n_out), 4),
+                 "zero_neurons": int(np.sum(nz == 0)), "full_neurons": int(np.sum(nz == f.n_in)),
+                 "thresholded": l < len(image.thresholds)}
+        if entry["thresholded"]:
+            entry["beyond"] = int(np.sum(np.asarray(image.thresholds[l]) > nz))
+        out.append(entry)
+    return out
+
+
 def draw_bnn(seed: int, index: int, pool: Sequence[BnnDesign]) -> Case:
-    """BNN configuration ``index`` of seed ``seed`` on ``pool[index % len(pool)]``."""
+    """BNN configuration ``index`` of seed ``seed`` on ``pool[index % len(pool)]``. The layers
+    of a W2 design's network are ternary where the design's are (any source); an all-W1
+    design's configuration is drawn exactly as before W2 layers were drawn."""
     from ..sw.bnn.compile import compile_integer, compile_model
     from ..sw.bnn.float_model import random_model
     from ..sw.bnn.image import random_image
@@ -395,30 +599,31 @@ def draw_bnn(seed: int, index: int, pool: Sequence[BnnDesign]) -> Case:
     design = pool[index % len(pool)]
     folds = list(design.folds)
     shape = design.shape
+    bits = design.layer_bits
+    ternary = 2 in bits
     rng = _rng(seed, "bnn", _CASE, index)
     kinds = ("random", "integer-ge", "integer-gt") + (() if design.last_thresholded else ("float",))
     kind = _pick(rng, kinds, (3, 2, 2, 3)[:len(kinds)])
     reference = None
     fold = [(f.simd, f.pe) for f in folds]
     if kind == "random":
-        image = random_image(folds, rng, last_thresholded=design.last_thresholded)
+        image = (_random_ternary_image(folds, rng, design.last_thresholded, bits) if ternary
+                 else random_image(folds, rng, last_thresholded=design.last_thresholded))
     elif kind == "float":
-        reference = random_model(shape, rng)
+        reference = (_ternary_float_model(shape, bits, rng) if ternary
+                     else random_model(shape, rng))
         image = compile_model(reference, fold)
     else:
         weights, thresholds = [], []
         for l, f in enumerate(folds):
-            weights.append(rng.choice(np.array([-1, 1], dtype=np.int8), size=(f.n_out, f.n_in)))
-            if l < len(folds) - 1 or design.last_thresholded:
-                t = np.round(f.n_in / 2 + rng.normal(size=f.n_out) * np.sqrt(f.n_in) / 3)
-                u = rng.random(f.n_out)      # some beyond 0..K: constant neurons
-                t[u < 0.05] = rng.integers(-40, 1, int(np.sum(u < 0.05)))
-                t[u > 0.95] = rng.integers(f.n_in, f.n_in + 40, int(np.sum(u > 0.95)))
-                t[(u > 0.5) & (u < 0.52)] = 32767
-                thresholds.append(t.astype(np.int64))
-            else:
-                thresholds.append(None)
-        image = compile_integer(IntegerBnn(weights, thresholds, kind.split("-")[1]), fold)
+            w, t = _integer_layer(rng, f, bits[l], l < len(folds) - 1 or design.last_thresholded)
+            weights.append(w)
+            thresholds.append(t)
+        image = compile_integer(IntegerBnn(weights, thresholds, kind.split("-")[1],
+                                           list(bits) if ternary else []), fold)
+    if tuple(image.weight_bits) != bits:
+        raise EieError(f"BNN configuration {index}: the drawn image's weights are "
+                       f"{image.weight_bits}, its design's {list(bits)}")
     n = int(rng.integers(1, 17))
     p1 = float(rng.uniform(0.1, 0.9))
     x = (rng.random((n, shape[0])) < p1).astype(np.uint8)
@@ -431,7 +636,9 @@ def draw_bnn(seed: int, index: int, pool: Sequence[BnnDesign]) -> Case:
             "seed": int(rng.integers(0, 1 << 31))}
     info = {"shape": shape, "folding": [[f.simd, f.pe] for f in folds], "ii": ii,
             "in_depth": design.in_depth, "out_depth": design.out_depth,
-            "outputs": "bits" if design.last_thresholded else "dots", "source": kind,
+            "outputs": "bits" if design.last_thresholded else "dots",
+            "weights": design.weights, "precision": design.precision,
+            "ternary_layers": _ternary_info(image), "source": kind,
             "batch": n, "input_ones": round(p1, 3), **opts}
     return Case("bnn", index, design, image, x, info, job_options=opts, reference=reference)
 
@@ -594,10 +801,12 @@ def _run_jobs(engine: str, design, cases: Sequence[Case], *, sim: str, build_dir
         core = EieCore(design.config, load)
         env = {"COCOTB_LOG_LEVEL": "WARNING"}
     else:
-        from .bnn_run import BnnCore, check_jobs
+        from .bnn_run import BnnCore, check_jobs, check_weight_bits
 
         thr = check_jobs(jobs, design.last_thresholded)
-        core = BnnCore(list(design.folds), design.in_depth, design.out_depth, None, thr)
+        bits = check_weight_bits(jobs, design.layer_bits)
+        core = BnnCore(list(design.folds), design.in_depth, design.out_depth, None, thr,
+                       bits if 2 in bits else ())      # all W1: the W1A1 core's key, as before
         env = {"COCOTB_LOG_LEVEL": "WARNING"}
     run_core_jobs(core, jobs, sim=sim, build_dir=build_dir, env=env, quiet=True,
                   on_progress=on_progress)
@@ -775,6 +984,7 @@ def coverage(engine: str, infos: Sequence[dict]) -> dict[str, list[list]]:
         }
     fold_ratio = [f[0] / n_in for i in infos
                   for f, n_in in zip(i["folding"], i["shape"][:-1])]
+    w2 = [t for i in infos for t in i["ternary_layers"]]
     return {
         "layers a network": _counts([len(i["shape"]) - 1 for i in infos]),
         "layer width (inputs and neurons)": _bins(
@@ -794,7 +1004,21 @@ def coverage(engine: str, infos: Sequence[dict]) -> dict[str, list[list]]:
         "input FIFO preloaded": _counts([i["preload"] for i in infos], [True, False]),
         "host pauses before reads": _counts([i["backpressure"] > 0 for i in infos],
                                             [True, False]),
+        "weights (configurations)": _counts([_PRECISION_LABEL[i["precision"]] for i in infos],
+                                            list(_PRECISION_LABEL.values())),
+        "weights per layer": _counts([w for i in infos for w in i["weights"].split(",")],
+                                     ["W1", "W2"]),
+        "output layer": _counts([f"{i['weights'].split(',')[-1]} {i['outputs']}"
+                                 for i in infos], ["W1 dots", "W1 bits", "W2 dots", "W2 bits"]),
+        "W2 layers: nonzero weights": _bins([t["nonzero"] for t in w2], _PCT, _PCT_LABELS),
+        "W2 layers with a K' = 0 neuron": _counts([t["zero_neurons"] > 0 for t in w2],
+                                                  [True, False]),
+        "W2 thresholded layers, T > K'": _counts([t["beyond"] > 0 for t in w2
+                                                  if t["thresholded"]], [True, False]),
     }
+
+
+_PRECISION_LABEL = {"W1": "all W1", "W2": "all W2", "mixed": "mixed"}
 
 
 # ----------------------------------------------------------------------------- reproducing

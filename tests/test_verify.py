@@ -24,8 +24,11 @@ def _same_case(a: v.Case, b: v.Case) -> bool:
         return all(np.array_equal(p, q) for k in range(a.image.n_pe)
                    for l in range(len(a.image.layers))
                    for p, q in [(a.image.layer_pointers(l, k), b.image.layer_pointers(l, k))])
-    return all(np.array_equal(p, q) for p, q in zip(a.image.weights + a.image.thresholds,
-                                                     b.image.weights + b.image.thresholds))
+    if a.image.weight_bits != b.image.weight_bits:
+        return False
+    return all(np.array_equal(p, q) for p, q in zip(
+        a.image.weights + a.image.thresholds + [m for m in a.image.masks if m is not None],
+        b.image.weights + b.image.thresholds + [m for m in b.image.masks if m is not None]))
 
 
 def test_the_cli_copies_of_the_defaults_are_the_libraries():
@@ -140,6 +143,97 @@ def test_bnn_configurations_cover_the_issue_list():
     assert max(i["ii"] for i in info) <= v.BNN_MAX_II
     cov = v.coverage("bnn", info)
     assert sum(n for _, n in cov["outputs"]) == len(info)
+
+
+def test_bnn_pools_cover_w1_w2_and_mixed_designs():
+    """The weight precision per layer is a build parameter spread over the pool: every default
+    pool (16 designs) has all-W1, all-W2 and mixed designs, W2 designs of both output kinds,
+    and precisions that are the design's own (one per layer, in the description and JSON)."""
+    for seed in range(8):
+        pool = v.design_pool("bnn", seed)
+        kinds = Counter(d.precision for d in pool)
+        assert set(kinds) == {"W1", "W2", "mixed"}, (seed, kinds)
+        assert kinds["mixed"] >= 2 and kinds["W2"] >= 3, (seed, kinds)
+        w2 = [d for d in pool if 2 in d.layer_bits]
+        assert {d.last_thresholded for d in w2} == {True, False}, seed
+        for d in pool:
+            assert len(d.layer_bits) == len(d.folds) and set(d.layer_bits) <= {1, 2}
+            assert d.describe().endswith(f"weights {d.weights}")
+            assert d.to_json()["weight_bits"] == list(d.layer_bits)
+            if d.precision == "mixed":
+                assert len(set(d.layer_bits)) == 2
+    # thresholded W2 output layers and mixed designs of every depth above 1, over a few seeds
+    designs = [d for s in range(8) for d in v.design_pool("bnn", s)]
+    assert any(d.last_thresholded and d.layer_bits[-1] == 2 for d in designs)
+    assert {len(d.folds) for d in designs if d.precision == "mixed"} == {2, 3, 4}
+
+
+def test_bnn_precisions_leave_the_other_draws_as_they_were():
+    """The precisions come after every other pool draw, on a knob of their own: the shape,
+    folding, FIFOs and output kind of a design do not depend on them, and an all-W1 design's
+    configurations are drawn exactly as for a pool without W2 (seed 1: the shapes of the pool
+    before W2 layers were drawn, docs/eie-verification.md)."""
+    import dataclasses
+
+    pool = v.design_pool("bnn", 1)
+    assert [d.shape for d in pool[:4]] == [[46, 1], [5, 21, 44, 18, 95], [39, 64, 22, 8],
+                                           [87, 26, 76]]
+    w1 = [d for d in pool if d.precision == "W1"]
+    assert w1
+    for d in w1:
+        case = v.draw_case("bnn", 1, d.index, pool)
+        assert case.image.weight_bits == [1] * len(d.folds) and not case.info["ternary_layers"]
+        # as a W2 design, the same index draws ternary layers where the design says
+        bits = tuple(2 if l == 0 else 1 for l in range(len(d.folds)))
+        other = list(pool)
+        other[d.index] = dataclasses.replace(d, weight_bits=bits)
+        tern = v.draw_case("bnn", 1, d.index, other)
+        assert tern.image.weight_bits == list(bits)
+        assert tern.info["weights"] == ",".join(f"W{b}" for b in bits)
+
+
+def test_bnn_w2_configurations_cover_the_ternary_cases():
+    """Every source draws W2 layers where the design has them: integer weights -1/0/+1 with a
+    random share of zeros (down to a few percent and up to none), neurons without a nonzero
+    weight (K' = 0), thresholds beyond K' (never firing), thresholded W2 output layers, TWN
+    float models whose golden model equals the float model."""
+    from eie.sw.bnn.float_model import float_forward
+    from eie.sw.bnn.golden import golden_forward
+
+    cases = [v.draw_case("bnn", s, i, v.design_pool("bnn", s)) for s in (0, 1) for i in range(64)]
+    w2 = [c for c in cases if 2 in c.design.layer_bits]
+    for c in cases:
+        assert c.image.weight_bits == list(c.design.layer_bits)
+        assert c.info["weights"] == c.design.weights
+        assert len(c.info["ternary_layers"]) == c.design.layer_bits.count(2)
+    assert {c.info["source"] for c in w2} == {"random", "integer-ge", "integer-gt", "float"}
+    assert {c.info["precision"] for c in cases} == {"W1", "W2", "mixed"}
+    layers = [t for c in w2 for t in c.info["ternary_layers"]]
+    dens = [t["nonzero"] for t in layers]
+    assert min(dens) < 0.1 and max(dens) == 1.0 and any(0.3 < d < 0.7 for d in dens)
+    assert any(t["zero_neurons"] for t in layers) and not all(t["zero_neurons"] for t in layers)
+    thr = [t for t in layers if t["thresholded"]]
+    assert any(t["beyond"] for t in thr) and not all(t["beyond"] for t in thr)
+    assert any(c.design.last_thresholded and c.design.layer_bits[-1] == 2 for c in w2)
+    for c in w2:
+        for t in c.info["ternary_layers"]:
+            mask = c.image.masks[t["layer"]]
+            assert mask is not None and not np.any(c.image.weights[t["layer"]] & ~mask & 1)
+            nz = mask.sum(axis=1)
+            assert t["zero_neurons"] == int(np.sum(nz == 0))
+            if t["thresholded"]:
+                th = c.image.thresholds[t["layer"]]
+                assert th.min() >= 0 and th.max() <= mask.shape[1] + 1
+        if c.reference is not None:             # TWN float layers, compiled
+            assert 2 in c.reference.layer_bits
+            np.testing.assert_array_equal(golden_forward(c.image, c.x),
+                                          float_forward(c.reference, c.x))
+    cov = v.coverage("bnn", [c.info for c in cases])
+    assert dict(cov["weights (configurations)"]).keys() == {"all W1", "all W2", "mixed"}
+    assert all(n > 0 for _, n in cov["weights (configurations)"])
+    assert sum(n for _, n in cov["weights per layer"]) == sum(len(c.design.folds) for c in cases)
+    assert sum(n for _, n in cov["W2 layers: nonzero weights"]) == len(layers)
+    assert dict(cov["output layer"])["W2 bits"] > 0
 
 
 def test_coverage_histograms_count_every_configuration():
@@ -345,6 +439,45 @@ def test_saved_eie_configuration_runs_with_eie_run(cli, tmp_path):
     assert "equal to the golden model" in r.out
     stats = json.loads((tmp_path / "c" / "stats.json").read_text())
     assert stats["config"] == case.design.config.to_json()
+
+
+def _w2_picks(seed: int) -> list[int]:
+    """Configurations of seed ``seed`` on small W2 and mixed designs: one per source, a
+    thresholded W2 output layer, a mixed design."""
+    pool = v.design_pool("bnn", seed)
+    picks: dict[str, int] = {}
+    for i in range(96):
+        d = pool[i % len(pool)]
+        if 2 not in d.layer_bits or d.cost > 800:
+            continue
+        c = v.draw_case("bnn", seed, i, pool)
+        for key in (c.info["source"], "mixed" if d.precision == "mixed" else None,
+                    "w2-bits" if d.last_thresholded and d.layer_bits[-1] == 2 else None):
+            if key is not None:
+                picks.setdefault(key, i)
+    assert {"random", "integer-ge", "integer-gt", "float", "mixed", "w2-bits"} <= picks.keys()
+    return sorted(set(picks.values()))
+
+
+@pytest.mark.rtl
+def test_w2_configurations_pass_on_the_amaranth_simulator(cli, tmp_path):
+    """W2 and mixed configurations of every source (and a thresholded W2 output layer) run
+    through ``eie verify --sim amaranth`` equal to the golden model (and the float model); the
+    JSON carries the precisions."""
+    picks = _w2_picks(1)
+    out = tmp_path / "w2.json"
+    r = cli(["verify", "--engine", "bnn", "--seed", "1", "--sim", "amaranth", "--only",
+             ",".join(map(str, picks)), "--no-progress", "--json", out])
+    assert r.code == 0, r.out + r.err
+    assert f"all {len(picks)} configurations equal" in r.out
+    assert "weights (configurations)" in r.out and ", weights W" in r.out
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["passed"] == len(picks)
+    assert all("W2" in c["weights"] for c in doc["configs"])
+    assert {c["source"] for c in doc["configs"]} == {"random", "integer-ge", "integer-gt",
+                                                     "float"}
+    pool = {d["index"]: d for d in doc["pool"]}
+    assert all(pool[c["design"]]["weights"] == c["weights"] for c in doc["configs"])
 
 
 def test_bnn_ii_check_allows_a_slow_host_with_one_output_place():
