@@ -19,6 +19,7 @@ from eie.sw.bnn.float_model import (FloatBnn, act_quantize, float_forward, float
 from eie.sw.bnn.golden import golden_forward, golden_layers
 from eie.sw.bnn.image import random_image, read_image, write_image
 from eie.sw.bnn.params import IntegerBnn, load_integer_npz, save_integer_npz
+from eie.sim.bnn_run import BnnJob, run_amaranth
 
 
 # --- the reference: the contract written out in plain NumPy -------------------------------
@@ -295,3 +296,144 @@ def test_image_errors_version_4(tmp_path):
     with pytest.raises(EieError, match=r"holds 14 as threshold 1 of layer 0 neuron 0; a stored "
                                         r"threshold is at most 13"):
         read_image(d)
+
+
+# --- the core: memory map, Amaranth simulator, Icarus, Verilator ---------------------------
+
+def test_memory_map_and_crc_of_a_k_bit_core():
+    from eie.hw.bnn.memory_map import BnnMemoryMap, config_crc
+
+    folds = make_folding([20, 9, 7, 5], "7:4,3:2,2:3")
+    a1 = BnnMemoryMap(folds)
+    qf = with_act_bits(folds, [2, 4, 1])
+    q = BnnMemoryMap(qf, weight_bits=(2, 1, 2))
+    # layer 0: 1-bit inputs, 3 thresholds of bit_length(21) = 5 bits; layer 1: 2-bit inputs,
+    # 15 thresholds of bit_length(2*9*3+1) = 6 bits (90 bits: 3 chunks); layer 2 (W2 dots fed
+    # by 4-bit activations): no nonzero counts
+    assert (q.width(0, 1), q.width(1, 1), q.chunks(1, 1), q.depth(2, 1)) == (15, 90, 3, 0)
+    assert not q.nonzero_counts(2)
+    doc = q.to_json()
+    assert doc["act_bits"] == [2, 4, 1] and "act_bits" not in a1.to_json()
+    assert doc["memory"]["layers"][1]["in_bits"] == 2
+    assert config_crc(qf) != config_crc(folds) == config_crc(with_act_bits(folds, [1, 1, 1]))
+
+
+def test_a1_core_is_unchanged_by_the_act_option():
+    """act_bits all 1 elaborates exactly the A1 core (same Verilog text)."""
+    from pathlib import Path
+    import tempfile
+
+    from eie.sim.bnn_run import build_top_verilog
+
+    folds = make_folding([20, 9, 5], "7:4,3:2")
+    with tempfile.TemporaryDirectory() as d:
+        a = build_top_verilog(folds, Path(d) / "a.v").read_text()
+        b = build_top_verilog(with_act_bits(folds, [1, 1]), Path(d) / "b.v").read_text()
+        c = build_top_verilog(with_act_bits(folds, [2, 1]), Path(d) / "c.v").read_text()
+    assert a == b and a != c and "popcount_all0" in c and "popcount_all0" not in a
+
+
+AMARANTH_CASES = [
+    # shape, folding, weight bits, activation bits, thresholded output layer
+    ([20, 9, 7, 5], "7:4,3:2,2:3", [1, 1, 1], [2, 2, 1], False),
+    ([20, 9, 7, 5], "7:4,3:2,2:3", [2, 2, 2], [2, 2, 1], False),
+    ([20, 9, 7, 5], "20:9,9:7,7:5", [2, 1, 2], [4, 3, 1], True),
+    ([33, 12, 6], "1:1,5:2", [1, 2], [3, 1], False),
+    ([12, 6, 5, 3], "3:2,1:3,4:1", [2, 1, 1], [1, 2, 1], False),   # SIMD 1 on a 2-bit layer
+]
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("shape, fold, wb, ab, last", AMARANTH_CASES)
+def test_amaranth_equals_golden(shape, fold, wb, ab, last):
+    """Random images and a compiled float model; eight samples preloaded into an input FIFO of
+    eight: measured II (minimum and mean) = analytic, no bubbles."""
+    rng = np.random.default_rng(sum(shape) + sum(ab))
+    folds = make_folding(shape, fold)
+    x = rng.integers(0, 2, size=(8, shape[0]), dtype=np.uint8)
+    jobs = [BnnJob(random_image(folds, rng, weight_bits=wb, act_bits=ab, last_thresholded=last), x)]
+    model = None
+    if not last:
+        model = random_model(shape, rng, weight_bits=wb, act_bits=ab)
+        jobs.append(BnnJob(compile_model(model, fold), x))
+    run_amaranth(folds, jobs, in_depth=8)
+    ii = analytic_ii(with_act_bits(folds, ab))
+    for job in jobs:
+        assert np.array_equal(job.y, golden_forward(job.image, x))
+        c = job.counters
+        assert c["ii_min"] == ii
+        assert c["t_last_out"] - c["t_first_out"] == (len(x) - 1) * ii    # no bubbles
+    if model is not None:
+        assert np.array_equal(jobs[1].y, float_forward(model, x))
+
+
+def _rtl_jobs(shape, fold, wb, ab, last, seed, n=20):
+    rng = np.random.default_rng(seed)
+    folds = make_folding(shape, fold)
+    x = rng.integers(0, 2, size=(n, shape[0]), dtype=np.uint8)
+    ii = analytic_ii(with_act_bits(folds, ab))
+    jobs = [BnnJob(random_image(folds, rng, weight_bits=wb, act_bits=ab, last_thresholded=last), x),
+            BnnJob(random_image(folds, rng, weight_bits=wb, act_bits=ab, last_thresholded=last), x,
+                   preload=False, backpressure=0.7, max_gap=3 * ii + 8, seed=seed)]
+    model = None
+    if not last:
+        model = random_model(shape, rng, weight_bits=wb, act_bits=ab)
+        jobs.insert(1, BnnJob(compile_model(model, fold), x))
+    return folds, x, jobs, model, ii
+
+
+RTL_CASES = [
+    ([40, 9, 5, 3], "7:4,3:2,2:3", [2, 2, 2], [2, 2, 1], False),     # W2A2, no fold divides
+    ([24, 13, 7], "24:2,4:7", [1, 1], [2, 1], True),                 # W1A2, bits out
+    ([30, 16, 10, 6], "8:4,16:5,4:2", [2, 1, 2], [3, 4, 1], False),  # mixed
+]
+
+
+def _check_rtl(simulator, case, bnn_build_dir, seed):
+    from eie.sim.bnn_run import run_rtl
+
+    shape, fold, wb, ab, last = case
+    folds, x, jobs, model, ii = _rtl_jobs(shape, fold, wb, ab, last, seed)
+    with bnn_build_dir(simulator, folds, 4, 2, tuple(wb), tuple(ab), last) as bdir:
+        run_rtl(simulator, folds, jobs, build_dir=bdir, in_depth=4, out_depth=2)
+    for k, job in enumerate(jobs):
+        assert np.array_equal(job.y, golden_forward(job.image, x)), f"job {k}"
+        assert job.counters["samples_out"] == len(x)
+    assert jobs[0].counters["ii_min"] == ii
+    assert jobs[-1].counters["stall"] > 0, "back-pressure never reached the network"
+    if model is not None:
+        assert np.array_equal(jobs[1].y, float_forward(model, x))
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("case", RTL_CASES[:2], ids=["w2a2", "w1a2-bits"])
+def test_icarus_equals_golden(case, bnn_build_dir):
+    _check_rtl("icarus", case, bnn_build_dir, seed=41)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("case", RTL_CASES[:1], ids=["w2a2"])
+def test_verilator_equals_golden(case, bnn_build_dir):
+    _check_rtl("verilator", case, bnn_build_dir, seed=42)
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator, case", [("icarus", RTL_CASES[2]),
+                                             ("verilator", RTL_CASES[1]),
+                                             ("verilator", RTL_CASES[2])],
+                         ids=["icarus-mixed", "verilator-w1a2-bits", "verilator-mixed"])
+def test_more_rtl_equals_golden(simulator, case, bnn_build_dir):
+    _check_rtl(simulator, case, bnn_build_dir, seed=43)
+
+
+def test_k_bit_image_on_an_a1_core_is_refused():
+    folds = make_folding([12, 7, 4], "4:3,7:2")
+    image = random_image(folds, np.random.default_rng(0), act_bits=[2, 1])
+    from eie.sim.bnn_run import run_amaranth as run
+
+    with pytest.raises(EieError, match="job 1's image has activation precisions A1,A1 but the "
+                                       "core is built for A2,A1"):
+        run(folds, [BnnJob(image, np.zeros((1, 12), np.uint8)),
+                    BnnJob(random_image(folds, np.random.default_rng(1)),
+                           np.zeros((1, 12), np.uint8))])
