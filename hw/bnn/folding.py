@@ -147,9 +147,16 @@ def parse_folding(text: str) -> list[tuple[int, int]]:
 
 
 def make_folding(shape: Sequence[int],
-                 fold: Sequence[tuple[int, int]] | str | None = None) -> list[LayerFold]:
-    """Validate ``fold`` against ``shape`` (or choose :func:`default_folding`)."""
+                 fold: Sequence[tuple[int, int]] | str | None = None,
+                 act_bits: Sequence[int] | None = None) -> list[LayerFold]:
+    """Validate ``fold`` against ``shape`` (or choose :func:`default_folding`); with
+    ``act_bits`` the folds carry those activation precisions (and the default folding counts
+    the bit planes)."""
     shape = parse_shape(shape)
+    if act_bits is not None and any(b != 1 for b in act_bits):
+        base = make_folding(shape, fold) if fold is not None else \
+            default_folding(shape, act_bits)
+        return with_act_bits(base, act_bits)
     if fold is None:
         return default_folding(shape)
     if isinstance(fold, str):
@@ -186,21 +193,23 @@ def _candidates(n: int) -> list[int]:
     return out
 
 
-def default_folding(shape: Sequence[int]) -> list[LayerFold]:
+def default_folding(shape: Sequence[int], act_bits: Sequence[int] | None = None) -> list[LayerFold]:
     """A balanced folding: the first layer gets ``SIMD=min(32, n_in)``, ``PE=min(16, n_out)``;
     every other layer the cheapest power-of-two folding (fewest SIMD*PE lanes, then fewest
     cycles) whose cycles per sample do not exceed the first layer's, so no layer is the
-    bottleneck by more than it has to be."""
+    bottleneck by more than it has to be (``act_bits``: counting a k-bit-fed layer's ``k``
+    bit planes; the folds returned carry no precisions)."""
     shape = parse_shape(shape)
+    planes = [1] + [int(b) for b in act_bits[:-1]] if act_bits is not None else [1] * len(shape)
     first = LayerFold(shape[0], shape[1], min(DEFAULT_SIMD, shape[0]), min(DEFAULT_PE, shape[1]))
     target = first.ii
     folds = [first]
-    for n_in, n_out in zip(shape[1:-1], shape[2:]):
+    for l, (n_in, n_out) in enumerate(zip(shape[1:-1], shape[2:]), start=1):
         best = None
         for simd in _candidates(n_in):
             for pe in _candidates(n_out):
                 f = LayerFold(n_in, n_out, simd, pe)
-                if f.ii > target:
+                if f.ii * planes[l] > target:
                     continue
                 key = (simd * pe, f.ii, -simd)
                 if best is None or key < best[0]:

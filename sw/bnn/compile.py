@@ -160,7 +160,7 @@ def compile_model(model: FloatBnn,
     """Binarise, fold batch norm into thresholds and choose the folding."""
     model.validate()
     acts = model.layer_acts
-    folds: list[LayerFold] = with_act_bits(make_folding(model.shape, fold), acts)
+    folds: list[LayerFold] = make_folding(model.shape, fold, acts)
     weights, thresholds, stats, masks = [], [], [], []
     n = len(model.weights)
     layer_bits = model.layer_bits
@@ -249,7 +249,7 @@ def compile_integer(net: IntegerBnn,
     thresholds (the image's :attr:`~BnnImage.last_thresholded`), and the folding as
     :func:`compile_model` chooses or checks it."""
     net.validate()
-    folds: list[LayerFold] = with_act_bits(make_folding(net.shape, fold), net.layer_acts)
+    folds: list[LayerFold] = make_folding(net.shape, fold, net.layer_acts)
     weights, thresholds, stats, masks = [], [], [], []
     for w, t, b, f in zip(net.weights, net.ge_thresholds(), net.layer_bits, folds):
         weights.append((np.asarray(w) > 0).astype(np.uint8))
