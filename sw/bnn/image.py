@@ -27,6 +27,15 @@ is nonzero), and its weight files hold the signs (0 where the mask is 0; the rea
 sign bit under a 0 mask, as the hardware ignores it). An image without a W2 layer is written as
 version 1 or 2, exactly as before.
 
+k-bit activations (version 4, docs/ARCHITECTURE.md "k-bit activations"): every layer entry says
+``"weight_bits"`` and ``"act_bits"`` (its output precision 1..4; the output layer's 1), and
+``"in_bits"``/``"out_bits"`` when a precision is not 1; ``"ii"`` counts the bit planes
+(``nf * sf * in_bits``). A layer fed by k-bit activations stores its thresholds (on the dot)
+biased by ``K * L``; a layer with k-bit outputs has ``2**k - 1`` thresholds a neuron, packed in
+one word (``threshold_width`` bits each, threshold ``j`` at bits ``[w*(j+1)-1 : w*j]``), so its
+threshold files hold words of ``(2**k - 1) * threshold_width`` bits. ``BnnImage.thresholds`` hold
+them unbiased, ``(n_out, 2**k - 1)``. An image without a k-bit layer is written exactly as before.
+
 The weights in the image are the *folded* ones: a neuron whose batch-norm scale is negative has
 its weights inverted, so that one comparison direction serves all.
 
