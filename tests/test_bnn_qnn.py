@@ -542,3 +542,32 @@ def test_tfc_w2a2_digits_rtl_equals_golden_and_float(tmp_path, bnn_build_dir):
                     build_dir=bdir)
         assert np.array_equal(job.y, gold[:300]), sim
         assert job.counters["ii_min"] == ii == 100, sim
+
+
+# --- boards -------------------------------------------------------------------------------------
+
+@pytest.mark.rtl
+def test_k_bit_image_through_the_simulated_board(tmp_path, cli):
+    """A W2A2 image through the host driver, the UART bridge and the core built for its
+    precisions equals the golden model; the board build of the image records act_bits."""
+    from pathlib import Path
+
+    from eie.boards.build import BuildSpec, make_core_factory
+    from eie.boards.platforms import board_by_name
+
+    rng = np.random.default_rng(12)
+    folds = make_folding([40, 12, 6], "8:4,4:2")
+    image = random_image(folds, rng, weight_bits=[2, 2], act_bits=[2, 1])
+    write_image(image, tmp_path / "img")
+    x = rng.integers(0, 2, size=(3, 40)).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    r = cli(["board", "run", tmp_path / "img", "--input", tmp_path / "x.npy",
+             "-o", tmp_path / "y.npy", "--simulate"])
+    assert r.code == 0, r.out + r.err
+    assert np.array_equal(np.load(tmp_path / "y.npy"), golden_forward(image, x))
+    spec = BuildSpec(board_by_name("ulx3s-85f"), "bnn", Path("unused"), bnn_shape=(40, 12, 6),
+                     bnn_fold="8:4,4:2", bnn_weight_bits=(2, 2), bnn_act_bits=(2, 1))
+    _, _, core = make_core_factory(spec)
+    assert core["act_bits"] == [2, 1]
+    spec.bnn_act_bits = None
+    assert "act_bits" not in make_core_factory(spec)[2]
