@@ -34,6 +34,16 @@ popcount counts ``matches = popcount(mask & XNOR(x, sign))``. Same pipeline, sam
 layer of dots then needs each neuron's nonzero count ``K'`` (``dot = 2 * matches - K'``): it
 has a threshold memory holding ``K'`` (loaded with ``ld_t_en``). Without ``ternary`` the unit
 is exactly the binary one.
+
+k-bit activations (``fold.in_bits``/``fold.out_bits``, docs/ARCHITECTURE.md): a layer fed by
+``k``-bit activations takes ``sf`` words of ``simd * k`` bits (element ``i`` at bits
+``[k*i + k - 1 : k*i]``) and works bit-serially: per neuron fold, plane ``b = 0..k-1`` walks the
+synapse folds over the same weight (and mask) words, so the layer spends ``nf * sf * k`` cycles
+on a sample. Per PE two popcount trees count ``x_b & s (& z)`` and ``x_b (& z)``; the plane dot
+``2P - Q`` is shifted by ``b`` and accumulated into the signed dot (:class:`AccThreshold` with
+``in_bits``). A layer with ``k``-bit outputs reads each neuron's ``2**k - 1`` thresholds in one
+threshold word and outputs the number crossed, ``k`` bits a neuron (``n_out * k`` bits out).
+With both precisions 1 the unit is exactly the A1 one.
 """
 
 from __future__ import annotations

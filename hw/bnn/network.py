@@ -23,6 +23,12 @@ are in flight gives undefined results for those samples; load first, then stream
 layer's MVTU has a mask plane (``ld_kind`` 2, which is then 2 bits wide) and, as the output
 layer of dots, its neurons' nonzero counts in the threshold memory (``ld_kind`` 1). A network
 without a W2 layer is exactly the binary one.
+
+``act_bits`` (per layer 1..4, the output layer 1; default the baked image's, else what the
+folds carry): a hidden layer of ``k``-bit activations hands ``n_out * k`` bits to the next
+layer's converter, which presents them ``SIMD * k`` bits (``SIMD`` elements) at a time; the next
+layer consumes them bit-serially (:class:`Mvtu`). A network of A1 layers is exactly the one
+above.
 """
 
 from __future__ import annotations
