@@ -571,3 +571,35 @@ def test_k_bit_image_through_the_simulated_board(tmp_path, cli):
     assert core["act_bits"] == [2, 1]
     spec.bnn_act_bits = None
     assert "act_bits" not in make_core_factory(spec)[2]
+
+
+def test_model_file_act_bits_errors(tmp_path):
+    """act_bits in a model file: integers, one a layer, 1..4, the last 1; each refused in one
+    line naming the file."""
+    rng = np.random.default_rng(3)
+    m = random_model([8, 5, 3], rng)
+    arrays = {"W0": m.weights[0], "W1": m.weights[1], "gamma0": m.gamma[0], "beta0": m.beta[0],
+              "mean0": m.mean[0], "var0": m.var[0]}
+    for bad, message in (([2.0, 1.0], r"act_bits in .*f.npz has dtype float64; expected integers"),
+                         ([2], r"act_bits in .*f.npz has shape \(1,\); expected \(2,\)"),
+                         ([0, 1], r"act_bits in .*f.npz\[0\] is 0; a layer's activation"),
+                         ([2, 3], r"act_bits in .*f.npz\[1\] is 3; the output layer")):
+        np.savez(tmp_path / "f.npz", **arrays, act_bits=np.array(bad))
+        with pytest.raises(EieError, match=message):
+            load_model(tmp_path / "f.npz")
+    w = [np.ones((5, 8), np.int8), np.ones((3, 5), np.int8)]
+    np.savez(tmp_path / "i.npz", W0=w[0], W1=w[1], T0=np.zeros((5, 3)), rule="ge",
+             act_bits=np.array([2, 1]))
+    assert load_integer_npz(tmp_path / "i.npz").layer_acts == [2, 1]
+    np.savez(tmp_path / "i.npz", W0=w[0], W1=w[1], T0=np.zeros(5), rule="ge",
+             act_bits=np.array([2, 1]))
+    with pytest.raises(EieError, match=r"T0 has shape \(5,\); .* expected \(5, 3\)"):
+        load_integer_npz(tmp_path / "i.npz")
+    np.savez(tmp_path / "i.npz", W0=w[0], W1=w[1], T0=np.zeros(5), rule="ge",
+             act_bits=np.array([True, True]))
+    with pytest.raises(EieError, match=r"act_bits in .*i.npz has dtype bool"):
+        load_integer_npz(tmp_path / "i.npz")
+    with pytest.raises(EieError, match="--strip-padding takes networks of 1-bit activations"):
+        from eie.sw.bnn.params import strip_padding
+
+        strip_padding(IntegerBnn(w, [np.zeros((5, 3)), None], "ge", [], [2, 1]), [8, 5, 3])

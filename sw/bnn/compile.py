@@ -99,7 +99,7 @@ def fold_ternary_thresholds(gamma, beta, mean, var, eps, scale: float, nonzero,
 
 
 #: Accumulator values evaluated at once (values x neurons) when folding k-bit layers.
-_FOLD_CHUNK = 1 << 22
+_FOLD_CHUNK = 1 << 20
 
 
 def fold_multi_thresholds(gamma, beta, mean, var, eps, scale: float, nonzero, n_in: int,
