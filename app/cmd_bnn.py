@@ -114,6 +114,10 @@ def _cmd_compile(args) -> int:
         zeros = sum(int(np.sum(m == 0)) for m in image.masks if m is not None)
         what += (f"; weights {weight_bits_text(image.weight_bits)} (ternary: {zeros} zero "
                  f"weights)")
+    if image.quantized:
+        from ..hw.bnn.words import act_bits_text
+
+        what += f"; activations {act_bits_text(image.act_bits)}"
     write_image(image, args.output, extra=extra)
     folds = image.folds
     const = sum(s.get("constant_one", 0) + s.get("constant_zero", 0) for s in image.stats)
@@ -197,12 +201,43 @@ def _folds_from_args(args):
         image = read_image(args.image)
         folds = image.folds
         if args.fold is not None:
-            folds = make_folding(image.shape, args.fold)
-            image = image.refold(folds)
+            image = image.refold(make_folding(image.shape, args.fold))
+            folds = image.folds                 # with the image's activation precisions
+        if getattr(args, "acts", None) is not None:
+            raise EieError("--acts is for --shape; with an IMAGE_DIR the image says each "
+                           "layer's activation precision")
         return folds, image
     if args.shape is None:
         raise EieError("give an IMAGE_DIR or --shape N_IN,N1,...,N_CLASSES (with --fold)")
-    return make_folding(parse_shape(args.shape), args.fold), None
+    folds = make_folding(parse_shape(args.shape), args.fold)
+    if getattr(args, "acts", None) is not None:
+        from ..hw.bnn.folding import with_act_bits
+
+        folds = with_act_bits(folds, parse_act_bits(args.acts, len(folds)))
+    return folds, None
+
+
+def parse_act_bits(text: str, n_layers: int) -> tuple[int, ...]:
+    """``"A2"`` (every hidden layer; the output layer A1) or ``"A2,A2,A2,A1"`` (one a layer;
+    ``a2``/``2`` also do) -> 1..4 per layer, or :class:`EieError`."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bits = []
+    for item in items:
+        v = item.upper().removeprefix("A")
+        if v not in ("1", "2", "3", "4"):
+            raise EieError(f"--acts {text!r}: {item!r} is not an activation precision; write "
+                           f"A1 (bipolar) .. A4 (4-bit unsigned), one for the hidden layers or "
+                           f"one per layer")
+        bits.append(int(v))
+    if len(bits) == 1:
+        bits = bits * (n_layers - 1) + [1]
+    if len(bits) != n_layers:
+        raise EieError(f"--acts {text!r} gives {len(bits)} precisions but the network has "
+                       f"{n_layers} layers; give one (for the hidden layers), or one per layer")
+    if bits[-1] != 1:
+        raise EieError(f"--acts {text!r}: the output layer outputs dots (or bits), its "
+                       f"precision is A1")
+    return tuple(bits)
 
 
 def _weight_bits(args, folds, image) -> tuple[int, ...] | None:
@@ -274,6 +309,10 @@ def _cmd_generate(args) -> int:
         prec = f"weights {weight_bits_text(bits)}, "
     else:
         prec = ""
+    if mm.quantized:
+        from ..hw.bnn.words import act_bits_text
+
+        prec += f"activations {act_bits_text(mm.act_bits)}, "
     print(f"{path}: module bnn_top, {len(folds)} layers, II {analytic_ii(folds)} cycles, "
           f"{'bits' if thresholded else 'dots'} out, {prec}bus address width {mm.addr_width}, "
           f"weights {'baked in' if bake else 'loaded at run time'}; memory map in {mpath}")
@@ -373,6 +412,7 @@ def _cmd_train(args) -> int:
              "lfc": "784,1024,1024,1024,10"}.get(args.shape.lower(), args.shape)
     shape = parse_shape(shape)
     bits = parse_weight_bits(args.weights, len(shape) - 1)
+    acts = parse_act_bits(args.acts, len(shape) - 1)
     if args.epochs < 0:
         raise EieError(f"--epochs is {args.epochs}; choose 0 or more")
     paths = outputs.plan()
@@ -390,7 +430,7 @@ def _cmd_train(args) -> int:
                        f"{data.x_train.shape[1]} pixels and 10 classes; start with 784 and end "
                        f"with at least 10")
     xtr, xte = binarize_pixels(data.x_train), binarize_pixels(data.x_test)
-    model = BinaryMLP.init(shape, seed=args.seed, weight_bits=bits)
+    model = BinaryMLP.init(shape, seed=args.seed, weight_bits=bits, act_bits=acts)
     train_bnn(model, xtr, data.y_train, BnnTrainConfig(epochs=args.epochs, seed=args.seed))
     with atomic_file(args.output, "wb") as f:
         np.savez(f, **model.to_npz_dict())
@@ -400,9 +440,11 @@ def _cmd_train(args) -> int:
         _save_npy(xs, xte)
         _save_npy(ys, np.asarray(data.y_test, dtype=np.int64))
         more = f"; test digits as bits in {xs}, labels in {ys}"
-    from ..hw.bnn.words import weight_bits_text
+    from ..hw.bnn.words import act_bits_text, weight_bits_text
 
-    print(f"{args.output}: {','.join(map(str, shape))} {weight_bits_text(bits)}, {args.epochs} "
+    prec = weight_bits_text(bits) + (f" {act_bits_text(acts)}" if any(a != 1 for a in acts)
+                                     else "")
+    print(f"{args.output}: {','.join(map(str, shape))} {prec}, {args.epochs} "
           f"epochs on {len(xtr)} digits; float-model test accuracy {acc:.2%} on "
           f"{len(xte)}{more}")
     return 0
@@ -523,6 +565,9 @@ def register(subparsers) -> None:
     gen.add_argument("--weights", default=None, metavar="W1|W2|W1,W2,...",
                      help="with --shape: weight precision per layer (or one for all): W1 "
                           "binary, W2 ternary (a mask plane); an image says this itself")
+    gen.add_argument("--acts", default=None, metavar="A1..A4|A2,A2,A2,A1",
+                     help="with --shape: activation precision of the hidden layers (one for "
+                          "all), or one per layer (the output layer A1); default all A1")
     gen.add_argument("--in-depth", type=int, default=4, help="input FIFO depth in samples (4)")
     gen.add_argument("--out-depth", type=int, default=4, help="output FIFO depth in results (4)")
     gen.add_argument("--memory-map", default=None, metavar="MAP.json",
@@ -542,6 +587,10 @@ def register(subparsers) -> None:
                    help="tfc (784,64,64,64,10), sfc, lfc, or N_IN,N1,...,N_CLASSES (tfc)")
     t.add_argument("--weights", default="W1", metavar="W1|W2|W1,W2,...",
                    help="weight precision per layer, or one for all: W1 binary, W2 ternary (W1)")
+    t.add_argument("--acts", default="A1", metavar="A1..A4|A2,A2,A2,A1",
+                   help="activation precision of the hidden layers (one for all; the output "
+                        "layer is A1), or one per layer: A1 bipolar sign, A2..A4 DoReFa k-bit "
+                        "unsigned (A1)")
     t.add_argument("--epochs", type=int, default=10, help="training epochs (10)")
     t.add_argument("--seed", type=int, default=0, help="seed of the initial weights and order")
     t.add_argument("--save-test", default=None, metavar="DIR",

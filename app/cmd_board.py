@@ -171,6 +171,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             spec.bnn_fold = args.fold or folding_text(img.folds)
             spec.bnn_weight_bits = tuple(img.weight_bits)
             spec.bnn_last_thresholded = img.last_thresholded
+            if img.quantized:
+                spec.bnn_act_bits = tuple(img.act_bits)
     try:
         from ..boards.uart import divisor_for
         divisor_for(100e6 if board.family == "ecp5" else 12e6, args.baud)
@@ -281,6 +283,14 @@ def _check_bnn_build(build_dir: Path, core: dict, image) -> None:
     if bits != list(image.weight_bits) or thresholded != image.last_thresholded:
         raise EieError(core_mismatch(image.weight_bits, image.last_thresholded, bits, thresholded,
                                      where=f"--build {build_dir}: the bitstream"))
+    acts = core.get("act_bits", [1] * n)
+    if acts != list(image.act_bits):
+        from ..hw.bnn.words import act_bits_text
+
+        raise EieError(f"--build {build_dir}: the bitstream was built for activations "
+                       f"{act_bits_text(acts) if isinstance(acts, list) else acts!r} but the "
+                       f"image has {act_bits_text(image.act_bits)}: build one for the image "
+                       f"(eie build --design bnn --image IMAGE_DIR) and load it")
 
 
 def cmd_board_run(args: argparse.Namespace) -> int:

@@ -86,6 +86,7 @@ class BuildSpec:
     bnn_shape: tuple = TFC_SHAPE
     bnn_fold: str | None = None
     bnn_weight_bits: tuple | None = None  # per layer 1 (binary) or 2 (ternary); None: all 1
+    bnn_act_bits: tuple | None = None     # per layer 1..4 (k-bit activations); None: all 1
     bnn_last_thresholded: bool = False   # the output layer outputs bits (an image's)
     bnn_fifo_depth: int | None = None    # input and output FIFO depth (samples); None: by family
     max_burst: int = 256
@@ -114,7 +115,7 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
         fold = spec.bnn_fold
         if fold is None and spec.board.family == "ice40":
             fold = ICEBREAKER_BNN_FOLD
-        folds = make_folding(list(spec.bnn_shape), fold)
+        folds = make_folding(list(spec.bnn_shape), fold, spec.bnn_act_bits)
         depth = spec.bnn_fifo_depth or (1 if spec.board.family == "ice40" else 4)
         bits = tuple(spec.bnn_weight_bits or (1,) * len(folds))
         thresholded = bool(spec.bnn_last_thresholded)
@@ -124,7 +125,9 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
                                last_thresholded=thresholded, weight_bits=bits)), Design.BNN, {
             "kind": "bnn", "shape": list(spec.bnn_shape), "folding": folding_text(folds),
             "in_depth": depth, "out_depth": depth, "weight_bits": list(bits),
-            "last_thresholded": thresholded}
+            "last_thresholded": thresholded,
+            **({"act_bits": [f.out_bits for f in folds]}
+               if any(f.out_bits != 1 for f in folds) else {})}
     if spec.design == "ram":
         from .ram import BusRAM
         return (lambda: BusRAM(addr_width=10, depth=256)), Design.RAM, {

@@ -103,7 +103,30 @@ async def run_job(bus, mm, job: BnnJob) -> tuple[np.ndarray, dict]:
 
 
 def _fold_spec(folds: Sequence[LayerFold]) -> list[list[int]]:
-    return [[f.n_in, f.n_out, f.simd, f.pe] for f in folds]
+    """Per layer ``[n_in, n_out, simd, pe]``, with ``in_bits, out_bits`` appended on a core
+    with k-bit activations (an A1 core's spec and cache key as they always were)."""
+    if all(f.in_bits == 1 and f.out_bits == 1 for f in folds):
+        return [[f.n_in, f.n_out, f.simd, f.pe] for f in folds]
+    return [[f.n_in, f.n_out, f.simd, f.pe, f.in_bits, f.out_bits] for f in folds]
+
+
+def core_folds(folds: Sequence[LayerFold], jobs: Sequence[BnnJob],
+               bake: BnnImage | None = None) -> list[LayerFold]:
+    """``folds`` with the activation precisions of the baked image, else of the jobs' images
+    (which must all have the same), else as the folds carry them; else :class:`EieError`."""
+    from ..common.errors import EieError
+    from ..hw.bnn.folding import fold_act_bits, with_act_bits
+    from ..hw.bnn.words import act_bits_text
+
+    src = bake if bake is not None else (jobs[0].image if jobs else None)
+    bits = fold_act_bits(src.folds) if src is not None else fold_act_bits(folds)
+    for k, job in enumerate(jobs):
+        if job.image.act_bits != bits:
+            raise EieError(f"job {k}'s image has activation precisions "
+                           f"{act_bits_text(job.image.act_bits)} but the core is built for "
+                           f"{act_bits_text(bits)}; run images of different precisions on "
+                           f"separate cores")
+    return with_act_bits(folds, bits)
 
 
 @dataclass
@@ -238,6 +261,7 @@ def run_amaranth(folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *, in_depth
     is thresholded. ``weight_bits`` (default likewise): per layer 1 or 2 (ternary)."""
     thr = check_jobs(jobs, last_thresholded, bake)
     bits = _core_bits(check_weight_bits(jobs, weight_bits, bake))
+    folds = core_folds(folds, jobs, bake)
     run_core_jobs(BnnCore(folds, in_depth, out_depth, bake, thr, bits), jobs, sim="amaranth",
                   waves="bnn.vcd" if os.environ.get("EIE_VCD") == "1" else None)
     return list(jobs)
@@ -250,12 +274,13 @@ def _core_bits(bits: Sequence[int]) -> tuple[int, ...]:
 
 def _verilog_header(folds: Sequence[LayerFold], in_depth: int, out_depth: int, mm) -> str:
     shape = [folds[0].n_in] + [f.n_out for f in folds]
-    from ..hw.bnn.words import weight_bits_text
+    from ..hw.bnn.words import act_bits_text, weight_bits_text
 
     return (f"BNN core, shape {','.join(map(str, shape))}, folding "
             f"{','.join(f'{f.simd}:{f.pe}' for f in folds)}, FIFOs {in_depth}/{out_depth}"
             f"{', thresholded output layer (bits out)' if mm.last_thresholded else ''}"
-            f"{', weights ' + weight_bits_text(mm.weight_bits) if mm.ternary else ''}\n"
+            f"{', weights ' + weight_bits_text(mm.weight_bits) if mm.ternary else ''}"
+            f"{', activations ' + act_bits_text(mm.act_bits) if mm.quantized else ''}\n"
             f"memory map: {json.dumps(mm.to_json(), separators=(',', ':'))}")
 
 
@@ -323,6 +348,7 @@ def run_rtl(simulator: str, folds: Sequence[LayerFold], jobs: Sequence[BnnJob], 
     plane). Fills ``job.result``."""
     thr = check_jobs(jobs, last_thresholded, bake)
     bits = _core_bits(check_weight_bits(jobs, weight_bits, bake))
+    folds = core_folds(folds, jobs, bake)
     run_core_jobs(BnnCore(folds, in_depth, out_depth, bake, thr, bits), jobs, sim=simulator,
                   build_dir=build_dir,
                   build_args=(*(VERILATOR_ARGS if simulator == "verilator" else ()), *build_args),

@@ -16,7 +16,7 @@ from ...common.errors import EieError
 
 __all__ = [
     "LayerFold", "parse_shape", "parse_folding", "make_folding", "default_folding",
-    "analytic_ii", "folding_text",
+    "analytic_ii", "folding_text", "ACT_BITS", "with_act_bits", "fold_act_bits",
 ]
 
 #: The default folding's resources for the first layer; other layers get the cheapest folding
@@ -37,6 +37,11 @@ class LayerFold:
     n_out: int
     simd: int
     pe: int
+    #: precision of the layer's inputs: 1 (bipolar, XNOR) or 2..4 (unsigned, bit-serial planes)
+    in_bits: int = 1
+    #: precision of the layer's outputs: 1 (a bit, or a dot for the output layer) or 2..4
+    #: (``2**out_bits - 1`` thresholds a neuron)
+    out_bits: int = 1
 
     @property
     def sf(self) -> int:
@@ -50,13 +55,46 @@ class LayerFold:
 
     @property
     def ii(self) -> int:
-        """Cycles this layer spends on one sample."""
-        return self.nf * self.sf
+        """Cycles this layer spends on one sample: ``nf * sf`` for each of its ``in_bits``
+        input bit planes."""
+        return self.nf * self.sf * self.in_bits
+
+    @property
+    def levels(self) -> int:
+        """``L = 2**in_bits - 1``: the largest k-bit input (1 for bipolar inputs)."""
+        return (1 << self.in_bits) - 1
+
+    @property
+    def threshold_bias(self) -> int:
+        """What is added to a threshold before it is stored: ``K * L`` for k-bit inputs (the
+        accumulator is a signed dot), 0 for 1-bit inputs (it is a match count)."""
+        return self.n_in * self.levels if self.in_bits > 1 else 0
+
+    @property
+    def threshold_max(self) -> int:
+        """The largest stored threshold: ``n_in + 1`` (1-bit inputs) or ``2 * K * L + 1``."""
+        return 2 * self.threshold_bias + 1 if self.in_bits > 1 else self.n_in + 1
+
+    @property
+    def n_thresholds(self) -> int:
+        """Thresholds a neuron: ``2**out_bits - 1``."""
+        return (1 << self.out_bits) - 1
 
     @property
     def threshold_width(self) -> int:
-        """Bits of a threshold: thresholds range over 0..n_in+1 (n_in+1 = never fires)."""
-        return (self.n_in + 1).bit_length()
+        """Bits of a threshold: thresholds range over 0..n_in+1 (n_in+1 = never fires); with
+        k-bit inputs the biased ``0 .. 2*K*L + 1``."""
+        return self.threshold_max.bit_length()
+
+    @property
+    def threshold_word_width(self) -> int:
+        """Bits of a neuron's threshold word: its ``n_thresholds`` thresholds side by side."""
+        return self.threshold_width * self.n_thresholds
+
+    @property
+    def dot_width(self) -> int:
+        """Bits of a signed dot of this layer: ``-K .. K`` (1-bit inputs) or ``-K*L .. K*L``."""
+        return (self.n_in * self.levels).bit_length() + 1
 
     @property
     def count_width(self) -> int:
@@ -64,8 +102,11 @@ class LayerFold:
         return self.n_in.bit_length() or 1
 
     def to_json(self) -> dict:
-        return {"n_in": self.n_in, "n_out": self.n_out, "simd": self.simd, "pe": self.pe,
-                "sf": self.sf, "nf": self.nf, "ii": self.ii}
+        doc = {"n_in": self.n_in, "n_out": self.n_out, "simd": self.simd, "pe": self.pe,
+               "sf": self.sf, "nf": self.nf, "ii": self.ii}
+        if self.in_bits != 1 or self.out_bits != 1:     # an A1 layer's entry as it always was
+            doc.update({"in_bits": self.in_bits, "out_bits": self.out_bits})
+        return doc
 
 
 def parse_shape(text: str | Sequence[int]) -> list[int]:
@@ -106,9 +147,16 @@ def parse_folding(text: str) -> list[tuple[int, int]]:
 
 
 def make_folding(shape: Sequence[int],
-                 fold: Sequence[tuple[int, int]] | str | None = None) -> list[LayerFold]:
-    """Validate ``fold`` against ``shape`` (or choose :func:`default_folding`)."""
+                 fold: Sequence[tuple[int, int]] | str | None = None,
+                 act_bits: Sequence[int] | None = None) -> list[LayerFold]:
+    """Validate ``fold`` against ``shape`` (or choose :func:`default_folding`); with
+    ``act_bits`` the folds carry those activation precisions (and the default folding counts
+    the bit planes)."""
     shape = parse_shape(shape)
+    if act_bits is not None and any(b != 1 for b in act_bits):
+        base = make_folding(shape, fold) if fold is not None else \
+            default_folding(shape, act_bits)
+        return with_act_bits(base, act_bits)
     if fold is None:
         return default_folding(shape)
     if isinstance(fold, str):
@@ -145,21 +193,23 @@ def _candidates(n: int) -> list[int]:
     return out
 
 
-def default_folding(shape: Sequence[int]) -> list[LayerFold]:
+def default_folding(shape: Sequence[int], act_bits: Sequence[int] | None = None) -> list[LayerFold]:
     """A balanced folding: the first layer gets ``SIMD=min(32, n_in)``, ``PE=min(16, n_out)``;
     every other layer the cheapest power-of-two folding (fewest SIMD*PE lanes, then fewest
     cycles) whose cycles per sample do not exceed the first layer's, so no layer is the
-    bottleneck by more than it has to be."""
+    bottleneck by more than it has to be (``act_bits``: counting a k-bit-fed layer's ``k``
+    bit planes; the folds returned carry no precisions)."""
     shape = parse_shape(shape)
+    planes = [1] + [int(b) for b in act_bits[:-1]] if act_bits is not None else [1] * len(shape)
     first = LayerFold(shape[0], shape[1], min(DEFAULT_SIMD, shape[0]), min(DEFAULT_PE, shape[1]))
     target = first.ii
     folds = [first]
-    for n_in, n_out in zip(shape[1:-1], shape[2:]):
+    for l, (n_in, n_out) in enumerate(zip(shape[1:-1], shape[2:]), start=1):
         best = None
         for simd in _candidates(n_in):
             for pe in _candidates(n_out):
                 f = LayerFold(n_in, n_out, simd, pe)
-                if f.ii > target:
+                if f.ii * planes[l] > target:
                     continue
                 key = (simd * pe, f.ii, -simd)
                 if best is None or key < best[0]:
@@ -169,8 +219,31 @@ def default_folding(shape: Sequence[int]) -> list[LayerFold]:
 
 
 def analytic_ii(folds: Sequence[LayerFold]) -> int:
-    """Steady-state initiation interval of the streaming network: ``max(nf * sf)``."""
+    """Steady-state initiation interval of the streaming network: ``max(nf * sf * in_bits)``
+    (a layer fed by k-bit activations takes its ``k`` bit planes one after the other)."""
     return max(f.ii for f in folds)
+
+
+#: The activation precisions a layer may have (bits; 1 is the bipolar +-1 of W1A1).
+ACT_BITS = (1, 2, 3, 4)
+
+
+def with_act_bits(folds: Sequence[LayerFold], act_bits: Sequence[int] | None) -> list[LayerFold]:
+    """``folds`` with each layer's output precision ``act_bits[l]`` and input precision
+    ``act_bits[l - 1]`` (1 for layer 0); ``None`` or empty: all 1 (A1)."""
+    from dataclasses import replace
+
+    folds = list(folds)
+    bits = list(act_bits) if act_bits is not None and len(act_bits) else [1] * len(folds)
+    if len(bits) != len(folds):
+        raise EieError(f"act_bits {bits} has {len(bits)} entries for {len(folds)} layers")
+    return [replace(f, in_bits=1 if l == 0 else int(bits[l - 1]), out_bits=int(bits[l]))
+            for l, f in enumerate(folds)]
+
+
+def fold_act_bits(folds: Sequence[LayerFold]) -> list[int]:
+    """Each layer's output precision."""
+    return [f.out_bits for f in folds]
 
 
 def folding_text(folds: Sequence[LayerFold]) -> str:

@@ -26,8 +26,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .words import (BnnWeights, image_last_thresholded, image_weight_bits, nonzero_counts,
-                    threshold_words, weight_bits_text, weight_words)
+from .words import (BnnWeights, act_bits_text, image_last_thresholded, image_weight_bits,
+                    nonzero_counts, threshold_words, weight_bits_text, weight_words)
 from ...common.errors import EieError
 from ..common.host import HostBus, Write, execute
 from .memory_map import COUNTERS, CTRL, ERRORS, ID_VALUE, STATUS, BnnMemoryMap, config_crc
@@ -58,6 +58,11 @@ def load_ops(mm: BnnMemoryMap, image: BnnWeights) -> Iterator[tuple[int, int]]:
                        f"there (image {weight_bits_text(bits)}, core "
                        f"{weight_bits_text(mm.weight_bits)}); build the core from the image "
                        f"(`eie bnn generate IMAGE_DIR`)")
+    own = [f.out_bits for f in image.folds]
+    if own != mm.act_bits:
+        raise EieError(f"the image's activation precisions are {act_bits_text(own)} but the core "
+                       f"was built for {act_bits_text(mm.act_bits)}; build the core from the "
+                       f"image (`eie bnn generate IMAGE_DIR`)")
     for l, f in enumerate(mm.folds):
         per_kind = [(0, weight_words(f, image.weights[l]))]
         if mm.thresholded(l):
@@ -114,8 +119,8 @@ async def check_config(bus: HostBus, mm: BnnMemoryMap) -> None:
     crc = await bus.read(mm.reg("CONFIG_CRC"))
     want = config_crc(mm.folds, mm.last_thresholded, mm.weight_bits)
     if crc != want:
-        raise EieError(f"the core was built for another topology, folding, weight precision or "
-                       f"output layer (CONFIG_CRC {crc:#010x}, the image needs {want:#010x}); "
+        raise EieError(f"the core was built for another topology, folding, weight or activation "
+                       f"precision or output layer (CONFIG_CRC {crc:#010x}, the image needs {want:#010x}); "
                        f"rebuild it with `eie bnn generate` for this image")
 
 

@@ -73,7 +73,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .folding import LayerFold, folding_text
-from .words import WEIGHT_BITS, weight_bits_text
+from .words import WEIGHT_BITS, act_bits_text, weight_bits_text
 from ..common.regs import RegisterLayout, fields_json
 from ...common.errors import EieError
 
@@ -125,6 +125,9 @@ def config_crc(folds: Sequence[LayerFold], last_thresholded: bool = False,
     text += "|bits" if last_thresholded else ""
     if weight_bits is not None and any(b != 1 for b in weight_bits):
         text += f"|weights {weight_bits_text(weight_bits)}"
+    acts = [f.out_bits for f in folds]
+    if any(b != 1 for b in acts):
+        text += f"|acts {act_bits_text(acts)}"
     return zlib.crc32(text.encode())
 
 
@@ -196,6 +199,16 @@ class BnnMemoryMap:
         return any(b == 2 for b in self.weight_bits)
 
     @property
+    def act_bits(self) -> list[int]:
+        """Per layer the output activation precision (the folds carry it)."""
+        return [f.out_bits for f in self.folds]
+
+    @property
+    def quantized(self) -> bool:
+        """Whether some layer has k-bit (k >= 2) activations."""
+        return any(b != 1 for b in self.act_bits)
+
+    @property
     def kinds(self) -> tuple[int, ...]:
         """The memory kinds: 0 weights, 1 thresholds, and 2 masks on a core with a W2 layer."""
         return (0, 1, 2) if self.ternary else (0, 1)
@@ -207,7 +220,8 @@ class BnnMemoryMap:
     def nonzero_counts(self, layer: int) -> bool:
         """Whether ``layer``'s kind-1 memory holds nonzero counts ``K'`` instead of thresholds
         (a W2 output layer of dots)."""
-        return self.weight_bits[layer] == 2 and not self.thresholded(layer)
+        return (self.weight_bits[layer] == 2 and not self.thresholded(layer)
+                and self.folds[layer].in_bits == 1)
 
     def thresholded(self, layer: int) -> bool:
         """Whether ``layer`` has a threshold memory (every hidden layer; the output layer when
@@ -220,7 +234,9 @@ class BnnMemoryMap:
             return f.simd
         if kind == 2:
             return f.simd if self.weight_bits[layer] == 2 else 0
-        return f.threshold_width if self.thresholded(layer) or self.nonzero_counts(layer) else 0
+        if self.thresholded(layer):
+            return f.threshold_width if f.out_bits == 1 else f.threshold_word_width
+        return f.threshold_width if self.nonzero_counts(layer) else 0
 
     def depth(self, layer: int, kind: int) -> int:
         f = self.folds[layer]
@@ -272,6 +288,8 @@ class BnnMemoryMap:
         }
         if self.last_thresholded:       # absent otherwise: a dot core's map as it always was
             doc["last_thresholded"] = True
+        if self.quantized:              # absent otherwise: an A1 core's map as it always was
+            doc["act_bits"] = self.act_bits
         if self.ternary:                # absent otherwise: a W1 core's map as it always was
             doc["weight_bits"] = list(self.weight_bits)
             doc["memory"]["kinds"]["masks"] = 2

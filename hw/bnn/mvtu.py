@@ -34,6 +34,16 @@ popcount counts ``matches = popcount(mask & XNOR(x, sign))``. Same pipeline, sam
 layer of dots then needs each neuron's nonzero count ``K'`` (``dot = 2 * matches - K'``): it
 has a threshold memory holding ``K'`` (loaded with ``ld_t_en``). Without ``ternary`` the unit
 is exactly the binary one.
+
+k-bit activations (``fold.in_bits``/``fold.out_bits``, docs/ARCHITECTURE.md): a layer fed by
+``k``-bit activations takes ``sf`` words of ``simd * k`` bits (element ``i`` at bits
+``[k*i + k - 1 : k*i]``) and works bit-serially: per neuron fold, plane ``b = 0..k-1`` walks the
+synapse folds over the same weight (and mask) words, so the layer spends ``nf * sf * k`` cycles
+on a sample. Per PE two popcount trees count ``x_b & s (& z)`` and ``x_b (& z)``; the plane dot
+``2P - Q`` is shifted by ``b`` and accumulated into the signed dot (:class:`AccThreshold` with
+``in_bits``). A layer with ``k``-bit outputs reads each neuron's ``2**k - 1`` thresholds in one
+threshold word and outputs the number crossed, ``k`` bits a neuron (``n_out * k`` bits out).
+With both precisions 1 the unit is exactly the A1 one.
 """
 
 from __future__ import annotations
@@ -74,19 +84,22 @@ class Mvtu(wiring.Component):
             raise ValueError(f"mask_init needs ternary=True and {fold.pe} memories")
         self._fold, self._hidden, self._ternary = fold, hidden, bool(ternary)
         self._mask_init = mask_init
+        if not hidden and fold.out_bits != 1:
+            raise ValueError(f"an output layer of dots has out_bits 1, not {fold.out_bits}")
         # a threshold memory: thresholds (hidden), or the nonzero counts of a ternary dot layer
-        self._has_tmem = hidden or self._ternary
+        # fed by 1-bit activations (a k-bit-fed one forms its dot without them)
+        self._has_tmem = hidden or (self._ternary and fold.in_bits == 1)
         self._weight_init, self._threshold_init = weight_init, threshold_init
         self._levels_per_stage = levels_per_stage
-        self._thr_width = fold.threshold_width
+        self._thr_width = fold.threshold_width if fold.out_bits == 1 else fold.threshold_word_width
         width = max(fold.simd, self._thr_width if self._has_tmem else 0)
         self._ld_data_width = ld_data_width or width
         if self._ld_data_width < width:
             raise ValueError(f"ld_data_width {ld_data_width} is narrower than a memory word ({width})")
-        out_shape = (unsigned(fold.n_out) if hidden
-                     else data.ArrayLayout(signed(dot_width(fold.n_in)), fold.n_out))
+        out_shape = (unsigned(fold.n_out * fold.out_bits) if hidden
+                     else data.ArrayLayout(signed(fold.dot_width), fold.n_out))
         members = {
-            "i": In(stream.Signature(unsigned(fold.simd))),
+            "i": In(stream.Signature(unsigned(fold.simd * fold.in_bits))),
             "o": Out(stream.Signature(out_shape)),
             "ld_w_en": In(1),
             "ld_t_en": In(1),
@@ -121,7 +134,8 @@ class Mvtu(wiring.Component):
         m = Module()
         f = self._fold
         NF, SF, SIMD, PE = f.nf, f.sf, f.simd, f.pe
-        bw = 1 if self._hidden else dot_width(f.n_in)
+        bw = f.out_bits if self._hidden else f.dot_width
+        KIN = f.in_bits
 
         en = Signal()
         m.d.comb += self.stall.eq(~en)
@@ -154,7 +168,7 @@ class Mvtu(wiring.Component):
                                   self.ld_t_en, t_addr, "thr"))
 
         # --- issue stage: the input buffer holds this sample and takes the next one ----------
-        inbuf = m.submodules.inbuf = InputBuffer(SF, SIMD)
+        inbuf = m.submodules.inbuf = InputBuffer(SF, SIMD * KIN)
         wiring.connect(m, wiring.flipped(self.i), inbuf.i)
         active = Signal()
         iss_nf = Signal(range(max(NF, 2)))
@@ -162,7 +176,14 @@ class Mvtu(wiring.Component):
         iss_addr = Signal(range(max(NF * SF, 2)))
         last_sf = iss_sf == SF - 1
         last_nf = iss_nf == NF - 1
-        last_fold = last_sf & last_nf
+        if KIN > 1:
+            # bit planes: per neuron fold, every plane walks the synapse folds (same weights)
+            iss_b = Signal(range(KIN))
+            last_b = iss_b == KIN - 1
+            last_acc = last_sf & last_b
+        else:
+            last_acc = last_sf
+        last_fold = last_acc & last_nf
         m.d.comb += [self.active.eq(active), inbuf.rd_en.eq(en), inbuf.rd_index.eq(iss_sf),
                      inbuf.release.eq(en & active & last_fold)]
         m.d.comb += w_addr.eq(iss_addr)
@@ -171,8 +192,16 @@ class Mvtu(wiring.Component):
                 with m.If(last_fold):
                     m.d.sync += [iss_sf.eq(0), iss_nf.eq(0), iss_addr.eq(0),
                                  active.eq(inbuf.valid_other)]
-                with m.Elif(last_sf):
+                    if KIN > 1:
+                        m.d.sync += iss_b.eq(0)
+                with m.Elif(last_acc):
                     m.d.sync += [iss_sf.eq(0), iss_nf.eq(iss_nf + 1), iss_addr.eq(iss_addr + 1)]
+                    if KIN > 1:
+                        m.d.sync += iss_b.eq(0)
+                if KIN > 1:
+                    with m.Elif(last_sf):           # next plane: the same weight words again
+                        m.d.sync += [iss_sf.eq(0), iss_b.eq(iss_b + 1),
+                                     iss_addr.eq(iss_addr - (SF - 1))]
                 with m.Else():
                     m.d.sync += [iss_sf.eq(iss_sf + 1), iss_addr.eq(iss_addr + 1)]
             with m.Elif(inbuf.valid):
@@ -180,14 +209,22 @@ class Mvtu(wiring.Component):
 
         # Tags travel with each item: valid, first/last synapse fold, neuron fold, last neuron fold.
         def tag(name):
-            return {"valid": Signal(name=f"{name}_valid"), "first": Signal(name=f"{name}_first"),
-                    "last": Signal(name=f"{name}_last"), "last_nf": Signal(name=f"{name}_last_nf"),
-                    "nf": Signal(range(max(NF, 2)), name=f"{name}_nf")}
+            t = {"valid": Signal(name=f"{name}_valid"), "first": Signal(name=f"{name}_first"),
+                 "last": Signal(name=f"{name}_last"), "last_nf": Signal(name=f"{name}_last_nf"),
+                 "nf": Signal(range(max(NF, 2)), name=f"{name}_nf")}
+            if KIN > 1:
+                t["plane"] = Signal(range(KIN), name=f"{name}_plane")
+            return t
 
         tags = [tag("iss")]
-        m.d.comb += [tags[0]["valid"].eq(active), tags[0]["first"].eq(iss_sf == 0),
-                     tags[0]["last"].eq(last_sf), tags[0]["last_nf"].eq(last_nf),
-                     tags[0]["nf"].eq(iss_nf)]
+        if KIN > 1:
+            m.d.comb += [tags[0]["valid"].eq(active), tags[0]["first"].eq((iss_sf == 0) & (iss_b == 0)),
+                         tags[0]["last"].eq(last_acc), tags[0]["last_nf"].eq(last_nf),
+                         tags[0]["nf"].eq(iss_nf), tags[0]["plane"].eq(iss_b)]
+        else:
+            m.d.comb += [tags[0]["valid"].eq(active), tags[0]["first"].eq(iss_sf == 0),
+                         tags[0]["last"].eq(last_sf), tags[0]["last_nf"].eq(last_nf),
+                         tags[0]["nf"].eq(iss_nf)]
 
         def advance(prev, name):
             t = tag(name)
@@ -200,9 +237,33 @@ class Mvtu(wiring.Component):
         xn_x = inbuf.rd_data                      # word iss_sf of the sample, read at issue
         tail = f.n_in - (SF - 1) * SIMD           # real lanes of the last synapse fold
         full = Const((1 << SIMD) - 1, SIMD)
-        mask = Mux(tags[1]["last"], Const((1 << tail) - 1, SIMD), full) if tail < SIMD else full
+        if KIN > 1:
+            xn_last_sf = Signal()                  # the item is of the last synapse fold
+            with m.If(en):
+                m.d.sync += xn_last_sf.eq(last_sf)
+            mask = Mux(xn_last_sf, Const((1 << tail) - 1, SIMD), full) if tail < SIMD else full
+        else:
+            mask = Mux(tags[1]["last"], Const((1 << tail) - 1, SIMD), full) if tail < SIMD else full
         pcs = []
-        for p in range(PE):
+        if KIN > 1:
+            # plane b of the sample word: bit b of every k-bit element, lanes in order
+            planes = Cat(*[Cat(*[xn_x[i * KIN + b] for i in range(SIMD)]) for b in range(KIN)])
+            xn_plane = Signal(SIMD)
+            m.d.comb += xn_plane.eq(planes.word_select(tags[1]["plane"], SIMD))
+            pcq = []
+            for p in range(PE):
+                pos = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
+                alls = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
+                m.submodules[f"popcount{p}"] = pos
+                m.submodules[f"popcount_all{p}"] = alls
+                terms = xn_plane & mask                   # inputs with bit b set
+                if self._ternary:
+                    terms = terms & m_rd[p]               # zero weights add nothing
+                m.d.comb += [pos.i.eq(terms & w_rd[p]), alls.i.eq(terms),
+                             pos.en.eq(en), alls.en.eq(en)]
+                pcs.append(pos)
+                pcq.append(alls)
+        for p in range(PE if KIN == 1 else 0):
             pc = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
             m.submodules[f"popcount{p}"] = pc
             hits = ~(w_rd[p] ^ xn_x) & mask
@@ -215,17 +276,23 @@ class Mvtu(wiring.Component):
 
         # --- accumulate / threshold stage ---------------------------------------------------
         acc = AccThreshold(PE, f.n_in, pcs[0].o.shape().width, hidden=self._hidden,
-                           offsets=self._ternary and not self._hidden)
+                           offsets=self._ternary and not self._hidden and KIN == 1,
+                           in_bits=KIN, out_bits=f.out_bits)
         m.submodules.acc = acc
         tp = tags[-1]
         m.d.comb += [acc.en.eq(en), acc.i_valid.eq(tp["valid"]), acc.i_first.eq(tp["first"]),
                      acc.i_last.eq(tp["last"])]
+        if KIN > 1:
+            m.d.comb += acc.i_plane.eq(tp["plane"])
         for p in range(PE):
-            m.d.comb += acc.i_count[p].eq(pcs[p].o)
+            if KIN > 1:
+                m.d.comb += acc.i_count[p].eq(pcs[p].o * 2 - pcq[p].o)   # plane dot 2P - Q
+            else:
+                m.d.comb += acc.i_count[p].eq(pcs[p].o)
             if self._hidden:
                 # Read the threshold one stage ahead so it arrives with the item.
                 m.d.comb += acc.i_thr[p].eq(t_rd[p])
-            elif self._ternary:
+            elif self._ternary and KIN == 1:
                 m.d.comb += acc.i_off[p].eq(t_rd[p])      # nonzero count K', read likewise
         if self._has_tmem:
             m.d.comb += t_addr.eq(tags[-2]["nf"])

@@ -23,6 +23,12 @@ are in flight gives undefined results for those samples; load first, then stream
 layer's MVTU has a mask plane (``ld_kind`` 2, which is then 2 bits wide) and, as the output
 layer of dots, its neurons' nonzero counts in the threshold memory (``ld_kind`` 1). A network
 without a W2 layer is exactly the binary one.
+
+``act_bits`` (per layer 1..4, the output layer 1; default the baked image's, else what the
+folds carry): a hidden layer of ``k``-bit activations hands ``n_out * k`` bits to the next
+layer's converter, which presents them ``SIMD * k`` bits (``SIMD`` elements) at a time; the next
+layer consumes them bit-serially (:class:`Mvtu`). A network of A1 layers is exactly the one
+above.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .folding import LayerFold
-from .words import (BnnWeights, nonzero_counts, resolve_last_thresholded, resolve_weight_bits,
-                    threshold_words, weight_words)
+from .words import (BnnWeights, nonzero_counts, resolve_act_bits, resolve_last_thresholded,
+                    resolve_weight_bits, threshold_words, weight_words)
 from .mvtu import Mvtu
 from .width_converter import WidthConverter
 from .threshold import dot_width
@@ -53,7 +59,8 @@ class BnnNetwork(wiring.Component):
     def __init__(self, folds: Sequence[LayerFold], *, image: BnnWeights | None = None,
                  levels_per_stage: int = 2, in_width: int | None = None,
                  last_thresholded: bool | None = None,
-                 weight_bits: Sequence[int] | None = None):
+                 weight_bits: Sequence[int] | None = None,
+                 act_bits: Sequence[int] | None = None):
         folds = list(folds)
         if not folds:
             raise ValueError("a BNN needs at least one layer")
@@ -62,6 +69,7 @@ class BnnNetwork(wiring.Component):
                 raise ValueError(f"layers don't chain: {a} outputs {a.n_out} bits, {b} takes {b.n_in}")
         if image is not None and image.shape != [folds[0].n_in] + [f.n_out for f in folds]:
             raise ValueError(f"image shape {image.shape} does not match the folding's")
+        folds = resolve_act_bits(folds, image, act_bits)
         self._folds = folds
         self._image = image
         self._last_thresholded = resolve_last_thresholded(image, last_thresholded)
@@ -71,10 +79,11 @@ class BnnNetwork(wiring.Component):
         self._in_width = in_width or folds[0].n_in
         if not isinstance(self._in_width, int) or self._in_width < 1:
             raise ValueError(f"in_width must be a positive integer, not {in_width!r}")
-        self._ld_width = max(max(f.simd, f.threshold_width) for f in folds)
+        self._ld_width = max(max(f.simd, f.threshold_width if f.out_bits == 1
+                                 else f.threshold_word_width) for f in folds)
         max_depth = max(f.nf * f.sf for f in folds)
         out_shape = (unsigned(folds[-1].n_out) if self._last_thresholded else
-                     data.ArrayLayout(signed(dot_width(folds[-1].n_in)), folds[-1].n_out))
+                     data.ArrayLayout(signed(folds[-1].dot_width), folds[-1].n_out))
         super().__init__({
             "i": In(stream.Signature(unsigned(self._in_width))),
             "o": Out(stream.Signature(out_shape)),
@@ -123,7 +132,7 @@ class BnnNetwork(wiring.Component):
                 if ternary:
                     mask = self._image.masks[l]
                     minit = weight_words(f, mask)
-                    if not hidden:
+                    if not hidden and f.in_bits == 1:
                         tinit = threshold_words(f, nonzero_counts(mask))
             u = Mvtu(f, hidden=hidden, weight_init=winit, threshold_init=tinit,
                      levels_per_stage=self._levels_per_stage, ld_data_width=self._ld_width,
@@ -143,7 +152,8 @@ class BnnNetwork(wiring.Component):
         wiring.connect(m, conv.o, units[0].i)
         for l, (a, b) in enumerate(zip(units, units[1:])):
             f = self._folds[l]
-            conv = WidthConverter(f.n_out, f.n_out, self._folds[l + 1].simd)
+            k = f.out_bits                  # bits an element (k-bit activations)
+            conv = WidthConverter(f.n_out * k, f.n_out * k, self._folds[l + 1].simd * k)
             m.submodules[f"conv{l + 1}"] = conv
             wiring.connect(m, a.o, conv.i)
             wiring.connect(m, conv.o, b.i)

@@ -33,7 +33,7 @@ class AccThreshold(wiring.Component):
     """Accumulator and threshold comparator of ``pe`` neurons with fan-in ``n_in``."""
 
     def __init__(self, pe: int, n_in: int, count_width: int, *, hidden: bool = True,
-                 offsets: bool = False):
+                 offsets: bool = False, in_bits: int = 1, out_bits: int = 1):
         if not isinstance(pe, int) or pe < 1:
             raise ValueError(f"pe must be a positive integer, not {pe!r}")
         if not isinstance(n_in, int) or n_in < 1:
@@ -42,8 +42,12 @@ class AccThreshold(wiring.Component):
             raise ValueError("offsets (nonzero counts) are for an output layer of dots, not a "
                              "thresholded one")
         self._pe, self._n_in, self._hidden, self._offsets = pe, n_in, hidden, offsets
+        self._in_bits, self._out_bits = in_bits, out_bits
         self._acc_width = n_in.bit_length()
         self._thr_width = (n_in + 1).bit_length()
+        if in_bits != 1 or out_bits != 1:
+            self._init_qnn(count_width)
+            return
         members = {
             "en": In(1),
             "i_valid": In(1),
@@ -61,6 +65,78 @@ class AccThreshold(wiring.Component):
                 members["i_off"] = In(data.ArrayLayout(unsigned(self._thr_width), pe))
         super().__init__(members)
 
+    def _init_qnn(self, count_width: int) -> None:
+        """k-bit activations (docs/ARCHITECTURE.md): with ``in_bits > 1`` the items are signed
+        bit-plane dots ``2*P - Q`` (``i_count``, ``count_width + 1`` bits signed) of plane
+        ``i_plane``, accumulated as ``acc += i_count << i_plane`` into the signed dot; with
+        ``out_bits > 1`` each neuron has ``2**out_bits - 1`` thresholds side by side in
+        ``i_thr`` and outputs the number crossed (``out_bits`` bits a lane in ``o_bits``)."""
+        from .folding import LayerFold
+
+        pe, n_in, kin, kout = self._pe, self._n_in, self._in_bits, self._out_bits
+        if self._offsets and kin > 1:
+            raise ValueError("a layer fed by k-bit activations needs no nonzero counts")
+        self._fold = LayerFold(n_in, 1, 1, 1, kin, kout)
+        if kin > 1:
+            self._acc_width = self._fold.dot_width
+        self._thr_width = self._fold.threshold_width
+        members = {
+            "en": In(1),
+            "i_valid": In(1),
+            "i_first": In(1),
+            "i_last": In(1),
+            "i_count": In(data.ArrayLayout(signed(count_width + 1) if kin > 1
+                                           else unsigned(count_width), pe)),
+            "o_valid": Out(1),
+        }
+        if kin > 1:
+            members["i_plane"] = In(range(max(kin, 2)))
+        if self._hidden:
+            members["i_thr"] = In(data.ArrayLayout(unsigned(self._fold.threshold_word_width), pe))
+            members["o_bits"] = Out(pe * kout)
+        else:
+            members["o_dots"] = Out(data.ArrayLayout(signed(self._fold.dot_width), pe))
+            if self._offsets:
+                members["i_off"] = In(data.ArrayLayout(unsigned(self._thr_width), pe))
+        wiring.Component.__init__(self, members)
+
+    def _elaborate_qnn(self):
+        m = Module()
+        f = self._fold
+        kin, kout, tw = self._in_bits, self._out_bits, self._thr_width
+        with m.If(self.en):
+            m.d.sync += self.o_valid.eq(self.i_valid & self.i_last)
+        for p in range(self._pe):
+            if kin > 1:
+                acc = Signal(signed(self._acc_width), name=f"acc{p}")
+                acc_next = Signal(signed(self._acc_width), name=f"acc_next{p}")
+                contrib = Signal(signed(self._acc_width), name=f"plane_dot{p}")
+                m.d.comb += contrib.eq(self.i_count[p] << self.i_plane)
+                value = Signal(unsigned(tw), name=f"biased{p}")    # acc + K*L, 0 .. 2*K*L
+                m.d.comb += value.eq(acc_next + f.threshold_bias)
+            else:
+                acc = Signal(unsigned(self._acc_width), name=f"acc{p}")
+                acc_next = Signal(unsigned(self._acc_width), name=f"acc_next{p}")
+                contrib = self.i_count[p]
+                value = acc_next
+            with m.If(self.i_first):
+                m.d.comb += acc_next.eq(contrib)
+            with m.Else():
+                m.d.comb += acc_next.eq(acc + contrib)
+            with m.If(self.en & self.i_valid):
+                m.d.sync += acc.eq(acc_next)
+                with m.If(self.i_last):
+                    if self._hidden:
+                        word = self.i_thr[p]
+                        crossed = [value >= word[j * tw:(j + 1) * tw] for j in range(f.n_thresholds)]
+                        total = crossed[0]
+                        for c in crossed[1:]:
+                            total = total + c
+                        m.d.sync += self.o_bits[p * kout:(p + 1) * kout].eq(total)
+                    else:
+                        m.d.sync += self.o_dots[p].eq(acc_next)
+        return m
+
     @property
     def pe(self) -> int:
         return self._pe
@@ -74,6 +150,8 @@ class AccThreshold(wiring.Component):
         return self._thr_width
 
     def elaborate(self, platform):
+        if self._in_bits != 1 or self._out_bits != 1:
+            return self._elaborate_qnn()
         m = Module()
         with m.If(self.en):
             m.d.sync += self.o_valid.eq(self.i_valid & self.i_last)

@@ -25,7 +25,7 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In
 
 from .folding import LayerFold, analytic_ii
-from .words import BnnWeights, resolve_last_thresholded, resolve_weight_bits
+from .words import BnnWeights, resolve_act_bits, resolve_last_thresholded, resolve_weight_bits
 from ..common.bus import BusSignature
 from .memory_map import CTRL, ERRORS, ID_VALUE, READ_LATENCY, STATUS, BnnMemoryMap, config_crc
 from .network import BnnNetwork
@@ -40,9 +40,11 @@ class BnnTop(wiring.Component):
     def __init__(self, folds: Sequence[LayerFold], *, in_depth: int = 4, out_depth: int = 4,
                  image: BnnWeights | None = None, levels_per_stage: int = 2,
                  last_thresholded: bool | None = None,
-                 weight_bits: Sequence[int] | None = None):
+                 weight_bits: Sequence[int] | None = None,
+                 act_bits: Sequence[int] | None = None):
         thresholded = resolve_last_thresholded(image, last_thresholded)
         bits = resolve_weight_bits(len(folds), image, weight_bits)
+        folds = resolve_act_bits(folds, image, act_bits)
         self._map = BnnMemoryMap(list(folds), in_depth=in_depth, out_depth=out_depth,
                                  last_thresholded=thresholded, weight_bits=bits)
         self._image = image
@@ -73,7 +75,7 @@ class BnnTop(wiring.Component):
         # word more the inner memory alone holds every word the slots let in.
         in_fifo = m.submodules.in_fifo = fifo.SyncFIFOBuffered(width=fifo_width,
                                                                depth=mm.in_depth * fifo_words + 1)
-        dw = dot_width(mm.folds[-1].n_in)           # dots stored this narrow, read as int32
+        dw = mm.folds[-1].dot_width                 # dots stored this narrow, read as int32
         out_width = mm.n_classes if mm.last_thresholded else dw * mm.n_classes
         out_fifo = m.submodules.out_fifo = fifo.SyncFIFOBuffered(width=out_width,
                                                                  depth=mm.out_depth)

@@ -23,7 +23,8 @@ from .folding import LayerFold
 
 __all__ = ["BnnWeights", "weight_words", "threshold_words", "image_last_thresholded",
            "resolve_last_thresholded", "WEIGHT_BITS", "image_weight_bits", "resolve_weight_bits",
-           "nonzero_counts", "weight_bits_text"]
+           "nonzero_counts", "weight_bits_text", "threshold_fields", "act_bits_text",
+           "resolve_act_bits"]
 
 #: The weight precisions a layer may have: 1 (binary, +-1) and 2 (ternary, -1/0/+1).
 WEIGHT_BITS = (1, 2)
@@ -59,10 +60,28 @@ def weight_words(fold: LayerFold, w: np.ndarray) -> list[list[int]]:
 
 
 def threshold_words(fold: LayerFold, t: np.ndarray) -> list[list[int]]:
-    """Per PE, the ``nf`` thresholds (padding neurons 0)."""
-    pad = np.zeros(fold.nf * fold.pe, dtype=np.int64)
-    pad[:fold.n_out] = t
-    return [[int(v) for v in pad[p::fold.pe]] for p in range(fold.pe)]
+    """Per PE, the ``nf`` thresholds (padding neurons 0). A layer with k-bit inputs stores its
+    thresholds (on the signed dot) biased by ``fold.threshold_bias``; a layer with k-bit outputs
+    has ``fold.n_thresholds`` a neuron, ``t`` of shape ``(n_out, n_thresholds)``, packed into
+    one word, threshold ``j`` at bits ``[w*(j+1)-1 : w*j]`` (``w = fold.threshold_width``)."""
+    t = np.asarray(t, dtype=np.int64)
+    if fold.in_bits == 1 and fold.out_bits == 1:
+        pad = np.zeros(fold.nf * fold.pe, dtype=np.int64)
+        pad[:fold.n_out] = t
+        return [[int(v) for v in pad[p::fold.pe]] for p in range(fold.pe)]
+    t = t.reshape(fold.n_out, fold.n_thresholds) + fold.threshold_bias
+    pad = np.zeros((fold.nf * fold.pe, fold.n_thresholds), dtype=object)
+    pad[:fold.n_out] = t.astype(object)
+    shifts = np.array([1 << (fold.threshold_width * j) for j in range(fold.n_thresholds)],
+                      dtype=object)
+    words = pad @ shifts
+    return [[int(v) for v in words[p::fold.pe]] for p in range(fold.pe)]
+
+
+def threshold_fields(fold: LayerFold, word: int) -> list[int]:
+    """The stored (biased) thresholds of one threshold word, ``fold.n_thresholds`` of them."""
+    w = fold.threshold_width
+    return [(word >> (w * j)) & ((1 << w) - 1) for j in range(fold.n_thresholds)]
 
 
 def image_last_thresholded(image: BnnWeights) -> bool:
@@ -117,3 +136,38 @@ def nonzero_counts(mask: np.ndarray) -> np.ndarray:
     """Per neuron, ``K' = popcount(mask)``: the nonzero weights of a ternary layer's neurons
     (int64 ``(n_out,)``); a W2 output layer's dot is ``2 * matches - K'``."""
     return np.asarray(mask, dtype=np.int64).sum(axis=1)
+
+
+def act_bits_text(bits: Sequence[int]) -> str:
+    """``"A1,A2,..."``: how docs, errors and the CLI name the activation precisions."""
+    return ",".join(f"A{b}" for b in bits)
+
+
+def resolve_act_bits(folds: Sequence[LayerFold], image: BnnWeights | None,
+                     act_bits: Sequence[int] | None) -> list[LayerFold]:
+    """The core's folds with their activation precisions: ``act_bits`` as given, else the baked
+    image's (its folds carry them), else those ``folds`` carry; a contradiction with the
+    image, a wrong length, a precision outside 1..4 or an output layer that is not A1 is a
+    ``ValueError``."""
+    from .folding import ACT_BITS, fold_act_bits, with_act_bits
+
+    folds = list(folds)
+    own = None if image is None else fold_act_bits(image.folds)
+    if act_bits is None:
+        bits = own if own is not None else fold_act_bits(folds)
+    else:
+        bits = [int(b) for b in act_bits]
+        if len(bits) != len(folds):
+            raise ValueError(f"act_bits {bits} has {len(bits)} entries for {len(folds)} layers")
+        if own is not None and own != bits:
+            raise ValueError(f"act_bits {bits} but the image's layers have {own}")
+    bad = [b for b in bits if b not in ACT_BITS]
+    if bad:
+        raise ValueError(f"act_bits {bits}: {bad[0]} is not an activation precision (1..4)")
+    if bits[-1] != 1:
+        raise ValueError(f"act_bits {bits}: the output layer's precision must be 1 (it outputs "
+                         f"dots or bits)")
+    try:
+        return with_act_bits(folds, bits)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(str(exc)) from None

@@ -35,13 +35,13 @@ from typing import Sequence
 import numpy as np
 
 from ...common.errors import EieError
-from .float_model import FloatBnn, bn_expression, ternarize
-from ...hw.bnn.folding import LayerFold, make_folding
+from .float_model import FloatBnn, act_quantize, bn_expression, layer_scale, ternarize
+from ...hw.bnn.folding import LayerFold, make_folding, with_act_bits
 from .image import BnnImage
 from .params import IntegerBnn
 
-__all__ = ["binarize", "fold_thresholds", "fold_ternary_thresholds", "compile_model",
-           "compile_integer"]
+__all__ = ["binarize", "fold_thresholds", "fold_ternary_thresholds", "fold_multi_thresholds",
+           "compile_model", "compile_integer"]
 
 
 def binarize(w: np.ndarray) -> np.ndarray:
@@ -98,15 +98,79 @@ def fold_ternary_thresholds(gamma, beta, mean, var, eps, scale: float, nonzero,
     return t, flip
 
 
+#: Accumulator values evaluated at once (values x neurons) when folding k-bit layers.
+_FOLD_CHUNK = 1 << 20
+
+
+def fold_multi_thresholds(gamma, beta, mean, var, eps, scale: float, nonzero, n_in: int,
+                          in_bits: int, out_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Thresholds and a flip mask (n_out,) for one hidden layer with k-bit inputs or outputs
+    (docs/ARCHITECTURE.md, "k-bit activations"): ``scale`` is the float model's ``a / L``,
+    ``nonzero[n]`` the neuron's nonzero weights ``K'`` (``n_in`` for W1).
+
+    The float model's own expression is evaluated at every accumulator value ``acc`` in
+    ``lo .. hi`` (``0 .. K`` matches for 1-bit inputs, the dot ``-K*L .. K*L`` for k-bit ones),
+    as the hardware sees it after the flip (``gamma < 0`` negates the neuron's weights:
+    ``dot = -(2*acc - K')`` or ``-acc``), giving the output level ``q(acc)``; ``T_j`` is the
+    first reachable ``acc`` with ``q >= j`` (``lo`` when the first reachable one has it,
+    ``hi + 1`` when none does). Returns ``T`` of shape ``(n_out, 2**out_bits - 1)`` (or
+    ``(n_out,)`` for an A1 output) and the flip mask."""
+    gamma = np.asarray(gamma, dtype=np.float64)
+    beta, mean, var = (np.asarray(v, dtype=np.float64) for v in (beta, mean, var))
+    nz = np.asarray(nonzero, dtype=np.int64)
+    n_out = gamma.shape[0]
+    levels = (1 << in_bits) - 1
+    if in_bits == 1:
+        lo, hi = 0, n_in
+        vlo, vhi = np.zeros(n_out, np.int64), nz                 # reachable counts 0..K'
+    else:
+        lo, hi = -n_in * levels, n_in * levels
+        vlo, vhi = -nz * levels, nz * levels                     # reachable dots
+    acc = np.arange(lo, hi + 1, dtype=np.int64)
+    flip = gamma < 0
+    n_thr = (1 << out_bits) - 1
+    t = np.empty((n_out, n_thr), dtype=np.int64)
+    step = max(1, _FOLD_CHUNK // len(acc))
+    for c0 in range(0, n_out, step):
+        sl = slice(c0, min(n_out, c0 + step))
+        dot = (2 * acc[:, None] - nz[None, sl]) if in_bits == 1 else acc[:, None] + 0 * nz[None, sl]
+        dot = np.where(flip[None, sl], -dot, dot).astype(np.float64)
+        u = bn_expression(gamma[sl], beta[sl], mean[sl], var[sl], np.float64(eps),
+                          np.float64(scale) * dot)
+        q = (u >= 0).astype(np.int64) if out_bits == 1 else act_quantize(u, out_bits).astype(np.int64)
+        q = q.T                                                   # (neurons, values)
+        valid = (acc[None, :] >= vlo[sl, None]) & (acc[None, :] <= vhi[sl, None])
+        steps = np.diff(q, axis=1)
+        bad = (steps < 0) & valid[:, 1:] & valid[:, :-1]
+        if np.any(bad):
+            k = c0 + int(np.argwhere(np.any(bad, axis=1))[0][0])
+            raise EieError(f"neuron {k}: the batch-norm output is not monotone in dot "
+                           f"(gamma={gamma[k]!r}); cannot fold it into thresholds")
+        for j in range(1, n_thr + 1):
+            count = ((q >= j) & valid).sum(axis=1)
+            first = vhi[sl] + 1 - count
+            tj = np.where(count > 0, first, hi + 1)
+            tj = np.where((count > 0) & (first == vlo[sl]), lo, tj)
+            t[sl, j - 1] = tj
+    return (t[:, 0].copy() if out_bits == 1 else t), flip
+
+
 def compile_model(model: FloatBnn,
                   fold: Sequence[tuple[int, int]] | str | None = None) -> BnnImage:
     """Binarise, fold batch norm into thresholds and choose the folding."""
     model.validate()
-    folds: list[LayerFold] = make_folding(model.shape, fold)
+    acts = model.layer_acts
+    folds: list[LayerFold] = make_folding(model.shape, fold, acts)
     weights, thresholds, stats, masks = [], [], [], []
     n = len(model.weights)
     layer_bits = model.layer_bits
     for l, w in enumerate(model.weights):
+        if folds[l].in_bits > 1 or folds[l].out_bits > 1:
+            sign, mask, st = _compile_qnn(model, l, w, folds[l], thresholds, last=l == n - 1)
+            weights.append(sign)
+            masks.append(mask)
+            stats.append(st)
+            continue
         if layer_bits[l] == 2:
             sign, mask, st = _compile_ternary(model, l, w, thresholds, last=l == n - 1)
             weights.append(sign)
@@ -127,6 +191,36 @@ def compile_model(model: FloatBnn,
         weights.append(bits)
         stats.append(st)
     return BnnImage(folds, weights, thresholds, stats, masks)
+
+
+def _compile_qnn(model: FloatBnn, l: int, w: np.ndarray, fold: LayerFold, thresholds: list, *,
+                 last: bool):
+    """Sign bits, mask bits (None for W1) and statistics of a layer with k-bit inputs or
+    outputs; its thresholds appended to ``thresholds`` when it is hidden."""
+    if model.layer_bits[l] == 2:
+        t, a = ternarize(w)
+        mask = (t != 0).astype(np.uint8)
+        sign = (t > 0).astype(np.uint8)
+        st: dict = {"zero_weights": int(np.sum(mask == 0)), "scale": a}
+    else:
+        a, mask = 1.0, None
+        sign = binarize(w)
+        st = {"zero_weights": int(np.sum(w == 0))}
+    if not last:
+        nz = mask.sum(axis=1) if mask is not None else np.full(w.shape[0], w.shape[1])
+        thr, flip = fold_multi_thresholds(model.gamma[l], model.beta[l], model.mean[l],
+                                          model.var[l], model.eps,
+                                          layer_scale(a, fold.in_bits), nz, w.shape[1],
+                                          fold.in_bits, fold.out_bits)
+        sign[flip] ^= 1 if mask is None else mask[flip]
+        thresholds.append(thr)
+        lo = 0 if fold.in_bits == 1 else -fold.threshold_bias
+        hi = w.shape[1] if fold.in_bits == 1 else fold.threshold_bias
+        t2 = thr.reshape(thr.shape[0], -1)
+        st.update({"flipped_neurons": int(flip.sum()),
+                   "constant_one": int(np.sum(np.all(t2 == lo, axis=1))),
+                   "constant_zero": int(np.sum(np.all(t2 == hi + 1, axis=1)))})
+    return sign, mask, st
 
 
 def _compile_ternary(model: FloatBnn, l: int, w: np.ndarray, thresholds: list, *, last: bool):
@@ -155,13 +249,20 @@ def compile_integer(net: IntegerBnn,
     thresholds (the image's :attr:`~BnnImage.last_thresholded`), and the folding as
     :func:`compile_model` chooses or checks it."""
     net.validate()
-    folds: list[LayerFold] = make_folding(net.shape, fold)
+    folds: list[LayerFold] = make_folding(net.shape, fold, net.layer_acts)
     weights, thresholds, stats, masks = [], [], [], []
-    for w, t, b in zip(net.weights, net.ge_thresholds(), net.layer_bits):
+    for w, t, b, f in zip(net.weights, net.ge_thresholds(), net.layer_bits, folds):
         weights.append((np.asarray(w) > 0).astype(np.uint8))
         masks.append((np.asarray(w) != 0).astype(np.uint8) if b == 2 else None)
         st: dict = {"zero_weights": int(np.sum(np.asarray(w) == 0))} if b == 2 else {}
-        if t is not None:
+        if t is not None and (f.in_bits > 1 or f.out_bits > 1):
+            thresholds.append(t)
+            lo = 0 if f.in_bits == 1 else -f.threshold_bias
+            hi = w.shape[1] if f.in_bits == 1 else f.threshold_bias
+            t2 = np.asarray(t).reshape(len(t), -1)
+            st.update({"constant_one": int(np.sum(np.all(t2 == lo, axis=1))),
+                       "constant_zero": int(np.sum(np.all(t2 == hi + 1, axis=1)))})
+        elif t is not None:
             thresholds.append(t)
             st.update({"constant_one": int(np.sum(t == 0)),
                        "constant_zero": int(np.sum(t == w.shape[1] + 1))})

@@ -28,12 +28,13 @@ import numpy as np
 
 from ...common.errors import EieError
 # the BNN's input rule (bits 0 or 1, (batch, n_in)): eie.sw.inputs, shared with every loader
+from ...hw.bnn.folding import ACT_BITS
 from ...hw.bnn.words import WEIGHT_BITS
 from ..inputs import check_bits
 
 __all__ = ["FloatBnn", "load_model", "save_model", "random_model", "bn_expression",
            "float_forward", "float_layers", "check_bits", "open_model_npz", "ternarize",
-           "TWN_DELTA", "check_weight_bits"]
+           "TWN_DELTA", "check_weight_bits", "check_act_bits", "act_quantize", "layer_scale"]
 
 DEFAULT_EPS = 1e-5
 #: TWN's ternarization threshold, as a fraction of the layer's mean absolute weight.
@@ -71,6 +72,41 @@ def check_weight_bits(bits, n_layers: int, where: str = "weight_bits") -> list[i
     return out
 
 
+def check_act_bits(bits, n_layers: int, where: str = "act_bits") -> list[int]:
+    """``bits`` as a list of activation precisions 1..4 per layer (``None`` or empty: all 1),
+    the output layer's 1; or :class:`EieError`."""
+    if bits is None or len(bits) == 0:
+        return [1] * n_layers
+    arr = np.asarray(bits)
+    if arr.ndim != 1 or arr.shape[0] != n_layers:
+        raise EieError(f"{where} has shape {arr.shape}; expected ({n_layers},): one activation "
+                       f"precision per layer (1..4 bits; the output layer's 1)")
+    out = []
+    for l, b in enumerate(arr.tolist()):
+        if isinstance(b, bool) or b not in ACT_BITS:
+            raise EieError(f"{where}[{l}] is {b!r}; a layer's activation precision is 1 (bipolar "
+                           f"+-1), 2, 3 or 4 (unsigned 0..2**k-1) bits")
+        out.append(int(b))
+    if out[-1] != 1:
+        raise EieError(f"{where}[{n_layers - 1}] is {out[-1]}; the output layer outputs dots (or "
+                       f"bits), its activation precision is 1")
+    return out
+
+
+def act_quantize(u, bits: int) -> np.ndarray:
+    """DoReFa's k-bit activation quantizer on the batch-norm output ``u``, as the integer level
+    ``q = round_half_even(clip(u, 0, 1) * (2**bits - 1))`` (float64; the activation is
+    ``q / (2**bits - 1)``). The float model, the compiler and the trainer use this function."""
+    levels = float((1 << bits) - 1)
+    return np.round(np.clip(u, 0.0, 1.0) * levels)
+
+
+def layer_scale(a: float, in_bits: int) -> float:
+    """The factor between a layer's integer dot and its float pre-activation: ``a / L`` with
+    ``a`` the TWN scale (1 for W1) and ``L = 2**in_bits - 1`` (1 for bipolar inputs)."""
+    return float(np.float64(a) / np.float64((1 << in_bits) - 1))
+
+
 @dataclass
 class FloatBnn:
     """A float BNN: weights per layer and batch norm per hidden layer (all float64)."""
@@ -83,11 +119,18 @@ class FloatBnn:
     eps: float = DEFAULT_EPS
     #: per layer 1 (binary) or 2 (ternary, TWN); empty: every layer binary
     weight_bits: list[int] = field(default_factory=list)
+    #: per layer the output activation precision 1..4 (the last 1); empty: every layer A1
+    act_bits: list[int] = field(default_factory=list)
 
     @property
     def layer_bits(self) -> list[int]:
         """The weight precision of every layer (1 where :attr:`weight_bits` is empty)."""
         return check_weight_bits(self.weight_bits, len(self.weights))
+
+    @property
+    def layer_acts(self) -> list[int]:
+        """The output activation precision of every layer (1 where :attr:`act_bits` is empty)."""
+        return check_act_bits(self.act_bits, len(self.weights))
 
     @property
     def shape(self) -> list[int]:
@@ -108,6 +151,7 @@ class FloatBnn:
                 raise EieError(f"W{l}[{bad[0]}, {bad[1]}] is {w[tuple(bad)]}; weights must be finite")
         n_hidden = len(self.weights) - 1
         self.layer_bits                                  # noqa: B018 - validates weight_bits
+        self.layer_acts                                  # noqa: B018 - validates act_bits
         if not np.isfinite(self.eps) or self.eps < 0:
             raise EieError(f"eps is {self.eps}; it must be a finite number >= 0")
         for name in ("gamma", "beta", "mean", "var"):
@@ -185,6 +229,12 @@ def load_model(path: str | os.PathLike) -> FloatBnn:
             raise EieError(f"weight_bits in {path} has dtype {wb.dtype}; expected integers "
                            f"1 (binary) or 2 (ternary), one per layer")
         model.weight_bits = check_weight_bits(wb, n, f"weight_bits in {path}")
+    if "act_bits" in keys:
+        ab = data["act_bits"]
+        if ab.dtype.kind not in "iu":
+            raise EieError(f"act_bits in {path} has dtype {ab.dtype}; expected integers 1..4, "
+                           f"one per layer")
+        model.act_bits = check_act_bits(ab, n, f"act_bits in {path}")
     return model.validate()
 
 
@@ -198,12 +248,14 @@ def save_model(model: FloatBnn, path: str | os.PathLike) -> None:
     arrays["eps"] = np.float64(model.eps)
     if any(b != 1 for b in model.layer_bits):     # a binary model's file stays as it was
         arrays["weight_bits"] = np.array(model.layer_bits, dtype=np.int64)
+    if any(b != 1 for b in model.layer_acts):     # an A1 model's file stays as it was
+        arrays["act_bits"] = np.array(model.layer_acts, dtype=np.int64)
     with atomic_file(path, "wb") as f:
         np.savez(f, **arrays)
 
 
 def random_model(shape, rng: np.random.Generator, *, special: bool = True,
-                 weight_bits=None) -> FloatBnn:
+                 weight_bits=None, act_bits=None) -> FloatBnn:
     """A random float BNN of ``shape``; with ``special`` some neurons get negative or zero
     batch-norm scales, zero weights, and thresholds exactly on integers. ``weight_bits`` (per
     layer 1 or 2) makes layers ternary; their thresholds are drawn on the scaled dot ``a * dot``
@@ -211,6 +263,9 @@ def random_model(shape, rng: np.random.Generator, *, special: bool = True,
     are the binary model's, as they always were."""
     shape = list(shape)
     bits = check_weight_bits(weight_bits, len(shape) - 1)
+    acts = check_act_bits(act_bits, len(shape) - 1)
+    if any(b != 1 for b in acts):
+        return _random_qnn_model(shape, rng, special, bits, acts)
     if any(b == 2 for b in bits):
         return _random_ternary_model(shape, rng, special, bits)
     model = FloatBnn(weights=[])
@@ -280,6 +335,53 @@ def _random_ternary_model(shape, rng, special: bool, bits: list[int]) -> FloatBn
     return model
 
 
+def _random_qnn_model(shape, rng, special: bool, bits: list[int], acts: list[int]) -> FloatBnn:
+    """Random k-bit-activation model: batch norm drawn on the scaled dot so that the DoReFa
+    outputs use every level, some neurons exactly on a level boundary."""
+    model = FloatBnn(weights=[], weight_bits=list(bits), act_bits=list(acts))
+    x = np.where(rng.random((256, shape[0])) < 0.5, 1.0, -1.0)   # to draw realistic statistics
+    for l, (n_in, n_out) in enumerate(zip(shape[:-1], shape[1:])):
+        in_bits = 1 if l == 0 else acts[l - 1]
+        w = rng.normal(size=(n_out, n_in))
+        if special:
+            w[rng.random(w.shape) < 0.05] = 0.0
+            if bits[l] == 2 and n_out > 1:
+                w[0] = 0.0
+        model.weights.append(w)
+        if l == len(shape) - 2:
+            break
+        if bits[l] == 2:
+            t, a = ternarize(w)
+        else:
+            t, a = np.where(w >= 0, 1.0, -1.0), 1.0
+        scale = layer_scale(a, in_bits)
+        z = scale * (x @ t.T)
+        mu, sd = z.mean(axis=0), z.std(axis=0) + 1e-3
+        gamma = rng.normal(size=n_out)
+        kinds = rng.integers(0, 6, size=n_out) if special else np.zeros(n_out, int)
+        gamma[kinds == 1] = 0.0
+        gamma[kinds == 2] = -np.abs(gamma[kinds == 2])
+        var = sd ** 2 * rng.uniform(0.5, 2.0, size=n_out)
+        mean = mu + rng.normal(size=n_out) * sd * 0.3
+        beta = rng.uniform(0.0, 1.0, size=n_out) if acts[l] > 1 else rng.normal(size=n_out) * 0.5
+        if special:
+            on = kinds >= 3        # the pre-activation lands exactly on a reachable value
+            row = rng.integers(0, x.shape[0], size=n_out)
+            mean[on] = z[row[on], np.flatnonzero(on)]
+            if acts[l] > 1:
+                beta[on] = rng.integers(0, 2 * ((1 << acts[l]) - 1) + 1, size=int(on.sum())) \
+                    / (2.0 * ((1 << acts[l]) - 1))   # a rounding boundary (half a level) or a level
+            else:
+                beta[on] = 0.0
+        model.gamma.append(gamma)
+        model.beta.append(beta)
+        model.mean.append(mean)
+        model.var.append(var)
+        pre = bn_expression(gamma, beta, mean, var, model.eps, z)
+        x = act_quantize(pre, acts[l]) if acts[l] > 1 else np.where(pre >= 0, 1.0, -1.0)
+    return model
+
+
 def bn_expression(gamma, beta, mean, var, eps, dot):
     """The float batch-norm-and-sign pre-activation, exactly as the float model evaluates it.
 
@@ -295,6 +397,7 @@ def float_layers(model: FloatBnn, x) -> list[np.ndarray]:
     outs = []
     n = len(model.weights)
     layer_bits = model.layer_bits
+    acts = model.layer_acts
     for l, w in enumerate(model.weights):
         scale = None
         if layer_bits[l] == 2:
@@ -303,10 +406,22 @@ def float_layers(model: FloatBnn, x) -> list[np.ndarray]:
             wb = np.where(w >= 0, 1.0, -1.0)
         dot = a @ wb.T
         if l == n - 1:
-            outs.append(dot.astype(np.int32))
+            outs.append(np.rint(dot).astype(np.int32))
             break
-        pre = bn_expression(model.gamma[l], model.beta[l], model.mean[l], model.var[l],
-                            model.eps, dot if scale is None else scale * dot)
+        in_bits = 1 if l == 0 else acts[l - 1]
+        if in_bits > 1 or acts[l] > 1:
+            # k-bit activations (docs/ARCHITECTURE.md): z = (a / L) * dot, DoReFa on the output
+            z = layer_scale(1.0 if scale is None else scale, in_bits) * dot
+            pre = bn_expression(model.gamma[l], model.beta[l], model.mean[l], model.var[l],
+                                model.eps, z)
+            if acts[l] > 1:
+                q = act_quantize(pre, acts[l])
+                outs.append(q.astype(np.uint8))
+                a = q
+                continue
+        else:
+            pre = bn_expression(model.gamma[l], model.beta[l], model.mean[l], model.var[l],
+                                model.eps, dot if scale is None else scale * dot)
         bits = pre >= 0
         outs.append(bits.astype(np.uint8))
         a = np.where(bits, 1.0, -1.0)

@@ -22,7 +22,7 @@ from ...common.errors import EieError
 from .float_model import check_bits
 from .image import BnnImage
 
-__all__ = ["matches", "masked_matches", "golden_forward", "golden_layers", "classify", "CLASS_RULES",
+__all__ = ["matches", "masked_matches", "plane_dot", "multi_threshold", "golden_forward", "golden_layers", "classify", "CLASS_RULES",
            "DOT_RULES", "BIT_RULES"]
 
 #: Class rules for dot outputs (an output layer without thresholds).
@@ -65,9 +65,26 @@ def masked_matches(x: np.ndarray, w: np.ndarray, mask: np.ndarray) -> np.ndarray
     return (dot + mask.sum(axis=1, dtype=np.int64)[None, :]) // 2
 
 
+def plane_dot(x: np.ndarray, w: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The exact integer ``dot = sum_i w_i * x_i`` of unsigned k-bit inputs ``x`` (batch, K)
+    with weights of sign bits ``w`` and, for a ternary layer, mask bits ``mask`` (n_out, K):
+    (batch, n_out) int64; float64 products, exact below 2**53."""
+    t = w.astype(np.float64) * 2.0 - 1.0
+    if mask is not None:
+        t = t * mask.astype(np.float64)
+    return np.rint(x.astype(np.float64) @ t.T).astype(np.int64)
+
+
+def multi_threshold(acc: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The number of thresholds crossed, ``#{j : acc >= T_j}``: ``acc`` (batch, n_out),
+    ``t`` (n_out, n) -> uint8 (batch, n_out)."""
+    return (acc[:, :, None] >= np.asarray(t)[None, :, :]).sum(axis=2).astype(np.uint8)
+
+
 def golden_layers(image: BnnImage, x) -> list[np.ndarray]:
     """Every layer's output: bits (uint8) for hidden layers, int32 ``dot`` for the last (bits
-    too when it is thresholded)."""
+    too when it is thresholded); a hidden layer with k-bit activations outputs its levels
+    ``0..2**k - 1`` (uint8)."""
     a = check_bits(x, image.shape[0])
     outs = []
     n = len(image.weights)
@@ -75,6 +92,23 @@ def golden_layers(image: BnnImage, x) -> list[np.ndarray]:
     masks = getattr(image, "masks", None) or [None] * n
     for l, w in enumerate(image.weights):
         mask = masks[l]
+        fold = image.folds[l]
+        if fold.in_bits > 1 or fold.out_bits > 1:
+            # k-bit activations (docs/ARCHITECTURE.md): the dot of the levels, or the match count
+            if fold.in_bits > 1:
+                acc = plane_dot(a, w, mask)
+            else:
+                acc = matches(a, w) if mask is None else masked_matches(a, w, mask)
+            if l == n - 1 and not image.last_thresholded:
+                if fold.in_bits == 1:
+                    k = w.shape[1] if mask is None else mask.sum(axis=1, dtype=np.int64)[None, :]
+                    acc = 2 * acc - k
+                outs.append(acc.astype(np.int32))
+            else:
+                t = np.asarray(image.thresholds[l])
+                a = multi_threshold(acc, t if t.ndim == 2 else t[:, None])
+                outs.append(a)
+            continue
         m = matches(a, w) if mask is None else masked_matches(a, w, mask)
         if l == n - 1 and not image.last_thresholded:
             k = w.shape[1] if mask is None else mask.sum(axis=1, dtype=np.int64)[None, :]

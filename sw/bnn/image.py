@@ -27,6 +27,15 @@ is nonzero), and its weight files hold the signs (0 where the mask is 0; the rea
 sign bit under a 0 mask, as the hardware ignores it). An image without a W2 layer is written as
 version 1 or 2, exactly as before.
 
+k-bit activations (version 4, docs/ARCHITECTURE.md "k-bit activations"): every layer entry says
+``"weight_bits"`` and ``"act_bits"`` (its output precision 1..4; the output layer's 1), and
+``"in_bits"``/``"out_bits"`` when a precision is not 1; ``"ii"`` counts the bit planes
+(``nf * sf * in_bits``). A layer fed by k-bit activations stores its thresholds (on the dot)
+biased by ``K * L``; a layer with k-bit outputs has ``2**k - 1`` thresholds a neuron, packed in
+one word (``threshold_width`` bits each, threshold ``j`` at bits ``[w*(j+1)-1 : w*j]``), so its
+threshold files hold words of ``(2**k - 1) * threshold_width`` bits. ``BnnImage.thresholds`` hold
+them unbiased, ``(n_out, 2**k - 1)``. An image without a k-bit layer is written exactly as before.
+
 The weights in the image are the *folded* ones: a neuron whose batch-norm scale is negative has
 its weights inverted, so that one comparison direction serves all.
 
@@ -48,8 +57,9 @@ import numpy as np
 from ...common import outputs
 from ...common.atomic import atomic_dir
 from ...common.errors import EieError
-from ...hw.bnn.folding import LayerFold, folding_text, make_folding, parse_folding
-from ...hw.bnn.words import threshold_words, weight_words
+from ...hw.bnn.folding import (LayerFold, fold_act_bits, folding_text, make_folding,
+                                parse_folding, with_act_bits)
+from ...hw.bnn.words import threshold_fields, threshold_words, weight_words
 from ..imagefile import (MANIFEST, MAX_LAYER_WEIGHTS, Fields, ImageDir, describe, plural,
                          write_hex)
 
@@ -57,10 +67,11 @@ __all__ = ["BnnImage", "random_image", "image_files", "OWNER", "OWNER_KIND", "wr
            "read_image", "FORMAT", "VERSION"]
 
 FORMAT = "eie-bnn-image"
-#: The newest version this eie writes and reads: 3 (a ternary layer). Images without one are
-#: still written as version 2 (a thresholded output layer) or 1, which older eie versions read.
-VERSION = 3
-VERSIONS = (1, 2, 3)
+#: The newest version this eie writes and reads: 4 (a layer with k-bit activations), 3 (a
+#: ternary layer). Images without either are still written as version 2 (a thresholded output
+#: layer) or 1, which older eie versions read.
+VERSION = 4
+VERSIONS = (1, 2, 3, 4)
 
 
 @dataclass
@@ -77,8 +88,14 @@ class BnnImage:
     thresholds: list[np.ndarray]
     stats: list[dict] = field(default_factory=list)
     masks: list[np.ndarray | None] | None = None
+    #: per layer the output activation precision 1..4 (the last 1); None: what the folds say
+    #: (all 1 from :func:`make_folding`). The folds are given these precisions.
+    act_bits: list[int] | None = None
 
     def __post_init__(self):
+        if self.act_bits is not None and len(self.act_bits):
+            self.folds = with_act_bits(self.folds, self.act_bits)
+        self.act_bits = fold_act_bits(self.folds)
         if self.masks is None or all(m is None for m in self.masks):
             self.masks = [None] * len(self.weights)
         else:
@@ -98,6 +115,11 @@ class BnnImage:
         return any(m is not None for m in self.masks)
 
     @property
+    def quantized(self) -> bool:
+        """Whether some layer has k-bit (k >= 2) activations."""
+        return any(b != 1 for b in self.act_bits)
+
+    @property
     def shape(self) -> list[int]:
         return [self.folds[0].n_in] + [f.n_out for f in self.folds]
 
@@ -113,21 +135,27 @@ class BnnImage:
     @property
     def version(self) -> int:
         """The manifest version :func:`write_image` writes for this image."""
-        return 3 if self.ternary else 2 if self.last_thresholded else 1
+        return 4 if self.quantized else 3 if self.ternary else 2 if self.last_thresholded else 1
 
     def refold(self, folds: list[LayerFold]) -> "BnnImage":
         """The same network under another folding of the same shape."""
-        return BnnImage(folds, self.weights, self.thresholds, self.stats, self.masks)
+        return BnnImage(folds, self.weights, self.thresholds, self.stats, self.masks,
+                        list(self.act_bits))
 
 
 def random_image(folds: list[LayerFold], rng: np.random.Generator, *,
-                 last_thresholded: bool = False, weight_bits=None) -> BnnImage:
+                 last_thresholded: bool = False, weight_bits=None, act_bits=None) -> BnnImage:
     """Random weight bits and thresholds (mostly near ``n_in / 2``, some constant neurons) for
     testing hardware without a float model: outputs stay varied in every layer.
     ``last_thresholded``: the output layer gets thresholds too (it outputs bits).
     ``weight_bits`` (per layer 1 or 2): ternary layers get random masks too (about a third of
     the weights zero, some neurons with none or all nonzero), their thresholds near ``K' / 2``;
-    without it the random draws are the binary image's, as they always were."""
+    without it the random draws are the binary image's, as they always were. ``act_bits`` (per
+    layer 1..4, the last 1): k-bit layers get ``2**k - 1`` sorted thresholds a neuron spread
+    over the accumulator's likely range."""
+    if act_bits is not None and any(b != 1 for b in act_bits):
+        return _random_qnn_image(with_act_bits(folds, act_bits), rng, last_thresholded,
+                                 list(weight_bits or [1] * len(folds)))
     if weight_bits is not None and any(b == 2 for b in weight_bits):
         return _random_ternary_image(list(folds), rng, last_thresholded, list(weight_bits))
     weights, thresholds = [], []
@@ -163,6 +191,36 @@ def _random_ternary_image(folds, rng, last_thresholded: bool, bits: list[int]) -
             t[special < 0.05] = 0
             t[special > 0.95] = f.n_in + 1
             thresholds.append(np.clip(t, 0, f.n_in + 1))
+    return BnnImage(list(folds), weights, thresholds, [{} for _ in folds], masks)
+
+
+def _random_qnn_image(folds, rng, last_thresholded: bool, bits: list[int]) -> BnnImage:
+    weights, thresholds, masks = [], [], []
+    for l, f in enumerate(folds):
+        w = rng.integers(0, 2, size=(f.n_out, f.n_in), dtype=np.uint8)
+        mask = None
+        if bits[l] == 2:
+            mask = (rng.random((f.n_out, f.n_in)) >= 0.35).astype(np.uint8)
+            mask[0] = 0
+        weights.append(w)
+        masks.append(mask)
+        if l < len(folds) - 1 or last_thresholded:
+            nz = np.full(f.n_out, f.n_in) if mask is None else mask.sum(axis=1)
+            if f.in_bits == 1:
+                lo, hi = 0, f.n_in
+                centre, spread = nz / 2, np.sqrt(np.maximum(nz, 1)) / 2
+            else:
+                L = f.levels
+                lo, hi = -f.n_in * L, f.n_in * L
+                centre, spread = 0 * nz, np.sqrt(np.maximum(nz, 1)) * L / 2
+            t = np.round(centre[:, None] + rng.normal(size=(f.n_out, f.n_thresholds))
+                         * spread[:, None] * 1.5).astype(np.int64)
+            t = np.sort(t, axis=1)
+            special = rng.random(f.n_out)
+            t[special < 0.05] = lo
+            t[special > 0.95] = hi + 1
+            t = np.clip(t, lo, hi + 1)
+            thresholds.append(t if f.out_bits > 1 else t[:, 0])
     return BnnImage(list(folds), weights, thresholds, [{} for _ in folds], masks)
 
 
@@ -207,7 +265,7 @@ def write_image(image: BnnImage, path: str | os.PathLike, *, extra: dict | None 
             if thresholded:
                 for p, words in enumerate(threshold_words(fold, image.thresholds[l])):
                     name = f"l{l}_pe{p}_thr.hex"
-                    write_hex(tmp / name, words, fold.threshold_width)
+                    write_hex(tmp / name, words, fold.threshold_word_width)
                     tfiles.append(name)
             mfiles = []
             if image.masks[l] is not None:
@@ -218,8 +276,10 @@ def write_image(image: BnnImage, path: str | os.PathLike, *, extra: dict | None 
             entry = {"index": l, **fold.to_json(), "hidden": hidden}
             if image.last_thresholded:      # version 2 only: version 1 stays as it was
                 entry["thresholded"] = thresholded
-            if image.ternary:               # version 3 only
+            if image.ternary or image.quantized:   # version 3 and 4 only
                 entry["weight_bits"] = image.weight_bits[l]
+            if image.quantized:             # version 4 only
+                entry["act_bits"] = image.act_bits[l]
             entry.update({"threshold_width": fold.threshold_width if thresholded else 0,
                           "weight_files": wfiles, "threshold_files": tfiles})
             if mfiles:
@@ -294,7 +354,19 @@ def _read_folds(man: Fields) -> tuple[list[LayerFold], list[Fields], bool, list[
         if not same:
             raise man.error("folding", f"is {text!r} but the layers' simd and pe give "
                                        f"{folding_text(folds)!r}")
-    man.check_equal("ii", max(f.ii for f in folds), "the folding's largest nf * sf is")
+    acts = []
+    for l, ly in enumerate(layers):
+        a = ly.integer("act_bits", lo=1, hi=4, default=1)
+        if a != 1 and version < 4:
+            raise ly.error("act_bits", f"is {a} (k-bit activations) but the image is version "
+                                       f"{version}; they need version 4")
+        if a != 1 and l == len(layers) - 1:
+            raise ly.error("act_bits", f"is {a} but layer {l} is the output layer, whose "
+                                       f"activation precision is 1 (it outputs dots or bits)")
+        acts.append(a)
+    folds = with_act_bits(folds, acts)
+    planes = " * in_bits" if any(a != 1 for a in acts) else ""
+    man.check_equal("ii", max(f.ii for f in folds), f"the folding's largest nf * sf{planes} is")
     last = layers[-1]
     last_thresholded = "thresholded" in last and last.boolean("thresholded")
     if last_thresholded and version < 2:
@@ -318,7 +390,9 @@ def _read_folds(man: Fields) -> tuple[list[LayerFold], list[Fields], bool, list[
         ly.check_equal("n_out", fold.n_out, f"shape[{l + 1}] is")
         ly.check_equal("sf", fold.sf, "ceil(n_in / simd) is")
         ly.check_equal("nf", fold.nf, "ceil(n_out / pe) is")
-        ly.check_equal("ii", fold.ii, "nf * sf is")
+        ly.check_equal("ii", fold.ii, f"nf * sf{planes} is")
+        ly.check_equal("in_bits", fold.in_bits, "the previous layer's act_bits (1 for layer 0) is")
+        ly.check_equal("out_bits", fold.out_bits, "its act_bits is")
         ly.check_equal("threshold_width", fold.threshold_width if thresholded else 0,
                        "bit_length(n_in + 1) is" if thresholded else
                        "an output layer without thresholds has")
@@ -369,7 +443,9 @@ def _read_image(d: ImageDir) -> BnnImage:
                                             if want else "is binary (weight_bits 1), which has "
                                                          "no masks"))
         masks.append(_read_bits(d, fold, ly, "mask_files", mfiles, l, "masks") if want else None)
-        if hidden:
+        if hidden and (fold.in_bits > 1 or fold.out_bits > 1):
+            thresholds.append(_read_multi_thresholds(d, fold, ly, tfiles, l, needs))
+        elif hidden:
             t = np.zeros(fold.nf * fold.pe, dtype=np.int64)
             for p, name in enumerate(tfiles):
                 vals = d.read_hex(name, fold.nf, fold.threshold_width,
@@ -384,3 +460,25 @@ def _read_image(d: ImageDir) -> BnnImage:
             thresholds.append(t[:fold.n_out].copy())
         stats.append(ly.mapping("stats", {}))
     return BnnImage(folds, weights, thresholds, stats, masks)
+
+
+def _read_multi_thresholds(d: ImageDir, fold: LayerFold, ly: Fields, tfiles: list[str], l: int,
+                           needs: str) -> np.ndarray:
+    """A k-bit layer's thresholds: ``(n_out,)`` or ``(n_out, 2**k - 1)``, unbiased (on the dot
+    for k-bit inputs), each stored field at most ``fold.threshold_max``."""
+    t = np.zeros((fold.nf * fold.pe, fold.n_thresholds), dtype=np.int64)
+    for p, name in enumerate(tfiles):
+        vals = d.read_hex(name, fold.nf, fold.threshold_word_width,
+                          key=ly.path("threshold_files") + f"[{p}]",
+                          role=f"layer {l}, PE {p}'s thresholds", needs=f"{needs} nf =")
+        for i, v in enumerate(vals):
+            fields = threshold_fields(fold, v)
+            if i * fold.pe + p < fold.n_out:
+                for j, tv in enumerate(fields):
+                    if tv > fold.threshold_max:
+                        raise d.error(f"{d.path / name}: value {i + 1} holds {tv} as threshold "
+                                      f"{j} of layer {l} neuron {i * fold.pe + p}; a stored "
+                                      f"threshold is at most {fold.threshold_max}")
+            t[i * fold.pe + p] = fields
+    t = t[:fold.n_out] - fold.threshold_bias
+    return t if fold.out_bits > 1 else t[:, 0].copy()

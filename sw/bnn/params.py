@@ -60,12 +60,27 @@ class IntegerBnn:
     rule: str = "ge"
     #: per layer 1 (binary) or 2 (ternary); empty: every layer binary
     weight_bits: list[int] = field(default_factory=list)
+    #: per layer the output activation precision 1..4 (the last 1); empty: every layer A1.
+    #: A hidden layer of precision k >= 2 has ``2**k - 1`` thresholds a neuron,
+    #: ``thresholds[l]`` of shape ``(n_out, 2**k - 1)``; a layer fed by k-bit activations
+    #: compares them with its integer dot (``-K*L .. K*L``), not with a match count.
+    act_bits: list[int] = field(default_factory=list)
 
     @property
     def layer_bits(self) -> list[int]:
         from .float_model import check_weight_bits
 
         return check_weight_bits(self.weight_bits, len(self.weights))
+
+    @property
+    def layer_acts(self) -> list[int]:
+        from .float_model import check_act_bits
+
+        return check_act_bits(self.act_bits, len(self.weights))
+
+    def in_bits(self, l: int) -> int:
+        """Layer ``l``'s input precision (1 for layer 0)."""
+        return 1 if l == 0 else self.layer_acts[l - 1]
 
     @property
     def shape(self) -> list[int]:
@@ -83,6 +98,7 @@ class IntegerBnn:
         if not self.weights:
             raise EieError("the network has no layers (expected arrays W0, W1, ...)")
         bits = self.layer_bits
+        acts = self.layer_acts
         if len(self.thresholds) != len(self.weights):
             raise EieError(f"{len(self.weights)} weight arrays but {len(self.thresholds)} "
                            f"threshold entries; give one per layer (None for an unthresholded "
@@ -117,23 +133,37 @@ class IntegerBnn:
                                    f"layer may output its dot unthresholded")
                 continue
             t = np.asarray(t)
-            if t.shape != (w.shape[0],):
-                raise EieError(f"T{l} has shape {t.shape}; layer {l} has {w.shape[0]} neurons, "
-                               f"expected ({w.shape[0]},)")
+            want = (w.shape[0],) if acts[l] == 1 else (w.shape[0], (1 << acts[l]) - 1)
+            if t.shape != want:
+                raise EieError(f"T{l} has shape {t.shape}; layer {l} has {w.shape[0]} neurons"
+                               + (f" and {acts[l]}-bit outputs ({want[1]} thresholds a neuron)"
+                                  if acts[l] > 1 else "") + f", expected {want}")
             if not np.issubdtype(t.dtype, np.integer):
                 if not (np.issubdtype(t.dtype, np.floating) and np.all(np.isfinite(t))
                         and np.all(t == np.round(t))):
-                    k = int(np.argwhere(~np.isfinite(t) | (t != np.round(t)))[0][0]) \
+                    flat = t.reshape(-1)
+                    k = int(np.argwhere(~np.isfinite(flat) | (flat != np.round(flat)))[0][0]) \
                         if np.issubdtype(t.dtype, np.floating) else 0
-                    raise EieError(f"T{l}[{k}] is {t.reshape(-1)[k]!r}; thresholds are integers "
+                    raise EieError(f"T{l}[{k}] is {flat[k]!r}; thresholds are integers "
                                    f"(compared with the match count)")
         return self
 
     def ge_thresholds(self) -> list[np.ndarray | None]:
-        """Every layer's thresholds as eie's ``matches >= T`` in ``0..n_in + 1``."""
-        return [None if t is None else ge_thresholds(np.round(np.asarray(t)).astype(np.int64),
-                                                    self.rule, w.shape[1])
-                for w, t in zip(self.weights, self.thresholds)]
+        """Every layer's thresholds as eie's ``matches >= T`` in ``0..n_in + 1`` (or ``acc >=
+        T`` in ``-K*L .. K*L + 1`` for a layer fed by k-bit activations)."""
+        out = []
+        for l, (w, t) in enumerate(zip(self.weights, self.thresholds)):
+            if t is None:
+                out.append(None)
+                continue
+            t = np.round(np.asarray(t)).astype(np.int64)
+            k = self.in_bits(l)
+            if k == 1:
+                out.append(ge_thresholds(t, self.rule, w.shape[1]))
+            else:
+                span = w.shape[1] * ((1 << k) - 1)
+                out.append(ge_thresholds(t + span, self.rule, 2 * span) - span)
+        return out
 
 
 #: The keys of a float model ``.npz`` (:func:`eie.sw.bnn.float_model.load_model`) that an
@@ -230,7 +260,16 @@ def load_integer_npz(path: str | os.PathLike, rule: str | None = None) -> Intege
             raise EieError(f"weight_bits in {path} has dtype {wb.dtype}; expected integers "
                            f"1 (binary) or 2 (ternary), one per layer")
         bits = check_weight_bits(wb, n, f"weight_bits in {path}")
-    net = IntegerBnn(weights, thresholds, rule, bits).validate()
+    acts: list[int] = []
+    if "act_bits" in keys:
+        from .float_model import check_act_bits
+
+        ab = data["act_bits"]
+        if ab.dtype.kind not in "iu":
+            raise EieError(f"act_bits in {path} has dtype {ab.dtype}; expected integers 1..4, "
+                           f"one per layer")
+        acts = check_act_bits(ab, n, f"act_bits in {path}")
+    net = IntegerBnn(weights, thresholds, rule, bits, acts).validate()
     net.weights = [np.asarray(w).astype(np.int8) for w in net.weights]
     net.thresholds = [None if t is None else np.round(np.asarray(t)).astype(np.int64)
                       for t in net.thresholds]
@@ -249,6 +288,8 @@ def save_integer_npz(net: IntegerBnn, path: str | os.PathLike) -> None:
     arrays["rule"] = np.array(net.rule)
     if any(b != 1 for b in net.layer_bits):
         arrays["weight_bits"] = np.array(net.layer_bits, dtype=np.int64)
+    if any(b != 1 for b in net.layer_acts):
+        arrays["act_bits"] = np.array(net.layer_acts, dtype=np.int64)
     with atomic_file(path, "wb") as f:
         np.savez(f, **arrays)
 
@@ -268,6 +309,9 @@ def strip_padding(net: IntegerBnn, shape: Sequence[int], *, input_pad_bit: int =
     unthresholded output layer keeps its weights: its dots become those of the real inputs
     (the padded network's differ from them by the padding's constant share)."""
     net.validate()
+    if any(b != 1 for b in net.layer_acts):
+        raise EieError("--strip-padding takes networks of 1-bit activations only (this one has "
+                       "k-bit layers); strip the padding before quantizing the activations")
     padded = net.shape
     shape = [int(v) for v in shape]
     if len(shape) != len(padded):

@@ -71,14 +71,17 @@ class BinaryMLP:
     eps: float = 1e-5
     #: per layer 1 (binary) or 2 (ternary, TWN); empty: every layer binary
     weight_bits: list[int] = field(default_factory=list)
+    #: per layer the output activation precision 1..4 (DoReFa for k >= 2; the last 1)
+    act_bits: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from .float_model import check_weight_bits
+        from .float_model import check_act_bits, check_weight_bits
 
         n = len(self.weights)
         if n < 1:
             raise EieError("a binarized network needs at least one layer")
         self.weight_bits = check_weight_bits(self.weight_bits, n)
+        self.act_bits = check_act_bits(self.act_bits, n)
         for name in ("gamma", "beta", "mean", "var"):
             if len(getattr(self, name)) != n - 1:
                 raise EieError(f"{len(getattr(self, name))} {name} vectors for {n - 1} hidden layers")
@@ -89,9 +92,12 @@ class BinaryMLP:
 
     @classmethod
     def init(cls, sizes: Sequence[int], seed: int = 0,
-             weight_bits: Sequence[int] | None = None) -> "BinaryMLP":
+             weight_bits: Sequence[int] | None = None,
+             act_bits: Sequence[int] | None = None) -> "BinaryMLP":
         """Uniform latent weights in [-1, 1] (Glorot-scaled), unit BN scale, zero shift;
-        ``weight_bits`` (per layer 1 or 2, default all 1) makes layers ternary."""
+        ``weight_bits`` (per layer 1 or 2, default all 1) makes layers ternary; ``act_bits``
+        (per layer 1..4, the last 1; default all 1) gives hidden layers DoReFa k-bit
+        activations (their BN starts at scale 0.5, shift 0.5: the middle of the clip range)."""
         if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
             raise EieError(f"layer sizes {tuple(sizes)} need at least two positive entries")
         rng = np.random.default_rng(seed)
@@ -100,14 +106,22 @@ class BinaryMLP:
             lim = min(1.0, np.sqrt(6.0 / (n_in + n_out)))
             weights.append(rng.uniform(-lim, lim, (n_out, n_in)).astype(np.float32))
         hidden = list(sizes[1:-1])
+        acts = list(act_bits or [1] * (len(sizes) - 1))
+        q = [l < len(hidden) and acts[l] > 1 for l in range(len(hidden))]
         return cls(
             weights=weights,
-            gamma=[np.ones(n, np.float32) for n in hidden],
-            beta=[np.zeros(n, np.float32) for n in hidden],
+            gamma=[np.full(n, 0.5 if q[l] else 1.0, np.float32) for l, n in enumerate(hidden)],
+            beta=[np.full(n, 0.5 if q[l] else 0.0, np.float32) for l, n in enumerate(hidden)],
             mean=[np.zeros(n, np.float32) for n in hidden],
             var=[np.ones(n, np.float32) for n in hidden],
             weight_bits=list(weight_bits or []),
+            act_bits=list(act_bits or []),
         )
+
+    @property
+    def quantized(self) -> bool:
+        """Whether a hidden layer has k-bit (k >= 2) activations."""
+        return any(b != 1 for b in self.act_bits)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -115,6 +129,11 @@ class BinaryMLP:
 
     def forward(self, bits: np.ndarray) -> np.ndarray:
         """The float model of the contract: the last layer's integer ``dot`` as int64."""
+        if self.quantized:
+            from .float_model import float_forward
+
+            _to_pm1(bits, self.sizes[0])
+            return float_forward(self.to_float_bnn(), np.asarray(bits)).astype(np.int64)
         h = _to_pm1(bits, self.sizes[0]).astype(np.float64)
         last = len(self.weights) - 1
         for l, w in enumerate(self.weights):
@@ -142,6 +161,8 @@ class BinaryMLP:
         out["eps"] = np.float64(self.eps)
         if any(b == 2 for b in self.weight_bits):      # a binary model's file as it always was
             out["weight_bits"] = np.array(self.weight_bits, dtype=np.int64)
+        if self.quantized:                             # an A1 model's file as it always was
+            out["act_bits"] = np.array(self.act_bits, dtype=np.int64)
         return out
 
     def to_float_bnn(self):
@@ -152,7 +173,8 @@ class BinaryMLP:
         f64 = lambda arrs: [np.asarray(a, dtype=np.float64) for a in arrs]  # noqa: E731
         return FloatBnn(weights=f64(self.weights), gamma=f64(self.gamma), beta=f64(self.beta),
                         mean=f64(self.mean), var=f64(self.var), eps=float(self.eps),
-                        weight_bits=list(self.weight_bits)).validate()
+                        weight_bits=list(self.weight_bits),
+                        act_bits=list(self.act_bits) if self.quantized else []).validate()
 
 
 @dataclass
@@ -237,7 +259,12 @@ def _loss_and_grads(model: BinaryMLP, x: np.ndarray, y: np.ndarray, scale: float
         pre = model.gamma[l] * xhat + model.beta[l]
         cache.append((h, xhat, inv, pre))
         stats.append((mu, var))
-        h = np.where(pre >= 0, np.float32(1.0), np.float32(-1.0))
+        if model.act_bits[l] > 1:
+            # DoReFa: the level q / L of round(clip(pre, 0, 1) * L), L = 2^k - 1
+            levels = np.float32((1 << model.act_bits[l]) - 1)
+            h = (np.round(np.clip(pre, 0.0, 1.0) * levels) / levels).astype(np.float32)
+        else:
+            h = np.where(pre >= 0, np.float32(1.0), np.float32(-1.0))
     logits = (h @ wb[last].T) * np.float32(scale)
     z = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(z)
@@ -253,7 +280,10 @@ def _loss_and_grads(model: BinaryMLP, x: np.ndarray, y: np.ndarray, scale: float
     gh = g @ wb[last]
     for l in range(last - 1, -1, -1):
         h_in, xhat, inv, pre = cache[l]
-        gpre = gh * (np.abs(pre) <= 1.0)          # straight-through estimator (hardtanh)
+        if model.act_bits[l] > 1:                 # straight-through: clip's derivative
+            gpre = gh * ((pre >= 0.0) & (pre <= 1.0))
+        else:
+            gpre = gh * (np.abs(pre) <= 1.0)      # straight-through estimator (hardtanh)
         ggamma[l] = (gpre * xhat).sum(axis=0)
         gbeta[l] = gpre.sum(axis=0)
         gx = gpre * model.gamma[l]
@@ -268,6 +298,9 @@ def _loss_and_grads(model: BinaryMLP, x: np.ndarray, y: np.ndarray, scale: float
 
 def _dataset_stats(model: BinaryMLP, x: np.ndarray) -> None:
     """Set every hidden layer's mean and var to those of the whole set ``x`` (+/-1 inputs)."""
+    if model.quantized:
+        _dataset_stats_qnn(model, x)
+        return
     h = x.astype(np.float64)
     for l in range(len(model.weights) - 1):
         dot = _scaled_dot(model, l, h)
@@ -276,6 +309,32 @@ def _dataset_stats(model: BinaryMLP, x: np.ndarray) -> None:
         pre = (model.gamma[l].astype(np.float64) * (dot - model.mean[l])
                / np.sqrt(model.var[l].astype(np.float64) + model.eps) + model.beta[l])
         h = np.where(pre >= 0, 1.0, -1.0)
+
+
+def _dataset_stats_qnn(model: BinaryMLP, x: np.ndarray) -> None:
+    """:func:`_dataset_stats` of a network with k-bit layers, through the float model's own
+    expressions (``(a / L) * dot`` of the integer levels, DoReFa)."""
+    from .float_model import act_quantize, bn_expression, layer_scale, ternarize
+
+    h = x.astype(np.float64)
+    in_bits = 1
+    for l in range(len(model.weights) - 1):
+        w = model.weights[l]
+        if model.weight_bits[l] == 2:
+            t, a = ternarize(w)
+        else:
+            t, a = binarize_weights(w).astype(np.float64), 1.0
+        z = layer_scale(a, in_bits) * (h @ t.T)
+        model.mean[l] = z.mean(axis=0).astype(np.float32)
+        model.var[l] = z.var(axis=0).astype(np.float32)
+        pre = bn_expression(model.gamma[l].astype(np.float64), model.beta[l].astype(np.float64),
+                            model.mean[l].astype(np.float64), model.var[l].astype(np.float64),
+                            np.float64(model.eps), z)
+        if model.act_bits[l] > 1:
+            h = act_quantize(pre, model.act_bits[l])
+        else:
+            h = np.where(pre >= 0, 1.0, -1.0)
+        in_bits = model.act_bits[l]
 
 
 def train_bnn(model: BinaryMLP, bits: np.ndarray, y: np.ndarray, config: BnnTrainConfig,
