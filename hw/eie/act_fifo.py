@@ -44,7 +44,8 @@ class ActFifo(wiring.Component):
 
     Ports: ``bcast`` (in, :class:`~eie.hw.eie.signatures.Broadcast` for one PE: ``valid``,
     ``j``, ``a``, ``stall``, ``in_flight`` in; ``fill`` out), ``o`` (out, the FIFO's head),
-    ``empty`` (out), ``stalled`` (out). ``fifo`` is the :class:`~amaranth.lib.fifo.SyncFIFO`
+    ``empty`` (out), ``empty_next`` (out: the FIFO will be empty in the next cycle, a
+    broadcast arriving then aside), ``stalled`` (out). ``fifo`` is the :class:`~amaranth.lib.fifo.SyncFIFO`
     inside (the formal harness reads its ports).
 
     ``mutant``: for the formal tests only; ``"fill_off_by_one"`` raises every fill flag one
@@ -62,6 +63,7 @@ class ActFifo(wiring.Component):
             "bcast": In(Broadcast(c.j_bits)),
             "o": Out(stream.Signature(self._layout)),
             "empty": Out(1),
+            "empty_next": Out(1),
             "stalled": Out(1),
         })
 
@@ -83,7 +85,8 @@ class ActFifo(wiring.Component):
 
         # the level after this cycle, and its thresholds, registered
         nxt = Signal(range(D + 2))
-        m.d.comb += nxt.eq(fifo.level + (fifo.w_en & fifo.w_rdy) - (fifo.r_en & fifo.r_rdy))
+        m.d.comb += [nxt.eq(fifo.level + (fifo.w_en & fifo.w_rdy) - (fifo.r_en & fifo.r_rdy)),
+                     self.empty_next.eq(nxt == 0)]
         late = 1 if self._mutant == "fill_off_by_one" else 0
         fill_next = Cat(*(Const(1) if D - i + late <= 0 else (nxt >= D - i + late)
                           for i in range(BCAST_IN_FLIGHT + 1)))

@@ -306,7 +306,7 @@ class LNZDHarness(Elaboratable):
         j_bits = max(1, (n_max - 1).bit_length())          # as EIEConfig.j_bits
         lnzd = LNZD(n, j_bits, rows, latency=L)
         names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "vals", "first",
-                 "load"] + (["priming", "pcount"] if L else [])
+                 "load", "count", "none", "one"] + (["priming", "pcount"] if L else [])
         frag, s = internals(lnzd, names, platform)
         m.submodules.lnzd = frag
 
@@ -453,6 +453,11 @@ class LNZDHarness(Elaboratable):
                    (pending == 0) & (t_issue == 0) & (jbase_next >= n_in) & ~s["more"],
                    "done: nothing pending"))
         ok.append((None, n_in_r <= n_max, "n_in is at most n * act_depth"))
+        n_pending = Signal(range(n + 1))
+        m.d.comb += n_pending.eq(sum(pending[k] for k in range(n)))
+        ok.append((None, (s["count"] == n_pending) & (s["none"] == (n_pending == 0))
+                   & (s["one"] == (n_pending == 1)),
+                   "the registered count (and its none/one flags) is the pending flags'"))
         for cond, inv, text in ok:
             m.d.comb += Assert(inv if cond is None else ~cond | inv, f"invariant: {text}")
 

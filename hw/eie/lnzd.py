@@ -31,8 +31,9 @@ holds activation ``t`` of every PE's source file, i.e. the inputs ``j = t*n .. t
   and offers ``(j = t*n + k, a_j)`` on the ``o`` stream; when the consumer takes it
   (``o.ready``), the leaf's flag clears;
 * in the cycle where the round has no pending nonzero left (including the one taken this cycle),
-  the next round is loaded the same way (the tree's ``multi`` flag says, without waiting for
-  the selection, whether a taken nonzero was the round's last).
+  the next round is loaded the same way (a registered count of the round's pending nonzeros,
+  with registered "none" and "exactly one" flags, says whether a taken nonzero was the round's
+  last: the load, and so ``rd.en`` into every PE, starts from flip-flops, not from the tree).
 
 So nonzeros come out in increasing ``j``, each exactly once; a round with ``m > 0`` nonzeros takes
 ``m`` cycles (plus any cycles the consumer is not ready), an all-zero round takes 1 cycle. The
@@ -54,6 +55,15 @@ from .config import index_bits
 from .signatures import ActRead, nonzero_layout
 
 __all__ = ["LNZDNode", "LNZD"]
+
+
+def _popcount(bits):
+    """The number of ones in ``bits``, as a balanced tree of adders (depth log2 of the width)."""
+    terms = [bits[k] for k in range(len(bits))]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 class LNZDNode(wiring.Component):
@@ -169,9 +179,17 @@ class LNZD(wiring.Component):
                 nxt.append((node.valid, node.multi, node.index))
             levels.append(nxt)
             w += 2
-        root_valid, root_multi, root_index = levels[-1][0]
+        _, _, root_index = levels[-1][0]
         sel = Signal(range(4 ** (w // 2)))
         m.d.comb += sel.eq(root_index)
+        # How many flags are pending, and two registered flags of that count (none, exactly
+        # one), so that the offer and the next round's load (``rd.en``, which fans out to every
+        # PE's read pipeline) start from flip-flops instead of the tree over ``pending``.
+        count = Signal(range(n + 1))
+        none = Signal(init=1)
+        one = Signal()
+        root_valid, root_multi = Signal(), Signal()
+        m.d.comb += [root_valid.eq(~none), root_multi.eq(~none & ~one)]
 
         # Round 0 is loaded `first`: in the start cycle (latency 0) or `latency` cycles later.
         first = Signal()
@@ -222,20 +240,28 @@ class LNZD(wiring.Component):
         flags = Signal(n)
         for k in range(n):
             m.d.comb += flags[k].eq((rd.data[k] != 0) & (load_base + k < self.n_in))
+        flags_count = Signal.like(count)
+        m.d.comb += flags_count.eq(_popcount(flags))
+
+        def set_pending(value, value_count):
+            return [pending.eq(value), count.eq(value_count), none.eq(value_count == 0),
+                    one.eq(value_count == 1)]
 
         with m.If(first):
-            m.d.sync += [running.eq(1), pending.eq(flags), vals.eq(rd.data), jbase.eq(0),
+            m.d.sync += [running.eq(1), vals.eq(rd.data), jbase.eq(0),
                          jbase_next.eq(n), more.eq(n < self.n_in)]
+            m.d.sync += set_pending(flags, flags_count)
         with m.Elif(self.start):
-            m.d.sync += [running.eq(0), pending.eq(0)]
+            m.d.sync += [running.eq(0)] + set_pending(0, 0)
         with m.Elif(load):
             m.d.sync += [
-                pending.eq(flags),
                 vals.eq(rd.data),
                 jbase.eq(jbase_next),
                 jbase_next.eq(jbase_next + n),
                 more.eq(jbase_next + n < self.n_in),
             ]
+            m.d.sync += set_pending(flags, flags_count)
         with m.Elif(fire):
-            m.d.sync += pending.eq(rest)
+            m.d.sync += [pending.eq(rest), count.eq(count - 1), none.eq(one),
+                         one.eq(count == 2)]
         return m

@@ -143,9 +143,12 @@ class PE(wiring.Component):
         wires("w_layer", [acc.layer_start.eq(layer.start)],
               connect=[(wiring.flipped(layer.src), acc.src)])
         wires("w_leaf", connect=[(wiring.flipped(self.act), acc.act)])
-        wires("w_idle", [
-            self.idle.eq(fifo.empty & ptr.idle & spm.idle),
-        ])
+        # idle = fifo.empty & ptr.idle & spm.idle, from a register: the same value, computed
+        # a cycle ahead from the stages' next state (a broadcast arriving aside), so that the
+        # AND over every PE into the CCU's layer end starts from flip-flops
+        idle_r = Signal(init=1)
+        m.d.sync += idle_r.eq(fifo.empty_next & ptr.idle_next & spm.idle_next)
+        wires("w_idle", [self.idle.eq(idle_r & ~bcast.valid)])
 
         # Counters.
         busy = Signal(32)

@@ -44,7 +44,8 @@ class PtrRead(wiring.Component):
     Ports: ``col`` (in, a stream of :func:`~eie.hw.eie.signatures.nonzero_layout`: the FIFO's
     head; ``col.ready`` is the FIFO's read enable), ``ptr_base`` (the layer's first pointer),
     ``q`` (out, a stream of :func:`column_layout`: the queue head, taken by the entry stage),
-    ``idle`` (no read in flight, queue empty) and ``host``
+    ``idle`` (no read in flight, queue empty), ``idle_next`` (what ``idle`` shows in the next
+    cycle) and ``host``
     (:class:`~eie.hw.eie.signatures.HostPort` of pointer indices: ``r_addr`` -> ``r_data`` one
     cycle later).
 
@@ -63,6 +64,7 @@ class PtrRead(wiring.Component):
             "ptr_base": In(c.ptr_base_bits),
             "q": Out(stream.Signature(column_layout(c))),
             "idle": Out(1),
+            "idle_next": Out(1),
             "host": In(HostPort(c.ptr_index_bits)),
         })
 
@@ -126,5 +128,11 @@ class PtrRead(wiring.Component):
             self.q.payload.eq(queue.r_data),
             queue.r_en.eq(self.q.ready),
             self.idle.eq(~ptr1_valid & ~ptr2_valid & (queue.level == 0)),
+        ]
+        # ``idle`` of the next cycle (from this cycle's next state), for the PE's idle register
+        q_next = Signal(range(c.ptr_queue_depth + 2))
+        m.d.comb += [
+            q_next.eq(queue.level + (queue.w_en & queue.w_rdy) - (queue.r_en & queue.r_rdy)),
+            self.idle_next.eq(~ptr_take & ~ptr1_valid & (q_next == 0)),
         ]
         return m

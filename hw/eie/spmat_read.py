@@ -66,6 +66,7 @@ class SpmatRead(wiring.Component):
             "spm_first": Out(1),
             "spm_a": Out(signed(16)),
             "idle": Out(1),
+            "idle_next": Out(1),
             "host": In(HostPort(c.spmat_half_bits)),
         })
 
@@ -116,7 +117,8 @@ class SpmatRead(wiring.Component):
             self.spm_first.eq(spm_first),
             self.spm_a.eq(spm_a),
         ]
-        m.d.comb += self.idle.eq(~spm_valid & ~self.spm_valid)
+        m.d.comb += [self.idle.eq(~spm_valid & ~self.spm_valid),
+                     self.idle_next.eq(~self.issue & ~spm_valid)]      # idle of the next cycle
 
         h_r_half = Signal()
         m.d.sync += h_r_half.eq(host.r_addr[0])

@@ -3,7 +3,8 @@
 Ports: ``bus`` (a slave :class:`eie.hw.common.bus.BusSignature` of
 ``MemoryMap(config).addr_width`` address bits, 32-bit data), ``busy``, ``done``.
 
-Host bus, per cycle: the request (address, data, strobes) is registered; one cycle later a
+Host bus, per cycle: the request (address, data, strobes) is registered, a write's target
+decoded on the way (one registered write enable a PE and one for the CCU); one cycle later a
 write (``w_stb``) goes to the CCU (global region) or to the addressed PE's memory (while idle). A read (``r_stb``) presents the address to every PE's memories, its
 activation read pipeline and the CCU's register file; the CCU and the PEs register their answer
 (cycle 2), where the addressed word is selected and held; an activation comes out of the
@@ -107,10 +108,9 @@ class EIETop(wiring.Component):
         # out to every PE starts from flip-flops.
         addr = Signal.like(self.bus.addr)
         w_data = Signal.like(self.bus.w_data)
-        w_stb = Signal()
         r_stb = Signal()
         m.d.sync += [addr.eq(self.bus.addr), w_data.eq(self.bus.w_data),
-                     w_stb.eq(self.bus.w_stb), r_stb.eq(self.bus.r_stb)]
+                     r_stb.eq(self.bus.r_stb)]
         region = addr[ob + pb: ob + pb + 3]
         pe_sel = addr[ob: ob + pb] if pb else 0
         off = addr[:ob]
@@ -119,25 +119,40 @@ class EIETop(wiring.Component):
         # An offset inside the addressed PE region's memory (the bus contract: unmapped addresses
         # read 0 and ignore writes, so nothing aliases).
         ab = c.act_index_bits
-        in_range = Signal()
-        with m.Switch(region):
-            with m.Case(Region.PTR):
-                m.d.comb += in_range.eq(off < c.ptr_depth)
-            with m.Case(Region.SPMAT):
-                m.d.comb += in_range.eq(off < 2 * c.spmat_depth)
-            with m.Case(Region.BIAS):
-                m.d.comb += in_range.eq(off < c.bias_depth)
-            with m.Case(Region.ACT):
-                m.d.comb += in_range.eq((off < (2 << ab))
-                                        & ((off & ((1 << ab) - 1)) < c.act_depth))
-            with m.Case(Region.PECNT):
-                m.d.comb += in_range.eq(off < 2 * c.max_layers)
+
+        def inside(region, off, name):
+            """Whether ``off`` lies inside ``region``'s memory of a PE."""
+            ok = Signal(name=name)
+            with m.Switch(region):
+                with m.Case(Region.PTR):
+                    m.d.comb += ok.eq(off < c.ptr_depth)
+                with m.Case(Region.SPMAT):
+                    m.d.comb += ok.eq(off < 2 * c.spmat_depth)
+                with m.Case(Region.BIAS):
+                    m.d.comb += ok.eq(off < c.bias_depth)
+                with m.Case(Region.ACT):
+                    m.d.comb += ok.eq((off < (2 << ab)) & ((off & ((1 << ab) - 1)) < c.act_depth))
+                with m.Case(Region.PECNT):
+                    m.d.comb += ok.eq(off < 2 * c.max_layers)
+            return ok
+
+        in_range = inside(region, off, "in_range")
         pe_ok = (pe_sel < n) if pb else 1
+        # Writes are decoded before the request register, into one registered enable a PE (and
+        # one for the CCU), so that no write path runs from the address decode into every PE.
+        bus_addr = self.bus.addr
+        bus_region = bus_addr[ob + pb: ob + pb + 3]
+        bus_pe = bus_addr[ob: ob + pb] if pb else 0
+        bus_in = inside(bus_region, bus_addr[:ob], "bus_in_range")
+        w_pe = Signal(n)
+        w_ccu = Signal()
+        m.d.sync += [w_pe.eq(Cat(*(self.bus.w_stb & bus_in & (bus_pe == k) for k in range(n)))),
+                     w_ccu.eq(self.bus.w_stb & (bus_region == Region.GLOBAL))]
 
         m.d.comb += [
             self.busy.eq(ccu.busy),
             self.done.eq(ccu.done),
-            ccu.host.w_en.eq(w_stb & (region == Region.GLOBAL)),
+            ccu.host.w_en.eq(w_ccu),
             ccu.host.w_addr.eq(goff),
             ccu.host.w_data.eq(w_data),
             ccu.host.r_addr.eq(goff),
@@ -162,7 +177,7 @@ class EIETop(wiring.Component):
             connect_lane(glue, ccu.act, pe.act, k)
             wiring.connect(glue, ccu.layer, pe.layer)
             glue.d.comb += [getattr(pe.host, name).eq(value) for name, value in pe_host.items()]
-            glue.d.comb += pe.host.w_en.eq(w_stb & in_range & (pe_sel == k))
+            glue.d.comb += pe.host.w_en.eq(w_pe[k])
 
         # Read pipeline (cycles counted from the registered request): address in cycle 0; the
         # memories answer in cycle 1 and the CCU and the PEs register their word (cycle 2), the
