@@ -36,10 +36,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..hw.bnn.folding import LayerFold
+from ..hw.bnn.words import any_ternary
 from ..sw.bnn.image import BnnImage, read_image, write_image
 from .runner import SimResult, run_core_jobs
 
-__all__ = ["BnnJob", "BnnCore", "check_jobs", "check_weight_bits", "run_amaranth", "run_rtl", "run_job",
+__all__ = ["BnnJob", "BnnCore", "check_jobs", "core_weight_bits", "run_amaranth", "run_rtl", "run_job",
            "build_top_verilog", "bnn_verilog", "TOPLEVEL", "JOB_OPTIONS"]
 
 TOPLEVEL = "bnn_top"
@@ -158,7 +159,7 @@ class BnnCore:
                 "folding": _fold_spec(self.folds)}
         if self.last_thresholded:
             spec["last_thresholded"] = True
-        if _ternary(self.weight_bits):
+        if any_ternary(self.weight_bits):
             spec["weight_bits"] = list(self.weight_bits)
         return spec
 
@@ -205,11 +206,7 @@ class BnnCore:
         return y, {"counters": counters}
 
 
-def _ternary(weight_bits) -> bool:
-    return any(b == 2 for b in (weight_bits or ()))
-
-
-def check_weight_bits(jobs: Sequence[BnnJob], weight_bits: Sequence[int] | None = None,
+def core_weight_bits(jobs: Sequence[BnnJob], weight_bits: Sequence[int] | None = None,
                       bake: BnnImage | None = None) -> tuple[int, ...]:
     """The core's per-layer weight precision: as given, else the baked image's, else the first
     job's image's; every job's image must have it, else :class:`EieError`."""
@@ -260,7 +257,7 @@ def run_amaranth(folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *, in_depth
     ``last_thresholded`` (default: from ``bake`` or the jobs' images): the core's output layer
     is thresholded. ``weight_bits`` (default likewise): per layer 1 or 2 (ternary)."""
     thr = check_jobs(jobs, last_thresholded, bake)
-    bits = _core_bits(check_weight_bits(jobs, weight_bits, bake))
+    bits = _core_bits(core_weight_bits(jobs, weight_bits, bake))
     folds = core_folds(folds, jobs, bake)
     run_core_jobs(BnnCore(folds, in_depth, out_depth, bake, thr, bits), jobs, sim="amaranth",
                   waves="bnn.vcd" if os.environ.get("EIE_VCD") == "1" else None)
@@ -269,7 +266,7 @@ def run_amaranth(folds: Sequence[LayerFold], jobs: Sequence[BnnJob], *, in_depth
 
 def _core_bits(bits: Sequence[int]) -> tuple[int, ...]:
     """``()`` for an all-binary core (its spec, cache key and Verilog as they always were)."""
-    return tuple(bits) if _ternary(bits) else ()
+    return tuple(bits) if any_ternary(bits) else ()
 
 
 def _verilog_header(folds: Sequence[LayerFold], in_depth: int, out_depth: int, mm) -> str:
@@ -323,7 +320,7 @@ def bnn_verilog(folds: Sequence[LayerFold], *, in_depth: int = 4, out_depth: int
             "image": _image_digest(image)}
     if last_thresholded:
         spec["last_thresholded"] = True
-    if _ternary(weight_bits):
+    if any_ternary(weight_bits):
         spec["weight_bits"] = list(weight_bits)
     key = json.dumps(spec, sort_keys=True)
     return cached_verilog(
@@ -347,7 +344,7 @@ def run_rtl(simulator: str, folds: Sequence[LayerFold], jobs: Sequence[BnnJob], 
     layer is thresholded. ``weight_bits`` (default likewise): per layer 1 or 2 (ternary: a mask
     plane). Fills ``job.result``."""
     thr = check_jobs(jobs, last_thresholded, bake)
-    bits = _core_bits(check_weight_bits(jobs, weight_bits, bake))
+    bits = _core_bits(core_weight_bits(jobs, weight_bits, bake))
     folds = core_folds(folds, jobs, bake)
     run_core_jobs(BnnCore(folds, in_depth, out_depth, bake, thr, bits), jobs, sim=simulator,
                   build_dir=build_dir,

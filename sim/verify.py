@@ -801,10 +801,10 @@ def _run_jobs(engine: str, design, cases: Sequence[Case], *, sim: str, build_dir
         core = EieCore(design.config, load)
         env = {"COCOTB_LOG_LEVEL": "WARNING"}
     else:
-        from .bnn_run import BnnCore, check_jobs, check_weight_bits
+        from .bnn_run import BnnCore, check_jobs, core_weight_bits
 
         thr = check_jobs(jobs, design.last_thresholded)
-        bits = check_weight_bits(jobs, design.layer_bits)
+        bits = core_weight_bits(jobs, design.layer_bits)
         core = BnnCore(list(design.folds), design.in_depth, design.out_depth, None, thr,
                        bits if 2 in bits else ())      # all W1: the W1A1 core's key, as before
         env = {"COCOTB_LOG_LEVEL": "WARNING"}

@@ -73,7 +73,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .folding import LayerFold, folding_text
-from .words import WEIGHT_BITS, act_bits_text, weight_bits_text
+from .words import WEIGHT_BITS, act_bits_text, any_ternary, weight_bits_text
 from ..common.regs import RegisterLayout, fields_json
 from ...common.errors import EieError
 
@@ -196,7 +196,7 @@ class BnnMemoryMap:
     @property
     def ternary(self) -> bool:
         """Whether any layer has ternary (W2) weights: then there is a mask kind (2)."""
-        return any(b == 2 for b in self.weight_bits)
+        return any_ternary(self.weight_bits)
 
     @property
     def act_bits(self) -> list[int]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from .folding import LayerFold
 
-__all__ = ["BnnWeights", "weight_words", "threshold_words", "image_last_thresholded",
+__all__ = ["BnnWeights", "any_ternary", "weight_words", "threshold_words", "image_last_thresholded",
            "resolve_last_thresholded", "WEIGHT_BITS", "image_weight_bits", "resolve_weight_bits",
            "nonzero_counts", "weight_bits_text", "threshold_fields", "act_bits_text",
            "resolve_act_bits"]
@@ -125,6 +125,12 @@ def resolve_weight_bits(n_layers: int, image: BnnWeights | None,
     if own is not None and own != bits:
         raise ValueError(f"weight_bits {list(bits)} but the image's layers have {list(own)}")
     return bits
+
+
+def any_ternary(bits: Sequence[int] | None) -> bool:
+    """Whether any layer of these weight precisions is ternary (W2): then the core has mask
+    memories (and its own CONFIG_CRC)."""
+    return any(b == 2 for b in (bits or ()))
 
 
 def weight_bits_text(bits: Sequence[int]) -> str:
