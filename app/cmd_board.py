@@ -60,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ECP5: design clock from the PLL (default: EIE 25, BNN 75, ram 100: a "
                         "clock each meets); iCE40: the board clock")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--router", choices=("router1", "router2"), default=None,
+                   help="nextpnr's router (default: nextpnr's own; router2 routes large "
+                        "designs faster, docs/boards.md)")
     b.add_argument("--out", "-o", type=Path, default=None,
                    help="output directory (default build/BOARD-DESIGN)")
     b.add_argument("--program", action="store_true",
@@ -143,7 +146,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                           create_parents=args.out is None)
     spec = BuildSpec(board=board, design=args.design, out=out,
                      pes=args.pes, baud=args.baud, clock_mhz=args.clock_mhz,
-                     bnn_fold=args.fold, seed=args.seed)
+                     bnn_fold=args.fold, seed=args.seed, router=args.router)
     if weight_bits is not None:
         spec.bnn_weight_bits = weight_bits
     if args.image is not None:

