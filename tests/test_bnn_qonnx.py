@@ -1,6 +1,8 @@
 """QONNX import (eie.sw.bnn.qonnx, docs/qonnx.md): graphs built with onnx.helper in the forms
-Brevitas exports and FINN streamlines, compared bit for bit with onnx's reference evaluator
-(the QONNX custom ops written here from their specification), and the refusals."""
+Brevitas exports and FINN streamlines (W1/W2 weights, A1..A4 activations), compared bit for bit
+with onnx's reference evaluator (the QONNX custom ops written here from their specification;
+onnxruntime has no QONNX ops), with the contract's forward pass and with the compiled image's
+golden model (the CLI, the Amaranth simulator for one small graph), and the refusals."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from onnx.reference import ReferenceEvaluator  # noqa: E402
 from onnx.reference.op_run import OpRun  # noqa: E402
 
 from eie.common.errors import EieError  # noqa: E402
+from eie.sw.bnn.compile import compile_integer  # noqa: E402
+from eie.sw.bnn.golden import golden_forward  # noqa: E402
 from eie.sw.bnn.params import IntegerBnn  # noqa: E402
 from eie.sw.bnn.qonnx import import_qonnx, load_qonnx  # noqa: E402
 
@@ -64,34 +68,48 @@ def reference(model, x):
 # -- an IntegerBnn's forward pass, from its definition ------------------------------------
 
 def forward(net: IntegerBnn, bits: np.ndarray, ties: list | None = None) -> np.ndarray:
-    """Output bits (thresholded last layer) or dots (unthresholded); ``ties`` collects, per
-    thresholded layer, how many (sample, neuron) pairs sat exactly on the threshold."""
-    x = np.where(bits != 0, 1, -1).astype(np.int64)
+    """Output bits (thresholded last layer) or dots (unthresholded), from the contract
+    (docs/ARCHITECTURE.md): 1-bit inputs are +-1 and the accumulator is the match count
+    ``(dot + K') / 2`` (``K'`` the neuron's nonzero weights), k-bit inputs are their levels
+    ``0..2^k - 1`` and the accumulator is the dot; a hidden layer outputs the number of its
+    thresholds the accumulator reaches. ``ties`` collects, per thresholded layer, how many
+    (sample, neuron, threshold) triples sat exactly on the threshold."""
+    x, in_bits = np.asarray(bits).astype(np.int64), 1
+    acts = net.layer_acts
     for l, (w, t) in enumerate(zip(net.weights, net.thresholds)):
-        k = w.shape[1]
-        dot = x @ w.astype(np.int64).T
+        w = np.asarray(w, dtype=np.int64)
+        if in_bits == 1:
+            dot = (2 * x - 1) @ w.T
+            kp = np.count_nonzero(w, axis=1)[None, :]
+            acc = (dot + kp) // 2
+            assert np.all(2 * acc - kp == dot)
+        else:
+            dot = acc = x @ w.T
         if t is None:
             return dot
-        m = (k + dot) // 2
-        assert np.all(2 * m - k == dot)
+        t2 = np.asarray(t).reshape(len(t), -1)[None, :, :]
         if ties is not None:
-            ties.append(int(np.sum(m == t)))
-        fire = m >= t if net.rule == "ge" else m > t
+            ties.append(int(np.sum(acc[:, :, None] == t2)))
+        q = ((acc[:, :, None] >= t2) if net.rule == "ge" else (acc[:, :, None] > t2)).sum(axis=2)
         if l == len(net.weights) - 1:
-            return fire.astype(np.uint8)
-        x = np.where(fire, 1, -1)
+            return q.astype(np.uint8)
+        x, in_bits = q, acts[l]
     raise AssertionError("unreachable")
 
 
 def check(model, x, min_ties=0):
-    """The import equals the reference evaluation, bit for bit, on inputs ``x``."""
+    """The import equals the reference evaluation, bit for bit, on inputs ``x``; the compiled
+    image's golden model equals the contract's forward pass."""
     imp = import_qonnx(model)
     ties: list = []
-    ours = imp.outputs(forward(imp.net, imp.input_bits(x), ties))
+    bits = imp.input_bits(x)
+    y = forward(imp.net, bits, ties)
+    ours = imp.outputs(y)
     ref = reference(model, x)
     assert ours.dtype == np.float32
     np.testing.assert_array_equal(ours, ref.reshape(ours.shape))
     assert sum(ties) >= min_ties, ties
+    np.testing.assert_array_equal(golden_forward(compile_integer(imp.net), bits), y)
     return imp
 
 
@@ -222,7 +240,8 @@ def test_tfc_brevitas_equals_reference():
     imp = check(model, inputs(rng, 300, (1, 28, 28)), min_ties=1)
     net = imp.net
     assert net.shape == [784, 64, 64, 64, 10] and net.rule == "ge"
-    assert net.thresholds[-1] is None and imp.output_table.shape == (65, 10)
+    assert net.thresholds[-1] is None and imp.output_table.shape == (129, 10)
+    assert imp.output_dot_max == 64 and net.layer_bits == [1] * 4 and net.layer_acts == [1] * 4
     assert all(t.dtype == np.int64 for t in net.thresholds[:-1])
     assert all(w.dtype == np.int8 and set(np.unique(w)) <= {-1, 1} for w in net.weights)
     assert imp.input_levels == (-1.0, 1.0)
@@ -253,7 +272,8 @@ def test_finn_unthresholded_last_outputs_dot():
     rng = np.random.default_rng(5)
     imp = check(finn_tfc(rng, last_thresholded=False), inputs(rng, 300, (49,)), min_ties=10)
     k = imp.net.shape[-2]
-    assert np.array_equal(imp.output_table[:, 0], np.arange(-k, k + 1, 2, dtype=np.float32))
+    assert np.array_equal(imp.output_table[::2, 0], np.arange(-k, k + 1, 2, dtype=np.float32))
+    assert np.all(np.isnan(imp.output_table[1::2, 0]))                # the other parity
 
 
 def test_annotated_bipolar_input_sign_and_quant():
@@ -297,6 +317,286 @@ def test_round_trip_file(tmp_path):
         load_qonnx(tmp_path / "bad.onnx")
 
 
+# -- k-bit activations, ternary weights (W2, A2..A4) -------------------------------------------
+
+def qnn_mlp(rng, sizes, w_bits, a_bits, act="Quant", norm="bn", last="dots", act_scale=0.5,
+            w_scale=None, w_quant_bits=2, gemm=False, clip=False):
+    """A quantized MLP in Brevitas' / FINN's forms: a MultiThreshold input quantizer at 128
+    (pixels 0..255 -> +-1), per layer W1 (BipolarQuant) or W2 weights (a signed narrow-range
+    ``w_quant_bits``-bit Quant with a per-output power-of-two scale, per-tensor in the last
+    layer; ``w_scale`` overrides it) through Transpose into MatMul (or Gemm transB=1), then
+    per neuron either BatchNormalization (``norm="bn"``) or a Mul by +-2^e and an Add that puts
+    rounding points / thresholds on reachable pre-activations (``"ties"``), then the activation:
+    BipolarQuant (A1), or for A2..A4 ``act="Quant"`` (Relu + unsigned Quant of scale
+    ``act_scale``, DoReFa/Brevitas; ``clip``: a Clip to [0, top] instead of the Relu) or
+    ``act="MultiThreshold"`` (2^k - 1 thresholds,
+    ``out_scale=act_scale``, UINTk). The last layer outputs dots (a scalar TensorNorm) or bits
+    (``last="bits"``: BN + BipolarQuant)."""
+    g = Graph()
+    h = g.op("MultiThreshold", "x", g.const([[128.0]]), domain=QONNX, out_dtype="BIPOLAR",
+             out_scale=2.0, out_bias=-1.0)
+    n = len(sizes) - 1
+    in_scale, in_levels = 1.0, 1                      # the layer input's step and top level
+    for l in range(n):
+        k, o = sizes[l], sizes[l + 1]
+        is_last = l == n - 1
+        if w_bits[l] == 2:
+            if w_scale is not None:
+                c = np.broadcast_to(np.asarray(w_scale, dtype=np.float64), (o, 1)).copy()
+            elif is_last:
+                c = np.full((o, 1), 0.25)
+            else:
+                c = 2.0 ** rng.integers(-3, 2, (o, 1))
+            wf = rng.normal(0, 0.8, (o, k)) * c
+            if w_quant_bits > 2:                                       # integers in -1..1 still
+                wf = np.clip(wf, -1.4 * c, 1.4 * c)
+            w = g.op("Quant", g.const(wf), g.const(c), g.const(0.0), g.const(float(w_quant_bits)),
+                     domain=QONNX, signed=1, narrow=1, rounding_mode="ROUND")
+        else:
+            c = np.ones((o, 1))
+            w = g.op("BipolarQuant", g.const(rng.normal(size=(o, k))), g.const(1.0), domain=QONNX)
+        if gemm:
+            h = g.op("Gemm", h, w, transB=1)
+        else:
+            h = g.op("MatMul", h, g.op("Transpose", w, perm=[1, 0]))
+        c = c[:, 0]
+        spread = np.sqrt(0.6 * k) * max(in_levels, 1) / 2           # typical |dot|
+        if is_last:
+            if last == "bits":
+                h = g.op("BatchNormalization", h, *(g.const(v) for v in (
+                    rng.uniform(0.5, 2, o) * rng.choice([-1, 1], o), rng.normal(0, 0.5, o),
+                    rng.normal(0, 1, o) * c * in_scale * spread,
+                    (c * in_scale * spread) ** 2)), epsilon=1e-5)
+                h = g.op("BipolarQuant", h, g.const(1.0), domain=QONNX)
+            else:
+                h = g.op("Sub", h, g.const([0.4488643]))
+                h = g.op("Mul", h, g.const([0.7341181]))
+            break
+        kb = a_bits[l]
+        top = (2 ** kb - 1) * act_scale if kb > 1 else 1.0
+        if norm == "bn":
+            pre = c * in_scale * spread
+            gamma = rng.uniform(0.3, 1.5, o) * rng.choice([-1, 1], o) * top / 2
+            gamma[0] = 0.0                                            # a constant neuron
+            beta = rng.uniform(0, top, o) if kb > 1 else rng.normal(0, 0.5, o)
+            h = g.op("BatchNormalization", h, *(g.const(v) for v in (
+                gamma, beta, rng.normal(0, 0.5, o) * pre, pre ** 2)), epsilon=1e-5)
+        else:
+            # u = m * pre + add, m = +-2^e with |m * c * in_scale| ~ top / spread, a power of two
+            e = np.round(np.log2(top / (c * in_scale * spread)))
+            m = 2.0 ** e * rng.choice([-1, 1], o)
+            step = np.abs(m) * c * in_scale                           # u per unit of dot
+            if kb > 1 and act == "Quant":                 # rounding points: (j + 0.5) * s
+                add = (rng.integers(0, 2 ** kb - 1, o) + 0.5) * act_scale \
+                    + step * rng.integers(-2, 3, o)
+            else:
+                add = step * rng.integers(-2, 3, o)
+            h = g.op("Mul", h, g.const(m))
+            h = g.op("Add", h, g.const(add))
+        if kb == 1:
+            h = g.op("BipolarQuant", h, g.const(1.0), domain=QONNX)
+            in_scale, in_levels = 1.0, 1
+            continue
+        if act == "Quant":
+            h = g.op("Clip", h, g.const(0.0), g.const(top)) if clip else g.op("Relu", h)
+            h = g.op("Quant", h, g.const(act_scale), g.const(0.0), g.const(float(kb)),
+                     domain=QONNX, signed=0, narrow=0, rounding_mode="ROUND")
+        else:
+            # thresholds (ge) on levels j * s / 2 of u, sorted; ties where u reaches them
+            t = np.sort(rng.integers(-1, 2 * 2 ** kb, (o, 2 ** kb - 1)), axis=1) * act_scale / 2
+            h = g.op("MultiThreshold", h, g.const(t), domain=QONNX, out_dtype=f"UINT{kb}",
+                     out_scale=act_scale, out_bias=0.0)
+        in_scale, in_levels = act_scale, 2 ** kb - 1
+    return g.model("x", [None, sizes[0]], h)
+
+
+def pixels(rng, n, k):
+    """Random pixels 0..255, every seventh exactly 128 (on the input threshold)."""
+    x = rng.integers(0, 256, (n, k)).astype(np.float32)
+    x[:, ::7] = 128.0
+    return x
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from eie.sw.mnist import load_mnist
+
+    return load_mnist().x_test.astype(np.float32)                # 1,000 digits, 0..255
+
+
+def test_w2a2_tfc_equals_reference(digits):
+    """Acceptance (issue 16): a W2A2 QONNX TFC (784-64-64-64-10; 2-bit narrow Quant weights with
+    per-channel scales, BN, Relu + 2-bit unsigned Quant activations) made with onnx.helper
+    imports as W2A2 and equals its ONNX reference on random inputs and on the digits."""
+    rng = np.random.default_rng(31)
+    model = qnn_mlp(rng, [784, 64, 64, 64, 10], [2, 2, 2, 2], [2, 2, 2])
+    imp = check(model, pixels(rng, 200, 784), min_ties=1)
+    net = imp.net
+    assert net.shape == [784, 64, 64, 64, 10]
+    assert net.layer_bits == [2, 2, 2, 2] and net.layer_acts == [2, 2, 2, 1]
+    assert [t.shape for t in net.thresholds[:-1]] == [(64, 3)] * 3
+    assert all(np.any(w == 0) for w in net.weights)
+    assert imp.act_levels == [(0.0, 0.5)] * 3
+    assert imp.output_dot_max == 64 * 3
+    check(model, digits)
+    # the classes: eie's argmax of dots is the graph's
+    dots = forward(net, imp.input_bits(digits))
+    assert np.array_equal(np.argmax(dots, axis=1), np.argmax(reference(model, digits), axis=1))
+
+
+QNN_CASES = {
+    # name: sizes, weight bits, activation bits, builder options
+    "W1A2-multithreshold": ([49, 24, 16, 10], [1, 1, 1], [2, 2], dict(act="MultiThreshold",
+                                                                      norm="ties")),
+    "W2A2-multithreshold-gemm": ([49, 24, 16, 10], [2, 2, 2], [2, 2],
+                                 dict(act="MultiThreshold", norm="ties", gemm=True)),
+    "W2A3-quant-ties-bits": ([40, 20, 12, 6], [2, 2, 2], [3, 3],
+                             dict(norm="ties", last="bits", act_scale=0.25)),
+    "W1A4-quant-ties-clip": ([36, 16, 12, 5], [1, 1, 1], [4, 4], dict(norm="ties",
+                                                                      act_scale=0.125, clip=True)),
+    "W1A4-multithreshold": ([36, 16, 12, 5], [1, 1, 1], [4, 4], dict(act="MultiThreshold",
+                                                                     norm="bn")),
+    "mixed-A4-A1-A3": ([30, 14, 11, 9, 6], [2, 1, 2, 1], [4, 1, 3], dict(norm="ties")),
+    "W2-from-4-bit-quant": ([30, 12, 9, 6], [2, 2, 2], [2, 2],
+                            dict(w_quant_bits=4, w_scale=0.5, norm="bn")),
+}
+
+
+@pytest.mark.parametrize("name", list(QNN_CASES))
+def test_qnn_graphs_equal_reference(name):
+    """W1/W2 weights with A2..A4 activations (Quant or MultiThreshold, BN or exact rounding
+    points/thresholds on reachable pre-activations, flipped neurons, a thresholded output
+    layer): the import, its compiled golden model and the contract's forward pass equal the
+    ONNX reference, ties included."""
+    sizes, wb, ab, opts = QNN_CASES[name]
+    rng = np.random.default_rng(sum(sizes) + len(name))
+    model = qnn_mlp(rng, sizes, wb, ab, **opts)
+    imp = check(model, pixels(rng, 600, sizes[0]),
+                min_ties=1 if opts.get("norm") == "ties" else 0)
+    net = imp.net
+    if name == "W2-from-4-bit-quant":
+        # 4-bit Quant weights whose integers happen to be -1, 0, +1 times the scale
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        assert any(n.op_type == "Quant" and inits.get(n.input[3]) == 4 for n in model.graph.node)
+    assert net.layer_bits == [b if b == 1 or np.any(w == 0) else 1
+                              for b, w in zip(wb, net.weights)]
+    assert net.layer_acts[:-1] == ab and net.layer_acts[-1] == 1
+    assert net.last_thresholded == (opts.get("last") == "bits")
+
+
+def test_non_power_of_two_scales():
+    """Brevitas' learned scales are not powers of two (a weight scale of 0.173, an activation
+    scale of 0.1372): the graph's float32 sums then round, while the import uses the exact dot.
+    The bits equal the reference on random inputs (no pre-activation within rounding of a
+    threshold); output values agree to float32 rounding, and so do the classes (where the top
+    dot is not tied)."""
+    rng = np.random.default_rng(41)
+    sizes = [49, 20, 16, 10]
+    x = pixels(rng, 500, 49)
+    check(qnn_mlp(rng, sizes, [2, 2, 2], [2, 3], act_scale=0.1372, w_scale=0.173, last="bits"), x)
+    model = qnn_mlp(rng, sizes, [2, 2, 2], [2, 3], act_scale=0.1372, w_scale=0.173)
+    imp = import_qonnx(model)
+    assert imp.net.layer_acts == [2, 3, 1]
+    assert imp.act_levels[0][0] == 0.0 and abs(imp.act_levels[0][1] - 0.1372) < 1e-7
+    dots = forward(imp.net, imp.input_bits(x))
+    ref = reference(model, x)
+    np.testing.assert_allclose(imp.outputs(dots), ref, rtol=1e-5, atol=1e-6)
+    # classes where the top dot is unique (tied dots: the graph's rounding picks one)
+    top = np.sort(dots, axis=1)
+    unique = top[:, -1] > top[:, -2]
+    assert unique.sum() > 300
+    assert np.array_equal(np.argmax(dots, axis=1)[unique], np.argmax(ref, axis=1)[unique])
+
+
+def test_w2_weights_need_no_zero_column_and_allow_empty_neurons():
+    """A W2 neuron without nonzero weights (K' = 0) outputs a constant; the layer still
+    imports."""
+    g = Graph()
+    h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
+    w = np.array([[1, 0, -1, 0], [0, 0, 0, 0], [1, 1, 1, -1]], dtype=np.float64).T * 0.5
+    h = g.op("MatMul", h, g.op("Quant", g.const(w), g.const(0.5), g.const(0.0), g.const(2.0),
+                               domain=QONNX, signed=1, narrow=1))
+    h = g.op("Relu", g.op("Add", h, g.const([0.5, 0.25, 1.0])))
+    h = g.op("Quant", h, g.const(0.5), g.const(0.0), g.const(2.0), domain=QONNX, signed=0)
+    h = g.op("MatMul", h, g.const(np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])))
+    model = g.model("x", [None, 4], h)
+    x = np.array(np.meshgrid(*[[-1.0, 1.0]] * 4)).reshape(4, -1).T.astype(np.float32)
+    imp = check(model, x)
+    assert imp.net.layer_bits == [2, 1] and imp.net.layer_acts == [2, 1]
+    assert np.count_nonzero(imp.net.weights[0][1]) == 0
+
+
+def test_falling_multithreshold_and_ternary_output_layer():
+    """A MultiThreshold of negative out_scale (levels 1.5, 1, 0.5, 0: falling in the dot, so
+    every neuron is flipped) feeding a W1 layer; a W2 output layer of one scale with a scalar
+    Mul after it (dots of K' = nonzero weights per class)."""
+    rng = np.random.default_rng(3)
+    g = Graph()
+    h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
+    h = _small(g, h, 12, 6, rng)
+    t = np.sort(rng.integers(-6, 7, (6, 3)), axis=1).astype(np.float64)
+    h = g.op("MultiThreshold", h, g.const(t), domain=QONNX, out_dtype="UINT2", out_scale=-0.5,
+             out_bias=1.5)
+    h = _small(g, h, 6, 3, rng)
+    x = rng.choice([-1.0, 1.0], (500, 12)).astype(np.float32)
+    imp = check(g.model("x", [None, 12], h), x, min_ties=1)
+    assert imp.net.layer_acts == [2, 1] and imp.act_levels == [(0.0, 0.5)]
+    g = Graph()
+    h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
+    w = g.op("Quant", g.const(rng.normal(size=(3, 12))), g.const(0.5), g.const(0.0),
+             g.const(2.0), domain=QONNX, signed=1, narrow=1)
+    h = g.op("Mul", g.op("Gemm", h, w, transB=1), g.const([-0.75]))
+    imp = check(g.model("x", [None, 12], h), x)
+    assert imp.net.layer_bits == [2] and imp.output_dot_max == 12
+    assert len({int(np.count_nonzero(r)) for r in imp.net.weights[0]}) > 1     # K' per class
+    # per-class weight scales on the output layer change the argmax: refused
+    g = Graph()
+    h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
+    w = g.op("Quant", g.const(rng.normal(size=(3, 12))), g.const([[0.5], [1.0], [0.5]]),
+             g.const(0.0), g.const(2.0), domain=QONNX, signed=1, narrow=1)
+    _refused(g.model("x", [None, 12], g.op("Gemm", h, w, transB=1, name="Gemm_last")),
+             "node 'Gemm_last' (Gemm): makes the outputs a different function of the dot",
+             "weight scales per output")
+
+
+def test_per_channel_activation_scales_on_one_grid():
+    """A 2-bit Quant with per-channel scales 0.5 and 1: the layer's values 0, 0.5 .. 1.5 and
+    0, 1 .. 3 are one grid of step 0.5 (levels 0..6): an A3 layer, exact."""
+    rng = np.random.default_rng(12)
+    g = Graph()
+    h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
+    h = _small(g, h, 16, 6, rng)
+    h = g.op("Mul", h, g.const(rng.choice([-0.5, 0.25, 0.5], 6)))
+    h = g.op("Quant", g.op("Add", h, g.const(rng.integers(0, 4, 6) * 0.5)),
+             g.const([0.5, 1.0, 0.5, 1.0, 1.0, 0.5]), g.const(0.0), g.const(2.0), domain=QONNX,
+             signed=0, narrow=0)
+    h = _small(g, h, 6, 4, rng)
+    imp = check(g.model("x", [None, 16], h), rng.choice([-1.0, 1.0], (800, 16)).astype(np.float32),
+                min_ties=1)
+    assert imp.net.layer_acts == [3, 1] and imp.act_levels == [(0.0, 0.5)]
+
+
+@pytest.mark.parametrize("kb, bias", [(2, 1.0), (3, 0.25)])
+def test_multithreshold_out_bias_folds_into_the_next_layer(kb, bias):
+    """Unsigned levels with an offset (out_bias > 0: the value of level q is bias + 0.5 q): the
+    offset's share of the next layer's pre-activation (bias * rowsum_j) folds into its
+    thresholds; a thresholded {0, 1} output layer."""
+    rng = np.random.default_rng(5 + kb)
+    g = Graph()
+    h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
+    h = _small(g, h, 12, 6, rng)
+    t = np.sort(rng.integers(-6, 7, (6, 2 ** kb - 1)), axis=1).astype(np.float64)
+    h = g.op("MultiThreshold", h, g.const(t), domain=QONNX, out_dtype=f"UINT{kb}",
+             out_scale=0.5, out_bias=bias)
+    h = _small(g, h, 6, 5, rng)
+    h = g.op("MultiThreshold", h, g.const([[-0.5], [0.0], [0.5], [1.0], [-1.0]]), domain=QONNX,
+             out_dtype="BINARY")
+    x = rng.choice([-1.0, 1.0], (800, 12)).astype(np.float32)
+    imp = check(g.model("x", [None, 12], h), x, min_ties=1)
+    assert imp.net.layer_acts == [kb, 1] and imp.act_levels == [(bias, 0.5)]
+    assert imp.output_levels == (0.0, 1.0)
+
+
 # -- refusals: one line, naming the node and its op type ------------------------------------
 
 def _refused(model, *fragments):
@@ -325,28 +625,73 @@ def test_refuses_conv():
 
 
 def test_refuses_multibit_weights_and_activations():
+    """Weights beyond ternary, signed or zero-pointed multi-bit activations, more than 4 bits,
+    multi-bit inputs, a k-bit output layer, levels off one grid, values without a quantizer:
+    one line each, naming the node and its op type."""
     rng = np.random.default_rng(9)
+
+    def graph(act=None, w_bits=1, in_mt=None, last=None):
+        g = Graph()
+        h = (g.op("MultiThreshold", "x", g.const(in_mt), domain=QONNX, name="MT_in",
+                  out_dtype="UINT2") if in_mt is not None
+             else g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX))
+        h = _small(g, h, 8, 4, rng)
+        if act is not None:
+            h = act(g, h)
+        if last is not None:
+            return g.model("x", [1, 8], last(g, h))
+        return g.model("x", [1, 8], _small(g, h, 4, 2, rng))
+
+    # 3-bit weights with more than three levels
     g = Graph()
     h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
-    w = g.op("Quant", g.const(rng.normal(size=(8, 4))), g.const(0.25), g.const(0.0),
-             g.const(4.0), domain=QONNX, name="Quant_w", signed=1, narrow=1)
+    w = g.op("Quant", g.const(np.linspace(-1, 1, 32).reshape(8, 4)), g.const(0.25),
+             g.const(0.0), g.const(3.0), domain=QONNX, name="Quant_w", signed=1, narrow=1)
     _refused(g.model("x", [1, 8], g.op("MatMul", h, w)),
-             "node 'Quant_w' (Quant): 4-bit weights", "1-bit")
-
+             "node 'Quant_w' (Quant): 3-bit weights of output 2 take 7 values "
+             "(-3, -2, -1, 0, 1, 2, 3) x 0.25", "ternary", "no W3+")
+    # zero point of weights
     g = Graph()
     h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
-    h = _small(g, h, 8, 4, rng)
-    h = g.op("Quant", h, g.const(1.0), g.const(0.0), g.const(2.0), domain=QONNX,
-             name="Quant_a", signed=1, narrow=0)
-    _refused(g.model("x", [1, 8], _small(g, h, 4, 2, rng)), "node 'Quant_a' (Quant): 2-bit")
-
+    w = g.op("Quant", g.const(rng.normal(size=(8, 4))), g.const(1.0), g.const(1.0),
+             g.const(2.0), domain=QONNX, name="Quant_z", signed=1, narrow=1)
+    _refused(g.model("x", [1, 8], g.op("MatMul", h, w)), "node 'Quant_z' (Quant): zero point",
+             "zero_point 0")
+    # signed 2-bit activations
+    quant = (lambda signed=0, z=0.0, bits=2.0, name="Quant_a", scale=0.5: lambda g, h: g.op(
+        "Quant", h, g.const(scale), g.const(z), g.const(bits), domain=QONNX, name=name,
+        signed=signed, narrow=0))
+    _refused(graph(quant(signed=1)), "node 'Quant_a' (Quant): signed 2-bit activations",
+             "unsigned")
+    # zero point of activations
+    _refused(graph(quant(z=1.0)), "node 'Quant_a' (Quant): zero point (1) x 1", "zero_point 0")
+    # more than 4 bits
+    _refused(graph(quant(bits=8.0)), "node 'Quant_a' (Quant): 8-bit activations", "1 to 4 bits")
+    # a MultiThreshold with signed levels, and one of 16 steps
+    mt = (lambda n, bias=0.0: lambda g, h: g.op(
+        "MultiThreshold", h, g.const(np.sort(rng.normal(size=(4, n)), axis=1)), domain=QONNX,
+        name="MT_1", out_dtype="INT2" if bias else "UINT4", out_bias=bias))
+    _refused(graph(mt(3, -2.0)), "node 'MT_1' (MultiThreshold): signed multi-bit activations")
+    _refused(graph(mt(16)), "node 'MT_1' (MultiThreshold): 16 thresholds per channel",
+             "at most 4 bits")
+    # a multi-bit input quantizer
+    _refused(graph(in_mt=np.array([[0.2, 0.5, 0.7]])),
+             "node 'MT_in' (MultiThreshold): 3 thresholds per channel (multi-bit input)")
     g = Graph()
-    h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
-    h = _small(g, h, 8, 4, rng)
-    h = g.op("MultiThreshold", h, g.const(np.zeros((4, 3))), domain=QONNX, name="MT_1",
-             out_dtype="UINT2")
-    _refused(g.model("x", [1, 8], _small(g, h, 4, 2, rng)),
-             "node 'MT_1' (MultiThreshold): 3 thresholds per channel")
+    h = g.op("Quant", "x", g.const(0.5), g.const(0.0), g.const(2.0), domain=QONNX,
+             name="Quant_in", signed=0, narrow=0)
+    _refused(g.model("x", [1, 8], _small(g, h, 8, 2, rng)), "node 'Quant_in' (Quant): 2-bit input")
+    # a k-bit output layer
+    _refused(graph(last=quant(name="Quant_out", scale=2.0)),
+             "node 'Quant_out' (Quant): the output layer",
+             "bits (a two-level quantizer) or its dots")
+    # per-channel activation scales off one grid
+    _refused(graph(lambda g, h: g.op("Quant", h, g.const([1.0, 0.3, 1.0, 1.0]), g.const(0.0),
+                                     g.const(2.0), domain=QONNX, name="Quant_pc", signed=0)),
+             "node 'Quant_pc' (Quant): layer 0's activations take", "not one grid")
+    # many values but no quantizer
+    _refused(graph(lambda g, h: g.op("Mul", h, g.const(0.5), name="Mul_1")),
+             "node 'Mul_1' (Mul): layer 0's activations take 9 values", "no quantizer")
 
 
 def test_refuses_sign_of_exact_zero():
@@ -368,7 +713,8 @@ def test_refuses_other_graphs():
     g = Graph()
     h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
     h = g.op("MatMul", h, g.const(rng.normal(size=(8, 3))), name="MatMul_0")
-    _refused(g.model("x", [1, 8], h), "node 'MatMul_0' (MatMul)", "bipolar weights")
+    _refused(g.model("x", [1, 8], h), "node 'MatMul_0' (MatMul): weights of output 0 take 8 "
+             "values", "bipolar or ternary weights")
     # an unquantized input
     g = Graph()
     _refused(g.model("x", [1, 8], _small(g, "x", 8, 3, rng)), "(MatMul)", "unquantized")
@@ -380,13 +726,14 @@ def test_refuses_other_graphs():
     # an unsupported op
     g = Graph()
     h = _small(g, g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX), 8, 4, rng)
-    h = g.op("Relu", h, name="Relu_3")
-    _refused(g.model("x", [1, 8], _small(g, h, 4, 2, rng)), "node 'Relu_3' (Relu): op not supported")
+    h = g.op("Softmax", h, name="Softmax_3")
+    _refused(g.model("x", [1, 8], _small(g, h, 4, 2, rng)),
+             "node 'Softmax_3' (Softmax): op not supported")
     # a hidden layer that is not binarized
     g = Graph()
     h = _small(g, g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX), 8, 4, rng)
     h = g.op("Mul", h, g.const(0.5), name="Mul_1")
-    _refused(g.model("x", [1, 8], _small(g, h, 4, 2, rng)), "node 'Mul_1' (Mul)", "1-bit activations")
+    _refused(g.model("x", [1, 8], _small(g, h, 4, 2, rng)), "node 'Mul_1' (Mul)", "no quantizer")
     # a branch
     g = Graph()
     a = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
@@ -434,3 +781,50 @@ def test_cli_refuses_npz_options_for_onnx(tmp_path, cli):
     r = cli(["bnn", "compile", path, "-o", tmp_path / "img", "--threshold-rule", "gt"])
     assert r.code != 0 and "QONNX" in r.err and "--threshold-rule" in r.err
     assert not (tmp_path / "img").exists()
+
+
+def test_cli_compiles_a_w2a2_graph_that_equals_its_reference(tmp_path, cli, digits):
+    """Acceptance (issue 16) through the user's path: `eie bnn compile tfc_w2a2.onnx` (2-bit
+    weights, 2-bit activations), then `eie bnn golden --classes argmax` on the graph's input
+    bits: the outputs mapped back equal the ONNX reference on random inputs and on the
+    digits, and so do the classes."""
+    rng = np.random.default_rng(51)
+    model = qnn_mlp(rng, [784, 64, 64, 64, 10], [2, 2, 2, 2], [2, 2, 2], act="MultiThreshold",
+                    norm="ties")
+    path = tmp_path / "tfc_w2a2.onnx"
+    onnx.save(model, str(path))
+    x = np.concatenate([pixels(rng, 200, 784), digits])
+    imp = import_qonnx(model)
+    np.save(tmp_path / "bits.npy", imp.input_bits(x))
+    r = cli(["bnn", "compile", path, "-o", tmp_path / "img"])
+    assert r.code == 0, r.err
+    assert "QONNX" in r.out and "activations A2,A2,A2,A1" in r.out and "ternary" in r.out
+    r = cli(["bnn", "golden", tmp_path / "img", "--input", tmp_path / "bits.npy",
+             "-o", tmp_path / "y.npy", "--classes", "argmax"])
+    assert r.code == 0, r.err
+    y = np.load(tmp_path / "y.npy")
+    ref = reference(model, x)
+    np.testing.assert_array_equal(imp.outputs(y), ref.reshape(y.shape))
+    classes = np.load(tmp_path / "y.classes.npy")
+    assert np.array_equal(classes, np.argmax(ref, axis=1))
+
+
+@pytest.mark.rtl
+def test_cli_w2a2_graph_on_the_amaranth_simulator(tmp_path, cli):
+    """A small W2A2/W1A3 QONNX graph compiled and run on the Amaranth simulation of the core:
+    equal to golden and to the ONNX reference."""
+    rng = np.random.default_rng(52)
+    model = qnn_mlp(rng, [30, 12, 9, 6], [2, 1, 2], [2, 3], norm="ties", act_scale=0.25)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    x = pixels(rng, 12, 30)
+    imp = import_qonnx(model)
+    np.save(tmp_path / "bits.npy", imp.input_bits(x))
+    r = cli(["bnn", "compile", path, "-o", tmp_path / "img", "--fold", "10:4,4:3,3:2"])
+    assert r.code == 0, r.err
+    assert "activations A2,A3,A1" in r.out
+    r = cli(["bnn", "run", tmp_path / "img", "--input", tmp_path / "bits.npy", "-o",
+             tmp_path / "y.npy", "--sim", "amaranth"])
+    assert r.code == 0, r.err
+    y = np.load(tmp_path / "y.npy")
+    np.testing.assert_array_equal(imp.outputs(y), reference(model, x).reshape(y.shape))

@@ -1,26 +1,35 @@
-"""QONNX import: a graph of fully connected binarized layers, as Brevitas exports it and FINN
-reads it, to an :class:`~eie.sw.bnn.params.IntegerBnn` (docs/qonnx.md).
+"""QONNX import: a graph of fully connected quantized layers (W1/W2 weights, A1..A4
+activations), as Brevitas exports it and FINN reads it, to an
+:class:`~eie.sw.bnn.params.IntegerBnn` (docs/qonnx.md).
 
 The graph is one chain from its input to its output::
 
     input -> [Reshape/Flatten, elementwise ops] -> input quantizer (BipolarQuant, 1-bit Quant,
           one-threshold MultiThreshold, Sign) -> MatMul/Gemm -> [per-neuron ops: Add, Mul, Sub,
-          Div, BatchNormalization, ...] -> activation quantizer -> MatMul/Gemm -> ... -> output
+          Div, BatchNormalization, Relu, Clip ...] -> activation quantizer (two levels, or an
+          unsigned 2-4-bit Quant / MultiThreshold) -> MatMul/Gemm -> ... -> output
 
 Weights are constants (initializers, possibly through BipolarQuant/Quant, Transpose, Mul ...;
-every constant sub-graph is evaluated) that are ``+-c_j`` in every output neuron ``j``.
+every constant sub-graph is evaluated) that are ``+-c_j`` (a W1 layer) or ``-c_j, 0, +c_j`` (a
+ternary W2 layer, e.g. a 2-bit narrow-range Quant) in every output neuron ``j``.
 
 How a layer becomes a threshold: every node between two MatMuls acts on each neuron alone, and a
-neuron's pre-activation only depends on its match count ``m`` (``0..K``). So the importer
+neuron's pre-activation only depends on its match count ``m`` (``0..K``; for k-bit inputs, on
+its integer dot ``-K*L .. K*L``: the same argument with more rows). So the importer
 evaluates those nodes, with the graph's own float32 arithmetic, on a table of all ``K + 1``
 possible pre-activations of every neuron, and reads the threshold off the table: the first ``m``
 at which the (two-valued) output takes its higher value. A neuron whose output falls as ``m``
-rises gets its weights flipped (``m' = K - m``). Whatever the graph computes (batch norm, a
-weight or activation scale, a bias, ``{0, 1}`` or ``{-1, +1}`` activations, ``>=`` against a
-threshold), the thresholds reproduce it exactly, ties included, as long as the MatMul itself is
-exact in float32 (scales that are powers of two, or 1, as Brevitas' binary layers have).
-Multi-bit activations are the same tables with more than two values (a later extension:
-several thresholds per neuron).
+rises gets its weights flipped (``m' = K' - m``, ``K'`` its nonzero weights; ``dot' = -dot``).
+Whatever the graph computes (batch norm, a weight or activation scale, a bias, ``{0, 1}`` or
+``{-1, +1}`` activations, ``>=`` against a threshold, a Quant's rounding), the thresholds
+reproduce it exactly, ties included, as long as the MatMul itself is exact in float32 (scales
+that are powers of two, or 1, as Brevitas' binary layers have; other scales give the exact
+dot's thresholds, which the graph's rounded float32 sum can miss only within its rounding).
+Multi-bit activations (a 2-4-bit unsigned Quant, a MultiThreshold of up to 15 steps) are the
+same tables with more than two values: the layer's values must lie on one grid ``a + b*q``,
+``q = 0..2**k - 1``, ``k <= 4``; the layer becomes an ``A_k`` layer whose thresholds ``T_j`` are
+the first accumulator values with ``q >= j`` (on the match count for 1-bit inputs, on the
+integer dot for k-bit ones), and the next layer's table is computed from ``a + b*q``.
 
 Anything else is refused with one :class:`~eie.common.errors.EieError` line naming the node and
 its op type. ``onnx`` is an optional dependency (``pip install 'eie[onnx]'``), imported on use.
@@ -28,7 +37,7 @@ its op type. ``onnx`` is an optional dependency (``pip install 'eie[onnx]'``), i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -51,9 +60,9 @@ _QUANTIZERS = ("BipolarQuant", "Quant", "IntQuant", "MultiThreshold", "Sign")
 #: Ops refused with a specific reason.
 _CONV_OPS = ("Conv", "ConvTranspose", "Im2Col", "MaxPool", "AveragePool", "GlobalAveragePool",
              "QuantAvgPool2d", "MaxPoolNHWC")
-#: The widest activation / weight this import takes (1 bit); a later extension raises it.
-ACT_BITS = 1
-WEIGHT_BITS = 1
+#: The widest activation / weight precision this import takes (A4; W2: ternary).
+ACT_BITS = 4
+WEIGHT_BITS = 2
 
 
 def _onnx():
@@ -134,9 +143,12 @@ class QonnxImport:
       :meth:`input_bits` runs the graph's input nodes and gives bit 1 where the quantized input
       is the higher level (``+1`` for a BipolarQuant of scale 1);
     - ``output_levels`` (thresholded last layer): the graph's output value for bit 0 and bit 1;
-    - ``output_table`` (unthresholded last layer): ``(K + 1, n_out)``, the graph's output value
-      of every class at every match count of the (flipped) weights; the same strictly increasing
-      function of the dot in every class, so the argmax of the dots is the graph's.
+    - ``output_table`` (unthresholded last layer): ``(2 * D + 1, n_out)``, row ``dot + D`` the
+      graph's output value of every class at eie's output ``dot`` (of the flipped weights; NaN
+      where the class cannot reach that dot), ``D = output_dot_max``; the same strictly
+      increasing function of the dot in every class, so the argmax of the dots is the graph's;
+    - ``act_levels``: per hidden layer, ``(a, b)``: its activation ``q`` (a bit, or a k-bit
+      level ``0..2**k - 1``) stands for the graph's value ``a + b * q``.
     """
 
     net: IntegerBnn
@@ -144,6 +156,8 @@ class QonnxImport:
     input_levels: tuple[float, float]
     output_levels: tuple[float, float] | None = None
     output_table: np.ndarray | None = None
+    output_dot_max: int = 0
+    act_levels: list[tuple[float, float]] = field(default_factory=list)
     _input_ops: list[Callable[[np.ndarray], np.ndarray]] = field(default_factory=list, repr=False)
 
     def input_bits(self, x) -> np.ndarray:
@@ -178,9 +192,8 @@ class QonnxImport:
             assert self.output_levels is not None
             return np.where(y != 0, np.float32(self.output_levels[1]),
                             np.float32(self.output_levels[0]))
-        k = self.output_table.shape[0] - 1
-        m = (y.astype(np.int64) + k) // 2
-        return self.output_table[m, np.arange(self.output_table.shape[1])]
+        return self.output_table[y.astype(np.int64) + self.output_dot_max,
+                                 np.arange(self.output_table.shape[1])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,14 +218,60 @@ class _Input:
 
 @dataclass
 class _Layer:
-    """Layer ``index``'s output after some per-neuron nodes, as a table ``(K + 1, n_out)``: row
-    ``m`` is every neuron's value when ``m`` of its inputs match its weights."""
+    """Layer ``index``'s output after some per-neuron nodes, as a table ``(rows, n_out)``: row
+    ``r`` is every neuron's value at accumulator ``lo + r`` (the match count ``0..K`` for 1-bit
+    inputs, the integer dot ``-K*L .. K*L`` for k-bit ones; :class:`_Info`)."""
     index: int
     shape: tuple[int, ...]
     table: np.ndarray
     last: str
     quantizer: str | None = None               # label of the activation quantizer, if any
-    diverged: str | None = None                # first node after which classes differ
+    history: list = field(default_factory=list)  # (label, fn) applied since the MatMul
+
+
+@dataclass
+class _Info:
+    """What the importer knows of layer ``l``'s accumulator."""
+    n_in: int
+    in_bits: int
+    nz: np.ndarray                             # K'_j: nonzero weights of each neuron
+    table0: np.ndarray | None                  # the table right after the MatMul (and Gemm)
+    label: str                                 # the MatMul/Gemm
+
+    @property
+    def levels(self) -> int:
+        return (1 << self.in_bits) - 1
+
+    @property
+    def lo(self) -> int:
+        return 0 if self.in_bits == 1 else -self.n_in * self.levels
+
+    @property
+    def hi(self) -> int:
+        return self.n_in if self.in_bits == 1 else self.n_in * self.levels
+
+    def valid(self) -> np.ndarray:
+        """``(rows, n_out)``: the accumulator values each neuron reaches."""
+        acc = np.arange(self.lo, self.hi + 1, dtype=np.int64)[:, None]
+        if self.in_bits == 1:
+            return acc <= self.nz[None, :]
+        return np.abs(acc) <= (self.nz * self.levels)[None, :]
+
+    def dot_view(self, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """The table as a function of the neuron's dot (eie's output): ``(2D + 1, n_out)``
+        values (NaN where unreachable), the reachable mask and ``D``."""
+        valid = self.valid()
+        if self.in_bits > 1:
+            return np.where(valid, table, np.float32(np.nan)), valid, self.hi
+        d = self.n_in
+        m = np.arange(self.n_in + 1, dtype=np.int64)[:, None]
+        rows = 2 * m - self.nz[None, :] + d
+        cols = np.broadcast_to(np.arange(table.shape[1])[None, :], rows.shape)
+        vals = np.full((2 * d + 1, table.shape[1]), np.nan, dtype=np.float32)
+        ok = np.zeros(vals.shape, dtype=bool)
+        vals[rows[valid], cols[valid]] = table[valid]
+        ok[rows[valid], cols[valid]] = True
+        return vals, ok, d
 
 
 def _label(node) -> str:
@@ -228,10 +287,38 @@ def _attrs(node) -> dict:
     return out
 
 
-def _same_columns(table: np.ndarray) -> bool:
-    """Every column the same function of m, once the falling ones are reversed."""
-    t = np.where((table[-1] < table[0])[None, :], table[::-1], table)
-    return bool(np.all(t == t[:, :1]))
+def _orient(vals: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reverse (dot -> -dot) the columns whose last reachable value is below their first."""
+    idx = np.arange(vals.shape[0])[:, None]
+    first = np.where(ok, idx, vals.shape[0]).min(axis=0)
+    last = np.where(ok, idx, -1).max(axis=0)
+    cols = np.arange(vals.shape[1])
+    top = vals.shape[0] - 1
+    falling = vals[np.minimum(last, top), cols] < vals[np.minimum(first, top), cols]
+    return np.where(falling[None, :], vals[::-1], vals), falling
+
+
+def _same_function(vals: np.ndarray, ok: np.ndarray) -> bool:
+    """Every column (a function of the dot) the same where reachable, once the falling ones are
+    reversed."""
+    t, _ = _orient(vals, ok)
+    lo = np.where(ok, t, np.inf).min(axis=1)
+    hi = np.where(ok, t, -np.inf).max(axis=1)
+    some = ok.any(axis=1)
+    return bool(np.all(lo[some] == hi[some]))
+
+
+def _show(values, n: int = 8) -> str:
+    """Distinct values, as integer multiples of the smallest nonzero magnitude when they are."""
+    v = np.unique(np.asarray(values, dtype=np.float64))
+    nzv = np.abs(v[v != 0])
+    more = ", ..." if v.size > n else ""
+    if nzv.size:
+        unit = nzv.min()
+        r = v / unit
+        if np.all(r == np.round(r)):
+            return (f"({', '.join(str(int(x)) for x in r[:n])}{more}) x {unit:g}")
+    return f"({', '.join(f'{x:g}' for x in v[:n])}{more})"
 
 
 class _Importer:
@@ -244,6 +331,9 @@ class _Importer:
         self.opsets = {o.domain: o.version for o in model.opset_import}
         self.weights: list[np.ndarray] = []
         self.thresholds: list[np.ndarray | None] = []
+        self.info: list[_Info] = []
+        self.act_bits: list[int] = []
+        self.act_levels: list[tuple[float, float]] = []
         self.env: dict[str, object] = {}
         self.input_levels: tuple[float, float] | None = None
         self.input_ops: list = []
@@ -269,6 +359,7 @@ class _Importer:
             raise EieError(f"graph input '{inp.name}' has no shape; eie needs its size")
         self.input_shape = shape
         self.input_name = inp.name
+        self.outputs = {o.name for o in g.output}
         self.env[inp.name] = _Input(shape=shape, ops=[])
         annot = self._annotation(inp.name)
         if annot is not None:
@@ -280,9 +371,10 @@ class _Importer:
         if not isinstance(out, _Layer):
             raise EieError("the graph has no MatMul/Gemm layer between its input and output")
         result = self._finish_last(out)
-        net = IntegerBnn(self.weights, self.thresholds, "ge").validate()
+        bits = [2 if np.any(w == 0) else 1 for w in self.weights]
+        net = IntegerBnn(self.weights, self.thresholds, "ge", bits, self.act_bits + [1]).validate()
         return QonnxImport(net=net, input_shape=self.input_shape, input_levels=self.input_levels,
-                           _input_ops=self.input_ops, **result)
+                           act_levels=self.act_levels, _input_ops=self.input_ops, **result)
 
     def _annotation(self, name: str):
         """An input annotated BIPOLAR/BINARY (FINN's quantization_annotation) is already
@@ -357,13 +449,16 @@ class _Importer:
             out = self._shape_op(node, label, sym, consts)
         elif op in _QUANTIZERS:
             out = self._quantizer(node, label, sym, pos, consts)
-        elif op in _BINARY or op in ("Neg", "BatchNormalization"):
+        elif op in _BINARY or op in ("Neg", "BatchNormalization", "Relu", "Clip"):
             out = self._elementwise(node, label, sym, pos, consts)
         else:
             raise EieError(f"{label}: op not supported by eie's QONNX import (fully connected "
-                           f"binarized layers: MatMul/Gemm, BipolarQuant/Quant, MultiThreshold, "
-                           f"BatchNormalization, Sign, elementwise Add/Sub/Mul/Div)")
+                           f"quantized layers: MatMul/Gemm, BipolarQuant/Quant, MultiThreshold, "
+                           f"BatchNormalization, Sign, Relu, Clip, elementwise Add/Sub/Mul/Div)")
         self.env[outs[0]] = out
+        if isinstance(sym, _Layer) and node.input[pos] not in self.outputs:
+            # consumed (one chain: only Shape nodes read it again); its table is not needed
+            self.env[node.input[pos]] = replace(sym, table=None)
 
     def _fold(self, node, ins, label):
         """A node of constants only: evaluate it."""
@@ -376,6 +471,8 @@ class _Importer:
                 out, quant = bipolar_quant(vals[0], vals[1]), (label, 1)
             elif op in ("Quant", "IntQuant"):
                 bits = self._bits(label, vals[3])
+                if bits > 1:
+                    self._zero_point(label, vals[2], "weights")
                 out = int_quant(vals[0], vals[1], vals[2], bits, bool(a.get("signed", 1)),
                                 bool(a.get("narrow", 0)), self._rounding(label, a))
                 quant = (label, bits)
@@ -413,6 +510,13 @@ class _Importer:
         return int(b[0])
 
     @staticmethod
+    def _zero_point(label, z, what) -> None:
+        z = np.asarray(z, dtype=np.float64)
+        if np.any(z != 0):
+            raise EieError(f"{label}: zero point {_show(z)} of a multi-bit Quant of {what}; eie "
+                           f"reads multi-bit Quant with zero_point 0 (symmetric levels)")
+
+    @staticmethod
     def _rounding(label, a) -> str:
         r = str(a.get("rounding_mode", "ROUND")).upper()
         if r not in _ROUNDING:
@@ -443,16 +547,31 @@ class _Importer:
                 levels = (fn(levels[0]), fn(levels[1]))
             return _Input(sym.shape, sym.ops + [fn], levels, label)
         table = fn(sym.table).astype(np.float32)
-        diverged = sym.diverged
-        if diverged is None and not _same_columns(table):
-            diverged = label
         return _Layer(sym.index, sym.shape, table, label,
-                      label if quantizer else sym.quantizer, diverged)
+                      label if quantizer else sym.quantizer, sym.history + [(label, fn)])
 
     def _elementwise(self, node, label, sym, pos, consts):
         op = node.op_type
         if op == "Neg":
             return self._apply(label, sym, np.negative)
+        if op == "Relu":
+            return self._apply(label, sym, lambda x: np.maximum(x, np.zeros((), x.dtype)))
+        if op == "Clip":
+            a = _attrs(node)
+            if pos != 0:
+                raise EieError(f"{label}: clips a constant by a computed tensor")
+            self._consts(label, [c if i == 0 or node.input[i] else 0
+                                 for i, c in enumerate(consts)], 0, "its bounds")
+            lo = consts[1] if len(consts) > 1 and node.input[1] else a.get("min")
+            hi = consts[2] if len(consts) > 2 and node.input[2] else a.get("max")
+
+            def clip(x, lo=lo, hi=hi):
+                if lo is not None:
+                    x = np.maximum(x, np.asarray(lo, dtype=x.dtype))
+                if hi is not None:
+                    x = np.minimum(x, np.asarray(hi, dtype=x.dtype))
+                return x
+            return self._apply(label, sym, clip, [np.shape(v) for v in (lo, hi) if v is not None])
         if op == "BatchNormalization":
             if pos != 0:
                 raise EieError(f"{label}: normalizes a constant by a computed tensor")
@@ -485,7 +604,6 @@ class _Importer:
             raise EieError(f"{label}: quantizes a constant with computed parameters")
         self._consts(label, consts, 0, "its parameters")
         a = _attrs(node)
-        what = "input" if isinstance(sym, _Input) else "activations"
         if op == "BipolarQuant":
             s = np.asarray(consts[1], dtype=np.float32)
             fn = lambda x, s=s: bipolar_quant(x, s)  # noqa: E731
@@ -495,9 +613,19 @@ class _Importer:
         elif op in ("Quant", "IntQuant"):
             bits = self._bits(label, consts[3])
             signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+            if bits > 1 and isinstance(sym, _Input):
+                raise EieError(f"{label}: {bits}-bit input; eie's BNN core takes 1-bit (binary) "
+                               f"network inputs (quantize the input with BipolarQuant, a 1-bit "
+                               f"Quant or a one-threshold MultiThreshold)")
             if bits > ACT_BITS:
-                raise EieError(f"{label}: {bits}-bit {what}; eie's BNN core runs 1-bit "
-                               f"(binary) {what} only")
+                raise EieError(f"{label}: {bits}-bit activations; eie's BNN core runs activations "
+                               f"of 1 to {ACT_BITS} bits")
+            if bits > 1 and signed:
+                raise EieError(f"{label}: signed {bits}-bit activations (signed=1); eie's k-bit "
+                               f"activations are unsigned, 0..2^k-1 (quantize with signed=0, "
+                               f"e.g. after a Relu)")
+            if bits > 1:
+                self._zero_point(label, consts[2], "activations")
             rnd = self._rounding(label, a)
             s, z = (np.asarray(c, dtype=np.float32) for c in consts[1:3])
             fn = lambda x, s=s, z=z: int_quant(x, s, z, bits, signed, narrow, rnd)  # noqa: E731
@@ -508,9 +636,14 @@ class _Importer:
             t = np.asarray(consts[1], dtype=np.float32)
             if t.ndim != 2:
                 raise EieError(f"{label}: thresholds of shape {t.shape}; expected (channels, steps)")
+            if t.shape[1] > 1 and isinstance(sym, _Input):
+                raise EieError(f"{label}: {t.shape[1]} thresholds per channel (multi-bit input); "
+                               f"eie's BNN core takes 1-bit (binary) network inputs (one "
+                               f"threshold)")
             if t.shape[1] > 2 ** ACT_BITS - 1:
-                raise EieError(f"{label}: {t.shape[1]} thresholds per channel (multi-bit "
-                               f"{what}); eie's BNN core runs 1-bit (one-threshold) activations only")
+                raise EieError(f"{label}: {t.shape[1]} thresholds per channel; eie's BNN core "
+                               f"runs activations of at most {ACT_BITS} bits "
+                               f"({2 ** ACT_BITS - 1} thresholds)")
             if t.shape[1] < 1:
                 raise EieError(f"{label}: no thresholds; its output is constant")
             last = str(a.get("data_layout", "NCHW")).endswith("C")
@@ -518,6 +651,12 @@ class _Importer:
             if t.shape[0] not in (1, chan):
                 raise EieError(f"{label}: thresholds for {t.shape[0]} channels, the input has {chan}")
             sc, bi = float(a.get("out_scale", 1.0)), float(a.get("out_bias", 0.0))
+            top = sc * t.shape[1] + bi
+            signed = str(a.get("out_dtype", "")).startswith("INT")
+            if t.shape[1] > 1 and (min(bi, top) < 0 or signed):
+                raise EieError(f"{label}: signed multi-bit activations (levels {bi:g} .. {top:g}, "
+                               f"out_dtype {a.get('out_dtype', '?')}); eie's k-bit activations "
+                               f"are unsigned, 0..2^k-1")
             fn = lambda x, t=t, sc=sc, bi=bi, last=last: multithreshold(x, t, sc, bi, last)  # noqa: E731
             nominal = (0, 1)
             post = lambda q, sc=sc, bi=bi: sc * np.float32(q) + bi  # noqa: E731
@@ -584,7 +723,7 @@ class _Importer:
             if int(np.prod(new)) != shape[-1] or new[-1] != shape[-1]:
                 raise EieError(f"{label}: reshapes a layer's output {shape} to {new}; eie's BNN "
                                f"layers are vectors")
-            return _Layer(sym.index, new, sym.table, label, sym.quantizer, sym.diverged)
+            return _Layer(sym.index, new, sym.table, label, sym.quantizer, sym.history)
         return self._relayout(label, sym, new,
                               lambda x, n=new: x.reshape((x.shape[0],) + tuple(n[1:])))
 
@@ -601,9 +740,6 @@ class _Importer:
         w = ins[1]
         if not isinstance(w, _Const):
             raise EieError(f"{label}: its weights are computed, not constant")
-        if w.quant is not None and w.quant[1] > WEIGHT_BITS:
-            raise EieError(f"{w.quant[0]}: {w.quant[1]}-bit weights; eie's BNN core runs "
-                           f"1-bit (bipolar) weights only")
         wm = np.asarray(w.value, dtype=np.float64)
         alpha, beta, bias = 1.0, 1.0, None
         if node.op_type == "Gemm":
@@ -623,22 +759,37 @@ class _Importer:
         if shape not in ((1, n_in),) + (((n_in,),) if node.op_type == "MatMul" else ()):
             raise EieError(f"{label}: input of shape {shape} for weights {wm.shape}; eie's layers "
                            f"take (1, {n_in}) (flatten the input first)")
-        # the input encoding: the two values every input element takes
-        v0, v1 = self._finish_input(label, sym)
+        # the weights: -c_j, 0, +c_j in every output j (W1 without a 0, W2 with)
         mag = np.abs(wm)
         c = mag.max(axis=0)
-        bad = (mag != c[None, :]) | (c[None, :] == 0)
+        bad = (mag != 0) & (mag != c[None, :])
         if np.any(bad):
-            i, j = np.argwhere(bad)[0]
-            raise EieError(f"{label}: weight ({i}, {j}) is {float(wm[i, j]):g} while others of output "
-                           f"{j} are +-{float(c[j]):g}; eie's BNN core runs bipolar weights "
-                           f"(binarize with BipolarQuant)")
-        signs = np.where(wm > 0, 1, -1).astype(np.int8)          # (n_in, n_out)
-        k = n_in
-        # y_j(m) = c_j * (half * dot + mid * rowsum_j), dot = 2m - K, exactly, then float32
-        mid, half = (v0 + v1) / 2.0, (v1 - v0) / 2.0
-        dot = (2.0 * np.arange(k + 1) - k)[:, None]
-        table = c[None, :] * (half * dot + mid * signs.sum(axis=0, dtype=np.float64)[None, :])
+            j = int(np.argwhere(bad)[0][1])
+            if w.quant is not None:
+                where = f"{w.quant[0]}: {w.quant[1]}-bit weights"
+            else:
+                where = f"{label}: weights"
+            raise EieError(f"{where} of output {j} take {np.unique(wm[:, j]).size} values "
+                           f"{_show(wm[:, j])}; eie's BNN core runs bipolar or ternary weights, "
+                           f"-c, 0, +c per output (binarize with BipolarQuant, ternarize with a "
+                           f"2-bit narrow-range Quant; no W3+)")
+        t = np.sign(wm).astype(np.int8)                           # (n_in, n_out)
+        c = np.where(c == 0, 1.0, c)
+        nz = np.count_nonzero(t, axis=0).astype(np.int64)
+        rowsum = t.sum(axis=0, dtype=np.float64)[None, :]
+        # the input encoding: two values, or a grid a + b*q of k-bit levels
+        kind, p0, p1 = self._finish_input(label, sym)
+        if kind == 1:
+            # inputs v0 + (v1 - v0) * bit: y_j = c_j * (half * dot + mid * rowsum_j), exactly,
+            # dot = 2m - K'_j at match count m
+            mid, half = (p0 + p1) / 2.0, (p1 - p0) / 2.0
+            acc = np.arange(n_in + 1, dtype=np.float64)[:, None]
+            table = c[None, :] * (half * (2.0 * acc - nz[None, :]) + mid * rowsum)
+        else:
+            # inputs a + b * q, q = 0..L: y_j = c_j * (b * dot + a * rowsum_j)
+            span = n_in * ((1 << kind) - 1)
+            acc = np.arange(-span, span + 1, dtype=np.float64)[:, None]
+            table = c[None, :] * (p1 * acc + p0 * rowsum)
         table = table.astype(np.float32)
         if node.op_type == "Gemm":
             table = table * np.float32(alpha)
@@ -651,18 +802,17 @@ class _Importer:
                     raise EieError(f"{label}: bias C of shape {bias.shape} for {n_out} outputs")
                 table = table + bias * np.float32(beta)
             table = table.astype(np.float32)
-        self.weights.append(signs.T.copy())
+        self.weights.append(t.T.copy())
         self.thresholds.append(None)
-        lay = _Layer(len(self.weights) - 1, shape[:-1] + (n_out,), table, label)
-        lay.diverged = None if _same_columns(table) else label
-        return lay
+        self.info.append(_Info(n_in, kind, nz, table, label))
+        return _Layer(len(self.weights) - 1, shape[:-1] + (n_out,), table, label)
 
-    def _finish_input(self, label, sym) -> tuple[float, float]:
-        """The two levels of the MatMul's input; finishes the previous layer (its thresholds)
-        or the input path (its conversion)."""
+    def _finish_input(self, label, sym) -> tuple[int, float, float]:
+        """The encoding of the MatMul's input, ``(1, v0, v1)`` (two levels) or ``(k, a, b)``
+        (k-bit levels ``a + b*q``); finishes the previous layer (its thresholds) or the input
+        path (its conversion)."""
         if isinstance(sym, _Layer):
-            v0, v1 = self._finish_hidden(sym, label)
-            return v0, v1
+            return self._finish_hidden(sym, label)
         if sym.levels is None:
             raise EieError(f"{label}: the graph input reaches it unquantized; eie's BNN takes "
                            f"binary inputs (quantize with BipolarQuant or a one-threshold "
@@ -676,59 +826,124 @@ class _Importer:
             raise EieError(f"{sym.last}: the quantized input is constant {float(lo[0]):g}")
         self.input_levels = (float(lo[0]), float(hi[0]))
         self.input_ops = sym.ops
-        return float(lo[0]), float(hi[0])
+        return 1, float(lo[0]), float(hi[0])
 
-    def _levels(self, lay: _Layer, consumer: str) -> tuple[float, float]:
-        vals = np.unique(lay.table)
+    def _grid(self, lay: _Layer, consumer: str):
+        """The layer's activation levels: ``(k, a, b, codes)``, the graph value ``a + b*q`` of
+        every level ``q`` and the level of every table entry (reachable ones)."""
+        info = self.info[lay.index]
+        valid = info.valid()
+        vals = np.unique(lay.table[valid])
         name = lay.quantizer or lay.last
-        if len(vals) > 2:
-            raise EieError(f"{name}: layer {lay.index}'s activations take {len(vals)} values "
-                           f"before {consumer}; eie's BNN core runs 1-bit activations "
-                           f"(binarize with BipolarQuant, a 1-bit Quant or a one-threshold "
-                           f"MultiThreshold)")
         if len(vals) < 2:
             raise EieError(f"{name}: every neuron of layer {lay.index} outputs {float(vals[0]):g}; "
                            f"a constant layer carries no bits")
-        return float(vals[0]), float(vals[1])
+        if len(vals) == 2:
+            return 1, float(vals[0]), float(vals[1] - vals[0]), \
+                (lay.table == vals[1]).astype(np.int64)
+        if lay.quantizer is None:
+            raise EieError(f"{name}: layer {lay.index}'s activations take {len(vals)} values "
+                           f"before {consumer} and no quantizer made them; eie's BNN core runs "
+                           f"1- to {ACT_BITS}-bit activations (quantize with BipolarQuant, a Quant "
+                           f"of 1 to {ACT_BITS} bits or a MultiThreshold)")
+        v = vals.astype(np.float64)
+        a = v[0]
+        tol = 8 * float(np.finfo(np.float32).eps) * float(np.abs(v).max())
+        dmin = float(np.diff(v).min())
+        levels = (1 << ACT_BITS) - 1
+        for n in range(1, levels + 1):
+            q = np.rint((v - a) / (dmin / n))
+            if q[-1] > levels:
+                break
+            b = (v[-1] - a) / q[-1]
+            if tol < b / 4 and np.all(np.abs(a + q * b - v) <= tol):
+                break
+        else:
+            q = None
+        if q is None or q[-1] > levels:
+            raise EieError(f"{name}: layer {lay.index}'s activations take {len(vals)} values "
+                           f"{_show(vals)} before {consumer}, not one grid a + b*q of at most "
+                           f"{levels + 1} levels; eie's BNN core runs 1- to {ACT_BITS}-bit "
+                           f"unsigned activations, one step b a layer")
+        k = max(2, int(q[-1]).bit_length())
+        idx = np.clip(np.searchsorted(vals, lay.table), 0, len(vals) - 1)
+        return k, float(a), float(b), q.astype(np.int64)[idx]
 
-    def _set_thresholds(self, lay: _Layer, v1: float) -> None:
-        """Layer ``lay.index``'s thresholds (``matches >= T``), flipping falling neurons."""
-        fires = lay.table == np.float32(v1)                       # (K+1, n_out)
-        steps = np.diff(fires.astype(np.int8), axis=0)
-        rising, falling = np.all(steps >= 0, axis=0), np.all(steps <= 0, axis=0)
+    def _set_thresholds(self, lay: _Layer, k: int, codes: np.ndarray) -> None:
+        """Layer ``lay.index``'s thresholds (``acc >= T_j``: the first reachable accumulator
+        value at which the level is ``j`` or more), flipping falling neurons."""
+        info = self.info[lay.index]
+        valid = info.valid()
+        d = np.diff(codes, axis=0)
+        both = valid[1:] & valid[:-1]
+        rising = np.all((d >= 0) | ~both, axis=0)
+        falling = np.all((d <= 0) | ~both, axis=0)
         if not np.all(rising | falling):
             j = int(np.argwhere(~(rising | falling))[0][0])
-            raise EieError(f"{lay.quantizer or lay.last}: neuron {j} of layer {lay.index} is on "
-                           f"for a non-contiguous range of dots; not one threshold")
+            raise EieError(f"{lay.quantizer or lay.last}: neuron {j} of layer {lay.index} is not "
+                           f"a monotone function of its dot; not thresholds")
         flip = falling & ~rising
-        k = fires.shape[0] - 1
+        rows = codes.shape[0]
+        r = np.arange(rows, dtype=np.int64)[:, None]
+        if info.in_bits == 1:                                   # m' = K'_j - m
+            src = np.where(flip[None, :], info.nz[None, :] - r, r)
+            vlo, vhi = np.zeros_like(info.nz), info.nz
+        else:                                                   # dot' = -dot
+            src = np.where(flip[None, :], rows - 1 - r, r)
+            vhi = info.nz * info.levels
+            vlo = -vhi
+        oriented = np.take_along_axis(codes, np.clip(src, 0, rows - 1), axis=0)
+        lo, hi = info.lo, info.hi
+        t = np.empty((codes.shape[1], (1 << k) - 1), dtype=np.int64)
+        for j in range(1, t.shape[1] + 1):
+            count = ((oriented >= j) & valid).sum(axis=0)
+            first = vhi + 1 - count
+            tj = np.where(count > 0, first, hi + 1)
+            t[:, j - 1] = np.where((count > 0) & (first == vlo), lo, tj)
         self.weights[lay.index][flip] *= -1
-        self.thresholds[lay.index] = (k + 1 - fires.sum(axis=0)).astype(np.int64)
+        self.thresholds[lay.index] = t[:, 0].copy() if k == 1 else t
 
-    def _finish_hidden(self, lay: _Layer, consumer: str) -> tuple[float, float]:
-        v0, v1 = self._levels(lay, consumer)
-        self._set_thresholds(lay, v1)
-        return v0, v1
+    def _finish_hidden(self, lay: _Layer, consumer: str) -> tuple[int, float, float]:
+        k, a, b, codes = self._grid(lay, consumer)
+        self._set_thresholds(lay, k, codes)
+        self.info[lay.index].table0 = None                      # only the last layer's is read
+        self.act_bits.append(k)
+        self.act_levels.append((a, b))
+        return (1, a, a + b) if k == 1 else (k, a, b)
 
     def _finish_last(self, lay: _Layer) -> dict:
+        info = self.info[lay.index]
         if lay.quantizer is not None:
-            v0, v1 = self._levels(lay, "the graph output")
-            self._set_thresholds(lay, v1)
-            return {"output_levels": (v0, v1)}
-        t = lay.table
-        steps = np.diff(t, axis=0)
-        rising, falling = np.all(steps > 0, axis=0), np.all(steps < 0, axis=0)
-        if not np.all(rising | falling):
-            j = int(np.argwhere(~(rising | falling))[0][0])
-            raise EieError(f"{lay.last}: output {j} is not a strictly monotone function of the "
-                           f"last layer's dot; eie's last layer outputs the dot itself")
-        if lay.diverged is not None:
-            raise EieError(f"{lay.diverged}: makes the outputs a different function of the dot "
-                           f"in each class (a per-class scale or offset after the last layer), "
-                           f"so their argmax is not the dots'; eie's last layer outputs the dot")
-        t = np.where(falling[None, :], t[::-1], t)
+            k, a, b, codes = self._grid(lay, "the graph output")
+            if k > 1:
+                raise EieError(f"{lay.quantizer}: the output layer's activations take more than "
+                               f"two values ({k}-bit); eie's output layer outputs bits (a "
+                               f"two-level quantizer) or its dots (no quantizer)")
+            self._set_thresholds(lay, 1, codes)
+            vals = np.unique(lay.table[info.valid()])
+            return {"output_levels": (float(vals[0]), float(vals[1]))}
+        vals, ok, dmax = info.dot_view(lay.table)
+        for j in range(vals.shape[1]):
+            s = np.diff(vals[ok[:, j], j])
+            if not (np.all(s > 0) or np.all(s < 0)):
+                raise EieError(f"{lay.last}: output {j} is not a strictly monotone function of "
+                               f"the last layer's dot; eie's last layer outputs the dot itself")
+        if not _same_function(vals, ok):
+            where = info.label
+            t = info.table0
+            if _same_function(*info.dot_view(t)[:2]):
+                for label, fn in lay.history:
+                    t = fn(t).astype(np.float32)
+                    if not _same_function(*info.dot_view(t)[:2]):
+                        where = label
+                        break
+            raise EieError(f"{where}: makes the outputs a different function of the dot "
+                           f"in each class (a per-class scale or offset: weight scales per "
+                           f"output, a bias, ops after the last layer), so their argmax is not "
+                           f"the dots'; eie's last layer outputs the dot")
+        vals, falling = _orient(vals, ok)
         self.weights[lay.index][falling] *= -1
-        return {"output_table": t.astype(np.float32)}
+        return {"output_table": vals.astype(np.float32), "output_dot_max": int(dmax)}
 
 
 # ---------------------------------------------------------------------------------------------
