@@ -484,8 +484,9 @@ def register(subparsers) -> None:
                                    "FINN): convert the thresholds to eie's matches >= T. Write "
                                    "an image directory (manifest + $readmemh files). The kind "
                                    "is told by the keys: T{l} makes an integer model. A "
-                                   "QONNX graph (.onnx, fully connected binarized layers as "
-                                   "Brevitas and FINN export them; docs/qonnx.md) is imported "
+                                   "QONNX graph (.onnx, fully connected layers with binary or "
+                                   "ternary weights and 1-4-bit activations as Brevitas and "
+                                   "FINN export them; docs/qonnx.md) is imported "
                                    "into an integer model.")
     c.add_argument("model", metavar="MODEL.npz|MODEL.onnx",
                    help="float: W{l} (n_out, n_in); gamma{l} beta{l} mean{l} var{l} per hidden "
