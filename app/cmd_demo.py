@@ -11,10 +11,16 @@ __all__ = ["register", "demo_dir_files"]
 
 #: Where ``eie demo`` writes without ``--out``.
 DEFAULT_OUT = Path("out/demo")
-#: The files of a demo output besides its plots and its two image directories.
+#: The files of a demo output besides its plots and its image directories.
 _DEMO_FILES = ("report.md", "lenet_float.npz", "lenet_compressed.npz", "x_test_int16.npy",
                "y_test.npy", "eie_rtl_outputs.npy", "eie_sim.log", "bnn_tfc.npz", "bnn_sfc.npz",
-               "x_test_bits.npy", "bnn_rtl_outputs.npy", "bnn_sim.log")
+               "x_test_bits.npy", "bnn_rtl_outputs.npy", "bnn_sim.log",
+               *(f"bnn_{shape}_{name}.npz" for shape in ("tfc", "sfc")
+                 for name in ("W2A1", "W1A2", "W2A2")),
+               *(f"bnn_rtl_outputs_{name}.npy" for name in ("W2A1", "W1A2", "W2A2")))
+#: The image directories of a demo output (the BNN's at W1A1, then at the other precisions).
+_DEMO_IMAGE_DIRS = ("eie_image", "bnn_image", "bnn_image_W2A1", "bnn_image_W1A2",
+                    "bnn_image_W2A2")
 
 
 def demo_dir_files(out: Path) -> set[str] | None:
@@ -31,7 +37,8 @@ def demo_dir_files(out: Path) -> set[str] | None:
     if not isinstance(plots, list) or not all(outputs.safe_name(p) for p in plots):
         return None
     files = {"report.json", *_DEMO_FILES, *plots}
-    for sub, owner in (("eie_image", EIE_IMAGE_OWNER), ("bnn_image", BNN_IMAGE_OWNER)):
+    for sub in _DEMO_IMAGE_DIRS:
+        owner = EIE_IMAGE_OWNER if sub == "eie_image" else BNN_IMAGE_OWNER
         if (out / sub).is_dir() and not (out / sub).is_symlink():
             inner = owner(out / sub)
             if inner is None:
@@ -58,8 +65,9 @@ def _handler(args: argparse.Namespace) -> int:
     cfg = DemoConfig.for_mode(mode, out=out, images=args.images, sim=args.sim,
                               n_pe=args.pes, seed=args.seed, bnn_shape=args.bnn_shape,
                               bnn_fold=args.bnn_fold, progress=not args.no_progress)
-    print(f"eie demo ({mode}): LeNet-300-100 on EIE ({cfg.n_pe} PEs) and a binarized "
-          f"{cfg.bnn_shape.upper()} on the BNN core, {cfg.images} test digits on each RTL "
+    print(f"eie demo ({mode}): LeNet-300-100 on EIE ({cfg.n_pe} PEs) and a "
+          f"{cfg.bnn_shape.upper()} on the BNN core (W1A1, W2A1, W1A2, W2A2), {cfg.images} test "
+          f"digits on each RTL "
           f"({cfg.sim}); output in {cfg.out}", flush=True)
     report = run_demo(cfg)
     print()

@@ -23,12 +23,18 @@ efficiency from the cycle model over all test digits (``report["eie"]["load_bala
 straight-through estimator and batch norm on the same digits binarized at pixel >= 128
 (:mod:`eie.sw.bnn.train`), compiled to thresholds (:func:`eie.sw.bnn.compile.compile_model`),
 run on the BNN RTL (:func:`eie.sim.bnn_run.run_rtl`), every output compared with the golden
-model; accuracy and the measured initiation interval next to the analytic one.
+model; accuracy and the measured initiation interval next to the analytic one. That network is
+the W1A1 entry of ``report["bnn"]["precisions"]``; the same shape is then trained with the same
+seed, epochs and digits at W2A1 (ternary weights), W1A2 (2-bit activations) and W2A2, and each
+goes through the same steps (``bnn.precisions.<NAME>``: float, golden and RTL accuracy, RTL ==
+golden, measured and analytic II). Their LUT/BRAM cost is in docs/bnn.md (measured once with
+Yosys; the demo synthesizes nothing).
 
 Output (``--out``, default ``out/demo``, written atomically as one directory): ``report.md``,
 ``report.json``, plots (``accuracy_vs_kept.png``, ``weight_hist.png``, ``pe_load.png``), the
-trained models (``lenet_float.npz``, ``lenet_compressed.npz``, ``bnn_tfc.npz``), the images
-(``eie_image/``, ``bnn_image/``) and the test inputs (``x_test_int16.npy``,
+trained models (``lenet_float.npz``, ``lenet_compressed.npz``, ``bnn_tfc.npz``,
+``bnn_tfc_W2A1.npz``, ``bnn_tfc_W1A2.npz``, ``bnn_tfc_W2A2.npz``), the images (``eie_image/``,
+``bnn_image/``, ``bnn_image_<NAME>/``), the RTL outputs and the test inputs (``x_test_int16.npy``,
 ``x_test_bits.npy``) so that every step can be repeated with the ``eie`` commands.
 """
 
@@ -51,6 +57,18 @@ __all__ = ["MODES", "DemoConfig", "run_demo", "format_summary", "REQUIRED_KEYS"]
 
 MODES = ("quick", "default", "full")
 
+#: The weight and activation precisions the demo trains (hidden layers; the output layer is A1),
+#: in this order; W1A1 is the BNN the demo trains first (``bnn.*``).
+BNN_PRECISIONS = {"W1A1": (1, 1), "W2A1": (2, 1), "W1A2": (1, 2), "W2A2": (2, 2)}
+#: Every ``bnn.precisions.<NAME>`` has these keys (besides the precisions, files and folding).
+PRECISION_KEYS = ("float_accuracy", "rtl_accuracy", "rtl_images", "rtl_matches_golden",
+                  "initiation_interval", "analytic_ii")
+#: Where the hardware cost of each precision is (the demo synthesizes nothing).
+BNN_COST_NOTE = ("LUT/BRAM of each precision: docs/bnn.md, \"In the demo (eie demo): the "
+                 "four precisions side by side\" (iCE40 SB_LUT4 and EBR of the TFC at fold 8:1 "
+                 "x4, Yosys synth_ice40, measured once (commit b7b5b15) with the command given "
+                 "there; the demo synthesizes nothing)")
+
 #: Keys every report.json has (``section.key``), as the end-to-end issue lists them.
 REQUIRED_KEYS = (
     "eie.float_accuracy", "eie.compressed_accuracy", "eie.weights_kept",
@@ -58,7 +76,7 @@ REQUIRED_KEYS = (
     "eie.rtl_matches_golden", "eie.rtl_accuracy", "eie.cycles_per_image",
     "bnn.float_accuracy", "bnn.rtl_images", "bnn.rtl_matches_golden", "bnn.rtl_accuracy",
     "bnn.initiation_interval",
-)
+) + tuple(f"bnn.precisions.{name}.{key}" for name in BNN_PRECISIONS for key in PRECISION_KEYS)
 
 #: The most accuracy (a fraction) compression may cost, as the issue sets it: 0.5 points.
 MAX_ACCURACY_LOSS = 0.005
@@ -628,13 +646,32 @@ def _bnn_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
          f"{'' if matches else f' on {mismatched} digits'}; accuracy {rtl_acc:.2%}, "
          f"initiation interval {ii_measured} cycles (analytic {ii_analytic}), folding "
          f"{folding_text(folds)}", show)
+    n_layers = len(shape) - 1
+    golden_equals_float = bool(np.array_equal(gold, float_forward(fb, xb_test)))
+    precisions = {"W1A1": {
+        "weight_bits": [1] * n_layers, "act_bits": [1] * n_layers, "model_file": npz_name,
+        "image_dir": "bnn_image", "rtl_outputs_file": "bnn_rtl_outputs.npy",
+        "epochs": cfg.bnn_epochs, "folding": folding_text(folds), "float_accuracy": float_acc,
+        "golden_accuracy": golden_acc, "golden_equals_float": golden_equals_float,
+        "rtl_images": n, "rtl_matches_golden": matches, "rtl_mismatched_images": mismatched,
+        "rtl_accuracy": rtl_acc, "initiation_interval": ii_measured, "analytic_ii": ii_analytic,
+        "initiation_interval_mean": ii_mean, "latency_cycles": counters.get("latency"),
+        "layer_ii": [f.ii for f in folds], "zero_weights": 0,
+        "training_seconds": timings["bnn_training"], "rtl_seconds": timings["bnn_rtl"]}}
+    _say_precision(cfg, "W1A1", precisions["W1A1"])
+    t0 = time.perf_counter()
+    for name, (wb, ab) in BNN_PRECISIONS.items():
+        if name != "W1A1":
+            precisions[name] = _bnn_precision(cfg, data, tmp, name, shape,
+                                              [wb] * n_layers, [ab] * (n_layers - 1) + [1])
+    timings["bnn_precisions"] = time.perf_counter() - t0
     return {
         "network": cfg.bnn_shape.upper(),
         "shape": list(shape),
         "folding": folding_text(folds),
         "float_accuracy": float_acc,
         "golden_accuracy": golden_acc,
-        "golden_equals_float": bool(np.array_equal(gold, float_forward(fb, xb_test))),
+        "golden_equals_float": golden_equals_float,
         "rtl_simulator": cfg.sim,
         "rtl_images": n,
         "rtl_matches_golden": matches,
@@ -648,27 +685,111 @@ def _bnn_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
         "stall_cycles": counters.get("stall"),
         "counters": counters,
         "layer_ii": [f.ii for f in folds],
+        "precisions": precisions,
+        "precisions_hardware_cost": BNN_COST_NOTE,
     }
 
 
-def _run_bnn_rtl(cfg: DemoConfig, image, x: np.ndarray, tmp: Path) -> tuple[np.ndarray, dict]:
+def _say_precision(cfg: DemoConfig, name: str, r: dict[str, Any]) -> None:
+    """The console's line of one precision."""
+    ok = "EQUAL to" if r["rtl_matches_golden"] else \
+        f"DIFFERENT FROM ({r['rtl_mismatched_images']} digits)"
+    _say(f"BNN  {name} ({cfg.bnn_shape.upper()}, {r['epochs']} epochs): float "
+         f"{r['float_accuracy']:.2%}, golden {r['golden_accuracy']:.2%}; RTL ({cfg.sim}) "
+         f"{r['rtl_accuracy']:.2%} on {r['rtl_images']} digits, {ok} golden; II "
+         f"{r['initiation_interval']} (analytic {r['analytic_ii']}), folding {r['folding']}",
+         cfg.progress)
+
+
+def _bnn_precision(cfg: DemoConfig, data, tmp: Path, name: str, shape, weight_bits: list[int],
+                   act_bits: list[int]) -> dict[str, Any]:
+    """TFC (or SFC) at another weight/activation precision: trained with the W1A1 network's
+    seed, epochs and digits, compiled (default folding, or ``--bnn-fold``), golden over every
+    test digit, the first ``cfg.images`` through the RTL; files ``bnn_<shape>_<NAME>.npz``,
+    ``bnn_image_<NAME>/``, ``bnn_rtl_outputs_<NAME>.npy``."""
+    from ..hw.bnn.folding import analytic_ii, folding_text
+    from ..sw.bnn.compile import compile_model
+    from ..sw.bnn.float_model import float_forward
+    from ..sw.bnn.golden import golden_forward as bnn_golden
+    from ..sw.bnn.image import write_image as write_bnn_image
+    from ..sw.bnn.train import BinaryMLP, BnnTrainConfig, train_bnn
+    from ..sw.mnist import binarize_pixels
+
+    show = cfg.progress
+    xb_train, xb_test = binarize_pixels(data.x_train), binarize_pixels(data.x_test)
+    y_test = data.y_test
+    t0 = time.perf_counter()
+    model = BinaryMLP.init(shape, seed=cfg.seed, weight_bits=weight_bits, act_bits=act_bits)
+    with _blas_single_thread():
+        bar = _bar(cfg.bnn_epochs, f"BNN: train {cfg.bnn_shape.upper()} {name}", show)
+        train_bnn(model, xb_train, data.y_train,
+                  BnnTrainConfig(epochs=cfg.bnn_epochs, seed=cfg.seed),
+                  progress=lambda e, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")))
+        bar.close()
+    npz_name = f"bnn_{cfg.bnn_shape}_{name}.npz"
+    np.savez(tmp / npz_name, **model.to_npz_dict())
+    fb = model.to_float_bnn()
+    flt = float_forward(fb, xb_test)
+    float_acc = float(np.mean(np.argmax(flt, axis=1) == y_test))
+    t_train = time.perf_counter() - t0
+
+    image = compile_model(fb, cfg.bnn_fold)
+    write_bnn_image(image, tmp / f"bnn_image_{name}")
+    gold = bnn_golden(image, xb_test)
+    folds = image.folds
+    t0 = time.perf_counter()
+    n = cfg.images
+    y_rtl, counters = _run_bnn_rtl(cfg, image, xb_test[:n], tmp, label=f"{name} ")
+    t_rtl = time.perf_counter() - t0
+    np.save(tmp / f"bnn_rtl_outputs_{name}.npy", y_rtl)
+    same_shape = y_rtl.shape == gold[:n].shape
+    matches = bool(same_shape and np.array_equal(y_rtl, gold[:n]))
+    ii_mean = None
+    if counters.get("samples_out", 0) > 1:
+        ii_mean = (counters["t_last_out"] - counters["t_first_out"]) / (counters["samples_out"] - 1)
+    res = {
+        "weight_bits": list(weight_bits), "act_bits": list(act_bits), "model_file": npz_name,
+        "image_dir": f"bnn_image_{name}", "rtl_outputs_file": f"bnn_rtl_outputs_{name}.npy",
+        "epochs": cfg.bnn_epochs, "folding": folding_text(folds),
+        "float_accuracy": float_acc,
+        "golden_accuracy": float(np.mean(np.argmax(gold, axis=1) == y_test)),
+        "golden_equals_float": bool(np.array_equal(gold, flt)),
+        "rtl_images": n, "rtl_matches_golden": matches,
+        "rtl_mismatched_images": int(np.sum(np.any(y_rtl != gold[:n], axis=1))) if same_shape
+        else n,
+        "rtl_accuracy": float(np.mean(np.argmax(y_rtl, axis=1) == y_test[:n])),
+        "initiation_interval": counters.get("ii_min"), "analytic_ii": analytic_ii(folds),
+        "initiation_interval_mean": ii_mean, "latency_cycles": counters.get("latency"),
+        "layer_ii": [f.ii for f in folds],
+        "zero_weights": int(sum(int(np.sum(m == 0)) for m in image.masks if m is not None)),
+        "training_seconds": t_train, "rtl_seconds": t_rtl,
+    }
+    _say_precision(cfg, name, res)
+    return res
+
+
+def _run_bnn_rtl(cfg: DemoConfig, image, x: np.ndarray, tmp: Path,
+                 label: str = "") -> tuple[np.ndarray, dict]:
     from tqdm import tqdm
 
     from ..sim.bnn_run import BnnJob, run_amaranth, run_rtl
     from ..sim.eie_run import cache_dir
 
     job = BnnJob(image, x, preload=True)
-    _say(f"BNN  RTL: building {cfg.sim} (cached after the first run) and streaming "
+    _say(f"BNN  {label}RTL: building {cfg.sim} (cached after the first run) and streaming "
          f"{x.shape[0]} digits", cfg.progress)
-    bar = tqdm(total=x.shape[0], desc=f"BNN: RTL ({cfg.sim})", unit="sample", leave=False,
+    bar = tqdm(total=x.shape[0], desc=f"BNN: {label}RTL ({cfg.sim})", unit="sample", leave=False,
                disable=not cfg.progress, file=sys.stderr)
     try:
         if cfg.sim == "amaranth":
             run_amaranth(image.folds, [job])
         else:
             from ..hw.bnn.memory_map import config_crc
+            from ..hw.bnn.words import image_last_thresholded, image_weight_bits
 
-            build = cache_dir() / "bnn_demo" / f"{config_crc(image.folds):08x}"
+            # one build directory a core (shape, folding, precisions); W1A1's key as before
+            crc = config_crc(image.folds, image_last_thresholded(image), image_weight_bits(image))
+            build = cache_dir() / "bnn_demo" / f"{crc:08x}"
             with _locked(build.with_suffix(".lock")), _quiet_fds(tmp / "bnn_sim.log"):
                 run_rtl(cfg.sim, image.folds, [job], build_dir=build)
     except RuntimeError as exc:
@@ -781,6 +902,25 @@ def _checks(cfg: DemoConfig, eie: dict[str, Any], bnn: dict[str, Any]) -> list[d
         {"check": "BNN golden model equals the float model", "enforced": True,
          "ok": bnn["golden_equals_float"], "value": "1,000 digits"},
     ]
+    precisions = bnn.get("precisions", {})
+    for name, r in precisions.items():
+        if name == "W1A1":      # the BNN above
+            continue
+        checks += [
+            {"check": f"BNN {name} RTL outputs equal the golden model", "enforced": True,
+             "ok": r["rtl_matches_golden"], "value": f"{r['rtl_images']} digits"},
+            {"check": f"BNN {name} golden model equals the float model", "enforced": True,
+             "ok": r["golden_equals_float"], "value": "1,000 digits"},
+        ]
+    if precisions:
+        # the digits are preloaded, so the core's smallest interval is the analytic II; one
+        # digit has no interval
+        checks.append({
+            "check": "BNN measured II equals the analytic II (" + ", ".join(precisions) + ")",
+            "enforced": cfg.images >= 2,
+            "ok": all(r["initiation_interval"] == r["analytic_ii"] for r in precisions.values()),
+            "value": ", ".join(f"{name} {r['initiation_interval']} / {r['analytic_ii']}"
+                               for name, r in precisions.items())})
     if cfg.images < 200:
         # the issue's floor for the demo; a smaller --images is the user's explicit choice
         checks.append({"check": "at least 200 digits on each RTL", "enforced": False,
@@ -832,6 +972,13 @@ def format_summary(report: dict[str, Any]) -> str:
         ("BNN initiation interval (cycles)", f"{b['initiation_interval']}",
          f"analytic {b['initiation_interval_analytic']}, folding {b['folding']}"),
     ]
+    for name, r in b.get("precisions", {}).items():
+        rows.append((f"BNN {name}: float / RTL accuracy, II",
+                     f"{r['float_accuracy']:.2%} / {r['rtl_accuracy']:.2%}, "
+                     f"{r['initiation_interval']}",
+                     f"RTL == golden {'yes' if r['rtl_matches_golden'] else 'NO'} "
+                     f"({r['rtl_images']} digits), analytic II {r['analytic_ii']}, "
+                     f"{r['epochs']} epochs"))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     lines = [f"{'':{w0}}  {'result':>{w1}}  note", "-" * (w0 + w1 + 40)]
@@ -920,17 +1067,35 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
            f"RTL {b['rtl_accuracy']:.2%} on {b['rtl_images']} digits. Folding "
            f"`{b['folding']}` (SIMD:PE per layer), per-layer II {b['layer_ii']}; measured "
            f"initiation interval {b['initiation_interval']} cycles (analytic "
-           f"{b['initiation_interval_analytic']}), latency {b['latency_cycles']} cycles.", "",
-           "## Plots", ""]
+           f"{b['initiation_interval_analytic']}), latency {b['latency_cycles']} cycles.", ""]
+    if b.get("precisions"):
+        md += [f"### {b['network']} at four precisions", "",
+               "The same shape, seed, epochs and digits; W2 = ternary weights (TWN), A2 = 2-bit "
+               "activations (DoReFa) in the hidden layers. Float and golden accuracy over all "
+               "1,000 test digits; RTL on the first digits, every output compared with golden; "
+               "II measured from the core's counters (digits preloaded).", "",
+               "| precision | model file | folding | float | golden | RTL accuracy | RTL == "
+               "golden | II measured | II analytic | latency | zero weights |",
+               "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name, r in b["precisions"].items():
+            md.append(f"| {name} | `{r['model_file']}` | `{r['folding']}` | "
+                      f"{r['float_accuracy']:.2%} | {r['golden_accuracy']:.2%} | "
+                      f"{r['rtl_accuracy']:.2%} ({r['rtl_images']} digits) | "
+                      f"{'yes' if r['rtl_matches_golden'] else 'NO'} | "
+                      f"{r['initiation_interval']} | {r['analytic_ii']} | "
+                      f"{r['latency_cycles']} | {r['zero_weights']:,} |")
+        md += ["", b.get("precisions_hardware_cost", BNN_COST_NOTE) + ".", ""]
+    md += ["## Plots", ""]
     md += [f"![{p}]({p})" for p in plots]
     md += ["", "## Time", "", "| step | seconds |", "|---|---|"]
     md += [f"| {k} | {v:.1f} |" for k, v in report["timings"].items()]
     md += ["", "## Files", "",
            "`lenet_float.npz`, `lenet_compressed.npz` (W0, b0, ...: `eie compress` reads them), "
            "`eie_image/` (the SRAM image), `x_test_int16.npy`, `y_test.npy`, "
-           "`eie_rtl_outputs.npy`, `bnn_*.npz`, `bnn_image/`, `x_test_bits.npy`, "
-           "`bnn_rtl_outputs.npy`, simulator logs. See docs/demo.md to repeat each "
-           "step with the `eie` commands.", ""]
+           "`eie_rtl_outputs.npy`, `bnn_*.npz` (W1A1 `bnn_tfc.npz`, the others "
+           "`bnn_tfc_W2A1.npz` ...), `bnn_image/` (and `bnn_image_W2A1/` ...), "
+           "`x_test_bits.npy`, `bnn_rtl_outputs.npy` (and `bnn_rtl_outputs_W2A1.npy` ...), "
+           "simulator logs. See docs/demo.md to repeat each step with the `eie` commands.", ""]
     return "\n".join(md)
 
 

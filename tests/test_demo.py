@@ -178,6 +178,100 @@ def test_bnn_rtl_equals_golden_on_every_image(demo):
     assert b["initiation_interval"] == b["initiation_interval_analytic"]
 
 
+PRECISIONS = {"W1A1": ([1] * 4, [1] * 4), "W2A1": ([2] * 4, [1] * 4),
+              "W1A2": ([1] * 4, [2, 2, 2, 1]), "W2A2": ([2] * 4, [2, 2, 2, 1])}
+FIELDS = ("float_accuracy", "rtl_accuracy", "rtl_images", "rtl_matches_golden",
+          "initiation_interval", "analytic_ii")
+
+
+def test_bnn_four_precisions_in_the_report(demo):
+    """bnn.precisions.<NAME> for W1A1, W2A1, W1A2, W2A2: every field, RTL == golden, measured
+    II == analytic; W1A1 is the demo's BNN (not trained twice)."""
+    out, report = demo
+    on_disk = json.loads((out / "report.json").read_text())
+    b = on_disk["bnn"]
+    assert list(b["precisions"]) == list(PRECISIONS)
+    for name, (wb, ab) in PRECISIONS.items():
+        r = b["precisions"][name]
+        for key in FIELDS:
+            assert r.get(key) is not None, (name, key)
+        assert r["weight_bits"] == wb and r["act_bits"] == ab, name
+        assert r["rtl_images"] == N_IMAGES, name
+        assert r["rtl_matches_golden"] is True, name
+        assert r["golden_equals_float"] is True, name
+        assert isinstance(r["initiation_interval"], int) and r["initiation_interval"] > 0, name
+        assert r["initiation_interval"] == r["analytic_ii"], name
+        assert 0.0 <= r["float_accuracy"] <= 1.0 and 0.0 <= r["rtl_accuracy"] <= 1.0, name
+        assert r["epochs"] == on_disk["config"]["bnn_epochs"], name
+    w1a1 = b["precisions"]["W1A1"]
+    assert w1a1["model_file"] == "bnn_tfc.npz" and w1a1["image_dir"] == "bnn_image"
+    for key in ("float_accuracy", "rtl_accuracy", "rtl_matches_golden", "initiation_interval"):
+        assert w1a1[key] == b[key], key
+    assert w1a1["analytic_ii"] == b["initiation_interval_analytic"]
+    # the analytic II of each recomputed from its image's folding
+    from eie.hw.bnn.folding import analytic_ii
+    from eie.sw.bnn.image import read_image
+
+    for name, r in b["precisions"].items():
+        image = read_image(out / r["image_dir"])
+        assert analytic_ii(image.folds) == r["analytic_ii"], name
+        assert [f.out_bits for f in image.folds] == r["act_bits"], name
+    checks = {c["check"]: c for c in on_disk["checks"]}
+    for name in ("W2A1", "W1A2", "W2A2"):
+        assert checks[f"BNN {name} RTL outputs equal the golden model"]["ok"] is True
+    # the console/report summary and report.md carry one row a precision
+    md = (out / "report.md").read_text()
+    for name, r in b["precisions"].items():
+        assert f"BNN {name}: float / RTL accuracy, II" in md, name
+        assert f"| {name} | `{r['model_file']}` |" in md, name
+    assert "docs/bnn.md" in md
+
+
+@pytest.mark.parametrize("name", list(PRECISIONS))
+def test_bnn_precision_from_its_files(demo, name):
+    """Each precision's float accuracy re-evaluated from its saved model file, its golden model
+    recompiled from that file, and its saved RTL outputs equal to golden."""
+    from eie.sw.bnn.compile import compile_model
+    from eie.sw.bnn.float_model import float_forward, load_model
+    from eie.sw.bnn.golden import golden_forward
+    from eie.sw.bnn.image import read_image
+
+    out, report = demo
+    r = report["bnn"]["precisions"][name]
+    wb, ab = PRECISIONS[name]
+    model_file = "bnn_tfc.npz" if name == "W1A1" else f"bnn_tfc_{name}.npz"
+    assert r["model_file"] == model_file
+    model = load_model(out / model_file)
+    assert list(model.layer_bits) == wb and list(model.layer_acts) == ab
+    bits = np.load(out / "x_test_bits.npy")
+    y = np.load(out / "y_test.npy")
+    flt = float_forward(model, bits)
+    assert r["float_accuracy"] == pytest.approx(np.mean(np.argmax(flt, axis=1) == y))
+    image = compile_model(model, report["config"]["bnn_fold"])
+    gold = golden_forward(image, bits)
+    np.testing.assert_array_equal(gold, flt)
+    np.testing.assert_array_equal(golden_forward(read_image(out / r["image_dir"]), bits), gold)
+    rtl = np.load(out / r["rtl_outputs_file"])
+    assert rtl.shape == (N_IMAGES, 10)
+    np.testing.assert_array_equal(rtl, gold[:N_IMAGES])
+    assert r["rtl_accuracy"] == pytest.approx(np.mean(np.argmax(rtl, axis=1) == y[:N_IMAGES]))
+    assert r["golden_accuracy"] == pytest.approx(np.mean(np.argmax(gold, axis=1) == y))
+
+
+def test_bnn_precisions_are_different_networks(demo):
+    """The four are trained separately: ternary files hold zeros, 2-bit ones act_bits."""
+    out, report = demo
+    files = {name: np.load(out / report["bnn"]["precisions"][name]["model_file"])
+             for name in PRECISIONS}
+    assert "weight_bits" not in files["W1A1"] and "act_bits" not in files["W1A1"]
+    for name in ("W2A1", "W2A2"):
+        assert list(files[name]["weight_bits"]) == [2] * 4
+        assert report["bnn"]["precisions"][name]["zero_weights"] > 0
+    for name in ("W1A2", "W2A2"):
+        assert list(files[name]["act_bits"]) == [2, 2, 2, 1]
+    assert not np.array_equal(files["W1A1"]["W0"], files["W2A1"]["W0"])
+
+
 def test_report_files(demo):
     out, report = demo
     md = (out / "report.md").read_text()
