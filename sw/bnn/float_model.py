@@ -55,39 +55,41 @@ def ternarize(w) -> tuple[np.ndarray, float]:
     return t, a
 
 
-def check_weight_bits(bits, n_layers: int, where: str = "weight_bits") -> list[int]:
-    """``bits`` as a list of 1/2 per layer (``None`` or empty: all 1), or :class:`EieError`."""
+def _check_precisions(bits, n_layers: int, where: str, allowed, per_layer: str,
+                      value: str) -> list[int]:
+    """``bits`` as a list of one precision in ``allowed`` per layer (``None`` or empty: all 1),
+    or :class:`EieError` naming ``where`` (``per_layer``: what one entry is, for a wrong shape;
+    ``value``: the allowed values, for a wrong entry)."""
     if bits is None or len(bits) == 0:
         return [1] * n_layers
     arr = np.asarray(bits)
     if arr.ndim != 1 or arr.shape[0] != n_layers:
-        raise EieError(f"{where} has shape {arr.shape}; expected ({n_layers},): one weight "
-                       f"precision per layer (1 binary, 2 ternary)")
+        raise EieError(f"{where} has shape {arr.shape}; expected ({n_layers},): {per_layer}")
     out = []
     for l, b in enumerate(arr.tolist()):
-        if isinstance(b, bool) or b not in WEIGHT_BITS:
-            raise EieError(f"{where}[{l}] is {b!r}; a layer's weight precision is 1 (binary, "
-                           f"+-1) or 2 (ternary, -1/0/+1)")
+        if isinstance(b, bool) or b not in allowed:
+            raise EieError(f"{where}[{l}] is {b!r}; {value}")
         out.append(int(b))
     return out
+
+
+def check_weight_bits(bits, n_layers: int, where: str = "weight_bits") -> list[int]:
+    """``bits`` as a list of 1/2 per layer (``None`` or empty: all 1), or :class:`EieError`."""
+    return _check_precisions(bits, n_layers, where, WEIGHT_BITS,
+                             "one weight precision per layer (1 binary, 2 ternary)",
+                             "a layer's weight precision is 1 (binary, +-1) or 2 (ternary, "
+                             "-1/0/+1)")
 
 
 def check_act_bits(bits, n_layers: int, where: str = "act_bits") -> list[int]:
     """``bits`` as a list of activation precisions 1..4 per layer (``None`` or empty: all 1),
     the output layer's 1; or :class:`EieError`."""
-    if bits is None or len(bits) == 0:
-        return [1] * n_layers
-    arr = np.asarray(bits)
-    if arr.ndim != 1 or arr.shape[0] != n_layers:
-        raise EieError(f"{where} has shape {arr.shape}; expected ({n_layers},): one activation "
-                       f"precision per layer (1..4 bits; the output layer's 1)")
-    out = []
-    for l, b in enumerate(arr.tolist()):
-        if isinstance(b, bool) or b not in ACT_BITS:
-            raise EieError(f"{where}[{l}] is {b!r}; a layer's activation precision is 1 (bipolar "
-                           f"+-1), 2, 3 or 4 (unsigned 0..2**k-1) bits")
-        out.append(int(b))
-    if out[-1] != 1:
+    out = _check_precisions(bits, n_layers, where, ACT_BITS,
+                            "one activation precision per layer (1..4 bits; the output "
+                            "layer's 1)",
+                            "a layer's activation precision is 1 (bipolar +-1), 2, 3 or 4 "
+                            "(unsigned 0..2**k-1) bits")
+    if out and out[-1] != 1:
         raise EieError(f"{where}[{n_layers - 1}] is {out[-1]}; the output layer outputs dots (or "
                        f"bits), its activation precision is 1")
     return out
