@@ -2,9 +2,8 @@
 
 Two blocks:
 
-* :class:`LNZDNode` -- combinational: given 4 children, each with a ``valid`` flag, a ``multi``
-  flag (more than one valid leaf below it) and an index inside its subtree, outputs whether any
-  child is valid, whether more than one leaf below it is valid, and the index of the
+* :class:`LNZDNode` -- combinational: given 4 children, each with a ``valid`` flag and an index
+  inside its subtree, outputs whether any child is valid and the index of the
   *lowest-numbered* valid child, prefixed by that child's number
   (``index = child << w | child_index``).
 * :class:`LNZD` -- the whole detector for ``n`` PEs (any ``n`` from 1 to 256; the tree is padded
@@ -67,9 +66,8 @@ def _popcount(bits):
 
 
 class LNZDNode(wiring.Component):
-    """4-way leading-nonzero node, combinational (the same cycle): children ``c_valid``,
-    ``c_multi``, ``c_index`` (``w``-bit indices) in; ``valid`` (any child valid), ``multi``
-    (more than one valid leaf below) and ``index`` (``child << w | child's index`` of the
+    """4-way leading-nonzero node, combinational (the same cycle): children ``c_valid`` and
+    ``c_index`` (``w``-bit indices) in; ``valid`` (any child valid) and ``index`` (``child << w | child's index`` of the
     lowest-numbered valid child) out."""
 
     def __init__(self, w: int):
@@ -78,24 +76,15 @@ class LNZDNode(wiring.Component):
         self._w = w
         super().__init__({
             "c_valid": In(4),
-            "c_multi": In(4),
             "c_index": In(data.ArrayLayout(max(w, 1), 4)),
             "valid": Out(1),
-            "multi": Out(1),
             "index": Out(w + 2),
         })
 
     def elaborate(self, platform):
         m = Module()
         w = self._w
-        v = self.c_valid
-        two = Signal()
-        m.d.comb += [
-            two.eq((v[0] & v[1]) | (v[0] & v[2]) | (v[0] & v[3]) | (v[1] & v[2]) | (v[1] & v[3])
-                   | (v[2] & v[3])),
-            self.valid.eq(v.any()),
-            self.multi.eq(two | (v & self.c_multi).any()),
-        ]
+        m.d.comb += self.valid.eq(self.c_valid.any())
         # Priority: child 0 first.
         for c in reversed(range(4)):
             with m.If(self.c_valid[c]):
@@ -160,7 +149,7 @@ class LNZD(wiring.Component):
         running = Signal()
 
         # The quadtree over the pending flags.
-        levels: list[list[tuple]] = [[(pending[k], None, None) for k in range(n)]]
+        levels: list[list[tuple]] = [[(pending[k], None) for k in range(n)]]
         w = 0
         while len(levels[-1]) > 1 or w == 0:
             cur = levels[-1]
@@ -170,16 +159,14 @@ class LNZD(wiring.Component):
                 m.submodules[f"node_w{w}_{g // 4}"] = node
                 for c in range(4):
                     if g + c < len(cur):
-                        v, multi, idx = cur[g + c]
+                        v, idx = cur[g + c]
                         m.d.comb += node.c_valid[c].eq(v)
-                        if multi is not None:
-                            m.d.comb += node.c_multi[c].eq(multi)
                         if idx is not None:
                             m.d.comb += node.c_index[c].eq(idx)
-                nxt.append((node.valid, node.multi, node.index))
+                nxt.append((node.valid, node.index))
             levels.append(nxt)
             w += 2
-        _, _, root_index = levels[-1][0]
+        _, root_index = levels[-1][0]
         sel = Signal(range(4 ** (w // 2)))
         m.d.comb += sel.eq(root_index)
         # How many flags are pending, and two registered flags of that count (none, exactly
