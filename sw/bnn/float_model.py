@@ -225,19 +225,25 @@ def load_model(path: str | os.PathLike) -> FloatBnn:
         if e.size != 1:
             raise EieError(f"eps in {path} has shape {e.shape}; expected a scalar")
         model.eps = float(e.reshape(()))
-    if "weight_bits" in keys:
-        wb = data["weight_bits"]
-        if wb.dtype.kind not in "iu":
-            raise EieError(f"weight_bits in {path} has dtype {wb.dtype}; expected integers "
-                           f"1 (binary) or 2 (ternary), one per layer")
-        model.weight_bits = check_weight_bits(wb, n, f"weight_bits in {path}")
-    if "act_bits" in keys:
-        ab = data["act_bits"]
-        if ab.dtype.kind not in "iu":
-            raise EieError(f"act_bits in {path} has dtype {ab.dtype}; expected integers 1..4, "
-                           f"one per layer")
-        model.act_bits = check_act_bits(ab, n, f"act_bits in {path}")
+    model.weight_bits, model.act_bits = load_precisions(data, keys, n, path)
     return model.validate()
+
+
+def load_precisions(data, keys, n_layers: int, path) -> tuple[list[int], list[int]]:
+    """``(weight_bits, act_bits)`` of a model file (``data``, its ``keys``), each checked
+    (:func:`check_weight_bits`, :func:`check_act_bits`), ``[]`` where the file has none."""
+    out = []
+    for name, check, want in (("weight_bits", check_weight_bits,
+                               "1 (binary) or 2 (ternary), one per layer"),
+                              ("act_bits", check_act_bits, "1..4, one per layer")):
+        if name not in keys:
+            out.append([])
+            continue
+        arr = data[name]
+        if arr.dtype.kind not in "iu":
+            raise EieError(f"{name} in {path} has dtype {arr.dtype}; expected integers {want}")
+        out.append(check(arr, n_layers, f"{name} in {path}"))
+    return out[0], out[1]
 
 
 def save_model(model: FloatBnn, path: str | os.PathLike) -> None:

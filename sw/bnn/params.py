@@ -251,24 +251,9 @@ def load_integer_npz(path: str | os.PathLike, rule: str | None = None) -> Intege
                            f"last layer may leave them out and output its dot)")
         else:
             thresholds.append(None)
-    bits: list[int] = []
-    if "weight_bits" in keys:
-        from .float_model import check_weight_bits
+    from .float_model import load_precisions
 
-        wb = data["weight_bits"]
-        if wb.dtype.kind not in "iu":
-            raise EieError(f"weight_bits in {path} has dtype {wb.dtype}; expected integers "
-                           f"1 (binary) or 2 (ternary), one per layer")
-        bits = check_weight_bits(wb, n, f"weight_bits in {path}")
-    acts: list[int] = []
-    if "act_bits" in keys:
-        from .float_model import check_act_bits
-
-        ab = data["act_bits"]
-        if ab.dtype.kind not in "iu":
-            raise EieError(f"act_bits in {path} has dtype {ab.dtype}; expected integers 1..4, "
-                           f"one per layer")
-        acts = check_act_bits(ab, n, f"act_bits in {path}")
+    bits, acts = load_precisions(data, keys, n, path)
     net = IntegerBnn(weights, thresholds, rule, bits, acts).validate()
     net.weights = [np.asarray(w).astype(np.int8) for w in net.weights]
     net.thresholds = [None if t is None else np.round(np.asarray(t)).astype(np.int64)
