@@ -591,32 +591,45 @@ def _paper_reference() -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- the BNN path
 
+def _train_tfc(cfg: DemoConfig, data, npz: Path, shape, label: str, *, weight_bits=None,
+               act_bits=None) -> tuple[Any, np.ndarray, float, float]:
+    """Train the demo's BNN of ``shape`` at the given precisions (the W1A1 defaults when
+    ``None``) with ``cfg``'s seed and epochs on the binarized training digits, save it to
+    ``npz``; return ``(float model, its outputs on the test digits, its accuracy, seconds)``."""
+    from ..sw.bnn.float_model import float_forward
+    from ..sw.bnn.train import BinaryMLP, BnnTrainConfig, train_bnn
+    from ..sw.mnist import binarize_pixels
+
+    t0 = time.perf_counter()
+    model = BinaryMLP.init(shape, seed=cfg.seed, weight_bits=weight_bits, act_bits=act_bits)
+    with _blas_single_thread():
+        bar = _bar(cfg.bnn_epochs, f"BNN: train {cfg.bnn_shape.upper()} {label}", cfg.progress)
+        train_bnn(model, binarize_pixels(data.x_train), data.y_train,
+                  BnnTrainConfig(epochs=cfg.bnn_epochs, seed=cfg.seed),
+                  progress=lambda e, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")))
+        bar.close()
+    np.savez(npz, **model.to_npz_dict())
+    fb = model.to_float_bnn()
+    flt = float_forward(fb, binarize_pixels(data.x_test))
+    float_acc = float(np.mean(np.argmax(flt, axis=1) == data.y_test))
+    return fb, flt, float_acc, time.perf_counter() - t0
+
+
 def _bnn_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> dict[str, Any]:
     from ..sw.bnn.compile import compile_model
-    from ..sw.bnn.float_model import float_forward
     from ..hw.bnn.folding import analytic_ii, folding_text
     from ..sw.bnn.golden import golden_forward as bnn_golden
     from ..sw.bnn.image import write_image as write_bnn_image
-    from ..sw.bnn.train import SFC, TFC, BinaryMLP, BnnTrainConfig, train_bnn
+    from ..sw.bnn.train import SFC, TFC
     from ..sw.mnist import binarize_pixels
 
     show = cfg.progress
     shape = TFC if cfg.bnn_shape == "tfc" else SFC
-    xb_train, xb_test = binarize_pixels(data.x_train), binarize_pixels(data.x_test)
+    xb_test = binarize_pixels(data.x_test)
     y_test = data.y_test
-    t0 = time.perf_counter()
-    model = BinaryMLP.init(shape, seed=cfg.seed)
-    with _blas_single_thread():
-        bar = _bar(cfg.bnn_epochs, f"BNN: train {cfg.bnn_shape.upper()} (STE)", show)
-        train_bnn(model, xb_train, data.y_train,
-                  BnnTrainConfig(epochs=cfg.bnn_epochs, seed=cfg.seed),
-                  progress=lambda e, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")))
-        bar.close()
     npz_name = f"bnn_{cfg.bnn_shape}.npz"
-    np.savez(tmp / npz_name, **model.to_npz_dict())
-    fb = model.to_float_bnn()
-    float_acc = float(np.mean(np.argmax(float_forward(fb, xb_test), axis=1) == y_test))
-    timings["bnn_training"] = time.perf_counter() - t0
+    fb, flt, float_acc, timings["bnn_training"] = _train_tfc(cfg, data, tmp / npz_name, shape,
+                                                           "(STE)")
     _say(f"BNN  {cfg.bnn_shape.upper()} {'-'.join(map(str, shape))}: float-model test accuracy "
          f"{float_acc:.2%} ({cfg.bnn_epochs} epochs, {timings['bnn_training']:.1f} s)", show)
 
@@ -647,7 +660,7 @@ def _bnn_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
          f"initiation interval {ii_measured} cycles (analytic {ii_analytic}), folding "
          f"{folding_text(folds)}", show)
     n_layers = len(shape) - 1
-    golden_equals_float = bool(np.array_equal(gold, float_forward(fb, xb_test)))
+    golden_equals_float = bool(np.array_equal(gold, flt))
     precisions = {"W1A1": {
         "weight_bits": [1] * n_layers, "act_bits": [1] * n_layers, "model_file": npz_name,
         "image_dir": "bnn_image", "rtl_outputs_file": "bnn_rtl_outputs.npy",
@@ -709,29 +722,15 @@ def _bnn_precision(cfg: DemoConfig, data, tmp: Path, name: str, shape, weight_bi
     ``bnn_image_<NAME>/``, ``bnn_rtl_outputs_<NAME>.npy``."""
     from ..hw.bnn.folding import analytic_ii, folding_text
     from ..sw.bnn.compile import compile_model
-    from ..sw.bnn.float_model import float_forward
     from ..sw.bnn.golden import golden_forward as bnn_golden
     from ..sw.bnn.image import write_image as write_bnn_image
-    from ..sw.bnn.train import BinaryMLP, BnnTrainConfig, train_bnn
     from ..sw.mnist import binarize_pixels
 
-    show = cfg.progress
-    xb_train, xb_test = binarize_pixels(data.x_train), binarize_pixels(data.x_test)
+    xb_test = binarize_pixels(data.x_test)
     y_test = data.y_test
-    t0 = time.perf_counter()
-    model = BinaryMLP.init(shape, seed=cfg.seed, weight_bits=weight_bits, act_bits=act_bits)
-    with _blas_single_thread():
-        bar = _bar(cfg.bnn_epochs, f"BNN: train {cfg.bnn_shape.upper()} {name}", show)
-        train_bnn(model, xb_train, data.y_train,
-                  BnnTrainConfig(epochs=cfg.bnn_epochs, seed=cfg.seed),
-                  progress=lambda e, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")))
-        bar.close()
     npz_name = f"bnn_{cfg.bnn_shape}_{name}.npz"
-    np.savez(tmp / npz_name, **model.to_npz_dict())
-    fb = model.to_float_bnn()
-    flt = float_forward(fb, xb_test)
-    float_acc = float(np.mean(np.argmax(flt, axis=1) == y_test))
-    t_train = time.perf_counter() - t0
+    fb, flt, float_acc, t_train = _train_tfc(cfg, data, tmp / npz_name, shape, name,
+                                             weight_bits=weight_bits, act_bits=act_bits)
 
     image = compile_model(fb, cfg.bnn_fold)
     write_bnn_image(image, tmp / f"bnn_image_{name}")
