@@ -269,9 +269,9 @@ def run_model(image, x, config, golden):
 
     t0 = time.perf_counter()
     x = np.asarray(x, dtype=np.int16)
-    # each layer's input: x, then the golden model's outputs of the layers before (hardware
-    # positions, as the next layer reads them), so the golden model runs once
-    inputs = [x] + [np.asarray(o) for o in golden.layer_outputs[:-1]]
+    # each layer's input in hardware positions: x as the host writes it, then the golden
+    # model's outputs of the layers before, so the golden model runs once
+    inputs = golden.layer_inputs
     # the batch predictor keeps a few (samples, nonzero inputs, PEs) arrays: bound them to
     # about MODEL_BATCH_ELEMENTS elements by predicting the batch in chunks
     per_sample = max(d.n_in for d in image.layers) * image.n_pe

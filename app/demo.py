@@ -445,7 +445,7 @@ def _model_efficiency(image, xq: np.ndarray, gold) -> tuple[dict[str, Any], list
     from ..sw.cycle_model import predict_counters
 
     n_layers = len(image.layers)
-    inputs = [xq] + [np.asarray(o) for o in gold.layer_outputs[:-1]]
+    inputs = gold.layer_inputs
     pred = predict_counters(image, xq, fifo_depth=ESE_FIFO_DEPTH, layer_inputs=inputs)
     cycles = np.array([[p[l].cycles for l in range(n_layers)] for p in pred], dtype=np.int64)
     bounds = np.stack([np.asarray(gold.stats[l].bound, dtype=np.int64)

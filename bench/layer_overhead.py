@@ -66,7 +66,7 @@ def main(argv=None) -> int:
             img = compress_model(fm, CompressConfig(n_pe=n_pe, balance=True,
                                                     calibration=calib)).image
             g = golden_forward(img, xq)
-            inputs = [xq.astype(np.int64)] + [o.astype(np.int64) for o in g.layer_outputs[:-1]]
+            inputs = [a.astype(np.int64) for a in g.layer_inputs]
             pred = predict_counters(img, xq, fifo_depth=fifo, ptr_queue_depth=queue,
                                     layer_inputs=inputs)
             for l in range(len(img.layers)):

@@ -74,10 +74,16 @@ def _cache_dir(arg: str | None) -> Path:
     return Path(base) / "eie" / "real"
 
 
-def trained_model(name: str, data, cache: Path, seed: int = 0, log=print) -> tuple[MLP, float]:
-    """The pruned, weight-shared model ``name`` (trained once, then read from ``cache``)."""
+def trained_model(name: str, data, cache: Path, seed: int = 0, log=print,
+                  balance_pes: int | None = None) -> tuple[MLP, float]:
+    """The pruned, weight-shared model ``name`` (trained once, then read from ``cache``).
+    ``balance_pes``: prune load-balance-aware for that many PEs (``prune_and_retrain``'s
+    ``balance_columns``: every PE the same weights in every column of a layer with at least
+    :data:`~eie.sw.prune.COLUMN_BALANCE_MIN_ROWS` rows a PE, the same in all in the others),
+    else plain magnitude pruning."""
     shape, dens, dense_epochs, steps, step_epochs = NETWORKS[name]
-    path = cache / f"{name}_s{seed}.npz"
+    tag = f"_columns{balance_pes}" if balance_pes else ""
+    path = cache / f"{name}{tag}_s{seed}.npz"
     x_train, y_train = scale_pixels(data.x_train), data.y_train
     x_test, y_test = scale_pixels(data.x_test), data.y_test
     if path.is_file():
@@ -91,7 +97,8 @@ def trained_model(name: str, data, cache: Path, seed: int = 0, log=print) -> tup
                                                weight_decay=1.0, seed=seed, augment=shift_pixels))
     prune_and_retrain(model, x_train, y_train, dens, steps,
                       TrainConfig(epochs=step_epochs, lr=1e-3, lr_decay=0.9, weight_decay=1.0,
-                                  seed=seed + 1, augment=shift_pixels))
+                                  seed=seed + 1, augment=shift_pixels),
+                      balance_pes=balance_pes, balance_columns=balance_pes is not None)
     books, codes = share_weights(model)
     shared = model.copy()
     shared.weights = [b[c] for b, c in zip(books, codes)]
@@ -101,7 +108,7 @@ def trained_model(name: str, data, cache: Path, seed: int = 0, log=print) -> tup
     with atomic_file(path, "wb") as f:
         np.savez(f, **shared.to_npz_dict())
     acc = accuracy(shared, x_test, y_test)
-    log(f"trained {name} {shape}: {shared.n_nonzero() / shared.n_weights():.2%} kept, "
+    log(f"trained {name}{tag} {shape}: {shared.n_nonzero() / shared.n_weights():.2%} kept, "
         f"accuracy {acc:.2%} ({time.perf_counter() - t0:.0f} s)")
     return shared, acc
 
@@ -135,7 +142,7 @@ def measure_model(fm: FloatModel, n_pe: int, placement: str, xq: np.ndarray,
         calibration=calib if placement == "calibrated" else None))
     image = comp.image
     g = golden_forward(image, xq)
-    inputs = [xq.astype(np.int64)] + [o.astype(np.int64) for o in g.layer_outputs[:-1]]
+    inputs = [a.astype(np.int64) for a in g.layer_inputs]
     pred = [p for s in range(0, xq.shape[0], CHUNK)
             for p in predict_counters(image, xq[s:s + CHUNK], fifo_depth=fifo_depth,
                                       ptr_queue_depth=ptr_queue_depth,
@@ -221,6 +228,11 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=200, help="test digits per run (<= 1000)")
     ap.add_argument("--variant", default="paper", choices=sorted(VARIANTS),
                     help="the design's FIFO and pointer-queue depths (eie.hw.eie.variants)")
+    ap.add_argument("--pruning", default="plain", choices=("plain", "columns"),
+                    help="plain magnitude pruning (default), or load-balance-aware for each PE "
+                         "count (a model pruned and retrained for each: every PE the same "
+                         "weights in every column of a layer with >= 16 rows a PE, the same "
+                         "in all in the others)")
     ap.add_argument("--cache", help="where trained models are kept (default ~/.cache/eie/real)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args(argv)
@@ -232,11 +244,11 @@ def main(argv=None) -> int:
     pes = [int(p) for p in args.pes.split(",")]
     cache = _cache_dir(args.cache)
     out = {"variant": args.variant, "fifo_depth": fifo_depth, "ptr_queue_depth": queue,
-           "samples": args.samples, "networks": {}}
+           "samples": args.samples, "pruning": args.pruning, "networks": {}}
     hdr = (f"{'network':9} {'layer':>5} {'rows':>5} {'N':>3}  {'max/mean':>18}  "
            f"{'efficiency':>22}  {'ceiling':>22}  {'ratio':>18}")
     print(f"cycle model, {args.variant} variant (FIFO {fifo_depth}, pointer queue {queue}), "
-          f"{args.samples} test digits; placements: {' -> '.join(PLACEMENTS)} (calibrated on "
+          f"{args.pruning} pruning, {args.samples} test digits; placements: {' -> '.join(PLACEMENTS)} (calibrated on "
           f"1000 training digits)")
     print(hdr)
     print("-" * len(hdr))
@@ -249,12 +261,19 @@ def main(argv=None) -> int:
 
     for name in args.networks.split(","):
         if name in NETWORKS:
-            model, acc = trained_model(name, data, cache, log=log)
-            info = {"float_accuracy": acc}
+            def model_for(n_pe):
+                return trained_model(name, data, cache, log=log,
+                                     balance_pes=n_pe if args.pruning == "columns" else None)
+
+            info = {"float_accuracy": {str(n): model_for(n)[1] for n in pes}}
 
             def run(n_pe, p, fifo_depth, queue):
-                return measure(model, n_pe, p, xq, data.y_test, calib, fifo_depth, queue)
+                return measure(model_for(n_pe)[0], n_pe, p, xq, data.y_test, calib, fifo_depth,
+                               queue)
         elif name in LSTM_NETWORKS:
+            if args.pruning != "plain":
+                raise SystemExit(f"--pruning columns is for the MLPs ({', '.join(NETWORKS)}), "
+                                 f"not {name}")
             info, run = lstm_network(name, data, cache, args.samples, log=log)
         else:
             raise SystemExit(f"unknown network {name!r}: choose from {', '.join(ALL_NETWORKS)}")

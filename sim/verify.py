@@ -672,7 +672,7 @@ def _check_eie(case: Case, result) -> str | None:
     y = np.asarray(result.outputs)
     if y.shape != g.outputs.shape or not np.array_equal(y, g.outputs):
         return f"outputs differ from the golden model: {_first_difference(y, g.outputs)}"
-    inputs = [x] + [np.asarray(o) for o in g.layer_outputs[:-1]]
+    inputs = g.layer_inputs
     pred = predict_counters(img, x, fifo_depth=cfg.fifo_depth,
                             ptr_queue_depth=cfg.ptr_queue_depth, layer_inputs=inputs)
     for s in range(x.shape[0]):

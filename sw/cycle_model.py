@@ -103,7 +103,8 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
         nonlocal nb, p1_valid, p1_col, p2_valid, p2_col, q_level, head_c, head_rem, s1, s2, m1
         nonlocal a1, popped, q1, q2, lev_prev
         level = nb - q1 - popped              # the last cycle's decision lands at this one's end
-        take = (level > 0) & (q_level + p1_valid + p2_valid < Q)
+        # ... or is taken in this cycle from an empty FIFO (the bypass): what the ptr stage sees
+        take = (nb - popped > 0) & (q_level + p1_valid + p2_valid < Q)
         issue = q_level > 0
         last = issue & (head_rem == 1)
         push = p2_valid & (W[p2_col, ar] > 0)
@@ -249,7 +250,8 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         done = in_b & ~pending & ~more
         # PE step
         level = (nb - q1)[:, None] - popped          # the last decision lands at this cycle's end
-        take = (level > 0) & (q_level + p1_valid + p2_valid < Q)
+        # ... or is taken in this cycle from an empty FIFO (the bypass)
+        take = ((nb[:, None] - popped) > 0) & (q_level + p1_valid + p2_valid < Q)
         issue = q_level > 0
         last = issue & (head_rem == 1)
         push = p2_valid & (Wf[base_w + p2_col * N] > 0)
@@ -282,16 +284,16 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
 
 def predict_counters(image, x: np.ndarray, *, fifo_depth: int, ptr_queue_depth: int = 4,
                      layer_inputs: list[np.ndarray] | None = None) -> list[list[LayerPrediction]]:
-    """Per sample, per layer predictions for ``x`` (int16 ``(batch, n_in)`` or ``(n_in,)``).
-    ``layer_inputs`` (each layer's input, ``(batch, n_in_l)``) defaults to the golden model's."""
+    """Per sample, per layer predictions for ``x`` (int16 ``(batch, n_in)`` or ``(n_in,)``, the
+    model's order). ``layer_inputs`` (each layer's input in hardware positions, ``(batch,
+    n_in_l)``) defaults to the golden model's (:attr:`GoldenResult.layer_inputs`)."""
     from .golden import golden_forward
 
     xa = np.asarray(x)
     if xa.ndim == 1:
         xa = xa[None, :]
     if layer_inputs is None:
-        g = golden_forward(image, xa)
-        layer_inputs = [xa] + [np.asarray(o) for o in g.layer_outputs[:-1]]
+        layer_inputs = golden_forward(image, xa).layer_inputs
     per_layer = [predict_layer_batch(layer_column_entries(image, l), layer_inputs[l], d.n_out,
                                      fifo_depth=fifo_depth, ptr_queue_depth=ptr_queue_depth)
                  for l, d in enumerate(image.layers)]

@@ -185,7 +185,9 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
 
     ``balance``: place each layer's rows with :func:`eie.sw.placement.balanced_order` instead of
     the interleave (the image records every layer's ``row_order``; the next layer's columns
-    follow it, and the host reads the last layer's outputs back in model order).
+    follow it, and the host reads the last layer's outputs back in model order), and the first
+    layer's inputs with :func:`eie.sw.placement.input_order` (``input_order``: the host writes
+    them there).
     ``calibration``: int16 inputs ``(samples, n_in)`` of the first layer (e.g. training data);
     with ``balance``, the placement also evens out the PEs' work on these samples, each layer's
     inputs computed by the golden model's arithmetic.
@@ -225,10 +227,17 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
     acts = None
     if balance:
         from .golden import check_input, quant_layer_forward
-        from .placement import balanced_order
+        from .placement import balanced_order, input_order
 
         if calibration is not None:
             acts = check_input(calibration, layers[0].n_in)
+    first_order: np.ndarray | None = None
+    if balance:
+        # the first layer's inputs too: the ones most often nonzero in the LNZD's first rounds
+        first_order = input_order(layers[0].codes, None if acts is None else acts != 0)
+        if np.array_equal(first_order, np.arange(first_order.size)):
+            first_order = None
+        in_order = first_order
     for l, model_layer in enumerate(layers):
         order = None
         if balance:
@@ -270,6 +279,7 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
             codebook=[int(c) for c in layer.codebook], ptr_base=ptr_base, entry_base=entry_base,
             bias_base=bias_base, has_bias=layer.bias is not None,
             row_order=None if order is None else [int(i) for i in order],
+            input_order=None if l or first_order is None else [int(i) for i in first_order],
             stats=compute_layer_stats(layer.nonzeros, layer.n_in, layer.n_out,
                                       [e.n_entries for e in enc], [e.n_padding for e in enc]),
         ))

@@ -37,6 +37,12 @@ class GoldenResult:
     outputs: np.ndarray             # int16 (batch, n_out of the last layer), the model's order
     layer_outputs: list[np.ndarray] # int16 (batch, n_out) per layer, in hardware positions
     stats: list[LayerStats]
+    inputs: np.ndarray              # int64 (batch, n_in): the first layer's, in input positions
+
+    @property
+    def layer_inputs(self) -> list[np.ndarray]:
+        """Each layer's input in hardware positions (what the cycle model steps through)."""
+        return [self.inputs] + [np.asarray(o) for o in self.layer_outputs[:-1]]
 
 
 def check_input(x: np.ndarray, n_in: int) -> np.ndarray:
@@ -94,9 +100,10 @@ def golden_forward(image: Image, x: np.ndarray) -> GoldenResult:
     """Run every layer of ``image`` on int16 activations ``x`` (``(batch, n_in)``, or a vector as
     a batch of 1). Weights are decoded from the image's entries, so a wrong encoding shows up
     here. Returns outputs (in the model's order: a balanced image's placement undone), each
-    layer's outputs (in hardware positions, as the next layer reads them) and each layer's work
-    statistics."""
-    a = check_input(x, image.n_in)
+    layer's outputs (in hardware positions, as the next layer reads them), each layer's work
+    statistics and the first layer's inputs in input positions (``x`` as the host writes it)."""
+    a = image.to_positions(check_input(x, image.n_in))
+    first = a
     outs: list[np.ndarray] = []
     stats: list[LayerStats] = []
     for l in range(len(image.layers)):
@@ -105,4 +112,5 @@ def golden_forward(image: Image, x: np.ndarray) -> GoldenResult:
         y = quant_layer_forward(q, a, image.acc_bits)
         outs.append(y)
         a = y.astype(np.int64)
-    return GoldenResult(outputs=image.to_model_order(outs[-1]), layer_outputs=outs, stats=stats)
+    return GoldenResult(outputs=image.to_model_order(outs[-1]), layer_outputs=outs, stats=stats,
+                        inputs=first)

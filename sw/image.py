@@ -49,10 +49,11 @@ __all__ = [
 ]
 
 FORMAT_NAME = "eie-image"
-#: Version 2 adds a layer's ``row_order`` (balanced placement); an image without one is written
-#: as version 1, which every earlier reader takes. Both are read.
-FORMAT_VERSION = 2
-READ_VERSIONS = (1, 2)
+#: Version 2 adds a layer's ``row_order`` (balanced placement); version 3 the first layer's
+#: ``input_order``. An image is written with the lowest version that holds what it has (one
+#: without either is version 1, which every earlier reader takes). All three are read.
+FORMAT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 #: The most PEs an image may have (the hardware takes at most ``eie.hw.eie.config.MAX_PE``).
 MAX_IMAGE_PE = 4096
 #: Bits of the words in the files: pointers, sparse-matrix words, biases (two's complement).
@@ -109,6 +110,10 @@ class LayerDesc:
     #: is the interleave (position ``p`` holds row ``p``). The next layer's input ``q`` is this
     #: layer's output position ``q``.
     row_order: list[int] | None = None
+    #: the first layer only: position ``q`` (PE ``q % N``, local row ``q // N``) of the input
+    #: activation file holds model input ``input_order[q]`` (the host writes them there); None
+    #: is model input ``q`` at position ``q``.
+    input_order: list[int] | None = None
 
     def bias_slots(self, n_pe: int) -> int:
         """Bias slots this layer takes in every PE (``ceil(n_out / N)`` if it has bias)."""
@@ -121,6 +126,7 @@ class LayerDesc:
             "entry_base": self.entry_base, "bias_base": self.bias_base,
             "has_bias": self.has_bias, "stats": self.stats,
             **({} if self.row_order is None else {"row_order": list(self.row_order)}),
+            **({} if self.input_order is None else {"input_order": list(self.input_order)}),
         }
 
 
@@ -226,16 +232,39 @@ class Image:
             return np.arange(d.n_out, dtype=np.int64)
         return np.asarray(d.row_order, dtype=np.int64)
 
+    def input_order(self) -> np.ndarray:
+        """The first layer's input placement: int64 ``order`` with input position ``q`` holding
+        model input ``order[q]`` (``arange(n_in)`` when the image has none)."""
+        d = self.layers[0]
+        if d.input_order is None:
+            return np.arange(d.n_in, dtype=np.int64)
+        return np.asarray(d.input_order, dtype=np.int64)
+
+    def to_positions(self, x: np.ndarray) -> np.ndarray:
+        """First-layer inputs in the model's order (``(..., n_in)``) to input positions (what
+        the host writes into the activation file, position ``q`` at PE ``q % N``, local row
+        ``q // N``)."""
+        x = np.asarray(x)
+        return x if self.layers[0].input_order is None else x[..., self.input_order()]
+
     @property
     def balanced(self) -> bool:
         """Whether any layer is placed other than by the interleave."""
-        return any(d.row_order is not None for d in self.layers)
+        return any(d.row_order is not None for d in self.layers) or \
+            self.layers[0].input_order is not None
+
+    @property
+    def format_version(self) -> int:
+        """The lowest format version that holds this image (see :data:`FORMAT_VERSION`)."""
+        if self.layers[0].input_order is not None:
+            return 3
+        return 2 if any(d.row_order is not None for d in self.layers) else 1
 
     def model_layer(self, l: int) -> QuantLayer:
         """Layer ``l`` in the model's row and column order (the inverse of the placement)."""
         q = self.quant_layer(l)
         order = self.row_order(l)
-        in_order = self.row_order(l - 1) if l else np.arange(q.n_in, dtype=np.int64)
+        in_order = self.row_order(l - 1) if l else self.input_order()
         codes = np.zeros_like(q.codes)
         codes[np.ix_(order, in_order)] = q.codes
         bias = None
@@ -269,7 +298,7 @@ class Image:
         """The ``manifest.json`` content."""
         return {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION if self.balanced else 1,
+            "format_version": self.format_version,
             "n_pe": self.n_pe,
             "act_frac": self.act_frac,
             "acc_bits": self.acc_bits,
@@ -336,6 +365,16 @@ def _validate(img: Image) -> None:
                     or sorted(int(i) for i in ro) != list(range(d.n_out))):
                 raise EieError(f"{where}: row_order must be a permutation of 0..{d.n_out - 1} "
                                f"({d.n_out} distinct row indices)")
+        if d.input_order is not None:
+            io = d.input_order
+            if l:
+                raise EieError(f"{where}: only the first layer has an input_order (the others' "
+                               "inputs are the previous layer's output positions)")
+            if (not isinstance(io, (list, tuple)) or len(io) != d.n_in
+                    or not all(_is_int(i) for i in io)
+                    or sorted(int(i) for i in io) != list(range(d.n_in))):
+                raise EieError(f"{where}: input_order must be a permutation of 0..{d.n_in - 1} "
+                               f"({d.n_in} distinct input indices)")
         if d.has_bias and d.bias_base != bias_base:
             raise EieError(f"{where}: bias_base is {d.bias_base!r} but the contract puts it at "
                            f"{bias_base}")
@@ -465,13 +504,20 @@ def _read_layer(lj: Fields, l: int, prev: LayerDesc | None, version: int) -> Lay
     if row_order is not None and version < 2:
         raise lj.error("row_order", "is there but format_version is 1; a placement needs "
                                     "format_version 2")
+    input_order = lj.integers("input_order", length=n_in, lo=0, hi=n_in - 1, default=None)
+    if input_order is not None and l:
+        raise lj.error("input_order", f"is there in layer {l}; only the first layer has one (the "
+                                      "others read the previous layer's output positions)")
+    if input_order is not None and version < 3:
+        raise lj.error("input_order", f"is there but format_version is {version}; an input "
+                                      "placement needs format_version 3")
     return LayerDesc(
         n_in=n_in, n_out=n_out, w_frac=lj.integer("w_frac", 0, MAX_W_FRAC),
         relu=lj.boolean("relu"),
         codebook=list(lj.integers("codebook", length=16, lo=INT16_MIN, hi=INT16_MAX)),
         ptr_base=lj.integer("ptr_base", lo=0), entry_base=lj.integer("entry_base", lo=0),
         bias_base=lj.integer("bias_base", lo=0), has_bias=lj.boolean("has_bias"),
-        stats=lj.mapping("stats", {}), row_order=row_order)
+        stats=lj.mapping("stats", {}), row_order=row_order, input_order=input_order)
 
 
 def _read_image(d: ImageDir) -> Image:

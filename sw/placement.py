@@ -24,7 +24,7 @@ import numpy as np
 
 from .sram import pe_rows
 
-__all__ = ["balanced_order", "invert_order", "MAX_BLOCKS", "COLUMN_WEIGHT", "REFINE_STEPS"]
+__all__ = ["balanced_order", "input_order", "invert_order", "MAX_BLOCKS", "COLUMN_WEIGHT", "REFINE_STEPS"]
 
 #: The widest per-column load vector the placement keeps: wider layers group neighbouring
 #: columns (``ceil(n_in / MAX_BLOCKS)`` a block), which bounds its time on Table III-sized layers.
@@ -37,6 +37,30 @@ def invert_order(order: np.ndarray) -> np.ndarray:
     pos = np.empty_like(order)
     pos[order] = np.arange(order.size)
     return pos
+
+
+def input_order(codes: np.ndarray, activity: np.ndarray | None = None) -> np.ndarray:
+    """An input placement for a network's first layer (``codes`` ``(n_out, n_in)``): the inputs
+    most likely nonzero first, so that the LNZD's first rounds (inputs ``0 .. N-1`` of the
+    positions, then ``N .. 2N-1``, ...) are not all zero. An all-zero round costs a cycle, and
+    at the start of a layer, before the PEs have work, it is a cycle they all wait (images have
+    all-zero borders: MNIST's first 100 or so pixels are zero on nearly every digit).
+
+    With ``activity`` (bool ``(samples, n_in)``: which inputs are nonzero on calibration
+    samples) the inputs go by how often they are nonzero; without, by their nonzero weights (an
+    input that is always zero trains no weights, and pruning removes them). Ties keep the
+    model's order. Returns int64 ``order``: input position ``q`` holds model input ``order[q]``.
+    """
+    nz = np.asarray(codes) != 0
+    score = nz.sum(axis=0).astype(np.float64)
+    if activity is not None:
+        act = np.asarray(activity, dtype=bool)
+        if act.ndim != 2 or act.shape[1] != nz.shape[1]:
+            raise ValueError(f"activity must be (samples, {nz.shape[1]}), got {act.shape}")
+        if act.shape[0]:
+            # how often; the weights only break ties
+            score = act.mean(axis=0) + score / (score.max() + 1) / (act.shape[0] + 1)
+    return np.argsort(-score, kind="stable").astype(np.int64)
 
 
 #: Weight of the per-column loads beside the per-sample loads when calibration inputs are given
@@ -65,9 +89,11 @@ def balanced_order(codes: np.ndarray, n_pe: int,
     the columns weighted :data:`COLUMN_WEIGHT`). Greedy, heaviest row first: each row goes to
     the PE (among those with a free position) whose load so far overlaps least with the row's,
     i.e. minimises ``loads[k] @ row``, the growth of the sum of squared loads. That evens out
-    every column (and so the totals). With calibration, pairwise swaps then lower the sum over
-    the samples of the busiest PE's work (:func:`_refine_on_samples`). Within a PE, rows go
-    densest first (ties in model order).
+    every column (and so the totals); where the plain interleave has a sum of squared loads no
+    larger (a layer pruned column-balanced has the least possible), the interleave's owners
+    stay. With calibration, pairwise swaps then lower the sum over the samples of the busiest
+    PE's work (:func:`_refine_on_samples`). Within a PE, rows go densest first (ties in model
+    order).
 
     Returns int64 ``order`` (``n_out``,): position ``p`` holds row ``order[p]``.
     """
@@ -95,6 +121,11 @@ def balanced_order(codes: np.ndarray, n_pe: int,
         owner[i] = k
         loads[k] += rows[i]
         free[k] -= 1
+    # the greedy is a heuristic: keep the interleave where it is at least as even (e.g. a
+    # layer pruned column-balanced, where every PE's rows already hold the same in every column)
+    interleave = np.arange(n_out, dtype=np.int64) % n_pe
+    if _square_loads(interleave, rows, n_pe) <= _square_loads(owner, rows, n_pe):
+        owner = interleave
     if activity is not None and act.shape[0]:
         owner = _refine_on_samples(owner, per_sample.astype(np.float64), n_pe)
     # within a PE, densest rows first: a column's entries then cluster at the low local rows,
@@ -106,6 +137,14 @@ def balanced_order(codes: np.ndarray, n_pe: int,
         mine = mine[np.argsort(-dens[mine], kind="stable")]
         order[k + n_pe * np.arange(mine.size)] = mine
     return order
+
+
+def _square_loads(owner: np.ndarray, rows: np.ndarray, n_pe: int) -> float:
+    """The greedy's objective: the sum over the PEs of their squared loads (``rows`` summed per
+    owner), lower is more even."""
+    loads = np.zeros((n_pe, rows.shape[1]), dtype=np.float64)
+    np.add.at(loads, owner, rows)
+    return float(np.square(loads).sum())
 
 
 #: Swap steps of the calibrated refinement; the most candidate rows one step weighs, and its

@@ -286,7 +286,7 @@ def prune_and_retrain(model: MLP, x: np.ndarray, y: np.ndarray,
                       densities: Sequence[float], steps: int, config: TrainConfig,
                       x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
                       on_step: Callable[[PruneStep], None] | None = None,
-                      balance_pes: int | None = None
+                      balance_pes: int | None = None, balance_columns: bool = False
                       ) -> tuple[list[np.ndarray], list[PruneStep]]:
     """Deep Compression's iterative pruning: ``steps`` times, prune every layer by magnitude to
     the next density of its schedule (ending at ``densities[l]``), then retrain ``config.epochs``
@@ -299,13 +299,23 @@ def prune_and_retrain(model: MLP, x: np.ndarray, y: np.ndarray,
     (ESE, :func:`eie.sw.prune.prune_balanced`) instead of by one threshold per layer: at every
     step, each PE's rows (row ``i`` belongs to PE ``i % balance_pes``) keep the same number of
     weights (one more for the lowest PEs when the count does not divide), each PE its largest.
+    With ``balance_columns`` as well, each PE keeps the same number in every column
+    (:func:`eie.sw.prune.prune_column_balanced`): the same work on every input; only in layers
+    with at least :data:`~eie.sw.prune.COLUMN_BALANCE_MIN_ROWS` rows a PE (the others keep the
+    per-PE balance: with a few rows a PE, a per-column count keeps or drops whole columns, which
+    costs accuracy, and such a layer is bound by its nonzero inputs, not its entries).
     """
-    from .prune import check_n_pe, prune_balanced, prune_to_density
+    from .prune import (COLUMN_BALANCE_MIN_ROWS, check_n_pe, prune_balanced,
+                        prune_column_balanced, prune_to_density)
 
     if len(densities) != len(model.weights):
         raise EieError(f"{len(densities)} densities for {len(model.weights)} layers")
     if balance_pes is not None:
         balance_pes = check_n_pe(balance_pes)
+    elif balance_columns:
+        raise EieError("balance_columns needs balance_pes (the PE count the columns are balanced over)")
+    per_column = [balance_columns and w.shape[0] >= COLUMN_BALANCE_MIN_ROWS * balance_pes
+                  for w in model.weights]
     schedules = [density_schedule(float(d), steps) for d in densities]
     masks: list[np.ndarray] = [np.ones_like(w, dtype=bool) for w in model.weights]
     history: list[PruneStep] = []
@@ -316,7 +326,8 @@ def prune_and_retrain(model: MLP, x: np.ndarray, y: np.ndarray,
             if balance_pes is None:
                 _, mask = prune_to_density(model.weights[l], d, mask=masks[l])
             else:
-                _, mask = prune_balanced(model.weights[l], d, balance_pes, mask=masks[l])
+                balanced = prune_column_balanced if per_column[l] else prune_balanced
+                _, mask = balanced(model.weights[l], d, balance_pes, mask=masks[l])
             masks[l] = np.asarray(mask, dtype=bool)
             model.weights[l] *= masks[l]
         acc_pruned = accuracy(model, x_val, y_val) if x_val is not None else float("nan")

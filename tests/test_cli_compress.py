@@ -28,7 +28,9 @@ def decode_image(d):
     bias_files = [d / f"pe{k}_bias.hex" for k in range(n)]
     bias = [_read_hex_file(f) if f.exists() else None for f in bias_files]
     layers = []
-    in_order = list(range(man["layers"][0]["n_in"]))
+    # docs/image-format.md: input position q of the first layer holds model input
+    # input_order[q] (no input_order: q)
+    in_order = man["layers"][0].get("input_order", list(range(man["layers"][0]["n_in"])))
     for L in man["layers"]:
         W = [[0] * L["n_in"] for _ in range(L["n_out"])]
         for k in range(n):
@@ -456,7 +458,7 @@ def test_balance_is_the_default_and_no_balance_keeps_the_interleave(tmp_path, cl
         assert code == 0, err
         reports[name] = json.loads(out)
         man = json.loads((img / "manifest.json").read_text())
-        assert man["format_version"] == (2 if name == "bal" else 1)
+        assert man["format_version"] == (3 if name == "bal" else 1)
         # the independent reader (row_order applied as docs/image-format.md says) agrees
         m, layers = decode_image(img)
         assert ys[name].tolist() == reference_forward(m, layers, quantize_ref(x, m["act_frac"]))

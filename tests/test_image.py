@@ -10,6 +10,7 @@ import pytest
 
 import eie.sw.image as image_mod
 from eie.sw.encode import QuantLayer, build_image
+from eie.sw.golden import golden_forward, golden_forward_layers
 from eie.common.errors import EieError
 from eie.sw.image import FORMAT_VERSION, Image, read_image, write_image
 
@@ -371,8 +372,10 @@ def test_balanced_image_round_trip_and_model_order(tmp_path):
         assert sorted(d.row_order) == list(range(d.n_out))
     write_image(img, tmp_path / "b")
     man = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    assert man["format_version"] == FORMAT_VERSION == 2
+    assert man["format_version"] == FORMAT_VERSION == 3      # rows and the first layer's inputs
     assert [L["row_order"] for L in man["layers"]] == [d.row_order for d in img.layers]
+    assert man["layers"][0]["input_order"] == img.layers[0].input_order
+    assert all("input_order" not in L for L in man["layers"][1:])
     back = read_image(tmp_path / "b")
     assert_same(img, back)
     # the placement undone gives the layers the image was built from
@@ -382,8 +385,71 @@ def test_balanced_image_round_trip_and_model_order(tmp_path):
     # the stored rows are the model's rows at the recorded positions
     for l, q in enumerate(layers):
         order = np.array(img.layers[l].row_order)
-        in_order = np.array(img.layers[l - 1].row_order) if l else np.arange(q.n_in)
+        in_order = np.array(img.layers[l - 1].row_order if l else img.layers[0].input_order)
         np.testing.assert_array_equal(img.layer_codes(l), q.codes[np.ix_(order, in_order)])
+
+
+def test_input_order_puts_the_busiest_inputs_first_and_golden_undoes_it():
+    # inputs 0..9 never carry weights (an image's zero border), 10..29 do
+    rng = np.random.default_rng(21)
+    codes = np.zeros((12, 30), np.uint8)
+    codes[:, 10:] = (rng.random((12, 20)) < 0.6) * rng.integers(1, 16, (12, 20))
+    layers = [QuantLayer(codes=codes, codebook=np.arange(16) * 7, w_frac=4, bias=None,
+                         relu=False)]
+    img = build_image(layers, n_pe=4, balance=True)
+    order = np.array(img.layers[0].input_order)
+    assert sorted(order.tolist()) == list(range(30))
+    assert set(order[:20].tolist()) == set(range(10, 30))    # the weighted inputs lead
+    nz = (codes != 0).sum(axis=0)[order]
+    assert (np.diff(nz[:20]) <= 0).all()                     # busiest first
+    # with calibration, how often an input is nonzero decides
+    calib = np.zeros((5, 30), np.int16)
+    calib[:, 29] = 256
+    calib[:2, 3] = 256
+    img_c = build_image(layers, n_pe=4, balance=True, calibration=calib)
+    assert img_c.layers[0].input_order[:2] == [29, 3]
+    # the host writes x at the positions; the golden model's outputs are the model's
+    x = rng.integers(-300, 300, (6, 30)).astype(np.int16)
+    g = golden_forward(img, x)
+    np.testing.assert_array_equal(g.inputs, x[:, order])
+    np.testing.assert_array_equal(g.outputs, golden_forward_layers(layers, x))
+    np.testing.assert_array_equal(img.to_positions(x), x[:, order])
+    # no placement: no input order, format version 1
+    plain = build_image(layers, n_pe=4)
+    assert plain.layers[0].input_order is None and plain.format_version == 1
+    np.testing.assert_array_equal(plain.to_positions(x), x)
+
+
+@pytest.mark.parametrize("bad", [[0] * 30, list(range(29)), list(range(31)),
+                                 list(range(29)) + ["29"]])
+def test_input_order_must_be_a_permutation(tmp_path, bad):
+    rng = np.random.default_rng(2)
+    codes = ((rng.random((12, 30)) < 0.4) * rng.integers(1, 16, (12, 30))).astype(np.uint8)
+    img = build_image([QuantLayer(codes=codes, codebook=np.arange(16), w_frac=4, bias=None,
+                                  relu=False)], n_pe=4, balance=True)
+    write_image(img, tmp_path / "i")
+    man_path = tmp_path / "i" / "manifest.json"
+    man = json.loads(man_path.read_text())
+    man["layers"][0]["input_order"] = bad
+    man_path.write_text(json.dumps(man))
+    with pytest.raises(EieError, match="input_order"):
+        read_image(tmp_path / "i")
+
+
+def test_input_order_needs_version_3_and_the_first_layer(tmp_path):
+    img = build_image(_uneven_layers(), n_pe=4, balance=True)
+    write_image(img, tmp_path / "v")
+    man_path = tmp_path / "v" / "manifest.json"
+    man = json.loads(man_path.read_text())
+    man["format_version"] = 2
+    man_path.write_text(json.dumps(man))
+    with pytest.raises(EieError, match="format_version is 2"):
+        read_image(tmp_path / "v")
+    man["format_version"] = 3
+    man["layers"][1]["input_order"] = list(range(man["layers"][1]["n_in"]))
+    man_path.write_text(json.dumps(man))
+    with pytest.raises(EieError, match="only the first layer"):
+        read_image(tmp_path / "v")
 
 
 def test_balance_evens_out_the_pes():

@@ -289,8 +289,8 @@ EIE = [
      r"'format' is the string 'eie-bnn-image', expected 'eie-image'; this is a BNN image: use "
      r"the `eie bnn` commands"),
     ("format-is-a-number", setk("format", 1), r"'format' is 1, expected 'eie-image'"),
-    ("format-version-3", setk("format_version", 3),
-     r"'format_version' is 3; this eie reads versions 1, 2"),
+    ("format-version-4", setk("format_version", 4),
+     r"'format_version' is 4; this eie reads versions 1, 2, 3"),
     ("format-version-string", setk("format_version", "2"),
      r"'format_version' must be an integer, got the string '2'"),
     ("no-layers", setk("layers", []), r"'layers' is empty: the image has no layers"),

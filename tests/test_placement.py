@@ -107,3 +107,36 @@ def test_refinement_lowers_the_busiest_pe_on_the_samples_and_keeps_row_counts():
     assert cost(refined) < 0.97 * cost(owner)
     # deterministic (seeded)
     np.testing.assert_array_equal(refined, _refine_on_samples(owner, work, n_pe, steps=60))
+
+
+def test_column_balanced_layer_keeps_interleave_owners():
+    # a layer pruned column-balanced is as even as a placement can be under the interleave:
+    # the greedy must not make it worse (every PE keeps the same entries in every column)
+    from eie.sw.prune import prune_column_balanced
+
+    w = np.random.default_rng(12).standard_normal((640, 120))
+    _, mask = prune_column_balanced(w, 0.1, 64)
+    order = balanced_order(mask.astype(np.int64), 64)
+    assert sorted(order.tolist()) == list(range(640))
+    assert (order % 64 == np.arange(640) % 64).all()
+    pos_mask = mask[order]
+    per = np.array([pos_mask[p::64].sum(axis=0) for p in range(64)])
+    assert (per == per[0][None, :]).all()
+
+
+def test_greedy_never_less_even_than_interleave():
+    # on uneven random layers the chosen owners' sum of squared per-column loads is at most
+    # the interleave's
+    rng = np.random.default_rng(13)
+    for n_out, n_in, n_pe in ((100, 30, 8), (257, 40, 16), (64, 20, 64)):
+        nz = rng.random((n_out, n_in)) < rng.random((n_out, 1)) * 0.3
+        order = balanced_order(nz.astype(np.int64), n_pe)
+
+        def sq(owner_of_row):
+            loads = np.zeros((n_pe, n_in))
+            np.add.at(loads, owner_of_row, nz)
+            return np.square(loads).sum()
+
+        owner = np.empty(n_out, dtype=np.int64)
+        owner[order] = np.arange(n_out) % n_pe
+        assert sq(owner) <= sq(np.arange(n_out) % n_pe)

@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from eie.common.errors import EieError
 from eie.sw.prune import (
-    apply_mask, balanced_counts, magnitude_threshold, prune, prune_balanced, prune_to_density,
-    std_threshold,
+    apply_mask, balanced_counts, column_shares, magnitude_threshold, prune, prune_balanced,
+    prune_column_balanced, prune_to_density, std_threshold,
 )
 
 
@@ -334,3 +334,109 @@ def test_property_balanced_matches_reference(n_out, n_in, n_pe, density, use_mas
     if room:
         assert max(counts) - min(room) <= 1
     assert sum(counts) == min(max(1, round(density * w.size)), int(cand.sum()))
+
+
+# ---- column-balanced pruning -----------------------------------------------------------------
+
+def _pe_column_counts(mask, n_pe):
+    """(PEs that own rows, n_in): each PE's kept weights in every column."""
+    return np.array([mask[p::n_pe].sum(axis=0) for p in range(min(n_pe, mask.shape[0]))])
+
+
+def test_column_shares_by_hand():
+    # ideal 2.6, 1.2, 0.2 of total 4: floors 2, 1, 0; the one left goes to the largest
+    # remainder (column 0: 0.6)
+    assert column_shares([2.6, 1.2, 0.2], [9, 9, 9], 4).tolist() == [3, 1, 0]
+    # a cap moves the share on: column 0 can take 1, the rest follows the remainders
+    assert column_shares([2.6, 1.2, 0.2], [1, 9, 9], 4).tolist() == [1, 2, 1]
+    # ideal counts are scaled to the total first; ties go to the lower column
+    assert column_shares([1, 1, 1, 1], [5, 5, 5, 5], 6).tolist() == [2, 2, 1, 1]
+    # never more than the caps allow in all
+    assert column_shares([5, 5], [1, 2], 10).tolist() == [1, 2]
+    assert column_shares([0, 0], [3, 3], 0).tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("shape,n_pe", [((1024, 300), 64), ((300, 200), 16), ((37, 11), 5),
+                                        ((10, 100), 16), ((64, 64), 64), ((50, 40), 1)])
+@pytest.mark.parametrize("density", [0.03, 0.1, 0.26, 0.9])
+def test_column_balanced_same_count_per_pe_and_column(shape, n_pe, density):
+    w = _rand(shape, seed=11)
+    pruned, mask = prune_column_balanced(w, density, n_pe)
+    per = _pe_column_counts(mask, n_pe)
+    # every PE that owns rows keeps exactly the same number in every column
+    assert (per == per[0][None, :]).all()
+    n_own = min(n_pe, shape[0])
+    k = max(1, round(density * w.size))
+    # the total is the per-column shares times the PEs: round(k / PEs) a PE, unless the PE
+    # with the fewest rows cannot hold that much in every column
+    fewest_rows = shape[0] // n_pe if shape[0] >= n_pe else 1
+    assert int(mask.sum()) == n_own * int(per[0].sum())
+    assert int(per[0].sum()) == min(max(1, round(k / n_own)), fewest_rows * shape[1])
+    np.testing.assert_array_equal(pruned, w * mask)
+    # each PE keeps its largest in every column
+    a = np.abs(w)
+    for p in range(n_own):
+        for c in range(shape[1]):
+            m, v = mask[p::n_pe, c], a[p::n_pe, c]
+            if m.any() and (~m).any():
+                assert v[m].min() >= v[~m].max()
+
+
+def test_column_balanced_follows_plain_column_counts():
+    # columns of very different scale: plain pruning keeps many in the loud columns; so does
+    # the balanced one (in proportion, per PE)
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((256, 8)) * np.array([4, 4, 1, 1, 0.5, 0.5, 0.1, 0.1])
+    _, plain = prune_to_density(w, 0.2)
+    _, bal = prune_column_balanced(w, 0.2, 16)
+    per_plain, per_bal = plain.sum(axis=0) / 16, _pe_column_counts(bal, 16)[0]
+    assert np.abs(per_bal - per_plain).max() <= 1.0
+    assert int(bal.sum()) == 16 * round(round(0.2 * w.size) / 16)
+
+
+def test_column_balanced_divisor_pe_counts_are_balanced_too():
+    # balanced over 64 PEs is balanced over 32, 16, 8: a PE of 16 owns four PEs' rows of 64
+    w = _rand((1024, 200), seed=5)
+    _, mask = prune_column_balanced(w, 0.1, 64)
+    for n in (32, 16, 8, 1):
+        per = _pe_column_counts(mask, n)
+        assert (per == per[0][None, :]).all(), n
+
+
+def test_column_balanced_respects_mask_and_zeros():
+    w = np.round(_rand((96, 30), seed=6), 1)       # rounding makes zeros and ties
+    old = np.random.default_rng(7).random(w.shape) < 0.6
+    pruned, mask = prune_column_balanced(w, 0.2, 8, mask=old)
+    assert not (mask & ~old).any()                 # a pruned weight stays pruned
+    assert not (mask & (w == 0)).any()             # a zero weight is never kept
+    per = _pe_column_counts(mask, 8)
+    assert (per == per[0][None, :]).all()
+    # iterating keeps the mask shrinking and balanced
+    _, m2 = prune_column_balanced(w, 0.1, 8, mask=mask)
+    assert not (m2 & ~mask).any()
+    per2 = _pe_column_counts(m2, 8)
+    assert (per2 == per2[0][None, :]).all()
+
+
+def test_column_balanced_bad_arguments():
+    with pytest.raises(EieError, match="2-D"):
+        prune_column_balanced(np.ones(4), 0.5, 2)
+    with pytest.raises(EieError, match="mask has shape"):
+        prune_column_balanced(np.ones((2, 2)), 0.5, 2, mask=np.ones((2, 3), bool))
+    with pytest.raises(EieError, match="number of PEs"):
+        prune_column_balanced(np.ones((4, 4)), 0.5, 0)
+    with pytest.raises(EieError, match=r"outside \(0, 1\]|not a number"):
+        prune_column_balanced(np.ones((4, 4)), 1.5, 2)
+    w = np.ones((3, 3))
+    w[1, 1] = np.nan
+    with pytest.raises(EieError, match="NaN or infinite"):
+        prune_column_balanced(w, 0.5, 2)
+
+
+def test_column_balanced_work_is_equal_on_any_input():
+    # what the placement and the EIE see: every PE the same work on every input
+    w = _rand((512, 64), seed=8)
+    _, mask = prune_column_balanced(w, 0.1, 16)
+    x = np.random.default_rng(9).random((50, 64)) < 0.3      # which inputs are nonzero
+    work = np.stack([mask[p::16].astype(int) @ x.T.astype(int) for p in range(16)]).sum(axis=1)
+    assert (work == work[0][None, :]).all()

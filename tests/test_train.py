@@ -158,6 +158,36 @@ def test_prune_and_retrain_balanced_per_pe_counts_at_every_step():
     assert history[-1].accuracy_retrained > 0.9
 
 
+def test_prune_and_retrain_column_balanced_where_each_pe_has_rows():
+    """balance_columns: layers with >= COLUMN_BALANCE_MIN_ROWS rows a PE keep the same count in
+    every column of every PE (so every PE has the same work on any input); smaller layers keep
+    the per-PE balance; never a revived weight."""
+    from eie.sw.prune import COLUMN_BALANCE_MIN_ROWS
+
+    n_pe = 2
+    big = COLUMN_BALANCE_MIN_ROWS * n_pe                 # 32 rows: 16 a PE
+    x, y = _blobs(400, 20, 4)
+    model = MLP.init((20, big, 12, 4), seed=1)
+    train(model, x, y, TrainConfig(epochs=2, lr=3e-3))
+    seen = []
+    masks, _ = prune_and_retrain(
+        model, x, y, densities=(0.2, 0.3, 0.5), steps=2, config=TrainConfig(epochs=1, lr=1e-3),
+        balance_pes=n_pe, balance_columns=True,
+        on_step=lambda st: seen.append([w != 0 for w in model.weights]))
+    for nonzero in seen:
+        per = np.array([nonzero[0][p::n_pe].sum(axis=0) for p in range(n_pe)])
+        assert (per == per[0]).all() and per.sum() > 0            # layer 0: per column
+        for l in (1, 2):                                         # 6 and 2 rows a PE
+            counts = _pe_counts(nonzero[l], n_pe)
+            assert max(counts) - min(counts) <= 1
+    assert not np.any(seen[1][0] & ~seen[0][0])
+    for w, m in zip(model.weights, masks):
+        np.testing.assert_array_equal(w != 0, m)
+    with pytest.raises(EieError, match="balance_columns needs balance_pes"):
+        prune_and_retrain(MLP.init((6, 4, 2)), x[:, :6], y % 2, (0.5, 0.5), 1,
+                          TrainConfig(epochs=1), balance_columns=True)
+
+
 def test_prune_and_retrain_balance_matches_plain_on_one_pe():
     x, y = _blobs(200, 12, 3)
     base = MLP.init((12, 16, 3), seed=2)

@@ -15,7 +15,8 @@ that no path runs from one PE's FIFO through the controller to every PE in one c
   FIFO in the cycle after the decision.
 
 Per cycle: the FIFO takes ``bcast.valid``'s nonzero; it offers its head on ``o`` (an
-:class:`amaranth.lib.stream.Signature` of :func:`~eie.hw.eie.signatures.nonzero_layout`);
+:class:`amaranth.lib.stream.Signature` of :func:`~eie.hw.eie.signatures.nonzero_layout`), and
+when it is empty, the arriving nonzero itself (bypass: taken in that cycle, it is not written);
 ``fill`` takes the thresholds of the level after this cycle's write and pop. ``stalled`` is high
 in the cycle after the controller held a nonzero back (``bcast.stall``, registered like the
 broadcast) if this FIFO's ``fill`` that the controller decided with (``bcast.in_flight``, of
@@ -26,7 +27,7 @@ no broadcast arrives in this cycle.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -75,11 +76,16 @@ class ActFifo(wiring.Component):
         m.submodules.fifo = fifo
 
         entry = Signal(self._layout)
+        # Bypass: an empty FIFO offers the arriving broadcast in its own cycle; taken, it is
+        # never written (so a PE with nothing queued starts a cycle sooner).
+        bypass = Signal()
         m.d.comb += [
             entry.j.eq(bcast.j), entry.a.eq(bcast.a),
-            fifo.w_data.eq(entry), fifo.w_en.eq(bcast.valid),
-            self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
-            fifo.r_en.eq(self.o.ready),
+            bypass.eq(~fifo.r_rdy & bcast.valid),
+            fifo.w_data.eq(entry), fifo.w_en.eq(bcast.valid & ~(bypass & self.o.ready)),
+            self.o.valid.eq(fifo.r_rdy | bcast.valid),
+            self.o.payload.eq(Mux(fifo.r_rdy, fifo.r_data, entry)),
+            fifo.r_en.eq(self.o.ready & fifo.r_rdy),
             self.empty.eq((fifo.level == 0) & ~bcast.valid),
         ]
 

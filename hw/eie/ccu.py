@@ -213,7 +213,7 @@ class CCU(wiring.Component):
             return Cat(*tbl[f]).word_select(layer, self._w[f]) if L > 1 else tbl[f][0]
 
         # The codebook: read from its memory in LSTART, registered in the next cycle (the
-        # first entry reaches the weight stage ACT_READ_LATENCY + 3 cycles later at the earliest).
+        # first entry reaches the weight stage ACT_READ_LATENCY + 2 cycles later at the earliest).
         cbk_load = Signal()
         m.d.comb += cbk_r.addr.eq(layer)
         m.d.sync += cbk_load.eq(layer_out.start)

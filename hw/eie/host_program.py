@@ -100,7 +100,9 @@ class HostProgram:
         x = np.asarray(x).reshape(-1)
         if x.size != self.image.n_in:
             raise ValueError(f"input has {x.size} values but the first layer takes {self.image.n_in}")
-        ops: list[Op] = [Write(mm.act(j % n, 0, j // n), int(v) & 0xFFFF) for j, v in enumerate(x)]
+        # input position q holds model input order[q] (the image's input placement)
+        ops: list[Op] = [Write(mm.act(q % n, 0, q // n), int(v) & 0xFFFF)
+                         for q, v in enumerate(self.image.to_positions(x).tolist())]
         ops.append(Write(mm.reg("CTRL"), CTRL.pack(start=1)))
         ops.append(Poll(mm.reg("STATUS"), STATUS.mask("busy", "done"), STATUS.pack(done=1),
                         fail_mask=STATUS.mask("error"),

@@ -4,7 +4,8 @@ Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the s
 
 1. activation FIFO (:class:`~eie.hw.eie.act_fifo.ActFifo`, ``fifo_depth`` entries): takes the
    broadcast ``(j, a_j)`` in the cycle ``bcast.valid`` shows it (the controller decided it a cycle
-   earlier, from the PEs' registered fill flags ``bcast.fill``: the back-pressure);
+   earlier, from the PEs' registered fill flags ``bcast.fill``: the back-pressure); an empty
+   FIFO hands it to the pointer stage in that cycle (bypass);
 2. :class:`~eie.hw.eie.ptr_read.PtrRead` (``ptr_``): one column a cycle, ``p[j]`` and ``p[j+1]``
    from the even/odd banks (registered behind the RAMs); non-empty columns go into the pointer
    queue;
@@ -85,8 +86,8 @@ class PE(wiring.Component):
     :class:`amaranth.lib.stream` handshakes); the entry stage issues one entry of the queue's
     head; the entries already in flight advance through Arith and the accumulator; the host
     port and the activation stream are served. Latency: a column broadcast in cycle ``t`` into
-    an idle PE, with entries here, issues its first entry in ``t + 4`` and writes it into the
-    accumulator file in ``t + 9``. Counts, per layer (cleared by ``layer.start``, stored at
+    an idle PE, with entries here, issues its first entry in ``t + 3`` and writes it into the
+    accumulator file in ``t + 8``. Counts, per layer (cleared by ``layer.start``, stored at
     ``layer.idx`` on ``layer.end``): ``busy``, cycles an entry issued; ``stall``, cycles the
     controller held a nonzero back because of this PE's fill flag (``ActFifo.stalled``).
     """
