@@ -118,6 +118,8 @@ def _cmd_compile(args) -> int:
         from ..hw.bnn.words import act_bits_text
 
         what += f"; activations {act_bits_text(image.act_bits)}"
+    if image.output_scale is not None:
+        what += "; XNOR-Net output scales (classes: argmax of output_scale * dot)"
     write_image(image, args.output, extra=extra)
     folds = image.folds
     const = sum(s.get("constant_one", 0) + s.get("constant_zero", 0) for s in image.stats)
@@ -154,12 +156,14 @@ def _check_class_rule(rule: str | None, image) -> None:
         raise EieError(f"--classes {rule}: this image outputs dots; use --classes argmax")
 
 
-def _save_classes(args, y: np.ndarray) -> str:
+def _save_classes(args, y: np.ndarray, image) -> str:
+    """Save the classes of outputs ``y`` by ``--classes`` (the argmax of the image's logits:
+    its output scales, when it has them, times the dots); the summary's tail."""
     from ..sw.bnn.golden import classify
 
     if args.classes is None:
         return ""
-    c = classify(y, args.classes)
+    c = classify(y, args.classes, image.output_scale)
     path = _classes_path(args.output)
     _save_npy(path, c)
     none = int(np.sum(c < 0))
@@ -186,7 +190,7 @@ def _cmd_golden(args) -> int:
     x = _bits(args, image.shape[0])
     y = golden_forward(image, x)
     _save_npy(args.output, y)
-    more = _save_classes(args, y)
+    more = _save_classes(args, y, image)
     print(f"{args.output}: {y.shape[0]} samples x {y.shape[1]} outputs ({_outputs_text(y)}){more}")
     return 0
 
@@ -377,7 +381,7 @@ def _cmd_run(args) -> int:
     y = np.asarray(job.y, dtype=gold.dtype)
     equal = y.shape == gold.shape and bool(np.array_equal(y, gold))
     _save_npy(args.output, y)
-    more = _save_classes(args, y)
+    more = _save_classes(args, y, image)
     c = job.counters
     stats = {"simulator": args.sim, "samples": int(x.shape[0]), "equal_golden": equal,
              "outputs": "bits" if thresholded else "dots",
@@ -430,7 +434,8 @@ def _cmd_train(args) -> int:
                        f"{data.x_train.shape[1]} pixels and 10 classes; start with 784 and end "
                        f"with at least 10")
     xtr, xte = binarize_pixels(data.x_train), binarize_pixels(data.x_test)
-    model = BinaryMLP.init(shape, seed=args.seed, weight_bits=bits, act_bits=acts)
+    model = BinaryMLP.init(shape, seed=args.seed, weight_bits=bits, act_bits=acts,
+                           scaling=args.scaling)
     train_bnn(model, xtr, data.y_train, BnnTrainConfig(epochs=args.epochs, seed=args.seed))
     with atomic_file(args.output, "wb") as f:
         np.savez(f, **model.to_npz_dict())
@@ -444,6 +449,8 @@ def _cmd_train(args) -> int:
 
     prec = weight_bits_text(bits) + (f" {act_bits_text(acts)}" if any(a != 1 for a in acts)
                                      else "")
+    if model.scaled:
+        prec += " with XNOR-Net scales (alpha{l})"
     print(f"{args.output}: {','.join(map(str, shape))} {prec}, {args.epochs} "
           f"epochs on {len(xtr)} digits; float-model test accuracy {acc:.2%} on "
           f"{len(xte)}{more}")
@@ -453,6 +460,7 @@ def _cmd_train(args) -> int:
 RULE_CHOICES = ("ge", "gt")                     # eie.sw.bnn.params.RULES
 #: eie.sw.bnn.golden.CLASS_RULES, spelled out so that `eie --help` imports no BNN library
 CLASS_CHOICES = ("argmax", "highest-bit", "lowest-bit", "one-hot")
+SCALING_CHOICES = ("none", "xnor")              # eie.sw.bnn.train.SCALINGS
 
 
 def _add_sample_options(p) -> None:
@@ -494,7 +502,10 @@ def register(subparsers) -> None:
                         "(integers (n_out,)) per hidden layer and optionally for the last "
                         "(then the network outputs bits), optional rule ('ge' or 'gt'). "
                         "Either may hold weight_bits (ints, 1 binary or 2 ternary per layer; a "
-                        "ternary W{l} is -1/0/+1, a float one is ternarized as TWN does). "
+                        "ternary W{l} is -1/0/+1, a float one is ternarized as TWN does). A "
+                        "float one may hold alpha{l} (floats > 0 (n_out,): XNOR-Net per-output "
+                        "scales, folded into the thresholds; the last layer's become the "
+                        "image's output_scale). "
                         "QONNX: a .onnx file")
     c.add_argument("-o", "--output", required=True, metavar="IMAGE_DIR")
     c.add_argument("--fold", default=None, help=fold_help)
@@ -592,6 +603,11 @@ def register(subparsers) -> None:
                    help="activation precision of the hidden layers (one for all; the output "
                         "layer is A1), or one per layer: A1 bipolar sign, A2..A4 DoReFa k-bit "
                         "unsigned (A1)")
+    t.add_argument("--scaling", choices=SCALING_CHOICES, default="none",
+                   help="xnor: XNOR-Net per-output weight scales (alpha = mean |W| of each "
+                        "neuron's latent weights, its kept ones for W2), saved as alpha{l} and "
+                        "folded into the thresholds and the output scale by `eie bnn compile`; "
+                        "none: plain sign/TWN weights (none)")
     t.add_argument("--epochs", type=int, default=10, help="training epochs (10)")
     t.add_argument("--seed", type=int, default=0, help="seed of the initial weights and order")
     t.add_argument("--save-test", default=None, metavar="DIR",

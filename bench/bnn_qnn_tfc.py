@@ -9,6 +9,10 @@ the simulator. Exit code 0 when every check holds.
 
     .venv/bin/python bench/bnn_qnn_tfc.py --sim icarus                     # the table in docs/bnn.md
     .venv/bin/python bench/bnn_qnn_tfc.py --sim verilator --only W2A2 --digits 300
+    .venv/bin/python bench/bnn_qnn_tfc.py --no-rtl --scaling none,xnor      # the XNOR-Net table
+
+``--scaling none,xnor`` trains every precision both ways (``eie bnn train --scaling xnor``:
+XNOR-Net per-output weight scales); ``--no-rtl`` leaves out the simulator (accuracies only).
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ def main(argv=None) -> int:
     from eie.hw.bnn.folding import analytic_ii, make_folding
     from eie.sim.bnn_run import BnnJob, run_rtl
     from eie.sw.bnn.compile import compile_model
-    from eie.sw.bnn.float_model import float_forward
-    from eie.sw.bnn.golden import golden_forward
+    from eie.sw.bnn.float_model import float_forward, float_logits
+    from eie.sw.bnn.golden import golden_forward, golden_logits
     from eie.sw.bnn.train import BinaryMLP, BnnTrainConfig, TFC, train_bnn
     from eie.sw.mnist import binarize_pixels, load_mnist
 
@@ -41,22 +45,31 @@ def main(argv=None) -> int:
                    help="another folding to measure (the A1 default by default)")
     p.add_argument("-n", "--samples", type=int, default=6, help="digits preloaded for the II (6)")
     p.add_argument("--digits", type=int, default=0, help="also run this many test digits (0)")
+    p.add_argument("--scaling", default="none", help="weight scalings, none and/or xnor (none)")
+    p.add_argument("--no-rtl", action="store_true", help="accuracies only, no simulator")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     data = load_mnist()
     xtr, xte = binarize_pixels(data.x_train), binarize_pixels(data.x_test)
     rows, ok = [], True
-    for name in args.only.split(","):
+    for name, scaling in ((n, s) for n in args.only.split(",") for s in args.scaling.split(",")):
         wb, ab = PRECISIONS[name]
-        net = BinaryMLP.init(TFC, seed=0, weight_bits=wb, act_bits=ab)
+        net = BinaryMLP.init(TFC, seed=0, weight_bits=wb, act_bits=ab, scaling=scaling)
         train_bnn(net, xtr, data.y_train, BnnTrainConfig(epochs=args.epochs, seed=0))
         model = net.to_float_bnn()
         image = compile_model(model)
         gold, flt = golden_forward(image, xte), float_forward(model, xte)
-        equal = bool(np.array_equal(gold, flt))
-        acc = float(np.mean(np.argmax(gold, axis=1) == data.y_test))
-        facc = float(np.mean(np.argmax(flt, axis=1) == data.y_test))
+        glog, flog = golden_logits(image, xte), float_logits(model, xte)
+        equal = bool(np.array_equal(gold, flt) and np.array_equal(glog, flog))
+        acc = float(np.mean(np.argmax(glog, axis=1) == data.y_test))
+        facc = float(np.mean(np.argmax(flog, axis=1) == data.y_test))
         ok &= equal
+        if args.no_rtl:
+            r = {"precision": name, "scaling": scaling, "float_acc": facc, "golden_acc": acc,
+                 "golden_equals_float": equal}
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+            continue
         for fold in [None, *args.fold]:
             img = image if fold is None else image.refold(make_folding(image.shape, fold))
             ii = analytic_ii(img.folds)
@@ -65,7 +78,8 @@ def main(argv=None) -> int:
             t0 = time.time()
             run_rtl(args.sim, img.folds, [job], in_depth=args.samples, out_depth=args.samples)
             c = job.counters
-            r = {"precision": name, "folding": ",".join(f"{f.simd}:{f.pe}" for f in img.folds),
+            r = {"precision": name, "scaling": scaling,
+                 "folding": ",".join(f"{f.simd}:{f.pe}" for f in img.folds),
                  "layer_ii": [f.ii for f in img.folds], "ii": ii, "ii_min": c["ii_min"],
                  "ii_mean": (c["t_last_out"] - c["t_first_out"]) / (args.samples - 1),
                  "bubbles": (c["t_last_out"] - c["t_first_out"]) - (args.samples - 1) * ii,

@@ -26,6 +26,13 @@ quantizer (:func:`~eie.sw.bnn.float_model.ternarize`: sign bits, nonzero mask, s
 each neuron's reachable counts ``m = 0..K'`` (``K'`` its nonzero weights), so batch norm and
 ``a`` fold into ``T`` exactly; ``gamma < 0`` inverts the signs of the nonzero weights
 (``matches' = K' - matches``). A neuron that never fires gets ``K + 1``.
+
+XNOR-Net scales (a float model's ``alpha{l}``): every fold evaluates the float model's
+expression at ``s * dot`` with the neuron's own ``s = (a / L) * alpha``
+(:func:`~eie.sw.bnn.float_model.neuron_scales`), so ``alpha > 0`` folds into the thresholds
+exactly like batch norm; the last layer's ``alpha`` becomes the image's
+:attr:`~eie.sw.bnn.image.BnnImage.output_scale` (the host's logits ``alpha * dot``; an image
+without one, or with all ones, is written as before).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from typing import Sequence
 import numpy as np
 
 from ...common.errors import EieError
-from .float_model import FloatBnn, act_quantize, bn_expression, layer_scale, ternarize
+from .float_model import FloatBnn, act_quantize, bn_expression, neuron_scales, ternarize
 from ...hw.bnn.folding import LayerFold, make_folding, with_act_bits
 from .image import BnnImage
 from .params import IntegerBnn
@@ -49,11 +56,15 @@ def binarize(w: np.ndarray) -> np.ndarray:
     return (np.asarray(w) >= 0).astype(np.uint8)
 
 
-def fold_thresholds(gamma, beta, mean, var, eps, n_in: int) -> tuple[np.ndarray, np.ndarray]:
-    """Integer thresholds ``T`` (n_out,) and a flip mask (n_out,) for one hidden layer."""
+def fold_thresholds(gamma, beta, mean, var, eps, n_in: int,
+                    scale=None) -> tuple[np.ndarray, np.ndarray]:
+    """Integer thresholds ``T`` (n_out,) and a flip mask (n_out,) for one hidden layer whose
+    batch norm sees ``dot``, or ``scale * dot`` with per-neuron ``scale`` (n_out,) when given."""
     gamma = np.asarray(gamma, dtype=np.float64)
     m = np.arange(n_in + 1, dtype=np.float64)
     dot = (2.0 * m - n_in)[:, None]                    # (K+1, 1), like the float model's dots
+    if scale is not None:
+        dot = np.asarray(scale, dtype=np.float64)[None, :] * dot      # (K+1, n_out)
     fires = bn_expression(gamma, np.asarray(beta, dtype=np.float64),
                           np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64),
                           np.float64(eps), dot) >= 0      # (K+1, n_out)
@@ -69,19 +80,20 @@ def fold_thresholds(gamma, beta, mean, var, eps, n_in: int) -> tuple[np.ndarray,
     return t, flip
 
 
-def fold_ternary_thresholds(gamma, beta, mean, var, eps, scale: float, nonzero,
+def fold_ternary_thresholds(gamma, beta, mean, var, eps, scale, nonzero,
                             n_in: int) -> tuple[np.ndarray, np.ndarray]:
     """Integer thresholds ``T`` (n_out,) on the masked match count and a flip mask (n_out,) for
-    one ternary hidden layer with scale ``scale`` and ``nonzero[n] = K'`` nonzero weights per
-    neuron. ``T`` is the first count ``m`` in ``0..K'`` at which the float model fires (after
-    the flip, in terms of ``K' - m``), or ``n_in + 1`` when none does."""
+    one ternary hidden layer with scale ``scale`` (one, or one a neuron) and ``nonzero[n] =
+    K'`` nonzero weights per neuron. ``T`` is the first count ``m`` in ``0..K'`` at which the
+    float model fires (after the flip, in terms of ``K' - m``), or ``n_in + 1`` when none
+    does."""
     gamma = np.asarray(gamma, dtype=np.float64)
     nz = np.asarray(nonzero, dtype=np.int64)
     m = np.arange(n_in + 1, dtype=np.int64)
     dot = (2.0 * m[:, None] - nz[None, :]).astype(np.float64)     # (K+1, n_out)
     fires = bn_expression(gamma, np.asarray(beta, dtype=np.float64),
                           np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64),
-                          np.float64(eps), np.float64(scale) * dot) >= 0
+                          np.float64(eps), np.asarray(scale, dtype=np.float64) * dot) >= 0
     fires = fires.T                                                  # (n_out, K+1), column m
     flip = gamma < 0
     valid = m[None, :] <= nz[:, None]                                # reachable counts
@@ -102,10 +114,11 @@ def fold_ternary_thresholds(gamma, beta, mean, var, eps, scale: float, nonzero,
 _FOLD_CHUNK = 1 << 20
 
 
-def fold_multi_thresholds(gamma, beta, mean, var, eps, scale: float, nonzero, n_in: int,
+def fold_multi_thresholds(gamma, beta, mean, var, eps, scale, nonzero, n_in: int,
                           in_bits: int, out_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Thresholds and a flip mask (n_out,) for one hidden layer with k-bit inputs or outputs
-    (docs/ARCHITECTURE.md, "k-bit activations"): ``scale`` is the float model's ``a / L``,
+    (docs/ARCHITECTURE.md, "k-bit activations"): ``scale`` is the float model's ``a / L``
+    (times ``alpha``: one a neuron),
     ``nonzero[n]`` the neuron's nonzero weights ``K'`` (``n_in`` for W1).
 
     The float model's own expression is evaluated at every accumulator value ``acc`` in
@@ -119,6 +132,7 @@ def fold_multi_thresholds(gamma, beta, mean, var, eps, scale: float, nonzero, n_
     beta, mean, var = (np.asarray(v, dtype=np.float64) for v in (beta, mean, var))
     nz = np.asarray(nonzero, dtype=np.int64)
     n_out = gamma.shape[0]
+    scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (n_out,))
     levels = (1 << in_bits) - 1
     if in_bits == 1:
         lo, hi = 0, n_in
@@ -136,7 +150,7 @@ def fold_multi_thresholds(gamma, beta, mean, var, eps, scale: float, nonzero, n_
         dot = (2 * acc[:, None] - nz[None, sl]) if in_bits == 1 else acc[:, None] + 0 * nz[None, sl]
         dot = np.where(flip[None, sl], -dot, dot).astype(np.float64)
         u = bn_expression(gamma[sl], beta[sl], mean[sl], var[sl], np.float64(eps),
-                          np.float64(scale) * dot)
+                          scale[None, sl] * dot)
         q = (u >= 0).astype(np.int64) if out_bits == 1 else act_quantize(u, out_bits).astype(np.int64)
         q = q.T                                                   # (neurons, values)
         valid = (acc[None, :] >= vlo[sl, None]) & (acc[None, :] <= vhi[sl, None])
@@ -181,8 +195,10 @@ def compile_model(model: FloatBnn,
         bits = binarize(w)
         st: dict = {"zero_weights": int(np.sum(w == 0))}
         if l < n - 1:
+            alpha = model.layer_alpha(l)
             t, flip = fold_thresholds(model.gamma[l], model.beta[l], model.mean[l],
-                                      model.var[l], model.eps, w.shape[1])
+                                      model.var[l], model.eps, w.shape[1],
+                                      None if alpha is None else neuron_scales(1.0, 1, alpha))
             bits[flip] ^= 1
             thresholds.append(t)
             st.update({"flipped_neurons": int(flip.sum()),
@@ -190,7 +206,16 @@ def compile_model(model: FloatBnn,
                        "constant_zero": int(np.sum(t == w.shape[1] + 1))})
         weights.append(bits)
         stats.append(st)
-    return BnnImage(folds, weights, thresholds, stats, masks)
+    return BnnImage(folds, weights, thresholds, stats, masks,
+                    output_scale=_output_scale(model.layer_alpha(n - 1)))
+
+
+def _output_scale(alpha) -> np.ndarray | None:
+    """The image's output scale for the last layer's XNOR-Net scales: None (the dots are the
+    logits) when there are none or all are 1.0, so such an image is written as before."""
+    if alpha is None or np.all(np.asarray(alpha) == 1.0):
+        return None
+    return np.asarray(alpha, dtype=np.float64)
 
 
 def _compile_qnn(model: FloatBnn, l: int, w: np.ndarray, fold: LayerFold, thresholds: list, *,
@@ -210,7 +235,8 @@ def _compile_qnn(model: FloatBnn, l: int, w: np.ndarray, fold: LayerFold, thresh
         nz = mask.sum(axis=1) if mask is not None else np.full(w.shape[0], w.shape[1])
         thr, flip = fold_multi_thresholds(model.gamma[l], model.beta[l], model.mean[l],
                                           model.var[l], model.eps,
-                                          layer_scale(a, fold.in_bits), nz, w.shape[1],
+                                          neuron_scales(a, fold.in_bits, model.layer_alpha(l)),
+                                          nz, w.shape[1],
                                           fold.in_bits, fold.out_bits)
         sign[flip] ^= 1 if mask is None else mask[flip]
         thresholds.append(thr)
@@ -233,7 +259,9 @@ def _compile_ternary(model: FloatBnn, l: int, w: np.ndarray, thresholds: list, *
     if not last:
         nz = mask.sum(axis=1)
         thr, flip = fold_ternary_thresholds(model.gamma[l], model.beta[l], model.mean[l],
-                                            model.var[l], model.eps, scale, nz, w.shape[1])
+                                            model.var[l], model.eps,
+                                            neuron_scales(scale, 1, model.layer_alpha(l)), nz,
+                                            w.shape[1])
         sign[flip] ^= mask[flip]
         thresholds.append(thr)
         st.update({"flipped_neurons": int(flip.sum()),

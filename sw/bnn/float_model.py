@@ -3,7 +3,9 @@
 Model file (``.npz``): ``W{l}`` of shape ``(n_out, n_in)`` (floats) for layers ``l = 0..L-1``;
 for each hidden layer ``l < L-1`` the batch-norm parameters ``gamma{l}, beta{l}, mean{l},
 var{l}`` of shape ``(n_out,)``; optionally a scalar ``eps`` (default ``1e-5``); optionally
-``weight_bits`` (ints ``(L,)``, 1 binary or 2 ternary per layer; default all 1).
+``weight_bits`` (ints ``(L,)``, 1 binary or 2 ternary per layer; default all 1); optionally
+``alpha{l}`` of shape ``(n_out,)`` for any layer ``l``: XNOR-Net's per-output weight scale,
+finite and > 0 (default 1.0 for every neuron: the model as without it).
 
 Semantics (docs/ARCHITECTURE.md, BNN section), computed in float64:
 
@@ -16,6 +18,11 @@ A ternary (W2) layer (TWN) quantizes its weights with :func:`ternarize` (``delta
 mean(|W|)``, ``t = sign(W)`` where ``|W| > delta``, else 0; scale ``a``), ``dot = sum(t * x)``
 exactly, and its batch norm sees ``a * dot`` (one float64 multiply); the last layer outputs
 ``dot`` (the logits ``a * dot`` have the same argmax).
+
+XNOR-Net scales (Rastegari et al. 2016): a layer with ``alpha{l}`` multiplies every neuron's
+dot by ``s = layer_scale(a, in_bits) * alpha`` (:func:`neuron_scales`, one float64 product a
+neuron) before batch norm; the last layer's logits are ``alpha * dot`` (:func:`float_logits`),
+whose argmax is the class.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from ..inputs import check_bits
 
 __all__ = ["FloatBnn", "load_model", "save_model", "random_model", "bn_expression",
            "float_forward", "float_layers", "check_bits", "open_model_npz", "ternarize",
-           "TWN_DELTA", "check_weight_bits", "check_act_bits", "act_quantize", "layer_scale"]
+           "TWN_DELTA", "check_weight_bits", "check_act_bits", "act_quantize", "layer_scale",
+           "neuron_scales", "check_alpha", "xnor_alpha", "float_logits", "output_logits"]
 
 DEFAULT_EPS = 1e-5
 #: TWN's ternarization threshold, as a fraction of the layer's mean absolute weight.
@@ -109,6 +117,70 @@ def layer_scale(a: float, in_bits: int) -> float:
     return float(np.float64(a) / np.float64((1 << in_bits) - 1))
 
 
+def neuron_scales(a: float, in_bits: int, alpha=None):
+    """The factor between each neuron's integer dot and its float pre-activation:
+    :func:`layer_scale` times the neuron's XNOR-Net scale ``alpha`` (float64 ``(n_out,)``), or
+    :func:`layer_scale` alone (a float) without one. The float model and the compiler both
+    scale with this function."""
+    scale = layer_scale(a, in_bits)
+    return scale if alpha is None else np.float64(scale) * np.asarray(alpha, dtype=np.float64)
+
+
+#: The largest scaled dot ``|s * dot|`` a model may reach (:func:`check_alpha`): far below
+#: float64's overflow, so batch norm's ``gamma * (z - mean)`` stays finite.
+MAX_SCALED_DOT = 1e300
+
+
+def check_alpha(alpha, n_out: int, name: str, source: str = "",
+                reach: float | None = None) -> np.ndarray:
+    """``alpha`` as float64 ``(n_out,)``, every entry finite and > 0 (and, given ``reach``,
+    the layer's largest ``|dot|`` times its TWN scale, ``alpha * reach`` at most
+    :data:`MAX_SCALED_DOT`), or :class:`EieError` naming the array ``name`` (and ``source``,
+    e.g. ``" in model.npz"``)."""
+    where = name + source
+    arr = np.asarray(alpha)
+    if arr.dtype.kind not in "iuf":
+        raise EieError(f"{where} has dtype {arr.dtype}; expected real numbers (XNOR-Net scales "
+                       f"> 0, one per output neuron)")
+    arr = arr.astype(np.float64)
+    if arr.shape != (n_out,):
+        raise EieError(f"{where} has shape {arr.shape}; the layer has {n_out} neurons, expected "
+                       f"({n_out},): one scale per output neuron")
+    bad = ~np.isfinite(arr) | ~(arr > 0)
+    if np.any(bad):
+        k = int(np.argwhere(bad)[0][0])
+        raise EieError(f"{name}[{k}]{source} is {float(arr[k])!r}; an XNOR-Net scale must be a "
+                       f"finite number > 0 (the neuron's mean |weight|; leave the array out for "
+                       f"1.0)")
+    if reach is not None:
+        with np.errstate(over="ignore"):
+            big = arr * reach > MAX_SCALED_DOT
+        if np.any(big):
+            k = int(np.argwhere(big)[0][0])
+            raise EieError(f"{name}[{k}]{source} is {float(arr[k])!r}; the layer's scaled dots "
+                           f"reach {float(arr[k]) * reach:.3g}, beyond {MAX_SCALED_DOT:g} "
+                           f"(float64 overflows): give a smaller scale")
+    return arr
+
+
+def xnor_alpha(w, bits: int) -> np.ndarray:
+    """XNOR-Net's per-output scale of latent weights ``w`` ``(n_out, n_in)`` relative to the
+    layer's TWN scale: ``mean(|w_row|)`` for W1; for W2 the mean ``|w|`` over the row's weights
+    that :func:`ternarize` keeps, divided by the layer's scale ``a`` (so ``a * alpha`` is the
+    row's own scale). A neuron whose mean is 0 (no weight, or none kept) gets 1.0."""
+    w = np.asarray(w, dtype=np.float64)
+    mag = np.abs(w)
+    if bits == 2:
+        t, a = ternarize(w)
+        keep = t != 0
+        n = keep.sum(axis=1)
+        total = np.where(keep, mag, 0.0).sum(axis=1)
+        mean = np.divide(total, n, out=np.zeros(w.shape[0]), where=n > 0) / a
+    else:
+        mean = mag.mean(axis=1)
+    return np.where(mean > 0, mean, 1.0)
+
+
 @dataclass
 class FloatBnn:
     """A float BNN: weights per layer and batch norm per hidden layer (all float64)."""
@@ -123,6 +195,12 @@ class FloatBnn:
     weight_bits: list[int] = field(default_factory=list)
     #: per layer the output activation precision 1..4 (the last 1); empty: every layer A1
     act_bits: list[int] = field(default_factory=list)
+    #: per layer XNOR-Net's per-output scale ``(n_out,)`` or None (1.0); empty: no scales
+    alpha: list[np.ndarray | None] = field(default_factory=list)
+
+    def layer_alpha(self, l: int) -> np.ndarray | None:
+        """Layer ``l``'s XNOR-Net scales (float64 ``(n_out,)``), or None when it has none."""
+        return self.alpha[l] if l < len(self.alpha) else None
 
     @property
     def layer_bits(self) -> list[int]:
@@ -154,6 +232,13 @@ class FloatBnn:
         n_hidden = len(self.weights) - 1
         self.layer_bits                                  # noqa: B018 - validates weight_bits
         self.layer_acts                                  # noqa: B018 - validates act_bits
+        if len(self.alpha) > len(self.weights):
+            raise EieError(f"the model has {len(self.alpha)} alpha arrays but "
+                           f"{len(self.weights)} layers; give at most one a layer")
+        self.alpha = [None if a is None else
+                      check_alpha(a, w.shape[0], f"alpha{l}",
+                                  reach=w.shape[1] * max(1.0, float(np.max(np.abs(w)))))
+                      for l, (a, w) in enumerate(zip(self.alpha, self.weights))]
         if not np.isfinite(self.eps) or self.eps < 0:
             raise EieError(f"eps is {self.eps}; it must be a finite number >= 0")
         for name in ("gamma", "beta", "mean", "var"):
@@ -226,6 +311,15 @@ def load_model(path: str | os.PathLike) -> FloatBnn:
             raise EieError(f"eps in {path} has shape {e.shape}; expected a scalar")
         model.eps = float(e.reshape(()))
     model.weight_bits, model.act_bits = load_precisions(data, keys, n, path)
+    extra = [k for k in keys if k.startswith("alpha") and k[5:].isdigit() and int(k[5:]) >= n]
+    if extra:
+        raise EieError(f"model {path} has {sorted(extra)[0]} but only layers 0..{n - 1}; remove "
+                       f"it or add its layer's weights")
+    model.alpha = [check_alpha(data[f"alpha{l}"], model.weights[l].shape[0], f"alpha{l}",
+                               f" in {path}") if f"alpha{l}" in keys else None
+                   for l in range(n)]
+    if all(a is None for a in model.alpha):
+        model.alpha = []
     return model.validate()
 
 
@@ -258,20 +352,27 @@ def save_model(model: FloatBnn, path: str | os.PathLike) -> None:
         arrays["weight_bits"] = np.array(model.layer_bits, dtype=np.int64)
     if any(b != 1 for b in model.layer_acts):     # an A1 model's file stays as it was
         arrays["act_bits"] = np.array(model.layer_acts, dtype=np.int64)
+    for l, a in enumerate(model.alpha):           # a model without scales stays as it was
+        if a is not None:
+            arrays[f"alpha{l}"] = np.asarray(a, dtype=np.float64)
     with atomic_file(path, "wb") as f:
         np.savez(f, **arrays)
 
 
 def random_model(shape, rng: np.random.Generator, *, special: bool = True,
-                 weight_bits=None, act_bits=None) -> FloatBnn:
+                 weight_bits=None, act_bits=None, alpha=None) -> FloatBnn:
     """A random float BNN of ``shape``; with ``special`` some neurons get negative or zero
     batch-norm scales, zero weights, and thresholds exactly on integers. ``weight_bits`` (per
     layer 1 or 2) makes layers ternary; their thresholds are drawn on the scaled dot ``a * dot``
     of the ternarized weights, some exactly on a reachable value. Without it the random draws
-    are the binary model's, as they always were."""
+    are the binary model's, as they always were. ``alpha = (lo, hi)`` gives every layer
+    XNOR-Net scales, log-uniform in ``lo .. hi`` (with ``special`` some exactly 1 or a power
+    of two), and draws batch norm on the scaled dots."""
     shape = list(shape)
     bits = check_weight_bits(weight_bits, len(shape) - 1)
     acts = check_act_bits(act_bits, len(shape) - 1)
+    if alpha is not None:
+        return _random_qnn_model(shape, rng, special, bits, acts, alpha)
     if any(b != 1 for b in acts):
         return _random_qnn_model(shape, rng, special, bits, acts)
     if any(b == 2 for b in bits):
@@ -343,10 +444,26 @@ def _random_ternary_model(shape, rng, special: bool, bits: list[int]) -> FloatBn
     return model
 
 
-def _random_qnn_model(shape, rng, special: bool, bits: list[int], acts: list[int]) -> FloatBnn:
+def _random_alpha(rng, n_out: int, span, special: bool) -> np.ndarray:
+    """XNOR-Net scales log-uniform in ``span = (lo, hi)``; with ``special`` some exactly 1.0
+    or a power of two in the span."""
+    lo, hi = (float(v) for v in span)
+    alpha = np.exp(rng.uniform(np.log(lo), np.log(hi), size=n_out))
+    if special:
+        kind = rng.integers(0, 4, size=n_out)
+        if lo <= 1.0 <= hi:
+            alpha[kind == 1] = 1.0
+        alpha[kind == 2] = 2.0 ** np.round(np.log2(alpha[kind == 2]))
+    return np.clip(alpha, lo, hi)
+
+
+def _random_qnn_model(shape, rng, special: bool, bits: list[int], acts: list[int],
+                      alpha_span=None) -> FloatBnn:
     """Random k-bit-activation model: batch norm drawn on the scaled dot so that the DoReFa
-    outputs use every level, some neurons exactly on a level boundary."""
+    outputs use every level, some neurons exactly on a level boundary; with ``alpha_span``
+    every layer has XNOR-Net scales (:func:`_random_alpha`)."""
     model = FloatBnn(weights=[], weight_bits=list(bits), act_bits=list(acts))
+    alphas = []
     x = np.where(rng.random((256, shape[0])) < 0.5, 1.0, -1.0)   # to draw realistic statistics
     for l, (n_in, n_out) in enumerate(zip(shape[:-1], shape[1:])):
         in_bits = 1 if l == 0 else acts[l - 1]
@@ -356,20 +473,27 @@ def _random_qnn_model(shape, rng, special: bool, bits: list[int], acts: list[int
             if bits[l] == 2 and n_out > 1:
                 w[0] = 0.0
         model.weights.append(w)
+        alpha = None if alpha_span is None else _random_alpha(rng, n_out, alpha_span, special)
+        alphas.append(alpha)
         if l == len(shape) - 2:
             break
         if bits[l] == 2:
             t, a = ternarize(w)
         else:
             t, a = np.where(w >= 0, 1.0, -1.0), 1.0
-        scale = layer_scale(a, in_bits)
-        z = scale * (x @ t.T)
-        mu, sd = z.mean(axis=0), z.std(axis=0) + 1e-3
+        scale = neuron_scales(a, in_bits, alpha)
+        dot = x @ t.T
+        z = scale * dot
+        if alpha is None:
+            mu, sd = z.mean(axis=0), z.std(axis=0) + 1e-3
+        else:                               # on the dot, then scaled: no overflow in the squares
+            mu, sd = scale * dot.mean(axis=0), scale * (dot.std(axis=0) + 1e-3)
         gamma = rng.normal(size=n_out)
         kinds = rng.integers(0, 6, size=n_out) if special else np.zeros(n_out, int)
         gamma[kinds == 1] = 0.0
         gamma[kinds == 2] = -np.abs(gamma[kinds == 2])
-        var = sd ** 2 * rng.uniform(0.5, 2.0, size=n_out)
+        with np.errstate(over="ignore"):
+            var = np.minimum(sd ** 2 * rng.uniform(0.5, 2.0, size=n_out), 1e300)
         mean = mu + rng.normal(size=n_out) * sd * 0.3
         beta = rng.uniform(0.0, 1.0, size=n_out) if acts[l] > 1 else rng.normal(size=n_out) * 0.5
         if special:
@@ -387,6 +511,8 @@ def _random_qnn_model(shape, rng, special: bool, bits: list[int], acts: list[int
         model.var.append(var)
         pre = bn_expression(gamma, beta, mean, var, model.eps, z)
         x = act_quantize(pre, acts[l]) if acts[l] > 1 else np.where(pre >= 0, 1.0, -1.0)
+    if alpha_span is not None:
+        model.alpha = alphas
     return model
 
 
@@ -407,29 +533,23 @@ def float_layers(model: FloatBnn, x) -> list[np.ndarray]:
     layer_bits = model.layer_bits
     acts = model.layer_acts
     for l, w in enumerate(model.weights):
-        scale = None
         if layer_bits[l] == 2:
             wb, scale = ternarize(w)
         else:
-            wb = np.where(w >= 0, 1.0, -1.0)
+            wb, scale = np.where(w >= 0, 1.0, -1.0), 1.0
         dot = a @ wb.T
         if l == n - 1:
             outs.append(np.rint(dot).astype(np.int32))
             break
+        # docs/ARCHITECTURE.md: z = s * dot, s = (a / L) * alpha (1.0 * dot for W1A1: the dot)
         in_bits = 1 if l == 0 else acts[l - 1]
-        if in_bits > 1 or acts[l] > 1:
-            # k-bit activations (docs/ARCHITECTURE.md): z = (a / L) * dot, DoReFa on the output
-            z = layer_scale(1.0 if scale is None else scale, in_bits) * dot
-            pre = bn_expression(model.gamma[l], model.beta[l], model.mean[l], model.var[l],
-                                model.eps, z)
-            if acts[l] > 1:
-                q = act_quantize(pre, acts[l])
-                outs.append(q.astype(np.uint8))
-                a = q
-                continue
-        else:
-            pre = bn_expression(model.gamma[l], model.beta[l], model.mean[l], model.var[l],
-                                model.eps, dot if scale is None else scale * dot)
+        z = neuron_scales(scale, in_bits, model.layer_alpha(l)) * dot
+        pre = bn_expression(model.gamma[l], model.beta[l], model.mean[l], model.var[l],
+                            model.eps, z)
+        if acts[l] > 1:                     # DoReFa: the integer level passed on
+            a = act_quantize(pre, acts[l])
+            outs.append(a.astype(np.uint8))
+            continue
         bits = pre >= 0
         outs.append(bits.astype(np.uint8))
         a = np.where(bits, 1.0, -1.0)
@@ -439,3 +559,16 @@ def float_layers(model: FloatBnn, x) -> list[np.ndarray]:
 def float_forward(model: FloatBnn, x) -> np.ndarray:
     """Run the float model on bits ``x`` (batch, n_in); return int32 ``dot`` (batch, n_classes)."""
     return float_layers(model, x)[-1]
+
+
+def output_logits(dot, scale=None) -> np.ndarray:
+    """The logits of output dots ``dot`` (batch, n_classes): ``scale * dot`` in float64 (one
+    multiply an output), ``dot`` itself without a ``scale``. Their argmax is the class."""
+    logits = np.asarray(dot, dtype=np.float64)
+    return logits if scale is None else np.asarray(scale, dtype=np.float64)[None, :] * logits
+
+
+def float_logits(model: FloatBnn, x) -> np.ndarray:
+    """The float model's logits (batch, n_classes): the last layer's ``alpha * dot``
+    (:func:`output_logits`; the dot itself without ``alpha``)."""
+    return output_logits(float_forward(model, x), model.layer_alpha(len(model.weights) - 1))

@@ -11,7 +11,9 @@ A ternary (W2) layer (``image.masks[l]`` not None) counts ``matches = popcount(m
 w))`` and its dot is ``2 * matches - K'``, ``K'`` the neuron's nonzero weights
 (docs/ARCHITECTURE.md).
 
-:func:`classify` turns outputs into classes by a named rule (:data:`CLASS_RULES`).
+:func:`classify` turns outputs into classes by a named rule (:data:`CLASS_RULES`). An image
+with XNOR-Net output scales (:attr:`BnnImage.output_scale`) classifies by the argmax of its
+logits ``output_scale * dot`` (:func:`golden_logits`), the float model's own expression.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from ...common.errors import EieError
-from .float_model import check_bits
+from .float_model import check_bits, output_logits
 from .image import BnnImage
 
-__all__ = ["matches", "masked_matches", "plane_dot", "multi_threshold", "golden_forward", "golden_layers", "classify", "CLASS_RULES",
-           "DOT_RULES", "BIT_RULES"]
+__all__ = ["matches", "masked_matches", "plane_dot", "multi_threshold", "golden_forward",
+           "golden_layers", "golden_logits", "classify", "CLASS_RULES", "DOT_RULES", "BIT_RULES"]
 
 #: Class rules for dot outputs (an output layer without thresholds).
 DOT_RULES = {
@@ -125,11 +127,18 @@ def golden_forward(image: BnnImage, x) -> np.ndarray:
     return golden_layers(image, x)[-1]
 
 
-def classify(y, rule: str) -> np.ndarray:
+def golden_logits(image: BnnImage, x) -> np.ndarray:
+    """The logits (float64 ``(batch, n_classes)``) of an image whose output layer outputs dots:
+    ``output_scale * dot`` (the dots themselves without an output scale)."""
+    return output_logits(golden_forward(image, x), getattr(image, "output_scale", None))
+
+
+def classify(y, rule: str, scale=None) -> np.ndarray:
     """Classes (int64 ``(batch,)``) of outputs ``y`` ``(batch, n_classes)`` by ``rule``: one of
-    :data:`DOT_RULES` for int32 dots, of :data:`BIT_RULES` for uint8 bits. A rule of the other
-    kind is an :class:`EieError` (the argmax of bits would silently pick the lowest set bit, or
-    0 when none is)."""
+    :data:`DOT_RULES` for int32 dots (argmax of the logits ``scale * y`` when a per-class
+    ``scale`` is given, an image's :attr:`~BnnImage.output_scale`), of :data:`BIT_RULES` for
+    uint8 bits. A rule of the other kind is an :class:`EieError` (the argmax of bits would
+    silently pick the lowest set bit, or 0 when none is)."""
     y = np.asarray(y)
     bits = y.dtype == np.uint8
     if rule not in CLASS_RULES:
@@ -143,7 +152,7 @@ def classify(y, rule: str) -> np.ndarray:
         raise EieError(f"class rule {rule!r} is for bit outputs (a thresholded output layer) but "
                        f"these are dots; use argmax")
     if rule == "argmax":
-        return np.argmax(y, axis=1).astype(np.int64)
+        return np.argmax(y if scale is None else output_logits(y, scale), axis=1).astype(np.int64)
     on = y != 0
     any_on = on.any(axis=1)
     if rule == "lowest-bit":

@@ -36,6 +36,12 @@ one word (``threshold_width`` bits each, threshold ``j`` at bits ``[w*(j+1)-1 : 
 threshold files hold words of ``(2**k - 1) * threshold_width`` bits. ``BnnImage.thresholds`` hold
 them unbiased, ``(n_out, 2**k - 1)``. An image without a k-bit layer is written exactly as before.
 
+XNOR-Net output scales (version 5): the output layer's entry may say ``"output_scale"``, a
+list of ``n_out`` finite numbers > 0 (float64, written with ``repr`` so they read back
+exactly): the logits are ``output_scale[i] * dot[i]`` and the class is their argmax. The core
+is not involved (it outputs the dots); the host scales them. Only an output layer of dots has
+one. An image without it is written exactly as before.
+
 The weights in the image are the *folded* ones: a neuron whose batch-norm scale is negative has
 its weights inverted, so that one comparison direction serves all.
 
@@ -67,11 +73,11 @@ __all__ = ["BnnImage", "random_image", "image_files", "OWNER", "OWNER_KIND", "wr
            "read_image", "FORMAT", "VERSION"]
 
 FORMAT = "eie-bnn-image"
-#: The newest version this eie writes and reads: 4 (a layer with k-bit activations), 3 (a
-#: ternary layer). Images without either are still written as version 2 (a thresholded output
-#: layer) or 1, which older eie versions read.
-VERSION = 4
-VERSIONS = (1, 2, 3, 4)
+#: The newest version this eie writes and reads: 5 (output scales), 4 (a layer with k-bit
+#: activations), 3 (a ternary layer). Images without any of them are still written as
+#: version 2 (a thresholded output layer) or 1, which older eie versions read.
+VERSION = 5
+VERSIONS = (1, 2, 3, 4, 5)
 
 
 @dataclass
@@ -91,6 +97,9 @@ class BnnImage:
     #: per layer the output activation precision 1..4 (the last 1); None: what the folds say
     #: (all 1 from :func:`make_folding`). The folds are given these precisions.
     act_bits: list[int] | None = None
+    #: the output layer's per-class scale (float64 ``(n_classes,)``, XNOR-Net's ``alpha``):
+    #: the logits are ``output_scale * dot``; None: the dots are the logits
+    output_scale: np.ndarray | None = None
 
     def __post_init__(self):
         if self.act_bits is not None and len(self.act_bits):
@@ -135,12 +144,14 @@ class BnnImage:
     @property
     def version(self) -> int:
         """The manifest version :func:`write_image` writes for this image."""
+        if self.output_scale is not None:
+            return 5
         return 4 if self.quantized else 3 if self.ternary else 2 if self.last_thresholded else 1
 
     def refold(self, folds: list[LayerFold]) -> "BnnImage":
         """The same network under another folding of the same shape."""
         return BnnImage(folds, self.weights, self.thresholds, self.stats, self.masks,
-                        list(self.act_bits))
+                        list(self.act_bits), self.output_scale)
 
 
 def random_image(folds: list[LayerFold], rng: np.random.Generator, *,
@@ -284,6 +295,8 @@ def write_image(image: BnnImage, path: str | os.PathLike, *, extra: dict | None 
                           "weight_files": wfiles, "threshold_files": tfiles})
             if mfiles:
                 entry["mask_files"] = mfiles
+            if not hidden and image.output_scale is not None:      # version 5 only
+                entry["output_scale"] = [float(v) for v in image.output_scale]
             if l < len(image.stats):
                 entry["stats"] = image.stats[l]
             layers.append(entry)
@@ -420,7 +433,8 @@ def _read_bits(d: ImageDir, fold: LayerFold, ly: Fields, key: str, names: list[s
 
 
 def _read_image(d: ImageDir) -> BnnImage:
-    folds, layers, last_thresholded, bits = _read_folds(d.manifest())
+    man = d.manifest()
+    folds, layers, last_thresholded, bits = _read_folds(man)
     weights, thresholds, stats, masks = [], [], [], []
     for l, (fold, ly) in enumerate(zip(folds, layers)):
         hidden = l < len(folds) - 1 or last_thresholded       # has thresholds
@@ -459,7 +473,41 @@ def _read_image(d: ImageDir) -> BnnImage:
                 t[p::fold.pe] = vals
             thresholds.append(t[:fold.n_out].copy())
         stats.append(ly.mapping("stats", {}))
-    return BnnImage(folds, weights, thresholds, stats, masks)
+    return BnnImage(folds, weights, thresholds, stats, masks,
+                    output_scale=_read_output_scale(layers[-1], folds[-1], last_thresholded,
+                                                    man.integer("version")))
+
+
+def _positive_finite(v) -> bool:
+    """Whether the JSON value ``v`` is a finite number > 0."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return bool(np.isfinite(float(v)) and v > 0)
+    except OverflowError:
+        return False
+
+
+def _read_output_scale(ly: Fields, fold: LayerFold, thresholded: bool,
+                       version: int) -> np.ndarray | None:
+    """The output layer's ``output_scale`` (float64 ``(n_out,)``, each finite and > 0), or
+    None when the entry has none."""
+    if "output_scale" not in ly:
+        return None
+    if version < 5:
+        raise ly.error("output_scale", f"is given but the image is version {version}; output "
+                                       f"scales need version 5")
+    if thresholded:
+        raise ly.error("output_scale", "is given but the output layer is thresholded (it "
+                                       "outputs bits); only an output layer of dots has scales")
+    v = ly.raw("output_scale")
+    expected = f"a list of {fold.n_out} finite numbers > 0 (one per class)"
+    if not isinstance(v, list) or len(v) != fold.n_out:
+        raise ly._wrong("output_scale", expected, v)
+    for i, item in enumerate(v):
+        if not _positive_finite(item):
+            raise ly._wrong("output_scale", expected, v, f" whose item {i} is {describe(item)}")
+    return np.array(v, dtype=np.float64)
 
 
 def _read_multi_thresholds(d: ImageDir, fold: LayerFold, ly: Fields, tfiles: list[str], l: int,

@@ -168,7 +168,7 @@ class IntegerBnn:
 
 #: The keys of a float model ``.npz`` (:func:`eie.sw.bnn.float_model.load_model`) that an
 #: integer one must not have.
-FLOAT_KEYS = ("gamma", "beta", "mean", "var", "eps")
+FLOAT_KEYS = ("gamma", "beta", "mean", "var", "eps", "alpha")
 
 
 def _layer_keys(keys, prefix: str) -> list[str]:
@@ -183,8 +183,10 @@ def npz_kind(keys) -> str:
     floats = [k for name in FLOAT_KEYS for k in (_layer_keys(keys, name) if name != "eps"
                                                   else (["eps"] if "eps" in keys else []))]
     if ints and floats:
-        raise EieError(f"the model mixes integer thresholds ({ints[0]}) with float batch-norm "
-                       f"parameters ({floats[0]}); give either W{{l}} and T{{l}} (integer) or "
+        what = ("XNOR-Net scales, which integer thresholds already include"
+                if floats[0].startswith("alpha") else "float batch-norm parameters")
+        raise EieError(f"the model mixes integer thresholds ({ints[0]}) with {what} "
+                       f"({floats[0]}); give either W{{l}} and T{{l}} (integer) or "
                        f"W{{l}} with gamma, beta, mean, var (float), not both")
     return "integer" if ints else "float"
 

@@ -10,7 +10,15 @@ The network is the float model of the contract's BNN section:
 - the last layer outputs ``dot``; the class is its argmax;
 - a ternary layer (``weight_bits`` 2, TWN) quantizes its latent weights with
   :func:`eie.sw.bnn.float_model.ternarize` (``t`` in -1/0/+1 where ``|W| > 0.7 * mean(|W|)``,
-  scale ``a``) and its batch norm sees ``a * dot``.
+  scale ``a``) and its batch norm sees ``a * dot``;
+- with XNOR-Net scaling (``scaling="xnor"``, Rastegari et al. 2016) every layer's weights are
+  ``alpha * sign(W)`` (W1) or ``alpha * t`` (W2) with one ``alpha > 0`` per output neuron,
+  computed from the latent weights at every step (:func:`eie.sw.bnn.float_model.xnor_alpha`:
+  ``mean |W_row|``; for W2 the mean ``|W|`` over the row's kept weights, which replaces TWN's
+  per-layer scale); the model file holds them as ``alpha{l}`` (relative to the layer's TWN
+  scale ``a``, so a W2 layer's ``a * alpha`` is the row's own scale), the float model
+  multiplies each neuron's dot by it before batch norm and the last layer's logits are
+  ``alpha * dot``.
 
 Training uses the straight-through estimator (Courbariaux et al., BinaryNet): the gradient of
 ``sign`` is passed through where the pre-activation lies in [-1, 1] (the derivative of hardtanh),
@@ -18,9 +26,14 @@ and the gradient of a binarized weight goes to its latent weight, which is clipp
 after every step. A ternary layer's quantized weights ``a * t`` pass the gradient the same way
 (TWN's straight-through estimator: the gradient of ``a * t`` goes to the latent weight, ``a`` and
 the threshold held constant in the backward pass); the last layer trains on ``t`` alone (its
-scale does not change the argmax, and the loss's fixed scale stands in for it). Batch norm uses the batch's statistics while training; the exported ``mean``
-and ``var`` are the statistics of the whole training set, measured in one pass once training is
-over, so the float model evaluated here is exactly the one the compiler folds into thresholds.
+scale does not change the argmax, and the loss's fixed scale stands in for it). XNOR-Net
+scales pass the gradient through ``alpha`` (the chain rule of ``alpha = mean |W_row|`` over the
+row, the kept set of a W2 row and the layer's ``a`` held constant), and the straight-through
+term is multiplied by ``alpha`` as in the paper: ``dL/dW_i = alpha * dL/dWq_i + q_i / n *
+sum_j q_j * dL/dWq_j``. Batch norm uses the batch's statistics while training; the exported
+``mean`` and ``var`` are the statistics of the whole training set, measured in one pass once
+training is over, so the float model evaluated here is exactly the one the compiler folds into
+thresholds.
 The loss is softmax cross-entropy of ``dot * scale`` with one fixed positive ``scale`` (it does
 not change the argmax). Minibatch Adam, seeded and deterministic.
 
@@ -47,11 +60,14 @@ __all__ = [
     "binarize_weights",
     "train_bnn",
     "bnn_accuracy",
+    "SCALINGS",
 ]
 
 TFC = (784, 64, 64, 64, 10)
 SFC = (784, 256, 256, 256, 10)
 LFC = (784, 1024, 1024, 1024, 10)
+#: The weight scalings :class:`BinaryMLP` trains with: none, or XNOR-Net's per-output scales.
+SCALINGS = ("none", "xnor")
 
 
 def binarize_weights(w: np.ndarray) -> np.ndarray:
@@ -73,6 +89,8 @@ class BinaryMLP:
     weight_bits: list[int] = field(default_factory=list)
     #: per layer the output activation precision 1..4 (DoReFa for k >= 2; the last 1)
     act_bits: list[int] = field(default_factory=list)
+    #: "none", or "xnor": XNOR-Net per-output weight scales in every layer
+    scaling: str = "none"
 
     def __post_init__(self) -> None:
         from .float_model import check_act_bits, check_weight_bits
@@ -80,6 +98,9 @@ class BinaryMLP:
         n = len(self.weights)
         if n < 1:
             raise EieError("a binarized network needs at least one layer")
+        if self.scaling not in SCALINGS:
+            raise EieError(f"scaling is {self.scaling!r}; choose one of {', '.join(SCALINGS)} "
+                           f"(xnor: XNOR-Net per-output weight scales)")
         self.weight_bits = check_weight_bits(self.weight_bits, n)
         self.act_bits = check_act_bits(self.act_bits, n)
         for name in ("gamma", "beta", "mean", "var"):
@@ -93,11 +114,12 @@ class BinaryMLP:
     @classmethod
     def init(cls, sizes: Sequence[int], seed: int = 0,
              weight_bits: Sequence[int] | None = None,
-             act_bits: Sequence[int] | None = None) -> "BinaryMLP":
+             act_bits: Sequence[int] | None = None, scaling: str = "none") -> "BinaryMLP":
         """Uniform latent weights in [-1, 1] (Glorot-scaled), unit BN scale, zero shift;
         ``weight_bits`` (per layer 1 or 2, default all 1) makes layers ternary; ``act_bits``
         (per layer 1..4, the last 1; default all 1) gives hidden layers DoReFa k-bit
-        activations (their BN starts at scale 0.5, shift 0.5: the middle of the clip range)."""
+        activations (their BN starts at scale 0.5, shift 0.5: the middle of the clip range);
+        ``scaling="xnor"`` trains with XNOR-Net per-output weight scales."""
         if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
             raise EieError(f"layer sizes {tuple(sizes)} need at least two positive entries")
         rng = np.random.default_rng(seed)
@@ -116,6 +138,7 @@ class BinaryMLP:
             var=[np.ones(n, np.float32) for n in hidden],
             weight_bits=list(weight_bits or []),
             act_bits=list(act_bits or []),
+            scaling=scaling,
         )
 
     @property
@@ -124,12 +147,26 @@ class BinaryMLP:
         return any(b != 1 for b in self.act_bits)
 
     @property
+    def scaled(self) -> bool:
+        """Whether the layers have XNOR-Net per-output scales."""
+        return self.scaling == "xnor"
+
+    def alphas(self) -> list[np.ndarray]:
+        """Every layer's XNOR-Net scales (float64 ``(n_out,)``, what ``alpha{l}`` holds), or
+        ``[]`` without scaling."""
+        from .float_model import xnor_alpha
+
+        if not self.scaled:
+            return []
+        return [xnor_alpha(w, b) for w, b in zip(self.weights, self.weight_bits)]
+
+    @property
     def sizes(self) -> tuple[int, ...]:
         return (self.weights[0].shape[1],) + tuple(w.shape[0] for w in self.weights)
 
     def forward(self, bits: np.ndarray) -> np.ndarray:
         """The float model of the contract: the last layer's integer ``dot`` as int64."""
-        if self.quantized:
+        if self.quantized or self.scaled:
             from .float_model import float_forward
 
             _to_pm1(bits, self.sizes[0])
@@ -146,6 +183,12 @@ class BinaryMLP:
         raise AssertionError("unreachable")
 
     def predict(self, bits: np.ndarray) -> np.ndarray:
+        """The classes: the argmax of the logits (``alpha * dot`` with XNOR-Net scales)."""
+        if self.scaled:
+            from .float_model import float_logits
+
+            _to_pm1(bits, self.sizes[0])
+            return np.argmax(float_logits(self.to_float_bnn(), np.asarray(bits)), axis=1)
         return np.argmax(self.forward(bits), axis=1)
 
     def to_npz_dict(self) -> dict[str, np.ndarray]:
@@ -163,6 +206,8 @@ class BinaryMLP:
             out["weight_bits"] = np.array(self.weight_bits, dtype=np.int64)
         if self.quantized:                             # an A1 model's file as it always was
             out["act_bits"] = np.array(self.act_bits, dtype=np.int64)
+        for l, a in enumerate(self.alphas()):          # only with XNOR-Net scaling
+            out[f"alpha{l}"] = a
         return out
 
     def to_float_bnn(self):
@@ -174,7 +219,8 @@ class BinaryMLP:
         return FloatBnn(weights=f64(self.weights), gamma=f64(self.gamma), beta=f64(self.beta),
                         mean=f64(self.mean), var=f64(self.var), eps=float(self.eps),
                         weight_bits=list(self.weight_bits),
-                        act_bits=list(self.act_bits) if self.quantized else []).validate()
+                        act_bits=list(self.act_bits) if self.quantized else [],
+                        alpha=self.alphas()).validate()
 
 
 @dataclass
@@ -211,11 +257,44 @@ def _scaled_dot(model: BinaryMLP, l: int, h: np.ndarray, *, scaled: bool = True)
     return a * dot if scaled else dot
 
 
+def _xnor_weights(model: BinaryMLP, l: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Layer ``l``'s XNOR-Net weights for training, float64: ``(q, s, k)`` with ``q`` the
+    quantized weights (+-1, or TWN's -1/0/+1), ``s`` the per-output scale (``a * alpha`` of a
+    hidden layer, ``alpha`` of the last: the float model's factors up to ``1 / L``), the
+    weights ``s * q``, and ``k = ds / d(row mean |W|)`` per output (0 where ``alpha`` is the
+    constant 1.0 of a row without a nonzero kept weight)."""
+    from .float_model import ternarize, xnor_alpha
+
+    w = np.asarray(model.weights[l], dtype=np.float64)
+    if model.weight_bits[l] == 2:
+        q, a = ternarize(w)
+    else:
+        q, a = binarize_weights(w).astype(np.float64), 1.0
+    alpha = xnor_alpha(w, model.weight_bits[l])
+    last = l == len(model.weights) - 1
+    s = alpha if last else a * alpha
+    live = np.any((q != 0) & (w != 0), axis=1)
+    k = np.where(live, 1.0 / a if last else 1.0, 0.0)
+    return q, s, k
+
+
+def _xnor_grad(q: np.ndarray, s: np.ndarray, k: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The latent weights' gradient from ``g``, that of the weights ``s * q`` (XNOR-Net:
+    ``s * g_i`` straight through, plus ``k * q_i / n * sum_j q_j * g_j`` through ``s``)."""
+    n = np.maximum(np.abs(q).sum(axis=1), 1.0)
+    through = (k / n * (g * q).sum(axis=1))[:, None] * q
+    return (s[:, None] * g + through).astype(np.float32)
+
+
 def _train_weights(model: BinaryMLP) -> list[np.ndarray]:
     """The quantized weights of the training forward pass (float32): ``sign(W)`` of a binary
-    layer, ``a * t`` of a ternary hidden layer, ``t`` of a ternary last layer."""
+    layer, ``a * t`` of a ternary hidden layer, ``t`` of a ternary last layer; with XNOR-Net
+    scaling ``s * q`` (:func:`_xnor_weights`)."""
     from .float_model import ternarize
 
+    if model.scaled:
+        return [(s[:, None] * q).astype(np.float32)
+                for q, s, _ in (_xnor_weights(model, l) for l in range(len(model.weights)))]
     out = []
     last = len(model.weights) - 1
     for l, w in enumerate(model.weights):
@@ -291,6 +370,8 @@ def _loss_and_grads(model: BinaryMLP, x: np.ndarray, y: np.ndarray, scale: float
         gdot = inv / n * (n * gx - gx.sum(axis=0) - xhat * (gx * xhat).sum(axis=0))
         gw[l] = gdot.T @ h_in
         gh = gdot @ wb[l]
+    if model.scaled:
+        gw = [_xnor_grad(*_xnor_weights(model, l), g) for l, g in enumerate(gw)]
     # the gradient of a binarized weight reaches its latent weight while |w| <= 1
     gw = [(gwl * (np.abs(w) <= 1.0)).astype(np.float32) for gwl, w in zip(gw, model.weights)]
     return loss, gw, [a.astype(np.float32) for a in ggamma], [a.astype(np.float32) for a in gbeta], stats
@@ -298,7 +379,7 @@ def _loss_and_grads(model: BinaryMLP, x: np.ndarray, y: np.ndarray, scale: float
 
 def _dataset_stats(model: BinaryMLP, x: np.ndarray) -> None:
     """Set every hidden layer's mean and var to those of the whole set ``x`` (+/-1 inputs)."""
-    if model.quantized:
+    if model.quantized or model.scaled:
         _dataset_stats_qnn(model, x)
         return
     h = x.astype(np.float64)
@@ -312,19 +393,20 @@ def _dataset_stats(model: BinaryMLP, x: np.ndarray) -> None:
 
 
 def _dataset_stats_qnn(model: BinaryMLP, x: np.ndarray) -> None:
-    """:func:`_dataset_stats` of a network with k-bit layers, through the float model's own
-    expressions (``(a / L) * dot`` of the integer levels, DoReFa)."""
-    from .float_model import act_quantize, bn_expression, layer_scale, ternarize
+    """:func:`_dataset_stats` of a network with k-bit layers or XNOR-Net scales, through the
+    float model's own expressions (``(a / L) * alpha * dot`` of the integer levels, DoReFa)."""
+    from .float_model import act_quantize, bn_expression, neuron_scales, ternarize
 
     h = x.astype(np.float64)
     in_bits = 1
+    alphas = model.alphas()
     for l in range(len(model.weights) - 1):
         w = model.weights[l]
         if model.weight_bits[l] == 2:
             t, a = ternarize(w)
         else:
             t, a = binarize_weights(w).astype(np.float64), 1.0
-        z = layer_scale(a, in_bits) * (h @ t.T)
+        z = neuron_scales(a, in_bits, alphas[l] if alphas else None) * (h @ t.T)
         model.mean[l] = z.mean(axis=0).astype(np.float32)
         model.var[l] = z.var(axis=0).astype(np.float32)
         pre = bn_expression(model.gamma[l].astype(np.float64), model.beta[l].astype(np.float64),
