@@ -14,8 +14,9 @@ model's int16 outputs over all 1,000 test digits; the test digits (``--images``)
 EIE RTL (:func:`eie.sim.eie_run.run_eie`, Verilator by default), every output compared with the
 golden model; cycles per image and efficiency (the contract's bound / measured cycles) come
 from the hardware's own counters.
-The same float model is also pruned load-balance-aware (ESE: every PE's rows keep the same
-number of weights at every prune step, ``prune_and_retrain(..., balance_pes=N)``), shared and
+The same float model is also pruned load-balance-aware (ESE's per-PE balance, per column where a
+layer has 16 or more rows a PE: every PE keeps the same number of weights in every column at
+every prune step, ``prune_and_retrain(..., balance_pes=N, balance_columns=True)``), shared and
 compressed the same way, and compared with the plain model: golden accuracy, weights kept and
 efficiency from the cycle model over all test digits (``report["eie"]["load_balance_pruning"]``).
 
@@ -478,7 +479,9 @@ def _ese_comparison(cfg: DemoConfig, float_model, data, xq: np.ndarray,
     """ESE's load-balance-aware pruning (Han et al., FPGA 2017) against the demo's plain pruning.
 
     From the same trained float model, the same prune-and-retrain schedule with every step
-    pruning each PE's rows to the same count (:func:`eie.sw.prune.prune_balanced`), then the
+    pruning each PE's rows to the same count, in every column of a layer with 16 or more rows a
+    PE (:func:`eie.sw.prune.prune_column_balanced`, else :func:`eie.sw.prune.prune_balanced`),
+    then the
     same weight sharing, fine-tuning and compression as the main model. Both are scored at the
     same stage: the golden model's accuracy over all test digits (int16, after sharing and fixed
     point), weights kept, and efficiency at ``cfg.n_pe`` PEs from the cycle model over all test
@@ -498,7 +501,7 @@ def _ese_comparison(cfg: DemoConfig, float_model, data, xq: np.ndarray,
         bar = _bar(cfg.prune_steps * cfg.prune_epochs + cfg.share_epochs,
                    "EIE: load-balance-aware prune + retrain, share", show)
         prune_and_retrain(model, x_train, y_train, cfg.densities, cfg.prune_steps,
-                          _prune_config(cfg), balance_pes=cfg.n_pe,
+                          _prune_config(cfg), balance_pes=cfg.n_pe, balance_columns=True,
                           on_step=lambda st: bar.update(cfg.prune_epochs))
         pruned_acc = accuracy(model, x_test, y_test)
         books, codes = share_weights(model)
@@ -530,8 +533,10 @@ def _ese_comparison(cfg: DemoConfig, float_model, data, xq: np.ndarray,
         == [int(v) for v in np.atleast_1d(c[l][k])]
         for s, c in enumerate(rtl_counters) for l in range(len(c)) for k in keys)
     res = {
-        "method": "ESE load-balance-aware pruning (Han et al., FPGA 2017): every prune step "
-                  "keeps the same number of weights in each PE's rows (row i on PE i % N)",
+        "method": "load-balance-aware pruning (ESE, Han et al., FPGA 2017, per column): every "
+                  "prune step keeps the same number of weights in each PE's rows (row i on PE "
+                  "i % N), in every column where the layer has >= 16 rows a PE (so every PE has "
+                  "the same work on any input), in all in the others",
         "n_pe": cfg.n_pe,
         "fifo_depth": ESE_FIFO_DEPTH,
         "images": int(xq.shape[0]),
@@ -1041,8 +1046,9 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
     if lb:
         md += [f"## EIE: load-balance-aware pruning (ESE) against plain pruning, {lb['n_pe']} PEs",
                "", "The same float model, prune-and-retrain schedule, weight sharing, fine-tuning "
-               "and compression; ESE prunes each PE's rows (row i on PE i % N) to the same count "
-               "at every step. Accuracy: the golden model (int16) over all test digits; "
+               "and compression; the load-balance-aware side prunes each PE's rows (row i on PE "
+               "i % N) to the same count at every step, in every column where a layer has 16 or "
+               "more rows a PE (ESE's balance, per column). Accuracy: the golden model (int16) over all test digits; "
                f"efficiency: the cycle model (FIFO depth {lb['fifo_depth']}) over "
                f"{lb['images']} digits, sum of bounds / sum of cycles.", "",
                "| pruning | golden accuracy | pruned + retrained (float) | weights kept | "
