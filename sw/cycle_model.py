@@ -105,22 +105,22 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
         level = nb - q1 - popped              # the last cycle's decision lands at this one's end
         # ... or is taken in this cycle from an empty FIFO (the bypass): what the ptr stage sees
         take = (nb - popped > 0) & (q_level + p1_valid + p2_valid < Q)
-        issue = q_level > 0
-        last = issue & (head_rem == 1)
         push = p2_valid & (W[p2_col, ar] > 0)
+        # an empty pointer queue hands the column being pushed to the entry stage (bypass)
+        byp = (q_level == 0) & push
+        hc = np.where(byp, p2_col, head_c)
+        hr = np.where(byp, W[p2_col, ar], head_rem)
+        issue = (q_level > 0) | byp
+        last = issue & (hr == 1)
         new_q = q_level + push - last
         # head of the pointer queue
-        new_head_c = head_c.copy()
-        new_head_rem = head_rem - issue
+        new_head_c = hc.copy()
+        new_head_rem = hr - issue
         pop_next = last & (new_q > 0)
         if pop_next.any():
-            nc = nxt[head_c[pop_next] + 1, ar[pop_next]]
+            nc = nxt[hc[pop_next] + 1, ar[pop_next]]
             new_head_c[pop_next] = nc
             new_head_rem[pop_next] = W[nc, ar[pop_next]]
-        fresh = (q_level == 0) & push
-        if fresh.any():
-            new_head_c[fresh] = p2_col[fresh]
-            new_head_rem[fresh] = W[p2_col[fresh], ar[fresh]]
         busy[:] += issue
         a1, m1, s2, s1 = m1, s2, s1, issue
         p2_valid, p2_col = p1_valid, p1_col
@@ -252,17 +252,18 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         level = (nb - q1)[:, None] - popped          # the last decision lands at this cycle's end
         # ... or is taken in this cycle from an empty FIFO (the bypass)
         take = ((nb[:, None] - popped) > 0) & (q_level + p1_valid + p2_valid < Q)
-        issue = q_level > 0
-        last = issue & (head_rem == 1)
         push = p2_valid & (Wf[base_w + p2_col * N] > 0)
+        # an empty pointer queue hands the column being pushed to the entry stage (bypass)
+        byp = (q_level == 0) & push
+        hc = np.where(byp, p2_col, head_c)
+        hr = np.where(byp, Wf[base_w + p2_col * N], head_rem)
+        issue = (q_level > 0) | byp
+        last = issue & (hr == 1)
         new_q = q_level + push - last
         pop_next = last & (new_q > 0)
-        nc = nxtf[base_n + (head_c + 1) * N]
-        fresh = (q_level == 0) & push
-        head_c_new = np.where(pop_next, nc, np.where(fresh, p2_col, head_c))
-        head_rem = np.where(pop_next, Wf[base_w + np.minimum(nc, Cm) * N],
-                            np.where(fresh, Wf[base_w + p2_col * N], head_rem - issue))
-        head_c = head_c_new
+        nc = nxtf[base_n + (hc + 1) * N]
+        head_c = np.where(pop_next, nc, hc)
+        head_rem = np.where(pop_next, Wf[base_w + np.minimum(nc, Cm) * N], hr - issue)
         busy += issue
         a1, m1, s2, s1 = m1, s2, s1, issue
         p2_valid, p2_col = p1_valid, p1_col

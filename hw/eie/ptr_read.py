@@ -12,7 +12,9 @@ the block RAMs and is registered (``ptr1`` -> ``ptr2``, so nothing but a registe
 RAMs' slow clock-to-output); in the cycle after that, if the column has entries in this PE
 (``end != start``), ``(start, end, a)`` is pushed into the pointer queue. An empty column is
 dropped here, so it never costs the entry stage a cycle. The queue head (``q``, a stream) is
-taken by the entry stage with ``q.ready``.
+taken by the entry stage with ``q.ready``; an empty queue offers the column being pushed in the
+same cycle (bypass: the entry stage issues its first entry then, and a column it finishes in
+that cycle is never stored).
 
 Host port (``host``, while ``host.mode``): writes pointer ``w_addr``; reads pointer ``r_addr``
 with one cycle of latency (``r_data``).
@@ -112,6 +114,7 @@ class PtrRead(wiring.Component):
         m.d.comb += host.r_data.eq(Mux(h_r_odd, orr.data, er.data))
 
         item = Signal(column_layout(c))
+        push = Signal()
         ptr1_start = Signal(c.ptr_bits)
         ptr1_end = Signal(c.ptr_bits)
         m.d.comb += [
@@ -122,11 +125,14 @@ class PtrRead(wiring.Component):
                      ptr2_end.eq(ptr1_end), ptr2_a.eq(ptr1_a)]
         m.d.comb += [
             item.start.eq(ptr2_start), item.end.eq(ptr2_end), item.a.eq(ptr2_a),
+            push.eq(ptr2_valid & (ptr2_end != ptr2_start)),
+            # bypass: an empty queue offers the column being pushed; a column the entry stage
+            # finishes in this cycle (one entry here) is not stored
+            self.q.valid.eq(queue.r_rdy | push),
+            self.q.payload.eq(Mux(queue.r_rdy, queue.r_data, item)),
             queue.w_data.eq(item),
-            queue.w_en.eq(ptr2_valid & (ptr2_end != ptr2_start)),
-            self.q.valid.eq(queue.r_rdy),
-            self.q.payload.eq(queue.r_data),
-            queue.r_en.eq(self.q.ready),
+            queue.w_en.eq(push & ~(~queue.r_rdy & self.q.ready)),
+            queue.r_en.eq(self.q.ready & queue.r_rdy),
             self.idle.eq(~ptr1_valid & ~ptr2_valid & (queue.level == 0)),
         ]
         # ``idle`` of the next cycle (from this cycle's next state), for the PE's idle register
