@@ -39,28 +39,41 @@ def invert_order(order: np.ndarray) -> np.ndarray:
     return pos
 
 
-def input_order(codes: np.ndarray, activity: np.ndarray | None = None) -> np.ndarray:
-    """An input placement for a network's first layer (``codes`` ``(n_out, n_in)``): the inputs
-    most likely nonzero first, so that the LNZD's first rounds (inputs ``0 .. N-1`` of the
-    positions, then ``N .. 2N-1``, ...) are not all zero. An all-zero round costs a cycle, and
-    at the start of a layer, before the PEs have work, it is a cycle they all wait (images have
-    all-zero borders: MNIST's first 100 or so pixels are zero on nearly every digit).
+def input_order(codes: np.ndarray, n_pe: int, activity: np.ndarray | None = None) -> np.ndarray:
+    """An input placement for a network's first layer (``codes`` ``(n_out, n_in)``) on ``n_pe``
+    PEs, so that the LNZD's first round is not all zero.
 
-    With ``activity`` (bool ``(samples, n_in)``: which inputs are nonzero on calibration
-    samples) the inputs go by how often they are nonzero; without, by their nonzero weights (an
-    input that is always zero trains no weights, and pruning removes them). Ties keep the
-    model's order. Returns int64 ``order``: input position ``q`` holds model input ``order[q]``.
+    The LNZD scans positions in rounds of ``n_pe`` (``0 .. N-1``, then ``N .. 2N-1``, ...), and
+    an all-zero round costs a cycle; at the start of a layer, before the PEs have work, it is a
+    cycle they all wait (images have all-zero borders: MNIST's first 100 or so pixels are zero
+    on nearly every digit). Later empty rounds cost nothing (the PEs work off their FIFOs), and
+    reordering dense inputs costs: sorting an LSTM's inputs by weight put its heaviest columns
+    back to back, bursts an 8-entry FIFO cannot hide. So, in the model's order otherwise:
+
+    * inputs without a nonzero weight (they compute nothing) go last;
+    * with ``activity`` (bool ``(samples, n_in)``: which inputs are nonzero on calibration
+      samples), if the first round is then all zero on any calibration sample, the ``n_pe``
+      inputs most often nonzero (ties: more weights, then the model's order) come first.
+
+    Returns int64 ``order``: input position ``q`` holds model input ``order[q]``.
     """
     nz = np.asarray(codes) != 0
-    score = nz.sum(axis=0).astype(np.float64)
-    if activity is not None:
-        act = np.asarray(activity, dtype=bool)
-        if act.ndim != 2 or act.shape[1] != nz.shape[1]:
-            raise ValueError(f"activity must be (samples, {nz.shape[1]}), got {act.shape}")
-        if act.shape[0]:
-            # how often; the weights only break ties
-            score = act.mean(axis=0) + score / (score.max() + 1) / (act.shape[0] + 1)
-    return np.argsort(-score, kind="stable").astype(np.int64)
+    n_in = nz.shape[1]
+    weights = nz.sum(axis=0)
+    live = weights > 0
+    order = np.concatenate([np.flatnonzero(live), np.flatnonzero(~live)]).astype(np.int64)
+    if activity is None:
+        return order
+    act = np.asarray(activity, dtype=bool)
+    if act.ndim != 2 or act.shape[1] != n_in:
+        raise ValueError(f"activity must be (samples, {n_in}), got {act.shape}")
+    if not act.shape[0] or act[:, order[:n_pe]].any(axis=1).all():
+        return order
+    score = act.mean(axis=0) + weights / (weights.max() + 1) / (act.shape[0] + 1)
+    first = np.zeros(n_in, dtype=bool)
+    first[np.argsort(-score, kind="stable")[:n_pe]] = True
+    rest = order[~first[order]]
+    return np.concatenate([np.flatnonzero(first), rest]).astype(np.int64)
 
 
 #: Weight of the per-column loads beside the per-sample loads when calibration inputs are given

@@ -82,9 +82,15 @@ def make_networks(n_pe: int, seed: int, batch: int = 2):
                              relu=relu_last if i == len(sizes) - 2 else relu_hidden,
                              saturate=sat, uneven=k in UNEVEN)
                   for i in range(len(sizes) - 1)]
+        if k in UNEVEN:
+            # inputs without weights (an image's zero border): a balanced image places the
+            # first layer's inputs (input_order), the host writes them at their positions
+            layers[0].codes[:, ::5] = 0
         img = build_image(layers, n_pe, balance=k % 2 == 1)
         if k % 2 == 1 and n_pe > 1:
             assert img.balanced
+        if k in UNEVEN and k % 2 == 1:
+            assert img.layers[0].input_order is not None
         MODEL_LAYERS[id(img)] = layers
         scale = 32767 if sat else 800
         shape = (batch, sizes[0])

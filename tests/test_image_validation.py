@@ -362,7 +362,7 @@ BNN = [
     ("format-is-eie", setk("format", "eie-image"),
      r"'format' is the string 'eie-image', expected 'eie-bnn-image'; this is an EIE image: use "
      r"`eie golden`"),
-    ("version-5", setk("version", 5), r"'version' is 5; this eie reads versions 1, 2, 3, 4"),
+    ("version-6", setk("version", 6), r"'version' is 6; this eie reads versions 1, 2, 3, 4, 5"),
     ("weight-files-count", setk("layers", 0, "weight_files",
                                 ["l0_pe0_w.hex", "l0_pe1_w.hex"]),
      r"'layers\[0\].weight_files' lists 2 files but layer 0 has 3 PEs"),
