@@ -24,7 +24,7 @@ def _same_case(a: v.Case, b: v.Case) -> bool:
         return all(np.array_equal(p, q) for k in range(a.image.n_pe)
                    for l in range(len(a.image.layers))
                    for p, q in [(a.image.layer_pointers(l, k), b.image.layer_pointers(l, k))])
-    if a.image.weight_bits != b.image.weight_bits:
+    if a.image.weight_bits != b.image.weight_bits or a.image.act_bits != b.image.act_bits:
         return False
     return all(np.array_equal(p, q) for p, q in zip(
         a.image.weights + a.image.thresholds + [m for m in a.image.masks if m is not None],
@@ -158,7 +158,7 @@ def test_bnn_pools_cover_w1_w2_and_mixed_designs():
         assert {d.last_thresholded for d in w2} == {True, False}, seed
         for d in pool:
             assert len(d.layer_bits) == len(d.folds) and set(d.layer_bits) <= {1, 2}
-            assert d.describe().endswith(f"weights {d.weights}")
+            assert d.describe().endswith(f"weights {d.weights}, activations {d.activations}")
             assert d.to_json()["weight_bits"] == list(d.layer_bits)
             if d.precision == "mixed":
                 assert len(set(d.layer_bits)) == 2
@@ -221,9 +221,11 @@ def test_bnn_w2_configurations_cover_the_ternary_cases():
             assert mask is not None and not np.any(c.image.weights[t["layer"]] & ~mask & 1)
             nz = mask.sum(axis=1)
             assert t["zero_neurons"] == int(np.sum(nz == 0))
-            if t["thresholded"]:
+            if t["thresholded"]:        # on the match count (k-bit-fed layers: the dot, below)
                 th = c.image.thresholds[t["layer"]]
-                assert th.min() >= 0 and th.max() <= mask.shape[1] + 1
+                f = c.image.folds[t["layer"]]
+                lo, hi = (-f.threshold_bias, f.threshold_bias) if f.in_bits > 1 else (0, f.n_in)
+                assert th.min() >= lo and th.max() <= hi + 1
         if c.reference is not None:             # TWN float layers, compiled
             assert 2 in c.reference.layer_bits
             np.testing.assert_array_equal(golden_forward(c.image, c.x),
@@ -234,6 +236,130 @@ def test_bnn_w2_configurations_cover_the_ternary_cases():
     assert sum(n for _, n in cov["weights per layer"]) == sum(len(c.design.folds) for c in cases)
     assert sum(n for _, n in cov["W2 layers: nonzero weights"]) == len(layers)
     assert dict(cov["output layer"])["W2 bits"] > 0
+
+
+def test_bnn_pools_cover_the_activation_precisions():
+    """The activation precision per layer is a build parameter spread over the pool: every
+    default pool (16 designs) has all-A1 designs and designs with A2, A3 and A4 layers and
+    mixed ones; the output layer is A1; the folds carry the precisions, so the analytic II
+    counts a k-bit-fed layer's planes (and stays within BNN_MAX_II); the description and the
+    JSON name them."""
+    from eie.hw.bnn.folding import analytic_ii
+
+    for seed in range(8):
+        pool = v.design_pool("bnn", seed)
+        kinds = Counter(d.activation for d in pool)
+        assert set(kinds) == {"A1", "A2", "A3", "A4", "mixed"}, (seed, kinds)
+        for d in pool:
+            acts = d.layer_acts
+            assert len(acts) == len(d.folds) and acts[-1] == 1 and set(acts) <= {1, 2, 3, 4}
+            assert [f.out_bits for f in d.folds] == list(acts)
+            assert [f.in_bits for f in d.folds] == [1, *acts[:-1]]
+            assert d.ii == analytic_ii(d.folds) <= v.BNN_MAX_II
+            assert d.describe().endswith(f"activations {d.activations}")
+            assert d.to_json()["act_bits"] == list(acts)
+            assert d.quantized == (d.activation != "A1")
+            if len(d.folds) == 1:
+                assert d.activation == "A1"
+            if d.activation == "mixed":
+                assert len(set(acts[:-1])) >= 2 and max(acts) > 1
+    designs = [d for s in range(8) for d in v.design_pool("bnn", s)]
+    kbit = [d for d in designs if d.quantized]
+    assert {(d.precision, d.activation) for d in kbit} >= {
+        (w, a) for w in ("W1", "W2", "mixed") for a in ("A2", "A3", "A4", "mixed")}
+    assert {d.last_thresholded for d in kbit} == {True, False}
+    # "mixed" needs two hidden layers; a two-layer design drawn "mixed" gets one of A2..A4
+    assert {len(d.folds) for d in designs if d.activation == "mixed"} == {3, 4}
+
+
+def test_bnn_activations_leave_the_a1_draws_as_they_were():
+    """The activation precisions come from a knob and a stream of their own: a design's shape,
+    FIFOs, output kind and weight precisions do not depend on them (and its folding only when
+    its k-bit planes had to be widened into BNN_MAX_II), and an all-A1 design's configurations
+    are drawn exactly as before k-bit layers were drawn (seed 1: the pins below are those of
+    the dry run of 0097a7f)."""
+    import dataclasses
+
+    from eie.hw.bnn.folding import with_act_bits
+
+    pool = v.design_pool("bnn", 1)
+    assert [d.shape for d in pool[:4]] == [[46, 1], [5, 21, 44, 18, 95], [39, 64, 22, 8],
+                                           [87, 26, 76]]
+    assert [d.weights for d in pool[:4]] == ["W2", "W1,W1,W1,W1", "W2,W2,W1", "W2,W2"]
+    before = {0: ("integer-ge", 11, 0.528, 582829147), 4: ("random", 15, 0.386, 1671732787),
+              11: ("integer-gt", 6, 0.49, 1236527292), 27: ("integer-gt", 7, 0.563, 1194468919)}
+    for i, pin in before.items():
+        case = v.draw_case("bnn", 1, i, pool)
+        assert case.design.activation == "A1" and not case.info["kbit_layers"]
+        assert (case.info["source"], case.info["batch"], case.info["input_ones"],
+                case.info["seed"]) == pin
+    # a k-bit design drawn as A1 (same shape and folding) draws A1 layers; and back
+    d = next(d for d in pool if d.quantized and d.ii <= 24)
+    a1 = dataclasses.replace(d, act_bits=(), folds=tuple(with_act_bits(d.folds, None)))
+    other = list(pool)
+    other[d.index] = a1
+    case = v.draw_case("bnn", 1, d.index, other)
+    assert case.image.act_bits == [1] * len(d.folds) and case.info["activations"] == a1.activations
+    k = v.draw_case("bnn", 1, d.index, pool)
+    assert k.image.act_bits == list(d.layer_acts) and k.info["kbit_layers"]
+    assert _same_case(k, v.draw_case("bnn", 1, d.index, v.design_pool("bnn", 1)))
+
+
+def test_bnn_k_bit_configurations_cover_every_source():
+    """Every source draws k-bit layers where the design has them: multi-thresholds of the right
+    shape within the accumulator's range, sorted in random images and in any order in integer
+    ones, two equal, beyond the reachable values and at its lowest; DoReFa float models whose
+    golden model equals the float model; inputs reaching every output level of most k-bit
+    layers; the coverage counts them."""
+    from eie.sw.bnn.float_model import float_forward
+    from eie.sw.bnn.golden import golden_forward
+
+    cases = [v.draw_case("bnn", s, i, v.design_pool("bnn", s)) for s in (0, 1) for i in range(64)]
+    kbit = [c for c in cases if c.design.quantized]
+    assert {c.info["source"] for c in kbit} == {"random", "integer-ge", "integer-gt", "float"}
+    unsorted = 0
+    for c in cases:
+        assert c.image.act_bits == list(c.design.layer_acts)
+        assert c.info["activations"] == c.design.activations
+        assert len(c.info["kbit_layers"]) == sum(f.in_bits > 1 or f.out_bits > 1
+                                                 for f in c.design.folds)
+    for c in kbit:
+        for l, f in enumerate(c.image.folds):
+            if l >= len(c.image.thresholds):
+                continue
+            t = np.asarray(c.image.thresholds[l])
+            assert t.shape == ((f.n_out,) if f.out_bits == 1 else (f.n_out, f.n_thresholds))
+            lo = -f.threshold_bias if f.in_bits > 1 else 0
+            hi = f.threshold_bias if f.in_bits > 1 else f.n_in
+            assert t.min() >= lo and t.max() <= hi + 1
+            if t.ndim == 2:
+                ordered = np.all(np.diff(t, axis=1) >= 0)
+                assert ordered or c.info["source"].startswith("integer")
+                unsorted += not ordered
+        if c.reference is not None:             # DoReFa layers, compiled
+            assert c.reference.layer_acts == list(c.design.layer_acts)
+            np.testing.assert_array_equal(golden_forward(c.image, c.x),
+                                          float_forward(c.reference, c.x))
+    assert unsorted > 0
+    layers = [t for c in kbit for t in c.info["kbit_layers"]]
+    thr = [t for t in layers if t["thresholded"]]
+    for key in ("equal", "beyond", "always"):
+        assert any(t[key] for t in thr) and not all(t[key] for t in thr), key
+    reached = [t["levels_reached"] == t["levels"] for t in layers if "levels" in t]
+    assert sum(reached) > 0.6 * len(reached)
+    assert {t["out_bits"] for t in layers} == {1, 2, 3, 4}
+    cov = v.coverage("bnn", [c.info for c in cases])
+    assert all(n > 0 for _, n in cov["activations (configurations)"])
+    assert sum(n for _, n in cov["activations (designs)"]) == len({c.design.index
+                                                                   for c in cases if c.index < 64})
+    assert sum(n for _, n in cov["activations per layer"]) == sum(len(c.design.folds)
+                                                                   for c in cases)
+    per_layer = dict(cov["weights and activations per layer"])
+    assert all(per_layer[f"W{w}A{a}"] > 0 for w in (1, 2) for a in (1, 2, 3, 4) if (w, a) != (1, 4))
+    assert sum(n for _, n in cov["k-bit outputs: levels reached (layers)"]) == len(reached)
+    outs = dict(cov["output layer input"])
+    assert sum(outs.values()) == len(cases) and outs["A1 bits"] > 0 and outs["A1 dots"] > 0
+    assert any(outs[f"A{a} bits"] for a in (2, 3, 4)) and any(outs[f"A{a} dots"] for a in (2, 3, 4))
 
 
 def test_coverage_histograms_count_every_configuration():
@@ -326,6 +452,9 @@ def test_a_failed_simulation_is_pinned_on_its_configuration(monkeypatch):
 
 EIE_SMALL = ["--engine", "eie", "--seed", "2", "--designs", "1", "--max-pes", "2"]
 BNN_SMALL = ["--engine", "bnn", "--seed", "2", "--designs", "1"]
+#: A small k-bit design (seed 23's design 0: shape 33,2,15, weights W2,W1, activations A2,A1;
+#: configuration 1 a random image)
+BNN_KBIT = ["--engine", "bnn", "--seed", "23", "--designs", "1"]
 
 
 def test_min_pes_draws_only_big_designs_and_joins_the_reproducer(cli, tmp_path):
@@ -378,10 +507,10 @@ def test_small_verilator_run_passes(cli, tmp_path):
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("opts", [EIE_SMALL, BNN_SMALL], ids=["eie", "bnn"])
+@pytest.mark.parametrize("opts", [EIE_SMALL, BNN_SMALL, BNN_KBIT], ids=["eie", "bnn", "bnn-a2"])
 def test_injected_mismatch_exits_1_with_a_reproducer(opts, cli, tmp_path, monkeypatch):
-    """Configuration 1's first output corrupted (and, EIE, configuration 2's first counter):
-    exit 1, the failures named, the first one's reproducer printed and its files saved; the
+    """Configuration 1's first output corrupted (and, EIE, configuration 2's first counter; BNN:
+    on a W1A1 design and on a k-bit one): exit 1, the failures named, the first one's reproducer printed and its files saved; the
     reproducer, run without the corruption, runs that configuration alone and passes."""
     real = v._run_jobs
     engine = opts[1]
@@ -404,17 +533,20 @@ def test_injected_mismatch_exits_1_with_a_reproducer(opts, cli, tmp_path, monkey
     line = next(l for l in r.err.splitlines() if l.startswith("reproduce: "))
     repro = line.split(": ", 1)[1].split()
     assert repro[:2] == ["eie", "verify"] and "--only" in repro
-    assert repro[repro.index("--only") + 1] == "1" and repro[repro.index("--seed") + 1] == "2"
+    seed = opts[opts.index("--seed") + 1]
+    assert repro[repro.index("--only") + 1] == "1" and repro[repro.index("--seed") + 1] == seed
     assert "configuration 1 (design 0): outputs differ from the golden model" in r.err
     failed = 2 if engine == "eie" else 1
     assert f"configurations  3 run of 3, {3 - failed} passed, {failed} failed" in r.out
     if engine == "eie":
         assert "FAIL configuration 2 (design 0): sample 0, layer 0: counters differ from the " \
                "cycle model in cycles" in r.out
-    saved = keep / f"{engine}-seed2-config1"
+    saved = keep / f"{engine}-seed{seed}-config1"
     assert (saved / "x.npy").exists() and (saved / "image" / "manifest.json").exists()
     assert (saved / "reproduce.txt").read_text().splitlines()[0] == " ".join(repro)
     doc = json.loads(out.read_text())
+    if opts is BNN_KBIT:            # the mismatch was in a k-bit layer's network
+        assert doc["pool"][0]["activations"] == "A2,A1" and doc["configs"][1]["source"] == "random"
     first = doc["failures"][0]
     assert first["index"] == 1 and first["reproducer"] == " ".join(repro)
     assert first["directory"] == str(saved)
@@ -423,7 +555,7 @@ def test_injected_mismatch_exits_1_with_a_reproducer(opts, cli, tmp_path, monkey
     monkeypatch.setattr(v, "_run_jobs", real)
     r = cli(repro[1:] + ["--no-progress"])
     assert r.code == 0, r.out + r.err
-    assert f"{engine.upper()} configuration 1, seed 2" in r.out
+    assert f"{engine.upper()} configuration 1, seed {seed}" in r.out
 
 
 @pytest.mark.rtl
