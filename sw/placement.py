@@ -24,7 +24,7 @@ import numpy as np
 
 from .sram import pe_rows
 
-__all__ = ["balanced_order", "input_order", "invert_order", "MAX_BLOCKS", "COLUMN_WEIGHT", "REFINE_STEPS"]
+__all__ = ["balanced_order", "input_order", "FIRST_ROUND_EMPTY", "invert_order", "MAX_BLOCKS", "COLUMN_WEIGHT", "REFINE_STEPS"]
 
 #: The widest per-column load vector the placement keeps: wider layers group neighbouring
 #: columns (``ceil(n_in / MAX_BLOCKS)`` a block), which bounds its time on Table III-sized layers.
@@ -37,6 +37,12 @@ def invert_order(order: np.ndarray) -> np.ndarray:
     pos = np.empty_like(order)
     pos[order] = np.arange(order.size)
     return pos
+
+
+#: The share of calibration samples (those with a nonzero input) on which the first round may be
+#: all zero before :func:`input_order` moves the most often nonzero inputs to the front. (An
+#: LSTM's first step, zero pixels and a zero hidden state, is all zero: no reason to move.)
+FIRST_ROUND_EMPTY = 0.01
 
 
 def input_order(codes: np.ndarray, n_pe: int, activity: np.ndarray | None = None) -> np.ndarray:
@@ -52,8 +58,9 @@ def input_order(codes: np.ndarray, n_pe: int, activity: np.ndarray | None = None
 
     * inputs without a nonzero weight (they compute nothing) go last;
     * with ``activity`` (bool ``(samples, n_in)``: which inputs are nonzero on calibration
-      samples), if the first round is then all zero on any calibration sample, the ``n_pe``
-      inputs most often nonzero (ties: more weights, then the model's order) come first.
+      samples), if the first round is then all zero on more than :data:`FIRST_ROUND_EMPTY` of
+      the calibration samples that have a nonzero input, the ``n_pe`` inputs most often nonzero
+      (ties: more weights, then the model's order) come first.
 
     Returns int64 ``order``: input position ``q`` holds model input ``order[q]``.
     """
@@ -67,7 +74,8 @@ def input_order(codes: np.ndarray, n_pe: int, activity: np.ndarray | None = None
     act = np.asarray(activity, dtype=bool)
     if act.ndim != 2 or act.shape[1] != n_in:
         raise ValueError(f"activity must be (samples, {n_in}), got {act.shape}")
-    if not act.shape[0] or act[:, order[:n_pe]].any(axis=1).all():
+    busy = act[act.any(axis=1)]         # an all-zero sample has nothing to broadcast anyway
+    if not busy.shape[0] or np.mean(~busy[:, order[:n_pe]].any(axis=1)) <= FIRST_ROUND_EMPTY:
         return order
     score = act.mean(axis=0) + weights / (weights.max() + 1) / (act.shape[0] + 1)
     first = np.zeros(n_in, dtype=bool)

@@ -411,8 +411,8 @@ def test_input_order_first_round_not_all_zero_and_golden_undoes_it():
     assert {3, 29} <= set(first) and first == sorted(first)
     # ... but not when the first round already has a nonzero on every sample (dense inputs:
     # the model's order is kept, no burst of heavy columns)
-    dense = np.zeros((5, 30), np.int16)
-    dense[:, 11] = 256
+    dense = np.zeros((6, 30), np.int16)
+    dense[1:, 11] = 256             # (sample 0 is all zero: nothing to broadcast, not counted)
     kept = build_image(layers, n_pe=4, balance=True, calibration=dense).layers[0].input_order
     assert kept == order.tolist()
     # the host writes x at the positions; the golden model's outputs are the model's
