@@ -265,6 +265,10 @@ def parse_consume(text: str, folds) -> list[str]:
             raise EieError(f"--consume {text!r}: {item!r} is not a consumption mode; write "
                            f"serial, parallel or auto, one for every layer or one per layer")
     if len(items) == 1:
+        if items[0] == "parallel" and all(f.in_bits == 1 for f in folds):
+            raise EieError(f"--consume {text!r}: no layer of this network is fed by k-bit "
+                           f"activations (A2..A4), so none has bit planes to take in parallel; "
+                           f"leave --consume out")
         return [items[0] if f.in_bits > 1 else "auto" for f in folds]
     if len(items) != len(folds):
         raise EieError(f"--consume {text!r} gives {len(items)} modes but the network has "

@@ -61,6 +61,8 @@ def test_explicit_modes_and_errors():
     assert fold_consume(with_consume(folds)) == ["serial", "parallel", "parallel", "parallel"]
     with pytest.raises(EieError, match="consume mode 'fast' is not one of serial, parallel, auto"):
         resolve_consume(folds, ["auto", "fast", "auto", "auto"])
+    with pytest.raises(EieError, match="consume 'parallel' for layer 0, which is fed by 1-bit"):
+        resolve_consume(folds, ["parallel", "auto", "auto", "auto"])
     with pytest.raises(EieError, match="gives 2 modes for 4 layers"):
         resolve_consume(folds, ["auto", "auto"])
     with pytest.raises(ValueError, match="consume 'parallel' is for a layer fed by k-bit"):
@@ -240,6 +242,8 @@ def test_cli_consume(tmp_path, cli):
                          ("auto,auto", "gives 2 modes but the network has 3 layers")):
         _clean_error(cli(["bnn", "generate", "--shape", "30,12,9,6", "--acts", "A2,A3,A1",
                           "--consume", bad, "-o", tmp_path / "h.v"]), message)
+    _clean_error(cli(["bnn", "generate", "--shape", "30,12,9,6", "--consume", "parallel", "-o",
+                      tmp_path / "h.v"]), "no layer of this network is fed by k-bit activations")
 
 
 # --- boards ------------------------------------------------------------------------------------

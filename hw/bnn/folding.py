@@ -17,7 +17,7 @@ that can afford the slower, smaller serial structure gets it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from ...common.errors import EieError
@@ -270,8 +270,6 @@ def with_act_bits(folds: Sequence[LayerFold], act_bits: Sequence[int] | None,
     ``serial``, ``parallel`` or ``auto``; see :func:`with_consume`) sets how k-bit-fed layers
     take their bit planes; without it, folds that already carry these precisions keep their
     modes, and folds given new precisions get ``auto``."""
-    from dataclasses import replace
-
     folds = list(folds)
     bits = list(act_bits) if act_bits is not None and len(act_bits) else [1] * len(folds)
     if len(bits) != len(folds):
@@ -299,8 +297,9 @@ CONSUME_REQUESTS = ("serial", "parallel", "auto")
 
 
 def resolve_consume(folds: Sequence[LayerFold], requests: Sequence[str] | None = None) -> list[str]:
-    """Per layer the consumption mode: a 1-bit-fed layer is ``serial``; a k-bit-fed layer gets
-    its request (``serial``, ``parallel``; ``None`` means ``auto`` everywhere), and ``auto`` is
+    """Per layer the consumption mode: a 1-bit-fed layer is ``serial`` (asking ``parallel`` for
+    it is an error); a k-bit-fed layer gets its request (``serial``, ``parallel``; ``None``
+    means ``auto`` everywhere), and ``auto`` is
     the rule "serial when ``nf * sf * k`` does not exceed the folding's bottleneck
     ``max(nf * sf)`` over all layers, else parallel": the network's II is then that bottleneck,
     and serial, the smaller structure at a given folding (docs/bnn.md, "Bit-serial or
@@ -315,7 +314,10 @@ def resolve_consume(folds: Sequence[LayerFold], requests: Sequence[str] | None =
         raise EieError(f"consume mode {bad[0]!r} is not one of {', '.join(CONSUME_REQUESTS)}")
     bottleneck = max(f.nf * f.sf for f in folds)
     modes = []
-    for f, r in zip(folds, requests):
+    for l, (f, r) in enumerate(zip(folds, requests)):
+        if f.in_bits == 1 and r == "parallel":
+            raise EieError(f"consume 'parallel' for layer {l}, which is fed by 1-bit "
+                           f"activations (one bit plane); ask serial or auto there")
         if f.in_bits == 1:
             modes.append("serial")
         elif r == "auto":
@@ -327,8 +329,6 @@ def resolve_consume(folds: Sequence[LayerFold], requests: Sequence[str] | None =
 
 def with_consume(folds: Sequence[LayerFold], requests: Sequence[str] | None = None) -> list[LayerFold]:
     """``folds`` (carrying their precisions) with the modes :func:`resolve_consume` gives."""
-    from dataclasses import replace
-
     folds = list(folds)
     return [replace(f, consume=m) for f, m in zip(folds, resolve_consume(folds, requests))]
 

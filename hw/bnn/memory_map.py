@@ -37,7 +37,8 @@ addr  name          r/w  meaning
 24    N_IN          r    input bits per sample
 25    N_CLASSES     r    outputs per sample
 26    N_LAYERS      r    layers
-27    II_ANALYTIC   r    ``max(nf * sf)`` of the folding built in
+27    II_ANALYTIC   r    ``max(nf * sf)`` of the folding built in (``nf * sf * k`` for a layer
+                         that takes k-bit inputs bit-serially)
 28    IN_DEPTH      r    input FIFO depth (samples)
 29    OUT_DEPTH     r    output FIFO depth (results)
 30    CONFIG_CRC    r    CRC-32 of the topology text (``shape`` and ``folding``): a host checks it

@@ -254,7 +254,22 @@ class Mvtu(wiring.Component):
             mask = Mux(xn_last_sf, Const((1 << tail) - 1, SIMD), full) if tail < SIMD else full
         else:
             mask = Mux(tags[1]["last"], Const((1 << tail) - 1, SIMD), full) if tail < SIMD else full
-        pcs = []
+
+        def trees(*named_values, elem_bits=1):
+            """One popcount tree per ``(name, value)``: each enabled cycle it takes ``value``
+            (``SIMD`` elements of ``elem_bits`` bits) and gives their sum ``latency`` cycles
+            later. (A PE's trees get their inputs, then their enables, in this order, so an A1
+            or serial core's Verilog is the text it was before the helper.)"""
+            ts = []
+            for name, _ in named_values:
+                ts.append(PopCount(SIMD, levels_per_stage=self._levels_per_stage,
+                                   elem_bits=elem_bits))
+                m.submodules[name] = ts[-1]
+            m.d.comb += [t.i.eq(v) for t, (_, v) in zip(ts, named_values)]
+            m.d.comb += [t.en.eq(en) for t in ts]
+            return ts
+
+        pcs, pcq = [], []       # per PE: matches (A1) or P; Q (k-bit inputs)
         if KIN > 1 and PASSES == 1:
             # all k planes at once: the k-bit element of each real lane, summed per PE under
             # +1 weights (P) and under nonzero weights (Q)
@@ -264,24 +279,15 @@ class Mvtu(wiring.Component):
                 """The lanes' elements where ``keep`` (SIMD bits) is 1, else 0."""
                 return Cat(*[lanes[i] & keep[i].replicate(KIN) for i in range(SIMD)])
 
-            def tree(name):
-                t = PopCount(SIMD, levels_per_stage=self._levels_per_stage, elem_bits=KIN)
-                m.submodules[name] = t
-                m.d.comb += t.en.eq(en)
-                return t
-
-            pcq = []
-            if not self._ternary:
-                shared = tree("popcount_all")             # no masks: Q is the same for every PE
-                m.d.comb += shared.i.eq(elements(mask))
+            if not self._ternary:                         # no masks: one Q for every PE
+                shared, = trees(("popcount_all", elements(mask)), elem_bits=KIN)
             for p in range(PE):
-                live = mask & m_rd[p] if self._ternary else mask
-                pos = tree(f"popcount{p}")
-                m.d.comb += pos.i.eq(elements(live & w_rd[p]))
                 if self._ternary:
-                    alls = tree(f"popcount_all{p}")
-                    m.d.comb += alls.i.eq(elements(live))
+                    live = mask & m_rd[p]
+                    pos, alls = trees((f"popcount{p}", elements(live & w_rd[p])),
+                                      (f"popcount_all{p}", elements(live)), elem_bits=KIN)
                 else:
+                    pos, = trees((f"popcount{p}", elements(mask & w_rd[p])), elem_bits=KIN)
                     alls = shared
                 pcs.append(pos)
                 pcq.append(alls)
@@ -290,27 +296,19 @@ class Mvtu(wiring.Component):
             planes = Cat(*[Cat(*[xn_x[i * KIN + b] for i in range(SIMD)]) for b in range(KIN)])
             xn_plane = Signal(SIMD)
             m.d.comb += xn_plane.eq(planes.word_select(tags[1]["plane"], SIMD))
-            pcq = []
             for p in range(PE):
-                pos = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
-                alls = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
-                m.submodules[f"popcount{p}"] = pos
-                m.submodules[f"popcount_all{p}"] = alls
                 terms = xn_plane & mask                   # inputs with bit b set
                 if self._ternary:
                     terms = terms & m_rd[p]               # zero weights add nothing
-                m.d.comb += [pos.i.eq(terms & w_rd[p]), alls.i.eq(terms),
-                             pos.en.eq(en), alls.en.eq(en)]
+                pos, alls = trees((f"popcount{p}", terms & w_rd[p]), (f"popcount_all{p}", terms))
                 pcs.append(pos)
                 pcq.append(alls)
-        for p in range(PE if KIN == 1 else 0):
-            pc = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
-            m.submodules[f"popcount{p}"] = pc
-            hits = ~(w_rd[p] ^ xn_x) & mask
-            if self._ternary:
-                hits = hits & m_rd[p]             # zero weights never match
-            m.d.comb += [pc.i.eq(hits), pc.en.eq(en)]
-            pcs.append(pc)
+        else:
+            for p in range(PE):
+                hits = ~(w_rd[p] ^ xn_x) & mask
+                if self._ternary:
+                    hits = hits & m_rd[p]                 # zero weights never match
+                pcs += trees((f"popcount{p}", hits))
         for k in range(pcs[0].latency):
             tags.append(advance(tags[-1], f"pc{k}"))
 
