@@ -114,10 +114,12 @@ def _cmd_compile(args) -> int:
         zeros = sum(int(np.sum(m == 0)) for m in image.masks if m is not None)
         what += (f"; weights {weight_bits_text(image.weight_bits)} (ternary: {zeros} zero "
                  f"weights)")
+    if args.consume is not None:
+        image = image.refold(image.folds, parse_consume(args.consume, image.folds))
     if image.quantized:
         from ..hw.bnn.words import act_bits_text
 
-        what += f"; activations {act_bits_text(image.act_bits)}"
+        what += f"; activations {act_bits_text(image.act_bits)}{_consume_text(image.folds)}"
     if image.output_scale is not None:
         what += "; XNOR-Net output scales (classes: argmax of output_scale * dot)"
     write_image(image, args.output, extra=extra)
@@ -202,15 +204,11 @@ def _folds_from_args(args):
     if args.image is not None:
         if args.shape is not None:
             raise EieError("give either IMAGE_DIR or --shape, not both")
-        image = read_image(args.image)
-        folds = image.folds
-        if args.fold is not None:
-            image = image.refold(make_folding(image.shape, args.fold))
-            folds = image.folds                 # with the image's activation precisions
+        image = _refold(read_image(args.image), args)
         if getattr(args, "acts", None) is not None:
             raise EieError("--acts is for --shape; with an IMAGE_DIR the image says each "
                            "layer's activation precision")
-        return folds, image
+        return image.folds, image            # with the image's activation precisions
     if args.shape is None:
         raise EieError("give an IMAGE_DIR or --shape N_IN,N1,...,N_CLASSES (with --fold)")
     folds = make_folding(parse_shape(args.shape), args.fold)
@@ -218,7 +216,22 @@ def _folds_from_args(args):
         from ..hw.bnn.folding import with_act_bits
 
         folds = with_act_bits(folds, parse_act_bits(args.acts, len(folds)))
+    if args.consume is not None:
+        from ..hw.bnn.folding import with_consume
+
+        folds = with_consume(folds, parse_consume(args.consume, folds))
     return folds, None
+
+
+def _refold(image, args):
+    """``image`` under ``--fold`` (its layers' modes then ``auto``) and ``--consume``."""
+    from ..hw.bnn.folding import make_folding
+
+    if args.fold is None and args.consume is None:
+        return image
+    folds = make_folding(image.shape, args.fold) if args.fold is not None else image.folds
+    return image.refold(folds, None if args.consume is None
+                        else parse_consume(args.consume, image.folds))
 
 
 def parse_act_bits(text: str, n_layers: int) -> tuple[int, ...]:
@@ -242,6 +255,41 @@ def parse_act_bits(text: str, n_layers: int) -> tuple[int, ...]:
         raise EieError(f"--acts {text!r}: the output layer outputs dots (or bits), its "
                        f"precision is A1")
     return tuple(bits)
+
+
+def parse_consume(text: str, folds) -> list[str]:
+    """``"auto"``/``"serial"``/``"parallel"`` (every layer fed by k-bit activations) or one a
+    layer (``"auto,parallel,serial,auto"``) -> a request per layer of ``folds`` (which carry
+    their precisions), or :class:`EieError`."""
+    from ..hw.bnn.folding import CONSUME_REQUESTS
+
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    for item in items:
+        if item not in CONSUME_REQUESTS:
+            raise EieError(f"--consume {text!r}: {item!r} is not a consumption mode; write "
+                           f"serial, parallel or auto, one for every layer or one per layer")
+    if len(items) == 1:
+        if items[0] == "parallel" and all(f.in_bits == 1 for f in folds):
+            raise EieError(f"--consume {text!r}: no layer of this network is fed by k-bit "
+                           f"activations (A2..A4), so none has bit planes to take in parallel; "
+                           f"leave --consume out")
+        return [items[0] if f.in_bits > 1 else "auto" for f in folds]
+    if len(items) != len(folds):
+        raise EieError(f"--consume {text!r} gives {len(items)} modes but the network has "
+                       f"{len(folds)} layers; give one, or one per layer")
+    for l, (item, f) in enumerate(zip(items, folds)):
+        if item == "parallel" and f.in_bits == 1:
+            raise EieError(f"--consume {text!r}: layer {l} is fed by 1-bit activations, which "
+                           f"have one bit plane; write serial or auto there")
+    return items
+
+
+def _consume_text(folds) -> str:
+    """``", bit planes serial,parallel,..."`` for a core with a bit-parallel layer, else ``""``."""
+    from ..hw.bnn.folding import consume_text, fold_consume
+
+    modes = fold_consume(folds)
+    return f", bit planes {consume_text(modes)}" if "parallel" in modes else ""
 
 
 def _weight_bits(args, folds, image) -> tuple[int, ...] | None:
@@ -316,7 +364,7 @@ def _cmd_generate(args) -> int:
     if mm.quantized:
         from ..hw.bnn.words import act_bits_text
 
-        prec += f"activations {act_bits_text(mm.act_bits)}, "
+        prec += f"activations {act_bits_text(mm.act_bits)}{_consume_text(mm.folds)}, "
     print(f"{path}: module bnn_top, {len(folds)} layers, II {analytic_ii(folds)} cycles, "
           f"{'bits' if thresholded else 'dots'} out, {prec}bus address width {mm.addr_width}, "
           f"weights {'baked in' if bake else 'loaded at run time'}; memory map in {mpath}")
@@ -327,7 +375,7 @@ def _cmd_run(args) -> int:
     from ..hw.bnn.memory_map import config_crc
     from ..sim.bnn_run import BnnJob, run_amaranth, run_rtl
     from ..sim.runner import cache_dir
-    from ..hw.bnn.folding import analytic_ii, make_folding
+    from ..hw.bnn.folding import analytic_ii
     from ..sw.bnn.golden import golden_forward
     from ..hw.bnn.memory_map import BnnMemoryMap
     from ..sw.bnn.image import read_image
@@ -346,8 +394,7 @@ def _cmd_run(args) -> int:
         paths.cache(args.build_dir, "--build-dir")
     image = read_image(args.image)
     _check_class_rule(args.classes, image)
-    if args.fold is not None:
-        image = image.refold(make_folding(image.shape, args.fold))
+    image = _refold(image, args)
     x = _bits(args, image.shape[0])
     folds = image.folds
     thresholded = image.last_thresholded
@@ -387,6 +434,7 @@ def _cmd_run(args) -> int:
              "outputs": "bits" if thresholded else "dots",
              "weight_bits": list(image.weight_bits),
              "ii_analytic": ii, "layer_ii": [f.ii for f in folds],
+             "consume": [f.consume for f in folds],
              "folding": [f.to_json() for f in folds], "counters": c}
     if job.result is not None:
         stats["sim_seconds"] = job.result.sim_seconds
@@ -457,6 +505,7 @@ def _cmd_train(args) -> int:
     return 0
 
 
+CONSUME_METAVAR = "auto|serial|parallel|auto,parallel,..."
 RULE_CHOICES = ("ge", "gt")                     # eie.sw.bnn.params.RULES
 #: eie.sw.bnn.golden.CLASS_RULES, spelled out so that `eie --help` imports no BNN library
 CLASS_CHOICES = ("argmax", "highest-bit", "lowest-bit", "one-hot")
@@ -480,6 +529,10 @@ def register(subparsers) -> None:
         description="Binarized neural networks on a FINN-style folded XNOR-popcount core.")
     sub = p.add_subparsers(dest="bnn_command", metavar="BNN_COMMAND")
     sub.required = True
+    consume_help = ("how layers fed by k-bit activations take their bit planes: serial (one "
+                    "a pass, nf*sf*k cycles), parallel (all in one pass, nf*sf cycles) or auto "
+                    "(serial unless nf*sf*k exceeds the largest nf*sf of the network); one for "
+                    "every such layer, or one per layer (auto)")
     fold_help = ("folding per layer as SIMD:PE,SIMD:PE,... (input bits and output neurons per "
                  "cycle; default: a balanced folding with SIMD 32, PE 16 on the first layer)")
     input_help = "uint8 bits (batch, n_in); with --binarize, real numbers"
@@ -509,6 +562,7 @@ def register(subparsers) -> None:
                         "QONNX: a .onnx file")
     c.add_argument("-o", "--output", required=True, metavar="IMAGE_DIR")
     c.add_argument("--fold", default=None, help=fold_help)
+    c.add_argument("--consume", default=None, metavar=CONSUME_METAVAR, help=consume_help)
     c.add_argument("--threshold-rule", choices=RULE_CHOICES, default=None,
                    help="integer models: how T{l} compares with the match count m = "
                         "popcount(XNOR(x, w)): gt fires when m > T (FINN, BNN-PYNQ), ge when "
@@ -544,6 +598,8 @@ def register(subparsers) -> None:
     _add_sample_options(r)
     r.add_argument("--fold", default=None,
                    help="run the image under another folding of the same shape: " + fold_help)
+    r.add_argument("--consume", default=None, metavar=CONSUME_METAVAR,
+                   help=consume_help + "; default: the image's (with --fold: auto)")
     r.add_argument("--sim", choices=ALL_SIMULATORS, default="verilator")
     r.add_argument("--stats", default=None, metavar="S.json",
                    help="write counters (cycles, latency, II, stalls) and the analytic II")
@@ -580,6 +636,8 @@ def register(subparsers) -> None:
     gen.add_argument("--acts", default=None, metavar="A1..A4|A2,A2,A2,A1",
                      help="with --shape: activation precision of the hidden layers (one for "
                           "all), or one per layer (the output layer A1); default all A1")
+    gen.add_argument("--consume", default=None, metavar=CONSUME_METAVAR,
+                     help=consume_help + "; default: an image's, else auto")
     gen.add_argument("--in-depth", type=int, default=4, help="input FIFO depth in samples (4)")
     gen.add_argument("--out-depth", type=int, default=4, help="output FIFO depth in results (4)")
     gen.add_argument("--memory-map", default=None, metavar="MAP.json",

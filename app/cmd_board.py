@@ -176,6 +176,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             spec.bnn_last_thresholded = img.last_thresholded
             if img.quantized:
                 spec.bnn_act_bits = tuple(img.act_bits)
+                if args.fold is None:       # the image's modes; under another folding auto's
+                    spec.bnn_consume = tuple(f.consume for f in img.folds)
     try:
         from ..boards.uart import divisor_for
         divisor_for(100e6 if board.family == "ecp5" else 12e6, args.baud)
@@ -291,9 +293,18 @@ def _check_bnn_build(build_dir: Path, core: dict, image) -> None:
         from ..hw.bnn.words import act_bits_text
 
         raise EieError(f"--build {build_dir}: the bitstream was built for activations "
-                       f"{act_bits_text(acts) if isinstance(acts, list) else acts!r} but the "
+                       f"{act_bits_text(acts) if isinstance(acts, list) else repr(acts)} but the "
                        f"image has {act_bits_text(image.act_bits)}: build one for the image "
                        f"(eie build --design bnn --image IMAGE_DIR) and load it")
+    modes = core.get("consume", ["serial"] * n)
+    if modes != [f.consume for f in image.folds]:
+        from ..hw.bnn.folding import consume_text
+
+        raise EieError(f"--build {build_dir}: the bitstream takes the layers' bit planes "
+                       f"{consume_text(modes) if isinstance(modes, list) else repr(modes)} but the "
+                       f"image's layers consume them "
+                       f"{consume_text([f.consume for f in image.folds])}: build one for the "
+                       f"image (eie build --design bnn --image IMAGE_DIR) and load it")
 
 
 def cmd_board_run(args: argparse.Namespace) -> int:

@@ -80,7 +80,8 @@ def main(argv=None) -> int:
             c = job.counters
             r = {"precision": name, "scaling": scaling,
                  "folding": ",".join(f"{f.simd}:{f.pe}" for f in img.folds),
-                 "layer_ii": [f.ii for f in img.folds], "ii": ii, "ii_min": c["ii_min"],
+                 "layer_ii": [f.ii for f in img.folds],
+                 "consume": [f.consume for f in img.folds], "ii": ii, "ii_min": c["ii_min"],
                  "ii_mean": (c["t_last_out"] - c["t_first_out"]) / (args.samples - 1),
                  "bubbles": (c["t_last_out"] - c["t_first_out"]) - (args.samples - 1) * ii,
                  "latency": c["latency"], "rtl_equal": bool(np.array_equal(job.y, gold[:args.samples])),

@@ -87,6 +87,7 @@ class BuildSpec:
     bnn_fold: str | None = None
     bnn_weight_bits: tuple | None = None  # per layer 1 (binary) or 2 (ternary); None: all 1
     bnn_act_bits: tuple | None = None     # per layer 1..4 (k-bit activations); None: all 1
+    bnn_consume: tuple | None = None      # per layer serial/parallel/auto (k-bit-fed); None: auto
     bnn_last_thresholded: bool = False   # the output layer outputs bits (an image's)
     bnn_fifo_depth: int | None = None    # input and output FIFO depth (samples); None: by family
     max_burst: int = 256
@@ -116,7 +117,7 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
         fold = spec.bnn_fold
         if fold is None and spec.board.family == "ice40":
             fold = ICEBREAKER_BNN_FOLD
-        folds = make_folding(list(spec.bnn_shape), fold, spec.bnn_act_bits)
+        folds = make_folding(list(spec.bnn_shape), fold, spec.bnn_act_bits, spec.bnn_consume)
         depth = spec.bnn_fifo_depth or (1 if spec.board.family == "ice40" else 4)
         bits = tuple(spec.bnn_weight_bits or (1,) * len(folds))
         thresholded = bool(spec.bnn_last_thresholded)
@@ -128,7 +129,9 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
             "in_depth": depth, "out_depth": depth, "weight_bits": list(bits),
             "last_thresholded": thresholded,
             **({"act_bits": [f.out_bits for f in folds]}
-               if any(f.out_bits != 1 for f in folds) else {})}
+               if any(f.out_bits != 1 for f in folds) else {}),
+            **({"consume": [f.consume for f in folds]}
+               if any(f.consume != "serial" for f in folds) else {})}
     if spec.design == "ram":
         from .ram import BusRAM
         return (lambda: BusRAM(addr_width=10, depth=256)), Design.RAM, {

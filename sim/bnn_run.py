@@ -103,20 +103,25 @@ async def run_job(bus, mm, job: BnnJob) -> tuple[np.ndarray, dict]:
                                 poll_gap=job.poll_gap)
 
 
-def _fold_spec(folds: Sequence[LayerFold]) -> list[list[int]]:
+def _fold_spec(folds: Sequence[LayerFold]) -> list[list]:
     """Per layer ``[n_in, n_out, simd, pe]``, with ``in_bits, out_bits`` appended on a core
-    with k-bit activations (an A1 core's spec and cache key as they always were)."""
+    with k-bit activations and the consumption mode after them on a core with a bit-parallel
+    layer (an A1 or all-serial core's spec and cache key as they always were)."""
     if all(f.in_bits == 1 and f.out_bits == 1 for f in folds):
         return [[f.n_in, f.n_out, f.simd, f.pe] for f in folds]
-    return [[f.n_in, f.n_out, f.simd, f.pe, f.in_bits, f.out_bits] for f in folds]
+    if all(f.consume == "serial" for f in folds):
+        return [[f.n_in, f.n_out, f.simd, f.pe, f.in_bits, f.out_bits] for f in folds]
+    return [[f.n_in, f.n_out, f.simd, f.pe, f.in_bits, f.out_bits, f.consume] for f in folds]
 
 
 def core_folds(folds: Sequence[LayerFold], jobs: Sequence[BnnJob],
                bake: BnnImage | None = None) -> list[LayerFold]:
     """``folds`` with the activation precisions of the baked image, else of the jobs' images
-    (which must all have the same), else as the folds carry them; else :class:`EieError`."""
+    (which must all have the same), else as the folds carry them; else :class:`EieError`.
+    The consumption modes: as the folds carry them, else that image's when it has the same
+    folding, else ``auto`` (:func:`~eie.hw.bnn.folding.carry_precisions`)."""
     from ..common.errors import EieError
-    from ..hw.bnn.folding import fold_act_bits, with_act_bits
+    from ..hw.bnn.folding import carry_precisions, fold_act_bits
     from ..hw.bnn.words import act_bits_text
 
     src = bake if bake is not None else (jobs[0].image if jobs else None)
@@ -127,7 +132,7 @@ def core_folds(folds: Sequence[LayerFold], jobs: Sequence[BnnJob],
                            f"{act_bits_text(job.image.act_bits)} but the core is built for "
                            f"{act_bits_text(bits)}; run images of different precisions on "
                            f"separate cores")
-    return with_act_bits(folds, bits)
+    return carry_precisions(folds, bits, None if src is None else src.folds)
 
 
 @dataclass
@@ -271,13 +276,17 @@ def _core_bits(bits: Sequence[int]) -> tuple[int, ...]:
 
 def _verilog_header(folds: Sequence[LayerFold], in_depth: int, out_depth: int, mm) -> str:
     shape = [folds[0].n_in] + [f.n_out for f in folds]
+    from ..hw.bnn.folding import consume_text, fold_consume
     from ..hw.bnn.words import act_bits_text, weight_bits_text
+
+    modes = fold_consume(mm.folds)
 
     return (f"BNN core, shape {','.join(map(str, shape))}, folding "
             f"{','.join(f'{f.simd}:{f.pe}' for f in folds)}, FIFOs {in_depth}/{out_depth}"
             f"{', thresholded output layer (bits out)' if mm.last_thresholded else ''}"
             f"{', weights ' + weight_bits_text(mm.weight_bits) if mm.ternary else ''}"
-            f"{', activations ' + act_bits_text(mm.act_bits) if mm.quantized else ''}\n"
+            f"{', activations ' + act_bits_text(mm.act_bits) if mm.quantized else ''}"
+            f"{', bit planes ' + consume_text(modes) if 'parallel' in modes else ''}\n"
             f"memory map: {json.dumps(mm.to_json(), separators=(',', ':'))}")
 
 

@@ -5,11 +5,19 @@ A layer with fan-in ``n_in`` and ``n_out`` neurons under folding ``SIMD:PE`` has
 ``sf = ceil(n_in / SIMD)`` synapse folds and ``nf = ceil(n_out / PE)`` neuron folds; it spends
 ``nf * sf`` cycles on a sample, and a streaming network of such layers accepts one sample every
 ``max(nf * sf)`` cycles (the analytic initiation interval).
+
+A layer fed by ``k``-bit activations (``in_bits = k >= 2``) consumes its input's ``k`` bit
+planes in one of two ways (``consume``): ``serial`` (one plane a pass, ``nf * sf * k`` cycles a
+sample) or ``parallel`` (all ``k`` planes of a SIMD group in the same cycle, ``nf * sf``). The
+request ``auto`` (the default) picks, for the whole network's folding, serial for a layer whose
+serial cycles ``nf * sf * k`` do not exceed the largest ``nf * sf`` of any layer, parallel
+otherwise (:func:`resolve_consume`): every layer then keeps up with the folding's II, and a layer
+that can afford the slower, smaller serial structure gets it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from ...common.errors import EieError
@@ -17,6 +25,8 @@ from ...common.errors import EieError
 __all__ = [
     "LayerFold", "parse_shape", "parse_folding", "make_folding", "default_folding",
     "analytic_ii", "folding_text", "ACT_BITS", "with_act_bits", "fold_act_bits",
+    "CONSUME_MODES", "CONSUME_REQUESTS", "resolve_consume", "fold_consume", "consume_text",
+    "with_consume", "carry_precisions", "carries_act_bits",
 ]
 
 #: The default folding's resources for the first layer; other layers get the cheapest folding
@@ -42,6 +52,27 @@ class LayerFold:
     #: precision of the layer's outputs: 1 (a bit, or a dot for the output layer) or 2..4
     #: (``2**out_bits - 1`` thresholds a neuron)
     out_bits: int = 1
+    #: how a layer fed by k-bit activations takes their bit planes: ``"serial"`` (one a pass)
+    #: or ``"parallel"`` (all in one pass); a layer fed by 1-bit activations is ``"serial"``
+    consume: str = "serial"
+
+    def __post_init__(self):
+        if self.consume not in CONSUME_MODES:
+            raise ValueError(f"consume {self.consume!r} is not one of {', '.join(CONSUME_MODES)}")
+        if self.consume == "parallel" and self.in_bits == 1:
+            raise ValueError("consume 'parallel' is for a layer fed by k-bit activations "
+                             "(in_bits >= 2); this layer's inputs are 1 bit")
+
+    @property
+    def planes_per_pass(self) -> int:
+        """Input bit planes the layer takes in one pass over its folds: ``in_bits`` when it
+        consumes them in parallel, else 1."""
+        return self.in_bits if self.consume == "parallel" else 1
+
+    @property
+    def passes(self) -> int:
+        """Passes over the ``nf * sf`` folds a sample: ``in_bits`` (serial), else 1."""
+        return self.in_bits // self.planes_per_pass
 
     @property
     def sf(self) -> int:
@@ -55,9 +86,9 @@ class LayerFold:
 
     @property
     def ii(self) -> int:
-        """Cycles this layer spends on one sample: ``nf * sf`` for each of its ``in_bits``
-        input bit planes."""
-        return self.nf * self.sf * self.in_bits
+        """Cycles this layer spends on one sample: ``nf * sf`` for each pass (``in_bits``
+        passes when it consumes k-bit inputs serially, else one)."""
+        return self.nf * self.sf * self.passes
 
     @property
     def levels(self) -> int:
@@ -106,6 +137,8 @@ class LayerFold:
                "sf": self.sf, "nf": self.nf, "ii": self.ii}
         if self.in_bits != 1 or self.out_bits != 1:     # an A1 layer's entry as it always was
             doc.update({"in_bits": self.in_bits, "out_bits": self.out_bits})
+        if self.consume != "serial":                     # a serial layer's as it always was
+            doc["consume"] = self.consume
         return doc
 
 
@@ -148,15 +181,16 @@ def parse_folding(text: str) -> list[tuple[int, int]]:
 
 def make_folding(shape: Sequence[int],
                  fold: Sequence[tuple[int, int]] | str | None = None,
-                 act_bits: Sequence[int] | None = None) -> list[LayerFold]:
+                 act_bits: Sequence[int] | None = None,
+                 consume: Sequence[str] | None = None) -> list[LayerFold]:
     """Validate ``fold`` against ``shape`` (or choose :func:`default_folding`); with
     ``act_bits`` the folds carry those activation precisions (and the default folding counts
-    the bit planes)."""
+    the bit planes) and the consumption modes ``consume`` asks for (default ``auto``)."""
     shape = parse_shape(shape)
     if act_bits is not None and any(b != 1 for b in act_bits):
         base = make_folding(shape, fold) if fold is not None else \
             default_folding(shape, act_bits)
-        return with_act_bits(base, act_bits)
+        return with_act_bits(base, act_bits, consume)
     if fold is None:
         return default_folding(shape)
     if isinstance(fold, str):
@@ -219,8 +253,9 @@ def default_folding(shape: Sequence[int], act_bits: Sequence[int] | None = None)
 
 
 def analytic_ii(folds: Sequence[LayerFold]) -> int:
-    """Steady-state initiation interval of the streaming network: ``max(nf * sf * in_bits)``
-    (a layer fed by k-bit activations takes its ``k`` bit planes one after the other)."""
+    """Steady-state initiation interval of the streaming network: ``max(nf * sf * passes)``
+    (``passes = in_bits`` for a layer that takes its k bit planes one after the other, 1 for
+    a 1-bit-fed layer or one that takes them in parallel)."""
     return max(f.ii for f in folds)
 
 
@@ -228,17 +263,84 @@ def analytic_ii(folds: Sequence[LayerFold]) -> int:
 ACT_BITS = (1, 2, 3, 4)
 
 
-def with_act_bits(folds: Sequence[LayerFold], act_bits: Sequence[int] | None) -> list[LayerFold]:
+def with_act_bits(folds: Sequence[LayerFold], act_bits: Sequence[int] | None,
+                  consume: Sequence[str] | None = None) -> list[LayerFold]:
     """``folds`` with each layer's output precision ``act_bits[l]`` and input precision
-    ``act_bits[l - 1]`` (1 for layer 0); ``None`` or empty: all 1 (A1)."""
-    from dataclasses import replace
-
+    ``act_bits[l - 1]`` (1 for layer 0); ``None`` or empty: all 1 (A1). ``consume`` (per layer
+    ``serial``, ``parallel`` or ``auto``; see :func:`with_consume`) sets how k-bit-fed layers
+    take their bit planes; without it, folds that already carry these precisions keep their
+    modes, and folds given new precisions get ``auto``."""
     folds = list(folds)
     bits = list(act_bits) if act_bits is not None and len(act_bits) else [1] * len(folds)
     if len(bits) != len(folds):
         raise EieError(f"act_bits {bits} has {len(bits)} entries for {len(folds)} layers")
-    return [replace(f, in_bits=1 if l == 0 else int(bits[l - 1]), out_bits=int(bits[l]))
-            for l, f in enumerate(folds)]
+    if consume is None and carries_act_bits(folds, bits):
+        return folds
+    ins = [1] + [int(b) for b in bits[:-1]]
+    plain = [replace(f, in_bits=i, out_bits=int(o), consume="serial")
+             for f, i, o in zip(folds, ins, bits)]
+    return with_consume(plain, consume)
+
+
+def carries_act_bits(folds: Sequence[LayerFold], act_bits: Sequence[int]) -> bool:
+    """Whether ``folds`` already have the precisions ``act_bits`` (outputs ``act_bits[l]``,
+    inputs ``act_bits[l - 1]``, 1 for layer 0)."""
+    ins = [1] + [int(b) for b in act_bits[:-1]]
+    return len(folds) == len(act_bits) and all(
+        (f.in_bits, f.out_bits) == (i, int(o)) for f, i, o in zip(folds, ins, act_bits))
+
+
+#: How a layer fed by k-bit activations takes their bit planes (``LayerFold.consume``).
+CONSUME_MODES = ("serial", "parallel")
+#: What a user may ask for per layer: a mode, or ``auto`` (:func:`resolve_consume`'s rule).
+CONSUME_REQUESTS = ("serial", "parallel", "auto")
+
+
+def resolve_consume(folds: Sequence[LayerFold], requests: Sequence[str] | None = None) -> list[str]:
+    """Per layer the consumption mode: a 1-bit-fed layer is ``serial`` (asking ``parallel`` for
+    it is an error); a k-bit-fed layer gets its request (``serial``, ``parallel``; ``None``
+    means ``auto`` everywhere), and ``auto`` is
+    the rule "serial when ``nf * sf * k`` does not exceed the folding's bottleneck
+    ``max(nf * sf)`` over all layers, else parallel": the network's II is then that bottleneck,
+    and serial, the smaller structure at a given folding (docs/bnn.md, "Bit-serial or
+    bit-parallel"), is used wherever it costs no throughput."""
+    folds = list(folds)
+    requests = ["auto"] * len(folds) if requests is None else list(requests)
+    if len(requests) != len(folds):
+        raise EieError(f"consume {','.join(requests)} gives {len(requests)} modes for "
+                       f"{len(folds)} layers; give one per layer")
+    bad = [r for r in requests if r not in CONSUME_REQUESTS]
+    if bad:
+        raise EieError(f"consume mode {bad[0]!r} is not one of {', '.join(CONSUME_REQUESTS)}")
+    bottleneck = max(f.nf * f.sf for f in folds)
+    modes = []
+    for l, (f, r) in enumerate(zip(folds, requests)):
+        if f.in_bits == 1 and r == "parallel":
+            raise EieError(f"consume 'parallel' for layer {l}, which is fed by 1-bit "
+                           f"activations (one bit plane); ask serial or auto there")
+        if f.in_bits == 1:
+            modes.append("serial")
+        elif r == "auto":
+            modes.append("serial" if f.nf * f.sf * f.in_bits <= bottleneck else "parallel")
+        else:
+            modes.append(r)
+    return modes
+
+
+def with_consume(folds: Sequence[LayerFold], requests: Sequence[str] | None = None) -> list[LayerFold]:
+    """``folds`` (carrying their precisions) with the modes :func:`resolve_consume` gives."""
+    folds = list(folds)
+    return [replace(f, consume=m) for f, m in zip(folds, resolve_consume(folds, requests))]
+
+
+def fold_consume(folds: Sequence[LayerFold]) -> list[str]:
+    """Each layer's consumption mode."""
+    return [f.consume for f in folds]
+
+
+def consume_text(modes: Sequence[str]) -> str:
+    """``"serial,parallel,..."``: how CONFIG_CRC, docs, errors and the CLI name the modes."""
+    return ",".join(modes)
 
 
 def fold_act_bits(folds: Sequence[LayerFold]) -> list[int]:
@@ -248,3 +350,16 @@ def fold_act_bits(folds: Sequence[LayerFold]) -> list[int]:
 
 def folding_text(folds: Sequence[LayerFold]) -> str:
     return ",".join(f"{f.simd}:{f.pe}" for f in folds)
+
+
+def carry_precisions(folds: Sequence[LayerFold], bits: Sequence[int],
+                     source: Sequence[LayerFold] | None = None) -> list[LayerFold]:
+    """``folds`` with the activation precisions ``bits``: folds that already carry them are
+    kept as they are (their modes too); otherwise the modes are ``source``'s (an image's folds)
+    when it has the same folding, else ``auto``."""
+    folds = list(folds)
+    same = source is not None and [(f.simd, f.pe) for f in source] == \
+        [(f.simd, f.pe) for f in folds]
+    if carries_act_bits(folds, bits) or not same:
+        return with_act_bits(folds, bits)
+    return with_act_bits(folds, bits, fold_consume(source))

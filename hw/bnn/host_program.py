@@ -120,7 +120,7 @@ async def check_config(bus: HostBus, mm: BnnMemoryMap) -> None:
     want = config_crc(mm.folds, mm.last_thresholded, mm.weight_bits)
     if crc != want:
         raise EieError(f"the core was built for another topology, folding, weight or activation "
-                       f"precision or output layer (CONFIG_CRC {crc:#010x}, the image needs {want:#010x}); "
+                       f"precision, bit-plane consumption or output layer (CONFIG_CRC {crc:#010x}, the image needs {want:#010x}); "
                        f"rebuild it with `eie bnn generate` for this image")
 
 

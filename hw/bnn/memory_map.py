@@ -37,7 +37,8 @@ addr  name          r/w  meaning
 24    N_IN          r    input bits per sample
 25    N_CLASSES     r    outputs per sample
 26    N_LAYERS      r    layers
-27    II_ANALYTIC   r    ``max(nf * sf)`` of the folding built in
+27    II_ANALYTIC   r    ``max(nf * sf)`` of the folding built in (``nf * sf * k`` for a layer
+                         that takes k-bit inputs bit-serially)
 28    IN_DEPTH      r    input FIFO depth (samples)
 29    OUT_DEPTH     r    output FIFO depth (results)
 30    CONFIG_CRC    r    CRC-32 of the topology text (``shape`` and ``folding``): a host checks it
@@ -63,6 +64,11 @@ has a 2-bit ``kind`` field and kind 2, the nonzero masks of its W2 layers (laid 
 weights, which then hold the signs); a W2 output layer of dots has kind 1 words too, each
 neuron's nonzero count ``K'``. CONFIG_CRC's text gets ``"|weights W1,W2,..."`` appended. A core
 without a W2 layer has exactly the map above.
+
+k-bit activations: CONFIG_CRC's text gets ``"|acts A2,A2,A1"`` appended, and
+``"|consume serial,parallel,serial"`` (every layer's mode) when a layer takes its input bit
+planes in parallel (``LayerFold.consume``); the JSON map's layer entries say ``"consume":
+"parallel"`` for those layers. II_ANALYTIC counts the planes of serial layers only.
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .folding import LayerFold, folding_text
+from .folding import LayerFold, consume_text, fold_consume, folding_text
 from .words import WEIGHT_BITS, act_bits_text, any_ternary, weight_bits_text
 from ..common.regs import RegisterLayout, fields_json
 from ...common.errors import EieError
@@ -119,7 +125,9 @@ def _bits(n: int) -> int:
 def config_crc(folds: Sequence[LayerFold], last_thresholded: bool = False,
                weight_bits: Sequence[int] | None = None) -> int:
     """CRC-32 of ``"shape|folding"`` (``"|bits"`` appended when the output layer is
-    thresholded, then ``"|weights W1,W2,..."`` when a layer is ternary)."""
+    thresholded, then ``"|weights W1,W2,..."`` when a layer is ternary, ``"|acts A2,A1,..."``
+    when a layer has k-bit activations, ``"|consume serial,parallel,..."`` when a layer takes
+    its bit planes in parallel)."""
     shape = [folds[0].n_in] + [f.n_out for f in folds]
     text = f"{','.join(map(str, shape))}|{folding_text(folds)}"
     text += "|bits" if last_thresholded else ""
@@ -128,6 +136,9 @@ def config_crc(folds: Sequence[LayerFold], last_thresholded: bool = False,
     acts = [f.out_bits for f in folds]
     if any(b != 1 for b in acts):
         text += f"|acts {act_bits_text(acts)}"
+    modes = fold_consume(folds)
+    if any(c != "serial" for c in modes):
+        text += f"|consume {consume_text(modes)}"
     return zlib.crc32(text.encode())
 
 

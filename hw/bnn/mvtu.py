@@ -44,6 +44,15 @@ on a sample. Per PE two popcount trees count ``x_b & s (& z)`` and ``x_b (& z)``
 ``in_bits``). A layer with ``k``-bit outputs reads each neuron's ``2**k - 1`` thresholds in one
 threshold word and outputs the number crossed, ``k`` bits a neuron (``n_out * k`` bits out).
 With both precisions 1 the unit is exactly the A1 one.
+
+Bit-parallel consumption (``fold.consume == "parallel"``, a k-bit-fed layer): the same input
+words, but every (neuron fold, synapse fold) pair is issued once, ``nf * sf`` cycles a sample.
+The ``xn_`` stage takes all ``k`` planes of the SIMD group at once: per PE one adder tree sums
+the ``k``-bit elements under a +1 weight (``P = sum x_i & s & z``, a popcount over the planes
+with plane ``b`` weighted ``2**b``) and one sums the elements under a nonzero weight
+(``Q = sum x_i & z``; a W1 layer has no masks, so all PEs share one ``Q`` tree); the
+synapse fold's dot ``2P - Q`` goes to the accumulator unshifted (no plane counter, no shifter:
+the accumulate stage's path is the serial one's minus the shift).
 """
 
 from __future__ import annotations
@@ -136,6 +145,7 @@ class Mvtu(wiring.Component):
         NF, SF, SIMD, PE = f.nf, f.sf, f.simd, f.pe
         bw = f.out_bits if self._hidden else f.dot_width
         KIN = f.in_bits
+        PASSES = f.passes          # bit planes walked one after the other (serial), else 1
 
         en = Signal()
         m.d.comb += self.stall.eq(~en)
@@ -176,7 +186,7 @@ class Mvtu(wiring.Component):
         iss_addr = Signal(range(max(NF * SF, 2)))
         last_sf = iss_sf == SF - 1
         last_nf = iss_nf == NF - 1
-        if KIN > 1:
+        if PASSES > 1:
             # bit planes: per neuron fold, every plane walks the synapse folds (same weights)
             iss_b = Signal(range(KIN))
             last_b = iss_b == KIN - 1
@@ -192,13 +202,13 @@ class Mvtu(wiring.Component):
                 with m.If(last_fold):
                     m.d.sync += [iss_sf.eq(0), iss_nf.eq(0), iss_addr.eq(0),
                                  active.eq(inbuf.valid_other)]
-                    if KIN > 1:
+                    if PASSES > 1:
                         m.d.sync += iss_b.eq(0)
                 with m.Elif(last_acc):
                     m.d.sync += [iss_sf.eq(0), iss_nf.eq(iss_nf + 1), iss_addr.eq(iss_addr + 1)]
-                    if KIN > 1:
+                    if PASSES > 1:
                         m.d.sync += iss_b.eq(0)
-                if KIN > 1:
+                if PASSES > 1:
                     with m.Elif(last_sf):           # next plane: the same weight words again
                         m.d.sync += [iss_sf.eq(0), iss_b.eq(iss_b + 1),
                                      iss_addr.eq(iss_addr - (SF - 1))]
@@ -212,12 +222,12 @@ class Mvtu(wiring.Component):
             t = {"valid": Signal(name=f"{name}_valid"), "first": Signal(name=f"{name}_first"),
                  "last": Signal(name=f"{name}_last"), "last_nf": Signal(name=f"{name}_last_nf"),
                  "nf": Signal(range(max(NF, 2)), name=f"{name}_nf")}
-            if KIN > 1:
+            if PASSES > 1:
                 t["plane"] = Signal(range(KIN), name=f"{name}_plane")
             return t
 
         tags = [tag("iss")]
-        if KIN > 1:
+        if PASSES > 1:
             m.d.comb += [tags[0]["valid"].eq(active), tags[0]["first"].eq((iss_sf == 0) & (iss_b == 0)),
                          tags[0]["last"].eq(last_acc), tags[0]["last_nf"].eq(last_nf),
                          tags[0]["nf"].eq(iss_nf), tags[0]["plane"].eq(iss_b)]
@@ -237,52 +247,80 @@ class Mvtu(wiring.Component):
         xn_x = inbuf.rd_data                      # word iss_sf of the sample, read at issue
         tail = f.n_in - (SF - 1) * SIMD           # real lanes of the last synapse fold
         full = Const((1 << SIMD) - 1, SIMD)
-        if KIN > 1:
+        if PASSES > 1:
             xn_last_sf = Signal()                  # the item is of the last synapse fold
             with m.If(en):
                 m.d.sync += xn_last_sf.eq(last_sf)
             mask = Mux(xn_last_sf, Const((1 << tail) - 1, SIMD), full) if tail < SIMD else full
         else:
             mask = Mux(tags[1]["last"], Const((1 << tail) - 1, SIMD), full) if tail < SIMD else full
-        pcs = []
-        if KIN > 1:
+
+        def trees(*named_values, elem_bits=1):
+            """One popcount tree per ``(name, value)``: each enabled cycle it takes ``value``
+            (``SIMD`` elements of ``elem_bits`` bits) and gives their sum ``latency`` cycles
+            later. (A PE's trees get their inputs, then their enables, in this order, so an A1
+            or serial core's Verilog is the text it was before the helper.)"""
+            ts = []
+            for name, _ in named_values:
+                ts.append(PopCount(SIMD, levels_per_stage=self._levels_per_stage,
+                                   elem_bits=elem_bits))
+                m.submodules[name] = ts[-1]
+            m.d.comb += [t.i.eq(v) for t, (_, v) in zip(ts, named_values)]
+            m.d.comb += [t.en.eq(en) for t in ts]
+            return ts
+
+        pcs, pcq = [], []       # per PE: matches (A1) or P; Q (k-bit inputs)
+        if KIN > 1 and PASSES == 1:
+            # all k planes at once: the k-bit element of each real lane, summed per PE under
+            # +1 weights (P) and under nonzero weights (Q)
+            lanes = [xn_x[i * KIN:(i + 1) * KIN] for i in range(SIMD)]
+
+            def elements(keep):
+                """The lanes' elements where ``keep`` (SIMD bits) is 1, else 0."""
+                return Cat(*[lanes[i] & keep[i].replicate(KIN) for i in range(SIMD)])
+
+            if not self._ternary:                         # no masks: one Q for every PE
+                shared, = trees(("popcount_all", elements(mask)), elem_bits=KIN)
+            for p in range(PE):
+                if self._ternary:
+                    live = mask & m_rd[p]
+                    pos, alls = trees((f"popcount{p}", elements(live & w_rd[p])),
+                                      (f"popcount_all{p}", elements(live)), elem_bits=KIN)
+                else:
+                    pos, = trees((f"popcount{p}", elements(mask & w_rd[p])), elem_bits=KIN)
+                    alls = shared
+                pcs.append(pos)
+                pcq.append(alls)
+        elif KIN > 1:
             # plane b of the sample word: bit b of every k-bit element, lanes in order
             planes = Cat(*[Cat(*[xn_x[i * KIN + b] for i in range(SIMD)]) for b in range(KIN)])
             xn_plane = Signal(SIMD)
             m.d.comb += xn_plane.eq(planes.word_select(tags[1]["plane"], SIMD))
-            pcq = []
             for p in range(PE):
-                pos = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
-                alls = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
-                m.submodules[f"popcount{p}"] = pos
-                m.submodules[f"popcount_all{p}"] = alls
                 terms = xn_plane & mask                   # inputs with bit b set
                 if self._ternary:
                     terms = terms & m_rd[p]               # zero weights add nothing
-                m.d.comb += [pos.i.eq(terms & w_rd[p]), alls.i.eq(terms),
-                             pos.en.eq(en), alls.en.eq(en)]
+                pos, alls = trees((f"popcount{p}", terms & w_rd[p]), (f"popcount_all{p}", terms))
                 pcs.append(pos)
                 pcq.append(alls)
-        for p in range(PE if KIN == 1 else 0):
-            pc = PopCount(SIMD, levels_per_stage=self._levels_per_stage)
-            m.submodules[f"popcount{p}"] = pc
-            hits = ~(w_rd[p] ^ xn_x) & mask
-            if self._ternary:
-                hits = hits & m_rd[p]             # zero weights never match
-            m.d.comb += [pc.i.eq(hits), pc.en.eq(en)]
-            pcs.append(pc)
+        else:
+            for p in range(PE):
+                hits = ~(w_rd[p] ^ xn_x) & mask
+                if self._ternary:
+                    hits = hits & m_rd[p]                 # zero weights never match
+                pcs += trees((f"popcount{p}", hits))
         for k in range(pcs[0].latency):
             tags.append(advance(tags[-1], f"pc{k}"))
 
         # --- accumulate / threshold stage ---------------------------------------------------
         acc = AccThreshold(PE, f.n_in, pcs[0].o.shape().width, hidden=self._hidden,
                            offsets=self._ternary and not self._hidden and KIN == 1,
-                           in_bits=KIN, out_bits=f.out_bits)
+                           in_bits=KIN, out_bits=f.out_bits, bit_serial=PASSES > 1)
         m.submodules.acc = acc
         tp = tags[-1]
         m.d.comb += [acc.en.eq(en), acc.i_valid.eq(tp["valid"]), acc.i_first.eq(tp["first"]),
                      acc.i_last.eq(tp["last"])]
-        if KIN > 1:
+        if PASSES > 1:
             m.d.comb += acc.i_plane.eq(tp["plane"])
         for p in range(PE):
             if KIN > 1:

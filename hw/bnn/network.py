@@ -27,7 +27,8 @@ without a W2 layer is exactly the binary one.
 ``act_bits`` (per layer 1..4, the output layer 1; default the baked image's, else what the
 folds carry): a hidden layer of ``k``-bit activations hands ``n_out * k`` bits to the next
 layer's converter, which presents them ``SIMD * k`` bits (``SIMD`` elements) at a time; the next
-layer consumes them bit-serially (:class:`Mvtu`). A network of A1 layers is exactly the one
+layer consumes them bit-serially or all planes at once, as its fold's ``consume`` says
+(:class:`Mvtu`; the words are the same either way). A network of A1 layers is exactly the one
 above.
 """
 

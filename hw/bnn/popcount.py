@@ -1,8 +1,10 @@
-"""Pipelined popcount: a balanced adder tree over ``width`` bits.
+"""Pipelined popcount: a balanced adder tree over ``width`` bits (or, with ``elem_bits = k``,
+over ``width`` unsigned ``k``-bit elements: their sum, the popcount of ``k`` bit planes with
+plane ``b`` weighted ``2**b``).
 
-Per cycle with ``en`` high, the tree takes the bits on ``i`` and shifts every partial sum one
-register stage on; the count of ones of the bits presented ``latency`` enabled cycles earlier
-is on ``o``. A register stage follows every ``levels_per_stage`` adder levels (and the last
+Per cycle with ``en`` high, the tree takes the bits on ``i`` (element ``j`` at bits
+``[k*j + k - 1 : k*j]``) and shifts every partial sum one register stage on; the count of ones
+(the sum of the elements) presented ``latency`` enabled cycles earlier is on ``o``. A register stage follows every ``levels_per_stage`` adder levels (and the last
 level), so ``latency = ceil(levels / levels_per_stage)`` with ``levels = ceil(log2(width))``; a
 1-bit tree has no adders and no latency. With ``en`` low nothing moves (the whole pipeline of
 the caller stalls together).
@@ -18,21 +20,25 @@ __all__ = ["PopCount"]
 
 
 class PopCount(wiring.Component):
-    """``o`` = number of ones in ``i`` as it was ``latency`` enabled cycles ago."""
+    """``o`` = number of ones in ``i`` (the sum of its ``elem_bits``-bit elements) as it was
+    ``latency`` enabled cycles ago."""
 
-    def __init__(self, width: int, *, levels_per_stage: int = 2):
+    def __init__(self, width: int, *, levels_per_stage: int = 2, elem_bits: int = 1):
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"popcount width must be a positive integer, not {width!r}")
         if not isinstance(levels_per_stage, int) or levels_per_stage < 1:
             raise ValueError(f"levels_per_stage must be a positive integer, not {levels_per_stage!r}")
+        if not isinstance(elem_bits, int) or elem_bits < 1:
+            raise ValueError(f"elem_bits must be a positive integer, not {elem_bits!r}")
         self._width = width
+        self._elem_bits = elem_bits
         self._levels_per_stage = levels_per_stage
         levels = (width - 1).bit_length()
         self._latency = -(-levels // levels_per_stage)
         super().__init__({
-            "i": In(width),
+            "i": In(width * elem_bits),
             "en": In(1),
-            "o": Out(unsigned(width.bit_length())),
+            "o": Out(unsigned((width * ((1 << elem_bits) - 1)).bit_length())),
         })
 
     @property
@@ -46,7 +52,10 @@ class PopCount(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # Each node: (value, max count it can hold).
-        nodes = [(self.i[k], 1) for k in range(self._width)]
+        eb = self._elem_bits
+        top = (1 << eb) - 1
+        nodes = [(self.i[k] if eb == 1 else self.i[k * eb:(k + 1) * eb], top)
+                 for k in range(self._width)]
         level = 0
         while len(nodes) > 1:
             nxt = []

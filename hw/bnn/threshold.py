@@ -33,7 +33,8 @@ class AccThreshold(wiring.Component):
     """Accumulator and threshold comparator of ``pe`` neurons with fan-in ``n_in``."""
 
     def __init__(self, pe: int, n_in: int, count_width: int, *, hidden: bool = True,
-                 offsets: bool = False, in_bits: int = 1, out_bits: int = 1):
+                 offsets: bool = False, in_bits: int = 1, out_bits: int = 1,
+                 bit_serial: bool = True):
         if not isinstance(pe, int) or pe < 1:
             raise ValueError(f"pe must be a positive integer, not {pe!r}")
         if not isinstance(n_in, int) or n_in < 1:
@@ -43,6 +44,7 @@ class AccThreshold(wiring.Component):
                              "thresholded one")
         self._pe, self._n_in, self._hidden, self._offsets = pe, n_in, hidden, offsets
         self._in_bits, self._out_bits = in_bits, out_bits
+        self._bit_serial = bit_serial
         self._acc_width = n_in.bit_length()
         self._thr_width = (n_in + 1).bit_length()
         if in_bits != 1 or out_bits != 1:
@@ -68,7 +70,9 @@ class AccThreshold(wiring.Component):
     def _init_qnn(self, count_width: int) -> None:
         """k-bit activations (docs/ARCHITECTURE.md): with ``in_bits > 1`` the items are signed
         bit-plane dots ``2*P - Q`` (``i_count``, ``count_width + 1`` bits signed) of plane
-        ``i_plane``, accumulated as ``acc += i_count << i_plane`` into the signed dot; with
+        ``i_plane``, accumulated as ``acc += i_count << i_plane`` into the signed dot (without
+        ``bit_serial`` each item is already the dot of all planes of its synapse fold and is
+        added as it is: ``acc += i_count``, no ``i_plane``); with
         ``out_bits > 1`` each neuron has ``2**out_bits - 1`` thresholds side by side in
         ``i_thr`` and outputs the number crossed (``out_bits`` bits a lane in ``o_bits``)."""
         from .folding import LayerFold
@@ -89,7 +93,7 @@ class AccThreshold(wiring.Component):
                                            else unsigned(count_width), pe)),
             "o_valid": Out(1),
         }
-        if kin > 1:
+        if kin > 1 and self._bit_serial:
             members["i_plane"] = In(range(max(kin, 2)))
         if self._hidden:
             members["i_thr"] = In(data.ArrayLayout(unsigned(self._fold.threshold_word_width), pe))
@@ -111,7 +115,8 @@ class AccThreshold(wiring.Component):
                 acc = Signal(signed(self._acc_width), name=f"acc{p}")
                 acc_next = Signal(signed(self._acc_width), name=f"acc_next{p}")
                 contrib = Signal(signed(self._acc_width), name=f"plane_dot{p}")
-                m.d.comb += contrib.eq(self.i_count[p] << self.i_plane)
+                m.d.comb += contrib.eq(self.i_count[p] << self.i_plane if self._bit_serial
+                                       else self.i_count[p])
                 value = Signal(unsigned(tw), name=f"biased{p}")    # acc + K*L, 0 .. 2*K*L
                 m.d.comb += value.eq(acc_next + f.threshold_bias)
             else:

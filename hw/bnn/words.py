@@ -152,10 +152,11 @@ def act_bits_text(bits: Sequence[int]) -> str:
 def resolve_act_bits(folds: Sequence[LayerFold], image: BnnWeights | None,
                      act_bits: Sequence[int] | None) -> list[LayerFold]:
     """The core's folds with their activation precisions: ``act_bits`` as given, else the baked
-    image's (its folds carry them), else those ``folds`` carry; a contradiction with the
+    image's (its folds carry them), else those ``folds`` carry, and their consumption modes
+    (:func:`~eie.hw.bnn.folding.carry_precisions`); a contradiction with the
     image, a wrong length, a precision outside 1..4 or an output layer that is not A1 is a
     ``ValueError``."""
-    from .folding import ACT_BITS, fold_act_bits, with_act_bits
+    from .folding import ACT_BITS, carry_precisions, fold_act_bits
 
     folds = list(folds)
     own = None if image is None else fold_act_bits(image.folds)
@@ -174,6 +175,6 @@ def resolve_act_bits(folds: Sequence[LayerFold], image: BnnWeights | None,
         raise ValueError(f"act_bits {bits}: the output layer's precision must be 1 (it outputs "
                          f"dots or bits)")
     try:
-        return with_act_bits(folds, bits)
+        return carry_precisions(folds, bits, None if image is None else image.folds)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(str(exc)) from None

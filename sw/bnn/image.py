@@ -30,7 +30,10 @@ version 1 or 2, exactly as before.
 k-bit activations (version 4, docs/ARCHITECTURE.md "k-bit activations"): every layer entry says
 ``"weight_bits"`` and ``"act_bits"`` (its output precision 1..4; the output layer's 1), and
 ``"in_bits"``/``"out_bits"`` when a precision is not 1; ``"ii"`` counts the bit planes
-(``nf * sf * in_bits``). A layer fed by k-bit activations stores its thresholds (on the dot)
+(``nf * sf * in_bits``) of a layer that takes them serially; a layer that takes them in
+parallel says ``"consume": "parallel"`` (absent: ``"serial"``) and its ``"ii"`` is ``nf * sf``
+(the core the image is built into gets these modes; the weight and threshold files are the
+same in either mode). A layer fed by k-bit activations stores its thresholds (on the dot)
 biased by ``K * L``; a layer with k-bit outputs has ``2**k - 1`` thresholds a neuron, packed in
 one word (``threshold_width`` bits each, threshold ``j`` at bits ``[w*(j+1)-1 : w*j]``), so its
 threshold files hold words of ``(2**k - 1) * threshold_width`` bits. ``BnnImage.thresholds`` hold
@@ -63,8 +66,8 @@ import numpy as np
 from ...common import outputs
 from ...common.atomic import atomic_dir
 from ...common.errors import EieError
-from ...hw.bnn.folding import (LayerFold, fold_act_bits, folding_text, make_folding,
-                                parse_folding, with_act_bits)
+from ...hw.bnn.folding import (CONSUME_MODES, LayerFold, fold_act_bits, folding_text,
+                                make_folding, parse_folding, with_act_bits)
 from ...hw.bnn.words import threshold_fields, threshold_words, weight_words
 from ..imagefile import (MANIFEST, MAX_LAYER_WEIGHTS, Fields, ImageDir, describe, plural,
                          write_hex)
@@ -148,10 +151,13 @@ class BnnImage:
             return 5
         return 4 if self.quantized else 3 if self.ternary else 2 if self.last_thresholded else 1
 
-    def refold(self, folds: list[LayerFold]) -> "BnnImage":
-        """The same network under another folding of the same shape."""
-        return BnnImage(folds, self.weights, self.thresholds, self.stats, self.masks,
-                        list(self.act_bits), self.output_scale)
+    def refold(self, folds: list[LayerFold], consume=None) -> "BnnImage":
+        """The same network under another folding of the same shape, its k-bit-fed layers
+        taking their bit planes as ``consume`` asks (per layer ``serial``, ``parallel``,
+        ``auto``; default ``auto``)."""
+        return BnnImage(with_act_bits(folds, self.act_bits, consume), self.weights,
+                        self.thresholds, self.stats, self.masks,
+                        output_scale=self.output_scale)
 
 
 def random_image(folds: list[LayerFold], rng: np.random.Generator, *,
@@ -377,8 +383,20 @@ def _read_folds(man: Fields) -> tuple[list[LayerFold], list[Fields], bool, list[
             raise ly.error("act_bits", f"is {a} but layer {l} is the output layer, whose "
                                        f"activation precision is 1 (it outputs dots or bits)")
         acts.append(a)
-    folds = with_act_bits(folds, acts)
+    modes = []
+    for l, ly in enumerate(layers):
+        c = ly.string("consume", "serial")
+        if c not in CONSUME_MODES:
+            raise ly.error("consume", f"is {c!r}; a layer consumes its bit planes "
+                                      f"{' or '.join(map(repr, CONSUME_MODES))}")
+        if c != "serial" and (l == 0 or acts[l - 1] == 1):
+            raise ly.error("consume", f"is {c!r} but layer {l}'s inputs are 1 bit; only a layer "
+                                      f"fed by k-bit activations takes bit planes in parallel")
+        modes.append(c)
+    folds = with_act_bits(folds, acts, modes)
     planes = " * in_bits" if any(a != 1 for a in acts) else ""
+    if "parallel" in modes:
+        planes += " (of the serial layers)"
     man.check_equal("ii", max(f.ii for f in folds), f"the folding's largest nf * sf{planes} is")
     last = layers[-1]
     last_thresholded = "thresholded" in last and last.boolean("thresholded")
