@@ -261,14 +261,14 @@ def main(argv=None) -> int:
 
     for name in args.networks.split(","):
         if name in NETWORKS:
-            def model_for(n_pe):
-                return trained_model(name, data, cache, log=log,
-                                     balance_pes=n_pe if args.pruning == "columns" else None)
+            # plain pruning: one model for every PE count; per column: one pruned for each
+            models = {n: trained_model(name, data, cache, log=log,
+                                       balance_pes=n if args.pruning == "columns" else None)
+                      for n in pes}
+            info = {"float_accuracy": {str(n): acc for n, (_, acc) in models.items()}}
 
-            info = {"float_accuracy": {str(n): model_for(n)[1] for n in pes}}
-
-            def run(n_pe, p, fifo_depth, queue):
-                return measure(model_for(n_pe)[0], n_pe, p, xq, data.y_test, calib, fifo_depth,
+            def run(n_pe, p, fifo_depth, queue, models=models):
+                return measure(models[n_pe][0], n_pe, p, xq, data.y_test, calib, fifo_depth,
                                queue)
         elif name in LSTM_NETWORKS:
             if args.pruning != "plain":

@@ -274,6 +274,27 @@ def balanced_counts(capacity: np.ndarray, total: int) -> np.ndarray:
     return counts
 
 
+def _balanced_args(weights, density, n_pe, mask):
+    """The checked arguments of the load-balance-aware pruners: ``(weights, density, n_pe,
+    |weights|)``, the magnitudes zero where ``mask`` (an earlier step's) pruned (None for an
+    empty matrix)."""
+    w = _check_weights(weights)
+    d = check_density(density)
+    n = check_n_pe(n_pe)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != w.shape:
+            raise EieError(f"mask has shape {mask.shape} but the weights have shape {w.shape}")
+    if w.size == 0:
+        return w, d, n, None
+    absw = np.abs(w)                 # candidates: absw > 0 (pruned weights zeroed here)
+    if not np.isfinite(absw.max()):
+        raise EieError("weights contain NaN or infinite values; nothing to prune by magnitude")
+    if mask is not None:
+        absw *= mask
+    return w, d, n, absw
+
+
 def prune_balanced(
     weights: np.ndarray, density: float, n_pe: int, mask: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -294,21 +315,10 @@ def prune_balanced(
     threshold found by partitioning them (:func:`_kth_largest`, the sampled band for a large
     PE); then one comparison pass makes the mask. About 0.1-0.2 s for 4096 x 4096 on 16-300 PEs.
     """
-    w = _check_weights(weights)
-    d = check_density(density)
-    n = check_n_pe(n_pe)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != w.shape:
-            raise EieError(f"mask has shape {mask.shape} but the weights have shape {w.shape}")
+    w, d, n, absw = _balanced_args(weights, density, n_pe, mask)
     n_out = w.shape[0]
     if w.size == 0:
         return w.copy(), np.zeros(w.shape, dtype=bool)
-    absw = np.abs(w)                 # candidates: absw > 0 (pruned weights zeroed here)
-    if not np.isfinite(absw.max()):
-        raise EieError("weights contain NaN or infinite values; nothing to prune by magnitude")
-    if mask is not None:
-        absw *= mask
     k_total = max(1, int(round(d * w.size)))
     pe_of_row = np.arange(n_out) % n
     cap = np.bincount(pe_of_row, weights=np.count_nonzero(absw, axis=1),
@@ -373,22 +383,11 @@ def prune_column_balanced(
     of the PEs that own rows, so it can differ from ``round(density * size)`` by less than that
     many (at least that many are kept when every column allows it).
     """
-    w = _check_weights(weights)
-    d = check_density(density)
-    n = check_n_pe(n_pe)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != w.shape:
-            raise EieError(f"mask has shape {mask.shape} but the weights have shape {w.shape}")
+    w, d, n, absw = _balanced_args(weights, density, n_pe, mask)
     n_out, n_in = w.shape
     keep = np.zeros(w.shape, dtype=bool)
     if w.size == 0:
         return w.copy(), keep
-    absw = np.abs(w)
-    if not np.isfinite(absw.max()):
-        raise EieError("weights contain NaN or infinite values; nothing to prune by magnitude")
-    if mask is not None:
-        absw *= mask
     n_own = min(n, n_out)
     k_total = max(1, int(round(d * w.size)))
     thr, _ = _density_threshold(absw.reshape(-1).copy(), k_total)
