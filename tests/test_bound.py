@@ -73,10 +73,14 @@ def test_bound_is_the_contracts_formula(seed, balance):
     entries = contract_entries(layer.codes, n_pe, row_order)
     want = [contract_bound(entries, x[s], n_pe) for s in range(x.shape[0])]
 
+    # the image's columns are input positions: position q holds model input input_order[q]
+    # (docs/image-format.md, "Input placement"; none without one)
+    in_order = image.layers[0].input_order or list(range(layer.codes.shape[1]))
     ce = bound.layer_column_entries(image, 0)
-    assert ce.tolist() == entries
-    assert bound.ideal_bounds(ce, x).tolist() == want
-    assert [bound.ideal_bound(ce, x[s]) for s in range(x.shape[0])] == want
+    assert ce.tolist() == [entries[j] for j in in_order]
+    xp = x[:, in_order]
+    assert bound.ideal_bounds(ce, xp).tolist() == want
+    assert [bound.ideal_bound(ce, xp[s]) for s in range(x.shape[0])] == want
     stats = golden_forward(image, x).stats[0]
     assert stats.bound.tolist() == want
     assert stats.nonzero_inputs.tolist() == [int(np.count_nonzero(r)) for r in x]
