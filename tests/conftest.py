@@ -89,6 +89,12 @@ class CliResult(NamedTuple):
     out: str
     err: str
 
+    def assert_clean_error(self, message: str) -> None:
+        """Exit code 2 and one line on stderr, ``eie: error: ...``, that contains ``message``."""
+        assert self.code == 2, self
+        assert self.err.startswith("eie: error: ") and message in self.err, self.err
+        assert len(self.err.strip().splitlines()) == 1
+
 
 @pytest.fixture
 def cli(capsys) -> Callable[[Sequence], CliResult]:

@@ -455,12 +455,6 @@ def test_more_rtl_equals_golden(simulator, case, bnn_build_dir):
 
 # --- the command line -----------------------------------------------------------------------
 
-def _clean_error(r, message):
-    assert r.code == 2, r
-    assert r.err.startswith("eie: error: ") and message in r.err, r.err
-    assert len(r.err.strip().splitlines()) == 1
-
-
 @pytest.mark.rtl
 def test_cli_compile_golden_run_amaranth(tmp_path, cli):
     rng = np.random.default_rng(8)
@@ -488,12 +482,12 @@ def test_cli_compile_golden_run_amaranth(tmp_path, cli):
              tmp_path / "s.v"])
     assert r.code == 0, r.err
     assert json.loads((tmp_path / "s.memmap.json").read_text())["weight_bits"] == [1, 2]
-    _clean_error(cli(["bnn", "generate", "--shape", "30,12,6", "--weights", "W1,W3", "-o",
-                      tmp_path / "t.v"]), "'W3' is not a weight precision")
-    _clean_error(cli(["bnn", "generate", "--shape", "30,12,6", "--weights", "W1,W2,W2", "-o",
-                      tmp_path / "t.v"]), "gives 3 precisions but the network has 2 layers")
-    _clean_error(cli(["bnn", "generate", tmp_path / "img", "--weights", "W2", "-o",
-                      tmp_path / "t.v"]), "--weights is for --shape")
+    cli(["bnn", "generate", "--shape", "30,12,6", "--weights", "W1,W3", "-o",
+         tmp_path / "t.v"]).assert_clean_error("'W3' is not a weight precision")
+    cli(["bnn", "generate", "--shape", "30,12,6", "--weights", "W1,W2,W2", "-o",
+         tmp_path / "t.v"]).assert_clean_error("gives 3 precisions but the network has 2 layers")
+    cli(["bnn", "generate", tmp_path / "img", "--weights", "W2", "-o",
+         tmp_path / "t.v"]).assert_clean_error("--weights is for --shape")
 
 
 def test_cli_bad_weights(tmp_path, cli):
@@ -502,15 +496,15 @@ def test_cli_bad_weights(tmp_path, cli):
     w0[0, 0] = 2
     np.savez(tmp_path / "bad.npz", W0=w0, W1=np.ones((3, 6), np.int8), T0=np.zeros(6, int),
              rule="ge", weight_bits=np.array([2, 1]))
-    _clean_error(cli(["bnn", "compile", tmp_path / "bad.npz", "-o", tmp_path / "img"]),
-                 "W0[0, 0] is 2; ternary weights (weight_bits[0] = 2) are -1, 0 or +1")
+    cli(["bnn", "compile", tmp_path / "bad.npz", "-o", tmp_path / "img"]).assert_clean_error(
+        "W0[0, 0] is 2; ternary weights (weight_bits[0] = 2) are -1, 0 or +1")
     assert not (tmp_path / "img").exists()
     m = random_model([10, 6, 3], rng)
     save_model(m, tmp_path / "f.npz")
     d = dict(np.load(tmp_path / "f.npz"))
     np.savez(tmp_path / "f2.npz", **d, weight_bits=np.array([2, 5]))
-    _clean_error(cli(["bnn", "compile", tmp_path / "f2.npz", "-o", tmp_path / "img"]),
-                 "weight_bits in")
+    cli(["bnn", "compile", tmp_path / "f2.npz", "-o", tmp_path / "img"]).assert_clean_error(
+        "weight_bits in")
 
 
 @pytest.mark.rtl
@@ -567,5 +561,5 @@ def test_cli_train(tmp_path, cli):
     assert "784,64,64,64,10 W2,W1,W1,W2, 1 epochs" in r.out
     assert load_model(tmp_path / "m.npz").layer_bits == [2, 1, 1, 2]
     assert np.load(tmp_path / "t" / "x_test_bits.npy").shape == (1000, 784)
-    _clean_error(cli(["bnn", "train", "-o", tmp_path / "n.npz", "--weights", "W1,W2"]),
-                 "gives 2 precisions but the network has 4 layers")
+    cli(["bnn", "train", "-o", tmp_path / "n.npz", "--weights", "W1,W2"]).assert_clean_error(
+        "gives 2 precisions but the network has 4 layers")

@@ -39,12 +39,6 @@ def _dir_digest(d: Path) -> str:
     return h.hexdigest()
 
 
-def _clean_error(r, message):
-    assert r.code == 2, r
-    assert r.err.startswith("eie: error: ") and message in r.err, r.err
-    assert len(r.err.strip().splitlines()) == 1
-
-
 # --- the scale and the exact folding ---------------------------------------------------------
 
 def test_xnor_alpha_is_the_mean_absolute_weight():
@@ -206,7 +200,7 @@ def test_bad_scales_are_refused(tmp_path, cli, make, message):
     with pytest.raises(EieError, match="alpha1"):
         load_model(tmp_path / "bad.npz")
     r = cli(["bnn", "compile", tmp_path / "bad.npz", "-o", tmp_path / "img"])
-    _clean_error(r, message)
+    r.assert_clean_error(message)
     assert not (tmp_path / "img").exists()
 
 
