@@ -10,11 +10,11 @@ from eie.hw.eie.lnzd import LNZD
 from eie.hw.eie.memory_map import ACT_READ_LATENCY
 
 
-def run_lnzd(simulate, activation_files, n, x, *, ready_pattern=None, depth=None, latency=0):
+def run_lnzd(simulate, activation_files, n, x, *, ready_pattern=None, depth=None, latency=1):
     """x: the layer input (n_in,). Returns [(cycle, j, a)] of accepted outputs and the cycle
     (after start) at which done rose. Each leaf reads a memory through a pipeline of
-    ``latency`` registers that advance with ``rd_en`` (like the PE's activation read); the
-    addresses past the input hold stale non-zero values."""
+    ``latency`` registers that advance while ``rd.en`` (held high by the LNZD; like the PE's
+    activation read); the addresses past the input hold stale non-zero values."""
     n_in = len(x)
     depth = depth or max(1, -(-n_in // n))
     m = Module()
@@ -43,7 +43,7 @@ def run_lnzd(simulate, activation_files, n, x, *, ready_pattern=None, depth=None
     return out, done_at[0]
 
 
-def expected_timing(n, x, latency=0):
+def expected_timing(n, x, latency=1):
     """Cycle (1-based after start) of each nonzero and of done, as the docstring states."""
     n_in = len(x)
     cyc = latency                             # round 0 loads `latency` cycles after start
@@ -62,7 +62,7 @@ def expected_timing(n, x, latency=0):
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 16, 17])
 @pytest.mark.parametrize("density", [0.0, 0.3, 1.0])
-@pytest.mark.parametrize("latency", [0, 1, ACT_READ_LATENCY])
+@pytest.mark.parametrize("latency", [1, 2, ACT_READ_LATENCY])
 def test_order_and_timing(n, density, latency, simulate, activation_files):
     rng = np.random.default_rng(n * 100 + int(density * 10))
     n_in = int(rng.integers(1, 3 * n + 5))
@@ -77,20 +77,29 @@ def test_order_and_timing(n, density, latency, simulate, activation_files):
     assert done_at == done_expected
 
 
+READY_PATTERNS = {
+    "scattered": lambda c: int((c * 7919) % 5 < 2),
+    # long stalls: the round buffer fills, addressing stops until rounds are taken again
+    "bursts": lambda c: int((c // 9) % 2),
+}
+
+
 @pytest.mark.parametrize("n", [3, 16])
-@pytest.mark.parametrize("latency", [0, ACT_READ_LATENCY])
-def test_back_pressure_loses_nothing(n, latency, simulate, activation_files):
+@pytest.mark.parametrize("latency", [1, ACT_READ_LATENCY])
+@pytest.mark.parametrize("pattern", sorted(READY_PATTERNS))
+def test_back_pressure_loses_nothing(n, latency, pattern, simulate, activation_files):
     rng = np.random.default_rng(7 + n)
-    x = rng.integers(-5, 6, 4 * n + 3)
+    x = rng.integers(-5, 6, 9 * n + 3)       # 10 rounds: more than the buffer holds
+    x[n:3 * n] = 0                            # empty rounds: taken one a cycle after a stall
     out, done_at = run_lnzd(simulate, activation_files, n, x,
-                            ready_pattern=lambda c: int((c * 7919) % 5 < 2), latency=latency)
+                            ready_pattern=READY_PATTERNS[pattern], latency=latency)
     nz = [j for j in range(len(x)) if x[j] != 0]
     assert [j for _, j, _ in out] == nz
     assert [a for _, _, a in out] == [int(x[j]) for j in nz]
     assert done_at is not None
 
 
-@pytest.mark.parametrize("latency", [0, ACT_READ_LATENCY])
+@pytest.mark.parametrize("latency", [1, ACT_READ_LATENCY])
 def test_ignores_stale_values_beyond_n_in(latency, simulate, activation_files):
     # Activations past n_in (the tail of the last round) hold stale nonzero data: never emitted.
     x = np.array([0, 0, 9, 0, 0])

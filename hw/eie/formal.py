@@ -268,15 +268,19 @@ class LNZDHarness(Elaboratable):
     every cycle, when each layer starts (any cycle the contract allows: after reset, or once
     ``done`` has been high for a cycle, as the CCU's ``DRAIN`` ensures), the reset. The read
     pipelines are modelled as the contract says: ``rd.data`` shows the rows addressed
-    ``latency`` advancing (``rd.en``) cycles earlier.
+    ``latency`` advancing (``rd.en``, which the LNZD holds high) cycles earlier.
 
     The properties, on every ``o_valid & o_ready`` (with ``last`` the ``j`` of the layer's last
     broadcast): ``j < n_in``; ``a == x_j != 0``; ``j > last``; no nonzero between ``last``
-    and ``j``. On ``done``: no nonzero after ``last``. The strengthening invariants tie the
-    LNZD's registers (round base ``jbase``, next address ``t_issue``, ``pending`` and ``vals``,
-    priming count) to the model: the pending flags are exactly the round's nonzeros not yet
-    sent, every nonzero of the earlier rounds went out, and the read pipelines hold the next
-    ``latency`` rows.
+    and ``j``. On ``done``: no nonzero after ``last``. Whenever the LNZD takes a round, it is
+    in the round buffer or arriving. The strengthening invariants tie the LNZD's registers to
+    the model: the rounds addressed (``t_issue``) are the taken ones, the buffered ones and
+    the ones in flight, in order, each in-flight stage carrying its round's row; every buffer
+    slot holds its round's values, flags and count; while priming a round is addressed in
+    every cycle; while scanning, every round in flight is at least as far behind the held one
+    as it has stages left to go (so it arrives by the cycle it can be taken) and the next
+    ``latency`` rounds are addressed; the pending flags are exactly the held round's nonzeros
+    not yet sent, and every nonzero of the earlier rounds went out.
 
     ``mutant="blind_leaf"``: the LNZD's last leaf reads zeros (a detector that skips a leaf).
     ``contract=False`` also lets a layer start in the very cycle ``done`` rises: the LNZD then
@@ -284,12 +288,10 @@ class LNZDHarness(Elaboratable):
     cycle), so the properties fail; the contract it needs is the one above.
     """
 
-    def __init__(self, n: int, act_depth: int = 2, latency: int = 0, *,
+    def __init__(self, n: int, act_depth: int = 2, latency: int = 1, *,
                  mutant: str | None = None, invariants: bool = True, contract: bool = True):
         if mutant not in (None, *MUTANTS["LNZDHarness"]):
             raise ValueError(f"unknown mutant {mutant!r}")
-        if not contract and not latency:
-            raise ValueError("contract=False needs a read latency (n_in is latched at start)")
         self.contract = contract
         self.n = n
         self.act_depth = act_depth
@@ -306,7 +308,10 @@ class LNZDHarness(Elaboratable):
         j_bits = max(1, (n_max - 1).bit_length())          # as EIEConfig.j_bits
         lnzd = LNZD(n, j_bits, rows, latency=L)
         names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "vals", "first",
-                 "load", "count", "none", "one"] + (["priming", "pcount"] if L else [])
+                 "load", "count", "none", "one", "priming", "pcount", "issue", "issue_jbase",
+                 "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ"]
+        names += [f"slot{q}_{f}" for q in range(lnzd.buffer_depth)
+                  for f in ("vals", "flags", "count")]
         frag, s = internals(lnzd, names, platform)
         m.submodules.lnzd = frag
 
@@ -322,7 +327,7 @@ class LNZDHarness(Elaboratable):
         with m.If(rd_en):
             for i in range(L):
                 m.d.sync += addr[i].eq(rd_addr if i == 0 else addr[i - 1])
-        shown = addr[-1] if L else rd_addr
+        shown = addr[-1]
         for k in range(n):
             value = Array(mem[k])[shown]
             blind = self.mutant == "blind_leaf" and k == n - 1
@@ -342,9 +347,7 @@ class LNZDHarness(Elaboratable):
         fresh = free(m, j_bits + 1, "n_in_fresh")
         n_in_r = Signal(j_bits + 1)
         n_in = Signal(j_bits + 1)
-        m.d.comb += [Assume(fresh <= n_max), lnzd.n_in.eq(n_in),
-                     # latency 0 loads round 0 in the start cycle: n_in is there already
-                     n_in.eq(Mux(start, fresh, n_in_r) if L == 0 else n_in_r)]
+        m.d.comb += [Assume(fresh <= n_max), lnzd.n_in.eq(n_in), n_in.eq(n_in_r)]
         with m.If(start):
             m.d.sync += n_in_r.eq(fresh)
         m.d.comb += o_ready.eq(free(m, 1, "o_ready"))
@@ -376,6 +379,8 @@ class LNZDHarness(Elaboratable):
                 Assert(~skipped, "no nonzero is skipped (none between two broadcasts)"),
             ]
         m.d.comb += [
+            Assert(~s["take"] | (s["occ"] != 0) | s["arrival"],
+                   "a round is in the buffer or arriving when the LNZD takes one"),
             Assert(~o_valid | busy, "nothing is offered outside a layer"),
             Assert(~(lnzd.done & busy) | ~left, "done only when every nonzero went out"),
         ]
@@ -398,6 +403,7 @@ class LNZDHarness(Elaboratable):
 
     def _invariants(self, m, s, lnzd, mem, x, addr, busy, fin, seen, last, n_in, n_in_r):
         n, L, rows = self.n, self.latency, self.act_depth
+        D = lnzd.buffer_depth
         n_max = n * rows
         a_bits = len(port(lnzd, "rd.addr"))
         rnd = Signal(range(rows + 2))       # the round the LNZD holds
@@ -405,35 +411,86 @@ class LNZDHarness(Elaboratable):
             m.d.sync += rnd.eq(0)
         with m.Elif(s["load"]):
             m.d.sync += rnd.eq(rnd + 1)
+        issued = Signal(range(rows + 2))    # rounds addressed in this layer (not wrapped)
+        with m.If(lnzd.start):
+            m.d.sync += issued.eq(1)
+        with m.Elif(s["issue"] & (issued <= rows)):
+            m.d.sync += issued.eq(issued + 1)
 
         def wrap(v):
             return Const(v % (1 << a_bits), a_bits) if isinstance(v, int) else v[:a_bits]
 
         running, t_issue = s["running"], s["t_issue"]
         jbase, jbase_next, pending, vals = s["jbase"], s["jbase_next"], s["pending"], s["vals"]
+        priming, pcount = s["priming"], s["pcount"]
+        arr, occ, rptr, wptr = s["arr"], s["occ"], s["rptr"], s["wptr"]
         scanning = Signal()
         m.d.comb += scanning.eq(running & ~fin)
+        active = Signal()                   # priming or scanning a layer
+        m.d.comb += active.eq(priming | scanning)
+        taken = Signal(range(rows + 2))     # rounds taken so far
+        m.d.comb += taken.eq(Mux(scanning, rnd + 1, 0))
+        # rounds in flight, and the round each in-flight stage carries (newest at stage 0)
+        flying = [Signal(range(L + 1), name=f"inv_flying{i}") for i in range(L)]
+        for i in range(L):
+            m.d.comb += flying[i].eq(sum(arr[q] for q in range(i + 1)))
+        # the layer has a round after the first `r` ones
+        def exists(r):
+            return r * n < n_in
+
         ok = []
         # idle since reset: nothing started
-        idle = ~running if not L else ~running & ~s["priming"]
-        ok.append((idle, ~busy & (pending == 0) & (t_issue == 0) & ~fin, "idle since reset"))
-        if L:
-            priming, pcount = s["priming"], s["pcount"]
-            issued = Signal(range(L + 1))
-            m.d.comb += issued.eq(L - pcount)
-            ok.append((priming, ~running & busy & ~seen & ~fin & (pcount < L) & (pending == 0)
-                       & (t_issue == issued[:a_bits] if a_bits else 1),
-                       "priming: the pipelines hold the first rows"))
-            for i in range(L):
-                ok.append((priming & (i < issued), addr[i] == wrap(issued - 1 - i),
-                           f"priming: pipeline stage {i} holds its row"))
-        # scanning a round: the registers and the pipelines against the model
-        ok.append((scanning, busy & (rnd < rows) & (jbase == rnd * n)
-                   & (jbase_next == jbase + n) & (t_issue == (rnd + 1 + L)[:a_bits]),
-                   "scanning: round, bases and next address agree"))
+        ok.append((~running & ~priming,
+                   ~busy & (pending == 0) & (t_issue == 0) & ~fin & (arr == 0) & (occ == 0)
+                   & (s["outstanding"] == 0),
+                   "idle since reset"))
+        # addressing: what is addressed, in flight, buffered and taken add up
+        ok.append((active,
+                   busy & (t_issue == wrap(issued)) & (s["issue_jbase"] == issued * n)
+                   & (issued >= 1) & ((issued == 1) | exists(issued - 1))
+                   & (issued == taken + occ + flying[-1])
+                   & (s["outstanding"] == occ + flying[-1]) & (s["outstanding"] <= D)
+                   & (s["arr_jbase"] == (taken + occ) * n)
+                   & (wptr == Mux(rptr + occ >= D, rptr + occ - D, rptr + occ)) & (rptr < D),
+                   "addressed rounds = taken + buffered + in flight"))
         for i in range(L):
-            ok.append((scanning, addr[i] == (rnd + L - i)[:a_bits],
-                       f"scanning: pipeline stage {i} holds row round+{L - i}"))
+            ok.append((active & arr[i], addr[i] == wrap(issued - flying[i]),
+                       f"the round in flight at stage {i} is read from its row"))
+        # the round buffer holds the rounds after the taken ones, with their flags and count
+        for q in range(D):
+            d = Signal(range(D), name=f"inv_slot{q}_d")     # slot q is the d-th buffered round
+            m.d.comb += d.eq(Mux(rptr <= q, q - rptr, q + D - rptr))
+            r = Signal(range(rows + D + 2), name=f"inv_slot{q}_round")
+            m.d.comb += r.eq(taken + d)
+            holds = active & (d < occ)
+            row_vals = s[f"slot{q}_vals"]
+            flags = s[f"slot{q}_flags"]
+            for k in range(n):
+                row = Array(mem[k])[wrap(r)]
+                j = Signal(len(r) + 8, name=f"inv_slot{q}_j{k}")
+                m.d.comb += j.eq(r * n + k)
+                ok.append((holds, (row_vals[16 * k:16 * (k + 1)].as_signed() == row)
+                           & (flags[k] == ((row != 0) & (j < n_in))),
+                           f"buffer slot {q}, leaf {k}: its round's value and flag"))
+            ok.append((holds, s[f"slot{q}_count"] == sum(flags[k] for k in range(n)),
+                       f"buffer slot {q}: the count of its flags"))
+        # priming, c cycles after start: rounds 0 .. min(c, rounds) - 1 addressed, one a
+        # cycle, none arrived yet
+        c = Signal(range(L + 1))
+        m.d.comb += c.eq(L - pcount)
+        ok.append((priming, ~running & ~seen & ~fin & (pcount < L) & (pending == 0) & (occ == 0)
+                   & (issued <= c) & ((issued == c) | ~exists(issued)),
+                   "priming: a round addressed in every cycle the layer has one"))
+        for i in range(L):
+            ok.append((priming, arr[i] == ((i < c) & (i + issued >= c)),
+                       f"priming: stage {i} carries the round addressed {i + 1} cycles ago"))
+        # scanning: every round after the held one arrives by the cycle it can be taken
+        ok.append((scanning, busy & (rnd < rows) & (jbase == rnd * n) & (jbase_next == jbase + n)
+                   & ((issued >= rnd + 1 + L) | ~exists(issued)),
+                   "scanning: round and bases agree; the next rounds are addressed"))
+        for i in range(L):
+            ok.append((scanning & arr[i], issued - flying[i] >= rnd + L - i,
+                       f"scanning: the round at stage {i} is at least {L - i} after the held one"))
         for k in range(n):
             row = Array(mem[k])[rnd]
             j = Signal(len(jbase) + 1, name=f"inv_j{k}")
@@ -448,9 +505,11 @@ class LNZDHarness(Elaboratable):
                    "scanning: every nonzero of the earlier rounds went out"))
         ok.append((scanning, s["more"] == (jbase_next < n_in),
                    "scanning: the registered 'more' says whether a round follows"))
-        # done: nothing pending, the address back at 0
+        # done: nothing pending, nothing addressed, the address back at 0
         ok.append((running & fin & ~lnzd.start,
-                   (pending == 0) & (t_issue == 0) & (jbase_next >= n_in) & ~s["more"],
+                   (pending == 0) & (t_issue == 0) & (jbase_next >= n_in) & ~s["more"]
+                   & (arr == 0) & (occ == 0) & (s["outstanding"] == 0)
+                   & (s["issue_jbase"] >= n_in),
                    "done: nothing pending"))
         ok.append((None, n_in_r <= n_max, "n_in is at most n * act_depth"))
         n_pending = Signal(range(n + 1))

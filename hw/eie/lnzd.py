@@ -11,28 +11,38 @@ Two blocks:
   one activation of that PE's source activation file.
 
 Reading the activations. Every PE streams its source file to its leaf through a read pipeline
-of ``latency`` stages (``latency`` 0: an asynchronous read), the ``rd`` port
-(:class:`~eie.hw.eie.signatures.ActRead`, one lane per leaf): in every cycle ``rd.en`` is high
-the pipelines advance by one, the address presented on ``rd.addr`` enters them and ``rd.data``
-shows the values of the address presented ``latency`` advancing cycles earlier. The LNZD keeps
-the address ``latency`` rounds ahead of the round it loads, so a round can be loaded in every
-cycle.
+of ``latency`` stages (``latency`` >= 1), the ``rd`` port (:class:`~eie.hw.eie.signatures.ActRead`,
+one lane per leaf). The LNZD holds ``rd.en`` high: the pipelines advance in every cycle, so
+``rd.data`` shows the values of the address presented on ``rd.addr`` ``latency`` cycles earlier.
+The address is a register (``t_issue``) and nothing the LNZD decides in a cycle reaches a PE in
+that cycle: the LNZD addresses rounds ahead of the one it scans, counted by credits, and keeps
+the rounds that arrive before it needs them in a *round buffer* of ``latency + 1`` entries
+(registers: values, nonzero flags and their count, computed as the round arrives).
+
+* Addressing: round 0 in the ``start`` cycle; after it, the next round of the layer (while
+  ``jbase < n_in`` for it) in every cycle in which fewer than ``latency + 1`` rounds are
+  addressed and not yet taken (a registered count: the rounds in flight and in the buffer).
+* Arriving: the round addressed ``latency`` cycles earlier is written into the buffer.
+* Taking a round: from the buffer's head, or, when the buffer is empty, the round arriving in
+  that cycle (it is there: the credits make every round arrive by the cycle it can be taken,
+  so the timing below is that of a read pipeline kept ``latency`` rounds ahead, cycle for
+  cycle; the formal proof checks it).
 
 Scan order (what comes out, and when). The layer's inputs are scanned in *rounds*: round ``t``
 holds activation ``t`` of every PE's source file, i.e. the inputs ``j = t*n .. t*n + n-1``
 (``x_j`` lives in PE ``j % n`` at local index ``j // n``). Per cycle:
 
-* ``start`` cycle and the ``latency - 1`` cycles after it (priming): addresses ``0 ..
-  latency - 1`` enter the pipelines;
-* cycle ``latency`` after ``start`` (the ``start`` cycle itself when ``latency`` is 0): round 0
-  is loaded: every leaf takes its ``rd_data`` and flags it if it is nonzero and ``j < n_in``;
+* ``start`` cycle and the ``latency - 1`` cycles after it (priming): rounds are addressed;
+* cycle ``latency`` after ``start``: round 0 arrives and is taken: every leaf takes its value and
+  is flagged if it is nonzero and ``j < n_in``;
 * then, if the round still has a pending nonzero, the tree picks the lowest leaf ``k`` with one
   and offers ``(j = t*n + k, a_j)`` on the ``o`` stream; when the consumer takes it
   (``o.ready``), the leaf's flag clears;
 * in the cycle where the round has no pending nonzero left (including the one taken this cycle),
-  the next round is loaded the same way (a registered count of the round's pending nonzeros,
+  the next round is taken the same way (a registered count of the round's pending nonzeros,
   with registered "none" and "exactly one" flags, says whether a taken nonzero was the round's
-  last: the load, and so ``rd.en`` into every PE, starts from flip-flops, not from the tree).
+  last: the load starts from flip-flops, not from the tree, and reaches only the LNZD's own
+  registers).
 
 So nonzeros come out in increasing ``j``, each exactly once; a round with ``m > 0`` nonzeros takes
 ``m`` cycles (plus any cycles the consumer is not ready), an all-zero round takes 1 cycle. The
@@ -41,12 +51,12 @@ round has been loaded and emptied, until the next ``start``: it rises in the cyc
 last nonzero is taken, or, when the last round is all zero, in the cycle that round shows (so,
 counting the ``start`` cycle as 0, ``done`` rises in cycle ``latency + sum over rounds of
 max(1, m) + (1 if the last round has a nonzero else 0)`` with an always-ready consumer).
-``n_in`` must be valid from the cycle round 0 is loaded until ``done``.
+``n_in`` must be valid from the cycle after ``start`` until ``done``.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -105,17 +115,19 @@ class LNZD(wiring.Component):
     an :class:`amaranth.lib.stream.Signature` of :func:`~eie.hw.eie.signatures.nonzero_layout`:
     the next nonzero ``(j, a)``; ``o.valid`` does not depend on ``o.ready``), ``done``.
 
-    Per cycle: while priming (``latency`` cycles after ``start``) the read pipelines advance;
-    then, if the loaded round has a pending nonzero, the lowest one is offered on ``o`` and
-    its flag clears when ``o.ready``; when the round has none left after this cycle, the next
-    round is loaded from ``rd.data`` and the pipelines advance (``rd.en``).
+    Per cycle: a round is addressed if the layer has one left and a credit is free (registers
+    only); the round addressed ``latency`` cycles ago arrives into the round buffer; if the
+    scanned round has a pending nonzero, the lowest one is offered on ``o`` and its flag clears
+    when ``o.ready``; when the round has none left after this cycle, the next round is taken
+    from the buffer (or from ``rd.data`` as it arrives, if the buffer is empty).
     """
 
-    def __init__(self, n: int, j_bits: int, addr_depth: int, latency: int = 0):
+    def __init__(self, n: int, j_bits: int, addr_depth: int, latency: int = 1):
         if not isinstance(n, int) or not 1 <= n <= 256:
             raise ValueError(f"LNZD leaf count must be from 1 to 256, not {n!r}")
-        if not isinstance(latency, int) or not 0 <= latency <= 16:
-            raise ValueError(f"LNZD read latency must be from 0 to 16, not {latency!r}")
+        if not isinstance(latency, int) or not 1 <= latency <= 16:
+            raise ValueError(f"LNZD read latency must be from 1 to 16 (the read pipeline's "
+                             f"registers), not {latency!r}")
         self._n = n
         self._j_bits = j_bits
         self._latency = latency
@@ -135,10 +147,17 @@ class LNZD(wiring.Component):
     def latency(self) -> int:
         return self._latency
 
+    @property
+    def buffer_depth(self) -> int:
+        """Rounds the round buffer holds: ``latency + 1`` (the credits that let a round be
+        addressed in every cycle while one is taken in every cycle)."""
+        return self._latency + 1
+
     def elaborate(self, platform):
         m = Module()
         n = self._n
         L = self._latency
+        D = self.buffer_depth
 
         pending = Signal(n)
         vals = Signal(data.ArrayLayout(signed(16), n))
@@ -170,28 +189,25 @@ class LNZD(wiring.Component):
         sel = Signal(range(4 ** (w // 2)))
         m.d.comb += sel.eq(root_index)
         # How many flags are pending, and two registered flags of that count (none, exactly
-        # one), so that the offer and the next round's load (``rd.en``, which fans out to every
-        # PE's read pipeline) start from flip-flops instead of the tree over ``pending``.
+        # one), so that the offer and the next round's load start from flip-flops instead of
+        # the tree over ``pending``.
         count = Signal(range(n + 1))
         none = Signal(init=1)
         one = Signal()
         root_valid, root_multi = Signal(), Signal()
         m.d.comb += [root_valid.eq(~none), root_multi.eq(~none & ~one)]
 
-        # Round 0 is loaded `first`: in the start cycle (latency 0) or `latency` cycles later.
+        # Round 0 arrives and is taken `first`: `latency` cycles after start.
         first = Signal()
         priming = Signal()
-        if L == 0:
-            m.d.comb += first.eq(self.start)
-        else:
-            pcount = Signal(range(L))
-            m.d.comb += first.eq(priming & (pcount == 0))
-            with m.If(self.start):
-                m.d.sync += [priming.eq(1), pcount.eq(L - 1)]
-            with m.Elif(first):
-                m.d.sync += priming.eq(0)
-            with m.Elif(priming):
-                m.d.sync += pcount.eq(pcount - 1)
+        pcount = Signal(range(L))
+        m.d.comb += first.eq(priming & (pcount == 0))
+        with m.If(self.start):
+            m.d.sync += [priming.eq(1), pcount.eq(L - 1)]
+        with m.Elif(first):
+            m.d.sync += priming.eq(0)
+        with m.Elif(priming):
+            m.d.sync += pcount.eq(pcount - 1)
 
         # a register: is there a round after this one (jbase_next < n_in), set with jbase_next
         more = Signal()
@@ -210,44 +226,96 @@ class LNZD(wiring.Component):
         # The round has nothing left after this cycle: it had nothing, or only the one taken.
         load = Signal()
         m.d.comb += load.eq(running & more & (~root_valid | (~root_multi & fire)))
+        take = Signal()                           # a round becomes the scanned one
+        m.d.comb += take.eq(first | load)
 
-        # The read pipelines advance whenever a round is loaded, and while priming.
-        # The address is a register (0 from reset and from done until the next start).
+        # ---- addressing: one round a cycle while the layer has one and a credit is free ----
+        issue_jbase = Signal(self._j_bits + 1)    # j of leaf 0 in the round addressed next
+        outstanding = Signal(range(D + 1))        # rounds addressed and not yet taken
+        arr = Signal(L)                           # arr[i]: a round was addressed i + 1 cycles ago
+        issue = Signal()
         m.d.comb += [
-            rd.en.eq(self.start | priming | load),
+            issue.eq(self.start | ((priming | running) & (issue_jbase < self.n_in)
+                                   & (outstanding < D))),
+            rd.en.eq(1),
             rd.addr.eq(t_issue),
         ]
-        with m.If(rd.en):
+        with m.If(issue):
             m.d.sync += t_issue.eq(t_issue + 1)
         with m.Elif(self.done):
             m.d.sync += t_issue.eq(0)
 
-        load_base = Signal.like(jbase_next)
-        m.d.comb += load_base.eq(Mux(first, 0, jbase_next))
-        flags = Signal(n)
+        # ---- arriving: the round addressed `latency` cycles ago, into the round buffer ----
+        arrival = Signal()
+        m.d.comb += arrival.eq(arr[L - 1])
+        arr_jbase = Signal(self._j_bits + 1)      # j of leaf 0 in the arriving round
+        flags_in = Signal(n)
         for k in range(n):
-            m.d.comb += flags[k].eq((rd.data[k] != 0) & (load_base + k < self.n_in))
-        flags_count = Signal.like(count)
-        m.d.comb += flags_count.eq(_popcount(flags))
+            m.d.comb += flags_in[k].eq((rd.data[k] != 0) & (arr_jbase + k < self.n_in))
+        count_in = Signal.like(count)
+        m.d.comb += count_in.eq(_popcount(flags_in))
+        slot_vals = [Signal.like(vals, name=f"slot{i}_vals") for i in range(D)]
+        slot_flags = [Signal(n, name=f"slot{i}_flags") for i in range(D)]
+        slot_count = [Signal.like(count, name=f"slot{i}_count") for i in range(D)]
+        rptr = Signal(range(D))                   # the buffer's head
+        wptr = Signal(range(D))                   # where the next arrival goes
+        occ = Signal(range(D + 1))                # rounds in the buffer
+
+        def succ(ptr):
+            return Mux(ptr == D - 1, 0, ptr + 1)
+
+        # Every arrival is written (write enables from registers only); a round taken while
+        # the buffer is empty is the one arriving, written and read in the same cycle.
+        with m.If(arrival):
+            for i in range(D):
+                with m.If(wptr == i):
+                    m.d.sync += [slot_vals[i].eq(rd.data), slot_flags[i].eq(flags_in),
+                                 slot_count[i].eq(count_in)]
+        buffered = Signal()
+        m.d.comb += buffered.eq(occ != 0)
+        take_vals = Signal.like(vals)
+        take_flags = Signal(n)
+        take_count = Signal.like(count)
+        with m.If(buffered):
+            m.d.comb += [take_vals.eq(Array(slot_vals)[rptr]),
+                         take_flags.eq(Array(slot_flags)[rptr]),
+                         take_count.eq(Array(slot_count)[rptr])]
+        with m.Else():
+            m.d.comb += [take_vals.eq(rd.data), take_flags.eq(flags_in),
+                         take_count.eq(count_in)]
+
+        with m.If(self.start):
+            m.d.sync += [issue_jbase.eq(n), outstanding.eq(1), arr.eq(1), arr_jbase.eq(0),
+                         rptr.eq(0), wptr.eq(0), occ.eq(0)]
+        with m.Else():
+            m.d.sync += [arr.eq(Cat(issue, arr[:L - 1]) if L > 1 else issue),
+                         outstanding.eq(outstanding + issue - take),
+                         occ.eq(occ + arrival - take)]
+            with m.If(issue):
+                m.d.sync += issue_jbase.eq(issue_jbase + n)
+            with m.If(arrival):
+                m.d.sync += [arr_jbase.eq(arr_jbase + n), wptr.eq(succ(wptr))]
+            with m.If(take):
+                m.d.sync += rptr.eq(succ(rptr))
 
         def set_pending(value, value_count):
             return [pending.eq(value), count.eq(value_count), none.eq(value_count == 0),
                     one.eq(value_count == 1)]
 
         with m.If(first):
-            m.d.sync += [running.eq(1), vals.eq(rd.data), jbase.eq(0),
+            m.d.sync += [running.eq(1), vals.eq(take_vals), jbase.eq(0),
                          jbase_next.eq(n), more.eq(n < self.n_in)]
-            m.d.sync += set_pending(flags, flags_count)
+            m.d.sync += set_pending(take_flags, take_count)
         with m.Elif(self.start):
             m.d.sync += [running.eq(0)] + set_pending(0, 0)
         with m.Elif(load):
             m.d.sync += [
-                vals.eq(rd.data),
+                vals.eq(take_vals),
                 jbase.eq(jbase_next),
                 jbase_next.eq(jbase_next + n),
                 more.eq(jbase_next + n < self.n_in),
             ]
-            m.d.sync += set_pending(flags, flags_count)
+            m.d.sync += set_pending(take_flags, take_count)
         with m.Elif(fire):
             m.d.sync += [pending.eq(rest), count.eq(count - 1), none.eq(one),
                          one.eq(count == 2)]

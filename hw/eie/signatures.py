@@ -127,7 +127,8 @@ class LayerParams(_Group):
 
 class ActRead(_Group):
     """The activation read stream, seen from the reader (the LNZD): ``en`` (out) advances the
-    read pipeline by one; ``addr`` (out) is the row that enters it; ``data`` (in) shows the
+    read pipeline by one (the LNZD holds it high: the pipelines advance in every cycle, and
+    it buffers what arrives); ``addr`` (out) is the row that enters it; ``data`` (in) shows the
     int16 activation of the row that entered ``ACT_READ_LATENCY`` advancing cycles earlier, one
     lane per PE (``lanes`` of them: an :class:`~amaranth.lib.data.ArrayLayout`; a PE's own
     ``In(ActRead(addr_bits))`` has one value). No handshake: the file answers every cycle."""
