@@ -14,7 +14,10 @@ RAMs' slow clock-to-output); in the cycle after that, if the column has entries 
 dropped here, so it never costs the entry stage a cycle. The queue head (``q``, a stream) is
 taken by the entry stage with ``q.ready``; an empty queue offers the column being pushed in the
 same cycle (bypass: the entry stage issues its first entry then, and a column it finishes in
-that cycle is never stored).
+that cycle, a ``single``-entry one, is never stored; the entry stage issues in every cycle a
+column is offered outside host mode, and finishes a fresh column in its first cycle exactly
+when it is ``single``, so the queue's write enable is decided from the pushed item's flag, not
+from ``q.ready``).
 
 Host port (``host``, while ``host.mode``): writes pointer ``w_addr``; reads pointer ``r_addr``
 with one cycle of latency (``r_data``).
@@ -35,8 +38,12 @@ __all__ = ["PtrRead", "column_layout"]
 
 
 def column_layout(config: EIEConfig) -> data.StructLayout:
-    """A pointer-queue item: the column's entry range and its activation."""
-    return data.StructLayout({"start": config.ptr_bits, "end": config.ptr_bits, "a": signed(16)})
+    """A pointer-queue item: the column's entry range and its activation, with two flags
+    computed as it is pushed (so the entry stage's decisions start from them, not from an
+    adder behind the queue's read): ``single`` (one entry: ``end == start + 1``) and ``two``
+    (``end == start + 2``)."""
+    return data.StructLayout({"start": config.ptr_bits, "end": config.ptr_bits, "a": signed(16),
+                              "single": 1, "two": 1})
 
 
 class PtrRead(wiring.Component):
@@ -123,15 +130,19 @@ class PtrRead(wiring.Component):
         ]
         m.d.sync += [ptr2_valid.eq(ptr1_valid), ptr2_start.eq(ptr1_start),
                      ptr2_end.eq(ptr1_end), ptr2_a.eq(ptr1_a)]
+        span = Signal(c.ptr_bits)
         m.d.comb += [
+            span.eq(ptr2_end - ptr2_start),
             item.start.eq(ptr2_start), item.end.eq(ptr2_end), item.a.eq(ptr2_a),
+            item.single.eq(span == 1), item.two.eq(span == 2),
             push.eq(ptr2_valid & (ptr2_end != ptr2_start)),
             # bypass: an empty queue offers the column being pushed; a column the entry stage
-            # finishes in this cycle (one entry here) is not stored
+            # finishes in this cycle (a single entry, issued as it is not in host mode) is not
+            # stored
             self.q.valid.eq(queue.r_rdy | push),
             self.q.payload.eq(Mux(queue.r_rdy, queue.r_data, item)),
             queue.w_data.eq(item),
-            queue.w_en.eq(push & ~(~queue.r_rdy & self.q.ready)),
+            queue.w_en.eq(push & ~(~queue.r_rdy & ~host.mode & item.single)),
             queue.r_en.eq(self.q.ready & queue.r_rdy),
             self.idle.eq(~ptr1_valid & ~ptr2_valid & (queue.level == 0)),
         ]

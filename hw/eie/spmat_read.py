@@ -80,21 +80,29 @@ class SpmatRead(wiring.Component):
         q, host = self.q, self.host
         spm_active = Signal()           # inside a column (the head), past its first entry
         spm_e = Signal(c.ptr_bits)      # next entry of the head column when active
+        spm_end = Signal(c.ptr_bits)    # the head column's end when active
+        spm_last = Signal()             # spm_e is the head column's last entry, when active
         e = Signal(c.ptr_bits)
         nxt = Signal(c.ptr_bits)
         E = Signal(c.ptr_bits + 1)
+        finish = Signal()               # the entry issued now is its column's last
         m.d.comb += [
             e.eq(Mux(spm_active, spm_e, q.payload.start)),
             self.issue.eq(~host.mode & q.valid),
             nxt.eq(e + 1),
             E.eq(self.entry_base + e),
+            # from registers and the head's flags only (no adder behind the queue's read)
+            finish.eq(Mux(spm_active, spm_last, q.payload.single)),
         ]
         with m.If(self.issue):
-            with m.If(nxt == q.payload.end):
+            with m.If(finish):
                 m.d.comb += q.ready.eq(1)
                 m.d.sync += spm_active.eq(0)
             with m.Else():
-                m.d.sync += [spm_active.eq(1), spm_e.eq(nxt)]
+                m.d.sync += [spm_active.eq(1), spm_e.eq(nxt),
+                             spm_last.eq(Mux(spm_active, spm_e + 2 == spm_end, q.payload.two))]
+                with m.If(~spm_active):
+                    m.d.sync += spm_end.eq(q.payload.end)
 
         spm_byte = Signal(3)
         spm_valid = Signal()
