@@ -104,7 +104,11 @@ def test_pointer_banks_odd_and_even_j(simulate):
         ctx.set(dut.host.w_en, 0)
         ctx.set(dut.host.mode, 0)
         for base, j in cols:
-            ctx.set(dut.ptr_base, base)
+            if base != ctx.get(dut.ptr_base):
+                ctx.set(dut.col.valid, 0)
+                ctx.set(dut.ptr_base, base)       # a new layer: its base a cycle ahead
+                consume(ctx)
+                await ctx.tick()
             ctx.set(dut.col.valid, 1)
             ctx.set(dut.col.payload, {"j": j, "a": 100 * base + j})
             while True:

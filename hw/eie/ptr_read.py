@@ -51,7 +51,8 @@ class PtrRead(wiring.Component):
     pointer queue, one column a cycle.
 
     Ports: ``col`` (in, a stream of :func:`~eie.hw.eie.signatures.nonzero_layout`: the FIFO's
-    head; ``col.ready`` is the FIFO's read enable), ``ptr_base`` (the layer's first pointer),
+    head; ``col.ready`` is the FIFO's read enable), ``ptr_base`` (the layer's first pointer;
+    it must have been stable for a cycle when a column comes: ``ptr_base + 1`` is registered),
     ``q`` (out, a stream of :func:`column_layout`: the queue head, taken by the entry stage),
     ``idle`` (no read in flight, queue empty), ``idle_next`` (what ``idle`` shows in the next
     cycle) and ``host``
@@ -86,7 +87,9 @@ class PtrRead(wiring.Component):
         er, orr = even.read_port(), odd.read_port()
         m.submodules.queue = queue = SyncFIFO(width=column_layout(c).size, depth=c.ptr_queue_depth)
 
-        ptr_P = Signal(len(self.ptr_base) + 1)
+        ptr_P = Signal(len(self.ptr_base) + 1)      # P = ptr_base + j: p[P] and p[P+1]
+        ptr_P1 = Signal(len(self.ptr_base) + 1)     # P + 1, from its own adder
+        base1 = Signal(len(self.ptr_base) + 1)      # ptr_base + 1 (the layer's, registered)
         ptr_take = Signal()
         ptr1_valid = Signal()
         ptr1_odd = Signal()
@@ -96,8 +99,13 @@ class PtrRead(wiring.Component):
         ptr2_end = Signal(c.ptr_bits)
         ptr2_a = Signal(signed(16))
         host = self.host
+        # The two bank addresses come from two adders side by side, not one behind the
+        # other: ptr_base changes only as a layer starts, at least ACT_READ_LATENCY cycles
+        # before its first column, so ptr_base + 1 is a register.
+        m.d.sync += base1.eq(self.ptr_base + 1)
         m.d.comb += [
             ptr_P.eq(self.ptr_base + self.col.payload.j),
+            ptr_P1.eq(base1 + self.col.payload.j),
             ptr_take.eq(~host.mode & self.col.valid
                         & (queue.level + ptr1_valid + ptr2_valid < c.ptr_queue_depth)),
             self.col.ready.eq(ptr_take),
@@ -105,8 +113,8 @@ class PtrRead(wiring.Component):
         with m.If(host.mode):
             m.d.comb += [er.addr.eq((host.r_addr + 1) >> 1), orr.addr.eq(host.r_addr >> 1)]
         with m.Else():
-            m.d.comb += [er.addr.eq((ptr_P + 1) >> 1), orr.addr.eq(ptr_P >> 1)]
-        m.d.sync += [ptr1_valid.eq(ptr_take), ptr1_odd.eq(ptr_P[0]),
+            m.d.comb += [er.addr.eq(ptr_P1 >> 1), orr.addr.eq(ptr_P >> 1)]
+        m.d.sync += [ptr1_valid.eq(ptr_take), ptr1_odd.eq(self.ptr_base[0] ^ self.col.payload.j[0]),
                      ptr1_a.eq(self.col.payload.a)]
 
         # Host writes and reads (pointer p lives in bank p & 1 at p >> 1).
