@@ -78,7 +78,7 @@ class PE(wiring.Component):
       ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` advancing (``en``) cycles later;
     * ``host`` (in, :class:`~eie.hw.eie.signatures.HostPort` with regions, offsets of
       ``MemoryMap.off_bits``): writes to the PE's memories; ``r_region``/``r_addr`` ->
-      ``r_data`` 2 cycles later (activation rows come out on ``act.data``);
+      ``r_data`` 3 cycles later (activation rows come out on ``act.data``);
     * ``idle`` (out).
 
     Per cycle: the FIFO takes the broadcast; the pointer stage takes the FIFO's head column
@@ -164,7 +164,7 @@ class PE(wiring.Component):
         m.d.comb += [cnt_w.addr.eq(layer.idx), cnt_w.data.eq(Cat(busy, stall)),
                      cnt_w.en.eq(layer.end)]
 
-        # Host port: writes, and reads with two cycles of latency (``host.r_data``); activation
+        # Host port: writes, and reads with three cycles of latency (``host.r_data``); activation
         # rows are read through the activation stream (``act.data``, ACT_READ_LATENCY cycles).
         # The pointer and sparse-matrix stages see their region's writes; the accumulator
         # decodes its two regions (bias, activations) itself.
@@ -178,19 +178,24 @@ class PE(wiring.Component):
                           for name in ("w_en", "w_region", "r_region")]
             wires(f"w_host_{type(blk).__name__.lower()}", stmts)
         wires("w_host_cnt", [cnt_r.addr.eq(host.r_addr >> 1)])
-        r_region = Signal(3)
+        r_region, r2_region = Signal(3), Signal(3)
         r_half = Signal()
-        m.d.sync += [r_region.eq(host.r_region), r_half.eq(host.r_addr[0])]
-        # the memories answer in cycle 1; the selected word is registered (cycle 2)
-        with m.Switch(r_region):
-            with m.Case(Region.PTR):
-                m.d.sync += host.r_data.eq(ptr.host.r_data)
-            with m.Case(Region.SPMAT):
-                m.d.sync += host.r_data.eq(spm.host.r_data)
-            with m.Case(Region.BIAS):
-                m.d.sync += host.r_data.eq(acc.host.r_data)
-            with m.Case(Region.PECNT):
-                m.d.sync += host.r_data.eq(cnt_r.data.word_select(r_half, 32))
+        m.d.sync += [r_region.eq(host.r_region), r_half.eq(host.r_addr[0]),
+                     r2_region.eq(r_region)]
+        # the memories answer in cycle 1 and each block's word is registered as it comes (cycle
+        # 2: nothing but a block's own half/bank select follows a block RAM's slow output); the
+        # region's word is selected and registered in cycle 3
+        words = {"ptr": (Region.PTR, ptr.host.r_data), "spmat": (Region.SPMAT, spm.host.r_data),
+                 "bias": (Region.BIAS, acc.host.r_data),
+                 "pecnt": (Region.PECNT, cnt_r.data.word_select(r_half, 32))}
+        held = {}
+        for name, (region, word) in words.items():
+            held[region] = Signal(32, name=f"host_word_{name}")
+            m.d.sync += held[region].eq(word)
+        with m.Switch(r2_region):
+            for region, word in held.items():
+                with m.Case(region):
+                    m.d.sync += host.r_data.eq(word)
             with m.Default():
                 m.d.sync += host.r_data.eq(0)
         return m

@@ -6,10 +6,11 @@ Ports: ``bus`` (a slave :class:`eie.hw.common.bus.BusSignature` of
 Host bus, per cycle: the request (address, data, strobes) is registered, a write's target
 decoded on the way (one registered write enable a PE and one for the CCU); one cycle later a
 write (``w_stb``) goes to the CCU (global region) or to the addressed PE's memory (while idle). A read (``r_stb``) presents the address to every PE's memories, its
-activation read pipeline and the CCU's register file; the CCU and the PEs register their answer
-(cycle 2), where the addressed word is selected and held; an activation comes out of the
-addressed PE's pipeline ``ACT_READ_LATENCY`` cycles after ``r_stb``; ``r_data`` is registered
-and ``r_ack`` rises :data:`READ_LATENCY` (7) cycles after ``r_stb`` for every address. Unmapped addresses (a PE number
+activation read pipeline and the CCU's register file; the CCU registers its answer (cycle 2),
+the PEs each memory's word and then the region's (cycle 3), where the addressed word is selected
+and held; an activation comes out of the addressed PE's pipeline ``ACT_READ_LATENCY`` cycles
+after ``r_stb`` and is registered; ``r_data`` is registered and ``r_ack`` rises
+:data:`READ_LATENCY` (8) cycles after ``r_stb`` for every address. Unmapped addresses (a PE number
 ``>= n_pe``, an offset past a memory's depth, regions 6 and 7, unused global offsets) read 0 and
 ignore writes.
 """
@@ -180,32 +181,36 @@ class EIETop(wiring.Component):
             glue.d.comb += pe.host.w_en.eq(w_pe[k])
 
         # Read pipeline (cycles counted from the registered request): address in cycle 0; the
-        # memories answer in cycle 1 and the CCU and the PEs register their word (cycle 2), the
-        # activation stream answers in cycle ACT_READ_LATENCY; r_ack (and r_data) one cycle
-        # after that, READ_LATENCY cycles after the bus's r_stb.
-        r1_region, r2_region = Signal(3), Signal(3)
-        r1_pe, r2_pe = Signal(c.pe_index_bits), Signal(c.pe_index_bits)
-        r1_mapped, r2_mapped = Signal(), Signal()
+        # memories answer in cycle 1, the CCU registers its word (cycle 2), the PEs theirs
+        # (cycle 3); the activation stream answers in cycle ACT_READ_LATENCY and the addressed
+        # PE's value is registered; r_ack (and r_data) one cycle after that, READ_LATENCY
+        # cycles after the bus's r_stb.
+        r1_region, r2_region, r3_region = Signal(3), Signal(3), Signal(3)
+        r1_pe, r2_pe, r3_pe = (Signal(c.pe_index_bits) for _ in range(3))
+        r1_mapped, r2_mapped, r3_mapped = Signal(), Signal(), Signal()
         m.d.sync += [r1_region.eq(region), r1_pe.eq(pe_sel), r1_mapped.eq(in_range & pe_ok),
-                     r2_region.eq(r1_region), r2_pe.eq(r1_pe), r2_mapped.eq(r1_mapped)]
+                     r2_region.eq(r1_region), r2_pe.eq(r1_pe), r2_mapped.eq(r1_mapped),
+                     r3_region.eq(r2_region), r3_pe.eq(r2_pe), r3_mapped.eq(r2_mapped)]
         r_pipe = Signal(READ_LATENCY)       # r_stb delayed by 1 .. READ_LATENCY cycles
         m.d.sync += r_pipe.eq((r_pipe << 1) | r_stb)
         # multiplexer trees over the PEs (word_select; an Array would be a one-hot mux)
         pe_data = Cat(*(pe.host.r_data for pe in pes))
         pe_act = Cat(*(pe.act.data for pe in pes))
-        word = Signal(32)               # cycle 2: a register, a layer-table entry or a memory
-        with m.If(r2_region == Region.GLOBAL):
-            m.d.comb += word.eq(ccu.host.r_data)   # the CCU and the PEs answer in cycle 2
-        with m.Elif(r2_mapped):
-            m.d.comb += word.eq(pe_data.word_select(r2_pe, 32) if pb else pes[0].host.r_data)
+        ccu_word = Signal(32)           # the CCU answers in cycle 2, the PEs in cycle 3
+        m.d.sync += ccu_word.eq(ccu.host.r_data)
+        word = Signal(32)               # cycle 3: a register, a layer-table entry or a memory
+        with m.If(r3_region == Region.GLOBAL):
+            m.d.comb += word.eq(ccu_word)
+        with m.Elif(r3_mapped):
+            m.d.comb += word.eq(pe_data.word_select(r3_pe, 32) if pb else pes[0].host.r_data)
         held = Signal(32)
         held_act = Signal()
         held_pe = Signal(c.pe_index_bits)
-        with m.If(r_pipe[1]):
-            m.d.sync += [held.eq(word), held_pe.eq(r2_pe),
-                         held_act.eq(r2_mapped & (r2_region == Region.ACT))]
-        act = Signal(signed(16))        # cycle ACT_READ_LATENCY: the addressed PE's stream
-        m.d.comb += act.eq(pe_act.word_select(held_pe, 16) if pb else pes[0].act.data)
+        with m.If(r_pipe[2]):
+            m.d.sync += [held.eq(word), held_pe.eq(r3_pe),
+                         held_act.eq(r3_mapped & (r3_region == Region.ACT))]
+        act = Signal(signed(16))        # cycle ACT_READ_LATENCY: the addressed PE's stream,
+        m.d.sync += act.eq(pe_act.word_select(held_pe, 16) if pb else pes[0].act.data)  # held
         m.d.sync += [
             self.bus.r_ack.eq(r_pipe[READ_LATENCY - 3]),
             self.bus.r_data.eq(Mux(held_act, act, held)),
