@@ -10,7 +10,7 @@ backdoor load keeps the same program and splits it:
 * the writes to the pointer and sparse-matrix regions (the bulk) are decoded, with the memory
   map, into the words they would leave in each PE's memories: pointer ``p`` in the even bank
   (``p`` even) or the odd bank at ``p >> 1``, truncated to ``ptr_bits`` as the write port does;
-  half ``h`` of sparse-matrix word ``w`` in bits ``32h..32h+31`` of ``mem[w]``;
+  half ``h`` of sparse-matrix word ``w`` in ``mem[2w + h]`` (the SRAM keeps 32-bit halves);
 * every other write (layer table, codebooks, ``N_LAYERS``, biases) stays on the bus, in order.
 
 The EIE job of the cocotb testbench (:class:`eie.sim.eie_run.EieCore`, run by
@@ -71,7 +71,7 @@ class BackdoorLoad:
 
     @property
     def n_words(self) -> int:
-        """Memory words deposited (a sparse-matrix word counts once for its two halves)."""
+        """Memory words deposited (a sparse-matrix word's two 32-bit halves count as two)."""
         return sum(len(idx) for idx, _ in self.memories.values())
 
 
@@ -89,7 +89,7 @@ def split_load(config: EIEConfig, ops: Sequence[Op]) -> BackdoorLoad:
     front: list[Op] = []
     # per PE: pointer banks {index: value}, sparse-matrix words {index: [low, high]}
     ptr_banks: list[tuple[dict[int, int], dict[int, int]]] = [({}, {}) for _ in range(config.n_pe)]
-    spmat: list[dict[int, list[int]]] = [{} for _ in range(config.n_pe)]
+    spmat: list[dict[int, int]] = [{} for _ in range(config.n_pe)]
     # positions in ``ops`` of the bulk writes of each (PE, region), for the read-back sample
     bulk: dict[tuple[int, int], array] = {}
     for n, op in enumerate(ops):
@@ -104,8 +104,7 @@ def split_load(config: EIEConfig, ops: Sequence[Op]) -> BackdoorLoad:
         if region == Region.PTR:
             ptr_banks[pe][off & 1][off >> 1] = op.data & ptr_mask
         else:
-            halves = spmat[pe].setdefault(off >> 1, [0, 0])
-            halves[off & 1] = op.data & 0xFFFF_FFFF
+            spmat[pe][off] = op.data & 0xFFFF_FFFF     # the SRAM keeps 32-bit halves
     out = BackdoorLoad(front=front)
     for pe in range(config.n_pe):
         paths = memory_paths(pe)
@@ -116,8 +115,7 @@ def split_load(config: EIEConfig, ops: Sequence[Op]) -> BackdoorLoad:
                 out.memories[paths[name]] = (idx, [words[i] for i in idx.tolist()])
         if spmat[pe]:
             idx = np.array(sorted(spmat[pe]), dtype=np.int64)
-            out.memories[paths["spmat"]] = (idx, [spmat[pe][i][0] | (spmat[pe][i][1] << 32)
-                                                  for i in idx.tolist()])
+            out.memories[paths["spmat"]] = (idx, [spmat[pe][i] for i in idx.tolist()])
     # The read-back sample comes from the program's own writes (address, data as the memory
     # keeps it), not from the decoded words, so a wrong decode cannot agree with itself.
     for (pe, region), positions in sorted(bulk.items()):

@@ -51,7 +51,8 @@ def test_split_holds_the_image_words(n_pe):
     assert split.front == [op for op in ops
                            if _region(mm, op.addr) not in (Region.PTR, Region.SPMAT)]
     assert any(_region(mm, op.addr) == Region.BIAS for op in split.front)
-    # The deposits are the image's pointers (even and odd banks) and its 64-bit words.
+    # The deposits are the image's pointers (even and odd banks) and its 64-bit words' 32-bit
+    # halves, low half first (the SRAM's own layout).
     for k in range(n_pe):
         paths = memory_paths(k)
         ptr = np.asarray(image.ptr[k], dtype=np.int64)
@@ -61,9 +62,9 @@ def test_split_holds_the_image_words(n_pe):
             assert words == part.tolist()
         idx, words = split.memories[paths["spmat"]]
         spmat = np.asarray(image.spmat[k], dtype=np.uint64)
-        assert idx.tolist() == list(range(len(spmat)))
-        assert words == [int(v) for v in spmat]
-    assert split.n_words == sum(len(image.ptr[k]) + len(image.spmat[k]) for k in range(n_pe))
+        assert idx.tolist() == list(range(2 * len(spmat)))
+        assert words == [int(v) >> (32 * h) & 0xFFFF_FFFF for v in spmat for h in (0, 1)]
+    assert split.n_words == sum(len(image.ptr[k]) + 2 * len(image.spmat[k]) for k in range(n_pe))
     # The read-back sample holds the first and the last write of every PE's pointer and
     # sparse-matrix regions, expecting what the image holds there.
     want = {}

@@ -2,13 +2,15 @@
 
 The pointer queue's head is the current column ``[start, end)``. Per cycle, if the head is
 valid, the stage issues entry ``e`` (``start`` for the column's first entry, then the register
-``spm_e``): it reads 64-bit word ``(entry_base + e) >> 3`` of the sparse-matrix SRAM (every
-cycle, a whole word: a column straddling words, or the next column, needs no extra cycle) and
-remembers the byte ``(entry_base + e) & 7``. After the column's last entry it pops the head, so
-the next column's first entry issues in the very next cycle. One cycle later the word arrives
-from the block RAM and the byte is selected and registered; so two cycles after the issue
-(``spm_`` outputs, registered) the entry byte ``(z << 4) | code`` comes out decoded, with
-``first`` (first entry of its column) and the column's activation.
+``spm_e``): it reads the 32-bit half-word ``(entry_base + e) >> 2`` of the sparse-matrix SRAM
+(every cycle: a column straddling words, or the next column, needs no extra cycle) and
+remembers the byte ``(entry_base + e) & 3``. After the column's last entry it pops the head, so
+the next column's first entry issues in the very next cycle. One cycle later the half-word
+arrives from the block RAM and the byte is selected (one 4:1 multiplexer behind the RAM's slow
+output) and registered; so two cycles after the issue (``spm_`` outputs, registered) the entry
+byte ``(z << 4) | code`` comes out decoded, with ``first`` (first entry of its column) and the
+column's activation. The SRAM holds the image's 64-bit words as two 32-bit halves, low half
+first (``2 * word + half``), the host's own addressing.
 
 ``issue`` is high in every cycle an entry is issued (the PE's busy cycles).
 
@@ -40,7 +42,8 @@ class EntryLayout(data.StructLayout):
 
 class SpmatRead(wiring.Component):
     """Entry stage: issues the pointer-queue head column's entries, one a cycle, and reads them
-    from the sparse-matrix SRAM (``spmat_depth`` 64-bit words, 8 entries each).
+    from the sparse-matrix SRAM (``spmat_depth`` 64-bit words, 8 entries each, stored as
+    ``2 * spmat_depth`` 32-bit halves).
 
     Ports: ``q`` (in, a stream of :func:`~eie.hw.eie.ptr_read.column_layout`: the pointer
     queue's head; ``q.ready`` pops it in the cycle its last entry issues), ``entry_base`` (the
@@ -73,8 +76,8 @@ class SpmatRead(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self._config
-        m.submodules.mem = mem = Memory(shape=64, depth=c.spmat_depth, init=[])
-        wp = mem.write_port(granularity=32)
+        m.submodules.mem = mem = Memory(shape=32, depth=2 * c.spmat_depth, init=[])
+        wp = mem.write_port()
         rp = mem.read_port()
 
         q, host = self.q, self.host
@@ -104,21 +107,21 @@ class SpmatRead(wiring.Component):
                 with m.If(~spm_active):
                     m.d.sync += spm_end.eq(q.payload.end)
 
-        spm_byte = Signal(3)
+        spm_byte = Signal(2)
         spm_valid = Signal()
         with m.If(host.mode):
-            m.d.comb += rp.addr.eq(host.r_addr >> 1)
+            m.d.comb += rp.addr.eq(host.r_addr)
         with m.Else():
-            m.d.comb += rp.addr.eq(E >> 3)
+            m.d.comb += rp.addr.eq(E >> 2)
         spm_first = Signal()
         spm_a = Signal(signed(16))
         m.d.sync += [
             spm_valid.eq(self.issue),
-            spm_byte.eq(E[:3]),
+            spm_byte.eq(E[:2]),
             spm_first.eq(~spm_active),
             spm_a.eq(q.payload.a),
         ]
-        # second stage: the byte out of the RAM word, registered
+        # second stage: the byte out of the RAM's half-word, registered
         m.d.sync += [
             self.spm_valid.eq(spm_valid),
             self.spm_entry.eq(rp.data.word_select(spm_byte, 8)),
@@ -128,13 +131,11 @@ class SpmatRead(wiring.Component):
         m.d.comb += [self.idle.eq(~spm_valid & ~self.spm_valid),
                      self.idle_next.eq(~self.issue & ~spm_valid)]      # idle of the next cycle
 
-        h_r_half = Signal()
-        m.d.sync += h_r_half.eq(host.r_addr[0])
         m.d.comb += [
-            wp.addr.eq(host.w_addr >> 1),
-            wp.data.eq(host.w_data.replicate(2)),
-            wp.en.eq(Mux(host.mode & host.w_en, Mux(host.w_addr[0], 0b10, 0b01), 0)),
-            host.r_data.eq(rp.data.word_select(h_r_half, 32)),
+            wp.addr.eq(host.w_addr),
+            wp.data.eq(host.w_data),
+            wp.en.eq(host.mode & host.w_en),
+            host.r_data.eq(rp.data),
         ]
         return m
 
