@@ -326,9 +326,22 @@ def test_arith_rows_weights_products(simulate, acc_depth):
         want.append((row, a * codebook[code]))
     mul, acc, idle = [], [], []
 
+    from eie.hw.eie.signatures import CODEBOOK_WORDS
+    per_word = 16 // CODEBOOK_WORDS
+
     async def bench(ctx):
-        for i, w in enumerate(codebook):
-            ctx.set(dut.codebook[i], w)
+        # the codebook stream, words out of order, with garbage on the lines between words
+        # (cb_valid low: must write nothing)
+        for k in reversed(range(CODEBOOK_WORDS)):
+            ctx.set(dut.cb_valid, 1)
+            ctx.set(dut.cb_word, k)
+            ctx.set(dut.cb_data, codebook[per_word * k:per_word * (k + 1)])
+            await ctx.tick()
+            ctx.set(dut.cb_valid, 0)
+            ctx.set(dut.cb_word, (k + 1) % CODEBOOK_WORDS)
+            ctx.set(dut.cb_data, [-1] * per_word)
+            await ctx.tick()
+        assert [ctx.get(dut.codebook[i]) for i in range(16)] == codebook
         for e in entries + [None, None, None]:
             ctx.set(dut.spm_valid, e is not None)
             if e is not None:
@@ -381,12 +394,14 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
     random) against a plain Python reference: each layer broadcasts the nonzeros of its source
     bank (bank 0, 1, 0, ...) below its n_in, in increasing j, none decided while a PE's fill
     flag for the broadcasts in flight was set (the registered decision of
-    ``eie.hw.eie.act_fifo``), a stall only then; the layer's descriptor and
-    codebook are on the PE outputs while it broadcasts, the previous layer's write-back
+    ``eie.hw.eie.act_fifo``), a stall only then; the layer's descriptor is on the PE outputs
+    while it broadcasts and its codebook stream has filled a PE's copy by its first broadcast, the previous layer's write-back
     parameters on ``layer.src``; the counters read back through the bus equal the cycles and
     broadcasts seen; a second run starts from nothing."""
     from eie.hw.eie.memory_map import (CODEBOOK_OFFSET, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS,
                                        LAYER_STRIDE, REGS, MemoryMap)
+    from eie.hw.eie.signatures import CODEBOOK_WORDS
+    per_word = 16 // CODEBOOK_WORDS
 
     cfg = EIEConfig(n_pe=n_pe, ptr_depth=64, spmat_depth=16, act_depth=6, acc_depth=6,
                     bias_depth=16, max_layers=3, fifo_depth=2)
@@ -436,6 +451,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                     "in_flight_wrong": 0}
             cur = None
             cycle = 0
+            pe_codebook = [None] * 16               # a PE's copy of the codebook stream
             fills = [[0] * n_pe, [0] * n_pe]         # the fill flags set 2 and 1 cycles ago
             valids = [0, 0]                          # bcast.valid 2 and 1 cycles ago
             while True:
@@ -456,7 +472,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                     cur = {"start": cycle, "bcast": [], "idx": ctx.get(layer.idx)}
                 if valid:
                     seen["bcast_while_full"] += blocked
-                    cb = [ctx.get(layer.codebook[i]) for i in range(16)]
+                    cb = list(pe_codebook)      # what a PE's copy holds when it takes the column
                     cur["bcast"].append((ctx.get(dut.bcast.j), ctx.get(dut.bcast.a)))
                     cur.setdefault("during", set()).add((
                         ctx.get(layer.ptr_base), ctx.get(layer.entry_base), tuple(cb),
@@ -466,6 +482,10 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                     seen["stalls"] += 1
                     seen["stall_without_full"] += not blocked
                     seen["in_flight_wrong"] += ctx.get(dut.bcast.in_flight) != in_flight
+                if ctx.get(layer.cb_valid):       # a PE registers the word (next cycle on)
+                    k = ctx.get(layer.cb_word)
+                    pe_codebook[per_word * k:per_word * (k + 1)] = [
+                        ctx.get(layer.cb_data[i]) for i in range(per_word)]
                 fills = [fills[1], fill]
                 valids = [valids[1], valid]
                 if ctx.get(layer.end):

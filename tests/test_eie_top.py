@@ -100,6 +100,27 @@ def test_next_layer_reads_rows_whose_last_write_is_in_flight(pattern):
     assert np.all(g.layer_outputs[0] != 0)      # every row of the first layer matters
 
 
+def test_first_entry_of_a_layer_weighs_with_its_own_codebook():
+    """The PEs get a layer's codebook as a stream of words after ``LSTART`` (``layer.cb_*``), the
+    last word (entries 12-15) last; the first entry of every layer, in the first column with
+    the first nonzero at j = 0 and every PE idle (the shortest path from ``LSTART`` to a
+    weight), uses an entry of that word, and every layer's codebook differs from the one
+    before: a copy not yet whole when the first entry is weighed gives a wrong product."""
+    rng = np.random.default_rng(21)
+    n, sizes = 2, [6, 6, 4, 4]
+    layers = []
+    for i in range(len(sizes) - 1):
+        codes = rng.integers(12, 16, (sizes[i + 1], sizes[i])).astype(np.uint8)  # the last word
+        cb = np.concatenate([[0], rng.integers(-300, 301, 15)]).astype(np.int16)
+        cb[12:] = (i + 1) * np.array([41, -43, 47, -53])      # layers' last words all differ
+        layers.append(QuantLayer(codes=codes, codebook=cb, w_frac=6, bias=None,
+                                 relu=False))
+    img = build_image(layers, n)
+    x = np.array([[200, 0, -5, 7, 0, 9], [-300, 1, 0, 0, 2, 0]], dtype=np.int16)
+    r, g = check_run(img, x, EIEConfig.for_image(img, fifo_depth=2))
+    assert np.all(g.layer_outputs[0][:, 0] != 0) and np.all(g.outputs != 0)
+
+
 def test_fifo_full_back_pressure():
     # One PE gets dense columns, the others none: with a 4-deep FIFO the broadcast must wait
     # for PE 0 (3 entries a column) while PEs 1 and 2 (empty columns, 1 a cycle) never hold

@@ -4,8 +4,9 @@ Per cycle, for the entry that comes out of the entry stage (``spm_*``):
 
 * ``mul_`` stage (registered): the local row, from the relative index -- the first entry of a
   column stands on row ``z``, every later one on ``previous row + z + 1`` (a padding entry
-  ``(code 0, z 15)`` stands on a row like any other and adds 0); the weight ``codebook[code]``;
-  the activation.
+  ``(code 0, z 15)`` stands on a row like any other and adds 0); the weight ``codebook[code]``
+  from the PE's own copy of the layer's codebook (registers written from the controller's
+  codebook stream, ``cb_*``); the activation.
 * ``acc_`` stage inputs (registered): the row and the full 32-bit signed product ``a * w``.
 
 ``mul_valid``/``mul_row`` are exposed so the accumulator file can be read one cycle ahead.
@@ -18,6 +19,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig
+from .signatures import CODEBOOK_WORDS
 from .spmat_read import EntryLayout
 
 __all__ = ["Arith"]
@@ -27,7 +29,9 @@ class Arith(wiring.Component):
     """Row, weight and product of each entry from the entry stage, one entry a cycle.
 
     Ports: the entry in (``spm_valid``, ``spm_entry``, ``spm_first``, ``spm_a``); the layer's
-    ``codebook`` (16 int16 weights, indexed by ``code`` in the entry's ``spm_`` cycle); the
+    codebook stream (``cb_valid``, ``cb_word``, ``cb_data``: :class:`~eie.hw.eie.signatures.
+    LayerParams`), kept in ``codebook`` (16 int16 registers; a word is written in the cycle
+    after it shows, and entries index it by ``code`` in their ``spm_`` cycle); the
     ``mul_`` stage out (``mul_valid``, ``mul_row``: the row, ``z`` for a column's first entry,
     else previous row ``+ z + 1``; the accumulator file is read with it); the ``acc_`` stage
     out (``acc_valid``, ``acc_row``, ``acc_prod``: the 32-bit signed ``a * w``); ``idle``
@@ -47,7 +51,9 @@ class Arith(wiring.Component):
             "spm_entry": In(EntryLayout()),
             "spm_first": In(1),
             "spm_a": In(signed(16)),
-            "codebook": In(data.ArrayLayout(signed(16), 16)),
+            "cb_valid": In(1),
+            "cb_word": In(range(CODEBOOK_WORDS)),
+            "cb_data": In(data.ArrayLayout(signed(16), 16 // CODEBOOK_WORDS)),
             "mul_valid": Out(1),
             "mul_row": Out(rbits),
             "acc_valid": Out(1),
@@ -55,6 +61,8 @@ class Arith(wiring.Component):
             "acc_prod": Out(signed(32)),
             "idle": Out(1),
         })
+        #: the layer's codebook, as the stream wrote it
+        self.codebook = Signal(data.ArrayLayout(signed(16), 16))
 
     def elaborate(self, platform):
         m = Module()
@@ -62,6 +70,10 @@ class Arith(wiring.Component):
         prev_row = Signal.like(self.mul_row)
         mul_w = Signal(signed(16))
         mul_a = Signal(signed(16))
+        codebook = self.codebook
+        wbits = len(self.cb_data.as_value())
+        with m.If(self.cb_valid):
+            m.d.sync += codebook.as_value().word_select(self.cb_word, wbits).eq(self.cb_data)
         z = self.spm_entry.z
         m.d.comb += row.eq(Mux(self.spm_first, z, prev_row + z + 1))
         m.d.sync += self.mul_valid.eq(self.spm_valid)
@@ -70,7 +82,7 @@ class Arith(wiring.Component):
                 prev_row.eq(row),
                 self.mul_row.eq(row),
                 # a 16:1 multiplexer tree (an Array would become a one-hot parallel mux)
-                mul_w.eq(self.codebook.as_value().word_select(self.spm_entry.code, 16)),
+                mul_w.eq(codebook.as_value().word_select(self.spm_entry.code, 16)),
                 mul_a.eq(self.spm_a),
             ]
         m.d.sync += [

@@ -46,7 +46,7 @@ from .lnzd import LNZD
 from .memory_map import (ACT_READ_LATENCY, BCAST_IN_FLIGHT, CODEBOOK_OFFSET, CONFIG0, CONFIG1,
                          CTRL, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE,
                          REGS, STATUS, MemoryMap)
-from .signatures import ActRead, Broadcast, HostPort, LayerParams
+from .signatures import CODEBOOK_WORDS, ActRead, Broadcast, HostPort, LayerParams
 
 __all__ = ["CCU"]
 
@@ -212,13 +212,28 @@ class CCU(wiring.Component):
             """Field ``f`` of the current layer's descriptor (a multiplexer tree)."""
             return Cat(*tbl[f]).word_select(layer, self._w[f]) if L > 1 else tbl[f][0]
 
-        # The codebook: read from its memory in LSTART, registered in the next cycle (the
-        # first entry reaches the weight stage ACT_READ_LATENCY + 2 cycles later at the earliest).
+        # The codebook: read from its memory in LSTART, then sent to the PEs CODEBOOK_WORDS
+        # words of 16 // CODEBOOK_WORDS entries, word k registered on layer.cb_* in cycle
+        # LSTART + 2 + k; each PE registers it (its copy is whole from LSTART + 3 +
+        # CODEBOOK_WORDS - 1 on). A layer's first entry reads its weight no earlier than
+        # LSTART + ACT_READ_LATENCY + 6 (the first offer, the registered broadcast, the pointer
+        # and entry stages): a margin the cycle model does not see. A narrow bus instead of 256
+        # wires to every PE: the broadcast codebook and its 16:1 multiplexers were 45% of the
+        # 16-PE build's routing congestion (docs/eie-hardware.md).
         cbk_load = Signal()
+        wbits = len(layer_out.cb_data.as_value())
+        cb_rest = Signal(16 * 16 - wbits)       # the words still to send, next one lowest
+        cb_left = Signal(range(CODEBOOK_WORDS))
         m.d.comb += cbk_r.addr.eq(layer)
-        m.d.sync += cbk_load.eq(layer_out.start)
+        m.d.sync += [cbk_load.eq(layer_out.start), layer_out.cb_valid.eq(0)]
         with m.If(cbk_load):
-            m.d.sync += layer_out.codebook.eq(cbk_r.data)
+            m.d.sync += [layer_out.cb_valid.eq(1), layer_out.cb_word.eq(0),
+                         layer_out.cb_data.eq(cbk_r.data[:wbits]),
+                         cb_rest.eq(cbk_r.data[wbits:]), cb_left.eq(CODEBOOK_WORDS - 1)]
+        with m.Elif(cb_left != 0):
+            m.d.sync += [layer_out.cb_valid.eq(1), layer_out.cb_word.eq(layer_out.cb_word + 1),
+                         layer_out.cb_data.eq(cb_rest[:wbits]), cb_rest.eq(cb_rest >> wbits),
+                         cb_left.eq(cb_left - 1)]
 
         m.submodules.lnzd = lnzd = LNZD(n, c.j_bits, c.act_depth, latency=ACT_READ_LATENCY)
         wiring.connect(m, lnzd.rd, wiring.flipped(self.act))
