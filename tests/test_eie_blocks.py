@@ -296,13 +296,14 @@ def test_accumulator_bypass_back_to_back_rows(simulate):
 @pytest.mark.parametrize("acc_depth", [8, 64])
 def test_arith_rows_weights_products(simulate, acc_depth):
     """Row from the relative index (the first entry of a column on row z, every later one on
-    previous + z + 1, modulo the row counter's width), weight codebook[code], product a * w:
+    previous + z + 1, modulo the row counter's width), weight codebook[code] (of the layer
+    ``layer_idx`` selects, as the codebook writes left it), product a * w:
     the row one cycle after the entry (mul_), row and product two cycles after (acc_); cycles
     without an entry keep the row count and show nothing."""
     from eie.hw.eie.arith import Arith
 
     cfg = EIEConfig(n_pe=1, ptr_depth=16, spmat_depth=8, act_depth=acc_depth,
-                    acc_depth=acc_depth, bias_depth=8)
+                    acc_depth=acc_depth, bias_depth=8, max_layers=2)
     dut = Arith(cfg)
     rbits = max(1, (acc_depth - 1).bit_length())
     rng = np.random.default_rng(acc_depth)
@@ -326,22 +327,21 @@ def test_arith_rows_weights_products(simulate, acc_depth):
         want.append((row, a * codebook[code]))
     mul, acc, idle = [], [], []
 
-    from eie.hw.eie.signatures import CODEBOOK_WORDS
-    per_word = 16 // CODEBOOK_WORDS
+    other = [int(v) for v in rng.integers(-32768, 32768, 16)]  # another layer's codebook
 
     async def bench(ctx):
-        # the codebook stream, words out of order, with garbage on the lines between words
-        # (cb_valid low: must write nothing)
-        for k in reversed(range(CODEBOOK_WORDS)):
-            ctx.set(dut.cb_valid, 1)
-            ctx.set(dut.cb_word, k)
-            ctx.set(dut.cb_data, codebook[per_word * k:per_word * (k + 1)])
-            await ctx.tick()
-            ctx.set(dut.cb_valid, 0)
-            ctx.set(dut.cb_word, (k + 1) % CODEBOOK_WORDS)
-            ctx.set(dut.cb_data, [-1] * per_word)
-            await ctx.tick()
-        assert [ctx.get(dut.codebook[i]) for i in range(16)] == codebook
+        # the codebook writes (layer 1 the one used, layer 0 another), then the entries with
+        # layer_idx 1; garbage on the write lines with cbk_w_en low must write nothing
+        for layer, cb in ((0, other), (1, codebook)):
+            for c, w in enumerate(cb):
+                ctx.set(dut.cbk_w_en, 1)
+                ctx.set(dut.cbk_w_addr, 16 * layer + c)
+                ctx.set(dut.cbk_w_data, w)
+                await ctx.tick()
+                ctx.set(dut.cbk_w_en, 0)
+                ctx.set(dut.cbk_w_addr, 16 + (c + 1) % 16)
+                ctx.set(dut.cbk_w_data, -1)
+        ctx.set(dut.layer_idx, 1)
         for e in entries + [None, None, None]:
             ctx.set(dut.spm_valid, e is not None)
             if e is not None:
@@ -395,13 +395,12 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
     bank (bank 0, 1, 0, ...) below its n_in, in increasing j, none decided while a PE's fill
     flag for the broadcasts in flight was set (the registered decision of
     ``eie.hw.eie.act_fifo``), a stall only then; the layer's descriptor is on the PE outputs
-    while it broadcasts and its codebook stream has filled a PE's copy by its first broadcast, the previous layer's write-back
+    while it broadcasts and the codebook writes passed on to the PEs hold its codebook at
+    ``16 * layer.idx``, the previous layer's write-back
     parameters on ``layer.src``; the counters read back through the bus equal the cycles and
     broadcasts seen; a second run starts from nothing."""
     from eie.hw.eie.memory_map import (CODEBOOK_OFFSET, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS,
                                        LAYER_STRIDE, REGS, MemoryMap)
-    from eie.hw.eie.signatures import CODEBOOK_WORDS
-    per_word = 16 // CODEBOOK_WORDS
 
     cfg = EIEConfig(n_pe=n_pe, ptr_depth=64, spmat_depth=16, act_depth=6, acc_depth=6,
                     bias_depth=16, max_layers=3, fifo_depth=2)
@@ -422,6 +421,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
             "codebook": [0] + [int(v) for v in rng.integers(-32768, 32768, 15)]})
     m, dut = _ccu_harness(cfg, acts, activation_files)
     runs = []
+    pe_codebook = {}                # a PE's copy of the codebooks, from the CCU's writes
 
     async def write(ctx, off, data):
         ctx.set(dut.host.w_en, 1)
@@ -429,6 +429,8 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
         ctx.set(dut.host.w_data, data & 0xFFFF_FFFF)
         await ctx.tick()
         ctx.set(dut.host.w_en, 0)
+        if ctx.get(dut.layer.cbk_w_en):             # registered: the write just made
+            pe_codebook[ctx.get(dut.layer.cbk_w_addr)] = ctx.get(dut.layer.cbk_w_data)
 
     async def read(ctx, off):
         ctx.set(dut.host.r_addr, off)
@@ -451,7 +453,6 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                     "in_flight_wrong": 0}
             cur = None
             cycle = 0
-            pe_codebook = [None] * 16               # a PE's copy of the codebook stream
             fills = [[0] * n_pe, [0] * n_pe]         # the fill flags set 2 and 1 cycles ago
             valids = [0, 0]                          # bcast.valid 2 and 1 cycles ago
             while True:
@@ -472,7 +473,8 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                     cur = {"start": cycle, "bcast": [], "idx": ctx.get(layer.idx)}
                 if valid:
                     seen["bcast_while_full"] += blocked
-                    cb = list(pe_codebook)      # what a PE's copy holds when it takes the column
+                    idx = ctx.get(layer.idx)     # what a PE's copy holds for the layer
+                    cb = [pe_codebook.get(16 * idx + i) for i in range(16)]
                     cur["bcast"].append((ctx.get(dut.bcast.j), ctx.get(dut.bcast.a)))
                     cur.setdefault("during", set()).add((
                         ctx.get(layer.ptr_base), ctx.get(layer.entry_base), tuple(cb),
@@ -482,10 +484,8 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                     seen["stalls"] += 1
                     seen["stall_without_full"] += not blocked
                     seen["in_flight_wrong"] += ctx.get(dut.bcast.in_flight) != in_flight
-                if ctx.get(layer.cb_valid):       # a PE registers the word (next cycle on)
-                    k = ctx.get(layer.cb_word)
-                    pe_codebook[per_word * k:per_word * (k + 1)] = [
-                        ctx.get(layer.cb_data[i]) for i in range(per_word)]
+                if ctx.get(layer.cbk_w_en):       # a PE's copy takes the write
+                    pe_codebook[ctx.get(layer.cbk_w_addr)] = ctx.get(layer.cbk_w_data)
                 fills = [fills[1], fill]
                 valids = [valids[1], valid]
                 if ctx.get(layer.end):

@@ -100,19 +100,19 @@ def test_next_layer_reads_rows_whose_last_write_is_in_flight(pattern):
     assert np.all(g.layer_outputs[0] != 0)      # every row of the first layer matters
 
 
-def test_first_entry_of_a_layer_weighs_with_its_own_codebook():
-    """The PEs get a layer's codebook as a stream of words after ``LSTART`` (``layer.cb_*``), the
-    last word (entries 12-15) last; the first entry of every layer, in the first column with
-    the first nonzero at j = 0 and every PE idle (the shortest path from ``LSTART`` to a
-    weight), uses an entry of that word, and every layer's codebook differs from the one
-    before: a copy not yet whole when the first entry is weighed gives a wrong product."""
+def test_every_layer_weighs_with_its_own_codebook():
+    """Each PE keeps every layer's codebook (written by the host through the layer table) and
+    reads the current layer's by its index: all weights here use entries 12-15, which differ
+    from layer to layer, from the first entry of a layer on (the first column, its nonzero at
+    j = 0, every PE idle: the shortest path from ``LSTART`` to a weight); a copy read with the
+    wrong layer's index or not written gives a wrong product."""
     rng = np.random.default_rng(21)
     n, sizes = 2, [6, 6, 4, 4]
     layers = []
     for i in range(len(sizes) - 1):
-        codes = rng.integers(12, 16, (sizes[i + 1], sizes[i])).astype(np.uint8)  # the last word
+        codes = rng.integers(12, 16, (sizes[i + 1], sizes[i])).astype(np.uint8)
         cb = np.concatenate([[0], rng.integers(-300, 301, 15)]).astype(np.int16)
-        cb[12:] = (i + 1) * np.array([41, -43, 47, -53])      # layers' last words all differ
+        cb[12:] = (i + 1) * np.array([41, -43, 47, -53])      # differ from layer to layer
         layers.append(QuantLayer(codes=codes, codebook=cb, w_frac=6, bias=None,
                                  relu=False))
     img = build_image(layers, n)

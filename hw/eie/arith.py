@@ -5,8 +5,8 @@ Per cycle, for the entry that comes out of the entry stage (``spm_*``):
 * ``mul_`` stage (registered): the local row, from the relative index -- the first entry of a
   column stands on row ``z``, every later one on ``previous row + z + 1`` (a padding entry
   ``(code 0, z 15)`` stands on a row like any other and adds 0); the weight ``codebook[code]``
-  from the PE's own copy of the layer's codebook (registers written from the controller's
-  codebook stream, ``cb_*``); the activation.
+  from the PE's own copy of every layer's codebook (a small distributed RAM the host writes
+  through the controller, ``cbk_w_*``, read at ``(layer_idx, code)``); the activation.
 * ``acc_`` stage inputs (registered): the row and the full 32-bit signed product ``a * w``.
 
 ``mul_valid``/``mul_row`` are exposed so the accumulator file can be read one cycle ahead.
@@ -14,12 +14,12 @@ Per cycle, for the entry that comes out of the entry stage (``spm_*``):
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig
-from .signatures import CODEBOOK_WORDS
 from .spmat_read import EntryLayout
 
 __all__ = ["Arith"]
@@ -28,10 +28,11 @@ __all__ = ["Arith"]
 class Arith(wiring.Component):
     """Row, weight and product of each entry from the entry stage, one entry a cycle.
 
-    Ports: the entry in (``spm_valid``, ``spm_entry``, ``spm_first``, ``spm_a``); the layer's
-    codebook stream (``cb_valid``, ``cb_word``, ``cb_data``: :class:`~eie.hw.eie.signatures.
-    LayerParams`), kept in ``codebook`` (16 int16 registers; a word is written in the cycle
-    after it shows, and entries index it by ``code`` in their ``spm_`` cycle); the
+    Ports: the entry in (``spm_valid``, ``spm_entry``, ``spm_first``, ``spm_a``); the codebook
+    writes (``cbk_w_en``, ``cbk_w_addr`` = ``16 * layer + code``, ``cbk_w_data``: see
+    :class:`~eie.hw.eie.signatures.LayerParams`) into ``codebook``, the PE's own copy of every
+    layer's codebook (``max_layers * 16`` int16 words, read without a clock at ``(layer_idx,
+    code)`` in the entry's ``spm_`` cycle: distributed RAM beside the multiplier); the
     ``mul_`` stage out (``mul_valid``, ``mul_row``: the row, ``z`` for a column's first entry,
     else previous row ``+ z + 1``; the accumulator file is read with it); the ``acc_`` stage
     out (``acc_valid``, ``acc_row``, ``acc_prod``: the 32-bit signed ``a * w``); ``idle``
@@ -51,9 +52,10 @@ class Arith(wiring.Component):
             "spm_entry": In(EntryLayout()),
             "spm_first": In(1),
             "spm_a": In(signed(16)),
-            "cb_valid": In(1),
-            "cb_word": In(range(CODEBOOK_WORDS)),
-            "cb_data": In(data.ArrayLayout(signed(16), 16 // CODEBOOK_WORDS)),
+            "cbk_w_en": In(1),
+            "cbk_w_addr": In(range(16 * c.max_layers)),
+            "cbk_w_data": In(signed(16)),
+            "layer_idx": In(c.layer_bits),
             "mul_valid": Out(1),
             "mul_row": Out(rbits),
             "acc_valid": Out(1),
@@ -61,8 +63,8 @@ class Arith(wiring.Component):
             "acc_prod": Out(signed(32)),
             "idle": Out(1),
         })
-        #: the layer's codebook, as the stream wrote it
-        self.codebook = Signal(data.ArrayLayout(signed(16), 16))
+        #: every layer's codebook, entry ``c`` of layer ``l`` at ``16 * l + c``
+        self.codebook = Memory(shape=signed(16), depth=16 * c.max_layers, init=[])
 
     def elaborate(self, platform):
         m = Module()
@@ -70,10 +72,11 @@ class Arith(wiring.Component):
         prev_row = Signal.like(self.mul_row)
         mul_w = Signal(signed(16))
         mul_a = Signal(signed(16))
-        codebook = self.codebook
-        wbits = len(self.cb_data.as_value())
-        with m.If(self.cb_valid):
-            m.d.sync += codebook.as_value().word_select(self.cb_word, wbits).eq(self.cb_data)
+        m.submodules.codebook = self.codebook
+        cbk_w, cbk_r = self.codebook.write_port(), self.codebook.read_port(domain="comb")
+        m.d.comb += [cbk_w.en.eq(self.cbk_w_en), cbk_w.addr.eq(self.cbk_w_addr),
+                     cbk_w.data.eq(self.cbk_w_data),
+                     cbk_r.addr.eq(Cat(self.spm_entry.code, self.layer_idx))]
         z = self.spm_entry.z
         m.d.comb += row.eq(Mux(self.spm_first, z, prev_row + z + 1))
         m.d.sync += self.mul_valid.eq(self.spm_valid)
@@ -81,8 +84,7 @@ class Arith(wiring.Component):
             m.d.sync += [
                 prev_row.eq(row),
                 self.mul_row.eq(row),
-                # a 16:1 multiplexer tree (an Array would become a one-hot parallel mux)
-                mul_w.eq(codebook.as_value().word_select(self.spm_entry.code, 16)),
+                mul_w.eq(cbk_r.data),
                 mul_a.eq(self.spm_a),
             ]
         m.d.sync += [

@@ -4,9 +4,9 @@ States and what happens in each cycle:
 
 * ``IDLE`` -- the host owns the memories. A write of 1 to ``CTRL`` starts a run of ``N_LAYERS``
   layers with bank 0 as the source activation file (``busy`` rises, ``done`` clears).
-* ``LSTART`` (1 cycle) -- the descriptor of the current layer (sizes, bases, flags, codebook) is
-  latched from the layer table; the LNZD restarts and starts filling the PEs' activation read
-  pipelines (``act``); the PEs' per-layer counters restart and the destination bank's
+* ``LSTART`` (1 cycle) -- the descriptor of the current layer (sizes, bases, flags) is
+  latched from the layer table (the PEs keep the codebooks: ``layer.idx`` selects theirs); the
+  LNZD restarts and starts filling the PEs' activation read pipelines (``act``); the PEs' per-layer counters restart and the destination bank's
   valid bits clear (``layer.start``).
 * ``BCAST`` -- for the first ``ACT_READ_LATENCY`` cycles the read pipelines fill and nothing is
   offered (in the last of them the LNZD loads round 0); then the LNZD (the root of the quadtree
@@ -46,7 +46,7 @@ from .lnzd import LNZD
 from .memory_map import (ACT_READ_LATENCY, BCAST_IN_FLIGHT, CODEBOOK_OFFSET, CONFIG0, CONFIG1,
                          CTRL, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE,
                          REGS, STATUS, MemoryMap)
-from .signatures import CODEBOOK_WORDS, ActRead, Broadcast, HostPort, LayerParams
+from .signatures import ActRead, Broadcast, HostPort, LayerParams
 
 __all__ = ["CCU"]
 
@@ -60,14 +60,15 @@ class CCU(wiring.Component):
     while not ``busy``; ``r_addr`` -> ``r_data`` 2 cycles later); ``busy``, ``done``; ``bcast``
     (out, a :class:`Broadcast` with one set of ``fill`` flags per PE) and ``idle_all`` (in:
     every PE is idle); ``act`` (out, the :class:`ActRead` stream of the LNZD, one ``data`` lane per PE);
-    ``layer`` (out, :class:`LayerParams`: the layer's ``ptr_base``, ``entry_base``,
-    ``codebook``, source ``src`` and ``start``/``end``/``idx``).
+    ``layer`` (out, :class:`LayerParams`: the layer's ``ptr_base``, ``entry_base``, source
+    ``src`` and ``start``/``end``/``idx``; the host's codebook writes for the PEs' copies,
+    ``cbk_w_*``, a cycle after the table's).
 
     Handshake (``BCAST``): the LNZD's nonzero is taken (``o.ready``) unless ``hold``: the
     registered OR of every PE's ``fill`` flags, at bit ``in_flight`` (the broadcasts decided 1
     and 2 cycles ago); ``bcast.valid``/``j``/``a`` show it in the next cycle, else
     ``bcast.stall`` and ``bcast.in_flight`` say it was held. Latency: ``LSTART`` follows the
-    start's cycle; descriptor latched at its end, codebook a cycle later; first nonzero taken
+    start's cycle; descriptor latched at its end; first nonzero taken
     ``ACT_READ_LATENCY + 1`` cycles after ``LSTART``, in the FIFOs a cycle later. Counts: ``CYCLES``
     (busy cycles of a run); per layer its cycles (``LSTART`` to the end of ``DRAIN``) and
     broadcasts, stored at its end.
@@ -99,13 +100,10 @@ class CCU(wiring.Component):
         host, bcast, layer_out = self.host, self.bcast, self.layer
 
         # ---- layer table and registers ----------------------------------------------------
-        # Descriptor fields in flip-flops (the datapath's copy), codebooks in a memory (one
-        # 256-bit row a layer, written 16 bits at a time), and a read-back copy of every table
-        # word in a memory, so host reads need no wide multiplexer.
+        # Descriptor fields in flip-flops (the datapath's copy), and a read-back copy of every
+        # table word in a memory, so host reads need no wide multiplexer. The codebooks are
+        # kept by the PEs, each its own copy (Arith), written through layer.cbk_w_*.
         tbl = {f: [Signal(w, name=f"tbl{l}_{f}") for l in range(L)] for f, w in self._w.items()}
-        m.submodules.cbk = cbk = Memory(shape=16 * 16, depth=L, init=[],
-                                          attrs={"ram_style": "block"})
-        cbk_w, cbk_r = cbk.write_port(granularity=16), cbk.read_port()
         span = LAYER_STRIDE * L
         m.submodules.tbl_rb = tbl_rb = Memory(shape=32, depth=span, init=[],
                                                 attrs={"ram_style": "block"})
@@ -143,14 +141,21 @@ class CCU(wiring.Component):
                     for l in range(L):
                         with m.If(w_tbl & (w_layer == l)):
                             m.d.sync += tbl[f][l].eq(host.w_data)
-            for i in range(16):
-                with m.Case(CODEBOOK_OFFSET + i):
-                    m.d.comb += [rb_data.eq(host.w_data[:16].as_signed()),
-                                 cbk_w.en[i].eq(w_tbl)]
+            with m.Case(*range(CODEBOOK_OFFSET, CODEBOOK_OFFSET + 16)):
+                m.d.comb += rb_data.eq(host.w_data[:16].as_signed())
         m.d.comb += [
             rb_w.addr.eq(w_layer * LAYER_STRIDE + w_word), rb_w.data.eq(rb_data),
             rb_w.en.eq(w_tbl),
-            cbk_w.addr.eq(w_layer), cbk_w.data.eq(host.w_data[:16].replicate(16)),
+        ]
+        # A codebook entry goes on to every PE's copy, registered (a narrow bus to the PEs, not
+        # the 256-bit codebook: that broadcast and its multiplexers were 63% of the 16-PE
+        # build's routing congestion, docs/eie-hardware.md).
+        cb_entry = w_word - CODEBOOK_OFFSET
+        m.d.sync += [
+            layer_out.cbk_w_en.eq(w_tbl & (w_word >= CODEBOOK_OFFSET)
+                                  & (w_word < CODEBOOK_OFFSET + 16)),
+            layer_out.cbk_w_addr.eq(w_layer * 16 + cb_entry[:4]),
+            layer_out.cbk_w_data.eq(host.w_data[:16]),
         ]
 
         # Reads: the address in cycle 0, the registers (through a register) and the memories
@@ -211,29 +216,6 @@ class CCU(wiring.Component):
         def pick(f):
             """Field ``f`` of the current layer's descriptor (a multiplexer tree)."""
             return Cat(*tbl[f]).word_select(layer, self._w[f]) if L > 1 else tbl[f][0]
-
-        # The codebook: read from its memory in LSTART, then sent to the PEs CODEBOOK_WORDS
-        # words of 16 // CODEBOOK_WORDS entries, word k registered on layer.cb_* in cycle
-        # LSTART + 2 + k; each PE registers it (its copy is whole from LSTART + 3 +
-        # CODEBOOK_WORDS - 1 on). A layer's first entry reads its weight no earlier than
-        # LSTART + ACT_READ_LATENCY + 6 (the first offer, the registered broadcast, the pointer
-        # and entry stages): a margin the cycle model does not see. A narrow bus instead of 256
-        # wires to every PE: the broadcast codebook and its 16:1 multiplexers were 45% of the
-        # 16-PE build's routing congestion (docs/eie-hardware.md).
-        cbk_load = Signal()
-        wbits = len(layer_out.cb_data.as_value())
-        cb_rest = Signal(16 * 16 - wbits)       # the words still to send, next one lowest
-        cb_left = Signal(range(CODEBOOK_WORDS))
-        m.d.comb += cbk_r.addr.eq(layer)
-        m.d.sync += [cbk_load.eq(layer_out.start), layer_out.cb_valid.eq(0)]
-        with m.If(cbk_load):
-            m.d.sync += [layer_out.cb_valid.eq(1), layer_out.cb_word.eq(0),
-                         layer_out.cb_data.eq(cbk_r.data[:wbits]),
-                         cb_rest.eq(cbk_r.data[wbits:]), cb_left.eq(CODEBOOK_WORDS - 1)]
-        with m.Elif(cb_left != 0):
-            m.d.sync += [layer_out.cb_valid.eq(1), layer_out.cb_word.eq(layer_out.cb_word + 1),
-                         layer_out.cb_data.eq(cb_rest[:wbits]), cb_rest.eq(cb_rest >> wbits),
-                         cb_left.eq(cb_left - 1)]
 
         m.submodules.lnzd = lnzd = LNZD(n, c.j_bits, c.act_depth, latency=ACT_READ_LATENCY)
         wiring.connect(m, lnzd.rd, wiring.flipped(self.act))

@@ -72,7 +72,7 @@ class PE(wiring.Component):
       FIFO's fill flags, the back-pressure; ``stall``/``in_flight``: the CCU held a nonzero
       back in the previous cycle (see :class:`~eie.hw.eie.act_fifo.ActFifo`);
     * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base``,
-      ``entry_base``, the codebook stream ``cb_*`` (to Arith's registers), the source ``src`` (to the accumulator files),
+      ``entry_base``, the codebook writes ``cbk_w_*`` (to Arith's copy, read at ``idx``), the source ``src`` (to the accumulator files),
       ``start``/``end``/``idx``;
     * ``act`` (in, :class:`~eie.hw.eie.signatures.ActRead`): the LNZD leaf's stream,
       ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` advancing (``en``) cycles later;
@@ -134,8 +134,8 @@ class PE(wiring.Component):
         wires("w_arith", [
             ar.spm_valid.eq(spm.spm_valid), ar.spm_entry.eq(spm.spm_entry),
             ar.spm_first.eq(spm.spm_first), ar.spm_a.eq(spm.spm_a),
-            ar.cb_valid.eq(layer.cb_valid), ar.cb_word.eq(layer.cb_word),
-            ar.cb_data.eq(layer.cb_data),
+            ar.cbk_w_en.eq(layer.cbk_w_en), ar.cbk_w_addr.eq(layer.cbk_w_addr),
+            ar.cbk_w_data.eq(layer.cbk_w_data), ar.layer_idx.eq(layer.idx),
         ])
         wires("w_acc", [
             acc.mul_valid.eq(ar.mul_valid), acc.mul_row.eq(ar.mul_row),

@@ -28,10 +28,6 @@ from amaranth.hdl import signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-#: the codebook goes to the PEs as this many words of ``16 // CODEBOOK_WORDS`` entries, one a
-#: cycle after the layer starts (:class:`LayerParams`), not as one 256-bit bus to every PE
-CODEBOOK_WORDS = 4
-
 from .config import W_FRAC_BITS, EIEConfig
 from .memory_map import BCAST_IN_FLIGHT, REGION_BITS
 
@@ -113,10 +109,11 @@ class LayerParams(_Group):
     """What the controller tells every PE about the layer, seen from the controller (all out):
     ``start`` (one cycle, ``LSTART``: per-layer counters and the destination's valid bits
     clear), ``end`` (one cycle, the layer's last: its counters are stored at ``idx``), ``idx``
-    (the layer's number), the layer's ``ptr_base``, ``entry_base``, its codebook (16 int16
-    weights) as a stream of :data:`CODEBOOK_WORDS` words that every PE keeps in its own
-    registers (``cb_valid``: ``cb_data`` holds the ``n = 16 // CODEBOOK_WORDS`` entries from
-    ``n * cb_word`` on; word ``k`` in cycle ``LSTART + 2 + k``), and ``src`` (:class:`SourceParams`)."""
+    (the layer's number; with it each PE reads its own copy of the layer's codebook), the
+    layer's ``ptr_base`` and ``entry_base``, the host's codebook writes for those copies
+    (``cbk_w_en``, one cycle after the layer table's: entry ``c`` of layer ``l`` at
+    ``cbk_w_addr = 16 * l + c``, ``cbk_w_data`` the int16 weight), and ``src``
+    (:class:`SourceParams`)."""
 
     def __init__(self, config: EIEConfig):
         c = config
@@ -126,9 +123,9 @@ class LayerParams(_Group):
             "idx": Out(c.layer_bits),
             "ptr_base": Out(c.ptr_base_bits),
             "entry_base": Out(c.ptr_bits),
-            "cb_valid": Out(1),
-            "cb_word": Out(range(CODEBOOK_WORDS)),
-            "cb_data": Out(data.ArrayLayout(signed(16), 16 // CODEBOOK_WORDS)),
+            "cbk_w_en": Out(1),
+            "cbk_w_addr": Out(range(16 * c.max_layers)),
+            "cbk_w_data": Out(signed(16)),
             "src": Out(SourceParams(c)),
         }, c)
 
