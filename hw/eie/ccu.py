@@ -6,8 +6,8 @@ States and what happens in each cycle:
   layers with bank 0 as the source activation file (``busy`` rises, ``done`` clears).
 * ``LSTART`` (1 cycle) -- the descriptor of the current layer (sizes, bases, flags) is
   latched from the layer table (the PEs keep the codebooks: ``layer.idx`` selects theirs); the
-  LNZD restarts and starts filling the PEs' activation read pipelines (``act``); the PEs' per-layer counters restart and the destination bank's
-  valid bits clear (``layer.start``).
+  LNZD restarts and starts filling the PEs' activation read pipelines (``act``); the PEs'
+  per-layer counters restart and the destination bank's valid bits clear (``layer.start``).
 * ``BCAST`` -- for the first ``ACT_READ_LATENCY`` cycles the read pipelines fill and nothing is
   offered (in the last of them the LNZD loads round 0); then the LNZD (the root of the quadtree
   is here) offers the next nonzero ``(j, a_j)``;

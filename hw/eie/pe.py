@@ -72,8 +72,8 @@ class PE(wiring.Component):
       FIFO's fill flags, the back-pressure; ``stall``/``in_flight``: the CCU held a nonzero
       back in the previous cycle (see :class:`~eie.hw.eie.act_fifo.ActFifo`);
     * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base``,
-      ``entry_base``, the codebook writes ``cbk_w_*`` (to Arith's copy, read at ``idx``), the source ``src`` (to the accumulator files),
-      ``start``/``end``/``idx``;
+      ``entry_base``, the codebook writes ``cbk_w_*`` (to Arith's copy, read at ``idx``), the
+      source ``src`` (to the accumulator files), ``start``/``end``/``idx``;
     * ``act`` (in, :class:`~eie.hw.eie.signatures.ActRead`): the LNZD leaf's stream,
       ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` advancing (``en``) cycles later;
     * ``host`` (in, :class:`~eie.hw.eie.signatures.HostPort` with regions, offsets of
