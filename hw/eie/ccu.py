@@ -134,6 +134,7 @@ class CCU(wiring.Component):
         w_tbl = Signal()
         m.d.comb += w_tbl.eq(host.w_en & w_in & ~self.busy)
         rb_data = Signal(32)            # what a read-back returns: the bits the table holds
+        w_cb = Signal()                 # the word written is a codebook entry
         with m.Switch(w_word):
             for f, (off, _) in LAYER_FIELDS.items():
                 with m.Case(off):
@@ -142,7 +143,7 @@ class CCU(wiring.Component):
                         with m.If(w_tbl & (w_layer == l)):
                             m.d.sync += tbl[f][l].eq(host.w_data)
             with m.Case(*range(CODEBOOK_OFFSET, CODEBOOK_OFFSET + 16)):
-                m.d.comb += rb_data.eq(host.w_data[:16].as_signed())
+                m.d.comb += [rb_data.eq(host.w_data[:16].as_signed()), w_cb.eq(1)]
         m.d.comb += [
             rb_w.addr.eq(w_layer * LAYER_STRIDE + w_word), rb_w.data.eq(rb_data),
             rb_w.en.eq(w_tbl),
@@ -152,8 +153,7 @@ class CCU(wiring.Component):
         # build's routing congestion, docs/eie-hardware.md).
         cb_entry = w_word - CODEBOOK_OFFSET
         m.d.sync += [
-            layer_out.cbk_w_en.eq(w_tbl & (w_word >= CODEBOOK_OFFSET)
-                                  & (w_word < CODEBOOK_OFFSET + 16)),
+            layer_out.cbk_w_en.eq(w_tbl & w_cb),
             layer_out.cbk_w_addr.eq(w_layer * 16 + cb_entry[:4]),
             layer_out.cbk_w_data.eq(host.w_data[:16]),
         ]
