@@ -87,7 +87,7 @@ def split_load(config: EIEConfig, ops: Sequence[Op]) -> BackdoorLoad:
     pe_mask = (1 << mm.pe_bits) - 1
     ptr_mask = (1 << config.ptr_bits) - 1
     front: list[Op] = []
-    # per PE: pointer banks {index: value}, sparse-matrix words {index: [low, high]}
+    # per PE: pointer banks {index: value}, sparse-matrix halves {index: value}
     ptr_banks: list[tuple[dict[int, int], dict[int, int]]] = [({}, {}) for _ in range(config.n_pe)]
     spmat: list[dict[int, int]] = [{} for _ in range(config.n_pe)]
     # positions in ``ops`` of the bulk writes of each (PE, region), for the read-back sample

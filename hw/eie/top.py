@@ -209,8 +209,9 @@ class EIETop(wiring.Component):
         with m.If(r_pipe[2]):
             m.d.sync += [held.eq(word), held_pe.eq(r3_pe),
                          held_act.eq(r3_mapped & (r3_region == Region.ACT))]
-        act = Signal(signed(16))        # cycle ACT_READ_LATENCY: the addressed PE's stream,
-        m.d.sync += act.eq(pe_act.word_select(held_pe, 16) if pb else pes[0].act.data)  # held
+        # the addressed PE's activation, out of its stream in cycle ACT_READ_LATENCY, registered
+        act = Signal(signed(16))
+        m.d.sync += act.eq(pe_act.word_select(held_pe, 16) if pb else pes[0].act.data)
         m.d.sync += [
             self.bus.r_ack.eq(r_pipe[READ_LATENCY - 3]),
             self.bus.r_data.eq(Mux(held_act, act, held)),
