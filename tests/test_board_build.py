@@ -337,3 +337,39 @@ def test_ulx3s_top_elaborates_with_pll_and_uart():
     for pin in ("M1", "L4", "L3"):            # FTDI rx, tx, tx enable
         assert f'"{pin}"' in lpf
     assert "FREQUENCY" in lpf and "100" in lpf
+
+
+def test_ecp5_eie_build_synthesizes_the_pe_once(tmp_path):
+    """On ECP5 the board build's Yosys script (the plan amaranth-boards runs) maps the EIE's PE
+    once and keeps it one module that the top instantiates ``n_pe`` times: the netlist nextpnr
+    reads holds the PE's mapped cells once (ECP5 primitives only) and ``n_pe`` instances of it;
+    the log's totals (report.json's resources) count them ``n_pe`` times."""
+    import subprocess
+
+    import eie.boards.build as build_module
+    from eie.boards.build import BuildSpec
+    from eie.hw.eie.top import PE_MODULE
+
+    n_pe = 2
+    spec = BuildSpec(board_by_name("ulx3s-25f"), "eie", tmp_path / "out", pes=n_pe)
+    platform, top, _, _, kept = build_module._plan(spec)
+    work = tmp_path / "w"
+    build_module._extract_plan(spec, work, top, platform, kept)
+    yosys = json.loads((work / "build_top.json").read_text())["commands"][0]
+    assert yosys[0] == "yosys"
+    env = build_module.yowasp_env()
+    subprocess.run([env["YOSYS"], *yosys[1:]], cwd=work, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    modules = json.loads((work / "top.json").read_text())["modules"]
+    pe = modules[PE_MODULE]
+    assert not pe["attributes"].get("blackbox")
+    pe_types = [c["type"] for c in pe["cells"].values()]
+    primitives = {"LUT4", "TRELLIS_FF", "CCU2C", "DP16KD", "MULT18X18D", "PFUMX", "L6MUX21",
+                  "TRELLIS_DPR16X4", "$scopeinfo"}
+    assert set(pe_types) <= primitives, set(pe_types) - primitives
+    assert pe_types.count("DP16KD") >= 4 and pe_types.count("MULT18X18D") == 1
+    top_types = [c["type"] for c in modules["top"]["cells"].values()]
+    assert top_types.count(PE_MODULE) == n_pe
+    totals = parse_yosys_stats((work / "top.rpt").read_text())
+    for prim in ("LUT4", "TRELLIS_FF", "DP16KD", "MULT18X18D"):
+        assert totals[prim] == top_types.count(prim) + n_pe * pe_types.count(prim), prim

@@ -29,10 +29,16 @@ from .memory_map import ACT_READ_LATENCY, READ_LATENCY, MemoryMap, Region
 from .pe import PE, pe_signature
 from .signatures import connect_lane
 
-__all__ = ["EIETop", "READ_LATENCY", "PE_MODULE"]
+__all__ = ["EIETop", "READ_LATENCY", "PE_MODULE", "pe_definition"]
 
 #: The Verilog module name of the PE when the top instantiates one definition ``n_pe`` times.
 PE_MODULE = "eie_top_pe"
+
+
+def pe_definition(config: EIEConfig) -> PE:
+    """The PE that the instances of ``EIETop(config, pe_module=...)`` stand for (any index: the
+    PE ignores it)."""
+    return PE(config, 0)
 
 
 class EIETop(wiring.Component):
@@ -74,8 +80,8 @@ class EIETop(wiring.Component):
         return self._pe_module
 
     def pe_definition(self) -> PE:
-        """The PE the instances of ``pe_module`` stand for (any index: the PE ignores it)."""
-        return PE(self._config, 0)
+        """The PE the instances of ``pe_module`` stand for (:func:`pe_definition`)."""
+        return pe_definition(self._config)
 
     def _pe_instance(self, m: Module, k: int):
         """Instance ``k`` of ``pe_module``, and an interface of the PE's signature wired to it
