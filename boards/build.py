@@ -220,8 +220,8 @@ def ecp5_kept_module_overrides(module: str, top: str) -> dict[str, str]:
 
 def parse_yosys_stats(log: str) -> dict[str, int]:
     """Cell counts of the whole design from a Yosys log: the last statistics block (the
-    design hierarchy's totals, after synthesis). Reads both the newer ``count  type`` and the
-    older ``type  count`` layouts."""
+    design hierarchy's totals, after synthesis; the hierarchy's own modules and instance counts
+    left out). Reads both the newer ``count  type`` and the older ``type  count`` layouts."""
     for marker in ("=== design hierarchy ===", "Number of cells"):
         if marker in log:
             block = log.rsplit(marker, 1)[1]
@@ -229,12 +229,18 @@ def parse_yosys_stats(log: str) -> dict[str, int]:
     else:
         return {}
     cells: dict[str, int] = {}
+    modules: set[str] = set()    # a hierarchy's modules: listed (with their totals) before "wires"
+    seen_wires = False
     for line in block.splitlines():
         if line.startswith("End of script") or line.startswith("==="):
             break
         mt = _YOSYS_CELL.match(line)
         if mt:
-            cells[mt.group(2)] = int(mt.group(1))
+            seen_wires = seen_wires or mt.group(2) == "wires"
+            if not seen_wires:
+                modules.add(mt.group(2))
+            elif mt.group(2) not in modules:
+                cells[mt.group(2)] = int(mt.group(1))
             continue
         mt = _YOSYS_CELL_OLD.match(line)
         if mt and mt.group(1)[0].isupper():

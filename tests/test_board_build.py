@@ -45,9 +45,40 @@ OLD_STAT = """
 """
 
 
+HIER_STAT = """
+=== design hierarchy ===
+
+        +----------Count including submodules.
+        |
+    14956 top
+     3040 eie_top_pe
+
+        +----------Count including submodules.
+        |
+    11088 wires
+    28449 wire bits
+      142 ports
+    14956 cells
+       52   $scopeinfo
+      698   CCU2C
+       25   DP16KD
+     7281   LUT4
+        4   MULT18X18D
+     5704   TRELLIS_FF
+        4 submodules
+        4   eie_top_pe
+
+End of script.
+"""
+
+
 def test_yosys_stats_both_layouts():
     cells = parse_yosys_stats(NEW_STAT)
     assert _resources(cells, "ice40") == {"luts": 779, "ffs": 117 + 333, "brams": 4, "dsps": 0}
+    # a design with a kept module: its totals, not the modules or their instance counts
+    cells = parse_yosys_stats(HIER_STAT)
+    assert cells == {"$scopeinfo": 52, "CCU2C": 698, "DP16KD": 25, "LUT4": 7281,
+                     "MULT18X18D": 4, "TRELLIS_FF": 5704}
     cells = parse_yosys_stats(OLD_STAT)
     assert _resources(cells, "ecp5") == {"luts": 900 + 2 * 10, "ffs": 400, "brams": 7, "dsps": 2}
 
