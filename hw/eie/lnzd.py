@@ -42,7 +42,8 @@ holds activation ``t`` of every PE's source file, i.e. the inputs ``j = t*n .. t
   the next round is taken the same way (a registered count of the round's pending nonzeros,
   with registered "none" and "exactly one" flags, says whether a taken nonzero was the round's
   last: the load starts from flip-flops, not from the tree, and reaches only the LNZD's own
-  registers).
+  registers; a taken round's two flags come from its nonzero flags through ORs and ANDs, not
+  from its count, whose adders and comparisons sat behind the route from every PE's lane).
 
 So nonzeros come out in increasing ``j``, each exactly once; a round with ``m > 0`` nonzeros takes
 ``m`` cycles (plus any cycles the consumer is not ready), an all-zero round takes 1 cycle. The
@@ -72,6 +73,22 @@ def _popcount(bits):
     while len(terms) > 1:
         terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
                  for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def _any_and_several(bits):
+    """``(any, several)``: whether ``bits`` has a one, and more than one, as a balanced tree of
+    ORs and ANDs (no adders: a few LUT levels where a count and its comparisons take more)."""
+    terms = [(bits[k], Const(0, 1)) for k in range(len(bits))]
+    while len(terms) > 1:
+        nxt = []
+        for i in range(0, len(terms), 2):
+            if i + 1 == len(terms):
+                nxt.append(terms[i])
+                continue
+            (a, a2), (b, b2) = terms[i], terms[i + 1]
+            nxt.append((a | b, a2 | b2 | (a & b)))
+        terms = nxt
     return terms[0]
 
 
@@ -276,13 +293,22 @@ class LNZD(wiring.Component):
         take_vals = Signal.like(vals)
         take_flags = Signal(n)
         take_count = Signal.like(count)
+        # the taken round's "none" and "exactly one" from its flags by ORs and ANDs, not from
+        # its count (the arriving round's flags come from every PE's lane: the count's adders
+        # and comparisons behind that route were the 16-PE core's critical path)
+        take_any, take_several = Signal(), Signal()
+        head_flags = Signal(n)
+        m.d.comb += head_flags.eq(Array(slot_flags)[rptr])
+        head_any, head_several = _any_and_several(head_flags)
+        in_any, in_several = _any_and_several(flags_in)
         with m.If(buffered):
-            m.d.comb += [take_vals.eq(Array(slot_vals)[rptr]),
-                         take_flags.eq(Array(slot_flags)[rptr]),
-                         take_count.eq(Array(slot_count)[rptr])]
+            m.d.comb += [take_vals.eq(Array(slot_vals)[rptr]), take_flags.eq(head_flags),
+                         take_count.eq(Array(slot_count)[rptr]),
+                         take_any.eq(head_any), take_several.eq(head_several)]
         with m.Else():
             m.d.comb += [take_vals.eq(rd.data), take_flags.eq(flags_in),
-                         take_count.eq(count_in)]
+                         take_count.eq(count_in),
+                         take_any.eq(in_any), take_several.eq(in_several)]
 
         with m.If(self.start):
             m.d.sync += [issue_jbase.eq(n), outstanding.eq(1), arr.eq(1), arr_jbase.eq(0),
@@ -298,16 +324,16 @@ class LNZD(wiring.Component):
             with m.If(take):
                 m.d.sync += rptr.eq(succ(rptr))
 
-        def set_pending(value, value_count):
-            return [pending.eq(value), count.eq(value_count), none.eq(value_count == 0),
-                    one.eq(value_count == 1)]
+        def set_pending(value, value_count, value_any, value_several):
+            return [pending.eq(value), count.eq(value_count), none.eq(~value_any),
+                    one.eq(value_any & ~value_several)]
 
         with m.If(first):
             m.d.sync += [running.eq(1), vals.eq(take_vals), jbase.eq(0),
                          jbase_next.eq(n), more.eq(n < self.n_in)]
-            m.d.sync += set_pending(take_flags, take_count)
+            m.d.sync += set_pending(take_flags, take_count, take_any, take_several)
         with m.Elif(self.start):
-            m.d.sync += [running.eq(0)] + set_pending(0, 0)
+            m.d.sync += [running.eq(0)] + set_pending(0, 0, 0, 0)
         with m.Elif(load):
             m.d.sync += [
                 vals.eq(take_vals),
@@ -315,7 +341,7 @@ class LNZD(wiring.Component):
                 jbase_next.eq(jbase_next + n),
                 more.eq(jbase_next + n < self.n_in),
             ]
-            m.d.sync += set_pending(take_flags, take_count)
+            m.d.sync += set_pending(take_flags, take_count, take_any, take_several)
         with m.Elif(fire):
             m.d.sync += [pending.eq(rest), count.eq(count - 1), none.eq(one),
                          one.eq(count == 2)]
