@@ -379,9 +379,9 @@ _NEXTPNR_REPORT = "nextpnr-report.json"
 
 
 def _extract_plan(spec: BuildSpec, work: Path, top, platform, kept: Callable[[], Any] | None
-                  ) -> str:
+                  ) -> None:
     """Elaborate ``top`` and write amaranth's build plan for it (the Yosys script, the RTLIL,
-    the constraints, ``build_top.json``) into ``work``; return nextpnr's report file name."""
+    the constraints, ``build_top.json``; nextpnr writes :data:`_NEXTPNR_REPORT`) into ``work``."""
     board = spec.board
     overrides = {"nextpnr_opts": f"--report {_NEXTPNR_REPORT} --timing-allow-fail "
                                  f"--seed {spec.seed}"
@@ -400,7 +400,6 @@ def _extract_plan(spec: BuildSpec, work: Path, top, platform, kept: Callable[[],
     except Exception as exc:
         raise EieError(f"elaborating the {spec.design} design for {board.name} failed: {exc}") from exc
     plan.extract(work)
-    return _NEXTPNR_REPORT
 
 
 def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, env: dict,
@@ -414,7 +413,8 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
     board = spec.board
     t0 = time.monotonic()
     log(f"elaborating {spec.design} for {board.name} ...")
-    report_name = _extract_plan(spec, work, top, platform, kept)
+    _extract_plan(spec, work, top, platform, kept)
+    report_name = _NEXTPNR_REPORT
     steps: dict[str, float | None] = {"elaborate": round(time.monotonic() - t0, 1)}
     log(f"synthesis, place and route, packing in {work} (first use of each YoWASP tool compiles "
         f"it, about a minute) ...")
