@@ -53,7 +53,6 @@ from typing import Any, Callable, Iterable, Iterator
 from ..common.atomic import atomic_dir, atomic_file
 from ..common.errors import EieError
 from ..common.signals import deferred, sigterm_raises
-from ..hw.eie.top import PE_MODULE
 from .platforms import Board, EcpPLL, Programmer, find_programmer
 from .protocol import Design
 
@@ -319,9 +318,9 @@ def _resources(cells: dict[str, int], family: str) -> dict[str, int]:
 
 
 def _plan(spec: BuildSpec):
-    """``(platform, board top, PLL or None, core description, kept)`` for a spec; ``kept`` makes
-    the definition of the module the core instantiates ``n_pe`` times (the EIE's PE on ECP5,
-    :func:`ecp5_kept_module_overrides`), or is None."""
+    """``(platform, board top, PLL or None, core description, kept)`` for a spec; ``kept`` is
+    ``(module name, maker of its definition)`` for the module the core instantiates ``n_pe``
+    times (the EIE's PE on ECP5, :func:`ecp5_kept_module_overrides`), or None."""
     board = spec.board
     platform = board.make_platform()
     make_core, design_id, core_desc = make_core_factory(spec)
@@ -337,11 +336,11 @@ def _plan(spec: BuildSpec):
     kept = None
     if design_id is Design.EIE and board.family == "ecp5":
         # one PE module, synthesized once and instantiated n_pe times
-        from ..hw.eie.top import EIETop, pe_definition
+        from ..hw.eie.top import PE_MODULE, EIETop, pe_definition
 
         config = _eie_config(spec)
         make_core = lambda: EIETop(config, pe_module=PE_MODULE)
-        kept = lambda: pe_definition(config)
+        kept = (PE_MODULE, lambda: pe_definition(config))
     top = BoardTop(make_core, design=design_id, baud=spec.baud, pll=pll, max_burst=spec.max_burst)
     return platform, top, pll, core_desc, kept
 
@@ -378,8 +377,8 @@ class _BuildFailed(Exception):
 _NEXTPNR_REPORT = "nextpnr-report.json"
 
 
-def _extract_plan(spec: BuildSpec, work: Path, top, platform, kept: Callable[[], Any] | None
-                  ) -> None:
+def _extract_plan(spec: BuildSpec, work: Path, top, platform,
+                  kept: tuple[str, Callable[[], Any]] | None) -> None:
     """Elaborate ``top`` and write amaranth's build plan for it (the Yosys script, the RTLIL,
     the constraints, ``build_top.json``; nextpnr writes :data:`_NEXTPNR_REPORT`) into ``work``."""
     board = spec.board
@@ -392,8 +391,9 @@ def _extract_plan(spec: BuildSpec, work: Path, top, platform, kept: Callable[[],
         if kept is not None:
             from amaranth.back import rtlil
 
-            platform.add_file(f"{PE_MODULE}.il", rtlil.convert(kept(), name=PE_MODULE))
-            overrides.update(ecp5_kept_module_overrides(PE_MODULE, "top"))
+            name, definition = kept
+            platform.add_file(f"{name}.il", rtlil.convert(definition(), name=name))
+            overrides.update(ecp5_kept_module_overrides(name, "top"))
         plan = platform.prepare(top, "top", **overrides)
     except EieError:
         raise
@@ -403,11 +403,11 @@ def _extract_plan(spec: BuildSpec, work: Path, top, platform, kept: Callable[[],
 
 
 def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, env: dict,
-              log: Callable[[str], None], kept: Callable[[], Any] | None = None
+              log: Callable[[str], None], kept: tuple[str, Callable[[], Any]] | None = None
               ) -> dict[str, Any]:
     """Synthesise, place and route ``top`` in the work directory ``work``, then write
-    ``spec.out`` (atomically); return the report. ``kept``: a maker of the definition of the
-    module the core instantiates, synthesized once (:func:`ecp5_kept_module_overrides`)."""
+    ``spec.out`` (atomically); return the report. ``kept``: the module the core instantiates,
+    synthesized once (``(name, maker of its definition)``, :func:`ecp5_kept_module_overrides`)."""
     from .uart import divisor_for
 
     board = spec.board
@@ -441,7 +441,7 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         "step_seconds": steps, "step_cpu_seconds": cpu, "nextpnr_timers": timers,
         "nextpnr_options": {"seed": spec.seed, "router": spec.router or "default"},
         # modules synthesized once and kept (instantiated several times), not flattened
-        "kept_modules": [PE_MODULE] if kept is not None else [],
+        "kept_modules": [kept[0]] if kept is not None else [],
         "yosys_cells": cells,
     }
     with atomic_dir(spec.out) as tmp:
