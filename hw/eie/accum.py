@@ -66,7 +66,9 @@ class Accumulator(wiring.Component):
     accumulator rows' valid bits, the bias SRAM and the pipelined write-back on read.
 
     Ports: ``src`` (:class:`~eie.hw.eie.signatures.SourceParams`: the source bank, the
-    destination is the other one, and the write-back of the layer that produced it);
+    destination is the other one, and the write-back of the layer that produced it: ``bank``
+    and ``bias_base`` act in the cycle they change, ``has_bias``, ``w_frac``, ``relu`` from the
+    cycle after, registered here; the read pipeline needs them two cycles after a read starts);
     ``layer_start`` (clears the destination's valid bits); the accumulate inputs (``mul_row``,
     read in its cycle, then ``acc_valid``/``acc_row``/``acc_prod`` one cycle later;
     ``mul_valid`` is unused: the file is read every cycle); ``act``
@@ -243,18 +245,26 @@ class Accumulator(wiring.Component):
         with m.If(adv):
             m.d.sync += [s2_raw.eq(Mux(fwd1, l1_sum, Mux(s1_valid, fa.data, 0))),
                          s2_bias.eq(ba.data)]
+        # The write-back parameters of the source, registered here (the CCU's copy reaches every
+        # PE, and the shifts behind it were the 4-PE core's critical path): they change only
+        # as a layer starts (LSTART) and the new layer's first row reaches stage 3 two cycles
+        # after it, so the copy, a cycle behind, is in time.
+        w_frac = Signal.like(src.w_frac)
+        relu = Signal()
+        has_bias = Signal()
+        m.d.sync += [w_frac.eq(src.w_frac), relu.eq(src.relu), has_bias.eq(src.has_bias)]
         # stage 3: raw + (bias << w_frac), wrapping at acc_bits
         s3_sum = Signal(signed(c.acc_bits))
         s3_bias = Signal(signed(c.acc_bits))
-        m.d.comb += s3_bias.eq(Mux(src.has_bias, s2_bias << src.w_frac, 0))
+        m.d.comb += s3_bias.eq(Mux(has_bias, s2_bias << w_frac, 0))
         with m.If(adv):
             m.d.sync += s3_sum.eq(Mux(fwd2, l1_sum, s2_raw) + s3_bias)
         # stages 4 and 5: the write-back
         m.d.comb += [
             wb.en.eq(adv),
             wb.acc.eq(s3_sum),
-            wb.w_frac.eq(src.w_frac),
-            wb.relu.eq(src.relu),
+            wb.w_frac.eq(w_frac),
+            wb.relu.eq(relu),
             act.data.eq(wb.y),
         ]
 

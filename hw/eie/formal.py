@@ -312,6 +312,7 @@ class LNZDHarness(Elaboratable):
                  "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ"]
         names += [f"slot{q}_{f}" for q in range(lnzd.buffer_depth)
                   for f in ("vals", "flags", "count")]
+        names += ["in_layer"]
         frag, s = internals(lnzd, names, platform)
         m.submodules.lnzd = frag
 
@@ -474,6 +475,15 @@ class LNZDHarness(Elaboratable):
                            f"buffer slot {q}, leaf {k}: its round's value and flag"))
             ok.append((holds, s[f"slot{q}_count"] == sum(flags[k] for k in range(n)),
                        f"buffer slot {q}: the count of its flags"))
+        # which leaves of the arriving round are inputs: a register from the cycle after the
+        # start's (where n_in is not yet valid) on
+        if L >= 2:
+            for k in range(n):
+                j = Signal(len(s["arr_jbase"]) + 1, name=f"inv_arr_j{k}")
+                m.d.comb += j.eq(s["arr_jbase"] + k)
+                ok.append((active & ~(priming & (pcount == L - 1)),
+                           s["in_layer"][k] == (j < n_in),
+                           f"leaf {k} of the arriving round is an input iff its j < n_in"))
         # priming, c cycles after start: rounds 0 .. min(c, rounds) - 1 addressed, one a
         # cycle, none arrived yet
         c = Signal(range(L + 1))

@@ -266,9 +266,28 @@ class LNZD(wiring.Component):
         arrival = Signal()
         m.d.comb += arrival.eq(arr[L - 1])
         arr_jbase = Signal(self._j_bits + 1)      # j of leaf 0 in the arriving round
+        # which leaves of the arriving round are inputs of the layer (j < n_in): with a read
+        # latency of 2 or more, a register computed in the cycle before (from the next
+        # arrival's base), so that no path runs from n_in through a comparison to the round's
+        # flags; n_in is valid from the cycle after start and round 0 arrives `latency` cycles
+        # after it, so the register is right by then. With latency 1, the comparisons
+        # themselves.
+        in_layer = Signal(n)
+        if L >= 2:
+            next_arr_jbase = Signal.like(arr_jbase)
+            m.d.comb += next_arr_jbase.eq(Mux(self.start, 0,
+                                              Mux(arrival, arr_jbase + n, arr_jbase)))
+            left = Signal(self._j_bits + 2)       # inputs of the layer from that base on
+            m.d.comb += left.eq(self.n_in - next_arr_jbase)
+            for k in range(n):
+                # k < n_in - base, for a base past n_in too (the difference is negative)
+                m.d.sync += in_layer[k].eq(~left[-1] & (left[:-1] > k))
+        else:
+            for k in range(n):
+                m.d.comb += in_layer[k].eq(arr_jbase + k < self.n_in)
         flags_in = Signal(n)
         for k in range(n):
-            m.d.comb += flags_in[k].eq((rd.data[k] != 0) & (arr_jbase + k < self.n_in))
+            m.d.comb += flags_in[k].eq((rd.data[k] != 0) & in_layer[k])
         count_in = Signal.like(count)
         m.d.comb += count_in.eq(_popcount(flags_in))
         slot_vals = [Signal.like(vals, name=f"slot{i}_vals") for i in range(D)]
