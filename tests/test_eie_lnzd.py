@@ -4,7 +4,7 @@ documented timing (a round with m nonzeros takes m cycles, an all-zero round 1 c
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module
 
 from eie.hw.eie.lnzd import LNZD
 from eie.hw.eie.memory_map import ACT_READ_LATENCY
@@ -117,3 +117,28 @@ def test_large_trees(n, simulate, activation_files):
     assert [a for _, _, a in out] == [int(x[j]) for j in nz]
     times, done_expected = expected_timing(n, x, ACT_READ_LATENCY)
     assert [(c, j) for c, j, _ in out] == times and done_at == done_expected
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 8])
+def test_at_least_thresholds_equal_the_popcount(width, simulate):
+    """The LNZD's "none / exactly one / exactly two" flags come from an OR/AND tree that counts
+    ones saturating at k: on every pattern of ``width`` bits, entry t says popcount > t."""
+    from amaranth.hdl import Signal
+    from eie.hw.eie.lnzd import _at_least
+
+    k = 3
+    m = Module()
+    bits = Signal(width)
+    flags = Signal(k)
+    m.d.comb += flags.eq(Cat(*_at_least(bits, k)))
+    seen = []
+
+    async def bench(ctx):
+        for v in range(1 << width):
+            ctx.set(bits, v)
+            seen.append((v, ctx.get(flags)))
+
+    simulate(m, bench, period=None)
+    for v, got in seen:
+        ones = bin(v).count("1")
+        assert got == sum(1 << t for t in range(k) if ones > t), (v, got)

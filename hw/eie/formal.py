@@ -276,7 +276,7 @@ class LNZDHarness(Elaboratable):
     in the round buffer or arriving. The strengthening invariants tie the LNZD's registers to
     the model: the rounds addressed (``t_issue``) are the taken ones, the buffered ones and
     the ones in flight, in order, each in-flight stage carrying its round's row; every buffer
-    slot holds its round's values, flags and count; while priming a round is addressed in
+    slot holds its round's values and flags; while priming a round is addressed in
     every cycle; while scanning, every round in flight is at least as far behind the held one
     as it has stages left to go (so it arrives by the cycle it can be taken) and the next
     ``latency`` rounds are addressed; the pending flags are exactly the held round's nonzeros
@@ -308,10 +308,10 @@ class LNZDHarness(Elaboratable):
         j_bits = max(1, (n_max - 1).bit_length())          # as EIEConfig.j_bits
         lnzd = LNZD(n, j_bits, rows, latency=L)
         names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "vals", "first",
-                 "load", "count", "none", "one", "priming", "pcount", "issue", "issue_jbase",
+                 "load", "none", "one", "priming", "pcount", "issue", "issue_jbase",
                  "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ"]
         names += [f"slot{q}_{f}" for q in range(lnzd.buffer_depth)
-                  for f in ("vals", "flags", "count")]
+                  for f in ("vals", "flags")]
         names += ["in_layer"]
         frag, s = internals(lnzd, names, platform)
         m.submodules.lnzd = frag
@@ -457,7 +457,7 @@ class LNZDHarness(Elaboratable):
         for i in range(L):
             ok.append((active & arr[i], addr[i] == wrap(issued - flying[i]),
                        f"the round in flight at stage {i} is read from its row"))
-        # the round buffer holds the rounds after the taken ones, with their flags and count
+        # the round buffer holds the rounds after the taken ones, with their flags
         for q in range(D):
             d = Signal(range(D), name=f"inv_slot{q}_d")     # slot q is the d-th buffered round
             m.d.comb += d.eq(Mux(rptr <= q, q - rptr, q + D - rptr))
@@ -473,8 +473,6 @@ class LNZDHarness(Elaboratable):
                 ok.append((holds, (row_vals[16 * k:16 * (k + 1)].as_signed() == row)
                            & (flags[k] == ((row != 0) & (j < n_in))),
                            f"buffer slot {q}, leaf {k}: its round's value and flag"))
-            ok.append((holds, s[f"slot{q}_count"] == sum(flags[k] for k in range(n)),
-                       f"buffer slot {q}: the count of its flags"))
         # which leaves of the arriving round are inputs: a register from the cycle after the
         # start's (where n_in is not yet valid) on
         if L >= 2:
@@ -524,9 +522,8 @@ class LNZDHarness(Elaboratable):
         ok.append((None, n_in_r <= n_max, "n_in is at most n * act_depth"))
         n_pending = Signal(range(n + 1))
         m.d.comb += n_pending.eq(sum(pending[k] for k in range(n)))
-        ok.append((None, (s["count"] == n_pending) & (s["none"] == (n_pending == 0))
-                   & (s["one"] == (n_pending == 1)),
-                   "the registered count (and its none/one flags) is the pending flags'"))
+        ok.append((None, (s["none"] == (n_pending == 0)) & (s["one"] == (n_pending == 1)),
+                   "the registered none/one flags are the pending flags'"))
         for cond, inv, text in ok:
             m.d.comb += Assert(inv if cond is None else ~cond | inv, f"invariant: {text}")
 

@@ -17,7 +17,7 @@ one lane per leaf). The LNZD holds ``rd.en`` high: the pipelines advance in ever
 The address is a register (``t_issue``) and nothing the LNZD decides in a cycle reaches a PE in
 that cycle: the LNZD addresses rounds ahead of the one it scans, counted by credits, and keeps
 the rounds that arrive before it needs them in a *round buffer* of ``latency + 1`` entries
-(registers: values, nonzero flags and their count, computed as the round arrives).
+(registers: values and nonzero flags, computed as the round arrives).
 
 * Addressing: round 0 in the ``start`` cycle; after it, the next round of the layer (while
   ``jbase < n_in`` for it) in every cycle in which fewer than ``latency + 1`` rounds are
@@ -39,11 +39,12 @@ holds activation ``t`` of every PE's source file, i.e. the inputs ``j = t*n .. t
   and offers ``(j = t*n + k, a_j)`` on the ``o`` stream; when the consumer takes it
   (``o.ready``), the leaf's flag clears;
 * in the cycle where the round has no pending nonzero left (including the one taken this cycle),
-  the next round is taken the same way (a registered count of the round's pending nonzeros,
-  with registered "none" and "exactly one" flags, says whether a taken nonzero was the round's
-  last: the load starts from flip-flops, not from the tree, and reaches only the LNZD's own
-  registers; a taken round's two flags come from its nonzero flags through ORs and ANDs, not
-  from its count, whose adders and comparisons sat behind the route from every PE's lane).
+  the next round is taken the same way (registered "none" and "exactly one" flags of the
+  round's pending nonzeros say whether a taken nonzero was the round's last: the load starts
+  from flip-flops, not from the tree, and reaches only the LNZD's own registers; a taken
+  round's two flags come from its nonzero flags through ORs and ANDs, and after a nonzero
+  goes out "exactly one" is whether exactly two were pending, from the pending flags: no
+  count, whose adders sat behind the route from every PE's lane).
 
 So nonzeros come out in increasing ``j``, each exactly once; a round with ``m > 0`` nonzeros takes
 ``m`` cycles (plus any cycles the consumer is not ready), an all-zero round takes 1 cycle. The
@@ -67,29 +68,32 @@ from .signatures import ActRead, nonzero_layout
 __all__ = ["LNZDNode", "LNZD"]
 
 
-def _popcount(bits):
-    """The number of ones in ``bits``, as a balanced tree of adders (depth log2 of the width)."""
-    terms = [bits[k] for k in range(len(bits))]
-    while len(terms) > 1:
-        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
-                 for i in range(0, len(terms), 2)]
-    return terms[0]
-
-
-def _any_and_several(bits):
-    """``(any, several)``: whether ``bits`` has a one, and more than one, as a balanced tree of
-    ORs and ANDs (no adders: a few LUT levels where a count and its comparisons take more)."""
-    terms = [(bits[k], Const(0, 1)) for k in range(len(bits))]
+def _at_least(bits, k: int) -> list:
+    """``[bits has >= 1 one, >= 2 ones, ..., >= k ones]``, as a balanced tree of ORs and ANDs
+    (a count saturating at ``k``, without adders: a few LUT levels where a count and its
+    comparisons take more)."""
+    zero = Const(0, 1)
+    terms = [[bits[i]] + [zero] * (k - 1) for i in range(len(bits))]
     while len(terms) > 1:
         nxt = []
         for i in range(0, len(terms), 2):
             if i + 1 == len(terms):
                 nxt.append(terms[i])
                 continue
-            (a, a2), (b, b2) = terms[i], terms[i + 1]
-            nxt.append((a | b, a2 | b2 | (a & b)))
+            a, b = terms[i], terms[i + 1]
+            # entry t: >= t + 1 ones in both halves: in one of them, or >= u in a and
+            # >= t + 1 - u in b
+            nxt.append([a[t] | b[t] | _or(a[u - 1] & b[t - u] for u in range(1, t + 1))
+                        for t in range(k)])
         terms = nxt
     return terms[0]
+
+
+def _or(values):
+    out = Const(0, 1)
+    for v in values:
+        out = out | v
+    return out
 
 
 class LNZDNode(wiring.Component):
@@ -205,10 +209,8 @@ class LNZD(wiring.Component):
         _, root_index = levels[-1][0]
         sel = Signal(range(4 ** (w // 2)))
         m.d.comb += sel.eq(root_index)
-        # How many flags are pending, and two registered flags of that count (none, exactly
-        # one), so that the offer and the next round's load start from flip-flops instead of
-        # the tree over ``pending``.
-        count = Signal(range(n + 1))
+        # Two registered flags of the pending flags (none, exactly one), so that the offer and
+        # the next round's load start from flip-flops instead of the tree over ``pending``.
         none = Signal(init=1)
         one = Signal()
         root_valid, root_multi = Signal(), Signal()
@@ -288,11 +290,8 @@ class LNZD(wiring.Component):
         flags_in = Signal(n)
         for k in range(n):
             m.d.comb += flags_in[k].eq((rd.data[k] != 0) & in_layer[k])
-        count_in = Signal.like(count)
-        m.d.comb += count_in.eq(_popcount(flags_in))
         slot_vals = [Signal.like(vals, name=f"slot{i}_vals") for i in range(D)]
         slot_flags = [Signal(n, name=f"slot{i}_flags") for i in range(D)]
-        slot_count = [Signal.like(count, name=f"slot{i}_count") for i in range(D)]
         rptr = Signal(range(D))                   # the buffer's head
         wptr = Signal(range(D))                   # where the next arrival goes
         occ = Signal(range(D + 1))                # rounds in the buffer
@@ -305,28 +304,28 @@ class LNZD(wiring.Component):
         with m.If(arrival):
             for i in range(D):
                 with m.If(wptr == i):
-                    m.d.sync += [slot_vals[i].eq(rd.data), slot_flags[i].eq(flags_in),
-                                 slot_count[i].eq(count_in)]
+                    m.d.sync += [slot_vals[i].eq(rd.data), slot_flags[i].eq(flags_in)]
         buffered = Signal()
         m.d.comb += buffered.eq(occ != 0)
         take_vals = Signal.like(vals)
         take_flags = Signal(n)
-        take_count = Signal.like(count)
         # the taken round's "none" and "exactly one" from its flags by ORs and ANDs, not from
-        # its count (the arriving round's flags come from every PE's lane: the count's adders
+        # a count (the arriving round's flags come from every PE's lane: a count's adders
         # and comparisons behind that route were the 16-PE core's critical path)
         take_any, take_several = Signal(), Signal()
         head_flags = Signal(n)
         m.d.comb += head_flags.eq(Array(slot_flags)[rptr])
-        head_any, head_several = _any_and_several(head_flags)
-        in_any, in_several = _any_and_several(flags_in)
+        head_any, head_several = _at_least(head_flags, 2)
+        in_any, in_several = _at_least(flags_in, 2)
+        # exactly two pending (from the pending register: a few LUT levels, all in the LNZD)
+        two_pending = Signal()
+        at_least = _at_least(pending, 3)
+        m.d.comb += two_pending.eq(at_least[1] & ~at_least[2])
         with m.If(buffered):
             m.d.comb += [take_vals.eq(Array(slot_vals)[rptr]), take_flags.eq(head_flags),
-                         take_count.eq(Array(slot_count)[rptr]),
                          take_any.eq(head_any), take_several.eq(head_several)]
         with m.Else():
             m.d.comb += [take_vals.eq(rd.data), take_flags.eq(flags_in),
-                         take_count.eq(count_in),
                          take_any.eq(in_any), take_several.eq(in_several)]
 
         with m.If(self.start):
@@ -343,16 +342,16 @@ class LNZD(wiring.Component):
             with m.If(take):
                 m.d.sync += rptr.eq(succ(rptr))
 
-        def set_pending(value, value_count, value_any, value_several):
-            return [pending.eq(value), count.eq(value_count), none.eq(~value_any),
+        def set_pending(value, value_any, value_several):
+            return [pending.eq(value), none.eq(~value_any),
                     one.eq(value_any & ~value_several)]
 
         with m.If(first):
             m.d.sync += [running.eq(1), vals.eq(take_vals), jbase.eq(0),
                          jbase_next.eq(n), more.eq(n < self.n_in)]
-            m.d.sync += set_pending(take_flags, take_count, take_any, take_several)
+            m.d.sync += set_pending(take_flags, take_any, take_several)
         with m.Elif(self.start):
-            m.d.sync += [running.eq(0)] + set_pending(0, 0, 0, 0)
+            m.d.sync += [running.eq(0)] + set_pending(0, 0, 0)
         with m.Elif(load):
             m.d.sync += [
                 vals.eq(take_vals),
@@ -360,8 +359,8 @@ class LNZD(wiring.Component):
                 jbase_next.eq(jbase_next + n),
                 more.eq(jbase_next + n < self.n_in),
             ]
-            m.d.sync += set_pending(take_flags, take_count, take_any, take_several)
+            m.d.sync += set_pending(take_flags, take_any, take_several)
         with m.Elif(fire):
-            m.d.sync += [pending.eq(rest), count.eq(count - 1), none.eq(one),
-                         one.eq(count == 2)]
+            # one flag goes: one is left iff exactly two were pending
+            m.d.sync += [pending.eq(rest), none.eq(one), one.eq(two_pending)]
         return m
