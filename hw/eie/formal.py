@@ -279,8 +279,9 @@ class LNZDHarness(Elaboratable):
     slot holds its round's values and flags; while priming a round is addressed in
     every cycle; while scanning, every round in flight is at least as far behind the held one
     as it has stages left to go (so it arrives by the cycle it can be taken) and the next
-    ``latency`` rounds are addressed; the pending flags are exactly the held round's nonzeros
-    not yet sent, and every nonzero of the earlier rounds went out.
+    ``latency`` rounds are addressed; the held round's slot is the one before the buffer's head
+    and holds its values; the pending flags are exactly the held round's nonzeros not yet
+    sent, and every nonzero of the earlier rounds went out.
 
     ``mutant="blind_leaf"``: the LNZD's last leaf reads zeros (a detector that skips a leaf).
     ``contract=False`` also lets a layer start in the very cycle ``done`` rises: the LNZD then
@@ -309,8 +310,8 @@ class LNZDHarness(Elaboratable):
         lnzd = LNZD(n, j_bits, rows, latency=L)
         names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "vals", "first",
                  "load", "none", "one", "priming", "pcount", "issue", "issue_jbase",
-                 "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ"]
-        names += [f"slot{q}_{f}" for q in range(lnzd.buffer_depth)
+                 "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ", "cur"]
+        names += [f"slot{q}_{f}" for q in range(lnzd.slots)
                   for f in ("vals", "flags")]
         names += ["in_layer"]
         frag, s = internals(lnzd, names, platform)
@@ -405,6 +406,7 @@ class LNZDHarness(Elaboratable):
     def _invariants(self, m, s, lnzd, mem, x, addr, busy, fin, seen, last, n_in, n_in_r):
         n, L, rows = self.n, self.latency, self.act_depth
         D = lnzd.buffer_depth
+        S = lnzd.slots
         n_max = n * rows
         a_bits = len(port(lnzd, "rd.addr"))
         rnd = Signal(range(rows + 2))       # the round the LNZD holds
@@ -452,15 +454,15 @@ class LNZDHarness(Elaboratable):
                    & (issued == taken + occ + flying[-1])
                    & (s["outstanding"] == occ + flying[-1]) & (s["outstanding"] <= D)
                    & (s["arr_jbase"] == (taken + occ) * n)
-                   & (wptr == Mux(rptr + occ >= D, rptr + occ - D, rptr + occ)) & (rptr < D),
+                   & (wptr == Mux(rptr + occ >= S, rptr + occ - S, rptr + occ)) & (rptr < S),
                    "addressed rounds = taken + buffered + in flight"))
         for i in range(L):
             ok.append((active & arr[i], addr[i] == wrap(issued - flying[i]),
                        f"the round in flight at stage {i} is read from its row"))
         # the round buffer holds the rounds after the taken ones, with their flags
-        for q in range(D):
-            d = Signal(range(D), name=f"inv_slot{q}_d")     # slot q is the d-th buffered round
-            m.d.comb += d.eq(Mux(rptr <= q, q - rptr, q + D - rptr))
+        for q in range(S):
+            d = Signal(range(S), name=f"inv_slot{q}_d")     # slot q is the d-th buffered round
+            m.d.comb += d.eq(Mux(rptr <= q, q - rptr, q + S - rptr))
             r = Signal(range(rows + D + 2), name=f"inv_slot{q}_round")
             m.d.comb += r.eq(taken + d)
             holds = active & (d < occ)
@@ -493,6 +495,8 @@ class LNZDHarness(Elaboratable):
             ok.append((priming, arr[i] == ((i < c) & (i + issued >= c)),
                        f"priming: stage {i} carries the round addressed {i + 1} cycles ago"))
         # scanning: every round after the held one arrives by the cycle it can be taken
+        ok.append((scanning, s["cur"] == Mux(rptr == 0, S - 1, rptr - 1),
+                   "scanning: the scanned round's slot is the one before the buffer's head"))
         ok.append((scanning, busy & (rnd < rows) & (jbase == rnd * n) & (jbase_next == jbase + n)
                    & ((issued >= rnd + 1 + L) | ~exists(issued)),
                    "scanning: round and bases agree; the next rounds are addressed"))

@@ -17,12 +17,15 @@ one lane per leaf). The LNZD holds ``rd.en`` high: the pipelines advance in ever
 The address is a register (``t_issue``) and nothing the LNZD decides in a cycle reaches a PE in
 that cycle: the LNZD addresses rounds ahead of the one it scans, counted by credits, and keeps
 the rounds that arrive before it needs them in a *round buffer* of ``latency + 1`` entries
-(registers: values and nonzero flags, computed as the round arrives).
+(registers: values and nonzero flags, computed as the round arrives), in a ring of
+``latency + 2`` slots: the scanned round stays in its slot while its nonzeros go out (a pointer
+to it is taken, not a copy of its values: every arriving round is written into a slot, also
+one taken as it arrives).
 
 * Addressing: round 0 in the ``start`` cycle; after it, the next round of the layer (while
   ``jbase < n_in`` for it) in every cycle in which fewer than ``latency + 1`` rounds are
   addressed and not yet taken (a registered count: the rounds in flight and in the buffer).
-* Arriving: the round addressed ``latency`` cycles earlier is written into the buffer.
+* Arriving: the round addressed ``latency`` cycles earlier is written into the next slot.
 * Taking a round: from the buffer's head, or, when the buffer is empty, the round arriving in
   that cycle (it is there: the credits make every round arrive by the cycle it can be taken,
   so the timing below is that of a read pipeline kept ``latency`` rounds ahead, cycle for
@@ -174,6 +177,12 @@ class LNZD(wiring.Component):
         addressed in every cycle while one is taken in every cycle)."""
         return self._latency + 1
 
+    @property
+    def slots(self) -> int:
+        """Round slots (registers): the buffer's ``buffer_depth`` rounds and the scanned
+        one, which stays in its slot while its nonzeros go out."""
+        return self.buffer_depth + 1
+
     def elaborate(self, platform):
         m = Module()
         n = self._n
@@ -181,7 +190,8 @@ class LNZD(wiring.Component):
         D = self.buffer_depth
 
         pending = Signal(n)
-        vals = Signal(data.ArrayLayout(signed(16), n))
+        vals_layout = data.ArrayLayout(signed(16), n)
+        vals = Signal(vals_layout)                # the scanned round's values (its slot's)
         jbase = Signal(self._j_bits + 1)          # j of leaf 0 in the current round
         jbase_next = Signal(self._j_bits + 1)     # j of leaf 0 in the next round
         rd, o = self.rd, self.o
@@ -290,24 +300,29 @@ class LNZD(wiring.Component):
         flags_in = Signal(n)
         for k in range(n):
             m.d.comb += flags_in[k].eq((rd.data[k] != 0) & in_layer[k])
-        slot_vals = [Signal.like(vals, name=f"slot{i}_vals") for i in range(D)]
-        slot_flags = [Signal(n, name=f"slot{i}_flags") for i in range(D)]
-        rptr = Signal(range(D))                   # the buffer's head
-        wptr = Signal(range(D))                   # where the next arrival goes
+        # The slots: the buffer's rounds and the scanned one, whose values stay in its slot
+        # (`cur`) while its nonzeros go out (the credits keep at most D rounds after it, so
+        # the D + 1 slots never overwrite it); no copy of a round is made when it is taken.
+        S = self.slots
+        slot_vals = [Signal(vals_layout, name=f"slot{i}_vals") for i in range(S)]
+        slot_flags = [Signal(n, name=f"slot{i}_flags") for i in range(S)]
+        rptr = Signal(range(S))                   # the buffer's head
+        wptr = Signal(range(S))                   # where the next arrival goes
         occ = Signal(range(D + 1))                # rounds in the buffer
+        cur = Signal(range(S))                    # the slot of the scanned round
+        m.d.comb += vals.eq(Array(slot_vals)[cur])
 
         def succ(ptr):
-            return Mux(ptr == D - 1, 0, ptr + 1)
+            return Mux(ptr == S - 1, 0, ptr + 1)
 
         # Every arrival is written (write enables from registers only); a round taken while
         # the buffer is empty is the one arriving, written and read in the same cycle.
         with m.If(arrival):
-            for i in range(D):
+            for i in range(S):
                 with m.If(wptr == i):
                     m.d.sync += [slot_vals[i].eq(rd.data), slot_flags[i].eq(flags_in)]
         buffered = Signal()
         m.d.comb += buffered.eq(occ != 0)
-        take_vals = Signal.like(vals)
         take_flags = Signal(n)
         # the taken round's "none" and "exactly one" from its flags by ORs and ANDs, not from
         # a count (the arriving round's flags come from every PE's lane: a count's adders
@@ -322,10 +337,10 @@ class LNZD(wiring.Component):
         at_least = _at_least(pending, 3)
         m.d.comb += two_pending.eq(at_least[1] & ~at_least[2])
         with m.If(buffered):
-            m.d.comb += [take_vals.eq(Array(slot_vals)[rptr]), take_flags.eq(head_flags),
+            m.d.comb += [take_flags.eq(head_flags),
                          take_any.eq(head_any), take_several.eq(head_several)]
         with m.Else():
-            m.d.comb += [take_vals.eq(rd.data), take_flags.eq(flags_in),
+            m.d.comb += [take_flags.eq(flags_in),
                          take_any.eq(in_any), take_several.eq(in_several)]
 
         with m.If(self.start):
@@ -347,14 +362,14 @@ class LNZD(wiring.Component):
                     one.eq(value_any & ~value_several)]
 
         with m.If(first):
-            m.d.sync += [running.eq(1), vals.eq(take_vals), jbase.eq(0),
+            m.d.sync += [running.eq(1), cur.eq(rptr), jbase.eq(0),
                          jbase_next.eq(n), more.eq(n < self.n_in)]
             m.d.sync += set_pending(take_flags, take_any, take_several)
         with m.Elif(self.start):
             m.d.sync += [running.eq(0)] + set_pending(0, 0, 0)
         with m.Elif(load):
             m.d.sync += [
-                vals.eq(take_vals),
+                cur.eq(rptr),
                 jbase.eq(jbase_next),
                 jbase_next.eq(jbase_next + n),
                 more.eq(jbase_next + n < self.n_in),
