@@ -54,6 +54,7 @@ def test_writeback_ties_saturation_relu(acc_bits, simulate):
             ctx.set(dut.relu, relu)
             await ctx.tick()
             y = ctx.get(dut.y)
+            assert ctx.get(dut.nz) == (y != 0)                  # the flag the LNZD reads
             if en:
                 accepted += 1
                 i += 1
@@ -68,6 +69,7 @@ def test_writeback_ties_saturation_relu(acc_bits, simulate):
     want = [int(ref_writeback(np.array([v], dtype=np.int64), w, bool(r))[0]) for v, w, r in cases]
     assert got == want
     assert 32767 in got and -32768 in got                    # both saturation ends exercised
+    assert 0 in got                                          # and a zero (nz low)
 
 
 def test_pointer_banks_odd_and_even_j(simulate):
@@ -381,6 +383,7 @@ def _ccu_harness(cfg, acts, activation_files):
     reads = activation_files(m, cfg.n_pe, acts, addr=ccu.act.addr, en=ccu.act.en,
                              latency=ACT_READ_LATENCY, bank=ccu.layer.src.bank, stale=0x1234)
     m.d.comb += [ccu.act.data[k].eq(r) for k, r in enumerate(reads)]
+    m.d.comb += [ccu.act.nz[k].eq(r != 0) for k, r in enumerate(reads)]
     return m, ccu
 
 

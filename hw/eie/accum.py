@@ -266,6 +266,7 @@ class Accumulator(wiring.Component):
             wb.w_frac.eq(w_frac),
             wb.relu.eq(relu),
             act.data.eq(wb.y),
+            act.nz.eq(wb.nz),
         ]
 
         # ---- host bias port -------------------------------------------------------------------

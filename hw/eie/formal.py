@@ -71,6 +71,7 @@ PORTS = {
     "rd.en": "rd.en",
     "rd.addr": "rd.addr",
     "rd.data": "rd.data",
+    "rd.nz": "rd.nz",
     "o.valid": "o.valid",
     "o.ready": "o.ready",
     "o.j": "o.payload.j",
@@ -318,7 +319,8 @@ class LNZDHarness(Elaboratable):
         m.submodules.lnzd = frag
 
         # ---- the activation files: PE k's row t holds x_{t*n+k}; rows past act_depth too
-        rd_en, rd_addr, rd_data = (port(lnzd, f"rd.{x}") for x in ("en", "addr", "data"))
+        rd_en, rd_addr, rd_data, rd_nz = (port(lnzd, f"rd.{x}")
+                                          for x in ("en", "addr", "data", "nz"))
         o_valid, o_ready, o_j, o_a = (port(lnzd, f"o.{x}") for x in ("valid", "ready", "j", "a"))
         a_bits = len(rd_addr)
         mem = [[free(m, signed(16), f"x_pe{k}_row{t}", const=True) for t in range(1 << a_bits)]
@@ -333,7 +335,8 @@ class LNZDHarness(Elaboratable):
         for k in range(n):
             value = Array(mem[k])[shown]
             blind = self.mutant == "blind_leaf" and k == n - 1
-            m.d.comb += rd_data[k].eq(0 if blind else value)
+            m.d.comb += [rd_data[k].eq(0 if blind else value),
+                         rd_nz[k].eq(0 if blind else value != 0)]
 
         # ---- layers: start when the contract allows (after reset, or once done has been
         # high for a cycle), n_in fixed from the start (as the CCU latches it in LSTART)

@@ -299,7 +299,7 @@ class LNZD(wiring.Component):
                 m.d.comb += in_layer[k].eq(arr_jbase + k < self.n_in)
         flags_in = Signal(n)
         for k in range(n):
-            m.d.comb += flags_in[k].eq((rd.data[k] != 0) & in_layer[k])
+            m.d.comb += flags_in[k].eq(rd.nz[k] & in_layer[k])
         # The slots: the buffer's rounds and the scanned one, whose values stay in its slot
         # (`cur`) while its nonzeros go out (the credits keep at most D rounds after it, so
         # the D + 1 slots never overwrite it); no copy of a round is made when it is taken.

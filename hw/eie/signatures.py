@@ -136,7 +136,9 @@ class ActRead(_Group):
     it buffers what arrives); ``addr`` (out) is the row that enters it; ``data`` (in) shows the
     int16 activation of the row that entered ``ACT_READ_LATENCY`` advancing cycles earlier, one
     lane per PE (``lanes`` of them: an :class:`~amaranth.lib.data.ArrayLayout`; a PE's own
-    ``In(ActRead(addr_bits))`` has one value). No handshake: the file answers every cycle."""
+    ``In(ActRead(addr_bits))`` has one value); ``nz`` (in, a bit per lane) is ``data != 0``,
+    computed where ``data`` is registered, so that the reader's nonzero flags start from
+    flip-flops. No handshake: the file answers every cycle."""
 
     def __init__(self, addr_bits: int, lanes: int | None = None):
         lane = signed(16)
@@ -144,6 +146,7 @@ class ActRead(_Group):
             "en": Out(1),
             "addr": Out(addr_bits),
             "data": In(lane if lanes is None else data.ArrayLayout(lane, lanes)),
+            "nz": In(1 if lanes is None else lanes),
         }, addr_bits, lanes)
 
 

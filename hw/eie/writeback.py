@@ -36,8 +36,9 @@ WRITEBACK_LATENCY = 2
 
 
 class Writeback(wiring.Component):
-    """``acc``, ``w_frac``, ``relu`` in; ``y`` (int16) out :data:`WRITEBACK_LATENCY` ``en``
-    cycles later.
+    """``acc``, ``w_frac``, ``relu`` in; ``y`` (int16) and ``nz`` (``y != 0``, a register of
+    its own, so that a reader's nonzero flags start from flip-flops) out
+    :data:`WRITEBACK_LATENCY` ``en`` cycles later.
 
     Per cycle with ``en`` high: stage 1 registers the shifted ``acc`` with its round-half-even
     increment and ``relu``; stage 2 registers the saturated, rounded, rectified ``y``. With
@@ -54,6 +55,7 @@ class Writeback(wiring.Component):
             "w_frac": In(W_FRAC_BITS),
             "relu": In(1),
             "y": Out(signed(16)),
+            "nz": Out(1),
         })
 
     def elaborate(self, platform):
@@ -89,6 +91,8 @@ class Writeback(wiring.Component):
         m.d.comb += s16.eq(q[:16] + up)
         sat = Signal(signed(16))
         m.d.comb += sat.eq(Mux(hi, INT16_MAX, Mux(lo, INT16_MIN, s16)))
+        y = Signal(signed(16))
+        m.d.comb += y.eq(Mux(relu & sat[15], 0, sat))
         with m.If(self.en):
-            m.d.sync += self.y.eq(Mux(relu & sat[15], 0, sat))
+            m.d.sync += [self.y.eq(y), self.nz.eq(y != 0)]
         return m
