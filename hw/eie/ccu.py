@@ -57,7 +57,8 @@ class CCU(wiring.Component):
 
     Ports (:mod:`eie.hw.eie.signatures`): ``host`` (in, a :class:`HostPort` of the global
     region without ``mode``: writes in effect at the end of the cycle, layer-table writes only
-    while not ``busy``; ``r_addr`` -> ``r_data`` 2 cycles later); ``busy``, ``done``; ``bcast``
+    while not ``busy``; ``r_addr`` -> ``r_data`` 2 cycles later); ``busy``, ``done``,
+    ``starting`` (a run starts: ``busy`` rises at the end of this cycle); ``bcast``
     (out, a :class:`Broadcast` with one set of ``fill`` flags per PE) and ``idle_all`` (in:
     every PE is idle); ``act`` (out, the :class:`ActRead` stream of the LNZD, one ``data`` lane per PE);
     ``layer`` (out, :class:`LayerParams`: the layer's ``ptr_base``, ``entry_base``, source
@@ -84,6 +85,7 @@ class CCU(wiring.Component):
             # the global region's offset: the PE and offset fields of a host address
             "host": In(HostPort(mm.pe_bits + mm.off_bits, mode=False)),
             "busy": Out(1),
+            "starting": Out(1),
             "done": Out(1),
             "bcast": Out(Broadcast(c.j_bits, lanes=n)),
             "idle_all": In(1),
@@ -252,6 +254,7 @@ class CCU(wiring.Component):
                     with m.If((n_layers == 0) | (n_layers > L)):
                         m.d.sync += [err.eq(1), done.eq(0)]
                     with m.Else():
+                        m.d.comb += self.starting.eq(1)
                         m.d.sync += [err.eq(0), done.eq(0), self.busy.eq(1), run_cycles.eq(0),
                                      layer.eq(0), layer_out.src.bank.eq(0), src_flags.eq(0)]
                         m.next = "LSTART"

@@ -78,7 +78,9 @@ class PE(wiring.Component):
       ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` advancing (``en``) cycles later;
     * ``host`` (in, :class:`~eie.hw.eie.signatures.HostPort` with regions, offsets of
       ``MemoryMap.off_bits``): writes to the PE's memories; ``r_region``/``r_addr`` ->
-      ``r_data`` 3 cycles later (activation rows come out on ``act.data``);
+      ``r_data`` 3 cycles later (activation rows come out on ``act.data``); ``mode`` takes
+      effect in the next cycle (registered here: the controller's state reaches every PE's
+      memory-address multiplexers through a register of the PE's own);
     * ``idle`` (out).
 
     Per cycle: the FIFO takes the broadcast; the pointer stage takes the FIFO's head column
@@ -169,9 +171,12 @@ class PE(wiring.Component):
         # rows are read through the activation stream (``act.data``, ACT_READ_LATENCY cycles).
         # The pointer and sparse-matrix stages see their region's writes; the accumulator
         # decodes its two regions (bias, activations) itself.
+        mode = Signal()                 # host.mode, a cycle later
+        m.d.sync += mode.eq(host.mode)
         for blk, region in ((ptr, Region.PTR), (spm, Region.SPMAT), (acc, None)):
-            stmts = [getattr(blk.host, name).eq(getattr(host, name))
-                     for name in ("mode", "w_addr", "w_data", "r_addr")]
+            stmts = [blk.host.mode.eq(mode)]
+            stmts += [getattr(blk.host, name).eq(getattr(host, name))
+                      for name in ("w_addr", "w_data", "r_addr")]
             if region is not None:
                 stmts.append(blk.host.w_en.eq(host.w_en & (host.w_region == region)))
             else:

@@ -5,7 +5,8 @@ Ports: ``bus`` (a slave :class:`eie.hw.common.bus.BusSignature` of
 
 Host bus, per cycle: the request (address, data, strobes) is registered, a write's target
 decoded on the way (one registered write enable a PE and one for the CCU); one cycle later a
-write (``w_stb``) goes to the CCU (global region) or to the addressed PE's memory (while idle). A read (``r_stb``) presents the address to every PE's memories, its
+write (``w_stb``) goes to the CCU (global region) or to the addressed PE's memory (if the
+controller was idle in the request's cycle: a PE follows ``busy`` a cycle late). A read (``r_stb``) presents the address to every PE's memories, its
 activation read pipeline and the CCU's register file; the CCU registers its answer (cycle 2),
 the PEs each memory's word and then the region's (cycle 3), where the addressed word is selected
 and held; an activation comes out of the addressed PE's pipeline ``ACT_READ_LATENCY`` cycles
@@ -165,8 +166,11 @@ class EIETop(wiring.Component):
             ccu.host.r_addr.eq(goff),
             ccu.idle_all.eq(Cat(*(pe.idle for pe in pes)).all()),
         ]
-        # What every PE's host port shows (its w_en is its own).
-        pe_host = {"mode": ~ccu.busy, "w_region": region, "w_addr": off, "w_data": w_data,
+        # What every PE's host port shows (its w_en is its own). A PE takes ``mode`` a cycle
+        # later: it leaves host mode as busy rises (``starting`` a cycle ahead) and enters it a
+        # cycle after busy falls, so a request the bus made while busy is ignored.
+        pe_host = {"mode": ~(ccu.busy | ccu.starting), "w_region": region, "w_addr": off,
+                   "w_data": w_data,
                    "r_region": region, "r_addr": off}
         for k, pe in enumerate(pes):
             # Each PE's wiring in its own module for the Amaranth simulator (it re-evaluates a
