@@ -311,7 +311,7 @@ class LNZDHarness(Elaboratable):
         lnzd = LNZD(n, j_bits, rows, latency=L)
         names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "vals", "first",
                  "load", "none", "one", "priming", "pcount", "issue", "issue_jbase",
-                 "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ", "cur"]
+                 "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ", "cur", "cur_onehot"]
         names += [f"slot{q}_{f}" for q in range(lnzd.slots)
                   for f in ("vals", "flags")]
         names += ["in_layer"]
@@ -498,7 +498,8 @@ class LNZDHarness(Elaboratable):
             ok.append((priming, arr[i] == ((i < c) & (i + issued >= c)),
                        f"priming: stage {i} carries the round addressed {i + 1} cycles ago"))
         # scanning: every round after the held one arrives by the cycle it can be taken
-        ok.append((scanning, s["cur"] == Mux(rptr == 0, S - 1, rptr - 1),
+        ok.append((scanning, (s["cur"] == Mux(rptr == 0, S - 1, rptr - 1))
+                   & (s["cur_onehot"] == (1 << s["cur"])[:S]),
                    "scanning: the scanned round's slot is the one before the buffer's head"))
         ok.append((scanning, busy & (rnd < rows) & (jbase == rnd * n) & (jbase_next == jbase + n)
                    & ((issued >= rnd + 1 + L) | ~exists(issued)),

@@ -244,7 +244,6 @@ class LNZD(wiring.Component):
         m.d.comb += [
             o.valid.eq(running & root_valid),
             o.payload.j.eq(jbase + sel),
-            o.payload.a.eq(vals.as_value().word_select(sel, 16) if n > 1 else vals[0]),
             fire.eq(o.valid & o.ready),
             self.done.eq(running & ~root_valid & ~more),
         ]
@@ -310,7 +309,15 @@ class LNZD(wiring.Component):
         wptr = Signal(range(S))                   # where the next arrival goes
         occ = Signal(range(D + 1))                # rounds in the buffer
         cur = Signal(range(S))                    # the slot of the scanned round
+        cur_onehot = Signal(S)                    # ... one-hot
         m.d.comb += vals.eq(Array(slot_vals)[cur])
+        # The value offered: the picked leaf's word of every slot, the scanned slot's taken by
+        # an AND-OR on the one-hot pointer (no decoder between the pointer and the wide mux).
+        offered = Const(0, 16)
+        for i in range(S):
+            word = slot_vals[i].as_value().word_select(sel, 16) if n > 1 else slot_vals[i][0]
+            offered = offered | Mux(cur_onehot[i], word, 0)
+        m.d.comb += o.payload.a.eq(offered)
 
         def succ(ptr):
             return Mux(ptr == S - 1, 0, ptr + 1)
@@ -362,7 +369,7 @@ class LNZD(wiring.Component):
                     one.eq(value_any & ~value_several)]
 
         with m.If(first):
-            m.d.sync += [running.eq(1), cur.eq(rptr), jbase.eq(0),
+            m.d.sync += [running.eq(1), cur.eq(rptr), cur_onehot.eq(1 << rptr), jbase.eq(0),
                          jbase_next.eq(n), more.eq(n < self.n_in)]
             m.d.sync += set_pending(take_flags, take_any, take_several)
         with m.Elif(self.start):
@@ -370,6 +377,7 @@ class LNZD(wiring.Component):
         with m.Elif(load):
             m.d.sync += [
                 cur.eq(rptr),
+                cur_onehot.eq(1 << rptr),
                 jbase.eq(jbase_next),
                 jbase_next.eq(jbase_next + n),
                 more.eq(jbase_next + n < self.n_in),
