@@ -308,8 +308,10 @@ class LNZD(wiring.Component):
         rptr = Signal(range(S))                   # the buffer's head
         wptr = Signal(range(S))                   # where the next arrival goes
         occ = Signal(range(D + 1))                # rounds in the buffer
-        cur = Signal(range(S))                    # the slot of the scanned round
-        cur_onehot = Signal(S)                    # ... one-hot
+        # the slot of the scanned round, binary (for the proof's invariants and waveforms,
+        # with `vals`) and one-hot (what the offer uses)
+        cur = Signal(range(S))
+        cur_onehot = Signal(S)
         m.d.comb += vals.eq(Array(slot_vals)[cur])
         # The value offered: the picked leaf's word of every slot, the scanned slot's taken by
         # an AND-OR on the one-hot pointer (no decoder between the pointer and the wide mux).
