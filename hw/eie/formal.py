@@ -309,9 +309,9 @@ class LNZDHarness(Elaboratable):
         n_max = n * rows
         j_bits = max(1, (n_max - 1).bit_length())          # as EIEConfig.j_bits
         lnzd = LNZD(n, j_bits, rows, latency=L)
-        names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "vals", "first",
+        names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "first",
                  "load", "none", "one", "priming", "pcount", "issue", "issue_jbase",
-                 "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ", "cur", "cur_onehot"]
+                 "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ", "cur_onehot"]
         names += [f"slot{q}_{f}" for q in range(lnzd.slots)
                   for f in ("vals", "flags")]
         names += ["in_layer"]
@@ -427,7 +427,7 @@ class LNZDHarness(Elaboratable):
             return Const(v % (1 << a_bits), a_bits) if isinstance(v, int) else v[:a_bits]
 
         running, t_issue = s["running"], s["t_issue"]
-        jbase, jbase_next, pending, vals = s["jbase"], s["jbase_next"], s["pending"], s["vals"]
+        jbase, jbase_next, pending = s["jbase"], s["jbase_next"], s["pending"]
         priming, pcount = s["priming"], s["pcount"]
         arr, occ, rptr, wptr = s["arr"], s["occ"], s["rptr"], s["wptr"]
         scanning = Signal()
@@ -498,8 +498,11 @@ class LNZDHarness(Elaboratable):
             ok.append((priming, arr[i] == ((i < c) & (i + issued >= c)),
                        f"priming: stage {i} carries the round addressed {i + 1} cycles ago"))
         # scanning: every round after the held one arrives by the cycle it can be taken
-        ok.append((scanning, (s["cur"] == Mux(rptr == 0, S - 1, rptr - 1))
-                   & (s["cur_onehot"] == (1 << s["cur"])[:S]),
+        scanned = Signal(range(S))          # the scanned round's slot: the one before the head
+        m.d.comb += scanned.eq(Mux(rptr == 0, S - 1, rptr - 1))
+        vals = Signal(len(s["slot0_vals"]))
+        m.d.comb += vals.eq(Array(s[f"slot{q}_vals"] for q in range(S))[scanned])
+        ok.append((scanning, s["cur_onehot"] == (1 << scanned)[:S],
                    "scanning: the scanned round's slot is the one before the buffer's head"))
         ok.append((scanning, busy & (rnd < rows) & (jbase == rnd * n) & (jbase_next == jbase + n)
                    & ((issued >= rnd + 1 + L) | ~exists(issued)),

@@ -191,7 +191,6 @@ class LNZD(wiring.Component):
 
         pending = Signal(n)
         vals_layout = data.ArrayLayout(signed(16), n)
-        vals = Signal(vals_layout)                # the scanned round's values (its slot's)
         jbase = Signal(self._j_bits + 1)          # j of leaf 0 in the current round
         jbase_next = Signal(self._j_bits + 1)     # j of leaf 0 in the next round
         rd, o = self.rd, self.o
@@ -300,7 +299,7 @@ class LNZD(wiring.Component):
         for k in range(n):
             m.d.comb += flags_in[k].eq(rd.nz[k] & in_layer[k])
         # The slots: the buffer's rounds and the scanned one, whose values stay in its slot
-        # (`cur`) while its nonzeros go out (the credits keep at most D rounds after it, so
+        # (`cur_onehot`, the slot before the buffer's head) while its nonzeros go out (the credits keep at most D rounds after it, so
         # the D + 1 slots never overwrite it); no copy of a round is made when it is taken.
         S = self.slots
         slot_vals = [Signal(vals_layout, name=f"slot{i}_vals") for i in range(S)]
@@ -308,11 +307,7 @@ class LNZD(wiring.Component):
         rptr = Signal(range(S))                   # the buffer's head
         wptr = Signal(range(S))                   # where the next arrival goes
         occ = Signal(range(D + 1))                # rounds in the buffer
-        # the slot of the scanned round, binary (for the proof's invariants and waveforms,
-        # with `vals`) and one-hot (what the offer uses)
-        cur = Signal(range(S))
-        cur_onehot = Signal(S)
-        m.d.comb += vals.eq(Array(slot_vals)[cur])
+        cur_onehot = Signal(S)                    # the slot of the scanned round, one-hot
         # The value offered: the picked leaf's word of every slot, the scanned slot's taken by
         # an AND-OR on the one-hot pointer (no decoder between the pointer and the wide mux).
         offered = Const(0, 16)
@@ -371,14 +366,13 @@ class LNZD(wiring.Component):
                     one.eq(value_any & ~value_several)]
 
         with m.If(first):
-            m.d.sync += [running.eq(1), cur.eq(rptr), cur_onehot.eq(1 << rptr), jbase.eq(0),
+            m.d.sync += [running.eq(1), cur_onehot.eq(1 << rptr), jbase.eq(0),
                          jbase_next.eq(n), more.eq(n < self.n_in)]
             m.d.sync += set_pending(take_flags, take_any, take_several)
         with m.Elif(self.start):
             m.d.sync += [running.eq(0)] + set_pending(0, 0, 0)
         with m.Elif(load):
             m.d.sync += [
-                cur.eq(rptr),
                 cur_onehot.eq(1 << rptr),
                 jbase.eq(jbase_next),
                 jbase_next.eq(jbase_next + n),
