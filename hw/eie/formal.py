@@ -311,7 +311,8 @@ class LNZDHarness(Elaboratable):
         lnzd = LNZD(n, j_bits, rows, latency=L)
         names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "first",
                  "load", "none", "one", "priming", "pcount", "issue", "issue_jbase",
-                 "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ", "cur_onehot"]
+                 "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ",
+                 "cur_onehot"]
         names += [f"slot{q}_{f}" for q in range(lnzd.slots)
                   for f in ("vals", "flags")]
         names += ["in_layer"]

@@ -299,8 +299,9 @@ class LNZD(wiring.Component):
         for k in range(n):
             m.d.comb += flags_in[k].eq(rd.nz[k] & in_layer[k])
         # The slots: the buffer's rounds and the scanned one, whose values stay in its slot
-        # (`cur_onehot`, the slot before the buffer's head) while its nonzeros go out (the credits keep at most D rounds after it, so
-        # the D + 1 slots never overwrite it); no copy of a round is made when it is taken.
+        # (`cur_onehot`, the slot before the buffer's head) while its nonzeros go out (the
+        # credits keep at most D rounds after it, so the D + 1 slots never overwrite it); no
+        # copy of a round is made when it is taken.
         S = self.slots
         slot_vals = [Signal(vals_layout, name=f"slot{i}_vals") for i in range(S)]
         slot_flags = [Signal(n, name=f"slot{i}_flags") for i in range(S)]
