@@ -10,8 +10,9 @@ controller was idle in the request's cycle: a PE follows ``busy`` a cycle late).
 (``r_stb``) presents the address to every PE's memories, its activation read pipeline and the
 CCU's register file; the CCU registers its answer (cycle 2), the PEs each memory's word and then
 the region's (cycle 3), where the addressed word is selected and held; an activation comes out
-of the addressed PE's pipeline ``ACT_READ_LATENCY`` cycles after ``r_stb`` and is registered; ``r_data`` is registered and ``r_ack`` rises
-:data:`READ_LATENCY` (8) cycles after ``r_stb`` for every address. Unmapped addresses (a PE number
+of the addressed PE's pipeline ``ACT_READ_LATENCY`` cycles after ``r_stb`` and is registered;
+``r_data`` is registered and ``r_ack`` rises :data:`READ_LATENCY` (8) cycles after ``r_stb``
+for every address. Unmapped addresses (a PE number
 ``>= n_pe``, an offset past a memory's depth, regions 6 and 7, unused global offsets) read 0 and
 ignore writes.
 """
