@@ -105,24 +105,29 @@ def test_pointer_banks_odd_and_even_j(simulate):
             await ctx.tick()
         ctx.set(dut.host.w_en, 0)
         ctx.set(dut.host.mode, 0)
+        # a column's value comes on col_a in the cycle after it is taken (as from the FIFO);
+        # in any other cycle col_a holds a value no column has
         for base, j in cols:
             if base != ctx.get(dut.ptr_base):
                 ctx.set(dut.col.valid, 0)
                 ctx.set(dut.ptr_base, base)       # a new layer: its base a cycle ahead
                 consume(ctx)
                 await ctx.tick()
+                ctx.set(dut.col_a, -1)
             ctx.set(dut.col.valid, 1)
-            ctx.set(dut.col.payload, {"j": j, "a": 100 * base + j})
+            ctx.set(dut.col.payload, {"j": j})
             while True:
                 popped = ctx.get(dut.col.ready)
                 consume(ctx)
                 await ctx.tick()
+                ctx.set(dut.col_a, 100 * base + j if popped else -1)
                 if popped:
                     break
         ctx.set(dut.col.valid, 0)
         for _ in range(40):
             consume(ctx)
             await ctx.tick()
+            ctx.set(dut.col_a, -1)
 
     simulate(dut, bench)
     want = [(ptrs[b + j], ptrs[b + j + 1], 100 * b + j) for b, j in cols
@@ -133,7 +138,9 @@ def test_pointer_banks_odd_and_even_j(simulate):
 @pytest.mark.parametrize("depth", [1, 2, 8])
 def test_act_fifo_bypass_and_order(simulate, depth):
     """An empty FIFO offers the arriving broadcast in its own cycle (taken, it is not stored);
-    otherwise the head; nonzeros come out once each, in order, whatever the consumer does."""
+    otherwise the head; nonzeros come out once each, in order, whatever the consumer does, each
+    value on ``a`` in the cycle after its column (it arrives on ``bcast.a`` a cycle after its
+    ``j``)."""
     cfg = EIEConfig(n_pe=1, fifo_depth=depth, ptr_depth=16, spmat_depth=8, act_depth=512,
                     acc_depth=16, bias_depth=4)      # j up to 511: every nonzero's own j
     dut = ActFifo(cfg)
@@ -143,35 +150,35 @@ def test_act_fifo_bypass_and_order(simulate, depth):
 
     async def bench(ctx):
         n = 0
-        for t in range(400):
+        taken = None                # the j taken in the last cycle: its value shows now
+        late = 0x7FFF               # bcast.a: the value of the last cycle's arrival, if any
+        for t in range(400 + depth + 2):
+            ctx.set(dut.bcast.a, late)
+            if taken is not None:
+                got.append((taken, ctx.get(dut.a)))
+                taken = None
             level = ctx.get(dut.fifo.level)
             # never more arrivals than the FIFO can hold (the controller's job): send when room
             send = bool(rng.random() < 0.6) and level < depth and t < 360
             ctx.set(dut.bcast.valid, send)
             ctx.set(dut.bcast.j, n)
-            ctx.set(dut.bcast.a, 1000 + n)
-            ctx.set(dut.o.ready, bool(ready[t]))
-            if ctx.get(dut.o.valid) and ready[t]:
-                p = ctx.get(dut.o.payload)
-                got.append((p.j, p.a))
+            take = bool(ready[t]) if t < 400 else True
+            ctx.set(dut.o.ready, take)
+            if ctx.get(dut.o.valid) and take:
+                taken = ctx.get(dut.o.payload).j
                 if send and level == 0:
                     bypassed.append(n)
-                    assert (p.j, p.a) == (n, 1000 + n)     # the arrival itself, this cycle
+                    assert taken == n                     # the arrival itself, this cycle
             if send and level == 0:
                 assert ctx.get(dut.o.valid)               # offered in its own cycle
+            late = 0x7FFF
             if send:
                 sent.append((n, 1000 + n))
+                late = 1000 + n
                 n += 1
             await ctx.tick()
             if bypassed and bypassed[-1] == n - 1 and send:
                 assert ctx.get(dut.fifo.level) == 0      # taken from the bypass: not stored
-        ctx.set(dut.bcast.valid, 0)
-        for _ in range(depth + 2):
-            ctx.set(dut.o.ready, 1)
-            if ctx.get(dut.o.valid):
-                p = ctx.get(dut.o.payload)
-                got.append((p.j, p.a))
-            await ctx.tick()
 
     simulate(dut, bench)
     assert got == sent
@@ -470,6 +477,8 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                 in_flight = valids[0] + valids[1]
                 blocked = any((f >> in_flight) & 1 for f in fills[0])
                 valid = ctx.get(dut.bcast.valid)
+                if valids[1]:                    # the value of last cycle's broadcast, now
+                    cur["bcast"][-1][1] = ctx.get(dut.bcast.a)
                 ctx.set(dut.idle_all, int(rng.random() < 0.4))
                 layer, src = dut.layer, dut.layer.src
                 if ctx.get(layer.start):
@@ -478,7 +487,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                     seen["bcast_while_full"] += blocked
                     idx = ctx.get(layer.idx)     # what a PE's copy holds for the layer
                     cb = [pe_codebook.get(16 * idx + i) for i in range(16)]
-                    cur["bcast"].append((ctx.get(dut.bcast.j), ctx.get(dut.bcast.a)))
+                    cur["bcast"].append([ctx.get(dut.bcast.j), None])
                     cur.setdefault("during", set()).add((
                         ctx.get(layer.ptr_base), ctx.get(layer.entry_base), tuple(cb),
                         ctx.get(src.bank), ctx.get(src.w_frac), ctx.get(src.relu),
@@ -496,6 +505,8 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                     seen["layers"].append(cur)
                     if len(seen["layers"]) == n_run:
                         await ctx.tick()
+                        if valid:                # the last broadcast's value
+                            cur["bcast"][-1][1] = ctx.get(dut.bcast.a)
                         break
                 await ctx.tick()
                 cycle += 1
@@ -517,7 +528,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
         assert [L["idx"] for L in seen["layers"]] == list(range(n_run))
         for l, L in enumerate(seen["layers"]):
             d, bank = layers[l], l % 2
-            want = [(j, int(acts[bank][j])) for j in range(d["n_in"]) if acts[bank][j]]
+            want = [[j, int(acts[bank][j])] for j in range(d["n_in"]) if acts[bank][j]]
             assert L["bcast"] == want, f"layer {l}"
             prev = layers[l - 1] if l else {"w_frac": 0, "relu": 0, "has_bias": 0}
             if want:

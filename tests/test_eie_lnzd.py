@@ -11,8 +11,8 @@ from eie.hw.eie.memory_map import ACT_READ_LATENCY
 
 
 def run_lnzd(simulate, activation_files, n, x, *, ready_pattern=None, depth=None, latency=1):
-    """x: the layer input (n_in,). Returns [(cycle, j, a)] of accepted outputs and the cycle
-    (after start) at which done rose. Each leaf reads a memory through a pipeline of
+    """x: the layer input (n_in,). Returns [(cycle, j, a)] of accepted outputs (``a`` read
+    from the ``a`` port in the cycle after) and the cycle (after start) at which done rose. Each leaf reads a memory through a pipeline of
     ``latency`` registers that advance while ``rd.en`` (held high by the LNZD; like the PE's
     activation read); the addresses past the input hold stale non-zero values."""
     n_in = len(x)
@@ -30,14 +30,18 @@ def run_lnzd(simulate, activation_files, n, x, *, ready_pattern=None, depth=None
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
+        fired = None                        # (cycle, j) of the nonzero taken in the last cycle
         for cyc in range(1, 4 * (n_in + depth) + 10):
+            if fired is not None:
+                out.append((*fired, ctx.get(dut.a)))
+                fired = None
             ready = 1 if ready_pattern is None else ready_pattern(cyc)
             ctx.set(dut.o.ready, ready)
             if ctx.get(dut.done):
                 done_at[0] = cyc
                 return
             if ctx.get(dut.o.valid) and ready:
-                out.append((cyc, ctx.get(dut.o.payload.j), ctx.get(dut.o.payload.a)))
+                fired = (cyc, ctx.get(dut.o.payload.j))
             await ctx.tick()
 
     simulate(m, bench)

@@ -10,10 +10,11 @@ States and what happens in each cycle:
   per-layer counters restart and the destination bank's valid bits clear (``layer.start``).
 * ``BCAST`` -- for the first ``ACT_READ_LATENCY`` cycles the read pipelines fill and nothing is
   offered (in the last of them the LNZD loads round 0); then the LNZD (the root of the quadtree
-  is here) offers the next nonzero ``(j, a_j)``;
+  is here) offers the next nonzero ``j`` (its value ``a_j`` in the cycle after);
   it is taken in this cycle unless the registered fill flags of some PE say its FIFO may have
   no room for it and the broadcasts still in flight (:mod:`eie.hw.eie.act_fifo`), and then
-  written into every PE's FIFO in the next cycle (``bcast.valid``, registered); otherwise held
+  written into every PE's FIFO in the next cycle (``bcast.valid`` and ``j``, registered; its
+  value ``bcast.a`` a cycle later); otherwise held
   (``bcast.stall`` in the next cycle: every PE whose flag was set counts a stall cycle).
   Leaves when the LNZD is done.
 * ``DRAIN`` -- waits until every PE is idle (FIFO empty, no broadcast arriving, nothing in the
@@ -67,7 +68,8 @@ class CCU(wiring.Component):
 
     Handshake (``BCAST``): the LNZD's nonzero is taken (``o.ready``) unless ``hold``: the
     registered OR of every PE's ``fill`` flags, at bit ``in_flight`` (the broadcasts decided 1
-    and 2 cycles ago); ``bcast.valid``/``j``/``a`` show it in the next cycle, else
+    and 2 cycles ago); ``bcast.valid``/``j`` show it in the next cycle (``bcast.a`` in the
+    one after), else
     ``bcast.stall`` and ``bcast.in_flight`` say it was held. Latency: ``LSTART`` follows the
     start's cycle; descriptor latched at its end; first nonzero taken
     ``ACT_READ_LATENCY + 1`` cycles after ``LSTART``, in the FIFOs a cycle later. Counts: ``CYCLES``
@@ -239,7 +241,9 @@ class CCU(wiring.Component):
         held = Signal()                     # ... is held back
         m.d.sync += [
             bcast.valid.eq(decide), bcast.stall.eq(held), bcast.in_flight.eq(in_flight),
-            bcast.j.eq(lnzd.o.payload.j), bcast.a.eq(lnzd.o.payload.a),
+            bcast.j.eq(lnzd.o.payload.j),
+            bcast.a.eq(lnzd.a),             # the LNZD's value comes a cycle after its j
+
         ]
 
         lcyc = Signal(32)

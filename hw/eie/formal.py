@@ -75,7 +75,7 @@ PORTS = {
     "o.valid": "o.valid",
     "o.ready": "o.ready",
     "o.j": "o.payload.j",
-    "o.a": "o.payload.a",
+    "a": "a",
     "bcast.valid": "bcast.valid",
     "bcast": "bcast",
     "bcast.fill": "bcast.fill",
@@ -272,8 +272,8 @@ class LNZDHarness(Elaboratable):
     ``latency`` advancing (``rd.en``, which the LNZD holds high) cycles earlier.
 
     The properties, on every ``o_valid & o_ready`` (with ``last`` the ``j`` of the layer's last
-    broadcast): ``j < n_in``; ``a == x_j != 0``; ``j > last``; no nonzero between ``last``
-    and ``j``. On ``done``: no nonzero after ``last``. Whenever the LNZD takes a round, it is
+    broadcast): ``j < n_in``; ``j > last``; no nonzero between ``last`` and ``j``; in the
+    next cycle, ``a == x_j != 0``. On ``done``: no nonzero after ``last``. Whenever the LNZD takes a round, it is
     in the round buffer or arriving. The strengthening invariants tie the LNZD's registers to
     the model: the rounds addressed (``t_issue``) are the taken ones, the buffered ones and
     the ones in flight, in order, each in-flight stage carrying its round's row; every buffer
@@ -322,7 +322,8 @@ class LNZDHarness(Elaboratable):
         # ---- the activation files: PE k's row t holds x_{t*n+k}; rows past act_depth too
         rd_en, rd_addr, rd_data, rd_nz = (port(lnzd, f"rd.{x}")
                                           for x in ("en", "addr", "data", "nz"))
-        o_valid, o_ready, o_j, o_a = (port(lnzd, f"o.{x}") for x in ("valid", "ready", "j", "a"))
+        o_valid, o_ready, o_j = (port(lnzd, f"o.{x}") for x in ("valid", "ready", "j"))
+        o_a = port(lnzd, "a")
         a_bits = len(rd_addr)
         mem = [[free(m, signed(16), f"x_pe{k}_row{t}", const=True) for t in range(1 << a_bits)]
                for k in range(n)]
@@ -363,6 +364,8 @@ class LNZDHarness(Elaboratable):
         last = Signal(j_bits)           # the j of the last one
         fire = Signal()
         m.d.comb += fire.eq(o_valid & o_ready)
+        fired = Signal()                # a nonzero went out in the previous cycle (its j: last)
+        m.d.sync += fired.eq(fire)
         with m.If(start):
             m.d.sync += seen.eq(0)
         with m.Elif(fire):
@@ -373,17 +376,19 @@ class LNZDHarness(Elaboratable):
             cond = (x[j] != 0) & (j < n_in) & (~lo_seen | (j > lo))
             return cond & (j < hi) if hi is not None else cond
 
-        x_at = Array(x)[o_j]
+        x_last = Array(x)[last]
         skipped = Cat(*(pending_nonzero(j, seen, last, o_j) for j in range(n_max))).any()
         left = Cat(*(pending_nonzero(j, seen, last) for j in range(n_max))).any()
         with m.If(fire):
             m.d.comb += [
                 Assert(o_j < n_in, "a broadcast is an input of the layer (j < n_in)"),
-                Assert((o_a == x_at) & (o_a != 0),
-                       "a broadcast carries its activation, a nonzero"),
                 Assert(~seen | (o_j > last), "broadcasts go out in increasing j (each once)"),
                 Assert(~skipped, "no nonzero is skipped (none between two broadcasts)"),
             ]
+        with m.If(fired):
+            m.d.comb += Assert((o_a == x_last) & (o_a != 0),
+                               "a broadcast's value, in the next cycle, is its activation, "
+                               "a nonzero")
         m.d.comb += [
             Assert(~s["take"] | (s["occ"] != 0) | s["arrival"],
                    "a round is in the buffer or arriving when the LNZD takes one"),

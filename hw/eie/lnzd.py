@@ -39,8 +39,10 @@ holds activation ``t`` of every PE's source file, i.e. the inputs ``j = t*n .. t
 * cycle ``latency`` after ``start``: round 0 arrives and is taken: every leaf takes its value and
   is flagged if it is nonzero and ``j < n_in``;
 * then, if the round still has a pending nonzero, the tree picks the lowest leaf ``k`` with one
-  and offers ``(j = t*n + k, a_j)`` on the ``o`` stream; when the consumer takes it
-  (``o.ready``), the leaf's flag clears;
+  and offers ``j = t*n + k`` on the ``o`` stream; when the consumer takes it (``o.ready``),
+  the leaf's flag clears; its value ``a_j`` shows on ``a`` in the next cycle (the pick and the
+  scanned slot are registered, and the value is selected from the slot then: the route from
+  the tree to the slots' value multiplexers is not on the path of the decision);
 * in the cycle where the round has no pending nonzero left (including the one taken this cycle),
   the next round is taken the same way (registered "none" and "exactly one" flags of the
   round's pending nonzeros say whether a taken nonzero was the round's last: the load starts
@@ -137,12 +139,13 @@ class LNZD(wiring.Component):
     (out, :class:`~eie.hw.eie.signatures.ActRead` with ``n`` lanes: the read pipelines into
     every PE's source file, ``latency`` stages, and the ``n`` values they deliver), ``o`` (out,
     an :class:`amaranth.lib.stream.Signature` of :func:`~eie.hw.eie.signatures.nonzero_layout`:
-    the next nonzero ``(j, a)``; ``o.valid`` does not depend on ``o.ready``), ``done``.
+    the next nonzero's ``j``; ``o.valid`` does not depend on ``o.ready``), ``a`` (out, int16:
+    the value of the nonzero offered on ``o`` in the previous cycle), ``done``.
 
     Per cycle: a round is addressed if the layer has one left and a credit is free (registers
     only); the round addressed ``latency`` cycles ago arrives into the round buffer; if the
-    scanned round has a pending nonzero, the lowest one is offered on ``o`` and its flag clears
-    when ``o.ready``; when the round has none left after this cycle, the next round is taken
+    scanned round has a pending nonzero, the lowest one is offered on ``o`` (its value on ``a``
+    in the next cycle) and its flag clears when ``o.ready``; when the round has none left after this cycle, the next round is taken
     from the buffer (or from ``rd.data`` as it arrives, if the buffer is empty).
     """
 
@@ -160,6 +163,7 @@ class LNZD(wiring.Component):
             "n_in": In(j_bits + 1),
             "rd": Out(ActRead(index_bits(addr_depth), lanes=n)),
             "o": Out(stream.Signature(nonzero_layout(j_bits))),
+            "a": Out(signed(16)),
             "done": Out(1),
         })
 
@@ -309,13 +313,19 @@ class LNZD(wiring.Component):
         wptr = Signal(range(S))                   # where the next arrival goes
         occ = Signal(range(D + 1))                # rounds in the buffer
         cur_onehot = Signal(S)                    # the slot of the scanned round, one-hot
-        # The value offered: the picked leaf's word of every slot, the scanned slot's taken by
-        # an AND-OR on the one-hot pointer (no decoder between the pointer and the wide mux).
+        # The value offered, a cycle later: the pick and the scanned slot registered (the slot
+        # keeps its round in the next cycle too: an arrival goes into a free slot, and a slot
+        # freed by a take is written at the end of the next cycle at the earliest); then the
+        # picked leaf's word of every slot, the scanned slot's taken by an AND-OR on the
+        # one-hot pointer (no decoder between the pointer and the wide mux).
+        a_pick = Signal.like(sel)
+        a_slot = Signal(S)
+        m.d.sync += [a_pick.eq(sel), a_slot.eq(cur_onehot)]
         offered = Const(0, 16)
         for i in range(S):
-            word = slot_vals[i].as_value().word_select(sel, 16) if n > 1 else slot_vals[i][0]
-            offered = offered | Mux(cur_onehot[i], word, 0)
-        m.d.comb += o.payload.a.eq(offered)
+            word = slot_vals[i].as_value().word_select(a_pick, 16) if n > 1 else slot_vals[i][0]
+            offered = offered | Mux(a_slot[i], word, 0)
+        m.d.comb += self.a.eq(offered)
 
         def succ(ptr):
             return Mux(ptr == S - 1, 0, ptr + 1)

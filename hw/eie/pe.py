@@ -3,9 +3,11 @@
 Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the sub-blocks):
 
 1. activation FIFO (:class:`~eie.hw.eie.act_fifo.ActFifo`, ``fifo_depth`` entries): takes the
-   broadcast ``(j, a_j)`` in the cycle ``bcast.valid`` shows it (the controller decided it a cycle
-   earlier, from the PEs' registered fill flags ``bcast.fill``: the back-pressure); an empty
-   FIFO hands it to the pointer stage in that cycle (bypass);
+   broadcast ``j`` in the cycle ``bcast.valid`` shows it (the controller decided it a cycle
+   earlier, from the PEs' registered fill flags ``bcast.fill``: the back-pressure) and its
+   value ``a_j`` in the next (the values travel a cycle behind their columns, up to the
+   pointer stage's second cycle); an empty FIFO hands the column to the pointer stage in that
+   cycle (bypass);
 2. :class:`~eie.hw.eie.ptr_read.PtrRead` (``ptr_``): one column a cycle, ``p[j]`` and ``p[j+1]``
    from the even/odd banks (registered behind the RAMs); non-empty columns go into the pointer
    queue;
@@ -67,8 +69,8 @@ class PE(wiring.Component):
 
     Ports (:func:`pe_signature`, groups of :mod:`eie.hw.eie.signatures`):
 
-    * ``bcast`` (in, :class:`~eie.hw.eie.signatures.Broadcast`): ``valid``/``j``/``a`` are
-      written into the FIFO in the cycle ``valid`` is high; ``fill`` (out, registered) are the
+    * ``bcast`` (in, :class:`~eie.hw.eie.signatures.Broadcast`): ``valid``/``j`` are
+      written into the FIFO in the cycle ``valid`` is high, ``a`` in the next; ``fill`` (out, registered) are the
       FIFO's fill flags, the back-pressure; ``stall``/``in_flight``: the CCU held a nonzero
       back in the previous cycle (see :class:`~eie.hw.eie.act_fifo.ActFifo`);
     * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base``,
@@ -129,7 +131,7 @@ class PE(wiring.Component):
         wires("w_fifo", connect=[(wiring.flipped(bcast), fifo.bcast)])
         wires("w_ptr", [
             ptr.col.valid.eq(fifo.o.valid), ptr.col.payload.eq(fifo.o.payload),
-            fifo.o.ready.eq(ptr.col.ready),
+            fifo.o.ready.eq(ptr.col.ready), ptr.col_a.eq(fifo.a),
             ptr.ptr_base.eq(layer.ptr_base),
         ])
         wires("w_spm", [spm.entry_base.eq(layer.entry_base)], connect=[(ptr.q, spm.q)])

@@ -10,7 +10,8 @@ Per cycle: if a column waits (``col.valid``) and the pointer queue will have roo
 (``col.ready``) and both banks are read (``ptr_`` stage); one cycle later the pair arrives from
 the block RAMs and is registered (``ptr1`` -> ``ptr2``, so nothing but a register follows the
 RAMs' slow clock-to-output); in the cycle after that, if the column has entries in this PE
-(``end != start``), ``(start, end, a)`` is pushed into the pointer queue. An empty column is
+(``end != start``), ``(start, end, a)`` is pushed into the pointer queue (the column's value
+``a`` comes a cycle after its ``j``, on ``col_a``, and is registered with the pair). An empty column is
 dropped here, so it never costs the entry stage a cycle. The queue head (``q``, a stream) is
 taken by the entry stage with ``q.ready``; an empty queue offers the column being pushed in the
 same cycle (bypass: the entry stage issues its first entry then, and a column it finishes in
@@ -51,7 +52,8 @@ class PtrRead(wiring.Component):
     pointer queue, one column a cycle.
 
     Ports: ``col`` (in, a stream of :func:`~eie.hw.eie.signatures.nonzero_layout`: the FIFO's
-    head; ``col.ready`` is the FIFO's read enable), ``ptr_base`` (the layer's first pointer;
+    head column; ``col.ready`` is the FIFO's read enable), ``col_a`` (in, int16: the value of
+    the column taken in the previous cycle), ``ptr_base`` (the layer's first pointer;
     it must have been stable for a cycle when a column comes: ``ptr_base + 1`` is registered),
     ``q`` (out, a stream of :func:`column_layout`: the queue head, taken by the entry stage),
     ``idle`` (no read in flight, queue empty), ``idle_next`` (what ``idle`` shows in the next
@@ -61,7 +63,8 @@ class PtrRead(wiring.Component):
 
     Per cycle: a column is taken when ``col.ready = col.valid & ~host.mode & (queue level +
     reads in flight < ptr_queue_depth)``; both banks are read; one cycle later the pair is
-    registered; one more and the column is pushed if ``end != start``. So a column taken in
+    registered with the value on ``col_a``; one more and the column is pushed if
+    ``end != start``. So a column taken in
     cycle ``t`` is pushed in ``t + 2`` (an empty column is dropped) and heads the queue from
     ``t + 3`` at the earliest. Counts nothing.
     """
@@ -71,6 +74,7 @@ class PtrRead(wiring.Component):
         self._bank_depth = (c.ptr_depth + 1) // 2
         super().__init__({
             "col": In(stream.Signature(nonzero_layout(c.j_bits))),
+            "col_a": In(signed(16)),
             "ptr_base": In(c.ptr_base_bits),
             "q": Out(stream.Signature(column_layout(c))),
             "idle": Out(1),
@@ -93,7 +97,6 @@ class PtrRead(wiring.Component):
         ptr_take = Signal()
         ptr1_valid = Signal()
         ptr1_odd = Signal()
-        ptr1_a = Signal(signed(16))
         ptr2_valid = Signal()
         ptr2_start = Signal(c.ptr_bits)
         ptr2_end = Signal(c.ptr_bits)
@@ -114,8 +117,7 @@ class PtrRead(wiring.Component):
             m.d.comb += [er.addr.eq((host.r_addr + 1) >> 1), orr.addr.eq(host.r_addr >> 1)]
         with m.Else():
             m.d.comb += [er.addr.eq(ptr_P1 >> 1), orr.addr.eq(ptr_P >> 1)]
-        m.d.sync += [ptr1_valid.eq(ptr_take), ptr1_odd.eq(self.ptr_base[0] ^ self.col.payload.j[0]),
-                     ptr1_a.eq(self.col.payload.a)]
+        m.d.sync += [ptr1_valid.eq(ptr_take), ptr1_odd.eq(self.ptr_base[0] ^ self.col.payload.j[0])]
 
         # Host writes and reads (pointer p lives in bank p & 1 at p >> 1).
         m.d.comb += [
@@ -137,7 +139,7 @@ class PtrRead(wiring.Component):
             ptr1_end.eq(Mux(ptr1_odd, er.data, orr.data)),
         ]
         m.d.sync += [ptr2_valid.eq(ptr1_valid), ptr2_start.eq(ptr1_start),
-                     ptr2_end.eq(ptr1_end), ptr2_a.eq(ptr1_a)]
+                     ptr2_end.eq(ptr1_end), ptr2_a.eq(self.col_a)]
         span = Signal(c.ptr_bits)
         m.d.comb += [
             span.eq(ptr2_end - ptr2_start),

@@ -36,8 +36,12 @@ __all__ = ["Broadcast", "LayerParams", "SourceParams", "ActRead", "HostPort", "n
 
 
 def nonzero_layout(j_bits: int) -> data.StructLayout:
-    """A nonzero input activation: its column ``j`` and value ``a`` (int16)."""
-    return data.StructLayout({"j": j_bits, "a": signed(16)})
+    """A nonzero input activation's column ``j``: the payload of the streams that carry
+    nonzeros (LNZD -> CCU, FIFO -> pointer stage). Its value ``a`` (int16) follows a cycle
+    later on a port of its own beside each stream (``a``, ``col_a``): it is needed only at the
+    multiplier, stages later, and picking it a cycle after the decision keeps it off the
+    decision's path."""
+    return data.StructLayout({"j": j_bits})
 
 
 class _Group(wiring.Signature):
@@ -63,8 +67,10 @@ class Broadcast(_Group):
     """The controller's broadcast of the next nonzero ``(j, a_j)`` to every PE's FIFO, seen from
     the controller; every member is a register on its side (:mod:`eie.hw.eie.act_fifo`).
 
-    Members (out): ``valid``: the nonzero ``j``, ``a`` is written into every PE's FIFO in this
-    cycle (the controller decided it in the previous one); ``stall``: in the previous cycle a
+    Members (out): ``valid``: the nonzero ``j`` is written into every PE's FIFO in this
+    cycle (the controller decided it in the previous one); ``a``: the value of the nonzero
+    ``valid`` showed in the previous cycle (a cycle behind its ``j``: the controller picks it
+    a cycle after the decision; the FIFO stores it a cycle late); ``stall``: in the previous cycle a
     nonzero was offered but held back, because some PE's ``fill[in_flight]`` was set;
     ``in_flight``: the broadcasts the controller counted in flight for that decision (0 ..
     :data:`~eie.hw.eie.memory_map.BCAST_IN_FLIGHT`). In: ``fill`` (``BCAST_IN_FLIGHT + 1``
