@@ -155,12 +155,14 @@ def simulate_fixture() -> Callable[..., None]:
 # ----------------------------------------------------------------------------- EIE models
 
 def activation_files(m, n: int, inputs: Sequence, *, addr, en, latency: int, bank=None,
-                     stale: int = 0x5A5A) -> list:
+                     stale: int = 0x5A5A, into=None) -> list:
     """The PE array's activation files as the LNZD leaves see them, added to module ``m``: per
     PE ``k`` a memory per bank ``b`` holding ``inputs[b]`` (a layer input: element ``j`` in PE
     ``j % n`` at address ``j // n``; every other address ``stale``), read at ``addr``, bank
     ``bank`` (a signal; bank 0 when None), through ``latency`` registers that advance with
-    ``en`` (as the PE's accumulator file reads them). Returns the ``n`` 16-bit read values."""
+    ``en`` (as the PE's accumulator file reads them). Returns the ``n`` 16-bit read values;
+    with ``into`` (a reader's :class:`~eie.hw.eie.signatures.ActRead` port) they are also
+    connected to it as the PEs connect them (:func:`lane_reads`)."""
     from amaranth.hdl import Mux, Signal
     from amaranth.lib.memory import Memory
 
@@ -182,7 +184,26 @@ def activation_files(m, n: int, inputs: Sequence, *, addr, en, latency: int, ban
                 m.d.sync += reg.eq(stage)
             stage = reg
         out.append(stage)
+    if into is not None:
+        lane_reads(m, into, out)
     return out
+
+
+def lane_reads(m, rd, reads) -> None:
+    """Connect ``reads`` (the PEs' activation reads, :func:`activation_files`) to the reader's
+    :class:`~eie.hw.eie.signatures.ActRead` port ``rd`` as the PEs do: ``data`` and its ``nz``
+    flag per lane, and, if ``rd`` has round slots, every lane's
+    :class:`~eie.hw.eie.round_slots.RoundSlots` (the PE's own block) between them."""
+    from eie.hw.eie.round_slots import RoundSlots
+
+    m.d.comb += [rd.data[k].eq(r) for k, r in enumerate(reads)]
+    m.d.comb += [rd.nz[k].eq(r != 0) for k, r in enumerate(reads)]
+    if "held" in rd.signature.members:
+        for k, r in enumerate(reads):
+            slots = RoundSlots(len(rd.scan))
+            m.submodules[f"round_slots{k}"] = slots
+            m.d.comb += [slots.data.eq(r), slots.we.eq(rd.slot_we), slots.scan.eq(rd.scan),
+                         rd.held[k].eq(slots.held)]
 
 
 @pytest.fixture(name="activation_files")

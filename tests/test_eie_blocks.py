@@ -387,10 +387,9 @@ def _ccu_harness(cfg, acts, activation_files):
 
     m = Module()
     ccu = m.submodules.ccu = CCU(cfg)
-    reads = activation_files(m, cfg.n_pe, acts, addr=ccu.act.addr, en=ccu.act.en,
-                             latency=ACT_READ_LATENCY, bank=ccu.layer.src.bank, stale=0x1234)
-    m.d.comb += [ccu.act.data[k].eq(r) for k, r in enumerate(reads)]
-    m.d.comb += [ccu.act.nz[k].eq(r != 0) for k, r in enumerate(reads)]
+    activation_files(m, cfg.n_pe, acts, addr=ccu.act.addr, en=ccu.act.en,
+                     latency=ACT_READ_LATENCY, bank=ccu.layer.src.bank, stale=0x1234,
+                     into=ccu.act)
     return m, ccu
 
 

@@ -20,9 +20,7 @@ def run_lnzd(simulate, activation_files, n, x, *, ready_pattern=None, depth=None
     m = Module()
     dut = LNZD(n, j_bits=12, addr_depth=depth, latency=latency)
     m.submodules.dut = dut
-    reads = activation_files(m, n, [x], addr=dut.rd.addr, en=dut.rd.en, latency=latency)
-    m.d.comb += [dut.rd.data[k].eq(r) for k, r in enumerate(reads)]
-    m.d.comb += [dut.rd.nz[k].eq(r != 0) for k, r in enumerate(reads)]
+    activation_files(m, n, [x], addr=dut.rd.addr, en=dut.rd.en, latency=latency, into=dut.rd)
     out, done_at = [], [None]
 
     async def bench(ctx):

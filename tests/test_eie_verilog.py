@@ -89,7 +89,8 @@ def test_pe_ports_are_the_groups_flattened():
     """The PE's ports are the groups of ``eie.hw.eie.signatures`` and ``idle``; its Verilog
     ports are their members' paths joined with ``__`` (the names ``EIETop._pe_instance``
     connects), every one a plain Verilog identifier. The CCU's groups carry the same members,
-    with one lane per PE where the PEs answer (``bcast.fill``, ``act.data``, ``act.nz``)."""
+    with one lane per PE where the PEs answer (``bcast.fill``, ``act.data``, ``act.nz``,
+    ``act.held``)."""
     from amaranth.back import verilog
     from amaranth.hdl import Fragment, Shape
 
@@ -115,8 +116,9 @@ def test_pe_ports_are_the_groups_flattened():
         assert pe_side.keys() == ccu_side.keys()
         for path, m in pe_side.items():
             assert m.flow != ccu_side[path].flow          # the PE takes what the CCU drives
-            if path not in {("fill",), ("data",), ("nz",)}:   # one lane per PE on the CCU
+            if path not in {("fill",), ("data",), ("nz",), ("held",)}:   # a lane per PE
                 assert ccu_side[path].shape == m.shape
     assert ccu["bcast"].signature.members["fill"].shape.length == cfg.n_pe
     assert ccu["act"].signature.members["data"].shape.length == cfg.n_pe
+    assert ccu["act"].signature.members["held"].shape.length == cfg.n_pe
     assert Shape.cast(ccu["act"].signature.members["nz"].shape).width == cfg.n_pe

@@ -44,7 +44,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig, index_bits
 from .lnzd import LNZD
-from .memory_map import (ACT_READ_LATENCY, BCAST_IN_FLIGHT, CODEBOOK_OFFSET, CONFIG0, CONFIG1,
+from .memory_map import (ACT_READ_LATENCY, ROUND_SLOTS, BCAST_IN_FLIGHT, CODEBOOK_OFFSET, CONFIG0, CONFIG1,
                          CTRL, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE,
                          REGS, STATUS, MemoryMap)
 from .signatures import ActRead, Broadcast, HostPort, LayerParams
@@ -91,7 +91,7 @@ class CCU(wiring.Component):
             "done": Out(1),
             "bcast": Out(Broadcast(c.j_bits, lanes=n)),
             "idle_all": In(1),
-            "act": Out(ActRead(c.act_addr_bits, lanes=n)),
+            "act": Out(ActRead(c.act_addr_bits, lanes=n, slots=ROUND_SLOTS)),
             "layer": Out(LayerParams(c)),
         })
 

@@ -72,6 +72,9 @@ PORTS = {
     "rd.addr": "rd.addr",
     "rd.data": "rd.data",
     "rd.nz": "rd.nz",
+    "rd.slot_we": "rd.slot_we",
+    "rd.scan": "rd.scan",
+    "rd.held": "rd.held",
     "o.valid": "o.valid",
     "o.ready": "o.ready",
     "o.j": "o.payload.j",
@@ -277,7 +280,9 @@ class LNZDHarness(Elaboratable):
     in the round buffer or arriving. The strengthening invariants tie the LNZD's registers to
     the model: the rounds addressed (``t_issue``) are the taken ones, the buffered ones and
     the ones in flight, in order, each in-flight stage carrying its round's row; every buffer
-    slot holds its round's values and flags; while priming a round is addressed in
+    slot holds its round's flags, and every PE's slot (the PEs' own
+    :class:`~eie.hw.eie.round_slots.RoundSlots`, modelled here) its round's value; each PE's
+    registered write enables are the arriving round's slot; while priming a round is addressed in
     every cycle; while scanning, every round in flight is at least as far behind the held one
     as it has stages left to go (so it arrives by the cycle it can be taken) and the next
     ``latency`` rounds are addressed; the held round's slot is the one before the buffer's head
@@ -303,6 +308,7 @@ class LNZDHarness(Elaboratable):
 
     def elaborate(self, platform):
         from .lnzd import LNZD
+        from .round_slots import RoundSlots
 
         m = Module()
         n, L, rows = self.n, self.latency, self.act_depth
@@ -313,8 +319,7 @@ class LNZDHarness(Elaboratable):
                  "load", "none", "one", "priming", "pcount", "issue", "issue_jbase",
                  "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ",
                  "cur_onehot"]
-        names += [f"slot{q}_{f}" for q in range(lnzd.slots)
-                  for f in ("vals", "flags")]
+        names += [f"slot{q}_flags" for q in range(lnzd.slots)]
         names += ["in_layer"]
         frag, s = internals(lnzd, names, platform)
         m.submodules.lnzd = frag
@@ -339,6 +344,17 @@ class LNZDHarness(Elaboratable):
             blind = self.mutant == "blind_leaf" and k == n - 1
             m.d.comb += [rd_data[k].eq(0 if blind else value),
                          rd_nz[k].eq(0 if blind else value != 0)]
+        # every PE's round slots (the PE's own block), between its lane and the LNZD
+        lanes = []
+        for k in range(n):
+            slots = RoundSlots(lnzd.slots)
+            frag_k, regs = internals(slots, ["we_r"] + [f"slot{q}" for q in range(lnzd.slots)],
+                                     platform)
+            m.submodules[f"round_slots{k}"] = frag_k
+            m.d.comb += [slots.data.eq(rd_data[k]), slots.we.eq(port(lnzd, "rd.slot_we")),
+                         slots.scan.eq(port(lnzd, "rd.scan")),
+                         port(lnzd, "rd.held")[k].eq(slots.held)]
+            lanes.append(regs)
 
         # ---- layers: start when the contract allows (after reset, or once done has been
         # high for a cycle), n_in fixed from the start (as the CCU latches it in LSTART)
@@ -398,7 +414,8 @@ class LNZDHarness(Elaboratable):
 
         # ---- strengthening invariants
         if self.invariants:
-            self._invariants(m, s, lnzd, mem, x, addr, busy, fin, seen, last, n_in, n_in_r)
+            self._invariants(m, s, lanes, lnzd, mem, x, addr, busy, fin, seen, last, n_in,
+                             n_in_r)
 
         count = Signal(range(n_max + 2))
         with m.If(start):
@@ -412,7 +429,7 @@ class LNZDHarness(Elaboratable):
         ]
         return m
 
-    def _invariants(self, m, s, lnzd, mem, x, addr, busy, fin, seen, last, n_in, n_in_r):
+    def _invariants(self, m, s, lanes, lnzd, mem, x, addr, busy, fin, seen, last, n_in, n_in_r):
         n, L, rows = self.n, self.latency, self.act_depth
         D = lnzd.buffer_depth
         S = lnzd.slots
@@ -475,13 +492,12 @@ class LNZDHarness(Elaboratable):
             r = Signal(range(rows + D + 2), name=f"inv_slot{q}_round")
             m.d.comb += r.eq(taken + d)
             holds = active & (d < occ)
-            row_vals = s[f"slot{q}_vals"]
             flags = s[f"slot{q}_flags"]
             for k in range(n):
                 row = Array(mem[k])[wrap(r)]
                 j = Signal(len(r) + 8, name=f"inv_slot{q}_j{k}")
                 m.d.comb += j.eq(r * n + k)
-                ok.append((holds, (row_vals[16 * k:16 * (k + 1)].as_signed() == row)
+                ok.append((holds, (lanes[k][f"slot{q}"] == row)
                            & (flags[k] == ((row != 0) & (j < n_in))),
                            f"buffer slot {q}, leaf {k}: its round's value and flag"))
         # which leaves of the arriving round are inputs: a register from the cycle after the
@@ -506,8 +522,6 @@ class LNZDHarness(Elaboratable):
         # scanning: every round after the held one arrives by the cycle it can be taken
         scanned = Signal(range(S))          # the scanned round's slot: the one before the head
         m.d.comb += scanned.eq(Mux(rptr == 0, S - 1, rptr - 1))
-        vals = Signal(len(s["slot0_vals"]))
-        m.d.comb += vals.eq(Array(s[f"slot{q}_vals"] for q in range(S))[scanned])
         ok.append((scanning, s["cur_onehot"] == (1 << scanned)[:S],
                    "scanning: the scanned round's slot is the one before the buffer's head"))
         ok.append((scanning, busy & (rnd < rows) & (jbase == rnd * n) & (jbase_next == jbase + n)
@@ -521,7 +535,7 @@ class LNZDHarness(Elaboratable):
             j = Signal(len(jbase) + 1, name=f"inv_j{k}")
             m.d.comb += j.eq(jbase + k)
             nz = (row != 0) & (j < n_in) & (~seen | (j > last))
-            val = vals[16 * k:16 * (k + 1)].as_signed()
+            val = Array(lanes[k][f"slot{q}"] for q in range(S))[scanned]
             ok.append((scanning, (pending[k] == nz) & (val == row),
                        f"scanning: leaf {k} is pending iff its nonzero has not gone out"))
         earlier = Cat(*((x[j] != 0) & (j < n_in) & (j < jbase) & (~seen | (j > last))
@@ -537,6 +551,9 @@ class LNZDHarness(Elaboratable):
                    & (s["issue_jbase"] >= n_in),
                    "done: nothing pending"))
         ok.append((None, n_in_r <= n_max, "n_in is at most n * act_depth"))
+        for k in range(n):
+            ok.append((None, lanes[k]["we_r"] == Mux(s["arrival"], (1 << wptr)[:S], 0),
+                       f"PE {k}'s slot write enables are the arriving round's slot"))
         n_pending = Signal(range(n + 1))
         m.d.comb += n_pending.eq(sum(pending[k] for k in range(n)))
         ok.append((None, (s["none"] == (n_pending == 0)) & (s["one"] == (n_pending == 1)),

@@ -17,10 +17,12 @@ one lane per leaf). The LNZD holds ``rd.en`` high: the pipelines advance in ever
 The address is a register (``t_issue``) and nothing the LNZD decides in a cycle reaches a PE in
 that cycle: the LNZD addresses rounds ahead of the one it scans, counted by credits, and keeps
 the rounds that arrive before it needs them in a *round buffer* of ``latency + 1`` entries
-(registers: values and nonzero flags, computed as the round arrives), in a ring of
-``latency + 2`` slots: the scanned round stays in its slot while its nonzeros go out (a pointer
-to it is taken, not a copy of its values: every arriving round is written into a slot, also
-one taken as it arrives).
+in a ring of ``latency + 2`` slots: the scanned round stays in its slot while its nonzeros go
+out (a pointer to it is taken, not a copy: every arriving round is written into a slot, also
+one taken as it arrives). The LNZD holds the slots' nonzero flags (computed as the round
+arrives) and pointers; the values are in the PEs, each lane's in a
+:class:`~eie.hw.eie.round_slots.RoundSlots` of its PE, written as the LNZD says (``rd.slot_we``,
+a cycle ahead), read at the scanned slot (``rd.scan``) into a register (``rd.held``).
 
 * Addressing: round 0 in the ``start`` cycle; after it, the next round of the layer (while
   ``jbase < n_in`` for it) in every cycle in which fewer than ``latency + 1`` rounds are
@@ -161,7 +163,7 @@ class LNZD(wiring.Component):
         super().__init__({
             "start": In(1),
             "n_in": In(j_bits + 1),
-            "rd": Out(ActRead(index_bits(addr_depth), lanes=n)),
+            "rd": Out(ActRead(index_bits(addr_depth), lanes=n, slots=latency + 2)),
             "o": Out(stream.Signature(nonzero_layout(j_bits))),
             "a": Out(signed(16)),
             "done": Out(1),
@@ -194,7 +196,6 @@ class LNZD(wiring.Component):
         D = self.buffer_depth
 
         pending = Signal(n)
-        vals_layout = data.ArrayLayout(signed(16), n)
         jbase = Signal(self._j_bits + 1)          # j of leaf 0 in the current round
         jbase_next = Signal(self._j_bits + 1)     # j of leaf 0 in the next round
         rd, o = self.rd, self.o
@@ -302,40 +303,44 @@ class LNZD(wiring.Component):
         flags_in = Signal(n)
         for k in range(n):
             m.d.comb += flags_in[k].eq(rd.nz[k] & in_layer[k])
-        # The slots: the buffer's rounds and the scanned one, whose values stay in its slot
+        # The slots: the buffer's rounds and the scanned one, which stays in its slot
         # (`cur_onehot`, the slot before the buffer's head) while its nonzeros go out (the
         # credits keep at most D rounds after it, so the D + 1 slots never overwrite it); no
-        # copy of a round is made when it is taken.
+        # copy of a round is made when it is taken. The rounds' nonzero flags are here; their
+        # values are in the PEs, each lane's in its own PE (RoundSlots), written with the
+        # flags.
         S = self.slots
-        slot_vals = [Signal(vals_layout, name=f"slot{i}_vals") for i in range(S)]
         slot_flags = [Signal(n, name=f"slot{i}_flags") for i in range(S)]
         rptr = Signal(range(S))                   # the buffer's head
         wptr = Signal(range(S))                   # where the next arrival goes
         occ = Signal(range(D + 1))                # rounds in the buffer
         cur_onehot = Signal(S)                    # the slot of the scanned round, one-hot
-        # The value offered, a cycle later: the pick and the scanned slot registered (the slot
-        # keeps its round in the next cycle too: an arrival goes into a free slot, and a slot
-        # freed by a take is written at the end of the next cycle at the earliest); then the
-        # picked leaf's word of every slot, the scanned slot's taken by an AND-OR on the
-        # one-hot pointer (no decoder between the pointer and the wide mux).
+        m.d.comb += rd.scan.eq(cur_onehot)
+        # The value offered, a cycle later: every PE registers its lane's value in the
+        # scanned slot (`rd.held`; the slot keeps its round in the next cycle too: an arrival
+        # goes into a free slot, and a slot freed by a take is written at the end of the next
+        # cycle at the earliest); the pick is registered here and selects the lane.
         a_pick = Signal.like(sel)
-        a_slot = Signal(S)
-        m.d.sync += [a_pick.eq(sel), a_slot.eq(cur_onehot)]
-        offered = Const(0, 16)
-        for i in range(S):
-            word = slot_vals[i].as_value().word_select(a_pick, 16) if n > 1 else slot_vals[i][0]
-            offered = offered | Mux(a_slot[i], word, 0)
-        m.d.comb += self.a.eq(offered)
+        m.d.sync += a_pick.eq(sel)
+        m.d.comb += self.a.eq(rd.held.as_value().word_select(a_pick, 16) if n > 1
+                              else rd.held[0])
 
         def succ(ptr):
             return Mux(ptr == S - 1, 0, ptr + 1)
 
         # Every arrival is written (write enables from registers only); a round taken while
-        # the buffer is empty is the one arriving, written and read in the same cycle.
+        # the buffer is empty is the one arriving, written and read in the same cycle. The
+        # PEs write their values with a register of the enables, shown a cycle ahead.
         with m.If(arrival):
             for i in range(S):
                 with m.If(wptr == i):
-                    m.d.sync += [slot_vals[i].eq(rd.data), slot_flags[i].eq(flags_in)]
+                    m.d.sync += slot_flags[i].eq(flags_in)
+        arr_next = Signal(L)                      # arr in the next cycle
+        m.d.comb += arr_next.eq(Mux(self.start, 1, Cat(issue, arr[:L - 1]) if L > 1 else issue))
+        wptr_next = Signal.like(wptr)
+        m.d.comb += wptr_next.eq(Mux(self.start, 0, Mux(arrival, succ(wptr), wptr)))
+        for i in range(S):
+            m.d.comb += rd.slot_we[i].eq(arr_next[L - 1] & (wptr_next == i))
         buffered = Signal()
         m.d.comb += buffered.eq(occ != 0)
         take_flags = Signal(n)
@@ -362,13 +367,14 @@ class LNZD(wiring.Component):
             m.d.sync += [issue_jbase.eq(n), outstanding.eq(1), arr.eq(1), arr_jbase.eq(0),
                          rptr.eq(0), wptr.eq(0), occ.eq(0)]
         with m.Else():
-            m.d.sync += [arr.eq(Cat(issue, arr[:L - 1]) if L > 1 else issue),
+            m.d.sync += [arr.eq(arr_next),
                          outstanding.eq(outstanding + issue - take),
                          occ.eq(occ + arrival - take)]
             with m.If(issue):
                 m.d.sync += issue_jbase.eq(issue_jbase + n)
             with m.If(arrival):
-                m.d.sync += [arr_jbase.eq(arr_jbase + n), wptr.eq(succ(wptr))]
+                m.d.sync += arr_jbase.eq(arr_jbase + n)
+            m.d.sync += wptr.eq(wptr_next)
             with m.If(take):
                 m.d.sync += rptr.eq(succ(rptr))
 

@@ -38,7 +38,7 @@ from typing import Any
 from ..common.regs import RegisterLayout
 from .config import W_FRAC_BITS, EIEConfig
 
-__all__ = ["MemoryMap", "Region", "REGION_BITS", "ACT_READ_LATENCY", "BCAST_IN_FLIGHT",
+__all__ = ["MemoryMap", "Region", "REGION_BITS", "ACT_READ_LATENCY", "ROUND_SLOTS", "BCAST_IN_FLIGHT",
            "READ_LATENCY", "EIE_ID", "REGS", "REG_FIELDS", "LAYER_FIELDS", "LAYER_STRIDE", "CODEBOOK_OFFSET",
            "LAYER_COUNTERS", "PE_COUNTERS", "CTRL", "CONFIG0", "CONFIG1", "STATUS", "LAYER_FLAGS"]
 
@@ -46,6 +46,9 @@ REGION_BITS = 3
 #: Cycles from an activation read address to its int16 value (the PE's activation read
 #: pipeline: memory read, a register, bias addition, two write-back stages; see ``accum.py``).
 ACT_READ_LATENCY = 5
+#: The LNZD's round slots (its buffer of ``ACT_READ_LATENCY + 1`` rounds read ahead and the
+#: scanned round; ``LNZD.slots``); every PE keeps its lane's values of them (``round_slots.py``).
+ROUND_SLOTS = ACT_READ_LATENCY + 2
 #: Broadcasts the controller may have decided that a PE's registered FIFO fill does not show yet
 #: (the fill registered in the PE, its OR over the PEs registered in the controller, the
 #: broadcast registered before it reaches the FIFOs: see :mod:`eie.hw.eie.act_fifo`).

@@ -21,7 +21,9 @@ Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the s
 Around it (in :class:`~eie.hw.eie.accum.Accumulator`): the two activation/accumulator files
 (source and destination bank; the source is streamed to this PE's LNZD leaf through the
 pipelined bias and write-back arithmetic, ``act``, advancing with ``act.en``; the
-destination accumulates). Per-PE counters: ``busy`` (cycles the
+destination accumulates), and the PE's lane of the LNZD's round slots
+(:class:`~eie.hw.eie.round_slots.RoundSlots`: the streamed values of the rounds the LNZD holds,
+written and scanned as it says, the scanned one registered back to it). Per-PE counters: ``busy`` (cycles the
 entry stage issued an entry) and ``stall`` (cycles the controller held a nonzero back because
 this PE's fill flag was set), per layer, stored in a small memory when the layer ends.
 
@@ -42,8 +44,9 @@ from .accum import Accumulator
 from .act_fifo import ActFifo
 from .arith import Arith
 from .config import EIEConfig
-from .memory_map import MemoryMap, Region
+from .memory_map import ROUND_SLOTS, MemoryMap, Region
 from .ptr_read import PtrRead
+from .round_slots import RoundSlots
 from .signatures import ActRead, Broadcast, HostPort, LayerParams
 from .spmat_read import SpmatRead
 
@@ -57,7 +60,7 @@ def pe_signature(config: EIEConfig) -> wiring.Signature:
     return wiring.Signature({
         "bcast": In(Broadcast(c.j_bits)),
         "layer": In(LayerParams(c)),
-        "act": In(ActRead(c.act_addr_bits)),
+        "act": In(ActRead(c.act_addr_bits, slots=ROUND_SLOTS)),
         "host": In(HostPort(MemoryMap(c).off_bits, regions=True)),
         "idle": Out(1),
     })
@@ -76,8 +79,9 @@ class PE(wiring.Component):
     * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base``,
       ``entry_base``, the codebook writes ``cbk_w_*`` (to Arith's copy, read at ``idx``), the
       source ``src`` (to the accumulator files), ``start``/``end``/``idx``;
-    * ``act`` (in, :class:`~eie.hw.eie.signatures.ActRead`): the LNZD leaf's stream,
-      ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` advancing (``en``) cycles later;
+    * ``act`` (in, :class:`~eie.hw.eie.signatures.ActRead` with the round slots): the LNZD
+      leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` advancing (``en``) cycles
+      later; ``slot_we``/``scan`` -> ``held`` through the PE's round slots;
     * ``host`` (in, :class:`~eie.hw.eie.signatures.HostPort` with regions, offsets of
       ``MemoryMap.off_bits``): writes to the PE's memories; ``r_region``/``r_addr`` ->
       ``r_data`` 3 cycles later (activation rows come out on ``act.data``); ``mode`` takes
@@ -114,6 +118,7 @@ class PE(wiring.Component):
         m.submodules.spm = spm = SpmatRead(c)
         m.submodules.arith = ar = Arith(c)
         m.submodules.accum = acc = Accumulator(c)
+        m.submodules.slots = slots = RoundSlots(ROUND_SLOTS)
         m.submodules.counters = cnt = Memory(shape=64, depth=c.max_layers, init=[])
         cnt_w = cnt.write_port()
         cnt_r = cnt.read_port()
@@ -148,7 +153,13 @@ class PE(wiring.Component):
         ])
         wires("w_layer", [acc.layer_start.eq(layer.start)],
               connect=[(wiring.flipped(layer.src), acc.src)])
-        wires("w_leaf", connect=[(wiring.flipped(self.act), acc.act)])
+        act = self.act
+        wires("w_leaf", [
+            acc.act.en.eq(act.en), acc.act.addr.eq(act.addr),
+            act.data.eq(acc.act.data), act.nz.eq(acc.act.nz),
+            slots.data.eq(acc.act.data), slots.we.eq(act.slot_we), slots.scan.eq(act.scan),
+            act.held.eq(slots.held),
+        ])
         # idle = fifo.empty & ptr.idle & spm.idle, from a register: the same value, computed
         # a cycle ahead from the stages' next state (a broadcast arriving aside), so that the
         # AND over every PE into the CCU's layer end starts from flip-flops

@@ -144,16 +144,28 @@ class ActRead(_Group):
     lane per PE (``lanes`` of them: an :class:`~amaranth.lib.data.ArrayLayout`; a PE's own
     ``In(ActRead(addr_bits))`` has one value); ``nz`` (in, a bit per lane) is ``data != 0``,
     computed where ``data`` is registered, so that the reader's nonzero flags start from
-    flip-flops. No handshake: the file answers every cycle."""
+    flip-flops. No handshake: the file answers every cycle.
 
-    def __init__(self, addr_bits: int, lanes: int | None = None):
+    With ``slots`` (the LNZD's round slots, :class:`~eie.hw.eie.round_slots.RoundSlots` in
+    every PE): ``slot_we`` (out, ``slots`` bits, one-hot or zero): the value arriving on
+    ``data`` in the next cycle goes into that slot; ``scan`` (out, one-hot): the slot of the
+    round the reader scans; ``held`` (in, int16 a lane): the lane's value in the slot ``scan``
+    showed in the previous cycle (the LNZD reads its values only through ``held``; ``data``
+    is the host's read of a row)."""
+
+    def __init__(self, addr_bits: int, lanes: int | None = None, slots: int | None = None):
         lane = signed(16)
-        super().__init__({
+        members = {
             "en": Out(1),
             "addr": Out(addr_bits),
             "data": In(lane if lanes is None else data.ArrayLayout(lane, lanes)),
             "nz": In(1 if lanes is None else lanes),
-        }, addr_bits, lanes)
+        }
+        if slots is not None:
+            members["slot_we"] = Out(slots)
+            members["scan"] = Out(slots)
+            members["held"] = In(lane if lanes is None else data.ArrayLayout(lane, lanes))
+        super().__init__(members, addr_bits, lanes, slots)
 
 
 class HostPort(_Group):
