@@ -13,8 +13,9 @@ Fixtures (ask for them by name in a test's arguments):
 * ``build_cache`` -- the one build cache of the session (a ``Path``).
 * ``bnn_build_dir(*key)`` -- a context manager giving a BNN simulator build directory in that
   cache, one per key, held under a file lock while in use.
-* ``activation_files(m, n, inputs, addr=, en=, latency=, bank=None)`` -- a model of the EIE's
-  activation files (memories read through a register pipeline) for the LNZD and CCU tests.
+* ``activation_files(m, n, inputs, addr=, latency=, bank=None, into=None)`` -- a model of the
+  EIE's activation files (memories read through a register pipeline) for the LNZD and CCU
+  tests; with ``into`` connected to a reader's port as the PEs do, round slots included.
 * ``rtl_designs`` -- the EIE designs the RTL tests share (``rtl_designs.config(n_pe, fifo)``),
   so that the cache holds one build per configuration, not one per test.
 * ``small_eie_image(n_pe=3, seed=0)`` -- writes the small 14-11-6 EIE image of the CLI tests
@@ -154,13 +155,13 @@ def simulate_fixture() -> Callable[..., None]:
 
 # ----------------------------------------------------------------------------- EIE models
 
-def activation_files(m, n: int, inputs: Sequence, *, addr, en, latency: int, bank=None,
+def activation_files(m, n: int, inputs: Sequence, *, addr, latency: int, bank=None,
                      stale: int = 0x5A5A, into=None) -> list:
     """The PE array's activation files as the LNZD leaves see them, added to module ``m``: per
     PE ``k`` a memory per bank ``b`` holding ``inputs[b]`` (a layer input: element ``j`` in PE
     ``j % n`` at address ``j // n``; every other address ``stale``), read at ``addr``, bank
-    ``bank`` (a signal; bank 0 when None), through ``latency`` registers that advance with
-    ``en`` (as the PE's accumulator file reads them). Returns the ``n`` 16-bit read values;
+    ``bank`` (a signal; bank 0 when None), through ``latency`` registers that advance in every
+    cycle (as the PE's accumulator file reads them). Returns the ``n`` 16-bit read values;
     with ``into`` (a reader's :class:`~eie.hw.eie.signatures.ActRead` port) they are also
     connected to it as the PEs connect them (:func:`lane_reads`)."""
     from amaranth.hdl import Mux, Signal
@@ -180,8 +181,7 @@ def activation_files(m, n: int, inputs: Sequence, *, addr, en, latency: int, ban
         stage = reads[0] if bank is None else Mux(bank, reads[1], reads[0])
         for i in range(latency):
             reg = Signal(16, name=f"pipe{k}_{i}")
-            with m.If(en):
-                m.d.sync += reg.eq(stage)
+            m.d.sync += reg.eq(stage)
             stage = reg
         out.append(stage)
     if into is not None:

@@ -264,14 +264,12 @@ def test_accumulator_bypass_back_to_back_rows(simulate):
         ctx.set(dut.src.bias_base, 0)
         ctx.set(dut.src.has_bias, 1)
         ctx.set(dut.src.w_frac, w_frac)
-        ctx.set(dut.act.en, 1)
         rows = []
         for t in range(8 + ACT_READ_LATENCY):
             ctx.set(dut.act.addr, t % 8)
             await ctx.tick()
             if t + 1 >= ACT_READ_LATENCY:
                 rows.append(ctx.get(dut.act.data))
-        ctx.set(dut.act.en, 0)
         return rows[:8]
 
     async def bench(ctx):
@@ -379,16 +377,15 @@ def test_arith_rows_weights_products(simulate, acc_depth):
 
 def _ccu_harness(cfg, acts, activation_files):
     """The CCU with what a PE array shows it: per PE an activation file of two banks (``acts[b]``
-    for bank ``b``), read through ACT_READ_LATENCY registers that advance with ``act.en``
-    (as the PE's accumulator file does)."""
+    for bank ``b``), read through ACT_READ_LATENCY registers (as the PE's accumulator file
+    does), and every PE's round slots."""
     from amaranth.hdl import Module
 
     from eie.hw.eie.ccu import CCU
 
     m = Module()
     ccu = m.submodules.ccu = CCU(cfg)
-    activation_files(m, cfg.n_pe, acts, addr=ccu.act.addr, en=ccu.act.en,
-                     latency=ACT_READ_LATENCY, bank=ccu.layer.src.bank, stale=0x1234,
+    activation_files(m, cfg.n_pe, acts, addr=ccu.act.addr, latency=ACT_READ_LATENCY, bank=ccu.layer.src.bank, stale=0x1234,
                      into=ccu.act)
     return m, ccu
 

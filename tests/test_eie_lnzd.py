@@ -12,15 +12,16 @@ from eie.hw.eie.memory_map import ACT_READ_LATENCY
 
 def run_lnzd(simulate, activation_files, n, x, *, ready_pattern=None, depth=None, latency=1):
     """x: the layer input (n_in,). Returns [(cycle, j, a)] of accepted outputs (``a`` read
-    from the ``a`` port in the cycle after) and the cycle (after start) at which done rose. Each leaf reads a memory through a pipeline of
-    ``latency`` registers that advance while ``rd.en`` (held high by the LNZD; like the PE's
-    activation read); the addresses past the input hold stale non-zero values."""
+    from the ``a`` port in the cycle after) and the cycle (after start) at which done rose.
+    Each leaf reads a memory through a pipeline of ``latency`` registers that advance in every
+    cycle (like the PE's activation read), and the PE's round slots; the addresses past the
+    input hold stale non-zero values."""
     n_in = len(x)
     depth = depth or max(1, -(-n_in // n))
     m = Module()
     dut = LNZD(n, j_bits=12, addr_depth=depth, latency=latency)
     m.submodules.dut = dut
-    activation_files(m, n, [x], addr=dut.rd.addr, en=dut.rd.en, latency=latency, into=dut.rd)
+    activation_files(m, n, [x], addr=dut.rd.addr, latency=latency, into=dut.rd)
     out, done_at = [], [None]
 
     async def bench(ctx):

@@ -27,14 +27,13 @@ the cycle after, so its RAM word may be stale: if the previous entry wrote the s
 sum is taken, else if the one before it did, that sum, else the RAM word. Nothing but a
 register follows a RAM's output (the ECP5 block RAM's clock-to-output is over 5 ns).
 
-Read as activation (the ``act`` stream, for the LNZD leaf and the host): in every cycle
-``act.en`` is high (always while ``host.mode``), the read pipeline advances by one: the address
-is ``act.addr`` (a row of the source bank; in host mode the full ``host.r_addr``), stage 1 holds
-the file word, its valid bit and the bias (the RAM outputs), stage 2 registers them, stage 3
+Read as activation (the ``act`` stream, for the LNZD leaf and the host): in every cycle the
+read pipeline advances by one: the address is ``act.addr`` (a row of the source bank; in host
+mode the full ``host.r_addr``), stage 1 holds the file word, its valid bit and the bias (the RAM outputs), stage 2 registers them, stage 3
 the biased sum, stages 4 and 5 the write-back. ``act.data`` shows the int16 activation of the
-address presented :data:`ACT_READ_LATENCY` advancing cycles earlier. The source bank does not
+address presented :data:`ACT_READ_LATENCY` cycles earlier. The source bank does not
 change during a layer, so a consumer that keeps the read address ``ACT_READ_LATENCY`` rows ahead
-sees a new row in every advancing cycle.
+sees a new row in every cycle.
 
 Host port (``host``, with regions): bias slots (region ``BIAS``: int16, sign-extended on read,
 read latency 1 on ``host.r_data``: the bias memory's single read port takes ``host.r_addr``
@@ -79,9 +78,8 @@ class Accumulator(wiring.Component):
     Per cycle: the row on ``mul_row`` is read (word and valid bit); the entry on ``acc_*`` is
     registered with the word that arrived; the entry registered a cycle earlier is added and
     written back (so an entry is written in the cycle after its ``acc_valid``, two after its
-    ``mul_row``); if ``act.en`` or ``host.mode``, the read pipeline advances, so ``act.data``
-    is the biased, written-back int16 of the row addressed :data:`ACT_READ_LATENCY` advancing
-    cycles earlier; a bias read takes 1 cycle. No handshake: it takes an entry every cycle,
+    ``mul_row``); the read pipeline advances, so ``act.data`` is the biased, written-back int16
+    of the row addressed :data:`ACT_READ_LATENCY` cycles earlier; a bias read takes 1 cycle. No handshake: it takes an entry every cycle,
     never stalls. Counts nothing.
     """
 
@@ -209,25 +207,21 @@ class Accumulator(wiring.Component):
                 hit = hi[b * (len(hi) // 2) + r // lo_n] & lo[r % lo_n]
                 m.d.sync += bit.eq((bit & ~clr) | hit)
 
-        # ---- read as activation: a pipeline that advances with act.en ---------------------
-        adv = Signal()
+        # ---- read as activation: a pipeline that advances in every cycle -------------------
         rd_full = Signal(ab + 1)
-        m.d.comb += adv.eq(act.en | host.mode)
         with m.If(host.mode):
             m.d.comb += rd_full.eq(host.r_addr)
         with m.Else():
             m.d.comb += rd_full.eq(file_addr(src.bank, act.addr))
         bias_row = src.bias_base + rd_full[:ab] if ab else src.bias_base
         m.d.comb += [
-            fa.addr.eq(rd_full), fa.en.eq(adv),
+            fa.addr.eq(rd_full),
             ba.addr.eq(Mux(host.mode & h_r_bias, host.r_addr, bias_row)),
-            ba.en.eq(adv),
         ]
         # Forwarding: a row written in the cycle it is read (the RAM returns the old word) or
         # in the cycle after takes the written sum (``l1``, registered) in stage 1 or 2. So
         # the writes of a finished layer's last entries (at most 2 cycles behind its end) reach
-        # the next layer's first reads, as long as the pipeline advances while they land (the
-        # LNZD's priming advances it in every cycle).
+        # the next layer's first reads (the pipeline advances in every cycle).
         s1_valid = Signal()
         s1_addr = Signal(ab + 1)
         s2_addr = Signal(ab + 1)
@@ -236,15 +230,13 @@ class Accumulator(wiring.Component):
         m.d.comb += [fwd1.eq(l1_valid & (l1_addr == s1_addr)),
                      fwd2.eq(l1_valid & (l1_addr == s2_addr))]
         # stage 1: file word, valid bit and bias slot (the memories' outputs)
-        with m.If(adv):
-            m.d.sync += [s1_valid.eq(valid_of(rd_full[ab], rd_full[:ab] if ab else Const(0, 1))),
-                         s1_addr.eq(rd_full), s2_addr.eq(s1_addr)]
+        m.d.sync += [s1_valid.eq(valid_of(rd_full[ab], rd_full[:ab] if ab else Const(0, 1))),
+                     s1_addr.eq(rd_full), s2_addr.eq(s1_addr)]
         # stage 2: registered right behind the RAMs (their clock-to-output is slow)
         s2_raw = Signal(signed(c.acc_bits))
         s2_bias = Signal(signed(16))
-        with m.If(adv):
-            m.d.sync += [s2_raw.eq(Mux(fwd1, l1_sum, Mux(s1_valid, fa.data, 0))),
-                         s2_bias.eq(ba.data)]
+        m.d.sync += [s2_raw.eq(Mux(fwd1, l1_sum, Mux(s1_valid, fa.data, 0))),
+                     s2_bias.eq(ba.data)]
         # The write-back parameters of the source, registered here (the CCU's copy reaches every
         # PE, and the shifts behind it were the 4-PE core's critical path): they change only
         # as a layer starts (LSTART) and the new layer's first row reaches stage 3 two cycles
@@ -257,11 +249,10 @@ class Accumulator(wiring.Component):
         s3_sum = Signal(signed(c.acc_bits))
         s3_bias = Signal(signed(c.acc_bits))
         m.d.comb += s3_bias.eq(Mux(has_bias, s2_bias << w_frac, 0))
-        with m.If(adv):
-            m.d.sync += s3_sum.eq(Mux(fwd2, l1_sum, s2_raw) + s3_bias)
+        m.d.sync += s3_sum.eq(Mux(fwd2, l1_sum, s2_raw) + s3_bias)
         # stages 4 and 5: the write-back
         m.d.comb += [
-            wb.en.eq(adv),
+            wb.en.eq(1),
             wb.acc.eq(s3_sum),
             wb.w_frac.eq(w_frac),
             wb.relu.eq(relu),

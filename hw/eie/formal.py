@@ -68,7 +68,6 @@ def internals(block, names, platform="formal"):
 #: where each port the harnesses use lives in the blocks' signatures
 #: (:mod:`eie.hw.eie.signatures`)
 PORTS = {
-    "rd.en": "rd.en",
     "rd.addr": "rd.addr",
     "rd.data": "rd.data",
     "rd.nz": "rd.nz",
@@ -272,7 +271,7 @@ class LNZDHarness(Elaboratable):
     every cycle, when each layer starts (any cycle the contract allows: after reset, or once
     ``done`` has been high for a cycle, as the CCU's ``DRAIN`` ensures), the reset. The read
     pipelines are modelled as the contract says: ``rd.data`` shows the rows addressed
-    ``latency`` advancing (``rd.en``, which the LNZD holds high) cycles earlier.
+    ``latency`` cycles earlier (they advance in every cycle).
 
     The properties, on every ``o_valid & o_ready`` (with ``last`` the ``j`` of the layer's last
     broadcast): ``j < n_in``; ``j > last``; no nonzero between ``last`` and ``j``; in the
@@ -325,19 +324,17 @@ class LNZDHarness(Elaboratable):
         m.submodules.lnzd = frag
 
         # ---- the activation files: PE k's row t holds x_{t*n+k}; rows past act_depth too
-        rd_en, rd_addr, rd_data, rd_nz = (port(lnzd, f"rd.{x}")
-                                          for x in ("en", "addr", "data", "nz"))
+        rd_addr, rd_data, rd_nz = (port(lnzd, f"rd.{x}") for x in ("addr", "data", "nz"))
         o_valid, o_ready, o_j = (port(lnzd, f"o.{x}") for x in ("valid", "ready", "j"))
         o_a = port(lnzd, "a")
         a_bits = len(rd_addr)
         mem = [[free(m, signed(16), f"x_pe{k}_row{t}", const=True) for t in range(1 << a_bits)]
                for k in range(n)]
         x = [mem[j % n][j // n] for j in range(n_max)]
-        # the read pipelines: the address of each stage, advancing with rd_en
+        # the read pipelines: the address of each stage, advancing in every cycle
         addr = [Signal(a_bits, name=f"pipe{i}") for i in range(L)]
-        with m.If(rd_en):
-            for i in range(L):
-                m.d.sync += addr[i].eq(rd_addr if i == 0 else addr[i - 1])
+        for i in range(L):
+            m.d.sync += addr[i].eq(rd_addr if i == 0 else addr[i - 1])
         shown = addr[-1]
         for k in range(n):
             value = Array(mem[k])[shown]
@@ -575,9 +572,8 @@ class AccumulatorHarness(Elaboratable):
     * ``readback``: after the layer (the banks swap at its last cycle, as the CCU's ``DRAIN``
       ends, with up to two entries still in flight in ``mul_`` and ``acc_``, plus the one in
       ``wr_``; the next layer's ``layer_start`` in the cycle after), a row read through the
-      activation stream (:data:`ACT_READ_LATENCY` advancing cycles, the first
-      :data:`ACT_READ_LATENCY` of them in a row as the LNZD's priming gives them; write-back with
-      ``w_frac`` 0, no bias, no ReLU) is that sum saturated to int16; a row that took no
+      activation stream (:data:`ACT_READ_LATENCY` cycles: the pipeline advances in every
+      cycle; write-back with ``w_frac`` 0, no bias, no ReLU) is that sum saturated to int16; a row that took no
       product reads 0. So the read pipeline's forwarding of the last writes is checked, end to
       end, through the ports only.
 
@@ -585,7 +581,7 @@ class AccumulatorHarness(Elaboratable):
     and its product (any 32-bit value), so any pattern of back-to-back, interleaved and gapped
     entries to the same and to other rows; a new layer (``layer_start``, in a cycle with no
     entry in flight, as in ``LSTART``: the model's sums restart at 0); when the entries stop;
-    the row read back (``AnyConst``) and when the read pipeline advances. The entries arrive
+    the row read back (``AnyConst``). The entries arrive
     as the arithmetic stage delivers them: ``mul_row`` in one cycle, ``acc_valid``/
     ``acc_row``/``acc_prod`` the next.
 
@@ -696,11 +692,6 @@ class AccumulatorHarness(Elaboratable):
 
         # read row R back through the activation stream
         r = free(m, len(acc.acc_row), "row_read", const=True)
-        adv = free(m, 1, "advance")
-        primed = Signal(range(ACT_READ_LATENCY + 1))    # the LNZD's priming: advance L cycles
-        with m.If((phase == 2) & (primed < ACT_READ_LATENCY)):
-            m.d.sync += primed.eq(primed + 1)
-        drive(acc.act.en, (phase == 2) & (adv | (primed < ACT_READ_LATENCY)))
         drive(acc.act.addr, r)
         for path, member, value in acc.signature.flatten(acc):
             if member.flow == In and id(value) not in driven:
@@ -708,7 +699,7 @@ class AccumulatorHarness(Elaboratable):
         if self.readback:
             m.d.comb += Assume(r < rows)
             shown = Signal(range(ACT_READ_LATENCY + 1))
-            with m.If(acc.act.en & (shown < ACT_READ_LATENCY)):
+            with m.If((phase == 2) & (shown < ACT_READ_LATENCY)):
                 m.d.sync += shown.eq(shown + 1)
             total = Array(sums)[r]
             sat = Signal(signed(16))

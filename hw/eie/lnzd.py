@@ -12,7 +12,7 @@ Two blocks:
 
 Reading the activations. Every PE streams its source file to its leaf through a read pipeline
 of ``latency`` stages (``latency`` >= 1), the ``rd`` port (:class:`~eie.hw.eie.signatures.ActRead`,
-one lane per leaf). The LNZD holds ``rd.en`` high: the pipelines advance in every cycle, so
+one lane per leaf). The pipelines advance in every cycle (no enable), so
 ``rd.data`` shows the values of the address presented on ``rd.addr`` ``latency`` cycles earlier.
 The address is a register (``t_issue``) and nothing the LNZD decides in a cycle reaches a PE in
 that cycle: the LNZD addresses rounds ahead of the one it scans, counted by credits, and keeps
@@ -269,7 +269,6 @@ class LNZD(wiring.Component):
         m.d.comb += [
             issue.eq(self.start | ((priming | running) & (issue_jbase < self.n_in)
                                    & (outstanding < D))),
-            rd.en.eq(1),
             rd.addr.eq(t_issue),
         ]
         with m.If(issue):

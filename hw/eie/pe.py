@@ -20,7 +20,7 @@ Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the s
 
 Around it (in :class:`~eie.hw.eie.accum.Accumulator`): the two activation/accumulator files
 (source and destination bank; the source is streamed to this PE's LNZD leaf through the
-pipelined bias and write-back arithmetic, ``act``, advancing with ``act.en``; the
+pipelined bias and write-back arithmetic, ``act``, advancing in every cycle; the
 destination accumulates), and the PE's lane of the LNZD's round slots
 (:class:`~eie.hw.eie.round_slots.RoundSlots`: the streamed values of the rounds the LNZD holds,
 written and scanned as it says, the scanned one registered back to it). Per-PE counters: ``busy`` (cycles the
@@ -80,8 +80,7 @@ class PE(wiring.Component):
       ``entry_base``, the codebook writes ``cbk_w_*`` (to Arith's copy, read at ``idx``), the
       source ``src`` (to the accumulator files), ``start``/``end``/``idx``;
     * ``act`` (in, :class:`~eie.hw.eie.signatures.ActRead` with the round slots): the LNZD
-      leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` advancing (``en``) cycles
-      later; ``slot_we``/``scan`` -> ``held`` through the PE's round slots;
+      leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` cycles later; ``slot_we``/``scan`` -> ``held`` through the PE's round slots;
     * ``host`` (in, :class:`~eie.hw.eie.signatures.HostPort` with regions, offsets of
       ``MemoryMap.off_bits``): writes to the PE's memories; ``r_region``/``r_addr`` ->
       ``r_data`` 3 cycles later (activation rows come out on ``act.data``); ``mode`` takes
@@ -155,7 +154,7 @@ class PE(wiring.Component):
               connect=[(wiring.flipped(layer.src), acc.src)])
         act = self.act
         wires("w_leaf", [
-            acc.act.en.eq(act.en), acc.act.addr.eq(act.addr),
+            acc.act.addr.eq(act.addr),
             act.data.eq(acc.act.data), act.nz.eq(acc.act.nz),
             slots.data.eq(acc.act.data), slots.we.eq(act.slot_we), slots.scan.eq(act.scan),
             act.held.eq(slots.held),

@@ -137,10 +137,10 @@ class LayerParams(_Group):
 
 
 class ActRead(_Group):
-    """The activation read stream, seen from the reader (the LNZD): ``en`` (out) advances the
-    read pipeline by one (the LNZD holds it high: the pipelines advance in every cycle, and
-    it buffers what arrives); ``addr`` (out) is the row that enters it; ``data`` (in) shows the
-    int16 activation of the row that entered ``ACT_READ_LATENCY`` advancing cycles earlier, one
+    """The activation read stream, seen from the reader (the LNZD): the read pipeline advances
+    in every cycle (the reader buffers what arrives); ``addr`` (out) is the row that enters it;
+    ``data`` (in) shows the int16 activation of the row that entered ``ACT_READ_LATENCY``
+    cycles earlier, one
     lane per PE (``lanes`` of them: an :class:`~amaranth.lib.data.ArrayLayout`; a PE's own
     ``In(ActRead(addr_bits))`` has one value); ``nz`` (in, a bit per lane) is ``data != 0``,
     computed where ``data`` is registered, so that the reader's nonzero flags start from
@@ -156,7 +156,6 @@ class ActRead(_Group):
     def __init__(self, addr_bits: int, lanes: int | None = None, slots: int | None = None):
         lane = signed(16)
         members = {
-            "en": Out(1),
             "addr": Out(addr_bits),
             "data": In(lane if lanes is None else data.ArrayLayout(lane, lanes)),
             "nz": In(1 if lanes is None else lanes),
