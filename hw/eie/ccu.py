@@ -4,8 +4,9 @@ States and what happens in each cycle:
 
 * ``IDLE`` -- the host owns the memories. A write of 1 to ``CTRL`` starts a run of ``N_LAYERS``
   layers with bank 0 as the source activation file (``busy`` rises, ``done`` clears).
-* ``LSTART`` (1 cycle) -- the descriptor of the current layer (sizes, bases, flags) is
-  latched from the layer table (the PEs keep the codebooks: ``layer.idx`` selects theirs); the
+* ``LSTART`` (1 cycle) -- the descriptor of the current layer (bases, flags) is latched from
+  the layer table (the PEs keep the codebooks: ``layer.idx`` selects theirs; its ``n_in`` is
+  latched as ``LSTART`` is entered, so the LNZD has it from its start); the
   LNZD restarts and starts filling the PEs' activation read pipelines (``act``); the PEs'
   per-layer counters restart and the destination bank's valid bits clear (``layer.start``).
 * ``BCAST`` -- for the first ``ACT_READ_LATENCY`` cycles the read pipelines fill and nothing is
@@ -71,7 +72,8 @@ class CCU(wiring.Component):
     and 2 cycles ago); ``bcast.valid``/``j`` show it in the next cycle (``bcast.a`` in the
     one after), else
     ``bcast.stall`` and ``bcast.in_flight`` say it was held. Latency: ``LSTART`` follows the
-    start's cycle; descriptor latched at its end; first nonzero taken
+    start's cycle; descriptor latched at its end (``n_in`` at its beginning); first nonzero
+    taken
     ``ACT_READ_LATENCY + 1`` cycles after ``LSTART``, in the FIFOs a cycle later. Counts: ``CYCLES``
     (busy cycles of a run); per layer its cycles (``LSTART`` to the end of ``DRAIN``) and
     broadcasts, stored at its end.
@@ -217,9 +219,10 @@ class CCU(wiring.Component):
             layer_out.src.has_bias.eq(src_flags.has_bias),
         ]
 
-        def pick(f):
-            """Field ``f`` of the current layer's descriptor (a multiplexer tree)."""
-            return Cat(*tbl[f]).word_select(layer, self._w[f]) if L > 1 else tbl[f][0]
+        def pick(f, idx=layer):
+            """Field ``f`` of layer ``idx``'s descriptor (the current layer's by default; a
+            multiplexer tree)."""
+            return Cat(*tbl[f]).word_select(idx, self._w[f]) if L > 1 else tbl[f][0]
 
         m.submodules.lnzd = lnzd = LNZD(n, c.j_bits, c.act_depth, latency=ACT_READ_LATENCY)
         wiring.connect(m, lnzd.rd, wiring.flipped(self.act))
@@ -243,7 +246,6 @@ class CCU(wiring.Component):
             bcast.valid.eq(decide), bcast.stall.eq(held), bcast.in_flight.eq(in_flight),
             bcast.j.eq(lnzd.o.payload.j),
             bcast.a.eq(lnzd.a),             # the LNZD's value comes a cycle after its j
-
         ]
 
         lcyc = Signal(32)
@@ -260,12 +262,12 @@ class CCU(wiring.Component):
                     with m.Else():
                         m.d.comb += self.starting.eq(1)
                         m.d.sync += [err.eq(0), done.eq(0), self.busy.eq(1), run_cycles.eq(0),
-                                     layer.eq(0), layer_out.src.bank.eq(0), src_flags.eq(0)]
+                                     layer.eq(0), layer_out.src.bank.eq(0), src_flags.eq(0),
+                                     n_in.eq(tbl["n_in"][0])]
                         m.next = "LSTART"
             with m.State("LSTART"):
                 m.d.comb += [lnzd.start.eq(1), layer_out.start.eq(1)]
                 m.d.sync += [
-                    n_in.eq(pick("n_in")),
                     layer_out.ptr_base.eq(pick("ptr_base")),
                     layer_out.entry_base.eq(pick("entry_base")),
                     bias_base.eq(pick("bias_base")),
@@ -298,6 +300,7 @@ class CCU(wiring.Component):
                         m.d.sync += [self.busy.eq(0), done.eq(1)]
                         m.next = "IDLE"
                     with m.Else():
+                        m.d.sync += n_in.eq(pick("n_in", layer + 1))
                         m.next = "LSTART"
         m.d.comb += self.done.eq(done)
         return m

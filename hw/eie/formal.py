@@ -267,8 +267,8 @@ class LNZDHarness(Elaboratable):
     they all went out.
 
     Free: the activation files (``act_depth`` rows a PE, any values, fixed), each layer's
-    ``n_in`` (``0 .. n * act_depth``, fixed from its ``start``), the consumer's ``o_ready`` in
-    every cycle, when each layer starts (any cycle the contract allows: after reset, or once
+    ``n_in`` (``0 .. n * act_depth``, fixed from its ``start`` cycle on), the consumer's
+    ``o_ready`` in every cycle, when each layer starts (any cycle the contract allows: after reset, or once
     ``done`` has been high for a cycle, as the CCU's ``DRAIN`` ensures), the reset. The read
     pipelines are modelled as the contract says: ``rd.data`` shows the rows addressed
     ``latency`` cycles earlier (they advance in every cycle).
@@ -316,7 +316,7 @@ class LNZDHarness(Elaboratable):
         lnzd = LNZD(n, j_bits, rows, latency=L)
         names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "first",
                  "load", "none", "one", "priming", "pcount", "issue", "issue_jbase",
-                 "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ",
+                 "issue_more", "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ",
                  "cur_onehot"]
         names += [f"slot{q}_flags" for q in range(lnzd.slots)]
         names += ["in_layer"]
@@ -354,7 +354,8 @@ class LNZDHarness(Elaboratable):
             lanes.append(regs)
 
         # ---- layers: start when the contract allows (after reset, or once done has been
-        # high for a cycle), n_in fixed from the start (as the CCU latches it in LSTART)
+        # high for a cycle), n_in fixed from the start cycle on (as the CCU latches it when it
+        # enters LSTART)
         busy = Signal()                 # a layer started and not yet done
         fin = Signal()                  # done was high in an earlier cycle of this layer
         start = Signal()
@@ -367,7 +368,8 @@ class LNZDHarness(Elaboratable):
         fresh = free(m, j_bits + 1, "n_in_fresh")
         n_in_r = Signal(j_bits + 1)
         n_in = Signal(j_bits + 1)
-        m.d.comb += [Assume(fresh <= n_max), lnzd.n_in.eq(n_in), n_in.eq(n_in_r)]
+        m.d.comb += [Assume(fresh <= n_max), lnzd.n_in.eq(n_in),
+                     n_in.eq(Mux(start, fresh, n_in_r))]
         with m.If(start):
             m.d.sync += n_in_r.eq(fresh)
         m.d.comb += o_ready.eq(free(m, 1, "o_ready"))
@@ -477,7 +479,8 @@ class LNZDHarness(Elaboratable):
                    & (issued == taken + occ + flying[-1])
                    & (s["outstanding"] == occ + flying[-1]) & (s["outstanding"] <= D)
                    & (s["arr_jbase"] == (taken + occ) * n)
-                   & (wptr == Mux(rptr + occ >= S, rptr + occ - S, rptr + occ)) & (rptr < S),
+                   & (wptr == Mux(rptr + occ >= S, rptr + occ - S, rptr + occ)) & (rptr < S)
+                   & (s["issue_more"] == (s["issue_jbase"] < n_in)),
                    "addressed rounds = taken + buffered + in flight"))
         for i in range(L):
             ok.append((active & arr[i], addr[i] == wrap(issued - flying[i]),
@@ -545,7 +548,7 @@ class LNZDHarness(Elaboratable):
         ok.append((running & fin & ~lnzd.start,
                    (pending == 0) & (t_issue == 0) & (jbase_next >= n_in) & ~s["more"]
                    & (arr == 0) & (occ == 0) & (s["outstanding"] == 0)
-                   & (s["issue_jbase"] >= n_in),
+                   & (s["issue_jbase"] >= n_in) & ~s["issue_more"],
                    "done: nothing pending"))
         ok.append((None, n_in_r <= n_max, "n_in is at most n * act_depth"))
         for k in range(n):

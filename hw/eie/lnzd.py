@@ -60,7 +60,7 @@ round has been loaded and emptied, until the next ``start``: it rises in the cyc
 last nonzero is taken, or, when the last round is all zero, in the cycle that round shows (so,
 counting the ``start`` cycle as 0, ``done`` rises in cycle ``latency + sum over rounds of
 max(1, m) + (1 if the last round has a nonzero else 0)`` with an always-ready consumer).
-``n_in`` must be valid from the cycle after ``start`` until ``done``.
+``n_in`` must be valid from the ``start`` cycle until ``done``.
 """
 
 from __future__ import annotations
@@ -137,7 +137,8 @@ class LNZD(wiring.Component):
     Ports: ``start`` (pulse: begin a layer; after reset or after ``done``, but not in the cycle
     ``done`` rises: the read address returns to 0 only at the end of that cycle, so a start then
     reads round 0 from a stale row; the CCU's ``DRAIN`` lasts at least a cycle, and
-    ``tests/test_formal.py`` keeps the counterexample), ``n_in``, ``rd``
+    ``tests/test_formal.py`` keeps the counterexample), ``n_in`` (valid from the ``start``
+    cycle until ``done``), ``rd``
     (out, :class:`~eie.hw.eie.signatures.ActRead` with ``n`` lanes: the read pipelines into
     every PE's source file, ``latency`` stages, and the ``n`` values they deliver), ``o`` (out,
     an :class:`amaranth.lib.stream.Signature` of :func:`~eie.hw.eie.signatures.nonzero_layout`:
@@ -263,12 +264,14 @@ class LNZD(wiring.Component):
 
         # ---- addressing: one round a cycle while the layer has one and a credit is free ----
         issue_jbase = Signal(self._j_bits + 1)    # j of leaf 0 in the round addressed next
+        # a register: that round is in the layer (issue_jbase < n_in), set with issue_jbase
+        # (so that no path runs from n_in through a comparison to the address's enable)
+        issue_more = Signal()
         outstanding = Signal(range(D + 1))        # rounds addressed and not yet taken
         arr = Signal(L)                           # arr[i]: a round was addressed i + 1 cycles ago
         issue = Signal()
         m.d.comb += [
-            issue.eq(self.start | ((priming | running) & (issue_jbase < self.n_in)
-                                   & (outstanding < D))),
+            issue.eq(self.start | ((priming | running) & issue_more & (outstanding < D))),
             rd.addr.eq(t_issue),
         ]
         with m.If(issue):
@@ -283,7 +286,7 @@ class LNZD(wiring.Component):
         # which leaves of the arriving round are inputs of the layer (j < n_in): with a read
         # latency of 2 or more, a register computed in the cycle before (from the next
         # arrival's base), so that no path runs from n_in through a comparison to the round's
-        # flags; n_in is valid from the cycle after start and round 0 arrives `latency` cycles
+        # flags; n_in is valid from the start cycle and round 0 arrives `latency` cycles
         # after it, so the register is right by then. With latency 1, the comparisons
         # themselves.
         in_layer = Signal(n)
@@ -363,14 +366,16 @@ class LNZD(wiring.Component):
                          take_any.eq(in_any), take_several.eq(in_several)]
 
         with m.If(self.start):
-            m.d.sync += [issue_jbase.eq(n), outstanding.eq(1), arr.eq(1), arr_jbase.eq(0),
+            m.d.sync += [issue_jbase.eq(n), issue_more.eq(n < self.n_in),
+                         outstanding.eq(1), arr.eq(1), arr_jbase.eq(0),
                          rptr.eq(0), wptr.eq(0), occ.eq(0)]
         with m.Else():
             m.d.sync += [arr.eq(arr_next),
                          outstanding.eq(outstanding + issue - take),
                          occ.eq(occ + arrival - take)]
             with m.If(issue):
-                m.d.sync += issue_jbase.eq(issue_jbase + n)
+                m.d.sync += [issue_jbase.eq(issue_jbase + n),
+                             issue_more.eq(issue_jbase + n < self.n_in)]
             with m.If(arrival):
                 m.d.sync += arr_jbase.eq(arr_jbase + n)
             m.d.sync += wptr.eq(wptr_next)
