@@ -385,8 +385,8 @@ def _ccu_harness(cfg, acts, activation_files):
 
     m = Module()
     ccu = m.submodules.ccu = CCU(cfg)
-    activation_files(m, cfg.n_pe, acts, addr=ccu.act.addr, latency=ACT_READ_LATENCY, bank=ccu.layer.src.bank, stale=0x1234,
-                     into=ccu.act)
+    activation_files(m, cfg.n_pe, acts, addr=ccu.act.addr, latency=ACT_READ_LATENCY,
+                     bank=ccu.layer.src.bank, stale=0x1234, into=ccu.act)
     return m, ccu
 
 

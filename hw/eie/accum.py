@@ -29,11 +29,11 @@ register follows a RAM's output (the ECP5 block RAM's clock-to-output is over 5 
 
 Read as activation (the ``act`` stream, for the LNZD leaf and the host): in every cycle the
 read pipeline advances by one: the address is ``act.addr`` (a row of the source bank; in host
-mode the full ``host.r_addr``), stage 1 holds the file word, its valid bit and the bias (the RAM outputs), stage 2 registers them, stage 3
-the biased sum, stages 4 and 5 the write-back. ``act.data`` shows the int16 activation of the
-address presented :data:`ACT_READ_LATENCY` cycles earlier. The source bank does not
-change during a layer, so a consumer that keeps the read address ``ACT_READ_LATENCY`` rows ahead
-sees a new row in every cycle.
+mode the full ``host.r_addr``), stage 1 holds the file word, its valid bit and the bias (the RAM
+outputs), stage 2 registers them, stage 3 the biased sum, stages 4 and 5 the write-back.
+``act.data`` shows the int16 activation of the address presented :data:`ACT_READ_LATENCY` cycles
+earlier. The source bank does not change during a layer, so a consumer that keeps the read
+address ``ACT_READ_LATENCY`` rows ahead sees a new row in every cycle.
 
 Host port (``host``, with regions): bias slots (region ``BIAS``: int16, sign-extended on read,
 read latency 1 on ``host.r_data``: the bias memory's single read port takes ``host.r_addr``
@@ -79,8 +79,8 @@ class Accumulator(wiring.Component):
     registered with the word that arrived; the entry registered a cycle earlier is added and
     written back (so an entry is written in the cycle after its ``acc_valid``, two after its
     ``mul_row``); the read pipeline advances, so ``act.data`` is the biased, written-back int16
-    of the row addressed :data:`ACT_READ_LATENCY` cycles earlier; a bias read takes 1 cycle. No handshake: it takes an entry every cycle,
-    never stalls. Counts nothing.
+    of the row addressed :data:`ACT_READ_LATENCY` cycles earlier; a bias read takes 1 cycle.
+    No handshake: it takes an entry every cycle, never stalls. Counts nothing.
     """
 
     def __init__(self, config: EIEConfig):

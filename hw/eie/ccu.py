@@ -45,9 +45,9 @@ from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig, index_bits
 from .lnzd import LNZD
-from .memory_map import (ACT_READ_LATENCY, ROUND_SLOTS, BCAST_IN_FLIGHT, CODEBOOK_OFFSET, CONFIG0, CONFIG1,
+from .memory_map import (ACT_READ_LATENCY, BCAST_IN_FLIGHT, CODEBOOK_OFFSET, CONFIG0, CONFIG1,
                          CTRL, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE,
-                         REGS, STATUS, MemoryMap)
+                         REGS, ROUND_SLOTS, STATUS, MemoryMap)
 from .signatures import ActRead, Broadcast, HostPort, LayerParams
 
 __all__ = ["CCU"]

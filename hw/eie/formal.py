@@ -268,18 +268,18 @@ class LNZDHarness(Elaboratable):
 
     Free: the activation files (``act_depth`` rows a PE, any values, fixed), each layer's
     ``n_in`` (``0 .. n * act_depth``, fixed from its ``start`` cycle on), the consumer's
-    ``o_ready`` in every cycle, when each layer starts (any cycle the contract allows: after reset, or once
-    ``done`` has been high for a cycle, as the CCU's ``DRAIN`` ensures), the reset. The read
-    pipelines are modelled as the contract says: ``rd.data`` shows the rows addressed
-    ``latency`` cycles earlier (they advance in every cycle).
+    ``o_ready`` in every cycle, when each layer starts (any cycle the contract allows: after
+    reset, or once ``done`` has been high for a cycle, as the CCU's ``DRAIN`` ensures), the
+    reset. The read pipelines are modelled as the contract says: ``rd.data`` shows the rows
+    addressed ``latency`` cycles earlier (they advance in every cycle).
 
     The properties, on every ``o_valid & o_ready`` (with ``last`` the ``j`` of the layer's last
     broadcast): ``j < n_in``; ``j > last``; no nonzero between ``last`` and ``j``; in the
-    next cycle, ``a == x_j != 0``. On ``done``: no nonzero after ``last``. Whenever the LNZD takes a round, it is
-    in the round buffer or arriving. The strengthening invariants tie the LNZD's registers to
-    the model: the rounds addressed (``t_issue``) are the taken ones, the buffered ones and
-    the ones in flight, in order, each in-flight stage carrying its round's row; every buffer
-    slot holds its round's flags, and every PE's slot (the PEs' own
+    next cycle, ``a == x_j != 0``. On ``done``: no nonzero after ``last``. Whenever the LNZD
+    takes a round, it is in the round buffer or arriving. The strengthening invariants tie the
+    LNZD's registers to the model: the rounds addressed (``t_issue``) are the taken ones, the
+    buffered ones and the ones in flight, in order, each in-flight stage carrying its round's
+    row; every buffer slot holds its round's flags, and every PE's slot (the PEs' own
     :class:`~eie.hw.eie.round_slots.RoundSlots`, modelled here) its round's value; each PE's
     registered write enables are the arriving round's slot; while priming a round is addressed in
     every cycle; while scanning, every round in flight is at least as far behind the held one
@@ -316,8 +316,8 @@ class LNZDHarness(Elaboratable):
         lnzd = LNZD(n, j_bits, rows, latency=L)
         names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "first",
                  "load", "none", "one", "priming", "pcount", "issue", "issue_jbase",
-                 "issue_more", "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr", "wptr", "occ",
-                 "cur_onehot"]
+                 "issue_more", "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr",
+                 "wptr", "occ", "cur_onehot"]
         names += [f"slot{q}_flags" for q in range(lnzd.slots)]
         names += ["in_layer"]
         frag, s = internals(lnzd, names, platform)
@@ -576,9 +576,9 @@ class AccumulatorHarness(Elaboratable):
       ends, with up to two entries still in flight in ``mul_`` and ``acc_``, plus the one in
       ``wr_``; the next layer's ``layer_start`` in the cycle after), a row read through the
       activation stream (:data:`ACT_READ_LATENCY` cycles: the pipeline advances in every
-      cycle; write-back with ``w_frac`` 0, no bias, no ReLU) is that sum saturated to int16; a row that took no
-      product reads 0. So the read pipeline's forwarding of the last writes is checked, end to
-      end, through the ports only.
+      cycle; write-back with ``w_frac`` 0, no bias, no ReLU) is that sum saturated to int16; a
+      row that took no product reads 0. So the read pipeline's forwarding of the last writes is
+      checked, end to end, through the ports only.
 
     Free: in every cycle, an entry or not, its row (any of the ``acc_depth`` accumulator rows)
     and its product (any 32-bit value), so any pattern of back-to-back, interleaved and gapped

@@ -148,8 +148,9 @@ class LNZD(wiring.Component):
     Per cycle: a round is addressed if the layer has one left and a credit is free (registers
     only); the round addressed ``latency`` cycles ago arrives into the round buffer; if the
     scanned round has a pending nonzero, the lowest one is offered on ``o`` (its value on ``a``
-    in the next cycle) and its flag clears when ``o.ready``; when the round has none left after this cycle, the next round is taken
-    from the buffer (or from ``rd.data`` as it arrives, if the buffer is empty).
+    in the next cycle) and its flag clears when ``o.ready``; when the round has none left after
+    this cycle, the next round is taken from the buffer (or as it arrives, if the buffer is
+    empty).
     """
 
     def __init__(self, n: int, j_bits: int, addr_depth: int, latency: int = 1):

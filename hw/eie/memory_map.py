@@ -38,9 +38,10 @@ from typing import Any
 from ..common.regs import RegisterLayout
 from .config import W_FRAC_BITS, EIEConfig
 
-__all__ = ["MemoryMap", "Region", "REGION_BITS", "ACT_READ_LATENCY", "ROUND_SLOTS", "BCAST_IN_FLIGHT",
-           "READ_LATENCY", "EIE_ID", "REGS", "REG_FIELDS", "LAYER_FIELDS", "LAYER_STRIDE", "CODEBOOK_OFFSET",
-           "LAYER_COUNTERS", "PE_COUNTERS", "CTRL", "CONFIG0", "CONFIG1", "STATUS", "LAYER_FLAGS"]
+__all__ = ["MemoryMap", "Region", "REGION_BITS", "ACT_READ_LATENCY", "ROUND_SLOTS",
+           "BCAST_IN_FLIGHT", "READ_LATENCY", "EIE_ID", "REGS", "REG_FIELDS", "LAYER_FIELDS",
+           "LAYER_STRIDE", "CODEBOOK_OFFSET", "LAYER_COUNTERS", "PE_COUNTERS", "CTRL", "CONFIG0",
+           "CONFIG1", "STATUS", "LAYER_FLAGS"]
 
 REGION_BITS = 3
 #: Cycles from an activation read address to its int16 value (the PE's activation read

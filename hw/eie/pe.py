@@ -23,9 +23,10 @@ Around it (in :class:`~eie.hw.eie.accum.Accumulator`): the two activation/accumu
 pipelined bias and write-back arithmetic, ``act``, advancing in every cycle; the
 destination accumulates), and the PE's lane of the LNZD's round slots
 (:class:`~eie.hw.eie.round_slots.RoundSlots`: the streamed values of the rounds the LNZD holds,
-written and scanned as it says, the scanned one registered back to it). Per-PE counters: ``busy`` (cycles the
-entry stage issued an entry) and ``stall`` (cycles the controller held a nonzero back because
-this PE's fill flag was set), per layer, stored in a small memory when the layer ends.
+written and scanned as it says, the scanned one registered back to it). Per-PE counters:
+``busy`` (cycles the entry stage issued an entry) and ``stall`` (cycles the controller held a
+nonzero back because this PE's fill flag was set), per layer, stored in a small memory when the
+layer ends.
 
 ``idle`` is high when the FIFO is empty, no broadcast arrives, and neither the pointer stage nor the entry stage holds
 work: entries may still be in ``mul_``, ``acc_`` and ``wr_``. Their writes land within 2 cycles,
@@ -73,14 +74,15 @@ class PE(wiring.Component):
     Ports (:func:`pe_signature`, groups of :mod:`eie.hw.eie.signatures`):
 
     * ``bcast`` (in, :class:`~eie.hw.eie.signatures.Broadcast`): ``valid``/``j`` are
-      written into the FIFO in the cycle ``valid`` is high, ``a`` in the next; ``fill`` (out, registered) are the
-      FIFO's fill flags, the back-pressure; ``stall``/``in_flight``: the CCU held a nonzero
-      back in the previous cycle (see :class:`~eie.hw.eie.act_fifo.ActFifo`);
+      written into the FIFO in the cycle ``valid`` is high, ``a`` in the next; ``fill`` (out,
+      registered) are the FIFO's fill flags, the back-pressure; ``stall``/``in_flight``: the CCU
+      held a nonzero back in the previous cycle (see :class:`~eie.hw.eie.act_fifo.ActFifo`);
     * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base``,
       ``entry_base``, the codebook writes ``cbk_w_*`` (to Arith's copy, read at ``idx``), the
       source ``src`` (to the accumulator files), ``start``/``end``/``idx``;
     * ``act`` (in, :class:`~eie.hw.eie.signatures.ActRead` with the round slots): the LNZD
-      leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` cycles later; ``slot_we``/``scan`` -> ``held`` through the PE's round slots;
+      leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` cycles later;
+      ``slot_we``/``scan`` -> ``held`` through the PE's round slots;
     * ``host`` (in, :class:`~eie.hw.eie.signatures.HostPort` with regions, offsets of
       ``MemoryMap.off_bits``): writes to the PE's memories; ``r_region``/``r_addr`` ->
       ``r_data`` 3 cycles later (activation rows come out on ``act.data``); ``mode`` takes

@@ -11,14 +11,14 @@ Per cycle: if a column waits (``col.valid``) and the pointer queue will have roo
 the block RAMs and is registered (``ptr1`` -> ``ptr2``, so nothing but a register follows the
 RAMs' slow clock-to-output); in the cycle after that, if the column has entries in this PE
 (``end != start``), ``(start, end, a)`` is pushed into the pointer queue (the column's value
-``a`` comes a cycle after its ``j``, on ``col_a``, and is registered with the pair). An empty column is
-dropped here, so it never costs the entry stage a cycle. The queue head (``q``, a stream) is
-taken by the entry stage with ``q.ready``; an empty queue offers the column being pushed in the
-same cycle (bypass: the entry stage issues its first entry then, and a column it finishes in
-that cycle, a ``single``-entry one, is never stored; the entry stage issues in every cycle a
-column is offered outside host mode, and finishes a fresh column in its first cycle exactly
-when it is ``single``, so the queue's write enable is decided from the pushed item's flag, not
-from ``q.ready``).
+``a`` comes a cycle after its ``j``, on ``col_a``, and is registered with the pair). An empty
+column is dropped here, so it never costs the entry stage a cycle. The queue head (``q``, a
+stream) is taken by the entry stage with ``q.ready``; an empty queue offers the column being
+pushed in the same cycle (bypass: the entry stage issues its first entry then, and a column it
+finishes in that cycle, a ``single``-entry one, is never stored; the entry stage issues in every
+cycle a column is offered outside host mode, and finishes a fresh column in its first cycle
+exactly when it is ``single``, so the queue's write enable is decided from the pushed item's
+flag, not from ``q.ready``).
 
 Host port (``host``, while ``host.mode``): writes pointer ``w_addr``; reads pointer ``r_addr``
 with one cycle of latency (``r_data``).
