@@ -500,13 +500,13 @@ class LNZDHarness(Elaboratable):
                 ok.append((holds, (lanes[k][f"slot{q}"] == row)
                            & (flags[k] == ((row != 0) & (j < n_in))),
                            f"buffer slot {q}, leaf {k}: its round's value and flag"))
-        # which leaves of the arriving round are inputs: a register from the cycle after the
-        # start's (where n_in is not yet valid) on
+        # which leaves of the arriving round are inputs: a register, computed from the start
+        # cycle on (n_in is valid from then)
         if L >= 2:
             for k in range(n):
                 j = Signal(len(s["arr_jbase"]) + 1, name=f"inv_arr_j{k}")
                 m.d.comb += j.eq(s["arr_jbase"] + k)
-                ok.append((active & ~(priming & (pcount == L - 1)),
+                ok.append((active,
                            s["in_layer"][k] == (j < n_in),
                            f"leaf {k} of the arriving round is an input iff its j < n_in"))
         # priming, c cycles after start: rounds 0 .. min(c, rounds) - 1 addressed, one a
