@@ -16,7 +16,7 @@ until ``r_ack``. Reading an unmapped address answers 0; writing one does nothing
 (the 64-bit sparse-matrix words) take two consecutive word addresses, low half first.
 
 The read rule, for every core and every master: a master waits for ``r_ack``, it never counts
-cycles; each core's memory map states its latency (``READ_LATENCY``: EIE 7, BNN 1). The host
+cycles; each core's memory map states its latency (``READ_LATENCY``: EIE 9, BNN 1). The host
 side (the bus-driver protocol, the operations, the one executor) is :mod:`eie.hw.common.host`;
 packed register fields are :mod:`eie.hw.common.regs`.
 """

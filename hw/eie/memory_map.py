@@ -55,9 +55,9 @@ ROUND_SLOTS = ACT_READ_LATENCY + 2
 #: broadcast registered before it reaches the FIFOs: see :mod:`eie.hw.eie.act_fifo`).
 BCAST_IN_FLIGHT = 2
 #: Host bus read latency (``r_stb`` to ``r_ack``), the same for every address: the registered
-#: request, the activation read pipeline, the addressed PE's activation registered, the
-#: registered answer.
-READ_LATENCY = ACT_READ_LATENCY + 3
+#: request, the request registered again in every PE, the activation read pipeline, the
+#: addressed PE's activation registered, the registered answer.
+READ_LATENCY = ACT_READ_LATENCY + 4
 EIE_ID = 0x45494531      # "EIE1"
 
 

@@ -84,10 +84,13 @@ class PE(wiring.Component):
       leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` cycles later;
       ``slot_we``/``scan`` -> ``held`` through the PE's round slots;
     * ``host`` (in, :class:`~eie.hw.eie.signatures.HostPort` with regions, offsets of
-      ``MemoryMap.off_bits``): writes to the PE's memories; ``r_region``/``r_addr`` ->
-      ``r_data`` 3 cycles later (activation rows come out on ``act.data``); ``mode`` takes
-      effect in the next cycle (registered here: the controller's state reaches every PE's
-      memory-address multiplexers through a register of the PE's own);
+      ``MemoryMap.off_bits``): the request is registered here (a write lands, and a read's
+      address reaches the memories, a cycle after the port shows it); writes to the PE's
+      memories, taken if ``mode`` was high in the cycle before the port showed them;
+      ``r_region``/``r_addr`` -> ``r_data`` 4 cycles later (activation rows come out on
+      ``act.data`` ``ACT_READ_LATENCY + 1`` cycles later); ``mode`` takes effect in the next
+      cycle (registered here: the controller's state reaches every PE's memory-address
+      multiplexers through a register of the PE's own);
     * ``idle`` (out).
 
     Per cycle: the FIFO takes the broadcast; the pointer stage takes the FIFO's head column
@@ -181,26 +184,34 @@ class PE(wiring.Component):
         m.d.comb += [cnt_w.addr.eq(layer.idx), cnt_w.data.eq(Cat(busy, stall)),
                      cnt_w.en.eq(layer.end)]
 
-        # Host port: writes, and reads with three cycles of latency (``host.r_data``); activation
-        # rows are read through the activation stream (``act.data``, ACT_READ_LATENCY cycles).
+        # Host port: writes, and reads with four cycles of latency (``host.r_data``); activation
+        # rows are read through the activation stream (``act.data``, ACT_READ_LATENCY cycles
+        # after the registered request). The request is registered here first (the top's
+        # request register reaches every PE: only route between the two, and the PE's address
+        # multiplexers start from a flip-flop of their own); a write is taken if the host owned
+        # the memories in the cycle it came (``mode`` of that cycle, as before the register).
         # The pointer and sparse-matrix stages see their region's writes; the accumulator
         # decodes its two regions (bias, activations) itself.
         mode = Signal()                 # host.mode, a cycle later
         m.d.sync += mode.eq(host.mode)
+        req = {name: Signal.like(getattr(host, name), name=f"host_req_{name}")
+               for name in ("w_en", "w_region", "w_addr", "w_data", "r_region", "r_addr")}
+        m.d.sync += [req[name].eq(getattr(host, name)) for name in req if name != "w_en"]
+        m.d.sync += req["w_en"].eq(host.w_en & mode)
         for blk, region in ((ptr, Region.PTR), (spm, Region.SPMAT), (acc, None)):
             stmts = [blk.host.mode.eq(mode)]
-            stmts += [getattr(blk.host, name).eq(getattr(host, name))
+            stmts += [getattr(blk.host, name).eq(req[name])
                       for name in ("w_addr", "w_data", "r_addr")]
             if region is not None:
-                stmts.append(blk.host.w_en.eq(host.w_en & (host.w_region == region)))
+                stmts.append(blk.host.w_en.eq(req["w_en"] & (req["w_region"] == region)))
             else:
-                stmts += [getattr(blk.host, name).eq(getattr(host, name))
+                stmts += [getattr(blk.host, name).eq(req[name])
                           for name in ("w_en", "w_region", "r_region")]
             wires(f"w_host_{type(blk).__name__.lower()}", stmts)
-        wires("w_host_cnt", [cnt_r.addr.eq(host.r_addr >> 1)])
+        wires("w_host_cnt", [cnt_r.addr.eq(req["r_addr"] >> 1)])
         r_region, r2_region = Signal(3), Signal(3)
         r_half = Signal()
-        m.d.sync += [r_region.eq(host.r_region), r_half.eq(host.r_addr[0]),
+        m.d.sync += [r_region.eq(req["r_region"]), r_half.eq(req["r_addr"][0]),
                      r2_region.eq(r_region)]
         # the memories answer in cycle 1 and each block's word is registered as it comes (cycle
         # 2: nothing but a block's own half/bank select follows a block RAM's slow output); the

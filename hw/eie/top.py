@@ -5,13 +5,15 @@ Ports: ``bus`` (a slave :class:`eie.hw.common.bus.BusSignature` of
 
 Host bus, per cycle: the request (address, data, strobes) is registered, a write's target
 decoded on the way (one registered write enable a PE and one for the CCU); one cycle later a
-write (``w_stb``) goes to the CCU (global region) or to the addressed PE's memory (if the
-controller was idle in the request's cycle: a PE follows ``busy`` a cycle late). A read
+write (``w_stb``) goes to the CCU (global region) or to the addressed PE, which registers it and
+writes its memory a cycle later (if the controller was idle in the request's cycle: a PE
+follows ``busy`` a cycle late). A read
 (``r_stb``) presents the address to every PE's memories, its activation read pipeline and the
 CCU's register file; the CCU registers its answer (cycle 2), the PEs each memory's word and then
-the region's (cycle 3), where the addressed word is selected and held; an activation comes out
-of the addressed PE's pipeline ``ACT_READ_LATENCY`` cycles after ``r_stb`` and is registered;
-``r_data`` is registered and ``r_ack`` rises :data:`READ_LATENCY` (8) cycles after ``r_stb``
+the region's (cycle 4: each PE registers the request first), where the addressed word is
+selected and held; an activation comes out of the addressed PE's pipeline
+``ACT_READ_LATENCY + 1`` cycles after ``r_stb`` and is registered; ``r_data`` is registered and
+``r_ack`` rises :data:`READ_LATENCY` (9) cycles after ``r_stb``
 for every address. Unmapped addresses (a PE number
 ``>= n_pe``, an offset past a memory's depth, regions 6 and 7, unused global offsets) read 0 and
 ignore writes.
@@ -192,35 +194,39 @@ class EIETop(wiring.Component):
             glue.d.comb += pe.host.w_en.eq(w_pe[k])
 
         # Read pipeline (cycles counted from the registered request): address in cycle 0; the
-        # memories answer in cycle 1, the CCU registers its word (cycle 2), the PEs theirs
-        # (cycle 3); the activation stream answers in cycle ACT_READ_LATENCY and the addressed
-        # PE's value is registered; r_ack (and r_data) one cycle after that, READ_LATENCY
-        # cycles after the bus's r_stb.
-        r1_region, r2_region, r3_region = Signal(3), Signal(3), Signal(3)
-        r1_pe, r2_pe, r3_pe = (Signal(c.pe_index_bits) for _ in range(3))
-        r1_mapped, r2_mapped, r3_mapped = Signal(), Signal(), Signal()
-        m.d.sync += [r1_region.eq(region), r1_pe.eq(pe_sel), r1_mapped.eq(in_range & pe_ok),
-                     r2_region.eq(r1_region), r2_pe.eq(r1_pe), r2_mapped.eq(r1_mapped),
-                     r3_region.eq(r2_region), r3_pe.eq(r2_pe), r3_mapped.eq(r2_mapped)]
+        # CCU answers and its word is registered (cycle 2, then held a cycle more); each PE
+        # registers the request (cycle 1), its memories answer in cycle 2, its word is
+        # registered in cycle 4; the activation stream answers in cycle ACT_READ_LATENCY + 1
+        # and the addressed PE's value is registered; r_ack (and r_data) one cycle after that,
+        # READ_LATENCY cycles after the bus's r_stb.
+        r_region = [region] + [Signal(3, name=f"r{i}_region") for i in range(1, 5)]
+        r_pe = [pe_sel] + [Signal(c.pe_index_bits, name=f"r{i}_pe") for i in range(1, 5)]
+        r_mapped = [in_range & pe_ok] + [Signal(name=f"r{i}_mapped") for i in range(1, 5)]
+        for i in range(1, 5):
+            m.d.sync += [r_region[i].eq(r_region[i - 1]), r_pe[i].eq(r_pe[i - 1]),
+                         r_mapped[i].eq(r_mapped[i - 1])]
+        r4_region, r4_pe, r4_mapped = r_region[4], r_pe[4], r_mapped[4]
         r_pipe = Signal(READ_LATENCY)       # r_stb delayed by 1 .. READ_LATENCY cycles
         m.d.sync += r_pipe.eq((r_pipe << 1) | r_stb)
         # multiplexer trees over the PEs (word_select; an Array would be a one-hot mux)
         pe_data = Cat(*(pe.host.r_data for pe in pes))
         pe_act = Cat(*(pe.act.data for pe in pes))
-        ccu_word = Signal(32)           # the CCU answers in cycle 2, the PEs in cycle 3
-        m.d.sync += ccu_word.eq(ccu.host.r_data)
-        word = Signal(32)               # cycle 3: a register, a layer-table entry or a memory
-        with m.If(r3_region == Region.GLOBAL):
-            m.d.comb += word.eq(ccu_word)
-        with m.Elif(r3_mapped):
-            m.d.comb += word.eq(pe_data.word_select(r3_pe, 32) if pb else pes[0].host.r_data)
+        ccu_word = Signal(32)           # the CCU answers in cycle 2 (held to 4), the PEs in 4
+        ccu_word2 = Signal(32)
+        m.d.sync += [ccu_word.eq(ccu.host.r_data), ccu_word2.eq(ccu_word)]
+        word = Signal(32)               # cycle 4: a register, a layer-table entry or a memory
+        with m.If(r4_region == Region.GLOBAL):
+            m.d.comb += word.eq(ccu_word2)
+        with m.Elif(r4_mapped):
+            m.d.comb += word.eq(pe_data.word_select(r4_pe, 32) if pb else pes[0].host.r_data)
         held = Signal(32)
         held_act = Signal()
         held_pe = Signal(c.pe_index_bits)
-        with m.If(r_pipe[2]):
-            m.d.sync += [held.eq(word), held_pe.eq(r3_pe),
-                         held_act.eq(r3_mapped & (r3_region == Region.ACT))]
-        # the addressed PE's activation, out of its stream in cycle ACT_READ_LATENCY, registered
+        with m.If(r_pipe[3]):
+            m.d.sync += [held.eq(word), held_pe.eq(r4_pe),
+                         held_act.eq(r4_mapped & (r4_region == Region.ACT))]
+        # the addressed PE's activation, out of its stream in cycle ACT_READ_LATENCY + 1,
+        # registered
         act = Signal(signed(16))
         m.d.sync += act.eq(pe_act.word_select(held_pe, 16) if pb else pes[0].act.data)
         m.d.sync += [
