@@ -232,14 +232,23 @@ class CCU(wiring.Component):
         # (from reset: empty FIFOs', like the PEs' own fill registers)
         fill_any = Signal(BCAST_IN_FLIGHT + 1, init=sum(
             1 << i for i in range(BCAST_IN_FLIGHT + 1) if c.fifo_depth - i <= 0))
-        m.d.sync += fill_any.eq(Cat(*(Cat(*(bcast.fill[k][i] for k in range(n))).any()
-                                      for i in range(BCAST_IN_FLIGHT + 1))))
+        fill_or = Signal.like(fill_any)
+        m.d.comb += fill_or.eq(Cat(*(Cat(*(bcast.fill[k][i] for k in range(n))).any()
+                                     for i in range(BCAST_IN_FLIGHT + 1))))
+        m.d.sync += fill_any.eq(fill_or)
         valid_d = Signal()                  # the broadcast decided 2 cycles ago
         m.d.sync += valid_d.eq(bcast.valid)
         in_flight = Signal(range(BCAST_IN_FLIGHT + 1))
         m.d.comb += in_flight.eq(bcast.valid + valid_d)
+        # hold = fill_any[in_flight], selected a cycle ahead for both values of the broadcast
+        # being decided now (``bcast.valid`` of the next cycle), so that the decision loop
+        # (decide -> bcast.valid -> hold -> decide) has one multiplexer, not the in-flight sum
+        # and the fill select: hold_if[v] is fill_any[valid_d + v] of the next cycle
+        hold_if = Signal(2, init=fill_any.init & 0b11)      # (from reset: valid_d is 0)
+        m.d.sync += hold_if.eq(Cat(fill_or.bit_select(bcast.valid, 1),
+                                   fill_or.bit_select(bcast.valid + 1, 1)))
         hold = Signal()
-        m.d.comb += hold.eq(fill_any.bit_select(in_flight, 1))
+        m.d.comb += hold.eq(hold_if.bit_select(bcast.valid, 1))
         decide = Signal()                   # the nonzero offered goes out (next cycle)
         held = Signal()                     # ... is held back
         m.d.sync += [

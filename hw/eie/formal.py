@@ -170,7 +170,9 @@ class BroadcastFifoHarness(Elaboratable):
     :meth:`strengthen` adds the invariants with which k-induction closes: every PE's
     ``fill`` register shows its level's thresholds; the CCU's registered OR ``fill_any`` has
     bit ``i`` set if some FIFO, less the broadcast that landed in the last cycle (``valid_d``),
-    holds ``fifo_depth - i`` or more; a broadcast arriving finds room in every FIFO.
+    holds ``fifo_depth - i`` or more; its two selections made a cycle ahead (``hold_if``) are
+    ``fill_any``'s bits ``valid_d`` and ``valid_d + 1``; a broadcast arriving finds room in every
+    FIFO.
 
     ``mutant="ignore_full"``: the CCU is told no FIFO is ever filling (``fill`` all 0);
     ``mutant="fill_off_by_one"``: every PE raises its fill flags one entry late.
@@ -202,6 +204,10 @@ class BroadcastFifoHarness(Elaboratable):
 
         D = self.config.fifo_depth
         fill_any, valid_d = ccu_internal["fill_any"], ccu_internal["valid_d"]
+        hold_if = ccu_internal["hold_if"]
+        for v in range(2):
+            m.d.comb += Assert(hold_if[v] == fill_any.bit_select(valid_d + v, 1),
+                               f"invariant: the CCU's hold_if[{v}] is fill_any[valid_d + {v}]")
         for k, (f, fill) in enumerate(zip(fifos, fills)):
             level = f.fifo.level
             for i in range(BCAST_IN_FLIGHT + 1):
@@ -231,7 +237,7 @@ class BroadcastFifoHarness(Elaboratable):
             fills.append(regs["fill"])
             m.d.comb += f.o.ready.eq(free(m, 1, f"pe{k}_pop"))        # the PE's progress
         if self.invariants:
-            ccu_frag, ccu_regs = internals(ccu, ["fill_any", "valid_d"])
+            ccu_frag, ccu_regs = internals(ccu, ["fill_any", "valid_d", "hold_if"])
             m.submodules.ccu = ccu_frag
         else:
             m.submodules.ccu = ccu
