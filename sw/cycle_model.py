@@ -6,10 +6,10 @@ inputs), ``busy`` (per PE: entries issued) and ``stall`` (per PE: cycles the con
 nonzero because this PE's FIFO fill flag was set).
 
 It steps the same registers the RTL has, cycle by cycle, vectorised over the PEs with NumPy:
-the LNZD rounds, each PE's FIFO level, pointer stage (two registers: the RAM read and the
-registered pair), pointer queue (non-empty columns only), entry stage and the pipeline
-registers behind it (RAM word, registered byte, ``mul_``, ``acc_``), the registered broadcast
-(the controller decides from every FIFO's level of the cycle before and the broadcasts it
+the LNZD rounds, each PE's FIFO level, pointer stage (three registers: the RAM read, the
+registered pair, the non-empty column with its flags), pointer queue (non-empty columns only),
+entry stage and the pipeline registers behind it (RAM word, registered byte, ``mul_``,
+``acc_``), the registered broadcast (the controller decides from every FIFO's level of the cycle before and the broadcasts it
 decided in the two cycles before, and the FIFOs take a broadcast a cycle after its decision:
 ``eie.hw.eie.act_fifo``), and the controller's states
 (``LSTART``, 1 cycle; ``BCAST``, whose first :data:`ACT_READ_LATENCY` cycles fill the PEs'
@@ -83,6 +83,8 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     p1_col = np.zeros(N, np.int64)
     p2_valid = np.zeros(N, bool)          # the pointer pair registered behind the RAMs
     p2_col = np.zeros(N, np.int64)
+    p3_valid = np.zeros(N, bool)          # a non-empty column with its flags (ptr3)
+    p3_col = np.zeros(N, np.int64)
     q_level = np.zeros(N, np.int64)
     head_c = np.zeros(N, np.int64)
     head_rem = np.zeros(N, np.int64)
@@ -100,16 +102,17 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     bcast_cycles = drain_cycles = 0
 
     def step(fire: bool) -> None:
-        nonlocal nb, p1_valid, p1_col, p2_valid, p2_col, q_level, head_c, head_rem, s1, s2, m1
+        nonlocal nb, p1_valid, p1_col, p2_valid, p2_col, p3_valid, p3_col, q_level, head_c
+        nonlocal head_rem, s1, s2, m1
         nonlocal a1, popped, q1, q2, lev_prev
         level = nb - q1 - popped              # the last cycle's decision lands at this one's end
         # ... or is taken in this cycle from an empty FIFO (the bypass): what the ptr stage sees
-        take = (nb - popped > 0) & (q_level + p1_valid + p2_valid < Q)
-        push = p2_valid & (W[p2_col, ar] > 0)
+        take = (nb - popped > 0) & (q_level + p1_valid + p2_valid + p3_valid <= Q)
+        push = p3_valid
         # an empty pointer queue hands the column being pushed to the entry stage (bypass)
         byp = (q_level == 0) & push
-        hc = np.where(byp, p2_col, head_c)
-        hr = np.where(byp, W[p2_col, ar], head_rem)
+        hc = np.where(byp, p3_col, head_c)
+        hr = np.where(byp, W[p3_col, ar], head_rem)
         issue = (q_level > 0) | byp
         last = issue & (hr == 1)
         new_q = q_level + push - last
@@ -123,6 +126,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
             new_head_rem[pop_next] = W[nc, ar[pop_next]]
         busy[:] += issue
         a1, m1, s2, s1 = m1, s2, s1, issue
+        p3_valid, p3_col = p2_valid & (W[p2_col, ar] > 0), p2_col
         p2_valid, p2_col = p1_valid, p1_col
         p1_col = np.where(take, popped, p1_col)
         p1_valid = take
@@ -160,7 +164,8 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
         else:
             drain_cycles += 1
             # idle: nothing left before the mul_ stage (its writes are forwarded)
-            idle = ((nb - popped) == 0) & ~p1_valid & ~p2_valid & (q_level == 0) & ~s1 & ~s2
+            idle = (((nb - popped) == 0) & ~p1_valid & ~p2_valid & ~p3_valid & (q_level == 0)
+                    & ~s1 & ~s2)
             if idle.all():
                 break
             step(False)
@@ -207,6 +212,8 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
     p1_col = np.zeros(shape, np.int64)
     p2_valid = np.zeros(shape, bool)
     p2_col = np.zeros(shape, np.int64)
+    p3_valid = np.zeros(shape, bool)
+    p3_col = np.zeros(shape, np.int64)
     q_level = np.zeros(shape, np.int64)
     head_c = np.zeros(shape, np.int64)
     head_rem = np.zeros(shape, np.int64)
@@ -231,8 +238,8 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
     while in_b.any() or in_d.any():
         bcast_cycles += in_b
         drain_cycles += in_d
-        idle = (((nb[:, None] - popped) == 0) & ~p1_valid & ~p2_valid & (q_level == 0) & ~s1
-                & ~s2)
+        idle = (((nb[:, None] - popped) == 0) & ~p1_valid & ~p2_valid & ~p3_valid
+                & (q_level == 0) & ~s1 & ~s2)
         in_d &= ~idle.all(axis=1)                    # a drained sample ends in this cycle
         # LNZD and broadcast (samples in BCAST)
         cur = rnz[rows, np.maximum(rnd, 0)]
@@ -251,12 +258,12 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         # PE step
         level = (nb - q1)[:, None] - popped          # the last decision lands at this cycle's end
         # ... or is taken in this cycle from an empty FIFO (the bypass)
-        take = ((nb[:, None] - popped) > 0) & (q_level + p1_valid + p2_valid < Q)
-        push = p2_valid & (Wf[base_w + p2_col * N] > 0)
+        take = ((nb[:, None] - popped) > 0) & (q_level + p1_valid + p2_valid + p3_valid <= Q)
+        push = p3_valid
         # an empty pointer queue hands the column being pushed to the entry stage (bypass)
         byp = (q_level == 0) & push
-        hc = np.where(byp, p2_col, head_c)
-        hr = np.where(byp, Wf[base_w + p2_col * N], head_rem)
+        hc = np.where(byp, p3_col, head_c)
+        hr = np.where(byp, Wf[base_w + p3_col * N], head_rem)
         issue = (q_level > 0) | byp
         last = issue & (hr == 1)
         new_q = q_level + push - last
@@ -266,6 +273,7 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         head_rem = np.where(pop_next, Wf[base_w + np.minimum(nc, Cm) * N], hr - issue)
         busy += issue
         a1, m1, s2, s1 = m1, s2, s1, issue
+        p3_valid, p3_col = p2_valid & (Wf[base_w + p2_col * N] > 0), p2_col
         p2_valid, p2_col = p1_valid, p1_col
         p1_col = np.where(take, popped, p1_col)
         p1_valid = take

@@ -98,8 +98,9 @@ class PE(wiring.Component):
     :class:`amaranth.lib.stream` handshakes); the entry stage issues one entry of the queue's
     head; the entries already in flight advance through Arith and the accumulator; the host
     port and the activation stream are served. Latency: a column broadcast in cycle ``t`` into
-    an idle PE, with entries here, issues its first entry in ``t + 2`` and writes it into the
-    accumulator file in ``t + 7`` (through both bypasses: the FIFO's and the pointer queue's). Counts, per layer (cleared by ``layer.start``, stored at
+    an idle PE, with entries here, issues its first entry in ``t + 3`` and writes it into the
+    accumulator file in ``t + 8`` (through both bypasses: the FIFO's and the pointer queue's).
+    Counts, per layer (cleared by ``layer.start``, stored at
     ``layer.idx`` on ``layer.end``): ``busy``, cycles an entry issued; ``stall``, cycles the
     controller held a nonzero back because of this PE's fill flag (``ActFifo.stalled``).
     """

@@ -6,19 +6,22 @@ banks and come out of one read: the even bank reads ``(P+1) >> 1``, the odd bank
 ``P``'s parity says which is the start.
 
 Per cycle: if a column waits (``col.valid``) and the pointer queue will have room for it
-(entries in the queue + the two being read < ``ptr_queue_depth``), the column is taken
+(entries in the queue + the three columns in flight <= ``ptr_queue_depth``; the queue stores
+one more, for the column arriving as the limit is reached), the column is taken
 (``col.ready``) and both banks are read (``ptr_`` stage); one cycle later the pair arrives from
 the block RAMs and is registered (``ptr1`` -> ``ptr2``, so nothing but a register follows the
 RAMs' slow clock-to-output); in the cycle after that, if the column has entries in this PE
-(``end != start``), ``(start, end, a)`` is pushed into the pointer queue (the column's value
-``a`` comes a cycle after its ``j``, on ``col_a``, and is registered with the pair). An empty
-column is dropped here, so it never costs the entry stage a cycle. The queue head (``q``, a
-stream) is taken by the entry stage with ``q.ready``; an empty queue offers the column being
-pushed in the same cycle (bypass: the entry stage issues its first entry then, and a column it
-finishes in that cycle, a ``single``-entry one, is never stored; the entry stage issues in every
-cycle a column is offered outside host mode, and finishes a fresh column in its first cycle
-exactly when it is ``single``, so the queue's write enable is decided from the pushed item's
-flag, not from ``q.ready``).
+(``end != start``), ``(start, end, a)`` and the flags ``single``/``two`` computed from them
+are registered (``ptr3``; the column's value ``a`` comes a cycle after its ``j``, on
+``col_a``, and is registered with the pair); and in the next it is pushed into the pointer
+queue. An empty column is dropped at ``ptr3``, so it never costs the entry stage a cycle. The
+queue head (``q``, a stream) is taken by the entry stage with ``q.ready``; an empty queue offers
+the column being pushed in the same cycle (bypass: the entry stage issues its first entry
+then, and a column it finishes in that cycle, a ``single``-entry one, is never stored; the
+entry stage issues in every cycle a column is offered outside host mode, and finishes a fresh
+column in its first cycle exactly when it is ``single``, so the queue's write enable is decided
+from the pushed item's flag, not from ``q.ready``). Every decision of the entry stage starts
+from flip-flops: the queue's or ``ptr3``'s.
 
 Host port (``host``, while ``host.mode``): writes pointer ``w_addr``; reads pointer ``r_addr``
 with one cycle of latency (``r_data``).
@@ -62,11 +65,11 @@ class PtrRead(wiring.Component):
     cycle later).
 
     Per cycle: a column is taken when ``col.ready = col.valid & ~host.mode & (queue level +
-    reads in flight < ptr_queue_depth)``; both banks are read; one cycle later the pair is
-    registered with the value on ``col_a``; one more and the column is pushed if
-    ``end != start``. So a column taken in
-    cycle ``t`` is pushed in ``t + 2`` (an empty column is dropped) and heads the queue from
-    ``t + 3`` at the earliest. Counts nothing.
+    columns in flight <= ptr_queue_depth)``; both banks are read; one cycle later the pair is
+    registered with the value on ``col_a``; one more and the column is registered with its
+    flags if ``end != start`` (``ptr3``); one more and it is pushed. So a column taken in
+    cycle ``t`` is pushed in ``t + 3`` (an empty column is dropped) and heads the queue from
+    ``t + 4`` at the earliest. Counts nothing.
     """
 
     def __init__(self, config: EIEConfig):
@@ -89,7 +92,10 @@ class PtrRead(wiring.Component):
         m.submodules.odd = odd = Memory(shape=c.ptr_bits, depth=self._bank_depth, init=[])
         ew, ow = even.write_port(), odd.write_port()
         er, orr = even.read_port(), odd.read_port()
-        m.submodules.queue = queue = SyncFIFO(width=column_layout(c).size, depth=c.ptr_queue_depth)
+        # the queue stores one column more than ptr_queue_depth: the column in ptr3 as the
+        # limit is reached (see ``ptr_take``)
+        m.submodules.queue = queue = SyncFIFO(width=column_layout(c).size,
+                                              depth=c.ptr_queue_depth + 1)
 
         ptr_P = Signal(len(self.ptr_base) + 1)      # P = ptr_base + j: p[P] and p[P+1]
         ptr_P1 = Signal(len(self.ptr_base) + 1)     # P + 1, from its own adder
@@ -101,6 +107,7 @@ class PtrRead(wiring.Component):
         ptr2_start = Signal(c.ptr_bits)
         ptr2_end = Signal(c.ptr_bits)
         ptr2_a = Signal(signed(16))
+        ptr3_valid = Signal()                       # a non-empty column, its flags computed
         host = self.host
         # The two bank addresses come from two adders side by side, not one behind the
         # other: ptr_base changes only as a layer starts, at least ACT_READ_LATENCY cycles
@@ -110,7 +117,8 @@ class PtrRead(wiring.Component):
             ptr_P.eq(self.ptr_base + self.col.payload.j),
             ptr_P1.eq(base1 + self.col.payload.j),
             ptr_take.eq(~host.mode & self.col.valid
-                        & (queue.level + ptr1_valid + ptr2_valid < c.ptr_queue_depth)),
+                        & (queue.level + ptr1_valid + ptr2_valid + ptr3_valid
+                           <= c.ptr_queue_depth)),
             self.col.ready.eq(ptr_take),
         ]
         with m.If(host.mode):
@@ -140,12 +148,17 @@ class PtrRead(wiring.Component):
         ]
         m.d.sync += [ptr2_valid.eq(ptr1_valid), ptr2_start.eq(ptr1_start),
                      ptr2_end.eq(ptr1_end), ptr2_a.eq(self.col_a)]
+        # ptr3: the column registered with its flags (a non-empty one only), so the entry
+        # stage's decisions start from flip-flops even for the column the queue bypasses
         span = Signal(c.ptr_bits)
-        m.d.comb += [
-            span.eq(ptr2_end - ptr2_start),
+        m.d.comb += span.eq(ptr2_end - ptr2_start)
+        m.d.sync += [
+            ptr3_valid.eq(ptr2_valid & (ptr2_end != ptr2_start)),
             item.start.eq(ptr2_start), item.end.eq(ptr2_end), item.a.eq(ptr2_a),
             item.single.eq(span == 1), item.two.eq(span == 2),
-            push.eq(ptr2_valid & (ptr2_end != ptr2_start)),
+        ]
+        m.d.comb += [
+            push.eq(ptr3_valid),
             # bypass: an empty queue offers the column being pushed; a column the entry stage
             # finishes in this cycle (a single entry, issued as it is not in host mode) is not
             # stored
@@ -154,12 +167,13 @@ class PtrRead(wiring.Component):
             queue.w_data.eq(item),
             queue.w_en.eq(push & ~(~queue.r_rdy & ~host.mode & item.single)),
             queue.r_en.eq(self.q.ready & queue.r_rdy),
-            self.idle.eq(~ptr1_valid & ~ptr2_valid & (queue.level == 0)),
+            self.idle.eq(~ptr1_valid & ~ptr2_valid & ~ptr3_valid & (queue.level == 0)),
         ]
         # ``idle`` of the next cycle (from this cycle's next state), for the PE's idle register
-        q_next = Signal(range(c.ptr_queue_depth + 2))
+        q_next = Signal(range(c.ptr_queue_depth + 3))
         m.d.comb += [
             q_next.eq(queue.level + (queue.w_en & queue.w_rdy) - (queue.r_en & queue.r_rdy)),
-            self.idle_next.eq(~ptr_take & ~ptr1_valid & (q_next == 0)),
+            self.idle_next.eq(~ptr_take & ~ptr1_valid
+                              & ~(ptr2_valid & (ptr2_end != ptr2_start)) & (q_next == 0)),
         ]
         return m
