@@ -213,11 +213,19 @@ class Accumulator(wiring.Component):
             m.d.comb += rd_full.eq(host.r_addr)
         with m.Else():
             m.d.comb += rd_full.eq(file_addr(src.bank, act.addr))
-        bias_row = src.bias_base + rd_full[:ab] if ab else src.bias_base
-        m.d.comb += [
-            fa.addr.eq(rd_full),
-            ba.addr.eq(Mux(host.mode & h_r_bias, host.r_addr, bias_row)),
-        ]
+        # the bias slot of the row read: an adder for each source, the host-mode multiplexer
+        # behind them (``host.mode`` reaches every address multiplexer of the PE: no adder
+        # after it on the way to the bias RAM)
+        if ab:
+            bias_row_act = src.bias_base + act.addr[:ab]
+            bias_row_host = src.bias_base + host.r_addr[:ab]
+        else:
+            bias_row_act = bias_row_host = src.bias_base
+        with m.If(host.mode):
+            m.d.comb += ba.addr.eq(Mux(h_r_bias, host.r_addr, bias_row_host))
+        with m.Else():
+            m.d.comb += ba.addr.eq(bias_row_act)
+        m.d.comb += fa.addr.eq(rd_full)
         # Forwarding: a row written in the cycle it is read (the RAM returns the old word) or
         # in the cycle after takes the written sum (``l1``, registered) in stage 1 or 2. So
         # the writes of a finished layer's last entries (at most 2 cycles behind its end) reach
