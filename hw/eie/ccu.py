@@ -229,7 +229,9 @@ class CCU(wiring.Component):
         m.d.comb += lnzd.n_in.eq(n_in)
         # The registered broadcast (see eie.hw.eie.act_fifo): every PE's FIFO fill, OR'ed over
         # the PEs into a register; the broadcasts decided 1 and 2 cycles ago may not be in it.
-        # (from reset: empty FIFOs', like the PEs' own fill registers)
+        # (from reset: empty FIFOs', like the PEs' own fill registers). The decision reads two
+        # bits of it selected a cycle ahead (``hold_if``, below); ``fill_any`` itself stays as
+        # the reference the FIFO proof's invariants name (synthesis drops it).
         fill_any = Signal(BCAST_IN_FLIGHT + 1, init=sum(
             1 << i for i in range(BCAST_IN_FLIGHT + 1) if c.fifo_depth - i <= 0))
         fill_or = Signal.like(fill_any)
