@@ -151,9 +151,11 @@ class PtrRead(wiring.Component):
         # ptr3: the column registered with its flags (a non-empty one only), so the entry
         # stage's decisions start from flip-flops even for the column the queue bypasses
         span = Signal(c.ptr_bits)
-        m.d.comb += span.eq(ptr2_end - ptr2_start)
+        ptr2_push = Signal()                        # ptr2 holds a non-empty column
+        m.d.comb += [span.eq(ptr2_end - ptr2_start),
+                     ptr2_push.eq(ptr2_valid & (ptr2_end != ptr2_start))]
         m.d.sync += [
-            ptr3_valid.eq(ptr2_valid & (ptr2_end != ptr2_start)),
+            ptr3_valid.eq(ptr2_push),
             item.start.eq(ptr2_start), item.end.eq(ptr2_end), item.a.eq(ptr2_a),
             item.single.eq(span == 1), item.two.eq(span == 2),
         ]
@@ -173,7 +175,6 @@ class PtrRead(wiring.Component):
         q_next = Signal(range(c.ptr_queue_depth + 3))
         m.d.comb += [
             q_next.eq(queue.level + (queue.w_en & queue.w_rdy) - (queue.r_en & queue.r_rdy)),
-            self.idle_next.eq(~ptr_take & ~ptr1_valid
-                              & ~(ptr2_valid & (ptr2_end != ptr2_start)) & (q_next == 0)),
+            self.idle_next.eq(~ptr_take & ~ptr1_valid & ~ptr2_push & (q_next == 0)),
         ]
         return m
