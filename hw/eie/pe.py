@@ -79,7 +79,9 @@ class PE(wiring.Component):
       held a nonzero back in the previous cycle (see :class:`~eie.hw.eie.act_fifo.ActFifo`);
     * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base``,
       ``entry_base``, the codebook writes ``cbk_w_*`` (to Arith's copy, read at ``idx``), the
-      source ``src`` (to the accumulator files), ``start``/``end``/``idx``;
+      source ``src`` (to the accumulator files, in the cycle it changes), ``start``/``end``/
+      ``idx`` (all but ``src`` registered here first: each acts a cycle after the port shows
+      it);
     * ``act`` (in, :class:`~eie.hw.eie.signatures.ActRead` with the round slots): the LNZD
       leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` cycles later;
       ``slot_we``/``scan`` -> ``held`` through the PE's round slots;
@@ -100,8 +102,8 @@ class PE(wiring.Component):
     port and the activation stream are served. Latency: a column broadcast in cycle ``t`` into
     an idle PE, with entries here, issues its first entry in ``t + 3`` and writes it into the
     accumulator file in ``t + 8`` (through both bypasses: the FIFO's and the pointer queue's).
-    Counts, per layer (cleared by ``layer.start``, stored at
-    ``layer.idx`` on ``layer.end``): ``busy``, cycles an entry issued; ``stall``, cycles the
+    Counts, per layer (cleared in the cycle after ``layer.start``, stored at ``layer.idx`` in
+    the cycle after ``layer.end``): ``busy``, cycles an entry issued; ``stall``, cycles the
     controller held a nonzero back because of this PE's fill flag (``ActFifo.stalled``).
     """
 
@@ -138,25 +140,42 @@ class PE(wiring.Component):
                 wiring.connect(g, *ports)
             m.submodules[name] = g
 
+        # The layer's parameters that change only between layers (``idx``, the bases), its
+        # ``start``/``end`` pulses and the host's codebook writes, registered here: the
+        # controller's registers reach every PE, and the codebook read, the pointer and entry
+        # address adders and the counters' write start from flip-flops of this PE. Each is in
+        # time a cycle late: the bases and ``idx`` are set in ``LSTART`` (``idx`` as it is
+        # entered) and first read for the layer's first broadcast, which reaches the PE
+        # ``ACT_READ_LATENCY + 2`` cycles after ``LSTART``; ``start`` clears the counters and the destination's valid bits in the cycle
+        # after ``LSTART``, before any entry of the layer lands; ``end`` stores the counters in
+        # the next layer's ``LSTART`` (no entry issues or stall counts in ``DRAIN``'s last cycle,
+        # and the clear comes a cycle later), at the copy of ``idx``, which is then still the
+        # finished layer's; a codebook write lands a cycle later (no run reads it before the
+        # host's start, a later bus cycle).
+        lr = {name: Signal.like(getattr(layer, name), name=f"layer_{name}")
+              for name in ("start", "end", "idx", "ptr_base", "entry_base",
+                           "cbk_w_en", "cbk_w_addr", "cbk_w_data")}
+        m.d.sync += [lr[name].eq(getattr(layer, name)) for name in lr]
+
         wires("w_fifo", connect=[(wiring.flipped(bcast), fifo.bcast)])
         wires("w_ptr", [
             ptr.col.valid.eq(fifo.o.valid), ptr.col.payload.eq(fifo.o.payload),
             fifo.o.ready.eq(ptr.col.ready), ptr.col_a.eq(fifo.a),
-            ptr.ptr_base.eq(layer.ptr_base),
+            ptr.ptr_base.eq(lr["ptr_base"]),
         ])
-        wires("w_spm", [spm.entry_base.eq(layer.entry_base)], connect=[(ptr.q, spm.q)])
+        wires("w_spm", [spm.entry_base.eq(lr["entry_base"])], connect=[(ptr.q, spm.q)])
         wires("w_arith", [
             ar.spm_valid.eq(spm.spm_valid), ar.spm_entry.eq(spm.spm_entry),
             ar.spm_first.eq(spm.spm_first), ar.spm_a.eq(spm.spm_a),
-            ar.cbk_w_en.eq(layer.cbk_w_en), ar.cbk_w_addr.eq(layer.cbk_w_addr),
-            ar.cbk_w_data.eq(layer.cbk_w_data), ar.layer_idx.eq(layer.idx),
+            ar.cbk_w_en.eq(lr["cbk_w_en"]), ar.cbk_w_addr.eq(lr["cbk_w_addr"]),
+            ar.cbk_w_data.eq(lr["cbk_w_data"]), ar.layer_idx.eq(lr["idx"]),
         ])
         wires("w_acc", [
             acc.mul_valid.eq(ar.mul_valid), acc.mul_row.eq(ar.mul_row),
             acc.acc_valid.eq(ar.acc_valid), acc.acc_row.eq(ar.acc_row),
             acc.acc_prod.eq(ar.acc_prod),
         ])
-        wires("w_layer", [acc.layer_start.eq(layer.start)],
+        wires("w_layer", [acc.layer_start.eq(lr["start"])],
               connect=[(wiring.flipped(layer.src), acc.src)])
         act = self.act
         wires("w_leaf", [
@@ -175,15 +194,15 @@ class PE(wiring.Component):
         # Counters.
         busy = Signal(32)
         stall = Signal(32)
-        with m.If(layer.start):
+        with m.If(lr["start"]):
             m.d.sync += [busy.eq(0), stall.eq(0)]
         with m.Else():
             with m.If(spm.issue):
                 m.d.sync += busy.eq(busy + 1)
             with m.If(fifo.stalled):
                 m.d.sync += stall.eq(stall + 1)
-        m.d.comb += [cnt_w.addr.eq(layer.idx), cnt_w.data.eq(Cat(busy, stall)),
-                     cnt_w.en.eq(layer.end)]
+        m.d.comb += [cnt_w.addr.eq(lr["idx"]), cnt_w.data.eq(Cat(busy, stall)),
+                     cnt_w.en.eq(lr["end"])]
 
         # Host port: writes, and reads with four cycles of latency (``host.r_data``); activation
         # rows are read through the activation stream (``act.data``, ACT_READ_LATENCY cycles
