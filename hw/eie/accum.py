@@ -179,33 +179,41 @@ class Accumulator(wiring.Component):
                      h_r_bias.eq(host.r_region == Region.BIAS)]
         h_row = Signal(ab + 1)
         m.d.comb += h_row.eq(host.w_addr)
-        set_addr = Signal(ab + 1)
-        do_set = Signal()
+        h_set = Signal()                  # the host's write of a file row is taken
         with m.If(wr_valid):
-            m.d.comb += [fw.addr.eq(acc_addr), fw.data.eq(acc_sum), fw.en.eq(1),
-                         set_addr.eq(acc_addr), do_set.eq(1)]
+            m.d.comb += [fw.addr.eq(acc_addr), fw.data.eq(acc_sum), fw.en.eq(1)]
         with m.Elif(host.mode & h_act_w_en):
             m.d.comb += [fw.addr.eq(h_row), fw.data.eq(host.w_data[:16].as_signed()),
-                         fw.en.eq(1), set_addr.eq(h_row), do_set.eq(1)]
-        # Valid bits: one LUT a bit (keep, clear with layer_start, set by the predecoded write).
-        set_row = set_addr[:ab] if ab else Const(0, 1)
-        set_bank = set_addr[ab]
-        lo_n = min(4, 1 << len(set_row))
-        lo = Signal(lo_n)
-        hi = Signal(2 * (-(-nv // lo_n)))
-        lo_bits = (lo_n - 1).bit_length()
-        for i in range(lo_n):
-            m.d.comb += lo[i].eq(set_row[:lo_bits] == i if lo_bits else 1)
-        for b in range(2):
-            for h in range(len(hi) // 2):
-                m.d.comb += hi[b * (len(hi) // 2) + h].eq(
-                    do_set & (set_bank == b) & ((set_row >> lo_bits) == h))
+                         fw.en.eq(1), h_set.eq(1)]
+        # Valid bits: one LUT a bit (keep, clear with layer_start, set by a write), the row of
+        # each writer (the wr_ stage's, the host's) decoded from its own registers: no
+        # multiplexer between the writers before the decode (the host's write enable, through
+        # the host-mode gate and the wr_ stage's priority, was the 2-PE core's critical path)
+        def decode(row):
+            """``(hi, lo)``: one-hot of the row's high bits per bank, and of its low bits."""
+            r = row[:ab] if ab else Const(0, 1)
+            lo_n = min(4, 1 << len(r))
+            lo_bits = (lo_n - 1).bit_length()
+            lo = Signal(lo_n)
+            hi = Signal(2 * (-(-nv // lo_n)))
+            for i in range(lo_n):
+                m.d.comb += lo[i].eq(r[:lo_bits] == i if lo_bits else 1)
+            for bk in range(2):
+                for h in range(len(hi) // 2):
+                    m.d.comb += hi[bk * (len(hi) // 2) + h].eq(
+                        (row[ab] == bk) & ((r >> lo_bits) == h))
+            return hi, lo, lo_n
+
+        hi_a, lo_a, lo_n = decode(acc_addr)
+        hi_h, lo_h, _ = decode(h_row)
         for b in range(2):
             clr = self.layer_start & (dst == b)
             for r in range(nv):
                 bit = valid[b * nv + r]
-                hit = hi[b * (len(hi) // 2) + r // lo_n] & lo[r % lo_n]
-                m.d.sync += bit.eq((bit & ~clr) | hit)
+                h = b * (len(hi_a) // 2) + r // lo_n
+                hit_a = wr_valid & hi_a[h] & lo_a[r % lo_n]
+                hit_h = h_set & hi_h[h] & lo_h[r % lo_n]
+                m.d.sync += bit.eq((bit & ~clr) | hit_a | hit_h)
 
         # ---- read as activation: a pipeline that advances in every cycle -------------------
         rd_full = Signal(ab + 1)
