@@ -78,6 +78,7 @@ def test_pointer_banks_odd_and_even_j(simulate):
     dut = PtrRead(cfg)
     ptrs = [0, 3, 3, 7, 8, 8, 8, 12, 20, 21, 25, 25, 30, 31, 40, 41]
     cols = [(base, j) for base in (0, 5) for j in range(9)]   # even and odd ptr_base, all j
+    entry_base = {0: 0, 5: 24}      # each layer's first entry: added to both pointers
     out = []
     left = [0]                  # entries of the head column still to issue (0: a new head)
 
@@ -109,11 +110,20 @@ def test_pointer_banks_odd_and_even_j(simulate):
         # in any other cycle col_a holds a value no column has
         for base, j in cols:
             if base != ctx.get(dut.ptr_base):
+                # a new layer: the stage drains (as a PE's does before a layer ends), then
+                # its bases, a cycle ahead of its first column
                 ctx.set(dut.col.valid, 0)
-                ctx.set(dut.ptr_base, base)       # a new layer: its base a cycle ahead
+                for _ in range(100):
+                    if ctx.get(dut.idle):
+                        break
+                    consume(ctx)
+                    await ctx.tick()
+                    ctx.set(dut.col_a, -1)
+                assert ctx.get(dut.idle)
+                ctx.set(dut.ptr_base, base)
+                ctx.set(dut.entry_base, entry_base[base])
                 consume(ctx)
                 await ctx.tick()
-                ctx.set(dut.col_a, -1)
             ctx.set(dut.col.valid, 1)
             ctx.set(dut.col.payload, {"j": j})
             while True:
@@ -130,7 +140,8 @@ def test_pointer_banks_odd_and_even_j(simulate):
             ctx.set(dut.col_a, -1)
 
     simulate(dut, bench)
-    want = [(ptrs[b + j], ptrs[b + j + 1], 100 * b + j) for b, j in cols
+    want = [(entry_base[b] + ptrs[b + j], entry_base[b] + ptrs[b + j + 1], 100 * b + j)
+            for b, j in cols
             if ptrs[b + j + 1] != ptrs[b + j]]                  # empty columns are dropped
     assert out == want
 
@@ -206,13 +217,13 @@ def test_entry_stage_straddles_words_one_entry_per_cycle(simulate):
                 await ctx.tick()
         ctx.set(dut.host.w_en, 0)
         ctx.set(dut.host.mode, 0)
-        ctx.set(dut.entry_base, entry_base)
         i = 0
         for cyc in range(40):
             if i < len(cols):
                 s, e, a = cols[i]
                 ctx.set(dut.q.valid, 1)
-                ctx.set(dut.q.payload, {"start": s, "end": e, "a": a,    # as PtrRead pushes it
+                ctx.set(dut.q.payload, {"start": entry_base + s, "end": entry_base + e,
+                                        "a": a,                          # as PtrRead pushes it
                                         "single": int(e - s == 1), "two": int(e - s == 2)})
             else:
                 ctx.set(dut.q.valid, 0)

@@ -161,9 +161,9 @@ class PE(wiring.Component):
         wires("w_ptr", [
             ptr.col.valid.eq(fifo.o.valid), ptr.col.payload.eq(fifo.o.payload),
             fifo.o.ready.eq(ptr.col.ready), ptr.col_a.eq(fifo.a),
-            ptr.ptr_base.eq(lr["ptr_base"]),
+            ptr.ptr_base.eq(lr["ptr_base"]), ptr.entry_base.eq(lr["entry_base"]),
         ])
-        wires("w_spm", [spm.entry_base.eq(lr["entry_base"])], connect=[(ptr.q, spm.q)])
+        wires("w_spm", connect=[(ptr.q, spm.q)])
         wires("w_arith", [
             ar.spm_valid.eq(spm.spm_valid), ar.spm_entry.eq(spm.spm_entry),
             ar.spm_first.eq(spm.spm_first), ar.spm_a.eq(spm.spm_a),

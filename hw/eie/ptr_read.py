@@ -11,7 +11,7 @@ one more, for the column arriving as the limit is reached), the column is taken
 (``col.ready``) and both banks are read (``ptr_`` stage); one cycle later the pair arrives from
 the block RAMs and is registered (``ptr1`` -> ``ptr2``, so nothing but a register follows the
 RAMs' slow clock-to-output); in the cycle after that, if the column has entries in this PE
-(``end != start``), ``(start, end, a)`` and the flags ``single``/``two`` computed from them
+(``end != start``), ``(entry_base + start, entry_base + end, a)`` and the flags ``single``/``two`` computed from them
 are registered (``ptr3``; the column's value ``a`` comes a cycle after its ``j``, on
 ``col_a``, and is registered with the pair); and in the next it is pushed into the pointer
 queue. An empty column is dropped at ``ptr3``, so it never costs the entry stage a cycle. The
@@ -42,7 +42,8 @@ __all__ = ["PtrRead", "column_layout"]
 
 
 def column_layout(config: EIEConfig) -> data.StructLayout:
-    """A pointer-queue item: the column's entry range and its activation, with two flags
+    """A pointer-queue item: the column's entry range (addresses in the PE's sparse-matrix
+    SRAM: the pointers plus the layer's ``entry_base``) and its activation, with two flags
     computed as it is pushed (so the entry stage's decisions start from them, not from an
     adder behind the queue's read): ``single`` (one entry: ``end == start + 1``) and ``two``
     (``end == start + 2``)."""
@@ -58,6 +59,9 @@ class PtrRead(wiring.Component):
     head column; ``col.ready`` is the FIFO's read enable), ``col_a`` (in, int16: the value of
     the column taken in the previous cycle), ``ptr_base`` (the layer's first pointer;
     it must have been stable for a cycle when a column comes: ``ptr_base + 1`` is registered),
+    ``entry_base`` (the layer's first entry, added to both pointers as they are registered in
+    ``ptr3``, so that the entry stage addresses its SRAM without an adder; stable while a
+    column is in the stage: the PE changes it only between layers, with the stage idle),
     ``q`` (out, a stream of :func:`column_layout`: the queue head, taken by the entry stage),
     ``idle`` (no read in flight, queue empty), ``idle_next`` (what ``idle`` shows in the next
     cycle) and ``host``
@@ -79,6 +83,7 @@ class PtrRead(wiring.Component):
             "col": In(stream.Signature(nonzero_layout(c.j_bits))),
             "col_a": In(signed(16)),
             "ptr_base": In(c.ptr_base_bits),
+            "entry_base": In(c.ptr_bits),
             "q": Out(stream.Signature(column_layout(c))),
             "idle": Out(1),
             "idle_next": Out(1),
@@ -156,7 +161,8 @@ class PtrRead(wiring.Component):
                      ptr2_push.eq(ptr2_valid & (ptr2_end != ptr2_start))]
         m.d.sync += [
             ptr3_valid.eq(ptr2_push),
-            item.start.eq(ptr2_start), item.end.eq(ptr2_end), item.a.eq(ptr2_a),
+            item.start.eq(self.entry_base + ptr2_start), item.end.eq(self.entry_base + ptr2_end),
+            item.a.eq(ptr2_a),
             item.single.eq(span == 1), item.two.eq(span == 2),
         ]
         m.d.comb += [

@@ -1,10 +1,11 @@
 """Entry stage of a PE: one sparse-matrix entry per cycle from the pointer queue.
 
-The pointer queue's head is the current column ``[start, end)``. Per cycle, if the head is
-valid, the stage issues entry ``e`` (``start`` for the column's first entry, then the register
-``spm_e``): it reads the 32-bit half-word ``(entry_base + e) >> 2`` of the sparse-matrix SRAM
-(every cycle: a column straddling words, or the next column, needs no extra cycle) and
-remembers the byte ``(entry_base + e) & 3``. After the column's last entry it pops the head, so
+The pointer queue's head is the current column ``[start, end)``, entry addresses in the
+sparse-matrix SRAM (the pointer stage added the layer's ``entry_base``). Per cycle, if the head
+is valid, the stage issues entry ``e`` (``start`` for the column's first entry, then the
+register ``spm_e``): it reads the 32-bit half-word ``e >> 2`` of the sparse-matrix SRAM (every
+cycle: a column straddling words, or the next column, needs no extra cycle; no adder between
+the queue's head and the SRAM's address) and remembers the byte ``e & 3``. After the column's last entry it pops the head, so
 the next column's first entry issues in the very next cycle. One cycle later the half-word
 arrives from the block RAM and the byte is selected (one 4:1 multiplexer behind the RAM's slow
 output) and registered; so two cycles after the issue (``spm_`` outputs, registered) the entry
@@ -46,8 +47,8 @@ class SpmatRead(wiring.Component):
     ``2 * spmat_depth`` 32-bit halves).
 
     Ports: ``q`` (in, a stream of :func:`~eie.hw.eie.ptr_read.column_layout`: the pointer
-    queue's head; ``q.ready`` pops it in the cycle its last entry issues), ``entry_base`` (the
-    layer's first entry), ``issue`` (an entry issued this cycle), the entry out (``spm_valid``,
+    queue's head, entry addresses; ``q.ready`` pops it in the cycle its last entry issues),
+    ``issue`` (an entry issued this cycle), the entry out (``spm_valid``,
     ``spm_entry`` as :class:`EntryLayout`, ``spm_first``, ``spm_a``; no handshake), ``idle``
     (neither stage holds an entry) and ``host`` (:class:`~eie.hw.eie.signatures.HostPort`,
     ``2 * word + half``; ``r_addr`` -> ``r_data`` one cycle later).
@@ -62,7 +63,6 @@ class SpmatRead(wiring.Component):
         self._config = c = config
         super().__init__({
             "q": In(stream.Signature(column_layout(c))),
-            "entry_base": In(c.ptr_bits),
             "issue": Out(1),
             "spm_valid": Out(1),
             "spm_entry": Out(EntryLayout()),
@@ -87,13 +87,11 @@ class SpmatRead(wiring.Component):
         spm_last = Signal()             # spm_e is the head column's last entry, when active
         e = Signal(c.ptr_bits)
         nxt = Signal(c.ptr_bits)
-        E = Signal(c.ptr_bits + 1)
         finish = Signal()               # the entry issued now is its column's last
         m.d.comb += [
             e.eq(Mux(spm_active, spm_e, q.payload.start)),
             self.issue.eq(~host.mode & q.valid),
             nxt.eq(e + 1),
-            E.eq(self.entry_base + e),
             # from registers and the head's flags only (no adder behind the queue's read)
             finish.eq(Mux(spm_active, spm_last, q.payload.single)),
         ]
@@ -112,12 +110,12 @@ class SpmatRead(wiring.Component):
         with m.If(host.mode):
             m.d.comb += rp.addr.eq(host.r_addr)
         with m.Else():
-            m.d.comb += rp.addr.eq(E >> 2)
+            m.d.comb += rp.addr.eq(e >> 2)
         spm_first = Signal()
         spm_a = Signal(signed(16))
         m.d.sync += [
             spm_valid.eq(self.issue),
-            spm_byte.eq(E[:2]),
+            spm_byte.eq(e[:2]),
             spm_first.eq(~spm_active),
             spm_a.eq(q.payload.a),
         ]
