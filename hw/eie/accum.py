@@ -151,20 +151,26 @@ class Accumulator(wiring.Component):
                      wr_prod.eq(self.acc_prod), wr_old.eq(Mux(mul_row_valid, fr.data, 0))]
         # wr_ stage: the two previous entries' writes were not yet in the RAM when this entry
         # read it (in cycles t and t + 1 of its read in t): take the newer of them on a match.
-        l1_valid, l2_valid = Signal(), Signal()
-        l1_row, l2_row = Signal.like(self.acc_row), Signal.like(self.acc_row)
+        l1_valid = Signal()
+        l1_row = Signal.like(self.acc_row)
         l1_sum, l2_sum = Signal(signed(c.acc_bits)), Signal(signed(c.acc_bits))
         wr_cur = Signal(signed(c.acc_bits))
         acc_sum = Signal(signed(c.acc_bits))
-        with m.If(l1_valid & (l1_row == wr_row)):
+        # the matches are compared a cycle ahead, as the entry is registered into wr_ (with the
+        # entries then in wr_ and l1, which move to l1 and l2): the sum's multiplexer starts
+        # from two flip-flops, not from the row comparisons (1-PE core's critical path)
+        hit1, hit2 = Signal(name="hit1"), Signal(name="hit2")
+        m.d.sync += [hit1.eq(wr_valid & (wr_row == self.acc_row)),
+                     hit2.eq(l1_valid & (l1_row == self.acc_row))]
+        with m.If(hit1):
             m.d.comb += wr_cur.eq(l1_sum)
-        with m.Elif(l2_valid & (l2_row == wr_row)):
+        with m.Elif(hit2):
             m.d.comb += wr_cur.eq(l2_sum)
         with m.Else():
             m.d.comb += wr_cur.eq(wr_old)
         m.d.comb += acc_sum.eq(wr_cur + wr_prod)
         m.d.sync += [l1_valid.eq(wr_valid), l1_row.eq(wr_row), l1_sum.eq(acc_sum),
-                     l2_valid.eq(l1_valid), l2_row.eq(l1_row), l2_sum.eq(l1_sum)]
+                     l2_sum.eq(l1_sum)]
         acc_addr = Signal(ab + 1)
         m.d.comb += acc_addr.eq(file_addr(wr_bank, wr_row))
         l1_addr = Signal(ab + 1)          # the file address the write of the last cycle went to
@@ -188,7 +194,8 @@ class Accumulator(wiring.Component):
         # Valid bits: one LUT a bit (keep, clear with layer_start, set by a write), the row of
         # each writer (the wr_ stage's, the host's) decoded from its own registers: no
         # multiplexer between the writers before the decode (the host's write enable, through
-        # the host-mode gate and the wr_ stage's priority, was the 2-PE core's critical path)
+        # the host-mode gate and the wr_ stage's priority, was the 2-PE core's critical path);
+        # the wr_ stage's decode is itself registered
         def decode(row):
             """``(hi, lo)``: one-hot of the row's high bits per bank, and of its low bits."""
             r = row[:ab] if ab else Const(0, 1)
@@ -204,7 +211,10 @@ class Accumulator(wiring.Component):
                         (row[ab] == bk) & ((r >> lo_bits) == h))
             return hi, lo, lo_n
 
-        hi_a, lo_a, lo_n = decode(acc_addr)
+        # the wr_ stage's row decoded a cycle ahead, from the acc_ stage's, and registered with it
+        hi_a_next, lo_a_next, lo_n = decode(file_addr(acc_bank, self.acc_row))
+        hi_a, lo_a = Signal.like(hi_a_next), Signal.like(lo_a_next)
+        m.d.sync += [hi_a.eq(hi_a_next), lo_a.eq(lo_a_next)]
         hi_h, lo_h, _ = decode(h_row)
         for b in range(2):
             clr = self.layer_start & (dst == b)

@@ -609,7 +609,7 @@ class AccumulatorHarness(Elaboratable):
     cycles after it (depth 13, 6 minutes here, passes too).
 
     ``mutant="no_bypass1"`` / ``"no_bypass2"``: the bypass from the write 1 / 2 cycles ahead
-    is never taken (its valid register held at 0); ``"no_forward1"`` / ``"no_forward2"``: the
+    is never taken (its match register held at 0); ``"no_forward1"`` / ``"no_forward2"``: the
     read pipeline's forwarding of the last write into stage 1 / stage 2 is never taken: the
     broken designs.
     """
@@ -633,18 +633,18 @@ class AccumulatorHarness(Elaboratable):
         c = self.config
         rows = c.acc_depth
         acc = Accumulator(c)
-        frag, s = internals(acc, ["wr_valid", "wr_row", "acc_sum", "fwd1", "fwd2"], platform)
+        frag, s = internals(acc, ["wr_valid", "wr_row", "acc_sum", "fwd1", "fwd2", "hit1", "hit2"],
+                            platform)
         if self.mutant in ("no_forward1", "no_forward2"):
             # the last assignment wins: the forwarding never takes the written sum
             frag.add_statements("comb", s["fwd1" if self.mutant == "no_forward1"
                                           else "fwd2"].eq(0))
         elif self.mutant:
-            # the broken design: one of the bypass's two registers (the one that samples
-            # wr_valid, the one that samples that one) never matches; the last assignment
-            # wins, so this overrides the block's own
-            l1 = _sampler(frag, s["wr_valid"])
-            frag.add_statements("sync", (l1 if self.mutant == "no_bypass1"
-                                         else _sampler(frag, l1)).eq(0))
+            # the broken design: one of the bypass's two match registers (the write 1 / 2
+            # cycles ahead) never matches; the last assignment wins, so this overrides the
+            # block's own
+            frag.add_statements("sync", s["hit1" if self.mutant == "no_bypass1"
+                                          else "hit2"].eq(0))
         m.submodules.acc = frag
         driven = set()
 
