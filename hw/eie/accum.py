@@ -253,8 +253,12 @@ class Accumulator(wiring.Component):
         s2_addr = Signal(ab + 1)
         fwd1 = Signal()
         fwd2 = Signal()
-        m.d.comb += [fwd1.eq(l1_valid & (l1_addr == s1_addr)),
-                     fwd2.eq(l1_valid & (l1_addr == s2_addr))]
+        m.d.comb += fwd1.eq(l1_valid & (l1_addr == s1_addr))
+        # stage 2's match compared a cycle ahead, registered: the write then in wr_ (l1 in the
+        # next cycle) against the row then in stage 1 (stage 2 in the next cycle), so that the
+        # biased sum's multiplexer starts from a flip-flop (the 2-PE core's critical path:
+        # l1_valid -> the address comparison -> the select -> the stage-3 adder)
+        m.d.sync += fwd2.eq(wr_valid & (acc_addr == s1_addr))
         # stage 1: file word, valid bit and bias slot (the memories' outputs)
         m.d.sync += [s1_valid.eq(valid_of(rd_full[ab], rd_full[:ab] if ab else Const(0, 1))),
                      s1_addr.eq(rd_full), s2_addr.eq(s1_addr)]

@@ -636,9 +636,12 @@ class AccumulatorHarness(Elaboratable):
         frag, s = internals(acc, ["wr_valid", "wr_row", "acc_sum", "fwd1", "fwd2", "hit1", "hit2"],
                             platform)
         if self.mutant in ("no_forward1", "no_forward2"):
-            # the last assignment wins: the forwarding never takes the written sum
-            frag.add_statements("comb", s["fwd1" if self.mutant == "no_forward1"
-                                          else "fwd2"].eq(0))
+            # the last assignment wins: the forwarding never takes the written sum (fwd1 is
+            # combinational, fwd2 a register)
+            if self.mutant == "no_forward1":
+                frag.add_statements("comb", s["fwd1"].eq(0))
+            else:
+                frag.add_statements("sync", s["fwd2"].eq(0))
         elif self.mutant:
             # the broken design: one of the bypass's two match registers (the write 1 / 2
             # cycles ahead) never matches; the last assignment wins, so this overrides the
