@@ -49,7 +49,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
 from .config import EIEConfig
-from .memory_map import ACT_READ_LATENCY, Region
+from .memory_map import ACT_READ_LATENCY, HOST_WRITTEN, Region
 from .signatures import ActRead, HostPort, SourceParams
 from .writeback import WRITEBACK_LATENCY, Writeback
 
@@ -105,7 +105,8 @@ class Accumulator(wiring.Component):
         n_rows = 2 << ab
         m.submodules.file = mem = Memory(shape=signed(c.acc_bits), depth=n_rows, init=[])
         fw, fr, fa = mem.write_port(), mem.read_port(), mem.read_port()
-        m.submodules.bias = bias = Memory(shape=signed(16), depth=c.bias_depth, init=[])
+        m.submodules.bias = bias = Memory(shape=signed(16), depth=c.bias_depth, init=[],
+                                          attrs=HOST_WRITTEN)
         bw, ba = bias.write_port(), bias.read_port()
         m.submodules.wb = wb = Writeback(c.acc_bits)
 

@@ -41,9 +41,17 @@ from .config import W_FRAC_BITS, EIEConfig
 __all__ = ["MemoryMap", "Region", "REGION_BITS", "ACT_READ_LATENCY", "ROUND_SLOTS",
            "BCAST_IN_FLIGHT", "READ_LATENCY", "EIE_ID", "REGS", "REG_FIELDS", "LAYER_FIELDS",
            "LAYER_STRIDE", "CODEBOOK_OFFSET", "LAYER_COUNTERS", "PE_COUNTERS", "CTRL", "CONFIG0",
-           "CONFIG1", "STATUS", "LAYER_FLAGS"]
+           "CONFIG1", "STATUS", "LAYER_FLAGS", "HOST_WRITTEN"]
 
 REGION_BITS = 3
+#: Attributes of a PE memory that only the host writes (pointers, sparse matrix, bias): a read
+#: of it never meets a write of the same cycle whose result is used (the bus never strobes a
+#: read and a write together, a PE delays both alike, the datapath reads only outside host mode
+#: and the host writes only in it; a read the port makes in a write's cycle is dropped), so
+#: Yosys need not build the read-before-write result of a collision (``no_rw_check``; it
+#: otherwise adds flip-flops and multiplexers behind such a memory: 6 FF and 5 LUT4 fewer at
+#: 1 PE, ``bench/eie_fmax.py --pes 1``). Simulation is unchanged.
+HOST_WRITTEN = {"no_rw_check": 1}
 #: Cycles from an activation read address to its int16 value (the PE's activation read
 #: pipeline: memory read, a register, bias addition, two write-back stages; see ``accum.py``).
 ACT_READ_LATENCY = 5

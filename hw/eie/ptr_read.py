@@ -36,6 +36,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig
+from .memory_map import HOST_WRITTEN
 from .signatures import HostPort, nonzero_layout
 
 __all__ = ["PtrRead", "column_layout"]
@@ -93,8 +94,10 @@ class PtrRead(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self._config
-        m.submodules.even = even = Memory(shape=c.ptr_bits, depth=self._bank_depth, init=[])
-        m.submodules.odd = odd = Memory(shape=c.ptr_bits, depth=self._bank_depth, init=[])
+        m.submodules.even = even = Memory(shape=c.ptr_bits, depth=self._bank_depth, init=[],
+                                          attrs=HOST_WRITTEN)
+        m.submodules.odd = odd = Memory(shape=c.ptr_bits, depth=self._bank_depth, init=[],
+                                        attrs=HOST_WRITTEN)
         ew, ow = even.write_port(), odd.write_port()
         er, orr = even.read_port(), odd.read_port()
         # the queue stores one column more than ptr_queue_depth: the column in ptr3 as the

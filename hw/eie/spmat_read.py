@@ -27,6 +27,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig
+from .memory_map import HOST_WRITTEN
 from .ptr_read import column_layout
 from .signatures import HostPort
 
@@ -76,7 +77,8 @@ class SpmatRead(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self._config
-        m.submodules.mem = mem = Memory(shape=32, depth=2 * c.spmat_depth, init=[])
+        m.submodules.mem = mem = Memory(shape=32, depth=2 * c.spmat_depth, init=[],
+                                        attrs=HOST_WRITTEN)
         wp = mem.write_port()
         rp = mem.read_port()
 
