@@ -66,13 +66,12 @@ class Writeback(wiring.Component):
         sh = Signal(signed(n + 1))
         m.d.comb += sh.eq(Cat(Const(0, 1), self.acc).as_signed() >> self.w_frac)
         # bits strictly below the round bit, w_frac - 1 of them (none for w_frac 0, whose round
-        # bit is the appended zero): a table of w_frac, one small function of its bits per mask
-        # bit, not a subtraction (a carry chain behind w_frac was the 1-PE core's critical path)
+        # bit is the appended zero): the complement of all ones shifted left by w_frac, shifted
+        # right by one: each mask bit a small function of w_frac's bits, not a subtraction (a
+        # carry chain behind w_frac was the 1-PE core's critical path)
         below = Signal(unsigned(n))
-        with m.Switch(self.w_frac):
-            for w in range(1 << len(self.w_frac)):
-                with m.Case(w):
-                    m.d.comb += below.eq(max(0, (1 << max(0, w - 1)) - 1) & ((1 << n) - 1))
+        ones = Const((1 << (n + 1)) - 1, n + 1)
+        m.d.comb += below.eq((~(ones << self.w_frac))[:n + 1] >> 1)
         sticky = Signal()
         m.d.comb += sticky.eq((self.acc.as_unsigned() & below).any())
         q = Signal(signed(n))
