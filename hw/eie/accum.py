@@ -217,14 +217,19 @@ class Accumulator(wiring.Component):
         hi_a, lo_a = Signal.like(hi_a_next), Signal.like(lo_a_next)
         m.d.sync += [hi_a.eq(hi_a_next), lo_a.eq(lo_a_next)]
         hi_h, lo_h, _ = decode(h_row)
+        # the two writers never set a bit in one cycle (the host's write is taken only without
+        # a wr_ stage write), so their decodes merge into one (hi, lo) pair before the bits:
+        # one LUT a bit, as with one writer
+        hi = Signal.like(hi_a)
+        lo = Signal.like(lo_a)
+        m.d.comb += [hi.eq(Mux(wr_valid, hi_a, 0) | Mux(h_set, hi_h, 0)),
+                     lo.eq(Mux(wr_valid, lo_a, lo_h))]
         for b in range(2):
             clr = self.layer_start & (dst == b)
             for r in range(nv):
                 bit = valid[b * nv + r]
-                h = b * (len(hi_a) // 2) + r // lo_n
-                hit_a = wr_valid & hi_a[h] & lo_a[r % lo_n]
-                hit_h = h_set & hi_h[h] & lo_h[r % lo_n]
-                m.d.sync += bit.eq((bit & ~clr) | hit_a | hit_h)
+                h = b * (len(hi) // 2) + r // lo_n
+                m.d.sync += bit.eq((bit & ~clr) | (hi[h] & lo[r % lo_n]))
 
         # ---- read as activation: a pipeline that advances in every cycle -------------------
         rd_full = Signal(ab + 1)
