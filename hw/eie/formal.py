@@ -98,16 +98,6 @@ def port(block, what):
     return obj
 
 
-def _sampler(frag, source):
-    """The register of ``frag`` that takes ``source`` every cycle (``reg.eq(source)`` in
-    ``sync``)."""
-    for stmt in frag.statements.get("sync", ()):
-        if getattr(stmt, "rhs", None) is source:
-            return stmt.lhs
-    raise LookupError(f"no register samples {source.name} any more: update the mutants of "
-                      f"eie.hw.eie.formal")
-
-
 def free(m, shape, name, const=False):
     """A named signal driven by a free value (``AnyConst`` if ``const``, else ``AnySeq``)."""
     s = Signal(shape, name=name)

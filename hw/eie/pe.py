@@ -146,12 +146,12 @@ class PE(wiring.Component):
         # address adders and the counters' write start from flip-flops of this PE. Each is in
         # time a cycle late: the bases and ``idx`` are set in ``LSTART`` (``idx`` as it is
         # entered) and first read for the layer's first broadcast, which reaches the PE
-        # ``ACT_READ_LATENCY + 2`` cycles after ``LSTART``; ``start`` clears the counters and the destination's valid bits in the cycle
-        # after ``LSTART``, before any entry of the layer lands; ``end`` stores the counters in
-        # the next layer's ``LSTART`` (no entry issues or stall counts in ``DRAIN``'s last cycle,
-        # and the clear comes a cycle later), at the copy of ``idx``, which is then still the
-        # finished layer's; a codebook write lands a cycle later (no run reads it before the
-        # host's start, a later bus cycle).
+        # ``ACT_READ_LATENCY + 2`` cycles after ``LSTART``; ``start`` clears the counters and
+        # the destination's valid bits in the cycle after ``LSTART``, before any entry of the
+        # layer lands; ``end`` stores the counters in the next layer's ``LSTART`` (no entry
+        # issues or stall counts in ``DRAIN``'s last cycle, and the clear comes a cycle later),
+        # at the copy of ``idx``, which is then still the finished layer's; a codebook write
+        # lands a cycle later (no run reads it before the host's start, a later bus cycle).
         lr = {name: Signal.like(getattr(layer, name), name=f"layer_{name}")
               for name in ("start", "end", "idx", "ptr_base", "entry_base",
                            "cbk_w_en", "cbk_w_addr", "cbk_w_data")}

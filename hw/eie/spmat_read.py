@@ -5,10 +5,10 @@ sparse-matrix SRAM (the pointer stage added the layer's ``entry_base``). Per cyc
 is valid, the stage issues entry ``e`` (``start`` for the column's first entry, then the
 register ``spm_e``): it reads the 32-bit half-word ``e >> 2`` of the sparse-matrix SRAM (every
 cycle: a column straddling words, or the next column, needs no extra cycle; no adder between
-the queue's head and the SRAM's address) and remembers the byte ``e & 3``. After the column's last entry it pops the head, so
-the next column's first entry issues in the very next cycle. One cycle later the half-word
-arrives from the block RAM and the byte is selected (one 4:1 multiplexer behind the RAM's slow
-output) and registered; so two cycles after the issue (``spm_`` outputs, registered) the entry
+the queue's head and the SRAM's address) and remembers the byte ``e & 3``. After the column's
+last entry it pops the head, so the next column's first entry issues in the very next cycle.
+One cycle later the half-word arrives from the block RAM and the byte is selected (one 4:1
+multiplexer behind the RAM's slow output) and registered; so two cycles after the issue (``spm_`` outputs, registered) the entry
 byte ``(z << 4) | code`` comes out decoded, with ``first`` (first entry of its column) and the
 column's activation. The SRAM holds the image's 64-bit words as two 32-bit halves, low half
 first (``2 * word + half``), the host's own addressing.
