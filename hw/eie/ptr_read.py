@@ -12,9 +12,9 @@ one more, for the column arriving as the limit is reached), the column is taken
 the block RAMs and is registered (``ptr1`` -> ``ptr2``, so nothing but a register follows the
 RAMs' slow clock-to-output); in the cycle after that, if the column has entries in this PE
 (``end != start``), ``(entry_base + start, entry_base + end, a)`` and the flags
-``single``/``two`` computed from them are registered (``ptr3``; the column's value ``a`` comes a cycle after its ``j``, on
-``col_a``, and is registered with the pair); and in the next it is pushed into the pointer
-queue. An empty column is dropped at ``ptr3``, so it never costs the entry stage a cycle. The
+``single``/``two`` computed from them are registered (``ptr3``; the column's value ``a``
+comes a cycle after its ``j``, on ``col_a``, and is registered with the pair); and in the next
+it is pushed into the pointer queue. An empty column is dropped at ``ptr3``, so it never costs the entry stage a cycle. The
 queue head (``q``, a stream) is taken by the entry stage with ``q.ready``; an empty queue offers
 the column being pushed in the same cycle (bypass: the entry stage issues its first entry
 then, and a column it finishes in that cycle, a ``single``-entry one, is never stored; the

@@ -8,9 +8,9 @@ cycle: a column straddling words, or the next column, needs no extra cycle; no a
 the queue's head and the SRAM's address) and remembers the byte ``e & 3``. After the column's
 last entry it pops the head, so the next column's first entry issues in the very next cycle.
 One cycle later the half-word arrives from the block RAM and the byte is selected (one 4:1
-multiplexer behind the RAM's slow output) and registered; so two cycles after the issue (``spm_`` outputs, registered) the entry
-byte ``(z << 4) | code`` comes out decoded, with ``first`` (first entry of its column) and the
-column's activation. The SRAM holds the image's 64-bit words as two 32-bit halves, low half
+multiplexer behind the RAM's slow output) and registered; so two cycles after the issue
+(``spm_`` outputs, registered) the entry byte ``(z << 4) | code`` comes out decoded, with
+``first`` (first entry of its column) and the column's activation. The SRAM holds the image's 64-bit words as two 32-bit halves, low half
 first (``2 * word + half``), the host's own addressing.
 
 ``issue`` is high in every cycle an entry is issued (the PE's busy cycles).
