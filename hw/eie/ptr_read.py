@@ -7,21 +7,21 @@ banks and come out of one read: the even bank reads ``(P+1) >> 1``, the odd bank
 
 Per cycle: if a column waits (``col.valid``) and the pointer queue will have room for it
 (entries in the queue + the three columns in flight <= ``ptr_queue_depth``; the queue stores
-one more, for the column arriving as the limit is reached), the column is taken
-(``col.ready``) and both banks are read (``ptr_`` stage); one cycle later the pair arrives from
-the block RAMs and is registered (``ptr1`` -> ``ptr2``, so nothing but a register follows the
-RAMs' slow clock-to-output); in the cycle after that, if the column has entries in this PE
+one more, for the column arriving as the limit is reached), the column is taken (``col.ready``)
+and both banks are read (``ptr_`` stage); one cycle later the pair arrives from the block RAMs
+and is registered (``ptr1`` -> ``ptr2``, so nothing but a register follows the RAMs' slow
+clock-to-output); in the cycle after that, if the column has entries in this PE
 (``end != start``), ``(entry_base + start, entry_base + end, a)`` and the flags
-``single``/``two`` computed from them are registered (``ptr3``; the column's value ``a``
-comes a cycle after its ``j``, on ``col_a``, and is registered with the pair); and in the next
-it is pushed into the pointer queue. An empty column is dropped at ``ptr3``, so it never costs the entry stage a cycle. The
-queue head (``q``, a stream) is taken by the entry stage with ``q.ready``; an empty queue offers
-the column being pushed in the same cycle (bypass: the entry stage issues its first entry
-then, and a column it finishes in that cycle, a ``single``-entry one, is never stored; the
-entry stage issues in every cycle a column is offered outside host mode, and finishes a fresh
-column in its first cycle exactly when it is ``single``, so the queue's write enable is decided
-from the pushed item's flag, not from ``q.ready``). Every decision of the entry stage starts
-from flip-flops: the queue's or ``ptr3``'s.
+``single``/``two`` computed from them are registered (``ptr3``; the column's value ``a`` comes a cycle after its
+``j``, on ``col_a``, and is registered with the pair); and in the next it is pushed into the
+pointer queue. An empty column is dropped at ``ptr3``, so it never costs the entry stage a
+cycle. The queue head (``q``, a stream) is taken by the entry stage with ``q.ready``; an empty
+queue offers the column being pushed in the same cycle (bypass: the entry stage issues its
+first entry then, and a column it finishes in that cycle, a ``single``-entry one, is never
+stored; the entry stage issues in every cycle a column is offered outside host mode, and
+finishes a fresh column in its first cycle exactly when it is ``single``, so the queue's write
+enable is decided from the pushed item's flag, not from ``q.ready``). Every decision of the
+entry stage starts from flip-flops: the queue's or ``ptr3``'s.
 
 Host port (``host``, while ``host.mode``): writes pointer ``w_addr``; reads pointer ``r_addr``
 with one cycle of latency (``r_data``).

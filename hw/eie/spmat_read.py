@@ -10,8 +10,9 @@ last entry it pops the head, so the next column's first entry issues in the very
 One cycle later the half-word arrives from the block RAM and the byte is selected (one 4:1
 multiplexer behind the RAM's slow output) and registered; so two cycles after the issue
 (``spm_`` outputs, registered) the entry byte ``(z << 4) | code`` comes out decoded, with
-``first`` (first entry of its column) and the column's activation. The SRAM holds the image's 64-bit words as two 32-bit halves, low half
-first (``2 * word + half``), the host's own addressing.
+``first`` (first entry of its column) and the column's activation. The SRAM holds the image's
+64-bit words as two 32-bit halves, low half first (``2 * word + half``), the host's own
+addressing.
 
 ``issue`` is high in every cycle an entry is issued (the PE's busy cycles).
 
