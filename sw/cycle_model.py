@@ -6,10 +6,10 @@ inputs), ``busy`` (per PE: entries issued) and ``stall`` (per PE: cycles the con
 nonzero because this PE's FIFO fill flag was set).
 
 It steps the same registers the RTL has, cycle by cycle, vectorised over the PEs with NumPy:
-the LNZD rounds, each PE's FIFO level, pointer stage (three registers: the RAM read, the
-registered pair, the non-empty column with its flags), pointer queue (non-empty columns only),
-entry stage and the pipeline registers behind it (RAM word, registered byte, ``mul_``,
-``acc_``), the registered broadcast (the controller decides from every FIFO's level of the cycle before and the broadcasts it
+the LNZD rounds, each PE's FIFO level, pointer stage (four registers: the column taken, the
+RAM read, the registered pair, the non-empty column with its flags), pointer queue (non-empty
+columns only), entry stage and the pipeline registers behind it (RAM word, registered byte,
+``mul_``, ``acc_``), the registered broadcast (the controller decides from every FIFO's level of the cycle before and the broadcasts it
 decided in the two cycles before, and the FIFOs take a broadcast a cycle after its decision:
 ``eie.hw.eie.act_fifo``), and the controller's states
 (``LSTART``, 1 cycle; ``BCAST``, whose first :data:`ACT_READ_LATENCY` cycles fill the PEs'
@@ -79,7 +79,9 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     ar = np.arange(N)
 
     popped = np.zeros(N, np.int64)       # FIFO read pointer (columns taken by the ptr stage)
-    p1_valid = np.zeros(N, bool)
+    p0_valid = np.zeros(N, bool)          # the column taken, registered (ptr0)
+    p0_col = np.zeros(N, np.int64)
+    p1_valid = np.zeros(N, bool)          # the pointer banks' read
     p1_col = np.zeros(N, np.int64)
     p2_valid = np.zeros(N, bool)          # the pointer pair registered behind the RAMs
     p2_col = np.zeros(N, np.int64)
@@ -102,12 +104,15 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     bcast_cycles = drain_cycles = 0
 
     def step(fire: bool) -> None:
+        nonlocal p0_valid, p0_col
         nonlocal nb, p1_valid, p1_col, p2_valid, p2_col, p3_valid, p3_col, q_level, head_c
         nonlocal head_rem, s1, s2, m1
         nonlocal a1, popped, q1, q2, lev_prev
         level = nb - q1 - popped              # the last cycle's decision lands at this one's end
         # ... or is taken in this cycle from an empty FIFO (the bypass): what the ptr stage sees
-        take = (nb - popped > 0) & (q_level + p1_valid + p2_valid + p3_valid <= Q)
+        # (the queue stores Q + 2: the columns taken while Q + 1 are in the stage)
+        take = ((nb - popped > 0)
+                & (q_level + p0_valid + p1_valid + p2_valid + p3_valid <= Q + 1))
         push = p3_valid
         # an empty pointer queue hands the column being pushed to the entry stage (bypass)
         byp = (q_level == 0) & push
@@ -128,8 +133,9 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
         a1, m1, s2, s1 = m1, s2, s1, issue
         p3_valid, p3_col = p2_valid & (W[p2_col, ar] > 0), p2_col
         p2_valid, p2_col = p1_valid, p1_col
-        p1_col = np.where(take, popped, p1_col)
-        p1_valid = take
+        p1_valid, p1_col = p0_valid, p0_col
+        p0_col = np.where(take, popped, p0_col)
+        p0_valid = take
         popped = popped + take
         q_level, head_c, head_rem = new_q, new_head_c, new_head_rem
         lev_prev = level
@@ -164,8 +170,8 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
         else:
             drain_cycles += 1
             # idle: nothing left before the mul_ stage (its writes are forwarded)
-            idle = (((nb - popped) == 0) & ~p1_valid & ~p2_valid & ~p3_valid & (q_level == 0)
-                    & ~s1 & ~s2)
+            idle = (((nb - popped) == 0) & ~p0_valid & ~p1_valid & ~p2_valid & ~p3_valid
+                    & (q_level == 0) & ~s1 & ~s2)
             if idle.all():
                 break
             step(False)
@@ -208,6 +214,8 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
 
     shape = (S, N)
     popped = np.zeros(shape, np.int64)
+    p0_valid = np.zeros(shape, bool)
+    p0_col = np.zeros(shape, np.int64)
     p1_valid = np.zeros(shape, bool)
     p1_col = np.zeros(shape, np.int64)
     p2_valid = np.zeros(shape, bool)
@@ -238,7 +246,7 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
     while in_b.any() or in_d.any():
         bcast_cycles += in_b
         drain_cycles += in_d
-        idle = (((nb[:, None] - popped) == 0) & ~p1_valid & ~p2_valid & ~p3_valid
+        idle = (((nb[:, None] - popped) == 0) & ~p0_valid & ~p1_valid & ~p2_valid & ~p3_valid
                 & (q_level == 0) & ~s1 & ~s2)
         in_d &= ~idle.all(axis=1)                    # a drained sample ends in this cycle
         # LNZD and broadcast (samples in BCAST)
@@ -258,7 +266,8 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         # PE step
         level = (nb - q1)[:, None] - popped          # the last decision lands at this cycle's end
         # ... or is taken in this cycle from an empty FIFO (the bypass)
-        take = ((nb[:, None] - popped) > 0) & (q_level + p1_valid + p2_valid + p3_valid <= Q)
+        take = (((nb[:, None] - popped) > 0)
+                & (q_level + p0_valid + p1_valid + p2_valid + p3_valid <= Q + 1))
         push = p3_valid
         # an empty pointer queue hands the column being pushed to the entry stage (bypass)
         byp = (q_level == 0) & push
@@ -275,8 +284,9 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         a1, m1, s2, s1 = m1, s2, s1, issue
         p3_valid, p3_col = p2_valid & (Wf[base_w + p2_col * N] > 0), p2_col
         p2_valid, p2_col = p1_valid, p1_col
-        p1_col = np.where(take, popped, p1_col)
-        p1_valid = take
+        p1_valid, p1_col = p0_valid, p0_col
+        p0_col = np.where(take, popped, p0_col)
+        p0_valid = take
         popped = popped + take
         q_level = new_q
         lev_prev = level

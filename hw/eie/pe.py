@@ -8,9 +8,9 @@ Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the s
    value ``a_j`` in the next (the values travel a cycle behind their columns, up to the
    pointer stage's second cycle); an empty FIFO hands the column to the pointer stage in that
    cycle (bypass);
-2. :class:`~eie.hw.eie.ptr_read.PtrRead` (``ptr_``): one column a cycle, ``p[j]`` and ``p[j+1]``
-   from the even/odd banks (registered behind the RAMs); non-empty columns go into the pointer
-   queue;
+2. :class:`~eie.hw.eie.ptr_read.PtrRead` (``ptr_``): one column a cycle, registered as it is
+   taken, then ``p[j]`` and ``p[j+1]`` from the even/odd banks (registered behind the RAMs);
+   non-empty columns go into the pointer queue;
 3. :class:`~eie.hw.eie.spmat_read.SpmatRead` (``spm_``): one entry a cycle from the queue head,
    across word and column boundaries (the entry byte registered behind the RAM);
 4. :class:`~eie.hw.eie.arith.Arith` (``mul_``): row from the relative index, codebook, 16x16
@@ -100,8 +100,8 @@ class PE(wiring.Component):
     :class:`amaranth.lib.stream` handshakes); the entry stage issues one entry of the queue's
     head; the entries already in flight advance through Arith and the accumulator; the host
     port and the activation stream are served. Latency: a column broadcast in cycle ``t`` into
-    an idle PE, with entries here, issues its first entry in ``t + 3`` and writes it into the
-    accumulator file in ``t + 8`` (through both bypasses: the FIFO's and the pointer queue's).
+    an idle PE, with entries here, issues its first entry in ``t + 4`` and writes it into the
+    accumulator file in ``t + 9`` (through both bypasses: the FIFO's and the pointer queue's).
     Counts, per layer (cleared in the cycle after ``layer.start``, stored at ``layer.idx`` in
     the cycle after ``layer.end``): ``busy``, cycles an entry issued; ``stall``, cycles the
     controller held a nonzero back because of this PE's fill flag (``ActFifo.stalled``).

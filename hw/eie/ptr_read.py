@@ -6,22 +6,24 @@ banks and come out of one read: the even bank reads ``(P+1) >> 1``, the odd bank
 ``P``'s parity says which is the start.
 
 Per cycle: if a column waits (``col.valid``) and the pointer queue will have room for it
-(entries in the queue + the three columns in flight <= ``ptr_queue_depth``; the queue stores
-one more, for the column arriving as the limit is reached), the column is taken (``col.ready``)
-and both banks are read (``ptr_`` stage); one cycle later the pair arrives from the block RAMs
-and is registered (``ptr1`` -> ``ptr2``, so nothing but a register follows the RAMs' slow
-clock-to-output); in the cycle after that, if the column has entries in this PE
-(``end != start``), ``(entry_base + start, entry_base + end, a)`` and the flags
-``single``/``two`` computed from them are registered (``ptr3``; the column's value ``a`` comes a cycle after its
-``j``, on ``col_a``, and is registered with the pair); and in the next it is pushed into the
-pointer queue. An empty column is dropped at ``ptr3``, so it never costs the entry stage a
-cycle. The queue head (``q``, a stream) is taken by the entry stage with ``q.ready``; an empty
-queue offers the column being pushed in the same cycle (bypass: the entry stage issues its
-first entry then, and a column it finishes in that cycle, a ``single``-entry one, is never
-stored; the entry stage issues in every cycle a column is offered outside host mode, and
-finishes a fresh column in its first cycle exactly when it is ``single``, so the queue's write
-enable is decided from the pushed item's flag, not from ``q.ready``). Every decision of the
-entry stage starts from flip-flops: the queue's or ``ptr3``'s.
+(entries in the queue + the four columns in flight <= ``ptr_queue_depth + 1``; the queue
+stores two more, for the columns arriving as the limit is reached), the column is taken
+(``col.ready``) and registered (``ptr0``, so nothing but a register follows the FIFO's head or
+the broadcast it bypasses); in the next cycle both banks are read at ``ptr_base + j`` (``ptr_``
+stage); one cycle later the pair arrives from the block RAMs and is registered (``ptr1`` ->
+``ptr2``, so nothing but a register follows the RAMs' slow clock-to-output) with the column's
+value ``a`` (it comes on ``col_a`` a cycle after its ``j``, registered in ``ptr1``); in the
+cycle after that, if the column has entries in this PE (``end != start``), ``(entry_base +
+start, entry_base + end, a)`` and the flags ``single``/``two`` computed from them are
+registered (``ptr3``); and in the next it is pushed into the pointer queue. An empty column is
+dropped at ``ptr3``, so it never costs the entry stage a cycle. The queue head (``q``, a
+stream) is taken by the entry stage with ``q.ready``; an empty queue offers the column being
+pushed in the same cycle (bypass: the entry stage issues its first entry then, and a column it
+finishes in that cycle, a ``single``-entry one, is never stored; the entry stage issues in
+every cycle a column is offered outside host mode, and finishes a fresh column in its first
+cycle exactly when it is ``single``, so the queue's write enable is decided from the pushed
+item's flag, not from ``q.ready``). Every decision of the entry stage starts from flip-flops:
+the queue's or ``ptr3``'s.
 
 Host port (``host``, while ``host.mode``): writes pointer ``w_addr``; reads pointer ``r_addr``
 with one cycle of latency (``r_data``).
@@ -70,11 +72,12 @@ class PtrRead(wiring.Component):
     cycle later).
 
     Per cycle: a column is taken when ``col.ready = col.valid & ~host.mode & (queue level +
-    columns in flight <= ptr_queue_depth)``; both banks are read; one cycle later the pair is
-    registered with the value on ``col_a``; one more and the column is registered with its
-    flags if ``end != start`` (``ptr3``); one more and it is pushed. So a column taken in
-    cycle ``t`` is pushed in ``t + 3`` (an empty column is dropped) and heads the queue from
-    ``t + 4`` at the earliest. Counts nothing.
+    columns in flight <= ptr_queue_depth + 1)`` and registered (``ptr0``, with its value from
+    ``col_a`` a cycle later); one cycle later both banks are read; one more and the pair is
+    registered; one more and the column is registered with its flags if ``end != start``
+    (``ptr3``); one more and it is pushed. So a column taken in cycle ``t`` is pushed in ``t +
+    4`` (an empty column is dropped) and heads the queue from ``t + 5`` at the earliest. Counts
+    nothing.
     """
 
     def __init__(self, config: EIEConfig):
@@ -100,16 +103,19 @@ class PtrRead(wiring.Component):
                                         attrs=HOST_WRITTEN)
         ew, ow = even.write_port(), odd.write_port()
         er, orr = even.read_port(), odd.read_port()
-        # the queue stores one column more than ptr_queue_depth: the column in ptr3 as the
-        # limit is reached (see ``ptr_take``)
+        # the queue stores two columns more than ptr_queue_depth: the columns taken while one
+        # more than the limit is in the stage (see ``ptr_take``)
         m.submodules.queue = queue = SyncFIFO(width=column_layout(c).size,
-                                              depth=c.ptr_queue_depth + 1)
+                                              depth=c.ptr_queue_depth + 2)
 
         ptr_P = Signal(len(self.ptr_base) + 1)      # P = ptr_base + j: p[P] and p[P+1]
         ptr_P1 = Signal(len(self.ptr_base) + 1)     # P + 1, from its own adder
         base1 = Signal(len(self.ptr_base) + 1)      # ptr_base + 1 (the layer's, registered)
         ptr_take = Signal()
+        ptr0_valid = Signal()                       # the column taken, registered
+        ptr0_j = Signal.like(self.col.payload.j)
         ptr1_valid = Signal()
+        ptr1_a = Signal(signed(16))
         ptr1_odd = Signal()
         ptr2_valid = Signal()
         ptr2_start = Signal(c.ptr_bits)
@@ -117,23 +123,29 @@ class PtrRead(wiring.Component):
         ptr2_a = Signal(signed(16))
         ptr3_valid = Signal()                       # a non-empty column, its flags computed
         host = self.host
-        # The two bank addresses come from two adders side by side, not one behind the
-        # other: ptr_base changes only as a layer starts, at least ACT_READ_LATENCY cycles
-        # before its first column, so ptr_base + 1 is a register.
+        # ptr0: the column taken is registered first, so nothing but a register follows the
+        # FIFO's head (or the broadcast it bypasses). The two bank addresses come from two
+        # adders side by side, not one behind the other: ptr_base changes only as a layer
+        # starts, at least ACT_READ_LATENCY cycles before its first column, so ptr_base + 1 is
+        # a register.
         m.d.sync += base1.eq(self.ptr_base + 1)
         m.d.comb += [
-            ptr_P.eq(self.ptr_base + self.col.payload.j),
-            ptr_P1.eq(base1 + self.col.payload.j),
+            ptr_P.eq(self.ptr_base + ptr0_j),
+            ptr_P1.eq(base1 + ptr0_j),
             ptr_take.eq(~host.mode & self.col.valid
-                        & (queue.level + ptr1_valid + ptr2_valid + ptr3_valid
-                           <= c.ptr_queue_depth)),
+                        & (queue.level + ptr0_valid + ptr1_valid + ptr2_valid + ptr3_valid
+                           <= c.ptr_queue_depth + 1)),
             self.col.ready.eq(ptr_take),
         ]
+        m.d.sync += ptr0_valid.eq(ptr_take)
+        with m.If(ptr_take):
+            m.d.sync += ptr0_j.eq(self.col.payload.j)
         with m.If(host.mode):
             m.d.comb += [er.addr.eq((host.r_addr + 1) >> 1), orr.addr.eq(host.r_addr >> 1)]
         with m.Else():
             m.d.comb += [er.addr.eq(ptr_P1 >> 1), orr.addr.eq(ptr_P >> 1)]
-        m.d.sync += [ptr1_valid.eq(ptr_take), ptr1_odd.eq(self.ptr_base[0] ^ self.col.payload.j[0])]
+        m.d.sync += [ptr1_valid.eq(ptr0_valid), ptr1_odd.eq(self.ptr_base[0] ^ ptr0_j[0]),
+                     ptr1_a.eq(self.col_a)]
 
         # Host writes and reads (pointer p lives in bank p & 1 at p >> 1).
         m.d.comb += [
@@ -155,7 +167,7 @@ class PtrRead(wiring.Component):
             ptr1_end.eq(Mux(ptr1_odd, er.data, orr.data)),
         ]
         m.d.sync += [ptr2_valid.eq(ptr1_valid), ptr2_start.eq(ptr1_start),
-                     ptr2_end.eq(ptr1_end), ptr2_a.eq(self.col_a)]
+                     ptr2_end.eq(ptr1_end), ptr2_a.eq(ptr1_a)]
         # ptr3: the column registered with its flags (a non-empty one only), so the entry
         # stage's decisions start from flip-flops even for the column the queue bypasses
         span = Signal(c.ptr_bits)
@@ -178,12 +190,14 @@ class PtrRead(wiring.Component):
             queue.w_data.eq(item),
             queue.w_en.eq(push & ~(~queue.r_rdy & ~host.mode & item.single)),
             queue.r_en.eq(self.q.ready & queue.r_rdy),
-            self.idle.eq(~ptr1_valid & ~ptr2_valid & ~ptr3_valid & (queue.level == 0)),
+            self.idle.eq(~ptr0_valid & ~ptr1_valid & ~ptr2_valid & ~ptr3_valid
+                         & (queue.level == 0)),
         ]
         # ``idle`` of the next cycle (from this cycle's next state), for the PE's idle register
-        q_next = Signal(range(c.ptr_queue_depth + 3))
+        q_next = Signal(range(c.ptr_queue_depth + 4))
         m.d.comb += [
             q_next.eq(queue.level + (queue.w_en & queue.w_rdy) - (queue.r_en & queue.r_rdy)),
-            self.idle_next.eq(~ptr_take & ~ptr1_valid & ~ptr2_push & (q_next == 0)),
+            self.idle_next.eq(~ptr_take & ~ptr0_valid & ~ptr1_valid & ~ptr2_push
+                              & (q_next == 0)),
         ]
         return m
