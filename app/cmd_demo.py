@@ -62,7 +62,7 @@ def _handler(args: argparse.Namespace) -> int:
     out = outputs.plan().directory(args.out or DEFAULT_OUT, "--out", owner=demo_dir_files,
                                    kind="an `eie demo` output",
                                    create_parents=args.out is None)
-    cfg = DemoConfig.for_mode(mode, out=out, images=args.images, sim=args.sim,
+    cfg = DemoConfig.for_mode(mode, out=out, images=args.images, sim=args.sim, load=args.load,
                               n_pe=args.pes, seed=args.seed, bnn_shape=args.bnn_shape,
                               bnn_fold=args.bnn_fold, progress=not args.no_progress)
     print(f"eie demo ({mode}): LeNet-300-100 on EIE ({cfg.n_pe} PEs) and a "
@@ -103,6 +103,10 @@ def register(subparsers) -> None:
                    help="test digits to run on each RTL, 1..1000 (default 1000; 16 with --quick)")
     p.add_argument("--sim", choices=ALL_SIMULATORS, default="verilator",
                    help="RTL simulator (default verilator)")
+    p.add_argument("--load", choices=("bus", "backdoor"), default="bus",
+                   help="how the EIE image gets into the RTL: bus (default: every word over the "
+                        "host bus, as a host does) or backdoor (verilator, icarus: deposited "
+                        "into the simulated memories, a sample read back; seconds)")
     p.add_argument("--pes", type=_int, default=16, metavar="N",
                    help="EIE processing elements (default 16)")
     p.add_argument("--bnn-shape", choices=("tfc", "sfc"), default=None,

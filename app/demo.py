@@ -93,6 +93,9 @@ class DemoConfig:
     out: Path = Path("out/demo")
     images: int = 1000              # test digits run on each RTL
     sim: str = "verilator"
+    # how the EIE image gets into the RTL: "bus" (every word over the host bus, as a host does)
+    # or "backdoor" (Verilator and Icarus: deposited into the memories, a sample read back)
+    load: str = "bus"
     n_pe: int = 16
     seed: int = 0
     # EIE training
@@ -119,6 +122,13 @@ class DemoConfig:
 
         if self.sim not in ALL_SIMULATORS:
             raise EieError(f"--sim {self.sim!r} is not one of {', '.join(ALL_SIMULATORS)}")
+        from ..sim.eie_run import LOADS
+
+        if self.load not in LOADS:
+            raise EieError(f"--load {self.load!r} is not one of {', '.join(LOADS)}")
+        if self.load == "backdoor" and self.sim == "amaranth":
+            raise EieError("--load backdoor needs --sim verilator or icarus (the Amaranth "
+                           "simulator loads over the bus)")
         if not 1 <= self.n_pe <= MAX_PE:
             raise EieError(f"--pes {self.n_pe} is outside 1..{MAX_PE}")
         if self.bnn_shape not in ("tfc", "sfc"):
@@ -376,6 +386,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
         "paper": ref,
         "prune_curve": curve,
         "rtl_simulator": cfg.sim,
+        "rtl_load": cfg.load,
         "rtl_images": n,
         "rtl_matches_golden": matches,
         "rtl_mismatched_images": mismatched,
@@ -570,7 +581,8 @@ def _run_eie_rtl(cfg: DemoConfig, image, x: np.ndarray, tmp: Path):
          f"running {x.shape[0]} digits", cfg.progress)
     try:
         with _quiet_fds(tmp / "eie_sim.log"):
-            return run_eie(image, x, sim=cfg.sim, config=design, progress=cfg.progress)
+            return run_eie(image, x, sim=cfg.sim, config=design, progress=cfg.progress,
+                           load=cfg.load)
     except RuntimeError as exc:
         log = _keep_log(tmp / "eie_sim.log", cfg)
         raise EieError(f"the EIE RTL simulation on {cfg.sim} failed ({exc}); see {log}") from None

@@ -1,7 +1,10 @@
-"""`eie demo --quick`: the main job end to end, small (few epochs, 16 digits on each RTL).
+"""`eie demo --quick`: the main job end to end, small (few epochs; 4 digits on each RTL here, 16
+with `--quick` itself: on Icarus at 16 PEs a digit took about 30 s of the fixture here, loaded).
 
 One run of the pipeline (module fixture) on Icarus (its 16-PE build takes seconds where
-Verilator's takes minutes; `make demo` itself runs Verilator, which the RTL matrix covers); the
+Verilator's takes minutes; `make demo` itself runs Verilator, which the RTL matrix covers), the
+EIE image loaded by the backdoor (`--load backdoor`: the bus load is covered by
+tests/test_backdoor.py, which shows it equal to the backdoor's, and tests/test_eie_rtl.py); the
 tests then check its output
 independently of the demo's own comparisons: the saved RTL outputs against the golden models
 recomputed from the written images, the accuracies from the saved outputs and labels, the image
@@ -20,7 +23,8 @@ from eie.app.demo import REQUIRED_KEYS, DemoConfig, run_demo
 pytest.importorskip("mlxtend", reason="the demo extras (mlxtend) are needed")
 pytest.importorskip("matplotlib", reason="the demo extras (matplotlib) are needed")
 
-N_IMAGES = 16
+N_IMAGES = 4            # digits on each RTL in this module's run
+QUICK_IMAGES = 16       # the --quick preset's
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,8 @@ def demo(tmp_path_factory):
 
     check_simulator("icarus")          # a clear error naming what to install
     out = tmp_path_factory.mktemp("demo") / "out"
-    cfg = DemoConfig.for_mode("quick", out=out, images=N_IMAGES, progress=False, sim="icarus")
+    cfg = DemoConfig.for_mode("quick", out=out, images=N_IMAGES, progress=False, sim="icarus",
+                              load="backdoor")
     report = run_demo(cfg)
     return out, report
 
@@ -53,6 +58,7 @@ def test_report_has_every_key(demo):
                 "bnn.float_accuracy", "bnn.rtl_accuracy"):
         assert 0.0 <= _get(on_disk, key) <= 1.0
     assert on_disk["eie"]["rtl_images"] == N_IMAGES and on_disk["bnn"]["rtl_images"] == N_IMAGES
+    assert on_disk["eie"]["rtl_load"] == "backdoor"
     assert on_disk["ok"] is True
     assert on_disk == json.loads(json.dumps(report, default=str))
 
@@ -297,7 +303,18 @@ def test_bad_options_exit_2_and_touch_nothing(tmp_path, cli):
 
 def test_quick_preset():
     cfg = DemoConfig.for_mode("quick")
-    assert cfg.images == N_IMAGES and cfg.n_pe == 16
+    assert cfg.images == QUICK_IMAGES and cfg.n_pe == 16
     assert DemoConfig.for_mode("default").images == 1000
     assert DemoConfig.for_mode("full").bnn_shape == "sfc"
     assert DemoConfig.for_mode("quick", images=300).images == 300
+
+
+def test_load_is_checked_before_any_training(tmp_path):
+    from eie.common.errors import EieError
+
+    assert DemoConfig.for_mode("quick").load == "bus"           # a host's way, by default
+    with pytest.raises(EieError, match="'dma'.*bus, backdoor"):
+        DemoConfig.for_mode("quick", out=tmp_path / "o", load="dma")
+    with pytest.raises(EieError, match="backdoor needs --sim verilator or icarus"):
+        DemoConfig.for_mode("quick", out=tmp_path / "o", load="backdoor", sim="amaranth")
+    assert not (tmp_path / "o").exists()
