@@ -62,7 +62,8 @@ class CCU(wiring.Component):
     while not ``busy``; ``r_addr`` -> ``r_data`` 2 cycles later); ``busy``, ``done``,
     ``starting`` (a run starts: ``busy`` rises at the end of this cycle); ``bcast``
     (out, a :class:`Broadcast` with one set of ``fill`` flags per PE) and ``idle_all`` (in:
-    every PE is idle); ``act`` (out, the :class:`ActRead` stream of the LNZD, one ``data`` lane per PE);
+    every PE is idle, a broadcast arriving in this cycle aside: the CCU adds ``~bcast.valid``
+    itself); ``act`` (out, the :class:`ActRead` stream of the LNZD, one ``data`` lane per PE);
     ``layer`` (out, :class:`LayerParams`: the layer's ``ptr_base``, ``entry_base``, source
     ``src`` and ``start``/``end``/``idx``; the host's codebook writes for the PEs' copies,
     ``cbk_w_*``, a cycle after the table's).
@@ -297,7 +298,8 @@ class CCU(wiring.Component):
                 with m.If(lnzd.done):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                with m.If(self.idle_all):
+                # every PE idle, and no broadcast arriving (the CCU's own register)
+                with m.If(self.idle_all & ~bcast.valid):
                     m.d.comb += layer_out.end.eq(1)
                     m.d.comb += [lcnt_w.addr.eq(layer), lcnt_w.data.eq(Cat((lcyc + 1)[:32], bcnt)),
                                  lcnt_w.en.eq(1)]

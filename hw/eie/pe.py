@@ -28,7 +28,8 @@ written and scanned as it says, the scanned one registered back to it). Per-PE c
 nonzero back because this PE's fill flag was set), per layer, stored in a small memory when the
 layer ends.
 
-``idle`` is high when the FIFO is empty, no broadcast arrives, and neither the pointer stage nor the entry stage holds
+``idle`` is high when the FIFO is empty (a broadcast arriving in this cycle aside: the CCU,
+which sent it, adds that) and neither the pointer stage nor the entry stage holds
 work: entries may still be in ``mul_``, ``acc_`` and ``wr_``. Their writes land within 2 cycles,
 into the bank they started in, and the accumulator's read pipeline forwards them, so the next
 layer may start reading the file in the next cycle.
@@ -184,12 +185,15 @@ class PE(wiring.Component):
             slots.data.eq(acc.act.data), slots.we.eq(act.slot_we), slots.scan.eq(act.scan),
             act.held.eq(slots.held),
         ])
-        # idle = fifo.empty & ptr.idle & spm.idle, from a register: the same value, computed
-        # a cycle ahead from the stages' next state (a broadcast arriving aside), so that the
-        # AND over every PE into the CCU's layer end starts from flip-flops
+        # idle = fifo.empty & ptr.idle & spm.idle but for a broadcast arriving now, from a
+        # register: the same value, computed a cycle ahead from the stages' next state, so that
+        # the AND over every PE into the CCU's layer end starts from flip-flops. The broadcast
+        # arriving now is the CCU's own register, and the CCU adds it there (not through every
+        # PE and back: the board build's critical path, the CCU's bcast.valid -> each PE's
+        # idle -> the AND -> the layer end -> every PE's layer_end register)
         idle_r = Signal(init=1)
         m.d.sync += idle_r.eq(fifo.empty_next & ptr.idle_next & spm.idle_next)
-        wires("w_idle", [self.idle.eq(idle_r & ~bcast.valid)])
+        wires("w_idle", [self.idle.eq(idle_r)])
 
         # Counters.
         busy = Signal(32)
