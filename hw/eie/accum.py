@@ -265,25 +265,9 @@ class Accumulator(wiring.Component):
         # biased sum's multiplexer starts from a flip-flop (the 2-PE core's critical path:
         # l1_valid -> the address comparison -> the select -> the stage-3 adder)
         m.d.sync += fwd2.eq(wr_valid & (acc_addr == s1_addr))
-        # stage 1: file word, valid bit and bias slot (the memories' outputs). The valid bit is
-        # looked up for both sources, the host's row and the stream's, each registered, and
-        # picked behind the registers (beside the RAM's slower output), so that ``host.mode``,
-        # which reaches every address multiplexer of the PE, is not in front of the lookup (the
-        # 16-PE core's critical path: the PE's mode register -> the address multiplexer -> the
-        # valid bits' selection -> s1_valid)
-        host_full = Signal(ab + 1)
-        act_full = Signal(ab + 1)
-        m.d.comb += [host_full.eq(host.r_addr), act_full.eq(file_addr(src.bank, act.addr))]
-        s1_valid_host = Signal()
-        s1_valid_act = Signal()
-        s1_host = Signal()
-        m.d.sync += [
-            s1_valid_host.eq(valid_of(host_full[ab], host_full[:ab] if ab else Const(0, 1))),
-            s1_valid_act.eq(valid_of(act_full[ab], act_full[:ab] if ab else Const(0, 1))),
-            s1_host.eq(host.mode),
-            s1_addr.eq(rd_full), s2_addr.eq(s1_addr),
-        ]
-        m.d.comb += s1_valid.eq(Mux(s1_host, s1_valid_host, s1_valid_act))
+        # stage 1: file word, valid bit and bias slot (the memories' outputs)
+        m.d.sync += [s1_valid.eq(valid_of(rd_full[ab], rd_full[:ab] if ab else Const(0, 1))),
+                     s1_addr.eq(rd_full), s2_addr.eq(s1_addr)]
         # stage 2: registered right behind the RAMs (their clock-to-output is slow)
         s2_raw = Signal(signed(c.acc_bits))
         s2_bias = Signal(signed(16))
