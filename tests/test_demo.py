@@ -309,12 +309,13 @@ def test_quick_preset():
     assert DemoConfig.for_mode("quick", images=300).images == 300
 
 
-def test_load_is_checked_before_any_training(tmp_path):
+def test_load_is_checked_before_any_training(cli, tmp_path):
     from eie.common.errors import EieError
 
     assert DemoConfig.for_mode("quick").load == "bus"           # a host's way, by default
     with pytest.raises(EieError, match="'dma'.*bus, backdoor"):
         DemoConfig.for_mode("quick", out=tmp_path / "o", load="dma")
-    with pytest.raises(EieError, match="backdoor needs --sim verilator or icarus"):
-        DemoConfig.for_mode("quick", out=tmp_path / "o", load="backdoor", sim="amaranth")
+    # the command refuses at once, in one line, and leaves no output directory
+    r = cli(["demo", "--quick", "--sim", "amaranth", "--load", "backdoor", "--out", tmp_path / "o"])
+    assert r.code == 2 and "backdoor needs --sim verilator or icarus" in r.err
     assert not (tmp_path / "o").exists()
