@@ -78,6 +78,7 @@ def _handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from ..sim.backdoor import LOADS
     from ..sim.runner import ALL_SIMULATORS
 
     p = subparsers.add_parser(
@@ -103,7 +104,7 @@ def register(subparsers) -> None:
                    help="test digits to run on each RTL, 1..1000 (default 1000; 16 with --quick)")
     p.add_argument("--sim", choices=ALL_SIMULATORS, default="verilator",
                    help="RTL simulator (default verilator)")
-    p.add_argument("--load", choices=("bus", "backdoor"), default="bus",
+    p.add_argument("--load", choices=LOADS, default="bus",
                    help="how the EIE image gets into the RTL: bus (default: every word over the "
                         "host bus, as a host does) or backdoor (verilator, icarus: deposited "
                         "into the simulated memories, a sample read back; seconds)")

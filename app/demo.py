@@ -122,7 +122,7 @@ class DemoConfig:
 
         if self.sim not in ALL_SIMULATORS:
             raise EieError(f"--sim {self.sim!r} is not one of {', '.join(ALL_SIMULATORS)}")
-        from ..sim.eie_run import LOADS
+        from ..sim.backdoor import LOADS
 
         if self.load not in LOADS:
             raise EieError(f"--load {self.load!r} is not one of {', '.join(LOADS)}")
