@@ -59,7 +59,9 @@ class CCU(wiring.Component):
 
     Ports (:mod:`eie.hw.eie.signatures`): ``host`` (in, a :class:`HostPort` of the global
     region without ``mode``: writes in effect at the end of the cycle, layer-table writes only
-    while not ``busy``; ``r_addr`` -> ``r_data`` 2 cycles later); ``busy``, ``done``,
+    while not ``busy``; ``r_addr`` -> ``r_data`` 2 cycles later); ``ctrl_w`` (in: the request
+    on ``host`` is a write of ``CTRL``, decoded from the address by the top before its request
+    register; a write of ``CTRL`` with ``start`` set starts a run); ``busy``, ``done``,
     ``starting`` (a run starts: ``busy`` rises at the end of this cycle); ``bcast``
     (out, a :class:`Broadcast` with one set of ``fill`` flags per PE) and ``idle_all`` (in:
     every PE is idle, a broadcast arriving in this cycle aside: the CCU adds ``~bcast.valid``
@@ -89,6 +91,7 @@ class CCU(wiring.Component):
         super().__init__({
             # the global region's offset: the PE and offset fields of a host address
             "host": In(HostPort(mm.pe_bits + mm.off_bits, mode=False)),
+            "ctrl_w": In(1),
             "busy": Out(1),
             "starting": Out(1),
             "done": Out(1),
@@ -130,13 +133,16 @@ class CCU(wiring.Component):
                          inside.eq((off >= mm.layer_base) & (off < mm.layer_base + span))]
             return inside, rel // LAYER_STRIDE if L > 1 else 0, rel % LAYER_STRIDE
 
+        # a start: the request is a write of CTRL (``ctrl_w``, decoded by the top before its
+        # request register, so the start, ``starting`` and every PE's host mode behind it begin
+        # at flip-flops, not at an address comparison) with ``start`` set
         start_req = Signal()
-        with m.If(host.w_en):
-            with m.Switch(host.w_addr):
-                with m.Case(REGS["CTRL"][0]):
-                    m.d.comb += start_req.eq(CTRL.view(host.w_data).start)
-                with m.Case(REGS["N_LAYERS"][0]):
-                    m.d.sync += n_layers.eq(host.w_data)
+        m.d.comb += start_req.eq(self.ctrl_w & CTRL.view(host.w_data).start)
+        # N_LAYERS is allowed (1 .. max_layers): a register set with it, for the same reason
+        n_ok = Signal()
+        with m.If(host.w_en & (host.w_addr == REGS["N_LAYERS"][0])):
+            m.d.sync += [n_layers.eq(host.w_data),
+                         n_ok.eq((host.w_data[:8] != 0) & (host.w_data[:8] <= L))]
         w_in, w_layer, w_word = table_index(host.w_addr)
         w_tbl = Signal()
         m.d.comb += w_tbl.eq(host.w_en & w_in & ~self.busy)
@@ -269,7 +275,7 @@ class CCU(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(start_req):
-                    with m.If((n_layers == 0) | (n_layers > L)):
+                    with m.If(~n_ok):
                         m.d.sync += [err.eq(1), done.eq(0)]
                     with m.Else():
                         m.d.comb += self.starting.eq(1)

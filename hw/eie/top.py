@@ -4,7 +4,8 @@ Ports: ``bus`` (a slave :class:`eie.hw.common.bus.BusSignature` of
 ``MemoryMap(config).addr_width`` address bits, 32-bit data), ``busy``, ``done``.
 
 Host bus, per cycle: the request (address, data, strobes) is registered, a write's target
-decoded on the way (one registered write enable a PE and one for the CCU); one cycle later a
+decoded on the way (one registered write enable a PE and one for the CCU, and whether it
+writes ``CTRL``: the CCU's start begins at a flip-flop); one cycle later a
 write (``w_stb``) goes to the CCU (global region) or to the addressed PE, which registers it and
 writes its memory a cycle later (if the controller was idle in the request's cycle: a PE
 follows ``busy`` a cycle late). A read
@@ -29,7 +30,7 @@ from eie.hw.common.bus import BusSignature
 
 from .ccu import CCU
 from .config import VERILOG_IDENTIFIER, EIEConfig
-from .memory_map import ACT_READ_LATENCY, READ_LATENCY, MemoryMap, Region
+from .memory_map import ACT_READ_LATENCY, READ_LATENCY, REGS, MemoryMap, Region
 from .pe import PE, pe_signature
 from .signatures import connect_lane
 
@@ -157,13 +158,17 @@ class EIETop(wiring.Component):
         bus_in = inside(bus_region, bus_addr[:ob], "bus_in_range")
         w_pe = Signal(n)
         w_ccu = Signal()
+        w_ctrl = Signal()           # a write of CTRL: the CCU's start, from a flip-flop
         m.d.sync += [w_pe.eq(Cat(*(self.bus.w_stb & bus_in & (bus_pe == k) for k in range(n)))),
-                     w_ccu.eq(self.bus.w_stb & (bus_region == Region.GLOBAL))]
+                     w_ccu.eq(self.bus.w_stb & (bus_region == Region.GLOBAL)),
+                     w_ctrl.eq(self.bus.w_stb & (bus_region == Region.GLOBAL)
+                               & (bus_addr[:ob + pb] == REGS["CTRL"][0]))]
 
         m.d.comb += [
             self.busy.eq(ccu.busy),
             self.done.eq(ccu.done),
             ccu.host.w_en.eq(w_ccu),
+            ccu.ctrl_w.eq(w_ctrl),
             ccu.host.w_addr.eq(goff),
             ccu.host.w_data.eq(w_data),
             ccu.host.r_addr.eq(goff),
