@@ -292,14 +292,17 @@ class LNZD(wiring.Component):
         # themselves.
         in_layer = Signal(n)
         if L >= 2:
+            # the next arrival's base: 0 after a start, else this one's (or the one after it):
+            # both candidates compared with n_in, and the start picks one in front of the
+            # register (the start is the CCU's state decode: it reaches no adder)
             next_arr_jbase = Signal.like(arr_jbase)
-            m.d.comb += next_arr_jbase.eq(Mux(self.start, 0,
-                                              Mux(arrival, arr_jbase + n, arr_jbase)))
+            m.d.comb += next_arr_jbase.eq(Mux(arrival, arr_jbase + n, arr_jbase))
             left = Signal(self._j_bits + 2)       # inputs of the layer from that base on
             m.d.comb += left.eq(self.n_in - next_arr_jbase)
             for k in range(n):
                 # k < n_in - base, for a base past n_in too (the difference is negative)
-                m.d.sync += in_layer[k].eq(~left[-1] & (left[:-1] > k))
+                m.d.sync += in_layer[k].eq(Mux(self.start, self.n_in > k,
+                                               ~left[-1] & (left[:-1] > k)))
         else:
             for k in range(n):
                 m.d.comb += in_layer[k].eq(arr_jbase + k < self.n_in)
