@@ -218,6 +218,40 @@ def test_start_with_bad_layer_count_is_refused(simulate):
     assert seen == {0: (STATUS_ERROR, 0), cfg.max_layers + 1: (STATUS_ERROR, 0)}
 
 
+def test_only_a_write_of_ctrl_starts_a_run(simulate):
+    """The top decodes a write of CTRL before its request register (the CCU's ``ctrl_w``): a
+    write of 1 to N_LAYERS, to a layer-table word or to a PE's memory neither starts a run nor
+    is refused as one (STATUS stays 0: not busy, not done, no error), nor does a write of CTRL
+    with ``start`` clear; ``CTRL = 1`` starts one."""
+    from eie.hw.eie.top import EIETop
+
+    rng = np.random.default_rng(11)
+    img = build_image([rand_layer(rng, 4, 4, 0.5, False, False)], 1)
+    cfg = EIEConfig.for_image(img)
+    mm = MemoryMap(cfg)
+    dut = EIETop(cfg)
+    status = {}
+
+    async def bench(ctx):
+        bus = _bus(ctx, dut)
+        # N_LAYERS first: a start taken at its write is refused (no layer count yet), a start
+        # taken at a later one runs
+        for name, addr, data in (("N_LAYERS", mm.reg("N_LAYERS"), 1),
+                                 ("n_in", mm.layer_field(0, "n_in"), 1),
+                                 ("PE 0 bias", mm.bias(0, 0), 1),
+                                 ("CTRL, start clear", mm.reg("CTRL"), 0b10),
+                                 ("CTRL = 1", mm.reg("CTRL"), 1)):
+            await bus.write(addr, data)
+            await ctx.tick().repeat(3)
+            status[name] = (ctx.get(dut.busy), await bus.read(mm.reg("STATUS")))
+
+    simulate(dut, bench)
+    assert {k: v for k, v in status.items() if k != "CTRL = 1"} == {
+        "N_LAYERS": (0, 0), "n_in": (0, 0), "PE 0 bias": (0, 0), "CTRL, start clear": (0, 0)}
+    assert status["CTRL = 1"][0] == 1 or status["CTRL = 1"][1] & 0b10    # busy, or done already
+
+
+
 @pytest.mark.parametrize("acc_bits,w_frac", [(20, 0), (40, 30), (32, 15)])
 def test_accumulator_width_wraps_like_golden(acc_bits, w_frac):
     # Large products overflow a 20-bit accumulator (wrap-around); w_frac 0 and 30 are the ends.
