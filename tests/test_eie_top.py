@@ -194,15 +194,20 @@ def test_registers_and_readback(simulate):
             assert got[op.addr] == op.data, hex(op.addr)
 
 
-def test_start_with_bad_layer_count_is_refused(simulate):
-    from eie.hw.eie.host_program import STATUS_ERROR, Poll, Write, execute
+def _small_top(seed):
+    """A 1-PE top sized for one random 4 x 4 layer: ``(config, memory map, EIETop)``."""
     from eie.hw.eie.top import EIETop
 
-    rng = np.random.default_rng(9)
+    rng = np.random.default_rng(seed)
     img = build_image([rand_layer(rng, 4, 4, 0.5, False, False)], 1)
     cfg = EIEConfig.for_image(img)
-    mm = MemoryMap(cfg)
-    dut = EIETop(cfg)
+    return cfg, MemoryMap(cfg), EIETop(cfg)
+
+
+def test_start_with_bad_layer_count_is_refused(simulate):
+    from eie.hw.eie.host_program import STATUS_ERROR, Poll, Write, execute
+
+    cfg, mm, dut = _small_top(9)
     seen = {}
 
     async def bench(ctx):
@@ -223,13 +228,7 @@ def test_only_a_write_of_ctrl_starts_a_run(simulate):
     write of 1 to N_LAYERS, to a layer-table word or to a PE's memory neither starts a run nor
     is refused as one (STATUS stays 0: not busy, not done, no error), nor does a write of CTRL
     with ``start`` clear; ``CTRL = 1`` starts one."""
-    from eie.hw.eie.top import EIETop
-
-    rng = np.random.default_rng(11)
-    img = build_image([rand_layer(rng, 4, 4, 0.5, False, False)], 1)
-    cfg = EIEConfig.for_image(img)
-    mm = MemoryMap(cfg)
-    dut = EIETop(cfg)
+    _, mm, dut = _small_top(11)
     status = {}
 
     async def bench(ctx):
