@@ -8,7 +8,7 @@ nonzero because this PE's FIFO fill flag was set).
 It steps the same registers the RTL has, cycle by cycle, vectorised over the PEs with NumPy:
 the LNZD rounds, each PE's FIFO level, pointer stage (four registers: the column taken, the
 RAM read, the registered pair, the non-empty column with its flags), pointer queue (non-empty
-columns only), entry stage and the pipeline registers behind it (RAM word, registered byte,
+columns only), entry stage and the pipeline registers behind it (the RAM read, the word registered behind it,
 ``mul_``, ``acc_``), the registered broadcast (the controller decides from every FIFO's level of the cycle before and the broadcasts it
 decided in the two cycles before, and the FIFOs take a broadcast a cycle after its decision:
 ``eie.hw.eie.act_fifo``), and the controller's states
@@ -91,7 +91,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     head_c = np.zeros(N, np.int64)
     head_rem = np.zeros(N, np.int64)
     s1 = np.zeros(N, bool)                # entry stage: RAM word
-    s2 = np.zeros(N, bool)                # entry stage: registered byte (spm_ outputs)
+    s2 = np.zeros(N, bool)                # entry stage: registered word (spm_ outputs)
     m1 = np.zeros(N, bool)                # mul_
     a1 = np.zeros(N, bool)                # acc_ (DRAIN does not wait for mul_, acc_, wr_)
     stall = np.zeros(N, np.int64)

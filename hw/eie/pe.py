@@ -12,7 +12,8 @@ Pipeline (one entry per cycle while the FIFO holds work; stage prefixes in the s
    taken, then ``p[j]`` and ``p[j+1]`` from the even/odd banks (registered behind the RAMs);
    non-empty columns go into the pointer queue;
 3. :class:`~eie.hw.eie.spmat_read.SpmatRead` (``spm_``): one entry a cycle from the queue head,
-   across word and column boundaries (the entry byte registered behind the RAM);
+   across word and column boundaries (the RAM's word registered whole behind it, the entry's
+   byte selected from that register);
 4. :class:`~eie.hw.eie.arith.Arith` (``mul_``): row from the relative index, codebook, 16x16
    product;
 5. :class:`~eie.hw.eie.accum.Accumulator` (``acc_``, ``wr_``): the row's word registered behind

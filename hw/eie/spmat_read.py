@@ -7,10 +7,13 @@ register ``spm_e``): it reads the 32-bit half-word ``e >> 2`` of the sparse-matr
 cycle: a column straddling words, or the next column, needs no extra cycle; no adder between
 the queue's head and the SRAM's address) and remembers the byte ``e & 3``. After the column's
 last entry it pops the head, so the next column's first entry issues in the very next cycle.
-One cycle later the half-word arrives from the block RAM and the byte is selected (one 4:1
-multiplexer behind the RAM's slow output) and registered; so two cycles after the issue
-(``spm_`` outputs, registered) the entry byte ``(z << 4) | code`` comes out decoded, with
-``first`` (first entry of its column) and the column's activation. The SRAM holds the image's
+One cycle later the half-word arrives from the block RAM and is registered whole, with the
+byte's index (nothing but a flip-flop behind the RAM's slow clock-to-output: the byte select
+there was the 4-PE core's and the 16-PE board build's critical path); so two cycles after the
+issue (``spm_`` outputs) the entry byte ``(z << 4) | code`` comes out decoded, with ``first``
+(first entry of its column) and the column's activation: every ``spm_`` output is a register
+but ``spm_entry``, the 4:1 byte select of two registers (the row and weight stage's first
+logic level). The SRAM holds the image's
 64-bit words as two 32-bit halves, low half first (``2 * word + half``), the host's own
 addressing.
 
@@ -56,7 +59,8 @@ class SpmatRead(wiring.Component):
     ``2 * word + half``; ``r_addr`` -> ``r_data`` one cycle later).
 
     Per cycle: an entry issues when ``q.valid & ~host.mode`` (its word is read); one cycle later
-    the word arrives and the entry's byte is selected; one more and it is on ``spm_*``. So
+    the word arrives and is registered with the byte's index; one more and it is on ``spm_*``
+    (``spm_entry`` selected from those registers without a clock). So
     ``spm_*`` show an entry 2 cycles after its issue; nothing after this stage holds it back.
     Counts nothing itself; ``issue`` is what the PE counts as busy cycles.
     """
@@ -122,13 +126,19 @@ class SpmatRead(wiring.Component):
             spm_first.eq(~spm_active),
             spm_a.eq(q.payload.a),
         ]
-        # second stage: the byte out of the RAM's half-word, registered
+        # second stage: the RAM's half-word registered whole, with the byte's index; the byte
+        # is selected from the two registers (a multiplexer in front of the next stage's logic,
+        # not behind the RAM's output)
+        spm_word = Signal(32)
+        spm_word_byte = Signal(2)
         m.d.sync += [
             self.spm_valid.eq(spm_valid),
-            self.spm_entry.eq(rp.data.word_select(spm_byte, 8)),
+            spm_word.eq(rp.data),
+            spm_word_byte.eq(spm_byte),
             self.spm_first.eq(spm_first),
             self.spm_a.eq(spm_a),
         ]
+        m.d.comb += self.spm_entry.eq(spm_word.word_select(spm_word_byte, 8))
         m.d.comb += [self.idle.eq(~spm_valid & ~self.spm_valid),
                      self.idle_next.eq(~self.issue & ~spm_valid)]      # idle of the next cycle
 
