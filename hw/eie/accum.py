@@ -66,8 +66,10 @@ class Accumulator(wiring.Component):
 
     Ports: ``src`` (:class:`~eie.hw.eie.signatures.SourceParams`: the source bank, the
     destination is the other one, and the write-back of the layer that produced it: ``bank``
-    and ``bias_base`` act in the cycle they change, ``has_bias``, ``w_frac``, ``relu`` from the
-    cycle after, registered here; the read pipeline needs them two cycles after a read starts);
+    acts in the cycle it changes, ``bias_base``, ``has_bias``, ``w_frac``, ``relu`` from the
+    cycle after, registered here; the read pipeline needs the last three two cycles after a
+    read starts, and the controller changes ``bias_base`` at least a cycle before the first
+    read that needs it);
     ``layer_start`` (clears the destination's valid bits); the accumulate inputs (``mul_row``,
     read in its cycle, then ``acc_valid``/``acc_row``/``acc_prod`` one cycle later;
     ``mul_valid`` is unused: the file is read every cycle); ``act``
@@ -240,11 +242,17 @@ class Accumulator(wiring.Component):
         # the bias slot of the row read: an adder for each source, the host-mode multiplexer
         # behind them (``host.mode`` reaches every address multiplexer of the PE: no adder
         # after it on the way to the bias RAM)
+        # ``bias_base`` is this PE's registered copy: the controller's register reaches every
+        # PE, and its route in front of the adder and the bias RAM's read was the 4-PE core's
+        # critical path (the controller changes it as the producing layer enters DRAIN, so the
+        # copy is in time for the next layer's first read, LSTART)
+        bias_base = Signal.like(src.bias_base)
+        m.d.sync += bias_base.eq(src.bias_base)
         if ab:
-            bias_row_act = src.bias_base + act.addr[:ab]
-            bias_row_host = src.bias_base + host.r_addr[:ab]
+            bias_row_act = bias_base + act.addr[:ab]
+            bias_row_host = bias_base + host.r_addr[:ab]
         else:
-            bias_row_act = bias_row_host = src.bias_base
+            bias_row_act = bias_row_host = bias_base
         with m.If(host.mode):
             m.d.comb += ba.addr.eq(Mux(h_r_bias, host.r_addr, bias_row_host))
         with m.Else():

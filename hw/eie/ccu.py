@@ -25,8 +25,9 @@ States and what happens in each cycle:
   at least 1 cycle. In
   the cycle every PE is idle the layer ends: its counters are stored, the source and destination
   banks swap (no host action) and the finished layer's write-back parameters (``w_frac``, ReLU,
-  bias) become the source's (``layer.src``), through which the next layer's LNZD leaves read
-  it;
+  has bias) become the source's (``layer.src``), through which the next layer's LNZD leaves read
+  it (its ``bias_base`` already as ``DRAIN`` is entered: the layer's inputs have all been read
+  then, and each PE registers its copy before the next layer's first read);
   then the next layer's ``LSTART``, or ``IDLE`` with ``done`` set after the last layer.
 
 There is no write-back phase: outputs stay raw in the destination bank and are shifted, rounded,
@@ -302,6 +303,11 @@ class CCU(wiring.Component):
                 with m.If(decide):
                     m.d.sync += bcnt.eq(bcnt + 1)
                 with m.If(lnzd.done):
+                    # every input of the layer has been read (its bias slot looked up): the
+                    # PEs' bias slot adders take the next source's base from here on, a cycle
+                    # ahead of the layer end, so that each PE registers its own copy in time
+                    # for the next layer's first read (LSTART)
+                    m.d.sync += layer_out.src.bias_base.eq(bias_base)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 # every PE idle, and no broadcast arriving (the CCU's own register)
@@ -312,7 +318,6 @@ class CCU(wiring.Component):
                     m.d.sync += [
                         layer_out.src.bank.eq(~layer_out.src.bank),
                         src_flags.eq(flags),
-                        layer_out.src.bias_base.eq(bias_base),
                         layer.eq(layer + 1),
                     ]
                     with m.If(layer + 1 == n_layers):

@@ -99,7 +99,9 @@ class SourceParams(_Group):
     """The source activation file of the layer running, seen from the controller: ``bank``
     (which of the two files), and the write-back of the layer that produced it, applied when a
     row is read: ``bias_base`` (its first bias slot), ``has_bias``, ``w_frac``, ``relu`` (all
-    out; for the host-written inputs the identity: no bias, ``w_frac`` 0, no ReLU)."""
+    out; for the host-written inputs the identity: no bias, ``w_frac`` 0, no ReLU). The
+    controller changes ``bias_base`` as the producing layer enters ``DRAIN``, the others at
+    its end."""
 
     def __init__(self, config: EIEConfig):
         super().__init__({
