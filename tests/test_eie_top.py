@@ -144,19 +144,23 @@ def _bus(ctx, dut):
     return AmaranthBus(ctx, dut.bus)
 
 
-def test_registers_and_readback(simulate):
-    """ID, CONFIG, layer table and memories read back through the bus what the program wrote."""
+@pytest.mark.parametrize("max_layers", [1, 2])
+def test_registers_and_readback(simulate, max_layers):
+    """ID, CONFIG, layer table and memories read back through the bus what the program wrote;
+    writes just outside the table change none of it."""
     from eie.hw.eie.host_program import Read, Write, execute
     from eie.hw.eie.top import EIETop
 
     rng = np.random.default_rng(5)
     img = build_image([rand_layer(rng, 6, 5, 0.6, True, True)], 2)
-    cfg = EIEConfig.for_image(img, fifo_depth=3)
+    # with room for 2 layers the global region has addresses past the table
+    cfg = EIEConfig.for_image(img, fifo_depth=3, max_layers=max_layers)
     prog = HostProgram(cfg, img)
     mm = MemoryMap(cfg)
     dut = EIETop(cfg)
     load = prog.load()
     got = {}
+    again = {}
 
     async def bench(ctx):
         bus = _bus(ctx, dut)
@@ -176,6 +180,15 @@ def test_registers_and_readback(simulate):
             await w(a, 0xDEADBEEF)
             got[("past", a)] = await r(a)
         got["w0"] = await r(mm.spmat(0, 0, 0))
+        # the top decodes table writes before its request register (``tbl_w``): a write just
+        # below or past the table changes no table word (every word loaded reads back again)
+        assert (mm.global_span < 1 << (mm.pe_bits + mm.off_bits)) == (max_layers == 2)
+        for a in (mm.layer_base - 1, mm.global_span):
+            if a < 1 << (mm.pe_bits + mm.off_bits):
+                await w(a, 0xFFFF_FFFF)
+        table = [op for op in load
+                 if isinstance(op, Write) and mm.layer_base <= op.addr < mm.global_span]
+        again.update(await execute(bus, [Read(op.addr, op.addr) for op in table]))
 
     simulate(dut, bench)
     assert got.pop("id") == EIE_ID
@@ -188,6 +201,7 @@ def test_registers_and_readback(simulate):
     for op in load:
         if op.addr >= mm.layer_base and op.addr < mm.global_span:   # codebook/table
             assert got[op.addr] & 0xFFFF == op.data & 0xFFFF
+            assert again[op.addr] == got[op.addr], hex(op.addr)
         elif op.addr >= (1 << (mm.pe_bits + mm.off_bits)) * 3:     # bias: sign-extended
             assert got[op.addr] & 0xFFFF == op.data
         else:

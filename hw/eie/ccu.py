@@ -62,7 +62,8 @@ class CCU(wiring.Component):
     region without ``mode``: writes in effect at the end of the cycle, layer-table writes only
     while not ``busy``; ``r_addr`` -> ``r_data`` 2 cycles later); ``ctrl_w`` (in: the request
     on ``host`` is a write of ``CTRL``, decoded from the address by the top before its request
-    register; a write of ``CTRL`` with ``start`` set starts a run); ``busy``, ``done``,
+    register; a write of ``CTRL`` with ``start`` set starts a run); ``tbl_w`` (in: the request
+    is a write inside the layer table, decoded by the top alike); ``busy``, ``done``,
     ``starting`` (a run starts: ``busy`` rises at the end of this cycle); ``bcast``
     (out, a :class:`Broadcast` with one set of ``fill`` flags per PE) and ``idle_all`` (in:
     every PE is idle, a broadcast arriving in this cycle aside: the CCU adds ``~bcast.valid``
@@ -93,6 +94,7 @@ class CCU(wiring.Component):
             # the global region's offset: the PE and offset fields of a host address
             "host": In(HostPort(mm.pe_bits + mm.off_bits, mode=False)),
             "ctrl_w": In(1),
+            "tbl_w": In(1),
             "busy": Out(1),
             "starting": Out(1),
             "done": Out(1),
@@ -144,9 +146,12 @@ class CCU(wiring.Component):
         with m.If(host.w_en & (host.w_addr == REGS["N_LAYERS"][0])):
             m.d.sync += [n_layers.eq(host.w_data),
                          n_ok.eq((host.w_data[:8] != 0) & (host.w_data[:8] <= L))]
-        w_in, w_layer, w_word = table_index(host.w_addr)
+        # a write inside the table: ``tbl_w``, decoded by the top before its request register
+        # (from the address comparisons, three LUT levels and their routes were the 4-PE
+        # core's critical path into every table word's enable)
+        _, w_layer, w_word = table_index(host.w_addr)
         w_tbl = Signal()
-        m.d.comb += w_tbl.eq(host.w_en & w_in & ~self.busy)
+        m.d.comb += w_tbl.eq(self.tbl_w & ~self.busy)
         rb_data = Signal(32)            # what a read-back returns: the bits the table holds
         w_cb = Signal()                 # the word written is a codebook entry
         with m.Switch(w_word):

@@ -30,7 +30,7 @@ from eie.hw.common.bus import BusSignature
 
 from .ccu import CCU
 from .config import VERILOG_IDENTIFIER, EIEConfig
-from .memory_map import ACT_READ_LATENCY, READ_LATENCY, REGS, MemoryMap, Region
+from .memory_map import ACT_READ_LATENCY, LAYER_STRIDE, READ_LATENCY, REGS, MemoryMap, Region
 from .pe import PE, pe_signature
 from .signatures import connect_lane
 
@@ -159,16 +159,21 @@ class EIETop(wiring.Component):
         w_pe = Signal(n)
         w_ccu = Signal()
         w_ctrl = Signal()           # a write of CTRL: the CCU's start, from a flip-flop
+        w_tbl = Signal()            # a write inside the layer table: its enables, from one too
+        bus_goff = bus_addr[:ob + pb]
+        w_global = self.bus.w_stb & (bus_region == Region.GLOBAL)
         m.d.sync += [w_pe.eq(Cat(*(self.bus.w_stb & bus_in & (bus_pe == k) for k in range(n)))),
-                     w_ccu.eq(self.bus.w_stb & (bus_region == Region.GLOBAL)),
-                     w_ctrl.eq(self.bus.w_stb & (bus_region == Region.GLOBAL)
-                               & (bus_addr[:ob + pb] == REGS["CTRL"][0]))]
+                     w_ccu.eq(w_global),
+                     w_ctrl.eq(w_global & (bus_goff == REGS["CTRL"][0])),
+                     w_tbl.eq(w_global & (bus_goff >= mm.layer_base)
+                              & (bus_goff < mm.layer_base + LAYER_STRIDE * c.max_layers))]
 
         m.d.comb += [
             self.busy.eq(ccu.busy),
             self.done.eq(ccu.done),
             ccu.host.w_en.eq(w_ccu),
             ccu.ctrl_w.eq(w_ctrl),
+            ccu.tbl_w.eq(w_tbl),
             ccu.host.w_addr.eq(goff),
             ccu.host.w_data.eq(w_data),
             ccu.host.r_addr.eq(goff),
