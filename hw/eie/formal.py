@@ -315,7 +315,7 @@ class LNZDHarness(Elaboratable):
                  "issue_more", "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr",
                  "wptr", "occ", "cur_onehot"]
         names += [f"slot{q}_flags" for q in range(lnzd.slots)]
-        names += ["in_layer"]
+        names += ["in_layer"] + (["left_cur", "left_nxt"] if L >= 2 else [])
         frag, s = internals(lnzd, names, platform)
         m.submodules.lnzd = frag
 
@@ -505,6 +505,10 @@ class LNZDHarness(Elaboratable):
                 ok.append((active,
                            s["in_layer"][k] == (j < n_in),
                            f"leaf {k} of the arriving round is an input iff its j < n_in"))
+            ok.append((active,
+                       (s["left_cur"] == n_in - s["arr_jbase"])
+                       & (s["left_nxt"] == n_in - s["arr_jbase"] - n),
+                       "the inputs left from the arriving round's base and the next one's"))
         # priming, c cycles after start: rounds 0 .. min(c, rounds) - 1 addressed, one a
         # cycle, none arrived yet
         c = Signal(range(L + 1))

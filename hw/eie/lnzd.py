@@ -292,17 +292,24 @@ class LNZD(wiring.Component):
         # themselves.
         in_layer = Signal(n)
         if L >= 2:
-            # the next arrival's base: 0 after a start, else this one's (or the one after it):
-            # both candidates compared with n_in, and the start picks one in front of the
-            # register (the start is the CCU's state decode: it reaches no adder)
-            next_arr_jbase = Signal.like(arr_jbase)
-            m.d.comb += next_arr_jbase.eq(Mux(arrival, arr_jbase + n, arr_jbase))
-            left = Signal(self._j_bits + 2)       # inputs of the layer from that base on
-            m.d.comb += left.eq(self.n_in - next_arr_jbase)
+            # the next arrival's base: 0 after a start, else this one's (or the one after it).
+            # The inputs of the layer from this arrival's base on, ``n_in - arr_jbase``, and
+            # from the next one's, ``n_in - arr_jbase - n``, are registers (``left_cur``,
+            # ``left_nxt``: set at the start, moved on by ``n`` at each arrival), so the flags
+            # take one comparison behind a multiplexer, not an adder, a subtraction and a
+            # comparison in series (the 4-PE core's critical path); the start picks
+            # ``n_in > k`` in front of the register (it is the CCU's state decode: no adder)
+            left_cur = Signal(signed(self._j_bits + 3))
+            left_nxt = Signal.like(left_cur)
+            with m.If(self.start):
+                m.d.sync += [left_cur.eq(self.n_in), left_nxt.eq(self.n_in - n)]
+            with m.Elif(arrival):
+                m.d.sync += [left_cur.eq(left_nxt), left_nxt.eq(left_nxt - n)]
+            left = Signal.like(left_cur)          # inputs of the layer from the next base on
+            m.d.comb += left.eq(Mux(arrival, left_nxt, left_cur))
             for k in range(n):
                 # k < n_in - base, for a base past n_in too (the difference is negative)
-                m.d.sync += in_layer[k].eq(Mux(self.start, self.n_in > k,
-                                               ~left[-1] & (left[:-1] > k)))
+                m.d.sync += in_layer[k].eq(Mux(self.start, self.n_in > k, left > k))
         else:
             for k in range(n):
                 m.d.comb += in_layer[k].eq(arr_jbase + k < self.n_in)
