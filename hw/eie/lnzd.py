@@ -253,10 +253,12 @@ class LNZD(wiring.Component):
             fire.eq(o.valid & o.ready),
             self.done.eq(running & ~root_valid & ~more),
         ]
-        onehot = Signal(n)
-        m.d.comb += onehot.eq(Const(1, n) << sel)
+        # the flag a taken nonzero clears is the lowest pending one: ``pending & (pending - 1)``
+        # clears it with one carry chain beside the tree, not through the tree's encoded pick
+        # and its decode (whose LUT sits with ``j``'s register, pulled towards the PEs: the
+        # 16-PE core's critical path ran pending -> tree -> ``j`` -> pending)
         rest = Signal(n)
-        m.d.comb += rest.eq(pending & ~Mux(fire, onehot, 0))
+        m.d.comb += rest.eq(Mux(fire, pending & (pending - 1), pending))
         # The round has nothing left after this cycle: it had nothing, or only the one taken.
         load = Signal()
         m.d.comb += load.eq(running & more & (~root_valid | (~root_multi & fire)))
