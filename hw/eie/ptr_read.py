@@ -104,9 +104,17 @@ class PtrRead(wiring.Component):
         ew, ow = even.write_port(), odd.write_port()
         er, orr = even.read_port(), odd.read_port()
         # the queue stores two columns more than ptr_queue_depth: the columns taken while one
-        # more than the limit is in the stage (see ``ptr_take``)
-        m.submodules.queue = queue = SyncFIFO(width=column_layout(c).size,
-                                              depth=c.ptr_queue_depth + 2)
+        # more than the limit is in the stage (see ``ptr_take``). Its head is a register
+        # (``head``), the rest a FIFO behind it (``rest``), so that the entry stage's address
+        # starts from flip-flops, not from the queue's level and LUT-RAM read (the 4-PE core's
+        # seed-2 path); ``q_level`` counts both, as one FIFO's level would.
+        m.submodules.rest = rest = SyncFIFO(width=column_layout(c).size,
+                                            depth=c.ptr_queue_depth + 1)
+        head = Signal(column_layout(c))
+        head_valid = Signal()                       # == (q_level != 0)
+        q_level = Signal(range(c.ptr_queue_depth + 3))
+        q_w_en = Signal()                           # the column pushed is stored
+        q_r_en = Signal()                           # the head is popped
 
         ptr_P = Signal(len(self.ptr_base) + 1)      # P = ptr_base + j: p[P] and p[P+1]
         ptr_P1 = Signal(len(self.ptr_base) + 1)     # P + 1, from its own adder
@@ -133,7 +141,7 @@ class PtrRead(wiring.Component):
             ptr_P.eq(self.ptr_base + ptr0_j),
             ptr_P1.eq(base1 + ptr0_j),
             ptr_take.eq(~host.mode & self.col.valid
-                        & (queue.level + ptr0_valid + ptr1_valid + ptr2_valid + ptr3_valid
+                        & (q_level + ptr0_valid + ptr1_valid + ptr2_valid + ptr3_valid
                            <= c.ptr_queue_depth + 1)),
             self.col.ready.eq(ptr_take),
         ]
@@ -185,18 +193,30 @@ class PtrRead(wiring.Component):
             # bypass: an empty queue offers the column being pushed; a column the entry stage
             # finishes in this cycle (a single entry, issued as it is not in host mode) is not
             # stored
-            self.q.valid.eq(queue.r_rdy | push),
-            self.q.payload.eq(Mux(queue.r_rdy, queue.r_data, item)),
-            queue.w_data.eq(item),
-            queue.w_en.eq(push & ~(~queue.r_rdy & ~host.mode & item.single)),
-            queue.r_en.eq(self.q.ready & queue.r_rdy),
+            self.q.valid.eq(head_valid | push),
+            self.q.payload.eq(Mux(head_valid, head, item)),
+            q_w_en.eq(push & ~(~head_valid & ~host.mode & item.single)),
+            q_r_en.eq(self.q.ready & head_valid),
             self.idle.eq(~ptr0_valid & ~ptr1_valid & ~ptr2_valid & ~ptr3_valid
-                         & (queue.level == 0)),
+                         & (q_level == 0)),
         ]
+        # the queue: a column stored goes into the head register when the queue is empty or
+        # its only column is popped, else behind it; a popped head is replaced by the first
+        # column behind it (``rest`` is empty whenever the head register is)
+        m.d.comb += [rest.w_data.eq(item),
+                     rest.w_en.eq(q_w_en & head_valid & ~(q_r_en & ~rest.r_rdy)),
+                     rest.r_en.eq(q_r_en)]
+        with m.If(q_r_en & rest.r_rdy):
+            m.d.sync += head.eq(rest.r_data)
+        with m.Elif(q_w_en & (~head_valid | q_r_en)):
+            m.d.sync += [head.eq(item), head_valid.eq(1)]
+        with m.Elif(q_r_en):
+            m.d.sync += head_valid.eq(0)
+        m.d.sync += q_level.eq(q_level + q_w_en - q_r_en)
         # ``idle`` of the next cycle (from this cycle's next state), for the PE's idle register
         q_next = Signal(range(c.ptr_queue_depth + 4))
         m.d.comb += [
-            q_next.eq(queue.level + (queue.w_en & queue.w_rdy) - (queue.r_en & queue.r_rdy)),
+            q_next.eq(q_level + q_w_en - q_r_en),
             self.idle_next.eq(~ptr_take & ~ptr0_valid & ~ptr1_valid & ~ptr2_push
                               & (q_next == 0)),
         ]
