@@ -17,7 +17,8 @@ cycle after that, if the column has entries in this PE (``end != start``), ``(en
 start, entry_base + end, a)`` and the flags ``single``/``two`` computed from them are
 registered (``ptr3``); and in the next it is pushed into the pointer queue. An empty column is
 dropped at ``ptr3``, so it never costs the entry stage a cycle. The queue head (``q``, a
-stream) is taken by the entry stage with ``q.ready``; an empty queue offers the column being
+stream; a register in front of a FIFO of the columns behind it) is taken by the entry stage
+with ``q.ready``; an empty queue offers the column being
 pushed in the same cycle (bypass: the entry stage issues its first entry then, and a column it
 finishes in that cycle, a ``single``-entry one, is never stored; the entry stage issues in
 every cycle a column is offered outside host mode, and finishes a fresh column in its first
