@@ -69,6 +69,7 @@ def internals(block, names, platform="formal"):
 #: (:mod:`eie.hw.eie.signatures`)
 PORTS = {
     "rd.addr": "rd.addr",
+    "rd.addr_next": "rd.addr_next",
     "rd.data": "rd.data",
     "rd.nz": "rd.nz",
     "rd.slot_we": "rd.slot_we",
@@ -321,16 +322,20 @@ class LNZDHarness(Elaboratable):
 
         # ---- the activation files: PE k's row t holds x_{t*n+k}; rows past act_depth too
         rd_addr, rd_data, rd_nz = (port(lnzd, f"rd.{x}") for x in ("addr", "data", "nz"))
+        rd_addr_next = port(lnzd, "rd.addr_next")
         o_valid, o_ready, o_j = (port(lnzd, f"o.{x}") for x in ("valid", "ready", "j"))
         o_a = port(lnzd, "a")
         a_bits = len(rd_addr)
         mem = [[free(m, signed(16), f"x_pe{k}_row{t}", const=True) for t in range(1 << a_bits)]
                for k in range(n)]
         x = [mem[j % n][j // n] for j in range(n_max)]
-        # the read pipelines: the address of each stage, advancing in every cycle
+        # the read pipelines: the address of each stage, advancing in every cycle, from each
+        # PE's register of ``rd.addr_next`` (as the PE reads it: ``rd.addr`` in every cycle)
+        pe_addr = Signal(a_bits, name="pe_addr")
+        m.d.sync += pe_addr.eq(rd_addr_next)
         addr = [Signal(a_bits, name=f"pipe{i}") for i in range(L)]
         for i in range(L):
-            m.d.sync += addr[i].eq(rd_addr if i == 0 else addr[i - 1])
+            m.d.sync += addr[i].eq(pe_addr if i == 0 else addr[i - 1])
         shown = addr[-1]
         for k in range(n):
             value = Array(mem[k])[shown]

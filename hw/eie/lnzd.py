@@ -273,14 +273,17 @@ class LNZD(wiring.Component):
         outstanding = Signal(range(D + 1))        # rounds addressed and not yet taken
         arr = Signal(L)                           # arr[i]: a round was addressed i + 1 cycles ago
         issue = Signal()
+        # the next address is shown a cycle ahead too (``rd.addr_next``): each PE reads at its
+        # own register of it, so the one register here does not drive every PE's read logic
+        # across the chip (the 16-PE core's critical path: ``rd.addr`` -> a PE's valid bits)
+        t_issue_next = Signal.like(t_issue)
         m.d.comb += [
             issue.eq(self.start | ((priming | running) & issue_more & (outstanding < D))),
+            t_issue_next.eq(Mux(issue, t_issue + 1, Mux(self.done, 0, t_issue))),
             rd.addr.eq(t_issue),
+            rd.addr_next.eq(t_issue_next),
         ]
-        with m.If(issue):
-            m.d.sync += t_issue.eq(t_issue + 1)
-        with m.Elif(self.done):
-            m.d.sync += t_issue.eq(0)
+        m.d.sync += t_issue.eq(t_issue_next)
 
         # ---- arriving: the round addressed `latency` cycles ago, into the round buffer ----
         arrival = Signal()

@@ -180,8 +180,13 @@ class PE(wiring.Component):
         wires("w_layer", [acc.layer_start.eq(lr["start"])],
               connect=[(wiring.flipped(layer.src), acc.src)])
         act = self.act
+        # the file is read at this PE's own register of the LNZD's address (``addr_next``
+        # registered: ``addr`` itself in every cycle), beside the file, not at the LNZD's
+        # register across the chip
+        act_addr = Signal.like(act.addr)
+        m.d.sync += act_addr.eq(act.addr_next)
         wires("w_leaf", [
-            acc.act.addr.eq(act.addr),
+            acc.act.addr.eq(act_addr),
             act.data.eq(acc.act.data), act.nz.eq(acc.act.nz),
             slots.data.eq(acc.act.data), slots.we.eq(act.slot_we), slots.scan.eq(act.scan),
             act.held.eq(slots.held),

@@ -149,7 +149,10 @@ class ActRead(_Group):
     flip-flops. No handshake: the file answers every cycle.
 
     With ``slots`` (the LNZD's round slots, :class:`~eie.hw.eie.round_slots.RoundSlots` in
-    every PE): ``slot_we`` (out, ``slots`` bits, one-hot or zero): the value arriving on
+    every PE; the interface between the LNZD and the PEs): ``addr_next`` (out): what ``addr``
+    shows in the next cycle, so that every PE reads its file at its own register of it (equal
+    to ``addr`` in every cycle), not at the reader's register across the chip; ``slot_we``
+    (out, ``slots`` bits, one-hot or zero): the value arriving on
     ``data`` in the next cycle goes into that slot; ``scan`` (out, one-hot): the slot of the
     round the reader scans; ``held`` (in, int16 a lane): the lane's value in the slot ``scan``
     showed in the previous cycle (the LNZD reads its values only through ``held``; ``data``
@@ -163,6 +166,7 @@ class ActRead(_Group):
             "nz": In(1 if lanes is None else lanes),
         }
         if slots is not None:
+            members["addr_next"] = Out(addr_bits)
             members["slot_we"] = Out(slots)
             members["scan"] = Out(slots)
             members["held"] = In(lane if lanes is None else data.ArrayLayout(lane, lanes))
