@@ -154,9 +154,16 @@ class UARTBridge(wiring.Component):
         last_addr = Signal(32)
         last_count = Signal(16)
         session = Signal(32)            # the token of the current session (OPEN)
+        # a retry of the last request: registered, like ``addr_ok`` below (the header fields
+        # and the last request's are stable for bytes before CHECK reads it), so that CHECK's
+        # decisions do not start at a 64-bit comparison (from the registered address, its
+        # LUT levels into the last request's enables were the 16-PE EIE board build's
+        # critical path)
         is_repeat = Signal()
-        m.d.comb += is_repeat.eq(last_valid & (last_seq == seq) & (last_cmd == cmd)
-                                 & (last_addr == addr) & (last_count == count))
+        repeat_r = Signal()
+        m.d.sync += repeat_r.eq(last_valid & (last_seq == seq) & (last_cmd == cmd)
+                                & (last_addr == addr) & (last_count == count))
+        m.d.comb += is_repeat.eq(repeat_r)
         is_write = Signal()
         is_read = Signal()
         fixed = Signal()                # WRITE_FIXED / READ_FIXED: the address does not advance

@@ -112,7 +112,8 @@ class BridgeHarness(Elaboratable):
         b = signals(frag, ["bridge_state", "seq", "cmd", "addr", "count", "word", "hdr_idx",
                            "byte_idx", "widx", "crc_idx", "idle", "addr_ok", "read_half",
                            "cur_addr", "wait", "last_valid", "last_seq", "last_cmd", "last_addr",
-                           "last_count", "session", "is_repeat", "count_ok"], where="UARTBridge")
+                           "last_count", "session", "is_repeat", "repeat_r", "count_ok"],
+                  where="UARTBridge")
         crc_reg = signals(crc_frag, ["reg"], where="CRC16")["reg"]
         state = b["bridge_state"]
         enc = {name: fsm_state(state, name) for name in _STATES}
@@ -357,6 +358,11 @@ class BridgeHarness(Elaboratable):
              "the bridge's CRC register is the monitor's CRC of the frame"),
             (~(st("CHECK") | st("CRC") & b["crc_idx"]) | (b["addr_ok"] == (span < (1 << AW))),
              "the address check is up to date at the frame's end"),
+            (~(st("CHECK") | st("CRC") & b["crc_idx"])
+             | (b["repeat_r"] == (b["last_valid"] & (b["last_seq"] == b["seq"])
+                                  & (b["last_cmd"] == cmd) & (b["last_addr"] == b["addr"])
+                                  & (b["last_count"] == count))),
+             "the retry check is up to date at the frame's end"),
             (mon["session"] == b["session"], "the session is the monitor's"),
             (mon["busy"] == (executing | last_strobe), "the bridge executes the monitor's request"),
             (~mon["busy"] | ((mon["writing"] == is_w(cmd)) & count_good(count)),
