@@ -141,6 +141,12 @@ class UARTBridge(wiring.Component):
         word = Signal(32)
         byte_idx = Signal(2)
         widx = Signal(16)               # word index in the buffer
+        # ``widx + 1``, a register kept beside it (set with it), so the bursts' "last word"
+        # checks compare two registers, not an adder's sum (from ``widx`` through the adder and
+        # the comparison into the bus handshake: the 1-PE EIE board build's path at 100 MHz)
+        widx1 = Signal(17, init=1)
+        widx_step = Signal(17)          # widx1 as widx steps on: (widx + 1, 16 bits) + 1
+        m.d.comb += widx_step.eq((widx + 1)[:16] + 1)
         crc_idx = Signal(1)
         status = Signal(8)
         rsp_count = Signal(16)
@@ -211,7 +217,7 @@ class UARTBridge(wiring.Component):
 
         def respond(code, n_words=0, info=False):
             stmts = [status.eq(code), rsp_count.eq(n_words), rsp_info.eq(int(info)),
-                     tx_idx.eq(0), widx.eq(0), rsp_age.eq(0), byte_idx.eq(0), crc_idx.eq(0)]
+                     tx_idx.eq(0), widx.eq(0), widx1.eq(1), rsp_age.eq(0), byte_idx.eq(0), crc_idx.eq(0)]
             if code != Status.OK:
                 stmts.append(errors.eq(errors + 1))
             return stmts
@@ -247,7 +253,7 @@ class UARTBridge(wiring.Component):
                         with m.Case(6):
                             m.d.sync += count.eq(byte)
                         with m.Case(7):
-                            m.d.sync += [count.eq(byte << 8 | count[:8]), widx.eq(0),
+                            m.d.sync += [count.eq(byte << 8 | count[:8]), widx.eq(0), widx1.eq(1),
                                          byte_idx.eq(0), crc_idx.eq(0)]
                             with m.If(is_write):
                                 m.next = "PAYLOAD"
@@ -275,8 +281,8 @@ class UARTBridge(wiring.Component):
 
             with m.State("PAYLOAD_STORE"):
                 m.d.comb += buf_wr.en.eq(1)
-                m.d.sync += widx.eq(widx + 1)
-                with m.If(widx + 1 == count):
+                m.d.sync += [widx.eq(widx + 1), widx1.eq(widx_step)]
+                with m.If(widx1 == count):
                     m.next = "CRC"
                 with m.Else():
                     m.next = "PAYLOAD"
@@ -292,7 +298,7 @@ class UARTBridge(wiring.Component):
                     m.next = "TX"
 
             with m.State("CHECK"):
-                m.d.sync += [widx.eq(0), cur_addr.eq(addr)]
+                m.d.sync += [widx.eq(0), widx1.eq(1), cur_addr.eq(addr)]
                 with m.If(~rx_crc.zero):
                     m.d.sync += respond(Status.BAD_CRC)
                     m.next = "TX"
@@ -332,8 +338,9 @@ class UARTBridge(wiring.Component):
 
             with m.State("WR_STROBE"):
                 m.d.comb += [bus_addr.eq(cur_addr), bus_w_data.eq(buf_rd.data), bus_w_stb.eq(1)]
-                m.d.sync += [cur_addr.eq(cur_addr + ~fixed), widx.eq(widx + 1)]
-                with m.If(widx + 1 == count):
+                m.d.sync += [cur_addr.eq(cur_addr + ~fixed), widx.eq(widx + 1),
+                             widx1.eq(widx_step)]
+                with m.If(widx1 == count):
                     m.d.sync += [respond(Status.OK), last_valid.eq(1)]
                     m.next = "TX"
                 with m.Else():
@@ -349,8 +356,9 @@ class UARTBridge(wiring.Component):
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(self.bus.r_ack):
                     m.d.comb += [buf_wr.en.eq(1), buf_wr.data.eq(self.bus.r_data)]
-                    m.d.sync += [cur_addr.eq(cur_addr + ~fixed), widx.eq(widx + 1)]
-                    with m.If(widx + 1 == count):
+                    m.d.sync += [cur_addr.eq(cur_addr + ~fixed), widx.eq(widx + 1),
+                                 widx1.eq(widx_step)]
+                    with m.If(widx1 == count):
                         m.d.sync += [respond(Status.OK, count), last_valid.eq(1)]
                         m.next = "TX"
                     with m.Else():
@@ -379,8 +387,9 @@ class UARTBridge(wiring.Component):
                         m.d.comb += [tx_crc.valid.eq(1), tx_crc.data.eq(utx.i.payload)]
                         m.d.sync += byte_idx.eq(byte_idx + 1)
                         with m.If(byte_idx == 3):
-                            m.d.sync += [widx.eq(widx + 1), rsp_age.eq(0)]
-                            with m.If(widx + 1 == rsp_count):
+                            m.d.sync += [widx.eq(widx + 1), widx1.eq(widx_step),
+                                         rsp_age.eq(0)]
+                            with m.If(widx1 == rsp_count):
                                 m.next = f"{name}_CRC"
                 with m.State(f"{name}_CRC"):
                     m.d.comb += [utx.i.valid.eq(1),
