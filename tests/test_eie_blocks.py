@@ -445,7 +445,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
         ctx.set(dut.host.w_addr, off)
         ctx.set(dut.host.w_data, data & 0xFFFF_FFFF)
         ctx.set(dut.ctrl_w, off == REGS["CTRL"][0])      # the top's decodes of the address
-        ctx.set(dut.tbl_w, mm.layer_base <= off < mm.layer_base + LAYER_STRIDE * cfg.max_layers)
+        ctx.set(dut.tbl_w, mm.layer_base <= off < mm.global_span)
         await ctx.tick()
         ctx.set(dut.host.w_en, 0)
         ctx.set(dut.ctrl_w, 0)

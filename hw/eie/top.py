@@ -30,7 +30,7 @@ from eie.hw.common.bus import BusSignature
 
 from .ccu import CCU
 from .config import VERILOG_IDENTIFIER, EIEConfig
-from .memory_map import ACT_READ_LATENCY, LAYER_STRIDE, READ_LATENCY, REGS, MemoryMap, Region
+from .memory_map import ACT_READ_LATENCY, READ_LATENCY, REGS, MemoryMap, Region
 from .pe import PE, pe_signature
 from .signatures import connect_lane
 
@@ -166,7 +166,7 @@ class EIETop(wiring.Component):
                      w_ccu.eq(w_global),
                      w_ctrl.eq(w_global & (bus_goff == REGS["CTRL"][0])),
                      w_tbl.eq(w_global & (bus_goff >= mm.layer_base)
-                              & (bus_goff < mm.layer_base + LAYER_STRIDE * c.max_layers))]
+                              & (bus_goff < mm.global_span))]
 
         m.d.comb += [
             self.busy.eq(ccu.busy),
