@@ -85,7 +85,8 @@ class PE(wiring.Component):
       ``idx`` (all but ``src`` registered here first: each acts a cycle after the port shows
       it);
     * ``act`` (in, :class:`~eie.hw.eie.signatures.ActRead` with the round slots): the LNZD
-      leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` cycles later;
+      leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` cycles later (the PE reads
+      at its own register of ``addr_next``, equal to ``addr``; ``addr`` itself goes unused);
       ``slot_we``/``scan`` -> ``held`` through the PE's round slots;
     * ``host`` (in, :class:`~eie.hw.eie.signatures.HostPort` with regions, offsets of
       ``MemoryMap.off_bits``): the request is registered here (a write lands, and a read's
