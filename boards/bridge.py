@@ -147,6 +147,14 @@ class UARTBridge(wiring.Component):
         widx1 = Signal(17, init=1)
         widx_step = Signal(17)          # widx1 as widx steps on: (widx + 1, 16 bits) + 1
         m.d.comb += widx_step.eq((widx + 1)[:16] + 1)
+
+        def widx_reset():
+            """``widx`` back to 0, ``widx1`` with it."""
+            return [widx.eq(0), widx1.eq(1)]
+
+        def widx_next():
+            """``widx`` on by one, ``widx1`` with it."""
+            return [widx.eq(widx + 1), widx1.eq(widx_step)]
         crc_idx = Signal(1)
         status = Signal(8)
         rsp_count = Signal(16)
@@ -217,7 +225,7 @@ class UARTBridge(wiring.Component):
 
         def respond(code, n_words=0, info=False):
             stmts = [status.eq(code), rsp_count.eq(n_words), rsp_info.eq(int(info)),
-                     tx_idx.eq(0), widx.eq(0), widx1.eq(1), rsp_age.eq(0), byte_idx.eq(0), crc_idx.eq(0)]
+                     tx_idx.eq(0), *widx_reset(), rsp_age.eq(0), byte_idx.eq(0), crc_idx.eq(0)]
             if code != Status.OK:
                 stmts.append(errors.eq(errors + 1))
             return stmts
@@ -253,7 +261,7 @@ class UARTBridge(wiring.Component):
                         with m.Case(6):
                             m.d.sync += count.eq(byte)
                         with m.Case(7):
-                            m.d.sync += [count.eq(byte << 8 | count[:8]), widx.eq(0), widx1.eq(1),
+                            m.d.sync += [count.eq(byte << 8 | count[:8]), *widx_reset(),
                                          byte_idx.eq(0), crc_idx.eq(0)]
                             with m.If(is_write):
                                 m.next = "PAYLOAD"
@@ -281,7 +289,7 @@ class UARTBridge(wiring.Component):
 
             with m.State("PAYLOAD_STORE"):
                 m.d.comb += buf_wr.en.eq(1)
-                m.d.sync += [widx.eq(widx + 1), widx1.eq(widx_step)]
+                m.d.sync += widx_next()
                 with m.If(widx1 == count):
                     m.next = "CRC"
                 with m.Else():
@@ -298,7 +306,7 @@ class UARTBridge(wiring.Component):
                     m.next = "TX"
 
             with m.State("CHECK"):
-                m.d.sync += [widx.eq(0), widx1.eq(1), cur_addr.eq(addr)]
+                m.d.sync += [*widx_reset(), cur_addr.eq(addr)]
                 with m.If(~rx_crc.zero):
                     m.d.sync += respond(Status.BAD_CRC)
                     m.next = "TX"
@@ -338,8 +346,7 @@ class UARTBridge(wiring.Component):
 
             with m.State("WR_STROBE"):
                 m.d.comb += [bus_addr.eq(cur_addr), bus_w_data.eq(buf_rd.data), bus_w_stb.eq(1)]
-                m.d.sync += [cur_addr.eq(cur_addr + ~fixed), widx.eq(widx + 1),
-                             widx1.eq(widx_step)]
+                m.d.sync += [cur_addr.eq(cur_addr + ~fixed), *widx_next()]
                 with m.If(widx1 == count):
                     m.d.sync += [respond(Status.OK), last_valid.eq(1)]
                     m.next = "TX"
@@ -356,8 +363,7 @@ class UARTBridge(wiring.Component):
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(self.bus.r_ack):
                     m.d.comb += [buf_wr.en.eq(1), buf_wr.data.eq(self.bus.r_data)]
-                    m.d.sync += [cur_addr.eq(cur_addr + ~fixed), widx.eq(widx + 1),
-                                 widx1.eq(widx_step)]
+                    m.d.sync += [cur_addr.eq(cur_addr + ~fixed), *widx_next()]
                     with m.If(widx1 == count):
                         m.d.sync += [respond(Status.OK, count), last_valid.eq(1)]
                         m.next = "TX"
@@ -387,8 +393,7 @@ class UARTBridge(wiring.Component):
                         m.d.comb += [tx_crc.valid.eq(1), tx_crc.data.eq(utx.i.payload)]
                         m.d.sync += byte_idx.eq(byte_idx + 1)
                         with m.If(byte_idx == 3):
-                            m.d.sync += [widx.eq(widx + 1), widx1.eq(widx_step),
-                                         rsp_age.eq(0)]
+                            m.d.sync += [*widx_next(), rsp_age.eq(0)]
                             with m.If(widx1 == rsp_count):
                                 m.next = f"{name}_CRC"
                 with m.State(f"{name}_CRC"):

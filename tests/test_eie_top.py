@@ -264,7 +264,6 @@ def test_only_a_write_of_ctrl_starts_a_run(simulate):
     assert status["CTRL = 1"][0] == 1 or status["CTRL = 1"][1] & 0b10    # busy, or done already
 
 
-
 @pytest.mark.parametrize("acc_bits,w_frac", [(20, 0), (40, 30), (32, 15)])
 def test_accumulator_width_wraps_like_golden(acc_bits, w_frac):
     # Large products overflow a 20-bit accumulator (wrap-around); w_frac 0 and 30 are the ends.
