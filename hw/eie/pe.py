@@ -105,8 +105,8 @@ class PE(wiring.Component):
     port and the activation stream are served. Latency: a column broadcast in cycle ``t`` into
     an idle PE, with entries here, issues its first entry in ``t + 4`` and writes it into the
     accumulator file in ``t + 9`` (through both bypasses: the FIFO's and the pointer queue's).
-    Counts, per layer (cleared in the cycle after ``layer.start``, stored at ``layer.idx`` in
-    the cycle after ``layer.end``): ``busy``, cycles an entry issued; ``stall``, cycles the
+    Counts, per layer (cleared 2 cycles after ``layer.start``, stored at ``layer.idx`` 2
+    cycles after ``layer.end``): ``busy``, cycles an entry issued; ``stall``, cycles the
     controller held a nonzero back because of this PE's fill flag (``ActFifo.stalled``).
     """
 
@@ -144,21 +144,28 @@ class PE(wiring.Component):
             m.submodules[name] = g
 
         # The layer's parameters that change only between layers (``idx``, the bases), its
-        # ``start``/``end`` pulses and the host's codebook writes, registered here: the
-        # controller's registers reach every PE, and the codebook read, the pointer and entry
-        # address adders and the counters' write start from flip-flops of this PE. Each is in
-        # time a cycle late: the bases and ``idx`` are set in ``LSTART`` (``idx`` as it is
-        # entered) and first read for the layer's first broadcast, which reaches the PE
-        # ``ACT_READ_LATENCY + 2`` cycles after ``LSTART``; ``start`` clears the counters and
-        # the destination's valid bits in the cycle after ``LSTART``, before any entry of the
-        # layer lands; ``end`` stores the counters in the next layer's ``LSTART`` (no entry
-        # issues or stall counts in ``DRAIN``'s last cycle, and the clear comes a cycle later),
-        # at the copy of ``idx``, which is then still the finished layer's; a codebook write
-        # lands a cycle later (no run reads it before the host's start, a later bus cycle).
-        lr = {name: Signal.like(getattr(layer, name), name=f"layer_{name}")
-              for name in ("start", "end", "idx", "ptr_base", "entry_base",
-                           "cbk_w_en", "cbk_w_addr", "cbk_w_data")}
-        m.d.sync += [lr[name].eq(getattr(layer, name)) for name in lr]
+        # ``start``/``end`` pulses and the host's codebook writes, through two registers here:
+        # the controller's registers reach every PE (a net across the chip, whose sinks the
+        # placer pulls together: the 16-PE core's critical paths were the CCU's ``start`` into
+        # a PE's register, and a codebook pulled that way 50 columns from its PE), and the
+        # second register, on a net of its own, can sit between them and the PE's logic, which
+        # starts from it (the codebook read and write, the pointer and entry address adders,
+        # the counters' write). Each is in time two cycles late: the bases and ``idx`` are set
+        # in ``LSTART`` (``idx`` as it is entered) and first read for the layer's first
+        # broadcast, which reaches the PE ``ACT_READ_LATENCY + 2`` cycles after ``LSTART``;
+        # ``start`` clears the counters and the destination's valid bits 2 cycles after
+        # ``LSTART``, before any entry of the layer lands; ``end`` stores the counters in the
+        # cycle after the next layer's ``LSTART`` (no entry issues or stall counts from
+        # ``DRAIN``'s last cycle until the layer's first broadcast, and the clear comes a cycle
+        # later), at the copy of ``idx``, which is then still the finished layer's; a codebook
+        # write lands 2 cycles later (no run reads it before the host's start, a later bus
+        # cycle).
+        lr = {}
+        for name in ("start", "end", "idx", "ptr_base", "entry_base",
+                     "cbk_w_en", "cbk_w_addr", "cbk_w_data"):
+            first = Signal.like(getattr(layer, name), name=f"layer_{name}_in")
+            lr[name] = Signal.like(first, name=f"layer_{name}")
+            m.d.sync += [first.eq(getattr(layer, name)), lr[name].eq(first)]
 
         wires("w_fifo", connect=[(wiring.flipped(bcast), fifo.bcast)])
         wires("w_ptr", [
