@@ -276,23 +276,31 @@ class Accumulator(wiring.Component):
         # stage 1: file word, valid bit and bias slot (the memories' outputs)
         m.d.sync += [s1_valid.eq(valid_of(rd_full[ab], rd_full[:ab] if ab else Const(0, 1))),
                      s1_addr.eq(rd_full), s2_addr.eq(s1_addr)]
-        # stage 2: registered right behind the RAMs (their clock-to-output is slow)
-        s2_raw = Signal(signed(c.acc_bits))
-        s2_bias = Signal(signed(16))
-        m.d.sync += [s2_raw.eq(Mux(fwd1, l1_sum, Mux(s1_valid, fa.data, 0))),
-                     s2_bias.eq(ba.data)]
         # The write-back parameters of the source, registered here (the CCU's copy reaches every
         # PE, and the shifts behind it were the 4-PE core's critical path): they change only
-        # as a layer starts (LSTART) and the new layer's first row reaches stage 3 two cycles
+        # as a layer starts (LSTART) and the new layer's first row reaches stage 2 a cycle
         # after it, so the copy, a cycle behind, is in time.
         w_frac = Signal.like(src.w_frac)
         relu = Signal()
         has_bias = Signal()
         m.d.sync += [w_frac.eq(src.w_frac), relu.eq(src.relu), has_bias.eq(src.has_bias)]
+        # ``bias << w_frac`` in two steps, one a stage: by ``w_frac``'s multiple of 8 in stage 2
+        # (a 4:1 multiplexer behind the bias RAM), by the rest in stage 3 (in front of the
+        # adder), so that neither stage has the whole shift in series with what it follows (the
+        # 2-PE board build's critical path at 100 MHz: ``w_frac`` -> the five-level shift -> the
+        # stage-3 adder). Exact modulo ``2**acc_bits``: a left shift's low bits do not depend
+        # on the bits it drops.
+        coarse = Cat(Const(0, 3), w_frac[3:])   # 0, 8, 16 or 24
+        fine = w_frac[:3]
+        # stage 2: registered right behind the RAMs (their clock-to-output is slow)
+        s2_raw = Signal(signed(c.acc_bits))
+        s2_bias = Signal(signed(c.acc_bits))
+        m.d.sync += [s2_raw.eq(Mux(fwd1, l1_sum, Mux(s1_valid, fa.data, 0))),
+                     s2_bias.eq(Mux(has_bias, ba.data.as_signed() << coarse, 0))]
         # stage 3: raw + (bias << w_frac), wrapping at acc_bits
         s3_sum = Signal(signed(c.acc_bits))
         s3_bias = Signal(signed(c.acc_bits))
-        m.d.comb += s3_bias.eq(Mux(has_bias, s2_bias << w_frac, 0))
+        m.d.comb += s3_bias.eq(s2_bias << fine)
         m.d.sync += s3_sum.eq(Mux(fwd2, l1_sum, s2_raw) + s3_bias)
         # stages 4 and 5: the write-back
         m.d.comb += [
