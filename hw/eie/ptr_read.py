@@ -131,6 +131,12 @@ class PtrRead(wiring.Component):
         ptr2_end = Signal(c.ptr_bits)
         ptr2_a = Signal(signed(16))
         ptr3_valid = Signal()                       # a non-empty column, its flags computed
+        # the columns in the stage and the queue, ``q_level + ptr0_valid + ... + ptr3_valid``,
+        # kept in a register of its own (moved by what enters and leaves), so that the take
+        # compares one register with the limit: the sum's adders sat between the stage's
+        # valid flags and the FIFO's level (the 2-PE board build's seed-1 path at 100 MHz:
+        # ``ptr3_valid`` -> the sum -> the take -> the FIFO's level -> its fill flags)
+        occupancy = Signal(range(c.ptr_queue_depth + 7))
         host = self.host
         # ptr0: the column taken is registered first, so nothing but a register follows the
         # FIFO's head (or the broadcast it bypasses). The two bank addresses come from two
@@ -141,9 +147,7 @@ class PtrRead(wiring.Component):
         m.d.comb += [
             ptr_P.eq(self.ptr_base + ptr0_j),
             ptr_P1.eq(base1 + ptr0_j),
-            ptr_take.eq(~host.mode & self.col.valid
-                        & (q_level + ptr0_valid + ptr1_valid + ptr2_valid + ptr3_valid
-                           <= c.ptr_queue_depth + 1)),
+            ptr_take.eq(~host.mode & self.col.valid & (occupancy <= c.ptr_queue_depth + 1)),
             self.col.ready.eq(ptr_take),
         ]
         m.d.sync += ptr0_valid.eq(ptr_take)
@@ -214,6 +218,10 @@ class PtrRead(wiring.Component):
         with m.Elif(q_r_en):
             m.d.sync += head_valid.eq(0)
         m.d.sync += q_level.eq(q_level + q_w_en - q_r_en)
+        # a column enters at the take; it leaves as an empty column at ptr2, as one finished
+        # as it is pushed (not stored), or as the queue's head popped
+        m.d.sync += occupancy.eq(occupancy + ptr_take - (ptr2_valid & ~ptr2_push)
+                                 - (push & ~q_w_en) - q_r_en)
         # ``idle`` of the next cycle (from this cycle's next state), for the PE's idle register
         q_next = Signal(range(c.ptr_queue_depth + 4))
         m.d.comb += [
