@@ -190,13 +190,17 @@ class UARTBridge(wiring.Component):
         # from the end of the header to CHECK, bytes later): addr + (count - 1) < 2**addr_width
         # (addr alone for a fixed burst or a count of 0), computed as: addr's bits above the bus
         # are 0, and its low bits plus count (1 or more) reach at most 2**addr_width. One adder,
-        # not a decrement feeding a 33-bit adder feeding a comparator (a critical path on ECP5).
+        # not a decrement feeding a 33-bit adder feeding a comparator (a critical path on ECP5),
+        # and its sum registered before the comparisons (the adder behind ``count``'s route and
+        # the comparisons in front of ``addr_ok`` were the 2-PE EIE board build's seed-1 path
+        # at 100 MHz): the sum is up to date a cycle after the header, ``addr_ok`` two (the
+        # first CRC byte comes a cycle after the header at the earliest, CHECK two).
         aw = self._addr_width
         addr_ok = Signal()
         addr_hi_ok = Signal()
         m.d.comb += addr_hi_ok.eq(addr[aw:] == 0 if aw < 32 else 1)
         span_end = Signal(max(aw, 16) + 1)      # addr's low bits + count: one past the burst
-        m.d.comb += span_end.eq(addr[:aw] + count)
+        m.d.sync += span_end.eq(addr[:aw] + count)
         span_fits = Signal()
         m.d.comb += span_fits.eq((span_end[aw:] == 0) | (span_end == (1 << aw)))
         m.d.sync += addr_ok.eq(addr_hi_ok & (fixed | (count == 0) | span_fits))

@@ -110,7 +110,8 @@ class BridgeHarness(Elaboratable):
         mem = remove_subfragment(frag, "buf")
         crc_frag, rx_crc = subfragment(frag, "rx_crc")
         b = signals(frag, ["bridge_state", "seq", "cmd", "addr", "count", "word", "hdr_idx",
-                           "byte_idx", "widx", "widx1", "crc_idx", "idle", "addr_ok", "read_half",
+                           "byte_idx", "widx", "widx1", "crc_idx", "idle", "addr_ok", "span_end",
+                           "read_half",
                            "cur_addr", "wait", "last_valid", "last_seq", "last_cmd", "last_addr",
                            "last_count", "session", "is_repeat", "repeat_r", "count_ok"],
                   where="UARTBridge")
@@ -357,7 +358,10 @@ class BridgeHarness(Elaboratable):
              "CRC: the byte index"),
             (st("IDLE", "DRAIN") | (crc_reg == mon["crc"]),
              "the bridge's CRC register is the monitor's CRC of the frame"),
-            (~(st("CHECK") | st("CRC") & b["crc_idx"]) | (b["addr_ok"] == (span < (1 << AW))),
+            (~(st("CHECK") | st("CRC") & b["crc_idx"])
+             | (b["span_end"] == b["addr"][:AW] + count),
+             "the address check's sum is up to date from the frame's second CRC byte"),
+            (~st("CHECK") | (b["addr_ok"] == (span < (1 << AW))),
              "the address check is up to date at the frame's end"),
             (~(st("CHECK") | st("CRC") & b["crc_idx"])
              | (b["repeat_r"] == (b["last_valid"] & (b["last_seq"] == b["seq"])
