@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
 
 from ..common import outputs
 from ..common.errors import EieError
+
+#: what ``eie build --nextpnr-arg`` takes: one argument, no spaces or shell syntax
+NEXTPNR_ARG = re.compile(r"[A-Za-z0-9._=-]+")
 
 __all__ = ["register", "build_dir_files", "BUILD_DIR_OWNER"]
 
@@ -63,6 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--router", choices=("router1", "router2"), default=None,
                    help="nextpnr's router (default: nextpnr's own; router2 routes large "
                         "designs faster, docs/boards.md)")
+    b.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
+                   help="one more nextpnr argument, repeatable, e.g. "
+                        "--nextpnr-arg=--placer-heap-timingweight=40 (the 16-PE EIE's best "
+                        "clock so far, docs/boards.md)")
     b.add_argument("--out", "-o", type=Path, default=None,
                    help="output directory (default build/BOARD-DESIGN)")
     b.add_argument("--program", action="store_true",
@@ -128,6 +136,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise EieError(f"--pes {args.pes} is out of range: the EIE takes 1 to {MAX_PE} PEs")
     if args.baud <= 0:
         raise EieError(f"--baud {args.baud} must be a positive baud rate")
+    for arg in args.nextpnr_arg:
+        # the argument goes into amaranth's build script as it is: no spaces or shell syntax
+        if not NEXTPNR_ARG.fullmatch(arg):
+            raise EieError(f"--nextpnr-arg {arg!r}: only letters, digits and . _ = - are "
+                           f"allowed (one argument each, e.g. "
+                           f"--nextpnr-arg=--placer-heap-timingweight=40)")
     weight_bits = None
     if args.weights is not None:
         if args.design != "bnn":
@@ -146,7 +160,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                           create_parents=args.out is None)
     spec = BuildSpec(board=board, design=args.design, out=out,
                      pes=args.pes, baud=args.baud, clock_mhz=args.clock_mhz,
-                     bnn_fold=args.fold, seed=args.seed, router=args.router)
+                     bnn_fold=args.fold, seed=args.seed, router=args.router,
+                     nextpnr_args=tuple(args.nextpnr_arg))
     if weight_bits is not None:
         spec.bnn_weight_bits = weight_bits
     if args.image is not None:

@@ -98,6 +98,7 @@ class BuildSpec:
     max_burst: int = 256
     seed: int = 1
     router: str | None = None      # nextpnr's router ("router1", "router2"); None: nextpnr's default
+    nextpnr_args: tuple = ()       # more nextpnr arguments, as given (e.g. "--placer-heap-timingweight=40")
 
 
 def _eie_config(spec: BuildSpec):
@@ -384,7 +385,8 @@ def _extract_plan(spec: BuildSpec, work: Path, top, platform,
     board = spec.board
     overrides = {"nextpnr_opts": f"--report {_NEXTPNR_REPORT} --timing-allow-fail "
                                  f"--seed {spec.seed}"
-                                 + (f" --router {spec.router}" if spec.router else "")}
+                                 + (f" --router {spec.router}" if spec.router else "")
+                                 + "".join(f" {arg}" for arg in spec.nextpnr_args)}
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"     # map multipliers to the UP5K's SB_MAC16 blocks
     try:
@@ -439,7 +441,8 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         "uart": {"baud": spec.baud, "divisor": divisor_for(clk_freq, spec.baud)},
         "bitstream": bitstream.name, "build_seconds": round(seconds, 1),
         "step_seconds": steps, "step_cpu_seconds": cpu, "nextpnr_timers": timers,
-        "nextpnr_options": {"seed": spec.seed, "router": spec.router or "default"},
+        "nextpnr_options": {"seed": spec.seed, "router": spec.router or "default",
+                            **({"args": list(spec.nextpnr_args)} if spec.nextpnr_args else {})},
         # modules synthesized once and kept (instantiated several times), not flattened
         "kept_modules": [kept[0]] if kept is not None else [],
         "yosys_cells": cells,

@@ -177,6 +177,11 @@ def test_build_rejects_bad_options(tmp_path, cli, monkeypatch):
     r = cli(["build", "--board", "icebreaker", "--design", "ram", "--baud", "5000000",
              "--out", tmp_path / "b"])
     assert r.code == 2 and "baud" in r.err
+    # a nextpnr argument goes into the build script as it is: one word, no shell syntax
+    for bad in ("--seed 2", "--freq=50;touch x", "$(id)"):
+        r = cli(["build", "--board", "icebreaker", "--design", "ram", f"--nextpnr-arg={bad}",
+                 "--out", tmp_path / "b"])
+        assert r.code == 2 and f"--nextpnr-arg {bad!r}: only letters" in r.err, r.err
     # --program with no programmer is refused before the build, naming what to install
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("ICEPROG", raising=False)
@@ -339,15 +344,18 @@ def test_icebreaker_bitstream(tmp_path, cli, monkeypatch):
 
 @pytest.mark.slow
 def test_build_with_router2(tmp_path, cli):
-    """``--router router2`` reaches nextpnr (its router2 timer in the report) and is recorded."""
+    """``--router router2`` and ``--nextpnr-arg`` reach nextpnr (its router2 timer in the
+    report, the placer's weight in its log) and are recorded."""
     out = tmp_path / "ice"
     r = cli(["build", "--board", "icebreaker", "--design", "ram", "--out", out, "--seed", "3",
-             "--router", "router2"])
+             "--router", "router2", "--nextpnr-arg=--placer-heap-timingweight=20"])
     assert r.code == 0, r.err
     report = json.loads((out / "report.json").read_text())
-    assert report["nextpnr_options"] == {"seed": 3, "router": "router2"}
+    assert report["nextpnr_options"] == {"seed": 3, "router": "router2",
+                                         "args": ["--placer-heap-timingweight=20"]}
     assert report["nextpnr_timers"]["router2"] > 0
-    assert "--router router2" in (out / "logs" / "build.log").read_text()
+    log = (out / "logs" / "build.log").read_text()
+    assert "--router router2 --placer-heap-timingweight=20" in log
 
 
 def test_ulx3s_top_elaborates_with_pll_and_uart():
