@@ -53,8 +53,8 @@ class ActFifo(wiring.Component):
     Ports: ``bcast`` (in, :class:`~eie.hw.eie.signatures.Broadcast` for one PE: ``valid``,
     ``j``, ``a``, ``stall``, ``in_flight`` in; ``fill`` out), ``o`` (out, the FIFO's head
     column), ``a`` (out, int16: the value of the column taken from ``o`` in the previous
-    cycle), ``empty`` (out), ``empty_next`` (out: the FIFO will be empty in the next cycle, a
-    broadcast arriving then aside), ``stalled`` (out). ``fifo`` is the column
+    cycle), ``empty`` (out), ``stored_none`` (out: no column is stored, a broadcast arriving
+    now aside: ``empty`` without the CCU's register), ``stalled`` (out). ``fifo`` is the column
     :class:`~amaranth.lib.fifo.SyncFIFO` inside (the formal harness reads its ports),
     ``values`` the value FIFO.
 
@@ -75,7 +75,7 @@ class ActFifo(wiring.Component):
             "o": Out(stream.Signature(self._layout)),
             "a": Out(signed(16)),
             "empty": Out(1),
-            "empty_next": Out(1),
+            "stored_none": Out(1),
             "stalled": Out(1),
         })
 
@@ -98,6 +98,7 @@ class ActFifo(wiring.Component):
             self.o.valid.eq(fifo.r_rdy | bcast.valid),
             self.o.payload.eq(Mux(fifo.r_rdy, fifo.r_data, entry)),
             fifo.r_en.eq(self.o.ready & fifo.r_rdy),
+            self.stored_none.eq(fifo.level == 0),
             self.empty.eq((fifo.level == 0) & ~bcast.valid),
         ]
         # the values: the column FIFO's writes and pops, a cycle later (the controller never
@@ -112,8 +113,7 @@ class ActFifo(wiring.Component):
 
         # the level after this cycle, and its thresholds, registered
         nxt = Signal(range(D + 2))
-        m.d.comb += [nxt.eq(fifo.level + (fifo.w_en & fifo.w_rdy) - (fifo.r_en & fifo.r_rdy)),
-                     self.empty_next.eq(nxt == 0)]
+        m.d.comb += nxt.eq(fifo.level + (fifo.w_en & fifo.w_rdy) - (fifo.r_en & fifo.r_rdy))
         late = 1 if self._mutant == "fill_off_by_one" else 0
         fill_next = Cat(*(Const(1) if D - i + late <= 0 else (nxt >= D - i + late)
                           for i in range(BCAST_IN_FLIGHT + 1)))

@@ -66,8 +66,8 @@ class CCU(wiring.Component):
     is a write inside the layer table, decoded by the top alike); ``busy``, ``done``,
     ``starting`` (a run starts: ``busy`` rises at the end of this cycle); ``bcast``
     (out, a :class:`Broadcast` with one set of ``fill`` flags per PE) and ``idle_all`` (in:
-    every PE is idle, a broadcast arriving in this cycle aside: the CCU adds ``~bcast.valid``
-    itself); ``act`` (out, the :class:`ActRead` stream of the LNZD, one ``data`` lane per PE);
+    every PE is idle, the broadcasts arriving in this cycle and the one before aside: the CCU
+    adds ``~bcast.valid`` and ``~valid_d`` itself); ``act`` (out, the :class:`ActRead` stream of the LNZD, one ``data`` lane per PE);
     ``layer`` (out, :class:`LayerParams`: the layer's ``ptr_base``, ``entry_base``, source
     ``src`` and ``start``/``end``/``idx``; the host's codebook writes for the PEs' copies,
     ``cbk_w_*``, a cycle after the table's).
@@ -315,8 +315,9 @@ class CCU(wiring.Component):
                     m.d.sync += layer_out.src.bias_base.eq(bias_base)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                # every PE idle, and no broadcast arriving (the CCU's own register)
-                with m.If(self.idle_all & ~bcast.valid):
+                # every PE idle, and no broadcast arriving now or in the cycle before (the
+                # CCU's own registers)
+                with m.If(self.idle_all & ~bcast.valid & ~valid_d):
                     m.d.comb += layer_out.end.eq(1)
                     m.d.comb += [lcnt_w.addr.eq(layer), lcnt_w.data.eq(Cat((lcyc + 1)[:32], bcnt)),
                                  lcnt_w.en.eq(1)]

@@ -199,14 +199,20 @@ class PE(wiring.Component):
             slots.data.eq(acc.act.data), slots.we.eq(act.slot_we), slots.scan.eq(act.scan),
             act.held.eq(slots.held),
         ])
-        # idle = fifo.empty & ptr.idle & spm.idle but for a broadcast arriving now, from a
-        # register: the same value, computed a cycle ahead from the stages' next state, so that
-        # the AND over every PE into the CCU's layer end starts from flip-flops. The broadcast
-        # arriving now is the CCU's own register, and the CCU adds it there (not through every
-        # PE and back: the board build's critical path, the CCU's bcast.valid -> each PE's
-        # idle -> the AND -> the layer end -> every PE's layer_end register)
+        # idle = fifo.empty & ptr.idle & spm.idle but for the broadcasts arriving now and in
+        # the cycle before, from a register: computed a cycle ahead from the stages' next
+        # state as if no broadcast arrived (no column stored, so none taken from the FIFO; the
+        # pointer and entry stages idle in the next cycle without a take), so that the AND over
+        # every PE into the CCU's layer end starts from flip-flops and no path runs from the
+        # CCU's ``bcast.valid`` into it. Those two broadcasts are the CCU's own registers
+        # (``bcast.valid`` and ``valid_d``), and the CCU adds them there (not through every PE
+        # and back: the board build's critical path, ``bcast.valid`` -> each PE's idle -> the
+        # AND -> the layer end; and with ``bcast.valid`` -> each PE's idle register, the 16-PE
+        # core's under nextpnr's heavier timing weight). A broadcast that arrived in the
+        # cycle before is in the FIFO or the pointer stage now, so the layer end is the same
+        # cycle as with it counted here.
         idle_r = Signal(init=1)
-        m.d.sync += idle_r.eq(fifo.empty_next & ptr.idle_next & spm.idle_next)
+        m.d.sync += idle_r.eq(fifo.stored_none & ptr.idle_next & spm.idle_next)
         wires("w_idle", [self.idle.eq(idle_r)])
 
         # Counters.

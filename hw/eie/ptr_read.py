@@ -68,7 +68,7 @@ class PtrRead(wiring.Component):
     column is in the stage: the PE changes it only between layers, with the stage idle),
     ``q`` (out, a stream of :func:`column_layout`: the queue head, taken by the entry stage),
     ``idle`` (no read in flight, queue empty), ``idle_next`` (what ``idle`` shows in the next
-    cycle) and ``host``
+    cycle if no column is taken in this one) and ``host``
     (:class:`~eie.hw.eie.signatures.HostPort` of pointer indices: ``r_addr`` -> ``r_data`` one
     cycle later).
 
@@ -222,11 +222,11 @@ class PtrRead(wiring.Component):
         # as it is pushed (not stored), or as the queue's head popped
         m.d.sync += occupancy.eq(occupancy + ptr_take - (ptr2_valid & ~ptr2_push)
                                  - (push & ~q_w_en) - q_r_en)
-        # ``idle`` of the next cycle (from this cycle's next state), for the PE's idle register
+        # ``idle`` of the next cycle (from this cycle's next state) if no column is taken now,
+        # for the PE's idle register (which adds the take from its FIFO itself)
         q_next = Signal(range(c.ptr_queue_depth + 4))
         m.d.comb += [
             q_next.eq(q_level + q_w_en - q_r_en),
-            self.idle_next.eq(~ptr_take & ~ptr0_valid & ~ptr1_valid & ~ptr2_push
-                              & (q_next == 0)),
+            self.idle_next.eq(~ptr0_valid & ~ptr1_valid & ~ptr2_push & (q_next == 0)),
         ]
         return m
