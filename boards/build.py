@@ -98,7 +98,7 @@ class BuildSpec:
     max_burst: int = 256
     seed: int = 1
     router: str | None = None      # nextpnr's router ("router1", "router2"); None: nextpnr's default
-    nextpnr_args: tuple = ()       # more nextpnr arguments, as given (e.g. "--placer-heap-timingweight=40")
+    nextpnr_args: tuple = ()       # more nextpnr arguments, as given ("--placer-heap-timingweight=40")
 
 
 def _eie_config(spec: BuildSpec):

@@ -67,7 +67,8 @@ class CCU(wiring.Component):
     ``starting`` (a run starts: ``busy`` rises at the end of this cycle); ``bcast``
     (out, a :class:`Broadcast` with one set of ``fill`` flags per PE) and ``idle_all`` (in:
     every PE is idle, the broadcasts arriving in this cycle and the one before aside: the CCU
-    adds ``~bcast.valid`` and ``~valid_d`` itself); ``act`` (out, the :class:`ActRead` stream of the LNZD, one ``data`` lane per PE);
+    adds ``~bcast.valid`` and ``~valid_d`` itself); ``act`` (out, the :class:`ActRead` stream
+    of the LNZD, one ``data`` lane per PE);
     ``layer`` (out, :class:`LayerParams`: the layer's ``ptr_base``, ``entry_base``, source
     ``src`` and ``start``/``end``/``idx``; the host's codebook writes for the PEs' copies,
     ``cbk_w_*``, a cycle after the table's).
