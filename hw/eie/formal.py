@@ -316,7 +316,7 @@ class LNZDHarness(Elaboratable):
                  "issue_more", "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr",
                  "wptr", "occ", "cur_onehot"]
         names += [f"slot{q}_flags" for q in range(lnzd.slots)]
-        names += ["in_layer"] + (["left_cur", "left_nxt"] if L >= 2 else [])
+        names += ["in_layer"] + (["left_nxt"] if L >= 2 else [])
         frag, s = internals(lnzd, names, platform)
         m.submodules.lnzd = frag
 
@@ -511,9 +511,8 @@ class LNZDHarness(Elaboratable):
                            s["in_layer"][k] == (j < n_in),
                            f"leaf {k} of the arriving round is an input iff its j < n_in"))
             ok.append((active,
-                       (s["left_cur"] == n_in - s["arr_jbase"])
-                       & (s["left_nxt"] == n_in - s["arr_jbase"] - n),
-                       "the inputs left from the arriving round's base and the next one's"))
+                       s["left_nxt"] == n_in - s["arr_jbase"] - n,
+                       "the inputs left from the next arriving round's base"))
         # priming, c cycles after start: rounds 0 .. min(c, rounds) - 1 addressed, one a
         # cycle, none arrived yet
         c = Signal(range(L + 1))

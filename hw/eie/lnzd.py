@@ -298,20 +298,17 @@ class LNZD(wiring.Component):
         in_layer = Signal(n)
         if L >= 2:
             # the next arrival's base: 0 after a start, else this one's (or the one after it).
-            # The inputs of the layer from this arrival's base on, ``n_in - arr_jbase``, and
-            # from the next one's, ``n_in - arr_jbase - n``, are registers (``left_cur``,
-            # ``left_nxt``: set at the start, moved on by ``n`` at each arrival; the flags read
-            # ``left_nxt`` only, ``left_cur`` is what the proof names them by), so the flags
-            # take one comparison of a register, not an adder, a subtraction and a comparison
+            # The inputs of the layer from the next arrival's base on, ``n_in - arr_jbase - n``,
+            # are a register (``left_nxt``: set at the start, moved on by ``n`` at each
+            # arrival), so the flags take one comparison of a register, not an adder, a subtraction and a comparison
             # in series (the 4-PE core's critical path); the start picks ``n_in > k`` in front
             # of the register (it is the CCU's state decode: no adder)
-            left_cur = Signal(signed(self._j_bits + 3))
-            left_nxt = Signal.like(left_cur)
+            left_nxt = Signal(signed(self._j_bits + 3))
             with m.If(self.start):
-                m.d.sync += [left_cur.eq(self.n_in), left_nxt.eq(self.n_in - n)]
+                m.d.sync += left_nxt.eq(self.n_in - n)
             with m.Elif(arrival):
-                m.d.sync += [left_cur.eq(left_nxt), left_nxt.eq(left_nxt - n)]
-            # ``in_layer[k]`` is ``left_cur > k`` (k < n_in - base, for a base past n_in too:
+                m.d.sync += left_nxt.eq(left_nxt - n)
+            # ``in_layer[k]`` is ``left_nxt + n > k`` (k < n_in - base, for a base past n_in too:
             # the difference is negative), so it keeps its value but at an arrival, where it
             # takes ``left_nxt > k``: the comparisons start from the register, the arrival
             # selects behind them (with the select in front, the 2-PE board build's seed-2
