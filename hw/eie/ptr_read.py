@@ -21,13 +21,15 @@ stream; a register in front of a FIFO of the columns behind it) is taken by the 
 with ``q.ready``; an empty queue offers the column being
 pushed in the same cycle (bypass: the entry stage issues its first entry then, and a column it
 finishes in that cycle, a ``single``-entry one, is never stored; the entry stage issues in
-every cycle a column is offered outside host mode, and finishes a fresh column in its first
+every cycle a column is offered (none is in host mode), and finishes a fresh column in its first
 cycle exactly when it is ``single``, so the queue's write enable is decided from the pushed
 item's flag, not from ``q.ready``). Every decision of the entry stage starts from flip-flops:
 the queue's or ``ptr3``'s.
 
 Host port (``host``, while ``host.mode``): writes pointer ``w_addr``; reads pointer ``r_addr``
-with one cycle of latency (``r_data``).
+with one cycle of latency (``r_data``). ``host.mode`` is high only while the stage is idle and no
+column is offered (the PE's contract: the controller hands the memories to the host between
+runs, with every PE idle); the queue's store decision relies on it.
 """
 
 from __future__ import annotations
@@ -72,9 +74,10 @@ class PtrRead(wiring.Component):
     (:class:`~eie.hw.eie.signatures.HostPort` of pointer indices: ``r_addr`` -> ``r_data`` one
     cycle later).
 
-    Per cycle: a column is taken when ``col.ready = col.valid & ~host.mode & (queue level +
-    columns in flight <= ptr_queue_depth + 1)`` and registered (``ptr0``, with its value from
-    ``col_a`` a cycle later); one cycle later both banks are read; one more and the pair is
+    Per cycle: a column is taken when ``col.ready = col.valid & (queue level + columns in
+    flight <= ptr_queue_depth + 1)`` (no column is offered in host mode) and registered
+    (``ptr0``, with its value from ``col_a`` a cycle later); one cycle later both banks are
+    read; one more and the pair is
     registered; one more and the column is registered with its flags if ``end != start``
     (``ptr3``); one more and it is pushed. So a column taken in cycle ``t`` is pushed in ``t +
     4`` (an empty column is dropped) and heads the queue from ``t + 5`` at the earliest. Counts
@@ -147,7 +150,8 @@ class PtrRead(wiring.Component):
         m.d.comb += [
             ptr_P.eq(self.ptr_base + ptr0_j),
             ptr_P1.eq(base1 + ptr0_j),
-            ptr_take.eq(~host.mode & self.col.valid & (occupancy <= c.ptr_queue_depth + 1)),
+            # (no ``host.mode`` term: no column is offered in host mode, the PE's contract)
+            ptr_take.eq(self.col.valid & (occupancy <= c.ptr_queue_depth + 1)),
             self.col.ready.eq(ptr_take),
         ]
         m.d.sync += ptr0_valid.eq(ptr_take)
@@ -196,11 +200,14 @@ class PtrRead(wiring.Component):
         m.d.comb += [
             push.eq(ptr3_valid),
             # bypass: an empty queue offers the column being pushed; a column the entry stage
-            # finishes in this cycle (a single entry, issued as it is not in host mode) is not
-            # stored
+            # finishes in this cycle (a single entry: the entry stage issues whenever a column
+            # is offered, and nothing is pushed in host mode, which the PE enters only with
+            # every stage idle) is not stored. (``host.mode`` stays out of
+            # this: it was the 16-PE board build's critical path, from PE 1's ``mode`` register
+            # through the store decision to the queue's head register, 35 rows away)
             self.q.valid.eq(head_valid | push),
             self.q.payload.eq(Mux(head_valid, head, item)),
-            q_w_en.eq(push & ~(~head_valid & ~host.mode & item.single)),
+            q_w_en.eq(push & ~(~head_valid & item.single)),
             q_r_en.eq(self.q.ready & head_valid),
             self.idle.eq(~ptr0_valid & ~ptr1_valid & ~ptr2_valid & ~ptr3_valid
                          & (q_level == 0)),

@@ -58,7 +58,9 @@ class SpmatRead(wiring.Component):
     (neither stage holds an entry) and ``host`` (:class:`~eie.hw.eie.signatures.HostPort`,
     ``2 * word + half``; ``r_addr`` -> ``r_data`` one cycle later).
 
-    Per cycle: an entry issues when ``q.valid & ~host.mode`` (its word is read); one cycle later
+    Per cycle: an entry issues when ``q.valid`` (its word is read; the queue offers nothing in
+    host mode, which the PE enters only with every stage idle, so ``host.mode`` stays out of
+    the decision and selects only the RAM's address); one cycle later
     the word arrives and is registered with the byte's index; one more and it is on ``spm_*``
     (``spm_entry`` selected from those registers without a clock). So
     ``spm_*`` show an entry 2 cycles after its issue; nothing after this stage holds it back.
@@ -97,7 +99,7 @@ class SpmatRead(wiring.Component):
         finish = Signal()               # the entry issued now is its column's last
         m.d.comb += [
             e.eq(Mux(spm_active, spm_e, q.payload.start)),
-            self.issue.eq(~host.mode & q.valid),
+            self.issue.eq(q.valid),
             nxt.eq(e + 1),
             # from registers and the head's flags only (no adder behind the queue's read)
             finish.eq(Mux(spm_active, spm_last, q.payload.single)),
