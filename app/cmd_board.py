@@ -71,6 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="one more nextpnr argument, repeatable, e.g. "
                         "--nextpnr-arg=--placer-heap-timingweight=40 (the 16-PE EIE's best "
                         "clock so far, docs/boards.md)")
+    b.add_argument("--no-floorplan", dest="floorplan", action="store_false",
+                   help="ECP5 EIE: leave the PEs' block RAMs and multipliers to nextpnr's "
+                        "placer (by default each PE's are pinned side by side, "
+                        "docs/boards.md)")
     b.add_argument("--out", "-o", type=Path, default=None,
                    help="output directory (default build/BOARD-DESIGN)")
     b.add_argument("--program", action="store_true",
@@ -161,7 +165,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     spec = BuildSpec(board=board, design=args.design, out=out,
                      pes=args.pes, baud=args.baud, clock_mhz=args.clock_mhz,
                      bnn_fold=args.fold, seed=args.seed, router=args.router,
-                     nextpnr_args=tuple(args.nextpnr_arg))
+                     nextpnr_args=tuple(args.nextpnr_arg), floorplan=args.floorplan)
     if weight_bits is not None:
         spec.bnn_weight_bits = weight_bits
     if args.image is not None:

@@ -23,7 +23,10 @@ log is read as it is written: placement ends, and routing starts, at its first r
 
 On ECP5 the EIE core instantiates one PE module ``n_pe`` times and Yosys maps that module once,
 keeping it in the hierarchy (:func:`ecp5_kept_module_overrides`; ``kept_modules`` in the
-report): synthesis does not grow with the PE count, and no logic is shared between PEs.
+report): synthesis does not grow with the PE count, and no logic is shared between PEs. Between
+synthesis and place and route each PE's block RAMs and multiplier are then pinned to sites of
+their own (:mod:`eie.boards.floorplan`; step ``floorplan``, ``floorplan`` in the report;
+``BuildSpec(floorplan=False)``, ``eie build --no-floorplan``, leaves the placement to nextpnr).
 
 :func:`program` loads a built bitstream through the amaranth-boards platform's own
 ``toolchain_program`` (what ``platform.build(..., do_program=True)`` runs), with the programmer
@@ -99,6 +102,7 @@ class BuildSpec:
     seed: int = 1
     router: str | None = None      # nextpnr's router ("router1", "router2"); None: nextpnr's default
     nextpnr_args: tuple = ()       # more nextpnr arguments, as given ("--placer-heap-timingweight=40")
+    floorplan: bool = True         # ECP5 EIE: pin each PE's block RAMs and multiplier (floorplan.py)
 
 
 def _eie_config(spec: BuildSpec):
@@ -420,7 +424,12 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
     steps: dict[str, float | None] = {"elaborate": round(time.monotonic() - t0, 1)}
     log(f"synthesis, place and route, packing in {work} (first use of each YoWASP tool compiles "
         f"it, about a minute) ...")
-    steps_run, cpu, timers = _run_flow(work, env, log, board.name)
+    floorplan: dict[str, Any] = {}
+    before_pnr = None
+    if kept is not None and spec.floorplan:
+        def before_pnr(argv: list[str]) -> None:
+            floorplan.update(_pin_pes(work, argv, env, kept[0], log))
+    steps_run, cpu, timers = _run_flow(work, env, log, board.name, before_pnr)
     steps.update(steps_run)
     seconds = time.monotonic() - t0
     bitstream = work / f"top.{board.bitstream_ext}"
@@ -445,6 +454,8 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
                             **({"args": list(spec.nextpnr_args)} if spec.nextpnr_args else {})},
         # modules synthesized once and kept (instantiated several times), not flattened
         "kept_modules": [kept[0]] if kept is not None else [],
+        # the PEs' block RAMs and multipliers pinned (eie.boards.floorplan), or None
+        "floorplan": floorplan or None,
         "yosys_cells": cells,
     }
     with atomic_dir(spec.out) as tmp:
@@ -467,7 +478,27 @@ _STEP = {"yosys": "synthesis", "nextpnr-ice40": "place_and_route",
          "nextpnr-ecp5": "place_and_route", "icepack": "pack", "ecppack": "pack"}
 
 
-def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str
+def _pin_pes(work: Path, argv: list[str], env: dict, module: str,
+             log: Callable[[str], None]) -> dict[str, Any]:
+    """The floorplan step: pin every PE's block RAMs and multiplier in the synthesized netlist
+    (``top.json`` in ``work``, rewritten atomically) for the device of nextpnr's command line
+    ``argv``."""
+    from amaranth._toolchain import tool_env_var
+
+    from .floorplan import device_args, device_sites, pin_pes
+
+    netlist_path = work / (argv[argv.index("--json") + 1] if "--json" in argv else "top.json")
+    nextpnr = env.get(tool_env_var(argv[0]), argv[0])
+    sites = device_sites(nextpnr, device_args(argv), work / "floorplan", env)
+    netlist = json.loads(netlist_path.read_text())
+    info = pin_pes(netlist, module, sites, log)
+    with atomic_file(netlist_path) as f:
+        json.dump(netlist, f)
+    return info
+
+
+def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str,
+              before_pnr: Callable[[list[str]], None] | None = None
               ) -> tuple[dict[str, float | None], dict[str, float], dict[str, float]]:
     """Run the build plan's commands (``build_top.json``: what ``build_top.sh`` runs) one by one
     in ``work``, each tool taken from its environment variable as the script does (``YOSYS``,
@@ -475,7 +506,8 @@ def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str
     with the seconds since the command started); returns the steps' wall times (synthesis,
     place_and_route split into placement and routing, pack), their CPU times (the tool's user
     and system time: on a shared machine the wall time also counts the waits for a core) and
-    nextpnr's own timers."""
+    nextpnr's own timers. ``before_pnr(argv)`` runs just before nextpnr (its wall time is the
+    step ``floorplan``)."""
     from amaranth._toolchain import tool_env_var
 
     commands = json.loads((work / "build_top.json").read_text())["commands"]
@@ -489,6 +521,11 @@ def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str
             nextpnr = name.startswith("nextpnr")
             if nextpnr:                        # the whole log on stderr, to be time-stamped
                 argv = [a for a in argv if a != "--quiet"]
+                if before_pnr is not None:
+                    t_fp = time.monotonic()
+                    log("  floorplan ...")
+                    before_pnr(argv)
+                    steps["floorplan"] = round(time.monotonic() - t_fp, 1)
             cmd = [env.get(tool_env_var(name), name), *argv[1:]]
             log(f"  {step.replace('_', ' ')}: {cmd[0]} ...")
             blog.write(f"$ {shlex.join(cmd)}\n")
