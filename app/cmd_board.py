@@ -65,16 +65,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "clock each meets); iCE40: the board clock")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     b.add_argument("--router", choices=("router1", "router2"), default=None,
-                   help="nextpnr's router (default: nextpnr's own; router2 routes large "
-                        "designs faster, docs/boards.md)")
+                   help="nextpnr's router (default: router2 for an ECP5 EIE, which it routes "
+                        "many times faster, else nextpnr's own; docs/boards.md)")
     b.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
                    help="one more nextpnr argument, repeatable, e.g. "
                         "--nextpnr-arg=--placer-heap-timingweight=40 (the 16-PE EIE's best "
                         "clock so far, docs/boards.md)")
-    b.add_argument("--no-floorplan", dest="floorplan", action="store_false",
-                   help="ECP5 EIE: leave the PEs' block RAMs and multipliers to nextpnr's "
-                        "placer (by default each PE's are pinned side by side, "
-                        "docs/boards.md)")
+    b.add_argument("--floorplan", action=argparse.BooleanOptionalAction, default=None,
+                   help="ECP5 EIE: pin each PE's block RAMs side by side and its multiplier "
+                        "beside them, or (--no-floorplan) leave them to nextpnr's placer "
+                        "(default: pinned from 8 PEs on, docs/boards.md)")
     b.add_argument("--out", "-o", type=Path, default=None,
                    help="output directory (default build/BOARD-DESIGN)")
     b.add_argument("--program", action="store_true",

@@ -25,8 +25,9 @@ On ECP5 the EIE core instantiates one PE module ``n_pe`` times and Yosys maps th
 keeping it in the hierarchy (:func:`ecp5_kept_module_overrides`; ``kept_modules`` in the
 report): synthesis does not grow with the PE count, and no logic is shared between PEs. Between
 synthesis and place and route each PE's block RAMs and multiplier are then pinned to sites of
-their own (:mod:`eie.boards.floorplan`; step ``floorplan``, ``floorplan`` in the report;
-``BuildSpec(floorplan=False)``, ``eie build --no-floorplan``, leaves the placement to nextpnr).
+their own (:mod:`eie.boards.floorplan`; step ``floorplan``, ``floorplan`` in the report), from
+:data:`FLOORPLAN_MIN_PES` PEs on unless ``BuildSpec.floorplan`` (``eie build --floorplan`` /
+``--no-floorplan``) says otherwise.
 
 :func:`program` loads a built bitstream through the amaranth-boards platform's own
 ``toolchain_program`` (what ``platform.build(..., do_program=True)`` runs), with the programmer
@@ -61,6 +62,7 @@ from .protocol import Design
 
 __all__ = ["BuildSpec", "build", "program", "make_core_factory", "yowasp_env",
            "parse_yosys_stats", "parse_nextpnr_report", "nextpnr_phases", "ecp5_clock_mhz",
+           "FLOORPLAN_MIN_PES", "floorplan_wanted", "router_for",
            "ecp5_kept_module_overrides",
            "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
 
@@ -100,9 +102,36 @@ class BuildSpec:
     bnn_fifo_depth: int | None = None    # input and output FIFO depth (samples); None: by family
     max_burst: int = 256
     seed: int = 1
-    router: str | None = None      # nextpnr's router ("router1", "router2"); None: nextpnr's default
+    router: str | None = None      # nextpnr's router ("router1", "router2"); None: router_for
     nextpnr_args: tuple = ()       # more nextpnr arguments, as given ("--placer-heap-timingweight=40")
-    floorplan: bool = True         # ECP5 EIE: pin each PE's block RAMs and multiplier (floorplan.py)
+    floorplan: bool | None = None  # ECP5 EIE: pin each PE's block RAMs and multiplier
+    #                                (floorplan.py); None: when n_pe >= FLOORPLAN_MIN_PES
+
+
+#: the PE count from which an ECP5 EIE build pins its PEs unless told (``BuildSpec.floorplan``):
+#: measured on the ULX3S-85F (docs/eie-hardware.md, "A floorplan"), pinned 8 and 16 PEs route
+#: faster and place and route in less time, pinned 2 PEs route slower (seeds 1 and 2: 91.6 and
+#: 83.3 MHz against 100.8 and 103.2 left to the placer)
+FLOORPLAN_MIN_PES = 8
+
+
+def router_for(spec: BuildSpec) -> str | None:
+    """nextpnr's router for ``spec``: ``spec.router``, else router2 for an ECP5 EIE build (the
+    16-PE board build routed in 68 min with router1, in 4-10 min with router2: docs/boards.md),
+    else None (nextpnr's own)."""
+    if spec.router is not None:
+        return spec.router
+    return "router2" if spec.design == "eie" and spec.board.family == "ecp5" else None
+
+
+def floorplan_wanted(spec: BuildSpec) -> bool:
+    """Whether ``spec``'s build pins its PEs (an ECP5 EIE build only; ``spec.floorplan``, or by
+    the PE count when it is None)."""
+    if spec.design != "eie" or spec.board.family != "ecp5":
+        return False
+    if spec.floorplan is not None:
+        return spec.floorplan
+    return _eie_config(spec).n_pe >= FLOORPLAN_MIN_PES
 
 
 def _eie_config(spec: BuildSpec):
@@ -389,7 +418,7 @@ def _extract_plan(spec: BuildSpec, work: Path, top, platform,
     board = spec.board
     overrides = {"nextpnr_opts": f"--report {_NEXTPNR_REPORT} --timing-allow-fail "
                                  f"--seed {spec.seed}"
-                                 + (f" --router {spec.router}" if spec.router else "")
+                                 + (f" --router {router_for(spec)}" if router_for(spec) else "")
                                  + "".join(f" {arg}" for arg in spec.nextpnr_args)}
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"     # map multipliers to the UP5K's SB_MAC16 blocks
@@ -426,7 +455,7 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         f"it, about a minute) ...")
     floorplan: dict[str, Any] = {}
     before_pnr = None
-    if kept is not None and spec.floorplan:
+    if kept is not None and floorplan_wanted(spec):
         def before_pnr(argv: list[str]) -> None:
             floorplan.update(_pin_pes(work, argv, env, kept[0], log))
     steps_run, cpu, timers = _run_flow(work, env, log, board.name, before_pnr)
@@ -450,7 +479,7 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         "uart": {"baud": spec.baud, "divisor": divisor_for(clk_freq, spec.baud)},
         "bitstream": bitstream.name, "build_seconds": round(seconds, 1),
         "step_seconds": steps, "step_cpu_seconds": cpu, "nextpnr_timers": timers,
-        "nextpnr_options": {"seed": spec.seed, "router": spec.router or "default",
+        "nextpnr_options": {"seed": spec.seed, "router": router_for(spec) or "default",
                             **({"args": list(spec.nextpnr_args)} if spec.nextpnr_args else {})},
         # modules synthesized once and kept (instantiated several times), not flattened
         "kept_modules": [kept[0]] if kept is not None else [],

@@ -173,10 +173,38 @@ def test_a_pinned_2pe_netlist_places_where_pinned(tmp_path):
         assert placed[name]["attributes"]["NEXTPNR_BEL"] == bel, name
 
 
-@pytest.mark.parametrize("argv, want", [([], True), (["--no-floorplan"], False)])
-def test_the_cli_floorplans_unless_told_not_to(tmp_path, cli, monkeypatch, argv, want):
-    """`eie build` pins the PEs by default; `--no-floorplan` reaches the build as
-    ``BuildSpec.floorplan = False`` (the toolchain faked: nothing is synthesized)."""
+def test_the_build_pins_8_pes_or_more_or_when_told():
+    from eie.boards.build import FLOORPLAN_MIN_PES, BuildSpec, floorplan_wanted
+
+    def spec(design="eie", board="ulx3s-85f", **kw):
+        return BuildSpec(board_by_name(board), design, Path("unused"), **kw)
+
+    assert FLOORPLAN_MIN_PES == 8
+    assert floorplan_wanted(spec(pes=16)) and floorplan_wanted(spec())    # 16 by default
+    assert floorplan_wanted(spec(pes=8))
+    assert not floorplan_wanted(spec(pes=4)) and not floorplan_wanted(spec(pes=2))
+    assert floorplan_wanted(spec(pes=2, floorplan=True))
+    assert not floorplan_wanted(spec(pes=16, floorplan=False))
+    for other in (spec("bnn"), spec("ram"), spec(board="icebreaker", pes=2, floorplan=True)):
+        assert not floorplan_wanted(other)
+
+
+def test_an_ecp5_eie_build_routes_with_router2_unless_told():
+    from eie.boards.build import BuildSpec, router_for
+
+    def spec(design="eie", board="ulx3s-85f", **kw):
+        return BuildSpec(board_by_name(board), design, Path("unused"), **kw)
+
+    assert router_for(spec()) == "router2"
+    assert router_for(spec(router="router1")) == "router1"
+    assert router_for(spec("bnn")) is None and router_for(spec(board="icebreaker")) is None
+
+
+@pytest.mark.parametrize("argv, want", [([], None), (["--no-floorplan"], False),
+                                        (["--floorplan"], True)])
+def test_the_cli_passes_the_floorplan_choice(tmp_path, cli, monkeypatch, argv, want):
+    """`eie build` leaves the choice to the PE count; `--floorplan`/`--no-floorplan` reach the
+    build as ``BuildSpec.floorplan`` (the toolchain faked: nothing is synthesized)."""
     import eie.boards.build as build_module
 
     seen = {}
