@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return; without (the console script), later signals are ignored while the process exits.
     """
     in_process = argv is not None or not _CONSOLE
-    guard = InterruptGuard().install()
+    guard = InterruptGuard()
     unraisable = sys.unraisablehook
 
     def quiet_unraisable(info):         # an interrupt landing in a finaliser: no traceback
@@ -105,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sys.unraisablehook = quiet_unraisable
     try:
+        # installed inside the try: a signal can land as soon as the first handler is in place,
+        # before install() returns (its handler then raises from install itself)
+        guard.install()
         outputs.reset()
         atomic.reset_journal()
         parser = build_parser()
