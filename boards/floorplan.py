@@ -126,8 +126,7 @@ def pin_pes(netlist: dict, module: str, sites: dict[str, list[tuple[int, int, st
     pe = mods[module]
     owners = [(mname, cname) for mname, mod in mods.items()
               for cname, cell in mod.get("cells", {}).items() if cell["type"] == module]
-    owners.sort(key=lambda o: int(re.findall(r"\d+", o[1])[-1]) if re.findall(r"\d+", o[1])
-                else 0)
+    owners.sort(key=lambda o: int((re.findall(r"\d+", o[1]) or ["0"])[-1]))
     n = len(owners)
     brams = sorted((c for c, cell in pe["cells"].items() if cell["type"] == "DP16KD"), key=_rank)
     mults = sorted(c for c, cell in pe["cells"].items() if cell["type"] == "MULT18X18D")
