@@ -815,12 +815,14 @@ class PtrReadHarness(Elaboratable):
             ptr.host.w_addr.eq(free(m, len(ptr.host.w_addr), "host_w_addr")),
             ptr.host.w_data.eq(free(m, len(ptr.host.w_data), "host_w_data")),
             ptr.host.r_addr.eq(free(m, len(ptr.host.r_addr), "host_r_addr")),
-            # the PE's contract: the host owns the memories only with the stage idle, nothing
-            # offered; the entry stage issues whenever a column is offered outside host mode,
-            # so one offered through the bypass is finished at once exactly when it is single
-            Assume(~mode | (ptr.idle & ~ptr.col.valid) if self.contract else 1),
+            # the entry stage issues whenever a column is offered outside host mode, so one
+            # offered through the bypass is finished at once exactly when it is single
             Assume(~(ptr.q.valid & ~s["head_valid"]) | (ptr.q.ready == (item.single & ~mode))),
         ]
+        if self.contract:
+            # the PE's contract: the host owns the memories only with the stage idle, nothing
+            # offered
+            m.d.comb += Assume(~mode | (ptr.idle & ~ptr.col.valid))
 
         # the properties
         in_stage = sum(s[name] for name in stages)
