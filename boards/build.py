@@ -251,6 +251,14 @@ def ecp5_kept_module_overrides(module: str, top: str) -> dict[str, str]:
     }
 
 
+#: A Yosys command that keeps the EIE's copies of a register apart (signals named ``fanout_*``:
+#: the CCU's broadcast registers and source bank, the top's registers of the layer's
+#: parameters, one copy a group of PEs, ``eie.hw.eie.top.pe_group``): the copies have the same inputs, and Yosys's ``opt_merge``
+#: would make them one register driving every PE again. ``keep`` on their flip-flop cells
+#: stops that.
+KEEP_FANOUT = "setattr -set keep 1 w:fanout_* %ci1 t:$dff %i"
+
+
 def parse_yosys_stats(log: str) -> dict[str, int]:
     """Cell counts of the whole design from a Yosys log: the last statistics block (the
     design hierarchy's totals, after synthesis; the hierarchy's own modules and instance counts
@@ -429,6 +437,10 @@ def _extract_plan(spec: BuildSpec, work: Path, top, platform,
             name, definition = kept
             platform.add_file(f"{name}.il", rtlil.convert(definition(), name=name))
             overrides.update(ecp5_kept_module_overrides(name, "top"))
+        if spec.design == "eie":
+            after_read = overrides.get("script_after_read")
+            overrides["script_after_read"] = "\n".join(
+                ([after_read] if after_read else []) + [KEEP_FANOUT])
         plan = platform.prepare(top, "top", **overrides)
     except EieError:
         raise

@@ -16,7 +16,8 @@ report of one of each, packed) placed without routing; a few seconds for any ECP
 package. On the LFE5U-85F the block RAMs lie in 4 rows of 52 (rows 22, 46, 70, 82), the
 multipliers in 3 rows of 52 (10, 34, 58).
 
-Layout: ``ceil(sqrt(n_pe))`` PEs a row (a square of PEs, as far as the rows allow), in the
+Layout: ``ceil(sqrt(n_pe))`` PEs a row (a square of PEs, as far as the rows allow: a group of
+PEs that takes the broadcast from a copy of its own, ``eie.hw.eie.top.pe_group``), in the
 block-RAM rows nearest the middle of the die; in each row a group of equal slices in the middle
 of the row, a slice at most twice as wide as a PE's block RAMs, each PE's block RAMs side by
 side in the middle of its slice in dataflow order (pointer banks, sparse-matrix words,
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..common.errors import EieError
+from ..hw.eie.top import pe_group_size
 
 __all__ = ["SITE_TYPES", "device_args", "device_sites", "pin_pes"]
 
@@ -141,7 +143,8 @@ def pin_pes(netlist: dict, module: str, sites: dict[str, list[tuple[int, int, st
     for x, y, bel in sites["DP16KD"]:
         rows.setdefault(y, []).append((x, bel))
     row_len = min(len(r) for r in rows.values())
-    per_row = min(math.ceil(math.sqrt(n)), row_len // b) if b else n
+    # a row a group of PEs (those fed by one copy of the broadcast's registers)
+    per_row = min(pe_group_size(n), row_len // b) if b else n
     used_rows = math.ceil(n / per_row) if per_row else len(rows) + 1
     runs: list[list[tuple[int, int, str]]] = []
     if b and used_rows <= len(rows):

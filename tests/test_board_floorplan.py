@@ -1,5 +1,5 @@
 """The ECP5 floorplan of the EIE's PEs (eie.boards.floorplan): the layout on made-up netlists,
-the device's sites as nextpnr lists them, and a real 2-PE netlist pinned and placed by nextpnr."""
+the device's sites as nextpnr lists them, and a real 3-PE netlist pinned and placed by nextpnr."""
 
 import json
 import re
@@ -137,13 +137,16 @@ def test_the_85f_sites_as_nextpnr_lists_them(tmp_path):
             assert "slice of 12 sites" in info["layout"]
 
 
-def test_a_pinned_2pe_netlist_places_where_pinned(tmp_path):
-    """The build's floorplan step on a real 2-PE netlist (ulx3s-25f): nextpnr accepts the pins
-    and places every PE's block RAMs and multiplier there (its placed netlist, no routing)."""
+def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
+    """The build's floorplan step on a real 3-PE netlist (ulx3s-25f): nextpnr accepts the pins
+    and places every PE's block RAMs and multiplier there (its placed netlist, no routing).
+    And the synthesized netlist keeps a copy of the broadcast and layer registers for each of
+    the 2 groups of PEs (``fanout_*``: Yosys would merge them into one without the build's
+    ``keep``)."""
     import eie.boards.build as build_module
     from eie.boards.build import BuildSpec
 
-    spec = BuildSpec(board_by_name("ulx3s-25f"), "eie", tmp_path / "out", pes=2)
+    spec = BuildSpec(board_by_name("ulx3s-25f"), "eie", tmp_path / "out", pes=3)
     platform, top, _, _, kept = build_module._plan(spec)
     work = tmp_path / "w"
     build_module._extract_plan(spec, work, top, platform, kept)
@@ -151,17 +154,28 @@ def test_a_pinned_2pe_netlist_places_where_pinned(tmp_path):
     env = build_module.yowasp_env()
     subprocess.run([env["YOSYS"], *yosys[1:]], cwd=work, env=env, check=True,
                    stdout=subprocess.DEVNULL)
+    flops = {}
+    for name, cell in json.loads((work / "top.json").read_text())["modules"]["top"][
+            "cells"].items():
+        copy = re.match(r"top\.core\.(?:ccu\.)?fanout_(bcast|layer)(\d+)(_[a-z_]+?)?_TRELLIS_FF",
+                        name)
+        if copy and cell["type"] == "TRELLIS_FF":
+            flops.setdefault(copy.group(1), {}).setdefault(int(copy.group(2)), 0)
+            flops[copy.group(1)][int(copy.group(2))] += 1
+    assert sorted(flops) == ["bcast", "layer"]
+    for kind, groups in flops.items():
+        assert sorted(groups) == [0, 1] and groups[0] == groups[1] > 1, (kind, groups)
     logged = []
     info = build_module._pin_pes(work, nextpnr, env, kept[0], logged.append)
-    assert info["pes"] == 2 and logged and "2 PEs pinned" in logged[0]
+    assert info["pes"] == 3 and logged and "3 PEs pinned" in logged[0]
     netlist = json.loads((work / "top.json").read_text())
     pinned = {}
-    for k in range(2):
+    for k in range(3):
         cells = netlist["modules"][f"{kept[0]}_{k}"]["cells"]
         for name, cell in cells.items():
             if cell["type"] in SITE_TYPES:
                 pinned[f"top.core.pe{k}.{name}"] = cell["attributes"]["BEL"]
-    assert len(pinned) == 2 * (info["block_rams_a_pe"] + info["multipliers_a_pe"])
+    assert len(pinned) == 3 * (info["block_rams_a_pe"] + info["multipliers_a_pe"])
     argv = [a for a in nextpnr[1:] if a not in ("--quiet",)]
     argv = [a for a in argv if not a.startswith("--textcfg") and a != "top.config"]
     r = subprocess.run([env["NEXTPNR_ECP5"], *argv, "--no-route", "--write", "placed.json"],

@@ -172,6 +172,29 @@ def test_fill_flags_one_entry_late_overflow_a_fifo(fifo_depth, tmp_path):
     assert any("overflow" in p.label for p in result.failed), result.summary()
 
 
+def test_a_broadcast_copy_that_ignores_the_hold_overflows_a_fifo(tmp_path):
+    """3 PEs: two groups, PE 2 fed from the CCU's second copy of the broadcast registers."""
+    harness = BroadcastFifoHarness(ccu_config(3, 1), mutant="copy_ignores_hold",
+                                   invariants=False)
+    assert harness.copies() == 2
+    result = _check(prove(harness, mode="bmc", depth=16, name="broadcast copy ignoring hold",
+                          workdir=tmp_path), "FAIL")
+    assert any("overflow" in p.label and "PE 2" in p.label for p in result.failed), \
+        result.summary()
+    # the same with the invariants: the copy's own invariant fails too
+    result = _check(prove(BroadcastFifoHarness(ccu_config(3, 1), mutant="copy_ignores_hold"),
+                          mode="bmc", depth=16, name="broadcast copy, invariants",
+                          workdir=tmp_path), "FAIL")
+    assert any("broadcast copy 1" in p.label for p in result.failed), result.summary()
+
+
+def test_copies_of_the_broadcast_are_checked_from_three_pes(tmp_path):
+    result = _check(prove(BroadcastFifoHarness(ccu_config(3, 2)), depth=3,
+                          name="ccu+fifos 3 PEs, copies", workdir=tmp_path))
+    assert sum("broadcast copy" in p.label for p in result.asserts) == 2
+    assert sum("of the source bank" in p.label for p in result.asserts) == 2
+
+
 # ----------------------------------------------------------------------------- LNZD
 
 @pytest.mark.parametrize("latency", LATENCIES)

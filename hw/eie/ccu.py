@@ -39,9 +39,9 @@ Counters: per layer, total cycles (``LSTART`` to the end of ``DRAIN``, inclusive
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib.memory import Memory
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig, index_bits
@@ -49,7 +49,7 @@ from .lnzd import LNZD
 from .memory_map import (ACT_READ_LATENCY, BCAST_IN_FLIGHT, CODEBOOK_OFFSET, CONFIG0, CONFIG1,
                          CTRL, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE,
                          REGS, ROUND_SLOTS, STATUS, MemoryMap)
-from .signatures import ActRead, Broadcast, HostPort, LayerParams
+from .signatures import ActRead, Broadcast, HostPort, LayerParams, broadcast_copy_layout
 
 __all__ = ["CCU"]
 
@@ -71,7 +71,13 @@ class CCU(wiring.Component):
     of the LNZD, one ``data`` lane per PE);
     ``layer`` (out, :class:`LayerParams`: the layer's ``ptr_base``, ``entry_base``, source
     ``src`` and ``start``/``end``/``idx``; the host's codebook writes for the PEs' copies,
-    ``cbk_w_*``, a cycle after the table's).
+    ``cbk_w_*``, a cycle after the table's); with ``bcast_copies > 1``, ``bcast_copies``
+    (out, an array of that many :func:`~eie.hw.eie.signatures.broadcast_copy_layout`): copies
+    of ``bcast``'s outgoing registers, each a register of its own set from the same inputs in
+    the same cycle (equal to ``bcast``'s in every cycle), for the top to feed a group of PEs
+    from each: a register per group placed near it instead of one net to every PE across the
+    chip (a board build keeps them apart: ``eie.boards.build``); ``bank_copies`` (out, a bit
+    a copy): copies of ``layer.src.bank`` alike.
 
     Handshake (``BCAST``): the LNZD's nonzero is taken (``o.ready``) unless ``hold``: the
     registered OR of every PE's ``fill`` flags, at bit ``in_flight`` (the broadcasts decided 1
@@ -83,9 +89,18 @@ class CCU(wiring.Component):
     ``ACT_READ_LATENCY + 1`` cycles after ``LSTART``, in the FIFOs a cycle later. Counts: ``CYCLES``
     (busy cycles of a run); per layer its cycles (``LSTART`` to the end of ``DRAIN``) and
     broadcasts, stored at its end.
+
+    ``mutant``: for the formal tests only; ``"copy_ignores_hold"``: every copy of the broadcast's
+    registers but the first shows the nonzero offered as broadcast even when it is held back.
     """
 
-    def __init__(self, config: EIEConfig):
+    def __init__(self, config: EIEConfig, *, bcast_copies: int = 1, mutant: str | None = None):
+        if not isinstance(bcast_copies, int) or bcast_copies < 1:
+            raise ValueError(f"bcast_copies must be a positive int, not {bcast_copies!r}")
+        if mutant not in (None, "copy_ignores_hold"):
+            raise ValueError(f"unknown mutant {mutant!r}")
+        self._copies = bcast_copies
+        self._mutant = mutant
         self._config = c = config
         self._map = mm = MemoryMap(config)
         n = c.n_pe
@@ -103,6 +118,10 @@ class CCU(wiring.Component):
             "idle_all": In(1),
             "act": Out(ActRead(c.act_addr_bits, lanes=n, slots=ROUND_SLOTS)),
             "layer": Out(LayerParams(c)),
+            **({"bcast_copies": Out(data.ArrayLayout(broadcast_copy_layout(c.j_bits),
+                                                     bcast_copies)),
+                "bank_copies": Out(bcast_copies)}
+               if bcast_copies > 1 else {}),
         })
 
     def elaborate(self, platform):
@@ -225,6 +244,20 @@ class CCU(wiring.Component):
         n_in = Signal(c.j_bits + 1)
         flags = Signal(LAYER_FLAGS.layout)
         bias_base = Signal(self._w["bias_base"])
+        # The source bank: 0 as a run starts, the other one as a layer ends; its register and a
+        # copy a group of PEs (``bank_copies``), set from the same next value: the PEs' file
+        # addresses use it without a register of their own (a net from here to every PE's
+        # file address was the 16-PE board build's critical path, 12 ns of route)
+        bank_clear = Signal()
+        bank_toggle = Signal()
+        bank_next = Signal()
+        m.d.comb += bank_next.eq(Mux(bank_clear, 0, layer_out.src.bank ^ bank_toggle))
+        m.d.sync += layer_out.src.bank.eq(bank_next)
+        if self._copies > 1:
+            for g in range(self._copies):
+                copy = Signal(name=f"fanout_bank{g}")
+                m.d.sync += copy.eq(bank_next)
+                m.d.comb += self.bank_copies[g].eq(copy)
         src_flags = Signal(LAYER_FLAGS.layout)   # the layer that produced the source bank (0: the host)
         m.d.comb += [
             layer_out.idx.eq(layer),
@@ -267,11 +300,20 @@ class CCU(wiring.Component):
         m.d.comb += hold.eq(hold_if.bit_select(bcast.valid, 1))
         decide = Signal()                   # the nonzero offered goes out (next cycle)
         held = Signal()                     # ... is held back
-        m.d.sync += [
-            bcast.valid.eq(decide), bcast.stall.eq(held), bcast.in_flight.eq(in_flight),
-            bcast.j.eq(lnzd.o.payload.j),
-            bcast.a.eq(lnzd.a),             # the LNZD's value comes a cycle after its j
-        ]
+        nxt = {"valid": decide, "stall": held, "in_flight": in_flight,
+               "j": lnzd.o.payload.j,
+               "a": lnzd.a}                 # the LNZD's value comes a cycle after its j
+        m.d.sync += [getattr(bcast, name).eq(value) for name, value in nxt.items()]
+        if self._copies > 1:
+            # one register each, named ``fanout_*`` (a board build keeps those from being
+            # merged: eie.boards.build.KEEP_FANOUT)
+            for g in range(self._copies):
+                copy = Signal(broadcast_copy_layout(c.j_bits), name=f"fanout_bcast{g}")
+                mine = dict(nxt)
+                if self._mutant == "copy_ignores_hold" and g > 0:
+                    mine["valid"] = decide | held
+                m.d.sync += [getattr(copy, name).eq(value) for name, value in mine.items()]
+                m.d.comb += self.bcast_copies[g].eq(copy)
 
         lcyc = Signal(32)
         bcnt = Signal(32)
@@ -285,9 +327,9 @@ class CCU(wiring.Component):
                     with m.If(~n_ok):
                         m.d.sync += [err.eq(1), done.eq(0)]
                     with m.Else():
-                        m.d.comb += self.starting.eq(1)
+                        m.d.comb += [self.starting.eq(1), bank_clear.eq(1)]
                         m.d.sync += [err.eq(0), done.eq(0), self.busy.eq(1), run_cycles.eq(0),
-                                     layer.eq(0), layer_out.src.bank.eq(0), src_flags.eq(0),
+                                     layer.eq(0), src_flags.eq(0),
                                      n_in.eq(tbl["n_in"][0])]
                         m.next = "LSTART"
             with m.State("LSTART"):
@@ -319,11 +361,10 @@ class CCU(wiring.Component):
                 # every PE idle, and no broadcast arriving now or in the cycle before (the
                 # CCU's own registers)
                 with m.If(self.idle_all & ~bcast.valid & ~valid_d):
-                    m.d.comb += layer_out.end.eq(1)
+                    m.d.comb += [layer_out.end.eq(1), bank_toggle.eq(1)]
                     m.d.comb += [lcnt_w.addr.eq(layer), lcnt_w.data.eq(Cat((lcyc + 1)[:32], bcnt)),
                                  lcnt_w.en.eq(1)]
                     m.d.sync += [
-                        layer_out.src.bank.eq(~layer_out.src.bank),
                         src_flags.eq(flags),
                         layer.eq(layer + 1),
                     ]

@@ -44,7 +44,7 @@ __all__ = ["PORTS", "port", "internals", "free", "fifo_properties", "BroadcastFi
 
 #: the deliberately broken variants of each harness
 MUTANTS = {
-    "BroadcastFifoHarness": ("ignore_full", "fill_off_by_one"),
+    "BroadcastFifoHarness": ("ignore_full", "fill_off_by_one", "copy_ignores_hold"),
     "LNZDHarness": ("blind_leaf",),
     "AccumulatorHarness": ("no_bypass1", "no_bypass2", "no_forward1", "no_forward2"),
     "PtrReadHarness": ("limit_plus_one", "uncounted_drop"),
@@ -87,6 +87,9 @@ PORTS = {
     "bcast": "bcast",
     "bcast.fill": "bcast.fill",
     "bcast.stall": "bcast.stall",
+    "bcast_copies": "bcast_copies",
+    "bank_copies": "bank_copies",
+    "layer.src.bank": "layer.src.bank",
     "idle_all": "idle_all",
 }
 
@@ -151,8 +154,10 @@ def ccu_config(n_pe: int, fifo_depth: int, act_depth: int = 2) -> EIEConfig:
 class BroadcastFifoHarness(Elaboratable):
     """The CCU (with its LNZD) broadcasting into one activation FIFO a PE, each the PE's own
     :class:`~eie.hw.eie.act_fifo.ActFifo` (a :class:`amaranth.lib.fifo.SyncFIFO` of
-    ``config.fifo_depth`` entries and its registered fill flags): no FIFO ever overflows or
-    underflows (:func:`fifo_properties`), whatever the PEs' consumption.
+    ``config.fifo_depth`` entries and its registered fill flags), wired as the top wires them
+    (each group of PEs from its own copy of the broadcast's registers, ``CCU.bcast_copies``):
+    no FIFO ever overflows or underflows (:func:`fifo_properties`), whatever the PEs'
+    consumption.
 
     Free: every FIFO's read enable in every cycle (a PE's progress: any pattern of stalls and
     pops), the host's bus (any register and layer-table writes, any ``CTRL`` start, any time),
@@ -167,10 +172,13 @@ class BroadcastFifoHarness(Elaboratable):
     bit ``i`` set if some FIFO, less the broadcast that landed in the last cycle (``valid_d``),
     holds ``fifo_depth - i`` or more; its two selections made a cycle ahead (``hold_if``) are
     ``fill_any``'s bits ``valid_d`` and ``valid_d + 1``; a broadcast arriving finds room in every
-    FIFO.
+    FIFO; every copy of the broadcast's registers equals ``bcast``. (And every copy of the source
+    bank equals ``layer.src.bank``: not needed by the FIFOs, checked here beside them.)
 
     ``mutant="ignore_full"``: the CCU is told no FIFO is ever filling (``fill`` all 0);
-    ``mutant="fill_off_by_one"``: every PE raises its fill flags one entry late.
+    ``mutant="fill_off_by_one"``: every PE raises its fill flags one entry late;
+    ``mutant="copy_ignores_hold"``: the CCU's copies of the broadcast registers but the first
+    (3 PEs or more) broadcast a nonzero it holds back.
     """
 
     def __init__(self, config: EIEConfig, *, mutant: str | None = None, invariants: bool = True):
@@ -180,13 +188,24 @@ class BroadcastFifoHarness(Elaboratable):
         self.mutant = mutant
         self.invariants = invariants
 
+    def copies(self) -> int:
+        """The copies of the broadcast's registers :class:`eie.hw.eie.top.EIETop` gives the
+        CCU for this many PEs (one a group of PEs)."""
+        from .top import pe_group
+
+        return pe_group(self.config.n_pe, self.config.n_pe - 1) + 1
+
     def wire(self, m, ccu, fifos):
         """The broadcast as :class:`eie.hw.eie.top.EIETop` wires it: lane ``k`` of the CCU's
-        ``bcast`` to PE ``k``'s FIFO block. Returns the CCU inputs it drove."""
+        ``bcast`` to PE ``k``'s FIFO block, from the copy of its group's registers. Returns the
+        CCU inputs it drove."""
         from .signatures import connect_lane
+        from .top import pe_group
 
+        n = self.config.n_pe
         for k, f in enumerate(fifos):
-            connect_lane(m, port(ccu, "bcast"), f.bcast, k)
+            copy = port(ccu, "bcast_copies")[pe_group(n, k)] if self.copies() > 1 else None
+            connect_lane(m, port(ccu, "bcast"), f.bcast, k, source=copy)
         fill = port(ccu, "bcast.fill")
         if self.mutant == "ignore_full":
             # the fill flags reach nothing: the CCU sees none set
@@ -198,6 +217,15 @@ class BroadcastFifoHarness(Elaboratable):
         from .memory_map import BCAST_IN_FLIGHT
 
         D = self.config.fifo_depth
+        if self.copies() > 1:
+            bcast = port(ccu, "bcast")
+            for g, copy in enumerate(port(ccu, "bcast_copies")):
+                m.d.comb += Assert(Cat(*(getattr(copy, f) == getattr(bcast, f) for f in
+                                         ("valid", "stall", "in_flight", "j", "a"))).all(),
+                                   f"invariant: the CCU's broadcast copy {g} equals its bcast")
+            for g, copy in enumerate(port(ccu, "bank_copies")):
+                m.d.comb += Assert(copy == port(ccu, "layer.src.bank"),
+                                   f"the CCU's copy {g} of the source bank equals its register")
         fill_any, valid_d = ccu_internal["fill_any"], ccu_internal["valid_d"]
         hold_if = ccu_internal["hold_if"]
         for v in range(2):
@@ -222,7 +250,8 @@ class BroadcastFifoHarness(Elaboratable):
         m = Module()
         c = self.config
         n = c.n_pe
-        ccu = CCU(c)
+        ccu = CCU(c, bcast_copies=self.copies(),
+                  mutant=self.mutant if self.mutant == "copy_ignores_hold" else None)
         fifo_mutant = "fill_off_by_one" if self.mutant == "fill_off_by_one" else None
         fifos = [ActFifo(c, mutant=fifo_mutant) for _ in range(n)]
         fills = []

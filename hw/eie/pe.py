@@ -29,9 +29,11 @@ written and scanned as it says, the scanned one registered back to it). Per-PE c
 nonzero back because this PE's fill flag was set), per layer, stored in a small memory when the
 layer ends.
 
-``idle`` is high when the FIFO is empty (a broadcast arriving in this cycle aside: the CCU,
-which sent it, adds that) and neither the pointer stage nor the entry stage holds
-work: entries may still be in ``mul_``, ``acc_`` and ``wr_``. Their writes land within 2 cycles,
+``idle_next`` is high when the PE will be idle in the next cycle: the FIFO empty (the
+broadcasts arriving in this cycle and the next aside: the CCU, which sent them, adds those) and
+neither the pointer stage nor the entry stage holding work (the top registers the AND of a
+group's PEs' and the CCU ANDs the groups'): entries may still be in ``mul_``, ``acc_`` and
+``wr_``. Their writes land within 2 cycles,
 into the bank they started in, and the accumulator's read pipeline forwards them, so the next
 layer may start reading the file in the next cycle.
 """
@@ -53,7 +55,12 @@ from .round_slots import RoundSlots
 from .signatures import ActRead, Broadcast, HostPort, LayerParams
 from .spmat_read import SpmatRead
 
-__all__ = ["PE", "pe_signature"]
+__all__ = ["PE", "pe_signature", "REGISTERED_LAYER"]
+
+#: The members of the PE's ``layer`` port that reach it through a register of the top's (a
+#: register a group of PEs) and one of its own; ``src`` goes straight to the accumulator.
+REGISTERED_LAYER = ("start", "end", "idx", "ptr_base", "entry_base",
+                    "cbk_w_en", "cbk_w_addr", "cbk_w_data")
 
 
 def pe_signature(config: EIEConfig) -> wiring.Signature:
@@ -65,7 +72,7 @@ def pe_signature(config: EIEConfig) -> wiring.Signature:
         "layer": In(LayerParams(c)),
         "act": In(ActRead(c.act_addr_bits, slots=ROUND_SLOTS)),
         "host": In(HostPort(MemoryMap(c).off_bits, regions=True)),
-        "idle": Out(1),
+        "idle_next": Out(1),
     })
 
 
@@ -82,8 +89,9 @@ class PE(wiring.Component):
     * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base``,
       ``entry_base``, the codebook writes ``cbk_w_*`` (to Arith's copy, read at ``idx``), the
       source ``src`` (to the accumulator files, in the cycle it changes), ``start``/``end``/
-      ``idx`` (all but ``src`` registered here first: each acts a cycle after the port shows
-      it);
+      ``idx`` (:data:`REGISTERED_LAYER`, all but ``src``: the top shows the CCU's a cycle late,
+      from a register a group of PEs, and they are registered here again: each acts a cycle
+      after the port shows it, two after the CCU's);
     * ``act`` (in, :class:`~eie.hw.eie.signatures.ActRead` with the round slots): the LNZD
       leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` cycles later (the PE reads
       at its own register of ``addr_next``, equal to ``addr``; ``addr`` itself goes unused);
@@ -96,7 +104,8 @@ class PE(wiring.Component):
       ``act.data`` ``ACT_READ_LATENCY + 1`` cycles later); ``mode`` takes effect in the next
       cycle (registered here: the controller's state reaches every PE's memory-address
       multiplexers through a register of the PE's own);
-    * ``idle`` (out).
+    * ``idle_next`` (out): the PE is idle in the next cycle (see the module docstring; the
+      broadcasts arriving in this cycle and the next aside).
 
     Per cycle: the FIFO takes the broadcast; the pointer stage takes the FIFO's head column
     (the FIFO-to-pointer-stage and pointer-queue-to-entry-stage links are
@@ -105,8 +114,8 @@ class PE(wiring.Component):
     port and the activation stream are served. Latency: a column broadcast in cycle ``t`` into
     an idle PE, with entries here, issues its first entry in ``t + 4`` and writes it into the
     accumulator file in ``t + 9`` (through both bypasses: the FIFO's and the pointer queue's).
-    Counts, per layer (cleared 2 cycles after ``layer.start``, stored at ``layer.idx`` 2
-    cycles after ``layer.end``): ``busy``, cycles an entry issued; ``stall``, cycles the
+    Counts, per layer (cleared a cycle after the port's ``layer.start``, stored at
+    ``layer.idx`` a cycle after its ``layer.end``: 2 cycles after the CCU's): ``busy``, cycles an entry issued; ``stall``, cycles the
     controller held a nonzero back because of this PE's fill flag (``ActFifo.stalled``).
     """
 
@@ -144,13 +153,15 @@ class PE(wiring.Component):
             m.submodules[name] = g
 
         # The layer's parameters that change only between layers (``idx``, the bases), its
-        # ``start``/``end`` pulses and the host's codebook writes, through two registers here:
-        # the controller's registers reach every PE (a net across the chip, whose sinks the
-        # placer pulls together: the 16-PE core's critical paths were the CCU's ``start`` into
-        # a PE's register, and a codebook pulled that way 50 columns from its PE), and the
-        # second register, on a net of its own, can sit between them and the PE's logic, which
-        # starts from it (the codebook read and write, the pointer and entry address adders,
-        # the counters' write). Each is in time two cycles late: the bases and ``idx`` are set
+        # ``start``/``end`` pulses and the host's codebook writes (:data:`REGISTERED_LAYER`)
+        # come registered: the top registers the controller's once a group of PEs (a register
+        # of the group's own, which the placer puts between the controller and the group:
+        # ``eie.hw.eie.top``), and they are registered again here, on a net of this PE's own,
+        # beside its logic, which starts from them (the codebook read and write, the pointer
+        # and entry address adders, the counters' write). (The 16-PE core's critical paths
+        # were the CCU's ``start`` into a PE's register, a codebook pulled 50 columns from its
+        # PE, and the PEs' idle flags -> the CCU's layer end -> a PE's register.) Each is in
+        # time two cycles late: the bases and ``idx`` are set
         # in ``LSTART`` (``idx`` as it is entered) and first read for the layer's first
         # broadcast, which reaches the PE ``ACT_READ_LATENCY + 2`` cycles after ``LSTART``;
         # ``start`` clears the counters and the destination's valid bits 2 cycles after
@@ -161,11 +172,9 @@ class PE(wiring.Component):
         # write lands 2 cycles later (no run reads it before the host's start, a later bus
         # cycle).
         lr = {}
-        for name in ("start", "end", "idx", "ptr_base", "entry_base",
-                     "cbk_w_en", "cbk_w_addr", "cbk_w_data"):
-            first = Signal.like(getattr(layer, name), name=f"layer_{name}_in")
-            lr[name] = Signal.like(first, name=f"layer_{name}")
-            m.d.sync += [first.eq(getattr(layer, name)), lr[name].eq(first)]
+        for name in REGISTERED_LAYER:
+            lr[name] = Signal.like(getattr(layer, name), name=f"layer_{name}")
+            m.d.sync += lr[name].eq(getattr(layer, name))
 
         wires("w_fifo", connect=[(wiring.flipped(bcast), fifo.bcast)])
         wires("w_ptr", [
@@ -200,20 +209,19 @@ class PE(wiring.Component):
             act.held.eq(slots.held),
         ])
         # idle = fifo.empty & ptr.idle & spm.idle but for the broadcasts arriving now and in
-        # the cycle before, from a register: computed a cycle ahead from the stages' next
-        # state as if no broadcast arrived (no column stored, so none taken from the FIFO; the
-        # pointer and entry stages idle in the next cycle without a take), so that the AND over
-        # every PE into the CCU's layer end starts from flip-flops and no path runs from the
-        # CCU's ``bcast.valid`` into it. Those two broadcasts are the CCU's own registers
+        # the cycle before, a cycle ahead (``idle_next``): from the stages' next state as if no
+        # broadcast arrived (no column stored, so none taken from the FIFO; the pointer and
+        # entry stages idle in the next cycle without a take). The top registers the AND of
+        # a group's PEs' (a register of the group's own), so that the AND over every PE into
+        # the CCU's layer end starts from a register a group and no path runs from the CCU's
+        # ``bcast.valid`` into it. Those two broadcasts are the CCU's own registers
         # (``bcast.valid`` and ``valid_d``), and the CCU adds them there (not through every PE
         # and back: the board build's critical path, ``bcast.valid`` -> each PE's idle -> the
-        # AND -> the layer end; and with ``bcast.valid`` -> each PE's idle register, the 16-PE
-        # core's under nextpnr's heavier timing weight). A broadcast that arrived in the
-        # cycle before is in the FIFO or the pointer stage now, so the layer end is the same
-        # cycle as with it counted here.
-        idle_r = Signal(init=1)
-        m.d.sync += idle_r.eq(fifo.stored_none & ptr.idle_next & spm.idle_next)
-        wires("w_idle", [self.idle.eq(idle_r)])
+        # AND -> the layer end; and the 16-PE core's, each PE's idle register -> the AND over
+        # the die -> the layer end -> the PEs' registers of it). A broadcast that arrived in
+        # the cycle before is in the FIFO or the pointer stage now, so the layer end is the
+        # same cycle as with it counted here.
+        wires("w_idle", [self.idle_next.eq(fifo.stored_none & ptr.idle_next & spm.idle_next)])
 
         # Counters.
         busy = Signal(32)

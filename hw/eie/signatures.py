@@ -32,7 +32,7 @@ from .config import W_FRAC_BITS, EIEConfig
 from .memory_map import BCAST_IN_FLIGHT, REGION_BITS
 
 __all__ = ["Broadcast", "LayerParams", "SourceParams", "ActRead", "HostPort", "nonzero_layout",
-           "connect_lane"]
+           "broadcast_copy_layout", "connect_lane"]
 
 
 def nonzero_layout(j_bits: int) -> data.StructLayout:
@@ -93,6 +93,15 @@ class Broadcast(_Group):
             "a": Out(signed(16)),
             "fill": In(fill if lanes is None else data.ArrayLayout(fill, lanes)),
         }, j_bits, lanes)
+
+
+def broadcast_copy_layout(j_bits: int) -> data.StructLayout:
+    """The members a :class:`Broadcast` carries to the PEs (``valid``, ``stall``,
+    ``in_flight``, ``j``, ``a``), as one value: a copy of the controller's broadcast registers
+    that feeds a group of PEs (``CCU.bcast_copies``)."""
+    members = Broadcast(j_bits).members
+    return data.StructLayout({name: members[name].shape for name in
+                              ("valid", "stall", "in_flight", "j", "a")})
 
 
 class SourceParams(_Group):
@@ -198,14 +207,15 @@ class HostPort(_Group):
         super().__init__(members, addr_bits, mode, regions)
 
 
-def connect_lane(m, bus, port, lane: int):
+def connect_lane(m, bus, port, lane: int, *, source=None):
     """Connect ``port`` (a consumer's interface, e.g. ``pe.bcast``) to lane ``lane`` of ``bus``
     (the producer's interface with ``lanes``, e.g. ``ccu.bcast``): every member that flows into
-    the consumer is driven from the producer's member of the same name; every member that flows
-    out of it drives element ``lane`` of the producer's (a vector or an array). The statements go
-    into ``m.d.comb``."""
+    the consumer is driven from the producer's member of the same name (or from ``source``'s,
+    e.g. one of ``ccu.bcast_copies``, when given); every member that flows out of it drives
+    element ``lane`` of the producer's (a vector or an array). The statements go into
+    ``m.d.comb``."""
     for path, member, value in port.signature.flatten(port):
-        src = bus
+        src = bus if source is None or member.flow != In else source
         for name in path:
             src = src[name] if isinstance(name, int) else getattr(src, name)
         if member.flow == In:

@@ -18,9 +18,19 @@ selected and held; an activation comes out of the addressed PE's pipeline
 for every address. Unmapped addresses (a PE number
 ``>= n_pe``, an offset past a memory's depth, regions 6 and 7, unused global offsets) read 0 and
 ignore writes.
+
+Groups of PEs: the PEs come in groups of ``ceil(sqrt(n_pe))`` (:func:`pe_group`; the board
+floorplan puts a group in a row). Each group takes the broadcast from a copy of the CCU's
+broadcast registers (``CCU.bcast_copies``) and of the source bank (``CCU.bank_copies``) and the
+layer's parameters (``REGISTERED_LAYER``) from registers of its own, and its PEs' ``idle_next`` flags are ANDed into a register of its
+own that the CCU's layer end reads: the cycles are those of one register for all PEs, but each
+register drives (or collects) one group, and the placer puts it between the CCU and the group
+instead of running one net from the CCU to every PE across the chip.
 """
 
 from __future__ import annotations
+
+import math
 
 from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, Value, signed
 from amaranth.lib import wiring
@@ -31,13 +41,26 @@ from eie.hw.common.bus import BusSignature
 from .ccu import CCU
 from .config import VERILOG_IDENTIFIER, EIEConfig
 from .memory_map import ACT_READ_LATENCY, READ_LATENCY, REGS, MemoryMap, Region
-from .pe import PE, pe_signature
+from .pe import PE, REGISTERED_LAYER, pe_signature
 from .signatures import connect_lane
 
-__all__ = ["EIETop", "READ_LATENCY", "PE_MODULE", "pe_definition"]
+__all__ = ["EIETop", "READ_LATENCY", "PE_MODULE", "pe_definition", "pe_group_size",
+           "pe_group"]
 
 #: The Verilog module name of the PE when the top instantiates one definition ``n_pe`` times.
 PE_MODULE = "eie_top_pe"
+
+
+def pe_group_size(n_pe: int) -> int:
+    """PEs a group: ``ceil(sqrt(n_pe))``, a square of PEs (the board floorplan's PEs a row,
+    ``eie.boards.floorplan``). Each group takes the broadcast from a copy of the CCU's
+    broadcast registers of its own (``CCU.bcast_copies``)."""
+    return math.isqrt(n_pe - 1) + 1 if n_pe > 1 else 1
+
+
+def pe_group(n_pe: int, k: int) -> int:
+    """The group of PE ``k``: PEs ``0 .. size-1`` are group 0, and so on."""
+    return k // pe_group_size(n_pe)
 
 
 def pe_definition(config: EIEConfig) -> PE:
@@ -106,7 +129,16 @@ class EIETop(wiring.Component):
         c = self._config
         mm = self._map
         n = c.n_pe
-        m.submodules.ccu = ccu = CCU(c)
+        # the broadcast's registers once a group of PEs (the CCU sets them all alike)
+        copies = pe_group(n, n - 1) + 1
+        m.submodules.ccu = ccu = CCU(c, bcast_copies=copies)
+        # the layer's parameters that the PEs register (``REGISTERED_LAYER``), registered here
+        # first, once a group of PEs (the register the PE had for it, shared by the group: a
+        # register between the CCU and the group, not a net from the CCU to every PE)
+        group_layer = [{name: Signal.like(getattr(ccu.layer, name), name=f"fanout_layer{g}_{name}")
+                        for name in REGISTERED_LAYER} for g in range(copies)]
+        for regs in group_layer:
+            m.d.sync += [reg.eq(getattr(ccu.layer, name)) for name, reg in regs.items()]
         if self._pe_module is None:
             pes = [PE(c, k) for k in range(n)]
             for k, pe in enumerate(pes):
@@ -150,6 +182,12 @@ class EIETop(wiring.Component):
 
         in_range = inside(region, off, "in_range")
         pe_ok = (pe_sel < n) if pb else 1
+        # Every PE of a group idle: a register a group, of its PEs' ``idle_next`` (what each
+        # PE's own idle register was), near the group; the CCU ANDs the groups'.
+        group_idle = [Signal(init=1, name=f"group_idle{g}") for g in range(copies)]
+        for g, reg in enumerate(group_idle):
+            m.d.sync += reg.eq(Cat(*(pe.idle_next for k, pe in enumerate(pes)
+                                     if pe_group(n, k) == g)).all())
         # Writes are decoded before the request register, into one registered enable a PE (and
         # one for the CCU), so that no write path runs from the address decode into every PE.
         bus_addr = self.bus.addr
@@ -177,7 +215,7 @@ class EIETop(wiring.Component):
             ccu.host.w_addr.eq(goff),
             ccu.host.w_data.eq(w_data),
             ccu.host.r_addr.eq(goff),
-            ccu.idle_all.eq(Cat(*(pe.idle for pe in pes)).all()),
+            ccu.idle_all.eq(Cat(*group_idle).all()),
         ]
         # What every PE's host port shows (its w_en is its own). A PE takes ``mode`` a cycle
         # later: it leaves host mode as busy rises (``starting`` a cycle ahead) and enters it a
@@ -195,11 +233,21 @@ class EIETop(wiring.Component):
                 m.submodules[f"glue{k}"] = glue
             else:
                 glue = m
-            # the broadcast and the activation stream: lane k of the CCU's (its fifo full bit,
-            # its activations); the layer's parameters: the same to every PE
-            connect_lane(glue, ccu.bcast, pe.bcast, k)
+            # the broadcast (from its group's copy of the registers) and the activation stream:
+            # lane k of the CCU's (its fifo full bit, its activations); the layer's parameters:
+            # the group's registers of them (``src`` straight from the CCU, its ``bank`` from
+            # the group's copy of the CCU's register)
+            connect_lane(glue, ccu.bcast, pe.bcast, k,
+                         source=ccu.bcast_copies[pe_group(n, k)] if copies > 1 else None)
             connect_lane(glue, ccu.act, pe.act, k)
-            wiring.connect(glue, ccu.layer, pe.layer)
+            regs = group_layer[pe_group(n, k)]
+            for path, member, value in pe.layer.signature.flatten(pe.layer):
+                src = ccu.layer
+                for name in path:
+                    src = getattr(src, name)
+                if path == ("src", "bank") and copies > 1:
+                    src = ccu.bank_copies[pe_group(n, k)]       # the group's copy
+                glue.d.comb += value.eq(regs[path[0]] if path[0] in regs else src)
             glue.d.comb += [getattr(pe.host, name).eq(value) for name, value in pe_host.items()]
             glue.d.comb += pe.host.w_en.eq(w_pe[k])
 
