@@ -140,8 +140,8 @@ def test_the_85f_sites_as_nextpnr_lists_them(tmp_path):
 def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
     """The build's floorplan step on a real 3-PE netlist (ulx3s-25f): nextpnr accepts the pins
     and places every PE's block RAMs and multiplier there (its placed netlist, no routing).
-    And the synthesized netlist keeps a copy of the broadcast and layer registers for each of
-    the 2 groups of PEs (``fanout_*``: Yosys would merge them into one without the build's
+    And the synthesized netlist keeps a copy of the broadcast, source-bank, layer, host-request
+    and read-address registers for each of the 2 groups of PEs (``fanout_*``: Yosys would merge them into one without the build's
     ``keep``)."""
     import eie.boards.build as build_module
     from eie.boards.build import BuildSpec
@@ -157,14 +157,14 @@ def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
     flops = {}
     for name, cell in json.loads((work / "top.json").read_text())["modules"]["top"][
             "cells"].items():
-        copy = re.match(r"top\.core\.(?:ccu\.)?fanout_(bcast|layer)(\d+)(_[a-z_]+?)?_TRELLIS_FF",
+        copy = re.match(r"top\.core\.(?:ccu\.)?fanout_([a-z]+)(\d+)(_[a-z_]+?)?_TRELLIS_FF",
                         name)
         if copy and cell["type"] == "TRELLIS_FF":
             flops.setdefault(copy.group(1), {}).setdefault(int(copy.group(2)), 0)
             flops[copy.group(1)][int(copy.group(2))] += 1
-    assert sorted(flops) == ["bcast", "layer"]
+    assert sorted(flops) == ["act", "bank", "bcast", "host", "layer"]
     for kind, groups in flops.items():
-        assert sorted(groups) == [0, 1] and groups[0] == groups[1] > 1, (kind, groups)
+        assert sorted(groups) == [0, 1] and groups[0] == groups[1] >= 1, (kind, groups)
     logged = []
     info = build_module._pin_pes(work, nextpnr, env, kept[0], logged.append)
     assert info["pes"] == 3 and logged and "3 PEs pinned" in logged[0]

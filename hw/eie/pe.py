@@ -93,8 +93,8 @@ class PE(wiring.Component):
       from a register a group of PEs, and they are registered here again: each acts a cycle
       after the port shows it, two after the CCU's);
     * ``act`` (in, :class:`~eie.hw.eie.signatures.ActRead` with the round slots): the LNZD
-      leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` cycles later (the PE reads
-      at its own register of ``addr_next``, equal to ``addr``; ``addr`` itself goes unused);
+      leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` cycles later (the top shows
+      ``addr`` from its group's register of the LNZD's ``addr_next``);
       ``slot_we``/``scan`` -> ``held`` through the PE's round slots;
     * ``host`` (in, :class:`~eie.hw.eie.signatures.HostPort` with regions, offsets of
       ``MemoryMap.off_bits``): the request is registered here (a write lands, and a read's
@@ -197,13 +197,11 @@ class PE(wiring.Component):
         wires("w_layer", [acc.layer_start.eq(lr["start"])],
               connect=[(wiring.flipped(layer.src), acc.src)])
         act = self.act
-        # the file is read at this PE's own register of the LNZD's address (``addr_next``
-        # registered: ``addr`` itself in every cycle), beside the file, not at the LNZD's
-        # register across the chip
-        act_addr = Signal.like(act.addr)
-        m.d.sync += act_addr.eq(act.addr_next)
+        # the file is read at ``act.addr``: the top shows it from its group's register of the
+        # LNZD's ``addr_next`` (equal to the LNZD's address register in every cycle), not from
+        # the LNZD's register across the chip
         wires("w_leaf", [
-            acc.act.addr.eq(act_addr),
+            acc.act.addr.eq(act.addr),
             act.data.eq(acc.act.data), act.nz.eq(acc.act.nz),
             slots.data.eq(acc.act.data), slots.we.eq(act.slot_we), slots.scan.eq(act.scan),
             act.held.eq(slots.held),

@@ -158,9 +158,10 @@ class ActRead(_Group):
     flip-flops. No handshake: the file answers every cycle.
 
     With ``slots`` (the LNZD's round slots, :class:`~eie.hw.eie.round_slots.RoundSlots` in
-    every PE; the interface between the LNZD and the PEs): ``addr_next`` (out): what ``addr``
-    shows in the next cycle, so that every PE reads its file at its own register of it (equal
-    to ``addr`` in every cycle), not at the reader's register across the chip; ``slot_we``
+    every PE; the interface between the LNZD and the PEs): ``addr_next`` (out, the reader's
+    side only, with ``lanes``): what ``addr`` shows in the next cycle, so that the top can show
+    each group of PEs ``addr`` from a register of the group's own (equal to the reader's in
+    every cycle), not from the reader's register across the chip; ``slot_we``
     (out, ``slots`` bits, one-hot or zero): the value arriving on
     ``data`` in the next cycle goes into that slot; ``scan`` (out, one-hot): the slot of the
     round the reader scans; ``held`` (in, int16 a lane): the lane's value in the slot ``scan``
@@ -175,7 +176,8 @@ class ActRead(_Group):
             "nz": In(1 if lanes is None else lanes),
         }
         if slots is not None:
-            members["addr_next"] = Out(addr_bits)
+            if lanes is not None:
+                members["addr_next"] = Out(addr_bits)
             members["slot_we"] = Out(slots)
             members["scan"] = Out(slots)
             members["held"] = In(lane if lanes is None else data.ArrayLayout(lane, lanes))

@@ -21,8 +21,9 @@ ignore writes.
 
 Groups of PEs: the PEs come in groups of ``ceil(sqrt(n_pe))`` (:func:`pe_group`; the board
 floorplan puts a group in a row). Each group takes the broadcast from a copy of the CCU's
-broadcast registers (``CCU.bcast_copies``) and of the source bank (``CCU.bank_copies``) and the
-layer's parameters (``REGISTERED_LAYER``) from registers of its own, and its PEs' ``idle_next`` flags are ANDed into a register of its
+broadcast registers (``CCU.bcast_copies``) and of the source bank (``CCU.bank_copies``), and the
+layer's parameters (``REGISTERED_LAYER``), the host's registered request and the LNZD's read
+address from registers of its own, and its PEs' ``idle_next`` flags are ANDed into a register of its
 own that the CCU's layer end reads: the cycles are those of one register for all PEs, but each
 register drives (or collects) one group, and the placer puts it between the CCU and the group
 instead of running one net from the CCU to every PE across the chip.
@@ -31,6 +32,7 @@ instead of running one net from the CCU to every PE across the chip.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, Value, signed
 from amaranth.lib import wiring
@@ -182,6 +184,21 @@ class EIETop(wiring.Component):
 
         in_range = inside(region, off, "in_range")
         pe_ok = (pe_sel < n) if pb else 1
+        # The registered request and the LNZD's read address once more a group of PEs (the
+        # same registers: a copy of each near its group; the top's own serve the CCU and the
+        # read pipeline): each PE registers the request again and reads its activation file
+        # at the address
+        if copies > 1:
+            group_req = [(Signal.like(self.bus.addr, name=f"fanout_host{g}_addr"),
+                          Signal.like(self.bus.w_data, name=f"fanout_host{g}_w_data"))
+                         for g in range(copies)]
+            for g_addr, g_w_data in group_req:
+                m.d.sync += [g_addr.eq(self.bus.addr), g_w_data.eq(self.bus.w_data)]
+        else:
+            group_req = [(addr, w_data)]
+        group_act_addr = [Signal.like(ccu.act.addr, name=f"fanout_act{g}_addr")
+                          for g in range(copies)]
+        m.d.sync += [reg.eq(ccu.act.addr_next) for reg in group_act_addr]
         # Every PE of a group idle: a register a group, of its PEs' ``idle_next`` (what each
         # PE's own idle register was), near the group; the CCU ANDs the groups'.
         group_idle = [Signal(init=1, name=f"group_idle{g}") for g in range(copies)]
@@ -220,9 +237,7 @@ class EIETop(wiring.Component):
         # What every PE's host port shows (its w_en is its own). A PE takes ``mode`` a cycle
         # later: it leaves host mode as busy rises (``starting`` a cycle ahead) and enters it a
         # cycle after busy falls, so a request the bus made while busy is ignored.
-        pe_host = {"mode": ~(ccu.busy | ccu.starting), "w_region": region, "w_addr": off,
-                   "w_data": w_data,
-                   "r_region": region, "r_addr": off}
+        pe_mode = ~(ccu.busy | ccu.starting)
         for k, pe in enumerate(pes):
             # Each PE's wiring in its own module for the Amaranth simulator (it re-evaluates a
             # module's combinational statements together, so this keeps one PE's change local);
@@ -239,7 +254,9 @@ class EIETop(wiring.Component):
             # the group's copy of the CCU's register)
             connect_lane(glue, ccu.bcast, pe.bcast, k,
                          source=ccu.bcast_copies[pe_group(n, k)] if copies > 1 else None)
-            connect_lane(glue, ccu.act, pe.act, k)
+            g = pe_group(n, k)
+            connect_lane(glue, ccu.act, pe.act, k, source=SimpleNamespace(
+                addr=group_act_addr[g], slot_we=ccu.act.slot_we, scan=ccu.act.scan))
             regs = group_layer[pe_group(n, k)]
             for path, member, value in pe.layer.signature.flatten(pe.layer):
                 src = ccu.layer
@@ -248,6 +265,10 @@ class EIETop(wiring.Component):
                 if path == ("src", "bank") and copies > 1:
                     src = ccu.bank_copies[pe_group(n, k)]       # the group's copy
                 glue.d.comb += value.eq(regs[path[0]] if path[0] in regs else src)
+            g_addr, g_w_data = group_req[g]
+            g_region, g_off = g_addr[ob + pb: ob + pb + 3], g_addr[:ob]
+            pe_host = {"mode": pe_mode, "w_region": g_region, "w_addr": g_off,
+                       "w_data": g_w_data, "r_region": g_region, "r_addr": g_off}
             glue.d.comb += [getattr(pe.host, name).eq(value) for name, value in pe_host.items()]
             glue.d.comb += pe.host.w_en.eq(w_pe[k])
 
