@@ -191,9 +191,9 @@ class BroadcastFifoHarness(Elaboratable):
     def copies(self) -> int:
         """The copies of the broadcast's registers :class:`eie.hw.eie.top.EIETop` gives the
         CCU for this many PEs (one a group of PEs)."""
-        from .top import pe_group
+        from .top import pe_groups
 
-        return pe_group(self.config.n_pe, self.config.n_pe - 1) + 1
+        return pe_groups(self.config.n_pe)
 
     def wire(self, m, ccu, fifos):
         """The broadcast as :class:`eie.hw.eie.top.EIETop` wires it: lane ``k`` of the CCU's

@@ -31,6 +31,7 @@ instead of running one net from the CCU to every PE across the chip.
 
 from __future__ import annotations
 
+import functools
 import math
 from types import SimpleNamespace
 
@@ -47,7 +48,7 @@ from .pe import PE, REGISTERED_LAYER, pe_signature
 from .signatures import connect_lane
 
 __all__ = ["EIETop", "READ_LATENCY", "PE_MODULE", "pe_definition", "pe_group_size",
-           "pe_group"]
+           "pe_group", "pe_groups"]
 
 #: The Verilog module name of the PE when the top instantiates one definition ``n_pe`` times.
 PE_MODULE = "eie_top_pe"
@@ -55,14 +56,19 @@ PE_MODULE = "eie_top_pe"
 
 def pe_group_size(n_pe: int) -> int:
     """PEs a group: ``ceil(sqrt(n_pe))``, a square of PEs (the board floorplan's PEs a row,
-    ``eie.boards.floorplan``). Each group takes the broadcast from a copy of the CCU's
-    broadcast registers of its own (``CCU.bcast_copies``)."""
+    ``eie.boards.floorplan``). Each group takes the controller's registers from copies of its
+    own (see the module docstring)."""
     return math.isqrt(n_pe - 1) + 1 if n_pe > 1 else 1
 
 
 def pe_group(n_pe: int, k: int) -> int:
     """The group of PE ``k``: PEs ``0 .. size-1`` are group 0, and so on."""
     return k // pe_group_size(n_pe)
+
+
+def pe_groups(n_pe: int) -> int:
+    """How many groups ``n_pe`` PEs make (the copies of each register)."""
+    return pe_group(n_pe, n_pe - 1) + 1
 
 
 def pe_definition(config: EIEConfig) -> PE:
@@ -132,7 +138,7 @@ class EIETop(wiring.Component):
         mm = self._map
         n = c.n_pe
         # the broadcast's registers once a group of PEs (the CCU sets them all alike)
-        copies = pe_group(n, n - 1) + 1
+        copies = pe_groups(n)
         m.submodules.ccu = ccu = CCU(c, bcast_copies=copies)
         # the layer's parameters that the PEs register (``REGISTERED_LAYER``), registered here
         # first, once a group of PEs (the register the PE had for it, shared by the group: a
@@ -249,22 +255,22 @@ class EIETop(wiring.Component):
             else:
                 glue = m
             # the broadcast (from its group's copy of the registers) and the activation stream:
-            # lane k of the CCU's (its fifo full bit, its activations); the layer's parameters:
-            # the group's registers of them (``src`` straight from the CCU, its ``bank`` from
-            # the group's copy of the CCU's register)
-            connect_lane(glue, ccu.bcast, pe.bcast, k,
-                         source=ccu.bcast_copies[pe_group(n, k)] if copies > 1 else None)
+            # lane k of the CCU's (its fifo full bit, its activations; the read address from
+            # the group's register); the layer's parameters: the group's registers of them
+            # (``src`` straight from the CCU, its ``bank`` from the group's copy)
             g = pe_group(n, k)
+            connect_lane(glue, ccu.bcast, pe.bcast, k,
+                         source=ccu.bcast_copies[g] if copies > 1 else None)
             connect_lane(glue, ccu.act, pe.act, k, source=SimpleNamespace(
                 addr=group_act_addr[g], slot_we=ccu.act.slot_we, scan=ccu.act.scan))
-            regs = group_layer[pe_group(n, k)]
             for path, member, value in pe.layer.signature.flatten(pe.layer):
-                src = ccu.layer
-                for name in path:
-                    src = getattr(src, name)
-                if path == ("src", "bank") and copies > 1:
-                    src = ccu.bank_copies[pe_group(n, k)]       # the group's copy
-                glue.d.comb += value.eq(regs[path[0]] if path[0] in regs else src)
+                if path[0] in group_layer[g]:
+                    src = group_layer[g][path[0]]
+                elif path == ("src", "bank") and copies > 1:
+                    src = ccu.bank_copies[g]
+                else:
+                    src = functools.reduce(getattr, path, ccu.layer)
+                glue.d.comb += value.eq(src)
             g_addr, g_w_data = group_req[g]
             g_region, g_off = g_addr[ob + pb: ob + pb + 3], g_addr[:ob]
             pe_host = {"mode": pe_mode, "w_region": g_region, "w_addr": g_off,
