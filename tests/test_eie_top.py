@@ -144,15 +144,17 @@ def _bus(ctx, dut):
     return AmaranthBus(ctx, dut.bus)
 
 
-@pytest.mark.parametrize("max_layers", [1, 2])
-def test_registers_and_readback(simulate, max_layers):
+@pytest.mark.parametrize("max_layers,n_pe", [(1, 2), (2, 2), (1, 5)])
+def test_registers_and_readback(simulate, max_layers, n_pe):
     """ID, CONFIG, layer table and memories read back through the bus what the program wrote;
-    writes just outside the table change none of it."""
+    writes just outside the table change none of it. (5 PEs: two groups, of 3 and 2, whose
+    words the top selects in two steps; PE numbers 5-7 read 0.)"""
     from eie.hw.eie.host_program import Read, Write, execute
-    from eie.hw.eie.top import EIETop
+    from eie.hw.eie.top import EIETop, pe_groups
 
     rng = np.random.default_rng(5)
-    img = build_image([rand_layer(rng, 6, 5, 0.6, True, True)], 2)
+    img = build_image([rand_layer(rng, 6, 5, 0.6, True, True)], n_pe)
+    assert pe_groups(n_pe) == (2 if n_pe == 5 else 1)
     # with room for 2 layers the global region has addresses past the table
     cfg = EIEConfig.for_image(img, fifo_depth=3, max_layers=max_layers)
     prog = HostProgram(cfg, img)
@@ -169,6 +171,9 @@ def test_registers_and_readback(simulate, max_layers):
         reads = [Read(op.addr, op.addr) for op in load if isinstance(op, Write)]
         reads += [Read(mm.reg("ID"), "id"), Read(mm.reg("CONFIG0"), "c0"),
                   Read(mm.reg("STATUS"), "st"), Read(1 << (mm.addr_width - 1), "unmapped")]
+        # a PE number past the last PE, in an existing region: reads 0
+        reads += [Read(mm.spmat(0, 0, 0) | (k << mm.off_bits), ("no pe", k))
+                  for k in range(n_pe, 1 << mm.pe_bits)]
         got.update(await execute(bus, reads))
         # Past a memory's depth: reads 0, and a write there must not alias onto word 0.
         shift = mm.pe_bits + mm.off_bits
@@ -192,7 +197,7 @@ def test_registers_and_readback(simulate, max_layers):
 
     simulate(dut, bench)
     assert got.pop("id") == EIE_ID
-    assert got.pop("c0") == 2 | (3 << 16)
+    assert got.pop("c0") == n_pe | (3 << 16)
     assert got.pop("st") == 0
     assert got.pop("unmapped") == 0
     assert got.pop("w0") == next(op.data for op in load if op.addr == mm.spmat(0, 0, 0))

@@ -118,4 +118,12 @@ def test_model_makes_public_the_ports_and_the_backdoor_memories_only(rtl_designs
     funcs = set(re.findall(r"^void (\w+)\(", pe_code, re.M))
     assert any("__DOT__pe0__" in f for f in funcs), sorted(funcs)[:4]
     per_instance = sorted(f for f in funcs if re.search(r"__DOT__pe[1-9]\d*__", f))
-    assert not per_instance, f"the PE's logic is in the model once a PE: {per_instance[:4]}"
+    # ... and at most once more, for the last group of PEs when it is smaller than the others
+    # (here 3 PEs: groups of 2 and 1, the second starting at PE 2)
+    from eie.hw.eie.top import pe_group_size, pe_groups
+
+    last = pe_group_size(config.n_pe) * (pe_groups(config.n_pe) - 1)
+    assert config.n_pe - last < pe_group_size(config.n_pe) and last == 2
+    others = [f for f in per_instance if f"__DOT__pe{last}__" not in f]
+    assert not others, f"the PE's logic is in the model once a PE: {others[:4]}"
+    assert len(per_instance) <= 3, per_instance
