@@ -220,8 +220,8 @@ class BroadcastFifoHarness(Elaboratable):
         if self.copies() > 1:
             bcast = port(ccu, "bcast")
             for g, copy in enumerate(port(ccu, "bcast_copies")):
-                m.d.comb += Assert(Cat(*(getattr(copy, f) == getattr(bcast, f) for f in
-                                         ("valid", "stall", "in_flight", "j", "a"))).all(),
+                m.d.comb += Assert(Cat(*(getattr(copy, f) == getattr(bcast, f)
+                                         for f in copy.shape().members)).all(),
                                    f"invariant: the CCU's broadcast copy {g} equals its bcast")
             for g, copy in enumerate(port(ccu, "bank_copies")):
                 m.d.comb += Assert(copy == port(ccu, "layer.src.bank"),

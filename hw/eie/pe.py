@@ -115,8 +115,9 @@ class PE(wiring.Component):
     an idle PE, with entries here, issues its first entry in ``t + 4`` and writes it into the
     accumulator file in ``t + 9`` (through both bypasses: the FIFO's and the pointer queue's).
     Counts, per layer (cleared a cycle after the port's ``layer.start``, stored at
-    ``layer.idx`` a cycle after its ``layer.end``: 2 cycles after the CCU's): ``busy``, cycles an entry issued; ``stall``, cycles the
-    controller held a nonzero back because of this PE's fill flag (``ActFifo.stalled``).
+    ``layer.idx`` a cycle after its ``layer.end``: 2 cycles after the CCU's): ``busy``, cycles
+    an entry issued; ``stall``, cycles the controller held a nonzero back because of this PE's
+    fill flag (``ActFifo.stalled``).
     """
 
     def __init__(self, config: EIEConfig, index: int):
