@@ -186,6 +186,22 @@ class UARTBridge(wiring.Component):
                      fixed.eq((cmd == Cmd.WRITE_FIXED) | (cmd == Cmd.READ_FIXED))]
         count_ok = Signal()
         m.d.comb += count_ok.eq((count != 0) & (count <= self._max_burst))
+        # CHECK decides from registers of the request's decode, like ``repeat_r`` and
+        # ``addr_ok`` (the header fields and the session are stable from the cycle after the
+        # header's last byte, CHECK comes two cycles after it at the earliest): in front of its
+        # enables stay the CRC's zero test and a priority over these flags. (From the FSM's
+        # state through the command, count and session comparisons into the response's fields,
+        # 7 LUTs, it was the 8-PE EIE board build's critical path at 100 MHz.)
+        chk_info = Signal()             # an INFO request
+        chk_open = Signal()             # an OPEN request
+        chk_new_session = Signal()      # its token is not the current session's
+        chk_known = Signal()            # a READ or a WRITE (else BAD_CMD after these two)
+        chk_count_ok = Signal()
+        chk_read = Signal()
+        chk_write = Signal()
+        m.d.sync += [chk_info.eq(cmd == Cmd.INFO), chk_open.eq(cmd == Cmd.OPEN),
+                     chk_new_session.eq(addr != session), chk_known.eq(is_write | is_read),
+                     chk_count_ok.eq(count_ok), chk_read.eq(is_read), chk_write.eq(is_write)]
         # The burst's last address must exist on the bus (registered: addr and count are stable
         # from the end of the header to CHECK, bytes later): addr + (count - 1) < 2**addr_width
         # (addr alone for a fixed burst or a count of 0), computed as: addr's bits above the bus
@@ -314,25 +330,25 @@ class UARTBridge(wiring.Component):
                 with m.If(~rx_crc.zero):
                     m.d.sync += respond(Status.BAD_CRC)
                     m.next = "TX"
-                with m.Elif(cmd == Cmd.INFO):
+                with m.Elif(chk_info):
                     m.d.sync += respond(Status.OK, 4, info=True)
                     m.next = "TX"
-                with m.Elif(cmd == Cmd.OPEN):
-                    with m.If(addr != session):     # a new session: no retry of an old one
+                with m.Elif(chk_open):
+                    with m.If(chk_new_session):     # a new session: no retry of an old one
                         m.d.sync += [session.eq(addr), last_valid.eq(0)]
                     m.d.sync += respond(Status.OK, OPEN_WORDS, info=True)
                     m.next = "TX"
-                with m.Elif(~is_write & ~is_read):
+                with m.Elif(~chk_known):
                     m.d.sync += respond(Status.BAD_CMD)
                     m.next = "TX"
-                with m.Elif(~count_ok):
+                with m.Elif(~chk_count_ok):
                     m.d.sync += respond(Status.BAD_COUNT)
                     m.next = "TX"
                 with m.Elif(~addr_ok):
                     m.d.sync += respond(Status.BAD_ADDR)
                     m.next = "TX"
                 with m.Elif(is_repeat):
-                    with m.If(is_read):
+                    with m.If(chk_read):
                         m.d.sync += respond(Status.OK, count)
                     with m.Else():
                         m.d.sync += respond(Status.OK)
@@ -340,7 +356,7 @@ class UARTBridge(wiring.Component):
                 with m.Else():
                     m.d.sync += [last_valid.eq(0), last_seq.eq(seq), last_cmd.eq(cmd),
                                  last_addr.eq(addr), last_count.eq(count)]
-                    with m.If(is_write):
+                    with m.If(chk_write):
                         m.next = "WR_FETCH"
                     with m.Else():
                         m.next = "RD_STROBE"

@@ -113,7 +113,9 @@ class BridgeHarness(Elaboratable):
                            "byte_idx", "widx", "widx1", "crc_idx", "idle", "addr_ok", "span_end",
                            "read_half",
                            "cur_addr", "wait", "last_valid", "last_seq", "last_cmd", "last_addr",
-                           "last_count", "session", "is_repeat", "repeat_r", "count_ok"],
+                           "last_count", "session", "is_repeat", "repeat_r", "count_ok",
+                           "chk_info", "chk_open", "chk_new_session", "chk_known",
+                           "chk_count_ok", "chk_read", "chk_write"],
                   where="UARTBridge")
         crc_reg = signals(crc_frag, ["reg"], where="CRC16")["reg"]
         state = b["bridge_state"]
@@ -326,6 +328,8 @@ class BridgeHarness(Elaboratable):
                 frag.add_statements(domain, stmts)
 
     def _invariants(self, m, b, st, crc_reg, buf, rd_data, bus, out, age, mon):
+        from .protocol import Cmd
+
         AW, MB = self.addr_width, self.max_burst
         is_w, count_good, at = mon["is_w"], mon["count_good"], mon["at"]
         cmd, count, widx = b["cmd"], b["count"], b["widx"]
@@ -368,6 +372,13 @@ class BridgeHarness(Elaboratable):
                                   & (b["last_cmd"] == cmd) & (b["last_addr"] == b["addr"])
                                   & (b["last_count"] == count))),
              "the retry check is up to date at the frame's end"),
+            (~(st("CHECK") | st("CRC") & b["crc_idx"])
+             | ((b["chk_info"] == (cmd == Cmd.INFO)) & (b["chk_open"] == (cmd == Cmd.OPEN))
+                & (b["chk_new_session"] == (b["addr"] != b["session"]))
+                & (b["chk_known"] == (is_w(cmd) | mon["is_r"](cmd)))
+                & (b["chk_count_ok"] == b["count_ok"]) & (b["chk_read"] == mon["is_r"](cmd))
+                & (b["chk_write"] == is_w(cmd))),
+             "the request's decode is up to date at the frame's end"),
             (mon["session"] == b["session"], "the session is the monitor's"),
             (mon["busy"] == (executing | last_strobe), "the bridge executes the monitor's request"),
             (~mon["busy"] | ((mon["writing"] == is_w(cmd)) & count_good(count)),

@@ -855,8 +855,8 @@ class PtrReadHarness(Elaboratable):
 
         # the properties
         in_stage = sum(s[name] for name in stages)
-        said_idle = Signal()
-        m.d.sync += said_idle.eq(ptr.idle_next & ~ptr.col.ready)
+        said_idle, took = Signal(init=1), Signal()     # (the reset leaves the stage idle)
+        m.d.sync += [said_idle.eq(ptr.idle_next), took.eq(ptr.col.ready)]
         m.d.comb += [
             Assert(~(ptr.q.valid & ~s["head_valid"]) | ptr.q.ready | s["q_w_en"],
                    "a column offered through the bypass is finished at once or stored (none "
@@ -869,7 +869,7 @@ class PtrReadHarness(Elaboratable):
                    "no column waits behind an empty head register"),
             Assert(occ == s["q_level"] + in_stage,
                    "occupancy counts the columns in the stage and in the queue"),
-            Assert(~said_idle | ptr.idle, "idle_next told the next cycle's idle"),
+            Assert(took | (ptr.idle == said_idle), "idle_next told the next cycle's idle"),
             Cover(s["q_level"] == c.ptr_queue_depth + 2, "the pointer queue is full"),
             Cover(s["push"] & ~s["head_valid"] & item.single,
                   "a column bypasses the queue and is finished as it is pushed"),

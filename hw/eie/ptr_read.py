@@ -231,9 +231,13 @@ class PtrRead(wiring.Component):
                                  - (push & ~q_w_en) - q_r_en)
         # ``idle`` of the next cycle (from this cycle's next state) if no column is taken now,
         # for the PE's idle register (which adds the take from its FIFO itself)
-        q_next = Signal(range(c.ptr_queue_depth + 4))
+        # The queue is empty in the next cycle when no column is stored now and it holds none,
+        # or holds one and pops it (``q_r_en`` needs the head, so a level of 0 pops none): the
+        # level's next value without its adder (the 16-PE board build's critical path ran
+        # through it into the group's idle register)
+        q_empty_next = Signal()
         m.d.comb += [
-            q_next.eq(q_level + q_w_en - q_r_en),
-            self.idle_next.eq(~ptr0_valid & ~ptr1_valid & ~ptr2_push & (q_next == 0)),
+            q_empty_next.eq(~q_w_en & ((q_level == 0) | ((q_level == 1) & q_r_en))),
+            self.idle_next.eq(~ptr0_valid & ~ptr1_valid & ~ptr2_push & q_empty_next),
         ]
         return m
