@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, Value, signed
@@ -240,10 +241,13 @@ class EIETop(wiring.Component):
             ccu.host.r_addr.eq(goff),
             ccu.idle_all.eq(Cat(*group_idle).all()),
         ]
-        # What every PE's host port shows (its w_en is its own). A PE takes ``mode`` a cycle
-        # later: it leaves host mode as busy rises (``starting`` a cycle ahead) and enters it a
+        # What every PE's host port shows (its w_en is its own). The PEs' host mode is a
+        # register a group (a copy each, near the group: the 16-PE board build's path from the
+        # start decode to every PE's register was critical), a cycle after the controller's:
+        # the PEs leave host mode as busy rises (``starting`` a cycle ahead) and enter it a
         # cycle after busy falls, so a request the bus made while busy is ignored.
-        pe_mode = ~(ccu.busy | ccu.starting)
+        group_mode = [Signal(name=f"fanout_mode{g}") for g in range(copies)]
+        m.d.sync += [reg.eq(~(ccu.busy | ccu.starting)) for reg in group_mode]
         for k, pe in enumerate(pes):
             # Each PE's wiring in its own module for the Amaranth simulator (it re-evaluates a
             # module's combinational statements together, so this keeps one PE's change local);
@@ -273,43 +277,58 @@ class EIETop(wiring.Component):
                 glue.d.comb += value.eq(src)
             g_addr, g_w_data = group_req[g]
             g_region, g_off = g_addr[ob + pb: ob + pb + 3], g_addr[:ob]
-            pe_host = {"mode": pe_mode, "w_region": g_region, "w_addr": g_off,
+            pe_host = {"mode": group_mode[g], "w_region": g_region, "w_addr": g_off,
                        "w_data": g_w_data, "r_region": g_region, "r_addr": g_off}
             glue.d.comb += [getattr(pe.host, name).eq(value) for name, value in pe_host.items()]
             glue.d.comb += pe.host.w_en.eq(w_pe[k])
 
         # Read pipeline (cycles counted from the registered request): address in cycle 0; the
-        # CCU answers and its word is registered (cycle 2, then held a cycle more); each PE
+        # CCU answers and its word is registered (cycle 2, then held two cycles more); each PE
         # registers the request (cycle 1), its memories answer in cycle 2, its word is
-        # registered in cycle 4; the activation stream answers in cycle ACT_READ_LATENCY + 1
-        # and the addressed PE's value is registered; r_ack (and r_data) one cycle after that,
-        # READ_LATENCY cycles after the bus's r_stb.
-        r_region = [region] + [Signal(3, name=f"r{i}_region") for i in range(1, 5)]
+        # registered in cycle 4; the addressed PE's word is registered in its group in cycle
+        # 4 and taken from the group's register in cycle 5; the activation stream answers in
+        # cycle ACT_READ_LATENCY + 1 and the addressed PE's value is registered; r_ack (and
+        # r_data) one cycle after that, READ_LATENCY cycles after the bus's r_stb.
+        r_region = [region] + [Signal(3, name=f"r{i}_region") for i in range(1, 6)]
         r_pe = [pe_sel] + [Signal(c.pe_index_bits, name=f"r{i}_pe") for i in range(1, 5)]
-        r_mapped = [in_range & pe_ok] + [Signal(name=f"r{i}_mapped") for i in range(1, 5)]
+        r_mapped = [in_range & pe_ok] + [Signal(name=f"r{i}_mapped") for i in range(1, 6)]
+        for i in range(1, 6):
+            m.d.sync += [r_region[i].eq(r_region[i - 1]), r_mapped[i].eq(r_mapped[i - 1])]
         for i in range(1, 5):
-            m.d.sync += [r_region[i].eq(r_region[i - 1]), r_pe[i].eq(r_pe[i - 1]),
-                         r_mapped[i].eq(r_mapped[i - 1])]
+            m.d.sync += r_pe[i].eq(r_pe[i - 1])
         r4_region, r4_pe, r4_mapped = r_region[4], r_pe[4], r_mapped[4]
         r_pipe = Signal(READ_LATENCY)       # r_stb delayed by 1 .. READ_LATENCY cycles
         m.d.sync += r_pipe.eq((r_pipe << 1) | r_stb)
-        # multiplexer trees over the PEs (word_select; an Array would be a one-hot mux)
-        pe_data = Cat(*(pe.host.r_data for pe in pes))
         pe_act = Cat(*(pe.act.data for pe in pes))
-        ccu_word = Signal(32)           # the CCU answers in cycle 2 (held to 4), the PEs in 4
+        ccu_word = Signal(32)           # the CCU answers in cycle 2 (held to 5), the PEs in 4
         ccu_word2 = Signal(32)
-        m.d.sync += [ccu_word.eq(ccu.host.r_data), ccu_word2.eq(ccu_word)]
-        word = Signal(32)               # cycle 4: a register, a layer-table entry or a memory
-        with m.If(r4_region == Region.GLOBAL):
-            m.d.comb += word.eq(ccu_word2)
-        with m.Elif(r4_mapped):
-            m.d.comb += word.eq(pe_data.word_select(r4_pe, 32) if pb else pes[0].host.r_data)
+        ccu_word3 = Signal(32)
+        m.d.sync += [ccu_word.eq(ccu.host.r_data), ccu_word2.eq(ccu_word),
+                     ccu_word3.eq(ccu_word2)]
+        # The PEs' words in two steps, a register between: in cycle 4 each group's register
+        # takes the word of its PE the request addressed (one-hot flags registered from
+        # ``r3_pe``; 0 if it addressed none of the group's), in cycle 5 the top ORs the
+        # groups'. (A 16-way select from every PE across the die into one register, in one
+        # cycle, was the 16-PE board build's critical path.)
+        pe_hit = Signal(n)              # cycle 4: PE k is the one addressed
+        m.d.sync += pe_hit.eq(Cat(*(r_pe[3] == k for k in range(n))))
+        group_word = [Signal(32, name=f"group_word{g}") for g in range(copies)]
+        for g, reg in enumerate(group_word):
+            m.d.sync += reg.eq(functools.reduce(
+                operator.or_, (pes[k].host.r_data & pe_hit[k].replicate(32)
+                               for k in range(n) if pe_group(n, k) == g)))
+        word = Signal(32)               # cycle 5: a register, a layer-table entry or a memory
+        with m.If(r_region[5] == Region.GLOBAL):
+            m.d.comb += word.eq(ccu_word3)
+        with m.Elif(r_mapped[5]):
+            m.d.comb += word.eq(functools.reduce(operator.or_, group_word))
         held = Signal(32)
         held_act = Signal()
         held_pe = Signal(c.pe_index_bits)
         with m.If(r_pipe[3]):
-            m.d.sync += [held.eq(word), held_pe.eq(r4_pe),
-                         held_act.eq(r4_mapped & (r4_region == Region.ACT))]
+            m.d.sync += [held_pe.eq(r4_pe), held_act.eq(r4_mapped & (r4_region == Region.ACT))]
+        with m.If(r_pipe[4]):
+            m.d.sync += held.eq(word)
         # the addressed PE's activation, out of its stream in cycle ACT_READ_LATENCY + 1,
         # registered
         act = Signal(signed(16))
