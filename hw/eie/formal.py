@@ -348,7 +348,8 @@ class LNZDHarness(Elaboratable):
                  "load", "none", "one", "priming", "pcount", "issue", "issue_jbase",
                  "issue_more", "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr",
                  "wptr", "occ", "cur_onehot"]
-        names += [f"slot{q}_flags" for q in range(lnzd.slots)]
+        names += [f"slot{q}_{what}" for q in range(lnzd.slots)
+                  for what in ("flags", "any", "several")]
         names += ["in_layer"] + (["left_nxt"] if L >= 2 else [])
         frag, s = internals(lnzd, names, platform)
         m.submodules.lnzd = frag
@@ -527,6 +528,10 @@ class LNZDHarness(Elaboratable):
             m.d.comb += r.eq(taken + d)
             holds = active & (d < occ)
             flags = s[f"slot{q}_flags"]
+            n_flags = sum(flags[k] for k in range(n))
+            ok.append((Const(1), (s[f"slot{q}_any"] == (n_flags >= 1))
+                       & (s[f"slot{q}_several"] == (n_flags >= 2)),
+                       f"buffer slot {q}: its 'any' and 'two or more' are its flags'"))
             for k in range(n):
                 row = Array(mem[k])[wrap(r)]
                 j = Signal(len(r) + 8, name=f"inv_slot{q}_j{k}")

@@ -332,6 +332,13 @@ class LNZD(wiring.Component):
         # flags.
         S = self.slots
         slot_flags = [Signal(n, name=f"slot{i}_flags") for i in range(S)]
+        # and the flags' "any" and "two or more", computed as the round arrives (for the
+        # bypass's take anyway) and kept beside them: a round taken from the buffer gives its
+        # "none" and "exactly one" through a multiplexer of the slots, not through the tree of
+        # ORs and ANDs behind it (16 PEs: the slot multiplexer -> that tree -> the ``one``
+        # register was the board build's path at 86 MHz)
+        slot_any = [Signal(name=f"slot{i}_any") for i in range(S)]
+        slot_several = [Signal(name=f"slot{i}_several") for i in range(S)]
         rptr = Signal(range(S))                   # the buffer's head
         wptr = Signal(range(S))                   # where the next arrival goes
         occ = Signal(range(D + 1))                # rounds in the buffer
@@ -352,10 +359,12 @@ class LNZD(wiring.Component):
         # Every arrival is written (write enables from registers only); a round taken while
         # the buffer is empty is the one arriving, written and read in the same cycle. The
         # PEs write their values with a register of the enables, shown a cycle ahead.
+        in_any, in_several = _at_least(flags_in, 2)
         with m.If(arrival):
             for i in range(S):
                 with m.If(wptr == i):
-                    m.d.sync += slot_flags[i].eq(flags_in)
+                    m.d.sync += [slot_flags[i].eq(flags_in), slot_any[i].eq(in_any),
+                                 slot_several[i].eq(in_several)]
         arr_next = Signal(L)                      # arr in the next cycle
         m.d.comb += arr_next.eq(Mux(self.start, 1, Cat(issue, arr[:L - 1]) if L > 1 else issue))
         wptr_next = Signal.like(wptr)
@@ -371,8 +380,7 @@ class LNZD(wiring.Component):
         take_any, take_several = Signal(), Signal()
         head_flags = Signal(n)
         m.d.comb += head_flags.eq(Array(slot_flags)[rptr])
-        head_any, head_several = _at_least(head_flags, 2)
-        in_any, in_several = _at_least(flags_in, 2)
+        head_any, head_several = Array(slot_any)[rptr], Array(slot_several)[rptr]
         # exactly two pending (from the pending register: a few LUT levels, all in the LNZD)
         two_pending = Signal()
         at_least = _at_least(pending, 3)

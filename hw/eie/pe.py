@@ -99,11 +99,11 @@ class PE(wiring.Component):
     * ``host`` (in, :class:`~eie.hw.eie.signatures.HostPort` with regions, offsets of
       ``MemoryMap.off_bits``): the request is registered here (a write lands, and a read's
       address reaches the memories, a cycle after the port shows it); writes to the PE's
-      memories, taken if ``mode`` was high in the cycle the port showed them;
+      memories, taken if ``mode`` was high in the cycle before the port showed them;
       ``r_region``/``r_addr`` -> ``r_data`` 4 cycles later (activation rows come out on
-      ``act.data`` ``ACT_READ_LATENCY + 1`` cycles later); ``mode`` is a register's (the top's
-      register a group of PEs of the controller's host mode: it reaches the memory-address
-      multiplexers of the PE from a flip-flop near it);
+      ``act.data`` ``ACT_READ_LATENCY + 1`` cycles later); ``mode`` takes effect in the next
+      cycle (registered here: the controller's state reaches every PE's memory-address
+      multiplexers through a register of the PE's own);
     * ``idle_next`` (out): the PE is idle in the next cycle (see the module docstring; the
       broadcasts arriving in this cycle and the next aside).
 
@@ -240,11 +240,11 @@ class PE(wiring.Component):
         # after the registered request). The request is registered here first (the top's
         # request register reaches every PE: only route between the two, and the PE's address
         # multiplexers start from a flip-flop of their own); a write is taken if the host owned
-        # the memories in the cycle it came (``mode`` of that cycle: ``mode`` is a register, the
-        # top's, so it and the request are the same cycle's).
+        # the memories in the cycle it came (``mode`` of that cycle, as before the register).
         # The pointer and sparse-matrix stages see their region's writes; the accumulator
         # decodes its two regions (bias, activations) itself.
-        mode = host.mode
+        mode = Signal()                 # host.mode, a cycle later
+        m.d.sync += mode.eq(host.mode)
         req = {name: Signal.like(getattr(host, name), name=f"host_req_{name}")
                for name in ("w_en", "w_region", "w_addr", "w_data", "r_region", "r_addr")}
         m.d.sync += [req[name].eq(getattr(host, name)) for name in req if name != "w_en"]

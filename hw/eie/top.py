@@ -241,13 +241,12 @@ class EIETop(wiring.Component):
             ccu.host.r_addr.eq(goff),
             ccu.idle_all.eq(Cat(*group_idle).all()),
         ]
-        # What every PE's host port shows (its w_en is its own). The PEs' host mode is a
-        # register a group (a copy each, near the group: the 16-PE board build's path from the
-        # start decode to every PE's register was critical), a cycle after the controller's:
-        # the PEs leave host mode as busy rises (``starting`` a cycle ahead) and enter it a
-        # cycle after busy falls, so a request the bus made while busy is ignored.
-        group_mode = [Signal(name=f"fanout_mode{g}") for g in range(copies)]
-        m.d.sync += [reg.eq(~(ccu.busy | ccu.starting)) for reg in group_mode]
+        # What every PE's host port shows (its w_en is its own). A PE takes ``mode`` a cycle
+        # later: it leaves host mode as busy rises (``starting`` a cycle ahead) and enters it a
+        # cycle after busy falls, so a request the bus made while busy is ignored. (A register
+        # a group instead of the PE's own, tried: the group's register, placed among four PEs,
+        # was both seeds' critical path into a PE's accumulator, 71.0 / 78.4 MHz.)
+        pe_mode = ~(ccu.busy | ccu.starting)
         for k, pe in enumerate(pes):
             # Each PE's wiring in its own module for the Amaranth simulator (it re-evaluates a
             # module's combinational statements together, so this keeps one PE's change local);
@@ -277,7 +276,7 @@ class EIETop(wiring.Component):
                 glue.d.comb += value.eq(src)
             g_addr, g_w_data = group_req[g]
             g_region, g_off = g_addr[ob + pb: ob + pb + 3], g_addr[:ob]
-            pe_host = {"mode": group_mode[g], "w_region": g_region, "w_addr": g_off,
+            pe_host = {"mode": pe_mode, "w_region": g_region, "w_addr": g_off,
                        "w_data": g_w_data, "r_region": g_region, "r_addr": g_off}
             glue.d.comb += [getattr(pe.host, name).eq(value) for name, value in pe_host.items()]
             glue.d.comb += pe.host.w_en.eq(w_pe[k])
