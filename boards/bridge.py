@@ -195,12 +195,11 @@ class UARTBridge(wiring.Component):
         chk_info = Signal()             # an INFO request
         chk_open = Signal()             # an OPEN request
         chk_new_session = Signal()      # its token is not the current session's
-        chk_known = Signal()            # a READ or a WRITE (else BAD_CMD after these two)
         chk_count_ok = Signal()
         chk_read = Signal()
         chk_write = Signal()
         m.d.sync += [chk_info.eq(cmd == Cmd.INFO), chk_open.eq(cmd == Cmd.OPEN),
-                     chk_new_session.eq(addr != session), chk_known.eq(is_write | is_read),
+                     chk_new_session.eq(addr != session),
                      chk_count_ok.eq(count_ok), chk_read.eq(is_read), chk_write.eq(is_write)]
         # The burst's last address must exist on the bus (registered: addr and count are stable
         # from the end of the header to CHECK, bytes later): addr + (count - 1) < 2**addr_width
@@ -338,7 +337,7 @@ class UARTBridge(wiring.Component):
                         m.d.sync += [session.eq(addr), last_valid.eq(0)]
                     m.d.sync += respond(Status.OK, OPEN_WORDS, info=True)
                     m.next = "TX"
-                with m.Elif(~chk_known):
+                with m.Elif(~(chk_read | chk_write)):      # neither: BAD_CMD
                     m.d.sync += respond(Status.BAD_CMD)
                     m.next = "TX"
                 with m.Elif(~chk_count_ok):

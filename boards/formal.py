@@ -114,7 +114,7 @@ class BridgeHarness(Elaboratable):
                            "read_half",
                            "cur_addr", "wait", "last_valid", "last_seq", "last_cmd", "last_addr",
                            "last_count", "session", "is_repeat", "repeat_r", "count_ok",
-                           "chk_info", "chk_open", "chk_new_session", "chk_known",
+                           "chk_info", "chk_open", "chk_new_session",
                            "chk_count_ok", "chk_read", "chk_write"],
                   where="UARTBridge")
         crc_reg = signals(crc_frag, ["reg"], where="CRC16")["reg"]
@@ -375,7 +375,6 @@ class BridgeHarness(Elaboratable):
             (~(st("CHECK") | st("CRC") & b["crc_idx"])
              | ((b["chk_info"] == (cmd == Cmd.INFO)) & (b["chk_open"] == (cmd == Cmd.OPEN))
                 & (b["chk_new_session"] == (b["addr"] != b["session"]))
-                & (b["chk_known"] == (is_w(cmd) | mon["is_r"](cmd)))
                 & (b["chk_count_ok"] == b["count_ok"]) & (b["chk_read"] == mon["is_r"](cmd))
                 & (b["chk_write"] == is_w(cmd))),
              "the request's decode is up to date at the frame's end"),
