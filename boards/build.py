@@ -251,12 +251,13 @@ def ecp5_kept_module_overrides(module: str, top: str) -> dict[str, str]:
     }
 
 
-#: A Yosys command that keeps the EIE's copies of a register apart (signals named ``fanout_*``:
-#: the CCU's broadcast registers and source bank, the top's registers of the layer's
-#: parameters, one copy a group of PEs, ``eie.hw.eie.top.pe_group``): the copies have the same inputs, and Yosys's ``opt_merge``
-#: would make them one register driving every PE again. ``keep`` on their flip-flop cells
-#: stops that.
-KEEP_FANOUT = "setattr -set keep 1 w:fanout_* %ci1 t:$dff %i"
+#: A Yosys command that keeps the EIE's copies of a register apart (signals named ``fanout_*``,
+#: in any module and under any hierarchy prefix: the CCU's broadcast registers and source bank,
+#: the top's registers of the layer's parameters, one copy a group of PEs,
+#: ``eie.hw.eie.top.pe_group``; inside a PE, its pointer queue's ``fanout_head_valid``): the
+#: copies have the same inputs, and Yosys's ``opt_merge`` would make them one register again.
+#: ``keep`` on their flip-flop cells stops that.
+KEEP_FANOUT = "setattr -set keep 1 w:fanout_* w:*.fanout_* %u %ci1 t:$dff %i"
 
 
 def parse_yosys_stats(log: str) -> dict[str, int]:

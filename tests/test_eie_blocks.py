@@ -12,7 +12,7 @@ from eie.hw.eie.act_fifo import ActFifo
 from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.ptr_read import PtrRead
 from eie.hw.eie.spmat_read import SpmatRead
-from eie.hw.eie.memory_map import ACT_READ_LATENCY, BCAST_IN_FLIGHT, Region
+from eie.hw.eie.memory_map import ACT_READ_LATENCY, BCAST_IN_FLIGHT, CTRL, Region
 from eie.hw.eie.writeback import WRITEBACK_LATENCY, Writeback
 from eie.sw.fixedpoint import writeback as ref_writeback
 
@@ -444,11 +444,12 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
         ctx.set(dut.host.w_en, 1)
         ctx.set(dut.host.w_addr, off)
         ctx.set(dut.host.w_data, data & 0xFFFF_FFFF)
-        ctx.set(dut.ctrl_w, off == REGS["CTRL"][0])      # the top's decodes of the address
+        # the top's decodes of the request (CTRL's start bit included)
+        ctx.set(dut.start_w, off == REGS["CTRL"][0] and CTRL.unpack(data & 0xFFFF_FFFF)["start"])
         ctx.set(dut.tbl_w, mm.layer_base <= off < mm.global_span)
         await ctx.tick()
         ctx.set(dut.host.w_en, 0)
-        ctx.set(dut.ctrl_w, 0)
+        ctx.set(dut.start_w, 0)
         ctx.set(dut.tbl_w, 0)
         if ctx.get(dut.layer.cbk_w_en):             # registered: the write just made
             pe_codebook[ctx.get(dut.layer.cbk_w_addr)] = ctx.get(dut.layer.cbk_w_data)

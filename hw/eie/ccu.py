@@ -47,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 from .config import EIEConfig, index_bits
 from .lnzd import LNZD
 from .memory_map import (ACT_READ_LATENCY, BCAST_IN_FLIGHT, CODEBOOK_OFFSET, CONFIG0, CONFIG1,
-                         CTRL, EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE,
+                         EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE,
                          REGS, ROUND_SLOTS, STATUS, MemoryMap)
 from .signatures import ActRead, Broadcast, HostPort, LayerParams, broadcast_copy_layout
 
@@ -60,9 +60,9 @@ class CCU(wiring.Component):
 
     Ports (:mod:`eie.hw.eie.signatures`): ``host`` (in, a :class:`HostPort` of the global
     region without ``mode``: writes in effect at the end of the cycle, layer-table writes only
-    while not ``busy``; ``r_addr`` -> ``r_data`` 2 cycles later); ``ctrl_w`` (in: the request
-    on ``host`` is a write of ``CTRL``, decoded from the address by the top before its request
-    register; a write of ``CTRL`` with ``start`` set starts a run); ``tbl_w`` (in: the request
+    while not ``busy``; ``r_addr`` -> ``r_data`` 2 cycles later); ``start_w`` (in: the request
+    on ``host`` is a write of ``CTRL`` with ``start`` set, decoded from the address and the
+    data by the top before its request register: it starts a run); ``tbl_w`` (in: the request
     is a write inside the layer table, decoded by the top alike); ``busy``, ``done``,
     ``starting`` (a run starts: ``busy`` rises at the end of this cycle); ``bcast``
     (out, a :class:`Broadcast` with one set of ``fill`` flags per PE) and ``idle_all`` (in:
@@ -109,7 +109,7 @@ class CCU(wiring.Component):
         super().__init__({
             # the global region's offset: the PE and offset fields of a host address
             "host": In(HostPort(mm.pe_bits + mm.off_bits, mode=False)),
-            "ctrl_w": In(1),
+            "start_w": In(1),
             "tbl_w": In(1),
             "busy": Out(1),
             "starting": Out(1),
@@ -156,11 +156,11 @@ class CCU(wiring.Component):
                          inside.eq((off >= mm.layer_base) & (off < mm.layer_base + span))]
             return inside, rel // LAYER_STRIDE if L > 1 else 0, rel % LAYER_STRIDE
 
-        # a start: the request is a write of CTRL (``ctrl_w``, decoded by the top before its
-        # request register, so the start, ``starting`` and every PE's host mode behind it begin
-        # at flip-flops, not at an address comparison) with ``start`` set
+        # a start: the request is a write of CTRL with ``start`` set (``start_w``, decoded by
+        # the top before its request register, so the start, ``starting`` and every PE's host
+        # mode behind it begin at a flip-flop, not at an address comparison or a data bit)
         start_req = Signal()
-        m.d.comb += start_req.eq(self.ctrl_w & CTRL.view(host.w_data).start)
+        m.d.comb += start_req.eq(self.start_w)
         # N_LAYERS is allowed (1 .. max_layers): a register set with it, for the same reason
         n_ok = Signal()
         with m.If(host.w_en & (host.w_addr == REGS["N_LAYERS"][0])):

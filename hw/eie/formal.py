@@ -817,7 +817,8 @@ class PtrReadHarness(Elaboratable):
         c = self.config
         ptr = PtrRead(c)
         stages = [f"ptr{k}_valid" for k in range(4)]
-        frag, s = internals(ptr, ["occupancy", "q_level", "head_valid", "item", "ptr_take",
+        frag, s = internals(ptr, ["occupancy", "q_level", "head_valid", "fanout_head_valid",
+                                  "item", "ptr_take",
                                   "ptr2_push", "push", "q_w_en", "q_r_en", *stages], platform)
         rest = next((sub.origins[0] for sub, name, _ in frag.subfragments if name == "rest"),
                     None)
@@ -870,6 +871,8 @@ class PtrReadHarness(Elaboratable):
                    "no column is stored into a full pointer queue (overflow)"),
             Assert(s["q_level"] == s["head_valid"] + rest.level,
                    "the queue's level is its head register plus the columns behind it"),
+            Assert(s["fanout_head_valid"] == s["head_valid"],
+                   "the head's select copy equals its valid register"),
             Assert(s["head_valid"] | (rest.level == 0),
                    "no column waits behind an empty head register"),
             Assert(occ == s["q_level"] + in_stage,

@@ -116,6 +116,13 @@ class PtrRead(wiring.Component):
                                             depth=c.ptr_queue_depth + 1)
         head = Signal(column_layout(c))
         head_valid = Signal()                       # == (q_level != 0)
+        # a copy of it (kept apart by the board build) selects the wide part of the offered
+        # column (its addresses and value, for the entry stage's address adder and RAM); the
+        # register itself the flags and the queue's decisions: its route to the offered
+        # ``single`` flag, shared with some fifty multiplexers, was the 8-PE board build's
+        # critical path at 100 MHz (``head_valid`` -> ``single`` -> the entry stage's finish ->
+        # the pop -> the store into ``rest``, 89.0 MHz)
+        head_sel = Signal(name="fanout_head_valid")
         q_level = Signal(range(c.ptr_queue_depth + 3))
         q_w_en = Signal()                           # the column pushed is stored
         q_r_en = Signal()                           # the head is popped
@@ -206,7 +213,8 @@ class PtrRead(wiring.Component):
             # this: it was the 16-PE board build's critical path, from PE 1's ``mode`` register
             # through the store decision to the queue's head register, 35 rows away)
             self.q.valid.eq(head_valid | push),
-            self.q.payload.eq(Mux(head_valid, head, item)),
+            self.q.payload.eq(Mux(head_sel, head, item)),
+            self.q.payload.single.eq(Mux(head_valid, head.single, item.single)),
             q_w_en.eq(push & ~(~head_valid & item.single)),
             q_r_en.eq(self.q.ready & head_valid),
             self.idle.eq(~ptr0_valid & ~ptr1_valid & ~ptr2_valid & ~ptr3_valid
@@ -215,15 +223,17 @@ class PtrRead(wiring.Component):
         # the queue: a column stored goes into the head register when the queue is empty or
         # its only column is popped, else behind it; a popped head is replaced by the first
         # column behind it (``rest`` is empty whenever the head register is)
+        # (with a head, a column pushed is stored and the pop is the entry stage's ready: the
+        # store into ``rest`` written with those, not through ``q_w_en`` and ``q_r_en``)
         m.d.comb += [rest.w_data.eq(item),
-                     rest.w_en.eq(q_w_en & head_valid & ~(q_r_en & ~rest.r_rdy)),
+                     rest.w_en.eq(push & head_valid & ~(self.q.ready & ~rest.r_rdy)),
                      rest.r_en.eq(q_r_en)]
         with m.If(q_r_en & rest.r_rdy):
             m.d.sync += head.eq(rest.r_data)
         with m.Elif(q_w_en & (~head_valid | q_r_en)):
-            m.d.sync += [head.eq(item), head_valid.eq(1)]
+            m.d.sync += [head.eq(item), head_valid.eq(1), head_sel.eq(1)]
         with m.Elif(q_r_en):
-            m.d.sync += head_valid.eq(0)
+            m.d.sync += [head_valid.eq(0), head_sel.eq(0)]
         m.d.sync += q_level.eq(q_level + q_w_en - q_r_en)
         # a column enters at the take; it leaves as an empty column at ptr2, as one finished
         # as it is pushed (not stored), or as the queue's head popped

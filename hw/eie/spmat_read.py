@@ -104,9 +104,12 @@ class SpmatRead(wiring.Component):
             # from registers and the head's flags only (no adder behind the queue's read)
             finish.eq(Mux(spm_active, spm_last, q.payload.single)),
         ]
+        # the head is taken as its last entry issues: ``finish`` itself (an entry issues in
+        # every cycle a column is offered, and inside a column one is always offered), so that
+        # the queue's pop and store decisions do not also wait for the offer
+        m.d.comb += q.ready.eq(finish)
         with m.If(self.issue):
             with m.If(finish):
-                m.d.comb += q.ready.eq(1)
                 m.d.sync += spm_active.eq(0)
             with m.Else():
                 m.d.sync += [spm_active.eq(1), spm_e.eq(nxt),

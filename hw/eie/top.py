@@ -5,7 +5,7 @@ Ports: ``bus`` (a slave :class:`eie.hw.common.bus.BusSignature` of
 
 Host bus, per cycle: the request (address, data, strobes) is registered, a write's target
 decoded on the way (one registered write enable a PE and one for the CCU, and whether it
-writes ``CTRL``: the CCU's start begins at a flip-flop); one cycle later a
+writes ``CTRL`` with ``start`` set: the CCU's start begins at a flip-flop); one cycle later a
 write (``w_stb``) goes to the CCU (global region) or to the addressed PE, which registers it and
 writes its memory a cycle later (if the controller was idle in the request's cycle: a PE
 follows ``busy`` a cycle late). A read
@@ -44,7 +44,7 @@ from eie.hw.common.bus import BusSignature
 
 from .ccu import CCU
 from .config import VERILOG_IDENTIFIER, EIEConfig
-from .memory_map import ACT_READ_LATENCY, READ_LATENCY, REGS, MemoryMap, Region
+from .memory_map import ACT_READ_LATENCY, CTRL, READ_LATENCY, REGS, MemoryMap, Region
 from .pe import PE, REGISTERED_LAYER, pe_signature
 from .signatures import connect_lane
 
@@ -220,13 +220,18 @@ class EIETop(wiring.Component):
         bus_in = inside(bus_region, bus_addr[:ob], "bus_in_range")
         w_pe = Signal(n)
         w_ccu = Signal()
-        w_ctrl = Signal()           # a write of CTRL: the CCU's start, from a flip-flop
+        # a write of CTRL with ``start`` set (the data bit decoded here too): the CCU's start,
+        # ``starting`` and every PE's host mode behind it from one flip-flop (with the bit
+        # after the request register, its decode and route to PE 15's mode register were the
+        # 16-PE build's critical path at 100 MHz, seed 1: 75.0 MHz)
+        w_start = Signal()
         w_tbl = Signal()            # a write inside the layer table: its enables, from one too
         bus_goff = bus_addr[:ob + pb]
         w_global = self.bus.w_stb & (bus_region == Region.GLOBAL)
         m.d.sync += [w_pe.eq(Cat(*(self.bus.w_stb & bus_in & (bus_pe == k) for k in range(n)))),
                      w_ccu.eq(w_global),
-                     w_ctrl.eq(w_global & (bus_goff == REGS["CTRL"][0])),
+                     w_start.eq(w_global & (bus_goff == REGS["CTRL"][0])
+                                & CTRL.view(self.bus.w_data).start),
                      w_tbl.eq(w_global & (bus_goff >= mm.layer_base)
                               & (bus_goff < mm.global_span))]
 
@@ -234,7 +239,7 @@ class EIETop(wiring.Component):
             self.busy.eq(ccu.busy),
             self.done.eq(ccu.done),
             ccu.host.w_en.eq(w_ccu),
-            ccu.ctrl_w.eq(w_ctrl),
+            ccu.start_w.eq(w_start),
             ccu.tbl_w.eq(w_tbl),
             ccu.host.w_addr.eq(goff),
             ccu.host.w_data.eq(w_data),
