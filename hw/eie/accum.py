@@ -273,9 +273,16 @@ class Accumulator(wiring.Component):
         # biased sum's multiplexer starts from a flip-flop (the 2-PE core's critical path:
         # l1_valid -> the address comparison -> the select -> the stage-3 adder)
         m.d.sync += fwd2.eq(wr_valid & (acc_addr == s1_addr))
-        # stage 1: file word, valid bit and bias slot (the memories' outputs)
-        m.d.sync += [s1_valid.eq(valid_of(rd_full[ab], rd_full[:ab] if ab else Const(0, 1))),
-                     s1_addr.eq(rd_full), s2_addr.eq(s1_addr)]
+        # stage 1: file word and bias slot (the memories' outputs), and the row's valid bit,
+        # looked up now from the registered address (not in the read's cycle, behind the read
+        # address's route from its group's register: the 8-PE board build's critical path at
+        # 100 MHz, 88.4 MHz, through the four levels of the bit's multiplexer). The bits now
+        # differ from those of the read's cycle only at a row set in that cycle: by the wr_
+        # stage (then ``fwd1`` takes the written sum instead) or by the host (which writes and
+        # reads a row at the same offset from its request, and never both in one: not the
+        # row it reads); a clear (``layer_start``) is of the destination bank, never read.
+        m.d.sync += [s1_addr.eq(rd_full), s2_addr.eq(s1_addr)]
+        m.d.comb += s1_valid.eq(valid_of(s1_addr[ab], s1_addr[:ab] if ab else Const(0, 1)))
         # The write-back parameters of the source, registered here (the CCU's copy reaches every
         # PE, and the shifts behind it were the 4-PE core's critical path): they change only
         # as a layer starts (LSTART) and the new layer's first row reaches stage 2 a cycle
