@@ -818,7 +818,7 @@ class PtrReadHarness(Elaboratable):
         ptr = PtrRead(c)
         stages = [f"ptr{k}_valid" for k in range(4)]
         frag, s = internals(ptr, ["occupancy", "q_level", "head_valid", "fanout_head_valid",
-                                  "item", "ptr_take",
+                                  "ptr2_differ", "ptr2_start", "ptr2_end", "item", "ptr_take",
                                   "ptr2_push", "push", "q_w_en", "q_r_en", *stages], platform)
         rest = next((sub.origins[0] for sub, name, _ in frag.subfragments if name == "rest"),
                     None)
@@ -873,6 +873,8 @@ class PtrReadHarness(Elaboratable):
                    "the queue's level is its head register plus the columns behind it"),
             Assert(s["fanout_head_valid"] == s["head_valid"],
                    "the head's select copy equals its valid register"),
+            Assert(s["ptr2_differ"].any() == (s["ptr2_end"] != s["ptr2_start"]),
+                   "ptr2's pair flags say whether its column is empty"),
             Assert(s["head_valid"] | (rest.level == 0),
                    "no column waits behind an empty head register"),
             Assert(occ == s["q_level"] + in_stage,
