@@ -440,8 +440,9 @@ def _extract_plan(spec: BuildSpec, work: Path, top, platform,
             overrides.update(ecp5_kept_module_overrides(name, "top"))
         if spec.design == "eie":
             after_read = overrides.get("script_after_read")
+            # first: the kept PE module is synthesized by ``after_read`` itself
             overrides["script_after_read"] = "\n".join(
-                ([after_read] if after_read else []) + [KEEP_FANOUT])
+                [KEEP_FANOUT] + ([after_read] if after_read else []))
         plan = platform.prepare(top, "top", **overrides)
     except EieError:
         raise

@@ -165,6 +165,12 @@ def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
     assert sorted(flops) == ["act", "bank", "bcast", "host", "layer"]
     for kind, groups in flops.items():
         assert sorted(groups) == [0, 1] and groups[0] == groups[1] >= 1, (kind, groups)
+    # inside the PE (synthesized on its own, as one module): the pointer queue's copy of its
+    # head's valid flag, kept apart from the flag
+    pe_cells = json.loads((work / "top.json").read_text())["modules"][kept[0]]["cells"]
+    head_flops = {m.group(1) for name, cell in pe_cells.items() if cell["type"] == "TRELLIS_FF"
+                  for m in [re.match(r"ptr\.fanout_head_(valid|sel)_TRELLIS_FF", name)] if m}
+    assert head_flops == {"valid", "sel"}, sorted(name for name in pe_cells if "fanout_head" in name)
     logged = []
     info = build_module._pin_pes(work, nextpnr, env, kept[0], logged.append)
     assert info["pes"] == 3 and logged and "3 PEs pinned" in logged[0]

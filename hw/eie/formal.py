@@ -817,7 +817,7 @@ class PtrReadHarness(Elaboratable):
         c = self.config
         ptr = PtrRead(c)
         stages = [f"ptr{k}_valid" for k in range(4)]
-        frag, s = internals(ptr, ["occupancy", "q_level", "head_valid", "fanout_head_valid",
+        frag, s = internals(ptr, ["occupancy", "q_level", "fanout_head_valid", "fanout_head_sel",
                                   "ptr2_differ", "ptr2_start", "ptr2_end", "item", "ptr_take",
                                   "ptr2_push", "push", "q_w_en", "q_r_en", *stages], platform)
         rest = next((sub.origins[0] for sub, name, _ in frag.subfragments if name == "rest"),
@@ -825,6 +825,7 @@ class PtrReadHarness(Elaboratable):
         if rest is None:
             raise LookupError("PtrRead has no pointer-queue FIFO named rest any more: the "
                               "formal harness reads its level; update it to the new design")
+        s["head_valid"] = s["fanout_head_valid"]
         occ = s["occupancy"]
         item = column_layout(c)(s["item"])          # the column registered in ptr3
         if self.mutant == "limit_plus_one":
@@ -871,7 +872,7 @@ class PtrReadHarness(Elaboratable):
                    "no column is stored into a full pointer queue (overflow)"),
             Assert(s["q_level"] == s["head_valid"] + rest.level,
                    "the queue's level is its head register plus the columns behind it"),
-            Assert(s["fanout_head_valid"] == s["head_valid"],
+            Assert(s["fanout_head_sel"] == s["head_valid"],
                    "the head's select copy equals its valid register"),
             Assert(s["ptr2_differ"].any() == (s["ptr2_end"] != s["ptr2_start"]),
                    "ptr2's pair flags say whether its column is empty"),

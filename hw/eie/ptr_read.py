@@ -115,14 +115,15 @@ class PtrRead(wiring.Component):
         m.submodules.rest = rest = SyncFIFO(width=column_layout(c).size,
                                             depth=c.ptr_queue_depth + 1)
         head = Signal(column_layout(c))
-        head_valid = Signal()                       # == (q_level != 0)
+        head_valid = Signal(name="fanout_head_valid")     # == (q_level != 0)
         # a copy of it (kept apart by the board build) selects the wide part of the offered
         # column (its addresses and value, for the entry stage's address adder and RAM); the
         # register itself the flags and the queue's decisions: its route to the offered
         # ``single`` flag, shared with some fifty multiplexers, was the 8-PE board build's
         # critical path at 100 MHz (``head_valid`` -> ``single`` -> the entry stage's finish ->
         # the pop -> the store into ``rest``, 89.0 MHz)
-        head_sel = Signal(name="fanout_head_valid")
+        # (both named ``fanout_*``: the build keeps each, else one is merged into the other)
+        head_sel = Signal(name="fanout_head_sel")
         q_level = Signal(range(c.ptr_queue_depth + 3))
         q_w_en = Signal()                           # the column pushed is stored
         q_r_en = Signal()                           # the head is popped
