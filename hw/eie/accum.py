@@ -145,12 +145,18 @@ class Accumulator(wiring.Component):
         # after the banks swap.
         acc_bank = Signal()
         m.d.sync += acc_bank.eq(dst)
-        wr_valid = Signal()
+        # the wr_ stage's valid flag, and a copy of it for the host write's priority (both
+        # ``fanout_*``: kept apart by the board build). The flag selects the file's write port
+        # (some forty multiplexers); its route from there to the host's write gate and the
+        # valid bits was the 8-PE board build's critical path at 100 MHz (91.7 MHz)
+        wr_valid = Signal(name="fanout_wr_valid")
+        wr_valid_h = Signal(name="fanout_wr_valid_h")
         wr_row = Signal.like(self.acc_row)
         wr_bank = Signal()
         wr_prod = Signal(signed(32))
         wr_old = Signal(signed(c.acc_bits))
-        m.d.sync += [wr_valid.eq(self.acc_valid), wr_row.eq(self.acc_row), wr_bank.eq(acc_bank),
+        m.d.sync += [wr_valid.eq(self.acc_valid), wr_valid_h.eq(self.acc_valid),
+                     wr_row.eq(self.acc_row), wr_bank.eq(acc_bank),
                      wr_prod.eq(self.acc_prod), wr_old.eq(Mux(mul_row_valid, fr.data, 0))]
         # wr_ stage: the two previous entries' writes were not yet in the RAM when this entry
         # read it (in cycles t and t + 1 of its read in t): take the newer of them on a match.
@@ -189,11 +195,12 @@ class Accumulator(wiring.Component):
         h_row = Signal(ab + 1)
         m.d.comb += h_row.eq(host.w_addr)
         h_set = Signal()                  # the host's write of a file row is taken
+        m.d.comb += h_set.eq(host.mode & h_act_w_en & ~wr_valid_h)
         with m.If(wr_valid):
             m.d.comb += [fw.addr.eq(acc_addr), fw.data.eq(acc_sum), fw.en.eq(1)]
-        with m.Elif(host.mode & h_act_w_en):
+        with m.Elif(h_set):
             m.d.comb += [fw.addr.eq(h_row), fw.data.eq(host.w_data[:16].as_signed()),
-                         fw.en.eq(1), h_set.eq(1)]
+                         fw.en.eq(1)]
         # Valid bits: one LUT a bit (keep, clear with layer_start, set by a write), the row of
         # each writer (the wr_ stage's, the host's) decoded from its own registers: no
         # multiplexer between the writers before the decode (the host's write enable, through
@@ -215,17 +222,19 @@ class Accumulator(wiring.Component):
             return hi, lo, lo_n
 
         # the wr_ stage's row decoded a cycle ahead, from the acc_ stage's, and registered with it
+        # (zero when the stage writes nothing: its valid flag is not behind the register)
         hi_a_next, lo_a_next, lo_n = decode(file_addr(acc_bank, self.acc_row))
         hi_a, lo_a = Signal.like(hi_a_next), Signal.like(lo_a_next)
-        m.d.sync += [hi_a.eq(hi_a_next), lo_a.eq(lo_a_next)]
+        m.d.sync += [hi_a.eq(Mux(self.acc_valid, hi_a_next, 0)),
+                     lo_a.eq(Mux(self.acc_valid, lo_a_next, 0))]
         hi_h, lo_h, _ = decode(h_row)
         # the two writers never set a bit in one cycle (the host's write is taken only without
         # a wr_ stage write), so their decodes merge into one (hi, lo) pair before the bits:
         # one LUT a bit, as with one writer
         hi = Signal.like(hi_a)
         lo = Signal.like(lo_a)
-        m.d.comb += [hi.eq(Mux(wr_valid, hi_a, 0) | Mux(h_set, hi_h, 0)),
-                     lo.eq(Mux(wr_valid, lo_a, lo_h))]
+        m.d.comb += [hi.eq(hi_a | Mux(h_set, hi_h, 0)),
+                     lo.eq(lo_a | Mux(h_set, lo_h, 0))]
         for b in range(2):
             clr = self.layer_start & (dst == b)
             for r in range(nv):

@@ -669,8 +669,10 @@ class AccumulatorHarness(Elaboratable):
         c = self.config
         rows = c.acc_depth
         acc = Accumulator(c)
-        frag, s = internals(acc, ["wr_valid", "wr_row", "acc_sum", "fwd1", "fwd2", "hit1", "hit2"],
+        frag, s = internals(acc, ["fanout_wr_valid", "wr_row", "acc_sum", "fwd1", "fwd2", "hit1",
+                                  "hit2"],
                             platform)
+        s["wr_valid"] = s["fanout_wr_valid"]
         if self.mutant in ("no_forward1", "no_forward2"):
             # the last assignment wins: the forwarding never takes the written sum (fwd1 is
             # combinational, fwd2 a register)
