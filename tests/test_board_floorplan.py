@@ -140,7 +140,7 @@ def test_the_85f_sites_as_nextpnr_lists_them(tmp_path):
 def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
     """The build's floorplan step on a real 3-PE netlist (ulx3s-25f): nextpnr accepts the pins
     and places every PE's block RAMs and multiplier there (its placed netlist, no routing).
-    And the synthesized netlist keeps a copy of the broadcast, source-bank, layer, host-request
+    And the synthesized netlist keeps a copy of the broadcast, source-bank, source, layer, host-request
     and read-address registers for each of the 2 groups of PEs (``fanout_*``: Yosys would merge them into one without the build's
     ``keep``)."""
     import eie.boards.build as build_module
@@ -162,7 +162,7 @@ def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
         if copy and cell["type"] == "TRELLIS_FF":
             flops.setdefault(copy.group(1), {}).setdefault(int(copy.group(2)), 0)
             flops[copy.group(1)][int(copy.group(2))] += 1
-    assert sorted(flops) == ["act", "bank", "bcast", "host", "layer"]
+    assert sorted(flops) == ["act", "bank", "bcast", "host", "layer", "src"]
     for kind, groups in flops.items():
         assert sorted(groups) == [0, 1] and groups[0] == groups[1] >= 1, (kind, groups)
     # inside the PE (synthesized on its own, as one module): the pointer queue's copy of its

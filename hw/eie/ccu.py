@@ -49,7 +49,8 @@ from .lnzd import LNZD
 from .memory_map import (ACT_READ_LATENCY, BCAST_IN_FLIGHT, CODEBOOK_OFFSET, CONFIG0, CONFIG1,
                          EIE_ID, LAYER_COUNTERS, LAYER_FIELDS, LAYER_FLAGS, LAYER_STRIDE,
                          REGS, ROUND_SLOTS, STATUS, MemoryMap)
-from .signatures import ActRead, Broadcast, HostPort, LayerParams, broadcast_copy_layout
+from .signatures import (ActRead, Broadcast, HostPort, LayerParams, broadcast_copy_layout,
+                         source_copy_layout)
 
 __all__ = ["CCU"]
 
@@ -77,7 +78,9 @@ class CCU(wiring.Component):
     the same cycle (equal to ``bcast``'s in every cycle), for the top to feed a group of PEs
     from each: a register per group placed near it instead of one net to every PE across the
     chip (a board build keeps them apart: ``eie.boards.build``); ``bank_copies`` (out, a bit
-    a copy): copies of ``layer.src.bank`` alike.
+    a copy): copies of ``layer.src.bank`` alike; ``src_copies`` (out, an array of
+    :func:`source_copy_layout`): copies of the rest of ``layer.src`` (``bias_base``,
+    ``has_bias``, ``w_frac``, ``relu``) alike.
 
     Handshake (``BCAST``): the LNZD's nonzero is taken (``o.ready``) unless ``hold``: the
     registered OR of every PE's ``fill`` flags, at bit ``in_flight`` (the broadcasts decided 1
@@ -120,7 +123,8 @@ class CCU(wiring.Component):
             "layer": Out(LayerParams(c)),
             **({"bcast_copies": Out(data.ArrayLayout(broadcast_copy_layout(c.j_bits),
                                                      bcast_copies)),
-                "bank_copies": Out(bcast_copies)}
+                "bank_copies": Out(bcast_copies),
+                "src_copies": Out(data.ArrayLayout(source_copy_layout(c), bcast_copies))}
                if bcast_copies > 1 else {}),
         })
 
@@ -259,6 +263,22 @@ class CCU(wiring.Component):
                 m.d.sync += copy.eq(bank_next)
                 m.d.comb += self.bank_copies[g].eq(copy)
         src_flags = Signal(LAYER_FLAGS.layout)   # the layer that produced the source bank (0: the host)
+        # the rest of the source's parameters a copy a group of PEs too (``src_copies``), set
+        # with ``src_flags`` and ``bias_base`` (each PE registers its own from its group's:
+        # the CCU's ``w_frac`` register to PE 11's was the 16-PE board build's critical path
+        # at 100 MHz, 11.8 ns of route, 81.2 MHz)
+        src_copies = [Signal(source_copy_layout(c), name=f"fanout_src{g}")
+                      for g in range(self._copies if self._copies > 1 else 0)]
+        for g, copy in enumerate(src_copies):
+            m.d.comb += self.src_copies[g].eq(copy)
+
+        def set_flags(value=None):
+            """``src_flags`` and its copies take ``value`` (a ``LAYER_FLAGS`` view; 0 if none)."""
+            names = ("w_frac", "relu", "has_bias")
+            return [src_flags.eq(0 if value is None else value)] + [
+                getattr(copy, name).eq(0 if value is None else getattr(value, name))
+                for copy in src_copies for name in names]
+
         m.d.comb += [
             layer_out.idx.eq(layer),
             layer_out.src.w_frac.eq(src_flags.w_frac),
@@ -329,7 +349,7 @@ class CCU(wiring.Component):
                     with m.Else():
                         m.d.comb += [self.starting.eq(1), bank_clear.eq(1)]
                         m.d.sync += [err.eq(0), done.eq(0), self.busy.eq(1), run_cycles.eq(0),
-                                     layer.eq(0), src_flags.eq(0),
+                                     layer.eq(0), *set_flags(),
                                      n_in.eq(tbl["n_in"][0])]
                         m.next = "LSTART"
             with m.State("LSTART"):
@@ -355,7 +375,8 @@ class CCU(wiring.Component):
                     # PEs' bias slot adders take the next source's base from here on, a cycle
                     # ahead of the layer end, so that each PE registers its own copy in time
                     # for the next layer's first read (LSTART)
-                    m.d.sync += layer_out.src.bias_base.eq(bias_base)
+                    m.d.sync += [layer_out.src.bias_base.eq(bias_base),
+                                 *(copy.bias_base.eq(bias_base) for copy in src_copies)]
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 # every PE idle, and no broadcast arriving now or in the cycle before (the
@@ -365,7 +386,7 @@ class CCU(wiring.Component):
                     m.d.comb += [lcnt_w.addr.eq(layer), lcnt_w.data.eq(Cat((lcyc + 1)[:32], bcnt)),
                                  lcnt_w.en.eq(1)]
                     m.d.sync += [
-                        src_flags.eq(flags),
+                        *set_flags(flags),
                         layer.eq(layer + 1),
                     ]
                     with m.If(layer + 1 == n_layers):

@@ -89,6 +89,8 @@ PORTS = {
     "bcast.stall": "bcast.stall",
     "bcast_copies": "bcast_copies",
     "bank_copies": "bank_copies",
+    "src_copies": "src_copies",
+    "layer.src": "layer.src",
     "layer.src.bank": "layer.src.bank",
     "idle_all": "idle_all",
 }
@@ -226,6 +228,11 @@ class BroadcastFifoHarness(Elaboratable):
             for g, copy in enumerate(port(ccu, "bank_copies")):
                 m.d.comb += Assert(copy == port(ccu, "layer.src.bank"),
                                    f"the CCU's copy {g} of the source bank equals its register")
+            src = port(ccu, "layer.src")
+            for g, copy in enumerate(port(ccu, "src_copies")):
+                m.d.comb += Assert(Cat(*(getattr(copy, f) == getattr(src, f)
+                                         for f in copy.shape().members)).all(),
+                                   f"the CCU's copy {g} of the source's parameters equals them")
         fill_any, valid_d = ccu_internal["fill_any"], ccu_internal["valid_d"]
         hold_if = ccu_internal["hold_if"]
         for v in range(2):

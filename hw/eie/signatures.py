@@ -32,7 +32,7 @@ from .config import W_FRAC_BITS, EIEConfig
 from .memory_map import BCAST_IN_FLIGHT, REGION_BITS
 
 __all__ = ["Broadcast", "LayerParams", "SourceParams", "ActRead", "HostPort", "nonzero_layout",
-           "broadcast_copy_layout", "connect_lane"]
+           "broadcast_copy_layout", "source_copy_layout", "connect_lane"]
 
 
 def nonzero_layout(j_bits: int) -> data.StructLayout:
@@ -102,6 +102,14 @@ def broadcast_copy_layout(j_bits: int) -> data.StructLayout:
     members = Broadcast(j_bits).members
     return data.StructLayout({name: members[name].shape for name in
                               ("valid", "stall", "in_flight", "j", "a")})
+
+
+def source_copy_layout(config: EIEConfig) -> data.StructLayout:
+    """The members of :class:`SourceParams` but ``bank``, as one value: a copy of the
+    controller's registers of them that feeds a group of PEs (``CCU.src_copies``)."""
+    members = SourceParams(config).members
+    return data.StructLayout({name: members[name].shape for name in
+                              ("bias_base", "has_bias", "w_frac", "relu")})
 
 
 class SourceParams(_Group):

@@ -276,6 +276,8 @@ class EIETop(wiring.Component):
                     src = group_layer[g][path[0]]
                 elif path == ("src", "bank") and copies > 1:
                     src = ccu.bank_copies[g]
+                elif path[0] == "src" and copies > 1:
+                    src = getattr(ccu.src_copies[g], path[1])
                 else:
                     src = functools.reduce(getattr, path, ccu.layer)
                 glue.d.comb += value.eq(src)
