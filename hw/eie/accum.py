@@ -310,14 +310,20 @@ class Accumulator(wiring.Component):
         fine = w_frac[:3]
         # stage 2: registered right behind the RAMs (their clock-to-output is slow)
         s2_raw = Signal(signed(c.acc_bits))
+        # the row's valid bit masks the word in stage 3, in the adder's input multiplexer (one
+        # LUT a bit either way), not behind the RAM in stage 2: the bit's multiplexer from the
+        # registered address and the RAM's word then meet only at that register (stage 1 was
+        # the 8-PE board build's critical path at 100 MHz, 91.3 MHz: the address register ->
+        # the bit's four levels -> the word's mask -> ``s2_raw``)
+        s2_valid = Signal()
         s2_bias = Signal(signed(c.acc_bits))
-        m.d.sync += [s2_raw.eq(Mux(fwd1, l1_sum, Mux(s1_valid, fa.data, 0))),
+        m.d.sync += [s2_raw.eq(Mux(fwd1, l1_sum, fa.data)), s2_valid.eq(fwd1 | s1_valid),
                      s2_bias.eq(Mux(has_bias, ba.data.as_signed() << coarse, 0))]
         # stage 3: raw + (bias << w_frac), wrapping at acc_bits
         s3_sum = Signal(signed(c.acc_bits))
         s3_bias = Signal(signed(c.acc_bits))
         m.d.comb += s3_bias.eq(s2_bias << fine)
-        m.d.sync += s3_sum.eq(Mux(fwd2, l1_sum, s2_raw) + s3_bias)
+        m.d.sync += s3_sum.eq(Mux(fwd2, l1_sum, Mux(s2_valid, s2_raw, 0)) + s3_bias)
         # stages 4 and 5: the write-back
         m.d.comb += [
             wb.en.eq(1),
