@@ -268,7 +268,7 @@ class Accumulator(wiring.Component):
             m.d.comb += ba.addr.eq(bias_row_act)
         m.d.comb += fa.addr.eq(rd_full)
         # Forwarding: a row written in the cycle it is read (the RAM returns the old word) or
-        # in the cycle after takes the written sum (``l1``, registered) in stage 1 or 2. So
+        # in the cycle after takes the written sum (``l2``, ``l1``: registered) in stage 3. So
         # the writes of a finished layer's last entries (at most 2 cycles behind its end) reach
         # the next layer's first reads (the pipeline advances in every cycle).
         s1_valid = Signal()
@@ -317,13 +317,20 @@ class Accumulator(wiring.Component):
         # the bit's four levels -> the word's mask -> ``s2_raw``)
         s2_valid = Signal()
         s2_bias = Signal(signed(c.acc_bits))
-        m.d.sync += [s2_raw.eq(Mux(fwd1, l1_sum, fa.data)), s2_valid.eq(fwd1 | s1_valid),
+        # and the forwarding of a row written in its read's cycle alike: ``fwd1`` registered, the
+        # written sum then in ``l2_sum``, taken in stage 3 (the comparison's select of 32
+        # multiplexers behind the RAM was the 16-PE board build's critical path at 100 MHz,
+        # 87.9 MHz: ``s1_addr`` -> the row comparison -> ``s2_raw``); the RAM's word is
+        # registered as it comes
+        fwd1_d = Signal()
+        m.d.sync += [s2_raw.eq(fa.data), s2_valid.eq(s1_valid), fwd1_d.eq(fwd1),
                      s2_bias.eq(Mux(has_bias, ba.data.as_signed() << coarse, 0))]
         # stage 3: raw + (bias << w_frac), wrapping at acc_bits
         s3_sum = Signal(signed(c.acc_bits))
         s3_bias = Signal(signed(c.acc_bits))
         m.d.comb += s3_bias.eq(s2_bias << fine)
-        m.d.sync += s3_sum.eq(Mux(fwd2, l1_sum, Mux(s2_valid, s2_raw, 0)) + s3_bias)
+        m.d.sync += s3_sum.eq(Mux(fwd2, l1_sum, Mux(fwd1_d, l2_sum, Mux(s2_valid, s2_raw, 0)))
+                              + s3_bias)
         # stages 4 and 5: the write-back
         m.d.comb += [
             wb.en.eq(1),
