@@ -310,8 +310,8 @@ class Accumulator(wiring.Component):
         fine = w_frac[:3]
         # stage 2: registered right behind the RAMs (their clock-to-output is slow)
         s2_raw = Signal(signed(c.acc_bits))
-        # the row's valid bit masks the word in stage 3, in the adder's input multiplexer (one
-        # LUT a bit either way), not behind the RAM in stage 2: the bit's multiplexer from the
+        # the row's valid bit masks the word in stage 3, in the adder's input multiplexer (with
+        # the two forwardings'), not behind the RAM in stage 2: the bit's multiplexer from the
         # registered address and the RAM's word then meet only at that register (stage 1 was
         # the 8-PE board build's critical path at 100 MHz, 91.3 MHz: the address register ->
         # the bit's four levels -> the word's mask -> ``s2_raw``)
