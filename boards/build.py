@@ -254,9 +254,11 @@ def ecp5_kept_module_overrides(module: str, top: str) -> dict[str, str]:
 #: A Yosys command that keeps the EIE's copies of a register apart (signals named ``fanout_*``,
 #: in any module and under any hierarchy prefix: the CCU's broadcast registers and source bank,
 #: the top's registers of the layer's parameters, one copy a group of PEs,
-#: ``eie.hw.eie.top.pe_group``; inside a PE, its pointer queue's ``fanout_head_valid``): the
-#: copies have the same inputs, and Yosys's ``opt_merge`` would make them one register again.
-#: ``keep`` on their flip-flop cells stops that.
+#: ``eie.hw.eie.top.pe_group``; inside a PE, its pointer queue's head flag and the flag's select
+#: copy, its accumulator's wr_ stage flag and that flag's copy): the copies have the same
+#: inputs, and Yosys's ``opt_merge`` would make them one register again (a kept copy absorbs
+#: an unkept twin, so every copy carries the name). ``keep`` on their flip-flop cells stops
+#: that.
 KEEP_FANOUT = "setattr -set keep 1 w:fanout_* w:*.fanout_* %u %ci1 t:$dff %i"
 
 
