@@ -165,12 +165,14 @@ def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
     assert sorted(flops) == ["act", "bank", "bcast", "host", "layer", "src"]
     for kind, groups in flops.items():
         assert sorted(groups) == [0, 1] and groups[0] == groups[1] >= 1, (kind, groups)
-    # inside the PE (synthesized on its own, as one module): the pointer queue's copy of its
-    # head's valid flag, kept apart from the flag
+    # inside the PE (synthesized on its own, as one module): the pointer queue's head flag and
+    # its select copy, the accumulator's wr_ stage flag and its copy, each kept apart
     pe_cells = json.loads((work / "top.json").read_text())["modules"][kept[0]]["cells"]
-    head_flops = {m.group(1) for name, cell in pe_cells.items() if cell["type"] == "TRELLIS_FF"
-                  for m in [re.match(r"ptr\.fanout_head_(valid|sel)_TRELLIS_FF", name)] if m}
-    assert head_flops == {"valid", "sel"}, sorted(name for name in pe_cells if "fanout_head" in name)
+    pe_copies = {m.group(1) for name, cell in pe_cells.items() if cell["type"] == "TRELLIS_FF"
+                 for m in [re.match(r"(ptr\.fanout_head_(?:valid|sel)|accum\.fanout_wr_valid"
+                                    r"(?:_h)?)_TRELLIS_FF", name)] if m}
+    assert pe_copies == {"ptr.fanout_head_valid", "ptr.fanout_head_sel", "accum.fanout_wr_valid",
+                         "accum.fanout_wr_valid_h"}, sorted(n for n in pe_cells if "fanout_" in n)
     logged = []
     info = build_module._pin_pes(work, nextpnr, env, kept[0], logged.append)
     assert info["pes"] == 3 and logged and "3 PEs pinned" in logged[0]
