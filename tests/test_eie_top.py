@@ -244,10 +244,9 @@ def test_start_with_bad_layer_count_is_refused(simulate):
 
 def test_only_a_write_of_ctrl_starts_a_run(simulate):
     """The top decodes a write of CTRL with ``start`` set before its request register (the
-    CCU's ``start_w``): a
-    write of 1 to N_LAYERS, to a layer-table word or to a PE's memory neither starts a run nor
-    is refused as one (STATUS stays 0: not busy, not done, no error), nor does a write of CTRL
-    with ``start`` clear; ``CTRL = 1`` starts one."""
+    CCU's ``start_w``): a write of 1 to N_LAYERS, to a layer-table word or to a PE's memory
+    neither starts a run nor is refused as one (STATUS stays 0: not busy, not done, no error),
+    nor does a write of CTRL with ``start`` clear; ``CTRL = 1`` starts one."""
     _, mm, dut = _small_top(11)
     status = {}
 

@@ -160,12 +160,8 @@ class CCU(wiring.Component):
                          inside.eq((off >= mm.layer_base) & (off < mm.layer_base + span))]
             return inside, rel // LAYER_STRIDE if L > 1 else 0, rel % LAYER_STRIDE
 
-        # a start: the request is a write of CTRL with ``start`` set (``start_w``, decoded by
-        # the top before its request register, so the start, ``starting`` and every PE's host
-        # mode behind it begin at a flip-flop, not at an address comparison or a data bit)
-        start_req = Signal()
-        m.d.comb += start_req.eq(self.start_w)
-        # N_LAYERS is allowed (1 .. max_layers): a register set with it, for the same reason
+        # N_LAYERS is allowed (1 .. max_layers): a register set with it, so that the start's
+        # check begins at a flip-flop too
         n_ok = Signal()
         with m.If(host.w_en & (host.w_addr == REGS["N_LAYERS"][0])):
             m.d.sync += [n_layers.eq(host.w_data),
@@ -343,7 +339,10 @@ class CCU(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(start_req):
+                # a start: ``start_w``, a write of CTRL with ``start`` set, decoded by the top
+                # before its request register, so the start, ``starting`` and every PE's host
+                # mode behind it begin at a flip-flop, not at an address comparison or a data bit
+                with m.If(self.start_w):
                     with m.If(~n_ok):
                         m.d.sync += [err.eq(1), done.eq(0)]
                     with m.Else():
