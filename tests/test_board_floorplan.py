@@ -140,9 +140,9 @@ def test_the_85f_sites_as_nextpnr_lists_them(tmp_path):
 def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
     """The build's floorplan step on a real 3-PE netlist (ulx3s-25f): nextpnr accepts the pins
     and places every PE's block RAMs and multiplier there (its placed netlist, no routing).
-    And the synthesized netlist keeps a copy of the broadcast, source-bank, source, layer, host-request
-    and read-address registers for each of the 2 groups of PEs (``fanout_*``: Yosys would merge them into one without the build's
-    ``keep``)."""
+    And the synthesized netlist keeps a copy of the broadcast, source-bank, source, layer,
+    host-request, read-address and scanned-slot registers for each of the 2 groups of PEs
+    (``fanout_*``: Yosys would merge them into one without the build's ``keep``)."""
     import eie.boards.build as build_module
     from eie.boards.build import BuildSpec
 
@@ -155,6 +155,7 @@ def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
     subprocess.run([env["YOSYS"], *yosys[1:]], cwd=work, env=env, check=True,
                    stdout=subprocess.DEVNULL)
     flops = {}
+    act_regs = set()
     for name, cell in json.loads((work / "top.json").read_text())["modules"]["top"][
             "cells"].items():
         copy = re.match(r"top\.core\.(?:ccu\.)?fanout_([a-z]+)(\d+)(_[a-z_]+?)?_TRELLIS_FF",
@@ -162,7 +163,11 @@ def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
         if copy and cell["type"] == "TRELLIS_FF":
             flops.setdefault(copy.group(1), {}).setdefault(int(copy.group(2)), 0)
             flops[copy.group(1)][int(copy.group(2))] += 1
+            if copy.group(1) == "act":
+                act_regs.add(copy.group(3))
     assert sorted(flops) == ["act", "bank", "bcast", "host", "layer", "src"]
+    # a group's activation stream: the read address and the scanned round slot
+    assert act_regs == {"_addr", "_scan"}, act_regs
     for kind, groups in flops.items():
         assert sorted(groups) == [0, 1] and groups[0] == groups[1] >= 1, (kind, groups)
     # inside the PE (synthesized on its own, as one module): the pointer queue's head flag and

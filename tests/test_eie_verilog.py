@@ -113,9 +113,10 @@ def test_pe_ports_are_the_groups_flattened():
     for group in ("bcast", "layer", "act"):
         pe_side = {p: m for p, m in sig.members[group].signature.members.flatten() if m.is_port}
         ccu_side = {p: m for p, m in ccu[group].signature.members.flatten() if m.is_port}
-        # the LNZD's next address is the top's (it registers it once a group of PEs and shows
-        # the PEs ``addr``)
-        assert pe_side.keys() == ccu_side.keys() - ({("addr_next",)} if group == "act" else set())
+        # the LNZD's next address and scanned slot are the top's (it registers them once a
+        # group of PEs and shows the PEs ``addr`` and ``scan``)
+        assert pe_side.keys() == ccu_side.keys() - (
+            {("addr_next",), ("scan_next",)} if group == "act" else set())
         for path, m in pe_side.items():
             assert m.flow != ccu_side[path].flow          # the PE takes what the CCU drives
             if path not in {("fill",), ("data",), ("nz",), ("held",)}:   # a lane per PE

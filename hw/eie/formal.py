@@ -78,6 +78,7 @@ PORTS = {
     "rd.nz": "rd.nz",
     "rd.slot_we": "rd.slot_we",
     "rd.scan": "rd.scan",
+    "rd.scan_next": "rd.scan_next",
     "rd.held": "rd.held",
     "o.valid": "o.valid",
     "o.ready": "o.ready",
@@ -383,7 +384,11 @@ class LNZDHarness(Elaboratable):
             blind = self.mutant == "blind_leaf" and k == n - 1
             m.d.comb += [rd_data[k].eq(0 if blind else value),
                          rd_nz[k].eq(0 if blind else value != 0)]
-        # every PE's round slots (the PE's own block), between its lane and the LNZD
+        # every PE's round slots (the PE's own block), between its lane and the LNZD; the
+        # scanned slot from a register of ``rd.scan_next`` (as the top shows a group of PEs
+        # ``scan``)
+        pe_scan = Signal(lnzd.slots, name="pe_scan")
+        m.d.sync += pe_scan.eq(port(lnzd, "rd.scan_next"))
         lanes = []
         for k in range(n):
             slots = RoundSlots(lnzd.slots)
@@ -391,7 +396,7 @@ class LNZDHarness(Elaboratable):
                                      platform)
             m.submodules[f"round_slots{k}"] = frag_k
             m.d.comb += [slots.data.eq(rd_data[k]), slots.we.eq(port(lnzd, "rd.slot_we")),
-                         slots.scan.eq(port(lnzd, "rd.scan")),
+                         slots.scan.eq(pe_scan),
                          port(lnzd, "rd.held")[k].eq(slots.held)]
             lanes.append(regs)
 
@@ -455,8 +460,8 @@ class LNZDHarness(Elaboratable):
 
         # ---- strengthening invariants
         if self.invariants:
-            self._invariants(m, s, lanes, lnzd, mem, x, addr, busy, fin, seen, last, n_in,
-                             n_in_r)
+            self._invariants(m, s, lanes, pe_scan, lnzd, mem, x, addr, busy, fin, seen,
+                             last, n_in, n_in_r)
 
         count = Signal(range(n_max + 2))
         with m.If(start):
@@ -470,7 +475,8 @@ class LNZDHarness(Elaboratable):
         ]
         return m
 
-    def _invariants(self, m, s, lanes, lnzd, mem, x, addr, busy, fin, seen, last, n_in, n_in_r):
+    def _invariants(self, m, s, lanes, pe_scan, lnzd, mem, x, addr, busy, fin, seen, last, n_in,
+                    n_in_r):
         n, L, rows = self.n, self.latency, self.act_depth
         D = lnzd.buffer_depth
         S = lnzd.slots
@@ -603,6 +609,8 @@ class LNZDHarness(Elaboratable):
         for k in range(n):
             ok.append((None, lanes[k]["we_r"] == Mux(s["arrival"], (1 << wptr)[:S], 0),
                        f"PE {k}'s slot write enables are the arriving round's slot"))
+        ok.append((None, pe_scan == s["cur_onehot"],
+                   "the PEs' register of the scanned slot is the LNZD's"))
         n_pending = Signal(range(n + 1))
         m.d.comb += n_pending.eq(sum(pending[k] for k in range(n)))
         ok.append((None, (s["none"] == (n_pending == 0)) & (s["one"] == (n_pending == 1)),

@@ -169,7 +169,8 @@ class ActRead(_Group):
     every PE; the interface between the LNZD and the PEs): ``addr_next`` (out, the reader's
     side only, with ``lanes``): what ``addr`` shows in the next cycle, so that the top can show
     each group of PEs ``addr`` from a register of the group's own (equal to the reader's in
-    every cycle), not from the reader's register across the chip; ``slot_we``
+    every cycle), not from the reader's register across the chip; ``scan_next`` (out, the reader's
+    side only, with ``lanes``): likewise what ``scan`` shows in the next cycle; ``slot_we``
     (out, ``slots`` bits, one-hot or zero): the value arriving on
     ``data`` in the next cycle goes into that slot; ``scan`` (out, one-hot): the slot of the
     round the reader scans; ``held`` (in, int16 a lane): the lane's value in the slot ``scan``
@@ -186,6 +187,7 @@ class ActRead(_Group):
         if slots is not None:
             if lanes is not None:
                 members["addr_next"] = Out(addr_bits)
+                members["scan_next"] = Out(slots)
             members["slot_we"] = Out(slots)
             members["scan"] = Out(slots)
             members["held"] = In(lane if lanes is None else data.ArrayLayout(lane, lanes))

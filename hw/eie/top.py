@@ -206,6 +206,10 @@ class EIETop(wiring.Component):
         group_act_addr = [Signal.like(ccu.act.addr, name=f"fanout_act{g}_addr")
                           for g in range(copies)]
         m.d.sync += [reg.eq(ccu.act.addr_next) for reg in group_act_addr]
+        # and the scanned round slot, one register a group too (from the LNZD's ``scan_next``)
+        group_scan = [Signal.like(ccu.act.scan, name=f"fanout_act{g}_scan")
+                      for g in range(copies)]
+        m.d.sync += [reg.eq(ccu.act.scan_next) for reg in group_scan]
         # Every PE of a group idle: a register a group, of its PEs' ``idle_next`` (what each
         # PE's own idle register was), near the group; the CCU ANDs the groups'.
         group_idle = [Signal(init=1, name=f"group_idle{g}") for g in range(copies)]
@@ -270,7 +274,7 @@ class EIETop(wiring.Component):
             connect_lane(glue, ccu.bcast, pe.bcast, k,
                          source=ccu.bcast_copies[g] if copies > 1 else None)
             connect_lane(glue, ccu.act, pe.act, k, source=SimpleNamespace(
-                addr=group_act_addr[g], slot_we=ccu.act.slot_we, scan=ccu.act.scan))
+                addr=group_act_addr[g], slot_we=ccu.act.slot_we, scan=group_scan[g]))
             for path, member, value in pe.layer.signature.flatten(pe.layer):
                 if path[0] in group_layer[g]:
                     src = group_layer[g][path[0]]
