@@ -294,7 +294,8 @@ def test_accumulator_bypass_back_to_back_rows(simulate):
         ctx.set(dut.host.w_en, 0)
         ctx.set(dut.host.mode, 0)
         for layer in range(2):          # twice: layer_start must clear what the first left
-            ctx.set(dut.src.bank, 1)    # destination: bank 0
+            ctx.set(dut.src.bank, 1)    # destination: bank 0 (from the next cycle on)
+            await ctx.tick()
             ctx.set(dut.layer_start, 1)
             await ctx.tick()
             ctx.set(dut.layer_start, 0)

@@ -66,11 +66,14 @@ class Accumulator(wiring.Component):
 
     Ports: ``src`` (:class:`~eie.hw.eie.signatures.SourceParams`: the source bank, the
     destination is the other one, and the write-back of the layer that produced it: ``bank``
-    acts in the cycle it changes, ``bias_base``, ``has_bias``, ``w_frac``, ``relu`` from the
-    cycle after, registered here; the read pipeline needs the last three two cycles after a
-    read starts, and the controller changes ``bias_base`` at least a cycle before the first
-    read that needs it);
-    ``layer_start`` (clears the destination's valid bits); the accumulate inputs (``mul_row``,
+    acts on reads in the cycle it changes and as the destination from the cycle after
+    (registered here: no entry may enter ``mul_`` in the cycle it changes), ``bias_base``,
+    ``has_bias``, ``w_frac``, ``relu`` from the cycle after, registered here; the read
+    pipeline needs the last three two cycles after a read starts, and the controller changes
+    ``bias_base`` at least a cycle before the first read that needs it);
+    ``layer_start`` (clears the destination's valid bits; at least a cycle after the banks
+    swap: the PE's comes two cycles after the controller's ``LSTART``, which follows the
+    swap); the accumulate inputs (``mul_row``,
     read in its cycle, then ``acc_valid``/``acc_row``/``acc_prod`` one cycle later;
     ``mul_valid`` is unused: the file is read every cycle); ``act``
     (:class:`~eie.hw.eie.signatures.ActRead`, the activation stream); ``host``
@@ -112,8 +115,14 @@ class Accumulator(wiring.Component):
         bw, ba = bias.write_port(), bias.read_port()
         m.submodules.wb = wb = Writeback(c.acc_bits)
 
-        dst = Signal()
-        m.d.comb += dst.eq(~src.bank)
+        # the destination bank, a register of this PE's own (the source bank comes from its
+        # group's copy in the CCU; its route to the valid bits' clear was the 16-PE board
+        # build's critical path at 100 MHz, 9.2 ns of it, 81.8 MHz): the accumulate stages and
+        # the clear take it a cycle after the banks swap. No entry enters ``mul_`` in that
+        # cycle, and ``layer_start`` comes later (see the class docstring); the entries still
+        # in flight carry their bank (below).
+        dst = Signal(init=1)              # (from reset: the source bank's reset value is 0)
+        m.d.sync += dst.eq(~src.bank)
 
         # One valid bit per accumulator row (rows < acc_depth of each bank, bank-major); a row
         # at or past acc_depth is never an output, only a host-written input: always valid.

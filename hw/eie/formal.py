@@ -714,8 +714,13 @@ class AccumulatorHarness(Elaboratable):
         stop = free(m, 1, "stop") if self.readback else Const(0)
         with m.If((phase == 0) & stop):
             m.d.sync += phase.eq(2)
-        swapped = Signal()                 # the first cycle of phase 2: the next layer's start
-        m.d.sync += swapped.eq((phase == 0) & stop)
+        # the next layer's start a cycle after the banks swap (the first cycle of phase 2, the
+        # controller's LSTART): the earliest the accumulator allows (the PE's copy of the
+        # start comes two cycles after LSTART)
+        swapped = Signal()
+        swap_d = Signal(2)
+        m.d.sync += swap_d.eq(Cat((phase == 0) & stop, swap_d[0]))
+        m.d.comb += swapped.eq(swap_d[1])
 
         # the entries: mul_ stage (row), then the acc_ stage (row, product) a cycle later
         e_valid = Signal()
