@@ -269,6 +269,45 @@ def test_only_a_write_of_ctrl_starts_a_run(simulate):
     assert status["CTRL = 1"][0] == 1 or status["CTRL = 1"][1] & 0b10    # busy, or done already
 
 
+def test_writes_to_the_pes_while_busy_are_ignored(simulate):
+    """The PEs leave host mode while a run is busy: a bus write then to any PE memory (input
+    and output activation rows, a bias slot, a pointer, a sparse-matrix word) is dropped, and
+    the run's outputs equal the golden model's."""
+    from eie.hw.eie.host_program import Read, STATUS, Write, execute
+    from eie.hw.eie.top import EIETop
+
+    rng = np.random.default_rng(21)
+    layers = [rand_layer(rng, 24, 30, 0.6, True, True), rand_layer(rng, 10, 24, 0.6, True, False)]
+    img = build_image(layers, 2)
+    x = rand_input(rng, 1, 30, 0.9)
+    cfg = EIEConfig.for_image(img, fifo_depth=2)
+    prog = HostProgram(cfg, img)
+    mm = MemoryMap(cfg)
+    dut = EIETop(cfg)
+    garbage = [Write(addr, 0x5A5A)
+               for k in range(2)
+               for addr in (mm.act(k, 0, 0), mm.act(k, 0, 1), mm.act(k, 1, 0), mm.act(k, 1, 1),
+                            mm.bias(k, 0), mm.ptr(k, 0), mm.ptr(k, 1), mm.spmat(k, 0, 0),
+                            mm.spmat(k, 0, 1))]
+    got = {}
+
+    async def bench(ctx):
+        bus = _bus(ctx, dut)
+        await execute(bus, prog.load())
+        run = prog.run(x[0])
+        await execute(bus, run[:-1])                # the inputs and the start
+        await execute(bus, garbage)
+        got["busy after"] = await bus.read(mm.reg("STATUS"))
+        await execute(bus, run[-1:])                # wait for done
+        got.update(await execute(bus, prog.collect()))
+
+    simulate(dut, bench)
+    # every garbage write came while the run was busy
+    assert got.pop("busy after") & STATUS.mask("busy")
+    y, _ = prog.decode(got)
+    np.testing.assert_array_equal(y, golden_forward(img, x).outputs[0])
+
+
 @pytest.mark.parametrize("acc_bits,w_frac", [(20, 0), (40, 30), (32, 15)])
 def test_accumulator_width_wraps_like_golden(acc_bits, w_frac):
     # Large products overflow a 20-bit accumulator (wrap-around); w_frac 0 and 30 are the ends.

@@ -38,7 +38,9 @@ address ``ACT_READ_LATENCY`` rows ahead sees a new row in every cycle.
 Host port (``host``, with regions): bias slots (region ``BIAS``: int16, sign-extended on read,
 read latency 1 on ``host.r_data``: the bias memory's single read port takes ``host.r_addr``
 while ``host.r_region`` is ``BIAS``) and file rows (region ``ACT``: writes set the row to the
-sign-extended int16 and its valid bit; reads are the stream above).
+sign-extended int16 and its valid bit; reads are the stream above). ``w_en`` may be high only
+in host mode (the PE gates its request register with the mode): a file row's write is taken
+without another look at ``mode``, which reaches every address multiplexer of the PE.
 """
 
 from __future__ import annotations
@@ -204,7 +206,8 @@ class Accumulator(wiring.Component):
         h_row = Signal(ab + 1)
         m.d.comb += h_row.eq(host.w_addr)
         h_set = Signal()                  # the host's write of a file row is taken
-        m.d.comb += h_set.eq(host.mode & h_act_w_en & ~wr_valid_h)
+        # (``host.w_en`` only in host mode: the PE's request register is gated with it)
+        m.d.comb += h_set.eq(h_act_w_en & ~wr_valid_h)
         with m.If(wr_valid):
             m.d.comb += [fw.addr.eq(acc_addr), fw.data.eq(acc_sum), fw.en.eq(1)]
         with m.Elif(h_set):
