@@ -257,7 +257,9 @@ def ecp5_kept_module_overrides(module: str, top: str) -> dict[str, str]:
 #: ``eie.hw.eie.top.pe_group``; inside a PE, its pointer queue's head flag and the flag's select
 #: copy, its accumulator's wr_ stage flag and that flag's copy): the copies have the same
 #: inputs, and Yosys's ``opt_merge`` would make them one register again (a kept copy absorbs
-#: an unkept twin, so every copy carries the name). ``keep`` on their flip-flop cells stops
+#: an unkept twin, so every copy carries the name, and so does the register copied when it is
+#: set from the same next value: the CCU's own broadcast, bank and source registers, the
+#: LNZD's read address, the top's request register). ``keep`` on their flip-flop cells stops
 #: that.
 KEEP_FANOUT = "setattr -set keep 1 w:fanout_* w:*.fanout_* %u %ci1 t:$dff %i"
 

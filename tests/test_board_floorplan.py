@@ -142,7 +142,8 @@ def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
     and places every PE's block RAMs and multiplier there (its placed netlist, no routing).
     And the synthesized netlist keeps a copy of the broadcast, source-bank, source, layer,
     host-request, read-address and scanned-slot registers for each of the 2 groups of PEs
-    (``fanout_*``: Yosys would merge them into one without the build's ``keep``)."""
+    (``fanout_*``: Yosys would merge them into one without the build's ``keep``), and the
+    controller's own registers of them apart from the copies."""
     import eie.boards.build as build_module
     from eie.boards.build import BuildSpec
 
@@ -168,6 +169,14 @@ def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
     assert sorted(flops) == ["act", "bank", "bcast", "host", "layer", "src"]
     # a group's activation stream: the read address and the scanned round slot
     assert act_regs == {"_addr", "_scan"}, act_regs
+    # and the controller's own registers that the copies are copies of, not merged into one
+    # of them (each set from the same next value): the source bank, the LNZD's read address,
+    # the request register, the broadcast's valid flag (which its decision reads)
+    own = {re.sub(r"_TRELLIS_FF.*", "", name) for name, cell in json.loads(
+        (work / "top.json").read_text())["modules"]["top"]["cells"].items()
+        if cell["type"] == "TRELLIS_FF"}
+    assert {"top.core.ccu.fanout_bank", "top.core.ccu.lnzd.fanout_t_issue",
+            "top.core.fanout_host_addr", "top.core.ccu.bcast__valid"} <= own
     for kind, groups in flops.items():
         assert sorted(groups) == [0, 1] and groups[0] == groups[1] >= 1, (kind, groups)
     # inside the PE (synthesized on its own, as one module): the pointer queue's head flag and

@@ -251,16 +251,25 @@ class CCU(wiring.Component):
         bank_clear = Signal()
         bank_toggle = Signal()
         bank_next = Signal()
-        m.d.comb += bank_next.eq(Mux(bank_clear, 0, layer_out.src.bank ^ bank_toggle))
-        m.d.sync += layer_out.src.bank.eq(bank_next)
+        # The controller's own registers of what it copies for the groups are named
+        # ``fanout_*`` like the copies (the bank, the source's parameters, the broadcast), so
+        # that a board build keeps them apart: set from the same next value, Yosys merged each
+        # into one of its copies, which the placer puts beside that copy's group of PEs, and
+        # the controller's own logic (the broadcast decision among it) read it from there
+        # (eie.boards.build.KEEP_FANOUT)
+        bank = Signal(name="fanout_bank")
+        m.d.comb += [bank_next.eq(Mux(bank_clear, 0, bank ^ bank_toggle)),
+                     layer_out.src.bank.eq(bank)]
+        m.d.sync += bank.eq(bank_next)
         if self._copies > 1:
             for g in range(self._copies):
                 copy = Signal(name=f"fanout_bank{g}")
                 m.d.sync += copy.eq(bank_next)
                 m.d.comb += self.bank_copies[g].eq(copy)
-        src_flags = Signal(LAYER_FLAGS.layout)   # the layer that produced the source bank (0: the host)
+        # the write-back of the layer that produced the source bank (0: the host's inputs)
+        src_own = Signal(source_copy_layout(c), name="fanout_src")
         # the rest of the source's parameters a copy a group of PEs too (``src_copies``), set
-        # with ``src_flags`` and ``bias_base`` (each PE registers its own from its group's:
+        # with ``src_own`` (each PE registers its own from its group's:
         # the CCU's ``w_frac`` register to PE 11's was the 16-PE board build's critical path
         # at 100 MHz, 11.8 ns of route, 81.2 MHz)
         src_copies = [Signal(source_copy_layout(c), name=f"fanout_src{g}")
@@ -269,18 +278,15 @@ class CCU(wiring.Component):
             m.d.comb += self.src_copies[g].eq(copy)
 
         def set_flags(value=None):
-            """``src_flags`` and its copies take ``value`` (a ``LAYER_FLAGS`` view; 0 if none)."""
+            """``src_own``'s flags and its copies' take ``value`` (a ``LAYER_FLAGS`` view; 0 if
+            none)."""
             names = ("w_frac", "relu", "has_bias")
-            return [src_flags.eq(0 if value is None else value)] + [
-                getattr(copy, name).eq(0 if value is None else getattr(value, name))
-                for copy in src_copies for name in names]
+            return [getattr(reg, name).eq(0 if value is None else getattr(value, name))
+                    for reg in [src_own, *src_copies] for name in names]
 
-        m.d.comb += [
-            layer_out.idx.eq(layer),
-            layer_out.src.w_frac.eq(src_flags.w_frac),
-            layer_out.src.relu.eq(src_flags.relu),
-            layer_out.src.has_bias.eq(src_flags.has_bias),
-        ]
+        m.d.comb += [layer_out.idx.eq(layer)] + [
+            getattr(layer_out.src, name).eq(getattr(src_own, name))
+            for name in ("w_frac", "relu", "has_bias", "bias_base")]
 
         def pick(f, idx=layer):
             """Field ``f`` of layer ``idx``'s descriptor (the current layer's by default; a
@@ -319,7 +325,9 @@ class CCU(wiring.Component):
         nxt = {"valid": decide, "stall": held, "in_flight": in_flight,
                "j": lnzd.o.payload.j,
                "a": lnzd.a}                 # the LNZD's value comes a cycle after its j
-        m.d.sync += [getattr(bcast, name).eq(value) for name, value in nxt.items()]
+        own = Signal(broadcast_copy_layout(c.j_bits), name="fanout_bcast")
+        m.d.sync += [getattr(own, name).eq(value) for name, value in nxt.items()]
+        m.d.comb += [getattr(bcast, name).eq(getattr(own, name)) for name in nxt]
         if self._copies > 1:
             # one register each, named ``fanout_*`` (a board build keeps those from being
             # merged: eie.boards.build.KEEP_FANOUT)
@@ -374,8 +382,7 @@ class CCU(wiring.Component):
                     # PEs' bias slot adders take the next source's base from here on, a cycle
                     # ahead of the layer end, so that each PE registers its own copy in time
                     # for the next layer's first read (LSTART)
-                    m.d.sync += [layer_out.src.bias_base.eq(bias_base),
-                                 *(copy.bias_base.eq(bias_base) for copy in src_copies)]
+                    m.d.sync += [reg.bias_base.eq(bias_base) for reg in [src_own, *src_copies]]
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 # every PE idle, and no broadcast arriving now or in the cycle before (the

@@ -352,7 +352,7 @@ class LNZDHarness(Elaboratable):
         n_max = n * rows
         j_bits = max(1, (n_max - 1).bit_length())          # as EIEConfig.j_bits
         lnzd = LNZD(n, j_bits, rows, latency=L)
-        names = ["running", "t_issue", "jbase", "jbase_next", "more", "pending", "first",
+        names = ["running", "fanout_t_issue", "jbase", "jbase_next", "more", "pending", "first",
                  "load", "none", "one", "priming", "pcount", "issue", "issue_jbase",
                  "issue_more", "outstanding", "arr", "arrival", "arr_jbase", "take", "rptr",
                  "wptr", "occ", "cur_onehot"]
@@ -360,6 +360,7 @@ class LNZDHarness(Elaboratable):
                   for what in ("flags", "any", "several")]
         names += ["in_layer"] + (["left_nxt"] if L >= 2 else [])
         frag, s = internals(lnzd, names, platform)
+        s["t_issue"] = s["fanout_t_issue"]
         m.submodules.lnzd = frag
 
         # ---- the activation files: PE k's row t holds x_{t*n+k}; rows past act_depth too

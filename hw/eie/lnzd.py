@@ -201,7 +201,11 @@ class LNZD(wiring.Component):
         jbase = Signal(self._j_bits + 1)          # j of leaf 0 in the current round
         jbase_next = Signal(self._j_bits + 1)     # j of leaf 0 in the next round
         rd, o = self.rd, self.o
-        t_issue = Signal.like(rd.addr)            # the next address into the read pipelines
+        # the next address into the read pipelines; named ``fanout_*`` like the top's copies of
+        # it (a register a group of PEs, set from the same ``rd.addr_next``), so that a board
+        # build keeps it apart from them: merged into one, the LNZD's own addressing read a
+        # copy placed beside its group of PEs (eie.boards.build.KEEP_FANOUT)
+        t_issue = Signal.like(rd.addr, name="fanout_t_issue")
         running = Signal()
 
         # The quadtree over the pending flags.

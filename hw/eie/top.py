@@ -159,8 +159,11 @@ class EIETop(wiring.Component):
         # The request is registered first (a posted write lands one cycle later; reads are
         # delayed alike, so they still see every earlier write): the address decode that fans
         # out to every PE starts from flip-flops.
-        addr = Signal.like(self.bus.addr)
-        w_data = Signal.like(self.bus.w_data)
+        # (named ``fanout_*`` like their copies a group of PEs, below, so that a board build
+        # keeps them apart: merged into one, the controller's decode read a copy placed beside
+        # a group: eie.boards.build.KEEP_FANOUT)
+        addr = Signal.like(self.bus.addr, name="fanout_host_addr")
+        w_data = Signal.like(self.bus.w_data, name="fanout_host_w_data")
         r_stb = Signal()
         m.d.sync += [addr.eq(self.bus.addr), w_data.eq(self.bus.w_data),
                      r_stb.eq(self.bus.r_stb)]
