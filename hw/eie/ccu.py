@@ -75,9 +75,9 @@ class CCU(wiring.Component):
     ``cbk_w_*``, a cycle after the table's); with ``bcast_copies > 1``, ``bcast_copies``
     (out, an array of that many :func:`~eie.hw.eie.signatures.broadcast_copy_layout`): copies
     of ``bcast``'s outgoing registers, each a register of its own set from the same inputs in
-    the same cycle (equal to ``bcast``'s in every cycle), for the top to feed a PE (or a
-    group of PEs) from each: a register placed near it instead of one net to every PE across
-    the chip (a board build keeps them apart: ``eie.boards.build``); ``bank_copies`` (out, a bit
+    the same cycle (equal to ``bcast``'s in every cycle), for the top to feed a group of PEs
+    from each: a register per group placed near it instead of one net to every PE across the
+    chip (a board build keeps them apart: ``eie.boards.build``); ``bank_copies`` (out, a bit
     a copy): copies of ``layer.src.bank`` alike; ``src_copies`` (out, an array of
     :func:`source_copy_layout`): copies of the rest of ``layer.src`` (``bias_base``,
     ``has_bias``, ``w_frac``, ``relu``) alike.
@@ -245,13 +245,13 @@ class CCU(wiring.Component):
         flags = Signal(LAYER_FLAGS.layout)
         bias_base = Signal(self._w["bias_base"])
         # The source bank: 0 as a run starts, the other one as a layer ends; its register and a
-        # copy a PE or group of PEs (``bank_copies``), set from the same next value: the PEs' file
+        # copy a group of PEs (``bank_copies``), set from the same next value: the PEs' file
         # addresses use it without a register of their own (a net from here to every PE's
         # file address was the 16-PE board build's critical path, 12 ns of route)
         bank_clear = Signal()
         bank_toggle = Signal()
         bank_next = Signal()
-        # The controller's own registers of what it copies for the PEs are named
+        # The controller's own registers of what it copies for the groups are named
         # ``fanout_*`` like the copies (the bank, the source's parameters, the broadcast), so
         # that a board build keeps them apart: set from the same next value, Yosys merged each
         # into one of its copies, which the placer puts beside that copy's group of PEs, and
@@ -268,7 +268,7 @@ class CCU(wiring.Component):
                 m.d.comb += self.bank_copies[g].eq(copy)
         # the write-back of the layer that produced the source bank (0: the host's inputs)
         src_own = Signal(source_copy_layout(c), name="fanout_src")
-        # the rest of the source's parameters a copy a PE (or group) too (``src_copies``), set
+        # the rest of the source's parameters a copy a group of PEs too (``src_copies``), set
         # with ``src_own`` (each PE registers its own from its group's:
         # the CCU's ``w_frac`` register to PE 11's was the 16-PE board build's critical path
         # at 100 MHz, 11.8 ns of route, 81.2 MHz)

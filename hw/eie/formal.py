@@ -158,8 +158,7 @@ class BroadcastFifoHarness(Elaboratable):
     """The CCU (with its LNZD) broadcasting into one activation FIFO a PE, each the PE's own
     :class:`~eie.hw.eie.act_fifo.ActFifo` (a :class:`amaranth.lib.fifo.SyncFIFO` of
     ``config.fifo_depth`` entries and its registered fill flags), wired as the top wires them
-    (each PE from its own copy of the broadcast's registers, ``CCU.bcast_copies``, once the
-    PEs make more than one group):
+    (each group of PEs from its own copy of the broadcast's registers, ``CCU.bcast_copies``):
     no FIFO ever overflows or underflows (:func:`fifo_properties`), whatever the PEs'
     consumption.
 
@@ -194,21 +193,21 @@ class BroadcastFifoHarness(Elaboratable):
 
     def copies(self) -> int:
         """The copies of the broadcast's registers :class:`eie.hw.eie.top.EIETop` gives the
-        CCU for this many PEs (:func:`~eie.hw.eie.top.pe_copies`)."""
-        from .top import pe_copies
+        CCU for this many PEs (one a group of PEs)."""
+        from .top import pe_groups
 
-        return pe_copies(self.config.n_pe)
+        return pe_groups(self.config.n_pe)
 
     def wire(self, m, ccu, fifos):
         """The broadcast as :class:`eie.hw.eie.top.EIETop` wires it: lane ``k`` of the CCU's
         ``bcast`` to PE ``k``'s FIFO block, from the copy of its group's registers. Returns the
         CCU inputs it drove."""
         from .signatures import connect_lane
-        from .top import pe_copy
+        from .top import pe_group
 
         n = self.config.n_pe
         for k, f in enumerate(fifos):
-            copy = port(ccu, "bcast_copies")[pe_copy(n, k)] if self.copies() > 1 else None
+            copy = port(ccu, "bcast_copies")[pe_group(n, k)] if self.copies() > 1 else None
             connect_lane(m, port(ccu, "bcast"), f.bcast, k, source=copy)
         fill = port(ccu, "bcast.fill")
         if self.mutant == "ignore_full":

@@ -20,17 +20,13 @@ for every address. Unmapped addresses (a PE number
 ignore writes.
 
 Groups of PEs: the PEs come in groups of ``ceil(sqrt(n_pe))`` (:func:`pe_group`; the board
-floorplan puts a group in a row). Each group takes the layer's parameters
-(``REGISTERED_LAYER``) and the host's registered request from registers of its own, and its
-PEs' ``idle_next`` flags are ANDed into a register of its own that the CCU's layer end reads.
-What a PE uses in the cycle it changes comes from a copy a PE once there is more than one
-group (:func:`pe_copies`): the CCU's broadcast registers (``CCU.bcast_copies``), the source
-bank and parameters (``CCU.bank_copies``, ``CCU.src_copies``) and the LNZD's read address and
-scanned round slot (registers here, of the LNZD's next values). The cycles are those of one
-register for all PEs, but each register drives (or collects) one group or one PE, and the
-placer puts it between the CCU and them instead of running one net from the CCU to every PE
-across the chip (a group's register, placed among PEs that span the die's width, was far from
-one of them: the 16-PE board build's critical paths).
+floorplan puts a group in a row). Each group takes the broadcast from a copy of the CCU's
+broadcast registers (``CCU.bcast_copies``) and of the source bank (``CCU.bank_copies``), and the
+layer's parameters (``REGISTERED_LAYER``), the host's registered request and the LNZD's read
+address from registers of its own, and its PEs' ``idle_next`` flags are ANDed into a register of its
+own that the CCU's layer end reads: the cycles are those of one register for all PEs, but each
+register drives (or collects) one group, and the placer puts it between the CCU and the group
+instead of running one net from the CCU to every PE across the chip.
 """
 
 from __future__ import annotations
@@ -53,7 +49,7 @@ from .pe import PE, REGISTERED_LAYER, pe_signature
 from .signatures import connect_lane
 
 __all__ = ["EIETop", "READ_LATENCY", "PE_MODULE", "pe_definition", "pe_group_size",
-           "pe_group", "pe_groups", "pe_copies", "pe_copy"]
+           "pe_group", "pe_groups"]
 
 #: The Verilog module name of the PE when the top instantiates one definition ``n_pe`` times.
 PE_MODULE = "eie_top_pe"
@@ -74,18 +70,6 @@ def pe_group(n_pe: int, k: int) -> int:
 def pe_groups(n_pe: int) -> int:
     """How many groups ``n_pe`` PEs make (the copies of each register)."""
     return pe_group(n_pe, n_pe - 1) + 1
-
-
-def pe_copies(n_pe: int) -> int:
-    """Copies of the controller's registers that a PE uses in the cycle they change (the
-    broadcast, the source bank and parameters, the LNZD's read address and scanned slot): one
-    a PE once the PEs make more than one group, else none (the controller's own)."""
-    return n_pe if pe_groups(n_pe) > 1 else 1
-
-
-def pe_copy(n_pe: int, k: int) -> int:
-    """The copy of those registers that feeds PE ``k`` (:func:`pe_copies`)."""
-    return k if pe_copies(n_pe) > 1 else 0
 
 
 def pe_definition(config: EIEConfig) -> PE:
@@ -156,8 +140,7 @@ class EIETop(wiring.Component):
         n = c.n_pe
         # the broadcast's registers once a group of PEs (the CCU sets them all alike)
         copies = pe_groups(n)
-        lanes = pe_copies(n)        # the copies a PE uses in the cycle they change
-        m.submodules.ccu = ccu = CCU(c, bcast_copies=lanes)
+        m.submodules.ccu = ccu = CCU(c, bcast_copies=copies)
         # the layer's parameters that the PEs register (``REGISTERED_LAYER``), registered here
         # first, once a group of PEs (the register the PE had for it, shared by the group: a
         # register between the CCU and the group, not a net from the CCU to every PE)
@@ -223,14 +206,13 @@ class EIETop(wiring.Component):
                 m.d.sync += [g_addr.eq(self.bus.addr), g_w_data.eq(self.bus.w_data)]
         else:
             group_req = [(addr, w_data)]
-        # The LNZD's read address and scanned round slot, a register a PE (from the LNZD's
-        # ``addr_next`` and ``scan_next``; one a group of four PEs, placed among them, was far
-        # from one of them: 8.2 ns of route from the scanned slot's to PE 9's slot select)
-        lane_act_addr = [Signal.like(ccu.act.addr, name=f"fanout_act{i}_addr")
-                         for i in range(lanes)]
-        m.d.sync += [reg.eq(ccu.act.addr_next) for reg in lane_act_addr]
-        lane_scan = [Signal.like(ccu.act.scan, name=f"fanout_act{i}_scan") for i in range(lanes)]
-        m.d.sync += [reg.eq(ccu.act.scan_next) for reg in lane_scan]
+        group_act_addr = [Signal.like(ccu.act.addr, name=f"fanout_act{g}_addr")
+                          for g in range(copies)]
+        m.d.sync += [reg.eq(ccu.act.addr_next) for reg in group_act_addr]
+        # and the scanned round slot, one register a group too (from the LNZD's ``scan_next``)
+        group_scan = [Signal.like(ccu.act.scan, name=f"fanout_act{g}_scan")
+                      for g in range(copies)]
+        m.d.sync += [reg.eq(ccu.act.scan_next) for reg in group_scan]
         # Every PE of a group idle: a register a group, of its PEs' ``idle_next`` (what each
         # PE's own idle register was), near the group; the CCU ANDs the groups'.
         group_idle = [Signal(init=1, name=f"group_idle{g}") for g in range(copies)]
@@ -292,18 +274,17 @@ class EIETop(wiring.Component):
             # the group's register); the layer's parameters: the group's registers of them
             # (``src`` straight from the CCU, its ``bank`` from the group's copy)
             g = pe_group(n, k)
-            i = pe_copy(n, k)
             connect_lane(glue, ccu.bcast, pe.bcast, k,
-                         source=ccu.bcast_copies[i] if lanes > 1 else None)
+                         source=ccu.bcast_copies[g] if copies > 1 else None)
             connect_lane(glue, ccu.act, pe.act, k, source=SimpleNamespace(
-                addr=lane_act_addr[i], slot_we=ccu.act.slot_we, scan=lane_scan[i]))
+                addr=group_act_addr[g], slot_we=ccu.act.slot_we, scan=group_scan[g]))
             for path, member, value in pe.layer.signature.flatten(pe.layer):
                 if path[0] in group_layer[g]:
                     src = group_layer[g][path[0]]
-                elif path == ("src", "bank") and lanes > 1:
-                    src = ccu.bank_copies[i]
-                elif path[0] == "src" and lanes > 1:
-                    src = getattr(ccu.src_copies[i], path[1])
+                elif path == ("src", "bank") and copies > 1:
+                    src = ccu.bank_copies[g]
+                elif path[0] == "src" and copies > 1:
+                    src = getattr(ccu.src_copies[g], path[1])
                 else:
                     src = functools.reduce(getattr, path, ccu.layer)
                 glue.d.comb += value.eq(src)
