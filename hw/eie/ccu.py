@@ -163,9 +163,7 @@ class CCU(wiring.Component):
         # N_LAYERS is allowed (1 .. max_layers): a register set with it, so that the start's
         # check begins at a flip-flop too
         n_ok = Signal()
-        n_layers_w = Signal()           # N_LAYERS is written in this cycle
-        m.d.comb += n_layers_w.eq(host.w_en & (host.w_addr == REGS["N_LAYERS"][0]))
-        with m.If(n_layers_w):
+        with m.If(host.w_en & (host.w_addr == REGS["N_LAYERS"][0])):
             m.d.sync += [n_layers.eq(host.w_data),
                          n_ok.eq((host.w_data[:8] != 0) & (host.w_data[:8] <= L))]
         # a write inside the table: ``tbl_w``, decoded by the top before its request register
@@ -343,21 +341,6 @@ class CCU(wiring.Component):
 
         lcyc = Signal(32)
         bcnt = Signal(32)
-        # ``layer + 1 == n_layers`` (the layer running is the run's last), a register, right in
-        # every cycle: each of the three values ``layer`` can take next is compared beside the
-        # state machine, from registers and the host's write, and the layer end selects one
-        # (the comparison sat behind the layer end's condition, five LUTs from the groups'
-        # idle registers to ``busy``: the 16-PE board build's critical path at 100 MHz, 94.6 MHz)
-        last = Signal()
-        n_layers_next = Signal.like(n_layers)
-        m.d.comb += n_layers_next.eq(Mux(n_layers_w, host.w_data, n_layers))
-        layer_up = Signal.like(layer)   # what a layer end sets ``layer`` to (wrapping)
-        m.d.comb += layer_up.eq(layer + 1)
-        last_if = {"start": n_layers_next == 1, "end": layer_up + 1 == n_layers_next,
-                   "stay": layer + 1 == n_layers_next}
-        last_next = Signal()
-        m.d.comb += last_next.eq(last_if["stay"])
-        m.d.sync += last.eq(last_next)
 
         with m.If(self.busy):
             m.d.sync += [run_cycles.eq(run_cycles + 1), lcyc.eq(lcyc + 1)]
@@ -375,7 +358,6 @@ class CCU(wiring.Component):
                         m.d.sync += [err.eq(0), done.eq(0), self.busy.eq(1), run_cycles.eq(0),
                                      layer.eq(0), *set_flags(),
                                      n_in.eq(tbl["n_in"][0])]
-                        m.d.comb += last_next.eq(last_if["start"])
                         m.next = "LSTART"
             with m.State("LSTART"):
                 m.d.comb += [lnzd.start.eq(1), layer_out.start.eq(1)]
@@ -411,10 +393,9 @@ class CCU(wiring.Component):
                                  lcnt_w.en.eq(1)]
                     m.d.sync += [
                         *set_flags(flags),
-                        layer.eq(layer_up),
+                        layer.eq(layer + 1),
                     ]
-                    m.d.comb += last_next.eq(last_if["end"])
-                    with m.If(last):
+                    with m.If(layer + 1 == n_layers):
                         m.d.sync += [self.busy.eq(0), done.eq(1)]
                         m.next = "IDLE"
                     with m.Else():

@@ -176,8 +176,7 @@ class BroadcastFifoHarness(Elaboratable):
     holds ``fifo_depth - i`` or more; its two selections made a cycle ahead (``hold_if``) are
     ``fill_any``'s bits ``valid_d`` and ``valid_d + 1``; a broadcast arriving finds room in every
     FIFO; every copy of the broadcast's registers equals ``bcast``. (And every copy of the source
-    bank equals ``layer.src.bank``, and the CCU's registered last-layer flag is ``layer + 1 ==
-    n_layers``, whatever the host writes: not needed by the FIFOs, checked here beside them.)
+    bank equals ``layer.src.bank``: not needed by the FIFOs, checked here beside them.)
 
     ``mutant="ignore_full"``: the CCU is told no FIFO is ever filling (``fill`` all 0);
     ``mutant="fill_off_by_one"``: every PE raises its fill flags one entry late;
@@ -237,10 +236,6 @@ class BroadcastFifoHarness(Elaboratable):
                                    f"the CCU's copy {g} of the source's parameters equals them")
         fill_any, valid_d = ccu_internal["fill_any"], ccu_internal["valid_d"]
         hold_if = ccu_internal["hold_if"]
-        # (beside the FIFOs: the CCU's registered "last layer" flag, whatever the host writes)
-        m.d.comb += Assert(ccu_internal["last"] == (ccu_internal["layer"] + 1
-                                                    == ccu_internal["n_layers"]),
-                           "the CCU's last-layer flag is layer + 1 == n_layers")
         for v in range(2):
             m.d.comb += Assert(hold_if[v] == fill_any.bit_select(valid_d + v, 1),
                                f"invariant: the CCU's hold_if[{v}] is fill_any[valid_d + {v}]")
@@ -274,8 +269,7 @@ class BroadcastFifoHarness(Elaboratable):
             fills.append(regs["fill"])
             m.d.comb += f.o.ready.eq(free(m, 1, f"pe{k}_pop"))        # the PE's progress
         if self.invariants:
-            ccu_frag, ccu_regs = internals(ccu, ["fill_any", "valid_d", "hold_if", "last",
-                                                 "layer", "n_layers"])
+            ccu_frag, ccu_regs = internals(ccu, ["fill_any", "valid_d", "hold_if"])
             m.submodules.ccu = ccu_frag
         else:
             m.submodules.ccu = ccu
