@@ -157,8 +157,8 @@ def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
                    stdout=subprocess.DEVNULL)
     flops = {}
     act_regs = set()
-    for name, cell in json.loads((work / "top.json").read_text())["modules"]["top"][
-            "cells"].items():
+    top_cells = json.loads((work / "top.json").read_text())["modules"]["top"]["cells"]
+    for name, cell in top_cells.items():
         copy = re.match(r"top\.core\.(?:ccu\.)?fanout_([a-z]+)(\d+)(_[a-z_]+?)?_TRELLIS_FF",
                         name)
         if copy and cell["type"] == "TRELLIS_FF":
@@ -172,9 +172,8 @@ def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
     # and the controller's own registers that the copies are copies of, not merged into one
     # of them (each set from the same next value): the source bank, the LNZD's read address,
     # the request register, the broadcast's valid flag (which its decision reads)
-    own = {re.sub(r"_TRELLIS_FF.*", "", name) for name, cell in json.loads(
-        (work / "top.json").read_text())["modules"]["top"]["cells"].items()
-        if cell["type"] == "TRELLIS_FF"}
+    own = {re.sub(r"_TRELLIS_FF.*", "", name) for name, cell in top_cells.items()
+           if cell["type"] == "TRELLIS_FF"}
     assert {"top.core.ccu.fanout_bank", "top.core.ccu.lnzd.fanout_t_issue",
             "top.core.fanout_host_addr", "top.core.ccu.bcast__valid"} <= own
     for kind, groups in flops.items():

@@ -273,7 +273,7 @@ def test_writes_to_the_pes_while_busy_are_ignored(simulate):
     """The PEs leave host mode while a run is busy: a bus write then to any PE memory (input
     and output activation rows, a bias slot, a pointer, a sparse-matrix word) is dropped, and
     the run's outputs equal the golden model's."""
-    from eie.hw.eie.host_program import Read, STATUS, Write, execute
+    from eie.hw.eie.host_program import STATUS, Write, execute
     from eie.hw.eie.top import EIETop
 
     rng = np.random.default_rng(21)
