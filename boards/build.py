@@ -62,7 +62,7 @@ from .protocol import Design
 
 __all__ = ["BuildSpec", "build", "program", "make_core_factory", "yowasp_env",
            "parse_yosys_stats", "parse_nextpnr_report", "nextpnr_phases", "ecp5_clock_mhz",
-           "FLOORPLAN_MIN_PES", "floorplan_wanted", "router_for",
+           "FLOORPLAN_MIN_PES", "floorplan_wanted", "router_for", "tmg_ripup_for",
            "ecp5_kept_module_overrides",
            "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
 
@@ -103,6 +103,7 @@ class BuildSpec:
     max_burst: int = 256
     seed: int = 1
     router: str | None = None      # nextpnr's router ("router1", "router2"); None: router_for
+    tmg_ripup: bool | None = None  # nextpnr's timing-driven rip-up; None: tmg_ripup_for
     nextpnr_args: tuple = ()       # more nextpnr arguments, as given ("--placer-heap-timingweight=40")
     floorplan: bool | None = None  # ECP5 EIE: pin each PE's block RAMs and multiplier
     #                                (floorplan.py); None: when n_pe >= FLOORPLAN_MIN_PES
@@ -122,6 +123,16 @@ def router_for(spec: BuildSpec) -> str | None:
     if spec.router is not None:
         return spec.router
     return "router2" if spec.design == "eie" and spec.board.family == "ecp5" else None
+
+
+def tmg_ripup_for(spec: BuildSpec) -> bool:
+    """Whether nextpnr's router rips up and reroutes for timing (``--tmg-ripup``) in ``spec``'s
+    build: ``spec.tmg_ripup``, else on for an ECP5 EIE build (the 16-PE board build at 100 MHz,
+    seed 1: 99.6 MHz routed with it, 94.6 without, from the same placement, its routing 30 s
+    longer: docs/boards.md), else off (nextpnr's default)."""
+    if spec.tmg_ripup is not None:
+        return spec.tmg_ripup
+    return spec.design == "eie" and spec.board.family == "ecp5"
 
 
 def floorplan_wanted(spec: BuildSpec) -> bool:
@@ -432,6 +443,7 @@ def _extract_plan(spec: BuildSpec, work: Path, top, platform,
     overrides = {"nextpnr_opts": f"--report {_NEXTPNR_REPORT} --timing-allow-fail "
                                  f"--seed {spec.seed}"
                                  + (f" --router {router_for(spec)}" if router_for(spec) else "")
+                                 + (" --tmg-ripup" if tmg_ripup_for(spec) else "")
                                  + "".join(f" {arg}" for arg in spec.nextpnr_args)}
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"     # map multipliers to the UP5K's SB_MAC16 blocks
@@ -498,6 +510,7 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         "bitstream": bitstream.name, "build_seconds": round(seconds, 1),
         "step_seconds": steps, "step_cpu_seconds": cpu, "nextpnr_timers": timers,
         "nextpnr_options": {"seed": spec.seed, "router": router_for(spec) or "default",
+                            "tmg_ripup": tmg_ripup_for(spec),
                             **({"args": list(spec.nextpnr_args)} if spec.nextpnr_args else {})},
         # modules synthesized once and kept (instantiated several times), not flattened
         "kept_modules": [kept[0]] if kept is not None else [],

