@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ECP5: design clock from the PLL (default: EIE 25, BNN 75, ram 100: a "
                         "clock each meets); iCE40: the board clock")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--seeds", type=int, default=1, metavar="K",
+                   help="place and route K times, with seeds SEED .. SEED+K-1, as many at a "
+                        "time as the machine has cores, and keep the fastest (default 1)")
     b.add_argument("--router", choices=("router1", "router2"), default=None,
                    help="nextpnr's router (default: router2 for an ECP5 EIE, which it routes "
                         "many times faster, else nextpnr's own; docs/boards.md)")
@@ -144,6 +147,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise EieError(f"--pes {args.pes} is out of range: the EIE takes 1 to {MAX_PE} PEs")
     if args.baud <= 0:
         raise EieError(f"--baud {args.baud} must be a positive baud rate")
+    if not 1 <= args.seeds <= 64:
+        raise EieError(f"--seeds {args.seeds} is out of range: place and route 1 to 64 times")
     for arg in args.nextpnr_arg:
         # the argument goes into amaranth's build script as it is: no spaces or shell syntax
         if not NEXTPNR_ARG.fullmatch(arg):
@@ -169,7 +174,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     spec = BuildSpec(board=board, design=args.design, out=out,
                      pes=args.pes, baud=args.baud, clock_mhz=args.clock_mhz,
                      bnn_fold=args.fold, seed=args.seed, router=args.router,
-                     tmg_ripup=args.tmg_ripup,
+                     tmg_ripup=args.tmg_ripup, seeds=args.seeds,
                      nextpnr_args=tuple(args.nextpnr_arg), floorplan=args.floorplan)
     if weight_bits is not None:
         spec.bnn_weight_bits = weight_bits

@@ -102,6 +102,7 @@ class BuildSpec:
     bnn_fifo_depth: int | None = None    # input and output FIFO depth (samples); None: by family
     max_burst: int = 256
     seed: int = 1
+    seeds: int = 1                 # place and route with seeds seed .. seed + seeds - 1, keep the best
     router: str | None = None      # nextpnr's router ("router1", "router2"); None: router_for
     tmg_ripup: bool | None = None  # nextpnr's timing-driven rip-up; None: tmg_ripup_for
     nextpnr_args: tuple = ()       # more nextpnr arguments, as given ("--placer-heap-timingweight=40")
@@ -488,7 +489,13 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
     if kept is not None and floorplan_wanted(spec):
         def before_pnr(argv: list[str]) -> None:
             floorplan.update(_pin_pes(work, argv, env, kept[0], log))
-    steps_run, cpu, timers = _run_flow(work, env, log, board.name, before_pnr)
+    seeds = [spec.seed + i for i in range(spec.seeds)]
+    sweep: list[dict[str, Any]] = []
+    if len(seeds) > 1:
+        log(f"  place and route with seeds {seeds[0]}..{seeds[-1]}, "
+            f"{min(len(seeds), os.cpu_count() or 1)} at a time; the fastest is kept")
+    steps_run, cpu, timers = _run_flow(work, env, log, board.name, before_pnr, seeds, sweep)
+    kept_seed = next((run["seed"] for run in sweep if run["kept"]), spec.seed)
     steps.update(steps_run)
     seconds = time.monotonic() - t0
     bitstream = work / f"top.{board.bitstream_ext}"
@@ -509,9 +516,11 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         "uart": {"baud": spec.baud, "divisor": divisor_for(clk_freq, spec.baud)},
         "bitstream": bitstream.name, "build_seconds": round(seconds, 1),
         "step_seconds": steps, "step_cpu_seconds": cpu, "nextpnr_timers": timers,
-        "nextpnr_options": {"seed": spec.seed, "router": router_for(spec) or "default",
+        "nextpnr_options": {"seed": kept_seed, "router": router_for(spec) or "default",
                             "tmg_ripup": tmg_ripup_for(spec),
                             **({"args": list(spec.nextpnr_args)} if spec.nextpnr_args else {})},
+        # each seed's place and route (--seeds): its Fmax, and the one kept
+        **({"seed_sweep": sweep} if sweep else {}),
         # modules synthesized once and kept (instantiated several times), not flattened
         "kept_modules": [kept[0]] if kept is not None else [],
         # the PEs' block RAMs and multipliers pinned (eie.boards.floorplan), or None
@@ -558,7 +567,8 @@ def _pin_pes(work: Path, argv: list[str], env: dict, module: str,
 
 
 def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str,
-              before_pnr: Callable[[list[str]], None] | None = None
+              before_pnr: Callable[[list[str]], None] | None = None, seeds: list[int] = (),
+              sweep: list | None = None
               ) -> tuple[dict[str, float | None], dict[str, float], dict[str, float]]:
     """Run the build plan's commands (``build_top.json``: what ``build_top.sh`` runs) one by one
     in ``work``, each tool taken from its environment variable as the script does (``YOSYS``,
@@ -567,7 +577,10 @@ def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str,
     place_and_route split into placement and routing, pack), their CPU times (the tool's user
     and system time: on a shared machine the wall time also counts the waits for a core) and
     nextpnr's own timers. ``before_pnr(argv)`` runs just before nextpnr (its wall time is the
-    step ``floorplan``)."""
+    step ``floorplan``). With two or more ``seeds``, nextpnr runs once a seed
+    (:func:`_place_and_route_seeds`) and the packer takes the fastest result; ``sweep`` then
+    receives each seed's ``{"seed", "fmax_mhz"}`` and the seed kept is the one marked
+    ``"kept": True``."""
     from amaranth._toolchain import tool_env_var
 
     commands = json.loads((work / "build_top.json").read_text())["commands"]
@@ -588,10 +601,18 @@ def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str,
                     steps["floorplan"] = round(time.monotonic() - t_fp, 1)
             cmd = [env.get(tool_env_var(name), name), *argv[1:]]
             log(f"  {step.replace('_', ' ')}: {cmd[0]} ...")
-            blog.write(f"$ {shlex.join(cmd)}\n")
+            sweeping = nextpnr and len(seeds) > 1
+            blog.write(f"$ {shlex.join(cmd)}"
+                       + ("   (the plan's command: run once a seed, below)" if sweeping else "")
+                       + "\n")
             blog.flush()
             lines: list[tuple[float, str]] = []
-            rc, took, cpu_took = _run_stamped(cmd, work, env, blog, lines if nextpnr else None)
+            if sweeping:
+                rc, took, cpu_took, lines = _place_and_route_seeds(cmd, seeds, work, env, blog,
+                                                                   board, sweep)
+            else:
+                rc, took, cpu_took = _run_stamped(cmd, work, env, blog,
+                                                  lines if nextpnr else None)
             if rc != 0:
                 blog.flush()
                 tail = " | ".join(line.strip() for _, line in lines[-8:] if line.strip()) or \
@@ -611,27 +632,112 @@ def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str,
     return steps, cpu, timers
 
 
-def _run_stamped(cmd: list[str], cwd: Path, env: dict, out, keep: list | None
-                 ) -> tuple[int, float, float]:
-    """Run ``cmd``, its stdout and stderr into ``out`` line by line, each stamped with the seconds
-    since it started (and appended to ``keep`` as ``(seconds, line)`` when given); return its exit
-    code, wall time and CPU time (user + system, of it and its children). The tool is killed when
-    this is interrupted."""
+#: nextpnr's options that name a file it writes (each seed of a sweep writes its own).
+_NEXTPNR_OUTPUTS = ("--report", "--log", "--textcfg", "--asc", "--write")
+
+
+def _seed_argv(cmd: list[str], seed: int) -> tuple[list[str], dict[str, str]]:
+    """nextpnr's command ``cmd`` with ``--seed seed`` and each output file named for the seed
+    (``top.config`` -> ``top.seed2.config``); returns it and ``{seed's file: the plan's}``."""
+    out = list(cmd)
+    files = {}
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--seed":
+            out[i + 1] = str(seed)
+        elif arg in _NEXTPNR_OUTPUTS:
+            plan_name = out[i + 1]
+            stem, dot, ext = plan_name.rpartition(".")
+            out[i + 1] = f"{stem}.seed{seed}.{ext}" if dot else f"{plan_name}.seed{seed}"
+            files[out[i + 1]] = plan_name
+    if "--seed" not in out:
+        out += ["--seed", str(seed)]
+    return out, files
+
+
+def _place_and_route_seeds(cmd: list[str], seeds: list[int], work: Path, env: dict, blog,
+                           board: str, sweep: list | None
+                           ) -> tuple[int, float, float, list[tuple[float, str]]]:
+    """Run nextpnr's command ``cmd`` once for each of ``seeds``, as many at a time as the
+    machine has cores, each writing its own files; keep the run with the highest Fmax (its
+    slowest clock; the lowest seed of a tie) under the plan's file names, for the packer.
+    Every run's stamped log goes to ``blog`` in seed order. Returns the exit code (the first
+    failed run's, else 0), the wall time of the whole sweep, its CPU time and the kept run's
+    log lines; each seed's ``{"seed", "fmax_mhz"}`` is appended to ``sweep``."""
+    import concurrent.futures
+    import io
+
+    runs = {}
+    for seed in seeds:
+        argv, files = _seed_argv(cmd, seed)
+        runs[seed] = {"argv": argv, "files": files, "out": io.StringIO(), "lines": []}
+    procs: list[subprocess.Popen] = []
+    cpu0 = _children_cpu()
+    t0 = time.monotonic()
+
+    def one(seed):
+        run = runs[seed]
+        return _run_stamped(run["argv"], work, env, run["out"], run["lines"], procs)
+
+    jobs = max(1, min(len(seeds), os.cpu_count() or 1))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = {seed: pool.submit(one, seed) for seed in seeds}
+        for seed, fut in futures.items():
+            runs[seed]["rc"], runs[seed]["took"], _ = fut.result()
+    except BaseException:
+        for proc in list(procs):        # interrupted: no nextpnr left running
+            proc.kill()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    took, cpu_took = time.monotonic() - t0, _children_cpu() - cpu0
+    for seed in seeds:
+        run = runs[seed]
+        blog.write(f"$ {shlex.join(run['argv'])}   (seed {seed} of the sweep)\n")
+        blog.write(run["out"].getvalue())
+    failed = [seed for seed in seeds if runs[seed]["rc"] != 0]
+    if failed:
+        return runs[failed[0]]["rc"], took, cpu_took, runs[failed[0]]["lines"]
+    for seed in seeds:
+        report_file = next(f for f, plan in runs[seed]["files"].items()
+                           if plan == _NEXTPNR_REPORT)
+        fmax = json.loads((work / report_file).read_text()).get("fmax", {})
+        runs[seed]["fmax"] = min((round(v.get("achieved", 0.0), 2) for v in fmax.values()),
+                                 default=0.0)
+    best = max(seeds, key=lambda sd: (runs[sd]["fmax"], -sd))
+    for seed_file, plan_file in runs[best]["files"].items():
+        os.replace(work / seed_file, work / plan_file)
+    blog.write(f"kept seed {best}: " + ", ".join(
+        f"seed {sd} {runs[sd]['fmax']:.2f} MHz" for sd in seeds) + "\n")
+    if sweep is not None:
+        sweep.extend({"seed": sd, "fmax_mhz": runs[sd]["fmax"], "kept": sd == best}
+                     for sd in seeds)
+    return 0, took, cpu_took, runs[best]["lines"]
+
+
+def _children_cpu() -> float:
+    """User + system seconds of this process's finished children (NaN where unknown)."""
     try:
         import resource
     except ImportError:              # not on Windows: no CPU times there
-        resource = None
+        return float("nan")
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
-    def children_cpu() -> float:
-        if resource is None:
-            return float("nan")
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return ru.ru_utime + ru.ru_stime
 
-    cpu0 = children_cpu()
+def _run_stamped(cmd: list[str], cwd: Path, env: dict, out, keep: list | None,
+                 procs: list | None = None) -> tuple[int, float, float]:
+    """Run ``cmd``, its stdout and stderr into ``out`` line by line, each stamped with the seconds
+    since it started (and appended to ``keep`` as ``(seconds, line)`` when given); return its exit
+    code, wall time and CPU time (user + system, of it and its children). The tool is killed when
+    this is interrupted. ``procs``: a list the running process is added to (for whoever runs
+    several at a time to kill them)."""
+    cpu0 = _children_cpu()
     t0 = time.monotonic()
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        if procs is not None:
+            procs.append(proc)
         try:
             for line in proc.stdout:
                 t = time.monotonic() - t0
@@ -642,7 +748,7 @@ def _run_stamped(cmd: list[str], cwd: Path, env: dict, out, keep: list | None
         except BaseException:
             proc.kill()
             raise
-    return rc, time.monotonic() - t0, children_cpu() - cpu0
+    return rc, time.monotonic() - t0, _children_cpu() - cpu0
 
 
 @contextlib.contextmanager

@@ -177,6 +177,10 @@ def test_build_rejects_bad_options(tmp_path, cli, monkeypatch):
     r = cli(["build", "--board", "icebreaker", "--design", "ram", "--baud", "5000000",
              "--out", tmp_path / "b"])
     assert r.code == 2 and "baud" in r.err
+    for seeds in ("0", "65"):
+        r = cli(["build", "--board", "icebreaker", "--design", "ram", "--seeds", seeds,
+                 "--out", tmp_path / "b"])
+        assert r.code == 2 and f"--seeds {seeds} is out of range" in r.err, r.err
     # a nextpnr argument goes into the build script as it is: one word, no shell syntax
     for bad in ("--seed 2", "--freq=50;touch x", "$(id)"):
         r = cli(["build", "--board", "icebreaker", "--design", "ram", f"--nextpnr-arg={bad}",
@@ -340,6 +344,49 @@ def test_icebreaker_bitstream(tmp_path, cli, monkeypatch):
     assert re.search(r"^\[ +[0-9.]+s\] Info: Routing\.\.$", log, re.M)
     # nothing left beside the output but the programmer stub's files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "calls", "ice"]
+
+
+def test_a_seed_sweep_names_each_run_s_files_for_its_seed():
+    from eie.boards.build import _seed_argv
+
+    argv = ["nextpnr-ecp5", "--report", "nextpnr-report.json", "--seed", "1", "--log", "top.tim",
+            "--json", "top.json", "--textcfg", "top.config"]
+    out, files = _seed_argv(argv, 3)
+    assert out == ["nextpnr-ecp5", "--report", "nextpnr-report.seed3.json", "--seed", "3",
+                   "--log", "top.seed3.tim", "--json", "top.json", "--textcfg",
+                   "top.seed3.config"]
+    assert files == {"nextpnr-report.seed3.json": "nextpnr-report.json",
+                     "top.seed3.tim": "top.tim", "top.seed3.config": "top.config"}
+    assert _seed_argv(["nextpnr-ice40", "--asc", "top.asc"], 2)[0] == [
+        "nextpnr-ice40", "--asc", "top.seed2.asc", "--seed", "2"]
+
+
+@pytest.mark.slow
+def test_build_with_a_seed_sweep(tmp_path, cli):
+    """``--seeds 3`` places and routes with seeds 2, 3 and 4 (``--seed 2``) and packs the
+    fastest: the report names every seed's Fmax and the one kept, whose Fmax and seed are the
+    build's; the log holds every run; the output holds what a one-seed build writes."""
+    out = tmp_path / "ice"
+    r = cli(["build", "--board", "icebreaker", "--design", "ram", "--out", out, "--seed", "2",
+             "--seeds", "3"])
+    assert r.code == 0, r.err
+    report = json.loads((out / "report.json").read_text())
+    sweep = report["seed_sweep"]
+    assert [run["seed"] for run in sweep] == [2, 3, 4]
+    best = max(sweep, key=lambda run: (run["fmax_mhz"], -run["seed"]))
+    assert [run["kept"] for run in sweep] == [run is best for run in sweep]
+    assert report["nextpnr_options"]["seed"] == best["seed"]
+    assert report["fmax_mhz"] == best["fmax_mhz"] > 0
+    # the kept run's own report is the one in the output
+    kept = json.loads((out / "logs" / "nextpnr-report.json").read_text())
+    assert min(round(v["achieved"], 2) for v in kept["fmax"].values()) == best["fmax_mhz"]
+    log = (out / "logs" / "build.log").read_text()
+    for seed in (2, 3, 4):
+        assert f"--seed {seed} --log top.seed{seed}.tim" in log
+    assert f"kept seed {best['seed']}: seed 2 " in log
+    assert sorted(p.name for p in out.iterdir()) == ["core.json", "logs", "report.json",
+                                                    "top.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ice"]
 
 
 @pytest.mark.slow
