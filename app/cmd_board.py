@@ -71,9 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="nextpnr's router (default: router2 for an ECP5 EIE, which it routes "
                         "many times faster, else nextpnr's own; docs/boards.md)")
     b.add_argument("--tmg-ripup", action=argparse.BooleanOptionalAction, default=None,
-                   help="nextpnr's timing-driven rip-up and reroute, or (--no-tmg-ripup) not "
-                        "(default: on for an ECP5 EIE, whose 16-PE build it took from 94.6 to "
-                        "99.6 MHz; docs/boards.md)")
+                   help="nextpnr's timing-driven rip-up and reroute (default: off; it took "
+                        "the 16-PE EIE from 94.6 to 99.6 MHz, but where it cannot close timing "
+                        "it reroutes for up to 1,500 iterations, about 25 min more; "
+                        "docs/boards.md)")
     b.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
                    help="one more nextpnr argument, repeatable, e.g. "
                         "--nextpnr-arg=--placer-heap-timingweight=40 (the 16-PE EIE's best "

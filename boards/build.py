@@ -104,7 +104,7 @@ class BuildSpec:
     seed: int = 1
     seeds: int = 1                 # place and route with seeds seed .. seed + seeds - 1, keep the best
     router: str | None = None      # nextpnr's router ("router1", "router2"); None: router_for
-    tmg_ripup: bool | None = None  # nextpnr's timing-driven rip-up; None: tmg_ripup_for
+    tmg_ripup: bool | None = None  # nextpnr's timing-driven rip-up (None: off, tmg_ripup_for)
     nextpnr_args: tuple = ()       # more nextpnr arguments, as given ("--placer-heap-timingweight=40")
     floorplan: bool | None = None  # ECP5 EIE: pin each PE's block RAMs and multiplier
     #                                (floorplan.py); None: when n_pe >= FLOORPLAN_MIN_PES
@@ -128,12 +128,12 @@ def router_for(spec: BuildSpec) -> str | None:
 
 def tmg_ripup_for(spec: BuildSpec) -> bool:
     """Whether nextpnr's router rips up and reroutes for timing (``--tmg-ripup``) in ``spec``'s
-    build: ``spec.tmg_ripup``, else on for an ECP5 EIE build (the 16-PE board build at 100 MHz,
-    seed 1: 99.6 MHz routed with it, 94.6 without, from the same placement, its routing 30 s
-    longer: docs/boards.md), else off (nextpnr's default)."""
-    if spec.tmg_ripup is not None:
-        return spec.tmg_ripup
-    return spec.design == "eie" and spec.board.family == "ecp5"
+    build: ``spec.tmg_ripup``, else off (nextpnr's default). Measured on the 16-PE board build
+    at 100 MHz (docs/boards.md): from the same placement 99.6 MHz routed with it, 94.6 without,
+    its routing 30 s longer; but where its router cannot bring the failing arcs to none, nextpnr
+    0.11 goes on rerouting them up to its 1,500th iteration (about a second each: two 16-PE
+    builds were still at it after 14 min of routing), so it is not the default."""
+    return bool(spec.tmg_ripup)
 
 
 def floorplan_wanted(spec: BuildSpec) -> bool:
