@@ -131,21 +131,19 @@ class SpmatRead(wiring.Component):
             spm_first.eq(~spm_active),
             spm_a.eq(q.payload.a),
         ]
-        # second stage: the entry's byte selected from the RAM's word and registered, so that
-        # the codebook read and the row adder start from a flip-flop. (Registered whole, with
-        # the byte selected behind the register, the select was in front of the codebook read:
-        # the byte index and the word -> the 4:1 select -> the codebook's read address, fanned
-        # out to its LUT RAMs -> the layer's select -> ``mul_w`` was the 16-PE board build's
-        # critical path at 100 MHz, seeds 1 and 2 of two commits, 98.3 and 99.0 MHz; the
-        # RAM's slow output, 5.8 ns, now drives only the select in front of this register.)
-        spm_entry = Signal(8)
+        # second stage: the RAM's half-word registered whole, with the byte's index; the byte
+        # is selected from the two registers (a multiplexer in front of the next stage's logic,
+        # not behind the RAM's output)
+        spm_word = Signal(32)
+        spm_word_byte = Signal(2)
         m.d.sync += [
             self.spm_valid.eq(spm_valid),
-            spm_entry.eq(rp.data.word_select(spm_byte, 8)),
+            spm_word.eq(rp.data),
+            spm_word_byte.eq(spm_byte),
             self.spm_first.eq(spm_first),
             self.spm_a.eq(spm_a),
         ]
-        m.d.comb += self.spm_entry.eq(spm_entry)
+        m.d.comb += self.spm_entry.eq(spm_word.word_select(spm_word_byte, 8))
         m.d.comb += [self.idle.eq(~spm_valid & ~self.spm_valid),
                      self.idle_next.eq(~self.issue & ~spm_valid)]      # idle of the next cycle
 
