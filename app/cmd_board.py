@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     b.add_argument("--seeds", type=int, default=1, metavar="K",
                    help="place and route K times, with seeds SEED .. SEED+K-1, as many at a "
-                        "time as the machine has cores, and keep the fastest (default 1)")
+                        "time as the machine has cores, and keep the fastest (default 1; K "
+                        "times the CPU time of one)")
     b.add_argument("--router", choices=("router1", "router2"), default=None,
                    help="nextpnr's router (default: router2 for an ECP5 EIE, which it routes "
                         "many times faster, else nextpnr's own; docs/boards.md)")

@@ -52,7 +52,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..common.atomic import atomic_dir, atomic_file
 from ..common.errors import EieError
@@ -567,7 +567,7 @@ def _pin_pes(work: Path, argv: list[str], env: dict, module: str,
 
 
 def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str,
-              before_pnr: Callable[[list[str]], None] | None = None, seeds: list[int] = (),
+              before_pnr: Callable[[list[str]], None] | None = None, seeds: Sequence[int] = (),
               sweep: list | None = None
               ) -> tuple[dict[str, float | None], dict[str, float], dict[str, float]]:
     """Run the build plan's commands (``build_top.json``: what ``build_top.sh`` runs) one by one
@@ -609,7 +609,7 @@ def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str,
             lines: list[tuple[float, str]] = []
             if sweeping:
                 rc, took, cpu_took, lines = _place_and_route_seeds(cmd, seeds, work, env, blog,
-                                                                   board, sweep)
+                                                                   sweep)
             else:
                 rc, took, cpu_took = _run_stamped(cmd, work, env, blog,
                                                   lines if nextpnr else None)
@@ -654,8 +654,8 @@ def _seed_argv(cmd: list[str], seed: int) -> tuple[list[str], dict[str, str]]:
     return out, files
 
 
-def _place_and_route_seeds(cmd: list[str], seeds: list[int], work: Path, env: dict, blog,
-                           board: str, sweep: list | None
+def _place_and_route_seeds(cmd: list[str], seeds: Sequence[int], work: Path, env: dict, blog,
+                           sweep: list | None
                            ) -> tuple[int, float, float, list[tuple[float, str]]]:
     """Run nextpnr's command ``cmd`` once for each of ``seeds``, as many at a time as the
     machine has cores, each writing its own files; keep the run with the highest Fmax (its
