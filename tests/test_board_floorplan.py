@@ -167,9 +167,8 @@ def test_a_pinned_3pe_netlist_places_where_pinned(tmp_path):
             if copy.group(1) == "act":
                 act_regs.add(copy.group(3))
     assert sorted(flops) == ["act", "bank", "bcast", "host", "layer", "src"]
-    # a group's activation stream: the read address, the scanned round slot and the address's
-    # bias slot
-    assert act_regs == {"_addr", "_scan", "_bias"}, act_regs
+    # a group's activation stream: the read address and the scanned round slot
+    assert act_regs == {"_addr", "_scan"}, act_regs
     # and the controller's own registers that the copies are copies of, not merged into one
     # of them (each set from the same next value): the source bank, the LNZD's read address,
     # the request register, the broadcast's valid flag (which its decision reads)

@@ -278,7 +278,6 @@ def test_accumulator_bypass_back_to_back_rows(simulate):
         rows = []
         for t in range(8 + ACT_READ_LATENCY):
             ctx.set(dut.act.addr, t % 8)
-            ctx.set(dut.act_bias, t % 8)        # the row's bias slot (bias_base 0)
             await ctx.tick()
             if t + 1 >= ACT_READ_LATENCY:
                 rows.append(ctx.get(dut.act.data))

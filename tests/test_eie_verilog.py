@@ -99,7 +99,7 @@ def test_pe_ports_are_the_groups_flattened():
 
     cfg = EIEConfig(n_pe=3, **SMALL)
     sig = pe_signature(cfg)
-    assert list(sig.members) == ["bcast", "layer", "act", "act_bias", "host", "idle_next"]
+    assert list(sig.members) == ["bcast", "layer", "act", "host", "idle_next"]
     names = {"__".join(map(str, path)) for path, member in sig.members.flatten()
              if member.is_port}
     assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in names)

@@ -78,10 +78,7 @@ class Accumulator(wiring.Component):
     swap); the accumulate inputs (``mul_row``,
     read in its cycle, then ``acc_valid``/``acc_row``/``acc_prod`` one cycle later;
     ``mul_valid`` is unused: the file is read every cycle); ``act``
-    (:class:`~eie.hw.eie.signatures.ActRead`, the activation stream); ``act_bias`` (the bias
-    slot of the row on ``act.addr``: ``bias_base`` as registered here, a cycle after ``src``
-    showed it, plus the row, modulo ``bias_depth``'s index width; from a register of whoever
-    shows ``act.addr``, so that no adder follows its route); ``host``
+    (:class:`~eie.hw.eie.signatures.ActRead`, the activation stream); ``host``
     (:class:`~eie.hw.eie.signatures.HostPort` with regions: ``BIAS`` and ``ACT`` writes,
     ``BIAS`` reads on ``r_data``).
 
@@ -104,7 +101,6 @@ class Accumulator(wiring.Component):
             "acc_row": In(c.row_bits),
             "acc_prod": In(signed(32)),
             "act": In(ActRead(c.act_addr_bits)),
-            "act_bias": In(c.bias_slot_bits),
             "host": In(HostPort(max(c.bias_slot_bits, c.act_file_bits), regions=True)),
         })
 
@@ -273,15 +269,15 @@ class Accumulator(wiring.Component):
         # copy is in time for the next layer's first read, LSTART)
         bias_base = Signal.like(src.bias_base)
         m.d.sync += bias_base.eq(src.bias_base)
-        # (the activation read's slot, ``bias_base + act.addr``, comes in ``act_bias`` from a
-        # register of the top's, a group of PEs: the group's read-address register -> 4.4 ns
-        # of route -> this adder -> the bias RAM was the 16-PE board build's critical path at
-        # 100 MHz, seed 2, 99.2 MHz)
-        bias_row_host = bias_base + host.r_addr[:ab] if ab else bias_base
+        if ab:
+            bias_row_act = bias_base + act.addr[:ab]
+            bias_row_host = bias_base + host.r_addr[:ab]
+        else:
+            bias_row_act = bias_row_host = bias_base
         with m.If(host.mode):
             m.d.comb += ba.addr.eq(Mux(h_r_bias, host.r_addr, bias_row_host))
         with m.Else():
-            m.d.comb += ba.addr.eq(self.act_bias)
+            m.d.comb += ba.addr.eq(bias_row_act)
         m.d.comb += fa.addr.eq(rd_full)
         # Forwarding: a row written in the cycle it is read (the RAM returns the old word) or
         # in the cycle after takes the written sum (``l2``, ``l1``: registered) in stage 3. So

@@ -71,7 +71,6 @@ def pe_signature(config: EIEConfig) -> wiring.Signature:
         "bcast": In(Broadcast(c.j_bits)),
         "layer": In(LayerParams(c)),
         "act": In(ActRead(c.act_addr_bits, slots=ROUND_SLOTS)),
-        "act_bias": In(c.bias_slot_bits),
         "host": In(HostPort(MemoryMap(c).off_bits, regions=True)),
         "idle_next": Out(1),
     })
@@ -97,9 +96,6 @@ class PE(wiring.Component):
       leaf's stream, ``addr`` -> ``data`` :data:`ACT_READ_LATENCY` cycles later (the top shows
       ``addr`` from its group's register of the LNZD's ``addr_next``);
       ``slot_we``/``scan`` -> ``held`` through the PE's round slots;
-    * ``act_bias`` (in): the bias slot of the row on ``act.addr`` (the source's ``bias_base``
-      as the PE registered it, a cycle after ``layer.src`` showed it, plus the row), which the
-      top shows from its group's register too (see :class:`~eie.hw.eie.accum.Accumulator`);
     * ``host`` (in, :class:`~eie.hw.eie.signatures.HostPort` with regions, offsets of
       ``MemoryMap.off_bits``): the request is registered here (a write lands, and a read's
       address reaches the memories, a cycle after the port shows it); writes to the PE's
@@ -206,7 +202,7 @@ class PE(wiring.Component):
         # LNZD's ``addr_next`` (equal to the LNZD's address register in every cycle), not from
         # the LNZD's register across the chip
         wires("w_leaf", [
-            acc.act.addr.eq(act.addr), acc.act_bias.eq(self.act_bias),
+            acc.act.addr.eq(act.addr),
             act.data.eq(acc.act.data), act.nz.eq(acc.act.nz),
             slots.data.eq(acc.act.data), slots.we.eq(act.slot_we), slots.scan.eq(act.scan),
             act.held.eq(slots.held),

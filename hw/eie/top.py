@@ -209,14 +209,6 @@ class EIETop(wiring.Component):
         group_act_addr = [Signal.like(ccu.act.addr, name=f"fanout_act{g}_addr")
                           for g in range(copies)]
         m.d.sync += [reg.eq(ccu.act.addr_next) for reg in group_act_addr]
-        # and the bias slot of that row, one register a group too: the next address's row plus
-        # the source's ``bias_base`` now, which is what each PE's own copy of it holds in the
-        # next cycle (the PEs' accumulators take it instead of adding the two themselves)
-        bias_next = (ccu.act.addr_next[:ab] + ccu.layer.src.bias_base) if ab else \
-            ccu.layer.src.bias_base
-        group_act_bias = [Signal(c.bias_slot_bits, name=f"fanout_act{g}_bias")
-                          for g in range(copies)]
-        m.d.sync += [reg.eq(bias_next) for reg in group_act_bias]
         # and the scanned round slot, one register a group too (from the LNZD's ``scan_next``)
         group_scan = [Signal.like(ccu.act.scan, name=f"fanout_act{g}_scan")
                       for g in range(copies)]
@@ -301,7 +293,7 @@ class EIETop(wiring.Component):
             pe_host = {"mode": pe_mode, "w_region": g_region, "w_addr": g_off,
                        "w_data": g_w_data, "r_region": g_region, "r_addr": g_off}
             glue.d.comb += [getattr(pe.host, name).eq(value) for name, value in pe_host.items()]
-            glue.d.comb += [pe.host.w_en.eq(w_pe[k]), pe.act_bias.eq(group_act_bias[g])]
+            glue.d.comb += pe.host.w_en.eq(w_pe[k])
 
         # Read pipeline (cycles counted from the registered request): address in cycle 0; the
         # CCU answers and its word is registered (cycle 2, then held two cycles more); each PE
