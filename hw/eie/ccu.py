@@ -349,14 +349,6 @@ class CCU(wiring.Component):
         # 16-PE board build's critical path at 100 MHz, seed 1: 94.6 MHz)
         quiet = Signal()
         m.d.sync += quiet.eq(0)
-        # In LSTART: a register set as the FSM enters it, so that the LNZD's start (its first
-        # read address, then a copy a group of PEs) begins at a flip-flop, not at a decode of
-        # the FSM's state (the FSM's state -> ``layer.start`` -> the LNZD's ``issue`` -> the
-        # next read address -> 3.4 ns of route -> group 0's copy was the 16-PE board build's
-        # critical path at 100 MHz, seed 1: 98.7 MHz)
-        lstart = Signal()
-        m.d.sync += lstart.eq(0)
-        m.d.comb += [lnzd.start.eq(lstart), layer_out.start.eq(lstart)]
 
         with m.If(self.busy):
             m.d.sync += [run_cycles.eq(run_cycles + 1), lcyc.eq(lcyc + 1)]
@@ -374,9 +366,9 @@ class CCU(wiring.Component):
                         m.d.sync += [err.eq(0), done.eq(0), self.busy.eq(1), run_cycles.eq(0),
                                      layer.eq(0), *set_flags(),
                                      n_in.eq(tbl["n_in"][0])]
-                        m.d.sync += lstart.eq(1)
                         m.next = "LSTART"
             with m.State("LSTART"):
+                m.d.comb += [lnzd.start.eq(1), layer_out.start.eq(1)]
                 m.d.sync += [
                     layer_out.ptr_base.eq(pick("ptr_base")),
                     layer_out.entry_base.eq(pick("entry_base")),
@@ -417,7 +409,7 @@ class CCU(wiring.Component):
                         m.d.sync += [self.busy.eq(0), done.eq(1)]
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [n_in.eq(pick("n_in", layer + 1)), lstart.eq(1)]
+                        m.d.sync += n_in.eq(pick("n_in", layer + 1))
                         m.next = "LSTART"
         m.d.comb += self.done.eq(done)
         return m
