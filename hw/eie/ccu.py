@@ -341,14 +341,6 @@ class CCU(wiring.Component):
 
         lcyc = Signal(32)
         bcnt = Signal(32)
-        # In DRAIN, no broadcast arriving now or in the cycle before: the layer end's condition
-        # but for the PEs' idle flags, a register set a cycle ahead (no broadcast taken or
-        # arriving then, in BCAST's last cycle or in DRAIN), so that the layer end is the AND
-        # of the groups' idle registers and this one, not of those and the broadcast's
-        # registers (the groups' idle registers -> 3 LUTs -> the layer end -> ``busy`` was the
-        # 16-PE board build's critical path at 100 MHz, seed 1: 94.6 MHz)
-        quiet = Signal()
-        m.d.sync += quiet.eq(0)
 
         with m.If(self.busy):
             m.d.sync += [run_cycles.eq(run_cycles + 1), lcyc.eq(lcyc + 1)]
@@ -386,7 +378,6 @@ class CCU(wiring.Component):
                 with m.If(decide):
                     m.d.sync += bcnt.eq(bcnt + 1)
                 with m.If(lnzd.done):
-                    m.d.sync += quiet.eq(~decide & ~bcast.valid)
                     # every input of the layer has been read (its bias slot looked up): the
                     # PEs' bias slot adders take the next source's base from here on, a cycle
                     # ahead of the layer end, so that each PE registers its own copy in time
@@ -395,9 +386,8 @@ class CCU(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 # every PE idle, and no broadcast arriving now or in the cycle before (the
-                # CCU's own registers: ``quiet``)
-                m.d.sync += quiet.eq(~bcast.valid)
-                with m.If(self.idle_all & quiet):
+                # CCU's own registers)
+                with m.If(self.idle_all & ~bcast.valid & ~valid_d):
                     m.d.comb += [layer_out.end.eq(1), bank_toggle.eq(1)]
                     m.d.comb += [lcnt_w.addr.eq(layer), lcnt_w.data.eq(Cat((lcyc + 1)[:32], bcnt)),
                                  lcnt_w.en.eq(1)]
