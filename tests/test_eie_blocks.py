@@ -473,7 +473,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
             await write(ctx, REGS["N_LAYERS"][0], n_run)
             await write(ctx, REGS["CTRL"][0], 1)
             seen = {"layers": [], "stall_without_full": 0, "bcast_while_full": 0, "stalls": 0,
-                    "in_flight_wrong": 0}
+                    "in_flight_wrong": 0, "end_while_busy": 0}
             cur = None
             cycle = 0
             fills = [[0] * n_pe, [0] * n_pe]         # the fill flags set 2 and 1 cycles ago
@@ -492,7 +492,8 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                 valid = ctx.get(dut.bcast.valid)
                 if valids[1]:                    # the value of last cycle's broadcast, now
                     cur["bcast"][-1][1] = ctx.get(dut.bcast.a)
-                ctx.set(dut.idle_all, int(rng.random() < 0.4))
+                idle = int(rng.random() < 0.4)
+                ctx.set(dut.idle_all, idle)
                 layer, src = dut.layer, dut.layer.src
                 if ctx.get(layer.start):
                     cur = {"start": cycle, "bcast": [], "idx": ctx.get(layer.idx)}
@@ -514,6 +515,8 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                 fills = [fills[1], fill]
                 valids = [valids[1], valid]
                 if ctx.get(layer.end):
+                    # only with every PE idle and no broadcast arriving now or a cycle ago
+                    seen["end_while_busy"] += not idle or valids[0] or valids[1]
                     cur["cycles"] = cycle - cur["start"] + 1
                     seen["layers"].append(cur)
                     if len(seen["layers"]) == n_run:
@@ -537,7 +540,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
     simulate(m, bench)
     for seen, n_run in zip(runs, (n_layers, 1)):
         assert seen["bcast_while_full"] == 0 and seen["stall_without_full"] == 0
-        assert seen["in_flight_wrong"] == 0
+        assert seen["in_flight_wrong"] == 0 and seen["end_while_busy"] == 0
         assert [L["idx"] for L in seen["layers"]] == list(range(n_run))
         for l, L in enumerate(seen["layers"]):
             d, bank = layers[l], l % 2
