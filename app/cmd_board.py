@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--router", choices=("router1", "router2"), default=None,
                    help="nextpnr's router (default: router2 for an ECP5 EIE, which it routes "
                         "many times faster, else nextpnr's own; docs/boards.md)")
-    b.add_argument("--tmg-ripup", action=argparse.BooleanOptionalAction, default=None,
+    b.add_argument("--tmg-ripup", action=argparse.BooleanOptionalAction, default=False,
                    help="nextpnr's timing-driven rip-up and reroute (default: off; it took "
                         "the 16-PE EIE from 94.6 to 99.6 MHz, but where it cannot close timing "
                         "it reroutes for up to 1,500 iterations, about 25 min more; "

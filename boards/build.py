@@ -62,7 +62,7 @@ from .protocol import Design
 
 __all__ = ["BuildSpec", "build", "program", "make_core_factory", "yowasp_env",
            "parse_yosys_stats", "parse_nextpnr_report", "nextpnr_phases", "ecp5_clock_mhz",
-           "FLOORPLAN_MIN_PES", "floorplan_wanted", "router_for", "tmg_ripup_for",
+           "FLOORPLAN_MIN_PES", "floorplan_wanted", "router_for",
            "ecp5_kept_module_overrides",
            "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
 
@@ -104,7 +104,11 @@ class BuildSpec:
     seed: int = 1
     seeds: int = 1                 # place and route with seeds seed .. seed + seeds - 1, keep the best
     router: str | None = None      # nextpnr's router ("router1", "router2"); None: router_for
-    tmg_ripup: bool | None = None  # nextpnr's timing-driven rip-up (None: off, tmg_ripup_for)
+    # nextpnr's timing-driven rip-up (``--tmg-ripup``). Off by default: on the 16-PE board build
+    # at 100 MHz it took one placement from 94.6 to 99.6 MHz (routing 30 s longer), but where its
+    # router cannot bring the failing arcs to none, nextpnr 0.11 goes on rerouting up to its
+    # 1,500th iteration, about a second each (docs/boards.md)
+    tmg_ripup: bool = False
     nextpnr_args: tuple = ()       # more nextpnr arguments, as given ("--placer-heap-timingweight=40")
     floorplan: bool | None = None  # ECP5 EIE: pin each PE's block RAMs and multiplier
     #                                (floorplan.py); None: when n_pe >= FLOORPLAN_MIN_PES
@@ -124,16 +128,6 @@ def router_for(spec: BuildSpec) -> str | None:
     if spec.router is not None:
         return spec.router
     return "router2" if spec.design == "eie" and spec.board.family == "ecp5" else None
-
-
-def tmg_ripup_for(spec: BuildSpec) -> bool:
-    """Whether nextpnr's router rips up and reroutes for timing (``--tmg-ripup``) in ``spec``'s
-    build: ``spec.tmg_ripup``, else off (nextpnr's default). Measured on the 16-PE board build
-    at 100 MHz (docs/boards.md): from the same placement 99.6 MHz routed with it, 94.6 without,
-    its routing 30 s longer; but where its router cannot bring the failing arcs to none, nextpnr
-    0.11 goes on rerouting them up to its 1,500th iteration (about a second each: two 16-PE
-    builds were still at it after 14 min of routing), so it is not the default."""
-    return bool(spec.tmg_ripup)
 
 
 def floorplan_wanted(spec: BuildSpec) -> bool:
@@ -444,7 +438,7 @@ def _extract_plan(spec: BuildSpec, work: Path, top, platform,
     overrides = {"nextpnr_opts": f"--report {_NEXTPNR_REPORT} --timing-allow-fail "
                                  f"--seed {spec.seed}"
                                  + (f" --router {router_for(spec)}" if router_for(spec) else "")
-                                 + (" --tmg-ripup" if tmg_ripup_for(spec) else "")
+                                 + (" --tmg-ripup" if spec.tmg_ripup else "")
                                  + "".join(f" {arg}" for arg in spec.nextpnr_args)}
     if board.family == "ice40":
         overrides["synth_opts"] = "-dsp"     # map multipliers to the UP5K's SB_MAC16 blocks
@@ -517,7 +511,7 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         "bitstream": bitstream.name, "build_seconds": round(seconds, 1),
         "step_seconds": steps, "step_cpu_seconds": cpu, "nextpnr_timers": timers,
         "nextpnr_options": {"seed": kept_seed, "router": router_for(spec) or "default",
-                            "tmg_ripup": tmg_ripup_for(spec),
+                            "tmg_ripup": spec.tmg_ripup,
                             **({"args": list(spec.nextpnr_args)} if spec.nextpnr_args else {})},
         # each seed's place and route (--seeds): its Fmax, and the one kept
         **({"seed_sweep": sweep} if sweep else {}),

@@ -235,19 +235,8 @@ def test_an_ecp5_eie_build_routes_with_router2_unless_told():
     assert router_for(spec("bnn")) is None and router_for(spec(board="icebreaker")) is None
 
 
-def test_a_build_rips_up_for_timing_only_when_told():
-    from eie.boards.build import BuildSpec, tmg_ripup_for
-
-    def spec(design="eie", board="ulx3s-85f", **kw):
-        return BuildSpec(board_by_name(board), design, Path("unused"), **kw)
-
-    assert not tmg_ripup_for(spec()) and not tmg_ripup_for(spec(tmg_ripup=False))
-    assert tmg_ripup_for(spec(tmg_ripup=True)) and tmg_ripup_for(spec("bnn", tmg_ripup=True))
-    assert not tmg_ripup_for(spec("bnn")) and not tmg_ripup_for(spec(board="icebreaker"))
-
-
-@pytest.mark.parametrize("argv, want", [([], (None, None)), (["--no-floorplan"], (False, None)),
-                                        (["--floorplan"], (True, None)),
+@pytest.mark.parametrize("argv, want", [([], (None, False)), (["--no-floorplan"], (False, False)),
+                                        (["--floorplan"], (True, False)),
                                         (["--no-tmg-ripup"], (None, False)),
                                         (["--tmg-ripup", "--floorplan"], (True, True))])
 def test_the_cli_passes_the_floorplan_and_ripup_choices(tmp_path, cli, monkeypatch, argv, want):
