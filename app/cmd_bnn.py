@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common import outputs
-from ..common.atomic import atomic_file
+from ..common.atomic import atomic_file, save_npz
 from ..common.errors import EieError
 from ..sim.runner import ALL_SIMULATORS
 
@@ -486,7 +486,7 @@ def _cmd_train(args) -> int:
                            scaling=args.scaling)
     train_bnn(model, xtr, data.y_train, BnnTrainConfig(epochs=args.epochs, seed=args.seed))
     with atomic_file(args.output, "wb") as f:
-        np.savez(f, **model.to_npz_dict())
+        save_npz(f, model.to_npz_dict())
     acc = bnn_accuracy(model, xte, data.y_test)
     more = ""
     if args.save_test is not None:

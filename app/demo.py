@@ -52,6 +52,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..common.atomic import save_npz
 from ..common.errors import EieError
 
 __all__ = ["MODES", "DemoConfig", "run_demo", "format_summary", "REQUIRED_KEYS"]
@@ -267,7 +268,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
         bar.close()
         float_acc = accuracy(model, x_test, y_test)
         float_model = model.copy()      # the ESE comparison starts from the same float model
-        np.savez(tmp / "lenet_float.npz", **model.to_npz_dict())
+        save_npz(tmp / "lenet_float.npz", model.to_npz_dict())
         _say(f"EIE  float LeNet-300-100: test accuracy {float_acc:.2%} "
              f"({cfg.dense_epochs} epochs, {time.perf_counter() - t0:.1f} s)", show)
 
@@ -306,7 +307,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
         bar.close()
         shared_acc = accuracy(shared, x_test, y_test)
     shared_weights = [w[w != 0].copy() for w in shared.weights]
-    np.savez(tmp / "lenet_compressed.npz", **shared.to_npz_dict())
+    save_npz(tmp / "lenet_compressed.npz", shared.to_npz_dict())
     _say(f"EIE  weight sharing ({max(len(b) - 1 for b in books)} centroids + zero per layer): "
          f"{shared_acc_before:.2%} before fine-tuning, {shared_acc:.2%} after", show)
     timings["eie_training"] = time.perf_counter() - t0
@@ -625,7 +626,7 @@ def _train_tfc(cfg: DemoConfig, data, npz: Path, shape, label: str, *, weight_bi
                   BnnTrainConfig(epochs=cfg.bnn_epochs, seed=cfg.seed),
                   progress=lambda e, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")))
         bar.close()
-    np.savez(npz, **model.to_npz_dict())
+    save_npz(npz, model.to_npz_dict())
     fb = model.to_float_bnn()
     flt = float_forward(fb, binarize_pixels(data.x_test))
     float_acc = float(np.mean(np.argmax(flt, axis=1) == data.y_test))

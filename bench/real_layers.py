@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eie.common.atomic import atomic_file
+from eie.common.atomic import atomic_file, save_npz
 from eie.sw.compress import CompressConfig, compress_model
 from eie.sw.cycle_model import predict_counters
 from eie.sw.fixedpoint import quantize
@@ -106,7 +106,7 @@ def trained_model(name: str, data, cache: Path, seed: int = 0, log=print,
                     TrainConfig(epochs=4, lr=1e-4, seed=seed + 2, augment=shift_pixels))
     cache.mkdir(parents=True, exist_ok=True)
     with atomic_file(path, "wb") as f:
-        np.savez(f, **shared.to_npz_dict())
+        save_npz(f, shared.to_npz_dict())
     acc = accuracy(shared, x_test, y_test)
     log(f"trained {name}{tag} {shape}: {shared.n_nonzero() / shared.n_weights():.2%} kept, "
         f"accuracy {acc:.2%} ({time.perf_counter() - t0:.0f} s)")

@@ -35,7 +35,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from eie.common.atomic import atomic_file
+from eie.common.atomic import atomic_file, save_npz
 from eie.sw.mnist import scale_pixels, shift_pixels
 from eie.sw.prune import prune_to_density
 from eie.sw.train import Adam
@@ -279,9 +279,9 @@ def trained_lstm(name: str, data, cache: Path, seed: int = 0, log=print
     log(f"trained {name} (W {model.W.shape[0]}x{model.W.shape[1]}): accuracy {acc_dense:.2%} "
         f"dense, {acc_cut:.2%} pruned to {density:.1%}, {acc:.2%} retrained ({seconds:.0f} s)")
     with atomic_file(path, "wb") as f:
-        np.savez(f, W=model.W, b=model.b, V=model.V, c=model.c, accuracy_dense=acc_dense,
-                 accuracy_pruned_only=acc_cut, accuracy=acc, density=density,
-                 train_seconds=seconds)
+        save_npz(f, dict(W=model.W, b=model.b, V=model.V, c=model.c, accuracy_dense=acc_dense,
+                         accuracy_pruned_only=acc_cut, accuracy=acc, density=density,
+                         train_seconds=seconds))
     return model, {"accuracy_dense": acc_dense, "accuracy": acc, "density": density,
                    "train_seconds": seconds}
 

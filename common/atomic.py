@@ -268,3 +268,18 @@ def _commit_dir(tmp: Path, path: Path, rec: Write) -> None:
     rec.state = COMPLETE
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def save_npz(file, arrays: dict, *, compressed: bool = False) -> None:
+    """``numpy.savez`` (or ``savez_compressed``) of ``arrays`` to ``file`` (a path or an open
+    binary file, usually an :func:`atomic_file` or a file in an :func:`atomic_dir`) with SIGINT
+    and SIGTERM held while the archive is written, and delivered when it is complete.
+
+    A signal landing inside NumPy's zip writer can leave a member's write handle open; the
+    ``ZipFile``'s finaliser then prints an ignored ``ValueError`` traceback on the way out,
+    though the atomic writer around it keeps the old output as it should. Held, the signal's
+    exception is raised here once the archive is whole, and the atomic writer discards it."""
+    import numpy as np
+
+    with deferred():
+        (np.savez_compressed if compressed else np.savez)(file, **arrays)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..common import outputs
-from ..common.atomic import atomic_dir
+from ..common.atomic import atomic_dir, save_npz
 from ..common.errors import EieError
 from .encode import QuantLayer
 from .sram import ENTRIES_PER_WORD, decode_layer, split_entry_bytes, unpack_words
@@ -474,7 +474,7 @@ def write_image(image: Image, path: str | os.PathLike) -> None:
             if image.bias is not None:
                 write_hex(tmp / f"pe{k}_bias.hex", image.bias[k], BIAS_BITS, signed=True)
                 arrays[f"pe{k}_bias"] = image.bias[k]
-        np.savez_compressed(tmp / "image.npz", **arrays)
+        save_npz(tmp / "image.npz", arrays, compressed=True)
 
 
 READ_HINT = "write the image again with `eie compress`"

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..common.atomic import atomic_file
+from ..common.atomic import atomic_file, save_npz
 from ..common.errors import EieError
 
 __all__ = ["FloatLayer", "FloatModel", "load_model", "save_model", "validate_layers",
@@ -246,5 +246,5 @@ def save_model(model: FloatModel | Sequence[FloatLayer], path: str | Path) -> Pa
     arrays["relu"] = np.array([bool(layer.relu) for layer in layers])
     path = Path(path)
     with atomic_file(path, "wb") as f:
-        np.savez(f, **arrays)
+        save_npz(f, arrays)
     return path

@@ -342,7 +342,7 @@ def load_precisions(data, keys, n_layers: int, path) -> tuple[list[int], list[in
 
 def save_model(model: FloatBnn, path: str | os.PathLike) -> None:
     """Write ``model`` as ``.npz`` (atomically)."""
-    from ...common.atomic import atomic_file
+    from ...common.atomic import atomic_file, save_npz
     arrays = {f"W{l}": w for l, w in enumerate(model.weights)}
     for name in ("gamma", "beta", "mean", "var"):
         for l, a in enumerate(getattr(model, name)):
@@ -356,7 +356,7 @@ def save_model(model: FloatBnn, path: str | os.PathLike) -> None:
         if a is not None:
             arrays[f"alpha{l}"] = np.asarray(a, dtype=np.float64)
     with atomic_file(path, "wb") as f:
-        np.savez(f, **arrays)
+        save_npz(f, arrays)
 
 
 def random_model(shape, rng: np.random.Generator, *, special: bool = True,

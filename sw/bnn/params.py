@@ -266,7 +266,7 @@ def load_integer_npz(path: str | os.PathLike, rule: str | None = None) -> Intege
 def save_integer_npz(net: IntegerBnn, path: str | os.PathLike) -> None:
     """Write ``net`` as the ``.npz`` :func:`load_integer_npz` reads, its rule included
     (atomically)."""
-    from ...common.atomic import atomic_file
+    from ...common.atomic import atomic_file, save_npz
 
     net.validate()
     arrays = {f"W{l}": np.asarray(w, dtype=np.int8) for l, w in enumerate(net.weights)}
@@ -278,7 +278,7 @@ def save_integer_npz(net: IntegerBnn, path: str | os.PathLike) -> None:
     if any(b != 1 for b in net.layer_acts):
         arrays["act_bits"] = np.array(net.layer_acts, dtype=np.int64)
     with atomic_file(path, "wb") as f:
-        np.savez(f, **arrays)
+        save_npz(f, arrays)
 
 
 def strip_padding(net: IntegerBnn, shape: Sequence[int], *, input_pad_bit: int = 0) -> IntegerBnn:
