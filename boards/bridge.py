@@ -124,12 +124,16 @@ class UARTBridge(wiring.Component):
         got = Signal()                  # a byte is consumed this cycle
         m.d.comb += [urx.o.ready.eq(take), got.eq(take & urx.o.valid)]
         idle = Signal(range(self._timeout + 1))
+        # ``idle == timeout``, a register set with ``idle`` (a byte clears both, ``timeout`` is
+        # at least 12 bit times; a step reaches it from ``timeout - 1``), so that the states'
+        # decisions start at a flip-flop, not at the counter's comparison (its three LUTs in
+        # front of the FSM's next state were the 16-PE EIE board build's critical path at
+        # 100 MHz, seed 1 with the placer's timing weights)
         timed_out = Signal()
-        m.d.comb += timed_out.eq(idle == self._timeout)
         with m.If(got):
-            m.d.sync += idle.eq(0)
+            m.d.sync += [idle.eq(0), timed_out.eq(0)]
         with m.Elif(~timed_out):
-            m.d.sync += idle.eq(idle + 1)
+            m.d.sync += [idle.eq(idle + 1), timed_out.eq(idle == self._timeout - 1)]
         m.d.comb += [rx_crc.valid.eq(got), rx_crc.data.eq(byte)]
 
         # --- request fields -------------------------------------------------------------------

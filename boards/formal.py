@@ -110,7 +110,7 @@ class BridgeHarness(Elaboratable):
         mem = remove_subfragment(frag, "buf")
         crc_frag, rx_crc = subfragment(frag, "rx_crc")
         b = signals(frag, ["bridge_state", "seq", "cmd", "addr", "count", "word", "hdr_idx",
-                           "byte_idx", "widx", "widx1", "crc_idx", "idle", "addr_ok", "span_end",
+                           "byte_idx", "widx", "widx1", "crc_idx", "idle", "timed_out", "addr_ok", "span_end",
                            "read_half",
                            "cur_addr", "wait", "last_valid", "last_seq", "last_cmd", "last_addr",
                            "last_count", "session", "is_repeat", "repeat_r", "count_ok",
@@ -340,6 +340,7 @@ class BridgeHarness(Elaboratable):
         ok = [
             (b["widx1"] == widx + 1, "widx1 is widx + 1"),
             (mon["idle"] == b["idle"], "the monitor's quiet timer is the bridge's"),
+            (b["timed_out"] == (b["idle"] == self.timeout), "the timeout flag is the timer's"),
             ((mon["seq"] == b["seq"]) & (mon["cmd"] == cmd) & (mon["addr"] == b["addr"])
              & (mon["count"] == count) & (mon["word"] == b["word"]),
              "the header fields and the word being received are the monitor's"),

@@ -12,7 +12,8 @@ from eie.hw.eie.act_fifo import ActFifo
 from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.ptr_read import PtrRead
 from eie.hw.eie.spmat_read import SpmatRead
-from eie.hw.eie.memory_map import ACT_READ_LATENCY, BCAST_IN_FLIGHT, CTRL, Region
+from eie.hw.eie.memory_map import (ACT_READ_LATENCY, BCAST_IN_FLIGHT, CONFIG0, CONFIG1, CTRL,
+                                   Region)
 from eie.hw.eie.writeback import WRITEBACK_LATENCY, Writeback
 from eie.sw.fixedpoint import writeback as ref_writeback
 
@@ -532,6 +533,12 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
             seen["status"] = await read(ctx, REGS["STATUS"][0])
             seen["run_cycles"] = await read(ctx, REGS["CYCLES"][0])
             seen["id"] = await read(ctx, REGS["ID"][0])
+            # the rest of the register block, the write-only CTRL and the unmapped words next
+            # to it (8..15: the block's offsets with bit 3 set) read 0
+            seen["regs"] = [await read(ctx, off) for off in
+                            (REGS["N_LAYERS"][0], REGS["CONFIG0"][0], REGS["CONFIG1"][0],
+                             REGS["CTRL"][0], 7, 8 + REGS["ID"][0], 8 + REGS["CYCLES"][0],
+                             8 + REGS["STATUS"][0])]
             seen["counters"] = [
                 [await read(ctx, mm.counter_base + len(LAYER_COUNTERS) * l + i)
                  for i in range(len(LAYER_COUNTERS))] for l in range(n_run)]
@@ -559,4 +566,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
         # not busy, done, the result in bank n_run % 2, no error
         assert seen["busy_after"] == 0 and seen["status"] == 0b10 | ((n_run % 2) << 2)
         assert seen["id"] == EIE_ID
+        assert seen["regs"] == [n_run, CONFIG0.pack(n_pe=n_pe, fifo_depth=cfg.fifo_depth),
+                                CONFIG1.pack(max_layers=cfg.max_layers, acc_bits=cfg.acc_bits,
+                                             act_frac=cfg.act_frac), 0, 0, 0, 0, 0]
     assert runs[0]["stalls"] > 0

@@ -213,7 +213,14 @@ class CCU(wiring.Component):
         status = Signal(STATUS.layout)
         m.d.comb += [status.busy.eq(self.busy), status.done.eq(done),
                      status.bank.eq(layer_out.src.bank), status.error.eq(err)]
-        with m.Switch(host.r_addr):
+        # The register block's word by the address's low bits alone (a multiplexer of eight),
+        # and whether the address is in the block at all, registered apart and combined a cycle
+        # later (the full address's decode -> six LUTs -> ``r1_reg`` was a 16-PE board build's
+        # critical path at 100 MHz)
+        reg_bits = index_bits(max(off for off, _, _ in REGS.values()) + 1)
+        r_isreg = Signal()
+        m.d.comb += r_isreg.eq(host.r_addr[reg_bits:] == 0)
+        with m.Switch(host.r_addr[:reg_bits]):
             with m.Case(REGS["ID"][0]):
                 m.d.comb += reg_word.eq(EIE_ID)
             with m.Case(REGS["CONFIG0"][0]):
@@ -231,13 +238,17 @@ class CCU(wiring.Component):
         r1_tbl = Signal()
         r1_cnt = Signal()
         r1_half = Signal()
-        m.d.sync += [r1_reg.eq(reg_word), r1_tbl.eq(r_in), r1_cnt.eq(c_in), r1_half.eq(c_rel[0])]
+        r1_isreg = Signal()
+        m.d.sync += [r1_reg.eq(reg_word), r1_tbl.eq(r_in), r1_cnt.eq(c_in), r1_half.eq(c_rel[0]),
+                     r1_isreg.eq(r_isreg)]
         with m.If(r1_tbl):
             m.d.sync += host.r_data.eq(rb_r.data)
         with m.Elif(r1_cnt):
             m.d.sync += host.r_data.eq(lcnt_r.data.word_select(r1_half, 32))
-        with m.Else():
+        with m.Elif(r1_isreg):
             m.d.sync += host.r_data.eq(r1_reg)
+        with m.Else():
+            m.d.sync += host.r_data.eq(0)
 
         # ---- current layer ----------------------------------------------------------------
         layer = Signal(c.layer_bits)
@@ -341,6 +352,28 @@ class CCU(wiring.Component):
 
         lcyc = Signal(32)
         bcnt = Signal(32)
+        # In DRAIN, no broadcast arriving now or in the cycle before: the layer end's condition
+        # but for the PEs' idle flags, a register set a cycle ahead (no broadcast taken or
+        # arriving then, in BCAST's last cycle or in DRAIN), so that the layer end is the AND
+        # of the groups' idle registers and this one, not of those and the broadcast's
+        # registers (the groups' idle registers -> 3 LUTs -> the layer end -> ``busy`` was the
+        # 16-PE board build's critical path at 100 MHz, seed 1: 94.6 MHz)
+        quiet = Signal()
+        m.d.sync += quiet.eq(0)
+        # In LSTART: a register set as the FSM enters it, so that the LNZD's start (its first
+        # read address, then a copy a group of PEs) begins at a flip-flop, not at a decode of
+        # the FSM's state (the FSM's state -> ``layer.start`` -> the LNZD's ``issue`` -> the
+        # next read address -> 3.4 ns of route -> group 0's copy was the 16-PE board build's
+        # critical path at 100 MHz, seed 1: 98.7 MHz)
+        lstart = Signal()
+        m.d.sync += lstart.eq(0)
+        # The running layer is the run's last: a register of the comparison (``layer`` is set
+        # at a layer end and DRAIN comes at least two cycles later; ``n_layers`` changes only
+        # while not busy), so that ``busy``'s clear is the layer end and one flip-flop, not
+        # the end and an adder's comparison
+        is_last = Signal()
+        m.d.sync += is_last.eq(layer + 1 == n_layers)
+        m.d.comb += [lnzd.start.eq(lstart), layer_out.start.eq(lstart)]
 
         with m.If(self.busy):
             m.d.sync += [run_cycles.eq(run_cycles + 1), lcyc.eq(lcyc + 1)]
@@ -358,9 +391,9 @@ class CCU(wiring.Component):
                         m.d.sync += [err.eq(0), done.eq(0), self.busy.eq(1), run_cycles.eq(0),
                                      layer.eq(0), *set_flags(),
                                      n_in.eq(tbl["n_in"][0])]
+                        m.d.sync += lstart.eq(1)
                         m.next = "LSTART"
             with m.State("LSTART"):
-                m.d.comb += [lnzd.start.eq(1), layer_out.start.eq(1)]
                 m.d.sync += [
                     layer_out.ptr_base.eq(pick("ptr_base")),
                     layer_out.entry_base.eq(pick("entry_base")),
@@ -378,6 +411,7 @@ class CCU(wiring.Component):
                 with m.If(decide):
                     m.d.sync += bcnt.eq(bcnt + 1)
                 with m.If(lnzd.done):
+                    m.d.sync += quiet.eq(~decide & ~bcast.valid)
                     # every input of the layer has been read (its bias slot looked up): the
                     # PEs' bias slot adders take the next source's base from here on, a cycle
                     # ahead of the layer end, so that each PE registers its own copy in time
@@ -386,8 +420,9 @@ class CCU(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 # every PE idle, and no broadcast arriving now or in the cycle before (the
-                # CCU's own registers)
-                with m.If(self.idle_all & ~bcast.valid & ~valid_d):
+                # CCU's own registers: ``quiet``)
+                m.d.sync += quiet.eq(~bcast.valid)
+                with m.If(self.idle_all & quiet):
                     m.d.comb += [layer_out.end.eq(1), bank_toggle.eq(1)]
                     m.d.comb += [lcnt_w.addr.eq(layer), lcnt_w.data.eq(Cat((lcyc + 1)[:32], bcnt)),
                                  lcnt_w.en.eq(1)]
@@ -395,11 +430,11 @@ class CCU(wiring.Component):
                         *set_flags(flags),
                         layer.eq(layer + 1),
                     ]
-                    with m.If(layer + 1 == n_layers):
+                    with m.If(is_last):
                         m.d.sync += [self.busy.eq(0), done.eq(1)]
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += n_in.eq(pick("n_in", layer + 1))
+                        m.d.sync += [n_in.eq(pick("n_in", layer + 1)), lstart.eq(1)]
                         m.next = "LSTART"
         m.d.comb += self.done.eq(done)
         return m
