@@ -61,25 +61,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "itself")
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     b.add_argument("--clock-mhz", type=float, default=None,
-                   help="ECP5: design clock from the PLL (default: EIE 25, BNN 75, ram 100: a "
-                        "clock each meets); iCE40: the board clock")
+                   help="ECP5: design clock from the PLL (default: EIE 100 up to 16 PEs, 25 "
+                        "above; BNN 75; ram 100: a clock each meets); iCE40: the board clock")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
-    b.add_argument("--seeds", type=int, default=1, metavar="K",
+    b.add_argument("--seeds", type=int, default=None, metavar="K",
                    help="place and route K times, with seeds SEED .. SEED+K-1, as many at a "
-                        "time as the machine has cores, and keep the fastest (default 1; K "
-                        "times the CPU time of one)")
+                        "time as the machine has cores, and keep the fastest (default: 2 for "
+                        "an ECP5 EIE, else 1; K times the CPU time of one)")
     b.add_argument("--router", choices=("router1", "router2"), default=None,
                    help="nextpnr's router (default: router2 for an ECP5 EIE, which it routes "
                         "many times faster, else nextpnr's own; docs/boards.md)")
-    b.add_argument("--tmg-ripup", action=argparse.BooleanOptionalAction, default=False,
-                   help="nextpnr's timing-driven rip-up and reroute (default: off; it took "
-                        "the 16-PE EIE from 94.6 to 99.6 MHz, but where it cannot close timing "
-                        "it reroutes for up to 1,500 iterations, about 25 min more; "
-                        "docs/boards.md)")
+    b.add_argument("--tmg-ripup", action=argparse.BooleanOptionalAction, default=None,
+                   help="nextpnr's timing-driven rip-up and reroute (default: on for an ECP5 "
+                        "EIE, else off; a run whose router reaches iteration 150 with it is "
+                        "routed again without it; docs/boards.md)")
     b.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
                    help="one more nextpnr argument, repeatable, e.g. "
-                        "--nextpnr-arg=--placer-heap-timingweight=40 (the 16-PE EIE's best "
-                        "clock so far, docs/boards.md)")
+                        "--nextpnr-arg=--placer-heap-timingweight=20 (an ECP5 EIE build adds "
+                        "--placer-heap-timingweight=40 and --placer-heap-critexp=4 unless "
+                        "given other values; docs/boards.md)")
     b.add_argument("--floorplan", action=argparse.BooleanOptionalAction, default=None,
                    help="ECP5 EIE: pin each PE's block RAMs side by side and its multiplier "
                         "beside them, or (--no-floorplan) leave them to nextpnr's placer "
@@ -149,7 +149,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise EieError(f"--pes {args.pes} is out of range: the EIE takes 1 to {MAX_PE} PEs")
     if args.baud <= 0:
         raise EieError(f"--baud {args.baud} must be a positive baud rate")
-    if not 1 <= args.seeds <= 64:
+    if args.seeds is not None and not 1 <= args.seeds <= 64:
         raise EieError(f"--seeds {args.seeds} is out of range: place and route 1 to 64 times")
     for arg in args.nextpnr_arg:
         # the argument goes into amaranth's build script as it is: no spaces or shell syntax

@@ -41,6 +41,7 @@ exception, Ctrl-C or SIGTERM) removes it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -78,10 +79,26 @@ LENET_EIE = dict(fifo_depth=8, ptr_depth=2048, spmat_depth=512, act_depth=64, ac
 ICE40_EIE = dict(fifo_depth=4, ptr_depth=512, spmat_depth=128, act_depth=64, acc_depth=32,
                  bias_depth=32, max_layers=4)
 
-#: ECP5 PLL clock (MHz) when ``--clock-mhz`` is not given: a clock each design meets with margin
-#: after routing, so the default bitstream works on the board. Routed on the ULX3S-85F: the 16-PE
-#: EIE 52.6 MHz, the BNN TFC 89.3 MHz, the RAM link check 109.4 MHz (docs/boards.md).
-ECP5_DEFAULT_MHZ = {"eie": 25.0, "bnn": 75.0, "ram": 100.0}
+#: ECP5 PLL clock (MHz) when ``--clock-mhz`` is not given: a clock each design meets after
+#: routing at its default build options, so the default bitstream works on the board. Routed on
+#: the ULX3S-85F: the 16-PE EIE 100.8 MHz (timing met; :func:`eie_build_defaults`), the BNN TFC
+#: 89.3 MHz, the RAM link check 109.4 MHz (docs/boards.md). The EIE's is for up to
+#: :data:`ECP5_EIE_FAST_MAX_PES` PEs; a larger EIE gets :data:`ECP5_LARGE_EIE_MHZ`.
+ECP5_DEFAULT_MHZ = {"eie": 100.0, "bnn": 75.0, "ram": 100.0}
+#: the most PEs the EIE's 100 MHz default clock is for: the largest EIE built at 100 MHz
+ECP5_EIE_FAST_MAX_PES = 16
+#: the ECP5 default clock of an EIE with more PEs than that (not built at 100 MHz; the 16-PE
+#: build met 52.6 MHz before its paths were registered)
+ECP5_LARGE_EIE_MHZ = 25.0
+#: nextpnr's placer weighing timing 4x (default 10) with its criticality exponent doubled
+#: (default 2): an ECP5 EIE build's default (:func:`eie_build_defaults`)
+EIE_PLACER_ARGS = ("--placer-heap-timingweight=40", "--placer-heap-critexp=4")
+#: an ECP5 EIE build's default seed count (:func:`eie_build_defaults`)
+EIE_SEEDS = 2
+#: router2's iteration at which a run with the timing-driven rip-up is stopped and routed again
+#: without it (the 16-PE EIE routes in 40-75 iterations; where the rip-up cannot close timing,
+#: nextpnr 0.11 goes on to its 1,500th, about a second each)
+RIPUP_MAX_ITERS = 150
 
 
 @dataclass
@@ -102,14 +119,18 @@ class BuildSpec:
     bnn_fifo_depth: int | None = None    # input and output FIFO depth (samples); None: by family
     max_burst: int = 256
     seed: int = 1
-    seeds: int = 1                 # place and route with seeds seed .. seed + seeds - 1, keep the best
+    # place and route with seeds seed .. seed + seeds - 1, keep the best; None: EIE_SEEDS for
+    # an ECP5 EIE, else 1 (:func:`eie_build_defaults`)
+    seeds: int | None = None
     router: str | None = None      # nextpnr's router ("router1", "router2"); None: router_for
-    # nextpnr's timing-driven rip-up (``--tmg-ripup``). Off by default: on the 16-PE board build
-    # at 100 MHz it took one placement from 94.6 to 99.6 MHz (routing 30 s longer), but where its
-    # router cannot bring the failing arcs to none, nextpnr 0.11 goes on rerouting up to its
-    # 1,500th iteration, about a second each (docs/boards.md)
-    tmg_ripup: bool = False
-    nextpnr_args: tuple = ()       # more nextpnr arguments, as given ("--placer-heap-timingweight=40")
+    # nextpnr's timing-driven rip-up (``--tmg-ripup``); None: on for an ECP5 EIE, else off. A
+    # run with it that reaches router2's ``ripup_max_iters``-th iteration is stopped and routed
+    # again without it (nextpnr 0.11 would reroute up to its 1,500th while arcs fail)
+    tmg_ripup: bool | None = None
+    ripup_max_iters: int = RIPUP_MAX_ITERS
+    # more nextpnr arguments, as given ("--placer-heap-timingweight=40"); an ECP5 EIE build adds
+    # EIE_PLACER_ARGS for the options they name that these do not
+    nextpnr_args: tuple = ()
     floorplan: bool | None = None  # ECP5 EIE: pin each PE's block RAMs and multiplier
     #                                (floorplan.py); None: when n_pe >= FLOORPLAN_MIN_PES
 
@@ -128,6 +149,23 @@ def router_for(spec: BuildSpec) -> str | None:
     if spec.router is not None:
         return spec.router
     return "router2" if spec.design == "eie" and spec.board.family == "ecp5" else None
+
+
+def eie_build_defaults(spec: BuildSpec) -> dict[str, Any]:
+    """The build options ``spec`` leaves to its design: ``{"seeds", "tmg_ripup",
+    "nextpnr_args"}``. An ECP5 EIE build places and routes with :data:`EIE_SEEDS` seeds at once,
+    nextpnr's timing-driven rip-up and its placer weighing timing (:data:`EIE_PLACER_ARGS`, each
+    unless ``spec.nextpnr_args`` sets that option): with them the 16-PE ULX3S-85F build meets
+    100 MHz (100.8 MHz, seed 2 of 1-2; seed 1 99.2), without them 94.6 at best
+    (docs/boards.md). Every other build: one seed, no rip-up, ``spec.nextpnr_args`` alone."""
+    eie_ecp5 = spec.design == "eie" and spec.board.family == "ecp5"
+    args = list(spec.nextpnr_args)
+    if eie_ecp5:
+        given = {a.split("=", 1)[0] for a in spec.nextpnr_args}
+        args += [a for a in EIE_PLACER_ARGS if a.split("=", 1)[0] not in given]
+    return {"seeds": spec.seeds if spec.seeds is not None else (EIE_SEEDS if eie_ecp5 else 1),
+            "tmg_ripup": spec.tmg_ripup if spec.tmg_ripup is not None else eie_ecp5,
+            "nextpnr_args": tuple(args)}
 
 
 def floorplan_wanted(spec: BuildSpec) -> bool:
@@ -191,8 +229,13 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
 
 
 def ecp5_clock_mhz(spec: BuildSpec) -> float:
-    """The PLL clock an ECP5 build asks for: ``--clock-mhz``, else the design's default."""
-    return spec.clock_mhz if spec.clock_mhz is not None else ECP5_DEFAULT_MHZ[spec.design]
+    """The PLL clock an ECP5 build asks for: ``--clock-mhz``, else the design's default
+    (:data:`ECP5_LARGE_EIE_MHZ` for an EIE of more than :data:`ECP5_EIE_FAST_MAX_PES` PEs)."""
+    if spec.clock_mhz is not None:
+        return spec.clock_mhz
+    if spec.design == "eie" and _eie_config(spec).n_pe > ECP5_EIE_FAST_MAX_PES:
+        return ECP5_LARGE_EIE_MHZ
+    return ECP5_DEFAULT_MHZ[spec.design]
 
 
 def yowasp_env() -> dict[str, str]:
@@ -399,7 +442,9 @@ def _plan(spec: BuildSpec):
 
 
 def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Build ``spec``; return the report (also written to ``spec.out / "report.json"``)."""
+    """Build ``spec``; return the report (also written to ``spec.out / "report.json"``). The
+    options ``spec`` leaves to its design take their defaults (:func:`eie_build_defaults`)."""
+    spec = dataclasses.replace(spec, **eie_build_defaults(spec))
     board = spec.board
     platform, top, pll, core_desc, kept = _plan(spec)
     env = yowasp_env()
@@ -488,7 +533,10 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
     if len(seeds) > 1:
         log(f"  place and route with seeds {seeds[0]}..{seeds[-1]}, "
             f"{min(len(seeds), os.cpu_count() or 1)} at a time; the fastest is kept")
-    steps_run, cpu, timers = _run_flow(work, env, log, board.name, before_pnr, seeds, sweep)
+    stopped: list[int] = []
+    steps_run, cpu, timers = _run_flow(work, env, log, board.name, before_pnr, seeds, sweep,
+                                       spec.ripup_max_iters if spec.tmg_ripup else None,
+                                       stopped)
     kept_seed = next((run["seed"] for run in sweep if run["kept"]), spec.seed)
     steps.update(steps_run)
     seconds = time.monotonic() - t0
@@ -512,7 +560,9 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         "step_seconds": steps, "step_cpu_seconds": cpu, "nextpnr_timers": timers,
         "nextpnr_options": {"seed": kept_seed, "router": router_for(spec) or "default",
                             "tmg_ripup": spec.tmg_ripup,
-                            **({"args": list(spec.nextpnr_args)} if spec.nextpnr_args else {})},
+                            **({"args": list(spec.nextpnr_args)} if spec.nextpnr_args else {}),
+                            # the seeds whose rip-up reached RIPUP_MAX_ITERS: routed without it
+                            **({"tmg_ripup_stopped": stopped} if stopped else {})},
         # each seed's place and route (--seeds): its Fmax, and the one kept
         **({"seed_sweep": sweep} if sweep else {}),
         # modules synthesized once and kept (instantiated several times), not flattened
@@ -562,7 +612,8 @@ def _pin_pes(work: Path, argv: list[str], env: dict, module: str,
 
 def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str,
               before_pnr: Callable[[list[str]], None] | None = None, seeds: Sequence[int] = (),
-              sweep: list | None = None
+              sweep: list | None = None, ripup_cap: int | None = None,
+              stopped: list | None = None
               ) -> tuple[dict[str, float | None], dict[str, float], dict[str, float]]:
     """Run the build plan's commands (``build_top.json``: what ``build_top.sh`` runs) one by one
     in ``work``, each tool taken from its environment variable as the script does (``YOSYS``,
@@ -574,7 +625,9 @@ def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str,
     step ``floorplan``). With two or more ``seeds``, nextpnr runs once a seed
     (:func:`_place_and_route_seeds`) and the packer takes the fastest result; ``sweep`` then
     receives each seed's ``{"seed", "fmax_mhz"}`` and the seed kept is the one marked
-    ``"kept": True``."""
+    ``"kept": True``. ``ripup_cap``: a nextpnr run with ``--tmg-ripup`` whose router reaches
+    that iteration is routed again without it (:func:`_run_nextpnr`); its seed is appended to
+    ``stopped``."""
     from amaranth._toolchain import tool_env_var
 
     commands = json.loads((work / "build_top.json").read_text())["commands"]
@@ -603,10 +656,15 @@ def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str,
             lines: list[tuple[float, str]] = []
             if sweeping:
                 rc, took, cpu_took, lines = _place_and_route_seeds(cmd, seeds, work, env, blog,
-                                                                   sweep)
+                                                                   sweep, ripup_cap, stopped)
+            elif nextpnr:
+                rc, took, cpu_took, was_stopped = _run_nextpnr(cmd, work, env, blog, lines,
+                                                               ripup_cap=ripup_cap)
+                if was_stopped and stopped is not None:
+                    stopped.append(next((int(cmd[i + 1]) for i, a in enumerate(cmd[:-1])
+                                         if a == "--seed"), 1))
             else:
-                rc, took, cpu_took = _run_stamped(cmd, work, env, blog,
-                                                  lines if nextpnr else None)
+                rc, took, cpu_took = _run_stamped(cmd, work, env, blog, None)
             if rc != 0:
                 blog.flush()
                 tail = " | ".join(line.strip() for _, line in lines[-8:] if line.strip()) or \
@@ -649,14 +707,16 @@ def _seed_argv(cmd: list[str], seed: int) -> tuple[list[str], dict[str, str]]:
 
 
 def _place_and_route_seeds(cmd: list[str], seeds: Sequence[int], work: Path, env: dict, blog,
-                           sweep: list | None
+                           sweep: list | None, ripup_cap: int | None = None,
+                           stopped: list | None = None
                            ) -> tuple[int, float, float, list[tuple[float, str]]]:
     """Run nextpnr's command ``cmd`` once for each of ``seeds``, as many at a time as the
     machine has cores, each writing its own files; keep the run with the highest Fmax (its
     slowest clock; the lowest seed of a tie) under the plan's file names, for the packer.
     Every run's stamped log goes to ``blog`` in seed order. Returns the exit code (the first
     failed run's, else 0), the wall time of the whole sweep, its CPU time and the kept run's
-    log lines; each seed's ``{"seed", "fmax_mhz"}`` is appended to ``sweep``."""
+    log lines; each seed's ``{"seed", "fmax_mhz"}`` is appended to ``sweep``. ``ripup_cap``
+    as for :func:`_run_nextpnr`; the seeds routed again without the rip-up go to ``stopped``."""
     import concurrent.futures
     import io
 
@@ -670,14 +730,16 @@ def _place_and_route_seeds(cmd: list[str], seeds: Sequence[int], work: Path, env
 
     def one(seed):
         run = runs[seed]
-        return _run_stamped(run["argv"], work, env, run["out"], run["lines"], procs)
+        return _run_nextpnr(run["argv"], work, env, run["out"], run["lines"], procs, ripup_cap)
 
     jobs = max(1, min(len(seeds), os.cpu_count() or 1))
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = {seed: pool.submit(one, seed) for seed in seeds}
         for seed, fut in futures.items():
-            runs[seed]["rc"], runs[seed]["took"], _ = fut.result()
+            runs[seed]["rc"], runs[seed]["took"], _, was_stopped = fut.result()
+            if was_stopped and stopped is not None:
+                stopped.append(seed)
     except BaseException:
         for proc in list(procs):        # interrupted: no nextpnr left running
             proc.kill()
@@ -720,29 +782,69 @@ def _children_cpu() -> float:
 
 
 def _run_stamped(cmd: list[str], cwd: Path, env: dict, out, keep: list | None,
-                 procs: list | None = None) -> tuple[int, float, float]:
+                 procs: list | None = None, stop: Callable[[str], bool] | None = None,
+                 t_offset: float = 0.0) -> tuple[int | None, float, float]:
     """Run ``cmd``, its stdout and stderr into ``out`` line by line, each stamped with the seconds
-    since it started (and appended to ``keep`` as ``(seconds, line)`` when given); return its exit
-    code, wall time and CPU time (user + system, of it and its children). The tool is killed when
-    this is interrupted. ``procs``: a list the running process is added to (for whoever runs
-    several at a time to kill them)."""
+    since it started plus ``t_offset`` (and appended to ``keep`` as ``(seconds, line)`` when
+    given); return its exit code, wall time and CPU time (user + system, of it and its
+    children). The tool is killed when this is interrupted, or when ``stop(line)`` is true for a
+    line it wrote (the exit code is then None). ``procs``: a list the running process is added
+    to (for whoever runs several at a time to kill them)."""
     cpu0 = _children_cpu()
-    t0 = time.monotonic()
+    t0 = time.monotonic() - t_offset
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
         if procs is not None:
             procs.append(proc)
         try:
+            stopped = False
             for line in proc.stdout:
                 t = time.monotonic() - t0
                 out.write(f"[{t:9.2f}s] {line}")
                 if keep is not None:
                     keep.append((t, line))
+                if stop is not None and stop(line):
+                    proc.kill()
+                    stopped = True
+                    break
             rc = proc.wait()
+            if stopped:
+                rc = None
         except BaseException:
             proc.kill()
             raise
-    return rc, time.monotonic() - t0, _children_cpu() - cpu0
+    return rc, time.monotonic() - t0 - t_offset, _children_cpu() - cpu0
+
+
+#: router2's progress line (``Info:     iter=12 wires=... overused=...``)
+_ROUTER2_ITER = re.compile(r"\biter=(\d+)\s")
+
+
+def _run_nextpnr(cmd: list[str], cwd: Path, env: dict, out, keep: list | None,
+                 procs: list | None = None, ripup_cap: int | None = None
+                 ) -> tuple[int, float, float, bool]:
+    """Run nextpnr's command ``cmd`` as :func:`_run_stamped` does. With ``--tmg-ripup`` in it and
+    a ``ripup_cap``, a run whose router2 reaches iteration ``ripup_cap`` is stopped and run again
+    without the rip-up (the same seed: the same placement; the second run's lines follow the
+    first's in ``out`` and ``keep``, stamped on from where it stopped). Returns the exit code,
+    the wall and CPU time of both runs and whether the first was stopped."""
+    if ripup_cap is None or "--tmg-ripup" not in cmd:
+        rc, took, cpu = _run_stamped(cmd, cwd, env, out, keep, procs)
+        return rc, took, cpu, False
+
+    def over(line: str) -> bool:
+        m = _ROUTER2_ITER.search(line)
+        return m is not None and int(m.group(1)) >= ripup_cap
+
+    rc, took, cpu = _run_stamped(cmd, cwd, env, out, keep, procs, stop=over)
+    if rc is not None:
+        return rc, took, cpu, False
+    out.write(f"(the timing-driven rip-up reached router2's iteration {ripup_cap}: nextpnr "
+              f"stopped, and run again without --tmg-ripup)\n")
+    again = [a for a in cmd if a != "--tmg-ripup"]
+    out.write(f"$ {shlex.join(again)}\n")
+    rc, took2, cpu2 = _run_stamped(again, cwd, env, out, keep, procs, t_offset=took)
+    return rc, took + took2, cpu + cpu2, True
 
 
 @contextlib.contextmanager

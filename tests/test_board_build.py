@@ -139,9 +139,11 @@ def test_ecp5_pll_settings(f_out):
 
 
 def test_ecp5_default_clock_per_design():
-    """Without --clock-mhz an ECP5 build asks each design for the clock it meets (the 16-PE EIE
-    is far from 100 MHz); --clock-mhz still wins, and every default is a PLL-exact frequency."""
-    from eie.boards.build import ECP5_DEFAULT_MHZ, BuildSpec, ecp5_clock_mhz
+    """Without --clock-mhz an ECP5 build asks each design for the clock it meets (an EIE of more
+    PEs than were built at 100 MHz asks for less); --clock-mhz still wins, and every default is
+    a PLL-exact frequency."""
+    from eie.boards.build import (ECP5_DEFAULT_MHZ, ECP5_EIE_FAST_MAX_PES, ECP5_LARGE_EIE_MHZ,
+                                  BuildSpec, ecp5_clock_mhz)
 
     board = board_by_name("ulx3s-85f")
     assert set(ECP5_DEFAULT_MHZ) == {"eie", "bnn", "ram"}     # every design eie build accepts
@@ -149,12 +151,44 @@ def test_ecp5_default_clock_per_design():
         assert ecp5_clock_mhz(BuildSpec(board, design, Path("x"))) == mhz
         assert ecp5_clock_mhz(BuildSpec(board, design, Path("x"), clock_mhz=40.0)) == 40.0
         assert abs(ecp5_pll_params(25e6, mhz * 1e6)[1] - mhz * 1e6) < 1
-    # the 16-PE EIE routed to 52.6 MHz (docs/boards.md): its default must not ask for 100 again
-    assert ECP5_DEFAULT_MHZ["eie"] < 52.6
+    # the EIE's default (16 PEs: LENET_EIE) is its 100 MHz up to 16 PEs, then the slower one
+    assert ECP5_EIE_FAST_MAX_PES == 16
+    for pes, mhz in ((1, 100.0), (8, 100.0), (16, 100.0), (17, ECP5_LARGE_EIE_MHZ)):
+        assert ecp5_clock_mhz(BuildSpec(board, "eie", Path("x"), pes=pes)) == mhz
+        assert ecp5_clock_mhz(BuildSpec(board, "eie", Path("x"), pes=pes, clock_mhz=50.0)) == 50.0
+    assert abs(ecp5_pll_params(25e6, ECP5_LARGE_EIE_MHZ * 1e6)[1] - ECP5_LARGE_EIE_MHZ * 1e6) < 1
+    # the 16-PE EIE routed to 100.79 MHz at its default options, timing met; before its paths
+    # were registered it met 52.6, which the larger EIEs' default stays well below
+    # (docs/boards.md)
+    assert ECP5_DEFAULT_MHZ["eie"] <= 100.79 and ECP5_LARGE_EIE_MHZ < 52.6
     # routed at their defaults (docs/boards.md): the BNN TFC 89.3 MHz, the ram 109.4 MHz; at
     # least 5% margin
     assert ECP5_DEFAULT_MHZ["bnn"] * 1.05 <= 89.3
     assert ECP5_DEFAULT_MHZ["ram"] * 1.05 <= 109.4
+
+
+def test_an_ecp5_eie_build_defaults_to_two_seeds_the_ripup_and_the_placer_weights():
+    """The options a build leaves to its design: an ECP5 EIE build sweeps two seeds, with the
+    timing-driven rip-up and the placer weighing timing (the user's own value of a placer option
+    wins, the other is added); every other build one seed, no rip-up, the user's arguments."""
+    from eie.boards.build import EIE_PLACER_ARGS, BuildSpec, eie_build_defaults
+
+    ecp5, ice = board_by_name("ulx3s-85f"), board_by_name("icebreaker")
+    assert EIE_PLACER_ARGS == ("--placer-heap-timingweight=40", "--placer-heap-critexp=4")
+    assert eie_build_defaults(BuildSpec(ecp5, "eie", Path("x"))) == {
+        "seeds": 2, "tmg_ripup": True, "nextpnr_args": EIE_PLACER_ARGS}
+    spec = BuildSpec(ecp5, "eie", Path("x"), seeds=1, tmg_ripup=False,
+                     nextpnr_args=("--placer-heap-timingweight=20", "--no-tmdriv"))
+    assert eie_build_defaults(spec) == {
+        "seeds": 1, "tmg_ripup": False,
+        "nextpnr_args": ("--placer-heap-timingweight=20", "--no-tmdriv",
+                         "--placer-heap-critexp=4")}
+    for board, design in ((ecp5, "bnn"), (ecp5, "ram"), (ice, "eie"), (ice, "ram")):
+        assert eie_build_defaults(BuildSpec(board, design, Path("x"))) == {
+            "seeds": 1, "tmg_ripup": False, "nextpnr_args": ()}
+        assert eie_build_defaults(BuildSpec(board, design, Path("x"), seeds=3, tmg_ripup=True,
+                                            nextpnr_args=("--no-tmdriv",))) == {
+            "seeds": 3, "tmg_ripup": True, "nextpnr_args": ("--no-tmdriv",)}
 
 
 def test_board_names_and_baud_limits():
@@ -387,6 +421,32 @@ def test_build_with_a_seed_sweep(tmp_path, cli):
     assert sorted(p.name for p in out.iterdir()) == ["core.json", "logs", "report.json",
                                                     "top.bin"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ice"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_a_ripup_that_reaches_the_iteration_cap_is_routed_again_without_it(tmp_path, seeds):
+    """A nextpnr run with the timing-driven rip-up whose router2 reaches ``ripup_max_iters`` (1
+    here: its first iteration) is stopped and run again without the rip-up: the build finishes,
+    the report names the seeds routed again, the log holds both runs of each."""
+    from eie.boards.build import BuildSpec, build
+
+    out = tmp_path / "ice"
+    report = build(BuildSpec(board_by_name("icebreaker"), "ram", out, seed=2, seeds=seeds,
+                             router="router2", tmg_ripup=True, ripup_max_iters=1),
+                   log=lambda msg: None)
+    want = [2, 3][:seeds]
+    assert report["nextpnr_options"]["tmg_ripup_stopped"] == want
+    assert report["timing_met"] and (out / "top.bin").is_file()
+    log = (out / "logs" / "build.log").read_text()
+    for seed in want:
+        tim = f"--log top.seed{seed}.tim" if seeds > 1 else "--log top.tim"
+        first = [line for line in log.splitlines() if line.startswith("$ ") and tim in line]
+        assert len(first) == 2, first
+        assert "--tmg-ripup" in first[0] and "--tmg-ripup" not in first[1]
+    assert log.count("the timing-driven rip-up reached router2's iteration 1: nextpnr "
+                     "stopped") == seeds
+    assert json.loads((out / "report.json").read_text()) == report
 
 
 @pytest.mark.slow

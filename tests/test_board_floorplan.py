@@ -235,8 +235,8 @@ def test_an_ecp5_eie_build_routes_with_router2_unless_told():
     assert router_for(spec("bnn")) is None and router_for(spec(board="icebreaker")) is None
 
 
-@pytest.mark.parametrize("argv, want", [([], (None, False)), (["--no-floorplan"], (False, False)),
-                                        (["--floorplan"], (True, False)),
+@pytest.mark.parametrize("argv, want", [([], (None, None)), (["--no-floorplan"], (False, None)),
+                                        (["--floorplan"], (True, None)),
                                         (["--no-tmg-ripup"], (None, False)),
                                         (["--tmg-ripup", "--floorplan"], (True, True))])
 def test_the_cli_passes_the_floorplan_and_ripup_choices(tmp_path, cli, monkeypatch, argv, want):
