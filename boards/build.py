@@ -81,7 +81,7 @@ ICE40_EIE = dict(fifo_depth=4, ptr_depth=512, spmat_depth=128, act_depth=64, acc
 
 #: ECP5 PLL clock (MHz) when ``--clock-mhz`` is not given: a clock each design meets after
 #: routing at its default build options, so the default bitstream works on the board. Routed on
-#: the ULX3S-85F: the 16-PE EIE 100.8 MHz (timing met; :func:`eie_build_defaults`), the BNN TFC
+#: the ULX3S-85F: the 16-PE EIE 100.8 MHz (timing met; :func:`build_defaults`), the BNN TFC
 #: 89.3 MHz, the RAM link check 109.4 MHz (docs/boards.md). The EIE's is for up to
 #: :data:`ECP5_EIE_FAST_MAX_PES` PEs; a larger EIE gets :data:`ECP5_LARGE_EIE_MHZ`.
 ECP5_DEFAULT_MHZ = {"eie": 100.0, "bnn": 75.0, "ram": 100.0}
@@ -91,9 +91,9 @@ ECP5_EIE_FAST_MAX_PES = 16
 #: build met 52.6 MHz before its paths were registered)
 ECP5_LARGE_EIE_MHZ = 25.0
 #: nextpnr's placer weighing timing 4x (default 10) with its criticality exponent doubled
-#: (default 2): an ECP5 EIE build's default (:func:`eie_build_defaults`)
+#: (default 2): an ECP5 EIE build's default (:func:`build_defaults`)
 EIE_PLACER_ARGS = ("--placer-heap-timingweight=40", "--placer-heap-critexp=4")
-#: an ECP5 EIE build's default seed count (:func:`eie_build_defaults`)
+#: an ECP5 EIE build's default seed count (:func:`build_defaults`)
 EIE_SEEDS = 2
 #: router2's iteration at which a run with the timing-driven rip-up is stopped and routed again
 #: without it (the 16-PE EIE routes in 40-75 iterations; where the rip-up cannot close timing,
@@ -120,7 +120,7 @@ class BuildSpec:
     max_burst: int = 256
     seed: int = 1
     # place and route with seeds seed .. seed + seeds - 1, keep the best; None: EIE_SEEDS for
-    # an ECP5 EIE, else 1 (:func:`eie_build_defaults`)
+    # an ECP5 EIE, else 1 (:func:`build_defaults`)
     seeds: int | None = None
     router: str | None = None      # nextpnr's router ("router1", "router2"); None: router_for
     # nextpnr's timing-driven rip-up (``--tmg-ripup``); None: on for an ECP5 EIE, else off. A
@@ -151,7 +151,7 @@ def router_for(spec: BuildSpec) -> str | None:
     return "router2" if spec.design == "eie" and spec.board.family == "ecp5" else None
 
 
-def eie_build_defaults(spec: BuildSpec) -> dict[str, Any]:
+def build_defaults(spec: BuildSpec) -> dict[str, Any]:
     """The build options ``spec`` leaves to its design: ``{"seeds", "tmg_ripup",
     "nextpnr_args"}``. An ECP5 EIE build places and routes with :data:`EIE_SEEDS` seeds at once,
     nextpnr's timing-driven rip-up and its placer weighing timing (:data:`EIE_PLACER_ARGS`, each
@@ -443,8 +443,8 @@ def _plan(spec: BuildSpec):
 
 def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Build ``spec``; return the report (also written to ``spec.out / "report.json"``). The
-    options ``spec`` leaves to its design take their defaults (:func:`eie_build_defaults`)."""
-    spec = dataclasses.replace(spec, **eie_build_defaults(spec))
+    options ``spec`` leaves to its design take their defaults (:func:`build_defaults`)."""
+    spec = dataclasses.replace(spec, **build_defaults(spec))
     board = spec.board
     platform, top, pll, core_desc, kept = _plan(spec)
     env = yowasp_env()

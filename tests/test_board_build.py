@@ -167,26 +167,26 @@ def test_ecp5_default_clock_per_design():
     assert ECP5_DEFAULT_MHZ["ram"] * 1.05 <= 109.4
 
 
-def test_an_ecp5_eie_build_defaults_to_two_seeds_the_ripup_and_the_placer_weights():
+def test_an_ecp5_build_defaults_to_two_seeds_the_ripup_and_the_placer_weights():
     """The options a build leaves to its design: an ECP5 EIE build sweeps two seeds, with the
     timing-driven rip-up and the placer weighing timing (the user's own value of a placer option
     wins, the other is added); every other build one seed, no rip-up, the user's arguments."""
-    from eie.boards.build import EIE_PLACER_ARGS, BuildSpec, eie_build_defaults
+    from eie.boards.build import EIE_PLACER_ARGS, BuildSpec, build_defaults
 
     ecp5, ice = board_by_name("ulx3s-85f"), board_by_name("icebreaker")
     assert EIE_PLACER_ARGS == ("--placer-heap-timingweight=40", "--placer-heap-critexp=4")
-    assert eie_build_defaults(BuildSpec(ecp5, "eie", Path("x"))) == {
+    assert build_defaults(BuildSpec(ecp5, "eie", Path("x"))) == {
         "seeds": 2, "tmg_ripup": True, "nextpnr_args": EIE_PLACER_ARGS}
     spec = BuildSpec(ecp5, "eie", Path("x"), seeds=1, tmg_ripup=False,
                      nextpnr_args=("--placer-heap-timingweight=20", "--no-tmdriv"))
-    assert eie_build_defaults(spec) == {
+    assert build_defaults(spec) == {
         "seeds": 1, "tmg_ripup": False,
         "nextpnr_args": ("--placer-heap-timingweight=20", "--no-tmdriv",
                          "--placer-heap-critexp=4")}
     for board, design in ((ecp5, "bnn"), (ecp5, "ram"), (ice, "eie"), (ice, "ram")):
-        assert eie_build_defaults(BuildSpec(board, design, Path("x"))) == {
+        assert build_defaults(BuildSpec(board, design, Path("x"))) == {
             "seeds": 1, "tmg_ripup": False, "nextpnr_args": ()}
-        assert eie_build_defaults(BuildSpec(board, design, Path("x"), seeds=3, tmg_ripup=True,
+        assert build_defaults(BuildSpec(board, design, Path("x"), seeds=3, tmg_ripup=True,
                                             nextpnr_args=("--no-tmdriv",))) == {
             "seeds": 3, "tmg_ripup": True, "nextpnr_args": ("--no-tmdriv",)}
 
