@@ -368,9 +368,10 @@ class CCU(wiring.Component):
         lstart = Signal()
         m.d.sync += lstart.eq(0)
         # The running layer is the run's last: a register of the comparison (``layer`` is set
-        # at a layer end and DRAIN comes at least two cycles later; ``n_layers`` changes only
-        # while not busy), so that ``busy``'s clear is the layer end and one flip-flop, not
-        # the end and an adder's comparison
+        # at a layer end and DRAIN comes at least two cycles later; the host writes
+        # ``n_layers`` before a start: a write during a run, which no host program makes and
+        # the contract leaves undefined, counts from the cycle after it), so that ``busy``'s
+        # clear is the layer end and one flip-flop, not the end and an adder's comparison
         is_last = Signal()
         m.d.sync += is_last.eq(layer + 1 == n_layers)
         m.d.comb += [lnzd.start.eq(lstart), layer_out.start.eq(lstart)]
