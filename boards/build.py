@@ -661,8 +661,7 @@ def _run_flow(work: Path, env: dict, log: Callable[[str], None], board: str,
                 rc, took, cpu_took, was_stopped = _run_nextpnr(cmd, work, env, blog, lines,
                                                                ripup_cap=ripup_cap)
                 if was_stopped and stopped is not None:
-                    stopped.append(next((int(cmd[i + 1]) for i, a in enumerate(cmd[:-1])
-                                         if a == "--seed"), 1))
+                    stopped.append(seeds[0] if seeds else 1)    # the plan's own seed
             else:
                 rc, took, cpu_took = _run_stamped(cmd, work, env, blog, None)
             if rc != 0:
