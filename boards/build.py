@@ -790,7 +790,7 @@ def _run_stamped(cmd: list[str], cwd: Path, env: dict, out, keep: list | None,
     line it wrote (the exit code is then None). ``procs``: a list the running process is added
     to (for whoever runs several at a time to kill them)."""
     cpu0 = _children_cpu()
-    t0 = time.monotonic() - t_offset
+    start = time.monotonic()
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
         if procs is not None:
@@ -798,7 +798,7 @@ def _run_stamped(cmd: list[str], cwd: Path, env: dict, out, keep: list | None,
         try:
             stopped = False
             for line in proc.stdout:
-                t = time.monotonic() - t0
+                t = time.monotonic() - start + t_offset
                 out.write(f"[{t:9.2f}s] {line}")
                 if keep is not None:
                     keep.append((t, line))
@@ -812,7 +812,7 @@ def _run_stamped(cmd: list[str], cwd: Path, env: dict, out, keep: list | None,
         except BaseException:
             proc.kill()
             raise
-    return rc, time.monotonic() - t0 - t_offset, _children_cpu() - cpu0
+    return rc, time.monotonic() - start, _children_cpu() - cpu0
 
 
 #: router2's progress line (``Info:     iter=12 wires=... overused=...``)
