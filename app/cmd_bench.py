@@ -924,8 +924,10 @@ def _common(p: argparse.ArgumentParser, default_layers: str, default_variant: st
     p.add_argument("--pes", type=int, default=EIE_N_PE, metavar="N",
                    help=f"processing elements (default {EIE_N_PE}, as in the paper)")
     p.add_argument("--variant", default=default_variant, metavar="NAME",
-                   help="named configuration: paper (EIE as published: FIFO 8, pointer queue 4) "
-                        "or balanced (FIFO 8, pointer queue 32); --fifo-depth and --set replace "
+                   help="named configuration: paper (EIE as published: FIFO 8, pointer queue 4), "
+                        "standard (FIFO 8, pointer queue 15: the accelerator's defaults), "
+                        "balanced (FIFO 8, pointer queue 32) or deep (FIFO 32, pointer queue 32); "
+                        "--fifo-depth and --set replace "
                         f"its fields (default {default_variant})")
     p.add_argument("--fifo-depth", type=int, default=None, metavar="D",
                    help="activation-FIFO depth per PE (default: the variant's, 8)")

@@ -53,6 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--image", type=Path, default=None,
                    help="size the EIE memories for this image (eie compress output), or take the "
                         "BNN shape and folding from this image (eie bnn compile output)")
+    b.add_argument("--variant", default=None, metavar="NAME",
+                   help="EIE: the FIFO and pointer-queue depths of a named microarchitecture "
+                        "(paper, standard, balanced, deep; eie generate --help); default: the "
+                        "board's (on ECP5 and iCE40 the paper's pointer queue of 4)")
     b.add_argument("--fold", default=None,
                    help="BNN folding SIMD:PE per layer (default: one that fits the board)")
     b.add_argument("--weights", default=None, metavar="W1|W2|W1,W2,...",
@@ -157,6 +161,12 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise EieError(f"--nextpnr-arg {arg!r}: only letters, digits and . _ = - are "
                            f"allowed (one argument each, e.g. "
                            f"--nextpnr-arg=--placer-heap-timingweight=40)")
+    variant_fields = None
+    if args.variant is not None:
+        if args.design != "eie":
+            raise EieError(f"--variant {args.variant} applies to --design eie only")
+        from ..hw.eie.variants import variant
+        variant_fields = dict(variant(args.variant).fields)
     weight_bits = None
     if args.weights is not None:
         if args.design != "bnn":
@@ -209,6 +219,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                 spec.bnn_act_bits = tuple(img.act_bits)
                 if args.fold is None:       # the image's modes; under another folding auto's
                     spec.bnn_consume = tuple(f.consume for f in img.folds)
+    if variant_fields is not None:      # after the image's: the variant's depths win
+        spec.eie_overrides = {**spec.eie_overrides, **variant_fields}
     try:
         from ..boards.uart import divisor_for
         divisor_for(100e6 if board.family == "ecp5" else 12e6, args.baud)

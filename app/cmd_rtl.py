@@ -61,9 +61,10 @@ _CONFIG_OPTIONS = [
 def _add_config_options(p: argparse.ArgumentParser, note: str) -> None:
     g = p.add_argument_group("design parameters", note)
     g.add_argument("--variant", metavar="NAME",
-                   help="named microarchitecture: paper (FIFO 8, pointer queue 4: the defaults) "
-                        "or balanced (FIFO 8, pointer queue 32: >= 0.95 of the bound on EIE's "
-                        "Table III layers); the options below replace its fields")
+                   help="named microarchitecture: paper (FIFO 8, pointer queue 4, as published), "
+                        "balanced (FIFO 8, pointer queue 32: >= 0.95 of the bound on EIE's "
+                        "Table III layers), deep (FIFO 32, pointer queue 32) or standard (FIFO 8, "
+                        "pointer queue 15: the defaults); the options below replace its fields")
     for opt, name, text in _CONFIG_OPTIONS:
         g.add_argument(opt, dest=name, type=int, metavar="N", help=text)
 

@@ -54,6 +54,7 @@ import numpy as np
 
 from ..common.atomic import save_npz
 from ..common.errors import EieError
+from ..hw.eie.config import EIEConfig
 
 __all__ = ["MODES", "DemoConfig", "run_demo", "format_summary", "REQUIRED_KEYS"]
 
@@ -448,8 +449,10 @@ def _float_model(mlp, source: str):
                        for l, (w, b) in enumerate(zip(mlp.weights, mlp.biases))], source=source)
 
 
-#: FIFO depth of the cycle-model figures of the ESE comparison (the demo's RTL design's depth).
-ESE_FIFO_DEPTH = 8
+#: FIFO and pointer-queue depths of the cycle-model figures of the ESE comparison: the demo's RTL
+#: design's (the accelerator's defaults, :class:`eie.hw.eie.config.EIEConfig`).
+ESE_FIFO_DEPTH = EIEConfig.fifo_depth
+ESE_PTR_QUEUE_DEPTH = EIEConfig.ptr_queue_depth
 
 
 def _model_efficiency(image, xq: np.ndarray, gold) -> tuple[dict[str, Any], list]:
@@ -459,7 +462,8 @@ def _model_efficiency(image, xq: np.ndarray, gold) -> tuple[dict[str, Any], list
 
     n_layers = len(image.layers)
     inputs = gold.layer_inputs
-    pred = predict_counters(image, xq, fifo_depth=ESE_FIFO_DEPTH, layer_inputs=inputs)
+    pred = predict_counters(image, xq, fifo_depth=ESE_FIFO_DEPTH,
+                            ptr_queue_depth=ESE_PTR_QUEUE_DEPTH, layer_inputs=inputs)
     cycles = np.array([[p[l].cycles for l in range(n_layers)] for p in pred], dtype=np.int64)
     bounds = np.stack([np.asarray(gold.stats[l].bound, dtype=np.int64)
                        for l in range(n_layers)], axis=1)
@@ -551,6 +555,7 @@ def _ese_comparison(cfg: DemoConfig, float_model, data, xq: np.ndarray,
                   "the same work on any input), in all in the others",
         "n_pe": cfg.n_pe,
         "fifo_depth": ESE_FIFO_DEPTH,
+        "ptr_queue_depth": ESE_PTR_QUEUE_DEPTH,
         "images": int(xq.shape[0]),
         "efficiency_source": "cycle model (eie.sw.cycle_model.predict_counters); bound from "
                              "the golden model; sum of bounds / sum of cycles",
@@ -1062,7 +1067,8 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
                "and compression; the load-balance-aware side prunes each PE's rows (row i on PE "
                "i % N) to the same count at every step, in every column where a layer has 16 or "
                "more rows a PE (ESE's balance, per column). Accuracy: the golden model (int16) over all test digits; "
-               f"efficiency: the cycle model (FIFO depth {lb['fifo_depth']}) over "
+               f"efficiency: the cycle model (FIFO depth {lb['fifo_depth']}, pointer queue "
+               f"{lb.get('ptr_queue_depth', 4)}) over "
                f"{lb['images']} digits, sum of bounds / sum of cycles.", "",
                "| pruning | golden accuracy | pruned + retrained (float) | weights kept | "
                "kept per PE, max / mean | entries per PE, max / mean | cycles/image | "

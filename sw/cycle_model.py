@@ -32,6 +32,8 @@ import numpy as np
 # the cycles the PEs' activation read pipelines take to fill at every layer start (memory read,
 # bias addition, two write-back stages): the hardware's own constant (plain Python, no Amaranth)
 from ..hw.eie.memory_map import ACT_READ_LATENCY
+# the design's default pointer-queue depth, the default here too (plain Python, no Amaranth)
+from ..hw.eie.config import DEFAULT_PTR_QUEUE_DEPTH
 # the column entries a layer's work is counted in, and the contract's efficiency: eie.sw.bound's
 from .bound import efficiency, layer_column_entries
 
@@ -58,7 +60,7 @@ class LayerPrediction:
 
 
 def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_depth: int,
-                  ptr_queue_depth: int = 4) -> LayerPrediction:
+                  ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH) -> LayerPrediction:
     """One layer for one input vector ``x`` (``n_in``,) given ``col_entries`` (``n_in``, N)."""
     col_entries = np.asarray(col_entries, dtype=np.int64)
     n_in, N = col_entries.shape
@@ -181,7 +183,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
 
 
 def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, fifo_depth: int,
-                        ptr_queue_depth: int = 4) -> list[LayerPrediction]:
+                        ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH) -> list[LayerPrediction]:
     """:func:`predict_layer` for every row of ``X`` (``batch``, ``n_in``) at once: the same
     per-cycle registers with a leading batch axis (the same counts, several times faster for
     batches). A finished sample's PEs are idle, so stepping them changes nothing."""
@@ -301,7 +303,7 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
                             drain_cycles=int(drain_cycles[s_])) for s_ in range(S)]
 
 
-def predict_counters(image, x: np.ndarray, *, fifo_depth: int, ptr_queue_depth: int = 4,
+def predict_counters(image, x: np.ndarray, *, fifo_depth: int, ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH,
                      layer_inputs: list[np.ndarray] | None = None) -> list[list[LayerPrediction]]:
     """Per sample, per layer predictions for ``x`` (int16 ``(batch, n_in)`` or ``(n_in,)``, the
     model's order). ``layer_inputs`` (each layer's input in hardware positions, ``(batch,

@@ -306,6 +306,45 @@ def test_bnn_core_precisions_are_built_and_recorded():
 
 
 # (exempt from the marker scan's `slow`: the toolchain is faked, nothing is synthesized)
+def test_build_takes_an_eie_variant(tmp_path, cli, monkeypatch, small_eie_image):
+    """`eie build --variant NAME` builds the EIE with that variant's FIFO and pointer queue (also
+    over an image's sizes); without it the board's depths: the paper's 4-column queue on both
+    families, with which the 16-PE ECP5 build meets 100 MHz. BNN and ram builds refuse it."""
+    import eie.boards.build as build_module
+    from eie.hw.eie.variants import VARIANTS
+
+    seen = []
+
+    def fake_build(spec, log=print):
+        _, _, core = build_module.make_core_factory(spec)
+        seen.append(core["config"])
+        return {"resources": {"luts": 1, "ffs": 1, "brams": 1, "dsps": 0}, "core": core,
+                "bitstream": "top.bit", "device": "LFE5U-85F", "step_seconds": {},
+                "fmax_mhz": 101.0, "target_mhz": 100.0, "timing_met": True}
+
+    monkeypatch.setattr(build_module, "build", fake_build)
+    image = small_eie_image()
+    for board in ("ulx3s-85f", "icebreaker"):
+        for argv, name in (([], None), (["--variant", "standard"], "standard"),
+                           (["--variant", "deep", "--image", image], "deep")):
+            r = cli(["build", "--board", board, "--design", "eie", *argv,
+                     "--out", tmp_path / f"{board}-{name}"])
+            assert r.code == 0, r.err
+            got = (seen[-1]["fifo_depth"], seen[-1]["ptr_queue_depth"])
+            if name is None:
+                assert got == ((8, 4) if board == "ulx3s-85f" else (4, 4))
+            else:
+                assert got == (VARIANTS[name].fields["fifo_depth"],
+                               VARIANTS[name].fields["ptr_queue_depth"])
+    assert seen[-1]["n_pe"] == 3 and seen[-1]["max_layers"] == 2     # the image's sizes kept
+    for argv, msg in ((["--design", "bnn", "--variant", "deep"], "--variant deep applies to "
+                                                                  "--design eie only"),
+                      (["--variant", "fast"], "unknown variant 'fast'")):
+        r = cli(["build", "--board", "ulx3s-85f", *argv, "--out", tmp_path / "x"])
+        assert r.code == 2 and msg in r.err, r.err
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("how", ["weights", "image"])
 def test_build_takes_the_bnn_precisions_from_weights_or_image(tmp_path, cli, monkeypatch, how):
     """`eie build --design bnn --weights W2` builds the TFC with ternary weights; `--image` a

@@ -79,6 +79,8 @@ def test_generate_lint_option(tmp_path, cli):
 @pytest.mark.parametrize("argv,fifo,queue", [
     (["--variant", "balanced"], 8, 32),
     (["--variant", "paper"], 8, 4),
+    (["--variant", "standard"], 8, 15),
+    ([], 8, 15),                      # the accelerator's defaults are the standard variant's
     (["--variant", "balanced", "--ptr-queue-depth", "16", "--fifo-depth", "2"], 2, 16),
 ])
 def test_generate_variant(tmp_path, cli, argv, fifo, queue):

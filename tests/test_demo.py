@@ -121,6 +121,8 @@ def test_load_balance_pruning_comparison(demo):
     e = on_disk["eie"]
     lb = e["load_balance_pruning"]
     assert lb["n_pe"] == e["n_pe"] == 16 and lb["images"] == 1000 and lb["fifo_depth"] == 8
+    # the depths of the demo's RTL design, the accelerator's defaults
+    assert lb["ptr_queue_depth"] == 15
     for side in ("plain", "balanced"):
         d = lb[side]
         assert 0.0 <= d["compressed_accuracy"] <= 1.0 and 0.0 <= d["pruned_accuracy"] <= 1.0
@@ -143,7 +145,7 @@ def test_load_balance_pruning_comparison(demo):
     image = read_image(out / "eie_image")
     x = np.load(out / "x_test_int16.npy")
     gold = golden_forward(image, x)
-    pred = predict_counters(image, x, fifo_depth=8)
+    pred = predict_counters(image, x, fifo_depth=8, ptr_queue_depth=15)
     cycles = sum(p.cycles for s in pred for p in s)
     bound = sum(int(np.sum(gold.stats[l].bound)) for l in range(3))
     assert lb["plain"]["efficiency"] == pytest.approx(bound / cycles)

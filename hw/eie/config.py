@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["EIEConfig", "MAX_PE", "MAX_LAYERS", "W_FRAC_BITS", "VERILOG_IDENTIFIER", "index_bits"]
+__all__ = ["EIEConfig", "MAX_PE", "MAX_LAYERS", "W_FRAC_BITS", "DEFAULT_PTR_QUEUE_DEPTH", "VERILOG_IDENTIFIER", "index_bits"]
 
 #: A plain Verilog identifier (ASCII letters, digits, ``_``; not starting with a digit): module
 #: names ``eie generate --name`` and ``EIETop(pe_module=...)`` take.
@@ -29,6 +29,13 @@ VERILOG_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PE = 256
 MAX_LAYERS = 64
 W_FRAC_BITS = 5          # w_frac 0..30 (eie.sw.fixedpoint.MAX_W_FRAC)
+#: The pointer queue's default depth: 15 columns, so the queue's memory (``ptr_queue_depth + 1``
+#: entries) fills one 16-deep LUT RAM, as the paper's 4 did; on trained networks the queue is
+#: what absorbs a run of columns one PE holds more of (cycle model, 200 test digits, calibrated
+#: placement: LeNet-300-100 at 16 PEs 0.896 -> 0.913, the 784-1024-1024-10 MLP at 64 PEs
+#: 0.909 -> 0.947; the ``deep`` variant's 32-entry FIFO and queue 0.914 and 0.957 for twice the
+#: LUT RAM; docs/performance.md)
+DEFAULT_PTR_QUEUE_DEPTH = 15
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -65,7 +72,7 @@ class EIEConfig:
     max_layers: int = 4
     acc_bits: int = 32
     act_frac: int = 8
-    ptr_queue_depth: int = 4
+    ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH
 
     _LIMITS = {
         "n_pe": (1, MAX_PE, "processing elements"),

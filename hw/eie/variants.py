@@ -1,14 +1,22 @@
 """Named EIE microarchitecture variants: the behavioural parameters that set the cycle count.
 
 A variant fixes the fields of :class:`~eie.hw.eie.config.EIEConfig` that change how many cycles a
-layer takes (the activation-FIFO depth and the pointer-queue depth); memory sizes stay free. Both
-variants are the same RTL with different parameters, so their outputs are identical bit for bit and
-the cycle model (:mod:`eie.sw.cycle_model`) predicts both.
+layer takes (the activation-FIFO depth and the pointer-queue depth); memory sizes stay free.
+Without a variant the accelerator has an 8-entry FIFO and a 15-column pointer queue
+(:data:`~eie.hw.eie.config.DEFAULT_PTR_QUEUE_DEPTH`: as cheap as the paper's 4, one 16-deep LUT
+RAM; on trained networks most of what ``deep`` gains, docs/performance.md): the ``standard``
+variant. All variants are the same RTL with different parameters, so their outputs are identical
+bit for bit and the cycle model (:mod:`eie.sw.cycle_model`) predicts each.
 
 ``paper``
     EIE as published: an 8-entry activation FIFO per PE (the depth the paper chose from its
     Fig. 8) and a 4-entry pointer queue (the pointer stage runs at most 4 non-empty columns ahead
     of the entry stage). On the Table III layers at 64 PEs it reaches 0.82-0.98 of the bound.
+``standard``
+    What the accelerator has without a variant: the paper's FIFO and a 15-column pointer queue
+    (its memory then fills one 16-deep LUT RAM, as the paper's 4 did: no more LUTs). The queue,
+    not the FIFO, is what absorbs a run of columns one PE holds more of on trained layers
+    (``bench/real_layers.py --variant standard``).
 ``balanced``
     The same FIFO, a 32-entry pointer queue. Dense-activation layers with under one entry per
     column per PE (NeuralTalk's NT-We) are limited by the pointer stage taking one column a
@@ -27,6 +35,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .config import DEFAULT_PTR_QUEUE_DEPTH
+
 __all__ = ["Variant", "VARIANTS", "DEFAULT_VARIANT", "variant"]
 
 
@@ -42,6 +52,8 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     "paper": Variant("paper", {"fifo_depth": 8, "ptr_queue_depth": 4},
                      "EIE as published: FIFO depth 8, pointer queue 4"),
+    "standard": Variant("standard", {"fifo_depth": 8, "ptr_queue_depth": DEFAULT_PTR_QUEUE_DEPTH},
+                        "the accelerator's defaults: FIFO depth 8, pointer queue 15"),
     "balanced": Variant("balanced", {"fifo_depth": 8, "ptr_queue_depth": 32},
                         "FIFO depth 8, pointer queue 32: >= 0.95 of the bound on Table III"),
     "deep": Variant("deep", {"fifo_depth": 32, "ptr_queue_depth": 32},
