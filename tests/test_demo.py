@@ -157,7 +157,8 @@ def test_eie_compress_command_rebuilds_the_image(demo, tmp_path, cli):
     """docs/demo.md's worked example: `eie compress` on the saved model gives the same image."""
     out, _ = demo
     rebuilt = tmp_path / "img"
-    assert cli(["compress", out / "lenet_compressed.npz", "-o", rebuilt, "--pes", "16"]).code == 0
+    assert cli(["compress", out / "lenet_compressed.npz", "-o", rebuilt, "--pes", "16",
+                "--calibrate", out / "calibration.npy"]).code == 0
     for k in range(16):
         for kind in ("ptr", "spmat", "bias"):
             name = f"pe{k}_{kind}.hex"
