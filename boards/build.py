@@ -74,13 +74,13 @@ TFC_SHAPE = (784, 64, 64, 64, 10)
 #: 1900 samples/s at 12 MHz, more than a 115200-baud UART can feed: 98 bytes a sample).
 ICEBREAKER_BNN_FOLD = "8:1,8:1,8:1,8:1"
 #: Depths that hold the demo's LeNet-300-100 image (8% kept) at 16 PEs, with room to spare; the
-#: paper's 4-column pointer queue, with which the 16-PE build meets 100 MHz (with the default 15
-#: it routed to 99.4 MHz, seed 2: docs/boards.md).
+#: paper's 4-column pointer queue, with which the 16-PE build meets 100 MHz (with the default 15,
+#: ``--variant standard``, it routed to 99.1 MHz: docs/boards.md).
 LENET_EIE = dict(fifo_depth=8, ptr_depth=2048, spmat_depth=512, act_depth=64, acc_depth=32,
                  bias_depth=32, max_layers=4, ptr_queue_depth=4)
 #: A small EIE for the iCE40UP5K's 30 block RAMs (4 kbit each): per PE 512 pointers, 128 words
 #: (1024 entries), 64 activations a file; e.g. a 2-PE 100-64-10 network at 10-20% density; the
-#: paper's 4-column pointer queue (the iCE40 has no LUT RAM: a queue is flip-flops there).
+#: paper's 4-column pointer queue (the iCE40 has no LUT RAM for a deeper one).
 ICE40_EIE = dict(fifo_depth=4, ptr_depth=512, spmat_depth=128, act_depth=64, acc_depth=32,
                  bias_depth=32, max_layers=4, ptr_queue_depth=4)
 

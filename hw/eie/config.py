@@ -21,7 +21,8 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["EIEConfig", "MAX_PE", "MAX_LAYERS", "W_FRAC_BITS", "DEFAULT_PTR_QUEUE_DEPTH", "VERILOG_IDENTIFIER", "index_bits"]
+__all__ = ["EIEConfig", "MAX_PE", "MAX_LAYERS", "W_FRAC_BITS", "DEFAULT_PTR_QUEUE_DEPTH",
+           "VERILOG_IDENTIFIER", "index_bits"]
 
 #: A plain Verilog identifier (ASCII letters, digits, ``_``; not starting with a digit): module
 #: names ``eie generate --name`` and ``EIETop(pe_module=...)`` take.
@@ -31,10 +32,9 @@ MAX_LAYERS = 64
 W_FRAC_BITS = 5          # w_frac 0..30 (eie.sw.fixedpoint.MAX_W_FRAC)
 #: The pointer queue's default depth: 15 columns, so the queue's memory (``ptr_queue_depth + 1``
 #: entries) fills one 16-deep LUT RAM, as the paper's 4 did; on trained networks the queue is
-#: what absorbs a run of columns one PE holds more of (cycle model, 200 test digits, calibrated
+#: what absorbs a run of columns one PE holds more of (``bench/real_layers.py``, calibrated
 #: placement: LeNet-300-100 at 16 PEs 0.896 -> 0.913, the 784-1024-1024-10 MLP at 64 PEs
-#: 0.909 -> 0.947; the ``deep`` variant's 32-entry FIFO and queue 0.914 and 0.957 for twice the
-#: LUT RAM; docs/performance.md)
+#: 0.909 -> 0.946; docs/performance.md, "The default pointer queue")
 DEFAULT_PTR_QUEUE_DEPTH = 15
 
 
