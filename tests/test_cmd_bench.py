@@ -291,7 +291,7 @@ def test_sweep_checks_against_rtl(tmp_path, cli):
     (["table3", "--set", "ptr_queue_depth=x"], "not an integer"),
     (["table3", "--seed", "-1"], "--seed"),
     (["table3", "--variant", "fast"], "fast"),
-    (["sweep", "fifo", "--variant", "fast"], "paper, balanced"),
+    (["sweep", "fifo", "--variant", "fast"], "paper, standard, balanced, deep"),
     (["sweep", "width", "--values", "60"], "multiple of 8"),
     (["sweep", "pes", "--values", "0,4"], "n_pe"),
     (["sweep", "fifo", "--values", "a,b"], "--values"),
