@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import DEFAULT_PTR_QUEUE_DEPTH
+from .config import EIEConfig
 
 __all__ = ["Variant", "VARIANTS", "DEFAULT_VARIANT", "variant"]
 
@@ -53,7 +53,9 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     "paper": Variant("paper", {"fifo_depth": 8, "ptr_queue_depth": 4},
                      "EIE as published: FIFO depth 8, pointer queue 4"),
-    "standard": Variant("standard", {"fifo_depth": 8, "ptr_queue_depth": DEFAULT_PTR_QUEUE_DEPTH},
+    # the accelerator's defaults, taken from EIEConfig so that the two cannot differ
+    "standard": Variant("standard", {"fifo_depth": EIEConfig.fifo_depth,
+                                     "ptr_queue_depth": EIEConfig.ptr_queue_depth},
                         "the accelerator's defaults: FIFO depth 8, pointer queue 15"),
     "balanced": Variant("balanced", {"fifo_depth": 8, "ptr_queue_depth": 32},
                         "FIFO depth 8, pointer queue 32: >= 0.95 of the bound on Table III"),
