@@ -303,7 +303,8 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
                             drain_cycles=int(drain_cycles[s_])) for s_ in range(S)]
 
 
-def predict_counters(image, x: np.ndarray, *, fifo_depth: int, ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH,
+def predict_counters(image, x: np.ndarray, *, fifo_depth: int,
+                     ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH,
                      layer_inputs: list[np.ndarray] | None = None) -> list[list[LayerPrediction]]:
     """Per sample, per layer predictions for ``x`` (int16 ``(batch, n_in)`` or ``(n_in,)``, the
     model's order). ``layer_inputs`` (each layer's input in hardware positions, ``(batch,
