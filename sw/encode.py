@@ -233,7 +233,8 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
             acts = check_input(calibration, layers[0].n_in)
     first_order: np.ndarray | None = None
     if balance:
-        # the first layer's inputs too: the ones most often nonzero in the LNZD's first round
+        # the first layer's inputs too: shuffled, and the ones most often nonzero in the LNZD's
+        # first round
         first_order = input_order(layers[0].codes, n_pe, None if acts is None else acts != 0)
         if np.array_equal(first_order, np.arange(first_order.size)):
             first_order = None

@@ -458,8 +458,9 @@ def test_balance_is_the_default_and_no_balance_keeps_the_interleave(tmp_path, cl
         assert code == 0, err
         reports[name] = json.loads(out)
         man = json.loads((img / "manifest.json").read_text())
-        # rows placed (version 2); every input has weights, so no input placement
-        assert man["format_version"] == (2 if name == "bal" else 1)
+        # rows placed and the inputs shuffled (version 3); the interleave: version 1
+        assert man["format_version"] == (3 if name == "bal" else 1)
+        assert ("input_order" in man["layers"][0]) == (name == "bal")
         # the independent reader (row_order applied as docs/image-format.md says) agrees
         m, layers = decode_image(img)
         assert ys[name].tolist() == reference_forward(m, layers, quantize_ref(x, m["act_frac"]))

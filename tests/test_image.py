@@ -372,10 +372,13 @@ def test_balanced_image_round_trip_and_model_order(tmp_path):
         assert sorted(d.row_order) == list(range(d.n_out))
     write_image(img, tmp_path / "b")
     man = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    # rows placed; no input without weights, so no input placement: version 2
-    assert FORMAT_VERSION == 3 and man["format_version"] == 2 and img.format_version == 2
+    # rows placed and the first layer's inputs shuffled: version 3
+    assert FORMAT_VERSION == 3 and man["format_version"] == 3 and img.format_version == 3
     assert [L["row_order"] for L in man["layers"]] == [d.row_order for d in img.layers]
-    assert all("input_order" not in L for L in man["layers"])
+    assert man["layers"][0]["input_order"] == img.layers[0].input_order
+    assert sorted(img.layers[0].input_order) == list(range(layers[0].n_in))
+    assert img.layers[0].input_order != list(range(layers[0].n_in))
+    assert all("input_order" not in L for L in man["layers"][1:])
     back = read_image(tmp_path / "b")
     assert_same(img, back)
     # the placement undone gives the layers the image was built from
@@ -385,7 +388,7 @@ def test_balanced_image_round_trip_and_model_order(tmp_path):
     # the stored rows are the model's rows at the recorded positions
     for l, q in enumerate(layers):
         order = np.array(img.layers[l].row_order)
-        in_order = np.array(img.layers[l - 1].row_order) if l else np.arange(q.n_in)
+        in_order = np.array(img.layers[l - 1].row_order) if l else img.input_order()
         np.testing.assert_array_equal(img.layer_codes(l), q.codes[np.ix_(order, in_order)])
 
 
@@ -399,9 +402,12 @@ def test_input_order_first_round_not_all_zero_and_golden_undoes_it():
                          relu=False)]
     img = build_image(layers, n_pe=4, balance=True)
     order = np.array(img.layers[0].input_order)
-    # inputs without weights go last; the rest keep the model's order
+    # inputs without weights go last, in the model's order; the rest shuffled, the same on
+    # every build
     live = [j for j in range(30) if j >= 10 and j != 12]
-    assert order.tolist() == live + [j for j in range(30) if j not in live]
+    assert sorted(order[:len(live)].tolist()) == live and order[:len(live)].tolist() != live
+    assert order[len(live):].tolist() == [j for j in range(30) if j not in live]
+    assert build_image(layers, n_pe=4, balance=True).layers[0].input_order == order.tolist()
     # with calibration: the first round (positions 0..3) would be all zero on some sample, so
     # the 4 inputs most often nonzero lead (29 always, 3 on 2 samples; then by weights)
     calib = np.zeros((5, 30), np.int16)
@@ -410,9 +416,9 @@ def test_input_order_first_round_not_all_zero_and_golden_undoes_it():
     first = build_image(layers, n_pe=4, balance=True, calibration=calib).layers[0].input_order[:4]
     assert {3, 29} <= set(first) and first == sorted(first)
     # ... but not when the first round already has a nonzero on every sample (dense inputs:
-    # the model's order is kept, no burst of heavy columns)
+    # the shuffled order is kept, no burst of heavy columns)
     dense = np.zeros((6, 30), np.int16)
-    dense[1:, 11] = 256             # (sample 0 is all zero: nothing to broadcast, not counted)
+    dense[1:, order[0]] = 256       # (sample 0 is all zero: nothing to broadcast, not counted)
     kept = build_image(layers, n_pe=4, balance=True, calibration=dense).layers[0].input_order
     assert kept == order.tolist()
     # the host writes x at the positions; the golden model's outputs are the model's
