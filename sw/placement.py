@@ -60,9 +60,9 @@ def input_order(codes: np.ndarray, n_pe: int, activity: np.ndarray | None = None
 
     Neighbouring inputs of real data are alike: an image's pixels along a stroke are nonzero
     together and the weight columns of neighbouring pixels are alike, so in the model's order a
-    PE meets its heavy columns in bursts its FIFO cannot hide, and every PE waits for it (the
-    demo's LeNet-300-100, first layer: 4 broadcast cycles a digit above the nonzero inputs at 64
-    PEs in the model's order, 2 shuffled). A fixed pseudo-random order spreads them over the
+    PE meets its heavy columns in bursts its FIFO cannot hide, and every PE waits for it
+    (LeNet-300-100's first layer, ``bench/layer_overhead.py``: 4 broadcast cycles a digit above
+    the nonzero inputs at 64 PEs in the model's order, 2 shuffled). A fixed pseudo-random order spreads them over the
     layer; on inputs without such neighbours it changes nothing on average. (Sorting inputs by
     weight does the opposite: an LSTM's heaviest columns back to back, 0.937 -> 0.922.) So:
 
