@@ -33,7 +33,7 @@ import numpy as np
 
 from .bench_layers import (EIE_CLOCK_MHZ, EIE_N_PE, TABLE3_SOURCE, LayerSpec, SyntheticLayer,
                            parse_layers, scale_spec, synth_layer)
-from ..hw.eie.variants import DEFAULT_VARIANT
+from ..hw.eie.variants import DEFAULT_VARIANT, variants_help
 from ..sim.backdoor import LOADS
 from ..sim.runner import ALL_SIMULATORS
 from ..common import outputs
@@ -924,13 +924,10 @@ def _common(p: argparse.ArgumentParser, default_layers: str, default_variant: st
     p.add_argument("--pes", type=int, default=EIE_N_PE, metavar="N",
                    help=f"processing elements (default {EIE_N_PE}, as in the paper)")
     p.add_argument("--variant", default=default_variant, metavar="NAME",
-                   help="named configuration: paper (EIE as published: FIFO 8, pointer queue 4), "
-                        "standard (FIFO 8, pointer queue 15: the accelerator's defaults), "
-                        "balanced (FIFO 8, pointer queue 32) or deep (FIFO 32, pointer queue 32); "
-                        "--fifo-depth and --set replace "
-                        f"its fields (default {default_variant})")
+                   help=f"named configuration: {variants_help()}; --fifo-depth and --set "
+                        f"replace its fields (default {default_variant})")
     p.add_argument("--fifo-depth", type=int, default=None, metavar="D",
-                   help="activation-FIFO depth per PE (default: the variant's, 8)")
+                   help="activation-FIFO depth per PE (default: the variant's)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="any other EIEConfig field (e.g. ptr_queue_depth=8); repeatable")
     p.add_argument("--layers", action="append", metavar="LIST",

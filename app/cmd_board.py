@@ -37,6 +37,7 @@ BUILD_DIR_OWNER = outputs.manifest_owner("report.json", build_dir_files)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..boards.platforms import BOARDS
+    from ..hw.eie.variants import VARIANTS
 
     b = subparsers.add_parser(
         "build", help="build a bitstream for a board (amaranth-boards + YoWASP tools)",
@@ -55,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "BNN shape and folding from this image (eie bnn compile output)")
     b.add_argument("--variant", default=None, metavar="NAME",
                    help="EIE: the FIFO and pointer-queue depths of a named microarchitecture "
-                        "(paper, standard, balanced, deep; eie generate --help); default: the "
+                        f"({', '.join(VARIANTS)}; eie generate --help); default: the "
                         "board's (on ECP5 and iCE40 the paper's pointer queue of 4)")
     b.add_argument("--fold", default=None,
                    help="BNN folding SIMD:PE per layer (default: one that fits the board)")

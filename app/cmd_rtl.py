@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..hw.eie.config import MAX_PE, VERILOG_IDENTIFIER, EIEConfig
+from ..hw.eie.variants import variants_help
 from ..sim.backdoor import LOADS
 from ..sim.eie_run import VERILATOR_WAIVERS as LINT_WAIVERS  # the documented lint waivers
 from ..sim.runner import ALL_SIMULATORS, SIMULATORS
@@ -61,10 +62,8 @@ _CONFIG_OPTIONS = [
 def _add_config_options(p: argparse.ArgumentParser, note: str) -> None:
     g = p.add_argument_group("design parameters", note)
     g.add_argument("--variant", metavar="NAME",
-                   help="named microarchitecture: paper (FIFO 8, pointer queue 4, as published), "
-                        "balanced (FIFO 8, pointer queue 32: >= 0.95 of the bound on EIE's "
-                        "Table III layers), deep (FIFO 32, pointer queue 32) or standard (FIFO 8, "
-                        "pointer queue 15: the defaults); the options below replace its fields")
+                   help=f"named microarchitecture: {variants_help()}; the options below "
+                        "replace its fields")
     for opt, name, text in _CONFIG_OPTIONS:
         g.add_argument(opt, dest=name, type=int, metavar="N", help=text)
 

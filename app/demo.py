@@ -1081,7 +1081,7 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
                "i % N) to the same count at every step, in every column where a layer has 16 or "
                "more rows a PE (ESE's balance, per column). Accuracy: the golden model (int16) over all test digits; "
                f"efficiency: the cycle model (FIFO depth {lb['fifo_depth']}, pointer queue "
-               f"{lb.get('ptr_queue_depth', 4)}) over "
+               f"{lb['ptr_queue_depth']}) over "
                f"{lb['images']} digits, sum of bounds / sum of cycles.", "",
                "| pruning | golden accuracy | pruned + retrained (float) | weights kept | "
                "kept per PE, max / mean | entries per PE, max / mean | cycles/image | "

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from .config import EIEConfig
 
-__all__ = ["Variant", "VARIANTS", "DEFAULT_VARIANT", "variant"]
+__all__ = ["Variant", "VARIANTS", "DEFAULT_VARIANT", "variant", "variants_help"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ VARIANTS: dict[str, Variant] = {
     # the accelerator's defaults, taken from EIEConfig so that the two cannot differ
     "standard": Variant("standard", {"fifo_depth": EIEConfig.fifo_depth,
                                      "ptr_queue_depth": EIEConfig.ptr_queue_depth},
-                        "the accelerator's defaults: FIFO depth 8, pointer queue 15"),
+                        f"the accelerator's defaults: FIFO depth {EIEConfig.fifo_depth}, "
+                        f"pointer queue {EIEConfig.ptr_queue_depth}"),
     "balanced": Variant("balanced", {"fifo_depth": 8, "ptr_queue_depth": 32},
                         "FIFO depth 8, pointer queue 32: >= 0.95 of the bound on Table III"),
     "deep": Variant("deep", {"fifo_depth": 32, "ptr_queue_depth": 32},
@@ -76,3 +77,9 @@ def variant(name: str) -> Variant:
         from eie.common.errors import EieError
 
         raise EieError(f"unknown variant {name!r}: choose one of {', '.join(VARIANTS)}") from None
+
+
+def variants_help() -> str:
+    """Every variant with its summary, for a command's ``--variant`` help: ``paper (EIE as
+    published: ...); standard (...); ...``."""
+    return "; ".join(f"{v.name} ({v.summary})" for v in VARIANTS.values())
