@@ -134,7 +134,7 @@ def test_at_least_thresholds_equal_the_popcount(width, simulate):
     m = Module()
     bits = Signal(width)
     flags = Signal(k)
-    m.d.comb += flags.eq(Cat(*_at_least(bits, k)))
+    m.d.comb += flags.eq(Cat(*_at_least(m, bits, k, "count")))
     seen = []
 
     async def bench(ctx):

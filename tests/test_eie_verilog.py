@@ -56,6 +56,31 @@ def test_pe_modules_do_not_grow_with_pes(cli, tmp_path):
     assert pe_side(16) == two
 
 
+def test_verilog_grows_slower_than_the_pe_count():
+    """Four times the PEs, less than four times the Verilog (docs/eie-hardware.md, "Verilog: one
+    PE module"), and no module more than four times its size: what grows with ``n_pe`` (the top's
+    instances, the LNZD's leaves and trees) grows at most linearly. (The LNZD's counting trees
+    once restated each subtree at every reading, k times a level: 5.6 times its Verilog from 64
+    to 256 PEs.)"""
+    from eie.sim.verilog import verilog_text
+
+    def sizes(n_pe):
+        top = EIETop(EIEConfig(n_pe=n_pe, **SMALL), pe_module=PE_MODULE)
+        text = verilog_text(top, name="eie_top", definitions=[(top.pe_definition(), PE_MODULE)])
+        per_module = {}
+        for chunk in re.split(r"^(?=module )", text, flags=re.M)[1:]:
+            per_module[re.match(r"module (\S+?)\s*\(", chunk).group(1)] = len(chunk)
+        return len(text), per_module
+
+    total64, mods64 = sizes(64)
+    total256, mods256 = sizes(256)
+    assert total256 < 4 * total64, (total64, total256)
+    assert set(mods64) <= set(mods256)
+    grown = {mod: (mods64[mod], mods256[mod]) for mod in mods64
+             if mods256[mod] > 4 * mods64[mod]}
+    assert not grown, grown
+
+
 def test_pe_module_is_named_after_the_top(cli, tmp_path):
     text = _generate(cli, tmp_path, 2, name="accel")
     mods = _modules(text)

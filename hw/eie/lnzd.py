@@ -75,23 +75,31 @@ from .signatures import ActRead, nonzero_layout
 __all__ = ["LNZDNode", "LNZD"]
 
 
-def _at_least(bits, k: int) -> list:
+def _at_least(m: Module, bits, k: int, name: str) -> list:
     """``[bits has >= 1 one, >= 2 ones, ..., >= k ones]``, as a balanced tree of ORs and ANDs
     (a count saturating at ``k``, without adders: a few LUT levels where a count and its
-    comparisons take more)."""
+    comparisons take more). Each node's ``k`` thresholds are signals of ``m`` (named
+    ``{name}_l{level}_{node}``): a node's are read by up to ``k`` entries of its parent, and
+    as expressions the Verilog would restate a subtree at every reading, ``k`` times a level
+    (at 256 PEs the LNZD's Verilog was 3.4 MB, most of it these restatements)."""
     zero = Const(0, 1)
     terms = [[bits[i]] + [zero] * (k - 1) for i in range(len(bits))]
+    level = 0
     while len(terms) > 1:
+        level += 1
         nxt = []
         for i in range(0, len(terms), 2):
             if i + 1 == len(terms):
                 nxt.append(terms[i])
                 continue
             a, b = terms[i], terms[i + 1]
+            node = Signal(k, name=f"{name}_l{level}_{i // 2}")
             # entry t: >= t + 1 ones in both halves: in one of them, or >= u in a and
             # >= t + 1 - u in b
-            nxt.append([a[t] | b[t] | _or(a[u - 1] & b[t - u] for u in range(1, t + 1))
-                        for t in range(k)])
+            m.d.comb += node.eq(Cat(*(a[t] | b[t] | _or(a[u - 1] & b[t - u]
+                                                         for u in range(1, t + 1))
+                                      for t in range(k))))
+            nxt.append([node[t] for t in range(k)])
         terms = nxt
     return terms[0]
 
@@ -369,7 +377,7 @@ class LNZD(wiring.Component):
         # Every arrival is written (write enables from registers only); a round taken while
         # the buffer is empty is the one arriving, written and read in the same cycle. The
         # PEs write their values with a register of the enables, shown a cycle ahead.
-        in_any, in_several = _at_least(flags_in, 2)
+        in_any, in_several = _at_least(m, flags_in, 2, "arriving_count")
         with m.If(arrival):
             for i in range(S):
                 with m.If(wptr == i):
@@ -393,7 +401,7 @@ class LNZD(wiring.Component):
         head_any, head_several = Array(slot_any)[rptr], Array(slot_several)[rptr]
         # exactly two pending (from the pending register: a few LUT levels, all in the LNZD)
         two_pending = Signal()
-        at_least = _at_least(pending, 3)
+        at_least = _at_least(m, pending, 3, "pending_count")
         m.d.comb += two_pending.eq(at_least[1] & ~at_least[2])
         with m.If(buffered):
             m.d.comb += [take_flags.eq(head_flags),
