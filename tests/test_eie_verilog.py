@@ -67,10 +67,8 @@ def test_verilog_grows_slower_than_the_pe_count():
     def sizes(n_pe):
         top = EIETop(EIEConfig(n_pe=n_pe, **SMALL), pe_module=PE_MODULE)
         text = verilog_text(top, name="eie_top", definitions=[(top.pe_definition(), PE_MODULE)])
-        per_module = {}
-        for chunk in re.split(r"^(?=module )", text, flags=re.M)[1:]:
-            per_module[re.match(r"module (\S+?)\s*\(", chunk).group(1)] = len(chunk)
-        return len(text), per_module
+        chunks = re.split(r"^(?=module )", text, flags=re.M)[1:]
+        return len(text), {_modules(chunk)[0]: len(chunk) for chunk in chunks}
 
     total64, mods64 = sizes(64)
     total256, mods256 = sizes(256)
