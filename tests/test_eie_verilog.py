@@ -56,6 +56,7 @@ def test_pe_modules_do_not_grow_with_pes(cli, tmp_path):
     assert pe_side(16) == two
 
 
+@pytest.mark.rtl
 def test_verilog_grows_slower_than_the_pe_count():
     """Four times the PEs, less than four times the Verilog (docs/eie-hardware.md, "Verilog: one
     PE module"), and no module more than four times its size: what grows with ``n_pe`` (the top's
