@@ -57,17 +57,14 @@ def test_pe_modules_do_not_grow_with_pes(cli, tmp_path):
 
 
 @pytest.mark.rtl
-def test_verilog_grows_slower_than_the_pe_count():
-    """Four times the PEs, less than four times the Verilog (docs/eie-hardware.md, "Verilog: one
-    PE module"), and no module more than four times its size: what grows with ``n_pe`` (the top's
-    instances, the LNZD's leaves and trees) grows at most linearly. (The LNZD's counting trees
-    once restated each subtree at every reading, k times a level: 5.6 times its Verilog from 64
-    to 256 PEs.)"""
-    from eie.sim.verilog import verilog_text
-
+def test_verilog_grows_slower_than_the_pe_count(cli, tmp_path):
+    """Four times the PEs, less than four times the Verilog that `eie generate` writes
+    (docs/eie-hardware.md, "Verilog: one PE module"), and no module more than four times its
+    size: what grows with ``n_pe`` (the top's instances, the LNZD's leaves and trees) grows at
+    most linearly. (The LNZD's counting trees once restated each subtree at every reading, k
+    times a level: 5.6 times its Verilog from 64 to 256 PEs.)"""
     def sizes(n_pe):
-        top = EIETop(EIEConfig(n_pe=n_pe, **SMALL), pe_module=PE_MODULE)
-        text = verilog_text(top, name="eie_top", definitions=[(top.pe_definition(), PE_MODULE)])
+        text = _generate(cli, tmp_path, n_pe)
         chunks = re.split(r"^(?=module )", text, flags=re.M)[1:]
         return len(text), {_modules(chunk)[0]: len(chunk) for chunk in chunks}
 
