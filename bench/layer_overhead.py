@@ -10,6 +10,13 @@ ceiling placement leaves), and the layer's cycles split into `LSTART` + read-pip
 start and the shortest possible drain (the PE pipeline's depth: the drain of a layer whose last
 broadcast finds every PE idle, asked of the cycle model) cost nothing: what placement alone can still win is the gap
 between "efficiency" and "no fixed"; the rest is the fixed cost of a layer.
+
+"over" is the layer's cycles minus its busiest PE's work on each digit (min / mean / max over
+the digits): what the layer costs beyond the work of its busiest PE. "balanced" is the
+efficiency the layer would reach if placement left no PE busier than the bound on any digit and
+that overhead stayed: bound / (bound + over), the most any placement or pruning can give it on
+this hardware. `--pruning columns` measures the load-balance-aware models of
+`bench/real_layers.py --pruning columns` (pruned for each PE count).
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pes", default="16,64")
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--variant", default="deep", choices=sorted(VARIANTS))
+    ap.add_argument("--pruning", default="plain", choices=("plain", "columns"),
+                    help="plain magnitude pruning (default), or load-balance-aware for each PE "
+                         "count (bench/real_layers.py's models)")
     args = ap.parse_args(argv)
     fifo = VARIANTS[args.variant].fields["fifo_depth"]
     queue = VARIANTS[args.variant].fields["ptr_queue_depth"]
@@ -53,16 +63,19 @@ def main(argv=None) -> int:
     pipe = pipeline_drain(fifo, queue)
     print(f"cycle model, {args.variant} variant (FIFO {fifo}, pointer queue {queue}), calibrated "
           f"placement, {args.samples} test digits; per-sample means; fixed cost of a layer: "
-          f"start {START_CYCLES} + the shortest drain {pipe} cycles")
+          f"start {START_CYCLES} + the shortest drain {pipe} cycles; {args.pruning} pruning")
     print(f"{'network':9} {'N':>3} {'layer':>5} {'bound':>7} {'busiest':>8} {'cycles':>7} = "
-          f"{'start':>5} + {'bcast':>6} + {'drain':>6}  {'efficiency':>10} {'no fixed':>9}")
+          f"{'start':>5} + {'bcast':>6} + {'drain':>6}  {'efficiency':>10} {'no fixed':>9} "
+          f"{'over (min/mean/max)':>19} {'balanced':>8}")
     for name in args.networks.split(","):
-        model, _ = R.trained_model(name, data, cache, log=lambda s: print(s, file=sys.stderr))
-        n = len(model.weights)
-        fm = R.FloatModel([R.FloatLayer(w.astype(np.float64), b.astype(np.float64), relu=l < n - 1)
-                           for l, (w, b) in enumerate(zip(model.weights, model.biases))],
-                          source="real")
         for n_pe in (int(p) for p in args.pes.split(",")):
+            model, _ = R.trained_model(name, data, cache, log=lambda s: print(s, file=sys.stderr),
+                                       balance_pes=n_pe if args.pruning == "columns" else None)
+            n = len(model.weights)
+            fm = R.FloatModel([R.FloatLayer(w.astype(np.float64), b.astype(np.float64),
+                                            relu=l < n - 1)
+                               for l, (w, b) in enumerate(zip(model.weights, model.biases))],
+                              source="real")
             img = compress_model(fm, CompressConfig(n_pe=n_pe, balance=True,
                                                     calibration=calib)).image
             g = golden_forward(img, xq)
@@ -76,10 +89,13 @@ def main(argv=None) -> int:
                 drain = np.array([q.drain_cycles for q in p], float)
                 bound = g.stats[l].bound.astype(float)
                 busiest = np.maximum(g.stats[l].work_per_pe.max(axis=1), g.stats[l].nonzero_inputs)
+                over = cycles - busiest
                 print(f"{name:9} {n_pe:3d} {l:5d} {bound.mean():7.1f} {busiest.mean():8.1f} "
                       f"{cycles.mean():7.1f} = {START_CYCLES:5d} + {bcast.mean():6.1f} + "
-                      f"{drain.mean():6.1f}  {bound.sum() / cycles.sum():10.3f} "
-                      f"{bound.sum() / (cycles - START_CYCLES - pipe).sum():9.3f}")
+                      f"{drain.mean():6.1f}  {bound.sum() / cycles.sum():10.4f} "
+                      f"{bound.sum() / (cycles - START_CYCLES - pipe).sum():9.4f} "
+                      f"{f'{over.min():.0f} / {over.mean():.2f} / {over.max():.0f}':>19} "
+                      f"{bound.sum() / (bound + over).sum():8.4f}")
     return 0
 
 

@@ -101,3 +101,32 @@ def test_batch_model_equals_per_sample_model():
             batch = predict_layer_batch(cols, X, n_out, fifo_depth=fifo, ptr_queue_depth=q)
             assert batch == [predict_layer(cols, X[s], n_out, fifo_depth=fifo, ptr_queue_depth=q)
                              for s in range(3)]
+
+
+@pytest.mark.parametrize("variant", ["paper", "standard", "deep"])
+def test_column_balanced_layer_costs_its_work_and_one_latency(variant):
+    """A layer whose every column holds the same number of entries (at least one) in every PE,
+    as load-balance-aware pruning per column leaves it, takes exactly its work plus the latency
+    of a layer (the cycles of a one-entry layer, less its one cycle of work) on every input with
+    no round of the LNZD all zero: no stall, no idle PE. That is the ceiling docs/performance.md ("The ceiling the fixed cost
+    sets") measures the MLP's input layer at, and why no placement lifts it."""
+    from eie.hw.eie.variants import VARIANTS
+    from eie.sw.cycle_model import predict_layer, predict_layer_batch
+
+    f = VARIANTS[variant].fields
+    depths = dict(fifo_depth=f["fifo_depth"], ptr_queue_depth=f["ptr_queue_depth"])
+    latency = predict_layer(np.array([[1]]), np.array([1]), 1, **depths).cycles - 1
+    assert latency > 0
+    # (PEs, inputs, input density): dense enough that no round of the LNZD is all zero (an
+    # empty round costs the LNZD a cycle; the MLP's input layer at 64 PEs has about 12 nonzero
+    # pixels a round)
+    for seed, (n_pe, n_in, density) in enumerate([(4, 300, 1.0), (16, 512, 0.5), (64, 768, 0.2),
+                                                  (64, 784, 1.0)]):
+        rng = np.random.default_rng(seed)
+        per_pe = rng.choice([1, 2, 3], size=n_in, p=[0.5, 0.3, 0.2])
+        cols = np.repeat(per_pe[:, None], n_pe, axis=1)
+        X = (rng.random((10, n_in)) < density).astype(np.int16)
+        assert np.pad(X != 0, ((0, 0), (0, -n_in % n_pe))).reshape(10, -1, n_pe).any(axis=2).all()
+        work = (X != 0) @ per_pe
+        cycles = [p.cycles for p in predict_layer_batch(cols, X, 4 * n_pe, **depths)]
+        assert cycles == [int(w) + latency for w in work]
