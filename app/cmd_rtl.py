@@ -172,17 +172,14 @@ def lint_verilog(path: str | Path, toplevel: str = "eie_top") -> tuple[int, str]
 def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, Path]:
     """Write ``output`` (Verilog) and ``output.with_suffix('.json')``; return both paths."""
     from ..hw.eie.memory_map import MemoryMap
-    from ..hw.eie.top import EIETop
-    from ..sim.verilog import verilog_text
+    from ..sim.eie_run import eie_verilog_text
     from ..common.atomic import atomic_file
 
     mm = MemoryMap(config)
     header = (f"EIE sparse accelerator, {config.n_pe} PEs, FIFO depth {config.fifo_depth}; "
               f"memory map and parameters in {output.with_suffix('.json').name}")
     # one PE module ({name}_pe), instantiated n_pe times: the Verilog grows with n_pe only in the top
-    top = EIETop(config, pe_module=f"{name}_pe")
-    text = verilog_text(top, name=name, header=header,
-                        definitions=[(top.pe_definition(), f"{name}_pe")])
+    text = eie_verilog_text(config, name=name, pe_module=f"{name}_pe", header=header)
     ports = [
         {"name": "clk", "dir": "in", "width": 1, "doc": "clock, rising edge"},
         {"name": "rst", "dir": "in", "width": 1, "doc": "synchronous reset, active high"},

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from eie.hw.eie.config import EIEConfig
-from eie.hw.eie.top import PE_MODULE, EIETop
+from eie.hw.eie.top import EIETop
+from eie.sim.eie_run import eie_verilog_text
 from eie.sim.runner import verilator_env
 from eie.sim.verilog import verilog_text
 
@@ -33,8 +34,7 @@ def export(n_pe: int, flat: bool) -> tuple[str, float]:
     if flat:
         text = verilog_text(EIETop(cfg), name="eie_top")
     else:
-        top = EIETop(cfg, pe_module=PE_MODULE)
-        text = verilog_text(top, name="eie_top", definitions=[(top.pe_definition(), PE_MODULE)])
+        text = eie_verilog_text(cfg, name="eie_top")
     return text, time.perf_counter() - t0
 
 

@@ -44,8 +44,8 @@ from .verilog import icarus_source
 
 __all__ = ["ALL_SIMULATORS", "LOADS", "TOPLEVEL", "RunResult", "EieJob", "EieCore", "run_eie",
            "run_eie_jobs", "run_samples", "config_for_images", "cache_dir", "split_run",
-           "icarus_source", "verilog_for_config", "build_simulator", "check_inputs",
-           "cycle_budget", "VERILATOR_WAIVERS"]
+           "icarus_source", "eie_verilog_text", "verilog_for_config", "build_simulator",
+           "check_inputs", "cycle_budget", "VERILATOR_WAIVERS"]
 
 TOPLEVEL = "eie_top"
 
@@ -114,20 +114,35 @@ def _verilog_header(config) -> str:
             f"{READ_LATENCY}")
 
 
+def eie_verilog_text(config, *, name: str = TOPLEVEL, pe_module: str | None = None,
+                     header: str = "") -> str:
+    """The Verilog of the EIE core of ``config``: module ``name``, which instantiates one PE
+    module, ``pe_module`` (default :data:`eie.hw.eie.top.PE_MODULE`), ``n_pe`` times, so the
+    text grows with ``n_pe`` only in the top (docs/eie-hardware.md, "Verilog: one PE module");
+    ``header``: comment lines at the top. What ``eie generate`` writes, the simulators build
+    and ``bench/verilog_size.py`` measures."""
+    from ..hw.eie.top import PE_MODULE, EIETop
+    from .verilog import verilog_text
+
+    pe_module = pe_module or PE_MODULE
+    top = EIETop(config, pe_module=pe_module)
+    return verilog_text(top, name=name, header=header,
+                        definitions=[(top.pe_definition(), pe_module)])
+
+
 def verilog_for_config(config, *, build_dir: str | os.PathLike | None = None) -> tuple[Path, float]:
     """The Verilog file of ``config`` (module :data:`TOPLEVEL`), from the cache or exported now
     (keyed by the configuration and the gateware sources ``hw/eie``, ``hw/common``).
 
     Returns ``(path, seconds spent exporting)``.
     """
-    from ..hw.eie.top import PE_MODULE, EIETop
+    from ..common.atomic import atomic_file
     from .runner import cached_verilog, sources_digest
-    from .verilog import export_verilog
 
     def export(path):
-        top = EIETop(config, pe_module=PE_MODULE)     # one PE module, instantiated n_pe times
-        return export_verilog(top, path, name=TOPLEVEL, header=_verilog_header(config),
-                              definitions=[(top.pe_definition(), PE_MODULE)])
+        with atomic_file(path) as f:
+            f.write(eie_verilog_text(config, header=_verilog_header(config)))
+        return Path(path)
 
     return cached_verilog(
         "eie", json.dumps(config.to_json(), sort_keys=True) + sources_digest("eie", "common"),
