@@ -108,8 +108,9 @@ def test_column_balanced_layer_costs_its_work_and_one_latency(variant):
     """A layer whose every column holds the same number of entries (at least one) in every PE,
     as load-balance-aware pruning per column leaves it, takes exactly its work plus the latency
     of a layer (the cycles of a one-entry layer, less its one cycle of work) on every input with
-    no round of the LNZD all zero: no stall, no idle PE. That is the ceiling docs/performance.md ("The ceiling the fixed cost
-    sets") measures the MLP's input layer at, and why no placement lifts it."""
+    no round of the LNZD all zero: no stall, no idle PE. That is the ceiling
+    docs/performance.md ("The ceiling the fixed cost sets") measures the MLP's input layer at,
+    and why no placement lifts it."""
     from eie.hw.eie.variants import VARIANTS
     from eie.sw.cycle_model import predict_layer, predict_layer_batch
 
