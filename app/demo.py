@@ -316,7 +316,7 @@ def _eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> di
 
     # 4. fixed point and the SRAM image
     t0 = time.perf_counter()
-    fmodel = _float_model(shared, "lenet_compressed.npz")
+    fmodel = shared.float_model("lenet_compressed.npz")
     calibration = _calibration_digits(x_train)
     np.save(tmp / "calibration.npy", calibration)
     comp = compress_model(fmodel, _compress_config(cfg, calibration))
@@ -451,14 +451,6 @@ def _calibration_digits(x_train: np.ndarray) -> np.ndarray:
     return np.asarray(x_train[:MAX_CALIBRATION], dtype=np.float32)
 
 
-def _float_model(mlp, source: str):
-    """An :class:`eie.sw.train.MLP` as the model ``compress_model`` takes (float64, ReLU on
-    every layer but the last)."""
-    from ..sw.model_io import FloatLayer, FloatModel
-
-    last = len(mlp.weights) - 1
-    return FloatModel([FloatLayer(w.astype(np.float64), b.astype(np.float64), relu=(l < last))
-                       for l, (w, b) in enumerate(zip(mlp.weights, mlp.biases))], source=source)
 
 
 #: FIFO and pointer-queue depths of the cycle-model figures of the ESE comparison: the demo's RTL
@@ -537,7 +529,7 @@ def _ese_comparison(cfg: DemoConfig, float_model, data, xq: np.ndarray,
         finetune_shared(model, books, codes, x_train, y_train, _share_config(cfg),
                         progress=lambda e, loss: bar.update(1))
         bar.close()
-    comp = compress_model(_float_model(model, "ESE"),
+    comp = compress_model(model.float_model("ESE"),
                           _compress_config(cfg, _calibration_digits(x_train)))
     gold = golden_forward(comp.image, xq)
 

@@ -67,15 +67,15 @@ def main(argv=None) -> int:
     print(f"{'network':9} {'N':>3} {'layer':>5} {'bound':>7} {'busiest':>8} {'cycles':>7} = "
           f"{'start':>5} + {'bcast':>6} + {'drain':>6}  {'efficiency':>10} {'no fixed':>9} "
           f"{'over (min/mean/max)':>19} {'balanced':>8}")
+    models = {}         # (network, PEs pruned for): its float model, loaded once
     for name in args.networks.split(","):
         for n_pe in (int(p) for p in args.pes.split(",")):
-            model, _ = R.trained_model(name, data, cache, log=lambda s: print(s, file=sys.stderr),
-                                       balance_pes=n_pe if args.pruning == "columns" else None)
-            n = len(model.weights)
-            fm = R.FloatModel([R.FloatLayer(w.astype(np.float64), b.astype(np.float64),
-                                            relu=l < n - 1)
-                               for l, (w, b) in enumerate(zip(model.weights, model.biases))],
-                              source="real")
+            key = (name, n_pe if args.pruning == "columns" else None)
+            if key not in models:
+                models[key] = R.trained_model(
+                    name, data, cache, log=lambda s: print(s, file=sys.stderr),
+                    balance_pes=key[1])[0].float_model("real")
+            fm = models[key]
             img = compress_model(fm, CompressConfig(n_pe=n_pe, balance=True,
                                                     calibration=calib)).image
             g = golden_forward(img, xq)

@@ -126,9 +126,7 @@ def measure(model: MLP, n_pe: int, placement: str, xq: np.ndarray, labels: np.nd
     """Compress ``model`` for ``n_pe`` PEs and run the cycle model on ``xq`` (test digits with
     ``labels``): per layer figures. ``calib``: float training digits for the calibrated
     placement (never the test digits)."""
-    n = len(model.weights)
-    fm = FloatModel([FloatLayer(w.astype(np.float64), b.astype(np.float64), relu=l < n - 1)
-                     for l, (w, b) in enumerate(zip(model.weights, model.biases))], source="real")
+    fm = model.float_model("real")
     res, _, g = measure_model(fm, n_pe, placement, xq, calib, fifo_depth, ptr_queue_depth)
     res["accuracy"] = float(np.mean(np.argmax(g.outputs, axis=1) == labels[:xq.shape[0]]))
     return res

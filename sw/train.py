@@ -109,6 +109,16 @@ class MLP:
     def n_nonzero(self) -> int:
         return sum(int(np.count_nonzero(w)) for w in self.weights)
 
+    def float_model(self, source: str = "model"):
+        """The model as ``compress_model`` takes it (:class:`eie.sw.model_io.FloatModel`:
+        float64, ReLU on every layer but the last); ``source`` names it in messages."""
+        from .model_io import FloatLayer, FloatModel
+
+        last = len(self.weights) - 1
+        return FloatModel([FloatLayer(w.astype(np.float64), b.astype(np.float64), relu=l < last)
+                           for l, (w, b) in enumerate(zip(self.weights, self.biases))],
+                          source=source)
+
     def to_npz_dict(self) -> dict[str, np.ndarray]:
         """The model file's arrays: ``W0, b0, W1, b1, ...`` (what ``eie compress`` reads)."""
         out: dict[str, np.ndarray] = {}
