@@ -9,7 +9,7 @@ backdoor load keeps the same program and splits it:
 
 * the writes to the pointer and sparse-matrix regions (the bulk) are decoded, with the memory
   map, into the words they would leave in each PE's memories: pointer ``p`` in the even bank
-  (``p`` even) or the odd bank at ``p >> 1``, truncated to ``ptr_bits`` as the write port does;
+  (``p`` even) or the odd bank at ``p >> 1``, truncated to ``ptr_word_bits`` as the write port does;
   half ``h`` of sparse-matrix word ``w`` in ``mem[2w + h]`` (the SRAM keeps 32-bit halves);
 * every other write (layer table, codebooks, ``N_LAYERS``, biases) stays on the bus, in order.
 
@@ -85,7 +85,7 @@ def split_load(config: EIEConfig, ops: Sequence[Op]) -> BackdoorLoad:
     shift = mm.pe_bits + mm.off_bits
     off_mask = (1 << mm.off_bits) - 1
     pe_mask = (1 << mm.pe_bits) - 1
-    ptr_mask = (1 << config.ptr_bits) - 1
+    ptr_mask = (1 << config.ptr_word_bits) - 1
     front: list[Op] = []
     # per PE: pointer banks {index: value}, sparse-matrix halves {index: value}
     ptr_banks: list[tuple[dict[int, int], dict[int, int]]] = [({}, {}) for _ in range(config.n_pe)]

@@ -6,8 +6,8 @@ inputs), ``busy`` (per PE: entries issued) and ``stall`` (per PE: cycles the con
 nonzero because this PE's FIFO fill flag was set).
 
 It steps the same registers the RTL has, cycle by cycle, vectorised over the PEs with NumPy:
-the LNZD rounds, each PE's FIFO level, pointer stage (four registers: the column taken, the
-RAM read, the registered pair, the non-empty column with its flags), pointer queue (non-empty
+the LNZD rounds, each PE's FIFO level, pointer stage (three registers: the column taken, the
+RAM read, the registered pair of words with the start's flags), pointer queue (non-empty
 columns only), entry stage and the pipeline registers behind it (the RAM read, the word registered behind it,
 ``mul_``, ``acc_``), the registered broadcast (the controller decides from every FIFO's level of the cycle before and the broadcasts it
 decided in the two cycles before, and the FIFOs take a broadcast a cycle after its decision:
@@ -85,10 +85,8 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     p0_col = np.zeros(N, np.int64)
     p1_valid = np.zeros(N, bool)          # the pointer banks' read
     p1_col = np.zeros(N, np.int64)
-    p2_valid = np.zeros(N, bool)          # the pointer pair registered behind the RAMs
+    p2_valid = np.zeros(N, bool)          # the pointer words registered behind the RAMs (ptr2)
     p2_col = np.zeros(N, np.int64)
-    p3_valid = np.zeros(N, bool)          # a non-empty column with its flags (ptr3)
-    p3_col = np.zeros(N, np.int64)
     q_level = np.zeros(N, np.int64)
     head_c = np.zeros(N, np.int64)
     head_rem = np.zeros(N, np.int64)
@@ -107,19 +105,20 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
 
     def step(fire: bool) -> None:
         nonlocal p0_valid, p0_col
-        nonlocal nb, p1_valid, p1_col, p2_valid, p2_col, p3_valid, p3_col, q_level, head_c
+        nonlocal nb, p1_valid, p1_col, p2_valid, p2_col, q_level, head_c
         nonlocal head_rem, s1, s2, m1
         nonlocal a1, popped, q1, q2, lev_prev
         level = nb - q1 - popped              # the last cycle's decision lands at this one's end
         # ... or is taken in this cycle from an empty FIFO (the bypass): what the ptr stage sees
         # (the queue stores Q + 2: the columns taken while Q + 1 are in the stage)
         take = ((nb - popped > 0)
-                & (q_level + p0_valid + p1_valid + p2_valid + p3_valid <= Q + 1))
-        push = p3_valid
+                & (q_level + p0_valid + p1_valid + p2_valid <= Q + 1))
+        # ptr2's column is pushed if it has entries in the PE (an empty one is dropped)
+        push = p2_valid & (W[p2_col, ar] > 0)
         # an empty pointer queue hands the column being pushed to the entry stage (bypass)
         byp = (q_level == 0) & push
-        hc = np.where(byp, p3_col, head_c)
-        hr = np.where(byp, W[p3_col, ar], head_rem)
+        hc = np.where(byp, p2_col, head_c)
+        hr = np.where(byp, W[p2_col, ar], head_rem)
         issue = (q_level > 0) | byp
         last = issue & (hr == 1)
         new_q = q_level + push - last
@@ -133,7 +132,6 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
             new_head_rem[pop_next] = W[nc, ar[pop_next]]
         busy[:] += issue
         a1, m1, s2, s1 = m1, s2, s1, issue
-        p3_valid, p3_col = p2_valid & (W[p2_col, ar] > 0), p2_col
         p2_valid, p2_col = p1_valid, p1_col
         p1_valid, p1_col = p0_valid, p0_col
         p0_col = np.where(take, popped, p0_col)
@@ -172,7 +170,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
         else:
             drain_cycles += 1
             # idle: nothing left before the mul_ stage (its writes are forwarded)
-            idle = (((nb - popped) == 0) & ~p0_valid & ~p1_valid & ~p2_valid & ~p3_valid
+            idle = (((nb - popped) == 0) & ~p0_valid & ~p1_valid & ~p2_valid
                     & (q_level == 0) & ~s1 & ~s2)
             if idle.all():
                 break
@@ -222,8 +220,6 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
     p1_col = np.zeros(shape, np.int64)
     p2_valid = np.zeros(shape, bool)
     p2_col = np.zeros(shape, np.int64)
-    p3_valid = np.zeros(shape, bool)
-    p3_col = np.zeros(shape, np.int64)
     q_level = np.zeros(shape, np.int64)
     head_c = np.zeros(shape, np.int64)
     head_rem = np.zeros(shape, np.int64)
@@ -248,7 +244,7 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
     while in_b.any() or in_d.any():
         bcast_cycles += in_b
         drain_cycles += in_d
-        idle = (((nb[:, None] - popped) == 0) & ~p0_valid & ~p1_valid & ~p2_valid & ~p3_valid
+        idle = (((nb[:, None] - popped) == 0) & ~p0_valid & ~p1_valid & ~p2_valid
                 & (q_level == 0) & ~s1 & ~s2)
         in_d &= ~idle.all(axis=1)                    # a drained sample ends in this cycle
         # LNZD and broadcast (samples in BCAST)
@@ -269,12 +265,12 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         level = (nb - q1)[:, None] - popped          # the last decision lands at this cycle's end
         # ... or is taken in this cycle from an empty FIFO (the bypass)
         take = (((nb[:, None] - popped) > 0)
-                & (q_level + p0_valid + p1_valid + p2_valid + p3_valid <= Q + 1))
-        push = p3_valid
+                & (q_level + p0_valid + p1_valid + p2_valid <= Q + 1))
+        push = p2_valid & (Wf[base_w + p2_col * N] > 0)
         # an empty pointer queue hands the column being pushed to the entry stage (bypass)
         byp = (q_level == 0) & push
-        hc = np.where(byp, p3_col, head_c)
-        hr = np.where(byp, Wf[base_w + p3_col * N], head_rem)
+        hc = np.where(byp, p2_col, head_c)
+        hr = np.where(byp, Wf[base_w + p2_col * N], head_rem)
         issue = (q_level > 0) | byp
         last = issue & (hr == 1)
         new_q = q_level + push - last
@@ -284,7 +280,6 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         head_rem = np.where(pop_next, Wf[base_w + np.minimum(nc, Cm) * N], hr - issue)
         busy += issue
         a1, m1, s2, s1 = m1, s2, s1, issue
-        p3_valid, p3_col = p2_valid & (Wf[base_w + p2_col * N] > 0), p2_col
         p2_valid, p2_col = p1_valid, p1_col
         p1_valid, p1_col = p0_valid, p0_col
         p0_col = np.where(take, popped, p0_col)

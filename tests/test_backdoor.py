@@ -9,7 +9,7 @@ import pytest
 
 from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.host_program import HostProgram, Read, Write
-from eie.hw.eie.memory_map import MemoryMap, Region
+from eie.hw.eie.memory_map import MemoryMap, Region, pointer_words
 from eie.sim.backdoor import CHECKS_PER_MEMORY, memory_paths, split_load, verify_reads
 from eie.sim.eie_run import config_for_images, run_eie
 from eie.sw.encode import QuantLayer, build_image
@@ -51,11 +51,12 @@ def test_split_holds_the_image_words(n_pe):
     assert split.front == [op for op in ops
                            if _region(mm, op.addr) not in (Region.PTR, Region.SPMAT)]
     assert any(_region(mm, op.addr) == Region.BIAS for op in split.front)
-    # The deposits are the image's pointers (even and odd banks) and its 64-bit words' 32-bit
-    # halves, low half first (the SRAM's own layout).
+    # The deposits are the image's pointer words (even and odd banks: absolute entry addresses
+    # with their columns' flags, as the host loads them) and its 64-bit words' 32-bit halves,
+    # low half first (the SRAM's own layout).
     for k in range(n_pe):
         paths = memory_paths(k)
-        ptr = np.asarray(image.ptr[k], dtype=np.int64)
+        ptr = np.asarray(pointer_words(config, image.layers, image.ptr[k]), dtype=np.int64)
         for name, part in (("ptr_even", ptr[0::2]), ("ptr_odd", ptr[1::2])):
             idx, words = split.memories[paths[name]]
             assert idx.tolist() == list(range(len(part)))
@@ -69,7 +70,7 @@ def test_split_holds_the_image_words(n_pe):
     # sparse-matrix regions, expecting what the image holds there.
     want = {}
     for k in range(n_pe):
-        ptr = np.asarray(image.ptr[k])
+        ptr = pointer_words(config, image.layers, image.ptr[k])
         spmat = np.asarray(image.spmat[k], dtype=np.uint64)
         want[mm.ptr(k, 0)] = int(ptr[0])
         want[mm.ptr(k, len(ptr) - 1)] = int(ptr[-1])
@@ -84,9 +85,10 @@ def test_split_holds_the_image_words(n_pe):
 def test_split_truncates_pointers_like_the_write_port():
     config = EIEConfig(n_pe=2, ptr_depth=8, spmat_depth=4)
     mm = MemoryMap(config)
-    too_wide = (1 << config.ptr_bits) | 5
+    # a pointer word is ptr_bits + 3 wide (the address and the column's three flags)
+    too_wide = (1 << config.ptr_word_bits) | (0b101 << config.ptr_bits) | 5
     split = split_load(config, [Write(mm.ptr(1, 3), too_wide)])
-    assert split.memories[memory_paths(1)["ptr_odd"]][1] == [5]
+    assert split.memories[memory_paths(1)["ptr_odd"]][1] == [(0b101 << config.ptr_bits) | 5]
 
 
 def test_split_rejects_a_read_of_a_bulk_region():
@@ -125,3 +127,38 @@ def test_backdoor_run_equals_bus_run(sim, n_pe, rtl_designs):
     assert np.array_equal(back.outputs, golden)
     assert back.counters == bus.counters
     assert back.run_cycles == bus.run_cycles
+
+
+@pytest.mark.parametrize("n_pe", [1, 3])
+def test_pointer_words_hold_each_column_as_the_image_does(n_pe):
+    """Decoded without the project's code (bit positions as docs/eie-hardware.md gives them):
+    every pointer word of a layer is its entry base plus the image's pointer, and the flags of
+    the column it starts say what the image's next pointer says (entries here, one, two);
+    a layer's last pointer ends a column and has none."""
+    image, _ = _network(n_pe, seed=7 + n_pe)
+    config = config_for_images([image])
+    b = config.ptr_bits
+    spans = set()
+    for k in range(n_pe):
+        ptr = [int(v) for v in image.ptr[k]]
+        words = pointer_words(config, image.layers, ptr)
+        assert len(words) == len(ptr)
+        for d in image.layers:
+            for q in range(d.n_in + 1):
+                w = words[d.ptr_base + q]
+                assert w & ((1 << b) - 1) == d.entry_base + ptr[d.ptr_base + q]
+                if q == d.n_in:
+                    assert w >> b == 0
+                    continue
+                span = ptr[d.ptr_base + q + 1] - ptr[d.ptr_base + q]
+                spans.add(min(span, 3))
+                assert (w >> b & 1, w >> (b + 1) & 1, w >> (b + 2) & 1) == \
+                    (int(span > 0), int(span == 1), int(span == 2))
+    assert spans == {0, 1, 2, 3}                    # every kind of column met
+
+
+def test_pointer_words_refuse_an_address_past_the_pointer_width():
+    config = EIEConfig(n_pe=1, ptr_depth=8, spmat_depth=4)      # entries 0 .. 32: 6 bits
+    layer = type("L", (), {"n_in": 2, "ptr_base": 0, "entry_base": 40})
+    with pytest.raises(ValueError, match=r"entry address 40 \+ 30 = 70 does not fit"):
+        pointer_words(config, [layer], [0, 10, 30])

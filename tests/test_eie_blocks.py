@@ -4,6 +4,8 @@ across word and column boundaries, the accumulator's bypass on back-to-back upda
 the row/weight/product stages (Arith), and the central control unit (CCU) with a model of the PE
 array around it."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from eie.hw.eie.act_fifo import ActFifo
 from eie.hw.eie.config import EIEConfig
 from eie.hw.eie.ptr_read import PtrRead
 from eie.hw.eie.spmat_read import SpmatRead
+from eie.hw.eie.memory_map import pointer_words
 from eie.hw.eie.memory_map import (ACT_READ_LATENCY, BCAST_IN_FLIGHT, CONFIG0, CONFIG1, CTRL,
                                    Region)
 from eie.hw.eie.writeback import WRITEBACK_LATENCY, Writeback
@@ -80,6 +83,10 @@ def test_pointer_banks_odd_and_even_j(simulate):
     ptrs = [0, 3, 3, 7, 8, 8, 8, 12, 20, 21, 25, 25, 30, 31, 40, 41]
     cols = [(base, j) for base in (0, 5) for j in range(9)]   # even and odd ptr_base, all j
     entry_base = {0: 0, 5: 24}      # each layer's first entry: added to both pointers
+    # the two layers' pointers overlap here (5 .. 9), so each layer's words (absolute addresses
+    # and flags, as the host loads them) are written as it starts
+    words = {b: pointer_words(cfg, [SimpleNamespace(n_in=9, ptr_base=b, entry_base=eb)], ptrs)
+             for b, eb in entry_base.items()}
     out = []
     left = [0]                  # entries of the head column still to issue (0: a new head)
 
@@ -98,15 +105,18 @@ def test_pointer_banks_odd_and_even_j(simulate):
         left[0] -= 1
         ctx.set(dut.q.ready, int(left[0] == 0))
 
-    async def bench(ctx):
+    async def load(ctx, base):
         ctx.set(dut.host.mode, 1)
-        for p, v in enumerate(ptrs):
+        for p, v in enumerate(words[base]):
             ctx.set(dut.host.w_en, 1)
             ctx.set(dut.host.w_addr, p)
             ctx.set(dut.host.w_data, v)
             await ctx.tick()
         ctx.set(dut.host.w_en, 0)
         ctx.set(dut.host.mode, 0)
+
+    async def bench(ctx):
+        await load(ctx, 0)
         # a column's value comes on col_a in the cycle after it is taken (as from the FIFO);
         # in any other cycle col_a holds a value no column has
         for base, j in cols:
@@ -121,8 +131,8 @@ def test_pointer_banks_odd_and_even_j(simulate):
                     await ctx.tick()
                     ctx.set(dut.col_a, -1)
                 assert ctx.get(dut.idle)
+                await load(ctx, base)
                 ctx.set(dut.ptr_base, base)
-                ctx.set(dut.entry_base, entry_base[base])
                 consume(ctx)
                 await ctx.tick()
             ctx.set(dut.col.valid, 1)
@@ -504,7 +514,7 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
                     cb = [pe_codebook.get(16 * idx + i) for i in range(16)]
                     cur["bcast"].append([ctx.get(dut.bcast.j), None])
                     cur.setdefault("during", set()).add((
-                        ctx.get(layer.ptr_base), ctx.get(layer.entry_base), tuple(cb),
+                        ctx.get(layer.ptr_base), tuple(cb),
                         ctx.get(src.bank), ctx.get(src.w_frac), ctx.get(src.relu),
                         ctx.get(src.has_bias), ctx.get(src.bias_base)))
                 if ctx.get(dut.bcast.stall):
@@ -555,8 +565,8 @@ def test_ccu_sequences_layers_broadcasts_and_counters(simulate, activation_files
             assert L["bcast"] == want, f"layer {l}"
             prev = layers[l - 1] if l else {"w_frac": 0, "relu": 0, "has_bias": 0}
             if want:
-                (ptr, entry, cb, src_bank, w_frac, relu, has_bias, bias_base), = L["during"]
-                assert (ptr, entry, list(cb)) == (d["ptr_base"], d["entry_base"], d["codebook"])
+                (ptr, cb, src_bank, w_frac, relu, has_bias, bias_base), = L["during"]
+                assert (ptr, list(cb)) == (d["ptr_base"], d["codebook"])
                 assert (src_bank, w_frac, relu, has_bias) == \
                     (bank, prev["w_frac"], prev["relu"], prev["has_bias"])
                 if l:

@@ -75,7 +75,7 @@ def test_model_equals_verilator_in_outputs_and_every_counter(tmp_path, cli):
     x = (rng.integers(-900, 900, (4, 13)) * (rng.random((4, 13)) < 0.7)).astype(np.int16)
     x[1] = 0                                         # no nonzero input at all
     x[2] = rng.integers(1, 900, 13)                  # every input nonzero
-    opts = ["--fifo-depth", "2", "--ptr-queue-depth", "3"]
+    opts = ["--fifo-depth", "2", "--ptr-queue-depth", "2"]
     _, y_rtl, rtl = _run(cli, tmp_path, d, x, "verilator", *opts)
     _, y_model, model = _run(cli, tmp_path, d, x, "model", *opts)
     np.testing.assert_array_equal(y_model, y_rtl)

@@ -70,7 +70,7 @@ class CCU(wiring.Component):
     every PE is idle, the broadcasts arriving in this cycle and the one before aside: the CCU
     adds ``~bcast.valid`` and ``~valid_d`` itself); ``act`` (out, the :class:`ActRead` stream
     of the LNZD, one ``data`` lane per PE);
-    ``layer`` (out, :class:`LayerParams`: the layer's ``ptr_base``, ``entry_base``, source
+    ``layer`` (out, :class:`LayerParams`: the layer's ``ptr_base``, source
     ``src`` and ``start``/``end``/``idx``; the host's codebook writes for the PEs' copies,
     ``cbk_w_*``, a cycle after the table's); with ``bcast_copies > 1``, ``bcast_copies``
     (out, an array of that many :func:`~eie.hw.eie.signatures.broadcast_copy_layout`): copies
@@ -397,7 +397,6 @@ class CCU(wiring.Component):
             with m.State("LSTART"):
                 m.d.sync += [
                     layer_out.ptr_base.eq(pick("ptr_base")),
-                    layer_out.entry_base.eq(pick("entry_base")),
                     bias_base.eq(pick("bias_base")),
                     flags.eq(pick("flags")),
                     lcyc.eq(1), bcnt.eq(0),

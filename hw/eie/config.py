@@ -112,6 +112,12 @@ class EIEConfig:
         return self.entry_depth.bit_length()
 
     @property
+    def ptr_word_bits(self) -> int:
+        """Width of a pointer memory word: an absolute entry address and three flags of the
+        column starting there (``eie.hw.eie.memory_map.ptr_word_layout``)."""
+        return self.ptr_bits + 3
+
+    @property
     def max_n_in(self) -> int:
         """The widest layer input the activation files hold."""
         return self.act_depth * self.n_pe

@@ -799,23 +799,23 @@ class PtrReadHarness(Elaboratable):
     """A PE's pointer stage (:class:`~eie.hw.eie.ptr_read.PtrRead`) with its pointer queue: the
     queue never overflows and holds exactly the columns stored in it, and the stage's
     ``occupancy`` register (the count its take compares with the limit, kept in a register of
-    its own for timing) always equals what it stands for: the columns in the four stage
+    its own for timing) always equals what it stands for: the columns in the three stage
     registers plus those in the queue. And ``idle_next`` tells the next cycle's ``idle``.
 
     The properties: a column offered through the bypass (the queue empty) is finished at once
     or stored; no column is written into the queue's FIFO (``rest``) while it is full;
     the queue's level ``q_level`` is its head register's flag plus the FIFO's level, and the
-    FIFO is empty whenever the head register is; ``occupancy == q_level + ptr0_valid + ... +
-    ptr3_valid``; if no column was taken in the last cycle, ``idle`` is what ``idle_next``
+    FIFO is empty whenever the head register is; ``occupancy == q_level + ptr0_valid + ptr1_valid +
+    ptr2_valid``; if no column was taken in the last cycle, ``idle`` is what ``idle_next``
     said.
 
     Free: when a column is offered and its index ``j`` (``col``), its value (``col_a``), the
-    layer's ``ptr_base`` and ``entry_base`` (fixed), the entry stage's ``q.ready`` in every
+    layer's ``ptr_base`` (fixed), the entry stage's ``q.ready`` in every
     cycle (it may finish the head column whenever it likes; a column offered through the
     bypass, the queue empty, it finishes exactly when the column is ``single`` and the host
     does not own the memories, as the entry stage issues at once outside host mode), host
     mode with any pointer writes and reads (the pointer banks' contents: the columns'
-    ranges), the reset. The PE's contract is assumed: host mode only
+    ranges and flags, not necessarily consistent), the reset. The PE's contract is assumed: host mode only
     while the stage is idle and no column is offered (without it, a single-entry column pushed
     in host mode would be neither stored nor finished: the store decision leaves ``host.mode``
     out for timing).
@@ -839,10 +839,10 @@ class PtrReadHarness(Elaboratable):
         m = Module()
         c = self.config
         ptr = PtrRead(c)
-        stages = [f"ptr{k}_valid" for k in range(4)]
+        stages = [f"ptr{k}_valid" for k in range(3)]
         frag, s = internals(ptr, ["occupancy", "q_level", "fanout_head_valid", "fanout_head_sel",
-                                  "ptr2_differ", "ptr2_start", "ptr2_end", "item", "ptr_take",
-                                  "ptr2_push", "push", "q_w_en", "q_r_en", *stages], platform)
+                                  "item", "ptr_take", "ptr2_push", "push", "q_w_en", "q_r_en",
+                                  *stages], platform)
         rest = next((sub.origins[0] for sub, name, _ in frag.subfragments if name == "rest"),
                     None)
         if rest is None:
@@ -850,7 +850,7 @@ class PtrReadHarness(Elaboratable):
                               "formal harness reads its level; update it to the new design")
         s["head_valid"] = s["fanout_head_valid"]
         occ = s["occupancy"]
-        item = column_layout(c)(s["item"])          # the column registered in ptr3
+        item = column_layout(c)(s["item"])          # the column registered in ptr2
         if self.mutant == "limit_plus_one":
             # the last assignment wins: the take's limit one column higher
             frag.add_statements("comb", s["ptr_take"].eq(
@@ -867,7 +867,6 @@ class PtrReadHarness(Elaboratable):
             ptr.col.payload.j.eq(free(m, len(ptr.col.payload.j), "col_j")),
             ptr.col_a.eq(free(m, 16, "col_a")),
             ptr.ptr_base.eq(free(m, len(ptr.ptr_base), "ptr_base", const=True)),
-            ptr.entry_base.eq(free(m, len(ptr.entry_base), "entry_base", const=True)),
             ptr.q.ready.eq(free(m, 1, "q_ready")),
             mode.eq(free(m, 1, "host_mode")),
             ptr.host.w_en.eq(free(m, 1, "host_w_en")),
@@ -897,8 +896,7 @@ class PtrReadHarness(Elaboratable):
                    "the queue's level is its head register plus the columns behind it"),
             Assert(s["fanout_head_sel"] == s["head_valid"],
                    "the head's select copy equals its valid register"),
-            Assert(s["ptr2_differ"].any() == (s["ptr2_end"] != s["ptr2_start"]),
-                   "ptr2's pair flags say whether its column is empty"),
+            Assert(~s["ptr2_push"] | s["ptr2_valid"], "ptr2 pushes only a column it holds"),
             Assert(s["head_valid"] | (rest.level == 0),
                    "no column waits behind an empty head register"),
             Assert(occ == s["q_level"] + in_stage,

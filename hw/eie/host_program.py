@@ -31,7 +31,7 @@ import numpy as np
 from ...common.errors import EieError
 from ..common.host import HostBus, Op, Poll, Read, Write, execute
 from .config import EIEConfig
-from .memory_map import CONFIG0, CTRL, EIE_ID, LAYER_FLAGS, STATUS, MemoryMap
+from .memory_map import CONFIG0, CTRL, EIE_ID, LAYER_FLAGS, STATUS, MemoryMap, pointer_words
 
 __all__ = ["Write", "Read", "Poll", "Op", "HostProgram", "execute", "check_config",
            "STATUS_BUSY", "STATUS_DONE", "STATUS_BANK", "STATUS_ERROR"]
@@ -83,7 +83,8 @@ class HostProgram:
                 ops.append(Write(mm.codebook(l, i), int(w) & 0xFFFF))
         ops.append(Write(mm.reg("N_LAYERS"), self.n_layers))
         for k in range(img.n_pe):
-            for p, v in enumerate(np.asarray(img.ptr[k])):
+            # the pointer memory's words: absolute entry addresses with their columns' flags
+            for p, v in enumerate(pointer_words(self.config, img.layers, np.asarray(img.ptr[k]))):
                 ops.append(Write(mm.ptr(k, p), _u32(v)))
             for w, v in enumerate(np.asarray(img.spmat[k], dtype=np.uint64)):
                 v = int(v)

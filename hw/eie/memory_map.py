@@ -9,7 +9,8 @@ address PE ``pe``'s memory at ``offset``; the global region (0) ignores the spli
 region  name       content (per PE unless global)
 ======  =========  ==============================================================================
 0       global     control/status registers, per-layer counters, the layer table
-1       ptr        pointer ``p`` (all layers back to back), low ``ptr_bits`` bits
+1       ptr        pointer word ``P`` (all layers back to back): the column's absolute entry
+                   address and three flags (:func:`ptr_word_layout`, :func:`pointer_words`)
 2       spmat      sparse-matrix word ``w``: offset ``2w`` low half, ``2w + 1`` high half
 3       bias       bias slot ``s``, int16 in the low half (sign-extended on read)
 4       act        activation file ``bank`` index ``i``: offset ``bank << act_bits | i``; a write
@@ -38,7 +39,7 @@ from typing import Any
 from ..common.regs import RegisterLayout
 from .config import W_FRAC_BITS, EIEConfig
 
-__all__ = ["MemoryMap", "Region", "REGION_BITS", "ACT_READ_LATENCY", "ROUND_SLOTS",
+__all__ = ["MemoryMap", "Region", "pointer_words", "PTR_FLAGS", "REGION_BITS", "ACT_READ_LATENCY", "ROUND_SLOTS",
            "BCAST_IN_FLIGHT", "READ_LATENCY", "EIE_ID", "REGS", "REG_FIELDS", "LAYER_FIELDS",
            "LAYER_STRIDE", "CODEBOOK_OFFSET", "LAYER_COUNTERS", "PE_COUNTERS", "CTRL", "CONFIG0",
            "CONFIG1", "STATUS", "LAYER_FLAGS", "HOST_WRITTEN"]
@@ -128,6 +129,47 @@ CODEBOOK_OFFSET = 16     # codebook entry c at descriptor offset 16 + c (int16, 
 def _bits(n: int) -> int:
     """Bits to address ``n`` items (0 for one)."""
     return max(0, (n - 1).bit_length())
+
+
+#: The flags of a pointer memory word, from bit ``ptr_bits`` up, in this order (the word's layout
+#: is :func:`eie.hw.eie.ptr_read.ptr_word_layout`).
+PTR_FLAGS = ("nonempty", "single", "two")
+
+
+def pointer_words(config: EIEConfig, layers, ptr) -> list[int]:
+    """The pointer memory's words for one PE's pointers
+    ``ptr`` (the image's, every layer's back to back) and the image's ``layers`` (each with
+    ``n_in``, ``ptr_base``, ``entry_base``): pointer ``q`` of a layer becomes ``entry_base +
+    p[q]``, with the flags of column ``q`` for ``q < n_in`` (none on the layer's last pointer,
+    which only ends a column); a pointer outside every layer is kept as it is, without flags.
+    A word is ``addr | nonempty << ptr_bits | single << ptr_bits + 1 | two << ptr_bits + 2``
+    (``addr`` the absolute entry address; the flags say whether the column starting at the
+    pointer has entries in this PE, one, two): the host computes them as it loads, so the
+    pointer stage takes a column's range and flags straight from the block RAM's word, with no
+    adder, span or comparison between the RAM and the pointer queue (a column costs a cycle
+    less than with issue 18's fourth register of the stage, which computed them). The hardware
+    trusts the flags: words not made here give undefined results.
+    Raises :class:`ValueError` when an address does not fit ``config.ptr_bits``."""
+    c = config
+    words = [int(v) for v in ptr]
+    out = list(words)
+    lim = 1 << c.ptr_bits
+    fb = c.ptr_bits                                  # the flags' first bit
+    for l, d in enumerate(layers):
+        base, n_in, eb = int(d.ptr_base), int(d.n_in), int(d.entry_base)
+        for q in range(n_in + 1):
+            p = words[base + q]
+            a = eb + p
+            if not 0 <= a < lim:
+                raise ValueError(f"layer {l} pointer {q}: entry address {eb} + {p} = {a} does "
+                                 f"not fit the pointer memory's {c.ptr_bits} bits (entries "
+                                 f"0..{lim - 1}); build the core with a larger spmat_depth")
+            flags = 0
+            if q < n_in:
+                span = words[base + q + 1] - p
+                flags = int(span != 0) | int(span == 1) << 1 | int(span == 2) << 2
+            out[base + q] = a | flags << fb
+    return out
 
 
 @dataclass(frozen=True)
@@ -247,7 +289,9 @@ class MemoryMap:
                 "global": {"region": Region.GLOBAL, "base": 0,
                            "content": "registers, layer counters, layer table"},
                 "ptr": {"region": Region.PTR, "base": Region.PTR << shift, "depth": c.ptr_depth,
-                        "bits": c.ptr_bits, "offset": "pointer index"},
+                        "bits": c.ptr_word_bits, "offset": "pointer index",
+                        "word": "addr (ptr_bits: layer entry_base + pointer), nonempty, single, "
+                                "two (flags of the column starting here)"},
                 "spmat": {"region": Region.SPMAT, "base": Region.SPMAT << shift,
                           "depth": c.spmat_depth, "bits": 64,
                           "offset": "2 * word + half (0 = bits 31:0, 1 = bits 63:32)"},

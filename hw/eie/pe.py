@@ -59,7 +59,7 @@ __all__ = ["PE", "pe_signature", "REGISTERED_LAYER"]
 
 #: The members of the PE's ``layer`` port that reach it through a register of the top's (a
 #: register a group of PEs) and one of its own; ``src`` goes straight to the accumulator.
-REGISTERED_LAYER = ("start", "end", "idx", "ptr_base", "entry_base",
+REGISTERED_LAYER = ("start", "end", "idx", "ptr_base",
                     "cbk_w_en", "cbk_w_addr", "cbk_w_data")
 
 
@@ -86,8 +86,8 @@ class PE(wiring.Component):
       written into the FIFO in the cycle ``valid`` is high, ``a`` in the next; ``fill`` (out,
       registered) are the FIFO's fill flags, the back-pressure; ``stall``/``in_flight``: the CCU
       held a nonzero back in the previous cycle (see :class:`~eie.hw.eie.act_fifo.ActFifo`);
-    * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base``,
-      ``entry_base``, the codebook writes ``cbk_w_*`` (to Arith's copy, read at ``idx``), the
+    * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base``
+      (the pointer memory holds absolute entry addresses: no ``entry_base``), the codebook writes ``cbk_w_*`` (to Arith's copy, read at ``idx``), the
       source ``src`` (to the accumulator files, in the cycle it changes), ``start``/``end``/
       ``idx`` (:data:`REGISTERED_LAYER`, all but ``src``: the top shows the CCU's a cycle late,
       from a register a group of PEs, and they are registered here again: each acts a cycle
@@ -181,7 +181,7 @@ class PE(wiring.Component):
         wires("w_ptr", [
             ptr.col.valid.eq(fifo.o.valid), ptr.col.payload.eq(fifo.o.payload),
             fifo.o.ready.eq(ptr.col.ready), ptr.col_a.eq(fifo.a),
-            ptr.ptr_base.eq(lr["ptr_base"]), ptr.entry_base.eq(lr["entry_base"]),
+            ptr.ptr_base.eq(lr["ptr_base"]),
         ])
         wires("w_spm", connect=[(ptr.q, spm.q)])
         wires("w_arith", [

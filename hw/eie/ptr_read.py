@@ -5,18 +5,24 @@ The pointer SRAM is split into an even bank (pointers ``0, 2, 4, ...``) and an o
 banks and come out of one read: the even bank reads ``(P+1) >> 1``, the odd bank ``P >> 1``, and
 ``P``'s parity says which is the start.
 
+A pointer memory word is not the bare pointer: it holds ``P``'s absolute entry address (the
+image's pointer plus its layer's ``entry_base``) and three flags of the column starting at
+``P`` -- ``nonempty``, ``single`` (one entry), ``two`` -- which the host computes as it loads
+(:func:`eie.hw.eie.memory_map.pointer_words`, :func:`ptr_word_layout`), so nothing but a
+multiplexer and a register lies between the block RAMs and the pointer queue.
+
 Per cycle: if a column waits (``col.valid``) and the pointer queue will have room for it
-(entries in the queue + the four columns in flight <= ``ptr_queue_depth + 1``; the queue
+(entries in the queue + the three columns in flight <= ``ptr_queue_depth + 1``; the queue
 stores two more, for the columns arriving as the limit is reached), the column is taken
 (``col.ready``) and registered (``ptr0``, so nothing but a register follows the FIFO's head or
 the broadcast it bypasses); in the next cycle both banks are read at ``ptr_base + j`` (``ptr_``
-stage); one cycle later the pair arrives from the block RAMs and is registered (``ptr1`` ->
-``ptr2``, so nothing but a register follows the RAMs' slow clock-to-output) with the column's
-value ``a`` (it comes on ``col_a`` a cycle after its ``j``, registered in ``ptr1``); in the
-cycle after that, if the column has entries in this PE (``end != start``), ``(entry_base +
-start, entry_base + end, a)`` and the flags ``single``/``two`` computed from them are
-registered (``ptr3``); and in the next it is pushed into the pointer queue. An empty column is
-dropped at ``ptr3``, so it never costs the entry stage a cycle. The queue head (``q``, a
+stage); one cycle later the pair of words arrives from the block RAMs and is registered
+(``ptr1`` -> ``ptr2``, so nothing but the start/end multiplexer follows the RAMs' slow
+clock-to-output) with the column's value ``a`` (it comes on ``col_a`` a cycle after its ``j``,
+registered in ``ptr1``): ``(start, end, a)`` with the start word's ``single``/``two``, and
+whether the column has entries in this PE (its ``nonempty``, with the stage's valid flag); in
+the next cycle a column with entries is pushed into the pointer queue. An empty column is
+dropped at ``ptr2``, so it never costs the entry stage a cycle. The queue head (``q``, a
 stream; a register in front of a FIFO of the columns behind it) is taken by the entry stage
 with ``q.ready``; an empty queue offers the column being
 pushed in the same cycle (bypass: the entry stage issues its first entry then, and a column it
@@ -24,7 +30,7 @@ finishes in that cycle, a ``single``-entry one, is never stored; the entry stage
 every cycle a column is offered (none is in host mode), and finishes a fresh column in its first
 cycle exactly when it is ``single``, so the queue's write enable is decided from the pushed
 item's flag, not from ``q.ready``). Every decision of the entry stage starts from flip-flops:
-the queue's or ``ptr3``'s.
+the queue's or ``ptr2``'s.
 
 Host port (``host``, while ``host.mode``): writes pointer ``w_addr``; reads pointer ``r_addr``
 with one cycle of latency (``r_data``). ``host.mode`` is high only while the stage is idle and no
@@ -44,15 +50,23 @@ from .config import EIEConfig
 from .memory_map import HOST_WRITTEN
 from .signatures import HostPort, nonzero_layout
 
-__all__ = ["PtrRead", "column_layout"]
+__all__ = ["PtrRead", "column_layout", "ptr_word_layout"]
+
+
+def ptr_word_layout(config: EIEConfig) -> data.StructLayout:
+    """A word of the pointer memory (``config.ptr_word_bits``; the host makes them with
+    :func:`eie.hw.eie.memory_map.pointer_words`): pointer ``P`` as an absolute entry address
+    (``addr``) and the flags of the column that starts at ``P``: ``nonempty``, ``single`` (one
+    entry), ``two`` (two entries)."""
+    return data.StructLayout({"addr": config.ptr_bits, "nonempty": 1, "single": 1, "two": 1})
 
 
 def column_layout(config: EIEConfig) -> data.StructLayout:
     """A pointer-queue item: the column's entry range (addresses in the PE's sparse-matrix
-    SRAM: the pointers plus the layer's ``entry_base``) and its activation, with two flags
-    computed as it is pushed (so the entry stage's decisions start from them, not from an
-    adder behind the queue's read): ``single`` (one entry: ``end == start + 1``) and ``two``
-    (``end == start + 2``)."""
+    SRAM, as the pointer memory holds them) and its activation, with two flags from the
+    pointer memory (so the entry stage's decisions start from them, not from an adder behind
+    the queue's read): ``single`` (one entry: ``end == start + 1``) and ``two`` (``end ==
+    start + 2``)."""
     return data.StructLayout({"start": config.ptr_bits, "end": config.ptr_bits, "a": signed(16),
                               "single": 1, "two": 1})
 
@@ -65,9 +79,6 @@ class PtrRead(wiring.Component):
     head column; ``col.ready`` is the FIFO's read enable), ``col_a`` (in, int16: the value of
     the column taken in the previous cycle), ``ptr_base`` (the layer's first pointer;
     it must have been stable for a cycle when a column comes: ``ptr_base + 1`` is registered),
-    ``entry_base`` (the layer's first entry, added to both pointers as they are registered in
-    ``ptr3``, so that the entry stage addresses its SRAM without an adder; stable while a
-    column is in the stage: the PE changes it only between layers, with the stage idle),
     ``q`` (out, a stream of :func:`column_layout`: the queue head, taken by the entry stage),
     ``idle`` (no read in flight, queue empty), ``idle_next`` (what ``idle`` shows in the next
     cycle if no column is taken in this one) and ``host``
@@ -77,11 +88,10 @@ class PtrRead(wiring.Component):
     Per cycle: a column is taken when ``col.ready = col.valid & (queue level + columns in
     flight <= ptr_queue_depth + 1)`` (no column is offered in host mode) and registered
     (``ptr0``, with its value from ``col_a`` a cycle later); one cycle later both banks are
-    read; one more and the pair is
-    registered; one more and the column is registered with its flags if ``end != start``
-    (``ptr3``); one more and it is pushed. So a column taken in cycle ``t`` is pushed in ``t +
-    4`` (an empty column is dropped) and heads the queue from ``t + 5`` at the earliest. Counts
-    nothing.
+    read; one more and the pair of words is registered with the start word's flags (``ptr2``);
+    one more and the column is pushed if it has entries (an empty one is dropped). So a column
+    taken in cycle ``t`` is pushed in ``t + 3`` and heads the queue from ``t + 4`` at the
+    earliest. Counts nothing.
     """
 
     def __init__(self, config: EIEConfig):
@@ -91,7 +101,6 @@ class PtrRead(wiring.Component):
             "col": In(stream.Signature(nonzero_layout(c.j_bits))),
             "col_a": In(signed(16)),
             "ptr_base": In(c.ptr_base_bits),
-            "entry_base": In(c.ptr_bits),
             "q": Out(stream.Signature(column_layout(c))),
             "idle": Out(1),
             "idle_next": Out(1),
@@ -101,9 +110,10 @@ class PtrRead(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self._config
-        m.submodules.even = even = Memory(shape=c.ptr_bits, depth=self._bank_depth, init=[],
+        word = ptr_word_layout(c)
+        m.submodules.even = even = Memory(shape=word, depth=self._bank_depth, init=[],
                                           attrs=HOST_WRITTEN)
-        m.submodules.odd = odd = Memory(shape=c.ptr_bits, depth=self._bank_depth, init=[],
+        m.submodules.odd = odd = Memory(shape=word, depth=self._bank_depth, init=[],
                                         attrs=HOST_WRITTEN)
         ew, ow = even.write_port(), odd.write_port()
         er, orr = even.read_port(), odd.read_port()
@@ -137,17 +147,14 @@ class PtrRead(wiring.Component):
         ptr1_valid = Signal()
         ptr1_a = Signal(signed(16))
         ptr1_odd = Signal()
-        ptr2_valid = Signal()
-        ptr2_start = Signal(c.ptr_bits)
-        ptr2_end = Signal(c.ptr_bits)
-        ptr2_a = Signal(signed(16))
-        ptr3_valid = Signal()                       # a non-empty column, its flags computed
-        # the columns in the stage and the queue, ``q_level + ptr0_valid + ... + ptr3_valid``,
+        ptr2_valid = Signal()                       # a column (with entries here or not)
+        # the columns in the stage and the queue, ``q_level + ptr0_valid + ... + ptr2_valid``,
         # kept in a register of its own (moved by what enters and leaves), so that the take
         # compares one register with the limit: the sum's adders sat between the stage's
         # valid flags and the FIFO's level (the 2-PE board build's seed-1 path at 100 MHz:
-        # ``ptr3_valid`` -> the sum -> the take -> the FIFO's level -> its fill flags)
-        occupancy = Signal(range(c.ptr_queue_depth + 7))
+        # ``ptr3_valid`` -> the sum -> the take -> the FIFO's level -> its fill flags, when
+        # the stage had a fourth register)
+        occupancy = Signal(range(c.ptr_queue_depth + 6))
         host = self.host
         # ptr0: the column taken is registered first, so nothing but a register follows the
         # FIFO's head (or the broadcast it bypasses). The two bank addresses come from two
@@ -184,41 +191,30 @@ class PtrRead(wiring.Component):
         ]
         h_r_odd = Signal()
         m.d.sync += h_r_odd.eq(host.r_addr[0])
-        m.d.comb += host.r_data.eq(Mux(h_r_odd, orr.data, er.data))
+        m.d.comb += host.r_data.eq(Mux(h_r_odd, orr.data.as_value(), er.data.as_value()))
 
+        # ptr2: the pair of words registered as it arrives, with the start word's flags (the
+        # start/end multiplexer, one LUT, is all that lies behind the RAMs): the column as the
+        # queue and the entry stage take it, so their decisions start from flip-flops even for
+        # the column the queue bypasses; and whether it has entries here (``ptr2_push``, the
+        # stage's valid flag in the same LUT: no subtractor or comparison of the pointers, which
+        # the host did as it loaded them)
         item = Signal(column_layout(c))
         push = Signal()
-        ptr1_start = Signal(c.ptr_bits)
-        ptr1_end = Signal(c.ptr_bits)
+        ptr2_push = Signal()                        # ptr2 holds a column with entries
+        start_w = Signal(word)
+        end_w = Signal(word)
         m.d.comb += [
-            ptr1_start.eq(Mux(ptr1_odd, orr.data, er.data)),
-            ptr1_end.eq(Mux(ptr1_odd, er.data, orr.data)),
+            start_w.eq(Mux(ptr1_odd, orr.data.as_value(), er.data.as_value())),
+            end_w.eq(Mux(ptr1_odd, er.data.as_value(), orr.data.as_value())),
         ]
-        m.d.sync += [ptr2_valid.eq(ptr1_valid), ptr2_start.eq(ptr1_start),
-                     ptr2_end.eq(ptr1_end), ptr2_a.eq(ptr1_a)]
-        # whether the column is empty (``end == start``), from registers of which bit pairs
-        # of the two pointers differ (``start ^ end`` is the banks' words XORed, whichever is
-        # the start: one LUT behind the RAMs, as the start/end multiplexer is): an OR of
-        # them, not the span's subtractor, feeds the push and ``idle_next`` (the 16-PE board
-        # build's critical path at 100 MHz, 83.9 MHz: ``ptr2_start`` -> the span's carry chain
-        # -> ``idle_next`` -> 2.4 ns of route -> its group's idle register)
-        pairs = range(0, c.ptr_bits, 2)
-        ptr2_differ = Signal(len(pairs))
-        m.d.sync += ptr2_differ.eq(Cat((orr.data[i:i + 2] != er.data[i:i + 2]) for i in pairs))
-        # ptr3: the column registered with its flags (a non-empty one only), so the entry
-        # stage's decisions start from flip-flops even for the column the queue bypasses
-        span = Signal(c.ptr_bits)
-        ptr2_push = Signal()                        # ptr2 holds a non-empty column
-        m.d.comb += [span.eq(ptr2_end - ptr2_start),
-                     ptr2_push.eq(ptr2_valid & ptr2_differ.any())]
         m.d.sync += [
-            ptr3_valid.eq(ptr2_push),
-            item.start.eq(self.entry_base + ptr2_start), item.end.eq(self.entry_base + ptr2_end),
-            item.a.eq(ptr2_a),
-            item.single.eq(span == 1), item.two.eq(span == 2),
+            ptr2_valid.eq(ptr1_valid), ptr2_push.eq(ptr1_valid & start_w.nonempty),
+            item.start.eq(start_w.addr), item.end.eq(end_w.addr), item.a.eq(ptr1_a),
+            item.single.eq(start_w.single), item.two.eq(start_w.two),
         ]
         m.d.comb += [
-            push.eq(ptr3_valid),
+            push.eq(ptr2_push),
             # bypass: an empty queue offers the column being pushed; a column the entry stage
             # finishes in this cycle (a single entry: the entry stage issues whenever a column
             # is offered, and nothing is pushed in host mode, which the PE enters only with
@@ -230,8 +226,7 @@ class PtrRead(wiring.Component):
             self.q.payload.single.eq(Mux(head_valid, head.single, item.single)),
             q_w_en.eq(push & ~(~head_valid & item.single)),
             q_r_en.eq(self.q.ready & head_valid),
-            self.idle.eq(~ptr0_valid & ~ptr1_valid & ~ptr2_valid & ~ptr3_valid
-                         & (q_level == 0)),
+            self.idle.eq(~ptr0_valid & ~ptr1_valid & ~ptr2_valid & (q_level == 0)),
         ]
         # the queue: a column stored goes into the head register when the queue is empty or
         # its only column is popped, else behind it; a popped head is replaced by the first
@@ -261,6 +256,8 @@ class PtrRead(wiring.Component):
         q_empty_next = Signal()
         m.d.comb += [
             q_empty_next.eq(~q_w_en & ((q_level == 0) | ((q_level == 1) & q_r_en))),
-            self.idle_next.eq(~ptr0_valid & ~ptr1_valid & ~ptr2_push & q_empty_next),
+            # (ptr2 holds in the next cycle what ptr1 holds now, with entries here or not: its
+            # flag comes from the RAM, too late for this)
+            self.idle_next.eq(~ptr0_valid & ~ptr1_valid & q_empty_next),
         ]
         return m

@@ -135,7 +135,8 @@ class LayerParams(_Group):
     ``start`` (one cycle, ``LSTART``: per-layer counters and the destination's valid bits
     clear), ``end`` (one cycle, the layer's last: its counters are stored at ``idx``), ``idx``
     (the layer's number; with it each PE reads its own copy of the layer's codebook), the
-    layer's ``ptr_base`` and ``entry_base``, the host's codebook writes for those copies
+    layer's ``ptr_base`` (not its ``entry_base``: the pointer memory holds absolute entry
+    addresses, :func:`eie.hw.eie.memory_map.pointer_words`), the host's codebook writes for those copies
     (``cbk_w_en``, one cycle after the layer table's: entry ``c`` of layer ``l`` at
     ``cbk_w_addr = 16 * l + c``, ``cbk_w_data`` the int16 weight), and ``src``
     (:class:`SourceParams`)."""
@@ -147,7 +148,6 @@ class LayerParams(_Group):
             "end": Out(1),
             "idx": Out(c.layer_bits),
             "ptr_base": Out(c.ptr_base_bits),
-            "entry_base": Out(c.ptr_bits),
             "cbk_w_en": Out(1),
             "cbk_w_addr": Out(range(16 * c.max_layers)),
             "cbk_w_data": Out(signed(16)),
