@@ -114,7 +114,7 @@ class EIEConfig:
     @property
     def ptr_word_bits(self) -> int:
         """Width of a pointer memory word: an absolute entry address and three flags of the
-        column starting there (``eie.hw.eie.memory_map.ptr_word_layout``)."""
+        column starting there (``eie.hw.eie.ptr_read.ptr_word_layout``)."""
         return self.ptr_bits + 3
 
     @property

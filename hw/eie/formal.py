@@ -805,9 +805,9 @@ class PtrReadHarness(Elaboratable):
     The properties: a column offered through the bypass (the queue empty) is finished at once
     or stored; no column is written into the queue's FIFO (``rest``) while it is full;
     the queue's level ``q_level`` is its head register's flag plus the FIFO's level, and the
-    FIFO is empty whenever the head register is; ``occupancy == q_level + ptr0_valid + ptr1_valid +
-    ptr2_valid``; if no column was taken in the last cycle, ``idle`` is what ``idle_next``
-    said.
+    FIFO is empty whenever the head register is; ``occupancy == q_level + ptr0_valid +
+    ptr1_valid + ptr2_valid``; if no column was taken in the last cycle, ``idle`` is what
+    ``idle_next`` said.
 
     Free: when a column is offered and its index ``j`` (``col``), its value (``col_a``), the
     layer's ``ptr_base`` (fixed), the entry stage's ``q.ready`` in every
@@ -815,10 +815,10 @@ class PtrReadHarness(Elaboratable):
     bypass, the queue empty, it finishes exactly when the column is ``single`` and the host
     does not own the memories, as the entry stage issues at once outside host mode), host
     mode with any pointer writes and reads (the pointer banks' contents: the columns'
-    ranges and flags, not necessarily consistent), the reset. The PE's contract is assumed: host mode only
-    while the stage is idle and no column is offered (without it, a single-entry column pushed
-    in host mode would be neither stored nor finished: the store decision leaves ``host.mode``
-    out for timing).
+    ranges and flags, not necessarily consistent), the reset. The PE's contract is assumed:
+    host mode only while the stage is idle and no column is offered (without it, a
+    single-entry column pushed in host mode would be neither stored nor finished: the store
+    decision leaves ``host.mode`` out for timing).
 
     ``mutant="limit_plus_one"``: the take allows one column more than the queue has room for;
     ``mutant="uncounted_drop"``: ``occupancy`` misses an empty column dropped at ``ptr2``.

@@ -10,7 +10,7 @@ region  name       content (per PE unless global)
 ======  =========  ==============================================================================
 0       global     control/status registers, per-layer counters, the layer table
 1       ptr        pointer word ``P`` (all layers back to back): the column's absolute entry
-                   address and three flags (:func:`ptr_word_layout`, :func:`pointer_words`)
+                   address and three flags (:func:`pointer_words`)
 2       spmat      sparse-matrix word ``w``: offset ``2w`` low half, ``2w + 1`` high half
 3       bias       bias slot ``s``, int16 in the low half (sign-extended on read)
 4       act        activation file ``bank`` index ``i``: offset ``bank << act_bits | i``; a write
@@ -39,7 +39,8 @@ from typing import Any
 from ..common.regs import RegisterLayout
 from .config import W_FRAC_BITS, EIEConfig
 
-__all__ = ["MemoryMap", "Region", "pointer_words", "PTR_FLAGS", "REGION_BITS", "ACT_READ_LATENCY", "ROUND_SLOTS",
+__all__ = ["MemoryMap", "Region", "pointer_words", "PTR_FLAGS", "REGION_BITS",
+           "ACT_READ_LATENCY", "ROUND_SLOTS",
            "BCAST_IN_FLIGHT", "READ_LATENCY", "EIE_ID", "REGS", "REG_FIELDS", "LAYER_FIELDS",
            "LAYER_STRIDE", "CODEBOOK_OFFSET", "LAYER_COUNTERS", "PE_COUNTERS", "CTRL", "CONFIG0",
            "CONFIG1", "STATUS", "LAYER_FLAGS", "HOST_WRITTEN"]
@@ -167,7 +168,8 @@ def pointer_words(config: EIEConfig, layers, ptr) -> list[int]:
             flags = 0
             if q < n_in:
                 span = words[base + q + 1] - p
-                flags = int(span != 0) | int(span == 1) << 1 | int(span == 2) << 2
+                flag = {"nonempty": span != 0, "single": span == 1, "two": span == 2}
+                flags = sum(int(flag[name]) << i for i, name in enumerate(PTR_FLAGS))
             out[base + q] = a | flags << fb
     return out
 

@@ -86,8 +86,9 @@ class PE(wiring.Component):
       written into the FIFO in the cycle ``valid`` is high, ``a`` in the next; ``fill`` (out,
       registered) are the FIFO's fill flags, the back-pressure; ``stall``/``in_flight``: the CCU
       held a nonzero back in the previous cycle (see :class:`~eie.hw.eie.act_fifo.ActFifo`);
-    * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base``
-      (the pointer memory holds absolute entry addresses: no ``entry_base``), the codebook writes ``cbk_w_*`` (to Arith's copy, read at ``idx``), the
+    * ``layer`` (in, :class:`~eie.hw.eie.signatures.LayerParams`): ``ptr_base`` (the
+      pointer memory holds absolute entry addresses: no ``entry_base``), the codebook writes
+      ``cbk_w_*`` (to Arith's copy, read at ``idx``), the
       source ``src`` (to the accumulator files, in the cycle it changes), ``start``/``end``/
       ``idx`` (:data:`REGISTERED_LAYER`, all but ``src``: the top shows the CCU's a cycle late,
       from a register a group of PEs, and they are registered here again: each acts a cycle

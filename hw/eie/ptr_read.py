@@ -47,7 +47,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import EIEConfig
-from .memory_map import HOST_WRITTEN
+from .memory_map import HOST_WRITTEN, PTR_FLAGS
 from .signatures import HostPort, nonzero_layout
 
 __all__ = ["PtrRead", "column_layout", "ptr_word_layout"]
@@ -58,7 +58,7 @@ def ptr_word_layout(config: EIEConfig) -> data.StructLayout:
     :func:`eie.hw.eie.memory_map.pointer_words`): pointer ``P`` as an absolute entry address
     (``addr``) and the flags of the column that starts at ``P``: ``nonempty``, ``single`` (one
     entry), ``two`` (two entries)."""
-    return data.StructLayout({"addr": config.ptr_bits, "nonempty": 1, "single": 1, "two": 1})
+    return data.StructLayout({"addr": config.ptr_bits, **{name: 1 for name in PTR_FLAGS}})
 
 
 def column_layout(config: EIEConfig) -> data.StructLayout:
