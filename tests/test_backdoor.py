@@ -4,6 +4,8 @@ counters as the front-door (bus) load, and the golden model's outputs."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -159,6 +161,6 @@ def test_pointer_words_hold_each_column_as_the_image_does(n_pe):
 
 def test_pointer_words_refuse_an_address_past_the_pointer_width():
     config = EIEConfig(n_pe=1, ptr_depth=8, spmat_depth=4)      # entries 0 .. 32: 6 bits
-    layer = type("L", (), {"n_in": 2, "ptr_base": 0, "entry_base": 40})
+    layer = SimpleNamespace(n_in=2, ptr_base=0, entry_base=40)
     with pytest.raises(ValueError, match=r"entry address 40 \+ 30 = 70 does not fit"):
         pointer_words(config, [layer], [0, 10, 30])

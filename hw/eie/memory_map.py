@@ -36,6 +36,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..common.regs import RegisterLayout
 from .config import W_FRAC_BITS, EIEConfig
 
@@ -152,26 +154,26 @@ def pointer_words(config: EIEConfig, layers, ptr) -> list[int]:
     trusts the flags: words not made here give undefined results.
     Raises :class:`ValueError` when an address does not fit ``config.ptr_bits``."""
     c = config
-    words = [int(v) for v in ptr]
-    out = list(words)
+    words = np.asarray(ptr, dtype=np.int64).reshape(-1)
+    out = words.copy()
     lim = 1 << c.ptr_bits
-    fb = c.ptr_bits                                  # the flags' first bit
     for l, d in enumerate(layers):
         base, n_in, eb = int(d.ptr_base), int(d.n_in), int(d.entry_base)
-        for q in range(n_in + 1):
-            p = words[base + q]
-            a = eb + p
-            if not 0 <= a < lim:
-                raise ValueError(f"layer {l} pointer {q}: entry address {eb} + {p} = {a} does "
-                                 f"not fit the pointer memory's {c.ptr_bits} bits (entries "
-                                 f"0..{lim - 1}); build the core with a larger spmat_depth")
-            flags = 0
-            if q < n_in:
-                span = words[base + q + 1] - p
-                flag = {"nonempty": span != 0, "single": span == 1, "two": span == 2}
-                flags = sum(int(flag[name]) << i for i, name in enumerate(PTR_FLAGS))
-            out[base + q] = a | flags << fb
-    return out
+        seg = words[base:base + n_in + 1]
+        addr = eb + seg
+        bad = np.flatnonzero((addr < 0) | (addr >= lim))
+        if bad.size:
+            q = int(bad[0])
+            raise ValueError(f"layer {l} pointer {q}: entry address {eb} + {int(seg[q])} = "
+                             f"{int(addr[q])} does not fit the pointer memory's {c.ptr_bits} "
+                             f"bits (entries 0..{lim - 1}); build the core with a larger "
+                             f"spmat_depth")
+        span = np.diff(seg)                         # column q's entries, q < n_in
+        flag = {"nonempty": span != 0, "single": span == 1, "two": span == 2}
+        flags = sum(flag[name].astype(np.int64) << i for i, name in enumerate(PTR_FLAGS))
+        out[base:base + n_in + 1] = addr
+        out[base:base + n_in] |= flags << c.ptr_bits
+    return [int(v) for v in out]
 
 
 @dataclass(frozen=True)
