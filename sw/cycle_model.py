@@ -60,8 +60,10 @@ class LayerPrediction:
 
 
 def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_depth: int,
-                  ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH) -> LayerPrediction:
-    """One layer for one input vector ``x`` (``n_in``,) given ``col_entries`` (``n_in``, N)."""
+                  ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH,
+                  last: bool = False) -> LayerPrediction:
+    """One layer for one input vector ``x`` (``n_in``,) given ``col_entries`` (``n_in``, N);
+    ``last``: the run's last layer (it drains the entry stage: no early end)."""
     col_entries = np.asarray(col_entries, dtype=np.int64)
     n_in, N = col_entries.shape
     x = np.asarray(x).reshape(-1)
@@ -92,6 +94,8 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     head_rem = np.zeros(N, np.int64)
     s1 = np.zeros(N, bool)                # entry stage: RAM word
     s2 = np.zeros(N, bool)                # entry stage: registered word (spm_ outputs)
+    s1f = np.zeros(N, bool)               # ... the entry there is its column's first
+    s2f = np.zeros(N, bool)
     m1 = np.zeros(N, bool)                # mul_
     a1 = np.zeros(N, bool)                # acc_ (DRAIN does not wait for mul_, acc_, wr_)
     stall = np.zeros(N, np.int64)
@@ -106,7 +110,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
     def step(fire: bool) -> None:
         nonlocal p0_valid, p0_col
         nonlocal nb, p1_valid, p1_col, p2_valid, p2_col, q_level, head_c
-        nonlocal head_rem, s1, s2, m1
+        nonlocal head_rem, s1, s2, m1, s1f, s2f
         nonlocal a1, popped, q1, q2, lev_prev
         level = nb - q1 - popped              # the last cycle's decision lands at this one's end
         # ... or is taken in this cycle from an empty FIFO (the bypass): what the ptr stage sees
@@ -120,6 +124,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
         hc = np.where(byp, p2_col, head_c)
         hr = np.where(byp, W[p2_col, ar], head_rem)
         issue = (q_level > 0) | byp
+        first = issue & (hr == W[np.minimum(hc, C), ar])
         last = issue & (hr == 1)
         new_q = q_level + push - last
         # head of the pointer queue
@@ -132,6 +137,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
             new_head_rem[pop_next] = W[nc, ar[pop_next]]
         busy[:] += issue
         a1, m1, s2, s1 = m1, s2, s1, issue
+        s2f, s1f = s1f, first
         p2_valid, p2_col = p1_valid, p1_col
         p1_valid, p1_col = p0_valid, p0_col
         p0_col = np.where(take, popped, p0_col)
@@ -171,7 +177,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
             drain_cycles += 1
             # idle: nothing left before the mul_ stage (its writes are forwarded)
             idle = (((nb - popped) == 0) & ~p0_valid & ~p1_valid & ~p2_valid
-                    & (q_level == 0) & ~s1 & ~s2)
+                    & (q_level == 0) & ~s1 & ~(s2 & (s2f | last)))
             if idle.all():
                 break
             step(False)
@@ -181,7 +187,8 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
 
 
 def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, fifo_depth: int,
-                        ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH) -> list[LayerPrediction]:
+                        ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH,
+                        last: bool = False) -> list[LayerPrediction]:
     """:func:`predict_layer` for every row of ``X`` (``batch``, ``n_in``) at once: the same
     per-cycle registers with a leading batch axis (the same counts, several times faster for
     batches). A finished sample's PEs are idle, so stepping them changes nothing."""
@@ -225,6 +232,8 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
     head_rem = np.zeros(shape, np.int64)
     s1 = np.zeros(shape, bool)
     s2 = np.zeros(shape, bool)
+    s1f = np.zeros(shape, bool)
+    s2f = np.zeros(shape, bool)
     m1 = np.zeros(shape, bool)
     a1 = np.zeros(shape, bool)
     stall = np.zeros(shape, np.int64)
@@ -245,7 +254,7 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         bcast_cycles += in_b
         drain_cycles += in_d
         idle = (((nb[:, None] - popped) == 0) & ~p0_valid & ~p1_valid & ~p2_valid
-                & (q_level == 0) & ~s1 & ~s2)
+                & (q_level == 0) & ~s1 & ~(s2 & (s2f | last)))
         in_d &= ~idle.all(axis=1)                    # a drained sample ends in this cycle
         # LNZD and broadcast (samples in BCAST)
         cur = rnz[rows, np.maximum(rnd, 0)]
@@ -272,6 +281,7 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         hc = np.where(byp, p2_col, head_c)
         hr = np.where(byp, Wf[base_w + p2_col * N], head_rem)
         issue = (q_level > 0) | byp
+        first = issue & (hr == Wf[base_w + np.minimum(hc, Cm) * N])
         last = issue & (hr == 1)
         new_q = q_level + push - last
         pop_next = last & (new_q > 0)
@@ -280,6 +290,7 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         head_rem = np.where(pop_next, Wf[base_w + np.minimum(nc, Cm) * N], hr - issue)
         busy += issue
         a1, m1, s2, s1 = m1, s2, s1, issue
+        s2f, s1f = s1f, first
         p2_valid, p2_col = p1_valid, p1_col
         p1_valid, p1_col = p0_valid, p0_col
         p0_col = np.where(take, popped, p0_col)
@@ -311,8 +322,10 @@ def predict_counters(image, x: np.ndarray, *, fifo_depth: int,
         xa = xa[None, :]
     if layer_inputs is None:
         layer_inputs = golden_forward(image, xa).layer_inputs
+    L = len(image.layers)
     per_layer = [predict_layer_batch(layer_column_entries(image, l), layer_inputs[l], d.n_out,
-                                     fifo_depth=fifo_depth, ptr_queue_depth=ptr_queue_depth)
+                                     fifo_depth=fifo_depth, ptr_queue_depth=ptr_queue_depth,
+                                     last=l == L - 1)
                  for l, d in enumerate(image.layers)]
     return [[per_layer[l][s] for l in range(len(image.layers))] for s in range(xa.shape[0])]
 

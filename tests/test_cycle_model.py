@@ -107,8 +107,9 @@ def test_batch_model_equals_per_sample_model():
 def test_column_balanced_layer_costs_its_work_and_one_latency(variant):
     """A layer whose every column holds the same number of entries (at least one) in every PE,
     as load-balance-aware pruning per column leaves it, takes exactly its work plus the latency
-    of a layer (the cycles of a one-entry layer, less its one cycle of work) on every input with
-    no round of the LNZD all zero: no stall, no idle PE. That is the ceiling
+    of a layer (the cycles of a one-entry layer, less its one cycle of work; one cycle less
+    when the layer's last entry is not its column's first) on every input with no round of
+    the LNZD all zero: no stall, no idle PE. That is the ceiling
     docs/performance.md ("The ceiling the fixed cost sets") measures the MLP's input layer at,
     and why no placement lifts it."""
     from eie.hw.eie.variants import VARIANTS
@@ -121,6 +122,7 @@ def test_column_balanced_layer_costs_its_work_and_one_latency(variant):
     # (PEs, inputs, input density): dense enough that no round of the LNZD is all zero (an
     # empty round costs the LNZD a cycle; the MLP's input layer at 64 PEs has about 12 nonzero
     # pixels a round)
+    kinds = set()
     for seed, (n_pe, n_in, density) in enumerate([(4, 300, 1.0), (16, 512, 0.5), (64, 768, 0.2),
                                                   (64, 784, 1.0)]):
         rng = np.random.default_rng(seed)
@@ -130,4 +132,13 @@ def test_column_balanced_layer_costs_its_work_and_one_latency(variant):
         assert np.pad(X != 0, ((0, 0), (0, -n_in % n_pe))).reshape(10, -1, n_pe).any(axis=2).all()
         work = (X != 0) @ per_pe
         cycles = [p.cycles for p in predict_layer_batch(cols, X, 4 * n_pe, **depths)]
-        assert cycles == [int(w) + latency for w in work]
+        # a cycle less when the layer's last entry is not its column's first (the last nonzero
+        # column holds more than one entry a PE): DRAIN ends with it in the entry stage
+        last_many = [per_pe[np.flatnonzero(x)[-1]] > 1 for x in X]
+        assert cycles == [int(w) + latency - int(m) for w, m in zip(work, last_many)]
+        kinds.update(last_many)
+        # the run's last layer drains the entry stage: its work plus the latency, always
+        last_cycles = [p.cycles for p in predict_layer_batch(cols, X, 4 * n_pe, **depths,
+                                                             last=True)]
+        assert last_cycles == [int(w) + latency for w in work]
+    assert kinds == {False, True}               # both kinds of last entry met

@@ -374,6 +374,9 @@ class CCU(wiring.Component):
         # clear is the layer end and one flip-flop, not the end and an adder's comparison
         is_last = Signal()
         m.d.sync += is_last.eq(layer + 1 == n_layers)
+        # the PEs end a layer with its last entry still in the entry stage only inside a run: the
+        # run's last layer drains that stage, so that no write lands after ``busy`` falls
+        m.d.comb += layer_out.last.eq(is_last)
         m.d.comb += [lnzd.start.eq(lstart), layer_out.start.eq(lstart)]
 
         with m.If(self.busy):

@@ -59,7 +59,7 @@ __all__ = ["PE", "pe_signature", "REGISTERED_LAYER"]
 
 #: The members of the PE's ``layer`` port that reach it through a register of the top's (a
 #: register a group of PEs) and one of its own; ``src`` goes straight to the accumulator.
-REGISTERED_LAYER = ("start", "end", "idx", "ptr_base",
+REGISTERED_LAYER = ("start", "end", "idx", "ptr_base", "last",
                     "cbk_w_en", "cbk_w_addr", "cbk_w_data")
 
 
@@ -184,7 +184,7 @@ class PE(wiring.Component):
             fifo.o.ready.eq(ptr.col.ready), ptr.col_a.eq(fifo.a),
             ptr.ptr_base.eq(lr["ptr_base"]),
         ])
-        wires("w_spm", connect=[(ptr.q, spm.q)])
+        wires("w_spm", [spm.last_layer.eq(lr["last"])], connect=[(ptr.q, spm.q)])
         wires("w_arith", [
             ar.spm_valid.eq(spm.spm_valid), ar.spm_entry.eq(spm.spm_entry),
             ar.spm_first.eq(spm.spm_first), ar.spm_a.eq(spm.spm_a),

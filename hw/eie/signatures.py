@@ -148,6 +148,7 @@ class LayerParams(_Group):
             "end": Out(1),
             "idx": Out(c.layer_bits),
             "ptr_base": Out(c.ptr_base_bits),
+            "last": Out(1),
             "cbk_w_en": Out(1),
             "cbk_w_addr": Out(range(16 * c.max_layers)),
             "cbk_w_data": Out(signed(16)),

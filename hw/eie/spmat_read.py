@@ -78,6 +78,7 @@ class SpmatRead(wiring.Component):
             "spm_a": Out(signed(16)),
             "idle": Out(1),
             "idle_next": Out(1),
+            "last_layer": In(1),
             "host": In(HostPort(c.spmat_half_bits)),
         })
 
@@ -145,7 +146,13 @@ class SpmatRead(wiring.Component):
         ]
         m.d.comb += self.spm_entry.eq(spm_word.word_select(spm_word_byte, 8))
         m.d.comb += [self.idle.eq(~spm_valid & ~self.spm_valid),
-                     self.idle_next.eq(~self.issue & ~spm_valid)]      # idle of the next cycle
+                     # idle of the next cycle: no entry in the stage then, but inside a run one
+                     # in the second register that is not its column's first (it writes a row
+                     # >= 1, which the next layer reads no sooner than its second cycle, a cycle
+                     # or less before that write lands: the read pipeline forwards it); the run's
+                     # last layer drains the stage (no write after ``busy`` falls)
+                     self.idle_next.eq(~self.issue
+                                       & ~(spm_valid & (spm_first | self.last_layer)))]
 
         m.d.comb += [
             wp.addr.eq(host.w_addr),
