@@ -61,9 +61,9 @@ class LayerPrediction:
 
 def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_depth: int,
                   ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH,
-                  last: bool = False) -> LayerPrediction:
+                  last_layer: bool = False) -> LayerPrediction:
     """One layer for one input vector ``x`` (``n_in``,) given ``col_entries`` (``n_in``, N);
-    ``last``: the run's last layer (it drains the entry stage: no early end)."""
+    ``last_layer``: the run's last layer (it drains the entry stage: no early end)."""
     col_entries = np.asarray(col_entries, dtype=np.int64)
     n_in, N = col_entries.shape
     x = np.asarray(x).reshape(-1)
@@ -177,7 +177,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
             drain_cycles += 1
             # idle: nothing left before the mul_ stage (its writes are forwarded)
             idle = (((nb - popped) == 0) & ~p0_valid & ~p1_valid & ~p2_valid
-                    & (q_level == 0) & ~s1 & ~(s2 & (s2f | last)))
+                    & (q_level == 0) & ~s1 & ~(s2 & (s2f | last_layer)))
             if idle.all():
                 break
             step(False)
@@ -188,7 +188,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
 
 def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, fifo_depth: int,
                         ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH,
-                        last: bool = False) -> list[LayerPrediction]:
+                        last_layer: bool = False) -> list[LayerPrediction]:
     """:func:`predict_layer` for every row of ``X`` (``batch``, ``n_in``) at once: the same
     per-cycle registers with a leading batch axis (the same counts, several times faster for
     batches). A finished sample's PEs are idle, so stepping them changes nothing."""
@@ -254,7 +254,7 @@ def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, f
         bcast_cycles += in_b
         drain_cycles += in_d
         idle = (((nb[:, None] - popped) == 0) & ~p0_valid & ~p1_valid & ~p2_valid
-                & (q_level == 0) & ~s1 & ~(s2 & (s2f | last)))
+                & (q_level == 0) & ~s1 & ~(s2 & (s2f | last_layer)))
         in_d &= ~idle.all(axis=1)                    # a drained sample ends in this cycle
         # LNZD and broadcast (samples in BCAST)
         cur = rnz[rows, np.maximum(rnd, 0)]
@@ -325,7 +325,7 @@ def predict_counters(image, x: np.ndarray, *, fifo_depth: int,
     L = len(image.layers)
     per_layer = [predict_layer_batch(layer_column_entries(image, l), layer_inputs[l], d.n_out,
                                      fifo_depth=fifo_depth, ptr_queue_depth=ptr_queue_depth,
-                                     last=l == L - 1)
+                                     last_layer=l == L - 1)
                  for l, d in enumerate(image.layers)]
     return [[per_layer[l][s] for l in range(len(image.layers))] for s in range(xa.shape[0])]
 

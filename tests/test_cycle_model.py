@@ -139,6 +139,6 @@ def test_column_balanced_layer_costs_its_work_and_one_latency(variant):
         kinds.update(last_many)
         # the run's last layer drains the entry stage: its work plus the latency, always
         last_cycles = [p.cycles for p in predict_layer_batch(cols, X, 4 * n_pe, **depths,
-                                                             last=True)]
+                                                             last_layer=True)]
         assert last_cycles == [int(w) + latency for w in work]
     assert kinds == {False, True}               # both kinds of last entry met
