@@ -19,8 +19,10 @@ States and what happens in each cycle:
   (``bcast.stall`` in the next cycle: every PE whose flag was set counts a stall cycle).
   Leaves when the LNZD is done.
 * ``DRAIN`` -- waits until every PE is idle (FIFO empty, no broadcast arriving, nothing in the
-  pointer and entry
-  stages; entries in ``mul_``, ``acc_`` and ``wr_`` land their writes within 2 cycles, into
+  pointer and entry stages but, inside a run, an entry that is not its column's first in the
+  entry stage's second register: it writes a row >= 1 three cycles later, which the next layer
+  reads no sooner than its second cycle; the run's last layer, ``layer.last``, drains it; entries
+  in ``mul_``, ``acc_`` and ``wr_`` land their writes within 2 cycles, into
   their own bank, and the PEs' read pipelines forward them to the next layer's first reads);
   at least 1 cycle. In
   the cycle every PE is idle the layer ends: its counters are stored, the source and destination

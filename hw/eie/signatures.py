@@ -136,7 +136,8 @@ class LayerParams(_Group):
     clear), ``end`` (one cycle, the layer's last: its counters are stored at ``idx``), ``idx``
     (the layer's number; with it each PE reads its own copy of the layer's codebook), the
     layer's ``ptr_base`` (not its ``entry_base``: the pointer memory holds absolute entry
-    addresses, :func:`eie.hw.eie.memory_map.pointer_words`), the host's codebook writes for
+    addresses, :func:`eie.hw.eie.memory_map.pointer_words`), ``last`` (the running layer is the
+    run's last: its PEs drain the entry stage before it ends), the host's codebook writes for
     those copies (``cbk_w_en``, one cycle after the layer table's: entry ``c`` of layer ``l``
     at ``cbk_w_addr = 16 * l + c``, ``cbk_w_data`` the int16 weight), and ``src``
     (:class:`SourceParams`)."""
