@@ -197,10 +197,8 @@ def _model_kwargs(cfg_fields: dict[str, int]) -> dict[str, Any]:
 
 
 def _predict(col_entries: np.ndarray, x: np.ndarray, n_out: int, cfg_fields: dict[str, int]):
-    """The cycle model of a benchmark layer, which runs as a one-layer image: the run's last
-    layer (it drains the entry stage)."""
     kw = _model_kwargs(cfg_fields)
-    return _predictor()(col_entries, x, n_out, last_layer=True, **kw)
+    return _predictor()(col_entries, x, n_out, **kw)
 
 
 def column_entries(layer, n_pe: int) -> np.ndarray:

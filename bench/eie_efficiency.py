@@ -37,7 +37,7 @@ def point(size, n_pe, wd, ad, fifo, seeds, rtl=False):
         x = (rng.integers(1, 501, size) * (rng.random(size) < ad)).astype(np.int16)
         st = golden_forward(img, x[None]).stats[0]
         bound, mx = int(st.bound[0]), int(st.work_per_pe[0].max())
-        p = predict_layer(layer_column_entries(img, 0), x, size, fifo_depth=fifo, last_layer=True)
+        p = predict_layer(layer_column_entries(img, 0), x, size, fifo_depth=fifo)
         effs.append(efficiency(bound, p.cycles))
         ceil.append(bound / mx)
         frac.append(mx / p.cycles)

@@ -61,9 +61,11 @@ class LayerPrediction:
 
 def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_depth: int,
                   ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH,
-                  last_layer: bool = False) -> LayerPrediction:
+                  last_layer: bool = True) -> LayerPrediction:
     """One layer for one input vector ``x`` (``n_in``,) given ``col_entries`` (``n_in``, N);
-    ``last_layer``: the run's last layer (it drains the entry stage: no early end)."""
+    ``last_layer``: the run's last layer (it drains the entry stage: no early end); a layer
+    modelled alone is a whole run, so this is the default, and :func:`predict_counters` passes
+    ``False`` for every layer but a run's last."""
     col_entries = np.asarray(col_entries, dtype=np.int64)
     n_in, N = col_entries.shape
     x = np.asarray(x).reshape(-1)
@@ -188,7 +190,7 @@ def predict_layer(col_entries: np.ndarray, x: np.ndarray, n_out: int, *, fifo_de
 
 def predict_layer_batch(col_entries: np.ndarray, X: np.ndarray, n_out: int, *, fifo_depth: int,
                         ptr_queue_depth: int = DEFAULT_PTR_QUEUE_DEPTH,
-                        last_layer: bool = False) -> list[LayerPrediction]:
+                        last_layer: bool = True) -> list[LayerPrediction]:
     """:func:`predict_layer` for every row of ``X`` (``batch``, ``n_in``) at once: the same
     per-cycle registers with a leading batch axis (the same counts, several times faster for
     batches). A finished sample's PEs are idle, so stepping them changes nothing."""
