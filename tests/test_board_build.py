@@ -360,6 +360,61 @@ def test_build_takes_an_eie_variant(tmp_path, cli, monkeypatch, small_eie_image)
     assert not (tmp_path / "x").exists()
 
 
+# (exempt from the marker scan's `slow`: the toolchain is faked, nothing is synthesized)
+def test_build_takes_eie_sizes_as_eie_generate_does(tmp_path, cli, monkeypatch, small_eie_image):
+    """`eie build --ptr-depth N --spmat-depth N ...` (the options of `eie generate`) replaces the
+    board's depths, an image's sizes and a variant's depths; a size out of range is refused
+    naming its option, one that does not hold --image naming what the image needs, and a BNN
+    build refuses them: exit 2 and nothing written."""
+    import eie.boards.build as build_module
+    from eie.hw.eie.variants import VARIANTS
+
+    seen = []
+
+    def fake_build(spec, log=print):
+        _, _, core = build_module.make_core_factory(spec)
+        seen.append(core["config"])
+        return {"resources": {"luts": 1, "ffs": 1, "brams": 1, "dsps": 0}, "core": core,
+                "bitstream": "top.bit", "device": "LFE5U-85F", "step_seconds": {},
+                "fmax_mhz": 101.0, "target_mhz": 100.0, "timing_met": True}
+
+    monkeypatch.setattr(build_module, "build", fake_build)
+    image = small_eie_image()
+    board_defaults = {"ulx3s-85f": build_module.LENET_EIE, "icebreaker": build_module.ICE40_EIE}
+    for board, defaults in board_defaults.items():
+        r = cli(["build", "--board", board, "--design", "eie", "--spmat-depth", "2048",
+                 "--ptr-depth", "3000", "--act-depth", "256", "--out", tmp_path / f"{board}-a"])
+        assert r.code == 0, r.err
+        got = seen[-1]
+        assert (got["spmat_depth"], got["ptr_depth"], got["act_depth"]) == (2048, 3000, 256)
+        for name in ("fifo_depth", "acc_depth", "bias_depth", "max_layers", "ptr_queue_depth"):
+            assert got[name] == defaults[name], name          # the others: the board's
+    # over a variant: its FIFO depth replaced, its queue kept
+    r = cli(["build", "--board", "ulx3s-85f", "--variant", "deep", "--fifo-depth", "16",
+             "--out", tmp_path / "v"])
+    assert r.code == 0, r.err
+    assert (seen[-1]["fifo_depth"], seen[-1]["ptr_queue_depth"]) == (
+        16, VARIANTS["deep"].fields["ptr_queue_depth"])
+    # over an image: its other sizes kept, the one given replaced
+    r = cli(["build", "--board", "ulx3s-85f", "--image", image, "--spmat-depth", "1024",
+             "--out", tmp_path / "i"])
+    assert r.code == 0, r.err
+    assert seen[-1]["spmat_depth"] == 1024 and seen[-1]["n_pe"] == 3
+    assert seen[-1]["max_layers"] == 2
+    n_built = len(seen)
+    for argv, msg in (
+            (["--spmat-depth", "0"], "spmat_depth = 0 is out of range"),
+            (["--ptr-depth", "1"], "(option --ptr-depth)"),
+            (["--image", image, "--max-layers", "1"],
+             "the image has 2 layers but the layer table holds 1"),
+            (["--design", "bnn", "--act-depth", "128"], "--act-depth applies to --design eie only"),
+            (["--design", "ram", "--fifo-depth", "4"], "--fifo-depth applies to --design eie only")):
+        r = cli(["build", "--board", "ulx3s-85f", *argv, "--out", tmp_path / "x"])
+        lines = r.err.strip().splitlines()
+        assert r.code == 2 and len(lines) == 1 and msg in lines[0], r.err
+    assert len(seen) == n_built and not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("how", ["weights", "image"])
 def test_build_takes_the_bnn_precisions_from_weights_or_image(tmp_path, cli, monkeypatch, how):
     """`eie build --design bnn --weights W2` builds the TFC with ternary weights; `--image` a
