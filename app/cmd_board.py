@@ -254,9 +254,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         try:
             config = eie_config(spec)       # refuses a size out of range, naming it
         except EieError as exc:             # ... and the option that set it
-            field = str(exc).removeprefix("EIE configuration: ").split(" ", 1)[0]
-            opt = {name: opt for opt, name, _ in CONFIG_FIELDS}.get(field)
-            raise EieError(f"{exc} (option {opt})" if opt else str(exc)) from None
+            from .cmd_rtl import config_error_text
+            msg = str(exc)
+            raise EieError(config_error_text(msg, msg.removeprefix("EIE configuration: "))) \
+                from None
         if args.image is not None:
             config.check_image(img)         # and one that does not hold the image
     try:

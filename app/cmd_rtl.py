@@ -29,8 +29,8 @@ from ..sim.runner import ALL_SIMULATORS, SIMULATORS
 from ..common import outputs
 from ..common.errors import EieError
 
-__all__ = ["register", "CONFIG_FIELDS", "cmd_generate", "cmd_run", "run_model", "lint_verilog",
-           "LINT_WAIVERS", "RUN_SIMS"]
+__all__ = ["register", "CONFIG_FIELDS", "config_error_text", "cmd_generate", "cmd_run",
+           "run_model", "lint_verilog", "LINT_WAIVERS", "RUN_SIMS"]
 
 #: ``eie run --sim`` choices: the three RTL simulators and the cycle model
 RUN_SIMS = ALL_SIMULATORS + ("model",)
@@ -144,12 +144,17 @@ def _make_config(fields: dict[str, int], image=None):
             return EIEConfig.for_image(image, **fields)
         return EIEConfig(**fields)
     except ValueError as exc:      # the dataclass names the field, the value and the range
-        msg = str(exc)
-        opts = {name: opt for opt, name, _ in _CONFIG_OPTIONS}
-        opts["n_pe"] = "--pes"
-        field = msg.split(" ", 1)[0]
-        hint = f" (option {opts[field]})" if field in opts else ""
-        raise EieError(msg + hint) from None
+        raise EieError(config_error_text(str(exc))) from None
+
+
+def config_error_text(message: str, field_text: str | None = None) -> str:
+    """An :class:`~eie.hw.eie.config.EIEConfig` error ``message`` (it starts with the field's
+    name; ``field_text``: the part of it that does, if not all) with the option that sets the
+    field: ``"spmat_depth = 0 is out of range: ... (option --spmat-depth)"``."""
+    opts = {name: opt for opt, name, _ in CONFIG_FIELDS}
+    opts["n_pe"] = "--pes"
+    field = (message if field_text is None else field_text).split(" ", 1)[0]
+    return message + (f" (option {opts[field]})" if field in opts else "")
 
 
 # ----------------------------------------------------------------------------- generate

@@ -408,7 +408,8 @@ def test_build_takes_eie_sizes_as_eie_generate_does(tmp_path, cli, monkeypatch, 
             (["--image", image, "--max-layers", "1"],
              "the image has 2 layers but the layer table holds 1"),
             (["--design", "bnn", "--act-depth", "128"], "--act-depth applies to --design eie only"),
-            (["--design", "ram", "--fifo-depth", "4"], "--fifo-depth applies to --design eie only")):
+            (["--design", "ram", "--fifo-depth", "4"],
+             "--fifo-depth applies to --design eie only")):
         r = cli(["build", "--board", "ulx3s-85f", *argv, "--out", tmp_path / "x"])
         lines = r.err.strip().splitlines()
         assert r.code == 2 and len(lines) == 1 and msg in lines[0], r.err
