@@ -320,13 +320,10 @@ def test_bnn_core_precisions_are_built_and_recorded():
                                     bnn_weight_bits=(2, 2)))
 
 
-# (exempt from the marker scan's `slow`: the toolchain is faked, nothing is synthesized)
-def test_build_takes_an_eie_variant(tmp_path, cli, monkeypatch, small_eie_image):
-    """`eie build --variant NAME` builds the EIE with that variant's FIFO and pointer queue (also
-    over an image's sizes); without it the board's depths: the paper's 4-column queue on both
-    families, with which the 16-PE ECP5 build meets 100 MHz. BNN and ram builds refuse it."""
+def _fake_eie_builds(monkeypatch) -> list:
+    """Replace the build's toolchain step by one that only makes the core's description: the
+    list returned gets each build's EIE configuration (core.json's ``config``)."""
     import eie.boards.build as build_module
-    from eie.hw.eie.variants import VARIANTS
 
     seen = []
 
@@ -338,6 +335,17 @@ def test_build_takes_an_eie_variant(tmp_path, cli, monkeypatch, small_eie_image)
                 "fmax_mhz": 101.0, "target_mhz": 100.0, "timing_met": True}
 
     monkeypatch.setattr(build_module, "build", fake_build)
+    return seen
+
+
+# (exempt from the marker scan's `slow`: the toolchain is faked, nothing is synthesized)
+def test_build_takes_an_eie_variant(tmp_path, cli, monkeypatch, small_eie_image):
+    """`eie build --variant NAME` builds the EIE with that variant's FIFO and pointer queue (also
+    over an image's sizes); without it the board's depths: the paper's 4-column queue on both
+    families, with which the 16-PE ECP5 build meets 100 MHz. BNN and ram builds refuse it."""
+    from eie.hw.eie.variants import VARIANTS
+
+    seen = _fake_eie_builds(monkeypatch)
     image = small_eie_image()
     for board in ("ulx3s-85f", "icebreaker"):
         for argv, name in (([], None), (["--variant", "standard"], "standard"),
@@ -369,16 +377,7 @@ def test_build_takes_eie_sizes_as_eie_generate_does(tmp_path, cli, monkeypatch, 
     import eie.boards.build as build_module
     from eie.hw.eie.variants import VARIANTS
 
-    seen = []
-
-    def fake_build(spec, log=print):
-        _, _, core = build_module.make_core_factory(spec)
-        seen.append(core["config"])
-        return {"resources": {"luts": 1, "ffs": 1, "brams": 1, "dsps": 0}, "core": core,
-                "bitstream": "top.bit", "device": "LFE5U-85F", "step_seconds": {},
-                "fmax_mhz": 101.0, "target_mhz": 100.0, "timing_met": True}
-
-    monkeypatch.setattr(build_module, "build", fake_build)
+    seen = _fake_eie_builds(monkeypatch)
     image = small_eie_image()
     board_defaults = {"ulx3s-85f": build_module.LENET_EIE, "icebreaker": build_module.ICE40_EIE}
     for board, defaults in board_defaults.items():
