@@ -293,7 +293,9 @@ def cmd_build(args: argparse.Namespace) -> int:
           f"timing {ok}")
     if not report["timing_met"]:
         print(f"warning: nextpnr's Fmax {report['fmax_mhz']:.1f} MHz is below the "
-              f"{report['target_mhz']:g} MHz clock; lower --clock-mhz or --pes", file=sys.stderr)
+              f"{report['target_mhz']:g} MHz clock: build again with --clock-mhz "
+              f"{int(report['fmax_mhz'])} or lower, fewer --pes, smaller memories or more "
+              f"--seeds", file=sys.stderr)
     if args.program:
         prog = program(board, spec.out, programmer)
         print(f"  loaded onto {board.name} with {prog.name} ({_SOURCE[prog.source]})")
