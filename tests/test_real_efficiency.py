@@ -2,7 +2,8 @@
 them, on the accelerator's default design (the ``standard`` variant: FIFO 8, pointer queue 15):
 
 * the demo's LeNet-300-100 on 16 PEs: 0.90 of the contract's bound or above over the network,
-  and its 300-row layer (a real layer of 256-1023 rows) 0.90 or above on 16 and on 64 PEs;
+  and its 300-row layer (a real layer of 256-1023 rows) 0.90 or above on 16 and on 64 PEs, its
+  placed image's compression ratio not below the plain interleave's;
 * real layers of 1024 or more rows on 64 PEs: 0.95 or above. The 784-1024-1024-10 MLP pruned
   load-balance-aware for 64 PEs (``prune_and_retrain(..., balance_pes=64,
   balance_columns=True)``, item 2 of the issue), both 1024-row layers; the LSTM's 1024 x 284
@@ -75,6 +76,10 @@ def test_lenet300_at_16_and_64_pes(bench):
     for n_pe, res in ((16, at16), (64, at64)):
         layer = res["layers"][0]                        # the 300-row layer
         assert layer["bound"] / layer["cycles"] >= 0.90, (n_pe, layer["bound"], layer["cycles"])
+        # the issue's third floor: placement costs no compression against the plain interleave
+        plain = R.measure(model, n_pe, "interleave", xq, data.y_test, calib, *depths)
+        assert res["ratio"] >= plain["ratio"], (n_pe, res["ratio"], plain["ratio"])
+        assert res["accuracy"] == plain["accuracy"]     # the same outputs, in the model's order
 
 
 def test_mlp1024_pruned_load_balance_aware_at_64_pes(bench):
