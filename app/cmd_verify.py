@@ -285,10 +285,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         note(f"FAIL configuration {case.index} (design {res.design}): {res.message}")
         d = Path(keep) / f"{args.engine}-seed{args.seed}-config{case.index}"
         try:
-            files = v.save_case(case, d)
-            run = (_eie_run_command if args.engine == "eie" else _bnn_run_command)(case, files,
-                                                                                    args.sim)
-            (d / "reproduce.txt").write_text(f"{reproducer(args, case.index)}\n{run}\n")
+            run = (_eie_run_command if args.engine == "eie" else _bnn_run_command)(
+                case, v.case_paths(d), args.sim)
+            v.save_case(case, d, notes={"reproduce.txt": f"{reproducer(args, case.index)}\n"
+                                                         f"{run}\n"})
         except (OSError, EieError) as exc:      # saving is a convenience: the run goes on
             note(f"  (could not save configuration {case.index} into {d}: {exc})")
             return

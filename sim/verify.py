@@ -61,12 +61,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..common import outputs
+from ..common.atomic import atomic_dir
 from ..common.errors import EieError
 
 __all__ = ["ENGINES", "DEFAULT_DESIGNS", "DEFAULT_MAX_PES", "DEFAULT_MIN_PES", "DEFAULT_CHUNK", "EieDesign",
            "BnnDesign", "Case", "CaseResult", "Report", "pe_strata", "eie_design", "bnn_design",
            "design_pool", "draw_case", "draw_eie", "draw_bnn", "check_case", "verify",
-           "coverage", "save_case"]
+           "coverage", "save_case", "case_paths"]
 
 ENGINES = ("eie", "bnn")
 #: Designs (builds) in a run's pool: configuration ``i`` runs on design ``i % designs``.
@@ -1294,19 +1296,54 @@ def _output_input_bits(info: dict) -> int:
 
 # ----------------------------------------------------------------------------- reproducing
 
-def save_case(case: Case, directory: str | Path) -> dict[str, Path]:
-    """Write ``case``'s image, inputs and description into ``directory`` (created): ``image/``,
-    ``x.npy`` (EIE: int16 fixed point, ``eie run --raw``; BNN: bits) and ``case.json``. Returns
-    the paths by name."""
+#: The file that describes a saved case (:func:`save_case`) and lists every other file in its
+#: directory: what lets a later save replace the directory, and nothing else.
+CASE_FILE = "case.json"
+
+
+def _case_files(data: dict) -> list[str] | None:
+    if not isinstance(data, dict) or data.get("engine") not in ("eie", "bnn") \
+            or not isinstance(data.get("files"), list):
+        return None
+    return data["files"]
+
+
+#: Recognises a directory :func:`save_case` wrote: the only kind of non-empty directory it
+#: replaces (:func:`eie.common.outputs.check_replaceable`).
+CASE_OWNER = outputs.manifest_owner(CASE_FILE, _case_files)
+
+
+def case_paths(directory: str | Path) -> dict[str, Path]:
+    """Where :func:`save_case` puts a case's image, inputs and description in ``directory``."""
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
+    return {"image": d / "image", "x": d / "x.npy", "case": d / CASE_FILE}
+
+
+def save_case(case: Case, directory: str | Path,
+              notes: dict[str, str] | None = None) -> dict[str, Path]:
+    """Write ``case``'s image, inputs and description into ``directory``: ``image/``, ``x.npy``
+    (EIE: int16 fixed point, ``eie run --raw``; BNN: bits), ``case.json`` (which lists every
+    file) and each text file of ``notes`` (name: text, e.g. the reproducer). Atomically: on any
+    error or signal the directory holds the earlier case or this one, nothing else. An
+    existing directory is replaced only when it is empty or a case saved here before with
+    nothing else in it; anything else raises :class:`EieError` and is left alone. Returns
+    :func:`case_paths`."""
+    d = Path(directory)
+    outputs.check_replaceable(d, "the case directory", owner=CASE_OWNER,
+                              kind="a failing case saved by eie verify")
     if case.engine == "eie":
         from ..sw.image import write_image
     else:
         from ..sw.bnn.image import write_image
-    write_image(case.image, d / "image")
-    np.save(d / "x.npy", case.x)
-    desc = {"engine": case.engine, "index": case.index, "design": case.design.to_json(),
-            "info": case.info}
-    (d / "case.json").write_text(json.dumps(desc, indent=1, default=str) + "\n")
-    return {"image": d / "image", "x": d / "x.npy", "case": d / "case.json"}
+    with atomic_dir(d) as tmp:
+        write_image(case.image, tmp / "image")
+        np.save(tmp / "x.npy", case.x)
+        for name, text in (notes or {}).items():
+            if not outputs.safe_name(name) or name == CASE_FILE:
+                raise EieError(f"cannot save a note named {name!r} with a case")
+            (tmp / name).write_text(text)
+        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        desc = {"engine": case.engine, "index": case.index, "design": case.design.to_json(),
+                "info": case.info, "files": files}
+        (tmp / CASE_FILE).write_text(json.dumps(desc, indent=1, default=str) + "\n")
+    return case_paths(d)

@@ -573,6 +573,56 @@ def test_saved_eie_configuration_runs_with_eie_run(cli, tmp_path):
     assert stats["config"] == case.design.config.to_json()
 
 
+def test_saved_case_directory_is_replaced_only_when_it_is_a_case(tmp_path, monkeypatch):
+    """``--keep``'s writer: a case directory lists its files in case.json; a later save replaces
+    such a directory whole (no file of the earlier case left), but refuses a directory holding
+    anything else (a user's file, or a file the case does not list) and leaves it as it was; a
+    save that fails midway leaves the earlier case, nothing half-written."""
+    from eie.common.errors import EieError
+
+    pool = v.design_pool("eie", 2, 1, 2)
+    first, second = v.draw_case("eie", 2, 1, pool), v.draw_case("eie", 2, 0, pool)
+    d = tmp_path / "c"
+    files = v.save_case(first, d, notes={"reproduce.txt": "eie verify --only 1\n"})
+    assert files == v.case_paths(d)
+    desc = json.loads((d / "case.json").read_text())
+    on_disk = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
+    assert sorted(desc["files"] + ["case.json"]) == on_disk
+    assert {"x.npy", "reproduce.txt", "image/manifest.json"} <= set(desc["files"])
+    np.testing.assert_array_equal(np.load(d / "x.npy"), first.x)
+    # a case replaces a case: the note of the first is gone with it
+    v.save_case(second, d)
+    assert json.loads((d / "case.json").read_text())["index"] == second.index
+    assert not (d / "reproduce.txt").exists()
+    np.testing.assert_array_equal(np.load(d / "x.npy"), second.x)
+    # a failure midway leaves the earlier case
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(v.np, "save", broken)
+        with pytest.raises(EieError, match="No space left"):
+            v.save_case(first, d)
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]      # no temporary left
+    # a file the case does not list: refused, everything left as it was
+    (d / "y.npy").write_bytes(b"the user's run")
+    with pytest.raises(EieError, match="does not list.*y.npy.*left alone"):
+        v.save_case(first, d)
+    assert (d / "y.npy").read_bytes() == b"the user's run"
+    assert json.loads((d / "case.json").read_text())["index"] == second.index
+    # a user's directory: refused, untouched
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("do not delete")
+    with pytest.raises(EieError, match="not a failing case saved by eie verify.*left alone"):
+        v.save_case(first, mine)
+    assert sorted(p.name for p in mine.iterdir()) == ["chapter1.tex"]
+    assert (mine / "chapter1.tex").read_text() == "do not delete"
+
+
 def _w2_picks(seed: int) -> list[int]:
     """Configurations of seed ``seed`` on small W2 and mixed designs: one per source, a
     thresholded W2 output layer, a mixed design."""
