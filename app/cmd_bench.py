@@ -35,7 +35,7 @@ from .bench_layers import (EIE_CLOCK_MHZ, EIE_N_PE, TABLE3_SOURCE, LayerSpec, Sy
                            parse_layers, scale_spec, synth_layer)
 from ..hw.eie.variants import DEFAULT_VARIANT, variants_help
 from ..sim.backdoor import LOADS
-from ..sim.runner import ALL_SIMULATORS
+from ..sim.runner import ALL_SIMULATORS, CACHE_DIR_DEFAULT
 from ..common import outputs
 from ..common.errors import EieError
 
@@ -943,7 +943,7 @@ def _common(p: argparse.ArgumentParser, default_layers: str, default_variant: st
     p.add_argument("--json", type=Path, metavar="OUT.json", help="write the results as JSON")
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="write the figure (PNG)")
     p.add_argument("--build-dir", type=Path, metavar="DIR",
-                   help="RTL build cache (default $EIE_BUILD_DIR or ~/.cache/eie)")
+                   help=f"RTL build cache (default {CACHE_DIR_DEFAULT})")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

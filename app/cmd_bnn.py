@@ -14,7 +14,7 @@ import numpy as np
 from ..common import outputs
 from ..common.atomic import atomic_file, save_npz
 from ..common.errors import EieError
-from ..sim.runner import ALL_SIMULATORS
+from ..sim.runner import ALL_SIMULATORS, CACHE_DIR_DEFAULT
 
 __all__ = ["register"]
 
@@ -609,7 +609,7 @@ def register(subparsers) -> None:
                    help="probability that the host pauses before reading a result (0)")
     r.add_argument("--seed", type=int, default=0, help="seed of the host's pauses")
     r.add_argument("--build-dir", default=None, metavar="DIR",
-                   help="simulator build cache (default $EIE_BUILD_DIR or ~/.cache/eie, shared "
+                   help=f"simulator build cache (default {CACHE_DIR_DEFAULT}, shared "
                         "with every eie command and keyed by the design)")
     r.add_argument("-v", "--verbose", action="store_true",
                    help="show the simulator's output (default: kept in <build-dir>/bnn_run_logs "

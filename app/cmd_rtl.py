@@ -25,7 +25,7 @@ from ..hw.eie.config import MAX_PE, VERILOG_IDENTIFIER, EIEConfig
 from ..hw.eie.variants import variants_help
 from ..sim.backdoor import LOADS
 from ..sim.eie_run import VERILATOR_WAIVERS as LINT_WAIVERS  # the documented lint waivers
-from ..sim.runner import ALL_SIMULATORS, SIMULATORS
+from ..sim.runner import ALL_SIMULATORS, CACHE_DIR_DEFAULT, SIMULATORS
 from ..common import outputs
 from ..common.errors import EieError
 
@@ -118,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "sparse-matrix words are deposited into the memories and a sample is "
                         "read back through the bus, for large images")
     p.add_argument("--build-dir", type=Path, metavar="DIR",
-                   help="build cache (default $EIE_BUILD_DIR or ~/.cache/eie)")
+                   help=f"build cache (default {CACHE_DIR_DEFAULT})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_options(p, "Override the sizes derived from the image.")
     p.set_defaults(func=cmd_run)

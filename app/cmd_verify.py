@@ -21,7 +21,7 @@ from typing import Any
 from ..common import outputs
 from ..common.errors import EieError
 from ..hw.eie.config import MAX_PE
-from ..sim.runner import ALL_SIMULATORS
+from ..sim.runner import ALL_SIMULATORS, CACHE_DIR_DEFAULT
 
 __all__ = ["register", "cmd_verify", "reproducer", "run_command", "parse_only"]
 
@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="where failing configurations are saved (image, inputs, description; "
                         "default <build cache>/verify)")
     p.add_argument("--build-dir", type=Path, metavar="DIR",
-                   help="build cache (default $EIE_BUILD_DIR or ~/.cache/eie)")
+                   help=f"build cache (default {CACHE_DIR_DEFAULT})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true",
                    help="draw the configurations and print the pool of designs and the "

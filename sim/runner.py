@@ -296,6 +296,10 @@ def check_simulator(simulator: str) -> None:
 
 # ----------------------------------------------------------------------------- the build cache
 
+#: Where :func:`cache_dir` looks without a ``--build-dir``, in the words of the commands' help.
+CACHE_DIR_DEFAULT = "$EIE_BUILD_DIR, else $XDG_CACHE_HOME/eie, else ~/.cache/eie"
+
+
 def cache_dir(build_dir: str | os.PathLike | None = None) -> Path:
     """The build cache: ``build_dir``, else ``$EIE_BUILD_DIR``, else ``$XDG_CACHE_HOME/eie``."""
     if build_dir is not None:

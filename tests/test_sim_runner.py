@@ -67,6 +67,32 @@ def _entries(root):
 
 
 @pytest.mark.rtl
+def test_build_cache_is_found_where_the_help_says(tmp_path, monkeypatch, capsys):
+    """``--build-dir`` first, then ``$EIE_BUILD_DIR``, then ``$XDG_CACHE_HOME/eie``, then
+    ``~/.cache/eie``: the order ``cache_dir`` follows is the order every command's help gives."""
+    from eie.app.cli import main
+    from eie.sim.runner import CACHE_DIR_DEFAULT, cache_dir
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("EIE_BUILD_DIR", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir(tmp_path / "opt") == (tmp_path / "opt").resolve()
+    assert cache_dir() == (tmp_path / "env").resolve()
+    monkeypatch.delenv("EIE_BUILD_DIR")
+    assert cache_dir() == (tmp_path / "xdg" / "eie").resolve()
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir() == (home / ".cache" / "eie").resolve()
+    assert CACHE_DIR_DEFAULT == "$EIE_BUILD_DIR, else $XDG_CACHE_HOME/eie, else ~/.cache/eie"
+    monkeypatch.setenv("COLUMNS", "400")               # argparse: one line an option
+    for argv in (["run"], ["verify"], ["bench", "table3"], ["bnn", "run"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"])
+        line = next(l for l in capsys.readouterr().out.splitlines()
+                    if l.strip().startswith("--build-dir"))
+        assert CACHE_DIR_DEFAULT in line, (argv, line)
+
+
 def test_build_cache_keys(tmp_path, monkeypatch):
     """A build is reused while its Verilog, flags and Python environment stay the same, made
     again (in a directory of its own) when one changes, and redone from nothing when a build was
