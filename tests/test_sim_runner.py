@@ -66,7 +66,6 @@ def _entries(root):
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
 
 
-@pytest.mark.rtl
 def test_build_cache_is_found_where_the_help_says(tmp_path, monkeypatch, capsys):
     """``--build-dir`` first, then ``$EIE_BUILD_DIR``, then ``$XDG_CACHE_HOME/eie``, then
     ``~/.cache/eie``: the order ``cache_dir`` follows is the order every command's help gives."""
@@ -93,6 +92,7 @@ def test_build_cache_is_found_where_the_help_says(tmp_path, monkeypatch, capsys)
         assert CACHE_DIR_DEFAULT in line, (argv, line)
 
 
+@pytest.mark.rtl
 def test_build_cache_keys(tmp_path, monkeypatch):
     """A build is reused while its Verilog, flags and Python environment stay the same, made
     again (in a directory of its own) when one changes, and redone from nothing when a build was
