@@ -292,10 +292,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"  Fmax {report['fmax_mhz']:.1f} MHz vs target {report['target_mhz']:g} MHz: "
           f"timing {ok}")
     if not report["timing_met"]:
+        # the seeds this build placed, so that the hint names seeds it has not tried
+        tried = [run["seed"] for run in report.get("seed_sweep", ())] or \
+            [report.get("nextpnr_options", {}).get("seed", args.seed)]
+        nxt = max(tried) + 1
         print(f"warning: nextpnr's Fmax {report['fmax_mhz']:.1f} MHz is below the "
               f"{report['target_mhz']:g} MHz clock: build again with --clock-mhz "
-              f"{int(report['fmax_mhz'])} or lower, fewer --pes, smaller memories or more "
-              f"--seeds", file=sys.stderr)
+              f"{int(report['fmax_mhz'])} or lower, fewer --pes, smaller memories, or seeds "
+              f"not tried yet (--seed {nxt} --seeds 4 places and routes seeds {nxt}..{nxt + 3}; "
+              f"the result moves by a few MHz from seed to seed)", file=sys.stderr)
     if args.program:
         prog = program(board, spec.out, programmer)
         print(f"  loaded onto {board.name} with {prog.name} ({_SOURCE[prog.source]})")

@@ -320,10 +320,11 @@ def test_bnn_core_precisions_are_built_and_recorded():
                                     bnn_weight_bits=(2, 2)))
 
 
-def _fake_eie_builds(monkeypatch, fmax_mhz: float = 101.0) -> list:
+def _fake_eie_builds(monkeypatch, fmax_mhz: float = 101.0, sweep: tuple[int, ...] = ()) -> list:
     """Replace the build's toolchain step by one that only makes the core's description and
-    reports ``fmax_mhz`` against a 100 MHz clock: the list returned gets each build's EIE
-    configuration (core.json's ``config``)."""
+    reports ``fmax_mhz`` against a 100 MHz clock (for each seed of ``sweep``, if any, as a
+    seed sweep reports them): the list returned gets each build's EIE configuration
+    (core.json's ``config``)."""
     import eie.boards.build as build_module
 
     seen = []
@@ -333,7 +334,9 @@ def _fake_eie_builds(monkeypatch, fmax_mhz: float = 101.0) -> list:
         seen.append(core["config"])
         return {"resources": {"luts": 1, "ffs": 1, "brams": 1, "dsps": 0}, "core": core,
                 "bitstream": "top.bit", "device": "LFE5U-85F", "step_seconds": {},
-                "fmax_mhz": fmax_mhz, "target_mhz": 100.0, "timing_met": fmax_mhz >= 100.0}
+                "fmax_mhz": fmax_mhz, "target_mhz": 100.0, "timing_met": fmax_mhz >= 100.0,
+                **({"seed_sweep": [{"seed": sd, "fmax_mhz": fmax_mhz, "kept": sd == sweep[0]}
+                                   for sd in sweep]} if sweep else {})}
 
     monkeypatch.setattr(build_module, "build", fake_build)
     return seen
@@ -414,11 +417,17 @@ def test_build_takes_eie_sizes_as_eie_generate_does(tmp_path, cli, monkeypatch, 
         lines = r.err.strip().splitlines()
         assert r.code == 2 and len(lines) == 1 and msg in lines[0], r.err
     assert len(seen) == n_built and not (tmp_path / "x").exists()
-    # a build that misses its clock says so, with a clock it routed to
-    _fake_eie_builds(monkeypatch, fmax_mhz=99.09)
+    # a build that misses its clock says so, with a clock it routed to and seeds it has not
+    # tried: after the default sweep of seeds 1 and 2, 3 to 6; after --seed 5 alone, 6 to 9
+    _fake_eie_builds(monkeypatch, fmax_mhz=99.09, sweep=(1, 2))
     r = cli(["build", "--board", "ulx3s-85f", "--spmat-depth", "2048", "--out", tmp_path / "s"])
     assert r.code == 0 and "Fmax 99.1 MHz vs target 100 MHz: timing NOT MET" in r.out
     assert "below the 100 MHz clock: build again with --clock-mhz 99 or lower" in r.err, r.err
+    assert "--seed 3 --seeds 4 places and routes seeds 3..6" in r.err, r.err
+    _fake_eie_builds(monkeypatch, fmax_mhz=99.09)
+    r = cli(["build", "--board", "ulx3s-85f", "--seed", "5", "--seeds", "1",
+             "--out", tmp_path / "s5"])
+    assert r.code == 0 and "--seed 6 --seeds 4 places and routes seeds 6..9" in r.err, r.err
 
 
 @pytest.mark.parametrize("how", ["weights", "image"])
