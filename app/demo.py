@@ -929,16 +929,16 @@ def _checks(cfg: DemoConfig, eie: dict[str, Any], bnn: dict[str, Any]) -> list[d
          "enforced": cfg.mode != "quick",
          "ok": eie["compressed_accuracy"] >= eie["float_accuracy"] - MAX_ACCURACY_LOSS - 1e-12,
          "value": f"{eie['compressed_accuracy']:.2%} vs {eie['float_accuracy']:.2%}"},
+        # the floor is the demo's network over the test digits: the quick run's few epochs train
+        # another, and a few digits do not measure it; no floor is claimed at other PE counts
+        *([{"check": f"EIE efficiency >= {MIN_EFFICIENCY_16_PES:.2f} on 16 PEs",
+            "enforced": cfg.mode != "quick" and cfg.images >= 200,
+            "ok": eie["efficiency"] >= MIN_EFFICIENCY_16_PES,
+            "value": f"{eie['efficiency']:.3f} ({eie['rtl_images']} digits on the RTL)"}]
+          if cfg.n_pe == 16 else []),
         {"check": "BNN golden model equals the float model", "enforced": True,
          "ok": bnn["golden_equals_float"], "value": "1,000 digits"},
     ]
-    if cfg.n_pe == 16:
-        # the quick run's few epochs train a different network: the floor is the demo's
-        checks.insert(4, {
-            "check": f"EIE efficiency >= {MIN_EFFICIENCY_16_PES:.2f} on 16 PEs",
-            "enforced": cfg.mode != "quick",
-            "ok": eie["efficiency"] >= MIN_EFFICIENCY_16_PES,
-            "value": f"{eie['efficiency']:.3f} ({eie['rtl_images']} digits on the RTL)"})
     precisions = bnn.get("precisions", {})
     for name, r in precisions.items():
         if name == "W1A1":      # the BNN above
