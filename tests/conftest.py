@@ -97,6 +97,29 @@ class CliResult(NamedTuple):
         assert len(self.err.strip().splitlines()) == 1
 
 
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def load_bench_module(name: str):
+    """``bench/<name>.py`` as a module (``bench/`` is not a package: loaded from its path once,
+    and registered in ``sys.modules``, where its dataclasses look their module up)."""
+    import importlib.util
+
+    mod = sys.modules.get(name)
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def bench_module() -> Callable[[str], object]:
+    """:func:`load_bench_module`: a test's way to a script of ``bench/``."""
+    return load_bench_module
+
+
 @pytest.fixture
 def cli(capsys) -> Callable[[Sequence], CliResult]:
     from eie.app.cli import main

@@ -1,19 +1,11 @@
 """bench/congestion.py: router2's per-net congestion heatmaps summed per block and signal."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "congestion.py"
 
 
 @pytest.fixture(scope="module")
-def congestion():
-    spec = importlib.util.spec_from_file_location("bench_congestion", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def congestion(bench_module):
+    return bench_module("congestion")
 
 
 @pytest.mark.parametrize("name,block,signal", [

