@@ -250,14 +250,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         spec.eie_overrides = {**spec.eie_overrides, **variant_fields}
     if design_fields:                   # and the options given win over both
         spec.eie_overrides = {**spec.eie_overrides, **design_fields}
-        from ..boards.build import eie_config
+        from ..boards.build import eie_fields
+        from ..hw.eie.config import EIEConfig
         try:
-            config = eie_config(spec)       # refuses a size out of range, naming it
-        except EieError as exc:             # ... and the option that set it
+            config = EIEConfig(**eie_fields(spec))      # a size out of range is refused,
+        except ValueError as exc:                       # naming it and the option that set it
             from .cmd_rtl import config_error_text
-            msg = str(exc)
-            raise EieError(config_error_text(msg, msg.removeprefix("EIE configuration: "))) \
-                from None
+            raise EieError(f"EIE configuration: {config_error_text(str(exc))}") from None
         if args.image is not None:
             config.check_image(img)         # and one that does not hold the image
     try:

@@ -147,13 +147,13 @@ def _make_config(fields: dict[str, int], image=None):
         raise EieError(config_error_text(str(exc))) from None
 
 
-def config_error_text(message: str, field_text: str | None = None) -> str:
+def config_error_text(message: str) -> str:
     """An :class:`~eie.hw.eie.config.EIEConfig` error ``message`` (it starts with the field's
-    name; ``field_text``: the part of it that does, if not all) with the option that sets the
-    field: ``"spmat_depth = 0 is out of range: ... (option --spmat-depth)"``."""
+    name) with the option that sets the field: ``"spmat_depth = 0 is out of range: ...
+    (option --spmat-depth)"``."""
     opts = {name: opt for opt, name, _ in CONFIG_FIELDS}
     opts["n_pe"] = "--pes"
-    field = (message if field_text is None else field_text).split(" ", 1)[0]
+    field = message.split(" ", 1)[0]
     return message + (f" (option {opts[field]})" if field in opts else "")
 
 

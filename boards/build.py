@@ -66,7 +66,7 @@ from .protocol import Design
 __all__ = ["BuildSpec", "build", "program", "make_core_factory", "yowasp_env",
            "parse_yosys_stats", "parse_nextpnr_report", "nextpnr_phases", "ecp5_clock_mhz",
            "FLOORPLAN_MIN_PES", "floorplan_wanted", "router_for",
-           "ecp5_kept_module_overrides", "eie_config",
+           "ecp5_kept_module_overrides", "eie_config", "eie_fields",
            "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
 
 TFC_SHAPE = (784, 64, 64, 64, 10)
@@ -183,15 +183,20 @@ def floorplan_wanted(spec: BuildSpec) -> bool:
     return eie_config(spec).n_pe >= FLOORPLAN_MIN_PES
 
 
+def eie_fields(spec: BuildSpec) -> dict:
+    """The :class:`~eie.hw.eie.config.EIEConfig` fields of a build: the board's depths,
+    ``spec``'s PE count and overrides (unchecked: :func:`eie_config` checks them)."""
+    pes = spec.pes if spec.pes is not None else (16 if spec.board.family == "ecp5" else 2)
+    return {"n_pe": pes, **(LENET_EIE if spec.board.family == "ecp5" else ICE40_EIE),
+            **spec.eie_overrides}
+
+
 def eie_config(spec: BuildSpec):
-    """The EIE configuration of a build: the board's depths, ``spec``'s PE count and overrides."""
+    """The EIE configuration of a build (:func:`eie_fields`)."""
     from ..hw.eie.config import EIEConfig
 
-    pes = spec.pes if spec.pes is not None else (16 if spec.board.family == "ecp5" else 2)
-    params = dict(LENET_EIE if spec.board.family == "ecp5" else ICE40_EIE)
-    params.update(spec.eie_overrides)
     try:
-        return EIEConfig(n_pe=pes, **params)
+        return EIEConfig(**eie_fields(spec))
     except ValueError as exc:
         raise EieError(f"EIE configuration: {exc}") from None
 
