@@ -292,9 +292,7 @@ def cmd_build(args: argparse.Namespace) -> int:
           f"timing {ok}")
     if not report["timing_met"]:
         # the seeds this build placed, so that the hint names seeds it has not tried
-        tried = [run["seed"] for run in report.get("seed_sweep", ())] or \
-            [report.get("nextpnr_options", {}).get("seed", args.seed)]
-        nxt = max(tried) + 1
+        nxt = max([run["seed"] for run in report.get("seed_sweep", ())] or [args.seed]) + 1
         print(f"warning: nextpnr's Fmax {report['fmax_mhz']:.1f} MHz is below the "
               f"{report['target_mhz']:g} MHz clock: build again with --clock-mhz "
               f"{int(report['fmax_mhz'])} or lower, fewer --pes, smaller memories, or seeds "
