@@ -25,7 +25,8 @@ from ..sim.runner import ALL_SIMULATORS, CACHE_DIR_DEFAULT
 
 __all__ = ["register", "cmd_verify", "reproducer", "run_command", "parse_only"]
 
-#: eie.sim.verify's, spelled out so that `eie --help` imports no NumPy
+#: eie.sim.verify's (the PE range eie.sim.verify_eie's, which eie.sim.verify imports), spelled
+#: out so that `eie --help` imports no NumPy
 _ENGINES = ("eie", "bnn")
 _DEFAULT_DESIGNS = {"eie": 10, "bnn": 16}
 _DEFAULT_MAX_PES = 64

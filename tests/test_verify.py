@@ -14,10 +14,11 @@ import pytest
 
 from eie.common.errors import EieError
 from eie.sim import verify as v
+from eie.sim import verify_bnn, verify_case, verify_eie
 from eie.sim.runner import SimResult
 
 
-def _same_case(a: v.Case, b: v.Case) -> bool:
+def _same_case(a: verify_case.Case, b: verify_case.Case) -> bool:
     if a.info != b.info or not np.array_equal(a.x, b.x):
         return False
     if a.engine == "eie":
@@ -33,13 +34,14 @@ def _same_case(a: v.Case, b: v.Case) -> bool:
 
 def test_the_cli_copies_of_the_defaults_are_the_libraries():
     """app/cmd_verify.py spells the defaults out (so `eie --help` imports no NumPy) and leaves
-    them out of a reproducer: they must be eie.sim.verify's, or a reproducer draws another pool."""
+    them out of a reproducer: they must be eie.sim.verify's (the PE range eie.sim.verify_eie's),
+    or a reproducer draws another pool."""
     from eie.app import cmd_verify as c
 
     assert c._ENGINES == v.ENGINES
     assert c._DEFAULT_DESIGNS == v.DEFAULT_DESIGNS
     assert (c._DEFAULT_MAX_PES, c._DEFAULT_MIN_PES, c._DEFAULT_CHUNK) == \
-        (v.DEFAULT_MAX_PES, v.DEFAULT_MIN_PES, v.DEFAULT_CHUNK)
+        (verify_eie.DEFAULT_MAX_PES, verify_eie.DEFAULT_MIN_PES, v.DEFAULT_CHUNK)
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -62,28 +64,29 @@ def test_drawing_is_a_pure_function_of_seed_and_index(engine):
 
 
 def test_pe_strata_cover_the_range():
-    assert v.pe_strata(10, 64) == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 7), (8, 11), (12, 18),
-                                   (19, 27), (28, 42), (43, 64)]
-    assert v.pe_strata(1, 1) == [(1, 1)]
-    assert v.pe_strata(10, 3) == [(1, 1), (2, 2), (3, 3)]
+    assert verify_eie.pe_strata(10, 64) == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 7), (8, 11),
+                                            (12, 18), (19, 27), (28, 42), (43, 64)]
+    assert verify_eie.pe_strata(1, 1) == [(1, 1)]
+    assert verify_eie.pe_strata(10, 3) == [(1, 1), (2, 2), (3, 3)]
     for k, m in ((1, 64), (7, 33), (12, 64), (3, 5)):
-        s = v.pe_strata(k, m)
+        s = verify_eie.pe_strata(k, m)
         assert s[0][0] == 1 and s[-1][1] == m and len(s) == min(k, m)
         assert all(a[1] + 1 == b[0] for a, b in zip(s, s[1:]))
 
 
 def test_pe_strata_from_a_smallest_count():
     """``--min-pes``: the strata cut ``min_pes..max_pes`` instead; 1 is the default cut."""
-    assert v.pe_strata(10, 64, 1) == v.pe_strata(10, 64)
+    assert verify_eie.pe_strata(10, 64, 1) == verify_eie.pe_strata(10, 64)
     for k, lo, m in ((6, 17, 64), (10, 17, 64), (3, 5, 5), (4, 30, 33), (1, 64, 64)):
-        s = v.pe_strata(k, m, lo)
+        s = verify_eie.pe_strata(k, m, lo)
         assert s[0][0] == lo and s[-1][1] == m and len(s) == min(k, m - lo + 1)
         assert all(a[1] + 1 == b[0] and a[0] <= a[1] for a, b in zip(s, s[1:]))
     # edges round(17 * (65 / 17) ** (j / 6)): 17, 21, 27, 33, 42, 52, 65
-    assert v.pe_strata(6, 64, 17) == [(17, 20), (21, 26), (27, 32), (33, 41), (42, 51), (52, 64)]
+    assert verify_eie.pe_strata(6, 64, 17) == [(17, 20), (21, 26), (27, 32), (33, 41), (42, 51),
+                                               (52, 64)]
     for lo, m in ((0, 8), (9, 8)):
         with pytest.raises(EieError, match="PE counts"):
-            v.pe_strata(4, m, lo)
+            verify_eie.pe_strata(4, m, lo)
     pool = v.design_pool("eie", 1, 6, max_pes=64, min_pes=17)
     assert all(17 <= d.config.n_pe <= 64 for d in pool)
     assert len({d.config.n_pe for d in pool}) == 6
@@ -140,7 +143,7 @@ def test_bnn_configurations_cover_the_issue_list():
     assert {i["source"] for i in info} == {"random", "integer-ge", "integer-gt", "float"}
     assert {i["preload"] for i in info} == {True, False}
     assert {i["backpressure"] > 0 for i in info} == {True, False}
-    assert max(i["ii"] for i in info) <= v.BNN_MAX_II
+    assert max(i["ii"] for i in info) <= verify_bnn.BNN_MAX_II
     cov = v.coverage("bnn", info)
     assert sum(n for _, n in cov["outputs"]) == len(info)
 
@@ -255,7 +258,7 @@ def test_bnn_pools_cover_the_activation_precisions():
             assert len(acts) == len(d.folds) and acts[-1] == 1 and set(acts) <= {1, 2, 3, 4}
             assert [f.out_bits for f in d.folds] == list(acts)
             assert [f.in_bits for f in d.folds] == [1, *acts[:-1]]
-            assert d.ii == analytic_ii(d.folds) <= v.BNN_MAX_II
+            assert d.ii == analytic_ii(d.folds) <= verify_bnn.BNN_MAX_II
             assert d.describe().endswith(f"activations {d.activations}")
             assert d.to_json()["act_bits"] == list(acts)
             assert d.quantized == (d.activation != "A1")
