@@ -296,7 +296,7 @@ def test_efficiency_floor_is_a_check_of_the_demo(demo):
     quick run's few epochs train another network, and a few digits do not measure it: there
     it is reported, not enforced), failing below the floor and absent at other PE counts,
     where the demo claims no floor."""
-    from eie.app.demo import MIN_EFFICIENCY_16_PES, _checks
+    from eie.app.demo_report import MIN_EFFICIENCY_16_PES, report_checks
 
     _, report = demo
     name = "EIE efficiency >= 0.90 on 16 PEs"
@@ -307,14 +307,14 @@ def test_efficiency_floor_is_a_check_of_the_demo(demo):
     for mode in ("default", "full"):
         for eff, ok in ((0.8999, False), (0.90, True), (0.92, True)):
             eie = {**report["eie"], "efficiency": eff}
-            c = {c["check"]: c for c in _checks(DemoConfig.for_mode(mode), eie, report["bnn"])}
+            c = {c["check"]: c for c in report_checks(DemoConfig.for_mode(mode), eie, report["bnn"])}
             assert c[name]["enforced"] is True and c[name]["ok"] is ok, (mode, eff)
     few = DemoConfig.for_mode("default", images=199)
-    c = {c["check"]: c for c in _checks(few, {**report["eie"], "efficiency": 0.8}, report["bnn"])}
+    c = {c["check"]: c for c in report_checks(few, {**report["eie"], "efficiency": 0.8}, report["bnn"])}
     assert c[name]["enforced"] is False and c[name]["ok"] is False
     for n_pe in (8, 64):
         cfg = DemoConfig.for_mode("default", n_pe=n_pe)
-        assert name not in {c["check"] for c in _checks(cfg, report["eie"], report["bnn"])}
+        assert name not in {c["check"] for c in report_checks(cfg, report["eie"], report["bnn"])}
 
 
 def test_bad_options_exit_2_and_touch_nothing(tmp_path, cli):
