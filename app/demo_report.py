@@ -1,8 +1,8 @@
-"""The demo's report: the plots (:func:`make_plots`: ``accuracy_vs_kept.png``, ``weight_hist.png``,
-``pe_load.png``), the checks (:func:`report_checks`, with the floors :data:`MAX_ACCURACY_LOSS`,
-:data:`MAX_WEIGHTS_KEPT` and :data:`MIN_EFFICIENCY_16_PES`), the table printed at the end of a
-run (:func:`format_summary`) and ``report.md`` (:func:`report_markdown`). :func:`eie.app.demo.run_demo`
-writes them from the two paths' results.
+"""The demo's report: the plots (:func:`make_plots`: ``accuracy_vs_kept.png``,
+``weight_hist.png``, ``pe_load.png``), the checks (:func:`report_checks`, with the floors
+:data:`MAX_ACCURACY_LOSS`, :data:`MAX_WEIGHTS_KEPT` and :data:`MIN_EFFICIENCY_16_PES`), the table
+printed at the end of a run (:func:`format_summary`) and ``report.md`` (:func:`report_markdown`).
+:func:`eie.app.demo.run_demo` writes them from the two paths' results.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 
 from .demo_common import BNN_COST_NOTE, DemoConfig
 
-__all__ = ["MAX_ACCURACY_LOSS", "MAX_WEIGHTS_KEPT", "MIN_EFFICIENCY_16_PES", "make_plots", "report_checks",
-           "format_summary", "report_markdown"]
+__all__ = ["MAX_ACCURACY_LOSS", "MAX_WEIGHTS_KEPT", "MIN_EFFICIENCY_16_PES", "make_plots",
+           "report_checks", "format_summary", "report_markdown"]
 
 #: The most accuracy (a fraction) compression may cost, as the issue sets it: 0.5 points.
 MAX_ACCURACY_LOSS = 0.005
@@ -111,7 +111,8 @@ def make_plots(tmp: Path, eie: dict[str, Any], weights: dict[str, Any]) -> list[
 
 # ----------------------------------------------------------------------------- report
 
-def report_checks(cfg: DemoConfig, eie: dict[str, Any], bnn: dict[str, Any]) -> list[dict[str, Any]]:
+def report_checks(cfg: DemoConfig, eie: dict[str, Any],
+                  bnn: dict[str, Any]) -> list[dict[str, Any]]:
     checks = [
         {"check": "EIE RTL outputs equal the golden model", "enforced": True,
          "ok": eie["rtl_matches_golden"], "value": f"{eie['rtl_images']} digits"},

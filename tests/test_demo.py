@@ -307,10 +307,12 @@ def test_efficiency_floor_is_a_check_of_the_demo(demo):
     for mode in ("default", "full"):
         for eff, ok in ((0.8999, False), (0.90, True), (0.92, True)):
             eie = {**report["eie"], "efficiency": eff}
-            c = {c["check"]: c for c in report_checks(DemoConfig.for_mode(mode), eie, report["bnn"])}
+            c = {c["check"]: c
+                 for c in report_checks(DemoConfig.for_mode(mode), eie, report["bnn"])}
             assert c[name]["enforced"] is True and c[name]["ok"] is ok, (mode, eff)
     few = DemoConfig.for_mode("default", images=199)
-    c = {c["check"]: c for c in report_checks(few, {**report["eie"], "efficiency": 0.8}, report["bnn"])}
+    c = {c["check"]: c
+         for c in report_checks(few, {**report["eie"], "efficiency": 0.8}, report["bnn"])}
     assert c[name]["enforced"] is False and c[name]["ok"] is False
     for n_pe in (8, 64):
         cfg = DemoConfig.for_mode("default", n_pe=n_pe)
