@@ -295,7 +295,7 @@ def _random_ternary_image(folds, rng: np.random.Generator, last_thresholded: boo
                           bits: Sequence[int]):
     """Random sign bits, masks (:func:`_ternary_mask`) and thresholds for a network with W2
     layers (W1 layers as :func:`eie.sw.bnn.image.random_image` draws them)."""
-    from ..sw.bnn.image import BnnImage
+    from ..sw.bnn.image import BnnImage, random_thresholds
 
     weights, thresholds, masks = [], [], []
     for l, f in enumerate(folds):
@@ -309,11 +309,7 @@ def _random_ternary_image(folds, rng: np.random.Generator, last_thresholded: boo
         masks.append(mask)
         if l < len(folds) - 1 or last_thresholded:
             if mask is None:
-                t = np.round(f.n_in / 2 + rng.normal(size=f.n_out) * np.sqrt(f.n_in) / 4)
-                special = rng.random(f.n_out)
-                t[special < 0.05] = 0
-                t[special > 0.95] = f.n_in + 1
-                thresholds.append(np.clip(t, 0, f.n_in + 1).astype(np.int64))
+                thresholds.append(random_thresholds(rng, f.n_out, f.n_in))
             else:
                 thresholds.append(_ternary_thresholds(rng, nz, f.n_in, integer=False))
     return BnnImage(list(folds), weights, thresholds, [{} for _ in folds], masks)

@@ -72,8 +72,8 @@ from ...hw.bnn.words import threshold_fields, threshold_words, weight_words
 from ..imagefile import (MANIFEST, MAX_LAYER_WEIGHTS, Fields, ImageDir, describe, plural,
                          write_hex)
 
-__all__ = ["BnnImage", "random_image", "image_files", "OWNER", "OWNER_KIND", "write_image",
-           "read_image", "FORMAT", "VERSION"]
+__all__ = ["BnnImage", "random_image", "random_thresholds", "image_files", "OWNER", "OWNER_KIND",
+           "write_image", "read_image", "FORMAT", "VERSION"]
 
 FORMAT = "eie-bnn-image"
 #: The newest version this eie writes and reads: 5 (output scales), 4 (a layer with k-bit
@@ -179,12 +179,19 @@ def random_image(folds: list[LayerFold], rng: np.random.Generator, *,
     for l, f in enumerate(folds):
         weights.append(rng.integers(0, 2, size=(f.n_out, f.n_in), dtype=np.uint8))
         if l < len(folds) - 1 or last_thresholded:
-            t = np.round(f.n_in / 2 + rng.normal(size=f.n_out) * np.sqrt(f.n_in) / 4).astype(np.int64)
-            special = rng.random(f.n_out)
-            t[special < 0.05] = 0
-            t[special > 0.95] = f.n_in + 1
-            thresholds.append(np.clip(t, 0, f.n_in + 1))
+            thresholds.append(random_thresholds(rng, f.n_out, f.n_in))
     return BnnImage(list(folds), weights, thresholds, [{} for _ in folds])
+
+
+def random_thresholds(rng: np.random.Generator, n_out: int, n_in: int) -> np.ndarray:
+    """A binary layer's random thresholds (int64, ``0..n_in + 1``): near ``n_in / 2``, about
+    5% of the neurons always on (0) and 5% never (``n_in + 1``), as :func:`random_image` draws
+    them."""
+    t = np.round(n_in / 2 + rng.normal(size=n_out) * np.sqrt(n_in) / 4).astype(np.int64)
+    special = rng.random(n_out)
+    t[special < 0.05] = 0
+    t[special > 0.95] = n_in + 1
+    return np.clip(t, 0, n_in + 1)
 
 
 def _random_ternary_image(folds, rng, last_thresholded: bool, bits: list[int]) -> BnnImage:
