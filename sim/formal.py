@@ -295,7 +295,7 @@ def properties_of(rtlil_text: str) -> tuple[Property, ...]:
 
 
 def _short_src(src: str) -> str:
-    """``/abs/path/hw/eie/formal.py:123`` -> ``hw/eie/formal.py:123`` (relative to the cwd
+    """``/abs/path/hw/eie/formal/lnzd.py:123`` -> ``hw/eie/formal/lnzd.py:123`` (relative to the cwd
     when inside it)."""
     src = src.split("|")[0]
     try:

@@ -128,7 +128,7 @@ def test_properties_are_read_from_rtlil():
                                                platform="formal"))
     mine = [p for p in props if p.message.startswith("FIFO:")]
     assert len(mine) == 4 and all(p.kind == "assert" for p in mine)
-    assert all(p.src.startswith("hw/eie/formal.py:") for p in mine)
+    assert all(p.src.startswith("hw/eie/formal/common.py:") for p in mine)
 
 
 # ----------------------------------------------------------------------------- CCU + FIFOs
