@@ -1,6 +1,7 @@
 """Design-space sweeps with the cycle model, checked against the RTL at a few small points:
 load-balance efficiency against FIFO depth (EIE Fig. 8), speed-up against PE count (Fig. 11) and
-sparse-matrix SRAM word width. A thin wrapper of ``eie bench sweep`` (:mod:`eie.app.cmd_bench`).
+sparse-matrix SRAM word width. A thin wrapper of ``eie bench sweep`` (:mod:`eie.app.cmd_bench`,
+the sweeps themselves :mod:`eie.app.bench_sweep`).
 
     .venv/bin/python bench/sweeps.py                       # all three, all nine layers
     .venv/bin/python bench/sweeps.py fifo width --layers NT-We,Alex-6

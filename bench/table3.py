@@ -1,7 +1,8 @@
 """EIE's Table III at 64 PEs: the nine layers of AlexNet, VGG-16 and NeuralTalk, ours beside EIE's.
 
-A thin wrapper of ``eie bench table3`` (same options, same code: :mod:`eie.app.cmd_bench`); the
-defaults write ``table3.json`` and ``table3.png`` into ``--out`` (default ``bench/out``).
+A thin wrapper of ``eie bench table3`` (same options, same code: :mod:`eie.app.cmd_bench`, the
+table itself :mod:`eie.app.bench_table3`); the defaults write ``table3.json`` and ``table3.png``
+into ``--out`` (default ``bench/out``).
 
     .venv/bin/python bench/table3.py                       # cycle model, all nine layers
     .venv/bin/python bench/table3.py --sim verilator       # the 64-PE RTL, outputs vs golden

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from eie.hw.eie.variants import VARIANTS
 from eie.app.bench_layers import parse_layers
-from eie.app.cmd_bench import BenchSetup, parse_int_list, table3
+from eie.app.bench_setup import BenchSetup
+from eie.app.bench_table3 import table3
+from eie.app.cmd_bench import parse_int_list
 from eie.common.errors import EieError
 
 

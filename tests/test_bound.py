@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pytest
 
-from eie.app.cmd_bench import column_entries as bench_column_entries
+from eie.app.bench_sweep import column_entries as bench_column_entries
 from eie.sw import bound
 from eie.sw.encode import QuantLayer, build_image
 from eie.sw.golden import golden_forward
@@ -112,6 +112,7 @@ def test_one_implementation():
     assert cycle_model.layer_column_entries is bound.layer_column_entries
     assert cycle_model.efficiency is bound.efficiency
     assert golden.LayerStats is bound.LayerStats
-    import eie.app.cmd_bench as cmd_bench
+    from eie.app import bench_setup, bench_sweep, bench_table3, cmd_bench
 
-    assert not hasattr(cmd_bench, "ideal_bound")
+    for module in (cmd_bench, bench_setup, bench_table3, bench_sweep):
+        assert not hasattr(module, "ideal_bound"), module.__name__

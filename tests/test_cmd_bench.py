@@ -2,14 +2,14 @@
 here independently, the JSON schema, the plots, RTL runs against the golden model, bad options."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from eie.app import cmd_bench
+from eie.app import bench_setup
 from eie.app.bench_layers import TABLE3, parse_layer_spec, synth_layer
-from eie.app.cmd_bench import width_stats
+from eie.app.bench_sweep import width_stats
+from eie.common.errors import EieError
 from eie.sw.cycle_model import predict_counters
 from eie.sw.encode import build_image
 
@@ -344,10 +344,10 @@ def test_bad_output_names_exit_2(tmp_path, cli, flag, name):
 
 
 def test_model_rejects_unmodelled_field():
-    fields = cmd_bench._model_kwargs({"n_pe": 4, "fifo_depth": 8, "ptr_depth": 99})
+    fields = bench_setup.model_kwargs({"n_pe": 4, "fifo_depth": 8, "ptr_depth": 99})
     assert "ptr_depth" not in fields and fields["fifo_depth"] == 8
-    with pytest.raises(cmd_bench.EieError, match="does not model"):
-        cmd_bench._model_kwargs({"n_pe": 4, "fifo_depth": 8, "no_such_knob": 1})
+    with pytest.raises(EieError, match="does not model"):
+        bench_setup.model_kwargs({"n_pe": 4, "fifo_depth": 8, "no_such_knob": 1})
 
 
 @pytest.mark.rtl
