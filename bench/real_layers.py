@@ -30,6 +30,11 @@ the compression ratio. Trained models are cached (``--cache``, default ``~/.cach
 
     python bench/real_layers.py                    # all three networks, 16 and 64 PEs, 200 digits
     python bench/real_layers.py --variant deep --json real.json --samples 1000
+    python bench/real_layers.py --pruning columns  # the MLPs pruned load-balance-aware
+
+The design measured is the accelerator's default (``--variant standard``) unless told otherwise;
+until session 33 the script's default was ``paper``, which the older figures of
+docs/performance.md name.
 """
 
 from __future__ import annotations
@@ -218,14 +223,18 @@ def lstm_network(name: str, data, cache: Path, samples: int, log=print):
     return info, run
 
 
-def main(argv=None) -> int:
+def parse_options(argv=None):
+    """The command line, every option checked before anything is trained (a mistake costs no
+    minutes): ``(args, networks, pe_counts)``; exits 2 with what to do on a bad option."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--networks", default=",".join(ALL_NETWORKS),
-                    help=f"comma-separated, from {', '.join(ALL_NETWORKS)}")
+    ap.add_argument("--networks", default=None,
+                    help=f"comma-separated, from {', '.join(ALL_NETWORKS)} (default: all; with "
+                         f"--pruning columns: {', '.join(NETWORKS)})")
     ap.add_argument("--pes", default="16,64", help="PE counts (default 16,64)")
     ap.add_argument("--samples", type=int, default=200, help="test digits per run (<= 1000)")
-    ap.add_argument("--variant", default="paper", choices=sorted(VARIANTS),
-                    help="the design's FIFO and pointer-queue depths (eie.hw.eie.variants)")
+    ap.add_argument("--variant", default="standard", choices=sorted(VARIANTS),
+                    help="the design's FIFO and pointer-queue depths (eie.hw.eie.variants; "
+                         "default standard, the accelerator's own: FIFO 8, pointer queue 15)")
     ap.add_argument("--pruning", default="plain", choices=("plain", "columns"),
                     help="plain magnitude pruning (default), or load-balance-aware for each PE "
                          "count (a model pruned and retrained for each: every PE the same "
@@ -234,12 +243,34 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", help="where trained models are kept (default ~/.cache/eie/real)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args(argv)
+    if args.networks is None:
+        names = list(NETWORKS if args.pruning == "columns" else ALL_NETWORKS)
+    else:
+        names = [n.strip() for n in args.networks.split(",")]
+    for name in names:
+        if name not in ALL_NETWORKS:
+            ap.error(f"unknown network {name!r}: choose from {', '.join(ALL_NETWORKS)}")
+        if name in LSTM_NETWORKS and args.pruning != "plain":
+            ap.error(f"--pruning {args.pruning} is for the MLPs ({', '.join(NETWORKS)}), not "
+                     f"{name}: leave {name} out of --networks, or prune it plain")
+    try:
+        pes = [int(p) for p in args.pes.split(",")]
+    except ValueError:
+        ap.error(f"--pes {args.pes!r}: give PE counts as integers, e.g. 16,64")
+    if not all(1 <= n <= 256 for n in pes):
+        ap.error(f"--pes {args.pes}: every PE count must be 1 to 256")
+    if not 1 <= args.samples <= 1000:
+        ap.error(f"--samples {args.samples}: the test split has 1000 digits; give 1 to 1000")
+    return args, names, pes
+
+
+def main(argv=None) -> int:
+    args, names, pes = parse_options(argv)
     data = load_mnist()
     xq = quantize(scale_pixels(data.x_test[:args.samples]), 8).astype(np.int16)
     calib = scale_pixels(data.x_train[:1000])
     fifo_depth = VARIANTS[args.variant].fields["fifo_depth"]
     queue = VARIANTS[args.variant].fields["ptr_queue_depth"]
-    pes = [int(p) for p in args.pes.split(",")]
     cache = _cache_dir(args.cache)
     out = {"variant": args.variant, "fifo_depth": fifo_depth, "ptr_queue_depth": queue,
            "samples": args.samples, "pruning": args.pruning, "networks": {}}
@@ -257,7 +288,7 @@ def main(argv=None) -> int:
     def log(s):
         print(s, file=sys.stderr)
 
-    for name in args.networks.split(","):
+    for name in names:
         if name in NETWORKS:
             # plain pruning: one model for every PE count; per column: one pruned for each
             models = {n: trained_model(name, data, cache, log=log,
@@ -268,13 +299,8 @@ def main(argv=None) -> int:
             def run(n_pe, p, fifo_depth, queue, models=models):
                 return measure(models[n_pe][0], n_pe, p, xq, data.y_test, calib, fifo_depth,
                                queue)
-        elif name in LSTM_NETWORKS:
-            if args.pruning != "plain":
-                raise SystemExit(f"--pruning columns is for the MLPs ({', '.join(NETWORKS)}), "
-                                 f"not {name}")
-            info, run = lstm_network(name, data, cache, args.samples, log=log)
         else:
-            raise SystemExit(f"unknown network {name!r}: choose from {', '.join(ALL_NETWORKS)}")
+            info, run = lstm_network(name, data, cache, args.samples, log=log)
         out["networks"][name] = {**info, "runs": {}}
         for n_pe in pes:
             t0 = time.perf_counter()

@@ -90,3 +90,49 @@ def test_lstm_gate_matrix_at_64_pes(bench):
     assert (layer["n_out"], layer["n_in"]) == (1024, 284)
     assert layer["bound"] / layer["cycles"] >= 0.95, (layer["bound"], layer["cycles"])
     assert res["accuracy"] > 0.90                       # the gate layer on the golden model
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pruning", "columns", "--networks", "lenet300,lstm256"], "is for the MLPs"),
+    (["--networks", "lenet300,nosuch"], "unknown network 'nosuch'"),
+    (["--pes", "16,x"], "give PE counts as integers"),
+    (["--pes", "0"], "every PE count must be 1 to 256"),
+    (["--samples", "1001"], "the test split has 1000 digits"),
+])
+def test_bad_options_stop_before_any_training(bench_module, capsys, monkeypatch, argv, message):
+    """``bench/real_layers.py`` checks every option first: a mistake exits 2 with what to do,
+    before the digits are loaded or a network is trained (the LSTM under ``--pruning columns``
+    once failed after minutes of work, with nothing written)."""
+    R = bench_module("real_layers")
+
+    def no_work(*a, **k):
+        raise AssertionError("work started before the options were checked")
+
+    monkeypatch.setattr(R, "load_mnist", no_work)
+    monkeypatch.setattr(R, "trained_model", no_work)
+    with pytest.raises(SystemExit) as exc:
+        R.main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_columns_pruning_defaults_to_the_networks_it_applies_to(bench_module, monkeypatch):
+    """``--pruning columns`` without ``--networks`` runs the MLPs it is defined for, not the
+    LSTM it would refuse."""
+    R = bench_module("real_layers")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def first_network(name, *a, **k):
+        seen.append(name)
+        raise Stop
+
+    monkeypatch.setattr(R, "trained_model", first_network)
+    monkeypatch.setattr(R, "lstm_network", first_network)
+    for argv, first in ((["--pruning", "columns"], "lenet300"), (["--networks", "lstm256"],
+                                                                 "lstm256")):
+        with pytest.raises(Stop):
+            R.main(argv + ["--samples", "1"])
+    assert seen == ["lenet300", "lstm256"]
