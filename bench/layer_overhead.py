@@ -54,6 +54,8 @@ def main(argv=None) -> int:
                     help="plain magnitude pruning (default), or load-balance-aware for each PE "
                          "count (bench/real_layers.py's models)")
     args = ap.parse_args(argv)
+    networks, pe_counts = R.check_options(ap, args.networks, args.pes, args.samples, args.pruning,
+                                          allowed=tuple(R.NETWORKS))
     fifo = VARIANTS[args.variant].fields["fifo_depth"]
     queue = VARIANTS[args.variant].fields["ptr_queue_depth"]
     data = R.load_mnist()
@@ -68,8 +70,8 @@ def main(argv=None) -> int:
           f"{'start':>5} + {'bcast':>6} + {'drain':>6}  {'efficiency':>10} {'no fixed':>9} "
           f"{'over (min/mean/max)':>19} {'balanced':>8}")
     models = {}         # (network, PEs pruned for): its float model, loaded once
-    for name in args.networks.split(","):
-        for n_pe in (int(p) for p in args.pes.split(",")):
+    for name in networks:
+        for n_pe in pe_counts:
             key = (name, n_pe if args.pruning == "columns" else None)
             if key not in models:
                 models[key] = R.trained_model(

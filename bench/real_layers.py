@@ -223,6 +223,32 @@ def lstm_network(name: str, data, cache: Path, samples: int, log=print):
     return info, run
 
 
+def check_options(ap: argparse.ArgumentParser, networks: str | None, pe_counts: str,
+                  samples: int, pruning: str, allowed=ALL_NETWORKS) -> tuple[list[str], list[int]]:
+    """The options every script on these networks shares, checked before anything is trained:
+    ``(networks, PE counts)``; ``ap.error`` (exit 2, what to do) on a bad one. ``networks=None``
+    is every network of ``allowed`` that ``pruning`` applies to."""
+    if networks is None:
+        names = [n for n in allowed if pruning == "plain" or n in NETWORKS]
+    else:
+        names = [n.strip() for n in networks.split(",")]
+    for name in names:
+        if name not in allowed:
+            ap.error(f"unknown network {name!r}: choose from {', '.join(allowed)}")
+        if name in LSTM_NETWORKS and pruning != "plain":
+            ap.error(f"--pruning {pruning} is for the MLPs ({', '.join(NETWORKS)}), not "
+                     f"{name}: leave {name} out of --networks, or prune it plain")
+    try:
+        pes = [int(p) for p in pe_counts.split(",")]
+    except ValueError:
+        ap.error(f"--pes {pe_counts!r}: give PE counts as integers, e.g. 16,64")
+    if not all(1 <= n <= 256 for n in pes):
+        ap.error(f"--pes {pe_counts}: every PE count must be 1 to 256")
+    if not 1 <= samples <= 1000:
+        ap.error(f"--samples {samples}: the test split has 1000 digits; give 1 to 1000")
+    return names, pes
+
+
 def parse_options(argv=None):
     """The command line, every option checked before anything is trained (a mistake costs no
     minutes): ``(args, networks, pe_counts)``; exits 2 with what to do on a bad option."""
@@ -243,24 +269,7 @@ def parse_options(argv=None):
     ap.add_argument("--cache", help="where trained models are kept (default ~/.cache/eie/real)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args(argv)
-    if args.networks is None:
-        names = list(NETWORKS if args.pruning == "columns" else ALL_NETWORKS)
-    else:
-        names = [n.strip() for n in args.networks.split(",")]
-    for name in names:
-        if name not in ALL_NETWORKS:
-            ap.error(f"unknown network {name!r}: choose from {', '.join(ALL_NETWORKS)}")
-        if name in LSTM_NETWORKS and args.pruning != "plain":
-            ap.error(f"--pruning {args.pruning} is for the MLPs ({', '.join(NETWORKS)}), not "
-                     f"{name}: leave {name} out of --networks, or prune it plain")
-    try:
-        pes = [int(p) for p in args.pes.split(",")]
-    except ValueError:
-        ap.error(f"--pes {args.pes!r}: give PE counts as integers, e.g. 16,64")
-    if not all(1 <= n <= 256 for n in pes):
-        ap.error(f"--pes {args.pes}: every PE count must be 1 to 256")
-    if not 1 <= args.samples <= 1000:
-        ap.error(f"--samples {args.samples}: the test split has 1000 digits; give 1 to 1000")
+    names, pes = check_options(ap, args.networks, args.pes, args.samples, args.pruning)
     return args, names, pes
 
 

@@ -116,6 +116,27 @@ def test_bad_options_stop_before_any_training(bench_module, capsys, monkeypatch,
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--networks", "lstm256"], "unknown network 'lstm256': choose from lenet300, mlp1024"),
+    (["--pes", "x"], "give PE counts as integers"),
+    (["--samples", "0"], "the test split has 1000 digits"),
+])
+def test_layer_overhead_checks_its_options_first(bench_module, capsys, monkeypatch, argv,
+                                                 message):
+    """``bench/layer_overhead.py`` (the MLPs only) shares the checks: exit 2, no traceback,
+    before the digits are loaded."""
+    L = bench_module("layer_overhead")
+
+    def no_work(*a, **k):
+        raise AssertionError("work started before the options were checked")
+
+    monkeypatch.setattr(L.R, "load_mnist", no_work)
+    with pytest.raises(SystemExit) as exc:
+        L.main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_columns_pruning_defaults_to_the_networks_it_applies_to(bench_module, monkeypatch):
     """``--pruning columns`` without ``--networks`` runs the MLPs it is defined for, not the
     LSTM it would refuse."""
