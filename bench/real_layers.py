@@ -49,6 +49,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_options  # noqa: E402  (the checks the scripts of bench/ share)
 from eie.common.atomic import atomic_file, save_npz
 from eie.sw.compress import CompressConfig, compress_model
 from eie.sw.cycle_model import predict_counters
@@ -231,19 +234,12 @@ def check_options(ap: argparse.ArgumentParser, networks: str | None, pe_counts: 
     if networks is None:
         names = [n for n in allowed if pruning == "plain" or n in NETWORKS]
     else:
-        names = [n.strip() for n in networks.split(",")]
+        names = bench_options.names(ap, "--networks", networks, allowed, "network")
     for name in names:
-        if name not in allowed:
-            ap.error(f"unknown network {name!r}: choose from {', '.join(allowed)}")
         if name in LSTM_NETWORKS and pruning != "plain":
             ap.error(f"--pruning {pruning} is for the MLPs ({', '.join(NETWORKS)}), not "
                      f"{name}: leave {name} out of --networks, or prune it plain")
-    try:
-        pes = [int(p) for p in pe_counts.split(",")]
-    except ValueError:
-        ap.error(f"--pes {pe_counts!r}: give PE counts as integers, e.g. 16,64")
-    if not all(1 <= n <= 256 for n in pes):
-        ap.error(f"--pes {pe_counts}: every PE count must be 1 to 256")
+    pes = bench_options.int_list(ap, "--pes", pe_counts, 1, 256, "PE counts")
     if not 1 <= samples <= 1000:
         ap.error(f"--samples {samples}: the test split has 1000 digits; give 1 to 1000")
     return names, pes
@@ -270,6 +266,8 @@ def parse_options(argv=None):
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args(argv)
     names, pes = check_options(ap, args.networks, args.pes, args.samples, args.pruning)
+    bench_options.directory(ap, "--cache", args.cache)
+    bench_options.output_file(ap, "--json", args.json)
     return args, names, pes
 
 

@@ -303,9 +303,13 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", help="where trained models are kept (default ~/.cache/eie/real)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_options as check
     from real_layers import _cache_dir
 
-    _, info = trained_lstm(args.network, load_mnist(), _cache_dir(args.cache),
+    cache = _cache_dir(args.cache)
+    if not (cache / f"{args.network}_s0.npz").is_file():
+        check.directory(ap, "--cache", cache)       # before training, which writes there last
+    _, info = trained_lstm(args.network, load_mnist(), cache,
                            log=lambda s: print(s, file=sys.stderr))
     print(info)
     return 0

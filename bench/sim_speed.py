@@ -26,13 +26,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+from eie.app.bench_setup import config_range
+from eie.sim.backdoor import LOADS
 from eie.sim.eie_run import config_for_images, run_eie
-from eie.sim.runner import ALL_SIMULATORS
+from eie.sim.runner import ALL_SIMULATORS, SIMULATORS
 from eie.sw.encode import QuantLayer, build_image
 from eie.sw.golden import golden_forward
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_options as check  # noqa: E402  (the option checks bench/ shares)
 
 
 def make_layer(rows: int, cols: int, density: float, n_pe: int, seed: int):
@@ -42,6 +48,37 @@ def make_layer(rows: int, cols: int, density: float, n_pe: int, seed: int):
     layer = QuantLayer(codes=codes.astype(np.uint8), codebook=cb, w_frac=8,
                        bias=rng.integers(-500, 501, rows).astype(np.int16), relu=True)
     return build_image([layer], n_pe)
+
+
+def check_options(ap: argparse.ArgumentParser, args: argparse.Namespace
+                  ) -> tuple[list[str], list[str]]:
+    """Every option before the first simulator starts (exit 2 with what to give): the
+    simulators and loads to run, in order."""
+    pe_lo, pe_hi = config_range("n_pe")
+    fifo_lo, fifo_hi = config_range("fifo_depth")
+    if not pe_lo <= args.pes <= pe_hi:
+        ap.error(f"--pes {args.pes}: the accelerator takes {pe_lo} to {pe_hi} PEs")
+    for opt, n in (("--rows", args.rows), ("--cols", args.cols), ("--samples", args.samples)):
+        if n < 1:
+            ap.error(f"{opt} {n}: give at least 1")
+    if not 0 < args.density <= 1:
+        ap.error(f"--density {args.density}: give the weight density in (0, 1]")
+    if not 0 <= args.act_density <= 1:
+        ap.error(f"--act-density {args.act_density}: give the input density in [0, 1]")
+    if not fifo_lo <= args.fifo_depth <= fifo_hi:
+        ap.error(f"--fifo-depth {args.fifo_depth}: the FIFO depth must be {fifo_lo} to {fifo_hi}")
+    if args.seed < 0:
+        ap.error(f"--seed {args.seed}: give a seed >= 0")
+    sims = check.names(ap, "--sims", args.sims, sorted(ALL_SIMULATORS), "simulator")
+    loads = check.names(ap, "--loads", args.loads, LOADS, "load")
+    if set(sims) == {"amaranth"} and "bus" not in loads:
+        ap.error(f"--loads {args.loads}: the Amaranth simulator loads over the bus only; add bus "
+                 "or an RTL simulator to --sims")
+    check.directory(ap, "--build-dir", args.build_dir)
+    for sim in sims:
+        if sim in SIMULATORS:
+            check.simulator(ap, sim)
+    return sims, loads
 
 
 def main(argv=None) -> int:
@@ -61,6 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--build-dir", default=None, help="build cache (default ~/.cache/eie)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
+    sims, loads = check_options(ap, args)
 
     img = make_layer(args.rows, args.cols, args.density, args.pes, args.seed)
     rng = np.random.default_rng(args.seed + 1)
@@ -72,8 +110,7 @@ def main(argv=None) -> int:
           f"{args.act_density:.0%}, {args.pes} PEs, FIFO {args.fifo_depth}, {args.samples} "
           f"samples; {img.layers[0].stats.get('entries', '?')} entries")
     rows = []
-    loads = [s.strip() for s in args.loads.split(",") if s.strip()]
-    for sim in [s.strip() for s in args.sims.split(",") if s.strip()]:
+    for sim in sims:
         for load in loads:
             if sim == "amaranth" and load != "bus":
                 continue

@@ -19,24 +19,62 @@ import sys
 from pathlib import Path
 
 from eie.app.cli import main
+from eie.common.errors import EieError
 
 KINDS = ("fifo", "pes", "width")
+#: where the outputs go without --out (ignored by git; made on first use)
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def check_values(kinds: list[str], rest: list[str]) -> int:
+    """``--values`` is a FIFO depth, a PE count or a word width, depending on the sweep: with
+    several sweeps, each one's check (``eie bench sweep``'s own, :func:`eie.app.bench_sweep.sweep`
+    on no layers: nothing run) passes before the first sweep runs, so that a value only a later
+    sweep refuses (a width of 12) does not cost the earlier sweeps first. 0, or 2 on a bad one."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--values")
+    text = pre.parse_known_args(rest)[0].values
+    if text is None or len(kinds) < 2:
+        return 0                                # one sweep: eie bench sweep checks it first
+    from eie.app.bench_setup import BenchSetup
+    from eie.app.bench_sweep import sweep
+    from eie.app.cmd_bench import parse_int_list
+
+    try:
+        values = parse_int_list(text, "--values")
+        for kind in kinds:
+            sweep(kind, [], BenchSetup(), values, check_sim=None, progress=False)
+    except EieError as exc:
+        print(f"eie: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def run(argv: list[str]) -> int:
     kinds = []
     while argv and argv[0] in KINDS:            # leading sweep names; the rest goes through
         kinds.append(argv.pop(0))
+    if argv and not argv[0].startswith("-"):
+        print(f"sweeps: error: unknown sweep {argv[0]!r}; choose from {', '.join(KINDS)} "
+              "(before the options)", file=sys.stderr)
+        return 2
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    pre.add_argument("--out", type=Path, default=None)
     opts, rest = pre.parse_known_args(argv)
     if "-h" in rest or "--help" in rest:
         print(__doc__)
         return main(["bench", "sweep", "--help"])
+    if check_values(kinds or list(KINDS), rest):
+        return 2
+    if opts.out is None:
+        OUT.mkdir(exist_ok=True)                # eie writes only into folders that exist
+    out = opts.out or OUT
     worst = 0
     for kind in kinds or KINDS:
-        code = main(["bench", "sweep", kind, *rest, "--json", str(opts.out / f"sweep_{kind}.json"),
-                     "--plot", str(opts.out / f"sweep_{kind}.png")])
+        code = main(["bench", "sweep", kind, *rest, "--json", str(out / f"sweep_{kind}.json"),
+                     "--plot", str(out / f"sweep_{kind}.png")])
+        if code == 2:                           # a bad option, said once: no other sweep runs
+            return code
         worst = max(worst, code)
         print()
     return worst

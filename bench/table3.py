@@ -21,19 +21,27 @@ from pathlib import Path
 
 from eie.app.cli import main
 
+#: where the outputs go without --out (ignored by git; made on first use)
+OUT = Path(__file__).resolve().parent / "out"
+
 
 def run(argv: list[str]) -> int:
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    pre.add_argument("--out", type=Path, default=None)
     opts, rest = pre.parse_known_args(argv)
     if "-h" in rest or "--help" in rest:
         print(__doc__)
         return main(["bench", "table3", "--help"])
-    stem = "table3" if "--sim" not in rest else f"table3_{rest[rest.index('--sim') + 1]}"
+    # `--sim` last, without its value: left to eie bench table3, which says what it expects
+    sim = rest.index("--sim") + 1 if "--sim" in rest else len(rest)
+    stem = "table3" if sim == len(rest) else f"table3_{rest[sim]}"
+    out = opts.out or OUT
+    if opts.out is None and not ("--json" in rest and "--plot" in rest):
+        OUT.mkdir(exist_ok=True)         # eie writes only into folders that exist
     if "--json" not in rest:
-        rest += ["--json", str(opts.out / f"{stem}.json")]
+        rest += ["--json", str(out / f"{stem}.json")]
     if "--plot" not in rest:
-        rest += ["--plot", str(opts.out / f"{stem}.png")]
+        rest += ["--plot", str(out / f"{stem}.png")]
     return main(["bench", "table3", *rest])
 
 

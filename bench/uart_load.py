@@ -23,7 +23,7 @@ import numpy as np
 
 from eie.boards.build import LENET_EIE
 from eie.boards.model import LoopbackTransport
-from eie.hw.eie.config import EIEConfig
+from eie.hw.eie.config import MAX_PE, EIEConfig
 from eie.hw.eie.host_program import STATUS_DONE, HostProgram
 from eie.hw.eie.memory_map import MemoryMap
 from eie.sw.compress import CompressConfig, compress_model
@@ -51,7 +51,7 @@ def raw_bits(image, config: EIEConfig) -> int:
     return bits
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pes", type=int, default=16)
     ap.add_argument("--density", type=float, default=0.08)
@@ -59,7 +59,20 @@ def main() -> None:
     ap.add_argument("--bursts", type=int, nargs="+", default=[1, 16, 256])
     ap.add_argument("--turnaround-ms", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if not 1 <= args.pes <= MAX_PE:
+        ap.error(f"--pes {args.pes}: the accelerator takes 1 to {MAX_PE} PEs")
+    if not 0 < args.density <= 1:
+        ap.error(f"--density {args.density}: give the fraction of weights kept, in (0, 1]")
+    if min(args.baud) <= 0:
+        ap.error(f"--baud {min(args.baud)}: give line rates above 0 baud")
+    if not all(1 <= b <= 0xFFFF for b in args.bursts):
+        ap.error(f"--bursts {' '.join(map(str, args.bursts))}: the bridge's bursts are 1 to "
+                 "65535 words")
+    if args.turnaround_ms < 0:
+        ap.error(f"--turnaround-ms {args.turnaround_ms:g}: give 0 or more")
+    if args.seed < 0:
+        ap.error(f"--seed {args.seed}: give a seed >= 0")
 
     t0 = time.monotonic()
     image = lenet_image(args.pes, args.density, args.seed)

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from eie.hw.eie.variants import VARIANTS
 from eie.app.bench_layers import parse_layers
-from eie.app.bench_setup import BenchSetup
+from eie.app.bench_setup import BenchSetup, check_int, config_range
 from eie.app.bench_table3 import table3
 from eie.app.cmd_bench import parse_int_list
+from eie.common import outputs
 from eie.common.errors import EieError
 
 
@@ -69,9 +70,18 @@ def main(argv: list[str]) -> int:
                    default=Path(__file__).resolve().parent / "out" / "variant_matrix.json")
     a = p.parse_args(argv)
     try:
-        doc = matrix(parse_int_list(a.fifo, "--fifo"), parse_int_list(a.queue, "--queue"),
-                     n_pe=a.pes, scale=a.scale,
-                     seed=a.seed, layers=a.layers)
+        # every point and the output checked before the first point runs
+        fifos = parse_int_list(a.fifo, "--fifo")
+        queues = parse_int_list(a.queue, "--queue")
+        for opt, text, values, field, what in (
+                ("--fifo", a.fifo, fifos, "fifo_depth", "activation-FIFO entries"),
+                ("--queue", a.queue, queues, "ptr_queue_depth", "pointer-queue entries")):
+            if not values:
+                raise EieError(f"{opt} {text!r} names no depth; give one or more, e.g. 8,16")
+            for v in values:
+                check_int(opt, v, *config_range(field), what)
+        outputs.Plan().file(a.json, "--json", create_parents=True)
+        doc = matrix(fifos, queues, n_pe=a.pes, scale=a.scale, seed=a.seed, layers=a.layers)
     except EieError as exc:
         print(f"variant_matrix: error: {exc}", file=sys.stderr)
         return 2

@@ -25,16 +25,21 @@ run it on an otherwise idle machine for comparable times.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from eie.hw.eie.config import EIEConfig
+from eie.hw.eie.config import MAX_PE, EIEConfig
 from eie.hw.eie.top import PE_MODULE
 from eie.sim.eie_run import TOPLEVEL, verilog_for_config
 from eie.sim.runner import build_simulator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_options as check  # noqa: E402  (the option checks bench/ shares)
 
 MODES = {"runner": [], "dfg": ["-fdfg"], "before": ["--public-flat-rw", "-fdfg"]}
 
@@ -73,6 +78,37 @@ def build(n_pe: int, mode: str, args: list[str], fields: dict[str, int]) -> dict
                 "symbols": symbol_entries(bdir), "pe_fns": pe_functions(bdir)}
 
 
+def check_options(ap: argparse.ArgumentParser, opts: argparse.Namespace
+                  ) -> tuple[list[int], list[str], dict[str, int]]:
+    """Every option before the first build (exit 2 with what to give): the PE counts, the
+    modes and the ``--set`` fields."""
+    pes = check.int_list(ap, "--pes", opts.pes, 1, MAX_PE, "PE counts")
+    modes = check.names(ap, "--mode", opts.mode, list(MODES), "mode")
+    names = [f.name for f in dataclasses.fields(EIEConfig) if f.name != "n_pe"]
+    fields = {}
+    for item in opts.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in names:
+            ap.error(f"--set {item}: give FIELD=VALUE, FIELD one of {', '.join(names)} (the PE "
+                     "count is --pes)")
+        try:
+            fields[key] = int(value)
+        except ValueError:
+            ap.error(f"--set {item}: {value!r} is not an integer")
+    for n in pes:
+        try:
+            EIEConfig(n_pe=n, **fields)
+        except ValueError as exc:
+            ap.error(f"--set {' '.join(opts.set)}: {exc}")
+    for flags in opts.args or []:
+        try:
+            shlex.split(flags)
+        except ValueError as exc:
+            ap.error(f"--args {flags!r}: {exc}; quote the flags as the shell would")
+    check.simulator(ap, "verilator")
+    return pes, modes, fields
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pes", default="16", help="PE counts, comma-separated (default 16)")
@@ -83,11 +119,11 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="an EIEConfig field (repeatable)")
     opts = ap.parse_args(argv)
-    fields = {k: int(v) for k, v in (s.split("=", 1) for s in opts.set)}
+    pes, modes, fields = check_options(ap, opts)
     print(f"{'PEs':>4} {'mode':6} {'flags':24} {'Verilog':>8} {'build':>7} {'C++':>8} "
           f"{'files':>5} {'symbols':>7} {'pe fns':>6}  largest C++ file")
-    for n in (int(v) for v in opts.pes.split(",") if v):
-        for mode in opts.mode.split(","):
+    for n in pes:
+        for mode in modes:
             for flags in opts.args or [""]:
                 r = build(n, mode, shlex.split(flags), fields)
                 print(f"{n:4d} {mode:6} {flags or '-':24} {r['verilog_mb']:7.2f}M "

