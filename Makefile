@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # pytest options; the default runs the CI suite on 2 workers. `make test-full` runs every matrix.
-PYTEST_ARGS ?= -n 2 -m "not slow"
+PYTEST_ARGS ?= -n 2 --dist worksteal -m "not slow"
 DEMO_ARGS ?=
 # pytest options of `make formal`: every proof, slow ones included (`-m slow` for those alone)
 FORMAL_ARGS ?= -n 2 -m ""
