@@ -30,6 +30,7 @@ __all__ = [
     "column_entries",
     "width_stats",
     "run_checks",
+    "sweep_values",
     "sweep",
     "format_sweep",
     "plot_sweep",
@@ -193,13 +194,10 @@ _SWEEP_VALUES = {"fifo": FIFO_DEPTHS, "pes": PE_COUNTS, "width": WORD_WIDTHS}
 _SWEEP_KEY = {"fifo": "fifo_depth", "pes": "n_pe", "width": "width"}
 
 
-def sweep(kind: str, specs: Sequence[LayerSpec], setup: BenchSetup,
-          values: Sequence[int] | None = None, *, check_sim: str | None = "amaranth",
-          build_dir: str | Path | None = None, jobs: int = 1,
-          progress: bool = True) -> dict[str, Any]:
-    """Run a sweep (``fifo``, ``pes`` or ``width``) over ``values`` (defaults: FIFO depths and PE
-    counts 1..256 in powers of two, widths 32..512) with the cycle model; with ``check_sim``, also
-    the RTL check points. Returns the JSON document."""
+def sweep_values(kind: str, values: Sequence[int] | None, setup: BenchSetup) -> list[int]:
+    """The values sweep ``kind`` runs over (``values``, sorted and unique, or its defaults),
+    each checked against its limits and, with ``setup``, against the cycle model's arguments:
+    :class:`~eie.common.errors.EieError` naming the first bad one. Nothing is run."""
     if kind not in _SWEEP_VALUES:
         raise EieError(f"sweep {kind!r} is not one of {', '.join(_SWEEP_VALUES)}")
     values = sorted(set(values)) if values else list(_SWEEP_VALUES[kind])
@@ -210,14 +208,25 @@ def sweep(kind: str, specs: Sequence[LayerSpec], setup: BenchSetup,
     if kind == "width":
         for v in values:
             width_stats([np.zeros(2, np.int64)], np.zeros(1), v)         # checks multiple of 8
-    if check_sim is not None and check_sim not in RTL_SIMS:
-        raise EieError(f"--check-sim {check_sim!r} is not one of {', '.join(RTL_SIMS)} or none")
-    specs = list(specs)
     if kind == "fifo":
         for d in values:
             model_kwargs(setup.config_fields(fifo_depth=d))
     else:
         model_kwargs(setup.config_fields())
+    return values
+
+
+def sweep(kind: str, specs: Sequence[LayerSpec], setup: BenchSetup,
+          values: Sequence[int] | None = None, *, check_sim: str | None = "amaranth",
+          build_dir: str | Path | None = None, jobs: int = 1,
+          progress: bool = True) -> dict[str, Any]:
+    """Run a sweep (``fifo``, ``pes`` or ``width``) over ``values`` (defaults: FIFO depths and PE
+    counts 1..256 in powers of two, widths 32..512) with the cycle model; with ``check_sim``, also
+    the RTL check points. Returns the JSON document."""
+    values = sweep_values(kind, values, setup)
+    if check_sim is not None and check_sim not in RTL_SIMS:
+        raise EieError(f"--check-sim {check_sim!r} is not one of {', '.join(RTL_SIMS)} or none")
+    specs = list(specs)
     layers: list[dict[str, Any]] = []
     if jobs > 1 and len(specs) > 1:
         from concurrent.futures import ProcessPoolExecutor

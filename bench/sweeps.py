@@ -28,22 +28,23 @@ OUT = Path(__file__).resolve().parent / "out"
 
 def check_values(kinds: list[str], rest: list[str]) -> int:
     """``--values`` is a FIFO depth, a PE count or a word width, depending on the sweep: with
-    several sweeps, each one's check (``eie bench sweep``'s own, :func:`eie.app.bench_sweep.sweep`
-    on no layers: nothing run) passes before the first sweep runs, so that a value only a later
-    sweep refuses (a width of 12) does not cost the earlier sweeps first. 0, or 2 on a bad one."""
+    several sweeps, each one's check (``eie bench sweep``'s own,
+    :func:`eie.app.bench_sweep.sweep_values`) passes before the first sweep runs, so that a
+    value only a later sweep refuses (a width of 12) does not cost the earlier sweeps first.
+    0, or 2 on a bad one."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--values")
     text = pre.parse_known_args(rest)[0].values
     if text is None or len(kinds) < 2:
         return 0                                # one sweep: eie bench sweep checks it first
     from eie.app.bench_setup import BenchSetup
-    from eie.app.bench_sweep import sweep
+    from eie.app.bench_sweep import sweep_values
     from eie.app.cmd_bench import parse_int_list
 
     try:
         values = parse_int_list(text, "--values")
         for kind in kinds:
-            sweep(kind, [], BenchSetup(), values, check_sim=None, progress=False)
+            sweep_values(kind, values, BenchSetup())
     except EieError as exc:
         print(f"eie: error: {exc}", file=sys.stderr)
         return 2
