@@ -42,6 +42,7 @@ from ..common.errors import EieError
 __all__ = [
     "register",
     "parse_int_list",
+    "parse_set",
     "cmd_table3",
     "cmd_sweep",
 ]
@@ -49,7 +50,7 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- options
 
-def _parse_set(items: Sequence[str] | None) -> dict[str, int]:
+def parse_set(items: Sequence[str] | None) -> dict[str, int]:
     """``--set FIELD=VALUE`` items to EIEConfig overrides, checked against the config's fields."""
     from ..hw.eie.config import EIEConfig
 
@@ -103,7 +104,7 @@ def _plan_outputs(args: argparse.Namespace) -> None:
 
 def _setup_from_args(args: argparse.Namespace) -> BenchSetup:
     return BenchSetup.from_variant(args.variant, fifo_depth=args.fifo_depth,
-                                   overrides=_parse_set(args.set), n_pe=args.pes, seed=args.seed,
+                                   overrides=parse_set(args.set), n_pe=args.pes, seed=args.seed,
                                    scale=args.scale, act_frac=args.act_frac)
 
 

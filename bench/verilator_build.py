@@ -25,7 +25,6 @@ run it on an otherwise idle machine for comparable times.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import re
 import shlex
 import sys
@@ -33,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from eie.app.cmd_bench import parse_set
+from eie.common.errors import EieError
 from eie.hw.eie.config import MAX_PE, EIEConfig
 from eie.hw.eie.top import PE_MODULE
 from eie.sim.eie_run import TOPLEVEL, verilog_for_config
@@ -84,17 +85,12 @@ def check_options(ap: argparse.ArgumentParser, opts: argparse.Namespace
     modes and the ``--set`` fields."""
     pes = check.int_list(ap, "--pes", opts.pes, 1, MAX_PE, "PE counts")
     modes = check.names(ap, "--mode", opts.mode, list(MODES), "mode")
-    names = [f.name for f in dataclasses.fields(EIEConfig) if f.name != "n_pe"]
-    fields = {}
-    for item in opts.set:
-        key, sep, value = item.partition("=")
-        if not sep or key not in names:
-            ap.error(f"--set {item}: give FIELD=VALUE, FIELD one of {', '.join(names)} (the PE "
-                     "count is --pes)")
-        try:
-            fields[key] = int(value)
-        except ValueError:
-            ap.error(f"--set {item}: {value!r} is not an integer")
+    try:
+        fields = parse_set(opts.set)                # eie bench's --set: the same FIELD=VALUE
+    except EieError as exc:
+        ap.error(str(exc))
+    if "n_pe" in fields:
+        ap.error("--set n_pe: the PE counts are --pes")
     for n in pes:
         try:
             EIEConfig(n_pe=n, **fields)
