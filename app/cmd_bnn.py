@@ -340,8 +340,13 @@ def _cmd_generate(args) -> int:
     if args.image is not None:
         paths.input(args.image, "IMAGE_DIR")
     vpath = paths.file(args.output, "-o")
-    mpath = paths.file(args.memory_map if args.memory_map else vpath.with_suffix(".memmap.json"),
-                       "--memory-map")
+    if args.memory_map:
+        mpath = paths.file(args.memory_map, "--memory-map")
+    else:
+        mpath = paths.file(vpath.with_suffix(".memmap.json"), "the memory map (-o with .memmap.json)",
+                           owner=lambda d: {"bus", "registers", "config_crc"} <= set(d),
+                           kind="a memory map eie bnn generate wrote",
+                           rename="move it away, or name the memory map with --memory-map")
     folds, image = _folds_from_args(args)
     thresholded = _last_thresholded(args, image)
     bits = _weight_bits(args, folds, image)

@@ -218,7 +218,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.image is not None:
         paths.input(args.image, "--image")
     paths.file(args.output, "-o")
-    paths.file(args.output.with_suffix(".json"), "the memory map (-o with .json)")
+    paths.file(args.output.with_suffix(".json"), "the memory map (-o with .json)",
+               owner=lambda d: d.get("generator") == "eie generate",
+               kind="a memory map eie generate wrote",
+               rename="move it away, or give -o a name whose .json is free")
     fields = _overrides(args)
     image = None
     if args.image is not None:

@@ -174,8 +174,13 @@ class Plan:
 
     # -------------------------------------------------------------- outputs
 
-    def file(self, path, what: str, *, create_parents: bool = False) -> Path:
-        """A file output (replaced atomically when it exists)."""
+    def file(self, path, what: str, *, create_parents: bool = False,
+             owner: Callable[[dict], bool] | None = None, kind: str = "",
+             rename: str = "") -> Path:
+        """A file output (replaced atomically when it exists). With ``owner`` (for a file the
+        user did not name, written beside one they did): an existing file is replaced only when
+        it is a JSON object that ``owner`` recognises as this tool's ``kind``; otherwise the
+        command stops before its work, saying so and ``rename`` (what to do instead)."""
         path = Path(path)
         _not_link(path, what)
         if path.is_dir():
@@ -185,6 +190,15 @@ class Plan:
             if not stat.S_ISREG(mode):
                 raise EieError(f"{what} {path} is not a regular file (a device, pipe or socket); "
                                "give a file name")
+            if owner is not None:
+                data = read_manifest(path)
+                try:
+                    ours = data is not None and bool(owner(data))
+                except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+                    ours = False
+                if not ours:
+                    raise EieError(f"{what} {path} exists and is not {kind}: it is not replaced "
+                                   f"(eie only replaces files it wrote); {rename}")
         self._parent(path, what, create_parents)
         self._add(_Path(path, _real(path), what, "file", False, path.exists()))
         return path

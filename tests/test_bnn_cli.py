@@ -151,3 +151,18 @@ def test_run_reports_a_mismatch(model_files, monkeypatch, cli):
     assert r.code == 1
     assert "DIFFER from the golden model (first at sample 7, class 2" in r.out
     assert json.loads((d / "s.json").read_text())["equal_golden"] is False
+
+
+def test_generate_keeps_a_memory_map_it_did_not_write(tmp_path, cli):
+    # -o X.v puts the memory map in X.memmap.json; a user's file of that name is not replaced
+    # (nothing is written), the tool's own is, and --memory-map names any file
+    theirs = tmp_path / "bnn.memmap.json"
+    theirs.write_text('{"mine": true}')
+    argv = ["bnn", "generate", "--shape", "16,8,4", "--fold", "4:2,2:2"]
+    r = cli([*argv, "-o", tmp_path / "bnn.v"])
+    assert r.code == 2 and "is not a memory map eie bnn generate wrote" in r.err, r.err
+    assert theirs.read_text() == '{"mine": true}' and not (tmp_path / "bnn.v").exists()
+    r = cli([*argv, "-o", tmp_path / "bnn.v", "--memory-map", theirs])
+    assert r.code == 0, r.err
+    assert "registers" in json.loads(theirs.read_text())
+    assert cli([*argv, "-o", tmp_path / "bnn.v"]).code == 0            # its own: replaced

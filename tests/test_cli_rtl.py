@@ -115,6 +115,27 @@ def test_generate_bad_options_exit_2_and_write_nothing(tmp_path, cli, argv, mess
     assert list(tmp_path.iterdir()) == []
 
 
+def test_generate_keeps_a_json_it_did_not_write(tmp_path, cli, small_eie_image):
+    # the memory map goes beside the Verilog (-o X.v -> X.json); a user's X.json there (here an
+    # image's own manifest) is not replaced, and nothing is written; the tool's own is
+    d = small_eie_image(n_pe=2)
+    manifest = (d / "manifest.json").read_bytes()
+    r = cli(["generate", "--pes", "2", "-o", d / "manifest.v"])
+    assert r.code == 2
+    assert "exists and is not a memory map eie generate wrote" in r.err, r.err
+    assert (d / "manifest.json").read_bytes() == manifest
+    assert not (d / "manifest.v").exists()
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"generator": "someone else"}')
+    r = cli(["generate", "--pes", "2", "-o", tmp_path / "notes.v"])
+    assert r.code == 2 and mine.read_text() == '{"generator": "someone else"}'
+    assert cli(["generate", "--pes", "2", "-o", tmp_path / "eie.v"]).code == 0
+    first = json.loads((tmp_path / "eie.json").read_text())
+    assert cli(["generate", "--pes", "3", "-o", tmp_path / "eie.v"]).code == 0
+    second = json.loads((tmp_path / "eie.json").read_text())
+    assert (first["parameters"]["n_pe"], second["parameters"]["n_pe"]) == (2, 3)
+
+
 def test_generate_pes_contradicting_image(tmp_path, cli, small_eie_image):
     d = small_eie_image(n_pe=3)
     r = cli(["generate", "--image", d, "--pes", "4", "-o", tmp_path / "x.v"])
