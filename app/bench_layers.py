@@ -10,7 +10,8 @@ layer and seed:
   rule of :func:`eie.sw.prune.prune`), shared to 15 centroids plus the zero with the project's
   k-means (:func:`eie.sw.share.kmeans_1d`, linear initialisation) and quantised like
   :func:`eie.sw.compress.compress_layer` (per-layer ``w_frac`` from
-  :func:`eie.sw.fixedpoint.choose_w_frac`). The result equals
+  :func:`eie.sw.fixedpoint.choose_w_frac`, at most what a 32-bit accumulator leaves room for,
+  :func:`eie.sw.fixedpoint.acc_w_frac_limit`). The result equals
   ``compress_layer(gaussian_weights(...), density=...)`` bit for bit, but is built sparse-aware:
   the Gaussian is drawn in row blocks and only the candidates above a safe lower threshold are
   kept, so the 25088 x 4096 VGG-6 layer needs about its dense code matrix (100 MB) and never a
@@ -37,7 +38,7 @@ import numpy as np
 
 from ..sw.encode import QuantLayer
 from ..common.errors import EieError
-from ..sw.fixedpoint import INT16_MAX, choose_w_frac, quantize
+from ..sw.fixedpoint import INT16_MAX, acc_w_frac_limit, choose_w_frac, quantize
 from ..sw.share import MAX_CENTROIDS, kmeans_1d
 
 __all__ = [
@@ -267,11 +268,12 @@ def _candidates(spec: LayerSpec, seed: int, k: int, slack: float) -> tuple[np.nd
     return np.concatenate(pos), np.concatenate(val)
 
 
-def synth_weights(spec: LayerSpec, seed: int = 0) -> QuantLayer:
+def synth_weights(spec: LayerSpec, seed: int = 0, acc_bits: int = 32) -> QuantLayer:
     """The layer's magnitude-pruned, weight-shared, quantised weights as a :class:`QuantLayer`
-    (no bias; ReLU as the spec says). Equal to ``compress_layer(gaussian_weights(spec, seed),
-    density=spec.weight_density)`` but with memory of the order of the kept weights plus the
-    uint8 code matrix."""
+    (no bias; ReLU as the spec says) for an ``acc_bits`` accumulator. Equal to
+    ``compress_layer(gaussian_weights(spec, seed), density=spec.weight_density,
+    acc_bits=acc_bits)`` but with memory of the order of the kept weights plus the uint8 code
+    matrix."""
     n = spec.n_out * spec.n_in
     k = max(1, int(round(spec.weight_density * n)))
     slack = 1.02
@@ -293,7 +295,7 @@ def synth_weights(spec: LayerSpec, seed: int = 0) -> QuantLayer:
     code_vals = (np.searchsorted(bounds, val, side="right") + 1).astype(np.uint8)
     codes = np.zeros((spec.n_out, spec.n_in), dtype=np.uint8)
     codes.reshape(-1)[pos] = code_vals
-    w_frac = choose_w_frac(centroids)
+    w_frac = min(choose_w_frac(centroids), acc_w_frac_limit(acc_bits))
     codebook = np.zeros(16, dtype=np.int16)
     codebook[1:1 + centroids.size] = quantize(centroids, w_frac)
     return QuantLayer(codes=codes, codebook=codebook, w_frac=int(w_frac), bias=None,

@@ -7,11 +7,13 @@ Per layer (:func:`compress_layer`):
    (a model pruned and retrained already, e.g. by :func:`eie.sw.train.prune_and_retrain`).
 2. **Share** (:mod:`eie.sw.share`): 1-D k-means of the kept weights into at most 15 centroids
    (linear initialisation by default); code 0 is the fixed zero.
-3. **Fixed point** (:mod:`eie.sw.fixedpoint`): ``w_frac = choose_w_frac(centroids)`` (the most
-   fraction bits that keep every codebook entry in int16), codebook ``quantize(c, w_frac)``; bias
+3. **Fixed point** (:mod:`eie.sw.fixedpoint`): ``w_frac = min(choose_w_frac(centroids),
+   acc_w_frac_limit(acc_bits))`` (the most fraction bits that keep every codebook entry in
+   int16 and leave the accumulator room for twice the output range, so that outputs saturate
+   instead of wrapping), codebook ``quantize(c, w_frac)``; bias
    ``quantize(b, act_frac)`` (saturating; saturated biases are counted in the statistics).
    Codebook entries that saturate (weights beyond int16 even with ``w_frac`` 0) or round to 0
-   (below the last bit even with ``w_frac`` 30) are counted too (``codebook_saturated``,
+   (below the last bit even with the largest shift) are counted too (``codebook_saturated``,
    ``codebook_zeroed``: lossy, ``eie compress`` warns); a layer whose every entry rounds to 0
    would ignore its input, and :func:`compress_model` refuses it (:class:`EieError`).
 4. A :class:`~eie.sw.encode.QuantLayer` with ReLU as the model says.
@@ -33,7 +35,7 @@ import numpy as np
 from .encode import QuantLayer, build_image
 from ..common.errors import EieError
 from ..hw.eie.config import MAX_PE
-from .fixedpoint import INT16_MAX, INT16_MIN, choose_w_frac, quantize
+from .fixedpoint import INT16_MAX, INT16_MIN, acc_w_frac_limit, choose_w_frac, quantize
 from .huffman import huffman_stats
 from .image import Image
 from .model_io import FloatLayer, FloatModel, validate_layers
@@ -156,9 +158,11 @@ def compress_layer(
     n_centroids: int = MAX_CENTROIDS,
     init: str = "linear",
     act_frac: int = 8,
+    acc_bits: int = 32,
     timings: dict[str, float] | None = None,
 ) -> LayerCompression:
-    """Prune, share and quantise one float layer ``weight`` (n_out, n_in) to a QuantLayer.
+    """Prune, share and quantise one float layer ``weight`` (n_out, n_in) to a QuantLayer for an
+    accumulator of ``acc_bits`` (which bounds the weight shift: :func:`acc_w_frac_limit`).
 
     ``timings``, when given, receives the seconds spent in ``prune``, ``share`` and ``quantize``.
     """
@@ -176,7 +180,7 @@ def compress_layer(
     del mask
     t2 = time.perf_counter()
     cents = sh.centroids
-    w_frac = choose_w_frac(cents)
+    w_frac = min(choose_w_frac(cents), acc_w_frac_limit(acc_bits))
     codebook = np.zeros(16, dtype=np.int16)
     codebook[1:1 + cents.size] = quantize(cents, w_frac)
     # a centroid beyond int16 even with w_frac 0 saturates; one below the last bit becomes 0
@@ -300,7 +304,8 @@ def compress_model(model: FloatModel | Sequence[FloatLayer], config: CompressCon
         results.append(compress_layer(
             layer.weight, layer.bias, layer.relu,
             density=config.layer_density(l, n), prune_std=config.prune_std,
-            n_centroids=config.n_centroids, init=config.init, act_frac=config.act_frac))
+            n_centroids=config.n_centroids, init=config.init, act_frac=config.act_frac,
+            acc_bits=config.acc_bits))
         if progress is not None:
             progress(l + 1, n)
         info = results[-1].info
@@ -308,9 +313,10 @@ def compress_model(model: FloatModel | Sequence[FloatLayer], config: CompressCon
             w = np.abs(np.asarray(layer.weight, dtype=np.float64))
             raise EieError(
                 f"layer {l}: every weight is below int16 fixed point's smallest step even with "
-                f"the largest weight shift (|w| <= {w.max():.3g}, so every codebook entry rounds "
-                "to 0 and the layer would ignore its input); scale the layer's weights up (and "
-                "the next layer's down), or prune it away")
+                f"the largest weight shift a {config.acc_bits}-bit accumulator allows "
+                f"({acc_w_frac_limit(config.acc_bits)}: |w| <= {w.max():.3g}, so every codebook "
+                "entry rounds to 0 and the layer would ignore its input); scale the layer's "
+                "weights up (and the next layer's down), raise --acc-bits, or prune it away")
     calibration = None
     if config.calibration is not None:
         calibration = quantize(np.asarray(config.calibration, dtype=np.float64)[:MAX_CALIBRATION],

@@ -24,12 +24,34 @@ __all__ = [
     "INT16_MIN",
     "INT16_MAX",
     "MAX_W_FRAC",
+    "ACC_HEADROOM_BITS",
+    "acc_w_frac_limit",
 ]
 
 INT16_MIN = -(1 << 15)
 INT16_MAX = (1 << 15) - 1
 #: The largest weight shift :func:`choose_w_frac` returns (and the image format accepts).
 MAX_W_FRAC = 30
+
+#: Bits the accumulator keeps above a layer's output range (:func:`acc_w_frac_limit`): the
+#: exact sum of an output may reach ``2**ACC_HEADROOM_BITS`` times the int16 range and still
+#: saturate as it should.
+ACC_HEADROOM_BITS = 1
+
+
+def acc_w_frac_limit(acc_bits: int) -> int:
+    """The largest weight shift an ``acc_bits`` accumulator leaves room for: ``acc_bits - 16 -``
+    :data:`ACC_HEADROOM_BITS` (at least 0, at most :data:`MAX_W_FRAC`).
+
+    The accumulator wraps (the contract's modular sum) and the write-back shifts it right by
+    ``w_frac`` and saturates to int16, so an output saturates correctly only while its exact
+    sum, ``2**w_frac`` times the output in activation units, fits the accumulator. With this
+    shift every output whose exact value lies within twice the int16 range (``|y| < 2**16``
+    activation steps, +-256 at ``act_frac`` 8) comes out right, and ``bias << w_frac`` always
+    fits; a larger shift would buy weight precision far below the 4-bit codebook's own error
+    and wrap outputs that fit int16 (a layer of weights below 0.06 took ``w_frac`` 18: its
+    outputs wrapped from +-32 on with a 32-bit accumulator)."""
+    return max(0, min(MAX_W_FRAC, int(acc_bits) - 16 - ACC_HEADROOM_BITS))
 
 
 def _as_int64(x: np.ndarray, name: str = "x") -> np.ndarray:

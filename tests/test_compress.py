@@ -30,9 +30,10 @@ def test_compress_layer_matches_its_stages():
     # Codebook: round-half-even of centroid * 2**w_frac, entry 0 zero, unused entries zero.
     expect = [0] + [int(np.rint(c * 2.0 ** f)) for c in sh.centroids] + [0] * (15 - k)
     assert lc.quant.codebook.tolist() == expect
-    # w_frac is the most precision that fits int16: one more bit would overflow some entry.
+    # w_frac is the most precision that fits int16 and a 32-bit accumulator's limit (15): one
+    # more bit would overflow some entry, or pass the limit.
     assert max(abs(v) for v in expect) <= 32767
-    assert f == 30 or max(abs(np.rint(c * 2.0 ** (f + 1))) for c in sh.centroids) > 32767 \
+    assert f == 15 or max(abs(np.rint(c * 2.0 ** (f + 1))) for c in sh.centroids) > 32767 \
         or min(np.rint(c * 2.0 ** (f + 1)) for c in sh.centroids) < -32768
     assert lc.quant.bias.tolist() == [int(np.rint(b * 256)) for b in layer.bias.astype(np.float64)]
     assert lc.info["kept_weights"] == int(mask.sum()) and lc.info["centroids"] == k
@@ -146,3 +147,41 @@ def test_config_errors():
         CompressConfig(n_pe=1, prune_std=-1.0)
     with pytest.raises(EieError, match="has no layers"):
         compress_model([], CompressConfig(n_pe=1))
+
+
+def test_weight_shift_leaves_the_accumulator_room_for_twice_the_output_range():
+    # small weights used to take the most fraction bits int16 allows (|w| < 0.06: w_frac 18),
+    # and a 32-bit accumulator then wrapped outputs from +-32 on (a sum of 38.7 came out as
+    # -24.95); now w_frac <= acc_bits - 17, so every output whose exact value lies within twice
+    # the int16 range is right: within the int16 range as the float layer gives it (to the
+    # weights' quantisation), beyond it saturated
+    from eie.sw.fixedpoint import acc_w_frac_limit, choose_w_frac
+
+    assert [acc_w_frac_limit(b) for b in (16, 17, 24, 32, 40, 47, 48, 64)] == \
+        [0, 0, 7, 15, 23, 30, 30, 30]
+    rng = np.random.default_rng(5)
+    w = np.abs(rng.normal(0, 0.02, (16, 64)))
+    b = np.full(16, 0.5)
+    for acc_bits in (32, 40):
+        res = compress_model([FloatLayer(w, b, False)], CompressConfig(n_pe=2, acc_bits=acc_bits))
+        q = res.layers[0].quant
+        free = choose_w_frac(res.layers[0].centroids)    # what int16 alone allows: 18
+        assert free == 18 and q.w_frac == min(free, acc_w_frac_limit(acc_bits))
+        deq = q.codebook[q.codes].astype(np.float64) / 2.0 ** q.w_frac      # the stored weights
+        for level in (40.0, 80.0, 110.0):       # exact outputs about 38, 77, 106 ... up to 250
+            x = np.full((1, 64), level)
+            xq = np.rint(x * 256) / 256
+            exact = deq @ xq[0] + np.rint(b * 256) / 256
+            assert np.abs(exact).max() < 256
+            y = golden_forward(res.image, np.rint(x * 256).astype(np.int16)).outputs[0] / 256
+            want = np.clip(exact, -128, 32767 / 256)
+            assert np.abs(y - want).max() <= 1 / 256, (acc_bits, level, y, want)
+
+
+def test_a_layer_without_weights_outputs_its_bias():
+    # no weight kept (all zero, or pruned away): the outputs are the biases (bias << w_frac used
+    # to wrap away with w_frac 30)
+    b = np.array([1.0, -2.0, 0.5, 3.0])
+    res = compress_model([FloatLayer(np.zeros((4, 3)), b, False)], CompressConfig(n_pe=2))
+    y = golden_forward(res.image, np.full((1, 3), 256, np.int16)).outputs[0]
+    assert y.tolist() == (b * 256).astype(int).tolist()
