@@ -196,6 +196,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     write_image(result.image, out)
     if args.json:
         print(json.dumps(inspect_report(result.image), indent=2))
+        _lossy_warnings(result.image, config)    # on stderr: stdout stays one JSON document
         return 0
     t = result.totals
     print(f"{args.model} -> {out}: {len(model.layers)} layers, {config.n_pe} PEs, "
@@ -204,20 +205,25 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print(f"total: {t['nonzeros']} of {t['weights']} weights kept ({t['density']:.2%}), "
           f"{_fmt_bits(t['total_bits'])} vs {_fmt_bits(t['dense_bits'])} dense float32: "
           f"{t['ratio']:.1f}x, {t['ratio_huffman']:.1f}x with Huffman coding")
-    _lossy_warnings(result.image, config.act_frac)
+    _lossy_warnings(result.image, config)
     return 0
 
 
-def _lossy_warnings(image: Any, act_frac: int) -> None:
-    """Legal but lossy fixed point, one ``warning:`` line each on stderr: biases or codebook
-    entries saturated to int16, codebook entries rounded to 0 (a layer whose every entry rounds
-    to 0 is refused by :func:`eie.sw.compress.compress_model`)."""
+def _lossy_warnings(image: Any, config: Any) -> None:
+    """Legal but lossy compression, one ``warning:`` line each on stderr (with ``--json`` too):
+    biases or codebook entries saturated to int16, codebook entries rounded to 0 (a layer whose
+    every entry rounds to 0 is refused by :func:`eie.sw.compress.compress_model`), and a layer
+    that keeps no weight at all (its outputs are then its bias alone, whatever the input)."""
+    import numpy as np
+
+    from ..sw.fixedpoint import choose_w_frac
+
     comp = [d.stats["compression"] for d in image.layers]
     sat = sum(c["bias_saturated"] for c in comp)
     if sat:
-        print(f"warning: {sat} biases saturated to int16 with act_frac {act_frac} "
+        print(f"warning: {sat} biases saturated to int16 with act_frac {config.act_frac} "
               "(lower --act-frac)", file=sys.stderr)
-    for l, c in enumerate(comp):
+    for l, (d, c) in enumerate(zip(image.layers, comp)):
         n = c.get("centroids", 0)
         if c.get("codebook_saturated"):
             print(f"warning: layer {l}: {c['codebook_saturated']} of {n} codebook entries "
@@ -225,8 +231,32 @@ def _lossy_warnings(image: Any, act_frac: int) -> None:
                   f"{max(abs(v) for v in c['centroids_float']):.3g}); the layer's weights are "
                   "clipped: scale them down (and the next layer's up)", file=sys.stderr)
         if c.get("codebook_zeroed"):
-            print(f"warning: layer {l}: {c['codebook_zeroed']} of {n} codebook entries round to "
-                  "0 in int16 fixed point; those weights are dropped", file=sys.stderr)
+            cents = np.asarray(c["centroids_float"], dtype=np.float64)
+            book = np.asarray(d.codebook[1:1 + cents.size])
+            zeroed = np.flatnonzero((book == 0) & (cents != 0)) + 1    # their codes
+            stored = sum(int(np.count_nonzero(np.isin(image.layer_entries(l, k) & 0xF, zeroed)))
+                         for k in range(image.n_pe))
+            largest = float(np.abs(cents[zeroed - 1]).max())
+            # the shift was cut short by the accumulator, not by the layer's largest weight
+            acc = (f"; or raise --acc-bits {config.acc_bits}, which limits w_frac to "
+                   f"{d.w_frac} (a larger one may keep them)"
+                   if d.w_frac < choose_w_frac(cents) else "")
+            print(f"warning: layer {l}: {c['codebook_zeroed']} of {n} codebook entries (|w| up "
+                  f"to {largest:.3g}) round to 0 in int16 fixed point with w_frac {d.w_frac} "
+                  f"(step {2.0 ** -d.w_frac:.3g}); their {stored} weights are still stored, as "
+                  "entries that add nothing to the outputs: prune them (a higher --prune-std "
+                  f"or a lower --density) to save that storage{acc}", file=sys.stderr)
+        if c.get("kept_weights", 1) == 0:
+            outs = (f"its bias alone{', after ReLU' if d.relu else ''}" if d.has_bias
+                    else "all 0")
+            if config.prune_std is not None:
+                fix = f"lower --prune-std {config.prune_std:g}"
+            elif config.density is not None:
+                fix = "raise --density"
+            else:
+                fix = "every weight of the model's layer is 0"
+            print(f"warning: layer {l}: no weight kept (0 of {d.n_in * d.n_out}); its outputs "
+                  f"are {outs}, the same for every input ({fix})", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- golden

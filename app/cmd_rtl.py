@@ -30,7 +30,8 @@ from ..common import outputs
 from ..common.errors import EieError
 
 __all__ = ["register", "CONFIG_FIELDS", "config_error_text", "cmd_generate", "cmd_run",
-           "run_model", "lint_verilog", "LINT_WAIVERS", "RUN_SIMS"]
+           "run_model", "lint_verilog", "LINT_WAIVERS", "RUN_SIMS", "VERILOG_KEYWORDS",
+           "check_module_name"]
 
 #: ``eie run --sim`` choices: the three RTL simulators and the cycle model
 RUN_SIMS = ALL_SIMULATORS + ("model",)
@@ -38,6 +39,34 @@ RUN_SIMS = ALL_SIMULATORS + ("model",)
 _RTL_ONLY = (("--load", "load"), ("--vcd", "vcd"), ("--build-dir", "build_dir"))
 #: ``--sim model`` predicts at most this many (sample x input x PE) elements at once
 MODEL_BATCH_ELEMENTS = 1 << 23
+
+#: The reserved words of Verilog and SystemVerilog (IEEE 1364-2005 and IEEE 1800-2017, Annex B;
+#: the latter includes the former): none can name a module. ``eie generate --name`` refuses them
+#: (a Verilog writer escapes such a name as ``\module``, which no ordinary instantiation finds).
+VERILOG_KEYWORDS = frozenset("""
+    accept_on alias always always_comb always_ff always_latch and assert assign assume automatic
+    before begin bind bins binsof bit break buf bufif0 bufif1 byte case casex casez cell chandle
+    checker class clocking cmos config const constraint context continue cover covergroup
+    coverpoint cross deassign default defparam design disable dist do edge else end endcase
+    endchecker endclass endclocking endconfig endfunction endgenerate endgroup endinterface
+    endmodule endpackage endprimitive endprogram endproperty endspecify endsequence endtable
+    endtask enum event eventually expect export extends extern final first_match for force
+    foreach forever fork forkjoin function generate genvar global highz0 highz1 if iff ifnone
+    ignore_bins illegal_bins implements implies import incdir include initial inout input inside
+    instance int integer interconnect interface intersect join join_any join_none large let
+    liblist library local localparam logic longint macromodule matches medium modport module
+    nand negedge nettype new nexttime nmos nor noshowcancelled not notif0 notif1 null or output
+    package packed parameter pmos posedge primitive priority program property protected pull0
+    pull1 pulldown pullup pulsestyle_ondetect pulsestyle_onevent pure rand randc randcase
+    randsequence rcmos real realtime ref reg reject_on release repeat restrict return rnmos
+    rpmos rtran rtranif0 rtranif1 s_always s_eventually s_nexttime s_until s_until_with
+    scalared sequence shortint shortreal showcancelled signed small soft solve specify
+    specparam static string strong strong0 strong1 struct super supply0 supply1 sync_accept_on
+    sync_reject_on table tagged task this throughout time timeprecision timeunit tran tranif0
+    tranif1 tri tri0 tri1 triand trior trireg type typedef union unique unique0 unsigned until
+    until_with untyped use uwire var vectored virtual void wait wait_order wand weak weak0 weak1
+    while wildcard wire with within wor xnor xor
+""".split())
 
 #: The EIE design options: (option, EIEConfig field, what it sets), shared by ``eie generate``,
 #: ``eie run`` and ``eie build`` (which lists the board's defaults beside them)
@@ -119,7 +148,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "read back through the bus, for large images")
     p.add_argument("--build-dir", type=Path, metavar="DIR",
                    help=f"build cache (default {CACHE_DIR_DEFAULT})")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is one only when stderr is a terminal)")
     _add_config_options(p, "Override the sizes derived from the image.")
     p.set_defaults(func=cmd_run)
 
@@ -139,12 +169,31 @@ def _overrides(args: argparse.Namespace) -> dict[str, int]:
 def _make_config(fields: dict[str, int], image=None):
     from ..hw.eie.config import EIEConfig
 
+    if image is not None and fields.get("act_frac", image.act_frac) != image.act_frac:
+        # the host quantises inputs and reads outputs with the image's act_frac: another one
+        # recorded in the design would contradict the image (as --acc-bits or --pes would)
+        raise EieError(f"--act-frac {fields['act_frac']} contradicts the image, which uses "
+                       f"act_frac {image.act_frac} (drop --act-frac, or compress the model "
+                       f"again with --act-frac {fields['act_frac']})")
     try:
         if image is not None:
             return EIEConfig.for_image(image, **fields)
         return EIEConfig(**fields)
     except ValueError as exc:      # the dataclass names the field, the value and the range
         raise EieError(config_error_text(str(exc))) from None
+
+
+def check_module_name(name: str, option: str = "--name") -> str:
+    """``name`` if it can name a Verilog module: an identifier of letters, digits and ``_`` not
+    starting with a digit, and not a reserved word (:data:`VERILOG_KEYWORDS`); else
+    :class:`EieError` naming it."""
+    if not VERILOG_IDENTIFIER.fullmatch(name):
+        raise EieError(f"{option} {name!r} is not a valid Verilog module name (letters, "
+                       "digits and _, not starting with a digit)")
+    if name in VERILOG_KEYWORDS:
+        raise EieError(f"{option} {name!r} is a reserved word of Verilog/SystemVerilog, which "
+                       f"cannot name a module; choose another name (e.g. {name}_top)")
+    return name
 
 
 def config_error_text(message: str) -> str:
@@ -214,6 +263,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() == ".json":
         raise EieError(f"-o {args.output} would be overwritten by the memory map; give the "
                        "Verilog file a .v name")
+    check_module_name(args.name)
     paths = outputs.plan()
     if args.image is not None:
         paths.input(args.image, "--image")
@@ -236,9 +286,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
                        "the design from an image")
     else:
         fields["n_pe"] = args.pes
-    if not VERILOG_IDENTIFIER.fullmatch(args.name):
-        raise EieError(f"--name {args.name!r} is not a valid Verilog module name (letters, "
-                       "digits and _, not starting with a digit)")
     config = _make_config(fields, image)
     vpath, jpath = generate_files(config, args.output, args.name)
     print(f"{vpath}: module {args.name}, {config.n_pe} PEs, FIFO {config.fifo_depth}, "

@@ -292,11 +292,11 @@ def run_eie(image, x_int16, *, sim: str = "verilator", config=None,
     The design is ``config`` or, by default, the smallest that holds the image
     (:meth:`EIEConfig.for_image`). ``vcd`` writes a waveform of the whole run (the Verilator
     build then includes tracing, a separate cached build). ``progress`` shows a tqdm bar over
-    the samples. ``load`` is ``"bus"`` (the host program writes the whole image, as a host
-    does) or ``"backdoor"`` (Verilator and Icarus only: the pointer and sparse-matrix words are
-    deposited into the memories and a sample is read back, :mod:`eie.sim.backdoor`; the run and
-    its counters are the same, the load takes seconds instead of one cycle a word). Returns a
-    :class:`RunResult`.
+    the samples when stderr is a terminal. ``load`` is ``"bus"`` (the host program writes the
+    whole image, as a host does) or ``"backdoor"`` (Verilator and Icarus only: the pointer and
+    sparse-matrix words are deposited into the memories and a sample is read back,
+    :mod:`eie.sim.backdoor`; the run and its counters are the same, the load takes seconds
+    instead of one cycle a word). Returns a :class:`RunResult`.
     """
     job = EieJob(image, x_int16)
     run_eie_jobs([job], sim=sim, config=config, build_dir=build_dir, vcd=vcd, progress=progress,
@@ -343,6 +343,11 @@ def run_eie_jobs(jobs: Sequence[EieJob], *, sim: str = "verilator", config=None,
 
 
 def _progress_bar(total: int, sim: str):
+    """A tqdm bar over the samples on stderr, when stderr is a terminal only (as ``eie
+    compress``'s: ``disable=None``), so a log file gets no carriage-return redraws."""
+    import sys
+
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=f"eie run ({sim})", unit="sample", leave=False)
+    return tqdm(total=total, desc=f"eie run ({sim})", unit="sample", leave=False,
+                file=sys.stderr, disable=None)

@@ -42,11 +42,18 @@ MAX_INPUT_BYTES = 1 << 32
 
 #: What a first layer is called in messages about images (both cores).
 IMAGE_LAYER = "the image's first layer"
-#: Hints: how int16 activations are made, and the command line's two input conventions.
+#: Hint: how int16 activations are made (the command line's convention: :func:`raw_flag_hint`).
 QUANTISE_HINT = "quantise real values with eie.sw.fixedpoint.quantize and act_frac first"
-RAW_FLAG_HINT = " (pass --raw for int16 fixed point)"
 
 _NUMERIC = "biufc"
+
+
+def raw_flag_hint(act_frac: int) -> str:
+    """What to give instead of integers without ``--raw``, and what ``--raw`` means (its
+    values are fixed point already, not pixels: 255 would read as 255 / 2**act_frac)."""
+    return (f": give floats scaled as the model was trained (e.g. pixels 0..255 as x / 255), "
+            f"which are quantised with act_frac {act_frac}; --raw is only for int16 values that "
+            f"are fixed point already, with {act_frac} fraction bits (1.0 = {1 << act_frac})")
 
 
 def _bytes(n: int) -> str:
@@ -150,7 +157,7 @@ def eie_input(x, n_in: int, act_frac: int, *, raw: bool, what: str = "input",
                               hint=f"drop --raw to quantise real values with act_frac {act_frac}",
                               allow_empty=allow_empty)
         return a.astype(np.int16)
-    a = check_real(x, n_in, what=what, consumer=consumer, hint=RAW_FLAG_HINT,
+    a = check_real(x, n_in, what=what, consumer=consumer, hint=raw_flag_hint(act_frac),
                    allow_empty=allow_empty)
     limit = INT16_MAX / (1 << act_frac)
     sat = int(np.count_nonzero(np.abs(a) > limit))

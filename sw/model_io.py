@@ -12,7 +12,10 @@ A model is a chain of fully connected layers ``y = act(W @ x + b)``, ``W`` of sh
   here and only for these files (``pip install torch``).
 
 Every check a user can fix raises :class:`EieError` naming the value and the limit: no layers,
-non-2-D weights, NaN/infinite values, shapes that do not chain, bias of the wrong length.
+non-2-D weights, weights or biases that are not real numbers (strings, complex, bool),
+NaN/infinite values, shapes that do not chain, bias of the wrong length; in an ``.npz``, two
+arrays for one layer (``W0`` and ``W00``), a missing layer number, and a ``relu`` that is not
+one bool (or integer 0/1) per layer.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from ..common.errors import EieError
 __all__ = ["FloatLayer", "FloatModel", "load_model", "save_model", "validate_layers",
            "load_npz", "load_torch", "layers_from_state_dict"]
 
-_NPZ_KEY = re.compile(r"^([Wb])(\d+)$")
+_NPZ_KEY = re.compile(r"^([Wb])([0-9]+)$", re.ASCII)
+#: dtype kinds of real numbers: float, signed and unsigned integer
+_REAL_KINDS = "fiu"
 
 
 @dataclass
@@ -88,7 +93,7 @@ def validate_layers(layers: Sequence[FloatLayer], source: str = "model") -> None
         if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] == 0:
             raise EieError(f"{source}: layer {l} weight has shape {w.shape}; expected 2-D (n_out, n_in) "
                            "with both sizes >= 1")
-        if not np.issubdtype(w.dtype, np.floating) and not np.issubdtype(w.dtype, np.integer):
+        if w.dtype.kind not in _REAL_KINDS:
             raise EieError(f"{source}: layer {l} weight has dtype {w.dtype}; expected a float array")
         bad = np.size(w) - int(np.count_nonzero(np.isfinite(w)))
         if bad:
@@ -96,6 +101,10 @@ def validate_layers(layers: Sequence[FloatLayer], source: str = "model") -> None
                            "(every weight must be finite)")
         if layer.bias is not None:
             b = layer.bias
+            if b.dtype.kind not in _REAL_KINDS:
+                raise EieError(f"{source}: layer {l} bias has dtype {b.dtype}; "
+                               f"{_not_real(b.dtype)}: give a float array of shape "
+                               f"({w.shape[0]},)")
             if b.shape != (w.shape[0],):
                 raise EieError(f"{source}: layer {l} bias has shape {b.shape} but the layer has "
                                f"{w.shape[0]} outputs (expected ({w.shape[0]},))")
@@ -106,6 +115,43 @@ def validate_layers(layers: Sequence[FloatLayer], source: str = "model") -> None
         if l > 0 and layers[l - 1].weight.shape[0] != w.shape[1]:
             raise EieError(f"{source}: layer {l} takes {w.shape[1]} inputs but layer {l - 1} gives "
                            f"{layers[l - 1].weight.shape[0]} outputs (shapes must chain)")
+
+
+def _not_real(dtype: np.dtype) -> str:
+    """Why an array of ``dtype`` (not a float or integer dtype) is not a layer's numbers."""
+    if dtype.kind == "c":
+        return "complex values are not taken (the EIE computes on real numbers)"
+    if dtype.kind == "b":
+        return "bools are not taken as numbers (if 0.0 and 1.0 are meant, save them as floats)"
+    if dtype.kind in "SUa":
+        return "it holds text, not numbers"
+    return "expected real numbers"
+
+
+def _relu_flags(relu: Any, n: int, path: Path) -> list[bool]:
+    """An ``.npz`` archive's ``relu`` array as one bool per layer: bools, or integers 0 and 1;
+    anything else (text, floats, NaN, 2) is refused rather than read as True."""
+    arr = np.asarray(relu)
+    what = f"model file {path}: relu"
+    rule = "give one bool per layer (True: ReLU after the layer), or integers 1 and 0"
+    if arr.dtype.kind not in "biu":
+        raise EieError(f"{what} has dtype {arr.dtype}; {rule}")
+    flat = arr.reshape(-1)
+    if arr.dtype.kind != "b":
+        bad = np.flatnonzero((flat != 0) & (flat != 1))
+        if bad.size:
+            i = int(bad[0])
+            raise EieError(f"{what}[{i}] is {flat[i]}, not 0 or 1; {rule}")
+    if flat.size != n:
+        raise EieError(f"{what} has {flat.size} entries but the model has {n} layers "
+                       "(give one bool per layer)")
+    return [bool(r) for r in flat]
+
+
+def _by_number(number: str) -> tuple[int, str]:
+    """Sort key of a layer number written without leading zeros: numeric order, at any length
+    (never converted to an int: a key may have thousands of digits)."""
+    return len(number), number
 
 
 def _default_relu(n: int) -> list[bool]:
@@ -123,35 +169,39 @@ def load_npz(path: str | Path) -> FloatModel:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise EieError(f"model file {path} is not a readable .npz archive ({exc})") from None
     relu = arrays.pop("relu", None)
-    weights: dict[int, np.ndarray] = {}
-    biases: dict[int, np.ndarray] = {}
+    # layer number (its digits without leading zeros, never a huge int) -> (key, array)
+    weights: dict[str, tuple[str, np.ndarray]] = {}
+    biases: dict[str, tuple[str, np.ndarray]] = {}
     for key, arr in arrays.items():
         m = _NPZ_KEY.match(key)
         if not m:
             raise EieError(f"model file {path}: unexpected array {key!r} "
                            "(expected W0, b0, W1, b1, ... and optionally relu)")
-        (weights if m.group(1) == "W" else biases)[int(m.group(2))] = arr
+        number = m.group(2).lstrip("0") or "0"
+        table = weights if m.group(1) == "W" else biases
+        if number in table:
+            first, second = sorted((table[number][0], key), key=lambda k: (len(k), k))
+            raise EieError(f"model file {path}: {first} and {second} are both layer {number}'s "
+                           f"{'weight' if m.group(1) == 'W' else 'bias'}; keep one of them "
+                           "(layers are W0, W1, ... without leading zeros)")
+        table[number] = (key, arr)
     n = len(weights)
-    if sorted(weights) != list(range(n)):
-        missing = min(set(range(max(weights, default=-1) + 1)) - set(weights))
-        raise EieError(f"model file {path}: W{missing} is missing (layers must be W0..W{max(weights)} "
-                       "without gaps)")
-    extra = sorted(set(biases) - set(weights))
+    # the numbers are n distinct strings: they are 0..n-1 unless one of those is missing
+    missing = next((l for l in range(n) if str(l) not in weights), None)
+    if missing is not None:
+        last = weights[max(weights, key=_by_number)][0]
+        raise EieError(f"model file {path}: W{missing} is missing (the archive has {n} weight "
+                       f"array{'s' if n != 1 else ''}, up to {last}; layers must be "
+                       f"W0..W{n - 1} without gaps)")
+    extra = sorted((number for number in biases if number not in weights), key=_by_number)
     if extra:
-        raise EieError(f"model file {path}: b{extra[0]} has no matching W{extra[0]} "
+        raise EieError(f"model file {path}: {biases[extra[0]][0]} has no matching W{extra[0]} "
                        f"(the model has {n} layers)")
-    if relu is None:
-        relu_list = _default_relu(n)
-    else:
-        relu_arr = np.asarray(relu).reshape(-1)
-        if relu_arr.size != n:
-            raise EieError(f"model file {path}: relu has {relu_arr.size} entries but the model has "
-                           f"{n} layers (give one bool per layer)")
-        relu_list = [bool(r) for r in relu_arr]
+    relu_list = _default_relu(n) if relu is None else _relu_flags(relu, n, path)
     layers = []
     for l in range(n):
-        w = np.asarray(weights[l])
-        b = biases.get(l)
+        w = np.asarray(weights[str(l)][1])
+        b = biases[str(l)][1] if str(l) in biases else None
         layers.append(FloatLayer(weight=w, bias=None if b is None else np.asarray(b),
                                  relu=relu_list[l]))
     validate_layers(layers, source=f"model file {path}")

@@ -227,11 +227,59 @@ def _assert_error(cli, argv, match, tmp_path, must_not_exist=()):
     ({"W1": np.full((20, 30), np.nan, np.float32)}, "layer 1 weight has 600 NaN or infinite"),
     ({"W0": np.where(np.eye(30, 40) > 0, np.inf, 0.5).astype(np.float32)}, "layer 0 weight has 30 NaN or infinite"),
     ({"W2": np.ones((10, 21), np.float32)}, "layer 2 takes 21 inputs but layer 1 gives 20 outputs"),
+    # biases that are not real numbers: text was a TypeError traceback, complex lost its
+    # imaginary part with a raw ComplexWarning, bools were read as 1.0 and 0.0
+    ({"b0": np.array(["a"] * 30)}, "layer 0 bias has dtype <U1; it holds text, not numbers"),
+    ({"b1": np.ones(20) + 0.5j}, "layer 1 bias has dtype complex128; complex values are not taken"),
+    ({"b2": np.ones(10, bool)}, "layer 2 bias has dtype bool; bools are not taken as numbers"),
+    # relu: every entry of a text or float array was read as True
+    ({"relu": np.array(["no", "no", "no"])}, "relu has dtype <U2; give one bool per layer"),
+    ({"relu": np.array([1.0, np.nan, 0.0])}, "relu has dtype float64; give one bool per layer"),
+    ({"relu": np.array([1, 2, 0])}, "relu[1] is 2, not 0 or 1"),
+    # two arrays for one layer: W00 replaced W0 (or the reverse) without a word
+    ({"W00": np.ones((30, 40), np.float32)}, "W0 and W00 are both layer 0's weight; keep one"),
+    ({"b001": np.ones(20, np.float32)}, "b1 and b001 are both layer 1's bias; keep one"),
 ])
 def test_bad_models(tmp_path, cli, edit, match):
     model = _model(tmp_path, **edit)
     img = tmp_path / "img"
     _assert_error(cli, ["compress", model, "-o", img, "--pes", "2"], match, tmp_path, [img])
+
+
+def test_relu_as_integers_0_and_1(tmp_path, cli):
+    # integers 0/1 are bools spelled as numbers: taken, and each layer gets its own
+    model = _model(tmp_path, relu=np.array([0, 1, 1], np.uint8))
+    assert cli(["compress", model, "-o", tmp_path / "img", "--pes", "2"]).code == 0
+    man = json.loads((tmp_path / "img" / "manifest.json").read_text())
+    assert [L["relu"] for L in man["layers"]] == [False, True, True]
+
+
+@pytest.mark.parametrize("far", ["W1000000000", "W" + "7" * 5000])
+def test_missing_layer_far_below_the_largest_number(tmp_path, far):
+    # W0 and W1000000000: the loader built set(range(1000000001)) to find the gap (a
+    # MemoryError after many GiB); 5000 digits made int() itself fail. Run under a 2 GiB
+    # address-space limit, so that a regression fails here instead of exhausting the machine.
+    import resource
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "gap.npz", W0=rng.standard_normal((4, 5)),
+             **{far: rng.standard_normal((3, 4))})
+    before = _listing(tmp_path)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    r = subprocess.run([sys.executable, "-m", "eie.app.cli", "compress", str(tmp_path / "gap.npz"),
+                        "-o", str(tmp_path / "img"), "--pes", "2"],
+                       capture_output=True, text=True, timeout=300, preexec_fn=limit,
+                       env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("eie: error: "), r.stderr[-2000:]
+    assert "W1 is missing" in lines[0] and f"up to {far}" in lines[0]
+    assert _listing(tmp_path) == before
 
 
 def test_model_without_layers(tmp_path, cli):
@@ -376,6 +424,52 @@ def test_compress_json(tmp_path, cli):
     assert rep["n_pe"] == 2 and [L["n_in"] for L in rep["layers"]] == [40, 30, 20]
     assert rep["layers"][0]["compression"]["prune_rule"] == "density"
     assert rep["totals"]["nonzeros"] == sum(L["nonzeros"] for L in rep["layers"])
+
+
+def _warnings(err):
+    return [line for line in err.splitlines() if line.startswith("warning: ")]
+
+
+def test_compress_json_prints_the_same_warnings(tmp_path, cli):
+    # biases beyond int16 at act_frac 8 (|b| > 128) saturate: the text output warns on stderr,
+    # and --json must too (stdout stays one JSON document)
+    model = _model(tmp_path, b0=np.full(30, 500.0, np.float32))
+    text = cli(["compress", model, "-o", tmp_path / "a", "--pes", "2"])
+    js = cli(["compress", model, "-o", tmp_path / "b", "--pes", "2", "--json"])
+    assert text.code == 0 and js.code == 0
+    json.loads(js.out)
+    assert _warnings(text.err) and "30 biases saturated" in _warnings(text.err)[0]
+    assert _warnings(js.err) == _warnings(text.err)
+    assert "warning" not in js.out
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_a_layer_that_keeps_no_weight_warns(tmp_path, cli, json_flag):
+    # --prune-std 100 prunes every weight of every layer: the image computes its biases only
+    model = _model(tmp_path)
+    r = cli(["compress", model, "-o", tmp_path / "img", "--pes", "2", "--prune-std", "100",
+             *json_flag])
+    assert r.code == 0, r.err
+    man, layers = decode_image(tmp_path / "img")
+    empty = [l for l, (W, _, _, _) in enumerate(layers) if not any(any(row) for row in W)]
+    assert empty == [0, 1, 2]
+    warn = _warnings(r.err)
+    assert len(warn) == 3, r.err
+    for l, line in zip(empty, warn):
+        L = man["layers"][l]
+        assert line.startswith(f"warning: layer {l}: no weight kept (0 of "
+                               f"{L['n_in'] * L['n_out']})"), line
+        assert "its bias alone" in line and "lower --prune-std 100" in line
+
+
+def test_only_the_empty_layer_warns(tmp_path, cli):
+    # a model whose middle layer is all zero, compressed without pruning: one warning, for it
+    model = _model(tmp_path, W1=np.zeros((20, 30), np.float32))
+    r = cli(["compress", model, "-o", tmp_path / "img", "--pes", "3"])
+    assert r.code == 0, r.err
+    warn = _warnings(r.err)
+    assert len(warn) == 1 and warn[0].startswith("warning: layer 1: no weight kept (0 of 600)")
+    assert "every weight of the model's layer is 0" in warn[0]
 
 
 # ------------------------------------------------------------------ property: pipeline vs reference

@@ -105,6 +105,13 @@ def test_generate_sized_from_image(tmp_path, cli, small_eie_image):
     (["--pes", "2", "--fifo-depth", "0"], "fifo_depth = 0.*--fifo-depth"),
     ([], "--pes N"),
     (["--pes", "2", "--name", "9bad"], "not a valid Verilog module name"),
+    # reserved words of Verilog-2005 and SystemVerilog: the writer escapes them (\\module), so
+    # the generated module could not be used (it was a RuntimeError traceback, exit 1)
+    (["--pes", "2", "--name", "module"], "--name 'module' is a reserved word"),
+    (["--pes", "2", "--name", "wire"], "--name 'wire' is a reserved word"),
+    (["--pes", "2", "--name", "logic"], "--name 'logic' is a reserved word"),
+    (["--pes", "2", "--name", "always_ff"], "--name 'always_ff' is a reserved word"),
+    (["--pes", "2", "--name", "uwire"], "--name 'uwire' is a reserved word"),
 ])
 def test_generate_bad_options_exit_2_and_write_nothing(tmp_path, cli, argv, message):
     r = cli(["generate", *argv, "-o", tmp_path / "x.v"])
@@ -113,6 +120,50 @@ def test_generate_bad_options_exit_2_and_write_nothing(tmp_path, cli, argv, mess
     assert len(err.splitlines()) == 1 and err.startswith("eie: error:")
     assert re.search(message, err), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_keyword_list_is_what_the_verilog_writer_escapes():
+    # a reserved word names nothing in the Verilog the design is written as: the writer escapes
+    # it (`\\module `). One design with an input named after each listed word and a few near
+    # misses: every listed word comes out escaped, every near miss plain; and
+    # check_module_name refuses exactly the escaped ones
+    import re
+
+    from amaranth import Module, Signal
+    from amaranth.back import verilog
+
+    from eie.app.cmd_rtl import VERILOG_KEYWORDS, check_module_name
+    from eie.common.errors import EieError
+
+    near = ["Module", "WIRE", "wire_", "modules", "logic2", "eie_top", "xor_", "begin_end"]
+    names = sorted(VERILOG_KEYWORDS) + near
+    assert {"module", "wire", "logic", "reg", "always_ff", "endmodule", "uwire"} <= set(names)
+    m = Module()
+    inputs = [Signal(name=n) for n in names]
+    y = Signal(name="y_out")
+    parity = 0
+    for a in inputs:
+        parity = parity ^ a
+    m.d.comb += y.eq(parity)
+    text = verilog.convert(m, name="top", ports=[*inputs, y])
+    for n in names:
+        escaped = f"\\{n} " in text
+        plain = re.search(rf"^\s*input {n};", text, re.M) is not None
+        assert escaped != plain, n
+        assert escaped == (n in VERILOG_KEYWORDS), n
+        if escaped:
+            with pytest.raises(EieError, match=f"--name '{n}' is a reserved word"):
+                check_module_name(n)
+        else:
+            assert check_module_name(n) == n
+
+
+def test_generate_a_name_beside_a_keyword(tmp_path, cli):
+    # Verilog is case-sensitive: "Module" is not the keyword "module"
+    r = cli(["generate", "--pes", "1", "--ptr-depth", "16", "--spmat-depth", "4",
+             "--act-depth", "4", "--acc-depth", "4", "--name", "Module", "-o", tmp_path / "m.v"])
+    assert r.code == 0, r.err
+    assert "module Module(" in (tmp_path / "m.v").read_text()
 
 
 def test_generate_keeps_a_json_it_did_not_write(tmp_path, cli, small_eie_image):
@@ -143,6 +194,34 @@ def test_generate_pes_contradicting_image(tmp_path, cli, small_eie_image):
     assert not (tmp_path / "x.v").exists()
 
 
+def test_act_frac_contradicting_the_image_is_refused(tmp_path, cli, small_eie_image):
+    # the image's act_frac is how its inputs are quantised and its outputs read: another one in
+    # the design was accepted silently, while a contradicting --acc-bits or --pes is refused
+    d = small_eie_image(n_pe=3)
+    act_frac = read_image(d).act_frac
+    other = (act_frac + 4) % 16
+    out = tmp_path / "out"
+    out.mkdir()
+    np.save(out / "x.npy", np.zeros((1, 14)))
+    for argv in (["generate", "--image", d, "-o", out / "x.v"],
+                 ["run", d, "--input", out / "x.npy", "-o", out / "y.npy",
+                  "--sim", "model", "--stats", out / "s.json"]):
+        r = cli([*argv, "--act-frac", other])
+        err = r.err.strip()
+        assert r.code == 2 and len(err.splitlines()) == 1, r.err
+        assert err.startswith(f"eie: error: --act-frac {other} contradicts the image"), err
+        assert f"uses act_frac {act_frac}" in err and "drop --act-frac" in err, err
+        assert sorted(p.name for p in out.iterdir()) == ["x.npy"]
+        # the image's own value is no contradiction
+        assert cli([*argv, "--act-frac", act_frac]).code == 0
+        meta = out / ("x.json" if argv[0] == "generate" else "s.json")
+        key = "parameters" if argv[0] == "generate" else "config"
+        assert json.loads(meta.read_text())[key]["act_frac"] == act_frac
+        for p in out.iterdir():
+            if p.name != "x.npy":
+                p.unlink()
+
+
 # ----------------------------------------------------------------------------- run
 
 @pytest.mark.rtl
@@ -155,7 +234,8 @@ def test_run_amaranth_float_input_equals_golden_with_stats(tmp_path, cli, small_
              "--sim", "amaranth", "--stats", tmp_path / "s.json"])
     assert r.code == 0, r
     assert "equal to the golden model on all 3 samples" in r.out
-    assert "eie run (amaranth)" in r.err          # the progress bar
+    # stderr is not a terminal here: no progress bar (no carriage-return redraws in a log)
+    assert "eie run (amaranth)" not in r.err and "\r" not in r.err
     img = read_image(d)
     xq = quantize(x, img.act_frac)
     g = golden_forward(img, xq)

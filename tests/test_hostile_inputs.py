@@ -105,6 +105,7 @@ def _make_world(d):
             f.write(bytes(64))
     np.save(d / "xobj.npy", np.array([[1] * 14], dtype=object), allow_pickle=True)
     np.save(d / "xbf.npy", rng.integers(0, 2, (2, 12)).astype(np.float32))
+    np.save(d / "xpix.npy", rng.integers(0, 256, (2, 14), dtype=np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +220,13 @@ CASES = [
     ("generate-symlink", ["generate", "--pes", "2", "-o", "flink"], "symbolic link"),
     ("generate-json", ["generate", "--pes", "2", "-o", "e.json"], "memory map"),
     ("generate-deep-image", ["generate", "--image", "deep", "-o", "e.v"], "manifest"),
+    ("generate-name-keyword", ["generate", "--pes", "2", "--name", "module", "-o", "k.v"],
+     "--name 'module' is a reserved word of Verilog/SystemVerilog"),
+    ("generate-name-sv-keyword", ["generate", "--pes", "2", "--name", "logic", "-o", "k.v"],
+     "--name 'logic' is a reserved word"),
+    ("generate-act-frac-contradicts-image", ["generate", "--image", "img", "--act-frac", "4",
+                                             "-o", "e.v"],
+     "--act-frac 4 contradicts the image, which uses act_frac 8"),
     # --- eie run (refused before any simulator runs)
     ("run-o-dir", ["run", "img", "--input", "x.npy", "-o", "userdir"], "is a directory"),
     ("run-o-is-stats", ["run", "img", "--input", "x.npy", "-o", "y.npy", "--stats", "y.npy"],
@@ -234,6 +242,11 @@ CASES = [
      "holds no samples"),
     ("run-huge-header", ["run", "img", "--input", "xhuge.npy", "-o", "y.npy", "--sim", "model"],
      "the file ends early"),
+    ("run-act-frac-contradicts-image", ["run", "img", "--input", "x.npy", "-o", "y.npy",
+                                        "--sim", "model", "--act-frac", "4"],
+     "--act-frac 4 contradicts the image, which uses act_frac 8"),
+    ("run-pixels-without-raw", ["run", "img", "--input", "xpix.npy", "-o", "y.npy", "--sim",
+                                "model"], "as x / 255"),
     ("run-stats-parent-missing", ["run", "img", "--input", "x.npy", "-o", "y.npy", "--stats",
                                   "nope/s.json", "--sim", "model"], "does not exist"),
     # --- eie bnn compile: class 1 and 2
@@ -511,7 +524,19 @@ def test_rounding_some_entries_to_zero_warns(tmp_path, cli):
     r = cli(["compress", tmp_path / "m.npz", "-o", tmp_path / "img", "--pes", "2",
              "--centroids", "3"])
     assert r.code == 0, r.err
-    assert "codebook entries round to 0" in r.err
+    warn = [line for line in r.err.splitlines() if line.startswith("warning: ")]
+    assert len(warn) == 1 and "codebook entries (|w| up to 1e-07) round to 0" in warn[0], r.err
+    # such weights are not dropped: they stay stored, as entries whose codebook value is 0
+    from eie.sw.image import read_image
+
+    img = read_image(tmp_path / "img")
+    book = np.asarray(img.layers[0].codebook)
+    codes = np.concatenate([img.layer_entries(0, k) & 0xF for k in range(img.n_pe)])
+    stored = int(np.count_nonzero((codes != 0) & (book[codes] == 0)))
+    assert stored == int(np.count_nonzero(np.abs(w) == 1e-7))        # every tiny weight
+    assert "dropped" not in warn[0]
+    assert f"their {stored} weights are still stored, as entries that add nothing" in warn[0]
+    assert "prune them" in warn[0]
 
 
 # ----------------------------------------------------------------------------- interrupts, in process

@@ -65,9 +65,16 @@ def test_real_inputs_quantised_and_saturation_warned():
     with pytest.raises(EieError, match=r"has 2 NaN or infinite values \(the first, \[0, 1\], is "
                                        r"nan\); every input must be finite"):
         inputs.eie_input(np.array([[0, np.nan, np.inf, 0]]), 4, 8, raw=False)
-    with pytest.raises(EieError, match=r"has dtype int16 but real-valued float input is expected "
-                                       r"\(pass --raw"):
-        inputs.eie_input(np.zeros((1, 4), np.int16), 4, 8, raw=False)
+    # integers without --raw: the message says what --raw means (fixed point, 1.0 = 2**act_frac),
+    # so that 0..255 pixels are not passed with --raw and read as 0..0.996
+    for act_frac in (8, 4):
+        with pytest.raises(EieError) as info:
+            inputs.eie_input(np.full((1, 4), 255, np.uint8), 4, act_frac, raw=False)
+        msg = str(info.value)
+        assert msg.startswith("input has dtype uint8 but real-valued float input is expected")
+        assert "x / 255" in msg and f"quantised with act_frac {act_frac}" in msg
+        assert f"{act_frac} fraction bits (1.0 = {2 ** act_frac})" in msg
+        assert "\n" not in msg
     with pytest.raises(EieError, match="--raw expects int16 fixed point .drop --raw to quantise "
                                        "real values with act_frac 8"):
         inputs.eie_input(np.zeros((1, 4)), 4, 8, raw=True)

@@ -49,10 +49,21 @@ def test_npz_relu_override(tmp_path):
     arrays["relu"] = np.array([False, True, True])
     np.savez(tmp_path / "m.npz", **arrays)
     assert [l.relu for l in load_model(tmp_path / "m.npz").layers] == [False, True, True]
+    arrays["relu"] = np.array([1, 0, 1], np.int64)        # integers 0 and 1 are bools
+    np.savez(tmp_path / "m.npz", **arrays)
+    assert [l.relu for l in load_model(tmp_path / "m.npz").layers] == [True, False, True]
     arrays["relu"] = np.array([True])
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(EieError, match="relu has 1 entries but the model has 3 layers"):
         load_model(tmp_path / "bad.npz")
+    # anything else was read as True entry by entry ("no" and NaN included): refused
+    for relu, message in ((np.array(["no", "no", "no"]), "relu has dtype <U2"),
+                          (np.array([1.0, np.nan, 0.0]), "relu has dtype float64"),
+                          (np.array([0, -1, 1]), r"relu\[1\] is -1, not 0 or 1")):
+        arrays["relu"] = relu
+        np.savez(tmp_path / "bad.npz", **arrays)
+        with pytest.raises(EieError, match=message):
+            load_model(tmp_path / "bad.npz")
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -66,6 +77,13 @@ def test_npz_relu_override(tmp_path):
     (lambda a: a.__setitem__("foo", np.ones(1)), "unexpected array 'foo'"),
     (lambda a: a.__setitem__("W0", np.ones(5)), "expected 2-D"),
     (lambda a: a.__setitem__("b7", np.ones(5)), "b7 has no matching W7"),
+    (lambda a: a.__setitem__("b1", np.array(["x"] * 4)), "layer 1 bias has dtype <U1"),
+    (lambda a: a.__setitem__("b2", a["b2"] * 1j), "layer 2 bias has dtype complex"),
+    (lambda a: a.__setitem__("W01", a["W1"]), "W1 and W01 are both layer 1's weight"),
+    (lambda a: a.__setitem__("b00", a["b0"]), "b0 and b00 are both layer 0's bias"),
+    (lambda a: a.__setitem__("W5", np.ones((2, 3))), r"W3 is missing \(the archive has 4 weight "
+                                                     r"arrays, up to W5"),
+    (lambda a: a.__setitem__("W\u0663", np.ones((2, 3))), "unexpected array"),   # not 0-9
 ])
 def test_npz_bad_models(tmp_path, mutate, message):
     arrays = _mlp()

@@ -181,3 +181,64 @@ def test_model_checks_the_design_like_the_rtl(tmp_path, cli, small_eie_image):
     assert r.code == 2
     assert re.search("pointers per PE.*--ptr-depth", r.err)
     assert not (tmp_path / "y.npy").exists()
+
+
+# ----------------------------------------------------------------------------- the progress bar
+
+class _Terminal:
+    """A stderr that says it is a terminal, and keeps what is written to it."""
+
+    def __init__(self):
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        return self.buffer.write(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_run_progress_bar_only_on_a_terminal(tmp_path, cli, small_eie_image, monkeypatch,
+                                             terminal):
+    # `eie run --sim icarus ... 2>log` wrote tqdm's carriage-return redraws into the log: the bar
+    # follows eie compress's rule (shown when stderr is a terminal). The simulation is replaced
+    # by the golden model, one progress step a sample, as the runner reports them.
+    import sys
+
+    import eie.sim.eie_run as eie_run
+
+    def fake_run_core_jobs(core, jobs, *, on_progress=None, **kwargs):
+        for job in jobs:
+            g = golden_forward(job.image, job.x)
+            counters = [[{"cycles": 10, "broadcasts": 1, "busy": [1] * job.image.n_pe,
+                          "stall": [0] * job.image.n_pe} for _ in job.image.layers]
+                        for _ in range(job.x.shape[0])]
+            for _ in range(job.x.shape[0]):
+                if on_progress is not None:
+                    on_progress(1)
+            job.result = eie_run.RunResult(outputs=g.outputs, counters=counters,
+                                           run_cycles=[20] * job.x.shape[0], sim_cycles=99,
+                                           simulator=kwargs["sim"])
+
+    monkeypatch.setattr(eie_run, "run_core_jobs", fake_run_core_jobs)
+    d = small_eie_image()
+    np.save(tmp_path / "x.npy", np.ones((3, 14), np.int16))
+    stderr = _Terminal() if terminal else None
+    if terminal:
+        monkeypatch.setattr(sys, "stderr", stderr)
+    r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--raw",
+             "--sim", "amaranth"])
+    monkeypatch.undo()
+    assert r.code == 0, r
+    assert "equal to the golden model on all 3 samples" in r.out
+    err = stderr.buffer.getvalue() if terminal else r.err
+    if terminal:
+        assert "eie run (amaranth)" in err and "/3 " in err
+    else:
+        assert err == "" and "\r" not in err
