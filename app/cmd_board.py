@@ -260,6 +260,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise EieError(f"EIE configuration: {config_error_text(str(exc))}") from None
         if args.image is not None:
             config.check_image(img)         # and one that does not hold the image
+            if config.act_frac != img.act_frac:     # or reads its activations otherwise
+                raise EieError(f"--act-frac {config.act_frac} contradicts the image, which uses "
+                               f"act_frac {img.act_frac} (drop --act-frac, or compress the model "
+                               f"again with --act-frac {config.act_frac})")
     try:
         from ..boards.uart import divisor_for
         divisor_for(100e6 if board.family == "ecp5" else 12e6, args.baud)

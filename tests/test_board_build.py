@@ -410,6 +410,8 @@ def test_build_takes_eie_sizes_as_eie_generate_does(tmp_path, cli, monkeypatch, 
             (["--ptr-depth", "1"], "(option --ptr-depth)"),
             (["--image", image, "--max-layers", "1"],
              "the image has 2 layers but the layer table holds 1"),
+            (["--image", image, "--act-frac", "4"],
+             "--act-frac 4 contradicts the image, which uses act_frac 8"),
             (["--design", "bnn", "--act-depth", "128"], "--act-depth applies to --design eie only"),
             (["--design", "ram", "--fifo-depth", "4"],
              "--fifo-depth applies to --design eie only")):
