@@ -232,19 +232,23 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
         if calibration is not None:
             acts = check_input(calibration, layers[0].n_in)
     first_order: np.ndarray | None = None
+    first_rows: np.ndarray | None = None
     if balance:
-        # the first layer's inputs too: shuffled, and the ones most often nonzero in the LNZD's
-        # first round
-        first_order = input_order(layers[0].codes, n_pe, None if acts is None else acts != 0)
+        # the placement does not depend on the column order: the model's serves
+        first_rows = balanced_order(layers[0].codes, n_pe, None if acts is None else acts != 0)
+        # the first layer's inputs too: shuffled, and with calibration the ones most often
+        # nonzero in the LNZD's first round and (on a layer whose every column is even over the
+        # PEs of that placement) a tail of columns of two or more entries a PE
+        first_order = input_order(layers[0].codes, n_pe, None if acts is None else acts != 0,
+                                  row_order=first_rows)
         if np.array_equal(first_order, np.arange(first_order.size)):
             first_order = None
         in_order = first_order
     for l, model_layer in enumerate(layers):
         order = None
         if balance:
-            # the placement does not depend on the column order: the model's serves
-            order = balanced_order(model_layer.codes, n_pe,
-                                   None if acts is None else acts != 0)
+            order = first_rows if l == 0 else balanced_order(
+                model_layer.codes, n_pe, None if acts is None else acts != 0)
             if acts is not None and l + 1 < len(layers):
                 acts = quant_layer_forward(model_layer, acts, acc_bits).astype(np.int64)
         layer = place_layer(model_layer, in_order, order)

@@ -169,3 +169,107 @@ def test_input_order_spreads_neighbouring_heavy_columns():
     cyc = [predict_counters(img, x, fifo_depth=8, ptr_queue_depth=15)[0][0].cycles
            for img in (shuffled, plain)]
     assert cyc[0] <= 1.05 * bound and cyc[1] >= 1.25 * bound
+
+
+def test_pe_column_counts_against_a_count_per_pe():
+    from eie.sw.placement import pe_column_counts
+
+    rng = np.random.default_rng(31)
+    for n_out, n_in, n_pe, density in [(40, 60, 4, 0.15), (64, 50, 16, 0.3), (7, 30, 4, 0.5),
+                                       (300, 80, 64, 0.05)]:
+        nz = rng.random((n_out, n_in)) < density
+        order = rng.permutation(n_out)
+        got = pe_column_counts(nz, n_pe, order)
+        want = [[sum(int(nz[order[p], c]) for p in range(k, n_out, n_pe)) for c in range(n_in)]
+                for k in range(n_pe)]
+        assert got.tolist() == want
+
+
+def test_input_order_ends_an_even_layer_on_a_tail_of_columns_of_two_or_more():
+    # a layer pruned load-balance-aware per column (every PE the same number of nonzeros in
+    # every column), with its placement and calibration inputs: a tail of columns of two or
+    # more a PE goes last among the live inputs, the most often nonzero ones until all but 1%
+    # of the samples have a nonzero there; the rest keep the shuffle's order. Without
+    # calibration, or on an uneven layer, the shuffle stays as it is.
+    from eie.sw.placement import FIRST_ROUND_EMPTY, pe_column_counts
+    from eie.sw.prune import prune_column_balanced
+
+    rng = np.random.default_rng(32)
+    w = rng.standard_normal((128, 200)) * rng.lognormal(0, 0.6, 200)   # columns of many sizes
+    _, mask = prune_column_balanced(w, 0.1, 8)
+    codes = mask.astype(np.uint8) * 3
+    codes[:, 5] = 0
+    rows = balanced_order(codes, 8)
+    per_pe = pe_column_counts(codes != 0, 8, rows)
+    live = (codes != 0).any(axis=0)
+    two = per_pe[0] >= 2
+    assert (per_pe == per_pe[:1]).all() and 10 <= (live & two).sum() <= 190
+    act = rng.random((400, 200)) < rng.uniform(0.5, 0.9, 200)          # inputs of many rates
+    plain = input_order(codes, 8, act)
+    np.testing.assert_array_equal(plain, input_order(codes, 8))   # (the first round not empty)
+    np.testing.assert_array_equal(input_order(codes, 8, row_order=rows), plain)   # no activity
+    got = input_order(codes, 8, act, row_order=rows)
+    assert sorted(got.tolist()) == list(range(200))
+    n_live = int(live.sum())
+    assert not live[got[n_live:]].any()
+    # the tail: the positions from the last one-entry column on are all columns of two or more
+    k = n_live - 1 - int(np.flatnonzero(~two[got[:n_live]])[-1])
+    tail = got[n_live - k:n_live]
+    assert k >= 1 and two[tail].all()
+    busy = act[act.any(axis=1)]
+    assert busy[:, tail].any(axis=1).mean() >= 1 - FIRST_ROUND_EMPTY
+    # as few as that takes, the most often nonzero first: without the least frequent, short
+    freq = busy.mean(axis=0)
+    least = tail[np.argmin(freq[tail])]
+    assert busy[:, np.setdiff1d(tail, [least])].any(axis=1).mean() < 1 - FIRST_ROUND_EMPTY
+    assert freq[tail].min() >= freq[two & live & ~np.isin(np.arange(200), tail)].max()
+    rest = got[:n_live - k]
+    np.testing.assert_array_equal(rest, plain[np.isin(plain, rest)])
+    uneven = _uneven(rng, 96, 200, density=0.08)
+    np.testing.assert_array_equal(
+        input_order(uneven, 8, act, row_order=balanced_order(uneven, 8)), input_order(uneven, 8, act))
+
+
+def test_a_column_balanced_first_layer_ends_on_a_column_of_two_or_more():
+    # A layer pruned load-balance-aware per column (every PE the same number of entries in
+    # every column) takes its work plus the latency of a layer, a cycle less when the last
+    # nonzero input's column holds two or more entries a PE (tests/test_cycle_model.py). The
+    # balanced image calibrated on inputs like these orders its inputs so that every input
+    # here ends on such a column: a cycle less on every one. In the model's order about half
+    # of them end on one-entry columns.
+    from eie.hw.eie.variants import VARIANTS
+    from eie.sw.cycle_model import predict_layer
+
+    n_pe, n_in = 16, 256
+    rng = np.random.default_rng(33)
+    per_pe = rng.choice([1, 2, 3], size=n_in, p=[0.5, 0.3, 0.2])
+    rows_per_pe = 4
+    codes = np.zeros((n_pe * rows_per_pe, n_in), np.uint8)
+    for c, k in enumerate(per_pe):                       # k entries in every PE's rows
+        for pe in range(n_pe):
+            rows = pe + n_pe * rng.choice(rows_per_pe, size=k, replace=False)
+            codes[rows, c] = rng.integers(1, 16, size=k)
+    layers = [QuantLayer(codes=codes, codebook=np.arange(16) * 5, w_frac=4, bias=None,
+                         relu=True),
+              QuantLayer(codes=np.ones((4, n_pe * rows_per_pe), np.uint8),
+                         codebook=np.arange(16) * 5, w_frac=4, bias=None, relu=False)]
+
+    def inputs(n):
+        x = (rng.random((n, n_in)) < 0.6).astype(np.int16) * rng.integers(1, 100, (n, n_in))
+        x[:, 0] = 1                   # (no LNZD round all zero in any order: checked below)
+        return x.astype(np.int16)
+
+    img = build_image(layers, n_pe=n_pe, balance=True, calibration=inputs(200))
+    assert img.layers[0].input_order is not None
+    f = VARIANTS["standard"].fields
+    depths = dict(fifo_depth=f["fifo_depth"], ptr_queue_depth=f["ptr_queue_depth"])
+    latency = predict_layer(np.array([[1]]), np.array([1]), 1, **depths).cycles - 1
+    x = inputs(40)
+    work = (x != 0) @ per_pe
+    placed = x[:, img.input_order()]
+    assert np.pad(placed != 0, ((0, 0), (0, -n_in % n_pe))).reshape(40, -1, n_pe).any(axis=2).all()
+    got = [s[0].cycles for s in predict_counters(img, x, **depths)]
+    assert got == [int(w) + latency - 1 for w in work]
+    # the same inputs in the model's order: some end on a one-entry column
+    last_single = [per_pe[np.flatnonzero(r)[-1]] == 1 for r in x]
+    assert any(last_single)
