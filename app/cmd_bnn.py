@@ -61,9 +61,39 @@ def _refuse_integer_options(args, what: str) -> None:
                            f"{args.model} {what}: leave {opt} out")
 
 
+def _model_is_onnx(model: str) -> bool:
+    """Whether ``eie bnn compile``'s MODEL is a QONNX graph: named ``.onnx``, or a file that is
+    neither a ``.npz`` (a zip archive) nor a ``.npy`` but decodes as an ONNX model. A directory,
+    or a file that is none of these, is refused in one line (NumPy's own message about
+    pickled data would be misleading advice)."""
+    path = Path(model)
+    if path.is_dir():
+        raise EieError(f"model {path} is a directory; give a model file (a .npz of arrays, or a "
+                       f"QONNX .onnx)")
+    if path.suffix.lower() == ".onnx":
+        return True
+    if not path.is_file():
+        return False                # the loader says that it does not exist
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise EieError(f"model {path} cannot be read ({exc.strerror or exc})") from None
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or head.startswith(b"\x93NUMPY"):
+        return False                # a zip archive (a .npz), or a .npy the planner refuses
+    from ..sw.bnn.qonnx import looks_like_onnx
+
+    if looks_like_onnx(path):
+        return True
+    what = "is empty (0 bytes)" if not head else f"starts with {head!r}"
+    raise EieError(f"model {path} is neither a .npz model (a zip archive of arrays, as "
+                   f"numpy.savez writes) nor an ONNX model: it {what}; give the model .npz, or "
+                   f"the QONNX graph (an .onnx file)")
+
+
 def _cmd_compile(args) -> int:
     paths = outputs.plan()          # first: an interrupt from here on can say what -o holds
-    is_onnx = Path(args.model).suffix.lower() == ".onnx"
+    is_onnx = _model_is_onnx(args.model)
     paths.input(args.model, "MODEL.onnx" if is_onnx else "MODEL.npz",
                 kind=None if is_onnx else "npz")
     from ..sw.bnn.image import OWNER, OWNER_KIND, write_image
@@ -75,15 +105,22 @@ def _cmd_compile(args) -> int:
     kind = ("onnx" if is_onnx else
             npz_file_kind(args.model) if Path(args.model).is_file() else "float")
     if kind == "onnx":
-        from ..sw.bnn.qonnx import load_qonnx
-
         _refuse_integer_options(args, "is a QONNX graph, whose thresholds and shapes the "
                                       "importer reads from its nodes")
-        net = load_qonnx(args.model)
+        from ..sw.bnn.qonnx import import_qonnx
+
+        imp = import_qonnx(args.model)
+        net = imp.net
         image = compile_integer(net, args.fold)
+        conv, why = imp.input_conversion()
+        image.input_conversion = conv
         extra = {"source": Path(args.model).name, "threshold_rule": net.rule}
         what = ("QONNX graph (docs/qonnx.md)"
-                + ("; output layer thresholded (outputs bits)" if image.last_thresholded else ""))
+                + ("; output layer thresholded (outputs bits)" if image.last_thresholded else "")
+                + (f"; the graph's input conversion recorded ({conv.describe()}: golden/run "
+                   f"--graph-input)" if conv is not None else
+                   f"; the graph's input conversion is not recorded ({why}): golden/run take "
+                   f"the input bits (eie.sw.bnn.qonnx.import_qonnx(...).input_bits)"))
     elif kind == "integer":
         from ..hw.bnn.folding import parse_shape
         from ..sw.bnn.params import load_integer_npz, strip_padding
@@ -131,11 +168,40 @@ def _cmd_compile(args) -> int:
     return 0
 
 
-def _bits(args, n_in: int) -> np.ndarray:
-    """``--input`` as bits: as given (0/1), or ``x >= THRESH`` with ``--binarize THRESH``."""
-    from ..sw.inputs import load_bnn_input
+def _check_sample_options(args) -> None:
+    """``--binarize`` must be a finite number; ``--graph-input`` excludes it."""
+    if args.binarize is not None and not np.isfinite(args.binarize):
+        raise EieError(f"--binarize is {args.binarize}; give a finite threshold (bit 1 where "
+                       f"x >= THRESH, e.g. 128 for pixels 0..255)")
+    if args.graph_input and args.binarize is not None:
+        raise EieError("--graph-input and --binarize exclude each other: --graph-input converts "
+                       "the graph's input values with the graph's own rule (recorded in the "
+                       "image); leave --binarize out")
 
-    return load_bnn_input(args.input, n_in, binarize=args.binarize)
+
+def _bits(args, image) -> np.ndarray:
+    """``--input`` as bits: as given (0/1), ``x >= THRESH`` with ``--binarize THRESH``, or the
+    graph's own conversion (the image's ``input_conversion``) with ``--graph-input``: X then
+    holds the graph's input values, a sample flattened in C order, ``(batch, n_in)``."""
+    from ..sw.inputs import load_bnn_input, read_npy
+
+    conv = image.input_conversion
+    if args.graph_input or (args.binarize is not None and conv is not None):
+        if conv is None:
+            raise EieError(f"--graph-input: the image {args.image} records no conversion of a "
+                           f"graph's input (it was not compiled from a QONNX graph, or by an "
+                           f"older eie: compile it again); give the input bits, or real "
+                           f"numbers with --binarize THRESH")
+        if not args.graph_input and not conv.same_as_binarize(args.binarize):
+            raise EieError(f"--binarize {args.binarize:g}: this image was compiled from a QONNX "
+                           f"graph that converts its input itself ({conv.describe()}), which "
+                           f"--binarize {args.binarize:g} does not reproduce; give the graph's "
+                           f"input values with --graph-input, or the input bits without "
+                           f"--binarize")
+        what = f"--input {args.input}"
+        x = read_npy(args.input, what, n_in=conv.n_in)      # the one input loader's checks
+        return conv.bits(x.reshape(-1, conv.n_in), what=what)
+    return load_bnn_input(args.input, image.shape[0], binarize=args.binarize)
 
 
 def _classes_path(output) -> Path:
@@ -187,9 +253,10 @@ def _cmd_golden(args) -> int:
     paths.file(args.output, "-o")
     if args.classes is not None:
         paths.file(_classes_path(args.output), "--classes output")
+    _check_sample_options(args)
     image = read_image(args.image)
     _check_class_rule(args.classes, image)
-    x = _bits(args, image.shape[0])
+    x = _bits(args, image)
     y = golden_forward(image, x)
     _save_npy(args.output, y)
     more = _save_classes(args, y, image)
@@ -211,6 +278,10 @@ def _folds_from_args(args):
         return image.folds, image            # with the image's activation precisions
     if args.shape is None:
         raise EieError("give an IMAGE_DIR or --shape N_IN,N1,...,N_CLASSES (with --fold)")
+    if getattr(args, "no_bake", False):
+        raise EieError("--no-bake is for an IMAGE_DIR (whose weights it leaves out); a core "
+                       "built from --shape has no weights to bake and loads them at run time: "
+                       "leave --no-bake out")
     folds = make_folding(parse_shape(args.shape), args.fold)
     if getattr(args, "acts", None) is not None:
         from ..hw.bnn.folding import with_act_bits
@@ -246,6 +317,10 @@ def parse_act_bits(text: str, n_layers: int) -> tuple[int, ...]:
                            f"A1 (bipolar) .. A4 (4-bit unsigned), one for the hidden layers or "
                            f"one per layer")
         bits.append(int(v))
+    if n_layers == 1 and any(b != 1 for b in bits):
+        raise EieError(f"--acts {text!r}: the network has one layer, the output layer, whose "
+                       f"precision is A1 (it outputs dots or bits); there is no hidden layer "
+                       f"to give k-bit activations: leave --acts out, or add hidden layers")
     if len(bits) == 1:
         bits = bits * (n_layers - 1) + [1]
     if len(bits) != n_layers:
@@ -387,6 +462,10 @@ def _cmd_run(args) -> int:
 
     if not 0 <= args.backpressure < 1:
         raise EieError(f"--backpressure is {args.backpressure}; choose a probability in [0, 1)")
+    _check_sample_options(args)
+    if args.sim == "amaranth" and args.build_dir is not None:
+        raise EieError("--build-dir is the Verilator/Icarus build cache; --sim amaranth builds "
+                       "nothing (it simulates in this process): leave --build-dir out")
     paths = outputs.plan()
     paths.input(args.image, "IMAGE_DIR")
     paths.input(args.input, "--input", kind="npy")
@@ -400,7 +479,7 @@ def _cmd_run(args) -> int:
     image = read_image(args.image)
     _check_class_rule(args.classes, image)
     image = _refold(image, args)
-    x = _bits(args, image.shape[0])
+    x = _bits(args, image)
     folds = image.folds
     thresholded = image.last_thresholded
     BnnMemoryMap(folds, in_depth=args.in_depth, out_depth=args.out_depth,
@@ -451,9 +530,11 @@ def _cmd_run(args) -> int:
             json.dump(stats, f, indent=1)
             f.write("\n")
     if equal:
+        measured = (f"II {c.get('ii_min')} cycles measured, {ii} analytic"
+                    if c.get("samples_out", 0) > 1 else
+                    f"II {ii} cycles analytic, not measured: that needs two samples or more")
         print(f"{args.sim}: {x.shape[0]} samples, outputs equal the golden model "
-              f"(II {c.get('ii_min')} cycles measured, {ii} analytic; "
-              f"latency {c.get('latency')} cycles){more}")
+              f"({measured}; latency {c.get('latency')} cycles){more}")
         return 0
     bad = np.argwhere(y != gold)[0] if y.shape == gold.shape else None
     where = f"first at sample {bad[0]}, class {bad[1]}: {y[tuple(bad)]} vs golden {gold[tuple(bad)]}" \
@@ -521,6 +602,10 @@ def _add_sample_options(p) -> None:
     p.add_argument("--binarize", type=float, default=None, metavar="THRESH",
                    help="X holds real numbers (e.g. pixels 0..255): bit = 1 (+1) where "
                         "x >= THRESH, else 0 (-1)")
+    p.add_argument("--graph-input", action="store_true",
+                   help="X holds the source QONNX graph's input values, each sample flattened "
+                        "(batch, n_in); convert them with the graph's own input nodes, "
+                        "recorded in the image by `eie bnn compile model.onnx`")
     p.add_argument("--classes", choices=CLASS_CHOICES, default=None, metavar="RULE",
                    help="also save the class of each sample (int64, -1: none) as "
                         "Y.classes.npy beside -o: argmax (dot outputs; ties to the lowest "

@@ -166,3 +166,59 @@ def test_generate_keeps_a_memory_map_it_did_not_write(tmp_path, cli):
     assert r.code == 0, r.err
     assert "registers" in json.loads(theirs.read_text())
     assert cli([*argv, "-o", tmp_path / "bnn.v"]).code == 0            # its own: replaced
+
+
+# ----------------------------------------------------------------------------- audit findings
+
+def test_model_that_is_no_model(tmp_path, cli):
+    """A text file (named .txt or .npz), an empty file and a directory given as the model: one
+    line saying what it is not, never NumPy's advice about pickled data; nothing written."""
+    d = tmp_path
+    (d / "garbage.txt").write_text("garbage\n")
+    (d / "garbage.npz").write_text("garbage\n")
+    (d / "empty.npz").write_bytes(b"")
+    (d / "adir").mkdir()
+    for name, message in (("garbage.txt", "neither a .npz model"),
+                          ("garbage.npz", "neither a .npz model"),
+                          ("empty.npz", "is empty (0 bytes)"),
+                          ("adir", "is a directory")):
+        r = cli(["bnn", "compile", d / name, "-o", d / "img"])
+        _assert_clean_error(r, message, d, "img")
+        assert "pickle" not in r.err, r.err
+
+
+def test_sample_and_option_errors(model_files, cli):
+    """--binarize must be finite; --build-dir means nothing to --sim amaranth; --acts on a
+    network without hidden layers and --no-bake with --shape are refused, not ignored."""
+    d, _, x = model_files
+    assert cli(["bnn", "compile", d / "model.npz", "-o", d / "img"]).code == 0
+    for value in ("nan", "inf", "-inf"):
+        r = cli(["bnn", "golden", d / "img", "--input", d / "x.npy", f"--binarize={value}",
+                 "-o", d / "y.npy"])
+        _assert_clean_error(r, "give a finite threshold", d, "y.npy")
+    r = cli(["bnn", "run", d / "img", "--input", d / "x.npy", "-o", d / "y.npy", "--sim",
+             "amaranth", "--build-dir", d / "build"])
+    _assert_clean_error(r, "--sim amaranth builds nothing", d, "y.npy")
+    assert not (d / "build").exists()
+    r = cli(["bnn", "generate", "--shape", "10,3", "--acts", "A2", "-o", d / "g.v"])
+    _assert_clean_error(r, "there is no hidden layer", d, "g.v")
+    r = cli(["bnn", "generate", "--shape", "10,4,3", "--no-bake", "-o", d / "g.v"])
+    _assert_clean_error(r, "--no-bake is for an IMAGE_DIR", d, "g.v")
+    r = cli(["bnn", "train", "--shape", "784,10", "--acts", "A2", "-o", d / "t.npz"])
+    _assert_clean_error(r, "there is no hidden layer", d, "t.npz")
+
+
+def test_run_of_one_sample_says_the_ii_needs_two(model_files, cli):
+    """One sample gives no interval between results: the summary says so instead of printing
+    II_MIN's "none yet" value (0xFFFFFFFF)."""
+    d, _, x = model_files
+    assert cli(["bnn", "compile", d / "model.npz", "-o", d / "img", "--fold", FOLD]).code == 0
+    np.save(d / "one.npy", x[:1])
+    r = cli(["bnn", "run", d / "img", "--input", d / "one.npy", "-o", d / "y.npy", "--sim",
+             "amaranth"])
+    assert r.code == 0, r.err
+    assert "4294967295" not in r.out and "needs two samples" in r.out, r.out
+    np.save(d / "two.npy", x[:2])
+    r = cli(["bnn", "run", d / "img", "--input", d / "two.npy", "-o", d / "y.npy", "--sim",
+             "amaranth"])
+    assert r.code == 0 and "cycles measured" in r.out, r.out

@@ -558,3 +558,105 @@ def test_bnn_run_2000_digits_at_ii_4096_completes(tmp_path, cli, lfc, digits):
     assert stats["counters"]["samples_out"] == 2000 and stats["equal_golden"]
     print(f"2,000 digits: build {stats['build_seconds']:.0f} s, simulation "
           f"{stats['sim_seconds']:.0f} s")
+
+
+# ----------------------------------------------------------------------------- huge thresholds
+
+#: Thresholds far outside any match count, in dtypes whose naive int64 cast wraps or overflows
+#: (audit: 1e30 and 1e19 became "always fires", int64 max + 1 overflowed under gt, uint64 max
+#: became -1).
+HUGE = [np.array(v, dtype=dt) for v, dt in (
+    (1e30, np.float64), (-1e30, np.float64), (1e19, np.float64), (-1e19, np.float64),
+    (3.0e38, np.float32), (2 ** 63 - 1, np.int64), (-2 ** 63, np.int64), (2 ** 64 - 1, np.uint64),
+    (2 ** 63, np.uint64), (127, np.int8), (-128, np.int8), (255, np.uint8), (32767, np.int16),
+    (65504, np.float16), (4, np.uint64), (5.0, np.float32), (-3, np.int16), (0, np.uint8))]
+
+
+def _fires_by_definition(value, rule, k):
+    """Whether each match count 0..k fires against ``value`` under ``rule``, in Python's exact
+    integers (no NumPy cast)."""
+    t = int(value.item()) if value.dtype.kind != "f" else int(float(value.item()))
+    return np.array([(m > t) if rule == "gt" else (m >= t) for m in range(k + 1)])
+
+
+@pytest.mark.parametrize("rule", ["ge", "gt"])
+def test_thresholds_of_any_magnitude_and_dtype_clip(rule, tmp_path):
+    """Every threshold, of any magnitude and dtype, gives the bit its rule defines at every
+    match count (docs/bnn.md: clipped to K + 1, never, or the lower end, always): through
+    ge_thresholds, the IntegerBnn, the .npz loader (no RuntimeWarning), save/load, the compiled
+    image (its threshold files) and strip_padding."""
+    import warnings
+
+    k = 9
+    m = np.arange(k + 1)
+    for value in HUGE:
+        want = _fires_by_definition(value, rule, k)
+        g = ge_thresholds(np.full(3, value), rule, k)
+        assert g.dtype == np.int64 and np.all((0 <= g) & (g <= k + 1)), (value, g)
+        assert np.array_equal(m[:, None] >= g[None, :], np.repeat(want[:, None], 3, 1)), value
+        rng = np.random.default_rng(0)
+        w0 = rng.choice(np.array([-1, 1], np.int8), (4, k))
+        w1 = rng.choice(np.array([-1, 1], np.int8), (3, 4))
+        path = tmp_path / "huge.npz"
+        np.savez(path, W0=w0, W1=w1, T0=np.full(4, value), rule=rule)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            net = load_integer_npz(path)
+            image = compile_integer(net)
+            write_image(image, tmp_path / "img")
+        back = read_image(tmp_path / "img").thresholds[0]
+        assert np.array_equal(m[:, None] >= back[None, :], np.repeat(want[:, None], 4, 1)), value
+        save_integer_npz(net, tmp_path / "again.npz")
+        again = compile_integer(load_integer_npz(tmp_path / "again.npz"))
+        assert np.array_equal(again.thresholds[0], image.thresholds[0]), value
+        # the padded network (2 padding inputs of bit 0 against +1 weights: they never match)
+        padded = IntegerBnn([np.concatenate([w0, np.ones((4, 2), np.int8)], axis=1), w1],
+                            [np.full(4, value), None], rule)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            stripped = strip_padding(padded, [k, 4, 3])
+        t = stripped.ge_thresholds()[0]
+        assert np.array_equal(m[:, None] >= t[None, :], np.repeat(want[:, None], 4, 1)), value
+
+
+@pytest.mark.parametrize("rule", ["ge", "gt"])
+def test_huge_thresholds_of_a_k_bit_layer_clip(rule):
+    """The same on the dot of a layer fed by 2-bit activations (-K*L .. K*L) and on a 2-bit
+    layer's three thresholds a neuron."""
+    rng = np.random.default_rng(1)
+    k, span = 5, 5 * 3
+    w = [rng.choice(np.array([-1, 1], np.int8), shape) for shape in ((k, 6), (2, k), (2, 2))]
+    acc = np.arange(-span, span + 1)
+    for value in HUGE:
+        t0 = np.stack([np.full(k, value)] * 3, axis=1)
+        net = IntegerBnn(w, [t0, np.full(2, value), None], rule,
+                         act_bits=[2, 1, 1])
+        net.validate()
+        g = net.ge_thresholds()
+        t = int(value.item()) if value.dtype.kind != "f" else int(float(value.item()))
+        want = acc > t if rule == "gt" else acc >= t
+        assert np.all((-span <= g[1]) & (g[1] <= span + 1)), (value, g[1])
+        assert np.array_equal(acc[:, None] >= g[1][None, :], np.repeat(want[:, None], 2, 1)), value
+        m = np.arange(6 + 1)
+        want0 = m > t if rule == "gt" else m >= t
+        assert g[0].shape == (k, 3)
+        assert np.array_equal(m[:, None] >= g[0][None, :, 0], np.repeat(want0[:, None], k, 1))
+
+
+def test_threshold_errors_show_plain_values(tmp_path, cli):
+    """Bad thresholds are named with plain values (3.5, True; not NumPy reprs), and thresholds
+    of a k-bit layer's shape without act_bits say so."""
+    rng = np.random.default_rng(3)
+    d = tmp_path
+    w0 = rng.choice(np.array([-1, 1], np.int8), (5, 9))
+    w1 = rng.choice(np.array([-1, 1], np.int8), (3, 5))
+    for name, t0, message in (
+            ("frac.npz", np.full(5, 3.5), "T0[0] is 3.5 (dtype float64)"),
+            ("nan.npz", np.array([1.0, np.nan, 2, 3, 4]), "T0[1] is nan"),
+            ("bool.npz", np.ones(5, bool), "T0[0] is True (dtype bool)"),
+            ("kbit.npz", np.zeros((5, 3), np.int64), "act_bits")):
+        np.savez(d / name, W0=w0, W1=w1, T0=t0, rule="ge")
+        r = cli(["bnn", "compile", d / name, "-o", d / "img"])
+        _one_line_error(r, message, d, "img")
+        assert "np." not in r.err, r.err
+    assert "3 thresholds a neuron are a 2-bit (A2) layer" in r.err

@@ -828,3 +828,329 @@ def test_cli_w2a2_graph_on_the_amaranth_simulator(tmp_path, cli):
     assert r.code == 0, r.err
     y = np.load(tmp_path / "y.npy")
     np.testing.assert_array_equal(imp.outputs(y), reference(model, x).reshape(y.shape))
+
+
+# -- {0, c} activations, constant layers, class ops, load errors (audit) ------------------------
+
+def _all_inputs(k):
+    """Every +-1 input of width k (float32)."""
+    return (np.array(np.meshgrid(*[[-1.0, 1.0]] * k)).reshape(k, -1).T).astype(np.float32)
+
+
+def _same_classes(imp, model, x):
+    """The argmax of eie's dots is the graph's on every input (ties to the lowest index on both
+    sides: the outputs are one increasing function of the dot)."""
+    dots = forward(imp.net, imp.input_bits(x))
+    ref = reference(model, x).reshape(dots.shape)
+    assert np.array_equal(np.argmax(dots, axis=1), np.argmax(ref, axis=1))
+
+
+@pytest.mark.parametrize("scale", [2.0, 0.5])
+def test_w1a2_quant_reaching_two_levels_feeds_an_output_layer_of_dots(scale):
+    """Audit q9: an unsigned 2-bit Quant whose inputs (even dots) reach only {0, 3 * scale}
+    (scale 0.5) or {0, 2, 4, 6} (scale 2) before the output layer of dots: imported exactly
+    (bit for bit, classes included); the two-level case as A2 levels q in {0, 1}, not as
+    bipolar bits with a per-class offset."""
+    rng = np.random.default_rng(3)
+    g = Graph()
+    h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
+    h = _small(g, h, 6, 4, rng)
+    h = g.op("Quant", h, g.const(scale), g.const(0.0), g.const(2.0), domain=QONNX, signed=0,
+             narrow=0, rounding_mode="ROUND")
+    model = g.model("x", [1, 6], _small(g, h, 4, 3, rng))
+    x = _all_inputs(6)
+    imp = check(model, x)
+    assert imp.net.layer_acts == [2, 1]
+    _same_classes(imp, model, x)
+    if scale == 0.5:
+        assert imp.act_levels == [(0.0, 1.5)]
+
+
+@pytest.mark.parametrize("w2", [False, True])
+def test_finn_binary_multithreshold_before_the_output_layer(w2):
+    """FINN's BINARY (0/1) MultiThreshold before the last MatMul (audit qf_binary_out), with
+    +-1 or ternary output weights (classes of different K' parity): exact, classes included."""
+    rng = np.random.default_rng(21 + w2)
+    g = Graph()
+    h = g.op("MatMul", "x", g.const(rng.choice([-1.0, 1.0], (9, 6))))
+    h = g.op("MultiThreshold", h, g.const(rng.integers(-5, 6, (6, 1)).astype(np.float64)),
+             domain="finn.custom_op.general", out_dtype="BINARY")
+    w = rng.choice([-1.0, 1.0], (6, 4))
+    if w2:
+        w[0, 0] = w[1, 2] = w[3, 2] = w[4, 3] = 0.0          # K' 5, 6, 4, 5
+    h = g.op("MatMul", h, g.const(w))
+    model = g.model("x", [1, 9], h, annotation="BIPOLAR")
+    model.opset_import.append(helper.make_opsetid("finn.custom_op.general", 1))
+    x = _all_inputs(9)
+    ev = ReferenceEvaluator(model, new_ops=_ops("finn.custom_op.general"))
+    ref = ev.run(None, {"x": x})[0]
+    imp = import_qonnx(model)
+    dots = forward(imp.net, imp.input_bits(x))
+    np.testing.assert_array_equal(imp.outputs(dots), ref)
+    assert np.array_equal(np.argmax(dots, axis=1), np.argmax(ref, axis=1))
+    assert imp.net.layer_acts == [2, 1] and imp.act_levels == [(0.0, 1.0)]
+    np.testing.assert_array_equal(golden_forward(compile_integer(imp.net), imp.input_bits(x)),
+                                  dots)
+
+
+def test_offset_levels_before_an_output_layer_of_dots_say_why():
+    """Two levels {0.5, 1.5} (a MultiThreshold with out_bias 0.5) before an output layer of
+    dots: each class gets its own offset, 1 x (its sum of weights), which no encoding removes;
+    refused naming the levels and what to do."""
+    rng = np.random.default_rng(4)
+    g = Graph()
+    h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
+    h = _small(g, h, 6, 4, rng)
+    h = g.op("MultiThreshold", h, g.const(np.zeros((4, 1))), domain=QONNX, out_dtype="UINT1",
+             out_bias=0.5, name="MT_off")
+    h = g.op("MatMul", h, g.const(np.array([[1.0, 1, -1], [1, 1, -1], [1, -1, -1],
+                                            [1, 1, 1]])), name="mm_last")
+    _refused(g.model("x", [1, 6], h), "node 'mm_last' (MatMul)",
+             "layer 0's activations take the two levels 0.5 and 1.5",
+             "offset 1 x (the sum of its weights)", "symmetric about 0", "threshold the output")
+
+
+@pytest.mark.parametrize("case", ["ones", "zeros_w2a2"])
+def test_constant_hidden_layer_is_accepted(case):
+    """A hidden layer whose every neuron is constant (audit qc_const: a bias of +100 before
+    BipolarQuant; q3's w2a2odd: a 2-bit layer fed by one neuron that never reaches level 1)
+    imports as the float path does, exactly: outputs and classes equal the graph's."""
+    rng = np.random.default_rng(7)
+    g = Graph()
+    h = g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX)
+    if case == "ones":
+        h = _small(g, h, 6, 4, rng)
+        h = g.op("BipolarQuant", g.op("Add", h, g.const(np.full(4, 100.0))), g.const(1.0),
+                 domain=QONNX)
+        h = _small(g, h, 4, 3, rng)
+        k = 6
+    else:
+        h = _small(g, h, 5, 1, rng)
+        h = g.op("Relu", g.op("Add", h, g.const([-2.0])))
+        h = g.op("Quant", h, g.const(4.0), g.const(0.0), g.const(2.0), domain=QONNX, signed=0)
+        h = _small(g, h, 1, 7, rng)                          # every neuron: 0 or 4 * +-1 ...
+        h = g.op("Relu", g.op("Add", h, g.const(np.full(7, -100.0))))
+        h = g.op("Quant", h, g.const(0.5), g.const(0.0), g.const(2.0), domain=QONNX, signed=0)
+        w = rng.choice([-1.0, 1.0], (7, 2))
+        w[0, 1] = 0.0                                        # K' 7 and 6: other parities
+        h = g.op("MatMul", h, g.op("Quant", g.const(w), g.const(1.0), g.const(0.0),
+                                   g.const(2.0), domain=QONNX, signed=1, narrow=1))
+        k = 5
+    model = g.model("x", [1, k], h)
+    x = _all_inputs(k)
+    imp = check(model, x)
+    _same_classes(imp, model, x)
+    # the constant layer's thresholds never or always fire
+    info_layer = 0 if case == "ones" else 1
+    t = np.asarray(imp.net.ge_thresholds()[info_layer])
+    lo, hi = imp.net.acc_range(info_layer)
+    assert np.all((t == lo) | (t == hi + 1)), t
+
+
+def test_class_ops_after_the_last_layer_are_named_with_the_hint():
+    """Softmax, ArgMax and FINN's TopK (two outputs) after the last layer: one line saying to
+    remove them and use --classes argmax."""
+    rng = np.random.default_rng(8)
+    for op, attrs, n_out in (("Softmax", {}, 1), ("ArgMax", {"axis": 1}, 1),
+                             ("TopK", {}, 2)):
+        g = Graph()
+        h = _small(g, g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX), 8, 4, rng)
+        ins = [h] + ([g.const([1], np.int64)] if op == "TopK" else [])
+        outs = [f"out{i}" for i in range(n_out)]
+        g.nodes.append(helper.make_node(op, ins, outs, name=f"{op}_end", **attrs))
+        _refused(g.model("x", [1, 8], outs[-1]), f"node '{op}_end' ({op})", "remove it",
+                 "--classes argmax")
+
+
+def test_fixed_batch_is_named():
+    rng = np.random.default_rng(9)
+    g = Graph()
+    h = _small(g, g.op("BipolarQuant", "x", g.const(1.0), domain=QONNX), 6, 4, rng)
+    _refused(g.model("x", [4, 6], h), "a fixed batch of 4", "batch dimension of 1 or a dynamic")
+
+
+def test_load_failures_say_why(tmp_path):
+    """A missing external-data file, an empty file, bytes that decode to a model without a
+    graph and a directory: one line each, with the reason."""
+    rng = np.random.default_rng(10)
+    model = brevitas_tfc(rng, hw=(4, 4), hidden=(8,), n_out=3)
+    path = tmp_path / "ext.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.data", size_threshold=0)
+    assert import_qonnx(path).net.shape == [16, 8, 3]
+    (tmp_path / "ext.data").unlink()
+    with pytest.raises(EieError, match="external data") as e:
+        import_qonnx(path)
+    assert "ext.data" in str(e.value) and "\n" not in str(e.value)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(EieError, match="the file is empty"):
+        import_qonnx(tmp_path / "empty.onnx")
+    (tmp_path / "nograph.onnx").write_bytes(onnx.ModelProto(ir_version=8).SerializeToString())
+    with pytest.raises(EieError, match="without a graph"):
+        import_qonnx(tmp_path / "nograph.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"\x00not a model\xff" * 3)
+    with pytest.raises(EieError, match=r"not an ONNX model \(DecodeError: .*\)"):
+        import_qonnx(tmp_path / "bad.onnx")
+    (tmp_path / "dir.onnx").mkdir()
+    with pytest.raises(EieError, match="is a directory"):
+        import_qonnx(tmp_path / "dir.onnx")
+
+
+def test_one_dimensional_graph_input():
+    """A graph whose input is one sample of shape (n,) (no batch axis): input_bits takes a
+    batch (B, n)."""
+    rng = np.random.default_rng(11)
+    g = Graph()
+    h = g.op("BipolarQuant", g.op("Sub", "x", g.const(0.25)), g.const(1.0), domain=QONNX)
+    model = g.model("x", [6], _small(g, h, 6, 4, rng))
+    imp = import_qonnx(model)
+    x = rng.random((30, 6)).astype(np.float32)
+    bits = imp.input_bits(x)
+    assert bits.shape == (30, 6) and np.array_equal(bits, (x >= 0.25).astype(np.uint8))
+    ref = np.stack([reference(model, s) for s in x])
+    np.testing.assert_array_equal(imp.outputs(forward(imp.net, bits)), ref)
+
+
+# -- the graph's input conversion, recorded in the image ----------------------------------------
+
+def _preprocessing_graph(rng):
+    """Audit q7: Transpose -> Flatten -> Sub(0.5, x) -> BipolarQuant -> MatMul: bit 1 where the
+    transposed element is <= 0.5."""
+    g = Graph()
+    h = g.op("Transpose", "x", perm=[0, 2, 1])
+    h = g.op("Flatten", h)
+    h = g.op("Sub", g.const(0.5), h)
+    h = g.op("BipolarQuant", h, g.const(1.0), domain=QONNX)
+    return g.model("x", [1, 2, 3], _small(g, h, 6, 4, rng))
+
+
+def _raw(rng, n, shape):
+    x = rng.random((n, *shape)).astype(np.float32)
+    flat = x.reshape(n, -1)
+    flat[:, ::2] = 0.5                                               # on the threshold
+    flat[1, :] = np.nextafter(np.float32(0.5), np.float32(1))
+    flat[2, :] = np.nextafter(np.float32(0.5), np.float32(0))
+    return x
+
+
+def test_input_conversion_equals_the_graphs_input_nodes():
+    """input_conversion() is input_bits as a rule per bit (element order, threshold, invert),
+    on random inputs, on the threshold and one float32 either side; a MultiThreshold input and
+    an annotated BIPOLAR input too; a path through c / x is not recorded."""
+    rng = np.random.default_rng(12)
+    model = _preprocessing_graph(rng)
+    imp = import_qonnx(model)
+    conv, why = imp.input_conversion()
+    assert conv is not None, why
+    x = _raw(rng, 200, (2, 3))
+    assert np.array_equal(conv.bits(x), imp.input_bits(x))
+    assert np.array_equal(conv.bits(x.reshape(200, 6)), imp.input_bits(x))
+    assert list(conv.order) == [0, 3, 1, 4, 2, 5] and conv.sample_shape == (2, 3)
+    # FINN's input MultiThreshold, and an input annotated BIPOLAR
+    imp = import_qonnx(finn_tfc(rng))
+    conv, _ = imp.input_conversion()
+    x = inputs(rng, 100, (49,))
+    assert np.array_equal(conv.bits(x), imp.input_bits(x))
+    g = Graph()
+    model = g.model("x", [None, 8], _small(g, "x", 8, 3, rng), annotation="BIPOLAR")
+    imp = import_qonnx(model)
+    conv, _ = imp.input_conversion()
+    x = rng.choice([-1.0, 1.0], (50, 8)).astype(np.float32)
+    assert conv.levels == (-1.0, 1.0) and np.array_equal(conv.bits(x), imp.input_bits(x))
+    with pytest.raises(EieError, match="annotated to take only -1 or 1"):
+        conv.bits(np.zeros((1, 8)))
+    # c / x is not monotone: no rule recorded, and why
+    g = Graph()
+    h = g.op("BipolarQuant", g.op("Div", g.const(1.0), "x", name="Div_in"), g.const(1.0),
+             domain=QONNX)
+    conv, why = import_qonnx(g.model("x", [1, 8], _small(g, h, 8, 3, rng))).input_conversion()
+    assert conv is None and "Div_in" in why
+
+
+def test_cli_graph_input_equals_the_graph(tmp_path, cli):
+    """Audit q7 through the user's path: `eie bnn compile` records the graph's input conversion
+    in the image; `eie bnn golden --graph-input` on the raw inputs equals the ONNX reference;
+    `--binarize 0.5` (which would not reproduce it) is refused, nothing written; an image
+    without the record refuses --graph-input; the record round-trips."""
+    from eie.sw.bnn.image import read_image, write_image
+
+    rng = np.random.default_rng(13)
+    model = _preprocessing_graph(rng)
+    path = tmp_path / "pre.onnx"
+    onnx.save(model, str(path))
+    x = _raw(rng, 60, (2, 3))
+    np.save(tmp_path / "raw.npy", x.reshape(60, 6))                 # samples flattened
+    r = cli(["bnn", "compile", path, "-o", tmp_path / "img"])
+    assert r.code == 0, r.err
+    assert "input conversion recorded" in r.out
+    r = cli(["bnn", "golden", tmp_path / "img", "--input", tmp_path / "raw.npy", "--graph-input",
+             "-o", tmp_path / "y.npy"])
+    assert r.code == 0, r.err
+    ref = np.concatenate([reference(model, s[None]) for s in x])
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), ref.astype(np.int32))
+    r = cli(["bnn", "golden", tmp_path / "img", "--input", tmp_path / "raw.npy", "--binarize",
+             "0.5", "-o", tmp_path / "z.npy"])
+    assert r.code == 2 and "--graph-input" in r.err and len(r.err.strip().splitlines()) == 1
+    assert not (tmp_path / "z.npy").exists()
+    np.save(tmp_path / "raw3.npy", x)                               # not flattened
+    r = cli(["bnn", "golden", tmp_path / "img", "--input", tmp_path / "raw3.npy",
+             "--graph-input", "-o", tmp_path / "z.npy"])
+    assert r.code == 2 and "(batch, 6)" in r.err and len(r.err.strip().splitlines()) == 1
+    np.save(tmp_path / "nan.npy", np.full((2, 6), np.nan, np.float32))
+    r = cli(["bnn", "golden", tmp_path / "img", "--input", tmp_path / "nan.npy",
+             "--graph-input", "-o", tmp_path / "z.npy"])
+    assert r.code == 2 and "must be finite" in r.err
+    image = read_image(tmp_path / "img")
+    assert image.input_conversion is not None
+    assert np.array_equal(image.input_conversion.bits(x.reshape(60, 6)),
+                          import_qonnx(model).input_bits(x))
+    image.input_conversion = None
+    write_image(image, tmp_path / "plain")                       # as an older eie wrote it
+    assert "input" not in (tmp_path / "plain" / "manifest.json").read_text()
+    assert read_image(tmp_path / "plain").input_conversion is None
+    r = cli(["bnn", "golden", tmp_path / "plain", "--input", tmp_path / "raw.npy",
+             "--graph-input", "-o", tmp_path / "z.npy"])
+    assert r.code == 2 and "records no conversion" in r.err
+    r = cli(["bnn", "golden", tmp_path / "img", "--input", tmp_path / "raw.npy", "--graph-input",
+             "--binarize", "0.5", "-o", tmp_path / "z.npy"])
+    assert r.code == 2 and "exclude each other" in r.err
+    assert not (tmp_path / "z.npy").exists()
+
+
+def test_cli_input_conversion_manifest_is_checked(tmp_path):
+    """A damaged "input" record is one line naming the key."""
+    import json
+
+    from eie.sw.bnn.image import read_image
+
+    rng = np.random.default_rng(14)
+    imp = import_qonnx(_preprocessing_graph(rng))
+    image = compile_integer(imp.net)
+    image.input_conversion = imp.input_conversion()[0]
+    from eie.sw.bnn.image import write_image
+    write_image(image, tmp_path / "img")
+    man_path = tmp_path / "img" / "manifest.json"
+    good = json.loads(man_path.read_text())
+    for change, fragment in (
+            (lambda i: i.update(order=[0, 0, 1, 2, 3, 4]), "'input.order' names element 0 twice"),
+            (lambda i: i.update(sample_shape=[7]), "'input.sample_shape' is [7]"),
+            (lambda i: i.update(threshold=float("nan")), "'input.threshold' must be"),
+            (lambda i: i.update(threshold=0.1), "'input.threshold' must be"),   # not float32
+            (lambda i: i.update(levels=[-1.0, 1.0]), "exactly one of the two"),
+            (lambda i: i.update(invert=[True] * 5), "'input.invert' must be")):
+        man = json.loads(json.dumps(good))
+        change(man["input"])
+        man_path.write_text(json.dumps(man))
+        with pytest.raises(EieError) as e:
+            read_image(tmp_path / "img")
+        assert fragment in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_cli_compiles_an_onnx_file_without_the_suffix(tmp_path, cli):
+    """Audit: an ONNX model named model.bin is recognised by its content."""
+    rng = np.random.default_rng(15)
+    model = brevitas_tfc(rng, hw=(4, 4), hidden=(8,), n_out=3)
+    onnx.save(model, str(tmp_path / "model.bin"))
+    r = cli(["bnn", "compile", tmp_path / "model.bin", "-o", tmp_path / "img"])
+    assert r.code == 0, r.err
+    assert "QONNX graph" in r.out

@@ -75,7 +75,7 @@ def fold_thresholds(gamma, beta, mean, var, eps, n_in: int,
     if np.any(steps < 0):
         k = int(np.argwhere(np.any(steps < 0, axis=1))[0][0])
         raise EieError(f"neuron {k}: the batch-norm output is not monotone in dot "
-                       f"(gamma={gamma[k]!r}); cannot fold it into one threshold")
+                       f"(gamma={float(gamma[k])!r}); cannot fold it into one threshold")
     t = (n_in + 1) - fires.sum(axis=1).astype(np.int64)
     return t, flip
 
@@ -104,7 +104,7 @@ def fold_ternary_thresholds(gamma, beta, mean, var, eps, scale, nonzero,
     if np.any(bad):
         k = int(np.argwhere(np.any(bad, axis=1))[0][0])
         raise EieError(f"neuron {k}: the batch-norm output is not monotone in dot "
-                       f"(gamma={gamma[k]!r}); cannot fold it into one threshold")
+                       f"(gamma={float(gamma[k])!r}); cannot fold it into one threshold")
     count = fires.sum(axis=1).astype(np.int64)
     t = np.where(count > 0, nz + 1 - count, n_in + 1)
     return t, flip
@@ -159,7 +159,7 @@ def fold_multi_thresholds(gamma, beta, mean, var, eps, scale, nonzero, n_in: int
         if np.any(bad):
             k = c0 + int(np.argwhere(np.any(bad, axis=1))[0][0])
             raise EieError(f"neuron {k}: the batch-norm output is not monotone in dot "
-                           f"(gamma={gamma[k]!r}); cannot fold it into thresholds")
+                           f"(gamma={float(gamma[k])!r}); cannot fold it into thresholds")
         for j in range(1, n_thr + 1):
             count = ((q >= j) & valid).sum(axis=1)
             first = vhi[sl] + 1 - count

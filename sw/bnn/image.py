@@ -72,7 +72,8 @@ from ...hw.bnn.words import threshold_fields, threshold_words, weight_words
 from ..imagefile import (MANIFEST, MAX_LAYER_WEIGHTS, Fields, ImageDir, describe, plural,
                          write_hex)
 
-__all__ = ["BnnImage", "random_image", "random_thresholds", "image_files", "OWNER", "OWNER_KIND",
+__all__ = ["BnnImage", "InputConversion", "random_image", "random_thresholds", "image_files",
+           "OWNER", "OWNER_KIND",
            "write_image", "read_image", "FORMAT", "VERSION"]
 
 FORMAT = "eie-bnn-image"
@@ -81,6 +82,171 @@ FORMAT = "eie-bnn-image"
 #: version 2 (a thresholded output layer) or 1, which older eie versions read.
 VERSION = 5
 VERSIONS = (1, 2, 3, 4, 5)
+
+
+#: The largest finite float32: a threshold below every finite input (bit always 1; with
+#: ``invert`` always 0).
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass
+class InputConversion:
+    """How a sample of the source graph's input becomes the core's input bits: what a QONNX
+    graph does before its first layer (reshapes, transposes, elementwise ops, its input
+    quantizer), recorded by ``eie bnn compile`` as the manifest's ``"input"`` so that ``eie bnn
+    golden|run --graph-input`` apply it (docs/bnn.md, "Image directory").
+
+    A sample is the graph input without its batch dimension (``sample_shape``), read as float32
+    (the graph's arithmetic) and flattened in C order; bit ``i`` reads element ``order[i]``:
+
+    - threshold rule (``levels`` None): ``bit = (x >= threshold[i]) != invert[i]``, exact on
+      every finite float32 (the quantizer after monotone elementwise ops is a step in ``x``);
+    - levels rule (an input annotated BIPOLAR/BINARY, no quantizer): ``x`` must be
+      ``levels[0]`` or ``levels[1]``, ``bit = (x == levels[1]) != invert[i]``.
+    """
+
+    sample_shape: tuple[int, ...]
+    order: np.ndarray                           # int64 (n_in,), a permutation
+    threshold: np.ndarray | None                # float32 (n_in,); None with ``levels``
+    invert: np.ndarray                          # bool (n_in,)
+    levels: tuple[float, float] | None = None
+    source: str = ""
+
+    @property
+    def n_in(self) -> int:
+        return int(self.order.size)
+
+    def bits(self, x, what: str = "input") -> np.ndarray:
+        """A batch of graph inputs, ``(batch, *sample_shape)`` or ``(batch, n_in)``, as the
+        core's input bits, uint8 ``(batch, n_in)``; anything else is one :class:`EieError`
+        line naming ``what``."""
+        x = np.asarray(x)
+        per, n = tuple(self.sample_shape), self.n_in
+        shown = ", ".join(map(str, per)) + ("," if len(per) == 1 else "")
+        if x.dtype.kind not in "biuf":
+            raise EieError(f"{what} has dtype {x.dtype}; the graph's input values are numbers")
+        if x.ndim < 2 or (x.shape[1:] != per and x.shape[1:] != (n,)) or x.shape[0] < 1:
+            raise EieError(f"{what} has shape {x.shape}; give a batch of the graph's samples, "
+                           f"(batch, {', '.join(map(str, per))})"
+                           + (f" or (batch, {n})" if per != (n,) else "")
+                           + f" (one sample has shape ({shown}))")
+        x = x.reshape(x.shape[0], n)
+        with np.errstate(over="ignore"):        # beyond float32: inf, refused below
+            xf = x.astype(np.float32)
+        bad = ~np.isfinite(xf)
+        if np.any(bad):
+            b, i = np.argwhere(bad)[0]
+            v = x[b, i].item()
+            raise EieError(f"{what}: sample {b} element {i} is {v!r}"
+                           + (", beyond float32 (the graph's arithmetic)" if np.isfinite(v)
+                              else "") + "; the graph's input values must be finite")
+        xs = xf[:, self.order]
+        if self.levels is None:
+            bit = xs >= self.threshold[None, :]
+        else:
+            lo, hi = (np.float32(v) for v in self.levels)
+            off = (xs != lo) & (xs != hi)
+            if np.any(off):
+                b, i = np.argwhere(off)[0]
+                raise EieError(f"{what}: sample {b} element {int(self.order[i])} is "
+                               f"{float(xs[b, i])!r}; the graph's input is annotated to take "
+                               f"only {float(lo):g} or {float(hi):g}")
+            bit = xs == hi
+        return (bit != self.invert[None, :]).astype(np.uint8)
+
+    def same_as_binarize(self, thresh: float) -> bool:
+        """Whether ``--binarize thresh`` (bit ``i`` = ``x[i] >= thresh``) is this conversion."""
+        return (self.levels is None and np.array_equal(self.order, np.arange(self.n_in))
+                and not np.any(self.invert) and float(np.float32(thresh)) == thresh
+                and bool(np.all(self.threshold == np.float32(thresh))))
+
+    def describe(self) -> str:
+        """The rule in a few words, for messages."""
+        x = "x[i]" if np.array_equal(self.order, np.arange(self.n_in)) else "x[order[i]]"
+        if self.levels is not None:
+            return f"bit i = {x} == {self.levels[1]:g}, {x} in {{{self.levels[0]:g}, " \
+                   f"{self.levels[1]:g}}}"
+        t, inv = np.unique(self.threshold), np.unique(self.invert)
+        if t.size == 1 and inv.size == 1:
+            if inv[0] and t[0] > -_F32_MAX:         # x < t is x <= the float32 below t
+                below = np.nextafter(t[0], np.float32(-np.inf))
+                return f"bit i = {x} <= {float(below):.9g} (float32)"
+            return f"bit i = {x} >= {float(t[0]):.9g} (float32)"
+        return f"bit i = {x} compared with a threshold of its own"
+
+    def to_json(self) -> dict:
+        out: dict = {}
+        if self.source:
+            out["from"] = self.source
+        out["sample_shape"] = [int(v) for v in self.sample_shape]
+        if not np.array_equal(self.order, np.arange(self.n_in)):
+            out["order"] = [int(v) for v in self.order]
+        if self.levels is not None:
+            out["levels"] = [float(v) for v in self.levels]
+        else:
+            t = [float(v) for v in self.threshold]
+            out["threshold"] = t[0] if len(set(t)) == 1 else t
+        inv = [bool(v) for v in self.invert]
+        out["invert"] = inv[0] if len(set(inv)) == 1 else inv
+        return out
+
+
+def _read_input_conversion(man: Fields, n_in: int) -> InputConversion | None:
+    """The manifest's ``"input"`` (:class:`InputConversion`), checked; None when absent."""
+    if "input" not in man:
+        return None
+    man.mapping("input")
+    f = Fields(man.raw("input"), "input", man.image)
+    per = tuple(f.integers("sample_shape", min_length=1, lo=1))
+    size = int(np.prod(per, dtype=object))
+    if size != n_in:
+        raise f.error("sample_shape", f"is {list(per)}: {size} values a sample, but the network "
+                                      f"takes {n_in} input bits (shape[0])")
+    if "order" in f:
+        order = f.integers("order", length=n_in, lo=0, hi=n_in - 1)
+        if len(set(order)) != n_in:
+            dup = next(v for v in order if order.count(v) > 1)
+            raise f.error("order", f"names element {dup} twice; it must be a permutation of "
+                                   f"0..{n_in - 1}")
+        order = np.array(order, dtype=np.int64)
+    else:
+        order = np.arange(n_in, dtype=np.int64)
+
+    def numbers(key, count, what):
+        v = f.raw(key)
+        items = v if isinstance(v, list) else [v]
+        expected = f"{what}: a number or a list of {count} numbers (finite float32 values)"
+        if isinstance(v, list) and len(v) != count:
+            raise f._wrong(key, expected, v)
+        for i, item in enumerate(items):
+            ok = (not isinstance(item, bool) and isinstance(item, (int, float))
+                  and np.isfinite(float(item)) and abs(float(item)) <= _F32_MAX
+                  and float(np.float32(item)) == float(item))
+            if not ok:
+                raise f._wrong(key, expected, v, f" whose item {i} is {describe(item)}"
+                               if isinstance(v, list) else "")
+        return np.broadcast_to(np.array(items, dtype=np.float32), (count,)).copy()
+
+    if ("threshold" in f) == ("levels" in f):
+        raise f.error("threshold", "and 'input.levels': exactly one of the two must be given "
+                                   "(a threshold per element, or the two values of an annotated "
+                                   "input)")
+    levels = threshold = None
+    if "levels" in f:
+        v = f.raw("levels")
+        lv = numbers("levels", 2, "the two input values") if isinstance(v, list) else None
+        if lv is None or lv[0] == lv[1]:
+            raise f._wrong("levels", "a list of two different numbers", v)
+        levels = (float(lv[0]), float(lv[1]))
+    else:
+        threshold = numbers("threshold", n_in, "the thresholds")
+    v = f.raw("invert", False)
+    inv = v if isinstance(v, list) else [v]
+    if (isinstance(v, list) and len(v) != n_in) or not all(isinstance(b, bool) for b in inv):
+        raise f._wrong("invert", f"true, false or a list of {n_in} of them", v)
+    invert = np.broadcast_to(np.array(inv, dtype=bool), (n_in,)).copy()
+    source = f.string("from", "")
+    return InputConversion(per, order, threshold, invert, levels, source)
 
 
 @dataclass
@@ -103,6 +269,9 @@ class BnnImage:
     #: the output layer's per-class scale (float64 ``(n_classes,)``, XNOR-Net's ``alpha``):
     #: the logits are ``output_scale * dot``; None: the dots are the logits
     output_scale: np.ndarray | None = None
+    #: how the source graph's input becomes the input bits (a QONNX graph's; the manifest's
+    #: ``"input"``); None: the image takes bits (or ``--binarize``) only
+    input_conversion: InputConversion | None = None
 
     def __post_init__(self):
         if self.act_bits is not None and len(self.act_bits):
@@ -157,7 +326,7 @@ class BnnImage:
         ``auto``; default ``auto``)."""
         return BnnImage(with_act_bits(folds, self.act_bits, consume), self.weights,
                         self.thresholds, self.stats, self.masks,
-                        output_scale=self.output_scale)
+                        output_scale=self.output_scale, input_conversion=self.input_conversion)
 
 
 def random_image(folds: list[LayerFold], rng: np.random.Generator, *,
@@ -318,6 +487,11 @@ def write_image(image: BnnImage, path: str | os.PathLike, *, extra: dict | None 
                     "ii": max(f.ii for f in image.folds),
                     "bit_convention": "1 is +1, 0 is -1; element i at bit i % W of word i // W",
                     "layers": layers}
+        if image.input_conversion is not None:
+            if image.input_conversion.n_in != image.shape[0]:
+                raise EieError(f"the input conversion makes {image.input_conversion.n_in} bits "
+                               f"but the network takes {image.shape[0]}")
+            manifest["input"] = image.input_conversion.to_json()
         if extra:
             manifest.update(extra)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -500,7 +674,8 @@ def _read_image(d: ImageDir) -> BnnImage:
         stats.append(ly.mapping("stats", {}))
     return BnnImage(folds, weights, thresholds, stats, masks,
                     output_scale=_read_output_scale(layers[-1], folds[-1], last_thresholded,
-                                                    man.integer("version")))
+                                                    man.integer("version")),
+                    input_conversion=_read_input_conversion(man, folds[0].n_in))
 
 
 def _positive_finite(v) -> bool:

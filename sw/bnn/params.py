@@ -31,23 +31,51 @@ import numpy as np
 
 from ...common.errors import EieError
 
-__all__ = ["IntegerBnn", "RULES", "ge_thresholds", "load_integer_npz", "save_integer_npz",
+__all__ = ["IntegerBnn", "RULES", "ge_thresholds", "saturate", "load_integer_npz",
+           "save_integer_npz",
            "npz_kind", "npz_file_kind", "strip_padding", "FLOAT_KEYS"]
 
 #: The threshold comparison rules, by name: eie's own ``matches >= T`` and FINN's ``matches > T``.
 RULES = ("ge", "gt")
 
 
-def ge_thresholds(t, rule: str, n_in: int) -> np.ndarray:
-    """Thresholds under ``rule`` as eie's ``matches >= T'`` with ``0 <= T' <= n_in + 1``: the
-    same output bit for every match count ``0..n_in`` (``T' = 0``: always 1; ``n_in + 1``: never)."""
+def saturate(t, lo: int, hi: int) -> np.ndarray:
+    """``t`` (integers of any dtype, or floats holding integers: rounded) clipped to
+    ``lo..hi`` as int64, exactly: the comparisons happen in ``t``'s own dtype (a float in
+    float64), never after a wrapping cast, so ``2**64 - 1`` (uint64), ``2**63 - 1`` (int64) or
+    ``1e30`` end at ``hi`` and ``-1e30`` at ``lo``. NaN is refused."""
+    lo, hi = int(lo), int(hi)
+    a = np.asarray(t)
+    if a.dtype.kind == "b":
+        a = a.astype(np.int64)
+    if a.dtype.kind in "iu":
+        info = np.iinfo(a.dtype)
+        if hi < info.min:
+            return np.full(a.shape, hi, dtype=np.int64)
+        if lo > info.max:
+            return np.full(a.shape, lo, dtype=np.int64)
+        c = np.clip(a, a.dtype.type(max(lo, info.min)), a.dtype.type(min(hi, info.max)))
+        return c.astype(np.int64)
+    if a.dtype.kind == "f":
+        f = a.astype(np.float64)                # float16/32 exactly; wider ones saturate to inf
+        if np.any(np.isnan(f)):
+            raise EieError("a threshold is NaN; thresholds are integers")
+        return np.clip(np.round(f), float(lo), float(hi)).astype(np.int64)
+    raise EieError(f"thresholds of dtype {a.dtype}; thresholds are integers")
+
+
+def ge_thresholds(t, rule: str, n_in: int, lo: int = 0) -> np.ndarray:
+    """Thresholds under ``rule`` as eie's ``acc >= T'`` with ``lo <= T' <= n_in + 1``: the
+    same output bit for every accumulator value ``lo..n_in`` (the match count ``0..n_in`` by
+    default; ``T' = lo``: always 1; ``n_in + 1``: never). Any integer (or integer-valued float)
+    of any magnitude and dtype is clipped exactly (:func:`saturate`): ``gt``'s ``T + 1`` is
+    taken after the clip, so it cannot overflow."""
     if rule not in RULES:
         raise EieError(f"threshold rule {rule!r} is not one of {', '.join(RULES)} "
                        f"(ge: matches >= T, eie's; gt: matches > T, FINN's)")
-    t = np.asarray(t, dtype=np.int64)
-    if rule == "gt":
-        t = t + 1
-    return np.clip(t, 0, n_in + 1)
+    if rule == "gt":                            # acc > T  <=>  acc >= T + 1
+        return saturate(t, lo - 1, n_in) + 1
+    return saturate(t, lo, n_in + 1)
 
 
 @dataclass
@@ -135,17 +163,30 @@ class IntegerBnn:
             t = np.asarray(t)
             want = (w.shape[0],) if acts[l] == 1 else (w.shape[0], (1 << acts[l]) - 1)
             if t.shape != want:
+                hint = ""
+                if (acts[l] == 1 and t.ndim == 2 and t.shape[0] == w.shape[0]
+                        and t.shape[1] in (3, 7, 15)):
+                    k = (t.shape[1] + 1).bit_length() - 1
+                    hint = (f"; {t.shape[1]} thresholds a neuron are a {k}-bit (A{k}) layer: "
+                            f"say so in the file with act_bits (one a layer, e.g. act_bits="
+                            f"{[k if i == l else 1 for i in range(len(self.weights))]})")
                 raise EieError(f"T{l} has shape {t.shape}; layer {l} has {w.shape[0]} neurons"
                                + (f" and {acts[l]}-bit outputs ({want[1]} thresholds a neuron)"
-                                  if acts[l] > 1 else "") + f", expected {want}")
+                                  if acts[l] > 1 else
+                                  (" and 1-bit outputs (no act_bits given: every layer "
+                                   "A1)" if not self.act_bits else
+                                   f" and 1-bit outputs (act_bits[{l}] = 1)")
+                                  if t.ndim == 2 else "")
+                               + f", expected {want}{hint}")
             if not np.issubdtype(t.dtype, np.integer):
                 if not (np.issubdtype(t.dtype, np.floating) and np.all(np.isfinite(t))
                         and np.all(t == np.round(t))):
                     flat = t.reshape(-1)
                     k = int(np.argwhere(~np.isfinite(flat) | (flat != np.round(flat)))[0][0]) \
                         if np.issubdtype(t.dtype, np.floating) else 0
-                    raise EieError(f"T{l}[{k}] is {flat[k]!r}; thresholds are integers "
-                                   f"(compared with the match count)")
+                    raise EieError(f"T{l}[{k}] is {flat[k].item()!r} (dtype {t.dtype}); "
+                                   f"thresholds are integers (compared with the match count; "
+                                   f"any magnitude, clipped to the layer's range)")
         return self
 
     def ge_thresholds(self) -> list[np.ndarray | None]:
@@ -156,13 +197,45 @@ class IntegerBnn:
             if t is None:
                 out.append(None)
                 continue
-            t = np.round(np.asarray(t)).astype(np.int64)
-            k = self.in_bits(l)
-            if k == 1:
-                out.append(ge_thresholds(t, self.rule, w.shape[1]))
+            lo, hi = self.acc_range(l)
+            out.append(ge_thresholds(t, self.rule, hi, lo))
+        return out
+
+    def acc_range(self, l: int) -> tuple[int, int]:
+        """Layer ``l``'s accumulator range ``lo..hi``: the match count ``0..K`` (1-bit inputs)
+        or the dot ``-K*L .. K*L`` (k-bit inputs, ``L = 2**k - 1``)."""
+        k_in = np.asarray(self.weights[l]).shape[1]
+        k = self.in_bits(l)
+        if k == 1:
+            return 0, k_in
+        span = k_in * ((1 << k) - 1)
+        return -span, span
+
+    def saturated_thresholds(self) -> list[np.ndarray | None]:
+        """The thresholds as int64: each value that int64 holds exactly as it is (an
+        integer-valued float rounded), any other (beyond int64: ``1e30``, uint64's ``2**64 -
+        1``) clipped exactly (:func:`saturate`) to one beyond its layer's accumulator range,
+        ``lo - 1`` or ``hi + 1``, which gives the same bit at every accumulator value under
+        either rule (below ``lo``: always fires, above ``hi``: never)."""
+        out = []
+        for l, t in enumerate(self.thresholds):
+            if t is None:
+                out.append(None)
+                continue
+            lo, hi = self.acc_range(l)
+            a = np.asarray(t)
+            sat = saturate(a, lo - 1, hi + 1)
+            if a.dtype.kind in "bi":
+                out.append(a.astype(np.int64))
+                continue
+            if a.dtype.kind == "u":
+                fits = a <= np.uint64(np.iinfo(np.int64).max)
+                exact = np.where(fits, a, 0).astype(np.int64)
             else:
-                span = w.shape[1] * ((1 << k) - 1)
-                out.append(ge_thresholds(t + span, self.rule, 2 * span) - span)
+                f = np.round(a.astype(np.float64))
+                fits = (f >= -2.0 ** 63) & (f < 2.0 ** 63)
+                exact = np.where(fits, f, 0.0).astype(np.int64)
+            out.append(np.where(fits, exact, sat))
         return out
 
 
@@ -258,8 +331,7 @@ def load_integer_npz(path: str | os.PathLike, rule: str | None = None) -> Intege
     bits, acts = load_precisions(data, keys, n, path)
     net = IntegerBnn(weights, thresholds, rule, bits, acts).validate()
     net.weights = [np.asarray(w).astype(np.int8) for w in net.weights]
-    net.thresholds = [None if t is None else np.round(np.asarray(t)).astype(np.int64)
-                      for t in net.thresholds]
+    net.thresholds = net.saturated_thresholds()
     return net
 
 
@@ -270,8 +342,8 @@ def save_integer_npz(net: IntegerBnn, path: str | os.PathLike) -> None:
 
     net.validate()
     arrays = {f"W{l}": np.asarray(w, dtype=np.int8) for l, w in enumerate(net.weights)}
-    arrays.update({f"T{l}": np.asarray(t, dtype=np.int64)
-                   for l, t in enumerate(net.thresholds) if t is not None})
+    arrays.update({f"T{l}": t for l, t in enumerate(net.saturated_thresholds())
+                   if t is not None})
     arrays["rule"] = np.array(net.rule)
     if any(b != 1 for b in net.layer_bits):
         arrays["weight_bits"] = np.array(net.layer_bits, dtype=np.int64)
@@ -321,7 +393,7 @@ def strip_padding(net: IntegerBnn, shape: Sequence[int], *, input_pad_bit: int =
         if t is None:
             thresholds.append(None)
             continue
-        t = np.round(np.asarray(t)).astype(np.int64)
+        t = saturate(t, -1, w.shape[1] + 1)      # the same bits under either rule
         thresholds.append(t[:n_out] - extra)
         if l < last:
             ge = ge_thresholds(t[n_out:], net.rule, w.shape[1])

@@ -46,7 +46,7 @@ import numpy as np
 from ...common.errors import EieError
 from .params import IntegerBnn
 
-__all__ = ["QonnxImport", "import_qonnx", "load_qonnx", "QONNX_DOMAINS"]
+__all__ = ["QonnxImport", "import_qonnx", "load_qonnx", "looks_like_onnx", "QONNX_DOMAINS"]
 
 #: The custom-op domains read as QONNX's (``onnx.brevitas``: Brevitas' own export; ``finn.*``:
 #: FINN's older name of the same ops).
@@ -60,6 +60,8 @@ _QUANTIZERS = ("BipolarQuant", "Quant", "IntQuant", "MultiThreshold", "Sign")
 #: Ops refused with a specific reason.
 _CONV_OPS = ("Conv", "ConvTranspose", "Im2Col", "MaxPool", "AveragePool", "GlobalAveragePool",
              "QuantAvgPool2d", "MaxPoolNHWC")
+#: Ops that pick or normalize the classes at the graph's end: the host's job in eie.
+_CLASS_OPS = ("Softmax", "LogSoftmax", "ArgMax", "TopK", "Hardmax")
 #: The widest activation / weight precision this import takes (A4; W2: ternary).
 ACT_BITS = 4
 WEIGHT_BITS = 2
@@ -159,12 +161,22 @@ class QonnxImport:
     output_dot_max: int = 0
     act_levels: list[tuple[float, float]] = field(default_factory=list)
     _input_ops: list[Callable[[np.ndarray], np.ndarray]] = field(default_factory=list, repr=False)
+    input_name: str = ""
+    #: the two values of an input annotated BIPOLAR/BINARY (no quantizer on the input path)
+    input_annotation: tuple[float, float] | None = None
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample of the graph input: its shape without the batch dimension (a 1-D input
+        has none)."""
+        return tuple(self.input_shape) if len(self.input_shape) == 1 \
+            else tuple(self.input_shape[1:])
 
     def input_bits(self, x) -> np.ndarray:
         """The graph input (a batch ``(B, *input_shape[1:])``, or one sample) as eie's input
         bits, uint8 ``(B, n_in)``."""
         x = np.asarray(x, dtype=np.float32)
-        per = tuple(self.input_shape[1:])
+        per = self.sample_shape
         size = int(np.prod(per))
         if x.shape == per or x.shape == (size,):
             x = x.reshape((1,) + per)
@@ -173,6 +185,8 @@ class QonnxImport:
         else:
             raise EieError(f"input has shape {x.shape}; the graph takes {self.input_shape} "
                            f"(a batch of {per} or of {size} values)")
+        if len(self.input_shape) == 1:         # a 1-D graph input: its ops saw (n,), not (1, n)
+            x = x.reshape(x.shape[0], -1)
         for op in self._input_ops:
             x = op(x)
         x = x.reshape(x.shape[0], -1)
@@ -194,6 +208,98 @@ class QonnxImport:
                             np.float32(self.output_levels[0]))
         return self.output_table[y.astype(np.int64) + self.output_dot_max,
                                  np.arange(self.output_table.shape[1])]
+
+    def input_conversion(self):
+        """``(InputConversion, "")``: :meth:`input_bits` as a rule per input bit that an image
+        can record (element ``order[i]`` of a sample against a float32 threshold, or the two
+        values of an annotated input), equal to :meth:`input_bits` on every finite input; or
+        ``(None, why)`` when the graph's input path is not such a rule."""
+        from .image import InputConversion
+
+        per, n = self.sample_shape, self.net.shape[0]
+        size = int(np.prod(per))
+        if size != n:
+            return None, f"a sample of the graph input has {size} values for {n} input bits"
+        for op in self._input_ops:
+            bad = getattr(op, "nonmonotone", None)
+            if bad:
+                return None, (f"{bad} on the input path is not a threshold per element "
+                              f"(Sign(0) is 0, c / x is not monotone)")
+        idx = np.arange(size, dtype=np.float64).reshape((1,) + per)
+        if len(self.input_shape) == 1:
+            idx = idx.reshape(1, -1)
+        for op in self._input_ops:
+            if getattr(op, "relayout", False):
+                idx = op(idx)
+        order = idx.reshape(-1).astype(np.int64)
+        if not np.array_equal(np.sort(order), np.arange(n)):
+            return None, "the input path does not move every element to one input bit"
+        source = f"the QONNX graph's input '{self.input_name}'"
+
+        def probe(v):                               # v: (n,) float32, one value per bit
+            x = np.empty(n, dtype=np.float32)
+            x[order] = v
+            return self.input_bits(x.reshape((1,) + per))[0].astype(bool)
+
+        try:
+            with np.errstate(all="ignore"):     # the graph's float32 overflows near the ends
+                return self._conversion(per, n, order, probe, source, InputConversion)
+        except EieError as exc:
+            return None, str(exc)
+
+    def _conversion(self, per, n, order, probe, source, InputConversion):
+        """input_conversion()'s rule: the annotated levels, or a threshold per element found by
+        bisection over the float32 values in order, then checked against input_bits."""
+        if self.input_annotation is not None:
+            lo, hi = self.input_annotation
+            b_hi = probe(np.full(n, hi, np.float32))
+            b_lo = probe(np.full(n, lo, np.float32))
+            if np.any(b_hi == b_lo):
+                return None, "an annotated input level does not decide its bit"
+            conv = InputConversion(per, order, None, ~b_hi, (lo, hi), source)
+            return conv, ""
+        big = np.float32(np.finfo(np.float32).max)
+        g_lo, g_hi = probe(np.full(n, -big)), probe(np.full(n, big))
+        falling = g_lo & ~g_hi
+        const = g_lo == g_hi
+        a, b = _f32_key(np.full(n, -big)), _f32_key(np.full(n, big))
+        b = np.where(const, a + 1, b)
+        # h(k) = bit (rising) or not bit (falling): 0 at a, 1 at b; the first k with h = 1
+        while np.any(b - a > 1):
+            m = (a + b) // 2
+            h = probe(_f32_from_key(m)) != falling
+            b, a = np.where(h, m, b), np.where(h, a, m)
+        threshold = np.where(const, -big, _f32_from_key(b)).astype(np.float32)
+        threshold[threshold == 0] = 0.0                     # -0.0: the same comparisons
+        invert = np.where(const, ~g_lo, falling)
+        conv = InputConversion(per, order, threshold, invert, None, source)
+        # a check on values around every threshold and across the range
+        rng = np.random.default_rng(0)
+        samples = [np.nextafter(threshold, np.float32(-np.inf)), threshold,
+                   np.nextafter(threshold, np.float32(np.inf)), np.zeros(n, np.float32),
+                   np.full(n, -0.0, np.float32)]
+        samples += [rng.normal(0, s, n).astype(np.float32) for s in (1, 100, 1e6)]
+        samples += [rng.integers(0, 256, n).astype(np.float32), np.full(n, big),
+                    np.full(n, -big)]
+        x = np.empty((len(samples), n), dtype=np.float32)
+        for r, v in enumerate(samples):
+            x[r, order] = v
+        if not np.array_equal(conv.bits(x), self.input_bits(x.reshape((-1,) + per))):
+            return None, "the input path is not a threshold per element (not monotone)"
+        return conv, ""
+
+
+def _f32_key(v: np.ndarray) -> np.ndarray:
+    """Finite float32 values as int64 keys in the same order (-0.0 just below +0.0)."""
+    u = np.asarray(v, dtype=np.float32).view(np.int32).astype(np.int64)
+    return np.where(u >= 0, u, -(u & 0x7FFFFFFF) - 1)
+
+
+def _f32_from_key(k: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`_f32_key`."""
+    k = np.asarray(k, dtype=np.int64)
+    u = np.where(k >= 0, k, (-(k + 1)) | 0x80000000)
+    return u.astype(np.uint32).view(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,6 +343,11 @@ class _Info:
     nz: np.ndarray                             # K'_j: nonzero weights of each neuron
     table0: np.ndarray | None                  # the table right after the MatMul (and Gemm)
     label: str                                 # the MatMul/Gemm
+    #: the table right after the MatMul for another input encoding (kind, p0, p1)
+    make_table: Callable | None = None
+    scales: np.ndarray | None = None           # c_j: each output's weight scale
+    rowsum: np.ndarray | None = None           # each output's sum of -1/0/+1 weights
+    bias: np.ndarray | None = None             # Gemm's beta * C, if any
 
     @property
     def levels(self) -> int:
@@ -300,12 +411,17 @@ def _orient(vals: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _same_function(vals: np.ndarray, ok: np.ndarray) -> bool:
     """Every column (a function of the dot) the same where reachable, once the falling ones are
-    reversed."""
-    t, _ = _orient(vals, ok)
+    reversed: at one dot every class that reaches it has the same value, and a higher dot (of
+    any class) a higher value, so the argmax of the dots is the argmax of the values, ties
+    included (classes whose reachable dots never meet, e.g. W2 classes of different ``K'``
+    parity, are compared through the order too)."""
+    t, falling = _orient(vals, ok)
+    ok = np.where(falling[None, :], ok[::-1], ok)
     lo = np.where(ok, t, np.inf).min(axis=1)
     hi = np.where(ok, t, -np.inf).max(axis=1)
     some = ok.any(axis=1)
-    return bool(np.all(lo[some] == hi[some]))
+    lo, hi = lo[some], hi[some]
+    return bool(np.all(lo == hi) and np.all(hi[:-1] < lo[1:]))
 
 
 def _show(values, n: int = 8) -> str:
@@ -338,6 +454,7 @@ class _Importer:
         self.input_levels: tuple[float, float] | None = None
         self.input_ops: list = []
         self.input_shape: tuple[int, ...] = ()
+        self.input_annotation: tuple[float, float] | None = None
 
     # -- graph ---------------------------------------------------------------------------------
 
@@ -364,7 +481,15 @@ class _Importer:
         annot = self._annotation(inp.name)
         if annot is not None:
             self.env[inp.name].levels = annot
+            self.input_annotation = (float(annot[0].flat[0]), float(annot[1].flat[0]))
         self._check_chain()
+        # the tensors from which a MatMul/Gemm is reached (a node whose outputs are not among
+        # them comes after the last layer)
+        self.feeds_layer: set[str] = set()
+        for node in reversed(g.node):
+            if node.op_type in ("MatMul", "Gemm") or any(o in self.feeds_layer
+                                                          for o in node.output):
+                self.feeds_layer.update(n for n in node.input if n)
         for node in g.node:
             self._node(node)
         out = self.env.get(g.output[0].name)
@@ -374,7 +499,9 @@ class _Importer:
         bits = [2 if np.any(w == 0) else 1 for w in self.weights]
         net = IntegerBnn(self.weights, self.thresholds, "ge", bits, self.act_bits + [1]).validate()
         return QonnxImport(net=net, input_shape=self.input_shape, input_levels=self.input_levels,
-                           act_levels=self.act_levels, _input_ops=self.input_ops, **result)
+                           act_levels=self.act_levels, _input_ops=self.input_ops,
+                           input_name=self.input_name, input_annotation=self.input_annotation,
+                           **result)
 
     def _annotation(self, name: str):
         """An input annotated BIPOLAR/BINARY (FINN's quantization_annotation) is already
@@ -436,6 +563,17 @@ class _Importer:
                            f"of fully connected layers")
         pos = traced[0]
         sym = ins[pos]
+        if node.op_type in _CLASS_OPS and isinstance(sym, _Layer) and not any(
+                o in self.feeds_layer for o in node.output):
+            what = {"TopK": "picks the top classes (FINN's InsertTopK)",
+                    "ArgMax": "picks the class"}.get(node.op_type, "normalizes the class scores "
+                                                                   "(monotone: the argmax is the "
+                                                                   "same)")
+            raise EieError(f"{label}: {what} after the last layer, which eie leaves to the host: "
+                           f"remove it (and the nodes after it) from the graph; eie's output "
+                           f"layer outputs the dots and `eie bnn golden|run --classes argmax` "
+                           f"saves their argmax (Python: eie.sw.bnn.golden.classify(y, "
+                           f"'argmax'))")
         consts = [v.value if isinstance(v, _Const) else None for v in ins]
         outs = [o for o in node.output if o]
         if len(outs) != 1:
@@ -596,6 +734,8 @@ class _Importer:
         c = np.asarray(consts[1 - pos], dtype=np.float32)
         f = _BINARY[op]
         fn = (lambda x, c=c, f=f: f(x, c)) if pos == 0 else (lambda x, c=c, f=f: f(c, x))
+        if op == "Div" and pos == 1:
+            fn.nonmonotone = label              # c / x: not monotone across x = 0
         return self._apply(label, sym, fn, [c.shape])
 
     def _quantizer(self, node, label, sym, pos, consts):
@@ -663,6 +803,9 @@ class _Importer:
             shapes = []
         else:                                                      # Sign
             fn, nominal, post, shapes = np.sign, (-1.0, 1.0), (lambda q: np.float32(q)), []
+            if isinstance(sym, _Input):
+                fn = lambda x: np.sign(x)  # noqa: E731
+                fn.nonmonotone = label          # Sign(0) = 0: a third level at the boundary
         if isinstance(sym, _Layer) and op == "Sign" and np.any(sym.table == 0):
             m, j = np.argwhere(sym.table == 0)[0]
             raise EieError(f"{label}: neuron {j}'s input is exactly 0 at {m} matches and ONNX "
@@ -730,6 +873,7 @@ class _Importer:
     @staticmethod
     def _relayout(label, sym, new, fn):
         levels = None if sym.levels is None else (fn(sym.levels[0]), fn(sym.levels[1]))
+        fn.relayout = True                      # moves elements (InputConversion's order)
         return _Input(tuple(new), sym.ops + [fn], levels, label)
 
     def _matmul(self, node, label, sym, pos, ins):
@@ -757,8 +901,13 @@ class _Importer:
         n_in, n_out = wm.shape
         shape = tuple(sym.shape)
         if shape not in ((1, n_in),) + (((n_in,),) if node.op_type == "MatMul" else ()):
+            if len(shape) == 2 and shape[1] == n_in:
+                raise EieError(f"{label}: input of shape {shape}: a fixed batch of {shape[0]}; "
+                               f"eie's layers take one sample, (1, {n_in}): export the graph "
+                               f"with a batch dimension of 1 or a dynamic one (e.g. 'N')")
             raise EieError(f"{label}: input of shape {shape} for weights {wm.shape}; eie's layers "
-                           f"take (1, {n_in}) (flatten the input first)")
+                           f"take (1, {n_in}) (flatten the input first: Flatten or Reshape to "
+                           f"(batch, {n_in}))")
         # the weights: -c_j, 0, +c_j in every output j (W1 without a 0, W2 with)
         mag = np.abs(wm)
         c = mag.max(axis=0)
@@ -777,34 +926,49 @@ class _Importer:
         c = np.where(c == 0, 1.0, c)
         nz = np.count_nonzero(t, axis=0).astype(np.int64)
         rowsum = t.sum(axis=0, dtype=np.float64)[None, :]
+        if node.op_type == "Gemm" and bias is not None and beta != 0:
+            try:
+                ok = np.broadcast_shapes((1, n_out), bias.shape) == (1, n_out)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise EieError(f"{label}: bias C of shape {bias.shape} for {n_out} outputs")
+
+        def make_table(kind, p0, p1, c=c, nz=nz, rowsum=rowsum, n_in=n_in, gemm=node.op_type
+                       == "Gemm", alpha=alpha, beta=beta, bias=bias):
+            """The layer's table right after the MatMul (and Gemm's alpha, bias) for inputs
+            encoded as ``(kind, p0, p1)`` (:meth:`_finish_input`)."""
+            if kind == 1:
+                # inputs v0 + (v1 - v0) * bit: y_j = c_j * (half * dot + mid * rowsum_j),
+                # exactly, dot = 2m - K'_j at match count m
+                mid, half = (p0 + p1) / 2.0, (p1 - p0) / 2.0
+                acc = np.arange(n_in + 1, dtype=np.float64)[:, None]
+                table = c[None, :] * (half * (2.0 * acc - nz[None, :]) + mid * rowsum)
+            else:
+                # inputs a + b * q, q = 0..L: y_j = c_j * (b * dot + a * rowsum_j)
+                span = n_in * ((1 << kind) - 1)
+                acc = np.arange(-span, span + 1, dtype=np.float64)[:, None]
+                table = c[None, :] * (p1 * acc + p0 * rowsum)
+            table = table.astype(np.float32)
+            if gemm:
+                table = table * np.float32(alpha)
+                if bias is not None and beta != 0:
+                    table = table + bias * np.float32(beta)
+                table = table.astype(np.float32)
+            return table
+
         # the input encoding: two values, or a grid a + b*q of k-bit levels
         kind, p0, p1 = self._finish_input(label, sym)
-        if kind == 1:
-            # inputs v0 + (v1 - v0) * bit: y_j = c_j * (half * dot + mid * rowsum_j), exactly,
-            # dot = 2m - K'_j at match count m
-            mid, half = (p0 + p1) / 2.0, (p1 - p0) / 2.0
-            acc = np.arange(n_in + 1, dtype=np.float64)[:, None]
-            table = c[None, :] * (half * (2.0 * acc - nz[None, :]) + mid * rowsum)
-        else:
-            # inputs a + b * q, q = 0..L: y_j = c_j * (b * dot + a * rowsum_j)
-            span = n_in * ((1 << kind) - 1)
-            acc = np.arange(-span, span + 1, dtype=np.float64)[:, None]
-            table = c[None, :] * (p1 * acc + p0 * rowsum)
-        table = table.astype(np.float32)
-        if node.op_type == "Gemm":
-            table = table * np.float32(alpha)
-            if bias is not None and beta != 0:
-                try:
-                    ok = np.broadcast_shapes((1, n_out), bias.shape) == (1, n_out)
-                except ValueError:
-                    ok = False
-                if not ok:
-                    raise EieError(f"{label}: bias C of shape {bias.shape} for {n_out} outputs")
-                table = table + bias * np.float32(beta)
-            table = table.astype(np.float32)
+        table = make_table(kind, p0, p1)
         self.weights.append(t.T.copy())
         self.thresholds.append(None)
-        self.info.append(_Info(n_in, kind, nz, table, label))
+        info = _Info(n_in, kind, nz, table, label)
+        info.make_table = make_table
+        info.scales = c
+        info.rowsum = rowsum.reshape(-1)
+        info.bias = (bias * np.float32(beta)).reshape(-1) if (bias is not None and beta != 0) \
+            else None
+        self.info.append(info)
         return _Layer(len(self.weights) - 1, shape[:-1] + (n_out,), table, label)
 
     def _finish_input(self, label, sym) -> tuple[int, float, float]:
@@ -836,8 +1000,14 @@ class _Importer:
         vals = np.unique(lay.table[valid])
         name = lay.quantizer or lay.last
         if len(vals) < 2:
-            raise EieError(f"{name}: every neuron of layer {lay.index} outputs {float(vals[0]):g}; "
-                           f"a constant layer carries no bits")
+            # a constant layer (every neuron outputs v; the float model's constant neurons, all
+            # of them): two levels, one of them v, with v's bit everywhere. (-|v|, |v|) keeps
+            # the next layer's pre-activation c_j * v * rowsum_j free of an offset; v = 0 is
+            # {0, 1} with bit 0 (an output layer after it re-encodes it, _finish_last)
+            v = float(vals[0])
+            if v == 0:
+                return 1, 0.0, 1.0, np.zeros(lay.table.shape, dtype=np.int64)
+            return 1, -abs(v), 2 * abs(v), np.full(lay.table.shape, int(v > 0), dtype=np.int64)
         if len(vals) == 2:
             return 1, float(vals[0]), float(vals[1] - vals[0]), \
                 (lay.table == vals[1]).astype(np.int64)
@@ -922,45 +1092,159 @@ class _Importer:
             self._set_thresholds(lay, 1, codes)
             vals = np.unique(lay.table[info.valid()])
             return {"output_levels": (float(vals[0]), float(vals[1]))}
-        vals, ok, dmax = info.dot_view(lay.table)
+        table = lay.table
+        vals, ok, dmax = info.dot_view(table)
+        if not _same_function(vals, ok) and self._zero_one_input(lay.index):
+            # the inputs are {0, c}: as 1-bit (bipolar) inputs each class would carry the
+            # offset c/2 * rowsum_j; as k-bit levels q in {0, 1} of step c the dot is
+            # sum_i w_i q_i exactly and the offset is gone (the previous layer becomes A2, its
+            # output q <= 1: thresholds T, never, never)
+            info, table = self._reencode_zero_one(lay)
+            vals, ok, dmax = info.dot_view(table)
         for j in range(vals.shape[1]):
             s = np.diff(vals[ok[:, j], j])
             if not (np.all(s > 0) or np.all(s < 0)):
                 raise EieError(f"{lay.last}: output {j} is not a strictly monotone function of "
                                f"the last layer's dot; eie's last layer outputs the dot itself")
         if not _same_function(vals, ok):
-            where = info.label
-            t = info.table0
-            if _same_function(*info.dot_view(t)[:2]):
-                for label, fn in lay.history:
-                    t = fn(t).astype(np.float32)
-                    if not _same_function(*info.dot_view(t)[:2]):
-                        where = label
-                        break
-            raise EieError(f"{where}: makes the outputs a different function of the dot "
-                           f"in each class (a per-class scale or offset: weight scales per "
-                           f"output, a bias, ops after the last layer), so their argmax is not "
-                           f"the dots'; eie's last layer outputs the dot")
+            raise EieError(self._why_not_same(lay, info))
         vals, falling = _orient(vals, ok)
         self.weights[lay.index][falling] *= -1
         return {"output_table": vals.astype(np.float32), "output_dot_max": int(dmax)}
 
+    def _zero_one_input(self, l: int) -> bool:
+        """Whether layer ``l``'s inputs are a hidden layer's two levels ``{0, c}``, ``c > 0``
+        (FINN's BINARY activations, a Relu'd 1-bit Quant, a k-bit Quant that reaches only
+        ``0`` and one other level)."""
+        return (l > 0 and self.info[l].in_bits == 1 and self.act_bits[l - 1] == 1
+                and self.act_levels[l - 1][0] == 0.0 and self.act_levels[l - 1][1] > 0)
+
+    def _reencode_zero_one(self, lay: _Layer):
+        """Layer ``lay.index - 1``'s ``{0, c}`` output as A2 levels ``q in {0, 1}`` of step
+        ``c`` (exact: the same values), and layer ``lay.index``'s table again, over its
+        integer dot, through the nodes after its MatMul: ``(info, table)``."""
+        l, prev = lay.index, lay.index - 1
+        c = self.act_levels[prev][1]
+        pinfo, info = self.info[prev], self.info[l]
+        t = np.asarray(self.thresholds[prev], dtype=np.int64)
+        never = np.full(t.shape, pinfo.hi + 1, dtype=np.int64)
+        self.thresholds[prev] = np.stack([t, never, never], axis=1)
+        self.act_bits[prev] = 2
+        self.act_levels[prev] = (0.0, c)
+        new = replace(info, in_bits=2, table0=info.make_table(2, 0.0, c))
+        self.info[l] = new
+        table = new.table0
+        for _, fn in lay.history:
+            table = fn(table).astype(np.float32)
+        return new, table
+
+    def _why_not_same(self, lay: _Layer, info: _Info) -> str:
+        """Why the output layer's values are not one function of the dot in every class: the
+        node that makes them differ and, when it is the MatMul/Gemm, what in it (weight scales
+        per output, a bias, inputs whose levels are not symmetric about 0) and what to do."""
+        tail = (", so their argmax is not the dots'; eie's last layer outputs the dot (or, "
+                "thresholded, bits)")
+        t = info.table0
+        if _same_function(*info.dot_view(t)[:2]):
+            for label, fn in lay.history:
+                t = fn(t).astype(np.float32)
+                if not _same_function(*info.dot_view(t)[:2]):
+                    return (f"{label}: makes the outputs a different function of the dot in each "
+                            f"class (a per-class scale or offset after the last layer){tail}; "
+                            f"move per-class ops before a quantizer, or leave them to the host")
+            return (f"{info.label}: makes the outputs a different function of the dot in each "
+                    f"class{tail}")
+        head = f"{info.label}: makes the outputs a different function of the dot in each class"
+        sc = np.unique(info.scales)
+        if sc.size > 1:
+            return (f"{head}: its weights have a scale per output ({_show(info.scales, 4)}; "
+                    f"weight scales per output){tail}; use one weight scale for the layer")
+        if info.bias is not None and np.unique(info.bias).size > 1:
+            return (f"{head}: its bias C adds {_show(info.bias, 4)}, a different offset per "
+                    f"class{tail}; drop the bias, or threshold the output layer")
+        l = lay.index
+        if l == 0:
+            v0, v1 = self.input_levels
+            src = f"the network input takes the two levels {v0:g} and {v1:g}"
+            fix = ("quantize the input to levels symmetric about 0 (BipolarQuant, a signed 1-bit "
+                   "Quant, MultiThreshold out_scale=2 out_bias=-1)")
+        elif self.act_bits[l - 1] == 1:
+            a, b = self.act_levels[l - 1]
+            v0, v1 = a, a + b
+            src = f"layer {l - 1}'s activations take the two levels {v0:g} and {v1:g}"
+            fix = ("use levels symmetric about 0 (BipolarQuant, a signed 1-bit Quant, "
+                   "MultiThreshold out_scale=2 out_bias=-1) or levels {0, c} (c > 0)")
+        else:
+            a, b = self.act_levels[l - 1]
+            src = (f"layer {l - 1}'s {self.act_bits[l - 1]}-bit activations are {a:g} + {b:g} q, "
+                   f"offset by {a:g}")
+            fix = "make level 0 the value 0 (out_bias 0 in a MultiThreshold, zero_point 0)"
+            v0 = a
+            v1 = None
+        mid = (v0 + v1) / 2 if v1 is not None else v0
+        return (f"{head}: {src}, so output j gets the offset {mid:g} x (the sum of its weights), "
+                f"a different one per class{tail}; {fix}, or threshold the output layer")
+
 
 # ---------------------------------------------------------------------------------------------
+
+def _reason(e: Exception) -> str:
+    """``"Type: first line of the message"`` of an exception, for a one-line error."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _check_model(model, where: str):
+    """``model`` if it holds a graph; an :class:`EieError` otherwise (an empty file, or bytes
+    that happen to decode as a protobuf message without a graph)."""
+    if not model.HasField("graph") or not (len(model.graph.node) or len(model.graph.input)):
+        raise EieError(f"{where}: not an ONNX model (it decodes to a ModelProto without a "
+                       f"graph: no nodes, no inputs); export the network with its graph "
+                       f"(e.g. Brevitas' export_qonnx, onnx.save)")
+    return model
+
 
 def _load_model(source):
     onnx = _onnx()
     if isinstance(source, onnx.ModelProto):
         return source
     if isinstance(source, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(source))
+        try:
+            model = onnx.load_from_string(bytes(source))
+        except Exception as e:  # noqa: BLE001 - a protobuf decode error has no common type
+            raise EieError(f"the bytes are not an ONNX model ({_reason(e)})") from None
+        return _check_model(model, "the bytes")
     path = Path(source)
+    if path.is_dir():
+        raise EieError(f"{path} is a directory; give an ONNX model file")
     if not path.is_file():
         raise EieError(f"{path}: no such ONNX file")
+    if path.stat().st_size == 0:
+        raise EieError(f"{path}: the file is empty, not an ONNX model")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as e:  # noqa: BLE001 - a protobuf decode error has no common type
-        raise EieError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+        msg = _reason(e)
+        if "should be stored in" in msg or "external" in msg.lower():
+            raise EieError(f"{path}: its weights are stored outside the model (external data) "
+                           f"and cannot be read ({msg}); keep the data file beside the model "
+                           f"under the name it was saved with") from None
+        raise EieError(f"{path}: not an ONNX model ({msg})") from None
+    return _check_model(model, str(path))
+
+
+def looks_like_onnx(path) -> bool:
+    """Whether the file at ``path`` decodes as an ONNX model with a graph (whatever its name);
+    False without the ``onnx`` package."""
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - depends on the environment
+        return False
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not ONNX
+        return False
+    return bool(model.HasField("graph") and len(model.graph.node) and len(model.graph.output))
 
 
 def import_qonnx(source) -> QonnxImport:
