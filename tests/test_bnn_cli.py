@@ -222,3 +222,28 @@ def test_run_of_one_sample_says_the_ii_needs_two(model_files, cli):
     r = cli(["bnn", "run", d / "img", "--input", d / "two.npy", "-o", d / "y.npy", "--sim",
              "amaranth"])
     assert r.code == 0 and "cycles measured" in r.out, r.out
+
+
+def test_layer_names_leading_zeros_gaps_and_huge_numbers(tmp_path, cli):
+    # a model's layer arrays are W0, W1, ... (T0, gamma0, ...): a second name for a layer
+    # (W00), a gap (W5 after W1) and a number of thousands of digits are each refused in one
+    # line, for float and integer models alike; nothing is written
+    rng = np.random.default_rng(9)
+    w0, w1 = np.sign(rng.standard_normal((4, 8))), np.sign(rng.standard_normal((3, 4)))
+    bn = dict(gamma0=np.ones(4), beta0=np.zeros(4), mean0=np.zeros(4), var0=np.ones(4))
+    ints = dict(T0=np.zeros(4, np.int64), rule=np.array("ge"))
+    cases = [
+        (dict(W0=w0, W00=w0, W1=w1, **bn), "has W00: layers are numbered without leading zeros"),
+        (dict(W0=w0, W1=w1, W5=w1, **bn), "has W5 but no W2: layers must be numbered 0..L-1"),
+        (dict(W0=w0, W1=w1, T01=np.zeros(3, np.int64), **ints), "has T01: layers are numbered"),
+        (dict(W0=w0, W1=w1, **ints, **{"W1" + "0" * 5000: w1}),
+         "(5002 characters) but no W2"),
+    ]
+    for i, (arrays, message) in enumerate(cases):
+        np.savez(tmp_path / f"m{i}.npz", **arrays)
+        r = cli(["bnn", "compile", tmp_path / f"m{i}.npz", "-o", tmp_path / f"img{i}"])
+        err = r.err.strip()
+        assert r.code == 2 and len(err.splitlines()) == 1 and message in err, err
+        assert not (tmp_path / f"img{i}").exists()
+    np.savez(tmp_path / "ok.npz", W0=w0, W1=w1, **bn)
+    assert cli(["bnn", "compile", tmp_path / "ok.npz", "-o", tmp_path / "ok"]).code == 0

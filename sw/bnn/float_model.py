@@ -28,6 +28,7 @@ whose argmax is the class.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,10 +275,39 @@ def open_model_npz(path: str | os.PathLike):
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
         raise EieError(f"cannot read model {path} as .npz: {exc}") from None
     keys = set(data.files)
+    for k in sorted(keys):
+        m = _LAYER_KEY.match(k)
+        if m and len(m.group(2)) > 1 and m.group(2).startswith("0"):
+            raise EieError(f"model {path} has {shown_key(k)}: layers are numbered without leading zeros "
+                           f"({m.group(1)}{m.group(2).lstrip('0') or '0'}, ...); rename or remove "
+                           f"it")
     n = 0
     while f"W{n}" in keys:
         n += 1
+    extra = sorted((k for k in keys if beyond(k, "W", n)), key=lambda k: (len(k), k))
+    if extra and n:
+        raise EieError(f"model {path} has {shown_key(extra[0])} but no W{n}: layers must be "
+                       f"numbered 0..L-1 without gaps")
     return path, data, keys, n
+
+
+def shown_key(key: str) -> str:
+    """An array's name for a message: a very long one shortened."""
+    return key if len(key) <= 24 else f"{key[:12]}... ({len(key)} characters)"
+
+
+#: An array of one layer in a model ``.npz``: its name and its layer number's digits.
+_LAYER_KEY = re.compile(r"^(W|T|gamma|beta|mean|var|alpha)([0-9]+)$", re.ASCII)
+
+
+def beyond(key: str, prefix: str, n: int) -> bool:
+    """Whether ``key`` is ``prefix`` and a layer number ``>= n`` (compared as digits, never
+    converted: a key may hold thousands of them)."""
+    digits = key[len(prefix):]
+    if not (key.startswith(prefix) and digits.isascii() and digits.isdigit()):
+        return False
+    digits = digits.lstrip("0") or "0"
+    return (len(digits), digits) >= (len(str(n)), str(n))
 
 
 def load_model(path: str | os.PathLike) -> FloatBnn:
@@ -311,9 +341,9 @@ def load_model(path: str | os.PathLike) -> FloatBnn:
             raise EieError(f"eps in {path} has shape {e.shape}; expected a scalar")
         model.eps = float(e.reshape(()))
     model.weight_bits, model.act_bits = load_precisions(data, keys, n, path)
-    extra = [k for k in keys if k.startswith("alpha") and k[5:].isdigit() and int(k[5:]) >= n]
+    extra = [k for k in keys if beyond(k, "alpha", n)]
     if extra:
-        raise EieError(f"model {path} has {sorted(extra)[0]} but only layers 0..{n - 1}; remove "
+        raise EieError(f"model {path} has {shown_key(sorted(extra)[0])} but only layers 0..{n - 1}; remove "
                        f"it or add its layer's weights")
     model.alpha = [check_alpha(data[f"alpha{l}"], model.weights[l].shape[0], f"alpha{l}",
                                f" in {path}") if f"alpha{l}" in keys else None

@@ -283,16 +283,17 @@ def load_integer_npz(path: str | os.PathLike, rule: str | None = None) -> Intege
     all 1). ``rule`` given here
     must agree with the file's; one of the two must state it (the same thresholds under the
     other rule give other bits). Validated (:meth:`IntegerBnn.validate`)."""
-    from .float_model import open_model_npz
+    from .float_model import beyond, open_model_npz, shown_key
 
     path, data, keys, n = open_model_npz(path)
     if npz_kind(keys) != "integer":
         raise EieError(f"model {path} has no thresholds T0, T1, ...; it is not an integer BNN")
     if n == 0:
         raise EieError(f"model {path} has no array W0 (expected W0..W{{L-1}} and T{{l}})")
-    extra = [k for k in _layer_keys(keys, "W") + _layer_keys(keys, "T") if int(k[1:]) >= n]
+    extra = [k for k in _layer_keys(keys, "W") + _layer_keys(keys, "T")
+             if beyond(k, k[0], n)]
     if extra:
-        raise EieError(f"model {path} has {extra[0]} but no W{n}: layers must be numbered "
+        raise EieError(f"model {path} has {shown_key(extra[0])} but no W{n}: layers must be numbered "
                        f"0..L-1 without gaps")
     if "rule" in keys:
         own = data["rule"]
