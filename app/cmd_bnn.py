@@ -180,28 +180,38 @@ def _check_sample_options(args) -> None:
 
 
 def _bits(args, image) -> np.ndarray:
-    """``--input`` as bits: as given (0/1), ``x >= THRESH`` with ``--binarize THRESH``, or the
-    graph's own conversion (the image's ``input_conversion``) with ``--graph-input``: X then
-    holds the graph's input values, a sample flattened in C order, ``(batch, n_in)``."""
+    """``--input`` as bits (:func:`bnn_input_bits`)."""
+    return bnn_input_bits(image, args.image, args.input, binarize=args.binarize,
+                          graph_input=args.graph_input)
+
+
+def bnn_input_bits(image, image_dir, path, *, binarize: float | None = None,
+                   graph_input: bool = False) -> np.ndarray:
+    """The ``--input`` file ``path`` of a command on the BNN image ``image`` (read from
+    ``image_dir``) as the core's input bits: as given (0/1), ``x >= THRESH`` with ``binarize``
+    (``--binarize THRESH``), or the graph's own conversion (the image's ``input_conversion``)
+    with ``graph_input`` (``--graph-input``): X then holds the graph's input values, a sample
+    flattened in C order, ``(batch, n_in)``. ``eie bnn golden|run`` and ``eie board run``."""
     from ..sw.inputs import load_bnn_input, read_npy
 
     conv = image.input_conversion
-    if args.graph_input or (args.binarize is not None and conv is not None):
+    if graph_input or (binarize is not None and conv is not None):
         if conv is None:
-            raise EieError(f"--graph-input: the image {args.image} records no conversion of a "
+            raise EieError(f"--graph-input: the image {image_dir} records no conversion of a "
                            f"graph's input (it was not compiled from a QONNX graph, or by an "
-                           f"older eie: compile it again); give the input bits, or real "
-                           f"numbers with --binarize THRESH")
-        if not args.graph_input and not conv.same_as_binarize(args.binarize):
-            raise EieError(f"--binarize {args.binarize:g}: this image was compiled from a QONNX "
+                           f"older eie: compile it again); give the input bits"
+                           + (", or real numbers with --binarize THRESH"
+                              if binarize is not None or not graph_input else ""))
+        if not graph_input and not conv.same_as_binarize(binarize):
+            raise EieError(f"--binarize {binarize:g}: this image was compiled from a QONNX "
                            f"graph that converts its input itself ({conv.describe()}), which "
-                           f"--binarize {args.binarize:g} does not reproduce; give the graph's "
+                           f"--binarize {binarize:g} does not reproduce; give the graph's "
                            f"input values with --graph-input, or the input bits without "
                            f"--binarize")
-        what = f"--input {args.input}"
-        x = read_npy(args.input, what, n_in=conv.n_in)      # the one input loader's checks
+        what = f"--input {path}"
+        x = read_npy(path, what, n_in=conv.n_in)      # the one input loader's checks
         return conv.bits(x.reshape(-1, conv.n_in), what=what)
-    return load_bnn_input(args.input, image.shape[0], binarize=args.binarize)
+    return load_bnn_input(path, image.shape[0], binarize=binarize)
 
 
 def _classes_path(output) -> Path:

@@ -129,12 +129,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "of X, read the outputs and counters, and compare with the golden model "
                     "(exit 1 if they differ). EIE images: X float (batch, n_in) quantised with "
                     "act_frac, or int16 with --raw; Y int16 (batch, n_out), as `eie golden`. "
-                    "BNN images: X uint8 bits (batch, n_in); Y int32 (batch, n_classes), as "
-                    "`eie bnn golden`. The image kind comes from its manifest.")
+                    "BNN images: X uint8 bits (batch, n_in), or with --graph-input the source "
+                    "QONNX graph's input values; Y int32 (batch, n_classes), as `eie bnn "
+                    "golden`. The image kind comes from its manifest.")
     r.add_argument("image", type=Path, metavar="IMAGE_DIR")
     r.add_argument("--input", required=True, type=Path, metavar="X.npy")
     r.add_argument("-o", "--output", required=True, type=Path, metavar="Y.npy")
     r.add_argument("--raw", action="store_true", help="EIE: X is int16 fixed point already")
+    r.add_argument("--graph-input", action="store_true",
+                   help="BNN: X holds the source QONNX graph's input values, each sample "
+                        "flattened (batch, n_in), converted by the graph's own input nodes as "
+                        "`eie bnn run --graph-input` does (recorded in the image by `eie bnn "
+                        "compile model.onnx`)")
     where = r.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="serial port of the board, e.g. /dev/ttyUSB0")
     where.add_argument("--simulate", action="store_true",
@@ -404,7 +410,8 @@ def cmd_board_run(args: argparse.Namespace) -> int:
     from ..boards.protocol import Design
     from ..common.atomic import atomic_file
     from ..common.errors import warn
-    from ..sw.inputs import load_bnn_input, load_eie_input
+    from ..sw.inputs import load_eie_input
+    from .cmd_bnn import bnn_input_bits
     from .host import (BridgeClient, SerialTransport, image_kind, run_bnn, run_eie,
                        simulated_board)
 
@@ -432,6 +439,9 @@ def cmd_board_run(args: argparse.Namespace) -> int:
         from ..sw.golden import golden_forward
         from ..sw.image import read_image
 
+        if args.graph_input:
+            raise EieError("--graph-input is for BNN images compiled from a QONNX graph; an EIE "
+                           "image takes floats (or int16 with --raw)")
         image = read_image(args.image)
         xq = load_eie_input(args.input, image, raw=args.raw, warn=warn)
         if args.simulate:
@@ -456,7 +466,7 @@ def cmd_board_run(args: argparse.Namespace) -> int:
         if args.raw:
             raise EieError("--raw is for EIE images; a BNN input is uint8 bits already")
         image = read_bnn(args.image)
-        xq = load_bnn_input(args.input, image.shape[0])
+        xq = bnn_input_bits(image, args.image, args.input, graph_input=args.graph_input)
         if build:
             _check_bnn_build(args.build, build["core.json"], image)
         if args.simulate:

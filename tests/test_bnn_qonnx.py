@@ -1117,6 +1117,28 @@ def test_cli_graph_input_equals_the_graph(tmp_path, cli):
     assert not (tmp_path / "z.npy").exists()
 
 
+@pytest.mark.rtl
+def test_board_run_graph_input_equals_the_graph(tmp_path, cli):
+    """`eie board run --graph-input` (the board's driver against the board top in the
+    simulator, UART pins bit by bit) converts the graph's input values as `eie bnn golden
+    --graph-input` does: its outputs equal the ONNX reference; on an EIE image the option is
+    refused."""
+    rng = np.random.default_rng(15)
+    model = _preprocessing_graph(rng)
+    onnx.save(model, str(tmp_path / "pre.onnx"))
+    x = _raw(rng, 4, (2, 3))
+    np.save(tmp_path / "raw.npy", x.reshape(4, 6))
+    assert cli(["bnn", "compile", tmp_path / "pre.onnx", "-o", tmp_path / "img"]).code == 0
+    r = cli(["board", "run", tmp_path / "img", "--input", tmp_path / "raw.npy", "--graph-input",
+             "--simulate", "-o", tmp_path / "y.npy"])
+    assert r.code == 0, r.err
+    ref = np.concatenate([reference(model, s[None]) for s in x])
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), ref.astype(np.int32))
+    r = cli(["board", "run", tmp_path / "img", "--input", tmp_path / "raw.npy", "--simulate",
+             "-o", tmp_path / "bits.npy"])                  # values that are not bits: refused
+    assert r.code == 2 and not (tmp_path / "bits.npy").exists()
+
+
 def test_cli_input_conversion_manifest_is_checked(tmp_path):
     """A damaged "input" record is one line naming the key."""
     import json
