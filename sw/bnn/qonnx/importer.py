@@ -1,13 +1,6 @@
-"""QONNX import: a graph of fully connected quantized layers (W1/W2 weights, A1..A4
-activations), as Brevitas exports it and FINN reads it, to an
-:class:`~eie.sw.bnn.params.IntegerBnn` (docs/qonnx.md).
-
-The graph is one chain from its input to its output::
-
-    input -> [Reshape/Flatten, elementwise ops] -> input quantizer (BipolarQuant, 1-bit Quant,
-          one-threshold MultiThreshold, Sign) -> MatMul/Gemm -> [per-neuron ops: Add, Mul, Sub,
-          Div, BatchNormalization, Relu, Clip ...] -> activation quantizer (two levels, or an
-          unsigned 2-4-bit Quant / MultiThreshold) -> MatMul/Gemm -> ... -> output
+"""The importer: :class:`_Importer` traces a QONNX graph's one chain of nodes from its input
+to its output (the input path, a table of values over each MatMul/Gemm layer's accumulator,
+constant sub-graphs folded) and reads the layers' weights and thresholds off the tables.
 
 Weights are constants (initializers, possibly through BipolarQuant/Quant, Transpose, Mul ...;
 every constant sub-graph is evaluated) that are ``+-c_j`` (a W1 layer) or ``-c_j, 0, +c_j`` (a
@@ -30,23 +23,20 @@ same tables with more than two values: the layer's values must lie on one grid `
 ``q = 0..2**k - 1``, ``k <= 4``; the layer becomes an ``A_k`` layer whose thresholds ``T_j`` are
 the first accumulator values with ``q >= j`` (on the match count for 1-bit inputs, on the
 integer dot for k-bit ones), and the next layer's table is computed from ``a + b*q``.
-
-Anything else is refused with one :class:`~eie.common.errors.EieError` line naming the node and
-its op type. ``onnx`` is an optional dependency (``pip install 'eie[onnx]'``), imported on use.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ...common.errors import EieError
-from .params import IntegerBnn
+from ....common.errors import EieError
+from ..params import IntegerBnn
+from .ops import _ROUNDING, bipolar_quant, int_quant, int_range, multithreshold
+from .result import QonnxImport
 
-__all__ = ["QonnxImport", "import_qonnx", "load_qonnx", "looks_like_onnx", "QONNX_DOMAINS"]
 
 #: The custom-op domains read as QONNX's (``onnx.brevitas``: Brevitas' own export; ``finn.*``:
 #: FINN's older name of the same ops).
@@ -73,233 +63,6 @@ def _onnx():
     except ImportError:  # pragma: no cover - depends on the environment
         raise EieError("reading ONNX needs the onnx package: pip install 'eie[onnx]'") from None
     return onnx
-
-
-# ---------------------------------------------------------------------------------------------
-# The QONNX custom ops' semantics (qonnx.custom_op.general, docs/qonnx-custom-ops/*.md)
-# ---------------------------------------------------------------------------------------------
-
-def bipolar_quant(x: np.ndarray, scale) -> np.ndarray:
-    """BipolarQuant: ``+1`` where ``x >= 0`` (so sign(0) = +1), else ``-1``, times ``scale``."""
-    x = np.asarray(x)
-    ones = np.ones(x.shape, dtype=x.dtype)
-    return np.where(x >= 0, ones, -ones) * np.asarray(scale, dtype=x.dtype)
-
-
-def int_range(signed: bool, narrow: bool, bits: int) -> tuple[int, int]:
-    """The integers a ``bits``-wide Quant produces (Brevitas' ``min_int``/``max_int``)."""
-    if signed:
-        return (-(2 ** (bits - 1)) + (1 if narrow else 0), 2 ** (bits - 1) - 1)
-    return 0, 2 ** bits - (2 if narrow else 1)
-
-
-_ROUNDING = {
-    "ROUND": np.round, "HALF_EVEN": np.round, "CEIL": np.ceil, "FLOOR": np.floor, "DOWN": np.fix,
-    "UP": lambda v: np.sign(v) * np.ceil(np.abs(v)),
-    "HALF_UP": lambda v: np.sign(v) * np.floor(np.abs(v) + 0.5),
-    "HALF_DOWN": lambda v: np.sign(v) * np.ceil(np.abs(v) - 0.5),
-}
-
-
-def int_quant(x, scale, zeropt, bits: int, signed: bool, narrow: bool, rounding: str) -> np.ndarray:
-    """Quant (IntQuant): ``(round(clamp(x / scale + zeropt)) - zeropt) * scale``; a signed
-    1-bit Quant is bipolar (``x / scale + zeropt >= 0`` gives +1, else -1)."""
-    x = np.asarray(x)
-    dt = x.dtype
-    scale, zeropt = np.asarray(scale, dtype=dt), np.asarray(zeropt, dtype=dt)
-    y = x / scale + zeropt
-    if bits == 1 and signed:
-        ones = np.ones(y.shape, dtype=dt)
-        y = np.where(y >= 0, ones, -ones)
-    else:
-        lo, hi = int_range(signed, narrow, bits)
-        y = np.where(y > hi, dt.type(hi), y)
-        y = np.where(y < lo, dt.type(lo), y)
-        y = _ROUNDING[rounding](y).astype(dt)
-    return (y - zeropt) * scale
-
-
-def multithreshold(x, thresholds, out_scale: float = 1.0, out_bias: float = 0.0,
-                   channels_last: bool = False) -> np.ndarray:
-    """MultiThreshold: per element, the number of its channel's thresholds ``t`` with
-    ``x >= t``, times ``out_scale``, plus ``out_bias``. ``thresholds`` is ``(C, B)`` (or
-    ``(1, B)`` for all channels); the channel axis is 1 (NC..), or the last (N..C)."""
-    x = np.asarray(x)
-    xm = x if channels_last else np.moveaxis(x, 1, -1)
-    count = np.count_nonzero(xm[..., None] >= thresholds, axis=-1).astype(x.dtype)
-    if not channels_last:
-        count = np.moveaxis(count, -1, 1)
-    return out_scale * count + out_bias
-
-
-# ---------------------------------------------------------------------------------------------
-# What the import returns
-# ---------------------------------------------------------------------------------------------
-
-@dataclass
-class QonnxImport:
-    """An imported graph: the :class:`IntegerBnn` and how the graph's input and output map onto
-    it.
-
-    - ``input_levels``: the two values the graph's input quantizer produces, ``(bit 0, bit 1)``;
-      :meth:`input_bits` runs the graph's input nodes and gives bit 1 where the quantized input
-      is the higher level (``+1`` for a BipolarQuant of scale 1);
-    - ``output_levels`` (thresholded last layer): the graph's output value for bit 0 and bit 1;
-    - ``output_table`` (unthresholded last layer): ``(2 * D + 1, n_out)``, row ``dot + D`` the
-      graph's output value of every class at eie's output ``dot`` (of the flipped weights; NaN
-      where the class cannot reach that dot), ``D = output_dot_max``; the same strictly
-      increasing function of the dot in every class, so the argmax of the dots is the graph's;
-    - ``act_levels``: per hidden layer, ``(a, b)``: its activation ``q`` (a bit, or a k-bit
-      level ``0..2**k - 1``) stands for the graph's value ``a + b * q``.
-    """
-
-    net: IntegerBnn
-    input_shape: tuple[int, ...]
-    input_levels: tuple[float, float]
-    output_levels: tuple[float, float] | None = None
-    output_table: np.ndarray | None = None
-    output_dot_max: int = 0
-    act_levels: list[tuple[float, float]] = field(default_factory=list)
-    _input_ops: list[Callable[[np.ndarray], np.ndarray]] = field(default_factory=list, repr=False)
-    input_name: str = ""
-    #: the two values of an input annotated BIPOLAR/BINARY (no quantizer on the input path)
-    input_annotation: tuple[float, float] | None = None
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        """One sample of the graph input: its shape without the batch dimension (a 1-D input
-        has none)."""
-        return tuple(self.input_shape) if len(self.input_shape) == 1 \
-            else tuple(self.input_shape[1:])
-
-    def input_bits(self, x) -> np.ndarray:
-        """The graph input (a batch ``(B, *input_shape[1:])``, or one sample) as eie's input
-        bits, uint8 ``(B, n_in)``."""
-        x = np.asarray(x, dtype=np.float32)
-        per = self.sample_shape
-        size = int(np.prod(per))
-        if x.shape == per or x.shape == (size,):
-            x = x.reshape((1,) + per)
-        elif x.ndim >= 1 and (x.shape[1:] == per or x.shape[1:] == (size,)):
-            x = x.reshape((x.shape[0],) + per)
-        else:
-            raise EieError(f"input has shape {x.shape}; the graph takes {self.input_shape} "
-                           f"(a batch of {per} or of {size} values)")
-        if len(self.input_shape) == 1:         # a 1-D graph input: its ops saw (n,), not (1, n)
-            x = x.reshape(x.shape[0], -1)
-        for op in self._input_ops:
-            x = op(x)
-        x = x.reshape(x.shape[0], -1)
-        v0, v1 = (np.float32(v) for v in self.input_levels)
-        bad = (x != v0) & (x != v1)
-        if np.any(bad):
-            b, i = np.argwhere(bad)[0]
-            raise EieError(f"input {b} element {i} quantizes to {float(x[b, i]):g}, neither level "
-                           f"({float(v0):g}, {float(v1):g}); ONNX Sign(0) is 0: use BipolarQuant on the input")
-        return (x == v1).astype(np.uint8)
-
-    def outputs(self, y) -> np.ndarray:
-        """The graph's outputs from the IntegerBnn's: output bits (thresholded last layer) or
-        dots (unthresholded), ``(B, n_out)``."""
-        y = np.asarray(y)
-        if self.output_table is None:
-            assert self.output_levels is not None
-            return np.where(y != 0, np.float32(self.output_levels[1]),
-                            np.float32(self.output_levels[0]))
-        return self.output_table[y.astype(np.int64) + self.output_dot_max,
-                                 np.arange(self.output_table.shape[1])]
-
-    def input_conversion(self):
-        """``(InputConversion, "")``: :meth:`input_bits` as a rule per input bit that an image
-        can record (element ``order[i]`` of a sample against a float32 threshold, or the two
-        values of an annotated input), equal to :meth:`input_bits` on every finite input; or
-        ``(None, why)`` when the graph's input path is not such a rule."""
-        from .image import InputConversion
-
-        per, n = self.sample_shape, self.net.shape[0]
-        size = int(np.prod(per))
-        if size != n:
-            return None, f"a sample of the graph input has {size} values for {n} input bits"
-        for op in self._input_ops:
-            bad = getattr(op, "nonmonotone", None)
-            if bad:
-                return None, (f"{bad} on the input path is not a threshold per element "
-                              f"(Sign(0) is 0, c / x is not monotone)")
-        idx = np.arange(size, dtype=np.float64).reshape((1,) + per)
-        if len(self.input_shape) == 1:
-            idx = idx.reshape(1, -1)
-        for op in self._input_ops:
-            if getattr(op, "relayout", False):
-                idx = op(idx)
-        order = idx.reshape(-1).astype(np.int64)
-        if not np.array_equal(np.sort(order), np.arange(n)):
-            return None, "the input path does not move every element to one input bit"
-        source = f"the QONNX graph's input '{self.input_name}'"
-
-        def probe(v):                               # v: (n,) float32, one value per bit
-            x = np.empty(n, dtype=np.float32)
-            x[order] = v
-            return self.input_bits(x.reshape((1,) + per))[0].astype(bool)
-
-        try:
-            with np.errstate(all="ignore"):     # the graph's float32 overflows near the ends
-                return self._conversion(per, n, order, probe, source, InputConversion)
-        except EieError as exc:
-            return None, str(exc)
-
-    def _conversion(self, per, n, order, probe, source, InputConversion):
-        """input_conversion()'s rule: the annotated levels, or a threshold per element found by
-        bisection over the float32 values in order, then checked against input_bits."""
-        if self.input_annotation is not None:
-            lo, hi = self.input_annotation
-            b_hi = probe(np.full(n, hi, np.float32))
-            b_lo = probe(np.full(n, lo, np.float32))
-            if np.any(b_hi == b_lo):
-                return None, "an annotated input level does not decide its bit"
-            conv = InputConversion(per, order, None, ~b_hi, (lo, hi), source)
-            return conv, ""
-        big = np.float32(np.finfo(np.float32).max)
-        g_lo, g_hi = probe(np.full(n, -big)), probe(np.full(n, big))
-        falling = g_lo & ~g_hi
-        const = g_lo == g_hi
-        a, b = _f32_key(np.full(n, -big)), _f32_key(np.full(n, big))
-        b = np.where(const, a + 1, b)
-        # h(k) = bit (rising) or not bit (falling): 0 at a, 1 at b; the first k with h = 1
-        while np.any(b - a > 1):
-            m = (a + b) // 2
-            h = probe(_f32_from_key(m)) != falling
-            b, a = np.where(h, m, b), np.where(h, a, m)
-        threshold = np.where(const, -big, _f32_from_key(b)).astype(np.float32)
-        threshold[threshold == 0] = 0.0                     # -0.0: the same comparisons
-        invert = np.where(const, ~g_lo, falling)
-        conv = InputConversion(per, order, threshold, invert, None, source)
-        # a check on values around every threshold and across the range
-        rng = np.random.default_rng(0)
-        samples = [np.nextafter(threshold, np.float32(-np.inf)), threshold,
-                   np.nextafter(threshold, np.float32(np.inf)), np.zeros(n, np.float32),
-                   np.full(n, -0.0, np.float32)]
-        samples += [rng.normal(0, s, n).astype(np.float32) for s in (1, 100, 1e6)]
-        samples += [rng.integers(0, 256, n).astype(np.float32), np.full(n, big),
-                    np.full(n, -big)]
-        x = np.empty((len(samples), n), dtype=np.float32)
-        for r, v in enumerate(samples):
-            x[r, order] = v
-        if not np.array_equal(conv.bits(x), self.input_bits(x.reshape((-1,) + per))):
-            return None, "the input path is not a threshold per element (not monotone)"
-        return conv, ""
-
-
-def _f32_key(v: np.ndarray) -> np.ndarray:
-    """Finite float32 values as int64 keys in the same order (-0.0 just below +0.0)."""
-    u = np.asarray(v, dtype=np.float32).view(np.int32).astype(np.int64)
-    return np.where(u >= 0, u, -(u & 0x7FFFFFFF) - 1)
-
-
-def _f32_from_key(k: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`_f32_key`."""
-    k = np.asarray(k, dtype=np.int64)
-    u = np.where(k >= 0, k, (-(k + 1)) | 0x80000000)
-    return u.astype(np.uint32).view(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1184,76 +947,3 @@ class _Importer:
         mid = (v0 + v1) / 2 if v1 is not None else v0
         return (f"{head}: {src}, so output j gets the offset {mid:g} x (the sum of its weights), "
                 f"a different one per class{tail}; {fix}, or threshold the output layer")
-
-
-# ---------------------------------------------------------------------------------------------
-
-def _reason(e: Exception) -> str:
-    """``"Type: first line of the message"`` of an exception, for a one-line error."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def _check_model(model, where: str):
-    """``model`` if it holds a graph; an :class:`EieError` otherwise (an empty file, or bytes
-    that happen to decode as a protobuf message without a graph)."""
-    if not model.HasField("graph") or not (len(model.graph.node) or len(model.graph.input)):
-        raise EieError(f"{where}: not an ONNX model (it decodes to a ModelProto without a "
-                       f"graph: no nodes, no inputs); export the network with its graph "
-                       f"(e.g. Brevitas' export_qonnx, onnx.save)")
-    return model
-
-
-def _load_model(source):
-    onnx = _onnx()
-    if isinstance(source, onnx.ModelProto):
-        return source
-    if isinstance(source, (bytes, bytearray)):
-        try:
-            model = onnx.load_from_string(bytes(source))
-        except Exception as e:  # noqa: BLE001 - a protobuf decode error has no common type
-            raise EieError(f"the bytes are not an ONNX model ({_reason(e)})") from None
-        return _check_model(model, "the bytes")
-    path = Path(source)
-    if path.is_dir():
-        raise EieError(f"{path} is a directory; give an ONNX model file")
-    if not path.is_file():
-        raise EieError(f"{path}: no such ONNX file")
-    if path.stat().st_size == 0:
-        raise EieError(f"{path}: the file is empty, not an ONNX model")
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:  # noqa: BLE001 - a protobuf decode error has no common type
-        msg = _reason(e)
-        if "should be stored in" in msg or "external" in msg.lower():
-            raise EieError(f"{path}: its weights are stored outside the model (external data) "
-                           f"and cannot be read ({msg}); keep the data file beside the model "
-                           f"under the name it was saved with") from None
-        raise EieError(f"{path}: not an ONNX model ({msg})") from None
-    return _check_model(model, str(path))
-
-
-def looks_like_onnx(path) -> bool:
-    """Whether the file at ``path`` decodes as an ONNX model with a graph (whatever its name);
-    False without the ``onnx`` package."""
-    try:
-        import onnx
-    except ImportError:  # pragma: no cover - depends on the environment
-        return False
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - not ONNX
-        return False
-    return bool(model.HasField("graph") and len(model.graph.node) and len(model.graph.output))
-
-
-def import_qonnx(source) -> QonnxImport:
-    """Read a QONNX graph (a path, bytes or an ``onnx.ModelProto``) of fully connected binarized
-    layers: the :class:`IntegerBnn` and the input/output conventions."""
-    return _Importer(_load_model(source)).run()
-
-
-def load_qonnx(path) -> IntegerBnn:
-    """The :class:`IntegerBnn` (``rule="ge"``) of a QONNX graph; see :func:`import_qonnx` for the
-    input conversion (:meth:`QonnxImport.input_bits`)."""
-    return import_qonnx(path).net
