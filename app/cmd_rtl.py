@@ -226,13 +226,21 @@ def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, P
     """Write ``output`` (Verilog) and ``output.with_suffix('.json')``; return both paths."""
     from ..hw.eie.memory_map import MemoryMap
     from ..sim.eie_run import eie_verilog_text
+    from ..sim.verilog import icarus_source
     from ..common.atomic import atomic_file
 
     mm = MemoryMap(config)
     header = (f"EIE sparse accelerator, {config.n_pe} PEs, FIFO depth {config.fifo_depth}; "
-              f"memory map and parameters in {output.with_suffix('.json').name}")
+              f"memory map and parameters in {output.with_suffix('.json').name}\n"
+              "Simulators: the 'initial #1' lines set Yosys's time-0 dummy registers once, so "
+              "that Icarus Verilog\n(which does not run 'always @*' blocks at time 0) "
+              "evaluates the combinational logic; they change\nnothing for synthesis or for "
+              "other simulators.")
     # one PE module ({name}_pe), instantiated n_pe times: the Verilog grows with n_pe only in the top
     text = eie_verilog_text(config, name=name, pe_module=f"{name}_pe", header=header)
+    # as written, the combinational blocks would never run in Icarus (the file would hang
+    # there): the same fix the project's own Icarus runs apply
+    text = icarus_source(text.encode()).decode()
     ports = [
         {"name": "clk", "dir": "in", "width": 1, "doc": "clock, rising edge"},
         {"name": "rst", "dir": "in", "width": 1, "doc": "synchronous reset, active high"},
@@ -242,15 +250,40 @@ def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, P
         {"name": "bus__r_stb", "dir": "in", "width": 1, "doc": "read strobe (one cycle)"},
         {"name": "bus__r_data", "dir": "out", "width": 32, "doc": "read data, valid with r_ack"},
         {"name": "bus__r_ack", "dir": "out", "width": 1,
-         "doc": "read acknowledge, 2 cycles after r_stb"},
-        {"name": "busy", "dir": "out", "width": 1, "doc": "a run is in progress"},
-        {"name": "done", "dir": "out", "width": 1, "doc": "the last run finished"},
+         "doc": f"read acknowledge: high for one cycle, {mm.to_json()['read_latency']} cycles "
+                "after r_stb"},
+        {"name": "busy", "dir": "out", "width": 1,
+         "doc": "a run is in progress (STATUS.busy): 0 in the cycle after the one whose clock "
+                "edge takes the CTRL write, 1 from the next until the run ends"},
+        {"name": "done", "dir": "out", "width": 1,
+         "doc": "the last run finished (STATUS.done): still the previous run's value in the "
+                "cycle after the CTRL write, 0 from the next; rises as busy falls"},
     ]
+    bus = {
+        "reset": "rst is synchronous and active high: one rising clock edge with rst high "
+                 "resets the core (the memories keep their contents: load an image after it)",
+        "rules": [
+            "a write completes at the clock edge that samples w_stb; writes may follow each "
+            "other on consecutive cycles",
+            "w_stb and r_stb are never high together",
+            f"after r_stb the master issues nothing until r_ack, which comes "
+            f"{mm.to_json()['read_latency']} cycles later for every address; wait for r_ack, "
+            "do not count cycles",
+            "an unmapped address reads 0 and ignores writes",
+            "a 64-bit sparse-matrix word is two addresses, low half (offset 2 * word) first",
+            "memories and the layer table only while STATUS.busy == 0; registers and counters "
+            "at any time",
+        ],
+        "run": "write the inputs into bank 0, N_LAYERS, then CTRL = 1; poll STATUS until busy "
+               "is 0 and done 1 (or watch the pins: busy rises a cycle after the CTRL write, "
+               "falls with done rising); the outputs are in bank STATUS.bank",
+    }
     for port in ports:   # the JSON must describe the file, not a wish: check every port is there
         if port["name"] not in text.split(f"module {name}(", 1)[-1].split(";", 1)[0]:
             raise RuntimeError(f"port {port['name']} missing from the generated module {name}")
     meta = {"generator": "eie generate", "toplevel": name, "verilog": output.name,
-            "parameters": config.to_json(), "ports": ports, "memory_map": mm.to_json()}
+            "parameters": config.to_json(), "ports": ports, "bus": bus,
+            "memory_map": mm.to_json()}
     json_path = output.with_suffix(".json")
     with atomic_file(output) as f:
         f.write(text)

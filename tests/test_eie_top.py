@@ -384,3 +384,44 @@ def test_read_latency_is_fixed_for_every_region(simulate):
         assert cyc == READ_LATENCY, hex(addr)
         # host-written inputs read back as raw int16 (the identity write-back), sign-extended
         assert got == want, (hex(addr), got, want)
+
+
+def test_busy_and_done_pins_follow_a_start_a_cycle_late(simulate):
+    """The timing docs/eie-hardware.md ("The host's view") and eie.json state for a host that
+    watches the pins: in the cycle after the one whose clock edge takes the CTRL write (``w_stb``
+    high), ``busy`` is still 0 and ``done`` still holds the previous run's 1; from the next
+    ``busy`` is 1 and ``done`` 0, until the run ends: ``busy`` falls and ``done`` rises in the
+    same cycle, and STATUS read over the bus says the same."""
+    from eie.hw.eie.host_program import HostProgram, execute
+
+    cfg, mm, dut = _small_top(12)
+    rng = np.random.default_rng(12)
+    img = build_image([rand_layer(rng, 4, 4, 0.5, False, False)], 1)
+    prog = HostProgram(cfg, img)
+    x = rand_input(rng, 1, 4, 1.0)[0]
+    seen = {}
+
+    async def bench(ctx):
+        bus = _bus(ctx, dut)
+        await execute(bus, prog.load() + prog.run(x))          # a first run: done is 1
+        seen["before"] = (ctx.get(dut.busy), ctx.get(dut.done))
+        ctx.set(dut.bus.addr, mm.reg("CTRL"))
+        ctx.set(dut.bus.w_data, 1)
+        ctx.set(dut.bus.w_stb, 1)
+        await ctx.tick()                                        # the edge that takes the write
+        ctx.set(dut.bus.w_stb, 0)
+        pins = []
+        for _ in range(200):
+            pins.append((ctx.get(dut.busy), ctx.get(dut.done)))
+            if len(pins) > 3 and pins[-1] == (0, 1):
+                break
+            await ctx.tick()
+        seen["pins"] = pins
+        seen["status"] = await bus.read(mm.reg("STATUS"))
+
+    simulate(dut, bench)
+    pins = seen["pins"]
+    assert seen["before"] == (0, 1)
+    assert pins[0] == (0, 1) and pins[1] == (1, 0)
+    assert pins[-1] == (0, 1) and set(pins[1:-1]) == {(1, 0)}
+    assert seen["status"] & 0b11 == 0b10                       # not busy, done

@@ -295,15 +295,22 @@ class MemoryMap:
                 "ptr": {"region": Region.PTR, "base": Region.PTR << shift, "depth": c.ptr_depth,
                         "bits": c.ptr_word_bits, "offset": "pointer index",
                         "word": "addr (ptr_bits: layer entry_base + pointer), nonempty, single, "
-                                "two (flags of the column starting here)"},
+                                "two (flags of the column starting here)",
+                        "fields": self._ptr_fields(),
+                        "flags_rule": "a layer's last pointer (index n_in) carries no flags; the "
+                                      "hardware trusts them: a wrong flag gives wrong results "
+                                      "or a run that never ends"},
                 "spmat": {"region": Region.SPMAT, "base": Region.SPMAT << shift,
                           "depth": c.spmat_depth, "bits": 64,
                           "offset": "2 * word + half (0 = bits 31:0, 1 = bits 63:32)"},
                 "bias": {"region": Region.BIAS, "base": Region.BIAS << shift,
-                         "depth": c.bias_depth, "bits": 16, "offset": "bias slot"},
+                         "depth": c.bias_depth, "bits": 16, "offset": "bias slot",
+                         "read": "int16, sign-extended to 32 bits"},
                 "act": {"region": Region.ACT, "base": Region.ACT << shift, "depth": c.act_depth,
                         "bits": 16, "offset": f"bank << {self.act_bits} | index",
-                        "input_bank": 0},
+                        "index_bits": self.act_bits, "input_bank": 0,
+                        "read": "int16 through the write-back of the layer that produced the "
+                                "bank, sign-extended to 32 bits"},
                 "pecnt": {"region": Region.PECNT, "base": Region.PECNT << shift,
                           "offset": "2 * layer + (0 busy, 1 stall)", "counters": list(PE_COUNTERS)},
             },
@@ -319,6 +326,19 @@ class MemoryMap:
                                        for k, v in LAYER_FIELDS.items()},
                             "codebook_offset": CODEBOOK_OFFSET},
         }
+
+    def _ptr_fields(self) -> dict[str, dict[str, Any]]:
+        """The pointer word's fields (``lsb``, ``width``, ``doc``), from the layout the pointer
+        stage reads the word with (:func:`eie.hw.eie.ptr_read.ptr_word_layout`)."""
+        from .ptr_read import ptr_word_layout
+
+        docs = {"addr": "absolute entry address: the layer's entry_base + the image's pointer",
+                "nonempty": "the column starting here has entries in this PE (next pointer != "
+                            "this one)",
+                "single": "exactly one entry (next pointer - this one == 1)",
+                "two": "exactly two entries (next pointer - this one == 2)"}
+        return {name: {"lsb": f.offset, "width": f.width, "doc": docs[name]}
+                for name, f in ptr_word_layout(self.config)}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
