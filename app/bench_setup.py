@@ -65,10 +65,35 @@ class BenchSetup:
                   "activation fraction bits")
         scale_spec(LayerSpec("x", 1, 1, 1.0, 1.0), self.scale)          # checks the range
         self.overrides = dict(self.overrides or {})
-        for k in ("n_pe", "fifo_depth"):
+        for k in ("n_pe", "fifo_depth", "act_frac"):
             if k in self.overrides:
                 raise EieError(f"--set {k}=... is not allowed; use --{k.replace('_', '-')}"
                                .replace("n-pe", "pes"))
+        self._check_overrides()
+
+    def _check_overrides(self) -> None:
+        """Each field within EIEConfig's own limits (``EIEConfig._LIMITS``: what ``eie
+        generate`` accepts; ``--set`` is checked there already, this covers a setup made in
+        code), and the fields given together as EIEConfig relates them (``acc_depth <=
+        act_depth``): a size left out is what the layers need, so it is taken at its most
+        permissive here."""
+        from ..hw.eie.config import EIEConfig
+
+        limits = EIEConfig._LIMITS
+        for k, v in self.overrides.items():
+            if k not in limits:
+                raise EieError(f"--set {k}=...: {k} is not an EIEConfig field (one of "
+                               f"{', '.join(limits)})")
+            lo, hi, what = limits[k]
+            check_int(f"--set {k}", v, lo, hi, what)
+        probe = dict(self.overrides, n_pe=self.n_pe, fifo_depth=self.fifo_depth,
+                     act_frac=self.act_frac)
+        probe.setdefault("acc_depth", 1)
+        probe.setdefault("act_depth", probe["acc_depth"])
+        try:
+            EIEConfig(**probe)
+        except ValueError as exc:
+            raise EieError(f"the --set fields do not fit together: {exc}") from None
 
     @classmethod
     def from_variant(cls, name: str, *, fifo_depth: int | None = None,

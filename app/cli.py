@@ -58,8 +58,19 @@ COMMAND_MODULES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with the error line of every other ``eie`` error: ``eie: error: ...``
+    and exit 2, one line (no usage block; it says where the usage is). Every sub-command's
+    parser is one too (``add_subparsers`` makes parsers of the parent's class); ``--help`` is
+    unchanged."""
+
+    def error(self, message: str):
+        text = " ".join(message.split())
+        self.exit(2, f"eie: error: {text} (usage: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="eie",
         description="Compress neural networks the Deep Compression way and run them on the EIE "
                     "sparse accelerator or a BNN XNOR-popcount core, in simulation or on a board.",
@@ -69,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def _command_parser(parser: argparse.ArgumentParser,
+                    args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub-)command ``args`` ran: ``eie bnn train``'s for ``eie bnn
+    train ...``."""
+    name = args.command
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or name is None or name not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[name]
+        name = getattr(args, f"{name}_command", None)
 
 
 def _interrupted(guard: InterruptGuard) -> int:
@@ -111,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         outputs.reset()
         atomic.reset_journal()
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:                       # said by the command's parser, which names its usage
+            _command_parser(parser, args).error(
+                f"unrecognized arguments: {' '.join(extra)}")
         code = args.func(args)
         if not in_process:
             # quiet here, inside the try: a signal landing in the `finally` below would

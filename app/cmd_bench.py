@@ -51,7 +51,9 @@ __all__ = [
 # ----------------------------------------------------------------------------- options
 
 def parse_set(items: Sequence[str] | None) -> dict[str, int]:
-    """``--set FIELD=VALUE`` items to EIEConfig overrides, checked against the config's fields."""
+    """``--set FIELD=VALUE`` items to EIEConfig overrides, checked against the config's fields
+    and each field's own limits (``EIEConfig._LIMITS``, the hardware's: what ``eie generate``
+    accepts), before anything runs."""
     from ..hw.eie.config import EIEConfig
 
     names = [f.name for f in fields(EIEConfig)]
@@ -63,18 +65,28 @@ def parse_set(items: Sequence[str] | None) -> dict[str, int]:
             raise EieError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of "
                            f"{', '.join(names)}")
         try:
-            out[key] = int(value, 0)
+            v = int(value, 0)
         except ValueError:
             raise EieError(f"--set {item!r}: {value!r} is not an integer") from None
+        lo, hi, what = EIEConfig._LIMITS[key]
+        if not lo <= v <= hi:
+            raise EieError(f"--set {key}={v} is out of range: {what} must be from {lo} to {hi}; "
+                           "give a value in that range")
+        out[key] = v
     return out
 
 
-def parse_int_list(text: str, opt: str) -> list[int]:
-    """``"8,16,32"`` -> ``[8, 16, 32]``; :class:`EieError` naming ``opt`` for anything else."""
+def parse_int_list(text: str, opt: str, *, empty: bool = True) -> list[int]:
+    """``"8,16,32"`` -> ``[8, 16, 32]``; :class:`EieError` naming ``opt`` for anything else,
+    and (``empty=False``) for no value at all."""
     try:
-        return [int(v, 0) for v in text.split(",") if v.strip()]
+        values = [int(v, 0) for v in text.split(",") if v.strip()]
     except ValueError:
         raise EieError(f"{opt} {text!r} must be integers separated by commas") from None
+    if not values and not empty:
+        raise EieError(f"{opt} {text!r} names no value; give integers separated by commas "
+                       f"(e.g. {opt} 4,8,16), or leave {opt} out for the defaults")
+    return values
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -104,12 +116,24 @@ def _plan_outputs(args: argparse.Namespace) -> None:
 
 def _setup_from_args(args: argparse.Namespace) -> BenchSetup:
     return BenchSetup.from_variant(args.variant, fifo_depth=args.fifo_depth,
-                                   overrides=parse_set(args.set), n_pe=args.pes, seed=args.seed,
-                                   scale=args.scale, act_frac=args.act_frac)
+                                   overrides=parse_set(args.set),
+                                   n_pe=EIE_N_PE if args.pes is None else args.pes,
+                                   seed=args.seed, scale=args.scale, act_frac=args.act_frac)
+
+
+def _refuse_unused(given: Sequence[str], context: str, instead: str = "") -> None:
+    """Options that would change nothing in this run: refused, not silently ignored."""
+    if given:
+        raise EieError(f"{' and '.join(given)} cannot be used {context} (drop "
+                       f"{'it' if len(given) == 1 else 'them'}{instead})")
 
 
 def cmd_table3(args: argparse.Namespace) -> int:
     _plan_outputs(args)
+    if args.sim == "model":
+        _refuse_unused([opt for opt, v in (("--load", args.load), ("--build-dir", args.build_dir))
+                        if v is not None], "with --sim model, which runs no RTL",
+                       f", or pick --sim {', '.join(RTL_SIMS[:-1])} or {RTL_SIMS[-1]}")
     setup = _setup_from_args(args)
     specs = parse_layers(args.layers)
     doc = table3(specs, setup, args.sim, build_dir=args.build_dir, load=args.load)
@@ -125,9 +149,19 @@ def cmd_table3(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     _plan_outputs(args)
+    swept = {"fifo": ("--fifo-depth", args.fifo_depth, "FIFO depth"),
+             "pes": ("--pes", args.pes, "PE count")}
+    if args.kind in swept and swept[args.kind][1] is not None:
+        opt, _, what = swept[args.kind]
+        _refuse_unused([opt], f"with sweep {args.kind}, which sets the {what} of each point "
+                              "itself", "; choose the points with --values")
+    if args.check_sim == "none" and args.build_dir is not None:
+        _refuse_unused(["--build-dir"], "with --check-sim none, which builds and simulates "
+                                        "nothing")
     setup = _setup_from_args(args)
     specs = parse_layers(args.layers)
-    values = parse_int_list(args.values, "--values") if args.values else None
+    values = (parse_int_list(args.values, "--values", empty=False) if args.values is not None
+              else None)
     if args.jobs < 1:
         raise EieError(f"--jobs {args.jobs} must be at least 1")
     check = None if args.check_sim == "none" else args.check_sim
@@ -142,15 +176,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, default_layers: str, default_variant: str) -> None:
-    p.add_argument("--pes", type=int, default=EIE_N_PE, metavar="N",
-                   help=f"processing elements (default {EIE_N_PE}, as in the paper)")
+    p.add_argument("--pes", type=int, default=None, metavar="N",
+                   help=f"processing elements (default {EIE_N_PE}, as in the paper; not with "
+                        "sweep pes, which sets it)")
     p.add_argument("--variant", default=default_variant, metavar="NAME",
                    help=f"named configuration: {variants_help()}; --fifo-depth and --set "
                         f"replace its fields (default {default_variant})")
     p.add_argument("--fifo-depth", type=int, default=None, metavar="D",
-                   help="activation-FIFO depth per PE (default: the variant's)")
+                   help="activation-FIFO depth per PE (default: the variant's; not with sweep "
+                        "fifo, which sets it)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                   help="any other EIEConfig field (e.g. ptr_queue_depth=8); repeatable")
+                   help="any other EIEConfig field (e.g. ptr_queue_depth=8), within the limits "
+                        "eie generate takes; repeatable")
     p.add_argument("--layers", action="append", metavar="LIST",
                    help="comma-separated Table III names (Alex-6, ..., NT-LSTM), 'all', or custom "
                         "layers NAME:N_INxN_OUT:WEIGHT_DENSITY:ACT_DENSITY[:EIE_US:EIE_THEO_US]"

@@ -553,6 +553,40 @@ def _cmd_run(args) -> int:
     return 1
 
 
+#: The largest ``--seed`` of ``eie bnn train`` (as ``eie bench`` and ``eie demo`` take it).
+MAX_SEED = 2 ** 63 - 1
+
+
+def _save_test_dir(d: Path) -> bool:
+    """Check ``eie bnn train --save-test DIR``: a directory that is not an output of another eie
+    command, into which two more files would go (that output's owner check would then refuse
+    to replace it, and the files could replace its own ``x_test_bits.npy``), or a new one in
+    an existing directory (made, as a directory output is; its parents are not). Returns
+    whether DIR is to be made."""
+    from ..sim.verify import CASE_OWNER
+    from ..sw.bnn.image import OWNER as BNN_OWNER, OWNER_KIND as BNN_KIND
+    from ..sw.image import OWNER as EIE_OWNER, OWNER_KIND as EIE_KIND
+    from .cmd_board import BUILD_DIR_OWNER
+    from .cmd_demo import demo_dir_files
+
+    if os.path.lexists(d) and not d.is_dir():
+        raise EieError(f"--save-test {d} exists and is not a directory; give a directory")
+    if not d.is_dir():
+        if not Path(os.path.abspath(d)).parent.is_dir():
+            raise EieError(f"--save-test {d}: its parent directory {d.parent} does not exist "
+                           "(create it first; only DIR itself is made)")
+        return True
+    for owner, kind in ((EIE_OWNER, EIE_KIND), (BNN_OWNER, BNN_KIND),
+                        (demo_dir_files, "an `eie demo` output"),
+                        (BUILD_DIR_OWNER, "an `eie build` output"),
+                        (CASE_OWNER, "a case `eie verify --keep` saved")):
+        if owner(d) is not None:
+            raise EieError(f"--save-test {d} is {kind}: x_test_bits.npy and y_test.npy are not "
+                           "written into it (eie would then no longer recognise it as its own); "
+                           "give another directory")
+    return False
+
+
 def _cmd_train(args) -> int:
     from ..hw.bnn.folding import parse_shape
 
@@ -563,12 +597,20 @@ def _cmd_train(args) -> int:
     acts = parse_act_bits(args.acts, len(shape) - 1)
     if args.epochs < 0:
         raise EieError(f"--epochs is {args.epochs}; choose 0 or more")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise EieError(f"--seed {args.seed} is out of range: the seed must be an integer from 0 "
+                       f"to {MAX_SEED}")
     paths = outputs.plan()
     paths.file(args.output, "-o")
+    if Path(args.output).suffix.lower() != ".npz":
+        raise EieError(f"-o {args.output} must end in .npz: the model is a .npz archive of "
+                       f"arrays, the file `eie bnn compile` takes (e.g. -o "
+                       f"{Path(args.output).with_suffix('.npz')})")
     if args.save_test is not None:
-        xs = paths.file(Path(args.save_test) / "x_test_bits.npy", "--save-test",
-                        create_parents=True)
-        ys = paths.file(Path(args.save_test) / "y_test.npy", "--save-test", create_parents=True)
+        test_dir = Path(args.save_test)
+        make = _save_test_dir(test_dir)
+        xs = paths.file(test_dir / "x_test_bits.npy", "--save-test", create_parents=make)
+        ys = paths.file(test_dir / "y_test.npy", "--save-test", create_parents=make)
     from ..sw.bnn.train import BinaryMLP, BnnTrainConfig, bnn_accuracy, train_bnn
     from ..sw.mnist import binarize_pixels, load_mnist
 
@@ -595,8 +637,10 @@ def _cmd_train(args) -> int:
                                      else "")
     if model.scaled:
         prec += " with XNOR-Net scales (alpha{l})"
-    print(f"{args.output}: {','.join(map(str, shape))} {prec}, {args.epochs} "
-          f"epochs on {len(xtr)} digits; float-model test accuracy {acc:.2%} on "
+    from ..sw.imagefile import plural
+
+    print(f"{args.output}: {','.join(map(str, shape))} {prec}, {plural(args.epochs, 'epoch')} "
+          f"on {plural(len(xtr), 'digit')}; float-model test accuracy {acc:.2%} on "
           f"{len(xte)}{more}")
     return 0
 
@@ -767,8 +811,11 @@ def register(subparsers) -> None:
                         "folded into the thresholds and the output scale by `eie bnn compile`; "
                         "none: plain sign/TWN weights (none)")
     t.add_argument("--epochs", type=int, default=10, help="training epochs (10)")
-    t.add_argument("--seed", type=int, default=0, help="seed of the initial weights and order")
+    t.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights and order, 0..2**63-1 (0)")
     t.add_argument("--save-test", default=None, metavar="DIR",
                    help="also save the test digits as bits (DIR/x_test_bits.npy, for `eie bnn "
-                        "golden/run --input`) and their labels (DIR/y_test.npy)")
+                        "golden/run --input`) and their labels (DIR/y_test.npy); DIR is made "
+                        "when missing (its parent must exist) and must not be the output of "
+                        "another eie command")
     t.set_defaults(func=_cmd_train)

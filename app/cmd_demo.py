@@ -11,36 +11,49 @@ __all__ = ["register", "demo_dir_files"]
 
 #: Where ``eie demo`` writes without ``--out``.
 DEFAULT_OUT = Path("out/demo")
-#: The files of a demo output besides its plots and its image directories.
-_DEMO_FILES = ("report.md", "lenet_float.npz", "lenet_compressed.npz", "x_test_int16.npy",
-               "y_test.npy", "eie_rtl_outputs.npy", "eie_sim.log", "bnn_tfc.npz", "bnn_sfc.npz",
-               "x_test_bits.npy", "bnn_rtl_outputs.npy", "bnn_sim.log",
-               *(f"bnn_{shape}_{name}.npz" for shape in ("tfc", "sfc")
-                 for name in ("W2A1", "W1A2", "W2A2")),
-               *(f"bnn_rtl_outputs_{name}.npy" for name in ("W2A1", "W1A2", "W2A2")))
-#: The image directories of a demo output (the BNN's at W1A1, then at the other precisions).
-_DEMO_IMAGE_DIRS = ("eie_image", "bnn_image", "bnn_image_W2A1", "bnn_image_W1A2",
-                    "bnn_image_W2A2")
+#: The files of a demo output written before its ``report.json`` listed them (``files``): the
+#: owner check of such an older output (every name the demo has written, so that a second run
+#: replaces a first one). Newer outputs list what was written, read by :func:`demo_dir_files`.
+_LEGACY_DEMO_FILES = (
+    "report.md", "lenet_float.npz", "lenet_compressed.npz", "calibration.npy", "x_test_int16.npy",
+    "y_test.npy", "eie_rtl_outputs.npy", "eie_sim.log", "bnn_tfc.npz", "bnn_sfc.npz",
+    "x_test_bits.npy", "bnn_rtl_outputs.npy", "bnn_sim.log",
+    *(f"bnn_{shape}_{name}.npz" for shape in ("tfc", "sfc") for name in ("W2A1", "W1A2", "W2A2")),
+    *(f"bnn_rtl_outputs_{name}.npy" for name in ("W2A1", "W1A2", "W2A2")))
+#: The image directories of such an older output (the BNN's at W1A1, then the other precisions).
+_LEGACY_DEMO_IMAGE_DIRS = ("eie_image", "bnn_image", "bnn_image_W2A1", "bnn_image_W1A2",
+                           "bnn_image_W2A2")
 
 
 def demo_dir_files(out: Path) -> set[str] | None:
-    """The files of an ``eie demo`` output directory (its ``report.json`` names the plots; the
-    image directories must pass their own owner checks), or None when it is not one: the owner
-    check of ``eie demo --out``, which replaces the directory as a whole."""
+    """The files of an ``eie demo`` output directory, or None when it is not one: the owner
+    check of ``eie demo --out``, which replaces the directory as a whole. ``report.json`` lists
+    the files the demo wrote at the top (``files``) and its image directories
+    (``image_dirs``, each of which must pass an image's own owner check), as
+    :func:`eie.app.demo.run_demo` found them in the finished directory; an output of an older
+    version without those lists is checked against :data:`_LEGACY_DEMO_FILES` and the plots
+    its report names."""
     from ..sw.bnn.image import OWNER as BNN_IMAGE_OWNER
     from ..sw.image import OWNER as EIE_IMAGE_OWNER
 
     report = outputs.read_manifest(out / "report.json")
     if report is None or not all(k in report for k in ("config", "eie", "bnn")):
         return None
-    plots = report.get("plots", [])
-    if not isinstance(plots, list) or not all(outputs.safe_name(p) for p in plots):
-        return None
-    files = {"report.json", *_DEMO_FILES, *plots}
-    for sub in _DEMO_IMAGE_DIRS:
-        owner = EIE_IMAGE_OWNER if sub == "eie_image" else BNN_IMAGE_OWNER
+    if "files" in report or "image_dirs" in report:
+        listed, dirs = report.get("files"), report.get("image_dirs")
+        if not isinstance(listed, list) or not isinstance(dirs, list) \
+                or not all(outputs.safe_name(n) for n in [*listed, *dirs]):
+            return None
+        files = {"report.json", *listed}
+    else:
+        plots = report.get("plots", [])
+        if not isinstance(plots, list) or not all(outputs.safe_name(p) for p in plots):
+            return None
+        files = {"report.json", *_LEGACY_DEMO_FILES, *plots}
+        dirs = list(_LEGACY_DEMO_IMAGE_DIRS)
+    for sub in dirs:
         if (out / sub).is_dir() and not (out / sub).is_symlink():
-            inner = owner(out / sub)
+            inner = EIE_IMAGE_OWNER(out / sub) or BNN_IMAGE_OWNER(out / sub)
             if inner is None:
                 return None
             files |= {f"{sub}/{name}" for name in inner}
@@ -65,10 +78,12 @@ def _handler(args: argparse.Namespace) -> int:
     cfg = DemoConfig.for_mode(mode, out=out, images=args.images, sim=args.sim, load=args.load,
                               n_pe=args.pes, seed=args.seed, bnn_shape=args.bnn_shape,
                               bnn_fold=args.bnn_fold, progress=not args.no_progress)
-    print(f"eie demo ({mode}): LeNet-300-100 on EIE ({cfg.n_pe} PEs) and a "
-          f"{cfg.bnn_shape.upper()} on the BNN core (W1A1, W2A1, W1A2, W2A2), {cfg.images} test "
-          f"digits on each RTL "
-          f"({cfg.sim}); output in {cfg.out}", flush=True)
+    from ..sw.imagefile import plural
+
+    print(f"eie demo ({mode}): LeNet-300-100 on EIE ({plural(cfg.n_pe, 'PE')}) and a "
+          f"{cfg.bnn_shape.upper()} on the BNN core (W1A1, W2A1, W1A2, W2A2), "
+          f"{plural(cfg.images, 'test digit')} on each RTL ({cfg.sim}); output in {cfg.out}",
+          flush=True)
     report = run_demo(cfg)
     print()
     print(format_summary(report))
@@ -115,6 +130,7 @@ def register(subparsers) -> None:
                         "(--full)")
     p.add_argument("--bnn-fold", default=None, metavar="SIMD:PE,...",
                    help="BNN folding per layer (default: the compiler's)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="training seed, 0..2**63-1 (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or step lines")
     p.set_defaults(func=_handler)

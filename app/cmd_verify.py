@@ -94,7 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_only(text: str) -> list[int]:
-    """``"3,17"`` -> ``[3, 17]``; :class:`EieError` for anything but non-negative integers."""
+    """``"3,17"`` -> ``[3, 17]``; :class:`EieError` for anything but non-negative integers, each
+    named once (a duplicate would be counted, and run, twice)."""
     out = []
     for part in text.replace(" ", "").split(","):
         if not part:
@@ -102,6 +103,9 @@ def parse_only(text: str) -> list[int]:
         if not part.isdigit():
             raise EieError(f"--only {text!r}: give configuration numbers separated by commas, "
                            "e.g. --only 17 or --only 3,17")
+        if int(part) in out:
+            raise EieError(f"--only {text!r} names configuration {int(part)} twice; give each "
+                           "configuration once")
         out.append(int(part))
     if not out:
         raise EieError(f"--only {text!r} names no configuration; e.g. --only 17")
@@ -212,6 +216,8 @@ def _print_coverage(cov: dict[str, list[list]], out) -> None:
 
 def _dry_run(args, v, indices, designs: int, max_pes: int, min_pes: int) -> int:
     """``--dry-run``: the pool, how many configurations each design gets, the coverage."""
+    from ..sw.imagefile import plural
+
     pool = v.design_pool(args.engine, args.seed, designs, max_pes, min_pes)
     per = {d.index: 0 for d in pool}
     infos = []
@@ -220,7 +226,7 @@ def _dry_run(args, v, indices, designs: int, max_pes: int, min_pes: int) -> int:
         per[i % len(pool)] += 1
     print("designs (one build each):")
     for d in sorted(pool, key=lambda d: (d.cost, d.index)):
-        print(f"  design {d.index}: {d.describe()}: {per[d.index]} configurations")
+        print(f"  design {d.index}: {d.describe()}: {plural(per[d.index], 'configuration')}")
     _print_coverage(v.coverage(args.engine, infos), sys.stdout)
     if args.json is not None:
         from ..common.atomic import atomic_file
@@ -252,14 +258,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from ..sim.runner import cache_dir
     from ..sim import verify as v
+    from ..sw.imagefile import plural
 
     designs = args.designs if args.designs is not None else v.DEFAULT_DESIGNS[args.engine]
     max_pes = args.max_pes if args.max_pes is not None else v.DEFAULT_MAX_PES
     min_pes = args.min_pes if args.min_pes is not None else v.DEFAULT_MIN_PES
     keep = args.keep if args.keep is not None else cache_dir(args.build_dir) / "verify"
-    pool_text = (f"{designs} designs" + (f" of {min_pes}..{max_pes} PEs" if args.engine == "eie" else ""))
-    what = ("configuration " + ",".join(map(str, indices)) if args.only is not None
-            else f"{len(indices)} configurations")
+    pool_text = (plural(designs, "design")
+                 + (f" of {min_pes}..{max_pes} PEs" if args.engine == "eie" else ""))
+    what = (("configuration " if len(indices) == 1 else "configurations ")
+            + ",".join(map(str, indices)) if args.only is not None
+            else plural(len(indices), "configuration"))
     print(f"eie verify: {args.engine.upper()} {what}, seed {args.seed}, {args.sim}, "
           f"{pool_text}", flush=True)
 
@@ -270,9 +279,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not args.no_progress:
         from tqdm import tqdm
 
+        # on a terminal only (disable=None: nothing drawn into a file or a pipe), as eie run's
         bar = tqdm(total=len(indices), desc=f"verify {args.engine} ({args.sim})", unit="config",
-                   leave=False, bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<"
-                                           "{remaining}]")
+                   leave=False, file=sys.stderr, disable=None,
+                   bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}]")
 
     def note(text: str) -> None:
         if bar is not None:

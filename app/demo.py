@@ -74,12 +74,24 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         }
         report["checks"] = report_checks(cfg, eie, bnn)
         report["ok"] = all(c["ok"] for c in report["checks"] if c["enforced"])
+        with atomic_file(tmp / "report.md") as f:
+            f.write(report_markdown(report, plots))
+        report.update(_written(tmp))
         with atomic_file(tmp / "report.json") as f:
             json.dump(report, f, indent=1, default=_json_default)
             f.write("\n")
-        with atomic_file(tmp / "report.md") as f:
-            f.write(report_markdown(report, plots))
     return report
+
+
+def _written(tmp: Path) -> dict[str, list[str]]:
+    """What the demo wrote into its output directory, as ``report.json`` lists it so that the
+    next run recognises the directory as its own (:func:`eie.app.cmd_demo.demo_dir_files`):
+    ``files``, every file at the top (``report.json`` included: it is written next), and
+    ``image_dirs``, the image directories (their own manifests list their files)."""
+    files = sorted({p.name for p in tmp.iterdir() if p.is_file() and not p.is_symlink()}
+                   | {"report.json"})
+    dirs = sorted(p.name for p in tmp.iterdir() if p.is_dir() and not p.is_symlink())
+    return {"files": files, "image_dirs": dirs}
 
 
 def _json_default(o: Any) -> Any:

@@ -26,8 +26,9 @@ from ..common.atomic import save_npz
 from ..common.errors import EieError
 from .demo_common import (
     BNN_COST_NOTE, BNN_PRECISIONS, DemoConfig, _bar, _blas_single_thread, _keep_log, _locked,
-    _quiet_fds, _say,
+    _quiet_fds, _say, bar_disable,
 )
+from ..sw.imagefile import plural
 
 __all__ = ["bnn_path"]
 
@@ -72,7 +73,8 @@ def bnn_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> dic
     fb, flt, float_acc, timings["bnn_training"] = _train_tfc(cfg, data, tmp / npz_name, shape,
                                                            "(STE)")
     _say(f"BNN  {cfg.bnn_shape.upper()} {'-'.join(map(str, shape))}: float-model test accuracy "
-         f"{float_acc:.2%} ({cfg.bnn_epochs} epochs, {timings['bnn_training']:.1f} s)", show)
+         f"{float_acc:.2%} ({plural(cfg.bnn_epochs, 'epoch')}, {timings['bnn_training']:.1f} s)",
+         show)
 
     image = compile_model(fb, cfg.bnn_fold)
     write_bnn_image(image, tmp / "bnn_image")
@@ -148,7 +150,7 @@ def _say_precision(cfg: DemoConfig, name: str, r: dict[str, Any]) -> None:
     """The console's line of one precision."""
     ok = "EQUAL to" if r["rtl_matches_golden"] else \
         f"DIFFERENT FROM ({r['rtl_mismatched_images']} digits)"
-    _say(f"BNN  {name} ({cfg.bnn_shape.upper()}, {r['epochs']} epochs): float "
+    _say(f"BNN  {name} ({cfg.bnn_shape.upper()}, {plural(r['epochs'], 'epoch')}): float "
          f"{r['float_accuracy']:.2%}, golden {r['golden_accuracy']:.2%}; RTL ({cfg.sim}) "
          f"{r['rtl_accuracy']:.2%} on {r['rtl_images']} digits, {ok} golden; II "
          f"{r['initiation_interval']} (analytic {r['analytic_ii']}), folding {r['folding']}",
@@ -219,7 +221,7 @@ def _run_bnn_rtl(cfg: DemoConfig, image, x: np.ndarray, tmp: Path,
     _say(f"BNN  {label}RTL: building {cfg.sim} (cached after the first run) and streaming "
          f"{x.shape[0]} digits", cfg.progress)
     bar = tqdm(total=x.shape[0], desc=f"BNN: {label}RTL ({cfg.sim})", unit="sample", leave=False,
-               disable=not cfg.progress, file=sys.stderr)
+               disable=bar_disable(cfg.progress), file=sys.stderr)
     try:
         if cfg.sim == "amaranth":
             run_amaranth(image.folds, [job])

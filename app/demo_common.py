@@ -19,10 +19,12 @@ from typing import Any, Iterator
 
 from ..common.errors import EieError
 
-__all__ = ["MODES", "BNN_PRECISIONS", "PRECISION_KEYS", "BNN_COST_NOTE", "REQUIRED_KEYS",
-           "DemoConfig"]
+__all__ = ["MODES", "MAX_SEED", "BNN_PRECISIONS", "PRECISION_KEYS", "BNN_COST_NOTE",
+           "REQUIRED_KEYS", "DemoConfig"]
 
 MODES = ("quick", "default", "full")
+#: The largest ``--seed`` (as ``eie bench`` takes it); the seeds of NumPy's generators are >= 0.
+MAX_SEED = 2 ** 63 - 1
 
 #: The weight and activation precisions the demo trains (hidden layers; the output layer is A1),
 #: in this order; W1A1 is the BNN the demo trains first (``bnn.*``).
@@ -94,9 +96,32 @@ class DemoConfig:
             raise EieError(f"--pes {self.n_pe} is outside 1..{MAX_PE}")
         if self.bnn_shape not in ("tfc", "sfc"):
             raise EieError(f"--bnn-shape {self.bnn_shape!r} is not tfc or sfc")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
+                or not 0 <= self.seed <= MAX_SEED:
+            raise EieError(f"--seed {self.seed!r} is out of range: the seed must be an integer "
+                           f"from 0 to {MAX_SEED}")
         for name in ("dense_epochs", "prune_steps", "prune_epochs", "share_epochs", "bnn_epochs"):
             if getattr(self, name) < (1 if name in ("dense_epochs", "prune_steps", "bnn_epochs") else 0):
                 raise EieError(f"{name.replace('_', ' ')} {getattr(self, name)} is too small")
+        if self.bnn_fold is not None:
+            self._check_bnn_fold()
+
+    def _check_bnn_fold(self) -> None:
+        """``--bnn-fold`` against the BNN's shape at every precision the demo compiles, before
+        any training (the compiler would find a bad one only after the whole EIE half)."""
+        from ..hw.bnn.folding import make_folding
+        from ..sw.bnn.train import SFC, TFC
+
+        shape = TFC if self.bnn_shape == "tfc" else SFC
+        n_layers = len(shape) - 1
+        try:
+            for _wb, ab in BNN_PRECISIONS.values():
+                make_folding(shape, self.bnn_fold, [ab] * (n_layers - 1) + [1])
+        except EieError as exc:
+            why = str(exc).replace("--fold ", "--bnn-fold ")
+            raise EieError(f"--bnn-fold {self.bnn_fold!r} does not fold the "
+                           f"{self.bnn_shape.upper()} ({'-'.join(map(str, shape))}): {why}") \
+                from None
 
     @classmethod
     def for_mode(cls, mode: str = "default", **overrides: Any) -> "DemoConfig":
@@ -118,10 +143,17 @@ class DemoConfig:
 
 # ----------------------------------------------------------------------------- helpers
 
+def bar_disable(enabled: bool) -> bool | None:
+    """tqdm's ``disable`` for a bar of the demo: never with ``--no-progress``, else on a
+    terminal only (``None``: tqdm draws nothing when stderr is a file or a pipe, as ``eie run``,
+    ``eie bench`` and ``eie compress`` do), so a log gets no carriage-return redraws."""
+    return None if enabled else True
+
+
 def _bar(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="epoch", leave=False, disable=not enabled,
+    return tqdm(total=total, desc=desc, unit="epoch", leave=False, disable=bar_disable(enabled),
                 file=sys.stderr)
 
 

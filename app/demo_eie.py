@@ -29,6 +29,7 @@ import numpy as np
 
 from ..common.atomic import save_npz
 from ..common.errors import EieError
+from ..sw.imagefile import plural
 from ..hw.eie.config import EIEConfig
 from .demo_common import (
     DemoConfig, _bar, _blas_single_thread, _keep_log, _pow2, _quiet_fds, _say,
@@ -68,7 +69,7 @@ def eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> dic
         float_model = model.copy()      # the ESE comparison starts from the same float model
         save_npz(tmp / "lenet_float.npz", model.to_npz_dict())
         _say(f"EIE  float LeNet-300-100: test accuracy {float_acc:.2%} "
-             f"({cfg.dense_epochs} epochs, {time.perf_counter() - t0:.1f} s)", show)
+             f"({plural(cfg.dense_epochs, 'epoch')}, {time.perf_counter() - t0:.1f} s)", show)
 
         # 2. iterative pruning with retraining, masks fixed
         curve = [{"stage": "dense", "weights_kept": 1.0, "accuracy": float_acc}]
@@ -90,8 +91,8 @@ def eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> dic
         pruned_acc = accuracy(model, x_test, y_test)
         pruned_weights = [w[w != 0].copy() for w in model.weights]
         _say(f"EIE  pruned to {model.n_nonzero() / model.n_weights():.2%} of the weights "
-             f"(per layer {', '.join(f'{d:.0%}' for d in cfg.densities)}) in {cfg.prune_steps} "
-             f"steps: test accuracy {pruned_acc:.2%}", show)
+             f"(per layer {', '.join(f'{d:.0%}' for d in cfg.densities)}) in "
+             f"{plural(cfg.prune_steps, 'step')}: test accuracy {pruned_acc:.2%}", show)
 
         # 3. weight sharing, centroids fine-tuned
         books, codes = share_weights(model)
@@ -126,8 +127,9 @@ def eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> dic
     gold = golden_forward(image, xq)
     comp_acc = float(np.mean(np.argmax(gold.outputs, axis=1) == y_test))
     timings["eie_compress_golden"] = time.perf_counter() - t0
-    _say(f"EIE  image for {cfg.n_pe} PEs: {totals['nonzeros']:,} of {totals['weights']:,} weights "
-         f"kept ({totals['density']:.2%}), compression {totals['ratio']:.1f}x "
+    _say(f"EIE  image for {plural(cfg.n_pe, 'PE')}: {totals['nonzeros']:,} of "
+         f"{totals['weights']:,} weights kept ({totals['density']:.2%}), compression "
+         f"{totals['ratio']:.1f}x "
          f"({totals['ratio_huffman']:.1f}x with Huffman); golden-model accuracy {comp_acc:.2%}",
          show)
 
@@ -150,9 +152,10 @@ def eie_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> dic
     run_cycles = np.array(rtl.run_cycles, dtype=np.float64)
     eff_layers = bounds.sum(axis=0) / np.maximum(layer_cycles.sum(axis=0), 1)
     eff = float(bounds.sum() / max(int(layer_cycles.sum()), 1))
-    _say(f"EIE  RTL ({cfg.sim}): {n} test digits, outputs "
-         f"{'EQUAL' if matches else 'DIFFER FROM'} the golden model"
-         f"{'' if matches else f' on {mismatched} digits'}; accuracy {rtl_acc:.2%}, "
+    off = "" if matches else f" on {plural(mismatched, 'digit')}"
+    _say(f"EIE  RTL ({cfg.sim}): {plural(n, 'test digit')}, outputs "
+         f"{'EQUAL' if matches else 'DIFFER FROM'} the golden model{off}; accuracy "
+         f"{rtl_acc:.2%}, "
          f"{run_cycles.mean():.0f} cycles per image, efficiency {eff:.2f}", show)
 
     # 6. load-balance-aware pruning (ESE) against plain pruning, same float model and schedule
@@ -366,11 +369,11 @@ def _ese_comparison(cfg: DemoConfig, float_model, data, xq: np.ndarray,
         "cycle_model_equals_rtl": bool(model_equals_rtl),
         "cycle_model_checked_images": len(rtl_counters),
     }
-    _say(f"EIE  load-balance-aware pruning (ESE) at {cfg.n_pe} PEs: golden accuracy "
+    _say(f"EIE  load-balance-aware pruning (ESE) at {plural(cfg.n_pe, 'PE')}: golden accuracy "
          f"{b['compressed_accuracy']:.2%} (plain {p['compressed_accuracy']:.2%}), "
          f"{b['weights_kept']:.2%} kept (plain {p['weights_kept']:.2%}), efficiency "
          f"{b['efficiency']:.2f} (plain {p['efficiency']:.2f}; cycle model, "
-         f"{xq.shape[0]} digits)", show)
+         f"{plural(xq.shape[0], 'digit')})", show)
     return res
 
 
@@ -381,9 +384,10 @@ def _run_eie_rtl(cfg: DemoConfig, image, x: np.ndarray, tmp: Path):
     # network reuse one cached simulator build
     design = config_for_images([image], spmat_depth=_pow2(image.spmat_words, 64),
                                bias_depth=_pow2(max(1, image.bias_words), 16))
-    _say(f"EIE  RTL: {cfg.n_pe} PEs, FIFO depth {design.fifo_depth}, {design.spmat_depth} "
-         f"sparse-matrix words per PE; building {cfg.sim} (cached after the first run) and "
-         f"running {x.shape[0]} digits", cfg.progress)
+    _say(f"EIE  RTL: {plural(cfg.n_pe, 'PE')}, FIFO depth {design.fifo_depth}, "
+         f"{design.spmat_depth} sparse-matrix words per PE; building {cfg.sim} (cached after "
+         f"the first run) and "
+         f"running {plural(x.shape[0], 'digit')}", cfg.progress)
     try:
         with _quiet_fds(tmp / "eie_sim.log"):
             return run_eie(image, x, sim=cfg.sim, config=design, progress=cfg.progress,

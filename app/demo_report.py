@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..sw.imagefile import plural
 from .demo_common import BNN_COST_NOTE, DemoConfig
 
 __all__ = ["MAX_ACCURACY_LOSS", "MAX_WEIGHTS_KEPT", "MIN_EFFICIENCY_16_PES", "make_plots",
@@ -99,7 +100,7 @@ def make_plots(tmp: Path, eie: dict[str, Any], weights: dict[str, Any]) -> list[
     for l in range(busy.shape[0]):
         a1.bar(np.arange(n_pe), busy[l], bottom=bottom, label=f"layer {l}")
         bottom += busy[l]
-    a1.set_title(f"busy cycles per PE, mean over {eie['rtl_images']} digits (RTL)")
+    a1.set_title(f"busy cycles per PE, mean over {plural(eie['rtl_images'], 'digit')} (RTL)")
     a1.set_xlabel("PE")
     a1.legend(fontsize=8)
     fig.tight_layout()
@@ -115,9 +116,9 @@ def report_checks(cfg: DemoConfig, eie: dict[str, Any],
                   bnn: dict[str, Any]) -> list[dict[str, Any]]:
     checks = [
         {"check": "EIE RTL outputs equal the golden model", "enforced": True,
-         "ok": eie["rtl_matches_golden"], "value": f"{eie['rtl_images']} digits"},
+         "ok": eie["rtl_matches_golden"], "value": f"{plural(eie['rtl_images'], 'digit')}"},
         {"check": "BNN RTL outputs equal the golden model", "enforced": True,
-         "ok": bnn["rtl_matches_golden"], "value": f"{bnn['rtl_images']} digits"},
+         "ok": bnn["rtl_matches_golden"], "value": f"{plural(bnn['rtl_images'], 'digit')}"},
         {"check": "EIE weights kept <= 10%", "enforced": True,
          "ok": eie["weights_kept"] <= MAX_WEIGHTS_KEPT, "value": f"{eie['weights_kept']:.2%}"},
         {"check": "EIE compressed accuracy within 0.5 points of float",
@@ -129,7 +130,7 @@ def report_checks(cfg: DemoConfig, eie: dict[str, Any],
         *([{"check": f"EIE efficiency >= {MIN_EFFICIENCY_16_PES:.2f} on 16 PEs",
             "enforced": cfg.mode != "quick" and cfg.images >= 200,
             "ok": eie["efficiency"] >= MIN_EFFICIENCY_16_PES,
-            "value": f"{eie['efficiency']:.3f} ({eie['rtl_images']} digits on the RTL)"}]
+            "value": f"{eie['efficiency']:.3f} ({plural(eie['rtl_images'], 'digit')} on the RTL)"}]
           if cfg.n_pe == 16 else []),
         {"check": "BNN golden model equals the float model", "enforced": True,
          "ok": bnn["golden_equals_float"], "value": "1,000 digits"},
@@ -140,7 +141,7 @@ def report_checks(cfg: DemoConfig, eie: dict[str, Any],
             continue
         checks += [
             {"check": f"BNN {name} RTL outputs equal the golden model", "enforced": True,
-             "ok": r["rtl_matches_golden"], "value": f"{r['rtl_images']} digits"},
+             "ok": r["rtl_matches_golden"], "value": f"{plural(r['rtl_images'], 'digit')}"},
             {"check": f"BNN {name} golden model equals the float model", "enforced": True,
              "ok": r["golden_equals_float"], "value": "1,000 digits"},
         ]
@@ -170,15 +171,15 @@ def format_summary(report: dict[str, Any]) -> str:
         ("EIE compressed accuracy (golden, int16)", f"{e['compressed_accuracy']:.2%}",
          f"{-e['accuracy_loss_points']:+.1f} points; paper {1 - p['top1_error_compressed']:.2%}"),
         ("EIE weights kept", f"{e['weights_kept']:.2%}", f"paper {p['weights_kept']:.0%}"),
-        (f"EIE compression ({e['n_pe']} PEs / 1 PE)",
+        (f"EIE compression ({plural(e['n_pe'], 'PE')} / 1 PE)",
          f"{e['compression_ratio']:.1f}x / {e['compression_ratio_1pe']:.1f}x",
          f"paper {p['ratio_without_huffman']}x"),
         ("EIE compression with Huffman", f"{e['compression_ratio_huffman']:.1f}x / "
          f"{e['compression_ratio_huffman_1pe']:.1f}x", f"paper {p['ratio']}x"),
         (f"EIE RTL ({e['rtl_simulator']}) == golden",
          "yes" if e["rtl_matches_golden"] else f"NO ({e['rtl_mismatched_images']} differ)",
-         f"{e['rtl_images']} digits"),
-        ("EIE RTL accuracy", f"{e['rtl_accuracy']:.2%}", f"{e['rtl_images']} digits"),
+         f"{plural(e['rtl_images'], 'digit')}"),
+        ("EIE RTL accuracy", f"{e['rtl_accuracy']:.2%}", f"{plural(e['rtl_images'], 'digit')}"),
         ("EIE cycles per image", f"{e['cycles_per_image']:.0f}",
          f"{e['us_per_image_at_800mhz']:.2f} us at 800 MHz"),
         ("EIE efficiency (bound / cycles)", f"{e['efficiency']:.2f}",
@@ -193,14 +194,14 @@ def format_summary(report: dict[str, Any]) -> str:
              f"{bal['efficiency']:.2f}",
              f"plain {pl['compressed_accuracy']:.2%} / {pl['weights_kept']:.2%} / "
              f"{pl['efficiency']:.2f}: golden acc / kept / efficiency (cycle model, "
-             f"{lb['images']} digits)"))
+             f"{plural(lb['images'], 'digit')})"))
     rows += [
         (f"BNN float accuracy ({b['network']})", f"{b['float_accuracy']:.2%}",
          "binarized inputs, pixel >= 128"),
         (f"BNN RTL ({b['rtl_simulator']}) == golden",
          "yes" if b["rtl_matches_golden"] else f"NO ({b['rtl_mismatched_images']} differ)",
-         f"{b['rtl_images']} digits"),
-        ("BNN RTL accuracy", f"{b['rtl_accuracy']:.2%}", f"{b['rtl_images']} digits"),
+         f"{plural(b['rtl_images'], 'digit')}"),
+        ("BNN RTL accuracy", f"{b['rtl_accuracy']:.2%}", f"{plural(b['rtl_images'], 'digit')}"),
         ("BNN initiation interval (cycles)", f"{b['initiation_interval']}",
          f"analytic {b['initiation_interval_analytic']}, folding {b['folding']}"),
     ]
@@ -209,8 +210,8 @@ def format_summary(report: dict[str, Any]) -> str:
                      f"{r['float_accuracy']:.2%} / {r['rtl_accuracy']:.2%}, "
                      f"{r['initiation_interval']}",
                      f"RTL == golden {'yes' if r['rtl_matches_golden'] else 'NO'} "
-                     f"({r['rtl_images']} digits), analytic II {r['analytic_ii']}, "
-                     f"{r['epochs']} epochs"))
+                     f"({plural(r['rtl_images'], 'digit')}), analytic II {r['analytic_ii']}, "
+                     f"{plural(r['epochs'], 'epoch')}"))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     lines = [f"{'':{w0}}  {'result':>{w1}}  note", "-" * (w0 + w1 + 40)]
@@ -256,30 +257,32 @@ def report_markdown(report: dict[str, Any], plots: list[str]) -> str:
            "codebooks) against dense float32:", "",
            "| | bits | ratio |", "|---|---|---|",
            f"| dense float32 | {s['dense_bits']:,} | 1x |",
-           f"| compressed, {e['n_pe']} PEs | {s['total_bits']:,} | {e['compression_ratio']:.1f}x |",
-           f"| with Huffman, {e['n_pe']} PEs | {s['total_bits_huffman']:,} | "
+           f"| compressed, {plural(e['n_pe'], 'PE')} | {s['total_bits']:,} | "
+           f"{e['compression_ratio']:.1f}x |",
+           f"| with Huffman, {plural(e['n_pe'], 'PE')} | {s['total_bits_huffman']:,} | "
            f"{e['compression_ratio_huffman']:.1f}x |",
            f"| compressed, 1 PE | | {e['compression_ratio_1pe']:.1f}x |",
            f"| with Huffman, 1 PE | | {e['compression_ratio_huffman_1pe']:.1f}x |",
            f"| Deep Compression (paper) | | {e['paper']['ratio_without_huffman']}x, "
            f"{e['paper']['ratio']}x with Huffman |", "",
            f"Pointers are {s['pointer_bits']:,} of the {s['total_bits']:,} bits at "
-           f"{e['n_pe']} PEs: every PE keeps `n_in + 1` pointers per layer, which is why the "
-           "ratio at 16 PEs sits below the single-matrix figure.", "",
-           f"RTL: {e['rtl_images']} test digits on {e['rtl_simulator']}, "
+           f"{plural(e['n_pe'], 'PE')}: every PE keeps `n_in + 1` pointers per layer, which is "
+           "why the ratio at 16 PEs sits below the single-matrix figure.", "",
+           f"RTL: {plural(e['rtl_images'], 'test digit')} on {e['rtl_simulator']}, "
            f"{e['cycles_per_image']:.0f} cycles per image ({e['us_per_image_at_800mhz']:.2f} us "
            f"at EIE's 800 MHz), efficiency {e['efficiency']:.2f}, "
            f"{e['stall_cycles_per_image']:.1f} FIFO-full stall cycles per image (all PEs).", ""]
     lb = e.get("load_balance_pruning")
     if lb:
-        md += [f"## EIE: load-balance-aware pruning (ESE) against plain pruning, {lb['n_pe']} PEs",
+        md += [f"## EIE: load-balance-aware pruning (ESE) against plain pruning, "
+               f"{plural(lb['n_pe'], 'PE')}",
                "", "The same float model, prune-and-retrain schedule, weight sharing, fine-tuning "
                "and compression; the load-balance-aware side prunes each PE's rows (row i on PE "
                "i % N) to the same count at every step, in every column where a layer has 16 or "
                "more rows a PE (ESE's balance, per column). Accuracy: the golden model (int16) over all test digits; "
                f"efficiency: the cycle model (FIFO depth {lb['fifo_depth']}, pointer queue "
                f"{lb['ptr_queue_depth']}) over "
-               f"{lb['images']} digits, sum of bounds / sum of cycles.", "",
+               f"{plural(lb['images'], 'digit')}, sum of bounds / sum of cycles.", "",
                "| pruning | golden accuracy | pruned + retrained (float) | weights kept | "
                "kept per PE, max / mean | entries per PE, max / mean | cycles/image | "
                "efficiency | per layer |", "|---|---|---|---|---|---|---|---|---|"]
@@ -292,13 +295,13 @@ def report_markdown(report: dict[str, Any], plots: list[str]) -> str:
                       + f" | {d['cycles_per_image']:.0f} | {d['efficiency']:.2f} | "
                       + ", ".join(f"{v:.2f}" for v in d["efficiency_per_layer"]) + " |")
         md += ["", "The cycle model equals the RTL's counters on the "
-               f"{lb['cycle_model_checked_images']} digits the RTL ran (plain model): "
+               f"{plural(lb['cycle_model_checked_images'], 'digit')} the RTL ran (plain model): "
                f"{lb['cycle_model_equals_rtl']}.", ""]
     md += [
            f"## BNN: {b['network']} {'-'.join(map(str, b['shape']))}", "",
            f"Float model {b['float_accuracy']:.2%}, golden model {b['golden_accuracy']:.2%} "
            f"(equal to the float model on every test digit: {b['golden_equals_float']}); "
-           f"RTL {b['rtl_accuracy']:.2%} on {b['rtl_images']} digits. Folding "
+           f"RTL {b['rtl_accuracy']:.2%} on {plural(b['rtl_images'], 'digit')}. Folding "
            f"`{b['folding']}` (SIMD:PE per layer), per-layer II {b['layer_ii']}; measured "
            f"initiation interval {b['initiation_interval']} cycles (analytic "
            f"{b['initiation_interval_analytic']}), latency {b['latency_cycles']} cycles.", ""]
@@ -314,7 +317,7 @@ def report_markdown(report: dict[str, Any], plots: list[str]) -> str:
         for name, r in b["precisions"].items():
             md.append(f"| {name} | `{r['model_file']}` | `{r['folding']}` | "
                       f"{r['float_accuracy']:.2%} | {r['golden_accuracy']:.2%} | "
-                      f"{r['rtl_accuracy']:.2%} ({r['rtl_images']} digits) | "
+                      f"{r['rtl_accuracy']:.2%} ({plural(r['rtl_images'], 'digit')}) | "
                       f"{'yes' if r['rtl_matches_golden'] else 'NO'} | "
                       f"{r['initiation_interval']} | {r['analytic_ii']} | "
                       f"{r['latency_cycles']} | {r['zero_weights']:,} |")

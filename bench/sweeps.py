@@ -27,14 +27,26 @@ OUT = Path(__file__).resolve().parent / "out"
 
 
 def check_values(kinds: list[str], rest: list[str]) -> int:
-    """``--values`` is a FIFO depth, a PE count or a word width, depending on the sweep: with
-    several sweeps, each one's check (``eie bench sweep``'s own,
+    """``--values`` is a FIFO depth, a PE count or a word width, depending on the sweep, and
+    ``--pes`` and ``--fifo-depth`` are refused by the sweep that sets them: with several sweeps,
+    each one's check (``eie bench sweep``'s own,
     :func:`eie.app.bench_sweep.sweep_values`) passes before the first sweep runs, so that a
     value only a later sweep refuses (a width of 12) does not cost the earlier sweeps first.
     0, or 2 on a bad one."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--values")
-    text = pre.parse_known_args(rest)[0].values
+    pre.add_argument("--pes")
+    pre.add_argument("--fifo-depth")
+    given = pre.parse_known_args(rest)[0]
+    for kind, opt, value in (("pes", "--pes", given.pes), ("fifo", "--fifo-depth",
+                                                             given.fifo_depth)):
+        if value is not None and kind in kinds and len(kinds) > 1:
+            # eie bench sweep refuses it for that sweep: said before any sweep runs
+            print(f"eie: error: {opt} cannot be used with sweep {kind}, which sets it for each "
+                  f"point itself: name the other sweeps (e.g. bench/sweeps.py "
+                  f"{' '.join(k for k in KINDS if k != kind)} {opt} {value})", file=sys.stderr)
+            return 2
+    text = given.values
     if text is None or len(kinds) < 2:
         return 0                                # one sweep: eie bench sweep checks it first
     from eie.app.bench_setup import BenchSetup
@@ -42,7 +54,7 @@ def check_values(kinds: list[str], rest: list[str]) -> int:
     from eie.app.cmd_bench import parse_int_list
 
     try:
-        values = parse_int_list(text, "--values")
+        values = parse_int_list(text, "--values", empty=False)
         for kind in kinds:
             sweep_values(kind, values, BenchSetup())
     except EieError as exc:

