@@ -508,7 +508,7 @@ def test_cli_train_acts(tmp_path, cli):
     r = cli(["bnn", "train", "-o", tmp_path / "m.npz", "--weights", "W2", "--acts", "A2",
              "--epochs", "1"])
     assert r.code == 0, r.err
-    assert "784,64,64,64,10 W2,W2,W2,W2 A2,A2,A2,A1, 1 epochs" in r.out
+    assert "784,64,64,64,10 W2,W2,W2,W2 A2,A2,A2,A1, 1 epoch on" in r.out
     assert load_model(tmp_path / "m.npz").layer_acts == [2, 2, 2, 1]
     cli(["bnn", "train", "-o", tmp_path / "n.npz", "--acts", "A2,A2,A2,A2"]).assert_clean_error(
         "the output layer outputs dots (or bits), its precision is A1")

@@ -558,7 +558,7 @@ def test_cli_train(tmp_path, cli):
     r = cli(["bnn", "train", "-o", tmp_path / "m.npz", "--weights", "W2,W1,W1,W2",
              "--epochs", "1", "--save-test", tmp_path / "t"])
     assert r.code == 0, r.err
-    assert "784,64,64,64,10 W2,W1,W1,W2, 1 epochs" in r.out
+    assert "784,64,64,64,10 W2,W1,W1,W2, 1 epoch on" in r.out
     assert load_model(tmp_path / "m.npz").layer_bits == [2, 1, 1, 2]
     assert np.load(tmp_path / "t" / "x_test_bits.npy").shape == (1000, 784)
     cli(["bnn", "train", "-o", tmp_path / "n.npz", "--weights", "W1,W2"]).assert_clean_error(
