@@ -230,6 +230,7 @@ def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, P
     from ..common.atomic import atomic_file
 
     mm = MemoryMap(config)
+    memory_map = mm.to_json()
     header = (f"EIE sparse accelerator, {config.n_pe} PEs, FIFO depth {config.fifo_depth}; "
               f"memory map and parameters in {output.with_suffix('.json').name}\n"
               "Simulators: the 'initial #1' lines set Yosys's time-0 dummy registers once, so "
@@ -250,7 +251,7 @@ def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, P
         {"name": "bus__r_stb", "dir": "in", "width": 1, "doc": "read strobe (one cycle)"},
         {"name": "bus__r_data", "dir": "out", "width": 32, "doc": "read data, valid with r_ack"},
         {"name": "bus__r_ack", "dir": "out", "width": 1,
-         "doc": f"read acknowledge: high for one cycle, {mm.to_json()['read_latency']} cycles "
+         "doc": f"read acknowledge: high for one cycle, {memory_map['read_latency']} cycles "
                 "after r_stb"},
         {"name": "busy", "dir": "out", "width": 1,
          "doc": "a run is in progress (STATUS.busy): 0 in the cycle after the one whose clock "
@@ -267,7 +268,7 @@ def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, P
             "other on consecutive cycles",
             "w_stb and r_stb are never high together",
             f"after r_stb the master issues nothing until r_ack, which comes "
-            f"{mm.to_json()['read_latency']} cycles later for every address; wait for r_ack, "
+            f"{memory_map['read_latency']} cycles later for every address; wait for r_ack, "
             "do not count cycles",
             "an unmapped address reads 0 and ignores writes",
             "a 64-bit sparse-matrix word is two addresses, low half (offset 2 * word) first",
@@ -283,7 +284,7 @@ def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, P
             raise RuntimeError(f"port {port['name']} missing from the generated module {name}")
     meta = {"generator": "eie generate", "toplevel": name, "verilog": output.name,
             "parameters": config.to_json(), "ports": ports, "bus": bus,
-            "memory_map": mm.to_json()}
+            "memory_map": memory_map}
     json_path = output.with_suffix(".json")
     with atomic_file(output) as f:
         f.write(text)
