@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +17,7 @@ import numpy as np
 from .bench_layers import EIE_N_PE, LayerSpec, scale_spec
 from ..sim.runner import ALL_SIMULATORS
 from ..common.errors import EieError
+from ..common.progress import progress_bar as common_progress_bar
 
 __all__ = [
     "RTL_SIMS",
@@ -169,10 +169,9 @@ def predict(col_entries: np.ndarray, x: np.ndarray, n_out: int, cfg_fields: dict
 # ----------------------------------------------------------------------------- outputs
 
 def progress_bar(iterable, total: int, desc: str, unit: str = "layer"):
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
-                disable=None)
+    """A bar over ``iterable`` (:func:`eie.common.progress.progress_bar`'s rule: on a terminal
+    only; the callers leave it out with ``--no-progress``)."""
+    return common_progress_bar(total, desc=desc, unit=unit, iterable=iterable)
 
 
 def _usual_mode(path: Path) -> None:

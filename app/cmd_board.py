@@ -432,7 +432,7 @@ def cmd_board_run(args: argparse.Namespace) -> int:
     if build and build["core.json"].get("kind") != kind:
         raise EieError(f"--build {args.build} holds a {build['core.json'].get('kind')} bitstream "
                        f"but {args.image} is a {kind} image")
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = not args.no_progress      # drawn on a terminal only (common.progress)
     transport = None
     if kind == "eie":
         from ..hw.eie.config import EIEConfig

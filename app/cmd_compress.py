@@ -21,6 +21,7 @@ from typing import Any
 
 from ..common import outputs
 from ..common.errors import EieError
+from ..common.progress import progress_bar
 
 __all__ = ["register", "cmd_compress", "cmd_golden", "cmd_inspect", "inspect_report"]
 
@@ -187,11 +188,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
                            "--no-balance")
         config.calibration = load_calibration(args.calibrate, model.layers[0].weight.shape[1],
                                               max_samples=MAX_CALIBRATION)
-    from tqdm import tqdm
-
-    # A progress bar on a terminal only (tqdm disables itself when stderr is not a TTY).
-    with tqdm(total=len(model.layers), desc="compress", unit="layer", file=sys.stderr,
-              disable=None, leave=False) as bar:
+    # A progress bar on a terminal only (common.progress's rule).
+    with progress_bar(len(model.layers), desc="compress", unit="layer") as bar:
         result = compress_model(model, config, progress=lambda done, total: bar.update(1))
     write_image(result.image, out)
     if args.json:

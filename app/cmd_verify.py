@@ -20,6 +20,7 @@ from typing import Any
 
 from ..common import outputs
 from ..common.errors import EieError
+from ..common.progress import progress_bar
 from ..hw.eie.config import MAX_PE
 from ..sim.runner import ALL_SIMULATORS, CACHE_DIR_DEFAULT
 
@@ -277,12 +278,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     bar = None
     if not args.no_progress:
-        from tqdm import tqdm
-
-        # on a terminal only (disable=None: nothing drawn into a file or a pipe), as eie run's
-        bar = tqdm(total=len(indices), desc=f"verify {args.engine} ({args.sim})", unit="config",
-                   leave=False, file=sys.stderr, disable=None,
-                   bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}]")
+        # on a terminal only (nothing drawn into a file or a pipe): common.progress's rule
+        bar = progress_bar(len(indices), desc=f"verify {args.engine} ({args.sim})", unit="config",
+                           bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}]")
 
     def note(text: str) -> None:
         if bar is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..common.errors import EieError
+from ..common.progress import progress_bar
 
 __all__ = ["MODES", "MAX_SEED", "BNN_PRECISIONS", "PRECISION_KEYS", "BNN_COST_NOTE",
            "REQUIRED_KEYS", "DemoConfig"]
@@ -143,18 +144,10 @@ class DemoConfig:
 
 # ----------------------------------------------------------------------------- helpers
 
-def bar_disable(enabled: bool) -> bool | None:
-    """tqdm's ``disable`` for a bar of the demo: never with ``--no-progress``, else on a
-    terminal only (``None``: tqdm draws nothing when stderr is a file or a pipe, as ``eie run``,
-    ``eie bench`` and ``eie compress`` do), so a log gets no carriage-return redraws."""
-    return None if enabled else True
-
-
 def _bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="epoch", leave=False, disable=bar_disable(enabled),
-                file=sys.stderr)
+    """A bar over training epochs (:func:`eie.common.progress.progress_bar`'s rule: on a
+    terminal only, never with ``--no-progress``)."""
+    return progress_bar(total, desc=desc, unit="epoch", enabled=enabled)
 
 
 def _say(msg: str, enabled: bool = True) -> None:

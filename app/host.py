@@ -21,6 +21,7 @@ from typing import Callable, Protocol, Sequence
 from ..boards.protocol import (RSP_HEADER_BYTES, RSP_SYNC, CRC_BYTES, OPEN_WORDS,
                                PROTOCOL_VERSION, BridgeInfo, Cmd, Status, crc16, encode_request)
 from ..common.errors import EieError
+from ..common.progress import progress_bar
 
 __all__ = [
     "Transport", "SerialTransport", "SimTransport", "NoisyTransport", "BridgeClient",
@@ -543,13 +544,13 @@ def burst_friendly(ops, is_memory: Callable[[int], bool]) -> list:
 
 
 class _Bar:
-    """A tqdm progress bar over bytes when asked for, else nothing."""
+    """A tqdm progress bar over bytes when asked for, else nothing; when asked for, it follows
+    :func:`eie.common.progress.progress_bar`'s rule (on stderr, drawn on a terminal only)."""
 
     def __init__(self, total: int, desc: str, enabled: bool):
         self._bar = None
         if enabled:
-            from tqdm import tqdm
-            self._bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, leave=False)
+            self._bar = progress_bar(total, desc=desc, unit="B", unit_scale=True)
 
     def __call__(self, n: int) -> None:
         if self._bar is not None:

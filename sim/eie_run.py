@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..common.errors import EieError
+from ..common.progress import progress_bar
 from .backdoor import LOADS
 from .runner import ALL_SIMULATORS, VERILATOR_WAIVERS, SimResult, cache_dir, run_core_jobs
 from .verilog import icarus_source
@@ -331,7 +332,8 @@ def run_eie_jobs(jobs: Sequence[EieJob], *, sim: str = "verilator", config=None,
     if vcd is None and os.environ.get("EIE_VCD"):
         vcd = os.environ["EIE_VCD"] if os.environ["EIE_VCD"] != "1" else f"eie_{sim}.vcd"
     total = sum(j.x.shape[0] for j in jobs)
-    bar = _progress_bar(total, sim) if progress else None
+    # the samples' bar (on a terminal only, common.progress's rule)
+    bar = progress_bar(total, desc=f"eie run ({sim})", unit="sample") if progress else None
     try:
         run_core_jobs(EieCore(config, load), jobs, sim=sim, build_dir=build_dir, waves=vcd,
                       wave_format="vcd", env={"COCOTB_LOG_LEVEL": "WARNING"},
@@ -340,14 +342,3 @@ def run_eie_jobs(jobs: Sequence[EieJob], *, sim: str = "verilator", config=None,
         if bar is not None:
             bar.close()
     return [j.result for j in jobs]
-
-
-def _progress_bar(total: int, sim: str):
-    """A tqdm bar over the samples on stderr, when stderr is a terminal only (as ``eie
-    compress``'s: ``disable=None``), so a log file gets no carriage-return redraws."""
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=f"eie run ({sim})", unit="sample", leave=False,
-                file=sys.stderr, disable=None)
