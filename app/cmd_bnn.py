@@ -15,6 +15,7 @@ from ..common import outputs
 from ..common.atomic import atomic_file, save_npz
 from ..common.errors import EieError
 from ..sim.runner import ALL_SIMULATORS, CACHE_DIR_DEFAULT
+from ..sw.imagefile import plural
 
 __all__ = ["register"]
 
@@ -61,30 +62,33 @@ def _refuse_integer_options(args, what: str) -> None:
                            f"{args.model} {what}: leave {opt} out")
 
 
-def _model_is_onnx(model: str) -> bool:
-    """Whether ``eie bnn compile``'s MODEL is a QONNX graph: named ``.onnx``, or a file that is
-    neither a ``.npz`` (a zip archive) nor a ``.npy`` but decodes as an ONNX model. A directory,
-    or a file that is none of these, is refused in one line (NumPy's own message about
-    pickled data would be misleading advice)."""
+def _model_is_onnx(model: str):
+    """``(is_onnx, sniffed)``: whether ``eie bnn compile``'s MODEL is a QONNX graph (named
+    ``.onnx``, or a file that is neither a ``.npz`` (a zip archive) nor a ``.npy`` but decodes as
+    an ONNX model) and, for the second kind, the model read while deciding (for
+    ``import_qonnx(..., sniffed=)``: the file is parsed once), else None. A directory, or a file
+    that is none of these, is refused in one line (NumPy's own message about pickled data would
+    be misleading advice)."""
     path = Path(model)
     if path.is_dir():
         raise EieError(f"model {path} is a directory; give a model file (a .npz of arrays, or a "
                        f"QONNX .onnx)")
     if path.suffix.lower() == ".onnx":
-        return True
+        return True, None
     if not path.is_file():
-        return False                # the loader says that it does not exist
+        return False, None          # the loader says that it does not exist
     try:
         with open(path, "rb") as f:
             head = f.read(8)
     except OSError as exc:
         raise EieError(f"model {path} cannot be read ({exc.strerror or exc})") from None
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or head.startswith(b"\x93NUMPY"):
-        return False                # a zip archive (a .npz), or a .npy the planner refuses
-    from ..sw.bnn.qonnx import looks_like_onnx
+        return False, None          # a zip archive (a .npz), or a .npy the planner refuses
+    from ..sw.bnn.qonnx import sniff_onnx
 
-    if looks_like_onnx(path):
-        return True
+    sniffed = sniff_onnx(path)
+    if sniffed is not None:
+        return True, sniffed
     what = "is empty (0 bytes)" if not head else f"starts with {head!r}"
     raise EieError(f"model {path} is neither a .npz model (a zip archive of arrays, as "
                    f"numpy.savez writes) nor an ONNX model: it {what}; give the model .npz, or "
@@ -93,7 +97,7 @@ def _model_is_onnx(model: str) -> bool:
 
 def _cmd_compile(args) -> int:
     paths = outputs.plan()          # first: an interrupt from here on can say what -o holds
-    is_onnx = _model_is_onnx(args.model)
+    is_onnx, sniffed = _model_is_onnx(args.model)
     paths.input(args.model, "MODEL.onnx" if is_onnx else "MODEL.npz",
                 kind=None if is_onnx else "npz")
     from ..sw.bnn.image import OWNER, OWNER_KIND, write_image
@@ -109,7 +113,7 @@ def _cmd_compile(args) -> int:
                                       "importer reads from its nodes")
         from ..sw.bnn.qonnx import import_qonnx
 
-        imp = import_qonnx(args.model)
+        imp = import_qonnx(args.model, sniffed=sniffed)
         net = imp.net
         image = compile_integer(net, args.fold)
         conv, why = imp.input_conversion()
@@ -144,13 +148,13 @@ def _cmd_compile(args) -> int:
         image = compile_model(model, args.fold)
         extra = {"source": Path(args.model).name, "eps": model.eps}
         flipped = sum(s.get("flipped_neurons", 0) for s in image.stats)
-        what = f"{flipped} neurons flipped"
+        what = f"{plural(flipped, 'neuron')} flipped"
     if image.ternary:
         from ..hw.bnn.words import weight_bits_text
 
         zeros = sum(int(np.sum(m == 0)) for m in image.masks if m is not None)
-        what += (f"; weights {weight_bits_text(image.weight_bits)} (ternary: {zeros} zero "
-                 f"weights)")
+        what += (f"; weights {weight_bits_text(image.weight_bits)} (ternary: "
+                 f"{plural(zeros, 'zero weight')})")
     if args.consume is not None:
         image = image.refold(image.folds, parse_consume(args.consume, image.folds))
     if image.quantized:
@@ -163,8 +167,9 @@ def _cmd_compile(args) -> int:
     folds = image.folds
     const = sum(s.get("constant_one", 0) + s.get("constant_zero", 0) for s in image.stats)
     print(f"{args.output}: shape {','.join(map(str, image.shape))}, folding "
-          f"{','.join(f'{f.simd}:{f.pe}' for f in folds)}, II {max(f.ii for f in folds)} cycles; "
-          f"{what}, {const} constant neurons")
+          f"{','.join(f'{f.simd}:{f.pe}' for f in folds)}, II "
+          f"{plural(max(f.ii for f in folds), 'cycle')}; "
+          f"{what}, {plural(const, 'constant neuron')}")
     return 0
 
 
@@ -246,7 +251,7 @@ def _save_classes(args, y: np.ndarray, image) -> str:
     _save_npy(path, c)
     none = int(np.sum(c < 0))
     return (f"; classes ({args.classes}) in {path}"
-            + (f", {none} samples without a class (-1)" if none else ""))
+            + (f", {plural(none, 'sample')} without a class (-1)" if none else ""))
 
 
 def _outputs_text(y: np.ndarray) -> str:
@@ -270,7 +275,8 @@ def _cmd_golden(args) -> int:
     y = golden_forward(image, x)
     _save_npy(args.output, y)
     more = _save_classes(args, y, image)
-    print(f"{args.output}: {y.shape[0]} samples x {y.shape[1]} outputs ({_outputs_text(y)}){more}")
+    print(f"{args.output}: {plural(y.shape[0], 'sample')} x {plural(y.shape[1], 'output')} "
+          f"({_outputs_text(y)}){more}")
     return 0
 
 
@@ -334,8 +340,9 @@ def parse_act_bits(text: str, n_layers: int) -> tuple[int, ...]:
     if len(bits) == 1:
         bits = bits * (n_layers - 1) + [1]
     if len(bits) != n_layers:
-        raise EieError(f"--acts {text!r} gives {len(bits)} precisions but the network has "
-                       f"{n_layers} layers; give one (for the hidden layers), or one per layer")
+        raise EieError(f"--acts {text!r} gives {plural(len(bits), 'precision')} but the network "
+                       f"has {plural(n_layers, 'layer')}; give one (for the hidden layers), or one "
+                       f"per layer")
     if bits[-1] != 1:
         raise EieError(f"--acts {text!r}: the output layer outputs dots (or bits), its "
                        f"precision is A1")
@@ -360,8 +367,8 @@ def parse_consume(text: str, folds) -> list[str]:
                            f"leave --consume out")
         return [items[0] if f.in_bits > 1 else "auto" for f in folds]
     if len(items) != len(folds):
-        raise EieError(f"--consume {text!r} gives {len(items)} modes but the network has "
-                       f"{len(folds)} layers; give one, or one per layer")
+        raise EieError(f"--consume {text!r} gives {plural(len(items), 'mode')} but the network "
+                       f"has {plural(len(folds), 'layer')}; give one, or one per layer")
     for l, (item, f) in enumerate(zip(items, folds)):
         if item == "parallel" and f.in_bits == 1:
             raise EieError(f"--consume {text!r}: layer {l} is fed by 1-bit activations, which "
@@ -401,8 +408,8 @@ def parse_weight_bits(text: str, n_layers: int) -> tuple[int, ...]:
     if len(bits) == 1:
         bits *= n_layers
     if len(bits) != n_layers:
-        raise EieError(f"--weights {text!r} gives {len(bits)} precisions but the network has "
-                       f"{n_layers} layers; give one, or one per layer")
+        raise EieError(f"--weights {text!r} gives {plural(len(bits), 'precision')} but the "
+                       f"network has {plural(n_layers, 'layer')}; give one, or one per layer")
     return tuple(bits)
 
 
@@ -455,7 +462,8 @@ def _cmd_generate(args) -> int:
         from ..hw.bnn.words import act_bits_text
 
         prec += f"activations {act_bits_text(mm.act_bits)}{_consume_text(mm.folds)}, "
-    print(f"{path}: module bnn_top, {len(folds)} layers, II {analytic_ii(folds)} cycles, "
+    print(f"{path}: module bnn_top, {plural(len(folds), 'layer')}, II "
+          f"{plural(analytic_ii(folds), 'cycle')}, "
           f"{'bits' if thresholded else 'dots'} out, {prec}bus address width {mm.addr_width}, "
           f"weights {'baked in' if bake else 'loaded at run time'}; memory map in {mpath}")
     return 0
@@ -540,10 +548,13 @@ def _cmd_run(args) -> int:
             json.dump(stats, f, indent=1)
             f.write("\n")
     if equal:
-        measured = (f"II {c.get('ii_min')} cycles measured, {ii} analytic"
-                    if c.get("samples_out", 0) > 1 else
-                    f"II {ii} cycles analytic, not measured: that needs two samples or more")
-        print(f"{args.sim}: {x.shape[0]} samples, outputs equal the golden model "
+        from ..hw.bnn.host_program import measured_ii
+
+        ii_min = measured_ii(c)
+        measured = (f"II {plural(ii_min, 'cycle')} measured, {ii} analytic"
+                    if ii_min is not None else f"II {plural(ii, 'cycle')} analytic, not "
+                    f"measured: that needs two samples or more")
+        print(f"{args.sim}: {plural(x.shape[0], 'sample')}, outputs equal the golden model "
               f"({measured}; latency {c.get('latency')} cycles){more}")
         return 0
     bad = np.argwhere(y != gold)[0] if y.shape == gold.shape else None
@@ -637,8 +648,6 @@ def _cmd_train(args) -> int:
                                      else "")
     if model.scaled:
         prec += " with XNOR-Net scales (alpha{l})"
-    from ..sw.imagefile import plural
-
     print(f"{args.output}: {','.join(map(str, shape))} {prec}, {plural(args.epochs, 'epoch')} "
           f"on {plural(len(xtr), 'digit')}; float-model test accuracy {acc:.2%} on "
           f"{len(xte)}{more}")

@@ -28,6 +28,7 @@ from ..sim.eie_run import VERILATOR_WAIVERS as LINT_WAIVERS  # the documented li
 from ..sim.runner import ALL_SIMULATORS, CACHE_DIR_DEFAULT, SIMULATORS
 from ..common import outputs
 from ..common.errors import EieError
+from ..sw.imagefile import plural
 
 __all__ = ["register", "CONFIG_FIELDS", "config_error_text", "cmd_generate", "cmd_run",
            "run_model", "lint_verilog", "LINT_WAIVERS", "RUN_SIMS", "VERILOG_KEYWORDS",
@@ -231,7 +232,8 @@ def generate_files(config, output: Path, name: str = "eie_top") -> tuple[Path, P
 
     mm = MemoryMap(config)
     memory_map = mm.to_json()
-    header = (f"EIE sparse accelerator, {config.n_pe} PEs, FIFO depth {config.fifo_depth}; "
+    header = (f"EIE sparse accelerator, {plural(config.n_pe, 'PE')}, FIFO depth "
+              f"{config.fifo_depth}; "
               f"memory map and parameters in {output.with_suffix('.json').name}\n"
               "Simulators: the 'initial #1' lines set Yosys's time-0 dummy registers once, so "
               "that Icarus Verilog\n(which does not run 'always @*' blocks at time 0) "
@@ -314,7 +316,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         image = read_image(args.image)
         if args.pes is not None and args.pes != image.n_pe:
             raise EieError(f"--pes {args.pes} contradicts the image, which is encoded for "
-                           f"{image.n_pe} PEs (drop --pes or re-encode the image)")
+                           f"{plural(image.n_pe, 'PE')} (drop --pes or re-encode the image)")
     elif args.pes is None:
         raise EieError(f"say how many PEs: --pes N (1..{MAX_PE}), or --image IMAGE_DIR to size "
                        "the design from an image")
@@ -322,9 +324,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         fields["n_pe"] = args.pes
     config = _make_config(fields, image)
     vpath, jpath = generate_files(config, args.output, args.name)
-    print(f"{vpath}: module {args.name}, {config.n_pe} PEs, FIFO {config.fifo_depth}, "
-          f"{config.ptr_depth} pointers / {config.spmat_depth} words / {config.act_depth} "
-          f"activations per PE; memory map in {jpath}")
+    print(f"{vpath}: module {args.name}, {plural(config.n_pe, 'PE')}, FIFO {config.fifo_depth}, "
+          f"{plural(config.ptr_depth, 'pointer')} / {plural(config.spmat_depth, 'word')} / "
+          f"{plural(config.act_depth, 'activation')} per PE; memory map in {jpath}")
     if args.lint:
         code, msgs = lint_verilog(vpath, args.name)
         if code != 0 or "%Warning" in msgs or "%Error" in msgs:
@@ -454,20 +456,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     cyc = [s["run_cycles"] for s in stats["samples"]]
     if model:
         print(f"{args.output}: int16 {n} x {y.shape[1]}, the golden model's outputs; counters "
-              f"from the cycle model ({config.n_pe} PEs, FIFO {config.fifo_depth}, pointer "
-              f"queue {config.ptr_queue_depth}): {min(cyc)}..{max(cyc)} cycles a sample; "
+              f"from the cycle model ({plural(config.n_pe, 'PE')}, FIFO {config.fifo_depth}, "
+              f"pointer queue {config.ptr_queue_depth}): {min(cyc)}..{max(cyc)} cycles a sample; "
               f"predicted in {result.sim_seconds:.2f} s")
         return 0
-    print(f"{args.output}: int16 {n} x {y.shape[1]} from {args.sim} ({config.n_pe} PEs, FIFO "
-          f"{config.fifo_depth}); {min(cyc)}..{max(cyc)} cycles a sample; simulated in "
+    print(f"{args.output}: int16 {n} x {y.shape[1]} from {args.sim} "
+          f"({plural(config.n_pe, 'PE')}, FIFO {config.fifo_depth}); {min(cyc)}..{max(cyc)} "
+          f"cycles a sample; simulated in "
           f"{result.sim_seconds:.2f} s (build {result.build_seconds:.1f} s)")
     if stats["equal"]:
-        print(f"equal to the golden model on all {n} samples")
+        print(f"equal to the golden model on all {n} samples" if n != 1 else
+              "equal to the golden model on its 1 sample")
         return 0
     bad = [s for s in range(n) if not stats["samples"][s]["equal"]]
     s0 = bad[0]
     i0 = int(np.flatnonzero(y[s0] != golden.outputs[s0])[0])
-    print(f"MISMATCH: {len(bad)} of {n} samples differ from the golden model (first: sample "
+    print(f"MISMATCH: {len(bad)} of {plural(n, 'sample')} "
+          f"{'differs' if len(bad) == 1 else 'differ'} from the golden model (first: sample "
           f"{s0}, output {i0}: {args.sim} {int(y[s0, i0])}, golden {int(golden.outputs[s0, i0])})",
           file=sys.stderr)
     return 1

@@ -15,7 +15,6 @@ Yosys; the demo synthesizes nothing).
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,10 @@ import numpy as np
 
 from ..common.atomic import save_npz
 from ..common.errors import EieError
+from ..common.progress import progress_bar
 from .demo_common import (
     BNN_COST_NOTE, BNN_PRECISIONS, DemoConfig, _bar, _blas_single_thread, _keep_log, _locked,
-    _quiet_fds, _say, bar_disable,
+    _quiet_fds, _say,
 )
 from ..sw.imagefile import plural
 
@@ -60,9 +60,11 @@ def _train_tfc(cfg: DemoConfig, data, npz: Path, shape, label: str, *, weight_bi
 def bnn_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> dict[str, Any]:
     from ..sw.bnn.compile import compile_model
     from ..hw.bnn.folding import analytic_ii, folding_text
+    from ..hw.bnn.host_program import measured_ii
     from ..sw.bnn.golden import golden_forward as bnn_golden
     from ..sw.bnn.image import write_image as write_bnn_image
     from ..sw.bnn.train import SFC, TFC
+    from .demo_report import ii_text
     from ..sw.mnist import binarize_pixels
 
     show = cfg.progress
@@ -93,15 +95,15 @@ def bnn_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> dic
     mismatched = int(np.sum(np.any(y_rtl != gold[:n], axis=1))) if y_rtl.shape == gold[:n].shape \
         else n
     rtl_acc = float(np.mean(np.argmax(y_rtl, axis=1) == y_test[:n]))
-    ii_measured = counters.get("ii_min")
+    ii_measured = measured_ii(counters)     # None for one digit: no interval between results
     ii_mean = None
     if counters.get("samples_out", 0) > 1:
         ii_mean = (counters["t_last_out"] - counters["t_first_out"]) / (counters["samples_out"] - 1)
-    _say(f"BNN  RTL ({cfg.sim}): {n} test digits, outputs "
+    _say(f"BNN  RTL ({cfg.sim}): {plural(n, 'test digit')}, outputs "
          f"{'EQUAL' if matches else 'DIFFER FROM'} the golden model"
-         f"{'' if matches else f' on {mismatched} digits'}; accuracy {rtl_acc:.2%}, "
-         f"initiation interval {ii_measured} cycles (analytic {ii_analytic}), folding "
-         f"{folding_text(folds)}", show)
+         f"{'' if matches else ' on ' + plural(mismatched, 'digit')}; accuracy {rtl_acc:.2%}, "
+         f"initiation interval {ii_text(ii_measured, ' cycles', why=True)} (analytic "
+         f"{ii_analytic}), folding {folding_text(folds)}", show)
     n_layers = len(shape) - 1
     golden_equals_float = bool(np.array_equal(gold, flt))
     precisions = {"W1A1": {
@@ -148,13 +150,15 @@ def bnn_path(cfg: DemoConfig, data, tmp: Path, timings: dict[str, float]) -> dic
 
 def _say_precision(cfg: DemoConfig, name: str, r: dict[str, Any]) -> None:
     """The console's line of one precision."""
+    from .demo_report import ii_text
+
     ok = "EQUAL to" if r["rtl_matches_golden"] else \
-        f"DIFFERENT FROM ({r['rtl_mismatched_images']} digits)"
+        f"DIFFERENT FROM ({plural(r['rtl_mismatched_images'], 'digit')})"
     _say(f"BNN  {name} ({cfg.bnn_shape.upper()}, {plural(r['epochs'], 'epoch')}): float "
          f"{r['float_accuracy']:.2%}, golden {r['golden_accuracy']:.2%}; RTL ({cfg.sim}) "
-         f"{r['rtl_accuracy']:.2%} on {r['rtl_images']} digits, {ok} golden; II "
-         f"{r['initiation_interval']} (analytic {r['analytic_ii']}), folding {r['folding']}",
-         cfg.progress)
+         f"{r['rtl_accuracy']:.2%} on {plural(r['rtl_images'], 'digit')}, {ok} golden; II "
+         f"{ii_text(r['initiation_interval'])} (analytic {r['analytic_ii']}), folding "
+         f"{r['folding']}", cfg.progress)
 
 
 def _bnn_precision(cfg: DemoConfig, data, tmp: Path, name: str, shape, weight_bits: list[int],
@@ -164,6 +168,7 @@ def _bnn_precision(cfg: DemoConfig, data, tmp: Path, name: str, shape, weight_bi
     test digit, the first ``cfg.images`` through the RTL; files ``bnn_<shape>_<NAME>.npz``,
     ``bnn_image_<NAME>/``, ``bnn_rtl_outputs_<NAME>.npy``."""
     from ..hw.bnn.folding import analytic_ii, folding_text
+    from ..hw.bnn.host_program import measured_ii
     from ..sw.bnn.compile import compile_model
     from ..sw.bnn.golden import golden_forward as bnn_golden
     from ..sw.bnn.image import write_image as write_bnn_image
@@ -200,7 +205,7 @@ def _bnn_precision(cfg: DemoConfig, data, tmp: Path, name: str, shape, weight_bi
         "rtl_mismatched_images": int(np.sum(np.any(y_rtl != gold[:n], axis=1))) if same_shape
         else n,
         "rtl_accuracy": float(np.mean(np.argmax(y_rtl, axis=1) == y_test[:n])),
-        "initiation_interval": counters.get("ii_min"), "analytic_ii": analytic_ii(folds),
+        "initiation_interval": measured_ii(counters), "analytic_ii": analytic_ii(folds),
         "initiation_interval_mean": ii_mean, "latency_cycles": counters.get("latency"),
         "layer_ii": [f.ii for f in folds],
         "zero_weights": int(sum(int(np.sum(m == 0)) for m in image.masks if m is not None)),
@@ -212,16 +217,14 @@ def _bnn_precision(cfg: DemoConfig, data, tmp: Path, name: str, shape, weight_bi
 
 def _run_bnn_rtl(cfg: DemoConfig, image, x: np.ndarray, tmp: Path,
                  label: str = "") -> tuple[np.ndarray, dict]:
-    from tqdm import tqdm
-
     from ..sim.bnn_run import BnnJob, run_amaranth, run_rtl
     from ..sim.eie_run import cache_dir
 
     job = BnnJob(image, x, preload=True)
     _say(f"BNN  {label}RTL: building {cfg.sim} (cached after the first run) and streaming "
-         f"{x.shape[0]} digits", cfg.progress)
-    bar = tqdm(total=x.shape[0], desc=f"BNN: {label}RTL ({cfg.sim})", unit="sample", leave=False,
-               disable=bar_disable(cfg.progress), file=sys.stderr)
+         f"{plural(x.shape[0], 'digit')}", cfg.progress)
+    bar = progress_bar(x.shape[0], desc=f"BNN: {label}RTL ({cfg.sim})", unit="sample",
+                       enabled=cfg.progress)
     try:
         if cfg.sim == "amaranth":
             run_amaranth(image.folds, [job])

@@ -1,7 +1,8 @@
 """The demo's report: the plots (:func:`make_plots`: ``accuracy_vs_kept.png``,
 ``weight_hist.png``, ``pe_load.png``), the checks (:func:`report_checks`, with the floors
 :data:`MAX_ACCURACY_LOSS`, :data:`MAX_WEIGHTS_KEPT` and :data:`MIN_EFFICIENCY_16_PES`), the table
-printed at the end of a run (:func:`format_summary`) and ``report.md`` (:func:`report_markdown`).
+printed at the end of a run (:func:`format_summary`) and ``report.md`` (:func:`report_markdown`);
+:func:`ii_text` says a BNN's measured initiation interval (or that it was not measured).
 :func:`eie.app.demo.run_demo` writes them from the two paths' results.
 """
 
@@ -16,7 +17,7 @@ from ..sw.imagefile import plural
 from .demo_common import BNN_COST_NOTE, DemoConfig
 
 __all__ = ["MAX_ACCURACY_LOSS", "MAX_WEIGHTS_KEPT", "MIN_EFFICIENCY_16_PES", "make_plots",
-           "report_checks", "format_summary", "report_markdown"]
+           "report_checks", "format_summary", "report_markdown", "ii_text", "II_NOT_MEASURED"]
 
 #: The most accuracy (a fraction) compression may cost, as the issue sets it: 0.5 points.
 MAX_ACCURACY_LOSS = 0.005
@@ -25,6 +26,18 @@ MAX_WEIGHTS_KEPT = 0.10
 #: The least efficiency (the contract's bound / the RTL's cycles, over the network) the demo's
 #: LeNet-300-100 reaches on 16 PEs: the floor issue 13 sets it (0.92 measured, README).
 MIN_EFFICIENCY_16_PES = 0.90
+#: Why a run of one digit has no measured initiation interval (``eie bnn run`` says the same of
+#: one sample): the interval is between two results.
+II_NOT_MEASURED = "not measured: that needs two digits or more"
+
+
+def ii_text(ii: int | None, unit: str = "", why: bool = False) -> str:
+    """A measured initiation interval (``initiation_interval`` in the report) for the console,
+    the summary and report.md: the number and ``unit``; for None (one digit: the core's II_MIN
+    register still empty) "not measured", with the reason when ``why``."""
+    if ii is None:
+        return II_NOT_MEASURED if why else "not measured"
+    return f"{ii}{unit}"
 
 
 # ----------------------------------------------------------------------------- plots
@@ -152,7 +165,7 @@ def report_checks(cfg: DemoConfig, eie: dict[str, Any],
             "check": "BNN measured II equals the analytic II (" + ", ".join(precisions) + ")",
             "enforced": cfg.images >= 2,
             "ok": all(r["initiation_interval"] == r["analytic_ii"] for r in precisions.values()),
-            "value": ", ".join(f"{name} {r['initiation_interval']} / {r['analytic_ii']}"
+            "value": ", ".join(f"{name} {ii_text(r['initiation_interval'])} / {r['analytic_ii']}"
                                for name, r in precisions.items())})
     if cfg.images < 200:
         # the issue's floor for the demo; a smaller --images is the user's explicit choice
@@ -202,13 +215,15 @@ def format_summary(report: dict[str, Any]) -> str:
          "yes" if b["rtl_matches_golden"] else f"NO ({b['rtl_mismatched_images']} differ)",
          f"{plural(b['rtl_images'], 'digit')}"),
         ("BNN RTL accuracy", f"{b['rtl_accuracy']:.2%}", f"{plural(b['rtl_images'], 'digit')}"),
-        ("BNN initiation interval (cycles)", f"{b['initiation_interval']}",
-         f"analytic {b['initiation_interval_analytic']}, folding {b['folding']}"),
+        ("BNN initiation interval (cycles)", ii_text(b["initiation_interval"]),
+         f"analytic {b['initiation_interval_analytic']}, folding {b['folding']}"
+         + ("" if b["initiation_interval"] is not None
+            else "; measuring it needs two digits or more")),
     ]
     for name, r in b.get("precisions", {}).items():
         rows.append((f"BNN {name}: float / RTL accuracy, II",
                      f"{r['float_accuracy']:.2%} / {r['rtl_accuracy']:.2%}, "
-                     f"{r['initiation_interval']}",
+                     f"{ii_text(r['initiation_interval'])}",
                      f"RTL == golden {'yes' if r['rtl_matches_golden'] else 'NO'} "
                      f"({plural(r['rtl_images'], 'digit')}), analytic II {r['analytic_ii']}, "
                      f"{plural(r['epochs'], 'epoch')}"))
@@ -302,9 +317,11 @@ def report_markdown(report: dict[str, Any], plots: list[str]) -> str:
            f"Float model {b['float_accuracy']:.2%}, golden model {b['golden_accuracy']:.2%} "
            f"(equal to the float model on every test digit: {b['golden_equals_float']}); "
            f"RTL {b['rtl_accuracy']:.2%} on {plural(b['rtl_images'], 'digit')}. Folding "
-           f"`{b['folding']}` (SIMD:PE per layer), per-layer II {b['layer_ii']}; measured "
-           f"initiation interval {b['initiation_interval']} cycles (analytic "
-           f"{b['initiation_interval_analytic']}), latency {b['latency_cycles']} cycles.", ""]
+           f"`{b['folding']}` (SIMD:PE per layer), per-layer II {b['layer_ii']}; "
+           + (f"measured initiation interval {b['initiation_interval']} cycles"
+              if b["initiation_interval"] is not None else f"initiation interval {II_NOT_MEASURED}")
+           + f" (analytic {b['initiation_interval_analytic']}), latency {b['latency_cycles']} "
+           f"cycles.", ""]
     if b.get("precisions"):
         md += [f"### {b['network']} at four precisions", "",
                "The same shape, seed, epochs and digits; W2 = ternary weights (TWN), A2 = 2-bit "
@@ -319,7 +336,7 @@ def report_markdown(report: dict[str, Any], plots: list[str]) -> str:
                       f"{r['float_accuracy']:.2%} | {r['golden_accuracy']:.2%} | "
                       f"{r['rtl_accuracy']:.2%} ({plural(r['rtl_images'], 'digit')}) | "
                       f"{'yes' if r['rtl_matches_golden'] else 'NO'} | "
-                      f"{r['initiation_interval']} | {r['analytic_ii']} | "
+                      f"{ii_text(r['initiation_interval'])} | {r['analytic_ii']} | "
                       f"{r['latency_cycles']} | {r['zero_weights']:,} |")
         md += ["", b.get("precisions_hardware_cost", BNN_COST_NOTE) + ".", ""]
     md += ["## Plots", ""]

@@ -20,7 +20,6 @@ one bool (or integer 0/1) per layer.
 
 from __future__ import annotations
 
-import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +29,12 @@ import numpy as np
 
 from ..common.atomic import atomic_file, save_npz
 from ..common.errors import EieError
+from .npz_keys import by_number, canonical_number, layer_key_pattern, shown_key
 
 __all__ = ["FloatLayer", "FloatModel", "load_model", "save_model", "validate_layers",
            "load_npz", "load_torch", "layers_from_state_dict"]
 
-_NPZ_KEY = re.compile(r"^([Wb])([0-9]+)$", re.ASCII)
+_NPZ_KEY = layer_key_pattern("W", "b")
 #: dtype kinds of real numbers: float, signed and unsigned integer
 _REAL_KINDS = "fiu"
 
@@ -148,12 +148,6 @@ def _relu_flags(relu: Any, n: int, path: Path) -> list[bool]:
     return [bool(r) for r in flat]
 
 
-def _by_number(number: str) -> tuple[int, str]:
-    """Sort key of a layer number written without leading zeros: numeric order, at any length
-    (never converted to an int: a key may have thousands of digits)."""
-    return len(number), number
-
-
 def _default_relu(n: int) -> list[bool]:
     return [l < n - 1 for l in range(n)]
 
@@ -175,13 +169,14 @@ def load_npz(path: str | Path) -> FloatModel:
     for key, arr in arrays.items():
         m = _NPZ_KEY.match(key)
         if not m:
-            raise EieError(f"model file {path}: unexpected array {key!r} "
+            raise EieError(f"model file {path}: unexpected array {shown_key(key)!r} "
                            "(expected W0, b0, W1, b1, ... and optionally relu)")
-        number = m.group(2).lstrip("0") or "0"
+        number = canonical_number(m.group(2))
         table = weights if m.group(1) == "W" else biases
         if number in table:
-            first, second = sorted((table[number][0], key), key=lambda k: (len(k), k))
-            raise EieError(f"model file {path}: {first} and {second} are both layer {number}'s "
+            first, second = sorted((table[number][0], key), key=by_number)
+            raise EieError(f"model file {path}: {shown_key(first)} and {shown_key(second)} are "
+                           f"both layer {shown_key(number)}'s "
                            f"{'weight' if m.group(1) == 'W' else 'bias'}; keep one of them "
                            "(layers are W0, W1, ... without leading zeros)")
         table[number] = (key, arr)
@@ -189,14 +184,15 @@ def load_npz(path: str | Path) -> FloatModel:
     # the numbers are n distinct strings: they are 0..n-1 unless one of those is missing
     missing = next((l for l in range(n) if str(l) not in weights), None)
     if missing is not None:
-        last = weights[max(weights, key=_by_number)][0]
+        last = shown_key(weights[max(weights, key=by_number)][0])
         raise EieError(f"model file {path}: W{missing} is missing (the archive has {n} weight "
                        f"array{'s' if n != 1 else ''}, up to {last}; layers must be "
                        f"W0..W{n - 1} without gaps)")
-    extra = sorted((number for number in biases if number not in weights), key=_by_number)
+    extra = sorted((number for number in biases if number not in weights), key=by_number)
     if extra:
-        raise EieError(f"model file {path}: {biases[extra[0]][0]} has no matching W{extra[0]} "
-                       f"(the model has {n} layers)")
+        raise EieError(f"model file {path}: {shown_key(biases[extra[0]][0])} has no matching "
+                       f"{shown_key('W' + extra[0])} "
+                       f"(the model has {n} layer{'s' if n != 1 else ''})")
     relu_list = _default_relu(n) if relu is None else _relu_flags(relu, n, path)
     layers = []
     for l in range(n):

@@ -218,10 +218,35 @@ def test_run_of_one_sample_says_the_ii_needs_two(model_files, cli):
              "amaranth"])
     assert r.code == 0, r.err
     assert "4294967295" not in r.out and "needs two samples" in r.out, r.out
+    assert "amaranth: 1 sample, outputs equal" in r.out and "1 samples" not in r.out, r.out
     np.save(d / "two.npy", x[:2])
     r = cli(["bnn", "run", d / "img", "--input", d / "two.npy", "-o", d / "y.npy", "--sim",
              "amaranth"])
-    assert r.code == 0 and "cycles measured" in r.out, r.out
+    assert r.code == 0 and "cycles measured" in r.out and "2 samples," in r.out, r.out
+
+
+def test_counts_of_one_are_singular(model_files, cli):
+    """"1 samples", "1 layers": a count of one in the singular (golden, generate, the
+    precision options' errors); other counts as before."""
+    from eie.app.cmd_bnn import parse_act_bits, parse_consume, parse_weight_bits
+    from eie.common.errors import EieError
+    from eie.hw.bnn.folding import make_folding
+
+    d, _, x = model_files
+    assert cli(["bnn", "compile", d / "model.npz", "-o", d / "img", "--fold", FOLD]).code == 0
+    np.save(d / "one.npy", x[:1])
+    r = cli(["bnn", "golden", d / "img", "--input", d / "one.npy", "-o", d / "g.npy"])
+    assert r.code == 0 and ": 1 sample x 10 outputs (int32 dot)" in r.out, r.out
+    r = cli(["bnn", "golden", d / "img", "--input", d / "x.npy", "-o", d / "g.npy"])
+    assert r.code == 0 and ": 40 samples x 10 outputs (int32 dot)" in r.out, r.out
+    r = cli(["bnn", "generate", "--shape", "10,3", "-o", d / "one.v"])
+    assert r.code == 0 and "module bnn_top, 1 layer, II " in r.out, r.out
+    with pytest.raises(EieError, match=r"gives 2 precisions but the network has 1 layer;"):
+        parse_weight_bits("W1,W2", 1)
+    with pytest.raises(EieError, match=r"gives 2 precisions but the network has 3 layers;"):
+        parse_act_bits("A1,A1", 3)
+    with pytest.raises(EieError, match=r"gives 2 modes but the network has 1 layer;"):
+        parse_consume("serial,auto", make_folding([10, 3], None))
 
 
 def test_layer_names_leading_zeros_gaps_and_huge_numbers(tmp_path, cli):

@@ -1176,3 +1176,32 @@ def test_cli_compiles_an_onnx_file_without_the_suffix(tmp_path, cli):
     r = cli(["bnn", "compile", tmp_path / "model.bin", "-o", tmp_path / "img"])
     assert r.code == 0, r.err
     assert "QONNX graph" in r.out
+
+
+def test_cli_parses_an_onnx_file_without_the_suffix_once(tmp_path, cli, monkeypatch):
+    """An ONNX model named model.bin was decoded twice (once to recognise it, once to import
+    it); the model read to recognise it goes on to the import. Its external data is still read
+    (and a missing data file still said), as for a model named .onnx."""
+    from eie.sw.bnn.qonnx import looks_like_onnx, sniff_onnx
+
+    rng = np.random.default_rng(16)
+    model = brevitas_tfc(rng, hw=(4, 4), hidden=(8,), n_out=3)
+    onnx.save(model, str(tmp_path / "model.bin"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="model.data", size_threshold=0)
+    loads = []
+    real_load = onnx.load
+
+    def counting_load(*a, **k):
+        loads.append(a[0])
+        return real_load(*a, **k)
+
+    monkeypatch.setattr(onnx, "load", counting_load)
+    r = cli(["bnn", "compile", tmp_path / "model.bin", "-o", tmp_path / "img"])
+    assert r.code == 0, r.err
+    assert "QONNX graph" in r.out and len(loads) == 1, loads
+    assert (tmp_path / "img" / "manifest.json").is_file()
+    (tmp_path / "model.data").unlink()
+    r = cli(["bnn", "compile", tmp_path / "model.bin", "-o", tmp_path / "img2"])
+    assert r.code == 2 and "external data" in r.err and "model.data" in r.err, r.err
+    assert not (tmp_path / "img2").exists()
+    assert looks_like_onnx(tmp_path / "model.bin") and sniff_onnx(tmp_path / "model.data") is None

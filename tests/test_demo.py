@@ -455,6 +455,27 @@ def test_the_summary_says_one_digit(demo):
     assert "1 digits" not in text
 
 
+def test_one_digit_has_no_measured_ii(demo):
+    """--images 1: one result, no interval; the BNN's II (None, II_MIN's empty 4294967295
+    before) is "not measured" in the summary and report.md."""
+    import copy
+
+    from eie.app.demo_report import format_summary, report_markdown
+
+    _, report = demo
+    one = copy.deepcopy(report)
+    for part in (one["bnn"], *one["bnn"]["precisions"].values()):
+        part["initiation_interval"] = None
+    for text in (format_summary(one), report_markdown(one, [])):
+        assert "not measured" in text and "None" not in text and "4294967295" not in text
+    summary = format_summary(one)
+    assert "BNN initiation interval (cycles)" in summary
+    assert "; measuring it needs two digits or more" in summary
+    md = report_markdown(one, [])
+    assert "initiation interval not measured: that needs two digits or more (analytic " in md
+    assert "| not measured | " in md
+
+
 # ----------------------------------------------------------------------------- options first
 
 @pytest.fixture

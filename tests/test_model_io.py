@@ -93,6 +93,50 @@ def test_npz_bad_models(tmp_path, mutate, message):
         load_model(tmp_path / "m.npz")
 
 
+_HUGE = "7" * 5000     # a layer number of 5,000 digits: too long for int(), and for a message
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda a: a.__setitem__("W" + _HUGE, np.ones((2, 3))),
+     r"W3 is missing \(the archive has 4 weight arrays, up to W77777777777\.\.\. "
+     r"\(5001 characters\); layers must be W0\.\.W3"),
+    (lambda a: a.__setitem__("b" + _HUGE, np.ones(3)),
+     r"b77777777777\.\.\. \(5001 characters\) has no matching W77777777777\.\.\. "
+     r"\(5001 characters\) \(the model has 3 layers\)"),
+    (lambda a: (a.__setitem__("W" + _HUGE, np.ones((2, 3))),
+                a.__setitem__("W0" + _HUGE, np.ones((2, 3)))),
+     r"W77777777777\.\.\. \(5001 characters\) and W07777777777\.\.\. \(5002 characters\) "
+     r"are both layer 777777777777\.\.\. \(5000 characters\)'s weight"),
+    (lambda a: a.__setitem__("x" * 5000, np.ones(1)),
+     r"unexpected array 'xxxxxxxxxxxx\.\.\. \(5000 characters\)' \(expected W0"),
+])
+def test_npz_huge_keys_shortened_in_messages(tmp_path, mutate, message):
+    # a key of thousands of characters is named by its first 12 and its length: the one-line
+    # error stays short (it was printed in full, 5,000 digits and more)
+    arrays = _mlp()
+    mutate(arrays)
+    np.savez(tmp_path / "m.npz", **arrays)
+    with pytest.raises(EieError, match=message) as info:
+        load_model(tmp_path / "m.npz")
+    assert len(str(info.value)) < 300 + len(str(tmp_path))
+
+
+def test_npz_keys_helpers():
+    from eie.sw.npz_keys import beyond, by_number, canonical_number, layer_key_pattern, shown_key
+
+    assert sorted(["W10", "W9", "W" + _HUGE, "W100"], key=by_number) == [
+        "W9", "W10", "W100", "W" + _HUGE]
+    assert [canonical_number(d) for d in ("0", "00", "007", "70")] == ["0", "0", "7", "70"]
+    assert beyond("W" + _HUGE, "W", 3) and beyond("W3", "W", 3) and beyond("W003", "W", 3)
+    assert not beyond("W2", "W", 3) and not beyond("W", "W", 0) and not beyond("T5", "W", 3)
+    assert not beyond("W\u0663", "W", 0) and not beyond("alpha1", "W", 0)
+    assert shown_key("W" * 24) == "W" * 24
+    assert shown_key("W" + _HUGE) == "W77777777777... (5001 characters)"
+    pattern = layer_key_pattern("W", "b")
+    assert pattern.match("b12").groups() == ("b", "12")
+    assert not pattern.match("W\u0663") and not pattern.match("Wb1") and not pattern.match("W")
+
+
 def test_no_layers_missing_and_corrupt(tmp_path):
     np.savez(tmp_path / "empty.npz")
     with pytest.raises(EieError, match="has no layers"):

@@ -242,3 +242,41 @@ def test_run_progress_bar_only_on_a_terminal(tmp_path, cli, small_eie_image, mon
         assert "eie run (amaranth)" in err and "/3 " in err
     else:
         assert err == "" and "\r" not in err
+
+
+# ----------------------------------------------------------------------------- singular counts
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_one_sample_on_one_pe_is_said_in_the_singular(tmp_path, cli, small_eie_image,
+                                                      monkeypatch, corrupt):
+    # "1 PEs", "on all 1 samples" and "1 of 1 samples differ" were printed. The RTL run is
+    # replaced by the cycle model (eie run --sim model's result, as a simulator returns it),
+    # its output corrupted for the mismatch.
+    import eie.sim.eie_run as eie_run
+    from eie.app.cmd_rtl import run_model
+
+    def fake_run_eie(image, x, *, sim, config, **kwargs):
+        result = run_model(image, x, config, golden_forward(image, x))
+        result.simulator = sim
+        if corrupt:
+            result.outputs = result.outputs.copy()
+            result.outputs[0, 2] ^= 1
+        return result
+
+    monkeypatch.setattr(eie_run, "run_eie", fake_run_eie)
+    d = small_eie_image(n_pe=1)
+    np.save(tmp_path / "x.npy", np.ones((1, 14), np.int16))
+    r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--raw",
+             "--sim", "amaranth", "--no-progress"])
+    assert r.code == (1 if corrupt else 0), r
+    assert "(1 PE, FIFO" in r.out and "1 PEs" not in r.out, r.out
+    if corrupt:
+        assert "MISMATCH: 1 of 1 sample differs from the golden model" in r.err, r.err
+    else:
+        assert "equal to the golden model on its 1 sample" in r.out, r.out
+    r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--raw",
+             "--sim", "model"])
+    assert r.code == 0 and "cycle model (1 PE, FIFO" in r.out, r.out
+    r = cli(["generate", "--pes", "1", "-o", tmp_path / "one.v"])
+    assert r.code == 0 and ": module eie_top, 1 PE, FIFO" in r.out and "1 PEs" not in r.out, r.out
+    assert "EIE sparse accelerator, 1 PE, FIFO depth" in (tmp_path / "one.v").read_text()

@@ -33,7 +33,12 @@ from ..common.host import HostBus, Write, execute
 from .memory_map import COUNTERS, CTRL, ERRORS, ID_VALUE, STATUS, BnnMemoryMap, config_crc
 
 __all__ = ["HostBus", "load_ops", "sample_words", "decode_result", "decode_bits", "check_config",
-           "load_image", "run_samples", "read_counters", "random_gap", "wait_bound"]
+           "load_image", "run_samples", "read_counters", "measured_ii", "II_NONE", "random_gap",
+           "wait_bound"]
+
+#: II_MIN's value until two results have left the core since CLEAR (its reset value): one
+#: sample has no interval, so no II was measured.
+II_NONE = 0xFFFFFFFF
 
 
 def load_ops(mm: BnnMemoryMap, image: BnnWeights) -> Iterator[tuple[int, int]]:
@@ -136,6 +141,16 @@ async def read_counters(bus: HostBus, mm: BnnMemoryMap) -> dict:
     out: dict = {name.lower(): await bus.read(mm.reg(name)) for name in COUNTERS}
     out["layer_stall"] = [await bus.read(mm.reg(f"STALL_L{l}")) for l in range(mm.n_layers)]
     return out
+
+
+def measured_ii(counters: dict) -> int | None:
+    """The smallest interval between two results (``ii_min`` of :func:`read_counters`), or
+    None when it was not measured: fewer than two results since CLEAR (II_MIN still holds
+    :data:`II_NONE`), or no counters."""
+    ii = counters.get("ii_min")
+    if ii is None or counters.get("samples_out", 0) < 2 or ii == II_NONE:
+        return None
+    return int(ii)
 
 
 async def run_samples(bus: HostBus, mm: BnnMemoryMap, x: np.ndarray, *, preload: bool = True,

@@ -28,7 +28,6 @@ whose argmax is the class.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from ...common.errors import EieError
 from ...hw.bnn.folding import ACT_BITS
 from ...hw.bnn.words import WEIGHT_BITS
 from ..inputs import check_bits
+from ..npz_keys import beyond, by_number, canonical_number, layer_key_pattern, shown_key
 
 __all__ = ["FloatBnn", "load_model", "save_model", "random_model", "bn_expression",
            "float_forward", "float_layers", "check_bits", "open_model_npz", "ternarize",
@@ -277,37 +277,22 @@ def open_model_npz(path: str | os.PathLike):
     keys = set(data.files)
     for k in sorted(keys):
         m = _LAYER_KEY.match(k)
-        if m and len(m.group(2)) > 1 and m.group(2).startswith("0"):
+        if m and m.group(2) != canonical_number(m.group(2)):
             raise EieError(f"model {path} has {shown_key(k)}: layers are numbered without leading zeros "
-                           f"({m.group(1)}{m.group(2).lstrip('0') or '0'}, ...); rename or remove "
+                           f"({m.group(1)}{canonical_number(m.group(2))}, ...); rename or remove "
                            f"it")
     n = 0
     while f"W{n}" in keys:
         n += 1
-    extra = sorted((k for k in keys if beyond(k, "W", n)), key=lambda k: (len(k), k))
+    extra = sorted((k for k in keys if beyond(k, "W", n)), key=by_number)
     if extra and n:
         raise EieError(f"model {path} has {shown_key(extra[0])} but no W{n}: layers must be "
                        f"numbered 0..L-1 without gaps")
     return path, data, keys, n
 
 
-def shown_key(key: str) -> str:
-    """An array's name for a message: a very long one shortened."""
-    return key if len(key) <= 24 else f"{key[:12]}... ({len(key)} characters)"
-
-
 #: An array of one layer in a model ``.npz``: its name and its layer number's digits.
-_LAYER_KEY = re.compile(r"^(W|T|gamma|beta|mean|var|alpha)([0-9]+)$", re.ASCII)
-
-
-def beyond(key: str, prefix: str, n: int) -> bool:
-    """Whether ``key`` is ``prefix`` and a layer number ``>= n`` (compared as digits, never
-    converted: a key may hold thousands of them)."""
-    digits = key[len(prefix):]
-    if not (key.startswith(prefix) and digits.isascii() and digits.isdigit()):
-        return False
-    digits = digits.lstrip("0") or "0"
-    return (len(digits), digits) >= (len(str(n)), str(n))
+_LAYER_KEY = layer_key_pattern("W", "T", "gamma", "beta", "mean", "var", "alpha")
 
 
 def load_model(path: str | os.PathLike) -> FloatBnn:

@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from ...common.errors import EieError
+from ..npz_keys import beyond, shown_key
 
 __all__ = ["IntegerBnn", "RULES", "ge_thresholds", "saturate", "load_integer_npz",
            "save_integer_npz",
@@ -283,7 +284,7 @@ def load_integer_npz(path: str | os.PathLike, rule: str | None = None) -> Intege
     all 1). ``rule`` given here
     must agree with the file's; one of the two must state it (the same thresholds under the
     other rule give other bits). Validated (:meth:`IntegerBnn.validate`)."""
-    from .float_model import beyond, open_model_npz, shown_key
+    from .float_model import open_model_npz
 
     path, data, keys, n = open_model_npz(path)
     if npz_kind(keys) != "integer":

@@ -19,7 +19,7 @@ The package, by concern:
 - :mod:`.importer`: the tracer that reads the layers' weights and thresholds off the graph
   (how: its docstring);
 - :mod:`.load`: reading a model (a path, bytes, a ModelProto) and the entry points
-  :func:`import_qonnx`, :func:`load_qonnx`, :func:`looks_like_onnx`.
+  :func:`import_qonnx`, :func:`load_qonnx`, :func:`looks_like_onnx`, :func:`sniff_onnx`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from __future__ import annotations
 # __all__ is the single module's; its other public names (the op functions, ACT_BITS,
 # WEIGHT_BITS) stay importable from here as well
 from .importer import ACT_BITS, QONNX_DOMAINS, WEIGHT_BITS
-from .load import import_qonnx, load_qonnx, looks_like_onnx
+from .load import import_qonnx, load_qonnx, looks_like_onnx, sniff_onnx
 from .ops import bipolar_quant, int_quant, int_range, multithreshold
 from .result import QonnxImport
 
-__all__ = ["QonnxImport", "import_qonnx", "load_qonnx", "looks_like_onnx", "QONNX_DOMAINS"]
+__all__ = ["QonnxImport", "import_qonnx", "load_qonnx", "looks_like_onnx", "sniff_onnx",
+           "QONNX_DOMAINS"]

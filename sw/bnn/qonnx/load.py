@@ -1,9 +1,12 @@
 """Loading: a QONNX graph from a path, bytes or an ``onnx.ModelProto``, checked to hold a graph
-(:func:`import_qonnx`, :func:`load_qonnx`); :func:`looks_like_onnx` for a file of any name.
+(:func:`import_qonnx`, :func:`load_qonnx`); :func:`sniff_onnx` and :func:`looks_like_onnx` for a
+file of any name (the model :func:`sniff_onnx` read goes on to :func:`import_qonnx`, so that the
+file is parsed once).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ....common.errors import EieError
@@ -28,7 +31,9 @@ def _check_model(model, where: str):
     return model
 
 
-def _load_model(source):
+def _load_model(source, sniffed=None):
+    """The checked ``ModelProto`` of ``source``; ``sniffed`` is what :func:`sniff_onnx` read from
+    the path ``source`` (external data not yet read): only its external data is read here."""
     onnx = _onnx()
     if isinstance(source, onnx.ModelProto):
         return source
@@ -46,7 +51,13 @@ def _load_model(source):
     if path.stat().st_size == 0:
         raise EieError(f"{path}: the file is empty, not an ONNX model")
     try:
-        model = onnx.load(str(path))
+        if sniffed is None:
+            model = onnx.load(str(path))
+        else:               # what onnx.load(path) does after decoding the bytes
+            from onnx.external_data_helper import load_external_data_for_model
+
+            model = sniffed
+            load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
     except Exception as e:  # noqa: BLE001 - a protobuf decode error has no common type
         msg = _reason(e)
         if "should be stored in" in msg or "external" in msg.lower():
@@ -57,24 +68,35 @@ def _load_model(source):
     return _check_model(model, str(path))
 
 
-def looks_like_onnx(path) -> bool:
-    """Whether the file at ``path`` decodes as an ONNX model with a graph (whatever its name);
-    False without the ``onnx`` package."""
+def sniff_onnx(path):
+    """The ``onnx.ModelProto`` in the file at ``path`` if the file decodes as an ONNX model with
+    a graph (whatever its name), its external data not read (pass it to :func:`import_qonnx`
+    as ``sniffed``); None otherwise, and without the ``onnx`` package."""
     try:
         import onnx
     except ImportError:  # pragma: no cover - depends on the environment
-        return False
+        return None
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - not ONNX
-        return False
-    return bool(model.HasField("graph") and len(model.graph.node) and len(model.graph.output))
+        return None
+    if model.HasField("graph") and len(model.graph.node) and len(model.graph.output):
+        return model
+    return None
 
 
-def import_qonnx(source) -> QonnxImport:
+def looks_like_onnx(path) -> bool:
+    """Whether the file at ``path`` decodes as an ONNX model with a graph (whatever its name);
+    False without the ``onnx`` package."""
+    return sniff_onnx(path) is not None
+
+
+def import_qonnx(source, sniffed=None) -> QonnxImport:
     """Read a QONNX graph (a path, bytes or an ``onnx.ModelProto``) of fully connected binarized
-    layers: the :class:`IntegerBnn` and the input/output conventions."""
-    return _Importer(_load_model(source)).run()
+    layers: the :class:`IntegerBnn` and the input/output conventions. ``sniffed``: the model
+    :func:`sniff_onnx` read from the path ``source``, taken instead of parsing the file again
+    (its external data is read here, as for a path)."""
+    return _Importer(_load_model(source, sniffed)).run()
 
 
 def load_qonnx(path) -> IntegerBnn:
