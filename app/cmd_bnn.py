@@ -265,7 +265,7 @@ def _cmd_golden(args) -> int:
     paths = outputs.plan()
     paths.input(args.image, "IMAGE_DIR")
     paths.input(args.input, "--input", kind="npy")
-    paths.file(args.output, "-o")
+    paths.array(args.output, "-o")
     if args.classes is not None:
         paths.file(_classes_path(args.output), "--classes output")
     _check_sample_options(args)
@@ -487,7 +487,7 @@ def _cmd_run(args) -> int:
     paths = outputs.plan()
     paths.input(args.image, "IMAGE_DIR")
     paths.input(args.input, "--input", kind="npy")
-    paths.file(args.output, "-o")
+    paths.array(args.output, "-o")
     if args.classes is not None:
         paths.file(_classes_path(args.output), "--classes output")
     if args.stats:

@@ -259,8 +259,17 @@ def cmd_build(args: argparse.Namespace) -> int:
         spec.eie_overrides = {**spec.eie_overrides, **design_fields}
         from ..boards.build import eie_fields
         from ..hw.eie.config import EIEConfig
+        fields = eie_fields(spec)
+        if args.image is not None:      # a depth below the image's need, said as that
+            depths = {k: v for k, v in design_fields.items() if k in ("act_depth", "acc_depth")}
+            try:
+                EIEConfig.for_image(img, **depths)
+            except ValueError:          # anything else is said below, as for any build
+                pass
+        _check_depth_pair(design_fields, fields, "the image's" if args.image is not None
+                          else f"the {args.board} default")
         try:
-            config = EIEConfig(**eie_fields(spec))      # a size out of range is refused,
+            config = EIEConfig(**fields)                # a size out of range is refused,
         except ValueError as exc:                       # naming it and the option that set it
             from .cmd_rtl import config_error_text
             raise EieError(f"EIE configuration: {config_error_text(str(exc))}") from None
@@ -404,6 +413,26 @@ def _check_bnn_build(build_dir: Path, core: dict, image) -> None:
                        f"image (eie build --design bnn --image IMAGE_DIR) and load it")
 
 
+def _check_depth_pair(given: dict, fields: dict, source: str) -> None:
+    """One of ``--act-depth``/``--acc-depth`` given and the other taken from the board or the
+    image: an accumulator deeper than the activation file is reported as the option given,
+    with the other depth's value and where it came from (not as an option the user did not
+    pass)."""
+    from ..hw.eie.config import EIEConfig
+
+    act, acc = given.get("act_depth"), given.get("acc_depth")
+    if act is not None and acc is None and EIEConfig.in_range("act_depth", act) \
+            and act < fields["acc_depth"]:
+        raise EieError(f"--act-depth {act} is below this build's --acc-depth "
+                       f"{fields['acc_depth']} ({source}): every accumulator row is written back "
+                       f"into the activation file, so give --acc-depth {act} (or less) too")
+    if acc is not None and act is None and EIEConfig.in_range("acc_depth", acc) \
+            and acc > fields["act_depth"]:
+        raise EieError(f"--acc-depth {acc} exceeds this build's --act-depth "
+                       f"{fields['act_depth']} ({source}): every accumulator row is written back "
+                       f"into the activation file, so give --act-depth {acc} (or more) too")
+
+
 def cmd_board_run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -424,7 +453,7 @@ def cmd_board_run(args: argparse.Namespace) -> int:
     paths.input(args.input, "--input", kind="npy")
     if args.build is not None:
         paths.input(args.build, "--build")
-    paths.file(args.output, "-o")
+    paths.array(args.output, "-o")
     if args.stats:
         paths.file(args.stats, "--stats")
     kind = image_kind(args.image)

@@ -5,7 +5,8 @@
   into an SRAM image directory, and prints the per-layer compression table.
 - ``eie golden IMAGE_DIR --input X.npy -o Y.npy [--raw]`` runs the bit-exact golden model.
 - ``eie inspect IMAGE_DIR [--json]`` reports, per layer and per PE, entries, padding, density,
-  load imbalance, storage and compression ratios, recomputed from the image files.
+  how evenly the entries spread (per column and per PE), storage and compression ratios,
+  recomputed from the image files.
 
 Every user error is an :class:`~eie.common.errors.EieError` (one line, exit code 2); outputs are
 written atomically, so a failed run leaves nothing behind.
@@ -96,12 +97,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bias SRAM depth per PE (checked when given)")
     p.add_argument("--no-balance", dest="balance", action="store_false",
                    help="keep the plain interleave (row i on PE i %% N) instead of placing rows "
-                        "so that every PE holds about the same number of entries (the default; "
-                        "outputs come back in the model's order either way)")
+                        "so that every column's entries are spread evenly over the PEs (the "
+                        "default: a PE that holds more of a column than the others falls behind "
+                        "and, its FIFO full, holds the broadcasts back, so each column, not each "
+                        "PE's total, is what it evens; the totals may end up less even than the "
+                        "interleave's; eie inspect shows both). Outputs come back in the "
+                        "model's order either way")
     p.add_argument("--calibrate", type=Path, metavar="X.npy",
                    help="float inputs (samples, n_in), e.g. training data, that the balanced "
                         f"placement also evens each PE's work on (the first {MAX_CALIBRATION} "
-                        "samples are used); without it the placement evens every column")
+                        "samples are used: it lowers the sum over them of the busiest PE's "
+                        "weights in their nonzero columns); without it the placement evens "
+                        "every column")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_compress)
 
@@ -120,9 +127,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "inspect", help="per-layer and per-PE statistics of an image",
-        description="Entries, padding, density, load imbalance, storage and compression ratios "
+        description="Entries, padding, density, how evenly the entries spread over the PEs "
+                    "(per column, what holds broadcasts back and what the default placement "
+                    "evens; and per PE, the load imbalance), storage and compression ratios "
                     "(with and without Huffman coding) of an image directory, per layer and per "
-                    "PE, recomputed from the image files.")
+                    "PE, recomputed from the image files. For the cycles on given inputs, run "
+                    "eie run IMAGE_DIR --input X.npy -o Y.npy --sim model.")
     p.add_argument("image", type=Path, metavar="IMAGE_DIR")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
@@ -139,20 +149,38 @@ def _fmt_bits(bits: int) -> str:
     return f"{b:.1f} GiB"
 
 
+def _column_spread(image: Any, l: int) -> tuple[int, int]:
+    """How evenly layer ``l``'s columns spread over the PEs: the sum over the columns of the
+    busiest PE's entries in the column (padding included: it takes a cycle too), and the least
+    that sum could be, every column's entries shared out as evenly as they divide."""
+    from ..sw.bound import layer_column_entries
+
+    cols = layer_column_entries(image, l)          # (n_in, n_pe)
+    if not cols.size:
+        return 0, 0
+    return int(cols.max(axis=1).sum()), int((-(-cols.sum(axis=1) // image.n_pe)).sum())
+
+
 def _layer_table(image: Any) -> str:
     head = (f"{'layer':>5} {'n_in':>6} {'n_out':>6} {'density':>8} {'cents':>5} {'w_frac':>6} "
-            f"{'entries':>9} {'padding':>8} {'balance':>7} {'storage':>10} {'ratio':>7} {'+huff':>7}")
+            f"{'entries':>9} {'padding':>8} {'col.bal':>7} {'pe.bal':>7} {'storage':>10} "
+            f"{'ratio':>7} {'+huff':>7}")
     rows = [head]
     for l, d in enumerate(image.layers):
         s = d.stats["storage"]
         per = [int(image.layer_pointers(l, k)[-1]) for k in range(image.n_pe)]
         biggest = max(per)
         balance = (sum(per) / (len(per) * biggest)) if biggest else 1.0
+        # per column: eie inspect's column_imbalance inverted (1.0: every column as even as it
+        # can be), beside the PEs' totals' balance
+        col_max, col_least = _column_spread(image, l)
+        col_bal = (col_least / col_max) if col_max else 1.0
         n_cent = d.stats.get("compression", {}).get("centroids",
                                                      sum(1 for c in d.codebook[1:] if c != 0))
         rows.append(
             f"{l:>5} {d.n_in:>6} {d.n_out:>6} {d.stats['nonzeros'] / (d.n_in * d.n_out):>8.4f} "
-            f"{n_cent:>5} {d.w_frac:>6} {s['entries']:>9} {d.stats['padding']:>8} {balance:>7.3f} "
+            f"{n_cent:>5} {d.w_frac:>6} {s['entries']:>9} {d.stats['padding']:>8} {col_bal:>7.3f} "
+            f"{balance:>7.3f} "
             f"{_fmt_bits(s['total_bits']):>10} {s['ratio']:>6.1f}x {s['ratio_huffman']:>6.1f}x")
     return "\n".join(rows)
 
@@ -212,10 +240,6 @@ def _lossy_warnings(image: Any, config: Any) -> None:
     biases or codebook entries saturated to int16, codebook entries rounded to 0 (a layer whose
     every entry rounds to 0 is refused by :func:`eie.sw.compress.compress_model`), and a layer
     that keeps no weight at all (its outputs are then its bias alone, whatever the input)."""
-    import numpy as np
-
-    from ..sw.fixedpoint import choose_w_frac
-
     comp = [d.stats["compression"] for d in image.layers]
     sat = sum(c["bias_saturated"] for c in comp)
     if sat:
@@ -224,26 +248,18 @@ def _lossy_warnings(image: Any, config: Any) -> None:
     for l, (d, c) in enumerate(zip(image.layers, comp)):
         n = c.get("centroids", 0)
         if c.get("codebook_saturated"):
+            # with entries rounded to 0 as well, the layer's range exceeds int16's: scaling it
+            # down would lose more of the small weights
+            fix = ("scaling them down would round more of the small ones to 0 (next warning): "
+                   "check the largest weights (an outlier? clip it, or fix the model)"
+                   if c.get("codebook_zeroed") else
+                   "scale them down (and the next layer's up)")
             print(f"warning: layer {l}: {c['codebook_saturated']} of {n} codebook entries "
                   "saturated to int16 even with weight shift 0 (weights up to "
                   f"{max(abs(v) for v in c['centroids_float']):.3g}); the layer's weights are "
-                  "clipped: scale them down (and the next layer's up)", file=sys.stderr)
+                  f"clipped: {fix}", file=sys.stderr)
         if c.get("codebook_zeroed"):
-            cents = np.asarray(c["centroids_float"], dtype=np.float64)
-            book = np.asarray(d.codebook[1:1 + cents.size])
-            zeroed = np.flatnonzero((book == 0) & (cents != 0)) + 1    # their codes
-            stored = sum(int(np.count_nonzero(np.isin(image.layer_entries(l, k) & 0xF, zeroed)))
-                         for k in range(image.n_pe))
-            largest = float(np.abs(cents[zeroed - 1]).max())
-            # the shift was cut short by the accumulator, not by the layer's largest weight
-            acc = (f"; or raise --acc-bits {config.acc_bits}, which limits w_frac to "
-                   f"{d.w_frac} (a larger one may keep them)"
-                   if d.w_frac < choose_w_frac(cents) else "")
-            print(f"warning: layer {l}: {c['codebook_zeroed']} of {n} codebook entries (|w| up "
-                  f"to {largest:.3g}) round to 0 in int16 fixed point with w_frac {d.w_frac} "
-                  f"(step {2.0 ** -d.w_frac:.3g}); their {stored} weights are still stored, as "
-                  "entries that add nothing to the outputs: prune them (a higher --prune-std "
-                  f"or a lower --density) to save that storage{acc}", file=sys.stderr)
+            print(_zeroed_warning(l, image, d, c, config), file=sys.stderr)
         if c.get("kept_weights", 1) == 0:
             outs = (f"its bias alone{', after ReLU' if d.relu else ''}" if d.has_bias
                     else "all 0")
@@ -255,6 +271,55 @@ def _lossy_warnings(image: Any, config: Any) -> None:
                 fix = "every weight of the model's layer is 0"
             print(f"warning: layer {l}: no weight kept (0 of {d.n_in * d.n_out}); its outputs "
                   f"are {outs}, the same for every input ({fix})", file=sys.stderr)
+
+
+def _zeroed_warning(l: int, image: Any, d: Any, c: dict, config: Any) -> str:
+    """The warning for a layer some of whose codebook entries round to 0: how many of its kept
+    weights no longer contribute (the outputs change), why the step is that coarse (the
+    accumulator width, the largest weight against the typical one, or no finer step at all)
+    and what to do; the storage they still take comes last."""
+    import numpy as np
+
+    from ..sw.fixedpoint import INT16_MAX, MAX_W_FRAC, choose_w_frac
+
+    cents = np.asarray(c["centroids_float"], dtype=np.float64)
+    book = np.asarray(d.codebook[1:1 + cents.size])
+    zeroed = np.flatnonzero((book == 0) & (cents != 0)) + 1    # their codes
+    lost = sum(int(np.count_nonzero(np.isin(image.layer_entries(l, k) & 0xF, zeroed)))
+               for k in range(image.n_pe))
+    kept = int(c.get("kept_weights", lost)) or lost
+    largest = float(np.abs(cents[zeroed - 1]).max())
+    step = 2.0 ** -d.w_frac
+    biggest = float(c.get("kept_abs_max", np.abs(cents).max()))
+    median = c.get("kept_abs_median")
+    # how far the layer's weights could be scaled up before the largest saturates
+    room = INT16_MAX / (biggest * 2.0 ** d.w_frac) if biggest else float("inf")
+    text = (f"warning: layer {l}: {lost} of its {kept} kept weights ({lost / kept:.2%}) round to "
+            f"0 in int16 fixed point, so their contributions are lost and the layer's outputs "
+            f"change: {c['codebook_zeroed']} of {c.get('centroids', cents.size)} codebook "
+            f"entries (|w| up to {largest:.3g}) {'is' if c['codebook_zeroed'] == 1 else 'are'} "
+            f"below half the step {step:.3g} of w_frac {d.w_frac}")
+    typical = "" if median is None else f"; the median kept |w| is {float(median):.3g}"
+    if d.w_frac < choose_w_frac(cents):
+        # the shift was cut short by the accumulator, not by the layer's largest weight
+        text += (f"; that step is the finest a {config.acc_bits}-bit accumulator allows: raise "
+                 f"--acc-bits (now {config.acc_bits}, which limits w_frac to {d.w_frac}; a "
+                 "larger one may keep them), or scale the layer's weights up (and the next "
+                 "layer's down)")
+    elif d.w_frac >= MAX_W_FRAC and room >= 2:
+        text += (f"; that is the finest step there is, and the largest |w|, {biggest:.3g}, "
+                 f"leaves int16 room for {room:.3g}x more: scale the layer's weights up (and the "
+                 "next layer's down)")
+    elif median is not None and float(median) < step:
+        # the typical weight is below one step: one large weight sets the step for all
+        text += (f"; the step is that coarse because the largest |w|, {biggest:.3g}, must fit "
+                 f"int16, and it is {biggest / float(median):.3g}x the median kept |w| "
+                 f"({float(median):.3g}): check it (an outlier? clip it, or fix the model)")
+    else:
+        text += (f"; they are the layer's smallest weights (the step is set by the largest "
+                 f"|w|, {biggest:.3g}, which must fit int16{typical})")
+    return (text + f"; they are still stored, as entries that add nothing (pruning them, with a "
+                   "higher --prune-std or a lower --density, saves that storage)")
 
 
 # ----------------------------------------------------------------------------- golden
@@ -271,7 +336,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     paths = outputs.plan()
     paths.input(args.image, "IMAGE_DIR")
     paths.input(args.input, "--input", kind="npy")
-    paths.file(args.output, "-o")
+    paths.array(args.output, "-o")
     image = read_image(args.image)
     xq = load_eie_input(args.input, image, raw=args.raw, warn=warn)
     result = golden_forward(image, xq)
@@ -293,6 +358,7 @@ def inspect_report(image: Any) -> dict[str, Any]:
     layers = []
     for l, d in enumerate(image.layers):
         ent = [image.layer_entries(l, k) for k in range(image.n_pe)]
+        col_max, col_least = _column_spread(image, l)
         n_ent = [int(e.size) for e in ent]
         n_pad = [int(np.count_nonzero((e & 0xF) == 0)) for e in ent]
         nonzeros = sum(n_ent) - sum(n_pad)
@@ -311,6 +377,9 @@ def inspect_report(image: Any) -> dict[str, Any]:
             "max_entries_per_pe": biggest,
             "load_imbalance": (biggest / mean) if mean else 1.0,
             "load_balance": (mean / biggest) if biggest else 1.0,
+            "column_max_entries": col_max,
+            "column_max_entries_least": col_least,
+            "column_imbalance": (col_max / col_least) if col_least else 1.0,
             "storage": {k: v for k, v in storage.items()},
             "compression": d.stats.get("compression"),
             "per_pe": [{"pe": k, "entries": n_ent[k], "padding": n_pad[k],
@@ -339,8 +408,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"\nlayer {L['layer']}: {L['n_in']} -> {L['n_out']}, w_frac {L['w_frac']}, "
               f"{'ReLU' if L['relu'] else 'linear'}, {'bias' if L['has_bias'] else 'no bias'}; "
               f"{L['nonzeros']} nonzeros (density {L['density']:.4f}), {L['entries']} entries "
-              f"({L['padding']} padding), load imbalance {L['load_imbalance']:.3f} (max/mean), "
-              f"{L['placement']} placement")
+              f"({L['padding']} padding), {L['placement']} placement")
+        print(f"  per column: {L['column_max_entries']} entries in the busiest PE of each "
+              f"column, summed ({L['column_max_entries_least']} if every column were spread as "
+              f"evenly as it divides: imbalance {L['column_imbalance']:.3f}); a PE that holds "
+              "more of a column than the others falls behind and, its FIFO full, holds the "
+              "broadcasts back: this is what the default placement evens")
+        print(f"  per PE: load imbalance {L['load_imbalance']:.3f} (the largest PE's entries / "
+              "the mean)")
         print(f"  storage {s['total_bits']} bits ({s['code_bits']} codes + {s['index_bits']} "
               f"indices + {s['pointer_bits']} pointers of {s['pointer_bits_each']} bits + "
               f"{s['codebook_bits']} codebook): {s['ratio']:.1f}x vs float32; with Huffman "

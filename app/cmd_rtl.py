@@ -176,6 +176,19 @@ def _make_config(fields: dict[str, int], image=None):
         raise EieError(f"--act-frac {fields['act_frac']} contradicts the image, which uses "
                        f"act_frac {image.act_frac} (drop --act-frac, or compress the model "
                        f"again with --act-frac {fields['act_frac']})")
+    if image is None:
+        # without an image the other depth is its default: name that, not an option not given
+        default = {f: EIEConfig.__dataclass_fields__[f].default
+                   for f in ("act_depth", "acc_depth")}
+        act, acc = fields.get("act_depth"), fields.get("acc_depth")
+        if EIEConfig.in_range("act_depth", act) and acc is None and act < default["acc_depth"]:
+            raise EieError(f"--act-depth {act} is below the default --acc-depth "
+                           f"{default['acc_depth']}: every accumulator row is written back into "
+                           f"the activation file, so give --acc-depth {act} (or less) too")
+        if EIEConfig.in_range("acc_depth", acc) and act is None and acc > default["act_depth"]:
+            raise EieError(f"--acc-depth {acc} exceeds the default --act-depth "
+                           f"{default['act_depth']}: every accumulator row is written back into "
+                           f"the activation file, so give --act-depth {acc} (or more) too")
     try:
         if image is not None:
             return EIEConfig.for_image(image, **fields)
@@ -427,7 +440,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     paths = outputs.plan()
     paths.input(args.image, "IMAGE_DIR")
     paths.input(args.input, "--input", kind="npy")
-    paths.file(args.output, "-o")
+    paths.array(args.output, "-o")
     if args.stats is not None:
         paths.file(args.stats, "--stats")
     if args.vcd is not None:
@@ -454,16 +467,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             f.write(json.dumps(stats, indent=2) + "\n")
     n = y.shape[0]
     cyc = [s["run_cycles"] for s in stats["samples"]]
+    # one number when every sample took the same
+    cycles = (f"{min(cyc)}" if min(cyc) == max(cyc) else f"{min(cyc)}..{max(cyc)}") + \
+        f" cycle{'' if max(cyc) == 1 else 's'} a sample"
+    # the design parameters that set the cycles, the same for the RTL and the model
+    design = (f"{plural(config.n_pe, 'PE')}, FIFO {config.fifo_depth}, pointer queue "
+              f"{config.ptr_queue_depth}")
     if model:
         print(f"{args.output}: int16 {n} x {y.shape[1]}, the golden model's outputs; counters "
-              f"from the cycle model ({plural(config.n_pe, 'PE')}, FIFO {config.fifo_depth}, "
-              f"pointer queue {config.ptr_queue_depth}): {min(cyc)}..{max(cyc)} cycles a sample; "
-              f"predicted in {result.sim_seconds:.2f} s")
+              f"from the cycle model ({design}): {cycles}; predicted in "
+              f"{result.sim_seconds:.2f} s")
         return 0
-    print(f"{args.output}: int16 {n} x {y.shape[1]} from {args.sim} "
-          f"({plural(config.n_pe, 'PE')}, FIFO {config.fifo_depth}); {min(cyc)}..{max(cyc)} "
-          f"cycles a sample; simulated in "
-          f"{result.sim_seconds:.2f} s (build {result.build_seconds:.1f} s)")
+    print(f"{args.output}: int16 {n} x {y.shape[1]} from {args.sim} ({design}); {cycles}; "
+          f"simulated in {result.sim_seconds:.2f} s (build {result.build_seconds:.1f} s)")
     if stats["equal"]:
         print(f"equal to the golden model on all {n} samples" if n != 1 else
               "equal to the golden model on its 1 sample")

@@ -9,6 +9,9 @@ exit 2) before the command creates or changes anything. The rules:
   directory, not a device or pipe, not a symbolic link (refused, not followed: replacing the
   output would replace the link; give the path it points to), in an existing directory that is
   writable (tried with a temporary file, so it holds for root and read-only file systems too).
+* **Array files** (``-o Y.npy`` of ``eie golden``, ``eie run``, ``eie bnn golden|run``, ``eie
+  board run``: :meth:`Plan.array`): as files, and the name must end in ``.npy`` (the file is
+  written under the name given, never renamed).
 * **Directories** replaced as a whole (``eie compress -o IMAGE_DIR``, ``eie bnn compile -o``,
   ``eie build --out``, ``eie demo --out``): as files, and an existing directory is replaced only
   when it is empty or is this tool's own output of the same kind -- an *owner* check (e.g.
@@ -201,6 +204,27 @@ class Plan:
                                    f"(eie only replaces files it wrote); {rename}")
         self._parent(path, what, create_parents)
         self._add(_Path(path, _real(path), what, "file", False, path.exists()))
+        return path
+
+    def array(self, path, what: str) -> Path:
+        """A file output that holds one NumPy array in ``.npy`` format (``eie golden``, ``eie
+        run``, ``eie bnn golden|run``, ``eie board run``): as :meth:`file`, and its name must end
+        in ``.npy``. It is written under exactly that name (``numpy.save`` given a name without
+        ``.npy`` would add it, so the file would not be where the command said); a name that
+        says another format would misname it, above all ``.npz``, which this tool's own
+        ``--input`` then refuses as an array named like an archive."""
+        path = self.file(path, what)     # first: what is wrong with the path itself
+        suffix = path.suffix.lower()
+        if suffix != ".npy":
+            fix = path.with_suffix(".npy") if suffix else path.with_name(path.name + ".npy")
+            if suffix == ".npz":
+                why = ("names a .npz archive, but the output is one array in .npy format (eie's "
+                       "--input refuses such a file; a .npz name promises an archive)")
+            elif suffix:
+                why = f"must end in .npy: the output is one array in .npy format, not {suffix}"
+            else:
+                why = "must end in .npy: the output is one array in .npy format"
+            raise EieError(f"{what} {path} {why}; give {what} {fix}")
         return path
 
     def directory(self, path, what: str, *, owner: Owner, kind: str,

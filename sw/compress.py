@@ -215,6 +215,13 @@ def compress_layer(
         "codebook_saturated": codebook_saturated,
         "codebook_zeroed": codebook_zeroed,
     }
+    if codebook_saturated or codebook_zeroed:
+        # the layer's range, for the warning to tell an outlier from a scale (computed only
+        # for such a layer: a median of every kept weight is not free on a large one)
+        kept_abs = np.abs(np.asarray(w[sh.codes != 0], dtype=np.float64))
+        if kept_abs.size:
+            info["kept_abs_max"] = float(kept_abs.max())
+            info["kept_abs_median"] = float(np.median(kept_abs))
     return LayerCompression(quant=quant, centroids=cents, info=info)
 
 

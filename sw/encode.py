@@ -18,6 +18,7 @@ from ..common.errors import EieError
 from .sram import (ENTRIES_PER_WORD, PADDING_BYTE, is_int, ceil_word, check_n_pe, entry_byte,
                    pack_words)
 from .fixedpoint import INT16_MAX, INT16_MIN, MAX_W_FRAC
+from .imagefile import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from .image import Image
@@ -273,7 +274,7 @@ def build_image(layers: Sequence[QuantLayer], n_pe: int, act_frac: int = 8, acc_
                     raise EieError(
                         f"layer {l} needs {entry_base + e.n_entries} sparse-matrix entries in PE "
                         f"{k}{own} but the SRAM holds {spmat_depth * ENTRIES_PER_WORD} "
-                        f"({spmat_depth} words; raise --spmat-depth or add PEs)")
+                        f"({plural(spmat_depth, 'word')}; raise --spmat-depth or add PEs)")
         slots = -(-layer.n_out // n_pe) if layer.bias is not None else 0
         if bias_depth is not None and layer.bias is not None and bias_base + slots > bias_depth:
             raise EieError(f"layer {l} needs bias slots up to {bias_base + slots} ({slots} per PE "

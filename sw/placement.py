@@ -8,11 +8,14 @@ nonzeros), so under the interleave one PE owns more entries than the others and 
 for it.
 
 A placement is a permutation ``order`` of the rows: position ``p`` holds model row ``order[p]``.
-:func:`balanced_order` chooses one so that every PE holds about the same number of entries in
-every column (and so in total), and, given calibration inputs, about the same work on every
-calibration sample; the next layer's columns are
-permuted the same way (its input position ``q`` is model input ``order[q]``), so layers still run
-back to back with no host work, and the host reads the last layer's outputs back in model order.
+:func:`balanced_order` chooses one so that every PE holds about the same number of entries in every
+column, and, given calibration inputs, about the same work on every calibration sample. The PEs'
+totals are not its aim: on a sparse layer (about one entry a PE in a column) every placement that
+gives no PE two of a column's entries has the same sum of squared loads, whatever its totals, so
+the totals can come out less even than the interleave's while every column is more even (which is
+what holds broadcasts back; ``eie inspect`` shows both). The next layer's columns are permuted the
+same way (its input position ``q`` is model input ``order[q]``), so layers still run back to back
+with no host work, and the host reads the last layer's outputs back in model order.
 
 Per PE the row count is fixed by the positions (``ceil`` or ``floor`` of ``n_out / N``); within a
 PE, the densest rows come first (fewer long gaps in a column, so fewer padding entries).
@@ -160,11 +163,11 @@ def balanced_order(codes: np.ndarray, n_pe: int,
     the columns weighted :data:`COLUMN_WEIGHT`). Greedy, heaviest row first: each row goes to
     the PE (among those with a free position) whose load so far overlaps least with the row's,
     i.e. minimises ``loads[k] @ row``, the growth of the sum of squared loads. That evens out
-    every column (and so the totals); where the plain interleave has a sum of squared loads no
-    larger (a layer pruned column-balanced has the least possible), the interleave's owners
-    stay. With calibration, pairwise swaps then lower the sum over the samples of the busiest
-    PE's work (:func:`_refine_on_samples`). Within a PE, rows go densest first (ties in model
-    order).
+    every column (not the totals as such: see the module doc); where the plain interleave has a
+    sum of squared loads no larger (a layer pruned column-balanced has the least possible), the
+    interleave's owners stay. With calibration, pairwise swaps then lower the sum over the
+    samples of the busiest PE's work (:func:`_refine_on_samples`). Within a PE, rows go densest
+    first (ties in model order).
 
     Returns int64 ``order`` (``n_out``,): position ``p`` holds row ``order[p]``.
     """

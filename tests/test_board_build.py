@@ -412,6 +412,13 @@ def test_build_takes_eie_sizes_as_eie_generate_does(tmp_path, cli, monkeypatch, 
              "the image has 2 layers but the layer table holds 1"),
             (["--image", image, "--act-frac", "4"],
              "--act-frac 4 contradicts the image, which uses act_frac 8"),
+            # one depth given, the other the board's or the image's: named as such
+            (["--act-depth", "1"], "--act-depth 1 is below this build's --acc-depth 32 (the "
+             "ulx3s-85f default)"),
+            (["--acc-depth", "128"], "--acc-depth 128 exceeds this build's --act-depth 64 (the "
+             "ulx3s-85f default)"),
+            (["--image", image, "--act-depth", "1"],
+             "--act-depth 1 is too small for the image: it needs --act-depth >="),
             (["--design", "bnn", "--act-depth", "128"], "--act-depth applies to --design eie only"),
             (["--design", "ram", "--fifo-depth", "4"],
              "--fifo-depth applies to --design eie only")):

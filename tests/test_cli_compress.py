@@ -307,6 +307,7 @@ def test_bad_density(tmp_path, cli, density, match):
 
 @pytest.mark.parametrize("opt, match", [
     (["--spmat-depth", "4"], "sparse-matrix entries in PE"),
+    (["--spmat-depth", "1"], "the SRAM holds 8 (1 word; raise --spmat-depth"),   # not "1 words"
     (["--ptr-depth", "50"], "pointer SRAM holds 50"),
     (["--act-depth", "5"], "activation SRAM holds 5"),
 ])
@@ -565,6 +566,153 @@ def test_balance_is_the_default_and_no_balance_keeps_the_interleave(tmp_path, cl
     assert {L["placement"] for L in reports["plain"]["layers"]} == {"interleave"}
     worst = [max(L["max_entries_per_pe"] for L in reports[n]["layers"][:2]) for n in ("bal", "plain")]
     assert worst[0] < worst[1]
+
+
+def test_what_the_placement_evens_is_shown_and_predicts_the_cycles(tmp_path, cli):
+    """docs/compression.md's example (`eie inspect`): on a sparse layer the default placement
+    evens every column, not the PEs' totals, which may end up less even than the interleave's;
+    the per-column figure is the one that goes with the cycles. The help says so too."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "m.npz", W0=rng.normal(size=(32, 64)).astype(np.float32),
+             b0=np.zeros(32, np.float32), W1=rng.normal(size=(10, 32)).astype(np.float32),
+             b1=np.zeros(10, np.float32))
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).normal(size=(100, 64)).astype(np.float32))
+    L0, cycles = {}, {}
+    for name, extra in (("bal", []), ("plain", ["--no-balance"])):
+        img = tmp_path / name
+        r = cli(["compress", tmp_path / "m.npz", "-o", img, "--pes", 8, "--density",
+                 "0.08,0.25", *extra])
+        assert r.code == 0, r.err
+        # the table's col.bal and pe.bal: inspect's column_imbalance and load_imbalance, inverted
+        head, row0 = r.out.splitlines()[1:3]
+        col = dict(zip(head.split(), row0.split()))
+        r = cli(["inspect", img, "--json"])
+        assert r.code == 0, r.err
+        L0[name] = json.loads(r.out)["layers"][0]
+        assert float(col["col.bal"]) == pytest.approx(1 / L0[name]["column_imbalance"], abs=1e-3)
+        assert float(col["pe.bal"]) == pytest.approx(1 / L0[name]["load_imbalance"], abs=1e-3)
+        # the per-column figure, recomputed from the files by the independent reader
+        man = json.loads((img / "manifest.json").read_text())
+        ptr = [_read_hex_file(img / f"pe{k}_ptr.hex") for k in range(8)]
+        cols = np.array([[ptr[k][j + 1] - ptr[k][j] for k in range(8)] for j in range(64)])
+        assert man["layers"][0]["ptr_base"] == 0
+        assert L0[name]["column_max_entries"] == int(cols.max(axis=1).sum())
+        assert L0[name]["column_max_entries_least"] == int((-(-cols.sum(axis=1) // 8)).sum())
+        r = cli(["run", img, "--input", tmp_path / "x.npy", "-o", tmp_path / f"{name}.npy",
+                 "--sim", "model", "--stats", tmp_path / f"{name}.json"])
+        assert r.code == 0, r.err
+        samples = json.loads((tmp_path / f"{name}.json").read_text())["samples"]
+        cycles[name] = np.mean([s["run_cycles"] for s in samples])
+    # the figures docs/compression.md quotes
+    assert round(L0["bal"]["load_imbalance"], 3) == 1.415
+    assert round(L0["plain"]["load_imbalance"], 3) == 1.122
+    assert [L0[n]["column_max_entries"] for n in ("bal", "plain")] == [59, 78]
+    assert L0["bal"]["column_max_entries_least"] == L0["plain"]["column_max_entries_least"] == 58
+    assert (round(cycles["bal"], 1), round(cycles["plain"], 1)) == (104.2, 106.1)
+    # the text says which figure is which, and that the per-column one is what it evens
+    r = cli(["inspect", tmp_path / "bal"])
+    assert ("  per column: 59 entries in the busiest PE of each column, summed (58 if every "
+            "column were spread as evenly as it divides: imbalance 1.017); a PE that holds more "
+            "of a column than the others falls behind and, its FIFO full, holds the broadcasts "
+            "back: this is what the default placement evens") in r.out.splitlines()
+    assert "  per PE: load imbalance 1.415 (the largest PE's entries / the mean)" in r.out
+    r = cli(["compress", "--help"])
+    text = " ".join(r.out.split())
+    assert "so that every PE holds about the same number of entries" not in text
+    assert "so that every column's entries are spread evenly over the PEs" in text
+    assert "the totals may end up less even than the interleave's" in text
+
+
+def test_an_outlier_that_zeroes_the_layer_says_what_is_lost(tmp_path, cli):
+    """A Gaussian layer with one weight of 1e6 (docs/compression.md, "Fixed point"): the
+    outlier sets w_frac 0, every other weight rounds to 0; the warning says the contributions
+    are lost and points at the outlier, not at storage or at scaling the layer down."""
+    w = np.random.default_rng(4).standard_normal((64, 32)).astype(np.float32)
+    w[3, 5] = 1e6
+    np.savez(tmp_path / "huge.npz", W0=w)
+    r = cli(["compress", tmp_path / "huge.npz", "-o", tmp_path / "img", "--pes", 4])
+    assert r.code == 0, r.err
+    sat, zero = _warnings(r.err)
+    assert "the layer's weights are clipped: scaling them down would round more of the small " \
+           "ones to 0 (next warning): check the largest weights" in sat
+    assert "scale them down (and the next layer's up)" not in sat
+    median = float(np.median(np.abs(w)))
+    assert zero.startswith("warning: layer 0: 2047 of its 2048 kept weights (99.95%) round to 0 "
+                           "in int16 fixed point, so their contributions are lost and the "
+                           "layer's outputs change: 1 of 2 codebook entries "), zero
+    assert (f"is below half the step 1 of w_frac 0; the step is that coarse because the largest "
+            f"|w|, 1e+06, must fit int16, and it is {1e6 / median:.3g}x the median kept |w| "
+            f"({median:.3g}): check it (an outlier? clip it, or fix the model); they are still "
+            "stored") in zero, zero
+    man = json.loads((tmp_path / "img" / "manifest.json").read_text())
+    comp = man["layers"][0]["stats"]["compression"]
+    assert comp["kept_abs_max"] == 1e6 and comp["kept_abs_median"] == pytest.approx(median)
+    # the layer computes next to nothing of what the model did: its golden outputs on an input
+    # that misses the outlier's column are all 0
+    x = np.full((1, 32), 0.5, np.float32)
+    x[0, 5] = 0
+    np.save(tmp_path / "x.npy", x)
+    assert cli(["golden", tmp_path / "img", "--input", tmp_path / "x.npy", "-o",
+                tmp_path / "y.npy"]).code == 0
+    assert not np.load(tmp_path / "y.npy").any() and (w @ x[0]).any()
+
+
+def test_acc_bits_that_zero_entries_says_its_current_value(tmp_path, cli):
+    """--acc-bits 16 limits w_frac to 0: the advice is to raise it, with the current value said
+    as such (it read "raise --acc-bits 16", the value already given)."""
+    r = cli(["compress", _model(tmp_path), "-o", tmp_path / "img", "--pes", 4, "--acc-bits", 16,
+             "--density", "0.1"])
+    assert r.code == 0, r.err
+    warn = _warnings(r.err)
+    assert warn and all("that step is the finest a 16-bit accumulator allows: raise --acc-bits "
+                        "(now 16, which limits w_frac to 0; a larger one may keep them), or "
+                        "scale the layer's weights up (and the next layer's down)" in line
+                        for line in warn), warn
+    assert not any("raise --acc-bits 16" in line for line in warn)
+    assert all("their contributions are lost" in line for line in warn)
+
+
+def test_a_layer_below_the_finest_step_is_told_to_scale_up(tmp_path, cli):
+    """w_frac 30 (a 64-bit accumulator allows it) and still entries round to 0, with int16 room
+    above the largest weight: the layer is small as a whole, and scaling it up keeps them."""
+    w = np.full((6, 8), 1e-12)
+    w[0, :4] = 1e-8
+    w[1, ::2] = -1e-12
+    np.savez(tmp_path / "m.npz", W0=w)
+    r = cli(["compress", tmp_path / "m.npz", "-o", tmp_path / "img", "--pes", 2, "--centroids",
+             3, "--acc-bits", 64])
+    assert r.code == 0, r.err
+    (warn,) = _warnings(r.err)
+    room = 32767 / (1e-8 * 2 ** 30)
+    assert warn.startswith("warning: layer 0: 44 of its 48 kept weights (91.67%) round to 0"), warn
+    assert (f"below half the step {2.0 ** -30:.3g} of w_frac 30; that is the finest step there "
+            f"is, and the largest |w|, 1e-08, leaves int16 room for {room:.3g}x more: scale the "
+            "layer's weights up (and the next layer's down); they are still stored") in warn
+    # and so it does: scaled up 1000x, nothing rounds to 0
+    np.savez(tmp_path / "m.npz", W0=w * 1000)
+    r = cli(["compress", tmp_path / "m.npz", "-o", tmp_path / "img", "--pes", 2, "--centroids",
+             3, "--acc-bits", 64])
+    assert r.code == 0 and _warnings(r.err) == [], r.err
+
+
+def test_only_the_smallest_weights_lost_is_said_so(tmp_path, cli):
+    """Weights of +-1 and +-2 and a share of 1e-6: the largest sets w_frac 13 and the median
+    (1) is far above its step, so only the tiny ones are lost, and no outlier is blamed."""
+    rng = np.random.default_rng(5)
+    w = rng.choice([-2.0, -1.0, 1.0, 2.0], size=(20, 30))
+    w[rng.random(w.shape) < 0.3] = 1e-6
+    np.savez(tmp_path / "m.npz", W0=w)
+    r = cli(["compress", tmp_path / "m.npz", "-o", tmp_path / "img", "--pes", 2, "--centroids",
+             5])
+    assert r.code == 0, r.err
+    (warn,) = _warnings(r.err)
+    tiny = int(np.count_nonzero(w == 1e-6))
+    assert warn.startswith(f"warning: layer 0: {tiny} of its 600 kept weights"), warn
+    assert ("1 of 5 codebook entries (|w| up to 1e-06) is below half the step 0.000122 of "
+            "w_frac 13; they are the layer's smallest weights (the step is set by the largest "
+            "|w|, 2, which must fit int16; the median kept |w| is 1); they are still stored") \
+        in warn, warn
+    assert "outlier" not in warn
 
 
 def test_calibrate_changes_the_placement_not_the_outputs(tmp_path, cli):

@@ -222,6 +222,57 @@ def test_act_frac_contradicting_the_image_is_refused(tmp_path, cli, small_eie_im
                 p.unlink()
 
 
+@pytest.mark.parametrize("given,message", [
+    # the image (14-11-6 on 3 PEs) needs 5 activation rows a PE and 4 accumulator rows: an
+    # --act-depth below that was reported as "acc_depth = 4 exceeds act_depth = 2 ... (option
+    # --acc-depth)", an option not given, its value derived from the image
+    (["--act-depth", 2], "--act-depth 2 is too small for the image: it needs --act-depth >= 5 "
+                         "(layer 0 has 14 inputs, 5 per PE on 3 PEs)"),
+    (["--act-depth", 4], "--act-depth 4 is too small for the image: it needs --act-depth >= 5"),
+    (["--acc-depth", 6], "--acc-depth 6 exceeds the 5 activation rows per PE the image needs "
+                         "(act_depth, sized to the image): every accumulator row is written "
+                         "back into the activation file, so give --act-depth 6 too, or an "
+                         "--acc-depth of at most 5"),
+])
+def test_a_depth_the_image_does_not_allow_names_the_option_given(tmp_path, cli, small_eie_image,
+                                                                  given, message):
+    d = small_eie_image(n_pe=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    np.save(out / "x.npy", np.zeros((1, 14)))
+    for argv in (["generate", "--image", d, "-o", out / "x.v"],
+                 ["run", d, "--input", out / "x.npy", "-o", out / "y.npy", "--sim", "model",
+                  "--stats", out / "s.json"]):
+        r = cli([*argv, *given])
+        r.assert_clean_error(message)
+        other = "--acc-depth" if given[0] == "--act-depth" else "--act-depth"
+        assert "acc_depth = " not in r.err and other not in r.err.split("give")[0], r.err
+        assert sorted(p.name for p in out.iterdir()) == ["x.npy"]
+        # what it asks for is enough
+        fix = ["--act-depth", 5] if given[0] == "--act-depth" else [*given, "--act-depth", 6]
+        assert cli([*argv, *fix]).code == 0
+        for p in out.iterdir():
+            if p.name != "x.npy":
+                p.unlink()
+
+
+@pytest.mark.parametrize("given,message", [
+    (["--act-depth", 3], "--act-depth 3 is below the default --acc-depth 64: every accumulator "
+                         "row is written back into the activation file, so give --acc-depth 3 "
+                         "(or less) too"),
+    (["--acc-depth", 100], "--acc-depth 100 exceeds the default --act-depth 64: every "
+                           "accumulator row is written back into the activation file, so give "
+                           "--act-depth 100 (or more) too"),
+    # both given: the fields' own rule, which names them
+    (["--act-depth", 8, "--acc-depth", 9], "acc_depth = 9 exceeds act_depth = 8"),
+    (["--act-depth", 0], "act_depth = 0 is out of range"),
+])
+def test_generate_depths_against_the_defaults(tmp_path, cli, given, message):
+    r = cli(["generate", "--pes", 2, *given, "-o", tmp_path / "x.v"])
+    r.assert_clean_error(message)
+    assert list(tmp_path.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------- run
 
 @pytest.mark.rtl

@@ -280,3 +280,43 @@ def test_one_sample_on_one_pe_is_said_in_the_singular(tmp_path, cli, small_eie_i
     r = cli(["generate", "--pes", "1", "-o", tmp_path / "one.v"])
     assert r.code == 0 and ": module eie_top, 1 PE, FIFO" in r.out and "1 PEs" not in r.out, r.out
     assert "EIE sparse accelerator, 1 PE, FIFO depth" in (tmp_path / "one.v").read_text()
+
+
+# ----------------------------------------------------------------------------- the summary line
+
+def test_summary_line_states_the_same_design_and_one_count_when_all_agree(tmp_path, cli,
+                                                                           small_eie_image,
+                                                                           monkeypatch):
+    # "103..103 cycles a sample" when every sample took the same; and the RTL's line named
+    # "(8 PEs, FIFO 8)" while --sim model's named the pointer queue too. The RTL run is
+    # replaced by the cycle model, as in the test above.
+    import eie.sim.eie_run as eie_run
+    from eie.app.cmd_rtl import run_model
+
+    def fake_run_eie(image, x, *, sim, config, **kwargs):
+        result = run_model(image, x, config, golden_forward(image, x))
+        result.simulator = sim
+        return result
+
+    monkeypatch.setattr(eie_run, "run_eie", fake_run_eie)
+    d = small_eie_image(n_pe=3)
+    same = np.ones((3, 14), np.int16)                   # three equal samples: equal cycles
+    mixed = np.zeros((2, 14), np.int16)
+    mixed[1] = np.arange(1, 15)                         # one all zero, one dense: they differ
+    for x in (same, mixed):
+        np.save(tmp_path / "x.npy", x)
+        cyc = {}
+        for sim in ("amaranth", "model"):
+            r = cli(["run", d, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--raw",
+                     "--sim", sim, "--no-progress", "--stats", tmp_path / "s.json",
+                     "--fifo-depth", 4, "--ptr-queue-depth", 6])
+            assert r.code == 0, r
+            assert "(3 PEs, FIFO 4, pointer queue 6)" in r.out, r.out
+            cyc[sim] = [s["run_cycles"] for s in
+                        json.loads((tmp_path / "s.json").read_text())["samples"]]
+            lo, hi = min(cyc[sim]), max(cyc[sim])
+            if x is same:
+                assert lo == hi and f" {lo} cycles a sample" in r.out and ".." not in r.out, r.out
+            else:
+                assert lo < hi and f" {lo}..{hi} cycles a sample" in r.out, r.out
+        assert cyc["amaranth"] == cyc["model"]
