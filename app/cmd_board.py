@@ -149,8 +149,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--baud", type=int, default=None,
                    help="with --port: baud rate (default: the --build report's, else 115200)")
     r.add_argument("--build", type=Path, default=None, metavar="BUILD_DIR",
-                   help="with --port and an EIE image: the `eie build` output of the bitstream "
-                        "on the board (its core.json gives the memory sizes)")
+                   help="the `eie build` output of the bitstream on the board: with --port and "
+                        "an EIE image, required (its core.json gives the memory sizes); with "
+                        "--simulate, the simulated board is that core (else the smallest that "
+                        "holds the image); the image is checked against it either way")
     r.add_argument("--retries", type=int, default=8, help="retries per frame (default 8)")
     r.add_argument("--stats", type=Path, default=None, metavar="S.json",
                    help="write counters and link statistics here")
@@ -181,6 +183,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise EieError(f"--pes {args.pes} is out of range: the EIE takes 1 to {MAX_PE} PEs")
     if args.baud <= 0:
         raise EieError(f"--baud {args.baud} must be a positive baud rate")
+    if args.floorplan is not None and (board.family != "ecp5" or args.design != "eie"):
+        flag = "--floorplan" if args.floorplan else "--no-floorplan"
+        raise EieError(f"{flag} applies to an ECP5 EIE build only (--board {args.board} "
+                       f"--design {args.design} places nothing by hand)")
     if args.seeds is not None and not 1 <= args.seeds <= 64:
         raise EieError(f"--seeds {args.seeds} is out of range: place and route 1 to 64 times")
     for arg in args.nextpnr_arg:
@@ -229,7 +235,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         kind = image_kind(args.image)
         if kind != args.design:
-            raise EieError(f"--image {args.image} is a {kind} image but --design is {args.design}")
+            raise EieError(f"--image {args.image} is {_a(kind)} image but --design is "
+                           f"{args.design}")
         if kind == "eie":
             from ..hw.eie.config import EIEConfig
             from ..sw.image import read_image
@@ -413,6 +420,11 @@ def _check_bnn_build(build_dir: Path, core: dict, image) -> None:
                        f"image (eie build --design bnn --image IMAGE_DIR) and load it")
 
 
+def _a(word) -> str:
+    """``word`` with its article: "an eie", "a bnn", "a ram"."""
+    return f"{'an' if str(word)[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def _check_depth_pair(given: dict, fields: dict, source: str) -> None:
     """One of ``--act-depth``/``--acc-depth`` given and the other taken from the board or the
     image: an accumulator deeper than the activation file is reported as the option given,
@@ -448,6 +460,9 @@ def cmd_board_run(args: argparse.Namespace) -> int:
         raise EieError(f"--retries {args.retries} must be 0 or more")
     if args.baud is not None and args.baud <= 0:
         raise EieError(f"--baud {args.baud} must be a positive baud rate")
+    if args.baud is not None and args.simulate:
+        raise EieError(f"--baud {args.baud} applies with --port: the simulated board's host "
+                       "drives its UART pins in simulation, 4 clock cycles a bit")
     paths = outputs.plan()
     paths.input(args.image, "IMAGE_DIR")
     paths.input(args.input, "--input", kind="npy")
@@ -459,8 +474,8 @@ def cmd_board_run(args: argparse.Namespace) -> int:
     kind = image_kind(args.image)
     build = _read_build(args.build)
     if build and build["core.json"].get("kind") != kind:
-        raise EieError(f"--build {args.build} holds a {build['core.json'].get('kind')} bitstream "
-                       f"but {args.image} is a {kind} image")
+        raise EieError(f"--build {args.build} holds {_a(build['core.json'].get('kind'))} "
+                       f"bitstream but {args.image} is {_a(kind)} image")
     progress = not args.no_progress      # drawn on a terminal only (common.progress)
     transport = None
     if kind == "eie":
@@ -473,20 +488,21 @@ def cmd_board_run(args: argparse.Namespace) -> int:
                            "image takes floats (or int16 with --raw)")
         image = read_image(args.image)
         xq = load_eie_input(args.input, image, raw=args.raw, warn=warn)
-        if args.simulate:
-            from ..hw.eie.top import EIETop
-            config = EIEConfig.for_image(image)
-            client, transport = simulated_board(EIETop(config), Design.EIE)
-        else:
-            if not build:
-                raise EieError("an EIE image on a board needs --build BUILD_DIR (the `eie build` "
-                               "output of its bitstream) to know the core's memory sizes")
+        if not build and not args.simulate:
+            raise EieError("an EIE image on a board needs --build BUILD_DIR (the `eie build` "
+                           "output of its bitstream) to know the core's memory sizes")
+        if build:                       # the built core (simulated too, with --simulate)
             try:
                 config = EIEConfig(**{k: v for k, v in build["core.json"]["config"].items()
                                       if k in EIEConfig.__dataclass_fields__})
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise EieError(f"{args.build}/core.json is not an EIE configuration ({exc})") from None
             config.check_image(image)
+        else:                           # the smallest core that holds the image
+            config = EIEConfig.for_image(image)
+        if args.simulate:
+            from ..hw.eie.top import EIETop
+            client, transport = simulated_board(EIETop(config), Design.EIE)
         gold = golden_forward(image, xq).outputs.astype(np.int16)
     else:
         from ..sw.bnn.golden import golden_forward as bnn_golden

@@ -11,7 +11,6 @@ bytes, for testing the retries.
 from __future__ import annotations
 
 import collections
-import os
 import random
 import struct
 import time
@@ -21,6 +20,7 @@ from typing import Callable, Protocol, Sequence
 from ..boards.protocol import (RSP_HEADER_BYTES, RSP_SYNC, CRC_BYTES, OPEN_WORDS,
                                PROTOCOL_VERSION, BridgeInfo, Cmd, Status, crc16, encode_request)
 from ..common.errors import EieError
+from ..common.outputs import env_waveform
 from ..common.progress import progress_bar
 
 __all__ = [
@@ -101,12 +101,14 @@ class SimTransport:
     ``dut`` has ``rx`` (input) and ``tx`` (output) ports; ``divisor`` is the UART's clock cycles
     per bit and ``clk_freq`` the nominal clock, which turns simulated cycles into the seconds that
     :meth:`read`'s timeout counts. Time passes only inside :meth:`read`. When the environment
-    variable ``EIE_VCD`` names a file, the whole session is written there as a VCD.
+    variable ``EIE_VCD`` names a file, the whole session is written there as a VCD
+    (``EIE_VCD=1``: ``board_sim.vcd`` in the working directory).
     """
 
     def __init__(self, dut, *, divisor: int, clk_freq: float = 12e6):
         from amaranth.sim import Simulator
 
+        vcd = env_waveform("board_sim.vcd")     # first: a bad EIE_VCD stops nothing begun
         self._dut = dut
         self._divisor = divisor
         self._period = 1.0 / clk_freq
@@ -120,7 +122,6 @@ class SimTransport:
         self._sim.add_testbench(self._drive_rx, background=True)
         self._sim.add_testbench(self._watch_tx, background=True)
         self._vcd = None
-        vcd = os.environ.get("EIE_VCD")
         if vcd:
             self._vcd = self._sim.write_vcd(vcd)
             self._vcd.__enter__()

@@ -89,7 +89,10 @@ def manifest_owner(manifest: str, files: Callable[[dict], Iterable[str] | None])
                 return None
             out = {manifest}
             for name in listed:
-                if not isinstance(name, str) or not all(safe_name(p) for p in name.split("/")):
+                # a relative path of plain names; a trailing "/" lists an empty directory (as
+                # the directory listing writes it)
+                if not isinstance(name, str) or not all(
+                        safe_name(p) for p in name.removesuffix("/").split("/")):
                     return None
                 out.add(name)
             return out
@@ -414,3 +417,20 @@ def current() -> Plan | None:
 def reset() -> None:
     global _current
     _current = None
+
+
+def env_waveform(default_name: str) -> str | None:
+    """The waveform file the environment variable ``EIE_VCD`` asks for: None when unset or
+    empty, ``default_name`` (in the working directory) for ``EIE_VCD=1``, else its value; an
+    :class:`EieError` when the file's directory does not exist (said before the simulation
+    starts, not as the simulator's traceback at its end)."""
+    value = os.environ.get("EIE_VCD")
+    if not value:
+        return None
+    path = default_name if value == "1" else value
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise EieError(f"EIE_VCD={value}: the directory {parent} does not exist; set EIE_VCD to "
+                       "a file in an existing directory, to 1 (a file in the working "
+                       "directory), or unset it")
+    return path

@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..common.errors import EieError
+from ..common.outputs import env_waveform
 from ..common.progress import progress_bar
 from .backdoor import LOADS
 from .runner import ALL_SIMULATORS, VERILATOR_WAIVERS, SimResult, cache_dir, run_core_jobs
@@ -329,8 +330,8 @@ def run_eie_jobs(jobs: Sequence[EieJob], *, sim: str = "verilator", config=None,
     else:
         for job in jobs:
             config.check_image(job.image)
-    if vcd is None and os.environ.get("EIE_VCD"):
-        vcd = os.environ["EIE_VCD"] if os.environ["EIE_VCD"] != "1" else f"eie_{sim}.vcd"
+    if vcd is None:
+        vcd = env_waveform(f"eie_{sim}.vcd")
     total = sum(j.x.shape[0] for j in jobs)
     # the samples' bar (on a terminal only, common.progress's rule)
     bar = progress_bar(total, desc=f"eie run ({sim})", unit="sample") if progress else None

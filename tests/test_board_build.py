@@ -421,7 +421,9 @@ def test_build_takes_eie_sizes_as_eie_generate_does(tmp_path, cli, monkeypatch, 
              "--act-depth 1 is too small for the image: it needs --act-depth >="),
             (["--design", "bnn", "--act-depth", "128"], "--act-depth applies to --design eie only"),
             (["--design", "ram", "--fifo-depth", "4"],
-             "--fifo-depth applies to --design eie only")):
+             "--fifo-depth applies to --design eie only"),
+            (["--design", "bnn", "--no-floorplan"],
+             "--no-floorplan applies to an ECP5 EIE build only")):
         r = cli(["build", "--board", "ulx3s-85f", *argv, "--out", tmp_path / "x"])
         lines = r.err.strip().splitlines()
         assert r.code == 2 and len(lines) == 1 and msg in lines[0], r.err
@@ -676,3 +678,29 @@ def test_ecp5_eie_build_synthesizes_the_pe_once(tmp_path):
     totals = parse_yosys_stats((work / "top.rpt").read_text())
     for prim in ("LUT4", "TRELLIS_FF", "DP16KD", "MULT18X18D"):
         assert totals[prim] == top_types.count(prim) + n_pe * pe_types.count(prim), prim
+
+
+def test_a_build_replaces_its_own_earlier_output(tmp_path, cli, monkeypatch):
+    """Typing the same `eie build` twice (the default --out is build/BOARD-DESIGN) replaces the
+    first build's output: its report.json accounts for core.json, the bitstream and logs/ (the
+    owner check refused every build directory while it listed the logs folder as 'logs/'), with
+    its logs or with logs/ empty; a file of the user's in it still stops the build."""
+    _fake_eie_builds(monkeypatch)           # the toolchain faked: only the owner check is real
+    out = tmp_path / "b"
+    (out / "logs").mkdir(parents=True)      # the layout a real build leaves
+    (out / "report.json").write_text(json.dumps({"board": "ulx3s-85f", "bitstream": "top.bit"}))
+    for name in ("core.json", "top.bit", "logs/build.log", "logs/top.rpt", "logs/top.tim",
+                 "logs/nextpnr-report.json"):
+        (out / name).write_text("x")
+    r = cli(["build", "--board", "ulx3s-85f", "--design", "eie", "--out", out])
+    assert r.code == 0, r.err
+    (out / "logs").mkdir(exist_ok=True)
+    for name in ("report.json", "core.json", "top.bit"):
+        (out / name).write_text("x" if name != "report.json" else
+                                json.dumps({"board": "ulx3s-85f", "bitstream": "top.bit"}))
+    r = cli(["build", "--board", "ulx3s-85f", "--design", "eie", "--out", out])  # logs/ empty
+    assert r.code == 0, r.err
+    (out / "mine.txt").write_text("notes")
+    r = cli(["build", "--board", "ulx3s-85f", "--design", "eie", "--out", out])
+    assert r.code == 2 and "also holds files it does not list (mine.txt)" in r.err, r.err
+    assert (out / "mine.txt").read_text() == "notes"

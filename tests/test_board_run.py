@@ -95,6 +95,57 @@ def test_board_run_bad_inputs(eie_image, tmp_path, cli):
     assert not (tmp_path / "y.npy").exists()
 
 
+def test_waveform_into_a_missing_directory_is_refused_before_the_session(eie_image, tmp_path,
+                                                                          cli, monkeypatch):
+    """EIE_VCD naming a file in a directory that does not exist: one line before the simulated
+    session (it was the simulator's traceback at its end), no output; EIE_VCD=1 names
+    board_sim.vcd in the working directory, as eie run's EIE_VCD=1 names eie_<sim>.vcd."""
+    from eie.common.outputs import env_waveform
+
+    d = eie_image
+    np.save(tmp_path / "x.npy", np.zeros((1, 10), np.float32))
+    monkeypatch.setenv("EIE_VCD", str(tmp_path / "nodir" / "s.vcd"))
+    r = cli(["board", "run", d / "img", "--input", tmp_path / "x.npy", "-o",
+             tmp_path / "y.npy", "--simulate"])
+    assert r.code == 2, r.err
+    assert r.err.strip() == (f"eie: error: EIE_VCD={tmp_path / 'nodir' / 's.vcd'}: the "
+                             f"directory {tmp_path / 'nodir'} does not exist; set EIE_VCD to a "
+                             "file in an existing directory, to 1 (a file in the working "
+                             "directory), or unset it"), r.err
+    assert not (tmp_path / "y.npy").exists() and not (tmp_path / "nodir").exists()
+    monkeypatch.setenv("EIE_VCD", "1")
+    assert env_waveform("board_sim.vcd") == "board_sim.vcd"
+    monkeypatch.setenv("EIE_VCD", str(tmp_path / "w.vcd"))
+    assert env_waveform("board_sim.vcd") == str(tmp_path / "w.vcd")
+    monkeypatch.setenv("EIE_VCD", "")
+    assert env_waveform("board_sim.vcd") is None
+
+
+def test_simulated_board_options_that_apply(eie_image, tmp_path, cli):
+    """--baud is for a serial port (the simulated board has none): refused with --simulate;
+    --build with --simulate makes the simulated board that build's core, so an image the
+    built core cannot hold is refused as on the real board (it was only kind-checked)."""
+    from eie.hw.eie.config import EIEConfig
+    from eie.sw.image import read_image
+
+    d = eie_image
+    np.save(tmp_path / "x.npy", np.zeros((1, 10), np.float32))
+    r = cli(["board", "run", d / "img", "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
+             "--simulate", "--baud", "9600"])
+    assert r.code == 2 and "--baud 9600 applies with --port" in r.err, r.err
+    small = EIEConfig.for_image(read_image(d / "img"))
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "report.json").write_text(json.dumps({"board": "icebreaker", "bitstream": "top.bin"}))
+    cfg = small.to_json()
+    cfg["spmat_depth"] = 1                      # too small for the image's entries
+    (build / "core.json").write_text(json.dumps({"kind": "eie", "config": cfg}))
+    r = cli(["board", "run", d / "img", "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
+             "--simulate", "--build", build])
+    assert r.code == 2 and "sparse-matrix" in r.err, r.err
+    assert not (tmp_path / "y.npy").exists()
+
+
 # ----------------------------------------------------------------------------- ternary (W2) images
 
 def _ternary_image(tmp_path, weight_bits=(2, 2), last_thresholded=False, seed=12):
