@@ -26,6 +26,7 @@ see ``docs/compression.md``).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -99,6 +100,18 @@ class CompressConfig:
                            f"(1..{MAX_PE}; --pes)")
         if self.density is not None and self.prune_std is not None:
             raise EieError("give at most one of --density and --prune-std")
+        if isinstance(self.density, (str, bytes)):
+            raise EieError(f"density {self.density!r} is text: give a number in (0, 1] or a "
+                           "list of them, one per layer")
+        if self.density is not None:
+            ds = ([self.density] if isinstance(self.density, (int, float, np.floating,
+                                                              np.integer))
+                  else list(self.density))
+            for i, d in enumerate(ds):
+                check_density(d, "density" if len(ds) == 1 else f"density of layer {i}")
+        if isinstance(self.calibration, (str, bytes, os.PathLike)):
+            raise EieError(f"calibration {self.calibration!r} is a path: give the inputs "
+                           "themselves, e.g. np.load(path) (float, (samples, n_in))")
         if self.init not in INIT_METHODS:
             raise EieError(f"k-means init {self.init!r} is not one of {', '.join(INIT_METHODS)}")
         if not isinstance(self.n_centroids, (int, np.integer)) or not 1 <= self.n_centroids <= MAX_CENTROIDS:
@@ -302,8 +315,18 @@ def compress_model(model: FloatModel | Sequence[FloatLayer], config: CompressCon
 
     ``progress(done, total)`` (optional) is called after each layer is compressed.
     """
+    if not isinstance(config, CompressConfig):
+        raise EieError(f"config is {type(config).__name__}, not a CompressConfig (e.g. "
+                       "CompressConfig(n_pe=16, density=0.1))")
+    if isinstance(model, (str, bytes, os.PathLike)):
+        raise EieError(f"model {model!r} is a path: load it first (eie.sw.model_io.load_model), "
+                       "or give a FloatModel or a list of FloatLayer")
     layers = model.layers if isinstance(model, FloatModel) else list(model)
     source = model.source if isinstance(model, FloatModel) else "model"
+    for l, layer in enumerate(layers):
+        if not isinstance(layer, FloatLayer):
+            raise EieError(f"{source}: layer {l} is {type(layer).__name__}, not a FloatLayer "
+                           "(FloatLayer(weight, bias=None, relu=True), weight (n_out, n_in))")
     validate_layers(layers, source=source)
     n = len(layers)
     results = []

@@ -33,7 +33,8 @@ import numpy as np
 # bias addition, two write-back stages): the hardware's own constant (plain Python, no Amaranth)
 from ..hw.eie.memory_map import ACT_READ_LATENCY
 # the design's default pointer-queue depth, the default here too (plain Python, no Amaranth)
-from ..hw.eie.config import DEFAULT_PTR_QUEUE_DEPTH
+from ..hw.eie.config import DEFAULT_PTR_QUEUE_DEPTH, EIEConfig
+from ..common.errors import EieError
 # the column entries a layer's work is counted in, and the contract's efficiency: eie.sw.bound's
 from .bound import efficiency, layer_column_entries
 
@@ -317,14 +318,23 @@ def predict_counters(image, x: np.ndarray, *, fifo_depth: int,
     """Per sample, per layer predictions for ``x`` (int16 ``(batch, n_in)`` or ``(n_in,)``, the
     model's order). ``layer_inputs`` (each layer's input in hardware positions, ``(batch,
     n_in_l)``) defaults to the golden model's (:attr:`GoldenResult.layer_inputs`)."""
-    from .golden import golden_forward
+    from .golden import check_image_object, golden_forward
 
+    check_image_object(image)
+    for name, value in (("fifo_depth", fifo_depth), ("ptr_queue_depth", ptr_queue_depth)):
+        if not EIEConfig.in_range(name, value):
+            lo, hi, what = EIEConfig._LIMITS[name]
+            raise EieError(f"{name} {value!r} is out of range: the hardware takes an integer "
+                           f"from {lo} to {hi} ({what})")
     xa = np.asarray(x)
     if xa.ndim == 1:
         xa = xa[None, :]
     if layer_inputs is None:
         layer_inputs = golden_forward(image, xa).layer_inputs
     L = len(image.layers)
+    if len(layer_inputs) != L:
+        raise EieError(f"layer_inputs has {len(layer_inputs)} arrays but the image has {L} "
+                       "layers (one input per layer, in hardware positions; or leave it out)")
     per_layer = [predict_layer_batch(layer_column_entries(image, l), layer_inputs[l], d.n_out,
                                      fifo_depth=fifo_depth, ptr_queue_depth=ptr_queue_depth,
                                      last_layer=l == L - 1)

@@ -86,8 +86,10 @@ def golden_forward_layers(layers: Sequence[QuantLayer], x: np.ndarray, acc_bits:
     layers = list(layers)
     if not layers:
         raise EieError("golden_forward_layers needs at least one layer")
-    if not isinstance(acc_bits, int) or not 16 <= acc_bits <= 64:
+    if not isinstance(acc_bits, (int, np.integer)) or isinstance(acc_bits, bool) \
+            or not 16 <= acc_bits <= 64:
         raise EieError(f"acc_bits must be an integer in [16, 64], got {acc_bits!r}")
+    acc_bits = int(acc_bits)
     a = check_input(x, layers[0].n_in)
     for l, layer in enumerate(layers):
         if a.shape[1] != layer.n_in:
@@ -96,12 +98,26 @@ def golden_forward_layers(layers: Sequence[QuantLayer], x: np.ndarray, acc_bits:
     return a
 
 
+def check_image_object(image) -> None:
+    """An :class:`EieError` unless ``image`` is an image object (a path is the likely mistake:
+    the command line takes paths, the library takes what :func:`eie.sw.image.read_image`
+    returns)."""
+    import os
+
+    if isinstance(image, (str, bytes, os.PathLike)):
+        raise EieError(f"image {image!r} is a path: read it first (eie.sw.image.read_image)")
+    if not isinstance(image, Image):
+        raise EieError(f"image is {type(image).__name__}, not an eie.sw.image.Image (read_image "
+                       "reads an image directory; compress_model(...).image is one)")
+
+
 def golden_forward(image: Image, x: np.ndarray) -> GoldenResult:
     """Run every layer of ``image`` on int16 activations ``x`` (``(batch, n_in)``, or a vector as
     a batch of 1). Weights are decoded from the image's entries, so a wrong encoding shows up
     here. Returns outputs (in the model's order: a balanced image's placement undone), each
     layer's outputs (in hardware positions, as the next layer reads them), each layer's work
     statistics and the first layer's inputs in input positions (``x`` as the host writes it)."""
+    check_image_object(image)
     a = image.to_positions(check_input(x, image.n_in))
     first = a
     outs: list[np.ndarray] = []

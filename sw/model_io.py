@@ -45,7 +45,20 @@ class FloatLayer:
 
     weight: np.ndarray
     bias: np.ndarray | None = None
-    relu: bool = True
+    relu: bool = True       # note: also on by default for the last layer; give relu=False there
+
+    def __post_init__(self) -> None:
+        # array-likes (lists, tensors' numpy()) as arrays; the values are checked by
+        # validate_layers when the model is compressed
+        if not isinstance(self.weight, np.ndarray):
+            self.weight = np.asarray(self.weight)
+        if self.bias is not None and not isinstance(self.bias, np.ndarray):
+            self.bias = np.asarray(self.bias)
+        if not isinstance(self.relu, (bool, np.bool_)) and not (
+                isinstance(self.relu, (int, np.integer)) and self.relu in (0, 1)):
+            raise EieError(f"FloatLayer relu={self.relu!r}: give True or False (ReLU after this "
+                           "layer or not)")
+        self.relu = bool(self.relu)
 
     @property
     def n_in(self) -> int:
