@@ -99,3 +99,12 @@ def test_numpy_integer_accumulator_width_is_taken(small):
     layers = image.quant_layers()
     np.testing.assert_array_equal(golden_forward_layers(layers, xq, np.int64(32)),
                                   golden_forward_layers(layers, xq, 32))
+
+
+def test_bnn_golden_model_given_a_path_says_read_it_first():
+    from eie.sw.bnn.golden import golden_forward as bnn_golden
+
+    with pytest.raises(EieError, match=r"image 'bimg' is a path: read it first"):
+        bnn_golden("bimg", np.zeros((1, 8), np.uint8))
+    with pytest.raises(EieError, match=r"image is dict, not a BNN image"):
+        bnn_golden({}, np.zeros((1, 8), np.uint8))

@@ -87,6 +87,13 @@ def golden_layers(image: BnnImage, x) -> list[np.ndarray]:
     """Every layer's output: bits (uint8) for hidden layers, int32 ``dot`` for the last (bits
     too when it is thresholded); a hidden layer with k-bit activations outputs its levels
     ``0..2**k - 1`` (uint8)."""
+    import os
+
+    if isinstance(image, (str, bytes, os.PathLike)):
+        raise EieError(f"image {image!r} is a path: read it first (eie.sw.bnn.image.read_image)")
+    if not all(hasattr(image, k) for k in ("shape", "weights", "folds")):
+        raise EieError(f"image is {type(image).__name__}, not a BNN image (eie.sw.bnn.image."
+                       "read_image reads an image directory; compile_model(...) makes one)")
     a = check_bits(x, image.shape[0])
     outs = []
     n = len(image.weights)
