@@ -680,6 +680,7 @@ def test_ecp5_eie_build_synthesizes_the_pe_once(tmp_path):
         assert totals[prim] == top_types.count(prim) + n_pe * pe_types.count(prim), prim
 
 
+# (exempt from the marker scan's `slow`: the toolchain is faked, nothing is synthesized)
 def test_a_build_replaces_its_own_earlier_output(tmp_path, cli, monkeypatch):
     """Typing the same `eie build` twice (the default --out is build/BOARD-DESIGN) replaces the
     first build's output: its report.json accounts for core.json, the bitstream and logs/ (the
