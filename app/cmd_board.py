@@ -273,8 +273,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                 EIEConfig.for_image(img, **depths)
             except ValueError:          # anything else is said below, as for any build
                 pass
-        _check_depth_pair(design_fields, fields, "the image's" if args.image is not None
-                          else f"the {args.board} default")
+        from .cmd_rtl import check_depth_pair
+        check_depth_pair(design_fields, fields, "the image's" if args.image is not None
+                         else f"the {args.board} default")
         try:
             config = EIEConfig(**fields)                # a size out of range is refused,
         except ValueError as exc:                       # naming it and the option that set it
@@ -423,26 +424,6 @@ def _check_bnn_build(build_dir: Path, core: dict, image) -> None:
 def _a(word) -> str:
     """``word`` with its article: "an eie", "a bnn", "a ram"."""
     return f"{'an' if str(word)[:1].lower() in 'aeiou' else 'a'} {word}"
-
-
-def _check_depth_pair(given: dict, fields: dict, source: str) -> None:
-    """One of ``--act-depth``/``--acc-depth`` given and the other taken from the board or the
-    image: an accumulator deeper than the activation file is reported as the option given,
-    with the other depth's value and where it came from (not as an option the user did not
-    pass)."""
-    from ..hw.eie.config import EIEConfig
-
-    act, acc = given.get("act_depth"), given.get("acc_depth")
-    if act is not None and acc is None and EIEConfig.in_range("act_depth", act) \
-            and act < fields["acc_depth"]:
-        raise EieError(f"--act-depth {act} is below this build's --acc-depth "
-                       f"{fields['acc_depth']} ({source}): every accumulator row is written back "
-                       f"into the activation file, so give --acc-depth {act} (or less) too")
-    if acc is not None and act is None and EIEConfig.in_range("acc_depth", acc) \
-            and acc > fields["act_depth"]:
-        raise EieError(f"--acc-depth {acc} exceeds this build's --act-depth "
-                       f"{fields['act_depth']} ({source}): every accumulator row is written back "
-                       f"into the activation file, so give --act-depth {acc} (or more) too")
 
 
 def cmd_board_run(args: argparse.Namespace) -> int:

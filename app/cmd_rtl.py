@@ -32,7 +32,7 @@ from ..sw.imagefile import plural
 
 __all__ = ["register", "CONFIG_FIELDS", "config_error_text", "cmd_generate", "cmd_run",
            "run_model", "lint_verilog", "LINT_WAIVERS", "RUN_SIMS", "VERILOG_KEYWORDS",
-           "check_module_name"]
+           "check_module_name", "check_depth_pair"]
 
 #: ``eie run --sim`` choices: the three RTL simulators and the cycle model
 RUN_SIMS = ALL_SIMULATORS + ("model",)
@@ -167,6 +167,26 @@ def _overrides(args: argparse.Namespace) -> dict[str, int]:
     return out
 
 
+def check_depth_pair(given: dict, sizes: dict, source: str) -> None:
+    """One of ``--act-depth``/``--acc-depth`` in ``given`` (the options given) and the other
+    taken from ``sizes`` (a default, a board's, an image's, said by ``source``): an accumulator
+    deeper than the activation file is refused as the option given, naming the other depth's
+    value and where it came from -- not, as EIEConfig's own rule would, an option the user did
+    not pass. Both given (or neither), EIEConfig's rule speaks."""
+    from ..hw.eie.config import EIEConfig
+
+    act, acc = given.get("act_depth"), given.get("acc_depth")
+    rule = "every accumulator row is written back into the activation file"
+    if act is not None and acc is None and EIEConfig.in_range("act_depth", act) \
+            and act < sizes["acc_depth"]:
+        raise EieError(f"--act-depth {act} is below --acc-depth {sizes['acc_depth']} ({source}): "
+                       f"{rule}, so give --acc-depth {act} (or less) too")
+    if acc is not None and act is None and EIEConfig.in_range("acc_depth", acc) \
+            and acc > sizes["act_depth"]:
+        raise EieError(f"--acc-depth {acc} exceeds --act-depth {sizes['act_depth']} ({source}): "
+                       f"{rule}, so give --act-depth {acc} (or more) too")
+
+
 def _make_config(fields: dict[str, int], image=None):
     from ..hw.eie.config import EIEConfig
 
@@ -176,19 +196,9 @@ def _make_config(fields: dict[str, int], image=None):
         raise EieError(f"--act-frac {fields['act_frac']} contradicts the image, which uses "
                        f"act_frac {image.act_frac} (drop --act-frac, or compress the model "
                        f"again with --act-frac {fields['act_frac']})")
-    if image is None:
-        # without an image the other depth is its default: name that, not an option not given
-        default = {f: EIEConfig.__dataclass_fields__[f].default
-                   for f in ("act_depth", "acc_depth")}
-        act, acc = fields.get("act_depth"), fields.get("acc_depth")
-        if EIEConfig.in_range("act_depth", act) and acc is None and act < default["acc_depth"]:
-            raise EieError(f"--act-depth {act} is below the default --acc-depth "
-                           f"{default['acc_depth']}: every accumulator row is written back into "
-                           f"the activation file, so give --acc-depth {act} (or less) too")
-        if EIEConfig.in_range("acc_depth", acc) and act is None and acc > default["act_depth"]:
-            raise EieError(f"--acc-depth {acc} exceeds the default --act-depth "
-                           f"{default['act_depth']}: every accumulator row is written back into "
-                           f"the activation file, so give --act-depth {acc} (or more) too")
+    if image is None:       # the other depth is its default: named as that
+        check_depth_pair(fields, {f: EIEConfig.__dataclass_fields__[f].default
+                                  for f in ("act_depth", "acc_depth")}, "its default")
     try:
         if image is not None:
             return EIEConfig.for_image(image, **fields)

@@ -413,10 +413,10 @@ def test_build_takes_eie_sizes_as_eie_generate_does(tmp_path, cli, monkeypatch, 
             (["--image", image, "--act-frac", "4"],
              "--act-frac 4 contradicts the image, which uses act_frac 8"),
             # one depth given, the other the board's or the image's: named as such
-            (["--act-depth", "1"], "--act-depth 1 is below this build's --acc-depth 32 (the "
-             "ulx3s-85f default)"),
-            (["--acc-depth", "128"], "--acc-depth 128 exceeds this build's --act-depth 64 (the "
-             "ulx3s-85f default)"),
+            (["--act-depth", "1"], "--act-depth 1 is below --acc-depth 32 (the ulx3s-85f "
+             "default)"),
+            (["--acc-depth", "128"], "--acc-depth 128 exceeds --act-depth 64 (the ulx3s-85f "
+             "default)"),
             (["--image", image, "--act-depth", "1"],
              "--act-depth 1 is too small for the image: it needs --act-depth >="),
             (["--design", "bnn", "--act-depth", "128"], "--act-depth applies to --design eie only"),

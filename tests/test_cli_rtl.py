@@ -257,10 +257,10 @@ def test_a_depth_the_image_does_not_allow_names_the_option_given(tmp_path, cli, 
 
 
 @pytest.mark.parametrize("given,message", [
-    (["--act-depth", 3], "--act-depth 3 is below the default --acc-depth 64: every accumulator "
+    (["--act-depth", 3], "--act-depth 3 is below --acc-depth 64 (its default): every accumulator "
                          "row is written back into the activation file, so give --acc-depth 3 "
                          "(or less) too"),
-    (["--acc-depth", 100], "--acc-depth 100 exceeds the default --act-depth 64: every "
+    (["--acc-depth", 100], "--acc-depth 100 exceeds --act-depth 64 (its default): every "
                            "accumulator row is written back into the activation file, so give "
                            "--act-depth 100 (or more) too"),
     # both given: the fields' own rule, which names them
