@@ -268,11 +268,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         from ..hw.eie.config import EIEConfig
         fields = eie_fields(spec)
         if args.image is not None:      # a depth below the image's need, said as that
-            depths = {k: v for k, v in design_fields.items() if k in ("act_depth", "acc_depth")}
-            try:
-                EIEConfig.for_image(img, **depths)
-            except ValueError:          # anything else is said below, as for any build
-                pass
+            EIEConfig.check_depths_for_image(img, act_depth=design_fields.get("act_depth"),
+                                             acc_depth=design_fields.get("acc_depth"))
         from .cmd_rtl import check_depth_pair
         check_depth_pair(design_fields, fields, "the image's" if args.image is not None
                          else f"the {args.board} default")

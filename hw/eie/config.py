@@ -226,44 +226,59 @@ class EIEConfig:
         """The smallest configuration that holds ``image`` (an :class:`eie.sw.image.Image`);
         ``overrides`` (e.g. ``fifo_depth=2``) replace any field; depths given in ``overrides``
         are checked against the image."""
-        from eie.common.errors import EieError
-
         n = image.n_pe
-        # the activation rows a PE needs: the widest input or output of any layer
-        act_need, act_layer, act_what, act_n = 0, 0, "inputs", 0
-        for l, d in enumerate(image.layers):
-            for what, count in (("inputs", d.n_in), ("outputs", d.n_out)):
-                if _ceil_div(count, n) > act_need:
-                    act_need, act_layer, act_what, act_n = _ceil_div(count, n), l, what, count
         sizes = dict(
             n_pe=n,
             ptr_depth=max(2, image.ptr_words),
             spmat_depth=max(1, image.spmat_words),
-            act_depth=act_need,
+            act_depth=cls._act_need(image)[0],
             acc_depth=max(_ceil_div(d.n_out, n) for d in image.layers),
             bias_depth=max(1, image.bias_words if image.bias is not None else 0),
             max_layers=len(image.layers),
             acc_bits=image.acc_bits,
             act_frac=image.act_frac,
         )
-        # The depths given are checked against the image before the fields are checked against
-        # each other: an act_depth below the image's need would otherwise be reported as the
-        # accumulator rows derived from the image (acc_depth) exceeding it.
-        act, acc = overrides.get("act_depth"), overrides.get("acc_depth")
-        if cls.in_range("act_depth", act) and act < act_need:
-            pes = f"{n} PE{'' if n == 1 else 's'}"
-            raise EieError(f"--act-depth {act} is too small for the image: it needs --act-depth "
-                           f">= {act_need} (layer {act_layer} has {act_n} {act_what}, {act_need} "
-                           f"per PE on {pes})")
-        if cls.in_range("acc_depth", acc) and act is None and acc > act_need:
-            raise EieError(f"--acc-depth {acc} exceeds the {act_need} activation rows per PE the "
-                           f"image needs (act_depth, sized to the image): every accumulator row "
-                           f"is written back into the activation file, so give --act-depth "
-                           f"{acc} too, or an --acc-depth of at most {act_need}")
+        cls.check_depths_for_image(image, act_depth=overrides.get("act_depth"),
+                                   acc_depth=overrides.get("acc_depth"))
         sizes.update(overrides)
         cfg = cls(**sizes)
         cfg.check_image(image)
         return cfg
+
+    @staticmethod
+    def _act_need(image) -> tuple[int, int, str, int]:
+        """The activation rows a PE needs for ``image`` (the widest input or output of any
+        layer, over its PEs), and which: ``(rows, layer, "inputs"|"outputs", count)``."""
+        n = image.n_pe
+        need = (0, 0, "inputs", 0)
+        for l, d in enumerate(image.layers):
+            for what, count in (("inputs", d.n_in), ("outputs", d.n_out)):
+                if _ceil_div(count, n) > need[0]:
+                    need = (_ceil_div(count, n), l, what, count)
+        return need
+
+    @classmethod
+    def check_depths_for_image(cls, image, *, act_depth=None, acc_depth=None) -> None:
+        """Depths given for ``image`` (None: sized to it), checked against it before the fields
+        are checked against each other: an act_depth below the image's need would otherwise be
+        reported as the accumulator rows derived from the image (acc_depth) exceeding it. An
+        :class:`eie.common.errors.EieError` naming the option given; values out of range are
+        left to the fields' own check."""
+        from eie.common.errors import EieError
+
+        act_need, act_layer, act_what, act_n = cls._act_need(image)
+        n = image.n_pe
+        if cls.in_range("act_depth", act_depth) and act_depth < act_need:
+            pes = f"{n} PE{'' if n == 1 else 's'}"
+            raise EieError(f"--act-depth {act_depth} is too small for the image: it needs "
+                           f"--act-depth >= {act_need} (layer {act_layer} has {act_n} "
+                           f"{act_what}, {act_need} per PE on {pes})")
+        if cls.in_range("acc_depth", acc_depth) and act_depth is None and acc_depth > act_need:
+            raise EieError(f"--acc-depth {acc_depth} exceeds the {act_need} activation rows per "
+                           f"PE the image needs (act_depth, sized to the image): every "
+                           f"accumulator row is written back into the activation file, so give "
+                           f"--act-depth {acc_depth} too, or an --acc-depth of at most "
+                           f"{act_need}")
 
     def check_image(self, image) -> None:
         """Raise :class:`eie.common.errors.EieError` if ``image`` does not fit this configuration."""
